@@ -1,0 +1,290 @@
+//! `seer bench`: images/s and texts/s for a model (by default the ViT-B/32
+//! architecture with random weights, so no download is needed), model-only and
+//! end to end from image files; with `--reference PYTHON` the same measurements
+//! from PyTorch (`scripts/bench_reference.py`) run afterwards in the same
+//! invocation and the ratios are printed.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+use seer_engine::{collect_image_paths, Clip, EmbedOptions};
+use seer_image::PreprocessConfig;
+use seer_models::{ClipConfig, ClipModel, Device, Tensor, TextPadding, Weights};
+use seer_tokenizer::ClipTokenizer;
+use serde_json::{json, Value};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Benchmark this model instead of a random-weight ViT-B/32.
+    #[arg(long)]
+    model: Option<String>,
+    /// Tokenizer file (default: the model's, or ../shared/data/clip-tokenizer).
+    #[arg(long, env = "SEER_TOKENIZER")]
+    tokenizer: Option<PathBuf>,
+    /// Image batch sizes for the model-only measurement.
+    #[arg(long, value_delimiter = ',', default_value = "8,32")]
+    batch_sizes: Vec<usize>,
+    /// Timed batches per measurement (after one warm-up batch).
+    #[arg(long, default_value_t = 3)]
+    iterations: usize,
+    /// Image files or folder for the end-to-end measurement.
+    #[arg(long, default_value = "../shared/data/imagenet-samples/images")]
+    images: PathBuf,
+    /// How many of those files to embed end to end.
+    #[arg(long, default_value_t = 256)]
+    files: usize,
+    /// Threads for seer and for the reference.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// A Python with torch, transformers and open_clip: also run the reference.
+    #[arg(long, env = "SEER_REFERENCE_PYTHON")]
+    reference: Option<PathBuf>,
+    #[arg(long)]
+    json: bool,
+}
+
+/// Typical zero-shot prompts: short, as users write them.
+const PROMPTS: &[&str] = &[
+    "a photo of a dog.",
+    "a photo of a cat.",
+    "a blurry photo of a truck.",
+    "a drawing of an airplane.",
+    "a photo of the small bird.",
+    "a close-up photo of a frog.",
+    "a photo of a horse in a field.",
+    "a photo of a ship at sea.",
+    "itap of a deer.",
+    "a bright photo of a red car.",
+    "a black and white photo of the automobile.",
+    "art of the tench.",
+    "a photo of a goldfish.",
+    "a photo of the large great white shark.",
+    "a origami hammerhead shark.",
+    "a photo of a beach at sunset",
+    "two people riding bicycles down a city street",
+    "a bowl of fruit on a wooden table",
+    "a snowy mountain under a blue sky",
+    "a child playing with a ball in the park",
+    "a plate of spaghetti with tomato sauce",
+    "an old castle on a hill",
+    "a cup of coffee and a laptop",
+    "a group of friends at a party",
+    "a dog catching a frisbee",
+    "a cat sleeping on a sofa",
+    "a red double-decker bus",
+    "a lighthouse by the ocean",
+    "fireworks over a river at night",
+    "a bookshelf full of books",
+    "a vintage typewriter",
+    "a field of sunflowers",
+];
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    crate::common::configure_threads(Some(args.threads))?;
+    let clip = load(&args)?;
+    let mut results = json!({
+        "model": clip.id,
+        "threads": args.threads,
+        "image_model": {},
+    });
+    for &b in &args.batch_sizes {
+        anyhow::ensure!(b > 0, "batch sizes must be positive");
+        let ips = bench_image_model(&clip, b, args.iterations)?;
+        results["image_model"][b.to_string()] = json!(ips);
+        eprintln!("seer  image model-only   batch {b:>3}: {ips:8.2} images/s");
+    }
+    let tokens: Vec<Vec<u32>> = PROMPTS.iter().map(|p| clip.tokenize(p)).collect();
+    let mean_len = tokens.iter().map(Vec::len).sum::<usize>() as f64 / tokens.len() as f64;
+    for (key, padding) in [
+        ("text_context", TextPadding::Context),
+        ("text_longest", TextPadding::Longest),
+    ] {
+        let tps = bench_text(&clip, &tokens, padding, args.iterations)?;
+        results[key] = json!(tps);
+        eprintln!(
+            "seer  text {key:<13} batch {:>3}: {tps:8.2} texts/s (mean {mean_len:.1} tokens)",
+            tokens.len()
+        );
+    }
+    let (files, _) = collect_image_paths(std::slice::from_ref(&args.images));
+    if files.is_empty() {
+        eprintln!(
+            "no image files under {}: skipping the end-to-end measurement",
+            args.images.display()
+        );
+    } else {
+        let files: Vec<PathBuf> = files.into_iter().take(args.files).collect();
+        let b = *args.batch_sizes.last().unwrap_or(&32);
+        let ips = bench_end_to_end(&clip, &files, b)?;
+        results["e2e"] = json!(ips);
+        results["e2e_files"] = json!(files.len());
+        eprintln!(
+            "seer  end-to-end ({} files)    : {ips:8.2} images/s",
+            files.len()
+        );
+    }
+
+    if let Some(python) = &args.reference {
+        let reference = run_reference(python, &args)?;
+        results["reference"] = reference.clone();
+        results["ratio"] = ratios(&results, &reference);
+    }
+    if args.json {
+        println!("{results}");
+    } else {
+        print_table(&results);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn load(args: &Args) -> anyhow::Result<Clip> {
+    let tokenizer_path = args.tokenizer.clone().unwrap_or_else(|| {
+        PathBuf::from("../shared/data/clip-tokenizer/bpe_simple_vocab_16e6.txt.gz")
+    });
+    if let Some(spec) = &args.model {
+        let options = seer_engine::LoadOptions {
+            tokenizer: args.tokenizer.clone(),
+            progress: crate::output::stderr_is_terminal(),
+            ..Default::default()
+        };
+        return Clip::load(spec, &options).with_context(|| format!("cannot load model '{spec}'"));
+    }
+    let config = ClipConfig::from_transformers_json("{}", Path::new("<ViT-B/32 defaults>"))?;
+    let model = ClipModel::from_weights(config, &Weights::random(&Device::Cpu))?;
+    let tokenizer = ClipTokenizer::from_file(&tokenizer_path).with_context(|| {
+        format!(
+            "the benchmark needs the CLIP tokenizer: pass --tokenizer (tried {})",
+            tokenizer_path.display()
+        )
+    })?;
+    let preprocess = PreprocessConfig::open_clip(224, None)?;
+    Ok(Clip::from_parts(
+        "ViT-B/32 (random weights)".into(),
+        model,
+        tokenizer,
+        preprocess,
+    ))
+}
+
+fn bench_image_model(clip: &Clip, batch: usize, iterations: usize) -> anyhow::Result<f64> {
+    let s = clip.model.image_size();
+    let pixels = Tensor::randn(0f32, 1.0, (batch, 3, s, s), clip.model.device())?;
+    clip.model.encode_images(&pixels)?; // warm-up
+    let start = Instant::now();
+    for _ in 0..iterations {
+        clip.model.encode_images(&pixels)?;
+    }
+    Ok((batch * iterations) as f64 / start.elapsed().as_secs_f64())
+}
+
+fn bench_text(
+    clip: &Clip,
+    tokens: &[Vec<u32>],
+    padding: TextPadding,
+    iterations: usize,
+) -> anyhow::Result<f64> {
+    clip.model.encode_texts(tokens, padding)?;
+    let start = Instant::now();
+    for _ in 0..iterations {
+        clip.model.encode_texts(tokens, padding)?;
+    }
+    Ok((tokens.len() * iterations) as f64 / start.elapsed().as_secs_f64())
+}
+
+fn bench_end_to_end(clip: &Clip, files: &[PathBuf], batch: usize) -> anyhow::Result<f64> {
+    let options = EmbedOptions {
+        batch_size: batch,
+        ..Default::default()
+    };
+    let start = Instant::now();
+    let mut ok = 0usize;
+    clip.embed_image_files(files, &options, |o| ok += usize::from(o.result.is_ok()))?;
+    Ok(ok as f64 / start.elapsed().as_secs_f64())
+}
+
+fn run_reference(python: &Path, args: &Args) -> anyhow::Result<Value> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/bench_reference.py");
+    let batch_sizes: Vec<String> = args.batch_sizes.iter().map(usize::to_string).collect();
+    eprintln!("running the PyTorch reference ({})...", python.display());
+    let output = std::process::Command::new(python)
+        .arg(&script)
+        .args(["--threads", &args.threads.to_string()])
+        .args(["--batch-sizes", &batch_sizes.join(",")])
+        .args(["--iterations", &args.iterations.to_string()])
+        .args(["--files", &args.files.to_string()])
+        .arg("--images")
+        .arg(&args.images)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("cannot run {}", python.display()))?;
+    anyhow::ensure!(
+        output.status.success(),
+        "the reference benchmark failed ({})",
+        output.status
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let last = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last).with_context(|| format!("unexpected reference output: {last}"))
+}
+
+fn ratios(seer: &Value, reference: &Value) -> Value {
+    let ratio = |a: &Value, b: &Value| match (a.as_f64(), b.as_f64()) {
+        (Some(a), Some(b)) if b > 0.0 => json!(a / b),
+        _ => Value::Null,
+    };
+    let mut out = json!({ "image_model": {} });
+    if let Some(map) = seer["image_model"].as_object() {
+        for (b, v) in map {
+            out["image_model"][b] = ratio(v, &reference["image_model"][b]);
+        }
+    }
+    for key in ["text_context", "text_longest", "e2e"] {
+        out[key] = ratio(&seer[key], &reference[key]);
+    }
+    out
+}
+
+fn print_table(r: &Value) {
+    let num = |v: &Value| {
+        v.as_f64()
+            .map(|x| format!("{x:9.2}"))
+            .unwrap_or_else(|| format!("{:>9}", "-"))
+    };
+    let ratio = |v: &Value| {
+        v.as_f64()
+            .map(|x| format!("{x:6.2}x"))
+            .unwrap_or_else(|| format!("{:>7}", "-"))
+    };
+    println!(
+        "model: {}   threads: {}",
+        r["model"].as_str().unwrap_or("?"),
+        r["threads"]
+    );
+    println!(
+        "{:<34} {:>9} {:>9} {:>7}",
+        "measurement (per second)", "seer", "pytorch", "ratio"
+    );
+    let mut rows: Vec<(String, String)> = Vec::new();
+    if let Some(map) = r["image_model"].as_object() {
+        for b in map.keys() {
+            rows.push((
+                format!("images, model only, batch {b}"),
+                format!("image_model/{b}"),
+            ));
+        }
+    }
+    rows.push(("texts, padded to 77 tokens".into(), "text_context".into()));
+    rows.push(("texts, padded to longest".into(), "text_longest".into()));
+    rows.push(("images, end to end from files".into(), "e2e".into()));
+    for (label, key) in rows {
+        let get = |root: &Value| key.split('/').fold(root.clone(), |v, k| v[k].clone());
+        println!(
+            "{label:<34} {} {} {}",
+            num(&get(r)),
+            num(&get(&r["reference"])),
+            ratio(&get(&r["ratio"]))
+        );
+    }
+}

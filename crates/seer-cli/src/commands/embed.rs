@@ -1,0 +1,152 @@
+//! `seer embed`: images and texts to vectors, as JSON lines, an .npy file, or a
+//! short human-readable listing.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use seer_engine::collect_image_paths;
+
+use crate::common::ModelArgs;
+use crate::output::{escape_line, inputs_path, progress, write_atomically, write_npy, Failures};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Image files or folders (walked recursively).
+    #[arg(long, num_args = 1.., value_name = "PATH")]
+    image: Vec<PathBuf>,
+    /// Texts to embed.
+    #[arg(long, num_args = 1.., value_name = "TEXT")]
+    text: Vec<String>,
+    /// A file with one text per line.
+    #[arg(long, value_name = "FILE")]
+    text_file: Option<PathBuf>,
+    /// Print one JSON object per line: {"input": ..., "embedding": [...]}.
+    #[arg(long, conflicts_with = "out")]
+    json: bool,
+    /// Write an f32 [N, D] array here, and the inputs in order to X.inputs.txt.
+    #[arg(long, value_name = "FILE.npy")]
+    out: Option<PathBuf>,
+    /// Projected features as the reference's get_*_features, not L2-normalised.
+    #[arg(long)]
+    raw: bool,
+}
+
+enum Sink {
+    Json,
+    Npy(PathBuf, Vec<(String, Vec<f32>)>),
+    Human,
+}
+
+impl Sink {
+    fn emit(&mut self, input: &str, embedding: Vec<f32>) -> anyhow::Result<()> {
+        let mut stdout = std::io::stdout().lock();
+        match self {
+            Sink::Json => {
+                let line = serde_json::json!({ "input": input, "embedding": embedding });
+                writeln!(stdout, "{line}")?;
+            }
+            Sink::Npy(_, rows) => rows.push((input.to_string(), embedding)),
+            Sink::Human => {
+                let head: Vec<String> = embedding
+                    .iter()
+                    .take(4)
+                    .map(|v| format!("{v:+.4}"))
+                    .collect();
+                writeln!(
+                    stdout,
+                    "{input}\t[{}, ...] ({} dims)",
+                    head.join(", "),
+                    embedding.len()
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self, dim: usize) -> anyhow::Result<()> {
+        if let Sink::Npy(path, rows) = self {
+            let vectors: Vec<Vec<f32>> = rows.iter().map(|(_, v)| v.clone()).collect();
+            write_npy(&path, &vectors, dim)?;
+            let listing: String = rows
+                .iter()
+                .map(|(input, _)| escape_line(input) + "\n")
+                .collect();
+            write_atomically(&inputs_path(&path), listing.as_bytes())?;
+            eprintln!(
+                "wrote {} rows to {} and {}",
+                rows.len(),
+                path.display(),
+                inputs_path(&path).display()
+            );
+        }
+        Ok(())
+    }
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let mut texts = args.text.clone();
+    if let Some(file) = &args.text_file {
+        let content = std::fs::read_to_string(file)
+            .with_context(|| format!("{}: cannot read", file.display()))?;
+        texts.extend(
+            content
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(str::to_string),
+        );
+    }
+    anyhow::ensure!(
+        !args.image.is_empty() || !texts.is_empty(),
+        "nothing to embed: give --image PATH..., --text TEXT... or --text-file FILE"
+    );
+    let clip = args.model.load()?;
+    let options = args.model.embed_options(!args.raw)?;
+    let mut sink = match (&args.out, args.json) {
+        (Some(p), _) => Sink::Npy(p.clone(), Vec::new()),
+        (None, true) => Sink::Json,
+        (None, false) => Sink::Human,
+    };
+    let mut failures = Failures::default();
+
+    let (paths, walk_failures) = collect_image_paths(&args.image);
+    let pb = progress(paths.len() + texts.len(), "embedding");
+    for (path, cause) in walk_failures {
+        failures.report(&pb, &path.display().to_string(), &cause);
+    }
+    let mut sink_error = None;
+    clip.embed_image_files(&paths, &options, |outcome| {
+        pb.inc(1);
+        let input = outcome.path.display().to_string();
+        match outcome.result {
+            Ok(e) => {
+                if let Err(err) = sink.emit(&input, e) {
+                    sink_error.get_or_insert(err);
+                }
+            }
+            Err(e) => failures.report(&pb, &input, &e.to_string()),
+        }
+    })?;
+    if let Some(e) = sink_error {
+        return Err(e);
+    }
+    for (chunk_texts, embeddings) in texts
+        .chunks(options.batch_size)
+        .map(|chunk| (chunk, clip.embed_texts(chunk, &options)))
+    {
+        for (text, embedding) in chunk_texts.iter().zip(embeddings?) {
+            sink.emit(text, embedding)?;
+        }
+        pb.inc(chunk_texts.len() as u64);
+    }
+    pb.finish_and_clear();
+    sink.finish(clip.model.embed_dim())?;
+    failures.summary(
+        paths.len() - failures.items.len().min(paths.len()) + texts.len(),
+        "inputs",
+    );
+    Ok(failures.exit_code())
+}

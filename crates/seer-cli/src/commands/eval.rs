@@ -1,0 +1,106 @@
+//! `seer eval zeroshot`: top-1/top-5 accuracy on a labelled image set.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use seer_engine::dataset::read_labeled_images;
+use seer_engine::eval::evaluate_zeroshot;
+use seer_engine::prompts::{read_list, templates, ListKind};
+use seer_engine::ZeroShotClassifier;
+
+use crate::common::ModelArgs;
+use crate::output::progress;
+
+#[derive(clap::Subcommand)]
+pub enum EvalCommand {
+    /// Zero-shot classification accuracy.
+    Zeroshot(ZeroShotArgs),
+}
+
+#[derive(clap::Args)]
+pub struct ZeroShotArgs {
+    /// A labels.csv (columns file, class_index), a folder holding one, or a folder of class folders.
+    #[arg(long)]
+    data: PathBuf,
+    /// Class names in class-index order: one per line, a JSON list, or prompts.json#DATASET.
+    #[arg(long)]
+    classes: String,
+    /// Prompt templates: default, imagenet, or a FILE (one per line, JSON list, or prompts.json#DATASET).
+    #[arg(long, default_value = "default")]
+    templates: String,
+    /// Evaluate only the first N images.
+    #[arg(long)]
+    limit: Option<usize>,
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(cmd: EvalCommand) -> anyhow::Result<ExitCode> {
+    let EvalCommand::Zeroshot(args) = cmd;
+    let classes = read_list(&args.classes, ListKind::Classes)?;
+    let templates = templates(&args.templates)?;
+    let mut items = read_labeled_images(&args.data, &classes)?;
+    if let Some(n) = args.limit {
+        items.truncate(n);
+    }
+    let clip = args.model.load()?;
+    let classifier = ZeroShotClassifier::new(&clip, &classes, &templates, args.model.batch_size)?;
+    let pb = progress(items.len(), "evaluating");
+    let report = evaluate_zeroshot(
+        &clip,
+        &classifier,
+        &items,
+        &args.model.embed_options(true)?,
+        || pb.inc(1),
+    )?;
+    pb.finish_and_clear();
+    for (path, cause) in &report.failures {
+        eprintln!("error: {}: {cause}", path.display());
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "{:<32} {:>7} {:>7} {:>7}",
+            "class", "images", "top-1", "top-5"
+        );
+        for c in &report.per_class {
+            println!(
+                "{:<32} {:>7} {:>6.1}% {:>6.1}%",
+                truncate(&c.class, 32),
+                c.images,
+                c.top1 * 100.0,
+                c.top5 * 100.0
+            );
+        }
+        println!(
+            "\n{} images, {} classes, {} templates: top-1 {:.2}%, top-5 {:.2}%{}",
+            report.images,
+            classes.len(),
+            templates.len(),
+            report.top1 * 100.0,
+            report.top5 * 100.0,
+            if report.failures.is_empty() {
+                String::new()
+            } else {
+                format!(" ({} unreadable)", report.failures.len())
+            }
+        );
+    }
+    Ok(if report.failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        s.chars().take(n - 1).collect::<String>() + "…"
+    }
+}

@@ -1,0 +1,5 @@
+pub mod bench;
+pub mod classify;
+pub mod embed;
+pub mod eval;
+pub mod models;

@@ -1,0 +1,54 @@
+//! `seer models`: the alias table and what is in the local Hugging Face cache.
+
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let cached = seer_hub::cached_models();
+    if args.json {
+        let aliases: Vec<_> = seer_hub::ALIASES
+            .iter()
+            .map(|a| serde_json::json!({"alias": a.name, "hub_id": a.hub_id, "description": a.description, "cached": cached.iter().any(|c| c.id == a.hub_id)}))
+            .collect();
+        let cached: Vec<_> = cached
+            .iter()
+            .map(|c| serde_json::json!({"id": c.id, "path": c.dir}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"aliases": aliases, "cached": cached, "cache_dir": seer_hub::cache_dir()})
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("Aliases (use with --model):");
+    for a in seer_hub::ALIASES {
+        let mark = if cached.iter().any(|c| c.id == a.hub_id) {
+            "cached"
+        } else {
+            ""
+        };
+        println!(
+            "  {:<18} {:<42} {:<7} {}",
+            a.name, a.hub_id, mark, a.description
+        );
+    }
+    println!(
+        "\nModels in the Hugging Face cache ({}):",
+        seer_hub::cache_dir().display()
+    );
+    if cached.is_empty() {
+        println!("  (none)");
+    }
+    for c in &cached {
+        println!("  {:<42} {}", c.id, c.dir.display());
+    }
+    println!(
+        "\nA local folder also works: --model /path/to/folder (transformers or open_clip layout)."
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,70 @@
+//! Options every model-using command shares, and turning them into a loaded model.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use seer_engine::{Clip, DeviceChoice, EmbedOptions, LoadOptions};
+use seer_image::DecodeLimits;
+
+#[derive(Args, Clone, Debug)]
+pub struct ModelArgs {
+    /// Model: a local folder, an alias (`seer models`) or a Hugging Face hub id.
+    #[arg(long, short, env = "SEER_MODEL", default_value = "ViT-B-32")]
+    pub model: String,
+    /// Tokenizer file (tokenizer.json, merges.txt or bpe_simple_vocab_16e6.txt.gz)
+    /// when the model folder has none.
+    #[arg(long, env = "SEER_TOKENIZER")]
+    pub tokenizer: Option<PathBuf>,
+    /// cpu, cuda or cuda:N (cuda needs a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Worker threads for the model and image decoding (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Images per model batch.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Refuse images with more pixels than this (decompression-bomb guard).
+    #[arg(long, default_value_t = DecodeLimits::default().max_pixels)]
+    pub max_pixels: u64,
+}
+
+impl ModelArgs {
+    pub fn load(&self) -> anyhow::Result<Clip> {
+        configure_threads(self.threads)?;
+        let options = LoadOptions {
+            tokenizer: self.tokenizer.clone(),
+            progress: crate::output::stderr_is_terminal(),
+            device: DeviceChoice::parse(&self.device)?,
+        };
+        Clip::load(&self.model, &options)
+            .with_context(|| format!("cannot load model '{}'", self.model))
+    }
+
+    pub fn embed_options(&self, normalize: bool) -> anyhow::Result<EmbedOptions> {
+        anyhow::ensure!(self.batch_size > 0, "--batch-size must be at least 1");
+        Ok(EmbedOptions {
+            batch_size: self.batch_size,
+            normalize,
+            limits: DecodeLimits {
+                max_pixels: self.max_pixels,
+                ..DecodeLimits::default()
+            },
+        })
+    }
+}
+
+/// Sizes the shared thread pool used by decoding and by candle's CPU kernels.
+pub fn configure_threads(threads: Option<usize>) -> anyhow::Result<()> {
+    if let Some(n) = threads {
+        anyhow::ensure!(n > 0, "--threads must be at least 1");
+        // candle reads this for its own kernels; rayon's global pool for decoding.
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .ok();
+    }
+    Ok(())
+}

@@ -1,0 +1,60 @@
+//! `seer`: CLIP embeddings, zero-shot classification and evaluation from the
+//! command line. Each subcommand lives in `commands/`; shared options and output
+//! helpers in `common.rs` and `output.rs`.
+
+mod commands;
+mod common;
+mod output;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "seer",
+    version,
+    about = "A vision-language engine: CLIP embeddings, zero-shot classification and evaluation"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Embed images and/or texts into the model's joint space.
+    Embed(commands::embed::Args),
+    /// Zero-shot classify images with prompt-template ensembles.
+    Classify(commands::classify::Args),
+    /// Evaluate a model.
+    #[command(subcommand)]
+    Eval(commands::eval::EvalCommand),
+    /// List model aliases and models in the Hugging Face cache.
+    Models(commands::models::Args),
+    /// Measure embedding throughput (optionally next to the PyTorch reference).
+    Bench(commands::bench::Args),
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SEER_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Embed(args) => commands::embed::run(args),
+        Command::Classify(args) => commands::classify::run(args),
+        Command::Eval(cmd) => commands::eval::run(cmd),
+        Command::Models(args) => commands::models::run(args),
+        Command::Bench(args) => commands::bench::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! Output helpers: progress bars that only appear on a terminal, failure lines,
+//! and `.npy` files.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+pub fn stderr_is_terminal() -> bool {
+    std::io::stderr().is_terminal()
+}
+
+/// A progress bar on stderr, hidden when stderr is not a terminal (pipes, CI).
+pub fn progress(total: usize, what: &str) -> ProgressBar {
+    if !stderr_is_terminal() {
+        return ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::hidden());
+    }
+    let pb = ProgressBar::new(total as u64);
+    pb.set_style(
+        ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} {per_sec} ETA {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    pb.set_message(what.to_string());
+    pb
+}
+
+/// Collects per-input failures, prints each as it happens and a summary at the end.
+#[derive(Default)]
+pub struct Failures {
+    pub items: Vec<(String, String)>,
+}
+
+impl Failures {
+    pub fn report(&mut self, pb: &ProgressBar, input: &str, cause: &str) {
+        pb.suspend(|| eprintln!("error: {input}: {cause}"));
+        self.items.push((input.to_string(), cause.to_string()));
+    }
+
+    pub fn summary(&self, done: usize, what: &str) {
+        if self.items.is_empty() {
+            eprintln!("{done} {what} done");
+        } else {
+            eprintln!("{done} {what} done, {} failed", self.items.len());
+        }
+    }
+
+    pub fn exit_code(&self) -> std::process::ExitCode {
+        if self.items.is_empty() {
+            std::process::ExitCode::SUCCESS
+        } else {
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
+/// Writes a little-endian f32 `[rows, cols]` array in NumPy's `.npy` format (v1.0).
+pub fn write_npy(path: &Path, rows: &[Vec<f32>], cols: usize) -> anyhow::Result<()> {
+    let mut header = format!(
+        "{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, {}), }}",
+        rows.len(),
+        cols
+    );
+    // Magic (6) + version (2) + length (2) + header + newline is a multiple of 64.
+    let unpadded = 10 + header.len() + 1;
+    header.push_str(&" ".repeat((64 - unpadded % 64) % 64));
+    header.push('\n');
+    let mut bytes = Vec::with_capacity(10 + header.len() + rows.len() * cols * 4);
+    bytes.extend_from_slice(b"\x93NUMPY\x01\x00");
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    for row in rows {
+        anyhow::ensure!(row.len() == cols, "ragged rows cannot form an array");
+        for v in row {
+            bytes.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    write_atomically(path, &bytes)
+}
+
+/// The `.inputs.txt` beside an `.npy`: `x.npy` -> `x.inputs.txt`.
+pub fn inputs_path(npy: &Path) -> PathBuf {
+    npy.with_extension("inputs.txt")
+}
+
+/// Writes to a temporary file then renames, so a crash never leaves half a file.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp~");
+    let mut f =
+        std::fs::File::create(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .with_context(|| format!("{}: cannot write", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot write", path.display()))
+}
+
+/// One line per input in `.inputs.txt`; newlines inside texts are escaped.
+pub fn escape_line(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('\n', "\\n")
+        .replace('\r', "\\r")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn npy_header_is_aligned_and_data_follows() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.npy");
+        write_npy(&p, &[vec![1.0, 2.0], vec![3.0, 4.0], vec![5.0, 6.0]], 2).unwrap();
+        let bytes = std::fs::read(&p).unwrap();
+        let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+        assert_eq!((10 + header_len) % 64, 0);
+        let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap();
+        assert!(header.contains("'shape': (3, 2)"));
+        let data = &bytes[10 + header_len..];
+        assert_eq!(data.len(), 24);
+        assert_eq!(f32::from_le_bytes(data[20..24].try_into().unwrap()), 6.0);
+    }
+
+    #[test]
+    fn escaped_lines_stay_one_line() {
+        assert_eq!(escape_line("a\nb\\c"), "a\\nb\\\\c");
+    }
+}

@@ -1,0 +1,313 @@
+//! The `seer` binary as a user runs it, on the tiny fixture models and the shared
+//! test images. Parity of the numbers is tested in seer-engine; here the contract:
+//! output formats, exit codes, and bad inputs that never stop a batch.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn shared_data() -> PathBuf {
+    let dir = std::env::var_os("SEER_SHARED_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
+    assert!(
+        dir.is_dir(),
+        "test data not found at {} (set SEER_SHARED_DATA)",
+        dir.display()
+    );
+    dir
+}
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/models")
+        .join(name)
+}
+
+fn seer(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_seer"))
+        .args(args)
+        .env(
+            "SEER_TOKENIZER",
+            shared_data().join("clip-tokenizer/bpe_simple_vocab_16e6.txt.gz"),
+        )
+        .env("HF_HUB_OFFLINE", "1")
+        .env(
+            "HF_HOME",
+            std::env::temp_dir().join("seer-test-empty-hf-home"),
+        )
+        .output()
+        .expect("run seer")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+fn model() -> String {
+    fixture("openclip-vit").display().to_string()
+}
+
+fn json_lines(o: &Output) -> Vec<serde_json::Value> {
+    stdout(o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
+        .collect()
+}
+
+#[test]
+fn embed_json_gives_one_normalized_vector_per_input() {
+    let img = shared_data().join("smoke/skimage/chelsea.png");
+    let o = seer(&[
+        "embed",
+        "--model",
+        &model(),
+        "--image",
+        img.to_str().unwrap(),
+        "--text",
+        "a cat",
+        "a dog",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines = json_lines(&o);
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["input"], img.display().to_string());
+    assert_eq!(lines[1]["input"], "a cat");
+    for l in &lines {
+        let e: Vec<f64> = l["embedding"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
+        assert_eq!(e.len(), 16);
+        let norm = e.iter().map(|x| x * x).sum::<f64>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-4, "norm {norm}");
+    }
+}
+
+#[test]
+fn raw_embeddings_are_not_normalized() {
+    let o = seer(&[
+        "embed",
+        "--model",
+        &model(),
+        "--text",
+        "a cat",
+        "--json",
+        "--raw",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let e: Vec<f64> = json_lines(&o)[0]["embedding"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    let norm = e.iter().map(|x| x * x).sum::<f64>().sqrt();
+    assert!(
+        (norm - 1.0).abs() > 1e-3,
+        "raw features happened to have norm {norm}"
+    );
+}
+
+#[test]
+fn bad_files_are_reported_and_the_batch_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.jpg");
+    std::fs::write(&empty, b"").unwrap();
+    let truncated = dir.path().join("truncated.jpg");
+    let bytes = std::fs::read(shared_data().join("smoke/misc/red_apple.jpg")).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() / 3]).unwrap();
+    let text = shared_data().join("smoke/rclip-formats/not-an-image.txt");
+    let good = shared_data().join("smoke/skimage/chelsea.png");
+    let missing = dir.path().join("missing.png");
+    let args: Vec<String> = ["embed", "--model", &model(), "--json", "--image"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(
+            [&empty, &text, &good, &missing, &truncated]
+                .iter()
+                .map(|p| p.display().to_string()),
+        )
+        .collect();
+    let o = seer(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "failures must give a non-zero exit"
+    );
+    let err = stderr(&o);
+    for p in [&empty, &text, &missing] {
+        assert!(
+            err.contains(&p.display().to_string()),
+            "no error line names {}: {err}",
+            p.display()
+        );
+    }
+    assert!(!err.contains("panicked"), "{err}");
+    let inputs: Vec<String> = json_lines(&o)
+        .iter()
+        .map(|l| l["input"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        inputs.contains(&good.display().to_string()),
+        "the good image was not embedded: {inputs:?}"
+    );
+    assert!(err.contains("failed"), "no summary: {err}");
+}
+
+#[test]
+fn out_npy_writes_array_and_inputs_listing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("emb.npy");
+    let folder = shared_data().join("smoke/skimage");
+    let o = seer(&[
+        "embed",
+        "--model",
+        &model(),
+        "--image",
+        folder.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let bytes = std::fs::read(&out).unwrap();
+    assert_eq!(&bytes[..6], b"\x93NUMPY");
+    let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = String::from_utf8_lossy(&bytes[10..10 + header_len]).to_string();
+    assert!(header.contains("'shape': (8, 16)"), "{header}");
+    assert_eq!(bytes.len() - 10 - header_len, 8 * 16 * 4);
+    let listing = std::fs::read_to_string(dir.path().join("emb.inputs.txt")).unwrap();
+    assert_eq!(listing.lines().count(), 8);
+    assert!(listing.lines().all(|l| Path::new(l).starts_with(&folder)));
+}
+
+#[test]
+fn classify_reports_top_k_probabilities() {
+    let img = shared_data().join("smoke/misc/red_apple.jpg");
+    let o = seer(&[
+        "classify",
+        img.to_str().unwrap(),
+        "--model",
+        &model(),
+        "--labels",
+        "apple,dog,car",
+        "--templates",
+        "imagenet",
+        "--top-k",
+        "2",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let line = &json_lines(&o)[0];
+    let preds = line["predictions"].as_array().unwrap();
+    assert_eq!(preds.len(), 2);
+    assert!(preds[0]["probability"].as_f64().unwrap() >= preds[1]["probability"].as_f64().unwrap());
+}
+
+#[test]
+fn eval_zeroshot_reads_the_shared_cifar_layout() {
+    let data = shared_data();
+    let o = seer(&[
+        "eval",
+        "zeroshot",
+        "--model",
+        &model(),
+        "--data",
+        data.join("cifar10-test-subset").to_str().unwrap(),
+        "--classes",
+        &format!(
+            "{}#CIFAR10",
+            data.join("clip-prompts/prompts.json").display()
+        ),
+        "--templates",
+        &format!(
+            "{}#CIFAR10",
+            data.join("clip-prompts/prompts.json").display()
+        ),
+        "--limit",
+        "40",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(report["images"], 40);
+    let top1 = report["top1"].as_f64().unwrap();
+    let top5 = report["top5"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&top1) && top5 >= top1);
+}
+
+#[test]
+fn eval_zeroshot_reads_the_shared_imagenet_layout() {
+    let data = shared_data();
+    let o = seer(&[
+        "eval",
+        "zeroshot",
+        "--model",
+        &model(),
+        "--data",
+        data.join("imagenet-samples/labels.csv").to_str().unwrap(),
+        "--classes",
+        data.join("clip-prompts/imagenet_classnames.txt")
+            .to_str()
+            .unwrap(),
+        "--limit",
+        "20",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(report["images"], 20);
+}
+
+#[test]
+fn offline_hub_model_fails_with_a_clear_message() {
+    let o = seer(&["embed", "--model", "ViT-B-32", "--text", "a cat"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(
+        err.contains("openai/clip-vit-base-patch32") && err.contains("--model /path/to/folder"),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_inputs_and_bad_options_are_errors_not_panics() {
+    let o = seer(&["embed", "--model", &model()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("nothing to embed"));
+    let o = seer(&["embed", "--model", "/no/such/folder", "--text", "x"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("/no/such/folder"));
+    let o = seer(&[
+        "classify",
+        "x.jpg",
+        "--model",
+        &model(),
+        "--labels",
+        "a",
+        "--templates",
+        "no-placeholder.txt",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    for o in [&o] {
+        assert!(!stderr(o).contains("panicked"));
+    }
+}
+
+#[test]
+fn models_lists_aliases() {
+    let o = seer(&["models", "--json"]);
+    assert!(o.status.success());
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert!(v["aliases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["alias"] == "ViT-B-32"));
+}

@@ -1,0 +1,31 @@
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Model(#[from] seer_models::ModelError),
+
+    #[error(transparent)]
+    Image(#[from] seer_image::ImageError),
+
+    #[error(transparent)]
+    Tokenizer(#[from] seer_tokenizer::TokenizerError),
+
+    #[error(transparent)]
+    Hub(#[from] seer_hub::HubError),
+
+    #[error("{path}: {message}")]
+    File { path: PathBuf, message: String },
+
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub type Result<T> = std::result::Result<T, EngineError>;
+
+pub(crate) fn file_error(path: impl Into<PathBuf>, message: impl ToString) -> EngineError {
+    EngineError::File {
+        path: path.into(),
+        message: message.to_string(),
+    }
+}

@@ -1,0 +1,69 @@
+//! Short names for well-known CLIP checkpoints on the Hugging Face hub.
+
+pub struct Alias {
+    pub name: &'static str,
+    pub hub_id: &'static str,
+    pub description: &'static str,
+}
+
+pub const ALIASES: &[Alias] = &[
+    Alias {
+        name: "ViT-B-32",
+        hub_id: "openai/clip-vit-base-patch32",
+        description: "OpenAI CLIP ViT-B/32 (transformers layout)",
+    },
+    Alias {
+        name: "ViT-B-16",
+        hub_id: "openai/clip-vit-base-patch16",
+        description: "OpenAI CLIP ViT-B/16",
+    },
+    Alias {
+        name: "ViT-L-14",
+        hub_id: "openai/clip-vit-large-patch14",
+        description: "OpenAI CLIP ViT-L/14",
+    },
+    Alias {
+        name: "ViT-L-14-336",
+        hub_id: "openai/clip-vit-large-patch14-336",
+        description: "OpenAI CLIP ViT-L/14 at 336 px",
+    },
+    Alias {
+        name: "ViT-B-32-laion2b",
+        hub_id: "laion/CLIP-ViT-B-32-laion2B-s34B-b79K",
+        description: "OpenCLIP ViT-B/32 trained on LAION-2B",
+    },
+    Alias {
+        name: "ViT-B-16-laion2b",
+        hub_id: "laion/CLIP-ViT-B-16-laion2B-s34B-b88K",
+        description: "OpenCLIP ViT-B/16 trained on LAION-2B",
+    },
+    Alias {
+        name: "ViT-L-14-laion2b",
+        hub_id: "laion/CLIP-ViT-L-14-laion2B-s32B-b82K",
+        description: "OpenCLIP ViT-L/14 trained on LAION-2B",
+    },
+    Alias {
+        name: "ViT-H-14-laion2b",
+        hub_id: "laion/CLIP-ViT-H-14-laion2B-s32B-b79K",
+        description: "OpenCLIP ViT-H/14 trained on LAION-2B",
+    },
+    Alias {
+        name: "RN50",
+        hub_id: "timm/resnet50_clip.openai",
+        description: "OpenAI CLIP RN50 (open_clip layout)",
+    },
+    Alias {
+        name: "RN101",
+        hub_id: "timm/resnet101_clip.openai",
+        description: "OpenAI CLIP RN101 (open_clip layout)",
+    },
+];
+
+/// The hub id an alias stands for (case-insensitive), or `spec` unchanged.
+pub fn resolve_alias(spec: &str) -> &str {
+    ALIASES
+        .iter()
+        .find(|a| a.name.eq_ignore_ascii_case(spec))
+        .map(|a| a.hub_id)
+        .unwrap_or(spec)
+}

@@ -1,0 +1,208 @@
+//! Turns what a user types after `--model` into a local folder of model files.
+//!
+//! Accepted: a local folder; a short alias (`ViT-B-32`); a Hugging Face hub id
+//! (`openai/clip-vit-base-patch32`). Hub models live in the standard Hugging Face
+//! cache (`$HF_HOME/hub`, default `~/.cache/huggingface/hub`), shared with Python
+//! tools; `HF_HUB_OFFLINE=1` forbids network access.
+
+mod aliases;
+mod cache;
+
+use std::path::{Path, PathBuf};
+
+use hf_hub::api::sync::ApiBuilder;
+
+pub use aliases::{resolve_alias, Alias, ALIASES};
+pub use cache::{cache_dir, cached_models, CachedModel};
+
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    #[error("model folder {0} does not exist")]
+    NoSuchFolder(PathBuf),
+
+    #[error("'{0}' is neither a folder, an alias (see `seer models`) nor a hub id like 'openai/clip-vit-base-patch32'")]
+    Unknown(String),
+
+    #[error("model '{id}' is not in the Hugging Face cache ({cache}) and {why}. Download it where the hub is reachable (e.g. `huggingface-cli download {id}`) and copy the cache folder here, or pass --model /path/to/folder containing config.json + model.safetensors (transformers layout) or open_clip_config.json + open_clip_model.safetensors (open_clip layout)")]
+    NotAvailable {
+        id: String,
+        cache: PathBuf,
+        why: String,
+    },
+
+    #[error("{id}: the hub has neither config.json nor open_clip_config.json")]
+    NotClip { id: String },
+}
+
+/// Where a model's files were found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    LocalFolder,
+    Cache,
+    Downloaded,
+}
+
+#[derive(Clone, Debug)]
+pub struct ResolvedModel {
+    /// A stable name for the model: the hub id, or the canonical folder path.
+    pub id: String,
+    pub dir: PathBuf,
+    pub origin: Origin,
+}
+
+/// Files a CLIP model folder may hold, by layout: (config, weights in order of
+/// preference, optional extras).
+const LAYOUTS: &[(&str, &[&str], &[&str])] = &[
+    (
+        "config.json",
+        &["model.safetensors", "pytorch_model.bin"],
+        &["preprocessor_config.json", "tokenizer.json"],
+    ),
+    (
+        "open_clip_config.json",
+        &["open_clip_model.safetensors", "open_clip_pytorch_model.bin"],
+        &["tokenizer.json"],
+    ),
+];
+
+pub fn offline() -> bool {
+    std::env::var("HF_HUB_OFFLINE")
+        .map(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+        .unwrap_or(false)
+}
+
+/// Resolves `spec` to a folder, downloading from the hub when needed and allowed.
+pub fn resolve(spec: &str, progress: bool) -> Result<ResolvedModel, HubError> {
+    let path = Path::new(spec);
+    if path.is_dir() {
+        let dir = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+        return Ok(ResolvedModel {
+            id: dir.display().to_string(),
+            dir,
+            origin: Origin::LocalFolder,
+        });
+    }
+    let id = resolve_alias(spec);
+    if !looks_like_hub_id(id) {
+        return Err(
+            if spec.starts_with('.') || spec.starts_with('/') || spec.starts_with('~') {
+                HubError::NoSuchFolder(path.to_path_buf())
+            } else {
+                HubError::Unknown(spec.to_string())
+            },
+        );
+    }
+    if let Some(dir) = cache::cached_snapshot(id, LAYOUTS) {
+        return Ok(ResolvedModel {
+            id: id.to_string(),
+            dir,
+            origin: Origin::Cache,
+        });
+    }
+    let unavailable = |why: String| HubError::NotAvailable {
+        id: id.to_string(),
+        cache: cache_dir(),
+        why,
+    };
+    if offline() {
+        return Err(unavailable("HF_HUB_OFFLINE is set".into()));
+    }
+    let api = ApiBuilder::from_env()
+        .with_progress(progress)
+        .build()
+        .map_err(|e| unavailable(format!("the hub client could not start ({e})")))?;
+    let repo = api.model(id.to_string());
+    for (config, weights, extras) in LAYOUTS {
+        let config_path = match repo.get(config) {
+            Ok(p) => p,
+            Err(e) if is_not_found(&e) => continue,
+            Err(e) => return Err(unavailable(format!("the hub cannot be reached ({e})"))),
+        };
+        let mut last_error = None;
+        let found_weights = weights.iter().any(|w| match repo.get(w) {
+            Ok(_) => true,
+            Err(e) => {
+                last_error = Some(e.to_string());
+                false
+            }
+        });
+        if !found_weights {
+            return Err(unavailable(format!(
+                "its weights could not be downloaded ({})",
+                last_error.unwrap_or_default()
+            )));
+        }
+        for extra in *extras {
+            // Optional files: absent ones are fine.
+            if let Err(e) = repo.get(extra) {
+                tracing::debug!("{id}: no {extra}: {e}");
+            }
+        }
+        let dir = config_path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        return Ok(ResolvedModel {
+            id: id.to_string(),
+            dir,
+            origin: Origin::Downloaded,
+        });
+    }
+    Err(HubError::NotClip { id: id.to_string() })
+}
+
+/// One file of a hub repository, from the cache or downloaded (used for tokenizer
+/// files that open_clip folders may lack).
+pub fn fetch_file(id: &str, filename: &str, progress: bool) -> Result<PathBuf, HubError> {
+    if let Some(p) = cache::cached_file(id, filename) {
+        return Ok(p);
+    }
+    let unavailable = |why: String| HubError::NotAvailable {
+        id: id.to_string(),
+        cache: cache_dir(),
+        why,
+    };
+    if offline() {
+        return Err(unavailable("HF_HUB_OFFLINE is set".into()));
+    }
+    let api = ApiBuilder::from_env()
+        .with_progress(progress)
+        .build()
+        .map_err(|e| unavailable(e.to_string()))?;
+    api.model(id.to_string())
+        .get(filename)
+        .map_err(|e| unavailable(format!("the hub cannot be reached ({e})")))
+}
+
+fn is_not_found(e: &hf_hub::api::sync::ApiError) -> bool {
+    e.to_string().contains("404")
+}
+
+fn looks_like_hub_id(s: &str) -> bool {
+    let mut parts = s.split('/');
+    let (Some(owner), Some(name), None) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    let ok = |p: &str| {
+        !p.is_empty()
+            && !p.starts_with('.')
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    };
+    ok(owner) && ok(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hub_ids_are_recognised() {
+        assert!(looks_like_hub_id("openai/clip-vit-base-patch32"));
+        assert!(looks_like_hub_id("laion/CLIP-ViT-B-32-laion2B-s34B-b79K"));
+        assert!(!looks_like_hub_id("ViT-B-32"));
+        assert!(!looks_like_hub_id("a/b/c"));
+        assert!(!looks_like_hub_id("../x"));
+        assert!(!looks_like_hub_id("/abs/path"));
+    }
+}

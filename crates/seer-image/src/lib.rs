@@ -1,0 +1,134 @@
+//! Image decoding and CLIP preprocessing that reproduce the Python references
+//! (PIL + transformers `CLIPImageProcessor`, open_clip / torchvision).
+//!
+//! * [`decode_file`] / [`decode_bytes`]: signature-sniffed decoding of JPEG,
+//!   PNG, GIF (first frame), WebP, BMP, TIFF and PNM with EXIF orientation
+//!   applied, a pixel budget checked from the header, and PIL
+//!   `convert("RGB")` semantics. [`decode_file_full`] keeps PIL's mode, which
+//!   exact parity with the references needs (see [`RgbConversion`]).
+//! * [`resize_and_crop`]: Pillow's fixed-point BICUBIC/BILINEAR resampler,
+//!   shortest-side resize and center crop with either rounding convention.
+//! * [`normalize_into`]: CHW f32 normalisation appended to a batch buffer.
+//!
+//! Known residual difference: JPEGs are decoded by zune-jpeg, whose IDCT and
+//! chroma upsampling differ from libjpeg-turbo's (what PIL uses) by a level or
+//! two on some pixels; resizing averages most of that away.
+
+mod config;
+mod crop;
+mod decode;
+mod error;
+mod normalize;
+mod resize;
+
+use std::path::Path;
+
+pub use image;
+use image::RgbImage;
+
+pub use config::{
+    CropRounding, Interpolation, PreprocessConfig, RgbConversion, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD,
+};
+pub use decode::{
+    decode_bytes, decode_bytes_full, decode_file, decode_file_full, DecodeLimits, DecodedImage,
+    SourceMode,
+};
+pub use error::ImageError;
+pub use normalize::normalize_into;
+pub use resize::{pil_resize, shortest_edge_size};
+
+/// Resize (shorter side to `cfg.resize_to`) and center-crop an RGB image: the
+/// uint8 image the reference processors feed to normalisation.
+pub fn resize_and_crop(img: &RgbImage, cfg: &PreprocessConfig) -> RgbImage {
+    let data = resize_crop_raw(img.as_raw(), img.width(), img.height(), 3, cfg, false);
+    RgbImage::from_raw(cfg.crop_size, cfg.crop_size, data).expect("crop buffer is crop_size^2 * 3")
+}
+
+/// [`resize_and_crop`] for a [`DecodedImage`], honouring
+/// `cfg.rgb_conversion` so palette, alpha and CMYK images match the chosen
+/// reference exactly.
+pub fn resize_and_crop_decoded(img: &DecodedImage, cfg: &PreprocessConfig) -> RgbImage {
+    match cfg.rgb_conversion {
+        RgbConversion::DropAlpha => resize_and_crop(&img.to_rgb(), cfg),
+        RgbConversion::CompositeOnWhite => resize_and_crop(&img.composite_on_white(), cfg),
+        RgbConversion::AfterResize => {
+            let mode = img.mode();
+            let ch = mode.channels();
+            let nearest = matches!(mode, SourceMode::Palette | SourceMode::Bilevel);
+            let premultiplied = matches!(mode, SourceMode::Rgba | SourceMode::GrayAlpha);
+            let mut data = if premultiplied {
+                premultiply(&img.data, ch)
+            } else {
+                img.data.clone()
+            };
+            data = resize_crop_raw(&data, img.width(), img.height(), ch, cfg, nearest);
+            if premultiplied {
+                unpremultiply(&mut data, ch);
+            }
+            let rgb = decode::mode_to_rgb(mode, &data);
+            RgbImage::from_raw(cfg.crop_size, cfg.crop_size, rgb)
+                .expect("crop buffer is crop_size^2 * 3")
+        }
+    }
+}
+
+fn resize_crop_raw(
+    src: &[u8],
+    w: u32,
+    h: u32,
+    ch: usize,
+    cfg: &PreprocessConfig,
+    nearest: bool,
+) -> Vec<u8> {
+    let (data, w, h) = if cfg.do_resize && cfg.resize_to > 0 {
+        let (nw, nh) = shortest_edge_size(w, h, cfg.resize_to);
+        let out = if nearest {
+            resize::nearest(src, w, h, ch, nw, nh)
+        } else {
+            resize::resample(src, w, h, ch, nw, nh, cfg.interpolation)
+        };
+        (std::borrow::Cow::Owned(out), nw, nh)
+    } else {
+        (std::borrow::Cow::Borrowed(src), w, h)
+    };
+    crop::center_crop(&data, w, h, ch, cfg.crop_size, cfg.crop_rounding)
+}
+
+/// PIL "RGBA"->"RGBa" / "LA"->"La": colour times alpha with MULDIV255.
+fn premultiply(data: &[u8], ch: usize) -> Vec<u8> {
+    let mut out = data.to_vec();
+    for px in out.chunks_exact_mut(ch) {
+        let a = px[ch - 1] as u32;
+        for v in &mut px[..ch - 1] {
+            *v = decode::muldiv255(*v as u32, a) as u8;
+        }
+    }
+    out
+}
+
+/// PIL "RGBa"->"RGBA": `clip8(255 * c / a)` (integer division), untouched
+/// when alpha is 0 or 255.
+fn unpremultiply(data: &mut [u8], ch: usize) {
+    for px in data.chunks_exact_mut(ch) {
+        let a = px[ch - 1] as u32;
+        if a != 0 && a != 255 {
+            for v in &mut px[..ch - 1] {
+                *v = (255 * *v as u32 / a).min(255) as u8;
+            }
+        }
+    }
+}
+
+/// Decode, resize, crop and normalise one file into a `3 * crop * crop` CHW
+/// vector.
+pub fn load_and_preprocess(
+    path: &Path,
+    cfg: &PreprocessConfig,
+    limits: &DecodeLimits,
+) -> Result<Vec<f32>, ImageError> {
+    let img = decode_file_full(path, limits)?;
+    let cropped = resize_and_crop_decoded(&img, cfg);
+    let mut out = Vec::with_capacity(3 * cropped.width() as usize * cropped.height() as usize);
+    normalize_into(&cropped, cfg, &mut out);
+    Ok(out)
+}

@@ -1,0 +1,301 @@
+//! A reimplementation of Pillow's `Image.resize` for 8-bit images
+//! (libImaging/Resample.c semantics, Pillow 13): separable convolution whose
+//! support grows with the downscale factor, coefficients normalised to sum 1
+//! and quantised to 22-bit fixed point, each pass rounded and clipped to u8,
+//! horizontal pass first (vertical first for images over 100x taller than
+//! wide, as `Image.resize` special-cases). Also NEAREST as PIL applies it to
+//! "P" and "1" images (libImaging/Geometry.c `ImagingScaleAffine`).
+
+use crate::config::Interpolation;
+
+const PRECISION_BITS: u32 = 32 - 8 - 2;
+
+fn bicubic(x: f64) -> f64 {
+    const A: f64 = -0.5;
+    let x = x.abs();
+    if x < 1.0 {
+        ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
+    } else if x < 2.0 {
+        (((x - 5.0) * x + 8.0) * x - 4.0) * A
+    } else {
+        0.0
+    }
+}
+
+fn bilinear(x: f64) -> f64 {
+    let x = x.abs();
+    if x < 1.0 {
+        1.0 - x
+    } else {
+        0.0
+    }
+}
+
+/// Output size for "shortest side = `resize_to`": the long side is
+/// `int(resize_to * long / short)` (truncation), as transformers'
+/// `get_resize_output_image_size` and torchvision's
+/// `_compute_resized_output_size` both compute it.
+pub fn shortest_edge_size(width: u32, height: u32, resize_to: u32) -> (u32, u32) {
+    let (short, long) = if width <= height {
+        (width, height)
+    } else {
+        (height, width)
+    };
+    // Python: int * int is exact, `/` is a correctly rounded float division.
+    let new_long = ((resize_to as f64 * long as f64) / short as f64) as u32;
+    if width <= height {
+        (resize_to, new_long)
+    } else {
+        (new_long, resize_to)
+    }
+}
+
+/// Per-output-pixel filter windows for one axis.
+struct Coeffs {
+    ksize: usize,
+    /// (first input index, number of taps) per output pixel.
+    bounds: Vec<(usize, usize)>,
+    /// `ksize` fixed-point weights per output pixel.
+    weights: Vec<i32>,
+}
+
+fn precompute(in_size: usize, out_size: usize, filter: Interpolation) -> Coeffs {
+    let (support, f): (f64, fn(f64) -> f64) = match filter {
+        Interpolation::Bicubic => (2.0, bicubic),
+        Interpolation::Bilinear => (1.0, bilinear),
+    };
+    // PIL's box is float[4]; (in1 - in0) is computed in float, then widened.
+    let scale = (in_size as f32 - 0.0f32) as f64 / out_size as f64;
+    let filterscale = scale.max(1.0);
+    let support = support * filterscale;
+    let ksize = support.ceil() as usize * 2 + 1;
+    let inv_filterscale = 1.0 / filterscale;
+    let mut bounds = Vec::with_capacity(out_size);
+    let mut weights = vec![0i32; out_size * ksize];
+    let mut k = vec![0f64; ksize];
+    for xx in 0..out_size {
+        let center = (xx as f64 + 0.5) * scale;
+        // C `(int)` truncates toward zero, as does `as`.
+        let xmin = ((center - support + 0.5) as i64).max(0);
+        let xmax = ((center + support + 0.5) as i64).min(in_size as i64);
+        let n = (xmax - xmin).clamp(0, ksize as i64) as usize;
+        let mut ww = 0.0;
+        for (x, kx) in k.iter_mut().enumerate().take(n) {
+            let w = f(((x as i64 + xmin) as f64 - center + 0.5) * inv_filterscale);
+            *kx = w;
+            ww += w;
+        }
+        let row = &mut weights[xx * ksize..xx * ksize + n];
+        for (dst, &kx) in row.iter_mut().zip(k.iter()) {
+            let v = if ww != 0.0 { kx / ww } else { kx };
+            let scaled = v * (1i64 << PRECISION_BITS) as f64;
+            *dst = if v < 0.0 {
+                (scaled - 0.5) as i32
+            } else {
+                (scaled + 0.5) as i32
+            };
+        }
+        bounds.push((xmin as usize, n));
+    }
+    Coeffs {
+        ksize,
+        bounds,
+        weights,
+    }
+}
+
+#[inline]
+fn clip8(acc: i32) -> u8 {
+    (acc >> PRECISION_BITS).clamp(0, 255) as u8
+}
+
+/// Horizontal pass over rows `row0 .. row0 + rows` of `src`.
+fn horizontal(src: &[u8], w: usize, ch: usize, row0: usize, rows: usize, c: &Coeffs) -> Vec<u8> {
+    let out_w = c.bounds.len();
+    let mut out = vec![0u8; out_w * rows * ch];
+    let mut acc = vec![0i32; ch];
+    for y in 0..rows {
+        let line = &src[(row0 + y) * w * ch..(row0 + y + 1) * w * ch];
+        let out_line = &mut out[y * out_w * ch..(y + 1) * out_w * ch];
+        for (xx, &(xmin, n)) in c.bounds.iter().enumerate() {
+            let k = &c.weights[xx * c.ksize..xx * c.ksize + n];
+            acc.fill(1 << (PRECISION_BITS - 1));
+            for (x, &kx) in k.iter().enumerate() {
+                let px = &line[(xmin + x) * ch..(xmin + x + 1) * ch];
+                for (a, &v) in acc.iter_mut().zip(px) {
+                    *a += v as i32 * kx;
+                }
+            }
+            for (o, &a) in out_line[xx * ch..(xx + 1) * ch].iter_mut().zip(&acc) {
+                *o = clip8(a);
+            }
+        }
+    }
+    out
+}
+
+/// Vertical pass; `row_offset` is subtracted from the precomputed bounds
+/// (the horizontal pass only produced the rows the vertical pass needs).
+fn vertical(src: &[u8], w: usize, ch: usize, row_offset: usize, c: &Coeffs) -> Vec<u8> {
+    let out_h = c.bounds.len();
+    let stride = w * ch;
+    let mut out = vec![0u8; out_h * stride];
+    let mut acc = vec![0i32; stride];
+    for (yy, &(ymin, n)) in c.bounds.iter().enumerate() {
+        let k = &c.weights[yy * c.ksize..yy * c.ksize + n];
+        acc.fill(1 << (PRECISION_BITS - 1));
+        for (y, &ky) in k.iter().enumerate() {
+            let row = ymin - row_offset + y;
+            let line = &src[row * stride..(row + 1) * stride];
+            for (a, &v) in acc.iter_mut().zip(line) {
+                *a += v as i32 * ky;
+            }
+        }
+        for (o, &a) in out[yy * stride..(yy + 1) * stride].iter_mut().zip(&acc) {
+            *o = clip8(a);
+        }
+    }
+    out
+}
+
+/// libImaging `ImagingResampleInner`: horizontal then vertical, each only
+/// when that axis changes size.
+fn resample_inner(
+    src: &[u8],
+    w: usize,
+    h: usize,
+    ch: usize,
+    out_w: usize,
+    out_h: usize,
+    filter: Interpolation,
+) -> Vec<u8> {
+    let need_h = out_w != w;
+    let need_v = out_h != h;
+    let vc = precompute(h, out_h, filter);
+    let ybox_first = vc.bounds.first().map_or(0, |b| b.0);
+    let ybox_last = vc.bounds.last().map_or(0, |b| b.0 + b.1);
+    let mut cur: Option<Vec<u8>> = None;
+    let mut row_offset = 0;
+    if need_h {
+        let hc = precompute(w, out_w, filter);
+        cur = Some(horizontal(
+            src,
+            w,
+            ch,
+            ybox_first,
+            ybox_last - ybox_first,
+            &hc,
+        ));
+        row_offset = ybox_first;
+    }
+    if need_v {
+        let input = cur.as_deref().unwrap_or(src);
+        let width = if need_h { out_w } else { w };
+        cur = Some(vertical(input, width, ch, row_offset, &vc));
+    }
+    cur.unwrap_or_else(|| src.to_vec())
+}
+
+/// `Image.resize((out_w, out_h), BICUBIC | BILINEAR)` on an interleaved u8
+/// buffer with `ch` independent channels.
+pub(crate) fn resample(
+    src: &[u8],
+    w: u32,
+    h: u32,
+    ch: usize,
+    out_w: u32,
+    out_h: u32,
+    filter: Interpolation,
+) -> Vec<u8> {
+    let (w, h, out_w, out_h) = (w as usize, h as usize, out_w as usize, out_h as usize);
+    if (w, h) == (out_w, out_h) {
+        return src.to_vec();
+    }
+    if h > w * 100 && out_h < h {
+        // Pillow: very tall images are resized vertically first, in two calls.
+        let tmp = resample_inner(src, w, h, ch, w, out_h, filter);
+        return resample_inner(&tmp, w, out_h, ch, out_w, out_h, filter);
+    }
+    resample_inner(src, w, h, ch, out_w, out_h, filter)
+}
+
+/// PIL NEAREST resize (what `Image.resize` silently uses for "P" and "1").
+pub(crate) fn nearest(src: &[u8], w: u32, h: u32, ch: usize, out_w: u32, out_h: u32) -> Vec<u8> {
+    let (w, h, out_w, out_h) = (w as usize, h as usize, out_w as usize, out_h as usize);
+    if (w, h) == (out_w, out_h) {
+        return src.to_vec();
+    }
+    // COORD(v): negative -> -1, else truncation; positions accumulate in f64
+    // exactly as the C loop does.
+    let coord = |v: f64| if v < 0.0 { -1 } else { v as i64 };
+    let a0 = (w as f32) as f64 / out_w as f64;
+    let a4 = (h as f32) as f64 / out_h as f64;
+    let mut xintab = vec![0usize; out_w];
+    let (mut xmin, mut xmax) = (out_w, 0);
+    let mut xo = a0 * 0.5;
+    for (x, tab) in xintab.iter_mut().enumerate() {
+        let xin = coord(xo);
+        if xin >= 0 && (xin as usize) < w {
+            xmax = x + 1;
+            xmin = xmin.min(x);
+            *tab = xin as usize;
+        }
+        xo += a0;
+    }
+    let mut out = vec![0u8; out_w * out_h * ch];
+    let mut yo = a4 * 0.5;
+    for y in 0..out_h {
+        let yi = coord(yo);
+        if yi >= 0 && (yi as usize) < h {
+            let line = &src[yi as usize * w * ch..(yi as usize + 1) * w * ch];
+            for x in xmin..xmax {
+                let s = xintab[x] * ch;
+                out[(y * out_w + x) * ch..(y * out_w + x + 1) * ch]
+                    .copy_from_slice(&line[s..s + ch]);
+            }
+        }
+        yo += a4;
+    }
+    out
+}
+
+/// Resize an RGB image exactly as Pillow's `Image.resize(size, BICUBIC|BILINEAR)`.
+pub fn pil_resize(
+    img: &image::RgbImage,
+    out_w: u32,
+    out_h: u32,
+    filter: Interpolation,
+) -> image::RgbImage {
+    let data = resample(
+        img.as_raw(),
+        img.width(),
+        img.height(),
+        3,
+        out_w,
+        out_h,
+        filter,
+    );
+    image::RgbImage::from_raw(out_w, out_h, data).expect("buffer size matches dimensions")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_size_truncates() {
+        assert_eq!(shortest_edge_size(800, 534, 224), (335, 224));
+        assert_eq!(shortest_edge_size(384, 576, 224), (224, 336));
+        assert_eq!(shortest_edge_size(5, 3, 224), (373, 224));
+        assert_eq!(shortest_edge_size(7, 7, 224), (224, 224));
+    }
+
+    #[test]
+    fn constant_image_stays_constant() {
+        let src = vec![77u8; 13 * 9 * 3];
+        for (ow, oh) in [(5, 4), (40, 30), (13, 2), (1, 1)] {
+            let out = resample(&src, 13, 9, 3, ow, oh, Interpolation::Bicubic);
+            assert!(out.iter().all(|&v| v == 77), "{ow}x{oh}");
+        }
+    }
+}

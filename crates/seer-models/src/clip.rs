@@ -1,0 +1,114 @@
+//! A complete CLIP model: image tower, text tower and the learned temperature.
+
+use candle_core::{Device, Tensor};
+
+use crate::config::{ClipConfig, Layout, VisionConfig};
+use crate::error::Result;
+use crate::files::ModelFiles;
+use crate::resnet::ModifiedResNet;
+use crate::text::{TextPadding, TextTransformer};
+use crate::vit::VisionTransformer;
+use crate::weights::Weights;
+
+#[derive(Clone, Debug)]
+enum VisionTower {
+    Vit(VisionTransformer),
+    ResNet(ModifiedResNet),
+}
+
+#[derive(Clone, Debug)]
+pub struct ClipModel {
+    config: ClipConfig,
+    vision: VisionTower,
+    text: TextTransformer,
+    logit_scale: f32,
+    device: Device,
+}
+
+impl ClipModel {
+    pub fn load(files: &ModelFiles, device: &Device) -> Result<Self> {
+        let config = files.read_config()?;
+        let root = Weights::open(&files.weights, device)?;
+        Self::from_weights(config, &root)
+    }
+
+    pub fn from_weights(config: ClipConfig, root: &Weights) -> Result<Self> {
+        let embed = config.embed_dim;
+        let vision_w = root.pp(match config.layout {
+            Layout::OpenClip => "visual",
+            Layout::Transformers => "vision_model",
+        });
+        let vision = match &config.vision {
+            VisionConfig::Vit(cfg) => VisionTower::Vit(VisionTransformer::load(
+                &vision_w,
+                root,
+                cfg,
+                config.layout,
+                embed,
+            )?),
+            VisionConfig::ResNet(cfg) => {
+                VisionTower::ResNet(ModifiedResNet::load(&vision_w, cfg, embed)?)
+            }
+        };
+        let text_w = if config.text_prefix.is_empty() {
+            root.clone()
+        } else {
+            root.pp(&config.text_prefix)
+        };
+        let text = TextTransformer::load(&text_w, root, &config.text, config.layout, embed)?;
+        // The checkpoint stores log(scale); a model without one gets CLIP's initial 1/0.07.
+        let logit_scale = if root.contains("logit_scale") {
+            root.get_unchecked("logit_scale")?
+                .flatten_all()?
+                .to_vec1::<f32>()?[0]
+                .exp()
+        } else {
+            1.0 / 0.07
+        };
+        Ok(Self {
+            config,
+            vision,
+            text,
+            logit_scale,
+            device: root.device().clone(),
+        })
+    }
+
+    pub fn config(&self) -> &ClipConfig {
+        &self.config
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    pub fn image_size(&self) -> usize {
+        self.config.vision.image_size()
+    }
+
+    pub fn context_length(&self) -> usize {
+        self.text.context_length()
+    }
+
+    pub fn embed_dim(&self) -> usize {
+        self.config.embed_dim
+    }
+
+    /// `exp(logit_scale)`, the factor applied to cosine similarities before softmax.
+    pub fn logit_scale(&self) -> f32 {
+        self.logit_scale
+    }
+
+    /// Projected image features (not normalised), as `get_image_features`.
+    pub fn encode_images(&self, pixels: &Tensor) -> Result<Tensor> {
+        match &self.vision {
+            VisionTower::Vit(v) => v.forward(pixels),
+            VisionTower::ResNet(r) => r.forward(pixels),
+        }
+    }
+
+    /// Projected text features (not normalised), as `get_text_features`.
+    pub fn encode_texts(&self, tokens: &[Vec<u32>], padding: TextPadding) -> Result<Tensor> {
+        self.text.forward(tokens, padding)
+    }
+}

@@ -1,0 +1,116 @@
+//! Vision Transformer image tower (CLIP ViT-B/32, B/16, L/14, L/14-336, ...).
+
+use candle_core::{Module, Tensor};
+
+use crate::config::{Layout, VisionPool, VitConfig};
+use crate::error::{ModelError, Result};
+use crate::layers::{LayerNorm, Linear, Transformer};
+use crate::weights::Weights;
+
+#[derive(Clone, Debug)]
+pub struct VisionTransformer {
+    cfg: VitConfig,
+    /// The patch-embedding convolution as a matrix: its stride equals its kernel, so
+    /// it is exactly a matmul over non-overlapping patches.
+    patch_embed: Linear,
+    class_embedding: Tensor,
+    position_embedding: Tensor,
+    ln_pre: Option<LayerNorm>,
+    transformer: Transformer,
+    ln_post: LayerNorm,
+    proj: Linear,
+}
+
+impl VisionTransformer {
+    /// `w` points at the tower (`visual` or `vision_model`); `root` at the checkpoint
+    /// root, where transformers keeps `visual_projection`.
+    pub fn load(
+        w: &Weights,
+        root: &Weights,
+        cfg: &VitConfig,
+        layout: Layout,
+        embed_dim: usize,
+    ) -> Result<Self> {
+        let c = cfg.transformer.width;
+        let p = cfg.patch_size;
+        let tokens = (cfg.image_size / p).pow(2) + 1;
+        let eps = cfg.transformer.layer_norm_eps;
+        let (conv, class_embedding, position_embedding, ln_pre, transformer, ln_post, proj) =
+            match layout {
+                Layout::OpenClip => (
+                    w.get("conv1.weight", &[c, 3, p, p])?,
+                    w.get("class_embedding", &[c])?,
+                    w.get("positional_embedding", &[tokens, c])?,
+                    if cfg.ln_pre {
+                        Some(LayerNorm::load(&w.pp("ln_pre"), c, eps)?)
+                    } else {
+                        None
+                    },
+                    Transformer::load_open_clip(&w.pp("transformer"), &cfg.transformer)?,
+                    LayerNorm::load(&w.pp("ln_post"), c, eps)?,
+                    Linear::from_right_matrix(w.get("proj", &[c, embed_dim])?),
+                ),
+                Layout::Transformers => {
+                    let e = w.pp("embeddings");
+                    (
+                        e.get("patch_embedding.weight", &[c, 3, p, p])?,
+                        e.get("class_embedding", &[c])?,
+                        e.get("position_embedding.weight", &[tokens, c])?,
+                        Some(LayerNorm::load(&w.pp("pre_layrnorm"), c, eps)?),
+                        Transformer::load_transformers(&w.pp("encoder"), &cfg.transformer)?,
+                        LayerNorm::load(&w.pp("post_layernorm"), c, eps)?,
+                        Linear::load(&root.pp("visual_projection"), c, embed_dim, false)?,
+                    )
+                }
+            };
+        Ok(Self {
+            cfg: cfg.clone(),
+            patch_embed: Linear::new(conv.reshape((c, 3 * p * p))?, None)?,
+            class_embedding: class_embedding.reshape((1, 1, c))?,
+            position_embedding: position_embedding.unsqueeze(0)?,
+            ln_pre,
+            transformer,
+            ln_post,
+            proj,
+        })
+    }
+
+    /// `pixels`: (batch, 3, H, W) normalised. Returns projected features (batch, embed).
+    pub fn forward(&self, pixels: &Tensor) -> Result<Tensor> {
+        let (b, ch, h, w) = pixels.dims4()?;
+        let size = self.cfg.image_size;
+        if ch != 3 || h != size || w != size {
+            return Err(ModelError::Input(format!(
+                "expected images of shape (N, 3, {size}, {size}), got {:?}",
+                pixels.dims()
+            )));
+        }
+        let p = self.cfg.patch_size;
+        let g = size / p;
+        let c = self.cfg.transformer.width;
+        // (B,3,g,p,g,p) -> (B,g,g,3,p,p): each row is one patch in the conv weight's order.
+        let patches = pixels
+            .reshape((b, 3, g, p, g, p))?
+            .permute((0, 2, 4, 1, 3, 5))?
+            .contiguous()?
+            .reshape((b, g * g, 3 * p * p))?;
+        let x = self.patch_embed.forward(&patches)?;
+        let cls = self.class_embedding.broadcast_as((b, 1, c))?;
+        let mut x = Tensor::cat(&[&cls, &x], 1)?.broadcast_add(&self.position_embedding)?;
+        if let Some(ln) = &self.ln_pre {
+            x = ln.forward(&x)?;
+        }
+        let x = self.transformer.forward(&x, None)?;
+        // LayerNorm acts per token, so for the class token pooling first is exact and
+        // cheaper; a mean of normalised tokens is not the normalised mean, so open_clip's
+        // `final_ln_after_pool` decides the order there.
+        let pooled = match self.cfg.pool {
+            VisionPool::Token => self.ln_post.forward(&x.narrow(1, 0, 1)?.squeeze(1)?)?,
+            VisionPool::Mean if self.cfg.final_ln_after_pool => {
+                self.ln_post.forward(&x.narrow(1, 1, g * g)?.mean(1)?)?
+            }
+            VisionPool::Mean => self.ln_post.forward(&x.narrow(1, 1, g * g)?)?.mean(1)?,
+        };
+        Ok(self.proj.forward(&pooled)?)
+    }
+}

@@ -1,0 +1,58 @@
+//! Shared helpers: where the shared data and the fixtures live.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use seer_tokenizer::ClipTokenizer;
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// `$SEER_SHARED_DATA`, or `<repo root>/../shared/data`.
+pub fn shared_data() -> PathBuf {
+    let dir = std::env::var_os("SEER_SHARED_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("../shared/data"));
+    assert!(
+        dir.join("clip-tokenizer").is_dir(),
+        "shared test data not found at {} (expected clip-tokenizer/ inside); \
+         set SEER_SHARED_DATA to the shared/data folder",
+        dir.display()
+    );
+    dir
+}
+
+pub fn openai_gz() -> PathBuf {
+    shared_data().join("clip-tokenizer/bpe_simple_vocab_16e6.txt.gz")
+}
+
+pub fn hf_dir() -> PathBuf {
+    shared_data().join("clip-tokenizer/hf-clip-vit-base-patch32")
+}
+
+pub fn hf_tokenizer_json() -> PathBuf {
+    hf_dir().join("tokenizer.json")
+}
+
+/// Tokenizer from OpenAI's merges, loaded once per test binary.
+pub fn openai() -> &'static ClipTokenizer {
+    static TOK: OnceLock<ClipTokenizer> = OnceLock::new();
+    TOK.get_or_init(|| ClipTokenizer::from_file(&openai_gz()).expect("load OpenAI merges"))
+}
+
+/// Tokenizer from the Hugging Face tokenizer.json, loaded once per test binary.
+pub fn hf() -> &'static ClipTokenizer {
+    static TOK: OnceLock<ClipTokenizer> = OnceLock::new();
+    TOK.get_or_init(|| ClipTokenizer::from_file(&hf_tokenizer_json()).expect("load tokenizer.json"))
+}
+
+/// A scratch directory unique to this test.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("seer-tokenizer-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
