@@ -24,7 +24,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 from safetensors.torch import save_file
-from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+from transformers import CLIPConfig, CLIPModel
+# transformers 5's default CLIPImageProcessor resizes with torch; the PIL backend is
+# the processor of transformers 4 and what seer reproduces bit for bit (the torch
+# backend differs by one level on ~0.2% of values: see seer-image's tests).
+from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "fixtures" / "models"
@@ -180,7 +184,7 @@ def make_transformers(shared, name, act, bin_format, seed):
     for f in d.iterdir():
         f.unlink()
     model.config.save_pretrained(d)
-    proc = CLIPImageProcessor(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224},
+    proc = CLIPImageProcessorPil(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224},
                               resample=3, do_center_crop=True)
     proc.save_pretrained(d)
     sd = state_dict_for_saving(model, "text_model.embeddings.token_embedding.weight")

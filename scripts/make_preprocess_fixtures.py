@@ -101,6 +101,7 @@ def make_inputs():
     small.save(INPUTS / "progressive.jpg", quality=85, progressive=True)
     small.convert("L").save(INPUTS / "gray.jpg", quality=85)
     small.save(INPUTS / "subsampled_422.jpg", quality=80, subsampling=1)
+    small.save(INPUTS / "restart_markers.jpg", quality=70, restart_marker_blocks=3, progressive=True)
 
     # EXIF orientation: pixels stored rotated, tag tells the viewer how to undo it.
     for ori in (3, 6, 8):

@@ -278,13 +278,13 @@ fn offline_hub_model_fails_with_a_clear_message() {
 
 #[test]
 fn missing_inputs_and_bad_options_are_errors_not_panics() {
-    let o = seer(&["embed", "--model", &model()]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("nothing to embed"));
-    let o = seer(&["embed", "--model", "/no/such/folder", "--text", "x"]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("/no/such/folder"));
-    let o = seer(&[
+    let no_inputs = seer(&["embed", "--model", &model()]);
+    assert_eq!(no_inputs.status.code(), Some(2));
+    assert!(stderr(&no_inputs).contains("nothing to embed"));
+    let bad_model = seer(&["embed", "--model", "/no/such/folder", "--text", "x"]);
+    assert_eq!(bad_model.status.code(), Some(2));
+    assert!(stderr(&bad_model).contains("/no/such/folder"));
+    let bad_templates = seer(&[
         "classify",
         "x.jpg",
         "--model",
@@ -294,9 +294,10 @@ fn missing_inputs_and_bad_options_are_errors_not_panics() {
         "--templates",
         "no-placeholder.txt",
     ]);
-    assert_eq!(o.status.code(), Some(2));
-    for o in [&o] {
-        assert!(!stderr(o).contains("panicked"));
+    assert_eq!(bad_templates.status.code(), Some(2));
+    assert!(stderr(&bad_templates).contains("no-placeholder.txt"));
+    for o in [&no_inputs, &bad_model, &bad_templates] {
+        assert!(!stderr(o).contains("panicked"), "{}", stderr(o));
     }
 }
 

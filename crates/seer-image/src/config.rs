@@ -5,8 +5,11 @@ use serde_json::Value;
 
 use crate::error::ImageError;
 
-/// OpenAI CLIP's normalisation constants (open_clip `OPENAI_DATASET_MEAN/STD`).
+/// OpenAI CLIP's normalisation constants (open_clip `OPENAI_DATASET_MEAN/STD`),
+/// written with the published digits; they round to the same f32 torch uses.
+#[allow(clippy::excessive_precision)]
 pub const OPENAI_CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+#[allow(clippy::excessive_precision)]
 pub const OPENAI_CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
 
 /// How the center-crop offset is rounded when `(size - crop)` is odd.

@@ -93,12 +93,10 @@ mod tests {
 
     #[test]
     fn pads_with_zeros() {
-        let src = vec![9u8; 2 * 3]; // 2x3, 1 channel
+        // 2x3, 1 channel, into 4x4: torchvision pads (4-2)//2 = 1 left, (4-3)//2 = 0 on top.
+        let src = vec![9u8; 2 * 3];
         let out = center_crop(&src, 2, 3, 1, 4, CropRounding::Floor);
-        #[rustfmt::skip]
-        assert_eq!(out, vec![0, 0, 0, 0,
-                             0, 9, 9, 0,
-                             0, 9, 9, 0,
-                             0, 9, 9, 0]);
+        let expected: Vec<u8> = [[0, 9, 9, 0], [0, 9, 9, 0], [0, 9, 9, 0], [0, 0, 0, 0]].concat();
+        assert_eq!(out, expected);
     }
 }

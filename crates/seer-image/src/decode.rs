@@ -179,7 +179,7 @@ pub(crate) fn mode_to_rgb(mode: SourceMode, data: &[u8]) -> Vec<u8> {
 }
 
 /// Decode a file into RGB8 exactly as PIL `exif_transpose` + `convert("RGB")`
-/// would (modulo JPEG IDCT/upsampling differences, see the crate docs).
+/// would (16-bit samples become round(v / 257), where PIL truncates or clips).
 pub fn decode_file(path: &Path, limits: &DecodeLimits) -> Result<RgbImage, ImageError> {
     Ok(decode_file_full(path, limits)?.to_rgb())
 }
@@ -342,52 +342,34 @@ fn decode_jpeg(
     name: &str,
     limits: &DecodeLimits,
 ) -> Result<(DecodedImage, u8), ImageError> {
-    use zune_core::bytestream::ZCursor;
-    use zune_core::colorspace::ColorSpace;
-    use zune_core::options::DecoderOptions;
-    let err = |e: zune_jpeg::errors::DecodeErrors| ImageError::decode(name, "JPEG", e);
-    // Strict mode turns "ran out of data" into an error instead of grey fill,
-    // matching PIL, which refuses truncated JPEGs by default.
-    let opts = DecoderOptions::default()
-        .set_strict_mode(true)
-        .set_max_width(usize::from(u16::MAX))
-        .set_max_height(usize::from(u16::MAX));
-    let mut dec = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), opts);
-    dec.decode_headers().map_err(err)?;
-    let (w, h) = dec
-        .dimensions()
-        .ok_or_else(|| ImageError::decode(name, "JPEG", "no frame header"))?;
-    check_pixels(name, w as u64, h as u64, limits)?;
-    let in_cs = dec
-        .input_colorspace()
-        .ok_or_else(|| ImageError::decode(name, "JPEG", "unknown colour space"))?;
-    let (mode, out_cs) = match in_cs {
-        ColorSpace::Luma => (SourceMode::Gray, ColorSpace::Luma),
-        ColorSpace::YCbCr | ColorSpace::RGB => (SourceMode::Rgb, ColorSpace::RGB),
-        // Raw 4-channel output; YCCK is converted below the way libjpeg does.
-        ColorSpace::CMYK => (SourceMode::Cmyk, ColorSpace::CMYK),
-        ColorSpace::YCCK => (SourceMode::Cmyk, ColorSpace::YCCK),
-        other => {
+    use crate::jpeg::{JpegError, JpegKind};
+    let j = match crate::jpeg::decode(bytes, limits.max_pixels) {
+        Ok(j) => j,
+        Err(JpegError::Unsupported(why)) => {
+            return Err(ImageError::UnsupportedFormat {
+                path: name.to_string(),
+                detail: format!("JPEG variant not supported: {why}"),
+            })
+        }
+        Err(JpegError::Corrupt(m)) => return Err(ImageError::decode(name, "JPEG", m)),
+        Err(JpegError::Truncated) => {
             return Err(ImageError::decode(
                 name,
                 "JPEG",
-                format!("unsupported colour space {other:?}"),
-            ));
+                "truncated (file ends inside the image data)",
+            ))
+        }
+        Err(JpegError::TooManyPixels(w, h)) => {
+            check_pixels(name, w as u64, h as u64, limits)?;
+            return Err(ImageError::decode(name, "JPEG", "pixel budget exceeded"));
         }
     };
-    dec.set_options(opts.jpeg_set_out_colorspace(out_cs));
-    let orientation = exif_orientation(dec.exif().map(|v| v.as_slice()));
-    let mut data = dec.decode().map_err(err)?;
-    if data.len() != w * h * mode.channels() {
-        return Err(ImageError::decode(
-            name,
-            "JPEG",
-            "decoder returned a buffer of unexpected size",
-        ));
-    }
-    if in_cs == ColorSpace::YCCK {
-        ycck_to_cmyk(&mut data);
-    }
+    let orientation = exif_orientation(j.exif.as_deref());
+    let (mode, mut data) = match j.kind {
+        JpegKind::Gray => (SourceMode::Gray, j.data),
+        JpegKind::Rgb => (SourceMode::Rgb, j.data),
+        JpegKind::Cmyk => (SourceMode::Cmyk, j.data),
+    };
     if mode == SourceMode::Cmyk {
         // PIL reads every CMYK JPEG with rawmode "CMYK;I" ("assume adobe
         // conventions"): Photoshop stores inverted CMYK, so PIL inverts back.
@@ -397,32 +379,13 @@ fn decode_jpeg(
     }
     let img = DecodedImage {
         mode,
-        width: w as u32,
-        height: h as u32,
+        width: j.width as u32,
+        height: j.height as u32,
         data,
         key_alpha: None,
         has_transparency: false,
     };
     Ok((img, orientation))
-}
-
-/// libjpeg's YCCK→CMYK (jdcolor.c `ycck_cmyk_convert`): YCbCr→RGB with its
-/// 16-bit fixed-point tables, then C,M,Y = 255 - R,G,B; K passes through.
-fn ycck_to_cmyk(data: &mut [u8]) {
-    const SCALEBITS: i32 = 16;
-    const ONE_HALF: i64 = 1 << (SCALEBITS - 1);
-    let fix = |x: f64| (x * (1i64 << SCALEBITS) as f64 + 0.5) as i64;
-    for px in data.chunks_exact_mut(4) {
-        let y = px[0] as i64;
-        let cb = px[1] as i64 - 128;
-        let cr = px[2] as i64 - 128;
-        let r = y + ((fix(1.40200) * cr + ONE_HALF) >> SCALEBITS);
-        let g = y + (((-fix(0.34414)) * cb + ONE_HALF + (-fix(0.71414)) * cr) >> SCALEBITS);
-        let b = y + ((fix(1.77200) * cb + ONE_HALF) >> SCALEBITS);
-        px[0] = (255 - r).clamp(0, 255) as u8;
-        px[1] = (255 - g).clamp(0, 255) as u8;
-        px[2] = (255 - b).clamp(0, 255) as u8;
-    }
 }
 
 fn decode_png(

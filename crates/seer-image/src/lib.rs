@@ -10,14 +10,16 @@
 //!   shortest-side resize and center crop with either rounding convention.
 //! * [`normalize_into`]: CHW f32 normalisation appended to a batch buffer.
 //!
-//! Known residual difference: JPEGs are decoded by zune-jpeg, whose IDCT and
-//! chroma upsampling differ from libjpeg-turbo's (what PIL uses) by a level or
-//! two on some pixels; resizing averages most of that away.
+//! JPEGs are decoded by a small built-in decoder that follows libjpeg-turbo's
+//! default arithmetic (ISLOW IDCT, fancy upsampling), so pixels match PIL
+//! exactly. Arithmetic-coded, lossless, hierarchical and 12-bit JPEGs are
+//! rejected with [`ImageError::UnsupportedFormat`].
 
 mod config;
 mod crop;
 mod decode;
 mod error;
+mod jpeg;
 mod normalize;
 mod resize;
 

@@ -111,23 +111,38 @@ fn clip8(acc: i32) -> u8 {
 
 /// Horizontal pass over rows `row0 .. row0 + rows` of `src`.
 fn horizontal(src: &[u8], w: usize, ch: usize, row0: usize, rows: usize, c: &Coeffs) -> Vec<u8> {
+    // Monomorphised per channel count so the inner loop keeps `acc` in registers.
+    match ch {
+        1 => horizontal_n::<1>(src, w, row0, rows, c),
+        2 => horizontal_n::<2>(src, w, row0, rows, c),
+        3 => horizontal_n::<3>(src, w, row0, rows, c),
+        _ => horizontal_n::<4>(src, w, row0, rows, c),
+    }
+}
+
+fn horizontal_n<const CH: usize>(
+    src: &[u8],
+    w: usize,
+    row0: usize,
+    rows: usize,
+    c: &Coeffs,
+) -> Vec<u8> {
     let out_w = c.bounds.len();
-    let mut out = vec![0u8; out_w * rows * ch];
-    let mut acc = vec![0i32; ch];
+    let mut out = vec![0u8; out_w * rows * CH];
     for y in 0..rows {
-        let line = &src[(row0 + y) * w * ch..(row0 + y + 1) * w * ch];
-        let out_line = &mut out[y * out_w * ch..(y + 1) * out_w * ch];
+        let line = &src[(row0 + y) * w * CH..(row0 + y + 1) * w * CH];
+        let out_line = &mut out[y * out_w * CH..(y + 1) * out_w * CH];
         for (xx, &(xmin, n)) in c.bounds.iter().enumerate() {
             let k = &c.weights[xx * c.ksize..xx * c.ksize + n];
-            acc.fill(1 << (PRECISION_BITS - 1));
-            for (x, &kx) in k.iter().enumerate() {
-                let px = &line[(xmin + x) * ch..(xmin + x + 1) * ch];
-                for (a, &v) in acc.iter_mut().zip(px) {
-                    *a += v as i32 * kx;
+            let taps = &line[xmin * CH..(xmin + n) * CH];
+            let mut acc = [1i32 << (PRECISION_BITS - 1); CH];
+            for (px, &kx) in taps.chunks_exact(CH).zip(k) {
+                for i in 0..CH {
+                    acc[i] += px[i] as i32 * kx;
                 }
             }
-            for (o, &a) in out_line[xx * ch..(xx + 1) * ch].iter_mut().zip(&acc) {
-                *o = clip8(a);
+            for i in 0..CH {
+                out_line[xx * CH + i] = clip8(acc[i]);
             }
         }
     }

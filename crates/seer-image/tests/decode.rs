@@ -148,6 +148,17 @@ fn error_paths() {
     let jp2 = common::fixtures().join("inputs/real_jpeg2000.jp2");
     assert_unsupported(decode_file(&jp2, &limits), "real_jpeg2000.jp2", "JPEG 2000");
 
+    // Arithmetic-coded JPEG (SOF9): PIL's libjpeg reads it, seer says so clearly.
+    let mut arith =
+        std::fs::read(common::shared_data().join("smoke/rclip-formats/bee.jpg")).unwrap();
+    let sof = arith.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+    arith[sof + 1] = 0xC9;
+    assert_unsupported(
+        decode_bytes(&arith, "arith.jpg", &limits),
+        "arith.jpg",
+        "arithmetic",
+    );
+
     // Truncated files of every format PIL also refuses when truncated.
     for rel in [
         "smoke/rclip-formats/bee.jpg",

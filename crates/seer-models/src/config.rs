@@ -423,7 +423,7 @@ impl ClipConfig {
 
     fn validate(&self, path: &Path) -> Result<()> {
         let check_heads = |name: &str, t: &TransformerConfig| {
-            if t.heads == 0 || t.width % t.heads != 0 {
+            if t.heads == 0 || !t.width.is_multiple_of(t.heads) {
                 return Err(config_error(
                     path,
                     format!(
@@ -438,7 +438,7 @@ impl ClipConfig {
         match &self.vision {
             VisionConfig::Vit(v) => {
                 check_heads("vision", &v.transformer)?;
-                if v.image_size % v.patch_size != 0 {
+                if !v.image_size.is_multiple_of(v.patch_size) {
                     return Err(config_error(
                         path,
                         format!(
@@ -449,11 +449,129 @@ impl ClipConfig {
                 }
             }
             VisionConfig::ResNet(r) => {
-                if r.image_size % 32 != 0 || r.heads == 0 || (r.width * 32) % r.heads != 0 {
+                if !r.image_size.is_multiple_of(32)
+                    || r.heads == 0
+                    || !(r.width * 32).is_multiple_of(r.heads)
+                {
                     return Err(config_error(path, "ResNet image size must be a multiple of 32 and its width divisible by the heads"));
                 }
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p() -> &'static Path {
+        Path::new("test.json")
+    }
+
+    #[test]
+    fn transformers_defaults_are_vit_b_32() {
+        let cfg = ClipConfig::from_transformers_json("{}", p()).unwrap();
+        let VisionConfig::Vit(v) = &cfg.vision else {
+            panic!("not a ViT")
+        };
+        assert_eq!(
+            (
+                v.image_size,
+                v.patch_size,
+                v.transformer.width,
+                v.transformer.layers,
+                v.transformer.heads
+            ),
+            (224, 32, 768, 12, 12)
+        );
+        assert_eq!(
+            (
+                cfg.text.transformer.width,
+                cfg.text.transformer.layers,
+                cfg.text.context_length
+            ),
+            (512, 12, 77)
+        );
+        assert_eq!(cfg.embed_dim, 512);
+        assert_eq!(v.transformer.activation, Activation::QuickGelu);
+    }
+
+    #[test]
+    fn open_clip_vit_l_14_and_rn50() {
+        let vit = r#"{"model_cfg": {"embed_dim": 768, "vision_cfg": {"image_size": 336, "layers": 24, "width": 1024, "patch_size": 14},
+            "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 768, "heads": 12, "layers": 12}}, "preprocess_cfg": {}}"#;
+        let cfg = ClipConfig::from_open_clip_json(vit, p()).unwrap();
+        let VisionConfig::Vit(v) = &cfg.vision else {
+            panic!("not a ViT")
+        };
+        assert_eq!(
+            (
+                v.image_size,
+                v.patch_size,
+                v.transformer.heads,
+                v.transformer.mlp_width
+            ),
+            (336, 14, 16, 4096)
+        );
+        assert_eq!(v.transformer.activation, Activation::Gelu);
+
+        let rn = r#"{"embed_dim": 1024, "quick_gelu": true, "vision_cfg": {"image_size": 224, "layers": [3, 4, 6, 3], "width": 64, "patch_size": null},
+            "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 512, "heads": 8, "layers": 12}}"#;
+        let cfg = ClipConfig::from_open_clip_json(rn, p()).unwrap();
+        assert_eq!(
+            cfg.vision,
+            VisionConfig::ResNet(ResNetConfig {
+                image_size: 224,
+                layers: [3, 4, 6, 3],
+                width: 64,
+                heads: 32
+            })
+        );
+        assert_eq!(cfg.text.transformer.activation, Activation::QuickGelu);
+    }
+
+    #[test]
+    fn unsupported_options_are_refused_by_name() {
+        for (section, option) in [
+            ("vision_cfg", r#""timm_model_name": "vit_so400m""#),
+            ("vision_cfg", r#""attentional_pool": true"#),
+            ("text_cfg", r#""hf_model_name": "xlm-roberta-large""#),
+            ("text_cfg", r#""pool_type": "last""#),
+        ] {
+            let (v, t) = if section == "vision_cfg" {
+                (option, "")
+            } else {
+                ("", option)
+            };
+            let json = format!(
+                r#"{{"vision_cfg": {{"width": 64, "layers": 1 {} {v}}}, "text_cfg": {{"width": 64, "heads": 1 {} {t}}}}}"#,
+                if v.is_empty() { "" } else { "," },
+                if t.is_empty() { "" } else { "," }
+            );
+            let err = ClipConfig::from_open_clip_json(&json, p())
+                .unwrap_err()
+                .to_string();
+            let key = option.split('"').nth(1).unwrap();
+            assert!(err.contains(key), "{err}");
+        }
+    }
+
+    #[test]
+    fn malformed_configs_are_errors() {
+        for bad in [
+            "",
+            "[",
+            r#"{"model_type": "siglip"}"#,
+            r#"{"vision_config": {"hidden_size": -1}}"#,
+            r#"{"vision_config": {"hidden_size": 100, "num_attention_heads": 3}}"#,
+            r#"{"vision_config": {"image_size": 100, "patch_size": 32}}"#,
+        ] {
+            assert!(
+                ClipConfig::from_transformers_json(bad, p()).is_err(),
+                "{bad}"
+            );
+        }
+        assert!(ClipConfig::from_open_clip_json(r#"{"embed_dim": 4}"#, p()).is_err());
     }
 }

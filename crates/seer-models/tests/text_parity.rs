@@ -98,7 +98,7 @@ fn each_sequence_is_pooled_at_its_own_end_token() {
     let short = vec![49406, 320, 1929, 49407];
     let long = vec![49406, 320, 1929, 539, 320, 2368, 525, 320, 3720, 49407];
     let alone = model
-        .encode_texts(&[short.clone()], TextPadding::Longest)
+        .encode_texts(std::slice::from_ref(&short), TextPadding::Longest)
         .unwrap()
         .to_vec2::<f32>()
         .unwrap();
