@@ -2,26 +2,10 @@
 //! test images. Parity of the numbers is tested in seer-engine; here the contract:
 //! output formats, exit codes, and bad inputs that never stop a batch.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+use seer_testkit::{model_fixture as fixture, shared_data};
 use std::process::{Command, Output};
-
-fn shared_data() -> PathBuf {
-    let dir = std::env::var_os("SEER_SHARED_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
-    assert!(
-        dir.is_dir(),
-        "test data not found at {} (set SEER_SHARED_DATA)",
-        dir.display()
-    );
-    dir
-}
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fixtures/models")
-        .join(name)
-}
 
 fn seer(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_seer"))

@@ -14,7 +14,7 @@ const TOLERANCE: f32 = 1e-4;
 
 fn embed_reference_images(name: &str, normalize: bool, batch_size: usize) -> Vec<Vec<f32>> {
     let clip = load(name);
-    let reference = reference(name);
+    let reference = model_reference(name);
     let paths: Vec<PathBuf> = strings(&reference["images"])
         .iter()
         .map(|p| shared_data().join(p))
@@ -36,9 +36,9 @@ fn embed_reference_images(name: &str, normalize: bool, batch_size: usize) -> Vec
 
 #[test]
 fn tokens_match_reference() {
-    for name in MODELS {
+    for name in MODEL_FIXTURES {
         let clip = load(name);
-        let reference = reference(name);
+        let reference = model_reference(name);
         let expected: Vec<Vec<u32>> = reference["tokens"]
             .as_array()
             .unwrap()
@@ -59,11 +59,11 @@ fn tokens_match_reference() {
 
 #[test]
 fn raw_image_features_match_reference() {
-    for name in MODELS {
+    for name in MODEL_FIXTURES {
         // Batch 4 splits the 11 images unevenly, exercising the pipeline's batching.
         let got = embed_reference_images(name, false, 4);
-        let expected = matrix(&reference(name)["image_features"]);
-        let images = strings(&reference(name)["images"]);
+        let expected = matrix(&model_reference(name)["image_features"]);
+        let images = strings(&model_reference(name)["images"]);
         for (i, image) in images.iter().enumerate() {
             let d = max_abs_diff(&got[i..=i], &expected[i..=i]);
             if d > TOLERANCE {
@@ -78,8 +78,8 @@ fn raw_image_features_match_reference() {
 
 #[test]
 fn normalized_embeddings_match_reference() {
-    for name in MODELS {
-        let reference = reference(name);
+    for name in MODEL_FIXTURES {
+        let reference = model_reference(name);
         let images = embed_reference_images(name, true, 32);
         let diff = max_abs_diff(&images, &matrix(&reference["image_embeddings"]));
         println!("{name}: image embeddings max |diff| = {diff:.2e}");
@@ -103,9 +103,9 @@ fn normalized_embeddings_match_reference() {
 
 #[test]
 fn zero_shot_probabilities_match_reference() {
-    for name in MODELS {
+    for name in MODEL_FIXTURES {
         let clip = load(name);
-        let reference = reference(name);
+        let reference = model_reference(name);
         let zs = &reference["zeroshot"];
         let classifier = ZeroShotClassifier::new(
             &clip,

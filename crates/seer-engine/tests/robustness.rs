@@ -8,7 +8,7 @@ use common::*;
 use seer_engine::{Clip, LoadOptions};
 
 fn copy_fixture(name: &str, to: &Path) {
-    for entry in std::fs::read_dir(fixture(name)).unwrap() {
+    for entry in std::fs::read_dir(model_fixture(name)).unwrap() {
         let entry = entry.unwrap();
         std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
     }
@@ -59,7 +59,8 @@ fn bad_configs_and_missing_tensors_are_explained() {
 
     // A config that disagrees with the weights: the shape error names the tensor.
     let mut cfg: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(fixture("openclip-vit").join("open_clip_config.json")).unwrap(),
+        &std::fs::read_to_string(model_fixture("openclip-vit").join("open_clip_config.json"))
+            .unwrap(),
     )
     .unwrap();
     cfg["model_cfg"]["embed_dim"] = 32.into();

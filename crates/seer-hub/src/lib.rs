@@ -99,19 +99,8 @@ pub fn resolve(spec: &str, progress: bool) -> Result<ResolvedModel, HubError> {
             origin: Origin::Cache,
         });
     }
-    let unavailable = |why: String| HubError::NotAvailable {
-        id: id.to_string(),
-        cache: cache_dir(),
-        why,
-    };
-    if offline() {
-        return Err(unavailable("HF_HUB_OFFLINE is set".into()));
-    }
-    let api = ApiBuilder::from_env()
-        .with_progress(progress)
-        .build()
-        .map_err(|e| unavailable(format!("the hub client could not start ({e})")))?;
-    let repo = api.model(id.to_string());
+    let unavailable = |why: String| not_available(id, why);
+    let repo = hub_api(id, progress)?.model(id.to_string());
     for (config, weights, extras) in LAYOUTS {
         let config_path = match repo.get(config) {
             Ok(p) => p,
@@ -157,21 +146,31 @@ pub fn fetch_file(id: &str, filename: &str, progress: bool) -> Result<PathBuf, H
     if let Some(p) = cache::cached_file(id, filename) {
         return Ok(p);
     }
-    let unavailable = |why: String| HubError::NotAvailable {
+    hub_api(id, progress)?
+        .model(id.to_string())
+        .get(filename)
+        .map_err(|e| not_available(id, format!("the hub cannot be reached ({e})")))
+}
+
+fn not_available(id: &str, why: String) -> HubError {
+    HubError::NotAvailable {
         id: id.to_string(),
         cache: cache_dir(),
         why,
-    };
-    if offline() {
-        return Err(unavailable("HF_HUB_OFFLINE is set".into()));
     }
-    let api = ApiBuilder::from_env()
+}
+
+/// A hub client configured from the environment (HF_HOME, HF_ENDPOINT, and the token
+/// `huggingface-cli login` saved under HF_HOME),
+/// unless HF_HUB_OFFLINE forbids the network.
+fn hub_api(id: &str, progress: bool) -> Result<hf_hub::api::sync::Api, HubError> {
+    if offline() {
+        return Err(not_available(id, "HF_HUB_OFFLINE is set".into()));
+    }
+    ApiBuilder::from_env()
         .with_progress(progress)
         .build()
-        .map_err(|e| unavailable(e.to_string()))?;
-    api.model(id.to_string())
-        .get(filename)
-        .map_err(|e| unavailable(format!("the hub cannot be reached ({e})")))
+        .map_err(|e| not_available(id, format!("the hub client could not start ({e})")))
 }
 
 fn is_not_found(e: &hf_hub::api::sync::ApiError) -> bool {

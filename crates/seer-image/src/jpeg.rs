@@ -820,24 +820,81 @@ fn decode_block(
     }
 }
 
-/// jidctint.c `jpeg_idct_islow` for one block, writing 8x8 samples.
+// libjpeg's islow IDCT constants: 13-bit fixed point, 2 extra bits between passes.
+const CONST_BITS: u32 = 13;
+const PASS1_BITS: u32 = 2;
+const F_0_298: i64 = 2446;
+const F_0_390: i64 = 3196;
+const F_0_541: i64 = 4433;
+const F_0_765: i64 = 6270;
+const F_0_899: i64 = 7373;
+const F_1_175: i64 = 9633;
+const F_1_501: i64 = 12299;
+const F_1_847: i64 = 15137;
+const F_1_961: i64 = 16069;
+const F_2_053: i64 = 16819;
+const F_2_562: i64 = 20995;
+const F_3_072: i64 = 25172;
+
+/// libjpeg's rounding right shift (DESCALE).
+fn descale(x: i64, n: u32) -> i64 {
+    (x + (1i64 << (n - 1))) >> n
+}
+
+/// One 8-point islow IDCT butterfly, shared by the column and row passes; returns
+/// the outputs in natural order, still scaled by 2^CONST_BITS (integer arithmetic,
+/// so the order of the additions cannot change the result).
+fn islow_1d(x: [i64; 8]) -> [i64; 8] {
+    // Even part.
+    let z1 = (x[2] + x[6]) * F_0_541;
+    let tmp2 = z1 + x[6] * -F_1_847;
+    let tmp3 = z1 + x[2] * F_0_765;
+    let tmp0 = (x[0] + x[4]) << CONST_BITS;
+    let tmp1 = (x[0] - x[4]) << CONST_BITS;
+    let (tmp10, tmp13, tmp11, tmp12) = (tmp0 + tmp3, tmp0 - tmp3, tmp1 + tmp2, tmp1 - tmp2);
+    // Odd part.
+    let (mut t0, mut t1, mut t2, mut t3) = (x[7], x[5], x[3], x[1]);
+    let (z1, z2, z3, z4) = (t0 + t3, t1 + t2, t0 + t2, t1 + t3);
+    let z5 = (z3 + z4) * F_1_175;
+    t0 *= F_0_298;
+    t1 *= F_2_053;
+    t2 *= F_3_072;
+    t3 *= F_1_501;
+    let z1 = z1 * -F_0_899;
+    let z2 = z2 * -F_2_562;
+    let z3 = z3 * -F_1_961 + z5;
+    let z4 = z4 * -F_0_390 + z5;
+    t0 += z1 + z3;
+    t1 += z2 + z4;
+    t2 += z2 + z3;
+    t3 += z1 + z4;
+    [
+        tmp10 + t3,
+        tmp11 + t2,
+        tmp12 + t1,
+        tmp13 + t0,
+        tmp13 - t0,
+        tmp12 - t1,
+        tmp11 - t2,
+        tmp10 - t3,
+    ]
+}
+
+/// IDCT_range_limit(x & RANGE_MASK): clamp(x + 128) for x in [-512, 511], wrapping beyond.
+fn range_limit(x: i64) -> u8 {
+    let i = (x as i32 & 1023) as usize;
+    match i {
+        0..=127 => (i + 128) as u8,
+        128..=511 => 255,
+        512..=895 => 0,
+        _ => (i - 896) as u8,
+    }
+}
+
+/// libjpeg-turbo's default (JDCT_ISLOW) inverse DCT of one dequantised block:
+/// columns into a workspace, then rows into `out`, with libjpeg's shortcuts for
+/// all-zero AC terms (which round differently, so they must be kept).
 fn idct_islow(coef: &[i16], q: &[u16; 64], out: &mut [u8], stride: usize) {
-    const CONST_BITS: u32 = 13;
-    const PASS1_BITS: u32 = 2;
-    const F_0_298: i64 = 2446;
-    const F_0_390: i64 = 3196;
-    const F_0_541: i64 = 4433;
-    const F_0_765: i64 = 6270;
-    const F_0_899: i64 = 7373;
-    const F_1_175: i64 = 9633;
-    const F_1_501: i64 = 12299;
-    const F_1_847: i64 = 15137;
-    const F_1_961: i64 = 16069;
-    const F_2_053: i64 = 16819;
-    const F_2_562: i64 = 20995;
-    const F_3_072: i64 = 25172;
-    // libjpeg's JLONG/int arithmetic; i64 with wrapping to i32 where C stores ints.
-    let descale = |x: i64, n: u32| (x + (1i64 << (n - 1))) >> n;
     let mut ws = [0i32; 64];
     for col in 0..8 {
         let dq = |r: usize| coef[r * 8 + col] as i64 * q[r * 8 + col] as i64;
@@ -848,88 +905,22 @@ fn idct_islow(coef: &[i16], q: &[u16; 64], out: &mut [u8], stride: usize) {
             }
             continue;
         }
-        let (z2, z3) = (dq(2), dq(6));
-        let z1 = (z2 + z3) * F_0_541;
-        let tmp2 = z1 + z3 * -F_1_847;
-        let tmp3 = z1 + z2 * F_0_765;
-        let (z2, z3) = (dq(0), dq(4));
-        let tmp0 = (z2 + z3) << CONST_BITS;
-        let tmp1 = (z2 - z3) << CONST_BITS;
-        let (tmp10, tmp13, tmp11, tmp12) = (tmp0 + tmp3, tmp0 - tmp3, tmp1 + tmp2, tmp1 - tmp2);
-        let (mut t0, mut t1, mut t2, mut t3) = (dq(7), dq(5), dq(3), dq(1));
-        let (z1, z2, z3, z4) = (t0 + t3, t1 + t2, t0 + t2, t1 + t3);
-        let z5 = (z3 + z4) * F_1_175;
-        t0 *= F_0_298;
-        t1 *= F_2_053;
-        t2 *= F_3_072;
-        t3 *= F_1_501;
-        let z1 = z1 * -F_0_899;
-        let z2 = z2 * -F_2_562;
-        let z3 = z3 * -F_1_961 + z5;
-        let z4 = z4 * -F_0_390 + z5;
-        t0 += z1 + z3;
-        t1 += z2 + z4;
-        t2 += z2 + z3;
-        t3 += z1 + z4;
-        let n = CONST_BITS - PASS1_BITS;
-        ws[col] = descale(tmp10 + t3, n) as i32;
-        ws[7 * 8 + col] = descale(tmp10 - t3, n) as i32;
-        ws[8 + col] = descale(tmp11 + t2, n) as i32;
-        ws[6 * 8 + col] = descale(tmp11 - t2, n) as i32;
-        ws[2 * 8 + col] = descale(tmp12 + t1, n) as i32;
-        ws[5 * 8 + col] = descale(tmp12 - t1, n) as i32;
-        ws[3 * 8 + col] = descale(tmp13 + t0, n) as i32;
-        ws[4 * 8 + col] = descale(tmp13 - t0, n) as i32;
-    }
-    // IDCT_range_limit(x & RANGE_MASK): clamp(x + 128) for x in [-512, 511], wrapping beyond.
-    let limit = |x: i64| -> u8 {
-        let i = (x as i32 & 1023) as usize;
-        match i {
-            0..=127 => (i + 128) as u8,
-            128..=511 => 255,
-            512..=895 => 0,
-            _ => (i - 896) as u8,
+        let y = islow_1d(std::array::from_fn(dq));
+        for (r, v) in y.into_iter().enumerate() {
+            ws[r * 8 + col] = descale(v, CONST_BITS - PASS1_BITS) as i32;
         }
-    };
+    }
     for row in 0..8 {
         let w = &ws[row * 8..row * 8 + 8];
         let o = &mut out[row * stride..row * stride + 8];
-        let n = CONST_BITS + PASS1_BITS + 3;
         if w[1..].iter().all(|&v| v == 0) {
-            let v = limit(descale(w[0] as i64, PASS1_BITS + 3));
-            o.fill(v);
+            o.fill(range_limit(descale(w[0] as i64, PASS1_BITS + 3)));
             continue;
         }
-        let (z2, z3) = (w[2] as i64, w[6] as i64);
-        let z1 = (z2 + z3) * F_0_541;
-        let tmp2 = z1 + z3 * -F_1_847;
-        let tmp3 = z1 + z2 * F_0_765;
-        let tmp0 = ((w[0] as i64) + (w[4] as i64)) << CONST_BITS;
-        let tmp1 = ((w[0] as i64) - (w[4] as i64)) << CONST_BITS;
-        let (tmp10, tmp13, tmp11, tmp12) = (tmp0 + tmp3, tmp0 - tmp3, tmp1 + tmp2, tmp1 - tmp2);
-        let (mut t0, mut t1, mut t2, mut t3) = (w[7] as i64, w[5] as i64, w[3] as i64, w[1] as i64);
-        let (z1, z2, z3, z4) = (t0 + t3, t1 + t2, t0 + t2, t1 + t3);
-        let z5 = (z3 + z4) * F_1_175;
-        t0 *= F_0_298;
-        t1 *= F_2_053;
-        t2 *= F_3_072;
-        t3 *= F_1_501;
-        let z1 = z1 * -F_0_899;
-        let z2 = z2 * -F_2_562;
-        let z3 = z3 * -F_1_961 + z5;
-        let z4 = z4 * -F_0_390 + z5;
-        t0 += z1 + z3;
-        t1 += z2 + z4;
-        t2 += z2 + z3;
-        t3 += z1 + z4;
-        o[0] = limit(descale(tmp10 + t3, n));
-        o[7] = limit(descale(tmp10 - t3, n));
-        o[1] = limit(descale(tmp11 + t2, n));
-        o[6] = limit(descale(tmp11 - t2, n));
-        o[2] = limit(descale(tmp12 + t1, n));
-        o[5] = limit(descale(tmp12 - t1, n));
-        o[3] = limit(descale(tmp13 + t0, n));
-        o[4] = limit(descale(tmp13 - t0, n));
+        let y = islow_1d(std::array::from_fn(|i| w[i] as i64));
+        for (o, v) in o.iter_mut().zip(y) {
+            *o = range_limit(descale(v, CONST_BITS + PASS1_BITS + 3));
+        }
     }
 }
 

@@ -1,70 +1,18 @@
 //! The text tower alone against the reference, on the reference's own token ids:
 //! separates model parity from tokenizer parity (tested in seer-tokenizer).
 
-use std::path::PathBuf;
-
 use seer_models::{ClipModel, Device, ModelFiles, TextPadding};
-use serde_json::Value;
-
-const MODELS: &[&str] = &[
-    "hf-vit-quickgelu",
-    "hf-vit-gelu-bin",
-    "openclip-vit",
-    "openclip-vit-options-bin",
-    "openclip-rn",
-];
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fixtures/models")
-        .join(name)
-}
-
-fn matrix(v: &Value) -> Vec<Vec<f32>> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            r.as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_f64().unwrap() as f32)
-                .collect()
-        })
-        .collect()
-}
-
-fn max_abs_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .flat_map(|(x, y)| {
-            assert_eq!(x.len(), y.len());
-            x.iter().zip(y).map(|(p, q)| (p - q).abs())
-        })
-        .fold(0.0, f32::max)
-}
+use seer_testkit::{
+    matrix, max_abs_diff, model_fixture as fixture, model_reference, token_lists, MODEL_FIXTURES,
+};
 
 #[test]
 fn text_features_match_reference_for_every_layout() {
-    for name in MODELS {
-        let dir = fixture(name);
-        let reference: Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap())
-                .unwrap();
-        let model = ClipModel::load(&ModelFiles::from_dir(&dir).unwrap(), &Device::Cpu).unwrap();
-        let tokens: Vec<Vec<u32>> = reference["tokens"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| {
-                r.as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|t| t.as_u64().unwrap() as u32)
-                    .collect()
-            })
-            .collect();
+    for name in MODEL_FIXTURES {
+        let reference = model_reference(name);
+        let files = ModelFiles::from_dir(&fixture(name)).unwrap();
+        let model = ClipModel::load(&files, &Device::Cpu).unwrap();
+        let tokens = token_lists(&reference["tokens"]);
         let expected = matrix(&reference["text_features"]);
         for padding in [TextPadding::Longest, TextPadding::Context] {
             let got = model

@@ -1,24 +1,7 @@
 #![allow(dead_code)]
 use std::path::PathBuf;
 
-/// Repository root (two levels above this crate).
-pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// `$SEER_SHARED_DATA`, else `<repo root>/../shared/data`.
-pub fn shared_data() -> PathBuf {
-    let p = match std::env::var_os("SEER_SHARED_DATA") {
-        Some(p) => PathBuf::from(p),
-        None => repo_root().join("../shared/data"),
-    };
-    assert!(
-        p.join("smoke").is_dir(),
-        "shared test data not found at {} (set SEER_SHARED_DATA to the folder holding smoke/)",
-        p.display()
-    );
-    p
-}
+pub use seer_testkit::{repo_root, shared_data};
 
 pub fn fixtures() -> PathBuf {
     repo_root().join("fixtures/preprocess")

@@ -7,23 +7,8 @@ use std::sync::OnceLock;
 
 use seer_tokenizer::ClipTokenizer;
 
-pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// `$SEER_SHARED_DATA`, or `<repo root>/../shared/data`.
-pub fn shared_data() -> PathBuf {
-    let dir = std::env::var_os("SEER_SHARED_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("../shared/data"));
-    assert!(
-        dir.join("clip-tokenizer").is_dir(),
-        "shared test data not found at {} (expected clip-tokenizer/ inside); \
-         set SEER_SHARED_DATA to the shared/data folder",
-        dir.display()
-    );
-    dir
-}
+#[allow(unused_imports)]
+pub use seer_testkit::{repo_root, shared_data};
 
 pub fn openai_gz() -> PathBuf {
     shared_data().join("clip-tokenizer/bpe_simple_vocab_16e6.txt.gz")
