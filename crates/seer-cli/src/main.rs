@@ -28,6 +28,12 @@ enum Command {
     /// Evaluate a model.
     #[command(subcommand)]
     Eval(commands::eval::EvalCommand),
+    /// Index photo folders (incremental; re-run to bring the index up to date).
+    Index(commands::index::Args),
+    /// Search indexed photos by text, example image, or both.
+    Search(commands::search::Args),
+    /// Show what the index holds and which files failed.
+    Status(commands::status::Args),
     /// List model aliases and models in the Hugging Face cache.
     Models(commands::models::Args),
     /// Measure embedding throughput (optionally next to the PyTorch reference).
@@ -47,6 +53,9 @@ fn main() -> std::process::ExitCode {
         Command::Embed(args) => commands::embed::run(args),
         Command::Classify(args) => commands::classify::run(args),
         Command::Eval(cmd) => commands::eval::run(cmd),
+        Command::Index(args) => commands::index::run(args),
+        Command::Search(args) => commands::search::run(args),
+        Command::Status(args) => commands::status::run(args),
         Command::Models(args) => commands::models::run(args),
         Command::Bench(args) => commands::bench::run(args),
     };

@@ -40,8 +40,6 @@ pub struct ImageEmbedding {
     pub result: std::result::Result<Vec<f32>, EngineError>,
 }
 
-type Decoded = (usize, PathBuf, std::result::Result<Vec<f32>, EngineError>);
-
 impl Clip {
     /// Embeds texts in batches; each batch is padded only to its longest text.
     pub fn embed_texts(&self, texts: &[String], options: &EmbedOptions) -> Result<Vec<Vec<f32>>> {
@@ -87,67 +85,82 @@ impl Clip {
         options: &EmbedOptions,
         mut on_result: impl FnMut(ImageEmbedding),
     ) -> Result<()> {
+        let prepare = |path: &PathBuf| {
+            seer_image::load_and_preprocess(path, &self.preprocess, &options.limits)
+                .map(|pixels| (pixels, ()))
+                .map_err(EngineError::from)
+        };
+        self.embed_prepared(paths, options, prepare, |index, result| {
+            on_result(ImageEmbedding {
+                index,
+                path: paths[index].clone(),
+                result: result.map(|(embedding, ())| embedding),
+            })
+        })
+    }
+
+    /// The pipeline behind [`Clip::embed_image_files`], for callers that need more
+    /// from each file than its pixels: `prepare` turns an item into normalised
+    /// pixels (`3 x size x size`, CHW) plus anything it learnt on the way (a hash,
+    /// dimensions), in parallel on all cores and one batch ahead of the model;
+    /// `on_result` receives `(item index, embedding and extra)` in input order.
+    pub fn embed_prepared<T: Sync, X: Send>(
+        &self,
+        items: &[T],
+        options: &EmbedOptions,
+        prepare: impl Fn(&T) -> Result<(Vec<f32>, X)> + Sync,
+        mut on_result: impl FnMut(usize, Result<(Vec<f32>, X)>),
+    ) -> Result<()> {
         let batch_size = options.batch_size.max(1);
-        let (tx, rx) = mpsc::sync_channel::<Vec<Decoded>>(1);
+        let (tx, rx) = mpsc::sync_channel::<Vec<Result<(Vec<f32>, X)>>>(1);
         std::thread::scope(|scope| {
-            let preprocess = &self.preprocess;
-            let limits = &options.limits;
+            let prepare = &prepare;
             scope.spawn(move || {
-                for (chunk_index, chunk) in paths.chunks(batch_size).enumerate() {
-                    let decoded: Vec<Decoded> = chunk
-                        .par_iter()
-                        .enumerate()
-                        .map(|(i, path)| {
-                            let result = seer_image::load_and_preprocess(path, preprocess, limits)
-                                .map_err(EngineError::from);
-                            (chunk_index * batch_size + i, path.clone(), result)
-                        })
-                        .collect();
-                    if tx.send(decoded).is_err() {
+                for chunk in items.chunks(batch_size) {
+                    let prepared: Vec<_> = chunk.par_iter().map(prepare).collect();
+                    if tx.send(prepared).is_err() {
                         return; // the consumer stopped on a model error
                     }
                 }
             });
+            let mut next_index = 0;
             for batch in rx {
-                self.run_decoded_batch(batch, options.normalize, &mut on_result)?;
+                let first = next_index;
+                next_index += batch.len();
+                self.run_prepared_batch(batch, options.normalize, |i, r| on_result(first + i, r))?;
             }
             Ok(())
         })
     }
 
-    fn run_decoded_batch(
+    fn run_prepared_batch<X>(
         &self,
-        batch: Vec<Decoded>,
+        batch: Vec<Result<(Vec<f32>, X)>>,
         normalize: bool,
-        on_result: &mut impl FnMut(ImageEmbedding),
+        mut on_result: impl FnMut(usize, Result<(Vec<f32>, X)>),
     ) -> Result<()> {
-        let ok = batch.iter().filter(|(_, _, r)| r.is_ok()).count();
+        let ok = batch.iter().filter(|r| r.is_ok()).count();
         let mut pixels = Vec::with_capacity(ok * 3 * self.model.image_size().pow(2));
         let mut slots = Vec::with_capacity(batch.len());
-        for (index, path, result) in batch {
-            match result {
-                Ok(p) => {
-                    pixels.extend_from_slice(&p);
-                    slots.push((index, path, None));
-                }
-                Err(e) => slots.push((index, path, Some(e))),
-            }
+        for result in batch {
+            slots.push(result.map(|(p, extra)| {
+                pixels.extend_from_slice(&p);
+                extra
+            }));
         }
         let mut embeddings = if ok > 0 {
             self.embed_pixels(pixels, ok, normalize)?.into_iter()
         } else {
             Vec::new().into_iter()
         };
-        for (index, path, error) in slots {
-            let result = match error {
-                Some(e) => Err(e),
-                None => Ok(embeddings.next().expect("one embedding per decoded image")),
-            };
-            on_result(ImageEmbedding {
-                index,
-                path,
-                result,
+        for (i, slot) in slots.into_iter().enumerate() {
+            let result = slot.map(|extra| {
+                (
+                    embeddings.next().expect("one embedding per prepared image"),
+                    extra,
+                )
             });
+            on_result(i, result);
         }
         Ok(())
     }

@@ -71,14 +71,25 @@ pub fn offline() -> bool {
         .unwrap_or(false)
 }
 
+/// The stable name a model is recorded under (e.g. in an index): the canonical
+/// path of a local folder, or the hub id an alias stands for.
+pub fn model_key(spec: &str) -> String {
+    let path = Path::new(spec);
+    if path.is_dir() {
+        if let Ok(c) = path.canonicalize() {
+            return c.display().to_string();
+        }
+    }
+    resolve_alias(spec).to_string()
+}
+
 /// Resolves `spec` to a folder, downloading from the hub when needed and allowed.
 pub fn resolve(spec: &str, progress: bool) -> Result<ResolvedModel, HubError> {
     let path = Path::new(spec);
     if path.is_dir() {
-        let dir = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
         return Ok(ResolvedModel {
-            id: dir.display().to_string(),
-            dir,
+            id: model_key(spec),
+            dir: path.canonicalize().unwrap_or_else(|_| path.to_path_buf()),
             origin: Origin::LocalFolder,
         });
     }

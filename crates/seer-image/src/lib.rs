@@ -128,9 +128,14 @@ pub fn load_and_preprocess(
     cfg: &PreprocessConfig,
     limits: &DecodeLimits,
 ) -> Result<Vec<f32>, ImageError> {
-    let img = decode_file_full(path, limits)?;
-    let cropped = resize_and_crop_decoded(&img, cfg);
+    Ok(preprocess_decoded(&decode_file_full(path, limits)?, cfg))
+}
+
+/// Resize, crop and normalise an already decoded image into a `3 * crop * crop`
+/// CHW vector (for callers that read the file themselves, e.g. to hash it).
+pub fn preprocess_decoded(img: &DecodedImage, cfg: &PreprocessConfig) -> Vec<f32> {
+    let cropped = resize_and_crop_decoded(img, cfg);
     let mut out = Vec::with_capacity(3 * cropped.width() as usize * cropped.height() as usize);
     normalize_into(&cropped, cfg, &mut out);
-    Ok(out)
+    out
 }

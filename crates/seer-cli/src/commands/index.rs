@@ -1,0 +1,96 @@
+//! `seer index`: add photo folders to the index, or bring it up to date.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use seer_index::{default_index_dir, Encoding, IndexOptions, Progress, Store};
+
+use crate::common::ModelArgs;
+use crate::output::progress;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Folders (or files) to index; none re-indexes every folder indexed before.
+    paths: Vec<PathBuf>,
+    /// Index folder (default: $SEER_INDEX or ~/.local/share/seer/index).
+    #[arg(long, env = "SEER_INDEX")]
+    index: Option<PathBuf>,
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Also walk hidden files and folders.
+    #[arg(long)]
+    hidden: bool,
+    /// How vectors are stored: f16 (default), f32 or int8.
+    #[arg(long, default_value = "f16", value_parser = parse_encoding)]
+    encoding: Encoding,
+    /// Print a JSON summary.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_encoding(s: &str) -> Result<Encoding, String> {
+    Encoding::parse(s).ok_or_else(|| format!("unknown encoding '{s}' (f16, f32, int8)"))
+}
+
+pub fn index_dir(arg: &Option<PathBuf>) -> PathBuf {
+    arg.clone().unwrap_or_else(default_index_dir)
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let dir = index_dir(&args.index);
+    let mut store = Store::open(&dir)?;
+    let roots = if args.paths.is_empty() {
+        let stored: Vec<PathBuf> = store.roots()?.into_iter().map(PathBuf::from).collect();
+        anyhow::ensure!(
+            !stored.is_empty(),
+            "nothing to index: give folders, e.g. `seer index ~/Pictures`"
+        );
+        stored
+    } else {
+        args.paths.clone()
+    };
+    let clip = args.model.load()?;
+    let options = IndexOptions {
+        roots,
+        include_hidden: args.hidden,
+        encoding: args.encoding,
+        embed: args.model.embed_options(true)?,
+    };
+    let pb = progress(0, "indexing");
+    let summary = seer_index::index(&mut store, &clip, &options, &mut |event| match event {
+        Progress::Planned(n) => pb.set_length(n as u64),
+        Progress::Embedded => pb.inc(1),
+    })?;
+    pb.finish_and_clear();
+    if let Some(model) = store.models()?.into_iter().find(|m| m.name == clip.id) {
+        if let Some(sync) = seer_index::ann::sync(&store, &model, seer_index::ann::ANN_THRESHOLD)? {
+            tracing::info!(
+                "approximate index: {} inserted, {} removed, {} vectors",
+                sync.inserted,
+                sync.removed,
+                sync.total
+            );
+        }
+    }
+    for (path, cause) in &summary.failures {
+        eprintln!("error: {path}: {cause}");
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        println!(
+            "{}: {} added, {} unchanged, {} moved, {} copies, {} touched, {} removed, {} failed ({} still failing) in {:.1}s",
+            dir.display(),
+            summary.added,
+            summary.skipped,
+            summary.moved,
+            summary.copied,
+            summary.touched,
+            summary.removed,
+            summary.failed,
+            summary.still_failing,
+            summary.seconds
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,100 @@
+//! `seer search`: find indexed photos by text, by example, or both.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use seer_engine::{Clip, LoadOptions};
+use seer_index::{query_vector, rank, Query, SearchOptions, Store};
+
+use crate::commands::index::index_dir;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// What to look for, in words.
+    text: Option<String>,
+    /// An example image (repeatable).
+    #[arg(long)]
+    image: Vec<PathBuf>,
+    /// An indexed file: more like this (repeatable).
+    #[arg(long)]
+    like: Vec<String>,
+    /// Add this text to the query (repeatable).
+    #[arg(long)]
+    add: Vec<String>,
+    /// Subtract this text from the query (repeatable).
+    #[arg(long)]
+    subtract: Vec<String>,
+    /// Subtract this image from the query (repeatable).
+    #[arg(long)]
+    subtract_image: Vec<PathBuf>,
+    /// How many results.
+    #[arg(short, long, default_value_t = 20)]
+    k: usize,
+    /// Only results with at least this cosine similarity.
+    #[arg(long)]
+    min_score: Option<f32>,
+    /// Only paths matching this glob (e.g. '*.png', '**/holiday/**').
+    #[arg(long)]
+    path: Option<String>,
+    #[arg(long, env = "SEER_INDEX")]
+    index: Option<PathBuf>,
+    /// The model whose vectors to search (default: the index's only model).
+    #[arg(long, short)]
+    model: Option<String>,
+    #[arg(long, env = "SEER_TOKENIZER")]
+    tokenizer: Option<PathBuf>,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let store = Store::open_read_only(&index_dir(&args.index))?;
+    let model = store.choose_model(args.model.as_deref().map(seer_hub::model_key).as_deref())?;
+    let query = Query {
+        texts: args.text.iter().chain(&args.add).cloned().collect(),
+        images: args.image.clone(),
+        like: args.like.iter().map(|p| canonical(p)).collect(),
+        subtract_texts: args.subtract.clone(),
+        subtract_images: args.subtract_image.clone(),
+    };
+    anyhow::ensure!(
+        !query.is_empty(),
+        "nothing to search for: give a text, --image FILE or --like PATH"
+    );
+    let clip = if query.needs_model() {
+        let options = LoadOptions {
+            tokenizer: args.tokenizer.clone(),
+            progress: crate::output::stderr_is_terminal(),
+            ..Default::default()
+        };
+        Some(Clip::load(&model.name, &options)?)
+    } else {
+        None
+    };
+    let vector = query_vector(&store, &model, clip.as_ref(), &query)?;
+    let vectors = store.load_vectors(&model)?;
+    let options = SearchOptions {
+        k: args.k,
+        min_score: args.min_score,
+        path_glob: args.path.clone(),
+    };
+    let hits = rank(&store, &model, &vectors, &vector, &options)?;
+    if args.json {
+        for hit in &hits {
+            println!("{}", serde_json::to_string(hit)?);
+        }
+    } else {
+        for hit in &hits {
+            println!("{:.4}  {}", hit.score, hit.path);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Indexed paths are canonical; accept relative ones from the user.
+fn canonical(p: &str) -> String {
+    std::fs::canonicalize(p)
+        .ok()
+        .and_then(|c| c.to_str().map(str::to_string))
+        .unwrap_or_else(|| p.to_string())
+}

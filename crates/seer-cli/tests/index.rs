@@ -1,0 +1,254 @@
+//! `seer index`, `search` and `status` on real files: incremental runs, moves,
+//! deletions, bad files, several models, and the errors users meet.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use seer_testkit::{model_fixture, shared_data, tokenizer_file};
+
+fn seer(index: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_seer"))
+        .args(args)
+        .env("SEER_INDEX", index)
+        .env("SEER_TOKENIZER", tokenizer_file())
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .expect("run seer")
+}
+
+fn ok(o: Output) -> String {
+    assert!(
+        o.status.success(),
+        "seer failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+fn model(name: &str) -> String {
+    model_fixture(name).display().to_string()
+}
+
+fn index_json(index: &Path, folder: &Path, model_name: &str) -> serde_json::Value {
+    let out = ok(seer(
+        index,
+        &[
+            "index",
+            folder.to_str().unwrap(),
+            "--model",
+            &model(model_name),
+            "--json",
+        ],
+    ));
+    serde_json::from_str(out.trim()).unwrap()
+}
+
+/// A photo folder of distinct small images (copies of shared samples).
+fn photo_folder(n: usize) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let samples = shared_data().join("imagenet-samples/images");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(samples)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    for (i, f) in files.iter().take(n).enumerate() {
+        let sub = dir.path().join(format!("album{}", i % 3));
+        std::fs::create_dir_all(&sub).unwrap();
+        std::fs::copy(f, sub.join(f.file_name().unwrap())).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn incremental_runs_skip_move_copy_remove_and_retry() {
+    let photos = photo_folder(12);
+    let idx = tempfile::tempdir().unwrap();
+    let s = index_json(idx.path(), photos.path(), "openclip-vit");
+    assert_eq!(
+        (s["added"].as_u64(), s["failed"].as_u64()),
+        (Some(12), Some(0)),
+        "{s}"
+    );
+
+    // Nothing changed: everything skipped.
+    let s = index_json(idx.path(), photos.path(), "openclip-vit");
+    assert_eq!(
+        (s["added"].as_u64(), s["skipped"].as_u64()),
+        (Some(0), Some(12)),
+        "{s}"
+    );
+
+    // Rename one, copy one, delete one, corrupt one (a new file that is no image).
+    let album = photos.path().join("album0");
+    let mut names: Vec<PathBuf> = std::fs::read_dir(&album)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    names.sort();
+    std::fs::rename(&names[0], photos.path().join("album1/renamed.JPEG")).unwrap();
+    std::fs::copy(&names[1], photos.path().join("album2/copy.JPEG")).unwrap();
+    std::fs::remove_file(&names[2]).unwrap();
+    std::fs::write(
+        photos.path().join("album2/broken.jpg"),
+        b"\xff\xd8\xff\xe0 not really a jpeg",
+    )
+    .unwrap();
+    let s = index_json(idx.path(), photos.path(), "openclip-vit");
+    assert_eq!(s["moved"].as_u64(), Some(1), "{s}");
+    assert_eq!(s["copied"].as_u64(), Some(1), "{s}");
+    assert_eq!(s["removed"].as_u64(), Some(1), "{s}");
+    assert_eq!(s["failed"].as_u64(), Some(1), "{s}");
+    assert_eq!(
+        s["added"].as_u64(),
+        Some(0),
+        "moved and copied files must not be re-embedded: {s}"
+    );
+
+    // The failure is listed with its reason, and not retried while unchanged...
+    let status: serde_json::Value =
+        serde_json::from_str(ok(seer(idx.path(), &["status", "--json"])).trim()).unwrap();
+    let failures = status["failures"].as_array().unwrap();
+    assert_eq!(failures.len(), 1);
+    assert!(failures[0]["path"]
+        .as_str()
+        .unwrap()
+        .ends_with("broken.jpg"));
+    let s = index_json(idx.path(), photos.path(), "openclip-vit");
+    assert_eq!(
+        (s["failed"].as_u64(), s["still_failing"].as_u64()),
+        (Some(0), Some(1)),
+        "{s}"
+    );
+
+    // ...and retried (and fixed) once it changes.
+    std::fs::copy(&names[3], photos.path().join("album2/broken.jpg")).unwrap();
+    let s = index_json(idx.path(), photos.path(), "openclip-vit");
+    assert_eq!(s["failed"].as_u64(), Some(0), "{s}");
+    assert_eq!(
+        (s["added"].as_u64().unwrap() + s["copied"].as_u64().unwrap()),
+        1,
+        "{s}"
+    );
+    let status: serde_json::Value =
+        serde_json::from_str(ok(seer(idx.path(), &["status", "--json"])).trim()).unwrap();
+    assert!(status["failures"].as_array().unwrap().is_empty());
+    assert_eq!(status["models"][0]["vectors"].as_u64(), Some(13));
+}
+
+#[test]
+fn search_by_text_image_and_like_with_filters() {
+    let photos = photo_folder(9);
+    let idx = tempfile::tempdir().unwrap();
+    index_json(idx.path(), photos.path(), "openclip-vit");
+
+    let lines = ok(seer(
+        idx.path(),
+        &["search", "a goldfish", "-k", "5", "--json"],
+    ));
+    let hits: Vec<serde_json::Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(hits.len(), 5);
+    assert!(
+        hits.windows(2)
+            .all(|w| w[0]["score"].as_f64() >= w[1]["score"].as_f64()),
+        "not ranked"
+    );
+
+    // An indexed file is its own best match, by example image and by --like.
+    let first = hits[0]["path"].as_str().unwrap().to_string();
+    for args in [
+        vec!["search", "--image", &first, "-k", "1", "--json"],
+        vec!["search", "--like", &first, "-k", "1", "--json"],
+    ] {
+        let top: serde_json::Value =
+            serde_json::from_str(ok(seer(idx.path(), &args)).lines().next().unwrap()).unwrap();
+        assert_eq!(top["path"].as_str(), Some(first.as_str()));
+        assert!(top["score"].as_f64().unwrap() > 0.999, "{top}");
+    }
+
+    // Path filter and minimum score.
+    let lines = ok(seer(
+        idx.path(),
+        &[
+            "search", "a fish", "-k", "50", "--path", "album1/*", "--json",
+        ],
+    ));
+    assert_eq!(lines.lines().count(), 3);
+    assert!(lines.lines().all(|l| l.contains("/album1/")));
+    let lines = ok(seer(
+        idx.path(),
+        &["search", "a fish", "--min-score", "2", "--json"],
+    ));
+    assert_eq!(lines.lines().count(), 0);
+
+    // Combinations: text plus image minus text still returns ranked results.
+    let lines = ok(seer(
+        idx.path(),
+        &[
+            "search",
+            "a fish",
+            "--image",
+            &first,
+            "--subtract",
+            "a dog",
+            "-k",
+            "3",
+            "--json",
+        ],
+    ));
+    assert_eq!(lines.lines().count(), 3);
+}
+
+#[test]
+fn several_models_in_one_index_and_mismatches_are_clear_errors() {
+    let photos = photo_folder(4);
+    let idx = tempfile::tempdir().unwrap();
+    index_json(idx.path(), photos.path(), "openclip-vit");
+    // A second model embeds the same files again (its vectors are separate).
+    let s = index_json(idx.path(), photos.path(), "openclip-rn");
+    assert_eq!(s["added"].as_u64(), Some(4), "{s}");
+
+    let o = seer(idx.path(), &["search", "a fish"]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("several models"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    let o = seer(idx.path(), &["search", "a fish", "--model", "/not/a/model"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(
+        err.contains("no vectors for model") && err.contains("openclip-rn"),
+        "{err}"
+    );
+
+    let out = ok(seer(
+        idx.path(),
+        &[
+            "search",
+            "a fish",
+            "--model",
+            &model("openclip-rn"),
+            "-k",
+            "2",
+            "--json",
+        ],
+    ));
+    assert_eq!(out.lines().count(), 2);
+}
+
+#[test]
+fn status_and_search_on_a_missing_index_explain_themselves() {
+    let idx = tempfile::tempdir().unwrap();
+    let o = seer(&idx.path().join("nothing"), &["search", "x"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("seer index"));
+    let o = seer(&idx.path().join("nothing"), &["index"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nothing to index"));
+}

@@ -1,0 +1,118 @@
+//! The approximate index beside the database, one per model, used automatically
+//! once a model has more than [`ANN_THRESHOLD`] vectors.
+//!
+//! The database stays the source of truth: after each indexing run the graph is
+//! brought up to date by difference (new row ids inserted, vanished ones removed:
+//! no rebuild) and the database generation it reflects is recorded beside it. A
+//! search uses the graph only when that generation is current; otherwise (a crash
+//! mid-run, a missing or damaged file) it falls back to exact search, which is
+//! always correct, and the next `seer index` repairs the graph.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use seer_ann::{Hnsw, HnswParams};
+
+use crate::error::Result;
+use crate::search::{compile_glob, Hit, SearchOptions};
+use crate::store::{ModelInfo, Store, VectorSet};
+
+/// Below this many vectors exact search is fast enough (about 3 ms for 50,000
+/// 512-d vectors on 2 cores) and needs no extra structure.
+pub const ANN_THRESHOLD: usize = 50_000;
+
+fn graph_path(dir: &Path, model: &ModelInfo) -> PathBuf {
+    dir.join(format!("ann-model-{}.hnsw", model.id))
+}
+
+fn generation_path(dir: &Path, model: &ModelInfo) -> PathBuf {
+    dir.join(format!("ann-model-{}.generation", model.id))
+}
+
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct AnnSync {
+    pub inserted: usize,
+    pub removed: usize,
+    pub total: usize,
+}
+
+/// Brings the model's graph up to date with the database (or drops it when the
+/// model is below the threshold). Returns None when no graph is kept.
+pub fn sync(store: &Store, model: &ModelInfo, threshold: usize) -> Result<Option<AnnSync>> {
+    let path = graph_path(store.dir(), model);
+    let generation = store.generation()?;
+    if model.vectors < threshold {
+        let _ = std::fs::remove_file(generation_path(store.dir(), model));
+        return Ok(None);
+    }
+    let vectors = store.load_vectors(model)?;
+    let mut graph = match Hnsw::load(&path) {
+        Ok(g) if g.dim() == model.dim => g,
+        Ok(_) | Err(_) => Hnsw::new(model.dim, HnswParams::default()),
+    };
+    // Invalidate first: a crash while saving must not leave a graph that claims
+    // to be current.
+    let _ = std::fs::remove_file(generation_path(store.dir(), model));
+    let in_db: HashSet<u64> = vectors.ids.iter().map(|&id| id as u64).collect();
+    let stale: Vec<u64> = graph.ids().filter(|id| !in_db.contains(id)).collect();
+    for id in &stale {
+        graph.remove(*id);
+    }
+    let new: Vec<(u64, &[f32])> = (0..vectors.len())
+        .filter(|&row| !graph.contains(vectors.ids[row] as u64))
+        .map(|row| (vectors.ids[row] as u64, vectors.row(row)))
+        .collect();
+    graph.insert_batch(&new)?;
+    graph.save(&path)?;
+    std::fs::write(generation_path(store.dir(), model), generation.to_string()).map_err(|e| {
+        crate::IndexError::File {
+            path: generation_path(store.dir(), model),
+            message: e.to_string(),
+        }
+    })?;
+    Ok(Some(AnnSync {
+        inserted: new.len(),
+        removed: stale.len(),
+        total: graph.len(),
+    }))
+}
+
+/// The model's graph if it reflects the database as it is now.
+pub fn load_current(store: &Store, model: &ModelInfo) -> Option<Hnsw> {
+    let recorded = std::fs::read_to_string(generation_path(store.dir(), model)).ok()?;
+    if recorded.trim().parse::<u64>().ok()? != store.generation().ok()? {
+        tracing::info!("the approximate index is out of date; searching exactly (run `seer index` to refresh it)");
+        return None;
+    }
+    Hnsw::load(&graph_path(store.dir(), model)).ok()
+}
+
+/// Approximate ranking; `vectors` maps ids back to paths.
+pub fn rank_approximate(
+    graph: &Hnsw,
+    vectors: &VectorSet,
+    query: &[f32],
+    options: &SearchOptions,
+) -> Result<Vec<Hit>> {
+    let glob = compile_glob(options.path_glob.as_deref())?;
+    let row_of = |id: u64| vectors.ids.binary_search(&(id as i64)).ok();
+    let keep = |id: u64| match (row_of(id), &glob) {
+        (Some(row), Some(g)) => g.is_match(&vectors.paths[row]),
+        (Some(_), None) => true,
+        (None, _) => false,
+    };
+    let ef = Some(options.k.max(graph.params().ef_search));
+    Ok(graph
+        .search_filtered(query, options.k, ef, &keep)
+        .into_iter()
+        .filter(|(_, score)| options.min_score.is_none_or(|m| *score >= m))
+        .filter_map(|(id, score)| {
+            let row = row_of(id)?;
+            Some(Hit {
+                path: vectors.paths[row].clone(),
+                score,
+                id: vectors.ids[row],
+            })
+        })
+        .collect())
+}

@@ -1,0 +1,34 @@
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("{path}: index database error: {source}")]
+    Database {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+
+    #[error("{path}: {message}")]
+    File { path: PathBuf, message: String },
+
+    #[error("the index at {index} has no vectors for model '{model}' (it has: {available}); index with that model first, or pass --model with one of those")]
+    ModelMismatch {
+        index: PathBuf,
+        model: String,
+        available: String,
+    },
+
+    #[error("the index at {0} holds vectors of several models ({1}); choose one with --model")]
+    AmbiguousModel(PathBuf, String),
+
+    #[error("{0}")]
+    Invalid(String),
+
+    #[error(transparent)]
+    Engine(#[from] seer_engine::EngineError),
+
+    #[error(transparent)]
+    Ann(#[from] seer_ann::AnnError),
+}
+
+pub type Result<T> = std::result::Result<T, IndexError>;

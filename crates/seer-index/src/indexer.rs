@@ -1,0 +1,301 @@
+//! An indexing run: plan, apply the cheap changes (moves, copies, removals) in one
+//! transaction, then embed the rest through the engine's pipeline, committing
+//! after every model batch so a crash loses at most the batch in flight.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use seer_engine::{Clip, EmbedOptions, EngineError};
+use seer_image::DecodeLimits;
+
+use crate::error::{IndexError, Result};
+use crate::scan::{self, ContentLookup, Walked};
+use crate::store::{write, FileRecord, Store};
+use crate::vector::Encoding;
+
+#[derive(Clone, Debug)]
+pub struct IndexOptions {
+    pub roots: Vec<PathBuf>,
+    pub include_hidden: bool,
+    pub encoding: Encoding,
+    pub embed: EmbedOptions,
+}
+
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct IndexSummary {
+    pub model: String,
+    /// Files embedded (new or changed).
+    pub added: usize,
+    /// Files skipped because nothing changed.
+    pub skipped: usize,
+    /// Renamed or moved files, recognised by content.
+    pub moved: usize,
+    /// New copies of indexed files, which reused their vector.
+    pub copied: usize,
+    /// Files whose timestamp changed but whose content did not.
+    pub touched: usize,
+    /// Files gone from disk, removed from the index.
+    pub removed: usize,
+    /// Files that could not be indexed in this run.
+    pub failed: usize,
+    /// Files that failed before and have not changed (not retried).
+    pub still_failing: usize,
+    pub seconds: f64,
+    pub failures: Vec<(String, String)>,
+}
+
+/// Progress events for a progress bar.
+pub enum Progress {
+    /// Planning finished: this many files will be embedded.
+    Planned(usize),
+    /// One more file was embedded or failed.
+    Embedded,
+}
+
+struct DbLookup<'a> {
+    store: &'a Store,
+    model_id: i64,
+    sizes: std::collections::HashSet<i64>,
+}
+
+impl ContentLookup for DbLookup<'_> {
+    fn size_is_known(&self, size: i64) -> bool {
+        self.sizes.contains(&size)
+    }
+
+    fn embedded_with_hash(&self, hash: &[u8; 32]) -> Option<i64> {
+        self.store
+            .embedded_file_with_hash(hash, self.model_id)
+            .ok()
+            .flatten()
+    }
+}
+
+pub fn canonical_roots(roots: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    roots
+        .iter()
+        .map(|r| {
+            let c = r.canonicalize().map_err(|e| IndexError::File {
+                path: r.clone(),
+                message: e.to_string(),
+            })?;
+            if c.to_str().is_none() {
+                return Err(IndexError::File {
+                    path: r.clone(),
+                    message: "folder names that are not UTF-8 are not supported".into(),
+                });
+            }
+            Ok(c)
+        })
+        .collect()
+}
+
+pub fn index(
+    store: &mut Store,
+    clip: &Clip,
+    options: &IndexOptions,
+    on_progress: &mut dyn FnMut(Progress),
+) -> Result<IndexSummary> {
+    let start = Instant::now();
+    let roots = canonical_roots(&options.roots)?;
+    let root_strings: Vec<String> = roots
+        .iter()
+        .filter_map(|r| r.to_str().map(str::to_string))
+        .collect();
+    let dim = clip.model.embed_dim();
+    let model_id = {
+        let db_error = store.error_mapper();
+        let tx = store.transaction()?;
+        let id = write::model_id(&tx, &clip.id, dim).map_err(&db_error)?;
+        for root in &root_strings {
+            write::add_root(&tx, root).map_err(&db_error)?;
+        }
+        tx.commit().map_err(&db_error)?;
+        id
+    };
+
+    let (walked, walk_problems) = scan::walk(&roots, options.include_hidden);
+    let stored = store.files_under(&root_strings, model_id)?;
+    let lookup = DbLookup {
+        store,
+        model_id,
+        sizes: store.sizes()?,
+    };
+    let plan = scan::plan(&walked, &stored, &lookup, &|p| {
+        scan::hash_file(Path::new(p)).ok()
+    });
+    drop(lookup);
+
+    let mut summary = IndexSummary {
+        model: clip.id.clone(),
+        skipped: plan.unchanged,
+        still_failing: plan.unchanged_failures,
+        moved: plan.moves.len(),
+        copied: plan.copies.len(),
+        touched: plan.touches.len(),
+        removed: plan.removals.len(),
+        failures: walk_problems,
+        ..Default::default()
+    };
+    apply_cheap_changes(store, &plan)?;
+    on_progress(Progress::Planned(plan.embed.len()));
+
+    let files: Vec<Walked> = plan.embed.iter().map(|e| e.file.clone()).collect();
+    let mut batch: Vec<(Walked, std::result::Result<(Vec<f32>, FileRecord), String>)> = Vec::new();
+    let mut write_error = None;
+    let batch_size = options.embed.batch_size.max(1);
+    let limits = options.embed.limits;
+    clip.embed_prepared(
+        &files,
+        &options.embed,
+        |f| prepare(clip, f, &limits),
+        |i, result| {
+            on_progress(Progress::Embedded);
+            batch.push((files[i].clone(), result.map_err(|e| e.to_string())));
+            if batch.len() >= batch_size && write_error.is_none() {
+                if let Err(e) =
+                    commit_batch(store, model_id, options.encoding, &mut batch, &mut summary)
+                {
+                    write_error = Some(e);
+                }
+            }
+        },
+    )?;
+    if let Some(e) = write_error {
+        return Err(e);
+    }
+    commit_batch(store, model_id, options.encoding, &mut batch, &mut summary)?;
+    summary.seconds = start.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+fn apply_cheap_changes(store: &mut Store, plan: &scan::Plan) -> Result<()> {
+    if plan.moves.is_empty()
+        && plan.copies.is_empty()
+        && plan.touches.is_empty()
+        && plan.removals.is_empty()
+    {
+        return Ok(());
+    }
+    let tx = store.transaction()?;
+    let result = (|| -> rusqlite::Result<()> {
+        // Removals first: a moved-onto path may have belonged to a removed file.
+        for (id, _) in &plan.removals {
+            write::remove_file(&tx, *id)?;
+        }
+        for (id, to) in &plan.moves {
+            write::move_file(&tx, *id, &to.path, to.size, to.mtime_ns)?;
+        }
+        for (id, mtime) in &plan.touches {
+            write::touch(&tx, *id, *mtime)?;
+        }
+        for (source, to, hash) in &plan.copies {
+            let record = FileRecord {
+                path: to.path.clone(),
+                size: to.size,
+                mtime_ns: to.mtime_ns,
+                hash: Some(*hash),
+                ..Default::default()
+            };
+            let id = write::upsert_file(&tx, &record)?;
+            write::copy_embeddings(&tx, *source, id)?;
+        }
+        write::bump_generation(&tx)
+    })();
+    result.and_then(|()| tx.commit()).map_err(|e| store.db(e))
+}
+
+fn commit_batch(
+    store: &mut Store,
+    model_id: i64,
+    encoding: Encoding,
+    batch: &mut Vec<(Walked, std::result::Result<(Vec<f32>, FileRecord), String>)>,
+    summary: &mut IndexSummary,
+) -> Result<()> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let tx = store.transaction()?;
+    let result = (|| -> rusqlite::Result<()> {
+        for (file, outcome) in batch.iter() {
+            match outcome {
+                Ok((vector, record)) => {
+                    let id = write::upsert_file(&tx, record)?;
+                    write::put_embedding(&tx, id, model_id, encoding, vector)?;
+                }
+                Err(message) => {
+                    write::record_failure(&tx, &file.path, file.size, file.mtime_ns, message)?
+                }
+            }
+        }
+        write::bump_generation(&tx)
+    })();
+    result.and_then(|()| tx.commit()).map_err(|e| store.db(e))?;
+    for (file, outcome) in batch.drain(..) {
+        match outcome {
+            Ok(_) => summary.added += 1,
+            Err(message) => {
+                summary.failed += 1;
+                summary.failures.push((file.path, message));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads a file once: hashes it, decodes it, notes its size and capture time, and
+/// preprocesses it for the model.
+fn prepare(
+    clip: &Clip,
+    file: &Walked,
+    limits: &DecodeLimits,
+) -> seer_engine::Result<(Vec<f32>, FileRecord)> {
+    let fail = |message: String| EngineError::File {
+        path: PathBuf::from(&file.path),
+        message,
+    };
+    if file.size as u64 > limits.max_file_bytes {
+        return Err(fail(format!(
+            "file is larger than the {} byte limit",
+            limits.max_file_bytes
+        )));
+    }
+    let bytes = std::fs::read(&file.path).map_err(|e| fail(e.to_string()))?;
+    let hash = *blake3::hash(&bytes).as_bytes();
+    let decoded = seer_image::decode_bytes_full(&bytes, &file.path, limits)?;
+    let record = FileRecord {
+        path: file.path.clone(),
+        size: file.size,
+        mtime_ns: file.mtime_ns,
+        hash: Some(hash),
+        width: Some(decoded.width()),
+        height: Some(decoded.height()),
+        taken_at: capture_time(&bytes),
+    };
+    Ok((
+        seer_image::preprocess_decoded(&decoded, &clip.preprocess),
+        record,
+    ))
+}
+
+/// EXIF DateTimeOriginal (or DateTime) as "YYYY-MM-DD HH:MM:SS", when present.
+fn capture_time(bytes: &[u8]) -> Option<String> {
+    let exif = exif::Reader::new()
+        .read_from_container(&mut std::io::Cursor::new(bytes))
+        .ok()?;
+    [exif::Tag::DateTimeOriginal, exif::Tag::DateTime]
+        .iter()
+        .find_map(|tag| {
+            let field = exif.get_field(*tag, exif::In::PRIMARY)?;
+            match &field.value {
+                exif::Value::Ascii(v) => {
+                    let dt = exif::DateTime::from_ascii(v.first()?).ok()?;
+                    Some(format!(
+                        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+                        dt.year, dt.month, dt.day, dt.hour, dt.minute, dt.second
+                    ))
+                }
+                _ => None,
+            }
+        })
+}

@@ -1,0 +1,388 @@
+//! Walking the photo folders and deciding what an indexing run must do.
+//!
+//! The decision ([`plan`]) is a pure function of what is on disk, what the index
+//! holds and a content hasher, so every incremental rule is unit-tested without a
+//! model: unchanged files are skipped on size + mtime; a touched file whose
+//! content hash is unchanged is not re-embedded; a file that disappeared from one
+//! path and appeared at another with the same content is moved; a new copy of an
+//! already embedded file reuses its vector; files gone from disk are removed.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
+
+use seer_engine::embed::has_image_extension;
+
+use crate::store::StoredFile;
+
+/// A file found on disk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Walked {
+    pub path: String,
+    pub size: i64,
+    pub mtime_ns: i64,
+}
+
+/// Walks `roots` for image files (hidden entries skipped unless `include_hidden`).
+/// Returns the files and what could not be walked (unreadable folders, non-UTF-8 names).
+pub fn walk(roots: &[PathBuf], include_hidden: bool) -> (Vec<Walked>, Vec<(String, String)>) {
+    let mut files = Vec::new();
+    let mut problems = Vec::new();
+    for root in roots {
+        let walker = walkdir::WalkDir::new(root)
+            .follow_links(true)
+            .into_iter()
+            .filter_entry(|e| {
+                include_hidden
+                    || e.depth() == 0
+                    || !e.file_name().to_string_lossy().starts_with('.')
+            });
+        for entry in walker {
+            let entry = match entry {
+                Ok(e) => e,
+                Err(e) => {
+                    let path = e.path().unwrap_or(root).display().to_string();
+                    problems.push((path, e.to_string()));
+                    continue;
+                }
+            };
+            if !entry.file_type().is_file() || !has_image_extension(entry.path()) {
+                continue;
+            }
+            let Some(path) = entry.path().to_str() else {
+                problems.push((
+                    entry.path().display().to_string(),
+                    "file names that are not UTF-8 are not supported".into(),
+                ));
+                continue;
+            };
+            match entry.metadata() {
+                Ok(meta) => files.push(Walked {
+                    path: path.to_string(),
+                    size: meta.len() as i64,
+                    mtime_ns: meta
+                        .modified()
+                        .ok()
+                        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                        .map(|d| d.as_nanos() as i64)
+                        .unwrap_or(0),
+                }),
+                Err(e) => problems.push((path.to_string(), e.to_string())),
+            }
+        }
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    files.dedup_by(|a, b| a.path == b.path);
+    (files, problems)
+}
+
+/// A file to embed; `known_hash` when planning already read it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ToEmbed {
+    pub file: Walked,
+    pub known_hash: Option<[u8; 32]>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub embed: Vec<ToEmbed>,
+    /// (stored file id, its new location)
+    pub moves: Vec<(i64, Walked)>,
+    /// (file id with the same content and a vector, the new file, its hash)
+    pub copies: Vec<(i64, Walked, [u8; 32])>,
+    /// (stored file id, new mtime): content unchanged, only the timestamp moved.
+    pub touches: Vec<(i64, i64)>,
+    /// (stored file id, path) of files no longer on disk.
+    pub removals: Vec<(i64, String)>,
+    pub unchanged: usize,
+    /// Files that failed before and have not changed since (not retried).
+    pub unchanged_failures: usize,
+}
+
+/// Content lookups planning needs; the index implements it over the database.
+pub trait ContentLookup {
+    /// Could a file of this size be a copy or a move of a stored file?
+    fn size_is_known(&self, size: i64) -> bool;
+    /// A stored file with this content that already has a vector.
+    fn embedded_with_hash(&self, hash: &[u8; 32]) -> Option<i64>;
+}
+
+/// Decides what to do. `stored` is what the index holds under the walked roots;
+/// `hash` reads a file's content hash (None if unreadable: it is then embedded,
+/// and the embedding stage reports the error).
+pub fn plan(
+    walked: &[Walked],
+    stored: &[StoredFile],
+    lookup: &dyn ContentLookup,
+    hash: &(dyn Fn(&str) -> Option<[u8; 32]> + Sync),
+) -> Plan {
+    use rayon::prelude::*;
+
+    let by_path: HashMap<&str, &StoredFile> = stored.iter().map(|s| (s.path.as_str(), s)).collect();
+    let on_disk: HashSet<&str> = walked.iter().map(|w| w.path.as_str()).collect();
+    let mut plan = Plan::default();
+
+    // Stored files that vanished: candidates for moves, by content.
+    let mut vanished: HashMap<[u8; 32], Vec<&StoredFile>> = HashMap::new();
+    let mut vanished_sizes = HashSet::new();
+    for s in stored.iter().filter(|s| !on_disk.contains(s.path.as_str())) {
+        match s.hash {
+            Some(h) if s.error.is_none() => {
+                vanished.entry(h).or_default().push(s);
+                vanished_sizes.insert(s.size);
+            }
+            _ => plan.removals.push((s.id, s.path.clone())),
+        }
+    }
+
+    enum Need<'a> {
+        Done,
+        Embed(&'a Walked),
+        // Same size and path, new mtime: hash to see if the content changed.
+        Confirm(&'a Walked, &'a StoredFile),
+        // New path whose size matches something stored: hash to find moves/copies.
+        Match(&'a Walked),
+    }
+    let needs: Vec<Need> = walked
+        .iter()
+        .map(|w| match by_path.get(w.path.as_str()) {
+            Some(s) if s.size == w.size && s.mtime_ns == w.mtime_ns => {
+                if s.error.is_some() {
+                    plan.unchanged_failures += 1;
+                    Need::Done
+                } else if s.embedded {
+                    plan.unchanged += 1;
+                    Need::Done
+                } else {
+                    Need::Embed(w) // indexed with another model only
+                }
+            }
+            Some(s) if s.size == w.size && s.hash.is_some() && s.error.is_none() => {
+                Need::Confirm(w, s)
+            }
+            Some(_) => Need::Embed(w),
+            None if vanished_sizes.contains(&w.size) || lookup.size_is_known(w.size) => {
+                Need::Match(w)
+            }
+            None => Need::Embed(w),
+        })
+        .collect();
+
+    // Hash only the files that need it, in parallel (this is the I/O-heavy part).
+    let hashes: Vec<Option<[u8; 32]>> = needs
+        .par_iter()
+        .map(|n| match n {
+            Need::Confirm(w, _) | Need::Match(w) => hash(&w.path),
+            _ => None,
+        })
+        .collect();
+
+    for (need, h) in needs.into_iter().zip(hashes) {
+        match need {
+            Need::Done => {}
+            Need::Embed(w) => plan.embed.push(ToEmbed {
+                file: w.clone(),
+                known_hash: None,
+            }),
+            Need::Confirm(w, s) => match h {
+                Some(h) if Some(h) == s.hash && s.embedded => plan.touches.push((s.id, w.mtime_ns)),
+                _ => plan.embed.push(ToEmbed {
+                    file: w.clone(),
+                    known_hash: h,
+                }),
+            },
+            Need::Match(w) => {
+                let Some(h) = h else {
+                    plan.embed.push(ToEmbed {
+                        file: w.clone(),
+                        known_hash: None,
+                    });
+                    continue;
+                };
+                if let Some(s) = vanished.get_mut(&h).and_then(|v| v.pop()) {
+                    plan.moves.push((s.id, w.clone()));
+                } else if let Some(id) = lookup.embedded_with_hash(&h) {
+                    plan.copies.push((id, w.clone(), h));
+                } else {
+                    plan.embed.push(ToEmbed {
+                        file: w.clone(),
+                        known_hash: Some(h),
+                    });
+                }
+            }
+        }
+    }
+    for files in vanished.into_values() {
+        plan.removals
+            .extend(files.into_iter().map(|s| (s.id, s.path.clone())));
+    }
+    plan.removals.sort_by(|a, b| a.1.cmp(&b.1));
+    plan
+}
+
+/// blake3 of a file's content, streamed.
+pub fn hash_file(path: &Path) -> std::io::Result<[u8; 32]> {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update_reader(std::fs::File::open(path)?)?;
+    Ok(*hasher.finalize().as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Lookup(HashMap<[u8; 32], i64>, HashSet<i64>);
+
+    impl ContentLookup for Lookup {
+        fn size_is_known(&self, size: i64) -> bool {
+            self.1.contains(&size)
+        }
+        fn embedded_with_hash(&self, hash: &[u8; 32]) -> Option<i64> {
+            self.0.get(hash).copied()
+        }
+    }
+
+    fn w(path: &str, size: i64, mtime: i64) -> Walked {
+        Walked {
+            path: path.into(),
+            size,
+            mtime_ns: mtime,
+        }
+    }
+
+    fn s(id: i64, path: &str, size: i64, mtime: i64, hash: u8) -> StoredFile {
+        StoredFile {
+            id,
+            path: path.into(),
+            size,
+            mtime_ns: mtime,
+            hash: Some([hash; 32]),
+            error: None,
+            embedded: true,
+        }
+    }
+
+    /// Content hashes by path: the first byte of the file name stands for the content.
+    fn hasher(path: &str) -> Option<[u8; 32]> {
+        let name = path.rsplit('/').next()?;
+        Some([name.as_bytes()[0]; 32])
+    }
+
+    fn lookup_for(stored: &[StoredFile]) -> Lookup {
+        Lookup(
+            stored
+                .iter()
+                .filter(|s| s.embedded)
+                .map(|s| (s.hash.unwrap(), s.id))
+                .collect(),
+            stored.iter().map(|s| s.size).collect(),
+        )
+    }
+
+    #[test]
+    fn unchanged_files_are_skipped_without_hashing() {
+        let stored = vec![s(1, "/p/a.jpg", 10, 5, b'a'), s(2, "/p/b.jpg", 20, 5, b'b')];
+        let walked = vec![w("/p/a.jpg", 10, 5), w("/p/b.jpg", 20, 5)];
+        let p = plan(&walked, &stored, &lookup_for(&stored), &|_| {
+            panic!("hashed an unchanged file")
+        });
+        assert_eq!(p.unchanged, 2);
+        assert!(p.embed.is_empty() && p.moves.is_empty() && p.removals.is_empty());
+    }
+
+    #[test]
+    fn new_and_changed_files_are_embedded() {
+        let stored = vec![s(1, "/p/a.jpg", 10, 5, b'a')];
+        let walked = vec![w("/p/a.jpg", 11, 6), w("/p/new.jpg", 99, 1)];
+        let p = plan(&walked, &stored, &lookup_for(&stored), &hasher);
+        let paths: Vec<&str> = p.embed.iter().map(|e| e.file.path.as_str()).collect();
+        assert_eq!(paths, ["/p/a.jpg", "/p/new.jpg"]);
+    }
+
+    #[test]
+    fn touched_file_with_same_content_is_not_reembedded() {
+        let stored = vec![s(1, "/p/a.jpg", 10, 5, b'a')];
+        let p = plan(
+            &[w("/p/a.jpg", 10, 9)],
+            &stored,
+            &lookup_for(&stored),
+            &hasher,
+        );
+        assert_eq!(p.touches, vec![(1, 9)]);
+        assert!(p.embed.is_empty());
+    }
+
+    #[test]
+    fn same_size_new_mtime_but_new_content_is_reembedded() {
+        let stored = vec![s(1, "/p/a.jpg", 10, 5, b'z')];
+        let p = plan(
+            &[w("/p/a.jpg", 10, 9)],
+            &stored,
+            &lookup_for(&stored),
+            &hasher,
+        );
+        assert_eq!(p.embed.len(), 1);
+        assert_eq!(p.embed[0].known_hash, Some([b'a'; 32]));
+    }
+
+    #[test]
+    fn renamed_file_is_moved_not_reembedded() {
+        let stored = vec![s(1, "/p/old/x.jpg", 10, 5, b'x')];
+        let p = plan(
+            &[w("/p/new/x2.jpg", 10, 7)],
+            &stored,
+            &lookup_for(&stored),
+            &hasher,
+        );
+        assert_eq!(p.moves, vec![(1, w("/p/new/x2.jpg", 10, 7))]);
+        assert!(p.embed.is_empty() && p.removals.is_empty());
+    }
+
+    #[test]
+    fn a_copy_reuses_the_vector_and_deleted_files_are_removed() {
+        let stored = vec![
+            s(1, "/p/a.jpg", 10, 5, b'a'),
+            s(2, "/p/gone.jpg", 30, 5, b'g'),
+        ];
+        let walked = vec![w("/p/a.jpg", 10, 5), w("/p/a-copy.jpg", 10, 8)];
+        let p = plan(&walked, &stored, &lookup_for(&stored), &hasher);
+        assert_eq!(p.copies, vec![(1, w("/p/a-copy.jpg", 10, 8), [b'a'; 32])]);
+        assert_eq!(p.removals, vec![(2, "/p/gone.jpg".to_string())]);
+    }
+
+    #[test]
+    fn failures_are_not_retried_until_the_file_changes() {
+        let mut bad = s(1, "/p/bad.jpg", 10, 5, b'b');
+        bad.error = Some("truncated".into());
+        bad.embedded = false;
+        let stored = vec![bad];
+        let p = plan(
+            &[w("/p/bad.jpg", 10, 5)],
+            &stored,
+            &lookup_for(&stored),
+            &hasher,
+        );
+        assert_eq!(p.unchanged_failures, 1);
+        assert!(p.embed.is_empty());
+        let p = plan(
+            &[w("/p/bad.jpg", 12, 6)],
+            &stored,
+            &lookup_for(&stored),
+            &hasher,
+        );
+        assert_eq!(p.embed.len(), 1);
+    }
+
+    #[test]
+    fn files_indexed_with_another_model_are_embedded_for_this_one() {
+        let mut other = s(1, "/p/a.jpg", 10, 5, b'a');
+        other.embedded = false;
+        let p = plan(
+            &[w("/p/a.jpg", 10, 5)],
+            &[other.clone()],
+            &lookup_for(&[other]),
+            &hasher,
+        );
+        assert_eq!(p.embed.len(), 1);
+    }
+}

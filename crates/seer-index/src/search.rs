@@ -1,0 +1,165 @@
+//! Queries: a text, an example image, an indexed file ("more like this"), or a
+//! combination, added and subtracted as rclip does; ranked by cosine similarity.
+
+use std::path::PathBuf;
+
+use seer_engine::{Clip, EmbedOptions};
+
+use crate::error::{IndexError, Result};
+use crate::store::{ModelInfo, Store, VectorSet};
+
+/// One search's ingredients; the query vector is the normalised sum of the
+/// positive parts minus the negative parts, each normalised first.
+#[derive(Clone, Debug, Default)]
+pub struct Query {
+    pub texts: Vec<String>,
+    pub images: Vec<PathBuf>,
+    /// Paths of indexed files whose stored vectors join the query.
+    pub like: Vec<String>,
+    pub subtract_texts: Vec<String>,
+    pub subtract_images: Vec<PathBuf>,
+}
+
+impl Query {
+    pub fn needs_model(&self) -> bool {
+        !(self.texts.is_empty()
+            && self.images.is_empty()
+            && self.subtract_texts.is_empty()
+            && self.subtract_images.is_empty())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        !self.needs_model() && self.like.is_empty()
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct SearchOptions {
+    pub k: usize,
+    pub min_score: Option<f32>,
+    /// Only paths matching this glob (e.g. `**/2023/**`, `*.png`).
+    pub path_glob: Option<String>,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Hit {
+    pub path: String,
+    pub score: f32,
+    #[serde(skip)]
+    pub id: i64,
+}
+
+/// The query vector. `clip` must be the model the index's vectors were made with
+/// (the caller loads it by the model's name); only needed for texts and images.
+pub fn query_vector(
+    store: &Store,
+    model: &ModelInfo,
+    clip: Option<&Clip>,
+    query: &Query,
+) -> Result<Vec<f32>> {
+    if query.is_empty() {
+        return Err(IndexError::Invalid(
+            "empty query: give a text, --image FILE or --like PATH".into(),
+        ));
+    }
+    let mut sum = vec![0f32; model.dim];
+    let mut add = |v: &[f32], sign: f32| {
+        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+        sum.iter_mut().zip(v).for_each(|(s, x)| *s += sign * x / n);
+    };
+    if query.needs_model() {
+        let clip = clip.ok_or_else(|| {
+            IndexError::Invalid("text and image queries need the model loaded".into())
+        })?;
+        if clip.id != model.name || clip.model.embed_dim() != model.dim {
+            return Err(IndexError::ModelMismatch {
+                index: store.dir().to_path_buf(),
+                model: clip.id.clone(),
+                available: model.name.clone(),
+            });
+        }
+        let options = EmbedOptions::default();
+        for (texts, sign) in [(&query.texts, 1.0), (&query.subtract_texts, -1.0)] {
+            for v in clip.embed_texts(texts, &options)? {
+                add(&v, sign);
+            }
+        }
+        for (images, sign) in [(&query.images, 1.0), (&query.subtract_images, -1.0)] {
+            let mut first_error = None;
+            clip.embed_image_files(images, &options, |o| match o.result {
+                Ok(v) => add(&v, sign),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            })?;
+            if let Some(e) = first_error {
+                return Err(e.into());
+            }
+        }
+    }
+    for path in &query.like {
+        let v = store.vector_of(path, model)?.ok_or_else(|| {
+            IndexError::Invalid(format!(
+                "{path}: not in the index for model '{}'",
+                model.name
+            ))
+        })?;
+        add(&v, 1.0);
+    }
+    let n = sum.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if n < 1e-6 {
+        return Err(IndexError::Invalid("the query's parts cancel out".into()));
+    }
+    Ok(sum.into_iter().map(|x| x / n).collect())
+}
+
+/// Exact ranking over all vectors (SIMD dot products).
+pub fn rank_exact(vectors: &VectorSet, query: &[f32], options: &SearchOptions) -> Result<Vec<Hit>> {
+    let glob = compile_glob(options.path_glob.as_deref())?;
+    let keep = |row: usize| {
+        glob.as_ref()
+            .is_none_or(|g| g.is_match(&vectors.paths[row]))
+    };
+    let top = seer_ann::exact_top_k_filtered(&vectors.data, vectors.dim, query, options.k, keep);
+    Ok(top
+        .into_iter()
+        .filter(|(_, score)| options.min_score.is_none_or(|m| *score >= m))
+        .map(|(row, score)| Hit {
+            path: vectors.paths[row].clone(),
+            score,
+            id: vectors.ids[row],
+        })
+        .collect())
+}
+
+pub fn compile_glob(glob: Option<&str>) -> Result<Option<globset::GlobMatcher>> {
+    glob.map(|g| {
+        // A bare pattern like `*.png` should match in any folder.
+        let pattern = if g.starts_with('/') || g.starts_with("**") {
+            g.to_string()
+        } else {
+            format!("**/{g}")
+        };
+        globset::Glob::new(&pattern)
+            .map(|g| g.compile_matcher())
+            .map_err(|e| IndexError::Invalid(format!("bad --path glob '{g}': {e}")))
+    })
+    .transpose()
+}
+
+/// Ranks with the approximate index when the model has one that is current,
+/// exactly otherwise.
+pub fn rank(
+    store: &Store,
+    model: &ModelInfo,
+    vectors: &VectorSet,
+    query: &[f32],
+    options: &SearchOptions,
+) -> Result<Vec<Hit>> {
+    if vectors.len() >= crate::ann::ANN_THRESHOLD {
+        if let Some(graph) = crate::ann::load_current(store, model) {
+            return crate::ann::rank_approximate(&graph, vectors, query, options);
+        }
+    }
+    rank_exact(vectors, query, options)
+}
