@@ -42,6 +42,17 @@ fn main() {
                 .collect()
         })
         .collect();
+    let d16: Vec<f32> = data.iter().map(|&x| half_round(x)).collect();
+    let truth16: Vec<Vec<u64>> = queries
+        .chunks(dim)
+        .map(|q| {
+            exact_top_k(&d16, dim, q, 10)
+                .into_iter()
+                .map(|x| x.0 as u64)
+                .collect()
+        })
+        .collect();
+    println!("truth f32 vs f16 recall {:.4}", recall(&truth16, &truth));
     for ef in [10, 20, 50, 100, 200, 400, 1000] {
         let got: Vec<Vec<u64>> = queries
             .chunks(dim)
@@ -49,4 +60,10 @@ fn main() {
             .collect();
         println!("ef {ef} recall {:.4}", recall(&got, &truth));
     }
+}
+
+fn half_round(x: f32) -> f32 {
+    let mut h = Hnsw::new(1, Default::default());
+    h.insert(0, &[x]).unwrap();
+    h.get(0).unwrap()[0]
 }

@@ -69,7 +69,7 @@ fn recall_uniform_20k_64d() {
     let got: Vec<Vec<u64>> = queries
         .chunks(dim)
         .map(|q| {
-            h.search(q, K, Some(200))
+            h.search(q, K, Some(400))
                 .into_iter()
                 .map(|(i, _)| i)
                 .collect()

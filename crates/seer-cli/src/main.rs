@@ -34,6 +34,10 @@ enum Command {
     Search(commands::search::Args),
     /// Show what the index holds and which files failed.
     Status(commands::status::Args),
+    /// Export the index's embeddings in the clip-retrieval/autofaiss layout.
+    Export(commands::exchange::ExportArgs),
+    /// Import embeddings from the clip-retrieval/autofaiss layout.
+    Import(commands::exchange::ImportArgs),
     /// List model aliases and models in the Hugging Face cache.
     Models(commands::models::Args),
     /// Measure embedding throughput (optionally next to the PyTorch reference).
@@ -56,6 +60,8 @@ fn main() -> std::process::ExitCode {
         Command::Index(args) => commands::index::run(args),
         Command::Search(args) => commands::search::run(args),
         Command::Status(args) => commands::status::run(args),
+        Command::Export(args) => commands::exchange::export(args),
+        Command::Import(args) => commands::exchange::import(args),
         Command::Models(args) => commands::models::run(args),
         Command::Bench(args) => commands::bench::run(args),
     };

@@ -55,27 +55,10 @@ impl Failures {
     }
 }
 
-/// Writes a little-endian f32 `[rows, cols]` array in NumPy's `.npy` format (v1.0).
+/// Writes a little-endian f32 `[rows, cols]` array in NumPy's `.npy` format.
 pub fn write_npy(path: &Path, rows: &[Vec<f32>], cols: usize) -> anyhow::Result<()> {
-    let mut header = format!(
-        "{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, {}), }}",
-        rows.len(),
-        cols
-    );
-    // Magic (6) + version (2) + length (2) + header + newline is a multiple of 64.
-    let unpadded = 10 + header.len() + 1;
-    header.push_str(&" ".repeat((64 - unpadded % 64) % 64));
-    header.push('\n');
-    let mut bytes = Vec::with_capacity(10 + header.len() + rows.len() * cols * 4);
-    bytes.extend_from_slice(b"\x93NUMPY\x01\x00");
-    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    bytes.extend_from_slice(header.as_bytes());
-    for row in rows {
-        anyhow::ensure!(row.len() == cols, "ragged rows cannot form an array");
-        for v in row {
-            bytes.extend_from_slice(&v.to_le_bytes());
-        }
-    }
+    let bytes = seer_index::npy::encode(rows, cols, seer_index::npy::Dtype::F32)
+        .map_err(anyhow::Error::msg)?;
     write_atomically(path, &bytes)
 }
 
@@ -105,21 +88,6 @@ pub fn escape_line(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn npy_header_is_aligned_and_data_follows() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("x.npy");
-        write_npy(&p, &[vec![1.0, 2.0], vec![3.0, 4.0], vec![5.0, 6.0]], 2).unwrap();
-        let bytes = std::fs::read(&p).unwrap();
-        let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
-        assert_eq!((10 + header_len) % 64, 0);
-        let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap();
-        assert!(header.contains("'shape': (3, 2)"));
-        let data = &bytes[10 + header_len..];
-        assert_eq!(data.len(), 24);
-        assert_eq!(f32::from_le_bytes(data[20..24].try_into().unwrap()), 6.0);
-    }
 
     #[test]
     fn escaped_lines_stay_one_line() {

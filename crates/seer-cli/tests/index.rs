@@ -252,3 +252,152 @@ fn status_and_search_on_a_missing_index_explain_themselves() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("nothing to index"));
 }
+
+#[test]
+fn export_then_import_round_trips_and_pyarrow_output_imports() {
+    let photos = photo_folder(6);
+    let idx = tempfile::tempdir().unwrap();
+    index_json(idx.path(), photos.path(), "openclip-vit");
+    let out = tempfile::tempdir().unwrap();
+    ok(seer(
+        idx.path(),
+        &[
+            "export",
+            "--format",
+            "npy",
+            "--out",
+            out.path().to_str().unwrap(),
+        ],
+    ));
+    assert!(out.path().join("img_emb/img_emb_0.npy").is_file());
+    assert!(out.path().join("metadata/metadata_0.parquet").is_file());
+
+    // Import into a fresh index: the same search gives the same ranking and scores.
+    let idx2 = tempfile::tempdir().unwrap();
+    let s: serde_json::Value = serde_json::from_str(
+        ok(seer(
+            idx2.path(),
+            &[
+                "import",
+                out.path().to_str().unwrap(),
+                "--model",
+                &model("openclip-vit"),
+                "--encoding",
+                "f32",
+                "--json",
+            ],
+        ))
+        .trim(),
+    )
+    .unwrap();
+    assert_eq!(s["rows"].as_u64(), Some(6));
+    let a = ok(seer(idx.path(), &["search", "a fish", "--json"]));
+    let b = ok(seer(idx2.path(), &["search", "a fish", "--json"]));
+    let parse = |s: &str| -> Vec<(String, f64)> {
+        s.lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .map(|v| {
+                (
+                    v["path"].as_str().unwrap().to_string(),
+                    v["score"].as_f64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let (a, b) = (parse(&a), parse(&b));
+    assert_eq!(
+        a.iter().map(|x| &x.0).collect::<Vec<_>>(),
+        b.iter().map(|x| &x.0).collect::<Vec<_>>()
+    );
+    assert!(
+        a.iter().zip(&b).all(|(x, y)| (x.1 - y.1).abs() < 1e-3),
+        "{a:?} vs {b:?}"
+    );
+
+    // Imported files that exist on disk count as unchanged for the next index run.
+    let s = index_json(idx2.path(), photos.path(), "openclip-vit");
+    assert_eq!(
+        (s["added"].as_u64(), s["skipped"].as_u64()),
+        (Some(0), Some(6)),
+        "{s}"
+    );
+
+    // Files written by numpy + pyarrow (two shards, f16, snappy) import too.
+    let fixture = seer_testkit::repo_root().join("fixtures/exchange");
+    let idx3 = tempfile::tempdir().unwrap();
+    let s: serde_json::Value = serde_json::from_str(
+        ok(seer(
+            idx3.path(),
+            &[
+                "import",
+                fixture.to_str().unwrap(),
+                "--model",
+                "ViT-B-32",
+                "--json",
+            ],
+        ))
+        .trim(),
+    )
+    .unwrap();
+    assert_eq!(
+        (s["rows"].as_u64(), s["shards"].as_u64(), s["dim"].as_u64()),
+        (Some(5), Some(2), Some(16))
+    );
+    let status: serde_json::Value =
+        serde_json::from_str(ok(seer(idx3.path(), &["status", "--json"])).trim()).unwrap();
+    assert_eq!(status["models"][0]["name"], "openai/clip-vit-base-patch32");
+    assert_eq!(status["models"][0]["vectors"].as_u64(), Some(5));
+}
+
+#[test]
+fn damaged_exchange_files_are_errors_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = seer_testkit::repo_root().join("fixtures/exchange");
+    for sub in ["img_emb", "metadata"] {
+        std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+        for e in std::fs::read_dir(src.join(sub)).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), dir.path().join(sub).join(e.file_name())).unwrap();
+        }
+    }
+    // Shard 1's embeddings are truncated: shard 0 imports, shard 1 is refused by name.
+    let npy = dir.path().join("img_emb/img_emb_1.npy");
+    let bytes = std::fs::read(&npy).unwrap();
+    std::fs::write(&npy, &bytes[..bytes.len() - 3]).unwrap();
+    let idx = tempfile::tempdir().unwrap();
+    let o = seer(
+        idx.path(),
+        &[
+            "import",
+            dir.path().to_str().unwrap(),
+            "--model",
+            "ViT-B-32",
+        ],
+    );
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("img_emb_1.npy"));
+    let status: serde_json::Value =
+        serde_json::from_str(ok(seer(idx.path(), &["status", "--json"])).trim()).unwrap();
+    assert_eq!(
+        status["models"][0]["vectors"].as_u64(),
+        Some(3),
+        "the good shard stays, nothing half-written"
+    );
+
+    std::fs::write(
+        dir.path().join("metadata/metadata_0.parquet"),
+        b"PAR1 garbage",
+    )
+    .unwrap();
+    let o = seer(
+        idx.path(),
+        &[
+            "import",
+            dir.path().to_str().unwrap(),
+            "--model",
+            "ViT-B-32",
+        ],
+    );
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("metadata_0.parquet"));
+}

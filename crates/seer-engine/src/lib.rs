@@ -8,6 +8,7 @@ pub mod error;
 pub mod eval;
 pub mod loader;
 pub mod prompts;
+pub mod retrieval;
 pub mod zeroshot;
 
 pub use embed::{collect_image_paths, EmbedOptions, ImageEmbedding};

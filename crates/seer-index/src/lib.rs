@@ -4,7 +4,9 @@
 
 pub mod ann;
 pub mod error;
+pub mod exchange;
 pub mod indexer;
+pub mod npy;
 pub mod scan;
 pub mod search;
 pub mod store;

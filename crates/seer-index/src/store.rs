@@ -521,9 +521,11 @@ pub mod write {
             .optional()?;
         let hash = f.hash.map(|h| h.to_vec());
         if let Some((id, old_hash)) = existing {
-            if old_hash == hash {
+            // No hash (an import that did not read the file) means "unknown", not "changed".
+            if old_hash == hash || hash.is_none() {
                 tx.execute(
-                    "UPDATE files SET size = ?2, mtime_ns = ?3, width = ?4, height = ?5, taken_at = ?6, error = NULL WHERE id = ?1",
+                    "UPDATE files SET size = ?2, mtime_ns = ?3, width = COALESCE(?4, width), height = COALESCE(?5, height),
+                     taken_at = COALESCE(?6, taken_at), error = NULL WHERE id = ?1",
                     params![id, f.size, f.mtime_ns, f.width, f.height, f.taken_at],
                 )?;
                 return Ok(id);

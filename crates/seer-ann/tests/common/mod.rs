@@ -31,14 +31,17 @@ pub fn normalize(v: &mut [f32]) {
     v.iter_mut().for_each(|x| *x /= n);
 }
 
-/// `n` unit vectors around `clusters` random centres (row-major).
+/// `n` unit vectors around `clusters` random centres (row-major). The centres depend
+/// only on (`dim`, `clusters`), so calls with different seeds draw from the same
+/// mixture (use a different seed for queries than for the indexed set).
 pub fn clustered(n: usize, dim: usize, clusters: usize, noise: f32, seed: u64) -> Vec<f32> {
-    let mut rng = Rng::new(seed);
+    let mut rng = Rng::new(0xC3A7_0000 ^ (dim as u64) << 32 ^ clusters as u64);
     let mut centres = vec![0f32; clusters * dim];
     for c in centres.chunks_mut(dim) {
         c.iter_mut().for_each(|x| *x = rng.gauss());
         normalize(c);
     }
+    let mut rng = Rng::new(seed);
     let mut out = vec![0f32; n * dim];
     let scale = noise / (dim as f32).sqrt();
     for v in out.chunks_mut(dim) {

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use seer_engine::dataset::read_labeled_images;
 use seer_engine::eval::evaluate_zeroshot;
 use seer_engine::prompts::{read_list, templates, ListKind};
+use seer_engine::retrieval::{evaluate_retrieval, read_captions_jsonl};
 use seer_engine::ZeroShotClassifier;
 
 use crate::common::ModelArgs;
@@ -15,6 +16,25 @@ use crate::output::progress;
 pub enum EvalCommand {
     /// Zero-shot classification accuracy.
     Zeroshot(ZeroShotArgs),
+    /// Text-to-image and image-to-text retrieval recall@K.
+    Retrieval(RetrievalArgs),
+}
+
+#[derive(clap::Args)]
+pub struct RetrievalArgs {
+    /// JSONL with {"file": ..., "captions": [...]} per image.
+    #[arg(long)]
+    captions: PathBuf,
+    /// Folder the "file" paths are relative to (default: the captions file's folder).
+    #[arg(long)]
+    images: Option<PathBuf>,
+    /// Recall cut-offs.
+    #[arg(long, value_delimiter = ',', default_value = "1,5,10")]
+    k: Vec<usize>,
+    #[command(flatten)]
+    model: ModelArgs,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -39,7 +59,42 @@ pub struct ZeroShotArgs {
 }
 
 pub fn run(cmd: EvalCommand) -> anyhow::Result<ExitCode> {
-    let EvalCommand::Zeroshot(args) = cmd;
+    match cmd {
+        EvalCommand::Zeroshot(args) => zeroshot(args),
+        EvalCommand::Retrieval(args) => retrieval(args),
+    }
+}
+
+fn retrieval(args: RetrievalArgs) -> anyhow::Result<ExitCode> {
+    let items = read_captions_jsonl(&args.captions, args.images.as_deref())?;
+    let clip = args.model.load()?;
+    let report = evaluate_retrieval(&clip, &items, &args.k, &args.model.embed_options(true)?)?;
+    for (path, cause) in &report.failures {
+        eprintln!("error: {}: {cause}", path.display());
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!("{} images, {} captions", report.images, report.captions);
+        for (name, recalls) in [
+            ("text -> image", &report.text_to_image),
+            ("image -> text", &report.image_to_text),
+        ] {
+            let cells: Vec<String> = recalls
+                .iter()
+                .map(|(k, r)| format!("R@{k} {:.2}%", r * 100.0))
+                .collect();
+            println!("{name}: {}", cells.join("  "));
+        }
+    }
+    Ok(if report.failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn zeroshot(args: ZeroShotArgs) -> anyhow::Result<ExitCode> {
     let classes = read_list(&args.classes, ListKind::Classes)?;
     let templates = templates(&args.templates)?;
     let mut items = read_labeled_images(&args.data, &classes)?;

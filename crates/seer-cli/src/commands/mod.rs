@@ -2,6 +2,7 @@ pub mod bench;
 pub mod classify;
 pub mod embed;
 pub mod eval;
+pub mod exchange;
 pub mod index;
 pub mod models;
 pub mod search;

@@ -1,0 +1,727 @@
+//! Benchmark of the seer-ann HNSW index against exact search on synthetic embeddings.
+#![recursion_limit = "256"]
+//!
+//! cargo run --release -p seer-ann --example ann_bench -- --n 1000000 --dim 512 --queries 1000 [--json]
+//!
+//! Options: --datasets clustered,uniform  --m 16  --ef-construction 100  --ef-search 96
+//!          --ef-sweep 32,64,96,128,256  --clusters 4096  --chunk 100000  --churn 10000
+//!          --out DIR (index files; default $TMPDIR/seer-ann-bench)  --seed 1  --json
+//!
+//! Data sets (vectors are generated deterministically per row, so they never all
+//! have to be in memory at once; RSS is the index's, not the data set's):
+//! - clustered ("CLIP-like"): a shared direction + 64 topics + `--clusters` centres
+//!   (cos ~0.2 between random centres, ~0.5 within a topic), cluster sizes skewed,
+//!   each point = centre + noise whose variance decays over dimensions
+//!   (eigenvalues ~ 1/i, ~30 effective dimensions, as real embeddings have a low
+//!   intrinsic dimension), cos(point, centre) ~ 0.7..0.9, L2-normalised.
+//! - uniform: uniform on the unit sphere: the worst case for any ANN index, every
+//!   point is almost equally far from every other.
+//!
+//! Queries are fresh draws from the same distribution (not from the indexed set).
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use rayon::prelude::*;
+use seer_ann::{exact_top_k, exact_top_k_batch, Hnsw, HnswParams};
+
+struct Rng(u64);
+impl Rng {
+    fn new(seed: u64) -> Self {
+        Rng(splitmix(seed))
+    }
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn uniform(&mut self) -> f64 {
+        ((self.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    }
+    /// Two standard normals (Box-Muller).
+    fn gauss2(&mut self) -> (f32, f32) {
+        let (u, v) = (self.uniform(), self.uniform());
+        let r = (-2.0 * u.ln()).sqrt();
+        let (s, c) = (std::f64::consts::TAU * v).sin_cos();
+        ((r * c) as f32, (r * s) as f32)
+    }
+    fn fill_gauss(&mut self, out: &mut [f32]) {
+        for pair in out.chunks_mut(2) {
+            let (a, b) = self.gauss2();
+            pair[0] = a;
+            if pair.len() > 1 {
+                pair[1] = b;
+            }
+        }
+    }
+}
+
+fn splitmix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn normalize(v: &mut [f32]) {
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+    v.iter_mut().for_each(|x| *x /= n);
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Clustered,
+    Uniform,
+}
+
+struct Dataset {
+    kind: Kind,
+    dim: usize,
+    seed: u64,
+    centres: Vec<f32>,
+    sigma: Vec<f32>,
+    spectrum: Vec<f32>,
+}
+
+const QUERY_STREAM: u64 = 1 << 62;
+
+impl Dataset {
+    fn new(kind: Kind, dim: usize, clusters: usize, seed: u64) -> Self {
+        let mut rng = Rng::new(seed ^ 0xC1u64);
+        let mut unit = |rng: &mut Rng| {
+            let mut v = vec![0f32; dim];
+            rng.fill_gauss(&mut v);
+            normalize(&mut v);
+            v
+        };
+        let shared = unit(&mut rng);
+        let topics: Vec<Vec<f32>> = (0..64).map(|_| unit(&mut rng)).collect();
+        let mut centres = Vec::with_capacity(clusters * dim);
+        let mut sigma = Vec::with_capacity(clusters);
+        for k in 0..clusters {
+            let u = unit(&mut rng);
+            let t = &topics[k % topics.len()];
+            let mut c: Vec<f32> = (0..dim)
+                .map(|i| 0.6 * shared[i] + 0.8 * t[i] + u[i])
+                .collect();
+            normalize(&mut c);
+            centres.extend_from_slice(&c);
+            sigma.push(0.5 + 0.5 * rng.uniform() as f32);
+        }
+        // Noise variance ~ 1/(i+1), scaled so the noise vector has unit expected norm.
+        let h: f32 = (0..dim).map(|i| 1.0 / (i as f32 + 1.0)).sum();
+        let spectrum = (0..dim)
+            .map(|i| (1.0 / ((i as f32 + 1.0) * h)).sqrt())
+            .collect();
+        Dataset {
+            kind,
+            dim,
+            seed,
+            centres,
+            sigma,
+            spectrum,
+        }
+    }
+
+    fn row(&self, index: u64, out: &mut [f32]) {
+        let mut rng = Rng::new(self.seed ^ splitmix(index));
+        rng.fill_gauss(out);
+        if self.kind == Kind::Clustered {
+            let k = self.sigma.len();
+            // Skewed cluster sizes: low clusters are much more popular.
+            let c = ((k as f64) * rng.uniform().powf(1.5)) as usize % k;
+            let centre = &self.centres[c * self.dim..(c + 1) * self.dim];
+            let s = self.sigma[c];
+            for ((x, &ci), &sp) in out.iter_mut().zip(centre).zip(&self.spectrum) {
+                *x = ci + s * sp * *x;
+            }
+        }
+        normalize(out);
+    }
+
+    fn rows(&self, lo: u64, hi: u64) -> Vec<f32> {
+        let mut out = vec![0f32; (hi - lo) as usize * self.dim];
+        out.par_chunks_mut(self.dim)
+            .enumerate()
+            .for_each(|(i, r)| self.row(lo + i as u64, r));
+        out
+    }
+}
+
+fn rss() -> (u64, u64) {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        s.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+            * 1024
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+fn mib(b: u64) -> f64 {
+    b as f64 / (1024.0 * 1024.0)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+fn recall(got: &[Vec<u64>], truth: &[Vec<u64>]) -> f64 {
+    let mut hit = 0;
+    let mut total = 0;
+    for (g, t) in got.iter().zip(truth) {
+        total += t.len();
+        hit += t.iter().filter(|x| g.contains(x)).count();
+    }
+    hit as f64 / total.max(1) as f64
+}
+
+struct Args {
+    n: u64,
+    dim: usize,
+    queries: usize,
+    k: usize,
+    params: HnswParams,
+    sweep: Vec<usize>,
+    clusters: usize,
+    chunk: u64,
+    churn: u64,
+    out: PathBuf,
+    datasets: Vec<Kind>,
+    json: bool,
+    seed: u64,
+}
+
+fn parse_args() -> Args {
+    let mut a = Args {
+        n: 1_000_000,
+        dim: 512,
+        queries: 1000,
+        k: 10,
+        params: HnswParams::default(),
+        sweep: vec![32, 64, 96, 128, 192, 256, 512],
+        clusters: 4096,
+        chunk: 100_000,
+        churn: 10_000,
+        out: std::env::temp_dir().join("seer-ann-bench"),
+        datasets: vec![Kind::Clustered, Kind::Uniform],
+        json: false,
+        seed: 1,
+    };
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < argv.len() {
+        let flag = argv[i].as_str();
+        if flag == "--json" {
+            a.json = true;
+            i += 1;
+            continue;
+        }
+        let val = argv
+            .get(i + 1)
+            .unwrap_or_else(|| panic!("{flag} needs a value"))
+            .clone();
+        let num = || {
+            val.parse::<u64>()
+                .unwrap_or_else(|_| panic!("{flag}: not a number: {val}"))
+        };
+        match flag {
+            "--n" => a.n = num(),
+            "--dim" => a.dim = num() as usize,
+            "--queries" => a.queries = num() as usize,
+            "--k" => a.k = num() as usize,
+            "--m" => a.params.m = num() as usize,
+            "--ef-construction" => a.params.ef_construction = num() as usize,
+            "--ef-search" => a.params.ef_search = num() as usize,
+            "--ef-sweep" => {
+                a.sweep = val
+                    .split(',')
+                    .map(|s| s.trim().parse().expect("--ef-sweep"))
+                    .collect()
+            }
+            "--clusters" => a.clusters = num() as usize,
+            "--chunk" => a.chunk = num().max(1),
+            "--churn" => a.churn = num(),
+            "--seed" => a.seed = num(),
+            "--out" => a.out = PathBuf::from(&val),
+            "--datasets" => {
+                a.datasets = val
+                    .split(',')
+                    .map(|s| match s.trim() {
+                        "clustered" => Kind::Clustered,
+                        "uniform" => Kind::Uniform,
+                        o => panic!("unknown data set {o}"),
+                    })
+                    .collect()
+            }
+            o => panic!("unknown option {o}"),
+        }
+        i += 2;
+    }
+    if !a.sweep.contains(&a.params.ef_search) {
+        a.sweep.push(a.params.ef_search);
+    }
+    a.sweep.sort_unstable();
+    a.sweep.dedup();
+    a
+}
+
+/// Exact top-k over rows `0..n` (optionally minus `deleted`, plus extra rows) by
+/// regenerating the data chunk by chunk. With `f16`, rows are rounded to f16 first
+/// (the best any f16-storing index could do).
+fn ground_truth(
+    ds: &Dataset,
+    a: &Args,
+    queries: &[f32],
+    rows: std::ops::Range<u64>,
+    deleted: &HashSet<u64>,
+    f16: bool,
+) -> Vec<Vec<u64>> {
+    let nq = queries.len() / a.dim;
+    let extra = if deleted.is_empty() { 0 } else { 32 };
+    let mut best: Vec<Vec<(u64, f32)>> = vec![Vec::new(); nq];
+    let mut lo = rows.start;
+    while lo < rows.end {
+        let hi = (lo + a.chunk).min(rows.end);
+        let mut data = ds.rows(lo, hi);
+        if f16 {
+            data.par_iter_mut()
+                .for_each(|x| *x = half::f16::from_f32(*x).to_f32());
+        }
+        let res = exact_top_k_batch(&data, a.dim, queries, a.k + extra);
+        for (b, r) in best.iter_mut().zip(res) {
+            b.extend(
+                r.into_iter()
+                    .map(|(i, s)| (lo + i as u64, s))
+                    .filter(|(id, _)| !deleted.contains(id)),
+            );
+            b.sort_by(|x, y| y.1.total_cmp(&x.1).then(x.0.cmp(&y.0)));
+            b.truncate(a.k);
+        }
+        lo = hi;
+    }
+    best.into_iter()
+        .map(|b| b.into_iter().map(|x| x.0).collect())
+        .collect()
+}
+
+struct SweepRow {
+    ef: usize,
+    recall: f64,
+    p50: f64,
+    p99: f64,
+    mean: f64,
+}
+
+fn sweep(h: &Hnsw, a: &Args, queries: &[f32], truth: &[Vec<u64>], efs: &[usize]) -> Vec<SweepRow> {
+    efs.iter()
+        .map(|&ef| {
+            let mut lat = Vec::with_capacity(a.queries);
+            let mut got = Vec::with_capacity(a.queries);
+            for q in queries.chunks(a.dim) {
+                let t = Instant::now();
+                let r = h.search(q, a.k, Some(ef));
+                lat.push(ms(t.elapsed()));
+                got.push(r.into_iter().map(|x| x.0).collect::<Vec<u64>>());
+            }
+            let mean = lat.iter().sum::<f64>() / lat.len().max(1) as f64;
+            lat.sort_by(f64::total_cmp);
+            SweepRow {
+                ef,
+                recall: recall(&got, truth),
+                p50: pct(&lat, 0.5),
+                p99: pct(&lat, 0.99),
+                mean,
+            }
+        })
+        .collect()
+}
+
+fn run_dataset(kind: Kind, a: &Args) -> serde_json::Value {
+    let name = if kind == Kind::Clustered {
+        "clustered"
+    } else {
+        "uniform"
+    };
+    let ds = Dataset::new(kind, a.dim, a.clusters, a.seed ^ (kind as u64) << 40);
+    let path = a.out.join(format!("{name}-{}x{}.hnsw", a.n, a.dim));
+    std::fs::create_dir_all(&a.out).expect("create --out dir");
+    let _ = std::fs::remove_file(seer_ann::log_path(&path));
+    eprintln!(
+        "[{name}] building {} x {} with {:?} on {} threads",
+        a.n,
+        a.dim,
+        a.params,
+        rayon::current_num_threads()
+    );
+
+    // Build.
+    let mut h = Hnsw::new(a.dim, a.params);
+    let mut build = Duration::ZERO;
+    let mut lo = 0;
+    while lo < a.n {
+        let hi = (lo + a.chunk).min(a.n);
+        let data = ds.rows(lo, hi);
+        let items: Vec<(u64, &[f32])> = data
+            .chunks(a.dim)
+            .enumerate()
+            .map(|(i, v)| (lo + i as u64, v))
+            .collect();
+        let t = Instant::now();
+        h.insert_batch(&items).unwrap();
+        build += t.elapsed();
+        eprintln!(
+            "[{name}]   {hi} inserted, build {:.1} s ({:.0} items/s)",
+            build.as_secs_f64(),
+            hi as f64 / build.as_secs_f64()
+        );
+        lo = hi;
+    }
+    let (rss_build, _) = rss();
+
+    // Queries and ground truth.
+    let queries: Vec<f32> = {
+        let mut q = vec![0f32; a.queries * a.dim];
+        q.par_chunks_mut(a.dim)
+            .enumerate()
+            .for_each(|(i, r)| ds.row(QUERY_STREAM + i as u64, r));
+        q
+    };
+    let t = Instant::now();
+    let none = HashSet::new();
+    let truth = ground_truth(&ds, a, &queries, 0..a.n, &none, false);
+    let truth_time = t.elapsed();
+    eprintln!(
+        "[{name}] exact ground truth for {} queries: {:.1} s",
+        a.queries,
+        truth_time.as_secs_f64()
+    );
+    let truth16 = ground_truth(&ds, a, &queries, 0..a.n, &none, true);
+    let f16_ceiling = recall(&truth16, &truth);
+
+    // Exact single-query latency on one chunk (for the exact/approximate threshold).
+    let exact_chunk = {
+        let rows = a.chunk.min(a.n);
+        let data = ds.rows(0, rows);
+        let mut lat: Vec<f64> = queries
+            .chunks(a.dim)
+            .take(30)
+            .map(|q| {
+                let t = Instant::now();
+                std::hint::black_box(exact_top_k(&data, a.dim, q, a.k));
+                ms(t.elapsed())
+            })
+            .collect();
+        lat.sort_by(f64::total_cmp);
+        (rows, pct(&lat, 0.5))
+    };
+
+    let rows = sweep(&h, a, &queries, &truth, &a.sweep);
+    let default_row = rows.iter().find(|r| r.ef == a.params.ef_search).unwrap();
+    eprintln!("[{name}] ef sweep:");
+    for r in &rows {
+        eprintln!(
+            "[{name}]   ef {:4}  recall@{} {:.4}  p50 {:.3} ms  p99 {:.3} ms  mean {:.3} ms",
+            r.ef, a.k, r.recall, r.p50, r.p99, r.mean
+        );
+    }
+
+    // Persistence: full save, load.
+    let before: Vec<Vec<(u64, f32)>> = queries
+        .chunks(a.dim)
+        .take(100)
+        .map(|q| h.search(q, a.k, None))
+        .collect();
+    let t = Instant::now();
+    let kind1 = h.save_with_kind(&path).unwrap();
+    let save_full = t.elapsed();
+    let file_size = std::fs::metadata(&path).unwrap().len();
+    let mem_est = h.memory_bytes();
+    drop(h);
+    let (rss_dropped, _) = rss();
+    let t = Instant::now();
+    let mut h = Hnsw::load(&path).unwrap();
+    let load_full = t.elapsed();
+    let (rss_loaded, _) = rss();
+    let after: Vec<Vec<(u64, f32)>> = queries
+        .chunks(a.dim)
+        .take(100)
+        .map(|q| h.search(q, a.k, None))
+        .collect();
+    let identical = before == after;
+    eprintln!(
+        "[{name}] save ({kind1:?}) {:.2} s, {:.1} MiB; load {:.2} s; identical results after load: {identical}",
+        save_full.as_secs_f64(),
+        mib(file_size),
+        load_full.as_secs_f64()
+    );
+
+    // Churn: insert `churn` new items, delete `churn` existing ones, save incrementally.
+    let churn = a.churn.min(a.n);
+    let new_rows = ds.rows(a.n, a.n + churn);
+    let new_items: Vec<(u64, &[f32])> = new_rows
+        .chunks(a.dim)
+        .enumerate()
+        .map(|(i, v)| (a.n + i as u64, v))
+        .collect();
+    let mut deleted = HashSet::new();
+    let mut rng = Rng::new(a.seed ^ 0xDE1);
+    while (deleted.len() as u64) < churn {
+        deleted.insert(rng.next_u64() % a.n);
+    }
+    let t = Instant::now();
+    h.insert_batch(&new_items).unwrap();
+    let insert_time = t.elapsed();
+    let t = Instant::now();
+    for &id in &deleted {
+        assert!(h.remove(id));
+    }
+    let delete_time = t.elapsed();
+    let t = Instant::now();
+    let kind2 = h.save_with_kind(&path).unwrap();
+    let save_delta = t.elapsed();
+    let log_size = std::fs::metadata(seer_ann::log_path(&path))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    let before: Vec<Vec<(u64, f32)>> = queries
+        .chunks(a.dim)
+        .take(100)
+        .map(|q| h.search(q, a.k, None))
+        .collect();
+    let t = Instant::now();
+    let h2 = Hnsw::load(&path).unwrap();
+    let load_delta = t.elapsed();
+    let after: Vec<Vec<(u64, f32)>> = queries
+        .chunks(a.dim)
+        .take(100)
+        .map(|q| h2.search(q, a.k, None))
+        .collect();
+    let identical_delta = before == after;
+    drop(h2);
+    eprintln!(
+        "[{name}] churn: insert {churn} {:.2} s, delete {churn} {:.3} s, save ({kind2:?}) {:.2} s, log {:.1} MiB, load base+log {:.2} s, identical: {identical_delta}",
+        insert_time.as_secs_f64(),
+        delete_time.as_secs_f64(),
+        save_delta.as_secs_f64(),
+        mib(log_size),
+        load_delta.as_secs_f64()
+    );
+
+    // Recall after churn (tombstones), then after consolidation.
+    let truth2 = {
+        let mut t1 = ground_truth(&ds, a, &queries, 0..a.n + churn, &deleted, false);
+        t1.iter_mut().for_each(|t| t.truncate(a.k));
+        t1
+    };
+    let churn_rows = sweep(&h, a, &queries, &truth2, &[a.params.ef_search]);
+    let returned_deleted = queries
+        .chunks(a.dim)
+        .flat_map(|q| h.search(q, a.k, None))
+        .filter(|(id, _)| deleted.contains(id))
+        .count();
+    let t = Instant::now();
+    h.consolidate();
+    let consolidate_time = t.elapsed();
+    let cons_rows = sweep(&h, a, &queries, &truth2, &[a.params.ef_search]);
+    let t = Instant::now();
+    let kind3 = h.save_with_kind(&path).unwrap();
+    let save_cons = t.elapsed();
+    eprintln!(
+        "[{name}] after churn: recall {:.4} (deleted ids returned: {returned_deleted}); consolidate {:.2} s -> recall {:.4}; save ({kind3:?}) {:.2} s",
+        churn_rows[0].recall,
+        consolidate_time.as_secs_f64(),
+        cons_rows[0].recall,
+        save_cons.as_secs_f64()
+    );
+    let (_, hwm) = rss();
+
+    serde_json::json!({
+        "dataset": name,
+        "n": a.n, "dim": a.dim, "queries": a.queries, "k": a.k,
+        "threads": rayon::current_num_threads(),
+        "kernel": seer_ann::simd::kernel_name(),
+        "params": a.params,
+        "build_s": build.as_secs_f64(),
+        "build_items_per_s": a.n as f64 / build.as_secs_f64(),
+        "recall_at_k": default_row.recall,
+        "p50_ms": default_row.p50,
+        "p99_ms": default_row.p99,
+        "mean_ms": default_row.mean,
+        "f16_recall_ceiling": f16_ceiling,
+        "ef_sweep": rows.iter().map(|r| serde_json::json!({"ef": r.ef, "recall": r.recall, "p50_ms": r.p50, "p99_ms": r.p99, "mean_ms": r.mean})).collect::<Vec<_>>(),
+        "rss_after_build_mib": mib(rss_build),
+        "rss_after_load_mib": mib(rss_loaded),
+        "rss_before_load_mib": mib(rss_dropped),
+        "index_memory_estimate_mib": mib(mem_est as u64),
+        "vm_hwm_mib": mib(hwm),
+        "file_mib": mib(file_size),
+        "save_full_s": save_full.as_secs_f64(),
+        "load_s": load_full.as_secs_f64(),
+        "identical_after_load": identical,
+        "exact_truth_s": truth_time.as_secs_f64(),
+        "exact_single_query_ms": {"rows": exact_chunk.0, "p50_ms": exact_chunk.1},
+        "churn": {
+            "items": churn,
+            "insert_s": insert_time.as_secs_f64(),
+            "delete_s": delete_time.as_secs_f64(),
+            "save_kind": format!("{kind2:?}"),
+            "save_s": save_delta.as_secs_f64(),
+            "log_mib": mib(log_size),
+            "load_base_plus_log_s": load_delta.as_secs_f64(),
+            "identical_after_load": identical_delta,
+            "recall_with_tombstones": churn_rows[0].recall,
+            "p50_ms_with_tombstones": churn_rows[0].p50,
+            "deleted_ids_returned": returned_deleted,
+            "consolidate_s": consolidate_time.as_secs_f64(),
+            "recall_after_consolidate": cons_rows[0].recall,
+            "save_after_consolidate_kind": format!("{kind3:?}"),
+            "save_after_consolidate_s": save_cons.as_secs_f64(),
+        }
+    })
+}
+
+fn main() {
+    let a = parse_args();
+    let results: Vec<serde_json::Value> = a.datasets.iter().map(|&k| run_dataset(k, &a)).collect();
+    let f =
+        |v: &serde_json::Value, p: &str| v.pointer(p).and_then(|x| x.as_f64()).unwrap_or(f64::NAN);
+    println!(
+        "\nseer-ann HNSW benchmark: n={} dim={} queries={} k={} params={:?} threads={} kernel={}",
+        a.n,
+        a.dim,
+        a.queries,
+        a.k,
+        a.params,
+        rayon::current_num_threads(),
+        seer_ann::simd::kernel_name()
+    );
+    let cols: Vec<(&str, Box<dyn Fn(&serde_json::Value) -> String>)> = vec![
+        (
+            "recall@k (ef_search)",
+            Box::new(move |v| format!("{:.4}", f(v, "/recall_at_k"))),
+        ),
+        (
+            "f16 storage recall ceiling",
+            Box::new(move |v| format!("{:.4}", f(v, "/f16_recall_ceiling"))),
+        ),
+        (
+            "query p50 / p99 (ms)",
+            Box::new(move |v| format!("{:.2} / {:.2}", f(v, "/p50_ms"), f(v, "/p99_ms"))),
+        ),
+        (
+            "build time (s)",
+            Box::new(move |v| format!("{:.0}", f(v, "/build_s"))),
+        ),
+        (
+            "RSS after build / after load (MiB)",
+            Box::new(move |v| {
+                format!(
+                    "{:.0} / {:.0}",
+                    f(v, "/rss_after_build_mib"),
+                    f(v, "/rss_after_load_mib")
+                )
+            }),
+        ),
+        (
+            "peak RSS, whole run (MiB)",
+            Box::new(move |v| format!("{:.0}", f(v, "/vm_hwm_mib"))),
+        ),
+        (
+            "index file (MiB)",
+            Box::new(move |v| format!("{:.0}", f(v, "/file_mib"))),
+        ),
+        (
+            "full save / load (s)",
+            Box::new(move |v| format!("{:.2} / {:.2}", f(v, "/save_full_s"), f(v, "/load_s"))),
+        ),
+        (
+            "+churn insert / delete (s)",
+            Box::new(move |v| {
+                format!(
+                    "{:.2} / {:.3}",
+                    f(v, "/churn/insert_s"),
+                    f(v, "/churn/delete_s")
+                )
+            }),
+        ),
+        (
+            "churn re-save (s) / log (MiB)",
+            Box::new(move |v| {
+                format!(
+                    "{:.2} / {:.1}",
+                    f(v, "/churn/save_s"),
+                    f(v, "/churn/log_mib")
+                )
+            }),
+        ),
+        (
+            "load base+log (s)",
+            Box::new(move |v| format!("{:.2}", f(v, "/churn/load_base_plus_log_s"))),
+        ),
+        (
+            "recall after churn / consolidate",
+            Box::new(move |v| {
+                format!(
+                    "{:.4} / {:.4}",
+                    f(v, "/churn/recall_with_tombstones"),
+                    f(v, "/churn/recall_after_consolidate")
+                )
+            }),
+        ),
+        (
+            "consolidate (s)",
+            Box::new(move |v| format!("{:.2}", f(v, "/churn/consolidate_s"))),
+        ),
+        (
+            "exact query p50 per chunk (ms)",
+            Box::new(move |v| {
+                format!(
+                    "{:.2} @{}",
+                    f(v, "/exact_single_query_ms/p50_ms"),
+                    f(v, "/exact_single_query_ms/rows")
+                )
+            }),
+        ),
+    ];
+    print!("{:<36}", "");
+    for r in &results {
+        print!("{:>22}", r["dataset"].as_str().unwrap_or("?"));
+    }
+    println!();
+    for (label, fmt) in &cols {
+        print!("{label:<36}");
+        for r in &results {
+            print!("{:>22}", fmt(r));
+        }
+        println!();
+    }
+    for r in &results {
+        println!("\n{} ef sweep:", r["dataset"].as_str().unwrap_or("?"));
+        for s in r["ef_sweep"].as_array().into_iter().flatten() {
+            println!(
+                "  ef {:>5}  recall {:.4}  p50 {:>7.3} ms  p99 {:>7.3} ms",
+                s["ef"].as_u64().unwrap_or(0),
+                s["recall"].as_f64().unwrap_or(0.0),
+                s["p50_ms"].as_f64().unwrap_or(0.0),
+                s["p99_ms"].as_f64().unwrap_or(0.0)
+            );
+        }
+    }
+    if a.json {
+        println!("{}", serde_json::json!({ "results": results }));
+    }
+}

@@ -1,0 +1,92 @@
+//! `seer export` / `seer import`: embeddings in the layout clip-retrieval and
+//! autofaiss read (`img_emb/img_emb_N.npy` + `metadata/metadata_N.parquet`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use seer_index::exchange;
+use seer_index::npy::Dtype;
+use seer_index::{Encoding, Store};
+
+use crate::commands::index::index_dir;
+
+#[derive(clap::Args)]
+pub struct ExportArgs {
+    /// Output format (only the clip-retrieval npy + parquet layout).
+    #[arg(long, default_value = "npy", value_parser = ["npy"])]
+    format: String,
+    /// Output folder.
+    #[arg(long)]
+    out: PathBuf,
+    /// Element type of the .npy: f32 or f16.
+    #[arg(long, default_value = "f32", value_parser = ["f32", "f16"])]
+    dtype: String,
+    /// The model whose vectors to export (default: the index's only model).
+    #[arg(long, short)]
+    model: Option<String>,
+    #[arg(long, env = "SEER_INDEX")]
+    index: Option<PathBuf>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct ImportArgs {
+    /// A folder in the clip-retrieval layout.
+    dir: PathBuf,
+    /// The model the embeddings were made with (an alias, hub id or folder): queries will use it.
+    #[arg(long, short)]
+    model: String,
+    /// How vectors are stored: f16 (default), f32 or int8.
+    #[arg(long, default_value = "f16")]
+    encoding: String,
+    #[arg(long, env = "SEER_INDEX")]
+    index: Option<PathBuf>,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
+    let store = Store::open_read_only(&index_dir(&args.index))?;
+    let model = store.choose_model(args.model.as_deref().map(seer_hub::model_key).as_deref())?;
+    let dtype = if args.dtype == "f16" {
+        Dtype::F16
+    } else {
+        Dtype::F32
+    };
+    let summary = exchange::export(&store, &model, &args.out, dtype)?;
+    report(
+        &summary,
+        args.json,
+        &format!("exported to {}", args.out.display()),
+    )
+}
+
+pub fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
+    let encoding = Encoding::parse(&args.encoding)
+        .ok_or_else(|| anyhow::anyhow!("unknown encoding '{}' (f16, f32, int8)", args.encoding))?;
+    let mut store = Store::open(&index_dir(&args.index))?;
+    let summary = exchange::import(
+        &mut store,
+        &seer_hub::model_key(&args.model),
+        &args.dir,
+        encoding,
+    )?;
+    report(
+        &summary,
+        args.json,
+        &format!("imported from {}", args.dir.display()),
+    )
+}
+
+fn report(summary: &exchange::ExchangeSummary, json: bool, what: &str) -> anyhow::Result<ExitCode> {
+    if json {
+        println!("{}", serde_json::to_string(summary)?);
+    } else {
+        println!(
+            "{what}: {} vectors ({}-d) in {} shard(s)",
+            summary.rows, summary.dim, summary.shards
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,232 @@
+//! Exchange with the clip-retrieval / autofaiss layout:
+//! `img_emb/img_emb_{i}.npy` (row-aligned embeddings) and
+//! `metadata/metadata_{i}.parquet` (an `image_path` column).
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+use parquet::basic::Compression;
+use parquet::data_type::{ByteArray, ByteArrayType};
+use parquet::file::properties::WriterProperties;
+use parquet::file::reader::{FileReader, SerializedFileReader};
+use parquet::file::writer::SerializedFileWriter;
+use parquet::record::RowAccessor;
+use parquet::schema::parser::parse_message_type;
+
+use crate::error::{IndexError, Result};
+use crate::npy::{self, Dtype};
+use crate::store::{write, FileRecord, ModelInfo, Store};
+use crate::vector::Encoding;
+
+/// Column names accepted for the image path on import, in order of preference.
+const PATH_COLUMNS: &[&str] = &["image_path", "path", "filepath", "url"];
+
+fn file_error(path: &Path, message: impl ToString) -> IndexError {
+    IndexError::File {
+        path: path.to_path_buf(),
+        message: message.to_string(),
+    }
+}
+
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct ExchangeSummary {
+    pub rows: usize,
+    pub shards: usize,
+    pub dim: usize,
+}
+
+/// Writes the model's vectors (one shard) into `out`.
+pub fn export(
+    store: &Store,
+    model: &ModelInfo,
+    out: &Path,
+    dtype: Dtype,
+) -> Result<ExchangeSummary> {
+    let vectors = store.load_vectors(model)?;
+    let emb_dir = out.join("img_emb");
+    let meta_dir = out.join("metadata");
+    for dir in [&emb_dir, &meta_dir] {
+        std::fs::create_dir_all(dir).map_err(|e| file_error(dir, e))?;
+    }
+    let rows: Vec<Vec<f32>> = (0..vectors.len())
+        .map(|i| vectors.row(i).to_vec())
+        .collect();
+    let npy_path = emb_dir.join("img_emb_0.npy");
+    let bytes = npy::encode(&rows, vectors.dim, dtype).map_err(|e| file_error(&npy_path, e))?;
+    write_atomically(&npy_path, |f| {
+        std::io::Write::write_all(f, &bytes).map_err(|e| e.to_string())
+    })?;
+    let parquet_path = meta_dir.join("metadata_0.parquet");
+    write_atomically(&parquet_path, |f| write_paths(f, &vectors.paths))?;
+    Ok(ExchangeSummary {
+        rows: vectors.len(),
+        shards: 1,
+        dim: vectors.dim,
+    })
+}
+
+fn write_atomically(
+    path: &Path,
+    fill: impl FnOnce(&mut File) -> std::result::Result<(), String>,
+) -> Result<()> {
+    let tmp = path.with_extension("tmp~");
+    let mut f = File::create(&tmp).map_err(|e| file_error(&tmp, e))?;
+    fill(&mut f).map_err(|e| file_error(path, e))?;
+    f.sync_all().map_err(|e| file_error(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| file_error(path, e))
+}
+
+fn write_paths(file: &mut File, paths: &[String]) -> std::result::Result<(), String> {
+    let schema = Arc::new(
+        parse_message_type("message schema { REQUIRED BYTE_ARRAY image_path (UTF8); }")
+            .map_err(|e| e.to_string())?,
+    );
+    let props = Arc::new(
+        WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .build(),
+    );
+    let mut writer = SerializedFileWriter::new(file, schema, props).map_err(|e| e.to_string())?;
+    let mut group = writer.next_row_group().map_err(|e| e.to_string())?;
+    if let Some(mut column) = group.next_column().map_err(|e| e.to_string())? {
+        let values: Vec<ByteArray> = paths.iter().map(|p| ByteArray::from(p.as_str())).collect();
+        column
+            .typed::<ByteArrayType>()
+            .write_batch(&values, None, None)
+            .map_err(|e| e.to_string())?;
+        column.close().map_err(|e| e.to_string())?;
+    }
+    group.close().map_err(|e| e.to_string())?;
+    writer.close().map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Reads the image paths of one metadata shard.
+fn read_paths(path: &Path) -> Result<Vec<String>> {
+    let file = File::open(path).map_err(|e| file_error(path, e))?;
+    let reader = SerializedFileReader::new(file).map_err(|e| file_error(path, e))?;
+    let schema = reader.metadata().file_metadata().schema_descr_ptr();
+    let names: Vec<String> = schema
+        .root_schema()
+        .get_fields()
+        .iter()
+        .map(|f| f.name().to_string())
+        .collect();
+    let column = PATH_COLUMNS
+        .iter()
+        .find_map(|c| names.iter().position(|n| n == c))
+        .ok_or_else(|| {
+            file_error(
+                path,
+                format!(
+                    "no image path column (looked for {}; found {})",
+                    PATH_COLUMNS.join(", "),
+                    names.join(", ")
+                ),
+            )
+        })?;
+    let mut out = Vec::new();
+    for row in reader.get_row_iter(None).map_err(|e| file_error(path, e))? {
+        let row = row.map_err(|e| file_error(path, e))?;
+        out.push(
+            row.get_string(column)
+                .map_err(|e| file_error(path, format!("row {}: {e}", out.len())))?
+                .clone(),
+        );
+    }
+    Ok(out)
+}
+
+/// The shard numbers present in `dir`, from `img_emb_{i}.npy` names, ascending.
+fn shards(dir: &Path) -> Result<Vec<usize>> {
+    let emb_dir = dir.join("img_emb");
+    let entries = std::fs::read_dir(&emb_dir).map_err(|e| file_error(&emb_dir, e))?;
+    let mut found: Vec<usize> = entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().to_string();
+            name.strip_prefix("img_emb_")?
+                .strip_suffix(".npy")?
+                .parse()
+                .ok()
+        })
+        .collect();
+    found.sort_unstable();
+    if found.is_empty() {
+        return Err(file_error(&emb_dir, "no img_emb_N.npy files"));
+    }
+    Ok(found)
+}
+
+/// Imports embeddings made by `model_name` from the clip-retrieval layout in `dir`.
+/// Files that exist on disk get their size and mtime, so a later `seer index` of
+/// their folder treats them as unchanged instead of embedding them again.
+pub fn import(
+    store: &mut Store,
+    model_name: &str,
+    dir: &Path,
+    encoding: Encoding,
+) -> Result<ExchangeSummary> {
+    let mut summary = ExchangeSummary::default();
+    for shard in shards(dir)? {
+        let npy_path = dir.join(format!("img_emb/img_emb_{shard}.npy"));
+        let meta_path = dir.join(format!("metadata/metadata_{shard}.parquet"));
+        let bytes = std::fs::read(&npy_path).map_err(|e| file_error(&npy_path, e))?;
+        let (rows, dim, values) = npy::decode(&bytes).map_err(|e| file_error(&npy_path, e))?;
+        let paths = read_paths(&meta_path)?;
+        if paths.len() != rows {
+            return Err(file_error(
+                &meta_path,
+                format!(
+                    "{} paths but {} embeddings in {}",
+                    paths.len(),
+                    rows,
+                    npy_path.display()
+                ),
+            ));
+        }
+        if summary.dim != 0 && summary.dim != dim {
+            return Err(file_error(
+                &npy_path,
+                format!("{dim}-d embeddings, earlier shards were {}-d", summary.dim),
+            ));
+        }
+        let db_error = store.error_mapper();
+        let tx = store.transaction()?;
+        let model_id = write::model_id(&tx, model_name, dim).map_err(&db_error)?;
+        for (row, path) in paths.iter().enumerate() {
+            let vector = &values[row * dim..(row + 1) * dim];
+            if vector.iter().any(|v| !v.is_finite()) {
+                return Err(file_error(
+                    &npy_path,
+                    format!("row {row} holds non-finite values"),
+                ));
+            }
+            let record = on_disk_record(path);
+            let id = write::upsert_file(&tx, &record).map_err(&db_error)?;
+            write::put_embedding(&tx, id, model_id, encoding, vector).map_err(&db_error)?;
+        }
+        write::bump_generation(&tx).map_err(&db_error)?;
+        tx.commit().map_err(&db_error)?;
+        summary.rows += rows;
+        summary.shards += 1;
+        summary.dim = dim;
+    }
+    Ok(summary)
+}
+
+fn on_disk_record(path: &str) -> FileRecord {
+    let meta = std::fs::metadata(PathBuf::from(path)).ok();
+    FileRecord {
+        path: path.to_string(),
+        size: meta.as_ref().map(|m| m.len() as i64).unwrap_or(0),
+        mtime_ns: meta
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map(|d| d.as_nanos() as i64)
+            .unwrap_or(0),
+        ..Default::default()
+    }
+}
