@@ -91,7 +91,7 @@ const QUERY_STREAM: u64 = 1 << 62;
 impl Dataset {
     fn new(kind: Kind, dim: usize, clusters: usize, seed: u64) -> Self {
         let mut rng = Rng::new(seed ^ 0xC1u64);
-        let mut unit = |rng: &mut Rng| {
+        let unit = |rng: &mut Rng| {
             let mut v = vec![0f32; dim];
             rng.fill_gauss(&mut v);
             normalize(&mut v);
@@ -213,7 +213,7 @@ fn parse_args() -> Args {
         queries: 1000,
         k: 10,
         params: HnswParams::default(),
-        sweep: vec![32, 64, 96, 128, 192, 256, 512],
+        sweep: vec![32, 48, 64, 96, 128, 192, 256, 512],
         clusters: 4096,
         chunk: 100_000,
         churn: 10_000,
@@ -430,7 +430,14 @@ fn run_dataset(kind: Kind, a: &Args) -> serde_json::Value {
         (rows, pct(&lat, 0.5))
     };
 
-    let rows = sweep(&h, a, &queries, &truth, &a.sweep);
+    // Uniform data needs far larger ef for any recall: show how far.
+    let mut efs = a.sweep.clone();
+    if kind == Kind::Uniform {
+        efs.extend([1024, 2048, 4096]);
+        efs.sort_unstable();
+        efs.dedup();
+    }
+    let rows = sweep(&h, a, &queries, &truth, &efs);
     let default_row = rows.iter().find(|r| r.ef == a.params.ef_search).unwrap();
     eprintln!("[{name}] ef sweep:");
     for r in &rows {

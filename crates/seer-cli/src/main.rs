@@ -34,6 +34,8 @@ enum Command {
     Search(commands::search::Args),
     /// Show what the index holds and which files failed.
     Status(commands::status::Args),
+    /// Find groups of near-duplicate images in the index.
+    Dupes(commands::dupes::Args),
     /// Export the index's embeddings in the clip-retrieval/autofaiss layout.
     Export(commands::exchange::ExportArgs),
     /// Import embeddings from the clip-retrieval/autofaiss layout.
@@ -60,6 +62,7 @@ fn main() -> std::process::ExitCode {
         Command::Index(args) => commands::index::run(args),
         Command::Search(args) => commands::search::run(args),
         Command::Status(args) => commands::status::run(args),
+        Command::Dupes(args) => commands::dupes::run(args),
         Command::Export(args) => commands::exchange::export(args),
         Command::Import(args) => commands::exchange::import(args),
         Command::Models(args) => commands::models::run(args),

@@ -401,3 +401,65 @@ fn damaged_exchange_files_are_errors_and_change_nothing() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("metadata_0.parquet"));
 }
+
+#[test]
+fn dupes_finds_copies_with_a_measured_threshold() {
+    let photos = photo_folder(10);
+    // Two exact copies and a re-saved, altered copy (PNG of a downscaled image).
+    let album = photos.path().join("album0");
+    let mut names: Vec<PathBuf> = std::fs::read_dir(&album)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    names.sort();
+    std::fs::copy(&names[0], photos.path().join("album1/copy-a.JPEG")).unwrap();
+    std::fs::copy(&names[0], photos.path().join("album2/copy-b.JPEG")).unwrap();
+    let idx = tempfile::tempdir().unwrap();
+    index_json(idx.path(), photos.path(), "openclip-vit");
+
+    // No threshold given: it is measured, reported, remembered.
+    let o = seer(idx.path(), &["dupes", "--json", "--sample", "8"]);
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("catches 99%"), "{err}");
+    let groups: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let copies = groups
+        .iter()
+        .find(|g| {
+            g["paths"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p.as_str().unwrap().ends_with("copy-a.JPEG"))
+        })
+        .expect("the copies form a group");
+    let paths: Vec<&str> = copies["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert!(
+        paths.iter().any(|p| p.ends_with("copy-b.JPEG"))
+            && paths.contains(&names[0].to_str().unwrap()),
+        "{paths:?}"
+    );
+    let o = seer(idx.path(), &["dupes"]);
+    assert!(
+        !String::from_utf8_lossy(&o.stderr).contains("catches 99%"),
+        "the measured threshold is reused"
+    );
+
+    // An explicit threshold of 1.0 keeps only exact copies; a bad one is refused.
+    let out = ok(seer(
+        idx.path(),
+        &["dupes", "--threshold", "0.9999", "--json"],
+    ));
+    assert_eq!(out.lines().count(), 1);
+    assert!(!seer(idx.path(), &["dupes", "--threshold", "3"])
+        .status
+        .success());
+}

@@ -254,6 +254,23 @@ impl Store {
         Ok(g.parse().unwrap_or(0))
     }
 
+    pub fn meta(&self, key: &str) -> Result<Option<String>> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.db(e))
+    }
+
+    pub fn set_meta(&mut self, key: &str, value: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+                params![key, value],
+            )
+            .map(|_| ())
+            .map_err(|e| self.db(e))
+    }
+
     pub fn models(&self) -> Result<Vec<ModelInfo>> {
         let mut stmt = self
             .conn

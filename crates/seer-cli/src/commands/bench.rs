@@ -41,6 +41,10 @@ pub struct Args {
     /// A Python with torch, transformers and open_clip: also run the reference.
     #[arg(long, env = "SEER_REFERENCE_PYTHON")]
     reference: Option<PathBuf>,
+    /// Instead of embedding throughput, measure indexing a synthetic tree of this
+    /// many tiny images and re-indexing it unchanged (needs --model).
+    #[arg(long, value_name = "N")]
+    reindex_files: Option<usize>,
     #[arg(long)]
     json: bool,
 }
@@ -84,6 +88,9 @@ const PROMPTS: &[&str] = &[
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     crate::common::configure_threads(Some(args.threads))?;
     let clip = load(&args)?;
+    if let Some(n) = args.reindex_files {
+        return bench_reindex(&clip, n, args.json);
+    }
     let mut results = json!({
         "model": clip.id,
         "threads": args.threads,
@@ -287,4 +294,76 @@ fn print_table(r: &Value) {
             ratio(&get(&r["ratio"]))
         );
     }
+}
+
+/// Index a synthetic tree of `n` tiny distinct images, then re-index it unchanged:
+/// the second run only walks, stats and compares, which is what users wait for
+/// every time they refresh a large collection.
+fn bench_reindex(clip: &Clip, n: usize, json: bool) -> anyhow::Result<ExitCode> {
+    let root = std::env::temp_dir().join(format!("seer-bench-tree-{n}"));
+    let index = std::env::temp_dir().join(format!("seer-bench-index-{}", std::process::id()));
+    let start = Instant::now();
+    write_tree(&root, n)?;
+    let generated = start.elapsed().as_secs_f64();
+    let mut store = seer_index::Store::open(&index)?;
+    let options = seer_index::IndexOptions {
+        roots: vec![root.clone()],
+        include_hidden: false,
+        encoding: seer_index::Encoding::F16,
+        embed: EmbedOptions {
+            batch_size: 64,
+            ..Default::default()
+        },
+    };
+    let first = seer_index::index(&mut store, clip, &options, &mut |_| {})?;
+    let second = seer_index::index(&mut store, clip, &options, &mut |_| {})?;
+    anyhow::ensure!(
+        second.skipped == n && second.added == 0,
+        "the unchanged tree was not fully skipped: {second:?}"
+    );
+    let _ = std::fs::remove_dir_all(&index);
+    let result = json!({
+        "files": n,
+        "generate_seconds": generated,
+        "first_index_seconds": first.seconds,
+        "first_index_files_per_second": n as f64 / first.seconds,
+        "reindex_unchanged_seconds": second.seconds,
+    });
+    if json {
+        println!("{result}");
+    } else {
+        println!(
+            "tree of {n} tiny images at {} (made in {generated:.1}s)",
+            root.display()
+        );
+        println!(
+            "first index:          {:8.2} s ({:.0} files/s, model {})",
+            first.seconds,
+            n as f64 / first.seconds,
+            clip.id
+        );
+        println!("re-index, unchanged:  {:8.2} s", second.seconds);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `n` distinct 8x8 PNGs, 500 per folder; kept between runs (same n, same tree).
+fn write_tree(root: &Path, n: usize) -> anyhow::Result<()> {
+    let done = root.join(".complete");
+    if done.is_file() {
+        return Ok(());
+    }
+    for i in 0..n {
+        let dir = root.join(format!("d{:04}", i / 500));
+        if i % 500 == 0 {
+            std::fs::create_dir_all(&dir)?;
+        }
+        let img = seer_image::image::RgbImage::from_fn(8, 8, |x, y| {
+            let v = (i as u32).wrapping_mul(2654435761).rotate_left(x * 8 + y);
+            seer_image::image::Rgb([v as u8, (v >> 8) as u8, (v >> 16) as u8])
+        });
+        img.save(dir.join(format!("img{i:07}.png")))?;
+    }
+    std::fs::write(done, b"")?;
+    Ok(())
 }

@@ -1,5 +1,6 @@
 pub mod bench;
 pub mod classify;
+pub mod dupes;
 pub mod embed;
 pub mod eval;
 pub mod exchange;

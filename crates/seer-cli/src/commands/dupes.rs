@@ -1,0 +1,83 @@
+//! `seer dupes`: groups of near-duplicate images in the index.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use seer_engine::{Clip, LoadOptions};
+use seer_index::dupes::{calibrate, group, stored_calibration};
+use seer_index::Store;
+
+use crate::commands::index::index_dir;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Cosine similarity at or above which two images are duplicates (default: measured
+    /// for the index's model on its own photos, then remembered; see --calibrate).
+    #[arg(long)]
+    threshold: Option<f32>,
+    /// Measure the threshold again (alters a sample of indexed photos and embeds the copies).
+    #[arg(long)]
+    calibrate: bool,
+    /// Photos the measurement uses.
+    #[arg(long, default_value_t = 100)]
+    sample: usize,
+    /// Neighbours examined per photo.
+    #[arg(long, default_value_t = 10)]
+    neighbours: usize,
+    #[arg(long, short)]
+    model: Option<String>,
+    #[arg(long, env = "SEER_TOKENIZER")]
+    tokenizer: Option<PathBuf>,
+    #[arg(long, env = "SEER_INDEX")]
+    index: Option<PathBuf>,
+    /// One JSON object per group: {"paths": [...], "scores": [...]}.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let mut store = Store::open(&index_dir(&args.index))?;
+    let model = store.choose_model(args.model.as_deref().map(seer_hub::model_key).as_deref())?;
+    let vectors = store.load_vectors(&model)?;
+    let threshold = match (
+        args.threshold,
+        args.calibrate,
+        stored_calibration(&store, &model)?,
+    ) {
+        (Some(t), _, _) => {
+            anyhow::ensure!(
+                (-1.0..=1.0).contains(&t),
+                "--threshold is a cosine similarity between -1 and 1"
+            );
+            t
+        }
+        (None, false, Some(c)) => c.threshold,
+        (None, _, _) => {
+            let options = LoadOptions {
+                tokenizer: args.tokenizer.clone(),
+                progress: crate::output::stderr_is_terminal(),
+                ..Default::default()
+            };
+            let clip = Clip::load(&model.name, &options)?;
+            let c = calibrate(&mut store, &model, &clip, &vectors, args.sample)?;
+            eprintln!(
+                "threshold {:.4}: catches 99% of {} altered copies of {} photos (median similarity {:.4}); {} of {} pairs of different photos score above it (highest {:.4})",
+                c.threshold, c.duplicate_pairs, c.images, c.duplicate_median, c.distinct_above, c.distinct_pairs, c.distinct_max
+            );
+            c.threshold
+        }
+    };
+    let groups = group(&vectors, threshold, args.neighbours);
+    for g in &groups {
+        if args.json {
+            println!("{}", serde_json::to_string(g)?);
+        } else {
+            println!("{} files:", g.paths.len());
+            for (p, s) in g.paths.iter().zip(&g.scores) {
+                println!("  {s:.4}  {p}");
+            }
+        }
+    }
+    eprintln!("{} groups at threshold {threshold:.4}", groups.len());
+    Ok(ExitCode::SUCCESS)
+}

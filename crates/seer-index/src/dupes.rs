@@ -1,0 +1,205 @@
+//! Near-duplicate groups, and the measurement that chooses their threshold.
+//!
+//! What counts as "the same picture" depends on the model: cosine similarities
+//! of CLIP variants live on different scales. So the default threshold is
+//! measured, per model, on the user's own photos: a sample of indexed images is
+//! altered the way duplicates arise (downscaled, cropped, brightened), the
+//! altered copies are embedded, and the threshold is set to catch 99% of those
+//! pairs. The result is stored in the index, so later runs reuse it.
+
+use std::collections::HashMap;
+
+use seer_engine::{Clip, EmbedOptions};
+use seer_image::image::{imageops, RgbImage};
+use seer_image::DecodeLimits;
+
+use crate::error::Result;
+use crate::store::{ModelInfo, Store, VectorSet};
+use seer_engine::zeroshot::dot;
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DupeGroup {
+    /// The group's files; similarities are to the first one.
+    pub paths: Vec<String>,
+    pub scores: Vec<f32>,
+}
+
+/// Groups vectors whose cosine similarity to a neighbour is at least `threshold`
+/// (transitively). `neighbours` bounds the candidates examined per vector.
+pub fn group(vectors: &VectorSet, threshold: f32, neighbours: usize) -> Vec<DupeGroup> {
+    let n = vectors.len();
+    let mut parent: Vec<usize> = (0..n).collect();
+    fn find(parent: &mut [usize], mut x: usize) -> usize {
+        while parent[x] != x {
+            parent[x] = parent[parent[x]];
+            x = parent[x];
+        }
+        x
+    }
+    // Batches of queries keep memory bounded and use the SIMD batch kernel.
+    const QUERIES_PER_BATCH: usize = 256;
+    for start in (0..n).step_by(QUERIES_PER_BATCH) {
+        let end = (start + QUERIES_PER_BATCH).min(n);
+        let queries = &vectors.data[start * vectors.dim..end * vectors.dim];
+        let results =
+            seer_ann::exact_top_k_batch(&vectors.data, vectors.dim, queries, neighbours + 1);
+        for (offset, hits) in results.into_iter().enumerate() {
+            let i = start + offset;
+            for (j, score) in hits {
+                if j != i && score >= threshold {
+                    let (a, b) = (find(&mut parent, i), find(&mut parent, j));
+                    if a != b {
+                        parent[a.max(b)] = a.min(b);
+                    }
+                }
+            }
+        }
+    }
+    let mut members: HashMap<usize, Vec<usize>> = HashMap::new();
+    for i in 0..n {
+        let root = find(&mut parent, i);
+        members.entry(root).or_default().push(i);
+    }
+    let mut groups: Vec<DupeGroup> = members
+        .into_values()
+        .filter(|m| m.len() > 1)
+        .map(|m| DupeGroup {
+            scores: m
+                .iter()
+                .map(|&j| dot(vectors.row(m[0]), vectors.row(j)))
+                .collect(),
+            paths: m.iter().map(|&j| vectors.paths[j].clone()).collect(),
+        })
+        .collect();
+    groups.sort_by(|a, b| {
+        b.paths
+            .len()
+            .cmp(&a.paths.len())
+            .then_with(|| a.paths[0].cmp(&b.paths[0]))
+    });
+    groups
+}
+
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Calibration {
+    pub threshold: f32,
+    /// Indexed images the measurement used.
+    pub images: usize,
+    /// (original, altered copy) similarities measured.
+    pub duplicate_pairs: usize,
+    pub duplicate_median: f32,
+    pub duplicate_p1: f32,
+    /// Pairs of different sampled images, and how many score above the threshold
+    /// (false matches, unless the collection really holds duplicates).
+    pub distinct_pairs: usize,
+    pub distinct_above: usize,
+    pub distinct_max: f32,
+}
+
+fn meta_key(model: &ModelInfo) -> String {
+    format!("dupes_calibration:{}", model.id)
+}
+
+pub fn stored_calibration(store: &Store, model: &ModelInfo) -> Result<Option<Calibration>> {
+    Ok(store
+        .meta(&meta_key(model))?
+        .and_then(|v| serde_json::from_str(&v).ok()))
+}
+
+/// Measures the threshold on up to `sample` indexed images and stores it.
+pub fn calibrate(
+    store: &mut Store,
+    model: &ModelInfo,
+    clip: &Clip,
+    vectors: &VectorSet,
+    sample: usize,
+) -> Result<Calibration> {
+    let step = (vectors.len() / sample.max(1)).max(1);
+    let rows: Vec<usize> = (0..vectors.len()).step_by(step).take(sample).collect();
+    type Variant = fn(&RgbImage) -> RgbImage;
+    let variants: [Variant; 3] = [
+        |img| {
+            imageops::resize(
+                img,
+                (img.width() / 2).max(1),
+                (img.height() / 2).max(1),
+                imageops::FilterType::Triangle,
+            )
+        },
+        |img| {
+            let (w, h) = (img.width() * 9 / 10, img.height() * 9 / 10);
+            imageops::crop_imm(
+                img,
+                (img.width() - w) / 2,
+                (img.height() - h) / 2,
+                w.max(1),
+                h.max(1),
+            )
+            .to_image()
+        },
+        |img| imageops::brighten(img, 20),
+    ];
+    let jobs: Vec<(usize, Variant)> = rows
+        .iter()
+        .flat_map(|&r| variants.iter().map(move |&v| (r, v)))
+        .collect();
+    let limits = DecodeLimits::default();
+    let mut duplicates = Vec::new();
+    let options = EmbedOptions {
+        batch_size: 32,
+        normalize: true,
+        ..Default::default()
+    };
+    clip.embed_prepared(
+        &jobs,
+        &options,
+        |(row, variant)| {
+            let original =
+                seer_image::decode_file(std::path::Path::new(&vectors.paths[*row]), &limits)?;
+            let altered = variant(&original);
+            let mut pixels = Vec::new();
+            seer_image::normalize_into(
+                &seer_image::resize_and_crop(&altered, &clip.preprocess),
+                &clip.preprocess,
+                &mut pixels,
+            );
+            Ok((pixels, *row))
+        },
+        |_, result| {
+            if let Ok((embedding, row)) = result {
+                duplicates.push(dot(&embedding, vectors.row(row)));
+            }
+        },
+    )?;
+    let mut distinct = Vec::new();
+    for (a, &i) in rows.iter().enumerate() {
+        for &j in &rows[a + 1..] {
+            distinct.push(dot(vectors.row(i), vectors.row(j)));
+        }
+    }
+    duplicates.sort_by(f32::total_cmp);
+    let percentile = |v: &[f32], p: f64| {
+        v.get(((v.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+            .unwrap_or(1.0)
+    };
+    // Catch 99% of the measured duplicates.
+    let threshold = percentile(&duplicates, 0.01);
+    let calibration = Calibration {
+        threshold,
+        images: rows.len(),
+        duplicate_pairs: duplicates.len(),
+        duplicate_median: percentile(&duplicates, 0.5),
+        duplicate_p1: threshold,
+        distinct_pairs: distinct.len(),
+        distinct_above: distinct.iter().filter(|&&s| s >= threshold).count(),
+        distinct_max: distinct.iter().copied().fold(f32::NEG_INFINITY, f32::max),
+    };
+    if !duplicates.is_empty() {
+        store.set_meta(
+            &meta_key(model),
+            &serde_json::to_string(&calibration).unwrap_or_default(),
+        )?;
+    }
+    Ok(calibration)
+}
