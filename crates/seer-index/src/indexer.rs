@@ -44,6 +44,9 @@ pub struct IndexSummary {
     pub failures: Vec<(String, String)>,
 }
 
+/// A file with its embedding and metadata, or why it failed.
+type Outcome = (Walked, std::result::Result<(Vec<f32>, FileRecord), String>);
+
 /// Progress events for a progress bar.
 pub enum Progress {
     /// Planning finished: this many files will be embedded.
@@ -141,7 +144,7 @@ pub fn index(
     on_progress(Progress::Planned(plan.embed.len()));
 
     let files: Vec<Walked> = plan.embed.iter().map(|e| e.file.clone()).collect();
-    let mut batch: Vec<(Walked, std::result::Result<(Vec<f32>, FileRecord), String>)> = Vec::new();
+    let mut batch: Vec<Outcome> = Vec::new();
     let mut write_error = None;
     let batch_size = options.embed.batch_size.max(1);
     let limits = options.embed.limits;
@@ -209,7 +212,7 @@ fn commit_batch(
     store: &mut Store,
     model_id: i64,
     encoding: Encoding,
-    batch: &mut Vec<(Walked, std::result::Result<(Vec<f32>, FileRecord), String>)>,
+    batch: &mut Vec<Outcome>,
     summary: &mut IndexSummary,
 ) -> Result<()> {
     if batch.is_empty() {
