@@ -23,7 +23,22 @@ pub struct Walked {
     pub mtime_ns: i64,
 }
 
-/// Walks `roots` for image files (hidden entries skipped unless `include_hidden`).
+/// Folders that operating systems and NAS boxes create (thumbnails, trash), skipped
+/// like hidden ones.
+const SYSTEM_FOLDERS: &[&str] = &[
+    "@eaDir",
+    "#recycle",
+    "#snapshot",
+    "$RECYCLE.BIN",
+    "System Volume Information",
+    "lost+found",
+];
+
+fn is_hidden_or_system(name: &str) -> bool {
+    name.starts_with('.') || SYSTEM_FOLDERS.iter().any(|s| s.eq_ignore_ascii_case(name))
+}
+
+/// Walks `roots` for image files (hidden and system entries skipped unless `include_hidden`).
 /// Returns the files and what could not be walked (unreadable folders, non-UTF-8 names).
 pub fn walk(roots: &[PathBuf], include_hidden: bool) -> (Vec<Walked>, Vec<(String, String)>) {
     let mut files = Vec::new();
@@ -35,7 +50,7 @@ pub fn walk(roots: &[PathBuf], include_hidden: bool) -> (Vec<Walked>, Vec<(Strin
             .filter_entry(|e| {
                 include_hidden
                     || e.depth() == 0
-                    || !e.file_name().to_string_lossy().starts_with('.')
+                    || !is_hidden_or_system(&e.file_name().to_string_lossy())
             });
         for entry in walker {
             let entry = match entry {
@@ -277,6 +292,31 @@ mod tests {
                 .collect(),
             stored.iter().map(|s| s.size).collect(),
         )
+    }
+
+    #[test]
+    fn hidden_and_system_folders_are_skipped_unless_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        for sub in ["photos", ".thumbnails", "@eaDir", "$RECYCLE.BIN"] {
+            std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+            std::fs::write(dir.path().join(sub).join("a.jpg"), b"x").unwrap();
+        }
+        std::fs::write(dir.path().join("photos/.hidden.jpg"), b"x").unwrap();
+        std::fs::write(dir.path().join("photos/notes.txt"), b"x").unwrap();
+        let (files, problems) = walk(&[dir.path().to_path_buf()], false);
+        assert!(problems.is_empty());
+        let names: Vec<String> = files
+            .iter()
+            .map(|f| {
+                f.path
+                    .strip_prefix(dir.path().to_str().unwrap())
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(names, ["/photos/a.jpg"]);
+        let (files, _) = walk(&[dir.path().to_path_buf()], true);
+        assert_eq!(files.len(), 5);
     }
 
     #[test]
