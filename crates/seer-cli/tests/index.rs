@@ -463,3 +463,66 @@ fn dupes_finds_copies_with_a_measured_threshold() {
         .status
         .success());
 }
+
+#[test]
+fn approximate_index_is_kept_in_step_with_the_database() {
+    let photos = photo_folder(40);
+    let idx = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], ann: bool| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_seer"));
+        c.args(args)
+            .env("SEER_INDEX", idx.path())
+            .env("SEER_TOKENIZER", tokenizer_file())
+            .env("HF_HUB_OFFLINE", "1");
+        if ann {
+            c.env("SEER_ANN_THRESHOLD", "10");
+        }
+        ok(c.output().unwrap())
+    };
+    let folder = photos.path().to_str().unwrap().to_string();
+    let m = model("openclip-vit");
+    run(&["index", &folder, "--model", &m], true);
+    let graphs: Vec<_> = std::fs::read_dir(idx.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.ends_with(".hnsw"))
+        .collect();
+    assert_eq!(graphs.len(), 1, "no graph written: {graphs:?}");
+
+    // The search really goes through the graph (no silent fallback to exact)...
+    let o = Command::new(env!("CARGO_BIN_EXE_seer"))
+        .args(["search", "a fish"])
+        .env("SEER_INDEX", idx.path())
+        .env("SEER_TOKENIZER", tokenizer_file())
+        .env("SEER_ANN_THRESHOLD", "10")
+        .env("SEER_LOG", "debug")
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("with the approximate index"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // ...and on 40 vectors finds exactly what exact search finds.
+    let approx = run(&["search", "a fish", "-k", "10", "--json"], true);
+    let exact = run(&["search", "a fish", "-k", "10", "--json"], false);
+    let paths = |s: &str| {
+        s.lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["path"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(paths(&approx), paths(&exact));
+
+    // Delete the best match and re-index: the graph never returns it again.
+    let best = paths(&exact)[0].clone();
+    std::fs::remove_file(&best).unwrap();
+    run(&["index", &folder, "--model", &m], true);
+    let approx = run(&["search", "a fish", "-k", "39", "--json"], true);
+    assert_eq!(approx.lines().count(), 39);
+    assert!(!paths(&approx).contains(&best));
+}

@@ -21,6 +21,15 @@ use crate::store::{ModelInfo, Store, VectorSet};
 /// 512-d vectors on 2 cores) and needs no extra structure.
 pub const ANN_THRESHOLD: usize = 50_000;
 
+/// [`ANN_THRESHOLD`], unless `$SEER_ANN_THRESHOLD` sets another (for tuning, and
+/// for tests on small collections).
+pub fn threshold() -> usize {
+    std::env::var("SEER_ANN_THRESHOLD")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(ANN_THRESHOLD)
+}
+
 fn graph_path(dir: &Path, model: &ModelInfo) -> PathBuf {
     dir.join(format!("ann-model-{}.hnsw", model.id))
 }

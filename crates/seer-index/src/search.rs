@@ -156,10 +156,15 @@ pub fn rank(
     query: &[f32],
     options: &SearchOptions,
 ) -> Result<Vec<Hit>> {
-    if vectors.len() >= crate::ann::ANN_THRESHOLD {
+    if vectors.len() >= crate::ann::threshold() {
         if let Some(graph) = crate::ann::load_current(store, model) {
+            tracing::debug!(
+                "searching {} vectors with the approximate index",
+                vectors.len()
+            );
             return crate::ann::rank_approximate(&graph, vectors, query, options);
         }
     }
+    tracing::debug!("searching {} vectors exactly", vectors.len());
     rank_exact(vectors, query, options)
 }

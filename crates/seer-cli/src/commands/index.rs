@@ -63,7 +63,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     })?;
     pb.finish_and_clear();
     if let Some(model) = store.models()?.into_iter().find(|m| m.name == clip.id) {
-        if let Some(sync) = seer_index::ann::sync(&store, &model, seer_index::ann::ANN_THRESHOLD)? {
+        if let Some(sync) = seer_index::ann::sync(&store, &model, seer_index::ann::threshold())? {
             tracing::info!(
                 "approximate index: {} inserted, {} removed, {} vectors",
                 sync.inserted,
