@@ -204,6 +204,7 @@ struct Args {
     datasets: Vec<Kind>,
     json: bool,
     seed: u64,
+    ceiling_only: bool,
 }
 
 fn parse_args() -> Args {
@@ -221,11 +222,17 @@ fn parse_args() -> Args {
         datasets: vec![Kind::Clustered, Kind::Uniform],
         json: false,
         seed: 1,
+        ceiling_only: false,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < argv.len() {
         let flag = argv[i].as_str();
+        if flag == "--ceiling-only" {
+            a.ceiling_only = true;
+            i += 1;
+            continue;
+        }
         if flag == "--json" {
             a.json = true;
             i += 1;
@@ -320,6 +327,8 @@ fn ground_truth(
 }
 
 struct SweepRow {
+    /// Queries whose own recall is below 0.5 (lost in the wrong region) .
+    bad: usize,
     ef: usize,
     recall: f64,
     p50: f64,
@@ -340,7 +349,13 @@ fn sweep(h: &Hnsw, a: &Args, queries: &[f32], truth: &[Vec<u64>], efs: &[usize])
             }
             let mean = lat.iter().sum::<f64>() / lat.len().max(1) as f64;
             lat.sort_by(f64::total_cmp);
+            let bad = got
+                .iter()
+                .zip(truth)
+                .filter(|(g, t)| recall(&[g.to_vec()], &[t.to_vec()]) < 0.5)
+                .count();
             SweepRow {
+                bad,
                 ef,
                 recall: recall(&got, truth),
                 p50: pct(&lat, 0.5),
@@ -368,6 +383,24 @@ fn run_dataset(kind: Kind, a: &Args) -> serde_json::Value {
         a.params,
         rayon::current_num_threads()
     );
+
+    if a.ceiling_only {
+        let queries: Vec<f32> = {
+            let mut q = vec![0f32; a.queries * a.dim];
+            q.par_chunks_mut(a.dim)
+                .enumerate()
+                .for_each(|(i, r)| ds.row(QUERY_STREAM + i as u64, r));
+            q
+        };
+        let none = HashSet::new();
+        let truth = ground_truth(&ds, a, &queries, 0..a.n, &none, false);
+        let truth16 = ground_truth(&ds, a, &queries, 0..a.n, &none, true);
+        eprintln!(
+            "[{name}] f16 storage recall ceiling: {:.4}",
+            recall(&truth16, &truth)
+        );
+        return serde_json::json!({"dataset": name, "f16_recall_ceiling": recall(&truth16, &truth)});
+    }
 
     // Build.
     let mut h = Hnsw::new(a.dim, a.params);
@@ -412,6 +445,7 @@ fn run_dataset(kind: Kind, a: &Args) -> serde_json::Value {
     );
     let truth16 = ground_truth(&ds, a, &queries, 0..a.n, &none, true);
     let f16_ceiling = recall(&truth16, &truth);
+    eprintln!("[{name}] f16 storage recall ceiling: {f16_ceiling:.4}");
 
     // Exact single-query latency on one chunk (for the exact/approximate threshold).
     let exact_chunk = {
@@ -442,8 +476,8 @@ fn run_dataset(kind: Kind, a: &Args) -> serde_json::Value {
     eprintln!("[{name}] ef sweep:");
     for r in &rows {
         eprintln!(
-            "[{name}]   ef {:4}  recall@{} {:.4}  p50 {:.3} ms  p99 {:.3} ms  mean {:.3} ms",
-            r.ef, a.k, r.recall, r.p50, r.p99, r.mean
+            "[{name}]   ef {:4}  recall@{} {:.4}  p50 {:.3} ms  p99 {:.3} ms  mean {:.3} ms  queries with recall<0.5: {}",
+            r.ef, a.k, r.recall, r.p50, r.p99, r.mean, r.bad
         );
     }
 
@@ -616,7 +650,8 @@ fn main() {
         rayon::current_num_threads(),
         seer_ann::simd::kernel_name()
     );
-    let cols: Vec<(&str, Box<dyn Fn(&serde_json::Value) -> String>)> = vec![
+    type Column<'a> = (&'a str, Box<dyn Fn(&serde_json::Value) -> String>);
+    let cols: Vec<Column> = vec![
         (
             "recall@k (ef_search)",
             Box::new(move |v| format!("{:.4}", f(v, "/recall_at_k"))),

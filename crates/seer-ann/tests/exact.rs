@@ -108,7 +108,7 @@ fn filtered_matches_naive() {
     let v = clustered(50_000, dim, 50, 0.5, 3);
     let q = clustered(5, dim, 50, 0.5, 4);
     for qi in q.chunks(dim) {
-        let keep = |i: usize| i % 3 != 0;
+        let keep = |i: usize| !i.is_multiple_of(3);
         same(
             &exact_top_k_filtered(&v, dim, qi, 10, keep),
             &naive(&v, dim, qi, 10, keep),

@@ -176,7 +176,7 @@ fn filtered_search() {
     let data = clustered(10_000, dim, 100, 0.8, 10);
     let queries = clustered(100, dim, 100, 0.8, 11);
     let h = build(&data, dim, HnswParams::default());
-    let keep = |id: u64| id % 5 == 0;
+    let keep = |id: u64| id.is_multiple_of(5);
     let got: Vec<Vec<u64>> = queries
         .chunks(dim)
         .map(|q| {

@@ -148,23 +148,22 @@ pub fn compile_glob(glob: Option<&str>) -> Result<Option<globset::GlobMatcher>> 
 }
 
 /// Ranks with the approximate index when the model has one that is current,
-/// exactly otherwise.
+/// exactly otherwise (loading the vectors only then).
 pub fn rank(
     store: &Store,
     model: &ModelInfo,
-    vectors: &VectorSet,
     query: &[f32],
     options: &SearchOptions,
 ) -> Result<Vec<Hit>> {
-    if vectors.len() >= crate::ann::threshold() {
+    if model.vectors >= crate::ann::threshold() {
         if let Some(graph) = crate::ann::load_current(store, model) {
             tracing::debug!(
                 "searching {} vectors with the approximate index",
-                vectors.len()
+                model.vectors
             );
-            return crate::ann::rank_approximate(&graph, vectors, query, options);
+            return crate::ann::rank_approximate(store, model, &graph, query, options);
         }
     }
-    tracing::debug!("searching {} vectors exactly", vectors.len());
-    rank_exact(vectors, query, options)
+    tracing::debug!("searching {} vectors exactly", model.vectors);
+    rank_exact(&store.load_vectors(model)?, query, options)
 }

@@ -438,6 +438,31 @@ impl Store {
         Ok(set)
     }
 
+    /// Row ids and paths of a model's files, ordered by id (what approximate search
+    /// needs to name its hits; far cheaper than decoding every vector).
+    pub fn ids_and_paths(&self, model: &ModelInfo) -> Result<(Vec<i64>, Vec<String>)> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT f.id, f.path FROM embeddings e JOIN files f ON f.id = e.file_id WHERE e.model_id = ?1 ORDER BY f.id")
+            .map_err(|e| self.db(e))?;
+        let mut ids = Vec::new();
+        let mut paths = Vec::new();
+        let mut rows = stmt.query([model.id]).map_err(|e| self.db(e))?;
+        while let Some(row) = rows.next().map_err(|e| self.db(e))? {
+            ids.push(row.get(0).map_err(|e| self.db(e))?);
+            paths.push(row.get(1).map_err(|e| self.db(e))?);
+        }
+        Ok((ids, paths))
+    }
+
+    /// The path of one file, by row id.
+    pub fn path_of(&self, id: i64) -> Result<Option<String>> {
+        self.conn
+            .query_row("SELECT path FROM files WHERE id = ?1", [id], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.db(e))
+    }
+
     /// The stored vector of one indexed file (for "more like this").
     pub fn vector_of(&self, path: &str, model: &ModelInfo) -> Result<Option<Vec<f32>>> {
         let row: Option<(i64, Vec<u8>)> = self

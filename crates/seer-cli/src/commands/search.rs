@@ -72,13 +72,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         None
     };
     let vector = query_vector(&store, &model, clip.as_ref(), &query)?;
-    let vectors = store.load_vectors(&model)?;
     let options = SearchOptions {
         k: args.k,
         min_score: args.min_score,
         path_glob: args.path.clone(),
     };
-    let hits = rank(&store, &model, &vectors, &vector, &options)?;
+    let hits = rank(&store, &model, &vector, &options)?;
     if args.json {
         for hit in &hits {
             println!("{}", serde_json::to_string(hit)?);
