@@ -62,13 +62,16 @@ pub struct HnswParams {
 }
 
 impl Default for HnswParams {
-    /// Chosen by measurement at 1M x 512 on 2 cores (see the crate README / ann_bench):
-    /// recall@10 >= 0.95 on clustered CLIP-like data at well under 5 ms per query.
+    /// Chosen by measurement at 1M x 512 on 2 cores (see README.md / `ann_bench`):
+    /// on clustered CLIP-like data m=32 beat m=16 on both recall (0.975 vs 0.947 at
+    /// ef 128) and build time (less time lost in poorly connected regions);
+    /// ef_construction 100 keeps the 1M build to minutes; ef_search 192 gives
+    /// recall@10 ~0.98 at ~0.6 ms p50, far inside the 5 ms budget.
     fn default() -> Self {
         HnswParams {
-            m: 16,
+            m: 32,
             ef_construction: 100,
-            ef_search: 96,
+            ef_search: 192,
             seed: 0x5EE5_A11C_0FFE_E000,
         }
     }
@@ -610,7 +613,11 @@ impl Hnsw {
         for layer in (1..=max_level).rev() {
             cur = self.greedy(query, cur, layer);
         }
-        let ef = ef.unwrap_or(self.params.ef_search).max(k);
+        // Never more than there are nodes (bounds allocations for absurd ef / k).
+        let ef = ef
+            .unwrap_or(self.params.ef_search)
+            .max(k)
+            .min(self.n_slots());
         let collect =
             |n: u32| self.state[n as usize] == LIVE && keep.is_none_or(|f| f(self.ids[n as usize]));
         let found = with_visited(self.n_slots(), |vis| {

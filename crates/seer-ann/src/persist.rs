@@ -851,11 +851,6 @@ fn validate(idx: &Hnsw) -> Result<(), String> {
                 }
             }
         }
-        for x in idx.vec(s as u32) {
-            if x & 0x7C00 == 0x7C00 {
-                return Err(format!("node {s} has a non-finite vector component"));
-            }
-        }
     }
     let e = idx.entry.load(Ordering::Relaxed);
     let (ep, el) = (e as u32, (e >> 32) as usize);

@@ -249,6 +249,11 @@ fn small_and_empty_indexes() {
     let r = h.search(&data[16..24], 100, None);
     assert_eq!(r.len(), 5);
     assert_eq!(r[0].0, 20);
+    // Absurd k / ef are bounded by the index size, not allocated.
+    assert_eq!(
+        h.search(&data[16..24], usize::MAX, Some(usize::MAX)).len(),
+        5
+    );
     let mut ids: Vec<u64> = h.ids().collect();
     ids.sort();
     assert_eq!(ids, vec![0, 10, 20, 30, 40]);

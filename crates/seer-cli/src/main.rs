@@ -32,6 +32,8 @@ enum Command {
     Index(commands::index::Args),
     /// Search indexed photos by text, example image, or both.
     Search(commands::search::Args),
+    /// Serve the HTTP API and web page.
+    Serve(commands::serve::Args),
     /// Show what the index holds and which files failed.
     Status(commands::status::Args),
     /// Find groups of near-duplicate images in the index.
@@ -61,6 +63,7 @@ fn main() -> std::process::ExitCode {
         Command::Eval(cmd) => commands::eval::run(cmd),
         Command::Index(args) => commands::index::run(args),
         Command::Search(args) => commands::search::run(args),
+        Command::Serve(args) => commands::serve::run(args),
         Command::Status(args) => commands::status::run(args),
         Command::Dupes(args) => commands::dupes::run(args),
         Command::Export(args) => commands::exchange::export(args),

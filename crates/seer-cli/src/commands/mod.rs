@@ -7,4 +7,5 @@ pub mod exchange;
 pub mod index;
 pub mod models;
 pub mod search;
+pub mod serve;
 pub mod status;

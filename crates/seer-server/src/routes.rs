@@ -1,0 +1,604 @@
+//! The HTTP routes. Files are addressed by their index id, never by path, and
+//! only files of the index's roots are ever read.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Multipart, Path as UrlPath, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::Json;
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::batcher::{SubmitError, Work};
+use crate::error::{ApiError, ApiResult};
+use crate::state::{AppState, JobState, SearchData};
+
+type AppStateRef = State<Arc<AppState>>;
+
+pub async fn page() -> Html<&'static str> {
+    Html(include_str!("../assets/index.html"))
+}
+
+pub async fn script() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("../assets/app.js"),
+    )
+}
+
+pub async fn style() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("../assets/style.css"),
+    )
+}
+
+pub async fn healthz(State(state): AppStateRef) -> Json<Value> {
+    let vectors = state
+        .store()
+        .ok()
+        .and_then(|s| state.model_info(&s).ok())
+        .map(|m| m.vectors)
+        .unwrap_or(0);
+    Json(json!({ "status": "ok", "model": state.clip.id, "vectors": vectors }))
+}
+
+pub async fn openapi() -> Json<Value> {
+    Json(crate::openapi::document())
+}
+
+pub async fn metrics(State(state): AppStateRef) -> impl IntoResponse {
+    let stats = &state.batcher.stats;
+    let load =
+        |a: &std::sync::atomic::AtomicUsize| a.load(std::sync::atomic::Ordering::Relaxed) as f64;
+    let gauges = [
+        (
+            "seer_queue_depth",
+            "Items waiting for the model.",
+            state.batcher.depth() as f64,
+        ),
+        (
+            "seer_batches",
+            "Model batches run since start.",
+            load(&stats.batches),
+        ),
+        (
+            "seer_batch_items",
+            "Items embedded in those batches.",
+            load(&stats.items),
+        ),
+        (
+            "seer_queue_rejections",
+            "Requests refused with 503 because the queue was full.",
+            load(&stats.rejected),
+        ),
+    ];
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(&gauges),
+    )
+}
+
+// ---------------------------------------------------------------- embedding
+
+async fn embed_text(state: &AppState, text: String) -> ApiResult<Vec<f32>> {
+    wait(state.batcher.submit(Work::Text(text))).await
+}
+
+/// Decodes and preprocesses off the async threads, then joins a model batch.
+async fn embed_image(state: &Arc<AppState>, bytes: Bytes, name: String) -> ApiResult<Vec<f32>> {
+    let st = state.clone();
+    let pixels = tokio::task::spawn_blocking(move || {
+        let decoded = seer_image::decode_bytes_full(&bytes, &name, &st.limits)?;
+        Ok::<_, seer_image::ImageError>(seer_image::preprocess_decoded(
+            &decoded,
+            &st.clip.preprocess,
+        ))
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e))?;
+    wait(state.batcher.submit(Work::Pixels(pixels))).await
+}
+
+async fn wait(
+    submitted: Result<tokio::sync::oneshot::Receiver<Result<Vec<f32>, String>>, SubmitError>,
+) -> ApiResult<Vec<f32>> {
+    let rx = submitted.map_err(|e| match e {
+        SubmitError::Busy => ApiError::busy(),
+        SubmitError::Stopped => ApiError::internal("the model thread stopped"),
+    })?;
+    rx.await
+        .map_err(|_| ApiError::internal("the model thread stopped"))?
+        .map_err(ApiError::internal)
+}
+
+#[derive(Deserialize)]
+pub struct EmbedRequest {
+    #[serde(default)]
+    texts: Vec<String>,
+    /// Base64 of image files.
+    #[serde(default)]
+    images: Vec<String>,
+}
+
+pub async fn embed(
+    State(state): AppStateRef,
+    Json(req): Json<EmbedRequest>,
+) -> ApiResult<Json<Value>> {
+    if req.texts.is_empty() && req.images.is_empty() {
+        return Err(ApiError::bad_request(
+            "give \"texts\" and/or \"images\" (base64)",
+        ));
+    }
+    const MAX_ITEMS: usize = 256;
+    if req.texts.len() + req.images.len() > MAX_ITEMS {
+        return Err(ApiError::bad_request(format!(
+            "at most {MAX_ITEMS} items per request"
+        )));
+    }
+    let mut jobs = Vec::new();
+    for t in req.texts {
+        let st = state.clone();
+        jobs.push((
+            t.clone(),
+            tokio::spawn(async move { embed_text(&st, t).await }),
+        ));
+    }
+    for (i, b64) in req.images.into_iter().enumerate() {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(b64.trim())
+            .map_err(|e| ApiError::bad_request(format!("image {i}: not base64 ({e})")))?;
+        let st = state.clone();
+        let name = format!("image {i}");
+        jobs.push((
+            name.clone(),
+            tokio::spawn(async move { embed_image(&st, Bytes::from(bytes), name).await }),
+        ));
+    }
+    let mut out = Vec::new();
+    for (input, job) in jobs {
+        let embedding = job.await.map_err(ApiError::internal)??;
+        out.push(json!({ "input": input, "embedding": embedding }));
+    }
+    Ok(Json(
+        json!({ "model": state.clip.id, "dim": state.clip.model.embed_dim(), "embeddings": out }),
+    ))
+}
+
+// ---------------------------------------------------------------- multipart
+
+/// Text fields and the first uploaded file of a multipart form.
+struct Form {
+    fields: HashMap<String, String>,
+    image: Option<(String, Bytes)>,
+}
+
+async fn read_form(mut multipart: Multipart) -> ApiResult<Form> {
+    let mut form = Form {
+        fields: HashMap::new(),
+        image: None,
+    };
+    while let Some(field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| ApiError::bad_request(format!("bad multipart body: {e}")))?
+    {
+        let name = field.name().unwrap_or_default().to_string();
+        if name == "image" {
+            let file = field.file_name().unwrap_or("upload").to_string();
+            let bytes = field
+                .bytes()
+                .await
+                .map_err(|e| ApiError::bad_request(format!("image upload: {e}")))?;
+            form.image = Some((file, bytes));
+        } else {
+            let text = field
+                .text()
+                .await
+                .map_err(|e| ApiError::bad_request(format!("field {name}: {e}")))?;
+            form.fields.insert(name, text);
+        }
+    }
+    Ok(form)
+}
+
+// ---------------------------------------------------------------- classify
+
+pub async fn classify(State(state): AppStateRef, multipart: Multipart) -> ApiResult<Json<Value>> {
+    let form = read_form(multipart).await?;
+    let (name, bytes) = form
+        .image
+        .ok_or_else(|| ApiError::bad_request("upload the image as field \"image\""))?;
+    let labels: Vec<String> = form
+        .fields
+        .get("labels")
+        .map(|l| {
+            l.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    if labels.is_empty() || labels.len() > 1000 {
+        return Err(ApiError::bad_request(
+            "give 1 to 1000 comma-separated \"labels\"",
+        ));
+    }
+    let templates = match form
+        .fields
+        .get("templates")
+        .map(String::as_str)
+        .unwrap_or("default")
+    {
+        "default" => seer_engine::prompts::DEFAULT_TEMPLATES,
+        "imagenet" => seer_engine::prompts::IMAGENET_TEMPLATES,
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "templates must be default or imagenet, not '{other}'"
+            )))
+        }
+    };
+    let image = embed_image(&state, bytes, name).await?;
+    // Class embeddings: every prompt joins the shared batches like any text.
+    let mut prompt_jobs = Vec::new();
+    for label in &labels {
+        for t in templates {
+            let st = state.clone();
+            let prompt = seer_engine::prompts::fill(t, label);
+            prompt_jobs.push(tokio::spawn(async move { embed_text(&st, prompt).await }));
+        }
+    }
+    let mut class_embeddings = Vec::new();
+    let mut current = Vec::new();
+    for job in prompt_jobs {
+        current.push(job.await.map_err(ApiError::internal)??);
+        if current.len() == templates.len() {
+            let mut mean = vec![0f32; current[0].len()];
+            for e in &current {
+                mean.iter_mut().zip(e).for_each(|(m, x)| *m += x);
+            }
+            class_embeddings.push(seer_engine::zeroshot::normalize(mean));
+            current.clear();
+        }
+    }
+    let scale = state.clip.model.logit_scale();
+    let logits: Vec<f32> = class_embeddings
+        .iter()
+        .map(|c| scale * seer_engine::zeroshot::dot(c, &image))
+        .collect();
+    let probs = seer_engine::zeroshot::softmax(&logits);
+    let mut order: Vec<usize> = (0..labels.len()).collect();
+    order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
+    let predictions: Vec<Value> = order
+        .iter()
+        .map(|&i| json!({ "label": labels[i], "index": i, "probability": probs[i] }))
+        .collect();
+    Ok(Json(json!({ "predictions": predictions })))
+}
+
+// ---------------------------------------------------------------- search
+
+#[derive(Deserialize, Default)]
+pub struct SearchParams {
+    q: Option<String>,
+    k: Option<usize>,
+    min_score: Option<f32>,
+    path: Option<String>,
+    like: Option<i64>,
+}
+
+pub async fn search_get(
+    State(state): AppStateRef,
+    Query(params): Query<SearchParams>,
+) -> ApiResult<Json<Value>> {
+    run_search(&state, params, None).await
+}
+
+pub async fn search_post(
+    State(state): AppStateRef,
+    multipart: Multipart,
+) -> ApiResult<Json<Value>> {
+    let form = read_form(multipart).await?;
+    let num = |k: &str| form.fields.get(k).filter(|v| !v.is_empty());
+    let params = SearchParams {
+        q: num("q").cloned(),
+        k: num("k")
+            .map(|v| v.parse())
+            .transpose()
+            .map_err(|_| ApiError::bad_request("k must be a number"))?,
+        min_score: num("min_score")
+            .map(|v| v.parse())
+            .transpose()
+            .map_err(|_| ApiError::bad_request("min_score must be a number"))?,
+        path: num("path").cloned(),
+        like: num("like")
+            .map(|v| v.parse())
+            .transpose()
+            .map_err(|_| ApiError::bad_request("like must be an image id"))?,
+    };
+    run_search(&state, params, form.image).await
+}
+
+async fn run_search(
+    state: &Arc<AppState>,
+    params: SearchParams,
+    image: Option<(String, Bytes)>,
+) -> ApiResult<Json<Value>> {
+    let k = params.k.unwrap_or(20).clamp(1, 1000);
+    let st = state.clone();
+    let data = tokio::task::spawn_blocking(move || st.store().and_then(|s| st.search_data(&s)))
+        .await
+        .map_err(ApiError::internal)??;
+    let mut parts: Vec<Vec<f32>> = Vec::new();
+    if let Some(q) = params.q.as_ref().filter(|q| !q.trim().is_empty()) {
+        parts.push(embed_text(state, q.clone()).await?);
+    }
+    if let Some((name, bytes)) = image {
+        parts.push(embed_image(state, bytes, name).await?);
+    }
+    if let Some(id) = params.like {
+        let row = data
+            .vectors
+            .ids
+            .binary_search(&id)
+            .map_err(|_| ApiError::not_found(format!("no indexed image {id}")))?;
+        parts.push(data.vectors.row(row).to_vec());
+    }
+    if parts.is_empty() {
+        return Err(ApiError::bad_request(
+            "give q (text), an image upload, or like (an image id)",
+        ));
+    }
+    let mut query = vec![0f32; data.vectors.dim];
+    for p in &parts {
+        let n = seer_engine::zeroshot::dot(p, p).sqrt().max(1e-12);
+        query.iter_mut().zip(p).for_each(|(q, x)| *q += x / n);
+    }
+    let query = seer_engine::zeroshot::normalize(query);
+    let options = seer_index::SearchOptions {
+        k,
+        min_score: params.min_score,
+        path_glob: params.path,
+    };
+    let hits = rank_cached(&data, &query, &options)?;
+    let results: Vec<Value> = hits
+        .iter()
+        .map(|h| json!({ "id": h.id, "path": h.path, "score": h.score, "url": format!("/v1/images/{}", h.id), "thumbnail": format!("/v1/images/{}/thumbnail", h.id) }))
+        .collect();
+    Ok(Json(
+        json!({ "model": data.model.name, "results": results }),
+    ))
+}
+
+fn rank_cached(
+    data: &SearchData,
+    query: &[f32],
+    options: &seer_index::SearchOptions,
+) -> ApiResult<Vec<seer_index::Hit>> {
+    let Some(graph) = &data.graph else {
+        return Ok(seer_index::rank_exact(&data.vectors, query, options)?);
+    };
+    let glob = seer_index::search::compile_glob(options.path_glob.as_deref())?;
+    let v = &data.vectors;
+    let keep = |id: u64| {
+        v.ids
+            .binary_search(&(id as i64))
+            .is_ok_and(|row| glob.as_ref().is_none_or(|g| g.is_match(&v.paths[row])))
+    };
+    let ef = Some(options.k.max(graph.params().ef_search));
+    Ok(graph
+        .search_filtered(query, options.k, ef, &keep)
+        .into_iter()
+        .filter(|(_, s)| options.min_score.is_none_or(|m| *s >= m))
+        .filter_map(|(id, score)| {
+            let row = v.ids.binary_search(&(id as i64)).ok()?;
+            Some(seer_index::Hit {
+                path: v.paths[row].clone(),
+                score,
+                id: id as i64,
+            })
+        })
+        .collect())
+}
+
+// ---------------------------------------------------------------- images
+
+/// The path of an indexed file, only if it lies under one of the index's roots.
+fn indexed_path(state: &AppState, id: i64) -> ApiResult<PathBuf> {
+    let store = state.store()?;
+    let path = store
+        .path_of(id)?
+        .ok_or_else(|| ApiError::not_found(format!("no indexed image {id}")))?;
+    let roots = store.roots()?;
+    let inside = roots
+        .iter()
+        .any(|r| path == *r || path.starts_with(&format!("{}/", r.trim_end_matches('/'))));
+    if !inside || path.split('/').any(|c| c == "..") {
+        return Err(ApiError::not_found(format!("no indexed image {id}")));
+    }
+    Ok(PathBuf::from(path))
+}
+
+fn content_type(path: &Path) -> &'static str {
+    match path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some("jpg" | "jpeg" | "jpe" | "jfif") => "image/jpeg",
+        Some("png") => "image/png",
+        Some("gif") => "image/gif",
+        Some("webp") => "image/webp",
+        Some("bmp") => "image/bmp",
+        Some("tif" | "tiff") => "image/tiff",
+        _ => "application/octet-stream",
+    }
+}
+
+pub async fn image(State(state): AppStateRef, UrlPath(id): UrlPath<i64>) -> ApiResult<Response> {
+    let st = state.clone();
+    let (path, bytes) = tokio::task::spawn_blocking(move || {
+        let path = indexed_path(&st, id)?;
+        let bytes = std::fs::read(&path)
+            .map_err(|e| ApiError::not_found(format!("image {id} cannot be read: {e}")))?;
+        Ok::<_, ApiError>((path, bytes))
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    Ok(([(header::CONTENT_TYPE, content_type(&path))], bytes).into_response())
+}
+
+/// A PNG at most 256 px on its longest side, made on first request and kept in
+/// `<index>/thumbnails/` (ids change when content changes, so the cache is never stale).
+pub async fn thumbnail(
+    State(state): AppStateRef,
+    UrlPath(id): UrlPath<i64>,
+) -> ApiResult<Response> {
+    let st = state.clone();
+    let bytes = tokio::task::spawn_blocking(move || -> ApiResult<Vec<u8>> {
+        let cached = st.index_dir.join("thumbnails").join(format!("{id}.png"));
+        if let Ok(bytes) = std::fs::read(&cached) {
+            return Ok(bytes);
+        }
+        let path = indexed_path(&st, id)?;
+        let img = seer_image::decode_file(&path, &st.limits)
+            .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e))?;
+        let scale = (256.0 / img.width().max(img.height()) as f32).min(1.0);
+        let size = |side: u32| ((side as f32 * scale).round() as u32).max(1);
+        let thumb =
+            seer_image::image::imageops::thumbnail(&img, size(img.width()), size(img.height()));
+        let mut png = Vec::new();
+        thumb
+            .write_to(
+                &mut std::io::Cursor::new(&mut png),
+                seer_image::image::ImageFormat::Png,
+            )
+            .map_err(ApiError::internal)?;
+        if std::fs::create_dir_all(cached.parent().expect("has a parent")).is_ok() {
+            let tmp = cached.with_extension("tmp~");
+            if std::fs::write(&tmp, &png).is_ok() {
+                let _ = std::fs::rename(&tmp, &cached);
+            }
+        }
+        Ok(png)
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "image/png"),
+            (header::CACHE_CONTROL, "max-age=86400"),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+// ---------------------------------------------------------------- indexing
+
+pub async fn start_index(State(state): AppStateRef) -> ApiResult<(StatusCode, Json<Value>)> {
+    {
+        let mut job = state.job.lock().unwrap_or_else(|p| p.into_inner());
+        if job.running {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "an index job is already running",
+            ));
+        }
+        *job = JobState {
+            running: true,
+            last: job.last.clone(),
+            ..Default::default()
+        };
+    }
+    let st = state.clone();
+    std::thread::spawn(move || {
+        let result = run_index_job(&st);
+        let mut job = st.job.lock().unwrap_or_else(|p| p.into_inner());
+        job.running = false;
+        match result {
+            Ok(summary) => {
+                job.last = Some(summary);
+                job.error = None;
+            }
+            Err(e) => job.error = Some(e),
+        }
+    });
+    Ok((StatusCode::ACCEPTED, Json(json!({ "started": true }))))
+}
+
+fn run_index_job(state: &AppState) -> Result<seer_index::IndexSummary, String> {
+    let mut store = seer_index::Store::open(&state.index_dir).map_err(|e| e.to_string())?;
+    let roots: Vec<PathBuf> = store
+        .roots()
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .map(PathBuf::from)
+        .collect();
+    if roots.is_empty() {
+        return Err("the index has no folders yet; add them with `seer index PATH`".into());
+    }
+    let options = seer_index::IndexOptions {
+        roots,
+        include_hidden: false,
+        encoding: seer_index::Encoding::F16,
+        embed: seer_engine::EmbedOptions {
+            batch_size: 16,
+            normalize: true,
+            limits: state.limits,
+        },
+    };
+    let summary = seer_index::index(&mut store, &state.clip, &options, &mut |event| {
+        let mut job = state.job.lock().unwrap_or_else(|p| p.into_inner());
+        match event {
+            seer_index::Progress::Planned(n) => job.planned = n,
+            seer_index::Progress::Embedded => job.done += 1,
+        }
+    })
+    .map_err(|e| e.to_string())?;
+    if let Some(model) = store
+        .models()
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .find(|m| m.name == state.clip.id)
+    {
+        seer_index::ann::sync(&store, &model, seer_index::ann::threshold())
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(summary)
+}
+
+pub async fn index_status(State(state): AppStateRef) -> ApiResult<Json<Value>> {
+    let job = state.job.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let st = state.clone();
+    let (files, vectors, failures) = tokio::task::spawn_blocking(move || {
+        let store = st.store()?;
+        let vectors = st.model_info(&store).map(|m| m.vectors).unwrap_or(0);
+        Ok::<_, ApiError>((store.file_count()?, vectors, store.failures()?))
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    let failure_list: Vec<Value> = failures
+        .iter()
+        .take(100)
+        .map(|(p, e)| json!({ "path": p, "error": e }))
+        .collect();
+    Ok(Json(json!({
+        "running": job.running,
+        "planned": job.planned,
+        "done": job.done,
+        "files": files,
+        "vectors": vectors,
+        "failures": failures.len(),
+        "failure_list": failure_list,
+        "last": job.last,
+        "error": job.error,
+    })))
+}

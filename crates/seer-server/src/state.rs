@@ -1,0 +1,82 @@
+//! What every request can reach: the model, the batcher, the index, the running
+//! index job, metrics and the in-memory search cache.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use seer_ann::Hnsw;
+use seer_engine::Clip;
+use seer_image::DecodeLimits;
+use seer_index::{IndexSummary, ModelInfo, Store, VectorSet};
+
+use crate::batcher::Batcher;
+use crate::error::{ApiError, ApiResult};
+use crate::metrics::Metrics;
+
+pub struct AppState {
+    pub clip: Arc<Clip>,
+    pub batcher: Batcher,
+    pub index_dir: PathBuf,
+    pub token: Option<String>,
+    pub limits: DecodeLimits,
+    pub metrics: Metrics,
+    pub job: Mutex<JobState>,
+    pub cache: Mutex<Option<Arc<SearchData>>>,
+}
+
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct JobState {
+    pub running: bool,
+    pub planned: usize,
+    pub done: usize,
+    pub last: Option<IndexSummary>,
+    pub error: Option<String>,
+}
+
+/// A model's vectors (and graph, when it has one) as of one database generation.
+pub struct SearchData {
+    pub generation: u64,
+    pub model: ModelInfo,
+    pub vectors: VectorSet,
+    pub graph: Option<Hnsw>,
+}
+
+impl AppState {
+    /// A read-only connection for this request (SQLite connections are not shared
+    /// across threads; opening one costs well under a millisecond).
+    pub fn store(&self) -> ApiResult<Store> {
+        Store::open_read_only(&self.index_dir).map_err(ApiError::from)
+    }
+
+    /// The model whose vectors this server searches: the one it embeds with.
+    pub fn model_info(&self, store: &Store) -> ApiResult<ModelInfo> {
+        store
+            .choose_model(Some(&self.clip.id))
+            .map_err(|e| ApiError::new(axum::http::StatusCode::CONFLICT, e))
+    }
+
+    /// Search data for the current database generation, reloaded only when the
+    /// index changed since the last request.
+    pub fn search_data(&self, store: &Store) -> ApiResult<Arc<SearchData>> {
+        let generation = store.generation()?;
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(data) = cache.as_ref().filter(|d| d.generation == generation) {
+            return Ok(data.clone());
+        }
+        let model = self.model_info(store)?;
+        let vectors = store.load_vectors(&model)?;
+        let graph = if model.vectors >= seer_index::ann::threshold() {
+            seer_index::ann::load_current(store, &model)
+        } else {
+            None
+        };
+        let data = Arc::new(SearchData {
+            generation,
+            model,
+            vectors,
+            graph,
+        });
+        *cache = Some(data.clone());
+        Ok(data)
+    }
+}
