@@ -424,7 +424,13 @@ fn run_dataset(kind: Kind, a: &Args) -> serde_json::Value {
         );
         lo = hi;
     }
-    let (rss_build, _) = rss();
+    let (rss_build, hwm_build) = rss();
+    eprintln!(
+        "[{name}] RSS after build {:.0} MiB (peak so far {:.0} MiB); index estimate {:.0} MiB",
+        mib(rss_build),
+        mib(hwm_build),
+        mib(h.memory_bytes() as u64)
+    );
 
     // Queries and ground truth.
     let queries: Vec<f32> = {
@@ -498,6 +504,11 @@ fn run_dataset(kind: Kind, a: &Args) -> serde_json::Value {
     let mut h = Hnsw::load(&path).unwrap();
     let load_full = t.elapsed();
     let (rss_loaded, _) = rss();
+    eprintln!(
+        "[{name}] RSS after drop + load {:.0} MiB (before load {:.0} MiB)",
+        mib(rss_loaded),
+        mib(rss_dropped)
+    );
     let after: Vec<Vec<(u64, f32)>> = queries
         .chunks(a.dim)
         .take(100)
