@@ -8,7 +8,6 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
 
 const OVERALL_TIMEOUT_MS = Number(process.env.SEER_E2E_TIMEOUT_MS || 60_000);
 const STEP_TIMEOUT_MS = 20_000;
@@ -70,6 +69,13 @@ if (!fs.existsSync(executablePath)) {
   await die(`no browser at ${executablePath} (apt-get install -y chromium, or set CHROMIUM)`);
 }
 const origin = new URL(baseUrl).origin;
+
+let chromium;
+try {
+  ({ chromium } = await import('playwright-core'));
+} catch (e) {
+  await die(`playwright-core is not installed: run \`npm ci\` in tests/browser (${e.message.split('\n')[0]})`);
+}
 
 const overall = setTimeout(() => {
   die(`timed out after ${OVERALL_TIMEOUT_MS / 1000} s`);
