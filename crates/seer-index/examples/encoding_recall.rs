@@ -16,7 +16,7 @@ fn main() {
     let centres: Vec<Vec<f32>> = (0..n / 50)
         .map(|_| unit((0..dim).map(|_| rng.gaussian()).collect()))
         .collect();
-    let mut sample = |rng: &mut Xorshift| {
+    let sample = |rng: &mut Xorshift| {
         let c = &centres[rng.next() as usize % centres.len()];
         unit(
             c.iter()
