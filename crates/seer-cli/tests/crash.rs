@@ -41,8 +41,8 @@ fn check(index: &Path) -> usize {
     }
 }
 
-#[test]
-fn killing_the_indexer_at_random_moments_never_corrupts_or_loses_work() {
+/// A folder of `count` distinct sample photos, starting at sample `skip`.
+fn photo_folder(skip: usize, count: usize) -> tempfile::TempDir {
     let photos = tempfile::tempdir().unwrap();
     let mut samples: Vec<PathBuf> =
         std::fs::read_dir(shared_data().join("imagenet-samples/images"))
@@ -50,9 +50,15 @@ fn killing_the_indexer_at_random_moments_never_corrupts_or_loses_work() {
             .map(|e| e.unwrap().path())
             .collect();
     samples.sort();
-    for f in samples.iter().take(FILES) {
+    for f in samples.iter().skip(skip).take(count) {
         std::fs::copy(f, photos.path().join(f.file_name().unwrap())).unwrap();
     }
+    photos
+}
+
+#[test]
+fn killing_the_indexer_at_random_moments_never_corrupts_or_loses_work() {
+    let photos = photo_folder(0, FILES);
     let index = tempfile::tempdir().unwrap();
     let model = model_fixture("openclip-vit").display().to_string();
     let args = [
@@ -122,16 +128,7 @@ fn killing_the_indexer_at_random_moments_never_corrupts_or_loses_work() {
 
 #[test]
 fn searches_run_while_indexing() {
-    let photos = tempfile::tempdir().unwrap();
-    let mut samples: Vec<PathBuf> =
-        std::fs::read_dir(shared_data().join("imagenet-samples/images"))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-    samples.sort();
-    for f in samples.iter().skip(300).take(160) {
-        std::fs::copy(f, photos.path().join(f.file_name().unwrap())).unwrap();
-    }
+    let photos = photo_folder(300, 160);
     let index = tempfile::tempdir().unwrap();
     let model = model_fixture("openclip-vit").display().to_string();
     let photos_arg = photos.path().to_str().unwrap();
