@@ -55,6 +55,51 @@ impl ModelArgs {
     }
 }
 
+fn load_clip(spec: &str, tokenizer: Option<PathBuf>, device: DeviceChoice) -> anyhow::Result<Clip> {
+    let options = LoadOptions {
+        tokenizer,
+        progress: crate::output::stderr_is_terminal(),
+        device,
+    };
+    Clip::load(spec, &options).with_context(|| format!("cannot load model '{spec}'"))
+}
+
+/// Options of the commands that work on an index: where it is, and which of its
+/// models to use.
+#[derive(Args, Clone, Debug)]
+pub struct IndexArgs {
+    /// Index folder (default: $SEER_INDEX or ~/.local/share/seer/index).
+    #[arg(long, env = "SEER_INDEX")]
+    pub index: Option<PathBuf>,
+    /// The model whose vectors to use (default: the index's only model).
+    #[arg(long, short)]
+    pub model: Option<String>,
+    /// Tokenizer file when the model folder has none.
+    #[arg(long, env = "SEER_TOKENIZER")]
+    pub tokenizer: Option<PathBuf>,
+}
+
+impl IndexArgs {
+    pub fn dir(&self) -> PathBuf {
+        index_dir(&self.index)
+    }
+
+    /// The model asked for, as the index records model names.
+    pub fn requested_model(&self) -> Option<String> {
+        self.model.as_deref().map(seer_hub::model_key)
+    }
+
+    /// Loads the model an index's vectors were made with (its recorded name).
+    pub fn load_clip(&self, name: &str) -> anyhow::Result<Clip> {
+        load_clip(name, self.tokenizer.clone(), DeviceChoice::Cpu)
+    }
+}
+
+/// `--index`, else `$SEER_INDEX` (via clap), else the default location.
+pub fn index_dir(arg: &Option<PathBuf>) -> PathBuf {
+    arg.clone().unwrap_or_else(seer_index::default_index_dir)
+}
+
 /// Sizes the shared thread pool used by decoding and by candle's CPU kernels.
 pub fn configure_threads(threads: Option<usize>) -> anyhow::Result<()> {
     if let Some(n) = threads {

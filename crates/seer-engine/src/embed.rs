@@ -179,7 +179,23 @@ pub fn has_image_extension(path: &Path) -> bool {
         .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)))
 }
 
-/// Expands folders (recursively, sorted, skipping hidden entries) into image files;
+/// Folders that operating systems and NAS boxes create (thumbnails, trash), skipped
+/// like hidden ones when walking.
+const SYSTEM_FOLDERS: &[&str] = &[
+    "@eaDir",
+    "#recycle",
+    "#snapshot",
+    "$RECYCLE.BIN",
+    "System Volume Information",
+    "lost+found",
+];
+
+/// Hidden (dot) entries and system folders, which folder walks skip.
+pub fn is_hidden_or_system(name: &str) -> bool {
+    name.starts_with('.') || SYSTEM_FOLDERS.iter().any(|s| s.eq_ignore_ascii_case(name))
+}
+
+/// Expands folders (recursively, sorted, skipping hidden and system entries) into image files;
 /// files are kept as given. Unreadable folders are reported as failures.
 pub fn collect_image_paths(inputs: &[PathBuf]) -> (Vec<PathBuf>, Vec<(PathBuf, String)>) {
     let mut files = Vec::new();
@@ -191,7 +207,7 @@ pub fn collect_image_paths(inputs: &[PathBuf]) -> (Vec<PathBuf>, Vec<(PathBuf, S
                 .sort_by_file_name()
                 .into_iter()
                 .filter_entry(|e| {
-                    e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.')
+                    e.depth() == 0 || !is_hidden_or_system(&e.file_name().to_string_lossy())
                 });
             for entry in walker {
                 match entry {

@@ -43,8 +43,24 @@ impl ZeroShotClassifier {
             .flat_map(|l| templates.iter().map(move |t| fill(t, l)))
             .collect();
         let embedded = clip.embed_texts(&prompts, &options)?;
+        Ok(Self::from_prompt_embeddings(
+            labels,
+            &embedded,
+            templates.len(),
+            clip.model.logit_scale(),
+        ))
+    }
+
+    /// From normalised prompt embeddings, `templates` per label in label order
+    /// (for callers that embed the prompts themselves, e.g. in shared batches).
+    pub fn from_prompt_embeddings(
+        labels: &[String],
+        embedded: &[Vec<f32>],
+        templates: usize,
+        logit_scale: f32,
+    ) -> Self {
         let class_embeddings = embedded
-            .chunks(templates.len())
+            .chunks(templates.max(1))
             .map(|per_class| {
                 let mut mean = vec![0f32; per_class[0].len()];
                 for e in per_class {
@@ -55,11 +71,11 @@ impl ZeroShotClassifier {
                 normalize(mean)
             })
             .collect();
-        Ok(Self {
+        Self {
             labels: labels.to_vec(),
             class_embeddings,
-            logit_scale: clip.model.logit_scale(),
-        })
+            logit_scale,
+        }
     }
 
     /// Class probabilities for one L2-normalised image embedding.

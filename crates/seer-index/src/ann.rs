@@ -8,6 +8,7 @@
 //! mid-run, a missing or damaged file) it falls back to exact search, which is
 //! always correct, and the next `seer index` repairs the graph.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
@@ -55,6 +56,16 @@ pub fn sync(store: &Store, model: &ModelInfo, threshold: usize) -> Result<Option
         let _ = std::fs::remove_file(generation_path(store.dir(), model));
         return Ok(None);
     }
+    // A run that committed nothing leaves the graph current: skip decoding every
+    // vector (seconds at a million).
+    let recorded = std::fs::read_to_string(generation_path(store.dir(), model)).ok();
+    if recorded.and_then(|g| g.trim().parse::<u64>().ok()) == Some(generation) && path.is_file() {
+        return Ok(Some(AnnSync {
+            inserted: 0,
+            removed: 0,
+            total: model.vectors,
+        }));
+    }
     let vectors = store.load_vectors(model)?;
     let mut graph = match Hnsw::load(&path) {
         Ok(g) if g.dim() == model.dim => g,
@@ -97,8 +108,9 @@ pub fn load_current(store: &Store, model: &ModelInfo) -> Option<Hnsw> {
     Hnsw::load(&graph_path(store.dir(), model)).ok()
 }
 
-/// Approximate ranking. Hits are named by looking up only their paths; a path
-/// filter needs every path, so it loads the id -> path map (still no vectors).
+/// Approximate ranking against the database: hits are named by looking up only
+/// their paths; a path filter needs every path, so it loads the id -> path map
+/// (still no vectors).
 pub fn rank_approximate(
     store: &Store,
     model: &ModelInfo,
@@ -106,11 +118,34 @@ pub fn rank_approximate(
     query: &[f32],
     options: &SearchOptions,
 ) -> Result<Vec<Hit>> {
+    rank_graph(
+        graph,
+        query,
+        options,
+        || {
+            store
+                .ids_and_paths(model)
+                .map(|(ids, paths)| (Cow::Owned(ids), Cow::Owned(paths)))
+        },
+        |id| store.path_of(id),
+    )
+}
+
+/// Approximate ranking with the paths supplied by the caller: `all_paths` (ids
+/// ascending, row-aligned paths) is asked for only when a path filter needs it;
+/// `path_of` names each hit.
+pub fn rank_graph<'a>(
+    graph: &Hnsw,
+    query: &[f32],
+    options: &SearchOptions,
+    all_paths: impl FnOnce() -> Result<(Cow<'a, [i64]>, Cow<'a, [String]>)>,
+    path_of: impl Fn(i64) -> Result<Option<String>>,
+) -> Result<Vec<Hit>> {
     let ef = Some(options.k.max(graph.params().ef_search));
     let hits = match compile_glob(options.path_glob.as_deref())? {
         None => graph.search(query, options.k, ef),
         Some(glob) => {
-            let (ids, paths) = store.ids_and_paths(model)?;
+            let (ids, paths) = all_paths()?;
             let keep = |id: u64| {
                 ids.binary_search(&(id as i64))
                     .is_ok_and(|row| glob.is_match(&paths[row]))
@@ -123,7 +158,7 @@ pub fn rank_approximate(
         if options.min_score.is_some_and(|m| score < m) {
             continue;
         }
-        if let Some(path) = store.path_of(id as i64)? {
+        if let Some(path) = path_of(id as i64)? {
             out.push(Hit {
                 path,
                 score,

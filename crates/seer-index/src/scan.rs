@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
-use seer_engine::embed::has_image_extension;
+use seer_engine::embed::{has_image_extension, is_hidden_or_system};
 
 use crate::store::StoredFile;
 
@@ -21,21 +21,6 @@ pub struct Walked {
     pub path: String,
     pub size: i64,
     pub mtime_ns: i64,
-}
-
-/// Folders that operating systems and NAS boxes create (thumbnails, trash), skipped
-/// like hidden ones.
-const SYSTEM_FOLDERS: &[&str] = &[
-    "@eaDir",
-    "#recycle",
-    "#snapshot",
-    "$RECYCLE.BIN",
-    "System Volume Information",
-    "lost+found",
-];
-
-fn is_hidden_or_system(name: &str) -> bool {
-    name.starts_with('.') || SYSTEM_FOLDERS.iter().any(|s| s.eq_ignore_ascii_case(name))
 }
 
 /// Walks `roots` for image files (hidden and system entries skipped unless `include_hidden`).

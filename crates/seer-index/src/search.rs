@@ -62,11 +62,8 @@ pub fn query_vector(
             "empty query: give a text, --image FILE or --like PATH".into(),
         ));
     }
-    let mut sum = vec![0f32; model.dim];
-    let mut add = |v: &[f32], sign: f32| {
-        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-        sum.iter_mut().zip(v).for_each(|(s, x)| *s += sign * x / n);
-    };
+    let mut combined = QueryCombiner::new(model.dim);
+    let mut add = |v: &[f32], sign: f32| combined.add(v, sign);
     if query.needs_model() {
         let clip = clip.ok_or_else(|| {
             IndexError::Invalid("text and image queries need the model loaded".into())
@@ -106,11 +103,45 @@ pub fn query_vector(
         })?;
         add(&v, 1.0);
     }
-    let n = sum.iter().map(|x| x * x).sum::<f32>().sqrt();
-    if n < 1e-6 {
-        return Err(IndexError::Invalid("the query's parts cancel out".into()));
+    combined.finish()
+}
+
+/// Adds and subtracts query parts (each normalised first, so a text and an image
+/// weigh the same) into one unit query vector.
+pub struct QueryCombiner {
+    sum: Vec<f32>,
+    parts: usize,
+}
+
+impl QueryCombiner {
+    pub fn new(dim: usize) -> Self {
+        Self {
+            sum: vec![0.0; dim],
+            parts: 0,
+        }
     }
-    Ok(sum.into_iter().map(|x| x / n).collect())
+
+    pub fn add(&mut self, v: &[f32], sign: f32) {
+        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+        self.sum
+            .iter_mut()
+            .zip(v)
+            .for_each(|(s, x)| *s += sign * x / n);
+        self.parts += 1;
+    }
+
+    pub fn finish(self) -> Result<Vec<f32>> {
+        if self.parts == 0 {
+            return Err(IndexError::Invalid(
+                "empty query: give a text, an image or an indexed image".into(),
+            ));
+        }
+        let n = self.sum.iter().map(|x| x * x).sum::<f32>().sqrt();
+        if n < 1e-6 {
+            return Err(IndexError::Invalid("the query's parts cancel out".into()));
+        }
+        Ok(self.sum.into_iter().map(|x| x / n).collect())
+    }
 }
 
 /// Exact ranking over all vectors (SIMD dot products).

@@ -334,10 +334,12 @@ impl Store {
     }
 
     pub fn roots(&self) -> Result<Vec<String>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT path FROM roots ORDER BY path")
-            .map_err(|e| self.db(e))?;
+        self.column("SELECT path FROM roots ORDER BY path")
+    }
+
+    /// The values of a one-column query, collected.
+    fn column<T: rusqlite::types::FromSql, C: FromIterator<T>>(&self, sql: &str) -> Result<C> {
+        let mut stmt = self.conn.prepare(sql).map_err(|e| self.db(e))?;
         let rows = stmt.query_map([], |r| r.get(0)).map_err(|e| self.db(e))?;
         rows.collect::<std::result::Result<_, _>>()
             .map_err(|e| self.db(e))
@@ -396,13 +398,7 @@ impl Store {
     /// Every stored file size (to find candidates for moves and copies cheaply:
     /// only a file whose size matches needs hashing).
     pub fn sizes(&self) -> Result<std::collections::HashSet<i64>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT DISTINCT size FROM files")
-            .map_err(|e| self.db(e))?;
-        let rows = stmt.query_map([], |r| r.get(0)).map_err(|e| self.db(e))?;
-        rows.collect::<std::result::Result<_, _>>()
-            .map_err(|e| self.db(e))
+        self.column("SELECT DISTINCT size FROM files")
     }
 
     pub fn load_vectors(&self, model: &ModelInfo) -> Result<VectorSet> {

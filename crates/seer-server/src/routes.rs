@@ -1,6 +1,7 @@
 //! The HTTP routes. Files are addressed by their index id, never by path, and
 //! only files of the index's roots are ever read.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -254,31 +255,18 @@ pub async fn classify(State(state): AppStateRef, multipart: Multipart) -> ApiRes
             prompt_jobs.push(tokio::spawn(async move { embed_text(&st, prompt).await }));
         }
     }
-    let mut class_embeddings = Vec::new();
-    let mut current = Vec::new();
+    let mut prompt_embeddings = Vec::with_capacity(prompt_jobs.len());
     for job in prompt_jobs {
-        current.push(job.await.map_err(ApiError::internal)??);
-        if current.len() == templates.len() {
-            let mut mean = vec![0f32; current[0].len()];
-            for e in &current {
-                mean.iter_mut().zip(e).for_each(|(m, x)| *m += x);
-            }
-            class_embeddings.push(seer_engine::zeroshot::normalize(mean));
-            current.clear();
-        }
+        prompt_embeddings.push(job.await.map_err(ApiError::internal)??);
     }
-    let scale = state.clip.model.logit_scale();
-    let logits: Vec<f32> = class_embeddings
-        .iter()
-        .map(|c| scale * seer_engine::zeroshot::dot(c, &image))
-        .collect();
-    let probs = seer_engine::zeroshot::softmax(&logits);
-    let mut order: Vec<usize> = (0..labels.len()).collect();
-    order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
-    let predictions: Vec<Value> = order
-        .iter()
-        .map(|&i| json!({ "label": labels[i], "index": i, "probability": probs[i] }))
-        .collect();
+    let classifier = seer_engine::ZeroShotClassifier::from_prompt_embeddings(
+        &labels,
+        &prompt_embeddings,
+        templates.len(),
+        state.clip.model.logit_scale(),
+    );
+    let probabilities = classifier.probabilities(&image);
+    let predictions = classifier.top_k(&probabilities, labels.len());
     Ok(Json(json!({ "predictions": predictions })))
 }
 
@@ -335,12 +323,12 @@ async fn run_search(
     let data = tokio::task::spawn_blocking(move || st.store().and_then(|s| st.search_data(&s)))
         .await
         .map_err(ApiError::internal)??;
-    let mut parts: Vec<Vec<f32>> = Vec::new();
+    let mut query = seer_index::search::QueryCombiner::new(data.vectors.dim);
     if let Some(q) = params.q.as_ref().filter(|q| !q.trim().is_empty()) {
-        parts.push(embed_text(state, q.clone()).await?);
+        query.add(&embed_text(state, q.clone()).await?, 1.0);
     }
     if let Some((name, bytes)) = image {
-        parts.push(embed_image(state, bytes, name).await?);
+        query.add(&embed_image(state, bytes, name).await?, 1.0);
     }
     if let Some(id) = params.like {
         let row = data
@@ -348,19 +336,11 @@ async fn run_search(
             .ids
             .binary_search(&id)
             .map_err(|_| ApiError::not_found(format!("no indexed image {id}")))?;
-        parts.push(data.vectors.row(row).to_vec());
+        query.add(data.vectors.row(row), 1.0);
     }
-    if parts.is_empty() {
-        return Err(ApiError::bad_request(
-            "give q (text), an image upload, or like (an image id)",
-        ));
-    }
-    let mut query = vec![0f32; data.vectors.dim];
-    for p in &parts {
-        let n = seer_engine::zeroshot::dot(p, p).sqrt().max(1e-12);
-        query.iter_mut().zip(p).for_each(|(q, x)| *q += x / n);
-    }
-    let query = seer_engine::zeroshot::normalize(query);
+    let query = query.finish().map_err(|_| {
+        ApiError::bad_request("give q (text), an image upload, or like (an image id)")
+    })?;
     let options = seer_index::SearchOptions {
         k,
         min_score: params.min_score,
@@ -381,30 +361,23 @@ fn rank_cached(
     query: &[f32],
     options: &seer_index::SearchOptions,
 ) -> ApiResult<Vec<seer_index::Hit>> {
-    let Some(graph) = &data.graph else {
-        return Ok(seer_index::rank_exact(&data.vectors, query, options)?);
-    };
-    let glob = seer_index::search::compile_glob(options.path_glob.as_deref())?;
     let v = &data.vectors;
-    let keep = |id: u64| {
-        v.ids
-            .binary_search(&(id as i64))
-            .is_ok_and(|row| glob.as_ref().is_none_or(|g| g.is_match(&v.paths[row])))
+    let hits = match &data.graph {
+        None => seer_index::rank_exact(v, query, options)?,
+        Some(graph) => seer_index::ann::rank_graph(
+            graph,
+            query,
+            options,
+            || Ok((Cow::Borrowed(&v.ids[..]), Cow::Borrowed(&v.paths[..]))),
+            |id| {
+                Ok(v.ids
+                    .binary_search(&id)
+                    .ok()
+                    .map(|row| v.paths[row].clone()))
+            },
+        )?,
     };
-    let ef = Some(options.k.max(graph.params().ef_search));
-    Ok(graph
-        .search_filtered(query, options.k, ef, &keep)
-        .into_iter()
-        .filter(|(_, s)| options.min_score.is_none_or(|m| *s >= m))
-        .filter_map(|(id, score)| {
-            let row = v.ids.binary_search(&(id as i64)).ok()?;
-            Some(seer_index::Hit {
-                path: v.paths[row].clone(),
-                score,
-                id: id as i64,
-            })
-        })
-        .collect())
+    Ok(hits)
 }
 
 // ---------------------------------------------------------------- images

@@ -1,16 +1,16 @@
 //! `seer dupes`: groups of near-duplicate images in the index.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use seer_engine::{Clip, LoadOptions};
 use seer_index::dupes::{calibrate, group, stored_calibration};
 use seer_index::Store;
 
-use crate::commands::index::index_dir;
+use crate::common::IndexArgs;
 
 #[derive(clap::Args)]
 pub struct Args {
+    #[command(flatten)]
+    target: IndexArgs,
     /// Cosine similarity at or above which two images are duplicates (default: measured
     /// for the index's model on its own photos, then remembered; see --calibrate).
     #[arg(long)]
@@ -24,20 +24,14 @@ pub struct Args {
     /// Neighbours examined per photo.
     #[arg(long, default_value_t = 10)]
     neighbours: usize,
-    #[arg(long, short)]
-    model: Option<String>,
-    #[arg(long, env = "SEER_TOKENIZER")]
-    tokenizer: Option<PathBuf>,
-    #[arg(long, env = "SEER_INDEX")]
-    index: Option<PathBuf>,
     /// One JSON object per group: {"paths": [...], "scores": [...]}.
     #[arg(long)]
     json: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let mut store = Store::open(&index_dir(&args.index))?;
-    let model = store.choose_model(args.model.as_deref().map(seer_hub::model_key).as_deref())?;
+    let mut store = Store::open(&args.target.dir())?;
+    let model = store.choose_model(args.target.requested_model().as_deref())?;
     let vectors = store.load_vectors(&model)?;
     let threshold = match (
         args.threshold,
@@ -53,12 +47,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         (None, false, Some(c)) => c.threshold,
         (None, _, _) => {
-            let options = LoadOptions {
-                tokenizer: args.tokenizer.clone(),
-                progress: crate::output::stderr_is_terminal(),
-                ..Default::default()
-            };
-            let clip = Clip::load(&model.name, &options)?;
+            let clip = args.target.load_clip(&model.name)?;
             let c = calibrate(&mut store, &model, &clip, &vectors, args.sample)?;
             eprintln!(
                 "threshold {:.4}: catches 99% of {} altered copies of {} photos (median similarity {:.4}); {} of {} pairs of different photos score above it (highest {:.4})",

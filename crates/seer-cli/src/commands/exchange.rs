@@ -8,7 +8,7 @@ use seer_index::exchange;
 use seer_index::npy::Dtype;
 use seer_index::{Encoding, Store};
 
-use crate::commands::index::index_dir;
+use crate::common::index_dir;
 
 #[derive(clap::Args)]
 pub struct ExportArgs {

@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use seer_index::{default_index_dir, Encoding, IndexOptions, Progress, Store};
+use seer_index::{Encoding, IndexOptions, Progress, Store};
 
-use crate::common::ModelArgs;
+use crate::common::{index_dir, ModelArgs};
 use crate::output::progress;
 
 #[derive(clap::Args)]
@@ -30,10 +30,6 @@ pub struct Args {
 
 fn parse_encoding(s: &str) -> Result<Encoding, String> {
     Encoding::parse(s).ok_or_else(|| format!("unknown encoding '{s}' (f16, f32, int8)"))
-}
-
-pub fn index_dir(arg: &Option<PathBuf>) -> PathBuf {
-    arg.clone().unwrap_or_else(default_index_dir)
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {

@@ -3,13 +3,14 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use seer_engine::{Clip, LoadOptions};
 use seer_index::{query_vector, rank, Query, SearchOptions, Store};
 
-use crate::commands::index::index_dir;
+use crate::common::IndexArgs;
 
 #[derive(clap::Args)]
 pub struct Args {
+    #[command(flatten)]
+    target: IndexArgs,
     /// What to look for, in words.
     text: Option<String>,
     /// An example image (repeatable).
@@ -36,20 +37,13 @@ pub struct Args {
     /// Only paths matching this glob (e.g. '*.png', '**/holiday/**').
     #[arg(long)]
     path: Option<String>,
-    #[arg(long, env = "SEER_INDEX")]
-    index: Option<PathBuf>,
-    /// The model whose vectors to search (default: the index's only model).
-    #[arg(long, short)]
-    model: Option<String>,
-    #[arg(long, env = "SEER_TOKENIZER")]
-    tokenizer: Option<PathBuf>,
     #[arg(long)]
     json: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let store = Store::open_read_only(&index_dir(&args.index))?;
-    let model = store.choose_model(args.model.as_deref().map(seer_hub::model_key).as_deref())?;
+    let store = Store::open_read_only(&args.target.dir())?;
+    let model = store.choose_model(args.target.requested_model().as_deref())?;
     let query = Query {
         texts: args.text.iter().chain(&args.add).cloned().collect(),
         images: args.image.clone(),
@@ -62,12 +56,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         "nothing to search for: give a text, --image FILE or --like PATH"
     );
     let clip = if query.needs_model() {
-        let options = LoadOptions {
-            tokenizer: args.tokenizer.clone(),
-            progress: crate::output::stderr_is_terminal(),
-            ..Default::default()
-        };
-        Some(Clip::load(&model.name, &options)?)
+        Some(args.target.load_clip(&model.name)?)
     } else {
         None
     };

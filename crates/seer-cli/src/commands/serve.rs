@@ -1,26 +1,19 @@
 //! `seer serve`: the HTTP API and web page over an index.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use seer_engine::{Clip, LoadOptions};
 use seer_index::Store;
 use seer_server::ServerConfig;
 
-use crate::commands::index::index_dir;
+use crate::common::IndexArgs;
 
 #[derive(clap::Args)]
 pub struct Args {
-    #[arg(long, env = "SEER_INDEX")]
-    index: Option<PathBuf>,
-    /// The model to embed with (default: the index's only model).
-    #[arg(long, short)]
-    model: Option<String>,
-    #[arg(long, env = "SEER_TOKENIZER")]
-    tokenizer: Option<PathBuf>,
+    #[command(flatten)]
+    target: IndexArgs,
     /// Address to listen on; anything but loopback needs --token.
     #[arg(long, default_value = "127.0.0.1:7860")]
     bind: SocketAddr,
@@ -48,17 +41,12 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     crate::common::configure_threads(args.threads)?;
-    let dir = index_dir(&args.index);
-    let model = match &args.model {
-        Some(m) => seer_hub::model_key(m),
+    let dir = args.target.dir();
+    let model = match args.target.requested_model() {
+        Some(m) => m,
         None => Store::open(&dir)?.choose_model(None)?.name,
     };
-    let options = LoadOptions {
-        tokenizer: args.tokenizer.clone(),
-        progress: crate::output::stderr_is_terminal(),
-        ..Default::default()
-    };
-    let clip = Arc::new(Clip::load(&model, &options)?);
+    let clip = Arc::new(args.target.load_clip(&model)?);
     let config = ServerConfig {
         bind: args.bind,
         token: args.token.clone(),

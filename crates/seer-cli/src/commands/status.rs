@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use seer_index::Store;
 
-use crate::commands::index::index_dir;
+use crate::common::index_dir;
 
 #[derive(clap::Args)]
 pub struct Args {
