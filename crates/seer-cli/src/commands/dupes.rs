@@ -30,6 +30,8 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    // Read-only first, so a mistyped --index is an error rather than a new, empty index.
+    Store::open_read_only(&args.target.dir())?;
     let mut store = Store::open(&args.target.dir())?;
     let model = store.choose_model(args.target.requested_model().as_deref())?;
     let vectors = store.load_vectors(&model)?;

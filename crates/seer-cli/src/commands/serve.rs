@@ -44,7 +44,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let dir = args.target.dir();
     let model = match args.target.requested_model() {
         Some(m) => m,
-        None => Store::open(&dir)?.choose_model(None)?.name,
+        None => Store::open_read_only(&dir)?.choose_model(None)?.name,
     };
     let clip = Arc::new(args.target.load_clip(&model)?);
     let config = ServerConfig {
