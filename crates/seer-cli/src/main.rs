@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "seer",
     version,
-    about = "A vision-language engine: CLIP embeddings, zero-shot classification and evaluation"
+    about = "A vision-language engine: CLIP embeddings, zero-shot classification, search, evaluation and training"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -44,6 +44,10 @@ enum Command {
     Import(commands::exchange::ImportArgs),
     /// List model aliases and models in the Hugging Face cache.
     Models(commands::models::Args),
+    /// Train or fine-tune a CLIP model contrastively (CLIP or SigLIP loss, LiT).
+    Train(Box<commands::train::Args>),
+    /// Draw a training run's loss and evaluation curves to a PNG.
+    Plot(commands::plot::Args),
     /// Measure embedding throughput (optionally next to the PyTorch reference).
     Bench(commands::bench::Args),
 }
@@ -70,6 +74,8 @@ fn main() -> std::process::ExitCode {
         Command::Import(args) => commands::exchange::import(args),
         Command::Models(args) => commands::models::run(args),
         Command::Bench(args) => commands::bench::run(args),
+        Command::Train(args) => commands::train::run(*args),
+        Command::Plot(args) => commands::plot::run(args),
     };
     match result {
         Ok(code) => code,

@@ -69,6 +69,7 @@ pub struct LayerNorm {
     weight: Tensor,
     bias: Tensor,
     eps: f32,
+    differentiable: bool,
 }
 
 impl LayerNorm {
@@ -77,13 +78,33 @@ impl LayerNorm {
             weight: w.get("weight", &[dim])?,
             bias: w.get("bias", &[dim])?,
             eps: eps as f32,
+            differentiable: w.differentiable(),
         })
     }
 }
 
 impl Module for LayerNorm {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        candle_nn::ops::layer_norm(&x.contiguous()?, &self.weight, &self.bias, self.eps)
+        if self.differentiable {
+            // candle's fused kernel has no backward pass; this is the same formula
+            // (biased variance, eps inside the root) from differentiable ops.
+            candle_nn::ops::layer_norm_slow(x, &self.weight, &self.bias, self.eps)
+        } else {
+            candle_nn::ops::layer_norm(&x.contiguous()?, &self.weight, &self.bias, self.eps)
+        }
+    }
+}
+
+/// Softmax over the last dimension. The differentiable form subtracts a detached
+/// row maximum: softmax is shift-invariant, so the gradient through it is zero
+/// anyway and skipping it saves a pass.
+pub fn softmax_last_dim(x: &Tensor, differentiable: bool) -> candle_core::Result<Tensor> {
+    if differentiable {
+        let shifted = x.broadcast_sub(&x.max_keepdim(D::Minus1)?.detach())?;
+        let num = shifted.exp()?;
+        num.broadcast_div(&num.sum_keepdim(D::Minus1)?)
+    } else {
+        candle_nn::ops::softmax_last_dim(x)
     }
 }
 
@@ -114,6 +135,7 @@ pub struct Attention {
     qkv: Linear,
     out: Linear,
     heads: usize,
+    differentiable: bool,
 }
 
 impl Attention {
@@ -134,7 +156,7 @@ impl Attention {
         if let Some(mask) = mask {
             scores = scores.broadcast_add(mask)?;
         }
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let probs = softmax_last_dim(&scores, self.differentiable)?;
         let context = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, c))?;
         self.out.forward(&context)
     }
@@ -173,6 +195,7 @@ impl ResidualBlock {
                 qkv,
                 out: Linear::load(&w.pp("attn.out_proj"), c, c, true)?,
                 heads: cfg.heads,
+                differentiable: w.differentiable(),
             },
             ls1: layer_scale("ls_1.gamma")?,
             ln2: LayerNorm::load(&w.pp("ln_2"), c, cfg.layer_norm_eps)?,
@@ -206,6 +229,7 @@ impl ResidualBlock {
                 qkv,
                 out: Linear::load(&w.pp("self_attn.out_proj"), c, c, true)?,
                 heads: cfg.heads,
+                differentiable: w.differentiable(),
             },
             ls1: None,
             ln2: LayerNorm::load(&w.pp("layer_norm2"), c, cfg.layer_norm_eps)?,

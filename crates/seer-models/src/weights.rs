@@ -15,7 +15,9 @@ use crate::error::{ModelError, Result};
 
 enum Source {
     Safetensors(MmapedSafetensors),
-    Pickle(HashMap<String, Tensor>),
+    /// Tensors already in memory: a PyTorch file read through the pickle reader, or
+    /// a trainer's parameters.
+    Tensors(HashMap<String, Tensor>),
     /// Random values for any name and shape: benchmarks of an architecture need no
     /// checkpoint.
     Random,
@@ -28,6 +30,8 @@ pub struct Weights {
     path: Arc<PathBuf>,
     device: Device,
     prefix: String,
+    /// Build layers from autograd-friendly ops (see [`Weights::trainable`]).
+    differentiable: bool,
 }
 
 impl Weights {
@@ -43,14 +47,42 @@ impl Weights {
             let st = unsafe { MmapedSafetensors::new(path) }.map_err(|e| fail(e.to_string()))?;
             Source::Safetensors(st)
         } else {
-            Source::Pickle(read_pickle_state_dict(path).map_err(fail)?)
+            Source::Tensors(read_pickle_state_dict(path).map_err(fail)?)
         };
         Ok(Self {
             source: Arc::new(source),
             path: Arc::new(path.to_path_buf()),
             device: device.clone(),
             prefix: String::new(),
+            differentiable: false,
         })
+    }
+
+    /// In-memory tensors (for example a trainer's parameters, some of them
+    /// `candle_core::Var`s). Models built from these use composite ops that candle
+    /// can differentiate instead of the fused inference kernels, which have no
+    /// backward pass; the results agree to float rounding.
+    pub fn trainable(tensors: HashMap<String, Tensor>, device: &Device) -> Self {
+        Self {
+            source: Arc::new(Source::Tensors(tensors)),
+            path: Arc::new(PathBuf::from("<training parameters>")),
+            device: device.clone(),
+            prefix: String::new(),
+            differentiable: true,
+        }
+    }
+
+    /// In-memory tensors for inference (fused kernels, no autograd).
+    pub fn from_tensors(tensors: HashMap<String, Tensor>, device: &Device) -> Self {
+        Self {
+            differentiable: false,
+            ..Self::trainable(tensors, device)
+        }
+    }
+
+    /// Whether layers built from these weights must support backpropagation.
+    pub fn differentiable(&self) -> bool {
+        self.differentiable
     }
 
     /// A checkpoint that answers every tensor with small random values (for
@@ -61,6 +93,7 @@ impl Weights {
             path: Arc::new(PathBuf::from("<random weights>")),
             device: device.clone(),
             prefix: String::new(),
+            differentiable: false,
         }
     }
 
@@ -91,7 +124,7 @@ impl Weights {
         let full = self.full_name(name);
         match &*self.source {
             Source::Safetensors(st) => st.get(&full).is_ok(),
-            Source::Pickle(map) => map.contains_key(&full),
+            Source::Tensors(map) => map.contains_key(&full),
             Source::Random => true,
         }
     }
@@ -127,7 +160,7 @@ impl Weights {
                 }
                 st.load(&full, &self.device)?
             }
-            Source::Pickle(map) => map
+            Source::Tensors(map) => map
                 .get(&full)
                 .ok_or_else(missing)?
                 .to_device(&self.device)?,
@@ -148,7 +181,7 @@ impl Weights {
                         name: full,
                     })
             }
-            Source::Pickle(map) => {
+            Source::Tensors(map) => {
                 map.get(&full)
                     .map(|t| t.dims().to_vec())
                     .ok_or_else(|| ModelError::MissingTensor {

@@ -6,6 +6,8 @@ pub mod eval;
 pub mod exchange;
 pub mod index;
 pub mod models;
+pub mod plot;
 pub mod search;
 pub mod serve;
 pub mod status;
+pub mod train;

@@ -1,0 +1,18 @@
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("{path}: {message}")]
+    Source { path: PathBuf, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub type Result<T> = std::result::Result<T, DataError>;
+
+pub(crate) fn source_error(path: &std::path::Path, message: impl std::fmt::Display) -> DataError {
+    DataError::Source {
+        path: path.to_path_buf(),
+        message: message.to_string(),
+    }
+}

@@ -1,0 +1,298 @@
+//! Undecoded samples read in file order: webdataset members grouped by key, or
+//! the rows of a caption list. Nothing here decodes images, so resuming can skip
+//! samples cheaply.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use crate::source::DataSource;
+
+/// Members above this size are refused (a sample, not a dataset).
+const MAX_MEMBER_BYTES: u64 = 64 << 20;
+
+const IMAGE_EXTENSIONS: &[&str] = &[
+    "jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff", "ppm", "pgm", "pnm",
+];
+
+/// One sample as stored, or the reason it is unusable.
+#[derive(Clone, Debug, Default)]
+pub struct RawSample {
+    pub key: String,
+    /// `shard.tar.gz:key` or `list.jsonl:line N`, for messages.
+    pub origin: String,
+    pub image: Option<(String, Vec<u8>)>,
+    /// Where to read the image (caption lists).
+    pub image_path: Option<PathBuf>,
+    pub caption: Option<String>,
+    pub class: Option<String>,
+    pub error: Option<String>,
+}
+
+impl RawSample {
+    fn failed(origin: String, error: impl Into<String>) -> Self {
+        Self {
+            origin,
+            error: Some(error.into()),
+            ..Self::default()
+        }
+    }
+}
+
+/// All raw samples of one source, in order. A source that breaks part way yields
+/// what it read and then one failed sample naming the cause.
+pub fn read_source(source: &DataSource, sink: &mut dyn FnMut(RawSample) -> bool) {
+    match source {
+        DataSource::Shard(p) => read_shard(p, sink),
+        DataSource::Jsonl(p) => read_jsonl(p, sink),
+        DataSource::Csv(p) => read_csv(p, sink),
+    }
+}
+
+/// webdataset convention: the key is the member path up to the first '.' of its
+/// file name; consecutive members with one key form a sample.
+fn split_member(path: &str) -> (String, String) {
+    let (dir, name) = match path.rfind('/') {
+        Some(i) => (&path[..=i], &path[i + 1..]),
+        None => ("", path),
+    };
+    match name.find('.') {
+        Some(i) => (format!("{dir}{}", &name[..i]), name[i + 1..].to_lowercase()),
+        None => (path.to_string(), String::new()),
+    }
+}
+
+fn read_shard(path: &Path, sink: &mut dyn FnMut(RawSample) -> bool) {
+    let shard = path.display().to_string();
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) => {
+            sink(RawSample::failed(shard, format!("cannot open shard: {e}")));
+            return;
+        }
+    };
+    let reader: Box<dyn Read> = {
+        let name = shard.to_lowercase();
+        if name.ends_with(".gz") || name.ends_with(".tgz") {
+            Box::new(flate2::read::GzDecoder::new(std::io::BufReader::new(file)))
+        } else {
+            Box::new(std::io::BufReader::new(file))
+        }
+    };
+    let mut archive = tar::Archive::new(reader);
+    let entries = match archive.entries() {
+        Ok(e) => e,
+        Err(e) => {
+            sink(RawSample::failed(shard, format!("not a tar archive: {e}")));
+            return;
+        }
+    };
+    let mut current: Option<RawSample> = None;
+    for entry in entries {
+        let mut entry = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                if let Some(s) = current.take() {
+                    if !sink(s) {
+                        return;
+                    }
+                }
+                sink(RawSample::failed(
+                    shard.clone(),
+                    format!("shard is corrupt or truncated: {e}"),
+                ));
+                return;
+            }
+        };
+        if !entry.header().entry_type().is_file() {
+            continue;
+        }
+        let member = match entry.path() {
+            Ok(p) => p.to_string_lossy().to_string(),
+            Err(_) => continue,
+        };
+        let (key, ext) = split_member(&member);
+        if current.as_ref().is_some_and(|c| c.key != key) {
+            if let Some(s) = current.take() {
+                if !sink(s) {
+                    return;
+                }
+            }
+        }
+        let sample = current.get_or_insert_with(|| RawSample {
+            key: key.clone(),
+            origin: format!("{shard}:{key}"),
+            ..RawSample::default()
+        });
+        let size = entry.header().size().unwrap_or(u64::MAX);
+        if size > MAX_MEMBER_BYTES {
+            sample.error = Some(format!(
+                "member {member} is {size} bytes (limit {MAX_MEMBER_BYTES})"
+            ));
+            continue;
+        }
+        let is_image = IMAGE_EXTENSIONS.contains(&ext.as_str());
+        if !(is_image || ext == "txt" || ext == "cls") {
+            continue;
+        }
+        let mut bytes = Vec::with_capacity(size as usize);
+        if let Err(e) = entry.read_to_end(&mut bytes) {
+            sample.error = Some(format!("cannot read member {member}: {e}"));
+            if let Some(s) = current.take() {
+                sink(s);
+            }
+            sink(RawSample::failed(
+                shard.clone(),
+                format!("shard is corrupt or truncated: {e}"),
+            ));
+            return;
+        }
+        if is_image {
+            sample.image = Some((member, bytes));
+        } else {
+            let text = String::from_utf8_lossy(&bytes).trim().to_string();
+            if ext == "txt" {
+                sample.caption = Some(text);
+            } else {
+                sample.class = Some(text);
+            }
+        }
+    }
+    if let Some(s) = current.take() {
+        sink(s);
+    }
+}
+
+const IMAGE_KEYS: &[&str] = &["image", "file", "filepath", "path"];
+const CAPTION_KEYS: &[&str] = &["caption", "text", "title"];
+
+fn list_sample(list: &Path, line: usize, image: Option<&str>, caption: Option<&str>) -> RawSample {
+    let origin = format!("{}:line {line}", list.display());
+    let Some(image) = image.filter(|s| !s.is_empty()) else {
+        return RawSample::failed(origin, "no image path");
+    };
+    let base = list.parent().unwrap_or(Path::new("."));
+    RawSample {
+        key: image.to_string(),
+        origin,
+        image_path: Some(base.join(image)),
+        caption: caption.map(|c| c.trim().to_string()),
+        ..RawSample::default()
+    }
+}
+
+fn read_jsonl(path: &Path, sink: &mut dyn FnMut(RawSample) -> bool) {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            sink(RawSample::failed(
+                path.display().to_string(),
+                format!("cannot read: {e}"),
+            ));
+            return;
+        }
+    };
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let sample = match serde_json::from_str::<serde_json::Value>(line) {
+            Ok(v) => {
+                let field = |keys: &[&str]| {
+                    keys.iter()
+                        .find_map(|k| v.get(*k)?.as_str().map(str::to_string))
+                };
+                list_sample(
+                    path,
+                    i + 1,
+                    field(IMAGE_KEYS).as_deref(),
+                    field(CAPTION_KEYS).as_deref(),
+                )
+            }
+            Err(e) => RawSample::failed(
+                format!("{}:line {}", path.display(), i + 1),
+                format!("invalid JSON: {e}"),
+            ),
+        };
+        if !sink(sample) {
+            return;
+        }
+    }
+}
+
+fn read_csv(path: &Path, sink: &mut dyn FnMut(RawSample) -> bool) {
+    let mut reader = match csv::ReaderBuilder::new().flexible(true).from_path(path) {
+        Ok(r) => r,
+        Err(e) => {
+            sink(RawSample::failed(
+                path.display().to_string(),
+                format!("cannot read: {e}"),
+            ));
+            return;
+        }
+    };
+    let headers: Vec<String> = match reader.headers() {
+        Ok(h) => h.iter().map(|s| s.trim().to_lowercase()).collect(),
+        Err(e) => {
+            sink(RawSample::failed(
+                path.display().to_string(),
+                format!("bad CSV header: {e}"),
+            ));
+            return;
+        }
+    };
+    let column = |keys: &[&str]| {
+        keys.iter()
+            .find_map(|k| headers.iter().position(|h| h == k))
+    };
+    let (Some(image_col), caption_col) = (column(IMAGE_KEYS), column(CAPTION_KEYS)) else {
+        sink(RawSample::failed(
+            path.display().to_string(),
+            "the CSV header names no image column (image, file, filepath or path)",
+        ));
+        return;
+    };
+    for (i, record) in reader.records().enumerate() {
+        let sample = match record {
+            Ok(r) => list_sample(
+                path,
+                i + 2,
+                r.get(image_col),
+                caption_col.and_then(|c| r.get(c)),
+            ),
+            Err(e) => RawSample::failed(
+                format!("{}:line {}", path.display(), i + 2),
+                format!("bad CSV row: {e}"),
+            ),
+        };
+        if !sink(sample) {
+            return;
+        }
+    }
+}
+
+/// Usable samples in `sources` (one pass, nothing decoded), e.g. to turn
+/// `--epochs` into steps.
+pub fn count_samples(sources: &[DataSource]) -> u64 {
+    let mut n = 0;
+    for s in sources {
+        read_source(s, &mut |r| {
+            n += (r.error.is_none()) as u64;
+            true
+        });
+    }
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_member;
+
+    #[test]
+    fn keys_end_at_the_first_dot_of_the_name() {
+        assert_eq!(
+            split_member("a/b.c/x_1.seg.png"),
+            ("a/b.c/x_1".into(), "seg.png".into())
+        );
+        assert_eq!(split_member("x_1.JPG"), ("x_1".into(), "jpg".into()));
+    }
+}

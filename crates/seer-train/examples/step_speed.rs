@@ -1,0 +1,42 @@
+//! Times training steps of a from-scratch model on random data:
+//! `cargo run --release -p seer-train --example step_speed -- CONFIG.json BATCH MICRO`
+use std::time::Instant;
+
+use candle_core::{Device, Tensor};
+use seer_train::*;
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let config = std::path::PathBuf::from(&args[1]);
+    let b: usize = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(256);
+    let micro: usize = args.get(3).map(|s| s.parse()).transpose()?.unwrap_or(b);
+    let dev = Device::Cpu;
+    let store = ParamStore::from_scratch(&config, 0, &dev)?;
+    let s = store.config().vision.image_size();
+    let mut opt = AdamW::new(AdamWConfig::default());
+    for it in 0..4 {
+        let pixels = Tensor::randn(0f32, 1.0, (b, 3, s, s), &dev)?;
+        let tokens: Vec<Vec<u32>> = (0..b)
+            .map(|i| {
+                let mut t = vec![49406];
+                t.extend((0..(6 + i % 7)).map(|k| (300 + (i % 180) * 7 + k) as u32));
+                t.push(49407);
+                t
+            })
+            .collect();
+        let batch = TrainBatch::new(pixels, tokens, Positives::Diagonal);
+        let t0 = Instant::now();
+        let r = compute_gradients(&store, &batch, LossKind::Clip, micro)?;
+        let t1 = Instant::now();
+        opt.update(&store, &r.grads, 1e-3)?;
+        let t2 = Instant::now();
+        println!(
+            "step {it}: loss {:.4} grads {:.3}s adamw {:.3}s -> {:.1} samples/s",
+            r.loss,
+            (t1 - t0).as_secs_f64(),
+            (t2 - t1).as_secs_f64(),
+            b as f64 / (t2 - t0).as_secs_f64()
+        );
+    }
+    Ok(())
+}

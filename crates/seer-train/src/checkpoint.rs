@@ -1,0 +1,128 @@
+//! Resumable checkpoints: weights, optimizer moments and the run's position,
+//! written to a temporary folder and renamed into place so a crash never leaves a
+//! half-written checkpoint behind (at most the steps since the last one are lost).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{file_error, Result};
+use crate::optim::AdamW;
+use crate::params::ParamStore;
+
+pub const MODEL_FILE: &str = "model.safetensors";
+pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+pub const STATE_FILE: &str = "state.json";
+
+/// Where the run stands; everything besides tensors that resuming needs.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CheckpointState {
+    /// Optimizer updates done.
+    pub step: u64,
+    pub samples_seen: u64,
+    /// The training loader's position (seer-data's `DataPosition`).
+    pub data: serde_json::Value,
+    pub elapsed_s: f64,
+    /// The settings that must not change on resume (see the trainer).
+    pub run: serde_json::Value,
+}
+
+fn checkpoints_dir(out: &Path) -> PathBuf {
+    out.join("checkpoints")
+}
+
+fn step_dir_name(step: u64) -> String {
+    format!("step-{step:08}")
+}
+
+/// Writes a checkpoint and removes all but the newest `keep`.
+pub fn save(
+    out: &Path,
+    store: &ParamStore,
+    optimizer: &AdamW,
+    state: &CheckpointState,
+    keep: usize,
+) -> Result<PathBuf> {
+    let root = checkpoints_dir(out);
+    std::fs::create_dir_all(&root).map_err(|e| file_error(&root, e))?;
+    let name = step_dir_name(state.step);
+    let tmp = root.join(format!(".{name}.tmp"));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| file_error(&tmp, e))?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(|e| file_error(&tmp, e))?;
+    store.save(&tmp.join(MODEL_FILE))?;
+    optimizer.save(store, &tmp.join(OPTIMIZER_FILE))?;
+    let state_path = tmp.join(STATE_FILE);
+    let json = serde_json::to_string_pretty(state).map_err(|e| file_error(&state_path, e))?;
+    std::fs::write(&state_path, json).map_err(|e| file_error(&state_path, e))?;
+    for f in [MODEL_FILE, OPTIMIZER_FILE, STATE_FILE] {
+        sync_file(&tmp.join(f))?;
+    }
+    let dest = root.join(&name);
+    if dest.exists() {
+        std::fs::remove_dir_all(&dest).map_err(|e| file_error(&dest, e))?;
+    }
+    std::fs::rename(&tmp, &dest).map_err(|e| file_error(&dest, e))?;
+    sync_dir(&root);
+    for (_, old) in list(out)?.into_iter().rev().skip(keep.max(1)) {
+        if let Err(e) = std::fs::remove_dir_all(&old) {
+            tracing::warn!("could not remove old checkpoint {}: {e}", old.display());
+        }
+    }
+    Ok(dest)
+}
+
+/// Complete checkpoints, oldest first.
+pub fn list(out: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    let root = checkpoints_dir(out);
+    let Ok(entries) = std::fs::read_dir(&root) else {
+        return Ok(Vec::new());
+    };
+    let mut found: Vec<(u64, PathBuf)> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().to_string();
+            let step = name.strip_prefix("step-")?.parse().ok()?;
+            let dir = e.path();
+            dir.join(STATE_FILE).is_file().then_some((step, dir))
+        })
+        .collect();
+    found.sort();
+    Ok(found)
+}
+
+/// The newest complete checkpoint and its state.
+pub fn latest(out: &Path) -> Result<Option<(PathBuf, CheckpointState)>> {
+    let Some((_, dir)) = list(out)?.pop() else {
+        return Ok(None);
+    };
+    let path = dir.join(STATE_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|e| file_error(&path, e))?;
+    let state = serde_json::from_str(&text).map_err(|e| file_error(&path, e))?;
+    Ok(Some((dir, state)))
+}
+
+/// Restores weights and optimizer moments from a checkpoint folder.
+pub fn restore(
+    dir: &Path,
+    state: &CheckpointState,
+    store: &mut ParamStore,
+    optimizer: &mut AdamW,
+) -> Result<()> {
+    store.load_values(&dir.join(MODEL_FILE))?;
+    optimizer.load(store, &dir.join(OPTIMIZER_FILE), state.step)
+}
+
+fn sync_file(path: &Path) -> Result<()> {
+    std::fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| file_error(path, e))
+}
+
+fn sync_dir(path: &Path) {
+    // Best effort: not every platform can fsync a directory.
+    if let Ok(d) = std::fs::File::open(path) {
+        let _ = d.sync_all();
+    }
+}
