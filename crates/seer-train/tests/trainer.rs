@@ -1,0 +1,214 @@
+//! The training loop end to end on the tiny fixture model and real CIFAR-10
+//! shards: an interrupted and resumed run reproduces an uninterrupted one, the
+//! exported model loads, and misuse of an output folder is refused.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use candle_core::Device;
+use seer_data::{ClassPrompts, DataSource, LoaderConfig, RandomResizedCrop};
+use seer_engine::prompts::{read_list, ListKind};
+use seer_image::{DecodeLimits, PreprocessConfig};
+use seer_testkit::{repo_root, shared_data, tokenizer_file};
+use seer_tokenizer::ClipTokenizer;
+use seer_train::evaluate::LabeledSet;
+use seer_train::trainer::{train, ModelInit, PositivesRule, Silent, TrainOptions};
+use seer_train::{AdamWConfig, LossKind};
+
+fn options(out: &Path, steps: u64) -> TrainOptions {
+    let prompts_file = shared_data().join("clip-prompts/prompts.json");
+    let spec = format!("{}#CIFAR10", prompts_file.display());
+    let prompts = ClassPrompts {
+        classes: read_list(&spec, ListKind::Classes).unwrap(),
+        templates: read_list(&spec, ListKind::Templates).unwrap(),
+    };
+    let shard = shared_data().join("cifar10-wds/test-0000.tar.gz");
+    let preprocess = PreprocessConfig::openai_clip(32);
+    TrainOptions {
+        init: ModelInit::Pretrained {
+            dir: repo_root().join("fixtures/training/model"),
+        },
+        data: LoaderConfig {
+            sources: DataSource::parse(shard.to_str().unwrap()).unwrap(),
+            preprocess: preprocess.clone(),
+            augment: Some(RandomResizedCrop {
+                hflip: true,
+                ..RandomResizedCrop::default()
+            }),
+            shuffle_buffer: 64,
+            workers: 2,
+            seed: 7,
+            prompts: Some(prompts.clone()),
+            limits: DecodeLimits::default(),
+            repeat: true,
+        },
+        tokenizer: Arc::new(ClipTokenizer::from_file(&tokenizer_file()).unwrap()),
+        tokenizer_path: Some(tokenizer_file()),
+        lock_image: false,
+        lock_text: false,
+        batch_size: 8,
+        micro_batch: 3,
+        steps,
+        lr: 1e-3,
+        warmup: 2,
+        adamw: AdamWConfig::default(),
+        grad_clip: 1.0,
+        loss: LossKind::Clip,
+        positives: PositivesRule::SameClass,
+        seed: 7,
+        zeroshot: Some(LabeledSet {
+            pixels: vec![0.0; 4 * 3 * 32 * 32],
+            classes: vec![0, 1, 2, 3],
+            class_names: prompts.classes.clone(),
+            templates: prompts.templates[..2].to_vec(),
+        }),
+        pairs: None,
+        eval_every: 3,
+        checkpoint_every: 2,
+        keep_checkpoints: 2,
+        out: out.to_path_buf(),
+        resume: false,
+        stop_after: None,
+        device: Device::Cpu,
+    }
+}
+
+#[test]
+fn resumed_run_reproduces_uninterrupted_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let whole = train(options(&tmp.path().join("whole"), 6), &mut Silent).unwrap();
+    assert_eq!(whole.losses.len(), 6);
+    assert!(whole.losses.iter().all(|l| l.is_finite()));
+
+    let split_dir = tmp.path().join("split");
+    let first = train(
+        TrainOptions {
+            stop_after: Some(3),
+            ..options(&split_dir, 6)
+        },
+        &mut Silent,
+    )
+    .unwrap();
+    assert_eq!(first.steps, 3);
+    assert!(
+        first.model_dir.is_none(),
+        "an interrupted run exports nothing"
+    );
+    let second = train(
+        TrainOptions {
+            resume: true,
+            ..options(&split_dir, 6)
+        },
+        &mut Silent,
+    )
+    .unwrap();
+    assert_eq!(second.resumed_from, Some(3));
+    let resumed: Vec<f64> = first.losses.iter().chain(&second.losses).copied().collect();
+    assert_eq!(
+        resumed, whole.losses,
+        "resumed losses differ from the uninterrupted run"
+    );
+
+    // Metrics: one train line per step (none duplicated by the resume) and evals.
+    let metrics = std::fs::read_to_string(split_dir.join("metrics.jsonl")).unwrap();
+    let train_lines = metrics
+        .lines()
+        .filter(|l| l.contains("\"kind\":\"train\""))
+        .count();
+    let eval_lines = metrics
+        .lines()
+        .filter(|l| l.contains("\"kind\":\"eval\""))
+        .count();
+    assert_eq!(train_lines, 6);
+    assert_eq!(eval_lines, 2, "evaluations at steps 3 and 6");
+    // Only the newest `keep_checkpoints` remain.
+    let kept = std::fs::read_dir(split_dir.join("checkpoints"))
+        .unwrap()
+        .count();
+    assert_eq!(kept, 2);
+
+    // The export loads in seer and embeds like the trained parameters.
+    let model_dir = second.model_dir.unwrap();
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "preprocessor_config.json",
+        "bpe_simple_vocab_16e6.txt.gz",
+    ] {
+        assert!(model_dir.join(f).is_file(), "{f} missing from the export");
+    }
+    let clip = seer_engine::Clip::load_dir(&model_dir, &Default::default()).unwrap();
+    let texts = vec!["a photo of a cat.".to_string()];
+    let ours = clip.embed_texts(&texts, &Default::default()).unwrap();
+    let whole_clip =
+        seer_engine::Clip::load_dir(&whole.model_dir.unwrap(), &Default::default()).unwrap();
+    assert_eq!(
+        ours,
+        whole_clip.embed_texts(&texts, &Default::default()).unwrap()
+    );
+}
+
+#[test]
+fn output_folder_misuse_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    train(
+        TrainOptions {
+            stop_after: Some(2),
+            ..options(&dir, 4)
+        },
+        &mut Silent,
+    )
+    .unwrap();
+    let again = train(options(&dir, 4), &mut Silent)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(again.contains("--resume"), "{again}");
+    let changed = train(
+        TrainOptions {
+            resume: true,
+            lr: 5e-4,
+            ..options(&dir, 4)
+        },
+        &mut Silent,
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(changed.contains("different settings"), "{changed}");
+}
+
+#[test]
+fn locked_image_tower_is_unchanged_by_training() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("lit");
+    let summary = train(
+        TrainOptions {
+            lock_image: true,
+            zeroshot: None,
+            ..options(&out, 2)
+        },
+        &mut Silent,
+    )
+    .unwrap();
+    let before = candle_core::safetensors::load(
+        repo_root().join("fixtures/training/model/model.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let after = candle_core::safetensors::load(
+        summary.model_dir.unwrap().join("model.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let same = |name: &str| {
+        let a: Vec<f32> = before[name].flatten_all().unwrap().to_vec1().unwrap();
+        let b: Vec<f32> = after[name].flatten_all().unwrap().to_vec1().unwrap();
+        a == b
+    };
+    assert!(same("vision_model.encoder.layers.0.mlp.fc1.weight"));
+    assert!(same("visual_projection.weight"));
+    assert!(!same("text_model.encoder.layers.0.mlp.fc1.weight"));
+    assert!(!same("logit_scale"));
+}
