@@ -7,12 +7,13 @@ mod augment;
 mod error;
 mod loader;
 mod raw;
-mod rng;
+pub mod rng;
 mod source;
 
 pub use augment::RandomResizedCrop;
 pub use error::{DataError, Result};
 pub use loader::{Batch, ClassPrompts, DataPosition, Loader, LoaderConfig, LoaderStats, Sample};
+pub use rng::Rng;
 pub use source::DataSource;
 
 /// Usable samples in one pass over `sources` (nothing decoded).

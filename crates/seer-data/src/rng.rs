@@ -1,5 +1,6 @@
-//! A small deterministic generator: shuffles and augmentations must replay
-//! identically on resume, whatever the number of threads.
+//! A small deterministic generator: shuffles, augmentations and (in seer-train)
+//! initial weights must replay identically from a seed, whatever the number of
+//! threads.
 
 #[derive(Clone)]
 pub struct Rng(u64);
@@ -15,6 +16,11 @@ impl Rng {
         r
     }
 
+    /// A generator continuing from a raw splitmix64 state.
+    pub fn from_state(state: u64) -> Self {
+        Rng(state)
+    }
+
     /// splitmix64.
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -27,6 +33,13 @@ impl Rng {
     /// Uniform in [0, 1).
     pub fn uniform(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Standard normal (Box–Muller on two uniforms in (0, 1]).
+    pub fn normal(&mut self) -> f64 {
+        let mut unit = || ((self.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
+        let (u1, u2) = (unit(), unit());
+        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
     }
 
     /// Uniform in 0..n (n > 0).

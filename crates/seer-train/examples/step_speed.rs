@@ -1,5 +1,6 @@
-//! Times training steps of a from-scratch model on random data:
-//! `cargo run --release -p seer-train --example step_speed -- CONFIG.json BATCH MICRO`
+//! Times training steps (gradients + AdamW) of a from-scratch model on random
+//! data, the same work as `scripts/bench_train_reference.py` does in PyTorch:
+//! `cargo run --release -p seer-train --example step_speed -- CONFIG.json BATCH [MICRO]`
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
@@ -14,7 +15,8 @@ fn main() -> anyhow::Result<()> {
     let store = ParamStore::from_scratch(&config, 0, &dev)?;
     let s = store.config().vision.image_size();
     let mut opt = AdamW::new(AdamWConfig::default());
-    for it in 0..4 {
+    let mut times = Vec::new();
+    for it in 0..5 {
         let pixels = Tensor::randn(0f32, 1.0, (b, 3, s, s), &dev)?;
         let tokens: Vec<Vec<u32>> = (0..b)
             .map(|i| {
@@ -30,6 +32,7 @@ fn main() -> anyhow::Result<()> {
         let t1 = Instant::now();
         opt.update(&store, &r.grads, 1e-3)?;
         let t2 = Instant::now();
+        times.push((t2 - t0).as_secs_f64());
         println!(
             "step {it}: loss {:.4} grads {:.3}s adamw {:.3}s -> {:.1} samples/s",
             r.loss,
@@ -38,5 +41,10 @@ fn main() -> anyhow::Result<()> {
             b as f64 / (t2 - t0).as_secs_f64()
         );
     }
+    let steady = &times[1..];
+    println!(
+        "{{\"samples_per_sec\": {:.1}}}",
+        (b * steady.len()) as f64 / steady.iter().sum::<f64>()
+    );
     Ok(())
 }

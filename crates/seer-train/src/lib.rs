@@ -10,7 +10,6 @@ pub mod export;
 pub mod loss;
 pub mod optim;
 pub mod params;
-mod rng;
 pub mod step;
 pub mod trainer;
 

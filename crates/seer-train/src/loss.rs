@@ -171,7 +171,7 @@ mod tests {
     }
 
     fn sample(b: usize, e: usize, seed: u64) -> Tensor {
-        let mut rng = crate::rng::Rng::new(seed);
+        let mut rng = seer_data::Rng::from_state(seed);
         let v: Vec<f32> = (0..b * e).map(|_| rng.normal() as f32).collect();
         unit_rows(&v, b, e)
     }

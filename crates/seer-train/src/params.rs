@@ -11,7 +11,6 @@ use seer_models::{ClipModel, Weights};
 use serde_json::Value;
 
 use crate::error::{file_error, Result, TrainError};
-use crate::rng::Rng;
 
 /// Which part of the model a parameter belongs to (what `--lock-*` freezes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -227,7 +226,8 @@ impl ParamStore {
     pub fn from_scratch(config_path: &Path, seed: u64, device: &Device) -> Result<Self> {
         let (config, config_json) = read_config(config_path)?;
         let vit = vit_config(&config)?;
-        let mut rng = Rng::new(seed);
+        // The offset keeps the initial weights of recorded runs (README) reproducible.
+        let mut rng = seer_data::Rng::from_state(seed ^ 0x5EE5_C11F_0000_0001);
         let params = layout(&config, vit)
             .into_iter()
             .map(|(name, dims, init)| {
@@ -239,7 +239,7 @@ impl ParamStore {
                     Init::Constant(v) => vec![v; n],
                 };
                 let tensor = Tensor::from_vec(values, dims.as_slice(), device)?;
-                Ok(Param::new(name, tensor)?)
+                Param::new(name, tensor)
             })
             .collect::<Result<_>>()?;
         Ok(Self {

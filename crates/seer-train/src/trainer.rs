@@ -9,7 +9,6 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use seer_data::{DataPosition, Loader, LoaderConfig};
-use seer_image::PreprocessConfig;
 use seer_tokenizer::ClipTokenizer;
 use serde_json::{json, Value};
 
@@ -226,10 +225,10 @@ pub fn train(options: TrainOptions, observer: &mut dyn Observer) -> Result<Train
     let elapsed = || elapsed_before + start.elapsed().as_secs_f64();
     let s = store.config().vision.image_size();
     let ctx = store.config().text.context_length;
-    let epoch_size = std::cell::Cell::new(None::<u64>);
+    // Raw samples per epoch, known once the first epoch boundary is crossed.
+    let mut epoch_size: Option<u64> = None;
     let mut losses = Vec::new();
     let mut last_eval = None;
-    let mut last_eval_step = None;
     let last_step = match o.stop_after {
         Some(n) => (first_step + n).min(o.steps),
         None => o.steps,
@@ -243,8 +242,8 @@ pub fn train(options: TrainOptions, observer: &mut dyn Observer) -> Result<Train
             .next_batch(o.batch_size)?
             .ok_or_else(|| TrainError::Invalid("the training data ran out".into()))?;
         let after = loader.position();
-        if after.epoch > before.epoch && epoch_size.get().is_none() {
-            epoch_size.set(Some(before.consumed));
+        if after.epoch > before.epoch && epoch_size.is_none() {
+            epoch_size = Some(before.consumed);
         }
         let n = batch.len();
         let tokens: Vec<Vec<u32>> = batch
@@ -287,7 +286,7 @@ pub fn train(options: TrainOptions, observer: &mut dyn Observer) -> Result<Train
         step += 1;
         samples += n as u64;
         losses.push(result.loss);
-        let epoch = match epoch_size.get() {
+        let epoch = match epoch_size {
             Some(size) if size > 0 => after.epoch as f64 + after.consumed as f64 / size as f64,
             _ => after.epoch as f64,
         };
@@ -313,7 +312,7 @@ pub fn train(options: TrainOptions, observer: &mut dyn Observer) -> Result<Train
         observer.on_step(&report);
 
         let at_end = step == o.steps;
-        if (o.eval_every > 0 && step % o.eval_every == 0) || at_end {
+        if (o.eval_every > 0 && step.is_multiple_of(o.eval_every)) || at_end {
             if let Some(r) = evaluate(&store, o, step)? {
                 let mut line =
                     json!({"kind": "eval", "step": step, "epoch": epoch, "elapsed_s": elapsed()});
@@ -323,10 +322,11 @@ pub fn train(options: TrainOptions, observer: &mut dyn Observer) -> Result<Train
                 write_metric(line)?;
                 observer.on_eval(&r);
                 last_eval = Some(r);
-                last_eval_step = Some(step);
             }
         }
-        if (o.checkpoint_every > 0 && step % o.checkpoint_every == 0) || at_end || step == last_step
+        if (o.checkpoint_every > 0 && step.is_multiple_of(o.checkpoint_every))
+            || at_end
+            || step == last_step
         {
             let state = CheckpointState {
                 step,
@@ -340,11 +340,14 @@ pub fn train(options: TrainOptions, observer: &mut dyn Observer) -> Result<Train
             observer.on_checkpoint(&path);
         }
     }
-    let _ = last_eval_step;
     let model_dir = if step == o.steps {
         let dir = o.out.join(MODEL_DIR);
-        let preprocess = eval_preprocess(&o.data.preprocess);
-        export_model(&store, &dir, &preprocess, o.tokenizer_path.as_deref())?;
+        export_model(
+            &store,
+            &dir,
+            &o.data.preprocess,
+            o.tokenizer_path.as_deref(),
+        )?;
         Some(dir)
     } else {
         None
@@ -360,10 +363,6 @@ pub fn train(options: TrainOptions, observer: &mut dyn Observer) -> Result<Train
         model_dir,
         elapsed_s: elapsed(),
     })
-}
-
-fn eval_preprocess(p: &PreprocessConfig) -> PreprocessConfig {
-    p.clone()
 }
 
 /// Dense ids for equal keys, in order of first appearance.

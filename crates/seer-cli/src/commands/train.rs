@@ -247,6 +247,13 @@ fn prompts(classes: Option<&str>, templates_spec: &str) -> anyhow::Result<Option
     }))
 }
 
+/// An evaluation set decoded into memory.
+struct EvalSamples {
+    pixels: Vec<f32>,
+    captions: Vec<String>,
+    classes: Vec<Option<usize>>,
+}
+
 /// Decodes a whole evaluation set once (eval preprocessing, no shuffling).
 fn read_eval_set(
     spec: &str,
@@ -254,7 +261,7 @@ fn read_eval_set(
     prompts: Option<ClassPrompts>,
     limit: Option<usize>,
     workers: usize,
-) -> anyhow::Result<(Vec<f32>, Vec<String>, Vec<Option<usize>>)> {
+) -> anyhow::Result<EvalSamples> {
     let config = LoaderConfig {
         sources: sources(&[spec.to_string()])?,
         preprocess: preprocess.clone(),
@@ -282,7 +289,11 @@ fn read_eval_set(
         eprintln!("warning: {spec}: {} bad samples skipped", stats.skipped);
     }
     anyhow::ensure!(!captions.is_empty(), "{spec}: no usable evaluation samples");
-    Ok((pixels, captions, classes))
+    Ok(EvalSamples {
+        pixels,
+        captions,
+        classes,
+    })
 }
 
 /// Counts the samples of one pass over the training data (for --epochs).
@@ -331,16 +342,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 args.eval_templates.as_deref().unwrap_or(&args.templates),
             )?
             .context("class names")?;
-            let (pixels, _, classes) = read_eval_set(
+            let set = read_eval_set(
                 spec,
                 &start.preprocess,
                 Some(eval_prompts.clone()),
                 args.eval_limit,
                 args.workers.max(1),
             )?;
-            let classes: Option<Vec<usize>> = classes.into_iter().collect();
+            let classes: Option<Vec<usize>> = set.classes.into_iter().collect();
             Some(LabeledSet {
-                pixels,
+                pixels: set.pixels,
                 classes: classes.with_context(|| {
                     format!("{spec}: every zero-shot sample needs a class (.cls)")
                 })?,
@@ -352,7 +363,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let pairs = match &args.eval_pairs {
         Some(spec) => {
-            let (pixels, captions, _) = read_eval_set(
+            let set = read_eval_set(
                 spec,
                 &start.preprocess,
                 train_prompts.clone(),
@@ -360,8 +371,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 args.workers.max(1),
             )?;
             Some(PairSet {
-                pixels,
-                captions,
+                pixels: set.pixels,
+                captions: set.captions,
                 ks: args.recall_k.clone(),
             })
         }
