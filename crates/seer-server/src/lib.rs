@@ -122,14 +122,24 @@ pub fn app(clip: Arc<Clip>, config: &ServerConfig) -> Router {
         .with_state(state)
 }
 
-pub async fn serve(clip: Arc<Clip>, config: ServerConfig) -> Result<(), ServeError> {
+/// Serves until Ctrl-C. `on_listening` gets the bound address (the real port
+/// when `config.bind` asks for port 0).
+pub async fn serve(
+    clip: Arc<Clip>,
+    config: ServerConfig,
+    on_listening: impl FnOnce(std::net::SocketAddr),
+) -> Result<(), ServeError> {
     if !config.bind.ip().is_loopback() && config.token.is_none() {
         return Err(ServeError::TokenRequired(config.bind));
     }
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .map_err(|e| ServeError::Bind(config.bind, e))?;
-    tracing::info!("listening on http://{}", config.bind);
+    let bound = listener
+        .local_addr()
+        .map_err(|e| ServeError::Bind(config.bind, e))?;
+    tracing::info!("listening on http://{bound}");
+    on_listening(bound);
     axum::serve(listener, app(clip, &config))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;

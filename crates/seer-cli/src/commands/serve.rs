@@ -58,10 +58,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         request_timeout: Duration::from_secs(args.timeout),
         ..Default::default()
     };
-    eprintln!("seer: serving {} on http://{}", clip.id, args.bind);
+    let id = clip.id.clone();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
-        .block_on(seer_server::serve(clip, config))?;
+        .block_on(seer_server::serve(clip, config, |addr| {
+            eprintln!("seer: serving {id} on http://{addr}")
+        }))?;
     Ok(ExitCode::SUCCESS)
 }

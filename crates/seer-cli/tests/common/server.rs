@@ -1,9 +1,9 @@
 //! Starting a real `seer serve` for tests.
 #![allow(dead_code)]
 
-use std::net::TcpListener;
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use seer_testkit::{model_fixture, shared_data, tokenizer_file};
 
@@ -18,14 +18,6 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 pub fn seer() -> Command {
@@ -51,19 +43,31 @@ pub fn start(extra: &[&str]) -> Server {
         .status()
         .unwrap();
     assert!(status.success());
-    let port = free_port();
-    let child = seer()
-        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+    // Port 0: the server picks a free port and says which, so parallel tests
+    // never race for one.
+    let mut child = seer()
+        .args(["serve", "--bind", "127.0.0.1:0"])
         .args(extra)
         .env("SEER_INDEX", index.path())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "the server did not come up");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        // Keep draining stderr so the server never blocks on a full pipe.
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(url) = line
+                .split(" on ")
+                .nth(1)
+                .filter(|_| line.starts_with("seer: serving"))
+            {
+                let _ = tx.send(url.trim().to_string());
+            }
+        }
+    });
+    let url = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the server did not come up");
     Server { child, url, index }
 }
