@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use seer_engine::{Clip, DeviceChoice, EmbedOptions, LoadOptions};
+use seer_engine::{Clip, DeviceChoice, EmbedOptions, LoadOptions, Precision};
 use seer_image::DecodeLimits;
 
 #[derive(Args, Clone, Debug)]
@@ -19,6 +19,10 @@ pub struct ModelArgs {
     /// cpu, cuda or cuda:N (cuda needs a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Matmul weights on the CPU: f32 (exact) or bf16 (half the memory; about
+    /// 1.7x faster where the CPU has AVX-512 BF16, embeddings within cos 0.999).
+    #[arg(long, env = "SEER_PRECISION", default_value = "f32", value_parser = parse_precision)]
+    pub precision: Precision,
     /// Worker threads for the model and image decoding (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -37,6 +41,7 @@ impl ModelArgs {
             tokenizer: self.tokenizer.clone(),
             progress: crate::output::stderr_is_terminal(),
             device: DeviceChoice::parse(&self.device)?,
+            precision: self.precision,
         };
         Clip::load(&self.model, &options)
             .with_context(|| format!("cannot load model '{}'", self.model))
@@ -55,11 +60,21 @@ impl ModelArgs {
     }
 }
 
-fn load_clip(spec: &str, tokenizer: Option<PathBuf>, device: DeviceChoice) -> anyhow::Result<Clip> {
+pub fn parse_precision(s: &str) -> Result<Precision, String> {
+    Precision::parse(s).ok_or_else(|| format!("unknown precision '{s}' (f32, bf16)"))
+}
+
+fn load_clip(
+    spec: &str,
+    tokenizer: Option<PathBuf>,
+    device: DeviceChoice,
+    precision: Precision,
+) -> anyhow::Result<Clip> {
     let options = LoadOptions {
         tokenizer,
         progress: crate::output::stderr_is_terminal(),
         device,
+        precision,
     };
     Clip::load(spec, &options).with_context(|| format!("cannot load model '{spec}'"))
 }
@@ -77,6 +92,9 @@ pub struct IndexArgs {
     /// Tokenizer file when the model folder has none.
     #[arg(long, env = "SEER_TOKENIZER")]
     pub tokenizer: Option<PathBuf>,
+    /// Matmul weights on the CPU: f32 or bf16 (see `seer embed --help`).
+    #[arg(long, env = "SEER_PRECISION", default_value = "f32", value_parser = parse_precision)]
+    pub precision: Precision,
 }
 
 impl IndexArgs {
@@ -91,7 +109,12 @@ impl IndexArgs {
 
     /// Loads the model an index's vectors were made with (its recorded name).
     pub fn load_clip(&self, name: &str) -> anyhow::Result<Clip> {
-        load_clip(name, self.tokenizer.clone(), DeviceChoice::Cpu)
+        load_clip(
+            name,
+            self.tokenizer.clone(),
+            DeviceChoice::Cpu,
+            self.precision,
+        )
     }
 }
 

@@ -14,4 +14,5 @@ pub mod zeroshot;
 pub use embed::{collect_image_paths, EmbedOptions, ImageEmbedding};
 pub use error::{EngineError, Result};
 pub use loader::{Clip, DeviceChoice, LoadOptions};
+pub use seer_models::Precision;
 pub use zeroshot::{Prediction, ZeroShotClassifier};

@@ -1,6 +1,7 @@
 //! A complete CLIP model: image tower, text tower and the learned temperature.
 
 use candle_core::{Device, Tensor};
+use seer_kernels::Precision;
 
 use crate::config::{ClipConfig, Layout, VisionConfig};
 use crate::error::Result;
@@ -26,9 +27,10 @@ pub struct ClipModel {
 }
 
 impl ClipModel {
-    pub fn load(files: &ModelFiles, device: &Device) -> Result<Self> {
+    /// `precision` sets how CPU matmul weights are stored (ignored elsewhere).
+    pub fn load(files: &ModelFiles, device: &Device, precision: Precision) -> Result<Self> {
         let config = files.read_config()?;
-        let root = Weights::open(&files.weights, device)?;
+        let root = Weights::open(&files.weights, device)?.with_precision(precision);
         Self::from_weights(config, &root)
     }
 
@@ -38,24 +40,17 @@ impl ClipModel {
             Layout::OpenClip => "visual",
             Layout::Transformers => "vision_model",
         });
-        let vision = match &config.vision {
-            VisionConfig::Vit(cfg) => VisionTower::Vit(VisionTransformer::load(
-                &vision_w,
-                root,
-                cfg,
-                config.layout,
-                embed,
-            )?),
-            VisionConfig::ResNet(cfg) => {
-                VisionTower::ResNet(ModifiedResNet::load(&vision_w, cfg, embed)?)
-            }
-        };
         let text_w = if config.text_prefix.is_empty() {
             root.clone()
         } else {
             root.pp(&config.text_prefix)
         };
-        let text = TextTransformer::load(&text_w, root, &config.text, config.layout, embed)?;
+        // The towers are independent: load them side by side.
+        let (vision, text) = rayon::join(
+            || Self::load_vision(&config, &vision_w, root, embed),
+            || TextTransformer::load(&text_w, root, &config.text, config.layout, embed),
+        );
+        let (vision, text) = (vision?, text?);
         // The checkpoint stores log(scale); a model without one gets CLIP's initial 1/0.07.
         let logit_scale = if root.contains("logit_scale") {
             root.get_unchecked("logit_scale")?
@@ -71,6 +66,20 @@ impl ClipModel {
             text,
             logit_scale,
             device: root.device().clone(),
+        })
+    }
+
+    fn load_vision(
+        config: &ClipConfig,
+        w: &Weights,
+        root: &Weights,
+        embed: usize,
+    ) -> Result<VisionTower> {
+        Ok(match &config.vision {
+            VisionConfig::Vit(cfg) => {
+                VisionTower::Vit(VisionTransformer::load(w, root, cfg, config.layout, embed)?)
+            }
+            VisionConfig::ResNet(cfg) => VisionTower::ResNet(ModifiedResNet::load(w, cfg, embed)?),
         })
     }
 
@@ -92,6 +101,22 @@ impl ClipModel {
 
     pub fn embed_dim(&self) -> usize {
         self.config.embed_dim
+    }
+
+    /// Floating-point operations (multiply and add counted apart) of one image
+    /// through a ViT image tower; None for ResNet towers.
+    pub fn image_flops(&self) -> Option<f64> {
+        let VisionConfig::Vit(cfg) = &self.config.vision else {
+            return None;
+        };
+        let t = &cfg.transformer;
+        let (c, m) = (t.width as f64, t.mlp_width as f64);
+        let patches = ((cfg.image_size / cfg.patch_size) as f64).powi(2);
+        let tokens = patches + 1.0;
+        let patch_embed = 2.0 * patches * 3.0 * (cfg.patch_size as f64).powi(2) * c;
+        let per_layer = 2.0 * tokens * (4.0 * c * c + 2.0 * c * m) + 4.0 * tokens * tokens * c;
+        let proj = 2.0 * c * self.config.embed_dim as f64;
+        Some(patch_embed + t.layers as f64 * per_layer + proj)
     }
 
     /// `exp(logit_scale)`, the factor applied to cosine similarities before softmax.

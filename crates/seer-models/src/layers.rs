@@ -1,36 +1,68 @@
 //! Building blocks shared by the towers: linear, LayerNorm, MLP, multi-head
 //! attention and the pre-norm residual block both libraries use.
 
+use std::sync::Arc;
+
 use candle_core::{Module, Tensor, D};
+use rayon::prelude::*;
+use seer_kernels::{Init, PackedWeights};
 
 use crate::config::{Activation, TransformerConfig};
+use crate::cpu::CpuBlock;
 use crate::error::Result;
 use crate::weights::Weights;
 
-/// `y = x Wᵀ + b`. The weight is kept as a transposed view of the checkpoint's
-/// `(out, in)` matrix, so loading copies nothing and any leading dims are flattened
-/// into one matrix product.
+/// `y = x Wᵀ + b`. On the CPU for inference the weight is packed for seer's
+/// kernels (and the checkpoint's copy dropped); elsewhere it is a transposed view
+/// of the checkpoint's `(out, in)` matrix for candle's matmul. Any leading dims
+/// are flattened into one matrix product.
 #[derive(Clone, Debug)]
-pub struct Linear {
-    weight_t: Tensor,
-    bias: Option<Tensor>,
+pub enum Linear {
+    Tensor {
+        weight_t: Tensor,
+        bias: Option<Tensor>,
+    },
+    Packed(Arc<PackedWeights>),
 }
 
 impl Linear {
-    /// From an `(out, in)` weight, as `nn.Linear` stores it.
-    pub fn new(weight: Tensor, bias: Option<Tensor>) -> Result<Self> {
-        Ok(Self {
+    /// From an `(out, in)` weight, as `nn.Linear` stores it; packed when `w` runs
+    /// on the CPU kernels.
+    pub fn new(w: &Weights, weight: Tensor, bias: Option<Tensor>) -> Result<Self> {
+        if w.packs_for_cpu() {
+            let (n, k) = weight.dims2()?;
+            let data = weight.flatten_all()?.to_vec1::<f32>()?;
+            let bias = bias.map(|b| b.to_vec1::<f32>()).transpose()?;
+            return Ok(Self::Packed(Arc::new(PackedWeights::from_rows(
+                &data,
+                n,
+                k,
+                bias,
+                w.precision(),
+            ))));
+        }
+        Ok(Self::Tensor {
             weight_t: weight.t()?,
             bias,
         })
     }
 
     /// From an `(in, out)` matrix that multiplies on the right, as open_clip's `proj`.
-    pub fn from_right_matrix(matrix: Tensor) -> Self {
-        Self {
+    pub fn from_right_matrix(w: &Weights, matrix: Tensor) -> Result<Self> {
+        if w.packs_for_cpu() {
+            let (k, n) = matrix.dims2()?;
+            let data = matrix.flatten_all()?.to_vec1::<f32>()?;
+            return Ok(Self::Packed(Arc::new(PackedWeights::from_right_matrix(
+                &data,
+                k,
+                n,
+                w.precision(),
+            ))));
+        }
+        Ok(Self::Tensor {
             weight_t: matrix,
             bias: None,
-        }
+        })
     }
 
     pub fn load(w: &Weights, in_dim: usize, out_dim: usize, bias: bool) -> Result<Self> {
@@ -40,11 +72,14 @@ impl Linear {
         } else {
             None
         };
-        Self::new(weight, bias)
+        Self::new(w, weight, bias)
     }
 
     pub fn out_dim(&self) -> usize {
-        self.weight_t.dims()[1]
+        match self {
+            Self::Tensor { weight_t, .. } => weight_t.dims()[1],
+            Self::Packed(p) => p.n(),
+        }
     }
 }
 
@@ -53,10 +88,20 @@ impl Module for Linear {
         let dims = x.dims();
         let in_dim = dims[dims.len() - 1];
         let rows = x.elem_count() / in_dim.max(1);
-        let y = x.reshape((rows, in_dim))?.matmul(&self.weight_t)?;
-        let y = match &self.bias {
-            Some(b) => y.broadcast_add(b)?,
-            None => y,
+        let y = match self {
+            Self::Tensor { weight_t, bias } => {
+                let y = x.reshape((rows, in_dim))?.matmul(weight_t)?;
+                match bias {
+                    Some(b) => y.broadcast_add(b)?,
+                    None => y,
+                }
+            }
+            Self::Packed(p) => {
+                let a = x.flatten_all()?.to_vec1::<f32>()?;
+                let mut out = vec![0f32; rows * p.n()];
+                seer_kernels::gemm(&a, rows, p, &mut out, Init::Bias, None);
+                Tensor::from_vec(out, (rows, p.n()), x.device())?
+            }
         };
         let mut out_dims = dims.to_vec();
         *out_dims.last_mut().expect("rank >= 1") = self.out_dim();
@@ -174,71 +219,104 @@ pub struct ResidualBlock {
     ls2: Option<Tensor>,
 }
 
-impl ResidualBlock {
+/// One block's tensors under either library's names, before they become candle
+/// layers or packed CPU kernels.
+pub(crate) struct BlockTensors {
+    pub ln1: (Tensor, Tensor),
+    /// q, k and v projections, stacked along the output dimension: one part
+    /// (open_clip's `in_proj`) or three (transformers' `q_proj`, `k_proj`, `v_proj`).
+    pub qkv: Vec<(Tensor, Tensor)>,
+    pub out: (Tensor, Tensor),
+    pub ln2: (Tensor, Tensor),
+    pub fc1: (Tensor, Tensor),
+    pub fc2: (Tensor, Tensor),
+    pub ls1: Option<Tensor>,
+    pub ls2: Option<Tensor>,
+}
+
+impl BlockTensors {
     /// open_clip / OpenAI naming: `ln_1`, `attn.in_proj_weight`, `mlp.c_fc`, ...
-    pub fn load_open_clip(w: &Weights, cfg: &TransformerConfig) -> Result<Self> {
+    fn load_open_clip(w: &Weights, cfg: &TransformerConfig) -> Result<Self> {
         let c = cfg.width;
-        let qkv = Linear::new(
-            w.get("attn.in_proj_weight", &[3 * c, c])?,
-            Some(w.get("attn.in_proj_bias", &[3 * c])?),
-        )?;
+        let pair = |name: &str, rows: usize, cols: usize| -> Result<(Tensor, Tensor)> {
+            let shape: &[usize] = if cols == 0 { &[rows] } else { &[rows, cols] };
+            Ok((
+                w.get(&format!("{name}.weight"), shape)?,
+                w.get(&format!("{name}.bias"), &[rows])?,
+            ))
+        };
         let layer_scale = |name: &str| -> Result<Option<Tensor>> {
-            if cfg.layer_scale {
-                Ok(Some(w.get(name, &[c])?))
-            } else {
-                Ok(None)
-            }
+            cfg.layer_scale.then(|| w.get(name, &[c])).transpose()
         };
         Ok(Self {
-            ln1: LayerNorm::load(&w.pp("ln_1"), c, cfg.layer_norm_eps)?,
-            attn: Attention {
-                qkv,
-                out: Linear::load(&w.pp("attn.out_proj"), c, c, true)?,
-                heads: cfg.heads,
-                differentiable: w.differentiable(),
-            },
+            ln1: pair("ln_1", c, 0)?,
+            qkv: vec![(
+                w.get("attn.in_proj_weight", &[3 * c, c])?,
+                w.get("attn.in_proj_bias", &[3 * c])?,
+            )],
+            out: pair("attn.out_proj", c, c)?,
+            ln2: pair("ln_2", c, 0)?,
+            fc1: pair("mlp.c_fc", cfg.mlp_width, c)?,
+            fc2: pair("mlp.c_proj", c, cfg.mlp_width)?,
             ls1: layer_scale("ls_1.gamma")?,
-            ln2: LayerNorm::load(&w.pp("ln_2"), c, cfg.layer_norm_eps)?,
-            mlp: Mlp {
-                fc1: Linear::load(&w.pp("mlp.c_fc"), c, cfg.mlp_width, true)?,
-                fc2: Linear::load(&w.pp("mlp.c_proj"), cfg.mlp_width, c, true)?,
-                activation: cfg.activation,
-            },
             ls2: layer_scale("ls_2.gamma")?,
         })
     }
 
     /// transformers naming: `layer_norm1`, `self_attn.{q,k,v}_proj`, `mlp.fc1`, ...
-    /// q, k and v are concatenated once here so inference runs one matmul.
-    pub fn load_transformers(w: &Weights, cfg: &TransformerConfig) -> Result<Self> {
+    fn load_transformers(w: &Weights, cfg: &TransformerConfig) -> Result<Self> {
         let c = cfg.width;
-        let part = |name: &str| -> Result<(Tensor, Tensor)> {
-            let a = w.pp(format!("self_attn.{name}"));
-            Ok((a.get("weight", &[c, c])?, a.get("bias", &[c])?))
+        let pair = |name: &str, rows: usize, cols: usize| -> Result<(Tensor, Tensor)> {
+            let shape: &[usize] = if cols == 0 { &[rows] } else { &[rows, cols] };
+            Ok((
+                w.get(&format!("{name}.weight"), shape)?,
+                w.get(&format!("{name}.bias"), &[rows])?,
+            ))
         };
-        let (qw, qb) = part("q_proj")?;
-        let (kw, kb) = part("k_proj")?;
-        let (vw, vb) = part("v_proj")?;
-        let qkv = Linear::new(
-            Tensor::cat(&[qw, kw, vw], 0)?,
-            Some(Tensor::cat(&[qb, kb, vb], 0)?),
-        )?;
         Ok(Self {
-            ln1: LayerNorm::load(&w.pp("layer_norm1"), c, cfg.layer_norm_eps)?,
-            attn: Attention {
-                qkv,
-                out: Linear::load(&w.pp("self_attn.out_proj"), c, c, true)?,
-                heads: cfg.heads,
-                differentiable: w.differentiable(),
-            },
+            ln1: pair("layer_norm1", c, 0)?,
+            qkv: ["q", "k", "v"]
+                .iter()
+                .map(|p| pair(&format!("self_attn.{p}_proj"), c, c))
+                .collect::<Result<_>>()?,
+            out: pair("self_attn.out_proj", c, c)?,
+            ln2: pair("layer_norm2", c, 0)?,
+            fc1: pair("mlp.fc1", cfg.mlp_width, c)?,
+            fc2: pair("mlp.fc2", c, cfg.mlp_width)?,
             ls1: None,
-            ln2: LayerNorm::load(&w.pp("layer_norm2"), c, cfg.layer_norm_eps)?,
+            ls2: None,
+        })
+    }
+}
+
+impl ResidualBlock {
+    fn from_tensors(w: &Weights, t: BlockTensors, cfg: &TransformerConfig) -> Result<Self> {
+        let differentiable = w.differentiable();
+        // One fused q/k/v matmul at inference.
+        let (qkv_w, qkv_b): (Vec<Tensor>, Vec<Tensor>) = t.qkv.into_iter().unzip();
+        let (qkv_w, qkv_b) = (Tensor::cat(&qkv_w, 0)?, Tensor::cat(&qkv_b, 0)?);
+        let norm = |(weight, bias): (Tensor, Tensor)| LayerNorm {
+            weight,
+            bias,
+            eps: cfg.layer_norm_eps as f32,
+            differentiable,
+        };
+        Ok(Self {
+            ln1: norm(t.ln1),
+            attn: Attention {
+                qkv: Linear::new(w, qkv_w, Some(qkv_b))?,
+                out: Linear::new(w, t.out.0, Some(t.out.1))?,
+                heads: cfg.heads,
+                differentiable,
+            },
+            ls1: t.ls1,
+            ln2: norm(t.ln2),
             mlp: Mlp {
-                fc1: Linear::load(&w.pp("mlp.fc1"), c, cfg.mlp_width, true)?,
-                fc2: Linear::load(&w.pp("mlp.fc2"), cfg.mlp_width, c, true)?,
+                fc1: Linear::new(w, t.fc1.0, Some(t.fc1.1))?,
+                fc2: Linear::new(w, t.fc2.0, Some(t.fc2.1))?,
                 activation: cfg.activation,
             },
-            ls2: None,
+            ls2: t.ls2,
         })
     }
 
@@ -253,33 +331,73 @@ impl ResidualBlock {
     }
 }
 
-/// A stack of residual blocks.
+/// A stack of residual blocks: candle layers, or packed CPU kernels for inference.
 #[derive(Clone, Debug)]
-pub struct Transformer {
-    blocks: Vec<ResidualBlock>,
+pub enum Transformer {
+    Candle(Vec<ResidualBlock>),
+    Cpu(Vec<Arc<CpuBlock>>),
 }
 
 impl Transformer {
     /// open_clip: `<prefix>.resblocks.{i}`.
     pub fn load_open_clip(w: &Weights, cfg: &TransformerConfig) -> Result<Self> {
-        let blocks = (0..cfg.layers)
-            .map(|i| ResidualBlock::load_open_clip(&w.pp(format!("resblocks.{i}")), cfg))
-            .collect::<Result<_>>()?;
-        Ok(Self { blocks })
+        Self::load(w, cfg, |i| {
+            BlockTensors::load_open_clip(&w.pp(format!("resblocks.{i}")), cfg)
+        })
     }
 
     /// transformers: `<prefix>.layers.{i}`.
     pub fn load_transformers(w: &Weights, cfg: &TransformerConfig) -> Result<Self> {
-        let blocks = (0..cfg.layers)
-            .map(|i| ResidualBlock::load_transformers(&w.pp(format!("layers.{i}")), cfg))
-            .collect::<Result<_>>()?;
-        Ok(Self { blocks })
+        Self::load(w, cfg, |i| {
+            BlockTensors::load_transformers(&w.pp(format!("layers.{i}")), cfg)
+        })
     }
 
+    /// Blocks are converted one at a time, so only one block's checkpoint tensors
+    /// are alive beside the packed model.
+    fn load(
+        w: &Weights,
+        cfg: &TransformerConfig,
+        block: impl Fn(usize) -> Result<BlockTensors> + Sync,
+    ) -> Result<Self> {
+        if w.packs_for_cpu() {
+            // Blocks load in parallel: reading and first-touching the packed
+            // buffers is most of start-up, and it scales with the cores.
+            let blocks = (0..cfg.layers)
+                .into_par_iter()
+                .map(|i| Ok(Arc::new(CpuBlock::new(block(i)?, cfg, w.precision())?)))
+                .collect::<Result<_>>()?;
+            return Ok(Self::Cpu(blocks));
+        }
+        let blocks = (0..cfg.layers)
+            .map(|i| ResidualBlock::from_tensors(w, block(i)?, cfg))
+            .collect::<Result<_>>()?;
+        Ok(Self::Candle(blocks))
+    }
+
+    /// `x`: (batch, tokens, width). `mask`: the additive causal mask of text
+    /// towers, or None; the CPU kernels apply the causal pattern directly.
     pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> candle_core::Result<Tensor> {
-        self.blocks
-            .iter()
-            .try_fold(x.clone(), |x, block| block.forward(&x, mask))
+        match self {
+            Self::Candle(blocks) => blocks
+                .iter()
+                .try_fold(x.clone(), |x, block| block.forward(&x, mask)),
+            Self::Cpu(blocks) => crate::cpu::forward(blocks, x, mask.is_some()),
+        }
+    }
+
+    /// Causal forward over `x` (rows, width) holding `sequences` (first row,
+    /// length) back to back, without padding. Only the CPU kernels support this;
+    /// candle layers return None and callers pad instead.
+    pub fn forward_causal_packed(
+        &self,
+        x: &Tensor,
+        sequences: &[(usize, usize)],
+    ) -> Option<candle_core::Result<Tensor>> {
+        match self {
+            Self::Candle(_) => None,
+            Self::Cpu(blocks) => Some(crate::cpu::forward_packed(blocks, x, sequences, true)),
+        }
     }
 }
 

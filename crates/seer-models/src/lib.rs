@@ -7,10 +7,12 @@
 
 pub mod clip;
 pub mod config;
+pub mod cpu;
 pub mod error;
 pub mod files;
 pub mod layers;
 pub mod resnet;
+pub mod safetensors;
 pub mod text;
 pub mod vit;
 pub mod weights;
@@ -21,5 +23,6 @@ pub use config::{Activation, ClipConfig, Layout, VisionConfig};
 pub use error::{ModelError, Result};
 pub use files::ModelFiles;
 pub use layers::l2_normalize;
+pub use seer_kernels::Precision;
 pub use text::{TextPadding, EOT_TOKEN};
 pub use weights::Weights;

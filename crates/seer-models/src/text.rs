@@ -52,7 +52,7 @@ impl TextTransformer {
                 if cfg.proj_bias {
                     Linear::load(&w.pp("text_projection"), c, embed_dim, true)?
                 } else {
-                    Linear::from_right_matrix(w.get("text_projection", &[c, embed_dim])?)
+                    Linear::from_right_matrix(w, w.get("text_projection", &[c, embed_dim])?)?
                 },
             ),
             Layout::Transformers => {
@@ -112,6 +112,11 @@ impl TextTransformer {
                 self.token_embedding.device(),
             )?);
         }
+        if padding == TextPadding::Longest {
+            if let Some(features) = self.forward_unpadded(sequences, &eot_positions)? {
+                return Ok(features);
+            }
+        }
         let t = match padding {
             TextPadding::Longest => sequences.iter().map(Vec::len).max().unwrap_or(1),
             TextPadding::Context => ctx,
@@ -139,6 +144,43 @@ impl TextTransformer {
         let rows = Tensor::from_vec(rows, b, device)?;
         let pooled = x.reshape((b * t, c))?.index_select(&rows, 0)?;
         Ok(self.proj.forward(&self.ln_final.forward(&pooled)?)?)
+    }
+}
+
+impl TextTransformer {
+    /// The sequences back to back with no padding at all (CPU kernels only):
+    /// attention stays within each sequence and is causal, so this equals any
+    /// padded run, while a batch of short prompts costs only its real tokens.
+    fn forward_unpadded(
+        &self,
+        sequences: &[Vec<u32>],
+        eot_positions: &[usize],
+    ) -> Result<Option<Tensor>> {
+        let device = self.token_embedding.device();
+        let mut ids = Vec::new();
+        let mut positions = Vec::new();
+        let mut spans = Vec::with_capacity(sequences.len());
+        for seq in sequences {
+            spans.push((ids.len(), seq.len()));
+            ids.extend_from_slice(seq);
+            positions.extend(0..seq.len() as u32);
+        }
+        let rows = ids.len();
+        let ids = Tensor::from_vec(ids, rows, device)?;
+        let positions = Tensor::from_vec(positions, rows, device)?;
+        let x = (self.token_embedding.index_select(&ids, 0)?
+            + self.position_embedding.index_select(&positions, 0)?)?;
+        let Some(x) = self.transformer.forward_causal_packed(&x, &spans) else {
+            return Ok(None);
+        };
+        let eot_rows: Vec<u32> = spans
+            .iter()
+            .zip(eot_positions)
+            .map(|(&(start, _), &p)| (start + p) as u32)
+            .collect();
+        let eot_rows = Tensor::from_vec(eot_rows, sequences.len(), device)?;
+        let pooled = x?.index_select(&eot_rows, 0)?;
+        Ok(Some(self.proj.forward(&self.ln_final.forward(&pooled)?)?))
     }
 }
 

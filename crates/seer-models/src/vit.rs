@@ -48,7 +48,7 @@ impl VisionTransformer {
                     },
                     Transformer::load_open_clip(&w.pp("transformer"), &cfg.transformer)?,
                     LayerNorm::load(&w.pp("ln_post"), c, eps)?,
-                    Linear::from_right_matrix(w.get("proj", &[c, embed_dim])?),
+                    Linear::from_right_matrix(w, w.get("proj", &[c, embed_dim])?)?,
                 ),
                 Layout::Transformers => {
                     let e = w.pp("embeddings");
@@ -65,7 +65,7 @@ impl VisionTransformer {
             };
         Ok(Self {
             cfg: cfg.clone(),
-            patch_embed: Linear::new(conv.reshape((c, 3 * p * p))?, None)?,
+            patch_embed: Linear::new(w, conv.reshape((c, 3 * p * p))?, None)?,
             class_embedding: class_embedding.reshape((1, 1, c))?,
             position_embedding: position_embedding.unsqueeze(0)?,
             ln_pre,

@@ -1,6 +1,7 @@
 //! Read-only access to a checkpoint's tensors, whatever the file format.
 //!
-//! safetensors files are memory-mapped; PyTorch `.bin`/`.pt` zip archives are read
+//! safetensors tensors are read one at a time with positioned reads (see
+//! [`crate::safetensors`]); PyTorch `.bin`/`.pt` zip archives are read
 //! through candle's pickle reader, which only interprets the pickle opcodes that
 //! describe tensors and never imports or runs Python code.
 
@@ -8,13 +9,14 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Tensor};
+use seer_kernels::Precision;
 
 use crate::error::{ModelError, Result};
+use crate::safetensors::SafetensorsFile;
 
 enum Source {
-    Safetensors(MmapedSafetensors),
+    Safetensors(SafetensorsFile),
     /// Tensors already in memory: a PyTorch file read through the pickle reader, or
     /// a trainer's parameters.
     Tensors(HashMap<String, Tensor>),
@@ -32,6 +34,8 @@ pub struct Weights {
     prefix: String,
     /// Build layers from autograd-friendly ops (see [`Weights::trainable`]).
     differentiable: bool,
+    /// Storage of packed CPU matmul weights.
+    precision: Precision,
 }
 
 impl Weights {
@@ -42,10 +46,7 @@ impl Weights {
         };
         let is_safetensors = path.extension().is_some_and(|e| e == "safetensors");
         let source = if is_safetensors {
-            // SAFETY: the file is mapped read-only; like every mmap user we rely on it
-            // not being truncated while the model is loaded.
-            let st = unsafe { MmapedSafetensors::new(path) }.map_err(|e| fail(e.to_string()))?;
-            Source::Safetensors(st)
+            Source::Safetensors(SafetensorsFile::open(path)?)
         } else {
             Source::Tensors(read_pickle_state_dict(path).map_err(fail)?)
         };
@@ -55,6 +56,7 @@ impl Weights {
             device: device.clone(),
             prefix: String::new(),
             differentiable: false,
+            precision: Precision::F32,
         })
     }
 
@@ -69,6 +71,7 @@ impl Weights {
             device: device.clone(),
             prefix: String::new(),
             differentiable: true,
+            precision: Precision::F32,
         }
     }
 
@@ -94,7 +97,29 @@ impl Weights {
             device: device.clone(),
             prefix: String::new(),
             differentiable: false,
+            precision: Precision::F32,
         }
+    }
+
+    /// The same checkpoint, with matmul weights stored at `precision`.
+    pub fn with_precision(mut self, precision: Precision) -> Self {
+        self.precision = precision;
+        self
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// Whether layers run on seer's packed CPU kernels (CPU inference) rather than
+    /// candle ops (GPU, or training, which needs autograd).
+    pub fn packs_for_cpu(&self) -> bool {
+        self.device.is_cpu() && !self.differentiable
+    }
+
+    /// Tensor `name` as a flat f32 vector (shape checked).
+    pub fn get_vec(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        Ok(self.get(name, shape)?.flatten_all()?.to_vec1::<f32>()?)
     }
 
     pub fn device(&self) -> &Device {
@@ -123,7 +148,7 @@ impl Weights {
     pub fn contains(&self, name: &str) -> bool {
         let full = self.full_name(name);
         match &*self.source {
-            Source::Safetensors(st) => st.get(&full).is_ok(),
+            Source::Safetensors(st) => st.contains(&full),
             Source::Tensors(map) => map.contains_key(&full),
             Source::Random => true,
         }
@@ -132,7 +157,8 @@ impl Weights {
     /// Tensor `name` as f32 on the model's device, with its shape checked.
     pub fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
         if let Source::Random = &*self.source {
-            return Ok((Tensor::randn(0f32, 1.0, shape, &self.device)? * 0.02)?);
+            let values = random_normal(&self.full_name(name), shape.iter().product(), 0.02);
+            return Ok(Tensor::from_vec(values, shape, &self.device)?);
         }
         let t = self.get_unchecked(name)?;
         if t.dims() != shape {
@@ -154,12 +180,7 @@ impl Weights {
             name: full.clone(),
         };
         let t = match &*self.source {
-            Source::Safetensors(st) => {
-                if st.get(&full).is_err() {
-                    return Err(missing());
-                }
-                st.load(&full, &self.device)?
-            }
+            Source::Safetensors(st) => st.load(&full, &self.device)?.ok_or_else(missing)?,
             Source::Tensors(map) => map
                 .get(&full)
                 .ok_or_else(missing)?
@@ -174,9 +195,9 @@ impl Weights {
         let full = self.full_name(name);
         match &*self.source {
             Source::Safetensors(st) => {
-                st.get(&full)
-                    .map(|v| v.shape().to_vec())
-                    .map_err(|_| ModelError::MissingTensor {
+                st.shape(&full)
+                    .map(<[usize]>::to_vec)
+                    .ok_or_else(|| ModelError::MissingTensor {
                         path: self.path.to_path_buf(),
                         name: full,
                     })
@@ -192,6 +213,28 @@ impl Weights {
             Source::Random => Err(ModelError::Unsupported("shapes of random weights".into())),
         }
     }
+}
+
+/// `n` values ~ N(0, std²) that depend only on `name`: a random model is the same
+/// in every process, so runs (f32 against bf16, say) can be compared.
+fn random_normal(name: &str, n: usize, std: f32) -> Vec<f32> {
+    // FNV-1a of the name seeds a splitmix64 stream; Box-Muller makes it normal.
+    let mut state = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    });
+    let mut next = move || {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    };
+    (0..n)
+        .map(|_| {
+            let (u, v) = (next().max(f64::MIN_POSITIVE), next());
+            ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32 * std
+        })
+        .collect()
 }
 
 /// Reads a PyTorch state dict, also when it is nested under `state_dict` (training

@@ -1,7 +1,7 @@
 //! The text tower alone against the reference, on the reference's own token ids:
 //! separates model parity from tokenizer parity (tested in seer-tokenizer).
 
-use seer_models::{ClipModel, Device, ModelFiles, TextPadding};
+use seer_models::{ClipModel, Device, ModelFiles, Precision, TextPadding};
 use seer_testkit::{
     matrix, max_abs_diff, model_fixture as fixture, model_reference, token_lists, MODEL_FIXTURES,
 };
@@ -11,7 +11,7 @@ fn text_features_match_reference_for_every_layout() {
     for name in MODEL_FIXTURES {
         let reference = model_reference(name);
         let files = ModelFiles::from_dir(&fixture(name)).unwrap();
-        let model = ClipModel::load(&files, &Device::Cpu).unwrap();
+        let model = ClipModel::load(&files, &Device::Cpu, Precision::F32).unwrap();
         let tokens = token_lists(&reference["tokens"]);
         let expected = matrix(&reference["text_features"]);
         for padding in [TextPadding::Longest, TextPadding::Context] {
@@ -41,6 +41,7 @@ fn each_sequence_is_pooled_at_its_own_end_token() {
     let model = ClipModel::load(
         &ModelFiles::from_dir(&fixture("openclip-vit")).unwrap(),
         &Device::Cpu,
+        Precision::F32,
     )
     .unwrap();
     let short = vec![49406, 320, 1929, 49407];
@@ -63,6 +64,7 @@ fn bad_token_input_is_an_error_not_a_panic() {
     let model = ClipModel::load(
         &ModelFiles::from_dir(&fixture("hf-vit-quickgelu")).unwrap(),
         &Device::Cpu,
+        Precision::F32,
     )
     .unwrap();
     assert!(

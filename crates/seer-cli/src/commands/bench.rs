@@ -11,11 +11,11 @@ use std::time::Instant;
 use anyhow::Context;
 use seer_engine::{collect_image_paths, Clip, EmbedOptions};
 use seer_image::PreprocessConfig;
-use seer_models::{ClipConfig, ClipModel, Device, Tensor, TextPadding, Weights};
+use seer_models::{ClipConfig, ClipModel, Device, Precision, Tensor, TextPadding, Weights};
 use seer_tokenizer::ClipTokenizer;
 use serde_json::{json, Value};
 
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 pub struct Args {
     /// Benchmark this model instead of a random-weight ViT-B/32.
     #[arg(long)]
@@ -35,6 +35,9 @@ pub struct Args {
     /// How many of those files to embed end to end.
     #[arg(long, default_value_t = 256)]
     files: usize,
+    /// Matmul weights for seer: f32 or bf16.
+    #[arg(long, default_value = "f32", value_parser = crate::common::parse_precision)]
+    precision: Precision,
     /// Threads for seer and for the reference.
     #[arg(long, default_value_t = 2)]
     threads: usize,
@@ -96,11 +99,25 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         "threads": args.threads,
         "image_model": {},
     });
+    results["precision"] = json!(args.precision.name());
+    let flops = clip.model.image_flops();
+    let peak = seer_kernels::peak::f32_gflops();
+    results["image_gflop_per_image"] = json!(flops.map(|f| f / 1e9));
+    results["peak_f32_gflops"] = json!(peak);
     for &b in &args.batch_sizes {
         anyhow::ensure!(b > 0, "batch sizes must be positive");
         let ips = bench_image_model(&clip, b, args.iterations)?;
         results["image_model"][b.to_string()] = json!(ips);
-        eprintln!("seer  image model-only   batch {b:>3}: {ips:8.2} images/s");
+        let rate = flops.map(|f| ips * f / 1e9);
+        results["image_model_gflops"][b.to_string()] = json!(rate);
+        let achieved = match (rate, peak) {
+            (Some(r), Some(p)) => format!(
+                " ({r:.0} GFLOP/s, {:.0}% of the f32 peak {p:.0})",
+                100.0 * r / p
+            ),
+            _ => String::new(),
+        };
+        eprintln!("seer  image model-only   batch {b:>3}: {ips:8.2} images/s{achieved}");
     }
     let tokens: Vec<Vec<u32>> = PROMPTS.iter().map(|p| clip.tokenize(p)).collect();
     let mean_len = tokens.iter().map(Vec::len).sum::<usize>() as f64 / tokens.len() as f64;
@@ -133,6 +150,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
     }
 
+    if args.precision != Precision::F32 {
+        let agreement = compare_with_f32(&clip, &args)?;
+        eprintln!(
+            "seer  {} vs f32 cosine: images min {:.5}, texts min {:.5}",
+            args.precision.name(),
+            agreement["image_cosine_min"].as_f64().unwrap_or(f64::NAN),
+            agreement["text_cosine_min"].as_f64().unwrap_or(f64::NAN)
+        );
+        results["agreement_with_f32"] = agreement;
+    }
     if let Some(python) = &args.reference {
         let reference = run_reference(python, &args)?;
         results["reference"] = reference.clone();
@@ -146,6 +173,53 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Cosine similarity between this model's embeddings and those of the same
+/// weights in f32, over the prompts and a batch of real images (or noise).
+fn compare_with_f32(clip: &Clip, args: &Args) -> anyhow::Result<Value> {
+    let exact = load(&Args {
+        precision: Precision::F32,
+        ..args.clone()
+    })?;
+    let tokens: Vec<Vec<u32>> = PROMPTS.iter().map(|p| clip.tokenize(p)).collect();
+    let texts = (
+        clip.model.encode_texts(&tokens, TextPadding::Longest)?,
+        exact.model.encode_texts(&tokens, TextPadding::Longest)?,
+    );
+    let (files, _) = collect_image_paths(std::slice::from_ref(&args.images));
+    let s = clip.model.image_size();
+    let pixels = if files.is_empty() {
+        Tensor::randn(0f32, 1.0, (32, 3, s, s), clip.model.device())?
+    } else {
+        let images: Vec<Tensor> = files
+            .iter()
+            .take(32)
+            .filter_map(|f| {
+                seer_image::load_and_preprocess(f, &clip.preprocess, &Default::default()).ok()
+            })
+            .map(|img| Tensor::from_vec(img, (3, s, s), clip.model.device()))
+            .collect::<Result<_, _>>()?;
+        Tensor::stack(&images, 0)?
+    };
+    let images = (
+        clip.model.encode_images(&pixels)?,
+        exact.model.encode_images(&pixels)?,
+    );
+    let cosines = |(a, b): (Tensor, Tensor)| -> anyhow::Result<Vec<f32>> {
+        let (a, b) = (
+            seer_models::l2_normalize(&a)?,
+            seer_models::l2_normalize(&b)?,
+        );
+        Ok((a * b)?.sum(1)?.to_vec1::<f32>()?)
+    };
+    let (ti, tt) = (cosines(images)?, cosines(texts)?);
+    let min = |v: &[f32]| v.iter().copied().fold(f32::INFINITY, f32::min);
+    let mean = |v: &[f32]| v.iter().sum::<f32>() / v.len().max(1) as f32;
+    Ok(json!({
+        "image_cosine_min": min(&ti), "image_cosine_mean": mean(&ti), "images": ti.len(),
+        "text_cosine_min": min(&tt), "text_cosine_mean": mean(&tt), "texts": tt.len(),
+    }))
+}
+
 fn load(args: &Args) -> anyhow::Result<Clip> {
     let tokenizer_path = args.tokenizer.clone().unwrap_or_else(|| {
         PathBuf::from("../shared/data/clip-tokenizer/bpe_simple_vocab_16e6.txt.gz")
@@ -154,12 +228,16 @@ fn load(args: &Args) -> anyhow::Result<Clip> {
         let options = seer_engine::LoadOptions {
             tokenizer: args.tokenizer.clone(),
             progress: crate::output::stderr_is_terminal(),
+            precision: args.precision,
             ..Default::default()
         };
         return Clip::load(spec, &options).with_context(|| format!("cannot load model '{spec}'"));
     }
     let config = ClipConfig::from_transformers_json("{}", Path::new("<ViT-B/32 defaults>"))?;
-    let model = ClipModel::from_weights(config, &Weights::random(&Device::Cpu))?;
+    let model = ClipModel::from_weights(
+        config,
+        &Weights::random(&Device::Cpu).with_precision(args.precision),
+    )?;
     let tokenizer = ClipTokenizer::from_file(&tokenizer_path).with_context(|| {
         format!(
             "the benchmark needs the CLIP tokenizer: pass --tokenizer (tried {})",
@@ -282,8 +360,13 @@ fn print_table(r: &Value) {
             ));
         }
     }
-    rows.push(("texts, padded to 77 tokens".into(), "text_context".into()));
-    rows.push(("texts, padded to longest".into(), "text_longest".into()));
+    rows.push((
+        "texts, both padded to 77 tokens".into(),
+        "text_context".into(),
+    ));
+    // seer's default runs prompts unpadded (exact: the tower is causal); PyTorch
+    // pads to the longest prompt of the batch.
+    rows.push(("texts, unpadded / longest".into(), "text_longest".into()));
     rows.push(("images, end to end from files".into(), "e2e".into()));
     for (label, key) in rows {
         let get = |root: &Value| key.split('/').fold(root.clone(), |v, k| v[k].clone());

@@ -187,6 +187,7 @@ fn resolve_start(args: &Args) -> anyhow::Result<Start> {
                     tokenizer: args.tokenizer.clone(),
                     progress: false,
                     device,
+                    ..Default::default()
                 },
             )
             .with_context(|| format!("cannot load model '{spec}'"))?;

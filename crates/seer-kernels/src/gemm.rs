@@ -1,0 +1,747 @@
+//! `C = A·Wᵀ` for inference, against weights packed once at load time.
+//!
+//! The layout follows the usual BLIS blocking: the weight matrix is stored as
+//! panels of [`NR`] output features, each panel `K × NR` contiguous, so a
+//! micro-kernel streams it linearly; activations are re-packed per call into
+//! `MR`-row panels of `KC` columns that stay in L2 while every weight panel passes
+//! by. The micro-kernel keeps an `MR × NR` tile of C in registers and adds it to C
+//! in memory, so C is first initialised (bias, or bias added to a residual already
+//! there) and finished with an optional activation: Linear, residual add and GELU
+//! cost one pass over C instead of three.
+//!
+//! bf16 weights are stored as pairs along K, the operand order of AVX-512 BF16's
+//! `vdpbf16ps`; activations are rounded to bf16 while packing. Without that
+//! instruction a portable kernel widens bf16 weights to f32 (memory savings only).
+
+use std::cell::RefCell;
+
+use rayon::prelude::*;
+
+use crate::isa::Isa;
+use crate::ops::apply_activation;
+
+/// Output features per weight panel (two 16-lane vectors).
+pub const NR: usize = 32;
+/// Depth of one packed block of activations.
+const KC: usize = 512;
+/// Rows of activations packed at a time (rounded down to the kernel's MR).
+const MC: usize = 112;
+/// Below this many multiply-adds a product runs on the calling thread.
+const PARALLEL_MIN_MACS: usize = 1 << 18;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Precision {
+    #[default]
+    F32,
+    /// Weights rounded to bfloat16: half the memory; with AVX-512 BF16 the
+    /// activations are rounded too and products run at twice the f32 rate.
+    Bf16,
+}
+
+impl Precision {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "f32" | "fp32" => Some(Self::F32),
+            "bf16" => Some(Self::Bf16),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::F32 => "f32",
+            Self::Bf16 => "bf16",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    /// `x·σ(1.702x)` (OpenAI CLIP).
+    QuickGelu,
+    /// Exact erf GELU (`nn.GELU()`).
+    Gelu,
+}
+
+/// What C holds before the product is added.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Init {
+    /// Overwrite C with the bias (zero without one).
+    Bias,
+    /// C already holds a residual: add the bias to it.
+    AddToOutput,
+}
+
+enum Panels {
+    F32(Vec<f32>),
+    /// Pairs of consecutive K values per output feature, K padded to even.
+    Bf16(Vec<u16>),
+}
+
+/// A weight matrix `(n, k)` (nn.Linear's `(out, in)`) in kernel layout, with its bias.
+pub struct PackedWeights {
+    n: usize,
+    k: usize,
+    /// K rounded up to the packing granularity (2 for bf16).
+    k_padded: usize,
+    panels: Panels,
+    bias: Option<Vec<f32>>,
+}
+
+impl std::fmt::Debug for PackedWeights {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PackedWeights")
+            .field("n", &self.n)
+            .field("k", &self.k)
+            .field("precision", &self.precision())
+            .finish()
+    }
+}
+
+impl PackedWeights {
+    /// Packs the `n × k` matrix whose row `j` (output feature `j`) is `row(j)`.
+    pub fn pack<'a, F>(
+        n: usize,
+        k: usize,
+        row: F,
+        bias: Option<Vec<f32>>,
+        precision: Precision,
+    ) -> Self
+    where
+        F: Fn(usize) -> &'a [f32] + Sync,
+    {
+        let panels = n.div_ceil(NR);
+        match precision {
+            Precision::F32 => {
+                let mut data: Vec<f32> = crate::alloc::zeroed_vec(panels * k * NR);
+                data.par_chunks_mut(k * NR)
+                    .enumerate()
+                    .for_each(|(p, panel)| {
+                        // Sequential writes; the panel's 32 source rows are read
+                        // a cache line at a time and stay in L1.
+                        let rows: Vec<&[f32]> = (0..NR.min(n - p * NR))
+                            .map(|j| &row(p * NR + j)[..k])
+                            .collect();
+                        for (kk, dst) in panel.chunks_exact_mut(NR).enumerate() {
+                            for (d, src) in dst.iter_mut().zip(&rows) {
+                                *d = src[kk];
+                            }
+                        }
+                    });
+                Self {
+                    n,
+                    k,
+                    k_padded: k,
+                    panels: Panels::F32(data),
+                    bias,
+                }
+            }
+            Precision::Bf16 => {
+                let kp = k.next_multiple_of(2);
+                let mut data: Vec<u16> = crate::alloc::zeroed_vec(panels * kp * NR);
+                data.par_chunks_mut(kp * NR)
+                    .enumerate()
+                    .for_each(|(p, panel)| {
+                        let rows: Vec<&[f32]> = (0..NR.min(n - p * NR))
+                            .map(|j| &row(p * NR + j)[..k])
+                            .collect();
+                        for (kp, dst) in panel.chunks_exact_mut(2 * NR).enumerate() {
+                            for (j, src) in rows.iter().enumerate() {
+                                dst[2 * j] = f32_to_bf16(src[2 * kp]);
+                                dst[2 * j + 1] = src.get(2 * kp + 1).map_or(0, |&v| f32_to_bf16(v));
+                            }
+                        }
+                    });
+                Self {
+                    n,
+                    k,
+                    k_padded: kp,
+                    panels: Panels::Bf16(data),
+                    bias,
+                }
+            }
+        }
+    }
+
+    /// Packs a row-major `(n, k)` matrix.
+    pub fn from_rows(
+        weight: &[f32],
+        n: usize,
+        k: usize,
+        bias: Option<Vec<f32>>,
+        precision: Precision,
+    ) -> Self {
+        assert_eq!(weight.len(), n * k, "weight is not {n}×{k}");
+        Self::pack(n, k, |j| &weight[j * k..(j + 1) * k], bias, precision)
+    }
+
+    /// Packs a row-major `(k, n)` matrix that multiplies on the right (`x·M`).
+    pub fn from_right_matrix(matrix: &[f32], k: usize, n: usize, precision: Precision) -> Self {
+        assert_eq!(matrix.len(), n * k, "matrix is not {k}×{n}");
+        let mut t = vec![0f32; n * k];
+        for (kk, row) in matrix.chunks_exact(n).enumerate() {
+            for (j, &v) in row.iter().enumerate() {
+                t[j * k + kk] = v;
+            }
+        }
+        Self::from_rows(&t, n, k, None, precision)
+    }
+
+    /// Output features.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Input features.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    pub fn precision(&self) -> Precision {
+        match self.panels {
+            Panels::F32(_) => Precision::F32,
+            Panels::Bf16(_) => Precision::Bf16,
+        }
+    }
+
+    /// Heap bytes held.
+    pub fn bytes(&self) -> usize {
+        let panels = match &self.panels {
+            Panels::F32(d) => d.len() * 4,
+            Panels::Bf16(d) => d.len() * 2,
+        };
+        panels + self.bias.as_ref().map_or(0, |b| b.len() * 4)
+    }
+
+    /// Start of panel `p` at depth `k0` (in elements of the panel type).
+    fn panel_offset(&self, p: usize, k0: usize) -> usize {
+        p * self.k_padded * NR + k0 * NR
+    }
+}
+
+/// `c (m×n) = init + a (m×k) · Wᵀ`, then `act`, with the best kernel for this CPU.
+pub fn gemm(
+    a: &[f32],
+    m: usize,
+    w: &PackedWeights,
+    c: &mut [f32],
+    init: Init,
+    act: Option<Activation>,
+) {
+    gemm_with_isa(Isa::detected(), a, m, w, c, init, act)
+}
+
+/// [`gemm`] with an explicit kernel family (tests compare them all).
+pub fn gemm_with_isa(
+    isa: Isa,
+    a: &[f32],
+    m: usize,
+    w: &PackedWeights,
+    c: &mut [f32],
+    init: Init,
+    act: Option<Activation>,
+) {
+    let (n, k) = (w.n, w.k);
+    assert_eq!(a.len(), m * k, "activations are not {m}×{k}");
+    assert_eq!(c.len(), m * n, "output is not {m}×{n}");
+    if m == 0 || n == 0 {
+        return;
+    }
+    let kernel = Kernel::select(isa, w.precision());
+    let panels = n.div_ceil(NR);
+    let tiles = m.div_ceil(kernel.mr);
+    let threads = if m * n * k < PARALLEL_MIN_MACS {
+        1
+    } else {
+        rayon::current_num_threads()
+    };
+    // Split rows when every thread gets a few tiles: each thread then packs only
+    // its own rows (streaming the weights is cheap, they sit in L2/L3). Small
+    // batches split output features instead.
+    let (m_chunks, n_chunks) = if tiles >= 4 * threads {
+        (threads, 1)
+    } else {
+        let n_chunks = threads.min((panels / 4).max(1));
+        (threads.div_ceil(n_chunks).min(tiles), n_chunks)
+    };
+    let c_ptr = SendPtr(c.as_mut_ptr());
+    let task = |t: usize| {
+        let (mi, ni) = (t / n_chunks, t % n_chunks);
+        let rows = split(tiles, m_chunks, mi);
+        let rows = (rows.start * kernel.mr).min(m)..(rows.end * kernel.mr).min(m);
+        let panel_range = split(panels, n_chunks, ni);
+        // SAFETY: tasks cover disjoint (rows × panels) blocks of C.
+        unsafe { run_block(&kernel, a, w, c_ptr.get(), rows, panel_range, init, act) }
+    };
+    let tasks = n_chunks * m_chunks;
+    if tasks == 1 {
+        task(0);
+    } else {
+        (0..tasks).into_par_iter().for_each(task);
+    }
+}
+
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+
+impl SendPtr {
+    /// A method, so closures capture the Send wrapper rather than its field.
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+/// Part `i` of `0..len` cut into `parts` near-equal ranges.
+fn split(len: usize, parts: usize, i: usize) -> std::ops::Range<usize> {
+    let base = len / parts;
+    let extra = len % parts;
+    let start = i * base + i.min(extra);
+    start..start + base + usize::from(i < extra)
+}
+
+thread_local! {
+    static PACKED_A: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// One block of C: rows × weight panels, all of K.
+#[allow(clippy::too_many_arguments)]
+unsafe fn run_block(
+    kernel: &Kernel,
+    a: &[f32],
+    w: &PackedWeights,
+    c: *mut f32,
+    rows: std::ops::Range<usize>,
+    panels: std::ops::Range<usize>,
+    init: Init,
+    act: Option<Activation>,
+) {
+    let (n, k) = (w.n, w.k);
+    let cols = (panels.start * NR).min(n)..(panels.end * NR).min(n);
+    if rows.is_empty() || cols.is_empty() {
+        return;
+    }
+    for r in rows.clone() {
+        let out = std::slice::from_raw_parts_mut(c.add(r * n + cols.start), cols.len());
+        match (&w.bias, init) {
+            (Some(b), Init::Bias) => out.copy_from_slice(&b[cols.clone()]),
+            (None, Init::Bias) => out.fill(0.0),
+            (Some(b), Init::AddToOutput) => {
+                for (o, &bv) in out.iter_mut().zip(&b[cols.clone()]) {
+                    *o += bv;
+                }
+            }
+            (None, Init::AddToOutput) => {}
+        }
+    }
+    let mr = kernel.mr;
+    let mc = (MC / mr).max(1) * mr;
+    PACKED_A.with_borrow_mut(|packed| {
+        packed.resize(mc * KC, 0);
+        let mut m0 = rows.start;
+        while m0 < rows.end {
+            let mrows = mc.min(rows.end - m0);
+            let mut k0 = 0;
+            while k0 < k {
+                let kc = KC.min(k - k0);
+                let block = ABlock {
+                    a,
+                    lda: k,
+                    m0,
+                    mrows,
+                    k0,
+                    kc,
+                };
+                let stride = (kernel.pack_a)(&block, mr, packed);
+                for p in panels.clone() {
+                    let pcols = NR.min(n - p * NR);
+                    let off = w.panel_offset(p, k0);
+                    let b_ptr: *const u8 = match &w.panels {
+                        Panels::F32(d) => d.as_ptr().add(off).cast(),
+                        Panels::Bf16(d) => d.as_ptr().add(off).cast(),
+                    };
+                    for (i, r0) in (m0..m0 + mrows).step_by(mr).enumerate() {
+                        let tile_rows = mr.min(m0 + mrows - r0);
+                        (kernel.micro)(
+                            kc,
+                            packed.as_ptr().add(i * stride),
+                            b_ptr,
+                            c.add(r0 * n + p * NR),
+                            n,
+                            tile_rows,
+                            pcols,
+                        );
+                    }
+                }
+                k0 += kc;
+            }
+            m0 += mrows;
+        }
+    });
+    if let Some(act) = act {
+        for r in rows {
+            let out = std::slice::from_raw_parts_mut(c.add(r * n + cols.start), cols.len());
+            apply_activation(out, act);
+        }
+    }
+}
+
+/// Rows `m0..m0+mrows`, depth `k0..k0+kc` of the row-major A (row stride `lda`).
+#[derive(Clone, Copy)]
+struct ABlock<'a> {
+    a: &'a [f32],
+    lda: usize,
+    m0: usize,
+    mrows: usize,
+    k0: usize,
+    kc: usize,
+}
+
+/// Packs a block of A into MR-row panels; returns the panel stride in u32 words.
+type PackA = fn(&ABlock, usize, &mut [u32]) -> usize;
+/// `(kc, packed A panel, weight panel at k0, C tile, ldc, rows, cols)`.
+type Micro = unsafe fn(usize, *const u32, *const u8, *mut f32, usize, usize, usize);
+
+struct Kernel {
+    mr: usize,
+    pack_a: PackA,
+    micro: Micro,
+}
+
+impl Kernel {
+    fn select(isa: Isa, precision: Precision) -> Kernel {
+        #[cfg(target_arch = "x86_64")]
+        {
+            match (isa, precision) {
+                (Isa::Avx512, Precision::F32) => {
+                    return Kernel {
+                        mr: x86::MR_512,
+                        pack_a: pack_a_f32,
+                        micro: x86::micro_f32_avx512,
+                    }
+                }
+                (Isa::Avx512, Precision::Bf16) if Isa::has_bf16_dot() => {
+                    return Kernel {
+                        mr: x86::MR_512,
+                        pack_a: pack_a_bf16_pairs,
+                        micro: x86::micro_bf16_avx512,
+                    }
+                }
+                (Isa::Avx2, Precision::F32) => {
+                    return Kernel {
+                        mr: x86::MR_256,
+                        pack_a: pack_a_f32,
+                        micro: x86::micro_f32_avx2,
+                    }
+                }
+                _ => {}
+            }
+        }
+        let _ = isa;
+        match precision {
+            Precision::F32 => Kernel {
+                mr: portable::MR,
+                pack_a: pack_a_f32,
+                micro: portable::micro_f32,
+            },
+            Precision::Bf16 => Kernel {
+                mr: portable::MR,
+                pack_a: pack_a_f32_even,
+                micro: portable::micro_bf16,
+            },
+        }
+    }
+}
+
+/// The panel walk every packer shares: MR-row panels of `units` depth steps,
+/// `[step][r]`, where `unit(row, step)` makes one packed word from a row of the
+/// block; rows past the end are zero.
+fn pack_panels(
+    block: &ABlock,
+    mr: usize,
+    out: &mut [u32],
+    units: usize,
+    unit: impl Fn(&[f32], usize) -> u32,
+) -> usize {
+    let ABlock {
+        a,
+        lda,
+        m0,
+        mrows,
+        k0,
+        kc,
+    } = *block;
+    let stride = units * mr;
+    for (i, r0) in (m0..m0 + mrows).step_by(mr).enumerate() {
+        let panel = &mut out[i * stride..(i + 1) * stride];
+        let rows = mr.min(m0 + mrows - r0);
+        if rows < mr {
+            panel.fill(0);
+        }
+        for r in 0..rows {
+            let src = &a[(r0 + r) * lda + k0..][..kc];
+            for (step, dst) in panel[r..].iter_mut().step_by(mr).enumerate() {
+                *dst = unit(src, step);
+            }
+        }
+    }
+    stride
+}
+
+/// f32 panels `[k][r]`.
+fn pack_a_f32(block: &ABlock, mr: usize, out: &mut [u32]) -> usize {
+    pack_panels(block, mr, out, block.kc, |row, k| row[k].to_bits())
+}
+
+/// f32 panels with the depth rounded up to even (zero-filled), for the portable
+/// bf16 kernel that walks K in pairs.
+fn pack_a_f32_even(block: &ABlock, mr: usize, out: &mut [u32]) -> usize {
+    pack_panels(block, mr, out, block.kc.next_multiple_of(2), |row, k| {
+        row.get(k).map_or(0, |v| v.to_bits())
+    })
+}
+
+/// bf16 pairs `(a[k], a[k+1])` in one u32 per row, panels `[k/2][r]`.
+fn pack_a_bf16_pairs(block: &ABlock, mr: usize, out: &mut [u32]) -> usize {
+    pack_panels(block, mr, out, block.kc.div_ceil(2), |row, kp| {
+        let lo = f32_to_bf16(row[2 * kp]) as u32;
+        let hi = row.get(2 * kp + 1).map_or(0, |&v| f32_to_bf16(v) as u32);
+        lo | (hi << 16)
+    })
+}
+
+/// Round to nearest even, as PyTorch's `.to(torch.bfloat16)`.
+#[inline]
+pub fn f32_to_bf16(x: f32) -> u16 {
+    if x.is_nan() {
+        return 0x7fc0;
+    }
+    let bits = x.to_bits();
+    let round = 0x7fff + ((bits >> 16) & 1);
+    (bits.wrapping_add(round) >> 16) as u16
+}
+
+#[inline]
+pub fn bf16_to_f32(x: u16) -> f32 {
+    f32::from_bits((x as u32) << 16)
+}
+
+/// Adds an `acc` tile (row-major, `NR` wide) into C.
+#[inline(always)]
+unsafe fn add_tile(acc: &[[f32; NR]], c: *mut f32, ldc: usize, rows: usize, cols: usize) {
+    for (r, acc_row) in acc.iter().enumerate().take(rows) {
+        let out = std::slice::from_raw_parts_mut(c.add(r * ldc), cols);
+        for (o, &v) in out.iter_mut().zip(acc_row) {
+            *o += v;
+        }
+    }
+}
+
+mod portable {
+    use super::*;
+
+    pub const MR: usize = 4;
+
+    pub unsafe fn micro_f32(
+        kc: usize,
+        a: *const u32,
+        b: *const u8,
+        c: *mut f32,
+        ldc: usize,
+        rows: usize,
+        cols: usize,
+    ) {
+        let a = std::slice::from_raw_parts(a.cast::<f32>(), kc * MR);
+        let b = std::slice::from_raw_parts(b.cast::<f32>(), kc * NR);
+        let mut acc = [[0f32; NR]; MR];
+        for (ak, bk) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
+            for r in 0..MR {
+                for j in 0..NR {
+                    acc[r][j] += ak[r] * bk[j];
+                }
+            }
+        }
+        add_tile(&acc, c, ldc, rows, cols);
+    }
+
+    pub unsafe fn micro_bf16(
+        kc: usize,
+        a: *const u32,
+        b: *const u8,
+        c: *mut f32,
+        ldc: usize,
+        rows: usize,
+        cols: usize,
+    ) {
+        let kce = kc.next_multiple_of(2);
+        let a = std::slice::from_raw_parts(a.cast::<f32>(), kce * MR);
+        let b = std::slice::from_raw_parts(b.cast::<u16>(), kce * NR);
+        let mut acc = [[0f32; NR]; MR];
+        for (ap, bp) in a.chunks_exact(2 * MR).zip(b.chunks_exact(2 * NR)) {
+            for r in 0..MR {
+                for j in 0..NR {
+                    acc[r][j] +=
+                        ap[r] * bf16_to_f32(bp[2 * j]) + ap[MR + r] * bf16_to_f32(bp[2 * j + 1]);
+                }
+            }
+        }
+        add_tile(&acc, c, ldc, rows, cols);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::NR;
+    use std::arch::x86_64::*;
+
+    /// 14 rows × 32 columns: 28 zmm accumulators, 2 for weights, 1 broadcast.
+    pub const MR_512: usize = 14;
+    /// 6 rows × 16 columns per half-panel: 12 ymm accumulators.
+    pub const MR_256: usize = 6;
+
+    #[inline(always)]
+    unsafe fn tail_masks(cols: usize) -> (__mmask16, __mmask16) {
+        let lo = if cols >= 16 {
+            0xffff
+        } else {
+            ((1u32 << cols) - 1) as u16
+        };
+        let hi = if cols >= 32 {
+            0xffff
+        } else if cols > 16 {
+            ((1u32 << (cols - 16)) - 1) as u16
+        } else {
+            0
+        };
+        (lo, hi)
+    }
+
+    #[inline(always)]
+    unsafe fn store_512(
+        acc: &[__m512; 2 * MR_512],
+        c: *mut f32,
+        ldc: usize,
+        rows: usize,
+        cols: usize,
+    ) {
+        let (m0, m1) = tail_masks(cols);
+        for r in 0..MR_512 {
+            if r < rows {
+                let p = c.add(r * ldc);
+                let v0 = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, p), acc[2 * r]);
+                _mm512_mask_storeu_ps(p, m0, v0);
+                let p1 = p.add(16);
+                let v1 = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, p1), acc[2 * r + 1]);
+                _mm512_mask_storeu_ps(p1, m1, v1);
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn micro_f32_avx512(
+        kc: usize,
+        a: *const u32,
+        b: *const u8,
+        c: *mut f32,
+        ldc: usize,
+        rows: usize,
+        cols: usize,
+    ) {
+        let mut a = a.cast::<f32>();
+        let mut b = b.cast::<f32>();
+        let mut acc = [_mm512_setzero_ps(); 2 * MR_512];
+        for _ in 0..kc {
+            let b0 = _mm512_loadu_ps(b);
+            let b1 = _mm512_loadu_ps(b.add(16));
+            for r in 0..MR_512 {
+                let av = _mm512_set1_ps(*a.add(r));
+                acc[2 * r] = _mm512_fmadd_ps(av, b0, acc[2 * r]);
+                acc[2 * r + 1] = _mm512_fmadd_ps(av, b1, acc[2 * r + 1]);
+            }
+            a = a.add(MR_512);
+            b = b.add(NR);
+        }
+        store_512(&acc, c, ldc, rows, cols);
+    }
+
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    pub unsafe fn micro_bf16_avx512(
+        kc: usize,
+        a: *const u32,
+        b: *const u8,
+        c: *mut f32,
+        ldc: usize,
+        rows: usize,
+        cols: usize,
+    ) {
+        let mut a = a;
+        let mut b = b.cast::<u16>();
+        let mut acc = [_mm512_setzero_ps(); 2 * MR_512];
+        for _ in 0..kc.div_ceil(2) {
+            let b0: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.cast()));
+            let b1: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.add(32).cast()));
+            for r in 0..MR_512 {
+                let av: __m512bh = std::mem::transmute(_mm512_set1_epi32(*a.add(r) as i32));
+                acc[2 * r] = _mm512_dpbf16_ps(acc[2 * r], av, b0);
+                acc[2 * r + 1] = _mm512_dpbf16_ps(acc[2 * r + 1], av, b1);
+            }
+            a = a.add(MR_512);
+            b = b.add(2 * NR);
+        }
+        store_512(&acc, c, ldc, rows, cols);
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn micro_f32_avx2(
+        kc: usize,
+        a: *const u32,
+        b: *const u8,
+        c: *mut f32,
+        ldc: usize,
+        rows: usize,
+        cols: usize,
+    ) {
+        let a = a.cast::<f32>();
+        let b = b.cast::<f32>();
+        // A 32-wide panel is two 16-wide halves: 12 accumulators fit the 16 ymm.
+        for half in 0..2 {
+            if half * 16 >= cols {
+                break;
+            }
+            let mut acc = [_mm256_setzero_ps(); 2 * MR_256];
+            let mut ap = a;
+            let mut bp = b.add(half * 16);
+            for _ in 0..kc {
+                let b0 = _mm256_loadu_ps(bp);
+                let b1 = _mm256_loadu_ps(bp.add(8));
+                for r in 0..MR_256 {
+                    let av = _mm256_broadcast_ss(&*ap.add(r));
+                    acc[2 * r] = _mm256_fmadd_ps(av, b0, acc[2 * r]);
+                    acc[2 * r + 1] = _mm256_fmadd_ps(av, b1, acc[2 * r + 1]);
+                }
+                ap = ap.add(MR_256);
+                bp = bp.add(NR);
+            }
+            let half_cols = (cols - half * 16).min(16);
+            for r in 0..MR_256 {
+                if r >= rows {
+                    break;
+                }
+                let p = c.add(r * ldc + half * 16);
+                if half_cols == 16 {
+                    _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), acc[2 * r]));
+                    let p1 = p.add(8);
+                    _mm256_storeu_ps(p1, _mm256_add_ps(_mm256_loadu_ps(p1), acc[2 * r + 1]));
+                } else {
+                    let mut tmp = [0f32; 16];
+                    _mm256_storeu_ps(tmp.as_mut_ptr(), acc[2 * r]);
+                    _mm256_storeu_ps(tmp.as_mut_ptr().add(8), acc[2 * r + 1]);
+                    for (j, v) in tmp.iter().enumerate().take(half_cols) {
+                        *p.add(j) += v;
+                    }
+                }
+            }
+        }
+    }
+}

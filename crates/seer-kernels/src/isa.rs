@@ -1,0 +1,75 @@
+//! Which instruction-set level the kernels use, detected once per process.
+
+use std::sync::OnceLock;
+
+/// Kernel families in order of preference. Every family computes the same
+/// product; the portable one exists for other CPUs and as the test oracle's peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Isa {
+    Portable,
+    /// AVX2 + FMA (Haswell, Zen 1 and later).
+    Avx2,
+    /// AVX-512F (Skylake-SP, Zen 4 and later).
+    Avx512,
+}
+
+impl Isa {
+    /// The best level this CPU supports, unless `SEER_ISA` (portable, avx2,
+    /// avx512) asks for a lower one.
+    pub fn detected() -> Isa {
+        static DETECTED: OnceLock<Isa> = OnceLock::new();
+        *DETECTED.get_or_init(|| {
+            let best = Self::best_supported();
+            match std::env::var("SEER_ISA").ok().as_deref() {
+                Some("portable") => Isa::Portable,
+                Some("avx2") => best.min(Isa::Avx2),
+                _ => best,
+            }
+        })
+    }
+
+    fn best_supported() -> Isa {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                return Isa::Avx512;
+            }
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                return Isa::Avx2;
+            }
+        }
+        Isa::Portable
+    }
+
+    /// Whether this CPU has the bf16 dot-product instruction (`vdpbf16ps`): without
+    /// it bf16 weights save memory but not time.
+    pub fn has_bf16_dot() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            Self::detected() == Isa::Avx512 && std::arch::is_x86_feature_detected!("avx512bf16")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+
+    /// All levels this CPU can run, for tests that compare them.
+    pub fn all_supported() -> Vec<Isa> {
+        let best = Self::best_supported();
+        [Isa::Portable, Isa::Avx2, Isa::Avx512]
+            .into_iter()
+            .filter(|&i| i <= best)
+            .collect()
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Portable => "portable",
+            Isa::Avx2 => "avx2+fma",
+            Isa::Avx512 => "avx512",
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! CPU inference kernels for transformer towers.
+//!
+//! candle's CPU backend runs every op as its own pass, mostly on one thread, and
+//! its matrix multiply does not reach this machine's peak. These kernels work on
+//! plain `f32` slices so a whole transformer block runs with weights packed once
+//! at load time, fused epilogues (bias, residual, activation) and both cores busy.
+//!
+//! - [`gemm`]: `C = A·Wᵀ` against pre-packed weights, f32 or bf16, AVX-512 /
+//!   AVX2 / portable micro-kernels chosen at run time.
+//! - [`ops`]: LayerNorm, multi-head attention, activations.
+//! - [`math`]: vectorisable `exp` and `erf`.
+//! - [`alloc`]: zeroed buffers on transparent huge pages (fast model loading).
+//! - [`peak`]: the measured f32 FMA peak, for benchmarks to report against.
+
+pub mod alloc;
+pub mod gemm;
+pub mod isa;
+pub mod math;
+pub mod ops;
+pub mod peak;
+
+pub use gemm::{gemm, Activation, Init, PackedWeights, Precision};
+pub use isa::Isa;

@@ -1,0 +1,76 @@
+//! The machine's measured f32 arithmetic peak, to state how close a benchmark
+//! comes to the hardware limit.
+
+/// GFLOP/s of register-only FMA chains on every rayon thread (AVX-512 or AVX2,
+/// whichever the kernels use); None on other CPUs.
+pub fn f32_gflops() -> Option<f64> {
+    use rayon::prelude::*;
+    #[cfg(target_arch = "x86_64")]
+    {
+        let isa = crate::Isa::detected();
+        if isa == crate::Isa::Portable {
+            return None;
+        }
+        let threads = rayon::current_num_threads();
+        let iters = 5_000_000;
+        let lanes = if isa == crate::Isa::Avx512 { 16 } else { 8 };
+        let best = (0..3)
+            .map(|_| {
+                let t = std::time::Instant::now();
+                let s: f32 = (0..threads)
+                    .into_par_iter()
+                    .map(|_| unsafe {
+                        if isa == crate::Isa::Avx512 {
+                            x86::chains_512(iters)
+                        } else {
+                            x86::chains_256(iters)
+                        }
+                    })
+                    .sum();
+                std::hint::black_box(s);
+                t.elapsed().as_secs_f64()
+            })
+            .fold(f64::INFINITY, f64::min);
+        Some((threads * iters * x86::CHAINS * lanes * 2) as f64 / best / 1e9)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    None
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    /// Independent accumulators: more than FMA latency × FMA units.
+    pub const CHAINS: usize = 16;
+
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn chains_512(iters: usize) -> f32 {
+        let mut acc = [_mm512_set1_ps(0.0); CHAINS];
+        let (a, b) = (_mm512_set1_ps(0.999_999), _mm512_set1_ps(1e-7));
+        for _ in 0..iters {
+            for v in acc.iter_mut() {
+                *v = _mm512_fmadd_ps(*v, a, b);
+            }
+        }
+        acc.iter().map(|v| _mm512_reduce_add_ps(*v)).sum()
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn chains_256(iters: usize) -> f32 {
+        let mut acc = [_mm256_set1_ps(0.0); CHAINS];
+        let (a, b) = (_mm256_set1_ps(0.999_999), _mm256_set1_ps(1e-7));
+        for _ in 0..iters {
+            for v in acc.iter_mut() {
+                *v = _mm256_fmadd_ps(*v, a, b);
+            }
+        }
+        let mut out = [0f32; 8];
+        acc.iter()
+            .map(|v| {
+                _mm256_storeu_ps(out.as_mut_ptr(), *v);
+                out.iter().sum::<f32>()
+            })
+            .sum()
+    }
+}

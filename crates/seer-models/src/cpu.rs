@@ -1,0 +1,201 @@
+//! The transformer block on seer's CPU kernels: the same computation as
+//! [`crate::layers::ResidualBlock`], with the weights packed once, q/k/v in one
+//! matmul, the attention scale folded into the q weights, bias + residual + GELU
+//! fused into the matmuls and every step split across the cores.
+
+use candle_core::{CpuStorage, Storage, Tensor};
+use seer_kernels::ops::{add_scaled, attention, layer_norm, AttentionShape};
+use seer_kernels::{gemm, Activation as KernelActivation, Init, PackedWeights, Precision};
+
+use crate::config::{Activation, TransformerConfig};
+use crate::error::Result;
+use crate::layers::BlockTensors;
+
+#[derive(Debug)]
+pub struct CpuBlock {
+    width: usize,
+    heads: usize,
+    eps: f32,
+    ln1: (Vec<f32>, Vec<f32>),
+    qkv: PackedWeights,
+    out: PackedWeights,
+    ls1: Option<Vec<f32>>,
+    ln2: (Vec<f32>, Vec<f32>),
+    fc1: PackedWeights,
+    fc2: PackedWeights,
+    ls2: Option<Vec<f32>>,
+    activation: KernelActivation,
+}
+
+fn vec(t: &Tensor) -> Result<Vec<f32>> {
+    with_f32(t, <[f32]>::to_vec)
+}
+
+/// Runs `f` on the tensor's f32 values, borrowing them when the tensor is a
+/// contiguous CPU f32 tensor (loading then copies each weight once, not twice).
+fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+    {
+        let (storage, layout) = t.storage_and_layout();
+        if let (Storage::Cpu(CpuStorage::F32(data)), Some((start, end))) =
+            (&*storage, layout.contiguous_offsets())
+        {
+            return Ok(f(&data[start..end]));
+        }
+    }
+    Ok(f(&t.flatten_all()?.to_vec1::<f32>()?))
+}
+
+fn pack(w: &Tensor, b: &Tensor, precision: Precision) -> Result<PackedWeights> {
+    let (n, k) = w.dims2()?;
+    let bias = vec(b)?;
+    with_f32(w, |data| {
+        PackedWeights::from_rows(data, n, k, Some(bias), precision)
+    })
+}
+
+impl CpuBlock {
+    pub(crate) fn new(
+        t: BlockTensors,
+        cfg: &TransformerConfig,
+        precision: Precision,
+    ) -> Result<Self> {
+        let c = cfg.width;
+        // softmax(q·kᵀ/√d): scaling q's weights and bias once is the same product.
+        let scale = 1.0 / ((c / cfg.heads) as f32).sqrt();
+        let mut qkv_w = Vec::with_capacity(3 * c * c);
+        let mut qkv_b = Vec::with_capacity(3 * c);
+        for (part_w, part_b) in &t.qkv {
+            with_f32(part_w, |d| qkv_w.extend_from_slice(d))?;
+            with_f32(part_b, |d| qkv_b.extend_from_slice(d))?;
+        }
+        if qkv_w.len() != 3 * c * c || qkv_b.len() != 3 * c {
+            return Err(crate::error::ModelError::Unsupported(format!(
+                "attention projections hold {} weights, expected {}",
+                qkv_w.len(),
+                3 * c * c
+            )));
+        }
+        qkv_w[..c * c].iter_mut().for_each(|v| *v *= scale);
+        qkv_b[..c].iter_mut().for_each(|v| *v *= scale);
+        Ok(Self {
+            width: c,
+            heads: cfg.heads,
+            eps: cfg.layer_norm_eps as f32,
+            ln1: (vec(&t.ln1.0)?, vec(&t.ln1.1)?),
+            qkv: PackedWeights::from_rows(&qkv_w, 3 * c, c, Some(qkv_b), precision),
+            out: pack(&t.out.0, &t.out.1, precision)?,
+            ls1: t.ls1.as_ref().map(vec).transpose()?,
+            ln2: (vec(&t.ln2.0)?, vec(&t.ln2.1)?),
+            fc1: pack(&t.fc1.0, &t.fc1.1, precision)?,
+            fc2: pack(&t.fc2.0, &t.fc2.1, precision)?,
+            ls2: t.ls2.as_ref().map(vec).transpose()?,
+            activation: match cfg.activation {
+                Activation::QuickGelu => KernelActivation::QuickGelu,
+                Activation::Gelu => KernelActivation::Gelu,
+            },
+        })
+    }
+
+    /// `x += attn(ln1(x))`, then `x += mlp(ln2(x))`, in place.
+    fn forward(&self, x: &mut [f32], shape: AttentionShape, s: &mut Scratch) {
+        let c = self.width;
+        let m = x.len() / c;
+        s.resize(m, c, self.fc1.n());
+        layer_norm(x, c, &self.ln1.0, &self.ln1.1, self.eps, &mut s.normed);
+        gemm(&s.normed, m, &self.qkv, &mut s.qkv, Init::Bias, None);
+        attention(&s.qkv, shape, &mut s.context);
+        self.residual(x, &s.context, &self.out, self.ls1.as_deref(), &mut s.branch);
+        layer_norm(x, c, &self.ln2.0, &self.ln2.1, self.eps, &mut s.normed);
+        gemm(
+            &s.normed,
+            m,
+            &self.fc1,
+            &mut s.hidden,
+            Init::Bias,
+            Some(self.activation),
+        );
+        self.residual(x, &s.hidden, &self.fc2, self.ls2.as_deref(), &mut s.branch);
+    }
+
+    /// `x += gamma ⊙ (input·Wᵀ + b)`; without LayerScale the matmul adds into x directly.
+    fn residual(
+        &self,
+        x: &mut [f32],
+        input: &[f32],
+        w: &PackedWeights,
+        gamma: Option<&[f32]>,
+        branch: &mut Vec<f32>,
+    ) {
+        let m = x.len() / self.width;
+        match gamma {
+            None => gemm(input, m, w, x, Init::AddToOutput, None),
+            Some(g) => {
+                branch.resize(x.len(), 0.0);
+                gemm(input, m, w, branch, Init::Bias, None);
+                add_scaled(x, branch, g);
+            }
+        }
+    }
+}
+
+/// Intermediate buffers, reused across blocks.
+#[derive(Default)]
+struct Scratch {
+    normed: Vec<f32>,
+    qkv: Vec<f32>,
+    context: Vec<f32>,
+    hidden: Vec<f32>,
+    branch: Vec<f32>,
+}
+
+impl Scratch {
+    fn resize(&mut self, m: usize, c: usize, mlp: usize) {
+        self.normed.resize(m * c, 0.0);
+        self.qkv.resize(m * 3 * c, 0.0);
+        self.context.resize(m * c, 0.0);
+        self.hidden.resize(m * mlp, 0.0);
+    }
+}
+
+/// Runs `blocks` over `x` (batch, tokens, width).
+pub(crate) fn forward(
+    blocks: &[std::sync::Arc<CpuBlock>],
+    x: &Tensor,
+    causal: bool,
+) -> candle_core::Result<Tensor> {
+    let (batch, tokens, width) = x.dims3()?;
+    let sequences: Vec<(usize, usize)> = (0..batch).map(|i| (i * tokens, tokens)).collect();
+    let y = forward_packed(
+        blocks,
+        &x.reshape((batch * tokens, width))?,
+        &sequences,
+        causal,
+    )?;
+    y.reshape((batch, tokens, width))
+}
+
+/// Runs `blocks` over `x` (rows, width) holding `sequences` (first row, length)
+/// back to back: variable-length prompts without padding.
+pub(crate) fn forward_packed(
+    blocks: &[std::sync::Arc<CpuBlock>],
+    x: &Tensor,
+    sequences: &[(usize, usize)],
+    causal: bool,
+) -> candle_core::Result<Tensor> {
+    let (rows, width) = x.dims2()?;
+    let Some(first) = blocks.first() else {
+        return Ok(x.clone());
+    };
+    let shape = AttentionShape {
+        sequences,
+        width,
+        heads: first.heads,
+        causal,
+    };
+    let mut data = x.flatten_all()?.to_vec1::<f32>()?;
+    let mut scratch = Scratch::default();
+    for block in blocks {
+        block.forward(&mut data, shape, &mut scratch);
+    }
+    Tensor::from_vec(data, (rows, width), x.device())
+}

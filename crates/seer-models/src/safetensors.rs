@@ -1,0 +1,146 @@
+//! A safetensors reader that copies each tensor straight from the file into its
+//! own buffer with positioned reads.
+//!
+//! Memory-mapping the file and copying out of the map (candle's
+//! `MmapedSafetensors`) counts every touched page of the map in the process's
+//! resident memory until the map is dropped, so loading a model peaked at twice
+//! its size. Positioned reads go through the page cache instead: the resident
+//! set holds only the tensors being converted, and start-up is a sequential read.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+
+use crate::error::{ModelError, Result};
+
+/// A header larger than this is not a model header (safetensors caps it at 100 MB).
+const MAX_HEADER_BYTES: u64 = 100 << 20;
+
+#[derive(Debug)]
+struct Entry {
+    dtype: DType,
+    shape: Vec<usize>,
+    start: u64,
+    len: usize,
+}
+
+#[derive(Debug)]
+pub struct SafetensorsFile {
+    path: PathBuf,
+    file: File,
+    entries: HashMap<String, Entry>,
+}
+
+#[derive(serde::Deserialize)]
+struct RawEntry {
+    dtype: String,
+    shape: Vec<usize>,
+    data_offsets: (u64, u64),
+}
+
+impl SafetensorsFile {
+    pub fn open(path: &Path) -> Result<Self> {
+        let fail = |message: String| ModelError::Weights {
+            path: path.to_path_buf(),
+            message,
+        };
+        let file = File::open(path).map_err(|e| fail(e.to_string()))?;
+        let size = file.metadata().map_err(|e| fail(e.to_string()))?.len();
+        let mut len_bytes = [0u8; 8];
+        file.read_exact_at(&mut len_bytes, 0)
+            .map_err(|_| fail("file too short for a safetensors header".into()))?;
+        let header_len = u64::from_le_bytes(len_bytes);
+        if header_len > MAX_HEADER_BYTES || 8 + header_len > size {
+            return Err(fail(format!(
+                "not a safetensors file (header length {header_len}, file size {size})"
+            )));
+        }
+        let mut header = vec![0u8; header_len as usize];
+        file.read_exact_at(&mut header, 8)
+            .map_err(|e| fail(e.to_string()))?;
+        let raw: HashMap<String, serde_json::Value> = serde_json::from_slice(&header)
+            .map_err(|e| fail(format!("invalid safetensors header: {e}")))?;
+        let data_start = 8 + header_len;
+        let mut entries = HashMap::with_capacity(raw.len());
+        for (name, value) in raw {
+            if name == "__metadata__" {
+                continue;
+            }
+            let e: RawEntry =
+                serde_json::from_value(value).map_err(|e| fail(format!("tensor '{name}': {e}")))?;
+            let dtype = match e.dtype.as_str() {
+                "F32" => DType::F32,
+                "F16" => DType::F16,
+                "BF16" => DType::BF16,
+                "F64" => DType::F64,
+                "I64" => DType::I64,
+                "U8" => DType::U8,
+                "U32" => DType::U32,
+                other => return Err(fail(format!("tensor '{name}': unsupported dtype {other}"))),
+            };
+            let (begin, end) = e.data_offsets;
+            let elems = e
+                .shape
+                .iter()
+                .try_fold(1usize, |acc, &d| acc.checked_mul(d));
+            let want = elems.and_then(|n| n.checked_mul(dtype.size_in_bytes()));
+            if end < begin || Some((end - begin) as usize) != want || data_start + end > size {
+                return Err(fail(format!(
+                    "tensor '{name}': offsets {begin}..{end} do not fit its shape {:?} or the file",
+                    e.shape
+                )));
+            }
+            entries.insert(
+                name,
+                Entry {
+                    dtype,
+                    shape: e.shape,
+                    start: data_start + begin,
+                    len: (end - begin) as usize,
+                },
+            );
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            file,
+            entries,
+        })
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.entries.contains_key(name)
+    }
+
+    pub fn shape(&self, name: &str) -> Option<&[usize]> {
+        self.entries.get(name).map(|e| e.shape.as_slice())
+    }
+
+    /// Tensor `name` in its stored dtype, or None when the file has no such tensor.
+    pub fn load(&self, name: &str, device: &Device) -> Result<Option<Tensor>> {
+        let Some(e) = self.entries.get(name) else {
+            return Ok(None);
+        };
+        let fail = |err: std::io::Error| ModelError::Weights {
+            path: self.path.clone(),
+            message: format!("tensor '{name}': {err}"),
+        };
+        if e.dtype == DType::F32 && cfg!(target_endian = "little") && device.is_cpu() {
+            // Read straight into the tensor's own buffer: one pass, one allocation.
+            let mut data: Vec<f32> = seer_kernels::alloc::zeroed_vec(e.len / 4);
+            // SAFETY: any bit pattern is a valid f32, and the byte view covers
+            // exactly the vector's initialised elements.
+            let bytes =
+                unsafe { std::slice::from_raw_parts_mut(data.as_mut_ptr().cast::<u8>(), e.len) };
+            self.file.read_exact_at(bytes, e.start).map_err(fail)?;
+            return Ok(Some(Tensor::from_vec(data, e.shape.as_slice(), device)?));
+        }
+        let mut bytes = vec![0u8; e.len];
+        self.file.read_exact_at(&mut bytes, e.start).map_err(fail)?;
+        Ok(Some(Tensor::from_raw_buffer(
+            &bytes, e.dtype, &e.shape, device,
+        )?))
+    }
+}
