@@ -110,56 +110,36 @@ impl PackedWeights {
     where
         F: Fn(usize) -> &'a [f32] + Sync,
     {
-        let panels = n.div_ceil(NR);
-        match precision {
-            Precision::F32 => {
-                let mut data: Vec<f32> = crate::alloc::zeroed_vec(panels * k * NR);
-                data.par_chunks_mut(k * NR)
-                    .enumerate()
-                    .for_each(|(p, panel)| {
-                        // Sequential writes; the panel's 32 source rows are read
-                        // a cache line at a time and stay in L1.
-                        let rows: Vec<&[f32]> = (0..NR.min(n - p * NR))
-                            .map(|j| &row(p * NR + j)[..k])
-                            .collect();
-                        for (kk, dst) in panel.chunks_exact_mut(NR).enumerate() {
-                            for (d, src) in dst.iter_mut().zip(&rows) {
-                                *d = src[kk];
-                            }
+        let (k_padded, panels) = match precision {
+            Precision::F32 => (
+                k,
+                Panels::F32(pack_weight_panels(n, k, k, &row, |panel, rows| {
+                    for (kk, dst) in panel.chunks_exact_mut(NR).enumerate() {
+                        for (d, src) in dst.iter_mut().zip(rows) {
+                            *d = src[kk];
                         }
-                    });
-                Self {
-                    n,
-                    k,
-                    k_padded: k,
-                    panels: Panels::F32(data),
-                    bias,
-                }
-            }
+                    }
+                })),
+            ),
             Precision::Bf16 => {
                 let kp = k.next_multiple_of(2);
-                let mut data: Vec<u16> = crate::alloc::zeroed_vec(panels * kp * NR);
-                data.par_chunks_mut(kp * NR)
-                    .enumerate()
-                    .for_each(|(p, panel)| {
-                        let rows: Vec<&[f32]> = (0..NR.min(n - p * NR))
-                            .map(|j| &row(p * NR + j)[..k])
-                            .collect();
-                        for (kp, dst) in panel.chunks_exact_mut(2 * NR).enumerate() {
-                            for (j, src) in rows.iter().enumerate() {
-                                dst[2 * j] = f32_to_bf16(src[2 * kp]);
-                                dst[2 * j + 1] = src.get(2 * kp + 1).map_or(0, |&v| f32_to_bf16(v));
-                            }
+                let panels = pack_weight_panels(n, k, kp, &row, |panel, rows| {
+                    for (kp, dst) in panel.chunks_exact_mut(2 * NR).enumerate() {
+                        for (j, src) in rows.iter().enumerate() {
+                            dst[2 * j] = f32_to_bf16(src[2 * kp]);
+                            dst[2 * j + 1] = src.get(2 * kp + 1).map_or(0, |&v| f32_to_bf16(v));
                         }
-                    });
-                Self {
-                    n,
-                    k,
-                    k_padded: kp,
-                    panels: Panels::Bf16(data),
-                    bias,
-                }
+                    }
+                });
+                (kp, Panels::Bf16(panels))
             }
+        };
+        Self {
+            n,
+            k,
+            k_padded,
+            panels,
+            bias,
         }
     }
 
@@ -217,6 +197,32 @@ impl PackedWeights {
     fn panel_offset(&self, p: usize, k0: usize) -> usize {
         p * self.k_padded * NR + k0 * NR
     }
+}
+
+/// Panels of `NR` output features, `k_padded × NR` elements each, filled in
+/// parallel by `fill(panel, rows)` from the panel's source rows (cut to `k`).
+/// Writes are sequential and the few source rows stay in L1.
+fn pack_weight_panels<'a, T, F>(
+    n: usize,
+    k: usize,
+    k_padded: usize,
+    row: &F,
+    fill: impl Fn(&mut [T], &[&[f32]]) + Sync,
+) -> Vec<T>
+where
+    T: Copy + Default + Send,
+    F: Fn(usize) -> &'a [f32] + Sync,
+{
+    let mut data: Vec<T> = crate::alloc::zeroed_vec(n.div_ceil(NR) * k_padded * NR);
+    data.par_chunks_mut(k_padded * NR)
+        .enumerate()
+        .for_each(|(p, panel)| {
+            let rows: Vec<&[f32]> = (0..NR.min(n - p * NR))
+                .map(|j| &row(p * NR + j)[..k])
+                .collect();
+            fill(panel, &rows);
+        });
+    data
 }
 
 /// `c (m×n) = init + a (m×k) · Wᵀ`, then `act`, with the best kernel for this CPU.

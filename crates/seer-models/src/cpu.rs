@@ -45,11 +45,12 @@ fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
     Ok(f(&t.flatten_all()?.to_vec1::<f32>()?))
 }
 
-fn pack(w: &Tensor, b: &Tensor, precision: Precision) -> Result<PackedWeights> {
+/// Packs an `(out, in)` weight and its bias for the CPU kernels.
+pub(crate) fn pack(w: &Tensor, b: Option<&Tensor>, precision: Precision) -> Result<PackedWeights> {
     let (n, k) = w.dims2()?;
-    let bias = vec(b)?;
+    let bias = b.map(vec).transpose()?;
     with_f32(w, |data| {
-        PackedWeights::from_rows(data, n, k, Some(bias), precision)
+        PackedWeights::from_rows(data, n, k, bias, precision)
     })
 }
 
@@ -83,11 +84,11 @@ impl CpuBlock {
             eps: cfg.layer_norm_eps as f32,
             ln1: (vec(&t.ln1.0)?, vec(&t.ln1.1)?),
             qkv: PackedWeights::from_rows(&qkv_w, 3 * c, c, Some(qkv_b), precision),
-            out: pack(&t.out.0, &t.out.1, precision)?,
+            out: pack(&t.out.0, Some(&t.out.1), precision)?,
             ls1: t.ls1.as_ref().map(vec).transpose()?,
             ln2: (vec(&t.ln2.0)?, vec(&t.ln2.1)?),
-            fc1: pack(&t.fc1.0, &t.fc1.1, precision)?,
-            fc2: pack(&t.fc2.0, &t.fc2.1, precision)?,
+            fc1: pack(&t.fc1.0, Some(&t.fc1.1), precision)?,
+            fc2: pack(&t.fc2.0, Some(&t.fc2.1), precision)?,
             ls2: t.ls2.as_ref().map(vec).transpose()?,
             activation: match cfg.activation {
                 Activation::QuickGelu => KernelActivation::QuickGelu,

@@ -30,16 +30,8 @@ impl Linear {
     /// on the CPU kernels.
     pub fn new(w: &Weights, weight: Tensor, bias: Option<Tensor>) -> Result<Self> {
         if w.packs_for_cpu() {
-            let (n, k) = weight.dims2()?;
-            let data = weight.flatten_all()?.to_vec1::<f32>()?;
-            let bias = bias.map(|b| b.to_vec1::<f32>()).transpose()?;
-            return Ok(Self::Packed(Arc::new(PackedWeights::from_rows(
-                &data,
-                n,
-                k,
-                bias,
-                w.precision(),
-            ))));
+            let packed = crate::cpu::pack(&weight, bias.as_ref(), w.precision())?;
+            return Ok(Self::Packed(Arc::new(packed)));
         }
         Ok(Self::Tensor {
             weight_t: weight.t()?,
