@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """PyTorch reference for `seer bench`: the same measurements with transformers'
-CLIPModel (ViT-B/32 architecture, random weights) and a PIL + DataLoader pipeline.
+CLIPModel (ViT-B/32 architecture, random weights) and a PIL + DataLoader pipeline,
+on the CPU or a CUDA GPU (eager mode, f32, the framework's defaults).
 
 Prints progress to stderr and one JSON object as the last line of stdout. Run by
-`seer bench --reference /path/to/python`, or by hand with that venv.
+`seer bench --reference /path/to/python`, which passes the token ids it embeds
+(`--tokens`), or by hand with that venv (then open_clip tokenizes the prompts).
 """
 import argparse
 import json
@@ -11,7 +13,6 @@ import sys
 import time
 from pathlib import Path
 
-import open_clip
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
@@ -45,12 +46,49 @@ class Files(Dataset):
         return self.transform(Image.open(self.paths[i]).convert("RGB"))
 
 
+def synchronize():
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 def timed(fn, items, iterations):
     fn()  # warm-up
+    synchronize()
     start = time.perf_counter()
     for _ in range(iterations):
         fn()
+    synchronize()  # GPU work is asynchronous
     return items * iterations / (time.perf_counter() - start)
+
+
+def token_tensor(args):
+    """(N, 77) ids, zero padded, like open_clip.tokenize."""
+    if args.tokens is None:
+        import open_clip
+
+        return open_clip.tokenize(PROMPTS)
+    ids = json.loads(args.tokens)
+    out = torch.zeros(len(ids), 77, dtype=torch.long)
+    for row, seq in enumerate(ids):
+        out[row, : len(seq)] = torch.tensor(seq[:77])
+    return out
+
+
+def image_transform():
+    """open_clip's eval transform (resize shortest side bicubic, centre crop, normalise)."""
+    try:
+        import open_clip
+
+        return open_clip.image_transform(224, is_train=False)
+    except ImportError:  # the same steps through torchvision
+        from torchvision import transforms as T
+
+        return T.Compose([
+            T.Resize(224, interpolation=T.InterpolationMode.BICUBIC),
+            T.CenterCrop(224),
+            T.ToTensor(),
+            T.Normalize((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)),
+        ])
 
 
 def main():
@@ -59,38 +97,43 @@ def main():
     ap.add_argument("--batch-sizes", default="8,32")
     ap.add_argument("--iterations", type=int, default=3)
     ap.add_argument("--images", default="../shared/data/imagenet-samples/images")
-    ap.add_argument("--files", type=int, default=256)
+    ap.add_argument("--files", type=int, default=256, help="files end to end; the list repeats when shorter")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--tokens", help="JSON list of token id lists (default: open_clip.tokenize)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = CLIPModel(CLIPConfig()).eval()  # the defaults are ViT-B/32
-    out = {"torch": torch.__version__, "threads": args.threads, "image_model": {}}
+    device = torch.device(args.device)
+    model = CLIPModel(CLIPConfig()).eval().to(device)  # the defaults are ViT-B/32
+    out = {"torch": torch.__version__, "threads": args.threads, "device": args.device, "image_model": {}}
 
     with torch.inference_mode():
         for b in [int(x) for x in args.batch_sizes.split(",")]:
-            pixels = torch.randn(b, 3, 224, 224)
+            pixels = torch.randn(b, 3, 224, 224, device=device)
             ips = timed(lambda: model.get_image_features(pixel_values=pixels), b, args.iterations)
             out["image_model"][str(b)] = ips
             print(f"torch image model-only   batch {b:>3}: {ips:8.2f} images/s", file=sys.stderr)
 
-        tokens = open_clip.tokenize(PROMPTS)  # (N, 77), zero padded
+        tokens = token_tensor(args).to(device)
         longest = int((tokens != 0).sum(1).max())
         for key, ids in [("text_context", tokens), ("text_longest", tokens[:, :longest])]:
-            tps = timed(lambda: model.get_text_features(input_ids=ids), len(PROMPTS), args.iterations)
+            tps = timed(lambda: model.get_text_features(input_ids=ids), len(tokens), args.iterations)
             out[key] = tps
-            print(f"torch text {key:<13} batch {len(PROMPTS):>3}: {tps:8.2f} texts/s", file=sys.stderr)
+            print(f"torch text {key:<13} batch {len(tokens):>3}: {tps:8.2f} texts/s", file=sys.stderr)
 
         root = Path(args.images)
-        files = sorted(p for p in root.rglob("*") if p.suffix.lower() in EXTENSIONS)[: args.files] if root.is_dir() else []
+        found = sorted(p for p in root.rglob("*") if p.suffix.lower() in EXTENSIONS) if root.is_dir() else []
+        files = [found[i % len(found)] for i in range(args.files)] if found else []
         if files:
-            transform = open_clip.image_transform(224, is_train=False)
             b = int(args.batch_sizes.split(",")[-1])
-            loader = DataLoader(Files(files, transform), batch_size=b, num_workers=2)
+            cuda = device.type == "cuda"
+            loader = DataLoader(Files(files, image_transform()), batch_size=b, num_workers=args.threads, pin_memory=cuda)
             start = time.perf_counter()
             n = 0
             for batch in loader:
-                model.get_image_features(pixel_values=batch)
+                model.get_image_features(pixel_values=batch.to(device, non_blocking=True))
                 n += batch.shape[0]
+            synchronize()
             out["e2e"] = n / (time.perf_counter() - start)
             out["e2e_files"] = n
             print(f"torch end-to-end ({n} files)    : {out['e2e']:8.2f} images/s", file=sys.stderr)

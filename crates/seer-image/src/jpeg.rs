@@ -631,7 +631,7 @@ fn decode_scan(
     *eobrun = 0;
     let mut mcu = 0usize;
     let mut restart = |br: &mut BitReader, f: &mut Frame, eobrun: &mut u32| {
-        if restart_interval > 0 && mcu > 0 && mcu % restart_interval == 0 {
+        if restart_interval > 0 && mcu > 0 && mcu.is_multiple_of(restart_interval) {
             br.restart();
             for &ci in sc {
                 f.comps[ci].dc_pred = 0;
@@ -941,7 +941,7 @@ fn component_plane(f: &Frame, c: &Component, qt: &[[u16; 64]; 4]) -> Vec<u8> {
     let px = |x: usize, y: usize| plane[y * stride + x] as i32;
     let (ow, oh) = (cw * hr, ch * vr);
     let mut out = vec![0u8; ow * oh];
-    let exact = f.hmax % c.h == 0 && f.vmax % c.v == 0;
+    let exact = f.hmax.is_multiple_of(c.h) && f.vmax.is_multiple_of(c.v);
     match (hr, vr) {
         (1, 1) => {
             for y in 0..ch {

@@ -323,7 +323,7 @@ fn truncated_and_corrupted_inputs_never_panic() {
             let mut v = bytes.clone();
             for _ in 0..1 + rng.next() % 4 {
                 // Bias flips toward the header, where parsers are most fragile.
-                let span = if rng.next() % 2 == 0 {
+                let span = if rng.next().is_multiple_of(2) {
                     v.len().min(512)
                 } else {
                     v.len()

@@ -18,7 +18,6 @@ use std::cell::RefCell;
 use rayon::prelude::*;
 
 use crate::isa::Isa;
-use crate::ops::apply_activation;
 
 /// Output features per weight panel (two 16-lane vectors).
 pub const NR: usize = 32;
@@ -328,19 +327,6 @@ unsafe fn run_block(
     if rows.is_empty() || cols.is_empty() {
         return;
     }
-    for r in rows.clone() {
-        let out = std::slice::from_raw_parts_mut(c.add(r * n + cols.start), cols.len());
-        match (&w.bias, init) {
-            (Some(b), Init::Bias) => out.copy_from_slice(&b[cols.clone()]),
-            (None, Init::Bias) => out.fill(0.0),
-            (Some(b), Init::AddToOutput) => {
-                for (o, &bv) in out.iter_mut().zip(&b[cols.clone()]) {
-                    *o += bv;
-                }
-            }
-            (None, Init::AddToOutput) => {}
-        }
-    }
     let mr = kernel.mr;
     let mc = (MC / mr).max(1) * mr;
     PACKED_A.with_borrow_mut(|packed| {
@@ -368,16 +354,29 @@ unsafe fn run_block(
                         Panels::Bf16(d) => d.as_ptr().add(off).cast(),
                     };
                     for (i, r0) in (m0..m0 + mrows).step_by(mr).enumerate() {
-                        let tile_rows = mr.min(m0 + mrows - r0);
+                        let tile = Tile {
+                            c: c.add(r0 * n + p * NR),
+                            ldc: n,
+                            rows: mr.min(m0 + mrows - r0),
+                            cols: pcols,
+                        };
+                        // The tile's first and last touches happen while it sits in
+                        // L1: no separate passes over C for the bias or activation.
+                        if k0 == 0 {
+                            tile.init(w.bias.as_deref().map(|b| &b[p * NR..]), init);
+                        }
                         (kernel.micro)(
                             kc,
                             packed.as_ptr().add(i * stride),
                             b_ptr,
-                            c.add(r0 * n + p * NR),
+                            tile.c,
                             n,
-                            tile_rows,
-                            pcols,
+                            tile.rows,
+                            tile.cols,
                         );
+                        if let (Some(act), true) = (act, k0 + kc == k) {
+                            tile.activate(act);
+                        }
                     }
                 }
                 k0 += kc;
@@ -385,11 +384,48 @@ unsafe fn run_block(
             m0 += mrows;
         }
     });
-    if let Some(act) = act {
-        for r in rows {
-            let out = std::slice::from_raw_parts_mut(c.add(r * n + cols.start), cols.len());
-            apply_activation(out, act);
+}
+
+/// A `rows × cols` tile of C at `c` (row stride `ldc`).
+struct Tile {
+    c: *mut f32,
+    ldc: usize,
+    rows: usize,
+    cols: usize,
+}
+
+impl Tile {
+    /// # Safety
+    /// The tile must be inside C and owned by the calling thread.
+    unsafe fn row<'a>(&self, r: usize) -> &'a mut [f32] {
+        std::slice::from_raw_parts_mut(self.c.add(r * self.ldc), self.cols)
+    }
+
+    /// Before the first depth block: C = bias (or 0), or C += bias.
+    unsafe fn init(&self, bias: Option<&[f32]>, init: Init) {
+        for r in 0..self.rows {
+            let out = self.row(r);
+            match (bias, init) {
+                // A full-width row is a fixed-size copy the compiler inlines; a
+                // memcpy call per 128-byte row cost 3% of a ViT forward.
+                (Some(b), Init::Bias) if self.cols == NR => {
+                    *out.as_mut_ptr().cast::<[f32; NR]>() = *b.as_ptr().cast::<[f32; NR]>()
+                }
+                (Some(b), Init::Bias) => out.copy_from_slice(&b[..self.cols]),
+                (None, Init::Bias) => out.fill(0.0),
+                (Some(b), Init::AddToOutput) => {
+                    for (o, &bv) in out.iter_mut().zip(b) {
+                        *o += bv;
+                    }
+                }
+                (None, Init::AddToOutput) => {}
+            }
         }
+    }
+
+    /// After the last depth block.
+    unsafe fn activate(&self, act: Activation) {
+        crate::ops::apply_activation_strided(self.c, self.ldc, self.rows, self.cols, act);
     }
 }
 

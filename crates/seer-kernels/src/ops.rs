@@ -46,6 +46,24 @@ multiversion! {
 }
 
 multiversion! {
+    /// Applies `act` in place to `rows × cols` floats at `c` with row stride `ldc`
+    /// (a tile of a larger matrix, in one dispatch).
+    ///
+    /// # Safety
+    /// The rows must be valid for writes and not accessed by anyone else meanwhile.
+    pub(crate) fn apply_activation_strided(c: *mut f32, ldc: usize, rows: usize, cols: usize, act: Activation) {
+        for r in 0..rows {
+            // SAFETY: by the caller's contract.
+            let row = unsafe { std::slice::from_raw_parts_mut(c.add(r * ldc), cols) };
+            match act {
+                Activation::QuickGelu => row.iter_mut().for_each(|v| *v = math::quick_gelu(*v)),
+                Activation::Gelu => row.iter_mut().for_each(|v| *v = math::gelu(*v)),
+            }
+        }
+    }
+}
+
+multiversion! {
     fn layer_norm_row(x: &[f32], gamma: &[f32], beta: &[f32], eps: f32, out: &mut [f32]) {
         let n = x.len() as f32;
         let mean = sum(x) / n;
@@ -137,6 +155,13 @@ impl OutPtr {
 unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
+/// Queries per register tile, and the lane width the key and value axes are
+/// padded to: a tile's accumulators (`QUERY_TILE` × 16 or × 32 floats) stay in
+/// vector registers through the whole reduction.
+const QUERY_TILE: usize = 4;
+const LANES: usize = 16;
+const VALUE_BLOCK: usize = 32;
+
 unsafe fn attention_head(
     qkv: &[f32],
     s: &AttentionShape,
@@ -148,51 +173,100 @@ unsafe fn attention_head(
     let d = s.width / s.heads;
     let row = 3 * s.width;
     let base = start * row;
-    // Keys transposed (d × t) and values gathered (t × d): the score loop then
-    // runs along keys with no horizontal sums, and both stay in L1.
-    let mut keys_t = vec![0f32; d * t];
-    let mut values = vec![0f32; t * d];
+    // Gathered per head, zero padded: queries (tq × d), keys transposed (d × tk),
+    // values (t × dv). Padding lets every loop run whole register tiles.
+    let tq = t.next_multiple_of(QUERY_TILE);
+    let tk = t.next_multiple_of(LANES);
+    let dv = d.next_multiple_of(VALUE_BLOCK);
+    let mut queries = vec![0f32; tq * d];
+    let mut keys_t = vec![0f32; d * tk];
+    let mut values = vec![0f32; t * dv];
     for j in 0..t {
-        let k = &qkv[base + j * row + s.width + h * d..][..d];
-        for (x, &kv) in k.iter().enumerate() {
-            keys_t[x * t + j] = kv;
+        let token = &qkv[base + j * row..][..row];
+        queries[j * d..(j + 1) * d].copy_from_slice(&token[h * d..][..d]);
+        for (x, &kv) in token[s.width + h * d..][..d].iter().enumerate() {
+            keys_t[x * tk + j] = kv;
         }
-        values[j * d..(j + 1) * d]
-            .copy_from_slice(&qkv[base + j * row + 2 * s.width + h * d..][..d]);
+        values[j * dv..j * dv + d].copy_from_slice(&token[2 * s.width + h * d..][..d]);
     }
-    let mut scores = vec![0f32; t];
-    for i in 0..t {
-        let q = &qkv[base + i * row + h * d..][..d];
-        let visible = if s.causal { i + 1 } else { t };
-        let dst = std::slice::from_raw_parts_mut(out.add((start + i) * s.width + h * d), d);
-        attend_row(q, &keys_t, &values, t, &mut scores[..visible], dst);
+    let mut probs = vec![0f32; QUERY_TILE * tk];
+    let mut context = vec![0f32; QUERY_TILE * dv];
+    for i0 in (0..t).step_by(QUERY_TILE) {
+        let q = &queries[i0 * d..(i0 + QUERY_TILE) * d];
+        query_tile_scores(q, &keys_t, tk, &mut probs);
+        // Row r may see keys 0..visible(r); the tile's last real row sees the most.
+        let visible = |r: usize| if s.causal { (i0 + r + 1).min(t) } else { t };
+        for r in 0..QUERY_TILE {
+            softmax_prefix(&mut probs[r * tk..(r + 1) * tk], visible(r));
+        }
+        let keys = visible(QUERY_TILE.min(t - i0) - 1);
+        query_tile_context(&probs, tk, &values[..keys * dv], dv, &mut context);
+        for r in 0..QUERY_TILE.min(t - i0) {
+            let dst =
+                std::slice::from_raw_parts_mut(out.add((start + i0 + r) * s.width + h * d), d);
+            dst.copy_from_slice(&context[r * dv..r * dv + d]);
+        }
     }
 }
 
 multiversion! {
-    /// One query row: `dst = softmax(q·Kᵀ)·V` over the first `scores.len()` keys.
-    fn attend_row(q: &[f32], keys_t: &[f32], values: &[f32], t: usize, scores: &mut [f32], dst: &mut [f32]) {
-        let d = q.len();
-        let visible = scores.len();
-        scores.fill(0.0);
-        for (x, &qx) in q.iter().enumerate() {
-            for (s, &k) in scores.iter_mut().zip(&keys_t[x * t..x * t + visible]) {
-                *s += qx * k;
+    /// `probs[r][j] = q[r]·k[j]` for a tile of queries (rows of `q`, length d)
+    /// against all keys (`keys_t` is d × tk), 16 keys at a time.
+    fn query_tile_scores(q: &[f32], keys_t: &[f32], tk: usize, probs: &mut [f32]) {
+        let d = q.len() / QUERY_TILE;
+        for j0 in (0..tk).step_by(LANES) {
+            let mut acc = [[0f32; LANES]; QUERY_TILE];
+            for x in 0..d {
+                let k: &[f32; LANES] = keys_t[x * tk + j0..][..LANES].try_into().unwrap();
+                for (r, lane) in acc.iter_mut().enumerate() {
+                    let qx = q[r * d + x];
+                    for (a, &kv) in lane.iter_mut().zip(k) {
+                        *a += qx * kv;
+                    }
+                }
+            }
+            for (r, lane) in acc.iter().enumerate() {
+                probs[r * tk + j0..][..LANES].copy_from_slice(lane);
             }
         }
-        let max = scores.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-        for s in scores.iter_mut() {
-            *s = math::exp(*s - max);
+    }
+}
+
+multiversion! {
+    /// Softmax over `row[..visible]` in place; zeroes the rest (masked keys).
+    fn softmax_prefix(row: &mut [f32], visible: usize) {
+        let (seen, masked) = row.split_at_mut(visible);
+        let max = seen.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+        for v in seen.iter_mut() {
+            *v = math::exp(*v - max);
         }
-        let inv = 1.0 / sum(scores);
-        dst.fill(0.0);
-        for (j, &p) in scores.iter().enumerate() {
-            for (o, &v) in dst.iter_mut().zip(&values[j * d..(j + 1) * d]) {
-                *o += p * v;
+        let inv = 1.0 / sum(seen);
+        for v in seen.iter_mut() {
+            *v *= inv;
+        }
+        masked.fill(0.0);
+    }
+}
+
+multiversion! {
+    /// `context[r] = Σ_j probs[r][j] · values[j]` for a tile of queries, 32 value
+    /// columns at a time (`values` is keys × dv, dv a multiple of 32).
+    fn query_tile_context(probs: &[f32], tk: usize, values: &[f32], dv: usize, context: &mut [f32]) {
+        let keys = values.len() / dv;
+        for c0 in (0..dv).step_by(VALUE_BLOCK) {
+            let mut acc = [[0f32; VALUE_BLOCK]; QUERY_TILE];
+            for j in 0..keys {
+                let v: &[f32; VALUE_BLOCK] = values[j * dv + c0..][..VALUE_BLOCK].try_into().unwrap();
+                for (r, lane) in acc.iter_mut().enumerate() {
+                    let p = probs[r * tk + j];
+                    for (a, &vv) in lane.iter_mut().zip(v) {
+                        *a += p * vv;
+                    }
+                }
             }
-        }
-        for o in dst.iter_mut() {
-            *o *= inv;
+            for (r, lane) in acc.iter().enumerate() {
+                context[r * dv + c0..][..VALUE_BLOCK].copy_from_slice(lane);
+            }
         }
     }
 }

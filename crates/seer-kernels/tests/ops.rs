@@ -62,30 +62,42 @@ fn reference(
     out
 }
 
-#[test]
-fn attention_matches_the_definition_for_ragged_causal_and_full_batches() {
-    let (c, heads) = (48, 3);
-    // Three sequences of different lengths back to back, as unpadded prompts.
-    let seqs = [(0, 5), (5, 1), (6, 11)];
-    let rows = 17;
-    let qkv: Vec<f32> = values(rows * 3 * c, 7).iter().map(|v| v * 2.0).collect();
+/// Runs the kernel (on the detected ISA; `SEER_ISA` forces another) and compares
+/// it with [`reference`].
+fn check_attention(c: usize, heads: usize, seqs: &[(usize, usize)], seed: u64) {
+    let rows = seqs.iter().map(|&(s, n)| s + n).max().unwrap_or(0);
+    let qkv: Vec<f32> = values(rows * 3 * c, seed).iter().map(|v| v * 2.0).collect();
     for causal in [false, true] {
+        let want = reference(&qkv, seqs, c, heads, causal);
         let mut out = vec![f32::NAN; rows * c];
         let shape = AttentionShape {
-            sequences: &seqs,
+            sequences: seqs,
             width: c,
             heads,
             causal,
         };
         attention(&qkv, shape, &mut out);
-        let want = reference(&qkv, &seqs, c, heads, causal);
         for (i, (&g, &w)) in out.iter().zip(&want).enumerate() {
             assert!(
                 (g as f64 - w).abs() < 1e-5,
-                "causal={causal} [{i}]: {g} vs {w}"
+                "c={c} heads={heads} causal={causal} [{i}]: {g} vs {w}"
             );
         }
     }
+}
+
+#[test]
+fn attention_matches_the_definition_for_ragged_causal_and_full_batches() {
+    // Three sequences of different lengths back to back, as unpadded prompts.
+    check_attention(48, 3, &[(0, 5), (5, 1), (6, 11)], 7);
+}
+
+#[test]
+fn attention_matches_the_definition_at_model_shapes() {
+    // ViT-B/32's 50 tokens and the text tower's 77 at head dim 64; head dim 80
+    // (ViT-H) and lengths that leave partial query and key tiles.
+    check_attention(128, 2, &[(0, 50), (50, 77)], 11);
+    check_attention(160, 2, &[(0, 13), (13, 3), (16, 33)], 12);
 }
 
 #[test]

@@ -21,6 +21,9 @@ pub enum Linear {
     Tensor {
         weight_t: Tensor,
         bias: Option<Tensor>,
+        /// Bias and activation in one fused CUDA pass (GPU inference; training
+        /// needs candle's differentiable ops).
+        fused_epilogue: bool,
     },
     Packed(Arc<PackedWeights>),
 }
@@ -36,6 +39,7 @@ impl Linear {
         Ok(Self::Tensor {
             weight_t: weight.t()?,
             bias,
+            fused_epilogue: fuses_on_gpu(w),
         })
     }
 
@@ -54,6 +58,7 @@ impl Linear {
         Ok(Self::Tensor {
             weight_t: matrix,
             bias: None,
+            fused_epilogue: fuses_on_gpu(w),
         })
     }
 
@@ -75,29 +80,86 @@ impl Linear {
     }
 }
 
-impl Module for Linear {
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+fn fuses_on_gpu(w: &Weights) -> bool {
+    cfg!(feature = "cuda") && w.device().is_cuda() && !w.differentiable()
+}
+
+impl Linear {
+    /// `act(x Wᵀ + b)`, with the activation fused into the matmul's epilogue
+    /// where the layer runs on seer's CPU kernels or on CUDA for inference.
+    pub fn forward_activated(
+        &self,
+        x: &Tensor,
+        act: Option<Activation>,
+    ) -> candle_core::Result<Tensor> {
         let dims = x.dims();
         let in_dim = dims[dims.len() - 1];
         let rows = x.elem_count() / in_dim.max(1);
         let y = match self {
-            Self::Tensor { weight_t, bias } => {
+            Self::Tensor {
+                weight_t,
+                bias,
+                fused_epilogue,
+            } => {
                 let y = x.reshape((rows, in_dim))?.matmul(weight_t)?;
-                match bias {
-                    Some(b) => y.broadcast_add(b)?,
-                    None => y,
+                match (bias, *fused_epilogue) {
+                    #[cfg(feature = "cuda")]
+                    (Some(b), true) => {
+                        crate::cuda_ops::bias_activation(&y, b, act)?;
+                        y
+                    }
+                    (Some(b), _) => activate_opt(&y.broadcast_add(b)?, act)?,
+                    (None, _) => activate_opt(&y, act)?,
                 }
             }
             Self::Packed(p) => {
                 let a = x.flatten_all()?.to_vec1::<f32>()?;
                 let mut out = vec![0f32; rows * p.n()];
-                seer_kernels::gemm(&a, rows, p, &mut out, Init::Bias, None);
+                let act = act.map(|a| match a {
+                    Activation::QuickGelu => seer_kernels::Activation::QuickGelu,
+                    Activation::Gelu => seer_kernels::Activation::Gelu,
+                });
+                seer_kernels::gemm(&a, rows, p, &mut out, Init::Bias, act);
                 Tensor::from_vec(out, (rows, p.n()), x.device())?
             }
         };
         let mut out_dims = dims.to_vec();
         *out_dims.last_mut().expect("rank >= 1") = self.out_dim();
         y.reshape(out_dims)
+    }
+}
+
+impl Linear {
+    /// `residual + (x Wᵀ + b)`, in one pass after the matmul on CUDA inference.
+    pub fn forward_plus(&self, x: &Tensor, residual: &Tensor) -> candle_core::Result<Tensor> {
+        #[cfg(feature = "cuda")]
+        if let Self::Tensor {
+            weight_t,
+            bias: Some(b),
+            fused_epilogue: true,
+        } = self
+        {
+            let in_dim = x.dim(candle_core::D::Minus1)?;
+            let y = x
+                .reshape((x.elem_count() / in_dim.max(1), in_dim))?
+                .matmul(weight_t)?;
+            crate::cuda_ops::bias_residual(&y, b, &residual.contiguous()?)?;
+            return y.reshape(residual.shape());
+        }
+        residual + self.forward(x)?
+    }
+}
+
+impl Module for Linear {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        self.forward_activated(x, None)
+    }
+}
+
+fn activate_opt(x: &Tensor, act: Option<Activation>) -> candle_core::Result<Tensor> {
+    match act {
+        Some(a) => activate(x, a),
+        None => Ok(x.clone()),
     }
 }
 
@@ -162,7 +224,7 @@ pub struct Mlp {
 impl Module for Mlp {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         self.fc2
-            .forward(&activate(&self.fc1.forward(x)?, self.activation)?)
+            .forward(&self.fc1.forward_activated(x, Some(self.activation))?)
     }
 }
 
@@ -173,16 +235,29 @@ pub struct Attention {
     out: Linear,
     heads: usize,
     differentiable: bool,
+    /// Attention as one CUDA kernel (GPU inference, short sequences).
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    fused_gpu: bool,
 }
 
 impl Attention {
-    /// `x`: (batch, tokens, width); `mask`: additive (tokens, tokens) or None.
+    /// `x`: (batch, tokens, width); `mask`: the additive causal (tokens, tokens)
+    /// mask of the text tower, or None.
     pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> candle_core::Result<Tensor> {
+        self.out.forward(&self.context(x, mask)?)
+    }
+
+    /// The heads' outputs side by side, before the output projection.
+    fn context(&self, x: &Tensor, mask: Option<&Tensor>) -> candle_core::Result<Tensor> {
         let (b, t, c) = x.dims3()?;
         let head_dim = c / self.heads;
-        let qkv = self
-            .qkv
-            .forward(x)?
+        let qkv = self.qkv.forward(x)?;
+        // The only mask the towers pass is the text tower's causal one.
+        #[cfg(feature = "cuda")]
+        if self.fused_gpu && crate::cuda_ops::attention_fits(t, head_dim) {
+            return crate::cuda_ops::attention(&qkv, self.heads, mask.is_some());
+        }
+        let qkv = qkv
             .reshape((b, t, 3, self.heads, head_dim))?
             .permute((2, 0, 3, 1, 4))?;
         let scale = 1.0 / (head_dim as f64).sqrt();
@@ -194,8 +269,7 @@ impl Attention {
             scores = scores.broadcast_add(mask)?;
         }
         let probs = softmax_last_dim(&scores, self.differentiable)?;
-        let context = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, c))?;
-        self.out.forward(&context)
+        probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, c))
     }
 }
 
@@ -300,6 +374,7 @@ impl ResidualBlock {
                 out: Linear::new(w, t.out.0, Some(t.out.1))?,
                 heads: cfg.heads,
                 differentiable,
+                fused_gpu: fuses_on_gpu(w),
             },
             ls1: t.ls1,
             ln2: norm(t.ln2),
@@ -317,6 +392,16 @@ impl ResidualBlock {
             Some(g) => y.broadcast_mul(g),
             None => Ok(y),
         };
+        if self.ls1.is_none() && self.ls2.is_none() {
+            // The residual adds ride in the output projections' epilogues.
+            let context = self.attn.context(&self.ln1.forward(x)?, mask)?;
+            let x = self.attn.out.forward_plus(&context, x)?;
+            let hidden = self
+                .mlp
+                .fc1
+                .forward_activated(&self.ln2.forward(&x)?, Some(self.mlp.activation))?;
+            return self.mlp.fc2.forward_plus(&hidden, &x);
+        }
         let x = (x + scaled(self.attn.forward(&self.ln1.forward(x)?, mask)?, &self.ls1)?)?;
         let y = scaled(self.mlp.forward(&self.ln2.forward(&x)?)?, &self.ls2)?;
         x + y

@@ -8,6 +8,8 @@
 pub mod clip;
 pub mod config;
 pub mod cpu;
+#[cfg(feature = "cuda")]
+mod cuda_ops;
 pub mod error;
 pub mod files;
 pub mod layers;

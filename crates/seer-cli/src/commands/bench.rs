@@ -9,9 +9,9 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
-use seer_engine::{collect_image_paths, Clip, EmbedOptions};
+use seer_engine::{collect_image_paths, Clip, DeviceChoice, EmbedOptions};
 use seer_image::PreprocessConfig;
-use seer_models::{ClipConfig, ClipModel, Device, Precision, Tensor, TextPadding, Weights};
+use seer_models::{ClipConfig, ClipModel, Precision, Tensor, TextPadding, Weights};
 use seer_tokenizer::ClipTokenizer;
 use serde_json::{json, Value};
 
@@ -32,15 +32,19 @@ pub struct Args {
     /// Image files or folder for the end-to-end measurement.
     #[arg(long, default_value = "../shared/data/imagenet-samples/images")]
     images: PathBuf,
-    /// How many of those files to embed end to end.
+    /// How many files to embed end to end (the list repeats when it is shorter).
     #[arg(long, default_value_t = 256)]
     files: usize,
     /// Matmul weights for seer: f32 or bf16.
     #[arg(long, default_value = "f32", value_parser = crate::common::parse_precision)]
     precision: Precision,
-    /// Threads for seer and for the reference.
+    /// Threads for seer and for the reference (the reference's DataLoader gets
+    /// as many workers).
     #[arg(long, default_value_t = 2)]
     threads: usize,
+    /// cpu, cuda or cuda:N, for seer and for the reference.
+    #[arg(long, default_value = "cpu")]
+    device: String,
     /// A Python with torch, transformers and open_clip: also run the reference.
     #[arg(long, env = "SEER_REFERENCE_PYTHON")]
     reference: Option<PathBuf>,
@@ -97,11 +101,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut results = json!({
         "model": clip.id,
         "threads": args.threads,
+        "device": args.device,
         "image_model": {},
     });
     results["precision"] = json!(args.precision.name());
     let flops = clip.model.image_flops();
-    let peak = seer_kernels::peak::f32_gflops();
+    // The measured peak is the CPU's: a GPU run reports GFLOP/s alone.
+    let peak = if clip.model.device().is_cpu() {
+        seer_kernels::peak::f32_gflops()
+    } else {
+        None
+    };
     results["image_gflop_per_image"] = json!(flops.map(|f| f / 1e9));
     results["peak_f32_gflops"] = json!(peak);
     for &b in &args.batch_sizes {
@@ -115,6 +125,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 " ({r:.0} GFLOP/s, {:.0}% of the f32 peak {p:.0})",
                 100.0 * r / p
             ),
+            (Some(r), None) => format!(" ({r:.0} GFLOP/s)"),
             _ => String::new(),
         };
         eprintln!("seer  image model-only   batch {b:>3}: {ips:8.2} images/s{achieved}");
@@ -139,7 +150,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             args.images.display()
         );
     } else {
-        let files: Vec<PathBuf> = files.into_iter().take(args.files).collect();
+        let files: Vec<PathBuf> = files.iter().cycle().take(args.files).cloned().collect();
         let b = *args.batch_sizes.last().unwrap_or(&32);
         let ips = bench_end_to_end(&clip, &files, b)?;
         results["e2e"] = json!(ips);
@@ -151,7 +162,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
 
     if args.precision != Precision::F32 {
-        let agreement = compare_with_f32(&clip, &args)?;
+        let exact = load(&Args {
+            precision: Precision::F32,
+            ..args.clone()
+        })?;
+        let agreement = compare_with_f32(&clip, &exact, &args)?;
         eprintln!(
             "seer  {} vs f32 cosine: images min {:.5}, texts min {:.5}",
             args.precision.name(),
@@ -159,9 +174,33 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             agreement["text_cosine_min"].as_f64().unwrap_or(f64::NAN)
         );
         results["agreement_with_f32"] = agreement;
+        // The same weights in f32, timed in this run: the speed-up is only
+        // meaningful against a measurement taken under the same conditions.
+        for &b in &args.batch_sizes {
+            let f32_ips = bench_image_model(&exact, b, args.iterations)?;
+            let speedup = results["image_model"][b.to_string()]
+                .as_f64()
+                .unwrap_or(0.0)
+                / f32_ips;
+            eprintln!(
+                "seer  image model-only   batch {b:>3}: {f32_ips:8.2} images/s in f32, {} is {speedup:.2}x",
+                args.precision.name()
+            );
+            results["f32_image_model"][b.to_string()] = json!(f32_ips);
+            results["speedup_over_f32"]["image_model"][b.to_string()] = json!(speedup);
+        }
+        let f32_tps = bench_text(&exact, &tokens, TextPadding::Longest, args.iterations)?;
+        let speedup = results["text_longest"].as_f64().unwrap_or(0.0) / f32_tps;
+        eprintln!(
+            "seer  text text_longest  batch {:>3}: {f32_tps:8.2} texts/s in f32, {} is {speedup:.2}x",
+            tokens.len(),
+            args.precision.name()
+        );
+        results["f32_text_longest"] = json!(f32_tps);
+        results["speedup_over_f32"]["text_longest"] = json!(speedup);
     }
     if let Some(python) = &args.reference {
-        let reference = run_reference(python, &args)?;
+        let reference = run_reference(python, &args, &tokens)?;
         results["reference"] = reference.clone();
         results["ratio"] = ratios(&results, &reference);
     }
@@ -175,11 +214,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 /// Cosine similarity between this model's embeddings and those of the same
 /// weights in f32, over the prompts and a batch of real images (or noise).
-fn compare_with_f32(clip: &Clip, args: &Args) -> anyhow::Result<Value> {
-    let exact = load(&Args {
-        precision: Precision::F32,
-        ..args.clone()
-    })?;
+fn compare_with_f32(clip: &Clip, exact: &Clip, args: &Args) -> anyhow::Result<Value> {
     let tokens: Vec<Vec<u32>> = PROMPTS.iter().map(|p| clip.tokenize(p)).collect();
     let texts = (
         clip.model.encode_texts(&tokens, TextPadding::Longest)?,
@@ -221,6 +256,7 @@ fn compare_with_f32(clip: &Clip, args: &Args) -> anyhow::Result<Value> {
 }
 
 fn load(args: &Args) -> anyhow::Result<Clip> {
+    let device = DeviceChoice::parse(&args.device)?;
     let tokenizer_path = args.tokenizer.clone().unwrap_or_else(|| {
         PathBuf::from("../shared/data/clip-tokenizer/bpe_simple_vocab_16e6.txt.gz")
     });
@@ -229,14 +265,14 @@ fn load(args: &Args) -> anyhow::Result<Clip> {
             tokenizer: args.tokenizer.clone(),
             progress: crate::output::stderr_is_terminal(),
             precision: args.precision,
-            ..Default::default()
+            device,
         };
         return Clip::load(spec, &options).with_context(|| format!("cannot load model '{spec}'"));
     }
     let config = ClipConfig::from_transformers_json("{}", Path::new("<ViT-B/32 defaults>"))?;
     let model = ClipModel::from_weights(
         config,
-        &Weights::random(&Device::Cpu).with_precision(args.precision),
+        &Weights::random(&device.device()?).with_precision(args.precision),
     )?;
     let tokenizer = ClipTokenizer::from_file(&tokenizer_path).with_context(|| {
         format!(
@@ -257,10 +293,13 @@ fn bench_image_model(clip: &Clip, batch: usize, iterations: usize) -> anyhow::Re
     let s = clip.model.image_size();
     let pixels = Tensor::randn(0f32, 1.0, (batch, 3, s, s), clip.model.device())?;
     clip.model.encode_images(&pixels)?; // warm-up
+    clip.model.device().synchronize()?;
     let start = Instant::now();
     for _ in 0..iterations {
         clip.model.encode_images(&pixels)?;
     }
+    // GPU work is asynchronous: wait for it before reading the clock.
+    clip.model.device().synchronize()?;
     Ok((batch * iterations) as f64 / start.elapsed().as_secs_f64())
 }
 
@@ -271,10 +310,12 @@ fn bench_text(
     iterations: usize,
 ) -> anyhow::Result<f64> {
     clip.model.encode_texts(tokens, padding)?;
+    clip.model.device().synchronize()?;
     let start = Instant::now();
     for _ in 0..iterations {
         clip.model.encode_texts(tokens, padding)?;
     }
+    clip.model.device().synchronize()?;
     Ok((tokens.len() * iterations) as f64 / start.elapsed().as_secs_f64())
 }
 
@@ -289,7 +330,7 @@ fn bench_end_to_end(clip: &Clip, files: &[PathBuf], batch: usize) -> anyhow::Res
     Ok(ok as f64 / start.elapsed().as_secs_f64())
 }
 
-fn run_reference(python: &Path, args: &Args) -> anyhow::Result<Value> {
+fn run_reference(python: &Path, args: &Args, tokens: &[Vec<u32>]) -> anyhow::Result<Value> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/bench_reference.py");
     let batch_sizes: Vec<String> = args.batch_sizes.iter().map(usize::to_string).collect();
     eprintln!("running the PyTorch reference ({})...", python.display());
@@ -299,6 +340,9 @@ fn run_reference(python: &Path, args: &Args) -> anyhow::Result<Value> {
         .args(["--batch-sizes", &batch_sizes.join(",")])
         .args(["--iterations", &args.iterations.to_string()])
         .args(["--files", &args.files.to_string()])
+        .args(["--device", &args.device])
+        // The same token ids seer embeds, so the reference needs no tokenizer.
+        .args(["--tokens", &serde_json::to_string(tokens)?])
         .arg("--images")
         .arg(&args.images)
         .stderr(std::process::Stdio::inherit())
@@ -343,9 +387,10 @@ fn print_table(r: &Value) {
             .unwrap_or_else(|| format!("{:>7}", "-"))
     };
     println!(
-        "model: {}   threads: {}",
+        "model: {}   threads: {}   device: {}",
         r["model"].as_str().unwrap_or("?"),
-        r["threads"]
+        r["threads"],
+        r["device"].as_str().unwrap_or("cpu")
     );
     println!(
         "{:<34} {:>9} {:>9} {:>7}",

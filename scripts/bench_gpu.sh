@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# GPU check and benchmark for a `--features cuda` build of seer, on a machine
+# with an NVIDIA GPU and a Python that has PyTorch + transformers (the reference).
+#
+#   scripts/bench_gpu.sh SEER_BIN [PARITY_TEST_BIN]
+#
+# Environment:
+#   SEER_SHARED_DATA  shared data folder (default ../shared/data); needs
+#                     clip-tokenizer/, imagenet-samples/images and, for the
+#                     parity run, the smoke/ images the fixtures name
+#   PYTHON            reference Python (default python3)
+#   FILES             files for the end-to-end run (default 4096; the list repeats)
+#   BATCHES           model-only batch sizes (default 32,256; the last is also
+#                     the end-to-end batch)
+#   THREADS           decode threads and DataLoader workers (default: all cores)
+#
+# 1. Parity: the model fixtures' reference numbers on the GPU (1e-4), when a
+#    parity test binary is given (cargo test --release --features cuda -p
+#    seer-engine --test parity --no-run prints its path).
+# 2. `seer bench --device cuda` against PyTorch eager on the same GPU.
+#
+# cuBLAS, cuRAND and NVRTC are taken from the loader path, else from the
+# nvidia-* wheels PyTorch brings.
+set -euo pipefail
+seer=$(realpath "$1")
+parity=${2:+$(realpath "$2")}
+data=$(realpath "${SEER_SHARED_DATA:-../shared/data}")
+python=${PYTHON:-python3}
+threads=${THREADS:-$(nproc)}
+
+if ! ldconfig -p | grep -q libcublas.so.13; then
+    libs=$("$python" - <<'EOF'
+import glob, os, nvidia
+roots = [os.path.dirname(p) for p in getattr(nvidia, "__path__", [])]
+found = {os.path.dirname(f) for r in roots for f in glob.glob(f"{r}/**/lib*.so*", recursive=True)}
+print(":".join(sorted(found)))
+EOF
+)
+    export LD_LIBRARY_PATH="$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+fi
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+
+if [[ -n "$parity" ]]; then
+    echo "== parity on the GPU (SEER_TEST_DEVICE=cuda)"
+    (cd "$(dirname "$0")/../crates/seer-engine" &&
+        SEER_TEST_DEVICE=cuda SEER_SHARED_DATA="$data" "$parity" --test-threads 1)
+fi
+
+echo "== seer bench --device cuda (f32), then PyTorch eager on the same GPU"
+"$seer" bench --device cuda --threads "$threads" \
+    --batch-sizes "${BATCHES:-32,256}" --iterations 20 \
+    --tokenizer "$data/clip-tokenizer/bpe_simple_vocab_16e6.txt.gz" \
+    --images "$data/imagenet-samples/images" --files "${FILES:-4096}" \
+    --reference "$python" "${@:3}"
