@@ -28,6 +28,15 @@ pub enum Activation {
     Gelu,
 }
 
+impl From<Activation> for seer_kernels::Activation {
+    fn from(a: Activation) -> Self {
+        match a {
+            Activation::QuickGelu => Self::QuickGelu,
+            Activation::Gelu => Self::Gelu,
+        }
+    }
+}
+
 impl Activation {
     fn parse(name: &str, path: &Path) -> Result<Self> {
         match name {

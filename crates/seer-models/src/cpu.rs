@@ -7,7 +7,7 @@ use candle_core::{CpuStorage, Storage, Tensor};
 use seer_kernels::ops::{add_scaled, attention, layer_norm, AttentionShape};
 use seer_kernels::{gemm, Activation as KernelActivation, Init, PackedWeights, Precision};
 
-use crate::config::{Activation, TransformerConfig};
+use crate::config::TransformerConfig;
 use crate::error::Result;
 use crate::layers::BlockTensors;
 
@@ -90,10 +90,7 @@ impl CpuBlock {
             fc1: pack(&t.fc1.0, Some(&t.fc1.1), precision)?,
             fc2: pack(&t.fc2.0, Some(&t.fc2.1), precision)?,
             ls2: t.ls2.as_ref().map(vec).transpose()?,
-            activation: match cfg.activation {
-                Activation::QuickGelu => KernelActivation::QuickGelu,
-                Activation::Gelu => KernelActivation::Gelu,
-            },
+            activation: cfg.activation.into(),
         })
     }
 

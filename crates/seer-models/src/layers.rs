@@ -115,11 +115,7 @@ impl Linear {
             Self::Packed(p) => {
                 let a = x.flatten_all()?.to_vec1::<f32>()?;
                 let mut out = vec![0f32; rows * p.n()];
-                let act = act.map(|a| match a {
-                    Activation::QuickGelu => seer_kernels::Activation::QuickGelu,
-                    Activation::Gelu => seer_kernels::Activation::Gelu,
-                });
-                seer_kernels::gemm(&a, rows, p, &mut out, Init::Bias, act);
+                seer_kernels::gemm(&a, rows, p, &mut out, Init::Bias, act.map(Into::into));
                 Tensor::from_vec(out, (rows, p.n()), x.device())?
             }
         };
