@@ -18,6 +18,7 @@ use std::cell::RefCell;
 use rayon::prelude::*;
 
 use crate::isa::Isa;
+use crate::SendPtr;
 
 /// Output features per weight panel (two 16-lane vectors).
 pub const NR: usize = 32;
@@ -285,18 +286,6 @@ pub fn gemm_with_isa(
         (0..tasks).into_par_iter().for_each(task);
     }
 }
-
-#[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-
-impl SendPtr {
-    /// A method, so closures capture the Send wrapper rather than its field.
-    fn get(self) -> *mut f32 {
-        self.0
-    }
-}
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
 
 /// Part `i` of `0..len` cut into `parts` near-equal ranges.
 fn split(len: usize, parts: usize, i: usize) -> std::ops::Range<usize> {

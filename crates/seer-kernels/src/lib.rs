@@ -21,3 +21,17 @@ pub mod peak;
 
 pub use gemm::{gemm, Activation, Init, PackedWeights, Precision};
 pub use isa::Isa;
+
+/// An output pointer handed to rayon tasks that write disjoint parts of it.
+#[derive(Clone, Copy)]
+pub(crate) struct SendPtr(pub(crate) *mut f32);
+
+impl SendPtr {
+    /// A method, so closures capture the Send wrapper rather than its field.
+    pub(crate) fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+// SAFETY: users guarantee that concurrent tasks write disjoint elements.
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}

@@ -5,6 +5,7 @@ use rayon::prelude::*;
 
 use crate::gemm::Activation;
 use crate::math;
+use crate::SendPtr;
 
 /// Defines `fn $name(args)` whose body is compiled three times (AVX-512, AVX2,
 /// baseline) and picked by [`crate::Isa::detected`]: the bodies are plain loops
@@ -132,7 +133,7 @@ pub fn attention(qkv: &[f32], shape: AttentionShape, out: &mut [f32]) {
     let rows = out.len() / width;
     assert_eq!(qkv.len(), rows * 3 * width);
     assert!(shape.sequences.iter().all(|&(s, n)| s + n <= rows));
-    let out_ptr = OutPtr(out.as_mut_ptr());
+    let out_ptr = SendPtr(out.as_mut_ptr());
     (0..shape.sequences.len() * heads)
         .into_par_iter()
         .for_each(|task| {
@@ -142,18 +143,6 @@ pub fn attention(qkv: &[f32], shape: AttentionShape, out: &mut [f32]) {
             unsafe { attention_head(qkv, &shape, start, len, task % heads, out_ptr.get()) }
         });
 }
-
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-
-impl OutPtr {
-    /// A method, so closures capture the Send wrapper rather than its field.
-    fn get(self) -> *mut f32 {
-        self.0
-    }
-}
-unsafe impl Send for OutPtr {}
-unsafe impl Sync for OutPtr {}
 
 /// Queries per register tile, and the lane width the key and value axes are
 /// padded to: a tile's accumulators (`QUERY_TILE` × 16 or × 32 floats) stay in

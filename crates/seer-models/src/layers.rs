@@ -93,15 +93,13 @@ impl Linear {
         act: Option<Activation>,
     ) -> candle_core::Result<Tensor> {
         let dims = x.dims();
-        let in_dim = dims[dims.len() - 1];
-        let rows = x.elem_count() / in_dim.max(1);
         let y = match self {
             Self::Tensor {
                 weight_t,
                 bias,
                 fused_epilogue,
             } => {
-                let y = x.reshape((rows, in_dim))?.matmul(weight_t)?;
+                let y = matmul_rows(x, weight_t)?;
                 match (bias, *fused_epilogue) {
                     #[cfg(feature = "cuda")]
                     (Some(b), true) => {
@@ -113,6 +111,7 @@ impl Linear {
                 }
             }
             Self::Packed(p) => {
+                let rows = x.elem_count() / dims[dims.len() - 1].max(1);
                 let a = x.flatten_all()?.to_vec1::<f32>()?;
                 let mut out = vec![0f32; rows * p.n()];
                 seer_kernels::gemm(&a, rows, p, &mut out, Init::Bias, act.map(Into::into));
@@ -123,9 +122,7 @@ impl Linear {
         *out_dims.last_mut().expect("rank >= 1") = self.out_dim();
         y.reshape(out_dims)
     }
-}
 
-impl Linear {
     /// `residual + (x Wᵀ + b)`, in one pass after the matmul on CUDA inference.
     pub fn forward_plus(&self, x: &Tensor, residual: &Tensor) -> candle_core::Result<Tensor> {
         #[cfg(feature = "cuda")]
@@ -135,15 +132,19 @@ impl Linear {
             fused_epilogue: true,
         } = self
         {
-            let in_dim = x.dim(candle_core::D::Minus1)?;
-            let y = x
-                .reshape((x.elem_count() / in_dim.max(1), in_dim))?
-                .matmul(weight_t)?;
+            let y = matmul_rows(x, weight_t)?;
             crate::cuda_ops::bias_residual(&y, b, &residual.contiguous()?)?;
             return y.reshape(residual.shape());
         }
         residual + self.forward(x)?
     }
+}
+
+/// `x` with its leading dims flattened into rows, times `weight_t` (in, out).
+fn matmul_rows(x: &Tensor, weight_t: &Tensor) -> candle_core::Result<Tensor> {
+    let in_dim = x.dim(D::Minus1)?;
+    x.reshape((x.elem_count() / in_dim.max(1), in_dim))?
+        .matmul(weight_t)
 }
 
 impl Module for Linear {
@@ -217,10 +218,10 @@ pub struct Mlp {
     activation: Activation,
 }
 
-impl Module for Mlp {
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        self.fc2
-            .forward(&self.fc1.forward_activated(x, Some(self.activation))?)
+impl Mlp {
+    /// `act(fc1(x))`, the input of fc2.
+    fn hidden(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        self.fc1.forward_activated(x, Some(self.activation))
     }
 }
 
@@ -237,13 +238,9 @@ pub struct Attention {
 }
 
 impl Attention {
+    /// The heads' outputs side by side, before the output projection `out`.
     /// `x`: (batch, tokens, width); `mask`: the additive causal (tokens, tokens)
     /// mask of the text tower, or None.
-    pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> candle_core::Result<Tensor> {
-        self.out.forward(&self.context(x, mask)?)
-    }
-
-    /// The heads' outputs side by side, before the output projection.
     fn context(&self, x: &Tensor, mask: Option<&Tensor>) -> candle_core::Result<Tensor> {
         let (b, t, c) = x.dims3()?;
         let head_dim = c / self.heads;
@@ -384,23 +381,17 @@ impl ResidualBlock {
     }
 
     pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> candle_core::Result<Tensor> {
-        let scaled = |y: Tensor, gamma: &Option<Tensor>| match gamma {
-            Some(g) => y.broadcast_mul(g),
-            None => Ok(y),
-        };
-        if self.ls1.is_none() && self.ls2.is_none() {
-            // The residual adds ride in the output projections' epilogues.
-            let context = self.attn.context(&self.ln1.forward(x)?, mask)?;
-            let x = self.attn.out.forward_plus(&context, x)?;
-            let hidden = self
-                .mlp
-                .fc1
-                .forward_activated(&self.ln2.forward(&x)?, Some(self.mlp.activation))?;
-            return self.mlp.fc2.forward_plus(&hidden, &x);
-        }
-        let x = (x + scaled(self.attn.forward(&self.ln1.forward(x)?, mask)?, &self.ls1)?)?;
-        let y = scaled(self.mlp.forward(&self.ln2.forward(&x)?)?, &self.ls2)?;
-        x + y
+        // `x + γ ⊙ (input Wᵀ + b)`; without LayerScale the add rides in the
+        // projection's epilogue (one pass on CUDA).
+        let residual =
+            |out: &Linear, input: &Tensor, x: &Tensor, gamma: &Option<Tensor>| match gamma {
+                Some(g) => x + out.forward(input)?.broadcast_mul(g)?,
+                None => out.forward_plus(input, x),
+            };
+        let context = self.attn.context(&self.ln1.forward(x)?, mask)?;
+        let x = residual(&self.attn.out, &context, x, &self.ls1)?;
+        let hidden = self.mlp.hidden(&self.ln2.forward(&x)?)?;
+        residual(&self.mlp.fc2, &hidden, &x, &self.ls2)
     }
 }
 
