@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use seer_ann::{Hnsw, HnswParams};
 
 use crate::error::Result;
-use crate::search::{compile_glob, Hit, SearchOptions};
+use crate::search::{compile_glob, Hit, KeepId, SearchOptions};
 use crate::store::{ModelInfo, Store};
 
 /// Below this many vectors exact search is fast enough (measured: 7.8 ms per query
@@ -141,14 +141,30 @@ pub fn rank_graph<'a>(
     all_paths: impl FnOnce() -> Result<(Cow<'a, [i64]>, Cow<'a, [String]>)>,
     path_of: impl Fn(i64) -> Result<Option<String>>,
 ) -> Result<Vec<Hit>> {
+    rank_graph_where(graph, query, options, all_paths, path_of, None)
+}
+
+/// [`rank_graph`] returning only files that `keep` (when given) accepts.
+pub fn rank_graph_where<'a>(
+    graph: &Hnsw,
+    query: &[f32],
+    options: &SearchOptions,
+    all_paths: impl FnOnce() -> Result<(Cow<'a, [i64]>, Cow<'a, [String]>)>,
+    path_of: impl Fn(i64) -> Result<Option<String>>,
+    keep: Option<KeepId<'_>>,
+) -> Result<Vec<Hit>> {
     let ef = Some(options.k.max(graph.params().ef_search));
-    let hits = match compile_glob(options.path_glob.as_deref())? {
-        None => graph.search(query, options.k, ef),
-        Some(glob) => {
+    let hits = match (compile_glob(options.path_glob.as_deref())?, keep) {
+        (None, None) => graph.search(query, options.k, ef),
+        (None, Some(keep)) => {
+            graph.search_filtered(query, options.k, ef, &|id: u64| keep(id as i64))
+        }
+        (Some(glob), keep) => {
             let (ids, paths) = all_paths()?;
             let keep = |id: u64| {
                 ids.binary_search(&(id as i64))
                     .is_ok_and(|row| glob.is_match(&paths[row]))
+                    && keep.is_none_or(|k| k(id as i64))
             };
             graph.search_filtered(query, options.k, ef, &keep)
         }

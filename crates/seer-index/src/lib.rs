@@ -3,6 +3,7 @@
 //! crash-safely, and how queries are answered.
 
 pub mod ann;
+pub mod dates;
 pub mod dupes;
 pub mod error;
 pub mod exchange;

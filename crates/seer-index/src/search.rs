@@ -146,10 +146,25 @@ impl QueryCombiner {
 
 /// Exact ranking over all vectors (SIMD dot products).
 pub fn rank_exact(vectors: &VectorSet, query: &[f32], options: &SearchOptions) -> Result<Vec<Hit>> {
+    rank_exact_where(vectors, query, options, None)
+}
+
+/// Which files a search may return besides the path glob, by file id (a capture
+/// date range, the query photo left out of its own "more like this").
+pub type KeepId<'a> = &'a (dyn Fn(i64) -> bool + Sync);
+
+/// [`rank_exact`] returning only files that `keep` (when given) accepts.
+pub fn rank_exact_where(
+    vectors: &VectorSet,
+    query: &[f32],
+    options: &SearchOptions,
+    keep: Option<KeepId<'_>>,
+) -> Result<Vec<Hit>> {
     let glob = compile_glob(options.path_glob.as_deref())?;
     let keep = |row: usize| {
         glob.as_ref()
             .is_none_or(|g| g.is_match(&vectors.paths[row]))
+            && keep.is_none_or(|k| k(vectors.ids[row]))
     };
     let top = seer_ann::exact_top_k_filtered(&vectors.data, vectors.dim, query, options.k, keep);
     Ok(top

@@ -78,6 +78,21 @@ pub struct FileRecord {
     pub taken_at: Option<String>,
 }
 
+/// What the index stores about one file, for showing it (the page's detail view).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct FileMeta {
+    pub id: i64,
+    pub path: String,
+    /// Bytes.
+    pub size: i64,
+    /// Modification time, seconds since the Unix epoch.
+    pub modified: f64,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    /// EXIF capture time, "YYYY-MM-DD HH:MM:SS" (camera local time), when the file has one.
+    pub taken_at: Option<String>,
+}
+
 /// All vectors of one model, row-aligned with their file ids and paths.
 #[derive(Clone, Debug, Default)]
 pub struct VectorSet {
@@ -456,6 +471,41 @@ impl Store {
         self.conn
             .query_row("SELECT path FROM files WHERE id = ?1", [id], |r| r.get(0))
             .optional()
+            .map_err(|e| self.db(e))
+    }
+
+    /// The stored metadata of one file, by row id.
+    pub fn file_meta(&self, id: i64) -> Result<Option<FileMeta>> {
+        self.conn
+            .query_row(
+                "SELECT id, path, size, mtime_ns, width, height, taken_at FROM files WHERE id = ?1",
+                [id],
+                |r| {
+                    Ok(FileMeta {
+                        id: r.get(0)?,
+                        path: r.get(1)?,
+                        size: r.get(2)?,
+                        modified: r.get::<_, i64>(3)? as f64 / 1e9,
+                        width: r.get(4)?,
+                        height: r.get(5)?,
+                        taken_at: r.get(6)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| self.db(e))
+    }
+
+    /// EXIF capture times of the files that have one, by row id (for date filters).
+    pub fn capture_times(&self) -> Result<std::collections::HashMap<i64, String>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, taken_at FROM files WHERE taken_at IS NOT NULL")
+            .map_err(|e| self.db(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(|e| self.db(e))?;
+        rows.collect::<std::result::Result<_, _>>()
             .map_err(|e| self.db(e))
     }
 

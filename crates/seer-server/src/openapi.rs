@@ -20,12 +20,12 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     (
         "get",
         "/v1/search",
-        "Search by text (q) or an indexed image (like)",
+        "Search by text (q) or an indexed image (like, never among its own results); pages with offset, filters by EXIF capture date (from, to); each result carries the file's size, modified, width, height and taken_at",
     ),
     (
         "post",
         "/v1/search",
-        "Search by an uploaded image (multipart: image, q, k, min_score, path)",
+        "Search by an uploaded image (multipart: image, q, like, k, offset, min_score, path, from, to)",
     ),
     (
         "get",
@@ -67,7 +67,10 @@ pub fn document() -> Value {
                 { "name": "k", "in": "query", "schema": { "type": "integer", "default": 20 } },
                 { "name": "min_score", "in": "query", "schema": { "type": "number" } },
                 { "name": "path", "in": "query", "schema": { "type": "string" }, "description": "glob on the file path" },
-                { "name": "like", "in": "query", "schema": { "type": "integer" }, "description": "an image id" }
+                { "name": "like", "in": "query", "schema": { "type": "integer" }, "description": "an image id: more like this one (it is left out of the results)" },
+                { "name": "offset", "in": "query", "schema": { "type": "integer", "default": 0 }, "description": "skip this many of the best results (next page; offset + k at most 10000); the answer's \"more\" says whether another page follows" },
+                { "name": "from", "in": "query", "schema": { "type": "string" }, "description": "only photos whose EXIF capture time is at or after this (YYYY-MM-DD[ HH:MM[:SS]]); photos without a capture time are left out when from or to is given" },
+                { "name": "to", "in": "query", "schema": { "type": "string" }, "description": "only photos whose EXIF capture time is at or before this (a bare date includes that whole day)" }
             ]);
         }
         if *path == "/v1/index" {

@@ -276,10 +276,18 @@ pub async fn classify(State(state): AppStateRef, multipart: Multipart) -> ApiRes
 pub struct SearchParams {
     q: Option<String>,
     k: Option<usize>,
+    /// Skip this many of the best results (the next page).
+    offset: Option<usize>,
     min_score: Option<f32>,
     path: Option<String>,
     like: Option<i64>,
+    /// EXIF capture date range (see [`seer_index::dates::CaptureRange`]).
+    from: Option<String>,
+    to: Option<String>,
 }
+
+/// The deepest result a search may page to (ranking cost grows with it).
+const MAX_DEPTH: usize = 10_000;
 
 pub async fn search_get(
     State(state): AppStateRef,
@@ -293,22 +301,21 @@ pub async fn search_post(
     multipart: Multipart,
 ) -> ApiResult<Json<Value>> {
     let form = read_form(multipart).await?;
-    let num = |k: &str| form.fields.get(k).filter(|v| !v.is_empty());
+    let field = |k: &str| form.fields.get(k).filter(|v| !v.is_empty());
+    fn parsed<T: std::str::FromStr>(v: Option<&String>, what: &str) -> ApiResult<Option<T>> {
+        v.map(|v| v.trim().parse())
+            .transpose()
+            .map_err(|_| ApiError::bad_request(what))
+    }
     let params = SearchParams {
-        q: num("q").cloned(),
-        k: num("k")
-            .map(|v| v.parse())
-            .transpose()
-            .map_err(|_| ApiError::bad_request("k must be a number"))?,
-        min_score: num("min_score")
-            .map(|v| v.parse())
-            .transpose()
-            .map_err(|_| ApiError::bad_request("min_score must be a number"))?,
-        path: num("path").cloned(),
-        like: num("like")
-            .map(|v| v.parse())
-            .transpose()
-            .map_err(|_| ApiError::bad_request("like must be an image id"))?,
+        q: field("q").cloned(),
+        k: parsed(field("k"), "k must be a number")?,
+        offset: parsed(field("offset"), "offset must be a number")?,
+        min_score: parsed(field("min_score"), "min_score must be a number")?,
+        path: field("path").cloned(),
+        like: parsed(field("like"), "like must be an image id")?,
+        from: field("from").cloned(),
+        to: field("to").cloned(),
     };
     run_search(&state, params, form.image).await
 }
@@ -319,6 +326,14 @@ async fn run_search(
     image: Option<(String, Bytes)>,
 ) -> ApiResult<Json<Value>> {
     let k = params.k.unwrap_or(20).clamp(1, 1000);
+    let offset = params.offset.unwrap_or(0);
+    if offset + k > MAX_DEPTH {
+        return Err(ApiError::bad_request(format!(
+            "offset + k must be at most {MAX_DEPTH}"
+        )));
+    }
+    let dates =
+        seer_index::dates::CaptureRange::parse(params.from.as_deref(), params.to.as_deref())?;
     let st = state.clone();
     let data = tokio::task::spawn_blocking(move || st.store().and_then(|s| st.search_data(&s)))
         .await
@@ -341,30 +356,80 @@ async fn run_search(
     let query = query.finish().map_err(|_| {
         ApiError::bad_request("give q (text), an image upload, or like (an image id)")
     })?;
+    // One more than the page, to tell whether another page follows.
     let options = seer_index::SearchOptions {
-        k,
+        k: offset + k + 1,
         min_score: params.min_score,
         path_glob: params.path,
     };
-    let hits = rank_cached(&data, &query, &options)?;
-    let results: Vec<Value> = hits
-        .iter()
-        .map(|h| json!({ "id": h.id, "path": h.path, "score": h.score, "url": format!("/v1/images/{}", h.id), "thumbnail": format!("/v1/images/{}/thumbnail", h.id) }))
-        .collect();
-    Ok(Json(
-        json!({ "model": data.model.name, "results": results }),
-    ))
+    // "More like this" never answers with the photo it started from.
+    let keep = |id: i64| {
+        Some(id) != params.like
+            && dates
+                .as_ref()
+                .is_none_or(|d| d.contains(data.taken.get(&id).map(String::as_str)))
+    };
+    let filtered = params.like.is_some() || dates.is_some();
+    let mut hits = rank_cached(&data, &query, &options, filtered.then_some(&keep))?;
+    let more = hits.len() > offset + k;
+    hits.truncate(offset + k);
+    let page: Vec<_> = hits.into_iter().skip(offset).collect();
+    let st = state.clone();
+    let like = params.like;
+    let (results, like) = tokio::task::spawn_blocking(move || -> ApiResult<_> {
+        let store = st.store()?;
+        let results: Vec<Value> = page
+            .iter()
+            .map(|h| {
+                let mut hit = described(&store, h.id, &h.path)?;
+                hit["score"] = json!(h.score);
+                Ok(hit)
+            })
+            .collect::<ApiResult<_>>()?;
+        let like = like
+            .map(|id| {
+                let path = store.path_of(id)?.unwrap_or_default();
+                described(&store, id, &path)
+            })
+            .transpose()?;
+        Ok((results, like))
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    let mut answer = json!({
+        "model": data.model.name,
+        "offset": offset,
+        "more": more,
+        "results": results,
+    });
+    if let Some(like) = like {
+        answer["like"] = like;
+    }
+    Ok(Json(answer))
+}
+
+/// A file as search answers name it: id, path, links, and what the index stores
+/// about it (size, modification time, dimensions, EXIF capture time).
+fn described(store: &seer_index::Store, id: i64, path: &str) -> ApiResult<Value> {
+    let mut v = match store.file_meta(id)? {
+        Some(meta) => serde_json::to_value(meta).map_err(ApiError::internal)?,
+        None => json!({ "id": id, "path": path }),
+    };
+    v["url"] = json!(format!("/v1/images/{id}"));
+    v["thumbnail"] = json!(format!("/v1/images/{id}/thumbnail"));
+    Ok(v)
 }
 
 fn rank_cached(
     data: &SearchData,
     query: &[f32],
     options: &seer_index::SearchOptions,
+    keep: Option<seer_index::search::KeepId<'_>>,
 ) -> ApiResult<Vec<seer_index::Hit>> {
     let v = &data.vectors;
     let hits = match &data.graph {
-        None => seer_index::rank_exact(v, query, options)?,
-        Some(graph) => seer_index::ann::rank_graph(
+        None => seer_index::search::rank_exact_where(v, query, options, keep)?,
+        Some(graph) => seer_index::ann::rank_graph_where(
             graph,
             query,
             options,
@@ -375,6 +440,7 @@ fn rank_cached(
                     .ok()
                     .map(|row| v.paths[row].clone()))
             },
+            keep,
         )?,
     };
     Ok(hits)

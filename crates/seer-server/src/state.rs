@@ -1,6 +1,7 @@
 //! What every request can reach: the model, the batcher, the index, the running
 //! index job, metrics and the in-memory search cache.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -39,6 +40,8 @@ pub struct SearchData {
     pub model: ModelInfo,
     pub vectors: VectorSet,
     pub graph: Option<Hnsw>,
+    /// EXIF capture times by file id (files without one are absent), for date filters.
+    pub taken: HashMap<i64, String>,
 }
 
 impl AppState {
@@ -70,11 +73,13 @@ impl AppState {
         } else {
             None
         };
+        let taken = store.capture_times()?;
         let data = Arc::new(SearchData {
             generation,
             model,
             vectors,
             graph,
+            taken,
         });
         *cache = Some(data.clone());
         Ok(data)

@@ -1,1 +1,2 @@
+pub mod exif;
 pub mod server;

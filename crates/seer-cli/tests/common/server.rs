@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -29,15 +30,17 @@ pub fn seer() -> Command {
 
 /// An index of the shared smoke images, served with `extra` options.
 pub fn start(extra: &[&str]) -> Server {
+    start_on(&[&shared_data().join("smoke")], extra)
+}
+
+/// An index of `folders`, served with `extra` options.
+pub fn start_on(folders: &[&Path], extra: &[&str]) -> Server {
     let index = tempfile::tempdir().unwrap();
     let model = model_fixture("openclip-vit");
     let status = seer()
-        .args([
-            "index",
-            shared_data().join("smoke").to_str().unwrap(),
-            "--model",
-            model.to_str().unwrap(),
-        ])
+        .arg("index")
+        .args(folders)
+        .args(["--model", model.to_str().unwrap()])
         .env("SEER_INDEX", index.path())
         .stdout(Stdio::null())
         .status()
