@@ -2,14 +2,19 @@
 //
 //   SEER_URL=http://127.0.0.1:7860 SEER_TEST_IMAGE=path/to/cat.jpg \
 //     [SEER_TOKEN=...] [SEER_SCREENSHOT=/tmp/seer.png] [SEER_QUERY="a photo of a cat"] \
+//     [SEER_DATE_FROM=2020-01-01 SEER_DATE_TO=2021-12-31] \
 //     [CHROMIUM=/usr/bin/chromium] node tests/browser/e2e.mjs
+//
+// The index needs more results than one page (20) and some, not all, photos with an
+// EXIF capture time in SEER_DATE_FROM..SEER_DATE_TO. SEER_SCREENSHOT also writes
+// NAME-lightbox.png and NAME-phone.png beside it.
 //
 // Exits 0 when every check passed, non-zero with a message naming the failed check.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-const OVERALL_TIMEOUT_MS = Number(process.env.SEER_E2E_TIMEOUT_MS || 60_000);
+const OVERALL_TIMEOUT_MS = Number(process.env.SEER_E2E_TIMEOUT_MS || 120_000);
 const STEP_TIMEOUT_MS = 20_000;
 
 const baseUrl = (process.env.SEER_URL || '').replace(/\/+$/, '');
@@ -17,6 +22,8 @@ const testImage = process.env.SEER_TEST_IMAGE;
 const token = process.env.SEER_TOKEN || '';
 const screenshot = process.env.SEER_SCREENSHOT || '';
 const query = process.env.SEER_QUERY || 'a photo of a cat';
+const dateFrom = process.env.SEER_DATE_FROM || '2020-01-01';
+const dateTo = process.env.SEER_DATE_TO || '2021-12-31';
 const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 
 let passed = 0;
@@ -186,8 +193,10 @@ await step('the index panel shows a file count > 0', async () => {
   return `${n} files`;
 });
 
-let firstId = null;
-await step(`typing "${query}" shows results`, async () => {
+const urlParam = (name) => new URL(page.url()).searchParams.get(name);
+const shownIds = () => page.locator('#results .result').evaluateAll((els) => els.map((e) => e.dataset.id));
+
+await step(`typing "${query}" shows results and puts the query in the URL`, async () => {
   const searched = apiResponse('GET', '/v1/search');
   await page.locator('#search-input').click();
   await page.locator('#search-input').pressSequentially(query, { delay: 15 });
@@ -202,7 +211,8 @@ await step(`typing "${query}" shows results`, async () => {
   const scoreText = await page.locator('#results .result .score').first().textContent();
   check(Number.isFinite(Number(scoreText)), `first score is "${scoreText}"`);
   const live = await page.locator('#result-count').textContent();
-  check(/\d+ result/.test(live), `the live region says "${live}"`);
+  check(/\d+\+? result/.test(live), `the live region says "${live}"`);
+  check(urlParam('q') === query, `the address is ${page.url()}`);
   return `${n} results, top score ${scoreText}`;
 });
 
@@ -222,19 +232,143 @@ await step('thumbnails load (naturalWidth > 0) and have alt text', async () => {
   return `${n} checked`;
 });
 
-await step('clicking a result searches for more like it', async () => {
+await step('scrolling to the end loads the next page of results', async () => {
+  await page.waitForTimeout(300); // let any page that fills the window arrive
+  await searchSettled();
+  const before = await shownIds();
+  check(await page.locator('#load-more').isVisible(), `all ${before.length} results came at once: nothing to page`);
+  const paged = page.waitForResponse((r) => new URL(r.url()).pathname === '/v1/search'
+    && Number(new URL(r.url()).searchParams.get('offset')) > 0);
+  await page.evaluate(() => window.scrollTo(0, document.body.scrollHeight));
+  const res = await paged;
+  check(res.status() === 200, `the next page answered ${res.status()}`);
+  await page.waitForFunction((n) => document.querySelectorAll('#results .result').length > n, before.length);
+  const after = await shownIds();
+  check(new Set(after).size === after.length, 'a photo is shown twice');
+  check(JSON.stringify(after.slice(0, before.length)) === JSON.stringify(before), 'the first page changed');
+  await page.evaluate(() => window.scrollTo(0, 0));
+  return `${before.length} -> ${after.length} results, offset=${new URL(res.url()).searchParams.get('offset')}`;
+});
+
+let firstId = null;
+let firstPath = null;
+await step('clicking a thumbnail opens the detail view with its metadata', async () => {
   firstId = await page.locator('#results .result').first().getAttribute('data-id');
-  const searched = apiResponse('GET', '/v1/search');
-  await page.locator('#results .result .result-like').first().click();
+  await page.locator('#results .result .result-view').first().click();
+  const box = page.locator('#lightbox');
+  await box.waitFor({ state: 'visible' });
+  check(await box.getAttribute('data-id') === firstId, `the detail view shows ${await box.getAttribute('data-id')}, not ${firstId}`);
+  const field = (f) => page.locator(`#lightbox-meta [data-field="${f}"] dd`).textContent();
+  firstPath = (await field('path')).trim();
+  check(firstPath.includes('/'), `path "${firstPath}"`);
+  const size = await field('size');
+  check(/\d+(\.\d+)? (B|KB|MB|GB)/.test(size), `size "${size}"`);
+  const dims = await field('dimensions');
+  check(/^\d+ × \d+ px$/.test(dims.trim()), `dimensions "${dims}"`);
+  const taken = await field('taken');
+  check(taken.trim().length > 0, 'no capture time field');
+  const img = page.locator('#lightbox-img');
+  await page.waitForFunction(() => {
+    const i = document.querySelector('#lightbox-img');
+    return i.complete && i.naturalWidth > 0;
+  });
+  check((await img.getAttribute('alt')).length > 0, 'the detail image has no alt text');
+  if (screenshot) await page.screenshot({ path: screenshot.replace(/(\.png)?$/, '-lightbox.png') });
+  return `${firstPath}: ${size}, ${dims.trim()}, taken ${taken.trim()}`;
+});
+
+await step('arrow keys move between results in the detail view, Escape closes it', async () => {
+  const ids = await shownIds();
+  const box = page.locator('#lightbox');
+  await page.keyboard.press('ArrowRight');
+  await page.waitForFunction((id) => document.querySelector('#lightbox').dataset.id === id, ids[1]);
+  const second = (await page.locator('#lightbox-meta [data-field="path"] dd').textContent()).trim();
+  check(second !== firstPath, 'the path did not change with the photo');
+  await page.keyboard.press('ArrowLeft');
+  await page.waitForFunction((id) => document.querySelector('#lightbox').dataset.id === id, ids[0]);
+  await page.keyboard.press('Escape');
+  await box.waitFor({ state: 'hidden' });
+  const focused = await page.evaluate(() => document.activeElement?.closest('.result')?.dataset.id);
+  check(focused === ids[0], `focus went to ${focused}, not back to the thumbnail`);
+  return `${ids[0]} -> ${ids[1]} -> ${ids[0]}, closed`;
+});
+
+await step('"more like this" in the detail view searches without the photo itself', async () => {
+  await page.locator('#results .result .result-view').first().click();
+  await page.locator('#lightbox').waitFor({ state: 'visible' });
+  const searched = page.waitForResponse((r) => new URL(r.url()).searchParams.get('like') === firstId);
+  await page.locator('#lightbox-like').click();
   const res = await searched;
   check(res.status() === 200, `like search answered ${res.status()}`);
-  check(new URL(res.url()).searchParams.get('like') === firstId, `expected like=${firstId} in ${res.url()}`);
+  await page.locator('#lightbox').waitFor({ state: 'hidden' });
   await searchSettled();
-  const ids = await page.locator('#results .result').evaluateAll((els) => els.map((e) => e.dataset.id));
+  const ids = await shownIds();
   check(ids.length >= 1, 'no results for more-like-this');
-  check(ids.slice(0, 3).includes(firstId), `image ${firstId} is not among its own top 3 neighbours (${ids.slice(0, 3)})`);
-  const href = await page.locator('#results .result .result-open').first().getAttribute('href');
-  check(href && href.includes('/v1/images/'), `the open link is "${href}"`);
+  check(!ids.includes(firstId), `image ${firstId} is among its own results`);
+  check(urlParam('like') === firstId && !urlParam('q'), `the address is ${page.url()}`);
+  const chips = await page.locator('#query-chips').textContent();
+  const name = firstPath.split('/').pop();
+  check(chips.includes(name), `the chips say "${chips}", not ${name}`);
+  return `${ids.length} results`;
+});
+
+await step('the back button returns to the text search; forward to more-like-this', async () => {
+  const back = apiResponse('GET', '/v1/search');
+  await page.goBack();
+  const res = await back;
+  check(new URL(res.url()).searchParams.get('q') === query, `after back the page searched ${res.url()}`);
+  await searchSettled();
+  check(urlParam('q') === query && !urlParam('like'), `after back the address is ${page.url()}`);
+  check(await page.locator('#search-input').inputValue() === query, 'the search box lost the query');
+  check((await page.locator('#query-chips').textContent()).trim() === '', 'the more-like chip is still shown');
+  const fwd = apiResponse('GET', '/v1/search');
+  await page.goForward();
+  check(new URL((await fwd).url()).searchParams.get('like') === firstId, 'forward did not search like again');
+  await searchSettled();
+  check(!(await shownIds()).includes(firstId), 'forward shows the photo among its own results');
+  await page.goBack();
+  await page.waitForFunction((q) => document.querySelector('#search-input').value === q, query);
+  await page.waitForTimeout(50);
+  await searchSettled();
+});
+
+await step(`the date filter ${dateFrom}..${dateTo} keeps only photos taken then`, async () => {
+  await searchSettled();
+  const before = await count('#results .result');
+  const searched = page.waitForResponse((r) => new URL(r.url()).searchParams.get('to') === dateTo);
+  await page.locator('#opt-from').fill(dateFrom);
+  await page.locator('#opt-to').fill(dateTo);
+  const res = await searched;
+  check(res.status() === 200, `the dated search answered ${res.status()}: ${await res.text()}`);
+  check(new URL(res.url()).searchParams.get('from') === dateFrom, `from not sent: ${res.url()}`);
+  await page.waitForTimeout(100);
+  await searchSettled();
+  const taken = await page.locator('#results .result').evaluateAll((els) => els.map((e) => e.dataset.taken || ''));
+  check(taken.length >= 1, 'no results in the date range');
+  check(taken.length < before, `the date filter did not reduce the results (${before} -> ${taken.length})`);
+  const bad = taken.filter((t) => !(t >= dateFrom && t.slice(0, 10) <= dateTo));
+  check(bad.length === 0, `results taken outside the range: ${bad}`);
+  check(urlParam('from') === dateFrom && urlParam('to') === dateTo && urlParam('q') === query, `the address is ${page.url()}`);
+  return `${before} -> ${taken.length} results`;
+});
+
+await step('a reload restores the query, the dates and the results from the URL', async () => {
+  const idsBefore = await shownIds();
+  const searched = apiResponse('GET', '/v1/search');
+  await page.reload({ waitUntil: 'load' });
+  const res = await searched;
+  check(res.status() === 200, `the restored search answered ${res.status()}`);
+  await page.waitForTimeout(100);
+  await searchSettled();
+  check(await page.locator('#search-input').inputValue() === query, 'the query was not restored');
+  check(await page.locator('#opt-from').inputValue() === dateFrom, 'from was not restored');
+  check(await page.locator('#opt-to').inputValue() === dateTo, 'to was not restored');
+  const ids = await shownIds();
+  check(JSON.stringify(ids) === JSON.stringify(idsBefore), `other results after reload: ${ids} vs ${idsBefore}`);
+  await page.locator('#dates-clear').click();
+  await page.waitForTimeout(100);
+  await searchSettled();
+  check(!urlParam('from') && !urlParam('to'), `clearing the dates left ${page.url()}`);
   return `${ids.length} results`;
 });
 
@@ -276,18 +410,52 @@ await step('zero-shot classify with labels cat,dog,car', async () => {
   return rows.map((r, i) => `${r.label} ${pcts[i]}%`).join(', ');
 });
 
+if (screenshot) {
+  await step(`desktop screenshot to ${screenshot}`, async () => {
+    fs.mkdirSync(path.dirname(path.resolve(screenshot)), { recursive: true });
+    await page.evaluate(() => window.scrollTo(0, 0));
+    await page.screenshot({ path: screenshot, fullPage: true });
+  });
+}
+
+await step('on a 390×844 phone the results are a grid and classify is a tap away', async () => {
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await page.waitForTimeout(100);
+  const tops = await page.locator('#results .result').evaluateAll((els) => els.slice(0, 6)
+    .map((e) => Math.round(e.getBoundingClientRect().top)));
+  const perRow = tops.filter((t) => t === tops[0]).length;
+  check(perRow >= 2, `${perRow} photo per row (tops ${tops})`);
+  const tab = page.locator('#tab-classify');
+  check(await tab.isVisible(), 'no classify tab');
+  const tabBox = await tab.boundingBox();
+  check(tabBox && tabBox.y >= 0 && tabBox.y + tabBox.height <= 844, `the classify tab is off screen (${JSON.stringify(tabBox)})`);
+  if (screenshot) await page.screenshot({ path: screenshot.replace(/(\.png)?$/, '-phone.png') });
+  await tab.click();
+  const panel = page.locator('#classify-panel');
+  await panel.waitFor({ state: 'visible' });
+  const box = await panel.boundingBox();
+  check(box && box.y >= 0 && box.y < 844 / 2, `the classify panel starts at y=${box && box.y}`);
+  check(await page.locator('#results').isHidden(), 'the results still take the screen');
+  check(await page.evaluate(() => window.scrollY) === 0, 'reaching classify scrolled the page');
+  await page.locator('#tab-search').click();
+  await page.locator('#results').waitFor({ state: 'visible' });
+  // The detail view fits the phone.
+  await page.locator('#results .result .result-view').first().click();
+  await page.locator('#lightbox').waitFor({ state: 'visible' });
+  const lb = await page.locator('#lightbox').boundingBox();
+  check(lb.width <= 390, `the detail view is ${lb.width} px wide`);
+  await page.keyboard.press('Escape');
+  await page.locator('#lightbox').waitFor({ state: 'hidden' });
+  await page.setViewportSize({ width: 1280, height: 900 });
+  return `${perRow} per row`;
+});
+
 await step('the page loaded nothing from other hosts and raised no errors', async () => {
   check(foreignRequests.length === 0, `requests to other hosts: ${foreignRequests.slice(0, 5).join(', ')}`);
   check(apiFailures.length === 0, `failed requests: ${apiFailures.slice(0, 5).join(', ')}`);
   check(pageErrors.length === 0, `page errors: ${pageErrors.slice(0, 5).join(' | ')}`);
 });
-
-if (screenshot) {
-  await step(`screenshot to ${screenshot}`, async () => {
-    fs.mkdirSync(path.dirname(path.resolve(screenshot)), { recursive: true });
-    await page.screenshot({ path: screenshot, fullPage: true });
-  });
-}
 
 clearTimeout(overall);
 await browserContext.close();

@@ -54,7 +54,17 @@ const NAMES = [
   'coffee.png', 'astronaut.png', 'red_apple.jpg', 'groceries.jpg', 'chess-knight.tiff', 'duck.jp2',
   'motorcycle_right.png', 'kookaburras.pnm', 'magpie.pbm', 'chelsea.png', 'page.png', 'CLIP.png',
 ];
-const FILES = NAMES.map((n, i) => ({ id: 1000 + i * 7, path: `/photos/smoke/${n}` }));
+// Every third photo has an EXIF capture time (2019 to 2022), like a real library
+// where some files carry none.
+const FILES = NAMES.map((n, i) => ({
+  id: 1000 + i * 7,
+  path: `/photos/smoke/${n}`,
+  size: 20_000 + i * 3_517,
+  modified: 1_700_000_000 + i * 86_400,
+  width: 640,
+  height: 420,
+  taken_at: i % 3 === 0 ? `${2019 + (i % 4)}-0${1 + (i % 9)}-1${i % 10} 12:00:00` : null,
+}));
 const FAILURES = [
   { path: '/photos/smoke/not-an-image.txt', error: 'not a supported image format' },
 ];
@@ -176,11 +186,19 @@ function parseMultipart(req, body) {
   return { fields, files };
 }
 
-function rank(seed, k, { minScore, glob, likeId } = {}) {
-  let rows = FILES.map((f) => ({ ...f, score: 0.12 + ((hash(`${seed}:${f.id}`) % 2000) / 10000) }));
-  if (likeId !== undefined) {
-    const self = rows.find((r) => r.id === likeId);
-    if (self) self.score = 1;
+/** "YYYY-MM-DD[ HH:MM[:SS]]" as the stored form, or null when malformed. */
+function dateBound(v, endOfDay) {
+  const m = /^(\d{4}-\d{2}-\d{2})(?:[T ](\d{2}:\d{2})(:\d{2})?)?$/.exec(v);
+  if (!m) return null;
+  return `${m[1]} ${m[2] || (endOfDay ? '23:59' : '00:00')}${m[3] || (endOfDay ? ':59' : ':00')}`;
+}
+
+function rank(seed, k, offset, { minScore, glob, likeId, from, to } = {}) {
+  // "More like this" leaves the photo itself out.
+  let rows = FILES.filter((f) => f.id !== likeId)
+    .map((f) => ({ ...f, score: 0.12 + ((hash(`${seed}:${f.id}`) % 2000) / 10000) }));
+  if (from || to) {
+    rows = rows.filter((r) => r.taken_at && (!from || r.taken_at >= from) && (!to || r.taken_at <= to));
   }
   if (glob) {
     const re = new RegExp(`^${glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`);
@@ -188,11 +206,16 @@ function rank(seed, k, { minScore, glob, likeId } = {}) {
   }
   if (Number.isFinite(minScore)) rows = rows.filter((r) => r.score >= minScore);
   rows.sort((a, b) => b.score - a.score);
-  return rows.slice(0, k).map((r) => ({
-    id: r.id, path: r.path, score: Number(r.score.toFixed(4)),
-    url: `/v1/images/${r.id}`, thumbnail: `/v1/images/${r.id}/thumbnail`,
-  }));
+  return {
+    more: rows.length > offset + k,
+    results: rows.slice(offset, offset + k).map((r) => ({ ...described(r), score: Number(r.score.toFixed(4)) })),
+  };
 }
+
+const described = (f) => ({
+  id: f.id, path: f.path, size: f.size, modified: f.modified, width: f.width, height: f.height,
+  taken_at: f.taken_at, url: `/v1/images/${f.id}`, thumbnail: `/v1/images/${f.id}/thumbnail`,
+});
 
 function searchAnswer(res, p) {
   const likeId = p.like !== undefined && p.like !== '' ? Number(p.like) : undefined;
@@ -203,14 +226,23 @@ function searchAnswer(res, p) {
     return fail(res, 404, `no indexed image ${likeId}`);
   }
   const k = Math.max(1, Math.min(1000, Number(p.k) || 20));
+  const offset = Math.max(0, Number(p.offset) || 0);
+  const from = p.from ? dateBound(p.from, false) : undefined;
+  const to = p.to ? dateBound(p.to, true) : undefined;
+  if (from === null) return fail(res, 400, `from must be a date YYYY-MM-DD, not '${p.from}'`);
+  if (to === null) return fail(res, 400, `to must be a date YYYY-MM-DD, not '${p.to}'`);
   const seed = `${p.q || ''}|${p.image ? p.image.bytes.length : ''}|${likeId ?? ''}`;
-  const results = rank(seed, k, {
+  const { results, more } = rank(seed, k, offset, {
     minScore: p.min_score ? Number(p.min_score) : undefined,
     glob: p.path || undefined,
     likeId,
+    from,
+    to,
   });
+  const answer = { model: 'mock-clip', offset, more, results };
+  if (likeId !== undefined) answer.like = described(FILES.find((f) => f.id === likeId));
   const delay = Math.floor(Math.random() * maxDelay);
-  setTimeout(() => send(res, 200, { model: 'mock-clip', results }), delay);
+  setTimeout(() => send(res, 200, answer), delay);
 }
 
 // ------------------------------------------------------------------ index job

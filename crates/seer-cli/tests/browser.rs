@@ -1,14 +1,16 @@
 //! The web page end to end in a real headless browser (Debian's chromium driven
-//! by playwright-core): type a query and see results, upload an image, see the
-//! classify chart. Needs `npm ci --prefix tests/browser` and /usr/bin/chromium,
-//! which `.ci/run` installs.
+//! by playwright-core): search as you type, paging on scroll, the detail view and
+//! its keyboard, "more like this", the URL (reload, back, forward), the date
+//! filter, upload, the classify chart and the phone layout. Needs
+//! `npm ci --prefix tests/browser` and /usr/bin/chromium, which `.ci/run` installs.
 
 mod common;
 
 use std::path::Path;
 use std::process::Command;
 
-use common::server::start;
+use common::exif::dated_photos;
+use common::server::start_on;
 use seer_testkit::{repo_root, shared_data};
 
 #[test]
@@ -18,7 +20,10 @@ fn the_page_searches_uploads_and_classifies_in_a_real_browser() {
         browser_dir.join("node_modules/playwright-core").is_dir() && Path::new("/usr/bin/chromium").exists(),
         "the browser test needs `npm ci --prefix tests/browser` and Debian's chromium (`apt-get install chromium`); .ci/run installs both"
     );
-    let server = start(&[]);
+    // The smoke photos (more than one page of results) and three with EXIF capture
+    // times, two of them in the range the date-filter check uses.
+    let dated = dated_photos();
+    let server = start_on(&[&shared_data().join("smoke"), dated.path()], &[]);
     let screenshot = server.index.path().join("page.png");
     let out = Command::new("node")
         .arg(browser_dir.join("e2e.mjs"))
@@ -27,6 +32,8 @@ fn the_page_searches_uploads_and_classifies_in_a_real_browser() {
             "SEER_TEST_IMAGE",
             shared_data().join("smoke/skimage/chelsea.png"),
         )
+        .env("SEER_DATE_FROM", "2020-01-01")
+        .env("SEER_DATE_TO", "2021-12-31")
         .env("SEER_SCREENSHOT", &screenshot)
         .output()
         .expect("run node");
@@ -37,5 +44,10 @@ fn the_page_searches_uploads_and_classifies_in_a_real_browser() {
     );
     println!("{log}");
     assert!(out.status.success(), "the browser test failed:\n{log}");
-    assert!(screenshot.is_file(), "no screenshot was taken");
+    for shot in ["page.png", "page-lightbox.png", "page-phone.png"] {
+        assert!(
+            server.index.path().join(shot).is_file(),
+            "no screenshot {shot}"
+        );
+    }
 }

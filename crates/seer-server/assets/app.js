@@ -1,5 +1,5 @@
-// seer web page: search, search by example, "more like this", zero-shot classify,
-// index status. Plain ES2020, no dependencies, nothing loaded from other hosts.
+// seer web page: search (paged, by date, state in the URL), search by example,
+// a detail view with "more like this", zero-shot classify, index status. Plain ES2020, no dependencies, nothing loaded from other hosts.
 'use strict';
 
 (() => {
@@ -178,24 +178,97 @@
 
   const search = {
     q: '',
-    image: null, // File
-    like: null, // {id, name}
+    image: null, // File: search by example
+    lastImage: null, // the last example, to come back to with the back button
+    like: null, // {id, name}: more like this indexed photo
     controller: null,
     seq: 0,
-    shown: 0,
     timer: null,
+    request: null, // what the shown results answer (for the next page)
+    results: [],
+    more: false,
+    loadingMore: false,
   };
   const searchInput = $('#search-input');
   const resultsEl = $('#results');
   const countEl = $('#result-count');
   const searchErr = $('#search-error');
+  const loadMoreBtn = $('#load-more');
+  const DEFAULT_K = '20';
 
   function options() {
-    const k = $('#opt-k').value;
-    const min = $('#opt-min-score').value.trim();
-    const path = $('#opt-path').value.trim();
-    return { k, min_score: min, path };
+    return {
+      k: $('#opt-k').value,
+      min_score: $('#opt-min-score').value.trim(),
+      path: $('#opt-path').value.trim(),
+      from: $('#opt-from').value,
+      to: $('#opt-to').value,
+    };
   }
+
+  const hasQuery = () => !!(searchInput.value.trim() || search.image || search.like);
+
+  // ------------------------------------------------------------------ URL state
+  // The query lives in the address bar (?q=&like=&from=&to=&k=&min_score=&path=),
+  // so a reload, a bookmark or a shared link shows the same search, and the back
+  // button goes back through searches. An example image cannot be put in a URL.
+
+  function stateParams() {
+    const o = options();
+    const p = new URLSearchParams();
+    const q = searchInput.value.trim();
+    if (q) p.set('q', q);
+    if (search.like) p.set('like', String(search.like.id));
+    if (o.from) p.set('from', o.from);
+    if (o.to) p.set('to', o.to);
+    if (o.k !== DEFAULT_K) p.set('k', o.k);
+    if (o.min_score) p.set('min_score', o.min_score);
+    if (o.path) p.set('path', o.path);
+    return p;
+  }
+
+  /** Records the current search in history: `typing` replaces the entry that
+   *  typing made (one entry per query, not per keystroke), anything else pushes. */
+  function recordHistory(how) {
+    if (how === 'none') return;
+    const qs = stateParams().toString();
+    const url = `${location.pathname}${qs ? `?${qs}` : ''}`;
+    const state = { typing: how === 'typing', image: !!search.image };
+    const same = url === location.pathname + location.search && !!(history.state && history.state.image) === state.image;
+    if (same) return;
+    if (how === 'typing' && history.state && history.state.typing) history.replaceState(state, '', url);
+    else history.pushState(state, '', url);
+  }
+
+  /** Sets the inputs from the address bar (on load and on back/forward). */
+  function applyUrl() {
+    const p = new URLSearchParams(location.search);
+    searchInput.value = p.get('q') || '';
+    const like = Number(p.get('like'));
+    search.like = p.get('like') && Number.isSafeInteger(like)
+      ? { id: like, name: search.like && search.like.id === like ? search.like.name : `photo ${like}` }
+      : null;
+    search.image = history.state && history.state.image && search.lastImage ? search.lastImage : null;
+    $('#opt-from').value = p.get('from') || '';
+    $('#opt-to').value = p.get('to') || '';
+    const k = p.get('k') || DEFAULT_K;
+    const select = $('#opt-k');
+    if (![...select.options].some((o) => o.value === k)) select.add(new Option(k, k));
+    select.value = k;
+    $('#opt-min-score').value = p.get('min_score') || '';
+    $('#opt-path').value = p.get('path') || '';
+    if (p.get('min_score') || p.get('path') || p.get('k')) $('#options').open = true;
+    renderDates();
+    renderChips();
+  }
+
+  window.addEventListener('popstate', () => {
+    closeLightbox({ restoreFocus: false });
+    applyUrl();
+    runSearch('none');
+  });
+
+  // ------------------------------------------------------------------ chips, dates
 
   function renderChips() {
     const chips = $('#query-chips');
@@ -212,7 +285,7 @@
       x.addEventListener('click', () => {
         onRemove();
         renderChips();
-        runSearch();
+        runSearch('push');
         searchInput.focus();
       });
       span.append(x);
@@ -226,20 +299,54 @@
     }
   }
 
-  function scheduleSearch() {
-    clearTimeout(search.timer);
-    search.timer = setTimeout(runSearch, DEBOUNCE_MS);
+  function renderDates() {
+    const any = !!($('#opt-from').value || $('#opt-to').value);
+    $('#dates-clear').hidden = !any;
+    $('#dates-hint').hidden = !any;
   }
 
-  async function runSearch() {
+  // ------------------------------------------------------------------ requests
+
+  /** One page of results for `req` (a snapshot of the query), from `offset`. */
+  function fetchPage(req, offset, signal) {
+    if (req.image) {
+      const form = new FormData();
+      form.append('image', req.image, req.image.name || 'pasted.png');
+      if (req.q) form.append('q', req.q);
+      if (req.like) form.append('like', String(req.like));
+      form.append('k', req.k);
+      if (offset) form.append('offset', String(offset));
+      for (const key of ['min_score', 'path', 'from', 'to']) if (req[key]) form.append(key, req[key]);
+      return api('/v1/search', { method: 'POST', body: form, signal });
+    }
+    const params = new URLSearchParams();
+    if (req.q) params.set('q', req.q);
+    if (req.like) params.set('like', String(req.like));
+    params.set('k', req.k);
+    if (offset) params.set('offset', String(offset));
+    for (const key of ['min_score', 'path', 'from', 'to']) if (req[key]) params.set(key, req[key]);
+    return api(`/v1/search?${params}`, { signal });
+  }
+
+  function scheduleSearch() {
+    clearTimeout(search.timer);
+    search.timer = setTimeout(() => runSearch('typing'), DEBOUNCE_MS);
+  }
+
+  /** Runs the search the inputs describe and records it in history (`how`:
+   *  'push', 'typing' or 'none'). */
+  async function runSearch(how = 'push') {
     clearTimeout(search.timer);
     if (search.controller) search.controller.abort();
     const q = searchInput.value.trim();
     search.q = q;
+    recordHistory(how);
     const seq = ++search.seq;
-    if (!q && !search.image && !search.like) {
+    search.loadingMore = false;
+    if (!hasQuery()) {
       search.controller = null;
-      renderResults([]);
+      search.request = null;
+      renderResults([], false);
       countEl.textContent = '';
       showError(searchErr, null);
       resultsEl.setAttribute('aria-busy', 'false');
@@ -247,37 +354,18 @@
     }
     const controller = new AbortController();
     search.controller = controller;
-    const opts = options();
+    const req = { q, image: search.image, like: search.like && search.like.id, ...options() };
     resultsEl.setAttribute('aria-busy', 'true');
     try {
-      let data;
-      if (search.image) {
-        const form = new FormData();
-        form.append('image', search.image, search.image.name || 'pasted.png');
-        if (q) form.append('q', q);
-        if (search.like) form.append('like', String(search.like.id));
-        form.append('k', opts.k);
-        if (opts.min_score) form.append('min_score', opts.min_score);
-        if (opts.path) form.append('path', opts.path);
-        data = await api('/v1/search', { method: 'POST', body: form, signal: controller.signal });
-      } else {
-        const params = new URLSearchParams();
-        if (q) params.set('q', q);
-        if (search.like) params.set('like', String(search.like.id));
-        params.set('k', opts.k);
-        if (opts.min_score) params.set('min_score', opts.min_score);
-        if (opts.path) params.set('path', opts.path);
-        data = await api(`/v1/search?${params}`, { signal: controller.signal });
-      }
+      const data = await fetchPage(req, 0, controller.signal);
       if (seq !== search.seq) return; // a newer search started: this answer is stale
       showError(searchErr, null);
-      const results = Array.isArray(data.results) ? data.results : [];
-      renderResults(results);
-      const what = [q && `“${q}”`, search.image && 'the example image', search.like && search.like.name]
-        .filter(Boolean).join(' + ');
-      countEl.textContent = results.length
-        ? `${results.length} result${results.length === 1 ? '' : 's'} for ${what}`
-        : `No results for ${what}`;
+      search.request = req;
+      if (search.like && data.like && data.like.id === search.like.id) {
+        search.like.name = fileName(data.like.path);
+        renderChips();
+      }
+      renderResults(Array.isArray(data.results) ? data.results : [], !!data.more);
     } catch (e) {
       if (isAbort(e) || seq !== search.seq) return;
       showError(searchErr, e);
@@ -288,65 +376,137 @@
         search.controller = null;
       }
     }
+    if (seq === search.seq) fillViewport();
   }
 
-  function renderResults(results) {
+  /** The next page of the shown search, appended. */
+  async function loadMore() {
+    if (!search.more || search.loadingMore || !search.request || search.controller) return;
+    const seq = search.seq;
+    search.loadingMore = true;
+    loadMoreBtn.disabled = true;
+    loadMoreBtn.textContent = 'Loading…';
+    const controller = new AbortController();
+    search.controller = controller;
+    try {
+      const data = await fetchPage(search.request, search.results.length, controller.signal);
+      if (seq !== search.seq) return;
+      const seen = new Set(search.results.map((r) => r.id));
+      const fresh = (Array.isArray(data.results) ? data.results : []).filter((r) => !seen.has(r.id));
+      appendResults(fresh, !!data.more && fresh.length > 0);
+    } catch (e) {
+      if (isAbort(e) || seq !== search.seq) return;
+      showError(searchErr, e);
+    } finally {
+      if (seq === search.seq) {
+        search.loadingMore = false;
+        search.controller = null;
+        loadMoreBtn.disabled = false;
+        loadMoreBtn.textContent = 'Load more';
+      }
+    }
+    if (seq === search.seq) fillViewport();
+  }
+
+  // Infinite scroll: the next page loads when the end of the list comes near.
+  const SCROLL_MARGIN_PX = 300;
+  function fillViewport() {
+    if (!search.more || loadMoreBtn.hidden || layout.dataset.tab !== 'search' && isNarrow()) return;
+    if (loadMoreBtn.getBoundingClientRect().top < window.innerHeight + SCROLL_MARGIN_PX) loadMore();
+  }
+  if ('IntersectionObserver' in window) {
+    new IntersectionObserver((entries) => {
+      if (entries.some((e) => e.isIntersecting)) loadMore();
+    }, { rootMargin: `${SCROLL_MARGIN_PX}px` }).observe(loadMoreBtn);
+  }
+  loadMoreBtn.addEventListener('click', loadMore);
+
+  // ------------------------------------------------------------------ results
+
+  function describe() {
+    return [search.q && `“${search.q}”`, search.image && 'the example image', search.like && `photos like ${search.like.name}`]
+      .filter(Boolean).join(' + ');
+  }
+
+  function renderCount() {
+    const n = search.results.length;
+    const dated = search.request && (search.request.from || search.request.to) ? ' (by capture date)' : '';
+    countEl.textContent = n
+      ? `${n}${search.more ? '+' : ''} result${n === 1 && !search.more ? '' : 's'} for ${describe()}${dated}`
+      : `No results for ${describe()}${dated}`;
+  }
+
+  function renderResults(results, more) {
     releaseBlobUrls();
     resultsEl.textContent = '';
+    search.results = [];
+    appendResults(results, more);
+  }
+
+  function appendResults(results, more) {
     const frag = document.createDocumentFragment();
     for (const r of results) {
-      const name = fileName(r.path);
-      const li = document.createElement('li');
-      li.className = 'result';
-      li.dataset.id = String(r.id);
-      li.dataset.score = String(r.score);
-
-      const like = document.createElement('button');
-      like.type = 'button';
-      like.className = 'result-like';
-      like.title = `${r.path}\nClick for more like this`;
-      like.setAttribute('aria-label', `${name}, score ${Number(r.score).toFixed(3)}: more like this`);
-      const img = document.createElement('img');
-      img.alt = name;
-      img.loading = 'lazy';
-      img.decoding = 'async';
-      img.addEventListener('error', () => img.classList.add('broken'), { once: true });
-      setImageSource(img, r.thumbnail || `/v1/images/${r.id}/thumbnail`);
-      like.append(img);
-      like.addEventListener('click', () => moreLike(r.id, name));
-
-      const meta = document.createElement('div');
-      meta.className = 'result-meta';
-      const label = document.createElement('span');
-      label.className = 'result-name';
-      label.textContent = name;
-      label.title = r.path;
-      const score = document.createElement('span');
-      score.className = 'score';
-      score.textContent = Number(r.score).toFixed(3);
-      const open = document.createElement('a');
-      open.className = 'result-open';
-      open.href = r.url || `/v1/images/${r.id}`;
-      open.target = '_blank';
-      open.rel = 'noopener';
-      open.textContent = 'Open';
-      open.setAttribute('aria-label', `Open the original of ${name}`);
-      open.addEventListener('click', (ev) => openOriginal(ev, open.getAttribute('href')));
-      meta.append(label, score, open);
-
-      li.append(like, meta);
-      frag.append(li);
+      const index = search.results.length;
+      search.results.push(r);
+      frag.append(resultCard(r, index));
     }
     resultsEl.append(frag);
-    search.shown = results.length;
+    search.more = more;
+    loadMoreBtn.hidden = !more;
+    if (search.request) renderCount();
+    if (lightbox.open) renderLightbox();
+  }
+
+  function resultCard(r, index) {
+    const name = fileName(r.path);
+    const li = document.createElement('li');
+    li.className = 'result';
+    li.dataset.id = String(r.id);
+    li.dataset.score = String(r.score);
+    if (r.taken_at) li.dataset.taken = r.taken_at;
+
+    const view = document.createElement('button');
+    view.type = 'button';
+    view.className = 'result-view';
+    view.title = `${r.path}\nClick to view`;
+    view.setAttribute('aria-label', `${name}, score ${Number(r.score).toFixed(3)}: view`);
+    const img = document.createElement('img');
+    img.alt = name;
+    img.loading = 'lazy';
+    img.decoding = 'async';
+    img.addEventListener('error', () => img.classList.add('broken'), { once: true });
+    setImageSource(img, r.thumbnail || `/v1/images/${r.id}/thumbnail`);
+    view.append(img);
+    view.addEventListener('click', () => openLightbox(index));
+
+    const meta = document.createElement('div');
+    meta.className = 'result-meta';
+    const label = document.createElement('span');
+    label.className = 'result-name';
+    label.textContent = name;
+    label.title = r.path;
+    const score = document.createElement('span');
+    score.className = 'score';
+    score.textContent = Number(r.score).toFixed(3);
+    const like = document.createElement('button');
+    like.type = 'button';
+    like.className = 'link result-like';
+    like.textContent = 'Similar';
+    like.setAttribute('aria-label', `More like ${name}`);
+    like.addEventListener('click', () => moreLike(r.id, name));
+    meta.append(label, score, like);
+
+    li.append(view, meta);
+    return li;
   }
 
   function moreLike(id, name) {
+    closeLightbox({ restoreFocus: false });
     search.like = { id, name };
     search.image = null;
     searchInput.value = '';
     renderChips();
-    runSearch();
+    runSearch('push');
     window.scrollTo({ top: 0, behavior: 'smooth' });
   }
 
@@ -357,27 +517,169 @@
       return;
     }
     search.image = file;
+    search.lastImage = file;
     search.like = null;
     searchInput.value = '';
     renderChips();
-    runSearch();
+    showTab('search');
+    runSearch('push');
   }
 
   searchInput.addEventListener('input', scheduleSearch);
   $('#search-form').addEventListener('submit', (e) => {
     e.preventDefault();
-    runSearch();
+    runSearch('push');
   });
-  for (const id of ['#opt-k', '#opt-min-score', '#opt-path']) {
-    $(id).addEventListener('change', runSearch);
+  for (const id of ['#opt-k', '#opt-min-score', '#opt-path', '#opt-from', '#opt-to']) {
+    $(id).addEventListener('change', () => {
+      renderDates();
+      runSearch('push');
+    });
   }
   $('#opt-path').addEventListener('input', scheduleSearch);
+  $('#dates-clear').addEventListener('click', () => {
+    $('#opt-from').value = '';
+    $('#opt-to').value = '';
+    renderDates();
+    runSearch('push');
+  });
   $('#image-pick').addEventListener('click', () => $('#image-input').click());
   $('#image-input').addEventListener('change', (e) => {
     const file = e.target.files && e.target.files[0];
     searchByImage(file);
     e.target.value = '';
   });
+
+  // ------------------------------------------------------------------ lightbox
+
+  const lightbox = $('#lightbox');
+  const lightboxImg = $('#lightbox-img');
+  let lightboxIndex = -1;
+  let lightboxOpener = null;
+  // Formats browsers show; others (TIFF, PNM, JPEG 2000…) are shown as the thumbnail.
+  const BROWSER_FORMATS = /\.(jpe?g|jfif|png|gif|webp|bmp|avif)$/i;
+
+  function fmtBytes(n) {
+    if (typeof n !== 'number') return '–';
+    if (n < 1024) return `${n} B`;
+    const units = ['KB', 'MB', 'GB'];
+    let v = n / 1024;
+    let i = 0;
+    while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
+    return `${v.toFixed(v < 10 ? 1 : 0)} ${units[i]} (${fmtInt(n)} bytes)`;
+  }
+  const fmtTime = (secs) => (typeof secs === 'number'
+    ? new Date(secs * 1000).toLocaleString('sv-SE').replace(/:\d\d$/, '') : '–');
+
+  function openLightbox(index) {
+    if (!search.results[index]) return;
+    lightboxOpener = document.activeElement;
+    lightboxIndex = index;
+    renderLightbox();
+    if (!lightbox.open) lightbox.showModal();
+    $('#lightbox-close').focus({ preventScroll: true });
+  }
+
+  function closeLightbox({ restoreFocus = true } = {}) {
+    if (!lightbox.open) return;
+    lightbox.close();
+    const card = resultsEl.querySelectorAll('.result-view')[lightboxIndex];
+    const back = card || lightboxOpener;
+    if (restoreFocus && back && back.focus) back.focus({ preventScroll: false });
+  }
+
+  function moveLightbox(step) {
+    const next = lightboxIndex + step;
+    if (next < 0) return;
+    if (next >= search.results.length) {
+      if (search.more) loadMore(); // shows the next photo once its page arrives
+      return;
+    }
+    lightboxIndex = next;
+    renderLightbox();
+  }
+
+  function renderLightbox() {
+    const r = search.results[lightboxIndex];
+    if (!r) return;
+    const name = fileName(r.path);
+    lightbox.dataset.id = String(r.id);
+    $('#lightbox-title').textContent = name;
+    $('#lightbox-pos').textContent = `${lightboxIndex + 1} of ${search.results.length}${search.more ? '+' : ''} · score ${Number(r.score).toFixed(3)}`;
+    const meta = $('#lightbox-meta');
+    meta.textContent = '';
+    const row = (key, term, value) => {
+      const div = document.createElement('div');
+      div.dataset.field = key;
+      const dt = document.createElement('dt');
+      dt.textContent = term;
+      const dd = document.createElement('dd');
+      dd.textContent = value;
+      div.append(dt, dd);
+      meta.append(div);
+    };
+    row('path', 'Path', r.path);
+    row('size', 'Size', fmtBytes(r.size));
+    row('dimensions', 'Dimensions', r.width && r.height ? `${r.width} × ${r.height} px` : '–');
+    row('taken', 'Taken', r.taken_at || 'no EXIF capture time');
+    row('modified', 'Modified', fmtTime(r.modified));
+    const url = r.url || `/v1/images/${r.id}`;
+    const open = $('#lightbox-open');
+    open.href = url;
+    open.setAttribute('aria-label', `Open the original of ${name}`);
+    $('#lightbox-prev').disabled = lightboxIndex === 0;
+    $('#lightbox-next').disabled = lightboxIndex >= search.results.length - 1 && !search.more;
+    lightboxImg.alt = name;
+    lightboxImg.classList.remove('broken');
+    const thumb = r.thumbnail || `/v1/images/${r.id}/thumbnail`;
+    const id = r.id;
+    setImageSource(lightboxImg, thumb);
+    if (BROWSER_FORMATS.test(r.path)) {
+      // The original replaces the thumbnail once it has loaded (if still shown).
+      const full = new Image();
+      full.decoding = 'async';
+      full.addEventListener('load', () => {
+        if (lightbox.dataset.id === String(id)) lightboxImg.src = full.src;
+      }, { once: true });
+      setImageSource(full, url);
+    }
+  }
+
+  $('#lightbox-close').addEventListener('click', () => closeLightbox());
+  $('#lightbox-prev').addEventListener('click', () => moveLightbox(-1));
+  $('#lightbox-next').addEventListener('click', () => moveLightbox(1));
+  $('#lightbox-like').addEventListener('click', () => {
+    const r = search.results[lightboxIndex];
+    if (r) moreLike(r.id, fileName(r.path));
+  });
+  $('#lightbox-open').addEventListener('click', (ev) => openOriginal(ev, $('#lightbox-open').getAttribute('href')));
+  lightbox.addEventListener('keydown', (e) => {
+    if (e.key === 'ArrowLeft') { e.preventDefault(); moveLightbox(-1); }
+    else if (e.key === 'ArrowRight') { e.preventDefault(); moveLightbox(1); }
+    else if (e.key === 'Escape') { e.preventDefault(); closeLightbox(); }
+  });
+  lightbox.addEventListener('cancel', (e) => { e.preventDefault(); closeLightbox(); });
+  // A click on the backdrop (outside the dialog's box) closes it.
+  lightbox.addEventListener('click', (e) => {
+    if (e.target === lightbox) closeLightbox();
+  });
+
+  // ------------------------------------------------------------------ tabs (narrow screens)
+
+  const layout = $('#layout');
+  const isNarrow = () => window.matchMedia('(max-width: 900px)').matches;
+  function showTab(name) {
+    layout.dataset.tab = name;
+    for (const b of document.querySelectorAll('#tabs .tab')) {
+      b.setAttribute('aria-pressed', String(b.dataset.tab === name));
+    }
+  }
+  for (const b of document.querySelectorAll('#tabs .tab')) {
+    b.addEventListener('click', () => {
+      showTab(b.dataset.tab);
+      window.scrollTo({ top: 0 });
+    });
+  }
 
   // ------------------------------------------------------------------ drag, drop, paste
 
@@ -592,7 +894,7 @@
     if (wasRunning && !s.running) {
       $('#index-live').textContent = s.error ? 'Indexing failed' : `Indexing finished: ${fmtInt(s.files)} files`;
       refreshHealth();
-      if (search.q || search.image || search.like) runSearch();
+      if (hasQuery()) runSearch('none');
     }
     wasRunning = !!s.running;
   }
@@ -641,12 +943,13 @@
   function refreshAll() {
     refreshHealth();
     refreshStatus();
-    if (search.q || search.image || search.like || searchInput.value.trim()) runSearch();
+    if (hasQuery()) runSearch('none');
   }
 
   // ------------------------------------------------------------------ start
 
   auth.load();
+  applyUrl();
   refreshAll();
   if (!searchInput.value) searchInput.focus({ preventScroll: true });
 })();
