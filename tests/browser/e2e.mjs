@@ -273,6 +273,8 @@ await step('clicking a thumbnail opens the detail view with its metadata', async
     return i.complete && i.naturalWidth > 0;
   });
   check((await img.getAttribute('alt')).length > 0, 'the detail image has no alt text');
+  const href = await page.locator('#lightbox-open').getAttribute('href');
+  check(href === `/v1/images/${firstId}`, `the open-original link is "${href}"`);
   if (screenshot) await page.screenshot({ path: screenshot.replace(/(\.png)?$/, '-lightbox.png') });
   return `${firstPath}: ${size}, ${dims.trim()}, taken ${taken.trim()}`;
 });

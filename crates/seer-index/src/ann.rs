@@ -184,3 +184,67 @@ pub fn rank_graph_where<'a>(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::search::rank_exact_where;
+    use crate::VectorSet;
+
+    /// 60 unit vectors in 8-d, ids 1..=60, every third path a PNG.
+    fn vectors() -> VectorSet {
+        let dim = 8;
+        let mut set = VectorSet {
+            dim,
+            ..Default::default()
+        };
+        for i in 0..60u32 {
+            let v: Vec<f32> = (0..dim)
+                .map(|d| ((i * 31 + d as u32 * 17) % 23) as f32 - 11.0)
+                .collect();
+            let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            set.data.extend(v.iter().map(|x| x / n));
+            set.ids.push(i as i64 + 1);
+            let ext = if i % 3 == 0 { "png" } else { "jpg" };
+            set.paths.push(format!("/photos/{i}.{ext}"));
+        }
+        set
+    }
+
+    #[test]
+    fn the_graph_and_exact_search_apply_the_same_keep_filter() {
+        let set = vectors();
+        let mut graph = Hnsw::new(set.dim, HnswParams::default());
+        for row in 0..set.len() {
+            graph.insert(set.ids[row] as u64, set.row(row)).unwrap();
+        }
+        let query = set.row(0).to_vec();
+        // The query photo itself (id 1) left out, and only even ids.
+        let keep = |id: i64| id != 1 && id % 2 == 0;
+        for glob in [None, Some("*.png".to_string())] {
+            let options = SearchOptions {
+                k: 10,
+                min_score: None,
+                path_glob: glob.clone(),
+            };
+            let exact = rank_exact_where(&set, &query, &options, Some(&keep)).unwrap();
+            let approx = rank_graph_where(
+                &graph,
+                &query,
+                &options,
+                || Ok((Cow::Borrowed(&set.ids[..]), Cow::Borrowed(&set.paths[..]))),
+                |id| Ok(Some(set.paths[id as usize - 1].clone())),
+                Some(&keep),
+            )
+            .unwrap();
+            let ids = |hits: &[Hit]| hits.iter().map(|h| h.id).collect::<Vec<_>>();
+            assert!(!exact.is_empty(), "{glob:?}");
+            assert!(exact.iter().all(|h| keep(h.id)), "{glob:?}");
+            assert!(
+                glob.is_none() || exact.iter().all(|h| h.path.ends_with(".png")),
+                "{glob:?}"
+            );
+            assert_eq!(ids(&approx), ids(&exact), "{glob:?}");
+        }
+    }
+}
