@@ -68,6 +68,8 @@ fn more_like_this_leaves_out_the_photo_itself_and_pages_with_offset() {
     let (code, deep) = get(&format!("{}/v1/search?q=cat&k=1000&offset=9500", s.url));
     assert_eq!(code, 400, "{deep}");
     assert!(deep["error"].as_str().unwrap().contains("offset"), "{deep}");
+    let (code, huge) = get(&format!("{}/v1/search?q=cat&offset={}", s.url, usize::MAX));
+    assert_eq!(code, 400, "{huge}");
 }
 
 #[test]

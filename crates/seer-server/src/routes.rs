@@ -327,7 +327,7 @@ async fn run_search(
 ) -> ApiResult<Json<Value>> {
     let k = params.k.unwrap_or(20).clamp(1, 1000);
     let offset = params.offset.unwrap_or(0);
-    if offset + k > MAX_DEPTH {
+    if offset.saturating_add(k) > MAX_DEPTH {
         return Err(ApiError::bad_request(format!(
             "offset + k must be at most {MAX_DEPTH}"
         )));
