@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use seer_index::pathcodec::display_path;
 
 pub fn stderr_is_terminal() -> bool {
     std::io::stderr().is_terminal()
@@ -36,6 +37,18 @@ impl Failures {
     pub fn report(&mut self, pb: &ProgressBar, input: &str, cause: &str) {
         pb.suspend(|| eprintln!("error: {input}: {cause}"));
         self.items.push((input.to_string(), cause.to_string()));
+    }
+
+    /// A failure of one file: its name escaped (it may hold a newline or not be
+    /// UTF-8), and the cause on one line without the lossy copy of the name
+    /// that error messages start with.
+    pub fn report_path(&mut self, pb: &ProgressBar, path: &Path, cause: &str) {
+        let lossy = path.display().to_string();
+        let cause = cause
+            .strip_prefix(lossy.as_str())
+            .and_then(|c| c.strip_prefix(": "))
+            .unwrap_or(cause);
+        self.report(pb, &display_path(path), &escape_line(cause));
     }
 
     pub fn summary(&self, done: usize, what: &str) {
@@ -78,11 +91,11 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot write", path.display()))
 }
 
-/// One line per input in `.inputs.txt`; newlines inside texts are escaped.
+/// One line per input in `.inputs.txt` and in listings: newlines and other
+/// control characters, and backslashes, are escaped the way paths are shown
+/// (see `seer_index::pathcodec`), so the escaping reads back the same way.
 pub fn escape_line(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('\n', "\\n")
-        .replace('\r', "\\r")
+    seer_index::pathcodec::display_text(s)
 }
 
 #[cfg(test)]

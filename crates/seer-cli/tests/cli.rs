@@ -296,3 +296,102 @@ fn models_lists_aliases() {
         .iter()
         .any(|a| a["alias"] == "ViT-B-32"));
 }
+
+#[cfg(unix)]
+#[test]
+fn names_with_newlines_or_bytes_that_are_not_utf8_print_escaped_on_one_line() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("images");
+    std::fs::create_dir(&images).unwrap();
+    let smoke = shared_data().join("smoke/skimage");
+    std::fs::copy(smoke.join("chelsea.png"), images.join("two\nlines.png")).unwrap();
+    std::fs::copy(
+        smoke.join("rocket.jpg"),
+        images.join(OsStr::from_bytes(b"caf\xe9.jpg")),
+    )
+    .unwrap();
+    std::fs::write(images.join("bad\nname.jpg"), b"not an image").unwrap();
+    let folder = images.to_str().unwrap();
+    let expected = ["caf\\xe9.jpg", "two\\nlines.png"];
+    let names = |lines: Vec<String>| {
+        let mut names: Vec<String> = lines
+            .iter()
+            .map(|l| {
+                let path = l.split('\t').next().unwrap();
+                assert!(path.starts_with(folder), "{l}");
+                path.rsplit('/').next().unwrap().to_string()
+            })
+            .collect();
+        names.sort();
+        names
+    };
+
+    // classify: one line per image, the failure on one line too.
+    let o = seer(&[
+        "classify",
+        folder,
+        "--model",
+        &model(),
+        "--labels",
+        "cat,rocket",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert_eq!(
+        names(out.lines().map(str::to_string).collect()),
+        expected,
+        "{out}"
+    );
+    let err = stderr(&o);
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("error: ") && l.contains("bad\\nname.jpg: ")),
+        "{err}"
+    );
+    let o = seer(&[
+        "classify",
+        folder,
+        "--model",
+        &model(),
+        "--labels",
+        "cat,rocket",
+        "--json",
+    ]);
+    let inputs: Vec<String> = json_lines(&o)
+        .iter()
+        .map(|l| l["input"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names(inputs), expected);
+
+    // embed: plain lines, JSON inputs and the .inputs.txt listing alike.
+    let o = seer(&["embed", "--model", &model(), "--image", folder]);
+    let out = stdout(&o);
+    assert_eq!(
+        names(out.lines().map(str::to_string).collect()),
+        expected,
+        "{out}"
+    );
+    let o = seer(&["embed", "--model", &model(), "--image", folder, "--json"]);
+    let inputs: Vec<String> = json_lines(&o)
+        .iter()
+        .map(|l| l["input"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names(inputs), expected);
+    let npy = dir.path().join("emb.npy");
+    seer(&[
+        "embed",
+        "--model",
+        &model(),
+        "--image",
+        folder,
+        "--out",
+        npy.to_str().unwrap(),
+    ]);
+    let listing = std::fs::read_to_string(dir.path().join("emb.inputs.txt")).unwrap();
+    assert_eq!(
+        names(listing.lines().map(str::to_string).collect()),
+        expected
+    );
+}

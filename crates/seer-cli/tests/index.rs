@@ -526,3 +526,225 @@ fn approximate_index_is_kept_in_step_with_the_database() {
     assert_eq!(approx.lines().count(), 39);
     assert!(!paths(&approx).contains(&best));
 }
+
+fn seer_os(index: &Path, args: &[&std::ffi::OsStr]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_seer"))
+        .args(args)
+        .env("SEER_INDEX", index)
+        .env("SEER_TOKENIZER", tokenizer_file())
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .expect("run seer")
+}
+
+fn status_json(index: &Path) -> serde_json::Value {
+    serde_json::from_str(ok(seer(index, &["status", "--json"])).trim()).unwrap()
+}
+
+fn search_json(index: &Path, args: &[&str]) -> Vec<serde_json::Value> {
+    let mut all = vec!["search"];
+    all.extend_from_slice(args);
+    all.push("--json");
+    ok(seer(index, &all))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[cfg(unix)]
+#[test]
+fn names_that_are_not_utf8_or_hold_newlines_are_indexed_found_and_shown_escaped() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let photos = photo_folder(3);
+    let odd = photos.path().join(OsStr::from_bytes(b"caf\xe9.jpg"));
+    std::fs::copy(shared_data().join("smoke/skimage/rocket.jpg"), &odd).unwrap();
+    std::fs::copy(
+        shared_data().join("smoke/skimage/chelsea.png"),
+        photos.path().join("two\nlines.png"),
+    )
+    .unwrap();
+    let idx = tempfile::tempdir().unwrap();
+    let s = index_json(idx.path(), photos.path(), "openclip-vit");
+    assert_eq!(
+        (s["added"].as_u64(), s["failed"].as_u64()),
+        (Some(5), Some(0)),
+        "{s}"
+    );
+    let status = status_json(idx.path());
+    assert_eq!(status["failures"], serde_json::json!([]), "{status}");
+
+    // Found again by its real name and by the escaped name seer shows.
+    let folder = photos.path().canonicalize().unwrap();
+    let shown = format!("{}/caf\\xe9.jpg", folder.display());
+    let o = seer_os(
+        idx.path(),
+        &[
+            "search".as_ref(),
+            "--like".as_ref(),
+            odd.as_os_str(),
+            "-k".as_ref(),
+            "1".as_ref(),
+            "--json".as_ref(),
+        ],
+    );
+    let top: serde_json::Value =
+        serde_json::from_str(ok(o).lines().next().expect("a hit")).unwrap();
+    assert_eq!(top["path"].as_str(), Some(shown.as_str()), "{top}");
+    assert!(top["score"].as_f64().unwrap() > 0.999, "{top}");
+    let top = &search_json(idx.path(), &["--like", &shown, "-k", "1"])[0];
+    assert_eq!(top["path"].as_str(), Some(shown.as_str()), "{top}");
+
+    // Plain output: one line per hit, the newline in a name escaped.
+    let out = ok(seer(idx.path(), &["search", "--like", &shown, "-k", "5"]));
+    assert_eq!(out.lines().count(), 5, "{out}");
+    assert!(out.contains("two\\nlines.png"), "{out}");
+    assert!(out.contains("caf\\xe9.jpg"), "{out}");
+
+    // Export and import keep the names exactly: re-indexing the folder embeds nothing.
+    let exported = tempfile::tempdir().unwrap();
+    let out_dir = exported.path().to_str().unwrap();
+    ok(seer(
+        idx.path(),
+        &["export", "--format", "npy", "--out", out_dir],
+    ));
+    let idx2 = tempfile::tempdir().unwrap();
+    ok(seer(
+        idx2.path(),
+        &["import", out_dir, "--model", &model("openclip-vit")],
+    ));
+    let s = index_json(idx2.path(), photos.path(), "openclip-vit");
+    assert_eq!(
+        (s["added"].as_u64(), s["skipped"].as_u64()),
+        (Some(0), Some(5)),
+        "{s}"
+    );
+}
+
+/// A folder whose path is longer than the system allows (PATH_MAX), so it cannot
+/// be read. Built by renaming from the deepest folder up, as no single call may
+/// name a path that long. (Tests run as root, for whom `chmod 000` does not make
+/// a folder unreadable; this is the unreadable folder root meets too.)
+fn over_long_folder(parent: &Path) -> PathBuf {
+    let levels = 20;
+    let mut short = parent.join("deep");
+    let mut chain = Vec::new();
+    for i in 0..levels {
+        short = short.join(i.to_string());
+        chain.push(short.clone());
+    }
+    std::fs::create_dir_all(&short).unwrap();
+    for (i, dir) in chain.iter().enumerate().rev() {
+        let long = format!("{}{i}", "d".repeat(240));
+        std::fs::rename(dir, dir.with_file_name(long)).unwrap();
+    }
+    parent.join("deep")
+}
+
+#[cfg(unix)]
+#[test]
+fn status_lists_every_walk_error_with_its_reason() {
+    use std::os::unix::fs::symlink;
+    let photos = photo_folder(2);
+    let outside = tempfile::tempdir().unwrap();
+    let secret = outside.path().join("secret.jpg");
+    std::fs::copy(shared_data().join("smoke/skimage/rocket.jpg"), &secret).unwrap();
+    symlink(&secret, photos.path().join("escape.jpg")).unwrap();
+    symlink(outside.path(), photos.path().join("escape-dir")).unwrap();
+    symlink(
+        photos.path().join("nowhere.jpg"),
+        photos.path().join("dangling.jpg"),
+    )
+    .unwrap();
+    symlink(photos.path(), photos.path().join("album0/loop")).unwrap();
+    over_long_folder(photos.path());
+
+    let idx = tempfile::tempdir().unwrap();
+    let s = index_json(idx.path(), photos.path(), "openclip-vit");
+    assert_eq!(s["added"].as_u64(), Some(2), "only the real photos: {s}");
+
+    let expected = [
+        ("escape.jpg", "symlink points outside the indexed folders"),
+        ("escape-dir", "symlink points outside the indexed folders"),
+        ("dangling.jpg", "broken symlink"),
+        ("loop", "symlink loop"),
+        ("d", "File name too long"),
+    ];
+    let status = status_json(idx.path());
+    let failures = status["failures"].as_array().unwrap();
+    assert_eq!(failures.len(), expected.len(), "{status}");
+    for (name, reason) in expected {
+        assert!(
+            failures.iter().any(|f| {
+                let path = f["path"].as_str().unwrap();
+                let last = path.rsplit('/').next().unwrap();
+                (last == name || (name == "d" && last.starts_with("dddd")))
+                    && f["error"].as_str().unwrap().contains(reason)
+            }),
+            "{name}: {reason} not listed in {status}"
+        );
+    }
+    // The same in plain output (every failure, one line each).
+    let text = ok(seer(idx.path(), &["status"]));
+    assert!(
+        text.contains(&format!("failures: {}", expected.len())),
+        "{text}"
+    );
+    for (name, reason) in &expected[..4] {
+        assert!(
+            text.lines()
+                .any(|l| l.contains(&format!("/{name}: ")) && l.contains(reason)),
+            "{name} not listed: {text}"
+        );
+    }
+
+    // Nothing behind the escaping links became searchable.
+    let hits = search_json(idx.path(), &["a rocket", "-k", "50"]);
+    assert_eq!(hits.len(), 2, "{hits:?}");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_file_replaced_by_a_symlink_out_of_the_folder_leaves_the_index() {
+    let photos = photo_folder(3);
+    let idx = tempfile::tempdir().unwrap();
+    index_json(idx.path(), photos.path(), "openclip-vit");
+    let victim = std::fs::read_dir(photos.path().join("album0"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
+        .canonicalize()
+        .unwrap();
+    let victim_str = victim.to_str().unwrap().to_string();
+    assert_eq!(
+        search_json(idx.path(), &["--like", &victim_str, "-k", "1"])[0]["path"].as_str(),
+        Some(victim_str.as_str())
+    );
+
+    // The same content (same size and mtime, as a rename keeps them), now outside,
+    // reached through a symlink where the file was.
+    let outside = tempfile::tempdir().unwrap();
+    let moved = outside.path().join("moved.JPEG");
+    std::fs::rename(&victim, &moved).unwrap();
+    std::os::unix::fs::symlink(&moved, &victim).unwrap();
+    let s = index_json(idx.path(), photos.path(), "openclip-vit");
+    assert_eq!(s["removed"].as_u64(), Some(1), "{s}");
+
+    let o = seer(idx.path(), &["search", "--like", &victim_str]);
+    assert!(!o.status.success(), "its vector is still in the index");
+    let hits = search_json(idx.path(), &["a fish", "-k", "50"]);
+    assert_eq!(hits.len(), 2, "{hits:?}");
+    assert!(hits.iter().all(|h| h["path"] != victim_str.as_str()));
+    let status = status_json(idx.path());
+    assert_eq!(
+        status["failures"][0]["path"].as_str(),
+        Some(victim_str.as_str())
+    );
+    assert_eq!(
+        status["failures"][0]["error"].as_str(),
+        Some("symlink points outside the indexed folders"),
+        "{status}"
+    );
+}

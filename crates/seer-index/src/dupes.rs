@@ -155,7 +155,7 @@ pub fn calibrate(
         &options,
         |(row, variant)| {
             let original =
-                seer_image::decode_file(std::path::Path::new(&vectors.paths[*row]), &limits)?;
+                seer_image::decode_file(&crate::pathcodec::to_path(&vectors.paths[*row]), &limits)?;
             let altered = variant(&original);
             let mut pixels = Vec::new();
             seer_image::normalize_into(

@@ -3,7 +3,7 @@
 //! `metadata/metadata_{i}.parquet` (an `image_path` column).
 
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
@@ -218,7 +218,7 @@ pub fn import(
 }
 
 fn on_disk_record(path: &str) -> FileRecord {
-    let meta = std::fs::metadata(PathBuf::from(path)).ok();
+    let meta = std::fs::metadata(crate::pathcodec::to_path(path)).ok();
     FileRecord {
         path: path.to_string(),
         size: meta.as_ref().map(|m| m.len() as i64).unwrap_or(0),

@@ -2,13 +2,14 @@
 //! transaction, then embed the rest through the engine's pipeline, committing
 //! after every model batch so a crash loses at most the batch in flight.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use seer_engine::{Clip, EmbedOptions, EngineError};
 use seer_image::DecodeLimits;
 
 use crate::error::{IndexError, Result};
+use crate::pathcodec;
 use crate::scan::{self, ContentLookup, Walked};
 use crate::store::{write, FileRecord, Store};
 use crate::vector::Encoding;
@@ -41,6 +42,8 @@ pub struct IndexSummary {
     /// Files that failed before and have not changed (not retried).
     pub still_failing: usize,
     pub seconds: f64,
+    /// (path as shown to people, cause): files that failed in this run and
+    /// everything the walk could not enter or follow.
     pub failures: Vec<(String, String)>,
 }
 
@@ -82,10 +85,13 @@ pub fn canonical_roots(roots: &[PathBuf]) -> Result<Vec<PathBuf>> {
                 path: r.clone(),
                 message: e.to_string(),
             })?;
+            // Files below may have any name (see `pathcodec`), but re-indexing
+            // reads the stored roots back as UTF-8 text.
             if c.to_str().is_none() {
                 return Err(IndexError::File {
                     path: r.clone(),
-                    message: "folder names that are not UTF-8 are not supported".into(),
+                    message: "folder names that are not UTF-8 are not supported as index roots"
+                        .into(),
                 });
             }
             Ok(c)
@@ -101,10 +107,7 @@ pub fn index(
 ) -> Result<IndexSummary> {
     let start = Instant::now();
     let roots = canonical_roots(&options.roots)?;
-    let root_strings: Vec<String> = roots
-        .iter()
-        .filter_map(|r| r.to_str().map(str::to_string))
-        .collect();
+    let root_strings: Vec<String> = roots.iter().map(|r| pathcodec::to_stored(r)).collect();
     let dim = clip.model.embed_dim();
     let model_id = {
         let db_error = store.error_mapper();
@@ -118,6 +121,14 @@ pub fn index(
     };
 
     let (walked, walk_problems) = scan::walk(&roots, options.include_hidden);
+    {
+        // This walk's problems replace the last ones under these roots, so
+        // `seer status` lists exactly what the latest walk could not read.
+        let db_error = store.error_mapper();
+        let tx = store.transaction()?;
+        write::replace_walk_errors(&tx, &root_strings, &walk_problems).map_err(&db_error)?;
+        tx.commit().map_err(&db_error)?;
+    }
     let stored = store.files_under(&root_strings, model_id)?;
     let lookup = DbLookup {
         store,
@@ -125,7 +136,7 @@ pub fn index(
         sizes: store.sizes()?,
     };
     let plan = scan::plan(&walked, &stored, &lookup, &|p| {
-        scan::hash_file(Path::new(p)).ok()
+        scan::hash_file(&pathcodec::to_path(p)).ok()
     });
     drop(lookup);
 
@@ -137,7 +148,10 @@ pub fn index(
         copied: plan.copies.len(),
         touched: plan.touches.len(),
         removed: plan.removals.len(),
-        failures: walk_problems,
+        failures: walk_problems
+            .into_iter()
+            .map(|(path, cause)| (pathcodec::display_stored(&path), cause))
+            .collect(),
         ..Default::default()
     };
     apply_cheap_changes(store, &plan)?;
@@ -151,7 +165,7 @@ pub fn index(
     clip.embed_prepared(
         &files,
         &options.embed,
-        |f| prepare(clip, f, &limits),
+        |f| prepare(clip, f, &roots, &limits),
         |i, result| {
             on_progress(Progress::Embedded);
             batch.push((files[i].clone(), result.map_err(|e| e.to_string())));
@@ -239,7 +253,9 @@ fn commit_batch(
             Ok(_) => summary.added += 1,
             Err(message) => {
                 summary.failed += 1;
-                summary.failures.push((file.path, message));
+                summary
+                    .failures
+                    .push((pathcodec::display_stored(&file.path), message));
             }
         }
     }
@@ -251,10 +267,12 @@ fn commit_batch(
 fn prepare(
     clip: &Clip,
     file: &Walked,
+    roots: &[PathBuf],
     limits: &DecodeLimits,
 ) -> seer_engine::Result<(Vec<f32>, FileRecord)> {
+    let shown = pathcodec::display_stored(&file.path);
     let fail = |message: String| EngineError::File {
-        path: PathBuf::from(&file.path),
+        path: PathBuf::from(&shown),
         message,
     };
     if file.size as u64 > limits.max_file_bytes {
@@ -263,9 +281,14 @@ fn prepare(
             limits.max_file_bytes
         )));
     }
-    let bytes = std::fs::read(&file.path).map_err(|e| fail(e.to_string()))?;
+    let path = pathcodec::to_path(&file.path);
+    // The walk checked this, but the file may have been replaced by a symlink since.
+    if !scan::within(&path, roots) {
+        return Err(fail(scan::OUTSIDE_ROOTS.into()));
+    }
+    let bytes = std::fs::read(&path).map_err(|e| fail(e.to_string()))?;
     let hash = *blake3::hash(&bytes).as_bytes();
-    let decoded = seer_image::decode_bytes_full(&bytes, &file.path, limits)?;
+    let decoded = seer_image::decode_bytes_full(&bytes, &shown, limits)?;
     let record = FileRecord {
         path: file.path.clone(),
         size: file.size,

@@ -9,6 +9,7 @@ pub mod error;
 pub mod exchange;
 pub mod indexer;
 pub mod npy;
+pub mod pathcodec;
 pub mod scan;
 pub mod search;
 pub mod store;

@@ -6,6 +6,12 @@
 //! content hash is unchanged is not re-embedded; a file that disappeared from one
 //! path and appeared at another with the same content is moved; a new copy of an
 //! already embedded file reuses its vector; files gone from disk are removed.
+//!
+//! The walk ([`walk`]) follows a symlink only when its real path lies within one
+//! of the index's roots; every entry it cannot read or follow (broken links,
+//! loops, links out of the roots, unreadable folders, over-long paths) is
+//! returned with its reason, for `seer status`. Paths are kept in the stored
+//! form of [`crate::pathcodec`], so names that are not UTF-8 are indexed too.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -13,9 +19,10 @@ use std::time::UNIX_EPOCH;
 
 use seer_engine::embed::{has_image_extension, is_hidden_or_system};
 
+use crate::pathcodec;
 use crate::store::StoredFile;
 
-/// A file found on disk.
+/// A file found on disk; `path` is in the index's stored form (see [`crate::pathcodec`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Walked {
     pub path: String,
@@ -23,42 +30,58 @@ pub struct Walked {
     pub mtime_ns: i64,
 }
 
-/// Walks `roots` for image files (hidden and system entries skipped unless `include_hidden`).
-/// Returns the files and what could not be walked (unreadable folders, non-UTF-8 names).
+/// Why a symlink is not followed.
+pub const OUTSIDE_ROOTS: &str = "symlink points outside the indexed folders";
+
+/// Walks `roots` (canonical paths) for image files (hidden and system entries
+/// skipped unless `include_hidden`). Returns the files and, as (stored path,
+/// reason), everything that could not be walked: unreadable folders, broken
+/// symlinks, symlink loops, symlinks leading out of the roots, names too long.
+///
+/// Symlinks are followed only when their real path lies within one of `roots`:
+/// a link inside a photo folder must not make the index (and the server, which
+/// serves indexed files) reach files nobody asked to index. Loops are detected
+/// by walkdir (a link to one of its own ancestors) and reported, never walked.
 pub fn walk(roots: &[PathBuf], include_hidden: bool) -> (Vec<Walked>, Vec<(String, String)>) {
     let mut files = Vec::new();
     let mut problems = Vec::new();
     for root in roots {
+        let mut outside = Vec::new();
         let walker = walkdir::WalkDir::new(root)
             .follow_links(true)
             .into_iter()
             .filter_entry(|e| {
-                include_hidden
+                if !(include_hidden
                     || e.depth() == 0
-                    || !is_hidden_or_system(&e.file_name().to_string_lossy())
+                    || !is_hidden_or_system(&e.file_name().to_string_lossy()))
+                {
+                    return false;
+                }
+                if e.depth() > 0 && e.path_is_symlink() && !within(e.path(), roots) {
+                    // Only links to what would have been indexed are worth a report.
+                    if e.file_type().is_dir() || has_image_extension(e.path()) {
+                        outside.push(pathcodec::to_stored(e.path()));
+                    }
+                    return false;
+                }
+                true
             });
         for entry in walker {
             let entry = match entry {
                 Ok(e) => e,
                 Err(e) => {
-                    let path = e.path().unwrap_or(root).display().to_string();
-                    problems.push((path, e.to_string()));
+                    let path = e.path().unwrap_or(root);
+                    problems.push((pathcodec::to_stored(path), walk_error_reason(&e)));
                     continue;
                 }
             };
             if !entry.file_type().is_file() || !has_image_extension(entry.path()) {
                 continue;
             }
-            let Some(path) = entry.path().to_str() else {
-                problems.push((
-                    entry.path().display().to_string(),
-                    "file names that are not UTF-8 are not supported".into(),
-                ));
-                continue;
-            };
+            let path = pathcodec::to_stored(entry.path());
             match entry.metadata() {
                 Ok(meta) => files.push(Walked {
-                    path: path.to_string(),
+                    path,
                     size: meta.len() as i64,
                     mtime_ns: meta
                         .modified()
@@ -67,13 +90,45 @@ pub fn walk(roots: &[PathBuf], include_hidden: bool) -> (Vec<Walked>, Vec<(Strin
                         .map(|d| d.as_nanos() as i64)
                         .unwrap_or(0),
                 }),
-                Err(e) => problems.push((path.to_string(), e.to_string())),
+                Err(e) => problems.push((path, walk_error_reason(&e))),
             }
         }
+        problems.extend(outside.into_iter().map(|p| (p, OUTSIDE_ROOTS.to_string())));
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
     files.dedup_by(|a, b| a.path == b.path);
+    problems.sort();
+    problems.dedup();
     (files, problems)
+}
+
+/// Whether `path`'s real location (all symlinks resolved) is within one of the
+/// canonical `roots`. An unresolvable path is not: it cannot be read anyway.
+pub fn within(path: &Path, roots: &[PathBuf]) -> bool {
+    std::fs::canonicalize(path).is_ok_and(|real| roots.iter().any(|r| real.starts_with(r)))
+}
+
+/// A walk error's cause, without the path (which is stored beside it) and in
+/// words a user can act on.
+fn walk_error_reason(e: &walkdir::Error) -> String {
+    if let Some(ancestor) = e.loop_ancestor() {
+        return format!(
+            "symlink loop: it leads back to {}",
+            pathcodec::display_path(ancestor)
+        );
+    }
+    let Some(io) = e.io_error() else {
+        return e.to_string();
+    };
+    let broken_link = io.kind() == std::io::ErrorKind::NotFound
+        && e.path()
+            .and_then(|p| p.symlink_metadata().ok())
+            .is_some_and(|m| m.file_type().is_symlink());
+    if broken_link {
+        "broken symlink: its target does not exist".into()
+    } else {
+        io.to_string()
+    }
 }
 
 /// A file to embed; `known_hash` when planning already read it.
@@ -302,6 +357,80 @@ mod tests {
         assert_eq!(names, ["/photos/a.jpg"]);
         let (files, _) = walk(&[dir.path().to_path_buf()], true);
         assert_eq!(files.len(), 5);
+    }
+
+    fn problems_by_name(problems: &[(String, String)]) -> Vec<(String, String)> {
+        problems
+            .iter()
+            .map(|(p, why)| {
+                let name = p.rsplit('/').next().unwrap().to_string();
+                (name, why.clone())
+            })
+            .collect()
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn symlinks_are_followed_only_within_the_roots_and_problems_are_named() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("photos");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(root.join("album")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(root.join("album/in.jpg"), b"x").unwrap();
+        std::fs::write(outside.join("secret.jpg"), b"x").unwrap();
+        std::fs::write(outside.join("notes.txt"), b"x").unwrap();
+        symlink(root.join("album/in.jpg"), root.join("link-in.jpg")).unwrap();
+        symlink(outside.join("secret.jpg"), root.join("escape.jpg")).unwrap();
+        symlink(&outside, root.join("escape-dir")).unwrap();
+        symlink(outside.join("notes.txt"), root.join("notes.txt")).unwrap();
+        symlink(dir.path().join("nowhere.jpg"), root.join("dangling.jpg")).unwrap();
+        symlink(&root, root.join("album/loop")).unwrap();
+
+        let roots = [root.canonicalize().unwrap()];
+        let (files, problems) = walk(&roots, false);
+        let names: Vec<&str> = files
+            .iter()
+            .map(|f| f.path.rsplit('/').next().unwrap())
+            .collect();
+        assert_eq!(names, ["in.jpg", "link-in.jpg"]);
+        let problems = problems_by_name(&problems);
+        let why = |name: &str| {
+            problems
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, w)| w.as_str())
+                .unwrap_or_else(|| panic!("{name} not reported: {problems:?}"))
+        };
+        assert_eq!(why("escape.jpg"), OUTSIDE_ROOTS);
+        assert_eq!(why("escape-dir"), OUTSIDE_ROOTS);
+        assert!(
+            why("dangling.jpg").contains("broken symlink"),
+            "{problems:?}"
+        );
+        assert!(why("loop").contains("symlink loop"), "{problems:?}");
+        // A link to something that would not be indexed anyway is not noise in the report.
+        assert_eq!(problems.len(), 4, "{problems:?}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn names_that_are_not_utf8_are_walked_and_stored_reversibly() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        let name = std::ffi::OsStr::from_bytes(b"caf\xe9.jpg");
+        std::fs::write(dir.path().join(name), b"x").unwrap();
+        let (files, problems) = walk(&[dir.path().canonicalize().unwrap()], false);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(files.len(), 1);
+        assert_eq!(
+            crate::pathcodec::to_path(&files[0].path),
+            dir.path().canonicalize().unwrap().join(name)
+        );
+        assert!(files[0]
+            .path
+            .ends_with(&crate::pathcodec::encode(b"/caf\xe9.jpg")));
     }
 
     #[test]

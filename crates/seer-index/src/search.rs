@@ -97,7 +97,8 @@ pub fn query_vector(
     for path in &query.like {
         let v = store.vector_of(path, model)?.ok_or_else(|| {
             IndexError::Invalid(format!(
-                "{path}: not in the index for model '{}'",
+                "{}: not in the index for model '{}'",
+                crate::pathcodec::display_stored(path),
                 model.name
             ))
         })?;

@@ -32,6 +32,10 @@ CREATE TABLE IF NOT EXISTS files (
     taken_at TEXT,
     error TEXT
 );
+-- What the latest walk of each root could not read or follow (path, cause).
+-- Added without a version bump: older indexes gain it when opened for writing,
+-- and readers treat a missing table as no errors.
+CREATE TABLE IF NOT EXISTS walk_errors (path TEXT PRIMARY KEY, error TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS files_hash ON files(hash);
 CREATE INDEX IF NOT EXISTS files_size ON files(size);
 CREATE TABLE IF NOT EXISTS embeddings (
@@ -540,6 +544,30 @@ impl Store {
             .map_err(|e| self.db(e))
     }
 
+    /// What the latest walks could not read or follow: (stored path, cause).
+    pub fn walk_errors(&self) -> Result<Vec<(String, String)>> {
+        let exists: bool = self
+            .conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'walk_errors')",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.db(e))?;
+        if !exists {
+            return Ok(Vec::new()); // an index written before walk errors were kept
+        }
+        let mut stmt = self
+            .conn
+            .prepare("SELECT path, error FROM walk_errors ORDER BY path")
+            .map_err(|e| self.db(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(|e| self.db(e))?;
+        rows.collect::<std::result::Result<_, _>>()
+            .map_err(|e| self.db(e))
+    }
+
     pub fn file_count(&self) -> Result<usize> {
         self.conn
             .query_row("SELECT COUNT(*) FROM files", [], |r| r.get::<_, i64>(0))
@@ -691,6 +719,28 @@ pub mod write {
             params![id, mtime_ns],
         )
         .map(|_| ())
+    }
+
+    /// Replaces the walk errors at or below `roots` (stored paths) with `errors`.
+    pub fn replace_walk_errors(
+        tx: &Transaction,
+        roots: &[String],
+        errors: &[(String, String)],
+    ) -> rusqlite::Result<()> {
+        for root in roots {
+            let prefix = format!("{}/", root.trim_end_matches('/'));
+            tx.execute(
+                "DELETE FROM walk_errors WHERE path = ?1 OR substr(path, 1, length(?2)) = ?2",
+                params![root, prefix],
+            )?;
+        }
+        for (path, error) in errors {
+            tx.execute(
+                "INSERT OR REPLACE INTO walk_errors (path, error) VALUES (?1, ?2)",
+                params![path, error],
+            )?;
+        }
+        Ok(())
     }
 
     pub fn remove_file(tx: &Transaction, id: i64) -> rusqlite::Result<()> {

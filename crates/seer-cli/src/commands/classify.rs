@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use seer_engine::prompts::{read_list, templates, ListKind};
 use seer_engine::{collect_image_paths, ZeroShotClassifier};
+use seer_index::pathcodec::display_path;
 
 use crate::common::ModelArgs;
 use crate::output::{progress, Failures};
@@ -54,12 +55,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let pb = progress(paths.len(), "classifying");
     let mut failures = Failures::default();
     for (path, cause) in walk_failures {
-        failures.report(&pb, &path.display().to_string(), &cause);
+        failures.report_path(&pb, &path, &cause);
     }
     let mut write_error = None;
     clip.embed_image_files(&paths, &options, |outcome| {
         pb.inc(1);
-        let input = outcome.path.display().to_string();
+        // Escaped: a name may hold a newline (one line per image) or not be UTF-8.
+        let input = display_path(&outcome.path);
         match outcome.result {
             Ok(embedding) => {
                 let top = classifier.top_k(&classifier.probabilities(&embedding), args.top_k);
@@ -81,7 +83,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     write_error.get_or_insert(e);
                 }
             }
-            Err(e) => failures.report(&pb, &input, &e.to_string()),
+            Err(e) => failures.report_path(&pb, &outcome.path, &e.to_string()),
         }
     })?;
     pb.finish_and_clear();

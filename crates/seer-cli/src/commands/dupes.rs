@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use seer_index::dupes::{calibrate, group, stored_calibration};
+use seer_index::pathcodec::display_stored;
 use seer_index::Store;
 
 use crate::common::IndexArgs;
@@ -61,11 +62,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let groups = group(&vectors, threshold, args.neighbours);
     for g in &groups {
         if args.json {
-            println!("{}", serde_json::to_string(g)?);
+            let paths: Vec<String> = g.paths.iter().map(|p| display_stored(p)).collect();
+            let g = serde_json::json!({ "paths": paths, "scores": g.scores });
+            println!("{g}");
         } else {
             println!("{} files:", g.paths.len());
             for (p, s) in g.paths.iter().zip(&g.scores) {
-                println!("  {s:.4}  {p}");
+                println!("  {s:.4}  {}", display_stored(p));
             }
         }
     }

@@ -2,11 +2,12 @@
 //! short human-readable listing.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use seer_engine::collect_image_paths;
+use seer_index::pathcodec::display_path;
 
 use crate::common::ModelArgs;
 use crate::output::{escape_line, inputs_path, progress, write_atomically, write_npy, Failures};
@@ -37,19 +38,45 @@ pub struct Args {
 
 enum Sink {
     Json,
+    /// Rows with their inputs already escaped to one line.
     Npy(PathBuf, Vec<(String, Vec<f32>)>),
     Human,
 }
 
+/// What was embedded, named the way each output needs it.
+enum Input<'a> {
+    Image(&'a Path),
+    Text(&'a str),
+}
+
+impl Input<'_> {
+    /// For JSON, which carries any text: a text as given, a path in its
+    /// escaped form (a path may not be UTF-8).
+    fn json(&self) -> String {
+        match self {
+            Input::Image(p) => display_path(p),
+            Input::Text(t) => t.to_string(),
+        }
+    }
+
+    /// For line-oriented output: newlines and other control characters escaped.
+    fn line(&self) -> String {
+        match self {
+            Input::Image(p) => display_path(p),
+            Input::Text(t) => escape_line(t),
+        }
+    }
+}
+
 impl Sink {
-    fn emit(&mut self, input: &str, embedding: Vec<f32>) -> anyhow::Result<()> {
+    fn emit(&mut self, input: Input, embedding: Vec<f32>) -> anyhow::Result<()> {
         let mut stdout = std::io::stdout().lock();
         match self {
             Sink::Json => {
-                let line = serde_json::json!({ "input": input, "embedding": embedding });
+                let line = serde_json::json!({ "input": input.json(), "embedding": embedding });
                 writeln!(stdout, "{line}")?;
             }
-            Sink::Npy(_, rows) => rows.push((input.to_string(), embedding)),
+            Sink::Npy(_, rows) => rows.push((input.line(), embedding)),
             Sink::Human => {
                 let head: Vec<String> = embedding
                     .iter()
@@ -58,7 +85,8 @@ impl Sink {
                     .collect();
                 writeln!(
                     stdout,
-                    "{input}\t[{}, ...] ({} dims)",
+                    "{}\t[{}, ...] ({} dims)",
+                    input.line(),
                     head.join(", "),
                     embedding.len()
                 )?;
@@ -71,10 +99,7 @@ impl Sink {
         if let Sink::Npy(path, rows) = self {
             let vectors: Vec<Vec<f32>> = rows.iter().map(|(_, v)| v.clone()).collect();
             write_npy(&path, &vectors, dim)?;
-            let listing: String = rows
-                .iter()
-                .map(|(input, _)| escape_line(input) + "\n")
-                .collect();
+            let listing: String = rows.iter().map(|(input, _)| format!("{input}\n")).collect();
             write_atomically(&inputs_path(&path), listing.as_bytes())?;
             eprintln!(
                 "wrote {} rows to {} and {}",
@@ -115,19 +140,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (paths, walk_failures) = collect_image_paths(&args.image);
     let pb = progress(paths.len() + texts.len(), "embedding");
     for (path, cause) in walk_failures {
-        failures.report(&pb, &path.display().to_string(), &cause);
+        failures.report_path(&pb, &path, &cause);
     }
     let mut sink_error = None;
     clip.embed_image_files(&paths, &options, |outcome| {
         pb.inc(1);
-        let input = outcome.path.display().to_string();
         match outcome.result {
             Ok(e) => {
-                if let Err(err) = sink.emit(&input, e) {
+                if let Err(err) = sink.emit(Input::Image(&outcome.path), e) {
                     sink_error.get_or_insert(err);
                 }
             }
-            Err(e) => failures.report(&pb, &input, &e.to_string()),
+            Err(e) => failures.report_path(&pb, &outcome.path, &e.to_string()),
         }
     })?;
     if let Some(e) = sink_error {
@@ -138,7 +162,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .map(|chunk| (chunk, clip.embed_texts(chunk, &options)))
     {
         for (text, embedding) in chunk_texts.iter().zip(embeddings?) {
-            sink.emit(text, embedding)?;
+            sink.emit(Input::Text(text), embedding)?;
         }
         pb.inc(chunk_texts.len() as u64);
     }

@@ -1,8 +1,9 @@
 //! `seer search`: find indexed photos by text, by example, or both.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use seer_index::pathcodec::{display_stored, path_from_display, to_stored};
 use seer_index::{query_vector, rank, Query, SearchOptions, Store};
 
 use crate::common::IndexArgs;
@@ -16,9 +17,10 @@ pub struct Args {
     /// An example image (repeatable).
     #[arg(long)]
     image: Vec<PathBuf>,
-    /// An indexed file: more like this (repeatable).
+    /// An indexed file: more like this (repeatable). Also accepts a path as
+    /// seer prints it (`\xNN` for bytes that are not UTF-8).
     #[arg(long)]
-    like: Vec<String>,
+    like: Vec<PathBuf>,
     /// Add this text to the query (repeatable).
     #[arg(long)]
     add: Vec<String>,
@@ -47,7 +49,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let query = Query {
         texts: args.text.iter().chain(&args.add).cloned().collect(),
         images: args.image.clone(),
-        like: args.like.iter().map(|p| canonical(p)).collect(),
+        like: args.like.iter().map(|p| indexed_key(p)).collect(),
         subtract_texts: args.subtract.clone(),
         subtract_images: args.subtract_image.clone(),
     };
@@ -69,20 +71,25 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let hits = rank(&store, &model, &vector, &options)?;
     if args.json {
         for hit in &hits {
-            println!("{}", serde_json::to_string(hit)?);
+            let hit = serde_json::json!({ "path": display_stored(&hit.path), "score": hit.score });
+            println!("{hit}");
         }
     } else {
         for hit in &hits {
-            println!("{:.4}  {}", hit.score, hit.path);
+            println!("{:.4}  {}", hit.score, display_stored(&hit.path));
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Indexed paths are canonical; accept relative ones from the user.
-fn canonical(p: &str) -> String {
-    std::fs::canonicalize(p)
-        .ok()
-        .and_then(|c| c.to_str().map(str::to_string))
-        .unwrap_or_else(|| p.to_string())
+/// The stored form of an indexed file's path. Indexed paths are canonical, so
+/// relative ones from the user are resolved; a path as seer prints it (escaped)
+/// names the same file.
+fn indexed_key(p: &Path) -> String {
+    let unescaped = match p.exists() {
+        true => None,
+        false => p.to_str().and_then(path_from_display),
+    };
+    let p = unescaped.as_deref().unwrap_or(p);
+    to_stored(&std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()))
 }

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use seer_index::pathcodec::{display_path, display_stored, display_text, to_path};
 use seer_index::Store;
 
 use crate::common::index_dir;
@@ -20,23 +21,28 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let dir = index_dir(&args.index);
     let store = Store::open_read_only(&dir)?;
     let models = store.models()?;
-    let failures = store.failures()?;
-    // Group failures by their cause without the file name, for counts.
-    let mut by_reason: BTreeMap<String, usize> = BTreeMap::new();
-    for (path, error) in &failures {
-        let reason = error
-            .strip_prefix(path.as_str())
-            .unwrap_or(error)
-            .trim_start_matches(':')
-            .trim()
-            .to_string();
+    // Files that could not be embedded, and what the walks could not read or follow.
+    let mut failures: Vec<(String, String)> = store
+        .failures()?
+        .into_iter()
+        .chain(store.walk_errors()?)
+        .map(|(path, error)| {
+            let reason = reason(&path, &error);
+            (display_stored(&path), reason)
+        })
+        .collect();
+    failures.sort();
+    // Group failures by their cause, for counts.
+    let mut by_reason: BTreeMap<&str, usize> = BTreeMap::new();
+    for (_, reason) in &failures {
         *by_reason.entry(reason).or_default() += 1;
     }
+    let roots: Vec<String> = store.roots()?.iter().map(|r| display_stored(r)).collect();
     if args.json {
         let value = serde_json::json!({
-            "index": dir,
+            "index": display_path(&dir),
             "files": store.file_count()?,
-            "roots": store.roots()?,
+            "roots": roots,
             "models": models,
             "failures": failures.iter().map(|(p, e)| serde_json::json!({"path": p, "error": e})).collect::<Vec<_>>(),
             "failure_counts": by_reason,
@@ -44,20 +50,39 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         println!("{value}");
         return Ok(ExitCode::SUCCESS);
     }
-    println!("index: {}", dir.display());
+    println!("index: {}", display_path(&dir));
     println!("files: {}", store.file_count()?);
-    for root in store.roots()? {
+    for root in &roots {
         println!("root:  {root}");
     }
     for m in &models {
-        println!("model: {} ({}-d): {} vectors", m.name, m.dim, m.vectors);
+        println!(
+            "model: {} ({}-d): {} vectors",
+            display_text(&m.name),
+            m.dim,
+            m.vectors
+        );
     }
     println!("failures: {}", failures.len());
     for (reason, count) in &by_reason {
         println!("  {count:>6}  {reason}");
     }
-    for (path, error) in &failures {
-        println!("  {path}: {error}");
+    for (path, reason) in &failures {
+        println!("  {path}: {reason}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A stored failure's cause on one line, without the file name that messages
+/// often start with (in the stored, shown or lossy form of the path).
+fn reason(path: &str, error: &str) -> String {
+    let shown = display_stored(path);
+    let lossy = to_path(path).display().to_string();
+    let cause = [path, shown.as_str(), lossy.as_str()]
+        .iter()
+        .find_map(|p| error.strip_prefix(p))
+        .unwrap_or(error)
+        .trim_start_matches(':')
+        .trim();
+    display_text(cause)
 }
