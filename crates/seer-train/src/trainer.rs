@@ -52,6 +52,7 @@ pub struct TrainOptions {
     pub lock_image: bool,
     pub lock_text: bool,
     pub batch_size: usize,
+    /// Samples embedded at once, 1 to `batch_size` (gradient caching below it).
     pub micro_batch: usize,
     pub steps: u64,
     pub lr: f64,
@@ -66,7 +67,9 @@ pub struct TrainOptions {
     pub pairs: Option<PairSet>,
     /// Evaluate every N steps (and at the end); 0 = only at the end.
     pub eval_every: u64,
+    /// Save a checkpoint every N steps (and at the end); 0 = only at the end.
     pub checkpoint_every: u64,
+    /// At least 1 (see [`crate::validate::validate`]).
     pub keep_checkpoints: usize,
     pub out: PathBuf,
     pub resume: bool,
