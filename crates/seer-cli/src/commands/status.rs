@@ -57,7 +57,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         println!("  {count:>6}  {reason}");
     }
     for (path, error) in &failures {
-        println!("  {path}: {error}");
+        println!(
+            "  {path}: {}",
+            crate::output::cause_without_path(path, error)
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
