@@ -3,6 +3,7 @@
 //! hyper-parameters. They are stored in every checkpoint and compared on
 //! `--resume`; a refusal lists each difference as `name: old → new`.
 
+use seer_data::DataSource;
 use serde_json::{json, Map, Value};
 
 use crate::params::ParamStore;
@@ -14,7 +15,7 @@ pub fn run_settings(o: &TrainOptions, store: &ParamStore) -> Value {
     json!({
         "model": serde_json::to_value(store.config()).unwrap_or(Value::Null),
         "data": {
-            "sources": d.sources.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>(),
+            "sources": d.sources.iter().map(source_name).collect::<Vec<_>>(),
             "classes": d.prompts.as_ref().map(|p| &p.classes),
             "templates": d.prompts.as_ref().map(|p| &p.templates),
             "augment": d.augment.map(|a| format!("{a:?}")),
@@ -39,6 +40,14 @@ pub fn run_settings(o: &TrainOptions, store: &ParamStore) -> Value {
         "eps": o.adamw.eps,
         "grad_clip": o.grad_clip,
     })
+}
+
+/// A source by its canonical path, so `./shards/a.tar` and `shards/a.tar` (or
+/// the same file named from another folder) count as the same data.
+fn source_name(source: &DataSource) -> String {
+    let (DataSource::Shard(p) | DataSource::Jsonl(p) | DataSource::Csv(p)) = source;
+    let path = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
+    path.display().to_string()
 }
 
 /// Longest value shown in a difference (class lists can be long).
