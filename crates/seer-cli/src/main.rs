@@ -17,6 +17,17 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Memory, in MiB, that all image decodes share: a decode reserves 8 bytes per
+    /// pixel before it allocates, so large images wait for each other instead of
+    /// decoding side by side on every thread (0: one image at a time).
+    #[arg(
+        long,
+        global = true,
+        env = "SEER_DECODE_MEMORY",
+        value_name = "MIB",
+        default_value_t = seer_image::DEFAULT_DECODE_MEMORY >> 20
+    )]
+    decode_memory: u64,
 }
 
 #[derive(Subcommand)]
@@ -52,6 +63,15 @@ enum Command {
     Bench(commands::bench::Args),
 }
 
+/// Colour log lines only for a person at a terminal: never when stderr is piped
+/// or redirected (escape codes would land in the file), nor under `NO_COLOR`
+/// (https://no-color.org: set and not empty).
+fn log_colours() -> bool {
+    use std::io::IsTerminal;
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    std::io::stderr().is_terminal() && !no_color
+}
+
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -59,8 +79,10 @@ fn main() -> std::process::ExitCode {
                 .unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(log_colours())
         .init();
     let cli = Cli::parse();
+    seer_image::DecodeBudget::global().set_capacity(cli.decode_memory.saturating_mul(1 << 20));
     let result = match cli.command {
         Command::Embed(args) => commands::embed::run(args),
         Command::Classify(args) => commands::classify::run(args),

@@ -27,6 +27,15 @@ pub fn progress(total: usize, what: &str) -> ProgressBar {
     pb
 }
 
+/// A failure's cause without the path its message starts with: library errors
+/// name their file, and the `error: PATH: cause` line names it already.
+pub fn cause_without_path<'a>(path: &str, cause: &'a str) -> &'a str {
+    cause
+        .strip_prefix(path)
+        .and_then(|rest| rest.strip_prefix(": "))
+        .unwrap_or(cause)
+}
+
 /// Collects per-input failures, prints each as it happens and a summary at the end.
 #[derive(Default)]
 pub struct Failures {
@@ -35,6 +44,7 @@ pub struct Failures {
 
 impl Failures {
     pub fn report(&mut self, pb: &ProgressBar, input: &str, cause: &str) {
+        let cause = cause_without_path(input, cause);
         pb.suspend(|| eprintln!("error: {input}: {cause}"));
         self.items.push((input.to_string(), cause.to_string()));
     }

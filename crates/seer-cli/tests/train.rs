@@ -142,6 +142,18 @@ fn bad_training_input_is_a_clear_error() {
         "{}",
         text(&o.stderr)
     );
+    // The skipped samples were logged as warnings; stderr is a pipe here, so
+    // the log lines carry no colour escape codes.
+    assert!(
+        text(&o.stderr).contains("WARN"),
+        "warnings expected: {}",
+        text(&o.stderr)
+    );
+    assert!(
+        !text(&o.stderr).contains("\x1b["),
+        "colour codes in piped stderr: {:?}",
+        text(&o.stderr)
+    );
 
     let o = seer(&["plot", tmp.path().to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
@@ -149,5 +161,107 @@ fn bad_training_input_is_a_clear_error() {
         text(&o.stderr).contains("metrics.jsonl"),
         "{}",
         text(&o.stderr)
+    );
+}
+
+#[test]
+fn empty_data_bad_numbers_and_resume_without_checkpoint_are_explained() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = repo_root().join("fixtures/training/model");
+    let shard = shared_data().join("cifar10-wds/test-0000.tar.gz");
+    // `extra` says how long to train (--steps or --epochs) and what else differs.
+    let train = |data: &str, out: &str, extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--model",
+            model.to_str().unwrap(),
+            "--data",
+            data,
+            "--out",
+            out,
+        ];
+        args.extend_from_slice(extra);
+        if !extra.contains(&"--batch-size") {
+            args.extend_from_slice(&["--batch-size", "8"]);
+        }
+        seer(&args)
+    };
+    let refused = |o: &Output, expected: &str| {
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+        assert!(
+            text(&o.stderr).contains(expected),
+            "expected '{expected}' in: {}",
+            text(&o.stderr)
+        );
+    };
+
+    // An empty tar (two zero blocks): the cause, not "last problems: ".
+    let empty = tmp.path().join("empty.tar");
+    std::fs::write(&empty, [0u8; 1024]).unwrap();
+    let empty = empty.to_str().unwrap();
+    let out = tmp.path().join("a");
+    let out = out.to_str().unwrap();
+    let o = train(empty, out, &["--steps", "2"]);
+    refused(&o, "the data holds no samples");
+    refused(&o, "empty.tar");
+    assert!(
+        !text(&o.stderr).contains("last problems"),
+        "{}",
+        text(&o.stderr)
+    );
+    // --epochs counts the samples first: none to count is said as such (it
+    // was "--steps must be at least 1").
+    let o = train(empty, out, &["--epochs", "1"]);
+    refused(&o, "the data holds no usable samples");
+
+    let data = shard.to_str().unwrap();
+    let out = tmp.path().join("b");
+    let out = out.to_str().unwrap();
+    for (extra, expected) in [
+        (
+            &["--micro-batch", "0"][..],
+            "--micro-batch must be at least 1",
+        ),
+        (
+            &["--micro-batch", "16"][..],
+            "--micro-batch (16) is larger than --batch-size (8)",
+        ),
+        (
+            &["--batch-size", "0"][..],
+            "--batch-size must be at least 2",
+        ),
+        (
+            &["--warmup", "3"][..],
+            "--warmup (3) is longer than the run (--steps 2)",
+        ),
+        (&["--lr", "NaN"][..], "--lr must be a number above 0"),
+        (&["--lr=-0.1"][..], "--lr must be a number above 0"),
+        (&["--workers", "0"][..], "--workers must be at least 1"),
+        (
+            &["--keep-checkpoints", "0"][..],
+            "--keep-checkpoints must be at least 1",
+        ),
+    ] {
+        let mut args = vec!["--steps", "2"];
+        args.extend_from_slice(extra);
+        refused(&train(data, out, &args), expected);
+    }
+    refused(
+        &train(data, out, &["--steps", "0"]),
+        "--steps must be at least 1",
+    );
+    refused(
+        &train(data, out, &["--epochs", "inf"]),
+        "--epochs must be a number above 0",
+    );
+    assert!(
+        !std::path::Path::new(out).exists(),
+        "nothing is written for a refused run"
+    );
+
+    // --resume where no run was saved.
+    refused(
+        &train(data, out, &["--steps", "2", "--resume"]),
+        "holds no checkpoint",
     );
 }

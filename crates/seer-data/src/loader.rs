@@ -287,6 +287,11 @@ fn produce(config: LoaderConfig, start: DataPosition, tx: SyncSender<Message>) {
         if !alive || !flush(&mut pending, &mut good) {
             return;
         }
+        if index == 0 {
+            // Nothing was skipped either, so there is no problem to report: say so.
+            let _ = tx.send(Message::Failed(no_samples_message(&config.sources)));
+            return;
+        }
         // A resumed epoch counts the good samples delivered before the resume too.
         let good = good + (skip > 0) as u64;
         if tx.send(Message::EpochEnd { epoch, good }).is_err() || !config.repeat {
@@ -295,6 +300,22 @@ fn produce(config: LoaderConfig, start: DataPosition, tx: SyncSender<Message>) {
         epoch += 1;
         skip = 0;
     }
+}
+
+fn no_samples_message(sources: &[DataSource]) -> String {
+    let names: Vec<String> = sources
+        .iter()
+        .map(|s| match s {
+            DataSource::Shard(p) | DataSource::Jsonl(p) | DataSource::Csv(p) => {
+                p.display().to_string()
+            }
+        })
+        .collect();
+    format!(
+        "the data holds no samples: {} (a shard needs members like KEY.jpg with KEY.txt or \
+         KEY.cls; a list needs rows)",
+        names.join(", ")
+    )
 }
 
 /// The raw samples of one epoch in delivery order: sources (shuffled when

@@ -17,11 +17,16 @@ use std::path::Path;
 use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, RgbImage};
 
+use crate::budget::{DecodeBudget, Reservation, RESERVED_BYTES_PER_PIXEL};
 use crate::error::ImageError;
 
 /// Resource limits applied while decoding untrusted files.
 #[derive(Clone, Copy, Debug)]
 pub struct DecodeLimits {
+    /// The memory all decodes share: each reserves [`RESERVED_BYTES_PER_PIXEL`]
+    /// times its pixel count before allocating, and waits while the budget is
+    /// spent. Default: [`DecodeBudget::global`].
+    pub memory: &'static DecodeBudget,
     /// Largest `width * height` accepted, checked from the header before
     /// allocating. Default 178,956,970 = 2 × PIL's `MAX_IMAGE_PIXELS`, the size
     /// at which PIL raises `DecompressionBombError` rather than just warning.
@@ -33,6 +38,7 @@ pub struct DecodeLimits {
 impl Default for DecodeLimits {
     fn default() -> Self {
         DecodeLimits {
+            memory: DecodeBudget::global(),
             max_pixels: 178_956_970,
             max_file_bytes: 256 << 20,
         }
@@ -84,6 +90,31 @@ pub struct DecodedImage {
     /// PIL has `info["transparency"]` (palette or colour key): transformers
     /// composites such images onto white even when the mode has no alpha band.
     pub(crate) has_transparency: bool,
+    /// Its share of the decode budget, released when the image is dropped.
+    /// Never read: it is held for its `Drop`.
+    pub(crate) _reservation: Held,
+}
+
+/// A reservation as an image holds it. A clone holds none: clones are made by
+/// callers, outside decoding, and the budget bounds decoding.
+#[derive(Debug, Default)]
+pub(crate) struct Held {
+    _reservation: Option<Reservation>,
+}
+
+impl Clone for Held {
+    fn clone(&self) -> Self {
+        Held::default()
+    }
+}
+
+/// Reserves decode memory for a `w` × `h` image (dimensions already checked
+/// against `max_pixels`), waiting while other decodes hold the budget.
+fn reserve(w: u64, h: u64, limits: &DecodeLimits) -> Held {
+    let bytes = w.saturating_mul(h).saturating_mul(RESERVED_BYTES_PER_PIXEL);
+    Held {
+        _reservation: Some(limits.memory.reserve(bytes)),
+    }
 }
 
 impl DecodedImage {
@@ -283,11 +314,7 @@ fn sniff(b: &[u8]) -> Format {
     {
         Format::Unsupported("JPEG 2000 is not supported".into())
     } else {
-        let head = &b[..b.len().min(512)];
-        let texty = head
-            .iter()
-            .all(|&c| c.is_ascii_graphic() || c.is_ascii_whitespace() || c >= 0x80);
-        Format::Unsupported(if texty {
+        Format::Unsupported(if looks_like_text(&b[..b.len().min(512)]) {
             "no image signature (looks like text)".into()
         } else {
             format!(
@@ -296,6 +323,24 @@ fn sniff(b: &[u8]) -> Format {
             )
         })
     }
+}
+
+/// Valid UTF-8 (the cut at 512 bytes may split a character) without control
+/// characters other than whitespace: what a text file holds, and random or
+/// 0xFF-filled bytes do not.
+fn looks_like_text(head: &[u8]) -> bool {
+    let text = match std::str::from_utf8(head) {
+        Ok(t) => t,
+        Err(e) if e.error_len().is_none() => match std::str::from_utf8(&head[..e.valid_up_to()]) {
+            Ok(t) => t,
+            Err(_) => return false,
+        },
+        Err(_) => return false,
+    };
+    !text.is_empty()
+        && text
+            .chars()
+            .all(|c| !c.is_control() || matches!(c, '\t' | '\n' | '\r' | '\x0c'))
 }
 
 fn check_pixels(name: &str, w: u64, h: u64, limits: &DecodeLimits) -> Result<(), ImageError> {
@@ -343,7 +388,9 @@ fn decode_jpeg(
     limits: &DecodeLimits,
 ) -> Result<(DecodedImage, u8), ImageError> {
     use crate::jpeg::{JpegError, JpegKind};
-    let j = match crate::jpeg::decode(bytes, limits.max_pixels) {
+    let mut reservation = Held::default();
+    let mut before_alloc = |w: usize, h: usize| reservation = reserve(w as u64, h as u64, limits);
+    let j = match crate::jpeg::decode(bytes, limits.max_pixels, &mut before_alloc) {
         Ok(j) => j,
         Err(JpegError::Unsupported(why)) => {
             return Err(ImageError::UnsupportedFormat {
@@ -384,6 +431,7 @@ fn decode_jpeg(
         data,
         key_alpha: None,
         has_transparency: false,
+        _reservation: reservation,
     };
     Ok((img, orientation))
 }
@@ -415,6 +463,7 @@ fn decode_png(
         )
     };
     check_pixels(name, w as u64, h as u64, limits)?;
+    let reservation = reserve(w as u64, h as u64, limits);
     let size = reader
         .output_buffer_size()
         .ok_or_else(|| ImageError::decode(name, "PNG", "image too large for this platform"))?;
@@ -508,6 +557,7 @@ fn decode_png(
         data,
         key_alpha,
         has_transparency: has_trns && matches!(color, C::Indexed | C::Grayscale | C::Rgb),
+        _reservation: reservation,
     };
     Ok((img, orientation))
 }
@@ -525,6 +575,7 @@ fn decode_gif(bytes: &[u8], name: &str, limits: &DecodeLimits) -> Result<Decoded
     let mut dec = opts.read_info(Cursor::new(bytes)).map_err(err)?;
     let (w, h) = (dec.width() as usize, dec.height() as usize);
     check_pixels(name, w as u64, h as u64, limits)?;
+    let reservation = reserve(w as u64, h as u64, limits);
     let global = dec.global_palette().map(|p| p.to_vec());
     let frame = dec
         .read_next_frame()
@@ -573,6 +624,7 @@ fn decode_gif(bytes: &[u8], name: &str, limits: &DecodeLimits) -> Result<Decoded
         data,
         key_alpha: None,
         has_transparency: transparent.is_some(),
+        _reservation: reservation,
     })
 }
 
@@ -642,6 +694,7 @@ fn decode_with_image(
     let mut dec = reader.into_decoder().map_err(err)?;
     let (w, h) = dec.dimensions();
     check_pixels(name, w as u64, h as u64, limits)?;
+    let reservation = reserve(w as u64, h as u64, limits);
     let orientation = dec.orientation().map(|o| o.to_exif()).unwrap_or(1);
     let img = DynamicImage::from_decoder(dec).map_err(err)?;
     let (mut mode, mut data) = match img {
@@ -702,6 +755,7 @@ fn decode_with_image(
         data,
         key_alpha: None,
         has_transparency: false,
+        _reservation: reservation,
     };
     Ok((img, orientation))
 }

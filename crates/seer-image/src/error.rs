@@ -24,7 +24,7 @@ pub enum ImageError {
     /// Header dimensions exceed [`crate::DecodeLimits::max_pixels`]; nothing was allocated.
     #[error(
         "{path}: image is {width}x{height} = {pixels} pixels, over the budget of {limit} pixels \
-         (possible decompression bomb; raise DecodeLimits::max_pixels if this is intended)"
+         (possible decompression bomb; raise --max-pixels if this is intended)"
     )]
     TooManyPixels {
         path: String,

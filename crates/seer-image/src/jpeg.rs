@@ -277,8 +277,14 @@ fn u16be(d: &[u8], i: usize) -> R<usize> {
     }
 }
 
-/// Decode a JPEG; `max_pixels` is checked as soon as the frame header is read.
-pub(crate) fn decode(d: &[u8], max_pixels: u64) -> R<Jpeg> {
+/// Decode a JPEG; `max_pixels` is checked as soon as the frame header is read,
+/// and `before_alloc(width, height)` runs before the frame's buffers are
+/// allocated (to reserve decode memory).
+pub(crate) fn decode(
+    d: &[u8],
+    max_pixels: u64,
+    before_alloc: &mut dyn FnMut(usize, usize),
+) -> R<Jpeg> {
     if d.get(0..2) != Some(&[0xFF, 0xD8]) {
         return corrupt("missing SOI marker");
     }
@@ -377,7 +383,7 @@ pub(crate) fn decode(d: &[u8], max_pixels: u64) -> R<Jpeg> {
                 if frame.is_some() {
                     return corrupt("more than one frame header");
                 }
-                frame = Some(parse_sof(seg, marker == 0xC2, max_pixels)?);
+                frame = Some(parse_sof(seg, marker == 0xC2, max_pixels, before_alloc)?);
             }
             0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF => {
                 return Err(JpegError::Unsupported(format!(
@@ -529,7 +535,12 @@ enum Space {
     Ycck,
 }
 
-fn parse_sof(seg: &[u8], progressive: bool, max_pixels: u64) -> R<Frame> {
+fn parse_sof(
+    seg: &[u8],
+    progressive: bool,
+    max_pixels: u64,
+    before_alloc: &mut dyn FnMut(usize, usize),
+) -> R<Frame> {
     if seg.len() < 6 {
         return Err(JpegError::Truncated);
     }
@@ -560,6 +571,7 @@ fn parse_sof(seg: &[u8], progressive: bool, max_pixels: u64) -> R<Frame> {
         }
         comps.push((c[0], h, v, c[2] as usize));
     }
+    before_alloc(width, height);
     let hmax = comps.iter().map(|c| c.1).max().unwrap_or(1);
     let vmax = comps.iter().map(|c| c.2).max().unwrap_or(1);
     let mcus_x = width.div_ceil(8 * hmax);

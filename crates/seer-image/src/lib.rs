@@ -15,6 +15,7 @@
 //! exactly. Arithmetic-coded, lossless, hierarchical and 12-bit JPEGs are
 //! rejected with [`ImageError::UnsupportedFormat`].
 
+mod budget;
 mod config;
 mod crop;
 mod decode;
@@ -28,6 +29,7 @@ use std::path::Path;
 pub use image;
 use image::RgbImage;
 
+pub use budget::{DecodeBudget, Reservation, DEFAULT_DECODE_MEMORY, RESERVED_BYTES_PER_PIXEL};
 pub use config::{
     CropRounding, Interpolation, PreprocessConfig, RgbConversion, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD,
 };
@@ -50,7 +52,15 @@ pub fn resize_and_crop(img: &RgbImage, cfg: &PreprocessConfig) -> RgbImage {
 /// `cfg.rgb_conversion` so palette, alpha and CMYK images match the chosen
 /// reference exactly.
 pub fn resize_and_crop_decoded(img: &DecodedImage, cfg: &PreprocessConfig) -> RgbImage {
+    // An RGB image without transparency is resized from its own buffer: a copy
+    // would double the memory a large image holds.
+    let plain_rgb = img.mode() == SourceMode::Rgb && !img.has_transparency;
     match cfg.rgb_conversion {
+        RgbConversion::DropAlpha | RgbConversion::CompositeOnWhite if plain_rgb => {
+            let data = resize_crop_raw(&img.data, img.width(), img.height(), 3, cfg, false);
+            RgbImage::from_raw(cfg.crop_size, cfg.crop_size, data)
+                .expect("crop buffer is crop_size^2 * 3")
+        }
         RgbConversion::DropAlpha => resize_and_crop(&img.to_rgb(), cfg),
         RgbConversion::CompositeOnWhite => resize_and_crop(&img.composite_on_white(), cfg),
         RgbConversion::AfterResize => {

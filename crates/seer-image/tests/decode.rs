@@ -203,6 +203,13 @@ fn error_paths() {
     ] {
         let e = decode_file(&common::shared_data().join(rel), &tiny_budget).unwrap_err();
         assert!(matches!(e, ImageError::TooManyPixels { .. }), "{rel}: {e}");
+        // The user's option, not the Rust field, and the file named once.
+        let text = e.to_string();
+        assert!(
+            text.contains("--max-pixels") && !text.contains("::"),
+            "{text}"
+        );
+        assert_eq!(text.matches(rel).count(), 1, "{text}");
     }
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -343,4 +350,33 @@ fn truncated_and_corrupted_inputs_never_panic() {
         }
     }
     println!("fuzz: {ok} decoded, {err} rejected, 0 panics");
+}
+
+/// Binary junk is not "text": only plausible UTF-8 without control characters is.
+#[test]
+fn only_text_is_called_text() {
+    let limits = DecodeLimits::default();
+    let say = |bytes: &[u8]| match decode_bytes(bytes, "x.jpg", &limits) {
+        Err(ImageError::UnsupportedFormat { detail, .. }) => detail,
+        other => panic!("{other:?}"),
+    };
+    for junk in [
+        vec![0xFFu8; 600],
+        vec![0x80; 64],
+        vec![0x00, 0x01, 0x02, 0x41, 0x42],
+    ] {
+        let detail = say(&junk);
+        assert!(
+            !detail.contains("text") && detail.contains("no known image signature"),
+            "{junk:02x?}: {detail}"
+        );
+    }
+    for text in [
+        "hello, world\n".as_bytes(),
+        "caf\u{e9} \u{2014} na\u{ef}ve\r\n".as_bytes(),
+        // Cut inside a multi-byte character at the sniffing window's end.
+        &"\u{e9}".repeat(300).into_bytes()[..513],
+    ] {
+        assert!(say(text).contains("looks like text"), "{:?}", &text[..8]);
+    }
 }

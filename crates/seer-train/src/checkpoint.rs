@@ -23,7 +23,7 @@ pub struct CheckpointState {
     /// The training loader's position (seer-data's `DataPosition`).
     pub data: serde_json::Value,
     pub elapsed_s: f64,
-    /// The settings that must not change on resume (see the trainer).
+    /// The settings that must not change on resume (see `settings::run_settings`).
     pub run: serde_json::Value,
 }
 

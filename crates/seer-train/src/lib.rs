@@ -10,8 +10,10 @@ pub mod export;
 pub mod loss;
 pub mod optim;
 pub mod params;
+pub mod settings;
 pub mod step;
 pub mod trainer;
+pub mod validate;
 
 pub use error::{Result, TrainError};
 pub use loss::{contrastive_loss, LossKind, Positives};

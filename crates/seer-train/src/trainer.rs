@@ -19,7 +19,9 @@ use crate::export::export_model;
 use crate::loss::{LossKind, Positives};
 use crate::optim::{clip_grad_norm, AdamW, AdamWConfig, Schedule};
 use crate::params::ParamStore;
+use crate::settings::{differences, run_settings};
 use crate::step::{compute_gradients, TrainBatch};
+use crate::validate::validate;
 
 /// Where the initial weights come from.
 pub enum ModelInit {
@@ -50,6 +52,7 @@ pub struct TrainOptions {
     pub lock_image: bool,
     pub lock_text: bool,
     pub batch_size: usize,
+    /// Samples embedded at once, 1 to `batch_size` (gradient caching below it).
     pub micro_batch: usize,
     pub steps: u64,
     pub lr: f64,
@@ -64,7 +67,9 @@ pub struct TrainOptions {
     pub pairs: Option<PairSet>,
     /// Evaluate every N steps (and at the end); 0 = only at the end.
     pub eval_every: u64,
+    /// Save a checkpoint every N steps (and at the end); 0 = only at the end.
     pub checkpoint_every: u64,
+    /// At least 1 (see [`crate::validate::validate`]).
     pub keep_checkpoints: usize,
     pub out: PathBuf,
     pub resume: bool,
@@ -123,29 +128,9 @@ pub struct TrainSummary {
 pub const METRICS_FILE: &str = "metrics.jsonl";
 pub const MODEL_DIR: &str = "model";
 
-/// The settings a resumed run must share with the run it continues.
-fn run_fingerprint(o: &TrainOptions) -> Value {
-    json!({
-        "batch_size": o.batch_size,
-        "steps": o.steps,
-        "lr": o.lr,
-        "warmup": o.warmup,
-        "loss": o.loss,
-        "positives": o.positives,
-        "seed": o.seed,
-        "lock_image": o.lock_image,
-        "lock_text": o.lock_text,
-        "weight_decay": o.adamw.weight_decay,
-    })
-}
-
 pub fn train(options: TrainOptions, observer: &mut dyn Observer) -> Result<TrainSummary> {
     let o = &options;
-    if o.batch_size < 2 {
-        return Err(TrainError::Invalid(
-            "--batch-size must be at least 2: a contrastive loss needs negatives".into(),
-        ));
-    }
+    validate(o)?;
     std::fs::create_dir_all(&o.out).map_err(|e| file_error(&o.out, e))?;
     let mut store = match &o.init {
         ModelInit::Scratch { config } => {
@@ -168,7 +153,7 @@ pub fn train(options: TrainOptions, observer: &mut dyn Observer) -> Result<Train
         warmup: o.warmup,
         steps: o.steps,
     };
-    let fingerprint = run_fingerprint(o);
+    let fingerprint = run_settings(o, &store);
 
     let mut first_step = 0u64;
     let mut position = DataPosition::default();
@@ -177,11 +162,12 @@ pub fn train(options: TrainOptions, observer: &mut dyn Observer) -> Result<Train
     let existing = checkpoint::latest(&o.out)?;
     let resumed_from = match (o.resume, existing) {
         (true, Some((dir, state))) => {
-            if state.run != fingerprint {
+            let changed = differences(&state.run, &fingerprint);
+            if !changed.is_empty() {
                 return Err(TrainError::Invalid(format!(
                     "{}: the checkpoint was made with different settings ({}); resume with the same settings or train into a new --out",
                     dir.display(),
-                    state.run
+                    changed.join("; ")
                 )));
             }
             checkpoint::restore(&dir, &state, &mut store, &mut optimizer)?;
@@ -195,8 +181,10 @@ pub fn train(options: TrainOptions, observer: &mut dyn Observer) -> Result<Train
             Some(first_step)
         }
         (true, None) => {
-            tracing::info!("no checkpoint in {}; starting a new run", o.out.display());
-            None
+            return Err(TrainError::Invalid(format!(
+                "--resume: {} holds no checkpoint to continue from; leave out --resume to start a new run there",
+                o.out.display()
+            )))
         }
         (false, Some((dir, _))) => {
             return Err(TrainError::Invalid(format!(
@@ -269,7 +257,7 @@ pub fn train(options: TrainOptions, observer: &mut dyn Observer) -> Result<Train
         };
         let pixels = Tensor::from_slice(batch.pixels(), (n, 3, s, s), &o.device)?;
         let train_batch = TrainBatch::new(pixels, tokens, positives);
-        let mut result = compute_gradients(&store, &train_batch, o.loss, o.micro_batch.max(1))?;
+        let mut result = compute_gradients(&store, &train_batch, o.loss, o.micro_batch)?;
         if !result.loss.is_finite() {
             return Err(TrainError::Invalid(format!(
                 "the loss became {} at step {step}; lower --lr or enable --grad-clip",

@@ -212,3 +212,206 @@ fn locked_image_tower_is_unchanged_by_training() {
     assert!(!same("text_model.encoder.layers.0.mlp.fc1.weight"));
     assert!(!same("logit_scale"));
 }
+
+/// The fixture's config with the vision tower made deeper.
+fn deeper_config(dir: &Path) -> std::path::PathBuf {
+    let text =
+        std::fs::read_to_string(repo_root().join("fixtures/training/model/config.json")).unwrap();
+    let mut config: serde_json::Value = serde_json::from_str(&text).unwrap();
+    config["vision_config"]["num_hidden_layers"] = 3.into();
+    let path = dir.join("deeper.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    path
+}
+
+fn refusal(options: TrainOptions) -> String {
+    match train(options, &mut Silent) {
+        Ok(_) => panic!("the run was accepted"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn resume_refuses_another_model_or_data_and_a_folder_without_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    train(
+        TrainOptions {
+            stop_after: Some(1),
+            zeroshot: None,
+            ..options(&dir, 3)
+        },
+        &mut Silent,
+    )
+    .unwrap();
+    let resume = |o: TrainOptions| TrainOptions {
+        resume: true,
+        zeroshot: None,
+        ..o
+    };
+
+    // Another architecture: named with the old and the new value.
+    let deeper = refusal(resume(TrainOptions {
+        init: ModelInit::Scratch {
+            config: deeper_config(tmp.path()),
+        },
+        ..options(&dir, 3)
+    }));
+    assert!(deeper.contains("different settings"), "{deeper}");
+    assert!(
+        deeper.contains("model.vision.transformer.layers: 2 → 3"),
+        "{deeper}"
+    );
+
+    // What decides the data stream.
+    let mut other_data = options(&dir, 3);
+    other_data.data.shuffle_buffer = 32;
+    other_data.data.augment = None;
+    let data = refusal(resume(other_data));
+    assert!(data.contains("data.shuffle_buffer: 64 → 32"), "{data}");
+    assert!(data.contains("data.augment: "), "{data}");
+    let mut other_templates = options(&dir, 3);
+    if let Some(p) = other_templates.data.prompts.as_mut() {
+        p.templates.truncate(1);
+    }
+    let templates = refusal(resume(other_templates));
+    assert!(templates.contains("data.templates: "), "{templates}");
+
+    // Nothing changed (the shard named another way): the resume goes ahead and
+    // finishes the run.
+    let mut same = options(&dir, 3);
+    let spelled = shared_data().join("cifar10-wds/../cifar10-wds/test-0000.tar.gz");
+    same.data.sources = DataSource::parse(spelled.to_str().unwrap()).unwrap();
+    let done = train(resume(same), &mut Silent).unwrap();
+    assert_eq!(done.resumed_from, Some(1));
+
+    // --resume on a folder without a checkpoint says so instead of starting anew.
+    let empty = tmp.path().join("empty");
+    let none = refusal(resume(options(&empty, 3)));
+    assert!(none.contains("no checkpoint"), "{none}");
+    assert!(!empty.join("metrics.jsonl").exists());
+}
+
+#[test]
+fn nonsensical_options_are_refused_before_training() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let base = || TrainOptions {
+        zeroshot: None,
+        ..options(&out, 4)
+    };
+    let cases: Vec<(TrainOptions, &str)> = vec![
+        (
+            TrainOptions {
+                micro_batch: 0,
+                ..base()
+            },
+            "--micro-batch must be at least 1",
+        ),
+        (
+            TrainOptions {
+                micro_batch: 9,
+                ..base()
+            },
+            "--micro-batch (9) is larger than --batch-size (8)",
+        ),
+        (
+            TrainOptions {
+                batch_size: 0,
+                ..base()
+            },
+            "--batch-size must be at least 2",
+        ),
+        (
+            TrainOptions {
+                steps: 0,
+                warmup: 0,
+                ..base()
+            },
+            "--steps must be at least 1",
+        ),
+        (
+            TrainOptions {
+                warmup: 5,
+                ..base()
+            },
+            "--warmup (5) is longer than the run (--steps 4)",
+        ),
+        (
+            TrainOptions {
+                lr: -1e-3,
+                ..base()
+            },
+            "--lr must be a number above 0",
+        ),
+        (
+            TrainOptions {
+                lr: f64::NAN,
+                ..base()
+            },
+            "--lr must be a number above 0 (got NaN)",
+        ),
+        (
+            TrainOptions {
+                grad_clip: -1.0,
+                ..base()
+            },
+            "--grad-clip",
+        ),
+        (
+            TrainOptions {
+                keep_checkpoints: 0,
+                ..base()
+            },
+            "--keep-checkpoints must be at least 1",
+        ),
+        (
+            TrainOptions {
+                stop_after: Some(0),
+                ..base()
+            },
+            "--stop-after must be at least 1",
+        ),
+        (
+            TrainOptions {
+                adamw: AdamWConfig {
+                    beta2: 1.0,
+                    ..AdamWConfig::default()
+                },
+                ..base()
+            },
+            "--beta2 must be at least 0 and below 1",
+        ),
+        (
+            TrainOptions {
+                adamw: AdamWConfig {
+                    eps: 0.0,
+                    ..AdamWConfig::default()
+                },
+                ..base()
+            },
+            "--eps",
+        ),
+        (
+            TrainOptions {
+                adamw: AdamWConfig {
+                    weight_decay: f64::INFINITY,
+                    ..AdamWConfig::default()
+                },
+                ..base()
+            },
+            "--wd",
+        ),
+    ];
+    for (o, expected) in cases {
+        let message = refusal(o);
+        assert!(
+            message.contains(expected),
+            "expected '{expected}' in: {message}"
+        );
+    }
+    let mut no_workers = base();
+    no_workers.data.workers = 0;
+    assert!(refusal(no_workers).contains("--workers must be at least 1"));
+    assert!(!out.exists(), "a refused run leaves nothing behind");
+}

@@ -70,7 +70,9 @@ fn retrieval(args: RetrievalArgs) -> anyhow::Result<ExitCode> {
     let clip = args.model.load()?;
     let report = evaluate_retrieval(&clip, &items, &args.k, &args.model.embed_options(true)?)?;
     for (path, cause) in &report.failures {
-        eprintln!("error: {}: {cause}", path.display());
+        let path = path.display().to_string();
+        let cause = crate::output::cause_without_path(&path, cause);
+        eprintln!("error: {path}: {cause}");
     }
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -113,7 +115,9 @@ fn zeroshot(args: ZeroShotArgs) -> anyhow::Result<ExitCode> {
     )?;
     pb.finish_and_clear();
     for (path, cause) in &report.failures {
-        eprintln!("error: {}: {cause}", path.display());
+        let path = path.display().to_string();
+        let cause = crate::output::cause_without_path(&path, cause);
+        eprintln!("error: {path}: {cause}");
     }
     if args.json {
         println!("{}", serde_json::to_string(&report)?);

@@ -69,6 +69,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     for (path, cause) in &summary.failures {
+        let cause = crate::output::cause_without_path(path, cause);
         eprintln!("error: {path}: {cause}");
     }
     if args.json {

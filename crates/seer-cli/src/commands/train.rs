@@ -15,6 +15,7 @@ use seer_train::evaluate::{LabeledSet, PairSet};
 use seer_train::trainer::{
     train, EvalReport, ModelInit, Observer, PositivesRule, StepReport, TrainOptions,
 };
+use seer_train::validate::validate;
 use seer_train::{AdamWConfig, LossKind};
 
 use crate::common::configure_threads;
@@ -84,9 +85,10 @@ pub struct Args {
     /// Decoupled weight decay (not applied to gains, biases, embeddings, logit scale).
     #[arg(long, default_value_t = 0.2)]
     wd: f64,
-    /// Linear warm-up steps before the cosine decay.
-    #[arg(long, default_value_t = 100)]
-    warmup: u64,
+    /// Linear warm-up steps before the cosine decay [default: 100, or all the
+    /// steps of a shorter run].
+    #[arg(long)]
+    warmup: Option<u64>,
     #[arg(long, default_value_t = 0.9)]
     beta1: f64,
     #[arg(long, default_value_t = 0.98)]
@@ -139,7 +141,7 @@ pub struct Args {
     /// Evaluate every N steps (and at the end; 0 = only at the end).
     #[arg(long, default_value_t = 0)]
     eval_every: u64,
-    /// Save a checkpoint every N steps (and at the end).
+    /// Save a checkpoint every N steps (and at the end; 0 = only at the end).
     #[arg(long, default_value_t = 500)]
     checkpoint_every: u64,
     /// Checkpoints kept (older ones are deleted).
@@ -302,7 +304,24 @@ fn count_samples(config: &LoaderConfig) -> anyhow::Result<u64> {
     Ok(seer_data::count_samples(&config.sources)?)
 }
 
+const DEFAULT_WARMUP: u64 = 100;
+
+/// Options only the command line has; the rest are checked by `validate`.
+fn check_args(args: &Args) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !args.recall_k.contains(&0),
+        "--recall-k values must be at least 1 (got 0)"
+    );
+    anyhow::ensure!(
+        args.eval_limit != Some(0),
+        "--eval-limit must be at least 1 (got 0)"
+    );
+    anyhow::ensure!(args.workers > 0, "--workers must be at least 1 (got 0)");
+    Ok(())
+}
+
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    check_args(&args)?;
     configure_threads(args.threads)?;
     let start = resolve_start(&args)?;
     let train_prompts = prompts(args.classes.as_deref(), &args.templates)?;
@@ -314,7 +333,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             ..RandomResizedCrop::default()
         }),
         shuffle_buffer: args.shuffle_buffer,
-        workers: args.workers.max(1),
+        workers: args.workers,
         seed: args.seed,
         prompts: train_prompts.clone(),
         limits: DecodeLimits::default(),
@@ -323,64 +342,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let steps = match (args.steps, args.epochs) {
         (Some(s), _) => s,
         (None, Some(e)) => {
-            anyhow::ensure!(e > 0.0, "--epochs must be positive");
+            anyhow::ensure!(
+                e.is_finite() && e > 0.0,
+                "--epochs must be a number above 0 (got {e})"
+            );
             let n = count_samples(&data)?;
+            anyhow::ensure!(
+                n > 0,
+                "--epochs: the data holds no usable samples to count ({})",
+                args.data.join(", ")
+            );
             ((e * n as f64) / args.batch_size as f64).ceil() as u64
         }
         (None, None) => anyhow::bail!("say how long to train: --steps S or --epochs E"),
     };
-    anyhow::ensure!(steps > 0, "--steps must be at least 1");
-
-    let zeroshot = match &args.eval_zeroshot {
-        Some(spec) => {
-            let classes = args
-                .eval_classes
-                .as_deref()
-                .or(args.classes.as_deref())
-                .context("--eval-zeroshot needs class names: --eval-classes or --classes")?;
-            let eval_prompts = prompts(
-                Some(classes),
-                args.eval_templates.as_deref().unwrap_or(&args.templates),
-            )?
-            .context("class names")?;
-            let set = read_eval_set(
-                spec,
-                &start.preprocess,
-                Some(eval_prompts.clone()),
-                args.eval_limit,
-                args.workers.max(1),
-            )?;
-            let classes: Option<Vec<usize>> = set.classes.into_iter().collect();
-            Some(LabeledSet {
-                pixels: set.pixels,
-                classes: classes.with_context(|| {
-                    format!("{spec}: every zero-shot sample needs a class (.cls)")
-                })?,
-                class_names: eval_prompts.classes,
-                templates: eval_prompts.templates,
-            })
-        }
-        None => None,
-    };
-    let pairs = match &args.eval_pairs {
-        Some(spec) => {
-            let set = read_eval_set(
-                spec,
-                &start.preprocess,
-                train_prompts.clone(),
-                args.eval_limit,
-                args.workers.max(1),
-            )?;
-            Some(PairSet {
-                pixels: set.pixels,
-                captions: set.captions,
-                ks: args.recall_k.clone(),
-            })
-        }
-        None => None,
-    };
     let device = DeviceChoice::parse(&args.device)?.device()?;
-    let options = TrainOptions {
+    let mut options = TrainOptions {
         init: start.init,
         data,
         tokenizer: start.tokenizer,
@@ -391,7 +368,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         micro_batch: args.micro_batch.unwrap_or(args.batch_size),
         steps,
         lr: args.lr,
-        warmup: args.warmup,
+        warmup: args.warmup.unwrap_or(DEFAULT_WARMUP.min(steps)),
         adamw: AdamWConfig {
             beta1: args.beta1,
             beta2: args.beta2,
@@ -409,8 +386,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             PositivesArg::SameClass => PositivesRule::SameClass,
         },
         seed: args.seed,
-        zeroshot,
-        pairs,
+        zeroshot: None,
+        pairs: None,
         eval_every: args.eval_every,
         checkpoint_every: args.checkpoint_every,
         keep_checkpoints: args.keep_checkpoints,
@@ -418,6 +395,57 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         resume: args.resume,
         stop_after: args.stop_after,
         device,
+    };
+    // Refuse bad numbers before the evaluation sets are decoded.
+    validate(&options)?;
+
+    options.zeroshot = match &args.eval_zeroshot {
+        Some(spec) => {
+            let classes = args
+                .eval_classes
+                .as_deref()
+                .or(args.classes.as_deref())
+                .context("--eval-zeroshot needs class names: --eval-classes or --classes")?;
+            let eval_prompts = prompts(
+                Some(classes),
+                args.eval_templates.as_deref().unwrap_or(&args.templates),
+            )?
+            .context("class names")?;
+            let set = read_eval_set(
+                spec,
+                &start.preprocess,
+                Some(eval_prompts.clone()),
+                args.eval_limit,
+                args.workers,
+            )?;
+            let classes: Option<Vec<usize>> = set.classes.into_iter().collect();
+            Some(LabeledSet {
+                pixels: set.pixels,
+                classes: classes.with_context(|| {
+                    format!("{spec}: every zero-shot sample needs a class (.cls)")
+                })?,
+                class_names: eval_prompts.classes,
+                templates: eval_prompts.templates,
+            })
+        }
+        None => None,
+    };
+    options.pairs = match &args.eval_pairs {
+        Some(spec) => {
+            let set = read_eval_set(
+                spec,
+                &start.preprocess,
+                train_prompts.clone(),
+                args.eval_limit,
+                args.workers,
+            )?;
+            Some(PairSet {
+                pixels: set.pixels,
+                captions: set.captions,
+                ks: args.recall_k.clone(),
+            })
+        }
+        None => None,
     };
     let mut observer = Progress::new(args.json, steps);
     let summary = train(options, &mut observer)?;
