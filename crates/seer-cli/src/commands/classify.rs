@@ -57,6 +57,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         failures.report(&pb, &path.display().to_string(), &cause);
     }
     let mut write_error = None;
+    // Counted as written (walk failures are not among `paths`).
+    let mut done = 0;
     clip.embed_image_files(&paths, &options, |outcome| {
         pb.inc(1);
         let input = outcome.path.display().to_string();
@@ -77,8 +79,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                         .collect();
                     writeln!(out, "{input}\t{}", best.join(", "))
                 };
-                if let Err(e) = written {
-                    write_error.get_or_insert(e);
+                match written {
+                    Ok(()) => done += 1,
+                    Err(e) => {
+                        write_error.get_or_insert(e);
+                    }
                 }
             }
             Err(e) => failures.report(&pb, &input, &e.to_string()),
@@ -88,6 +93,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(e) = write_error {
         return Err(e.into());
     }
-    failures.summary(paths.len().saturating_sub(failures.items.len()), "images");
+    failures.summary(done, "images");
     Ok(failures.exit_code())
 }

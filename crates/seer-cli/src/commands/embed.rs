@@ -118,15 +118,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         failures.report(&pb, &path.display().to_string(), &cause);
     }
     let mut sink_error = None;
+    // Counted as written: walk failures are not among `paths`, so subtracting
+    // failures from `paths.len()` would undercount.
+    let mut done = 0;
     clip.embed_image_files(&paths, &options, |outcome| {
         pb.inc(1);
         let input = outcome.path.display().to_string();
         match outcome.result {
-            Ok(e) => {
-                if let Err(err) = sink.emit(&input, e) {
+            Ok(e) => match sink.emit(&input, e) {
+                Ok(()) => done += 1,
+                Err(err) => {
                     sink_error.get_or_insert(err);
                 }
-            }
+            },
             Err(e) => failures.report(&pb, &input, &e.to_string()),
         }
     })?;
@@ -139,14 +143,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     {
         for (text, embedding) in chunk_texts.iter().zip(embeddings?) {
             sink.emit(text, embedding)?;
+            done += 1;
         }
         pb.inc(chunk_texts.len() as u64);
     }
     pb.finish_and_clear();
     sink.finish(clip.model.embed_dim())?;
-    failures.summary(
-        paths.len() - failures.items.len().min(paths.len()) + texts.len(),
-        "inputs",
-    );
+    failures.summary(done, "inputs");
     Ok(failures.exit_code())
 }
