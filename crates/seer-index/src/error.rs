@@ -30,7 +30,7 @@ pub enum IndexError {
         holder: Option<crate::lock::Holder>,
     },
 
-    #[error("{}: {found}-d vectors, but model '{model}' makes {expected}-d vectors", path.display())]
+    #[error("{}: holds {found}-d vectors, but model '{model}' makes {expected}-d vectors; import them with the model that made them", path.display())]
     DimensionMismatch {
         path: PathBuf,
         model: String,

@@ -72,6 +72,8 @@ impl std::fmt::Display for Holder {
 #[derive(Debug)]
 pub struct IndexLock {
     file: File,
+    /// False where the file system has no locks and the run goes on unguarded.
+    held: bool,
 }
 
 impl IndexLock {
@@ -86,7 +88,15 @@ impl IndexLock {
                 index: dir.to_path_buf(),
                 holder: read_holder(&mut file),
             }),
-            Err(TryLockError::Error(e)) => Err(file_error(&path, e)),
+            // A file system without locks (some network mounts) must not stop
+            // indexing altogether: go on unguarded, and say so.
+            Err(TryLockError::Error(e)) => {
+                tracing::warn!(
+                    "{}: cannot lock ({e}); another run on this index would not be noticed",
+                    path.display()
+                );
+                Ok(Self { file, held: false })
+            }
         }
     }
 
@@ -94,7 +104,13 @@ impl IndexLock {
     pub fn acquire_waiting(dir: &Path) -> Result<Self> {
         let path = dir.join(LOCK_FILE);
         let file = open(&path)?;
-        file.lock().map_err(|e| file_error(&path, e))?;
+        if let Err(e) = file.lock() {
+            tracing::warn!(
+                "{}: cannot lock ({e}); another run on this index would not be noticed",
+                path.display()
+            );
+            return Ok(Self { file, held: false });
+        }
         Self::held(file, &path)
     }
 
@@ -112,7 +128,7 @@ impl IndexLock {
             .and_then(|()| file.seek(SeekFrom::Start(0)))
             .and_then(|_| file.write_all(holder.as_bytes()))
             .map_err(|e| file_error(path, e))?;
-        Ok(Self { file })
+        Ok(Self { file, held: true })
     }
 }
 
@@ -120,7 +136,9 @@ impl Drop for IndexLock {
     fn drop(&mut self) {
         // Clear the holder first so nobody reads a finished run as the holder;
         // closing the file then releases the lock.
-        let _ = self.file.set_len(0);
+        if self.held {
+            let _ = self.file.set_len(0);
+        }
     }
 }
 
@@ -145,7 +163,7 @@ fn read_holder(file: &mut File) -> Option<Holder> {
 fn file_error(path: &Path, e: std::io::Error) -> IndexError {
     IndexError::File {
         path: PathBuf::from(path),
-        message: format!("cannot lock: {e}"),
+        message: format!("cannot use the lock file: {e}"),
     }
 }
 

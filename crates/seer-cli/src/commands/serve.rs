@@ -44,6 +44,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         None => Store::open_read_only(&dir)?.choose_model(None)?.name,
     };
     let clip = Arc::new(args.target.load_clip(&model)?);
+    #[allow(clippy::needless_update)]
     let config = ServerConfig {
         bind: args.bind,
         token: args.token.clone(),
@@ -54,6 +55,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         body_limit: args.max_body,
         request_timeout: Duration::from_secs(args.timeout),
         limits: args.target.run.limits(ServerConfig::default().limits),
+        // Fields the server gains later keep their defaults.
         ..Default::default()
     };
     let id = clip.id.clone();
