@@ -12,6 +12,32 @@ pub struct ModelArgs {
     /// Model: a local folder, an alias (`seer models`) or a Hugging Face hub id.
     #[arg(long, short, env = "SEER_MODEL", default_value = "ViT-B-32")]
     pub model: String,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Field access as before the split (`args.model.batch_size`).
+impl std::ops::Deref for ModelArgs {
+    type Target = RunArgs;
+    fn deref(&self) -> &RunArgs {
+        &self.run
+    }
+}
+
+impl ModelArgs {
+    pub fn load(&self) -> anyhow::Result<Clip> {
+        self.run.load(&self.model)
+    }
+
+    pub fn embed_options(&self, normalize: bool) -> anyhow::Result<EmbedOptions> {
+        self.run.embed_options(normalize)
+    }
+}
+
+/// How a model runs: every command that loads one takes these (the commands
+/// that work on an index too, where the model comes from the index).
+#[derive(Args, Clone, Debug)]
+pub struct RunArgs {
     /// Tokenizer file (tokenizer.json, merges.txt or bpe_simple_vocab_16e6.txt.gz)
     /// when the model folder has none.
     #[arg(long, env = "SEER_TOKENIZER")]
@@ -26,16 +52,18 @@ pub struct ModelArgs {
     /// Worker threads for the model and image decoding (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Images per model batch.
+    /// Images per model batch (`serve`: the largest batch concurrent requests share).
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
-    /// Refuse images with more pixels than this (decompression-bomb guard).
-    #[arg(long, default_value_t = DecodeLimits::default().max_pixels)]
-    pub max_pixels: u64,
+    /// Refuse images with more pixels than this (decompression-bomb guard;
+    /// default 178956970, `serve` 50000000).
+    #[arg(long)]
+    pub max_pixels: Option<u64>,
 }
 
-impl ModelArgs {
-    pub fn load(&self) -> anyhow::Result<Clip> {
+impl RunArgs {
+    /// Loads `spec` (a folder, an alias or a hub id) with these options.
+    pub fn load(&self, spec: &str) -> anyhow::Result<Clip> {
         configure_threads(self.threads)?;
         let options = LoadOptions {
             tokenizer: self.tokenizer.clone(),
@@ -43,8 +71,7 @@ impl ModelArgs {
             device: DeviceChoice::parse(&self.device)?,
             precision: self.precision,
         };
-        Clip::load(&self.model, &options)
-            .with_context(|| format!("cannot load model '{}'", self.model))
+        Clip::load(spec, &options).with_context(|| format!("cannot load model '{spec}'"))
     }
 
     pub fn embed_options(&self, normalize: bool) -> anyhow::Result<EmbedOptions> {
@@ -52,31 +79,21 @@ impl ModelArgs {
         Ok(EmbedOptions {
             batch_size: self.batch_size,
             normalize,
-            limits: DecodeLimits {
-                max_pixels: self.max_pixels,
-                ..DecodeLimits::default()
-            },
+            limits: self.limits(DecodeLimits::default()),
         })
+    }
+
+    /// `defaults` with `--max-pixels` applied.
+    pub fn limits(&self, defaults: DecodeLimits) -> DecodeLimits {
+        DecodeLimits {
+            max_pixels: self.max_pixels.unwrap_or(defaults.max_pixels),
+            ..defaults
+        }
     }
 }
 
 pub fn parse_precision(s: &str) -> Result<Precision, String> {
     Precision::parse(s).ok_or_else(|| format!("unknown precision '{s}' (f32, bf16)"))
-}
-
-fn load_clip(
-    spec: &str,
-    tokenizer: Option<PathBuf>,
-    device: DeviceChoice,
-    precision: Precision,
-) -> anyhow::Result<Clip> {
-    let options = LoadOptions {
-        tokenizer,
-        progress: crate::output::stderr_is_terminal(),
-        device,
-        precision,
-    };
-    Clip::load(spec, &options).with_context(|| format!("cannot load model '{spec}'"))
 }
 
 /// Options of the commands that work on an index: where it is, and which of its
@@ -87,14 +104,10 @@ pub struct IndexArgs {
     #[arg(long, env = "SEER_INDEX")]
     pub index: Option<PathBuf>,
     /// The model whose vectors to use (default: the index's only model).
-    #[arg(long, short)]
+    #[arg(long, short, env = "SEER_MODEL")]
     pub model: Option<String>,
-    /// Tokenizer file when the model folder has none.
-    #[arg(long, env = "SEER_TOKENIZER")]
-    pub tokenizer: Option<PathBuf>,
-    /// Matmul weights on the CPU: f32 or bf16 (see `seer embed --help`).
-    #[arg(long, env = "SEER_PRECISION", default_value = "f32", value_parser = parse_precision)]
-    pub precision: Precision,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 impl IndexArgs {
@@ -109,12 +122,7 @@ impl IndexArgs {
 
     /// Loads the model an index's vectors were made with (its recorded name).
     pub fn load_clip(&self, name: &str) -> anyhow::Result<Clip> {
-        load_clip(
-            name,
-            self.tokenizer.clone(),
-            DeviceChoice::Cpu,
-            self.precision,
-        )
+        self.run.load(name)
     }
 }
 
@@ -135,4 +143,60 @@ pub fn configure_threads(threads: Option<usize>) -> anyhow::Result<()> {
             .ok();
     }
     Ok(())
+}
+
+/// An error and its causes on one line, each said once: many errors already
+/// include their cause in their own message (`{path}: {source}`), so printing
+/// the whole chain (`{:#}`) said the same thing two or three times.
+pub fn error_line(e: &anyhow::Error) -> String {
+    let mut line = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !line.contains(&cause) {
+            line.push_str(": ");
+            line.push_str(&cause);
+        }
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Inner;
+
+    impl std::fmt::Display for Inner {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("inner cause")
+        }
+    }
+
+    impl std::error::Error for Inner {}
+
+    /// Says its cause in its message and also gives it as its source.
+    #[derive(Debug)]
+    struct Outer(Inner);
+
+    impl std::fmt::Display for Outer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "outer: {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Outer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn causes_already_in_the_message_are_not_repeated() {
+        let e = anyhow::Error::new(Outer(Inner));
+        assert_eq!(format!("{e:#}"), "outer: inner cause: inner cause");
+        assert_eq!(error_line(&e), "outer: inner cause");
+        let e = anyhow::Error::new(Inner).context("reading x");
+        assert_eq!(error_line(&e), "reading x: inner cause");
+    }
 }

@@ -102,7 +102,7 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", common::error_line(&e));
             std::process::ExitCode::from(2)
         }
     }

@@ -171,6 +171,7 @@ pub fn rank_graph_where<'a>(
     };
     let mut out = Vec::with_capacity(hits.len());
     for (id, score) in hits {
+        let score = crate::search::clamp_cosine(score);
         if options.min_score.is_some_and(|m| score < m) {
             continue;
         }

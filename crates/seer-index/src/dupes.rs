@@ -11,9 +11,9 @@ use std::collections::HashMap;
 
 use seer_engine::{Clip, EmbedOptions};
 use seer_image::image::{imageops, RgbImage};
-use seer_image::DecodeLimits;
 
 use crate::error::Result;
+use crate::search::clamp_cosine;
 use crate::store::{ModelInfo, Store, VectorSet};
 use seer_engine::zeroshot::dot;
 
@@ -66,7 +66,7 @@ pub fn group(vectors: &VectorSet, threshold: f32, neighbours: usize) -> Vec<Dupe
         .map(|m| DupeGroup {
             scores: m
                 .iter()
-                .map(|&j| dot(vectors.row(m[0]), vectors.row(j)))
+                .map(|&j| clamp_cosine(dot(vectors.row(m[0]), vectors.row(j))))
                 .collect(),
             paths: m.iter().map(|&j| vectors.paths[j].clone()).collect(),
         })
@@ -106,13 +106,15 @@ pub fn stored_calibration(store: &Store, model: &ModelInfo) -> Result<Option<Cal
         .and_then(|v| serde_json::from_str(&v).ok()))
 }
 
-/// Measures the threshold on up to `sample` indexed images and stores it.
+/// Measures the threshold on up to `sample` indexed images and stores it;
+/// `options` gives the batch size and decoding limits.
 pub fn calibrate(
     store: &mut Store,
     model: &ModelInfo,
     clip: &Clip,
     vectors: &VectorSet,
     sample: usize,
+    options: &EmbedOptions,
 ) -> Result<Calibration> {
     let step = (vectors.len() / sample.max(1)).max(1);
     let rows: Vec<usize> = (0..vectors.len()).step_by(step).take(sample).collect();
@@ -143,12 +145,11 @@ pub fn calibrate(
         .iter()
         .flat_map(|&r| variants.iter().map(move |&v| (r, v)))
         .collect();
-    let limits = DecodeLimits::default();
+    let limits = options.limits;
     let mut duplicates = Vec::new();
     let options = EmbedOptions {
-        batch_size: 32,
         normalize: true,
-        ..Default::default()
+        ..options.clone()
     };
     clip.embed_prepared(
         &jobs,
@@ -167,14 +168,14 @@ pub fn calibrate(
         },
         |_, result| {
             if let Ok((embedding, row)) = result {
-                duplicates.push(dot(&embedding, vectors.row(row)));
+                duplicates.push(clamp_cosine(dot(&embedding, vectors.row(row))));
             }
         },
     )?;
     let mut distinct = Vec::new();
     for (a, &i) in rows.iter().enumerate() {
         for &j in &rows[a + 1..] {
-            distinct.push(dot(vectors.row(i), vectors.row(j)));
+            distinct.push(clamp_cosine(dot(vectors.row(i), vectors.row(j))));
         }
     }
     duplicates.sort_by(f32::total_cmp);

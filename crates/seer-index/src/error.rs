@@ -24,6 +24,20 @@ pub enum IndexError {
     #[error("{0}")]
     Invalid(String),
 
+    #[error("the index at {} is being updated by {}; wait for it to finish (or pass --wait), or stop it", index.display(), holder.as_ref().map_or_else(|| "another process".to_string(), |h| h.to_string()))]
+    Busy {
+        index: PathBuf,
+        holder: Option<crate::lock::Holder>,
+    },
+
+    #[error("{}: holds {found}-d vectors, but model '{model}' makes {expected}-d vectors; import them with the model that made them", path.display())]
+    DimensionMismatch {
+        path: PathBuf,
+        model: String,
+        expected: usize,
+        found: usize,
+    },
+
     #[error(transparent)]
     Engine(#[from] seer_engine::EngineError),
 

@@ -16,6 +16,7 @@ use parquet::record::RowAccessor;
 use parquet::schema::parser::parse_message_type;
 
 use crate::error::{IndexError, Result};
+use crate::lock::IndexLock;
 use crate::npy::{self, Dtype};
 use crate::store::{write, FileRecord, ModelInfo, Store};
 use crate::vector::Encoding;
@@ -160,21 +161,34 @@ fn shards(dir: &Path) -> Result<Vec<usize>> {
     Ok(found)
 }
 
-/// Imports embeddings made by `model_name` from the clip-retrieval layout in `dir`.
-/// Files that exist on disk get their size and mtime, so a later `seer index` of
-/// their folder treats them as unchanged instead of embedding them again.
+/// Imports embeddings made by `model_name`, whose vectors have `model_dim`
+/// dimensions, from the clip-retrieval layout in `dir`; vectors of another size
+/// are refused before anything is written. Files that exist on disk get their
+/// size and mtime, so a later `seer index` of their folder treats them as
+/// unchanged instead of embedding them again. Holds the index's lock (an import
+/// is a bulk update, like an indexing run).
 pub fn import(
     store: &mut Store,
     model_name: &str,
+    model_dim: usize,
     dir: &Path,
     encoding: Encoding,
 ) -> Result<ExchangeSummary> {
+    let _lock = IndexLock::try_acquire(store.dir())?;
     let mut summary = ExchangeSummary::default();
     for shard in shards(dir)? {
         let npy_path = dir.join(format!("img_emb/img_emb_{shard}.npy"));
         let meta_path = dir.join(format!("metadata/metadata_{shard}.parquet"));
         let bytes = std::fs::read(&npy_path).map_err(|e| file_error(&npy_path, e))?;
         let (rows, dim, values) = npy::decode(&bytes).map_err(|e| file_error(&npy_path, e))?;
+        if dim != model_dim {
+            return Err(IndexError::DimensionMismatch {
+                path: npy_path,
+                model: model_name.to_string(),
+                expected: model_dim,
+                found: dim,
+            });
+        }
         let paths = read_paths(&meta_path)?;
         if paths.len() != rows {
             return Err(file_error(
@@ -185,12 +199,6 @@ pub fn import(
                     rows,
                     npy_path.display()
                 ),
-            ));
-        }
-        if summary.dim != 0 && summary.dim != dim {
-            return Err(file_error(
-                &npy_path,
-                format!("{dim}-d embeddings, earlier shards were {}-d", summary.dim),
             ));
         }
         let db_error = store.error_mapper();
@@ -213,6 +221,10 @@ pub fn import(
         summary.rows += rows;
         summary.shards += 1;
         summary.dim = dim;
+    }
+    // Keep the approximate index in step, as an indexing run does.
+    if let Some(model) = store.models()?.into_iter().find(|m| m.name == model_name) {
+        crate::ann::sync(store, &model, crate::ann::threshold())?;
     }
     Ok(summary)
 }

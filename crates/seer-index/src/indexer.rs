@@ -9,6 +9,7 @@ use seer_engine::{Clip, EmbedOptions, EngineError};
 use seer_image::DecodeLimits;
 
 use crate::error::{IndexError, Result};
+use crate::lock::IndexLock;
 use crate::pathcodec;
 use crate::scan::{self, ContentLookup, Walked};
 use crate::store::{write, FileRecord, Store};
@@ -37,7 +38,8 @@ pub struct IndexSummary {
     pub touched: usize,
     /// Files gone from disk, removed from the index.
     pub removed: usize,
-    /// Files that could not be indexed in this run.
+    /// Files that could not be indexed in this run (including those the walk
+    /// could not read).
     pub failed: usize,
     /// Files that failed before and have not changed (not retried).
     pub still_failing: usize,
@@ -45,6 +47,8 @@ pub struct IndexSummary {
     /// (path as shown to people, cause): files that failed in this run and
     /// everything the walk could not enter or follow.
     pub failures: Vec<(String, String)>,
+    /// The approximate index's update, when the model has one.
+    pub ann: Option<crate::ann::AnnSync>,
 }
 
 /// A file with its embedding and metadata, or why it failed.
@@ -99,8 +103,24 @@ pub fn canonical_roots(roots: &[PathBuf]) -> Result<Vec<PathBuf>> {
         .collect()
 }
 
+/// An indexing run. It takes the index's lock first (see [`crate::lock`]), and
+/// fails with [`IndexError::Busy`] while another run holds it.
 pub fn index(
     store: &mut Store,
+    clip: &Clip,
+    options: &IndexOptions,
+    on_progress: &mut dyn FnMut(Progress),
+) -> Result<IndexSummary> {
+    let lock = IndexLock::try_acquire(store.dir())?;
+    index_locked(store, &lock, clip, options, on_progress)
+}
+
+/// An indexing run by a caller that already holds the index's lock (e.g. after
+/// waiting for it). The approximate index is brought up to date before the
+/// lock can be released, so two runs never write it at once.
+pub fn index_locked(
+    store: &mut Store,
+    _lock: &IndexLock,
     clip: &Clip,
     options: &IndexOptions,
     on_progress: &mut dyn FnMut(Progress),
@@ -148,6 +168,8 @@ pub fn index(
         copied: plan.copies.len(),
         touched: plan.touches.len(),
         removed: plan.removals.len(),
+        // Files the walk could not read failed too.
+        failed: walk_problems.len(),
         failures: walk_problems
             .into_iter()
             .map(|(path, cause)| (pathcodec::display_stored(&path), cause))
@@ -182,6 +204,9 @@ pub fn index(
         return Err(e);
     }
     commit_batch(store, model_id, options.encoding, &mut batch, &mut summary)?;
+    if let Some(model) = store.models()?.into_iter().find(|m| m.id == model_id) {
+        summary.ann = crate::ann::sync(store, &model, crate::ann::threshold())?;
+    }
     summary.seconds = start.elapsed().as_secs_f64();
     Ok(summary)
 }

@@ -8,6 +8,7 @@ pub mod dupes;
 pub mod error;
 pub mod exchange;
 pub mod indexer;
+pub mod lock;
 pub mod npy;
 pub mod pathcodec;
 pub mod scan;
@@ -18,8 +19,11 @@ pub mod vector;
 use std::path::PathBuf;
 
 pub use error::{IndexError, Result};
-pub use indexer::{index, IndexOptions, IndexSummary, Progress};
-pub use search::{query_vector, rank, rank_exact, Hit, Query, SearchOptions};
+pub use indexer::{index, index_locked, IndexOptions, IndexSummary, Progress};
+pub use lock::IndexLock;
+pub use search::{
+    clamp_cosine, query_vector, rank, rank_exact, rank_excluding, Hit, Query, SearchOptions,
+};
 pub use store::{ModelInfo, Store, VectorSet};
 pub use vector::Encoding;
 

@@ -51,11 +51,13 @@ pub struct Hit {
 
 /// The query vector. `clip` must be the model the index's vectors were made with
 /// (the caller loads it by the model's name); only needed for texts and images.
+/// `options` gives the batch size and decoding limits for example images.
 pub fn query_vector(
     store: &Store,
     model: &ModelInfo,
     clip: Option<&Clip>,
     query: &Query,
+    options: &EmbedOptions,
 ) -> Result<Vec<f32>> {
     if query.is_empty() {
         return Err(IndexError::Invalid(
@@ -75,7 +77,10 @@ pub fn query_vector(
                 available: model.name.clone(),
             });
         }
-        let options = EmbedOptions::default();
+        let options = EmbedOptions {
+            normalize: true,
+            ..options.clone()
+        };
         for (texts, sign) in [(&query.texts, 1.0), (&query.subtract_texts, -1.0)] {
             for v in clip.embed_texts(texts, &options)? {
                 add(&v, sign);
@@ -170,6 +175,7 @@ pub fn rank_exact_where(
     let top = seer_ann::exact_top_k_filtered(&vectors.data, vectors.dim, query, options.k, keep);
     Ok(top
         .into_iter()
+        .map(|(row, score)| (row, clamp_cosine(score)))
         .filter(|(_, score)| options.min_score.is_none_or(|m| *score >= m))
         .map(|(row, score)| Hit {
             path: vectors.paths[row].clone(),
@@ -177,6 +183,12 @@ pub fn rank_exact_where(
             id: vectors.ids[row],
         })
         .collect())
+}
+
+/// A cosine similarity as reported: dot products of stored vectors (rounded to
+/// f16 or int8, so not exactly unit length) can stray just outside [-1, 1].
+pub fn clamp_cosine(score: f32) -> f32 {
+    score.clamp(-1.0, 1.0)
 }
 
 pub fn compile_glob(glob: Option<&str>) -> Result<Option<globset::GlobMatcher>> {
@@ -192,6 +204,26 @@ pub fn compile_glob(glob: Option<&str>) -> Result<Option<globset::GlobMatcher>> 
             .map_err(|e| IndexError::Invalid(format!("bad --path glob '{g}': {e}")))
     })
     .transpose()
+}
+
+/// [`rank`] without the files at `exclude` (e.g. the indexed photos a "more like
+/// this" query starts from, which would otherwise come first). Asking for
+/// `exclude.len()` more hits keeps the top `k` of the rest exact.
+pub fn rank_excluding(
+    store: &Store,
+    model: &ModelInfo,
+    query: &[f32],
+    options: &SearchOptions,
+    exclude: &[String],
+) -> Result<Vec<Hit>> {
+    let wider = SearchOptions {
+        k: options.k.saturating_add(exclude.len()),
+        ..options.clone()
+    };
+    let mut hits = rank(store, model, query, &wider)?;
+    hits.retain(|h| !exclude.contains(&h.path));
+    hits.truncate(options.k);
+    Ok(hits)
 }
 
 /// Ranks with the approximate index when the model has one that is current,

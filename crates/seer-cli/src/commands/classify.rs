@@ -58,6 +58,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         failures.report_path(&pb, &path, &cause);
     }
     let mut write_error = None;
+    // Counted as written (walk failures are not among `paths`).
+    let mut done = 0;
     clip.embed_image_files(&paths, &options, |outcome| {
         pb.inc(1);
         // Escaped: a name may hold a newline (one line per image) or not be UTF-8.
@@ -79,8 +81,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                         .collect();
                     writeln!(out, "{input}\t{}", best.join(", "))
                 };
-                if let Err(e) = written {
-                    write_error.get_or_insert(e);
+                match written {
+                    Ok(()) => done += 1,
+                    Err(e) => {
+                        write_error.get_or_insert(e);
+                    }
                 }
             }
             Err(e) => failures.report_path(&pb, &outcome.path, &e.to_string()),
@@ -90,6 +95,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(e) = write_error {
         return Err(e.into());
     }
-    failures.summary(paths.len().saturating_sub(failures.items.len()), "images");
+    failures.summary(done, "images");
     Ok(failures.exit_code())
 }

@@ -31,6 +31,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(args.sample > 0, "--sample must be at least 1");
     // Read-only first, so a mistyped --index is an error rather than a new, empty index.
     Store::open_read_only(&args.target.dir())?;
     let mut store = Store::open(&args.target.dir())?;
@@ -51,7 +52,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         (None, false, Some(c)) => c.threshold,
         (None, _, _) => {
             let clip = args.target.load_clip(&model.name)?;
-            let c = calibrate(&mut store, &model, &clip, &vectors, args.sample)?;
+            let options = args.target.run.embed_options(true)?;
+            let c = calibrate(&mut store, &model, &clip, &vectors, args.sample, &options)?;
             eprintln!(
                 "threshold {:.4}: catches 99% of {} altered copies of {} photos (median similarity {:.4}); {} of {} pairs of different photos score above it (highest {:.4})",
                 c.threshold, c.duplicate_pairs, c.images, c.duplicate_median, c.distinct_above, c.distinct_pairs, c.distinct_max

@@ -143,14 +143,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         failures.report_path(&pb, &path, &cause);
     }
     let mut sink_error = None;
+    // Counted as written: walk failures are not among `paths`, so subtracting
+    // failures from `paths.len()` would undercount.
+    let mut done = 0;
     clip.embed_image_files(&paths, &options, |outcome| {
         pb.inc(1);
         match outcome.result {
-            Ok(e) => {
-                if let Err(err) = sink.emit(Input::Image(&outcome.path), e) {
+            Ok(e) => match sink.emit(Input::Image(&outcome.path), e) {
+                Ok(()) => done += 1,
+                Err(err) => {
                     sink_error.get_or_insert(err);
                 }
-            }
+            },
             Err(e) => failures.report_path(&pb, &outcome.path, &e.to_string()),
         }
     })?;
@@ -163,14 +167,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     {
         for (text, embedding) in chunk_texts.iter().zip(embeddings?) {
             sink.emit(Input::Text(text), embedding)?;
+            done += 1;
         }
         pb.inc(chunk_texts.len() as u64);
     }
     pb.finish_and_clear();
     sink.finish(clip.model.embed_dim())?;
-    failures.summary(
-        paths.len() - failures.items.len().min(paths.len()) + texts.len(),
-        "inputs",
-    );
+    failures.summary(done, "inputs");
     Ok(failures.exit_code())
 }

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use seer_index::exchange;
 use seer_index::npy::Dtype;
 use seer_index::{Encoding, Store};
@@ -22,7 +23,7 @@ pub struct ExportArgs {
     #[arg(long, default_value = "f32", value_parser = ["f32", "f16"])]
     dtype: String,
     /// The model whose vectors to export (default: the index's only model).
-    #[arg(long, short)]
+    #[arg(long, short, env = "SEER_MODEL")]
     model: Option<String>,
     #[arg(long, env = "SEER_INDEX")]
     index: Option<PathBuf>,
@@ -34,12 +35,13 @@ pub struct ExportArgs {
 pub struct ImportArgs {
     /// A folder in the clip-retrieval layout.
     dir: PathBuf,
-    /// The model the embeddings were made with (an alias, hub id or folder): queries will use it.
-    #[arg(long, short)]
+    /// The model the embeddings were made with (an alias, hub id or folder): queries
+    /// will use it, and vectors of another size than it makes are refused.
+    #[arg(long, short, env = "SEER_MODEL")]
     model: String,
     /// How vectors are stored: f16 (default), f32 or int8.
-    #[arg(long, default_value = "f16")]
-    encoding: String,
+    #[arg(long, default_value = "f16", value_parser = crate::commands::index::parse_encoding)]
+    encoding: Encoding,
     #[arg(long, env = "SEER_INDEX")]
     index: Option<PathBuf>,
     #[arg(long)]
@@ -63,20 +65,29 @@ pub fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
-    let encoding = Encoding::parse(&args.encoding)
-        .ok_or_else(|| anyhow::anyhow!("unknown encoding '{}' (f16, f32, int8)", args.encoding))?;
     let mut store = Store::open(&index_dir(&args.index))?;
-    let summary = exchange::import(
-        &mut store,
-        &seer_hub::model_key(&args.model),
-        &args.dir,
-        encoding,
-    )?;
+    let name = seer_hub::model_key(&args.model);
+    let dim = match store.models()?.into_iter().find(|m| m.name == name) {
+        Some(known) => known.dim,
+        None => model_dim(&args.model)?,
+    };
+    let summary = exchange::import(&mut store, &name, dim, &args.dir, args.encoding)?;
     report(
         &summary,
         args.json,
         &format!("imported from {}", args.dir.display()),
     )
+}
+
+/// The size of the vectors `spec` makes, from its config (the weights are not
+/// loaded). A hub model is fetched like any other command would.
+fn model_dim(spec: &str) -> anyhow::Result<usize> {
+    let resolved = seer_hub::resolve(spec, crate::output::stderr_is_terminal())
+        .with_context(|| format!("cannot learn the size of the vectors model '{spec}' makes"))?;
+    let config = seer_models::ModelFiles::from_dir(&resolved.dir)
+        .and_then(|files| files.read_config())
+        .with_context(|| format!("cannot learn the size of the vectors model '{spec}' makes"))?;
+    Ok(config.embed_dim)
 }
 
 fn report(summary: &exchange::ExchangeSummary, json: bool, what: &str) -> anyhow::Result<ExitCode> {

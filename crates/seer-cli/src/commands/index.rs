@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use seer_index::{Encoding, IndexOptions, Progress, Store};
+use seer_index::{Encoding, IndexError, IndexLock, IndexOptions, Progress, Store};
 
 use crate::common::{index_dir, ModelArgs};
 use crate::output::progress;
@@ -26,15 +26,31 @@ pub struct Args {
     /// Print a JSON summary.
     #[arg(long)]
     json: bool,
+    /// When another run is updating the index, wait for it to finish instead
+    /// of stopping with an error.
+    #[arg(long)]
+    wait: bool,
 }
 
-fn parse_encoding(s: &str) -> Result<Encoding, String> {
+pub fn parse_encoding(s: &str) -> Result<Encoding, String> {
     Encoding::parse(s).ok_or_else(|| format!("unknown encoding '{s}' (f16, f32, int8)"))
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let dir = index_dir(&args.index);
     let mut store = Store::open(&dir)?;
+    // Before the model loads: a busy index is reported at once.
+    let lock = match IndexLock::try_acquire(&dir) {
+        Err(IndexError::Busy { holder, .. }) if args.wait => {
+            let who = holder.map_or_else(|| "another process".to_string(), |h| h.to_string());
+            eprintln!(
+                "waiting for {who} to finish updating the index at {}",
+                dir.display()
+            );
+            IndexLock::acquire_waiting(&dir)?
+        }
+        other => other?,
+    };
     let roots = if args.paths.is_empty() {
         let stored: Vec<PathBuf> = store.roots()?.into_iter().map(PathBuf::from).collect();
         anyhow::ensure!(
@@ -53,20 +69,26 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         embed: args.model.embed_options(true)?,
     };
     let pb = progress(0, "indexing");
-    let summary = seer_index::index(&mut store, &clip, &options, &mut |event| match event {
-        Progress::Planned(n) => pb.set_length(n as u64),
-        Progress::Embedded => pb.inc(1),
-    })?;
+    let summary =
+        seer_index::index_locked(
+            &mut store,
+            &lock,
+            &clip,
+            &options,
+            &mut |event| match event {
+                Progress::Planned(n) => pb.set_length(n as u64),
+                Progress::Embedded => pb.inc(1),
+            },
+        )?;
+    drop(lock);
     pb.finish_and_clear();
-    if let Some(model) = store.models()?.into_iter().find(|m| m.name == clip.id) {
-        if let Some(sync) = seer_index::ann::sync(&store, &model, seer_index::ann::threshold())? {
-            tracing::info!(
-                "approximate index: {} inserted, {} removed, {} vectors",
-                sync.inserted,
-                sync.removed,
-                sync.total
-            );
-        }
+    if let Some(sync) = &summary.ann {
+        tracing::info!(
+            "approximate index: {} inserted, {} removed, {} vectors",
+            sync.inserted,
+            sync.removed,
+            sync.total
+        );
     }
     for (path, cause) in &summary.failures {
         let cause = crate::output::cause_without_path(path, cause);
@@ -89,5 +111,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             summary.seconds
         );
     }
-    Ok(ExitCode::SUCCESS)
+    // Like embed and classify: 1 when a file failed in this run. Files that
+    // failed before and have not changed are not retried, so they do not count.
+    Ok(if summary.failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

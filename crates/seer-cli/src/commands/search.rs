@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use seer_index::pathcodec::{display_stored, path_from_display, to_stored};
-use seer_index::{query_vector, rank, Query, SearchOptions, Store};
+use seer_index::{query_vector, rank_excluding, Query, SearchOptions, Store};
 
 use crate::common::IndexArgs;
 
@@ -62,13 +62,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
-    let vector = query_vector(&store, &model, clip.as_ref(), &query)?;
+    let embed = args.target.run.embed_options(true)?;
+    let vector = query_vector(&store, &model, clip.as_ref(), &query, &embed)?;
     let options = SearchOptions {
         k: args.k,
         min_score: args.min_score,
         path_glob: args.path.clone(),
     };
-    let hits = rank(&store, &model, &vector, &options)?;
+    // "More like this" photos are not results of their own query (copies of
+    // them, being other files, still are).
+    let hits = rank_excluding(&store, &model, &vector, &options, &query.like)?;
     if args.json {
         for hit in &hits {
             let hit = serde_json::json!({ "path": display_stored(&hit.path), "score": hit.score });

@@ -20,9 +20,9 @@ pub struct Args {
     /// Require `Authorization: Bearer TOKEN` on the API.
     #[arg(long, env = "SEER_TOKEN")]
     token: Option<String>,
-    /// Largest model batch shared by concurrent requests.
-    #[arg(long, default_value_t = 32)]
-    max_batch: usize,
+    /// Largest model batch shared by concurrent requests (default: --batch-size).
+    #[arg(long)]
+    max_batch: Option<usize>,
     /// Milliseconds a request waits for others to share its batch.
     #[arg(long, default_value_t = 10)]
     max_wait_ms: u64,
@@ -35,27 +35,27 @@ pub struct Args {
     /// Seconds before a request is answered 504.
     #[arg(long, default_value_t = 60)]
     timeout: u64,
-    #[arg(long)]
-    threads: Option<usize>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    crate::common::configure_threads(args.threads)?;
     let dir = args.target.dir();
     let model = match args.target.requested_model() {
         Some(m) => m,
         None => Store::open_read_only(&dir)?.choose_model(None)?.name,
     };
     let clip = Arc::new(args.target.load_clip(&model)?);
+    #[allow(clippy::needless_update)]
     let config = ServerConfig {
         bind: args.bind,
         token: args.token.clone(),
         index_dir: dir,
-        max_batch: args.max_batch,
+        max_batch: args.max_batch.unwrap_or(args.target.run.batch_size),
         max_wait: Duration::from_millis(args.max_wait_ms),
         queue_capacity: args.queue,
         body_limit: args.max_body,
         request_timeout: Duration::from_secs(args.timeout),
+        limits: args.target.run.limits(ServerConfig::default().limits),
+        // Fields the server gains later keep their defaults.
         ..Default::default()
     };
     let id = clip.id.clone();
