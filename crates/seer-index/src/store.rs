@@ -364,6 +364,21 @@ impl Store {
             .map_err(|e| self.db(e))
     }
 
+    /// The first two columns of every row of `sql`.
+    fn pairs<A, B, C>(&self, sql: &str) -> Result<C>
+    where
+        A: rusqlite::types::FromSql,
+        B: rusqlite::types::FromSql,
+        C: FromIterator<(A, B)>,
+    {
+        let mut stmt = self.conn.prepare(sql).map_err(|e| self.db(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(|e| self.db(e))?;
+        rows.collect::<std::result::Result<_, _>>()
+            .map_err(|e| self.db(e))
+    }
+
     /// Files at or below `roots`, with whether each has a vector of `model_id`.
     pub fn files_under(&self, roots: &[String], model_id: i64) -> Result<Vec<StoredFile>> {
         let mut out = Vec::new();
@@ -502,15 +517,7 @@ impl Store {
 
     /// EXIF capture times of the files that have one, by row id (for date filters).
     pub fn capture_times(&self) -> Result<std::collections::HashMap<i64, String>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT id, taken_at FROM files WHERE taken_at IS NOT NULL")
-            .map_err(|e| self.db(e))?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(|e| self.db(e))?;
-        rows.collect::<std::result::Result<_, _>>()
-            .map_err(|e| self.db(e))
+        self.pairs("SELECT id, taken_at FROM files WHERE taken_at IS NOT NULL")
     }
 
     /// The stored vector of one indexed file (for "more like this").
@@ -533,15 +540,7 @@ impl Store {
     }
 
     pub fn failures(&self) -> Result<Vec<(String, String)>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT path, error FROM files WHERE error IS NOT NULL ORDER BY path")
-            .map_err(|e| self.db(e))?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(|e| self.db(e))?;
-        rows.collect::<std::result::Result<_, _>>()
-            .map_err(|e| self.db(e))
+        self.pairs("SELECT path, error FROM files WHERE error IS NOT NULL ORDER BY path")
     }
 
     /// What the latest walks could not read or follow: (stored path, cause).
@@ -557,15 +556,7 @@ impl Store {
         if !exists {
             return Ok(Vec::new()); // an index written before walk errors were kept
         }
-        let mut stmt = self
-            .conn
-            .prepare("SELECT path, error FROM walk_errors ORDER BY path")
-            .map_err(|e| self.db(e))?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(|e| self.db(e))?;
-        rows.collect::<std::result::Result<_, _>>()
-            .map_err(|e| self.db(e))
+        self.pairs("SELECT path, error FROM walk_errors ORDER BY path")
     }
 
     pub fn file_count(&self) -> Result<usize> {
