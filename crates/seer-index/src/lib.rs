@@ -7,6 +7,7 @@ pub mod dupes;
 pub mod error;
 pub mod exchange;
 pub mod indexer;
+pub mod lookup;
 pub mod npy;
 pub mod scan;
 pub mod search;

@@ -102,7 +102,7 @@ impl VectorSet {
 }
 
 pub struct Store {
-    conn: Connection,
+    pub(crate) conn: Connection,
     dir: PathBuf,
 }
 
