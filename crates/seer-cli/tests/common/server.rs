@@ -29,12 +29,17 @@ pub fn seer() -> Command {
 
 /// An index of the shared smoke images, served with `extra` options.
 pub fn start(extra: &[&str]) -> Server {
+    start_on(&shared_data().join("smoke"), extra)
+}
+
+/// An index of `folder`, served with `extra` options.
+pub fn start_on(folder: &std::path::Path, extra: &[&str]) -> Server {
     let index = tempfile::tempdir().unwrap();
     let model = model_fixture("openclip-vit");
     let status = seer()
         .args([
             "index",
-            shared_data().join("smoke").to_str().unwrap(),
+            folder.to_str().unwrap(),
             "--model",
             model.to_str().unwrap(),
         ])
