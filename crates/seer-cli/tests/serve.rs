@@ -800,6 +800,7 @@ fn every_error_is_json() {
 fn blank_tokens_are_refused_at_start() {
     for (flag, env) in [
         (Some("   "), None),
+        (None, Some("")),
         (Some(""), None),
         (None, Some(" ")),
         (Some(" s3cret "), None),
@@ -821,9 +822,20 @@ fn blank_tokens_are_refused_at_start() {
         if let Some(token) = env {
             cmd.env("SEER_TOKEN", token);
         }
-        let out = cmd.output().unwrap();
+        // Bounded: a server that wrongly starts would serve forever.
+        let mut child = cmd
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{flag:?} {env:?}: started");
+        assert!(!out.status.success(), "{flag:?} {env:?}: started: {stderr}");
         assert!(stderr.contains("token"), "{flag:?} {env:?}: {stderr}");
         assert!(
             !stderr.contains("without --token"),

@@ -91,7 +91,7 @@ pub enum ServeError {
 /// Why a bearer token cannot work: with it every API call would be answered 401.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TokenError {
-    #[error("the token is empty or only whitespace: give a secret (e.g. `openssl rand -hex 16`), or no --token at all on loopback")]
+    #[error("the token is empty or only whitespace: give a secret (e.g. `openssl rand -hex 16`), or none at all (loopback only)")]
     Empty,
     #[error("the token starts or ends with whitespace, which HTTP clients strip from the header, so no request could match it")]
     SurroundingWhitespace,
