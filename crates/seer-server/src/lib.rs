@@ -10,6 +10,7 @@ mod batcher;
 mod error;
 mod files;
 mod listen;
+mod loopback;
 mod metrics;
 pub mod openapi;
 mod routes;
@@ -202,8 +203,13 @@ pub async fn serve(
 
 /// Bearer token on the API and metrics; the page, its assets and /healthz stay open
 /// (the page asks for the token when the API answers 401; /healthz then tells
-/// only liveness).
+/// only liveness). Without a token, only loopback names and pages (see `loopback`).
 async fn authorize(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    if state.token.is_none() {
+        if let Err(refused) = loopback::check(req.headers()) {
+            return refused.into_response();
+        }
+    }
     let path = req.uri().path();
     let protected = path.starts_with("/v1/") || path == "/metrics" || path == "/openapi.json";
     if protected && !state.authorized(req.headers()) {
