@@ -912,3 +912,34 @@ fn without_a_token_only_loopback_names_and_pages_are_answered() {
     );
     assert!(named.starts_with("HTTP/1.1 200"), "{named}");
 }
+
+#[test]
+fn connections_past_the_cap_wait_for_a_free_slot() {
+    use std::io::Write;
+    let s = start(&["--max-connections", "1", "--header-timeout", "1"]);
+    let addr = s.url.trim_start_matches("http://");
+    // The one slot is taken by a connection that sends nothing...
+    let mut first = std::net::TcpStream::connect(addr).unwrap();
+    // ...so the next one is answered only once the header deadline closed it.
+    let mut second = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        second,
+        "GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let answer = read_until_closed(&mut second);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    first
+        .set_read_timeout(Some(Duration::from_millis(1)))
+        .unwrap();
+    // Closed before the slot was freed, so its end is already here.
+    let closed = match first.read(&mut [0u8; 16]) {
+        Ok(0) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        Ok(_) => false,
+    };
+    assert!(
+        closed,
+        "the second connection was served while the first still held the only slot"
+    );
+}
