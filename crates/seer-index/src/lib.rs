@@ -14,6 +14,8 @@ pub mod pathcodec;
 pub mod scan;
 pub mod search;
 pub mod store;
+#[cfg(test)]
+mod store_tests;
 pub mod vector;
 
 use std::path::PathBuf;

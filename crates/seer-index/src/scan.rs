@@ -22,6 +22,17 @@ use seer_engine::embed::{has_image_extension, is_hidden_or_system};
 use crate::pathcodec;
 use crate::store::StoredFile;
 
+/// A file's modification time as the index records it: nanoseconds since the
+/// epoch, 0 where the system has none (anyone comparing a file with its record
+/// must compute it the same way).
+pub fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
+    meta.modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
 /// A file found on disk; `path` is in the index's stored form (see [`crate::pathcodec`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Walked {
@@ -83,12 +94,7 @@ pub fn walk(roots: &[PathBuf], include_hidden: bool) -> (Vec<Walked>, Vec<(Strin
                 Ok(meta) => files.push(Walked {
                     path,
                     size: meta.len() as i64,
-                    mtime_ns: meta
-                        .modified()
-                        .ok()
-                        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-                        .map(|d| d.as_nanos() as i64)
-                        .unwrap_or(0),
+                    mtime_ns: mtime_ns(&meta),
                 }),
                 Err(e) => problems.push((path, walk_error_reason(&e))),
             }

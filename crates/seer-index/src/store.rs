@@ -125,6 +125,25 @@ pub struct Store {
     dir: PathBuf,
 }
 
+/// The columns [`stored_file`] reads; `?1` is the model whose vector is asked about.
+const STORED_FILE_COLUMNS: &str = "SELECT f.id, f.path, f.size, f.mtime_ns, f.hash, f.error,
+        EXISTS (SELECT 1 FROM embeddings e WHERE e.file_id = f.id AND e.model_id = ?1)
+    FROM files f";
+
+fn stored_file(r: &rusqlite::Row) -> rusqlite::Result<StoredFile> {
+    Ok(StoredFile {
+        id: r.get(0)?,
+        path: r.get(1)?,
+        size: r.get(2)?,
+        mtime_ns: r.get(3)?,
+        hash: r
+            .get::<_, Option<Vec<u8>>>(4)?
+            .and_then(|h| h.try_into().ok()),
+        error: r.get(5)?,
+        embedded: r.get(6)?,
+    })
+}
+
 impl Store {
     /// Opens (creating if needed) the index in `dir`.
     pub fn open(dir: &Path) -> Result<Self> {
@@ -384,28 +403,14 @@ impl Store {
         let mut out = Vec::new();
         let mut stmt = self
             .conn
-            .prepare(
-                "SELECT f.id, f.path, f.size, f.mtime_ns, f.hash, f.error,
-                        EXISTS (SELECT 1 FROM embeddings e WHERE e.file_id = f.id AND e.model_id = ?1)
-                 FROM files f WHERE f.path = ?2 OR substr(f.path, 1, length(?3)) = ?3",
-            )
+            .prepare(&format!(
+                "{STORED_FILE_COLUMNS} WHERE f.path = ?2 OR substr(f.path, 1, length(?3)) = ?3"
+            ))
             .map_err(|e| self.db(e))?;
         for root in roots {
             let prefix = format!("{}/", root.trim_end_matches('/'));
             let rows = stmt
-                .query_map(params![model_id, root, prefix], |r| {
-                    Ok(StoredFile {
-                        id: r.get(0)?,
-                        path: r.get(1)?,
-                        size: r.get(2)?,
-                        mtime_ns: r.get(3)?,
-                        hash: r
-                            .get::<_, Option<Vec<u8>>>(4)?
-                            .and_then(|h| h.try_into().ok()),
-                        error: r.get(5)?,
-                        embedded: r.get(6)?,
-                    })
-                })
+                .query_map(params![model_id, root, prefix], stored_file)
                 .map_err(|e| self.db(e))?;
             for row in rows {
                 out.push(row.map_err(|e| self.db(e))?);
@@ -414,6 +419,20 @@ impl Store {
         out.sort_by(|a, b| a.path.cmp(&b.path));
         out.dedup_by_key(|f| f.id);
         Ok(out)
+    }
+
+    /// The file with row id `id`, with whether it has a vector of `model_id`
+    /// (the server addresses files by id and checks this record before it reads
+    /// anything from disk).
+    pub fn file_by_id(&self, id: i64, model_id: i64) -> Result<Option<StoredFile>> {
+        self.conn
+            .query_row(
+                &format!("{STORED_FILE_COLUMNS} WHERE f.id = ?2"),
+                params![model_id, id],
+                stored_file,
+            )
+            .optional()
+            .map_err(|e| self.db(e))
     }
 
     /// A file with this content that has a vector of `model_id` (to reuse it).

@@ -1,15 +1,21 @@
 //! `seer serve`: the HTTP API and web page.
 //!
 //! Safe by default: binds to loopback, refuses any other address without a bearer
-//! token, limits request bodies, times requests out, decodes with pixel limits,
-//! addresses files by index id only, and never fetches URLs.
+//! token, limits request bodies, headers' arrival time, connections and request
+//! time, decodes with pixel limits, addresses files by index id only (and reads
+//! only indexed files really inside the index's roots), answers every error as
+//! JSON, and never fetches URLs.
 
 mod batcher;
 mod error;
+mod files;
+mod listen;
+mod loopback;
 mod metrics;
 pub mod openapi;
 mod routes;
 mod state;
+mod thumbnails;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -42,6 +48,11 @@ pub struct ServerConfig {
     pub queue_capacity: usize,
     pub body_limit: usize,
     pub request_timeout: Duration,
+    /// How long a client may take to send a request's headers (and how long an
+    /// idle keep-alive connection stays open).
+    pub header_timeout: Duration,
+    /// Open connections at most; more wait to be accepted.
+    pub max_connections: usize,
     pub limits: DecodeLimits,
 }
 
@@ -56,6 +67,8 @@ impl Default for ServerConfig {
             queue_capacity: 256,
             body_limit: 32 * 1024 * 1024,
             request_timeout: Duration::from_secs(60),
+            header_timeout: Duration::from_secs(10),
+            max_connections: 1024,
             limits: DecodeLimits {
                 max_pixels: 50_000_000,
                 ..DecodeLimits::default()
@@ -68,10 +81,37 @@ impl Default for ServerConfig {
 pub enum ServeError {
     #[error("refusing to listen on {0} without --token: only loopback addresses may be served without authentication")]
     TokenRequired(SocketAddr),
+    #[error(transparent)]
+    BadToken(#[from] TokenError),
     #[error("cannot listen on {0}: {1}")]
     Bind(SocketAddr, std::io::Error),
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// Why a bearer token cannot work: with it every API call would be answered 401.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TokenError {
+    #[error("the token is empty or only whitespace: give a secret (e.g. `openssl rand -hex 16`), or none at all (loopback only)")]
+    Empty,
+    #[error("the token starts or ends with whitespace, which HTTP clients strip from the header, so no request could match it")]
+    SurroundingWhitespace,
+    #[error("the token has characters other than printable ASCII, which an Authorization header cannot carry as given")]
+    NotPrintableAscii,
+}
+
+/// Checks that a token can be sent as `Authorization: Bearer TOKEN` and match.
+pub fn check_token(token: &str) -> Result<(), TokenError> {
+    if token.trim().is_empty() {
+        return Err(TokenError::Empty);
+    }
+    if token.trim() != token {
+        return Err(TokenError::SurroundingWhitespace);
+    }
+    if !token.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return Err(TokenError::NotPrintableAscii);
+    }
+    Ok(())
 }
 
 /// The application: routes, state and middleware (also used by the tests).
@@ -93,6 +133,7 @@ pub fn app(clip: Arc<Clip>, config: &ServerConfig) -> Router {
         cache: Mutex::new(None),
     });
     let timeout = config.request_timeout;
+    let body_limit = config.body_limit;
     Router::new()
         .route("/", get(routes::page))
         .route("/assets/app.js", get(routes::script))
@@ -110,6 +151,10 @@ pub fn app(clip: Arc<Clip>, config: &ServerConfig) -> Router {
         .route("/v1/images/{id}/thumbnail", get(routes::thumbnail))
         .route("/v1/index", post(routes::start_index))
         .route("/v1/index/status", get(routes::index_status))
+        .fallback(routes::no_route)
+        .layer(middleware::from_fn(move |req, next| {
+            refuse_large_bodies(body_limit, req, next)
+        }))
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
         .layer(middleware::from_fn(move |req, next| {
             with_timeout(timeout, req, next)
@@ -118,6 +163,8 @@ pub fn app(clip: Arc<Clip>, config: &ServerConfig) -> Router {
             state.clone(),
             record_metrics,
         ))
+        .layer(middleware::from_fn(error::json_errors))
+        .layer(middleware::from_fn(no_sniff))
         .layer(DefaultBodyLimit::max(config.body_limit))
         .with_state(state)
 }
@@ -129,6 +176,9 @@ pub async fn serve(
     config: ServerConfig,
     on_listening: impl FnOnce(std::net::SocketAddr),
 ) -> Result<(), ServeError> {
+    if let Some(token) = &config.token {
+        check_token(token)?;
+    }
     if !config.bind.ip().is_loopback() && config.token.is_none() {
         return Err(ServeError::TokenRequired(config.bind));
     }
@@ -140,35 +190,62 @@ pub async fn serve(
         .map_err(|e| ServeError::Bind(config.bind, e))?;
     tracing::info!("listening on http://{bound}");
     on_listening(bound);
-    axum::serve(listener, app(clip, &config))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    let limits = listen::ConnectionLimits {
+        header_timeout: config.header_timeout,
+        max_connections: config.max_connections,
+    };
+    listen::serve(listener, app(clip, &config), limits, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await;
     Ok(())
 }
 
 /// Bearer token on the API and metrics; the page, its assets and /healthz stay open
-/// (the page asks for the token when the API answers 401).
+/// (the page asks for the token when the API answers 401; /healthz then tells
+/// only liveness). Without a token, only loopback names and pages (see `loopback`).
 async fn authorize(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    if state.token.is_none() {
+        if let Err(refused) = loopback::check(req.headers()) {
+            return refused.into_response();
+        }
+    }
     let path = req.uri().path();
     let protected = path.starts_with("/v1/") || path == "/metrics" || path == "/openapi.json";
-    if let (true, Some(token)) = (protected, &state.token) {
-        let given = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
-            return ApiError::new(StatusCode::UNAUTHORIZED, "missing or wrong bearer token")
-                .into_response();
-        }
+    if protected && !state.authorized(req.headers()) {
+        return ApiError::new(StatusCode::UNAUTHORIZED, "missing or wrong bearer token")
+            .into_response();
     }
     next.run(req).await
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// 413 from the declared `Content-Length`, before a byte of the body is read
+/// (bodies without a length are cut off at the same limit as they stream in).
+async fn refuse_large_bodies(limit: usize, req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if let Some(length) = declared.filter(|&n| n > limit as u64) {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request body is {length} bytes; this server accepts at most {limit} (--max-body)"),
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+/// Browsers must take image bytes for what the content type says, never sniff
+/// an indexed "photo" into HTML.
+async fn no_sniff(req: Request, next: Next) -> Response {
+    let mut response = next.run(req).await;
+    response.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
 }
 
 async fn with_timeout(timeout: Duration, req: Request, next: Next) -> Response {
@@ -194,4 +271,27 @@ async fn record_metrics(State(state): State<Arc<AppState>>, req: Request, next: 
         start.elapsed().as_secs_f64(),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_that_could_never_match_are_refused() {
+        assert_eq!(check_token(""), Err(TokenError::Empty));
+        assert_eq!(check_token(" \t "), Err(TokenError::Empty));
+        assert_eq!(
+            check_token(" s3cret"),
+            Err(TokenError::SurroundingWhitespace)
+        );
+        assert_eq!(
+            check_token("s3cret\n"),
+            Err(TokenError::SurroundingWhitespace)
+        );
+        assert_eq!(check_token("pässwort"), Err(TokenError::NotPrintableAscii));
+        assert_eq!(check_token("a\u{7}b"), Err(TokenError::NotPrintableAscii));
+        assert_eq!(check_token("s3cret"), Ok(()));
+        assert_eq!(check_token("two words"), Ok(()));
+    }
 }

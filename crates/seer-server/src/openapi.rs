@@ -7,7 +7,7 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     (
         "get",
         "/healthz",
-        "Liveness, the model and how many vectors it searches",
+        "Liveness; with the token (or when the server has none) also the model and how many vectors it searches",
     ),
     ("get", "/metrics", "Prometheus metrics"),
     ("get", "/openapi.json", "This document"),
@@ -45,19 +45,57 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// An error response: every error the server answers is `{"error": "..."}`.
+fn error(description: &str) -> Value {
+    json!({ "description": description, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } })
+}
+
+/// The error statuses a route can answer (a test checks the real answers against them).
+pub fn error_statuses(method: &str, path: &str) -> Vec<(&'static str, &'static str)> {
+    let mut out = vec![
+        ("400", "Bad request"),
+        ("404", "No such route, or no such indexed image"),
+        ("405", "Method not allowed"),
+        ("500", "Internal error"),
+        ("503", "Queue full; retry after the Retry-After header"),
+        ("504", "The request took longer than --timeout"),
+    ];
+    if path != "/healthz" {
+        out.push(("401", "Missing or wrong bearer token"));
+    }
+    if method == "post" {
+        out.push(("413", "The body is larger than --max-body"));
+        out.push((
+            "415",
+            "Wrong content type (JSON or multipart, as the route says)",
+        ));
+        out.push(("422", "A body or image that cannot be used"));
+    }
+    if path.ends_with("/thumbnail") {
+        out.push(("422", "The indexed file cannot be decoded"));
+    }
+    if path == "/v1/index" {
+        out.push(("409", "A job is already running"));
+    }
+    if path == "/v1/search" {
+        out.push(("409", "The index has no vectors of the served model"));
+    }
+    out
+}
+
 pub fn document() -> Value {
     let mut paths = serde_json::Map::new();
     for (method, path, summary) in ROUTES {
         let entry = paths.entry(path.to_string()).or_insert_with(|| json!({}));
-        let mut op = json!({
-            "summary": summary,
-            "responses": {
-                "200": { "description": "Success" },
-                "400": { "description": "Bad request", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } },
-                "401": { "description": "Missing or wrong bearer token" },
-                "503": { "description": "Queue full; retry after the Retry-After header" }
-            }
-        });
+        let mut responses = json!({ "200": { "description": "Success" } });
+        for (status, description) in error_statuses(method, path) {
+            responses[status] = error(description);
+        }
+        let mut op = json!({ "summary": summary, "responses": responses });
+        if *path == "/healthz" {
+            // Open to all; the details need the token when the server has one.
+            op["security"] = json!([{}, { "bearer": [] }]);
+        }
         if path.contains("{id}") {
             op["parameters"] = json!([{ "name": "id", "in": "path", "required": true, "schema": { "type": "integer" } }]);
         }
@@ -75,7 +113,6 @@ pub fn document() -> Value {
         }
         if *path == "/v1/index" {
             op["responses"]["202"] = json!({ "description": "Started" });
-            op["responses"]["409"] = json!({ "description": "A job is already running" });
         }
         entry[*method] = op;
     }

@@ -1,5 +1,5 @@
 //! The HTTP routes. Files are addressed by their index id, never by path, and
-//! only files of the index's roots are ever read.
+//! only indexed files really inside the index's roots are ever read (see `files`).
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -7,11 +7,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Multipart, Path as UrlPath, Query, State};
-use axum::http::{header, StatusCode};
+use axum::extract::{FromRequestParts, Multipart, Path as UrlPath, Query, State};
+use axum::http::{header, request::Parts, HeaderMap, StatusCode, Uri};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
 use base64::Engine;
+use seer_index::pathcodec::display_stored;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -39,14 +40,29 @@ pub async fn style() -> impl IntoResponse {
     )
 }
 
-pub async fn healthz(State(state): AppStateRef) -> Json<Value> {
-    let vectors = state
-        .store()
-        .ok()
-        .and_then(|s| state.model_info(&s).ok())
-        .map(|m| m.vectors)
-        .unwrap_or(0);
+/// Liveness for anyone; the model (possibly a local path) and the vector count
+/// only for callers who may use the API.
+pub async fn healthz(State(state): AppStateRef, headers: HeaderMap) -> Json<Value> {
+    if !state.authorized(&headers) {
+        return Json(json!({ "status": "ok" }));
+    }
+    let st = state.clone();
+    let vectors = tokio::task::spawn_blocking(move || {
+        st.store()
+            .ok()
+            .and_then(|s| st.model_info(&s).ok())
+            .map(|m| m.vectors)
+    })
+    .await
+    .ok()
+    .flatten()
+    .unwrap_or(0);
     Json(json!({ "status": "ok", "model": state.clip.id, "vectors": vectors }))
+}
+
+/// Unknown routes answer like every other error.
+pub async fn no_route(uri: Uri) -> ApiError {
+    ApiError::not_found(format!("no route {}", uri.path()))
 }
 
 pub async fn openapi() -> Json<Value> {
@@ -185,10 +201,14 @@ async fn read_form(mut multipart: Multipart) -> ApiResult<Form> {
         fields: HashMap::new(),
         image: None,
     };
+    // A body over --max-body is 413 like any other, not a "bad" body.
+    let error = |what: String, e: axum::extract::multipart::MultipartError| {
+        ApiError::new(e.status(), format!("{what}: {}", e.body_text()))
+    };
     while let Some(field) = multipart
         .next_field()
         .await
-        .map_err(|e| ApiError::bad_request(format!("bad multipart body: {e}")))?
+        .map_err(|e| error("bad multipart body".into(), e))?
     {
         let name = field.name().unwrap_or_default().to_string();
         if name == "image" {
@@ -196,13 +216,13 @@ async fn read_form(mut multipart: Multipart) -> ApiResult<Form> {
             let bytes = field
                 .bytes()
                 .await
-                .map_err(|e| ApiError::bad_request(format!("image upload: {e}")))?;
+                .map_err(|e| error("image upload".into(), e))?;
             form.image = Some((file, bytes));
         } else {
             let text = field
                 .text()
                 .await
-                .map_err(|e| ApiError::bad_request(format!("field {name}: {e}")))?;
+                .map_err(|e| error(format!("field {name}"), e))?;
             form.fields.insert(name, text);
         }
     }
@@ -413,8 +433,10 @@ async fn run_search(
 fn described(store: &seer_index::Store, id: i64, path: &str) -> ApiResult<Value> {
     let mut v = match store.file_meta(id)? {
         Some(meta) => serde_json::to_value(meta).map_err(ApiError::internal)?,
-        None => json!({ "id": id, "path": path }),
+        None => json!({ "id": id }),
     };
+    // Paths as people see them: names that are not UTF-8 come escaped (`\xNN`).
+    v["path"] = json!(display_stored(path));
     v["url"] = json!(format!("/v1/images/{id}"));
     v["thumbnail"] = json!(format!("/v1/images/{id}/thumbnail"));
     Ok(v)
@@ -448,20 +470,30 @@ fn rank_cached(
 
 // ---------------------------------------------------------------- images
 
-/// The path of an indexed file, only if it lies under one of the index's roots.
-fn indexed_path(state: &AppState, id: i64) -> ApiResult<PathBuf> {
-    let store = state.store()?;
-    let path = store
-        .path_of(id)?
-        .ok_or_else(|| ApiError::not_found(format!("no indexed image {id}")))?;
-    let roots = store.roots()?;
-    let inside = roots
-        .iter()
-        .any(|r| path == *r || path.starts_with(&format!("{}/", r.trim_end_matches('/'))));
-    if !inside || path.split('/').any(|c| c == "..") {
-        return Err(ApiError::not_found(format!("no indexed image {id}")));
+/// An image id from the URL, with a JSON error that says what an id is.
+pub struct ImageId(i64);
+
+impl<S: Send + Sync> FromRequestParts<S> for ImageId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let UrlPath(raw) = UrlPath::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+        raw.parse().map(ImageId).map_err(|_| {
+            ApiError::bad_request(format!("'{raw}' is not an image id (ids are integers)"))
+        })
     }
-    Ok(PathBuf::from(path))
+}
+
+/// The indexed file of `id`, open and checked (blocking: call off the async threads).
+fn open_indexed(state: &AppState, id: i64) -> ApiResult<crate::files::IndexedFile> {
+    let store = state.store()?;
+    // No vectors of the served model: nothing it could find is indexed.
+    let model = state
+        .model_info(&store)
+        .map_err(|_| ApiError::not_found(format!("no indexed image {id}")))?;
+    Ok(crate::files::open_indexed(&store, model.id, id)?)
 }
 
 fn content_type(path: &Path) -> &'static str {
@@ -481,59 +513,49 @@ fn content_type(path: &Path) -> &'static str {
     }
 }
 
-pub async fn image(State(state): AppStateRef, UrlPath(id): UrlPath<i64>) -> ApiResult<Response> {
+pub async fn image(State(state): AppStateRef, ImageId(id): ImageId) -> ApiResult<Response> {
     let st = state.clone();
-    let (path, bytes) = tokio::task::spawn_blocking(move || {
-        let path = indexed_path(&st, id)?;
-        let bytes = std::fs::read(&path)
-            .map_err(|e| ApiError::not_found(format!("image {id} cannot be read: {e}")))?;
-        Ok::<_, ApiError>((path, bytes))
+    let (kind, bytes) = tokio::task::spawn_blocking(move || {
+        let file = open_indexed(&st, id)?;
+        let kind = content_type(&file.path());
+        Ok::<_, ApiError>((kind, file.read_all()?))
     })
     .await
     .map_err(ApiError::internal)??;
-    Ok(([(header::CONTENT_TYPE, content_type(&path))], bytes).into_response())
+    Ok(([(header::CONTENT_TYPE, kind)], bytes).into_response())
 }
 
-/// A PNG at most 256 px on its longest side, made on first request and kept in
-/// `<index>/thumbnails/` (ids change when content changes, so the cache is never stale).
-pub async fn thumbnail(
-    State(state): AppStateRef,
-    UrlPath(id): UrlPath<i64>,
-) -> ApiResult<Response> {
+/// A PNG at most 256 px on its longest side, made from the checked file on first
+/// request and cached by content (see `thumbnails`).
+pub async fn thumbnail(State(state): AppStateRef, ImageId(id): ImageId) -> ApiResult<Response> {
     let st = state.clone();
     let bytes = tokio::task::spawn_blocking(move || -> ApiResult<Vec<u8>> {
-        let cached = st.index_dir.join("thumbnails").join(format!("{id}.png"));
-        if let Ok(bytes) = std::fs::read(&cached) {
-            return Ok(bytes);
+        let file = open_indexed(&st, id)?;
+        let cache = crate::thumbnails::Cache::new(&st.index_dir);
+        let hash = file.record.hash;
+        if let Some(png) = hash.as_ref().and_then(|h| cache.get(h)) {
+            return Ok(png);
         }
-        let path = indexed_path(&st, id)?;
-        let img = seer_image::decode_file(&path, &st.limits)
-            .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e))?;
-        let scale = (256.0 / img.width().max(img.height()) as f32).min(1.0);
-        let size = |side: u32| ((side as f32 * scale).round() as u32).max(1);
-        let thumb =
-            seer_image::image::imageops::thumbnail(&img, size(img.width()), size(img.height()));
-        let mut png = Vec::new();
-        thumb
-            .write_to(
-                &mut std::io::Cursor::new(&mut png),
-                seer_image::image::ImageFormat::Png,
-            )
-            .map_err(ApiError::internal)?;
-        if std::fs::create_dir_all(cached.parent().expect("has a parent")).is_ok() {
-            let tmp = cached.with_extension("tmp~");
-            if std::fs::write(&tmp, &png).is_ok() {
-                let _ = std::fs::rename(&tmp, &cached);
-            }
+        let name = file.record.path.clone();
+        let png =
+            crate::thumbnails::make(&file.read_all()?, &name, &st.limits).map_err(|e| match e {
+                crate::thumbnails::MakeError::Decode(_) => {
+                    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e)
+                }
+                crate::thumbnails::MakeError::Encode(_) => ApiError::internal(e),
+            })?;
+        if let Some(h) = &hash {
+            cache.put(h, &png);
         }
         Ok(png)
     })
     .await
     .map_err(ApiError::internal)??;
+    // Private: the bytes are the user's photos, behind a token when there is one.
     Ok((
         [
             (header::CONTENT_TYPE, "image/png"),
-            (header::CACHE_CONTROL, "max-age=86400"),
+            (header::CACHE_CONTROL, "private, max-age=86400"),
         ],
         bytes,
     )
@@ -620,14 +642,16 @@ pub async fn index_status(State(state): AppStateRef) -> ApiResult<Json<Value>> {
     let (files, vectors, failures) = tokio::task::spawn_blocking(move || {
         let store = st.store()?;
         let vectors = st.model_info(&store).map(|m| m.vectors).unwrap_or(0);
-        Ok::<_, ApiError>((store.file_count()?, vectors, store.failures()?))
+        let mut failures = store.failures()?;
+        failures.extend(store.walk_errors()?);
+        Ok::<_, ApiError>((store.file_count()?, vectors, failures))
     })
     .await
     .map_err(ApiError::internal)??;
     let failure_list: Vec<Value> = failures
         .iter()
         .take(100)
-        .map(|(p, e)| json!({ "path": p, "error": e }))
+        .map(|(p, e)| json!({ "path": display_stored(p), "error": e }))
         .collect();
     Ok(Json(json!({
         "running": job.running,

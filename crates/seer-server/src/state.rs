@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use axum::http::{header, HeaderMap};
 use seer_ann::Hnsw;
 use seer_engine::Clip;
 use seer_image::DecodeLimits;
@@ -13,6 +14,10 @@ use seer_index::{IndexSummary, ModelInfo, Store, VectorSet};
 use crate::batcher::Batcher;
 use crate::error::{ApiError, ApiResult};
 use crate::metrics::Metrics;
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
 
 pub struct AppState {
     pub clip: Arc<Clip>,
@@ -45,6 +50,21 @@ pub struct SearchData {
 }
 
 impl AppState {
+    /// Whether a request may use the protected routes: no token is configured,
+    /// or it carries `Authorization: Bearer TOKEN` (the scheme in any case).
+    pub fn authorized(&self, headers: &HeaderMap) -> bool {
+        let Some(token) = &self.token else {
+            return true;
+        };
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, credentials)| credentials.trim());
+        given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes()))
+    }
+
     /// A read-only connection for this request (SQLite connections are not shared
     /// across threads; opening one costs well under a millisecond).
     pub fn store(&self) -> ApiResult<Store> {

@@ -17,8 +17,8 @@ pub struct Args {
     /// Address to listen on; anything but loopback needs --token.
     #[arg(long, default_value = "127.0.0.1:7860")]
     bind: SocketAddr,
-    /// Require `Authorization: Bearer TOKEN` on the API.
-    #[arg(long, env = "SEER_TOKEN")]
+    /// Require `Authorization: Bearer TOKEN` on the API (printable ASCII, not blank).
+    #[arg(long, env = "SEER_TOKEN", value_parser = parse_token)]
     token: Option<String>,
     /// Largest model batch shared by concurrent requests (default: --batch-size).
     #[arg(long)]
@@ -35,6 +35,19 @@ pub struct Args {
     /// Seconds before a request is answered 504.
     #[arg(long, default_value_t = 60)]
     timeout: u64,
+    /// Seconds a client may take to send a request's headers; also how long an
+    /// idle connection stays open.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    header_timeout: u64,
+    /// Open connections at most; more wait to be accepted.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections: u64,
+}
+
+/// A token that could never match is refused before anything loads (the
+/// server's own check says why).
+fn parse_token(token: &str) -> Result<String, seer_server::TokenError> {
+    seer_server::check_token(token).map(|()| token.to_string())
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -55,7 +68,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         body_limit: args.max_body,
         request_timeout: Duration::from_secs(args.timeout),
         limits: args.target.run.limits(ServerConfig::default().limits),
-        // Fields the server gains later keep their defaults.
+        header_timeout: Duration::from_secs(args.header_timeout),
+        max_connections: args.max_connections as usize,
         ..Default::default()
     };
     let id = clip.id.clone();
