@@ -45,7 +45,12 @@ pub fn start_on(folders: &[&Path], extra: &[&str]) -> Server {
         .stdout(Stdio::null())
         .status()
         .unwrap();
-    assert!(status.success());
+    // 1 means some entries could not be indexed (tests that plant bad files or
+    // links want that); the rest is indexed and served.
+    assert!(
+        matches!(status.code(), Some(0 | 1)),
+        "seer index failed: {status}"
+    );
     // Port 0: the server picks a free port and says which, so parallel tests
     // never race for one.
     let mut child = seer()
