@@ -7,10 +7,13 @@ use clap::Args;
 use seer_engine::{Clip, DeviceChoice, EmbedOptions, LoadOptions, Precision};
 use seer_image::DecodeLimits;
 
+/// The model a command uses when none is named.
+pub const DEFAULT_MODEL: &str = "ViT-B-32";
+
 #[derive(Args, Clone, Debug)]
 pub struct ModelArgs {
     /// Model: a local folder, an alias (`seer models`) or a Hugging Face hub id.
-    #[arg(long, short, env = "SEER_MODEL", default_value = "ViT-B-32")]
+    #[arg(long, short, env = "SEER_MODEL", default_value = DEFAULT_MODEL)]
     pub model: String,
     #[command(flatten)]
     pub run: RunArgs,

@@ -528,3 +528,36 @@ fn reported_similarities_never_exceed_one() {
         "{scores:?}"
     );
 }
+
+/// `seer index` with no folder and no model brings the index up to date with
+/// the models it holds, not with the default model (which is not even
+/// available offline here).
+#[test]
+fn a_bare_index_run_updates_every_model_the_index_holds() {
+    let photos = photo_folder(2);
+    let idx = tempfile::tempdir().unwrap();
+    let folder = photos.path().to_str().unwrap();
+    for name in ["openclip-vit", "hf-vit-quickgelu"] {
+        ok(seer(
+            idx.path(),
+            &["index", folder, "--model", &model(name), "--json"],
+        ));
+    }
+    for f in samples().iter().skip(2).take(1) {
+        std::fs::copy(f, photos.path().join(f.file_name().unwrap())).unwrap();
+    }
+    let out = ok(seer(idx.path(), &["index", "--json"]));
+    let summaries: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(summaries.len(), 2, "one run per model: {out}");
+    for s in &summaries {
+        assert_eq!(s["added"].as_u64(), Some(1), "{s}");
+    }
+    let status: serde_json::Value =
+        serde_json::from_str(ok(seer(idx.path(), &["status", "--json"])).trim()).unwrap();
+    for m in status["models"].as_array().unwrap() {
+        assert_eq!(m["vectors"].as_u64(), Some(3), "{status}");
+    }
+}

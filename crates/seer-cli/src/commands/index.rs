@@ -3,9 +3,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use seer_index::pathcodec::to_path;
 use seer_index::{Encoding, IndexError, IndexLock, IndexOptions, Progress, Store};
 
-use crate::common::{index_dir, ModelArgs};
+use crate::common::{index_dir, RunArgs, DEFAULT_MODEL};
 use crate::output::progress;
 
 #[derive(clap::Args)]
@@ -15,8 +16,12 @@ pub struct Args {
     /// Index folder (default: $SEER_INDEX or ~/.local/share/seer/index).
     #[arg(long, env = "SEER_INDEX")]
     index: Option<PathBuf>,
+    /// Model: a local folder, an alias (`seer models`) or a Hugging Face hub id
+    /// (default: every model the index holds, or ViT-B-32 for a new index).
+    #[arg(long, short, env = "SEER_MODEL")]
+    model: Option<String>,
     #[command(flatten)]
-    model: ModelArgs,
+    run: RunArgs,
     /// Also walk hidden files and folders.
     #[arg(long)]
     hidden: bool,
@@ -52,7 +57,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         other => other?,
     };
     let roots = if args.paths.is_empty() {
-        let stored: Vec<PathBuf> = store.roots()?.into_iter().map(PathBuf::from).collect();
+        let stored: Vec<PathBuf> = store.roots()?.iter().map(|r| to_path(r)).collect();
         anyhow::ensure!(
             !stored.is_empty(),
             "nothing to index: give folders, e.g. `seer index ~/Pictures`"
@@ -61,27 +66,62 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         args.paths.clone()
     };
-    let clip = args.model.load()?;
-    let options = IndexOptions {
-        roots,
-        include_hidden: args.hidden,
-        encoding: args.encoding,
-        embed: args.model.embed_options(true)?,
+    // Bringing an index up to date means for each model it holds: a re-run
+    // without --model must not switch to the default model.
+    let models: Vec<String> = match &args.model {
+        Some(m) => vec![m.clone()],
+        None => match store
+            .models()?
+            .into_iter()
+            .map(|m| m.name)
+            .collect::<Vec<_>>()
+        {
+            held if held.is_empty() => vec![DEFAULT_MODEL.to_string()],
+            held => held,
+        },
     };
-    let pb = progress(0, "indexing");
-    let summary =
-        seer_index::index_locked(
-            &mut store,
-            &lock,
-            &clip,
-            &options,
-            &mut |event| match event {
-                Progress::Planned(n) => pb.set_length(n as u64),
-                Progress::Embedded => pb.inc(1),
-            },
-        )?;
+    let mut failed = 0;
+    for model in &models {
+        let clip = args.run.load(model)?;
+        let options = IndexOptions {
+            roots: roots.clone(),
+            include_hidden: args.hidden,
+            encoding: args.encoding,
+            embed: args.run.embed_options(true)?,
+        };
+        let pb = progress(0, "indexing");
+        let summary =
+            seer_index::index_locked(
+                &mut store,
+                &lock,
+                &clip,
+                &options,
+                &mut |event| match event {
+                    Progress::Planned(n) => pb.set_length(n as u64),
+                    Progress::Embedded => pb.inc(1),
+                },
+            )?;
+        pb.finish_and_clear();
+        report(&dir, &summary, args.json)?;
+        failed += summary.failed;
+    }
     drop(lock);
-    pb.finish_and_clear();
+    // Like embed and classify: 1 when a file failed in this run. Files that
+    // failed before and have not changed are not retried, so they do not count.
+    Ok(if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The summary of one model's run: failures on stderr, then one line (or one
+/// JSON object).
+fn report(
+    dir: &std::path::Path,
+    summary: &seer_index::IndexSummary,
+    json: bool,
+) -> anyhow::Result<()> {
     if let Some(sync) = &summary.ann {
         tracing::info!(
             "approximate index: {} inserted, {} removed, {} vectors",
@@ -94,7 +134,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let cause = crate::output::cause_without_path(path, cause);
         eprintln!("error: {path}: {cause}");
     }
-    if args.json {
+    if json {
         println!("{}", serde_json::to_string(&summary)?);
     } else {
         println!(
@@ -111,11 +151,5 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             summary.seconds
         );
     }
-    // Like embed and classify: 1 when a file failed in this run. Files that
-    // failed before and have not changed are not retried, so they do not count.
-    Ok(if summary.failed > 0 {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(())
 }
