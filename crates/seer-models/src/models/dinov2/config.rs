@@ -89,8 +89,24 @@ fn config_error(path: &Path, message: impl Into<String>) -> ModelError {
 impl Dinov2Config {
     /// Parses `config.json`; `path` names the file in errors.
     pub fn from_json(text: &str, path: &Path) -> Result<Self> {
-        let raw: RawConfig = serde_json::from_str(text)
-            .map_err(|e| config_error(path, format!("not a DINOv2 config: {e}")))?;
+        let value: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| config_error(path, format!("invalid JSON: {e}")))?;
+        let raw: RawConfig = serde_json::from_value(value.clone()).map_err(|e| {
+            // serde names the expected type but not the key: find the key that
+            // fails on its own.
+            let key = value.as_object().and_then(|fields| {
+                fields.iter().find_map(|(k, v)| {
+                    let alone = serde_json::json!({ k.as_str(): v });
+                    serde_json::from_value::<RawConfig>(alone)
+                        .is_err()
+                        .then_some(k)
+                })
+            });
+            match key {
+                Some(key) => config_error(path, format!("{key}: {e}")),
+                None => config_error(path, format!("not a DINOv2 config: {e}")),
+            }
+        })?;
         let variant = match raw.model_type.as_deref() {
             Some("dinov2") => Dinov2Variant::Dinov2,
             Some("dinov2_with_registers") => Dinov2Variant::WithRegisters,
@@ -270,13 +286,18 @@ mod tests {
             ),
             (
                 r#"{"model_type": "dinov2", "image_size": [224, 224]}"#,
-                "not a DINOv2 config",
+                "image_size: invalid type",
             ),
+            (
+                r#"{"model_type": "dinov2", "use_swiglu_ffn": "yes"}"#,
+                "use_swiglu_ffn: invalid type",
+            ),
+            ("[1, 2]", "not a DINOv2 config"),
             (
                 r#"{"model_type": "dinov2", "patch_size": 0}"#,
                 "patch_size must be positive",
             ),
-            ("not json", "not a DINOv2 config"),
+            ("not json", "invalid JSON"),
         ] {
             let e = parse(json).unwrap_err().to_string();
             assert!(
