@@ -275,7 +275,7 @@ multiversion! {
 /// one matmul's output) and becomes `silu(gate) ⊙ up` (`hidden` values) in `out`.
 pub fn swiglu(x12: &[f32], hidden: usize, out: &mut [f32]) {
     assert!(
-        hidden > 0 && x12.len() % (2 * hidden) == 0 && out.len() == x12.len() / 2,
+        hidden > 0 && x12.len().is_multiple_of(2 * hidden) && out.len() == x12.len() / 2,
         "swiglu: {} inputs and {} outputs do not hold rows of 2 x {hidden} and {hidden}",
         x12.len(),
         out.len()

@@ -186,7 +186,7 @@ impl Dinov2Config {
                 return Err(config_error(path, format!("{key} must be positive")));
             }
         }
-        if self.hidden_size % self.num_attention_heads != 0 {
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return Err(config_error(
                 path,
                 format!(
