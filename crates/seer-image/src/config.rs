@@ -182,6 +182,27 @@ impl PreprocessConfig {
         })
     }
 
+    /// Parse a `BitImageProcessor` `preprocessor_config.json`, as the DINOv2
+    /// checkpoints ship (shortest edge 256, bicubic, center crop 224, ImageNet
+    /// mean and std). Its steps and class defaults are `CLIPImageProcessor`'s,
+    /// including transformers 5's composite-on-white RGB conversion, so the
+    /// same pipeline serves both; this only checks that the file is one.
+    pub fn from_bit_preprocessor_config(json: &str) -> Result<Self, ImageError> {
+        let kind = serde_json::from_str::<Value>(json)
+            .ok()
+            .and_then(|v| v.get("image_processor_type")?.as_str().map(str::to_string));
+        if let Some(kind) = kind {
+            // transformers 5 writes the class's backend variant (…Fast, …Pil) too.
+            if !kind.starts_with("BitImageProcessor") {
+                return Err(ImageError::Config {
+                    config: "preprocessor_config.json",
+                    detail: format!("image_processor_type {kind:?} is not a BitImageProcessor"),
+                });
+            }
+        }
+        Self::from_hf_preprocessor_config(json)
+    }
+
     /// open_clip's eval transform (`image_transform(image_size, is_train=False)`)
     /// with an optional `preprocess_cfg` from `open_clip_config.json`
     /// (`mean`, `std`, `interpolation`, `resize_mode`, `size`).
@@ -311,6 +332,30 @@ mod tests {
             let e = PreprocessConfig::from_hf_preprocessor_config(bad).unwrap_err();
             assert!(e.to_string().contains("preprocessor_config.json"), "{e}");
         }
+    }
+
+    #[test]
+    fn bit_image_processor_of_dinov2() {
+        let json = r#"{"crop_size": {"height": 224, "width": 224}, "do_center_crop": true,
+            "do_convert_rgb": true, "do_normalize": true, "do_rescale": true, "do_resize": true,
+            "image_mean": [0.485, 0.456, 0.406], "image_processor_type": "BitImageProcessor",
+            "image_std": [0.229, 0.224, 0.225], "resample": 3,
+            "rescale_factor": 0.00392156862745098, "size": {"shortest_edge": 256}}"#;
+        let c = PreprocessConfig::from_bit_preprocessor_config(json).unwrap();
+        assert_eq!((c.resize_to, c.crop_size), (256, 224));
+        assert_eq!(
+            (c.mean, c.std),
+            ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+        );
+        assert_eq!(c.interpolation, Interpolation::Bicubic);
+        assert_eq!(c.crop_rounding, CropRounding::Floor);
+        assert_eq!(c.rgb_conversion, RgbConversion::CompositeOnWhite);
+        let e = PreprocessConfig::from_bit_preprocessor_config(
+            r#"{"image_processor_type": "SiglipImageProcessor"}"#,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("preprocessor_config.json"), "{e}");
+        assert!(e.to_string().contains("SiglipImageProcessor"), "{e}");
     }
 
     #[test]

@@ -57,6 +57,12 @@ pub fn quick_gelu(x: f32) -> f32 {
     x / (1.0 + exp(-1.702 * x))
 }
 
+/// `x·σ(x)` (SiLU / swish), the gate of SwiGLU feed-forward layers.
+#[inline(always)]
+pub fn silu(x: f32) -> f32 {
+    x / (1.0 + exp(-x))
+}
+
 /// `x·Φ(x)` with the exact (erf) normal CDF, `nn.GELU()`'s default.
 #[inline(always)]
 pub fn gelu(x: f32) -> f32 {
@@ -105,6 +111,8 @@ mod tests {
             let xd = x as f64;
             let quick = xd / (1.0 + (-1.702 * xd).exp());
             assert!((quick_gelu(x) as f64 - quick).abs() < 1e-6 * (1.0 + xd.abs()));
+            let swish = xd / (1.0 + (-xd).exp());
+            assert!((silu(x) as f64 - swish).abs() < 1e-6 * (1.0 + xd.abs()));
         }
         assert!(gelu(-10.0).abs() < 1e-6 && (gelu(10.0) - 10.0).abs() < 1e-5);
         assert!((gelu(1.0) - 0.841_344_74).abs() < 1e-6);

@@ -260,6 +260,33 @@ multiversion! {
     }
 }
 
+multiversion! {
+    fn swiglu_rows(x12: &[f32], hidden: usize, out: &mut [f32]) {
+        for (row, o) in x12.chunks_exact(2 * hidden).zip(out.chunks_exact_mut(hidden)) {
+            let (gate, up) = row.split_at(hidden);
+            for ((o, &g), &u) in o.iter_mut().zip(gate).zip(up) {
+                *o = math::silu(g) * u;
+            }
+        }
+    }
+}
+
+/// SwiGLU's gating: each row of `x12` holds `[gate | up]` (`2 * hidden` values,
+/// one matmul's output) and becomes `silu(gate) ⊙ up` (`hidden` values) in `out`.
+pub fn swiglu(x12: &[f32], hidden: usize, out: &mut [f32]) {
+    assert!(
+        hidden > 0 && x12.len().is_multiple_of(2 * hidden) && out.len() == x12.len() / 2,
+        "swiglu: {} inputs and {} outputs do not hold rows of 2 x {hidden} and {hidden}",
+        x12.len(),
+        out.len()
+    );
+    // Rows in chunks big enough to amortise the task, as the other ops.
+    let rows = (PARALLEL_MIN_ELEMS / (2 * hidden)).max(1);
+    x12.par_chunks(rows * 2 * hidden)
+        .zip(out.par_chunks_mut(rows * hidden))
+        .for_each(|(x, o)| swiglu_rows(x, hidden, o));
+}
+
 /// `x += gamma ⊙ y` row-wise (open_clip's LayerScale on a residual branch).
 pub fn add_scaled(x: &mut [f32], y: &[f32], gamma: &[f32]) {
     let c = gamma.len();

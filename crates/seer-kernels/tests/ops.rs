@@ -3,7 +3,7 @@
 mod common;
 
 use common::values;
-use seer_kernels::ops::{apply_activation, attention, layer_norm, AttentionShape};
+use seer_kernels::ops::{apply_activation, attention, layer_norm, swiglu, AttentionShape};
 use seer_kernels::Activation;
 
 #[test]
@@ -98,6 +98,28 @@ fn attention_matches_the_definition_at_model_shapes() {
     // (ViT-H) and lengths that leave partial query and key tiles.
     check_attention(128, 2, &[(0, 50), (50, 77)], 11);
     check_attention(160, 2, &[(0, 13), (13, 3), (16, 33)], 12);
+}
+
+#[test]
+fn swiglu_gates_the_second_half_of_each_row() {
+    // Enough rows to split across threads, with a hidden size off the vector width.
+    let (rows, hidden) = (300, 53);
+    let x: Vec<f32> = values(rows * 2 * hidden, 4)
+        .iter()
+        .map(|v| v * 8.0)
+        .collect();
+    let mut out = vec![0f32; rows * hidden];
+    swiglu(&x, hidden, &mut out);
+    for r in 0..rows {
+        for j in 0..hidden {
+            let (g, u) = (
+                x[r * 2 * hidden + j] as f64,
+                x[r * 2 * hidden + hidden + j] as f64,
+            );
+            let want = g / (1.0 + (-g).exp()) * u;
+            assert!((out[r * hidden + j] as f64 - want).abs() < 1e-5 * (1.0 + want.abs()));
+        }
+    }
 }
 
 #[test]

@@ -4,7 +4,7 @@
 //! fused into the matmuls and every step split across the cores.
 
 use candle_core::{CpuStorage, Storage, Tensor};
-use seer_kernels::ops::{add_scaled, attention, layer_norm, AttentionShape};
+use seer_kernels::ops::{add_scaled, attention, layer_norm, swiglu, AttentionShape};
 use seer_kernels::{gemm, Activation as KernelActivation, Init, PackedWeights, Precision};
 
 use crate::config::TransformerConfig;
@@ -24,7 +24,8 @@ pub struct CpuBlock {
     fc1: PackedWeights,
     fc2: PackedWeights,
     ls2: Option<Vec<f32>>,
-    activation: KernelActivation,
+    /// The activation fused into fc1, or None for SwiGLU (gated after fc1).
+    activation: Option<KernelActivation>,
 }
 
 fn vec(t: &Tensor) -> Result<Vec<f32>> {
@@ -90,7 +91,7 @@ impl CpuBlock {
             fc1: pack(&t.fc1.0, Some(&t.fc1.1), precision)?,
             fc2: pack(&t.fc2.0, Some(&t.fc2.1), precision)?,
             ls2: t.ls2.as_ref().map(vec).transpose()?,
-            activation: cfg.activation.into(),
+            activation: (!t.swiglu).then(|| cfg.activation.into()),
         })
     }
 
@@ -110,9 +111,16 @@ impl CpuBlock {
             &self.fc1,
             &mut s.hidden,
             Init::Bias,
-            Some(self.activation),
+            self.activation,
         );
-        self.residual(x, &s.hidden, &self.fc2, self.ls2.as_deref(), &mut s.branch);
+        let hidden = if self.activation.is_some() {
+            &s.hidden
+        } else {
+            s.gated.resize(s.hidden.len() / 2, 0.0);
+            swiglu(&s.hidden, self.fc1.n() / 2, &mut s.gated);
+            &s.gated
+        };
+        self.residual(x, hidden, &self.fc2, self.ls2.as_deref(), &mut s.branch);
     }
 
     /// `x += gamma ⊙ (input·Wᵀ + b)`; without LayerScale the matmul adds into x directly.
@@ -143,6 +151,8 @@ struct Scratch {
     qkv: Vec<f32>,
     context: Vec<f32>,
     hidden: Vec<f32>,
+    /// SwiGLU's gated hidden state (half of `hidden`).
+    gated: Vec<f32>,
     branch: Vec<f32>,
 }
 

@@ -10,7 +10,9 @@ pub enum ModelError {
     #[error("{path}: cannot read weights: {message}")]
     Weights { path: PathBuf, message: String },
 
-    #[error("{path}: missing tensor '{name}' (is this a CLIP checkpoint of the expected layout?)")]
+    #[error(
+        "{path}: missing tensor '{name}' (is this a checkpoint of the expected family and layout?)"
+    )]
     MissingTensor { path: PathBuf, name: String },
 
     #[error("{path}: tensor '{name}' has shape {found:?}, the config implies {expected:?}")]

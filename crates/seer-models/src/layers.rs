@@ -216,12 +216,21 @@ pub struct Mlp {
     fc1: Linear,
     fc2: Linear,
     activation: Activation,
+    /// SwiGLU (DINOv2 giant): fc1 yields `[gate | up]` and the hidden state is
+    /// `silu(gate) ⊙ up`; `activation` is unused.
+    swiglu: bool,
 }
 
 impl Mlp {
-    /// `act(fc1(x))`, the input of fc2.
+    /// `act(fc1(x))` (or SwiGLU's gating), the input of fc2.
     fn hidden(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        self.fc1.forward_activated(x, Some(self.activation))
+        if !self.swiglu {
+            return self.fc1.forward_activated(x, Some(self.activation));
+        }
+        let x12 = self.fc1.forward(x)?;
+        let hidden = x12.dim(D::Minus1)? / 2;
+        let gate = x12.narrow(D::Minus1, 0, hidden)?;
+        candle_nn::ops::silu(&gate)? * x12.narrow(D::Minus1, hidden, hidden)?
     }
 }
 
@@ -287,8 +296,10 @@ pub(crate) struct BlockTensors {
     pub qkv: Vec<(Tensor, Tensor)>,
     pub out: (Tensor, Tensor),
     pub ln2: (Tensor, Tensor),
+    /// `(hidden, width)`, or `(2 * hidden, width)` holding gate then up with `swiglu`.
     pub fc1: (Tensor, Tensor),
     pub fc2: (Tensor, Tensor),
+    pub swiglu: bool,
     pub ls1: Option<Tensor>,
     pub ls2: Option<Tensor>,
 }
@@ -317,6 +328,7 @@ impl BlockTensors {
             ln2: pair("ln_2", c, 0)?,
             fc1: pair("mlp.c_fc", cfg.mlp_width, c)?,
             fc2: pair("mlp.c_proj", c, cfg.mlp_width)?,
+            swiglu: false,
             ls1: layer_scale("ls_1.gamma")?,
             ls2: layer_scale("ls_2.gamma")?,
         })
@@ -342,6 +354,7 @@ impl BlockTensors {
             ln2: pair("layer_norm2", c, 0)?,
             fc1: pair("mlp.fc1", cfg.mlp_width, c)?,
             fc2: pair("mlp.fc2", c, cfg.mlp_width)?,
+            swiglu: false,
             ls1: None,
             ls2: None,
         })
@@ -375,6 +388,7 @@ impl ResidualBlock {
                 fc1: Linear::new(w, t.fc1.0, Some(t.fc1.1))?,
                 fc2: Linear::new(w, t.fc2.0, Some(t.fc2.1))?,
                 activation: cfg.activation,
+                swiglu: t.swiglu,
             },
             ls2: t.ls2,
         })
@@ -418,8 +432,9 @@ impl Transformer {
     }
 
     /// Blocks are converted one at a time, so only one block's checkpoint tensors
-    /// are alive beside the packed model.
-    fn load(
+    /// are alive beside the packed model. `block(i)` reads block `i` under the
+    /// family's own names.
+    pub(crate) fn load(
         w: &Weights,
         cfg: &TransformerConfig,
         block: impl Fn(usize) -> Result<BlockTensors> + Sync,
@@ -463,6 +478,19 @@ impl Transformer {
             Self::Cpu(blocks) => Some(crate::cpu::forward_packed(blocks, x, sequences, true)),
         }
     }
+}
+
+/// `(batch, 3, gh·p, gw·p)` pixels as `(batch, gh·gw, 3·p·p)` rows, one per
+/// patch in row-major order, each in a `Conv2d(kernel = stride = p)` weight's
+/// `(channel, y, x)` order: such a convolution is exactly a matmul over these rows.
+pub fn patchify(pixels: &Tensor, p: usize) -> candle_core::Result<Tensor> {
+    let (b, ch, h, w) = pixels.dims4()?;
+    let (gh, gw) = (h / p, w / p);
+    pixels
+        .reshape((b, ch, gh, p, gw, p))?
+        .permute((0, 2, 4, 1, 3, 5))?
+        .contiguous()?
+        .reshape((b, gh * gw, ch * p * p))
 }
 
 /// L2-normalises each row (the embeddings users compare with cosine similarity).

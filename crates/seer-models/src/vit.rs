@@ -4,7 +4,7 @@ use candle_core::{Module, Tensor};
 
 use crate::config::{Layout, VisionPool, VitConfig};
 use crate::error::{ModelError, Result};
-use crate::layers::{LayerNorm, Linear, Transformer};
+use crate::layers::{patchify, LayerNorm, Linear, Transformer};
 use crate::weights::Weights;
 
 #[derive(Clone, Debug)]
@@ -88,13 +88,7 @@ impl VisionTransformer {
         let p = self.cfg.patch_size;
         let g = size / p;
         let c = self.cfg.transformer.width;
-        // (B,3,g,p,g,p) -> (B,g,g,3,p,p): each row is one patch in the conv weight's order.
-        let patches = pixels
-            .reshape((b, 3, g, p, g, p))?
-            .permute((0, 2, 4, 1, 3, 5))?
-            .contiguous()?
-            .reshape((b, g * g, 3 * p * p))?;
-        let x = self.patch_embed.forward(&patches)?;
+        let x = self.patch_embed.forward(&patchify(pixels, p)?)?;
         let cls = self.class_embedding.broadcast_as((b, 1, c))?;
         let mut x = Tensor::cat(&[&cls, &x], 1)?.broadcast_add(&self.position_embedding)?;
         if let Some(ln) = &self.ln_pre {
