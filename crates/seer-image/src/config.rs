@@ -336,3 +336,95 @@ mod tests {
         }
     }
 }
+
+/// `SiglipImageProcessor`: a plain resize to `width × height` that ignores the
+/// aspect ratio (no shortest-edge step, no crop), then `(x/255 − mean)/std`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExactResizeConfig {
+    pub width: u32,
+    pub height: u32,
+    pub interpolation: Interpolation,
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+    pub do_normalize: bool,
+}
+
+impl ExactResizeConfig {
+    /// Parse a transformers `preprocessor_config.json` of a
+    /// `SiglipImageProcessor`; absent fields take that class's defaults
+    /// (224×224, bicubic, mean = std = 0.5).
+    pub fn from_siglip_preprocessor_config(json: &str) -> Result<Self, ImageError> {
+        const SRC: &str = "preprocessor_config.json";
+        let err = |detail: String| ImageError::Config {
+            config: SRC,
+            detail,
+        };
+        let v: Value =
+            serde_json::from_str(json).map_err(|e| err(format!("not valid JSON: {e}")))?;
+        let obj = v
+            .as_object()
+            .ok_or_else(|| err("top level is not an object".into()))?;
+        let flag = |key: &str| -> Result<bool, ImageError> {
+            match obj.get(key) {
+                None | Some(Value::Null) => Ok(true),
+                Some(Value::Bool(b)) => Ok(*b),
+                Some(other) => Err(err(format!("`{key}` must be a boolean, got {other}"))),
+            }
+        };
+        if !flag("do_resize")? || !flag("do_rescale")? {
+            return Err(err(
+                "do_resize=false and do_rescale=false are not supported".into(),
+            ));
+        }
+        if let Some(f) = obj.get("rescale_factor").and_then(Value::as_f64) {
+            if (f - 1.0 / 255.0).abs() > 1e-9 {
+                return Err(err(format!(
+                    "rescale_factor {f} is not supported (only 1/255)"
+                )));
+            }
+        }
+        let (width, height) = match obj.get("size") {
+            None | Some(Value::Null) => (224, 224),
+            Some(Value::Object(m)) => match (
+                m.get("height").and_then(as_u32),
+                m.get("width").and_then(as_u32),
+            ) {
+                (Some(h), Some(w)) => (w, h),
+                _ => return Err(err(format!(
+                    "size must be {{\"height\": h, \"width\": w}} for SiglipImageProcessor, got {}",
+                    Value::Object(m.clone())
+                ))),
+            },
+            Some(other) => {
+                return Err(err(format!(
+                    "size must be {{\"height\": h, \"width\": w}}, got {other}"
+                )))
+            }
+        };
+        let interpolation = match obj.get("resample") {
+            None | Some(Value::Null) => Interpolation::Bicubic,
+            Some(r) => match r.as_u64() {
+                Some(3) => Interpolation::Bicubic,
+                Some(2) => Interpolation::Bilinear,
+                _ => {
+                    return Err(err(format!(
+                        "resample {r} is not supported (3 = bicubic, 2 = bilinear)"
+                    )))
+                }
+            },
+        };
+        let mean =
+            triple(obj.get("image_mean"), [0.5; 3]).map_err(|d| err(format!("image_mean: {d}")))?;
+        let std =
+            triple(obj.get("image_std"), [0.5; 3]).map_err(|d| err(format!("image_std: {d}")))?;
+        check_std(&std).map_err(|d| err(format!("image_std: {d}")))?;
+        Ok(Self {
+            width,
+            height,
+            interpolation,
+            mean,
+            std,
+            do_normalize: flag("do_normalize")?,
+        })
+    }
+}

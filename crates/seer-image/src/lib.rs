@@ -31,7 +31,8 @@ use image::RgbImage;
 
 pub use budget::{DecodeBudget, Reservation, DEFAULT_DECODE_MEMORY, RESERVED_BYTES_PER_PIXEL};
 pub use config::{
-    CropRounding, Interpolation, PreprocessConfig, RgbConversion, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD,
+    CropRounding, ExactResizeConfig, Interpolation, PreprocessConfig, RgbConversion,
+    OPENAI_CLIP_MEAN, OPENAI_CLIP_STD,
 };
 pub use decode::{
     decode_bytes, decode_bytes_full, decode_file, decode_file_full, DecodeLimits, DecodedImage,
@@ -147,5 +148,24 @@ pub fn preprocess_decoded(img: &DecodedImage, cfg: &PreprocessConfig) -> Vec<f32
     let cropped = resize_and_crop_decoded(img, cfg);
     let mut out = Vec::with_capacity(3 * cropped.width() as usize * cropped.height() as usize);
     normalize_into(&cropped, cfg, &mut out);
+    out
+}
+
+/// SigLIP's processor: composite onto white and make RGB (transformers 5's
+/// `convert_to_rgb`), resize straight to `cfg.width × cfg.height` with PIL's
+/// filter (aspect ratio not kept, no crop), normalise into a CHW vector.
+pub fn preprocess_exact(img: &DecodedImage, cfg: &ExactResizeConfig) -> Vec<f32> {
+    let resize = |src: &[u8], w: u32, h: u32| {
+        resize::resample_squash(src, w, h, 3, cfg.width, cfg.height, cfg.interpolation)
+    };
+    let data = if img.mode() == SourceMode::Rgb && !img.has_transparency {
+        resize(&img.data, img.width(), img.height())
+    } else {
+        let rgb = img.composite_on_white();
+        resize(rgb.as_raw(), rgb.width(), rgb.height())
+    };
+    let resized = RgbImage::from_raw(cfg.width, cfg.height, data).expect("w * h * 3 buffer");
+    let mut out = Vec::with_capacity(3 * cfg.width as usize * cfg.height as usize);
+    normalize::normalize_with(&resized, cfg.mean, cfg.std, cfg.do_normalize, &mut out);
     out
 }

@@ -13,6 +13,7 @@ mod cuda_ops;
 pub mod error;
 pub mod files;
 pub mod layers;
+pub mod models;
 pub mod resnet;
 pub mod safetensors;
 pub mod text;

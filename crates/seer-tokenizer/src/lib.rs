@@ -53,6 +53,9 @@ mod clean;
 mod entities;
 mod html;
 mod load;
+pub mod siglip;
+
+pub use siglip::{Encoded, SiglipFlavour, SiglipPadding, SiglipTokenizer};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

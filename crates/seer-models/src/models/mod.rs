@@ -1,0 +1,3 @@
+//! Model families beyond CLIP, one folder each with its config beside it.
+
+pub mod siglip;
