@@ -239,13 +239,13 @@ impl PreprocessConfig {
     }
 }
 
-fn as_u32(v: &Value) -> Option<u32> {
+pub(crate) fn as_u32(v: &Value) -> Option<u32> {
     v.as_u64()
         .filter(|&n| n > 0)
         .and_then(|n| u32::try_from(n).ok())
 }
 
-fn triple(v: Option<&Value>, default: [f32; 3]) -> Result<[f32; 3], String> {
+pub(crate) fn triple(v: Option<&Value>, default: [f32; 3]) -> Result<[f32; 3], String> {
     match v {
         None | Some(Value::Null) => Ok(default),
         // A scalar means the same value for all channels (open_clip accepts it).
@@ -261,7 +261,7 @@ fn triple(v: Option<&Value>, default: [f32; 3]) -> Result<[f32; 3], String> {
     }
 }
 
-fn check_std(std: &[f32; 3]) -> Result<(), String> {
+pub(crate) fn check_std(std: &[f32; 3]) -> Result<(), String> {
     if std.iter().all(|s| s.is_finite() && *s > 0.0) {
         Ok(())
     } else {
@@ -334,196 +334,5 @@ mod tests {
             let e = PreprocessConfig::open_clip(224, Some(&bad)).unwrap_err();
             assert!(e.to_string().contains("open_clip"), "{e}");
         }
-    }
-}
-
-/// `SiglipImageProcessor`: a plain resize to `width × height` that ignores the
-/// aspect ratio (no shortest-edge step, no crop), then `(x/255 − mean)/std`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ExactResizeConfig {
-    pub width: u32,
-    pub height: u32,
-    pub interpolation: Interpolation,
-    pub mean: [f32; 3],
-    pub std: [f32; 3],
-    pub do_normalize: bool,
-}
-
-impl ExactResizeConfig {
-    /// Parse a transformers `preprocessor_config.json` of a
-    /// `SiglipImageProcessor`; absent fields take that class's defaults
-    /// (224×224, bicubic, mean = std = 0.5).
-    pub fn from_siglip_preprocessor_config(json: &str) -> Result<Self, ImageError> {
-        const SRC: &str = "preprocessor_config.json";
-        let err = |detail: String| ImageError::Config {
-            config: SRC,
-            detail,
-        };
-        let v: Value =
-            serde_json::from_str(json).map_err(|e| err(format!("not valid JSON: {e}")))?;
-        let obj = v
-            .as_object()
-            .ok_or_else(|| err("top level is not an object".into()))?;
-        let flag = |key: &str| -> Result<bool, ImageError> {
-            match obj.get(key) {
-                None | Some(Value::Null) => Ok(true),
-                Some(Value::Bool(b)) => Ok(*b),
-                Some(other) => Err(err(format!("`{key}` must be a boolean, got {other}"))),
-            }
-        };
-        if !flag("do_resize")? || !flag("do_rescale")? {
-            return Err(err(
-                "do_resize=false and do_rescale=false are not supported".into(),
-            ));
-        }
-        if let Some(f) = obj.get("rescale_factor").and_then(Value::as_f64) {
-            if (f - 1.0 / 255.0).abs() > 1e-9 {
-                return Err(err(format!(
-                    "rescale_factor {f} is not supported (only 1/255)"
-                )));
-            }
-        }
-        let (width, height) = match obj.get("size") {
-            None | Some(Value::Null) => (224, 224),
-            Some(Value::Object(m)) => match (
-                m.get("height").and_then(as_u32),
-                m.get("width").and_then(as_u32),
-            ) {
-                (Some(h), Some(w)) => (w, h),
-                _ => {
-                    return Err(err(format!(
-                    "size must be {{\"height\": h, \"width\": w}} for SiglipImageProcessor, got {}",
-                    Value::Object(m.clone())
-                )))
-                }
-            },
-            Some(other) => {
-                return Err(err(format!(
-                    "size must be {{\"height\": h, \"width\": w}}, got {other}"
-                )))
-            }
-        };
-        let interpolation = match obj.get("resample") {
-            None | Some(Value::Null) => Interpolation::Bicubic,
-            Some(r) => match r.as_u64() {
-                Some(3) => Interpolation::Bicubic,
-                Some(2) => Interpolation::Bilinear,
-                _ => {
-                    return Err(err(format!(
-                        "resample {r} is not supported (3 = bicubic, 2 = bilinear)"
-                    )))
-                }
-            },
-        };
-        let mean =
-            triple(obj.get("image_mean"), [0.5; 3]).map_err(|d| err(format!("image_mean: {d}")))?;
-        let std =
-            triple(obj.get("image_std"), [0.5; 3]).map_err(|d| err(format!("image_std: {d}")))?;
-        check_std(&std).map_err(|d| err(format!("image_std: {d}")))?;
-        Ok(Self {
-            width,
-            height,
-            interpolation,
-            mean,
-            std,
-            do_normalize: flag("do_normalize")?,
-        })
-    }
-}
-
-/// `Siglip2ImageProcessor` (NaFlex): each image is resized, keeping its
-/// aspect ratio approximately, to a multiple of the patch size holding at most
-/// `max_num_patches` patches, then cut into patches.
-#[derive(Clone, Debug, PartialEq)]
-pub struct NaflexConfig {
-    pub patch_size: u32,
-    pub max_num_patches: u32,
-    pub interpolation: Interpolation,
-    pub mean: [f32; 3],
-    pub std: [f32; 3],
-    pub do_normalize: bool,
-}
-
-impl NaflexConfig {
-    /// Parse a transformers `preprocessor_config.json` of a
-    /// `Siglip2ImageProcessor`; absent fields take that class's defaults
-    /// (patch 16, 256 patches, bilinear, mean = std = 0.5).
-    pub fn from_siglip2_preprocessor_config(json: &str) -> Result<Self, ImageError> {
-        const SRC: &str = "preprocessor_config.json";
-        let err = |detail: String| ImageError::Config {
-            config: SRC,
-            detail,
-        };
-        let v: Value =
-            serde_json::from_str(json).map_err(|e| err(format!("not valid JSON: {e}")))?;
-        let obj = v
-            .as_object()
-            .ok_or_else(|| err("top level is not an object".into()))?;
-        let positive = |key: &str, default: u32| -> Result<u32, ImageError> {
-            match obj.get(key) {
-                None | Some(Value::Null) => Ok(default),
-                Some(x) => as_u32(x)
-                    .ok_or_else(|| err(format!("`{key}` must be a positive integer, got {x}"))),
-            }
-        };
-        for key in ["do_resize", "do_rescale"] {
-            if obj.get(key) == Some(&Value::Bool(false)) {
-                return Err(err(format!("{key}=false is not supported")));
-            }
-        }
-        if let Some(f) = obj.get("rescale_factor").and_then(Value::as_f64) {
-            if (f - 1.0 / 255.0).abs() > 1e-9 {
-                return Err(err(format!(
-                    "rescale_factor {f} is not supported (only 1/255)"
-                )));
-            }
-        }
-        let interpolation = match obj.get("resample") {
-            None | Some(Value::Null) => Interpolation::Bilinear,
-            Some(r) => match r.as_u64() {
-                Some(3) => Interpolation::Bicubic,
-                Some(2) => Interpolation::Bilinear,
-                _ => {
-                    return Err(err(format!(
-                        "resample {r} is not supported (3 = bicubic, 2 = bilinear)"
-                    )))
-                }
-            },
-        };
-        let mean =
-            triple(obj.get("image_mean"), [0.5; 3]).map_err(|d| err(format!("image_mean: {d}")))?;
-        let std =
-            triple(obj.get("image_std"), [0.5; 3]).map_err(|d| err(format!("image_std: {d}")))?;
-        check_std(&std).map_err(|d| err(format!("image_std: {d}")))?;
-        Ok(Self {
-            patch_size: positive("patch_size", 16)?,
-            max_num_patches: positive("max_num_patches", 256)?,
-            interpolation,
-            mean,
-            std,
-            do_normalize: obj.get("do_normalize") != Some(&Value::Bool(false)),
-        })
-    }
-
-    /// `get_image_size_for_max_num_patches`: the (height, width) an image of
-    /// `height × width` is resized to. A binary search for the largest scale
-    /// whose sides, each rounded **up** to a multiple of the patch size (at
-    /// least one patch), give at most `max_num_patches` patches.
-    pub fn target_size(&self, height: u32, width: u32) -> (u32, u32) {
-        let p = self.patch_size as f64;
-        let scaled =
-            |scale: f64, size: u32| -> f64 { ((size as f64 * scale / p).ceil() * p).max(p) };
-        let eps = 1e-5;
-        let (mut lo, mut hi) = (eps / 10.0, 100.0);
-        while hi - lo >= eps {
-            let scale = (lo + hi) / 2.0;
-            let patches = (scaled(scale, height) / p) * (scaled(scale, width) / p);
-            if patches <= self.max_num_patches as f64 {
-                lo = scale;
-            } else {
-                hi = scale;
-            }
-        }
-        (scaled(lo, height) as u32, scaled(lo, width) as u32)
     }
 }

@@ -23,6 +23,7 @@ mod error;
 mod jpeg;
 mod normalize;
 mod resize;
+mod siglip;
 
 use std::path::Path;
 
@@ -31,8 +32,7 @@ use image::RgbImage;
 
 pub use budget::{DecodeBudget, Reservation, DEFAULT_DECODE_MEMORY, RESERVED_BYTES_PER_PIXEL};
 pub use config::{
-    CropRounding, ExactResizeConfig, Interpolation, NaflexConfig, PreprocessConfig, RgbConversion,
-    OPENAI_CLIP_MEAN, OPENAI_CLIP_STD,
+    CropRounding, Interpolation, PreprocessConfig, RgbConversion, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD,
 };
 pub use decode::{
     decode_bytes, decode_bytes_full, decode_file, decode_file_full, DecodeLimits, DecodedImage,
@@ -41,6 +41,9 @@ pub use decode::{
 pub use error::ImageError;
 pub use normalize::normalize_into;
 pub use resize::{pil_resize, shortest_edge_size};
+pub use siglip::{
+    preprocess_exact, preprocess_naflex, ExactResizeConfig, NaflexConfig, NaflexPatches,
+};
 
 /// Resize (shorter side to `cfg.resize_to`) and center-crop an RGB image: the
 /// uint8 image the reference processors feed to normalisation.
@@ -149,69 +152,4 @@ pub fn preprocess_decoded(img: &DecodedImage, cfg: &PreprocessConfig) -> Vec<f32
     let mut out = Vec::with_capacity(3 * cropped.width() as usize * cropped.height() as usize);
     normalize_into(&cropped, cfg, &mut out);
     out
-}
-
-/// SigLIP's processor: composite onto white and make RGB (transformers 5's
-/// `convert_to_rgb`), resize straight to `cfg.width × cfg.height` with PIL's
-/// filter (aspect ratio not kept, no crop), normalise into a CHW vector.
-pub fn preprocess_exact(img: &DecodedImage, cfg: &ExactResizeConfig) -> Vec<f32> {
-    let resized = rgb_resized(img, cfg.width, cfg.height, cfg.interpolation);
-    let mut out = Vec::with_capacity(3 * cfg.width as usize * cfg.height as usize);
-    normalize::normalize_with(&resized, cfg.mean, cfg.std, cfg.do_normalize, &mut out);
-    out
-}
-
-/// transformers 5's `convert_to_rgb` (alpha composited onto white), then a
-/// PIL resize to `width × height` with Pillow 13's pass order.
-fn rgb_resized(img: &DecodedImage, width: u32, height: u32, filter: Interpolation) -> RgbImage {
-    let resize =
-        |src: &[u8], w: u32, h: u32| resize::resample_squash(src, w, h, 3, width, height, filter);
-    let data = if img.mode() == SourceMode::Rgb && !img.has_transparency {
-        resize(&img.data, img.width(), img.height())
-    } else {
-        let rgb = img.composite_on_white();
-        resize(rgb.as_raw(), rgb.width(), rgb.height())
-    };
-    RgbImage::from_raw(width, height, data).expect("w * h * 3 buffer")
-}
-
-/// One image as SigLIP 2 NaFlex patches.
-#[derive(Clone, Debug, PartialEq)]
-pub struct NaflexPatches {
-    /// `max_num_patches` rows of `3·p·p` values: the `rows × cols` real patches
-    /// first (row-major; within a patch (y, x, channel), channel last), then
-    /// zero rows.
-    pub patches: Vec<f32>,
-    /// `spatial_shapes`: the patch grid of the resized image.
-    pub rows: usize,
-    pub cols: usize,
-}
-
-/// `Siglip2ImageProcessor`: RGB, resize to [`NaflexConfig::target_size`],
-/// normalise, patchify and pad with zero patches to `max_num_patches`.
-pub fn preprocess_naflex(img: &DecodedImage, cfg: &NaflexConfig) -> NaflexPatches {
-    let (h, w) = cfg.target_size(img.height(), img.width());
-    let resized = rgb_resized(img, w, h, cfg.interpolation);
-    let mut planes = Vec::with_capacity(3 * w as usize * h as usize);
-    normalize::normalize_with(&resized, cfg.mean, cfg.std, cfg.do_normalize, &mut planes);
-    let (p, w, h) = (cfg.patch_size as usize, w as usize, h as usize);
-    let (rows, cols) = (h / p, w / p);
-    let plane = w * h;
-    let mut patches = vec![0f32; cfg.max_num_patches as usize * 3 * p * p];
-    for (i, patch) in patches
-        .chunks_exact_mut(3 * p * p)
-        .take(rows * cols)
-        .enumerate()
-    {
-        let (py, px) = (i / cols, i % cols);
-        for (j, v) in patch.iter_mut().enumerate() {
-            let (y, x, c) = (j / (3 * p), (j / 3) % p, j % 3);
-            *v = planes[c * plane + (py * p + y) * w + px * p + x];
-        }
-    }
-    NaflexPatches {
-        patches,
-        rows,
-        cols,
-    }
 }

@@ -228,10 +228,23 @@ pub(crate) fn resample(
     }
     if h > w * 100 && out_h < h {
         // Pillow: very tall images are resized vertically first, in two calls.
-        let tmp = resample_inner(src, w, h, ch, w, out_h, filter);
-        return resample_inner(&tmp, w, out_h, ch, out_w, out_h, filter);
+        return vertical_first(src, w, h, ch, out_w, out_h, filter);
     }
     resample_inner(src, w, h, ch, out_w, out_h, filter)
+}
+
+/// The vertical pass, then the horizontal one (Pillow's default is the reverse).
+fn vertical_first(
+    src: &[u8],
+    w: usize,
+    h: usize,
+    ch: usize,
+    out_w: usize,
+    out_h: usize,
+    filter: Interpolation,
+) -> Vec<u8> {
+    let tmp = resample_inner(src, w, h, ch, w, out_h, filter);
+    resample_inner(&tmp, w, out_h, ch, out_w, out_h, filter)
 }
 
 /// [`resample`] with Pillow 13's choice of pass order for resizes that change
@@ -262,7 +275,7 @@ pub(crate) fn resample_squash(
     filter: Interpolation,
 ) -> Vec<u8> {
     let (wu, hu, ow, oh) = (w as usize, h as usize, out_w as usize, out_h as usize);
-    if oh < hu && ow != wu && !(hu > wu * 100) {
+    if oh < hu && ow != wu && hu <= wu * 100 {
         let taps = |i: usize, o: usize| precompute(i, o, filter).ksize as f64;
         let (kx, ky) = (taps(wu, ow), taps(hu, oh));
         let (ow_f, oh_f, w_f, h_f) = (ow as f64, oh as f64, wu as f64, hu as f64);
@@ -270,8 +283,7 @@ pub(crate) fn resample_squash(
         let cost_horizontal_first = ow_f * h_f * kx + VERTICAL_TAP * ow_f * oh_f * ky;
         let cost_vertical_first = VERTICAL_TAP * w_f * oh_f * ky + ow_f * oh_f * kx;
         if ow > wu || cost_vertical_first < cost_horizontal_first {
-            let tmp = resample_inner(src, wu, hu, ch, wu, oh, filter);
-            return resample_inner(&tmp, wu, oh, ch, ow, oh, filter);
+            return vertical_first(src, wu, hu, ch, ow, oh, filter);
         }
     }
     resample(src, w, h, ch, out_w, out_h, filter)

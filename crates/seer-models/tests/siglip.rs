@@ -94,14 +94,7 @@ fn token_ids_match_the_slow_tokenizer_with_both_paddings() {
         ("max_length", SiglipPadding::MaxLength),
         ("longest", SiglipPadding::Longest),
     ] {
-        let idx: Vec<usize> = t[rule]["text_indices"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|i| i.as_u64().unwrap() as usize)
-            .collect();
-        let batch: Vec<&str> = idx.iter().map(|&i| texts[i].as_str()).collect();
-        let enc = tok.encode_batch(&batch, padding).unwrap();
+        let enc = tok.encode_batch(&batch(&r, rule, &texts), padding).unwrap();
         assert_eq!(enc.ids, token_lists(&t[rule]["input_ids"]), "{rule} ids");
         assert_eq!(
             enc.mask,
@@ -109,6 +102,16 @@ fn token_ids_match_the_slow_tokenizer_with_both_paddings() {
             "{rule} mask"
         );
     }
+}
+
+/// The texts the reference tokenized under padding `rule` (`text_indices`).
+fn batch<'a>(r: &Value, rule: &str, texts: &'a [String]) -> Vec<&'a str> {
+    r["tokenizer"][rule]["text_indices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| texts[i.as_u64().unwrap() as usize].as_str())
+        .collect()
 }
 
 fn model() -> SiglipModel {
@@ -142,14 +145,7 @@ fn text_features_logits_and_sigmoid_probabilities_match_every_block() {
         ("max_length", SiglipPadding::MaxLength),
         ("longest", SiglipPadding::Longest),
     ] {
-        let idx: Vec<usize> = r["tokenizer"][rule]["text_indices"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|i| i.as_u64().unwrap() as usize)
-            .collect();
-        let batch: Vec<&str> = idx.iter().map(|&i| texts[i].as_str()).collect();
-        let enc = tok.encode_batch(&batch, padding).unwrap();
+        let enc = tok.encode_batch(&batch(&r, rule, &texts), padding).unwrap();
         for masked in ["attention_mask", "no_mask"] {
             let block = &r["text"][format!("{rule}/{masked}")];
             let mask = (masked == "attention_mask").then_some(enc.mask.as_slice());

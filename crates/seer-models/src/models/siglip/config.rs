@@ -180,7 +180,7 @@ impl SiglipConfig {
                            act: &str,
                            eps: f64|
          -> Result<TransformerConfig> {
-            if width == 0 || layers == 0 || mlp == 0 || heads == 0 || width % heads != 0 {
+            if width == 0 || layers == 0 || mlp == 0 || heads == 0 || !width.is_multiple_of(heads) {
                 return Err(error(
                     path,
                     format!(
@@ -239,7 +239,7 @@ impl SiglipConfig {
         }
         let (image_size, num_positions) = match variant {
             SiglipVariant::Siglip => {
-                if v.image_size == 0 || v.image_size % v.patch_size != 0 {
+                if v.image_size == 0 || !v.image_size.is_multiple_of(v.patch_size) {
                     return Err(error(
                         path,
                         format!(
