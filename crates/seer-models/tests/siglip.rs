@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use seer_image::{decode_file_full, preprocess_exact, DecodeLimits, ExactResizeConfig};
 use seer_models::models::siglip::{SiglipConfig, SiglipModel};
-use seer_models::{l2_normalize, Device, Precision, Tensor};
+use seer_models::{l2_normalize, Device, Precision, Tensor, Weights};
 use seer_testkit::{matrix, max_abs_diff, read_json, repo_root, shared_data, strings, token_lists};
 use seer_tokenizer::{SiglipFlavour, SiglipPadding, SiglipTokenizer};
 use serde_json::Value;
@@ -250,4 +250,27 @@ fn bad_files_give_errors_naming_the_file() {
         err.contains("tokenizer.json") && err.contains("</s>"),
         "{err}"
     );
+}
+
+/// The same checkpoint on candle's layers (the GPU and training path: the
+/// additive key-padding mask instead of the CPU kernel's key count).
+#[test]
+fn candle_layers_match_the_reference_too() {
+    let r = reference("siglip-tiny");
+    let dir = fixture("siglip-tiny");
+    let tensors =
+        candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap();
+    let config = SiglipConfig::from_file(&dir.join("config.json")).unwrap();
+    let m = SiglipModel::from_weights(config, &Weights::trainable(tensors, &Device::Cpu)).unwrap();
+    let image = m.image_features(&pixels(&r)).unwrap();
+    let d = max_abs_diff(&rows(&image), &matrix(&r["image_features"]));
+    assert!(d < TOL, "image features differ by {d}");
+    let texts = strings(&r["texts"]);
+    let enc = siglip_tokenizer()
+        .encode_batch(&batch(&r, "longest", &texts), SiglipPadding::Longest)
+        .unwrap();
+    let text = m.text_features(&enc.ids, Some(&enc.mask)).unwrap();
+    let want = matrix(&r["text"]["longest/attention_mask"]["text_features"]);
+    let d = max_abs_diff(&rows(&text), &want);
+    assert!(d < TOL, "masked text features differ by {d}");
 }

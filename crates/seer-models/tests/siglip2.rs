@@ -5,8 +5,9 @@
 use std::path::PathBuf;
 
 use seer_image::{decode_file_full, preprocess_naflex, DecodeLimits, NaflexConfig};
+use seer_models::models::siglip::SiglipConfig;
 use seer_models::models::siglip::{PatchGrid, SiglipModel};
-use seer_models::{l2_normalize, Device, Precision, Tensor};
+use seer_models::{l2_normalize, Device, Precision, Tensor, Weights};
 use seer_testkit::{matrix, max_abs_diff, read_json, repo_root, shared_data, strings, token_lists};
 use seer_tokenizer::{SiglipFlavour, SiglipPadding, SiglipTokenizer};
 use serde_json::Value;
@@ -160,4 +161,19 @@ fn naflex_inputs_are_checked() {
     assert!(m.image_features_naflex(&px, &[]).is_err());
     let square = Tensor::zeros((1, 3, 224, 224), seer_models::DType::F32, &Device::Cpu).unwrap();
     assert!(m.image_features(&square).is_err());
+}
+
+/// NaFlex on candle's layers (additive masks in the encoder and the head).
+#[test]
+fn candle_layers_match_the_reference_too() {
+    let r = reference();
+    let tensors =
+        candle_core::safetensors::load(fixture().join("model.safetensors"), &Device::Cpu).unwrap();
+    let config = SiglipConfig::from_file(&fixture().join("config.json")).unwrap();
+    let m = SiglipModel::from_weights(config, &Weights::trainable(tensors, &Device::Cpu)).unwrap();
+    let case = &r["naflex"][1];
+    let (px, grids) = patches(&r, case["max_num_patches"].as_u64().unwrap() as u32);
+    let features = m.image_features_naflex(&px, &grids).unwrap();
+    let d = max_abs_diff(&rows(&features), &matrix(&case["image_features"]));
+    assert!(d < TOL, "image features differ by {d}");
 }
