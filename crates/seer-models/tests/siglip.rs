@@ -82,8 +82,28 @@ fn pixels_match_the_pil_processor() {
 
 #[test]
 fn token_ids_match_the_slow_tokenizer_with_both_paddings() {
+    check_token_ids(&siglip_tokenizer());
+}
+
+/// Real SigLIP checkpoints ship only `spiece.model`: the pipeline built from
+/// it gives the slow tokenizer's ids as well.
+#[test]
+fn token_ids_from_spiece_model_match_too() {
+    let tok = SiglipTokenizer::from_spiece_model(&fixture("siglip-tiny").join("spiece.model"), 64)
+        .unwrap();
+    check_token_ids(&tok);
+    for bad in ["config.json", "tokenizer_config.json"] {
+        let path = fixture("siglip-tiny").join(bad);
+        let err = SiglipTokenizer::from_spiece_model(&path, 64)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains(bad), "{err}");
+    }
+}
+
+fn check_token_ids(tok: &SiglipTokenizer) {
     let r = reference("siglip-tiny");
-    let tok = siglip_tokenizer();
     let texts = strings(&r["texts"]);
     let t = &r["tokenizer"];
     let unpadded = token_lists(&t["unpadded_slow"]);

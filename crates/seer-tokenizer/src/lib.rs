@@ -54,6 +54,7 @@ mod entities;
 mod html;
 mod load;
 pub mod siglip;
+mod spm;
 
 pub use siglip::{Encoded, SiglipFlavour, SiglipPadding, SiglipTokenizer};
 

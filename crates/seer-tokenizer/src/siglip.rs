@@ -18,7 +18,14 @@ use std::path::{Path, PathBuf};
 use tokenizers::normalizers::{Lowercase, NormalizerWrapper, Sequence};
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
+use serde_json::json;
+
+use crate::spm::{base64, SpmModel, PIECE_UNKNOWN};
 use crate::TokenizerError;
+
+/// Python's `string.punctuation` as a character class: what
+/// `SiglipTokenizer.canonicalize_text` deletes (ASCII only).
+const ASCII_PUNCTUATION: &str = r#"[!"\#\$%\&'\(\)\*\+,\-\./:;<=>\?@\[\\\]\^_`\{\|\}\~]"#;
 
 /// Which Python tokenizer class to reproduce.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,6 +62,20 @@ pub struct SiglipTokenizer {
     path: PathBuf,
 }
 
+fn format_error(path: &Path, message: String) -> TokenizerError {
+    TokenizerError::Format {
+        path: path.to_path_buf(),
+        message,
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TokenizerError> {
+    std::fs::read(path).map_err(|source| TokenizerError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
 impl SiglipTokenizer {
     /// Reads `path` (a `tokenizer.json`). `max_length`: the text tower's
     /// `max_position_embeddings` (64 for every released SigLIP).
@@ -63,16 +84,103 @@ impl SiglipTokenizer {
         flavour: SiglipFlavour,
         max_length: usize,
     ) -> Result<Self, TokenizerError> {
-        let format = |message: String| TokenizerError::Format {
-            path: path.to_path_buf(),
-            message,
-        };
-        let bytes = std::fs::read(path).map_err(|source| TokenizerError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let mut inner = Tokenizer::from_bytes(&bytes)
+        let format = |message: String| format_error(path, message);
+        let bytes = read(path)?;
+        let inner = Tokenizer::from_bytes(&bytes)
             .map_err(|e| format(format!("not a tokenizers tokenizer.json: {e}")))?;
+        Self::configure(inner, flavour, max_length, path)
+    }
+
+    /// SigLIP from its `spiece.model` alone, as the hub checkpoints ship it
+    /// (transformers has no SigLIP slow→fast converter). Builds the pipeline
+    /// equivalent to the slow `SiglipTokenizer`: `canonicalize_text`
+    /// (lowercase, ASCII punctuation deleted, whitespace collapsed, stripped),
+    /// the model's NFKC charsmap, the dummy-prefix `▁`, Unigram, `$A </s>`.
+    pub fn from_spiece_model(path: &Path, max_length: usize) -> Result<Self, TokenizerError> {
+        let format = |message: String| format_error(path, message);
+        let bytes = read(path)?;
+        let spm = SpmModel::parse(&bytes)
+            .map_err(|e| format(format!("not a SentencePiece model: {e}")))?;
+        if spm.model_type != 1 {
+            return Err(format(format!(
+                "SentencePiece model type {} (SigLIP's spiece.model is unigram, type 1)",
+                spm.model_type
+            )));
+        }
+        if !spm.add_dummy_prefix || !spm.remove_extra_whitespaces {
+            return Err(format(
+                "normaliser without dummy prefix or whitespace removal (not SigLIP's)".into(),
+            ));
+        }
+        let eos = spm
+            .pieces
+            .iter()
+            .position(|(p, _, _)| p == "</s>")
+            .ok_or_else(|| format("the model has no </s> piece".into()))?;
+        let unk = spm
+            .pieces
+            .iter()
+            .position(|&(_, _, kind)| kind == PIECE_UNKNOWN)
+            .ok_or_else(|| format("the model has no unknown piece".into()))?;
+        let replace = |pattern: &str, content: &str| json!({"type": "Replace", "pattern": {"Regex": pattern}, "content": content});
+        let mut normalizers = vec![
+            json!({"type": "Lowercase"}),
+            replace(ASCII_PUNCTUATION, ""),
+            replace(r"\s+", " "),
+            json!({"type": "Strip", "strip_left": true, "strip_right": true}),
+        ];
+        if !spm.precompiled_charsmap.is_empty() {
+            normalizers.push(json!({
+                "type": "Precompiled",
+                "precompiled_charsmap": base64(&spm.precompiled_charsmap),
+            }));
+        }
+        // The charsmap can turn characters into spaces; SentencePiece then
+        // removes the extra whitespace.
+        normalizers.push(replace(" {2,}", " "));
+        let special = |id: usize| {
+            json!({"id": id, "content": spm.pieces[id].0, "single_word": false, "lstrip": false,
+                   "rstrip": false, "normalized": false, "special": true})
+        };
+        let eos_piece = &spm.pieces[eos].0;
+        let a = json!({"Sequence": {"id": "A", "type_id": 0}});
+        let b = json!({"Sequence": {"id": "B", "type_id": 0}});
+        let end = json!({"SpecialToken": {"id": eos_piece, "type_id": 0}});
+        let vocab: Vec<_> = spm
+            .pieces
+            .iter()
+            .map(|(p, score, _)| json!([p, score]))
+            .collect();
+        let tokenizer = json!({
+            "version": "1.0",
+            "truncation": null,
+            "padding": null,
+            "added_tokens": [special(eos), special(unk)],
+            "normalizer": {"type": "Sequence", "normalizers": normalizers},
+            "pre_tokenizer": {"type": "Metaspace", "replacement": "\u{2581}",
+                              "prepend_scheme": "always", "split": true},
+            "post_processor": {
+                "type": "TemplateProcessing",
+                "single": [a, end],
+                "pair": [a, end, b, end],
+                "special_tokens": {eos_piece: {"id": eos_piece, "ids": [eos], "tokens": [eos_piece]}},
+            },
+            "decoder": null,
+            "model": {"type": "Unigram", "unk_id": unk, "byte_fallback": false, "vocab": vocab},
+        });
+        let inner = Tokenizer::from_bytes(tokenizer.to_string().as_bytes())
+            .map_err(|e| format(format!("cannot build the tokenizer: {e}")))?;
+        Self::configure(inner, SiglipFlavour::Siglip, max_length, path)
+    }
+
+    /// The flavour's rules on top of a loaded pipeline.
+    fn configure(
+        mut inner: Tokenizer,
+        flavour: SiglipFlavour,
+        max_length: usize,
+        path: &Path,
+    ) -> Result<Self, TokenizerError> {
+        let format = |message: String| format_error(path, message);
         if flavour == SiglipFlavour::Siglip2 {
             // transformers 5 builds Siglip2Tokenizer for model_type siglip2,
             // which lowercases before the file's own normalizer.
@@ -174,9 +282,6 @@ impl SiglipTokenizer {
     }
 
     fn error(&self, e: impl std::fmt::Display) -> TokenizerError {
-        TokenizerError::Format {
-            path: self.path.clone(),
-            message: e.to_string(),
-        }
+        format_error(&self.path, e.to_string())
     }
 }
