@@ -39,12 +39,15 @@ fn pixels(reference: &Value) -> Tensor {
     let json =
         std::fs::read_to_string(fixture("siglip-tiny").join("preprocessor_config.json")).unwrap();
     let cfg = ExactResizeConfig::from_siglip_preprocessor_config(&json).unwrap();
-    let images = strings(&reference["images"]);
+    pixels_at(&strings(&reference["images"]), &cfg)
+}
+
+fn pixels_at(images: &[String], cfg: &ExactResizeConfig) -> Tensor {
     let mut data = Vec::new();
-    for image in &images {
+    for image in images {
         let decoded = decode_file_full(&shared_data().join(image), &DecodeLimits::default())
             .unwrap_or_else(|e| panic!("{image}: {e}"));
-        data.extend(preprocess_exact(&decoded, &cfg));
+        data.extend(preprocess_exact(&decoded, cfg));
     }
     let (h, w) = (cfg.height as usize, cfg.width as usize);
     Tensor::from_vec(data, (images.len(), 3, h, w), &Device::Cpu).unwrap()
@@ -180,6 +183,35 @@ fn text_features_logits_and_sigmoid_probabilities_match_every_block() {
             check("probs", &m.probabilities(&image, &text).unwrap());
         }
     }
+}
+
+#[test]
+fn other_input_sizes_interpolate_the_position_table_bicubically() {
+    let r = reference("siglip-tiny");
+    let case = &r["image_features_interpolated"];
+    let shape = token_lists(&serde_json::json!([case["pixel_values"]["shape"]]))[0].clone();
+    let cfg = ExactResizeConfig {
+        height: shape[2],
+        width: shape[3],
+        ..ExactResizeConfig::from_siglip_preprocessor_config("{}").unwrap()
+    };
+    let m = model();
+    let px = pixels_at(&strings(&case["images"]), &cfg);
+    let features = m.image_features_interpolated(&px).unwrap();
+    let d = max_abs_diff(&rows(&features), &matrix(&case["image_features"]));
+    assert!(
+        d < TOL,
+        "{}x{}: image features differ by {d}",
+        cfg.height,
+        cfg.width
+    );
+    // The native size through the same call is the plain forward.
+    let native = pixels(&r);
+    let d = max_abs_diff(
+        &rows(&m.image_features_interpolated(&native).unwrap()),
+        &rows(&m.image_features(&native).unwrap()),
+    );
+    assert!(d == 0.0, "native size changed by {d}");
 }
 
 #[test]

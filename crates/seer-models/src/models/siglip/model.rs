@@ -92,6 +92,13 @@ impl SiglipModel {
         self.vision.forward(pixels)
     }
 
+    /// SigLIP at another input size (`interpolate_pos_encoding=True`): `pixels`
+    /// (batch, 3, H, W), H and W multiples of the patch size; the position
+    /// table is resized with PyTorch's plain bicubic.
+    pub fn image_features_interpolated(&self, pixels: &Tensor) -> Result<Tensor> {
+        self.vision.forward_interpolated(pixels)
+    }
+
     /// SigLIP 2 NaFlex: `patches` (batch, max_patches, 3·p·p) in (y, x, channel)
     /// order, each image's real patches first, and their grids (`spatial_shapes`).
     pub fn image_features_naflex(&self, patches: &Tensor, grids: &[PatchGrid]) -> Result<Tensor> {

@@ -132,26 +132,65 @@ impl SiglipVisionTransformer {
     /// SigLIP: `pixels` (batch, 3, S, S) normalised, S = `image_size`.
     /// Returns the pooled features (batch, width), as `get_image_features`.
     pub fn forward(&self, pixels: &Tensor) -> Result<Tensor> {
-        let (b, ch, h, w) = pixels.dims4()?;
+        let (_, ch, h, w) = pixels.dims4()?;
         let size = self.cfg.image_size;
-        if self.variant != SiglipVariant::Siglip || ch != 3 || h != size || w != size {
+        if ch != 3 || h != size || w != size {
             return Err(ModelError::Input(format!(
-                "expected SigLIP images of shape (N, 3, {size}, {size}), got {:?}",
+                "expected SigLIP images of shape (N, 3, {size}, {size}), got {:?} \
+                 (other sizes need the interpolated position table)",
                 pixels.dims()
             )));
         }
+        self.forward_conv(pixels, self.position_embedding.clone())
+    }
+
+    /// SigLIP at another input size (`interpolate_pos_encoding=True`): `pixels`
+    /// (batch, 3, H, W) with H and W multiples of the patch size; the position
+    /// table is resized to the (H/p, W/p) grid with PyTorch's plain bicubic.
+    pub fn forward_interpolated(&self, pixels: &Tensor) -> Result<Tensor> {
+        let (_, ch, h, w) = pixels.dims4()?;
         let p = self.cfg.patch_size;
-        let g = size / p;
-        // (B,3,g,p,g,p) -> (B,g,g,3,p,p): each row is one patch in the conv weight's order.
+        if ch != 3 || h % p != 0 || w % p != 0 || h == 0 || w == 0 {
+            return Err(ModelError::Input(format!(
+                "expected images of shape (N, 3, H, W) with H and W multiples of {p}, got {:?}",
+                pixels.dims()
+            )));
+        }
+        let grid = PatchGrid {
+            rows: h / p,
+            cols: w / p,
+        };
+        let side = self.cfg.position_grid();
+        // transformers keeps the table as it is for the native square grid.
+        let positions = if grid.rows == side && grid.cols == side {
+            self.position_embedding.clone()
+        } else {
+            self.resize_positions(grid, plain_bicubic_weights)?
+        };
+        self.forward_conv(pixels, positions)
+    }
+
+    /// The conv-embedding path: patches, `positions` (grid tokens, width) added,
+    /// encoder, post-LayerNorm, head.
+    fn forward_conv(&self, pixels: &Tensor, positions: Tensor) -> Result<Tensor> {
+        let (b, _, h, w) = pixels.dims4()?;
+        if self.variant != SiglipVariant::Siglip {
+            return Err(ModelError::Input(
+                "SigLIP 2 NaFlex models take patches, not images".into(),
+            ));
+        }
+        let p = self.cfg.patch_size;
+        let (gh, gw) = (h / p, w / p);
+        // (B,3,gh,p,gw,p) -> (B,gh,gw,3,p,p): each row is one patch in the conv weight's order.
         let patches = pixels
-            .reshape((b, 3, g, p, g, p))?
+            .reshape((b, 3, gh, p, gw, p))?
             .permute((0, 2, 4, 1, 3, 5))?
             .contiguous()?
-            .reshape((b, g * g, 3 * p * p))?;
+            .reshape((b, gh * gw, 3 * p * p))?;
         let x = self
             .patch_embed
             .forward(&patches)?
-            .broadcast_add(&self.position_embedding.unsqueeze(0)?)?;
+            .broadcast_add(&positions.unsqueeze(0)?)?;
         let x = self.encoder.forward(&x, None)?;
         let x = self.post_layernorm.forward(&x)?;
         self.head.forward(&x, None)
@@ -204,30 +243,60 @@ impl SiglipVisionTransformer {
         self.head.forward(&x, Some(&keys))
     }
 
-    /// The square position table resized to `grid` (rows·cols, width) with
-    /// `F.interpolate(mode="bilinear", antialias=True, align_corners=False)`,
-    /// which transformers' `resize_positional_embeddings` reproduces.
+    /// SigLIP 2: the square position table resized to `grid` (rows·cols,
+    /// width) with `F.interpolate(mode="bilinear", antialias=True,
+    /// align_corners=False)`, which transformers' `resize_positional_embeddings`
+    /// reproduces.
     pub fn resized_positions(&self, grid: PatchGrid) -> Result<Tensor> {
+        self.resize_positions(grid, antialiased_bilinear_weights)
+    }
+
+    /// The square position table resized separably to `grid`, `weights(in,
+    /// out)` giving each axis's (out × in) interpolation matrix.
+    fn resize_positions(
+        &self,
+        grid: PatchGrid,
+        weights: fn(usize, usize) -> Vec<f32>,
+    ) -> Result<Tensor> {
         let side = self.cfg.position_grid();
         let c = self.cfg.transformer.width;
         let device = self.position_embedding.device();
-        let weights = |out: usize| -> Result<Tensor> {
-            Ok(Tensor::from_vec(
-                antialiased_bilinear_weights(side, out),
-                (out, side),
-                device,
-            )?)
+        let matrix = |out: usize| -> Result<Tensor> {
+            Ok(Tensor::from_vec(weights(side, out), (out, side), device)?)
         };
         // Rows first: (rows, side) · (side, side·c), then columns per row.
-        let rows = weights(grid.rows)?
+        let rows = matrix(grid.rows)?
             .matmul(&self.position_embedding.reshape((side, side * c))?)?
             .reshape((grid.rows, side, c))?;
-        let cols = weights(grid.cols)?
+        let cols = matrix(grid.cols)?
             .unsqueeze(0)?
             .broadcast_as((grid.rows, grid.cols, side))?
             .contiguous()?;
         Ok(cols.matmul(&rows)?.reshape((grid.rows * grid.cols, c))?)
     }
+}
+
+/// Row-major (out × input) weights of PyTorch's plain bicubic resize
+/// (`mode="bicubic"`, `align_corners=False`, no antialias) along one axis:
+/// Keys' cubic with A = −0.75 at `src = (i + 0.5)·in/out − 0.5`, four taps
+/// `⌊src⌋−1 ..= ⌊src⌋+2` clamped to the input (so edge taps accumulate).
+fn plain_bicubic_weights(input: usize, out: usize) -> Vec<f32> {
+    const A: f64 = -0.75;
+    let near = |x: f64| ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0;
+    let far = |x: f64| ((A * x - 5.0 * A) * x + 8.0 * A) * x - 4.0 * A;
+    let scale = input as f64 / out as f64;
+    let mut w = vec![0f32; out * input];
+    for (i, row) in w.chunks_mut(input).enumerate() {
+        let src = (i as f64 + 0.5) * scale - 0.5;
+        let x0 = src.floor();
+        let t = src - x0;
+        let taps = [far(t + 1.0), near(t), near(1.0 - t), far(2.0 - t)];
+        for (k, tap) in taps.iter().enumerate() {
+            let j = (x0 as i64 - 1 + k as i64).clamp(0, input as i64 - 1) as usize;
+            row[j] += *tap as f32;
+        }
+    }
+    w
 }
 
 /// Row-major (out × input) weights of PyTorch's antialiased bilinear resize
