@@ -152,18 +152,7 @@ impl PreprocessConfig {
                 ))
             })?,
         };
-        let interpolation = match obj.get("resample") {
-            None | Some(Value::Null) => Interpolation::Bicubic,
-            Some(r) => match r.as_u64() {
-                Some(3) => Interpolation::Bicubic,
-                Some(2) => Interpolation::Bilinear,
-                _ => {
-                    return Err(err(format!(
-                        "resample {r} is not supported (3 = bicubic, 2 = bilinear)"
-                    )))
-                }
-            },
-        };
+        let interpolation = resample(obj.get("resample"), Interpolation::Bicubic).map_err(err)?;
         let mean = triple(obj.get("image_mean"), OPENAI_CLIP_MEAN)
             .map_err(|d| err(format!("image_mean: {d}")))?;
         let std = triple(obj.get("image_std"), OPENAI_CLIP_STD)
@@ -236,6 +225,20 @@ impl PreprocessConfig {
             }
         }
         Ok(out)
+    }
+}
+
+/// transformers' PIL `resample` code: 3 bicubic, 2 bilinear (others refused).
+pub(crate) fn resample(v: Option<&Value>, default: Interpolation) -> Result<Interpolation, String> {
+    match v {
+        None | Some(Value::Null) => Ok(default),
+        Some(r) => match r.as_u64() {
+            Some(3) => Ok(Interpolation::Bicubic),
+            Some(2) => Ok(Interpolation::Bilinear),
+            _ => Err(format!(
+                "resample {r} is not supported (3 = bicubic, 2 = bilinear)"
+            )),
+        },
     }
 }
 

@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::config::{as_u32, check_std, triple, Interpolation};
+use crate::config::{as_u32, check_std, resample, triple, Interpolation};
 use crate::decode::{DecodedImage, SourceMode};
 use crate::error::ImageError;
 use crate::{normalize, resize};
@@ -55,18 +55,7 @@ impl Common {
                 )));
             }
         }
-        let interpolation = match obj.get("resample") {
-            None | Some(Value::Null) => default_interpolation,
-            Some(r) => match r.as_u64() {
-                Some(3) => Interpolation::Bicubic,
-                Some(2) => Interpolation::Bilinear,
-                _ => {
-                    return Err(err(format!(
-                        "resample {r} is not supported (3 = bicubic, 2 = bilinear)"
-                    )))
-                }
-            },
-        };
+        let interpolation = resample(obj.get("resample"), default_interpolation).map_err(err)?;
         let mean =
             triple(obj.get("image_mean"), [0.5; 3]).map_err(|d| err(format!("image_mean: {d}")))?;
         let std =
