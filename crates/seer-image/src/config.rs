@@ -152,18 +152,7 @@ impl PreprocessConfig {
                 ))
             })?,
         };
-        let interpolation = match obj.get("resample") {
-            None | Some(Value::Null) => Interpolation::Bicubic,
-            Some(r) => match r.as_u64() {
-                Some(3) => Interpolation::Bicubic,
-                Some(2) => Interpolation::Bilinear,
-                _ => {
-                    return Err(err(format!(
-                        "resample {r} is not supported (3 = bicubic, 2 = bilinear)"
-                    )))
-                }
-            },
-        };
+        let interpolation = resample(obj.get("resample"), Interpolation::Bicubic).map_err(err)?;
         let mean = triple(obj.get("image_mean"), OPENAI_CLIP_MEAN)
             .map_err(|d| err(format!("image_mean: {d}")))?;
         let std = triple(obj.get("image_std"), OPENAI_CLIP_STD)
@@ -260,13 +249,27 @@ impl PreprocessConfig {
     }
 }
 
-fn as_u32(v: &Value) -> Option<u32> {
+/// transformers' PIL `resample` code: 3 bicubic, 2 bilinear (others refused).
+pub(crate) fn resample(v: Option<&Value>, default: Interpolation) -> Result<Interpolation, String> {
+    match v {
+        None | Some(Value::Null) => Ok(default),
+        Some(r) => match r.as_u64() {
+            Some(3) => Ok(Interpolation::Bicubic),
+            Some(2) => Ok(Interpolation::Bilinear),
+            _ => Err(format!(
+                "resample {r} is not supported (3 = bicubic, 2 = bilinear)"
+            )),
+        },
+    }
+}
+
+pub(crate) fn as_u32(v: &Value) -> Option<u32> {
     v.as_u64()
         .filter(|&n| n > 0)
         .and_then(|n| u32::try_from(n).ok())
 }
 
-fn triple(v: Option<&Value>, default: [f32; 3]) -> Result<[f32; 3], String> {
+pub(crate) fn triple(v: Option<&Value>, default: [f32; 3]) -> Result<[f32; 3], String> {
     match v {
         None | Some(Value::Null) => Ok(default),
         // A scalar means the same value for all channels (open_clip accepts it).
@@ -282,7 +285,7 @@ fn triple(v: Option<&Value>, default: [f32; 3]) -> Result<[f32; 3], String> {
     }
 }
 
-fn check_std(std: &[f32; 3]) -> Result<(), String> {
+pub(crate) fn check_std(std: &[f32; 3]) -> Result<(), String> {
     if std.iter().all(|s| s.is_finite() && *s > 0.0) {
         Ok(())
     } else {

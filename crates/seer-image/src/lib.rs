@@ -23,6 +23,7 @@ mod error;
 mod jpeg;
 mod normalize;
 mod resize;
+mod siglip;
 
 use std::path::Path;
 
@@ -40,6 +41,9 @@ pub use decode::{
 pub use error::ImageError;
 pub use normalize::normalize_into;
 pub use resize::{pil_resize, shortest_edge_size};
+pub use siglip::{
+    preprocess_exact, preprocess_naflex, ExactResizeConfig, NaflexConfig, NaflexPatches,
+};
 
 /// Resize (shorter side to `cfg.resize_to`) and center-crop an RGB image: the
 /// uint8 image the reference processors feed to normalisation.

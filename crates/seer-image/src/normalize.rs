@@ -9,8 +9,19 @@ use crate::config::PreprocessConfig;
 /// use, so open_clip's tensors are reproduced bit for bit; transformers' fused
 /// `(x - 255 mean) / (255 std)` agrees to ~1e-7.
 pub fn normalize_into(img: &image::RgbImage, cfg: &PreprocessConfig, out: &mut Vec<f32>) {
-    let (mean, std) = if cfg.do_normalize {
-        (cfg.mean, cfg.std)
+    normalize_with(img, cfg.mean, cfg.std, cfg.do_normalize, out);
+}
+
+/// [`normalize_into`] with the constants given directly (processors other than CLIP's).
+pub(crate) fn normalize_with(
+    img: &image::RgbImage,
+    mean: [f32; 3],
+    std: [f32; 3],
+    do_normalize: bool,
+    out: &mut Vec<f32>,
+) {
+    let (mean, std) = if do_normalize {
+        (mean, std)
     } else {
         ([0.0; 3], [1.0; 3])
     };

@@ -61,6 +61,8 @@ pub enum Activation {
     QuickGelu,
     /// Exact erf GELU (`nn.GELU()`).
     Gelu,
+    /// GELU's tanh approximation (`gelu_pytorch_tanh`, SigLIP).
+    GeluTanh,
 }
 
 /// What C holds before the product is added.

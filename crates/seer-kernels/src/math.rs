@@ -69,6 +69,16 @@ pub fn gelu(x: f32) -> f32 {
     0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
 }
 
+/// `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`, PyTorch's
+/// `gelu(approximate="tanh")` (`gelu_pytorch_tanh` in transformers configs).
+#[inline(always)]
+pub fn gelu_tanh(x: f32) -> f32 {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    let u = SQRT_2_OVER_PI * (x + 0.044_715 * x * x * x);
+    // 0.5·(1 + tanh u) = σ(2u) = 1 / (1 + e^(-2u)); exp saturates cleanly at both ends.
+    x / (1.0 + exp(-2.0 * u))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -42,6 +42,7 @@ multiversion! {
         match act {
             Activation::QuickGelu => x.iter_mut().for_each(|v| *v = math::quick_gelu(*v)),
             Activation::Gelu => x.iter_mut().for_each(|v| *v = math::gelu(*v)),
+            Activation::GeluTanh => x.iter_mut().for_each(|v| *v = math::gelu_tanh(*v)),
         }
     }
 }
@@ -59,6 +60,7 @@ multiversion! {
             match act {
                 Activation::QuickGelu => row.iter_mut().for_each(|v| *v = math::quick_gelu(*v)),
                 Activation::Gelu => row.iter_mut().for_each(|v| *v = math::gelu(*v)),
+                Activation::GeluTanh => row.iter_mut().for_each(|v| *v = math::gelu_tanh(*v)),
             }
         }
     }
@@ -121,6 +123,10 @@ pub struct AttentionShape<'a> {
     pub heads: usize,
     /// Each token attends only to itself and earlier tokens (text towers).
     pub causal: bool,
+    /// Per sequence, how many leading tokens are keys: the rest are padding
+    /// that every query ignores (SigLIP's key-padding mask), though their own
+    /// outputs are still computed. None: every token is a key.
+    pub keys: Option<&'a [usize]>,
 }
 
 /// Multi-head self-attention core: `qkv` holds rows `[q | k | v]` of width `3c`
@@ -133,14 +139,14 @@ pub fn attention(qkv: &[f32], shape: AttentionShape, out: &mut [f32]) {
     let rows = out.len() / width;
     assert_eq!(qkv.len(), rows * 3 * width);
     assert!(shape.sequences.iter().all(|&(s, n)| s + n <= rows));
+    assert!(shape.keys.is_none_or(|k| k.len() == shape.sequences.len()));
     let out_ptr = SendPtr(out.as_mut_ptr());
     (0..shape.sequences.len() * heads)
         .into_par_iter()
         .for_each(|task| {
-            let (start, len) = shape.sequences[task / heads];
             // SAFETY: task (sequence, head) writes only its head's columns of its
             // own rows; sequences do not overlap.
-            unsafe { attention_head(qkv, &shape, start, len, task % heads, out_ptr.get()) }
+            unsafe { attention_head(qkv, &shape, task / heads, task % heads, out_ptr.get()) }
         });
 }
 
@@ -151,14 +157,8 @@ const QUERY_TILE: usize = 4;
 const LANES: usize = 16;
 const VALUE_BLOCK: usize = 32;
 
-unsafe fn attention_head(
-    qkv: &[f32],
-    s: &AttentionShape,
-    start: usize,
-    t: usize,
-    h: usize,
-    out: *mut f32,
-) {
+unsafe fn attention_head(qkv: &[f32], s: &AttentionShape, seq: usize, h: usize, out: *mut f32) {
+    let (start, t) = s.sequences[seq];
     let d = s.width / s.heads;
     let row = 3 * s.width;
     let base = start * row;
@@ -180,11 +180,20 @@ unsafe fn attention_head(
     }
     let mut probs = vec![0f32; QUERY_TILE * tk];
     let mut context = vec![0f32; QUERY_TILE * dv];
+    // Keys past `real_keys` are padding. At least one key stays visible, so a
+    // fully masked row is not 0/0 (transformers' finite mask min does the same).
+    let real_keys = s.keys.map_or(t, |k| k[seq].clamp(1, t));
     for i0 in (0..t).step_by(QUERY_TILE) {
         let q = &queries[i0 * d..(i0 + QUERY_TILE) * d];
         query_tile_scores(q, &keys_t, tk, &mut probs);
         // Row r may see keys 0..visible(r); the tile's last real row sees the most.
-        let visible = |r: usize| if s.causal { (i0 + r + 1).min(t) } else { t };
+        let visible = |r: usize| {
+            if s.causal {
+                (i0 + r + 1).min(real_keys)
+            } else {
+                real_keys
+            }
+        };
         for r in 0..QUERY_TILE {
             softmax_prefix(&mut probs[r * tk..(r + 1) * tk], visible(r));
         }

@@ -31,16 +31,18 @@ fn reference(
     c: usize,
     heads: usize,
     causal: bool,
+    keys: Option<&[usize]>,
 ) -> Vec<f64> {
     let d = c / heads;
     let rows = qkv.len() / (3 * c);
     let mut out = vec![0f64; rows * c];
     let at =
         |r: usize, part: usize, h: usize, x: usize| qkv[r * 3 * c + part * c + h * d + x] as f64;
-    for &(start, len) in seqs {
+    for (n, &(start, len)) in seqs.iter().enumerate() {
+        let real = keys.map_or(len, |k| k[n]);
         for h in 0..heads {
             for i in 0..len {
-                let visible = if causal { i + 1 } else { len };
+                let visible = if causal { (i + 1).min(real) } else { real };
                 let scores: Vec<f64> = (0..visible)
                     .map(|j| {
                         (0..d)
@@ -65,16 +67,28 @@ fn reference(
 /// Runs the kernel (on the detected ISA; `SEER_ISA` forces another) and compares
 /// it with [`reference`].
 fn check_attention(c: usize, heads: usize, seqs: &[(usize, usize)], seed: u64) {
+    check_attention_keys(c, heads, seqs, None, seed);
+}
+
+/// As [`check_attention`], with only the first `keys[i]` tokens of sequence i as keys.
+fn check_attention_keys(
+    c: usize,
+    heads: usize,
+    seqs: &[(usize, usize)],
+    keys: Option<&[usize]>,
+    seed: u64,
+) {
     let rows = seqs.iter().map(|&(s, n)| s + n).max().unwrap_or(0);
     let qkv: Vec<f32> = values(rows * 3 * c, seed).iter().map(|v| v * 2.0).collect();
     for causal in [false, true] {
-        let want = reference(&qkv, seqs, c, heads, causal);
+        let want = reference(&qkv, seqs, c, heads, causal, keys);
         let mut out = vec![f32::NAN; rows * c];
         let shape = AttentionShape {
             sequences: seqs,
             width: c,
             heads,
             causal,
+            keys,
         };
         attention(&qkv, shape, &mut out);
         for (i, (&g, &w)) in out.iter().zip(&want).enumerate() {
@@ -123,6 +137,14 @@ fn swiglu_gates_the_second_half_of_each_row() {
 }
 
 #[test]
+fn attention_ignores_padding_keys_but_computes_every_query() {
+    // SigLIP's key-padding mask: 64-token rows whose tails are padding; every
+    // query (the pooled last one included) sees only the real keys.
+    check_attention_keys(128, 2, &[(0, 64), (64, 64)], Some(&[6, 64]), 13);
+    check_attention_keys(48, 3, &[(0, 17), (17, 5)], Some(&[1, 3]), 14);
+}
+
+#[test]
 fn activations_apply_in_place() {
     let mut x = vec![-2.0f32, -0.5, 0.0, 0.5, 2.0];
     let orig = x.clone();
@@ -130,6 +152,20 @@ fn activations_apply_in_place() {
     for (g, &v) in x.iter().zip(&orig) {
         let want = 0.5 * v as f64 * (1.0 + libm_erf(v as f64 / 2f64.sqrt()));
         assert!((*g as f64 - want).abs() < 1e-6);
+    }
+}
+
+#[test]
+fn gelu_tanh_matches_pytorch_formula() {
+    let mut x: Vec<f32> = (-80..=80).map(|i| i as f32 * 0.1).collect();
+    let orig = x.clone();
+    apply_activation(&mut x, Activation::GeluTanh);
+    for (g, &v) in x.iter().zip(&orig) {
+        let v = v as f64;
+        let want = 0.5
+            * v
+            * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (v + 0.044715 * v.powi(3))).tanh());
+        assert!((*g as f64 - want).abs() < 1e-6, "{v}: {g} vs {want}");
     }
 }
 

@@ -26,6 +26,8 @@ pub enum Activation {
     QuickGelu,
     /// The exact erf GELU.
     Gelu,
+    /// GELU's tanh approximation (`gelu_pytorch_tanh`: SigLIP).
+    GeluTanh,
 }
 
 impl From<Activation> for seer_kernels::Activation {
@@ -33,15 +35,18 @@ impl From<Activation> for seer_kernels::Activation {
         match a {
             Activation::QuickGelu => Self::QuickGelu,
             Activation::Gelu => Self::Gelu,
+            Activation::GeluTanh => Self::GeluTanh,
         }
     }
 }
 
 impl Activation {
-    fn parse(name: &str, path: &Path) -> Result<Self> {
+    /// A transformers `hidden_act` name.
+    pub(crate) fn parse(name: &str, path: &Path) -> Result<Self> {
         match name {
             "quick_gelu" => Ok(Self::QuickGelu),
             "gelu" => Ok(Self::Gelu),
+            "gelu_pytorch_tanh" | "gelu_new" => Ok(Self::GeluTanh),
             other => Err(config_error(
                 path,
                 format!("unsupported activation '{other}'"),

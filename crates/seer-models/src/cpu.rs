@@ -165,11 +165,13 @@ impl Scratch {
     }
 }
 
-/// Runs `blocks` over `x` (batch, tokens, width).
+/// Runs `blocks` over `x` (batch, tokens, width). `keys`: per sequence, how
+/// many leading tokens are attended to (the rest are padding), or None for all.
 pub(crate) fn forward(
     blocks: &[std::sync::Arc<CpuBlock>],
     x: &Tensor,
     causal: bool,
+    keys: Option<&[usize]>,
 ) -> candle_core::Result<Tensor> {
     let (batch, tokens, width) = x.dims3()?;
     let sequences: Vec<(usize, usize)> = (0..batch).map(|i| (i * tokens, tokens)).collect();
@@ -178,6 +180,7 @@ pub(crate) fn forward(
         &x.reshape((batch * tokens, width))?,
         &sequences,
         causal,
+        keys,
     )?;
     y.reshape((batch, tokens, width))
 }
@@ -189,6 +192,7 @@ pub(crate) fn forward_packed(
     x: &Tensor,
     sequences: &[(usize, usize)],
     causal: bool,
+    keys: Option<&[usize]>,
 ) -> candle_core::Result<Tensor> {
     let (rows, width) = x.dims2()?;
     let Some(first) = blocks.first() else {
@@ -199,6 +203,7 @@ pub(crate) fn forward_packed(
         width,
         heads: first.heads,
         causal,
+        keys,
     };
     let mut data = x.flatten_all()?.to_vec1::<f32>()?;
     let mut scratch = Scratch::default();

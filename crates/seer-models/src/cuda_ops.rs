@@ -32,6 +32,9 @@ extern "C" __global__ void seer_epilogue(float *y, const float *bias, const floa
             v = v / (1.0f + expf(-1.702f * v));                  /* x * sigmoid(1.702 x) */
         } else if (act == 2) {
             v = 0.5f * v * (1.0f + erff(v * 0.7071067811865476f)); /* exact GELU */
+        } else if (act == 3) {
+            float u = 0.7978845608f * (v + 0.044715f * v * v * v);
+            v = v / (1.0f + expf(-2.0f * u));                     /* tanh GELU */
         }
         if (add_residual) v += residual[i];
         y[i] = v;
@@ -112,6 +115,7 @@ pub(crate) fn bias_activation(y: &Tensor, bias: &Tensor, act: Option<Activation>
         None => 0,
         Some(Activation::QuickGelu) => 1,
         Some(Activation::Gelu) => 2,
+        Some(Activation::GeluTanh) => 3,
     };
     y.inplace_op2(bias, &BiasAct(code))
 }

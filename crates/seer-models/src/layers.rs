@@ -208,6 +208,8 @@ pub fn activate(x: &Tensor, activation: Activation) -> candle_core::Result<Tenso
     match activation {
         Activation::QuickGelu => x * candle_nn::ops::sigmoid(&(x * 1.702)?)?,
         Activation::Gelu => x.gelu_erf(),
+        // candle's `gelu` is the tanh approximation.
+        Activation::GeluTanh => x.gelu(),
     }
 }
 
@@ -222,6 +224,16 @@ pub struct Mlp {
 }
 
 impl Mlp {
+    /// transformers' `fc1` / `fc2` below `w` (`in_dim -> hidden -> in_dim`).
+    pub fn load(w: &Weights, dim: usize, hidden: usize, activation: Activation) -> Result<Self> {
+        Ok(Self {
+            fc1: Linear::load(&w.pp("fc1"), dim, hidden, true)?,
+            fc2: Linear::load(&w.pp("fc2"), hidden, dim, true)?,
+            activation,
+            swiglu: false,
+        })
+    }
+
     /// `act(fc1(x))` (or SwiGLU's gating), the input of fc2.
     fn hidden(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         if !self.swiglu {
@@ -231,6 +243,12 @@ impl Mlp {
         let hidden = x12.dim(D::Minus1)? / 2;
         let gate = x12.narrow(D::Minus1, 0, hidden)?;
         candle_nn::ops::silu(&gate)? * x12.narrow(D::Minus1, hidden, hidden)?
+    }
+}
+
+impl Module for Mlp {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        self.fc2.forward(&self.hidden(x)?)
     }
 }
 
@@ -249,14 +267,19 @@ pub struct Attention {
 impl Attention {
     /// The heads' outputs side by side, before the output projection `out`.
     /// `x`: (batch, tokens, width); `mask`: the additive causal (tokens, tokens)
-    /// mask of the text tower, or None.
+    /// mask of the text tower, a (batch, 1, 1, tokens) key-padding mask, or None.
     fn context(&self, x: &Tensor, mask: Option<&Tensor>) -> candle_core::Result<Tensor> {
         let (b, t, c) = x.dims3()?;
         let head_dim = c / self.heads;
         let qkv = self.qkv.forward(x)?;
-        // The only mask the towers pass is the text tower's causal one.
+        // The fused kernel knows no mask but the causal one, which towers pass
+        // as a (tokens, tokens) matrix; key-padding masks (rank 4) go the
+        // generic way.
         #[cfg(feature = "cuda")]
-        if self.fused_gpu && crate::cuda_ops::attention_fits(t, head_dim) {
+        if self.fused_gpu
+            && crate::cuda_ops::attention_fits(t, head_dim)
+            && mask.is_none_or(|m| m.rank() == 2)
+        {
             return crate::cuda_ops::attention(&qkv, self.heads, mask.is_some());
         }
         let qkv = qkv
@@ -461,7 +484,23 @@ impl Transformer {
             Self::Candle(blocks) => blocks
                 .iter()
                 .try_fold(x.clone(), |x, block| block.forward(&x, mask)),
-            Self::Cpu(blocks) => crate::cpu::forward(blocks, x, mask.is_some()),
+            Self::Cpu(blocks) => crate::cpu::forward(blocks, x, mask.is_some(), None),
+        }
+    }
+
+    /// Bidirectional forward over `x` (batch, tokens, width) where only the
+    /// first `keys[i]` tokens of sequence i are attended to: transformers'
+    /// key-padding mask for right-padded batches. Every token's output is still
+    /// computed (SigLIP pools a padding position).
+    pub fn forward_key_padded(&self, x: &Tensor, keys: &[usize]) -> candle_core::Result<Tensor> {
+        match self {
+            Self::Candle(blocks) => {
+                let mask = key_padding_mask(x.dims3()?, keys, x.device())?;
+                blocks
+                    .iter()
+                    .try_fold(x.clone(), |x, block| block.forward(&x, Some(&mask)))
+            }
+            Self::Cpu(blocks) => crate::cpu::forward(blocks, x, false, Some(keys)),
         }
     }
 
@@ -475,7 +514,7 @@ impl Transformer {
     ) -> Option<candle_core::Result<Tensor>> {
         match self {
             Self::Candle(_) => None,
-            Self::Cpu(blocks) => Some(crate::cpu::forward_packed(blocks, x, sequences, true)),
+            Self::Cpu(blocks) => Some(crate::cpu::forward_packed(blocks, x, sequences, true, None)),
         }
     }
 }
@@ -491,6 +530,24 @@ pub fn patchify(pixels: &Tensor, p: usize) -> candle_core::Result<Tensor> {
         .permute((0, 2, 4, 1, 3, 5))?
         .contiguous()?
         .reshape((b, gh * gw, ch * p * p))
+}
+
+/// The additive (batch, 1, 1, tokens) mask hiding keys past `keys[i]` in row
+/// i: large negative rather than -inf, as transformers' `finfo.min`, so a row
+/// with no real key stays finite.
+pub fn key_padding_mask(
+    (b, t, _): (usize, usize, usize),
+    keys: &[usize],
+    device: &candle_core::Device,
+) -> candle_core::Result<Tensor> {
+    if keys.len() != b {
+        candle_core::bail!("{} key counts for a batch of {b}", keys.len());
+    }
+    let mask: Vec<f32> = keys
+        .iter()
+        .flat_map(|&k| (0..t).map(move |j| if j < k { 0.0 } else { f32::MIN }))
+        .collect();
+    Tensor::from_vec(mask, (b, 1, 1, t), device)
 }
 
 /// L2-normalises each row (the embeddings users compare with cosine similarity).

@@ -1,5 +1,6 @@
 //! CLIP's byte-pair-encoding tokenizer, giving the same ids as OpenAI's
 //! `SimpleTokenizer` as shipped in `open_clip` (`open_clip.tokenize`).
+//! SigLIP and SigLIP 2's SentencePiece tokenizers are in [`siglip`].
 //!
 //! ```no_run
 //! # use seer_tokenizer::{ClipTokenizer, CONTEXT_LENGTH, SOT, EOT};
@@ -53,6 +54,10 @@ mod clean;
 mod entities;
 mod html;
 mod load;
+pub mod siglip;
+mod spm;
+
+pub use siglip::{Encoded, SiglipFlavour, SiglipPadding, SiglipTokenizer};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
