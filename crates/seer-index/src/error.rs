@@ -11,6 +11,14 @@ pub enum IndexError {
     #[error("{path}: {message}")]
     File { path: PathBuf, message: String },
 
+    /// A file operation failed; the message is the I/O error's.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
     #[error("the index at {index} has no vectors for model '{model}' (it has: {available}); index with that model first, or pass --model with one of those")]
     ModelMismatch {
         index: PathBuf,
@@ -46,3 +54,12 @@ pub enum IndexError {
 }
 
 pub type Result<T> = std::result::Result<T, IndexError>;
+
+impl IndexError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        IndexError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -14,6 +14,7 @@ use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::file::writer::SerializedFileWriter;
 use parquet::record::RowAccessor;
 use parquet::schema::parser::parse_message_type;
+use seer_util::fs::Durability;
 
 use crate::error::{IndexError, Result};
 use crate::lock::IndexLock;
@@ -72,11 +73,10 @@ fn write_atomically(
     path: &Path,
     fill: impl FnOnce(&mut File) -> std::result::Result<(), String>,
 ) -> Result<()> {
-    let tmp = path.with_extension("tmp~");
-    let mut f = File::create(&tmp).map_err(|e| file_error(&tmp, e))?;
-    fill(&mut f).map_err(|e| file_error(path, e))?;
-    f.sync_all().map_err(|e| file_error(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| file_error(path, e))
+    let io = |e| IndexError::io(path, e);
+    let mut f = seer_util::fs::AtomicFile::create(path, Durability::Fsync).map_err(io)?;
+    fill(f.file()).map_err(|e| file_error(path, e))?;
+    f.commit().map_err(io)
 }
 
 fn write_paths(file: &mut File, paths: &[String]) -> std::result::Result<(), String> {
