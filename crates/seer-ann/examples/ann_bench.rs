@@ -26,17 +26,14 @@ use std::time::{Duration, Instant};
 use rayon::prelude::*;
 use seer_ann::{exact_top_k, exact_top_k_batch, Hnsw, HnswParams};
 
-struct Rng(u64);
+/// The shared splitmix64 stream with the bench's own uniform (never 0).
+struct Rng(seer_util::Rng);
 impl Rng {
     fn new(seed: u64) -> Self {
-        Rng(splitmix(seed))
+        Rng(seer_util::Rng::from_state(splitmix(seed)))
     }
     fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
     fn uniform(&mut self) -> f64 {
         ((self.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
@@ -59,12 +56,7 @@ impl Rng {
     }
 }
 
-fn splitmix(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
+use seer_util::rng::splitmix64 as splitmix;
 
 fn normalize(v: &mut [f32]) {
     let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);

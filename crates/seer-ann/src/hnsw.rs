@@ -207,12 +207,7 @@ fn with_visited<R>(n: usize, f: impl FnOnce(&mut Visited) -> R) -> R {
     })
 }
 
-pub(crate) fn splitmix64(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
+pub(crate) use seer_util::rng::splitmix64;
 
 /// An HNSW index mapping external `u64` ids to vectors, searched by dot product.
 ///
@@ -460,7 +455,7 @@ impl Hnsw {
     fn random_level(&self, counter: u64) -> usize {
         let r = splitmix64(self.params.seed ^ splitmix64(counter));
         // Uniform in (0, 1]: never ln(0).
-        let u = ((r >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
+        let u = seer_util::rng::unit_open0(r);
         let ml = 1.0 / (self.params.m as f64).ln();
         ((-u.ln() * ml) as usize).min(MAX_LEVEL)
     }

@@ -3,7 +3,8 @@
 //! `index.hnsw` (base) = 96-byte header (magic, version, params, sizes, generation,
 //! CRC32 of the header) + payload (ids, states, levels, layer-0 links, upper links,
 //! f16 vectors) + CRC32 of the payload. It is only ever replaced whole: written to
-//! `index.hnsw.tmp`, fsynced, renamed over, directory fsynced.
+//! a temporary `.index.hnsw.<random>.tmp`, fsynced, renamed over, directory fsynced
+//! (`seer_util::fs`).
 //!
 //! `index.hnsw.log` (delta) = 32-byte header naming the base's random `generation`,
 //! then segments `[magic u32][crc32 u32][len u64][payload]`. A segment holds the new
@@ -22,6 +23,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+
+use seer_util::fs::{AtomicFile, Durability};
 
 use crate::error::AnnError;
 use crate::hnsw::{
@@ -73,25 +76,6 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 /// The delta log belonging to the base file `path`.
 pub fn log_path(path: &Path) -> PathBuf {
     with_suffix(path, ".log")
-}
-
-fn tmp_path(path: &Path) -> PathBuf {
-    with_suffix(path, ".tmp")
-}
-
-fn sync_dir(path: &Path) -> Result<(), AnnError> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    // Directory fsync makes the rename durable; not all platforms allow opening a dir.
-    #[cfg(unix)]
-    File::open(&dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| AnnError::io(&dir, e))?;
-    #[cfg(not(unix))]
-    let _ = dir;
-    Ok(())
 }
 
 fn new_generation() -> u64 {
@@ -416,14 +400,7 @@ impl Hnsw {
             buf.extend_from_slice(&crc.to_le_bytes());
             buf.extend_from_slice(&0u32.to_le_bytes());
             buf.extend_from_slice(&seg);
-            let tmp = tmp_path(&lp);
-            let mut f = File::create(&tmp).map_err(|e| AnnError::io(&tmp, e))?;
-            f.write_all(&buf)
-                .and_then(|_| f.sync_all())
-                .map_err(|e| AnnError::io(&tmp, e))?;
-            drop(f);
-            std::fs::rename(&tmp, &lp).map_err(|e| AnnError::io(&lp, e))?;
-            sync_dir(&lp)?;
+            seer_util::fs::write(&lp, &buf, Durability::Fsync).map_err(|e| AnnError::io(&lp, e))?;
             st.log_len = buf.len() as u64;
         } else {
             let mut f = OpenOptions::new()
@@ -442,10 +419,9 @@ impl Hnsw {
     }
 
     fn save_full(&self, path: &Path) -> Result<PersistState, AnnError> {
-        let tmp = tmp_path(path);
         let generation = new_generation();
-        let io = |e| AnnError::io(&tmp, e);
-        let file = File::create(&tmp).map_err(io)?;
+        let io = |e| AnnError::io(path, e);
+        let file = AtomicFile::create(path, Durability::Fsync).map_err(io)?;
         let mut w = BufWriter::with_capacity(IO_BUF, file);
 
         let sizes = Sizes {
@@ -495,16 +471,12 @@ impl Hnsw {
         let mut w = cw.inner;
         w.write_all(&crc.to_le_bytes()).map_err(io)?;
         let file = w.into_inner().map_err(|e| io(e.into_error()))?;
-        file.sync_all().map_err(io)?;
-        drop(file);
-
-        std::fs::rename(&tmp, path).map_err(|e| AnnError::io(path, e))?;
-        sync_dir(path)?;
+        file.commit().map_err(io)?;
         // The old log (if any) names the old generation, so it is already inert;
         // removing it just reclaims space.
         let lp = log_path(path);
         match std::fs::remove_file(&lp) {
-            Ok(()) => sync_dir(&lp)?,
+            Ok(()) => seer_util::fs::sync_parent(&lp).map_err(|e| AnnError::io(&lp, e))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {
                 tracing::warn!(path = %lp.display(), error = %e, "could not remove stale ANN log")

@@ -207,7 +207,7 @@ mod x86 {
 
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn hsum256(v: __m256) -> f32 {
+    fn hsum256(v: __m256) -> f32 {
         let lo = _mm256_castps256_ps128(v);
         let hi = _mm256_extractf128_ps(v, 1);
         let s = _mm_add_ps(lo, hi);
@@ -216,151 +216,180 @@ mod x86 {
         _mm_cvtss_f32(s)
     }
 
+    /// # Safety
+    /// The CPU has the enabled features (the caller checked at detection).
     #[target_feature(enable = "avx2,fma")]
     unsafe fn dot_f32_impl(a: &[f32], b: &[f32]) -> f32 {
-        let n = a.len().min(b.len());
-        let (pa, pb) = (a.as_ptr(), b.as_ptr());
-        let mut acc0 = _mm256_setzero_ps();
-        let mut acc1 = _mm256_setzero_ps();
-        let mut acc2 = _mm256_setzero_ps();
-        let mut acc3 = _mm256_setzero_ps();
-        let mut i = 0;
-        while i + 32 <= n {
-            acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
-            acc1 = _mm256_fmadd_ps(
-                _mm256_loadu_ps(pa.add(i + 8)),
-                _mm256_loadu_ps(pb.add(i + 8)),
-                acc1,
-            );
-            acc2 = _mm256_fmadd_ps(
-                _mm256_loadu_ps(pa.add(i + 16)),
-                _mm256_loadu_ps(pb.add(i + 16)),
-                acc2,
-            );
-            acc3 = _mm256_fmadd_ps(
-                _mm256_loadu_ps(pa.add(i + 24)),
-                _mm256_loadu_ps(pb.add(i + 24)),
-                acc3,
-            );
-            i += 32;
+        // SAFETY: every load reads 8 floats at i (+8, +16, +24) with i + 8 (or 32) <= n, and the
+        // scalar tail reads i < n, where n is the shorter slice's length.
+        unsafe {
+            let n = a.len().min(b.len());
+            let (pa, pb) = (a.as_ptr(), b.as_ptr());
+            let mut acc0 = _mm256_setzero_ps();
+            let mut acc1 = _mm256_setzero_ps();
+            let mut acc2 = _mm256_setzero_ps();
+            let mut acc3 = _mm256_setzero_ps();
+            let mut i = 0;
+            while i + 32 <= n {
+                acc0 =
+                    _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
+                acc1 = _mm256_fmadd_ps(
+                    _mm256_loadu_ps(pa.add(i + 8)),
+                    _mm256_loadu_ps(pb.add(i + 8)),
+                    acc1,
+                );
+                acc2 = _mm256_fmadd_ps(
+                    _mm256_loadu_ps(pa.add(i + 16)),
+                    _mm256_loadu_ps(pb.add(i + 16)),
+                    acc2,
+                );
+                acc3 = _mm256_fmadd_ps(
+                    _mm256_loadu_ps(pa.add(i + 24)),
+                    _mm256_loadu_ps(pb.add(i + 24)),
+                    acc3,
+                );
+                i += 32;
+            }
+            while i + 8 <= n {
+                acc0 =
+                    _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
+                i += 8;
+            }
+            let mut s = hsum256(_mm256_add_ps(
+                _mm256_add_ps(acc0, acc1),
+                _mm256_add_ps(acc2, acc3),
+            ));
+            while i < n {
+                s += *pa.add(i) * *pb.add(i);
+                i += 1;
+            }
+            s
         }
-        while i + 8 <= n {
-            acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
-            i += 8;
-        }
-        let mut s = hsum256(_mm256_add_ps(
-            _mm256_add_ps(acc0, acc1),
-            _mm256_add_ps(acc2, acc3),
-        ));
-        while i < n {
-            s += *pa.add(i) * *pb.add(i);
-            i += 1;
-        }
-        s
     }
 
+    /// # Safety
+    /// The CPU has the enabled features (the caller checked at detection).
     #[target_feature(enable = "avx2,fma")]
     unsafe fn dot4_f32_impl(q: &[f32], rows: [&[f32]; 4]) -> [f32; 4] {
-        let n = rows.iter().fold(q.len(), |m, r| m.min(r.len()));
-        let pq = q.as_ptr();
-        let p = rows.map(|r| r.as_ptr());
-        let mut acc = [_mm256_setzero_ps(); 4];
-        let mut i = 0;
-        while i + 8 <= n {
-            let qv = _mm256_loadu_ps(pq.add(i));
-            acc[0] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(p[0].add(i)), acc[0]);
-            acc[1] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(p[1].add(i)), acc[1]);
-            acc[2] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(p[2].add(i)), acc[2]);
-            acc[3] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(p[3].add(i)), acc[3]);
-            i += 8;
-        }
-        let mut out = [
-            hsum256(acc[0]),
-            hsum256(acc[1]),
-            hsum256(acc[2]),
-            hsum256(acc[3]),
-        ];
-        while i < n {
-            let qv = *pq.add(i);
-            for (o, pr) in out.iter_mut().zip(p) {
-                *o += qv * *pr.add(i);
+        // SAFETY: every load reads 8 floats at i with i + 8 <= n and the tail reads i < n,
+        // where n is the shortest of `q` and the four rows.
+        unsafe {
+            let n = rows.iter().fold(q.len(), |m, r| m.min(r.len()));
+            let pq = q.as_ptr();
+            let p = rows.map(|r| r.as_ptr());
+            let mut acc = [_mm256_setzero_ps(); 4];
+            let mut i = 0;
+            while i + 8 <= n {
+                let qv = _mm256_loadu_ps(pq.add(i));
+                acc[0] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(p[0].add(i)), acc[0]);
+                acc[1] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(p[1].add(i)), acc[1]);
+                acc[2] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(p[2].add(i)), acc[2]);
+                acc[3] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(p[3].add(i)), acc[3]);
+                i += 8;
             }
-            i += 1;
+            let mut out = [
+                hsum256(acc[0]),
+                hsum256(acc[1]),
+                hsum256(acc[2]),
+                hsum256(acc[3]),
+            ];
+            while i < n {
+                let qv = *pq.add(i);
+                for (o, pr) in out.iter_mut().zip(p) {
+                    *o += qv * *pr.add(i);
+                }
+                i += 1;
+            }
+            out
         }
-        out
     }
 
+    /// # Safety
+    /// 8 `u16`s at `p` are readable (no alignment needed).
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn load_f16(p: *const u16) -> __m256 {
-        _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i))
+        // SAFETY: the caller's contract: 16 readable bytes at `p`.
+        _mm256_cvtph_ps(unsafe { _mm_loadu_si128(p as *const __m128i) })
     }
 
+    /// # Safety
+    /// The CPU has the enabled features (the caller checked at detection).
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn dot_f32_f16_impl(a: &[f32], b: &[u16]) -> f32 {
-        let n = a.len().min(b.len());
-        let (pa, pb) = (a.as_ptr(), b.as_ptr());
-        let mut acc0 = _mm256_setzero_ps();
-        let mut acc1 = _mm256_setzero_ps();
-        let mut acc2 = _mm256_setzero_ps();
-        let mut acc3 = _mm256_setzero_ps();
-        let mut i = 0;
-        while i + 32 <= n {
-            acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), load_f16(pb.add(i)), acc0);
-            acc1 = _mm256_fmadd_ps(
-                _mm256_loadu_ps(pa.add(i + 8)),
-                load_f16(pb.add(i + 8)),
-                acc1,
-            );
-            acc2 = _mm256_fmadd_ps(
-                _mm256_loadu_ps(pa.add(i + 16)),
-                load_f16(pb.add(i + 16)),
-                acc2,
-            );
-            acc3 = _mm256_fmadd_ps(
-                _mm256_loadu_ps(pa.add(i + 24)),
-                load_f16(pb.add(i + 24)),
-                acc3,
-            );
-            i += 32;
+        // SAFETY: every load (f32 or f16) reads 8 values at i (+8, +16, +24) with i + 8 (or
+        // 32) <= n, and the tail reads i < n, n being the shorter slice's length.
+        unsafe {
+            let n = a.len().min(b.len());
+            let (pa, pb) = (a.as_ptr(), b.as_ptr());
+            let mut acc0 = _mm256_setzero_ps();
+            let mut acc1 = _mm256_setzero_ps();
+            let mut acc2 = _mm256_setzero_ps();
+            let mut acc3 = _mm256_setzero_ps();
+            let mut i = 0;
+            while i + 32 <= n {
+                acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), load_f16(pb.add(i)), acc0);
+                acc1 = _mm256_fmadd_ps(
+                    _mm256_loadu_ps(pa.add(i + 8)),
+                    load_f16(pb.add(i + 8)),
+                    acc1,
+                );
+                acc2 = _mm256_fmadd_ps(
+                    _mm256_loadu_ps(pa.add(i + 16)),
+                    load_f16(pb.add(i + 16)),
+                    acc2,
+                );
+                acc3 = _mm256_fmadd_ps(
+                    _mm256_loadu_ps(pa.add(i + 24)),
+                    load_f16(pb.add(i + 24)),
+                    acc3,
+                );
+                i += 32;
+            }
+            while i + 8 <= n {
+                acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), load_f16(pb.add(i)), acc0);
+                i += 8;
+            }
+            let mut s = hsum256(_mm256_add_ps(
+                _mm256_add_ps(acc0, acc1),
+                _mm256_add_ps(acc2, acc3),
+            ));
+            while i < n {
+                s += *pa.add(i) * super::f16_to_f32(*pb.add(i));
+                i += 1;
+            }
+            s
         }
-        while i + 8 <= n {
-            acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), load_f16(pb.add(i)), acc0);
-            i += 8;
-        }
-        let mut s = hsum256(_mm256_add_ps(
-            _mm256_add_ps(acc0, acc1),
-            _mm256_add_ps(acc2, acc3),
-        ));
-        while i < n {
-            s += *pa.add(i) * super::f16_to_f32(*pb.add(i));
-            i += 1;
-        }
-        s
     }
 
+    /// # Safety
+    /// The CPU has the enabled features (the caller checked at detection).
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn dot_f16_f16_impl(a: &[u16], b: &[u16]) -> f32 {
-        let n = a.len().min(b.len());
-        let (pa, pb) = (a.as_ptr(), b.as_ptr());
-        let mut acc0 = _mm256_setzero_ps();
-        let mut acc1 = _mm256_setzero_ps();
-        let mut i = 0;
-        while i + 16 <= n {
-            acc0 = _mm256_fmadd_ps(load_f16(pa.add(i)), load_f16(pb.add(i)), acc0);
-            acc1 = _mm256_fmadd_ps(load_f16(pa.add(i + 8)), load_f16(pb.add(i + 8)), acc1);
-            i += 16;
+        // SAFETY: every `load_f16` reads 8 values at i (+8) with i + 8 (or 16) <= n, and
+        // the tail reads i < n, n being the shorter slice's length.
+        unsafe {
+            let n = a.len().min(b.len());
+            let (pa, pb) = (a.as_ptr(), b.as_ptr());
+            let mut acc0 = _mm256_setzero_ps();
+            let mut acc1 = _mm256_setzero_ps();
+            let mut i = 0;
+            while i + 16 <= n {
+                acc0 = _mm256_fmadd_ps(load_f16(pa.add(i)), load_f16(pb.add(i)), acc0);
+                acc1 = _mm256_fmadd_ps(load_f16(pa.add(i + 8)), load_f16(pb.add(i + 8)), acc1);
+                i += 16;
+            }
+            while i + 8 <= n {
+                acc0 = _mm256_fmadd_ps(load_f16(pa.add(i)), load_f16(pb.add(i)), acc0);
+                i += 8;
+            }
+            let mut s = hsum256(_mm256_add_ps(acc0, acc1));
+            while i < n {
+                s += super::f16_to_f32(*pa.add(i)) * super::f16_to_f32(*pb.add(i));
+                i += 1;
+            }
+            s
         }
-        while i + 8 <= n {
-            acc0 = _mm256_fmadd_ps(load_f16(pa.add(i)), load_f16(pb.add(i)), acc0);
-            i += 8;
-        }
-        let mut s = hsum256(_mm256_add_ps(acc0, acc1));
-        while i < n {
-            s += super::f16_to_f32(*pa.add(i)) * super::f16_to_f32(*pb.add(i));
-            i += 1;
-        }
-        s
     }
 }
 

@@ -278,9 +278,9 @@ fn leftover_temp_and_stale_log_do_not_break_load() {
     let stale_log = std::fs::read(log_path(&path)).unwrap();
     let r1 = results(&h, &q);
 
-    // A crash during a full save leaves a partial temp file: ignored by load,
-    // overwritten by the next save.
-    let tmp_file = path.with_file_name("index.hnsw.tmp");
+    // A crash during a full save leaves a partial temp file (under a random
+    // name): ignored by load, and the next save writes a fresh one of its own.
+    let tmp_file = path.with_file_name(".index.hnsw.AbC123.tmp");
     std::fs::write(&tmp_file, b"partial write from a crashed save").unwrap();
     let g = Hnsw::load(&path).unwrap();
     assert_eq!(results(&g, &q), r1);
@@ -292,7 +292,16 @@ fn leftover_temp_and_stale_log_do_not_break_load() {
     }
     h.consolidate();
     assert_eq!(h.save_with_kind(&path).unwrap(), SaveKind::Full);
-    assert!(!tmp_file.exists(), "temp file renamed into place");
+    let temps: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "tmp"))
+        .collect();
+    assert_eq!(
+        temps,
+        std::slice::from_ref(&tmp_file),
+        "the save's own temp file renamed into place"
+    );
     std::fs::write(log_path(&path), &stale_log).unwrap();
     let g = Hnsw::load(&path).unwrap();
     assert_eq!(results(&g, &q), results(&h, &q));

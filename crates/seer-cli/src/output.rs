@@ -1,7 +1,7 @@
 //! Output helpers: progress bars that only appear on a terminal, failure lines,
 //! and `.npy` files.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -92,13 +92,8 @@ pub fn inputs_path(npy: &Path) -> PathBuf {
 
 /// Writes to a temporary file then renames, so a crash never leaves half a file.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let tmp = path.with_extension("tmp~");
-    let mut f =
-        std::fs::File::create(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
-    f.write_all(bytes)
-        .and_then(|_| f.sync_all())
-        .with_context(|| format!("{}: cannot write", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot write", path.display()))
+    seer_util::fs::write(path, bytes, seer_util::fs::Durability::Fsync)
+        .with_context(|| format!("{}: cannot write", path.display()))
 }
 
 /// One line per input in `.inputs.txt` and in listings: newlines and other

@@ -4,6 +4,15 @@ use std::path::PathBuf;
 pub enum DataError {
     #[error("{path}: {message}")]
     Source { path: PathBuf, message: String },
+    /// A file operation on a data source failed; the message is the I/O error's.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start the loader thread: {0}")]
+    Thread(#[source] std::io::Error),
     #[error("{0}")]
     Invalid(String),
 }

@@ -140,7 +140,7 @@ impl Loader {
         let worker = std::thread::Builder::new()
             .name("seer-data".into())
             .spawn(move || produce(config, start, tx))
-            .map_err(|e| DataError::Invalid(format!("cannot start the loader thread: {e}")))?;
+            .map_err(DataError::Thread)?;
         Ok(Self {
             rx: Some(rx),
             worker: Some(worker),

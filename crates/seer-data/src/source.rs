@@ -31,7 +31,10 @@ impl DataSource {
             let path = PathBuf::from(&s);
             if path.is_dir() {
                 let mut shards: Vec<PathBuf> = std::fs::read_dir(&path)
-                    .map_err(|e| source_error(&path, e))?
+                    .map_err(|source| DataError::Io {
+                        path: path.clone(),
+                        source,
+                    })?
                     .filter_map(|e| e.ok().map(|e| e.path()))
                     .filter(|p| is_shard(p))
                     .collect();

@@ -17,11 +17,26 @@ pub enum EngineError {
     #[error("{path}: {message}")]
     File { path: PathBuf, message: String },
 
+    /// A file operation failed; the message is the I/O error's.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
     #[error("{0}")]
     Invalid(String),
 }
 
 pub type Result<T> = std::result::Result<T, EngineError>;
+
+pub(crate) fn io_error(path: impl Into<PathBuf>, source: std::io::Error) -> EngineError {
+    EngineError::Io {
+        path: path.into(),
+        source,
+    }
+}
 
 pub(crate) fn file_error(path: impl Into<PathBuf>, message: impl ToString) -> EngineError {
     EngineError::File {

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::error::{file_error, EngineError, Result};
+use crate::error::{file_error, io_error, EngineError, Result};
 
 /// The single template CLIP's paper uses as its baseline.
 pub const DEFAULT_TEMPLATES: &[&str] = &["a photo of a {}."];
@@ -63,7 +63,7 @@ pub fn read_list(spec: &str, kind: ListKind) -> Result<Vec<String>> {
         _ => (spec, None),
     };
     let path = Path::new(file);
-    let text = std::fs::read_to_string(path).map_err(|e| file_error(path, e))?;
+    let text = std::fs::read_to_string(path).map_err(|e| io_error(path, e))?;
     let is_json = path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("json"));

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::embed::EmbedOptions;
-use crate::error::{file_error, Result};
+use crate::error::{file_error, io_error, Result};
 use crate::loader::Clip;
 use crate::zeroshot::dot;
 
@@ -20,7 +20,7 @@ pub struct CaptionedImage {
 /// caption sets). `file` is resolved against `images_dir` when given and the file
 /// is there, else against the JSONL's folder.
 pub fn read_captions_jsonl(path: &Path, images_dir: Option<&Path>) -> Result<Vec<CaptionedImage>> {
-    let text = std::fs::read_to_string(path).map_err(|e| file_error(path, e))?;
+    let text = std::fs::read_to_string(path).map_err(|e| io_error(path, e))?;
     let base = path.parent().unwrap_or(Path::new("."));
     let mut items = Vec::new();
     for (n, line) in text

@@ -12,15 +12,15 @@ fn main() {
     let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(100_000);
     let queries: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(500);
     let dim = 512;
-    let mut rng = Xorshift(0x2545F4914F6CDD1D);
+    let mut rng = seer_util::Rng::from_state(0x2545F4914F6CDD1D);
     let centres: Vec<Vec<f32>> = (0..n / 50)
-        .map(|_| unit((0..dim).map(|_| rng.gaussian()).collect()))
+        .map(|_| unit((0..dim).map(|_| rng.normal() as f32).collect()))
         .collect();
-    let sample = |rng: &mut Xorshift| {
-        let c = &centres[rng.next() as usize % centres.len()];
+    let sample = |rng: &mut seer_util::Rng| {
+        let c = &centres[rng.below(centres.len())];
         unit(
             c.iter()
-                .map(|x| x + 0.6 * rng.gaussian() / (dim as f32).sqrt())
+                .map(|x| x + 0.6 * rng.normal() as f32 / (dim as f32).sqrt())
                 .collect(),
         )
     };
@@ -65,22 +65,4 @@ fn main() {
 fn unit(v: Vec<f32>) -> Vec<f32> {
     let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
     v.into_iter().map(|x| x / n).collect()
-}
-
-struct Xorshift(u64);
-
-impl Xorshift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn gaussian(&mut self) -> f32 {
-        // Box-Muller from two uniforms in (0, 1].
-        let u1 = ((self.next() >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
-        let u2 = (self.next() >> 11) as f64 / (1u64 << 53) as f64;
-        ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
-    }
 }

@@ -85,12 +85,8 @@ pub fn sync(store: &Store, model: &ModelInfo, threshold: usize) -> Result<Option
         .collect();
     graph.insert_batch(&new)?;
     graph.save(&path)?;
-    std::fs::write(generation_path(store.dir(), model), generation.to_string()).map_err(|e| {
-        crate::IndexError::File {
-            path: generation_path(store.dir(), model),
-            message: e.to_string(),
-        }
-    })?;
+    std::fs::write(generation_path(store.dir(), model), generation.to_string())
+        .map_err(|e| crate::IndexError::io(generation_path(store.dir(), model), e))?;
     Ok(Some(AnnSync {
         inserted: new.len(),
         removed: stale.len(),

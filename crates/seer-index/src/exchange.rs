@@ -14,6 +14,7 @@ use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::file::writer::SerializedFileWriter;
 use parquet::record::RowAccessor;
 use parquet::schema::parser::parse_message_type;
+use seer_util::fs::Durability;
 
 use crate::error::{IndexError, Result};
 use crate::lock::IndexLock;
@@ -49,7 +50,7 @@ pub fn export(
     let emb_dir = out.join("img_emb");
     let meta_dir = out.join("metadata");
     for dir in [&emb_dir, &meta_dir] {
-        std::fs::create_dir_all(dir).map_err(|e| file_error(dir, e))?;
+        std::fs::create_dir_all(dir).map_err(|e| IndexError::io(dir, e))?;
     }
     let rows: Vec<Vec<f32>> = (0..vectors.len())
         .map(|i| vectors.row(i).to_vec())
@@ -72,11 +73,10 @@ fn write_atomically(
     path: &Path,
     fill: impl FnOnce(&mut File) -> std::result::Result<(), String>,
 ) -> Result<()> {
-    let tmp = path.with_extension("tmp~");
-    let mut f = File::create(&tmp).map_err(|e| file_error(&tmp, e))?;
-    fill(&mut f).map_err(|e| file_error(path, e))?;
-    f.sync_all().map_err(|e| file_error(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| file_error(path, e))
+    let io = |e| IndexError::io(path, e);
+    let mut f = seer_util::fs::AtomicFile::create(path, Durability::Fsync).map_err(io)?;
+    fill(f.file()).map_err(|e| file_error(path, e))?;
+    f.commit().map_err(io)
 }
 
 fn write_paths(file: &mut File, paths: &[String]) -> std::result::Result<(), String> {
@@ -106,7 +106,7 @@ fn write_paths(file: &mut File, paths: &[String]) -> std::result::Result<(), Str
 
 /// Reads the image paths of one metadata shard.
 fn read_paths(path: &Path) -> Result<Vec<String>> {
-    let file = File::open(path).map_err(|e| file_error(path, e))?;
+    let file = File::open(path).map_err(|e| IndexError::io(path, e))?;
     let reader = SerializedFileReader::new(file).map_err(|e| file_error(path, e))?;
     let schema = reader.metadata().file_metadata().schema_descr_ptr();
     let names: Vec<String> = schema
@@ -143,7 +143,7 @@ fn read_paths(path: &Path) -> Result<Vec<String>> {
 /// The shard numbers present in `dir`, from `img_emb_{i}.npy` names, ascending.
 fn shards(dir: &Path) -> Result<Vec<usize>> {
     let emb_dir = dir.join("img_emb");
-    let entries = std::fs::read_dir(&emb_dir).map_err(|e| file_error(&emb_dir, e))?;
+    let entries = std::fs::read_dir(&emb_dir).map_err(|e| IndexError::io(&emb_dir, e))?;
     let mut found: Vec<usize> = entries
         .flatten()
         .filter_map(|e| {
@@ -179,7 +179,7 @@ pub fn import(
     for shard in shards(dir)? {
         let npy_path = dir.join(format!("img_emb/img_emb_{shard}.npy"));
         let meta_path = dir.join(format!("metadata/metadata_{shard}.parquet"));
-        let bytes = std::fs::read(&npy_path).map_err(|e| file_error(&npy_path, e))?;
+        let bytes = std::fs::read(&npy_path).map_err(|e| IndexError::io(&npy_path, e))?;
         let (rows, dim, values) = npy::decode(&bytes).map_err(|e| file_error(&npy_path, e))?;
         if dim != model_dim {
             return Err(IndexError::DimensionMismatch {

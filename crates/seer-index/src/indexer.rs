@@ -85,10 +85,7 @@ pub fn canonical_roots(roots: &[PathBuf]) -> Result<Vec<PathBuf>> {
     roots
         .iter()
         .map(|r| {
-            let c = r.canonicalize().map_err(|e| IndexError::File {
-                path: r.clone(),
-                message: e.to_string(),
-            })?;
+            let c = r.canonicalize().map_err(|e| IndexError::io(r, e))?;
             // Files below may have any name (see `pathcodec`), but re-indexing
             // reads the stored roots back as UTF-8 text.
             if c.to_str().is_none() {
@@ -311,7 +308,10 @@ fn prepare(
     if !scan::within(&path, roots) {
         return Err(fail(scan::OUTSIDE_ROOTS.into()));
     }
-    let bytes = std::fs::read(&path).map_err(|e| fail(e.to_string()))?;
+    let bytes = std::fs::read(&path).map_err(|source| EngineError::Io {
+        path: PathBuf::from(&shown),
+        source,
+    })?;
     let hash = *blake3::hash(&bytes).as_bytes();
     let decoded = seer_image::decode_bytes_full(&bytes, &shown, limits)?;
     let record = FileRecord {

@@ -9,7 +9,7 @@
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::error::{IndexError, Result};
@@ -161,10 +161,7 @@ fn read_holder(file: &mut File) -> Option<Holder> {
 }
 
 fn file_error(path: &Path, e: std::io::Error) -> IndexError {
-    IndexError::File {
-        path: PathBuf::from(path),
-        message: format!("cannot use the lock file: {e}"),
-    }
+    IndexError::io_doing(path, "cannot use the lock file", e)
 }
 
 fn now() -> u64 {
@@ -196,6 +193,7 @@ fn hostname() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     #[test]
     fn a_second_taker_is_refused_with_the_holder_until_release() {

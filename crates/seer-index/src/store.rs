@@ -147,10 +147,8 @@ fn stored_file(r: &rusqlite::Row) -> rusqlite::Result<StoredFile> {
 impl Store {
     /// Opens (creating if needed) the index in `dir`.
     pub fn open(dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(|e| IndexError::File {
-            path: dir.to_path_buf(),
-            message: format!("cannot create the index folder: {e}"),
-        })?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| IndexError::io_doing(dir, "cannot create the index folder", e))?;
         let path = dir.join(DATABASE_FILE);
         let conn = Connection::open(&path).map_err(|source| IndexError::Database {
             path: path.clone(),

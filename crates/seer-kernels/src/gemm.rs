@@ -250,6 +250,12 @@ pub fn gemm_with_isa(
     act: Option<Activation>,
 ) {
     let (n, k) = (w.n, w.k);
+    // The micro-kernels' target features are only sound on a CPU that has them.
+    assert!(
+        isa <= Isa::best_supported(),
+        "{} kernels on a CPU without them",
+        isa.name()
+    );
     assert_eq!(a.len(), m * k, "activations are not {m}×{k}");
     assert_eq!(c.len(), m * n, "output is not {m}×{n}");
     if m == 0 || n == 0 {
@@ -278,7 +284,10 @@ pub fn gemm_with_isa(
         let rows = split(tiles, m_chunks, mi);
         let rows = (rows.start * kernel.mr).min(m)..(rows.end * kernel.mr).min(m);
         let panel_range = split(panels, n_chunks, ni);
-        // SAFETY: tasks cover disjoint (rows × panels) blocks of C.
+        // SAFETY: `c_ptr` is `c`, valid for m×n writes and borrowed mutably for
+        // this whole call; `rows` ⊆ 0..m and `panel_range` ⊆ 0..panels, and the
+        // (mi, ni) blocks are disjoint, so no two tasks touch the same element.
+        // `kernel` was selected for `isa`, which the CPU supports (asserted above).
         unsafe { run_block(&kernel, a, w, c_ptr.get(), rows, panel_range, init, act) }
     };
     let tasks = n_chunks * m_chunks;
@@ -302,6 +311,12 @@ thread_local! {
 }
 
 /// One block of C: rows × weight panels, all of K.
+///
+/// # Safety
+/// `c` must point to the row-major `m × w.n` output (`m >= rows.end`), valid for
+/// writes, with no one else reading or writing the `rows × panels` block while
+/// this runs; `panels.end <= w.n.div_ceil(NR)`; `a` holds at least `rows.end`
+/// rows of `w.k`; and the CPU must have the features `kernel.micro` needs.
 #[allow(clippy::too_many_arguments)]
 unsafe fn run_block(
     kernel: &Kernel,
@@ -340,13 +355,17 @@ unsafe fn run_block(
                 for p in panels.clone() {
                     let pcols = NR.min(n - p * NR);
                     let off = w.panel_offset(p, k0);
+                    // Panel p at depth k0 starts inside the packed weights: p <
+                    // panels and k0 < k, with the panel holding k_padded × NR values.
                     let b_ptr: *const u8 = match &w.panels {
-                        Panels::F32(d) => d.as_ptr().add(off).cast(),
-                        Panels::Bf16(d) => d.as_ptr().add(off).cast(),
+                        Panels::F32(d) => d[off..].as_ptr().cast(),
+                        Panels::Bf16(d) => d[off..].as_ptr().cast(),
                     };
                     for (i, r0) in (m0..m0 + mrows).step_by(mr).enumerate() {
                         let tile = Tile {
-                            c: c.add(r0 * n + p * NR),
+                            // SAFETY: r0 < rows.end <= m and p * NR < n, so the
+                            // offset is inside the m × n output `c` points to.
+                            c: unsafe { c.add(r0 * n + p * NR) },
                             ldc: n,
                             rows: mr.min(m0 + mrows - r0),
                             cols: pcols,
@@ -354,19 +373,23 @@ unsafe fn run_block(
                         // The tile's first and last touches happen while it sits in
                         // L1: no separate passes over C for the bias or activation.
                         if k0 == 0 {
-                            tile.init(w.bias.as_deref().map(|b| &b[p * NR..]), init);
+                            // SAFETY: the tile's rows × cols lie inside C (r0 + rows
+                            // <= rows.end, p * NR + cols <= n) and in this call's
+                            // block, which the caller gave to this thread alone.
+                            unsafe { tile.init(w.bias.as_deref().map(|b| &b[p * NR..]), init) };
                         }
-                        (kernel.micro)(
-                            kc,
-                            packed.as_ptr().add(i * stride),
-                            b_ptr,
-                            tile.c,
-                            n,
-                            tile.rows,
-                            tile.cols,
-                        );
+                        let a_panel = packed[i * stride..].as_ptr();
+                        // SAFETY: the micro-kernel contract (see `Micro`): pack_a
+                        // wrote `kc` depth steps of `mr` rows at `a_panel`, the
+                        // weight panel at `b_ptr` holds at least `kc` (rounded up
+                        // to even) steps of NR, the tile is inside C and ours, and
+                        // the caller guarantees the CPU features of `kernel.micro`.
+                        unsafe {
+                            (kernel.micro)(kc, a_panel, b_ptr, tile.c, n, tile.rows, tile.cols)
+                        };
                         if let (Some(act), true) = (act, k0 + kc == k) {
-                            tile.activate(act);
+                            // SAFETY: as for `init`: the tile is inside C and ours.
+                            unsafe { tile.activate(act) };
                         }
                     }
                 }
@@ -385,22 +408,35 @@ struct Tile {
     cols: usize,
 }
 
+/// The safety contract of every `Tile` method: the `rows × cols` floats at `c`
+/// with row stride `ldc` are valid for reads and writes, and no one else reads
+/// or writes them while the tile is in use.
 impl Tile {
     /// # Safety
-    /// The tile must be inside C and owned by the calling thread.
+    /// The tile contract above; `r < rows`. The slice must not outlive the tile's
+    /// exclusive use, nor overlap another live slice of the same row.
     unsafe fn row<'a>(&self, r: usize) -> &'a mut [f32] {
-        std::slice::from_raw_parts_mut(self.c.add(r * self.ldc), self.cols)
+        // SAFETY: row r of the tile is `cols` valid, exclusively ours floats.
+        unsafe { std::slice::from_raw_parts_mut(self.c.add(r * self.ldc), self.cols) }
     }
 
     /// Before the first depth block: C = bias (or 0), or C += bias.
+    ///
+    /// # Safety
+    /// The tile contract above.
     unsafe fn init(&self, bias: Option<&[f32]>, init: Init) {
         for r in 0..self.rows {
-            let out = self.row(r);
+            // SAFETY: r < rows; the slice lives for this iteration only.
+            let out = unsafe { self.row(r) };
             match (bias, init) {
                 // A full-width row is a fixed-size copy the compiler inlines; a
                 // memcpy call per 128-byte row cost 3% of a ViT forward.
                 (Some(b), Init::Bias) if self.cols == NR => {
-                    *out.as_mut_ptr().cast::<[f32; NR]>() = *b.as_ptr().cast::<[f32; NR]>()
+                    let (out, b): (&mut [f32; NR], &[f32; NR]) = (
+                        out.try_into().expect("a full-width row is NR wide"),
+                        b[..NR].try_into().expect("the bias has NR values left"),
+                    );
+                    *out = *b;
                 }
                 (Some(b), Init::Bias) => out.copy_from_slice(&b[..self.cols]),
                 (None, Init::Bias) => out.fill(0.0),
@@ -415,8 +451,14 @@ impl Tile {
     }
 
     /// After the last depth block.
+    ///
+    /// # Safety
+    /// The tile contract above.
     unsafe fn activate(&self, act: Activation) {
-        crate::ops::apply_activation_strided(self.c, self.ldc, self.rows, self.cols, act);
+        // SAFETY: the tile contract is `apply_activation_strided`'s.
+        unsafe {
+            crate::ops::apply_activation_strided(self.c, self.ldc, self.rows, self.cols, act)
+        };
     }
 }
 
@@ -433,7 +475,15 @@ struct ABlock<'a> {
 
 /// Packs a block of A into MR-row panels; returns the panel stride in u32 words.
 type PackA = fn(&ABlock, usize, &mut [u32]) -> usize;
-/// `(kc, packed A panel, weight panel at k0, C tile, ldc, rows, cols)`.
+/// `(kc, packed A panel, weight panel at k0, C tile, ldc, rows, cols)`: adds
+/// the `rows × cols` product of the panels into the C tile.
+///
+/// The micro-kernel contract, the `# Safety` of every such function: the A
+/// panel holds `kc` depth steps (rounded up to even for bf16) of the kernel's
+/// `MR` packed rows; the weight panel holds as many steps of `NR` values;
+/// `rows <= MR`, `cols <= NR`; the `rows × cols` floats at the C tile (row
+/// stride `ldc`) are valid for reads and writes and no one else touches them
+/// meanwhile; and the CPU has the target features the kernel is compiled for.
 type Micro = unsafe fn(usize, *const u32, *const u8, *mut f32, usize, usize, usize);
 
 struct Kernel {
@@ -561,10 +611,15 @@ pub fn bf16_to_f32(x: u16) -> f32 {
 }
 
 /// Adds an `acc` tile (row-major, `NR` wide) into C.
+///
+/// # Safety
+/// The `rows × cols` floats at `c` (row stride `ldc`) are valid for reads and
+/// writes and no one else touches them meanwhile.
 #[inline(always)]
 unsafe fn add_tile(acc: &[[f32; NR]], c: *mut f32, ldc: usize, rows: usize, cols: usize) {
     for (r, acc_row) in acc.iter().enumerate().take(rows) {
-        let out = std::slice::from_raw_parts_mut(c.add(r * ldc), cols);
+        // SAFETY: r < rows: row r of the tile, exclusively ours by the contract.
+        let out = unsafe { std::slice::from_raw_parts_mut(c.add(r * ldc), cols) };
         for (o, &v) in out.iter_mut().zip(acc_row) {
             *o += v;
         }
@@ -576,6 +631,8 @@ mod portable {
 
     pub const MR: usize = 4;
 
+    /// # Safety
+    /// The micro-kernel contract (see [`super::Micro`]).
     pub unsafe fn micro_f32(
         kc: usize,
         a: *const u32,
@@ -585,8 +642,14 @@ mod portable {
         rows: usize,
         cols: usize,
     ) {
-        let a = std::slice::from_raw_parts(a.cast::<f32>(), kc * MR);
-        let b = std::slice::from_raw_parts(b.cast::<f32>(), kc * NR);
+        // SAFETY: by the contract, `kc` steps of MR packed f32 rows and of NR
+        // f32 weights; packed buffers are u32/f32 vectors, so aligned for f32.
+        let (a, b) = unsafe {
+            (
+                std::slice::from_raw_parts(a.cast::<f32>(), kc * MR),
+                std::slice::from_raw_parts(b.cast::<f32>(), kc * NR),
+            )
+        };
         let mut acc = [[0f32; NR]; MR];
         for (ak, bk) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
             for r in 0..MR {
@@ -595,9 +658,12 @@ mod portable {
                 }
             }
         }
-        add_tile(&acc, c, ldc, rows, cols);
+        // SAFETY: the C tile is valid and ours by the contract.
+        unsafe { add_tile(&acc, c, ldc, rows, cols) };
     }
 
+    /// # Safety
+    /// The micro-kernel contract (see [`super::Micro`]).
     pub unsafe fn micro_bf16(
         kc: usize,
         a: *const u32,
@@ -608,8 +674,14 @@ mod portable {
         cols: usize,
     ) {
         let kce = kc.next_multiple_of(2);
-        let a = std::slice::from_raw_parts(a.cast::<f32>(), kce * MR);
-        let b = std::slice::from_raw_parts(b.cast::<u16>(), kce * NR);
+        // SAFETY: by the contract, `kc` rounded up to even steps of MR packed f32
+        // rows and of NR bf16 weights; the buffers are aligned for their types.
+        let (a, b) = unsafe {
+            (
+                std::slice::from_raw_parts(a.cast::<f32>(), kce * MR),
+                std::slice::from_raw_parts(b.cast::<u16>(), kce * NR),
+            )
+        };
         let mut acc = [[0f32; NR]; MR];
         for (ap, bp) in a.chunks_exact(2 * MR).zip(b.chunks_exact(2 * NR)) {
             for r in 0..MR {
@@ -619,7 +691,8 @@ mod portable {
                 }
             }
         }
-        add_tile(&acc, c, ldc, rows, cols);
+        // SAFETY: the C tile is valid and ours by the contract.
+        unsafe { add_tile(&acc, c, ldc, rows, cols) };
     }
 }
 
@@ -634,7 +707,7 @@ mod x86 {
     pub const MR_256: usize = 6;
 
     #[inline(always)]
-    unsafe fn tail_masks(cols: usize) -> (__mmask16, __mmask16) {
+    fn tail_masks(cols: usize) -> (__mmask16, __mmask16) {
         let lo = if cols >= 16 {
             0xffff
         } else {
@@ -650,6 +723,11 @@ mod x86 {
         (lo, hi)
     }
 
+    /// Adds the accumulators into the C tile, masked to `cols`.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; the `rows × cols` floats at `c` (row stride `ldc`,
+    /// `cols <= 32`) are valid for reads and writes and ours alone.
     #[inline(always)]
     unsafe fn store_512(
         acc: &[__m512; 2 * MR_512],
@@ -661,16 +739,23 @@ mod x86 {
         let (m0, m1) = tail_masks(cols);
         for r in 0..MR_512 {
             if r < rows {
-                let p = c.add(r * ldc);
-                let v0 = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, p), acc[2 * r]);
-                _mm512_mask_storeu_ps(p, m0, v0);
-                let p1 = p.add(16);
-                let v1 = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, p1), acc[2 * r + 1]);
-                _mm512_mask_storeu_ps(p1, m1, v1);
+                // SAFETY: row r < rows of the tile; the masks keep loads and
+                // stores to its first `cols` floats (masked-off lanes are not
+                // accessed), and the CPU has AVX-512F (the caller's contract).
+                unsafe {
+                    let p = c.add(r * ldc);
+                    let v0 = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, p), acc[2 * r]);
+                    _mm512_mask_storeu_ps(p, m0, v0);
+                    let p1 = p.add(16);
+                    let v1 = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, p1), acc[2 * r + 1]);
+                    _mm512_mask_storeu_ps(p1, m1, v1);
+                }
             }
         }
     }
 
+    /// # Safety
+    /// The micro-kernel contract (see [`super::Micro`]).
     #[target_feature(enable = "avx512f")]
     pub unsafe fn micro_f32_avx512(
         kc: usize,
@@ -685,19 +770,27 @@ mod x86 {
         let mut b = b.cast::<f32>();
         let mut acc = [_mm512_setzero_ps(); 2 * MR_512];
         for _ in 0..kc {
-            let b0 = _mm512_loadu_ps(b);
-            let b1 = _mm512_loadu_ps(b.add(16));
-            for r in 0..MR_512 {
-                let av = _mm512_set1_ps(*a.add(r));
-                acc[2 * r] = _mm512_fmadd_ps(av, b0, acc[2 * r]);
-                acc[2 * r + 1] = _mm512_fmadd_ps(av, b1, acc[2 * r + 1]);
+            // SAFETY: each of the `kc` steps reads MR_512 floats of the A panel
+            // and NR = 32 of the weight panel, both inside by the contract, and
+            // moves past them; unaligned loads need no alignment.
+            unsafe {
+                let b0 = _mm512_loadu_ps(b);
+                let b1 = _mm512_loadu_ps(b.add(16));
+                for r in 0..MR_512 {
+                    let av = _mm512_set1_ps(*a.add(r));
+                    acc[2 * r] = _mm512_fmadd_ps(av, b0, acc[2 * r]);
+                    acc[2 * r + 1] = _mm512_fmadd_ps(av, b1, acc[2 * r + 1]);
+                }
+                a = a.add(MR_512);
+                b = b.add(NR);
             }
-            a = a.add(MR_512);
-            b = b.add(NR);
         }
-        store_512(&acc, c, ldc, rows, cols);
+        // SAFETY: AVX-512F is enabled here; the C tile is valid and ours.
+        unsafe { store_512(&acc, c, ldc, rows, cols) };
     }
 
+    /// # Safety
+    /// The micro-kernel contract (see [`super::Micro`]).
     #[target_feature(enable = "avx512f,avx512bf16")]
     pub unsafe fn micro_bf16_avx512(
         kc: usize,
@@ -712,19 +805,28 @@ mod x86 {
         let mut b = b.cast::<u16>();
         let mut acc = [_mm512_setzero_ps(); 2 * MR_512];
         for _ in 0..kc.div_ceil(2) {
-            let b0: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.cast()));
-            let b1: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.add(32).cast()));
-            for r in 0..MR_512 {
-                let av: __m512bh = std::mem::transmute(_mm512_set1_epi32(*a.add(r) as i32));
-                acc[2 * r] = _mm512_dpbf16_ps(acc[2 * r], av, b0);
-                acc[2 * r + 1] = _mm512_dpbf16_ps(acc[2 * r + 1], av, b1);
+            // SAFETY: each step (a pair of depths) reads MR_512 u32 words of the A
+            // panel and 2 × NR = 64 bf16 of the weight panel, inside by the
+            // contract. The transmutes reinterpret 512 bits of packed bf16 pairs
+            // as `__m512bh`, which is what they hold.
+            unsafe {
+                let b0: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.cast()));
+                let b1: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.add(32).cast()));
+                for r in 0..MR_512 {
+                    let av: __m512bh = std::mem::transmute(_mm512_set1_epi32(*a.add(r) as i32));
+                    acc[2 * r] = _mm512_dpbf16_ps(acc[2 * r], av, b0);
+                    acc[2 * r + 1] = _mm512_dpbf16_ps(acc[2 * r + 1], av, b1);
+                }
+                a = a.add(MR_512);
+                b = b.add(2 * NR);
             }
-            a = a.add(MR_512);
-            b = b.add(2 * NR);
         }
-        store_512(&acc, c, ldc, rows, cols);
+        // SAFETY: AVX-512F is enabled here; the C tile is valid and ours.
+        unsafe { store_512(&acc, c, ldc, rows, cols) };
     }
 
+    /// # Safety
+    /// The micro-kernel contract (see [`super::Micro`]).
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn micro_f32_avx2(
         kc: usize,
@@ -744,34 +846,45 @@ mod x86 {
             }
             let mut acc = [_mm256_setzero_ps(); 2 * MR_256];
             let mut ap = a;
-            let mut bp = b.add(half * 16);
+            // SAFETY: half * 16 < NR: inside the weight panel's first step.
+            let mut bp = unsafe { b.add(half * 16) };
             for _ in 0..kc {
-                let b0 = _mm256_loadu_ps(bp);
-                let b1 = _mm256_loadu_ps(bp.add(8));
-                for r in 0..MR_256 {
-                    let av = _mm256_broadcast_ss(&*ap.add(r));
-                    acc[2 * r] = _mm256_fmadd_ps(av, b0, acc[2 * r]);
-                    acc[2 * r + 1] = _mm256_fmadd_ps(av, b1, acc[2 * r + 1]);
+                // SAFETY: each of the `kc` steps reads MR_256 floats of the A panel
+                // and 16 of this half of the weight panel's NR, inside by the
+                // contract; unaligned loads need no alignment.
+                unsafe {
+                    let b0 = _mm256_loadu_ps(bp);
+                    let b1 = _mm256_loadu_ps(bp.add(8));
+                    for r in 0..MR_256 {
+                        let av = _mm256_broadcast_ss(&*ap.add(r));
+                        acc[2 * r] = _mm256_fmadd_ps(av, b0, acc[2 * r]);
+                        acc[2 * r + 1] = _mm256_fmadd_ps(av, b1, acc[2 * r + 1]);
+                    }
+                    ap = ap.add(MR_256);
+                    bp = bp.add(NR);
                 }
-                ap = ap.add(MR_256);
-                bp = bp.add(NR);
             }
             let half_cols = (cols - half * 16).min(16);
             for r in 0..MR_256 {
                 if r >= rows {
                     break;
                 }
-                let p = c.add(r * ldc + half * 16);
-                if half_cols == 16 {
-                    _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), acc[2 * r]));
-                    let p1 = p.add(8);
-                    _mm256_storeu_ps(p1, _mm256_add_ps(_mm256_loadu_ps(p1), acc[2 * r + 1]));
-                } else {
-                    let mut tmp = [0f32; 16];
-                    _mm256_storeu_ps(tmp.as_mut_ptr(), acc[2 * r]);
-                    _mm256_storeu_ps(tmp.as_mut_ptr().add(8), acc[2 * r + 1]);
-                    for (j, v) in tmp.iter().enumerate().take(half_cols) {
-                        *p.add(j) += v;
+                // SAFETY: r < rows and half * 16 + half_cols <= cols: the 16 (or
+                // `half_cols`) floats touched are in row r of the C tile, valid and
+                // ours by the contract; `tmp` is 16 local floats.
+                unsafe {
+                    let p = c.add(r * ldc + half * 16);
+                    if half_cols == 16 {
+                        _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), acc[2 * r]));
+                        let p1 = p.add(8);
+                        _mm256_storeu_ps(p1, _mm256_add_ps(_mm256_loadu_ps(p1), acc[2 * r + 1]));
+                    } else {
+                        let mut tmp = [0f32; 16];
+                        _mm256_storeu_ps(tmp.as_mut_ptr(), acc[2 * r]);
+                        _mm256_storeu_ps(tmp.as_mut_ptr().add(8), acc[2 * r + 1]);
+                        for (j, v) in tmp.iter().enumerate().take(half_cols) {
+                            *p.add(j) += v;
+                        }
                     }
                 }
             }

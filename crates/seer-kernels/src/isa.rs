@@ -28,7 +28,7 @@ impl Isa {
         })
     }
 
-    fn best_supported() -> Isa {
+    pub(crate) fn best_supported() -> Isa {
         #[cfg(target_arch = "x86_64")]
         {
             if std::arch::is_x86_feature_detected!("avx512f") {

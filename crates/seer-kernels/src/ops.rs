@@ -7,28 +7,55 @@ use crate::gemm::Activation;
 use crate::math;
 use crate::SendPtr;
 
-/// Defines `fn $name(args)` whose body is compiled three times (AVX-512, AVX2,
-/// baseline) and picked by [`crate::Isa::detected`]: the bodies are plain loops
-/// that LLVM vectorises for whichever width it is allowed.
+/// Defines `fn $name(args)` (or `unsafe fn`) whose body is compiled three times
+/// (AVX-512, AVX2, baseline) and picked by [`crate::Isa::detected`]: the bodies
+/// are plain loops that LLVM vectorises for whichever width it is allowed.
 macro_rules! multiversion {
     ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $body:block) => {
         $(#[$m])* $vis fn $name($($arg: $ty),*) {
             #[inline(always)]
             fn inner($($arg: $ty),*) $body
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")]
-                unsafe fn wide($($arg: $ty),*) { inner($($arg),*) }
-                #[target_feature(enable = "avx2,fma")]
-                unsafe fn narrow($($arg: $ty),*) { inner($($arg),*) }
-                match $crate::isa::Isa::detected() {
-                    // SAFETY: the CPU supports the features (checked at detection).
-                    $crate::isa::Isa::Avx512 => return unsafe { wide($($arg),*) },
-                    $crate::isa::Isa::Avx2 => return unsafe { narrow($($arg),*) },
-                    $crate::isa::Isa::Portable => {}
-                }
-            }
+            multiversion!(@dispatch $($arg: $ty),*);
             inner($($arg),*)
+        }
+    };
+    ($(#[$m:meta])* $vis:vis unsafe fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $body:block) => {
+        $(#[$m])* $vis unsafe fn $name($($arg: $ty),*) {
+            /// # Safety
+            /// The outer function's.
+            #[inline(always)]
+            unsafe fn inner($($arg: $ty),*) $body
+            multiversion!(@dispatch $($arg: $ty),*);
+            // SAFETY: our caller upholds the outer function's contract, inner's.
+            unsafe { inner($($arg),*) }
+        }
+    };
+    // Returns from the enclosing function with the widest variant the CPU runs;
+    // falls through on the baseline.
+    (@dispatch $($arg:ident : $ty:ty),*) => {
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")]
+            #[allow(unused_unsafe)]
+            unsafe fn wide($($arg: $ty),*) {
+                // SAFETY: for an `unsafe fn`, our caller upholds its contract;
+                // for a safe one, `inner` is safe and the block is empty of ops.
+                unsafe { inner($($arg),*) }
+            }
+            #[target_feature(enable = "avx2,fma")]
+            #[allow(unused_unsafe)]
+            unsafe fn narrow($($arg: $ty),*) {
+                // SAFETY: as in `wide`.
+                unsafe { inner($($arg),*) }
+            }
+            match $crate::isa::Isa::detected() {
+                // SAFETY: the CPU supports the features (checked at detection),
+                // and for an `unsafe fn` our caller upholds its contract.
+                $crate::isa::Isa::Avx512 => return unsafe { wide($($arg),*) },
+                // SAFETY: as above.
+                $crate::isa::Isa::Avx2 => return unsafe { narrow($($arg),*) },
+                $crate::isa::Isa::Portable => {}
+            }
         }
     };
 }
@@ -52,10 +79,12 @@ multiversion! {
     /// (a tile of a larger matrix, in one dispatch).
     ///
     /// # Safety
-    /// The rows must be valid for writes and not accessed by anyone else meanwhile.
-    pub(crate) fn apply_activation_strided(c: *mut f32, ldc: usize, rows: usize, cols: usize, act: Activation) {
+    /// For each `r < rows`, the `cols` floats at `c + r * ldc` must be valid for
+    /// reads and writes, and no one else may access them during the call.
+    pub(crate) unsafe fn apply_activation_strided(c: *mut f32, ldc: usize, rows: usize, cols: usize, act: Activation) {
         for r in 0..rows {
-            // SAFETY: by the caller's contract.
+            // SAFETY: row r < rows: `cols` valid floats that only we access (the
+            // caller's contract); the slice ends with this iteration.
             let row = unsafe { std::slice::from_raw_parts_mut(c.add(r * ldc), cols) };
             match act {
                 Activation::QuickGelu => row.iter_mut().for_each(|v| *v = math::quick_gelu(*v)),
@@ -144,8 +173,10 @@ pub fn attention(qkv: &[f32], shape: AttentionShape, out: &mut [f32]) {
     (0..shape.sequences.len() * heads)
         .into_par_iter()
         .for_each(|task| {
-            // SAFETY: task (sequence, head) writes only its head's columns of its
-            // own rows; sequences do not overlap.
+            // SAFETY: `out` is rows × width floats, borrowed mutably for this
+            // call, and every sequence ends by row `rows` (asserted above). Task
+            // (sequence, head) writes only its head's d columns of its own rows;
+            // sequences do not overlap, so no two tasks write the same float.
             unsafe { attention_head(qkv, &shape, task / heads, task % heads, out_ptr.get()) }
         });
 }
@@ -157,6 +188,13 @@ const QUERY_TILE: usize = 4;
 const LANES: usize = 16;
 const VALUE_BLOCK: usize = 32;
 
+/// One head `h` of sequence `seq`: gathers its queries, keys and values from
+/// `qkv` and writes its `d` output columns of that sequence's rows.
+///
+/// # Safety
+/// `out` points to a row-major buffer of `s.width`-wide rows covering every row
+/// of `s.sequences[seq]`, valid for writes; no one else accesses head `h`'s
+/// columns of those rows during the call.
 unsafe fn attention_head(qkv: &[f32], s: &AttentionShape, seq: usize, h: usize, out: *mut f32) {
     let (start, t) = s.sequences[seq];
     let d = s.width / s.heads;
@@ -200,8 +238,11 @@ unsafe fn attention_head(qkv: &[f32], s: &AttentionShape, seq: usize, h: usize, 
         let keys = visible(QUERY_TILE.min(t - i0) - 1);
         query_tile_context(&probs, tk, &values[..keys * dv], dv, &mut context);
         for r in 0..QUERY_TILE.min(t - i0) {
-            let dst =
-                std::slice::from_raw_parts_mut(out.add((start + i0 + r) * s.width + h * d), d);
+            // SAFETY: row start + i0 + r < start + t, columns h·d..(h+1)·d of it:
+            // inside `out` and ours alone (the caller's contract).
+            let dst = unsafe {
+                std::slice::from_raw_parts_mut(out.add((start + i0 + r) * s.width + h * d), d)
+            };
             dst.copy_from_slice(&context[r * dv..r * dv + d]);
         }
     }

@@ -19,6 +19,8 @@ pub fn f32_gflops() -> Option<f64> {
                 let t = std::time::Instant::now();
                 let s: f32 = (0..threads)
                     .into_par_iter()
+                    // SAFETY: `isa` is the detected level, so the CPU has the
+                    // features of the chain it picks (AVX-512F, or AVX2 + FMA).
                     .map(|_| unsafe {
                         if isa == crate::Isa::Avx512 {
                             x86::chains_512(iters)
@@ -44,6 +46,8 @@ mod x86 {
     /// Independent accumulators: more than FMA latency × FMA units.
     pub const CHAINS: usize = 16;
 
+    /// # Safety
+    /// The CPU must have AVX-512F.
     #[target_feature(enable = "avx512f")]
     pub unsafe fn chains_512(iters: usize) -> f32 {
         let mut acc = [_mm512_set1_ps(0.0); CHAINS];
@@ -56,6 +60,8 @@ mod x86 {
         acc.iter().map(|v| _mm512_reduce_add_ps(*v)).sum()
     }
 
+    /// # Safety
+    /// The CPU must have AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn chains_256(iters: usize) -> f32 {
         let mut acc = [_mm256_set1_ps(0.0); CHAINS];
@@ -68,7 +74,8 @@ mod x86 {
         let mut out = [0f32; 8];
         acc.iter()
             .map(|v| {
-                _mm256_storeu_ps(out.as_mut_ptr(), *v);
+                // SAFETY: `out` is 8 local floats, one ymm register's worth.
+                unsafe { _mm256_storeu_ps(out.as_mut_ptr(), *v) };
                 out.iter().sum::<f32>()
             })
             .sum()

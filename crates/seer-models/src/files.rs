@@ -61,9 +61,10 @@ impl ModelFiles {
     }
 
     pub fn read_config(&self) -> Result<ClipConfig> {
-        let text = std::fs::read_to_string(&self.config).map_err(|e| ModelError::Config {
+        let text = std::fs::read_to_string(&self.config).map_err(|source| ModelError::Io {
             path: self.config.clone(),
-            message: e.to_string(),
+            weights: false,
+            source,
         })?;
         match self.layout {
             Layout::Transformers => ClipConfig::from_transformers_json(&text, &self.config),

@@ -47,8 +47,13 @@ impl SafetensorsFile {
             path: path.to_path_buf(),
             message,
         };
-        let file = File::open(path).map_err(|e| fail(e.to_string()))?;
-        let size = file.metadata().map_err(|e| fail(e.to_string()))?.len();
+        let io = |source| ModelError::Io {
+            path: path.to_path_buf(),
+            weights: true,
+            source,
+        };
+        let file = File::open(path).map_err(io)?;
+        let size = file.metadata().map_err(io)?.len();
         let mut len_bytes = [0u8; 8];
         file.read_exact_at(&mut len_bytes, 0)
             .map_err(|_| fail("file too short for a safetensors header".into()))?;
@@ -59,8 +64,7 @@ impl SafetensorsFile {
             )));
         }
         let mut header = vec![0u8; header_len as usize];
-        file.read_exact_at(&mut header, 8)
-            .map_err(|e| fail(e.to_string()))?;
+        file.read_exact_at(&mut header, 8).map_err(io)?;
         let raw: HashMap<String, serde_json::Value> = serde_json::from_slice(&header)
             .map_err(|e| fail(format!("invalid safetensors header: {e}")))?;
         let data_start = 8 + header_len;

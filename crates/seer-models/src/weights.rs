@@ -219,19 +219,15 @@ impl Weights {
 /// in every process, so runs (f32 against bf16, say) can be compared.
 fn random_normal(name: &str, n: usize, std: f32) -> Vec<f32> {
     // FNV-1a of the name seeds a splitmix64 stream; Box-Muller makes it normal.
-    let mut state = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+    // (Not `Rng::normal`: its uniforms differ slightly, and random models must
+    // stay the same across versions.)
+    let state = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
     });
-    let mut next = move || {
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    };
+    let mut rng = seer_util::Rng::from_state(state);
     (0..n)
         .map(|_| {
-            let (u, v) = (next().max(f64::MIN_POSITIVE), next());
+            let (u, v) = (rng.uniform().max(f64::MIN_POSITIVE), rng.uniform());
             ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32 * std
         })
         .collect()

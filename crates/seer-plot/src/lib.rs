@@ -18,9 +18,10 @@ mod metrics;
 mod render;
 mod scale;
 
-use std::fs::File;
 use std::io::BufWriter;
 use std::path::Path;
+
+use seer_util::fs::{AtomicFile, Durability};
 
 pub use error::PlotError;
 pub use metrics::{read_metrics, Metrics, Series};
@@ -71,29 +72,13 @@ fn save_png(img: &image::RgbImage, path: &Path) -> Result<(), PlotError> {
         path: path.to_path_buf(),
         source,
     };
-    let tmp = match path.file_name() {
-        Some(name) => {
-            let mut name = name.to_os_string();
-            name.push(".tmp");
-            path.with_file_name(name)
-        }
-        None => path.to_path_buf(),
-    };
-    let result = (|| {
-        let mut out = BufWriter::new(File::create(&tmp).map_err(write_err)?);
-        img.write_to(&mut out, image::ImageFormat::Png)
-            .map_err(|source| PlotError::Encode {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        out.into_inner().map_err(|e| write_err(e.into_error()))?;
-        if tmp != path {
-            std::fs::rename(&tmp, path).map_err(write_err)?;
-        }
-        Ok(())
-    })();
-    if result.is_err() && tmp != path {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    let mut file = AtomicFile::create(path, Durability::NoFsync).map_err(write_err)?;
+    let mut out = BufWriter::new(file.file());
+    img.write_to(&mut out, image::ImageFormat::Png)
+        .map_err(|source| PlotError::Encode {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    out.into_inner().map_err(|e| write_err(e.into_error()))?;
+    file.commit().map_err(write_err)
 }

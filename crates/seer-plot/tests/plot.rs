@@ -155,7 +155,12 @@ fn synthetic_run_renders_three_panels_and_loss_goes_down() {
         (summary.width, summary.height),
         (seer_plot::WIDTH, seer_plot::HEIGHT)
     );
-    assert!(!dir.path().join("plot.png.tmp").exists());
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
 
     let img = image::open(&out).expect("decode PNG").to_rgb8();
     assert_eq!(img.dimensions(), (summary.width, summary.height));

@@ -6,9 +6,8 @@
 //! The cache is only looked at after the file itself passed the checks of
 //! [`crate::files`], so no thumbnail outlives the file it shows being served.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use seer_image::DecodeLimits;
 
@@ -79,22 +78,10 @@ impl Cache {
         if !self.usable() {
             return;
         }
-        // A name of its own per writer, created exclusively (never through a
-        // symlink), then renamed into place: readers see a whole file or none.
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let tmp = self.dir.join(format!(
-            ".{}-{}.tmp",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let written = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .and_then(|mut f| f.write_all(png));
-        if written.is_err() || std::fs::rename(&tmp, self.file(hash)).is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
+        // A temporary of its own per writer, created exclusively (never through
+        // a symlink), then renamed into place: readers see a whole file or none.
+        // A cache can be remade, so no fsync; a failed write leaves no temporary.
+        let _ = seer_util::fs::write(self.file(hash), png, seer_util::fs::Durability::NoFsync);
     }
 }
 
@@ -125,6 +112,15 @@ mod tests {
         assert_eq!(cache.get(&a), None);
         cache.put(&a, &png);
         assert_eq!(cache.get(&a), Some(png.clone()));
+        let names: Vec<_> = std::fs::read_dir(index.path().join("thumbnails"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            names,
+            [cache.file(&a).file_name().unwrap()],
+            "no temporary left"
+        );
         assert_eq!(cache.get(&b), None, "another content has no thumbnail yet");
 
         // A `thumbnails` symlink out of the index folder is neither read nor written.

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{file_error, Result};
+use seer_util::fs::{AtomicDir, Durability};
+
+use crate::error::{file_error, io_error, Result};
 use crate::optim::AdamW;
 use crate::params::ParamStore;
 
@@ -44,27 +46,17 @@ pub fn save(
     keep: usize,
 ) -> Result<PathBuf> {
     let root = checkpoints_dir(out);
-    std::fs::create_dir_all(&root).map_err(|e| file_error(&root, e))?;
-    let name = step_dir_name(state.step);
-    let tmp = root.join(format!(".{name}.tmp"));
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| file_error(&tmp, e))?;
-    }
-    std::fs::create_dir_all(&tmp).map_err(|e| file_error(&tmp, e))?;
-    store.save(&tmp.join(MODEL_FILE))?;
-    optimizer.save(store, &tmp.join(OPTIMIZER_FILE))?;
-    let state_path = tmp.join(STATE_FILE);
+    std::fs::create_dir_all(&root).map_err(|e| io_error(&root, e))?;
+    let dest = root.join(step_dir_name(state.step));
+    // A temporary `.step-….tmp` folder, synced and renamed into place: `list`
+    // only sees complete checkpoints, even after a crash.
+    let tmp = AtomicDir::create(&dest, Durability::Fsync).map_err(|e| io_error(&root, e))?;
+    store.save(&tmp.path().join(MODEL_FILE))?;
+    optimizer.save(store, &tmp.path().join(OPTIMIZER_FILE))?;
+    let state_path = tmp.path().join(STATE_FILE);
     let json = serde_json::to_string_pretty(state).map_err(|e| file_error(&state_path, e))?;
-    std::fs::write(&state_path, json).map_err(|e| file_error(&state_path, e))?;
-    for f in [MODEL_FILE, OPTIMIZER_FILE, STATE_FILE] {
-        sync_file(&tmp.join(f))?;
-    }
-    let dest = root.join(&name);
-    if dest.exists() {
-        std::fs::remove_dir_all(&dest).map_err(|e| file_error(&dest, e))?;
-    }
-    std::fs::rename(&tmp, &dest).map_err(|e| file_error(&dest, e))?;
-    sync_dir(&root);
+    std::fs::write(&state_path, json).map_err(|e| io_error(&state_path, e))?;
+    tmp.commit().map_err(|e| io_error(&dest, e))?;
     for (_, old) in list(out)?.into_iter().rev().skip(keep.max(1)) {
         if let Err(e) = std::fs::remove_dir_all(&old) {
             tracing::warn!("could not remove old checkpoint {}: {e}", old.display());
@@ -98,7 +90,7 @@ pub fn latest(out: &Path) -> Result<Option<(PathBuf, CheckpointState)>> {
         return Ok(None);
     };
     let path = dir.join(STATE_FILE);
-    let text = std::fs::read_to_string(&path).map_err(|e| file_error(&path, e))?;
+    let text = std::fs::read_to_string(&path).map_err(|e| io_error(&path, e))?;
     let state = serde_json::from_str(&text).map_err(|e| file_error(&path, e))?;
     Ok(Some((dir, state)))
 }
@@ -112,17 +104,4 @@ pub fn restore(
 ) -> Result<()> {
     store.load_values(&dir.join(MODEL_FILE))?;
     optimizer.load(store, &dir.join(OPTIMIZER_FILE), state.step)
-}
-
-fn sync_file(path: &Path) -> Result<()> {
-    std::fs::File::open(path)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| file_error(path, e))
-}
-
-fn sync_dir(path: &Path) {
-    // Best effort: not every platform can fsync a directory.
-    if let Ok(d) = std::fs::File::open(path) {
-        let _ = d.sync_all();
-    }
 }

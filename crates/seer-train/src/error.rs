@@ -12,6 +12,13 @@ pub enum TrainError {
     Candle(#[from] candle_core::Error),
     #[error("{path}: {message}")]
     File { path: PathBuf, message: String },
+    /// A file operation failed; the message is the I/O error's.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Invalid(String),
     #[error("{0}")]
@@ -24,5 +31,12 @@ pub(crate) fn file_error(path: &Path, message: impl std::fmt::Display) -> TrainE
     TrainError::File {
         path: path.to_path_buf(),
         message: message.to_string(),
+    }
+}
+
+pub(crate) fn io_error(path: &Path, source: std::io::Error) -> TrainError {
+    TrainError::Io {
+        path: path.to_path_buf(),
+        source,
     }
 }

@@ -7,7 +7,9 @@ use std::path::Path;
 use seer_image::PreprocessConfig;
 use serde_json::json;
 
-use crate::error::{file_error, Result};
+use seer_util::fs::{AtomicDir, Durability};
+
+use crate::error::{file_error, io_error, Result};
 use crate::params::ParamStore;
 
 /// Tokenizer file names seer and transformers look for in a model folder.
@@ -28,16 +30,11 @@ pub fn export_model(
     preprocess: &PreprocessConfig,
     tokenizer: Option<&Path>,
 ) -> Result<()> {
-    let parent = dir.parent().unwrap_or(Path::new("."));
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_else(|| "model".into());
-    let tmp = parent.join(format!(".{name}.tmp"));
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| file_error(&tmp, e))?;
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| io_error(parent, e))?;
     }
-    std::fs::create_dir_all(&tmp).map_err(|e| file_error(&tmp, e))?;
+    let staged = AtomicDir::create(dir, Durability::Fsync).map_err(|e| io_error(dir, e))?;
+    let tmp = staged.path();
 
     let mut config = store.config_json().clone();
     if let Some(obj) = config.as_object_mut() {
@@ -51,13 +48,9 @@ pub fn export_model(
         &preprocessor_json(preprocess),
     )?;
     if let Some(tok) = tokenizer {
-        copy_tokenizer(tok, &tmp)?;
+        copy_tokenizer(tok, tmp)?;
     }
-    if dir.exists() {
-        std::fs::remove_dir_all(dir).map_err(|e| file_error(dir, e))?;
-    }
-    std::fs::rename(&tmp, dir).map_err(|e| file_error(dir, e))?;
-    Ok(())
+    staged.commit().map_err(|e| io_error(dir, e))
 }
 
 fn preprocessor_json(p: &PreprocessConfig) -> serde_json::Value {
@@ -89,12 +82,12 @@ fn copy_tokenizer(source: &Path, dest: &Path) -> Result<()> {
     };
     for f in files {
         let Some(name) = f.file_name() else { continue };
-        std::fs::copy(&f, dest.join(name)).map_err(|e| file_error(&f, e))?;
+        std::fs::copy(&f, dest.join(name)).map_err(|e| io_error(&f, e))?;
     }
     Ok(())
 }
 
 fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
     let text = serde_json::to_string_pretty(value).map_err(|e| file_error(path, e))?;
-    std::fs::write(path, text).map_err(|e| file_error(path, e))
+    std::fs::write(path, text).map_err(|e| io_error(path, e))
 }

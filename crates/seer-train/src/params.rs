@@ -10,7 +10,7 @@ use seer_models::config::{ClipConfig, Layout, VisionConfig, VitConfig};
 use seer_models::{ClipModel, Weights};
 use serde_json::Value;
 
-use crate::error::{file_error, Result, TrainError};
+use crate::error::{file_error, io_error, Result, TrainError};
 
 /// Which part of the model a parameter belongs to (what `--lock-*` freezes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -431,7 +431,7 @@ impl Param {
 }
 
 fn read_config(path: &Path) -> Result<(ClipConfig, Value)> {
-    let text = std::fs::read_to_string(path).map_err(|e| file_error(path, e))?;
+    let text = std::fs::read_to_string(path).map_err(|e| io_error(path, e))?;
     let json: Value =
         serde_json::from_str(&text).map_err(|e| file_error(path, format!("invalid JSON: {e}")))?;
     let config = ClipConfig::from_transformers_json(&text, path)?;

@@ -13,7 +13,7 @@ use seer_tokenizer::ClipTokenizer;
 use serde_json::{json, Value};
 
 use crate::checkpoint::{self, CheckpointState};
-use crate::error::{file_error, Result, TrainError};
+use crate::error::{file_error, io_error, Result, TrainError};
 use crate::evaluate::{pair_recall, snapshot_clip, zeroshot_accuracy, LabeledSet, PairSet};
 use crate::export::export_model;
 use crate::loss::{LossKind, Positives};
@@ -131,7 +131,7 @@ pub const MODEL_DIR: &str = "model";
 pub fn train(options: TrainOptions, observer: &mut dyn Observer) -> Result<TrainSummary> {
     let o = &options;
     validate(o)?;
-    std::fs::create_dir_all(&o.out).map_err(|e| file_error(&o.out, e))?;
+    std::fs::create_dir_all(&o.out).map_err(|e| io_error(&o.out, e))?;
     let mut store = match &o.init {
         ModelInit::Scratch { config } => {
             let s = ParamStore::from_scratch(config, o.seed, &o.device)?;
@@ -204,9 +204,9 @@ pub fn train(options: TrainOptions, observer: &mut dyn Observer) -> Result<Train
         .create(true)
         .append(true)
         .open(o.out.join(METRICS_FILE))
-        .map_err(|e| file_error(&o.out.join(METRICS_FILE), e))?;
+        .map_err(|e| io_error(&o.out.join(METRICS_FILE), e))?;
     let mut write_metric = |v: Value| -> Result<()> {
-        writeln!(metrics, "{v}").map_err(|e| file_error(&o.out.join(METRICS_FILE), e))
+        writeln!(metrics, "{v}").map_err(|e| io_error(&o.out.join(METRICS_FILE), e))
     };
 
     let start = Instant::now();
@@ -401,5 +401,5 @@ fn truncate_metrics(path: &Path, step: u64) -> Result<()> {
         })
         .map(|l| format!("{l}\n"))
         .collect();
-    std::fs::write(path, kept).map_err(|e| file_error(path, e))
+    std::fs::write(path, kept).map_err(|e| io_error(path, e))
 }

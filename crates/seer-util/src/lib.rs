@@ -1,0 +1,12 @@
+//! Small helpers with no domain of their own that several seer crates need, kept
+//! here so there is one of each: seer-ann and seer-plot depend on no other seer
+//! crate, so the lowest shared crate has to be a new one.
+//!
+//! - [`fs`]: write a file or a folder atomically (temp beside it, then rename).
+//! - [`rng`]: the deterministic splitmix64 generator behind shuffles,
+//!   augmentations, initial weights and HNSW levels.
+
+pub mod fs;
+pub mod rng;
+
+pub use rng::Rng;
