@@ -18,6 +18,6 @@ pub use embed::{collect_image_paths, EmbedOptions, ImageEmbedding};
 pub use error::{EngineError, Result};
 pub use loader::{Clip, DeviceChoice, LoadOptions};
 pub use registry::{Family, FAMILIES};
-pub use tasks::{ImageEncoder, LoadedModel, ScoreRule, TextEncoder};
 pub use seer_models::Precision;
+pub use tasks::{ImageEncoder, LoadedModel, ScoreRule, TextEncoder};
 pub use zeroshot::{Prediction, ZeroShotClassifier};

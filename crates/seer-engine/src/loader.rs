@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use seer_image::PreprocessConfig;
-use seer_models::{l2_normalize, ClipModel, Device, Layout, ModelFiles, Precision, Tensor, TextPadding};
+use seer_models::{
+    l2_normalize, ClipModel, Device, Layout, ModelFiles, Precision, Tensor, TextPadding,
+};
 use seer_tokenizer::ClipTokenizer;
 
 use crate::error::{file_error, EngineError, Result};
@@ -125,7 +127,12 @@ impl Clip {
     }
 
     /// Embeds preprocessed pixels: `pixels` holds `n` CHW images back to back.
-    pub fn embed_pixels(&self, pixels: Vec<f32>, n: usize, normalize: bool) -> Result<Vec<Vec<f32>>> {
+    pub fn embed_pixels(
+        &self,
+        pixels: Vec<f32>,
+        n: usize,
+        normalize: bool,
+    ) -> Result<Vec<Vec<f32>>> {
         ImageEncoder::embed_pixels(self, pixels, n, normalize)
     }
 

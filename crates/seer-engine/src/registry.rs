@@ -143,11 +143,14 @@ fn read_json(path: &Path) -> Result<Value> {
 /// Loads the model in `dir` with its family's loader.
 pub fn load_dir(dir: &Path, options: &LoadOptions) -> Result<LoadedModel> {
     let detected = detect(dir)?;
-    let load = detected.family.load.ok_or_else(|| EngineError::FamilyNotBuilt {
-        path: detected.file.clone(),
-        model_type: detected.model_type.clone(),
-        family: detected.family.name,
-    })?;
+    let load = detected
+        .family
+        .load
+        .ok_or_else(|| EngineError::FamilyNotBuilt {
+            path: detected.file.clone(),
+            model_type: detected.model_type.clone(),
+            family: detected.family.name,
+        })?;
     let mut model = load(dir, options)?;
     model.family = detected.family.name;
     Ok(model)
@@ -211,7 +214,10 @@ mod tests {
     fn unknown_and_unbuilt_families_are_clear_errors() {
         let dir = folder("config.json", r#"{"model_type": "blip"}"#);
         let err = detect(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("'blip'") && err.contains("config.json"), "{err}");
+        assert!(
+            err.contains("'blip'") && err.contains("config.json"),
+            "{err}"
+        );
         assert!(err.contains("dinov2"), "names what is known: {err}");
 
         let dir = folder("config.json", r#"{"model_type": "dinov2"}"#);
@@ -226,6 +232,9 @@ mod tests {
 
         let dir = folder("config.json", "{");
         let err = detect(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("config.json") && err.contains("invalid JSON"), "{err}");
+        assert!(
+            err.contains("config.json") && err.contains("invalid JSON"),
+            "{err}"
+        );
     }
 }

@@ -125,12 +125,12 @@ impl LoadedModel {
 
     /// The text tower, or an error saying that this model only embeds images.
     pub fn text(&self) -> Result<&dyn TextEncoder> {
-        self.text.as_deref().ok_or_else(|| {
-            EngineError::NoTextTower {
+        self.text
+            .as_deref()
+            .ok_or_else(|| EngineError::NoTextTower {
                 model: self.id.clone(),
                 family: self.family,
-            }
-        })
+            })
     }
 
     /// Length of its embeddings.

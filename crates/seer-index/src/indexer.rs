@@ -327,10 +327,7 @@ fn prepare(
         height: Some(decoded.height()),
         taken_at: capture_time(&bytes),
     };
-    Ok((
-        encoder.preprocess(&decoded),
-        record,
-    ))
+    Ok((encoder.preprocess(&decoded), record))
 }
 
 /// EXIF DateTimeOriginal (or DateTime) as "YYYY-MM-DD HH:MM:SS", when present.

@@ -95,12 +95,14 @@ pub fn query_vector(
                 continue;
             }
             let mut first_error = None;
-            loaded.image()?.embed_image_files(images, &options, |o| match o.result {
-                Ok(v) => add(&v, sign),
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
-            })?;
+            loaded
+                .image()?
+                .embed_image_files(images, &options, |o| match o.result {
+                    Ok(v) => add(&v, sign),
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                })?;
             if let Some(e) = first_error {
                 return Err(e.into());
             }

@@ -183,3 +183,83 @@ impl Searcher {
         Ok(hits)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{write, FileRecord};
+
+    /// An index of 40 unit vectors in 8-d for model "m", paths `/p/{i}.jpg`.
+    fn store_with_vectors(dir: &std::path::Path) -> (Store, ModelInfo) {
+        let mut store = Store::open(dir).unwrap();
+        let tx = store.transaction().unwrap();
+        let model = write::model_id(&tx, "m", 8).unwrap();
+        for i in 0..40u32 {
+            let v: Vec<f32> = (0..8)
+                .map(|d| ((i * 31 + d * 17) % 23) as f32 - 11.0)
+                .collect();
+            let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            let v: Vec<f32> = v.iter().map(|x| x / n).collect();
+            let file = FileRecord {
+                path: format!("/p/{i}.jpg"),
+                ..Default::default()
+            };
+            let id = write::upsert_file(&tx, &file).unwrap();
+            write::put_embedding(&tx, id, model, crate::Encoding::F32, &v).unwrap();
+        }
+        write::bump_generation(&tx).unwrap();
+        tx.commit().unwrap();
+        let info = store.choose_model(Some("m")).unwrap();
+        (store, info)
+    }
+
+    fn options(ann_threshold: usize, resident: bool) -> SearcherOptions {
+        SearcherOptions {
+            ann_threshold,
+            resident,
+        }
+    }
+
+    #[test]
+    fn the_threshold_and_the_graphs_generation_decide_the_search() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, model) = store_with_vectors(dir.path());
+        crate::ann::sync(&store, &model, 10).unwrap();
+
+        let exact = Searcher::open(&store, model.clone(), options(1000, false)).unwrap();
+        assert!(!exact.is_approximate());
+        let query = exact.vector_of_id(1).unwrap().to_vec();
+        let search = SearchOptions {
+            k: 5,
+            ..Default::default()
+        };
+        let want = exact.rank(&store, &query, &search, None).unwrap();
+        assert_eq!(want.len(), 5);
+        assert_eq!(want[0].path, "/p/0.jpg");
+        for resident in [false, true] {
+            let approx = Searcher::open(&store, model.clone(), options(10, resident)).unwrap();
+            assert!(approx.is_approximate());
+            assert_eq!(approx.vectors().is_some(), resident);
+            let got = approx.rank(&store, &query, &search, None).unwrap();
+            let paths = |h: &[Hit]| h.iter().map(|h| h.path.clone()).collect::<Vec<_>>();
+            assert_eq!(paths(&got), paths(&want), "resident {resident}");
+            // The one filtered ranking: the keep filter and the exclusion agree.
+            let keep = |id: i64| id != want[0].id;
+            let kept = approx.rank(&store, &query, &search, Some(&keep)).unwrap();
+            let excluded = approx
+                .rank_excluding(&store, &query, &search, &[want[0].path.clone()])
+                .unwrap();
+            assert_eq!(kept.len(), 5);
+            assert_eq!(paths(&kept[..4]), paths(&want[1..]));
+            assert_eq!(paths(&kept), paths(&excluded));
+        }
+
+        // A commit the graph has not seen: exact search until the next sync.
+        let tx = store.transaction().unwrap();
+        write::bump_generation(&tx).unwrap();
+        tx.commit().unwrap();
+        let stale = Searcher::open(&store, model, options(10, false)).unwrap();
+        assert!(!stale.is_approximate());
+        assert_eq!(stale.generation(), store.generation().unwrap());
+    }
+}

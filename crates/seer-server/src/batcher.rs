@@ -45,7 +45,12 @@ pub enum SubmitError {
 }
 
 impl Batcher {
-    pub fn start(model: LoadedModel, max_batch: usize, max_wait: Duration, capacity: usize) -> Self {
+    pub fn start(
+        model: LoadedModel,
+        max_batch: usize,
+        max_wait: Duration,
+        capacity: usize,
+    ) -> Self {
         let (tx, rx) = sync_channel(capacity.max(1));
         let depth = Arc::new(AtomicUsize::new(0));
         let stats = Arc::new(BatchStats::default());

@@ -392,9 +392,9 @@ async fn run_search(
         // "More like this" never answers with the photo it started from.
         let keep = |id: i64| {
             Some(id) != like
-                && dates.as_ref().is_none_or(|d| {
-                    d.contains(searched.taken.get(&id).map(String::as_str))
-                })
+                && dates
+                    .as_ref()
+                    .is_none_or(|d| d.contains(searched.taken.get(&id).map(String::as_str)))
         };
         let filtered = like.is_some() || dates.is_some();
         let mut hits =
