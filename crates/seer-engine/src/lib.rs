@@ -4,6 +4,7 @@
 //! The command line, the index and the server are thin layers over this crate.
 
 pub mod dataset;
+pub mod dinov2;
 pub mod embed;
 pub mod error;
 pub mod eval;

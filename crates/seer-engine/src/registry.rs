@@ -35,7 +35,7 @@ pub static FAMILIES: &[Family] = &[
     Family {
         name: "dinov2",
         model_types: &["dinov2", "dinov2_with_registers"],
-        load: None,
+        load: Some(load_dinov2),
     },
     Family {
         name: "siglip",
@@ -46,6 +46,10 @@ pub static FAMILIES: &[Family] = &[
 
 fn load_clip(dir: &Path, options: &LoadOptions) -> Result<LoadedModel> {
     Ok(Clip::load_dir(dir, options)?.into_loaded())
+}
+
+fn load_dinov2(dir: &Path, options: &LoadOptions) -> Result<LoadedModel> {
+    Ok(crate::dinov2::Dinov2::load_dir(dir, options)?.into_loaded(dir.display().to_string()))
 }
 
 /// What identified a folder's family: the file read and the `model_type` in it.
@@ -220,13 +224,13 @@ mod tests {
         );
         assert!(err.contains("dinov2"), "names what is known: {err}");
 
-        let dir = folder("config.json", r#"{"model_type": "dinov2"}"#);
+        let dir = folder("config.json", r#"{"model_type": "siglip2"}"#);
         let err = LoadedModel::load_dir(dir.path(), &LoadOptions::default())
             .err()
             .unwrap()
             .to_string();
         assert!(
-            err.contains("dinov2") && err.contains("not supported yet"),
+            err.contains("siglip2") && err.contains("not supported yet"),
             "{err}"
         );
 
