@@ -28,7 +28,7 @@ impl Dinov2 {
         let preprocess = PreprocessConfig::from_bit_preprocessor_config(&text)
             .map_err(|e| file_error(&path, e))?;
         let patch = model.config().patch_size;
-        if preprocess.crop_size as usize % patch != 0 {
+        if !(preprocess.crop_size as usize).is_multiple_of(patch) {
             return Err(file_error(
                 &path,
                 format!(

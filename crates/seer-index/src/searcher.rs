@@ -46,7 +46,7 @@ enum Backend {
     Exact(VectorSet),
     /// The HNSW graph; the vectors too when resident.
     Graph {
-        graph: Hnsw,
+        graph: Box<Hnsw>,
         vectors: Option<VectorSet>,
     },
 }
@@ -73,7 +73,10 @@ impl Searcher {
                     true => Some(store.load_vectors(&model)?),
                     false => None,
                 };
-                Backend::Graph { graph, vectors }
+                Backend::Graph {
+                    graph: Box::new(graph),
+                    vectors,
+                }
             }
             None => {
                 tracing::debug!("searching {} vectors exactly", model.vectors);
