@@ -21,12 +21,20 @@ struct Kernels {
     name: &'static str,
 }
 
+static PORTABLE_ONLY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Uses the portable kernels for the rest of the process (the CLI's
+/// `$SEER_ANN_NO_SIMD`); takes effect only before the first dot product.
+pub fn force_portable() {
+    PORTABLE_ONLY.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 fn kernels() -> &'static Kernels {
     static K: OnceLock<Kernels> = OnceLock::new();
     K.get_or_init(|| {
         #[cfg(target_arch = "x86_64")]
         {
-            if std::env::var_os("SEER_ANN_NO_SIMD").is_none()
+            if !PORTABLE_ONLY.load(std::sync::atomic::Ordering::Relaxed)
                 && is_x86_feature_detected!("avx2")
                 && is_x86_feature_detected!("fma")
                 && is_x86_feature_detected!("f16c")

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use seer_engine::{Clip, DeviceChoice, EmbedOptions, LoadOptions, Precision};
+use seer_engine::{DeviceChoice, EmbedOptions, LoadOptions, LoadedModel, Precision};
 use seer_image::DecodeLimits;
 
 /// The model a command uses when none is named.
@@ -28,7 +28,7 @@ impl std::ops::Deref for ModelArgs {
 }
 
 impl ModelArgs {
-    pub fn load(&self) -> anyhow::Result<Clip> {
+    pub fn load(&self) -> anyhow::Result<LoadedModel> {
         self.run.load(&self.model)
     }
 
@@ -65,8 +65,9 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
-    /// Loads `spec` (a folder, an alias or a hub id) with these options.
-    pub fn load(&self, spec: &str) -> anyhow::Result<Clip> {
+    /// Loads `spec` (a folder, an alias or a hub id) with these options, with
+    /// the loader of its family (see `seer_engine::registry`).
+    pub fn load(&self, spec: &str) -> anyhow::Result<LoadedModel> {
         configure_threads(self.threads)?;
         let options = LoadOptions {
             tokenizer: self.tokenizer.clone(),
@@ -74,7 +75,7 @@ impl RunArgs {
             device: DeviceChoice::parse(&self.device)?,
             precision: self.precision,
         };
-        Clip::load(spec, &options).with_context(|| format!("cannot load model '{spec}'"))
+        LoadedModel::load(spec, &options).with_context(|| format!("cannot load model '{spec}'"))
     }
 
     pub fn embed_options(&self, normalize: bool) -> anyhow::Result<EmbedOptions> {
@@ -111,6 +112,18 @@ pub struct IndexArgs {
     pub model: Option<String>,
     #[command(flatten)]
     pub run: RunArgs,
+    #[command(flatten)]
+    pub ann: AnnArgs,
+}
+
+/// When search switches to the approximate index: a tuning knob (and a way for
+/// tests to reach it with a few photos), hidden from `--help`.
+#[derive(Args, Clone, Copy, Debug)]
+pub struct AnnArgs {
+    /// Search a model with at least this many vectors with its approximate
+    /// (HNSW) index, and keep that index up to date when indexing.
+    #[arg(long, hide = true, env = "SEER_ANN_THRESHOLD", default_value_t = seer_index::ann::ANN_THRESHOLD)]
+    pub ann_threshold: usize,
 }
 
 impl IndexArgs {
@@ -124,14 +137,24 @@ impl IndexArgs {
     }
 
     /// Loads the model an index's vectors were made with (its recorded name).
-    pub fn load_clip(&self, name: &str) -> anyhow::Result<Clip> {
+    pub fn load_model(&self, name: &str) -> anyhow::Result<LoadedModel> {
         self.run.load(name)
     }
 }
 
 /// `--index`, else `$SEER_INDEX` (via clap), else the default location.
 pub fn index_dir(arg: &Option<PathBuf>) -> PathBuf {
-    arg.clone().unwrap_or_else(seer_index::default_index_dir)
+    arg.clone().unwrap_or_else(default_index_dir)
+}
+
+/// The default index folder: `$XDG_DATA_HOME/seer/index`, else
+/// `~/.local/share/seer/index` (`$SEER_INDEX` arrives through clap as `--index`).
+fn default_index_dir() -> PathBuf {
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    data.join("seer").join("index")
 }
 
 /// Sizes the shared thread pool used by decoding and by candle's CPU kernels.

@@ -28,6 +28,34 @@ struct Cli {
         default_value_t = seer_image::DEFAULT_DECODE_MEMORY >> 20
     )]
     decode_memory: u64,
+    /// Never use the network: models must be local folders or in the Hugging
+    /// Face cache (also `HF_HUB_OFFLINE=1`, as Python tools read it).
+    #[arg(
+        long,
+        global = true,
+        env = "HF_HUB_OFFLINE",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    offline: bool,
+    /// Highest instruction set the CPU kernels use: portable, avx2 or avx512
+    /// (to compare kernels or rule one out).
+    #[arg(long, global = true, hide = true, env = "SEER_ISA", value_parser = parse_isa)]
+    isa: Option<seer_kernels::Isa>,
+    /// Portable dot products in the vector search (no AVX2).
+    #[arg(
+        long,
+        global = true,
+        hide = true,
+        env = "SEER_ANN_NO_SIMD",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    ann_no_simd: bool,
+}
+
+fn parse_isa(s: &str) -> Result<seer_kernels::Isa, String> {
+    seer_kernels::Isa::parse(s).ok_or_else(|| format!("unknown ISA '{s}' (portable, avx2, avx512)"))
 }
 
 #[derive(Subcommand)]
@@ -83,6 +111,14 @@ fn main() -> std::process::ExitCode {
         .init();
     let cli = Cli::parse();
     seer_image::DecodeBudget::global().set_capacity(cli.decode_memory.saturating_mul(1 << 20));
+    // Process-wide settings the libraries take as calls, not from the environment.
+    seer_hub::set_offline(cli.offline);
+    if let Some(isa) = cli.isa {
+        seer_kernels::Isa::limit(isa);
+    }
+    if cli.ann_no_simd {
+        seer_ann::simd::force_portable();
+    }
     let result = match cli.command {
         Command::Embed(args) => commands::embed::run(args),
         Command::Classify(args) => commands::classify::run(args),

@@ -809,3 +809,62 @@ fn a_file_replaced_by_a_symlink_out_of_the_folder_leaves_the_index() {
         "{status}"
     );
 }
+
+/// An image-only model (the DINOv2 fixture) next to CLIP in one index: it
+/// indexes and serves `--like` and `--image`; text search, classify and
+/// `embed --text` say that text needs a text tower.
+#[test]
+fn an_image_only_model_serves_image_queries_and_refuses_text() {
+    let photos = photo_folder(6);
+    let idx = tempfile::tempdir().unwrap();
+    let dino = seer_testkit::repo_root()
+        .join("fixtures/families/dinov2-tiny")
+        .display()
+        .to_string();
+    index_json(idx.path(), photos.path(), "openclip-vit");
+    ok(seer(
+        idx.path(),
+        &["index", photos.path().to_str().unwrap(), "--model", &dino],
+    ));
+    let mut files: Vec<PathBuf> = walk(photos.path());
+    files.sort();
+    let like = files[0].to_str().unwrap();
+    let hits = ok(seer(
+        idx.path(),
+        &["search", "--model", &dino, "--like", like, "--json"],
+    ));
+    assert_eq!(hits.lines().count(), 5, "{hits}");
+    assert!(!hits.contains(like));
+    let by_image = ok(seer(
+        idx.path(),
+        &["search", "--model", &dino, "--image", like, "-k", "1"],
+    ));
+    assert!(by_image.contains(like), "{by_image}");
+
+    for args in [
+        vec!["search", "--model", &dino, "a dog"],
+        vec!["classify", like, "--model", &dino, "--labels", "dog,cat"],
+        vec!["embed", "--model", &dino, "--text", "a dog"],
+    ] {
+        let o = seer(idx.path(), &args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("embeds images only") && err.contains("text tower"),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

@@ -9,10 +9,9 @@ use std::sync::mpsc;
 
 use rayon::prelude::*;
 use seer_image::DecodeLimits;
-use seer_models::{l2_normalize, Tensor, TextPadding};
 
 use crate::error::{EngineError, Result};
-use crate::loader::Clip;
+use crate::tasks::{ImageEncoder, TextEncoder};
 
 #[derive(Clone, Debug)]
 pub struct EmbedOptions {
@@ -40,43 +39,18 @@ pub struct ImageEmbedding {
     pub result: std::result::Result<Vec<f32>, EngineError>,
 }
 
-impl Clip {
-    /// Embeds texts in batches; each batch is padded only to its longest text.
+impl dyn TextEncoder + '_ {
+    /// Embeds texts in model batches of `options.batch_size`.
     pub fn embed_texts(&self, texts: &[String], options: &EmbedOptions) -> Result<Vec<Vec<f32>>> {
         let mut out = Vec::with_capacity(texts.len());
         for chunk in texts.chunks(options.batch_size.max(1)) {
-            let tokens: Vec<Vec<u32>> = chunk.iter().map(|t| self.tokenize(t)).collect();
-            let features = self.model.encode_texts(&tokens, TextPadding::Longest)?;
-            out.extend(self.finish(features, options.normalize)?);
+            out.extend(self.embed_text_batch(chunk, options.normalize)?);
         }
         Ok(out)
     }
+}
 
-    /// Embeds preprocessed pixels: `pixels` holds `n` CHW images back to back.
-    pub fn embed_pixels(
-        &self,
-        pixels: Vec<f32>,
-        n: usize,
-        normalize: bool,
-    ) -> Result<Vec<Vec<f32>>> {
-        let s = self.model.image_size();
-        let batch = Tensor::from_vec(pixels, (n, 3, s, s), self.model.device())
-            .map_err(seer_models::ModelError::from)?;
-        let features = self.model.encode_images(&batch)?;
-        self.finish(features, normalize)
-    }
-
-    fn finish(&self, features: Tensor, normalize: bool) -> Result<Vec<Vec<f32>>> {
-        let features = if normalize {
-            l2_normalize(&features).map_err(seer_models::ModelError::from)?
-        } else {
-            features
-        };
-        Ok(features
-            .to_vec2::<f32>()
-            .map_err(seer_models::ModelError::from)?)
-    }
-
+impl dyn ImageEncoder + '_ {
     /// Embeds image files, calling `on_result` once per file in input order.
     /// Returns an error only when the model itself fails (not for bad files).
     pub fn embed_image_files(
@@ -85,10 +59,9 @@ impl Clip {
         options: &EmbedOptions,
         mut on_result: impl FnMut(ImageEmbedding),
     ) -> Result<()> {
-        let prepare = |path: &PathBuf| {
-            seer_image::load_and_preprocess(path, &self.preprocess, &options.limits)
-                .map(|pixels| (pixels, ()))
-                .map_err(EngineError::from)
+        let prepare = |path: &PathBuf| -> Result<(Vec<f32>, ())> {
+            let decoded = seer_image::decode_file_full(path, &options.limits)?;
+            Ok((self.preprocess(&decoded), ()))
         };
         self.embed_prepared(paths, options, prepare, |index, result| {
             on_result(ImageEmbedding {
@@ -99,11 +72,12 @@ impl Clip {
         })
     }
 
-    /// The pipeline behind [`Clip::embed_image_files`], for callers that need more
-    /// from each file than its pixels: `prepare` turns an item into normalised
-    /// pixels (`3 x size x size`, CHW) plus anything it learnt on the way (a hash,
-    /// dimensions), in parallel on all cores and one batch ahead of the model;
-    /// `on_result` receives `(item index, embedding and extra)` in input order.
+    /// The pipeline behind [`embed_image_files`](#method.embed_image_files), for
+    /// callers that need more from each file than its pixels: `prepare` turns an
+    /// item into preprocessed pixels ([`ImageEncoder::pixels_len`] floats) plus
+    /// anything it learnt on the way (a hash, dimensions), in parallel on all
+    /// cores and one batch ahead of the model; `on_result` receives `(item index,
+    /// embedding and extra)` in input order.
     pub fn embed_prepared<T: Sync, X: Send>(
         &self,
         items: &[T],
@@ -112,7 +86,7 @@ impl Clip {
         mut on_result: impl FnMut(usize, Result<(Vec<f32>, X)>),
     ) -> Result<()> {
         let batch_size = options.batch_size.max(1);
-        let image_len = 3 * self.model.image_size().pow(2);
+        let image_len = self.pixels_len();
         let (tx, rx) = mpsc::sync_channel::<PreparedBatch<X>>(1);
         std::thread::scope(|scope| {
             let prepare = &prepare;

@@ -27,6 +27,23 @@ pub enum EngineError {
 
     #[error("{0}")]
     Invalid(String),
+
+    #[error("model '{model}' ({family}) embeds images only: text queries and zero-shot labels need a model with a text tower (CLIP, SigLIP); it still serves image queries and \"more like this\"")]
+    NoTextTower { model: String, family: &'static str },
+
+    #[error("{path}: unknown model_type '{model_type}' (seer reads: {known})")]
+    UnknownFamily {
+        path: PathBuf,
+        model_type: String,
+        known: String,
+    },
+
+    #[error("{path}: model_type '{model_type}' is a {family} model, which is not supported yet in this build")]
+    FamilyNotBuilt {
+        path: PathBuf,
+        model_type: String,
+        family: &'static str,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, EngineError>;

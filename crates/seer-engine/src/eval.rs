@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use crate::dataset::LabeledImage;
 use crate::embed::EmbedOptions;
 use crate::error::Result;
-use crate::loader::Clip;
+use crate::tasks::ImageEncoder;
 use crate::zeroshot::ZeroShotClassifier;
 
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -29,7 +29,7 @@ pub struct ZeroShotReport {
 
 /// Classifies every image, calling `on_progress` after each one.
 pub fn evaluate_zeroshot(
-    clip: &Clip,
+    image: &dyn ImageEncoder,
     classifier: &ZeroShotClassifier,
     items: &[LabeledImage],
     options: &EmbedOptions,
@@ -45,7 +45,7 @@ pub fn evaluate_zeroshot(
         normalize: true,
         ..options.clone()
     };
-    clip.embed_image_files(&paths, &options, |outcome| {
+    image.embed_image_files(&paths, &options, |outcome| {
         on_progress();
         let truth = items[outcome.index].class_index;
         match outcome.result {

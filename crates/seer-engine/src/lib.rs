@@ -1,18 +1,24 @@
-//! seer's engine: turns a model spec into a loaded [`Clip`] and puts it to work
+//! seer's engine: turns a model spec into a [`LoadedModel`] (through the family
+//! [`registry`]) and puts it to work behind the task traits in [`tasks`]
 //! (embedding files and texts in batches, zero-shot classification, evaluation).
-//! The command line is a thin layer over this crate.
+//! The command line, the index and the server are thin layers over this crate.
 
 pub mod dataset;
+pub mod dinov2;
 pub mod embed;
 pub mod error;
 pub mod eval;
 pub mod loader;
 pub mod prompts;
+pub mod registry;
 pub mod retrieval;
+pub mod tasks;
 pub mod zeroshot;
 
 pub use embed::{collect_image_paths, EmbedOptions, ImageEmbedding};
 pub use error::{EngineError, Result};
 pub use loader::{Clip, DeviceChoice, LoadOptions};
+pub use registry::{Family, FAMILIES};
 pub use seer_models::Precision;
+pub use tasks::{ImageEncoder, LoadedModel, ScoreRule, TextEncoder};
 pub use zeroshot::{Prediction, ZeroShotClassifier};

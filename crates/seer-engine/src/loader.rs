@@ -5,10 +5,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use seer_image::PreprocessConfig;
-use seer_models::{ClipModel, Device, Layout, ModelFiles, Precision};
+use seer_models::{
+    l2_normalize, ClipModel, Device, Layout, ModelFiles, Precision, Tensor, TextPadding,
+};
 use seer_tokenizer::ClipTokenizer;
 
 use crate::error::{file_error, EngineError, Result};
+use crate::tasks::{ImageEncoder, LoadedModel, ScoreRule, TextEncoder};
 
 /// Where a tokenizer comes from when the model folder has none (open_clip folders
 /// often do not): all OpenAI-derived CLIP models share this vocabulary.
@@ -16,7 +19,8 @@ const FALLBACK_TOKENIZER_REPO: &str = "openai/clip-vit-base-patch32";
 
 #[derive(Clone, Debug, Default)]
 pub struct LoadOptions {
-    /// Use this tokenizer file instead of looking in the model folder.
+    /// Use this tokenizer file instead of looking in the model folder (the CLI
+    /// fills it from `--tokenizer` or `$SEER_TOKENIZER`).
     pub tokenizer: Option<PathBuf>,
     /// Show download progress bars.
     pub progress: bool,
@@ -59,7 +63,9 @@ impl DeviceChoice {
     }
 }
 
-/// A loaded CLIP model with its tokenizer and preprocessing.
+/// A loaded CLIP model with its tokenizer and preprocessing: the CLIP family's
+/// [`ImageEncoder`] and [`TextEncoder`]. Commands hold it as a [`LoadedModel`];
+/// training and `seer bench` use it directly.
 pub struct Clip {
     /// The hub id or folder the model came from.
     pub id: String,
@@ -110,14 +116,105 @@ impl Clip {
     pub fn tokenize(&self, text: &str) -> Vec<u32> {
         self.tokenizer.encode(text, self.model.context_length())
     }
+
+    /// Embeds texts in batches; each batch is padded only to its longest text.
+    pub fn embed_texts(
+        &self,
+        texts: &[String],
+        options: &crate::EmbedOptions,
+    ) -> Result<Vec<Vec<f32>>> {
+        (self as &dyn TextEncoder).embed_texts(texts, options)
+    }
+
+    /// Embeds preprocessed pixels: `pixels` holds `n` CHW images back to back.
+    pub fn embed_pixels(
+        &self,
+        pixels: Vec<f32>,
+        n: usize,
+        normalize: bool,
+    ) -> Result<Vec<Vec<f32>>> {
+        ImageEncoder::embed_pixels(self, pixels, n, normalize)
+    }
+
+    /// Embeds image files (see [`ImageEncoder`]'s pipeline in `embed.rs`).
+    pub fn embed_image_files(
+        &self,
+        paths: &[PathBuf],
+        options: &crate::EmbedOptions,
+        on_result: impl FnMut(crate::ImageEmbedding),
+    ) -> Result<()> {
+        (self as &dyn ImageEncoder).embed_image_files(paths, options, on_result)
+    }
+
+    /// This model as the commands hold it.
+    pub fn into_loaded(self) -> LoadedModel {
+        let id = self.id.clone();
+        let clip = Arc::new(self);
+        LoadedModel {
+            id,
+            family: crate::registry::CLIP,
+            image: Some(clip.clone()),
+            text: Some(clip),
+        }
+    }
+
+    fn finish(&self, features: Tensor, normalize: bool) -> Result<Vec<Vec<f32>>> {
+        let features = if normalize {
+            l2_normalize(&features).map_err(seer_models::ModelError::from)?
+        } else {
+            features
+        };
+        Ok(features
+            .to_vec2::<f32>()
+            .map_err(seer_models::ModelError::from)?)
+    }
+}
+
+impl ImageEncoder for Clip {
+    fn embed_dim(&self) -> usize {
+        self.model.embed_dim()
+    }
+
+    fn preprocess_config(&self) -> &PreprocessConfig {
+        &self.preprocess
+    }
+
+    fn embed_pixels(&self, pixels: Vec<f32>, n: usize, normalize: bool) -> Result<Vec<Vec<f32>>> {
+        let s = self.model.image_size();
+        let batch = Tensor::from_vec(pixels, (n, 3, s, s), self.model.device())
+            .map_err(seer_models::ModelError::from)?;
+        let features = self.model.encode_images(&batch)?;
+        self.finish(features, normalize)
+    }
+}
+
+impl TextEncoder for Clip {
+    fn embed_dim(&self) -> usize {
+        self.model.embed_dim()
+    }
+
+    fn tokenize(&self, text: &str) -> Vec<u32> {
+        Clip::tokenize(self, text)
+    }
+
+    /// Padded to the batch's longest text: CLIP pools at the end token, so the
+    /// padding length does not change the embedding.
+    fn embed_text_batch(&self, texts: &[String], normalize: bool) -> Result<Vec<Vec<f32>>> {
+        let tokens: Vec<Vec<u32>> = texts.iter().map(|t| self.tokenize(t)).collect();
+        let features = self.model.encode_texts(&tokens, TextPadding::Longest)?;
+        self.finish(features, normalize)
+    }
+
+    fn score_rule(&self) -> ScoreRule {
+        ScoreRule::Softmax {
+            scale: self.model.logit_scale(),
+        }
+    }
 }
 
 fn load_tokenizer(files: &ModelFiles, options: &LoadOptions) -> Result<ClipTokenizer> {
     if let Some(path) = &options.tokenizer {
         return Ok(ClipTokenizer::from_file(path)?);
-    }
-    if let Ok(path) = std::env::var("SEER_TOKENIZER") {
-        return Ok(ClipTokenizer::from_file(Path::new(&path))?);
     }
     if let Some(tok) = ClipTokenizer::from_dir(&files.dir)? {
         return Ok(tok);

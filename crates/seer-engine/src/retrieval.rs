@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::embed::EmbedOptions;
 use crate::error::{file_error, io_error, Result};
-use crate::loader::Clip;
+use crate::tasks::LoadedModel;
 use crate::zeroshot::dot;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,8 +72,9 @@ pub struct RetrievalReport {
     pub failures: Vec<(PathBuf, String)>,
 }
 
+/// Needs both towers: an image-only model is refused before any embedding.
 pub fn evaluate_retrieval(
-    clip: &Clip,
+    model: &LoadedModel,
     items: &[CaptionedImage],
     ks: &[usize],
     options: &EmbedOptions,
@@ -82,10 +83,11 @@ pub fn evaluate_retrieval(
         normalize: true,
         ..options.clone()
     };
+    let (image, text) = (model.image()?, model.text()?);
     let paths: Vec<PathBuf> = items.iter().map(|i| i.image.clone()).collect();
     let mut image_vectors = vec![None; items.len()];
     let mut failures = Vec::new();
-    clip.embed_image_files(&paths, &options, |o| match o.result {
+    image.embed_image_files(&paths, &options, |o| match o.result {
         Ok(v) => image_vectors[o.index] = Some(v),
         Err(e) => failures.push((o.path, e.to_string())),
     })?;
@@ -105,7 +107,7 @@ pub fn evaluate_retrieval(
             owner.push(image_row);
         }
     }
-    let texts = clip.embed_texts(&captions, &options)?;
+    let texts = text.embed_texts(&captions, &options)?;
 
     // Rank of the best correct answer for each query (0 = first).
     let t2i: Vec<usize> = texts

@@ -1,17 +1,18 @@
 //! Zero-shot classification with prompt ensembles, as in the CLIP paper: each class
 //! is the renormalised mean of its normalised template embeddings, and an image's
-//! class probabilities are the softmax of the scaled cosine similarities.
+//! class probabilities follow the model's [`ScoreRule`] (CLIP: softmax of the
+//! scaled cosine similarities; SigLIP: a sigmoid per label).
 
 use crate::embed::EmbedOptions;
 use crate::error::{EngineError, Result};
-use crate::loader::Clip;
 use crate::prompts::fill;
+use crate::tasks::{ScoreRule, TextEncoder};
 
 pub struct ZeroShotClassifier {
     pub labels: Vec<String>,
     /// One unit vector per class.
     class_embeddings: Vec<Vec<f32>>,
-    logit_scale: f32,
+    rule: ScoreRule,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -23,7 +24,7 @@ pub struct Prediction {
 
 impl ZeroShotClassifier {
     pub fn new(
-        clip: &Clip,
+        text: &dyn TextEncoder,
         labels: &[String],
         templates: &[String],
         batch_size: usize,
@@ -42,12 +43,12 @@ impl ZeroShotClassifier {
             .iter()
             .flat_map(|l| templates.iter().map(move |t| fill(t, l)))
             .collect();
-        let embedded = clip.embed_texts(&prompts, &options)?;
+        let embedded = text.embed_texts(&prompts, &options)?;
         Ok(Self::from_prompt_embeddings(
             labels,
             &embedded,
             templates.len(),
-            clip.model.logit_scale(),
+            text.score_rule(),
         ))
     }
 
@@ -57,7 +58,7 @@ impl ZeroShotClassifier {
         labels: &[String],
         embedded: &[Vec<f32>],
         templates: usize,
-        logit_scale: f32,
+        rule: ScoreRule,
     ) -> Self {
         let class_embeddings = embedded
             .chunks(templates.max(1))
@@ -74,18 +75,18 @@ impl ZeroShotClassifier {
         Self {
             labels: labels.to_vec(),
             class_embeddings,
-            logit_scale,
+            rule,
         }
     }
 
     /// Class probabilities for one L2-normalised image embedding.
     pub fn probabilities(&self, image: &[f32]) -> Vec<f32> {
-        let logits: Vec<f32> = self
+        let cosines: Vec<f32> = self
             .class_embeddings
             .iter()
-            .map(|c| self.logit_scale * dot(c, image))
+            .map(|c| dot(c, image))
             .collect();
-        softmax(&logits)
+        self.rule.probabilities(&cosines)
     }
 
     /// The `k` most probable classes, best first.

@@ -16,9 +16,9 @@ fn recall_at_k_on_the_shared_coco_layout() {
         .iter()
         .all(|i| i.image.is_file() && i.captions.len() == 5));
     let subset = &items[..30];
-    let clip = load("openclip-vit");
+    let model = load("openclip-vit").into_loaded();
     let report = evaluate_retrieval(
-        &clip,
+        &model,
         subset,
         &[1, 5, 10, 30, 150],
         &EmbedOptions::default(),

@@ -3,7 +3,8 @@
 //! Accepted: a local folder; a short alias (`ViT-B-32`); a Hugging Face hub id
 //! (`openai/clip-vit-base-patch32`). Hub models live in the standard Hugging Face
 //! cache (`$HF_HOME/hub`, default `~/.cache/huggingface/hub`), shared with Python
-//! tools; `HF_HUB_OFFLINE=1` forbids network access.
+//! tools; [`set_offline`] (the CLI's `--offline` / `HF_HUB_OFFLINE=1`) forbids
+//! network access.
 
 mod aliases;
 mod cache;
@@ -65,10 +66,16 @@ const LAYOUTS: &[(&str, &[&str], &[&str])] = &[
     ),
 ];
 
+static OFFLINE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Forbids (or allows again) network access for the rest of the process (the
+/// CLI's `--offline`, or `$HF_HUB_OFFLINE` as Python tools read it).
+pub fn set_offline(offline: bool) {
+    OFFLINE.store(offline, std::sync::atomic::Ordering::Relaxed);
+}
+
 pub fn offline() -> bool {
-    std::env::var("HF_HUB_OFFLINE")
-        .map(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
-        .unwrap_or(false)
+    OFFLINE.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// The stable name a model is recorded under (e.g. in an index): the canonical
@@ -173,10 +180,13 @@ fn not_available(id: &str, why: String) -> HubError {
 
 /// A hub client configured from the environment (HF_HOME, HF_ENDPOINT, and the token
 /// `huggingface-cli login` saved under HF_HOME),
-/// unless HF_HUB_OFFLINE forbids the network.
+/// unless [`set_offline`] forbids the network.
 fn hub_api(id: &str, progress: bool) -> Result<hf_hub::api::sync::Api, HubError> {
     if offline() {
-        return Err(not_available(id, "HF_HUB_OFFLINE is set".into()));
+        return Err(not_available(
+            id,
+            "the network is off (--offline or HF_HUB_OFFLINE)".into(),
+        ));
     }
     ApiBuilder::from_env()
         .with_progress(progress)

@@ -1,5 +1,6 @@
 //! The approximate index beside the database, one per model, used automatically
-//! once a model has more than [`ANN_THRESHOLD`] vectors.
+//! once a model has more than a threshold of vectors ([`ANN_THRESHOLD`] unless
+//! the caller gives another; [`crate::Searcher`] decides which search runs).
 //!
 //! The database stays the source of truth: after each indexing run the graph is
 //! brought up to date by difference (new row ids inserted, vanished ones removed:
@@ -22,15 +23,6 @@ use crate::store::{ModelInfo, Store};
 /// for 100,000 512-d vectors on 2 cores, so about 4 ms at 50,000) and needs no
 /// extra structure.
 pub const ANN_THRESHOLD: usize = 50_000;
-
-/// [`ANN_THRESHOLD`], unless `$SEER_ANN_THRESHOLD` sets another (for tuning, and
-/// for tests on small collections).
-pub fn threshold() -> usize {
-    std::env::var("SEER_ANN_THRESHOLD")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(ANN_THRESHOLD)
-}
 
 fn graph_path(dir: &Path, model: &ModelInfo) -> PathBuf {
     dir.join(format!("ann-model-{}.hnsw", model.id))
@@ -94,37 +86,14 @@ pub fn sync(store: &Store, model: &ModelInfo, threshold: usize) -> Result<Option
     }))
 }
 
-/// The model's graph if it reflects the database as it is now.
-pub fn load_current(store: &Store, model: &ModelInfo) -> Option<Hnsw> {
+/// The model's graph if it reflects database generation `generation`.
+pub(crate) fn load_current(store: &Store, model: &ModelInfo, generation: u64) -> Option<Hnsw> {
     let recorded = std::fs::read_to_string(generation_path(store.dir(), model)).ok()?;
-    if recorded.trim().parse::<u64>().ok()? != store.generation().ok()? {
+    if recorded.trim().parse::<u64>().ok()? != generation {
         tracing::info!("the approximate index is out of date; searching exactly (run `seer index` to refresh it)");
         return None;
     }
     Hnsw::load(&graph_path(store.dir(), model)).ok()
-}
-
-/// Approximate ranking against the database: hits are named by looking up only
-/// their paths; a path filter needs every path, so it loads the id -> path map
-/// (still no vectors).
-pub fn rank_approximate(
-    store: &Store,
-    model: &ModelInfo,
-    graph: &Hnsw,
-    query: &[f32],
-    options: &SearchOptions,
-) -> Result<Vec<Hit>> {
-    rank_graph(
-        graph,
-        query,
-        options,
-        || {
-            store
-                .ids_and_paths(model)
-                .map(|(ids, paths)| (Cow::Owned(ids), Cow::Owned(paths)))
-        },
-        |id| store.path_of(id),
-    )
 }
 
 /// Approximate ranking with the paths supplied by the caller: `all_paths` (ids

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use seer_engine::{Clip, EmbedOptions};
+use seer_engine::{EmbedOptions, ImageEncoder};
 use seer_image::image::{imageops, RgbImage};
 
 use crate::error::Result;
@@ -111,7 +111,7 @@ pub fn stored_calibration(store: &Store, model: &ModelInfo) -> Result<Option<Cal
 pub fn calibrate(
     store: &mut Store,
     model: &ModelInfo,
-    clip: &Clip,
+    encoder: &dyn ImageEncoder,
     vectors: &VectorSet,
     sample: usize,
     options: &EmbedOptions,
@@ -151,20 +151,13 @@ pub fn calibrate(
         normalize: true,
         ..options.clone()
     };
-    clip.embed_prepared(
+    encoder.embed_prepared(
         &jobs,
         &options,
         |(row, variant)| {
             let original =
                 seer_image::decode_file(&crate::pathcodec::to_path(&vectors.paths[*row]), &limits)?;
-            let altered = variant(&original);
-            let mut pixels = Vec::new();
-            seer_image::normalize_into(
-                &seer_image::resize_and_crop(&altered, &clip.preprocess),
-                &clip.preprocess,
-                &mut pixels,
-            );
-            Ok((pixels, *row))
+            Ok((encoder.preprocess_rgb(&variant(&original)), *row))
         },
         |_, result| {
             if let Ok((embedding, row)) = result {

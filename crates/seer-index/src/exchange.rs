@@ -166,13 +166,15 @@ fn shards(dir: &Path) -> Result<Vec<usize>> {
 /// are refused before anything is written. Files that exist on disk get their
 /// size and mtime, so a later `seer index` of their folder treats them as
 /// unchanged instead of embedding them again. Holds the index's lock (an import
-/// is a bulk update, like an indexing run).
+/// is a bulk update, like an indexing run), and keeps the approximate index for
+/// a model with at least `ann_threshold` vectors.
 pub fn import(
     store: &mut Store,
     model_name: &str,
     model_dim: usize,
     dir: &Path,
     encoding: Encoding,
+    ann_threshold: usize,
 ) -> Result<ExchangeSummary> {
     let _lock = IndexLock::try_acquire(store.dir())?;
     let mut summary = ExchangeSummary::default();
@@ -224,7 +226,7 @@ pub fn import(
     }
     // Keep the approximate index in step, as an indexing run does.
     if let Some(model) = store.models()?.into_iter().find(|m| m.name == model_name) {
-        crate::ann::sync(store, &model, crate::ann::threshold())?;
+        crate::ann::sync(store, &model, ann_threshold)?;
     }
     Ok(summary)
 }

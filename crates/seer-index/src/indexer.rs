@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use seer_engine::{Clip, EmbedOptions, EngineError};
+use seer_engine::{EmbedOptions, EngineError, ImageEncoder, LoadedModel};
 use seer_image::DecodeLimits;
 
 use crate::error::{IndexError, Result};
@@ -21,6 +21,9 @@ pub struct IndexOptions {
     pub include_hidden: bool,
     pub encoding: Encoding,
     pub embed: EmbedOptions,
+    /// Keep an approximate index for models with at least this many vectors
+    /// ([`crate::ann::ANN_THRESHOLD`] is the default the CLI passes).
+    pub ann_threshold: usize,
 }
 
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -104,12 +107,12 @@ pub fn canonical_roots(roots: &[PathBuf]) -> Result<Vec<PathBuf>> {
 /// fails with [`IndexError::Busy`] while another run holds it.
 pub fn index(
     store: &mut Store,
-    clip: &Clip,
+    model: &LoadedModel,
     options: &IndexOptions,
     on_progress: &mut dyn FnMut(Progress),
 ) -> Result<IndexSummary> {
     let lock = IndexLock::try_acquire(store.dir())?;
-    index_locked(store, &lock, clip, options, on_progress)
+    index_locked(store, &lock, model, options, on_progress)
 }
 
 /// An indexing run by a caller that already holds the index's lock (e.g. after
@@ -118,18 +121,19 @@ pub fn index(
 pub fn index_locked(
     store: &mut Store,
     _lock: &IndexLock,
-    clip: &Clip,
+    model: &LoadedModel,
     options: &IndexOptions,
     on_progress: &mut dyn FnMut(Progress),
 ) -> Result<IndexSummary> {
     let start = Instant::now();
     let roots = canonical_roots(&options.roots)?;
     let root_strings: Vec<String> = roots.iter().map(|r| pathcodec::to_stored(r)).collect();
-    let dim = clip.model.embed_dim();
+    let encoder = model.image()?;
+    let dim = encoder.embed_dim();
     let model_id = {
         let db_error = store.error_mapper();
         let tx = store.transaction()?;
-        let id = write::model_id(&tx, &clip.id, dim).map_err(&db_error)?;
+        let id = write::model_id(&tx, &model.id, dim).map_err(&db_error)?;
         for root in &root_strings {
             write::add_root(&tx, root).map_err(&db_error)?;
         }
@@ -158,7 +162,7 @@ pub fn index_locked(
     drop(lookup);
 
     let mut summary = IndexSummary {
-        model: clip.id.clone(),
+        model: model.id.clone(),
         skipped: plan.unchanged,
         still_failing: plan.unchanged_failures,
         moved: plan.moves.len(),
@@ -181,10 +185,10 @@ pub fn index_locked(
     let mut write_error = None;
     let batch_size = options.embed.batch_size.max(1);
     let limits = options.embed.limits;
-    clip.embed_prepared(
+    encoder.embed_prepared(
         &files,
         &options.embed,
-        |f| prepare(clip, f, &roots, &limits),
+        |f| prepare(encoder, f, &roots, &limits),
         |i, result| {
             on_progress(Progress::Embedded);
             batch.push((files[i].clone(), result.map_err(|e| e.to_string())));
@@ -201,8 +205,8 @@ pub fn index_locked(
         return Err(e);
     }
     commit_batch(store, model_id, options.encoding, &mut batch, &mut summary)?;
-    if let Some(model) = store.models()?.into_iter().find(|m| m.id == model_id) {
-        summary.ann = crate::ann::sync(store, &model, crate::ann::threshold())?;
+    if let Some(info) = store.models()?.into_iter().find(|m| m.id == model_id) {
+        summary.ann = crate::ann::sync(store, &info, options.ann_threshold)?;
     }
     summary.seconds = start.elapsed().as_secs_f64();
     Ok(summary)
@@ -287,7 +291,7 @@ fn commit_batch(
 /// Reads a file once: hashes it, decodes it, notes its size and capture time, and
 /// preprocesses it for the model.
 fn prepare(
-    clip: &Clip,
+    encoder: &dyn ImageEncoder,
     file: &Walked,
     roots: &[PathBuf],
     limits: &DecodeLimits,
@@ -323,10 +327,7 @@ fn prepare(
         height: Some(decoded.height()),
         taken_at: capture_time(&bytes),
     };
-    Ok((
-        seer_image::preprocess_decoded(&decoded, &clip.preprocess),
-        record,
-    ))
+    Ok((encoder.preprocess(&decoded), record))
 }
 
 /// EXIF DateTimeOriginal (or DateTime) as "YYYY-MM-DD HH:MM:SS", when present.

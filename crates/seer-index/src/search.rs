@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use seer_engine::{Clip, EmbedOptions};
+use seer_engine::{EmbedOptions, LoadedModel};
 
 use crate::error::{IndexError, Result};
 use crate::store::{ModelInfo, Store, VectorSet};
@@ -49,13 +49,14 @@ pub struct Hit {
     pub id: i64,
 }
 
-/// The query vector. `clip` must be the model the index's vectors were made with
-/// (the caller loads it by the model's name); only needed for texts and images.
+/// The query vector. `loaded` must be the model the index's vectors were made
+/// with (the caller loads it by the model's name); only needed for texts (which
+/// need its text tower) and images.
 /// `options` gives the batch size and decoding limits for example images.
 pub fn query_vector(
     store: &Store,
     model: &ModelInfo,
-    clip: Option<&Clip>,
+    loaded: Option<&LoadedModel>,
     query: &Query,
     options: &EmbedOptions,
 ) -> Result<Vec<f32>> {
@@ -67,13 +68,13 @@ pub fn query_vector(
     let mut combined = QueryCombiner::new(model.dim);
     let mut add = |v: &[f32], sign: f32| combined.add(v, sign);
     if query.needs_model() {
-        let clip = clip.ok_or_else(|| {
+        let loaded = loaded.ok_or_else(|| {
             IndexError::Invalid("text and image queries need the model loaded".into())
         })?;
-        if clip.id != model.name || clip.model.embed_dim() != model.dim {
+        if loaded.id != model.name || loaded.embed_dim() != model.dim {
             return Err(IndexError::ModelMismatch {
                 index: store.dir().to_path_buf(),
-                model: clip.id.clone(),
+                model: loaded.id.clone(),
                 available: model.name.clone(),
             });
         }
@@ -81,19 +82,27 @@ pub fn query_vector(
             normalize: true,
             ..options.clone()
         };
-        for (texts, sign) in [(&query.texts, 1.0), (&query.subtract_texts, -1.0)] {
-            for v in clip.embed_texts(texts, &options)? {
-                add(&v, sign);
+        if !(query.texts.is_empty() && query.subtract_texts.is_empty()) {
+            let text = loaded.text()?;
+            for (texts, sign) in [(&query.texts, 1.0), (&query.subtract_texts, -1.0)] {
+                for v in text.embed_texts(texts, &options)? {
+                    add(&v, sign);
+                }
             }
         }
         for (images, sign) in [(&query.images, 1.0), (&query.subtract_images, -1.0)] {
+            if images.is_empty() {
+                continue;
+            }
             let mut first_error = None;
-            clip.embed_image_files(images, &options, |o| match o.result {
-                Ok(v) => add(&v, sign),
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
-            })?;
+            loaded
+                .image()?
+                .embed_image_files(images, &options, |o| match o.result {
+                    Ok(v) => add(&v, sign),
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                })?;
             if let Some(e) = first_error {
                 return Err(e.into());
             }
@@ -150,16 +159,13 @@ impl QueryCombiner {
     }
 }
 
-/// Exact ranking over all vectors (SIMD dot products).
-pub fn rank_exact(vectors: &VectorSet, query: &[f32], options: &SearchOptions) -> Result<Vec<Hit>> {
-    rank_exact_where(vectors, query, options, None)
-}
-
 /// Which files a search may return besides the path glob, by file id (a capture
 /// date range, the query photo left out of its own "more like this").
 pub type KeepId<'a> = &'a (dyn Fn(i64) -> bool + Sync);
 
-/// [`rank_exact`] returning only files that `keep` (when given) accepts.
+/// Exact ranking over all vectors (SIMD dot products), returning only files
+/// that `keep` (when given) accepts. Callers rank through [`crate::Searcher`],
+/// which decides between this and the approximate index.
 pub fn rank_exact_where(
     vectors: &VectorSet,
     query: &[f32],
@@ -204,45 +210,4 @@ pub fn compile_glob(glob: Option<&str>) -> Result<Option<globset::GlobMatcher>> 
             .map_err(|e| IndexError::Invalid(format!("bad --path glob '{g}': {e}")))
     })
     .transpose()
-}
-
-/// [`rank`] without the files at `exclude` (e.g. the indexed photos a "more like
-/// this" query starts from, which would otherwise come first). Asking for
-/// `exclude.len()` more hits keeps the top `k` of the rest exact.
-pub fn rank_excluding(
-    store: &Store,
-    model: &ModelInfo,
-    query: &[f32],
-    options: &SearchOptions,
-    exclude: &[String],
-) -> Result<Vec<Hit>> {
-    let wider = SearchOptions {
-        k: options.k.saturating_add(exclude.len()),
-        ..options.clone()
-    };
-    let mut hits = rank(store, model, query, &wider)?;
-    hits.retain(|h| !exclude.contains(&h.path));
-    hits.truncate(options.k);
-    Ok(hits)
-}
-
-/// Ranks with the approximate index when the model has one that is current,
-/// exactly otherwise (loading the vectors only then).
-pub fn rank(
-    store: &Store,
-    model: &ModelInfo,
-    query: &[f32],
-    options: &SearchOptions,
-) -> Result<Vec<Hit>> {
-    if model.vectors >= crate::ann::threshold() {
-        if let Some(graph) = crate::ann::load_current(store, model) {
-            tracing::debug!(
-                "searching {} vectors with the approximate index",
-                model.vectors
-            );
-            return crate::ann::rank_approximate(store, model, &graph, query, options);
-        }
-    }
-    tracing::debug!("searching {} vectors exactly", model.vectors);
-    rank_exact(&store.load_vectors(model)?, query, options)
 }

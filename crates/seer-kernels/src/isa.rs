@@ -13,19 +13,34 @@ pub enum Isa {
     Avx512,
 }
 
+/// The highest level the process allows (see [`Isa::limit`]).
+static CEILING: OnceLock<Isa> = OnceLock::new();
+
 impl Isa {
-    /// The best level this CPU supports, unless `SEER_ISA` (portable, avx2,
-    /// avx512) asks for a lower one.
+    /// The best level this CPU supports, at most the [`Isa::limit`] set before.
     pub fn detected() -> Isa {
         static DETECTED: OnceLock<Isa> = OnceLock::new();
         *DETECTED.get_or_init(|| {
             let best = Self::best_supported();
-            match std::env::var("SEER_ISA").ok().as_deref() {
-                Some("portable") => Isa::Portable,
-                Some("avx2") => best.min(Isa::Avx2),
-                _ => best,
-            }
+            CEILING.get().map_or(best, |&ceiling| best.min(ceiling))
         })
+    }
+
+    /// Caps the level the kernels use for the rest of the process (the CLI's
+    /// `$SEER_ISA`: to compare kernels, or to rule out a faulty one). Only a
+    /// first call before any kernel ran takes effect; returns whether it did.
+    pub fn limit(ceiling: Isa) -> bool {
+        CEILING.set(ceiling).is_ok() && Self::detected() == Self::best_supported().min(ceiling)
+    }
+
+    /// `portable`, `avx2` or `avx512`.
+    pub fn parse(s: &str) -> Option<Isa> {
+        match s {
+            "portable" => Some(Isa::Portable),
+            "avx2" => Some(Isa::Avx2),
+            "avx512" => Some(Isa::Avx512),
+            _ => None,
+        }
     }
 
     pub(crate) fn best_supported() -> Isa {

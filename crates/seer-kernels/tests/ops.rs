@@ -64,7 +64,7 @@ fn reference(
     out
 }
 
-/// Runs the kernel (on the detected ISA; `SEER_ISA` forces another) and compares
+/// Runs the kernel (on the detected ISA; `Isa::limit`, the CLI's `SEER_ISA`, caps it) and compares
 /// it with [`reference`].
 fn check_attention(c: usize, heads: usize, seqs: &[(usize, usize)], seed: u64) {
     check_attention_keys(c, heads, seqs, None, seed);

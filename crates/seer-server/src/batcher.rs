@@ -11,12 +11,12 @@ use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TryS
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use seer_engine::{Clip, EmbedOptions};
+use seer_engine::{EmbedOptions, LoadedModel};
 use tokio::sync::oneshot;
 
 pub enum Work {
     Text(String),
-    /// Preprocessed pixels (3 x size x size, normalised).
+    /// Preprocessed pixels (the image encoder's `pixels_len` floats).
     Pixels(Vec<f32>),
 }
 
@@ -45,14 +45,19 @@ pub enum SubmitError {
 }
 
 impl Batcher {
-    pub fn start(clip: Arc<Clip>, max_batch: usize, max_wait: Duration, capacity: usize) -> Self {
+    pub fn start(
+        model: LoadedModel,
+        max_batch: usize,
+        max_wait: Duration,
+        capacity: usize,
+    ) -> Self {
         let (tx, rx) = sync_channel(capacity.max(1));
         let depth = Arc::new(AtomicUsize::new(0));
         let stats = Arc::new(BatchStats::default());
         let (d, s) = (depth.clone(), stats.clone());
         std::thread::Builder::new()
             .name("seer-batcher".into())
-            .spawn(move || run(clip, rx, max_batch.max(1), max_wait, d, s))
+            .spawn(move || run(model, rx, max_batch.max(1), max_wait, d, s))
             .expect("spawn the batching thread");
         Self {
             queue: tx,
@@ -90,7 +95,7 @@ impl Batcher {
 }
 
 fn run(
-    clip: Arc<Clip>,
+    model: LoadedModel,
     rx: Receiver<(Work, Reply)>,
     max_batch: usize,
     max_wait: Duration,
@@ -133,7 +138,9 @@ fn run(
         if !texts.is_empty() {
             answer(
                 text_replies,
-                clip.embed_texts(&texts, &options)
+                model
+                    .text()
+                    .and_then(|t| t.embed_texts(&texts, &options))
                     .map_err(|e| e.to_string()),
             );
         }
@@ -141,7 +148,9 @@ fn run(
             let n = image_replies.len();
             answer(
                 image_replies,
-                clip.embed_pixels(pixels, n, true)
+                model
+                    .image()
+                    .and_then(|i| i.embed_pixels(pixels, n, true))
                     .map_err(|e| e.to_string()),
             );
         }

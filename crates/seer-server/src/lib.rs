@@ -28,7 +28,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use seer_engine::Clip;
+use seer_engine::LoadedModel;
 use seer_image::DecodeLimits;
 
 use crate::batcher::Batcher;
@@ -54,6 +54,8 @@ pub struct ServerConfig {
     /// Open connections at most; more wait to be accepted.
     pub max_connections: usize,
     pub limits: DecodeLimits,
+    /// Search a model with at least this many vectors with its approximate index.
+    pub ann_threshold: usize,
 }
 
 impl Default for ServerConfig {
@@ -73,6 +75,7 @@ impl Default for ServerConfig {
                 max_pixels: 50_000_000,
                 ..DecodeLimits::default()
             },
+            ann_threshold: seer_index::ann::ANN_THRESHOLD,
         }
     }
 }
@@ -115,21 +118,22 @@ pub fn check_token(token: &str) -> Result<(), TokenError> {
 }
 
 /// The application: routes, state and middleware (also used by the tests).
-pub fn app(clip: Arc<Clip>, config: &ServerConfig) -> Router {
+pub fn app(model: LoadedModel, config: &ServerConfig) -> Router {
     let batcher = Batcher::start(
-        clip.clone(),
+        model.clone(),
         config.max_batch,
         config.max_wait,
         config.queue_capacity,
     );
     let state = Arc::new(AppState {
-        clip,
+        model,
         batcher,
         index_dir: config.index_dir.clone(),
         token: config.token.clone(),
         limits: config.limits,
         metrics: Default::default(),
         job: Mutex::new(Default::default()),
+        ann_threshold: config.ann_threshold,
         cache: Mutex::new(None),
     });
     let timeout = config.request_timeout;
@@ -172,7 +176,7 @@ pub fn app(clip: Arc<Clip>, config: &ServerConfig) -> Router {
 /// Serves until Ctrl-C. `on_listening` gets the bound address (the real port
 /// when `config.bind` asks for port 0).
 pub async fn serve(
-    clip: Arc<Clip>,
+    model: LoadedModel,
     config: ServerConfig,
     on_listening: impl FnOnce(std::net::SocketAddr),
 ) -> Result<(), ServeError> {
@@ -194,7 +198,7 @@ pub async fn serve(
         header_timeout: config.header_timeout,
         max_connections: config.max_connections,
     };
-    listen::serve(listener, app(clip, &config), limits, async {
+    listen::serve(listener, app(model, &config), limits, async {
         let _ = tokio::signal::ctrl_c().await;
     })
     .await;

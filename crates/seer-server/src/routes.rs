@@ -1,7 +1,6 @@
 //! The HTTP routes. Files are addressed by their index id, never by path, and
 //! only indexed files really inside the index's roots are ever read (see `files`).
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,7 +17,7 @@ use serde_json::{json, Value};
 
 use crate::batcher::{SubmitError, Work};
 use crate::error::{ApiError, ApiResult};
-use crate::state::{AppState, JobState, SearchData};
+use crate::state::{AppState, JobState};
 
 type AppStateRef = State<Arc<AppState>>;
 
@@ -57,7 +56,7 @@ pub async fn healthz(State(state): AppStateRef, headers: HeaderMap) -> Json<Valu
     .ok()
     .flatten()
     .unwrap_or(0);
-    Json(json!({ "status": "ok", "model": state.clip.id, "vectors": vectors }))
+    Json(json!({ "status": "ok", "model": state.model.id, "vectors": vectors }))
 }
 
 /// Unknown routes answer like every other error.
@@ -103,19 +102,20 @@ pub async fn metrics(State(state): AppStateRef) -> impl IntoResponse {
 
 // ---------------------------------------------------------------- embedding
 
+/// Refused at once (400) when the model has no text tower.
 async fn embed_text(state: &AppState, text: String) -> ApiResult<Vec<f32>> {
+    state.model.text().map_err(ApiError::bad_request)?;
     wait(state.batcher.submit(Work::Text(text))).await
 }
 
 /// Decodes and preprocesses off the async threads, then joins a model batch.
 async fn embed_image(state: &Arc<AppState>, bytes: Bytes, name: String) -> ApiResult<Vec<f32>> {
+    state.model.image().map_err(ApiError::bad_request)?;
     let st = state.clone();
     let pixels = tokio::task::spawn_blocking(move || {
         let decoded = seer_image::decode_bytes_full(&bytes, &name, &st.limits)?;
-        Ok::<_, seer_image::ImageError>(seer_image::preprocess_decoded(
-            &decoded,
-            &st.clip.preprocess,
-        ))
+        let encoder = st.model.image.as_deref().expect("checked above");
+        Ok::<_, seer_image::ImageError>(encoder.preprocess(&decoded))
     })
     .await
     .map_err(ApiError::internal)?
@@ -184,7 +184,7 @@ pub async fn embed(
         out.push(json!({ "input": input, "embedding": embedding }));
     }
     Ok(Json(
-        json!({ "model": state.clip.id, "dim": state.clip.model.embed_dim(), "embeddings": out }),
+        json!({ "model": state.model.id, "dim": state.model.embed_dim(), "embeddings": out }),
     ))
 }
 
@@ -265,6 +265,9 @@ pub async fn classify(State(state): AppStateRef, multipart: Multipart) -> ApiRes
             )))
         }
     };
+    // The model's own rule (CLIP: softmax; SigLIP: sigmoid per label); none
+    // without a text tower.
+    let rule = state.model.score_rule().map_err(ApiError::bad_request)?;
     let image = embed_image(&state, bytes, name).await?;
     // Class embeddings: every prompt joins the shared batches like any text.
     let mut prompt_jobs = Vec::new();
@@ -283,7 +286,7 @@ pub async fn classify(State(state): AppStateRef, multipart: Multipart) -> ApiRes
         &labels,
         &prompt_embeddings,
         templates.len(),
-        state.clip.model.logit_scale(),
+        rule,
     );
     let probabilities = classifier.probabilities(&image);
     let predictions = classifier.top_k(&probabilities, labels.len());
@@ -358,7 +361,7 @@ async fn run_search(
     let data = tokio::task::spawn_blocking(move || st.store().and_then(|s| st.search_data(&s)))
         .await
         .map_err(ApiError::internal)??;
-    let mut query = seer_index::search::QueryCombiner::new(data.vectors.dim);
+    let mut query = seer_index::search::QueryCombiner::new(data.searcher.model().dim);
     if let Some(q) = params.q.as_ref().filter(|q| !q.trim().is_empty()) {
         query.add(&embed_text(state, q.clone()).await?, 1.0);
     }
@@ -366,12 +369,11 @@ async fn run_search(
         query.add(&embed_image(state, bytes, name).await?, 1.0);
     }
     if let Some(id) = params.like {
-        let row = data
-            .vectors
-            .ids
-            .binary_search(&id)
-            .map_err(|_| ApiError::not_found(format!("no indexed image {id}")))?;
-        query.add(data.vectors.row(row), 1.0);
+        let v = data
+            .searcher
+            .vector_of_id(id)
+            .ok_or_else(|| ApiError::not_found(format!("no indexed image {id}")))?;
+        query.add(v, 1.0);
     }
     let query = query.finish().map_err(|_| {
         ApiError::bad_request("give q (text), an image upload, or like (an image id)")
@@ -382,24 +384,28 @@ async fn run_search(
         min_score: params.min_score,
         path_glob: params.path,
     };
-    // "More like this" never answers with the photo it started from.
-    let keep = |id: i64| {
-        Some(id) != params.like
-            && dates
-                .as_ref()
-                .is_none_or(|d| d.contains(data.taken.get(&id).map(String::as_str)))
-    };
-    let filtered = params.like.is_some() || dates.is_some();
-    let mut hits = rank_cached(&data, &query, &options, filtered.then_some(&keep))?;
-    let more = hits.len() > offset + k;
-    hits.truncate(offset + k);
-    let page: Vec<_> = hits.into_iter().skip(offset).collect();
     let st = state.clone();
     let like = params.like;
-    let (results, like) = tokio::task::spawn_blocking(move || -> ApiResult<_> {
+    let searched = data.clone();
+    let (results, like, more) = tokio::task::spawn_blocking(move || -> ApiResult<_> {
         let store = st.store()?;
-        let results: Vec<Value> = page
+        // "More like this" never answers with the photo it started from.
+        let keep = |id: i64| {
+            Some(id) != like
+                && dates
+                    .as_ref()
+                    .is_none_or(|d| d.contains(searched.taken.get(&id).map(String::as_str)))
+        };
+        let filtered = like.is_some() || dates.is_some();
+        let mut hits =
+            searched
+                .searcher
+                .rank(&store, &query, &options, filtered.then_some(&keep))?;
+        let more = hits.len() > offset + k;
+        hits.truncate(offset + k);
+        let results: Vec<Value> = hits
             .iter()
+            .skip(offset)
             .map(|h| {
                 let mut hit = described(&store, h.id, &h.path)?;
                 hit["score"] = json!(h.score);
@@ -412,12 +418,12 @@ async fn run_search(
                 described(&store, id, &path)
             })
             .transpose()?;
-        Ok((results, like))
+        Ok((results, like, more))
     })
     .await
     .map_err(ApiError::internal)??;
     let mut answer = json!({
-        "model": data.model.name,
+        "model": data.searcher.model().name,
         "offset": offset,
         "more": more,
         "results": results,
@@ -440,32 +446,6 @@ fn described(store: &seer_index::Store, id: i64, path: &str) -> ApiResult<Value>
     v["url"] = json!(format!("/v1/images/{id}"));
     v["thumbnail"] = json!(format!("/v1/images/{id}/thumbnail"));
     Ok(v)
-}
-
-fn rank_cached(
-    data: &SearchData,
-    query: &[f32],
-    options: &seer_index::SearchOptions,
-    keep: Option<seer_index::search::KeepId<'_>>,
-) -> ApiResult<Vec<seer_index::Hit>> {
-    let v = &data.vectors;
-    let hits = match &data.graph {
-        None => seer_index::search::rank_exact_where(v, query, options, keep)?,
-        Some(graph) => seer_index::ann::rank_graph_where(
-            graph,
-            query,
-            options,
-            || Ok((Cow::Borrowed(&v.ids[..]), Cow::Borrowed(&v.paths[..]))),
-            |id| {
-                Ok(v.ids
-                    .binary_search(&id)
-                    .ok()
-                    .map(|row| v.paths[row].clone()))
-            },
-            keep,
-        )?,
-    };
-    Ok(hits)
 }
 
 // ---------------------------------------------------------------- images
@@ -615,8 +595,9 @@ fn run_index_job(state: &AppState) -> Result<seer_index::IndexSummary, String> {
             normalize: true,
             limits: state.limits,
         },
+        ann_threshold: state.ann_threshold,
     };
-    let summary = seer_index::index(&mut store, &state.clip, &options, &mut |event| {
+    let summary = seer_index::index(&mut store, &state.model, &options, &mut |event| {
         let mut job = state.job.lock().unwrap_or_else(|p| p.into_inner());
         match event {
             seer_index::Progress::Planned(n) => job.planned = n,
@@ -624,15 +605,6 @@ fn run_index_job(state: &AppState) -> Result<seer_index::IndexSummary, String> {
         }
     })
     .map_err(|e| e.to_string())?;
-    if let Some(model) = store
-        .models()
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .find(|m| m.name == state.clip.id)
-    {
-        seer_index::ann::sync(&store, &model, seer_index::ann::threshold())
-            .map_err(|e| e.to_string())?;
-    }
     Ok(summary)
 }
 

@@ -1,15 +1,14 @@
 //! What every request can reach: the model, the batcher, the index, the running
-//! index job, metrics and the in-memory search cache.
+//! index job, metrics and the current generation's [`Searcher`].
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use axum::http::{header, HeaderMap};
-use seer_ann::Hnsw;
-use seer_engine::Clip;
+use seer_engine::LoadedModel;
 use seer_image::DecodeLimits;
-use seer_index::{IndexSummary, ModelInfo, Store, VectorSet};
+use seer_index::{IndexSummary, ModelInfo, Searcher, SearcherOptions, Store};
 
 use crate::batcher::Batcher;
 use crate::error::{ApiError, ApiResult};
@@ -20,13 +19,14 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 pub struct AppState {
-    pub clip: Arc<Clip>,
+    pub model: LoadedModel,
     pub batcher: Batcher,
     pub index_dir: PathBuf,
     pub token: Option<String>,
     pub limits: DecodeLimits,
     pub metrics: Metrics,
     pub job: Mutex<JobState>,
+    pub ann_threshold: usize,
     pub cache: Mutex<Option<Arc<SearchData>>>,
 }
 
@@ -39,12 +39,11 @@ pub struct JobState {
     pub error: Option<String>,
 }
 
-/// A model's vectors (and graph, when it has one) as of one database generation.
+/// What searches need as of one database generation: the served model's
+/// [`Searcher`] (vectors resident, for "more like this" by id) and the capture
+/// times the date filters read.
 pub struct SearchData {
-    pub generation: u64,
-    pub model: ModelInfo,
-    pub vectors: VectorSet,
-    pub graph: Option<Hnsw>,
+    pub searcher: Searcher,
     /// EXIF capture times by file id (files without one are absent), for date filters.
     pub taken: HashMap<i64, String>,
 }
@@ -74,7 +73,7 @@ impl AppState {
     /// The model whose vectors this server searches: the one it embeds with.
     pub fn model_info(&self, store: &Store) -> ApiResult<ModelInfo> {
         store
-            .choose_model(Some(&self.clip.id))
+            .choose_model(Some(&self.model.id))
             .map_err(|e| ApiError::new(axum::http::StatusCode::CONFLICT, e))
     }
 
@@ -83,24 +82,20 @@ impl AppState {
     pub fn search_data(&self, store: &Store) -> ApiResult<Arc<SearchData>> {
         let generation = store.generation()?;
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(data) = cache.as_ref().filter(|d| d.generation == generation) {
+        if let Some(data) = cache
+            .as_ref()
+            .filter(|d| d.searcher.generation() == generation)
+        {
             return Ok(data.clone());
         }
         let model = self.model_info(store)?;
-        let vectors = store.load_vectors(&model)?;
-        let graph = if model.vectors >= seer_index::ann::threshold() {
-            seer_index::ann::load_current(store, &model)
-        } else {
-            None
+        let options = SearcherOptions {
+            ann_threshold: self.ann_threshold,
+            resident: true,
         };
+        let searcher = Searcher::open(store, model, options)?;
         let taken = store.capture_times()?;
-        let data = Arc::new(SearchData {
-            generation,
-            model,
-            vectors,
-            graph,
-            taken,
-        });
+        let data = Arc::new(SearchData { searcher, taken });
         *cache = Some(data.clone());
         Ok(data)
     }

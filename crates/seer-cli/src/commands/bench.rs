@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
-use seer_engine::{collect_image_paths, Clip, DeviceChoice, EmbedOptions};
+use seer_engine::{collect_image_paths, Clip, DeviceChoice, EmbedOptions, LoadedModel};
 use seer_image::PreprocessConfig;
 use seer_models::{ClipConfig, ClipModel, Precision, Tensor, TextPadding, Weights};
 use seer_tokenizer::ClipTokenizer;
@@ -96,7 +96,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     crate::common::configure_threads(Some(args.threads))?;
     let clip = load(&args)?;
     if let Some(n) = args.reindex_files {
-        return bench_reindex(&clip, n, args.json);
+        return bench_reindex(clip.into_loaded(), n, args.json);
     }
     let mut results = json!({
         "model": clip.id,
@@ -427,7 +427,7 @@ fn print_table(r: &Value) {
 /// Index a synthetic tree of `n` tiny distinct images, then re-index it unchanged:
 /// the second run only walks, stats and compares, which is what users wait for
 /// every time they refresh a large collection.
-fn bench_reindex(clip: &Clip, n: usize, json: bool) -> anyhow::Result<ExitCode> {
+fn bench_reindex(model: LoadedModel, n: usize, json: bool) -> anyhow::Result<ExitCode> {
     let root = std::env::temp_dir().join(format!("seer-bench-tree-{n}"));
     let index = std::env::temp_dir().join(format!("seer-bench-index-{}", std::process::id()));
     let start = Instant::now();
@@ -442,9 +442,10 @@ fn bench_reindex(clip: &Clip, n: usize, json: bool) -> anyhow::Result<ExitCode> 
             batch_size: 64,
             ..Default::default()
         },
+        ann_threshold: seer_index::ann::ANN_THRESHOLD,
     };
-    let first = seer_index::index(&mut store, clip, &options, &mut |_| {})?;
-    let second = seer_index::index(&mut store, clip, &options, &mut |_| {})?;
+    let first = seer_index::index(&mut store, &model, &options, &mut |_| {})?;
+    let second = seer_index::index(&mut store, &model, &options, &mut |_| {})?;
     anyhow::ensure!(
         second.skipped == n && second.added == 0,
         "the unchanged tree was not fully skipped: {second:?}"
@@ -468,7 +469,7 @@ fn bench_reindex(clip: &Clip, n: usize, json: bool) -> anyhow::Result<ExitCode> 
             "first index:          {:8.2} s ({:.0} files/s, model {})",
             first.seconds,
             n as f64 / first.seconds,
-            clip.id
+            model.id
         );
         println!("re-index, unchanged:  {:8.2} s", second.seconds);
     }

@@ -47,8 +47,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     anyhow::ensure!(!labels.is_empty(), "no labels given");
     let templates = templates(&args.templates)?;
-    let clip = args.model.load()?;
-    let classifier = ZeroShotClassifier::new(&clip, &labels, &templates, args.model.batch_size)?;
+    let model = args.model.load()?;
+    let classifier =
+        ZeroShotClassifier::new(model.text()?, &labels, &templates, args.model.batch_size)?;
     let options = args.model.embed_options(true)?;
 
     let (paths, walk_failures) = collect_image_paths(&args.images);
@@ -60,37 +61,39 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut write_error = None;
     // Counted as written (walk failures are not among `paths`).
     let mut done = 0;
-    clip.embed_image_files(&paths, &options, |outcome| {
-        pb.inc(1);
-        // Escaped: a name may hold a newline (one line per image) or not be UTF-8.
-        let input = display_path(&outcome.path);
-        match outcome.result {
-            Ok(embedding) => {
-                let top = classifier.top_k(&classifier.probabilities(&embedding), args.top_k);
-                let mut out = std::io::stdout().lock();
-                let written = if args.json {
-                    writeln!(
-                        out,
-                        "{}",
-                        serde_json::json!({ "input": input, "predictions": top })
-                    )
-                } else {
-                    let best: Vec<String> = top
-                        .iter()
-                        .map(|p| format!("{} {:.1}%", p.label, p.probability * 100.0))
-                        .collect();
-                    writeln!(out, "{input}\t{}", best.join(", "))
-                };
-                match written {
-                    Ok(()) => done += 1,
-                    Err(e) => {
-                        write_error.get_or_insert(e);
+    model
+        .image()?
+        .embed_image_files(&paths, &options, |outcome| {
+            pb.inc(1);
+            // Escaped: a name may hold a newline (one line per image) or not be UTF-8.
+            let input = display_path(&outcome.path);
+            match outcome.result {
+                Ok(embedding) => {
+                    let top = classifier.top_k(&classifier.probabilities(&embedding), args.top_k);
+                    let mut out = std::io::stdout().lock();
+                    let written = if args.json {
+                        writeln!(
+                            out,
+                            "{}",
+                            serde_json::json!({ "input": input, "predictions": top })
+                        )
+                    } else {
+                        let best: Vec<String> = top
+                            .iter()
+                            .map(|p| format!("{} {:.1}%", p.label, p.probability * 100.0))
+                            .collect();
+                        writeln!(out, "{input}\t{}", best.join(", "))
+                    };
+                    match written {
+                        Ok(()) => done += 1,
+                        Err(e) => {
+                            write_error.get_or_insert(e);
+                        }
                     }
                 }
+                Err(e) => failures.report_path(&pb, &outcome.path, &e.to_string()),
             }
-            Err(e) => failures.report_path(&pb, &outcome.path, &e.to_string()),
-        }
-    })?;
+        })?;
     pb.finish_and_clear();
     if let Some(e) = write_error {
         return Err(e.into());

@@ -51,9 +51,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         (None, false, Some(c)) => c.threshold,
         (None, _, _) => {
-            let clip = args.target.load_clip(&model.name)?;
+            let loaded = args.target.load_model(&model.name)?;
             let options = args.target.run.embed_options(true)?;
-            let c = calibrate(&mut store, &model, &clip, &vectors, args.sample, &options)?;
+            let c = calibrate(
+                &mut store,
+                &model,
+                loaded.image()?,
+                &vectors,
+                args.sample,
+                &options,
+            )?;
             eprintln!(
                 "threshold {:.4}: catches 99% of {} altered copies of {} photos (median similarity {:.4}); {} of {} pairs of different photos score above it (highest {:.4})",
                 c.threshold, c.duplicate_pairs, c.images, c.duplicate_median, c.distinct_above, c.distinct_pairs, c.distinct_max

@@ -128,7 +128,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         !args.image.is_empty() || !texts.is_empty(),
         "nothing to embed: give --image PATH..., --text TEXT... or --text-file FILE"
     );
-    let clip = args.model.load()?;
+    let model = args.model.load()?;
+    // An image-only model is refused before any image is embedded.
+    let text_encoder = match texts.is_empty() {
+        true => None,
+        false => Some(model.text()?),
+    };
     let options = args.model.embed_options(!args.raw)?;
     let mut sink = match (&args.out, args.json) {
         (Some(p), _) => Sink::Npy(p.clone(), Vec::new()),
@@ -146,33 +151,34 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // Counted as written: walk failures are not among `paths`, so subtracting
     // failures from `paths.len()` would undercount.
     let mut done = 0;
-    clip.embed_image_files(&paths, &options, |outcome| {
-        pb.inc(1);
-        match outcome.result {
-            Ok(e) => match sink.emit(Input::Image(&outcome.path), e) {
-                Ok(()) => done += 1,
-                Err(err) => {
-                    sink_error.get_or_insert(err);
-                }
-            },
-            Err(e) => failures.report_path(&pb, &outcome.path, &e.to_string()),
-        }
-    })?;
+    model
+        .image()?
+        .embed_image_files(&paths, &options, |outcome| {
+            pb.inc(1);
+            match outcome.result {
+                Ok(e) => match sink.emit(Input::Image(&outcome.path), e) {
+                    Ok(()) => done += 1,
+                    Err(err) => {
+                        sink_error.get_or_insert(err);
+                    }
+                },
+                Err(e) => failures.report_path(&pb, &outcome.path, &e.to_string()),
+            }
+        })?;
     if let Some(e) = sink_error {
         return Err(e);
     }
-    for (chunk_texts, embeddings) in texts
-        .chunks(options.batch_size)
-        .map(|chunk| (chunk, clip.embed_texts(chunk, &options)))
-    {
-        for (text, embedding) in chunk_texts.iter().zip(embeddings?) {
-            sink.emit(Input::Text(text), embedding)?;
-            done += 1;
+    if let Some(encoder) = text_encoder {
+        for chunk in texts.chunks(options.batch_size) {
+            for (text, embedding) in chunk.iter().zip(encoder.embed_texts(chunk, &options)?) {
+                sink.emit(Input::Text(text), embedding)?;
+                done += 1;
+            }
+            pb.inc(chunk.len() as u64);
         }
-        pb.inc(chunk_texts.len() as u64);
     }
     pb.finish_and_clear();
-    sink.finish(clip.model.embed_dim())?;
+    sink.finish(model.embed_dim())?;
     failures.summary(done, "inputs");
     Ok(failures.exit_code())
 }

@@ -67,8 +67,8 @@ pub fn run(cmd: EvalCommand) -> anyhow::Result<ExitCode> {
 
 fn retrieval(args: RetrievalArgs) -> anyhow::Result<ExitCode> {
     let items = read_captions_jsonl(&args.captions, args.images.as_deref())?;
-    let clip = args.model.load()?;
-    let report = evaluate_retrieval(&clip, &items, &args.k, &args.model.embed_options(true)?)?;
+    let model = args.model.load()?;
+    let report = evaluate_retrieval(&model, &items, &args.k, &args.model.embed_options(true)?)?;
     for (path, cause) in &report.failures {
         let path = path.display().to_string();
         let cause = crate::output::cause_without_path(&path, cause);
@@ -103,11 +103,12 @@ fn zeroshot(args: ZeroShotArgs) -> anyhow::Result<ExitCode> {
     if let Some(n) = args.limit {
         items.truncate(n);
     }
-    let clip = args.model.load()?;
-    let classifier = ZeroShotClassifier::new(&clip, &classes, &templates, args.model.batch_size)?;
+    let model = args.model.load()?;
+    let classifier =
+        ZeroShotClassifier::new(model.text()?, &classes, &templates, args.model.batch_size)?;
     let pb = progress(items.len(), "evaluating");
     let report = evaluate_zeroshot(
-        &clip,
+        model.image()?,
         &classifier,
         &items,
         &args.model.embed_options(true)?,

@@ -46,6 +46,8 @@ pub struct ImportArgs {
     index: Option<PathBuf>,
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    ann: crate::common::AnnArgs,
 }
 
 pub fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
@@ -71,7 +73,14 @@ pub fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
         Some(known) => known.dim,
         None => model_dim(&args.model)?,
     };
-    let summary = exchange::import(&mut store, &name, dim, &args.dir, args.encoding)?;
+    let summary = exchange::import(
+        &mut store,
+        &name,
+        dim,
+        &args.dir,
+        args.encoding,
+        args.ann.ann_threshold,
+    )?;
     report(
         &summary,
         args.json,

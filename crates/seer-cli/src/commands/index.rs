@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use seer_index::pathcodec::to_path;
 use seer_index::{Encoding, IndexError, IndexLock, IndexOptions, Progress, Store};
 
-use crate::common::{index_dir, RunArgs, DEFAULT_MODEL};
+use crate::common::{index_dir, AnnArgs, RunArgs, DEFAULT_MODEL};
 use crate::output::progress;
 
 #[derive(clap::Args)]
@@ -22,6 +22,8 @@ pub struct Args {
     model: Option<String>,
     #[command(flatten)]
     run: RunArgs,
+    #[command(flatten)]
+    ann: AnnArgs,
     /// Also walk hidden files and folders.
     #[arg(long)]
     hidden: bool,
@@ -82,25 +84,25 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let mut failed = 0;
     for model in &models {
-        let clip = args.run.load(model)?;
+        let loaded = args.run.load(model)?;
         let options = IndexOptions {
             roots: roots.clone(),
             include_hidden: args.hidden,
             encoding: args.encoding,
             embed: args.run.embed_options(true)?,
+            ann_threshold: args.ann.ann_threshold,
         };
         let pb = progress(0, "indexing");
-        let summary =
-            seer_index::index_locked(
-                &mut store,
-                &lock,
-                &clip,
-                &options,
-                &mut |event| match event {
-                    Progress::Planned(n) => pb.set_length(n as u64),
-                    Progress::Embedded => pb.inc(1),
-                },
-            )?;
+        let summary = seer_index::index_locked(
+            &mut store,
+            &lock,
+            &loaded,
+            &options,
+            &mut |event| match event {
+                Progress::Planned(n) => pb.set_length(n as u64),
+                Progress::Embedded => pb.inc(1),
+            },
+        )?;
         pb.finish_and_clear();
         report(&dir, &summary, args.json)?;
         failed += summary.failed;

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use seer_index::pathcodec::{display_stored, path_from_display, to_stored};
-use seer_index::{query_vector, rank_excluding, Query, SearchOptions, Store};
+use seer_index::{query_vector, Query, SearchOptions, Searcher, SearcherOptions, Store};
 
 use crate::common::IndexArgs;
 
@@ -57,13 +57,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         !query.is_empty(),
         "nothing to search for: give a text, --image FILE or --like PATH"
     );
-    let clip = if query.needs_model() {
-        Some(args.target.load_clip(&model.name)?)
+    let loaded = if query.needs_model() {
+        Some(args.target.load_model(&model.name)?)
     } else {
         None
     };
     let embed = args.target.run.embed_options(true)?;
-    let vector = query_vector(&store, &model, clip.as_ref(), &query, &embed)?;
+    let vector = query_vector(&store, &model, loaded.as_ref(), &query, &embed)?;
     let options = SearchOptions {
         k: args.k,
         min_score: args.min_score,
@@ -71,7 +71,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     // "More like this" photos are not results of their own query (copies of
     // them, being other files, still are).
-    let hits = rank_excluding(&store, &model, &vector, &options, &query.like)?;
+    let searcher = Searcher::open(
+        &store,
+        model,
+        SearcherOptions {
+            ann_threshold: args.target.ann.ann_threshold,
+            resident: false,
+        },
+    )?;
+    let hits = searcher.rank_excluding(&store, &vector, &options, &query.like)?;
     if args.json {
         for hit in &hits {
             let hit = serde_json::json!({ "path": display_stored(&hit.path), "score": hit.score });

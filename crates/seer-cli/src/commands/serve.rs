@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use seer_index::Store;
@@ -56,7 +55,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(m) => m,
         None => Store::open_read_only(&dir)?.choose_model(None)?.name,
     };
-    let clip = Arc::new(args.target.load_clip(&model)?);
+    let loaded = args.target.load_model(&model)?;
     #[allow(clippy::needless_update)]
     let config = ServerConfig {
         bind: args.bind,
@@ -70,13 +69,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         limits: args.target.run.limits(ServerConfig::default().limits),
         header_timeout: Duration::from_secs(args.header_timeout),
         max_connections: args.max_connections as usize,
+        ann_threshold: args.target.ann.ann_threshold,
         ..Default::default()
     };
-    let id = clip.id.clone();
+    let id = loaded.id.clone();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
-        .block_on(seer_server::serve(clip, config, |addr| {
+        .block_on(seer_server::serve(loaded, config, |addr| {
             eprintln!("seer: serving {id} on http://{addr}")
         }))?;
     Ok(ExitCode::SUCCESS)

@@ -1,0 +1,78 @@
+//! The DINOv2 family as the commands see it: an image-only model (no text
+//! tower) whose embedding is `pooler_output`, the CLS token after the final
+//! LayerNorm, preprocessed by the checkpoint's `BitImageProcessor`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use seer_image::PreprocessConfig;
+use seer_models::models::dinov2::Dinov2Model;
+use seer_models::{l2_normalize, ModelError, Tensor};
+
+use crate::error::{file_error, Result};
+use crate::loader::LoadOptions;
+use crate::tasks::{ImageEncoder, LoadedModel};
+
+pub struct Dinov2 {
+    model: Dinov2Model,
+    preprocess: PreprocessConfig,
+    device: seer_models::Device,
+}
+
+impl Dinov2 {
+    pub fn load_dir(dir: &Path, options: &LoadOptions) -> Result<Self> {
+        let device = options.device.device()?;
+        let model = Dinov2Model::load_dir(dir, &device, options.precision)?;
+        let path = dir.join("preprocessor_config.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| file_error(&path, e))?;
+        let preprocess = PreprocessConfig::from_bit_preprocessor_config(&text)
+            .map_err(|e| file_error(&path, e))?;
+        let patch = model.config().patch_size;
+        if !(preprocess.crop_size as usize).is_multiple_of(patch) {
+            return Err(file_error(
+                &path,
+                format!(
+                    "crops to {} px, which is not a whole number of {patch}-pixel patches",
+                    preprocess.crop_size
+                ),
+            ));
+        }
+        Ok(Self {
+            model,
+            preprocess,
+            device,
+        })
+    }
+
+    pub fn into_loaded(self, id: String) -> LoadedModel {
+        LoadedModel {
+            id,
+            family: "dinov2",
+            image: Some(Arc::new(self)),
+            text: None,
+        }
+    }
+}
+
+impl ImageEncoder for Dinov2 {
+    fn embed_dim(&self) -> usize {
+        self.model.config().hidden_size
+    }
+
+    fn preprocess_config(&self) -> &PreprocessConfig {
+        &self.preprocess
+    }
+
+    /// `normalize: false` is `pooler_output` exactly.
+    fn embed_pixels(&self, pixels: Vec<f32>, n: usize, normalize: bool) -> Result<Vec<Vec<f32>>> {
+        let s = self.preprocess.crop_size as usize;
+        let batch =
+            Tensor::from_vec(pixels, (n, 3, s, s), &self.device).map_err(ModelError::from)?;
+        let pooled = self.model.forward(&batch)?.pooler;
+        let pooled = match normalize {
+            true => l2_normalize(&pooled).map_err(ModelError::from)?,
+            false => pooled,
+        };
+        Ok(pooled.to_vec2::<f32>().map_err(ModelError::from)?)
+    }
+}

@@ -1,0 +1,171 @@
+//! What a model can do, as traits the rest of seer depends on: the index, the
+//! server and the command line see an [`ImageEncoder`] and a [`TextEncoder`],
+//! never a concrete family (CLIP, DINOv2, SigLIP). A family implements the
+//! traits for its towers and registers a loader in [`crate::registry`].
+//!
+//! An encoder does only what differs between families: its preprocessing, one
+//! model batch, and (for text) its tokenizer, padding and zero-shot
+//! [`ScoreRule`]. Batching, the decode-ahead pipeline and error handling per file
+//! are written once, on `dyn ImageEncoder` / `dyn TextEncoder` (see `embed.rs`).
+//!
+//! Later tasks get their own traits beside these (`Captioner`, `Segmenter`,
+//! `Detector`, `Tagger`) and their own optional slot in [`LoadedModel`].
+
+use std::sync::Arc;
+
+use seer_image::{DecodedImage, PreprocessConfig};
+
+use crate::error::{EngineError, Result};
+
+/// The image tower of a model: preprocessed pixels in, one embedding per image out.
+pub trait ImageEncoder: Send + Sync {
+    /// Length of one embedding.
+    fn embed_dim(&self) -> usize;
+
+    /// The processor this tower's images go through (resize, crop, mean/std),
+    /// as the checkpoint's `preprocessor_config.json` (or open_clip config) says.
+    fn preprocess_config(&self) -> &PreprocessConfig;
+
+    /// Floats in one preprocessed image: what [`ImageEncoder::preprocess`]
+    /// returns and [`ImageEncoder::embed_pixels`] expects per image.
+    fn pixels_len(&self) -> usize {
+        3 * (self.preprocess_config().crop_size as usize).pow(2)
+    }
+
+    /// A decoded file as this tower's input, [`ImageEncoder::pixels_len`] floats.
+    /// Families whose processor a [`PreprocessConfig`] cannot express (SigLIP's
+    /// squash resize, NaFlex) override this and [`ImageEncoder::preprocess_rgb`].
+    fn preprocess(&self, image: &DecodedImage) -> Vec<f32> {
+        seer_image::preprocess_decoded(image, self.preprocess_config())
+    }
+
+    /// [`ImageEncoder::preprocess`] for an RGB image made in memory (e.g. the
+    /// altered copies `seer dupes --calibrate` embeds).
+    fn preprocess_rgb(&self, image: &seer_image::image::RgbImage) -> Vec<f32> {
+        let cfg = self.preprocess_config();
+        let mut out = Vec::with_capacity(self.pixels_len());
+        seer_image::normalize_into(&seer_image::resize_and_crop(image, cfg), cfg, &mut out);
+        out
+    }
+
+    /// Runs one model batch: `pixels` holds `n` preprocessed images back to back.
+    /// `normalize: false` gives the family's raw features exactly (CLIP's and
+    /// SigLIP's `get_image_features`, DINOv2's `pooler_output`); `true` their
+    /// L2-normalised form, which search and zero-shot use.
+    fn embed_pixels(&self, pixels: Vec<f32>, n: usize, normalize: bool) -> Result<Vec<Vec<f32>>>;
+}
+
+/// The text tower of a model: strings in, embeddings in the image tower's space out.
+pub trait TextEncoder: Send + Sync {
+    /// Length of one embedding (the image tower's).
+    fn embed_dim(&self) -> usize;
+
+    /// Token ids as this model sees `text`: its tokenizer, special tokens and
+    /// truncation (padding is the model's business in [`TextEncoder::embed_text_batch`]).
+    fn tokenize(&self, text: &str) -> Vec<u32>;
+
+    /// Runs one model batch of texts, padded as the reference pads them (CLIP:
+    /// to the longest text; SigLIP: `max_length` 64). `normalize` as for images.
+    fn embed_text_batch(&self, texts: &[String], normalize: bool) -> Result<Vec<Vec<f32>>>;
+
+    /// How this model turns cosine similarities into zero-shot probabilities.
+    fn score_rule(&self) -> ScoreRule;
+}
+
+/// How a family turns an image's cosine similarities to class embeddings into
+/// probabilities. `scale` is the multiplier itself (the exponential of the
+/// checkpoint's stored `logit_scale`).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+#[serde(tag = "rule", rename_all = "lowercase")]
+pub enum ScoreRule {
+    /// CLIP: `softmax(scale · cos)` over the labels; they sum to 1.
+    Softmax { scale: f32 },
+    /// SigLIP: `sigmoid(scale · cos + bias)` for each label on its own.
+    Sigmoid { scale: f32, bias: f32 },
+}
+
+impl ScoreRule {
+    pub fn probabilities(&self, cosines: &[f32]) -> Vec<f32> {
+        match *self {
+            Self::Softmax { scale } => {
+                let logits: Vec<f32> = cosines.iter().map(|c| scale * c).collect();
+                crate::zeroshot::softmax(&logits)
+            }
+            Self::Sigmoid { scale, bias } => cosines
+                .iter()
+                .map(|c| 1.0 / (1.0 + (-(scale * c + bias)).exp()))
+                .collect(),
+        }
+    }
+}
+
+/// A model ready to use, as commands see it: which towers it has, behind the
+/// task traits. Loaded by [`LoadedModel::load`] through the family registry.
+#[derive(Clone)]
+pub struct LoadedModel {
+    /// The hub id or folder the model came from (what an index records).
+    pub id: String,
+    /// The registry's name of its family (`clip`, `dinov2`, `siglip`).
+    pub family: &'static str,
+    pub image: Option<Arc<dyn ImageEncoder>>,
+    /// None for image-only models (DINOv2).
+    pub text: Option<Arc<dyn TextEncoder>>,
+}
+
+impl LoadedModel {
+    /// The image tower, or an error naming the model when it has none.
+    pub fn image(&self) -> Result<&dyn ImageEncoder> {
+        self.image.as_deref().ok_or_else(|| {
+            EngineError::Invalid(format!(
+                "model '{}' ({}) has no image tower",
+                self.id, self.family
+            ))
+        })
+    }
+
+    /// The text tower, or an error saying that this model only embeds images.
+    pub fn text(&self) -> Result<&dyn TextEncoder> {
+        self.text
+            .as_deref()
+            .ok_or_else(|| EngineError::NoTextTower {
+                model: self.id.clone(),
+                family: self.family,
+            })
+    }
+
+    /// Length of its embeddings.
+    pub fn embed_dim(&self) -> usize {
+        match (&self.image, &self.text) {
+            (Some(i), _) => i.embed_dim(),
+            (None, Some(t)) => t.embed_dim(),
+            (None, None) => 0,
+        }
+    }
+
+    /// The zero-shot rule, when the model has a text tower.
+    pub fn score_rule(&self) -> Result<ScoreRule> {
+        Ok(self.text()?.score_rule())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn softmax_sums_to_one_and_sigmoid_scores_each_label_alone() {
+        let cos = [0.30, 0.25, -0.1];
+        let p = ScoreRule::Softmax { scale: 100.0 }.probabilities(&cos);
+        assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert!(p[0] > p[1] && p[1] > p[2]);
+        let rule = ScoreRule::Sigmoid {
+            scale: 10.0,
+            bias: -2.0,
+        };
+        let s = rule.probabilities(&cos);
+        // sigmoid(10 * 0.3 - 2) = sigmoid(1)
+        assert!((s[0] - 1.0 / (1.0 + (-1.0f32).exp())).abs() < 1e-6);
+        // Each label alone: dropping one leaves the others' scores unchanged.
+        assert_eq!(rule.probabilities(&cos[..2]), s[..2].to_vec());
+    }
+}

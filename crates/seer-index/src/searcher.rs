@@ -1,0 +1,268 @@
+//! One [`Searcher`] per index generation (as tantivy hands out one per commit):
+//! a model's vectors, or its approximate index, as the database was when it was
+//! opened. `seer search` opens one per query; `seer serve` keeps one and opens a
+//! new one when the generation changes. The exact-vs-approximate decision is
+//! made here and nowhere else ([`Searcher::open`]), and every ranking, filtered
+//! or not, goes through [`Searcher::rank`].
+
+use std::borrow::Cow;
+
+use seer_ann::Hnsw;
+
+use crate::ann::ANN_THRESHOLD;
+use crate::error::Result;
+use crate::search::{rank_exact_where, Hit, KeepId, SearchOptions};
+use crate::store::{ModelInfo, Store, VectorSet};
+
+#[derive(Clone, Copy, Debug)]
+pub struct SearcherOptions {
+    /// Models with at least this many vectors are searched with their
+    /// approximate index, when it is current ([`ANN_THRESHOLD`] by default; the
+    /// CLI's hidden `--ann-threshold`, or `$SEER_ANN_THRESHOLD`, sets another).
+    pub ann_threshold: usize,
+    /// Keep every vector in memory even when the approximate index answers: for
+    /// a long-lived searcher (the server) that looks vectors up by file id and
+    /// names hits without a database query. A one-off search leaves them on disk.
+    pub resident: bool,
+}
+
+impl Default for SearcherOptions {
+    fn default() -> Self {
+        Self {
+            ann_threshold: ANN_THRESHOLD,
+            resident: false,
+        }
+    }
+}
+
+pub struct Searcher {
+    generation: u64,
+    model: ModelInfo,
+    backend: Backend,
+}
+
+enum Backend {
+    /// Every vector in memory, ranked exactly (SIMD dot products).
+    Exact(VectorSet),
+    /// The HNSW graph; the vectors too when resident.
+    Graph {
+        graph: Box<Hnsw>,
+        vectors: Option<VectorSet>,
+    },
+}
+
+impl Searcher {
+    /// Opens `model`'s vectors as of the database's current generation: the
+    /// approximate index when the model has at least `ann_threshold` vectors and
+    /// a graph that reflects this generation, exact search otherwise (always
+    /// correct; the next `seer index` repairs a stale graph).
+    pub fn open(store: &Store, model: ModelInfo, options: SearcherOptions) -> Result<Self> {
+        let generation = store.generation()?;
+        let graph = if model.vectors >= options.ann_threshold {
+            crate::ann::load_current(store, &model, generation)
+        } else {
+            None
+        };
+        let backend = match graph {
+            Some(graph) => {
+                tracing::debug!(
+                    "searching {} vectors with the approximate index",
+                    model.vectors
+                );
+                let vectors = match options.resident {
+                    true => Some(store.load_vectors(&model)?),
+                    false => None,
+                };
+                Backend::Graph {
+                    graph: Box::new(graph),
+                    vectors,
+                }
+            }
+            None => {
+                tracing::debug!("searching {} vectors exactly", model.vectors);
+                Backend::Exact(store.load_vectors(&model)?)
+            }
+        };
+        Ok(Self {
+            generation,
+            model,
+            backend,
+        })
+    }
+
+    /// The database generation this searcher reflects.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    pub fn model(&self) -> &ModelInfo {
+        &self.model
+    }
+
+    pub fn is_approximate(&self) -> bool {
+        matches!(self.backend, Backend::Graph { .. })
+    }
+
+    /// The vectors, when they are in memory (exact search, or resident).
+    pub fn vectors(&self) -> Option<&VectorSet> {
+        match &self.backend {
+            Backend::Exact(v) => Some(v),
+            Backend::Graph { vectors, .. } => vectors.as_ref(),
+        }
+    }
+
+    /// The stored vector of file `id`, when the vectors are in memory.
+    pub fn vector_of_id(&self, id: i64) -> Option<&[f32]> {
+        let v = self.vectors()?;
+        v.ids.binary_search(&id).ok().map(|row| v.row(row))
+    }
+
+    /// The `options.k` best files for `query` (a unit vector) that match the
+    /// path glob and that `keep` (when given) accepts. `store` names the hits
+    /// when the vectors are not in memory; it must be the index this searcher
+    /// was opened on.
+    pub fn rank(
+        &self,
+        store: &Store,
+        query: &[f32],
+        options: &SearchOptions,
+        keep: Option<KeepId<'_>>,
+    ) -> Result<Vec<Hit>> {
+        match &self.backend {
+            Backend::Exact(v) => rank_exact_where(v, query, options, keep),
+            Backend::Graph {
+                graph,
+                vectors: Some(v),
+            } => crate::ann::rank_graph_where(
+                graph,
+                query,
+                options,
+                || Ok((Cow::Borrowed(&v.ids[..]), Cow::Borrowed(&v.paths[..]))),
+                |id| {
+                    Ok(v.ids
+                        .binary_search(&id)
+                        .ok()
+                        .map(|row| v.paths[row].clone()))
+                },
+                keep,
+            ),
+            // Hits are named by looking up only their paths; a path filter
+            // needs every path, so it loads the id -> path map (no vectors).
+            Backend::Graph {
+                graph,
+                vectors: None,
+            } => crate::ann::rank_graph_where(
+                graph,
+                query,
+                options,
+                || {
+                    store
+                        .ids_and_paths(&self.model)
+                        .map(|(ids, paths)| (Cow::Owned(ids), Cow::Owned(paths)))
+                },
+                |id| store.path_of(id),
+                keep,
+            ),
+        }
+    }
+
+    /// [`Searcher::rank`] without the files at `exclude` (e.g. the indexed photos
+    /// a "more like this" query starts from, which would otherwise come first).
+    /// Asking for `exclude.len()` more hits keeps the top `k` of the rest exact.
+    pub fn rank_excluding(
+        &self,
+        store: &Store,
+        query: &[f32],
+        options: &SearchOptions,
+        exclude: &[String],
+    ) -> Result<Vec<Hit>> {
+        let wider = SearchOptions {
+            k: options.k.saturating_add(exclude.len()),
+            ..options.clone()
+        };
+        let mut hits = self.rank(store, query, &wider, None)?;
+        hits.retain(|h| !exclude.contains(&h.path));
+        hits.truncate(options.k);
+        Ok(hits)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{write, FileRecord};
+
+    /// An index of 40 unit vectors in 8-d for model "m", paths `/p/{i}.jpg`.
+    fn store_with_vectors(dir: &std::path::Path) -> (Store, ModelInfo) {
+        let mut store = Store::open(dir).unwrap();
+        let tx = store.transaction().unwrap();
+        let model = write::model_id(&tx, "m", 8).unwrap();
+        for i in 0..40u32 {
+            let v: Vec<f32> = (0..8)
+                .map(|d| ((i * 31 + d * 17) % 23) as f32 - 11.0)
+                .collect();
+            let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            let v: Vec<f32> = v.iter().map(|x| x / n).collect();
+            let file = FileRecord {
+                path: format!("/p/{i}.jpg"),
+                ..Default::default()
+            };
+            let id = write::upsert_file(&tx, &file).unwrap();
+            write::put_embedding(&tx, id, model, crate::Encoding::F32, &v).unwrap();
+        }
+        write::bump_generation(&tx).unwrap();
+        tx.commit().unwrap();
+        let info = store.choose_model(Some("m")).unwrap();
+        (store, info)
+    }
+
+    fn options(ann_threshold: usize, resident: bool) -> SearcherOptions {
+        SearcherOptions {
+            ann_threshold,
+            resident,
+        }
+    }
+
+    #[test]
+    fn the_threshold_and_the_graphs_generation_decide_the_search() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, model) = store_with_vectors(dir.path());
+        crate::ann::sync(&store, &model, 10).unwrap();
+
+        let exact = Searcher::open(&store, model.clone(), options(1000, false)).unwrap();
+        assert!(!exact.is_approximate());
+        let query = exact.vector_of_id(1).unwrap().to_vec();
+        let search = SearchOptions {
+            k: 5,
+            ..Default::default()
+        };
+        let want = exact.rank(&store, &query, &search, None).unwrap();
+        assert_eq!(want.len(), 5);
+        assert_eq!(want[0].path, "/p/0.jpg");
+        for resident in [false, true] {
+            let approx = Searcher::open(&store, model.clone(), options(10, resident)).unwrap();
+            assert!(approx.is_approximate());
+            assert_eq!(approx.vectors().is_some(), resident);
+            let got = approx.rank(&store, &query, &search, None).unwrap();
+            let paths = |h: &[Hit]| h.iter().map(|h| h.path.clone()).collect::<Vec<_>>();
+            assert_eq!(paths(&got), paths(&want), "resident {resident}");
+            // The one filtered ranking: the keep filter and the exclusion agree.
+            let keep = |id: i64| id != want[0].id;
+            let kept = approx.rank(&store, &query, &search, Some(&keep)).unwrap();
+            let excluded = approx
+                .rank_excluding(&store, &query, &search, &[want[0].path.clone()])
+                .unwrap();
+            assert_eq!(kept.len(), 5);
+            assert_eq!(paths(&kept[..4]), paths(&want[1..]));
+            assert_eq!(paths(&kept), paths(&excluded));
+        }
+
+        // A commit the graph has not seen: exact search until the next sync.
+        let tx = store.transaction().unwrap();
+        write::bump_generation(&tx).unwrap();
+        tx.commit().unwrap();
+        let stale = Searcher::open(&store, model, options(10, false)).unwrap();
+        assert!(!stale.is_approximate());
+        assert_eq!(stale.generation(), store.generation().unwrap());
+    }
+}
