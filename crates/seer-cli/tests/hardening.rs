@@ -561,3 +561,90 @@ fn a_bare_index_run_updates_every_model_the_index_holds() {
         assert_eq!(m["vectors"].as_u64(), Some(3), "{status}");
     }
 }
+
+/// SigLIP through the commands: `classify` scores each label with its own
+/// sigmoid (the probabilities do not sum to 1) and `embed --text` uses the
+/// folder's `spiece.model`, even with `$SEER_TOKENIZER` naming CLIP's file.
+#[test]
+fn siglip_classifies_with_sigmoid_scores_and_embeds_text() {
+    let idx = tempfile::tempdir().unwrap();
+    let dir = repo_root().join("fixtures/families/siglip-tiny");
+    let siglip = dir.display().to_string();
+    let reference: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap())
+            .unwrap();
+    let main = &reference["text"]["max_length/attention_mask"];
+    let texts: Vec<&str> = reference["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    let image = shared_data().join(reference["images"][0].as_str().unwrap());
+    // One template that is the label itself, so the prompts are the reference's texts.
+    let templates = idx.path().join("templates.txt");
+    std::fs::write(&templates, "{}\n").unwrap();
+    let labels = texts[..3].join(",");
+    let out = ok(seer(
+        idx.path(),
+        &[
+            "classify",
+            image.to_str().unwrap(),
+            "--labels",
+            &labels,
+            "--templates",
+            templates.to_str().unwrap(),
+            "--model",
+            &siglip,
+            "--json",
+        ],
+    ));
+    let line: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let predictions = line["predictions"].as_array().unwrap();
+    assert_eq!(predictions.len(), 3, "{out}");
+    let mut sum = 0.0;
+    for p in predictions {
+        let index = p["index"].as_u64().unwrap() as usize;
+        assert_eq!(p["label"], texts[index]);
+        let got = p["probability"].as_f64().unwrap();
+        let want = main["probs"][0][index].as_f64().unwrap();
+        assert!(
+            (got - want).abs() <= 1e-4,
+            "{}: {got} vs {want}",
+            texts[index]
+        );
+        sum += got;
+    }
+    assert!(
+        (sum - 1.0).abs() > 0.1,
+        "sigmoid scores are not normalised: {out}"
+    );
+
+    let out = ok(seer(
+        idx.path(),
+        &[
+            "embed",
+            "--text",
+            "chien sur la plage",
+            "--model",
+            &siglip,
+            "--json",
+        ],
+    ));
+    let line: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let got: Vec<f64> = line["embedding"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    let index = texts
+        .iter()
+        .position(|t| *t == "chien sur la plage")
+        .unwrap();
+    let want = main["text_embeddings"][index].as_array().unwrap();
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(want) {
+        assert!((g - w.as_f64().unwrap()).abs() <= 1e-4, "{g} vs {w}");
+    }
+}

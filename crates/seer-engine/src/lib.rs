@@ -12,6 +12,7 @@ pub mod loader;
 pub mod prompts;
 pub mod registry;
 pub mod retrieval;
+pub mod siglip;
 pub mod tasks;
 pub mod zeroshot;
 

@@ -39,7 +39,15 @@ pub static FAMILIES: &[Family] = &[
     },
     Family {
         name: "siglip",
-        model_types: &["siglip", "siglip2"],
+        model_types: &["siglip"],
+        load: Some(load_siglip),
+    },
+    // SigLIP 2 NaFlex is the same family (same towers, tokenizer rules and
+    // sigmoid scores) but needs its patch processor and per-image grids in the
+    // engine; until then it is recognised and refused by name.
+    Family {
+        name: "siglip",
+        model_types: &["siglip2"],
         load: None,
     },
 ];
@@ -50,6 +58,10 @@ fn load_clip(dir: &Path, options: &LoadOptions) -> Result<LoadedModel> {
 
 fn load_dinov2(dir: &Path, options: &LoadOptions) -> Result<LoadedModel> {
     Ok(crate::dinov2::Dinov2::load_dir(dir, options)?.into_loaded(dir.display().to_string()))
+}
+
+fn load_siglip(dir: &Path, options: &LoadOptions) -> Result<LoadedModel> {
+    Ok(crate::siglip::Siglip::load_dir(dir, options)?.into_loaded(dir.display().to_string()))
 }
 
 /// What identified a folder's family: the file read and the `model_type` in it.

@@ -192,6 +192,23 @@ pub fn preprocess_exact(img: &DecodedImage, cfg: &ExactResizeConfig) -> Vec<f32>
     out
 }
 
+/// [`preprocess_exact`] for an RGB image made in memory (no alpha to composite).
+pub fn preprocess_exact_rgb(img: &RgbImage, cfg: &ExactResizeConfig) -> Vec<f32> {
+    let data = resize::resample_squash(
+        img.as_raw(),
+        img.width(),
+        img.height(),
+        3,
+        cfg.width,
+        cfg.height,
+        cfg.interpolation,
+    );
+    let resized = RgbImage::from_raw(cfg.width, cfg.height, data).expect("w * h * 3 buffer");
+    let mut out = Vec::with_capacity(3 * cfg.width as usize * cfg.height as usize);
+    normalize::normalize_with(&resized, cfg.mean, cfg.std, cfg.do_normalize, &mut out);
+    out
+}
+
 /// transformers 5's `convert_to_rgb` (alpha composited onto white), then a
 /// PIL resize to `width × height` with Pillow 13's pass order.
 fn rgb_resized(img: &DecodedImage, width: u32, height: u32, filter: Interpolation) -> RgbImage {
