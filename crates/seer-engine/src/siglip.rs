@@ -1,34 +1,47 @@
 //! The SigLIP family as the commands see it: both towers of a transformers
-//! `SiglipModel`, its `SiglipTokenizer` and its `SiglipImageProcessor`.
+//! `SiglipModel` / `Siglip2Model`, its tokenizer and its image processor.
 //!
 //! What differs from CLIP (fixtures/families/README.md has the details):
-//! - images are squashed to the exact input size (no shortest-edge resize, no
-//!   crop), which a [`PreprocessConfig`] cannot say, so `preprocess` and
-//!   `preprocess_rgb` are overridden;
-//! - texts are padded to `max_length` (64) with `</s>` and the tower pools the
-//!   last position, so the padding rule changes the embedding;
+//! - SigLIP squashes images to the exact input size (no shortest-edge resize,
+//!   no crop) and SigLIP 2 NaFlex cuts them into a variable grid of patches;
+//!   a [`PreprocessConfig`] can say neither, so `preprocess`, `preprocess_rgb`
+//!   and `pixels_len` are overridden;
+//! - texts are padded to `max_length` (64) on the right and the tower pools
+//!   the last position, so the padding rule changes the embedding;
 //! - zero-shot scores are a sigmoid per label ([`ScoreRule::Sigmoid`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use seer_image::{CropRounding, DecodedImage, ExactResizeConfig, PreprocessConfig, RgbConversion};
-use seer_models::models::siglip::{SiglipConfig, SiglipModel, SiglipVariant};
+use seer_image::{
+    CropRounding, DecodedImage, ExactResizeConfig, NaflexConfig, NaflexPatches, PreprocessConfig,
+    RgbConversion,
+};
+use seer_models::models::siglip::{PatchGrid, SiglipConfig, SiglipModel, SiglipVariant};
 use seer_models::{l2_normalize, Layout, ModelError, ModelFiles, Tensor};
 use seer_tokenizer::{SiglipFlavour, SiglipPadding, SiglipTokenizer};
 use serde_json::Value;
 
-use crate::error::{file_error, EngineError, Result};
+use crate::error::{file_error, Result};
 use crate::loader::LoadOptions;
 use crate::tasks::{ImageEncoder, LoadedModel, ScoreRule, TextEncoder};
+
+/// The image processor of the checkpoint's variant.
+enum Processor {
+    /// SigLIP: resized straight to the input size.
+    Exact(ExactResizeConfig),
+    /// SigLIP 2 NaFlex: `max_num_patches` patch rows, then the grid as two
+    /// floats (rows, cols) so it travels with the pixels through the batching.
+    Naflex(NaflexConfig),
+}
 
 pub struct Siglip {
     model: SiglipModel,
     tokenizer: SiglipTokenizer,
-    resize: ExactResizeConfig,
-    /// `resize` as the trait's descriptive config (square input, same mean and
-    /// std). Never used to preprocess: a shortest-edge resize plus crop is not
-    /// SigLIP's squash for non-square images.
+    processor: Processor,
+    /// The processor as the trait's descriptive config (square input, same
+    /// mean and std). Never used to preprocess: a shortest-edge resize plus
+    /// crop is neither SigLIP's squash nor NaFlex.
     described: PreprocessConfig,
     device: seer_models::Device,
 }
@@ -42,35 +55,36 @@ impl Siglip {
                 "open_clip SigLIP checkpoints are not supported yet; use the transformers checkpoint (e.g. google/siglip-base-patch16-224)",
             ));
         }
-        // Checked before the weights load: NaFlex needs its own processor and
-        // batching (SigLIP 2), which this type does not do.
-        let config = SiglipConfig::from_file(&files.config)?;
-        if config.variant != SiglipVariant::Siglip {
-            return Err(EngineError::FamilyNotBuilt {
-                path: files.config.clone(),
-                model_type: "siglip2".into(),
-                family: "siglip",
-            });
-        }
         let device = options.device.device()?;
         let model = SiglipModel::load(&files, &device, options.precision)?;
-        let resize = read_processor(dir, model.image_size())?;
-        let tokenizer = load_tokenizer(dir, options, model.context_length())?;
+        let variant = model.config().variant;
+        let processor = read_processor(dir, model.config())?;
+        let tokenizer = load_tokenizer(dir, options, variant, model.context_length())?;
+        let (side, interpolation, mean, std, do_normalize) = match &processor {
+            Processor::Exact(c) => (c.width, c.interpolation, c.mean, c.std, c.do_normalize),
+            Processor::Naflex(c) => (
+                c.max_num_patches.isqrt() * c.patch_size,
+                c.interpolation,
+                c.mean,
+                c.std,
+                c.do_normalize,
+            ),
+        };
         let described = PreprocessConfig {
-            resize_to: resize.width,
-            crop_size: resize.width,
-            interpolation: resize.interpolation,
+            resize_to: side,
+            crop_size: side,
+            interpolation,
             crop_rounding: CropRounding::RoundHalfEven,
-            mean: resize.mean,
-            std: resize.std,
+            mean,
+            std,
             do_resize: true,
-            do_normalize: resize.do_normalize,
+            do_normalize,
             rgb_conversion: RgbConversion::CompositeOnWhite,
         };
         Ok(Self {
             model,
             tokenizer,
-            resize,
+            processor,
             described,
             device,
         })
@@ -95,19 +109,36 @@ impl Siglip {
     }
 }
 
-/// `preprocessor_config.json` (`SiglipImageProcessor`); without one, the
-/// class defaults at the model's input size, as transformers would use.
-fn read_processor(dir: &Path, image_size: usize) -> Result<ExactResizeConfig> {
+/// `preprocessor_config.json` (`SiglipImageProcessor` or, for SigLIP 2,
+/// `Siglip2ImageProcessor`); without one, the class defaults (SigLIP: at the
+/// model's input size), as transformers would use.
+fn read_processor(dir: &Path, config: &SiglipConfig) -> Result<Processor> {
     let path = dir.join("preprocessor_config.json");
-    let cfg = if path.is_file() {
-        let text = std::fs::read_to_string(&path).map_err(|e| file_error(&path, e))?;
-        ExactResizeConfig::from_siglip_preprocessor_config(&text)
-            .map_err(|e| file_error(&path, e))?
-    } else {
-        let mut cfg = ExactResizeConfig::from_siglip_preprocessor_config("{}")?;
-        (cfg.width, cfg.height) = (image_size as u32, image_size as u32);
-        cfg
+    let text = match path.is_file() {
+        true => std::fs::read_to_string(&path).map_err(|e| file_error(&path, e))?,
+        false => "{}".to_string(),
     };
+    let patch = config.vision.patch_size;
+    if config.variant == SiglipVariant::Siglip2 {
+        let cfg = NaflexConfig::from_siglip2_preprocessor_config(&text)
+            .map_err(|e| file_error(&path, e))?;
+        if cfg.patch_size as usize != patch {
+            return Err(file_error(
+                &path,
+                format!(
+                    "cuts {} px patches but the model's are {patch} px",
+                    cfg.patch_size
+                ),
+            ));
+        }
+        return Ok(Processor::Naflex(cfg));
+    }
+    let image_size = config.vision.image_size;
+    let mut cfg = ExactResizeConfig::from_siglip_preprocessor_config(&text)
+        .map_err(|e| file_error(&path, e))?;
+    if !path.is_file() {
+        (cfg.width, cfg.height) = (image_size as u32, image_size as u32);
+    }
     if (cfg.width as usize, cfg.height as usize) != (image_size, image_size) {
         return Err(file_error(
             &path,
@@ -117,7 +148,7 @@ fn read_processor(dir: &Path, image_size: usize) -> Result<ExactResizeConfig> {
             ),
         ));
     }
-    Ok(cfg)
+    Ok(Processor::Exact(cfg))
 }
 
 /// The folder's `tokenizer.json`, else its `spiece.model` (what the
@@ -125,7 +156,12 @@ fn read_processor(dir: &Path, image_size: usize) -> Result<ExactResizeConfig> {
 /// `$SEER_TOKENIZER` usually names CLIP's BPE file, which is no SigLIP
 /// tokenizer. Texts are cut to `tokenizer_config.json`'s `model_max_length`
 /// when that is shorter than the text tower's positions.
-fn load_tokenizer(dir: &Path, options: &LoadOptions, positions: usize) -> Result<SiglipTokenizer> {
+fn load_tokenizer(
+    dir: &Path,
+    options: &LoadOptions,
+    variant: SiglipVariant,
+    positions: usize,
+) -> Result<SiglipTokenizer> {
     let max_length = max_length(dir, positions)?;
     let path = ["tokenizer.json", "spiece.model"]
         .iter()
@@ -139,9 +175,15 @@ fn load_tokenizer(dir: &Path, options: &LoadOptions, positions: usize) -> Result
             )
         })?;
     let is_spm = path.extension().is_some_and(|e| e == "model");
+    // transformers 5 builds Siglip2Tokenizer (lowercasing, `<pad>` padding)
+    // for model_type siglip2 whatever tokenizer_config.json names.
+    let flavour = match variant {
+        SiglipVariant::Siglip => SiglipFlavour::Siglip,
+        SiglipVariant::Siglip2 => SiglipFlavour::Siglip2,
+    };
     Ok(match is_spm {
         true => SiglipTokenizer::from_spiece_model(&path, max_length)?,
-        false => SiglipTokenizer::from_file(&path, SiglipFlavour::Siglip, max_length)?,
+        false => SiglipTokenizer::from_file(&path, flavour, max_length)?,
     })
 }
 
@@ -158,7 +200,7 @@ fn max_length(dir: &Path, positions: usize) -> Result<usize> {
     if root.get("padding_side").and_then(Value::as_str) == Some("left") {
         return Err(file_error(
             &path,
-            "padding_side \"left\" is not supported for SigLIP (it pads on the right)",
+            "padding_side \"left\" is not supported for SigLIP (seer pads on the right, as the HF SigLIP and SigLIP 2 checkpoints are used)",
         ));
     }
     // transformers writes a huge number when no length is set.
@@ -178,24 +220,66 @@ impl ImageEncoder for Siglip {
     }
 
     fn pixels_len(&self) -> usize {
-        3 * self.resize.width as usize * self.resize.height as usize
+        match &self.processor {
+            Processor::Exact(c) => 3 * c.width as usize * c.height as usize,
+            Processor::Naflex(c) => patch_floats(c) + 2,
+        }
     }
 
     fn preprocess(&self, image: &DecodedImage) -> Vec<f32> {
-        seer_image::preprocess_exact(image, &self.resize)
+        match &self.processor {
+            Processor::Exact(c) => seer_image::preprocess_exact(image, c),
+            Processor::Naflex(c) => with_grid(seer_image::preprocess_naflex(image, c)),
+        }
     }
 
     fn preprocess_rgb(&self, image: &seer_image::image::RgbImage) -> Vec<f32> {
-        seer_image::preprocess_exact_rgb(image, &self.resize)
+        match &self.processor {
+            Processor::Exact(c) => seer_image::preprocess_exact_rgb(image, c),
+            Processor::Naflex(c) => with_grid(seer_image::preprocess_naflex_rgb(image, c)),
+        }
     }
 
     /// `normalize: false` is `get_image_features(...).pooler_output` exactly.
     fn embed_pixels(&self, pixels: Vec<f32>, n: usize, normalize: bool) -> Result<Vec<Vec<f32>>> {
-        let (h, w) = (self.resize.height as usize, self.resize.width as usize);
-        let batch =
-            Tensor::from_vec(pixels, (n, 3, h, w), &self.device).map_err(ModelError::from)?;
-        Self::finish(self.model.image_features(&batch)?, normalize)
+        let features = match &self.processor {
+            Processor::Exact(c) => {
+                let (h, w) = (c.height as usize, c.width as usize);
+                let batch = Tensor::from_vec(pixels, (n, 3, h, w), &self.device)
+                    .map_err(ModelError::from)?;
+                self.model.image_features(&batch)?
+            }
+            Processor::Naflex(c) => {
+                let floats = patch_floats(c);
+                let mut patches = Vec::with_capacity(n * floats);
+                let mut grids = Vec::with_capacity(n);
+                for image in pixels.chunks_exact(floats + 2) {
+                    patches.extend_from_slice(&image[..floats]);
+                    grids.push(PatchGrid {
+                        rows: image[floats] as usize,
+                        cols: image[floats + 1] as usize,
+                    });
+                }
+                let row = 3 * (c.patch_size as usize).pow(2);
+                let batch = Tensor::from_vec(patches, (n, floats / row, row), &self.device)
+                    .map_err(ModelError::from)?;
+                self.model.image_features_naflex(&batch, &grids)?
+            }
+        };
+        Self::finish(features, normalize)
     }
+}
+
+/// Floats in one image's padded NaFlex patches.
+fn patch_floats(c: &NaflexConfig) -> usize {
+    c.max_num_patches as usize * 3 * (c.patch_size as usize).pow(2)
+}
+
+/// The patches with their grid appended (exact in f32: at most `max_num_patches`).
+fn with_grid(p: NaflexPatches) -> Vec<f32> {
+    let mut out = p.patches;
+    out.extend([p.rows as f32, p.cols as f32]);
+    out
 }
 
 impl TextEncoder for Siglip {
@@ -203,7 +287,7 @@ impl TextEncoder for Siglip {
         self.model.embed_dim()
     }
 
-    /// Ids with `</s>` last, unpadded. An encoding failure (which the
+    /// Ids with the end-of-sequence token last, unpadded. An encoding failure (which the
     /// tokenizers crate reports only for broken pipelines) gives no ids and a
     /// warning; [`TextEncoder::embed_text_batch`] reports it as an error.
     fn tokenize(&self, text: &str) -> Vec<u32> {
@@ -213,8 +297,9 @@ impl TextEncoder for Siglip {
         })
     }
 
-    /// Padded to `max_length` with the attention mask, as SigLIP was trained
-    /// and as `SiglipModel(**tokenizer(..., padding="max_length"))` runs.
+    /// Padded to `max_length` on the right with the attention mask, as SigLIP
+    /// was trained and as `SiglipModel(**tokenizer(..., padding="max_length"))`
+    /// runs (SigLIP pads with `</s>`, SigLIP 2 with `<pad>`).
     fn embed_text_batch(&self, texts: &[String], normalize: bool) -> Result<Vec<Vec<f32>>> {
         let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
         let encoded = self
@@ -289,10 +374,15 @@ mod tests {
         );
 
         let dir = folder(&[]);
-        let err = load_tokenizer(dir.path(), &LoadOptions::default(), 64)
-            .err()
-            .unwrap()
-            .to_string();
+        let err = load_tokenizer(
+            dir.path(),
+            &LoadOptions::default(),
+            SiglipVariant::Siglip,
+            64,
+        )
+        .err()
+        .unwrap()
+        .to_string();
         assert!(
             err.contains("spiece.model") && err.contains("--tokenizer"),
             "{err}"

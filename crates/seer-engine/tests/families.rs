@@ -57,30 +57,38 @@ fn dinov2_is_an_image_only_model_whose_raw_embedding_is_pooler_output() {
     }
 }
 
-#[test]
-fn siglip_embeds_files_and_texts_and_scores_labels_with_its_sigmoid() {
-    let dir = repo_root().join("fixtures/families/siglip-tiny");
+/// A SigLIP fixture through `LoadedModel` against its `reference.json`: raw and
+/// normalised image embeddings from the files (`images` from `image_block`),
+/// the tokenizer's unpadded ids, the text embeddings of the main text block
+/// and the zero-shot probabilities of its sigmoid rule.
+fn check_siglip(name: &str, image_block: &str, text_block: &str, unpadded: &str) {
+    let dir = repo_root().join("fixtures/families").join(name);
     let model = LoadedModel::load_dir(&dir, &LoadOptions::default()).unwrap();
     assert_eq!(model.family, "siglip");
     let reference = read_json(&dir.join("reference.json"));
-    // The main reference: max_length padding with the attention mask.
-    let main = &reference["text"]["max_length/attention_mask"];
+    let images_ref = match image_block {
+        "" => &reference,
+        pointer => reference.pointer(pointer).unwrap(),
+    };
+    let main = &reference["text"][text_block];
 
-    // Images: squashed to 224x224 (not CLIP's resize + crop), from the files.
     let paths = image_paths(&reference);
     for (normalize, key) in [(false, "image_features"), (true, "image_embeddings")] {
         let got = embed_files(&model, &paths, normalize);
-        let diff = max_abs_diff(&got, &matrix(&reference[key]));
-        println!("siglip {key} from image files: max |diff| = {diff:.2e}");
-        assert!(diff <= 1e-4, "{key}: {diff}");
+        let diff = max_abs_diff(&got, &matrix(&images_ref[key]));
+        println!("{name} {key} from image files: max |diff| = {diff:.2e}");
+        assert!(diff <= 1e-4, "{name} {key}: {diff}");
     }
     let images = embed_files(&model, &paths, true);
 
-    // Texts: the slow tokenizer's ids, then max_length padding with the mask.
     let text = model.text().unwrap();
     let texts = strings(&reference["texts"]);
     let ids: Vec<Vec<u32>> = texts.iter().map(|t| text.tokenize(t)).collect();
-    assert_eq!(ids, token_lists(&reference["tokenizer"]["unpadded_slow"]));
+    assert_eq!(
+        ids,
+        token_lists(&reference["tokenizer"][unpadded]),
+        "{name}"
+    );
     for (normalize, key) in [(false, "text_features"), (true, "text_embeddings")] {
         let options = EmbedOptions {
             normalize,
@@ -89,8 +97,8 @@ fn siglip_embeds_files_and_texts_and_scores_labels_with_its_sigmoid() {
         };
         let got = text.embed_texts(&texts, &options).unwrap();
         let diff = max_abs_diff(&got, &matrix(&main[key]));
-        println!("siglip {key}: max |diff| = {diff:.2e}");
-        assert!(diff <= 1e-4, "{key}: {diff}");
+        println!("{name} {key}: max |diff| = {diff:.2e}");
+        assert!(diff <= 1e-4, "{name} {key}: {diff}");
     }
 
     // Zero-shot: exp(logit_scale) and logit_bias from the checkpoint, one
@@ -104,8 +112,8 @@ fn siglip_embeds_files_and_texts_and_scores_labels_with_its_sigmoid() {
     let classifier = ZeroShotClassifier::new(text, &texts, &["{}".to_string()], 4).unwrap();
     let probs: Vec<Vec<f32>> = images.iter().map(|e| classifier.probabilities(e)).collect();
     let diff = max_abs_diff(&probs, &matrix(&main["probs"]));
-    println!("siglip zero-shot probabilities: max |diff| = {diff:.2e}");
-    assert!(diff <= 1e-4, "{diff}");
+    println!("{name} zero-shot probabilities: max |diff| = {diff:.2e}");
+    assert!(diff <= 1e-4, "{name}: {diff}");
     let sum: f32 = probs[0].iter().sum();
     assert!(
         (sum - 1.0).abs() > 0.1,
@@ -113,30 +121,51 @@ fn siglip_embeds_files_and_texts_and_scores_labels_with_its_sigmoid() {
     );
 }
 
+/// SigLIP: images squashed to 224x224 (not CLIP's resize + crop), the
+/// tokenizer built from `spiece.model`, texts padded to 64 with `</s>` and the
+/// attention mask.
 #[test]
-fn siglip_preprocesses_in_memory_images_as_it_does_files() {
-    let dir = repo_root().join("fixtures/families/siglip-tiny");
-    let model = LoadedModel::load_dir(&dir, &LoadOptions::default()).unwrap();
-    let image = model.image().unwrap();
-    let path = shared_data().join("smoke/misc/red_apple.jpg");
-    let limits = seer_image::DecodeLimits::default();
-    let decoded = seer_image::decode_file_full(&path, &limits).unwrap();
-    let rgb = seer_image::decode_file(&path, &limits).unwrap();
-    let from_file = image.preprocess(&decoded);
-    assert_eq!(from_file.len(), image.pixels_len());
-    assert_eq!(from_file.len(), 3 * 224 * 224);
-    assert_eq!(image.preprocess_rgb(&rgb), from_file);
+fn siglip_embeds_files_and_texts_and_scores_labels_with_its_sigmoid() {
+    check_siglip(
+        "siglip-tiny",
+        "",
+        "max_length/attention_mask",
+        "unpadded_slow",
+    );
+}
+
+/// SigLIP 2 NaFlex: 256-patch grids that keep each image's aspect ratio, the
+/// Gemma `tokenizer.json` lowercased, texts right-padded to 64 with `<pad>`.
+#[test]
+fn siglip2_naflex_embeds_files_and_texts_and_scores_labels_with_its_sigmoid() {
+    let reference =
+        read_json(&repo_root().join("fixtures/families/siglip2-naflex-tiny/reference.json"));
+    assert_eq!(reference["naflex"][0]["max_num_patches"], 256);
+    check_siglip(
+        "siglip2-naflex-tiny",
+        "/naflex/0",
+        "max_length_right/attention_mask",
+        "unpadded",
+    );
 }
 
 #[test]
-fn siglip2_naflex_is_recognised_and_refused_by_name() {
-    let dir = repo_root().join("fixtures/families/siglip2-naflex-tiny");
-    let err = LoadedModel::load_dir(&dir, &LoadOptions::default())
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(
-        err.contains("siglip2") && err.contains("not supported yet") && err.contains("config.json"),
-        "{err}"
-    );
+fn siglip_preprocesses_in_memory_images_as_it_does_files() {
+    // SigLIP: 3x224x224 pixels; NaFlex: 256 patches of 16x16x3, then the grid.
+    for (name, len) in [
+        ("siglip-tiny", 3 * 224 * 224),
+        ("siglip2-naflex-tiny", 256 * 768 + 2),
+    ] {
+        let dir = repo_root().join("fixtures/families").join(name);
+        let model = LoadedModel::load_dir(&dir, &LoadOptions::default()).unwrap();
+        let image = model.image().unwrap();
+        let path = shared_data().join("smoke/misc/red_apple.jpg");
+        let limits = seer_image::DecodeLimits::default();
+        let decoded = seer_image::decode_file_full(&path, &limits).unwrap();
+        let rgb = seer_image::decode_file(&path, &limits).unwrap();
+        let from_file = image.preprocess(&decoded);
+        assert_eq!(from_file.len(), image.pixels_len(), "{name}");
+        assert_eq!(from_file.len(), len, "{name}");
+        assert_eq!(image.preprocess_rgb(&rgb), from_file, "{name}");
+    }
 }

@@ -42,8 +42,8 @@ pub use error::ImageError;
 pub use normalize::normalize_into;
 pub use resize::{pil_resize, shortest_edge_size};
 pub use siglip::{
-    preprocess_exact, preprocess_exact_rgb, preprocess_naflex, ExactResizeConfig, NaflexConfig,
-    NaflexPatches,
+    preprocess_exact, preprocess_exact_rgb, preprocess_naflex, preprocess_naflex_rgb,
+    ExactResizeConfig, NaflexConfig, NaflexPatches,
 };
 
 /// Resize (shorter side to `cfg.resize_to`) and center-crop an RGB image: the

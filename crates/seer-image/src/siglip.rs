@@ -239,9 +239,33 @@ pub struct NaflexPatches {
 /// normalise, patchify and pad with zero patches to `max_num_patches`.
 pub fn preprocess_naflex(img: &DecodedImage, cfg: &NaflexConfig) -> NaflexPatches {
     let (h, w) = cfg.target_size(img.height(), img.width());
-    let resized = rgb_resized(img, w, h, cfg.interpolation);
+    patchify(&rgb_resized(img, w, h, cfg.interpolation), cfg)
+}
+
+/// [`preprocess_naflex`] for an RGB image made in memory (no alpha to composite).
+pub fn preprocess_naflex_rgb(img: &RgbImage, cfg: &NaflexConfig) -> NaflexPatches {
+    let (h, w) = cfg.target_size(img.height(), img.width());
+    let data = resize::resample_squash(
+        img.as_raw(),
+        img.width(),
+        img.height(),
+        3,
+        w,
+        h,
+        cfg.interpolation,
+    );
+    patchify(
+        &RgbImage::from_raw(w, h, data).expect("w * h * 3 buffer"),
+        cfg,
+    )
+}
+
+/// Normalises a resized image and cuts it into `cfg.max_num_patches` rows of
+/// (y, x, channel) patches, the real ones first.
+fn patchify(resized: &RgbImage, cfg: &NaflexConfig) -> NaflexPatches {
+    let (w, h) = resized.dimensions();
     let mut planes = Vec::with_capacity(3 * w as usize * h as usize);
-    normalize::normalize_with(&resized, cfg.mean, cfg.std, cfg.do_normalize, &mut planes);
+    normalize::normalize_with(resized, cfg.mean, cfg.std, cfg.do_normalize, &mut planes);
     let (p, w, h) = (cfg.patch_size as usize, w as usize, h as usize);
     let (rows, cols) = (h / p, w / p);
     let plane = w * h;
