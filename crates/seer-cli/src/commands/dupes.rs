@@ -81,6 +81,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    eprintln!("{} groups at threshold {threshold:.4}", groups.len());
+    let noun = if groups.len() == 1 { "group" } else { "groups" };
+    eprintln!("{} {noun} at threshold {threshold:.4}", groups.len());
     Ok(ExitCode::SUCCESS)
 }
