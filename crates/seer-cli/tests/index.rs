@@ -29,8 +29,9 @@ fn model(name: &str) -> String {
     model_fixture(name).display().to_string()
 }
 
-fn index_json(index: &Path, folder: &Path, model_name: &str) -> serde_json::Value {
-    let out = ok(seer(
+/// `seer index FOLDER --model M --json`.
+fn run_index(index: &Path, folder: &Path, model_name: &str) -> Output {
+    seer(
         index,
         &[
             "index",
@@ -39,23 +40,18 @@ fn index_json(index: &Path, folder: &Path, model_name: &str) -> serde_json::Valu
             &model(model_name),
             "--json",
         ],
-    ));
+    )
+}
+
+fn index_json(index: &Path, folder: &Path, model_name: &str) -> serde_json::Value {
+    let out = ok(run_index(index, folder, model_name));
     serde_json::from_str(out.trim()).unwrap()
 }
 
 /// `seer index --json` on a folder where some entries cannot be indexed: the
 /// rest is indexed, the summary printed, and the exit code is 1.
 fn index_json_with_failures(index: &Path, folder: &Path, model_name: &str) -> serde_json::Value {
-    let o = seer(
-        index,
-        &[
-            "index",
-            folder.to_str().unwrap(),
-            "--model",
-            &model(model_name),
-            "--json",
-        ],
-    );
+    let o = run_index(index, folder, model_name);
     assert_eq!(
         o.status.code(),
         Some(1),
