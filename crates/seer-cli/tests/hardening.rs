@@ -400,6 +400,32 @@ fn import_refuses_vectors_of_another_size_than_the_model_in_one_sentence() {
     assert_eq!(status(idx.path())["models"][0]["vectors"].as_u64(), Some(5));
 }
 
+/// A model of another family, not in the index yet: its size comes from the
+/// family's own model (DINOv2's is its hidden size, 40 here), not from a CLIP
+/// config it does not have.
+#[test]
+fn import_learns_the_size_of_a_dinov2_model() {
+    let m = repo_root()
+        .join("fixtures/families/dinov2-tiny")
+        .display()
+        .to_string();
+    let idx = tempfile::tempdir().unwrap();
+    let wrong = exchange_with_dim(16);
+    let o = seer(
+        idx.path(),
+        &["import", wrong.path().to_str().unwrap(), "--model", &m],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("16-d") && err.contains("40-d"), "{err}");
+    let right = exchange_with_dim(40);
+    ok(seer(
+        idx.path(),
+        &["import", right.path().to_str().unwrap(), "--model", &m],
+    ));
+    assert_eq!(status(idx.path())["models"][0]["dim"].as_u64(), Some(40));
+}
+
 // ------------------------------------------------------------ search, serve, dupes
 
 #[test]

@@ -88,14 +88,23 @@ pub fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
     )
 }
 
-/// The size of the vectors `spec` makes, from its config (the weights are not
-/// loaded). A hub model is fetched like any other command would.
+/// The size of the vectors `spec` makes. A CLIP model's is read from its
+/// config without loading weights (nor the tokenizer, which open_clip folders
+/// lack); another family's model is loaded, as its families define the size
+/// differently. A hub model is fetched like any other command would.
 fn model_dim(spec: &str) -> anyhow::Result<usize> {
-    let resolved = seer_hub::resolve(spec, crate::output::stderr_is_terminal())
-        .with_context(|| format!("cannot learn the size of the vectors model '{spec}' makes"))?;
+    let context = || format!("cannot learn the size of the vectors model '{spec}' makes");
+    let resolved =
+        seer_hub::resolve(spec, crate::output::stderr_is_terminal()).with_context(context)?;
+    let family = seer_engine::registry::detect(&resolved.dir).with_context(context)?;
+    if family.family.name != seer_engine::registry::CLIP {
+        let model = seer_engine::LoadedModel::load_dir(&resolved.dir, &Default::default())
+            .with_context(context)?;
+        return Ok(model.embed_dim());
+    }
     let config = seer_models::ModelFiles::from_dir(&resolved.dir)
         .and_then(|files| files.read_config())
-        .with_context(|| format!("cannot learn the size of the vectors model '{spec}' makes"))?;
+        .with_context(context)?;
     Ok(config.embed_dim)
 }
 
