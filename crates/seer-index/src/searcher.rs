@@ -167,8 +167,8 @@ impl Searcher {
     }
 
     /// [`Searcher::rank`] without the files at `exclude` (e.g. the indexed photos
-    /// a "more like this" query starts from, which would otherwise come first).
-    /// Asking for `exclude.len()` more hits keeps the top `k` of the rest exact.
+    /// a "more like this" query starts from, which would otherwise come first),
+    /// through the same keep filter the server's filters use.
     pub fn rank_excluding(
         &self,
         store: &Store,
@@ -176,14 +176,12 @@ impl Searcher {
         options: &SearchOptions,
         exclude: &[String],
     ) -> Result<Vec<Hit>> {
-        let wider = SearchOptions {
-            k: options.k.saturating_add(exclude.len()),
-            ..options.clone()
-        };
-        let mut hits = self.rank(store, query, &wider, None)?;
-        hits.retain(|h| !exclude.contains(&h.path));
-        hits.truncate(options.k);
-        Ok(hits)
+        let mut ids = Vec::with_capacity(exclude.len());
+        for path in exclude {
+            ids.extend(store.id_of(path)?);
+        }
+        let keep = |id: i64| !ids.contains(&id);
+        self.rank(store, query, options, (!ids.is_empty()).then_some(&keep))
     }
 }
 

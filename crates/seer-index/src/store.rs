@@ -502,6 +502,14 @@ impl Store {
         Ok((ids, paths))
     }
 
+    /// The row id of the file stored at `path`.
+    pub fn id_of(&self, path: &str) -> Result<Option<i64>> {
+        self.conn
+            .query_row("SELECT id FROM files WHERE path = ?1", [path], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.db(e))
+    }
+
     /// The path of one file, by row id.
     pub fn path_of(&self, id: i64) -> Result<Option<String>> {
         self.conn

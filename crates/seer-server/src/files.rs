@@ -81,25 +81,20 @@ pub fn open_indexed(store: &Store, model_id: i64, id: i64) -> Result<IndexedFile
     // A first look at the path before opening it, so that a symlink to a device
     // or FIFO elsewhere is never even opened; the check that counts is below,
     // on what was actually opened.
-    let resolved = path.canonicalize().map_err(unreadable)?;
-    if !under_any(&resolved, &roots) {
+    let inside = |real: &Path, how: &str| {
+        if under_any(real, &roots) {
+            return Ok(());
+        }
         tracing::warn!(
-            "image {id}: {} resolves to {}, outside the index's folders",
-            display_stored(&record.path),
-            resolved.display()
-        );
-        return Err(FileError::Outside(id));
-    }
-    let file = open_for_reading(path).map_err(unreadable)?;
-    let real = real_path(&file, path).map_err(unreadable)?;
-    if !under_any(&real, &roots) {
-        tracing::warn!(
-            "image {id}: {} opened {}, outside the index's folders",
+            "image {id}: {} {how} {}, outside the index's folders",
             display_stored(&record.path),
             real.display()
         );
-        return Err(FileError::Outside(id));
-    }
+        Err(FileError::Outside(id))
+    };
+    inside(&path.canonicalize().map_err(unreadable)?, "resolves to")?;
+    let file = open_for_reading(path).map_err(unreadable)?;
+    inside(&real_path(&file, path).map_err(unreadable)?, "opened")?;
     let meta = file.metadata().map_err(unreadable)?;
     if !meta.is_file() {
         return Err(FileError::NotRegular(id));
