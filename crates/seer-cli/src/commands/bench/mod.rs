@@ -3,6 +3,9 @@
 //! end to end from image files; with `--reference PYTHON` the same measurements
 //! from PyTorch (`scripts/bench_reference.py`) run afterwards in the same
 //! invocation and the ratios are printed.
+//!
+//! A DINOv2 or SigLIP folder given to `--model` is measured by [`family`]
+//! through the task traits, against the same folder loaded by transformers.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -14,6 +17,8 @@ use seer_image::PreprocessConfig;
 use seer_models::{ClipConfig, ClipModel, Precision, Tensor, TextPadding, Weights};
 use seer_tokenizer::ClipTokenizer;
 use serde_json::{json, Value};
+
+mod family;
 
 #[derive(clap::Args, Clone)]
 pub struct Args {
@@ -94,6 +99,14 @@ const PROMPTS: &[&str] = &[
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     crate::common::configure_threads(Some(args.threads))?;
+    if let Some(spec) = &args.model {
+        let resolved = seer_hub::resolve(spec, crate::output::stderr_is_terminal())
+            .with_context(|| format!("cannot load model '{spec}'"))?;
+        let detected = seer_engine::registry::detect(&resolved.dir)?;
+        if detected.family.name != seer_engine::registry::CLIP {
+            return family::run(&args, &resolved);
+        }
+    }
     let clip = load(&args)?;
     if let Some(n) = args.reindex_files {
         return bench_reindex(clip.into_loaded(), n, args.json);
@@ -200,14 +213,28 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         results["speedup_over_f32"]["text_longest"] = json!(speedup);
     }
     if let Some(python) = &args.reference {
+        // The same token ids seer embeds, so the reference needs no tokenizer.
+        let tokens = ["--tokens".to_string(), serde_json::to_string(&tokens)?];
         let reference = run_reference(python, &args, &tokens)?;
         results["reference"] = reference.clone();
-        results["ratio"] = ratios(&results, &reference);
+        results["ratio"] = ratios(
+            &results,
+            &reference,
+            &["text_context", "text_longest", "e2e"],
+        );
     }
     if args.json {
         println!("{results}");
     } else {
-        print_table(&results);
+        print_table(
+            &results,
+            &[
+                ("texts, both padded to 77 tokens", "text_context"),
+                // seer's default runs prompts unpadded (exact: the tower is
+                // causal); PyTorch pads to the longest prompt of the batch.
+                ("texts, unpadded / longest", "text_longest"),
+            ],
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -330,7 +357,9 @@ fn bench_end_to_end(clip: &Clip, files: &[PathBuf], batch: usize) -> anyhow::Res
     Ok(ok as f64 / start.elapsed().as_secs_f64())
 }
 
-fn run_reference(python: &Path, args: &Args, tokens: &[Vec<u32>]) -> anyhow::Result<Value> {
+/// Runs `scripts/bench_reference.py` with the measurement settings and `extra`
+/// arguments; returns the JSON object it prints last.
+fn run_reference(python: &Path, args: &Args, extra: &[String]) -> anyhow::Result<Value> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/bench_reference.py");
     let batch_sizes: Vec<String> = args.batch_sizes.iter().map(usize::to_string).collect();
     eprintln!("running the PyTorch reference ({})...", python.display());
@@ -341,8 +370,7 @@ fn run_reference(python: &Path, args: &Args, tokens: &[Vec<u32>]) -> anyhow::Res
         .args(["--iterations", &args.iterations.to_string()])
         .args(["--files", &args.files.to_string()])
         .args(["--device", &args.device])
-        // The same token ids seer embeds, so the reference needs no tokenizer.
-        .args(["--tokens", &serde_json::to_string(tokens)?])
+        .args(extra)
         .arg("--images")
         .arg(&args.images)
         .stderr(std::process::Stdio::inherit())
@@ -358,7 +386,8 @@ fn run_reference(python: &Path, args: &Args, tokens: &[Vec<u32>]) -> anyhow::Res
     serde_json::from_str(last).with_context(|| format!("unexpected reference output: {last}"))
 }
 
-fn ratios(seer: &Value, reference: &Value) -> Value {
+/// seer's figure over the reference's for each image batch size and each `keys`.
+fn ratios(seer: &Value, reference: &Value, keys: &[&str]) -> Value {
     let ratio = |a: &Value, b: &Value| match (a.as_f64(), b.as_f64()) {
         (Some(a), Some(b)) if b > 0.0 => json!(a / b),
         _ => Value::Null,
@@ -369,13 +398,15 @@ fn ratios(seer: &Value, reference: &Value) -> Value {
             out["image_model"][b] = ratio(v, &reference["image_model"][b]);
         }
     }
-    for key in ["text_context", "text_longest", "e2e"] {
+    for &key in keys {
         out[key] = ratio(&seer[key], &reference[key]);
     }
     out
 }
 
-fn print_table(r: &Value) {
+/// The results as a table: image batches, then `text_rows` (label, key), then
+/// end to end.
+fn print_table(r: &Value, text_rows: &[(&str, &str)]) {
     let num = |v: &Value| {
         v.as_f64()
             .map(|x| format!("{x:9.2}"))
@@ -405,13 +436,11 @@ fn print_table(r: &Value) {
             ));
         }
     }
-    rows.push((
-        "texts, both padded to 77 tokens".into(),
-        "text_context".into(),
-    ));
-    // seer's default runs prompts unpadded (exact: the tower is causal); PyTorch
-    // pads to the longest prompt of the batch.
-    rows.push(("texts, unpadded / longest".into(), "text_longest".into()));
+    rows.extend(
+        text_rows
+            .iter()
+            .map(|(label, key)| (label.to_string(), key.to_string())),
+    );
     rows.push(("images, end to end from files".into(), "e2e".into()));
     for (label, key) in rows {
         let get = |root: &Value| key.split('/').fold(root.clone(), |v, k| v[k].clone());

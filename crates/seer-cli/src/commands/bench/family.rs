@@ -1,0 +1,178 @@
+//! `seer bench --model` for a family other than CLIP (DINOv2, SigLIP): the same
+//! measurements through the task traits, so any registered family is covered.
+//! Images, model only: the family's embedding of random pixels at each batch
+//! size. Texts (models with a text tower): the prompts tokenised and embedded by
+//! the family's own rule, tokenisation included (SigLIP pads to 64). End to end:
+//! image files through the checkpoint's preprocessing. With `--reference` the
+//! same folder runs in transformers afterwards.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+use seer_engine::{collect_image_paths, EmbedOptions, ImageEncoder, LoadOptions, LoadedModel};
+use seer_hub::ResolvedModel;
+use seer_models::Precision;
+use serde_json::{json, Value};
+
+use super::{print_table, ratios, run_reference, Args, PROMPTS};
+
+pub(super) fn run(args: &Args, resolved: &ResolvedModel) -> anyhow::Result<ExitCode> {
+    let model = load(args, resolved, args.precision)?;
+    if let Some(n) = args.reindex_files {
+        return super::bench_reindex(model, n, args.json);
+    }
+    let image = model.image()?;
+    let mut results = json!({
+        "model": model.id,
+        "family": model.family,
+        "threads": args.threads,
+        "device": args.device,
+        "precision": args.precision.name(),
+        "image_model": {},
+    });
+    for &b in &args.batch_sizes {
+        anyhow::ensure!(b > 0, "batch sizes must be positive");
+        let ips = bench_image_model(image, b, args.iterations)?;
+        results["image_model"][b.to_string()] = json!(ips);
+        eprintln!("seer  image model-only   batch {b:>3}: {ips:8.2} images/s");
+    }
+    if let Ok(text) = model.text() {
+        let prompts: Vec<String> = PROMPTS.iter().map(|p| p.to_string()).collect();
+        text.embed_text_batch(&prompts, false)?; // warm-up
+        let start = Instant::now();
+        for _ in 0..args.iterations {
+            text.embed_text_batch(&prompts, false)?;
+        }
+        let tps = (prompts.len() * args.iterations) as f64 / start.elapsed().as_secs_f64();
+        results["text"] = json!(tps);
+        eprintln!(
+            "seer  text               batch {:>3}: {tps:8.2} texts/s",
+            prompts.len()
+        );
+    }
+    let (files, _) = collect_image_paths(std::slice::from_ref(&args.images));
+    if files.is_empty() {
+        eprintln!(
+            "no image files under {}: skipping the end-to-end measurement",
+            args.images.display()
+        );
+    } else {
+        let files: Vec<PathBuf> = files.iter().cycle().take(args.files).cloned().collect();
+        let options = EmbedOptions {
+            batch_size: *args.batch_sizes.last().unwrap_or(&32),
+            ..Default::default()
+        };
+        let start = Instant::now();
+        let mut ok = 0usize;
+        image.embed_image_files(&files, &options, |o| ok += usize::from(o.result.is_ok()))?;
+        let ips = ok as f64 / start.elapsed().as_secs_f64();
+        results["e2e"] = json!(ips);
+        results["e2e_files"] = json!(files.len());
+        eprintln!(
+            "seer  end-to-end ({} files)    : {ips:8.2} images/s",
+            files.len()
+        );
+    }
+    if args.precision != Precision::F32 {
+        compare_with_f32(args, resolved, image, &mut results)?;
+    }
+    if let Some(python) = &args.reference {
+        let extra = ["--model".to_string(), resolved.dir.display().to_string()];
+        let reference = run_reference(python, args, &extra)?;
+        results["reference"] = reference.clone();
+        results["ratio"] = ratios(&results, &reference, &["text", "e2e"]);
+    }
+    if args.json {
+        println!("{results}");
+    } else {
+        let text_rows: &[(&str, &str)] = if model.text.is_some() {
+            &[("texts, the family's padding", "text")]
+        } else {
+            &[]
+        };
+        print_table(&results, text_rows);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn load(
+    args: &Args,
+    resolved: &ResolvedModel,
+    precision: Precision,
+) -> anyhow::Result<LoadedModel> {
+    let options = LoadOptions {
+        tokenizer: args.tokenizer.clone(),
+        progress: false,
+        precision,
+        device: seer_engine::DeviceChoice::parse(&args.device)?,
+    };
+    let mut model = seer_engine::registry::load_dir(&resolved.dir, &options)
+        .with_context(|| format!("cannot load model '{}'", resolved.id))?;
+    model.id = resolved.id.clone();
+    Ok(model)
+}
+
+/// Random pixels in the model's input layout, the same on every run.
+fn random_pixels(image: &dyn ImageEncoder, batch: usize) -> Vec<f32> {
+    let mut rng = seer_util::rng::Rng::for_stream(&[0]);
+    (0..batch * image.pixels_len())
+        .map(|_| rng.normal() as f32)
+        .collect()
+}
+
+fn bench_image_model(
+    image: &dyn ImageEncoder,
+    batch: usize,
+    iterations: usize,
+) -> anyhow::Result<f64> {
+    let pixels = random_pixels(image, batch);
+    image.embed_pixels(pixels.clone(), batch, false)?; // warm-up
+    let start = Instant::now();
+    for _ in 0..iterations {
+        image.embed_pixels(pixels.clone(), batch, false)?;
+    }
+    Ok((batch * iterations) as f64 / start.elapsed().as_secs_f64())
+}
+
+/// The same weights in f32, timed in this run, and how closely the reduced
+/// precision's image embeddings agree with them (cosine, on random pixels).
+fn compare_with_f32(
+    args: &Args,
+    resolved: &ResolvedModel,
+    image: &dyn ImageEncoder,
+    results: &mut Value,
+) -> anyhow::Result<()> {
+    let exact = load(args, resolved, Precision::F32)?;
+    let exact = exact.image()?;
+    let n = 8;
+    let pixels = random_pixels(image, n);
+    let a = image.embed_pixels(pixels.clone(), n, true)?;
+    let b = exact.embed_pixels(pixels, n, true)?;
+    let cosines: Vec<f32> = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| x.iter().zip(y).map(|(p, q)| p * q).sum())
+        .collect();
+    let min = cosines.iter().copied().fold(f32::INFINITY, f32::min);
+    eprintln!(
+        "seer  {} vs f32 cosine: images min {min:.5}",
+        args.precision.name()
+    );
+    results["agreement_with_f32"] = json!({ "image_cosine_min": min, "images": n });
+    for &b in &args.batch_sizes {
+        let f32_ips = bench_image_model(exact, b, args.iterations)?;
+        let speedup = results["image_model"][b.to_string()]
+            .as_f64()
+            .unwrap_or(0.0)
+            / f32_ips;
+        eprintln!(
+            "seer  image model-only   batch {b:>3}: {f32_ips:8.2} images/s in f32, {} is {speedup:.2}x",
+            args.precision.name()
+        );
+        results["f32_image_model"][b.to_string()] = json!(f32_ips);
+        results["speedup_over_f32"]["image_model"][b.to_string()] = json!(speedup);
+    }
+    Ok(())
+}
