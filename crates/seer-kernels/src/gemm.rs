@@ -537,6 +537,9 @@ impl Kernel {
     }
 }
 
+/// The most rows any micro-kernel takes (AVX-512's 14).
+const MAX_MR: usize = 16;
+
 /// The panel walk every packer shares: MR-row panels of `units` depth steps,
 /// `[step][r]`, where `unit(row, step)` makes one packed word from a row of the
 /// block; rows past the end are zero.
@@ -555,6 +558,7 @@ fn pack_panels(
         k0,
         kc,
     } = *block;
+    assert!(mr <= MAX_MR, "a micro-kernel of {mr} rows");
     let stride = units * mr;
     for (i, r0) in (m0..m0 + mrows).step_by(mr).enumerate() {
         let panel = &mut out[i * stride..(i + 1) * stride];
@@ -562,10 +566,16 @@ fn pack_panels(
         if rows < mr {
             panel.fill(0);
         }
-        for r in 0..rows {
-            let src = &a[(r0 + r) * lda + k0..][..kc];
-            for (step, dst) in panel[r..].iter_mut().step_by(mr).enumerate() {
-                *dst = unit(src, step);
+        // Step-major: the writes run contiguously through the panel, and the
+        // reads are `rows` forward streams (a row-major walk would write with a
+        // stride of `mr` words, which cost more than the copy itself).
+        let mut sources = [&a[..0]; MAX_MR];
+        for (r, src) in sources.iter_mut().enumerate().take(rows) {
+            *src = &a[(r0 + r) * lda + k0..][..kc];
+        }
+        for (step, dst) in panel.chunks_exact_mut(mr).enumerate() {
+            for (d, src) in dst.iter_mut().zip(&sources[..rows]) {
+                *d = unit(src, step);
             }
         }
     }

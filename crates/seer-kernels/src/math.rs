@@ -1,5 +1,6 @@
 //! Scalar `exp`, `erf` and activations written so LLVM vectorises loops over them
-//! (no branches, no libm calls). Accuracy: `exp` within 2 ulp on [-87, 88], `erf`
+//! (no branches, no libm calls; `mul_add` is one FMA instruction in the AVX2 and
+//! AVX-512 builds of the kernels). Accuracy: `exp` within 2 ulp on [-87, 88], `erf`
 //! within 1.2e-7 absolute, far inside the 1e-4 embedding tolerance.
 
 // Coefficients are quoted as published (Cephes, Numerical Recipes).
@@ -17,16 +18,21 @@ const ROUND_MAGIC: f32 = 12_582_912.0;
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
     let x = x.clamp(-87.3, 88.3);
-    let n = (x * LOG2E + ROUND_MAGIC) - ROUND_MAGIC;
+    let shifted = x * LOG2E + ROUND_MAGIC;
+    let n = shifted - ROUND_MAGIC;
+    // The integer n, read from the low mantissa bits of `shifted` (its exponent
+    // is ROUND_MAGIC's, one unit per ulp): `n as i32` would be a saturating cast,
+    // which LLVM leaves scalar and which then dominated every loop over exp.
+    let n_int = shifted.to_bits() as i32 - ROUND_MAGIC.to_bits() as i32;
     let r = x - n * LN2_HI - n * LN2_LO;
     let mut p = 1.987_569_1e-4f32;
-    p = p * r + 1.398_199_9e-3;
-    p = p * r + 8.333_452e-3;
-    p = p * r + 4.166_579_6e-2;
-    p = p * r + 1.666_666_5e-1;
-    p = p * r + 5.000_000_1e-1;
-    let y = p * r * r + r + 1.0;
-    y * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    p = p.mul_add(r, 1.398_199_9e-3);
+    p = p.mul_add(r, 8.333_452e-3);
+    p = p.mul_add(r, 4.166_579_6e-2);
+    p = p.mul_add(r, 1.666_666_5e-1);
+    p = p.mul_add(r, 5.000_000_1e-1);
+    let y = (p * r).mul_add(r, r) + 1.0;
+    y * f32::from_bits(((n_int + 127) as u32) << 23)
 }
 
 /// The error function (Numerical Recipes' Chebyshev fit of erfc).

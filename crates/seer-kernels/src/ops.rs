@@ -184,7 +184,7 @@ pub fn attention(qkv: &[f32], shape: AttentionShape, out: &mut [f32]) {
 /// Queries per register tile, and the lane width the key and value axes are
 /// padded to: a tile's accumulators (`QUERY_TILE` × 16 or × 32 floats) stay in
 /// vector registers through the whole reduction.
-const QUERY_TILE: usize = 4;
+const QUERY_TILE: usize = 8;
 const LANES: usize = 16;
 const VALUE_BLOCK: usize = 32;
 
@@ -260,7 +260,7 @@ multiversion! {
                 for (r, lane) in acc.iter_mut().enumerate() {
                     let qx = q[r * d + x];
                     for (a, &kv) in lane.iter_mut().zip(k) {
-                        *a += qx * kv;
+                        *a = qx.mul_add(kv, *a);
                     }
                 }
             }
@@ -299,7 +299,7 @@ multiversion! {
                 for (r, lane) in acc.iter_mut().enumerate() {
                     let p = probs[r * tk + j];
                     for (a, &vv) in lane.iter_mut().zip(v) {
-                        *a += p * vv;
+                        *a = p.mul_add(vv, *a);
                     }
                 }
             }
