@@ -1,31 +1,22 @@
-//! CLIP models in Rust: one description of the architecture ([`ClipConfig`]) read
-//! from either the transformers or the open_clip checkpoint layout, the towers
-//! (one file each), and [`ClipModel`] tying them together.
+//! The models seer runs, in Rust: shared layers ([`nn`]), weight I/O ([`io`]) and
+//! one folder per family ([`models`]: CLIP, DINOv2, SigLIP), each with its config
+//! beside it.
 //!
 //! Outputs match the reference implementations given the same weights: see the
-//! parity tests in `tests/` and `scripts/make_model_fixtures.py`.
+//! parity tests in `tests/`, `scripts/make_model_fixtures.py` and
+//! `scripts/make_family_fixtures.py`.
 
-pub mod clip;
-pub mod config;
-pub mod cpu;
-#[cfg(feature = "cuda")]
-mod cuda_ops;
 pub mod error;
-pub mod files;
-pub mod layers;
+pub mod io;
 pub mod models;
-pub mod resnet;
-pub mod safetensors;
-pub mod text;
-pub mod vit;
-pub mod weights;
+pub mod nn;
 
 pub use candle_core::{DType, Device, Tensor};
-pub use clip::ClipModel;
-pub use config::{Activation, ClipConfig, Layout, VisionConfig};
 pub use error::{ModelError, Result};
-pub use files::ModelFiles;
-pub use layers::l2_normalize;
+pub use io::files::ModelFiles;
+pub use io::weights::Weights;
+pub use models::clip::config::{Activation, ClipConfig, Layout, VisionConfig};
+pub use models::clip::model::ClipModel;
+pub use models::clip::text::{TextPadding, EOT_TOKEN};
+pub use nn::layers::l2_normalize;
 pub use seer_kernels::Precision;
-pub use text::{TextPadding, EOT_TOKEN};
-pub use weights::Weights;

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor, Var};
-use seer_models::config::{ClipConfig, Layout, VisionConfig, VitConfig};
+use seer_models::models::clip::config::{ClipConfig, Layout, VisionConfig, VitConfig};
 use seer_models::{ClipModel, Weights};
 use serde_json::Value;
 
@@ -81,7 +81,7 @@ fn layout(cfg: &ClipConfig, vit: &VitConfig) -> Vec<(String, Vec<usize>, Init)> 
     let mut push = |name: String, dims: Vec<usize>, init: Init| out.push((name, dims, init));
     let encoder = |push: &mut dyn FnMut(String, Vec<usize>, Init),
                    prefix: &str,
-                   t: &seer_models::config::TransformerConfig| {
+                   t: &seer_models::nn::config::TransformerConfig| {
         let c = t.width;
         let in_std = (c as f64).powf(-0.5) * ((2 * t.layers) as f64).powf(-0.5);
         let out_std = (c as f64).powf(-0.5);

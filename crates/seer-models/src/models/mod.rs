@@ -1,4 +1,5 @@
-//! Model families beyond CLIP, one folder each with its config beside it.
+//! The model families, one folder each with its config beside it.
 
+pub mod clip;
 pub mod dinov2;
 pub mod siglip;

@@ -6,8 +6,8 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::config::{Activation, TransformerConfig};
 use crate::error::{ModelError, Result};
+use crate::nn::config::{Activation, TransformerConfig};
 
 /// Which reference class the checkpoint is. Besides the register tokens the two
 /// differ in how they resize the position table (see [`super::interpolate`]).

@@ -117,7 +117,7 @@ pub fn resize_grid(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::weights::Weights;
+    use crate::io::weights::Weights;
     use candle_core::Device;
     use seer_testkit::{matrix, max_abs_diff, read_json, repo_root};
 

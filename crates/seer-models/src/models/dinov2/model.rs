@@ -10,9 +10,9 @@ use seer_kernels::Precision;
 use super::config::{Dinov2Config, Dinov2Variant};
 use super::interpolate::{resize_grid, PosResample};
 use crate::error::{ModelError, Result};
-use crate::files::ModelFiles;
-use crate::layers::{patchify, BlockTensors, LayerNorm, Linear, Transformer};
-use crate::weights::Weights;
+use crate::io::files::ModelFiles;
+use crate::io::weights::Weights;
+use crate::nn::layers::{patchify, BlockTensors, LayerNorm, Linear, Transformer};
 
 /// The encoder's outputs for a batch. Tokens are laid out as the reference's
 /// `last_hidden_state`: `[CLS, registers.., patches row-major]`.

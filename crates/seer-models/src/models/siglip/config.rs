@@ -8,8 +8,8 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::config::{Activation, TransformerConfig};
 use crate::error::{ModelError, Result};
+use crate::nn::config::{Activation, TransformerConfig};
 
 /// Which architecture the checkpoint is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]

@@ -10,9 +10,9 @@ use super::config::{SiglipConfig, SiglipVariant};
 use super::text::SiglipTextTransformer;
 use super::vision::{PatchGrid, SiglipVisionTransformer};
 use crate::error::{ModelError, Result};
-use crate::files::ModelFiles;
-use crate::layers::l2_normalize;
-use crate::weights::Weights;
+use crate::io::files::ModelFiles;
+use crate::io::weights::Weights;
+use crate::nn::layers::l2_normalize;
 
 #[derive(Clone, Debug)]
 pub struct SiglipModel {

@@ -5,8 +5,8 @@ use candle_core::{Module, Tensor};
 
 use super::config::SiglipTextConfig;
 use crate::error::{ModelError, Result};
-use crate::layers::{LayerNorm, Linear, Transformer};
-use crate::weights::Weights;
+use crate::io::weights::Weights;
+use crate::nn::layers::{LayerNorm, Linear, Transformer};
 
 #[derive(Clone, Debug)]
 pub struct SiglipTextTransformer {

@@ -5,10 +5,10 @@
 use candle_core::{Module, Tensor};
 
 use super::config::{SiglipVariant, SiglipVisionConfig};
-use crate::config::TransformerConfig;
 use crate::error::{ModelError, Result};
-use crate::layers::{key_padding_mask, softmax_last_dim, LayerNorm, Linear, Mlp, Transformer};
-use crate::weights::Weights;
+use crate::io::weights::Weights;
+use crate::nn::config::TransformerConfig;
+use crate::nn::layers::{key_padding_mask, softmax_last_dim, LayerNorm, Linear, Mlp, Transformer};
 
 /// transformers' `SiglipMultiheadAttentionPoolingHead` (MAP): the learned
 /// `probe` attends over all tokens through an `nn.MultiheadAttention`, then

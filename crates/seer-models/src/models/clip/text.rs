@@ -2,10 +2,10 @@
 
 use candle_core::{Device, Module, Tensor};
 
-use crate::config::{Layout, TextConfig};
 use crate::error::{ModelError, Result};
-use crate::layers::{LayerNorm, Linear, Transformer};
-use crate::weights::Weights;
+use crate::io::weights::Weights;
+use crate::models::clip::config::{Layout, TextConfig};
+use crate::nn::layers::{LayerNorm, Linear, Transformer};
 
 /// The CLIP end-of-text token; features are pooled at its first occurrence.
 pub const EOT_TOKEN: u32 = 49407;

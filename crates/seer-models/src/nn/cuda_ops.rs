@@ -18,7 +18,7 @@ use candle_core::{
     bail, CpuStorage, CudaStorage, CustomOp1, InplaceOp2, InplaceOp3, Layout, Result, Shape, Tensor,
 };
 
-use crate::config::Activation;
+use crate::nn::config::Activation;
 
 const SOURCE: &str = r#"
 /* y = act(y + bias), plus residual when add_residual (only then is residual read). */

@@ -4,10 +4,10 @@
 
 use candle_core::{Module, Tensor};
 
-use crate::config::ResNetConfig;
 use crate::error::{ModelError, Result};
-use crate::layers::Linear;
-use crate::weights::Weights;
+use crate::io::weights::Weights;
+use crate::models::clip::config::ResNetConfig;
+use crate::nn::layers::Linear;
 
 /// A bias-free convolution followed by inference-mode BatchNorm, folded into a
 /// per-channel scale and shift at load time.

@@ -2,8 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::{ClipConfig, Layout};
 use crate::error::{ModelError, Result};
+use crate::models::clip::config::{ClipConfig, Layout};
 
 /// The files of one model in a local folder.
 #[derive(Clone, Debug)]

@@ -3,13 +3,13 @@
 use candle_core::{Device, Tensor};
 use seer_kernels::Precision;
 
-use crate::config::{ClipConfig, Layout, VisionConfig};
 use crate::error::Result;
-use crate::files::ModelFiles;
-use crate::resnet::ModifiedResNet;
-use crate::text::{TextPadding, TextTransformer};
-use crate::vit::VisionTransformer;
-use crate::weights::Weights;
+use crate::io::files::ModelFiles;
+use crate::io::weights::Weights;
+use crate::models::clip::config::{ClipConfig, Layout, VisionConfig};
+use crate::models::clip::resnet::ModifiedResNet;
+use crate::models::clip::text::{TextPadding, TextTransformer};
+use crate::models::clip::vit::VisionTransformer;
 
 #[derive(Clone, Debug)]
 enum VisionTower {

@@ -10,6 +10,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::error::{ModelError, Result};
+pub use crate::nn::config::{Activation, TransformerConfig};
 
 /// Which library's naming and conventions a checkpoint follows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -17,54 +18,6 @@ use crate::error::{ModelError, Result};
 pub enum Layout {
     Transformers,
     OpenClip,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Activation {
-    /// `x * sigmoid(1.702 x)`, OpenAI's original approximation.
-    QuickGelu,
-    /// The exact erf GELU.
-    Gelu,
-    /// GELU's tanh approximation (`gelu_pytorch_tanh`: SigLIP).
-    GeluTanh,
-}
-
-impl From<Activation> for seer_kernels::Activation {
-    fn from(a: Activation) -> Self {
-        match a {
-            Activation::QuickGelu => Self::QuickGelu,
-            Activation::Gelu => Self::Gelu,
-            Activation::GeluTanh => Self::GeluTanh,
-        }
-    }
-}
-
-impl Activation {
-    /// A transformers `hidden_act` name.
-    pub(crate) fn parse(name: &str, path: &Path) -> Result<Self> {
-        match name {
-            "quick_gelu" => Ok(Self::QuickGelu),
-            "gelu" => Ok(Self::Gelu),
-            "gelu_pytorch_tanh" | "gelu_new" => Ok(Self::GeluTanh),
-            other => Err(config_error(
-                path,
-                format!("unsupported activation '{other}'"),
-            )),
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
-pub struct TransformerConfig {
-    pub width: usize,
-    pub layers: usize,
-    pub heads: usize,
-    pub mlp_width: usize,
-    pub activation: Activation,
-    pub layer_norm_eps: f64,
-    /// open_clip's LayerScale (`ls_1.gamma`, `ls_2.gamma`).
-    pub layer_scale: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]

@@ -1,5 +1,5 @@
 //! The transformer block on seer's CPU kernels: the same computation as
-//! [`crate::layers::ResidualBlock`], with the weights packed once, q/k/v in one
+//! [`crate::nn::layers::ResidualBlock`], with the weights packed once, q/k/v in one
 //! matmul, the attention scale folded into the q weights, bias + residual + GELU
 //! fused into the matmuls and every step split across the cores.
 
@@ -7,9 +7,9 @@ use candle_core::{CpuStorage, Storage, Tensor};
 use seer_kernels::ops::{add_scaled, attention, layer_norm, swiglu, AttentionShape};
 use seer_kernels::{gemm, Activation as KernelActivation, Init, PackedWeights, Precision};
 
-use crate::config::TransformerConfig;
 use crate::error::Result;
-use crate::layers::BlockTensors;
+use crate::nn::config::TransformerConfig;
+use crate::nn::layers::BlockTensors;
 
 #[derive(Debug)]
 pub struct CpuBlock {

@@ -1,7 +1,7 @@
 //! Read-only access to a checkpoint's tensors, whatever the file format.
 //!
 //! safetensors tensors are read one at a time with positioned reads (see
-//! [`crate::safetensors`]); PyTorch `.bin`/`.pt` zip archives are read
+//! [`crate::io::safetensors`]); PyTorch `.bin`/`.pt` zip archives are read
 //! through candle's pickle reader, which only interprets the pickle opcodes that
 //! describe tensors and never imports or runs Python code.
 
@@ -13,7 +13,7 @@ use candle_core::{DType, Device, Tensor};
 use seer_kernels::Precision;
 
 use crate::error::{ModelError, Result};
-use crate::safetensors::SafetensorsFile;
+use crate::io::safetensors::SafetensorsFile;
 
 enum Source {
     Safetensors(SafetensorsFile),

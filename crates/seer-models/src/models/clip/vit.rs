@@ -2,10 +2,10 @@
 
 use candle_core::{Module, Tensor};
 
-use crate::config::{Layout, VisionPool, VitConfig};
 use crate::error::{ModelError, Result};
-use crate::layers::{patchify, LayerNorm, Linear, Transformer};
-use crate::weights::Weights;
+use crate::io::weights::Weights;
+use crate::models::clip::config::{Layout, VisionPool, VitConfig};
+use crate::nn::layers::{patchify, LayerNorm, Linear, Transformer};
 
 #[derive(Clone, Debug)]
 pub struct VisionTransformer {

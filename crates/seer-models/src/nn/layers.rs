@@ -7,10 +7,10 @@ use candle_core::{Module, Tensor, D};
 use rayon::prelude::*;
 use seer_kernels::{Init, PackedWeights};
 
-use crate::config::{Activation, TransformerConfig};
-use crate::cpu::CpuBlock;
 use crate::error::Result;
-use crate::weights::Weights;
+use crate::io::weights::Weights;
+use crate::nn::config::{Activation, TransformerConfig};
+use crate::nn::cpu::CpuBlock;
 
 /// `y = x Wᵀ + b`. On the CPU for inference the weight is packed for seer's
 /// kernels (and the checkpoint's copy dropped); elsewhere it is a transposed view
@@ -33,7 +33,7 @@ impl Linear {
     /// on the CPU kernels.
     pub fn new(w: &Weights, weight: Tensor, bias: Option<Tensor>) -> Result<Self> {
         if w.packs_for_cpu() {
-            let packed = crate::cpu::pack(&weight, bias.as_ref(), w.precision())?;
+            let packed = crate::nn::cpu::pack(&weight, bias.as_ref(), w.precision())?;
             return Ok(Self::Packed(Arc::new(packed)));
         }
         Ok(Self::Tensor {
@@ -103,7 +103,7 @@ impl Linear {
                 match (bias, *fused_epilogue) {
                     #[cfg(feature = "cuda")]
                     (Some(b), true) => {
-                        crate::cuda_ops::bias_activation(&y, b, act)?;
+                        crate::nn::cuda_ops::bias_activation(&y, b, act)?;
                         y
                     }
                     (Some(b), _) => activate_opt(&y.broadcast_add(b)?, act)?,
@@ -133,7 +133,7 @@ impl Linear {
         } = self
         {
             let y = matmul_rows(x, weight_t)?;
-            crate::cuda_ops::bias_residual(&y, b, &residual.contiguous()?)?;
+            crate::nn::cuda_ops::bias_residual(&y, b, &residual.contiguous()?)?;
             return y.reshape(residual.shape());
         }
         residual + self.forward(x)?
@@ -277,10 +277,10 @@ impl Attention {
         // generic way.
         #[cfg(feature = "cuda")]
         if self.fused_gpu
-            && crate::cuda_ops::attention_fits(t, head_dim)
+            && crate::nn::cuda_ops::attention_fits(t, head_dim)
             && mask.is_none_or(|m| m.rank() == 2)
         {
-            return crate::cuda_ops::attention(&qkv, self.heads, mask.is_some());
+            return crate::nn::cuda_ops::attention(&qkv, self.heads, mask.is_some());
         }
         let qkv = qkv
             .reshape((b, t, 3, self.heads, head_dim))?
@@ -484,7 +484,7 @@ impl Transformer {
             Self::Candle(blocks) => blocks
                 .iter()
                 .try_fold(x.clone(), |x, block| block.forward(&x, mask)),
-            Self::Cpu(blocks) => crate::cpu::forward(blocks, x, mask.is_some(), None),
+            Self::Cpu(blocks) => crate::nn::cpu::forward(blocks, x, mask.is_some(), None),
         }
     }
 
@@ -500,7 +500,7 @@ impl Transformer {
                     .iter()
                     .try_fold(x.clone(), |x, block| block.forward(&x, Some(&mask)))
             }
-            Self::Cpu(blocks) => crate::cpu::forward(blocks, x, false, Some(keys)),
+            Self::Cpu(blocks) => crate::nn::cpu::forward(blocks, x, false, Some(keys)),
         }
     }
 
@@ -514,7 +514,9 @@ impl Transformer {
     ) -> Option<candle_core::Result<Tensor>> {
         match self {
             Self::Candle(_) => None,
-            Self::Cpu(blocks) => Some(crate::cpu::forward_packed(blocks, x, sequences, true, None)),
+            Self::Cpu(blocks) => Some(crate::nn::cpu::forward_packed(
+                blocks, x, sequences, true, None,
+            )),
         }
     }
 }

@@ -1,0 +1,10 @@
+//! Layers every family builds on: LayerNorm, linear, attention and the
+//! transformer block, on candle ([`layers`]) and on seer's packed CPU kernels
+//! ([`cpu`]), plus the CUDA epilogues. No weight files here (see [`crate::io`]) and
+//! no family (see [`crate::models`]).
+
+pub mod config;
+pub mod cpu;
+#[cfg(feature = "cuda")]
+pub(crate) mod cuda_ops;
+pub mod layers;
