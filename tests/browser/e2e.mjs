@@ -7,7 +7,9 @@
 //
 // The index needs more results than one page (20) and some, not all, photos with an
 // EXIF capture time in SEER_DATE_FROM..SEER_DATE_TO. SEER_SCREENSHOT also writes
-// NAME-lightbox.png and NAME-phone.png beside it.
+// NAME-lightbox.png and NAME-phone.png beside it. A server with one model must
+// show no model picker; one with several (the default with a text tower) is
+// also checked for the picker: switching models, the URL, an image-only model.
 //
 // Exits 0 when every check passed, non-zero with a message naming the failed check.
 import fs from 'node:fs';
@@ -192,6 +194,22 @@ await step('the index panel shows a file count > 0', async () => {
   check(n > 0, `#status-files shows "${text}"`);
   return `${n} files`;
 });
+
+/** What the server serves (GET /v1/models, with the token when there is one). */
+const served = await page.evaluate(async (tok) => {
+  const res = await fetch('/v1/models', { headers: tok ? { Authorization: `Bearer ${tok}` } : {} });
+  return res.json();
+}, token);
+const servedModels = Array.isArray(served.models) ? served.models : [];
+
+if (servedModels.length <= 1) {
+  await step('with one model the page shows no model picker', async () => {
+    await page.waitForTimeout(200); // the model list has arrived by now
+    check(await page.locator('#model-select').isHidden(), 'a model picker is shown for one model');
+    check(await page.locator('#model-hint').isHidden(), 'a model hint is shown for one model');
+    return servedModels[0] && servedModels[0].id;
+  });
+}
 
 const urlParam = (name) => new URL(page.url()).searchParams.get(name);
 const shownIds = () => page.locator('#results .result').evaluateAll((els) => els.map((e) => e.dataset.id));
@@ -412,6 +430,73 @@ await step('zero-shot classify with labels cat,dog,car', async () => {
   return rows.map((r, i) => `${r.label} ${pcts[i]}%`).join(', ');
 });
 
+if (servedModels.length > 1) {
+  const other = servedModels.find((m) => !m.text_tower) || servedModels.find((m) => !m.default);
+  const imageOnly = !other.text_tower;
+  const searchWith = (cond) => page.waitForResponse((r) => new URL(r.url()).pathname === '/v1/search' && cond(r));
+  let likeId = null;
+
+  await step(`the picker lists the ${servedModels.length} models, the default picked`, async () => {
+    const picker = page.locator('#model-select');
+    await picker.waitFor({ state: 'visible' });
+    const values = await picker.locator('option').evaluateAll((os) => os.map((o) => o.value));
+    check(JSON.stringify(values) === JSON.stringify(servedModels.map((m) => m.id)), `the options are ${values}`);
+    check(await picker.inputValue() === served.default, `${await picker.inputValue()} is picked, not ${served.default}`);
+    check(!urlParam('model'), `the default model is in the address: ${page.url()}`);
+    // A "more like this" search with the default model: no model in the request.
+    likeId = await page.locator('#results .result').first().getAttribute('data-id');
+    const searched = searchWith((r) => new URL(r.url()).searchParams.get('like') === likeId);
+    await page.locator('#results .result .result-like').first().click();
+    const res = await searched;
+    check(res.status() === 200, `the like search answered ${res.status()}`);
+    check(!new URL(res.url()).searchParams.has('model'), `the default's request names a model: ${res.url()}`);
+    await searchSettled();
+    return values.join(', ');
+  });
+
+  await step(`picking ${other.id} searches with it${imageOnly ? '; text search is off' : ''}`, async () => {
+    const searched = searchWith((r) => new URL(r.url()).searchParams.get('model') === other.id);
+    await page.locator('#model-select').selectOption(other.id);
+    const res = await searched;
+    check(res.status() === 200, `the search with ${other.id} answered ${res.status()}: ${await res.text()}`);
+    check(new URL(res.url()).searchParams.get('like') === likeId, `the like search was not kept: ${res.url()}`);
+    await searchSettled();
+    const ids = await shownIds();
+    check(ids.length >= 1 && !ids.includes(likeId), `results ${ids} for like ${likeId}`);
+    check(urlParam('model') === other.id && urlParam('like') === likeId, `the address is ${page.url()}`);
+    if (imageOnly) {
+      check(await page.locator('#search-input').isDisabled(), 'the text box is enabled for an image-only model');
+      const hint = await page.locator('#model-hint').textContent();
+      check(await page.locator('#model-hint').isVisible() && /image/i.test(hint), `the hint says "${hint}"`);
+      // "Similar" on a result still works with the image-only model.
+      const next = ids[0];
+      const similar = searchWith((r) => new URL(r.url()).searchParams.get('like') === next
+        && new URL(r.url()).searchParams.get('model') === other.id);
+      await page.locator('#results .result .result-like').first().click();
+      check((await similar).status() === 200, 'Similar failed with the image-only model');
+      await searchSettled();
+      likeId = next;
+    }
+    return `${ids.length} results`;
+  });
+
+  await step('a reload keeps the picked model; picking the default drops it from the URL', async () => {
+    const searched = searchWith((r) => new URL(r.url()).searchParams.get('model') === other.id);
+    await page.reload({ waitUntil: 'load' });
+    check((await searched).status() === 200, 'the restored search failed');
+    await searchSettled();
+    await page.waitForFunction((id) => document.querySelector('#model-select').value === id, other.id);
+    if (imageOnly) check(await page.locator('#search-input').isDisabled(), 'the text box is enabled after reload');
+    const back = searchWith((r) => !new URL(r.url()).searchParams.has('model'));
+    await page.locator('#model-select').selectOption(served.default);
+    check((await back).status() === 200, 'the search with the default failed');
+    await searchSettled();
+    check(!urlParam('model'), `the address still names a model: ${page.url()}`);
+    check(await page.locator('#search-input').isEnabled(), 'the text box stays disabled');
+    check(await page.locator('#model-hint').isHidden(), 'the image-only hint stays');
+  });
+}
+
 if (screenshot) {
   await step(`desktop screenshot to ${screenshot}`, async () => {
     fs.mkdirSync(path.dirname(path.resolve(screenshot)), { recursive: true });
@@ -428,6 +513,12 @@ await step('on a 390×844 phone the results are a grid and classify is a tap awa
     .map((e) => Math.round(e.getBoundingClientRect().top)));
   const perRow = tops.filter((t) => t === tops[0]).length;
   check(perRow >= 2, `${perRow} photo per row (tops ${tops})`);
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth);
+  check(overflow <= 390, `the page is ${overflow} px wide`);
+  if (servedModels.length > 1) {
+    const picker = await page.locator('#model-select').boundingBox();
+    check(picker && picker.x >= 0 && picker.x + picker.width <= 390, `the model picker is off screen (${JSON.stringify(picker)})`);
+  }
   const tab = page.locator('#tab-classify');
   check(await tab.isVisible(), 'no classify tab');
   const tabBox = await tab.boundingBox();

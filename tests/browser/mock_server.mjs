@@ -2,6 +2,10 @@
 // serves the real assets from crates/seer-server/assets and fake JSON for the API.
 //
 //   node tests/browser/mock_server.mjs [--port 7861] [--token T] [--delay-ms 0..N]
+//     [--models mock-clip,mock-dinov2]
+//
+// --models serves several fake models (the page then shows its model picker); a
+// name with "dino" in it has no text tower, like DINOv2. The first is the default.
 //
 // With --upstream http://127.0.0.1:7860 it serves the assets from disk (edit, reload)
 // and forwards everything else to a running `seer serve` (loopback only), so the page
@@ -26,6 +30,14 @@ const port = Number(arg('port', process.env.PORT || 7861));
 const token = arg('token', process.env.MOCK_TOKEN || '') || null;
 const maxDelay = Number(arg('delay-ms', 150)); // random per search: exercises out-of-order answers
 const upstream = arg('upstream', '') ? new URL(arg('upstream', '')) : null;
+const MODELS = arg('models', 'mock-clip').split(',').map((s) => s.trim()).filter(Boolean).map((id) => {
+  const text = !/dino/i.test(id);
+  return {
+    id, family: text ? 'clip' : 'dinov2', dim: text ? 512 : 384, text_tower: text, image_tower: true,
+    score_rule: text ? { rule: 'softmax', scale: 100 } : null, vectors: 0,
+  };
+});
+const DEFAULT_MODEL = MODELS[0].id;
 if (upstream && !['127.0.0.1', 'localhost', '[::1]'].includes(upstream.hostname)) {
   console.error(`--upstream must be a loopback address, not ${upstream.hostname}`);
   process.exit(2);
@@ -217,7 +229,24 @@ const described = (f) => ({
   taken_at: f.taken_at, url: `/v1/images/${f.id}`, thumbnail: `/v1/images/${f.id}/thumbnail`,
 });
 
+/** The model a request names (default without one), or null after a 400. */
+function pickModel(res, name) {
+  if (!name) return MODELS[0];
+  const m = MODELS.find((x) => x.id === name);
+  if (!m) {
+    const served = MODELS.map((x, i) => (i ? x.id : `${x.id} (default)`)).join(', ');
+    fail(res, 400, `this server does not serve model '${name}'; it serves ${served}`);
+    return null;
+  }
+  return m;
+}
+
 function searchAnswer(res, p) {
+  const model = pickModel(res, p.model);
+  if (!model) return;
+  if (p.q && !model.text_tower) {
+    return fail(res, 400, `model '${model.id}' (${model.family}) embeds images only: it has no text tower`);
+  }
   const likeId = p.like !== undefined && p.like !== '' ? Number(p.like) : undefined;
   if (!p.q && !p.image && likeId === undefined) {
     return fail(res, 400, 'give q (text), an image upload, or like (an image id)');
@@ -231,7 +260,7 @@ function searchAnswer(res, p) {
   const to = p.to ? dateBound(p.to, true) : undefined;
   if (from === null) return fail(res, 400, `from must be a date YYYY-MM-DD, not '${p.from}'`);
   if (to === null) return fail(res, 400, `to must be a date YYYY-MM-DD, not '${p.to}'`);
-  const seed = `${p.q || ''}|${p.image ? p.image.bytes.length : ''}|${likeId ?? ''}`;
+  const seed = `${model.id}|${p.q || ''}|${p.image ? p.image.bytes.length : ''}|${likeId ?? ''}`;
   const { results, more } = rank(seed, k, offset, {
     minScore: p.min_score ? Number(p.min_score) : undefined,
     glob: p.path || undefined,
@@ -239,7 +268,7 @@ function searchAnswer(res, p) {
     from,
     to,
   });
-  const answer = { model: 'mock-clip', offset, more, results };
+  const answer = { model: model.id, offset, more, results };
   if (likeId !== undefined) answer.like = described(FILES.find((f) => f.id === likeId));
   const delay = Math.floor(Math.random() * maxDelay);
   setTimeout(() => send(res, 200, answer), delay);
@@ -261,7 +290,7 @@ function startJob() {
       clearInterval(job.timer);
       job.running = false;
       job.last = {
-        model: 'mock-clip', added: 12, skipped: FILES.length - 12, moved: 0, copied: 0, touched: 0,
+        model: DEFAULT_MODEL, added: 12, skipped: FILES.length - 12, moved: 0, copied: 0, touched: 0,
         removed: 0, failed: 0, still_failing: FAILURES.length, seconds: 2.4, failures: [],
       };
     }
@@ -286,12 +315,16 @@ const server = http.createServer(async (req, res) => {
     }
     if (upstream) return proxy(req, res);
     if (req.method === 'GET' && p === '/healthz') {
-      return send(res, 200, { status: 'ok', model: 'mock-clip', vectors: FILES.length });
+      return send(res, 200, { status: 'ok', model: DEFAULT_MODEL, vectors: FILES.length });
     }
     if (p.startsWith('/v1/') || p === '/metrics') {
       if (token && req.headers.authorization !== `Bearer ${token}`) {
         return fail(res, 401, 'missing or wrong bearer token');
       }
+    }
+    if (p === '/v1/models' && req.method === 'GET') {
+      const models = MODELS.map((m, i) => ({ ...m, vectors: FILES.length, default: i === 0 }));
+      return send(res, 200, { default: DEFAULT_MODEL, models });
     }
     if (p === '/v1/search' && req.method === 'GET') {
       return searchAnswer(res, Object.fromEntries(url.searchParams));
@@ -310,6 +343,9 @@ const server = http.createServer(async (req, res) => {
     if (p === '/v1/classify' && req.method === 'POST') {
       const { fields, files } = parseMultipart(req, await readBody(req));
       if (!files.image) return fail(res, 400, 'upload the image as field "image"');
+      const model = pickModel(res, fields.model);
+      if (!model) return;
+      if (!model.text_tower) return fail(res, 400, `model '${model.id}' (${model.family}) embeds images only: it has no text tower`);
       const labels = (fields.labels || '').split(',').map((s) => s.trim()).filter(Boolean);
       if (!labels.length) return fail(res, 400, 'give 1 to 1000 comma-separated "labels"');
       const logits = labels.map((l) => (hash(`${l}:${files.image.bytes.length}`) % 1000) / 150);
@@ -331,7 +367,7 @@ const server = http.createServer(async (req, res) => {
         ...texts.map((t) => ({ input: t, embedding: vec(t) })),
         ...images.map((b, i) => ({ input: `image ${i}`, embedding: vec(b.length) })),
       ];
-      return send(res, 200, { model: 'mock-clip', dim: 8, embeddings });
+      return send(res, 200, { model: body.model || DEFAULT_MODEL, dim: 8, embeddings });
     }
     if (p === '/v1/index' && req.method === 'POST') {
       if (job.running) return fail(res, 409, 'an index job is already running');

@@ -181,6 +181,7 @@
     image: null, // File: search by example
     lastImage: null, // the last example, to come back to with the back button
     like: null, // {id, name}: more like this indexed photo
+    model: null, // the picked model's id; null: the server's default
     controller: null,
     seq: 0,
     timer: null,
@@ -206,18 +207,86 @@
     };
   }
 
-  const hasQuery = () => !!(searchInput.value.trim() || search.image || search.like);
+  const hasQuery = () => !!((textSearch() && searchInput.value.trim()) || search.image || search.like);
+
+  // ------------------------------------------------------------------ models
+  // A server may serve several models (e.g. SigLIP 2 for text, DINOv2 for
+  // similar photos); then a picker chooses the one that searches. The picked
+  // model is in the URL (?model=, only when not the default). A model without a
+  // text tower searches by example image and "Similar" only.
+
+  const models = { list: [], default: null };
+  const modelSelect = $('#model-select');
+  const TEXT_PLACEHOLDER = searchInput.placeholder;
+
+  /** A short name for a model id: a folder's last component, a hub id as is. */
+  const modelName = (id) => (String(id).startsWith('/') ? fileName(id) : String(id));
+  /** The served model that searches now (null until the list has loaded). */
+  const currentModel = () => models.list.find((m) => m.id === (search.model || models.default)) || null;
+  /** Whether the current model can search by text (true until known otherwise). */
+  const textSearch = () => {
+    const m = currentModel();
+    return !m || m.text_tower !== false;
+  };
+
+  function renderModel() {
+    const several = models.list.length > 1;
+    modelSelect.hidden = !several;
+    if (several) modelSelect.value = (currentModel() || {}).id || models.default;
+    const m = currentModel();
+    const imageOnly = !textSearch();
+    searchInput.disabled = imageOnly;
+    searchInput.placeholder = imageOnly
+      ? `${modelName(m.id)}: search by image`
+      : TEXT_PLACEHOLDER;
+    const hint = $('#model-hint');
+    hint.hidden = !imageOnly;
+    hint.textContent = imageOnly
+      ? `${modelName(m.id)} has no text tower: search with an example image (drop, paste or “Search by image…”) or “Similar” on a photo.`
+      : '';
+  }
+
+  /** Loads the served models; a picker appears when there are several. */
+  async function loadModels() {
+    try {
+      const data = await api('/v1/models');
+      models.list = Array.isArray(data.models) ? data.models : [];
+      models.default = data.default || (models.list[0] && models.list[0].id) || null;
+    } catch (e) {
+      return; // 401: asked for the token; loaded again once it is given
+    }
+    modelSelect.textContent = '';
+    for (const m of models.list) {
+      const label = `${modelName(m.id)}${m.text_tower ? '' : ' (images)'}`;
+      const option = new Option(label, m.id);
+      option.title = `${m.id} · ${m.family}, ${m.dim}-d, ${fmtInt(m.vectors)} vectors`;
+      modelSelect.add(option);
+    }
+    // A model from the URL that this server does not serve: the default.
+    const known = !search.model || models.list.some((m) => m.id === search.model);
+    if (!known) search.model = null;
+    renderModel();
+    if (!known && hasQuery()) runSearch('none');
+  }
+
+  modelSelect.addEventListener('change', () => {
+    search.model = modelSelect.value === models.default ? null : modelSelect.value;
+    renderModel();
+    refreshHealth();
+    runSearch('push');
+  });
 
   // ------------------------------------------------------------------ URL state
-  // The query lives in the address bar (?q=&like=&from=&to=&k=&min_score=&path=),
+  // The query lives in the address bar (?q=&model=&like=&from=&to=&k=&min_score=&path=),
   // so a reload, a bookmark or a shared link shows the same search, and the back
   // button goes back through searches. An example image cannot be put in a URL.
 
   function stateParams() {
     const o = options();
     const p = new URLSearchParams();
-    const q = searchInput.value.trim();
+    const q = textSearch() ? searchInput.value.trim() : '';
     if (q) p.set('q', q);
+    if (search.model) p.set('model', search.model);
     if (search.like) p.set('like', String(search.like.id));
     if (o.from) p.set('from', o.from);
     if (o.to) p.set('to', o.to);
@@ -243,6 +312,8 @@
   /** Sets the inputs from the address bar (on load and on back/forward). */
   function applyUrl() {
     const p = new URLSearchParams(location.search);
+    search.model = p.get('model') || null;
+    renderModel();
     searchInput.value = p.get('q') || '';
     const like = Number(p.get('like'));
     search.like = p.get('like') && Number.isSafeInteger(like)
@@ -313,6 +384,7 @@
       const form = new FormData();
       form.append('image', req.image, req.image.name || 'pasted.png');
       if (req.q) form.append('q', req.q);
+      if (req.model) form.append('model', req.model);
       if (req.like) form.append('like', String(req.like));
       form.append('k', req.k);
       if (offset) form.append('offset', String(offset));
@@ -321,6 +393,7 @@
     }
     const params = new URLSearchParams();
     if (req.q) params.set('q', req.q);
+    if (req.model) params.set('model', req.model);
     if (req.like) params.set('like', String(req.like));
     params.set('k', req.k);
     if (offset) params.set('offset', String(offset));
@@ -338,7 +411,8 @@
   async function runSearch(how = 'push') {
     clearTimeout(search.timer);
     if (search.controller) search.controller.abort();
-    const q = searchInput.value.trim();
+    // An image-only model ignores the typed text (kept for the next model).
+    const q = textSearch() ? searchInput.value.trim() : '';
     search.q = q;
     recordHistory(how);
     const seq = ++search.seq;
@@ -354,7 +428,7 @@
     }
     const controller = new AbortController();
     search.controller = controller;
-    const req = { q, image: search.image, like: search.like && search.like.id, ...options() };
+    const req = { q, image: search.image, like: search.like && search.like.id, model: search.model, ...options() };
     resultsEl.setAttribute('aria-busy', 'true');
     try {
       const data = await fetchPage(req, 0, controller.signal);
@@ -785,6 +859,13 @@
     }
   }
 
+  /** Classifying needs a text tower: the picked model when it has one, else
+   *  the first served model that has (null while the list is unknown). */
+  const classifyModel = () => {
+    const m = currentModel();
+    return m && m.text_tower ? m : models.list.find((x) => x.text_tower) || null;
+  };
+
   let classifyController = null;
   $('#classify-form').addEventListener('submit', async (e) => {
     e.preventDefault();
@@ -808,10 +889,12 @@
     form.append('image', classifyFile, classifyFile.name || 'pasted.png');
     form.append('labels', labels.join(','));
     form.append('templates', $('#classify-templates').value);
+    const model = classifyModel();
+    if (model) form.append('model', model.id);
     const button = $('#classify-submit');
     button.disabled = true;
     chart.setAttribute('aria-busy', 'true');
-    status.textContent = 'Classifying…';
+    status.textContent = model && models.list.length > 1 ? `Classifying with ${modelName(model.id)}…` : 'Classifying…';
     showError(err, null);
     try {
       const data = await api('/v1/classify', { method: 'POST', body: form, signal: controller.signal });
@@ -893,7 +976,7 @@
 
     if (wasRunning && !s.running) {
       $('#index-live').textContent = s.error ? 'Indexing failed' : `Indexing finished: ${fmtInt(s.files)} files`;
-      refreshHealth();
+      loadModels().then(refreshHealth);
       if (hasQuery()) runSearch('none');
     }
     wasRunning = !!s.running;
@@ -929,6 +1012,12 @@
 
   async function refreshHealth() {
     const el = $('#health');
+    const m = currentModel();
+    if (models.list.length > 1 && m) {
+      el.textContent = `${modelName(m.id)} · ${fmtInt(m.vectors)} vectors · ${models.list.length} models`;
+      el.classList.remove('bad');
+      return;
+    }
     try {
       const res = await fetch('/healthz');
       const h = await res.json();
@@ -941,7 +1030,7 @@
   }
 
   function refreshAll() {
-    refreshHealth();
+    loadModels().then(refreshHealth);
     refreshStatus();
     if (hasQuery()) runSearch('none');
   }

@@ -3,8 +3,8 @@
 //! The path the index recorded says nothing about what is on disk now: the file
 //! may since have been replaced by a symlink to `/etc/passwd`, a folder by a
 //! symlink out of the root, or the content changed. So a file is served only if
-//! the index holds it as indexed (a vector of the server's model, no recorded
-//! failure), and the file is opened ONCE and what was opened is checked — its
+//! the index holds it as indexed (a vector of one of the server's models, no
+//! recorded failure), and the file is opened ONCE and what was opened is checked — its
 //! real path, resolved from the open descriptor rather than the path text, lies
 //! under one of the roots' real paths; it is a regular file; its size and mtime
 //! are those the index recorded — before a byte of it is read. Nothing is opened
@@ -65,12 +65,19 @@ impl IndexedFile {
 }
 
 /// Opens the file of index id `id` if, and only if, it may be served (see the
-/// module comment). `model_id` is the model the server searches with.
-pub fn open_indexed(store: &Store, model_id: i64, id: i64) -> Result<IndexedFile, FileError> {
-    let record = store
-        .file_by_id(id, model_id)?
-        .filter(|r| r.error.is_none() && r.embedded)
-        .ok_or(FileError::NotIndexed(id))?;
+/// module comment). `model_ids` are the index ids of the models the server
+/// searches with; a vector of any one of them makes the file indexed.
+pub fn open_indexed(store: &Store, model_ids: &[i64], id: i64) -> Result<IndexedFile, FileError> {
+    let mut record = None;
+    for &model_id in model_ids {
+        record = store
+            .file_by_id(id, model_id)?
+            .filter(|r| r.error.is_none() && r.embedded);
+        if record.is_some() {
+            break;
+        }
+    }
+    let record = record.ok_or(FileError::NotIndexed(id))?;
     let roots: Vec<PathBuf> = store
         .roots()?
         .iter()

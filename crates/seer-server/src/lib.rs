@@ -12,6 +12,7 @@ mod files;
 mod listen;
 mod loopback;
 mod metrics;
+mod models;
 pub mod openapi;
 mod routes;
 mod state;
@@ -31,8 +32,8 @@ use axum::Router;
 use seer_engine::LoadedModel;
 use seer_image::DecodeLimits;
 
-use crate::batcher::Batcher;
 use crate::error::ApiError;
+use crate::models::{BatchSettings, ServedModels};
 use crate::state::AppState;
 
 #[derive(Clone, Debug)]
@@ -90,6 +91,8 @@ pub enum ServeError {
     Bind(SocketAddr, std::io::Error),
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
+    #[error("no model to serve")]
+    NoModel,
 }
 
 /// Why a bearer token cannot work: with it every API call would be answered 401.
@@ -118,23 +121,22 @@ pub fn check_token(token: &str) -> Result<(), TokenError> {
 }
 
 /// The application: routes, state and middleware (also used by the tests).
-pub fn app(model: LoadedModel, config: &ServerConfig) -> Router {
-    let batcher = Batcher::start(
-        model.clone(),
-        config.max_batch,
-        config.max_wait,
-        config.queue_capacity,
-    );
+/// It serves `models` (at least one), each loaded once with its own batcher;
+/// the first is the default, used by requests that name none.
+pub fn app(models: Vec<LoadedModel>, config: &ServerConfig) -> Router {
+    let batching = BatchSettings {
+        max_batch: config.max_batch,
+        max_wait: config.max_wait,
+        queue_capacity: config.queue_capacity,
+    };
     let state = Arc::new(AppState {
-        model,
-        batcher,
+        models: ServedModels::start(models, batching),
         index_dir: config.index_dir.clone(),
         token: config.token.clone(),
         limits: config.limits,
         metrics: Default::default(),
         job: Mutex::new(Default::default()),
         ann_threshold: config.ann_threshold,
-        cache: Mutex::new(None),
     });
     let timeout = config.request_timeout;
     let body_limit = config.body_limit;
@@ -145,6 +147,7 @@ pub fn app(model: LoadedModel, config: &ServerConfig) -> Router {
         .route("/healthz", get(routes::healthz))
         .route("/metrics", get(routes::metrics))
         .route("/openapi.json", get(routes::openapi))
+        .route("/v1/models", get(routes::models))
         .route("/v1/embed", post(routes::embed))
         .route("/v1/classify", post(routes::classify))
         .route(
@@ -173,13 +176,17 @@ pub fn app(model: LoadedModel, config: &ServerConfig) -> Router {
         .with_state(state)
 }
 
-/// Serves until Ctrl-C. `on_listening` gets the bound address (the real port
-/// when `config.bind` asks for port 0).
+/// Serves `models` (the first is the default; see [`app`]) until Ctrl-C.
+/// `on_listening` gets the bound address (the real port when `config.bind`
+/// asks for port 0).
 pub async fn serve(
-    model: LoadedModel,
+    models: Vec<LoadedModel>,
     config: ServerConfig,
     on_listening: impl FnOnce(std::net::SocketAddr),
 ) -> Result<(), ServeError> {
+    if models.is_empty() {
+        return Err(ServeError::NoModel);
+    }
     if let Some(token) = &config.token {
         check_token(token)?;
     }
@@ -198,7 +205,7 @@ pub async fn serve(
         header_timeout: config.header_timeout,
         max_connections: config.max_connections,
     };
-    listen::serve(listener, app(model, &config), limits, async {
+    listen::serve(listener, app(models, &config), limits, async {
         let _ = tokio::signal::ctrl_c().await;
     })
     .await;

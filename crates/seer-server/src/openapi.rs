@@ -11,21 +11,30 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ),
     ("get", "/metrics", "Prometheus metrics"),
     ("get", "/openapi.json", "This document"),
-    ("post", "/v1/embed", "Embed texts and base64 images"),
+    (
+        "get",
+        "/v1/models",
+        "The served models: id, family, dim, text_tower, image_tower, score_rule (null without a text tower), vectors in the index, and which is the default",
+    ),
+    (
+        "post",
+        "/v1/embed",
+        "Embed texts and base64 images (JSON: texts, images, model)",
+    ),
     (
         "post",
         "/v1/classify",
-        "Zero-shot classify an uploaded image (multipart: image, labels, templates)",
+        "Zero-shot classify an uploaded image (multipart: image, labels, templates, model; the model needs a text tower)",
     ),
     (
         "get",
         "/v1/search",
-        "Search by text (q) or an indexed image (like, never among its own results); pages with offset, filters by EXIF capture date (from, to); each result carries the file's size, modified, width, height and taken_at",
+        "Search by text (q, needs a model with a text tower) or an indexed image (like, never among its own results) with a served model (model); pages with offset, filters by EXIF capture date (from, to); each result carries the file's size, modified, width, height and taken_at",
     ),
     (
         "post",
         "/v1/search",
-        "Search by an uploaded image (multipart: image, q, like, k, offset, min_score, path, from, to)",
+        "Search by an uploaded image (multipart: image, q, like, model, k, offset, min_score, path, from, to)",
     ),
     (
         "get",
@@ -53,7 +62,10 @@ fn error(description: &str) -> Value {
 /// The error statuses a route can answer (a test checks the real answers against them).
 pub fn error_statuses(method: &str, path: &str) -> Vec<(&'static str, &'static str)> {
     let mut out = vec![
-        ("400", "Bad request"),
+        (
+            "400",
+            "Bad request (also: a model this server does not serve, or text for a model without a text tower)",
+        ),
         ("404", "No such route, or no such indexed image"),
         ("405", "Method not allowed"),
         ("500", "Internal error"),
@@ -101,7 +113,8 @@ pub fn document() -> Value {
         }
         if *path == "/v1/search" && *method == "get" {
             op["parameters"] = json!([
-                { "name": "q", "in": "query", "schema": { "type": "string" } },
+                { "name": "q", "in": "query", "schema": { "type": "string" }, "description": "text to search for (the model needs a text tower)" },
+                { "name": "model", "in": "query", "schema": { "type": "string" }, "description": "a served model (see /v1/models) by its id, an alias of it or its folder's name; default: the server's default model" },
                 { "name": "k", "in": "query", "schema": { "type": "integer", "default": 20 } },
                 { "name": "min_score", "in": "query", "schema": { "type": "number" } },
                 { "name": "path", "in": "query", "schema": { "type": "string" }, "description": "glob on the file path" },

@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 
 use crate::batcher::{SubmitError, Work};
 use crate::error::{ApiError, ApiResult};
+use crate::models::Served;
 use crate::state::{AppState, JobState};
 
 type AppStateRef = State<Arc<AppState>>;
@@ -39,24 +40,35 @@ pub async fn style() -> impl IntoResponse {
     )
 }
 
-/// Liveness for anyone; the model (possibly a local path) and the vector count
-/// only for callers who may use the API.
+/// Liveness for anyone; the default model (possibly a local path) and its
+/// vector count only for callers who may use the API.
 pub async fn healthz(State(state): AppStateRef, headers: HeaderMap) -> Json<Value> {
     if !state.authorized(&headers) {
         return Json(json!({ "status": "ok" }));
     }
+    let served = state.models.default_model().clone();
     let st = state.clone();
+    let id = served.model.id.clone();
     let vectors = tokio::task::spawn_blocking(move || {
         st.store()
             .ok()
-            .and_then(|s| st.model_info(&s).ok())
+            .and_then(|s| served.info(&s).ok())
             .map(|m| m.vectors)
     })
     .await
     .ok()
     .flatten()
     .unwrap_or(0);
-    Json(json!({ "status": "ok", "model": state.model.id, "vectors": vectors }))
+    Json(json!({ "status": "ok", "model": id, "vectors": vectors }))
+}
+
+/// The served models: what each can do and how many vectors the index holds.
+pub async fn models(State(state): AppStateRef) -> ApiResult<Json<Value>> {
+    let st = state.clone();
+    let described = tokio::task::spawn_blocking(move || st.models.describe(&st.store()?))
+        .await
+        .map_err(ApiError::internal)??;
+    Ok(Json(described))
 }
 
 /// Unknown routes answer like every other error.
@@ -68,30 +80,32 @@ pub async fn openapi() -> Json<Value> {
     Json(crate::openapi::document())
 }
 
+/// The batchers' gauges are summed over the served models.
 pub async fn metrics(State(state): AppStateRef) -> impl IntoResponse {
-    let stats = &state.batcher.stats;
-    let load =
-        |a: &std::sync::atomic::AtomicUsize| a.load(std::sync::atomic::Ordering::Relaxed) as f64;
+    let sum = |f: &dyn Fn(&Served) -> usize| -> f64 {
+        state.models.all().iter().map(|s| f(s)).sum::<usize>() as f64
+    };
+    let load = |a: &std::sync::atomic::AtomicUsize| a.load(std::sync::atomic::Ordering::Relaxed);
     let gauges = [
         (
             "seer_queue_depth",
             "Items waiting for the model.",
-            state.batcher.depth() as f64,
+            sum(&|s| s.batcher.depth()),
         ),
         (
             "seer_batches",
             "Model batches run since start.",
-            load(&stats.batches),
+            sum(&|s| load(&s.batcher.stats.batches)),
         ),
         (
             "seer_batch_items",
             "Items embedded in those batches.",
-            load(&stats.items),
+            sum(&|s| load(&s.batcher.stats.items)),
         ),
         (
             "seer_queue_rejections",
             "Requests refused with 503 because the queue was full.",
-            load(&stats.rejected),
+            sum(&|s| load(&s.batcher.stats.rejected)),
         ),
     ];
     (
@@ -103,24 +117,29 @@ pub async fn metrics(State(state): AppStateRef) -> impl IntoResponse {
 // ---------------------------------------------------------------- embedding
 
 /// Refused at once (400) when the model has no text tower.
-async fn embed_text(state: &AppState, text: String) -> ApiResult<Vec<f32>> {
-    state.model.text().map_err(ApiError::bad_request)?;
-    wait(state.batcher.submit(Work::Text(text))).await
+async fn embed_text(served: &Served, text: String) -> ApiResult<Vec<f32>> {
+    served.model.text().map_err(ApiError::bad_request)?;
+    wait(served.batcher.submit(Work::Text(text))).await
 }
 
-/// Decodes and preprocesses off the async threads, then joins a model batch.
-async fn embed_image(state: &Arc<AppState>, bytes: Bytes, name: String) -> ApiResult<Vec<f32>> {
-    state.model.image().map_err(ApiError::bad_request)?;
-    let st = state.clone();
+/// Decodes and preprocesses off the async threads, then joins a batch of `served`.
+async fn embed_image(
+    state: &Arc<AppState>,
+    served: &Arc<Served>,
+    bytes: Bytes,
+    name: String,
+) -> ApiResult<Vec<f32>> {
+    served.model.image().map_err(ApiError::bad_request)?;
+    let (st, sv) = (state.clone(), served.clone());
     let pixels = tokio::task::spawn_blocking(move || {
         let decoded = seer_image::decode_bytes_full(&bytes, &name, &st.limits)?;
-        let encoder = st.model.image.as_deref().expect("checked above");
+        let encoder = sv.model.image.as_deref().expect("checked above");
         Ok::<_, seer_image::ImageError>(encoder.preprocess(&decoded))
     })
     .await
     .map_err(ApiError::internal)?
     .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e))?;
-    wait(state.batcher.submit(Work::Pixels(pixels))).await
+    wait(served.batcher.submit(Work::Pixels(pixels))).await
 }
 
 async fn wait(
@@ -142,6 +161,8 @@ pub struct EmbedRequest {
     /// Base64 of image files.
     #[serde(default)]
     images: Vec<String>,
+    /// A served model (default: the server's default model).
+    model: Option<String>,
 }
 
 pub async fn embed(
@@ -153,6 +174,7 @@ pub async fn embed(
             "give \"texts\" and/or \"images\" (base64)",
         ));
     }
+    let served = state.models.pick(req.model.as_deref())?;
     const MAX_ITEMS: usize = 256;
     if req.texts.len() + req.images.len() > MAX_ITEMS {
         return Err(ApiError::bad_request(format!(
@@ -161,21 +183,21 @@ pub async fn embed(
     }
     let mut jobs = Vec::new();
     for t in req.texts {
-        let st = state.clone();
+        let sv = served.clone();
         jobs.push((
             t.clone(),
-            tokio::spawn(async move { embed_text(&st, t).await }),
+            tokio::spawn(async move { embed_text(&sv, t).await }),
         ));
     }
     for (i, b64) in req.images.into_iter().enumerate() {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(b64.trim())
             .map_err(|e| ApiError::bad_request(format!("image {i}: not base64 ({e})")))?;
-        let st = state.clone();
+        let (st, sv) = (state.clone(), served.clone());
         let name = format!("image {i}");
         jobs.push((
             name.clone(),
-            tokio::spawn(async move { embed_image(&st, Bytes::from(bytes), name).await }),
+            tokio::spawn(async move { embed_image(&st, &sv, Bytes::from(bytes), name).await }),
         ));
     }
     let mut out = Vec::new();
@@ -184,7 +206,7 @@ pub async fn embed(
         out.push(json!({ "input": input, "embedding": embedding }));
     }
     Ok(Json(
-        json!({ "model": state.model.id, "dim": state.model.embed_dim(), "embeddings": out }),
+        json!({ "model": served.model.id, "dim": served.model.embed_dim(), "embeddings": out }),
     ))
 }
 
@@ -267,15 +289,18 @@ pub async fn classify(State(state): AppStateRef, multipart: Multipart) -> ApiRes
     };
     // The model's own rule (CLIP: softmax; SigLIP: sigmoid per label); none
     // without a text tower.
-    let rule = state.model.score_rule().map_err(ApiError::bad_request)?;
-    let image = embed_image(&state, bytes, name).await?;
+    let served = state
+        .models
+        .pick(form.fields.get("model").map(String::as_str))?;
+    let rule = served.model.score_rule().map_err(ApiError::bad_request)?;
+    let image = embed_image(&state, &served, bytes, name).await?;
     // Class embeddings: every prompt joins the shared batches like any text.
     let mut prompt_jobs = Vec::new();
     for label in &labels {
         for t in templates {
-            let st = state.clone();
+            let sv = served.clone();
             let prompt = seer_engine::prompts::fill(t, label);
-            prompt_jobs.push(tokio::spawn(async move { embed_text(&st, prompt).await }));
+            prompt_jobs.push(tokio::spawn(async move { embed_text(&sv, prompt).await }));
         }
     }
     let mut prompt_embeddings = Vec::with_capacity(prompt_jobs.len());
@@ -307,6 +332,8 @@ pub struct SearchParams {
     /// EXIF capture date range (see [`seer_index::dates::CaptureRange`]).
     from: Option<String>,
     to: Option<String>,
+    /// A served model (default: the server's default model).
+    model: Option<String>,
 }
 
 /// The deepest result a search may page to (ranking cost grows with it).
@@ -339,6 +366,7 @@ pub async fn search_post(
         like: parsed(field("like"), "like must be an image id")?,
         from: field("from").cloned(),
         to: field("to").cloned(),
+        model: field("model").cloned(),
     };
     run_search(&state, params, form.image).await
 }
@@ -357,16 +385,20 @@ async fn run_search(
     }
     let dates =
         seer_index::dates::CaptureRange::parse(params.from.as_deref(), params.to.as_deref())?;
-    let st = state.clone();
-    let data = tokio::task::spawn_blocking(move || st.store().and_then(|s| st.search_data(&s)))
-        .await
-        .map_err(ApiError::internal)??;
+    let served = state.models.pick(params.model.as_deref())?;
+    let (st, sv) = (state.clone(), served.clone());
+    let data = tokio::task::spawn_blocking(move || {
+        st.store()
+            .and_then(|s| sv.search_data(&s, st.ann_threshold))
+    })
+    .await
+    .map_err(ApiError::internal)??;
     let mut query = seer_index::search::QueryCombiner::new(data.searcher.model().dim);
     if let Some(q) = params.q.as_ref().filter(|q| !q.trim().is_empty()) {
-        query.add(&embed_text(state, q.clone()).await?, 1.0);
+        query.add(&embed_text(&served, q.clone()).await?, 1.0);
     }
     if let Some((name, bytes)) = image {
-        query.add(&embed_image(state, bytes, name).await?, 1.0);
+        query.add(&embed_image(state, &served, bytes, name).await?, 1.0);
     }
     if let Some(id) = params.like {
         let v = data
@@ -466,14 +498,13 @@ impl<S: Send + Sync> FromRequestParts<S> for ImageId {
     }
 }
 
-/// The indexed file of `id`, open and checked (blocking: call off the async threads).
+/// The indexed file of `id`, open and checked (blocking: call off the async
+/// threads). A file indexed under any served model may be served: each model's
+/// search can answer with it.
 fn open_indexed(state: &AppState, id: i64) -> ApiResult<crate::files::IndexedFile> {
     let store = state.store()?;
-    // No vectors of the served model: nothing it could find is indexed.
-    let model = state
-        .model_info(&store)
-        .map_err(|_| ApiError::not_found(format!("no indexed image {id}")))?;
-    Ok(crate::files::open_indexed(&store, model.id, id)?)
+    let models = state.models.index_ids(&store)?;
+    Ok(crate::files::open_indexed(&store, &models, id)?)
 }
 
 fn content_type(path: &Path) -> &'static str {
@@ -575,6 +606,9 @@ pub async fn start_index(State(state): AppStateRef) -> ApiResult<(StatusCode, Js
     Ok((StatusCode::ACCEPTED, Json(json!({ "started": true }))))
 }
 
+/// Brings every served model's vectors up to date, one model after another (as
+/// a bare `seer index` does for the models an index holds); `last` is the last
+/// model's summary, `planned` and `done` count over all of them.
 fn run_index_job(state: &AppState) -> Result<seer_index::IndexSummary, String> {
     let mut store = seer_index::Store::open(&state.index_dir).map_err(|e| e.to_string())?;
     let roots: Vec<PathBuf> = store
@@ -597,15 +631,20 @@ fn run_index_job(state: &AppState) -> Result<seer_index::IndexSummary, String> {
         },
         ann_threshold: state.ann_threshold,
     };
-    let summary = seer_index::index(&mut store, &state.model, &options, &mut |event| {
-        let mut job = state.job.lock().unwrap_or_else(|p| p.into_inner());
-        match event {
-            seer_index::Progress::Planned(n) => job.planned = n,
-            seer_index::Progress::Embedded => job.done += 1,
-        }
-    })
-    .map_err(|e| e.to_string())?;
-    Ok(summary)
+    let mut last = None;
+    for served in state.models.all() {
+        let before = state.job.lock().unwrap_or_else(|p| p.into_inner()).planned;
+        let summary = seer_index::index(&mut store, &served.model, &options, &mut |event| {
+            let mut job = state.job.lock().unwrap_or_else(|p| p.into_inner());
+            match event {
+                seer_index::Progress::Planned(n) => job.planned = before + n,
+                seer_index::Progress::Embedded => job.done += 1,
+            }
+        })
+        .map_err(|e| e.to_string())?;
+        last = Some(summary);
+    }
+    Ok(last.expect("a server serves at least one model"))
 }
 
 pub async fn index_status(State(state): AppStateRef) -> ApiResult<Json<Value>> {
@@ -613,7 +652,12 @@ pub async fn index_status(State(state): AppStateRef) -> ApiResult<Json<Value>> {
     let st = state.clone();
     let (files, vectors, failures) = tokio::task::spawn_blocking(move || {
         let store = st.store()?;
-        let vectors = st.model_info(&store).map(|m| m.vectors).unwrap_or(0);
+        let vectors = st
+            .models
+            .default_model()
+            .info(&store)
+            .map(|m| m.vectors)
+            .unwrap_or(0);
         let mut failures = store.failures()?;
         failures.extend(store.walk_errors()?);
         Ok::<_, ApiError>((store.file_count()?, vectors, failures))

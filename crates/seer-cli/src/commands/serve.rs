@@ -1,18 +1,30 @@
 //! `seer serve`: the HTTP API and web page over an index.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use seer_engine::LoadedModel;
 use seer_index::Store;
 use seer_server::ServerConfig;
 
-use crate::common::IndexArgs;
+use crate::common::{index_dir, AnnArgs, RunArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
+    /// Index folder (default: $SEER_INDEX or ~/.local/share/seer/index).
+    #[arg(long, env = "SEER_INDEX")]
+    index: Option<PathBuf>,
+    /// A model whose vectors to search; repeat to serve several, the first
+    /// being the default (the web page then shows a model picker). Default:
+    /// every model the index holds, the first with a text tower as default.
+    #[arg(long, short, env = "SEER_MODEL")]
+    model: Vec<String>,
     #[command(flatten)]
-    target: IndexArgs,
+    run: RunArgs,
+    #[command(flatten)]
+    ann: AnnArgs,
     /// Address to listen on; anything but loopback needs --token.
     #[arg(long, default_value = "127.0.0.1:7860")]
     bind: SocketAddr,
@@ -49,35 +61,71 @@ fn parse_token(token: &str) -> Result<String, seer_server::TokenError> {
     seer_server::check_token(token).map(|()| token.to_string())
 }
 
+/// The models to serve, loaded, the default first: those named with --model
+/// in their order, else every model the index holds vectors of, in the order
+/// the index got them, with the first that has a text tower moved to the front
+/// (search as you type needs one; DINOv2 has none).
+fn load_models(args: &Args, dir: &std::path::Path) -> anyhow::Result<Vec<LoadedModel>> {
+    let mut names: Vec<String> = Vec::new();
+    for key in args.model.iter().map(|m| seer_hub::model_key(m)) {
+        if !names.contains(&key) {
+            names.push(key);
+        }
+    }
+    let named = !names.is_empty();
+    if !named {
+        let store = Store::open_read_only(dir)?;
+        names = store
+            .models()?
+            .into_iter()
+            .filter(|m| m.vectors > 0)
+            .map(|m| m.name)
+            .collect();
+        if names.is_empty() {
+            // The index's own words: it holds no vectors yet.
+            store.choose_model(None)?;
+        }
+    }
+    let mut loaded = names
+        .iter()
+        .map(|name| args.run.load(name))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if !named {
+        let default = loaded.iter().position(|m| m.text.is_some()).unwrap_or(0);
+        loaded[..=default].rotate_right(1);
+    }
+    Ok(loaded)
+}
+
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let dir = args.target.dir();
-    let model = match args.target.requested_model() {
-        Some(m) => m,
-        None => Store::open_read_only(&dir)?.choose_model(None)?.name,
-    };
-    let loaded = args.target.load_model(&model)?;
+    let dir = index_dir(&args.index);
+    let models = load_models(&args, &dir)?;
     #[allow(clippy::needless_update)]
     let config = ServerConfig {
         bind: args.bind,
         token: args.token.clone(),
         index_dir: dir,
-        max_batch: args.max_batch.unwrap_or(args.target.run.batch_size),
+        max_batch: args.max_batch.unwrap_or(args.run.batch_size),
         max_wait: Duration::from_millis(args.max_wait_ms),
         queue_capacity: args.queue,
         body_limit: args.max_body,
         request_timeout: Duration::from_secs(args.timeout),
-        limits: args.target.run.limits(ServerConfig::default().limits),
+        limits: args.run.limits(ServerConfig::default().limits),
         header_timeout: Duration::from_secs(args.header_timeout),
         max_connections: args.max_connections as usize,
-        ann_threshold: args.target.ann.ann_threshold,
+        ann_threshold: args.ann.ann_threshold,
         ..Default::default()
     };
-    let id = loaded.id.clone();
+    let ids = models
+        .iter()
+        .map(|m| m.id.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
-        .block_on(seer_server::serve(loaded, config, |addr| {
-            eprintln!("seer: serving {id} on http://{addr}")
+        .block_on(seer_server::serve(models, config, |addr| {
+            eprintln!("seer: serving {ids} on http://{addr}")
         }))?;
     Ok(ExitCode::SUCCESS)
 }

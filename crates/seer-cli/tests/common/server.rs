@@ -36,12 +36,17 @@ pub fn start(extra: &[&str]) -> Server {
 /// An index of `folders`, served with `extra` options.
 pub fn start_on(folders: &[&Path], extra: &[&str]) -> Server {
     let index = tempfile::tempdir().unwrap();
-    let model = model_fixture("openclip-vit");
+    index_with(index.path(), folders, &model_fixture("openclip-vit"));
+    serve(index, extra)
+}
+
+/// Indexes `folders` into `index` with `model`.
+pub fn index_with(index: &Path, folders: &[&Path], model: &Path) {
     let status = seer()
         .arg("index")
         .args(folders)
         .args(["--model", model.to_str().unwrap()])
-        .env("SEER_INDEX", index.path())
+        .env("SEER_INDEX", index)
         .stdout(Stdio::null())
         .status()
         .unwrap();
@@ -51,6 +56,10 @@ pub fn start_on(folders: &[&Path], extra: &[&str]) -> Server {
         matches!(status.code(), Some(0 | 1)),
         "seer index failed: {status}"
     );
+}
+
+/// `seer serve` of an index made beforehand, with `extra` options.
+pub fn serve(index: tempfile::TempDir, extra: &[&str]) -> Server {
     // Port 0: the server picks a free port and says which, so parallel tests
     // never race for one.
     let mut child = seer()
@@ -65,9 +74,10 @@ pub fn start_on(folders: &[&Path], extra: &[&str]) -> Server {
     std::thread::spawn(move || {
         // Keep draining stderr so the server never blocks on a full pipe.
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(url) = line
-                .split(" on ")
-                .nth(1)
+            // "seer: serving MODEL[, MODEL…] on http://ADDR" (the last " on ":
+            // a model's folder may have one in its name).
+            if let Some((_, url)) = line
+                .rsplit_once(" on ")
                 .filter(|_| line.starts_with("seer: serving"))
             {
                 let _ = tx.send(url.trim().to_string());
