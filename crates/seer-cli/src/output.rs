@@ -1,7 +1,7 @@
 //! Output helpers: progress bars that only appear on a terminal, failure lines,
 //! and `.npy` files.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -83,6 +83,79 @@ pub fn write_npy(path: &Path, rows: &[Vec<f32>], cols: usize) -> anyhow::Result<
     let bytes = seer_index::npy::encode(rows, cols, seer_index::npy::Dtype::F32)
         .map_err(anyhow::Error::msg)?;
     write_atomically(path, &bytes)
+}
+
+/// An f32 `.npy` written as its rows come, for arrays too big to hold (a patch
+/// grid per image): the rows go straight to a temporary file beside the
+/// destination, which replaces it on [`NpyStream::commit`]. The header, which
+/// holds the row count, is written last over room reserved for the longest.
+pub struct NpyStream {
+    file: seer_util::fs::AtomicFile,
+    /// The shape of one row (`[h, w, D]` for patch grids).
+    row_shape: Vec<usize>,
+    rows: usize,
+    header_len: usize,
+}
+
+impl NpyStream {
+    pub fn create(path: &Path, row_shape: &[usize]) -> anyhow::Result<Self> {
+        let header_len = Self::header(usize::MAX, row_shape, 0).len();
+        let file = seer_util::fs::AtomicFile::create(path, seer_util::fs::Durability::Fsync)
+            .and_then(|mut f| {
+                f.write_all(&vec![b' '; header_len])?;
+                Ok(f)
+            })
+            .with_context(|| format!("{}: cannot write", path.display()))?;
+        Ok(Self {
+            file,
+            row_shape: row_shape.to_vec(),
+            rows: 0,
+            header_len,
+        })
+    }
+
+    fn header(rows: usize, row_shape: &[usize], min_len: usize) -> Vec<u8> {
+        let shape: Vec<usize> = std::iter::once(rows)
+            .chain(row_shape.iter().copied())
+            .collect();
+        seer_index::npy::header(&shape, seer_index::npy::Dtype::F32, min_len)
+    }
+
+    /// Where the file goes on commit.
+    pub fn path(&self) -> &Path {
+        self.file.dest()
+    }
+
+    /// Appends one row of `row_shape` values, row-major.
+    pub fn push(&mut self, row: &[f32]) -> anyhow::Result<()> {
+        let expected: usize = self.row_shape.iter().product();
+        anyhow::ensure!(
+            row.len() == expected,
+            "a row has {} values, expected {expected}",
+            row.len()
+        );
+        let bytes: Vec<u8> = row.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.file
+            .write_all(&bytes)
+            .with_context(|| format!("{}: cannot write", self.file.dest().display()))?;
+        self.rows += 1;
+        Ok(())
+    }
+
+    /// Writes the header and puts the file in place; returns the row count.
+    pub fn commit(mut self) -> anyhow::Result<usize> {
+        let dest = self.file.dest().to_path_buf();
+        let header = Self::header(self.rows, &self.row_shape, self.header_len);
+        debug_assert_eq!(header.len(), self.header_len);
+        let file = self.file.file();
+        let written = file
+            .seek(SeekFrom::Start(0))
+            .and_then(|_| file.write_all(&header));
+        written
+            .and_then(|()| self.file.commit())
+            .with_context(|| format!("{}: cannot write", dest.display()))?;
+        Ok(self.rows)
+    }
 }
 
 /// The `.inputs.txt` beside an `.npy`: `x.npy` -> `x.inputs.txt`.

@@ -11,7 +11,7 @@ use seer_models::{l2_normalize, ModelError, Tensor};
 
 use crate::error::{file_error, Result};
 use crate::loader::LoadOptions;
-use crate::tasks::{ImageEncoder, LoadedModel};
+use crate::tasks::{ImageEncoder, ImageFeatures, LoadedModel};
 
 pub struct Dinov2 {
     model: Dinov2Model,
@@ -65,14 +65,48 @@ impl ImageEncoder for Dinov2 {
 
     /// `normalize: false` is `pooler_output` exactly.
     fn embed_pixels(&self, pixels: Vec<f32>, n: usize, normalize: bool) -> Result<Vec<Vec<f32>>> {
+        self.embed_pixels_as(pixels, n, ImageFeatures::Embedding, normalize)
+    }
+
+    fn extra_features(&self) -> &'static [ImageFeatures] {
+        &[ImageFeatures::PatchMean, ImageFeatures::PatchGrid]
+    }
+
+    /// Every image is cropped to the same square, so every grid is the same.
+    fn patch_grid(&self) -> Option<(usize, usize)> {
+        let g = self.preprocess.crop_size as usize / self.model.config().patch_size;
+        Some((g, g))
+    }
+
+    /// One forward pass gives all three: the CLS token, the mean of the patch
+    /// tokens (registers left out, as the reference slices them) and the grid.
+    fn embed_pixels_as(
+        &self,
+        pixels: Vec<f32>,
+        n: usize,
+        features: ImageFeatures,
+        normalize: bool,
+    ) -> Result<Vec<Vec<f32>>> {
         let s = self.preprocess.crop_size as usize;
         let batch =
             Tensor::from_vec(pixels, (n, 3, s, s), &self.device).map_err(ModelError::from)?;
-        let pooled = self.model.forward(&batch)?.pooler;
-        let pooled = match normalize {
-            true => l2_normalize(&pooled).map_err(ModelError::from)?,
-            false => pooled,
+        let output = self.model.forward(&batch)?;
+        let vectors = match features {
+            ImageFeatures::Embedding => output.pooler,
+            ImageFeatures::PatchMean => output.patch_mean()?,
+            // The grid is raw: normalising each patch token is the caller's choice.
+            ImageFeatures::PatchGrid => {
+                return Ok(output
+                    .patch_tokens
+                    .flatten_from(1)
+                    .and_then(|t| t.to_vec2::<f32>())
+                    .map_err(ModelError::from)?)
+            }
         };
-        Ok(pooled.to_vec2::<f32>().map_err(ModelError::from)?)
+        let vectors = match normalize {
+            true => l2_normalize(&vectors).map_err(ModelError::from)?,
+            false => vectors,
+        };
+        Ok(vectors.to_vec2::<f32>().map_err(ModelError::from)?)
     }
 }

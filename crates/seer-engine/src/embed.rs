@@ -11,7 +11,7 @@ use rayon::prelude::*;
 use seer_image::DecodeLimits;
 
 use crate::error::{EngineError, Result};
-use crate::tasks::{ImageEncoder, TextEncoder};
+use crate::tasks::{ImageEncoder, ImageFeatures, TextEncoder};
 
 #[derive(Clone, Debug)]
 pub struct EmbedOptions {
@@ -57,13 +57,33 @@ impl dyn ImageEncoder + '_ {
         &self,
         paths: &[PathBuf],
         options: &EmbedOptions,
+        on_result: impl FnMut(ImageEmbedding),
+    ) -> Result<()> {
+        self.image_file_features(paths, options, ImageFeatures::Embedding, on_result)
+    }
+
+    /// [`embed_image_files`](#method.embed_image_files) for any of the tower's
+    /// [`ImageFeatures`] (`seer embed --features`): each result is one vector,
+    /// or for [`ImageFeatures::PatchGrid`] the `h·w·D` patch tokens row-major.
+    /// Features the tower does not give are an error before any file is read.
+    pub fn image_file_features(
+        &self,
+        paths: &[PathBuf],
+        options: &EmbedOptions,
+        features: ImageFeatures,
         mut on_result: impl FnMut(ImageEmbedding),
     ) -> Result<()> {
+        if !self.gives(features) {
+            return Err(EngineError::Invalid(format!(
+                "this model does not give {}",
+                features.describe()
+            )));
+        }
         let prepare = |path: &PathBuf| -> Result<(Vec<f32>, ())> {
             let decoded = seer_image::decode_file_full(path, &options.limits)?;
             Ok((self.preprocess(&decoded), ()))
         };
-        self.embed_prepared(paths, options, prepare, |index, result| {
+        self.pipeline(paths, options, features, prepare, |index, result| {
             on_result(ImageEmbedding {
                 index,
                 path: paths[index].clone(),
@@ -82,6 +102,18 @@ impl dyn ImageEncoder + '_ {
         &self,
         items: &[T],
         options: &EmbedOptions,
+        prepare: impl Fn(&T) -> Result<(Vec<f32>, X)> + Sync,
+        on_result: impl FnMut(usize, Result<(Vec<f32>, X)>),
+    ) -> Result<()> {
+        self.pipeline(items, options, ImageFeatures::Embedding, prepare, on_result)
+    }
+
+    /// The pipeline itself, running the model for `features`.
+    fn pipeline<T: Sync, X: Send>(
+        &self,
+        items: &[T],
+        options: &EmbedOptions,
+        features: ImageFeatures,
         prepare: impl Fn(&T) -> Result<(Vec<f32>, X)> + Sync,
         mut on_result: impl FnMut(usize, Result<(Vec<f32>, X)>),
     ) -> Result<()> {
@@ -105,7 +137,9 @@ impl dyn ImageEncoder + '_ {
             for batch in rx {
                 let first = next_index;
                 next_index += batch.slots.len();
-                self.run_prepared_batch(batch, options.normalize, |i, r| on_result(first + i, r))?;
+                self.run_prepared_batch(batch, features, options.normalize, |i, r| {
+                    on_result(first + i, r)
+                })?;
             }
             Ok(())
         })
@@ -114,12 +148,14 @@ impl dyn ImageEncoder + '_ {
     fn run_prepared_batch<X>(
         &self,
         batch: PreparedBatch<X>,
+        features: ImageFeatures,
         normalize: bool,
         mut on_result: impl FnMut(usize, Result<(Vec<f32>, X)>),
     ) -> Result<()> {
         let PreparedBatch { pixels, ok, slots } = batch;
         let mut embeddings = if ok > 0 {
-            self.embed_pixels(pixels, ok, normalize)?.into_iter()
+            self.embed_pixels_as(pixels, ok, features, normalize)?
+                .into_iter()
         } else {
             Vec::new().into_iter()
         };

@@ -31,6 +31,13 @@ pub enum EngineError {
     #[error("model '{model}' ({family}) embeds images only: text queries and zero-shot labels need a model with a text tower (CLIP, SigLIP); it still serves image queries and \"more like this\"")]
     NoTextTower { model: String, family: &'static str },
 
+    #[error("model '{model}' ({family}) does not give {features}: patch features (--features mean, patch) need a model whose tokens are image patches, such as DINOv2")]
+    FeaturesNotGiven {
+        model: String,
+        family: &'static str,
+        features: &'static str,
+    },
+
     #[error("{path}: unknown model_type '{model_type}' (seer reads: {known})")]
     UnknownFamily {
         path: PathBuf,

@@ -21,5 +21,5 @@ pub use error::{EngineError, Result};
 pub use loader::{Clip, DeviceChoice, LoadOptions};
 pub use registry::{Family, FAMILIES};
 pub use seer_models::Precision;
-pub use tasks::{ImageEncoder, LoadedModel, ScoreRule, TextEncoder};
+pub use tasks::{ImageEncoder, ImageFeatures, LoadedModel, ScoreRule, TextEncoder};
 pub use zeroshot::{Prediction, ZeroShotClassifier};

@@ -53,6 +53,70 @@ pub trait ImageEncoder: Send + Sync {
     /// SigLIP's `get_image_features`, DINOv2's `pooler_output`); `true` their
     /// L2-normalised form, which search and zero-shot use.
     fn embed_pixels(&self, pixels: Vec<f32>, n: usize, normalize: bool) -> Result<Vec<Vec<f32>>>;
+
+    /// The features this tower gives besides [`ImageFeatures::Embedding`], which
+    /// every tower gives. Towers whose tokens map to image patches (DINOv2) list
+    /// [`ImageFeatures::PatchMean`] and [`ImageFeatures::PatchGrid`].
+    fn extra_features(&self) -> &'static [ImageFeatures] {
+        &[]
+    }
+
+    /// Whether this tower gives `features`.
+    fn gives(&self, features: ImageFeatures) -> bool {
+        features == ImageFeatures::Embedding || self.extra_features().contains(&features)
+    }
+
+    /// `(rows, columns)` of patches in one preprocessed image, for towers that
+    /// give [`ImageFeatures::PatchGrid`].
+    fn patch_grid(&self) -> Option<(usize, usize)> {
+        None
+    }
+
+    /// Runs one model batch for `features`: the embedding as
+    /// [`ImageEncoder::embed_pixels`], or one of [`ImageEncoder::extra_features`].
+    /// A tower that lists extra features overrides this.
+    fn embed_pixels_as(
+        &self,
+        pixels: Vec<f32>,
+        n: usize,
+        features: ImageFeatures,
+        normalize: bool,
+    ) -> Result<Vec<Vec<f32>>> {
+        match features {
+            ImageFeatures::Embedding => self.embed_pixels(pixels, n, normalize),
+            other => Err(EngineError::Invalid(format!(
+                "this image tower does not give {}",
+                other.describe()
+            ))),
+        }
+    }
+}
+
+/// What an image tower is asked for (`seer embed --features`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ImageFeatures {
+    /// The model's embedding: CLIP's and SigLIP's image features, DINOv2's CLS
+    /// token after the final LayerNorm (`pooler_output`). `--features cls`.
+    #[default]
+    Embedding,
+    /// The mean of the patch tokens after the final LayerNorm, register tokens
+    /// left out (`last_hidden_state[:, 1 + registers:].mean(1)`): one `D` vector,
+    /// normalised like the embedding. `--features mean`.
+    PatchMean,
+    /// Every patch token after the final LayerNorm, `h × w × D` row-major, never
+    /// normalised. `--features patch`.
+    PatchGrid,
+}
+
+impl ImageFeatures {
+    /// Its name in messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Embedding => "its embedding",
+            Self::PatchMean => "the mean of its patch tokens",
+            Self::PatchGrid => "its grid of patch tokens",
+        }
+    }
 }
 
 /// The text tower of a model: strings in, embeddings in the image tower's space out.
@@ -121,6 +185,21 @@ impl LoadedModel {
                 self.id, self.family
             ))
         })
+    }
+
+    /// The image tower, checked to give `features`: an error naming the model
+    /// and its family when it does not (CLIP and SigLIP pool their tokens into
+    /// one embedding, and give no patch features).
+    pub fn image_for(&self, features: ImageFeatures) -> Result<&dyn ImageEncoder> {
+        let image = self.image()?;
+        match image.gives(features) {
+            true => Ok(image),
+            false => Err(EngineError::FeaturesNotGiven {
+                model: self.id.clone(),
+                family: self.family,
+                features: features.describe(),
+            }),
+        }
     }
 
     /// The text tower, or an error saying that this model only embeds images.

@@ -27,7 +27,7 @@ pub struct CachedModel {
     pub dir: PathBuf,
 }
 
-/// Models in the cache that have a CLIP config (either layout) in some snapshot.
+/// Models in the cache that have a model config (either layout) in some snapshot.
 pub fn cached_models() -> Vec<CachedModel> {
     let root = cache_dir();
     let Ok(entries) = std::fs::read_dir(&root) else {
@@ -40,9 +40,9 @@ pub fn cached_models() -> Vec<CachedModel> {
             let id = name.strip_prefix("models--")?.replacen("--", "/", 1);
             let snapshots = std::fs::read_dir(e.path().join("snapshots")).ok()?;
             snapshots.flatten().map(|s| s.path()).find_map(|dir| {
-                let is_clip = dir.join("config.json").is_file()
+                let is_model = dir.join("config.json").is_file()
                     || dir.join("open_clip_config.json").is_file();
-                is_clip.then(|| CachedModel {
+                is_model.then(|| CachedModel {
                     id: id.clone(),
                     dir,
                 })

@@ -31,8 +31,8 @@ pub enum HubError {
         why: String,
     },
 
-    #[error("{id}: the hub has neither config.json nor open_clip_config.json")]
-    NotClip { id: String },
+    #[error("{id}: the hub repository has neither config.json (transformers layout) nor open_clip_config.json (open_clip layout), so it holds no model seer can load")]
+    NoModelConfig { id: String },
 }
 
 /// Where a model's files were found.
@@ -51,18 +51,41 @@ pub struct ResolvedModel {
     pub origin: Origin,
 }
 
-/// Files a CLIP model folder may hold, by layout: (config, weights in order of
-/// preference, optional extras).
+/// Files a model folder may hold, by layout: (config, weights in order of
+/// preference, optional extras). The extras are every other file a family's
+/// loader reads when it is there (seer-engine, seer-tokenizer, seer-image):
+/// a download fetches those the repository has, and a missing one is fine.
+/// - `preprocessor_config.json`: the image processor (CLIP, DINOv2, SigLIP).
+/// - `tokenizer.json`: CLIP's BPE, SigLIP 2's Gemma tokenizer.
+/// - `spiece.model`, `tokenizer_config.json`: SigLIP's SentencePiece model and
+///   its `model_max_length` / `padding_side`.
+/// - `vocab.json` + `merges.txt`, `bpe_simple_vocab_16e6.txt.gz`: the CLIP
+///   tokenizer's other forms, read when there is no `tokenizer.json`.
+///
+/// The test `every_file_the_loaders_read_is_downloaded` checks the list against
+/// the file names in the loaders' sources.
 const LAYOUTS: &[(&str, &[&str], &[&str])] = &[
     (
         "config.json",
         &["model.safetensors", "pytorch_model.bin"],
-        &["preprocessor_config.json", "tokenizer.json"],
+        &[
+            "preprocessor_config.json",
+            "tokenizer.json",
+            "tokenizer_config.json",
+            "spiece.model",
+            "vocab.json",
+            "merges.txt",
+        ],
     ),
     (
         "open_clip_config.json",
         &["open_clip_model.safetensors", "open_clip_pytorch_model.bin"],
-        &["tokenizer.json"],
+        &[
+            "tokenizer.json",
+            "vocab.json",
+            "merges.txt",
+            "bpe_simple_vocab_16e6.txt.gz",
+        ],
     ),
 ];
 
@@ -155,7 +178,7 @@ pub fn resolve(spec: &str, progress: bool) -> Result<ResolvedModel, HubError> {
             origin: Origin::Downloaded,
         });
     }
-    Err(HubError::NotClip { id: id.to_string() })
+    Err(HubError::NoModelConfig { id: id.to_string() })
 }
 
 /// One file of a hub repository, from the cache or downloaded (used for tokenizer
@@ -224,5 +247,61 @@ mod tests {
         assert!(!looks_like_hub_id("a/b/c"));
         assert!(!looks_like_hub_id("../x"));
         assert!(!looks_like_hub_id("/abs/path"));
+    }
+
+    /// The file names quoted in the loaders' sources (outside their tests),
+    /// so a loader that starts reading a new file fails here until the hub
+    /// downloads it too.
+    fn names_the_loaders_read() -> std::collections::BTreeSet<String> {
+        fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+            for entry in std::fs::read_dir(dir).unwrap().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    rust_files(&path, out);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    out.push(path);
+                }
+            }
+        }
+        let crates = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut files = Vec::new();
+        for loader in ["seer-engine", "seer-models", "seer-tokenizer", "seer-image"] {
+            rust_files(&crates.join(loader).join("src"), &mut files);
+        }
+        let suffixes = [".json", ".model", ".txt", ".txt.gz", ".safetensors", ".bin"];
+        let mut names = std::collections::BTreeSet::new();
+        for file in files {
+            let source = std::fs::read_to_string(&file).unwrap();
+            let code = source.split("#[cfg(test)]").next().unwrap();
+            for quoted in code.split('"').skip(1).step_by(2) {
+                let plain = !quoted.is_empty()
+                    && quoted
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+                if plain && suffixes.iter().any(|s| quoted.ends_with(s)) {
+                    names.insert(quoted.to_string());
+                }
+            }
+        }
+        names
+    }
+
+    #[test]
+    fn every_file_the_loaders_read_is_downloaded() {
+        let names = names_the_loaders_read();
+        // The scan finds them at all: the files every family reads.
+        for known in ["config.json", "preprocessor_config.json", "spiece.model"] {
+            assert!(names.contains(known), "{names:?}");
+        }
+        let listed = |name: &str| {
+            LAYOUTS.iter().any(|(config, weights, extras)| {
+                *config == name || weights.contains(&name) || extras.contains(&name)
+            })
+        };
+        let missing: Vec<_> = names.iter().filter(|n| !listed(n)).collect();
+        assert!(
+            missing.is_empty(),
+            "the loaders read {missing:?}, which a hub download does not fetch: add them to LAYOUTS"
+        );
     }
 }

@@ -18,23 +18,37 @@ impl Dtype {
     }
 }
 
+/// The preamble and header of an `.npy` file (format 1.0) of `shape`: the
+/// magic, version, header length and the header dict, padded with spaces so the
+/// data starts at a multiple of 64 bytes and at least `min_len` bytes in (a
+/// writer that learns the row count last reserves the longest header first).
+pub fn header(shape: &[usize], dtype: Dtype, min_len: usize) -> Vec<u8> {
+    let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
+    // A 1-d shape is written `(n,)`, as Python writes a one-element tuple.
+    let trailing = if shape.len() == 1 { "," } else { "" };
+    let mut dict = format!(
+        "{{'descr': '{}', 'fortran_order': False, 'shape': ({}{trailing}), }}",
+        dtype.descr(),
+        dims.join(", ")
+    );
+    // Magic (6) + version (2) + length (2) + header + newline.
+    let unpadded = 10 + dict.len() + 1;
+    let total = unpadded.max(min_len).next_multiple_of(64);
+    dict.push_str(&" ".repeat(total - unpadded));
+    dict.push('\n');
+    let mut bytes = Vec::with_capacity(total);
+    bytes.extend_from_slice(b"\x93NUMPY\x01\x00");
+    bytes.extend_from_slice(&(dict.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(dict.as_bytes());
+    bytes
+}
+
 /// The bytes of an `.npy` file holding `rows` (each `cols` long) as `dtype`.
 pub fn encode(rows: &[Vec<f32>], cols: usize, dtype: Dtype) -> Result<Vec<u8>, String> {
-    let mut header = format!(
-        "{{'descr': '{}', 'fortran_order': False, 'shape': ({}, {}), }}",
-        dtype.descr(),
-        rows.len(),
-        cols
-    );
-    // Magic (6) + version (2) + length (2) + header + newline is a multiple of 64.
-    let unpadded = 10 + header.len() + 1;
-    header.push_str(&" ".repeat((64 - unpadded % 64) % 64));
-    header.push('\n');
+    let header = header(&[rows.len(), cols], dtype, 0);
     let width = if dtype == Dtype::F32 { 4 } else { 2 };
-    let mut bytes = Vec::with_capacity(10 + header.len() + rows.len() * cols * width);
-    bytes.extend_from_slice(b"\x93NUMPY\x01\x00");
-    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    bytes.extend_from_slice(header.as_bytes());
+    let mut bytes = Vec::with_capacity(header.len() + rows.len() * cols * width);
+    bytes.extend_from_slice(&header);
     for row in rows {
         if row.len() != cols {
             return Err(format!("a row has {} values, expected {cols}", row.len()));
@@ -125,6 +139,26 @@ pub fn decode(bytes: &[u8]) -> Result<(usize, usize, Vec<f32>), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn headers_of_any_rank_and_reserved_length() {
+        let h = header(&[2, 16, 16, 40], Dtype::F32, 0);
+        let text = std::str::from_utf8(&h[10..]).unwrap();
+        assert!(text.contains("'shape': (2, 16, 16, 40)"), "{text}");
+        assert_eq!(h.len() % 64, 0);
+        assert!(std::str::from_utf8(&header(&[3], Dtype::F32, 0)[10..])
+            .unwrap()
+            .contains("'shape': (3,)"));
+        // Reserved room: the longest header, and a shorter one padded to it.
+        let longest = header(&[usize::MAX, 16, 16, 40], Dtype::F32, 0);
+        let padded = header(&[1, 16, 16, 40], Dtype::F32, longest.len());
+        assert_eq!(padded.len(), longest.len());
+        assert_eq!(
+            u16::from_le_bytes([padded[8], padded[9]]) as usize + 10,
+            padded.len()
+        );
+        assert!(padded.ends_with(b"\n"));
+    }
 
     #[test]
     fn round_trip_and_alignment() {

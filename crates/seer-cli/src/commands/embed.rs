@@ -6,11 +6,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use seer_engine::collect_image_paths;
+use seer_engine::{collect_image_paths, ImageFeatures};
 use seer_index::pathcodec::display_path;
 
 use crate::common::ModelArgs;
-use crate::output::{escape_line, inputs_path, progress, write_atomically, write_npy, Failures};
+use crate::output::{
+    escape_line, inputs_path, progress, write_atomically, write_npy, Failures, NpyStream,
+};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -25,15 +27,41 @@ pub struct Args {
     /// A file with one text per line.
     #[arg(long, value_name = "FILE")]
     text_file: Option<PathBuf>,
-    /// Print one JSON object per line: {"input": ..., "embedding": [...]}.
-    #[arg(long, conflicts_with = "out")]
+    /// Print one JSON object per line: {"input": ..., "embedding": [...]}
+    /// (with `--features patch`: {"input", "row", "grid": [h, w], "dim"} beside --out).
+    #[arg(long)]
     json: bool,
-    /// Write an f32 [N, D] array here, and the inputs in order to X.inputs.txt.
+    /// Write an f32 [N, D] array here (`--features patch`: [N, h, w, D]), and
+    /// the inputs in order to X.inputs.txt.
     #[arg(long, value_name = "FILE.npy")]
     out: Option<PathBuf>,
-    /// Projected features as the reference's get_*_features, not L2-normalised.
+    /// Projected features as the reference's get_*_features, not L2-normalised
+    /// (DINOv2: pooler_output; with `--features mean`, the plain mean).
     #[arg(long)]
     raw: bool,
+    /// Which image features: `cls` the model's embedding (DINOv2: the CLS
+    /// token); `mean` the mean of the patch tokens; `patch` every patch token,
+    /// as an [N, h, w, D] array in --out, never normalised. `mean` and `patch`
+    /// need a model with patch tokens (DINOv2) and take no texts.
+    #[arg(long, value_enum, default_value_t = Features::Cls)]
+    features: Features,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Features {
+    Cls,
+    Mean,
+    Patch,
+}
+
+impl From<Features> for ImageFeatures {
+    fn from(f: Features) -> Self {
+        match f {
+            Features::Cls => ImageFeatures::Embedding,
+            Features::Mean => ImageFeatures::PatchMean,
+            Features::Patch => ImageFeatures::PatchGrid,
+        }
+    }
 }
 
 enum Sink {
@@ -41,6 +69,15 @@ enum Sink {
     /// Rows with their inputs already escaped to one line.
     Npy(PathBuf, Vec<(String, Vec<f32>)>),
     Human,
+    /// Patch grids, written to the file as they come (they are large); the
+    /// inputs escaped to one line; metadata lines on stdout with `--json`.
+    Grids {
+        npy: NpyStream,
+        inputs: Vec<String>,
+        json: bool,
+        grid: (usize, usize),
+        dim: usize,
+    },
 }
 
 /// What was embedded, named the way each output needs it.
@@ -77,6 +114,25 @@ impl Sink {
                 writeln!(stdout, "{line}")?;
             }
             Sink::Npy(_, rows) => rows.push((input.line(), embedding)),
+            Sink::Grids {
+                npy,
+                inputs,
+                json,
+                grid,
+                dim,
+            } => {
+                npy.push(&embedding)?;
+                if *json {
+                    let line = serde_json::json!({
+                        "input": input.json(),
+                        "row": inputs.len(),
+                        "grid": [grid.0, grid.1],
+                        "dim": dim,
+                    });
+                    writeln!(stdout, "{line}")?;
+                }
+                inputs.push(input.line());
+            }
             Sink::Human => {
                 let head: Vec<String> = embedding
                     .iter()
@@ -96,18 +152,27 @@ impl Sink {
     }
 
     fn finish(self, dim: usize) -> anyhow::Result<()> {
-        if let Sink::Npy(path, rows) = self {
-            let vectors: Vec<Vec<f32>> = rows.iter().map(|(_, v)| v.clone()).collect();
-            write_npy(&path, &vectors, dim)?;
-            let listing: String = rows.iter().map(|(input, _)| format!("{input}\n")).collect();
-            write_atomically(&inputs_path(&path), listing.as_bytes())?;
-            eprintln!(
-                "wrote {} rows to {} and {}",
-                rows.len(),
-                path.display(),
-                inputs_path(&path).display()
-            );
-        }
+        let (path, inputs) = match self {
+            Sink::Npy(path, rows) => {
+                let vectors: Vec<Vec<f32>> = rows.iter().map(|(_, v)| v.clone()).collect();
+                write_npy(&path, &vectors, dim)?;
+                (path, rows.into_iter().map(|(input, _)| input).collect())
+            }
+            Sink::Grids { npy, inputs, .. } => {
+                let path = npy.path().to_path_buf();
+                npy.commit()?;
+                (path, inputs)
+            }
+            Sink::Json | Sink::Human => return Ok(()),
+        };
+        let listing: String = inputs.iter().map(|input| format!("{input}\n")).collect();
+        write_atomically(&inputs_path(&path), listing.as_bytes())?;
+        eprintln!(
+            "wrote {} rows to {} and {}",
+            inputs.len(),
+            path.display(),
+            inputs_path(&path).display()
+        );
         Ok(())
     }
 }
@@ -128,14 +193,53 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         !args.image.is_empty() || !texts.is_empty(),
         "nothing to embed: give --image PATH..., --text TEXT... or --text-file FILE"
     );
+    let features = ImageFeatures::from(args.features);
+    match args.features {
+        Features::Cls | Features::Mean => anyhow::ensure!(
+            !(args.json && args.out.is_some()),
+            "--json and --out: give one (both only with --features patch, where --json prints what each row of --out holds)"
+        ),
+        Features::Patch => anyhow::ensure!(
+            args.out.is_some(),
+            "--features patch writes an [N, h, w, D] array: give --out FILE.npy"
+        ),
+    }
+    anyhow::ensure!(
+        args.features == Features::Cls || texts.is_empty(),
+        "--features {} is a feature of images: embed texts with --features cls",
+        if args.features == Features::Mean {
+            "mean"
+        } else {
+            "patch"
+        }
+    );
     let model = args.model.load()?;
-    // An image-only model is refused before any image is embedded.
+    // An image-only model is refused before any image is embedded, and so is a
+    // model without the features asked for.
     let text_encoder = match texts.is_empty() {
         true => None,
         false => Some(model.text()?),
     };
+    let image_encoder = match args.image.is_empty() {
+        true => None,
+        false => Some(model.image_for(features)?),
+    };
     let options = args.model.embed_options(!args.raw)?;
     let mut sink = match (&args.out, args.json) {
+        (Some(p), json) if features == ImageFeatures::PatchGrid => {
+            let image = image_encoder.context("--features patch needs --image")?;
+            let (h, w) = image
+                .patch_grid()
+                .context("this model gives no patch grid")?;
+            let dim = image.embed_dim();
+            Sink::Grids {
+                npy: NpyStream::create(p, &[h, w, dim])?,
+                inputs: Vec::new(),
+                json,
+                grid: (h, w),
+                dim,
+            }
+        }
         (Some(p), _) => Sink::Npy(p.clone(), Vec::new()),
         (None, true) => Sink::Json,
         (None, false) => Sink::Human,
@@ -152,8 +256,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // failures from `paths.len()` would undercount.
     let mut done = 0;
     model
-        .image()?
-        .embed_image_files(&paths, &options, |outcome| {
+        .image_for(features)?
+        .image_file_features(&paths, &options, features, |outcome| {
             pb.inc(1);
             match outcome.result {
                 Ok(e) => match sink.emit(Input::Image(&outcome.path), e) {
