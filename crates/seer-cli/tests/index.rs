@@ -817,11 +817,26 @@ fn an_image_only_model_serves_image_queries_and_refuses_text() {
         .join("fixtures/families/dinov2-tiny")
         .display()
         .to_string();
-    index_json(idx.path(), photos.path(), "openclip-vit");
+    // One run indexes with both models, a text model and an image-only one.
+    let clip = model("openclip-vit");
     ok(seer(
         idx.path(),
-        &["index", photos.path().to_str().unwrap(), "--model", &dino],
+        &[
+            "index",
+            photos.path().to_str().unwrap(),
+            "--model",
+            &clip,
+            "--model",
+            &dino,
+        ],
     ));
+    let models = status_json(idx.path())["models"].clone();
+    let models = models.as_array().expect("status lists the models");
+    assert_eq!(models.len(), 2, "{models:?}");
+    assert!(
+        models.iter().all(|m| m["vectors"].as_u64() == Some(6)),
+        "{models:?}"
+    );
     let mut files: Vec<PathBuf> = walk(photos.path());
     files.sort();
     let like = files[0].to_str().unwrap();

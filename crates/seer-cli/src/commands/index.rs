@@ -16,10 +16,11 @@ pub struct Args {
     /// Index folder (default: $SEER_INDEX or ~/.local/share/seer/index).
     #[arg(long, env = "SEER_INDEX")]
     index: Option<PathBuf>,
-    /// Model: a local folder, an alias (`seer models`) or a Hugging Face hub id
-    /// (default: every model the index holds, or ViT-B-32 for a new index).
+    /// Model: a local folder, an alias (`seer models`) or a Hugging Face hub id;
+    /// repeat it to index with several, one after the other (default: every
+    /// model the index holds, or ViT-B-32 for a new index).
     #[arg(long, short, env = "SEER_MODEL")]
-    model: Option<String>,
+    model: Vec<String>,
     #[command(flatten)]
     run: RunArgs,
     #[command(flatten)]
@@ -70,9 +71,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     // Bringing an index up to date means for each model it holds: a re-run
     // without --model must not switch to the default model.
-    let models: Vec<String> = match &args.model {
-        Some(m) => vec![m.clone()],
-        None => match store
+    let models: Vec<String> = match args.model.as_slice() {
+        [_, ..] => args.model.clone(),
+        [] => match store
             .models()?
             .into_iter()
             .map(|m| m.name)
