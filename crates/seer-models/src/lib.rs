@@ -28,4 +28,4 @@ pub use files::ModelFiles;
 pub use layers::l2_normalize;
 pub use seer_kernels::Precision;
 pub use text::{TextPadding, EOT_TOKEN};
-pub use weights::Weights;
+pub use weights::{ParamSource, Weights};
