@@ -112,6 +112,11 @@ impl ParamSource for Recorder {
                 })?;
                 initial_tensor(init, *seed, name, shape, &self.device)?
             }
+            // A scalar such as `logit_scale` may be stored as `[1]`: any
+            // one-element tensor is accepted, and kept with transformers' `[]`.
+            Origin::Checkpoint(weights) if shape.is_empty() => {
+                Tensor::new(weights.get_scalar(name)?, &self.device)?
+            }
             Origin::Checkpoint(weights) => weights.get(name, shape)?,
         };
         let var = Var::from_tensor(&value.to_dtype(DType::F32)?)?;

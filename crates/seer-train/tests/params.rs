@@ -71,23 +71,59 @@ fn from_scratch_is_deterministic_per_seed() {
     assert_eq!(a["logit_scale"], [(1.0f32 / 0.07).ln()]);
 }
 
-#[test]
-fn a_missing_tensor_names_the_file_and_the_tensor() {
+/// A copy of the training fixture with its tensors changed by `edit`.
+fn altered_checkpoint(edit: impl FnOnce(&mut HashMap<String, Tensor>)) -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();
     let src = repo_root().join("fixtures/training/model");
     std::fs::copy(src.join("config.json"), tmp.path().join("config.json")).unwrap();
     let mut tensors =
         candle_core::safetensors::load(src.join("model.safetensors"), &Device::Cpu).unwrap();
-    let gone = "vision_model.encoder.layers.1.mlp.fc2.bias";
-    tensors.remove(gone).unwrap();
+    edit(&mut tensors);
     candle_core::safetensors::save(&tensors, tmp.path().join("model.safetensors")).unwrap();
-    let err = match ParamStore::from_model_dir(tmp.path(), &Device::Cpu) {
+    tmp
+}
+
+#[test]
+fn a_missing_tensor_names_the_file_and_the_tensor() {
+    let gone = "vision_model.encoder.layers.1.mlp.fc2.bias";
+    let dir = altered_checkpoint(|t| {
+        t.remove(gone).unwrap();
+    });
+    let err = match ParamStore::from_model_dir(dir.path(), &Device::Cpu) {
         Ok(_) => panic!("a checkpoint without {gone} loaded"),
         Err(e) => e.to_string(),
     };
     assert!(
         err.contains(gone) && err.contains("model.safetensors"),
         "{err}"
+    );
+}
+
+/// `logit_scale` stored as `[1]` loads (kept as transformers' `[]`); a
+/// checkpoint without one starts from CLIP's initial temperature.
+#[test]
+fn logit_scale_of_any_one_element_shape_or_none() {
+    let dir = altered_checkpoint(|t| {
+        let v = t["logit_scale"].reshape(1).unwrap();
+        t.insert("logit_scale".into(), (v + 0.5).unwrap());
+    });
+    let store = ParamStore::from_model_dir(dir.path(), &Device::Cpu).unwrap();
+    let original =
+        ParamStore::from_model_dir(&repo_root().join("fixtures/training/model"), &Device::Cpu)
+            .unwrap()
+            .scalar("logit_scale")
+            .unwrap()
+            .unwrap();
+    assert_eq!(store.get("logit_scale").unwrap().dims(), &[] as &[usize]);
+    assert_eq!(store.scalar("logit_scale").unwrap(), Some(original + 0.5));
+
+    let dir = altered_checkpoint(|t| {
+        t.remove("logit_scale").unwrap();
+    });
+    let store = ParamStore::from_model_dir(dir.path(), &Device::Cpu).unwrap();
+    assert_eq!(
+        store.scalar("logit_scale").unwrap(),
+        Some((1.0f32 / 0.07).ln())
     );
 }
 
