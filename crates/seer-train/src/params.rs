@@ -77,8 +77,8 @@ fn tower_of(name: &str) -> Tower {
 enum Origin {
     /// transformers' initialisation rules ([`crate::init`]), seeded.
     Scratch {
-        config: ClipConfig,
-        vit: VitConfig,
+        config: Box<ClipConfig>,
+        vit: Box<VitConfig>,
         seed: u64,
     },
     /// A checkpoint's tensors, with the shapes the model expects.
@@ -164,8 +164,8 @@ impl ParamStore {
     pub fn from_scratch(config_path: &Path, seed: u64, device: &Device) -> Result<Self> {
         let (config, config_json) = read_config(config_path)?;
         let origin = Origin::Scratch {
-            vit: vit_config(&config)?.clone(),
-            config: config.clone(),
+            vit: Box::new(vit_config(&config)?.clone()),
+            config: Box::new(config.clone()),
             seed,
         };
         Self::build(config, config_json, origin, device)
