@@ -14,7 +14,7 @@ pub mod nn;
 pub use candle_core::{DType, Device, Tensor};
 pub use error::{ModelError, Result};
 pub use io::files::ModelFiles;
-pub use io::weights::Weights;
+pub use io::weights::{ParamSource, Weights};
 pub use models::clip::config::{Activation, ClipConfig, Layout, VisionConfig};
 pub use models::clip::model::ClipModel;
 pub use models::clip::text::{TextPadding, EOT_TOKEN};

@@ -7,6 +7,7 @@ pub mod checkpoint;
 pub mod error;
 pub mod evaluate;
 pub mod export;
+mod init;
 pub mod loss;
 pub mod optim;
 pub mod params;

@@ -1,16 +1,24 @@
 //! The trainable parameters of a CLIP model, kept by their transformers
 //! (`CLIPModel`) names so that checkpoints and the exported model need no
-//! renaming, and turned into a [`ClipModel`] for each forward pass.
+//! renaming.
+//!
+//! The list of parameters is learnt from the model itself: the model is built
+//! once against a [`ParamSource`] that creates (from scratch) or loads
+//! (fine-tuning) each tensor its constructor asks for. The model definition in
+//! seer-models is thus the one description of the architecture, for inference
+//! and training alike.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use candle_core::{DType, Device, Tensor, Var};
 use seer_models::models::clip::config::{ClipConfig, Layout, VisionConfig, VitConfig};
-use seer_models::{ClipModel, Weights};
+use seer_models::{ClipModel, ModelError, ParamSource, Weights};
 use serde_json::Value;
 
 use crate::error::{file_error, io_error, Result, TrainError};
+use crate::init::{clip_init, initial_logit_scale, initial_tensor};
 
 /// Which part of the model a parameter belongs to (what `--lock-*` freezes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,15 +27,6 @@ pub enum Tower {
     Text,
     /// `logit_scale` and SigLIP's `logit_bias`: used by the loss, not the towers.
     Loss,
-}
-
-/// How a parameter starts when training from scratch (transformers' CLIP init).
-#[derive(Clone, Copy, Debug)]
-enum Init {
-    Normal(f64),
-    Zeros,
-    Ones,
-    Constant(f32),
 }
 
 pub struct Param {
@@ -74,128 +73,64 @@ fn tower_of(name: &str) -> Tower {
     }
 }
 
-/// Every parameter of a transformers `CLIPModel` with a ViT image tower, with its
-/// shape and transformers' `_init_weights` rule (initializer_factor 1).
-fn layout(cfg: &ClipConfig, vit: &VitConfig) -> Vec<(String, Vec<usize>, Init)> {
-    let mut out: Vec<(String, Vec<usize>, Init)> = Vec::new();
-    let mut push = |name: String, dims: Vec<usize>, init: Init| out.push((name, dims, init));
-    let encoder = |push: &mut dyn FnMut(String, Vec<usize>, Init),
-                   prefix: &str,
-                   t: &seer_models::nn::config::TransformerConfig| {
-        let c = t.width;
-        let in_std = (c as f64).powf(-0.5) * ((2 * t.layers) as f64).powf(-0.5);
-        let out_std = (c as f64).powf(-0.5);
-        let fc_std = ((2 * c) as f64).powf(-0.5);
-        for i in 0..t.layers {
-            let l = format!("{prefix}.encoder.layers.{i}");
-            for p in ["q_proj", "k_proj", "v_proj", "out_proj"] {
-                let std = if p == "out_proj" { out_std } else { in_std };
-                push(
-                    format!("{l}.self_attn.{p}.weight"),
-                    vec![c, c],
-                    Init::Normal(std),
-                );
-                push(format!("{l}.self_attn.{p}.bias"), vec![c], Init::Zeros);
-            }
-            for n in ["layer_norm1", "layer_norm2"] {
-                push(format!("{l}.{n}.weight"), vec![c], Init::Ones);
-                push(format!("{l}.{n}.bias"), vec![c], Init::Zeros);
-            }
-            let m = t.mlp_width;
-            push(
-                format!("{l}.mlp.fc1.weight"),
-                vec![m, c],
-                Init::Normal(fc_std),
-            );
-            push(format!("{l}.mlp.fc1.bias"), vec![m], Init::Zeros);
-            push(
-                format!("{l}.mlp.fc2.weight"),
-                vec![c, m],
-                Init::Normal(in_std),
-            );
-            push(format!("{l}.mlp.fc2.bias"), vec![c], Init::Zeros);
-        }
-    };
-    let t = &cfg.text;
-    let tc = t.transformer.width;
-    push(
-        "text_model.embeddings.token_embedding.weight".into(),
-        vec![t.vocab_size, tc],
-        Init::Normal(0.02),
-    );
-    push(
-        "text_model.embeddings.position_embedding.weight".into(),
-        vec![t.context_length, tc],
-        Init::Normal(0.02),
-    );
-    encoder(&mut push, "text_model", &t.transformer);
-    push(
-        "text_model.final_layer_norm.weight".into(),
-        vec![tc],
-        Init::Ones,
-    );
-    push(
-        "text_model.final_layer_norm.bias".into(),
-        vec![tc],
-        Init::Zeros,
-    );
+/// Where parameters come from while the model is built to list them.
+enum Origin {
+    /// transformers' initialisation rules ([`crate::init`]), seeded.
+    Scratch {
+        config: Box<ClipConfig>,
+        vit: Box<VitConfig>,
+        seed: u64,
+    },
+    /// A checkpoint's tensors, with the shapes the model expects.
+    Checkpoint(Weights),
+}
 
-    let vc = vit.transformer.width;
-    let p = vit.patch_size;
-    let tokens = (vit.image_size / p).pow(2) + 1;
-    push(
-        "vision_model.embeddings.class_embedding".into(),
-        vec![vc],
-        Init::Normal((vc as f64).powf(-0.5)),
-    );
-    push(
-        "vision_model.embeddings.patch_embedding.weight".into(),
-        vec![vc, 3, p, p],
-        Init::Normal(0.02),
-    );
-    push(
-        "vision_model.embeddings.position_embedding.weight".into(),
-        vec![tokens, vc],
-        Init::Normal(0.02),
-    );
-    push(
-        "vision_model.pre_layrnorm.weight".into(),
-        vec![vc],
-        Init::Ones,
-    );
-    push(
-        "vision_model.pre_layrnorm.bias".into(),
-        vec![vc],
-        Init::Zeros,
-    );
-    encoder(&mut push, "vision_model", &vit.transformer);
-    push(
-        "vision_model.post_layernorm.weight".into(),
-        vec![vc],
-        Init::Ones,
-    );
-    push(
-        "vision_model.post_layernorm.bias".into(),
-        vec![vc],
-        Init::Zeros,
-    );
-    let e = cfg.embed_dim;
-    push(
-        "visual_projection.weight".into(),
-        vec![e, vc],
-        Init::Normal((vc as f64).powf(-0.5)),
-    );
-    push(
-        "text_projection.weight".into(),
-        vec![e, tc],
-        Init::Normal((tc as f64).powf(-0.5)),
-    );
-    push(
-        "logit_scale".into(),
-        vec![],
-        Init::Constant((1.0f32 / 0.07).ln()),
-    );
-    out
+/// Creates a `Var` for each tensor the model's constructor asks for, and keeps
+/// it under its full name.
+struct Recorder {
+    origin: Origin,
+    device: Device,
+    made: Mutex<BTreeMap<String, Var>>,
+}
+
+impl ParamSource for Recorder {
+    fn param(&self, name: &str, shape: &[usize]) -> seer_models::Result<Tensor> {
+        // Held while the tensor is made, so a name asked for twice (tied
+        // weights) is one parameter even when the towers load in parallel. A
+        // poisoned lock only means another thread failed, and its error is
+        // reported.
+        let mut made = self.made.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(v) = made.get(name) {
+            return Ok(v.as_tensor().clone());
+        }
+        let value = match &self.origin {
+            Origin::Scratch { config, vit, seed } => {
+                let init = clip_init(name, config, vit).ok_or_else(|| {
+                    ModelError::Unsupported(format!(
+                        "no initialisation rule for the parameter {name}; training from scratch does not know this architecture"
+                    ))
+                })?;
+                initial_tensor(init, *seed, name, shape, &self.device)?
+            }
+            // A scalar such as `logit_scale` may be stored as `[1]`: any
+            // one-element tensor is accepted, and kept with transformers' `[]`.
+            Origin::Checkpoint(weights) if shape.is_empty() => {
+                Tensor::new(weights.get_scalar(name)?, &self.device)?
+            }
+            Origin::Checkpoint(weights) => weights.get(name, shape)?,
+        };
+        let var = Var::from_tensor(&value.to_dtype(DType::F32)?)?;
+        let tensor = var.as_tensor().clone();
+        made.insert(name.to_string(), var);
+        Ok(tensor)
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        match &self.origin {
+            Origin::Scratch { .. } => true,
+            Origin::Checkpoint(weights) => weights.contains(name),
+        }
+    }
 }
 
 /// The parameters of one model being trained.
@@ -205,6 +140,9 @@ pub struct ParamStore {
     config_json: Value,
     params: Vec<Param>,
     device: Device,
+    /// The model the training steps run, built on first use (see
+    /// [`ParamStore::training_model`]).
+    training: OnceLock<ClipModel>,
 }
 
 fn vit_config(cfg: &ClipConfig) -> Result<&VitConfig> {
@@ -225,29 +163,12 @@ impl ParamStore {
     /// A freshly initialised model described by a transformers `config.json`.
     pub fn from_scratch(config_path: &Path, seed: u64, device: &Device) -> Result<Self> {
         let (config, config_json) = read_config(config_path)?;
-        let vit = vit_config(&config)?;
-        // The offset keeps the initial weights of recorded runs (README) reproducible.
-        let mut rng = seer_data::Rng::from_state(seed ^ 0x5EE5_C11F_0000_0001);
-        let params = layout(&config, vit)
-            .into_iter()
-            .map(|(name, dims, init)| {
-                let n: usize = dims.iter().product();
-                let values: Vec<f32> = match init {
-                    Init::Normal(std) => (0..n).map(|_| (rng.normal() * std) as f32).collect(),
-                    Init::Zeros => vec![0.0; n],
-                    Init::Ones => vec![1.0; n],
-                    Init::Constant(v) => vec![v; n],
-                };
-                let tensor = Tensor::from_vec(values, dims.as_slice(), device)?;
-                Param::new(name, tensor)
-            })
-            .collect::<Result<_>>()?;
-        Ok(Self {
-            config,
-            config_json,
-            params,
-            device: device.clone(),
-        })
+        let origin = Origin::Scratch {
+            vit: Box::new(vit_config(&config)?.clone()),
+            config: Box::new(config.clone()),
+            seed,
+        };
+        Self::build(config, config_json, origin, device)
     }
 
     /// The weights of a transformers model folder (`config.json` + weights file).
@@ -260,27 +181,46 @@ impl ParamStore {
             )));
         }
         let (config, config_json) = read_config(&files.config)?;
-        let vit = vit_config(&config)?;
+        vit_config(&config)?;
         let weights = Weights::open(&files.weights, device)?;
-        let params = layout(&config, vit)
+        Self::build(config, config_json, Origin::Checkpoint(weights), device)
+    }
+
+    /// Builds the model once against `origin`: the tensors it asks for are the
+    /// parameters.
+    fn build(
+        config: ClipConfig,
+        config_json: Value,
+        origin: Origin,
+        device: &Device,
+    ) -> Result<Self> {
+        let recorder = Arc::new(Recorder {
+            origin,
+            device: device.clone(),
+            made: Mutex::new(BTreeMap::new()),
+        });
+        ClipModel::from_weights(
+            config.clone(),
+            &Weights::from_params(recorder.clone(), device),
+        )?;
+        let made = std::mem::take(&mut *recorder.made.lock().unwrap_or_else(|e| e.into_inner()));
+        // Sorted by name (BTreeMap): the order does not depend on the threads
+        // that built the towers.
+        let params = made
             .into_iter()
-            .map(|(name, dims, _)| {
-                let tensor = weights.get_unchecked(&name)?;
-                if tensor.elem_count() != dims.iter().product::<usize>() {
-                    return Err(file_error(
-                        &files.weights,
-                        format!("{name} has shape {:?}, expected {dims:?}", tensor.dims()),
-                    ));
-                }
-                Param::new(name, tensor.reshape(dims.as_slice())?)
-            })
-            .collect::<Result<_>>()?;
-        Ok(Self {
+            .map(|(name, var)| Param::from_var(name, var))
+            .collect();
+        let mut store = Self {
             config,
             config_json,
             params,
             device: device.clone(),
-        })
+            training: OnceLock::new(),
+        };
+        // The model falls back to CLIP's initial temperature when a checkpoint
+        // has none; the loss still needs it as a parameter.
+        store.ensure_param("logit_scale", initial_logit_scale())?;
+        Ok(store)
     }
 
     pub fn config(&self) -> &ClipConfig {
@@ -312,6 +252,8 @@ impl ParamStore {
                 Tower::Loss => true,
             };
         }
+        // The training model detaches frozen parameters when it is built.
+        self.training = OnceLock::new();
     }
 
     pub fn tower_trainable(&self, tower: Tower) -> bool {
@@ -320,9 +262,14 @@ impl ParamStore {
 
     /// Adds SigLIP's learnable bias (if missing) with the given initial value.
     pub fn ensure_logit_bias(&mut self, init: f32) -> Result<()> {
-        if self.get("logit_bias").is_none() {
+        self.ensure_param("logit_bias", init)
+    }
+
+    /// Adds a scalar parameter of the loss (if missing) with the given value.
+    fn ensure_param(&mut self, name: &str, init: f32) -> Result<()> {
+        if self.get(name).is_none() {
             let t = Tensor::new(init, &self.device)?;
-            self.params.push(Param::new("logit_bias".into(), t)?);
+            self.params.push(Param::new(name.into(), t)?);
         }
         Ok(())
     }
@@ -345,8 +292,20 @@ impl ParamStore {
         }
     }
 
-    /// A model whose trainable parameters record operations for backprop.
-    pub fn training_model(&self) -> Result<ClipModel> {
+    /// The model the training steps run: its trainable parameters record
+    /// operations for backprop, frozen ones are detached.
+    ///
+    /// Built once (again only after [`ParamStore::lock`]) and reused by every
+    /// step: its layers hold views of the parameters' storage, and both the
+    /// optimiser and [`ParamStore::load_values`] write new values into that
+    /// storage (`Var::set` copies in place), so the model always computes with
+    /// the current values. Layers that would need a copy of a parameter stack it
+    /// at each forward instead (seer-models' q/k/v projection). The model's own
+    /// `logit_scale()` is the value at build time: the loss reads the parameter.
+    pub fn training_model(&self) -> Result<&ClipModel> {
+        if let Some(model) = self.training.get() {
+            return Ok(model);
+        }
         let tensors = self
             .params
             .iter()
@@ -359,10 +318,11 @@ impl ParamStore {
                 (p.name.clone(), t)
             })
             .collect();
-        Ok(ClipModel::from_weights(
+        let model = ClipModel::from_weights(
             self.config.clone(),
             &Weights::trainable(tensors, &self.device),
-        )?)
+        )?;
+        Ok(self.training.get_or_init(|| model))
     }
 
     /// A snapshot of the current weights for evaluation (fused inference kernels).
@@ -418,15 +378,20 @@ impl ParamStore {
 
 impl Param {
     fn new(name: String, tensor: Tensor) -> Result<Self> {
-        let tower = tower_of(&name);
-        let decay = decays(&name, tensor.dims());
-        Ok(Self {
+        Ok(Self::from_var(
             name,
-            tower,
-            decay,
-            value: Var::from_tensor(&tensor.to_dtype(DType::F32)?)?,
+            Var::from_tensor(&tensor.to_dtype(DType::F32)?)?,
+        ))
+    }
+
+    fn from_var(name: String, value: Var) -> Self {
+        Self {
+            tower: tower_of(&name),
+            decay: decays(&name, value.dims()),
+            name,
+            value,
             trainable: true,
-        })
+        }
     }
 }
 

@@ -104,7 +104,7 @@ pub fn compute_gradients(
     let mut kept: Vec<(Tower, usize, Tensor)> = Vec::new();
     let mut image_parts = Vec::new();
     for (k, r) in image_chunks.iter().enumerate() {
-        let e = embed_images(&model, &batch.pixels, r)?;
+        let e = embed_images(model, &batch.pixels, r)?;
         image_parts.push(e.detach());
         if single && train_image {
             kept.push((Tower::Image, k, e));
@@ -112,7 +112,7 @@ pub fn compute_gradients(
     }
     let mut text_parts = Vec::new();
     for (k, r) in text_chunks.iter().enumerate() {
-        let e = embed_texts(&model, &batch.texts, r)?;
+        let e = embed_texts(model, &batch.texts, r)?;
         text_parts.push(e.detach());
         if single && train_text {
             kept.push((Tower::Text, k, e));
@@ -166,7 +166,7 @@ pub fn compute_gradients(
     } else {
         if train_image {
             for (k, r) in image_chunks.iter().enumerate() {
-                let e = embed_images(&model, &batch.pixels, r)?;
+                let e = embed_images(model, &batch.pixels, r)?;
                 accumulate(
                     store,
                     &(e * cached(Tower::Image, k)?)?.sum_all()?,
@@ -176,7 +176,7 @@ pub fn compute_gradients(
         }
         if train_text {
             for (k, r) in text_chunks.iter().enumerate() {
-                let e = embed_texts(&model, &batch.texts, r)?;
+                let e = embed_texts(model, &batch.texts, r)?;
                 accumulate(
                     store,
                     &(e * cached(Tower::Text, k)?)?.sum_all()?,

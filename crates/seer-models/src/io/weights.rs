@@ -23,6 +23,23 @@ enum Source {
     /// Random values for any name and shape: benchmarks of an architecture need no
     /// checkpoint.
     Random,
+    /// Tensors handed out on request by name and shape (a trainer creating or
+    /// loading its parameters as the model asks for them).
+    Params(Arc<dyn ParamSource>),
+}
+
+/// Supplies a model's tensors as its constructor asks for them, by full name and
+/// shape, like candle's `VarBuilder` backends. A trainer implements it to create
+/// (from scratch) or load (fine-tuning) each parameter as a `Var` while building
+/// the model once: the model's constructor is then the only place that names
+/// tensors and their shapes, for inference and training alike.
+pub trait ParamSource: Send + Sync {
+    /// The tensor `name` (prefixes applied) with shape `shape`, f32.
+    fn param(&self, name: &str, shape: &[usize]) -> Result<Tensor>;
+
+    /// Whether the model's optional tensor `name` exists (a source that creates
+    /// tensors answers true).
+    fn contains(&self, name: &str) -> bool;
 }
 
 /// A checkpoint plus a name prefix; `pp` descends into a sub-module like `VarBuilder`.
@@ -80,6 +97,15 @@ impl Weights {
         Self {
             differentiable: false,
             ..Self::trainable(tensors, device)
+        }
+    }
+
+    /// Tensors from `source`, for training: layers use differentiable ops as
+    /// with [`Weights::trainable`].
+    pub fn from_params(source: Arc<dyn ParamSource>, device: &Device) -> Self {
+        Self {
+            source: Arc::new(Source::Params(source)),
+            ..Self::trainable(HashMap::new(), device)
         }
     }
 
@@ -151,6 +177,7 @@ impl Weights {
             Source::Safetensors(st) => st.contains(&full),
             Source::Tensors(map) => map.contains_key(&full),
             Source::Random => true,
+            Source::Params(p) => p.contains(&full),
         }
     }
 
@@ -160,7 +187,10 @@ impl Weights {
             let values = random_normal(&self.full_name(name), shape.iter().product(), 0.02);
             return Ok(Tensor::from_vec(values, shape, &self.device)?);
         }
-        let t = self.get_unchecked(name)?;
+        let t = match &*self.source {
+            Source::Params(p) => p.param(&self.full_name(name), shape)?,
+            _ => self.get_unchecked(name)?,
+        };
         if t.dims() != shape {
             return Err(ModelError::Shape {
                 path: self.path.to_path_buf(),
@@ -186,8 +216,31 @@ impl Weights {
                 .ok_or_else(missing)?
                 .to_device(&self.device)?,
             Source::Random => Tensor::new(&[(1.0f32 / 0.07).ln()], &self.device)?,
+            Source::Params(_) => {
+                return Err(ModelError::Unsupported(format!(
+                    "{full}: a parameter source needs the tensor's shape"
+                )))
+            }
         };
         Ok(t.to_dtype(DType::F32)?)
+    }
+
+    /// A one-element tensor such as `logit_scale`: transformers stores it with
+    /// shape `[]`, other files with `[1]`; either is accepted.
+    pub fn get_scalar(&self, name: &str) -> Result<f32> {
+        let t = match &*self.source {
+            Source::Params(_) => self.get(name, &[])?,
+            _ => self.get_unchecked(name)?,
+        };
+        if t.elem_count() != 1 {
+            return Err(ModelError::Shape {
+                path: self.path.to_path_buf(),
+                name: self.full_name(name),
+                expected: vec![],
+                found: t.dims().to_vec(),
+            });
+        }
+        Ok(t.flatten_all()?.to_vec1::<f32>()?[0])
     }
 
     /// Dimensions of tensor `name`, used to infer hyper-parameters a config leaves out.
@@ -210,7 +263,9 @@ impl Weights {
                         name: full,
                     })
             }
-            Source::Random => Err(ModelError::Unsupported("shapes of random weights".into())),
+            Source::Random | Source::Params(_) => Err(ModelError::Unsupported(format!(
+                "{full}: shapes of generated weights"
+            ))),
         }
     }
 }

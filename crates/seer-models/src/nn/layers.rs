@@ -252,10 +252,39 @@ impl Module for Mlp {
     }
 }
 
+/// The q/k/v projection as one matrix product.
+#[derive(Clone, Debug)]
+enum QkvProjection {
+    /// The parts stacked once at load (inference).
+    Fused(Linear),
+    /// The parts kept apart and stacked at each forward (training with
+    /// separate q/k/v tensors): a stack made at load would be a copy, stale
+    /// once the optimiser updates the parameters in place, and a trainer builds
+    /// its model once.
+    Stacked {
+        weights: Vec<Tensor>,
+        biases: Vec<Tensor>,
+    },
+}
+
+impl QkvProjection {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Self::Fused(linear) => linear.forward(x),
+            Self::Stacked { weights, biases } => Linear::Tensor {
+                weight_t: Tensor::cat(weights, 0)?.t()?,
+                bias: Some(Tensor::cat(biases, 0)?),
+                fused_epilogue: false,
+            }
+            .forward(x),
+        }
+    }
+}
+
 /// Multi-head self-attention with one fused q/k/v projection.
 #[derive(Clone, Debug)]
 pub struct Attention {
-    qkv: Linear,
+    qkv: QkvProjection,
     out: Linear,
     heads: usize,
     differentiable: bool,
@@ -387,9 +416,18 @@ impl BlockTensors {
 impl ResidualBlock {
     fn from_tensors(w: &Weights, t: BlockTensors, cfg: &TransformerConfig) -> Result<Self> {
         let differentiable = w.differentiable();
-        // One fused q/k/v matmul at inference.
+        // One q/k/v matmul; a single part (open_clip's `in_proj`) is a view of
+        // the parameter, so only several parts wait for the forward to be stacked.
         let (qkv_w, qkv_b): (Vec<Tensor>, Vec<Tensor>) = t.qkv.into_iter().unzip();
-        let (qkv_w, qkv_b) = (Tensor::cat(&qkv_w, 0)?, Tensor::cat(&qkv_b, 0)?);
+        let qkv = if differentiable && qkv_w.len() > 1 {
+            QkvProjection::Stacked {
+                weights: qkv_w,
+                biases: qkv_b,
+            }
+        } else {
+            let (qkv_w, qkv_b) = (Tensor::cat(&qkv_w, 0)?, Tensor::cat(&qkv_b, 0)?);
+            QkvProjection::Fused(Linear::new(w, qkv_w, Some(qkv_b))?)
+        };
         let norm = |(weight, bias): (Tensor, Tensor)| LayerNorm {
             weight,
             bias,
@@ -399,7 +437,7 @@ impl ResidualBlock {
         Ok(Self {
             ln1: norm(t.ln1),
             attn: Attention {
-                qkv: Linear::new(w, qkv_w, Some(qkv_b))?,
+                qkv,
                 out: Linear::new(w, t.out.0, Some(t.out.1))?,
                 heads: cfg.heads,
                 differentiable,

@@ -53,10 +53,7 @@ impl ClipModel {
         let (vision, text) = (vision?, text?);
         // The checkpoint stores log(scale); a model without one gets CLIP's initial 1/0.07.
         let logit_scale = if root.contains("logit_scale") {
-            root.get_unchecked("logit_scale")?
-                .flatten_all()?
-                .to_vec1::<f32>()?[0]
-                .exp()
+            root.get_scalar("logit_scale")?.exp()
         } else {
             1.0 / 0.07
         };
