@@ -297,6 +297,44 @@ fn models_lists_aliases() {
         .any(|a| a["alias"] == "ViT-B-32"));
 }
 
+#[test]
+fn models_names_the_family_of_each_cached_model_and_the_families_it_loads() {
+    let home = tempfile::tempdir().unwrap();
+    let snapshot = home
+        .path()
+        .join("hub/models--facebook--dinov2-small/snapshots/0123abc");
+    std::fs::create_dir_all(&snapshot).unwrap();
+    let fixture = seer_testkit::repo_root().join("fixtures/families/dinov2-tiny/config.json");
+    std::fs::copy(fixture, snapshot.join("config.json")).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_seer"))
+        .args(["models", "--json"])
+        .env("HF_HUB_OFFLINE", "1")
+        .env("HF_HOME", home.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["cached"][0]["id"], "facebook/dinov2-small", "{v}");
+    assert_eq!(v["cached"][0]["family"], "dinov2", "{v}");
+    let loads: Vec<&str> = v["families"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["loads"] == true)
+        .filter_map(|f| f["family"].as_str())
+        .collect();
+    assert_eq!(loads, ["clip", "dinov2", "siglip"], "{v}");
+    assert_eq!(
+        v["aliases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["alias"] == "dinov2-small")
+            .map(|a| a["hub_id"].clone()),
+        Some("facebook/dinov2-small".into())
+    );
+}
+
 #[cfg(unix)]
 #[test]
 fn names_with_newlines_or_bytes_that_are_not_utf8_print_escaped_on_one_line() {

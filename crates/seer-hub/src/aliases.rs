@@ -1,4 +1,5 @@
-//! Short names for well-known CLIP checkpoints on the Hugging Face hub.
+//! Short names for well-known checkpoints on the Hugging Face hub, of every
+//! family seer loads.
 
 pub struct Alias {
     pub name: &'static str,
@@ -56,6 +57,26 @@ pub const ALIASES: &[Alias] = &[
         name: "RN101",
         hub_id: "timm/resnet101_clip.openai",
         description: "OpenAI CLIP RN101 (open_clip layout)",
+    },
+    Alias {
+        name: "siglip-b16",
+        hub_id: "google/siglip-base-patch16-224",
+        description: "SigLIP ViT-B/16 at 224 px (sigmoid scores)",
+    },
+    Alias {
+        name: "siglip2-b16-naflex",
+        hub_id: "google/siglip2-base-patch16-naflex",
+        description: "SigLIP 2 ViT-B/16, variable resolution, multilingual",
+    },
+    Alias {
+        name: "dinov2-small",
+        hub_id: "facebook/dinov2-small",
+        description: "DINOv2 ViT-S/14: image-only features (similar images, duplicates)",
+    },
+    Alias {
+        name: "dinov2-base",
+        hub_id: "facebook/dinov2-base",
+        description: "DINOv2 ViT-B/14: image-only features",
     },
 ];
 

@@ -17,11 +17,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .collect();
         let cached: Vec<_> = cached
             .iter()
-            .map(|c| serde_json::json!({"id": c.id, "path": c.dir}))
+            .map(|c| serde_json::json!({"id": c.id, "path": c.dir, "family": family(&c.dir)}))
+            .collect();
+        let families: Vec<_> = seer_engine::FAMILIES
+            .iter()
+            .map(|f| serde_json::json!({"family": f.name, "model_types": f.model_types, "loads": f.load.is_some()}))
             .collect();
         println!(
             "{}",
-            serde_json::json!({"aliases": aliases, "cached": cached, "cache_dir": seer_hub::cache_dir()})
+            serde_json::json!({"aliases": aliases, "cached": cached, "cache_dir": seer_hub::cache_dir(), "families": families})
         );
         return Ok(ExitCode::SUCCESS);
     }
@@ -45,10 +49,29 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         println!("  (none)");
     }
     for c in &cached {
-        println!("  {:<42} {}", c.id, c.dir.display());
+        println!(
+            "  {:<42} {:<8} {}",
+            c.id,
+            family(&c.dir).unwrap_or_else(|| "?".into()),
+            c.dir.display()
+        );
     }
+    let types: Vec<String> = seer_engine::FAMILIES
+        .iter()
+        .filter(|f| f.load.is_some())
+        .map(|f| format!("{} ({})", f.name, f.model_types.join(", ")))
+        .collect();
+    println!("\nFamilies this build loads: {}.", types.join("; "));
     println!(
-        "\nA local folder also works: --model /path/to/folder (transformers or open_clip layout)."
+        "A local folder also works: --model /path/to/folder (transformers or open_clip layout)."
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The family of a cached model folder, or None when its config does not say
+/// one this build knows.
+fn family(dir: &std::path::Path) -> Option<String> {
+    seer_engine::registry::detect(dir)
+        .ok()
+        .map(|d| d.family.name.to_string())
 }
