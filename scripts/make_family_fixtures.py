@@ -556,6 +556,67 @@ def make_siglip2(shared, name, seed):
     write_json(d / "reference.json", ref)
 
 
+def make_siglip2_fixres(shared, name, seed):
+    """SigLIP 2 FixRes (e.g. google/siglip2-base-patch16-224): a SiglipModel
+    (model_type siglip, fixed 224 px, no NaFlex) with SigLIP 2's Gemma tokenizer
+    files. transformers loads the tokenizer by its tokenizer_config class,
+    GemmaTokenizer: no lowercasing, unlike Siglip2Tokenizer for model_type siglip2."""
+    torch.manual_seed(seed)
+    d = fresh_dir(name)
+    # the same Gemma tokenizer files as siglip2-naflex-tiny (google/siglip2-* ship one set)
+    for f in ["tokenizer.json", "tokenizer_config.json"]:
+        shutil.copy(OUT / "siglip2-naflex-tiny" / f, d / f)
+    tok = AutoTokenizer.from_pretrained(d)
+    cfg = SiglipConfig(
+        text_config=dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=MAX_LENGTH,
+                         hidden_act="gelu_pytorch_tanh", layer_norm_eps=1e-6, projection_size=32,
+                         pad_token_id=0, eos_token_id=1, bos_token_id=2),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                           image_size=224, patch_size=16, hidden_act="gelu_pytorch_tanh",
+                           layer_norm_eps=1e-6, vision_use_head=True),
+    )
+    model = SiglipModel(cfg).eval()
+    perturb_(model, seed)
+    with torch.no_grad():
+        model.logit_scale.fill_(float(np.log(10.0)))
+        model.logit_bias.fill_(-1.5)
+    model.save_pretrained(d)
+    tok = AutoTokenizer.from_pretrained(d)  # as a user loads it, config.json (model_type siglip) beside it
+    proc = SiglipImageProcessorPil()  # google/siglip2-base-patch16-224: 224x224, bicubic, mean=std=0.5
+    proc.save_pretrained(d)
+    px = proc(images=open_images(shared, IMAGES_SMALL), return_tensors="pt")["pixel_values"]
+    enc = tok(TEXTS, padding="max_length", max_length=MAX_LENGTH, truncation=True, return_tensors="pt")
+    with torch.no_grad():
+        img = model.get_image_features(pixel_values=px).pooler_output
+        full = model(pixel_values=px, **enc)
+    txt = siglip_text_outputs(model, enc, True)
+    scale, bias = model.logit_scale.exp().item(), model.logit_bias.item()
+    block = clip_style_block(img, txt, scale, bias)
+    assert torch.allclose(full.logits_per_image, torch.tensor(block["logits_per_image"]), atol=1e-5)
+    ref = {
+        "library": "transformers", "versions": versions(), "class": "SiglipModel",
+        "what": "SigLIP 2 FixRes layout: model_type siglip with SigLIP 2's Gemma tokenizer files",
+        "images": IMAGES_SMALL, "texts": TEXTS,
+        "image_processor": proc.to_dict(),
+        "image_features": to_list(img),
+        "image_embeddings": to_list(F.normalize(img, dim=-1)),
+        "logit_scale_exp": scale, "logit_bias": bias,
+        "tokenizer": {
+            "class_loaded": type(tok).__name__,
+            "lowercases": tok("ABC")["input_ids"] == tok("abc")["input_ids"],
+            "pad_token_id": tok.pad_token_id, "eos_token_id": tok.eos_token_id,
+            "call": f"tokenizer(texts, padding='max_length', max_length={MAX_LENGTH}, truncation=True)",
+            "input_ids": enc["input_ids"].tolist(),
+            "attention_mask": enc["attention_mask"].tolist(),
+            "unpadded": [tok(t, truncation=True, max_length=MAX_LENGTH)["input_ids"] for t in TEXTS],
+        },
+        "text": {"max_length/attention_mask": block},
+        "text_main": "max_length/attention_mask: SiglipModel(**tokenizer(texts, padding='max_length', max_length=64))",
+    }
+    write_json(d / "reference.json", ref)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--shared", default=str(ROOT.parent / "shared" / "data"))
@@ -573,6 +634,7 @@ def main():
               note="Dinov2WithRegistersModel, 4 registers; bicubic interpolation WITH antialias")
     make_siglip(shared, "siglip-tiny", seed=14)
     make_siglip2(shared, "siglip2-naflex-tiny", seed=15)
+    make_siglip2_fixres(shared, "siglip2-fixres-tiny", seed=16)
     total = sum(f.stat().st_size for f in OUT.rglob("*") if f.is_file())
     print(f"wrote {OUT} ({total / 1e6:.2f} MB)")
 

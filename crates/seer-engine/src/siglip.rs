@@ -176,15 +176,33 @@ fn load_tokenizer(
         })?;
     let is_spm = path.extension().is_some_and(|e| e == "model");
     // transformers 5 builds Siglip2Tokenizer (lowercasing, `<pad>` padding)
-    // for model_type siglip2 whatever tokenizer_config.json names.
+    // for model_type siglip2 whatever tokenizer_config.json names; for
+    // model_type siglip it builds the class the config names, and SigLIP 2
+    // FixRes folders name GemmaTokenizer (no lowercasing).
     let flavour = match variant {
-        SiglipVariant::Siglip => SiglipFlavour::Siglip,
         SiglipVariant::Siglip2 => SiglipFlavour::Siglip2,
+        SiglipVariant::Siglip if names_gemma(dir)? => SiglipFlavour::Gemma,
+        SiglipVariant::Siglip => SiglipFlavour::Siglip,
     };
     Ok(match is_spm {
         true => SiglipTokenizer::from_spiece_model(&path, max_length)?,
         false => SiglipTokenizer::from_file(&path, flavour, max_length)?,
     })
+}
+
+/// Whether the folder's `tokenizer_config.json` names a Gemma tokenizer class.
+fn names_gemma(dir: &Path) -> Result<bool> {
+    let path = dir.join("tokenizer_config.json");
+    if !path.is_file() {
+        return Ok(false);
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| file_error(&path, e))?;
+    let root: Value =
+        serde_json::from_str(&text).map_err(|e| file_error(&path, format!("invalid JSON: {e}")))?;
+    Ok(root
+        .get("tokenizer_class")
+        .and_then(Value::as_str)
+        .is_some_and(|c| c.starts_with("GemmaTokenizer")))
 }
 
 fn max_length(dir: &Path, positions: usize) -> Result<usize> {

@@ -149,6 +149,22 @@ fn siglip2_naflex_embeds_files_and_texts_and_scores_labels_with_its_sigmoid() {
     );
 }
 
+/// SigLIP 2 FixRes: `model_type: siglip` (224x224 squash) with SigLIP 2's
+/// Gemma files, which transformers loads as `GemmaTokenizer`: not lowercased.
+#[test]
+fn siglip2_fixres_uses_its_gemma_tokenizer_as_written() {
+    let reference =
+        read_json(&repo_root().join("fixtures/families/siglip2-fixres-tiny/reference.json"));
+    assert_eq!(reference["tokenizer"]["class_loaded"], "GemmaTokenizer");
+    assert_eq!(reference["tokenizer"]["lowercases"], false);
+    check_siglip(
+        "siglip2-fixres-tiny",
+        "",
+        "max_length/attention_mask",
+        "unpadded",
+    );
+}
+
 #[test]
 fn siglip_preprocesses_in_memory_images_as_it_does_files() {
     // SigLIP: 3x224x224 pixels; NaFlex: 256 patches of 16x16x3, then the grid.

@@ -9,6 +9,9 @@
 //!   `tokenizer.json` **without** lowercasing; transformers puts `Lowercase`
 //!   in front of the file's normalizer, and so does this module. Padding uses
 //!   `<pad>` (id 0), on the right.
+//! * SigLIP 2 FixRes (`model_type: siglip` with the same Gemma files):
+//!   transformers loads the class the files name, `GemmaTokenizer`, which does
+//!   not lowercase; otherwise as SigLIP 2.
 //!
 //! Both truncate to the maximum length with the end-of-sequence id kept last
 //! (the template's `</s>`/`<eos>` is reserved before truncating).
@@ -34,6 +37,9 @@ pub enum SiglipFlavour {
     Siglip,
     /// transformers 5's `Siglip2Tokenizer` (Gemma BPE, lowercased; pad = `<pad>`).
     Siglip2,
+    /// `GemmaTokenizer` as SigLIP 2 FixRes checkpoints load it: the Gemma file
+    /// as written (no lowercasing); pad = `<pad>`.
+    Gemma,
 }
 
 /// How a batch is padded (right side, with the flavour's pad token).
@@ -192,7 +198,7 @@ impl SiglipTokenizer {
         }
         let (pad_token, eos_token) = match flavour {
             SiglipFlavour::Siglip => ("</s>", "</s>"),
-            SiglipFlavour::Siglip2 => ("<pad>", "<eos>"),
+            SiglipFlavour::Siglip2 | SiglipFlavour::Gemma => ("<pad>", "<eos>"),
         };
         let id = |token: &str| {
             inner
