@@ -471,7 +471,10 @@ fn print_table(r: &Value, text_rows: &[(&str, &str)]) {
     );
     let mut rows: Vec<(String, String)> = Vec::new();
     if let Some(map) = r["image_model"].as_object() {
-        for b in map.keys() {
+        // JSON keys sort as text ("32" before "8"): list the batches by size.
+        let mut batches: Vec<&String> = map.keys().collect();
+        batches.sort_by_key(|b| b.parse::<usize>().unwrap_or(usize::MAX));
+        for b in batches {
             rows.push((
                 format!("images, model only, batch {b}"),
                 format!("image_model/{b}"),
