@@ -65,6 +65,16 @@ pub(super) fn describe(precision: Precision) -> Value {
     })
 }
 
+/// The 1-minute load average (`/proc/loadavg`), when the system tells it: a
+/// run that shared the cores with other work has ratios that mean little.
+pub(super) fn load_average() -> Option<f64> {
+    parse_loadavg(&std::fs::read_to_string("/proc/loadavg").ok()?)
+}
+
+fn parse_loadavg(text: &str) -> Option<f64> {
+    text.split_whitespace().next()?.parse().ok()
+}
+
 /// One line: `AMD EPYC (avx2 avx512f ...); kernels avx512, matmul avx512 f32 14x32`.
 pub(super) fn summary(cpu: &Value) -> String {
     let features: Vec<&str> = cpu["features"]
@@ -138,6 +148,12 @@ mod tests {
         let arm = "processor : 0\nBogoMIPS : 50.00\nFeatures : fp asimd\n";
         assert_eq!(parse_cpuinfo(arm).model, "unknown");
         assert_eq!(parse_cpuinfo("model name\t:\n").model, "unknown");
+    }
+
+    #[test]
+    fn load_average_is_the_first_field() {
+        assert_eq!(parse_loadavg("1.62 2.96 3.79 2/311 4242\n"), Some(1.62));
+        assert_eq!(parse_loadavg(""), None);
     }
 
     #[test]

@@ -398,17 +398,20 @@ fn run_reference(python: &Path, args: &Args, extra: &[String]) -> anyhow::Result
 /// column names.
 const ENGINES: &[(&str, &str)] = &[("onnxruntime", "ONNX RT"), ("openvino", "OpenVINO")];
 
-/// Puts the CPU and seer's kernel into `results` and names them on stderr.
+/// Puts the CPU, seer's kernel and the load average before the run into
+/// `results` and names them on stderr.
 fn describe_cpu(precision: Precision, results: &mut Value) {
     let cpu = cpu::describe(precision);
     eprintln!("cpu: {}", cpu::summary(&cpu));
     results["cpu"] = cpu;
+    results["load_average"]["start"] = json!(cpu::load_average());
 }
 
 /// Stores the reference's figures in `results` with seer's ratios to them:
 /// `ratio` against PyTorch, `ratio_engines.<engine>.<precision>` against each
-/// other engine's run (same shape as `ratio`).
+/// other engine's run (same shape as `ratio`); and the load average after it.
 fn attach_reference(results: &mut Value, reference: Value, keys: &[&str]) {
+    results["load_average"]["end"] = json!(cpu::load_average());
     results["ratio"] = ratios(results, &reference, keys);
     let mut engines = json!({});
     for (engine, _) in ENGINES {
@@ -465,6 +468,14 @@ fn print_table(r: &Value, text_rows: &[(&str, &str)]) {
         r["precision"].as_str().unwrap_or("f32")
     );
     println!("cpu: {}", cpu::summary(&r["cpu"]));
+    if let (Some(start), Some(end)) = (
+        r["load_average"]["start"].as_f64(),
+        r["load_average"]["end"].as_f64(),
+    ) {
+        // Seer and each engine run one after another: other work on the
+        // machine in between moves the ratios.
+        println!("load average (1 min): {start:.2} before the run, {end:.2} after the reference");
+    }
     println!(
         "{:<34} {:>9} {:>9} {:>7}",
         "measurement (per second)", "seer", "pytorch", "ratio"
