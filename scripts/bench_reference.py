@@ -10,14 +10,26 @@ times for the family: the image embedding (DINOv2: `pooler_output`; SigLIP:
 (tokenised and padded to 64 inside the timed loop, as seer does), and end to end
 from files through the checkpoint's own image processor.
 
+When ONNX Runtime (`pip install onnxruntime`) or OpenVINO (`pip install
+openvino`) is importable, the same random-weight towers are exported with
+`torch.onnx.export` and timed there too, on the same inputs (CPU only): in f32,
+ONNX Runtime with dynamic int8 (`quantize_dynamic`, QInt8 weights) and OpenVINO
+with `INFERENCE_PRECISION_HINT` bf16. Each engine reports its cosine to the
+PyTorch f32 output. Their figures go under "onnxruntime" and "openvino" with
+one object per precision; an engine that is missing is skipped with one line.
+
 Prints progress to stderr and one JSON object as the last line of stdout. Run by
 `seer bench --reference /path/to/python`, which passes the token ids it embeds
 (`--tokens`), or by hand with that venv (then open_clip tokenizes the prompts).
 """
 import argparse
+import importlib.util
 import json
+import logging
 import sys
+import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -110,13 +122,16 @@ def family_bench(args, device):
         embed_image = lambda px: model(pixel_values=px).pooler_output
         size = processor.crop_size["height"]
     else:
-        embed_image = lambda px: model.get_image_features(pixel_values=px)
+        embed_image = lambda px: features(model.get_image_features(pixel_values=px))
         size = processor.size["height"]
     out = {"torch": torch.__version__, "threads": args.threads, "device": args.device,
            "model": args.model, "family": config.model_type, "image_model": {}}
+    image_tower = Tower("image", "pixel_values", model, embed_image, torch.float32)
+    towers = [image_tower]
     with torch.inference_mode():
         for b in [int(x) for x in args.batch_sizes.split(",")]:
             pixels = torch.randn(b, 3, size, size, device=device)
+            image_tower.cases.append(((("image_model", str(b))), lambda p=pixels: p, b))
             ips = timed(lambda: embed_image(pixels), b, args.iterations)
             out["image_model"][str(b)] = ips
             print(f"torch image model-only   batch {b:>3}: {ips:8.2f} images/s", file=sys.stderr)
@@ -125,20 +140,25 @@ def family_bench(args, device):
 
             tokenizer = AutoTokenizer.from_pretrained(args.model)
 
-            def embed_texts():
-                ids = tokenizer(PROMPTS, padding="max_length", max_length=64, truncation=True,
-                                return_tensors="pt")["input_ids"].to(device)
-                return model.get_text_features(input_ids=ids)
+            def tokenize():
+                return tokenizer(PROMPTS, padding="max_length", max_length=64, truncation=True,
+                                 return_tensors="pt")["input_ids"].to(device)
 
-            tps = timed(embed_texts, len(PROMPTS), args.iterations)
+            embed_text = lambda ids: features(model.get_text_features(input_ids=ids))
+            tps = timed(lambda: embed_text(tokenize()), len(PROMPTS), args.iterations)
             out["text"] = tps
             print(f"torch text (padded to 64) batch {len(PROMPTS):>3}: {tps:8.2f} texts/s", file=sys.stderr)
-        files = image_files(args)
-        if files:
-            def transform(image):
-                return processor(images=image, return_tensors="pt")["pixel_values"][0]
+            # Tokenised inside the timed loop, as here and in seer.
+            text_tower = Tower("text", "input_ids", model, embed_text, torch.long)
+            text_tower.cases.append((("text",), tokenize, len(PROMPTS)))
+            towers.append(text_tower)
+    files = image_files(args)
+    if files:
+        def transform(image):
+            return processor(images=image, return_tensors="pt")["pixel_values"][0]
 
-            out.update(end_to_end(args, device, files, transform, embed_image))
+        out.update(end_to_end(args, device, files, transform, embed_image))
+    out.update(other_engines(args, towers))
     print(json.dumps(out))
 
 
@@ -164,6 +184,163 @@ def end_to_end(args, device, files, transform, embed_image):
     return {"e2e": ips, "e2e_files": n}
 
 
+def features(out):
+    """transformers 5 returns a model output from get_*_features: the projected
+    embedding is its pooler_output."""
+    return out if torch.is_tensor(out) else out.pooler_output
+
+
+class Tower:
+    """One embedding function and the inputs seer times it on: `cases` holds
+    (result key path, input maker, items per call); the first case's input also
+    measures agreement with PyTorch f32."""
+
+    def __init__(self, name, input_name, model, embed, dtype):
+        self.name, self.input_name, self.embed, self.dtype = name, input_name, embed, dtype
+        self.model = model
+        self.cases = []
+
+    def export(self, path):
+        embed = self.embed
+
+        class Wrapper(torch.nn.Module):
+            def __init__(self, model):
+                super().__init__()
+                self.model = model  # its weights become the graph's initialisers
+
+            def forward(self, x):
+                return embed(x)
+
+        example = self.cases[0][1]().cpu().clone()  # not an inference tensor
+        # Batch (and token count) vary between cases.
+        axes = {0: "batch", 1: "tokens"} if self.dtype == torch.long else {0: "batch"}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(Wrapper(self.model), (example,), str(path), input_names=[self.input_name],
+                              output_names=["embeds"], dynamic_axes={self.input_name: axes, "embeds": {0: "batch"}},
+                              opset_version=17, dynamo=False)
+
+
+def cosine_stats(a, b):
+    a = torch.nn.functional.normalize(torch.as_tensor(a, dtype=torch.float32), dim=-1)
+    b = torch.nn.functional.normalize(torch.as_tensor(b, dtype=torch.float32), dim=-1)
+    c = (a * b).sum(-1)
+    return float(c.min()), float(c.mean())
+
+
+def ort_engine(threads):
+    import onnxruntime as ort
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    def session(path):
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        s = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        name = s.get_inputs()[0].name
+        return lambda x: s.run(None, {name: x})[0], {}
+
+    def int8(path):
+        quantized = path.with_suffix(".int8.onnx")
+        if not quantized.exists():
+            # Quiet its advice to pre-process first: the default recipe is what's measured.
+            logging.disable(logging.WARNING)
+            try:
+                quantize_dynamic(str(path), str(quantized), weight_type=QuantType.QInt8)
+            finally:
+                logging.disable(logging.NOTSET)
+        return session(quantized)
+
+    return ort.__version__, [("f32", session), ("int8", int8)]
+
+
+def openvino_engine(threads):
+    import openvino as ov
+
+    core = ov.Core()
+
+    def compiled(precision):
+        def make(path):
+            # f32 explicitly: on CPUs with AMX OpenVINO defaults to bf16.
+            model = core.compile_model(str(path), "CPU", {"INFERENCE_NUM_THREADS": threads,
+                                                          "INFERENCE_PRECISION_HINT": precision})
+            request = model.create_infer_request()
+            used = model.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+            return lambda x: request.infer({0: x})[0].copy(), {"inference_precision": used}
+
+        return make
+
+    return ov.get_version().split("-")[0], [("f32", compiled("f32")), ("bf16", compiled("bf16"))]
+
+
+def other_engines(args, towers):
+    """ONNX Runtime and OpenVINO on the same towers, when importable: {engine:
+    {"version", precision: {result keys..., "cosine_to_torch_f32": {...}}}} or
+    {engine: {"skipped": why}}."""
+    engines = [("onnxruntime", "onnxruntime", ort_engine), ("openvino", "openvino", openvino_engine)]
+    out = {}
+    for key, module, make in engines:
+        if args.device != "cpu":
+            out[key] = {"skipped": "measured on the CPU only"}
+        elif importlib.util.find_spec(module) is None:
+            out[key] = {"skipped": f"not installed in {sys.executable} (pip install {module})"}
+        if "skipped" in out.get(key, {}):
+            print(f"{key}: skipped, {out[key]['skipped']}", file=sys.stderr)
+    wanted = [e for e in engines if e[0] not in out]
+    if not wanted:
+        return out
+    with tempfile.TemporaryDirectory(prefix="seer-bench-onnx-") as tmp:
+        paths = {}
+        try:
+            for tower in towers:
+                print(f"exporting the {tower.name} tower to ONNX...", file=sys.stderr)
+                paths[tower.name] = Path(tmp) / f"{tower.name}.onnx"
+                with torch.no_grad():
+                    tower.export(paths[tower.name])
+        except Exception as e:  # keep the PyTorch figures
+            error = f"torch.onnx.export failed: {type(e).__name__}: {e}"
+            print(error, file=sys.stderr)
+            return {**out, **{key: {"error": error} for key, _, _ in wanted}}
+        with torch.inference_mode():
+            expected = {t.name: t.embed(t.cases[0][1]()).cpu() for t in towers}
+        for key, _, make in wanted:
+            try:
+                version, precisions = make(args.threads)
+                out[key] = {"version": version}
+                for precision, runner in precisions:
+                    out[key][precision] = engine_bench(args, key, precision, runner, towers, paths, expected)
+            except Exception as e:  # an engine that fails must not lose the PyTorch figures
+                out[key] = {"error": f"{type(e).__name__}: {e}"}
+                print(f"{key}: failed, {out[key]['error']}", file=sys.stderr)
+    return out
+
+
+def engine_bench(args, engine, precision, runner, towers, paths, expected):
+    result = {"cosine_to_torch_f32": {}}
+    for tower in towers:
+        run, info = runner(paths[tower.name])
+        result.update(info)
+        for i, (keys, make_input, items) in enumerate(tower.cases):
+            numpy = lambda: make_input().cpu().contiguous().numpy()
+            rate = timed(lambda: run(numpy()), items, args.iterations)
+            node = result
+            for k in keys[:-1]:
+                node = node.setdefault(k, {})
+            node[keys[-1]] = rate
+            unit = "images" if tower.name == "image" else "texts"
+            label = f"{engine} {precision}"
+            print(f"{label:<16} {'/'.join(keys):<18}: {rate:8.2f} {unit}/s", file=sys.stderr)
+            if i == 0:
+                lo, mean = cosine_stats(run(numpy()), expected[tower.name])
+                result["cosine_to_torch_f32"][tower.name] = {"min": lo, "mean": mean, "n": items}
+    used = result.get("inference_precision")
+    if used and used != precision:
+        print(f"{engine}: asked for {precision}, runs {used} on this CPU", file=sys.stderr)
+    cos = ", ".join(f"{k} min {v['min']:.5f}" for k, v in result["cosine_to_torch_f32"].items())
+    print(f"{engine} {precision} vs torch f32 cosine: {cos}", file=sys.stderr)
+    return result
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
@@ -183,16 +360,24 @@ def main():
     model = CLIPModel(CLIPConfig()).eval().to(device)  # the defaults are ViT-B/32
     out = {"torch": torch.__version__, "threads": args.threads, "device": args.device, "image_model": {}}
 
+    embed_image = lambda px: features(model.get_image_features(pixel_values=px))
+    embed_text = lambda ids: features(model.get_text_features(input_ids=ids))
+    towers = [Tower("image", "pixel_values", model, embed_image, torch.float32),
+              Tower("text", "input_ids", model, embed_text, torch.long)]
     with torch.inference_mode():
         for b in [int(x) for x in args.batch_sizes.split(",")]:
             pixels = torch.randn(b, 3, 224, 224, device=device)
+            towers[0].cases.append((("image_model", str(b)), lambda p=pixels: p, b))
             ips = timed(lambda: model.get_image_features(pixel_values=pixels), b, args.iterations)
             out["image_model"][str(b)] = ips
             print(f"torch image model-only   batch {b:>3}: {ips:8.2f} images/s", file=sys.stderr)
 
         tokens = token_tensor(args).to(device)
         longest = int((tokens != 0).sum(1).max())
-        for key, ids in [("text_context", tokens), ("text_longest", tokens[:, :longest])]:
+        cases = [("text_context", tokens), ("text_longest", tokens[:, :longest])]
+        # The other engines measure their agreement on the first case: unpadded.
+        towers[1].cases = [((key,), lambda i=ids: i, len(tokens)) for key, ids in reversed(cases)]
+        for key, ids in cases:
             tps = timed(lambda: model.get_text_features(input_ids=ids), len(tokens), args.iterations)
             out[key] = tps
             print(f"torch text {key:<13} batch {len(tokens):>3}: {tps:8.2f} texts/s", file=sys.stderr)
@@ -201,6 +386,7 @@ def main():
     if files:
         out.update(end_to_end(args, device, files, image_transform(),
                               lambda px: model.get_image_features(pixel_values=px)))
+    out.update(other_engines(args, towers))
     print(json.dumps(out))
 
 

@@ -2,6 +2,8 @@
 
 use std::sync::OnceLock;
 
+use crate::gemm::Precision;
+
 /// Kernel families in order of preference. Every family computes the same
 /// product; the portable one exists for other CPUs and as the test oracle's peer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -86,5 +88,47 @@ impl Isa {
             Isa::Avx2 => "avx2+fma",
             Isa::Avx512 => "avx512",
         }
+    }
+
+    /// The matmul micro-kernel [`crate::gemm`] runs for `precision` at this
+    /// level, with its register tile (rows × columns of C), for benchmarks and
+    /// bug reports to say which code ran. Mirrors `gemm::Kernel::select`: a new
+    /// kernel there needs its name here.
+    pub fn matmul_kernel(self, precision: Precision) -> &'static str {
+        match (self, precision) {
+            (Isa::Avx512, Precision::F32) => "avx512 f32 14x32",
+            (Isa::Avx512, Precision::Bf16) if Self::has_bf16_dot() => "avx512-bf16 dot 14x32",
+            (Isa::Avx2, Precision::F32) => "avx2+fma f32 6x16",
+            (_, Precision::F32) => "portable f32 4x32",
+            (_, Precision::Bf16) => "portable bf16 (widened to f32) 4x32",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_names_follow_the_level_and_precision() {
+        assert_eq!(
+            Isa::Portable.matmul_kernel(Precision::F32),
+            "portable f32 4x32"
+        );
+        assert_eq!(Isa::Avx2.matmul_kernel(Precision::F32), "avx2+fma f32 6x16");
+        assert_eq!(
+            Isa::Avx512.matmul_kernel(Precision::F32),
+            "avx512 f32 14x32"
+        );
+        // No AVX2 bf16 kernel: bf16 weights are widened by the portable one.
+        assert!(Isa::Avx2
+            .matmul_kernel(Precision::Bf16)
+            .starts_with("portable bf16"));
+        let bf16 = Isa::Avx512.matmul_kernel(Precision::Bf16);
+        assert_eq!(
+            bf16.starts_with("avx512-bf16"),
+            Isa::has_bf16_dot(),
+            "{bf16}"
+        );
     }
 }

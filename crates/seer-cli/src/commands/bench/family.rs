@@ -16,7 +16,7 @@ use seer_hub::ResolvedModel;
 use seer_models::Precision;
 use serde_json::{json, Value};
 
-use super::{print_table, ratios, run_reference, Args, PROMPTS};
+use super::{attach_reference, print_table, run_reference, Args, PROMPTS};
 
 pub(super) fn run(args: &Args, resolved: &ResolvedModel) -> anyhow::Result<ExitCode> {
     let model = load(args, resolved, args.precision)?;
@@ -32,6 +32,7 @@ pub(super) fn run(args: &Args, resolved: &ResolvedModel) -> anyhow::Result<ExitC
         "precision": args.precision.name(),
         "image_model": {},
     });
+    super::describe_cpu(args.precision, &mut results);
     for &b in &args.batch_sizes {
         anyhow::ensure!(b > 0, "batch sizes must be positive");
         let ips = bench_image_model(image, b, args.iterations)?;
@@ -81,8 +82,7 @@ pub(super) fn run(args: &Args, resolved: &ResolvedModel) -> anyhow::Result<ExitC
     if let Some(python) = &args.reference {
         let extra = ["--model".to_string(), resolved.dir.display().to_string()];
         let reference = run_reference(python, args, &extra)?;
-        results["reference"] = reference.clone();
-        results["ratio"] = ratios(&results, &reference, &["text", "e2e"]);
+        attach_reference(&mut results, reference, &["text", "e2e"]);
     }
     if args.json {
         println!("{results}");

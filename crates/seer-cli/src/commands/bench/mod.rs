@@ -2,7 +2,10 @@
 //! architecture with random weights, so no download is needed), model-only and
 //! end to end from image files; with `--reference PYTHON` the same measurements
 //! from PyTorch (`scripts/bench_reference.py`) run afterwards in the same
-//! invocation and the ratios are printed.
+//! invocation and the ratios are printed; ONNX Runtime and OpenVINO, when that
+//! Python has them, run the same exported model in f32 and in their own reduced
+//! precision, and seer's figure over each is printed too. Every run names the
+//! CPU and the kernel seer chose ([`cpu`]).
 //!
 //! A DINOv2 or SigLIP folder given to `--model` is measured by [`family`]
 //! through the task traits, against the same folder loaded by transformers.
@@ -18,6 +21,7 @@ use seer_models::{ClipConfig, ClipModel, Precision, Tensor, TextPadding, Weights
 use seer_tokenizer::ClipTokenizer;
 use serde_json::{json, Value};
 
+mod cpu;
 mod family;
 
 #[derive(clap::Args, Clone)]
@@ -50,7 +54,8 @@ pub struct Args {
     /// cpu, cuda or cuda:N, for seer and for the reference.
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// A Python with torch, transformers and open_clip: also run the reference.
+    /// A Python with torch, transformers and open_clip: also run the reference
+    /// (and ONNX Runtime and OpenVINO, when installed in that Python).
     #[arg(long, env = "SEER_REFERENCE_PYTHON")]
     reference: Option<PathBuf>,
     /// Instead of embedding throughput, measure indexing a synthetic tree of this
@@ -118,6 +123,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         "image_model": {},
     });
     results["precision"] = json!(args.precision.name());
+    describe_cpu(args.precision, &mut results);
     let flops = clip.model.image_flops();
     // The measured peak is the CPU's: a GPU run reports GFLOP/s alone.
     let peak = if clip.model.device().is_cpu() {
@@ -216,10 +222,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         // The same token ids seer embeds, so the reference needs no tokenizer.
         let tokens = ["--tokens".to_string(), serde_json::to_string(&tokens)?];
         let reference = run_reference(python, &args, &tokens)?;
-        results["reference"] = reference.clone();
-        results["ratio"] = ratios(
-            &results,
-            &reference,
+        attach_reference(
+            &mut results,
+            reference,
             &["text_context", "text_longest", "e2e"],
         );
     }
@@ -362,7 +367,10 @@ fn bench_end_to_end(clip: &Clip, files: &[PathBuf], batch: usize) -> anyhow::Res
 fn run_reference(python: &Path, args: &Args, extra: &[String]) -> anyhow::Result<Value> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/bench_reference.py");
     let batch_sizes: Vec<String> = args.batch_sizes.iter().map(usize::to_string).collect();
-    eprintln!("running the PyTorch reference ({})...", python.display());
+    eprintln!(
+        "running the reference: PyTorch, and ONNX Runtime and OpenVINO if installed ({})...",
+        python.display()
+    );
     let output = std::process::Command::new(python)
         .arg(&script)
         .args(["--threads", &args.threads.to_string()])
@@ -386,6 +394,50 @@ fn run_reference(python: &Path, args: &Args, extra: &[String]) -> anyhow::Result
     serde_json::from_str(last).with_context(|| format!("unexpected reference output: {last}"))
 }
 
+/// The engines `scripts/bench_reference.py` runs besides PyTorch, with their
+/// column names.
+const ENGINES: &[(&str, &str)] = &[("onnxruntime", "ONNX RT"), ("openvino", "OpenVINO")];
+
+/// Puts the CPU, seer's kernel and the load average before the run into
+/// `results` and names them on stderr.
+fn describe_cpu(precision: Precision, results: &mut Value) {
+    let cpu = cpu::describe(precision);
+    eprintln!("cpu: {}", cpu::summary(&cpu));
+    results["cpu"] = cpu;
+    results["load_average"]["start"] = json!(cpu::load_average());
+}
+
+/// Stores the reference's figures in `results` with seer's ratios to them:
+/// `ratio` against PyTorch, `ratio_engines.<engine>.<precision>` against each
+/// other engine's run (same shape as `ratio`); and the load average after it.
+fn attach_reference(results: &mut Value, reference: Value, keys: &[&str]) {
+    results["load_average"]["end"] = json!(cpu::load_average());
+    results["ratio"] = ratios(results, &reference, keys);
+    let mut engines = json!({});
+    for (engine, _) in ENGINES {
+        for (precision, figures) in engine_runs(&reference[*engine]) {
+            engines[*engine][precision] = ratios(results, figures, keys);
+        }
+    }
+    results["ratio_engines"] = engines;
+    results["reference"] = reference;
+}
+
+/// An engine's per-precision results (objects with images/s), f32 first.
+fn engine_runs(engine: &Value) -> Vec<(&str, &Value)> {
+    let mut runs: Vec<(&str, &Value)> = engine
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter(|(_, v)| v.get("image_model").is_some())
+                .map(|(k, v)| (k.as_str(), v))
+                .collect()
+        })
+        .unwrap_or_default();
+    runs.sort_by_key(|&(precision, _)| precision != "f32");
+    runs
+}
+
 /// seer's figure over the reference's for each image batch size and each `keys`.
 fn ratios(seer: &Value, reference: &Value, keys: &[&str]) -> Value {
     let ratio = |a: &Value, b: &Value| match (a.as_f64(), b.as_f64()) {
@@ -405,31 +457,35 @@ fn ratios(seer: &Value, reference: &Value, keys: &[&str]) -> Value {
 }
 
 /// The results as a table: image batches, then `text_rows` (label, key), then
-/// end to end.
+/// end to end; then, when the reference ran other engines, a second table of
+/// their figures with seer's ratio to each, every one shown (also the losses).
 fn print_table(r: &Value, text_rows: &[(&str, &str)]) {
-    let num = |v: &Value| {
-        v.as_f64()
-            .map(|x| format!("{x:9.2}"))
-            .unwrap_or_else(|| format!("{:>9}", "-"))
-    };
-    let ratio = |v: &Value| {
-        v.as_f64()
-            .map(|x| format!("{x:6.2}x"))
-            .unwrap_or_else(|| format!("{:>7}", "-"))
-    };
     println!(
-        "model: {}   threads: {}   device: {}",
+        "model: {}   threads: {}   device: {}   precision: {}",
         r["model"].as_str().unwrap_or("?"),
         r["threads"],
-        r["device"].as_str().unwrap_or("cpu")
+        r["device"].as_str().unwrap_or("cpu"),
+        r["precision"].as_str().unwrap_or("f32")
     );
+    println!("cpu: {}", cpu::summary(&r["cpu"]));
+    if let (Some(start), Some(end)) = (
+        r["load_average"]["start"].as_f64(),
+        r["load_average"]["end"].as_f64(),
+    ) {
+        // Seer and each engine run one after another: other work on the
+        // machine in between moves the ratios.
+        println!("load average (1 min): {start:.2} before the run, {end:.2} after the reference");
+    }
     println!(
         "{:<34} {:>9} {:>9} {:>7}",
         "measurement (per second)", "seer", "pytorch", "ratio"
     );
     let mut rows: Vec<(String, String)> = Vec::new();
     if let Some(map) = r["image_model"].as_object() {
-        for b in map.keys() {
+        // JSON keys sort as text ("32" before "8"): list the batches by size.
+        let mut batches: Vec<&String> = map.keys().collect();
+        batches.sort_by_key(|b| b.parse::<usize>().unwrap_or(usize::MAX));
+        for b in batches {
             rows.push((
                 format!("images, model only, batch {b}"),
                 format!("image_model/{b}"),
@@ -441,15 +497,98 @@ fn print_table(r: &Value, text_rows: &[(&str, &str)]) {
             .iter()
             .map(|(label, key)| (label.to_string(), key.to_string())),
     );
-    rows.push(("images, end to end from files".into(), "e2e".into()));
-    for (label, key) in rows {
-        let get = |root: &Value| key.split('/').fold(root.clone(), |v, k| v[k].clone());
+    for (label, key) in rows
+        .iter()
+        .chain([&("images, end to end from files".into(), "e2e".into())])
+    {
         println!(
             "{label:<34} {} {} {}",
-            num(&get(r)),
-            num(&get(&r["reference"])),
-            ratio(&get(&r["ratio"]))
+            num(&lookup(r, key)),
+            num(&lookup(&r["reference"], key)),
+            ratio(&lookup(&r["ratio"], key))
         );
+    }
+    print_engines(r, &rows);
+}
+
+/// `root.a.b` for the key `a/b`.
+fn lookup(root: &Value, key: &str) -> Value {
+    key.split('/').fold(root.clone(), |v, k| v[k].clone())
+}
+
+fn num(v: &Value) -> String {
+    v.as_f64()
+        .map(|x| format!("{x:9.2}"))
+        .unwrap_or_else(|| format!("{:>9}", "-"))
+}
+
+fn ratio(v: &Value) -> String {
+    v.as_f64()
+        .map(|x| format!("{x:6.2}x"))
+        .unwrap_or_else(|| format!("{:>7}", "-"))
+}
+
+/// Each other engine's figure and seer's ratio to it, one column per engine
+/// and precision; then the agreement of each with PyTorch f32, and a line for
+/// each engine skipped, failed or run at another precision than asked.
+fn print_engines(r: &Value, rows: &[(String, String)]) {
+    let reference = &r["reference"];
+    let mut columns = Vec::new();
+    for (engine, label) in ENGINES {
+        let figures = &reference[*engine];
+        if let Some(why) = figures["skipped"].as_str().or(figures["error"].as_str()) {
+            println!("{engine}: not measured, {why}");
+        }
+        for (precision, run) in engine_runs(figures) {
+            columns.push((
+                format!("{label} {precision}"),
+                run,
+                &r["ratio_engines"][*engine][precision],
+            ));
+            if let Some(used) = run["inference_precision"].as_str() {
+                if used != precision {
+                    println!(
+                        "{engine} {precision}: this CPU has no {precision} path, it ran {used}"
+                    );
+                }
+            }
+        }
+    }
+    if columns.is_empty() {
+        return;
+    }
+    println!(
+        "seer {} against other engines (their figure, then seer's over it):",
+        r["precision"].as_str().unwrap_or("f32")
+    );
+    let header: String = columns.iter().map(|(h, ..)| format!(" {h:>17}")).collect();
+    println!("{:<34}{header}", "measurement (per second)");
+    for (label, key) in rows {
+        let cells: String = columns
+            .iter()
+            .map(|(_, run, ratios)| {
+                format!(
+                    " {} {}",
+                    num(&lookup(run, key)),
+                    ratio(&lookup(ratios, key))
+                )
+            })
+            .collect();
+        println!("{label:<34}{cells}");
+    }
+    for tower in ["image", "text"] {
+        let cells: Vec<String> = columns
+            .iter()
+            .map(|(_, run, _)| {
+                run["cosine_to_torch_f32"][tower]["min"]
+                    .as_f64()
+                    .map_or(format!(" {:>17}", "-"), |c| format!(" {c:>17.5}"))
+            })
+            .collect();
+        if cells.iter().any(|c| c.trim() != "-") {
+            let label = format!("{tower}s: min cosine to PyTorch f32");
+            println!("{label:<34}{}", cells.concat());
+        }
     }
 }
 

@@ -1,0 +1,176 @@
+//! What `seer bench` says about the machine: the CPU model, the features that
+//! decide which kernels can run (here, and in the engines compared against),
+//! and the kernel seer chose. Speed figures mean little without them: the same
+//! build runs a different kernel on each CPU kind.
+
+use std::collections::HashSet;
+
+use seer_kernels::Isa;
+use seer_models::Precision;
+use serde_json::{json, Value};
+
+/// `/proc/cpuinfo` flags that select a kernel, in the order printed: f32 SIMD
+/// width, then the bf16 and int8 dot products, then the AMX tiles.
+const FEATURES: &[&str] = &[
+    "avx2",
+    "avx512f",
+    "avx512_bf16",
+    "avx512_vnni",
+    "avx_vnni",
+    "amx_tile",
+    "amx_bf16",
+    "amx_int8",
+];
+
+#[derive(Debug, PartialEq)]
+pub(super) struct CpuInfo {
+    /// "model name", or "unknown" (other systems, or CPUs that do not name it).
+    pub model: String,
+    /// Those of [`FEATURES`] the CPU lists.
+    pub features: Vec<&'static str>,
+}
+
+/// The first processor's entry of a `/proc/cpuinfo` text.
+pub(super) fn parse_cpuinfo(text: &str) -> CpuInfo {
+    let field = |name: &str| {
+        text.lines().find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            (key.trim() == name).then(|| value.trim())
+        })
+    };
+    let model = field("model name")
+        .filter(|m| !m.is_empty())
+        .unwrap_or("unknown")
+        .to_string();
+    let flags: HashSet<&str> = field("flags").unwrap_or("").split_whitespace().collect();
+    let features = FEATURES
+        .iter()
+        .copied()
+        .filter(|f| flags.contains(f))
+        .collect();
+    CpuInfo { model, features }
+}
+
+/// This machine's CPU and the kernels seer runs at `precision`, for the JSON.
+pub(super) fn describe(precision: Precision) -> Value {
+    let info = std::fs::read_to_string("/proc/cpuinfo")
+        .map(|text| parse_cpuinfo(&text))
+        .unwrap_or_else(|_| parse_cpuinfo(""));
+    let isa = Isa::detected();
+    json!({
+        "model": info.model,
+        "features": info.features,
+        "isa": isa.name(),
+        "matmul_kernel": isa.matmul_kernel(precision),
+    })
+}
+
+/// The 1-minute load average (`/proc/loadavg`), when the system tells it: a
+/// run that shared the cores with other work has ratios that mean little.
+pub(super) fn load_average() -> Option<f64> {
+    parse_loadavg(&std::fs::read_to_string("/proc/loadavg").ok()?)
+}
+
+fn parse_loadavg(text: &str) -> Option<f64> {
+    text.split_whitespace().next()?.parse().ok()
+}
+
+/// One line: `AMD EPYC (avx2 avx512f ...); kernels avx512, matmul avx512 f32 14x32`.
+pub(super) fn summary(cpu: &Value) -> String {
+    let features: Vec<&str> = cpu["features"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    format!(
+        "{} ({}); kernels {}, matmul {}",
+        cpu["model"].as_str().unwrap_or("unknown"),
+        if features.is_empty() {
+            "no listed SIMD features".to_string()
+        } else {
+            features.join(" ")
+        },
+        cpu["isa"].as_str().unwrap_or("?"),
+        cpu["matmul_kernel"].as_str().unwrap_or("?")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Trimmed from a Sapphire Rapids `/proc/cpuinfo` (two processors).
+    const XEON: &str = "processor\t: 0\n\
+        vendor_id\t: GenuineIntel\n\
+        model name\t: Intel(R) Xeon(R) Platinum 8480+\n\
+        flags\t\t: fpu sse avx avx2 fma avx512f avx512dq avx512_vnni avx512_bf16 avx_vnni amx_bf16 amx_tile amx_int8\n\
+        \n\
+        processor\t: 1\n\
+        model name\t: Intel(R) Xeon(R) Platinum 8480+\n\
+        flags\t\t: fpu sse avx avx2\n";
+
+    #[test]
+    fn reads_the_model_and_the_kernel_features_in_order() {
+        let info = parse_cpuinfo(XEON);
+        assert_eq!(info.model, "Intel(R) Xeon(R) Platinum 8480+");
+        assert_eq!(
+            info.features,
+            [
+                "avx2",
+                "avx512f",
+                "avx512_bf16",
+                "avx512_vnni",
+                "avx_vnni",
+                "amx_tile",
+                "amx_bf16",
+                "amx_int8"
+            ]
+        );
+    }
+
+    #[test]
+    fn avx2_only_epyc_lists_no_avx512() {
+        let text = "processor : 0\nmodel name : AMD EPYC 7B12\nflags : fpu avx avx2 fma\n";
+        let info = parse_cpuinfo(text);
+        assert_eq!(info.model, "AMD EPYC 7B12");
+        assert_eq!(info.features, ["avx2"]);
+    }
+
+    #[test]
+    fn missing_or_empty_fields_are_unknown() {
+        assert_eq!(
+            parse_cpuinfo(""),
+            CpuInfo {
+                model: "unknown".into(),
+                features: vec![]
+            }
+        );
+        // aarch64 kernels print no "model name"; an empty one counts as none.
+        let arm = "processor : 0\nBogoMIPS : 50.00\nFeatures : fp asimd\n";
+        assert_eq!(parse_cpuinfo(arm).model, "unknown");
+        assert_eq!(parse_cpuinfo("model name\t:\n").model, "unknown");
+    }
+
+    #[test]
+    fn load_average_is_the_first_field() {
+        assert_eq!(parse_loadavg("1.62 2.96 3.79 2/311 4242\n"), Some(1.62));
+        assert_eq!(parse_loadavg(""), None);
+    }
+
+    #[test]
+    fn summary_names_cpu_features_and_kernel() {
+        let cpu = json!({
+            "model": "AMD EPYC", "features": ["avx2", "avx512f"],
+            "isa": "avx512", "matmul_kernel": "avx512 f32 14x32",
+        });
+        assert_eq!(
+            summary(&cpu),
+            "AMD EPYC (avx2 avx512f); kernels avx512, matmul avx512 f32 14x32"
+        );
+        let described = describe(Precision::F32);
+        assert_eq!(described["isa"], Isa::detected().name());
+        assert_eq!(
+            described["matmul_kernel"],
+            Isa::detected().matmul_kernel(Precision::F32)
+        );
+    }
+}
