@@ -12,6 +12,13 @@
 //! bf16 weights are stored as pairs along K, the operand order of AVX-512 BF16's
 //! `vdpbf16ps`; activations are rounded to bf16 while packing. Without that
 //! instruction a portable kernel widens bf16 weights to f32 (memory savings only).
+//!
+//! int8 weights are quantised symmetrically per output feature and stored as
+//! groups of four along K, the operand order of AVX-512 VNNI's `vpdpbusd`.
+//! Activations are quantised per row at run time to u8 over the row's own
+//! `[min, max]`: `x ≈ min + scale·q`. Then `Σ x·w ≈ scale·s_w·Σ q·q_w + min·s_w·Σ q_w`,
+//! so the micro-kernel sums integer products and scales them into C, and the
+//! second term (per row × per column) is added once when C is initialised.
 
 use std::cell::RefCell;
 
@@ -36,6 +43,10 @@ pub enum Precision {
     /// Weights rounded to bfloat16: half the memory; with AVX-512 BF16 the
     /// activations are rounded too and products run at twice the f32 rate.
     Bf16,
+    /// Weights quantised to int8 per output feature, activations to u8 per row
+    /// at run time: a quarter of the memory; with AVX-512 VNNI four times the
+    /// f32 multiply rate. Outputs differ from f32 by the quantisation error.
+    Int8,
 }
 
 impl Precision {
@@ -43,6 +54,7 @@ impl Precision {
         match s {
             "f32" | "fp32" => Some(Self::F32),
             "bf16" => Some(Self::Bf16),
+            "int8" => Some(Self::Int8),
             _ => None,
         }
     }
@@ -51,6 +63,7 @@ impl Precision {
         match self {
             Self::F32 => "f32",
             Self::Bf16 => "bf16",
+            Self::Int8 => "int8",
         }
     }
 }
@@ -78,6 +91,19 @@ enum Panels {
     F32(Vec<f32>),
     /// Pairs of consecutive K values per output feature, K padded to even.
     Bf16(Vec<u16>),
+    Int8(Int8Panels),
+}
+
+/// int8 weights with what turns their integer products back into floats.
+struct Int8Panels {
+    /// Groups of four consecutive K values per output feature, K padded to a
+    /// multiple of 4 with zeros: `[k/4][column][4]` in each panel.
+    data: Vec<i8>,
+    /// `max|w| / 127` per output feature, padded to whole panels with zeros.
+    scales: Vec<f32>,
+    /// `scale · Σ_k q_w` per output feature (same padding): the weight side of
+    /// the activations' offset term.
+    sums: Vec<f32>,
 }
 
 /// A weight matrix `(n, k)` (nn.Linear's `(out, in)`) in kernel layout, with its bias.
@@ -115,7 +141,7 @@ impl PackedWeights {
         let (k_padded, panels) = match precision {
             Precision::F32 => (
                 k,
-                Panels::F32(pack_weight_panels(n, k, k, &row, |panel, rows| {
+                Panels::F32(pack_weight_panels(n, k, k, &row, |panel, rows, _| {
                     for (kk, dst) in panel.chunks_exact_mut(NR).enumerate() {
                         for (d, src) in dst.iter_mut().zip(rows) {
                             *d = src[kk];
@@ -125,7 +151,7 @@ impl PackedWeights {
             ),
             Precision::Bf16 => {
                 let kp = k.next_multiple_of(2);
-                let panels = pack_weight_panels(n, k, kp, &row, |panel, rows| {
+                let panels = pack_weight_panels(n, k, kp, &row, |panel, rows, _| {
                     for (kp, dst) in panel.chunks_exact_mut(2 * NR).enumerate() {
                         for (j, src) in rows.iter().enumerate() {
                             dst[2 * j] = f32_to_bf16(src[2 * kp]);
@@ -134,6 +160,10 @@ impl PackedWeights {
                     }
                 });
                 (kp, Panels::Bf16(panels))
+            }
+            Precision::Int8 => {
+                let kp = k.next_multiple_of(4);
+                (kp, Panels::Int8(pack_int8(n, k, kp, &row)))
             }
         };
         Self {
@@ -183,6 +213,7 @@ impl PackedWeights {
         match self.panels {
             Panels::F32(_) => Precision::F32,
             Panels::Bf16(_) => Precision::Bf16,
+            Panels::Int8(_) => Precision::Int8,
         }
     }
 
@@ -191,6 +222,7 @@ impl PackedWeights {
         let panels = match &self.panels {
             Panels::F32(d) => d.len() * 4,
             Panels::Bf16(d) => d.len() * 2,
+            Panels::Int8(q) => q.data.len() + (q.scales.len() + q.sums.len()) * 4,
         };
         panels + self.bias.as_ref().map_or(0, |b| b.len() * 4)
     }
@@ -202,14 +234,14 @@ impl PackedWeights {
 }
 
 /// Panels of `NR` output features, `k_padded × NR` elements each, filled in
-/// parallel by `fill(panel, rows)` from the panel's source rows (cut to `k`).
+/// parallel by `fill(panel, rows, p)` from panel `p`'s source rows (cut to `k`).
 /// Writes are sequential and the few source rows stay in L1.
 fn pack_weight_panels<'a, T, F>(
     n: usize,
     k: usize,
     k_padded: usize,
     row: &F,
-    fill: impl Fn(&mut [T], &[&[f32]]) + Sync,
+    fill: impl Fn(&mut [T], &[&[f32]], usize) + Sync,
 ) -> Vec<T>
 where
     T: Copy + Default + Send,
@@ -222,9 +254,52 @@ where
             let rows: Vec<&[f32]> = (0..NR.min(n - p * NR))
                 .map(|j| &row(p * NR + j)[..k])
                 .collect();
-            fill(panel, &rows);
+            fill(panel, &rows, p);
         });
     data
+}
+
+/// Symmetric per-feature int8 quantisation, packed for `vpdpbusd`.
+fn pack_int8<'a, F>(n: usize, k: usize, k_padded: usize, row: &F) -> Int8Panels
+where
+    F: Fn(usize) -> &'a [f32] + Sync,
+{
+    let padded_n = n.div_ceil(NR) * NR;
+    let mut scales = vec![0f32; padded_n];
+    scales[..n].par_iter_mut().enumerate().for_each(|(j, s)| {
+        *s = row(j)[..k].iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0;
+    });
+    let data = pack_weight_panels(n, k, k_padded, row, |panel: &mut [i8], rows, p| {
+        let inv: Vec<f32> = scales[p * NR..p * NR + rows.len()]
+            .iter()
+            .map(|&s| if s > 0.0 { 1.0 / s } else { 0.0 })
+            .collect();
+        for (g, dst) in panel.chunks_exact_mut(4 * NR).enumerate() {
+            for (j, (src, &inv)) in rows.iter().zip(&inv).enumerate() {
+                for t in 0..4 {
+                    let v = src.get(4 * g + t).map_or(0.0, |&v| (v * inv).round());
+                    dst[4 * j + t] = v.clamp(-127.0, 127.0) as i8;
+                }
+            }
+        }
+    });
+    let mut sums = vec![0f32; padded_n];
+    for (p, panel) in data.chunks_exact(k_padded * NR).enumerate() {
+        let mut colsum = [0i32; NR];
+        for group in panel.chunks_exact(4 * NR) {
+            for (j, sum) in colsum.iter_mut().enumerate() {
+                *sum += group[4 * j..4 * j + 4]
+                    .iter()
+                    .map(|&q| q as i32)
+                    .sum::<i32>();
+            }
+        }
+        for (j, &sum) in colsum.iter().enumerate() {
+            // |Σ q| <= 127·k is exact in f32 for any k below 132 000.
+            sums[p * NR + j] = scales[p * NR + j] * sum as f32;
+        }
+    }
+    Int8Panels { data, scales, sums }
 }
 
 /// `c (m×n) = init + a (m×k) · Wᵀ`, then `act`, with the best kernel for this CPU.
@@ -269,6 +344,8 @@ pub fn gemm_with_isa(
     } else {
         rayon::current_num_threads()
     };
+    // int8: each row's scale spans all of K, so it is found before the blocks.
+    let quant = matches!(w.panels, Panels::Int8(_)).then(|| RowQuant::new(a, m, k, threads > 1));
     // Split rows when every thread gets a few tiles: each thread then packs only
     // its own rows (streaming the weights is cheap, they sit in L2/L3). Small
     // batches split output features instead.
@@ -288,7 +365,19 @@ pub fn gemm_with_isa(
         // this whole call; `rows` ⊆ 0..m and `panel_range` ⊆ 0..panels, and the
         // (mi, ni) blocks are disjoint, so no two tasks touch the same element.
         // `kernel` was selected for `isa`, which the CPU supports (asserted above).
-        unsafe { run_block(&kernel, a, w, c_ptr.get(), rows, panel_range, init, act) }
+        unsafe {
+            run_block(
+                &kernel,
+                a,
+                quant.as_ref(),
+                w,
+                c_ptr.get(),
+                rows,
+                panel_range,
+                init,
+                act,
+            )
+        }
     };
     let tasks = n_chunks * m_chunks;
     if tasks == 1 {
@@ -310,17 +399,103 @@ thread_local! {
     static PACKED_A: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Per-row u8 quantisation of int8 activations: `x ≈ min + scale·q`.
+struct RowQuant {
+    min: Vec<f32>,
+    scale: Vec<f32>,
+    inv: Vec<f32>,
+}
+
+impl RowQuant {
+    /// Each row of the `m × k` matrix `a` mapped onto 0..=255 over its own range.
+    /// An asymmetric range spends all 256 levels on the values present (GELU
+    /// outputs hardly go below zero); a NaN quantises to 0.
+    fn new(a: &[f32], m: usize, k: usize, parallel: bool) -> Self {
+        let mut q = RowQuant {
+            min: vec![0.0; m],
+            scale: vec![0.0; m],
+            inv: vec![0.0; m],
+        };
+        let fill = |(((row, min), scale), inv): (((&[f32], &mut f32), &mut f32), &mut f32)| {
+            let (lo, hi) = row_range(row);
+            let s = (hi - lo) / 255.0;
+            // A constant row (or none) needs no steps: every q is 0 and x = min.
+            let (lo, s) = match (lo.is_finite(), s > 0.0 && s.is_finite()) {
+                (true, true) => (lo, s),
+                (true, false) => (lo, 1.0),
+                _ => (0.0, 1.0),
+            };
+            (*min, *scale, *inv) = (lo, s, 1.0 / s);
+        };
+        let rows = a.chunks_exact(k.max(1)).take(m);
+        if parallel {
+            rows.collect::<Vec<_>>()
+                .into_par_iter()
+                .zip(q.min.par_iter_mut())
+                .zip(q.scale.par_iter_mut())
+                .zip(q.inv.par_iter_mut())
+                .for_each(fill);
+        } else {
+            rows.zip(q.min.iter_mut())
+                .zip(q.scale.iter_mut())
+                .zip(q.inv.iter_mut())
+                .for_each(fill);
+        }
+        q
+    }
+
+    /// Row `r`'s four values from depth `4·group` as u8 bytes of one word (little
+    /// endian: byte `t` pairs with the weight byte `t` in `vpdpbusd`); depths
+    /// past the row give 0, which meets zero-padded weights.
+    #[inline(always)]
+    fn group(&self, r: usize, row: &[f32], group: usize) -> u32 {
+        let (min, inv) = (self.min[r], self.inv[r]);
+        let mut word = 0u32;
+        for t in 0..4 {
+            if let Some(&x) = row.get(4 * group + t) {
+                // In 0..=255 up to rounding; the cast saturates (and takes NaN to 0).
+                word |= (((x - min) * inv + 0.5) as u8 as u32) << (8 * t);
+            }
+        }
+        word
+    }
+}
+
+/// `(min, max)` of a row, in 16 lanes so it vectorises (NaNs are skipped).
+fn row_range(row: &[f32]) -> (f32, f32) {
+    let mut lo = [f32::INFINITY; 16];
+    let mut hi = [f32::NEG_INFINITY; 16];
+    let chunks = row.chunks_exact(16);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for i in 0..16 {
+            lo[i] = if c[i] < lo[i] { c[i] } else { lo[i] };
+            hi[i] = if c[i] > hi[i] { c[i] } else { hi[i] };
+        }
+    }
+    for (i, &x) in tail.iter().enumerate() {
+        lo[i] = if x < lo[i] { x } else { lo[i] };
+        hi[i] = if x > hi[i] { x } else { hi[i] };
+    }
+    (
+        lo.iter().fold(f32::INFINITY, |m, &v| m.min(v)),
+        hi.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)),
+    )
+}
+
 /// One block of C: rows × weight panels, all of K.
 ///
 /// # Safety
 /// `c` must point to the row-major `m × w.n` output (`m >= rows.end`), valid for
 /// writes, with no one else reading or writing the `rows × panels` block while
 /// this runs; `panels.end <= w.n.div_ceil(NR)`; `a` holds at least `rows.end`
-/// rows of `w.k`; and the CPU must have the features `kernel.micro` needs.
+/// rows of `w.k`; `quant` covers those rows when `kernel` is an int8 one; and
+/// the CPU must have the features `kernel.micro` needs.
 #[allow(clippy::too_many_arguments)]
 unsafe fn run_block(
     kernel: &Kernel,
     a: &[f32],
+    quant: Option<&RowQuant>,
     w: &PackedWeights,
     c: *mut f32,
     rows: std::ops::Range<usize>,
@@ -336,15 +511,17 @@ unsafe fn run_block(
     let mr = kernel.mr;
     let mc = (MC / mr).max(1) * mr;
     PACKED_A.with_borrow_mut(|packed| {
+        // Every kernel's depth block packs into at most KC words per row.
         packed.resize(mc * KC, 0);
         let mut m0 = rows.start;
         while m0 < rows.end {
             let mrows = mc.min(rows.end - m0);
             let mut k0 = 0;
             while k0 < k {
-                let kc = KC.min(k - k0);
+                let kc = kernel.kc.min(k - k0);
                 let block = ABlock {
                     a,
+                    quant,
                     lda: k,
                     m0,
                     mrows,
@@ -360,6 +537,7 @@ unsafe fn run_block(
                     let b_ptr: *const u8 = match &w.panels {
                         Panels::F32(d) => d[off..].as_ptr().cast(),
                         Panels::Bf16(d) => d[off..].as_ptr().cast(),
+                        Panels::Int8(q) => q.data[off..].as_ptr().cast(),
                     };
                     for (i, r0) in (m0..m0 + mrows).step_by(mr).enumerate() {
                         let tile = Tile {
@@ -377,6 +555,12 @@ unsafe fn run_block(
                             // <= rows.end, p * NR + cols <= n) and in this call's
                             // block, which the caller gave to this thread alone.
                             unsafe { tile.init(w.bias.as_deref().map(|b| &b[p * NR..]), init) };
+                            if let (Some(q), Panels::Int8(wq)) = (quant, &w.panels) {
+                                // SAFETY: as for `init`.
+                                unsafe {
+                                    tile.add_outer(&q.min[r0..r0 + tile.rows], &wq.sums[p * NR..])
+                                };
+                            }
                         }
                         let a_panel = packed[i * stride..].as_ptr();
                         // SAFETY: the micro-kernel contract (see `Micro`): pack_a
@@ -385,7 +569,23 @@ unsafe fn run_block(
                         // to even) steps of NR, the tile is inside C and ours, and
                         // the caller guarantees the CPU features of `kernel.micro`.
                         unsafe {
-                            (kernel.micro)(kc, a_panel, b_ptr, tile.c, n, tile.rows, tile.cols)
+                            match (kernel.micro, quant, &w.panels) {
+                                (Micro::Float(micro), ..) => {
+                                    micro(kc, a_panel, b_ptr, tile.c, n, tile.rows, tile.cols)
+                                }
+                                (Micro::Int8(micro), Some(q), Panels::Int8(wq)) => micro(
+                                    kc,
+                                    a_panel,
+                                    b_ptr,
+                                    tile.c,
+                                    n,
+                                    tile.rows,
+                                    tile.cols,
+                                    q.scale[r0..r0 + tile.rows].as_ptr(),
+                                    wq.scales[p * NR..].as_ptr(),
+                                ),
+                                _ => unreachable!("int8 kernels are chosen for int8 weights"),
+                            }
                         };
                         if let (Some(act), true) = (act, k0 + kc == k) {
                             // SAFETY: as for `init`: the tile is inside C and ours.
@@ -450,6 +650,20 @@ impl Tile {
         }
     }
 
+    /// C += `rows[r] · cols[j]` (the int8 activations' offset term).
+    ///
+    /// # Safety
+    /// The tile contract above; `rows` has the tile's rows, `cols` at least its columns.
+    unsafe fn add_outer(&self, rows: &[f32], cols: &[f32]) {
+        for (r, &x) in rows.iter().enumerate() {
+            // SAFETY: r < rows; the slice lives for this iteration only.
+            let out = unsafe { self.row(r) };
+            for (o, &y) in out.iter_mut().zip(cols) {
+                *o += x * y;
+            }
+        }
+    }
+
     /// After the last depth block.
     ///
     /// # Safety
@@ -466,6 +680,8 @@ impl Tile {
 #[derive(Clone, Copy)]
 struct ABlock<'a> {
     a: &'a [f32],
+    /// The rows' quantisation, for int8 kernels.
+    quant: Option<&'a RowQuant>,
     lda: usize,
     m0: usize,
     mrows: usize,
@@ -479,15 +695,30 @@ type PackA = fn(&ABlock, usize, &mut [u32]) -> usize;
 /// the `rows × cols` product of the panels into the C tile.
 ///
 /// The micro-kernel contract, the `# Safety` of every such function: the A
-/// panel holds `kc` depth steps (rounded up to even for bf16) of the kernel's
+/// panel holds `kc` depth steps (rounded up to even for bf16, to a multiple of
+/// 4 for int8) of the kernel's
 /// `MR` packed rows; the weight panel holds as many steps of `NR` values;
 /// `rows <= MR`, `cols <= NR`; the `rows × cols` floats at the C tile (row
 /// stride `ldc`) are valid for reads and writes and no one else touches them
 /// meanwhile; and the CPU has the target features the kernel is compiled for.
-type Micro = unsafe fn(usize, *const u32, *const u8, *mut f32, usize, usize, usize);
+type MicroF32 = unsafe fn(usize, *const u32, *const u8, *mut f32, usize, usize, usize);
+/// An int8 micro-kernel: the float one's arguments, then the scales of the
+/// tile's rows and of its NR columns, which turn the integer sums into floats.
+/// Its contract adds: `rows` row scales and NR column scales are readable there.
+type MicroInt8 =
+    unsafe fn(usize, *const u32, *const u8, *mut f32, usize, usize, usize, *const f32, *const f32);
+
+#[derive(Clone, Copy)]
+enum Micro {
+    Float(MicroF32),
+    Int8(MicroInt8),
+}
 
 struct Kernel {
     mr: usize,
+    /// Depth per packed block: KC words of A per row, so int8 (four depths a
+    /// word) goes 4× deeper and writes C a quarter as often.
+    kc: usize,
     pack_a: PackA,
     micro: Micro,
 }
@@ -500,22 +731,33 @@ impl Kernel {
                 (Isa::Avx512, Precision::F32) => {
                     return Kernel {
                         mr: x86::MR_512,
+                        kc: KC,
                         pack_a: pack_a_f32,
-                        micro: x86::micro_f32_avx512,
+                        micro: Micro::Float(x86::micro_f32_avx512),
                     }
                 }
                 (Isa::Avx512, Precision::Bf16) if Isa::has_bf16_dot() => {
                     return Kernel {
                         mr: x86::MR_512,
+                        kc: KC,
                         pack_a: pack_a_bf16_pairs,
-                        micro: x86::micro_bf16_avx512,
+                        micro: Micro::Float(x86::micro_bf16_avx512),
+                    }
+                }
+                (Isa::Avx512, Precision::Int8) if Isa::has_int8_dot() => {
+                    return Kernel {
+                        mr: x86::MR_512,
+                        kc: 4 * KC,
+                        pack_a: pack_a_u8_groups,
+                        micro: Micro::Int8(x86::micro_int8_avx512),
                     }
                 }
                 (Isa::Avx2, Precision::F32) => {
                     return Kernel {
                         mr: x86::MR_256,
+                        kc: KC,
                         pack_a: pack_a_f32,
-                        micro: x86::micro_f32_avx2,
+                        micro: Micro::Float(x86::micro_f32_avx2),
                     }
                 }
                 _ => {}
@@ -525,13 +767,21 @@ impl Kernel {
         match precision {
             Precision::F32 => Kernel {
                 mr: portable::MR,
+                kc: KC,
                 pack_a: pack_a_f32,
-                micro: portable::micro_f32,
+                micro: Micro::Float(portable::micro_f32),
             },
             Precision::Bf16 => Kernel {
                 mr: portable::MR,
+                kc: KC,
                 pack_a: pack_a_f32_even,
-                micro: portable::micro_bf16,
+                micro: Micro::Float(portable::micro_bf16),
+            },
+            Precision::Int8 => Kernel {
+                mr: portable::MR,
+                kc: 4 * KC,
+                pack_a: pack_a_u8_groups,
+                micro: Micro::Int8(portable::micro_int8),
             },
         }
     }
@@ -541,17 +791,18 @@ impl Kernel {
 const MAX_MR: usize = 16;
 
 /// The panel walk every packer shares: MR-row panels of `units` depth steps,
-/// `[step][r]`, where `unit(row, step)` makes one packed word from a row of the
-/// block; rows past the end are zero.
+/// `[step][r]`, where `unit(row, step, r)` makes one packed word from row `r`
+/// of A (its slice within the block); rows past the end are zero.
 fn pack_panels(
     block: &ABlock,
     mr: usize,
     out: &mut [u32],
     units: usize,
-    unit: impl Fn(&[f32], usize) -> u32,
+    unit: impl Fn(&[f32], usize, usize) -> u32,
 ) -> usize {
     let ABlock {
         a,
+        quant: _,
         lda,
         m0,
         mrows,
@@ -574,8 +825,8 @@ fn pack_panels(
             *src = &a[(r0 + r) * lda + k0..][..kc];
         }
         for (step, dst) in panel.chunks_exact_mut(mr).enumerate() {
-            for (d, src) in dst.iter_mut().zip(&sources[..rows]) {
-                *d = unit(src, step);
+            for (r, (d, src)) in dst.iter_mut().zip(&sources[..rows]).enumerate() {
+                *d = unit(src, step, r0 + r);
             }
         }
     }
@@ -584,23 +835,33 @@ fn pack_panels(
 
 /// f32 panels `[k][r]`.
 fn pack_a_f32(block: &ABlock, mr: usize, out: &mut [u32]) -> usize {
-    pack_panels(block, mr, out, block.kc, |row, k| row[k].to_bits())
+    pack_panels(block, mr, out, block.kc, |row, k, _| row[k].to_bits())
 }
 
 /// f32 panels with the depth rounded up to even (zero-filled), for the portable
 /// bf16 kernel that walks K in pairs.
 fn pack_a_f32_even(block: &ABlock, mr: usize, out: &mut [u32]) -> usize {
-    pack_panels(block, mr, out, block.kc.next_multiple_of(2), |row, k| {
+    pack_panels(block, mr, out, block.kc.next_multiple_of(2), |row, k, _| {
         row.get(k).map_or(0, |v| v.to_bits())
     })
 }
 
 /// bf16 pairs `(a[k], a[k+1])` in one u32 per row, panels `[k/2][r]`.
 fn pack_a_bf16_pairs(block: &ABlock, mr: usize, out: &mut [u32]) -> usize {
-    pack_panels(block, mr, out, block.kc.div_ceil(2), |row, kp| {
+    pack_panels(block, mr, out, block.kc.div_ceil(2), |row, kp, _| {
         let lo = f32_to_bf16(row[2 * kp]) as u32;
         let hi = row.get(2 * kp + 1).map_or(0, |&v| f32_to_bf16(v) as u32);
         lo | (hi << 16)
+    })
+}
+
+/// u8 quantised groups of four depths in one u32 per row, panels `[k/4][r]`.
+fn pack_a_u8_groups(block: &ABlock, mr: usize, out: &mut [u32]) -> usize {
+    let quant = block
+        .quant
+        .expect("int8 kernels get the rows' quantisation");
+    pack_panels(block, mr, out, block.kc.div_ceil(4), |row, g, r| {
+        quant.group(r, row, g)
     })
 }
 
@@ -642,7 +903,7 @@ mod portable {
     pub const MR: usize = 4;
 
     /// # Safety
-    /// The micro-kernel contract (see [`super::Micro`]).
+    /// The micro-kernel contract (see [`super::MicroF32`]).
     pub unsafe fn micro_f32(
         kc: usize,
         a: *const u32,
@@ -673,7 +934,7 @@ mod portable {
     }
 
     /// # Safety
-    /// The micro-kernel contract (see [`super::Micro`]).
+    /// The micro-kernel contract (see [`super::MicroF32`]).
     pub unsafe fn micro_bf16(
         kc: usize,
         a: *const u32,
@@ -703,6 +964,52 @@ mod portable {
         }
         // SAFETY: the C tile is valid and ours by the contract.
         unsafe { add_tile(&acc, c, ldc, rows, cols) };
+    }
+
+    /// # Safety
+    /// The int8 micro-kernel contract (see [`super::MicroInt8`]).
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn micro_int8(
+        kc: usize,
+        a: *const u32,
+        b: *const u8,
+        c: *mut f32,
+        ldc: usize,
+        rows: usize,
+        cols: usize,
+        row_scales: *const f32,
+        col_scales: *const f32,
+    ) {
+        let groups = kc.div_ceil(4);
+        // SAFETY: by the contract, `groups` steps of MR packed u32 words and of
+        // 4 × NR int8 weights, `rows` row scales and NR column scales.
+        let (a, b, row_scales, col_scales) = unsafe {
+            (
+                std::slice::from_raw_parts(a, groups * MR),
+                std::slice::from_raw_parts(b.cast::<i8>(), groups * 4 * NR),
+                std::slice::from_raw_parts(row_scales, rows),
+                std::slice::from_raw_parts(col_scales, NR),
+            )
+        };
+        let mut acc = [[0i32; NR]; MR];
+        for (ag, bg) in a.chunks_exact(MR).zip(b.chunks_exact(4 * NR)) {
+            for r in 0..MR {
+                let av = ag[r].to_le_bytes();
+                for j in 0..NR {
+                    acc[r][j] += (0..4)
+                        .map(|t| av[t] as i32 * bg[4 * j + t] as i32)
+                        .sum::<i32>();
+                }
+            }
+        }
+        let mut out = [[0f32; NR]; MR];
+        for ((o, a), &rs) in out.iter_mut().zip(&acc).zip(row_scales) {
+            for ((o, &a), &cs) in o.iter_mut().zip(a).zip(col_scales) {
+                *o = a as f32 * (rs * cs);
+            }
+        }
+        // SAFETY: the C tile is valid and ours by the contract.
+        unsafe { add_tile(&out, c, ldc, rows, cols) };
     }
 }
 
@@ -765,7 +1072,7 @@ mod x86 {
     }
 
     /// # Safety
-    /// The micro-kernel contract (see [`super::Micro`]).
+    /// The micro-kernel contract (see [`super::MicroF32`]).
     #[target_feature(enable = "avx512f")]
     pub unsafe fn micro_f32_avx512(
         kc: usize,
@@ -800,7 +1107,7 @@ mod x86 {
     }
 
     /// # Safety
-    /// The micro-kernel contract (see [`super::Micro`]).
+    /// The micro-kernel contract (see [`super::MicroF32`]).
     #[target_feature(enable = "avx512f,avx512bf16")]
     pub unsafe fn micro_bf16_avx512(
         kc: usize,
@@ -836,7 +1143,60 @@ mod x86 {
     }
 
     /// # Safety
-    /// The micro-kernel contract (see [`super::Micro`]).
+    /// The int8 micro-kernel contract (see [`super::MicroInt8`]).
+    #[target_feature(enable = "avx512f,avx512vnni")]
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn micro_int8_avx512(
+        kc: usize,
+        a: *const u32,
+        b: *const u8,
+        c: *mut f32,
+        ldc: usize,
+        rows: usize,
+        cols: usize,
+        row_scales: *const f32,
+        col_scales: *const f32,
+    ) {
+        let mut a = a;
+        let mut b = b;
+        let mut acc = [_mm512_setzero_si512(); 2 * MR_512];
+        for _ in 0..kc.div_ceil(4) {
+            // SAFETY: each step (a group of four depths) reads MR_512 u32 words of
+            // the A panel and 4 × NR = 128 bytes of the weight panel, inside by
+            // the contract; unaligned loads need no alignment.
+            unsafe {
+                let b0 = _mm512_loadu_si512(b.cast());
+                let b1 = _mm512_loadu_si512(b.add(64).cast());
+                for r in 0..MR_512 {
+                    let av = _mm512_set1_epi32(*a.add(r) as i32);
+                    acc[2 * r] = _mm512_dpbusd_epi32(acc[2 * r], av, b0);
+                    acc[2 * r + 1] = _mm512_dpbusd_epi32(acc[2 * r + 1], av, b1);
+                }
+                a = a.add(MR_512);
+                b = b.add(4 * NR);
+            }
+        }
+        // SAFETY: NR column scales are readable by the contract.
+        let (cs0, cs1) = unsafe {
+            (
+                _mm512_loadu_ps(col_scales),
+                _mm512_loadu_ps(col_scales.add(16)),
+            )
+        };
+        let mut out = [_mm512_setzero_ps(); 2 * MR_512];
+        for r in 0..rows.min(MR_512) {
+            // SAFETY: r < rows: one of the `rows` row scales of the contract.
+            let rs = _mm512_set1_ps(unsafe { *row_scales.add(r) });
+            out[2 * r] = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[2 * r]), _mm512_mul_ps(cs0, rs));
+            out[2 * r + 1] =
+                _mm512_mul_ps(_mm512_cvtepi32_ps(acc[2 * r + 1]), _mm512_mul_ps(cs1, rs));
+        }
+        // SAFETY: AVX-512F is enabled here; the C tile is valid and ours.
+        unsafe { store_512(&out, c, ldc, rows, cols) };
+    }
+
+    /// # Safety
+    /// The micro-kernel contract (see [`super::MicroF32`]).
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn micro_f32_avx2(
         kc: usize,
