@@ -77,6 +77,7 @@ impl RunArgs {
             device: DeviceChoice::parse(&self.device)?,
             precision: self.precision,
         };
+        warn_if_int8_is_slow(self.precision, options.device);
         LoadedModel::load(spec, &options).with_context(|| format!("cannot load model '{spec}'"))
     }
 
@@ -95,6 +96,19 @@ impl RunArgs {
             max_pixels: self.max_pixels.unwrap_or(defaults.max_pixels),
             ..defaults
         }
+    }
+}
+
+/// int8 is fast only with the VNNI kernel; elsewhere it runs the portable
+/// kernel, correct but far slower than f32: say so rather than let it pass.
+pub fn warn_if_int8_is_slow(precision: Precision, device: DeviceChoice) {
+    if precision == Precision::Int8
+        && device == DeviceChoice::Cpu
+        && !seer_kernels::Isa::has_int8_dot()
+    {
+        eprintln!(
+            "warning: this CPU has no AVX-512 VNNI: int8 runs on the portable kernel, much slower than f32"
+        );
     }
 }
 

@@ -399,65 +399,76 @@ thread_local! {
     static PACKED_A: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Per-row u8 quantisation of int8 activations: `x ≈ min + scale·q`.
+/// int8 activations: each row quantised to u8 over its own range, `x ≈ min +
+/// scale·q`, once per product (its scale spans all of K, and every weight panel
+/// and thread reuses it), so packing A is a copy.
 struct RowQuant {
     min: Vec<f32>,
     scale: Vec<f32>,
-    inv: Vec<f32>,
+    /// Row-major `m × groups`: four u8 of consecutive depths per word, little
+    /// endian (byte `t` pairs with weight byte `t` in `vpdpbusd`); depths past
+    /// K are 0, which meets zero-padded weights.
+    words: Vec<u32>,
+    /// Words per row: K rounded up to 4, over 4.
+    groups: usize,
 }
 
 impl RowQuant {
-    /// Each row of the `m × k` matrix `a` mapped onto 0..=255 over its own range.
     /// An asymmetric range spends all 256 levels on the values present (GELU
     /// outputs hardly go below zero); a NaN quantises to 0.
     fn new(a: &[f32], m: usize, k: usize, parallel: bool) -> Self {
+        let groups = k.div_ceil(4).max(1);
         let mut q = RowQuant {
             min: vec![0.0; m],
             scale: vec![0.0; m],
-            inv: vec![0.0; m],
+            words: vec![0; m * groups],
+            groups,
         };
-        let fill = |(((row, min), scale), inv): (((&[f32], &mut f32), &mut f32), &mut f32)| {
-            let (lo, hi) = row_range(row);
-            let s = (hi - lo) / 255.0;
-            // A constant row (or none) needs no steps: every q is 0 and x = min.
-            let (lo, s) = match (lo.is_finite(), s > 0.0 && s.is_finite()) {
-                (true, true) => (lo, s),
-                (true, false) => (lo, 1.0),
-                _ => (0.0, 1.0),
+        let quantise =
+            |((row, words), (min, scale)): ((&[f32], &mut [u32]), (&mut f32, &mut f32))| {
+                let (lo, hi) = row_range(row);
+                let s = (hi - lo) / 255.0;
+                // A constant row (or none) needs no steps: every q is 0 and x = min.
+                let (lo, s) = match (lo.is_finite(), s > 0.0 && s.is_finite()) {
+                    (true, true) => (lo, s),
+                    (true, false) => (lo, 1.0),
+                    _ => (0.0, 1.0),
+                };
+                (*min, *scale) = (lo, s);
+                quantise_row(row, lo, 1.0 / s, words);
             };
-            (*min, *scale, *inv) = (lo, s, 1.0 / s);
-        };
-        let rows = a.chunks_exact(k.max(1)).take(m);
+        let k = k.max(1);
         if parallel {
-            rows.collect::<Vec<_>>()
-                .into_par_iter()
-                .zip(q.min.par_iter_mut())
-                .zip(q.scale.par_iter_mut())
-                .zip(q.inv.par_iter_mut())
-                .for_each(fill);
+            a.par_chunks_exact(k)
+                .zip(q.words.par_chunks_exact_mut(groups))
+                .zip(q.min.par_iter_mut().zip(q.scale.par_iter_mut()))
+                .for_each(quantise);
         } else {
-            rows.zip(q.min.iter_mut())
-                .zip(q.scale.iter_mut())
-                .zip(q.inv.iter_mut())
-                .for_each(fill);
+            a.chunks_exact(k)
+                .zip(q.words.chunks_exact_mut(groups))
+                .zip(q.min.iter_mut().zip(q.scale.iter_mut()))
+                .for_each(quantise);
         }
         q
     }
+}
 
-    /// Row `r`'s four values from depth `4·group` as u8 bytes of one word (little
-    /// endian: byte `t` pairs with the weight byte `t` in `vpdpbusd`); depths
-    /// past the row give 0, which meets zero-padded weights.
-    #[inline(always)]
-    fn group(&self, r: usize, row: &[f32], group: usize) -> u32 {
-        let (min, inv) = (self.min[r], self.inv[r]);
-        let mut word = 0u32;
-        for t in 0..4 {
-            if let Some(&x) = row.get(4 * group + t) {
-                // In 0..=255 up to rounding; the cast saturates (and takes NaN to 0).
-                word |= (((x - min) * inv + 0.5) as u8 as u32) << (8 * t);
-            }
-        }
-        word
+/// `round((x - min)·inv)` for a row, four to a word (see [`RowQuant::words`]).
+fn quantise_row(row: &[f32], min: f32, inv: f32, out: &mut [u32]) {
+    // Clamped before the cast, so it is a plain vectorisable conversion; the
+    // clamp's `max` also takes NaN to 0.
+    let q = |x: f32| ((x - min) * inv + 0.5).max(0.0).min(255.0) as i32 as u32;
+    let chunks = row.chunks_exact(4);
+    let tail = chunks.remainder();
+    for (w, c) in out.iter_mut().zip(chunks) {
+        *w = q(c[0]) | q(c[1]) << 8 | q(c[2]) << 16 | q(c[3]) << 24;
+    }
+    if !tail.is_empty() {
+        let last = tail
+            .iter()
+            .enumerate()
+            .fold(0, |w, (t, &x)| w | q(x) << (8 * t));
+        out[row.len() / 4] = last;
     }
 }
 
@@ -791,24 +802,43 @@ impl Kernel {
 const MAX_MR: usize = 16;
 
 /// The panel walk every packer shares: MR-row panels of `units` depth steps,
-/// `[step][r]`, where `unit(row, step, r)` makes one packed word from row `r`
-/// of A (its slice within the block); rows past the end are zero.
+/// `[step][r]`, where `unit(row, step)` makes one packed word from a row of the
+/// block; rows past the end are zero.
 fn pack_panels(
     block: &ABlock,
     mr: usize,
     out: &mut [u32],
     units: usize,
-    unit: impl Fn(&[f32], usize, usize) -> u32,
+    unit: impl Fn(&[f32], usize) -> u32,
 ) -> usize {
-    let ABlock {
-        a,
-        quant: _,
-        lda,
-        m0,
-        mrows,
-        k0,
-        kc,
-    } = *block;
+    pack_rows(
+        block.a,
+        block.lda,
+        block.m0..block.m0 + block.mrows,
+        block.k0,
+        block.kc,
+        mr,
+        out,
+        units,
+        unit,
+    )
+}
+
+/// [`pack_panels`] on any row-major source: rows `rows` of `a` (row stride
+/// `lda`), its elements `k0..k0 + kc` per row.
+#[allow(clippy::too_many_arguments)]
+fn pack_rows<T: Copy>(
+    a: &[T],
+    lda: usize,
+    rows: std::ops::Range<usize>,
+    k0: usize,
+    kc: usize,
+    mr: usize,
+    out: &mut [u32],
+    units: usize,
+    unit: impl Fn(&[T], usize) -> u32,
+) -> usize {
+    let (m0, mrows) = (rows.start, rows.len());
     assert!(mr <= MAX_MR, "a micro-kernel of {mr} rows");
     let stride = units * mr;
     for (i, r0) in (m0..m0 + mrows).step_by(mr).enumerate() {
@@ -825,8 +855,8 @@ fn pack_panels(
             *src = &a[(r0 + r) * lda + k0..][..kc];
         }
         for (step, dst) in panel.chunks_exact_mut(mr).enumerate() {
-            for (r, (d, src)) in dst.iter_mut().zip(&sources[..rows]).enumerate() {
-                *d = unit(src, step, r0 + r);
+            for (d, src) in dst.iter_mut().zip(&sources[..rows]) {
+                *d = unit(src, step);
             }
         }
     }
@@ -835,20 +865,20 @@ fn pack_panels(
 
 /// f32 panels `[k][r]`.
 fn pack_a_f32(block: &ABlock, mr: usize, out: &mut [u32]) -> usize {
-    pack_panels(block, mr, out, block.kc, |row, k, _| row[k].to_bits())
+    pack_panels(block, mr, out, block.kc, |row, k| row[k].to_bits())
 }
 
 /// f32 panels with the depth rounded up to even (zero-filled), for the portable
 /// bf16 kernel that walks K in pairs.
 fn pack_a_f32_even(block: &ABlock, mr: usize, out: &mut [u32]) -> usize {
-    pack_panels(block, mr, out, block.kc.next_multiple_of(2), |row, k, _| {
+    pack_panels(block, mr, out, block.kc.next_multiple_of(2), |row, k| {
         row.get(k).map_or(0, |v| v.to_bits())
     })
 }
 
 /// bf16 pairs `(a[k], a[k+1])` in one u32 per row, panels `[k/2][r]`.
 fn pack_a_bf16_pairs(block: &ABlock, mr: usize, out: &mut [u32]) -> usize {
-    pack_panels(block, mr, out, block.kc.div_ceil(2), |row, kp, _| {
+    pack_panels(block, mr, out, block.kc.div_ceil(2), |row, kp| {
         let lo = f32_to_bf16(row[2 * kp]) as u32;
         let hi = row.get(2 * kp + 1).map_or(0, |&v| f32_to_bf16(v) as u32);
         lo | (hi << 16)
@@ -857,12 +887,23 @@ fn pack_a_bf16_pairs(block: &ABlock, mr: usize, out: &mut [u32]) -> usize {
 
 /// u8 quantised groups of four depths in one u32 per row, panels `[k/4][r]`.
 fn pack_a_u8_groups(block: &ABlock, mr: usize, out: &mut [u32]) -> usize {
-    let quant = block
+    let q = block
         .quant
         .expect("int8 kernels get the rows' quantisation");
-    pack_panels(block, mr, out, block.kc.div_ceil(4), |row, g, r| {
-        quant.group(r, row, g)
-    })
+    // Depth blocks start at multiples of 4 (the int8 block depth is one).
+    let (g0, groups) = (block.k0 / 4, block.kc.div_ceil(4));
+    let rows = block.m0..block.m0 + block.mrows;
+    pack_rows(
+        &q.words,
+        q.groups,
+        rows,
+        g0,
+        groups,
+        mr,
+        out,
+        groups,
+        |row, g| row[g],
+    )
 }
 
 /// Round to nearest even, as PyTorch's `.to(torch.bfloat16)`.
