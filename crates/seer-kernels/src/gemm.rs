@@ -345,7 +345,8 @@ pub fn gemm_with_isa(
         rayon::current_num_threads()
     };
     // int8: each row's scale spans all of K, so it is found before the blocks.
-    let quant = matches!(w.panels, Panels::Int8(_)).then(|| RowQuant::new(a, m, k, threads > 1));
+    let quant =
+        matches!(w.panels, Panels::Int8(_)).then(|| RowQuant::new(isa, a, m, k, threads > 1));
     // Split rows when every thread gets a few tiles: each thread then packs only
     // its own rows (streaming the weights is cheap, they sit in L2/L3). Small
     // batches split output features instead.
@@ -405,47 +406,42 @@ thread_local! {
 struct RowQuant {
     min: Vec<f32>,
     scale: Vec<f32>,
-    /// Row-major `m × groups`: four u8 of consecutive depths per word, little
-    /// endian (byte `t` pairs with weight byte `t` in `vpdpbusd`); depths past
-    /// K are 0, which meets zero-padded weights.
-    words: Vec<u32>,
-    /// Words per row: K rounded up to 4, over 4.
-    groups: usize,
+    /// Row-major `m × stride` bytes, K padded with zeros to `stride` (a
+    /// multiple of 4), which meet zero-padded weights.
+    bytes: Vec<u8>,
+    stride: usize,
 }
 
 impl RowQuant {
-    /// An asymmetric range spends all 256 levels on the values present (GELU
-    /// outputs hardly go below zero); a NaN quantises to 0.
-    fn new(a: &[f32], m: usize, k: usize, parallel: bool) -> Self {
-        let groups = k.div_ceil(4).max(1);
+    /// # Panics
+    /// If `isa` is beyond what the CPU supports.
+    fn new(isa: Isa, a: &[f32], m: usize, k: usize, parallel: bool) -> Self {
+        assert!(isa <= Isa::best_supported());
+        let stride = k.next_multiple_of(4).max(4);
         let mut q = RowQuant {
             min: vec![0.0; m],
             scale: vec![0.0; m],
-            words: vec![0; m * groups],
-            groups,
+            bytes: vec![0; m * stride],
+            stride,
         };
         let quantise =
-            |((row, words), (min, scale)): ((&[f32], &mut [u32]), (&mut f32, &mut f32))| {
-                let (lo, hi) = row_range(row);
-                let s = (hi - lo) / 255.0;
-                // A constant row (or none) needs no steps: every q is 0 and x = min.
-                let (lo, s) = match (lo.is_finite(), s > 0.0 && s.is_finite()) {
-                    (true, true) => (lo, s),
-                    (true, false) => (lo, 1.0),
-                    _ => (0.0, 1.0),
+            |((row, bytes), (min, scale)): ((&[f32], &mut [u8]), (&mut f32, &mut f32))| {
+                (*min, *scale) = match isa {
+                    // SAFETY: `isa` is at most what the CPU supports (gemm asserts it).
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx512 => unsafe { x86::quantise_row_avx512(row, bytes) },
+                    _ => quantise_row(row, bytes),
                 };
-                (*min, *scale) = (lo, s);
-                quantise_row(row, lo, 1.0 / s, words);
             };
         let k = k.max(1);
         if parallel {
             a.par_chunks_exact(k)
-                .zip(q.words.par_chunks_exact_mut(groups))
+                .zip(q.bytes.par_chunks_exact_mut(stride))
                 .zip(q.min.par_iter_mut().zip(q.scale.par_iter_mut()))
                 .for_each(quantise);
         } else {
             a.chunks_exact(k)
-                .zip(q.words.chunks_exact_mut(groups))
+                .zip(q.bytes.chunks_exact_mut(stride))
                 .zip(q.min.iter_mut().zip(q.scale.iter_mut()))
                 .for_each(quantise);
         }
@@ -453,45 +449,31 @@ impl RowQuant {
     }
 }
 
-/// `round((x - min)·inv)` for a row, four to a word (see [`RowQuant::words`]).
-fn quantise_row(row: &[f32], min: f32, inv: f32, out: &mut [u32]) {
-    // Clamped before the cast, so it is a plain vectorisable conversion; the
-    // clamp's `max` also takes NaN to 0.
-    let q = |x: f32| ((x - min) * inv + 0.5).max(0.0).min(255.0) as i32 as u32;
-    let chunks = row.chunks_exact(4);
-    let tail = chunks.remainder();
-    for (w, c) in out.iter_mut().zip(chunks) {
-        *w = q(c[0]) | q(c[1]) << 8 | q(c[2]) << 16 | q(c[3]) << 24;
-    }
-    if !tail.is_empty() {
-        let last = tail
-            .iter()
-            .enumerate()
-            .fold(0, |w, (t, &x)| w | q(x) << (8 * t));
-        out[row.len() / 4] = last;
+/// The quantisation range of a row with extremes `lo..=hi`: `(min, scale)`.
+/// A constant row (or none) needs no steps: every q is 0 and x = min.
+fn quant_range(lo: f32, hi: f32) -> (f32, f32) {
+    let s = (hi - lo) / 255.0;
+    match (lo.is_finite(), s > 0.0 && s.is_finite()) {
+        (true, true) => (lo, s),
+        (true, false) => (lo, 1.0),
+        _ => (0.0, 1.0),
     }
 }
 
-/// `(min, max)` of a row, in 16 lanes so it vectorises (NaNs are skipped).
-fn row_range(row: &[f32]) -> (f32, f32) {
-    let mut lo = [f32::INFINITY; 16];
-    let mut hi = [f32::NEG_INFINITY; 16];
-    let chunks = row.chunks_exact(16);
-    let tail = chunks.remainder();
-    for c in chunks {
-        for i in 0..16 {
-            lo[i] = if c[i] < lo[i] { c[i] } else { lo[i] };
-            hi[i] = if c[i] > hi[i] { c[i] } else { hi[i] };
-        }
+/// Quantises `row` to u8 over its own `[min, max]` into `out` and sets `range`
+/// to `(min, scale)`. An asymmetric range spends all 256 levels on the values
+/// present (GELU outputs hardly go below zero). NaNs are skipped by the range
+/// and quantise to 0. The AVX-512 version computes the same values.
+fn quantise_row(row: &[f32], out: &mut [u8]) -> (f32, f32) {
+    let lo = row.iter().fold(f32::INFINITY, |m, &x| m.min(x));
+    let hi = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+    let (lo, s) = quant_range(lo, hi);
+    let inv = 1.0 / s;
+    for (o, &x) in out.iter_mut().zip(row) {
+        // In 0..=255 up to rounding; `max` takes NaN to 0.
+        *o = ((x - lo) * inv + 0.5).max(0.0).min(255.0) as u8;
     }
-    for (i, &x) in tail.iter().enumerate() {
-        lo[i] = if x < lo[i] { x } else { lo[i] };
-        hi[i] = if x > hi[i] { x } else { hi[i] };
-    }
-    (
-        lo.iter().fold(f32::INFINITY, |m, &v| m.min(v)),
-        hi.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)),
-    )
+    (lo, s)
 }
 
 /// One block of C: rows × weight panels, all of K.
@@ -574,11 +556,14 @@ unsafe fn run_block(
                             }
                         }
                         let a_panel = packed[i * stride..].as_ptr();
-                        // SAFETY: the micro-kernel contract (see `Micro`): pack_a
-                        // wrote `kc` depth steps of `mr` rows at `a_panel`, the
-                        // weight panel at `b_ptr` holds at least `kc` (rounded up
-                        // to even) steps of NR, the tile is inside C and ours, and
-                        // the caller guarantees the CPU features of `kernel.micro`.
+                        // SAFETY: the micro-kernel contract (see `MicroF32`):
+                        // pack_a wrote `kc` depth steps of `mr` rows at `a_panel`,
+                        // the weight panel at `b_ptr` holds at least `kc` (rounded
+                        // up to the packing granularity) steps of NR, the tile is
+                        // inside C and ours, and the caller guarantees the CPU
+                        // features of `kernel.micro`. int8 adds (`MicroInt8`): the
+                        // row scales are `tile.rows` slice elements, and the column
+                        // scales are padded to whole panels, so NR remain at p·NR.
                         unsafe {
                             match (kernel.micro, quant, &w.panels) {
                                 (Micro::Float(micro), ..) => {
@@ -890,19 +875,20 @@ fn pack_a_u8_groups(block: &ABlock, mr: usize, out: &mut [u32]) -> usize {
     let q = block
         .quant
         .expect("int8 kernels get the rows' quantisation");
-    // Depth blocks start at multiples of 4 (the int8 block depth is one).
-    let (g0, groups) = (block.k0 / 4, block.kc.div_ceil(4));
     let rows = block.m0..block.m0 + block.mrows;
+    // Little endian: byte `t` of the word pairs with weight byte `t` in
+    // `vpdpbusd`. Rows are padded to whole groups of 4 (so is K in the weights).
+    let kc = block.kc.next_multiple_of(4);
     pack_rows(
-        &q.words,
-        q.groups,
+        &q.bytes,
+        q.stride,
         rows,
-        g0,
-        groups,
+        block.k0,
+        kc,
         mr,
         out,
-        groups,
-        |row, g| row[g],
+        kc / 4,
+        |row, g| u32::from_le_bytes(row[4 * g..4 * g + 4].try_into().expect("4 bytes")),
     )
 }
 
@@ -1181,6 +1167,49 @@ mod x86 {
         }
         // SAFETY: AVX-512F is enabled here; the C tile is valid and ours.
         unsafe { store_512(&acc, c, ldc, rows, cols) };
+    }
+
+    /// [`super::quantise_row`] with AVX-512 (LLVM leaves its saturating casts
+    /// scalar, which cost a quarter of the int8 product).
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn quantise_row_avx512(row: &[f32], out: &mut [u8]) -> (f32, f32) {
+        assert!(out.len() >= row.len());
+        let mask = |len: usize| -> __mmask16 { ((1u32 << len.min(16)) - 1) as u16 };
+        let (mut lo, mut hi) = (
+            _mm512_set1_ps(f32::INFINITY),
+            _mm512_set1_ps(f32::NEG_INFINITY),
+        );
+        for i in (0..row.len()).step_by(16) {
+            let m = mask(row.len() - i);
+            // SAFETY: the mask keeps the load inside `row` (lanes i..i+16 ∩ len).
+            let v = unsafe { _mm512_maskz_loadu_ps(m, row.as_ptr().add(i)) };
+            // min/max return the second operand when either is NaN: NaNs skipped.
+            lo = _mm512_mask_min_ps(lo, m, v, lo);
+            hi = _mm512_mask_max_ps(hi, m, v, hi);
+        }
+        let (min, s) = super::quant_range(_mm512_reduce_min_ps(lo), _mm512_reduce_max_ps(hi));
+        let (vmin, inv) = (_mm512_set1_ps(min), _mm512_set1_ps(1.0 / s));
+        let (half, zero, top) = (
+            _mm512_set1_ps(0.5),
+            _mm512_setzero_ps(),
+            _mm512_set1_ps(255.0),
+        );
+        for i in (0..row.len()).step_by(16) {
+            let m = mask(row.len() - i);
+            // SAFETY: as above; the store writes the same lanes of `out`, which is
+            // at least as long as `row` (asserted).
+            unsafe {
+                let v = _mm512_maskz_loadu_ps(m, row.as_ptr().add(i));
+                let q = _mm512_add_ps(_mm512_mul_ps(_mm512_sub_ps(v, vmin), inv), half);
+                let q = _mm512_min_ps(_mm512_max_ps(q, zero), top);
+                let q = _mm512_cvttps_epi32(q);
+                _mm512_mask_cvtepi32_storeu_epi8(out.as_mut_ptr().add(i).cast(), m, q);
+            }
+        }
+        (min, s)
     }
 
     /// # Safety
