@@ -548,12 +548,6 @@ unsafe fn run_block(
                             // <= rows.end, p * NR + cols <= n) and in this call's
                             // block, which the caller gave to this thread alone.
                             unsafe { tile.init(w.bias.as_deref().map(|b| &b[p * NR..]), init) };
-                            if let (Some(q), Panels::Int8(wq)) = (quant, &w.panels) {
-                                // SAFETY: as for `init`.
-                                unsafe {
-                                    tile.add_outer(&q.min[r0..r0 + tile.rows], &wq.sums[p * NR..])
-                                };
-                            }
                         }
                         let a_panel = packed[i * stride..].as_ptr();
                         // SAFETY: the micro-kernel contract (see `MicroF32`):
@@ -561,25 +555,24 @@ unsafe fn run_block(
                         // the weight panel at `b_ptr` holds at least `kc` (rounded
                         // up to the packing granularity) steps of NR, the tile is
                         // inside C and ours, and the caller guarantees the CPU
-                        // features of `kernel.micro`. int8 adds (`MicroInt8`): the
-                        // row scales are `tile.rows` slice elements, and the column
-                        // scales are padded to whole panels, so NR remain at p·NR.
+                        // features of `kernel.micro`.
                         unsafe {
                             match (kernel.micro, quant, &w.panels) {
                                 (Micro::Float(micro), ..) => {
                                     micro(kc, a_panel, b_ptr, tile.c, n, tile.rows, tile.cols)
                                 }
-                                (Micro::Int8(micro), Some(q), Panels::Int8(wq)) => micro(
-                                    kc,
-                                    a_panel,
-                                    b_ptr,
-                                    tile.c,
-                                    n,
-                                    tile.rows,
-                                    tile.cols,
-                                    q.scale[r0..r0 + tile.rows].as_ptr(),
-                                    wq.scales[p * NR..].as_ptr(),
-                                ),
+                                (Micro::Int8(micro), Some(q), Panels::Int8(wq)) => {
+                                    let rows = r0..r0 + tile.rows;
+                                    let cols = p * NR..(p + 1) * NR;
+                                    let d = Dequant {
+                                        row_scales: &q.scale[rows.clone()],
+                                        col_scales: wq.scales[cols.clone()]
+                                            .try_into()
+                                            .expect("scales are padded to whole panels"),
+                                        offset: (k0 == 0).then(|| (&q.min[rows], &wq.sums[cols])),
+                                    };
+                                    micro(kc, a_panel, b_ptr, tile.c, n, tile.rows, tile.cols, &d)
+                                }
                                 _ => unreachable!("int8 kernels are chosen for int8 weights"),
                             }
                         };
@@ -646,20 +639,6 @@ impl Tile {
         }
     }
 
-    /// C += `rows[r] · cols[j]` (the int8 activations' offset term).
-    ///
-    /// # Safety
-    /// The tile contract above; `rows` has the tile's rows, `cols` at least its columns.
-    unsafe fn add_outer(&self, rows: &[f32], cols: &[f32]) {
-        for (r, &x) in rows.iter().enumerate() {
-            // SAFETY: r < rows; the slice lives for this iteration only.
-            let out = unsafe { self.row(r) };
-            for (o, &y) in out.iter_mut().zip(cols) {
-                *o += x * y;
-            }
-        }
-    }
-
     /// After the last depth block.
     ///
     /// # Safety
@@ -698,11 +677,20 @@ type PackA = fn(&ABlock, usize, &mut [u32]) -> usize;
 /// stride `ldc`) are valid for reads and writes and no one else touches them
 /// meanwhile; and the CPU has the target features the kernel is compiled for.
 type MicroF32 = unsafe fn(usize, *const u32, *const u8, *mut f32, usize, usize, usize);
-/// An int8 micro-kernel: the float one's arguments, then the scales of the
-/// tile's rows and of its NR columns, which turn the integer sums into floats.
-/// Its contract adds: `rows` row scales and NR column scales are readable there.
-type MicroInt8 =
-    unsafe fn(usize, *const u32, *const u8, *mut f32, usize, usize, usize, *const f32, *const f32);
+/// An int8 micro-kernel: the float one's arguments (and contract), then what
+/// turns the integer sums into floats.
+type MicroInt8 = unsafe fn(usize, *const u32, *const u8, *mut f32, usize, usize, usize, &Dequant);
+
+/// What an int8 micro-kernel adds to C besides its integer sums `acc`:
+/// `acc·row_scale·col_scale`, plus on the first depth block the activations'
+/// offset term `min_row · (s_w·Σq_w)_col` (see the module notes).
+struct Dequant<'a> {
+    /// One per tile row (`rows` of them).
+    row_scales: &'a [f32],
+    col_scales: &'a [f32; NR],
+    /// The tile rows' minima and the columns' scaled weight sums (NR).
+    offset: Option<(&'a [f32], &'a [f32])>,
+}
 
 #[derive(Clone, Copy)]
 enum Micro {
@@ -1004,18 +992,15 @@ mod portable {
         ldc: usize,
         rows: usize,
         cols: usize,
-        row_scales: *const f32,
-        col_scales: *const f32,
+        d: &Dequant,
     ) {
         let groups = kc.div_ceil(4);
         // SAFETY: by the contract, `groups` steps of MR packed u32 words and of
-        // 4 × NR int8 weights, `rows` row scales and NR column scales.
-        let (a, b, row_scales, col_scales) = unsafe {
+        // 4 × NR int8 weights.
+        let (a, b) = unsafe {
             (
                 std::slice::from_raw_parts(a, groups * MR),
                 std::slice::from_raw_parts(b.cast::<i8>(), groups * 4 * NR),
-                std::slice::from_raw_parts(row_scales, rows),
-                std::slice::from_raw_parts(col_scales, NR),
             )
         };
         let mut acc = [[0i32; NR]; MR];
@@ -1030,9 +1015,15 @@ mod portable {
             }
         }
         let mut out = [[0f32; NR]; MR];
-        for ((o, a), &rs) in out.iter_mut().zip(&acc).zip(row_scales) {
-            for ((o, &a), &cs) in o.iter_mut().zip(a).zip(col_scales) {
+        for (r, (o, a)) in out.iter_mut().zip(&acc).take(rows).enumerate() {
+            let rs = d.row_scales[r];
+            for ((o, &a), &cs) in o.iter_mut().zip(a).zip(d.col_scales) {
                 *o = a as f32 * (rs * cs);
+            }
+            if let Some((mins, sums)) = d.offset {
+                for (o, &sum) in o.iter_mut().zip(sums) {
+                    *o += mins[r] * sum;
+                }
             }
         }
         // SAFETY: the C tile is valid and ours by the contract.
@@ -1224,8 +1215,7 @@ mod x86 {
         ldc: usize,
         rows: usize,
         cols: usize,
-        row_scales: *const f32,
-        col_scales: *const f32,
+        d: &super::Dequant,
     ) {
         let mut a = a;
         let mut b = b;
@@ -1246,20 +1236,35 @@ mod x86 {
                 b = b.add(4 * NR);
             }
         }
-        // SAFETY: NR column scales are readable by the contract.
-        let (cs0, cs1) = unsafe {
-            (
-                _mm512_loadu_ps(col_scales),
-                _mm512_loadu_ps(col_scales.add(16)),
-            )
+        let halves = |v: &[f32]| {
+            let v: &[f32; NR] = v[..NR].try_into().expect("NR column values");
+            // SAFETY: `v` holds NR = 32 floats: two unaligned 16-float loads.
+            unsafe {
+                (
+                    _mm512_loadu_ps(v.as_ptr()),
+                    _mm512_loadu_ps(v.as_ptr().add(16)),
+                )
+            }
         };
+        let (cs0, cs1) = halves(d.col_scales);
+        let offset = d.offset.map(|(mins, sums)| (mins, halves(sums)));
         let mut out = [_mm512_setzero_ps(); 2 * MR_512];
         for r in 0..rows.min(MR_512) {
-            // SAFETY: r < rows: one of the `rows` row scales of the contract.
-            let rs = _mm512_set1_ps(unsafe { *row_scales.add(r) });
-            out[2 * r] = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[2 * r]), _mm512_mul_ps(cs0, rs));
-            out[2 * r + 1] =
-                _mm512_mul_ps(_mm512_cvtepi32_ps(acc[2 * r + 1]), _mm512_mul_ps(cs1, rs));
+            let rs = _mm512_set1_ps(d.row_scales[r]);
+            let (mut o0, mut o1) = match offset {
+                Some((mins, (s0, s1))) => {
+                    let m = _mm512_set1_ps(mins[r]);
+                    (_mm512_mul_ps(m, s0), _mm512_mul_ps(m, s1))
+                }
+                None => (_mm512_setzero_ps(), _mm512_setzero_ps()),
+            };
+            o0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[2 * r]), _mm512_mul_ps(cs0, rs), o0);
+            o1 = _mm512_fmadd_ps(
+                _mm512_cvtepi32_ps(acc[2 * r + 1]),
+                _mm512_mul_ps(cs1, rs),
+                o1,
+            );
+            (out[2 * r], out[2 * r + 1]) = (o0, o1);
         }
         // SAFETY: AVX-512F is enabled here; the C tile is valid and ours.
         unsafe { store_512(&out, c, ldc, rows, cols) };
