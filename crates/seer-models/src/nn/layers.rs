@@ -614,3 +614,29 @@ pub fn l2_normalize(x: &Tensor) -> candle_core::Result<Tensor> {
     // Clamp like F.normalize so an all-zero row stays zero instead of NaN.
     x.broadcast_div(&norm.clamp(1e-12, f64::INFINITY)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use candle_core::{DType, Device};
+
+    use super::*;
+
+    #[test]
+    fn int8_is_refused_off_the_packed_cpu_path() {
+        let weight = Tensor::zeros((3, 4), DType::F32, &Device::Cpu).unwrap();
+        let tensors = HashMap::from([("weight".to_string(), weight)]);
+        let training =
+            Weights::trainable(tensors.clone(), &Device::Cpu).with_precision(Precision::Int8);
+        let err = Linear::load(&training, 4, 3, false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("int8") && err.contains("training"), "{err}");
+        // CPU inference packs it.
+        let inference =
+            Weights::from_tensors(tensors, &Device::Cpu).with_precision(Precision::Int8);
+        let linear = Linear::load(&inference, 4, 3, false).unwrap();
+        assert!(matches!(linear, Linear::Packed(p) if p.precision() == Precision::Int8));
+    }
+}
