@@ -418,34 +418,34 @@ impl RowQuant {
     fn new(isa: Isa, a: &[f32], m: usize, k: usize, parallel: bool) -> Self {
         assert!(isa <= Isa::best_supported());
         let stride = k.next_multiple_of(4).max(4);
-        let mut q = RowQuant {
-            min: vec![0.0; m],
-            scale: vec![0.0; m],
-            bytes: vec![0; m * stride],
-            stride,
+        let mut bytes = vec![0u8; m * stride];
+        let quantise = |(row, out): (&[f32], &mut [u8])| match isa {
+            // SAFETY: `isa` is at most what the CPU supports (asserted above).
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => unsafe { x86::quantise_row_avx512(row, out) },
+            _ => quantise_row(row, out),
         };
-        let quantise =
-            |((row, bytes), (min, scale)): ((&[f32], &mut [u8]), (&mut f32, &mut f32))| {
-                (*min, *scale) = match isa {
-                    // SAFETY: `isa` is at most what the CPU supports (gemm asserts it).
-                    #[cfg(target_arch = "x86_64")]
-                    Isa::Avx512 => unsafe { x86::quantise_row_avx512(row, bytes) },
-                    _ => quantise_row(row, bytes),
-                };
-            };
         let k = k.max(1);
-        if parallel {
-            a.par_chunks_exact(k)
-                .zip(q.bytes.par_chunks_exact_mut(stride))
-                .zip(q.min.par_iter_mut().zip(q.scale.par_iter_mut()))
-                .for_each(quantise);
+        let mut ranges: Vec<(f32, f32)> = if parallel {
+            let rows = a.par_chunks_exact(k);
+            rows.zip(bytes.par_chunks_exact_mut(stride))
+                .map(quantise)
+                .collect()
         } else {
-            a.chunks_exact(k)
-                .zip(q.bytes.chunks_exact_mut(stride))
-                .zip(q.min.iter_mut().zip(q.scale.iter_mut()))
-                .for_each(quantise);
+            let rows = a.chunks_exact(k);
+            rows.zip(bytes.chunks_exact_mut(stride))
+                .map(quantise)
+                .collect()
+        };
+        // Without depth there are no rows to quantise, but every row has a range.
+        ranges.resize(m, (0.0, 1.0));
+        let (min, scale) = ranges.into_iter().unzip();
+        RowQuant {
+            min,
+            scale,
+            bytes,
+            stride,
         }
-        q
     }
 }
 
@@ -470,8 +470,8 @@ fn quantise_row(row: &[f32], out: &mut [u8]) -> (f32, f32) {
     let (lo, s) = quant_range(lo, hi);
     let inv = 1.0 / s;
     for (o, &x) in out.iter_mut().zip(row) {
-        // In 0..=255 up to rounding; `max` takes NaN to 0.
-        *o = ((x - lo) * inv + 0.5).max(0.0).min(255.0) as u8;
+        // In 0..=255 up to rounding; the cast takes NaN to 0.
+        *o = ((x - lo) * inv + 0.5).clamp(0.0, 255.0) as u8;
     }
     (lo, s)
 }

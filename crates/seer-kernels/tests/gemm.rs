@@ -109,7 +109,7 @@ fn check_int8(isa: Isa, m: usize, n: usize, k: usize) {
     if m > 3 {
         a[..k].fill(0.3);
         a[k..2 * k].fill(0.0);
-        a[2 * k..3 * k].iter_mut().for_each(|x| *x = 50.0 + *x);
+        a[2 * k..3 * k].iter_mut().for_each(|x| *x += 50.0);
     }
     let w = values(n * k, 2 + n as u64);
     let bias = values(n, 3);
