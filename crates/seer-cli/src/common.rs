@@ -107,7 +107,7 @@ pub fn warn_if_int8_is_slow(precision: Precision, device: DeviceChoice) {
         && !seer_kernels::Isa::has_int8_dot()
     {
         eprintln!(
-            "warning: this CPU has no AVX-512 VNNI: int8 runs on the portable kernel, much slower than f32"
+            "warning: int8 runs on the portable kernel here, much slower than f32 (the fast one needs AVX-512 VNNI, not ruled out by $SEER_ISA)"
         );
     }
 }
