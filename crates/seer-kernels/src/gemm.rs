@@ -17,8 +17,8 @@
 //! groups of four along K, the operand order of AVX-512 VNNI's `vpdpbusd`.
 //! Activations are quantised per row at run time to u8 over the row's own
 //! `[min, max]`: `x ≈ min + scale·q`. Then `Σ x·w ≈ scale·s_w·Σ q·q_w + min·s_w·Σ q_w`,
-//! so the micro-kernel sums integer products and scales them into C, and the
-//! second term (per row × per column) is added once when C is initialised.
+//! so the micro-kernel sums integer products and scales them into C, adding the
+//! second term (per row × per column) on the first depth block.
 
 use std::cell::RefCell;
 
