@@ -48,8 +48,10 @@ pub struct RunArgs {
     /// cpu, cuda or cuda:N (cuda needs a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     pub device: String,
-    /// Matmul weights on the CPU: f32 (exact) or bf16 (half the memory; about
-    /// 1.7x faster where the CPU has AVX-512 BF16, embeddings within cos 0.999).
+    /// Matmul weights on the CPU: f32 (exact), bf16 (half the memory; about
+    /// 1.7x faster where the CPU has AVX-512 BF16, embeddings within cos 0.999)
+    /// or int8 (dynamically quantised activations; fastest with AVX-512 VNNI,
+    /// embeddings within cos 0.995; CPU only).
     #[arg(long, env = "SEER_PRECISION", default_value = "f32", value_parser = parse_precision)]
     pub precision: Precision,
     /// Worker threads for the model and image decoding (default: all cores).
@@ -75,6 +77,7 @@ impl RunArgs {
             device: DeviceChoice::parse(&self.device)?,
             precision: self.precision,
         };
+        warn_if_int8_is_slow(self.precision, options.device);
         LoadedModel::load(spec, &options).with_context(|| format!("cannot load model '{spec}'"))
     }
 
@@ -96,8 +99,21 @@ impl RunArgs {
     }
 }
 
+/// int8 is fast only with the VNNI kernel; elsewhere it runs the portable
+/// kernel, correct but far slower than f32: say so rather than let it pass.
+pub fn warn_if_int8_is_slow(precision: Precision, device: DeviceChoice) {
+    if precision == Precision::Int8
+        && device == DeviceChoice::Cpu
+        && !seer_kernels::Isa::has_int8_dot()
+    {
+        eprintln!(
+            "warning: int8 runs on the portable kernel here, much slower than f32 (the fast one needs AVX-512 VNNI, not ruled out by $SEER_ISA)"
+        );
+    }
+}
+
 pub fn parse_precision(s: &str) -> Result<Precision, String> {
-    Precision::parse(s).ok_or_else(|| format!("unknown precision '{s}' (f32, bf16)"))
+    Precision::parse(s).ok_or_else(|| format!("unknown precision '{s}' (f32, bf16, int8)"))
 }
 
 /// Options of the commands that work on an index: where it is, and which of its

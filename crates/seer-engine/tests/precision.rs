@@ -1,18 +1,36 @@
-//! Reduced precision (bf16 matmul weights) against the PyTorch f32 reference:
-//! normalised embeddings of the fixture images and texts must keep cosine
-//! similarity of at least 0.999 with the reference's, and the f32 path must stay
-//! exact, so the precision option changes nothing for users who do not ask.
-//! The same holds for every family (fixtures/families): DINOv2, SigLIP and
-//! SigLIP 2 run their matmuls on the same packed bf16 kernels.
+//! Reduced precision against the PyTorch f32 reference: normalised embeddings
+//! of the fixture images and texts must keep cosine similarity of at least 0.999
+//! with the reference's with bf16 matmul weights, and 0.995 with int8 weights
+//! and dynamically quantised activations; the f32 path must stay exact, so the
+//! precision option changes nothing for users who do not ask. The same holds
+//! for every family (fixtures/families): DINOv2, SigLIP and SigLIP 2 run their
+//! matmuls on the same packed kernels.
 
 mod common;
 
 use std::path::PathBuf;
 
 use common::*;
-use seer_engine::{EmbedOptions, ImageFeatures, LoadOptions, LoadedModel, Precision};
+use seer_engine::{DeviceChoice, EmbedOptions, ImageFeatures, LoadOptions, LoadedModel, Precision};
 
-const MIN_COSINE: f32 = 0.999;
+/// The least cosine to the reference each reduced precision must keep.
+fn min_cosine(precision: Precision) -> f32 {
+    match precision {
+        Precision::Int8 => 0.995,
+        _ => 0.999,
+    }
+}
+
+/// int8 exists only on the packed CPU kernels: on a GPU test device loading
+/// must refuse it (true: the caller stops there).
+fn refused_off_cpu(precision: Precision, load: impl FnOnce() -> Result<(), String>) -> bool {
+    if precision != Precision::Int8 || test_device() == DeviceChoice::Cpu {
+        return false;
+    }
+    let err = load().expect_err("int8 on a GPU must be refused");
+    assert!(err.contains("int8"), "unclear refusal: {err}");
+    true
+}
 
 fn cosine(a: &[f32], b: &[f32]) -> f32 {
     let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
@@ -22,9 +40,33 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
 
 #[test]
 fn bf16_embeddings_stay_within_cosine_0999_of_the_reference() {
+    clip_embeddings_stay_close(Precision::Bf16);
+}
+
+#[test]
+fn int8_embeddings_stay_within_cosine_0995_of_the_reference() {
+    clip_embeddings_stay_close(Precision::Int8);
+}
+
+fn clip_embeddings_stay_close(precision: Precision) {
+    let label = precision.name();
     for name in MODEL_FIXTURES {
         let reference = model_reference(name);
-        let clip = load_with_precision(name, Precision::Bf16);
+        let options = LoadOptions {
+            tokenizer: Some(tokenizer_file()),
+            precision,
+            device: test_device(),
+            ..Default::default()
+        };
+        let dir = model_fixture(name);
+        if refused_off_cpu(precision, || {
+            seer_engine::Clip::load_dir(&dir, &options)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        }) {
+            return;
+        }
+        let clip = load_with_precision(name, precision);
         let paths: Vec<PathBuf> = strings(&reference["images"])
             .iter()
             .map(|p| shared_data().join(p))
@@ -48,11 +90,14 @@ fn bf16_embeddings_stay_within_cosine_0999_of_the_reference() {
                 .zip(&want)
                 .map(|(g, w)| cosine(g, w))
                 .fold(f32::INFINITY, f32::min);
-            println!("{name}: bf16 {kind} embeddings min cosine {worst:.6}");
-            assert!(worst >= MIN_COSINE, "{name}: bf16 {kind} cosine {worst}");
+            println!("{name}: {label} {kind} embeddings min cosine {worst:.6}");
+            assert!(
+                worst >= min_cosine(precision),
+                "{name}: {label} {kind} cosine {worst}"
+            );
             embeddings.push(got);
         }
-        // The option must really take effect: bf16 moves the embeddings by more
+        // The option must really take effect: it moves the embeddings by more
         // than f32 rounding does (ResNet towers keep f32 convolutions, so there
         // only the linears change).
         let exact = load(name);
@@ -69,7 +114,7 @@ fn bf16_embeddings_stay_within_cosine_0999_of_the_reference() {
             let moved = max_abs_diff(got, &exact);
             assert!(
                 moved > 1e-6,
-                "{name}: bf16 equals f32 (max |diff| {moved:e})"
+                "{name}: {label} equals f32 (max |diff| {moved:e})"
             );
         }
     }
@@ -118,6 +163,16 @@ fn normalized(rows: Vec<Vec<f32>>) -> Vec<Vec<f32>> {
 
 #[test]
 fn bf16_family_embeddings_stay_within_cosine_0999_of_the_reference() {
+    family_embeddings_stay_close(Precision::Bf16);
+}
+
+#[test]
+fn int8_family_embeddings_stay_within_cosine_0995_of_the_reference() {
+    family_embeddings_stay_close(Precision::Int8);
+}
+
+fn family_embeddings_stay_close(precision: Precision) {
+    let label = precision.name();
     // (fixture, where its image references are, its main text block)
     let families = [
         ("dinov2-tiny", "/cases/0", ""),
@@ -158,32 +213,46 @@ fn bf16_family_embeddings_stay_within_cosine_0999_of_the_reference() {
                 strings(&reference["texts"])
             }
         };
-        let load = |precision| {
-            let options = LoadOptions {
-                precision,
-                device: test_device(),
-                ..Default::default()
-            };
-            LoadedModel::load_dir(&dir, &options).unwrap_or_else(|e| panic!("{name}: {e}"))
+        let options = |precision| LoadOptions {
+            precision,
+            device: test_device(),
+            ..Default::default()
         };
-        let bf16 = family_embeddings(&load(Precision::Bf16), &paths, &texts);
+        let load = |precision| {
+            LoadedModel::load_dir(&dir, &options(precision))
+                .unwrap_or_else(|e| panic!("{name}: {e}"))
+        };
+        if refused_off_cpu(precision, || {
+            LoadedModel::load_dir(&dir, &options(precision))
+                .map(drop)
+                .map_err(|e| e.to_string())
+        }) {
+            return;
+        }
+        let reduced = family_embeddings(&load(precision), &paths, &texts);
         let exact = family_embeddings(&load(Precision::F32), &paths, &texts);
-        assert_eq!(bf16.len(), want.len(), "{name}");
-        for (((kind, got), (_, f32_rows)), want) in bf16.iter().zip(&exact).zip(&want) {
+        assert_eq!(reduced.len(), want.len(), "{name}");
+        for (((kind, got), (_, f32_rows)), want) in reduced.iter().zip(&exact).zip(&want) {
             assert_eq!(got.len(), want.len(), "{name} {kind}");
             let worst = got
                 .iter()
                 .zip(want)
                 .map(|(g, w)| cosine(g, w))
                 .fold(f32::INFINITY, f32::min);
-            println!("{name}: bf16 {kind} embeddings min cosine {worst:.6}");
-            assert!(worst >= MIN_COSINE, "{name}: bf16 {kind} cosine {worst}");
-            // f32 is the reference, and bf16 really runs: it moves the
-            // embeddings by more than f32 rounding does.
+            println!("{name}: {label} {kind} embeddings min cosine {worst:.6}");
+            assert!(
+                worst >= min_cosine(precision),
+                "{name}: {label} {kind} cosine {worst}"
+            );
+            // f32 is the reference, and the reduced precision really runs: it
+            // moves the embeddings by more than f32 rounding does.
             assert!(max_abs_diff(f32_rows, want) <= 1e-4, "{name} {kind}: f32");
             let moved = max_abs_diff(got, f32_rows);
-            println!("{name}: bf16 {kind} max |bf16 - f32| {moved:.2e}");
-            assert!(moved > 1e-6, "{name} {kind}: bf16 equals f32 ({moved:e})");
+            println!("{name}: {label} {kind} max |{label} - f32| {moved:.2e}");
+            assert!(
+                moved > 1e-6,
+                "{name} {kind}: {label} equals f32 ({moved:e})"
+            );
         }
     }
 }

@@ -12,6 +12,13 @@
 //! bf16 weights are stored as pairs along K, the operand order of AVX-512 BF16's
 //! `vdpbf16ps`; activations are rounded to bf16 while packing. Without that
 //! instruction a portable kernel widens bf16 weights to f32 (memory savings only).
+//!
+//! int8 weights are quantised symmetrically per output feature and stored as
+//! groups of four along K, the operand order of AVX-512 VNNI's `vpdpbusd`.
+//! Activations are quantised per row at run time to u8 over the row's own
+//! `[min, max]`: `x ≈ min + scale·q`. Then `Σ x·w ≈ scale·s_w·Σ q·q_w + min·s_w·Σ q_w`,
+//! so the micro-kernel sums integer products and scales them into C, adding the
+//! second term (per row × per column) on the first depth block.
 
 use std::cell::RefCell;
 
@@ -36,6 +43,10 @@ pub enum Precision {
     /// Weights rounded to bfloat16: half the memory; with AVX-512 BF16 the
     /// activations are rounded too and products run at twice the f32 rate.
     Bf16,
+    /// Weights quantised to int8 per output feature, activations to u8 per row
+    /// at run time: a quarter of the memory; with AVX-512 VNNI four times the
+    /// f32 multiply rate. Outputs differ from f32 by the quantisation error.
+    Int8,
 }
 
 impl Precision {
@@ -43,6 +54,7 @@ impl Precision {
         match s {
             "f32" | "fp32" => Some(Self::F32),
             "bf16" => Some(Self::Bf16),
+            "int8" => Some(Self::Int8),
             _ => None,
         }
     }
@@ -51,6 +63,7 @@ impl Precision {
         match self {
             Self::F32 => "f32",
             Self::Bf16 => "bf16",
+            Self::Int8 => "int8",
         }
     }
 }
@@ -78,6 +91,19 @@ enum Panels {
     F32(Vec<f32>),
     /// Pairs of consecutive K values per output feature, K padded to even.
     Bf16(Vec<u16>),
+    Int8(Int8Panels),
+}
+
+/// int8 weights with what turns their integer products back into floats.
+struct Int8Panels {
+    /// Groups of four consecutive K values per output feature, K padded to a
+    /// multiple of 4 with zeros: `[k/4][column][4]` in each panel.
+    data: Vec<i8>,
+    /// `max|w| / 127` per output feature, padded to whole panels with zeros.
+    scales: Vec<f32>,
+    /// `scale · Σ_k q_w` per output feature (same padding): the weight side of
+    /// the activations' offset term.
+    sums: Vec<f32>,
 }
 
 /// A weight matrix `(n, k)` (nn.Linear's `(out, in)`) in kernel layout, with its bias.
@@ -115,7 +141,7 @@ impl PackedWeights {
         let (k_padded, panels) = match precision {
             Precision::F32 => (
                 k,
-                Panels::F32(pack_weight_panels(n, k, k, &row, |panel, rows| {
+                Panels::F32(pack_weight_panels(n, k, k, &row, |panel, rows, _| {
                     for (kk, dst) in panel.chunks_exact_mut(NR).enumerate() {
                         for (d, src) in dst.iter_mut().zip(rows) {
                             *d = src[kk];
@@ -125,7 +151,7 @@ impl PackedWeights {
             ),
             Precision::Bf16 => {
                 let kp = k.next_multiple_of(2);
-                let panels = pack_weight_panels(n, k, kp, &row, |panel, rows| {
+                let panels = pack_weight_panels(n, k, kp, &row, |panel, rows, _| {
                     for (kp, dst) in panel.chunks_exact_mut(2 * NR).enumerate() {
                         for (j, src) in rows.iter().enumerate() {
                             dst[2 * j] = f32_to_bf16(src[2 * kp]);
@@ -134,6 +160,10 @@ impl PackedWeights {
                     }
                 });
                 (kp, Panels::Bf16(panels))
+            }
+            Precision::Int8 => {
+                let kp = k.next_multiple_of(4);
+                (kp, Panels::Int8(pack_int8(n, k, kp, &row)))
             }
         };
         Self {
@@ -183,6 +213,7 @@ impl PackedWeights {
         match self.panels {
             Panels::F32(_) => Precision::F32,
             Panels::Bf16(_) => Precision::Bf16,
+            Panels::Int8(_) => Precision::Int8,
         }
     }
 
@@ -191,6 +222,7 @@ impl PackedWeights {
         let panels = match &self.panels {
             Panels::F32(d) => d.len() * 4,
             Panels::Bf16(d) => d.len() * 2,
+            Panels::Int8(q) => q.data.len() + (q.scales.len() + q.sums.len()) * 4,
         };
         panels + self.bias.as_ref().map_or(0, |b| b.len() * 4)
     }
@@ -202,14 +234,14 @@ impl PackedWeights {
 }
 
 /// Panels of `NR` output features, `k_padded × NR` elements each, filled in
-/// parallel by `fill(panel, rows)` from the panel's source rows (cut to `k`).
+/// parallel by `fill(panel, rows, p)` from panel `p`'s source rows (cut to `k`).
 /// Writes are sequential and the few source rows stay in L1.
 fn pack_weight_panels<'a, T, F>(
     n: usize,
     k: usize,
     k_padded: usize,
     row: &F,
-    fill: impl Fn(&mut [T], &[&[f32]]) + Sync,
+    fill: impl Fn(&mut [T], &[&[f32]], usize) + Sync,
 ) -> Vec<T>
 where
     T: Copy + Default + Send,
@@ -222,9 +254,52 @@ where
             let rows: Vec<&[f32]> = (0..NR.min(n - p * NR))
                 .map(|j| &row(p * NR + j)[..k])
                 .collect();
-            fill(panel, &rows);
+            fill(panel, &rows, p);
         });
     data
+}
+
+/// Symmetric per-feature int8 quantisation, packed for `vpdpbusd`.
+fn pack_int8<'a, F>(n: usize, k: usize, k_padded: usize, row: &F) -> Int8Panels
+where
+    F: Fn(usize) -> &'a [f32] + Sync,
+{
+    let padded_n = n.div_ceil(NR) * NR;
+    let mut scales = vec![0f32; padded_n];
+    scales[..n].par_iter_mut().enumerate().for_each(|(j, s)| {
+        *s = row(j)[..k].iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0;
+    });
+    let data = pack_weight_panels(n, k, k_padded, row, |panel: &mut [i8], rows, p| {
+        let inv: Vec<f32> = scales[p * NR..p * NR + rows.len()]
+            .iter()
+            .map(|&s| if s > 0.0 { 1.0 / s } else { 0.0 })
+            .collect();
+        for (g, dst) in panel.chunks_exact_mut(4 * NR).enumerate() {
+            for (j, (src, &inv)) in rows.iter().zip(&inv).enumerate() {
+                for t in 0..4 {
+                    let v = src.get(4 * g + t).map_or(0.0, |&v| (v * inv).round());
+                    dst[4 * j + t] = v.clamp(-127.0, 127.0) as i8;
+                }
+            }
+        }
+    });
+    let mut sums = vec![0f32; padded_n];
+    for (p, panel) in data.chunks_exact(k_padded * NR).enumerate() {
+        let mut colsum = [0i32; NR];
+        for group in panel.chunks_exact(4 * NR) {
+            for (j, sum) in colsum.iter_mut().enumerate() {
+                *sum += group[4 * j..4 * j + 4]
+                    .iter()
+                    .map(|&q| q as i32)
+                    .sum::<i32>();
+            }
+        }
+        for (j, &sum) in colsum.iter().enumerate() {
+            // |Σ q| <= 127·k is exact in f32 for any k below 132 000.
+            sums[p * NR + j] = scales[p * NR + j] * sum as f32;
+        }
+    }
+    Int8Panels { data, scales, sums }
 }
 
 /// `c (m×n) = init + a (m×k) · Wᵀ`, then `act`, with the best kernel for this CPU.
@@ -269,6 +344,9 @@ pub fn gemm_with_isa(
     } else {
         rayon::current_num_threads()
     };
+    // int8: each row's scale spans all of K, so it is found before the blocks.
+    let quant =
+        matches!(w.panels, Panels::Int8(_)).then(|| RowQuant::new(isa, a, m, k, threads > 1));
     // Split rows when every thread gets a few tiles: each thread then packs only
     // its own rows (streaming the weights is cheap, they sit in L2/L3). Small
     // batches split output features instead.
@@ -288,7 +366,19 @@ pub fn gemm_with_isa(
         // this whole call; `rows` ⊆ 0..m and `panel_range` ⊆ 0..panels, and the
         // (mi, ni) blocks are disjoint, so no two tasks touch the same element.
         // `kernel` was selected for `isa`, which the CPU supports (asserted above).
-        unsafe { run_block(&kernel, a, w, c_ptr.get(), rows, panel_range, init, act) }
+        unsafe {
+            run_block(
+                &kernel,
+                a,
+                quant.as_ref(),
+                w,
+                c_ptr.get(),
+                rows,
+                panel_range,
+                init,
+                act,
+            )
+        }
     };
     let tasks = n_chunks * m_chunks;
     if tasks == 1 {
@@ -310,17 +400,95 @@ thread_local! {
     static PACKED_A: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
 }
 
+/// int8 activations: each row quantised to u8 over its own range, `x ≈ min +
+/// scale·q`, once per product (its scale spans all of K, and every weight panel
+/// and thread reuses it), so packing A is a copy.
+struct RowQuant {
+    min: Vec<f32>,
+    scale: Vec<f32>,
+    /// Row-major `m × stride` bytes, K padded with zeros to `stride` (a
+    /// multiple of 4), which meet zero-padded weights.
+    bytes: Vec<u8>,
+    stride: usize,
+}
+
+impl RowQuant {
+    /// # Panics
+    /// If `isa` is beyond what the CPU supports.
+    fn new(isa: Isa, a: &[f32], m: usize, k: usize, parallel: bool) -> Self {
+        assert!(isa <= Isa::best_supported());
+        let stride = k.next_multiple_of(4).max(4);
+        let mut bytes = vec![0u8; m * stride];
+        let quantise = |(row, out): (&[f32], &mut [u8])| match isa {
+            // SAFETY: `isa` is at most what the CPU supports (asserted above).
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => unsafe { x86::quantise_row_avx512(row, out) },
+            _ => quantise_row(row, out),
+        };
+        let k = k.max(1);
+        let mut ranges: Vec<(f32, f32)> = if parallel {
+            let rows = a.par_chunks_exact(k);
+            rows.zip(bytes.par_chunks_exact_mut(stride))
+                .map(quantise)
+                .collect()
+        } else {
+            let rows = a.chunks_exact(k);
+            rows.zip(bytes.chunks_exact_mut(stride))
+                .map(quantise)
+                .collect()
+        };
+        // Without depth there are no rows to quantise, but every row has a range.
+        ranges.resize(m, (0.0, 1.0));
+        let (min, scale) = ranges.into_iter().unzip();
+        RowQuant {
+            min,
+            scale,
+            bytes,
+            stride,
+        }
+    }
+}
+
+/// The quantisation range of a row with extremes `lo..=hi`: `(min, scale)`.
+/// A constant row (or none) needs no steps: every q is 0 and x = min.
+fn quant_range(lo: f32, hi: f32) -> (f32, f32) {
+    let s = (hi - lo) / 255.0;
+    match (lo.is_finite(), s > 0.0 && s.is_finite()) {
+        (true, true) => (lo, s),
+        (true, false) => (lo, 1.0),
+        _ => (0.0, 1.0),
+    }
+}
+
+/// Quantises `row` to u8 over its own `[min, max]` into `out` and sets `range`
+/// to `(min, scale)`. An asymmetric range spends all 256 levels on the values
+/// present (GELU outputs hardly go below zero). NaNs are skipped by the range
+/// and quantise to 0. The AVX-512 version computes the same values.
+fn quantise_row(row: &[f32], out: &mut [u8]) -> (f32, f32) {
+    let lo = row.iter().fold(f32::INFINITY, |m, &x| m.min(x));
+    let hi = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+    let (lo, s) = quant_range(lo, hi);
+    let inv = 1.0 / s;
+    for (o, &x) in out.iter_mut().zip(row) {
+        // In 0..=255 up to rounding; the cast takes NaN to 0.
+        *o = ((x - lo) * inv + 0.5).clamp(0.0, 255.0) as u8;
+    }
+    (lo, s)
+}
+
 /// One block of C: rows × weight panels, all of K.
 ///
 /// # Safety
 /// `c` must point to the row-major `m × w.n` output (`m >= rows.end`), valid for
 /// writes, with no one else reading or writing the `rows × panels` block while
 /// this runs; `panels.end <= w.n.div_ceil(NR)`; `a` holds at least `rows.end`
-/// rows of `w.k`; and the CPU must have the features `kernel.micro` needs.
+/// rows of `w.k`; `quant` covers those rows when `kernel` is an int8 one; and
+/// the CPU must have the features `kernel.micro` needs.
 #[allow(clippy::too_many_arguments)]
 unsafe fn run_block(
     kernel: &Kernel,
     a: &[f32],
+    quant: Option<&RowQuant>,
     w: &PackedWeights,
     c: *mut f32,
     rows: std::ops::Range<usize>,
@@ -336,15 +504,17 @@ unsafe fn run_block(
     let mr = kernel.mr;
     let mc = (MC / mr).max(1) * mr;
     PACKED_A.with_borrow_mut(|packed| {
+        // Every kernel's depth block packs into at most KC words per row.
         packed.resize(mc * KC, 0);
         let mut m0 = rows.start;
         while m0 < rows.end {
             let mrows = mc.min(rows.end - m0);
             let mut k0 = 0;
             while k0 < k {
-                let kc = KC.min(k - k0);
+                let kc = kernel.kc.min(k - k0);
                 let block = ABlock {
                     a,
+                    quant,
                     lda: k,
                     m0,
                     mrows,
@@ -360,6 +530,7 @@ unsafe fn run_block(
                     let b_ptr: *const u8 = match &w.panels {
                         Panels::F32(d) => d[off..].as_ptr().cast(),
                         Panels::Bf16(d) => d[off..].as_ptr().cast(),
+                        Panels::Int8(q) => q.data[off..].as_ptr().cast(),
                     };
                     for (i, r0) in (m0..m0 + mrows).step_by(mr).enumerate() {
                         let tile = Tile {
@@ -379,13 +550,31 @@ unsafe fn run_block(
                             unsafe { tile.init(w.bias.as_deref().map(|b| &b[p * NR..]), init) };
                         }
                         let a_panel = packed[i * stride..].as_ptr();
-                        // SAFETY: the micro-kernel contract (see `Micro`): pack_a
-                        // wrote `kc` depth steps of `mr` rows at `a_panel`, the
-                        // weight panel at `b_ptr` holds at least `kc` (rounded up
-                        // to even) steps of NR, the tile is inside C and ours, and
-                        // the caller guarantees the CPU features of `kernel.micro`.
+                        // SAFETY: the micro-kernel contract (see `MicroF32`):
+                        // pack_a wrote `kc` depth steps of `mr` rows at `a_panel`,
+                        // the weight panel at `b_ptr` holds at least `kc` (rounded
+                        // up to the packing granularity) steps of NR, the tile is
+                        // inside C and ours, and the caller guarantees the CPU
+                        // features of `kernel.micro`.
                         unsafe {
-                            (kernel.micro)(kc, a_panel, b_ptr, tile.c, n, tile.rows, tile.cols)
+                            match (kernel.micro, quant, &w.panels) {
+                                (Micro::Float(micro), ..) => {
+                                    micro(kc, a_panel, b_ptr, tile.c, n, tile.rows, tile.cols)
+                                }
+                                (Micro::Int8(micro), Some(q), Panels::Int8(wq)) => {
+                                    let rows = r0..r0 + tile.rows;
+                                    let cols = p * NR..(p + 1) * NR;
+                                    let d = Dequant {
+                                        row_scales: &q.scale[rows.clone()],
+                                        col_scales: wq.scales[cols.clone()]
+                                            .try_into()
+                                            .expect("scales are padded to whole panels"),
+                                        offset: (k0 == 0).then(|| (&q.min[rows], &wq.sums[cols])),
+                                    };
+                                    micro(kc, a_panel, b_ptr, tile.c, n, tile.rows, tile.cols, &d)
+                                }
+                                _ => unreachable!("int8 kernels are chosen for int8 weights"),
+                            }
                         };
                         if let (Some(act), true) = (act, k0 + kc == k) {
                             // SAFETY: as for `init`: the tile is inside C and ours.
@@ -466,6 +655,8 @@ impl Tile {
 #[derive(Clone, Copy)]
 struct ABlock<'a> {
     a: &'a [f32],
+    /// The rows' quantisation, for int8 kernels.
+    quant: Option<&'a RowQuant>,
     lda: usize,
     m0: usize,
     mrows: usize,
@@ -479,15 +670,39 @@ type PackA = fn(&ABlock, usize, &mut [u32]) -> usize;
 /// the `rows × cols` product of the panels into the C tile.
 ///
 /// The micro-kernel contract, the `# Safety` of every such function: the A
-/// panel holds `kc` depth steps (rounded up to even for bf16) of the kernel's
+/// panel holds `kc` depth steps (rounded up to even for bf16, to a multiple of
+/// 4 for int8) of the kernel's
 /// `MR` packed rows; the weight panel holds as many steps of `NR` values;
 /// `rows <= MR`, `cols <= NR`; the `rows × cols` floats at the C tile (row
 /// stride `ldc`) are valid for reads and writes and no one else touches them
 /// meanwhile; and the CPU has the target features the kernel is compiled for.
-type Micro = unsafe fn(usize, *const u32, *const u8, *mut f32, usize, usize, usize);
+type MicroF32 = unsafe fn(usize, *const u32, *const u8, *mut f32, usize, usize, usize);
+/// An int8 micro-kernel: the float one's arguments (and contract), then what
+/// turns the integer sums into floats.
+type MicroInt8 = unsafe fn(usize, *const u32, *const u8, *mut f32, usize, usize, usize, &Dequant);
+
+/// What an int8 micro-kernel adds to C besides its integer sums `acc`:
+/// `acc·row_scale·col_scale`, plus on the first depth block the activations'
+/// offset term `min_row · (s_w·Σq_w)_col` (see the module notes).
+struct Dequant<'a> {
+    /// One per tile row (`rows` of them).
+    row_scales: &'a [f32],
+    col_scales: &'a [f32; NR],
+    /// The tile rows' minima and the columns' scaled weight sums (NR).
+    offset: Option<(&'a [f32], &'a [f32])>,
+}
+
+#[derive(Clone, Copy)]
+enum Micro {
+    Float(MicroF32),
+    Int8(MicroInt8),
+}
 
 struct Kernel {
     mr: usize,
+    /// Depth per packed block: KC words of A per row, so int8 (four depths a
+    /// word) goes 4× deeper and writes C a quarter as often.
+    kc: usize,
     pack_a: PackA,
     micro: Micro,
 }
@@ -500,22 +715,33 @@ impl Kernel {
                 (Isa::Avx512, Precision::F32) => {
                     return Kernel {
                         mr: x86::MR_512,
+                        kc: KC,
                         pack_a: pack_a_f32,
-                        micro: x86::micro_f32_avx512,
+                        micro: Micro::Float(x86::micro_f32_avx512),
                     }
                 }
                 (Isa::Avx512, Precision::Bf16) if Isa::has_bf16_dot() => {
                     return Kernel {
                         mr: x86::MR_512,
+                        kc: KC,
                         pack_a: pack_a_bf16_pairs,
-                        micro: x86::micro_bf16_avx512,
+                        micro: Micro::Float(x86::micro_bf16_avx512),
+                    }
+                }
+                (Isa::Avx512, Precision::Int8) if Isa::has_int8_dot() => {
+                    return Kernel {
+                        mr: x86::MR_512,
+                        kc: 4 * KC,
+                        pack_a: pack_a_u8_groups,
+                        micro: Micro::Int8(x86::micro_int8_avx512),
                     }
                 }
                 (Isa::Avx2, Precision::F32) => {
                     return Kernel {
                         mr: x86::MR_256,
+                        kc: KC,
                         pack_a: pack_a_f32,
-                        micro: x86::micro_f32_avx2,
+                        micro: Micro::Float(x86::micro_f32_avx2),
                     }
                 }
                 _ => {}
@@ -525,13 +751,21 @@ impl Kernel {
         match precision {
             Precision::F32 => Kernel {
                 mr: portable::MR,
+                kc: KC,
                 pack_a: pack_a_f32,
-                micro: portable::micro_f32,
+                micro: Micro::Float(portable::micro_f32),
             },
             Precision::Bf16 => Kernel {
                 mr: portable::MR,
+                kc: KC,
                 pack_a: pack_a_f32_even,
-                micro: portable::micro_bf16,
+                micro: Micro::Float(portable::micro_bf16),
+            },
+            Precision::Int8 => Kernel {
+                mr: portable::MR,
+                kc: 4 * KC,
+                pack_a: pack_a_u8_groups,
+                micro: Micro::Int8(portable::micro_int8),
             },
         }
     }
@@ -550,14 +784,34 @@ fn pack_panels(
     units: usize,
     unit: impl Fn(&[f32], usize) -> u32,
 ) -> usize {
-    let ABlock {
-        a,
-        lda,
-        m0,
-        mrows,
-        k0,
-        kc,
-    } = *block;
+    pack_rows(
+        block.a,
+        block.lda,
+        block.m0..block.m0 + block.mrows,
+        block.k0,
+        block.kc,
+        mr,
+        out,
+        units,
+        unit,
+    )
+}
+
+/// [`pack_panels`] on any row-major source: rows `rows` of `a` (row stride
+/// `lda`), its elements `k0..k0 + kc` per row.
+#[allow(clippy::too_many_arguments)]
+fn pack_rows<T: Copy>(
+    a: &[T],
+    lda: usize,
+    rows: std::ops::Range<usize>,
+    k0: usize,
+    kc: usize,
+    mr: usize,
+    out: &mut [u32],
+    units: usize,
+    unit: impl Fn(&[T], usize) -> u32,
+) -> usize {
+    let (m0, mrows) = (rows.start, rows.len());
     assert!(mr <= MAX_MR, "a micro-kernel of {mr} rows");
     let stride = units * mr;
     for (i, r0) in (m0..m0 + mrows).step_by(mr).enumerate() {
@@ -604,6 +858,28 @@ fn pack_a_bf16_pairs(block: &ABlock, mr: usize, out: &mut [u32]) -> usize {
     })
 }
 
+/// u8 quantised groups of four depths in one u32 per row, panels `[k/4][r]`.
+fn pack_a_u8_groups(block: &ABlock, mr: usize, out: &mut [u32]) -> usize {
+    let q = block
+        .quant
+        .expect("int8 kernels get the rows' quantisation");
+    let rows = block.m0..block.m0 + block.mrows;
+    // Little endian: byte `t` of the word pairs with weight byte `t` in
+    // `vpdpbusd`. Rows are padded to whole groups of 4 (so is K in the weights).
+    let kc = block.kc.next_multiple_of(4);
+    pack_rows(
+        &q.bytes,
+        q.stride,
+        rows,
+        block.k0,
+        kc,
+        mr,
+        out,
+        kc / 4,
+        |row, g| u32::from_le_bytes(row[4 * g..4 * g + 4].try_into().expect("4 bytes")),
+    )
+}
+
 /// Round to nearest even, as PyTorch's `.to(torch.bfloat16)`.
 #[inline]
 pub fn f32_to_bf16(x: f32) -> u16 {
@@ -642,7 +918,7 @@ mod portable {
     pub const MR: usize = 4;
 
     /// # Safety
-    /// The micro-kernel contract (see [`super::Micro`]).
+    /// The micro-kernel contract (see [`super::MicroF32`]).
     pub unsafe fn micro_f32(
         kc: usize,
         a: *const u32,
@@ -673,7 +949,7 @@ mod portable {
     }
 
     /// # Safety
-    /// The micro-kernel contract (see [`super::Micro`]).
+    /// The micro-kernel contract (see [`super::MicroF32`]).
     pub unsafe fn micro_bf16(
         kc: usize,
         a: *const u32,
@@ -703,6 +979,55 @@ mod portable {
         }
         // SAFETY: the C tile is valid and ours by the contract.
         unsafe { add_tile(&acc, c, ldc, rows, cols) };
+    }
+
+    /// # Safety
+    /// The int8 micro-kernel contract (see [`super::MicroInt8`]).
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn micro_int8(
+        kc: usize,
+        a: *const u32,
+        b: *const u8,
+        c: *mut f32,
+        ldc: usize,
+        rows: usize,
+        cols: usize,
+        d: &Dequant,
+    ) {
+        let groups = kc.div_ceil(4);
+        // SAFETY: by the contract, `groups` steps of MR packed u32 words and of
+        // 4 × NR int8 weights.
+        let (a, b) = unsafe {
+            (
+                std::slice::from_raw_parts(a, groups * MR),
+                std::slice::from_raw_parts(b.cast::<i8>(), groups * 4 * NR),
+            )
+        };
+        let mut acc = [[0i32; NR]; MR];
+        for (ag, bg) in a.chunks_exact(MR).zip(b.chunks_exact(4 * NR)) {
+            for r in 0..MR {
+                let av = ag[r].to_le_bytes();
+                for j in 0..NR {
+                    acc[r][j] += (0..4)
+                        .map(|t| av[t] as i32 * bg[4 * j + t] as i32)
+                        .sum::<i32>();
+                }
+            }
+        }
+        let mut out = [[0f32; NR]; MR];
+        for (r, (o, a)) in out.iter_mut().zip(&acc).take(rows).enumerate() {
+            let rs = d.row_scales[r];
+            for ((o, &a), &cs) in o.iter_mut().zip(a).zip(d.col_scales) {
+                *o = a as f32 * (rs * cs);
+            }
+            if let Some((mins, sums)) = d.offset {
+                for (o, &sum) in o.iter_mut().zip(sums) {
+                    *o += mins[r] * sum;
+                }
+            }
+        }
+        // SAFETY: the C tile is valid and ours by the contract.
+        unsafe { add_tile(&out, c, ldc, rows, cols) };
     }
 }
 
@@ -765,7 +1090,7 @@ mod x86 {
     }
 
     /// # Safety
-    /// The micro-kernel contract (see [`super::Micro`]).
+    /// The micro-kernel contract (see [`super::MicroF32`]).
     #[target_feature(enable = "avx512f")]
     pub unsafe fn micro_f32_avx512(
         kc: usize,
@@ -800,7 +1125,7 @@ mod x86 {
     }
 
     /// # Safety
-    /// The micro-kernel contract (see [`super::Micro`]).
+    /// The micro-kernel contract (see [`super::MicroF32`]).
     #[target_feature(enable = "avx512f,avx512bf16")]
     pub unsafe fn micro_bf16_avx512(
         kc: usize,
@@ -835,8 +1160,118 @@ mod x86 {
         unsafe { store_512(&acc, c, ldc, rows, cols) };
     }
 
+    /// [`super::quantise_row`] with AVX-512 (LLVM leaves its saturating casts
+    /// scalar, which cost a quarter of the int8 product).
+    ///
     /// # Safety
-    /// The micro-kernel contract (see [`super::Micro`]).
+    /// The CPU has AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn quantise_row_avx512(row: &[f32], out: &mut [u8]) -> (f32, f32) {
+        assert!(out.len() >= row.len());
+        let mask = |len: usize| -> __mmask16 { ((1u32 << len.min(16)) - 1) as u16 };
+        let (mut lo, mut hi) = (
+            _mm512_set1_ps(f32::INFINITY),
+            _mm512_set1_ps(f32::NEG_INFINITY),
+        );
+        for i in (0..row.len()).step_by(16) {
+            let m = mask(row.len() - i);
+            // SAFETY: the mask keeps the load inside `row` (lanes i..i+16 ∩ len).
+            let v = unsafe { _mm512_maskz_loadu_ps(m, row.as_ptr().add(i)) };
+            // min/max return the second operand when either is NaN: NaNs skipped.
+            lo = _mm512_mask_min_ps(lo, m, v, lo);
+            hi = _mm512_mask_max_ps(hi, m, v, hi);
+        }
+        let (min, s) = super::quant_range(_mm512_reduce_min_ps(lo), _mm512_reduce_max_ps(hi));
+        let (vmin, inv) = (_mm512_set1_ps(min), _mm512_set1_ps(1.0 / s));
+        let (half, zero, top) = (
+            _mm512_set1_ps(0.5),
+            _mm512_setzero_ps(),
+            _mm512_set1_ps(255.0),
+        );
+        for i in (0..row.len()).step_by(16) {
+            let m = mask(row.len() - i);
+            // SAFETY: as above; the store writes the same lanes of `out`, which is
+            // at least as long as `row` (asserted).
+            unsafe {
+                let v = _mm512_maskz_loadu_ps(m, row.as_ptr().add(i));
+                let q = _mm512_add_ps(_mm512_mul_ps(_mm512_sub_ps(v, vmin), inv), half);
+                let q = _mm512_min_ps(_mm512_max_ps(q, zero), top);
+                let q = _mm512_cvttps_epi32(q);
+                _mm512_mask_cvtepi32_storeu_epi8(out.as_mut_ptr().add(i).cast(), m, q);
+            }
+        }
+        (min, s)
+    }
+
+    /// # Safety
+    /// The int8 micro-kernel contract (see [`super::MicroInt8`]).
+    #[target_feature(enable = "avx512f,avx512vnni")]
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn micro_int8_avx512(
+        kc: usize,
+        a: *const u32,
+        b: *const u8,
+        c: *mut f32,
+        ldc: usize,
+        rows: usize,
+        cols: usize,
+        d: &super::Dequant,
+    ) {
+        let mut a = a;
+        let mut b = b;
+        let mut acc = [_mm512_setzero_si512(); 2 * MR_512];
+        for _ in 0..kc.div_ceil(4) {
+            // SAFETY: each step (a group of four depths) reads MR_512 u32 words of
+            // the A panel and 4 × NR = 128 bytes of the weight panel, inside by
+            // the contract; unaligned loads need no alignment.
+            unsafe {
+                let b0 = _mm512_loadu_si512(b.cast());
+                let b1 = _mm512_loadu_si512(b.add(64).cast());
+                for r in 0..MR_512 {
+                    let av = _mm512_set1_epi32(*a.add(r) as i32);
+                    acc[2 * r] = _mm512_dpbusd_epi32(acc[2 * r], av, b0);
+                    acc[2 * r + 1] = _mm512_dpbusd_epi32(acc[2 * r + 1], av, b1);
+                }
+                a = a.add(MR_512);
+                b = b.add(4 * NR);
+            }
+        }
+        let halves = |v: &[f32]| {
+            let v: &[f32; NR] = v[..NR].try_into().expect("NR column values");
+            // SAFETY: `v` holds NR = 32 floats: two unaligned 16-float loads.
+            unsafe {
+                (
+                    _mm512_loadu_ps(v.as_ptr()),
+                    _mm512_loadu_ps(v.as_ptr().add(16)),
+                )
+            }
+        };
+        let (cs0, cs1) = halves(d.col_scales);
+        let offset = d.offset.map(|(mins, sums)| (mins, halves(sums)));
+        let mut out = [_mm512_setzero_ps(); 2 * MR_512];
+        for r in 0..rows.min(MR_512) {
+            let rs = _mm512_set1_ps(d.row_scales[r]);
+            let (mut o0, mut o1) = match offset {
+                Some((mins, (s0, s1))) => {
+                    let m = _mm512_set1_ps(mins[r]);
+                    (_mm512_mul_ps(m, s0), _mm512_mul_ps(m, s1))
+                }
+                None => (_mm512_setzero_ps(), _mm512_setzero_ps()),
+            };
+            o0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[2 * r]), _mm512_mul_ps(cs0, rs), o0);
+            o1 = _mm512_fmadd_ps(
+                _mm512_cvtepi32_ps(acc[2 * r + 1]),
+                _mm512_mul_ps(cs1, rs),
+                o1,
+            );
+            (out[2 * r], out[2 * r + 1]) = (o0, o1);
+        }
+        // SAFETY: AVX-512F is enabled here; the C tile is valid and ours.
+        unsafe { store_512(&out, c, ldc, rows, cols) };
+    }
+
+    /// # Safety
+    /// The micro-kernel contract (see [`super::MicroF32`]).
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn micro_f32_avx2(
         kc: usize,

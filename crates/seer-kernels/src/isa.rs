@@ -73,6 +73,19 @@ impl Isa {
         }
     }
 
+    /// Whether this CPU has AVX-512 VNNI's u8 × i8 dot product (`vpdpbusd`), the
+    /// int8 kernel's instruction; without it int8 runs on the portable kernel.
+    pub fn has_int8_dot() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            Self::detected() == Isa::Avx512 && std::arch::is_x86_feature_detected!("avx512vnni")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+
     /// All levels this CPU can run, for tests that compare them.
     pub fn all_supported() -> Vec<Isa> {
         let best = Self::best_supported();

@@ -5,7 +5,7 @@
 //! plain `f32` slices so a whole transformer block runs with weights packed once
 //! at load time, fused epilogues (bias, residual, activation) and both cores busy.
 //!
-//! - [`gemm`]: `C = A·Wᵀ` against pre-packed weights, f32 or bf16, AVX-512 /
+//! - [`gemm`]: `C = A·Wᵀ` against pre-packed weights, f32, bf16 or int8, AVX-512 (VNNI) /
 //!   AVX2 / portable micro-kernels chosen at run time.
 //! - [`ops`]: LayerNorm, multi-head attention, activations.
 //! - [`math`]: vectorisable `exp` and `erf`.

@@ -96,6 +96,146 @@ fn every_kernel_matches_the_exact_product() {
     }
 }
 
+/// int8 against the exact f32 product, within what quantisation can cost: with
+/// weight steps `s_w = max|w|/127` (per output feature) and activation steps
+/// `s_a = (max - min)/255` (per row), each value is off by at most half a step,
+/// so `|Σ x·w - Σ x̂·ŵ| <= Σ_k |x|·s_w/2 + (|w| + s_w/2)·s_a/2`. That bound is
+/// loose (errors add up like a random walk), so the mean squared error is also
+/// held to twice what uniform rounding errors give: a misplaced value or scale
+/// costs far more than either.
+fn check_int8(isa: Isa, m: usize, n: usize, k: usize) {
+    let mut a = values(m * k, 1 + m as u64);
+    // Rows that give no range to spread (constant, zero) and one far from zero.
+    if m > 3 {
+        a[..k].fill(0.3);
+        a[k..2 * k].fill(0.0);
+        a[2 * k..3 * k].iter_mut().for_each(|x| *x += 50.0);
+    }
+    let w = values(n * k, 2 + n as u64);
+    let bias = values(n, 3);
+    let residual = values(m * n, 4);
+    let packed = PackedWeights::from_rows(&w, n, k, Some(bias.clone()), Precision::Int8);
+    let want = reference(&a, &w, m, n, k, false);
+    let s_w: Vec<f64> = w
+        .chunks_exact(k)
+        .map(|row| row.iter().fold(0f64, |m, &v| m.max(v.abs() as f64)) / 127.0)
+        .collect();
+    let s_a: Vec<f64> = a
+        .chunks_exact(k)
+        .map(|row| {
+            let lo = row.iter().fold(f64::INFINITY, |m, &v| m.min(v as f64));
+            let hi = row.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64));
+            (hi - lo) / 255.0
+        })
+        .collect();
+    let (mut bound, mut variance) = (vec![0f64; m * n], vec![0f64; m * n]);
+    for i in 0..m {
+        for j in 0..n {
+            let (x, wr) = (&a[i * k..(i + 1) * k], &w[j * k..(j + 1) * k]);
+            let (mut b, mut v, mut mag) = (0f64, 0f64, 0f64);
+            for (&x, &wv) in x.iter().zip(wr) {
+                let (x, wv) = (x as f64, wv as f64);
+                b += x.abs() * s_w[j] / 2.0 + (wv.abs() + s_w[j] / 2.0) * s_a[i] / 2.0;
+                v += (x * s_w[j]).powi(2) / 12.0 + (wv * s_a[i]).powi(2) / 12.0;
+                mag += (x * wv).abs();
+            }
+            // f32 rounding of the integer sums and of the offset term.
+            bound[i * n + j] = b + 1e-5 * (mag + 50.0 * k as f64) + 1e-5;
+            variance[i * n + j] = v;
+        }
+    }
+
+    let mut c = vec![f32::NAN; m * n];
+    gemm_with_isa(isa, &a, m, &packed, &mut c, Init::Bias, None);
+    let (mut sq_err, mut sq_expected) = (0f64, 0f64);
+    for i in 0..m * n {
+        let expect = want[i] + bias[i % n] as f64;
+        let err = (c[i] as f64 - expect).abs();
+        assert!(
+            err <= bound[i],
+            "{isa:?} int8 {m}x{n}x{k} [{i}]: {} vs {expect} (bound {})",
+            c[i],
+            bound[i]
+        );
+        sq_err += err * err;
+        sq_expected += variance[i];
+    }
+    if m * n >= 100 {
+        assert!(
+            sq_err <= 2.0 * sq_expected,
+            "{isa:?} int8 {m}x{n}x{k}: mean squared error {} where rounding gives {}",
+            sq_err / (m * n) as f64,
+            sq_expected / (m * n) as f64
+        );
+    }
+
+    let mut c = residual.clone();
+    gemm_with_isa(
+        isa,
+        &a,
+        m,
+        &packed,
+        &mut c,
+        Init::AddToOutput,
+        Some(Activation::QuickGelu),
+    );
+    for i in 0..m * n {
+        let x = want[i] + bias[i % n] as f64 + residual[i] as f64;
+        let gelu = |x: f64| x / (1.0 + (-1.702 * x).exp());
+        // QuickGELU's slope stays within [-0.1, 1.1].
+        let expect = gelu(x);
+        assert!(
+            (c[i] as f64 - expect).abs() <= 1.1 * bound[i] + 1e-5,
+            "{isa:?} int8 residual+act {m}x{n}x{k} [{i}]: {} vs {expect}",
+            c[i]
+        );
+    }
+}
+
+#[test]
+fn int8_is_within_the_quantisation_error_on_every_kernel() {
+    // Depths that are not multiples of 4, and some past one int8 depth block.
+    let shapes = [
+        (1, 1, 1),
+        (3, 5, 7),
+        (14, 32, 64),
+        (15, 33, 257),
+        (50, 96, 301),
+        (113, 70, 513),
+        (29, 768, 96),
+        (17, 40, 4099),
+    ];
+    for isa in Isa::all_supported() {
+        for &(m, n, k) in &shapes {
+            check_int8(isa, m, n, k);
+        }
+    }
+}
+
+#[test]
+fn int8_kernels_agree() {
+    // The same integer sums on every kernel: outputs equal up to f32 rounding of
+    // the scaling, far below one quantisation step.
+    let (m, n, k) = (37, 70, 2100);
+    let a = values(m * k, 21);
+    let w = values(n * k, 22);
+    let packed = PackedWeights::from_rows(&w, n, k, None, Precision::Int8);
+    let run = |isa| {
+        let mut c = vec![0f32; m * n];
+        gemm_with_isa(isa, &a, m, &packed, &mut c, Init::Bias, None);
+        c
+    };
+    let portable = run(Isa::Portable);
+    for isa in Isa::all_supported() {
+        for (x, y) in run(isa).iter().zip(&portable) {
+            assert!(
+                (x - y).abs() <= 1e-5 * (1.0 + y.abs()),
+                "{isa:?}: {x} vs {y}"
+            );
+        }
+    }
+}
+
 #[test]
 fn right_matrix_packing_is_the_transpose() {
     let (k, n, m) = (40, 20, 3);
@@ -115,11 +255,20 @@ fn right_matrix_packing_is_the_transpose() {
 }
 
 #[test]
-fn bf16_weights_take_half_the_memory() {
+fn reduced_weights_take_less_memory() {
     let w = values(64 * 64, 5);
     let f = PackedWeights::from_rows(&w, 64, 64, None, Precision::F32);
     let h = PackedWeights::from_rows(&w, 64, 64, None, Precision::Bf16);
     assert_eq!(f.bytes(), 2 * h.bytes());
+    // A byte per weight, plus two floats per output feature.
+    let q = PackedWeights::from_rows(&w, 64, 64, None, Precision::Int8);
+    assert_eq!(q.bytes(), 64 * 64 + 2 * 4 * 64);
+}
+
+#[test]
+fn int8_names_parse() {
+    assert_eq!(Precision::parse("int8"), Some(Precision::Int8));
+    assert_eq!(Precision::Int8.name(), "int8");
 }
 
 #[test]

@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use candle_core::{Module, Tensor, D};
 use rayon::prelude::*;
-use seer_kernels::{Init, PackedWeights};
+use seer_kernels::{Init, PackedWeights, Precision};
 
-use crate::error::Result;
+use crate::error::{ModelError, Result};
 use crate::io::weights::Weights;
 use crate::nn::config::{Activation, TransformerConfig};
 use crate::nn::cpu::CpuBlock;
@@ -36,6 +36,7 @@ impl Linear {
             let packed = crate::nn::cpu::pack(&weight, bias.as_ref(), w.precision())?;
             return Ok(Self::Packed(Arc::new(packed)));
         }
+        refuse_int8(w)?;
         Ok(Self::Tensor {
             weight_t: weight.t()?,
             bias,
@@ -55,6 +56,7 @@ impl Linear {
                 w.precision(),
             ))));
         }
+        refuse_int8(w)?;
         Ok(Self::Tensor {
             weight_t: matrix,
             bias: None,
@@ -78,6 +80,22 @@ impl Linear {
             Self::Packed(p) => p.n(),
         }
     }
+}
+
+/// int8 exists only in the packed CPU kernels. Elsewhere (CUDA, training) the
+/// weights would silently stay f32, so a request for int8 is refused instead.
+fn refuse_int8(w: &Weights) -> Result<()> {
+    if w.precision() != Precision::Int8 {
+        return Ok(());
+    }
+    let place = if w.differentiable() {
+        "for training"
+    } else {
+        "on a GPU"
+    };
+    Err(ModelError::Unsupported(format!(
+        "int8 precision runs only on the CPU for inference, not {place}; use f32 or bf16"
+    )))
 }
 
 fn fuses_on_gpu(w: &Weights) -> bool {
@@ -595,4 +613,30 @@ pub fn l2_normalize(x: &Tensor) -> candle_core::Result<Tensor> {
     let norm = x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?;
     // Clamp like F.normalize so an all-zero row stays zero instead of NaN.
     x.broadcast_div(&norm.clamp(1e-12, f64::INFINITY)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use candle_core::{DType, Device};
+
+    use super::*;
+
+    #[test]
+    fn int8_is_refused_off_the_packed_cpu_path() {
+        let weight = Tensor::zeros((3, 4), DType::F32, &Device::Cpu).unwrap();
+        let tensors = HashMap::from([("weight".to_string(), weight)]);
+        let training =
+            Weights::trainable(tensors.clone(), &Device::Cpu).with_precision(Precision::Int8);
+        let err = Linear::load(&training, 4, 3, false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("int8") && err.contains("training"), "{err}");
+        // CPU inference packs it.
+        let inference =
+            Weights::from_tensors(tensors, &Device::Cpu).with_precision(Precision::Int8);
+        let linear = Linear::load(&inference, 4, 3, false).unwrap();
+        assert!(matches!(linear, Linear::Packed(p) if p.precision() == Precision::Int8));
+    }
 }
