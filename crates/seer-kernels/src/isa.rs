@@ -114,6 +114,8 @@ impl Isa {
             (Isa::Avx2, Precision::F32) => "avx2+fma f32 6x16",
             (_, Precision::F32) => "portable f32 4x32",
             (_, Precision::Bf16) => "portable bf16 (widened to f32) 4x32",
+            (Isa::Avx512, Precision::Int8) if Self::has_int8_dot() => "avx512-vnni int8 14x32",
+            (_, Precision::Int8) => "portable int8 4x32",
         }
     }
 }
@@ -129,6 +131,10 @@ mod tests {
             "portable f32 4x32"
         );
         assert_eq!(Isa::Avx2.matmul_kernel(Precision::F32), "avx2+fma f32 6x16");
+        assert_eq!(
+            Isa::Avx2.matmul_kernel(Precision::Int8),
+            "portable int8 4x32"
+        );
         assert_eq!(
             Isa::Avx512.matmul_kernel(Precision::F32),
             "avx512 f32 14x32"

@@ -44,7 +44,7 @@ pub struct Args {
     /// How many files to embed end to end (the list repeats when it is shorter).
     #[arg(long, default_value_t = 256)]
     files: usize,
-    /// Matmul weights for seer: f32 or bf16.
+    /// Matmul weights for seer: f32, bf16 or int8 (timed against f32 in the same run).
     #[arg(long, default_value = "f32", value_parser = crate::common::parse_precision)]
     precision: Precision,
     /// Threads for seer and for the reference (the reference's DataLoader gets
