@@ -7,45 +7,13 @@ use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::server::{seer, start};
+use common::server::{json_of, multipart, post_form, seer, start};
 
 use base64::Engine;
 use seer_testkit::{model_fixture, shared_data};
 use serde_json::Value;
 
 /// Status and JSON body of a response, whatever the status.
-fn json_of(r: Result<ureq::Response, ureq::Error>) -> (u16, Value) {
-    let response = match r {
-        Ok(r) => r,
-        Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("transport error: {e}"),
-    };
-    let status = response.status();
-    let body: Value = response.into_json().unwrap_or(Value::Null);
-    (status, body)
-}
-
-fn multipart(fields: &[(&str, &str)], image: Option<&Path>) -> (String, Vec<u8>) {
-    let boundary = "seer-test-boundary-7d1f";
-    let mut body = Vec::new();
-    for (name, value) in fields {
-        body.extend(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").as_bytes());
-    }
-    if let Some(path) = image {
-        let name = path.file_name().unwrap().to_string_lossy();
-        body.extend(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes());
-        body.extend(std::fs::read(path).unwrap());
-        body.extend(b"\r\n");
-    }
-    body.extend(format!("--{boundary}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={boundary}"), body)
-}
-
-fn post_form(url: &str, fields: &[(&str, &str)], image: Option<&Path>) -> (u16, Value) {
-    let (ct, body) = multipart(fields, image);
-    json_of(ureq::post(url).set("Content-Type", &ct).send_bytes(&body))
-}
-
 #[test]
 fn every_route_answers_as_documented() {
     let s = start(&[]);

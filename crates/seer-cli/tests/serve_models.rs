@@ -6,19 +6,9 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::exif::dated_photos;
-use common::server::{index_with, serve};
+use common::server::{index_with, json_of, post_form, serve};
 use seer_testkit::{model_fixture, repo_root, shared_data};
 use serde_json::{json, Value};
-
-fn json_of(r: Result<ureq::Response, ureq::Error>) -> (u16, Value) {
-    let response = match r {
-        Ok(r) => r,
-        Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("transport error: {e}"),
-    };
-    let status = response.status();
-    (status, response.into_json().unwrap_or(Value::Null))
-}
 
 fn get(url: &str) -> (u16, Value) {
     json_of(ureq::get(url).call())
@@ -31,24 +21,6 @@ fn search(base: &str, params: &[(&str, &str)]) -> (u16, Value) {
         request = request.query(k, v);
     }
     json_of(request.call())
-}
-
-/// A multipart form with text fields and, optionally, the image `image`.
-fn post_form(url: &str, fields: &[(&str, &str)], image: Option<&Path>) -> (u16, Value) {
-    let boundary = "seer-models-boundary-41c2";
-    let mut body = Vec::new();
-    for (name, value) in fields {
-        body.extend(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").as_bytes());
-    }
-    if let Some(path) = image {
-        let name = path.file_name().unwrap().to_string_lossy();
-        body.extend(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes());
-        body.extend(std::fs::read(path).unwrap());
-        body.extend(b"\r\n");
-    }
-    body.extend(format!("--{boundary}--\r\n").as_bytes());
-    let ct = format!("multipart/form-data; boundary={boundary}");
-    json_of(ureq::post(url).set("Content-Type", &ct).send_bytes(&body))
 }
 
 fn dino() -> PathBuf {

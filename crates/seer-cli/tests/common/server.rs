@@ -3,6 +3,8 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
+
+use serde_json::Value;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -88,4 +90,39 @@ pub fn serve(index: tempfile::TempDir, extra: &[&str]) -> Server {
         .recv_timeout(Duration::from_secs(60))
         .expect("the server did not come up");
     Server { child, url, index }
+}
+
+/// Status and JSON body of a response, error statuses included.
+pub fn json_of(r: Result<ureq::Response, ureq::Error>) -> (u16, Value) {
+    let response = match r {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("transport error: {e}"),
+    };
+    let status = response.status();
+    let body: Value = response.into_json().unwrap_or(Value::Null);
+    (status, body)
+}
+
+/// A multipart form body with text fields and, optionally, the file `image`;
+/// returns (Content-Type, body).
+pub fn multipart(fields: &[(&str, &str)], image: Option<&Path>) -> (String, Vec<u8>) {
+    let boundary = "seer-test-boundary-7d1f";
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").as_bytes());
+    }
+    if let Some(path) = image {
+        let name = path.file_name().unwrap().to_string_lossy();
+        body.extend(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes());
+        body.extend(std::fs::read(path).unwrap());
+        body.extend(b"\r\n");
+    }
+    body.extend(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+pub fn post_form(url: &str, fields: &[(&str, &str)], image: Option<&Path>) -> (u16, Value) {
+    let (ct, body) = multipart(fields, image);
+    json_of(ureq::post(url).set("Content-Type", &ct).send_bytes(&body))
 }

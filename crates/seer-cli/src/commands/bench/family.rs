@@ -6,17 +6,19 @@
 //! image files through the checkpoint's preprocessing. With `--reference` the
 //! same folder runs in transformers afterwards.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
-use seer_engine::{collect_image_paths, EmbedOptions, ImageEncoder, LoadOptions, LoadedModel};
+use seer_engine::{ImageEncoder, LoadOptions, LoadedModel};
 use seer_hub::ResolvedModel;
 use seer_models::Precision;
 use serde_json::{json, Value};
 
-use super::{attach_reference, print_table, run_reference, Args, PROMPTS};
+use super::{
+    attach_reference, compare_image_speed_with_f32, measure_end_to_end, print_table, run_reference,
+    Args, PROMPTS,
+};
 
 pub(super) fn run(args: &Args, resolved: &ResolvedModel) -> anyhow::Result<ExitCode> {
     let model = load(args, resolved, args.precision)?;
@@ -53,29 +55,7 @@ pub(super) fn run(args: &Args, resolved: &ResolvedModel) -> anyhow::Result<ExitC
             prompts.len()
         );
     }
-    let (files, _) = collect_image_paths(std::slice::from_ref(&args.images));
-    if files.is_empty() {
-        eprintln!(
-            "no image files under {}: skipping the end-to-end measurement",
-            args.images.display()
-        );
-    } else {
-        let files: Vec<PathBuf> = files.iter().cycle().take(args.files).cloned().collect();
-        let options = EmbedOptions {
-            batch_size: *args.batch_sizes.last().unwrap_or(&32),
-            ..Default::default()
-        };
-        let start = Instant::now();
-        let mut ok = 0usize;
-        image.embed_image_files(&files, &options, |o| ok += usize::from(o.result.is_ok()))?;
-        let ips = ok as f64 / start.elapsed().as_secs_f64();
-        results["e2e"] = json!(ips);
-        results["e2e_files"] = json!(files.len());
-        eprintln!(
-            "seer  end-to-end ({} files)    : {ips:8.2} images/s",
-            files.len()
-        );
-    }
+    measure_end_to_end(args, image, &mut results)?;
     if args.precision != Precision::F32 {
         compare_with_f32(args, resolved, image, &mut results)?;
     }
@@ -161,18 +141,8 @@ fn compare_with_f32(
         args.precision.name()
     );
     results["agreement_with_f32"] = json!({ "image_cosine_min": min, "images": n });
-    for &b in &args.batch_sizes {
-        let f32_ips = bench_image_model(exact, b, args.iterations)?;
-        let speedup = results["image_model"][b.to_string()]
-            .as_f64()
-            .unwrap_or(0.0)
-            / f32_ips;
-        eprintln!(
-            "seer  image model-only   batch {b:>3}: {f32_ips:8.2} images/s in f32, {} is {speedup:.2}x",
-            args.precision.name()
-        );
-        results["f32_image_model"][b.to_string()] = json!(f32_ips);
-        results["speedup_over_f32"]["image_model"][b.to_string()] = json!(speedup);
-    }
+    compare_image_speed_with_f32(args, results, |b| {
+        bench_image_model(exact, b, args.iterations)
+    })?;
     Ok(())
 }

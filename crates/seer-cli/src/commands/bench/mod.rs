@@ -15,7 +15,10 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
-use seer_engine::{collect_image_paths, Clip, DeviceChoice, EmbedOptions, LoadedModel};
+use seer_engine::{
+    collect_image_paths, Clip, DeviceChoice, EmbedOptions, ImageEncoder, LoadedModel,
+};
+use seer_hub::ResolvedModel;
 use seer_image::PreprocessConfig;
 use seer_models::{ClipConfig, ClipModel, Precision, Tensor, TextPadding, Weights};
 use seer_tokenizer::ClipTokenizer;
@@ -104,15 +107,21 @@ const PROMPTS: &[&str] = &[
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     crate::common::configure_threads(Some(args.threads))?;
-    if let Some(spec) = &args.model {
-        let resolved = seer_hub::resolve(spec, crate::output::stderr_is_terminal())
-            .with_context(|| format!("cannot load model '{spec}'"))?;
+    // Resolved once (a hub id may mean a download), then loaded by its family.
+    let resolved = match &args.model {
+        Some(spec) => Some(
+            seer_hub::resolve(spec, crate::output::stderr_is_terminal())
+                .with_context(|| format!("cannot load model '{spec}'"))?,
+        ),
+        None => None,
+    };
+    if let Some(resolved) = &resolved {
         let detected = seer_engine::registry::detect(&resolved.dir)?;
         if detected.family.name != seer_engine::registry::CLIP {
-            return family::run(&args, &resolved);
+            return family::run(&args, resolved);
         }
     }
-    let clip = load(&args)?;
+    let clip = load(&args, resolved.as_ref())?;
     if let Some(n) = args.reindex_files {
         return bench_reindex(clip.into_loaded(), n, args.json);
     }
@@ -162,29 +171,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             tokens.len()
         );
     }
-    let (files, _) = collect_image_paths(std::slice::from_ref(&args.images));
-    if files.is_empty() {
-        eprintln!(
-            "no image files under {}: skipping the end-to-end measurement",
-            args.images.display()
-        );
-    } else {
-        let files: Vec<PathBuf> = files.iter().cycle().take(args.files).cloned().collect();
-        let b = *args.batch_sizes.last().unwrap_or(&32);
-        let ips = bench_end_to_end(&clip, &files, b)?;
-        results["e2e"] = json!(ips);
-        results["e2e_files"] = json!(files.len());
-        eprintln!(
-            "seer  end-to-end ({} files)    : {ips:8.2} images/s",
-            files.len()
-        );
-    }
+    measure_end_to_end(&args, &clip, &mut results)?;
 
     if args.precision != Precision::F32 {
-        let exact = load(&Args {
-            precision: Precision::F32,
-            ..args.clone()
-        })?;
+        let exact = load(
+            &Args {
+                precision: Precision::F32,
+                ..args.clone()
+            },
+            resolved.as_ref(),
+        )?;
         let agreement = compare_with_f32(&clip, &exact, &args)?;
         eprintln!(
             "seer  {} vs f32 cosine: images min {:.5}, texts min {:.5}",
@@ -193,21 +189,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             agreement["text_cosine_min"].as_f64().unwrap_or(f64::NAN)
         );
         results["agreement_with_f32"] = agreement;
-        // The same weights in f32, timed in this run: the speed-up is only
-        // meaningful against a measurement taken under the same conditions.
-        for &b in &args.batch_sizes {
-            let f32_ips = bench_image_model(&exact, b, args.iterations)?;
-            let speedup = results["image_model"][b.to_string()]
-                .as_f64()
-                .unwrap_or(0.0)
-                / f32_ips;
-            eprintln!(
-                "seer  image model-only   batch {b:>3}: {f32_ips:8.2} images/s in f32, {} is {speedup:.2}x",
-                args.precision.name()
-            );
-            results["f32_image_model"][b.to_string()] = json!(f32_ips);
-            results["speedup_over_f32"]["image_model"][b.to_string()] = json!(speedup);
-        }
+        compare_image_speed_with_f32(&args, &mut results, |b| {
+            bench_image_model(&exact, b, args.iterations)
+        })?;
         let f32_tps = bench_text(&exact, &tokens, TextPadding::Longest, args.iterations)?;
         let speedup = results["text_longest"].as_f64().unwrap_or(0.0) / f32_tps;
         eprintln!(
@@ -287,19 +271,23 @@ fn compare_with_f32(clip: &Clip, exact: &Clip, args: &Args) -> anyhow::Result<Va
     }))
 }
 
-fn load(args: &Args) -> anyhow::Result<Clip> {
+/// The resolved `--model`, or a random-weight ViT-B/32 without one.
+fn load(args: &Args, resolved: Option<&ResolvedModel>) -> anyhow::Result<Clip> {
     let device = DeviceChoice::parse(&args.device)?;
     let tokenizer_path = args.tokenizer.clone().unwrap_or_else(|| {
         PathBuf::from("../shared/data/clip-tokenizer/bpe_simple_vocab_16e6.txt.gz")
     });
-    if let Some(spec) = &args.model {
+    if let Some(resolved) = resolved {
         let options = seer_engine::LoadOptions {
             tokenizer: args.tokenizer.clone(),
             progress: crate::output::stderr_is_terminal(),
             precision: args.precision,
             device,
         };
-        return Clip::load(spec, &options).with_context(|| format!("cannot load model '{spec}'"));
+        let mut clip = Clip::load_dir(&resolved.dir, &options)
+            .with_context(|| format!("cannot load model '{}'", resolved.id))?;
+        clip.id = resolved.id.clone();
+        return Ok(clip);
     }
     let config = ClipConfig::from_transformers_json("{}", Path::new("<ViT-B/32 defaults>"))?;
     let model = ClipModel::from_weights(
@@ -351,15 +339,62 @@ fn bench_text(
     Ok((tokens.len() * iterations) as f64 / start.elapsed().as_secs_f64())
 }
 
-fn bench_end_to_end(clip: &Clip, files: &[PathBuf], batch: usize) -> anyhow::Result<f64> {
+/// End to end from image files: `--images` repeated to `--files`, at the last
+/// batch size, through the encoder's decode-ahead pipeline; skipped with a line
+/// when there are no image files.
+fn measure_end_to_end(
+    args: &Args,
+    image: &dyn ImageEncoder,
+    results: &mut Value,
+) -> anyhow::Result<()> {
+    let (files, _) = collect_image_paths(std::slice::from_ref(&args.images));
+    if files.is_empty() {
+        eprintln!(
+            "no image files under {}: skipping the end-to-end measurement",
+            args.images.display()
+        );
+        return Ok(());
+    }
+    let files: Vec<PathBuf> = files.iter().cycle().take(args.files).cloned().collect();
     let options = EmbedOptions {
-        batch_size: batch,
+        batch_size: *args.batch_sizes.last().unwrap_or(&32),
         ..Default::default()
     };
     let start = Instant::now();
     let mut ok = 0usize;
-    clip.embed_image_files(files, &options, |o| ok += usize::from(o.result.is_ok()))?;
-    Ok(ok as f64 / start.elapsed().as_secs_f64())
+    image.embed_image_files(&files, &options, |o| ok += usize::from(o.result.is_ok()))?;
+    let ips = ok as f64 / start.elapsed().as_secs_f64();
+    results["e2e"] = json!(ips);
+    results["e2e_files"] = json!(files.len());
+    eprintln!(
+        "seer  end-to-end ({} files)    : {ips:8.2} images/s",
+        files.len()
+    );
+    Ok(())
+}
+
+/// Times the same weights in f32 at each batch size (`f32_images_per_second`)
+/// and records the reduced precision's speed-up: it only means something
+/// against a measurement taken in this run, under the same conditions.
+fn compare_image_speed_with_f32(
+    args: &Args,
+    results: &mut Value,
+    mut f32_images_per_second: impl FnMut(usize) -> anyhow::Result<f64>,
+) -> anyhow::Result<()> {
+    for &b in &args.batch_sizes {
+        let f32_ips = f32_images_per_second(b)?;
+        let speedup = results["image_model"][b.to_string()]
+            .as_f64()
+            .unwrap_or(0.0)
+            / f32_ips;
+        eprintln!(
+            "seer  image model-only   batch {b:>3}: {f32_ips:8.2} images/s in f32, {} is {speedup:.2}x",
+            args.precision.name()
+        );
+        results["f32_image_model"][b.to_string()] = json!(f32_ips);
+        results["speedup_over_f32"]["image_model"][b.to_string()] = json!(speedup);
+    }
+    Ok(())
 }
 
 /// Runs `scripts/bench_reference.py` with the measurement settings and `extra`
