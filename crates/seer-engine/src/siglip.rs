@@ -162,7 +162,8 @@ fn load_tokenizer(
     variant: SiglipVariant,
     positions: usize,
 ) -> Result<SiglipTokenizer> {
-    let max_length = max_length(dir, positions)?;
+    let config = TokenizerConfig::read(dir)?;
+    let max_length = config.max_length(positions)?;
     let path = ["tokenizer.json", "spiece.model"]
         .iter()
         .map(|f| dir.join(f))
@@ -181,7 +182,7 @@ fn load_tokenizer(
     // FixRes folders name GemmaTokenizer (no lowercasing).
     let flavour = match variant {
         SiglipVariant::Siglip2 => SiglipFlavour::Siglip2,
-        SiglipVariant::Siglip if names_gemma(dir)? => SiglipFlavour::Gemma,
+        SiglipVariant::Siglip if config.names_gemma() => SiglipFlavour::Gemma,
         SiglipVariant::Siglip => SiglipFlavour::Siglip,
     };
     Ok(match is_spm {
@@ -190,42 +191,55 @@ fn load_tokenizer(
     })
 }
 
-/// Whether the folder's `tokenizer_config.json` names a Gemma tokenizer class.
-fn names_gemma(dir: &Path) -> Result<bool> {
-    let path = dir.join("tokenizer_config.json");
-    if !path.is_file() {
-        return Ok(false);
-    }
-    let text = std::fs::read_to_string(&path).map_err(|e| file_error(&path, e))?;
-    let root: Value =
-        serde_json::from_str(&text).map_err(|e| file_error(&path, format!("invalid JSON: {e}")))?;
-    Ok(root
-        .get("tokenizer_class")
-        .and_then(Value::as_str)
-        .is_some_and(|c| c.starts_with("GemmaTokenizer")))
+/// The folder's `tokenizer_config.json`, read once (absent: every default).
+struct TokenizerConfig {
+    path: PathBuf,
+    root: Option<Value>,
 }
 
-fn max_length(dir: &Path, positions: usize) -> Result<usize> {
-    let path: PathBuf = dir.join("tokenizer_config.json");
-    if !path.is_file() {
-        return Ok(positions);
+impl TokenizerConfig {
+    fn read(dir: &Path) -> Result<Self> {
+        let path = dir.join("tokenizer_config.json");
+        let root = if path.is_file() {
+            let text = std::fs::read_to_string(&path).map_err(|e| file_error(&path, e))?;
+            Some(
+                serde_json::from_str(&text)
+                    .map_err(|e| file_error(&path, format!("invalid JSON: {e}")))?,
+            )
+        } else {
+            None
+        };
+        Ok(Self { path, root })
     }
-    let text = std::fs::read_to_string(&path).map_err(|e| file_error(&path, e))?;
-    let root: Value =
-        serde_json::from_str(&text).map_err(|e| file_error(&path, format!("invalid JSON: {e}")))?;
-    // The tower pools the last position of a right-padded row; left padding
-    // would pool a real token instead and silently change every embedding.
-    if root.get("padding_side").and_then(Value::as_str) == Some("left") {
-        return Err(file_error(
-            &path,
-            "padding_side \"left\" is not supported for SigLIP (seer pads on the right, as the HF SigLIP and SigLIP 2 checkpoints are used)",
-        ));
+
+    fn get(&self, key: &str) -> Option<&Value> {
+        self.root.as_ref()?.get(key)
     }
-    // transformers writes a huge number when no length is set.
-    Ok(match root.get("model_max_length").and_then(Value::as_u64) {
-        Some(n) if n >= 2 && (n as usize) < positions => n as usize,
-        _ => positions,
-    })
+
+    /// Whether it names a Gemma tokenizer class.
+    fn names_gemma(&self) -> bool {
+        self.get("tokenizer_class")
+            .and_then(Value::as_str)
+            .is_some_and(|c| c.starts_with("GemmaTokenizer"))
+    }
+
+    /// The padded length: `model_max_length` when set below the position
+    /// table, else the table's length. Left padding is refused.
+    fn max_length(&self, positions: usize) -> Result<usize> {
+        // The tower pools the last position of a right-padded row; left padding
+        // would pool a real token instead and silently change every embedding.
+        if self.get("padding_side").and_then(Value::as_str) == Some("left") {
+            return Err(file_error(
+                &self.path,
+                "padding_side \"left\" is not supported for SigLIP (seer pads on the right, as the HF SigLIP and SigLIP 2 checkpoints are used)",
+            ));
+        }
+        // transformers writes a huge number when no length is set.
+        Ok(match self.get("model_max_length").and_then(Value::as_u64) {
+            Some(n) if n >= 2 && (n as usize) < positions => n as usize,
+            _ => positions,
+        })
+    }
 }
 
 impl ImageEncoder for Siglip {
