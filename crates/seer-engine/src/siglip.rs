@@ -363,6 +363,11 @@ mod tests {
         dir
     }
 
+    /// The padded length a folder's `tokenizer_config.json` gives.
+    fn max_length(dir: &Path, positions: usize) -> Result<usize> {
+        TokenizerConfig::read(dir)?.max_length(positions)
+    }
+
     #[test]
     fn text_length_follows_tokenizer_config_within_the_tower() {
         let cases = [
