@@ -1,11 +1,17 @@
 //! GFLOP/s of the packed matmul on ViT-B/32's shapes:
-//! `cargo run --release -p seer-kernels --example gemm_speed [ROWS]`.
+//! `cargo run --release -p seer-kernels --example gemm_speed [ROWS] [portable|avx2|avx512]`
+//! (the second argument caps the kernels' instruction set, as `$SEER_ISA` does).
 
 use std::time::Instant;
 
 use seer_kernels::{gemm, Init, PackedWeights, Precision};
 
 fn main() {
+    if let Some(isa) = std::env::args().nth(2) {
+        let isa = seer_kernels::Isa::parse(&isa).expect("portable, avx2 or avx512");
+        seer_kernels::Isa::limit(isa);
+    }
+    println!("kernels: {}", seer_kernels::Isa::detected().name());
     if let Some(peak) = seer_kernels::peak::f32_gflops() {
         println!("f32 FMA peak: {peak:.1} GFLOP/s");
     }

@@ -61,7 +61,8 @@ impl Isa {
     }
 
     /// Whether this CPU has the bf16 dot-product instruction (`vdpbf16ps`): without
-    /// it bf16 weights save memory but not time.
+    /// it bf16 weights are widened to f32 in registers, saving memory and
+    /// weight traffic but no arithmetic.
     pub fn has_bf16_dot() -> bool {
         #[cfg(target_arch = "x86_64")]
         {
@@ -74,7 +75,7 @@ impl Isa {
     }
 
     /// Whether this CPU has AVX-512 VNNI's u8 × i8 dot product (`vpdpbusd`), the
-    /// int8 kernel's instruction; without it int8 runs on the portable kernel.
+    /// int8 kernel's instruction; without it AVX2 sums i16 pairs (`vpmaddwd`).
     pub fn has_int8_dot() -> bool {
         #[cfg(target_arch = "x86_64")]
         {
@@ -111,10 +112,13 @@ impl Isa {
         match (self, precision) {
             (Isa::Avx512, Precision::F32) => "avx512 f32 14x32",
             (Isa::Avx512, Precision::Bf16) if Self::has_bf16_dot() => "avx512-bf16 dot 14x32",
+            (Isa::Avx512, Precision::Bf16) => "avx512 bf16 widened to f32 12x32",
             (Isa::Avx2, Precision::F32) => "avx2+fma f32 6x16",
+            (Isa::Avx2, Precision::Bf16) => "avx2+fma bf16 widened to f32 5x16",
             (_, Precision::F32) => "portable f32 4x32",
             (_, Precision::Bf16) => "portable bf16 (widened to f32) 4x32",
             (Isa::Avx512, Precision::Int8) if Self::has_int8_dot() => "avx512-vnni int8 14x32",
+            (Isa::Avx512 | Isa::Avx2, Precision::Int8) => "avx2 int8 (i16 pairs, vpmaddwd) 4x16",
             (_, Precision::Int8) => "portable int8 4x32",
         }
     }
@@ -131,18 +135,21 @@ mod tests {
             "portable f32 4x32"
         );
         assert_eq!(Isa::Avx2.matmul_kernel(Precision::F32), "avx2+fma f32 6x16");
-        assert_eq!(
-            Isa::Avx2.matmul_kernel(Precision::Int8),
-            "portable int8 4x32"
-        );
+        assert!(Isa::Avx2
+            .matmul_kernel(Precision::Int8)
+            .starts_with("avx2 int8"));
         assert_eq!(
             Isa::Avx512.matmul_kernel(Precision::F32),
             "avx512 f32 14x32"
         );
-        // No AVX2 bf16 kernel: bf16 weights are widened by the portable one.
+        // Without a bf16 dot product, AVX2 widens bf16 weights in registers.
         assert!(Isa::Avx2
             .matmul_kernel(Precision::Bf16)
-            .starts_with("portable bf16"));
+            .starts_with("avx2+fma bf16 widened"));
+        assert_eq!(
+            Isa::Portable.matmul_kernel(Precision::Int8),
+            "portable int8 4x32"
+        );
         let bf16 = Isa::Avx512.matmul_kernel(Precision::Bf16);
         assert_eq!(
             bf16.starts_with("avx512-bf16"),

@@ -29,8 +29,14 @@ use crate::SendPtr;
 
 /// Output features per weight panel (two 16-lane vectors).
 pub const NR: usize = 32;
-/// Depth of one packed block of activations.
-const KC: usize = 512;
+/// Depth of one packed block of activations (int8 goes 4× deeper). The weight
+/// micro-panel of one block (KC × NR: 32 KiB in f32 and in int8, 16 KiB in
+/// bf16) then stays in a 32 KiB L1 while every row tile of the block passes it;
+/// at 512 it spilled to L2 and int8 ran 10–15% slower (AMD Zen 4, gemm_speed).
+const KC: usize = 256;
+/// The most u32 words any kernel packs per row of a depth block: KC, except
+/// AVX2 int8's two words per group of four (KC groups).
+const A_WORDS: usize = 2 * KC;
 /// Rows of activations packed at a time (rounded down to the kernel's MR).
 const MC: usize = 112;
 /// Below this many multiply-adds a product runs on the calling thread.
@@ -337,6 +343,27 @@ pub fn gemm_with_isa(
         return;
     }
     let kernel = Kernel::select(isa, w.precision());
+    // SAFETY: `kernel` was selected for `isa`, which the CPU supports (asserted).
+    unsafe { gemm_with_kernel(isa, &kernel, a, m, w, c, init, act) }
+}
+
+/// [`gemm_with_isa`] past its checks, on a given kernel.
+///
+/// # Safety
+/// The CPU has the features of `isa` and of `kernel.micro`; `a` is `m × w.k`
+/// and `c` is `m × w.n`, both nonempty.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_with_kernel(
+    isa: Isa,
+    kernel: &Kernel,
+    a: &[f32],
+    m: usize,
+    w: &PackedWeights,
+    c: &mut [f32],
+    init: Init,
+    act: Option<Activation>,
+) {
+    let (n, k) = (w.n, w.k);
     let panels = n.div_ceil(NR);
     let tiles = m.div_ceil(kernel.mr);
     let threads = if m * n * k < PARALLEL_MIN_MACS {
@@ -365,10 +392,10 @@ pub fn gemm_with_isa(
         // SAFETY: `c_ptr` is `c`, valid for m×n writes and borrowed mutably for
         // this whole call; `rows` ⊆ 0..m and `panel_range` ⊆ 0..panels, and the
         // (mi, ni) blocks are disjoint, so no two tasks touch the same element.
-        // `kernel` was selected for `isa`, which the CPU supports (asserted above).
+        // The CPU has `kernel`'s features (the caller's contract).
         unsafe {
             run_block(
-                &kernel,
+                kernel,
                 a,
                 quant.as_ref(),
                 w,
@@ -423,6 +450,9 @@ impl RowQuant {
             // SAFETY: `isa` is at most what the CPU supports (asserted above).
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => unsafe { x86::quantise_row_avx512(row, out) },
+            // SAFETY: as above; every AVX2 CPU this level is detected on has AVX2.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => unsafe { x86::quantise_row_avx2(row, out) },
             _ => quantise_row(row, out),
         };
         let k = k.max(1);
@@ -504,8 +534,7 @@ unsafe fn run_block(
     let mr = kernel.mr;
     let mc = (MC / mr).max(1) * mr;
     PACKED_A.with_borrow_mut(|packed| {
-        // Every kernel's depth block packs into at most KC words per row.
-        packed.resize(mc * KC, 0);
+        packed.resize(mc * A_WORDS, 0);
         let mut m0 = rows.start;
         while m0 < rows.end {
             let mrows = mc.min(rows.end - m0);
@@ -728,12 +757,37 @@ impl Kernel {
                         micro: Micro::Float(x86::micro_bf16_avx512),
                     }
                 }
+                (Isa::Avx512, Precision::Bf16) => {
+                    return Kernel {
+                        mr: x86::MR_512_BF16,
+                        kc: KC,
+                        pack_a: pack_a_f32_even,
+                        micro: Micro::Float(x86::micro_bf16_widened_avx512),
+                    }
+                }
+                (Isa::Avx2, Precision::Bf16) => {
+                    return Kernel {
+                        mr: x86::MR_256_BF16,
+                        kc: KC,
+                        pack_a: pack_a_f32_even,
+                        micro: Micro::Float(x86::micro_bf16_avx2),
+                    }
+                }
                 (Isa::Avx512, Precision::Int8) if Isa::has_int8_dot() => {
                     return Kernel {
                         mr: x86::MR_512,
                         kc: 4 * KC,
                         pack_a: pack_a_u8_groups,
                         micro: Micro::Int8(x86::micro_int8_avx512),
+                    }
+                }
+                // AVX-512 without VNNI (Skylake-SP) has AVX2 too.
+                (Isa::Avx512 | Isa::Avx2, Precision::Int8) => {
+                    return Kernel {
+                        mr: x86::MR_256_INT8,
+                        kc: 4 * KC,
+                        pack_a: pack_a_u16_pairs,
+                        micro: Micro::Int8(x86::micro_int8_avx2),
                     }
                 }
                 (Isa::Avx2, Precision::F32) => {
@@ -880,6 +934,33 @@ fn pack_a_u8_groups(block: &ABlock, mr: usize, out: &mut [u32]) -> usize {
     )
 }
 
+/// u8 quantised groups `[a0 a1 a2 a3]` as two words per row, `a0 | a2 << 16`
+/// then `a1 | a3 << 16`, panels `[k/4][2][r]`: the i16 pairs `vpmaddwd` takes
+/// against weight words split into (w0, w2) and (w1, w3).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+fn pack_a_u16_pairs(block: &ABlock, mr: usize, out: &mut [u32]) -> usize {
+    let q = block
+        .quant
+        .expect("int8 kernels get the rows' quantisation");
+    let rows = block.m0..block.m0 + block.mrows;
+    let kc = block.kc.next_multiple_of(4);
+    pack_rows(
+        &q.bytes,
+        q.stride,
+        rows,
+        block.k0,
+        kc,
+        mr,
+        out,
+        kc / 2,
+        |row, s| {
+            let (g, odd) = (s / 2, s % 2);
+            let (lo, hi) = (row[4 * g + odd], row[4 * g + 2 + odd]);
+            lo as u32 | (hi as u32) << 16
+        },
+    )
+}
+
 /// Round to nearest even, as PyTorch's `.to(torch.bfloat16)`.
 #[inline]
 pub fn f32_to_bf16(x: f32) -> u16 {
@@ -912,426 +993,87 @@ unsafe fn add_tile(acc: &[[f32; NR]], c: *mut f32, ldc: usize, rows: usize, cols
     }
 }
 
-mod portable {
+mod portable;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
     use super::*;
 
-    pub const MR: usize = 4;
-
-    /// # Safety
-    /// The micro-kernel contract (see [`super::MicroF32`]).
-    pub unsafe fn micro_f32(
-        kc: usize,
-        a: *const u32,
-        b: *const u8,
-        c: *mut f32,
-        ldc: usize,
-        rows: usize,
-        cols: usize,
-    ) {
-        // SAFETY: by the contract, `kc` steps of MR packed f32 rows and of NR
-        // f32 weights; packed buffers are u32/f32 vectors, so aligned for f32.
-        let (a, b) = unsafe {
-            (
-                std::slice::from_raw_parts(a.cast::<f32>(), kc * MR),
-                std::slice::from_raw_parts(b.cast::<f32>(), kc * NR),
-            )
-        };
-        let mut acc = [[0f32; NR]; MR];
-        for (ak, bk) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
-            for r in 0..MR {
-                for j in 0..NR {
-                    acc[r][j] += ak[r] * bk[j];
-                }
-            }
+    /// The AVX-512 kernel for CPUs without `vdpbf16ps` is never chosen on one
+    /// that has it, so it is run here directly against the portable bf16 kernel
+    /// (both: bf16 weights, f32 activations).
+    #[test]
+    fn widened_avx512_bf16_matches_portable() {
+        if Isa::best_supported() < Isa::Avx512 {
+            return;
         }
-        // SAFETY: the C tile is valid and ours by the contract.
-        unsafe { add_tile(&acc, c, ldc, rows, cols) };
-    }
-
-    /// # Safety
-    /// The micro-kernel contract (see [`super::MicroF32`]).
-    pub unsafe fn micro_bf16(
-        kc: usize,
-        a: *const u32,
-        b: *const u8,
-        c: *mut f32,
-        ldc: usize,
-        rows: usize,
-        cols: usize,
-    ) {
-        let kce = kc.next_multiple_of(2);
-        // SAFETY: by the contract, `kc` rounded up to even steps of MR packed f32
-        // rows and of NR bf16 weights; the buffers are aligned for their types.
-        let (a, b) = unsafe {
-            (
-                std::slice::from_raw_parts(a.cast::<f32>(), kce * MR),
-                std::slice::from_raw_parts(b.cast::<u16>(), kce * NR),
-            )
+        let widened = Kernel {
+            mr: x86::MR_512_BF16,
+            kc: KC,
+            pack_a: pack_a_f32_even,
+            micro: Micro::Float(x86::micro_bf16_widened_avx512),
         };
-        let mut acc = [[0f32; NR]; MR];
-        for (ap, bp) in a.chunks_exact(2 * MR).zip(b.chunks_exact(2 * NR)) {
-            for r in 0..MR {
-                for j in 0..NR {
-                    acc[r][j] +=
-                        ap[r] * bf16_to_f32(bp[2 * j]) + ap[MR + r] * bf16_to_f32(bp[2 * j + 1]);
-                }
-            }
-        }
-        // SAFETY: the C tile is valid and ours by the contract.
-        unsafe { add_tile(&acc, c, ldc, rows, cols) };
-    }
-
-    /// # Safety
-    /// The int8 micro-kernel contract (see [`super::MicroInt8`]).
-    #[allow(clippy::too_many_arguments)]
-    pub unsafe fn micro_int8(
-        kc: usize,
-        a: *const u32,
-        b: *const u8,
-        c: *mut f32,
-        ldc: usize,
-        rows: usize,
-        cols: usize,
-        d: &Dequant,
-    ) {
-        let groups = kc.div_ceil(4);
-        // SAFETY: by the contract, `groups` steps of MR packed u32 words and of
-        // 4 × NR int8 weights.
-        let (a, b) = unsafe {
-            (
-                std::slice::from_raw_parts(a, groups * MR),
-                std::slice::from_raw_parts(b.cast::<i8>(), groups * 4 * NR),
-            )
-        };
-        let mut acc = [[0i32; NR]; MR];
-        for (ag, bg) in a.chunks_exact(MR).zip(b.chunks_exact(4 * NR)) {
-            for r in 0..MR {
-                let av = ag[r].to_le_bytes();
-                for j in 0..NR {
-                    acc[r][j] += (0..4)
-                        .map(|t| av[t] as i32 * bg[4 * j + t] as i32)
-                        .sum::<i32>();
-                }
-            }
-        }
-        let mut out = [[0f32; NR]; MR];
-        for (r, (o, a)) in out.iter_mut().zip(&acc).take(rows).enumerate() {
-            let rs = d.row_scales[r];
-            for ((o, &a), &cs) in o.iter_mut().zip(a).zip(d.col_scales) {
-                *o = a as f32 * (rs * cs);
-            }
-            if let Some((mins, sums)) = d.offset {
-                for (o, &sum) in o.iter_mut().zip(sums) {
-                    *o += mins[r] * sum;
-                }
-            }
-        }
-        // SAFETY: the C tile is valid and ours by the contract.
-        unsafe { add_tile(&out, c, ldc, rows, cols) };
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-mod x86 {
-    use super::NR;
-    use std::arch::x86_64::*;
-
-    /// 14 rows × 32 columns: 28 zmm accumulators, 2 for weights, 1 broadcast.
-    pub const MR_512: usize = 14;
-    /// 6 rows × 16 columns per half-panel: 12 ymm accumulators.
-    pub const MR_256: usize = 6;
-
-    #[inline(always)]
-    fn tail_masks(cols: usize) -> (__mmask16, __mmask16) {
-        let lo = if cols >= 16 {
-            0xffff
-        } else {
-            ((1u32 << cols) - 1) as u16
-        };
-        let hi = if cols >= 32 {
-            0xffff
-        } else if cols > 16 {
-            ((1u32 << (cols - 16)) - 1) as u16
-        } else {
-            0
-        };
-        (lo, hi)
-    }
-
-    /// Adds the accumulators into the C tile, masked to `cols`.
-    ///
-    /// # Safety
-    /// The CPU has AVX-512F; the `rows × cols` floats at `c` (row stride `ldc`,
-    /// `cols <= 32`) are valid for reads and writes and ours alone.
-    #[inline(always)]
-    unsafe fn store_512(
-        acc: &[__m512; 2 * MR_512],
-        c: *mut f32,
-        ldc: usize,
-        rows: usize,
-        cols: usize,
-    ) {
-        let (m0, m1) = tail_masks(cols);
-        for r in 0..MR_512 {
-            if r < rows {
-                // SAFETY: row r < rows of the tile; the masks keep loads and
-                // stores to its first `cols` floats (masked-off lanes are not
-                // accessed), and the CPU has AVX-512F (the caller's contract).
+        let portable = Kernel::select(Isa::Portable, Precision::Bf16);
+        for (m, n, k) in [(1, 1, 1), (13, 33, 7), (25, 70, 513), (40, 64, 300)] {
+            let a: Vec<f32> = (0..m * k)
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
+                .collect();
+            let w: Vec<f32> = (0..n * k)
+                .map(|i| ((i * 53 % 97) as f32 - 48.0) / 30.0)
+                .collect();
+            let bias: Vec<f32> = (0..n).map(|j| j as f32 * 0.1).collect();
+            let packed = PackedWeights::from_rows(&w, n, k, Some(bias), Precision::Bf16);
+            let run = |kernel: &Kernel| {
+                let mut c = vec![f32::NAN; m * n];
+                // SAFETY: the CPU has AVX-512F (checked above), all the widened
+                // kernel needs; the shapes match.
                 unsafe {
-                    let p = c.add(r * ldc);
-                    let v0 = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, p), acc[2 * r]);
-                    _mm512_mask_storeu_ps(p, m0, v0);
-                    let p1 = p.add(16);
-                    let v1 = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, p1), acc[2 * r + 1]);
-                    _mm512_mask_storeu_ps(p1, m1, v1);
-                }
-            }
-        }
-    }
-
-    /// # Safety
-    /// The micro-kernel contract (see [`super::MicroF32`]).
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn micro_f32_avx512(
-        kc: usize,
-        a: *const u32,
-        b: *const u8,
-        c: *mut f32,
-        ldc: usize,
-        rows: usize,
-        cols: usize,
-    ) {
-        let mut a = a.cast::<f32>();
-        let mut b = b.cast::<f32>();
-        let mut acc = [_mm512_setzero_ps(); 2 * MR_512];
-        for _ in 0..kc {
-            // SAFETY: each of the `kc` steps reads MR_512 floats of the A panel
-            // and NR = 32 of the weight panel, both inside by the contract, and
-            // moves past them; unaligned loads need no alignment.
-            unsafe {
-                let b0 = _mm512_loadu_ps(b);
-                let b1 = _mm512_loadu_ps(b.add(16));
-                for r in 0..MR_512 {
-                    let av = _mm512_set1_ps(*a.add(r));
-                    acc[2 * r] = _mm512_fmadd_ps(av, b0, acc[2 * r]);
-                    acc[2 * r + 1] = _mm512_fmadd_ps(av, b1, acc[2 * r + 1]);
-                }
-                a = a.add(MR_512);
-                b = b.add(NR);
-            }
-        }
-        // SAFETY: AVX-512F is enabled here; the C tile is valid and ours.
-        unsafe { store_512(&acc, c, ldc, rows, cols) };
-    }
-
-    /// # Safety
-    /// The micro-kernel contract (see [`super::MicroF32`]).
-    #[target_feature(enable = "avx512f,avx512bf16")]
-    pub unsafe fn micro_bf16_avx512(
-        kc: usize,
-        a: *const u32,
-        b: *const u8,
-        c: *mut f32,
-        ldc: usize,
-        rows: usize,
-        cols: usize,
-    ) {
-        let mut a = a;
-        let mut b = b.cast::<u16>();
-        let mut acc = [_mm512_setzero_ps(); 2 * MR_512];
-        for _ in 0..kc.div_ceil(2) {
-            // SAFETY: each step (a pair of depths) reads MR_512 u32 words of the A
-            // panel and 2 × NR = 64 bf16 of the weight panel, inside by the
-            // contract. The transmutes reinterpret 512 bits of packed bf16 pairs
-            // as `__m512bh`, which is what they hold.
-            unsafe {
-                let b0: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.cast()));
-                let b1: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.add(32).cast()));
-                for r in 0..MR_512 {
-                    let av: __m512bh = std::mem::transmute(_mm512_set1_epi32(*a.add(r) as i32));
-                    acc[2 * r] = _mm512_dpbf16_ps(acc[2 * r], av, b0);
-                    acc[2 * r + 1] = _mm512_dpbf16_ps(acc[2 * r + 1], av, b1);
-                }
-                a = a.add(MR_512);
-                b = b.add(2 * NR);
-            }
-        }
-        // SAFETY: AVX-512F is enabled here; the C tile is valid and ours.
-        unsafe { store_512(&acc, c, ldc, rows, cols) };
-    }
-
-    /// [`super::quantise_row`] with AVX-512 (LLVM leaves its saturating casts
-    /// scalar, which cost a quarter of the int8 product).
-    ///
-    /// # Safety
-    /// The CPU has AVX-512F.
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn quantise_row_avx512(row: &[f32], out: &mut [u8]) -> (f32, f32) {
-        assert!(out.len() >= row.len());
-        let mask = |len: usize| -> __mmask16 { ((1u32 << len.min(16)) - 1) as u16 };
-        let (mut lo, mut hi) = (
-            _mm512_set1_ps(f32::INFINITY),
-            _mm512_set1_ps(f32::NEG_INFINITY),
-        );
-        for i in (0..row.len()).step_by(16) {
-            let m = mask(row.len() - i);
-            // SAFETY: the mask keeps the load inside `row` (lanes i..i+16 ∩ len).
-            let v = unsafe { _mm512_maskz_loadu_ps(m, row.as_ptr().add(i)) };
-            // min/max return the second operand when either is NaN: NaNs skipped.
-            lo = _mm512_mask_min_ps(lo, m, v, lo);
-            hi = _mm512_mask_max_ps(hi, m, v, hi);
-        }
-        let (min, s) = super::quant_range(_mm512_reduce_min_ps(lo), _mm512_reduce_max_ps(hi));
-        let (vmin, inv) = (_mm512_set1_ps(min), _mm512_set1_ps(1.0 / s));
-        let (half, zero, top) = (
-            _mm512_set1_ps(0.5),
-            _mm512_setzero_ps(),
-            _mm512_set1_ps(255.0),
-        );
-        for i in (0..row.len()).step_by(16) {
-            let m = mask(row.len() - i);
-            // SAFETY: as above; the store writes the same lanes of `out`, which is
-            // at least as long as `row` (asserted).
-            unsafe {
-                let v = _mm512_maskz_loadu_ps(m, row.as_ptr().add(i));
-                let q = _mm512_add_ps(_mm512_mul_ps(_mm512_sub_ps(v, vmin), inv), half);
-                let q = _mm512_min_ps(_mm512_max_ps(q, zero), top);
-                let q = _mm512_cvttps_epi32(q);
-                _mm512_mask_cvtepi32_storeu_epi8(out.as_mut_ptr().add(i).cast(), m, q);
-            }
-        }
-        (min, s)
-    }
-
-    /// # Safety
-    /// The int8 micro-kernel contract (see [`super::MicroInt8`]).
-    #[target_feature(enable = "avx512f,avx512vnni")]
-    #[allow(clippy::too_many_arguments)]
-    pub unsafe fn micro_int8_avx512(
-        kc: usize,
-        a: *const u32,
-        b: *const u8,
-        c: *mut f32,
-        ldc: usize,
-        rows: usize,
-        cols: usize,
-        d: &super::Dequant,
-    ) {
-        let mut a = a;
-        let mut b = b;
-        let mut acc = [_mm512_setzero_si512(); 2 * MR_512];
-        for _ in 0..kc.div_ceil(4) {
-            // SAFETY: each step (a group of four depths) reads MR_512 u32 words of
-            // the A panel and 4 × NR = 128 bytes of the weight panel, inside by
-            // the contract; unaligned loads need no alignment.
-            unsafe {
-                let b0 = _mm512_loadu_si512(b.cast());
-                let b1 = _mm512_loadu_si512(b.add(64).cast());
-                for r in 0..MR_512 {
-                    let av = _mm512_set1_epi32(*a.add(r) as i32);
-                    acc[2 * r] = _mm512_dpbusd_epi32(acc[2 * r], av, b0);
-                    acc[2 * r + 1] = _mm512_dpbusd_epi32(acc[2 * r + 1], av, b1);
-                }
-                a = a.add(MR_512);
-                b = b.add(4 * NR);
-            }
-        }
-        let halves = |v: &[f32]| {
-            let v: &[f32; NR] = v[..NR].try_into().expect("NR column values");
-            // SAFETY: `v` holds NR = 32 floats: two unaligned 16-float loads.
-            unsafe {
-                (
-                    _mm512_loadu_ps(v.as_ptr()),
-                    _mm512_loadu_ps(v.as_ptr().add(16)),
-                )
-            }
-        };
-        let (cs0, cs1) = halves(d.col_scales);
-        let offset = d.offset.map(|(mins, sums)| (mins, halves(sums)));
-        let mut out = [_mm512_setzero_ps(); 2 * MR_512];
-        for r in 0..rows.min(MR_512) {
-            let rs = _mm512_set1_ps(d.row_scales[r]);
-            let (mut o0, mut o1) = match offset {
-                Some((mins, (s0, s1))) => {
-                    let m = _mm512_set1_ps(mins[r]);
-                    (_mm512_mul_ps(m, s0), _mm512_mul_ps(m, s1))
-                }
-                None => (_mm512_setzero_ps(), _mm512_setzero_ps()),
+                    gemm_with_kernel(
+                        Isa::Avx512,
+                        kernel,
+                        &a,
+                        m,
+                        &packed,
+                        &mut c,
+                        Init::Bias,
+                        None,
+                    )
+                };
+                c
             };
-            o0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[2 * r]), _mm512_mul_ps(cs0, rs), o0);
-            o1 = _mm512_fmadd_ps(
-                _mm512_cvtepi32_ps(acc[2 * r + 1]),
-                _mm512_mul_ps(cs1, rs),
-                o1,
-            );
-            (out[2 * r], out[2 * r + 1]) = (o0, o1);
+            let (got, want) = (run(&widened), run(&portable));
+            for (i, (x, y)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
+                    "{m}x{n}x{k} [{i}]: {x} vs {y}"
+                );
+            }
         }
-        // SAFETY: AVX-512F is enabled here; the C tile is valid and ours.
-        unsafe { store_512(&out, c, ldc, rows, cols) };
     }
 
-    /// # Safety
-    /// The micro-kernel contract (see [`super::MicroF32`]).
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn micro_f32_avx2(
-        kc: usize,
-        a: *const u32,
-        b: *const u8,
-        c: *mut f32,
-        ldc: usize,
-        rows: usize,
-        cols: usize,
-    ) {
-        let a = a.cast::<f32>();
-        let b = b.cast::<f32>();
-        // A 32-wide panel is two 16-wide halves: 12 accumulators fit the 16 ymm.
-        for half in 0..2 {
-            if half * 16 >= cols {
-                break;
+    #[test]
+    fn simd_quantisers_match_the_scalar_one() {
+        let mut row: Vec<f32> = (0..83)
+            .map(|i| ((i * 29 % 61) as f32 - 20.0) * 0.37)
+            .collect();
+        row[5] = f32::NAN;
+        for len in [0, 1, 7, 8, 9, 16, 83] {
+            let row = &row[..len];
+            let mut want = vec![0u8; len];
+            let range = quantise_row(row, &mut want);
+            if Isa::best_supported() >= Isa::Avx2 {
+                let mut got = vec![0u8; len];
+                // SAFETY: the CPU has AVX2 (checked).
+                assert_eq!(unsafe { x86::quantise_row_avx2(row, &mut got) }, range);
+                assert_eq!(got, want, "avx2, {len} values");
             }
-            let mut acc = [_mm256_setzero_ps(); 2 * MR_256];
-            let mut ap = a;
-            // SAFETY: half * 16 < NR: inside the weight panel's first step.
-            let mut bp = unsafe { b.add(half * 16) };
-            for _ in 0..kc {
-                // SAFETY: each of the `kc` steps reads MR_256 floats of the A panel
-                // and 16 of this half of the weight panel's NR, inside by the
-                // contract; unaligned loads need no alignment.
-                unsafe {
-                    let b0 = _mm256_loadu_ps(bp);
-                    let b1 = _mm256_loadu_ps(bp.add(8));
-                    for r in 0..MR_256 {
-                        let av = _mm256_broadcast_ss(&*ap.add(r));
-                        acc[2 * r] = _mm256_fmadd_ps(av, b0, acc[2 * r]);
-                        acc[2 * r + 1] = _mm256_fmadd_ps(av, b1, acc[2 * r + 1]);
-                    }
-                    ap = ap.add(MR_256);
-                    bp = bp.add(NR);
-                }
-            }
-            let half_cols = (cols - half * 16).min(16);
-            for r in 0..MR_256 {
-                if r >= rows {
-                    break;
-                }
-                // SAFETY: r < rows and half * 16 + half_cols <= cols: the 16 (or
-                // `half_cols`) floats touched are in row r of the C tile, valid and
-                // ours by the contract; `tmp` is 16 local floats.
-                unsafe {
-                    let p = c.add(r * ldc + half * 16);
-                    if half_cols == 16 {
-                        _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), acc[2 * r]));
-                        let p1 = p.add(8);
-                        _mm256_storeu_ps(p1, _mm256_add_ps(_mm256_loadu_ps(p1), acc[2 * r + 1]));
-                    } else {
-                        let mut tmp = [0f32; 16];
-                        _mm256_storeu_ps(tmp.as_mut_ptr(), acc[2 * r]);
-                        _mm256_storeu_ps(tmp.as_mut_ptr().add(8), acc[2 * r + 1]);
-                        for (j, v) in tmp.iter().enumerate().take(half_cols) {
-                            *p.add(j) += v;
-                        }
-                    }
-                }
+            if Isa::best_supported() >= Isa::Avx512 {
+                let mut got = vec![0u8; len];
+                // SAFETY: the CPU has AVX-512F (checked).
+                assert_eq!(unsafe { x86::quantise_row_avx512(row, &mut got) }, range);
+                assert_eq!(got, want, "avx512, {len} values");
             }
         }
     }

@@ -1,0 +1,598 @@
+//! The x86 micro-kernels: AVX2 + FMA, AVX-512F, AVX-512 BF16 and VNNI.
+
+use super::NR;
+use std::arch::x86_64::*;
+
+/// 14 rows × 32 columns: 28 zmm accumulators, 2 for weights, 1 broadcast.
+pub const MR_512: usize = 14;
+/// 6 rows × 16 columns per half-panel: 12 ymm accumulators.
+pub const MR_256: usize = 6;
+
+#[inline(always)]
+fn tail_masks(cols: usize) -> (__mmask16, __mmask16) {
+    let lo = if cols >= 16 {
+        0xffff
+    } else {
+        ((1u32 << cols) - 1) as u16
+    };
+    let hi = if cols >= 32 {
+        0xffff
+    } else if cols > 16 {
+        ((1u32 << (cols - 16)) - 1) as u16
+    } else {
+        0
+    };
+    (lo, hi)
+}
+
+/// Adds the accumulators into the C tile, masked to `cols`.
+///
+/// # Safety
+/// The CPU has AVX-512F; the `rows × cols` floats at `c` (row stride `ldc`,
+/// `cols <= 32`) are valid for reads and writes and ours alone.
+#[inline(always)]
+unsafe fn store_512(acc: &[__m512; 2 * MR_512], c: *mut f32, ldc: usize, rows: usize, cols: usize) {
+    let (m0, m1) = tail_masks(cols);
+    for r in 0..MR_512 {
+        if r < rows {
+            // SAFETY: row r < rows of the tile; the masks keep loads and
+            // stores to its first `cols` floats (masked-off lanes are not
+            // accessed), and the CPU has AVX-512F (the caller's contract).
+            unsafe {
+                let p = c.add(r * ldc);
+                let v0 = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, p), acc[2 * r]);
+                _mm512_mask_storeu_ps(p, m0, v0);
+                let p1 = p.add(16);
+                let v1 = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, p1), acc[2 * r + 1]);
+                _mm512_mask_storeu_ps(p1, m1, v1);
+            }
+        }
+    }
+}
+
+/// # Safety
+/// The micro-kernel contract (see [`super::MicroF32`]).
+#[target_feature(enable = "avx512f")]
+pub unsafe fn micro_f32_avx512(
+    kc: usize,
+    a: *const u32,
+    b: *const u8,
+    c: *mut f32,
+    ldc: usize,
+    rows: usize,
+    cols: usize,
+) {
+    let mut a = a.cast::<f32>();
+    let mut b = b.cast::<f32>();
+    let mut acc = [_mm512_setzero_ps(); 2 * MR_512];
+    for _ in 0..kc {
+        // SAFETY: each of the `kc` steps reads MR_512 floats of the A panel
+        // and NR = 32 of the weight panel, both inside by the contract, and
+        // moves past them; unaligned loads need no alignment.
+        unsafe {
+            let b0 = _mm512_loadu_ps(b);
+            let b1 = _mm512_loadu_ps(b.add(16));
+            for r in 0..MR_512 {
+                let av = _mm512_set1_ps(*a.add(r));
+                acc[2 * r] = _mm512_fmadd_ps(av, b0, acc[2 * r]);
+                acc[2 * r + 1] = _mm512_fmadd_ps(av, b1, acc[2 * r + 1]);
+            }
+            a = a.add(MR_512);
+            b = b.add(NR);
+        }
+    }
+    // SAFETY: AVX-512F is enabled here; the C tile is valid and ours.
+    unsafe { store_512(&acc, c, ldc, rows, cols) };
+}
+
+/// # Safety
+/// The micro-kernel contract (see [`super::MicroF32`]).
+#[target_feature(enable = "avx512f,avx512bf16")]
+pub unsafe fn micro_bf16_avx512(
+    kc: usize,
+    a: *const u32,
+    b: *const u8,
+    c: *mut f32,
+    ldc: usize,
+    rows: usize,
+    cols: usize,
+) {
+    let mut a = a;
+    let mut b = b.cast::<u16>();
+    let mut acc = [_mm512_setzero_ps(); 2 * MR_512];
+    for _ in 0..kc.div_ceil(2) {
+        // SAFETY: each step (a pair of depths) reads MR_512 u32 words of the A
+        // panel and 2 × NR = 64 bf16 of the weight panel, inside by the
+        // contract. The transmutes reinterpret 512 bits of packed bf16 pairs
+        // as `__m512bh`, which is what they hold.
+        unsafe {
+            let b0: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.cast()));
+            let b1: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.add(32).cast()));
+            for r in 0..MR_512 {
+                let av: __m512bh = std::mem::transmute(_mm512_set1_epi32(*a.add(r) as i32));
+                acc[2 * r] = _mm512_dpbf16_ps(acc[2 * r], av, b0);
+                acc[2 * r + 1] = _mm512_dpbf16_ps(acc[2 * r + 1], av, b1);
+            }
+            a = a.add(MR_512);
+            b = b.add(2 * NR);
+        }
+    }
+    // SAFETY: AVX-512F is enabled here; the C tile is valid and ours.
+    unsafe { store_512(&acc, c, ldc, rows, cols) };
+}
+
+/// [`super::quantise_row`] with AVX-512 (LLVM leaves its saturating casts
+/// scalar, which cost a quarter of the int8 product).
+///
+/// # Safety
+/// The CPU has AVX-512F.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn quantise_row_avx512(row: &[f32], out: &mut [u8]) -> (f32, f32) {
+    assert!(out.len() >= row.len());
+    let mask = |len: usize| -> __mmask16 { ((1u32 << len.min(16)) - 1) as u16 };
+    let (mut lo, mut hi) = (
+        _mm512_set1_ps(f32::INFINITY),
+        _mm512_set1_ps(f32::NEG_INFINITY),
+    );
+    for i in (0..row.len()).step_by(16) {
+        let m = mask(row.len() - i);
+        // SAFETY: the mask keeps the load inside `row` (lanes i..i+16 ∩ len).
+        let v = unsafe { _mm512_maskz_loadu_ps(m, row.as_ptr().add(i)) };
+        // min/max return the second operand when either is NaN: NaNs skipped.
+        lo = _mm512_mask_min_ps(lo, m, v, lo);
+        hi = _mm512_mask_max_ps(hi, m, v, hi);
+    }
+    let (min, s) = super::quant_range(_mm512_reduce_min_ps(lo), _mm512_reduce_max_ps(hi));
+    let (vmin, inv) = (_mm512_set1_ps(min), _mm512_set1_ps(1.0 / s));
+    let (half, zero, top) = (
+        _mm512_set1_ps(0.5),
+        _mm512_setzero_ps(),
+        _mm512_set1_ps(255.0),
+    );
+    for i in (0..row.len()).step_by(16) {
+        let m = mask(row.len() - i);
+        // SAFETY: as above; the store writes the same lanes of `out`, which is
+        // at least as long as `row` (asserted).
+        unsafe {
+            let v = _mm512_maskz_loadu_ps(m, row.as_ptr().add(i));
+            let q = _mm512_add_ps(_mm512_mul_ps(_mm512_sub_ps(v, vmin), inv), half);
+            let q = _mm512_min_ps(_mm512_max_ps(q, zero), top);
+            let q = _mm512_cvttps_epi32(q);
+            _mm512_mask_cvtepi32_storeu_epi8(out.as_mut_ptr().add(i).cast(), m, q);
+        }
+    }
+    (min, s)
+}
+
+/// # Safety
+/// The int8 micro-kernel contract (see [`super::MicroInt8`]).
+#[target_feature(enable = "avx512f,avx512vnni")]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn micro_int8_avx512(
+    kc: usize,
+    a: *const u32,
+    b: *const u8,
+    c: *mut f32,
+    ldc: usize,
+    rows: usize,
+    cols: usize,
+    d: &super::Dequant,
+) {
+    let mut a = a;
+    let mut b = b;
+    let mut acc = [_mm512_setzero_si512(); 2 * MR_512];
+    for _ in 0..kc.div_ceil(4) {
+        // SAFETY: each step (a group of four depths) reads MR_512 u32 words of
+        // the A panel and 4 × NR = 128 bytes of the weight panel, inside by
+        // the contract; unaligned loads need no alignment.
+        unsafe {
+            let b0 = _mm512_loadu_si512(b.cast());
+            let b1 = _mm512_loadu_si512(b.add(64).cast());
+            for r in 0..MR_512 {
+                let av = _mm512_set1_epi32(*a.add(r) as i32);
+                acc[2 * r] = _mm512_dpbusd_epi32(acc[2 * r], av, b0);
+                acc[2 * r + 1] = _mm512_dpbusd_epi32(acc[2 * r + 1], av, b1);
+            }
+            a = a.add(MR_512);
+            b = b.add(4 * NR);
+        }
+    }
+    let halves = |v: &[f32]| {
+        let v: &[f32; NR] = v[..NR].try_into().expect("NR column values");
+        // SAFETY: `v` holds NR = 32 floats: two unaligned 16-float loads.
+        unsafe {
+            (
+                _mm512_loadu_ps(v.as_ptr()),
+                _mm512_loadu_ps(v.as_ptr().add(16)),
+            )
+        }
+    };
+    let (cs0, cs1) = halves(d.col_scales);
+    let offset = d.offset.map(|(mins, sums)| (mins, halves(sums)));
+    let mut out = [_mm512_setzero_ps(); 2 * MR_512];
+    for r in 0..rows.min(MR_512) {
+        let rs = _mm512_set1_ps(d.row_scales[r]);
+        let (mut o0, mut o1) = match offset {
+            Some((mins, (s0, s1))) => {
+                let m = _mm512_set1_ps(mins[r]);
+                (_mm512_mul_ps(m, s0), _mm512_mul_ps(m, s1))
+            }
+            None => (_mm512_setzero_ps(), _mm512_setzero_ps()),
+        };
+        o0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[2 * r]), _mm512_mul_ps(cs0, rs), o0);
+        o1 = _mm512_fmadd_ps(
+            _mm512_cvtepi32_ps(acc[2 * r + 1]),
+            _mm512_mul_ps(cs1, rs),
+            o1,
+        );
+        (out[2 * r], out[2 * r + 1]) = (o0, o1);
+    }
+    // SAFETY: AVX-512F is enabled here; the C tile is valid and ours.
+    unsafe { store_512(&out, c, ldc, rows, cols) };
+}
+
+/// Adds one 16-column half of an AVX2 tile (two ymm per row) into C.
+///
+/// # Safety
+/// The CPU has AVX; `half` is 0 or 1 with `half * 16 < cols`, `cols <= 32`, and
+/// the `rows × cols` floats at `c` (row stride `ldc`) are valid for reads and
+/// writes and ours alone.
+#[inline(always)]
+unsafe fn add_half_256(
+    acc: &[__m256],
+    c: *mut f32,
+    ldc: usize,
+    rows: usize,
+    cols: usize,
+    half: usize,
+) {
+    let half_cols = (cols - half * 16).min(16);
+    for (r, pair) in acc.chunks_exact(2).enumerate().take(rows) {
+        // SAFETY: r < rows and half * 16 + half_cols <= cols: the floats touched
+        // are in row r of the C tile, valid and ours by the contract; `tmp` is
+        // 16 local floats.
+        unsafe {
+            let p = c.add(r * ldc + half * 16);
+            if half_cols == 16 {
+                _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), pair[0]));
+                let p1 = p.add(8);
+                _mm256_storeu_ps(p1, _mm256_add_ps(_mm256_loadu_ps(p1), pair[1]));
+            } else {
+                let mut tmp = [0f32; 16];
+                _mm256_storeu_ps(tmp.as_mut_ptr(), pair[0]);
+                _mm256_storeu_ps(tmp.as_mut_ptr().add(8), pair[1]);
+                for (j, v) in tmp.iter().enumerate().take(half_cols) {
+                    *p.add(j) += v;
+                }
+            }
+        }
+    }
+}
+
+/// # Safety
+/// The micro-kernel contract (see [`super::MicroF32`]).
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn micro_f32_avx2(
+    kc: usize,
+    a: *const u32,
+    b: *const u8,
+    c: *mut f32,
+    ldc: usize,
+    rows: usize,
+    cols: usize,
+) {
+    let a = a.cast::<f32>();
+    let b = b.cast::<f32>();
+    // A 32-wide panel is two 16-wide halves: 12 accumulators fit the 16 ymm.
+    for half in 0..2 {
+        if half * 16 >= cols {
+            break;
+        }
+        let mut acc = [_mm256_setzero_ps(); 2 * MR_256];
+        let mut ap = a;
+        // SAFETY: half * 16 < NR: inside the weight panel's first step.
+        let mut bp = unsafe { b.add(half * 16) };
+        for _ in 0..kc {
+            // SAFETY: each of the `kc` steps reads MR_256 floats of the A panel
+            // and 16 of this half of the weight panel's NR, inside by the
+            // contract; unaligned loads need no alignment.
+            unsafe {
+                let b0 = _mm256_loadu_ps(bp);
+                let b1 = _mm256_loadu_ps(bp.add(8));
+                for r in 0..MR_256 {
+                    let av = _mm256_broadcast_ss(&*ap.add(r));
+                    acc[2 * r] = _mm256_fmadd_ps(av, b0, acc[2 * r]);
+                    acc[2 * r + 1] = _mm256_fmadd_ps(av, b1, acc[2 * r + 1]);
+                }
+                ap = ap.add(MR_256);
+                bp = bp.add(NR);
+            }
+        }
+        // SAFETY: AVX is enabled here; half * 16 < cols; the C tile is ours.
+        unsafe { add_half_256(&acc, c, ldc, rows, cols, half) };
+    }
+}
+
+/// Rows of the AVX2 bf16 kernel: 10 accumulators, 4 widened weight vectors,
+/// the mask and a broadcast fill the 16 ymm.
+pub const MR_256_BF16: usize = 5;
+
+/// bf16 weights on CPUs without `vdpbf16ps`: each packed pair `(w[k], w[k+1])`
+/// widens to two f32 vectors with a shift and a mask, and f32 activations
+/// (`pack_a_f32_even`: step k, then step k + 1) meet them in ordinary FMAs. So
+/// bf16 costs what f32 does in arithmetic and half in weight traffic, instead
+/// of the portable kernel's 0.35× of f32 (AMD Zen 4 limited to AVX2).
+///
+/// # Safety
+/// The micro-kernel contract (see [`super::MicroF32`]).
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn micro_bf16_avx2(
+    kc: usize,
+    a: *const u32,
+    b: *const u8,
+    c: *mut f32,
+    ldc: usize,
+    rows: usize,
+    cols: usize,
+) {
+    const MR: usize = MR_256_BF16;
+    let a = a.cast::<f32>();
+    let b = b.cast::<u32>();
+    let high = _mm256_set1_epi32(0xffff_0000_u32 as i32);
+    for half in 0..2 {
+        if half * 16 >= cols {
+            break;
+        }
+        let mut acc = [_mm256_setzero_ps(); 2 * MR];
+        let mut ap = a;
+        // SAFETY: half * 16 < NR: inside the first pair step of the panel.
+        let mut bp = unsafe { b.add(half * 16) };
+        for _ in 0..kc.div_ceil(2) {
+            // SAFETY: each pair step reads 2 × MR floats of the A panel and 16 of
+            // this half's NR packed pairs, inside by the contract; unaligned
+            // loads need no alignment.
+            unsafe {
+                let v0 = _mm256_loadu_si256(bp.cast());
+                let v1 = _mm256_loadu_si256(bp.add(8).cast());
+                // A bf16 is the top half of its f32: w[k] sits in the low 16 bits.
+                let (w0, w1) = (
+                    _mm256_castsi256_ps(_mm256_slli_epi32::<16>(v0)),
+                    _mm256_castsi256_ps(_mm256_slli_epi32::<16>(v1)),
+                );
+                let (x0, x1) = (
+                    _mm256_castsi256_ps(_mm256_and_si256(v0, high)),
+                    _mm256_castsi256_ps(_mm256_and_si256(v1, high)),
+                );
+                for r in 0..MR {
+                    let av = _mm256_broadcast_ss(&*ap.add(r));
+                    acc[2 * r] = _mm256_fmadd_ps(av, w0, acc[2 * r]);
+                    acc[2 * r + 1] = _mm256_fmadd_ps(av, w1, acc[2 * r + 1]);
+                }
+                for r in 0..MR {
+                    let av = _mm256_broadcast_ss(&*ap.add(MR + r));
+                    acc[2 * r] = _mm256_fmadd_ps(av, x0, acc[2 * r]);
+                    acc[2 * r + 1] = _mm256_fmadd_ps(av, x1, acc[2 * r + 1]);
+                }
+                ap = ap.add(2 * MR);
+                bp = bp.add(NR);
+            }
+        }
+        // SAFETY: AVX is enabled here; half * 16 < cols; the C tile is ours.
+        unsafe { add_half_256(&acc, c, ldc, rows, cols, half) };
+    }
+}
+
+/// Rows of the AVX-512 bf16 kernel without `vdpbf16ps`: 24 accumulators and 4
+/// widened weight vectors leave room for the mask and a broadcast.
+pub const MR_512_BF16: usize = 12;
+
+/// [`micro_bf16_avx2`] with zmm registers, for AVX-512 CPUs without AVX-512
+/// BF16 (Skylake-SP, Ice Lake): f32 arithmetic on widened bf16 weights.
+///
+/// # Safety
+/// The micro-kernel contract (see [`super::MicroF32`]).
+#[target_feature(enable = "avx512f")]
+pub unsafe fn micro_bf16_widened_avx512(
+    kc: usize,
+    a: *const u32,
+    b: *const u8,
+    c: *mut f32,
+    ldc: usize,
+    rows: usize,
+    cols: usize,
+) {
+    const MR: usize = MR_512_BF16;
+    let mut a = a.cast::<f32>();
+    let mut b = b.cast::<u32>();
+    let high = _mm512_set1_epi32(0xffff_0000_u32 as i32);
+    let mut acc = [_mm512_setzero_ps(); 2 * MR_512];
+    for _ in 0..kc.div_ceil(2) {
+        // SAFETY: each pair step reads 2 × MR floats of the A panel and NR = 32
+        // packed pairs of the weight panel, inside by the contract.
+        unsafe {
+            let v0 = _mm512_loadu_si512(b.cast());
+            let v1 = _mm512_loadu_si512(b.add(16).cast());
+            let (w0, w1) = (
+                _mm512_castsi512_ps(_mm512_slli_epi32::<16>(v0)),
+                _mm512_castsi512_ps(_mm512_slli_epi32::<16>(v1)),
+            );
+            let (x0, x1) = (
+                _mm512_castsi512_ps(_mm512_and_si512(v0, high)),
+                _mm512_castsi512_ps(_mm512_and_si512(v1, high)),
+            );
+            for r in 0..MR {
+                let av = _mm512_set1_ps(*a.add(r));
+                acc[2 * r] = _mm512_fmadd_ps(av, w0, acc[2 * r]);
+                acc[2 * r + 1] = _mm512_fmadd_ps(av, w1, acc[2 * r + 1]);
+            }
+            for r in 0..MR {
+                let av = _mm512_set1_ps(*a.add(MR + r));
+                acc[2 * r] = _mm512_fmadd_ps(av, x0, acc[2 * r]);
+                acc[2 * r + 1] = _mm512_fmadd_ps(av, x1, acc[2 * r + 1]);
+            }
+            a = a.add(2 * MR);
+            b = b.add(NR);
+        }
+    }
+    // SAFETY: AVX-512F is enabled here; rows <= MR (the rest stay zero and
+    // unstored); the C tile is valid and ours.
+    unsafe { store_512(&acc, c, ldc, rows, cols) };
+}
+
+/// Rows of the AVX2 int8 kernel: 8 accumulators, 4 widened weight vectors,
+/// 2 activation pairs and a product fill the 16 ymm.
+pub const MR_256_INT8: usize = 4;
+
+/// int8 without VNNI. AVX2's u8 × i8 `vpmaddubsw` saturates its i16 pair sums
+/// (255 · 127 · 2 > 32767), so both sides widen to i16 and `vpmaddwd` sums
+/// pairs into i32 exactly: the same integer sums as `vpdpbusd`, so outputs match
+/// the AVX-512 VNNI kernel's. Weights keep the VNNI layout (four i8 per column
+/// word) and are sign-extended in registers; activations come pre-split by
+/// `pack_a_u16_pairs` into `(a0, a2)` and `(a1, a3)` u16 pairs per group.
+///
+/// # Safety
+/// The int8 micro-kernel contract (see [`super::MicroInt8`]).
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn micro_int8_avx2(
+    kc: usize,
+    a: *const u32,
+    b: *const u8,
+    c: *mut f32,
+    ldc: usize,
+    rows: usize,
+    cols: usize,
+    d: &super::Dequant,
+) {
+    const MR: usize = MR_256_INT8;
+    for half in 0..2 {
+        if half * 16 >= cols {
+            break;
+        }
+        let mut acc = [_mm256_setzero_si256(); 2 * MR];
+        let mut ap = a;
+        // SAFETY: half * 16 < NR: inside the first group step of the panel.
+        let mut bp = unsafe { b.add(half * 64) };
+        for _ in 0..kc.div_ceil(4) {
+            // SAFETY: each group step reads 2 × MR u32 words of the A panel and 16
+            // of this half's NR four-byte column words, inside by the contract.
+            unsafe {
+                let v0 = _mm256_loadu_si256(bp.cast());
+                let v1 = _mm256_loadu_si256(bp.add(32).cast());
+                // Per 16-bit word (w_odd:w_even), sign-extended: evens are
+                // (w0, w2), odds (w1, w3).
+                let (e0, e1) = (
+                    _mm256_srai_epi16::<8>(_mm256_slli_epi16::<8>(v0)),
+                    _mm256_srai_epi16::<8>(_mm256_slli_epi16::<8>(v1)),
+                );
+                let (o0, o1) = (_mm256_srai_epi16::<8>(v0), _mm256_srai_epi16::<8>(v1));
+                for r in 0..MR {
+                    let ae = _mm256_set1_epi32(*ap.add(r) as i32);
+                    let ao = _mm256_set1_epi32(*ap.add(MR + r) as i32);
+                    let s0 = _mm256_add_epi32(_mm256_madd_epi16(ae, e0), _mm256_madd_epi16(ao, o0));
+                    let s1 = _mm256_add_epi32(_mm256_madd_epi16(ae, e1), _mm256_madd_epi16(ao, o1));
+                    acc[2 * r] = _mm256_add_epi32(acc[2 * r], s0);
+                    acc[2 * r + 1] = _mm256_add_epi32(acc[2 * r + 1], s1);
+                }
+                ap = ap.add(2 * MR);
+                bp = bp.add(4 * NR);
+            }
+        }
+        let col = half * 16;
+        let load8 = |v: &[f32], at: usize| {
+            let v: &[f32; 8] = v[at..at + 8].try_into().expect("8 column values");
+            // SAFETY: `v` holds 8 floats: one unaligned load.
+            unsafe { _mm256_loadu_ps(v.as_ptr()) }
+        };
+        let cs = [load8(d.col_scales, col), load8(d.col_scales, col + 8)];
+        let sums = d
+            .offset
+            .map(|(mins, sums)| (mins, [load8(sums, col), load8(sums, col + 8)]));
+        let mut out = [_mm256_setzero_ps(); 2 * MR];
+        for r in 0..rows.min(MR) {
+            let rs = _mm256_set1_ps(d.row_scales[r]);
+            for h in 0..2 {
+                let o = match sums {
+                    Some((mins, s)) => _mm256_mul_ps(_mm256_set1_ps(mins[r]), s[h]),
+                    None => _mm256_setzero_ps(),
+                };
+                let scale = _mm256_mul_ps(cs[h], rs);
+                out[2 * r + h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[2 * r + h]), scale, o);
+            }
+        }
+        // SAFETY: AVX is enabled here; half * 16 < cols; the C tile is ours.
+        unsafe { add_half_256(&out, c, ldc, rows, cols, half) };
+    }
+}
+
+/// [`super::quantise_row`] with AVX2: the same values, eight at a time.
+///
+/// # Safety
+/// The CPU has AVX2.
+#[target_feature(enable = "avx2")]
+pub unsafe fn quantise_row_avx2(row: &[f32], out: &mut [u8]) -> (f32, f32) {
+    assert!(out.len() >= row.len());
+    let body = row.len() / 8 * 8;
+    let (mut lo, mut hi) = (
+        _mm256_set1_ps(f32::INFINITY),
+        _mm256_set1_ps(f32::NEG_INFINITY),
+    );
+    for i in (0..body).step_by(8) {
+        // SAFETY: i + 8 <= body <= row.len().
+        let v = unsafe { _mm256_loadu_ps(row.as_ptr().add(i)) };
+        // min/max return the second operand when either is NaN: NaNs skipped.
+        lo = _mm256_min_ps(v, lo);
+        hi = _mm256_max_ps(v, hi);
+    }
+    let mut lanes = ([0f32; 8], [0f32; 8]);
+    // SAFETY: two local arrays of 8 floats.
+    unsafe {
+        _mm256_storeu_ps(lanes.0.as_mut_ptr(), lo);
+        _mm256_storeu_ps(lanes.1.as_mut_ptr(), hi);
+    }
+    let tail = &row[body..];
+    let lo = lanes
+        .0
+        .iter()
+        .chain(tail)
+        .fold(f32::INFINITY, |m, &x| m.min(x));
+    let hi = lanes
+        .1
+        .iter()
+        .chain(tail)
+        .fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+    let (min, s) = super::quant_range(lo, hi);
+    let inv = 1.0 / s;
+    let (vmin, vinv) = (_mm256_set1_ps(min), _mm256_set1_ps(inv));
+    let (half, zero, top) = (
+        _mm256_set1_ps(0.5),
+        _mm256_setzero_ps(),
+        _mm256_set1_ps(255.0),
+    );
+    for i in (0..body).step_by(8) {
+        // SAFETY: i + 8 <= body: inside `row`, and inside `out` (at least as
+        // long, asserted), which takes 8 bytes as two 4-byte writes.
+        unsafe {
+            let v = _mm256_loadu_ps(row.as_ptr().add(i));
+            let q = _mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(v, vmin), vinv), half);
+            // max returns `zero` for NaN, as the scalar cast does.
+            let q = _mm256_min_ps(_mm256_max_ps(q, zero), top);
+            let q = _mm256_cvttps_epi32(q);
+            // 0..=255 in every i32 lane: two packs leave lane l's four bytes at
+            // the bottom of 128-bit half l.
+            let q = _mm256_packus_epi32(q, q);
+            let q = _mm256_packus_epi16(q, q);
+            let lo4 = _mm_cvtsi128_si32(_mm256_castsi256_si128(q));
+            let hi4 = _mm_cvtsi128_si32(_mm256_extracti128_si256::<1>(q));
+            out.as_mut_ptr().add(i).cast::<i32>().write_unaligned(lo4);
+            out.as_mut_ptr()
+                .add(i + 4)
+                .cast::<i32>()
+                .write_unaligned(hi4);
+        }
+    }
+    for (o, &x) in out[body..].iter_mut().zip(tail) {
+        *o = ((x - min) * inv + 0.5).clamp(0.0, 255.0) as u8;
+    }
+    (min, s)
+}
