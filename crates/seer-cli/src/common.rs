@@ -99,15 +99,16 @@ impl RunArgs {
     }
 }
 
-/// int8 is fast only with the VNNI kernel; elsewhere it runs the portable
-/// kernel, correct but far slower than f32: say so rather than let it pass.
+/// int8 has SIMD kernels on AVX2 (i16 pairs) and AVX-512 VNNI; without AVX2
+/// (or with `$SEER_ISA=portable`) it runs the portable kernel, correct but far
+/// slower than f32: say so rather than let it pass.
 pub fn warn_if_int8_is_slow(precision: Precision, device: DeviceChoice) {
     if precision == Precision::Int8
         && device == DeviceChoice::Cpu
-        && !seer_kernels::Isa::has_int8_dot()
+        && seer_kernels::Isa::detected() == seer_kernels::Isa::Portable
     {
         eprintln!(
-            "warning: int8 runs on the portable kernel here, much slower than f32 (the fast one needs AVX-512 VNNI, not ruled out by $SEER_ISA)"
+            "warning: int8 runs on the portable kernel here, much slower than f32 (the SIMD ones need AVX2, or AVX-512 VNNI, not ruled out by $SEER_ISA)"
         );
     }
 }

@@ -903,13 +903,48 @@ fn pack_a_f32_even(block: &ABlock, mr: usize, out: &mut [u32]) -> usize {
     })
 }
 
-/// bf16 pairs `(a[k], a[k+1])` in one u32 per row, panels `[k/2][r]`.
+/// bf16 pairs `(a[k], a[k+1])` in one u32 per row, panels `[k/2][r]`. The
+/// block's rows are rounded to bf16 first, 16 values at a time where the CPU
+/// has AVX-512: rounding one value per packed word cost 9% of a bf16 forward
+/// (AMD Zen 4). Little endian, the bf16 row read as u32 words is the pairs.
 fn pack_a_bf16_pairs(block: &ABlock, mr: usize, out: &mut [u32]) -> usize {
-    pack_panels(block, mr, out, block.kc.div_ceil(2), |row, kp| {
-        let lo = f32_to_bf16(row[2 * kp]) as u32;
-        let hi = row.get(2 * kp + 1).map_or(0, |&v| f32_to_bf16(v) as u32);
-        lo | (hi << 16)
+    BF16_ROWS.with_borrow_mut(|rounded| {
+        let kce = block.kc.next_multiple_of(2);
+        rounded.resize(block.mrows * kce, 0);
+        for (r, dst) in rounded.chunks_exact_mut(kce).enumerate() {
+            let src = &block.a[(block.m0 + r) * block.lda + block.k0..][..block.kc];
+            round_to_bf16(src, &mut dst[..block.kc]);
+            dst[block.kc..].fill(0);
+        }
+        pack_rows(
+            rounded,
+            kce,
+            0..block.mrows,
+            0,
+            kce,
+            mr,
+            out,
+            kce / 2,
+            |row, kp| row[2 * kp] as u32 | (row[2 * kp + 1] as u32) << 16,
+        )
     })
+}
+
+thread_local! {
+    /// [`pack_a_bf16_pairs`]'s rows rounded to bf16, reused across calls.
+    static BF16_ROWS: RefCell<Vec<u16>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `dst[i] = f32_to_bf16(src[i])`, bit for bit.
+fn round_to_bf16(src: &[f32], dst: &mut [u16]) {
+    #[cfg(target_arch = "x86_64")]
+    if Isa::detected() == Isa::Avx512 {
+        // SAFETY: the detected level is at most what the CPU supports.
+        return unsafe { x86::round_to_bf16_avx512(src, dst) };
+    }
+    for (d, &x) in dst.iter_mut().zip(src) {
+        *d = f32_to_bf16(x);
+    }
 }
 
 /// u8 quantised groups of four depths in one u32 per row, panels `[k/4][r]`.
@@ -1076,5 +1111,20 @@ mod tests {
                 assert_eq!(got, want, "avx512, {len} values");
             }
         }
+    }
+
+    #[test]
+    fn vector_bf16_rounding_matches_the_scalar_one() {
+        let mut src: Vec<f32> = (0..53).map(|i| (i as f32 - 26.0) * 0.123_456_7).collect();
+        src[3] = f32::NAN;
+        src[4] = f32::INFINITY;
+        src[5] = -0.0;
+        src[6] = 1.0e-39; // subnormal: not flushed
+        src[7] = f32::from_bits(0x3f80_8000); // a tie: rounds to even
+        src[8] = f32::from_bits(0x3f81_8000); // a tie: rounds up to even
+        let mut got = vec![0u16; src.len()];
+        round_to_bf16(&src, &mut got);
+        let want: Vec<u16> = src.iter().map(|&x| f32_to_bf16(x)).collect();
+        assert_eq!(got, want);
     }
 }

@@ -630,3 +630,35 @@ pub unsafe fn quantise_row_avx2(row: &[f32], out: &mut [u8]) -> (f32, f32) {
     }
     (min, s)
 }
+
+/// [`super::f32_to_bf16`] on 16 values at a time (the same integer rounding,
+/// not `vcvtneps2bf16`, which flushes subnormals), the rest one by one.
+///
+/// # Safety
+/// The CPU has AVX-512F.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn round_to_bf16_avx512(src: &[f32], dst: &mut [u16]) {
+    let n = src.len().min(dst.len());
+    let body = n / 16 * 16;
+    let (one, bias, nan) = (
+        _mm512_set1_epi32(1),
+        _mm512_set1_epi32(0x7fff),
+        _mm512_set1_epi32(0x7fc0),
+    );
+    for i in (0..body).step_by(16) {
+        // SAFETY: i + 16 <= body <= both lengths.
+        unsafe {
+            let x = _mm512_loadu_ps(src.as_ptr().add(i));
+            let bits = _mm512_castps_si512(x);
+            let lsb = _mm512_and_si512(_mm512_srli_epi32::<16>(bits), one);
+            let rounded =
+                _mm512_srli_epi32::<16>(_mm512_add_epi32(bits, _mm512_add_epi32(bias, lsb)));
+            let is_nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x, x);
+            let out = _mm512_mask_mov_epi32(rounded, is_nan, nan);
+            _mm256_storeu_si256(dst.as_mut_ptr().add(i).cast(), _mm512_cvtepi32_epi16(out));
+        }
+    }
+    for (d, &x) in dst[body..n].iter_mut().zip(&src[body..n]) {
+        *d = super::f32_to_bf16(x);
+    }
+}
