@@ -49,9 +49,10 @@ pub struct RunArgs {
     #[arg(long, default_value = "cpu")]
     pub device: String,
     /// Matmul weights on the CPU: f32 (exact), bf16 (half the memory; about
-    /// 1.7x faster where the CPU has AVX-512 BF16, embeddings within cos 0.999)
-    /// or int8 (dynamically quantised activations; fastest with AVX-512 VNNI,
-    /// embeddings within cos 0.995; CPU only).
+    /// 1.7x faster where the CPU has AVX-512 BF16, as fast as f32 elsewhere;
+    /// embeddings within cos 0.999) or int8 (dynamically quantised activations;
+    /// about 2.5x f32 with AVX-512 VNNI, 1.3-1.5x with AVX2; embeddings within
+    /// cos 0.995; CPU only).
     #[arg(long, env = "SEER_PRECISION", default_value = "f32", value_parser = parse_precision)]
     pub precision: Precision,
     /// Worker threads for the model and image decoding (default: all cores).
