@@ -200,23 +200,21 @@ impl LayerNorm {
 impl Module for LayerNorm {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         if self.differentiable {
-            // candle's fused kernel has no backward pass; this is the same formula
-            // (biased variance, eps inside the root) from differentiable ops.
-            candle_nn::ops::layer_norm_slow(x, &self.weight, &self.bias, self.eps)
+            // candle's fused kernel has no backward pass; this one has (the same
+            // formula: biased variance, eps inside the root).
+            crate::nn::train_ops::normalize_rows(x, self.eps)?
+                .broadcast_mul(&self.weight)?
+                .broadcast_add(&self.bias)
         } else {
             candle_nn::ops::layer_norm(&x.contiguous()?, &self.weight, &self.bias, self.eps)
         }
     }
 }
 
-/// Softmax over the last dimension. The differentiable form subtracts a detached
-/// row maximum: softmax is shift-invariant, so the gradient through it is zero
-/// anyway and skipping it saves a pass.
+/// Softmax over the last dimension (differentiable when training).
 pub fn softmax_last_dim(x: &Tensor, differentiable: bool) -> candle_core::Result<Tensor> {
     if differentiable {
-        let shifted = x.broadcast_sub(&x.max_keepdim(D::Minus1)?.detach())?;
-        let num = shifted.exp()?;
-        num.broadcast_div(&num.sum_keepdim(D::Minus1)?)
+        crate::nn::train_ops::softmax_rows(x)
     } else {
         candle_nn::ops::softmax_last_dim(x)
     }
@@ -224,7 +222,7 @@ pub fn softmax_last_dim(x: &Tensor, differentiable: bool) -> candle_core::Result
 
 pub fn activate(x: &Tensor, activation: Activation) -> candle_core::Result<Tensor> {
     match activation {
-        Activation::QuickGelu => x * candle_nn::ops::sigmoid(&(x * 1.702)?)?,
+        Activation::QuickGelu => crate::nn::train_ops::quick_gelu(x),
         Activation::Gelu => x.gelu_erf(),
         // candle's `gelu` is the tanh approximation.
         Activation::GeluTanh => x.gelu(),

@@ -8,3 +8,4 @@ pub mod cpu;
 #[cfg(feature = "cuda")]
 pub(crate) mod cuda_ops;
 pub mod layers;
+pub(crate) mod train_ops;
