@@ -11,14 +11,19 @@
 //!
 //! bf16 weights are stored as pairs along K, the operand order of AVX-512 BF16's
 //! `vdpbf16ps`; activations are rounded to bf16 while packing. Without that
-//! instruction a portable kernel widens bf16 weights to f32 (memory savings only).
+//! instruction the AVX2 and AVX-512 kernels widen each pair to f32 in registers
+//! and keep activations in f32: f32 arithmetic on half the weight traffic.
 //!
 //! int8 weights are quantised symmetrically per output feature and stored as
 //! groups of four along K, the operand order of AVX-512 VNNI's `vpdpbusd`.
 //! Activations are quantised per row at run time to u8 over the row's own
 //! `[min, max]`: `x ≈ min + scale·q`. Then `Σ x·w ≈ scale·s_w·Σ q·q_w + min·s_w·Σ q_w`,
 //! so the micro-kernel sums integer products and scales them into C, adding the
-//! second term (per row × per column) on the first depth block.
+//! second term (per row × per column) on the first depth block. Without VNNI the
+//! AVX2 kernel gets the same integer sums from i16 pairs (`vpmaddwd`).
+//!
+//! Code: this module blocks and packs; `x86` and `portable` hold the
+//! micro-kernels.
 
 use std::cell::RefCell;
 
