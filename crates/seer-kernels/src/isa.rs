@@ -65,9 +65,9 @@ impl Isa {
     /// widened to f32 in registers, saving memory and weight traffic but no
     /// arithmetic. AMD Zen 4 runs it at about twice the f32 rate (bf16 measured
     /// 1.7–2× f32). On Intel Sapphire Rapids seer's bf16 with it measured 0.72×
-    /// f32 (issue 14: it issues on one port where FMAs use two), so Intel CPUs
-    /// take the widening kernel, which does f32's arithmetic and is never slower
-    /// than f32; their fast bf16 path is AMX, not written yet.
+    /// f32 (issue 14; likely because it issues on one port where FMAs use two),
+    /// so Intel CPUs take the widening kernel, which does f32's arithmetic and
+    /// is never slower than f32; their fast bf16 path is AMX, not written yet.
     pub fn has_bf16_dot() -> bool {
         #[cfg(target_arch = "x86_64")]
         {
