@@ -324,6 +324,23 @@ def clip_style_block(img, txt, scale, bias):
     }
 
 
+def tiny_siglip_text(vocab_size, pad_token_id, eos_token_id, bos_token_id):
+    """The tiny text tower every SigLIP fixture shares: only the vocabulary and
+    the special ids differ."""
+    return dict(vocab_size=vocab_size, hidden_size=32, intermediate_size=64,
+                num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=MAX_LENGTH,
+                hidden_act="gelu_pytorch_tanh", layer_norm_eps=1e-6, projection_size=32,
+                pad_token_id=pad_token_id, eos_token_id=eos_token_id, bos_token_id=bos_token_id)
+
+
+def tiny_siglip_vision(**size):
+    """The tiny vision tower every SigLIP fixture shares; `size` is image_size
+    (fixed resolution) or num_patches (NaFlex)."""
+    return dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                patch_size=16, hidden_act="gelu_pytorch_tanh", layer_norm_eps=1e-6,
+                vision_use_head=True, **size)
+
+
 def make_siglip(shared, name, seed):
     torch.manual_seed(seed)
     d = fresh_dir(name)
@@ -340,13 +357,9 @@ def make_siglip(shared, name, seed):
     fast.save(str(d / "tokenizer.fast-equivalent.json"))
 
     cfg = SiglipConfig(
-        text_config=dict(vocab_size=tok.vocab_size, hidden_size=32, intermediate_size=64,
-                         num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=MAX_LENGTH,
-                         hidden_act="gelu_pytorch_tanh", layer_norm_eps=1e-6, projection_size=32,
-                         pad_token_id=1, eos_token_id=1, bos_token_id=None),
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                           image_size=224, patch_size=16, hidden_act="gelu_pytorch_tanh",
-                           layer_norm_eps=1e-6, vision_use_head=True),
+        text_config=tiny_siglip_text(tok.vocab_size, pad_token_id=1, eos_token_id=1,
+                                     bos_token_id=None),
+        vision_config=tiny_siglip_vision(image_size=224),
     )
     model = SiglipModel(cfg).eval()
     perturb_(model, seed)
@@ -457,13 +470,9 @@ def make_siglip2(shared, name, seed):
     (d / "tokenizer_config.json").write_text(json.dumps(tc, indent=2, ensure_ascii=False) + "\n")
 
     cfg = Siglip2Config(
-        text_config=dict(vocab_size=len(gem), hidden_size=32, intermediate_size=64,
-                         num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=MAX_LENGTH,
-                         hidden_act="gelu_pytorch_tanh", layer_norm_eps=1e-6, projection_size=32,
-                         pad_token_id=0, eos_token_id=1, bos_token_id=2),
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                           num_patches=256, patch_size=16, hidden_act="gelu_pytorch_tanh",
-                           layer_norm_eps=1e-6, vision_use_head=True),
+        text_config=tiny_siglip_text(len(gem), pad_token_id=0, eos_token_id=1,
+                                     bos_token_id=2),
+        vision_config=tiny_siglip_vision(num_patches=256),
     )
     model = Siglip2Model(cfg).eval()
     perturb_(model, seed)
@@ -568,13 +577,9 @@ def make_siglip2_fixres(shared, name, seed):
         shutil.copy(OUT / "siglip2-naflex-tiny" / f, d / f)
     tok = AutoTokenizer.from_pretrained(d)
     cfg = SiglipConfig(
-        text_config=dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
-                         num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=MAX_LENGTH,
-                         hidden_act="gelu_pytorch_tanh", layer_norm_eps=1e-6, projection_size=32,
-                         pad_token_id=0, eos_token_id=1, bos_token_id=2),
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                           image_size=224, patch_size=16, hidden_act="gelu_pytorch_tanh",
-                           layer_norm_eps=1e-6, vision_use_head=True),
+        text_config=tiny_siglip_text(len(tok), pad_token_id=0, eos_token_id=1,
+                                     bos_token_id=2),
+        vision_config=tiny_siglip_vision(image_size=224),
     )
     model = SiglipModel(cfg).eval()
     perturb_(model, seed)

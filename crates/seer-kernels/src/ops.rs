@@ -198,38 +198,66 @@ const VALUE_BLOCK: usize = 32;
 unsafe fn attention_head(qkv: &[f32], s: &AttentionShape, seq: usize, h: usize, out: *mut f32) {
     let (start, t) = s.sequences[seq];
     let d = s.width / s.heads;
-    let row = 3 * s.width;
-    let base = start * row;
-    // Gathered per head, zero padded: queries (tq × d), keys transposed (d × tk),
-    // values (t × dv). Padding lets every loop run whole register tiles.
-    let tq = t.next_multiple_of(QUERY_TILE);
-    let tk = t.next_multiple_of(LANES);
-    let dv = d.next_multiple_of(VALUE_BLOCK);
+    // Padding lets every loop run whole register tiles.
+    let head = Head {
+        start,
+        t,
+        d,
+        tq: t.next_multiple_of(QUERY_TILE),
+        tk: t.next_multiple_of(LANES),
+        dv: d.next_multiple_of(VALUE_BLOCK),
+    };
     HEAD_BUFFERS.with_borrow_mut(|b| {
-        // Reused per thread: only the padding needs zeros, not whole buffers.
-        let (queries, keys_t, values) = (&mut b.queries, &mut b.keys_t, &mut b.values);
-        queries.resize(tq * d, 0.0);
-        keys_t.resize(d * tk, 0.0);
-        values.resize(t * dv, 0.0);
-        b.probs.resize(QUERY_TILE * tk, 0.0);
-        b.context.resize(QUERY_TILE * dv, 0.0);
-        queries[t * d..].fill(0.0);
-        for j in 0..t {
-            let token = &qkv[base + j * row..][..row];
-            copy_short(&mut queries[j * d..(j + 1) * d], &token[h * d..][..d]);
-            for (x, &kv) in token[s.width + h * d..][..d].iter().enumerate() {
-                keys_t[x * tk + j] = kv;
-            }
-            let value = &mut values[j * dv..(j + 1) * dv];
-            copy_short(&mut value[..d], &token[2 * s.width + h * d..][..d]);
-            value[d..].fill(0.0);
-        }
-        for x in 0..d {
-            keys_t[x * tk + t..(x + 1) * tk].fill(0.0);
-        }
+        gather(b, qkv, s.width, &head, h);
         // SAFETY: the caller's contract, passed on.
-        unsafe { attend(b, s, seq, h, out) };
+        unsafe { attend(b, s, &head, seq, h, out) };
     });
+}
+
+/// One head's rows and padded sizes: sequence rows `start..start + t`, head
+/// width `d`; queries padded to `tq` rows, keys to `tk`, value columns to `dv`.
+struct Head {
+    start: usize,
+    t: usize,
+    d: usize,
+    tq: usize,
+    tk: usize,
+    dv: usize,
+}
+
+/// Gathers head `h`'s queries (tq × d), keys transposed (d × tk) and values
+/// (t × dv) from `qkv` into the buffers, zero padded. The buffers are reused
+/// per thread, so only the padding needs zeros, not whole buffers.
+fn gather(b: &mut HeadBuffers, qkv: &[f32], width: usize, head: &Head, h: usize) {
+    let Head {
+        start,
+        t,
+        d,
+        tq,
+        tk,
+        dv,
+    } = *head;
+    let row = 3 * width;
+    let (queries, keys_t, values) = (&mut b.queries, &mut b.keys_t, &mut b.values);
+    queries.resize(tq * d, 0.0);
+    keys_t.resize(d * tk, 0.0);
+    values.resize(t * dv, 0.0);
+    b.probs.resize(QUERY_TILE * tk, 0.0);
+    b.context.resize(QUERY_TILE * dv, 0.0);
+    queries[t * d..].fill(0.0);
+    for j in 0..t {
+        let token = &qkv[(start + j) * row..][..row];
+        copy_short(&mut queries[j * d..(j + 1) * d], &token[h * d..][..d]);
+        for (x, &kv) in token[width + h * d..][..d].iter().enumerate() {
+            keys_t[x * tk + j] = kv;
+        }
+        let value = &mut values[j * dv..(j + 1) * dv];
+        copy_short(&mut value[..d], &token[2 * width + h * d..][..d]);
+        value[d..].fill(0.0);
+    }
+    for x in 0..d {
+        keys_t[x * tk + t..(x + 1) * tk].fill(0.0);
+    }
 }
 
 /// Per-thread buffers of [`attention_head`]: one head's gathered queries (tq ×
@@ -265,16 +293,27 @@ fn copy_short(dst: &mut [f32], src: &[f32]) {
     }
 }
 
-/// The score, softmax and context passes of [`attention_head`] over buffers it
-/// has gathered.
+/// The score, softmax and context passes of [`attention_head`] over the
+/// buffers [`gather`] filled.
 ///
 /// # Safety
 /// [`attention_head`]'s contract.
-unsafe fn attend(b: &mut HeadBuffers, s: &AttentionShape, seq: usize, h: usize, out: *mut f32) {
-    let (start, t) = s.sequences[seq];
-    let d = s.width / s.heads;
-    let tk = t.next_multiple_of(LANES);
-    let dv = d.next_multiple_of(VALUE_BLOCK);
+unsafe fn attend(
+    b: &mut HeadBuffers,
+    s: &AttentionShape,
+    head: &Head,
+    seq: usize,
+    h: usize,
+    out: *mut f32,
+) {
+    let Head {
+        start,
+        t,
+        d,
+        tk,
+        dv,
+        ..
+    } = *head;
     let HeadBuffers {
         queries,
         keys_t,

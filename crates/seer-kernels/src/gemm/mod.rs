@@ -965,25 +965,11 @@ fn round_to_bf16(src: &[f32], dst: &mut [u16]) {
 }
 
 /// u8 quantised groups of four depths in one u32 per row, panels `[k/4][r]`.
+/// Little endian: byte `t` of the word pairs with weight byte `t` in `vpdpbusd`.
 fn pack_a_u8_groups(block: &ABlock, mr: usize, out: &mut [u32]) -> usize {
-    let q = block
-        .quant
-        .expect("int8 kernels get the rows' quantisation");
-    let rows = block.m0..block.m0 + block.mrows;
-    // Little endian: byte `t` of the word pairs with weight byte `t` in
-    // `vpdpbusd`. Rows are padded to whole groups of 4 (so is K in the weights).
-    let kc = block.kc.next_multiple_of(4);
-    pack_rows(
-        &q.bytes,
-        q.stride,
-        rows,
-        block.k0,
-        kc,
-        mr,
-        out,
-        kc / 4,
-        |row, g| u32::from_le_bytes(row[4 * g..4 * g + 4].try_into().expect("4 bytes")),
-    )
+    pack_quantised(block, mr, out, 1, |row, g| {
+        u32::from_le_bytes(row[4 * g..4 * g + 4].try_into().expect("4 bytes"))
+    })
 }
 
 /// u8 quantised groups `[a0 a1 a2 a3]` as two words per row, `a0 | a2 << 16`
@@ -991,26 +977,30 @@ fn pack_a_u8_groups(block: &ABlock, mr: usize, out: &mut [u32]) -> usize {
 /// against weight words split into (w0, w2) and (w1, w3).
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 fn pack_a_u16_pairs(block: &ABlock, mr: usize, out: &mut [u32]) -> usize {
+    pack_quantised(block, mr, out, 2, |row, s| {
+        let (g, odd) = (s / 2, s % 2);
+        let (lo, hi) = (row[4 * g + odd], row[4 * g + 2 + odd]);
+        lo as u32 | (hi as u32) << 16
+    })
+}
+
+/// The int8 packers' walk over the block's quantised rows, padded to whole
+/// groups of four (so is K in the weights): `words_per_group` words per group,
+/// word `s` of a row made by `unit(row bytes, s)`.
+fn pack_quantised(
+    block: &ABlock,
+    mr: usize,
+    out: &mut [u32],
+    words_per_group: usize,
+    unit: impl Fn(&[u8], usize) -> u32,
+) -> usize {
     let q = block
         .quant
         .expect("int8 kernels get the rows' quantisation");
-    let rows = block.m0..block.m0 + block.mrows;
     let kc = block.kc.next_multiple_of(4);
-    pack_rows(
-        &q.bytes,
-        q.stride,
-        rows,
-        block.k0,
-        kc,
-        mr,
-        out,
-        kc / 2,
-        |row, s| {
-            let (g, odd) = (s / 2, s % 2);
-            let (lo, hi) = (row[4 * g + odd], row[4 * g + 2 + odd]);
-            lo as u32 | (hi as u32) << 16
-        },
-    )
+    let rows = block.m0..block.m0 + block.mrows;
+    let words = kc / 4 * words_per_group;
+    pack_rows(&q.bytes, q.stride, rows, block.k0, kc, mr, out, words, unit)
 }
 
 /// Round to nearest even, as PyTorch's `.to(torch.bfloat16)`.

@@ -72,6 +72,35 @@ fn map_rows<const N: usize>(
     out
 }
 
+/// A forward op's `cpu_fwd`: `f(input row, output row)` over every row.
+fn forward_rows(
+    op: &str,
+    s: &CpuStorage,
+    l: &Layout,
+    f: impl Fn(&[f32], &mut [f32]) + Sync,
+) -> Result<(CpuStorage, Shape)> {
+    let (x, width) = rows(s, l, op)?;
+    let out = map_rows([x], width, |[x], y| f(x, y));
+    Ok((CpuStorage::F32(out), l.shape().clone()))
+}
+
+/// A gradient op's `cpu_fwd`: `f(saved row, gradient row, dx row)` over every
+/// row of the forward's saved tensor (its input or output) and the gradient.
+fn gradient_rows(
+    op: &str,
+    (s1, l1): (&CpuStorage, &Layout),
+    (s2, l2): (&CpuStorage, &Layout),
+    f: impl Fn(&[f32], &[f32], &mut [f32]) + Sync,
+) -> Result<(CpuStorage, Shape)> {
+    let (x, width) = rows(s1, l1, op)?;
+    let (g, _) = rows(s2, l2, op)?;
+    if x.len() != g.len() {
+        bail!("{op}: {} values, {} gradients", x.len(), g.len())
+    }
+    let out = map_rows([x, g], width, |[x, g], dx| f(x, g, dx));
+    Ok((CpuStorage::F32(out), l1.shape().clone()))
+}
+
 fn mean(row: &[f32]) -> f32 {
     row.iter().sum::<f32>() / row.len() as f32
 }
@@ -93,14 +122,12 @@ impl CustomOp1 for Normalize {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (x, width) = rows(s, l, self.name())?;
-        let out = map_rows([x], width, |[x], y| {
+        forward_rows(self.name(), s, l, |x, y| {
             let (inv, mu) = inv_std(x, self.eps);
             for (y, &v) in y.iter_mut().zip(x) {
                 *y = (v - mu) * inv;
             }
-        });
-        Ok((CpuStorage::F32(out), l.shape().clone()))
+        })
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
@@ -129,12 +156,7 @@ impl CustomOp2 for NormalizeGrad {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (x, width) = rows(s1, l1, self.name())?;
-        let (g, _) = rows(s2, l2, self.name())?;
-        if x.len() != g.len() {
-            bail!("{}: {} inputs, {} gradients", self.name(), x.len(), g.len())
-        }
-        let out = map_rows([x, g], width, |[x, g], dx| {
+        gradient_rows(self.name(), (s1, l1), (s2, l2), |x, g, dx| {
             let (inv, mu) = inv_std(x, self.eps);
             let n = x.len() as f32;
             let (mut g_sum, mut gy_sum) = (0f32, 0f32);
@@ -146,8 +168,7 @@ impl CustomOp2 for NormalizeGrad {
             for ((d, &v), &gv) in dx.iter_mut().zip(x).zip(g) {
                 *d = (gv - g_mean - (v - mu) * inv * gy_mean) * inv;
             }
-        });
-        Ok((CpuStorage::F32(out), l1.shape().clone()))
+        })
     }
 }
 
@@ -159,8 +180,7 @@ impl CustomOp1 for Softmax {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (x, width) = rows(s, l, self.name())?;
-        let out = map_rows([x], width, |[x], y| {
+        forward_rows(self.name(), s, l, |x, y| {
             let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
             for (y, &v) in y.iter_mut().zip(x) {
                 *y = (v - max).exp();
@@ -169,8 +189,7 @@ impl CustomOp1 for Softmax {
             for y in y.iter_mut() {
                 *y *= inv;
             }
-        });
-        Ok((CpuStorage::F32(out), l.shape().clone()))
+        })
     }
 
     fn bwd(&self, _arg: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
@@ -196,23 +215,12 @@ impl CustomOp2 for SoftmaxGrad {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (y, width) = rows(s1, l1, self.name())?;
-        let (g, _) = rows(s2, l2, self.name())?;
-        if y.len() != g.len() {
-            bail!(
-                "{}: {} outputs, {} gradients",
-                self.name(),
-                y.len(),
-                g.len()
-            )
-        }
-        let out = map_rows([y, g], width, |[y, g], dx| {
+        gradient_rows(self.name(), (s1, l1), (s2, l2), |y, g, dx| {
             let dot: f32 = y.iter().zip(g).map(|(&a, &b)| a * b).sum();
             for ((d, &yv), &gv) in dx.iter_mut().zip(y).zip(g) {
                 *d = yv * (gv - dot);
             }
-        });
-        Ok((CpuStorage::F32(out), l1.shape().clone()))
+        })
     }
 }
 
@@ -228,13 +236,11 @@ impl CustomOp1 for QuickGelu {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (x, width) = rows(s, l, self.name())?;
-        let out = map_rows([x], width, |[x], y| {
+        forward_rows(self.name(), s, l, |x, y| {
             for (y, &v) in y.iter_mut().zip(x) {
                 *y = v * quick_gelu_sigmoid(v);
             }
-        });
-        Ok((CpuStorage::F32(out), l.shape().clone()))
+        })
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
@@ -258,18 +264,12 @@ impl CustomOp2 for QuickGeluGrad {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (x, width) = rows(s1, l1, self.name())?;
-        let (g, _) = rows(s2, l2, self.name())?;
-        if x.len() != g.len() {
-            bail!("{}: {} inputs, {} gradients", self.name(), x.len(), g.len())
-        }
-        let out = map_rows([x, g], width, |[x, g], dx| {
+        gradient_rows(self.name(), (s1, l1), (s2, l2), |x, g, dx| {
             for ((d, &v), &gv) in dx.iter_mut().zip(x).zip(g) {
                 let s = quick_gelu_sigmoid(v);
                 *d = gv * (s + 1.702 * v * s * (1.0 - s));
             }
-        });
-        Ok((CpuStorage::F32(out), l1.shape().clone()))
+        })
     }
 }
 
