@@ -34,9 +34,16 @@ def embed(seer, model, precision, images, texts, workdir):
     cmd = [seer, "embed", "-m", model, "--precision", precision, "--image", images, "--out", out]
     for t in texts:
         cmd += ["--text", t]
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True)
+    except OSError as e:
+        sys.exit(f"cannot run {seer}: {e}")
     if done.returncode != 0:
-        sys.exit(f"{' '.join(cmd[:6])} ...: exit {done.returncode}\n{done.stderr}")
+        errors = "".join(l + "\n" for l in done.stderr.splitlines() if "error" in l)
+        if not os.path.exists(out):
+            sys.exit(f"{' '.join(cmd[:6])} ...: exit {done.returncode}\n{done.stderr}")
+        # Files seer could not read are left out, the same ones at every precision.
+        print(f"{precision}: some inputs were skipped\n{errors}", end="", file=sys.stderr)
     with open(out[: -len(".npy")] + ".inputs.txt") as f:
         inputs = [line.rstrip("\n") for line in f]
     return np.load(out), inputs
@@ -56,9 +63,14 @@ def recall(reference, candidate):
 
 def class_prompts(spec):
     path, _, key = spec.partition("#")
-    with open(path) as f:
-        data = json.load(f)
-    classes = data[key]["classes"] if key else data
+    try:
+        with open(path) as f:
+            data = json.load(f)
+        classes = data[key]["classes"] if key else data
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        sys.exit(f"--classes {spec}: cannot read class names ({type(e).__name__}: {e})")
+    if not isinstance(classes, list) or not classes:
+        sys.exit(f"--classes {spec}: expected a non-empty list of class names")
     return [f"a photo of a {c}." for c in classes]
 
 
@@ -72,11 +84,15 @@ def main():
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--json", action="store_true")
     a = p.parse_args()
+    if a.k < 1:
+        p.error("--k must be at least 1")
 
     texts = class_prompts(a.classes) if a.classes else []
     with tempfile.TemporaryDirectory() as tmp:
         base, inputs = embed(a.seer, a.model, "f32", a.images, texts, tmp)
         n_img = len(inputs) - len(texts)
+        if n_img <= a.k:
+            sys.exit(f"{a.images}: {n_img} images embedded; image->image recall@{a.k} needs more than {a.k}")
         img_ref, txt_ref = base[:n_img], base[n_img:]
         ref_ii = top_k(img_ref, img_ref, a.k, exclude_self=True)
         ref_ti = top_k(txt_ref, img_ref, a.k) if texts else None
