@@ -45,12 +45,7 @@ impl Dinov2 {
     }
 
     pub fn into_loaded(self, id: String) -> LoadedModel {
-        LoadedModel {
-            id,
-            family: "dinov2",
-            image: Some(Arc::new(self)),
-            text: None,
-        }
+        LoadedModel::encoders(id, "dinov2", Some(Arc::new(self)), None)
     }
 }
 

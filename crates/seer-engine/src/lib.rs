@@ -21,5 +21,8 @@ pub use error::{EngineError, Result};
 pub use loader::{Clip, DeviceChoice, LoadOptions};
 pub use registry::{Family, FAMILIES};
 pub use seer_models::Precision;
-pub use tasks::{ImageEncoder, ImageFeatures, LoadedModel, ScoreRule, TextEncoder};
+pub use tasks::{
+    Captioner, GenerateOptions, Generated, ImageEncoder, ImageFeatures, ImageTextMatcher,
+    LoadedModel, MatchScore, PixelInput, QuestionAnswerer, ScoreRule, TextEncoder,
+};
 pub use zeroshot::{Prediction, ZeroShotClassifier};

@@ -151,12 +151,7 @@ impl Clip {
     pub fn into_loaded(self) -> LoadedModel {
         let id = self.id.clone();
         let clip = Arc::new(self);
-        LoadedModel {
-            id,
-            family: crate::registry::CLIP,
-            image: Some(clip.clone()),
-            text: Some(clip),
-        }
+        LoadedModel::encoders(id, crate::registry::CLIP, Some(clip.clone()), Some(clip))
     }
 
     fn finish(&self, features: Tensor, normalize: bool) -> Result<Vec<Vec<f32>>> {

@@ -92,12 +92,7 @@ impl Siglip {
 
     pub fn into_loaded(self, id: String) -> LoadedModel {
         let siglip = Arc::new(self);
-        LoadedModel {
-            id,
-            family: "siglip",
-            image: Some(siglip.clone()),
-            text: Some(siglip),
-        }
+        LoadedModel::encoders(id, "siglip", Some(siglip.clone()), Some(siglip))
     }
 
     fn finish(features: Tensor, normalize: bool) -> Result<Vec<Vec<f32>>> {

@@ -8,8 +8,10 @@
 //! [`ScoreRule`]. Batching, the decode-ahead pipeline and error handling per file
 //! are written once, on `dyn ImageEncoder` / `dyn TextEncoder` (see `embed.rs`).
 //!
-//! Later tasks get their own traits beside these (`Captioner`, `Segmenter`,
-//! `Detector`, `Tagger`) and their own optional slot in [`LoadedModel`].
+//! Models that read images and write or score language (BLIP) implement
+//! [`Captioner`], [`QuestionAnswerer`] and [`ImageTextMatcher`]; each has its
+//! own optional slot in [`LoadedModel`]. Later tasks (`Segmenter`, `Detector`,
+//! `Tagger`) follow the same pattern.
 
 use std::sync::Arc;
 
@@ -163,6 +165,79 @@ impl ScoreRule {
     }
 }
 
+/// How a model that reads images prepares one: its processor, as the
+/// checkpoint's `preprocessor_config.json` says (BLIP: a squash resize to 384 px).
+pub trait PixelInput: Send + Sync {
+    /// A decoded file as the model's input, [`PixelInput::pixels_len`] floats.
+    fn preprocess(&self, image: &DecodedImage) -> Vec<f32>;
+
+    /// Floats in one preprocessed image.
+    fn pixels_len(&self) -> usize;
+}
+
+/// Text a model generated for one input: the decoded string (special tokens
+/// skipped) and the whole id sequence transformers' `generate` returns for that
+/// input alone, prompt included, up to and including the end token.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Generated {
+    pub text: String,
+    pub tokens: Vec<u32>,
+}
+
+/// What a user may change of a checkpoint's generation defaults
+/// (`generation_config.json`); `None` keeps the checkpoint's value.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GenerateOptions {
+    /// Beam width; 1 is greedy search.
+    pub beams: Option<usize>,
+    /// Tokens generated after the prompt, at most.
+    pub max_new_tokens: Option<usize>,
+}
+
+/// Writes a caption for each image (BLIP's `BlipForConditionalGeneration`).
+pub trait Captioner: PixelInput {
+    /// Captions `n` preprocessed images given back to back. `prompt` starts
+    /// every caption (conditional captioning, e.g. "a picture of"); the
+    /// prompt's tokens are part of [`Generated::tokens`] and of the text.
+    fn caption(
+        &self,
+        pixels: Vec<f32>,
+        n: usize,
+        prompt: Option<&str>,
+        options: &GenerateOptions,
+    ) -> Result<Vec<Generated>>;
+}
+
+/// Answers a question about each image (BLIP's `BlipForQuestionAnswering`).
+pub trait QuestionAnswerer: PixelInput {
+    /// `questions[i]` is asked of image `i` of the `n` given back to back.
+    fn answer(
+        &self,
+        pixels: Vec<f32>,
+        n: usize,
+        questions: &[String],
+        options: &GenerateOptions,
+    ) -> Result<Vec<Generated>>;
+}
+
+/// How well a text describes an image, both ways BLIP's
+/// `BlipForImageTextRetrieval` scores it.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct MatchScore {
+    /// The image–text matching head's softmax, the "match" class
+    /// (`use_itm_head=True`): reads word order, unlike a cosine.
+    pub itm_probability: f32,
+    /// Cosine of the contrastive (ITC) image and text features
+    /// (`use_itm_head=False`).
+    pub similarity: f32,
+}
+
+/// Scores image–text pairs (BLIP's `BlipForImageTextRetrieval`).
+pub trait ImageTextMatcher: PixelInput {
+    /// `texts[i]` is scored against image `i` of the `n` given back to back.
+    fn match_texts(&self, pixels: Vec<f32>, n: usize, texts: &[String]) -> Result<Vec<MatchScore>>;
+}
+
 /// A model ready to use, as commands see it: which towers it has, behind the
 /// task traits. Loaded by [`LoadedModel::load`] through the family registry.
 #[derive(Clone)]
@@ -174,6 +249,11 @@ pub struct LoadedModel {
     pub image: Option<Arc<dyn ImageEncoder>>,
     /// None for image-only models (DINOv2).
     pub text: Option<Arc<dyn TextEncoder>>,
+    /// Captioning, question answering and image–text matching: the BLIP
+    /// checkpoint's head, when it has that one.
+    pub captioner: Option<Arc<dyn Captioner>>,
+    pub answerer: Option<Arc<dyn QuestionAnswerer>>,
+    pub matcher: Option<Arc<dyn ImageTextMatcher>>,
 }
 
 impl LoadedModel {
@@ -200,6 +280,55 @@ impl LoadedModel {
                 features: features.describe(),
             }),
         }
+    }
+
+    /// A model with only image and text towers (every embedding family).
+    pub fn encoders(
+        id: String,
+        family: &'static str,
+        image: Option<Arc<dyn ImageEncoder>>,
+        text: Option<Arc<dyn TextEncoder>>,
+    ) -> Self {
+        Self {
+            id,
+            family,
+            image,
+            text,
+            captioner: None,
+            answerer: None,
+            matcher: None,
+        }
+    }
+
+    /// The captioning head, or an error naming what the model is.
+    pub fn captioner(&self) -> Result<&dyn Captioner> {
+        self.captioner
+            .as_deref()
+            .ok_or_else(|| self.lacks("writes no captions", "a BLIP captioning checkpoint (BlipForConditionalGeneration, e.g. Salesforce/blip-image-captioning-base)"))
+    }
+
+    /// The question-answering head, or an error naming what the model is.
+    pub fn answerer(&self) -> Result<&dyn QuestionAnswerer> {
+        self.answerer.as_deref().ok_or_else(|| {
+            self.lacks(
+                "answers no questions",
+                "a BLIP VQA checkpoint (BlipForQuestionAnswering, e.g. Salesforce/blip-vqa-base)",
+            )
+        })
+    }
+
+    /// The image–text matching head, or an error naming what the model is.
+    pub fn matcher(&self) -> Result<&dyn ImageTextMatcher> {
+        self.matcher
+            .as_deref()
+            .ok_or_else(|| self.lacks("has no image-text matching head", "a BLIP retrieval checkpoint (BlipForImageTextRetrieval, e.g. Salesforce/blip-itm-base-coco)"))
+    }
+
+    fn lacks(&self, what: &str, needed: &str) -> EngineError {
+        EngineError::Invalid(format!(
+            "model '{}' ({}) {what}: this needs {needed}",
+            self.id, self.family
+        ))
     }
 
     /// The text tower, or an error saying that this model only embeds images.
