@@ -244,3 +244,29 @@ mod tests {
         assert_eq!(error_line(&e), "reading x: inner cause");
     }
 }
+
+/// Changes to how a generative model searches (BLIP's defaults are
+/// transformers': greedy, 20 new tokens).
+#[derive(Args, Clone, Debug, Default)]
+pub struct GenerationArgs {
+    /// Beam search width (1: greedy, the default).
+    #[arg(long, value_name = "K")]
+    pub beams: Option<usize>,
+    /// Generate at most N tokens after the prompt (default 20).
+    #[arg(long, value_name = "N")]
+    pub max_new_tokens: Option<usize>,
+}
+
+impl GenerationArgs {
+    pub fn options(&self) -> anyhow::Result<seer_engine::GenerateOptions> {
+        anyhow::ensure!(self.beams != Some(0), "--beams must be at least 1");
+        anyhow::ensure!(
+            self.max_new_tokens != Some(0),
+            "--max-new-tokens must be at least 1"
+        );
+        Ok(seer_engine::GenerateOptions {
+            beams: self.beams,
+            max_new_tokens: self.max_new_tokens,
+        })
+    }
+}

@@ -67,6 +67,12 @@ enum Command {
     /// Evaluate a model.
     #[command(subcommand)]
     Eval(commands::eval::EvalCommand),
+    /// Write a caption for each image (BLIP).
+    Caption(commands::caption::Args),
+    /// Answer a question about an image (BLIP VQA).
+    Ask(commands::ask::Args),
+    /// Score how well texts describe an image (BLIP image-text matching).
+    Match(commands::matching::Args),
     /// Index photo folders (incremental; re-run to bring the index up to date).
     Index(commands::index::Args),
     /// Search indexed photos by text, example image, or both.
@@ -124,6 +130,9 @@ fn main() -> std::process::ExitCode {
         Command::Embed(args) => commands::embed::run(args),
         Command::Classify(args) => commands::classify::run(args),
         Command::Eval(cmd) => commands::eval::run(cmd),
+        Command::Caption(args) => commands::caption::run(args),
+        Command::Ask(args) => commands::ask::run(args),
+        Command::Match(args) => commands::matching::run(args),
         Command::Index(args) => commands::index::run(args),
         Command::Search(args) => commands::search::run(args),
         Command::Serve(args) => commands::serve::run(args),

@@ -3,7 +3,10 @@
 //! (embedding files and texts in batches, zero-shot classification, evaluation).
 //! The command line, the index and the server are thin layers over this crate.
 
+pub mod blip;
+pub mod caption_metrics;
 pub mod dataset;
+pub mod describe;
 pub mod dinov2;
 pub mod embed;
 pub mod error;

@@ -42,6 +42,11 @@ pub static FAMILIES: &[Family] = &[
         model_types: &["siglip", "siglip2"],
         load: Some(load_siglip),
     },
+    Family {
+        name: "blip",
+        model_types: &["blip"],
+        load: Some(load_blip),
+    },
 ];
 
 fn load_clip(dir: &Path, options: &LoadOptions) -> Result<LoadedModel> {
@@ -50,6 +55,10 @@ fn load_clip(dir: &Path, options: &LoadOptions) -> Result<LoadedModel> {
 
 fn load_dinov2(dir: &Path, options: &LoadOptions) -> Result<LoadedModel> {
     Ok(crate::dinov2::Dinov2::load_dir(dir, options)?.into_loaded(dir.display().to_string()))
+}
+
+fn load_blip(dir: &Path, options: &LoadOptions) -> Result<LoadedModel> {
+    Ok(crate::blip::Blip::load_dir(dir, options)?.into_loaded(dir.display().to_string()))
 }
 
 fn load_siglip(dir: &Path, options: &LoadOptions) -> Result<LoadedModel> {
@@ -202,6 +211,7 @@ mod tests {
             ),
             ("config.json", r#"{"model_type": "siglip"}"#, "siglip"),
             ("config.json", r#"{"model_type": "siglip2"}"#, "siglip"),
+            ("config.json", r#"{"model_type": "blip"}"#, "blip"),
             (
                 "open_clip_config.json",
                 r#"{"model_cfg": {"embed_dim": 512}}"#,
@@ -220,10 +230,10 @@ mod tests {
 
     #[test]
     fn unknown_and_unbuilt_families_are_clear_errors() {
-        let dir = folder("config.json", r#"{"model_type": "blip"}"#);
+        let dir = folder("config.json", r#"{"model_type": "sam"}"#);
         let err = detect(dir.path()).unwrap_err().to_string();
         assert!(
-            err.contains("'blip'") && err.contains("config.json"),
+            err.contains("'sam'") && err.contains("config.json"),
             "{err}"
         );
         assert!(err.contains("dinov2"), "names what is known: {err}");

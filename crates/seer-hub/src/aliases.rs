@@ -78,6 +78,26 @@ pub const ALIASES: &[Alias] = &[
         hub_id: "facebook/dinov2-base",
         description: "DINOv2 ViT-B/14: image-only features",
     },
+    Alias {
+        name: "blip-base",
+        hub_id: "Salesforce/blip-image-captioning-base",
+        description: "BLIP captions, ViT-B (seer caption)",
+    },
+    Alias {
+        name: "blip-large",
+        hub_id: "Salesforce/blip-image-captioning-large",
+        description: "BLIP captions, ViT-L (seer caption)",
+    },
+    Alias {
+        name: "blip-itm-base",
+        hub_id: "Salesforce/blip-itm-base-coco",
+        description: "BLIP image-text matching, ViT-B, COCO (seer match, search --rerank)",
+    },
+    Alias {
+        name: "blip-vqa-base",
+        hub_id: "Salesforce/blip-vqa-base",
+        description: "BLIP visual question answering, ViT-B (seer ask)",
+    },
 ];
 
 /// The hub id an alias stands for (case-insensitive), or `spec` unchanged.

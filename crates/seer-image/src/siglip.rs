@@ -30,6 +30,16 @@ struct Common {
 
 impl Common {
     fn parse(json: &str, default_interpolation: Interpolation) -> Result<Self, ImageError> {
+        Self::parse_with(json, default_interpolation, [0.5; 3], [0.5; 3])
+    }
+
+    /// As [`Common::parse`], with the class's own default mean and std.
+    fn parse_with(
+        json: &str,
+        default_interpolation: Interpolation,
+        default_mean: [f32; 3],
+        default_std: [f32; 3],
+    ) -> Result<Self, ImageError> {
         let err = config_error;
         let v: Value =
             serde_json::from_str(json).map_err(|e| err(format!("not valid JSON: {e}")))?;
@@ -56,10 +66,10 @@ impl Common {
             }
         }
         let interpolation = resample(obj.get("resample"), default_interpolation).map_err(err)?;
-        let mean =
-            triple(obj.get("image_mean"), [0.5; 3]).map_err(|d| err(format!("image_mean: {d}")))?;
-        let std =
-            triple(obj.get("image_std"), [0.5; 3]).map_err(|d| err(format!("image_std: {d}")))?;
+        let mean = triple(obj.get("image_mean"), default_mean)
+            .map_err(|d| err(format!("image_mean: {d}")))?;
+        let std = triple(obj.get("image_std"), default_std)
+            .map_err(|d| err(format!("image_std: {d}")))?;
         check_std(&std).map_err(|d| err(format!("image_std: {d}")))?;
         let do_normalize = flag("do_normalize")?;
         Ok(Self {
@@ -98,9 +108,25 @@ impl ExactResizeConfig {
     /// `SiglipImageProcessor`; absent fields take that class's defaults
     /// (224×224, bicubic, mean = std = 0.5).
     pub fn from_siglip_preprocessor_config(json: &str) -> Result<Self, ImageError> {
-        let c = Common::parse(json, Interpolation::Bicubic)?;
+        Self::from_exact_resize_config(Common::parse(json, Interpolation::Bicubic)?, 224)
+    }
+
+    /// Parse a transformers `preprocessor_config.json` of a
+    /// `BlipImageProcessor`: the same squash resize, with that class's
+    /// defaults (384×384, bicubic, OpenAI CLIP mean and std).
+    pub fn from_blip_preprocessor_config(json: &str) -> Result<Self, ImageError> {
+        let c = Common::parse_with(
+            json,
+            Interpolation::Bicubic,
+            crate::config::OPENAI_CLIP_MEAN,
+            crate::config::OPENAI_CLIP_STD,
+        )?;
+        Self::from_exact_resize_config(c, 384)
+    }
+
+    fn from_exact_resize_config(c: Common, default_side: u32) -> Result<Self, ImageError> {
         let (width, height) = match c.obj.get("size") {
-            None | Some(Value::Null) => (224, 224),
+            None | Some(Value::Null) => (default_side, default_side),
             Some(Value::Object(m)) => match (
                 m.get("height").and_then(as_u32),
                 m.get("width").and_then(as_u32),

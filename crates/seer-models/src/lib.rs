@@ -7,6 +7,7 @@
 //! `scripts/make_family_fixtures.py`.
 
 pub mod error;
+pub mod generate;
 pub mod io;
 pub mod models;
 pub mod nn;

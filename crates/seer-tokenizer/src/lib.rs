@@ -56,8 +56,10 @@ mod html;
 mod load;
 pub mod siglip;
 mod spm;
+pub mod wordpiece;
 
 pub use siglip::{Encoded, SiglipFlavour, SiglipPadding, SiglipTokenizer};
+pub use wordpiece::WordPieceTokenizer;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -102,6 +104,10 @@ pub enum TokenizerError {
     /// The file's vocabulary disagrees with the one rebuilt from the merges.
     #[error("{}: vocabulary does not match the merges: {message}", path.display())]
     VocabMismatch { path: PathBuf, message: String },
+    /// A text could not be encoded or ids decoded (the `tokenizers` crate's
+    /// message).
+    #[error("cannot tokenize: {0}")]
+    Encode(String),
 }
 
 /// CLIP's BPE tokenizer. `Send + Sync`; share it with `Arc`.

@@ -1,16 +1,21 @@
 //! `seer eval zeroshot`: top-1/top-5 accuracy on a labelled image set.
+//! `seer eval retrieval`: image-text recall@K on a captioned image set.
+//! `seer eval caption`: BLEU and CIDEr-D of a captioning model on a captioned
+//! image set, scored as the COCO caption evaluation scores them.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use seer_engine::caption_metrics::evaluate_captioning;
 use seer_engine::dataset::read_labeled_images;
+use seer_engine::describe::CaptionOptions;
 use seer_engine::eval::evaluate_zeroshot;
 use seer_engine::prompts::{read_list, templates, ListKind};
 use seer_engine::retrieval::{evaluate_retrieval, read_captions_jsonl};
 use seer_engine::ZeroShotClassifier;
 
-use crate::common::ModelArgs;
-use crate::output::progress;
+use crate::common::{GenerationArgs, ModelArgs, RunArgs};
+use crate::output::{progress, Failures};
 
 #[derive(clap::Subcommand)]
 pub enum EvalCommand {
@@ -18,6 +23,37 @@ pub enum EvalCommand {
     Zeroshot(ZeroShotArgs),
     /// Text-to-image and image-to-text retrieval recall@K.
     Retrieval(RetrievalArgs),
+    /// BLEU-1..4 and CIDEr-D of a captioning model against human references
+    /// (as the COCO caption evaluation, pycocoevalcap, computes them).
+    Caption(CaptionArgs),
+}
+
+#[derive(clap::Args)]
+pub struct CaptionArgs {
+    /// JSONL with {"file": ..., "captions": [...]} per image: the human references.
+    #[arg(long)]
+    captions: PathBuf,
+    /// Folder the "file" paths are relative to (default: the captions file's folder).
+    #[arg(long)]
+    images: Option<PathBuf>,
+    /// Evaluate only the first N images.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Captioning model: a folder, an alias (`seer models`) or a hub id.
+    #[arg(long, short, default_value = super::caption::DEFAULT_CAPTION_MODEL)]
+    model: String,
+    /// Text every caption starts with (conditional captioning, e.g. "a picture of").
+    /// It is cut from the captions before scoring, as BLIP's own evaluation does.
+    #[arg(long)]
+    prompt: Option<String>,
+    #[command(flatten)]
+    generation: GenerationArgs,
+    #[command(flatten)]
+    run: RunArgs,
+    /// Print the report as one JSON object: {images, bleu4, bleu, cider, failed,
+    /// per_image}; scores on pycocoevalcap's scale (BLEU 0-1, CIDEr 0-10).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -62,7 +98,56 @@ pub fn run(cmd: EvalCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         EvalCommand::Zeroshot(args) => zeroshot(args),
         EvalCommand::Retrieval(args) => retrieval(args),
+        EvalCommand::Caption(args) => caption(args),
     }
+}
+
+fn caption(args: CaptionArgs) -> anyhow::Result<ExitCode> {
+    let mut items = read_captions_jsonl(&args.captions, args.images.as_deref())?;
+    if let Some(n) = args.limit {
+        anyhow::ensure!(n > 0, "--limit must be at least 1");
+        items.truncate(n);
+    }
+    let options = CaptionOptions {
+        batch_size: args.run.batch_size.max(1),
+        limits: args.run.limits(Default::default()),
+        prompt: args.prompt.clone(),
+        generate: args.generation.options()?,
+    };
+    let model = args.run.load(&args.model)?;
+    let captioner = model.captioner()?;
+    let pb = progress(items.len(), "captioning");
+    let mut failures = Failures::default();
+    let report = evaluate_captioning(captioner, &items, &options, |path, result| {
+        pb.inc(1);
+        if let Err(e) = result {
+            failures.report_path(&pb, path, &e.to_string());
+        }
+    });
+    pb.finish_and_clear();
+    let report = report?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        let bleu: Vec<String> = report
+            .bleu
+            .iter()
+            .enumerate()
+            .map(|(k, b)| format!("BLEU-{} {:.2}", k + 1, b * 100.0))
+            .collect();
+        println!(
+            "{} images{}: {}  CIDEr {:.2}",
+            report.images,
+            if report.failed.is_empty() {
+                String::new()
+            } else {
+                format!(" ({} failed)", report.failed.len())
+            },
+            bleu.join("  "),
+            report.cider * 100.0
+        );
+    }
+    Ok(failures.exit_code())
 }
 
 fn retrieval(args: RetrievalArgs) -> anyhow::Result<ExitCode> {

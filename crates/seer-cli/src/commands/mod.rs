@@ -1,10 +1,13 @@
+pub mod ask;
 pub mod bench;
+pub mod caption;
 pub mod classify;
 pub mod dupes;
 pub mod embed;
 pub mod eval;
 pub mod exchange;
 pub mod index;
+pub mod matching;
 pub mod models;
 pub mod plot;
 pub mod search;

@@ -1,5 +1,6 @@
 //! The model families, one folder each with its config beside it.
 
+pub mod blip;
 pub mod clip;
 pub mod dinov2;
 pub mod siglip;

@@ -1,0 +1,243 @@
+//! The BLIP family as the commands see it: one transformers checkpoint with
+//! its head (captions, image–text matching or question answering), its BERT
+//! tokenizer and its image processor.
+//!
+//! What the Python classes add on top of the model, reproduced here:
+//! - `BlipImageProcessor` squashes every image to 384×384 (bicubic, no crop)
+//!   with OpenAI CLIP's mean and std ([`ExactResizeConfig`]);
+//! - `BlipForConditionalGeneration.generate` starts from the processor's ids
+//!   of the prompt with `[CLS]` replaced by `[DEC]` and `[SEP]` dropped, and
+//!   stops at `[SEP]`;
+//! - the answer of `BlipForQuestionAnswering` starts from `[DEC]` alone;
+//! - `generate` runs with transformers' default settings: the text decoder
+//!   has its own generation config, so the checkpoint's
+//!   `generation_config.json` changes nothing (the fixture checks it), and
+//!   without a length limit 20 tokens follow the prompt;
+//! - every pair is run on its own, as a batch of one: transformers pads a
+//!   batch of questions and its answer decoder then reads the padding too, so
+//!   batched answers depend on the other questions in the batch.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use seer_image::{DecodedImage, ExactResizeConfig};
+use seer_models::generate::GenerationConfig;
+use seer_models::models::blip::{BlipHead, BlipModel};
+use seer_models::{ModelFiles, Tensor};
+use seer_tokenizer::WordPieceTokenizer;
+
+use crate::error::{file_error, EngineError, Result};
+use crate::loader::LoadOptions;
+use crate::tasks::{
+    Captioner, GenerateOptions, Generated, ImageTextMatcher, LoadedModel, MatchScore, PixelInput,
+    QuestionAnswerer,
+};
+
+pub struct Blip {
+    model: BlipModel,
+    tokenizer: WordPieceTokenizer,
+    processor: ExactResizeConfig,
+    /// The generation settings before the user's changes.
+    generation: GenerationConfig,
+    device: seer_models::Device,
+}
+
+impl Blip {
+    pub fn load_dir(dir: &Path, options: &LoadOptions) -> Result<Self> {
+        let files = ModelFiles::from_dir(dir)?;
+        let device = options.device.device()?;
+        let model = BlipModel::load(&files, &device, options.precision)?;
+        let processor = read_processor(dir)?;
+        let side = model.config().vision.image_size as u32;
+        if processor.width != side || processor.height != side {
+            return Err(file_error(
+                dir.join("preprocessor_config.json"),
+                format!(
+                    "resizes to {}×{}, but the model's image_size is {side}",
+                    processor.width, processor.height
+                ),
+            ));
+        }
+        Ok(Self {
+            tokenizer: WordPieceTokenizer::from_dir(dir)?,
+            model,
+            processor,
+            // transformers' BLIP `generate` runs the text decoder's own
+            // generation config, not the checkpoint's generation_config.json
+            // (fixtures/blip/README.md): its defaults, then the user's changes.
+            generation: GenerationConfig::default(),
+            device,
+        })
+    }
+
+    pub fn into_loaded(self, id: String) -> LoadedModel {
+        let head = self.model.config().head;
+        let blip = Arc::new(self);
+        let mut loaded = LoadedModel::encoders(id, "blip", None, None);
+        match head {
+            BlipHead::Captioning => loaded.captioner = Some(blip),
+            BlipHead::Retrieval => loaded.matcher = Some(blip),
+            BlipHead::QuestionAnswering => loaded.answerer = Some(blip),
+        }
+        loaded
+    }
+
+    pub fn model(&self) -> &BlipModel {
+        &self.model
+    }
+
+    pub fn tokenizer(&self) -> &WordPieceTokenizer {
+        &self.tokenizer
+    }
+
+    /// The checkpoint's generation settings with the user's changes.
+    pub fn generation(&self, options: &GenerateOptions) -> Result<GenerationConfig> {
+        let mut g = self.generation.clone();
+        if let Some(beams) = options.beams {
+            if beams == 0 {
+                return Err(EngineError::Invalid("--beams must be at least 1".into()));
+            }
+            g.num_beams = beams;
+        }
+        if let Some(n) = options.max_new_tokens {
+            if n == 0 {
+                return Err(EngineError::Invalid(
+                    "--max-new-tokens must be at least 1".into(),
+                ));
+            }
+            g.max_new_tokens = Some(n);
+        }
+        Ok(g)
+    }
+
+    /// `n` preprocessed images as the model's (n, 3, S, S) input.
+    fn pixels(&self, pixels: Vec<f32>, n: usize) -> Result<Tensor> {
+        let (w, h) = (
+            self.processor.width as usize,
+            self.processor.height as usize,
+        );
+        if n == 0 || pixels.len() != n * 3 * w * h {
+            return Err(EngineError::Invalid(format!(
+                "{} floats is not {n} images of 3×{h}×{w}",
+                pixels.len()
+            )));
+        }
+        Ok(Tensor::from_vec(pixels, (n, 3, h, w), &self.device)
+            .map_err(seer_models::ModelError::from)?)
+    }
+
+    /// The processor's ids of `text` (`[CLS] … [SEP]`), refused when the text
+    /// has no words.
+    fn text_ids(&self, text: &str, what: &str) -> Result<Vec<u32>> {
+        let ids = self.tokenizer.encode(text)?;
+        if ids.len() <= 2 || text.trim().is_empty() {
+            return Err(EngineError::Invalid(format!("the {what} is empty")));
+        }
+        Ok(ids)
+    }
+
+    fn generated(&self, tokens: Vec<u32>) -> Result<Generated> {
+        Ok(Generated {
+            text: self.tokenizer.decode(&tokens)?,
+            tokens,
+        })
+    }
+
+    fn split(&self, pixels: Vec<f32>, n: usize, count: usize) -> Result<Vec<Tensor>> {
+        if count != n {
+            return Err(EngineError::Invalid(format!(
+                "{count} texts for {n} images"
+            )));
+        }
+        let all = self.pixels(pixels, n)?;
+        (0..n)
+            .map(|i| Ok(all.narrow(0, i, 1).map_err(seer_models::ModelError::from)?))
+            .collect()
+    }
+}
+
+/// `preprocessor_config.json` as a `BlipImageProcessor` (the class defaults
+/// without one, as transformers would use).
+fn read_processor(dir: &Path) -> Result<ExactResizeConfig> {
+    let path = dir.join("preprocessor_config.json");
+    let text = match path.is_file() {
+        true => std::fs::read_to_string(&path).map_err(|e| file_error(&path, e))?,
+        false => "{}".to_string(),
+    };
+    ExactResizeConfig::from_blip_preprocessor_config(&text).map_err(|e| file_error(&path, e))
+}
+
+impl PixelInput for Blip {
+    fn preprocess(&self, image: &DecodedImage) -> Vec<f32> {
+        seer_image::preprocess_exact(image, &self.processor)
+    }
+
+    fn pixels_len(&self) -> usize {
+        3 * self.processor.width as usize * self.processor.height as usize
+    }
+}
+
+impl Captioner for Blip {
+    fn caption(
+        &self,
+        pixels: Vec<f32>,
+        n: usize,
+        prompt: Option<&str>,
+        options: &GenerateOptions,
+    ) -> Result<Vec<Generated>> {
+        let prompt = match prompt {
+            // `[CLS]` becomes `[DEC]` (added by the model) and `[SEP]` is dropped.
+            Some(p) => {
+                let ids = self.text_ids(p, "prompt")?;
+                ids[1..ids.len() - 1].to_vec()
+            }
+            None => Vec::new(),
+        };
+        let generation = self.generation(options)?;
+        let pixels = self.pixels(pixels, n)?;
+        self.model
+            .caption(&pixels, &prompt, &generation)?
+            .into_iter()
+            .map(|tokens| self.generated(tokens))
+            .collect()
+    }
+}
+
+impl QuestionAnswerer for Blip {
+    fn answer(
+        &self,
+        pixels: Vec<f32>,
+        n: usize,
+        questions: &[String],
+        options: &GenerateOptions,
+    ) -> Result<Vec<Generated>> {
+        let generation = self.generation(options)?;
+        let images = self.split(pixels, n, questions.len())?;
+        images
+            .iter()
+            .zip(questions)
+            .map(|(image, question)| {
+                let ids = self.text_ids(question, "question")?;
+                self.generated(self.model.answer(image, &ids, &generation)?)
+            })
+            .collect()
+    }
+}
+
+impl ImageTextMatcher for Blip {
+    fn match_texts(&self, pixels: Vec<f32>, n: usize, texts: &[String]) -> Result<Vec<MatchScore>> {
+        let images = self.split(pixels, n, texts.len())?;
+        images
+            .iter()
+            .zip(texts)
+            .map(|(image, text)| {
+                let ids = self.text_ids(text, "text")?;
+                let s = self.model.match_text(image, &ids)?;
+                Ok(MatchScore {
+                    itm_probability: s.itm_probability,
+                    similarity: s.similarity,
+                })
+            })
+            .collect()
+    }
+}
