@@ -10,8 +10,8 @@
 //!
 //! Models that read images and write or score language (BLIP) implement
 //! [`Captioner`], [`QuestionAnswerer`] and [`ImageTextMatcher`]; each has its
-//! own optional slot in [`LoadedModel`]. Later tasks (`Segmenter`, `Detector`,
-//! `Tagger`) follow the same pattern.
+//! own optional slot in [`LoadedModel`], as do [`crate::detect::Detector`]
+//! (OWL-ViT) and [`crate::segment::Segmenter`] (SAM).
 
 use std::sync::Arc;
 
@@ -254,6 +254,9 @@ pub struct LoadedModel {
     pub captioner: Option<Arc<dyn Captioner>>,
     pub answerer: Option<Arc<dyn QuestionAnswerer>>,
     pub matcher: Option<Arc<dyn ImageTextMatcher>>,
+    /// Open-vocabulary detection (OWL-ViT) and promptable segmentation (SAM).
+    pub detector: Option<Arc<dyn crate::detect::Detector>>,
+    pub segmenter: Option<Arc<dyn crate::segment::Segmenter>>,
 }
 
 impl LoadedModel {
@@ -297,6 +300,8 @@ impl LoadedModel {
             captioner: None,
             answerer: None,
             matcher: None,
+            detector: None,
+            segmenter: None,
         }
     }
 

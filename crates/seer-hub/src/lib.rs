@@ -75,6 +75,11 @@ const LAYOUTS: &[(&str, &[&str], &[&str])] = &[
             "spiece.model",
             "vocab.json",
             "merges.txt",
+            // BERT WordPiece (BLIP), for folders without tokenizer.json.
+            "vocab.txt",
+            // Generation defaults of generative families (BLIP's generate
+            // ignores it, as transformers' does; later families read it).
+            "generation_config.json",
         ],
     ),
     (

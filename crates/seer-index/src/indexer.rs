@@ -57,11 +57,11 @@ pub struct IndexSummary {
 /// A file with its embedding and metadata, or why it failed.
 type Outcome = (Walked, std::result::Result<(Vec<f32>, FileRecord), String>);
 
-/// Progress events for a progress bar.
+/// Progress events for a progress bar (of an embedding or a caption run).
 pub enum Progress {
-    /// Planning finished: this many files will be embedded.
+    /// Planning finished: this many files will be embedded (or captioned).
     Planned(usize),
-    /// One more file was embedded or failed.
+    /// One more file was embedded (or captioned) or failed.
     Embedded,
 }
 

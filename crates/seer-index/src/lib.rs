@@ -1,16 +1,22 @@
 //! seer's photo index: which files are indexed with which model (SQLite, the
 //! source of truth), how an indexing run keeps it up to date incrementally and
-//! crash-safely, and how queries are answered.
+//! crash-safely, and how queries are answered: by vectors, by caption words,
+//! or both (`hybrid`), optionally reranked by an image-text matching model.
 
 pub mod ann;
+#[cfg(test)]
+mod caption_tests;
+pub mod captions;
 pub mod dates;
 pub mod dupes;
 pub mod error;
 pub mod exchange;
+pub mod hybrid;
 pub mod indexer;
 pub mod lock;
 pub mod npy;
 pub mod pathcodec;
+pub mod rerank;
 pub mod scan;
 pub mod search;
 pub mod searcher;
@@ -18,11 +24,14 @@ pub mod store;
 #[cfg(test)]
 mod store_tests;
 pub mod vector;
+pub mod words;
 
+pub use captions::{caption_locked, CaptionOptions, CaptionSummary};
 pub use error::{IndexError, Result};
+pub use hybrid::{Found, SearchMode};
 pub use indexer::{index, index_locked, IndexOptions, IndexSummary, Progress};
 pub use lock::IndexLock;
 pub use search::{clamp_cosine, query_vector, Hit, Query, SearchOptions};
 pub use searcher::{Searcher, SearcherOptions};
-pub use store::{ModelInfo, Store, VectorSet};
+pub use store::{Caption, CaptionerInfo, ModelInfo, Store, VectorSet};
 pub use vector::Encoding;

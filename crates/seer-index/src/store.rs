@@ -3,6 +3,11 @@
 //! Every change is made inside a transaction, so a process killed at any moment
 //! leaves the database as of its last commit (WAL recovery does the rest), and
 //! readers (searches) run concurrently with a writer (indexing).
+//!
+//! Schema version 2 added captions (`seer index --caption-model`): a caption
+//! per file and caption model, and an FTS5 index of their words. Opening a
+//! version 1 file for writing migrates it in one transaction (new tables only,
+//! nothing rewritten); opening one read-only reads it as an index without captions.
 
 use std::path::{Path, PathBuf};
 
@@ -11,7 +16,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
 use crate::error::{IndexError, Result};
 use crate::vector::Encoding;
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -45,6 +50,45 @@ CREATE TABLE IF NOT EXISTS embeddings (
     vector BLOB NOT NULL,
     PRIMARY KEY (file_id, model_id)
 ) WITHOUT ROWID;
+";
+
+/// Version 2: captions. A caption belongs to a file row, which stands for one
+/// content (see [`write::upsert_file`]), so a changed file loses its captions
+/// with its vectors (`ON DELETE CASCADE`) and is captioned again.
+///
+/// Caption words are searched through FTS5, over the `captions` table as
+/// external content kept in step by triggers. The tokenizer is `porter
+/// unicode61 remove_diacritics 2`: captioning models write English, so Porter
+/// stemming lets "dogs running" find "a dog runs"; unicode61 splits on Unicode
+/// word boundaries, folds case and (with `remove_diacritics 2`) accents, so
+/// "cafe" finds "café". Writes use upserts, never `INSERT OR REPLACE`, whose
+/// deletions would not fire the delete trigger.
+const CAPTION_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS captioners (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE
+);
+CREATE TABLE IF NOT EXISTS captions (
+    id INTEGER PRIMARY KEY,
+    file_id INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,
+    captioner_id INTEGER NOT NULL REFERENCES captioners(id) ON DELETE CASCADE,
+    text TEXT NOT NULL,
+    UNIQUE (file_id, captioner_id)
+);
+CREATE VIRTUAL TABLE IF NOT EXISTS captions_fts USING fts5(
+    text, content = 'captions', content_rowid = 'id',
+    tokenize = 'porter unicode61 remove_diacritics 2'
+);
+CREATE TRIGGER IF NOT EXISTS captions_inserted AFTER INSERT ON captions BEGIN
+    INSERT INTO captions_fts (rowid, text) VALUES (new.id, new.text);
+END;
+CREATE TRIGGER IF NOT EXISTS captions_deleted AFTER DELETE ON captions BEGIN
+    INSERT INTO captions_fts (captions_fts, rowid, text) VALUES ('delete', old.id, old.text);
+END;
+CREATE TRIGGER IF NOT EXISTS captions_updated AFTER UPDATE ON captions BEGIN
+    INSERT INTO captions_fts (captions_fts, rowid, text) VALUES ('delete', old.id, old.text);
+    INSERT INTO captions_fts (rowid, text) VALUES (new.id, new.text);
+END;
 ";
 
 pub const DATABASE_FILE: &str = "index.sqlite";
@@ -120,9 +164,37 @@ impl VectorSet {
     }
 }
 
+/// A caption model the index holds captions of.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct CaptionerInfo {
+    pub id: i64,
+    pub name: String,
+    pub captions: usize,
+}
+
+/// A file's caption, and the model that wrote it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Caption {
+    pub text: String,
+    pub model: String,
+}
+
+/// A file a caption run considers: indexed (no recorded failure) and without a
+/// caption by the caption model.
+#[derive(Clone, Debug)]
+pub struct Uncaptioned {
+    pub id: i64,
+    pub path: String,
+    pub size: i64,
+    pub hash: Option<[u8; 32]>,
+}
+
 pub struct Store {
     conn: Connection,
     dir: PathBuf,
+    /// Whether the caption tables exist (schema version 2; a version 1 file
+    /// opened read-only has none, and reads as an index without captions).
+    captions: bool,
 }
 
 /// The columns [`stored_file`] reads; `?1` is the model whose vector is asked about.
@@ -154,12 +226,14 @@ impl Store {
             path: path.clone(),
             source,
         })?;
-        let store = Self {
+        let mut store = Self {
             conn,
             dir: dir.to_path_buf(),
+            captions: false,
         };
         store.configure()?;
         store.migrate()?;
+        store.captions = true;
         Ok(store)
     }
 
@@ -180,15 +254,16 @@ impl Store {
             path: path.clone(),
             source,
         })?;
-        let store = Self {
+        let mut store = Self {
             conn,
             dir: dir.to_path_buf(),
+            captions: false,
         };
         store
             .conn
             .busy_timeout(std::time::Duration::from_secs(10))
             .map_err(|e| store.db(e))?;
-        store.check_version()?;
+        store.captions = store.check_version()? >= 2;
         Ok(store)
     }
 
@@ -228,30 +303,43 @@ impl Store {
 
     fn migrate(&self) -> Result<()> {
         self.conn.execute_batch(SCHEMA).map_err(|e| self.db(e))?;
-        let version: Option<String> = self
-            .conn
-            .query_row(
-                "SELECT value FROM meta WHERE key = 'schema_version'",
-                [],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(|e| self.db(e))?;
-        match version {
+        let version = self.meta("schema_version")?;
+        match version.as_deref() {
             None => {
-                self.conn
-                    .execute(
-                        "INSERT INTO meta (key, value) VALUES ('schema_version', ?1), ('generation', '0')",
-                        [SCHEMA_VERSION.to_string()],
-                    )
-                    .map_err(|e| self.db(e))?;
+                // A new index: the whole schema, then its version.
+                let tx = self.conn.unchecked_transaction().map_err(|e| self.db(e))?;
+                tx.execute_batch(CAPTION_SCHEMA).map_err(|e| self.db(e))?;
+                tx.execute(
+                    "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?1), ('generation', '0')",
+                    [SCHEMA_VERSION.to_string()],
+                )
+                .map_err(|e| self.db(e))?;
+                tx.commit().map_err(|e| self.db(e))
+            }
+            Some("1") => {
+                // Version 1 -> 2: the caption tables are added and the version
+                // raised in one transaction, so a crash leaves either version
+                // whole; files, vectors and roots are not touched.
+                let tx = self.conn.unchecked_transaction().map_err(|e| self.db(e))?;
+                tx.execute_batch(CAPTION_SCHEMA).map_err(|e| self.db(e))?;
+                tx.execute(
+                    "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
+                    [SCHEMA_VERSION.to_string()],
+                )
+                .map_err(|e| self.db(e))?;
+                tx.commit().map_err(|e| self.db(e))?;
+                tracing::info!(
+                    "{}: index upgraded to schema version {SCHEMA_VERSION} (captions)",
+                    self.dir.display()
+                );
                 Ok(())
             }
-            Some(_) => self.check_version(),
+            Some(_) => self.check_version().map(|_| ()),
         }
     }
 
-    fn check_version(&self) -> Result<()> {
+    /// The schema version, checked to be one this seer reads (1 or 2).
+    fn check_version(&self) -> Result<i64> {
         let version: String = self
             .conn
             .query_row(
@@ -260,15 +348,15 @@ impl Store {
                 |r| r.get(0),
             )
             .map_err(|e| self.db(e))?;
-        if version != SCHEMA_VERSION.to_string() {
-            return Err(IndexError::File {
+        match version.parse::<i64>() {
+            Ok(v @ 1..=SCHEMA_VERSION) => Ok(v),
+            _ => Err(IndexError::File {
                 path: self.dir.clone(),
                 message: format!(
-                    "index schema version {version}, this seer reads version {SCHEMA_VERSION}"
+                    "index schema version {version}, this seer reads versions 1 to {SCHEMA_VERSION}; use a newer seer"
                 ),
-            });
+            }),
         }
-        Ok(())
     }
 
     pub fn transaction(&mut self) -> Result<Transaction<'_>> {
@@ -591,6 +679,222 @@ impl Store {
             .map_err(|e| self.db(e))
     }
 
+    /// The caption models the index holds captions of, with their counts (none
+    /// in an index without the caption tables).
+    pub fn captioners(&self) -> Result<Vec<CaptionerInfo>> {
+        if !self.captions {
+            return Ok(Vec::new());
+        }
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT m.id, m.name, (SELECT COUNT(*) FROM captions c WHERE c.captioner_id = m.id)
+                 FROM captioners m ORDER BY m.id",
+            )
+            .map_err(|e| self.db(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(CaptionerInfo {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    captions: r.get::<_, i64>(2)? as usize,
+                })
+            })
+            .map_err(|e| self.db(e))?;
+        rows.collect::<std::result::Result<_, _>>()
+            .map_err(|e| self.db(e))
+    }
+
+    /// Whether any file has a caption (searches then rank caption words too).
+    pub fn has_captions(&self) -> Result<bool> {
+        if !self.captions {
+            return Ok(false);
+        }
+        self.conn
+            .query_row("SELECT EXISTS (SELECT 1 FROM captions)", [], |r| r.get(0))
+            .map_err(|e| self.db(e))
+    }
+
+    /// A file's caption: by the most recently added caption model that wrote
+    /// one for it.
+    pub fn caption_of(&self, file_id: i64) -> Result<Option<Caption>> {
+        if !self.captions {
+            return Ok(None);
+        }
+        self.conn
+            .query_row(
+                "SELECT c.text, m.name FROM captions c JOIN captioners m ON m.id = c.captioner_id
+                 WHERE c.file_id = ?1 ORDER BY c.captioner_id DESC LIMIT 1",
+                [file_id],
+                |r| {
+                    Ok(Caption {
+                        text: r.get(0)?,
+                        model: r.get(1)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| self.db(e))
+    }
+
+    /// The caption `captioner_id` wrote for another file with this content, if
+    /// any (a copy is not captioned twice).
+    pub fn caption_by_hash(&self, hash: &[u8; 32], captioner_id: i64) -> Result<Option<String>> {
+        if !self.captions {
+            return Ok(None);
+        }
+        self.conn
+            .query_row(
+                "SELECT c.text FROM captions c JOIN files f ON f.id = c.file_id
+                 WHERE f.hash = ?1 AND c.captioner_id = ?2 LIMIT 1",
+                params![hash.as_slice(), captioner_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.db(e))
+    }
+
+    /// Files at or below `roots` that are indexed (no recorded failure) and
+    /// have no caption by `captioner_id`, in path order; and how many there
+    /// are that have one.
+    pub fn caption_work_under(
+        &self,
+        roots: &[String],
+        captioner_id: i64,
+    ) -> Result<(Vec<Uncaptioned>, usize)> {
+        let mut todo = Vec::new();
+        let mut done = 0;
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT f.id, f.path, f.size, f.hash,
+                        EXISTS (SELECT 1 FROM captions c WHERE c.file_id = f.id AND c.captioner_id = ?1)
+                 FROM files f
+                 WHERE f.error IS NULL AND (f.path = ?2 OR substr(f.path, 1, length(?3)) = ?3)",
+            )
+            .map_err(|e| self.db(e))?;
+        let mut seen = std::collections::HashSet::new();
+        for root in roots {
+            let prefix = format!("{}/", root.trim_end_matches('/'));
+            let mut rows = stmt
+                .query(params![captioner_id, root, prefix])
+                .map_err(|e| self.db(e))?;
+            while let Some(row) = rows.next().map_err(|e| self.db(e))? {
+                let read = || -> rusqlite::Result<(Uncaptioned, bool)> {
+                    Ok((
+                        Uncaptioned {
+                            id: row.get(0)?,
+                            path: row.get(1)?,
+                            size: row.get(2)?,
+                            hash: row
+                                .get::<_, Option<Vec<u8>>>(3)?
+                                .and_then(|h| h.try_into().ok()),
+                        },
+                        row.get(4)?,
+                    ))
+                };
+                let (file, captioned) = read().map_err(|e| self.db(e))?;
+                if !seen.insert(file.id) {
+                    continue; // nested roots
+                }
+                match captioned {
+                    true => done += 1,
+                    false => todo.push(file),
+                }
+            }
+        }
+        todo.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok((todo, done))
+    }
+
+    /// Files whose captions match the FTS5 query `fts` (see
+    /// [`crate::words::fts_query`]), best first by BM25, one row per file (its
+    /// best caption when several models captioned it). Only files with a vector
+    /// of `model_id` when given, and that `accept` (id, stored path) takes; at
+    /// most `limit`.
+    pub fn word_matches(
+        &self,
+        fts: &str,
+        model_id: Option<i64>,
+        mut accept: impl FnMut(i64, &str) -> bool,
+        limit: usize,
+    ) -> Result<Vec<crate::words::WordMatch>> {
+        if !self.captions || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT f.id, f.path, bm25(captions_fts) AS score
+                 FROM captions_fts JOIN captions c ON c.id = captions_fts.rowid
+                      JOIN files f ON f.id = c.file_id
+                 WHERE captions_fts MATCH ?1 AND f.error IS NULL
+                   AND (?2 IS NULL OR EXISTS (SELECT 1 FROM embeddings e WHERE e.file_id = f.id AND e.model_id = ?2))
+                 ORDER BY score, f.id",
+            )
+            .map_err(|e| self.db(e))?;
+        let mut rows = stmt.query(params![fts, model_id]).map_err(|e| self.db(e))?;
+        let mut out = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        while let Some(row) = rows.next().map_err(|e| self.db(e))? {
+            let id: i64 = row.get(0).map_err(|e| self.db(e))?;
+            let path: String = row.get(1).map_err(|e| self.db(e))?;
+            let score: f64 = row.get(2).map_err(|e| self.db(e))?;
+            if !seen.insert(id) || !accept(id, &path) {
+                continue;
+            }
+            // FTS5's bm25() is negated so that ascending order is best first.
+            out.push(crate::words::WordMatch {
+                id,
+                path,
+                bm25: (-score) as f32,
+            });
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The stored vector of file `id` (for files a search found by their words,
+    /// when the vectors are not in memory).
+    pub fn vector_of_id(&self, id: i64, model: &ModelInfo) -> Result<Option<Vec<f32>>> {
+        let row: Option<(i64, Vec<u8>)> = self
+            .conn
+            .query_row(
+                "SELECT encoding, vector FROM embeddings WHERE file_id = ?1 AND model_id = ?2",
+                params![id, model.id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.db(e))?;
+        Ok(row.and_then(|(code, blob)| {
+            let mut v = Vec::with_capacity(model.dim);
+            Encoding::from_code(code)?.decode_into(&blob, model.dim, &mut v)?;
+            Some(v)
+        }))
+    }
+
+    /// FTS5's check that the words index matches the captions (a writable
+    /// store: the check is an FTS5 command).
+    pub fn words_integrity_check(&self) -> Result<()> {
+        if !self.captions {
+            return Ok(());
+        }
+        self.conn
+            .execute(
+                "INSERT INTO captions_fts (captions_fts, rank) VALUES ('integrity-check', 1)",
+                [],
+            )
+            .map(|_| ())
+            .map_err(|e| self.db(e))
+    }
+
+    #[cfg(test)]
+    pub(crate) fn conn_for_tests(&self) -> &Connection {
+        &self.conn
+    }
+
     /// SQLite's own consistency check (used by the crash tests).
     pub fn integrity_check(&self) -> Result<String> {
         self.conn
@@ -685,12 +989,46 @@ pub mod write {
         .map(|_| ())
     }
 
-    /// Copies every model's vectors from one file to another with the same content.
+    /// Copies every model's vectors, and every caption, from one file to
+    /// another with the same content.
     pub fn copy_embeddings(tx: &Transaction, from: i64, to: i64) -> rusqlite::Result<()> {
         tx.execute(
             "INSERT OR REPLACE INTO embeddings (file_id, model_id, encoding, vector)
              SELECT ?2, model_id, encoding, vector FROM embeddings WHERE file_id = ?1",
             params![from, to],
+        )?;
+        tx.execute(
+            "INSERT INTO captions (file_id, captioner_id, text)
+             SELECT ?2, captioner_id, text FROM captions WHERE file_id = ?1
+             ON CONFLICT (file_id, captioner_id) DO UPDATE SET text = excluded.text",
+            params![from, to],
+        )
+        .map(|_| ())
+    }
+
+    /// The row id of caption model `name`, added when new.
+    pub fn captioner_id(tx: &Transaction, name: &str) -> rusqlite::Result<i64> {
+        tx.execute(
+            "INSERT INTO captioners (name) VALUES (?1) ON CONFLICT (name) DO NOTHING",
+            [name],
+        )?;
+        tx.query_row("SELECT id FROM captioners WHERE name = ?1", [name], |r| {
+            r.get(0)
+        })
+    }
+
+    /// Sets a file's caption by one caption model (an upsert, so the words
+    /// index follows through its update trigger).
+    pub fn put_caption(
+        tx: &Transaction,
+        file_id: i64,
+        captioner_id: i64,
+        text: &str,
+    ) -> rusqlite::Result<()> {
+        tx.execute(
+            "INSERT INTO captions (file_id, captioner_id, text) VALUES (?1, ?2, ?3)
+             ON CONFLICT (file_id, captioner_id) DO UPDATE SET text = excluded.text",
+            params![file_id, captioner_id, text],
         )
         .map(|_| ())
     }
@@ -708,8 +1046,13 @@ pub mod write {
              ON CONFLICT(path) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns, error = excluded.error, hash = NULL",
             params![path, size, mtime_ns, error],
         )?;
+        // A file that cannot be read has no content: nothing describes it.
         tx.execute(
             "DELETE FROM embeddings WHERE file_id = (SELECT id FROM files WHERE path = ?1)",
+            [path],
+        )?;
+        tx.execute(
+            "DELETE FROM captions WHERE file_id = (SELECT id FROM files WHERE path = ?1)",
             [path],
         )
         .map(|_| ())

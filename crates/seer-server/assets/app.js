@@ -1,5 +1,7 @@
 // seer web page: search (paged, by date, state in the URL), search by example,
-// a detail view with "more like this", zero-shot classify, index status. Plain ES2020, no dependencies, nothing loaded from other hosts.
+// captions on results, a detail view with "more like this" and questions about
+// the photo (with a VQA model), reranking (with a matching model), zero-shot
+// classify, index status. Plain ES2020, no dependencies, nothing loaded from other hosts.
 'use strict';
 
 (() => {
@@ -204,8 +206,12 @@
       path: $('#opt-path').value.trim(),
       from: $('#opt-from').value,
       to: $('#opt-to').value,
+      rerank: rerankOn(),
     };
   }
+
+  /** Whether results are reranked: the box is ticked and the server can. */
+  const rerankOn = () => !!(models.tasks && models.tasks.match) && $('#opt-rerank').checked;
 
   const hasQuery = () => !!((textSearch() && searchInput.value.trim()) || search.image || search.like);
 
@@ -215,7 +221,8 @@
   // model is in the URL (?model=, only when not the default). A model without a
   // text tower searches by example image and "Similar" only.
 
-  const models = { list: [], default: null };
+  // tasks: the server's language models ({caption, ask, match}: ids or null).
+  const models = { list: [], default: null, tasks: {} };
   const modelSelect = $('#model-select');
   const TEXT_PLACEHOLDER = searchInput.placeholder;
 
@@ -252,6 +259,7 @@
       const data = await api('/v1/models');
       models.list = Array.isArray(data.models) ? data.models : [];
       models.default = data.default || (models.list[0] && models.list[0].id) || null;
+      models.tasks = data.tasks || {};
     } catch (e) {
       return; // 401: asked for the token; loaded again once it is given
     }
@@ -266,6 +274,7 @@
     const known = !search.model || models.list.some((m) => m.id === search.model);
     if (!known) search.model = null;
     renderModel();
+    for (const el of document.querySelectorAll('.rerank-option')) el.hidden = !models.tasks.match;
     if (!known && hasQuery()) runSearch('none');
   }
 
@@ -293,6 +302,7 @@
     if (o.k !== DEFAULT_K) p.set('k', o.k);
     if (o.min_score) p.set('min_score', o.min_score);
     if (o.path) p.set('path', o.path);
+    if (o.rerank) p.set('rerank', '1');
     return p;
   }
 
@@ -328,7 +338,8 @@
     select.value = k;
     $('#opt-min-score').value = p.get('min_score') || '';
     $('#opt-path').value = p.get('path') || '';
-    if (p.get('min_score') || p.get('path') || p.get('k')) $('#options').open = true;
+    $('#opt-rerank').checked = p.get('rerank') === '1';
+    if (p.get('min_score') || p.get('path') || p.get('k') || p.get('rerank')) $('#options').open = true;
     renderDates();
     renderChips();
   }
@@ -389,6 +400,7 @@
       form.append('k', req.k);
       if (offset) form.append('offset', String(offset));
       for (const key of ['min_score', 'path', 'from', 'to']) if (req[key]) form.append(key, req[key]);
+      if (req.rerank && req.q) form.append('rerank', 'true');
       return api('/v1/search', { method: 'POST', body: form, signal });
     }
     const params = new URLSearchParams();
@@ -398,6 +410,7 @@
     params.set('k', req.k);
     if (offset) params.set('offset', String(offset));
     for (const key of ['min_score', 'path', 'from', 'to']) if (req[key]) params.set(key, req[key]);
+    if (req.rerank && req.q) params.set('rerank', 'true');
     return api(`/v1/search?${params}`, { signal });
   }
 
@@ -568,7 +581,27 @@
     like.textContent = 'Similar';
     like.setAttribute('aria-label', `More like ${name}`);
     like.addEventListener('click', () => moreLike(r.id, name));
-    meta.append(label, score, like);
+    meta.append(label, score);
+    if (typeof r.itm_probability === 'number') {
+      score.title = `Reranked: ${(r.itm_probability * 100).toFixed(1)}% match (similarity ${Number(r.score).toFixed(3)})`;
+    }
+    const matched = Array.isArray(r.matched) ? r.matched : [];
+    li.dataset.matched = matched.join(' ');
+    if (matched.includes('words')) {
+      const badge = document.createElement('span');
+      badge.className = 'badge';
+      badge.textContent = 'caption matches';
+      badge.title = 'Its caption has words of your search';
+      meta.append(badge);
+    }
+    if (r.caption) {
+      const caption = document.createElement('p');
+      caption.className = 'result-caption';
+      caption.textContent = r.caption;
+      caption.title = r.caption;
+      meta.append(caption);
+    }
+    meta.append(like);
 
     li.append(view, meta);
     return li;
@@ -604,7 +637,7 @@
     e.preventDefault();
     runSearch('push');
   });
-  for (const id of ['#opt-k', '#opt-min-score', '#opt-path', '#opt-from', '#opt-to']) {
+  for (const id of ['#opt-k', '#opt-min-score', '#opt-path', '#opt-from', '#opt-to', '#opt-rerank']) {
     $(id).addEventListener('change', () => {
       renderDates();
       runSearch('push');
@@ -692,11 +725,14 @@
       div.append(dt, dd);
       meta.append(div);
     };
+    if (r.caption) row('caption', 'Caption', r.caption);
+    if (typeof r.itm_probability === 'number') row('match', 'Match', `${(r.itm_probability * 100).toFixed(1)}%`);
     row('path', 'Path', r.path);
     row('size', 'Size', fmtBytes(r.size));
     row('dimensions', 'Dimensions', r.width && r.height ? `${r.width} × ${r.height} px` : '–');
     row('taken', 'Taken', r.taken_at || 'no EXIF capture time');
     row('modified', 'Modified', fmtTime(r.modified));
+    renderAsk(r.id);
     const url = r.url || `/v1/images/${r.id}`;
     const open = $('#lightbox-open');
     open.href = url;
@@ -719,6 +755,53 @@
     }
   }
 
+  // Questions about the shown photo, answered by the server's VQA model.
+  let askController = null;
+  let askedId = null;
+  function renderAsk(id) {
+    const form = $('#ask-form');
+    form.hidden = !models.tasks.ask;
+    if (askedId === id) return;
+    askedId = id;
+    if (askController) askController.abort();
+    $('#ask-answer').textContent = '';
+    showError($('#ask-error'), null);
+  }
+
+  $('#ask-form').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const question = $('#ask-input').value.trim();
+    const id = askedId;
+    if (!question || id === null) {
+      $('#ask-input').focus();
+      return;
+    }
+    if (askController) askController.abort();
+    const controller = new AbortController();
+    askController = controller;
+    const form = new FormData();
+    form.append('id', String(id));
+    form.append('question', question);
+    const button = $('#ask-submit');
+    button.disabled = true;
+    $('#ask-answer').textContent = 'Thinking…';
+    showError($('#ask-error'), null);
+    try {
+      const data = await api('/v1/ask', { method: 'POST', body: form, signal: controller.signal });
+      if (askController !== controller || askedId !== id) return;
+      $('#ask-answer').textContent = data.answer ? `${data.answer}` : '(no answer)';
+    } catch (ex) {
+      if (isAbort(ex)) return;
+      $('#ask-answer').textContent = '';
+      showError($('#ask-error'), ex);
+    } finally {
+      if (askController === controller) {
+        askController = null;
+        button.disabled = false;
+      }
+    }
+  });
+
   $('#lightbox-close').addEventListener('click', () => closeLightbox());
   $('#lightbox-prev').addEventListener('click', () => moveLightbox(-1));
   $('#lightbox-next').addEventListener('click', () => moveLightbox(1));
@@ -728,6 +811,7 @@
   });
   $('#lightbox-open').addEventListener('click', (ev) => openOriginal(ev, $('#lightbox-open').getAttribute('href')));
   lightbox.addEventListener('keydown', (e) => {
+    if (e.target && e.target.id === 'ask-input' && e.key !== 'Escape') return; // typing a question
     if (e.key === 'ArrowLeft') { e.preventDefault(); moveLightbox(-1); }
     else if (e.key === 'ArrowRight') { e.preventDefault(); moveLightbox(1); }
     else if (e.key === 'Escape') { e.preventDefault(); closeLightbox(); }

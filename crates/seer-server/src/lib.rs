@@ -16,6 +16,9 @@ mod models;
 pub mod openapi;
 mod routes;
 mod state;
+#[cfg(test)]
+mod task_tests;
+mod tasks;
 mod thumbnails;
 
 use std::net::SocketAddr;
@@ -35,6 +38,40 @@ use seer_image::DecodeLimits;
 use crate::error::ApiError;
 use crate::models::{BatchSettings, ServedModels};
 use crate::state::AppState;
+use crate::tasks::{Head, TaskServer, Tasks};
+
+/// The language models a server may hold besides its embedding models, each
+/// for its routes: captions (`/v1/caption`, and the index job captions new
+/// photos), answers (`/v1/ask`) and image-text matching (`/v1/match`,
+/// `rerank` in `/v1/search`).
+#[derive(Clone, Default)]
+pub struct TaskModels {
+    pub caption: Option<LoadedModel>,
+    pub vqa: Option<LoadedModel>,
+    pub matcher: Option<LoadedModel>,
+}
+
+impl TaskModels {
+    fn heads(&self) -> [(Head, Option<&LoadedModel>); 3] {
+        [
+            (Head::Caption, self.caption.as_ref()),
+            (Head::Answer, self.vqa.as_ref()),
+            (Head::Match, self.matcher.as_ref()),
+        ]
+    }
+
+    /// Each model has the head it is given for (a captioning checkpoint for
+    /// captions, ...): the model's own error naming what it lacks otherwise.
+    pub fn check(&self) -> Result<(), ServeError> {
+        for (head, model) in self.heads() {
+            if let Some(m) = model {
+                head.check(m)
+                    .map_err(|e| ServeError::Head(head.option(), e))?;
+            }
+        }
+        Ok(())
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -93,6 +130,8 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
     #[error("no model to serve")]
     NoModel,
+    #[error("{0}: {1}")]
+    Head(&'static str, seer_engine::EngineError),
 }
 
 /// Why a bearer token cannot work: with it every API call would be answered 401.
@@ -124,12 +163,27 @@ pub fn check_token(token: &str) -> Result<(), TokenError> {
 /// It serves `models` (at least one), each loaded once with its own batcher;
 /// the first is the default, used by requests that name none.
 pub fn app(models: Vec<LoadedModel>, config: &ServerConfig) -> Router {
+    app_with(models, TaskModels::default(), config)
+}
+
+/// [`app`] with language models for captions, answers and matching. Check
+/// them with [`TaskModels::check`] first ([`serve`] does): a model without its
+/// head answers every request for it with an error.
+pub fn app_with(models: Vec<LoadedModel>, tasks: TaskModels, config: &ServerConfig) -> Router {
     let batching = BatchSettings {
         max_batch: config.max_batch,
         max_wait: config.max_wait,
         queue_capacity: config.queue_capacity,
     };
+    let start = |head: Head, model: Option<LoadedModel>| {
+        model.map(|m| TaskServer::start(head, m, batching))
+    };
     let state = Arc::new(AppState {
+        tasks: Tasks {
+            caption: start(Head::Caption, tasks.caption),
+            answer: start(Head::Answer, tasks.vqa),
+            matcher: start(Head::Match, tasks.matcher),
+        },
         models: ServedModels::start(models, batching),
         index_dir: config.index_dir.clone(),
         token: config.token.clone(),
@@ -150,6 +204,9 @@ pub fn app(models: Vec<LoadedModel>, config: &ServerConfig) -> Router {
         .route("/v1/models", get(routes::models))
         .route("/v1/embed", post(routes::embed))
         .route("/v1/classify", post(routes::classify))
+        .route("/v1/caption", post(routes::caption))
+        .route("/v1/ask", post(routes::ask))
+        .route("/v1/match", post(routes::match_texts))
         .route(
             "/v1/search",
             get(routes::search_get).post(routes::search_post),
@@ -176,17 +233,19 @@ pub fn app(models: Vec<LoadedModel>, config: &ServerConfig) -> Router {
         .with_state(state)
 }
 
-/// Serves `models` (the first is the default; see [`app`]) until Ctrl-C.
-/// `on_listening` gets the bound address (the real port when `config.bind`
-/// asks for port 0).
+/// Serves `models` (the first is the default; see [`app`]) and `tasks` until
+/// Ctrl-C. `on_listening` gets the bound address (the real port when
+/// `config.bind` asks for port 0).
 pub async fn serve(
     models: Vec<LoadedModel>,
+    tasks: TaskModels,
     config: ServerConfig,
     on_listening: impl FnOnce(std::net::SocketAddr),
 ) -> Result<(), ServeError> {
     if models.is_empty() {
         return Err(ServeError::NoModel);
     }
+    tasks.check()?;
     if let Some(token) = &config.token {
         check_token(token)?;
     }
@@ -205,7 +264,7 @@ pub async fn serve(
         header_timeout: config.header_timeout,
         max_connections: config.max_connections,
     };
-    listen::serve(listener, app(models, &config), limits, async {
+    listen::serve(listener, app_with(models, tasks, &config), limits, async {
         let _ = tokio::signal::ctrl_c().await;
     })
     .await;

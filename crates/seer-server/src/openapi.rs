@@ -27,14 +27,29 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
         "Zero-shot classify an uploaded image (multipart: image, labels, templates, model; the model needs a text tower)",
     ),
     (
+        "post",
+        "/v1/caption",
+        "Caption an uploaded image or an indexed one (multipart: image or id, prompt to start the caption with); needs a server started with --caption-model",
+    ),
+    (
+        "post",
+        "/v1/ask",
+        "Answer a question about an uploaded image or an indexed one (multipart: image or id, question); needs a server started with --vqa-model",
+    ),
+    (
+        "post",
+        "/v1/match",
+        "How well each text describes an uploaded image or an indexed one (multipart: image or id, text once per text or texts one per line, at most 32): itm_probability (the image-text matching head, reads word order) and similarity (the contrastive cosine), as seer match gives them, in the order given; needs a server started with --match-model",
+    ),
+    (
         "get",
         "/v1/search",
-        "Search by text (q, needs a model with a text tower) or an indexed image (like, never among its own results) with a served model (model); pages with offset, filters by EXIF capture date (from, to); each result carries the file's size, modified, width, height and taken_at",
+        "Search by text (q, needs a model with a text tower, or captions) or an indexed image (like, never among its own results) with a served model (model); pages with offset, filters by EXIF capture date (from, to); each result carries the file's size, modified, width, height, taken_at and, on an index with captions, its caption; mode picks the ranking (auto: hybrid when the index has captions and q has words); rerank reorders the best rerank_depth hits by the matching model's itm_probability",
     ),
     (
         "post",
         "/v1/search",
-        "Search by an uploaded image (multipart: image, q, like, model, k, offset, min_score, path, from, to)",
+        "Search by an uploaded image (multipart: image, q, like, model, k, offset, min_score, path, from, to, mode, rerank, rerank_depth)",
     ),
     (
         "get",
@@ -92,6 +107,13 @@ pub fn error_statuses(method: &str, path: &str) -> Vec<(&'static str, &'static s
     if path == "/v1/search" {
         out.push(("409", "The index has no vectors of the served model"));
     }
+    if matches!(path, "/v1/caption" | "/v1/ask" | "/v1/match") {
+        out[0] = (
+            "400",
+            "Bad request (also: the server has no model for this route, no image or id, or a missing or overlong text)",
+        );
+        out.push(("404", "No such indexed image, or it changed since indexing"));
+    }
     out
 }
 
@@ -121,7 +143,10 @@ pub fn document() -> Value {
                 { "name": "like", "in": "query", "schema": { "type": "integer" }, "description": "an image id: more like this one (it is left out of the results)" },
                 { "name": "offset", "in": "query", "schema": { "type": "integer", "default": 0 }, "description": "skip this many of the best results (next page; offset + k at most 10000); the answer's \"more\" says whether another page follows" },
                 { "name": "from", "in": "query", "schema": { "type": "string" }, "description": "only photos whose EXIF capture time is at or after this (YYYY-MM-DD[ HH:MM[:SS]]); photos without a capture time are left out when from or to is given" },
-                { "name": "to", "in": "query", "schema": { "type": "string" }, "description": "only photos whose EXIF capture time is at or before this (a bare date includes that whole day)" }
+                { "name": "to", "in": "query", "schema": { "type": "string" }, "description": "only photos whose EXIF capture time is at or before this (a bare date includes that whole day)" },
+                { "name": "mode", "in": "query", "schema": { "type": "string", "enum": ["auto", "vector", "hybrid", "words"], "default": "auto" }, "description": "how to rank: vector (cosine similarity), words (the captions' BM25; score is the BM25), hybrid (reciprocal rank fusion of both: results carry fused, matched and bm25 when the words matched; score stays the cosine similarity), auto (hybrid when the index has captions and q has words, words for a model without a text tower, else vector); the answer's mode says which ran unless it was vector" },
+                { "name": "rerank", "in": "query", "schema": { "type": "boolean", "default": false }, "description": "reorder the best rerank_depth hits by the image-text matching model's itm_probability for q (needs q and a server started with --match-model); reranked hits carry itm_probability and itc_similarity" },
+                { "name": "rerank_depth", "in": "query", "schema": { "type": "integer", "default": 20, "minimum": 1, "maximum": 100 }, "description": "how many of the best hits rerank reorders; the rest keep their order" }
             ]);
         }
         if *path == "/v1/index" {

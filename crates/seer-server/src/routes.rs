@@ -12,6 +12,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
 use base64::Engine;
 use seer_index::pathcodec::display_stored;
+use seer_index::{Found, SearchMode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -19,6 +20,7 @@ use crate::batcher::{SubmitError, Work};
 use crate::error::{ApiError, ApiResult};
 use crate::models::Served;
 use crate::state::{AppState, JobState};
+use crate::tasks::{Head, TaskOutput, TaskWork};
 
 type AppStateRef = State<Arc<AppState>>;
 
@@ -63,11 +65,19 @@ pub async fn healthz(State(state): AppStateRef, headers: HeaderMap) -> Json<Valu
 }
 
 /// The served models: what each can do and how many vectors the index holds.
+/// Also which language models the server holds (`tasks`: the caption, ask
+/// and match models' ids, null when absent), so the page offers what works.
 pub async fn models(State(state): AppStateRef) -> ApiResult<Json<Value>> {
     let st = state.clone();
-    let described = tokio::task::spawn_blocking(move || st.models.describe(&st.store()?))
+    let mut described = tokio::task::spawn_blocking(move || st.models.describe(&st.store()?))
         .await
         .map_err(ApiError::internal)??;
+    let id = |head| state.tasks.get(head).map(|t| t.model.id.clone());
+    described["tasks"] = json!({
+        "caption": id(Head::Caption),
+        "ask": id(Head::Answer),
+        "match": id(Head::Match),
+    });
     Ok(Json(described))
 }
 
@@ -82,30 +92,37 @@ pub async fn openapi() -> Json<Value> {
 
 /// The batchers' gauges are summed over the served models.
 pub async fn metrics(State(state): AppStateRef) -> impl IntoResponse {
-    let sum = |f: &dyn Fn(&Served) -> usize| -> f64 {
-        state.models.all().iter().map(|s| f(s)).sum::<usize>() as f64
+    // Every model thread: the embedding batchers and the language models'.
+    let sum = |f: &dyn Fn(usize, &crate::batcher::BatchStats) -> usize| -> f64 {
+        let embedders = state
+            .models
+            .all()
+            .iter()
+            .map(|s| f(s.batcher.depth(), &s.batcher.stats));
+        let heads = state.tasks.all().map(|t| f(t.depth(), &t.stats));
+        embedders.chain(heads).sum::<usize>() as f64
     };
     let load = |a: &std::sync::atomic::AtomicUsize| a.load(std::sync::atomic::Ordering::Relaxed);
     let gauges = [
         (
             "seer_queue_depth",
             "Items waiting for the model.",
-            sum(&|s| s.batcher.depth()),
+            sum(&|depth, _| depth),
         ),
         (
             "seer_batches",
             "Model batches run since start.",
-            sum(&|s| load(&s.batcher.stats.batches)),
+            sum(&|_, stats| load(&stats.batches)),
         ),
         (
             "seer_batch_items",
             "Items embedded in those batches.",
-            sum(&|s| load(&s.batcher.stats.items)),
+            sum(&|_, stats| load(&stats.items)),
         ),
         (
             "seer_queue_rejections",
             "Requests refused with 503 because the queue was full.",
-            sum(&|s| load(&s.batcher.stats.rejected)),
+            sum(&|_, stats| load(&stats.rejected)),
         ),
     ];
     (
@@ -212,15 +229,29 @@ pub async fn embed(
 
 // ---------------------------------------------------------------- multipart
 
-/// Text fields and the first uploaded file of a multipart form.
+/// Text fields (the last value of each, and every value in order) and the
+/// last uploaded image of a multipart form.
 struct Form {
     fields: HashMap<String, String>,
+    all: Vec<(String, String)>,
     image: Option<(String, Bytes)>,
+}
+
+impl Form {
+    /// Every value of a field given once or more (`-F text=a -F text=b`).
+    fn values(&self, name: &str) -> Vec<&str> {
+        self.all
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
 }
 
 async fn read_form(mut multipart: Multipart) -> ApiResult<Form> {
     let mut form = Form {
         fields: HashMap::new(),
+        all: Vec::new(),
         image: None,
     };
     // A body over --max-body is 413 like any other, not a "bad" body.
@@ -245,6 +276,7 @@ async fn read_form(mut multipart: Multipart) -> ApiResult<Form> {
                 .text()
                 .await
                 .map_err(|e| error(format!("field {name}"), e))?;
+            form.all.push((name.clone(), text.clone()));
             form.fields.insert(name, text);
         }
     }
@@ -318,6 +350,212 @@ pub async fn classify(State(state): AppStateRef, multipart: Multipart) -> ApiRes
     Ok(Json(json!({ "predictions": predictions })))
 }
 
+// ---------------------------------------------------------------- captions, answers, matches
+
+/// The longest prompt, question or text a language route takes (their
+/// tokenizers cut far shorter; this bounds the work before they do).
+const MAX_TEXT_CHARS: usize = 1000;
+
+/// The most texts one `/v1/match` request scores against its image.
+const MAX_MATCH_TEXTS: usize = 32;
+
+/// A text field's value: trimmed, at most [`MAX_TEXT_CHARS`]; `None` when
+/// absent or blank.
+fn text_field(form: &Form, name: &str) -> ApiResult<Option<String>> {
+    let Some(value) = form
+        .fields
+        .get(name)
+        .map(|v| v.trim())
+        .filter(|v| !v.is_empty())
+    else {
+        return Ok(None);
+    };
+    check_length(name, value)?;
+    Ok(Some(value.to_string()))
+}
+
+fn check_length(name: &str, value: &str) -> ApiResult<()> {
+    match value.chars().count() > MAX_TEXT_CHARS {
+        true => Err(ApiError::bad_request(format!(
+            "\"{name}\" is longer than {MAX_TEXT_CHARS} characters"
+        ))),
+        false => Ok(()),
+    }
+}
+
+/// The image of a language request, as `head`'s input: an upload (field
+/// `image`) or an indexed image (field `id`), exactly one, read with the
+/// image routes' checks (see `files`) and decoded within the server's limits.
+/// Returns the pixels and the id when one was given.
+async fn head_pixels(
+    state: &Arc<AppState>,
+    head: Head,
+    form: &mut Form,
+) -> ApiResult<(Vec<f32>, Option<i64>)> {
+    let task = state.tasks.need(head)?;
+    let id = match form
+        .fields
+        .get("id")
+        .map(|v| v.trim())
+        .filter(|v| !v.is_empty())
+    {
+        Some(raw) => Some(raw.parse::<i64>().map_err(|_| {
+            ApiError::bad_request(format!("'{raw}' is not an image id (ids are integers)"))
+        })?),
+        None => None,
+    };
+    enum Source {
+        Upload(String, Bytes),
+        Indexed(i64),
+    }
+    let source = match (form.image.take(), id) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "give an uploaded \"image\" or an indexed image's \"id\", not both",
+            ))
+        }
+        (None, None) => {
+            return Err(ApiError::bad_request(
+                "upload the image as field \"image\", or give an indexed image's \"id\"",
+            ))
+        }
+        (Some((name, bytes)), None) => Source::Upload(name, bytes),
+        (None, Some(id)) => Source::Indexed(id),
+    };
+    let (st, model) = (state.clone(), task.model.clone());
+    let pixels = tokio::task::spawn_blocking(move || -> ApiResult<Vec<f32>> {
+        let (name, bytes) = match source {
+            Source::Upload(name, bytes) => (name, bytes.to_vec()),
+            Source::Indexed(id) => {
+                let file = open_indexed(&st, id)?;
+                (format!("image {id}"), file.read_all()?)
+            }
+        };
+        let decoded = seer_image::decode_bytes_full(&bytes, &name, &st.limits)
+            .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e))?;
+        head.preprocess(&model, &decoded)
+            .map_err(ApiError::internal)
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    Ok((pixels, id))
+}
+
+/// Runs one item on `head`'s model thread.
+async fn run_head(state: &AppState, head: Head, work: TaskWork) -> ApiResult<TaskOutput> {
+    let rx = state.tasks.need(head)?.submit(work).map_err(|e| match e {
+        SubmitError::Busy => ApiError::busy(),
+        SubmitError::Stopped => ApiError::internal("the model thread stopped"),
+    })?;
+    rx.await
+        .map_err(|_| ApiError::internal("the model thread stopped"))?
+        .map_err(ApiError::internal)
+}
+
+fn generated(output: TaskOutput) -> ApiResult<seer_engine::Generated> {
+    match output {
+        TaskOutput::Text(g) => Ok(g),
+        TaskOutput::Scores(_) => Err(ApiError::internal("the model gave a score, not text")),
+    }
+}
+
+/// `{"id": …}` when the request named an indexed image.
+fn with_id(mut answer: Value, id: Option<i64>) -> Value {
+    if let Some(id) = id {
+        answer["id"] = json!(id);
+    }
+    answer
+}
+
+/// A caption of an uploaded or indexed image (multipart: `image` or `id`, and
+/// `prompt` to start the caption with).
+pub async fn caption(State(state): AppStateRef, multipart: Multipart) -> ApiResult<Json<Value>> {
+    state.tasks.need(Head::Caption)?;
+    let mut form = read_form(multipart).await?;
+    let prompt = text_field(&form, "prompt")?;
+    let (pixels, id) = head_pixels(&state, Head::Caption, &mut form).await?;
+    let output = run_head(&state, Head::Caption, TaskWork::Caption { pixels, prompt }).await?;
+    let caption = generated(output)?;
+    let model = state.tasks.need(Head::Caption)?.model.id.clone();
+    Ok(Json(with_id(
+        json!({ "model": model, "caption": caption.text.trim() }),
+        id,
+    )))
+}
+
+/// The answer to a question about an uploaded or indexed image (multipart:
+/// `image` or `id`, and `question`).
+pub async fn ask(State(state): AppStateRef, multipart: Multipart) -> ApiResult<Json<Value>> {
+    state.tasks.need(Head::Answer)?;
+    let mut form = read_form(multipart).await?;
+    let question = text_field(&form, "question")?
+        .ok_or_else(|| ApiError::bad_request("give a \"question\" about the image"))?;
+    let (pixels, id) = head_pixels(&state, Head::Answer, &mut form).await?;
+    let work = TaskWork::Answer {
+        pixels,
+        question: question.clone(),
+    };
+    let answer = generated(run_head(&state, Head::Answer, work).await?)?;
+    let model = state.tasks.need(Head::Answer)?.model.id.clone();
+    Ok(Json(with_id(
+        json!({ "model": model, "question": question, "answer": answer.text.trim() }),
+        id,
+    )))
+}
+
+/// How well each text describes an uploaded or indexed image (multipart:
+/// `image` or `id`, and `text` once per text, or `texts` one per line), in the
+/// order given: the ITM head's probability and the contrastive similarity.
+pub async fn match_texts(
+    State(state): AppStateRef,
+    multipart: Multipart,
+) -> ApiResult<Json<Value>> {
+    state.tasks.need(Head::Match)?;
+    let mut form = read_form(multipart).await?;
+    let mut texts: Vec<String> = Vec::new();
+    for value in form
+        .values("text")
+        .into_iter()
+        .chain(form.values("texts").into_iter().flat_map(|v| v.lines()))
+    {
+        let value = value.trim();
+        if !value.is_empty() {
+            check_length("text", value)?;
+            texts.push(value.to_string());
+        }
+    }
+    if texts.is_empty() || texts.len() > MAX_MATCH_TEXTS {
+        return Err(ApiError::bad_request(format!(
+            "give 1 to {MAX_MATCH_TEXTS} texts (\"text\" once per text, or \"texts\" one per line)"
+        )));
+    }
+    let (pixels, id) = head_pixels(&state, Head::Match, &mut form).await?;
+    let work = TaskWork::Match {
+        pixels,
+        texts: texts.clone(),
+    };
+    let scores = match run_head(&state, Head::Match, work).await? {
+        TaskOutput::Scores(s) if s.len() == texts.len() => s,
+        _ => return Err(ApiError::internal("the model gave no score for each text")),
+    };
+    let matches: Vec<Value> = texts
+        .iter()
+        .zip(scores)
+        .map(|(text, s)| {
+            json!({
+                "text": text,
+                "itm_probability": s.itm_probability,
+                "similarity": s.similarity,
+            })
+        })
+        .collect();
+    let model = state.tasks.need(Head::Match)?.model.id.clone();
+    Ok(Json(with_id(
+        json!({ "model": model, "matches": matches }),
+        id,
+    )))
+}
+
 // ---------------------------------------------------------------- search
 
 #[derive(Deserialize, Default)]
@@ -334,6 +572,12 @@ pub struct SearchParams {
     to: Option<String>,
     /// A served model (default: the server's default model).
     model: Option<String>,
+    /// How to rank (see [`SearchMode`]): auto, vector, hybrid or words.
+    mode: Option<String>,
+    /// Rerank the best hits with the server's matching model: true or false.
+    rerank: Option<String>,
+    /// How many of the best hits to rerank.
+    rerank_depth: Option<usize>,
 }
 
 /// The deepest result a search may page to (ranking cost grows with it).
@@ -367,9 +611,26 @@ pub async fn search_post(
         from: field("from").cloned(),
         to: field("to").cloned(),
         model: field("model").cloned(),
+        mode: field("mode").cloned(),
+        rerank: field("rerank").cloned(),
+        rerank_depth: parsed(field("rerank_depth"), "rerank_depth must be a number")?,
     };
     run_search(&state, params, form.image).await
 }
+
+/// A yes/no parameter: true, false, 1, 0, yes, no, on or off (absent: no).
+fn flag(value: Option<&str>, name: &str) -> ApiResult<bool> {
+    match value.map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+        None | Some("" | "false" | "0" | "no" | "off") => Ok(false),
+        Some("true" | "1" | "yes" | "on") => Ok(true),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "{name} must be true or false, not '{other}'"
+        ))),
+    }
+}
+
+/// A ranked hit and, when reranked, its match with the query.
+type Ranked = (Found, Option<seer_engine::MatchScore>);
 
 async fn run_search(
     state: &Arc<AppState>,
@@ -383,43 +644,106 @@ async fn run_search(
             "offset + k must be at most {MAX_DEPTH}"
         )));
     }
+    let requested_mode = match params
+        .mode
+        .as_deref()
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+    {
+        None => SearchMode::Auto,
+        Some(m) => SearchMode::parse(m).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "mode must be one of {}, not '{m}'",
+                SearchMode::NAMES
+            ))
+        })?,
+    };
+    let q = params.q.clone().filter(|q| !q.trim().is_empty());
+    let rerank = flag(params.rerank.as_deref(), "rerank")?;
+    let rerank_depth = params
+        .rerank_depth
+        .unwrap_or(seer_index::rerank::DEFAULT_DEPTH);
+    if rerank {
+        state.tasks.need(Head::Match)?;
+        if q.is_none() {
+            return Err(ApiError::bad_request(
+                "rerank needs q: the matching model reads its words with each photo",
+            ));
+        }
+        if !(1..=seer_index::rerank::MAX_DEPTH).contains(&rerank_depth) {
+            return Err(ApiError::bad_request(format!(
+                "rerank_depth must be 1 to {}",
+                seer_index::rerank::MAX_DEPTH
+            )));
+        }
+    }
     let dates =
         seer_index::dates::CaptureRange::parse(params.from.as_deref(), params.to.as_deref())?;
     let served = state.models.pick(params.model.as_deref())?;
     let (st, sv) = (state.clone(), served.clone());
-    let data = tokio::task::spawn_blocking(move || {
-        st.store()
-            .and_then(|s| sv.search_data(&s, st.ann_threshold))
+    let (data, captions) = tokio::task::spawn_blocking(move || {
+        let store = st.store()?;
+        let data = sv.search_data(&store, st.ann_threshold)?;
+        Ok::<_, ApiError>((data, store.has_captions()?))
     })
     .await
     .map_err(ApiError::internal)??;
-    let mut query = seer_index::search::QueryCombiner::new(data.searcher.model().dim);
-    if let Some(q) = params.q.as_ref().filter(|q| !q.trim().is_empty()) {
-        query.add(&embed_text(&served, q.clone()).await?, 1.0);
+    let fts = q.as_deref().and_then(seer_index::words::fts_query);
+    let others = image.is_some() || params.like.is_some();
+    // A model without a text tower still finds photos by their captions.
+    let mode = match requested_mode {
+        SearchMode::Auto if served.model.text.is_none() && captions && fts.is_some() && !others => {
+            SearchMode::Words
+        }
+        mode => mode
+            .resolve(fts.as_deref(), others, captions, &state.index_dir)
+            .map_err(ApiError::bad_request)?,
+    };
+    if mode == SearchMode::Words && params.min_score.is_some() {
+        return Err(ApiError::bad_request(
+            "min_score is a cosine similarity, which a words search has none of; use mode=hybrid",
+        ));
     }
-    if let Some((name, bytes)) = image {
-        query.add(&embed_image(state, &served, bytes, name).await?, 1.0);
-    }
-    if let Some(id) = params.like {
-        let v = data
-            .searcher
-            .vector_of_id(id)
-            .ok_or_else(|| ApiError::not_found(format!("no indexed image {id}")))?;
-        query.add(v, 1.0);
-    }
-    let query = query.finish().map_err(|_| {
-        ApiError::bad_request("give q (text), an image upload, or like (an image id)")
-    })?;
-    // One more than the page, to tell whether another page follows.
+    let query = match mode {
+        SearchMode::Words => Vec::new(),
+        _ => {
+            let mut query = seer_index::search::QueryCombiner::new(data.searcher.model().dim);
+            if let Some(q) = &q {
+                query.add(&embed_text(&served, q.clone()).await?, 1.0);
+            }
+            if let Some((name, bytes)) = image {
+                query.add(&embed_image(state, &served, bytes, name).await?, 1.0);
+            }
+            if let Some(id) = params.like {
+                let v = data
+                    .searcher
+                    .vector_of_id(id)
+                    .ok_or_else(|| ApiError::not_found(format!("no indexed image {id}")))?;
+                query.add(v, 1.0);
+            }
+            query.finish().map_err(|_| {
+                ApiError::bad_request("give q (text), an image upload, or like (an image id)")
+            })?
+        }
+    };
+    // One more than the page, to tell whether another page follows; the
+    // reranked hits when the page starts among them.
+    let reranking = rerank && offset < rerank_depth;
+    let wanted = offset + k + 1;
     let options = seer_index::SearchOptions {
-        k: offset + k + 1,
+        k: if reranking {
+            wanted.max(rerank_depth)
+        } else {
+            wanted
+        },
         min_score: params.min_score,
         path_glob: params.path,
     };
     let st = state.clone();
     let like = params.like;
     let searched = data.clone();
-    let (results, like, more) = tokio::task::spawn_blocking(move || -> ApiResult<_> {
+    let fts_query = fts.clone();
+    let found = tokio::task::spawn_blocking(move || -> ApiResult<Vec<Found>> {
         let store = st.store()?;
         // "More like this" never answers with the photo it started from.
         let keep = |id: i64| {
@@ -429,18 +753,41 @@ async fn run_search(
                     .is_none_or(|d| d.contains(searched.taken.get(&id).map(String::as_str)))
         };
         let filtered = like.is_some() || dates.is_some();
-        let mut hits =
-            searched
-                .searcher
-                .rank(&store, &query, &options, filtered.then_some(&keep))?;
-        let more = hits.len() > offset + k;
-        hits.truncate(offset + k);
-        let results: Vec<Value> = hits
+        let keep = filtered.then_some(&keep as seer_index::search::KeepId<'_>);
+        let searcher = &searched.searcher;
+        Ok(match (mode, fts_query.as_deref()) {
+            (SearchMode::Words, Some(fts)) => {
+                seer_index::hybrid::rank_words(&store, fts, Some(searcher.model()), &options, keep)?
+            }
+            (SearchMode::Hybrid, Some(fts)) => {
+                searcher.rank_hybrid(&store, &query, fts, &options, keep)?
+            }
+            _ => searcher
+                .rank(&store, &query, &options, keep)?
+                .into_iter()
+                .enumerate()
+                .map(|(i, hit)| Found::from_hit(hit, i + 1))
+                .collect(),
+        })
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    let mut ranked: Vec<Ranked> = found.into_iter().map(|f| (f, None)).collect();
+    if reranking {
+        let text = q.clone().unwrap_or_default();
+        ranked = rerank_hits(state, &text, ranked, rerank_depth).await?;
+    }
+    let st = state.clone();
+    let (results, like, more) = tokio::task::spawn_blocking(move || -> ApiResult<_> {
+        let store = st.store()?;
+        let more = ranked.len() > offset + k;
+        ranked.truncate(offset + k);
+        let results: Vec<Value> = ranked
             .iter()
             .skip(offset)
-            .map(|h| {
-                let mut hit = described(&store, h.id, &h.path)?;
-                hit["score"] = json!(h.score);
+            .map(|(f, itm)| {
+                let mut hit = described(&store, f.id, &f.path)?;
+                hit_fields(&mut hit, f, itm.as_ref(), mode);
                 Ok(hit)
             })
             .collect::<ApiResult<_>>()?;
@@ -460,10 +807,101 @@ async fn run_search(
         "more": more,
         "results": results,
     });
+    // Only what differs from a vector search is said, so an index without
+    // captions answers as before they existed.
+    if mode != SearchMode::Vector {
+        answer["mode"] = json!(mode.name());
+    }
+    if reranking {
+        answer["reranked"] = json!(rerank_depth);
+    }
     if let Some(like) = like {
         answer["like"] = like;
     }
     Ok(Json(answer))
+}
+
+/// A hit's ranking fields: `score` (the cosine similarity; BM25 in a words
+/// search), and in hybrid and words searches `matched` and what fused;
+/// reranked hits their `itm_probability` and `itc_similarity`.
+fn hit_fields(hit: &mut Value, f: &Found, itm: Option<&seer_engine::MatchScore>, mode: SearchMode) {
+    hit["score"] = match mode {
+        SearchMode::Words => json!(f.bm25),
+        _ => json!(f.similarity),
+    };
+    if matches!(mode, SearchMode::Hybrid | SearchMode::Words) {
+        hit["matched"] = json!(f.matched());
+        if let Some(bm25) = f.bm25 {
+            hit["bm25"] = json!(bm25);
+        }
+    }
+    if mode == SearchMode::Hybrid {
+        hit["fused"] = json!(f.fused);
+    }
+    if let Some(itm) = itm {
+        hit["itm_probability"] = json!(itm.itm_probability);
+        hit["itc_similarity"] = json!(itm.similarity);
+    }
+}
+
+/// The first `depth` hits in order of the matching model's ITM probability
+/// for `text` (see [`seer_index::rerank`]); a photo that cannot be read (or
+/// changed since indexing) goes after the reranked ones, unscored.
+async fn rerank_hits(
+    state: &Arc<AppState>,
+    text: &str,
+    mut ranked: Vec<Ranked>,
+    depth: usize,
+) -> ApiResult<Vec<Ranked>> {
+    let rest = ranked.split_off(depth.min(ranked.len()));
+    let model = state.tasks.need(Head::Match)?.model.clone();
+    // Every photo decodes on the blocking pool and joins the model's batches.
+    let mut jobs = Vec::with_capacity(ranked.len());
+    for (f, _) in &ranked {
+        let (st, model, id, text) = (state.clone(), model.clone(), f.id, text.to_string());
+        jobs.push(tokio::spawn(async move {
+            let reader = st.clone();
+            let pixels = tokio::task::spawn_blocking(move || -> ApiResult<Vec<f32>> {
+                let bytes = open_indexed(&reader, id)?.read_all()?;
+                let name = format!("image {id}");
+                let decoded = seer_image::decode_bytes_full(&bytes, &name, &reader.limits)
+                    .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e))?;
+                Head::Match
+                    .preprocess(&model, &decoded)
+                    .map_err(ApiError::internal)
+            })
+            .await
+            .map_err(ApiError::internal)?;
+            let pixels = match pixels {
+                Ok(pixels) => pixels,
+                Err(e) => {
+                    tracing::warn!("image {id} not reranked: {}", e.message);
+                    return Ok(None);
+                }
+            };
+            let texts = vec![text];
+            match run_head(&st, Head::Match, TaskWork::Match { pixels, texts }).await? {
+                TaskOutput::Scores(s) => Ok(s.first().copied()),
+                TaskOutput::Text(_) => Err(ApiError::internal("the model gave text, not a score")),
+            }
+        }));
+    }
+    let mut scores = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        scores.push(job.await.map_err(ApiError::internal)??);
+    }
+    let probabilities: Vec<Option<f32>> = scores
+        .iter()
+        .map(|s| s.map(|s| s.itm_probability))
+        .collect();
+    let with_scores: Vec<Ranked> = ranked
+        .into_iter()
+        .zip(scores)
+        .map(|((f, _), s)| (f, s))
+        .collect();
+    let mut out = seer_index::rerank::apply(with_scores, &probabilities);
+    out.extend(rest);
+    Ok(out)
 }
 
 /// A file as search answers name it: id, path, links, and what the index stores
@@ -475,6 +913,10 @@ fn described(store: &seer_index::Store, id: i64, path: &str) -> ApiResult<Value>
     };
     // Paths as people see them: names that are not UTF-8 come escaped (`\xNN`).
     v["path"] = json!(display_stored(path));
+    // Only on indexes with captions (the field is absent otherwise).
+    if let Some(caption) = store.caption_of(id)? {
+        v["caption"] = json!(caption.text);
+    }
     v["url"] = json!(format!("/v1/images/{id}"));
     v["thumbnail"] = json!(format!("/v1/images/{id}/thumbnail"));
     Ok(v)
@@ -587,6 +1029,7 @@ pub async fn start_index(State(state): AppStateRef) -> ApiResult<(StatusCode, Js
         *job = JobState {
             running: true,
             last: job.last.clone(),
+            captions: job.captions.clone(),
             ..Default::default()
         };
     }
@@ -596,8 +1039,9 @@ pub async fn start_index(State(state): AppStateRef) -> ApiResult<(StatusCode, Js
         let mut job = st.job.lock().unwrap_or_else(|p| p.into_inner());
         job.running = false;
         match result {
-            Ok(summary) => {
+            Ok((summary, captions)) => {
                 job.last = Some(summary);
+                job.captions = captions;
                 job.error = None;
             }
             Err(e) => job.error = Some(e),
@@ -607,9 +1051,13 @@ pub async fn start_index(State(state): AppStateRef) -> ApiResult<(StatusCode, Js
 }
 
 /// Brings every served model's vectors up to date, one model after another (as
-/// a bare `seer index` does for the models an index holds); `last` is the last
-/// model's summary, `planned` and `done` count over all of them.
-fn run_index_job(state: &AppState) -> Result<seer_index::IndexSummary, String> {
+/// a bare `seer index` does for the models an index holds), then captions the
+/// photos without a caption by the server's caption model, when it has one;
+/// all under one hold of the index's lock. `last` is the last model's summary,
+/// `planned` and `done` count over all of them.
+fn run_index_job(
+    state: &AppState,
+) -> Result<(seer_index::IndexSummary, Option<seer_index::CaptionSummary>), String> {
     let mut store = seer_index::Store::open(&state.index_dir).map_err(|e| e.to_string())?;
     let roots: Vec<PathBuf> = store
         .roots()
@@ -620,8 +1068,9 @@ fn run_index_job(state: &AppState) -> Result<seer_index::IndexSummary, String> {
     if roots.is_empty() {
         return Err("the index has no folders yet; add them with `seer index PATH`".into());
     }
+    let lock = seer_index::IndexLock::try_acquire(&state.index_dir).map_err(|e| e.to_string())?;
     let options = seer_index::IndexOptions {
-        roots,
+        roots: roots.clone(),
         include_hidden: false,
         encoding: seer_index::Encoding::F16,
         embed: seer_engine::EmbedOptions {
@@ -631,20 +1080,50 @@ fn run_index_job(state: &AppState) -> Result<seer_index::IndexSummary, String> {
         },
         ann_threshold: state.ann_threshold,
     };
-    let mut last = None;
-    for served in state.models.all() {
-        let before = state.job.lock().unwrap_or_else(|p| p.into_inner()).planned;
-        let summary = seer_index::index(&mut store, &served.model, &options, &mut |event| {
+    let progress = |before: usize| {
+        move |event: seer_index::Progress| {
             let mut job = state.job.lock().unwrap_or_else(|p| p.into_inner());
             match event {
                 seer_index::Progress::Planned(n) => job.planned = before + n,
                 seer_index::Progress::Embedded => job.done += 1,
             }
-        })
+        }
+    };
+    let planned = || state.job.lock().unwrap_or_else(|p| p.into_inner()).planned;
+    let mut last = None;
+    for served in state.models.all() {
+        let summary = seer_index::index_locked(
+            &mut store,
+            &lock,
+            &served.model,
+            &options,
+            &mut progress(planned()),
+        )
         .map_err(|e| e.to_string())?;
         last = Some(summary);
     }
-    Ok(last.expect("a server serves at least one model"))
+    let captions = match &state.tasks.caption {
+        Some(task) => {
+            let options = seer_index::CaptionOptions {
+                roots,
+                batch_size: 8,
+                limits: state.limits,
+                generate: Default::default(),
+            };
+            let summary = seer_index::caption_locked(
+                &mut store,
+                &lock,
+                &task.model,
+                &options,
+                &mut progress(planned()),
+            )
+            .map_err(|e| e.to_string())?;
+            Some(summary)
+        }
+        None => None,
+    };
+    let last = last.ok_or("the server serves no model")?;
+    Ok((last, captions))
 }
 
 pub async fn index_status(State(state): AppStateRef) -> ApiResult<Json<Value>> {
@@ -669,7 +1148,7 @@ pub async fn index_status(State(state): AppStateRef) -> ApiResult<Json<Value>> {
         .take(100)
         .map(|(p, e)| json!({ "path": display_stored(p), "error": e }))
         .collect();
-    Ok(Json(json!({
+    let mut answer = json!({
         "running": job.running,
         "planned": job.planned,
         "done": job.done,
@@ -679,5 +1158,10 @@ pub async fn index_status(State(state): AppStateRef) -> ApiResult<Json<Value>> {
         "failure_list": failure_list,
         "last": job.last,
         "error": job.error,
-    })))
+    });
+    // The caption run's summary, when the server captions.
+    if let Some(captions) = job.captions {
+        answer["captions"] = json!(captions);
+    }
+    Ok(Json(answer))
 }

@@ -11,6 +11,7 @@ use seer_index::{IndexSummary, Store};
 use crate::error::{ApiError, ApiResult};
 use crate::metrics::Metrics;
 use crate::models::ServedModels;
+use crate::tasks::Tasks;
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -18,6 +19,8 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 pub struct AppState {
     pub models: ServedModels,
+    /// Captioning, question-answering and matching models, when served.
+    pub tasks: Tasks,
     pub index_dir: PathBuf,
     pub token: Option<String>,
     pub limits: DecodeLimits,
@@ -32,6 +35,8 @@ pub struct JobState {
     pub planned: usize,
     pub done: usize,
     pub last: Option<IndexSummary>,
+    /// The caption run of the last job, when the server has a caption model.
+    pub captions: Option<seer_index::CaptionSummary>,
     pub error: Option<String>,
 }
 

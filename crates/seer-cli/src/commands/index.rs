@@ -1,10 +1,11 @@
-//! `seer index`: add photo folders to the index, or bring it up to date.
+//! `seer index`: add photo folders to the index, or bring it up to date; with
+//! `--caption-model`, caption them too (see `seer_index::captions`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use seer_index::pathcodec::to_path;
-use seer_index::{Encoding, IndexError, IndexLock, IndexOptions, Progress, Store};
+use seer_index::{CaptionOptions, Encoding, IndexError, IndexLock, IndexOptions, Progress, Store};
 
 use crate::common::{index_dir, AnnArgs, RunArgs, DEFAULT_MODEL};
 use crate::output::progress;
@@ -21,6 +22,13 @@ pub struct Args {
     /// model the index holds, or ViT-B-32 for a new index).
     #[arg(long, short, env = "SEER_MODEL")]
     model: Vec<String>,
+    /// Also caption every indexed photo with this model (a BLIP captioning
+    /// checkpoint, e.g. Salesforce/blip-image-captioning-base), so searches
+    /// find photos by their captions' words; repeat for several. Default: the
+    /// caption models the index holds when neither --model nor this is given,
+    /// else none.
+    #[arg(long, value_name = "MODEL")]
+    caption_model: Vec<String>,
     #[command(flatten)]
     run: RunArgs,
     #[command(flatten)]
@@ -108,6 +116,32 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         report(&dir, &summary, args.json)?;
         failed += summary.failed;
     }
+    // Captions: those asked for, or on a bare re-run every caption model the
+    // index holds (photos added since get theirs).
+    let captioners: Vec<String> = match (args.model.is_empty(), args.caption_model.is_empty()) {
+        (true, true) => store.captioners()?.into_iter().map(|c| c.name).collect(),
+        _ => args.caption_model.clone(),
+    };
+    for name in &captioners {
+        let loaded = args.run.load(name)?;
+        let options = CaptionOptions {
+            roots: roots.clone(),
+            batch_size: args.run.embed_options(true)?.batch_size,
+            limits: args.run.limits(Default::default()),
+            generate: Default::default(),
+        };
+        let pb = progress(0, "captioning");
+        let summary =
+            seer_index::caption_locked(&mut store, &lock, &loaded, &options, &mut |event| {
+                match event {
+                    Progress::Planned(n) => pb.set_length(n as u64),
+                    Progress::Embedded => pb.inc(1),
+                }
+            })?;
+        pb.finish_and_clear();
+        report_captions(&dir, &summary, args.json)?;
+        failed += summary.failed;
+    }
     drop(lock);
     // Like embed and classify: 1 when a file failed in this run. Files that
     // failed before and have not changed are not retried, so they do not count.
@@ -151,6 +185,33 @@ fn report(
             summary.removed,
             summary.failed,
             summary.still_failing,
+            summary.seconds
+        );
+    }
+    Ok(())
+}
+
+/// The summary of one caption model's run, as [`report`] prints an index run's.
+fn report_captions(
+    dir: &std::path::Path,
+    summary: &seer_index::CaptionSummary,
+    json: bool,
+) -> anyhow::Result<()> {
+    for (path, cause) in &summary.failures {
+        let cause = crate::output::cause_without_path(path, cause);
+        eprintln!("error: {path}: {cause}");
+    }
+    if json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        println!(
+            "{}: captions by {}: {} captioned, {} reused, {} unchanged, {} failed in {:.1}s",
+            dir.display(),
+            summary.caption_model,
+            summary.captioned,
+            summary.reused,
+            summary.unchanged,
+            summary.failed,
             summary.seconds
         );
     }

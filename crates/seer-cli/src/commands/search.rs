@@ -1,10 +1,16 @@
-//! `seer search`: find indexed photos by text, by example, or both.
+//! `seer search`: find indexed photos by text, by example, or both; by their
+//! vectors, their captions' words, or both fused (see `seer_index::hybrid`);
+//! optionally reranked by an image-text matching model (`--rerank`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use seer_index::pathcodec::{display_stored, path_from_display, to_stored};
-use seer_index::{query_vector, Query, SearchOptions, Searcher, SearcherOptions, Store};
+use anyhow::Context;
+use seer_index::pathcodec::{display_stored, display_text, path_from_display, to_path, to_stored};
+use seer_index::{
+    query_vector, Found, Query, SearchMode, SearchOptions, Searcher, SearcherOptions, Store,
+};
+use serde_json::{json, Value};
 
 use crate::common::IndexArgs;
 
@@ -39,13 +45,39 @@ pub struct Args {
     /// Only paths matching this glob (e.g. '*.png', '**/holiday/**').
     #[arg(long)]
     path: Option<String>,
+    /// How to rank: auto (hybrid when the index has captions and the query has
+    /// words, else vector), vector (cosine similarity only), hybrid
+    /// (reciprocal rank fusion of the vectors' and the captions' rankings) or
+    /// words (captions only, BM25; loads no model).
+    #[arg(long, default_value = "auto", value_parser = parse_mode)]
+    mode: SearchMode,
+    /// Rerank the best hits with this image-text matching model (a BLIP
+    /// retrieval checkpoint, e.g. Salesforce/blip-itm-base-coco), which reads
+    /// the query's words together with each photo.
+    #[arg(long, value_name = "MODEL")]
+    rerank: Option<String>,
+    /// How many of the best hits --rerank reorders (1 to 100); the rest keep
+    /// their order.
+    #[arg(long, default_value_t = seer_index::rerank::DEFAULT_DEPTH as u64,
+          value_parser = clap::value_parser!(u64).range(1..=seer_index::rerank::MAX_DEPTH as u64))]
+    rerank_depth: u64,
     #[arg(long)]
     json: bool,
 }
 
+fn parse_mode(s: &str) -> Result<SearchMode, String> {
+    SearchMode::parse(s).ok_or_else(|| format!("unknown mode '{s}' ({})", SearchMode::NAMES))
+}
+
+/// A result as printed: the ranking's hit, its caption, and its reranking.
+struct Row {
+    found: Found,
+    caption: Option<String>,
+    itm: Option<seer_engine::MatchScore>,
+}
+
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let store = Store::open_read_only(&args.target.dir())?;
-    let model = store.choose_model(args.target.requested_model().as_deref())?;
     let query = Query {
         texts: args.text.iter().chain(&args.add).cloned().collect(),
         images: args.image.clone(),
@@ -57,40 +89,201 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         !query.is_empty(),
         "nothing to search for: give a text, --image FILE or --like PATH"
     );
-    let loaded = if query.needs_model() {
-        Some(args.target.load_model(&model.name)?)
-    } else {
-        None
+    let words_text = query.texts.join(" ");
+    let fts = seer_index::words::fts_query(&words_text);
+    let others = !(query.images.is_empty()
+        && query.like.is_empty()
+        && query.subtract_images.is_empty()
+        && query.subtract_texts.is_empty());
+    let mode = args
+        .mode
+        .resolve(fts.as_deref(), others, store.has_captions()?, store.dir())?;
+    anyhow::ensure!(
+        args.rerank.is_none() || !query.texts.is_empty(),
+        "--rerank needs a text query: the matching model reads its words with each photo"
+    );
+    anyhow::ensure!(
+        !(mode == SearchMode::Words && args.min_score.is_some()),
+        "--min-score is a cosine similarity, which a words search has none of; use --mode hybrid"
+    );
+    let depth = match args.rerank {
+        Some(_) => args.k.max(args.rerank_depth as usize),
+        None => args.k,
     };
-    let embed = args.target.run.embed_options(true)?;
-    let vector = query_vector(&store, &model, loaded.as_ref(), &query, &embed)?;
     let options = SearchOptions {
-        k: args.k,
+        k: depth,
         min_score: args.min_score,
         path_glob: args.path.clone(),
     };
     // "More like this" photos are not results of their own query (copies of
     // them, being other files, still are).
-    let searcher = Searcher::open(
-        &store,
-        model,
-        SearcherOptions {
-            ann_threshold: args.target.ann.ann_threshold,
-            resident: false,
-        },
-    )?;
-    let hits = searcher.rank_excluding(&store, &vector, &options, &query.like)?;
-    if args.json {
-        for hit in &hits {
-            let hit = serde_json::json!({ "path": display_stored(&hit.path), "score": hit.score });
-            println!("{hit}");
+    let mut excluded = Vec::new();
+    for path in &query.like {
+        excluded.extend(store.id_of(path)?);
+    }
+    let not_excluded = |id: i64| !excluded.contains(&id);
+    let keep = (!excluded.is_empty()).then_some(&not_excluded as seer_index::search::KeepId<'_>);
+
+    let found: Vec<Found> = match mode {
+        SearchMode::Words => {
+            let model = match args.target.requested_model() {
+                Some(name) => Some(store.choose_model(Some(&name))?),
+                None => None,
+            };
+            let fts = fts.as_deref().context("no words to search for")?;
+            seer_index::hybrid::rank_words(&store, fts, model.as_ref(), &options, keep)?
         }
-    } else {
-        for hit in &hits {
-            println!("{:.4}  {}", hit.score, display_stored(&hit.path));
+        _ => {
+            let model = store.choose_model(args.target.requested_model().as_deref())?;
+            let loaded = if query.needs_model() {
+                Some(args.target.load_model(&model.name)?)
+            } else {
+                None
+            };
+            let embed = args.target.run.embed_options(true)?;
+            let vector = query_vector(&store, &model, loaded.as_ref(), &query, &embed)?;
+            let searcher = Searcher::open(
+                &store,
+                model,
+                SearcherOptions {
+                    ann_threshold: args.target.ann.ann_threshold,
+                    resident: false,
+                },
+            )?;
+            match (mode, fts.as_deref()) {
+                (SearchMode::Hybrid, Some(fts)) => {
+                    searcher.rank_hybrid(&store, &vector, fts, &options, keep)?
+                }
+                _ => searcher
+                    .rank(&store, &vector, &options, keep)?
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, hit)| Found::from_hit(hit, i + 1))
+                    .collect(),
+            }
+        }
+    };
+    let mut rows = Vec::with_capacity(found.len());
+    for found in found {
+        let caption = store.caption_of(found.id)?.map(|c| c.text);
+        rows.push(Row {
+            found,
+            caption,
+            itm: None,
+        });
+    }
+    if let Some(matcher) = &args.rerank {
+        rows = rerank(&args, &store, matcher, &words_text, rows)?;
+    }
+    rows.truncate(args.k);
+    for row in &rows {
+        if args.json {
+            println!("{}", json_line(row, mode));
+        } else {
+            println!("{}", text_line(row, mode));
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The first `--rerank-depth` rows in order of the matching model's ITM
+/// probability for `text`; a photo that cannot be read is warned about and
+/// put after the reranked ones.
+fn rerank(
+    args: &Args,
+    store: &Store,
+    matcher: &str,
+    text: &str,
+    mut rows: Vec<Row>,
+) -> anyhow::Result<Vec<Row>> {
+    let loaded = args.target.run.load(matcher)?;
+    let head = loaded.matcher()?;
+    let depth = (args.rerank_depth as usize).min(rows.len());
+    let rest = rows.split_off(depth);
+    let roots: Vec<PathBuf> = store
+        .roots()?
+        .iter()
+        .filter_map(|r| to_path(r).canonicalize().ok())
+        .collect();
+    let paths: Vec<String> = rows.iter().map(|r| r.found.path.clone()).collect();
+    let embed = args.target.run.embed_options(true)?;
+    let scores = seer_index::rerank::score_files(
+        head,
+        text,
+        &paths,
+        &roots,
+        &embed.limits,
+        embed.batch_size,
+    )
+    .with_context(|| format!("reranking with '{matcher}'"))?;
+    let mut probabilities = Vec::with_capacity(rows.len());
+    for (row, score) in rows.iter_mut().zip(scores) {
+        match score {
+            Ok(s) => {
+                probabilities.push(Some(s.itm_probability));
+                row.itm = Some(s);
+            }
+            Err(cause) => {
+                let shown = display_stored(&row.found.path);
+                let cause = crate::output::cause_without_path(&shown, &cause);
+                eprintln!("warning: {shown}: {cause} (not reranked)");
+                probabilities.push(None);
+            }
+        }
+    }
+    let mut reranked = seer_index::rerank::apply(rows, &probabilities);
+    reranked.extend(rest);
+    Ok(reranked)
+}
+
+/// One result as JSON. A vector search on an index without captions prints
+/// `path` and `score` only, as before captions existed.
+fn json_line(row: &Row, mode: SearchMode) -> Value {
+    let f = &row.found;
+    let mut v = json!({ "path": display_stored(&f.path) });
+    match mode {
+        SearchMode::Words => {
+            v["score"] = json!(f.bm25);
+            v["bm25"] = json!(f.bm25);
+        }
+        _ => v["score"] = json!(f.similarity),
+    }
+    if mode == SearchMode::Hybrid {
+        v["fused"] = json!(f.fused);
+        if let Some(bm25) = f.bm25 {
+            v["bm25"] = json!(bm25);
+        }
+    }
+    if matches!(mode, SearchMode::Hybrid | SearchMode::Words) {
+        v["matched"] = json!(f.matched());
+    }
+    if let Some(caption) = &row.caption {
+        v["caption"] = json!(caption);
+    }
+    if let Some(itm) = &row.itm {
+        v["itm_probability"] = json!(itm.itm_probability);
+        v["itc_similarity"] = json!(itm.similarity);
+    }
+    v
+}
+
+/// One result as a line: the score (the ITM probability when reranked), the
+/// path, in hybrid and words searches which signals matched, and the caption.
+fn text_line(row: &Row, mode: SearchMode) -> String {
+    let f = &row.found;
+    let score = match (&row.itm, mode) {
+        (Some(itm), _) => itm.itm_probability,
+        (None, SearchMode::Words) => f.bm25.unwrap_or(0.0),
+        (None, _) => f.similarity.unwrap_or(0.0),
+    };
+    let mut line = format!("{score:.4}  {}", display_stored(&f.path));
+    if matches!(mode, SearchMode::Hybrid | SearchMode::Words) {
+        line.push_str(&format!("  [{}]", f.matched().join("+")));
+    }
+    if let Some(caption) = &row.caption {
+        line.push_str(&format!("  \u{2014} {}", display_text(caption)));
+    }
+    line
 }
 
 /// The stored form of an indexed file's path. Indexed paths are canonical, so

@@ -1,4 +1,6 @@
-//! `seer serve`: the HTTP API and web page over an index.
+//! `seer serve`: the HTTP API and web page over an index, and with BLIP
+//! checkpoints captions, answers and image-text matching (`--caption-model`,
+//! `--vqa-model`, `--match-model`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,7 +9,7 @@ use std::time::Duration;
 
 use seer_engine::LoadedModel;
 use seer_index::Store;
-use seer_server::ServerConfig;
+use seer_server::{ServerConfig, TaskModels};
 
 use crate::common::{index_dir, AnnArgs, RunArgs};
 
@@ -21,6 +23,18 @@ pub struct Args {
     /// every model the index holds, the first with a text tower as default.
     #[arg(long, short, env = "SEER_MODEL")]
     model: Vec<String>,
+    /// A captioning model (BLIP, e.g. Salesforce/blip-image-captioning-base)
+    /// for /v1/caption; the re-index button then captions new photos too.
+    #[arg(long, value_name = "MODEL")]
+    caption_model: Option<String>,
+    /// A question-answering model (BLIP VQA, e.g. Salesforce/blip-vqa-base)
+    /// for /v1/ask and the page's questions about a photo.
+    #[arg(long, value_name = "MODEL")]
+    vqa_model: Option<String>,
+    /// An image-text matching model (BLIP retrieval, e.g.
+    /// Salesforce/blip-itm-base-coco) for /v1/match and reranked searches.
+    #[arg(long, value_name = "MODEL")]
+    match_model: Option<String>,
     #[command(flatten)]
     run: RunArgs,
     #[command(flatten)]
@@ -97,8 +111,22 @@ fn load_models(args: &Args, dir: &std::path::Path) -> anyhow::Result<Vec<LoadedM
     Ok(loaded)
 }
 
+/// The language models asked for, loaded, each checked to have the head its
+/// option is for (a captioning checkpoint for --caption-model, ...).
+fn load_tasks(args: &Args) -> anyhow::Result<TaskModels> {
+    let load = |spec: &Option<String>| spec.as_deref().map(|s| args.run.load(s)).transpose();
+    let tasks = TaskModels {
+        caption: load(&args.caption_model)?,
+        vqa: load(&args.vqa_model)?,
+        matcher: load(&args.match_model)?,
+    };
+    tasks.check()?;
+    Ok(tasks)
+}
+
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let dir = index_dir(&args.index);
+    let tasks = load_tasks(&args)?;
     let models = load_models(&args, &dir)?;
     #[allow(clippy::needless_update)]
     let config = ServerConfig {
@@ -118,13 +146,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let ids = models
         .iter()
+        .chain(&tasks.caption)
+        .chain(&tasks.vqa)
+        .chain(&tasks.matcher)
         .map(|m| m.id.as_str())
         .collect::<Vec<_>>()
         .join(", ");
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
-        .block_on(seer_server::serve(models, config, |addr| {
+        .block_on(seer_server::serve(models, tasks, config, |addr| {
             eprintln!("seer: serving {ids} on http://{addr}")
         }))?;
     Ok(ExitCode::SUCCESS)

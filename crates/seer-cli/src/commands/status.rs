@@ -21,6 +21,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let dir = index_dir(&args.index);
     let store = Store::open_read_only(&dir)?;
     let models = store.models()?;
+    let captioners = store.captioners()?;
     // Files that could not be embedded, and what the walks could not read or follow.
     let mut failures: Vec<(String, String)> = store
         .failures()?
@@ -44,6 +45,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             "files": store.file_count()?,
             "roots": roots,
             "models": models,
+            "captions": captioners,
             "failures": failures.iter().map(|(p, e)| serde_json::json!({"path": p, "error": e})).collect::<Vec<_>>(),
             "failure_counts": by_reason,
         });
@@ -61,6 +63,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             display_text(&m.name),
             m.dim,
             m.vectors
+        );
+    }
+    for c in &captioners {
+        println!(
+            "captions: {}: {} captions",
+            display_text(&c.name),
+            c.captions
         );
     }
     println!("failures: {}", failures.len());
