@@ -69,6 +69,10 @@ enum Command {
     Eval(commands::eval::EvalCommand),
     /// Write a caption for each image (BLIP).
     Caption(commands::caption::Args),
+    /// Find objects by text labels or an example image (OWL-ViT, OWLv2).
+    Detect(commands::detect::Args),
+    /// Cut objects out of an image from clicks and boxes (SAM).
+    Segment(commands::segment::Args),
     /// Answer a question about an image (BLIP VQA).
     Ask(commands::ask::Args),
     /// Score how well texts describe an image (BLIP image-text matching).
@@ -131,6 +135,8 @@ fn main() -> std::process::ExitCode {
         Command::Classify(args) => commands::classify::run(args),
         Command::Eval(cmd) => commands::eval::run(cmd),
         Command::Caption(args) => commands::caption::run(args),
+        Command::Detect(args) => commands::detect::run(args),
+        Command::Segment(args) => commands::segment::run(args),
         Command::Ask(args) => commands::ask::run(args),
         Command::Match(args) => commands::matching::run(args),
         Command::Index(args) => commands::index::run(args),

@@ -323,7 +323,11 @@ fn models_names_the_family_of_each_cached_model_and_the_families_it_loads() {
         .filter(|f| f["loads"] == true)
         .filter_map(|f| f["family"].as_str())
         .collect();
-    assert_eq!(loads, ["clip", "dinov2", "siglip", "blip"], "{v}");
+    assert_eq!(
+        loads,
+        ["clip", "dinov2", "siglip", "blip", "owlvit", "sam"],
+        "{v}"
+    );
     assert_eq!(
         v["aliases"]
             .as_array()

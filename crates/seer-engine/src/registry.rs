@@ -47,6 +47,17 @@ pub static FAMILIES: &[Family] = &[
         model_types: &["blip"],
         load: Some(load_blip),
     },
+    Family {
+        name: "owlvit",
+        model_types: &["owlvit", "owlv2"],
+        load: Some(load_owlvit),
+    },
+    Family {
+        name: "sam",
+        // SlimSAM checkpoints are `SamModel`s too (model_type "sam").
+        model_types: &["sam"],
+        load: Some(load_sam),
+    },
 ];
 
 fn load_clip(dir: &Path, options: &LoadOptions) -> Result<LoadedModel> {
@@ -59,6 +70,14 @@ fn load_dinov2(dir: &Path, options: &LoadOptions) -> Result<LoadedModel> {
 
 fn load_blip(dir: &Path, options: &LoadOptions) -> Result<LoadedModel> {
     Ok(crate::blip::Blip::load_dir(dir, options)?.into_loaded(dir.display().to_string()))
+}
+
+fn load_owlvit(dir: &Path, options: &LoadOptions) -> Result<LoadedModel> {
+    Ok(crate::owlvit::Owl::load_dir(dir, options)?.into_loaded(dir.display().to_string()))
+}
+
+fn load_sam(dir: &Path, options: &LoadOptions) -> Result<LoadedModel> {
+    Ok(crate::sam::Sam::load_dir(dir, options)?.into_loaded(dir.display().to_string()))
 }
 
 fn load_siglip(dir: &Path, options: &LoadOptions) -> Result<LoadedModel> {
@@ -212,6 +231,9 @@ mod tests {
             ("config.json", r#"{"model_type": "siglip"}"#, "siglip"),
             ("config.json", r#"{"model_type": "siglip2"}"#, "siglip"),
             ("config.json", r#"{"model_type": "blip"}"#, "blip"),
+            ("config.json", r#"{"model_type": "sam"}"#, "sam"),
+            ("config.json", r#"{"model_type": "owlvit"}"#, "owlvit"),
+            ("config.json", r#"{"model_type": "owlv2"}"#, "owlvit"),
             (
                 "open_clip_config.json",
                 r#"{"model_cfg": {"embed_dim": 512}}"#,
@@ -230,10 +252,10 @@ mod tests {
 
     #[test]
     fn unknown_and_unbuilt_families_are_clear_errors() {
-        let dir = folder("config.json", r#"{"model_type": "sam"}"#);
+        let dir = folder("config.json", r#"{"model_type": "mask2former"}"#);
         let err = detect(dir.path()).unwrap_err().to_string();
         assert!(
-            err.contains("'sam'") && err.contains("config.json"),
+            err.contains("'mask2former'") && err.contains("config.json"),
             "{err}"
         );
         assert!(err.contains("dinov2"), "names what is known: {err}");

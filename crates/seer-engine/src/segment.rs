@@ -6,7 +6,9 @@ use seer_image::DecodedImage;
 
 use crate::error::Result;
 
-/// A prompt in the original image's pixels.
+/// A prompt in the original image's pixels. Each box is one object (SAM's
+/// point batch): it gets its own masks, with every point added to it; without
+/// boxes the points describe one object.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SegmentPrompt {
     /// `(x, y, foreground)`.
@@ -20,6 +22,8 @@ pub struct SegmentPrompt {
 /// One predicted mask at the original image's size.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SegmentMask {
+    /// Which object of the prompt (the box's index; 0 without boxes).
+    pub object: usize,
     /// The model's predicted IoU.
     pub iou: f32,
     pub width: u32,
@@ -43,7 +47,8 @@ pub trait Segmenter: Send + Sync {
     /// Runs the image encoder once.
     fn embed(&self, image: &DecodedImage) -> Result<SegmentImage>;
 
-    /// Masks for one prompt: three with `multimask`, else one.
+    /// Masks for one prompt: three with `multimask`, else one, per object
+    /// (object by object).
     fn segment(
         &self,
         image: &SegmentImage,

@@ -98,6 +98,26 @@ pub const ALIASES: &[Alias] = &[
         hub_id: "Salesforce/blip-vqa-base",
         description: "BLIP visual question answering, ViT-B (seer ask)",
     },
+    Alias {
+        name: "owlvit-b32",
+        hub_id: "google/owlvit-base-patch32",
+        description: "OWL-ViT B/32 open-vocabulary detection (seer detect)",
+    },
+    Alias {
+        name: "owlv2-b16",
+        hub_id: "google/owlv2-base-patch16-ensemble",
+        description: "OWLv2 B/16 open-vocabulary detection (seer detect)",
+    },
+    Alias {
+        name: "sam-vit-base",
+        hub_id: "facebook/sam-vit-base",
+        description: "Segment Anything, ViT-B (seer segment)",
+    },
+    Alias {
+        name: "slimsam",
+        hub_id: "Zigeng/SlimSAM-uniform-77",
+        description: "SlimSAM, a pruned SAM ViT-B (seer segment)",
+    },
 ];
 
 /// The hub id an alias stands for (case-insensitive), or `spec` unchanged.

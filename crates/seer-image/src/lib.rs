@@ -22,7 +22,9 @@ mod decode;
 mod error;
 mod jpeg;
 mod normalize;
+mod owlvit;
 mod resize;
+mod sam;
 mod siglip;
 
 use std::path::Path;
@@ -40,7 +42,9 @@ pub use decode::{
 };
 pub use error::ImageError;
 pub use normalize::normalize_into;
+pub use owlvit::{OwlProcessor, PadResizeConfig};
 pub use resize::{pil_resize, shortest_edge_size};
+pub use sam::{preprocess_sam, SamPixels, SamProcessorConfig, IMAGENET_MEAN, IMAGENET_STD};
 pub use siglip::{
     preprocess_exact, preprocess_exact_rgb, preprocess_naflex, preprocess_naflex_rgb,
     ExactResizeConfig, NaflexConfig, NaflexPatches,

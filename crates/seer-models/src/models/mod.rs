@@ -3,4 +3,6 @@
 pub mod blip;
 pub mod clip;
 pub mod dinov2;
+pub mod owlvit;
+pub mod sam;
 pub mod siglip;

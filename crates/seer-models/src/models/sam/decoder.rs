@@ -1,0 +1,518 @@
+//! SAM's prompt encoder and mask decoder: what each click costs once the image
+//! is embedded. Prompts become sparse tokens (random-Fourier positional
+//! features of points and box corners plus learnt type embeddings) and a dense
+//! map (a previous mask's logits, downscaled by convolutions); the two-way
+//! transformer mixes them with the image embedding, and hypernetwork MLPs turn
+//! the mask tokens into 256×256 mask logits, with an IoU head beside them.
+
+use candle_core::{Module, Tensor};
+
+use super::config::{SamActivation, SamDecoderConfig, SamPromptConfig};
+use crate::error::{ModelError, Result};
+use crate::io::weights::Weights;
+use crate::nn::layers::{patchify, softmax_last_dim, LayerNorm, Linear};
+
+fn act(x: &Tensor, a: SamActivation) -> candle_core::Result<Tensor> {
+    match a {
+        SamActivation::Gelu => x.gelu_erf(),
+        SamActivation::Relu => x.relu(),
+    }
+}
+
+/// `SamPositionalEmbedding`: `[sin(2π c·G), cos(2π c·G)]` of coordinates in [0, 1].
+#[derive(Clone, Debug)]
+pub struct PositionalEmbedding {
+    /// (2, feats), row-major.
+    gaussian: Vec<f32>,
+    feats: usize,
+}
+
+impl PositionalEmbedding {
+    pub fn load(w: &Weights, feats: usize) -> Result<Self> {
+        Ok(Self {
+            gaussian: w.get_vec("positional_embedding", &[2, feats])?,
+            feats,
+        })
+    }
+
+    /// One embedding (2·feats) per point, coordinates already mapped to [-1, 1].
+    fn embed(&self, coords: &[(f32, f32)]) -> Vec<f32> {
+        let f = self.feats;
+        let two_pi = (2.0 * std::f64::consts::PI) as f32;
+        let mut out = Vec::with_capacity(coords.len() * 2 * f);
+        for &(x, y) in coords {
+            let v: Vec<f32> = (0..f)
+                .map(|j| two_pi * (x * self.gaussian[j] + y * self.gaussian[f + j]))
+                .collect();
+            out.extend(v.iter().map(|a| a.sin()));
+            out.extend(v.iter().map(|a| a.cos()));
+        }
+        out
+    }
+
+    /// `get_image_wide_positional_embeddings`, channels last: (side², 2·feats).
+    pub fn image_wide(&self, side: usize, device: &candle_core::Device) -> Result<Tensor> {
+        let s = side as f32;
+        let coords: Vec<(f32, f32)> = (0..side)
+            .flat_map(|i| (0..side).map(move |j| (j as f32 + 0.5, i as f32 + 0.5)))
+            .map(|(x, y)| (2.0 * (x / s) - 1.0, 2.0 * (y / s) - 1.0))
+            .collect();
+        Ok(Tensor::from_vec(
+            self.embed(&coords),
+            (side * side, 2 * self.feats),
+            device,
+        )?)
+    }
+
+    /// Points in input pixels (f64, as the processor gives them), normalised by
+    /// `input_size` the way `SamPositionalEmbedding` does before its f32 cast.
+    fn points(&self, points: &[(f64, f64)], input_size: usize) -> Vec<f32> {
+        let s = input_size as f64;
+        let coords: Vec<(f32, f32)> = points
+            .iter()
+            .map(|&(x, y)| ((2.0 * (x / s) - 1.0) as f32, (2.0 * (y / s) - 1.0) as f32))
+            .collect();
+        self.embed(&coords)
+    }
+}
+
+/// A prompt in the model's input pixels (the 1024 side, after the processor's resize).
+#[derive(Clone, Debug, Default)]
+pub struct SamPrompt {
+    /// `(x, y, label)`: 1 foreground, 0 background.
+    pub points: Vec<(f64, f64, i64)>,
+    pub bbox: Option<[f64; 4]>,
+    /// Low-resolution logits of an earlier mask (4·embedding side squared).
+    pub mask: Option<Vec<f32>>,
+}
+
+#[derive(Clone, Debug)]
+pub struct PromptEncoder {
+    cfg: SamPromptConfig,
+    /// `point_embed.{0..3}`: background, foreground, box corner 1, box corner 2.
+    point_embed: Vec<Vec<f32>>,
+    not_a_point: Vec<f32>,
+    no_mask: Tensor,
+    conv1: Linear,
+    ln1: LayerNorm,
+    conv2: Linear,
+    ln2: LayerNorm,
+    conv3: Linear,
+}
+
+impl PromptEncoder {
+    /// `w` points at `prompt_encoder`.
+    pub fn load(w: &Weights, cfg: &SamPromptConfig) -> Result<Self> {
+        let c = cfg.hidden_size;
+        let (m4, m) = (cfg.mask_input_channels / 4, cfg.mask_input_channels);
+        let e = w.pp("mask_embed");
+        let conv = |name: &str, out: usize, inp: usize, k: usize| -> Result<Linear> {
+            Linear::new(
+                w,
+                e.get(&format!("{name}.weight"), &[out, inp, k, k])?
+                    .reshape((out, inp * k * k))?,
+                Some(e.get(&format!("{name}.bias"), &[out])?),
+            )
+        };
+        Ok(Self {
+            cfg: cfg.clone(),
+            point_embed: (0..4)
+                .map(|i| w.get_vec(&format!("point_embed.{i}.weight"), &[1, c]))
+                .collect::<Result<_>>()?,
+            not_a_point: w.get_vec("not_a_point_embed.weight", &[1, c])?,
+            no_mask: w.get("no_mask_embed.weight", &[1, c])?,
+            conv1: conv("conv1", m4, 1, 2)?,
+            ln1: LayerNorm::load(&e.pp("layer_norm1"), m4, cfg.layer_norm_eps)?,
+            conv2: conv("conv2", m, m4, 2)?,
+            ln2: LayerNorm::load(&e.pp("layer_norm2"), m, cfg.layer_norm_eps)?,
+            conv3: conv("conv3", c, m, 1)?,
+        })
+    }
+
+    /// Side of the mask logits a mask prompt must have.
+    pub fn mask_side(&self) -> usize {
+        4 * self.cfg.image_embedding_size
+    }
+
+    /// The sparse tokens (n, width) — None without points or box — and the
+    /// dense map (side², width), channels last.
+    fn forward(
+        &self,
+        pe: &PositionalEmbedding,
+        prompt: &SamPrompt,
+        device: &candle_core::Device,
+    ) -> Result<(Option<Tensor>, Tensor)> {
+        let c = self.cfg.hidden_size;
+        let mut sparse: Vec<f32> = Vec::new();
+        if !prompt.points.is_empty() {
+            let mut pts: Vec<(f64, f64)> = prompt
+                .points
+                .iter()
+                .map(|&(x, y, _)| (x + 0.5, y + 0.5))
+                .collect();
+            let mut labels: Vec<i64> = prompt.points.iter().map(|p| p.2).collect();
+            if prompt.bbox.is_none() {
+                pts.push((0.0, 0.0));
+                labels.push(-1);
+            }
+            let emb = pe.points(&pts, self.cfg.image_size);
+            for (i, &label) in labels.iter().enumerate() {
+                let row = &emb[i * c..(i + 1) * c];
+                let token: Vec<f32> = match label {
+                    -1 => self.not_a_point.clone(),
+                    -10 => vec![0.0; c],
+                    0 | 1 => row
+                        .iter()
+                        .zip(&self.point_embed[label as usize])
+                        .map(|(a, b)| a + b)
+                        .collect(),
+                    _ => row.to_vec(),
+                };
+                sparse.extend(token);
+            }
+        }
+        if let Some([x0, y0, x1, y1]) = prompt.bbox {
+            let corners = [(x0 + 0.5, y0 + 0.5), (x1 + 0.5, y1 + 0.5)];
+            let emb = pe.points(&corners, self.cfg.image_size);
+            for k in 0..2 {
+                sparse.extend(
+                    emb[k * c..(k + 1) * c]
+                        .iter()
+                        .zip(&self.point_embed[2 + k])
+                        .map(|(a, b)| a + b),
+                );
+            }
+        }
+        let sparse = match sparse.is_empty() {
+            true => None,
+            false => {
+                let n = sparse.len() / c;
+                Some(Tensor::from_vec(sparse, (n, c), device)?)
+            }
+        };
+        let side = self.cfg.image_embedding_size;
+        let dense = match &prompt.mask {
+            None => self.no_mask.broadcast_as((side * side, c))?.contiguous()?,
+            Some(mask) => {
+                let ms = self.mask_side();
+                if mask.len() != ms * ms {
+                    return Err(ModelError::Input(format!(
+                        "a mask prompt must be {ms}×{ms} logits, got {} values",
+                        mask.len()
+                    )));
+                }
+                let m = Tensor::from_vec(mask.clone(), (1, 1, ms, ms), device)?;
+                let h = self.conv1.forward(&patchify(&m, 2)?)?; // (1, (ms/2)², m4)
+                let h = act(&self.ln1.forward(&h)?, self.cfg.activation)?;
+                let half = ms / 2;
+                let m4 = h.dim(2)?;
+                let h = h
+                    .reshape((1, half, half, m4))?
+                    .permute((0, 3, 1, 2))?
+                    .contiguous()?;
+                let h = self.conv2.forward(&patchify(&h, 2)?)?; // (1, side², m)
+                let h = act(&self.ln2.forward(&h)?, self.cfg.activation)?;
+                self.conv3.forward(&h)?.reshape((side * side, c))?
+            }
+        };
+        Ok((sparse, dense))
+    }
+}
+
+/// `SamAttention`: projections to `internal` width, heads, softmax, back.
+#[derive(Clone, Debug)]
+struct Attention {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    out: Linear,
+    heads: usize,
+}
+
+impl Attention {
+    fn load(w: &Weights, c: usize, heads: usize) -> Result<Self> {
+        let internal = w.dims("q_proj.weight")?[0];
+        if internal == 0 || !internal.is_multiple_of(heads) {
+            return Err(ModelError::Input(format!(
+                "{}: attention width {internal} is not divisible by {heads} heads",
+                w.path().display()
+            )));
+        }
+        Ok(Self {
+            q: Linear::load(&w.pp("q_proj"), c, internal, true)?,
+            k: Linear::load(&w.pp("k_proj"), c, internal, true)?,
+            v: Linear::load(&w.pp("v_proj"), c, internal, true)?,
+            out: Linear::load(&w.pp("out_proj"), internal, c, true)?,
+            heads,
+        })
+    }
+
+    /// `q`: (nq, c), `k` and `v`: (nk, c).
+    fn forward(&self, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
+        let split = |x: Tensor| -> candle_core::Result<Tensor> {
+            let (n, d) = x.dims2()?;
+            x.reshape((n, self.heads, d / self.heads))?
+                .transpose(0, 1)?
+                .contiguous()
+        };
+        let q = split(self.q.forward(q)?)?;
+        let k = split(self.k.forward(k)?)?;
+        let v = split(self.v.forward(v)?)?;
+        let (h, nq, hd) = q.dims3()?;
+        let scores = (q.matmul(&k.t()?)? * (hd as f64).powf(-0.5))?;
+        let probs = softmax_last_dim(&scores, false)?;
+        let out = probs
+            .matmul(&v)?
+            .transpose(0, 1)?
+            .contiguous()?
+            .reshape((nq, h * hd))?;
+        Ok(self.out.forward(&out)?)
+    }
+}
+
+#[derive(Clone, Debug)]
+struct TwoWayBlock {
+    self_attn: Attention,
+    ln1: LayerNorm,
+    cross_t2i: Attention,
+    ln2: LayerNorm,
+    lin1: Linear,
+    lin2: Linear,
+    ln3: LayerNorm,
+    ln4: LayerNorm,
+    cross_i2t: Attention,
+    skip_first_layer_pe: bool,
+}
+
+/// `SamFeedForward`: ReLU MLP of `depth` linear layers.
+#[derive(Clone, Debug)]
+struct FeedForward(Vec<Linear>);
+
+impl FeedForward {
+    fn load(w: &Weights, input: usize, hidden: usize, output: usize, depth: usize) -> Result<Self> {
+        let mut layers = vec![Linear::load(&w.pp("proj_in"), input, hidden, true)?];
+        for i in 0..depth.saturating_sub(2) {
+            layers.push(Linear::load(
+                &w.pp(format!("layers.{i}")),
+                hidden,
+                hidden,
+                true,
+            )?);
+        }
+        layers.push(Linear::load(&w.pp("proj_out"), hidden, output, true)?);
+        Ok(Self(layers))
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let last = self.0.len() - 1;
+        let mut x = x.clone();
+        for (i, l) in self.0.iter().enumerate() {
+            x = l.forward(&x)?;
+            if i < last {
+                x = x.relu()?;
+            }
+        }
+        Ok(x)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct MaskDecoder {
+    cfg: SamDecoderConfig,
+    /// iou token then the mask tokens: (1 + masks, width).
+    output_tokens: Tensor,
+    blocks: Vec<TwoWayBlock>,
+    final_attn: Attention,
+    ln_final: LayerNorm,
+    /// (width, width/4 · 4) and (width/4, width/8 · 4): ConvTranspose2d(k=2, s=2) as matmuls.
+    up1: Tensor,
+    up1_bias: Tensor,
+    up_ln: LayerNorm,
+    up2: Tensor,
+    up2_bias: Tensor,
+    hypernetworks: Vec<FeedForward>,
+    iou_head: FeedForward,
+}
+
+impl MaskDecoder {
+    /// `w` points at `mask_decoder`.
+    pub fn load(w: &Weights, cfg: &SamDecoderConfig) -> Result<Self> {
+        let c = cfg.hidden_size;
+        let tokens = cfg.num_multimask_outputs + 1;
+        let eps = cfg.layer_norm_eps;
+        let t = w.pp("transformer");
+        let blocks = (0..cfg.layers)
+            .map(|i| {
+                let l = t.pp(format!("layers.{i}"));
+                Ok(TwoWayBlock {
+                    self_attn: Attention::load(&l.pp("self_attn"), c, cfg.heads)?,
+                    ln1: LayerNorm::load(&l.pp("layer_norm1"), c, eps)?,
+                    cross_t2i: Attention::load(&l.pp("cross_attn_token_to_image"), c, cfg.heads)?,
+                    ln2: LayerNorm::load(&l.pp("layer_norm2"), c, eps)?,
+                    lin1: Linear::load(&l.pp("mlp.lin1"), c, cfg.mlp_dim, true)?,
+                    lin2: Linear::load(&l.pp("mlp.lin2"), cfg.mlp_dim, c, true)?,
+                    ln3: LayerNorm::load(&l.pp("layer_norm3"), c, eps)?,
+                    ln4: LayerNorm::load(&l.pp("layer_norm4"), c, eps)?,
+                    cross_i2t: Attention::load(&l.pp("cross_attn_image_to_token"), c, cfg.heads)?,
+                    skip_first_layer_pe: i == 0,
+                })
+            })
+            .collect::<Result<_>>()?;
+        let (c4, c8) = (c / 4, c / 8);
+        Ok(Self {
+            cfg: cfg.clone(),
+            output_tokens: Tensor::cat(
+                &[
+                    w.get("iou_token.weight", &[1, c])?,
+                    w.get("mask_tokens.weight", &[tokens, c])?,
+                ],
+                0,
+            )?,
+            blocks,
+            final_attn: Attention::load(&t.pp("final_attn_token_to_image"), c, cfg.heads)?,
+            // nn.LayerNorm's default eps.
+            ln_final: LayerNorm::load(&t.pp("layer_norm_final_attn"), c, 1e-5)?,
+            up1: w
+                .get("upscale_conv1.weight", &[c, c4, 2, 2])?
+                .reshape((c, c4 * 4))?,
+            up1_bias: w.get("upscale_conv1.bias", &[c4])?,
+            up_ln: LayerNorm::load(&w.pp("upscale_layer_norm"), c4, 1e-6)?,
+            up2: w
+                .get("upscale_conv2.weight", &[c4, c8, 2, 2])?
+                .reshape((c4, c8 * 4))?,
+            up2_bias: w.get("upscale_conv2.bias", &[c8])?,
+            hypernetworks: (0..tokens)
+                .map(|i| {
+                    FeedForward::load(&w.pp(format!("output_hypernetworks_mlps.{i}")), c, c, c8, 3)
+                })
+                .collect::<Result<_>>()?,
+            iou_head: FeedForward::load(
+                &w.pp("iou_prediction_head"),
+                c,
+                cfg.iou_head_hidden_dim,
+                tokens,
+                cfg.iou_head_depth,
+            )?,
+        })
+    }
+
+    /// `image`: (side², width) channels last (the embedding plus the dense
+    /// prompt); `image_pe`: the same shape. Returns the IoU predictions and the
+    /// mask logits (masks, 4·side, 4·side) of the selected outputs.
+    fn forward(
+        &self,
+        image: &Tensor,
+        image_pe: &Tensor,
+        sparse: Option<&Tensor>,
+        side: usize,
+        multimask: bool,
+    ) -> Result<(Vec<f32>, Tensor)> {
+        let tokens = match sparse {
+            Some(s) => Tensor::cat(&[&self.output_tokens, s], 0)?,
+            None => self.output_tokens.clone(),
+        };
+        let (mut queries, mut keys) = (tokens.clone(), image.clone());
+        for b in &self.blocks {
+            queries = if b.skip_first_layer_pe {
+                b.self_attn.forward(&queries, &queries, &queries)?
+            } else {
+                let q = (&queries + &tokens)?;
+                (&queries + b.self_attn.forward(&q, &q, &queries)?)?
+            };
+            queries = b.ln1.forward(&queries)?;
+            let q = (&queries + &tokens)?;
+            let k = (&keys + image_pe)?;
+            queries = b
+                .ln2
+                .forward(&(&queries + b.cross_t2i.forward(&q, &k, &keys)?)?)?;
+            let hidden = act(&b.lin1.forward(&queries)?, self.cfg.activation)?;
+            queries = b.ln3.forward(&(&queries + b.lin2.forward(&hidden)?)?)?;
+            let q = (&queries + &tokens)?;
+            let k = (&keys + image_pe)?;
+            keys = b
+                .ln4
+                .forward(&(&keys + b.cross_i2t.forward(&k, &q, &queries)?)?)?;
+        }
+        let q = (&queries + &tokens)?;
+        let k = (&keys + image_pe)?;
+        queries = self
+            .ln_final
+            .forward(&(&queries + self.final_attn.forward(&q, &k, &keys)?)?)?;
+
+        let n_masks = self.cfg.num_multimask_outputs + 1;
+        // Upscaling, channels last: (side, side, c) -> (2s, 2s, c/4) -> (4s, 4s, c/8).
+        let up = |x: &Tensor, w: &Tensor, b: &Tensor, s: usize| -> candle_core::Result<Tensor> {
+            let o = b.dim(0)?;
+            x.matmul(w)?
+                .reshape((s, s, o, 2, 2))?
+                .permute((0, 3, 1, 4, 2))?
+                .contiguous()?
+                .reshape((4 * s * s, o))?
+                .broadcast_add(b)
+        };
+        let u = up(&keys, &self.up1, &self.up1_bias, side)?;
+        let u = self.up_ln.forward(&u)?.gelu_erf()?;
+        // Back to row-major (2s, 2s) order is already the layout: rows of the 2s grid.
+        let u = up(&u, &self.up2, &self.up2_bias, 2 * side)?.gelu_erf()?; // ((4s)², c/8)
+        let hyper = (0..n_masks)
+            .map(|i| self.hypernetworks[i].forward(&queries.narrow(0, 1 + i, 1)?))
+            .collect::<Result<Vec<_>>>()?;
+        let hyper = Tensor::cat(&hyper, 0)?; // (n_masks, c/8)
+        let out = 4 * side;
+        let masks = hyper.matmul(&u.t()?)?.reshape((n_masks, out, out))?;
+        let iou = self
+            .iou_head
+            .forward(&queries.narrow(0, 0, 1)?)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let (start, len) = if multimask { (1, n_masks - 1) } else { (0, 1) };
+        Ok((
+            iou[start..start + len].to_vec(),
+            masks.narrow(0, start, len)?,
+        ))
+    }
+}
+
+/// The prompt encoder and mask decoder together, with the image-wide
+/// positional embedding computed once.
+#[derive(Clone, Debug)]
+pub struct PromptDecoder {
+    pub(crate) pe: PositionalEmbedding,
+    pub(crate) image_pe: Tensor,
+    pub(crate) prompt: PromptEncoder,
+    pub(crate) decoder: MaskDecoder,
+    pub(crate) side: usize,
+}
+
+impl PromptDecoder {
+    /// `embedding`: (1, width, side, side). Returns (IoU predictions, mask
+    /// logits (masks, 4·side, 4·side)).
+    pub fn predict(
+        &self,
+        embedding: &Tensor,
+        prompt: &SamPrompt,
+        multimask: bool,
+    ) -> Result<(Vec<f32>, Tensor)> {
+        let device = embedding.device();
+        let (_, c, h, w) = embedding.dims4()?;
+        if h != self.side || w != self.side {
+            return Err(ModelError::Input(format!(
+                "image embedding of {h}×{w}, the decoder expects {0}×{0}",
+                self.side
+            )));
+        }
+        let (sparse, dense) = self.prompt.forward(&self.pe, prompt, device)?;
+        let image = embedding
+            .reshape((c, h * w))?
+            .t()?
+            .contiguous()?
+            .add(&dense)?;
+        self.decoder.forward(
+            &image,
+            &self.image_pe,
+            sparse.as_ref(),
+            self.side,
+            multimask,
+        )
+    }
+}

@@ -1,0 +1,164 @@
+//! `SamModel`: the image encoder, run once per image, and the prompt decoder,
+//! run per click; plus `SamProcessor.post_process_masks`.
+
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+
+use super::config::SamConfig;
+use super::decoder::{MaskDecoder, PositionalEmbedding, PromptDecoder, PromptEncoder, SamPrompt};
+use super::vision::SamVisionEncoder;
+use crate::error::{ModelError, Result};
+use crate::io::files::ModelFiles;
+use crate::io::weights::Weights;
+use seer_kernels::Precision;
+
+#[derive(Clone, Debug)]
+pub struct SamModel {
+    config: SamConfig,
+    vision: SamVisionEncoder,
+    decoder: PromptDecoder,
+}
+
+/// One prompt's answer: `iou[i]` belongs to mask `i` of `logits`.
+#[derive(Clone, Debug)]
+pub struct SamPrediction {
+    pub iou: Vec<f32>,
+    /// `pred_masks`: (masks, side, side) row-major.
+    pub logits: Vec<f32>,
+    pub side: usize,
+}
+
+impl SamModel {
+    pub fn load_dir(dir: &Path, device: &Device, precision: Precision) -> Result<Self> {
+        Self::load(&ModelFiles::from_dir(dir)?, device, precision)
+    }
+
+    pub fn load(files: &ModelFiles, device: &Device, precision: Precision) -> Result<Self> {
+        let root = Weights::open(&files.weights, device)?.with_precision(precision);
+        let config = SamConfig::from_file(&files.config)?;
+        Self::from_weights(config, &root)
+    }
+
+    pub fn from_weights(config: SamConfig, root: &Weights) -> Result<Self> {
+        let vision = SamVisionEncoder::load(&root.pp("vision_encoder"), &config.vision)?;
+        let pe = PositionalEmbedding::load(
+            &root.pp("shared_image_embedding"),
+            config.vision.num_pos_feats,
+        )?;
+        let side = config.prompt.image_embedding_size;
+        let decoder = PromptDecoder {
+            image_pe: pe.image_wide(side, root.device())?,
+            pe,
+            prompt: PromptEncoder::load(&root.pp("prompt_encoder"), &config.prompt)?,
+            decoder: MaskDecoder::load(&root.pp("mask_decoder"), &config.decoder)?,
+            side,
+        };
+        Ok(Self {
+            config,
+            vision,
+            decoder,
+        })
+    }
+
+    pub fn config(&self) -> &SamConfig {
+        &self.config
+    }
+
+    /// `get_image_embeddings`: (batch, width, side, side) for (batch, 3, S, S) pixels.
+    pub fn embed(&self, pixels: &Tensor) -> Result<Tensor> {
+        self.vision.forward(pixels)
+    }
+
+    /// Side of the low-resolution mask logits (256).
+    pub fn mask_side(&self) -> usize {
+        self.decoder.prompt.mask_side()
+    }
+
+    /// Masks for one prompt on one embedded image (`embedding`: (1, width, side, side)).
+    pub fn predict(
+        &self,
+        embedding: &Tensor,
+        prompt: &SamPrompt,
+        multimask: bool,
+    ) -> Result<SamPrediction> {
+        if embedding.dim(0)? != 1 {
+            return Err(ModelError::Input(
+                "predict takes the embedding of one image".into(),
+            ));
+        }
+        let (iou, masks) = self.decoder.predict(embedding, prompt, multimask)?;
+        Ok(SamPrediction {
+            iou,
+            side: masks.dim(1)?,
+            logits: masks.flatten_all()?.to_vec1::<f32>()?,
+        })
+    }
+}
+
+/// `F.interpolate(mode="bilinear", align_corners=False)` of one `sh × sw`
+/// plane to `oh × ow`, reading only `src`'s top-left `ch × cw` region through
+/// `crop` when the destination is a crop of a larger resize: `full` is the
+/// size the source would be resized to before cropping.
+fn bilinear(
+    src: &[f32],
+    (sh, sw): (usize, usize),
+    (full_h, full_w): (usize, usize),
+    (oh, ow): (usize, usize),
+) -> Vec<f32> {
+    // PyTorch's `area_pixel_compute_scale` (in / out) and source index
+    // `max(scale·(dst + 0.5) − 0.5, 0)`, in f32 like its CPU kernel.
+    let taps = |input: usize, full: usize, out: usize| -> Vec<(usize, usize, f32, f32)> {
+        let scale = input as f32 / full as f32;
+        (0..out)
+            .map(|d| {
+                let real = (scale * (d as f32 + 0.5) - 0.5).max(0.0);
+                let i0 = real as usize;
+                let i1 = if i0 < input - 1 { i0 + 1 } else { i0 };
+                let l1 = real - i0 as f32;
+                (i0, i1, 1.0 - l1, l1)
+            })
+            .collect()
+    };
+    let ys = taps(sh, full_h, oh);
+    let xs = taps(sw, full_w, ow);
+    let mut out = vec![0f32; oh * ow];
+    for (y, &(y0, y1, wy0, wy1)) in ys.iter().enumerate() {
+        let (r0, r1) = (&src[y0 * sw..(y0 + 1) * sw], &src[y1 * sw..(y1 + 1) * sw]);
+        for (x, &(x0, x1, wx0, wx1)) in xs.iter().enumerate() {
+            out[y * ow + x] =
+                wy0 * (wx0 * r0[x0] + wx1 * r0[x1]) + wy1 * (wx0 * r1[x0] + wx1 * r1[x1]);
+        }
+    }
+    out
+}
+
+/// `SamImageProcessor.post_process_masks` for one mask: the `side × side`
+/// logits upscaled to the padded input (`pad`, (h, w)), cropped to the resized
+/// image (`resized`), resized to the original size and thresholded.
+pub fn post_process_mask(
+    logits: &[f32],
+    side: usize,
+    pad: (usize, usize),
+    resized: (usize, usize),
+    original: (usize, usize),
+    threshold: f32,
+) -> Vec<bool> {
+    let up = bilinear(logits, (side, side), pad, resized);
+    bilinear(&up, resized, original, original)
+        .into_iter()
+        .map(|v| v > threshold)
+        .collect()
+}
+
+/// The same as [`post_process_mask`] without the threshold (for tests and soft masks).
+pub fn post_process_logits(
+    logits: &[f32],
+    side: usize,
+    pad: (usize, usize),
+    resized: (usize, usize),
+    original: (usize, usize),
+) -> Vec<f32> {
+    let up = bilinear(logits, (side, side), pad, resized);
+    bilinear(&up, resized, original, original)
+}
