@@ -1,6 +1,7 @@
 // seer web page: search (paged, by date, state in the URL), search by example,
 // captions on results, a detail view with "more like this" and questions about
-// the photo (with a VQA model), reranking (with a matching model), zero-shot
+// the photo (with a VQA model), click-to-segment (with a SAM model), boxes for
+// typed labels and "show where" (with a detection model), reranking (with a matching model), zero-shot
 // classify, index status. Plain ES2020, no dependencies, nothing loaded from other hosts.
 'use strict';
 
@@ -602,6 +603,18 @@
       meta.append(caption);
     }
     meta.append(like);
+    if (showWhereQuery()) {
+      const where = document.createElement('button');
+      where.type = 'button';
+      where.className = 'link result-where';
+      where.textContent = 'Show where';
+      where.setAttribute('aria-label', `Show where “${showWhereQuery()}” is in ${name}`);
+      where.addEventListener('click', () => {
+        openLightbox(index);
+        showWhere();
+      });
+      meta.append(where);
+    }
 
     li.append(view, meta);
     return li;
@@ -733,6 +746,7 @@
     row('taken', 'Taken', r.taken_at || 'no EXIF capture time');
     row('modified', 'Modified', fmtTime(r.modified));
     renderAsk(r.id);
+    renderVision(r);
     const url = r.url || `/v1/images/${r.id}`;
     const open = $('#lightbox-open');
     open.href = url;
@@ -802,6 +816,226 @@
     }
   });
 
+  // ------------------------------------------------------------------ segment and detect
+  // With a segmentation model (SAM) a click on the shown photo outlines the
+  // object under it: the mask is drawn over the photo, and each further click
+  // (Alt- or right-click: not part of it) refines it, sending the last mask
+  // back by its mask_id. The server caches the photo's embedding, so only the
+  // first click runs the image encoder. With a detection model (OWL-ViT) typed
+  // labels are found and boxed, and "Show where" boxes a text search's words.
+
+  const stage = $('#lightbox-stage');
+  const maskOverlay = $('#mask-overlay');
+  const boxOverlay = $('#box-overlay');
+  const vision = { id: null, points: [], maskId: null, controller: null, detectController: null };
+  // Boxes drawn at most; "show where" draws the best and up to two more.
+  const MAX_BOXES_DRAWN = 50;
+  const SHOW_WHERE_MIN_SCORE = 0.1;
+
+  /** The words of the shown text search, when the server can find them in a photo. */
+  const showWhereQuery = () => (models.tasks.detect && search.request && search.request.q) || '';
+
+  function clearOverlay(kind) {
+    for (const el of boxOverlay.querySelectorAll(kind)) el.remove();
+  }
+
+  function clearSegment() {
+    if (vision.controller) vision.controller.abort();
+    vision.controller = null;
+    vision.points = [];
+    vision.maskId = null;
+    maskOverlay.hidden = true;
+    maskOverlay.removeAttribute('src');
+    delete maskOverlay.dataset.maskId;
+    clearOverlay('.seg-point');
+    $('#segment-status').textContent = '';
+    $('#segment-clear').hidden = true;
+    showError($('#segment-error'), null);
+  }
+
+  function clearBoxes() {
+    if (vision.detectController) vision.detectController.abort();
+    vision.detectController = null;
+    clearOverlay('.det-box');
+    $('#detect-status').textContent = '';
+    showError($('#detect-error'), null);
+  }
+
+  function renderVision(r) {
+    $('#segment-tools').hidden = !models.tasks.segment;
+    stage.classList.toggle('segmentable', !!models.tasks.segment);
+    $('#detect-form').hidden = !models.tasks.detect;
+    const q = showWhereQuery();
+    const where = $('#show-where');
+    where.hidden = !q;
+    where.textContent = q ? `Show where “${q}” is` : 'Show where';
+    if (vision.id === r.id) return;
+    vision.id = r.id;
+    clearSegment();
+    clearBoxes();
+  }
+
+  const pct = (v) => `${(v * 100).toFixed(3)}%`;
+
+  function drawPoints() {
+    clearOverlay('.seg-point');
+    for (const [x, y, label] of vision.points) {
+      const dot = document.createElement('span');
+      dot.className = `seg-point${label ? '' : ' negative'}`;
+      dot.style.left = pct(x);
+      dot.style.top = pct(y);
+      boxOverlay.append(dot);
+    }
+  }
+
+  async function segmentAt(event, positive) {
+    if (!models.tasks.segment || vision.id === null) return;
+    const rect = lightboxImg.getBoundingClientRect();
+    if (!rect.width || !rect.height) return;
+    const x = Math.min(1, Math.max(0, (event.clientX - rect.left) / rect.width));
+    const y = Math.min(1, Math.max(0, (event.clientY - rect.top) / rect.height));
+    vision.points.push([x, y, positive ? 1 : 0]);
+    drawPoints();
+    if (vision.controller) vision.controller.abort();
+    const controller = new AbortController();
+    vision.controller = controller;
+    const id = vision.id;
+    const form = new FormData();
+    form.append('id', String(id));
+    form.append('normalized', 'true');
+    form.append('points', JSON.stringify(vision.points));
+    if (vision.maskId) form.append('mask_id', vision.maskId);
+    const status = $('#segment-status');
+    status.textContent = 'Outlining…';
+    showError($('#segment-error'), null);
+    try {
+      const data = await api('/v1/segment', { method: 'POST', body: form, signal: controller.signal });
+      if (vision.controller !== controller || vision.id !== id) return;
+      const masks = Array.isArray(data.masks) ? data.masks : [];
+      const best = masks.reduce((a, m) => (!a || m.iou > a.iou ? m : a), null);
+      if (!best) {
+        status.textContent = 'No mask';
+        return;
+      }
+      vision.maskId = best.mask_id;
+      maskOverlay.src = best.png;
+      maskOverlay.dataset.maskId = best.mask_id;
+      maskOverlay.hidden = false;
+      const t = data.timing || {};
+      const share = data.width && data.height ? (best.area / (data.width * data.height)) * 100 : 0;
+      status.textContent = `Mask: ${fmtInt(best.area)} px (${share.toFixed(1)}% of the photo), IoU ${Number(best.iou).toFixed(2)} · `
+        + `${data.cached ? 'cached embedding, ' : `embedded in ${Math.round(t.embed_ms || 0)} ms, `}decoder ${Number(t.decoder_ms || 0).toFixed(1)} ms`;
+      status.dataset.cached = String(!!data.cached);
+      $('#segment-clear').hidden = false;
+    } catch (ex) {
+      if (isAbort(ex)) return;
+      vision.points.pop();
+      drawPoints();
+      status.textContent = '';
+      showError($('#segment-error'), ex);
+    } finally {
+      if (vision.controller === controller) vision.controller = null;
+    }
+  }
+
+  lightboxImg.addEventListener('click', (e) => segmentAt(e, !e.altKey));
+  lightboxImg.addEventListener('contextmenu', (e) => {
+    if (!models.tasks.segment) return;
+    e.preventDefault();
+    segmentAt(e, false);
+  });
+  $('#segment-clear').addEventListener('click', clearSegment);
+
+  function drawBoxes(data, detections) {
+    clearOverlay('.det-box');
+    const w = Number(data.width);
+    const h = Number(data.height);
+    if (!w || !h) return;
+    detections.forEach((d, i) => {
+      const [x0, y0, x1, y1] = d.box.map(Number);
+      const left = Math.max(0, x0);
+      const top = Math.max(0, y0);
+      const div = document.createElement('div');
+      div.className = `det-box${i === 0 ? ' best' : ''}`;
+      div.style.left = pct(left / w);
+      div.style.top = pct(top / h);
+      div.style.width = pct((Math.min(w, x1) - left) / w);
+      div.style.height = pct((Math.min(h, y1) - top) / h);
+      div.dataset.label = d.label;
+      div.dataset.score = String(d.score);
+      const label = document.createElement('span');
+      label.className = 'det-label';
+      label.textContent = `${d.label} ${(Number(d.score) * 100).toFixed(0)}%`;
+      div.append(label);
+      boxOverlay.append(div);
+    });
+  }
+
+  /** Finds `labels` in the shown photo; `pick` chooses what to draw. */
+  async function detectIn(labels, threshold, pick) {
+    if (vision.id === null) return;
+    if (vision.detectController) vision.detectController.abort();
+    const controller = new AbortController();
+    vision.detectController = controller;
+    const id = vision.id;
+    const form = new FormData();
+    form.append('id', String(id));
+    form.append('labels', labels.join(','));
+    form.append('threshold', String(threshold));
+    const status = $('#detect-status');
+    const button = $('#detect-submit');
+    button.disabled = true;
+    status.textContent = 'Looking…';
+    showError($('#detect-error'), null);
+    try {
+      const data = await api('/v1/detect', { method: 'POST', body: form, signal: controller.signal });
+      if (vision.detectController !== controller || vision.id !== id) return;
+      const all = Array.isArray(data.detections) ? data.detections : [];
+      const shown = pick(all);
+      drawBoxes(data, shown);
+      status.textContent = shown.length
+        ? `${shown.length} box${shown.length === 1 ? '' : 'es'}${all.length > shown.length ? ` (best ${shown.length} of ${all.length})` : ''} · ${Number((data.timing || {}).detect_ms || 0).toFixed(0)} ms`
+        : `Found no ${labels.map((l) => `“${l}”`).join(', ')} scoring ${threshold} or more`;
+    } catch (ex) {
+      if (isAbort(ex)) return;
+      status.textContent = '';
+      showError($('#detect-error'), ex);
+    } finally {
+      if (vision.detectController === controller) {
+        vision.detectController = null;
+        button.disabled = false;
+      }
+    }
+  }
+
+  $('#detect-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const labels = $('#detect-input').value.split(',').map((l) => l.trim()).filter(Boolean);
+    if (!labels.length) {
+      showError($('#detect-error'), new Error('Type what to find, e.g. a cat, a bicycle'));
+      $('#detect-input').focus();
+      return;
+    }
+    const raw = $('#detect-threshold').value.trim();
+    const threshold = raw === '' ? 0.1 : Number(raw);
+    if (!Number.isFinite(threshold) || threshold < 0 || threshold > 1) {
+      showError($('#detect-error'), new Error('The minimum score is a number from 0 to 1'));
+      $('#detect-threshold').focus();
+      return;
+    }
+    detectIn(labels, threshold, (all) => all.slice(0, MAX_BOXES_DRAWN));
+  });
+
+  /** Boxes where the search's words are in the shown photo: the best box
+   *  (it is in the results for a reason), and up to two more that score well. */
+  function showWhere() {
+    const q = showWhereQuery();
+    if (!q) return;
+    detectIn([q], 0, (all) => all.filter((d, i) => i === 0
+      || (i < 3 && d.score >= SHOW_WHERE_MIN_SCORE && d.score >= all[0].score / 2)));
+  }
+  $('#show-where').addEventListener('click', showWhere);
+
   $('#lightbox-close').addEventListener('click', () => closeLightbox());
   $('#lightbox-prev').addEventListener('click', () => moveLightbox(-1));
   $('#lightbox-next').addEventListener('click', () => moveLightbox(1));
@@ -811,7 +1045,8 @@
   });
   $('#lightbox-open').addEventListener('click', (ev) => openOriginal(ev, $('#lightbox-open').getAttribute('href')));
   lightbox.addEventListener('keydown', (e) => {
-    if (e.target && e.target.id === 'ask-input' && e.key !== 'Escape') return; // typing a question
+    const typing = e.target && ['ask-input', 'detect-input', 'detect-threshold'].includes(e.target.id);
+    if (typing && e.key !== 'Escape') return; // typing a question or labels
     if (e.key === 'ArrowLeft') { e.preventDefault(); moveLightbox(-1); }
     else if (e.key === 'ArrowRight') { e.preventDefault(); moveLightbox(1); }
     else if (e.key === 'Escape') { e.preventDefault(); closeLightbox(); }

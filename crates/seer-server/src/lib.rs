@@ -20,6 +20,7 @@ mod state;
 mod task_tests;
 mod tasks;
 mod thumbnails;
+mod vision;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -49,6 +50,11 @@ pub struct TaskModels {
     pub caption: Option<LoadedModel>,
     pub vqa: Option<LoadedModel>,
     pub matcher: Option<LoadedModel>,
+    /// A SAM checkpoint for `/v1/segment` (`--segment-model`).
+    pub segment: Option<LoadedModel>,
+    /// An OWL-ViT or OWLv2 checkpoint for `/v1/detect` and the page's "show
+    /// where" (`--detect-model`).
+    pub detect: Option<LoadedModel>,
 }
 
 impl TaskModels {
@@ -68,6 +74,13 @@ impl TaskModels {
                 head.check(m)
                     .map_err(|e| ServeError::Head(head.option(), e))?;
             }
+        }
+        if let Some(m) = &self.segment {
+            vision::check_segmenter(m).map_err(|e| ServeError::Head("--segment-model", e))?;
+        }
+        if let Some(m) = &self.detect {
+            seer_engine::detect::detector_of(m)
+                .map_err(|e| ServeError::Head("--detect-model", e))?;
         }
         Ok(())
     }
@@ -184,6 +197,15 @@ pub fn app_with(models: Vec<LoadedModel>, tasks: TaskModels, config: &ServerConf
             answer: start(Head::Answer, tasks.vqa),
             matcher: start(Head::Match, tasks.matcher),
         },
+        vision: vision::Vision {
+            segment: tasks
+                .segment
+                .and_then(|m| vision::Segmentation::new(m, config.queue_capacity)),
+            detect: tasks
+                .detect
+                .and_then(|m| vision::Detection::new(m, config.queue_capacity)),
+            stats: Default::default(),
+        },
         models: ServedModels::start(models, batching),
         index_dir: config.index_dir.clone(),
         token: config.token.clone(),
@@ -207,6 +229,8 @@ pub fn app_with(models: Vec<LoadedModel>, tasks: TaskModels, config: &ServerConf
         .route("/v1/caption", post(routes::caption))
         .route("/v1/ask", post(routes::ask))
         .route("/v1/match", post(routes::match_texts))
+        .route("/v1/segment", post(routes::segment))
+        .route("/v1/detect", post(routes::detect))
         .route(
             "/v1/search",
             get(routes::search_get).post(routes::search_post),

@@ -42,6 +42,16 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
         "How well each text describes an uploaded image or an indexed one (multipart: image or id, text once per text or texts one per line, at most 32): itm_probability (the image-text matching head, reads word order) and similarity (the contrastive cosine), as seer match gives them, in the order given; needs a server started with --match-model",
     ),
     (
+        "post",
+        "/v1/segment",
+        "Masks for a prompt on an uploaded image or an indexed one (multipart: image or id; points as JSON [[x, y, label], …] with label 1 on the object and 0 not, at most 64; boxes as JSON [[x0, y0, x1, y1], …], at most 16, one object each; mask_id of an earlier mask to refine it; multimask, default true for a single point alone; normalized=true for coordinates as fractions of the width and height). Answers width, height, cached (the image embedding came from the server's cache: only the prompt encoder and mask decoder ran), timing (embed_ms, null when cached; decoder_ms; total_ms) and masks: object, iou (predicted), area (pixels), bbox [x0, y0, x1, y1] (null when empty), mask_id (send it back to refine), png (a data: URL of the mask, translucent on transparent, longest side at most 1024: draw it stretched over the image), png_width, png_height; needs a server started with --segment-model",
+    ),
+    (
+        "post",
+        "/v1/detect",
+        "Boxes of things in an uploaded image or an indexed one (multipart: image or id; labels comma-separated and/or label once per label, at most 32, or query_id: an indexed photo of the thing to find; threshold, a score from 0 to 1, default 0.1 for labels, 0 for a query photo; nms, the per-label IoU above which overlapping boxes are suppressed, default 0.3, 1 turns it off). Answers width, height, detections (label, score, box [x0, y0, x1, y1] in the image's pixels, best first), cached_queries (the labels' embeddings came from the server's cache) and timing (prepare_ms, null when cached; detect_ms; total_ms); needs a server started with --detect-model",
+    ),
+    (
         "get",
         "/v1/search",
         "Search by text (q, needs a model with a text tower, or captions) or an indexed image (like, never among its own results) with a served model (model); pages with offset, filters by EXIF capture date (from, to); each result carries the file's size, modified, width, height, taken_at and, on an index with captions, its caption; mode picks the ranking (auto: hybrid when the index has captions and q has words); rerank reorders the best rerank_depth hits by the matching model's itm_probability",
@@ -107,7 +117,10 @@ pub fn error_statuses(method: &str, path: &str) -> Vec<(&'static str, &'static s
     if path == "/v1/search" {
         out.push(("409", "The index has no vectors of the served model"));
     }
-    if matches!(path, "/v1/caption" | "/v1/ask" | "/v1/match") {
+    if matches!(
+        path,
+        "/v1/caption" | "/v1/ask" | "/v1/match" | "/v1/segment" | "/v1/detect"
+    ) {
         out[0] = (
             "400",
             "Bad request (also: the server has no model for this route, no image or id, or a missing or overlong text)",

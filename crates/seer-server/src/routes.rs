@@ -24,6 +24,10 @@ use crate::tasks::{Head, TaskOutput, TaskWork};
 
 type AppStateRef = State<Arc<AppState>>;
 
+#[path = "vision_routes.rs"]
+mod vision_routes;
+pub use vision_routes::{detect, segment};
+
 pub async fn page() -> Html<&'static str> {
     Html(include_str!("../assets/index.html"))
 }
@@ -77,6 +81,8 @@ pub async fn models(State(state): AppStateRef) -> ApiResult<Json<Value>> {
         "caption": id(Head::Caption),
         "ask": id(Head::Answer),
         "match": id(Head::Match),
+        "segment": state.vision.segment.as_ref().map(|s| s.model.id.clone()),
+        "detect": state.vision.detect.as_ref().map(|d| d.model.id.clone()),
     });
     Ok(Json(described))
 }
@@ -92,6 +98,7 @@ pub async fn openapi() -> Json<Value> {
 
 /// The batchers' gauges are summed over the served models.
 pub async fn metrics(State(state): AppStateRef) -> impl IntoResponse {
+    let load = |a: &std::sync::atomic::AtomicUsize| a.load(std::sync::atomic::Ordering::Relaxed);
     // Every model thread: the embedding batchers and the language models'.
     let sum = |f: &dyn Fn(usize, &crate::batcher::BatchStats) -> usize| -> f64 {
         let embedders = state
@@ -102,12 +109,19 @@ pub async fn metrics(State(state): AppStateRef) -> impl IntoResponse {
         let heads = state.tasks.all().map(|t| f(t.depth(), &t.stats));
         embedders.chain(heads).sum::<usize>() as f64
     };
-    let load = |a: &std::sync::atomic::AtomicUsize| a.load(std::sync::atomic::Ordering::Relaxed);
+    // The segmentation and detection models' gates.
+    let gates = || {
+        let v = &state.vision;
+        let s = v.segment.as_ref().map(|s| &s.gate);
+        s.into_iter().chain(v.detect.as_ref().map(|d| &d.gate))
+    };
+    let gate_depth = gates().map(|g| g.depth()).sum::<usize>() as f64;
+    let gate_rejected = gates().map(|g| load(&g.rejected)).sum::<usize>() as f64;
     let gauges = [
         (
             "seer_queue_depth",
             "Items waiting for the model.",
-            sum(&|depth, _| depth),
+            sum(&|depth, _| depth) + gate_depth,
         ),
         (
             "seer_batches",
@@ -122,13 +136,12 @@ pub async fn metrics(State(state): AppStateRef) -> impl IntoResponse {
         (
             "seer_queue_rejections",
             "Requests refused with 503 because the queue was full.",
-            sum(&|_, stats| load(&stats.rejected)),
+            sum(&|_, stats| load(&stats.rejected)) + gate_rejected,
         ),
     ];
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(&gauges),
-    )
+    let mut text = state.metrics.render(&gauges);
+    text.push_str(&state.vision.render_metrics());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 
 // ---------------------------------------------------------------- embedding

@@ -21,6 +21,8 @@ pub struct AppState {
     pub models: ServedModels,
     /// Captioning, question-answering and matching models, when served.
     pub tasks: Tasks,
+    /// Segmentation and detection models, when served.
+    pub vision: crate::vision::Vision,
     pub index_dir: PathBuf,
     pub token: Option<String>,
     pub limits: DecodeLimits,

@@ -238,6 +238,7 @@ fn tasks() -> TaskModels {
         matcher: Some(head("fake-itm", |m| {
             m.matcher = Some(Arc::new(FakeMatcher))
         })),
+        ..Default::default()
     }
 }
 
@@ -562,7 +563,7 @@ async fn caption_ask_and_match_take_an_upload_or_an_indexed_photo() {
     assert_eq!(code, 200);
     assert_eq!(
         models["tasks"],
-        serde_json::json!({ "caption": "fake-caption", "ask": "fake-vqa", "match": "fake-itm" })
+        serde_json::json!({ "caption": "fake-caption", "ask": "fake-vqa", "match": "fake-itm", "segment": null, "detect": null })
     );
 }
 
@@ -590,7 +591,7 @@ async fn a_server_without_a_language_model_says_how_to_start_one() {
     let (_, models) = get(&app, "/v1/models").await;
     assert_eq!(
         models["tasks"],
-        serde_json::json!({ "caption": null, "ask": null, "match": null })
+        serde_json::json!({ "caption": null, "ask": null, "match": null, "segment": null, "detect": null })
     );
     // A model given for a head it lacks is refused at start, by name.
     let wrong = TaskModels {

@@ -1,6 +1,7 @@
 //! `seer serve`: the HTTP API and web page over an index, and with BLIP
 //! checkpoints captions, answers and image-text matching (`--caption-model`,
-//! `--vqa-model`, `--match-model`).
+//! `--vqa-model`, `--match-model`); with SAM and OWL checkpoints segmentation
+//! and detection (`--segment-model`, `--detect-model`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -35,6 +36,15 @@ pub struct Args {
     /// Salesforce/blip-itm-base-coco) for /v1/match and reranked searches.
     #[arg(long, value_name = "MODEL")]
     match_model: Option<String>,
+    /// A segmentation model (SAM, e.g. facebook/sam-vit-base) for
+    /// /v1/segment and the page's click-to-segment.
+    #[arg(long, value_name = "MODEL")]
+    segment_model: Option<String>,
+    /// An open-vocabulary detection model (OWL-ViT or OWLv2, e.g.
+    /// google/owlv2-base-patch16-ensemble) for /v1/detect and the page's
+    /// "show where".
+    #[arg(long, value_name = "MODEL")]
+    detect_model: Option<String>,
     #[command(flatten)]
     run: RunArgs,
     #[command(flatten)]
@@ -119,6 +129,8 @@ fn load_tasks(args: &Args) -> anyhow::Result<TaskModels> {
         caption: load(&args.caption_model)?,
         vqa: load(&args.vqa_model)?,
         matcher: load(&args.match_model)?,
+        segment: load(&args.segment_model)?,
+        detect: load(&args.detect_model)?,
     };
     tasks.check()?;
     Ok(tasks)
@@ -149,6 +161,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .chain(&tasks.caption)
         .chain(&tasks.vqa)
         .chain(&tasks.matcher)
+        .chain(&tasks.segment)
+        .chain(&tasks.detect)
         .map(|m| m.id.as_str())
         .collect::<Vec<_>>()
         .join(", ");
