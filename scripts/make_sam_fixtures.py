@@ -24,7 +24,7 @@ import PIL
 import torch
 import transformers
 from PIL import Image, ImageOps
-from transformers import SamConfig, SamModel, SamProcessor
+from transformers import SamConfig, SamModel, SamProcessor, pipeline
 from transformers.models.sam.image_processing_pil_sam import SamImageProcessorPil
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -164,6 +164,58 @@ def run_prompt(model, processor, image, emb, prompt, previous):
     return inputs, out, masks
 
 
+# Automatic mask generation (transformers' mask-generation pipeline) on small grids.
+# The tiny model's logits are small, so the stability offset is lowered for the filters
+# to keep anything; the second case turns the filters off and runs a crop layer.
+AUTOMASK = [
+    dict(image="coco-mini/images/val2017/000000000802.jpg",
+         options=dict(points_per_crop=8, pred_iou_thresh=0.5, stability_score_thresh=0.2,
+                      stability_score_offset=0.1)),
+    dict(image="smoke/skimage/camera.png",
+         options=dict(points_per_crop=4, crops_n_layers=1, pred_iou_thresh=0.0,
+                      stability_score_thresh=0.0)),
+]
+
+
+def rle_string(counts):
+    """COCO compressed RLE (`rleToString` of pycocotools' maskApi.c)."""
+    out = []
+    for i, x in enumerate(counts):
+        x = int(x)
+        if i > 2:
+            x -= int(counts[i - 2])
+        more = True
+        while more:
+            c = x & 0x1F
+            x >>= 5
+            more = (x != -1) if (c & 0x10) else (x != 0)
+            if more:
+                c |= 0x20
+            out.append(chr(c + 48))
+    return "".join(out)
+
+
+def automask_reference(model, image_processor, shared):
+    generator = pipeline("mask-generation", model=model, image_processor=image_processor,
+                         device="cpu")
+    cases = []
+    for case in AUTOMASK:
+        image = ImageOps.exif_transpose(Image.open(shared / case["image"]))
+        out = generator(image, points_per_batch=64, output_rle_mask=True,
+                        output_bboxes_mask=True, **case["options"])
+        masks = []
+        for rle_mask, score, box in zip(out["rle_mask"], out["scores"], out["bounding_boxes"]):
+            masks.append({
+                "score": round(float(score), 8),
+                "box": [int(v) for v in box],
+                "area": int(sum(rle_mask["counts"][1::2])),
+                "size": [int(v) for v in rle_mask["size"]],
+                "counts": rle_string(rle_mask["counts"]),
+            })
+        cases.append({"image": case["image"], "options": case["options"], "masks": masks})
+    return cases
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--shared", default=str(ROOT.parent / "shared" / "data"))
@@ -240,6 +292,10 @@ def main():
     }
     with open(dest / "reference.json", "w") as f:
         json.dump(reference, f, separators=(",", ":"))
+        f.write("\n")
+    automask = {"versions": reference["versions"], "cases": automask_reference(model, processor.image_processor, shared)}
+    with open(dest / "automask.json", "w") as f:
+        json.dump(automask, f, separators=(",", ":"))
         f.write("\n")
     total = sum(p.stat().st_size for p in dest.iterdir())
     print(f"wrote {dest} ({total / 1e6:.2f} MB)")

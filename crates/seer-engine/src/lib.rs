@@ -3,8 +3,10 @@
 //! (embedding files and texts in batches, zero-shot classification, evaluation).
 //! The command line, the index and the server are thin layers over this crate.
 
+pub mod automask;
 pub mod blip;
 pub mod caption_metrics;
+pub mod coco_masks;
 pub mod dataset;
 pub mod describe;
 pub mod detect;
@@ -19,6 +21,7 @@ pub mod registry;
 pub mod retrieval;
 pub mod sam;
 pub mod segment;
+pub mod segment_eval;
 pub mod siglip;
 pub mod tasks;
 pub mod zeroshot;

@@ -19,6 +19,7 @@ use seer_image::{DecodedImage, SamProcessorConfig};
 use seer_models::models::sam::{post_process_mask, SamModel, SamPrompt};
 use seer_models::{ModelFiles, Tensor};
 
+use crate::automask::{self, AutoMask, AutoMaskOptions, Candidate};
 use crate::error::{file_error, EngineError, Result};
 use crate::loader::LoadOptions;
 use crate::segment::{SegmentImage, SegmentMask, SegmentPrompt, Segmenter};
@@ -240,5 +241,77 @@ impl Segmenter for Sam {
             }
         }
         Ok(out)
+    }
+
+    fn auto_masks(&self, image: &DecodedImage, options: &AutoMaskOptions) -> Result<Vec<AutoMask>> {
+        options.validate()?;
+        let size = (image.height(), image.width());
+        let target = self.processor.longest_edge as f64;
+        let pad = (self.processor.pad.0 as usize, self.processor.pad.1 as usize);
+        let mut candidates: Vec<Candidate> = Vec::new();
+        for (crop, layer) in
+            automask::crop_boxes(options.crop_n_layers, options.crop_overlap_ratio, size)
+        {
+            let (cw, ch) = (crop[2] - crop[0], crop[3] - crop[1]);
+            if cw == 0 || ch == 0 {
+                continue;
+            }
+            let n = automask::points_for_layer(
+                options.points_per_side,
+                options.crop_n_points_downscale_factor,
+                layer,
+            );
+            if n == 0 {
+                continue;
+            }
+            let embedded = match layer {
+                0 => self.embed(image)?,
+                _ => self.embed(&automask::crop_image(image, crop)?)?,
+            };
+            let e = embedding_of(&embedded)?;
+            let resized = (e.resized.0 as usize, e.resized.1 as usize);
+            let original = (e.original.0 as usize, e.original.1 as usize);
+            // `_normalize_coordinates`: the crop's points in its resized input.
+            let (old_h, old_w) = (ch as f64, cw as f64);
+            let scale = target / old_h.max(old_w);
+            let new_w = ((old_w * scale + 0.5) as i64) as f64;
+            let new_h = ((old_h * scale + 0.5) as i64) as f64;
+            for (object, (gx, gy)) in automask::point_grid(n).into_iter().enumerate() {
+                let (px, py) = (gx * old_w, gy * old_h);
+                let prompt = SamPrompt {
+                    points: vec![(px * (new_w / old_w), py * (new_h / old_h), 1)],
+                    bbox: None,
+                    mask: None,
+                };
+                let pred = self.model.predict(&e.embedding, &prompt, true)?;
+                let plane = pred.side * pred.side;
+                for (k, &iou) in pred.iou.iter().enumerate() {
+                    if options.pred_iou_thresh > 0.0 && !(iou > options.pred_iou_thresh) {
+                        continue;
+                    }
+                    let low = &pred.logits[k * plane..(k + 1) * plane];
+                    let up = seer_models::models::sam::post_process_logits(
+                        low, pred.side, pad, resized, original,
+                    );
+                    let Some((stability, box_xyxy, mask)) =
+                        automask::filter_one(options, iou, &up, crop, size)
+                    else {
+                        continue;
+                    };
+                    let full = automask::pad_mask(&mask, crop, size);
+                    candidates.push(Candidate {
+                        iou,
+                        stability,
+                        box_xyxy,
+                        crop,
+                        object,
+                        point: (px + crop[0] as f64, py + crop[1] as f64),
+                        rle: automask::rle_counts(&full, size.1 as usize, size.0 as usize),
+                        low_res: Vec::new(),
+                    });
+                }
+            }
+        }
+        Ok(automask::finish(candidates, options, size))
     }
 }

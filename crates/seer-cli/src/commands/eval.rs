@@ -2,6 +2,9 @@
 //! `seer eval retrieval`: image-text recall@K on a captioned image set.
 //! `seer eval caption`: BLEU and CIDEr-D of a captioning model on a captioned
 //! image set, scored as the COCO caption evaluation scores them.
+//! `seer eval segment`: box-prompted segmentation mIoU on COCO instances
+//! (every object's ground-truth box prompts SAM, one mask per box, scored
+//! against the COCO mask as pycocotools decodes it; crowd regions skipped).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,6 +15,9 @@ use seer_engine::describe::CaptionOptions;
 use seer_engine::eval::evaluate_zeroshot;
 use seer_engine::prompts::{read_list, templates, ListKind};
 use seer_engine::retrieval::{evaluate_retrieval, read_captions_jsonl};
+use seer_engine::segment_eval::{
+    evaluate_segmentation, read_coco_instances, SegmentEvalOptions, SegmentEvalReport,
+};
 use seer_engine::ZeroShotClassifier;
 
 use crate::common::{GenerationArgs, ModelArgs, RunArgs};
@@ -26,6 +32,41 @@ pub enum EvalCommand {
     /// BLEU-1..4 and CIDEr-D of a captioning model against human references
     /// (as the COCO caption evaluation, pycocoevalcap, computes them).
     Caption(CaptionArgs),
+    /// Box-prompted segmentation mIoU on COCO instances: each object's
+    /// ground-truth box prompts the model (one mask per box), scored against
+    /// its COCO mask; crowd regions are skipped unless --include-crowd.
+    Segment(SegmentArgs),
+}
+
+#[derive(clap::Args)]
+pub struct SegmentArgs {
+    /// A COCO folder (annotations/instances_<split>.json, images in
+    /// images/<split>/ or <split>/), or one instances JSON file.
+    #[arg(long)]
+    data: PathBuf,
+    /// Folder of the image files (default: found beside the annotations).
+    #[arg(long)]
+    images: Option<PathBuf>,
+    /// Only this split (e.g. val2017); default every instances_*.json.
+    #[arg(long)]
+    split: Option<String>,
+    /// Evaluate only the first N images (sorted by split, then file name).
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Also score crowd annotations (iscrowd: 1), which box-prompt
+    /// evaluations leave out.
+    #[arg(long)]
+    include_crowd: bool,
+    /// Segmentation model (SamModel / SlimSAM): a folder, an alias or a hub id.
+    #[arg(long, short)]
+    model: String,
+    #[command(flatten)]
+    run: RunArgs,
+    /// Print the report as one JSON object: {model, images, instances, miou,
+    /// category_miou, per_category, skipped_crowd, skipped_empty,
+    /// images_without_objects, multimask, failed, per_instance}; IoU 0-1.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -99,7 +140,89 @@ pub fn run(cmd: EvalCommand) -> anyhow::Result<ExitCode> {
         EvalCommand::Zeroshot(args) => zeroshot(args),
         EvalCommand::Retrieval(args) => retrieval(args),
         EvalCommand::Caption(args) => caption(args),
+        EvalCommand::Segment(args) => segment(args),
     }
+}
+
+fn segment(args: SegmentArgs) -> anyhow::Result<ExitCode> {
+    let mut data = read_coco_instances(&args.data, args.images.as_deref(), args.split.as_deref())?;
+    if let Some(n) = args.limit {
+        anyhow::ensure!(n > 0, "--limit must be at least 1");
+        data.images.truncate(n);
+    }
+    anyhow::ensure!(
+        !data.images.is_empty(),
+        "{}: the annotations list no images",
+        args.data.display()
+    );
+    let model = args.run.load(&args.model)?;
+    let Some(segmenter) = model.segmenter.clone() else {
+        anyhow::bail!(
+            "model '{}' ({}) does not segment: `seer eval segment` needs a SAM checkpoint \
+             (SamModel, e.g. facebook/sam-vit-base or SlimSAM)",
+            model.id,
+            model.family
+        );
+    };
+    let options = SegmentEvalOptions {
+        include_crowd: args.include_crowd,
+        limits: args.run.limits(Default::default()),
+    };
+    let pb = progress(data.images.len(), "segmenting");
+    let mut failures = Failures::default();
+    let report = evaluate_segmentation(segmenter.as_ref(), &data, &options, |path, result| {
+        pb.inc(1);
+        if let Err(e) = result {
+            failures.report_path(&pb, path, &e.to_string());
+        }
+    });
+    pb.finish_and_clear();
+    // Unreadable annotations fail alone (the image is still scored).
+    for f in report.failed.iter().filter(|f| f.annotation_id.is_some()) {
+        failures.report(&pb, &f.file, &f.error);
+    }
+    if args.json {
+        let mut value = serde_json::to_value(&report)?;
+        value["model"] = serde_json::json!(model.id);
+        println!("{value}");
+    } else {
+        print_segment_report(&report);
+    }
+    Ok(failures.exit_code())
+}
+
+fn print_segment_report(report: &SegmentEvalReport) {
+    println!("{:<24} {:>9} {:>7}", "category", "instances", "mIoU");
+    for c in &report.per_category {
+        println!(
+            "{:<24} {:>9} {:>6.2}%",
+            truncate(&c.name, 24),
+            c.instances,
+            c.miou * 100.0
+        );
+    }
+    let mut notes = Vec::new();
+    if report.skipped_crowd > 0 {
+        notes.push(format!("{} crowd skipped", report.skipped_crowd));
+    }
+    if report.skipped_empty > 0 {
+        notes.push(format!("{} empty masks skipped", report.skipped_empty));
+    }
+    if !report.failed.is_empty() {
+        notes.push(format!("{} failed", report.failed.len()));
+    }
+    println!(
+        "\n{} images, {} objects (box prompts, one mask each): mIoU {:.2}%, category mIoU {:.2}%{}",
+        report.images,
+        report.instances,
+        report.miou * 100.0,
+        report.category_miou * 100.0,
+        if notes.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", notes.join(", "))
+        }
+    );
 }
 
 fn caption(args: CaptionArgs) -> anyhow::Result<ExitCode> {

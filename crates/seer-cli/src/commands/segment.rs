@@ -1,22 +1,38 @@
-//! `seer segment`: cut objects out of an image with SAM from clicks and boxes.
-//! The image is embedded once; every object (each box, or the points alone)
-//! then costs only SAM's prompt encoder and mask decoder.
+//! `seer segment`: cut objects out of images with SAM, from clicks and boxes
+//! (`--point`, `--box`, `--mask-input`), from words (`--text`: an OWL detector
+//! finds boxes, each box prompts SAM), or everything at once (`--auto`:
+//! transformers' mask-generation pipeline). Each image is embedded once;
+//! every object then costs only SAM's prompt encoder and mask decoder.
+//!
+//! Outputs: text lines or `--json` (one object per image), PNG cut-outs
+//! (`--out`), COCO polygons (`--polygons`), one COCO instances file for all
+//! images (`--coco`), and the low-resolution logits (`--logits`).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use seer_engine::segment::{SegmentMask, SegmentPrompt};
-use serde_json::json;
+use seer_engine::automask::AutoMaskOptions;
+use seer_engine::collect_image_paths;
+use seer_engine::detect::{
+    detector_of, DetectOptions, DetectQuery, DEFAULT_NMS_IOU, DEFAULT_TEXT_THRESHOLD,
+};
+use seer_engine::segment::{outer_polygons, SegmentMask, SegmentPrompt};
+use seer_index::pathcodec::display_path;
+use serde_json::{json, Value};
 
 use crate::common::RunArgs;
+use crate::output::{progress, Failures};
+
+/// The detector `--text` uses unless `--detector` names another.
+pub const DEFAULT_DETECTOR: &str = "owlv2-b16";
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The image to segment.
-    #[arg(value_name = "IMAGE")]
-    image: PathBuf,
+    /// Image files or folders.
+    #[arg(required = true, value_name = "IMAGE")]
+    images: Vec<PathBuf>,
     /// SAM model (SamModel / SlimSAM): a folder, an alias or a hub id.
     #[arg(long, short)]
     model: String,
@@ -34,20 +50,73 @@ pub struct Args {
     /// Which mask of a [N, 256, 256] `--mask-input` to use.
     #[arg(long, default_value_t = 0)]
     mask_index: usize,
-    /// One mask per object instead of three.
+    /// One mask per object instead of three (always so with --text).
     #[arg(long)]
     single: bool,
+
+    /// Every object, without a prompt: a grid of points, filtered by predicted IoU
+    /// and stability, deduplicated by box NMS (transformers' mask-generation pipeline).
+    #[arg(long, conflicts_with_all = ["points", "boxes", "mask_input", "text"])]
+    auto: bool,
+    /// --auto: grid points per side (`points_per_crop`) [default: 32].
+    #[arg(long, requires = "auto", value_name = "N")]
+    points_per_side: Option<usize>,
+    /// --auto: keep masks whose predicted IoU is above this (0 turns it off) [default: 0.88].
+    #[arg(long, requires = "auto", value_name = "T")]
+    pred_iou_thresh: Option<f32>,
+    /// --auto: keep masks whose stability score is above this (0 turns it off) [default: 0.95].
+    #[arg(long, requires = "auto", value_name = "T")]
+    stability_score_thresh: Option<f32>,
+    /// --auto: logit offset of the stability score [default: 1].
+    #[arg(long, requires = "auto", value_name = "X")]
+    stability_score_offset: Option<f32>,
+    /// --auto: box IoU above which a mask is dropped for a better one (`crops_nms_thresh`) [default: 0.7].
+    #[arg(long, requires = "auto", value_name = "IOU")]
+    box_nms_thresh: Option<f32>,
+    /// --auto: layers of overlapping crops run again (layer i has (2^i)² crops) [default: 0].
+    #[arg(long, requires = "auto", value_name = "K")]
+    crop_n_layers: Option<usize>,
+    /// --auto: overlap of first-layer crops, as a fraction of the short side [default: 512/1500].
+    #[arg(long, requires = "auto", value_name = "R")]
+    crop_overlap_ratio: Option<f64>,
+    /// --auto: crop layer i samples points-per-side / factor^i points per side [default: 1].
+    #[arg(long, requires = "auto", value_name = "F")]
+    crop_n_points_downscale_factor: Option<usize>,
+
+    /// What to cut out, comma-separated ("the dog,a cat"): an OWL detector finds
+    /// boxes and each box prompts SAM; masks carry the detection's label and score.
+    #[arg(long, conflicts_with_all = ["points", "boxes", "mask_input"])]
+    text: Option<String>,
+    /// --text: detection model (OWL-ViT or OWLv2): a folder, an alias or a hub id [default: owlv2-b16].
+    #[arg(long, requires = "text", value_name = "MODEL")]
+    detector: Option<String>,
+    /// --text: drop detections scoring below this (as `seer detect`) [default: 0.1].
+    #[arg(long, requires = "text", value_name = "T")]
+    threshold: Option<f32>,
+    /// --text: per-label NMS IoU of the detections; 1 turns it off (as `seer detect`) [default: 0.3].
+    #[arg(long, requires = "text", value_name = "IOU")]
+    nms: Option<f32>,
+
+    /// Add each mask's outer contours as COCO polygons (`polygons`) to the JSON,
+    /// and use them as the segmentation in --coco.
+    #[arg(long)]
+    polygons: bool,
+    /// Write one COCO instances JSON for all images (images, annotations with RLE
+    /// or --polygons segmentation, bbox, area, score, categories).
+    #[arg(long, value_name = "FILE.json")]
+    coco: Option<PathBuf>,
     /// Write each mask as a PNG cut-out (the image's pixels, transparent outside the mask).
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
     /// Write the low-resolution mask logits [masks, 256, 256] (the reference's
-    /// `pred_masks`) as an f32 .npy.
-    #[arg(long, value_name = "FILE.npy")]
+    /// `pred_masks`) as an f32 .npy; one image, prompted.
+    #[arg(long, value_name = "FILE.npy", conflicts_with_all = ["auto"])]
     logits: Option<PathBuf>,
     #[command(flatten)]
     run: RunArgs,
-    /// Print one JSON object: {"input", "width", "height", "masks": [{"object",
-    /// "iou", "area", "bbox", "rle"}]}; `rle` is COCO's uncompressed RLE.
+    /// Print one JSON object per image: {"input", "model", "width", "height",
+    /// "masks": [{"object", "iou", "area", "bbox", "rle", ...}]}; `rle` is COCO's
+    /// uncompressed RLE, `bbox` COCO's [x, y, width, height].
     #[arg(long)]
     json: bool,
 }
@@ -97,7 +166,7 @@ fn parse_prompt(args: &Args) -> anyhow::Result<SegmentPrompt> {
         prompt.mask_logits = Some(read_mask(path, args.mask_index)?);
     }
     if prompt.points.is_empty() && prompt.boxes.is_empty() && prompt.mask_logits.is_none() {
-        bail!("give at least one --point, --box or --mask-input");
+        bail!("give at least one --point, --box or --mask-input, or --text LABELS, or --auto");
     }
     Ok(prompt)
 }
@@ -224,8 +293,99 @@ fn bbox(m: &SegmentMask) -> [u32; 4] {
     ]
 }
 
+/// One output mask with what the mode adds to it.
+struct OutMask {
+    mask: SegmentMask,
+    /// --text: the detection.
+    label: Option<(String, usize, f32, [f32; 4])>,
+    /// --auto: stability score, grid point, crop box.
+    auto: Option<(f32, (f64, f64), [u32; 4])>,
+}
+
+enum Mode {
+    Prompt(SegmentPrompt),
+    Text(Vec<String>),
+    Auto(AutoMaskOptions),
+}
+
+/// Flags that only mean something with `--auto` / `--text`.
+fn check_mode_flags(args: &Args) -> anyhow::Result<()> {
+    let auto_only = [
+        ("--points-per-side", args.points_per_side.is_some()),
+        ("--pred-iou-thresh", args.pred_iou_thresh.is_some()),
+        (
+            "--stability-score-thresh",
+            args.stability_score_thresh.is_some(),
+        ),
+        (
+            "--stability-score-offset",
+            args.stability_score_offset.is_some(),
+        ),
+        ("--box-nms-thresh", args.box_nms_thresh.is_some()),
+        ("--crop-n-layers", args.crop_n_layers.is_some()),
+        ("--crop-overlap-ratio", args.crop_overlap_ratio.is_some()),
+        (
+            "--crop-n-points-downscale-factor",
+            args.crop_n_points_downscale_factor.is_some(),
+        ),
+    ];
+    if let Some((flag, _)) = auto_only.iter().find(|(_, set)| *set && !args.auto) {
+        bail!("{flag} only applies to --auto");
+    }
+    let text_only = [
+        ("--detector", args.detector.is_some()),
+        ("--threshold", args.threshold.is_some()),
+        ("--nms", args.nms.is_some()),
+    ];
+    if let Some((flag, _)) = text_only
+        .iter()
+        .find(|(_, set)| *set && args.text.is_none())
+    {
+        bail!("{flag} only applies to --text");
+    }
+    Ok(())
+}
+
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let prompt = parse_prompt(&args)?;
+    check_mode_flags(&args)?;
+    let mode = if args.auto {
+        let d = AutoMaskOptions::default();
+        let o = AutoMaskOptions {
+            points_per_side: args.points_per_side.unwrap_or(d.points_per_side),
+            pred_iou_thresh: args.pred_iou_thresh.unwrap_or(d.pred_iou_thresh),
+            stability_score_thresh: args
+                .stability_score_thresh
+                .unwrap_or(d.stability_score_thresh),
+            stability_score_offset: args
+                .stability_score_offset
+                .unwrap_or(d.stability_score_offset),
+            mask_threshold: seer_engine::sam::MASK_THRESHOLD,
+            nms_thresh: args.box_nms_thresh.unwrap_or(d.nms_thresh),
+            crop_n_layers: args.crop_n_layers.unwrap_or(d.crop_n_layers),
+            crop_overlap_ratio: args.crop_overlap_ratio.unwrap_or(d.crop_overlap_ratio),
+            crop_n_points_downscale_factor: args
+                .crop_n_points_downscale_factor
+                .unwrap_or(d.crop_n_points_downscale_factor),
+        };
+        o.validate()?;
+        Mode::Auto(o)
+    } else if let Some(text) = &args.text {
+        let labels: Vec<String> = text
+            .split(',')
+            .map(|l| l.trim().to_string())
+            .filter(|l| !l.is_empty())
+            .collect();
+        if labels.is_empty() {
+            bail!("--text '{text}': give at least one label");
+        }
+        Mode::Text(labels)
+    } else {
+        Mode::Prompt(parse_prompt(&args)?)
+    };
+    let (paths, walk_failures) = collect_image_paths(&args.images);
+    if args.logits.is_some() && (paths.len() != 1 || !walk_failures.is_empty()) {
+        bail!("--logits writes the logits of one image: give exactly one IMAGE");
+    }
     let model = args.run.load(&args.model)?;
     let Some(segmenter) = model.segmenter.clone() else {
         bail!(
@@ -235,75 +395,318 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             model.family
         );
     };
-    let decoded = seer_image::decode_file_full(&args.image, &args.run.limits(Default::default()))?;
-    let image = segmenter.embed(&decoded)?;
-    let masks = segmenter.segment(&image, &prompt, !args.single)?;
-    let stem = args
-        .image
-        .file_stem()
-        .map_or("image".into(), |s| s.to_string_lossy().into_owned());
-    let mut written = Vec::new();
-    if let Some(dir) = &args.out {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("{}: cannot create", dir.display()))?;
-        let rgb = decoded.composite_on_white();
-        for (i, m) in masks.iter().enumerate() {
-            let mut cut = seer_image::image::RgbaImage::new(m.width, m.height);
-            for (j, (px, &inside)) in cut.pixels_mut().zip(&m.mask).enumerate() {
-                let p = rgb.get_pixel(j as u32 % m.width, j as u32 / m.width);
-                *px = seer_image::image::Rgba([p[0], p[1], p[2], if inside { 255 } else { 0 }]);
-            }
-            let path = dir.join(format!("{stem}.mask{i}.png"));
-            cut.save(&path)
-                .with_context(|| format!("{}: cannot write", path.display()))?;
-            written.push(path);
+    let detection = match &mode {
+        Mode::Text(labels) => {
+            let options = DetectOptions {
+                threshold: args.threshold.unwrap_or(DEFAULT_TEXT_THRESHOLD),
+                nms_iou: args.nms.unwrap_or(DEFAULT_NMS_IOU),
+            };
+            options.validate()?;
+            let det_model = args
+                .run
+                .load(args.detector.as_deref().unwrap_or(DEFAULT_DETECTOR))?;
+            let detector = detector_of(&det_model)?;
+            let prepared = detector.prepare(&DetectQuery::Texts(labels.clone()))?;
+            Some((detector, prepared, options))
         }
+        _ => None,
+    };
+    let limits = args.run.limits(Default::default());
+    let pb = progress(paths.len(), "segmenting");
+    let mut failures = Failures::default();
+    for (path, cause) in walk_failures {
+        failures.report_path(&pb, &path, &cause);
     }
-    if let Some(path) = &args.logits {
-        let side = (masks.first().map_or(0, |m| m.low_res_logits.len()) as f64).sqrt() as usize;
-        let data: Vec<f32> = masks
-            .iter()
-            .flat_map(|m| m.low_res_logits.iter().copied())
-            .collect();
-        write_npy(path, &[masks.len(), side, side], &data)?;
-    }
-    let mut out = std::io::stdout().lock();
-    if args.json {
-        let list: Vec<_> = masks
-            .iter()
-            .enumerate()
-            .map(|(i, m)| {
-                let mut v = json!({
-                    "object": m.object,
-                    "iou": m.iou,
-                    "area": m.mask.iter().filter(|&&b| b).count(),
-                    "bbox": bbox(m),
-                    "rle": {"size": [m.height, m.width], "counts": rle(m)},
-                });
-                if let Some(p) = written.get(i) {
-                    v["png"] = json!(p.display().to_string());
+    let mut coco = args.coco.as_ref().map(|_| Coco::new(&mode));
+    let mut done = 0;
+    for path in &paths {
+        pb.inc(1);
+        let result = (|| -> anyhow::Result<(seer_image::DecodedImage, Vec<OutMask>)> {
+            let decoded = seer_image::decode_file_full(path, &limits)?;
+            let masks = match &mode {
+                Mode::Prompt(prompt) => {
+                    let image = segmenter.embed(&decoded)?;
+                    segmenter
+                        .segment(&image, prompt, !args.single)?
+                        .into_iter()
+                        .map(|mask| OutMask {
+                            mask,
+                            label: None,
+                            auto: None,
+                        })
+                        .collect()
                 }
-                v
+                Mode::Auto(o) => segmenter
+                    .auto_masks(&decoded, o)?
+                    .into_iter()
+                    .map(|a| OutMask {
+                        auto: Some((a.stability_score, a.point, a.crop_box)),
+                        mask: a.mask,
+                        label: None,
+                    })
+                    .collect(),
+                Mode::Text(_) => {
+                    let (detector, prepared, options) = detection.as_ref().expect("text mode");
+                    let found = detector.detect(&decoded, prepared, options)?;
+                    if found.is_empty() {
+                        Vec::new()
+                    } else {
+                        let (w, h) = (decoded.width() as f32, decoded.height() as f32);
+                        let boxes: Vec<[f32; 4]> =
+                            found.iter().map(|d| clamp_box(d.bbox, w, h)).collect();
+                        let image = segmenter.embed(&decoded)?;
+                        let prompt = SegmentPrompt {
+                            boxes: boxes.clone(),
+                            ..Default::default()
+                        };
+                        segmenter
+                            .segment(&image, &prompt, false)?
+                            .into_iter()
+                            .map(|mask| {
+                                let d = &found[mask.object];
+                                OutMask {
+                                    label: Some((
+                                        d.label.clone(),
+                                        d.label_index,
+                                        d.score,
+                                        boxes[mask.object],
+                                    )),
+                                    mask,
+                                    auto: None,
+                                }
+                            })
+                            .collect()
+                    }
+                }
+            };
+            Ok((decoded, masks))
+        })();
+        let (decoded, masks) = match result {
+            Ok(r) => r,
+            Err(e) => {
+                failures.report_path(&pb, path, &format!("{e:#}"));
+                continue;
+            }
+        };
+        let input = display_path(path);
+        let written = match write_cutouts(&args, path, &decoded, &masks) {
+            Ok(w) => w,
+            Err(e) => {
+                failures.report_path(&pb, path, &format!("{e:#}"));
+                continue;
+            }
+        };
+        if let Some(file) = &args.logits {
+            let side =
+                (masks.first().map_or(0, |m| m.mask.low_res_logits.len()) as f64).sqrt() as usize;
+            let data: Vec<f32> = masks
+                .iter()
+                .flat_map(|m| m.mask.low_res_logits.iter().copied())
+                .collect();
+            write_npy(file, &[masks.len(), side, side], &data)?;
+        }
+        let polygons: Vec<Option<Vec<Vec<f64>>>> = masks
+            .iter()
+            .map(|m| {
+                args.polygons.then(|| {
+                    outer_polygons(&m.mask.mask, m.mask.width as usize, m.mask.height as usize)
+                })
             })
             .collect();
-        let doc = json!({
-            "input": args.image.display().to_string(),
-            "model": model.id,
-            "width": image.width,
-            "height": image.height,
-            "masks": list,
-        });
-        writeln!(out, "{doc}")?;
-    } else {
-        for (i, m) in masks.iter().enumerate() {
-            let [x, y, w, h] = bbox(m);
-            let area = m.mask.iter().filter(|&&b| b).count();
-            writeln!(
-                out,
-                "mask {i} (object {}): iou {:.3}, area {area} px, bbox {x},{y} {w}×{h}",
-                m.object, m.iou
-            )?;
+        if let Some(c) = coco.as_mut() {
+            c.add(&input, &decoded, &masks, &polygons);
+        }
+        let mut out = std::io::stdout().lock();
+        if args.json {
+            let list: Vec<Value> = masks
+                .iter()
+                .enumerate()
+                .map(|(i, m)| mask_json(m, written.get(i), polygons[i].as_ref()))
+                .collect();
+            let doc = json!({
+                "input": input,
+                "model": model.id,
+                "width": decoded.width(),
+                "height": decoded.height(),
+                "masks": list,
+            });
+            writeln!(out, "{doc}")?;
+        } else {
+            for (i, m) in masks.iter().enumerate() {
+                let [x, y, w, h] = bbox(&m.mask);
+                let area = m.mask.mask.iter().filter(|&&b| b).count();
+                let what = match &m.label {
+                    Some((label, _, score, _)) => format!("{label} {score:.3}"),
+                    None => format!("object {}", m.mask.object),
+                };
+                writeln!(
+                    out,
+                    "{input}\tmask {i} ({what}): iou {:.3}, area {area} px, bbox {x},{y} {w}×{h}",
+                    m.mask.iou
+                )?;
+            }
+        }
+        done += 1;
+    }
+    pb.finish_and_clear();
+    if let (Some(c), Some(file)) = (coco, &args.coco) {
+        let text = serde_json::to_string(&c.finish())?;
+        std::fs::write(file, text).with_context(|| format!("{}: cannot write", file.display()))?;
+    }
+    failures.summary(done, "images");
+    Ok(failures.exit_code())
+}
+
+/// A detection's box inside the image (OWL's boxes may cross its edges).
+fn clamp_box(b: [f32; 4], w: f32, h: f32) -> [f32; 4] {
+    let x0 = b[0].clamp(0.0, w);
+    let y0 = b[1].clamp(0.0, h);
+    [x0, y0, b[2].clamp(x0, w), b[3].clamp(y0, h)]
+}
+
+/// An f32 as its shortest decimal (what `seer detect --json` prints), not
+/// widened to f64 digits.
+fn f32_json(v: f32) -> Value {
+    match v.is_finite() {
+        true => v
+            .to_string()
+            .parse::<f64>()
+            .map_or(Value::Null, Value::from),
+        false => Value::Null,
+    }
+}
+
+fn mask_json(m: &OutMask, png: Option<&PathBuf>, polygons: Option<&Vec<Vec<f64>>>) -> Value {
+    let s = &m.mask;
+    let mut v = json!({
+        "object": s.object,
+        "iou": f32_json(s.iou),
+        "area": s.mask.iter().filter(|&&b| b).count(),
+        "bbox": bbox(s),
+        "rle": {"size": [s.height, s.width], "counts": rle(s)},
+    });
+    if let Some((label, _, score, b)) = &m.label {
+        v["label"] = json!(label);
+        v["score"] = f32_json(*score);
+        v["box"] = json!(b.map(f32_json));
+    }
+    if let Some((stability, point, crop)) = &m.auto {
+        if stability.is_finite() {
+            v["stability_score"] = f32_json(*stability);
+        }
+        v["point"] = json!([point.0, point.1]);
+        v["crop_box"] = json!(crop);
+    }
+    if let Some(p) = polygons {
+        v["polygons"] = json!(p);
+    }
+    if let Some(p) = png {
+        v["png"] = json!(p.display().to_string());
+    }
+    v
+}
+
+fn write_cutouts(
+    args: &Args,
+    path: &Path,
+    decoded: &seer_image::DecodedImage,
+    masks: &[OutMask],
+) -> anyhow::Result<Vec<PathBuf>> {
+    let Some(dir) = &args.out else {
+        return Ok(Vec::new());
+    };
+    let stem = path
+        .file_stem()
+        .map_or("image".into(), |s| s.to_string_lossy().into_owned());
+    std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+    let rgb = decoded.composite_on_white();
+    let mut written = Vec::new();
+    for (i, m) in masks.iter().enumerate() {
+        let m = &m.mask;
+        let mut cut = seer_image::image::RgbaImage::new(m.width, m.height);
+        for (j, (px, &inside)) in cut.pixels_mut().zip(&m.mask).enumerate() {
+            let p = rgb.get_pixel(j as u32 % m.width, j as u32 / m.width);
+            *px = seer_image::image::Rgba([p[0], p[1], p[2], if inside { 255 } else { 0 }]);
+        }
+        let file = dir.join(format!("{stem}.mask{i}.png"));
+        cut.save(&file)
+            .with_context(|| format!("{}: cannot write", file.display()))?;
+        written.push(file);
+    }
+    Ok(written)
+}
+
+/// The COCO instances document `--coco` writes.
+struct Coco {
+    categories: Vec<String>,
+    images: Vec<Value>,
+    annotations: Vec<Value>,
+}
+
+impl Coco {
+    fn new(mode: &Mode) -> Self {
+        let categories = match mode {
+            Mode::Text(labels) => labels.clone(),
+            _ => vec!["object".to_string()],
+        };
+        Self {
+            categories,
+            images: Vec::new(),
+            annotations: Vec::new(),
         }
     }
-    Ok(ExitCode::SUCCESS)
+
+    fn add(
+        &mut self,
+        input: &str,
+        image: &seer_image::DecodedImage,
+        masks: &[OutMask],
+        polygons: &[Option<Vec<Vec<f64>>>],
+    ) {
+        let image_id = self.images.len() + 1;
+        self.images.push(json!({
+            "id": image_id,
+            "file_name": input,
+            "width": image.width(),
+            "height": image.height(),
+        }));
+        for (m, poly) in masks.iter().zip(polygons) {
+            let s = &m.mask;
+            let area = s.mask.iter().filter(|&&b| b).count();
+            let segmentation = match poly {
+                Some(p) => json!(p),
+                None => json!({"size": [s.height, s.width], "counts": rle(s)}),
+            };
+            let (category, score) = match &m.label {
+                Some((_, index, score, _)) => (index + 1, *score),
+                None => (1, s.iou),
+            };
+            let mut a = json!({
+                "id": self.annotations.len() + 1,
+                "image_id": image_id,
+                "category_id": category,
+                "segmentation": segmentation,
+                "area": area,
+                "bbox": bbox(s),
+                "iscrowd": 0,
+                "score": f32_json(score),
+                "predicted_iou": f32_json(s.iou),
+            });
+            if area == 0 {
+                a["bbox"] = json!([0, 0, 0, 0]);
+            }
+            self.annotations.push(a);
+        }
+    }
+
+    fn finish(self) -> Value {
+        json!({
+            "info": {"description": "seer segment", "version": env!("CARGO_PKG_VERSION")},
+            "images": self.images,
+            "annotations": self.annotations,
+            "categories": self.categories.iter().enumerate()
+                .map(|(i, name)| json!({"id": i + 1, "name": name, "supercategory": "object"}))
+                .collect::<Vec<_>>(),
+        })
+    }
 }

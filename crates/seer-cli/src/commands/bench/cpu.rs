@@ -75,6 +75,55 @@ fn parse_loadavg(text: &str) -> Option<f64> {
     text.split_whitespace().next()?.parse().ok()
 }
 
+/// CPU time so far, in `/proc` clock ticks: the whole machine's busy time
+/// (steal included) and this process's own (all its threads).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) struct CpuTimes {
+    busy: u64,
+    own: u64,
+}
+
+/// `/proc`'s clock ticks per second (`USER_HZ`, 100 on every Linux ABI).
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// The machine's and this process's CPU time now; `None` off Linux.
+pub(super) fn cpu_times() -> Option<CpuTimes> {
+    Some(CpuTimes {
+        busy: parse_machine_busy(&std::fs::read_to_string("/proc/stat").ok()?)?,
+        own: parse_own_ticks(&std::fs::read_to_string("/proc/self/stat").ok()?)?,
+    })
+}
+
+/// Cores kept busy by other processes (and the hypervisor's steal) on average
+/// since `start`, over `seconds` of wall time: about 0 on a quiet machine. A
+/// measurement that shared the cores says little about either engine.
+pub(super) fn other_cores(start: Option<CpuTimes>, seconds: f64) -> Option<f64> {
+    let (start, end) = (start?, cpu_times()?);
+    let others =
+        end.busy.saturating_sub(start.busy) as f64 - end.own.saturating_sub(start.own) as f64;
+    (seconds > 0.0).then(|| (others / TICKS_PER_SECOND / seconds).max(0.0))
+}
+
+/// user + nice + system + irq + softirq + steal of the `cpu` line.
+fn parse_machine_busy(stat: &str) -> Option<u64> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
+    let at = |i: usize| v.get(i).copied().unwrap_or(0);
+    Some(at(0) + at(1) + at(2) + at(5) + at(6) + at(7))
+}
+
+/// utime + stime of `/proc/self/stat` (fields 14 and 15; the command name in
+/// parentheses may hold spaces).
+fn parse_own_ticks(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let v: Vec<&str> = rest.split_whitespace().collect();
+    Some(v.get(11)?.parse::<u64>().ok()? + v.get(12)?.parse::<u64>().ok()?)
+}
+
 /// One line: `AMD EPYC (avx2 avx512f ...); kernels avx512, matmul avx512 f32 14x32`.
 pub(super) fn summary(cpu: &Value) -> String {
     let features: Vec<&str> = cpu["features"]
@@ -148,6 +197,15 @@ mod tests {
         let arm = "processor : 0\nBogoMIPS : 50.00\nFeatures : fp asimd\n";
         assert_eq!(parse_cpuinfo(arm).model, "unknown");
         assert_eq!(parse_cpuinfo("model name\t:\n").model, "unknown");
+    }
+
+    #[test]
+    fn cpu_times_parse_the_busy_fields_and_the_own_ticks() {
+        let stat = "cpu  100 2 30 900 7 0 4 5 0 0\ncpu0 50 1 15 450 3 0 2 2 0 0\n";
+        assert_eq!(parse_machine_busy(stat), Some(100 + 2 + 30 + 4 + 5));
+        let own = "123 (seer (bench) x) R 1 2 3 0 -1 4194304 97 0 0 0 40 6 0 0 20 0 3 0";
+        assert_eq!(parse_own_ticks(own), Some(46));
+        assert_eq!(parse_own_ticks("garbage"), None);
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! `seer bench --model` for a family other than CLIP (DINOv2, SigLIP): the same
+//! `seer bench --model` for a family other than CLIP (DINOv2, SigLIP; BLIP
+//! captioning models go on to [`super::caption`]): the same
 //! measurements through the task traits, so any registered family is covered.
 //! Images, model only: the family's embedding of random pixels at each batch
 //! size. Texts (models with a text tower): the prompts tokenised and embedded by
@@ -24,6 +25,9 @@ pub(super) fn run(args: &Args, resolved: &ResolvedModel) -> anyhow::Result<ExitC
     let model = load(args, resolved, args.precision)?;
     if let Some(n) = args.reindex_files {
         return super::bench_reindex(model, n, args.json);
+    }
+    if let Some(captioner) = model.captioner.clone() {
+        return super::caption::run(args, resolved, &model, captioner.as_ref());
     }
     let image = model.image()?;
     let mut results = json!({

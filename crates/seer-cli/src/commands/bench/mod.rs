@@ -8,7 +8,9 @@
 //! CPU and the kernel seer chose ([`cpu`]).
 //!
 //! A DINOv2 or SigLIP folder given to `--model` is measured by [`family`]
-//! through the task traits, against the same folder loaded by transformers.
+//! through the task traits, against the same folder loaded by transformers; a
+//! BLIP captioning folder by [`caption`] (images captioned and tokens generated
+//! per second, against transformers' `generate`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -24,8 +26,11 @@ use seer_models::{ClipConfig, ClipModel, Precision, Tensor, TextPadding, Weights
 use seer_tokenizer::ClipTokenizer;
 use serde_json::{json, Value};
 
+mod caption;
 mod cpu;
+mod detect;
 mod family;
+mod segment;
 
 #[derive(clap::Args, Clone)]
 pub struct Args {
@@ -44,9 +49,20 @@ pub struct Args {
     /// Image files or folder for the end-to-end measurement.
     #[arg(long, default_value = "../shared/data/imagenet-samples/images")]
     images: PathBuf,
-    /// How many files to embed end to end (the list repeats when it is shorter).
-    #[arg(long, default_value_t = 256)]
-    files: usize,
+    /// How many files to embed end to end (the list repeats when it is shorter);
+    /// for a captioning model, how many images to caption in each configuration.
+    /// Default 256, or 16 when captioning.
+    #[arg(long)]
+    files: Option<usize>,
+    /// Captioning models: batch sizes to caption at.
+    #[arg(long, value_delimiter = ',', default_value = "1,8")]
+    caption_batch_sizes: Vec<usize>,
+    /// Captioning models: beam widths to caption with (1 is greedy search).
+    #[arg(long, value_delimiter = ',', default_value = "1,3")]
+    beams: Vec<usize>,
+    /// Captioning models: new tokens at most (default: `generate`'s, 20).
+    #[arg(long)]
+    max_new_tokens: Option<usize>,
     /// Matmul weights for seer: f32, bf16 or int8 (timed against f32 in the same run).
     #[arg(long, default_value = "f32", value_parser = crate::common::parse_precision)]
     precision: Precision,
@@ -67,6 +83,13 @@ pub struct Args {
     reindex_files: Option<usize>,
     #[arg(long)]
     json: bool,
+}
+
+impl Args {
+    /// Files embedded end to end (`--files`, 256 by default).
+    fn files(&self) -> usize {
+        self.files.unwrap_or(256)
+    }
 }
 
 /// Typical zero-shot prompts: short, as users write them.
@@ -117,6 +140,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     if let Some(resolved) = &resolved {
         let detected = seer_engine::registry::detect(&resolved.dir)?;
+        // SAM and OWL: per-image and per-click latencies ([`segment`], [`detect`]).
+        match detected.family.name {
+            "sam" => return segment::run(&args, resolved),
+            "owlvit" => return detect::run(&args, resolved),
+            _ => {}
+        }
         if detected.family.name != seer_engine::registry::CLIP {
             return family::run(&args, resolved);
         }
@@ -358,7 +387,7 @@ fn measure_end_to_end(
         );
         return Ok(());
     }
-    let files: Vec<PathBuf> = files.iter().cycle().take(args.files).cloned().collect();
+    let files: Vec<PathBuf> = files.iter().cycle().take(args.files()).cloned().collect();
     let options = EmbedOptions {
         batch_size: *args.batch_sizes.last().unwrap_or(&32),
         ..Default::default()
@@ -414,7 +443,7 @@ fn run_reference(python: &Path, args: &Args, extra: &[String]) -> anyhow::Result
         .args(["--threads", &args.threads.to_string()])
         .args(["--batch-sizes", &batch_sizes.join(",")])
         .args(["--iterations", &args.iterations.to_string()])
-        .args(["--files", &args.files.to_string()])
+        .args(["--files", &args.files().to_string()])
         .args(["--device", &args.device])
         .args(extra)
         .arg("--images")

@@ -1,0 +1,73 @@
+//! `seer bench --model` on the tiny SAM and OWL fixtures: the JSON fields of
+//! the per-image and per-click measurements (no reference run, no timing
+//! limits: the figures only have to be there and be positive).
+
+use std::process::Command;
+
+use seer_testkit::{repo_root, shared_data};
+use serde_json::Value;
+
+fn bench(args: &[&str]) -> Value {
+    let image = shared_data().join("coco-mini/images/val2017/000000000139.jpg");
+    let o = Command::new(env!("CARGO_BIN_EXE_seer"))
+        .args([
+            "bench",
+            "--iterations",
+            "1",
+            "--threads",
+            "2",
+            "--json",
+            "--images",
+        ])
+        .arg(&image)
+        .args(args)
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+fn positive(r: &Value, key: &str) {
+    let v = r[key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{key} missing: {r}"));
+    assert!(v > 0.0 && v.is_finite(), "{key}: {v}");
+}
+
+#[test]
+fn bench_sam_reports_encoder_and_decoder_per_click() {
+    let model = repo_root().join("fixtures/sam/sam-tiny");
+    let r = bench(&["--model", model.to_str().unwrap()]);
+    assert_eq!(r["task"], "segment");
+    for key in [
+        "encoder_s",
+        "decoder_point_s",
+        "click_point_s",
+        "decoder_box_s",
+        "click_box_s",
+    ] {
+        positive(&r, key);
+    }
+    assert_eq!(r["image_size"], serde_json::json!([640, 426]));
+    assert!(r["cpu"]["model"].is_string());
+    assert!(r.get("reference").is_none());
+}
+
+#[test]
+fn bench_owl_reports_detection_per_image() {
+    let tokenizer = shared_data().join("clip-tokenizer/hf-clip-vit-base-patch32/tokenizer.json");
+    for name in ["owlvit-tiny", "owlv2-tiny"] {
+        let model = repo_root().join("fixtures/owlvit").join(name);
+        let r = bench(&[
+            "--model",
+            model.to_str().unwrap(),
+            "--tokenizer",
+            tokenizer.to_str().unwrap(),
+        ]);
+        assert_eq!(r["task"], "detect", "{name}");
+        positive(&r, "detect_model_s");
+        positive(&r, "detect_e2e_s");
+        assert_eq!(r["queries"].as_array().unwrap().len(), 4);
+    }
+}
