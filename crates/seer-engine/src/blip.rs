@@ -226,18 +226,38 @@ impl QuestionAnswerer for Blip {
 
 impl ImageTextMatcher for Blip {
     fn match_texts(&self, pixels: Vec<f32>, n: usize, texts: &[String]) -> Result<Vec<MatchScore>> {
-        let images = self.split(pixels, n, texts.len())?;
-        images
-            .iter()
-            .zip(texts)
-            .map(|(image, text)| {
-                let ids = self.text_ids(text, "text")?;
-                let s = self.model.match_text(image, &ids)?;
-                Ok(MatchScore {
-                    itm_probability: s.itm_probability,
-                    similarity: s.similarity,
-                })
-            })
-            .collect()
+        if texts.len() != n {
+            return Err(EngineError::Invalid(format!(
+                "{} texts for {n} images",
+                texts.len()
+            )));
+        }
+        let len = self.pixels_len();
+        let images = self.pixels(pixels, n)?;
+        let data = images
+            .flatten_all()
+            .map_err(seer_models::ModelError::from)?;
+        let data = data
+            .to_vec1::<f32>()
+            .map_err(seer_models::ModelError::from)?;
+        let mut scores = Vec::with_capacity(n);
+        let mut current = None;
+        for (i, text) in texts.iter().enumerate() {
+            let ids = self.text_ids(text, "text")?;
+            // Several texts against one image (`seer match`, `/v1/match`) come
+            // as the same pixels repeated: its side runs once.
+            if i == 0 || data[i * len..][..len] != data[(i - 1) * len..][..len] {
+                let image = images
+                    .narrow(0, i, 1)
+                    .map_err(seer_models::ModelError::from)?;
+                current = Some(self.model.match_image(&image)?);
+            }
+            let s = current.as_ref().expect("set at i == 0").score(&ids)?;
+            scores.push(MatchScore {
+                itm_probability: s.itm_probability,
+                similarity: s.similarity,
+            });
+        }
+        Ok(scores)
     }
 }

@@ -11,4 +11,4 @@ pub mod text;
 pub mod vision;
 
 pub use config::{BlipConfig, BlipHead, BlipTextConfig, BlipVisionConfig};
-pub use model::{BlipModel, ItmScores, TextGenerator};
+pub use model::{BlipModel, ItmScores, MatchImage, TextGenerator};

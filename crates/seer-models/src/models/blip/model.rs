@@ -214,6 +214,12 @@ impl BlipModel {
     /// `BlipForImageTextRetrieval` on one image (1, 3, S, S) and one text (the
     /// processor's ids, `[CLS]` … `[SEP]`).
     pub fn match_text(&self, pixels: &Tensor, text: &[u32]) -> Result<ItmScores> {
+        self.match_image(pixels)?.score(text)
+    }
+
+    /// The image side of `BlipForImageTextRetrieval` for one image (1, 3, S,
+    /// S), computed once for any number of texts.
+    pub fn match_image(&self, pixels: &Tensor) -> Result<MatchImage<'_>> {
         let Head::Retrieval {
             encoder,
             vision_proj,
@@ -224,20 +230,44 @@ impl BlipModel {
             return Err(self.wrong_head(BlipHead::Retrieval));
         };
         check_one_image(pixels)?;
-        check_text(text)?;
         let embeds = self.image_embeds(pixels)?.get(0)?;
+        Ok(MatchImage {
+            encoder,
+            text_proj,
+            itm,
+            context: encoder.encoder_context(&embeds)?,
+            // ITC: the class token projected and normalised.
+            feature: l2_normalize(&vision_proj.forward(&embeds.narrow(0, 0, 1)?)?)?,
+        })
+    }
+}
+
+/// One image ready to be scored against texts by the retrieval head: its
+/// cross-attention keys and values and its contrastive feature.
+pub struct MatchImage<'a> {
+    encoder: &'a BlipTextModel,
+    text_proj: &'a Linear,
+    itm: &'a Linear,
+    context: EncoderContext,
+    feature: Tensor,
+}
+
+impl MatchImage<'_> {
+    /// Both scores for one text (the processor's ids, `[CLS]` … `[SEP]`).
+    pub fn score(&self, text: &[u32]) -> Result<ItmScores> {
+        check_text(text)?;
         // ITM: the text read against the image; the head sees the first token.
-        let fused = encoder.encode(text, Some(&encoder.encoder_context(&embeds)?))?;
-        let logits = itm
+        let fused = self.encoder.encode(text, Some(&self.context))?;
+        let logits = self
+            .itm
             .forward(&fused.narrow(0, 0, 1)?)?
             .flatten_all()?
             .to_vec1::<f32>()?;
         let itm_probability = softmax2(logits[0], logits[1]);
-        // ITC: both first tokens projected, normalised, and their cosine.
-        let image_feat = l2_normalize(&vision_proj.forward(&embeds.narrow(0, 0, 1)?)?)?;
-        let text_alone = encoder.encode(text, None)?;
-        let text_feat = l2_normalize(&text_proj.forward(&text_alone.narrow(0, 0, 1)?)?)?;
-        let similarity = (image_feat * text_feat)?.sum_all()?.to_scalar::<f32>()?;
+        // ITC: the text's first token alone, projected and normalised.
+        let text_alone = self.encoder.encode(text, None)?;
+        let text_feat = l2_normalize(&self.text_proj.forward(&text_alone.narrow(0, 0, 1)?)?)?;
+        let similarity = (&self.feature * text_feat)?.sum_all()?.to_scalar::<f32>()?;
         Ok(ItmScores {
             itm_probability,
             similarity,

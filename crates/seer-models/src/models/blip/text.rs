@@ -202,10 +202,13 @@ impl BlipTextModel {
                 let cross = layer.cross.as_ref().ok_or_else(|| {
                     ModelError::Unsupported("this BLIP text model has no cross-attention".into())
                 })?;
-                let kv = cross.key_value.forward(states)?.to_vec2::<f32>()?;
+                let kv = rows_of(&cross.key_value.forward(states)?)?;
                 let c = self.cfg.hidden_size;
-                let mut out = KeyValues::default();
-                for row in kv {
+                let mut out = KeyValues {
+                    keys: Vec::with_capacity(kv.len() / 2),
+                    values: Vec::with_capacity(kv.len() / 2),
+                };
+                for row in kv.chunks_exact(2 * c) {
                     out.keys.extend_from_slice(&row[..c]);
                     out.values.extend_from_slice(&row[c..]);
                 }
@@ -310,14 +313,6 @@ impl BlipTextModel {
                 .intermediate
                 .forward_activated(&h, Some(self.cfg.activation))?;
             x = layer.output.forward(&inner, &h)?;
-        }
-        // The encoders keep no cache: their tokens are all given at once.
-        if direction == Direction::Bidirectional {
-            for seq in sequences.iter_mut() {
-                seq.layers
-                    .iter_mut()
-                    .for_each(|kv| *kv = KeyValues::default());
-            }
         }
         Ok(x)
     }
