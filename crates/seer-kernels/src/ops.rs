@@ -414,6 +414,64 @@ multiversion! {
 }
 
 multiversion! {
+    /// One head of one query against cached keys and values (a decoding step):
+    /// `out = softmax(scale · q·kᵀ) · v` over the first `visible` keys, where
+    /// key (value) `t` is `keys[t * stride + offset..][..d]` and `d = q.len()`:
+    /// the rows of a cache hold every head side by side, and a sequence's cache
+    /// grows by a row per step, so nothing is gathered or transposed. `scores`
+    /// is scratch (one float per key), reused across calls.
+    pub fn attend_cached(
+        q: &[f32],
+        keys: &[f32],
+        values: &[f32],
+        stride: usize,
+        offset: usize,
+        visible: usize,
+        scale: f32,
+        scores: &mut Vec<f32>,
+        out: &mut [f32],
+    ) {
+        let d = q.len();
+        assert!(visible > 0 && out.len() == d && offset + d <= stride);
+        assert!(keys.len() >= visible * stride && values.len() >= visible * stride);
+        // Plain loops, no closures: a closure is compiled without the
+        // enclosing function's target features, and `mul_add` in it becomes a
+        // libm call.
+        scores.clear();
+        scores.resize(visible, 0.0);
+        let mut max = f32::NEG_INFINITY;
+        for (s, k) in scores.iter_mut().zip(keys.chunks_exact(stride)) {
+            *s = dot(q, &k[offset..][..d]) * scale;
+            max = max.max(*s);
+        }
+        for v in scores.iter_mut() {
+            *v = math::exp(*v - max);
+        }
+        let inv = 1.0 / sum(scores);
+        out.fill(0.0);
+        for (&p, v) in scores.iter().zip(values.chunks_exact(stride)) {
+            let p = p * inv;
+            for (o, &x) in out.iter_mut().zip(&v[offset..][..d]) {
+                *o = p.mul_add(x, *o);
+            }
+        }
+    }
+}
+
+/// Dot product with 16 independent lanes (vectorises; the same order of
+/// operations on every CPU).
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 16];
+    for (ca, cb) in a.chunks(16).zip(b.chunks(16)) {
+        for ((s, &x), &y) in acc.iter_mut().zip(ca).zip(cb) {
+            *s = x.mul_add(y, *s);
+        }
+    }
+    acc.iter().sum()
+}
+
+multiversion! {
     fn swiglu_rows(x12: &[f32], hidden: usize, out: &mut [f32]) {
         for (row, o) in x12.chunks_exact(2 * hidden).zip(out.chunks_exact_mut(hidden)) {
             let (gate, up) = row.split_at(hidden);

@@ -605,6 +605,8 @@ unsafe fn run_block(
                         unsafe {
                             match (kernel.micro, quant, &w.panels) {
                                 (Micro::Float(micro), ..) => {
+                                    let micro =
+                                        kernel.few.get(tile.rows - 1).copied().unwrap_or(micro);
                                     micro(kc, a_panel, b_ptr, tile.c, n, tile.rows, tile.cols)
                                 }
                                 (Micro::Int8(micro), Some(q), Panels::Int8(wq)) => {
@@ -746,6 +748,10 @@ enum Micro {
 
 struct Kernel {
     mr: usize,
+    /// Kernels for tiles of fewer than `mr` rows, `[rows - 1]`, where there
+    /// are any: without them a one-row decoding step multiplies `mr - 1` rows
+    /// of zero padding.
+    few: &'static [MicroF32],
     /// Depth per packed block: KC words of A per row, so int8 (four depths a
     /// word) goes 4× deeper and writes C a quarter as often.
     kc: usize,
@@ -761,6 +767,7 @@ impl Kernel {
                 (Isa::Avx512, Precision::F32) => {
                     return Kernel {
                         mr: x86::MR_512,
+                        few: &x86::FEW_F32_AVX512,
                         kc: KC,
                         pack_a: pack_a_f32,
                         micro: Micro::Float(x86::micro_f32_avx512),
@@ -769,6 +776,7 @@ impl Kernel {
                 (Isa::Avx512, Precision::Bf16) if Isa::has_bf16_dot() => {
                     return Kernel {
                         mr: x86::MR_512,
+                        few: &[],
                         kc: KC,
                         pack_a: pack_a_bf16_pairs,
                         micro: Micro::Float(x86::micro_bf16_avx512),
@@ -777,6 +785,7 @@ impl Kernel {
                 (Isa::Avx512, Precision::Bf16) => {
                     return Kernel {
                         mr: x86::MR_512_BF16,
+                        few: &[],
                         kc: KC,
                         pack_a: pack_a_f32_even,
                         micro: Micro::Float(x86::micro_bf16_widened_avx512),
@@ -785,6 +794,7 @@ impl Kernel {
                 (Isa::Avx2, Precision::Bf16) => {
                     return Kernel {
                         mr: x86::MR_256_BF16,
+                        few: &[],
                         kc: KC,
                         pack_a: pack_a_f32_even,
                         micro: Micro::Float(x86::micro_bf16_avx2),
@@ -793,6 +803,7 @@ impl Kernel {
                 (Isa::Avx512, Precision::Int8) if Isa::has_int8_dot() => {
                     return Kernel {
                         mr: x86::MR_512,
+                        few: &[],
                         kc: 4 * KC,
                         pack_a: pack_a_u8_groups,
                         micro: Micro::Int8(x86::micro_int8_avx512),
@@ -802,6 +813,7 @@ impl Kernel {
                 (Isa::Avx512 | Isa::Avx2, Precision::Int8) => {
                     return Kernel {
                         mr: x86::MR_256_INT8,
+                        few: &[],
                         kc: 4 * KC,
                         pack_a: pack_a_u16_pairs,
                         micro: Micro::Int8(x86::micro_int8_avx2),
@@ -810,6 +822,7 @@ impl Kernel {
                 (Isa::Avx2, Precision::F32) => {
                     return Kernel {
                         mr: x86::MR_256,
+                        few: &x86::FEW_F32_AVX2,
                         kc: KC,
                         pack_a: pack_a_f32,
                         micro: Micro::Float(x86::micro_f32_avx2),
@@ -822,18 +835,21 @@ impl Kernel {
         match precision {
             Precision::F32 => Kernel {
                 mr: portable::MR,
+                few: &[],
                 kc: KC,
                 pack_a: pack_a_f32,
                 micro: Micro::Float(portable::micro_f32),
             },
             Precision::Bf16 => Kernel {
                 mr: portable::MR,
+                few: &[],
                 kc: KC,
                 pack_a: pack_a_f32_even,
                 micro: Micro::Float(portable::micro_bf16),
             },
             Precision::Int8 => Kernel {
                 mr: portable::MR,
+                few: &[],
                 kc: 4 * KC,
                 pack_a: pack_a_u8_groups,
                 micro: Micro::Int8(portable::micro_int8),
@@ -1053,6 +1069,7 @@ mod tests {
         }
         let widened = Kernel {
             mr: x86::MR_512_BF16,
+            few: &[],
             kc: KC,
             pack_a: pack_a_f32_even,
             micro: Micro::Float(x86::micro_bf16_widened_avx512),
@@ -1091,6 +1108,51 @@ mod tests {
                     (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
                     "{m}x{n}x{k} [{i}]: {x} vs {y}"
                 );
+            }
+        }
+    }
+
+    /// The few-row f32 kernels give every row bit for bit what the full
+    /// kernel gives it among zero padding, for every tile height, tail width
+    /// and depth block.
+    #[test]
+    fn few_row_kernels_match_the_full_kernel_bit_for_bit() {
+        for isa in [Isa::Avx2, Isa::Avx512] {
+            if Isa::best_supported() < isa {
+                continue;
+            }
+            let few = Kernel::select(isa, Precision::F32);
+            assert_eq!(
+                few.few.len(),
+                few.mr - 1,
+                "{} has few-row kernels",
+                isa.name()
+            );
+            let full = Kernel { few: &[], ..few };
+            let (n, k) = (45, 300);
+            let w: Vec<f32> = (0..n * k)
+                .map(|i| ((i * 53 % 97) as f32 - 48.0) / 30.0)
+                .collect();
+            let bias: Vec<f32> = (0..n).map(|j| j as f32 * 0.1).collect();
+            let packed = PackedWeights::from_rows(&w, n, k, Some(bias), Precision::F32);
+            for m in 1..=2 * full.mr + 1 {
+                let a: Vec<f32> = (0..m * k)
+                    .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
+                    .collect();
+                let run = |kernel: &Kernel| {
+                    let mut c = vec![f32::NAN; m * n];
+                    // SAFETY: the CPU has `isa` (checked above); the shapes match.
+                    unsafe {
+                        gemm_with_kernel(isa, kernel, &a, m, &packed, &mut c, Init::Bias, None)
+                    };
+                    c
+                };
+                let (got, want) = (run(&few), run(&full));
+                let same = got
+                    .iter()
+                    .zip(&want)
+                    .all(|(x, y)| x.to_bits() == y.to_bits());
+                assert!(same, "{} {m} rows: few-row result differs", isa.name());
             }
         }
     }

@@ -363,9 +363,9 @@ impl BlipTextModel {
         let c = self.cfg.hidden_size;
         let heads = self.cfg.heads;
         let d = c / heads;
-        let scale = (d as f32).sqrt();
-        // Every (query row, head) is independent: one task each.
-        let mut tasks = Vec::new();
+        let scale = 1.0 / (d as f32).sqrt();
+        // Per output row: how many keys it sees, and whose.
+        let mut rows: Vec<Option<(usize, &KeyValues)>> = vec![None; out.len() / c];
         for &(first, n, kv) in jobs {
             let keys = kv.len(c);
             for j in 0..n {
@@ -373,55 +373,37 @@ impl BlipTextModel {
                     Direction::Causal => keys - n + j + 1,
                     Direction::Bidirectional => keys,
                 };
-                tasks.push((first + j, visible, kv));
+                rows[first + j] = Some((visible, kv));
             }
         }
-        let results: Vec<Vec<f32>> = tasks
-            .par_iter()
-            .map(|&(row, visible, kv)| {
-                let query = &q[row * stride..][..c];
-                let mut context = vec![0f32; c];
-                let mut scores = vec![0f32; visible];
-                for h in 0..heads {
-                    let qh = &query[h * d..][..d];
-                    for (t, s) in scores.iter_mut().enumerate() {
-                        let k = &kv.keys[t * c + h * d..][..d];
-                        *s = dot(qh, k) / scale;
-                    }
-                    softmax(&mut scores);
-                    let ctx = &mut context[h * d..][..d];
-                    for (t, &p) in scores.iter().enumerate() {
-                        let v = &kv.values[t * c + h * d..][..d];
-                        ctx.iter_mut().zip(v).for_each(|(o, v)| *o += p * v);
-                    }
-                }
-                context
-            })
-            .collect();
-        for ((row, _, _), context) in tasks.iter().zip(results) {
-            out[row * c..][..c].copy_from_slice(&context);
-        }
+        // Every (row, head) is independent, and is `d` consecutive floats of
+        // `out`: one task each, so even one decoded row uses every thread.
+        out.par_chunks_mut(d)
+            .enumerate()
+            .for_each_init(Vec::new, |scores, (i, out)| {
+                let (row, h) = (i / heads, i % heads);
+                let Some((visible, kv)) = rows[row] else {
+                    return;
+                };
+                let query = &q[row * stride + h * d..][..d];
+                seer_kernels::ops::attend_cached(
+                    query,
+                    &kv.keys,
+                    &kv.values,
+                    c,
+                    h * d,
+                    visible,
+                    scale,
+                    scores,
+                    out,
+                );
+            });
     }
 }
 
 /// A (rows, cols) f32 tensor's data, row-major.
 fn rows_of(t: &Tensor) -> Result<Vec<f32>> {
     Ok(t.flatten_all()?.to_vec1::<f32>()?)
-}
-
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
-/// In-place softmax, max subtracted first as torch does.
-fn softmax(x: &mut [f32]) {
-    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0f32;
-    for v in x.iter_mut() {
-        *v = (*v - max).exp();
-        sum += *v;
-    }
-    x.iter_mut().for_each(|v| *v /= sum);
 }
 
 /// `BlipTextOnlyMLMHead`: dense + activation + LayerNorm, then the vocabulary
