@@ -1,6 +1,11 @@
 //! Exchange with the clip-retrieval / autofaiss layout:
 //! `img_emb/img_emb_{i}.npy` (row-aligned embeddings) and
 //! `metadata/metadata_{i}.parquet` (an `image_path` column).
+//!
+//! Sharded embedding (`seer embed --shards`) writes the same layout, one
+//! output shard per input shard, plus `errors/errors_{i}.parquet` naming every
+//! sample that could not be embedded, so each input key is accounted for
+//! exactly once.
 
 use std::fs::File;
 use std::path::Path;
@@ -80,9 +85,49 @@ fn write_atomically(
 }
 
 fn write_paths(file: &mut File, paths: &[String]) -> std::result::Result<(), String> {
+    let paths: Vec<Option<&str>> = paths.iter().map(|p| Some(p.as_str())).collect();
+    write_string_columns(file, &[StringColumn::required("image_path", paths)])
+}
+
+/// A UTF-8 column of a metadata parquet file; `None` is null (optional columns only).
+struct StringColumn<'a> {
+    name: &'static str,
+    required: bool,
+    values: Vec<Option<&'a str>>,
+}
+
+impl<'a> StringColumn<'a> {
+    fn required(name: &'static str, values: Vec<Option<&'a str>>) -> Self {
+        Self {
+            name,
+            required: true,
+            values,
+        }
+    }
+
+    fn optional(name: &'static str, values: Vec<Option<&'a str>>) -> Self {
+        Self {
+            name,
+            required: false,
+            values,
+        }
+    }
+}
+
+/// Writes equally long string columns as one row group (snappy).
+fn write_string_columns(
+    file: &mut File,
+    columns: &[StringColumn],
+) -> std::result::Result<(), String> {
+    let fields: String = columns
+        .iter()
+        .map(|c| {
+            let repetition = if c.required { "REQUIRED" } else { "OPTIONAL" };
+            format!("{repetition} BYTE_ARRAY {} (UTF8); ", c.name)
+        })
+        .collect();
     let schema = Arc::new(
-        parse_message_type("message schema { REQUIRED BYTE_ARRAY image_path (UTF8); }")
-            .map_err(|e| e.to_string())?,
+        parse_message_type(&format!("message schema {{ {fields}}}")).map_err(|e| e.to_string())?,
     );
     let props = Arc::new(
         WriterProperties::builder()
@@ -91,17 +136,135 @@ fn write_paths(file: &mut File, paths: &[String]) -> std::result::Result<(), Str
     );
     let mut writer = SerializedFileWriter::new(file, schema, props).map_err(|e| e.to_string())?;
     let mut group = writer.next_row_group().map_err(|e| e.to_string())?;
-    if let Some(mut column) = group.next_column().map_err(|e| e.to_string())? {
-        let values: Vec<ByteArray> = paths.iter().map(|p| ByteArray::from(p.as_str())).collect();
+    for c in columns {
+        let mut column = group
+            .next_column()
+            .map_err(|e| e.to_string())?
+            .ok_or("the schema has fewer columns than given")?;
+        let values: Vec<ByteArray> = c
+            .values
+            .iter()
+            .flatten()
+            .map(|v| ByteArray::from(*v))
+            .collect();
+        if c.required && values.len() != c.values.len() {
+            return Err(format!("a null in required column {}", c.name));
+        }
+        // Definition levels: 1 where a value is present, 0 for null.
+        let levels: Vec<i16> = c.values.iter().map(|v| i16::from(v.is_some())).collect();
         column
             .typed::<ByteArrayType>()
-            .write_batch(&values, None, None)
+            .write_batch(&values, (!c.required).then_some(&levels[..]), None)
             .map_err(|e| e.to_string())?;
         column.close().map_err(|e| e.to_string())?;
     }
     group.close().map_err(|e| e.to_string())?;
     writer.close().map_err(|e| e.to_string())?;
     Ok(())
+}
+
+/// One embedded sample of an input shard: its metadata row.
+#[derive(Clone, Debug)]
+pub struct ShardRow {
+    /// The webdataset key.
+    pub key: String,
+    /// Where the image came from, `SHARD/MEMBER` (what `seer import` stores).
+    pub image_path: String,
+    pub caption: Option<String>,
+}
+
+/// One sample of an input shard that could not be embedded, or the shard's
+/// own failure (unreadable, truncated: `key` is then empty).
+#[derive(Clone, Debug)]
+pub struct ShardFailure {
+    pub key: String,
+    /// `SHARD:KEY`, or the shard alone.
+    pub origin: String,
+    pub error: String,
+}
+
+fn shard_paths(out: &Path, number: usize) -> [std::path::PathBuf; 3] {
+    [
+        out.join(format!("img_emb/img_emb_{number}.npy")),
+        out.join(format!("errors/errors_{number}.parquet")),
+        out.join(format!("metadata/metadata_{number}.parquet")),
+    ]
+}
+
+/// Whether output shard `number` in `out` was written completely by
+/// [`write_shard`]: its three files exist (each appears whole, by rename).
+pub fn shard_complete(out: &Path, number: usize) -> bool {
+    shard_paths(out, number).iter().all(|p| p.is_file())
+}
+
+/// Writes output shard `number` into `out`: the embeddings (`rows[i]` is
+/// `vectors[i]`, each `dim` long) as `dtype`, the failures, then the metadata.
+/// Each file is written to a temporary name and renamed, metadata last, so a
+/// shard killed part way is never [`shard_complete`], and a retried or
+/// duplicated writer replaces files with the same content.
+pub fn write_shard(
+    out: &Path,
+    number: usize,
+    rows: &[ShardRow],
+    vectors: &[Vec<f32>],
+    dim: usize,
+    dtype: Dtype,
+    failures: &[ShardFailure],
+) -> Result<()> {
+    let [npy_path, errors_path, meta_path] = shard_paths(out, number);
+    if rows.len() != vectors.len() {
+        return Err(file_error(
+            &npy_path,
+            format!(
+                "{} metadata rows for {} embeddings",
+                rows.len(),
+                vectors.len()
+            ),
+        ));
+    }
+    for path in [&npy_path, &errors_path, &meta_path] {
+        let dir = path.parent().expect("shard files live in a folder");
+        std::fs::create_dir_all(dir).map_err(|e| IndexError::io(dir, e))?;
+    }
+    let bytes = npy::encode(vectors, dim, dtype).map_err(|e| file_error(&npy_path, e))?;
+    write_atomically(&npy_path, |f| {
+        std::io::Write::write_all(f, &bytes).map_err(|e| e.to_string())
+    })?;
+    write_atomically(&errors_path, |f| {
+        write_string_columns(
+            f,
+            &[
+                StringColumn::required(
+                    "key",
+                    failures.iter().map(|e| Some(e.key.as_str())).collect(),
+                ),
+                StringColumn::required(
+                    "origin",
+                    failures.iter().map(|e| Some(e.origin.as_str())).collect(),
+                ),
+                StringColumn::required(
+                    "error",
+                    failures.iter().map(|e| Some(e.error.as_str())).collect(),
+                ),
+            ],
+        )
+    })?;
+    write_atomically(&meta_path, |f| {
+        write_string_columns(
+            f,
+            &[
+                StringColumn::required(
+                    "image_path",
+                    rows.iter().map(|r| Some(r.image_path.as_str())).collect(),
+                ),
+                StringColumn::required("key", rows.iter().map(|r| Some(r.key.as_str())).collect()),
+                StringColumn::optional(
+                    "caption",
+                    rows.iter().map(|r| r.caption.as_deref()).collect(),
+                ),
+            ],
+        )
+    })
 }
 
 /// Reads the image paths of one metadata shard.

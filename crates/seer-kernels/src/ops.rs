@@ -413,24 +413,32 @@ multiversion! {
     }
 }
 
+/// One head's view of a decoding cache: key (value) `t` is
+/// `keys[t * stride + offset..][..d]`, since the rows of a cache hold every
+/// head side by side and a sequence's cache grows by a row per step (nothing
+/// is gathered or transposed).
+#[derive(Clone, Copy, Debug)]
+pub struct CachedHead<'a> {
+    pub keys: &'a [f32],
+    pub values: &'a [f32],
+    pub stride: usize,
+    pub offset: usize,
+}
+
 multiversion! {
     /// One head of one query against cached keys and values (a decoding step):
-    /// `out = softmax(scale · q·kᵀ) · v` over the first `visible` keys, where
-    /// key (value) `t` is `keys[t * stride + offset..][..d]` and `d = q.len()`:
-    /// the rows of a cache hold every head side by side, and a sequence's cache
-    /// grows by a row per step, so nothing is gathered or transposed. `scores`
-    /// is scratch (one float per key), reused across calls.
+    /// `out = softmax(scale · q·kᵀ) · v` over the first `visible` keys of
+    /// `cache`, with `d = q.len()`. `scores` is scratch (one float per key),
+    /// reused across calls.
     pub fn attend_cached(
         q: &[f32],
-        keys: &[f32],
-        values: &[f32],
-        stride: usize,
-        offset: usize,
+        cache: CachedHead,
         visible: usize,
         scale: f32,
         scores: &mut Vec<f32>,
         out: &mut [f32],
     ) {
+        let CachedHead { keys, values, stride, offset } = cache;
         let d = q.len();
         assert!(visible > 0 && out.len() == d && offset + d <= stride);
         assert!(keys.len() >= visible * stride && values.len() >= visible * stride);

@@ -195,17 +195,13 @@ fn attend_cached_matches_the_definition() {
             for h in [0, heads - 1] {
                 let qh = &q[h * d..][..d];
                 let mut out = vec![f32::NAN; d];
-                seer_kernels::ops::attend_cached(
-                    qh,
-                    &k,
-                    &v,
+                let cache = seer_kernels::ops::CachedHead {
+                    keys: &k,
+                    values: &v,
                     stride,
-                    h * d,
-                    visible,
-                    scale,
-                    &mut scores,
-                    &mut out,
-                );
+                    offset: h * d,
+                };
+                seer_kernels::ops::attend_cached(qh, cache, visible, scale, &mut scores, &mut out);
                 let logits: Vec<f64> = (0..visible)
                     .map(|t| {
                         let kt = &k[t * stride + h * d..][..d];

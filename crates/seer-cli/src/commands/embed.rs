@@ -32,7 +32,7 @@ pub struct Args {
     #[arg(long)]
     json: bool,
     /// Write an f32 [N, D] array here (`--features patch`: [N, h, w, D]), and
-    /// the inputs in order to X.inputs.txt.
+    /// the inputs in order to X.inputs.txt. With --shards, the output folder.
     #[arg(long, value_name = "FILE.npy")]
     out: Option<PathBuf>,
     /// Projected features as the reference's get_*_features, not L2-normalised
@@ -45,6 +45,8 @@ pub struct Args {
     /// need a model with patch tokens (DINOv2) and take no texts.
     #[arg(long, value_enum, default_value_t = Features::Cls)]
     features: Features,
+    #[command(flatten)]
+    shards: crate::commands::shards::ShardArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -178,6 +180,16 @@ impl Sink {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if let Some(spec) = &args.shards.shards {
+        return crate::commands::shards::run(
+            &args.shards,
+            spec,
+            &args.model,
+            args.out.as_deref(),
+            !args.raw,
+            args.json,
+        );
+    }
     let mut texts = args.text.clone();
     if let Some(file) = &args.text_file {
         let content = std::fs::read_to_string(file)

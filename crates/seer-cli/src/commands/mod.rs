@@ -14,5 +14,6 @@ pub mod plot;
 pub mod search;
 pub mod segment;
 pub mod serve;
+pub mod shards;
 pub mod status;
 pub mod train;

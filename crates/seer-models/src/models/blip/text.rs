@@ -14,6 +14,7 @@
 
 use candle_core::{Device, Module, Tensor};
 use rayon::prelude::*;
+use seer_kernels::ops::{attend_cached, CachedHead};
 
 use super::config::BlipTextConfig;
 use crate::error::{ModelError, Result};
@@ -386,17 +387,13 @@ impl BlipTextModel {
                     return;
                 };
                 let query = &q[row * stride + h * d..][..d];
-                seer_kernels::ops::attend_cached(
-                    query,
-                    &kv.keys,
-                    &kv.values,
-                    c,
-                    h * d,
-                    visible,
-                    scale,
-                    scores,
-                    out,
-                );
+                let cache = CachedHead {
+                    keys: &kv.keys,
+                    values: &kv.values,
+                    stride: c,
+                    offset: h * d,
+                };
+                attend_cached(query, cache, visible, scale, scores, out);
             });
     }
 }

@@ -1,0 +1,429 @@
+//! `seer embed --shards`: webdataset shards to the clip-retrieval layout, split
+//! across workers (flags or Slurm / Kubernetes variables), resumable, with
+//! broken samples accounted for; `seer import` of the result, then search.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use common::server::seer;
+use seer_index::npy;
+use seer_testkit::{model_fixture, shared_data};
+use serde_json::Value;
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = seer();
+    c.args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("run seer")
+}
+
+fn json_lines(o: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
+        .collect()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+fn model() -> String {
+    model_fixture("openclip-vit").display().to_string()
+}
+
+/// The ImageNet sample JPEGs, sorted.
+fn photos() -> Vec<PathBuf> {
+    let mut p: Vec<PathBuf> = std::fs::read_dir(shared_data().join("imagenet-samples/images"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    p.sort();
+    p
+}
+
+fn add(t: &mut tar::Builder<std::fs::File>, name: &str, data: &[u8]) {
+    let mut h = tar::Header::new_gnu();
+    h.set_size(data.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    t.append_data(&mut h, name, data).unwrap();
+}
+
+/// Four shards in `dir`: two clean samples each from the photos (with
+/// captions); shard 1 adds a truncated JPEG and a sample without an image;
+/// shard 3 is shard 2 cut inside its second sample's image. Returns the
+/// photo each good key holds.
+fn make_shards(dir: &Path) -> Vec<(String, PathBuf)> {
+    let photos = photos();
+    let mut keys = Vec::new();
+    for n in 0..3 {
+        let mut t =
+            tar::Builder::new(std::fs::File::create(dir.join(format!("{n:05}.tar"))).unwrap());
+        for i in 0..2 {
+            let key = format!("{n:05}{i:04}");
+            let photo = &photos[n * 2 + i];
+            add(
+                &mut t,
+                &format!("{key}.jpg"),
+                &std::fs::read(photo).unwrap(),
+            );
+            add(
+                &mut t,
+                &format!("{key}.txt"),
+                format!("caption {key}").as_bytes(),
+            );
+            keys.push((key, photo.clone()));
+        }
+        if n == 1 {
+            let bytes = std::fs::read(&photos[0]).unwrap();
+            add(&mut t, "broken.jpg", &bytes[..500]);
+            add(&mut t, "textonly.txt", b"no image here");
+        }
+        t.finish().unwrap();
+    }
+    // Cut 100 bytes into the second sample's image: header, first image
+    // (padded to 512-byte blocks), caption header and block, second header.
+    let whole = std::fs::read(dir.join("00002.tar")).unwrap();
+    let first_image = std::fs::metadata(&photos[4]).unwrap().len() as usize;
+    let cut = 512 + first_image.next_multiple_of(512) + 2 * 512 + 512 + 100;
+    std::fs::write(dir.join("00003.tar"), &whole[..cut]).unwrap();
+    keys
+}
+
+fn spec(dir: &Path) -> String {
+    format!("{}/{{00000..00003}}.tar", dir.display())
+}
+
+fn embed_shards(input: &Path, out: &Path, extra: &[&str], env: &[(&str, &str)]) -> Vec<Value> {
+    let (spec, out, model) = (spec(input), out.display().to_string(), model());
+    let mut args = vec![
+        "embed", "--model", &model, "--shards", &spec, "--out", &out, "--json",
+    ];
+    args.extend(extra);
+    let o = run(&args, env);
+    assert!(o.status.success(), "{}", stderr(&o));
+    json_lines(&o)
+}
+
+fn load_npy(path: &Path) -> (usize, usize, Vec<f32>) {
+    npy::decode(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// One string column of a parquet file.
+fn column(path: &Path, name: &str) -> Vec<Option<String>> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use parquet::record::Field;
+    let reader = SerializedFileReader::new(std::fs::File::open(path).unwrap()).unwrap();
+    reader
+        .get_row_iter(None)
+        .unwrap()
+        .map(|row| {
+            let row = row.unwrap();
+            let (_, field) = row
+                .get_column_iter()
+                .find(|(n, _)| n.as_str() == name)
+                .unwrap_or_else(|| panic!("{}: no column {name}", path.display()));
+            match field {
+                Field::Str(s) => Some(s.clone()),
+                Field::Null => None,
+                other => panic!("{name}: {other:?}"),
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn one_worker_writes_every_shard_and_accounts_for_every_sample() {
+    let input = tempfile::tempdir().unwrap();
+    let good = make_shards(input.path());
+    let out = tempfile::tempdir().unwrap();
+    let lines = embed_shards(input.path(), out.path(), &[], &[]);
+    let counts: Vec<(u64, u64)> = lines
+        .iter()
+        .map(|l| {
+            assert_eq!(l["status"], "written");
+            (l["rows"].as_u64().unwrap(), l["errors"].as_u64().unwrap())
+        })
+        .collect();
+    assert_eq!(counts, [(2, 0), (2, 2), (2, 0), (1, 2)]);
+
+    // The embeddings are bit for bit what `seer embed --image` gives the same
+    // files; metadata rows are aligned with them.
+    let mut keys = Vec::new();
+    for n in 0..4 {
+        let (rows, dim, values) = load_npy(&out.path().join(format!("img_emb/img_emb_{n}.npy")));
+        let meta = out.path().join(format!("metadata/metadata_{n}.parquet"));
+        let shard_keys = column(&meta, "key");
+        assert_eq!(shard_keys.len(), rows);
+        for (r, key) in shard_keys.iter().enumerate() {
+            let key = key.clone().unwrap();
+            let photo = &good.iter().find(|(k, _)| *k == key).unwrap().1;
+            let (m, photo_s) = (model(), photo.display().to_string());
+            let o = run(
+                &["embed", "--model", &m, "--image", &photo_s, "--json"],
+                &[],
+            );
+            let want: Vec<f32> = json_lines(&o)[0]["embedding"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap() as f32)
+                .collect();
+            let got = &values[r * dim..(r + 1) * dim];
+            assert!(
+                got.iter()
+                    .zip(&want)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "shard {n} row {r} ({key}) differs from seer embed --image"
+            );
+            keys.push(key);
+        }
+        let captions = column(&meta, "caption");
+        assert!(captions
+            .iter()
+            .zip(&shard_keys)
+            .all(|(c, k)| { c.as_deref() == Some(&format!("caption {}", k.as_deref().unwrap())) }));
+        let paths = column(&meta, "image_path");
+        assert!(paths[0].as_deref().unwrap().ends_with(&format!(
+            "{n:05}.tar/{}.jpg",
+            shard_keys[0].as_deref().unwrap()
+        )));
+    }
+    // Every key once: shard 3 repeats shard 2's first sample under its key.
+    let errors1 = out.path().join("errors/errors_1.parquet");
+    assert_eq!(
+        column(&errors1, "key"),
+        [Some("broken".into()), Some("textonly".into())]
+    );
+    let causes = column(&errors1, "error");
+    assert!(
+        causes[0].as_deref().unwrap().contains("truncated"),
+        "{causes:?}"
+    );
+    assert!(
+        causes[1].as_deref().unwrap().contains("no image"),
+        "{causes:?}"
+    );
+    // The truncated shard: its cut sample fails to decode, then the shard
+    // itself is reported (with no key).
+    let errors3 = out.path().join("errors/errors_3.parquet");
+    let keys3 = column(&errors3, "key");
+    assert_eq!(keys3, [Some("000020001".into()), Some(String::new())]);
+    let causes = column(&errors3, "error");
+    let shard_cause = causes[1].as_deref().unwrap();
+    assert!(shard_cause.contains("corrupt or truncated"), "{causes:?}");
+    assert_eq!(keys.len(), 7);
+}
+
+#[test]
+fn workers_split_the_shards_and_match_one_worker_byte_for_byte() {
+    let input = tempfile::tempdir().unwrap();
+    make_shards(input.path());
+    let single = tempfile::tempdir().unwrap();
+    embed_shards(input.path(), single.path(), &[], &[]);
+    let split = tempfile::tempdir().unwrap();
+    // Worker 0 by flag, worker 1 as Slurm array task 8 of an array from 7.
+    let first = embed_shards(
+        input.path(),
+        split.path(),
+        &["--shard-index", "0", "--num-shards", "2"],
+        &[],
+    );
+    let slurm = [
+        ("SLURM_ARRAY_TASK_ID", "8"),
+        ("SLURM_ARRAY_TASK_MIN", "7"),
+        ("SLURM_ARRAY_TASK_COUNT", "2"),
+    ];
+    let second = embed_shards(input.path(), split.path(), &[], &slurm);
+    let numbers = |lines: &[Value]| -> Vec<u64> {
+        lines
+            .iter()
+            .map(|l| l["number"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(numbers(&first), [0, 2]);
+    assert_eq!(numbers(&second), [1, 3]);
+    for n in 0..4 {
+        for file in [
+            format!("img_emb/img_emb_{n}.npy"),
+            format!("metadata/metadata_{n}.parquet"),
+        ] {
+            let a = std::fs::read(single.path().join(&file)).unwrap();
+            let b = std::fs::read(split.path().join(&file)).unwrap();
+            assert!(a == b, "{file} differs between one worker and two");
+        }
+    }
+    // A Kubernetes Indexed Job's index needs the count.
+    let (s, o, m) = (
+        spec(input.path()),
+        split.path().display().to_string(),
+        model(),
+    );
+    let r = run(
+        &["embed", "--model", &m, "--shards", &s, "--out", &o],
+        &[("JOB_COMPLETION_INDEX", "1")],
+    );
+    assert!(!r.status.success());
+    assert!(stderr(&r).contains("--num-shards"), "{}", stderr(&r));
+    let r = run(
+        &[
+            "embed",
+            "--model",
+            &m,
+            "--shards",
+            &s,
+            "--out",
+            &o,
+            "--num-shards",
+            "2",
+            "--json",
+        ],
+        &[("JOB_COMPLETION_INDEX", "1")],
+    );
+    assert!(r.status.success(), "{}", stderr(&r));
+    assert_eq!(numbers(&json_lines(&r)), [1, 3]);
+}
+
+#[test]
+fn a_rerun_skips_finished_shards_and_redoes_unfinished_ones() {
+    let input = tempfile::tempdir().unwrap();
+    make_shards(input.path());
+    let out = tempfile::tempdir().unwrap();
+    embed_shards(input.path(), out.path(), &[], &[]);
+    let before = std::fs::read(out.path().join("img_emb/img_emb_2.npy")).unwrap();
+    // As if killed after writing shard 2's embeddings: no metadata yet, and a
+    // stray temporary file.
+    std::fs::remove_file(out.path().join("metadata/metadata_2.parquet")).unwrap();
+    std::fs::write(out.path().join("img_emb/.img_emb_2.npy.tmp"), b"partial").unwrap();
+    std::fs::write(out.path().join("img_emb/img_emb_2.npy"), b"garbage").unwrap();
+    let lines = embed_shards(input.path(), out.path(), &[], &[]);
+    let status: Vec<&str> = lines
+        .iter()
+        .map(|l| l["status"].as_str().unwrap())
+        .collect();
+    // Finished shards are reported first, then those written now.
+    assert_eq!(status, ["skipped", "skipped", "skipped", "written"]);
+    assert_eq!(lines[3]["number"], 2);
+    assert_eq!(
+        std::fs::read(out.path().join("img_emb/img_emb_2.npy")).unwrap(),
+        before
+    );
+    // Nothing left to do: the model is not even needed.
+    let (s, o) = (spec(input.path()), out.path().display().to_string());
+    let r = run(
+        &[
+            "embed",
+            "--model",
+            "/no/such/model",
+            "--shards",
+            &s,
+            "--out",
+            &o,
+        ],
+        &[],
+    );
+    assert!(r.status.success(), "{}", stderr(&r));
+}
+
+#[test]
+fn f16_output_and_import_then_search() {
+    let input = tempfile::tempdir().unwrap();
+    make_shards(input.path());
+    let out = tempfile::tempdir().unwrap();
+    embed_shards(input.path(), out.path(), &["--dtype", "f16"], &[]);
+    let header = std::fs::read(out.path().join("img_emb/img_emb_0.npy")).unwrap();
+    assert!(String::from_utf8_lossy(&header[..128]).contains("<f2"));
+    let index = tempfile::tempdir().unwrap();
+    let (m, o, i) = (
+        model(),
+        out.path().display().to_string(),
+        index.path().display().to_string(),
+    );
+    let r = run(&["import", &o, "--model", &m, "--index", &i, "--json"], &[]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    let summary = &json_lines(&r)[0];
+    assert_eq!(summary["rows"], 7);
+    assert_eq!(summary["shards"], 4);
+    let r = run(
+        &["search", "a photo", "--index", &i, "--json", "-k", "3"],
+        &[],
+    );
+    assert!(r.status.success(), "{}", stderr(&r));
+    let hits = json_lines(&r);
+    assert_eq!(hits.len(), 3, "{hits:?}");
+    let paths: BTreeSet<String> = hits
+        .iter()
+        .map(|h| h["path"].as_str().unwrap().to_string())
+        .collect();
+    assert!(paths.iter().all(|p| p.contains(".tar/")), "{paths:?}");
+}
+
+#[test]
+fn bad_requests_are_refused_with_a_reason() {
+    let input = tempfile::tempdir().unwrap();
+    make_shards(input.path());
+    let out = tempfile::tempdir().unwrap();
+    let (s, o, m) = (
+        spec(input.path()),
+        out.path().display().to_string(),
+        model(),
+    );
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--shards", &s], "--out DIR"),
+        (
+            vec![
+                "--shards",
+                &s,
+                "--out",
+                &o,
+                "--shard-index",
+                "2",
+                "--num-shards",
+                "2",
+            ],
+            "not below",
+        ),
+        (
+            vec!["--shards", &s, "--out", &o, "--shard-index", "1"],
+            "--num-shards",
+        ),
+        (
+            vec!["--shards", "/no/such/{0..2}.tar", "--out", &o],
+            "no such file",
+        ),
+    ];
+    for (extra, expected) in cases {
+        let mut args = vec!["embed", "--model", &m];
+        args.extend(&extra);
+        let r = run(&args, &[]);
+        assert!(!r.status.success(), "{extra:?} was accepted");
+        assert!(stderr(&r).contains(expected), "{extra:?}: {}", stderr(&r));
+    }
+    let caption_list = input.path().join("list.jsonl");
+    std::fs::write(&caption_list, "{}\n").unwrap();
+    let list = caption_list.display().to_string();
+    let r = run(
+        &["embed", "--model", &m, "--shards", &list, "--out", &o],
+        &[],
+    );
+    assert!(stderr(&r).contains("webdataset"), "{}", stderr(&r));
+    let file = input.path().join("00000.tar").display().to_string();
+    let r = run(
+        &["embed", "--model", &m, "--shards", &s, "--out", &file],
+        &[],
+    );
+    assert!(stderr(&r).contains("is a folder"), "{}", stderr(&r));
+    let r = run(
+        &[
+            "embed", "--model", &m, "--shards", &s, "--out", &o, "--image", &file,
+        ],
+        &[],
+    );
+    assert!(!r.status.success());
+}
