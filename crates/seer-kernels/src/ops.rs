@@ -156,6 +156,23 @@ pub struct AttentionShape<'a> {
     /// that every query ignores (SigLIP's key-padding mask), though their own
     /// outputs are still computed. None: every token is a key.
     pub keys: Option<&'a [usize]>,
+    /// SAM's decomposed relative positions, added to the scores before the
+    /// softmax. None: no bias.
+    pub rel_pos: Option<DecomposedRelPos<'a>>,
+}
+
+/// A bias over keys laid out on a `rows × cols` grid (every sequence is one
+/// such grid, row-major): query `i` of sequence `s`, head `h`, adds
+/// `term_h[ky] + term_w[kx]` to its score for key `(ky, kx)`, where
+/// `term_h` is the `rows` values at `((s·heads + h)·t + i)·rows` of
+/// `term_h` (likewise `term_w`, `cols` values). These are SAM's `rel_h` and
+/// `rel_w` (`add_decomposed_rel_pos`): the full bias is never formed.
+#[derive(Clone, Copy, Debug)]
+pub struct DecomposedRelPos<'a> {
+    pub term_h: &'a [f32],
+    pub term_w: &'a [f32],
+    pub rows: usize,
+    pub cols: usize,
 }
 
 /// Multi-head self-attention core: `qkv` holds rows `[q | k | v]` of width `3c`
@@ -169,6 +186,13 @@ pub fn attention(qkv: &[f32], shape: AttentionShape, out: &mut [f32]) {
     assert_eq!(qkv.len(), rows * 3 * width);
     assert!(shape.sequences.iter().all(|&(s, n)| s + n <= rows));
     assert!(shape.keys.is_none_or(|k| k.len() == shape.sequences.len()));
+    if let Some(rel) = shape.rel_pos {
+        // Each sequence is the whole grid, and the terms cover every query.
+        let cells = rel.rows * rel.cols;
+        assert!(shape.sequences.iter().all(|&(_, n)| n == cells));
+        let queries = shape.sequences.len() * heads * cells;
+        assert!(rel.term_h.len() == queries * rel.rows && rel.term_w.len() == queries * rel.cols);
+    }
     let out_ptr = SendPtr(out.as_mut_ptr());
     (0..shape.sequences.len() * heads)
         .into_par_iter()
@@ -327,6 +351,14 @@ unsafe fn attend(
     for i0 in (0..t).step_by(QUERY_TILE) {
         let q = &queries[i0 * d..(i0 + QUERY_TILE) * d];
         query_tile_scores(q, keys_t, tk, probs);
+        if let Some(rel) = s.rel_pos {
+            let first = (seq * s.heads + h) * t + i0;
+            for r in 0..QUERY_TILE.min(t - i0) {
+                let th = &rel.term_h[(first + r) * rel.rows..][..rel.rows];
+                let tw = &rel.term_w[(first + r) * rel.cols..][..rel.cols];
+                add_grid_bias(&mut probs[r * tk..r * tk + t], th, tw);
+            }
+        }
         // Row r may see keys 0..visible(r); the tile's last real row sees the most.
         let visible = |r: usize| {
             if s.causal {
@@ -369,6 +401,18 @@ multiversion! {
             }
             for (r, lane) in acc.iter().enumerate() {
                 probs[r * tk + j0..][..LANES].copy_from_slice(lane);
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// `row[ky·cols + kx] += th[ky]`, then `+= tw[kx]` (the reference's order
+    /// of additions), for a row of scores over a `th.len() × tw.len()` grid.
+    fn add_grid_bias(row: &mut [f32], th: &[f32], tw: &[f32]) {
+        for (cells, &bh) in row.chunks_exact_mut(tw.len()).zip(th) {
+            for (v, &bw) in cells.iter_mut().zip(tw) {
+                *v = *v + bh + bw;
             }
         }
     }

@@ -89,6 +89,7 @@ fn check_attention_keys(
             heads,
             causal,
             keys,
+            rel_pos: None,
         };
         attention(&qkv, shape, &mut out);
         for (i, (&g, &w)) in out.iter().zip(&want).enumerate() {
@@ -222,6 +223,64 @@ fn attend_cached_matches_the_definition() {
                     assert!(
                         (*got as f64 - want).abs() < 1e-5,
                         "heads {heads} d {d} keys {keys} visible {visible} head {h} [{x}]: {got} vs {want}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// SAM's decomposed relative positions: each sequence a `rows × cols` grid,
+/// `term_h[ky] + term_w[kx]` added to query i's score for key (ky, kx),
+/// against the definition with the full bias formed.
+#[test]
+fn attention_adds_decomposed_relative_positions() {
+    let (c, heads, rows, cols) = (48, 3, 5, 7);
+    let t = rows * cols;
+    let seqs = [(0, t), (t, t)];
+    let d = c / heads;
+    let qkv = values(2 * t * 3 * c, 21);
+    let term_h = values(2 * heads * t * rows, 22);
+    let term_w = values(2 * heads * t * cols, 23);
+    let shape = AttentionShape {
+        sequences: &seqs,
+        width: c,
+        heads,
+        causal: false,
+        keys: None,
+        rel_pos: Some(seer_kernels::ops::DecomposedRelPos {
+            term_h: &term_h,
+            term_w: &term_w,
+            rows,
+            cols,
+        }),
+    };
+    let mut out = vec![f32::NAN; 2 * t * c];
+    attention(&qkv, shape, &mut out);
+    let at =
+        |r: usize, part: usize, h: usize, x: usize| qkv[r * 3 * c + part * c + h * d + x] as f64;
+    for (n, &(start, _)) in seqs.iter().enumerate() {
+        for h in 0..heads {
+            for i in 0..t {
+                let q = (n * heads + h) * t + i;
+                let scores: Vec<f64> = (0..t)
+                    .map(|j| {
+                        let dot: f64 = (0..d)
+                            .map(|x| at(start + i, 0, h, x) * at(start + j, 1, h, x))
+                            .sum();
+                        dot + term_h[q * rows + j / cols] as f64
+                            + term_w[q * cols + j % cols] as f64
+                    })
+                    .collect();
+                let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let e: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+                let total: f64 = e.iter().sum();
+                for x in 0..d {
+                    let want: f64 = (0..t).map(|j| e[j] / total * at(start + j, 2, h, x)).sum();
+                    let got = out[(start + i) * c + h * d + x] as f64;
+                    assert!(
+                        (got - want).abs() < 1e-5,
+                        "seq {n} head {h} query {i} [{x}]: {got} vs {want}"
                     );
                 }
             }

@@ -204,6 +204,7 @@ pub(crate) fn forward_packed(
         heads: first.heads,
         causal,
         keys,
+        rel_pos: None,
     };
     let mut data = x.flatten_all()?.to_vec1::<f32>()?;
     let mut scratch = Scratch::default();

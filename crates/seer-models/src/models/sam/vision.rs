@@ -11,6 +11,7 @@ use crate::error::{ModelError, Result};
 use crate::io::weights::Weights;
 use crate::nn::config::Activation;
 use crate::nn::layers::{patchify, softmax_last_dim, LayerNorm, Linear};
+use seer_kernels::ops::{attention, AttentionShape, DecomposedRelPos};
 
 #[derive(Clone, Debug)]
 struct VisionLayer {
@@ -180,57 +181,118 @@ impl SamVisionEncoder {
         Ok((&x + l.lin2.forward(&hidden)?)?)
     }
 
-    /// `SamVisionAttention` over `x` (n, h, w, width).
+    /// `SamVisionAttention` over `x` (n, h, w, width): on the CPU through
+    /// seer's fused attention (query tiles against all keys, the relative
+    /// position terms added per tile; the full 4096² scores of a global layer
+    /// are never formed), elsewhere through candle's matmuls.
     fn attention(&self, l: &VisionLayer, x: &Tensor) -> Result<Tensor> {
         let (n, h, w, c) = x.dims4()?;
         let heads = self.cfg.heads;
         let hd = c / heads;
-        let bh = n * heads;
-        let qkv = l
-            .qkv
-            .forward(x)?
-            .reshape((n, h * w, 3, heads, hd))?
-            .permute((2, 0, 3, 1, 4))?
-            .contiguous()?
-            .reshape((3, bh, h * w, hd))?;
-        let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
+        let qkv = l.qkv.forward(x)?;
+        let rel = match &l.rel_pos {
+            Some((rel_h, rel_w)) => {
+                let q = qkv
+                    .reshape((n, h * w, 3, heads, hd))?
+                    .narrow(2, 0, 1)?
+                    .squeeze(2)?
+                    .permute((0, 2, 1, 3))?
+                    .contiguous()?
+                    .reshape((n * heads, h * w, hd))?;
+                Some(rel_terms(&q, rel_h, rel_w, h, w)?)
+            }
+            None => None,
+        };
         let scale = (hd as f64).powf(-0.5);
-        let mut scores = (&q * scale)?.matmul(&k.t()?)?;
-        if let Some((rel_h, rel_w)) = &l.rel_pos {
-            let rh = rel_table(rel_h, h)?; // (h, h, hd)
-            let rw = rel_table(rel_w, w)?; // (w, w, hd)
-            let q4 = q.reshape((bh, h, w, hd))?;
-            // rel_h[b, y, x, ky] = Σ_c q[b, y, x, c] · Rh[y, ky, c]
-            let term_h = q4
-                .permute((1, 0, 2, 3))?
+        let out = if x.device().is_cpu() {
+            let mut data = qkv.flatten_all()?.to_vec1::<f32>()?;
+            // The kernel takes queries already scaled; the relative terms
+            // use them unscaled, as the reference does.
+            for row in data.chunks_exact_mut(3 * c) {
+                row[..c].iter_mut().for_each(|v| *v *= scale as f32);
+            }
+            let terms = match &rel {
+                Some((th, tw)) => Some((
+                    th.flatten_all()?.to_vec1::<f32>()?,
+                    tw.flatten_all()?.to_vec1::<f32>()?,
+                )),
+                None => None,
+            };
+            let sequences: Vec<(usize, usize)> = (0..n).map(|i| (i * h * w, h * w)).collect();
+            let shape = AttentionShape {
+                sequences: &sequences,
+                width: c,
+                heads,
+                causal: false,
+                keys: None,
+                rel_pos: terms.as_ref().map(|(th, tw)| DecomposedRelPos {
+                    term_h: th,
+                    term_w: tw,
+                    rows: h,
+                    cols: w,
+                }),
+            };
+            let mut out = vec![0f32; n * h * w * c];
+            attention(&data, shape, &mut out);
+            Tensor::from_vec(out, (n, h, w, c), x.device())?
+        } else {
+            let bh = n * heads;
+            let qkv = qkv
+                .reshape((n, h * w, 3, heads, hd))?
+                .permute((2, 0, 3, 1, 4))?
                 .contiguous()?
-                .reshape((h, bh * w, hd))?
-                .matmul(&rh.t()?)?
-                .reshape((h, bh, w, h))?
-                .permute((1, 0, 2, 3))?;
-            // rel_w[b, y, x, kx] = Σ_c q[b, y, x, c] · Rw[x, kx, c]
-            let term_w = q4
-                .permute((2, 0, 1, 3))?
+                .reshape((3, bh, h * w, hd))?;
+            let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
+            let mut scores = (&q * scale)?.matmul(&k.t()?)?;
+            if let Some((term_h, term_w)) = &rel {
+                let bias = term_h
+                    .unsqueeze(4)?
+                    .broadcast_add(&term_w.unsqueeze(3)?)?
+                    .reshape((bh, h * w, h * w))?;
+                scores = (scores + bias)?;
+            }
+            softmax_last_dim(&scores, false)?
+                .matmul(&v.contiguous()?)?
+                .reshape((n, heads, h, w, hd))?
+                .permute((0, 2, 3, 1, 4))?
                 .contiguous()?
-                .reshape((w, bh * h, hd))?
-                .matmul(&rw.t()?)?
-                .reshape((w, bh, h, w))?
-                .permute((1, 2, 0, 3))?;
-            let bias = term_h
-                .unsqueeze(4)?
-                .broadcast_add(&term_w.unsqueeze(3)?)?
-                .reshape((bh, h * w, h * w))?;
-            scores = (scores + bias)?;
-        }
-        let probs = softmax_last_dim(&scores, false)?;
-        let out = probs
-            .matmul(&v.contiguous()?)?
-            .reshape((n, heads, h, w, hd))?
-            .permute((0, 2, 3, 1, 4))?
-            .contiguous()?
-            .reshape((n, h, w, c))?;
+                .reshape((n, h, w, c))?
+        };
         Ok(l.proj.forward(&out)?)
     }
+}
+
+/// SAM's `rel_h` and `rel_w` for unscaled queries `q` (n·heads, h·w, hd):
+/// `(n·heads, h, w, h)` with `[b, y, x, ky] = Σ_c q[b, y, x, c] · Rh[y, ky, c]`
+/// and `(n·heads, h, w, w)` with `[b, y, x, kx] = Σ_c q[b, y, x, c] · Rw[x, kx, c]`.
+fn rel_terms(
+    q: &Tensor,
+    rel_h: &Tensor,
+    rel_w: &Tensor,
+    h: usize,
+    w: usize,
+) -> Result<(Tensor, Tensor)> {
+    let (bh, _, hd) = q.dims3()?;
+    let rh = rel_table(rel_h, h)?; // (h, h, hd)
+    let rw = rel_table(rel_w, w)?; // (w, w, hd)
+    let q4 = q.reshape((bh, h, w, hd))?;
+    let term_h = q4
+        .permute((1, 0, 2, 3))?
+        .contiguous()?
+        .reshape((h, bh * w, hd))?
+        .matmul(&rh.t()?)?
+        .reshape((h, bh, w, h))?
+        .permute((1, 0, 2, 3))?
+        .contiguous()?;
+    let term_w = q4
+        .permute((2, 0, 1, 3))?
+        .contiguous()?
+        .reshape((w, bh * h, hd))?
+        .matmul(&rw.t()?)?
+        .reshape((w, bh, h, w))?
+        .permute((1, 2, 0, 3))?
+        .contiguous()?;
+    Ok((term_h, term_w))
 }
 
 /// `get_rel_pos` for equal query and key sides: `R[q, k] = table[q − k + side − 1]`
