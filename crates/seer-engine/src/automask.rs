@@ -318,7 +318,10 @@ pub(crate) fn filter_one(
             options.mask_threshold,
             options.stability_score_offset,
         );
-        if !(stability > options.stability_score_thresh) {
+        // Kept only above the threshold: a NaN score is dropped too.
+        if stability.partial_cmp(&options.stability_score_thresh)
+            != Some(std::cmp::Ordering::Greater)
+        {
             return None;
         }
     }

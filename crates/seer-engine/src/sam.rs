@@ -87,6 +87,7 @@ impl Sam {
     }
 
     /// The preprocessed pixels of an image (1, 3, S, S) and its two sizes.
+    #[allow(clippy::type_complexity)] // (pixels, original size, resized size)
     pub fn pixels(&self, image: &DecodedImage) -> Result<(Tensor, (u32, u32), (u32, u32))> {
         let p = seer_image::preprocess_sam(image, &self.processor);
         let (h, w) = (self.processor.pad.0 as usize, self.processor.pad.1 as usize);
@@ -286,7 +287,9 @@ impl Segmenter for Sam {
                 let pred = self.model.predict(&e.embedding, &prompt, true)?;
                 let plane = pred.side * pred.side;
                 for (k, &iou) in pred.iou.iter().enumerate() {
-                    if options.pred_iou_thresh > 0.0 && !(iou > options.pred_iou_thresh) {
+                    let above = iou.partial_cmp(&options.pred_iou_thresh)
+                        == Some(std::cmp::Ordering::Greater);
+                    if options.pred_iou_thresh > 0.0 && !above {
                         continue;
                     }
                     let low = &pred.logits[k * plane..(k + 1) * plane];

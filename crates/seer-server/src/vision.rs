@@ -395,7 +395,7 @@ pub fn area_and_box(mask: &[bool], width: u32) -> (u64, Option<[u32; 4]>) {
         x1 = x1.max(x + 1);
         y1 = y1.max(y + 1);
     }
-    let bbox = (area > 0).then(|| [x0 as u32, y0 as u32, x1 as u32, y1 as u32]);
+    let bbox = (area > 0).then_some([x0 as u32, y0 as u32, x1 as u32, y1 as u32]);
     (area, bbox)
 }
 

@@ -150,8 +150,8 @@ fn parse_prompt(args: &Args) -> anyhow::Result<SegmentPrompt> {
         let v = numbers(p, "point", &[2, 3])?;
         let fg = match v.get(2) {
             None => true,
-            Some(&l) if l == 1.0 => true,
-            Some(&l) if l == 0.0 => false,
+            Some(1.0) => true,
+            Some(0.0) => false,
             Some(l) => {
                 bail!("--point '{p}': the label must be 1 (foreground) or 0 (background), got {l}")
             }

@@ -108,7 +108,7 @@ impl OwlConfig {
          -> Result<TransformerConfig> {
             let width = t.hidden_size.unwrap_or(width);
             let heads = t.num_attention_heads.unwrap_or(heads);
-            if width == 0 || heads == 0 || width % heads != 0 {
+            if width == 0 || heads == 0 || !width.is_multiple_of(heads) {
                 return Err(error(
                     path,
                     format!("{what}.hidden_size {width} is not a multiple of num_attention_heads {heads}"),
@@ -135,7 +135,7 @@ impl OwlConfig {
         };
         let image_size = raw.vision_config.image_size.unwrap_or(default_size);
         let patch_size = raw.vision_config.patch_size.unwrap_or(default_patch);
-        if patch_size == 0 || image_size % patch_size != 0 {
+        if patch_size == 0 || !image_size.is_multiple_of(patch_size) {
             return Err(error(
                 path,
                 format!("vision_config.image_size {image_size} is not a multiple of patch_size {patch_size}"),

@@ -304,11 +304,7 @@ impl SamConfig {
             ));
         }
         let grid = v.image_size / v.patch_size;
-        let embedding = if p.patch_size > 0 {
-            p.image_size / p.patch_size
-        } else {
-            0
-        };
+        let embedding = p.image_size.checked_div(p.patch_size).unwrap_or(0);
         check(
             embedding == grid && p.image_size == v.image_size,
             format!(
