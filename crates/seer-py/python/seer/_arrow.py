@@ -1,0 +1,92 @@
+"""``Model.embed_arrow``: a column of encoded images in, a table of embeddings out.
+
+The images are embedded in slices of whole model batches, so memory stays
+bounded on large tables and the batches are those of one call on the whole
+column.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, List, Optional, Union
+
+import numpy as np
+
+from ._seer import SeerError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from ._model import Model
+
+# Model batches per slice of the column.
+_BATCHES_PER_SLICE = 16
+
+
+def embed_arrow(
+    model: "Model",
+    table: Union["pa.Table", "pa.RecordBatch"],
+    image_column: str,
+    key_column: Optional[str],
+) -> "pa.Table":
+    import pyarrow as pa
+
+    if isinstance(table, pa.RecordBatch):
+        table = pa.Table.from_batches([table])
+    if not isinstance(table, pa.Table):
+        raise TypeError(f"expected a pyarrow Table or RecordBatch, got {type(table).__name__}")
+    images = _column(table, image_column)
+    if not _is_binary(images.type):
+        raise SeerError(
+            f"column '{image_column}' holds {images.type}, not encoded image files (binary)"
+        )
+    if key_column is None:
+        keys = pa.array([str(i) for i in range(table.num_rows)], type=pa.string())
+    else:
+        keys = _column(table, key_column).cast(pa.string()).combine_chunks()
+
+    dim = model.dim
+    rows = table.num_rows
+    vectors = np.empty((rows, dim), dtype=np.float32)
+    errors: List[Optional[str]] = []
+    step = model.batch_size * _BATCHES_PER_SLICE
+    for start in range(0, rows, step):
+        cells = images.slice(start, step).to_pylist()
+        native = [
+            ("bytes", bytes(cell))
+            if cell is not None
+            else ("invalid", ("null", f"no image: the '{image_column}' value is null"))
+            for cell in cells
+        ]
+        buffer, failures = model._native.embed_images(native, True, False)
+        vectors[start : start + len(cells)] = np.frombuffer(buffer, dtype=np.float32).reshape(
+            len(cells), dim
+        )
+        errors.extend(None if f is None else f[1] for f in failures)
+
+    failed = pa.array([e is not None for e in errors], type=pa.bool_())
+    embedding = pa.FixedSizeListArray.from_arrays(
+        pa.array(vectors.reshape(-1), type=pa.float32()), dim, mask=failed
+    )
+    return pa.table(
+        {
+            "key": keys,
+            "embedding": embedding,
+            "error": pa.array(errors, type=pa.string()),
+        }
+    )
+
+
+def _column(table: "pa.Table", name: str) -> "pa.ChunkedArray":
+    if name not in table.column_names:
+        raise SeerError(f"no column '{name}' (the table has: {', '.join(table.column_names)})")
+    return table.column(name)
+
+
+def _is_binary(kind: "pa.DataType") -> bool:
+    import pyarrow as pa
+
+    checks = [pa.types.is_binary, pa.types.is_large_binary, pa.types.is_fixed_size_binary]
+    binary_view = getattr(pa.types, "is_binary_view", None)
+    if binary_view is not None:
+        checks.append(binary_view)
+    return any(check(kind) for check in checks)

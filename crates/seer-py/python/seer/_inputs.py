@@ -1,0 +1,90 @@
+"""Images as users pass them, turned into what the native module takes.
+
+Each input becomes a ``(kind, payload)`` pair (see ``src/input.rs``):
+``("path", str)``, ``("bytes", bytes)``, ``("rgb", (height, width, bytes))``,
+or ``("invalid", (name, cause))`` for an input refused here (wrong type,
+dtype or shape). Refused inputs are passed on rather than dropped so that each
+input keeps its place in the model's batches and its row in the result.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TYPE_CHECKING, Any, Iterable, List, Tuple, Union
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
+
+#: One image: a file path, an encoded file's bytes, an HxWx3 uint8 RGB array,
+#: or a PIL image.
+ImageInput = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, np.ndarray, "PILImage"]
+
+NativeInput = Tuple[str, Any]
+
+# The largest side the native module takes (a u32 there).
+_MAX_SIDE = 2**32 - 1
+
+
+def native_inputs(inputs: Iterable[ImageInput], what: str = "images") -> List[NativeInput]:
+    """Every input as the native module takes it, in order."""
+    if isinstance(inputs, (str, bytes, bytearray, memoryview, os.PathLike)) or _is_pil(inputs):
+        raise TypeError(f"{what}: pass a list of images (wrap a single image in a list)")
+    if isinstance(inputs, np.ndarray) and inputs.ndim != 4:
+        raise TypeError(
+            f"{what}: pass a list of images, or an N x H x W x 3 uint8 array "
+            f"(got an array of shape {inputs.shape})"
+        )
+    return [_native(x) for x in inputs]
+
+
+def _native(x: Any) -> NativeInput:
+    if isinstance(x, str):
+        return ("path", x)
+    if isinstance(x, os.PathLike):
+        path = os.fspath(x)
+        return ("path", path if isinstance(path, str) else os.fsdecode(path))
+    if isinstance(x, bytes):
+        return ("bytes", x)
+    if isinstance(x, (bytearray, memoryview)):
+        return ("bytes", bytes(x))
+    if _is_pil(x):
+        try:
+            rgb = np.asarray(x.convert("RGB"))
+        except Exception as e:  # PIL decodes lazily: a broken file fails here
+            return _invalid("PIL image", f"cannot convert to RGB: {e}")
+        return _array(rgb)
+    if isinstance(x, np.ndarray):
+        return _array(x)
+    kind = type(x).__name__
+    return _invalid(
+        kind,
+        f"unsupported input type {kind}: expected a path (str or os.PathLike), bytes, "
+        "an HxWx3 uint8 numpy array or a PIL image",
+    )
+
+
+def _array(a: np.ndarray) -> NativeInput:
+    name = "array " + "x".join(str(n) for n in a.shape)
+    if a.dtype != np.uint8:
+        return _invalid(name, f"expected dtype uint8, got {a.dtype}")
+    if a.ndim != 3 or a.shape[2] != 3:
+        return _invalid(name, f"expected an HxWx3 array (RGB), got shape {a.shape}")
+    height, width = int(a.shape[0]), int(a.shape[1])
+    if height == 0 or width == 0:
+        return _invalid(name, "the array holds no pixels")
+    if height > _MAX_SIDE or width > _MAX_SIDE:
+        return _invalid(name, "the array is too large")
+    return ("rgb", (height, width, np.ascontiguousarray(a).tobytes()))
+
+
+def _invalid(name: str, cause: str) -> NativeInput:
+    return ("invalid", (name, cause))
+
+
+def _is_pil(x: Any) -> bool:
+    """A PIL image, told without importing PIL (it is optional)."""
+    pil = sys.modules.get("PIL.Image")
+    return pil is not None and isinstance(x, pil.Image)

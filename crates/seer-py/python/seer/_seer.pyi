@@ -1,0 +1,65 @@
+"""Types of the native module ``seer._seer`` (``src/*.rs``). Use ``seer.Model``."""
+
+from typing import List, Optional, Sequence, Tuple, Union, final
+
+__all__ = ["Model", "SeerError", "__version__"]
+__version__: str
+
+class SeerError(ValueError):
+    """An error seer reports: a model that cannot be loaded, an input that
+    cannot be embedded, or a bad argument.
+
+    For an input that failed, ``index`` is its position in the inputs,
+    ``input`` its name (the file's path, ``bytes``, ``array HxWx3``) and
+    ``cause`` why it failed; for other errors they are absent.
+    """
+
+    index: int
+    input: str
+    cause: str
+
+# An input as `seer._inputs.native_inputs` makes it.
+_NativeInput = Union[
+    Tuple[str, str],  # ("path", path)
+    Tuple[str, bytes],  # ("bytes", encoded file)
+    Tuple[str, Tuple[int, int, bytes]],  # ("rgb", (height, width, samples))
+    Tuple[str, Tuple[str, str]],  # ("invalid", (name, cause))
+]
+# Each input's failure: (input name, cause), None where it worked.
+_Failures = List[Optional[Tuple[str, str]]]
+# (label, index, probability)
+_Predicted = Tuple[str, int, float]
+
+@final
+class Model:
+    def __new__(
+        cls,
+        spec: str,
+        device: str = "cpu",
+        precision: str = "f32",
+        *,
+        batch_size: int = 32,
+        tokenizer: Optional[str] = None,
+        offline: bool = False,
+        max_pixels: Optional[int] = None,
+    ) -> "Model": ...
+    @property
+    def dim(self) -> int: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def family(self) -> str: ...
+    @property
+    def batch_size(self) -> int: ...
+    def embed_images(
+        self, inputs: Sequence[_NativeInput], normalize: bool, stop_on_error: bool
+    ) -> Tuple[bytearray, _Failures]: ...
+    def embed_texts(self, texts: Sequence[str], normalize: bool) -> bytearray: ...
+    def classify(
+        self,
+        inputs: Sequence[_NativeInput],
+        labels: Sequence[str],
+        templates: Union[str, Sequence[str]],
+        top_k: int,
+        stop_on_error: bool,
+    ) -> Tuple[List[Optional[List[_Predicted]]], _Failures]: ...

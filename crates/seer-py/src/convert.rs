@@ -1,0 +1,62 @@
+//! Results on their way to Python: embeddings as one `bytearray` of native
+//! float32 (numpy reads it without a copy), input errors as `(name, cause)`
+//! pairs, and seer's errors as `SeerError`.
+
+use pyo3::prelude::*;
+use pyo3::types::PyByteArray;
+
+use crate::batch::Row;
+use crate::SeerError;
+
+/// A `SeerError` with `message`.
+pub fn seer_error(message: impl std::fmt::Display) -> PyErr {
+    SeerError::new_err(message.to_string())
+}
+
+/// The worker pool could not start (the system refused threads).
+pub fn pool_error(e: rayon::ThreadPoolBuildError) -> PyErr {
+    seer_error(format!("cannot start seer's worker threads: {e}"))
+}
+
+/// `rows` as a row-major `len × dim` float32 matrix; a failed row is NaN.
+pub fn matrix<'py>(py: Python<'py>, rows: &[Row], dim: usize) -> PyResult<Bound<'py, PyByteArray>> {
+    let vectors: Vec<Option<&[f32]>> = rows.iter().map(|r| r.as_deref().ok()).collect();
+    floats(py, &vectors, dim)
+}
+
+/// Vectors, each `dim` long, as a row-major float32 matrix (`None`: NaN).
+pub fn floats<'py>(
+    py: Python<'py>,
+    vectors: &[Option<&[f32]>],
+    dim: usize,
+) -> PyResult<Bound<'py, PyByteArray>> {
+    const F32: usize = std::mem::size_of::<f32>();
+    if let Some(bad) = vectors.iter().flatten().find(|v| v.len() != dim) {
+        return Err(seer_error(format!(
+            "internal error: a vector of {} values where the model's are {dim}",
+            bad.len()
+        )));
+    }
+    if dim == 0 {
+        return Ok(PyByteArray::new(py, &[]));
+    }
+    PyByteArray::new_with(py, vectors.len() * dim * F32, |out| {
+        for (row, vector) in out.chunks_exact_mut(dim * F32).zip(vectors) {
+            let values = row.chunks_exact_mut(F32);
+            match vector {
+                Some(v) => values
+                    .zip(v.iter())
+                    .for_each(|(dst, x)| dst.copy_from_slice(&x.to_ne_bytes())),
+                None => values.for_each(|dst| dst.copy_from_slice(&f32::NAN.to_ne_bytes())),
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Each row's error as `(input name, cause)`, `None` for a row that worked.
+pub fn errors(rows: &[Row]) -> Vec<Option<(String, String)>> {
+    rows.iter()
+        .map(|r| r.as_ref().err().map(|e| (e.name.clone(), e.cause.clone())))
+        .collect()
+}

@@ -1,0 +1,165 @@
+//! One image input as the Python side hands it over, and its way to an image
+//! tower's preprocessed pixels.
+//!
+//! The Python side sends `(kind, payload)` pairs:
+//!
+//! | kind        | payload                      | what it is                              |
+//! |-------------|------------------------------|-----------------------------------------|
+//! | `"path"`    | `str` or `os.PathLike`       | an image file                           |
+//! | `"bytes"`   | `bytes`                      | an encoded image file in memory         |
+//! | `"rgb"`     | `(height, width, bytes)`     | `height × width × 3` RGB samples, u8     |
+//! | `"invalid"` | `(name, cause)`              | an input the Python side already refused |
+//!
+//! Refused inputs travel too, so that every input keeps its place in the
+//! batches: the model sees the same batches as `seer embed` on the same list.
+
+use std::path::PathBuf;
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::pybacked::{PyBackedBytes, PyBackedStr};
+use seer_engine::ImageEncoder;
+use seer_image::image::RgbImage;
+use seer_image::DecodeLimits;
+
+/// How bytes inputs are named in messages.
+const BYTES_NAME: &str = "bytes";
+
+pub enum ImageInput {
+    Path(PathBuf),
+    /// Held as the Python `bytes` object itself: no copy, and readable without
+    /// the GIL.
+    Bytes(PyBackedBytes),
+    Rgb {
+        height: u32,
+        width: u32,
+        samples: PyBackedBytes,
+    },
+    Invalid {
+        name: String,
+        cause: String,
+    },
+}
+
+/// Why one input gave no embedding, and which input it was.
+#[derive(Clone, Debug)]
+pub struct InputError {
+    /// The file's path, `bytes`, or `array HxWx3`.
+    pub name: String,
+    pub cause: String,
+}
+
+impl InputError {
+    pub fn new(name: impl Into<String>, cause: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            cause: cause.into(),
+        }
+    }
+
+    /// From an error whose message starts with the input's name (seer's
+    /// decoding errors do: `PATH: cause`), said once.
+    fn from_named(name: String, error: impl std::fmt::Display) -> Self {
+        let message = error.to_string();
+        let cause = message
+            .strip_prefix(&name)
+            .and_then(|rest| rest.strip_prefix(": "))
+            .map(str::to_string)
+            .unwrap_or(message);
+        Self { name, cause }
+    }
+}
+
+impl ImageInput {
+    /// The input as messages name it.
+    pub fn name(&self) -> String {
+        match self {
+            Self::Path(path) => path.display().to_string(),
+            Self::Bytes(_) => BYTES_NAME.to_string(),
+            Self::Rgb { height, width, .. } => format!("array {height}x{width}x3"),
+            Self::Invalid { name, .. } => name.clone(),
+        }
+    }
+
+    /// Decodes (files and bytes) and preprocesses the input for `encoder`:
+    /// [`ImageEncoder::pixels_len`] floats.
+    pub fn pixels(
+        &self,
+        encoder: &dyn ImageEncoder,
+        limits: &DecodeLimits,
+    ) -> Result<Vec<f32>, InputError> {
+        match self {
+            Self::Path(path) => seer_image::decode_file_full(path, limits)
+                .map(|image| encoder.preprocess(&image))
+                .map_err(|e| InputError::from_named(self.name(), e)),
+            Self::Bytes(bytes) => seer_image::decode_bytes_full(bytes, BYTES_NAME, limits)
+                .map(|image| encoder.preprocess(&image))
+                .map_err(|e| InputError::from_named(self.name(), e)),
+            Self::Rgb {
+                height,
+                width,
+                samples,
+            } => {
+                let image = rgb_image(*height, *width, samples, limits)
+                    .map_err(|cause| InputError::new(self.name(), cause))?;
+                Ok(encoder.preprocess_rgb(&image))
+            }
+            Self::Invalid { name, cause } => Err(InputError::new(name.clone(), cause.clone())),
+        }
+    }
+}
+
+/// RGB samples as an image, checked as a decoded file would be: not empty,
+/// within the pixel budget, and as many samples as the shape says.
+fn rgb_image(
+    height: u32,
+    width: u32,
+    samples: &[u8],
+    limits: &DecodeLimits,
+) -> Result<RgbImage, String> {
+    let pixels = u64::from(height) * u64::from(width);
+    if pixels == 0 {
+        return Err("the array holds no pixels".into());
+    }
+    if pixels > limits.max_pixels {
+        return Err(format!(
+            "{pixels} pixels, over the budget of {} pixels",
+            limits.max_pixels
+        ));
+    }
+    if samples.len() as u64 != pixels * 3 {
+        return Err(format!(
+            "{} bytes of samples for {height}x{width}x3",
+            samples.len()
+        ));
+    }
+    RgbImage::from_raw(width, height, samples.to_vec())
+        .ok_or_else(|| "the samples do not fill the image".to_string())
+}
+
+impl<'a, 'py> FromPyObject<'a, 'py> for ImageInput {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        let (kind, payload): (PyBackedStr, Bound<'py, PyAny>) = obj.extract()?;
+        match &*kind {
+            "path" => Ok(Self::Path(payload.extract()?)),
+            "bytes" => Ok(Self::Bytes(payload.extract()?)),
+            "rgb" => {
+                let (height, width, samples) = payload.extract()?;
+                Ok(Self::Rgb {
+                    height,
+                    width,
+                    samples,
+                })
+            }
+            "invalid" => {
+                let (name, cause) = payload.extract()?;
+                Ok(Self::Invalid { name, cause })
+            }
+            other => Err(PyValueError::new_err(format!(
+                "unknown image input kind '{other}' (path, bytes, rgb, invalid)"
+            ))),
+        }
+    }
+}

@@ -1,0 +1,185 @@
+"""The package gives what the command line gives: the same embeddings bit for
+bit, the same text embeddings, the same zero-shot classes and probabilities."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import (
+    CLIP_HF,
+    CLIP_OPENCLIP,
+    DINOV2,
+    MANY_FORMATS,
+    RGB_FILES,
+    SIGLIP,
+    cli_classify,
+    cli_embed,
+    load,
+    same_bits,
+)
+
+import seer
+
+MODELS = [CLIP_OPENCLIP, CLIP_HF, SIGLIP, DINOV2]
+
+
+@pytest.mark.parametrize("model_dir", MODELS, ids=lambda p: p.name)
+def test_image_embeddings_equal_seer_embed_bit_for_bit(model_dir: Path, tmp_path: Path) -> None:
+    model = load(model_dir)
+    expected = cli_embed(model_dir, ["--image", *MANY_FORMATS], tmp_path)
+    got = model.embed_images(MANY_FORMATS)
+    assert got.shape == (len(MANY_FORMATS), model.dim)
+    assert same_bits(got, expected)
+    assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+
+
+def test_several_batches_equal_seer_embed_with_that_batch_size(tmp_path: Path) -> None:
+    """Batches of 4 over 15 files: the last batch is partial, as the CLI's."""
+    model = load(CLIP_OPENCLIP, batch_size=4)
+    assert model.batch_size == 4
+    expected = cli_embed(CLIP_OPENCLIP, ["--image", *MANY_FORMATS], tmp_path, "--batch-size", "4")
+    assert same_bits(model.embed_images(MANY_FORMATS), expected)
+
+
+def test_raw_features_equal_seer_embed_raw(tmp_path: Path) -> None:
+    model = load(CLIP_HF)
+    expected = cli_embed(CLIP_HF, ["--image", *RGB_FILES], tmp_path, "--raw")
+    got = model.embed_images(RGB_FILES, normalize=False)
+    assert same_bits(got, expected)
+    assert not np.allclose(np.linalg.norm(got, axis=1), 1.0)
+
+
+def test_paths_bytes_arrays_and_pil_images_give_identical_rows(clip: seer.Model) -> None:
+    from PIL import Image
+
+    by_path = clip.embed_images([str(p) for p in RGB_FILES])
+    by_pathlike = clip.embed_images(RGB_FILES)
+    by_bytes = clip.embed_images([p.read_bytes() for p in RGB_FILES])
+    by_bytearray = clip.embed_images([bytearray(p.read_bytes()) for p in RGB_FILES])
+    images = [Image.open(p) for p in RGB_FILES]
+    by_array = clip.embed_images([np.asarray(im.convert("RGB")) for im in images])
+    by_pil = clip.embed_images(images)
+    for other in (by_pathlike, by_bytes, by_bytearray, by_array, by_pil):
+        assert same_bits(other, by_path)
+
+
+def test_a_mixed_list_keeps_each_row_in_place(clip: seer.Model) -> None:
+    from PIL import Image
+
+    a, b, c, d = RGB_FILES[:4]
+    mixed = [
+        str(a),
+        b.read_bytes(),
+        np.asarray(Image.open(c).convert("RGB")),
+        Image.open(d),
+    ]
+    assert same_bits(clip.embed_images(mixed), clip.embed_images([a, b, c, d]))
+
+
+def test_a_non_contiguous_array_is_read_as_its_values(clip: seer.Model) -> None:
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(RGB_FILES[0]).convert("RGB"))
+    strided = np.repeat(np.repeat(rgb, 2, axis=0), 2, axis=1)[::2, ::2]
+    reversed_channels = np.ascontiguousarray(rgb[:, :, ::-1])[:, :, ::-1]
+    fortran = np.asfortranarray(rgb)
+    expected = clip.embed_images([rgb])
+    for view in (strided, reversed_channels, fortran):
+        assert not view.flags.c_contiguous
+        assert same_bits(clip.embed_images([view]), expected)
+    # A really different view is a different image.
+    assert not same_bits(clip.embed_images([rgb[:, ::-1]]), expected)
+
+
+def test_a_4d_batch_array_is_a_list_of_images(clip: seer.Model) -> None:
+    from PIL import Image
+
+    square = [np.asarray(Image.open(p).convert("RGB").resize((64, 48))) for p in RGB_FILES[:3]]
+    stacked = np.stack(square)
+    assert same_bits(clip.embed_images(stacked), clip.embed_images(square))
+
+
+@pytest.mark.parametrize("model_dir", [CLIP_OPENCLIP, CLIP_HF, SIGLIP], ids=lambda p: p.name)
+def test_text_embeddings_equal_seer_embed_text(model_dir: Path, tmp_path: Path) -> None:
+    texts = [
+        "a photo of a cat",
+        "a dog",
+        "",
+        "Ünïcödé — 東京の夜景",
+        " ".join(["a very long caption"] * 40),  # truncated to the context length
+    ]
+    model = load(model_dir)
+    expected = cli_embed(model_dir, ["--text", *texts], tmp_path)
+    got = model.embed_texts(texts)
+    assert got.shape == (len(texts), model.dim)
+    assert same_bits(got, expected)
+
+
+def test_raw_text_features_equal_seer_embed_raw(tmp_path: Path) -> None:
+    model = load(CLIP_OPENCLIP)
+    texts = ["a cat", "a rocket"]
+    expected = cli_embed(CLIP_OPENCLIP, ["--text", *texts], tmp_path, "--raw")
+    assert same_bits(model.embed_texts(texts, normalize=False), expected)
+
+
+@pytest.mark.parametrize(
+    "model_dir,templates,top_k",
+    [
+        (CLIP_OPENCLIP, "default", 3),
+        (CLIP_HF, "imagenet", 5),
+        (SIGLIP, "default", 2),
+    ],
+    ids=lambda v: getattr(v, "name", str(v)),
+)
+def test_classify_equals_seer_classify_json(model_dir: Path, templates: str, top_k: int) -> None:
+    labels = ["cat", "rocket", "coffee", "apple", "page of text", "astronaut"]
+    model = load(model_dir)
+    expected = cli_classify(
+        model_dir, MANY_FORMATS, labels, "--templates", templates, "--top-k", str(top_k)
+    )
+    got = model.classify(MANY_FORMATS, labels, top_k=top_k, templates=templates)
+    assert len(got) == len(expected) == len(MANY_FORMATS)
+    for predictions, line in zip(got, expected):
+        cli = line["predictions"]
+        assert len(predictions) == len(cli) == top_k
+        for p, q in zip(predictions, cli):
+            assert (p.label, p.index) == (q["label"], q["index"])
+            # The CLI prints the shortest decimal that reads back as the same f32.
+            assert np.float32(p.probability) == np.float32(q["probability"])
+
+
+def test_classify_with_a_template_list_equals_the_template_file(
+    clip: seer.Model, tmp_path: Path
+) -> None:
+    templates = ["a photo of a {}.", "a drawing of a {}."]
+    file = tmp_path / "templates.txt"
+    file.write_text("\n".join(templates) + "\n")
+    labels = ["cat", "rocket"]
+    expected = cli_classify(CLIP_OPENCLIP, RGB_FILES, labels, "--templates", str(file))
+    for templates_arg in (templates, file, str(file)):
+        got = clip.classify(RGB_FILES, labels, top_k=2, templates=templates_arg)
+        probabilities = [[np.float32(p.probability) for p in row] for row in got]
+        assert probabilities == [
+            [np.float32(q["probability"]) for q in line["predictions"]] for line in expected
+        ]
+
+
+def test_properties(clip: seer.Model) -> None:
+    assert clip.dim == 16
+    assert clip.family == "clip"
+    assert clip.name == str(CLIP_OPENCLIP.resolve())
+    assert "clip" in repr(clip)
+    assert load(DINOV2).family == "dinov2"
+    assert load(SIGLIP).family == "siglip"
+
+
+def test_the_model_is_immutable(clip: seer.Model) -> None:
+    with pytest.raises(AttributeError):
+        clip.dim = 3  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        clip.anything = 1  # type: ignore[attr-defined]
+    with pytest.raises(AttributeError):
+        del clip.dim  # type: ignore[misc]
+    assert clip.dim == 16
