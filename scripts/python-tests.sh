@@ -2,7 +2,16 @@
 # Builds the Python package `seer` (crates/seer-py) into a virtual environment
 # and runs its tests against the `seer` command line.
 #
-#   bash scripts/python-tests.sh [pytest arguments...]
+#   bash scripts/python-tests.sh [--wheel] [pytest arguments...]
+#
+# By default the extension is the one `cargo build --release --workspace`
+# makes (target/release/lib_seer.so), staged with the package's Python files
+# in target/pystage: after `cargo test --workspace --release` (CI's first step)
+# that build is a no-op. A separate `maturin develop` or `cargo build -p ...`
+# resolves the dependencies' features for one package instead of the whole
+# workspace and so recompiles most of it (8 minutes each on 2 cores).
+# `--wheel` builds and installs the real wheel with maturin instead (the path
+# `pip install ./crates/seer-py` takes).
 #
 # Needs: a Rust toolchain, python3 with its venv module (Debian: python3-venv,
 # installed here when missing and apt-get is at hand), network access to PyPI
@@ -13,7 +22,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV=target/pyenv
-PYTHON_REQUIREMENTS=("maturin>=1.9.4,<2" "pytest>=7" "numpy>=1.22" "pyarrow>=15" "pillow>=9")
+STAGE=target/pystage
+PYTHON_REQUIREMENTS=("pytest>=7" "numpy>=1.22" "pyarrow>=15" "pillow>=9")
+WHEEL=0
+if [ "${1:-}" = "--wheel" ]; then
+    WHEEL=1
+    shift
+    PYTHON_REQUIREMENTS+=("maturin>=1.9.4,<2")
+fi
 
 # `step NAME` starts a step and reports how long the one before it took.
 step_name=""
@@ -60,12 +76,22 @@ fi
 
 # The extension and the command line come from the same sources in one run, so
 # the tests compare like with like.
-step "build and install the wheel (maturin develop --release)"
-VIRTUAL_ENV="$PWD/$VENV" PATH="$PWD/$VENV/bin:$PATH" \
-    "$VENV/bin/maturin" develop --release --quiet -m crates/seer-py/Cargo.toml
-
-step "build the command line (cargo build --release -p seer-cli)"
-cargo build --release --quiet -p seer-cli
+step "build the command line and the extension (cargo build --release --workspace)"
+cargo build --release --quiet --workspace --all-targets
+if [ "$WHEEL" = 1 ]; then
+    step "build and install the wheel (maturin develop --release)"
+    VIRTUAL_ENV="$PWD/$VENV" PATH="$PWD/$VENV/bin:$PATH" \
+        "$VENV/bin/maturin" develop --release --quiet -m crates/seer-py/Cargo.toml
+    export PYTHONPATH=""
+else
+    step "stage the package ($STAGE)"
+    rm -rf "$STAGE"
+    mkdir -p "$STAGE"
+    cp -r crates/seer-py/python/seer "$STAGE/seer"
+    rm -rf "$STAGE/seer/__pycache__" "$STAGE"/seer/_seer*.so
+    cp target/release/lib_seer.so "$STAGE/seer/_seer.abi3.so"
+    export PYTHONPATH="$PWD/$STAGE"
+fi
 
 step "pytest crates/seer-py/tests"
 SEER_BIN="$PWD/target/release/seer" "$VENV/bin/python" -m pytest crates/seer-py/tests "$@"
