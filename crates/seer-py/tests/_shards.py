@@ -1,0 +1,207 @@
+"""Webdataset shards for the Ray and Spark tests, made from the shared test
+images, with every kind of breakage the command line accounts for; and the
+command line's own output for them, to compare with.
+
+The folder holds, in shard order:
+
+0. ``00000.tar``: ImageNet photos with captions, a PNG, an uppercase ``.JPG``,
+   a member name over 100 bytes (a GNU long name), plus a truncated JPEG, a
+   text file named ``.jpg``, an empty ``.jpg`` and a sample with a caption but
+   no image;
+1. ``00001.tar.gz``: CIFAR-10 photos with class labels, gzipped;
+2. ``00002.tar``: more ImageNet photos, as a POSIX (pax) tar with a
+   non-ASCII name;
+3. ``00003.tar``: a tar cut inside the data of its fifth image;
+4. ``00004.tar``: an archive with no members;
+5. ``00005.tar.gz``: a gzipped tar whose compressed stream is cut short.
+
+Keys are unique across shards, so "every key exactly once" is checkable over
+the whole output.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import tarfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Sequence, Set
+
+import numpy as np
+import pyarrow.parquet as pq
+
+
+def _photos(folder: Path, suffix: str) -> List[Path]:
+    return sorted(p for p in folder.rglob(f"*{suffix}") if p.is_file())
+
+
+def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = 0o644
+    info.mtime = 1_700_000_000
+    tar.addfile(info, io.BytesIO(data))
+
+
+def _tar_bytes(members: Sequence[tuple], gz: bool = False, pax: bool = False) -> bytes:
+    buf = io.BytesIO()
+    kind = tarfile.PAX_FORMAT if pax else tarfile.GNU_FORMAT
+    with tarfile.open(fileobj=buf, mode="w:gz" if gz else "w", format=kind) as t:
+        for name, data in members:
+            _add(t, name, data)
+    return buf.getvalue()
+
+
+@dataclass
+class Shards:
+    folder: Path
+    #: Keys of the samples that embed (what the metadata must hold).
+    good: Set[str]
+    #: Keys of the samples that fail, as the errors must hold them ("" is a
+    #: truncated shard's own row: twice, for two such shards).
+    bad: List[str]
+
+    @property
+    def spec(self) -> str:
+        return str(self.folder)
+
+
+def make_shards(root: Path, shared: Path) -> Shards:
+    """Writes the shards described in the module docs into ``root/shards``."""
+    folder = root / "shards"
+    folder.mkdir(parents=True)
+    imagenet = _photos(shared / "imagenet-samples", ".JPEG")
+    cifar = _photos(shared / "cifar10-test-subset", ".jpg")
+    smoke = shared / "smoke"
+    good: Set[str] = set()
+    bad: List[str] = []
+
+    def sample(key: str, ext: str, data: bytes, caption: str = "") -> List[tuple]:
+        members = [(f"{key}.{ext}", data)]
+        if caption:
+            members.append((f"{key}.txt", caption.encode()))
+        return members
+
+    # 0: photos, other formats, and broken samples.
+    members: List[tuple] = []
+    for i, p in enumerate(imagenet[:12]):
+        key = f"a{i:04d}"
+        members += sample(key, "jpg", p.read_bytes(), f"  photo {i}: {p.stem}\n")
+        good.add(key)
+    members += sample("a-png", "png", (smoke / "skimage" / "chelsea.png").read_bytes(), "a cat")
+    members += sample(
+        "a-upper", "JPG", (smoke / "rclip-formats" / "black cat sleeping on a chair.JPG").read_bytes()
+    )
+    # A path over 100 bytes: a GNU long-name member before the header.
+    long_key = "a-long/" + "x" * 120 + "/photo"
+    members += sample(long_key, "jpg", imagenet[30].read_bytes(), "a long name")
+    good |= {"a-png", "a-upper", long_key}
+    jpeg = imagenet[20].read_bytes()
+    members += sample("a-truncated", "jpg", jpeg[: len(jpeg) * 2 // 5], "cut short")
+    members += sample("a-text", "jpg", b"this is not an image, only text\n" * 20)
+    members += sample("a-empty", "jpg", b"")
+    members.append(("a-caption-only.txt", b"a caption without an image"))
+    bad += ["a-truncated", "a-text", "a-empty", "a-caption-only"]
+    (folder / "00000.tar").write_bytes(_tar_bytes(members))
+
+    # 1: gzipped CIFAR photos with class labels.
+    members = []
+    for i, p in enumerate(cifar[::50][:24]):
+        key = f"b{i:04d}"
+        members += [(f"{key}.jpg", p.read_bytes()), (f"{key}.cls", str(i % 10).encode())]
+        good.add(key)
+    (folder / "00001.tar.gz").write_bytes(_tar_bytes(members, gz=True))
+
+    # 2: more photos, in a POSIX (pax) tar; a non-ASCII name gets a pax header.
+    members = []
+    for i, p in enumerate(imagenet[40:56]):
+        key = f"c{i:04d}"
+        members += sample(key, "jpg", p.read_bytes(), f"photo {p.stem}")
+        good.add(key)
+    members += sample("c-ünïcödé", "jpeg", imagenet[57].read_bytes(), "ça marche")
+    good.add("c-ünïcödé")
+    (folder / "00002.tar").write_bytes(_tar_bytes(members, pax=True))
+
+    # 3: cut 100 bytes into the fifth image's data. The tar crate (and so the
+    # CLI) reads the four whole samples, the fifth with its first 100 bytes
+    # (which fail to decode), then reports the shard as truncated.
+    photos = imagenet[60:68]
+    members = []
+    for i, p in enumerate(photos):
+        members.append((f"d{i:04d}.jpg", p.read_bytes()))
+    whole = _tar_bytes(members)
+    cut = sum(512 + -(-p.stat().st_size // 512) * 512 for p in photos[:4]) + 512 + 100
+    (folder / "00003.tar").write_bytes(whole[:cut])
+    good |= {f"d{i:04d}" for i in range(4)}
+    bad += ["d0004", ""]
+
+    # 4: no members at all.
+    (folder / "00004.tar").write_bytes(_tar_bytes([]))
+
+    # 5: a gzip stream cut in the middle: what it decompresses to is read, the
+    # sample being read when it ends fails, then the shard is reported.
+    members = []
+    for i, p in enumerate(imagenet[80:90]):
+        members.append((f"e{i:04d}.jpg", p.read_bytes()))
+    gz = _tar_bytes(members, gz=True)
+    cut_gz = gz[: len(gz) // 2]
+    (folder / "00005.tar.gz").write_bytes(cut_gz)
+    readable = len(zlib.decompressobj(wbits=31).decompress(cut_gz))
+    start = 0
+    for name, data in members:
+        end = start + 512 + len(data)
+        if end <= readable:
+            good.add(name.split(".")[0])
+        elif start + 512 <= readable:
+            bad.append(name.split(".")[0])  # cut inside its data
+            break
+        else:
+            break
+        start += 512 + -(-len(data) // 512) * 512
+    bad.append("")
+    return Shards(folder=folder, good=good, bad=bad)
+
+
+def cli_embed_shards(
+    seer_bin: Path, model: Path, spec: str, out: Path, env: Dict[str, str], *extra: str
+) -> List[str]:
+    """``seer embed --shards SPEC --out OUT --json``: its JSON lines."""
+    done = subprocess.run(
+        [str(seer_bin), "embed", "--model", str(model), "--shards", spec, "--out", str(out), "--json",
+         *extra],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, **env),
+    )
+    if done.returncode != 0:
+        raise AssertionError(f"seer embed --shards {spec}: exit {done.returncode}: {done.stderr}")
+    return done.stdout.splitlines()
+
+
+def read_layout(out: Path) -> Dict[int, dict]:
+    """Every output shard of ``out``: embeddings (float32), metadata and errors columns."""
+    shards: Dict[int, dict] = {}
+    for name in os.listdir(out / "img_emb"):
+        if not (name.startswith("img_emb_") and name.endswith(".npy")):
+            continue
+        n = int(name[len("img_emb_") : -len(".npy")])
+        meta = pq.read_table(out / "metadata" / f"metadata_{n}.parquet").to_pydict()
+        errors = pq.read_table(out / "errors" / f"errors_{n}.parquet").to_pydict()
+        shards[n] = {
+            "embeddings": np.load(out / "img_emb" / f"img_emb_{n}.npy"),
+            "npy": (out / "img_emb" / f"img_emb_{n}.npy").read_bytes(),
+            "meta": meta,
+            "errors": errors,
+        }
+    return shards
+
+
+def all_keys(shards: Dict[int, dict]) -> List[str]:
+    return [k for n in sorted(shards) for k in shards[n]["meta"]["key"]]
+
+
+def all_error_keys(shards: Dict[int, dict]) -> List[str]:
+    return [k for n in sorted(shards) for k in shards[n]["errors"]["key"]]
