@@ -890,20 +890,39 @@ def _strip_input_prefix(message: str) -> str:
     return _INPUT_PREFIX.sub("", message, count=1)
 
 
-def _image_cells(table: "pa.Table", columns: Sequence[str]) -> List[Optional[bytes]]:
-    """Per row, the bytes of the first non-null image column (None if none)."""
-    cells: Optional[List[Optional[bytes]]] = None
+def _image_cells(table: "pa.Table", columns: Sequence[str]) -> List[Any]:
+    """Per row, the first non-null image of ``columns`` (None if none): an
+    encoded file's bytes, or a decoded HxWx3 array."""
+    import pyarrow as pa
+
+    cells: Optional[List[Any]] = None
     for c in columns:
         col = table.column(c)
-        if not _is_binary(col.type):
-            raise TypeError(
-                f"column '{c}' holds {col.type}, not encoded image files: read webdataset "
-                "shards with seer.ray.read (or ray.data.read_webdataset(..., decoder=None)) "
-                "and image folders with read_binary_files"
-            )
+        if pa.types.is_null(col.type):
+            # A webdataset extension absent from this block (Ray unifies the
+            # columns of blocks from different shards).
+            continue
         values = col.to_pylist()
+        if not _is_binary(col.type):
+            # Ray keeps Python objects it could not type in an extension
+            # column: bytes (or decoded arrays) still work, and missing
+            # values may come back as NaN (pandas' missing value).
+            values = [None if isinstance(v, float) and v != v else v for v in values]
+            bad = next((v for v in values if v is not None and not _is_image_value(v)), None)
+            if bad is not None or pa.types.is_list(col.type):
+                raise TypeError(
+                    f"column '{c}' holds {col.type}, not encoded image files: read webdataset "
+                    "shards with seer.ray.read (or ray.data.read_webdataset(..., decoder=None)) "
+                    "and image folders with read_binary_files"
+                )
         cells = values if cells is None else [a if a is not None else b for a, b in zip(cells, values)]
     return cells if cells is not None else [None] * table.num_rows
+
+
+def _is_image_value(v: Any) -> bool:
+    return isinstance(v, (bytes, bytearray, memoryview)) or (
+        isinstance(v, np.ndarray) and v.ndim == 3
+    )
 
 
 def _is_binary(kind: "pa.DataType") -> bool:

@@ -9,7 +9,11 @@ or, step by step:
 >>> ds = seer.ray.read("data/{00000..00999}.tar", out_dir="emb/")  # unfinished shards only
 >>> ds = ds.map_batches(seer.ray.Embedder, fn_constructor_kwargs={"model": "ViT-B-32"},
 ...                     concurrency=8, batch_size=256, batch_format="pyarrow")
->>> seer.ray.write_clip_retrieval(ds, "emb/", shards=...)
+>>> seer.ray.write_clip_retrieval(ds, "emb/")  # each shard as soon as it is whole
+
+(``embed_shards`` also writes the empty output of an input shard without
+samples, as the command line does; ``write_clip_retrieval`` sees no rows for
+it and does so only when given ``shards=``.)
 
 * :class:`Embedder` is a callable class for ``Dataset.map_batches``: one model
   per actor, built in ``__init__``; each batch of encoded images becomes
@@ -182,7 +186,7 @@ def read(
     and tar parsing, and the embedding actors may hold every CPU (one actor
     per node with all its CPUs), which would leave read tasks that need a
     CPU waiting forever. ``concurrency`` caps the read tasks running at once
-    (default: Ray's backpressure alone).
+    (default: the cluster's CPUs).
     """
     plan = layout.plan_shards(source, files_per_shard=files_per_shard)
     if out_dir is not None:
@@ -220,9 +224,12 @@ def read_plan(
         caption_column=caption_column,
         rows_per_block=rows_per_block,
     )
+    if concurrency is None and ray.is_initialized():
+        # Read tasks take no CPU slot: bound them by the cluster's CPUs.
+        concurrency = int(ray.cluster_resources().get("CPU", 1))
     compute = None
     if concurrency is not None:
-        compute = ray.data.TaskPoolStrategy(size=max(1, int(concurrency)))
+        compute = ray.data.TaskPoolStrategy(size=max(1, min(len(items), int(concurrency))))
     return shards.map_batches(
         _ReadShards(options),
         batch_size=1,
@@ -472,7 +479,7 @@ def embed_shards(
         todo,
         image_column=image_column,
         key_column=key_column,
-        concurrency=min(len(todo), read_concurrency or 2 * concurrency),
+        concurrency=read_concurrency or 2 * concurrency,
     )
     ds = ds.map_batches(
         embedder,
