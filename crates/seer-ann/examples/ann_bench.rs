@@ -6,6 +6,17 @@
 //! Options: --datasets clustered,uniform  --m 16  --ef-construction 100  --ef-search 96
 //!          --ef-sweep 32,64,96,128,256  --clusters 4096  --chunk 100000  --churn 10000
 //!          --out DIR (index files; default $TMPDIR/seer-ann-bench)  --seed 1  --json
+//!          --dump DIR  --dump-only  --sweep-only  --index-file PATH
+//!
+//! `--dump DIR` writes, per data set, `DIR/<name>/`: `base.npy` (n x dim f32, row i
+//! has id i), `queries.npy` (queries x dim f32), `gt_ids.npy` (queries x k int64) and
+//! `gt_scores.npy` (queries x k f32, exact f32 top-k by dot product, score desc then
+//! id asc) and `meta.json`, so another library (`scripts/bench_ann_reference.py`) can
+//! be measured on exactly these vectors. The base is written chunk by chunk (`--chunk`
+//! rows at a time). `--dump-only` stops after the dump (no index is built).
+//! `--sweep-only` stops after the ef sweep (no persistence / churn steps).
+//! `--index-file PATH` loads the index from PATH if it holds n x dim items (no build
+//! time then), else builds it and saves it there: for search-only comparisons.
 //!
 //! Data sets (vectors are generated deterministically per row, so they never all
 //! have to be in memory at once; RSS is the index's, not the data set's):
@@ -197,6 +208,10 @@ struct Args {
     json: bool,
     seed: u64,
     ceiling_only: bool,
+    dump: Option<PathBuf>,
+    index_file: Option<PathBuf>,
+    dump_only: bool,
+    sweep_only: bool,
 }
 
 fn parse_args() -> Args {
@@ -215,6 +230,10 @@ fn parse_args() -> Args {
         json: false,
         seed: 1,
         ceiling_only: false,
+        dump: None,
+        index_file: None,
+        dump_only: false,
+        sweep_only: false,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -227,6 +246,16 @@ fn parse_args() -> Args {
         }
         if flag == "--json" {
             a.json = true;
+            i += 1;
+            continue;
+        }
+        if flag == "--dump-only" {
+            a.dump_only = true;
+            i += 1;
+            continue;
+        }
+        if flag == "--sweep-only" {
+            a.sweep_only = true;
             i += 1;
             continue;
         }
@@ -257,6 +286,8 @@ fn parse_args() -> Args {
             "--churn" => a.churn = num(),
             "--seed" => a.seed = num(),
             "--out" => a.out = PathBuf::from(&val),
+            "--dump" => a.dump = Some(PathBuf::from(&val)),
+            "--index-file" => a.index_file = Some(PathBuf::from(&val)),
             "--datasets" => {
                 a.datasets = val
                     .split(',')
@@ -276,6 +307,9 @@ fn parse_args() -> Args {
     }
     a.sweep.sort_unstable();
     a.sweep.dedup();
+    if a.dump_only && a.dump.is_none() {
+        panic!("--dump-only needs --dump DIR");
+    }
     a
 }
 
@@ -290,6 +324,21 @@ fn ground_truth(
     deleted: &HashSet<u64>,
     f16: bool,
 ) -> Vec<Vec<u64>> {
+    ground_truth_scored(ds, a, queries, rows, deleted, f16)
+        .into_iter()
+        .map(|b| b.into_iter().map(|x| x.0).collect())
+        .collect()
+}
+
+/// [`ground_truth`] with the exact scores: `(row, dot)`, best first.
+fn ground_truth_scored(
+    ds: &Dataset,
+    a: &Args,
+    queries: &[f32],
+    rows: std::ops::Range<u64>,
+    deleted: &HashSet<u64>,
+    f16: bool,
+) -> Vec<Vec<(u64, f32)>> {
     let nq = queries.len() / a.dim;
     let extra = if deleted.is_empty() { 0 } else { 32 };
     let mut best: Vec<Vec<(u64, f32)>> = vec![Vec::new(); nq];
@@ -313,9 +362,98 @@ fn ground_truth(
         }
         lo = hi;
     }
-    best.into_iter()
-        .map(|b| b.into_iter().map(|x| x.0).collect())
-        .collect()
+    best
+}
+
+/// A `.npy` (format 1.0) header for a C-order array of `descr` (e.g. `<f4`).
+fn npy_header(descr: &str, shape: &[usize]) -> Vec<u8> {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let shape = if dims.len() == 1 {
+        format!("({},)", dims[0])
+    } else {
+        format!("({})", dims.join(", "))
+    };
+    let mut dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    // Magic (6) + version (2) + length (2) + dict + '\n', padded to 64 bytes.
+    let unpadded = 10 + dict.len() + 1;
+    dict.push_str(&" ".repeat((64 - unpadded % 64) % 64));
+    dict.push('\n');
+    let mut h = b"\x93NUMPY\x01\x00".to_vec();
+    h.extend_from_slice(&(dict.len() as u16).to_le_bytes());
+    h.extend_from_slice(dict.as_bytes());
+    h
+}
+
+/// Write `DIR/<name>/{base,queries,gt_ids,gt_scores}.npy` and `meta.json`.
+fn dump(
+    dir: &std::path::Path,
+    ds: &Dataset,
+    a: &Args,
+    name: &str,
+    queries: &[f32],
+    truth: &[Vec<(u64, f32)>],
+) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = dir.join(name);
+    std::fs::create_dir_all(&dir)?;
+    let f32_bytes = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
+    let create = |file: &str| -> std::io::Result<std::io::BufWriter<std::fs::File>> {
+        Ok(std::io::BufWriter::with_capacity(
+            1 << 20,
+            std::fs::File::create(dir.join(file))?,
+        ))
+    };
+
+    let t = Instant::now();
+    let mut w = create("base.npy")?;
+    w.write_all(&npy_header("<f4", &[a.n as usize, a.dim]))?;
+    let mut lo = 0;
+    while lo < a.n {
+        let hi = (lo + a.chunk).min(a.n);
+        w.write_all(&f32_bytes(&ds.rows(lo, hi)))?;
+        lo = hi;
+    }
+    w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+
+    let nq = queries.len() / a.dim;
+    let mut w = create("queries.npy")?;
+    w.write_all(&npy_header("<f4", &[nq, a.dim]))?;
+    w.write_all(&f32_bytes(queries))?;
+    w.flush()?;
+
+    // Every query has k results unless n < k; pad with -1 / NaN then.
+    let mut w = create("gt_ids.npy")?;
+    w.write_all(&npy_header("<i8", &[nq, a.k]))?;
+    for t in truth {
+        for j in 0..a.k {
+            let id = t.get(j).map_or(-1i64, |x| x.0 as i64);
+            w.write_all(&id.to_le_bytes())?;
+        }
+    }
+    w.flush()?;
+    let mut w = create("gt_scores.npy")?;
+    w.write_all(&npy_header("<f4", &[nq, a.k]))?;
+    for t in truth {
+        for j in 0..a.k {
+            let s = t.get(j).map_or(f32::NAN, |x| x.1);
+            w.write_all(&s.to_le_bytes())?;
+        }
+    }
+    w.flush()?;
+
+    let meta = serde_json::json!({
+        "dataset": name, "n": a.n, "dim": a.dim, "queries": nq, "k": a.k,
+        "seed": a.seed, "clusters": a.clusters,
+        "generator": "crates/seer-ann/examples/ann_bench.rs",
+        "ground_truth": "exact f32 dot product over all n rows; score desc, then id asc",
+    });
+    std::fs::write(dir.join("meta.json"), format!("{meta:#}\n"))?;
+    eprintln!(
+        "[{name}] dumped to {} in {:.1} s",
+        dir.display(),
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 struct SweepRow {
@@ -326,19 +464,30 @@ struct SweepRow {
     p50: f64,
     p99: f64,
     mean: f64,
+    /// Mean stored vectors compared per query (load-independent search work).
+    distances: f64,
 }
 
 fn sweep(h: &Hnsw, a: &Args, queries: &[f32], truth: &[Vec<u64>], efs: &[usize]) -> Vec<SweepRow> {
+    // One untimed pass first, so the first timed ef does not pay for cold caches.
+    if let Some(&ef) = efs.first() {
+        for q in queries.chunks(a.dim) {
+            std::hint::black_box(h.search(q, a.k, Some(ef)));
+        }
+    }
     efs.iter()
         .map(|&ef| {
             let mut lat = Vec::with_capacity(a.queries);
             let mut got = Vec::with_capacity(a.queries);
+            let mut distances = 0u64;
             for q in queries.chunks(a.dim) {
                 let t = Instant::now();
-                let r = h.search(q, a.k, Some(ef));
+                let (r, nd) = h.search_counted(q, a.k, Some(ef));
                 lat.push(ms(t.elapsed()));
+                distances += nd;
                 got.push(r.into_iter().map(|x| x.0).collect::<Vec<u64>>());
             }
+            let distances = distances as f64 / lat.len().max(1) as f64;
             let mean = lat.iter().sum::<f64>() / lat.len().max(1) as f64;
             lat.sort_by(f64::total_cmp);
             let bad = got
@@ -353,6 +502,7 @@ fn sweep(h: &Hnsw, a: &Args, queries: &[f32], truth: &[Vec<u64>], efs: &[usize])
                 p50: pct(&lat, 0.5),
                 p99: pct(&lat, 0.99),
                 mean,
+                distances,
             }
         })
         .collect()
@@ -394,10 +544,54 @@ fn run_dataset(kind: Kind, a: &Args) -> serde_json::Value {
         return serde_json::json!({"dataset": name, "f16_recall_ceiling": recall(&truth16, &truth)});
     }
 
-    // Build.
+    // Queries and exact ground truth (before the build, so a dump needs no index).
+    let queries: Vec<f32> = {
+        let mut q = vec![0f32; a.queries * a.dim];
+        q.par_chunks_mut(a.dim)
+            .enumerate()
+            .for_each(|(i, r)| ds.row(QUERY_STREAM + i as u64, r));
+        q
+    };
+    let t = Instant::now();
+    let none = HashSet::new();
+    let truth_scored = ground_truth_scored(&ds, a, &queries, 0..a.n, &none, false);
+    let truth: Vec<Vec<u64>> = truth_scored
+        .iter()
+        .map(|b| b.iter().map(|x| x.0).collect())
+        .collect();
+    let truth_time = t.elapsed();
+    eprintln!(
+        "[{name}] exact ground truth for {} queries: {:.1} s",
+        a.queries,
+        truth_time.as_secs_f64()
+    );
+    if let Some(dir) = &a.dump {
+        if let Err(e) = dump(dir, &ds, a, name, &queries, &truth_scored) {
+            eprintln!("[{name}] --dump {}: {e}", dir.display());
+            std::process::exit(2);
+        }
+        if a.dump_only {
+            return serde_json::json!({"dataset": name, "dumped_to": dir.join(name)});
+        }
+    }
+
+    // Build (or load the index a previous run saved with --index-file).
     let mut h = Hnsw::new(a.dim, a.params);
     let mut build = Duration::ZERO;
     let mut lo = 0;
+    if let Some(p) = a.index_file.as_ref().filter(|p| p.exists()) {
+        match Hnsw::load(p) {
+            Ok(loaded) if loaded.len() as u64 == a.n && loaded.dim() == a.dim => {
+                eprintln!("[{name}] loaded {} (build time not measured)", p.display());
+                h = loaded;
+                h.set_ef_search(a.params.ef_search);
+                lo = a.n;
+            }
+            Ok(_) => eprintln!("[{name}] {} has another n or dim: rebuilding", p.display()),
+            Err(e) => eprintln!("[{name}] {}: {e}: rebuilding", p.display()),
+        }
+    }
+    let loaded = lo == a.n;
     while lo < a.n {
         let hi = (lo + a.chunk).min(a.n);
         let data = ds.rows(lo, hi);
@@ -416,6 +610,11 @@ fn run_dataset(kind: Kind, a: &Args) -> serde_json::Value {
         );
         lo = hi;
     }
+    if let (Some(p), false) = (&a.index_file, loaded) {
+        if let Err(e) = h.save(p) {
+            eprintln!("[{name}] --index-file {}: {e}", p.display());
+        }
+    }
     let (rss_build, hwm_build) = rss();
     eprintln!(
         "[{name}] RSS after build {:.0} MiB (peak so far {:.0} MiB); index estimate {:.0} MiB",
@@ -424,23 +623,6 @@ fn run_dataset(kind: Kind, a: &Args) -> serde_json::Value {
         mib(h.memory_bytes() as u64)
     );
 
-    // Queries and ground truth.
-    let queries: Vec<f32> = {
-        let mut q = vec![0f32; a.queries * a.dim];
-        q.par_chunks_mut(a.dim)
-            .enumerate()
-            .for_each(|(i, r)| ds.row(QUERY_STREAM + i as u64, r));
-        q
-    };
-    let t = Instant::now();
-    let none = HashSet::new();
-    let truth = ground_truth(&ds, a, &queries, 0..a.n, &none, false);
-    let truth_time = t.elapsed();
-    eprintln!(
-        "[{name}] exact ground truth for {} queries: {:.1} s",
-        a.queries,
-        truth_time.as_secs_f64()
-    );
     let truth16 = ground_truth(&ds, a, &queries, 0..a.n, &none, true);
     let f16_ceiling = recall(&truth16, &truth);
     eprintln!("[{name}] f16 storage recall ceiling: {f16_ceiling:.4}");
@@ -474,9 +656,39 @@ fn run_dataset(kind: Kind, a: &Args) -> serde_json::Value {
     eprintln!("[{name}] ef sweep:");
     for r in &rows {
         eprintln!(
-            "[{name}]   ef {:4}  recall@{} {:.4}  p50 {:.3} ms  p99 {:.3} ms  mean {:.3} ms  queries with recall<0.5: {}",
-            r.ef, a.k, r.recall, r.p50, r.p99, r.mean, r.bad
+            "[{name}]   ef {:4}  recall@{} {:.4}  p50 {:.3} ms  p99 {:.3} ms  mean {:.3} ms  distances/query {:.0}  queries with recall<0.5: {}",
+            r.ef, a.k, r.recall, r.p50, r.p99, r.mean, r.distances, r.bad
         );
+    }
+
+    let sweep_json: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| serde_json::json!({"ef": r.ef, "recall": r.recall, "p50_ms": r.p50, "p99_ms": r.p99, "mean_ms": r.mean, "distances": r.distances, "queries_below_half_recall": r.bad}))
+        .collect();
+    if a.sweep_only {
+        let (rss_now, hwm) = rss();
+        return serde_json::json!({
+            "dataset": name,
+            "n": a.n, "dim": a.dim, "queries": a.queries, "k": a.k,
+            "threads": rayon::current_num_threads(),
+            "kernel": seer_ann::simd::kernel_name(),
+            "params": a.params,
+            "build_s": if loaded { f64::NAN } else { build.as_secs_f64() },
+            "index_loaded": loaded,
+            "build_items_per_s": a.n as f64 / build.as_secs_f64(),
+            "recall_at_k": default_row.recall,
+            "p50_ms": default_row.p50,
+            "p99_ms": default_row.p99,
+            "mean_ms": default_row.mean,
+            "f16_recall_ceiling": f16_ceiling,
+            "ef_sweep": sweep_json,
+            "rss_after_build_mib": mib(rss_build),
+            "index_memory_estimate_mib": mib(h.memory_bytes() as u64),
+            "rss_now_mib": mib(rss_now),
+            "vm_hwm_mib": mib(hwm),
+            "exact_truth_s": truth_time.as_secs_f64(),
+            "exact_single_query_ms": {"rows": exact_chunk.0, "p50_ms": exact_chunk.1},
+        });
     }
 
     // Persistence: full save, load.
@@ -599,14 +811,15 @@ fn run_dataset(kind: Kind, a: &Args) -> serde_json::Value {
         "threads": rayon::current_num_threads(),
         "kernel": seer_ann::simd::kernel_name(),
         "params": a.params,
-        "build_s": build.as_secs_f64(),
+        "build_s": if loaded { f64::NAN } else { build.as_secs_f64() },
+            "index_loaded": loaded,
         "build_items_per_s": a.n as f64 / build.as_secs_f64(),
         "recall_at_k": default_row.recall,
         "p50_ms": default_row.p50,
         "p99_ms": default_row.p99,
         "mean_ms": default_row.mean,
         "f16_recall_ceiling": f16_ceiling,
-        "ef_sweep": rows.iter().map(|r| serde_json::json!({"ef": r.ef, "recall": r.recall, "p50_ms": r.p50, "p99_ms": r.p99, "mean_ms": r.mean})).collect::<Vec<_>>(),
+        "ef_sweep": sweep_json,
         "rss_after_build_mib": mib(rss_build),
         "rss_after_load_mib": mib(rss_loaded),
         "rss_before_load_mib": mib(rss_dropped),
@@ -641,6 +854,10 @@ fn run_dataset(kind: Kind, a: &Args) -> serde_json::Value {
 fn main() {
     let a = parse_args();
     let results: Vec<serde_json::Value> = a.datasets.iter().map(|&k| run_dataset(k, &a)).collect();
+    if a.dump_only {
+        println!("{}", serde_json::json!({ "results": results }));
+        return;
+    }
     let f =
         |v: &serde_json::Value, p: &str| v.pointer(p).and_then(|x| x.as_f64()).unwrap_or(f64::NAN);
     println!(
