@@ -3,7 +3,7 @@
 
 use rayon::prelude::*;
 
-use crate::gemm::Activation;
+use crate::gemm::{gemm, Activation, Init, PackedWeights, Precision};
 use crate::math;
 use crate::SendPtr;
 
@@ -211,6 +211,11 @@ pub fn attention(qkv: &[f32], shape: AttentionShape, out: &mut [f32]) {
 const QUERY_TILE: usize = 8;
 const LANES: usize = 16;
 const VALUE_BLOCK: usize = 32;
+/// Keys per pass of the context reduction: one block of values (`KEY_BLOCK` ×
+/// `dv` floats, 16 KB at head width 64) is read by every 32-column pass from L1,
+/// where whole-sequence passes read the values (0.9 MB at 3,601 tokens) from L3
+/// once per pass.
+const KEY_BLOCK: usize = 64;
 
 /// One head `h` of sequence `seq`: gathers its queries, keys and values from
 /// `qkv` and writes its `d` output columns of that sequence's rows.
@@ -249,9 +254,16 @@ struct Head {
     dv: usize,
 }
 
-/// Gathers head `h`'s queries (tq × d), keys transposed (d × tk) and values
-/// (t × dv) from `qkv` into the buffers, zero padded. The buffers are reused
-/// per thread, so only the padding needs zeros, not whole buffers.
+/// Gathers head `h`'s queries (tq × d), keys packed in panels of 16 (key `j`'s
+/// value `x` at `(j / 16 · d + x) · 16 + j % 16`: each panel is d × 16,
+/// contiguous) and values (t × dv) from `qkv` into the buffers, zero padded.
+/// The buffers are reused per thread, so only the padding needs zeros, not
+/// whole buffers.
+///
+/// Why panels: a score tile reads 16 keys' d values. Transposed as one d × tk
+/// matrix those are d rows 4·tk bytes apart (14 KB at 3,601 tokens): as many
+/// streams as the head is wide, more than the prefetchers follow, each line
+/// from L3. A panel is one 4 KB run.
 fn gather(b: &mut HeadBuffers, qkv: &[f32], width: usize, head: &Head, h: usize) {
     let Head {
         start,
@@ -262,9 +274,9 @@ fn gather(b: &mut HeadBuffers, qkv: &[f32], width: usize, head: &Head, h: usize)
         dv,
     } = *head;
     let row = 3 * width;
-    let (queries, keys_t, values) = (&mut b.queries, &mut b.keys_t, &mut b.values);
+    let (queries, keys_p, values) = (&mut b.queries, &mut b.keys_p, &mut b.values);
     queries.resize(tq * d, 0.0);
-    keys_t.resize(d * tk, 0.0);
+    keys_p.resize(d * tk, 0.0);
     values.resize(t * dv, 0.0);
     b.probs.resize(QUERY_TILE * tk, 0.0);
     b.context.resize(QUERY_TILE * dv, 0.0);
@@ -272,25 +284,30 @@ fn gather(b: &mut HeadBuffers, qkv: &[f32], width: usize, head: &Head, h: usize)
     for j in 0..t {
         let token = &qkv[(start + j) * row..][..row];
         copy_short(&mut queries[j * d..(j + 1) * d], &token[h * d..][..d]);
+        let panel = &mut keys_p[j / LANES * d * LANES..][..d * LANES];
         for (x, &kv) in token[width + h * d..][..d].iter().enumerate() {
-            keys_t[x * tk + j] = kv;
+            panel[x * LANES + j % LANES] = kv;
         }
         let value = &mut values[j * dv..(j + 1) * dv];
         copy_short(&mut value[..d], &token[2 * width + h * d..][..d]);
         value[d..].fill(0.0);
     }
-    for x in 0..d {
-        keys_t[x * tk + t..(x + 1) * tk].fill(0.0);
+    if t < tk {
+        // The last panel's keys t..tk.
+        let panel = &mut keys_p[t / LANES * d * LANES..][..d * LANES];
+        for x in 0..d {
+            panel[x * LANES + t % LANES..(x + 1) * LANES].fill(0.0);
+        }
     }
 }
 
 /// Per-thread buffers of [`attention_head`]: one head's gathered queries (tq ×
-/// d), keys transposed (d × tk) and values (t × dv), and a query tile's
+/// d), keys in panels (d × tk floats) and values (t × dv), and a query tile's
 /// probabilities and context.
 #[derive(Default)]
 struct HeadBuffers {
     queries: Vec<f32>,
-    keys_t: Vec<f32>,
+    keys_p: Vec<f32>,
     values: Vec<f32>,
     probs: Vec<f32>,
     context: Vec<f32>,
@@ -340,7 +357,7 @@ unsafe fn attend(
     } = *head;
     let HeadBuffers {
         queries,
-        keys_t,
+        keys_p,
         values,
         probs,
         context,
@@ -350,7 +367,7 @@ unsafe fn attend(
     let real_keys = s.keys.map_or(t, |k| k[seq].clamp(1, t));
     for i0 in (0..t).step_by(QUERY_TILE) {
         let q = &queries[i0 * d..(i0 + QUERY_TILE) * d];
-        query_tile_scores(q, keys_t, tk, probs);
+        query_tile_scores(q, keys_p, tk, probs);
         if let Some(rel) = s.rel_pos {
             let first = (seq * s.heads + h) * t + i0;
             for r in 0..QUERY_TILE.min(t - i0) {
@@ -385,13 +402,14 @@ unsafe fn attend(
 
 multiversion! {
     /// `probs[r][j] = q[r]·k[j]` for a tile of queries (rows of `q`, length d)
-    /// against all keys (`keys_t` is d × tk), 16 keys at a time.
-    fn query_tile_scores(q: &[f32], keys_t: &[f32], tk: usize, probs: &mut [f32]) {
+    /// against all keys (`keys_p` in d × 16 panels, see [`gather`]), a panel
+    /// at a time.
+    fn query_tile_scores(q: &[f32], keys_p: &[f32], tk: usize, probs: &mut [f32]) {
         let d = q.len() / QUERY_TILE;
-        for j0 in (0..tk).step_by(LANES) {
+        for (j0, panel) in (0..tk).step_by(LANES).zip(keys_p.chunks_exact(d * LANES)) {
             let mut acc = [[0f32; LANES]; QUERY_TILE];
             for x in 0..d {
-                let k: &[f32; LANES] = keys_t[x * tk + j0..][..LANES].try_into().unwrap();
+                let k: &[f32; LANES] = panel[x * LANES..][..LANES].try_into().unwrap();
                 for (r, lane) in acc.iter_mut().enumerate() {
                     let qx = q[r * d + x];
                     for (a, &kv) in lane.iter_mut().zip(k) {
@@ -436,22 +454,31 @@ multiversion! {
 
 multiversion! {
     /// `context[r] = Σ_j probs[r][j] · values[j]` for a tile of queries, 32 value
-    /// columns at a time (`values` is keys × dv, dv a multiple of 32).
+    /// columns at a time (`values` is keys × dv, dv a multiple of 32), in blocks
+    /// of [`KEY_BLOCK`] keys. Each column's sum runs over j in order, carried
+    /// from block to block in `context`, so the blocks do not change a bit.
     fn query_tile_context(probs: &[f32], tk: usize, values: &[f32], dv: usize, context: &mut [f32]) {
         let keys = values.len() / dv;
-        for c0 in (0..dv).step_by(VALUE_BLOCK) {
-            let mut acc = [[0f32; VALUE_BLOCK]; QUERY_TILE];
-            for j in 0..keys {
-                let v: &[f32; VALUE_BLOCK] = values[j * dv + c0..][..VALUE_BLOCK].try_into().unwrap();
+        context[..QUERY_TILE * dv].fill(0.0);
+        for k0 in (0..keys).step_by(KEY_BLOCK) {
+            let k1 = (k0 + KEY_BLOCK).min(keys);
+            for c0 in (0..dv).step_by(VALUE_BLOCK) {
+                let mut acc = [[0f32; VALUE_BLOCK]; QUERY_TILE];
                 for (r, lane) in acc.iter_mut().enumerate() {
-                    let p = probs[r * tk + j];
-                    for (a, &vv) in lane.iter_mut().zip(v) {
-                        *a = p.mul_add(vv, *a);
+                    lane.copy_from_slice(&context[r * dv + c0..][..VALUE_BLOCK]);
+                }
+                for j in k0..k1 {
+                    let v: &[f32; VALUE_BLOCK] = values[j * dv + c0..][..VALUE_BLOCK].try_into().unwrap();
+                    for (r, lane) in acc.iter_mut().enumerate() {
+                        let p = probs[r * tk + j];
+                        for (a, &vv) in lane.iter_mut().zip(v) {
+                            *a = p.mul_add(vv, *a);
+                        }
                     }
                 }
-            }
-            for (r, lane) in acc.iter().enumerate() {
-                context[r * dv + c0..][..VALUE_BLOCK].copy_from_slice(lane);
+                for (r, lane) in acc.iter().enumerate() {
+                    context[r * dv + c0..][..VALUE_BLOCK].copy_from_slice(lane);
+                }
             }
         }
     }
@@ -507,6 +534,96 @@ multiversion! {
                 *o = p.mul_add(x, *o);
             }
         }
+    }
+}
+
+/// Multi-head attention of every row of `q` over all rows of `k` and `v`,
+/// heads side by side in rows of `width`: per head, `out = softmax(scale ·
+/// q·kᵀ) · v`.
+///
+/// For cross-attention whose two sides differ in length by orders of
+/// magnitude (SAM's decoder: a few prompt tokens against 4,096 image
+/// positions, either way round). Gathering heads into padded tiles, as
+/// [`attention`] does, or one dot product per (query, key, head) would cost
+/// more than the arithmetic. With many queries and few keys, the keys become
+/// a block-diagonal matrix (head `h`'s rows of it hold only head `h`'s
+/// columns) and both products run on the packed matmul kernels: `heads` times
+/// the arithmetic of the real products, which with a few dozen columns is
+/// still small. With few queries, each (query, head) runs
+/// [`attend_cached`] over the keys in place.
+pub fn cross_attention(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    width: usize,
+    heads: usize,
+    scale: f32,
+    out: &mut [f32],
+) {
+    assert!(heads > 0 && width.is_multiple_of(heads));
+    assert!(q.len() == out.len() && q.len().is_multiple_of(width));
+    assert!(k.len() == v.len() && k.len().is_multiple_of(width) && !k.is_empty());
+    let (d, nq, nk) = (width / heads, q.len() / width, k.len() / width);
+    if nq == 0 {
+        return;
+    }
+    // `rows` (n × width) as a block-diagonal right matrix, width × (heads·n):
+    // column h·n + j holds row j's head-h values (times `factor`) in rows
+    // h·d.., zeros elsewhere.
+    let block_diagonal = |rows: &[f32], n: usize, factor: f32| -> PackedWeights {
+        let cols = heads * n;
+        let mut m = vec![0f32; width * cols];
+        for (j, row) in rows.chunks_exact(width).enumerate() {
+            for h in 0..heads {
+                for x in 0..d {
+                    m[(h * d + x) * cols + h * n + j] = row[h * d + x] * factor;
+                }
+            }
+        }
+        PackedWeights::from_right_matrix(&m, width, cols, Precision::F32)
+    };
+    if nk <= nq {
+        // Many queries, few keys: scores (nq × heads·nk), softmax per (row,
+        // head) run of nk, then times the values' block-diagonal (heads·nk ×
+        // width), which is the first one's transpose in shape.
+        let cols = heads * nk;
+        let mut scores = vec![0f32; nq * cols];
+        gemm(
+            q,
+            nq,
+            &block_diagonal(k, nk, scale),
+            &mut scores,
+            Init::Bias,
+            None,
+        );
+        scores.par_chunks_mut(cols).for_each(|row| {
+            for run in row.chunks_exact_mut(nk) {
+                softmax_prefix(run, nk);
+            }
+        });
+        let mut values = vec![0f32; cols * width];
+        for (j, row) in v.chunks_exact(width).enumerate() {
+            for h in 0..heads {
+                values[(h * nk + j) * width + h * d..][..d].copy_from_slice(&row[h * d..][..d]);
+            }
+        }
+        let values = PackedWeights::from_right_matrix(&values, cols, width, Precision::F32);
+        gemm(&scores, nq, &values, out, Init::Bias, None);
+    } else {
+        // Few queries, many keys: each (query, head) is a decoding step's
+        // attention over the keys in place, the pairs in parallel.
+        out.par_chunks_mut(d)
+            .enumerate()
+            .for_each_init(Vec::new, |scores, (pair, o)| {
+                let (t, h) = (pair / heads, pair % heads);
+                let cache = CachedHead {
+                    keys: k,
+                    values: v,
+                    stride: width,
+                    offset: h * d,
+                };
+                attend_cached(&q[t * width + h * d..][..d], cache, nk, scale, scores, o);
+            });
     }
 }
 

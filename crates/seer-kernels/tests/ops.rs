@@ -3,7 +3,9 @@
 mod common;
 
 use common::values;
-use seer_kernels::ops::{apply_activation, attention, layer_norm, swiglu, AttentionShape};
+use seer_kernels::ops::{
+    apply_activation, attention, cross_attention, layer_norm, swiglu, AttentionShape,
+};
 use seer_kernels::Activation;
 
 #[test]
@@ -281,6 +283,55 @@ fn attention_adds_decomposed_relative_positions() {
                     assert!(
                         (got - want).abs() < 1e-5,
                         "seq {n} head {h} query {i} [{x}]: {got} vs {want}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// `cross_attention` against the definition, both ways round (few queries
+/// over many keys and the reverse, as SAM's decoder uses it) and square.
+#[test]
+fn cross_attention_matches_the_definition() {
+    for (nq, nk, width, heads) in [
+        (7, 300, 128, 8),
+        (300, 7, 128, 8),
+        (5, 5, 64, 2),
+        (1, 40, 32, 1),
+    ] {
+        let (q, k, v) = (
+            values(nq * width, 1),
+            values(nk * width, 2),
+            values(nk * width, 3),
+        );
+        let scale = 0.7f32;
+        let mut out = vec![f32::NAN; nq * width];
+        cross_attention(&q, &k, &v, width, heads, scale, &mut out);
+        let d = width / heads;
+        for i in 0..nq {
+            for h in 0..heads {
+                let scores: Vec<f64> = (0..nk)
+                    .map(|j| {
+                        (0..d)
+                            .map(|x| {
+                                q[i * width + h * d + x] as f64 * k[j * width + h * d + x] as f64
+                            })
+                            .sum::<f64>()
+                            * scale as f64
+                    })
+                    .collect();
+                let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let e: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+                let total: f64 = e.iter().sum();
+                for x in 0..d {
+                    let want: f64 = (0..nk)
+                        .map(|j| e[j] / total * v[j * width + h * d + x] as f64)
+                        .sum();
+                    let got = out[i * width + h * d + x] as f64;
+                    assert!(
+                        (got - want).abs() < 1e-5,
+                        "nq {nq} nk {nk} heads {heads}: row {i} head {h} column {x}: {got} vs {want}"
                     );
                 }
             }

@@ -5,11 +5,14 @@
 //! transformer mixes them with the image embedding, and hypernetwork MLPs turn
 //! the mask tokens into 256×256 mask logits, with an IoU head beside them.
 
-use candle_core::{Module, Tensor};
+use std::sync::{Arc, Mutex};
+
+use candle_core::{Module, Tensor, TensorId};
 
 use super::config::{SamActivation, SamDecoderConfig, SamPromptConfig};
 use crate::error::{ModelError, Result};
 use crate::io::weights::Weights;
+use crate::nn::config::Activation;
 use crate::nn::layers::{patchify, softmax_last_dim, LayerNorm, Linear};
 
 fn act(x: &Tensor, a: SamActivation) -> candle_core::Result<Tensor> {
@@ -135,7 +138,8 @@ impl PromptEncoder {
     }
 
     /// The sparse tokens (n, width) — None without points or box — and the
-    /// dense map (side², width), channels last.
+    /// dense map (side², width), channels last, or without a mask prompt the
+    /// one row (1, width) every position gets.
     fn forward(
         &self,
         pe: &PositionalEmbedding,
@@ -192,7 +196,7 @@ impl PromptEncoder {
         };
         let side = self.cfg.image_embedding_size;
         let dense = match &prompt.mask {
-            None => self.no_mask.broadcast_as((side * side, c))?.contiguous()?,
+            None => self.no_mask.clone(),
             Some(mask) => {
                 let ms = self.mask_side();
                 if mask.len() != ms * ms {
@@ -249,25 +253,65 @@ impl Attention {
 
     /// `q`: (nq, c), `k` and `v`: (nk, c).
     fn forward(&self, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
-        let split = |x: Tensor| -> candle_core::Result<Tensor> {
+        let keys = self.project_keys(k, v)?;
+        self.attend(q, &keys)
+    }
+
+    /// The key and value projections, which [`Attention::attend`] takes: a
+    /// click reuses the first block's, which depend on the image alone.
+    fn project_keys(&self, k: &Tensor, v: &Tensor) -> Result<ProjectedKeys> {
+        Ok(ProjectedKeys {
+            k: self.k.forward(k)?,
+            v: self.v.forward(v)?,
+        })
+    }
+
+    /// `q`: (nq, c) against keys projected by [`Attention::project_keys`].
+    fn attend(&self, q: &Tensor, keys: &ProjectedKeys) -> Result<Tensor> {
+        let q = self.q.forward(q)?;
+        let (nq, width) = q.dims2()?;
+        let hd = width / self.heads;
+        if q.device().is_cpu() {
+            // On the rows in place: no head split, transposes or batched
+            // matmuls of 7-wide matrices.
+            let as_vec = |t: &Tensor| t.flatten_all()?.to_vec1::<f32>();
+            let mut out = vec![0f32; nq * width];
+            seer_kernels::ops::cross_attention(
+                &as_vec(&q)?,
+                &as_vec(&keys.k)?,
+                &as_vec(&keys.v)?,
+                width,
+                self.heads,
+                (hd as f32).powf(-0.5),
+                &mut out,
+            );
+            return Ok(self
+                .out
+                .forward(&Tensor::from_vec(out, (nq, width), q.device())?)?);
+        }
+        let split = |x: &Tensor| -> candle_core::Result<Tensor> {
             let (n, d) = x.dims2()?;
             x.reshape((n, self.heads, d / self.heads))?
                 .transpose(0, 1)?
                 .contiguous()
         };
-        let q = split(self.q.forward(q)?)?;
-        let k = split(self.k.forward(k)?)?;
-        let v = split(self.v.forward(v)?)?;
-        let (h, nq, hd) = q.dims3()?;
+        let (q, k, v) = (split(&q)?, split(&keys.k)?, split(&keys.v)?);
         let scores = (q.matmul(&k.t()?)? * (hd as f64).powf(-0.5))?;
         let probs = softmax_last_dim(&scores, false)?;
         let out = probs
             .matmul(&v)?
             .transpose(0, 1)?
             .contiguous()?
-            .reshape((nq, h * hd))?;
+            .reshape((nq, width))?;
         Ok(self.out.forward(&out)?)
     }
+}
+
+/// An attention's projected keys and values, (nk, internal width) each.
+#[derive(Clone, Debug)]
+struct ProjectedKeys {
+    k: Tensor,
+    v: Tensor,
 }
 
 #[derive(Clone, Debug)]
@@ -324,12 +368,12 @@ pub struct MaskDecoder {
     blocks: Vec<TwoWayBlock>,
     final_attn: Attention,
     ln_final: LayerNorm,
-    /// (width, width/4 · 4) and (width/4, width/8 · 4): ConvTranspose2d(k=2, s=2) as matmuls.
-    up1: Tensor,
-    up1_bias: Tensor,
+    /// ConvTranspose2d(k=2, s=2) as linear layers from width to width/4 · 4
+    /// and from width/4 to width/8 · 4 outputs (channel, dy, dx), the bias
+    /// repeated per (dy, dx); [`pixel_shuffle_2x`] puts the outputs in place.
+    up1: Linear,
     up_ln: LayerNorm,
-    up2: Tensor,
-    up2_bias: Tensor,
+    up2: Linear,
     hypernetworks: Vec<FeedForward>,
     iou_head: FeedForward,
 }
@@ -372,15 +416,9 @@ impl MaskDecoder {
             final_attn: Attention::load(&t.pp("final_attn_token_to_image"), c, cfg.heads)?,
             // nn.LayerNorm's default eps.
             ln_final: LayerNorm::load(&t.pp("layer_norm_final_attn"), c, 1e-5)?,
-            up1: w
-                .get("upscale_conv1.weight", &[c, c4, 2, 2])?
-                .reshape((c, c4 * 4))?,
-            up1_bias: w.get("upscale_conv1.bias", &[c4])?,
+            up1: conv_transpose_2x(w, "upscale_conv1", c, c4)?,
             up_ln: LayerNorm::load(&w.pp("upscale_layer_norm"), c4, 1e-6)?,
-            up2: w
-                .get("upscale_conv2.weight", &[c4, c8, 2, 2])?
-                .reshape((c4, c8 * 4))?,
-            up2_bias: w.get("upscale_conv2.bias", &[c8])?,
+            up2: conv_transpose_2x(w, "upscale_conv2", c4, c8)?,
             hypernetworks: (0..tokens)
                 .map(|i| {
                     FeedForward::load(&w.pp(format!("output_hypernetworks_mlps.{i}")), c, c, c8, 3)
@@ -396,13 +434,24 @@ impl MaskDecoder {
         })
     }
 
+    /// The first block's token-to-image keys and values: they depend on
+    /// `image` (as [`MaskDecoder::forward`] takes it) alone.
+    fn first_keys(&self, image: &Tensor, image_pe: &Tensor) -> Result<ProjectedKeys> {
+        self.blocks[0]
+            .cross_t2i
+            .project_keys(&(image + image_pe)?, image)
+    }
+
     /// `image`: (side², width) channels last (the embedding plus the dense
-    /// prompt); `image_pe`: the same shape. Returns the IoU predictions and the
-    /// mask logits (masks, 4·side, 4·side) of the selected outputs.
+    /// prompt); `image_pe`: the same shape; `first_keys`: what
+    /// [`MaskDecoder::first_keys`] gives for `image`, when the caller kept it.
+    /// Returns the IoU predictions and the mask logits (masks, 4·side,
+    /// 4·side) of the selected outputs.
     fn forward(
         &self,
         image: &Tensor,
         image_pe: &Tensor,
+        first_keys: Option<&ProjectedKeys>,
         sparse: Option<&Tensor>,
         side: usize,
         multimask: bool,
@@ -412,7 +461,7 @@ impl MaskDecoder {
             None => self.output_tokens.clone(),
         };
         let (mut queries, mut keys) = (tokens.clone(), image.clone());
-        for b in &self.blocks {
+        for (i, b) in self.blocks.iter().enumerate() {
             queries = if b.skip_first_layer_pe {
                 b.self_attn.forward(&queries, &queries, &queries)?
             } else {
@@ -421,14 +470,18 @@ impl MaskDecoder {
             };
             queries = b.ln1.forward(&queries)?;
             let q = (&queries + &tokens)?;
+            // The keys change only at the end of the block.
             let k = (&keys + image_pe)?;
+            let projected = match first_keys {
+                Some(kept) if i == 0 => kept.clone(),
+                _ => b.cross_t2i.project_keys(&k, &keys)?,
+            };
             queries = b
                 .ln2
-                .forward(&(&queries + b.cross_t2i.forward(&q, &k, &keys)?)?)?;
+                .forward(&(&queries + b.cross_t2i.attend(&q, &projected)?)?)?;
             let hidden = act(&b.lin1.forward(&queries)?, self.cfg.activation)?;
             queries = b.ln3.forward(&(&queries + b.lin2.forward(&hidden)?)?)?;
             let q = (&queries + &tokens)?;
-            let k = (&keys + image_pe)?;
             keys = b
                 .ln4
                 .forward(&(&keys + b.cross_i2t.forward(&k, &q, &queries)?)?)?;
@@ -441,19 +494,11 @@ impl MaskDecoder {
 
         let n_masks = self.cfg.num_multimask_outputs + 1;
         // Upscaling, channels last: (side, side, c) -> (2s, 2s, c/4) -> (4s, 4s, c/8).
-        let up = |x: &Tensor, w: &Tensor, b: &Tensor, s: usize| -> candle_core::Result<Tensor> {
-            let o = b.dim(0)?;
-            x.matmul(w)?
-                .reshape((s, s, o, 2, 2))?
-                .permute((0, 3, 1, 4, 2))?
-                .contiguous()?
-                .reshape((4 * s * s, o))?
-                .broadcast_add(b)
-        };
-        let u = up(&keys, &self.up1, &self.up1_bias, side)?;
-        let u = self.up_ln.forward(&u)?.gelu_erf()?;
-        // Back to row-major (2s, 2s) order is already the layout: rows of the 2s grid.
-        let u = up(&u, &self.up2, &self.up2_bias, 2 * side)?.gelu_erf()?; // ((4s)², c/8)
+        let u = pixel_shuffle_2x(&self.up1.forward(&keys)?, side)?;
+        let u = gelu(&self.up_ln.forward(&u)?)?;
+        // GELU commutes with the shuffle, so it runs in the matmul's epilogue.
+        let u = self.up2.forward_activated(&u, Some(Activation::Gelu))?;
+        let u = pixel_shuffle_2x(&u, 2 * side)?; // ((4s)², c/8)
         let hyper = (0..n_masks)
             .map(|i| self.hypernetworks[i].forward(&queries.narrow(0, 1 + i, 1)?))
             .collect::<Result<Vec<_>>>()?;
@@ -473,6 +518,94 @@ impl MaskDecoder {
     }
 }
 
+/// `upscale_conv{1,2}` (ConvTranspose2d, kernel 2, stride 2, weight `(inp,
+/// out, 2, 2)`) as a linear layer to `out · 4` columns ordered (channel, dy,
+/// dx): on the CPU it runs on seer's packed kernels, bias included.
+fn conv_transpose_2x(w: &Weights, name: &str, inp: usize, out: usize) -> Result<Linear> {
+    let weight = w
+        .get(&format!("{name}.weight"), &[inp, out, 2, 2])?
+        .reshape((inp, out * 4))?
+        .t()?
+        .contiguous()?;
+    let bias = w
+        .get(&format!("{name}.bias"), &[out])?
+        .reshape((out, 1))?
+        .broadcast_as((out, 4))?
+        .contiguous()?
+        .reshape(out * 4)?;
+    Linear::new(w, weight, Some(bias))
+}
+
+/// The stride-2 transposed convolution's scatter: row `(y, x)` of an `s × s`
+/// grid holding `(channel, dy, dx)` columns becomes pixels `(2y + dy, 2x + dx)`
+/// of the `2s × 2s` grid, channels last.
+fn pixel_shuffle_2x(x: &Tensor, s: usize) -> candle_core::Result<Tensor> {
+    let o = x.dim(1)? / 4;
+    if !x.device().is_cpu() {
+        return x
+            .reshape((s, s, o, 2, 2))?
+            .permute((0, 3, 1, 4, 2))?
+            .contiguous()?
+            .reshape((4 * s * s, o));
+    }
+    use rayon::prelude::*;
+    let src = x.flatten_all()?.to_vec1::<f32>()?;
+    let mut dst = vec![0f32; src.len()];
+    // One source row of the grid fills two destination rows.
+    dst.par_chunks_mut(2 * 2 * s * o)
+        .zip(src.par_chunks(s * 4 * o))
+        .for_each(|(pair, cells)| {
+            for (xx, cell) in cells.chunks_exact(4 * o).enumerate() {
+                for ch in 0..o {
+                    for dy in 0..2 {
+                        for dx in 0..2 {
+                            pair[(dy * 2 * s + 2 * xx + dx) * o + ch] = cell[ch * 4 + dy * 2 + dx];
+                        }
+                    }
+                }
+            }
+        });
+    Tensor::from_vec(dst, (4 * s * s, o), x.device())
+}
+
+/// `(c, n)` to `(n, c)`; on the CPU in cache-sized blocks (candle's strided
+/// copy goes one element at a time).
+fn channels_last(x: &Tensor) -> candle_core::Result<Tensor> {
+    if !x.device().is_cpu() {
+        return x.t()?.contiguous();
+    }
+    use rayon::prelude::*;
+    let (c, n) = x.dims2()?;
+    let src = x.flatten_all()?.to_vec1::<f32>()?;
+    let mut dst = vec![0f32; src.len()];
+    const BLOCK: usize = 64;
+    dst.par_chunks_mut(BLOCK * c)
+        .enumerate()
+        .for_each(|(b, rows)| {
+            let n0 = b * BLOCK;
+            for ch in 0..c {
+                let line = &src[ch * n + n0..][..rows.len() / c];
+                for (i, &v) in line.iter().enumerate() {
+                    rows[i * c + ch] = v;
+                }
+            }
+        });
+    Tensor::from_vec(dst, (n, c), x.device())
+}
+
+/// Exact (erf) GELU; on the CPU through seer's vectorised kernel, split across
+/// threads (candle's runs `erf` one value at a time).
+fn gelu(x: &Tensor) -> candle_core::Result<Tensor> {
+    if !x.device().is_cpu() {
+        return x.gelu_erf();
+    }
+    use rayon::prelude::*;
+    let mut v = x.flatten_all()?.to_vec1::<f32>()?;
+    v.par_chunks_mut(1 << 14)
+        .for_each(|c| seer_kernels::ops::apply_activation(c, seer_kernels::Activation::Gelu));
+    Tensor::from_vec(v, x.shape(), x.device())
+}
+
 /// The prompt encoder and mask decoder together, with the image-wide
 /// positional embedding computed once.
 #[derive(Clone, Debug)]
@@ -482,6 +615,19 @@ pub struct PromptDecoder {
     pub(crate) prompt: PromptEncoder,
     pub(crate) decoder: MaskDecoder,
     pub(crate) side: usize,
+    /// What the last image's clicks without a mask prompt share.
+    pub(crate) kept: Arc<Mutex<Option<KeptImage>>>,
+}
+
+/// The part of a click that depends on the image alone (when no mask is
+/// prompted): the decoder's channels-last input and its first block's keys.
+/// About a fifth of a click on SAM-B; the next click on the same embedding
+/// (the same tensor, by id) reuses it.
+#[derive(Debug)]
+pub(crate) struct KeptImage {
+    embedding: TensorId,
+    image: Tensor,
+    first_keys: ProjectedKeys,
 }
 
 impl PromptDecoder {
@@ -502,14 +648,40 @@ impl PromptDecoder {
             )));
         }
         let (sparse, dense) = self.prompt.forward(&self.pe, prompt, device)?;
-        let image = embedding
-            .reshape((c, h * w))?
-            .t()?
-            .contiguous()?
-            .add(&dense)?;
+        let decoder_input = || -> Result<Tensor> {
+            Ok(channels_last(&embedding.reshape((c, h * w))?)?.broadcast_add(&dense)?)
+        };
+        if prompt.mask.is_some() {
+            let image = decoder_input()?;
+            return self.decoder.forward(
+                &image,
+                &self.image_pe,
+                None,
+                sparse.as_ref(),
+                self.side,
+                multimask,
+            );
+        }
+        let (image, first_keys) = {
+            let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+            match kept.as_ref() {
+                Some(k) if k.embedding == embedding.id() => (k.image.clone(), k.first_keys.clone()),
+                _ => {
+                    let image = decoder_input()?;
+                    let first_keys = self.decoder.first_keys(&image, &self.image_pe)?;
+                    *kept = Some(KeptImage {
+                        embedding: embedding.id(),
+                        image: image.clone(),
+                        first_keys: first_keys.clone(),
+                    });
+                    (image, first_keys)
+                }
+            }
+        };
         self.decoder.forward(
             &image,
             &self.image_pe,
+            Some(&first_keys),
             sparse.as_ref(),
             self.side,
             multimask,

@@ -53,6 +53,7 @@ impl SamModel {
             prompt: PromptEncoder::load(&root.pp("prompt_encoder"), &config.prompt)?,
             decoder: MaskDecoder::load(&root.pp("mask_decoder"), &config.decoder)?,
             side,
+            kept: Default::default(),
         };
         Ok(Self {
             config,
