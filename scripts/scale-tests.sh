@@ -34,9 +34,10 @@ case "$WHICH" in
 esac
 
 VENV=target/pyenv
-# Versions these tests were last run with: ray 2.60, pyspark 4.3, pylance 14, pandas 2.3.
+# Versions these tests were last run with: ray 2.60, pyspark 4.3, pylance 14, pandas 2.3,
+# embedding-reader 1.8 (autofaiss's reader, for the layout test).
 # pandas below 3: PySpark 4.3 warns that it does not fully support pandas 3 yet.
-SCALE_REQUIREMENTS=("ray[data]>=2.40,<3" "pyspark>=3.5,<5" "pylance>=0.20" "pandas>=2,<3")
+SCALE_REQUIREMENTS=("ray[data]>=2.40,<3" "pyspark>=3.5,<5" "pylance>=0.20" "pandas>=2,<3" "embedding-reader>=1.7")
 
 step_name=""
 step_start=$SECONDS
@@ -66,7 +67,7 @@ step "install ray[data], pyspark, pylance, pandas into $VENV"
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${SCALE_REQUIREMENTS[@]}"
 "$VENV/bin/python" - <<'EOF'
 import importlib.metadata as m
-print("   ", ", ".join(f"{p} {m.version(p)}" for p in ("ray", "pyspark", "pylance", "pandas", "pyarrow")))
+print("   ", ", ".join(f"{p} {m.version(p)}" for p in ("ray", "pyspark", "pylance", "pandas", "pyarrow", "embedding-reader")))
 EOF
 
 if [[ " ${TESTS[*]} " == *test_spark.py* ]] && ! command -v java >/dev/null 2>&1 && [ -z "${JAVA_HOME:-}" ]; then

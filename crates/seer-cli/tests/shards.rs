@@ -364,6 +364,51 @@ fn f16_output_and_import_then_search() {
     assert!(paths.iter().all(|p| p.contains(".tar/")), "{paths:?}");
 }
 
+/// A shard without a single image (here an empty tar) writes no 0-row
+/// embeddings or metadata file: embedding-reader, which autofaiss and
+/// clip-retrieval read these folders with, fails on one. Its errors file and
+/// an empty marker say it is finished.
+#[test]
+fn a_shard_without_images_writes_no_empty_embedding_files() {
+    let input = tempfile::tempdir().unwrap();
+    make_shards(input.path());
+    // Shard 1 of the range becomes an empty tar (two zero blocks).
+    std::fs::write(input.path().join("00001.tar"), [0u8; 1024]).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let lines = embed_shards(input.path(), out.path(), &[], &[]);
+    let one = lines.iter().find(|l| l["number"] == 1).unwrap();
+    assert_eq!(
+        (one["status"].as_str(), one["rows"].as_u64()),
+        (Some("written"), Some(0))
+    );
+    let o = out.path();
+    assert!(!o.join("img_emb/img_emb_1.npy").exists());
+    assert!(!o.join("metadata/metadata_1.parquet").exists());
+    assert!(o.join("errors/errors_1.parquet").is_file() && o.join("errors/empty_1").is_file());
+    // Finished: a rerun skips it with the others.
+    let again = embed_shards(input.path(), out.path(), &[], &[]);
+    assert!(again.iter().all(|l| l["status"] == "skipped"), "{again:?}");
+    // Without the marker it is not finished, and is written again.
+    std::fs::remove_file(o.join("errors/empty_1")).unwrap();
+    let again = embed_shards(input.path(), out.path(), &[], &[]);
+    let redone: Vec<&Value> = again.iter().filter(|l| l["status"] == "written").collect();
+    assert_eq!(redone.len(), 1);
+    assert_eq!(redone[0]["number"], 1);
+    // The folder imports: 5 rows in the three shards with embeddings.
+    let index = tempfile::tempdir().unwrap();
+    let (m, os, i) = (
+        model(),
+        o.display().to_string(),
+        index.path().display().to_string(),
+    );
+    let r = run(
+        &["import", &os, "--model", &m, "--index", &i, "--json"],
+        &[],
+    );
+    assert!(r.status.success(), "{}", stderr(&r));
+    assert_eq!(json_lines(&r)[0]["shards"], 3);
+}
+
 #[test]
 fn bad_requests_are_refused_with_a_reason() {
     let input = tempfile::tempdir().unwrap();

@@ -191,17 +191,28 @@ fn shard_paths(out: &Path, number: usize) -> [std::path::PathBuf; 3] {
     ]
 }
 
+/// Marks a finished shard without embedded rows, which has no embeddings or
+/// metadata file: embedding-reader (what autofaiss and clip-retrieval read
+/// these folders with) fails on a folder holding a 0-row `.npy`.
+fn empty_marker(out: &Path, number: usize) -> std::path::PathBuf {
+    out.join(format!("errors/empty_{number}"))
+}
+
 /// Whether output shard `number` in `out` was written completely by
-/// [`write_shard`]: its three files exist (each appears whole, by rename).
+/// [`write_shard`]: its three files exist (each appears whole, by rename), or,
+/// for a shard without embedded rows, its errors file and the empty marker.
 pub fn shard_complete(out: &Path, number: usize) -> bool {
-    shard_paths(out, number).iter().all(|p| p.is_file())
+    let [npy, errors, meta] = shard_paths(out, number);
+    errors.is_file() && (npy.is_file() && meta.is_file() || empty_marker(out, number).is_file())
 }
 
 /// Writes output shard `number` into `out`: the embeddings (`rows[i]` is
 /// `vectors[i]`, each `dim` long) as `dtype`, the failures, then the metadata.
 /// Each file is written to a temporary name and renamed, metadata last, so a
 /// shard killed part way is never [`shard_complete`], and a retried or
-/// duplicated writer replaces files with the same content.
+/// duplicated writer replaces files with the same content. A shard without
+/// rows gets the failures file and then an empty marker instead (see
+/// [`empty_marker`]).
 pub fn write_shard(
     out: &Path,
     number: usize,
@@ -226,10 +237,12 @@ pub fn write_shard(
         let dir = path.parent().expect("shard files live in a folder");
         std::fs::create_dir_all(dir).map_err(|e| IndexError::io(dir, e))?;
     }
-    let bytes = npy::encode(vectors, dim, dtype).map_err(|e| file_error(&npy_path, e))?;
-    write_atomically(&npy_path, |f| {
-        std::io::Write::write_all(f, &bytes).map_err(|e| e.to_string())
-    })?;
+    if !rows.is_empty() {
+        let bytes = npy::encode(vectors, dim, dtype).map_err(|e| file_error(&npy_path, e))?;
+        write_atomically(&npy_path, |f| {
+            std::io::Write::write_all(f, &bytes).map_err(|e| e.to_string())
+        })?;
+    }
     write_atomically(&errors_path, |f| {
         write_string_columns(
             f,
@@ -249,6 +262,9 @@ pub fn write_shard(
             ],
         )
     })?;
+    if rows.is_empty() {
+        return write_atomically(&empty_marker(out, number), |_| Ok(()));
+    }
     write_atomically(&meta_path, |f| {
         write_string_columns(
             f,

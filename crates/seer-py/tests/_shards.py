@@ -182,18 +182,26 @@ def cli_embed_shards(
 
 
 def read_layout(out: Path) -> Dict[int, dict]:
-    """Every output shard of ``out``: embeddings (float32), metadata and errors columns."""
+    """Every output shard of ``out``: embeddings, metadata and errors columns. A
+    shard without embedded rows (no ``.npy``: it has the ``errors/empty_N``
+    marker) has ``npy`` None and empty embeddings and metadata."""
     shards: Dict[int, dict] = {}
-    for name in os.listdir(out / "img_emb"):
-        if not (name.startswith("img_emb_") and name.endswith(".npy")):
+    for name in os.listdir(out / "errors"):
+        if not (name.startswith("errors_") and name.endswith(".parquet")):
             continue
-        n = int(name[len("img_emb_") : -len(".npy")])
-        meta = pq.read_table(out / "metadata" / f"metadata_{n}.parquet").to_pydict()
-        errors = pq.read_table(out / "errors" / f"errors_{n}.parquet").to_pydict()
+        n = int(name[len("errors_") : -len(".parquet")])
+        errors = pq.read_table(out / "errors" / name).to_pydict()
+        npy = out / "img_emb" / f"img_emb_{n}.npy"
+        if not npy.exists():
+            assert (out / "errors" / f"empty_{n}").is_file(), f"shard {n}: no embeddings, no marker"
+            assert not (out / "metadata" / f"metadata_{n}.parquet").exists()
+            empty = {"image_path": [], "key": [], "caption": []}
+            shards[n] = {"embeddings": np.zeros((0, 0), np.float32), "npy": None, "meta": empty, "errors": errors}
+            continue
         shards[n] = {
-            "embeddings": np.load(out / "img_emb" / f"img_emb_{n}.npy"),
-            "npy": (out / "img_emb" / f"img_emb_{n}.npy").read_bytes(),
-            "meta": meta,
+            "embeddings": np.load(npy),
+            "npy": npy.read_bytes(),
+            "meta": pq.read_table(out / "metadata" / f"metadata_{n}.parquet").to_pydict(),
             "errors": errors,
         }
     return shards

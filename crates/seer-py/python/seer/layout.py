@@ -1007,9 +1007,22 @@ def shard_paths(out_dir: Union[str, "os.PathLike[str]"], number: int) -> Tuple[s
     )
 
 
+def empty_marker(out_dir: Union[str, "os.PathLike[str]"], number: int) -> str:
+    """Marks a finished shard without embedded rows, which has no embeddings or
+    metadata file: embedding-reader (what autofaiss and clip-retrieval read
+    these folders with) fails on a folder holding a 0-row ``.npy``."""
+    return os.path.join(os.fspath(out_dir), "errors", f"empty_{number}")
+
+
 def shard_complete(out_dir: Union[str, "os.PathLike[str]"], number: int) -> bool:
-    """Whether output shard ``number`` was written whole (its three files exist)."""
-    return all(os.path.isfile(p) for p in shard_paths(out_dir, number))
+    """Whether output shard ``number`` was written whole: its three files exist,
+    or, for a shard without embedded rows, its errors file and the empty
+    marker (the command line's rule)."""
+    npy_path, errors_path, meta_path = shard_paths(out_dir, number)
+    return os.path.isfile(errors_path) and (
+        (os.path.isfile(npy_path) and os.path.isfile(meta_path))
+        or os.path.isfile(empty_marker(out_dir, number))
+    )
 
 
 def write_atomically(dest: str, fill: Callable[[BinaryIO], None]) -> None:
@@ -1078,7 +1091,8 @@ def write_shard(
     ``key``, ``caption``); ``failures`` are ``(key, origin, error)``. The
     embeddings are written first, then the errors, then the metadata, each
     atomically, so the shard counts as finished (:func:`shard_complete`) only
-    once all three are whole.
+    once all three are whole. Without rows: the errors, then the empty marker
+    (:func:`empty_marker`), and no embeddings or metadata file.
     """
     npy_path, errors_path, meta_path = shard_paths(out_dir, number)
     vectors = np.asarray(vectors)
@@ -1089,8 +1103,9 @@ def write_shard(
         )
     for p in (npy_path, errors_path, meta_path):
         os.makedirs(os.path.dirname(p), exist_ok=True)
-    payload = npy_bytes(vectors, dtype)
-    write_atomically(npy_path, lambda f: f.write(payload))
+    if len(keys):
+        payload = npy_bytes(vectors, dtype)
+        write_atomically(npy_path, lambda f: f.write(payload))
     _write_parquet(
         errors_path,
         _string_table(
@@ -1101,6 +1116,9 @@ def write_shard(
             ]
         ),
     )
+    if not len(keys):
+        write_atomically(empty_marker(out_dir, number), lambda f: None)
+        return
     _write_parquet(
         meta_path,
         _string_table(
@@ -1205,12 +1223,9 @@ def write_embedded_shard(
     where present): rows without an error go to the embeddings and metadata,
     the others to the errors file. Returns the ``rows`` and ``errors`` written."""
     if table is None or table.num_rows == 0:
-        if dim is None:
-            raise RuntimeError(
-                f"output shard {number} has no rows and the embedding size is unknown"
-            )
+        # No embeddings file for it, so its size does not matter.
         write_shard(out_dir, number, keys=[], image_paths=[], captions=[],
-                    vectors=np.zeros((0, dim), np.float32), dtype=dtype)
+                    vectors=np.zeros((0, dim or 0), np.float32), dtype=dtype)
         return {"rows": 0, "errors": 0}
     names = table.column_names
     errors = table.column("error").to_pylist()
@@ -1239,17 +1254,18 @@ def write_embedded_shard(
 
 
 def finished_shards(out_dir: Union[str, "os.PathLike[str]"]) -> List[int]:
-    """The numbers of the finished output shards in ``out_dir``, ascending."""
-    folder = os.path.join(os.fspath(out_dir), "img_emb")
-    try:
-        names = os.listdir(folder)
-    except FileNotFoundError:
-        return []
-    numbers = []
-    for n in names:
-        m = re.fullmatch(r"img_emb_(\d+)\.npy", n)
-        if m and shard_complete(out_dir, int(m.group(1))):
-            numbers.append(int(m.group(1)))
+    """The numbers of the finished output shards in ``out_dir``, ascending
+    (those without embedded rows included)."""
+    numbers = set()
+    for folder, pattern in (("img_emb", r"img_emb_(\d+)\.npy"), ("errors", r"empty_(\d+)")):
+        try:
+            names = os.listdir(os.path.join(os.fspath(out_dir), folder))
+        except FileNotFoundError:
+            continue
+        for name in names:
+            m = re.fullmatch(pattern, name)
+            if m and shard_complete(out_dir, int(m.group(1))):
+                numbers.add(int(m.group(1)))
     return sorted(numbers)
 
 
@@ -1265,6 +1281,10 @@ def load(out_dir: Union[str, "os.PathLike[str]"]) -> Tuple[np.ndarray, "pa.Table
     arrays, metas, errs = [], [], []
     for n in finished_shards(out_dir):
         npy_path, errors_path, meta_path = shard_paths(out_dir, n)
+        err = pq.read_table(errors_path)
+        errs.append(err.append_column("shard", pa.array([n] * err.num_rows, pa.int64())))
+        if not os.path.isfile(npy_path):
+            continue  # a shard without embedded rows
         array = np.load(npy_path)
         meta = pq.read_table(meta_path)
         if meta.num_rows != array.shape[0]:
@@ -1273,8 +1293,6 @@ def load(out_dir: Union[str, "os.PathLike[str]"]) -> Tuple[np.ndarray, "pa.Table
             )
         arrays.append(array)
         metas.append(meta.append_column("shard", pa.array([n] * meta.num_rows, pa.int64())))
-        err = pq.read_table(errors_path)
-        errs.append(err.append_column("shard", pa.array([n] * err.num_rows, pa.int64())))
     if not arrays:
         raise FileNotFoundError(
             f"{os.fspath(out_dir)}: no finished shards (img_emb/img_emb_N.npy with its metadata)"

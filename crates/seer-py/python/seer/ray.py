@@ -269,8 +269,9 @@ def write_clip_retrieval(
     ``caption``, row for row with the embeddings) and ``errors/errors_N.parquet``
     (``key``, ``origin``, ``error`` of each sample that failed). A shard is
     written as soon as all its rows have arrived, each file atomically and the
-    metadata last: a shard is finished exactly when its three files exist, as
-    for the command line, and a killed run resumed by either tool redoes only
+    metadata last: a shard is finished exactly when its three files exist (a
+    shard without rows: its errors file and ``errors/empty_N``), as for the
+    command line, and a killed run resumed by either tool redoes only
     unfinished shards.
 
     The rows are collected on the calling process (the driver), which must see

@@ -244,7 +244,8 @@ def write_clip_retrieval(df: "DataFrame", out_dir: PathLike, dtype: str = "float
 
     Each task writes the output shards of its partition, each file to a
     temporary name then renamed, the metadata last: a shard is finished exactly
-    when its three files exist, a failed task that Spark retries rewrites its
+    when its three files exist (without rows: its errors file and
+    ``errors/empty_N``), a failed task that Spark retries rewrites its
     shard whole, and a re-run (by either tool) skips finished shards. Each
     input shard's rows must be in one partition, as :func:`read_shards` makes
     them (do not repartition in between). Input shards without samples give no
