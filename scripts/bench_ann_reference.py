@@ -121,15 +121,27 @@ def sweep(name, search_one, search_batch, set_ef, queries, truth, efs, k, distan
     return rows
 
 
-def rss_mib():
+def proc_line(path, prefix):
+    """The first line of `path` starting with `prefix`, or None (not Linux)."""
     try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
+        with open(path) as f:
+            return next((line for line in f if line.startswith(prefix)), None)
     except OSError:
-        pass
-    return float("nan")
+        return None
+
+
+def timed_build(name, n, build):
+    """Runs `build()`, logs its rate and the RSS after it, returns its seconds."""
+    t0 = time.perf_counter()
+    build()
+    took = time.perf_counter() - t0
+    log(f"[{name}] build {took:.1f} s ({n / took:.0f} items/s), RSS {rss_mib():.0f} MiB")
+    return took
+
+
+def rss_mib():
+    line = proc_line("/proc/self/status", "VmRSS:")
+    return int(line.split()[1]) / 1024 if line else float("nan")
 
 
 def bench_hnswlib(base, queries, truth, a, efs):
@@ -147,10 +159,7 @@ def bench_hnswlib(base, queries, truth, a, efs):
         idx.set_num_threads(a.threads)
         log(f"[hnswlib] building {n} x {dim}, M={a.m}, ef_construction={a.ef_construction}, {a.threads} threads")
         ids = np.arange(n, dtype=np.int64)
-        t0 = time.perf_counter()
-        idx.add_items(base, ids, num_threads=a.threads)
-        build = time.perf_counter() - t0
-        log(f"[hnswlib] build {build:.1f} s ({n / build:.0f} items/s), RSS {rss_mib():.0f} MiB")
+        build = timed_build("hnswlib", n, lambda: idx.add_items(base, ids, num_threads=a.threads))
         if cached:
             idx.save_index(cached)
     idx.set_num_threads(1)
@@ -211,10 +220,7 @@ def bench_usearch(base, queries, truth, a, efs, dtype):
             f"{a.threads} threads, hardware acceleration {idx.hardware_acceleration}"
         )
         keys = np.arange(n, dtype=np.uint64)
-        t0 = time.perf_counter()
-        idx.add(keys, base, threads=a.threads)
-        build = time.perf_counter() - t0
-        log(f"[{name}] build {build:.1f} s ({n / build:.0f} items/s), RSS {rss_mib():.0f} MiB")
+        build = timed_build(name, n, lambda: idx.add(keys, base, threads=a.threads))
         if cached:
             idx.save(cached)
 
@@ -263,14 +269,8 @@ def pkg_version(name):
 
 
 def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
+    line = proc_line("/proc/cpuinfo", "model name")
+    return line.split(":", 1)[1].strip() if line else platform.processor()
 
 
 def main():

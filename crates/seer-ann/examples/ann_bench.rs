@@ -239,23 +239,15 @@ fn parse_args() -> Args {
     let mut i = 0;
     while i < argv.len() {
         let flag = argv[i].as_str();
-        if flag == "--ceiling-only" {
-            a.ceiling_only = true;
-            i += 1;
-            continue;
-        }
-        if flag == "--json" {
-            a.json = true;
-            i += 1;
-            continue;
-        }
-        if flag == "--dump-only" {
-            a.dump_only = true;
-            i += 1;
-            continue;
-        }
-        if flag == "--sweep-only" {
-            a.sweep_only = true;
+        let switch = match flag {
+            "--ceiling-only" => Some(&mut a.ceiling_only),
+            "--json" => Some(&mut a.json),
+            "--dump-only" => Some(&mut a.dump_only),
+            "--sweep-only" => Some(&mut a.sweep_only),
+            _ => None,
+        };
+        if let Some(on) = switch {
+            *on = true;
             i += 1;
             continue;
         }
@@ -665,30 +657,39 @@ fn run_dataset(kind: Kind, a: &Args) -> serde_json::Value {
         .iter()
         .map(|r| serde_json::json!({"ef": r.ef, "recall": r.recall, "p50_ms": r.p50, "p99_ms": r.p99, "mean_ms": r.mean, "distances": r.distances, "queries_below_half_recall": r.bad}))
         .collect();
+    // What every report holds; the full run adds persistence and churn.
+    let mut report = serde_json::json!({
+        "dataset": name,
+        "n": a.n, "dim": a.dim, "queries": a.queries, "k": a.k,
+        "threads": rayon::current_num_threads(),
+        "kernel": seer_ann::simd::kernel_name(),
+        "params": a.params,
+        "build_s": if loaded { f64::NAN } else { build.as_secs_f64() },
+        "index_loaded": loaded,
+        "build_items_per_s": a.n as f64 / build.as_secs_f64(),
+        "recall_at_k": default_row.recall,
+        "p50_ms": default_row.p50,
+        "p99_ms": default_row.p99,
+        "mean_ms": default_row.mean,
+        "f16_recall_ceiling": f16_ceiling,
+        "ef_sweep": sweep_json,
+        "rss_after_build_mib": mib(rss_build),
+        "exact_truth_s": truth_time.as_secs_f64(),
+        "exact_single_query_ms": {"rows": exact_chunk.0, "p50_ms": exact_chunk.1},
+    });
+    let mut add = |more: serde_json::Value| {
+        if let (Some(r), serde_json::Value::Object(m)) = (report.as_object_mut(), more) {
+            r.extend(m);
+        }
+    };
     if a.sweep_only {
         let (rss_now, hwm) = rss();
-        return serde_json::json!({
-            "dataset": name,
-            "n": a.n, "dim": a.dim, "queries": a.queries, "k": a.k,
-            "threads": rayon::current_num_threads(),
-            "kernel": seer_ann::simd::kernel_name(),
-            "params": a.params,
-            "build_s": if loaded { f64::NAN } else { build.as_secs_f64() },
-            "index_loaded": loaded,
-            "build_items_per_s": a.n as f64 / build.as_secs_f64(),
-            "recall_at_k": default_row.recall,
-            "p50_ms": default_row.p50,
-            "p99_ms": default_row.p99,
-            "mean_ms": default_row.mean,
-            "f16_recall_ceiling": f16_ceiling,
-            "ef_sweep": sweep_json,
-            "rss_after_build_mib": mib(rss_build),
+        add(serde_json::json!({
             "index_memory_estimate_mib": mib(h.memory_bytes() as u64),
             "rss_now_mib": mib(rss_now),
             "vm_hwm_mib": mib(hwm),
-            "exact_truth_s": truth_time.as_secs_f64(),
-            "exact_single_query_ms": {"rows": exact_chunk.0, "p50_ms": exact_chunk.1},
-        });
+        }));
+        return report;
     }
 
     // Persistence: full save, load.
@@ -805,22 +806,7 @@ fn run_dataset(kind: Kind, a: &Args) -> serde_json::Value {
     );
     let (_, hwm) = rss();
 
-    serde_json::json!({
-        "dataset": name,
-        "n": a.n, "dim": a.dim, "queries": a.queries, "k": a.k,
-        "threads": rayon::current_num_threads(),
-        "kernel": seer_ann::simd::kernel_name(),
-        "params": a.params,
-        "build_s": if loaded { f64::NAN } else { build.as_secs_f64() },
-            "index_loaded": loaded,
-        "build_items_per_s": a.n as f64 / build.as_secs_f64(),
-        "recall_at_k": default_row.recall,
-        "p50_ms": default_row.p50,
-        "p99_ms": default_row.p99,
-        "mean_ms": default_row.mean,
-        "f16_recall_ceiling": f16_ceiling,
-        "ef_sweep": sweep_json,
-        "rss_after_build_mib": mib(rss_build),
+    add(serde_json::json!({
         "rss_after_load_mib": mib(rss_loaded),
         "rss_before_load_mib": mib(rss_dropped),
         "index_memory_estimate_mib": mib(mem_est as u64),
@@ -829,8 +815,6 @@ fn run_dataset(kind: Kind, a: &Args) -> serde_json::Value {
         "save_full_s": save_full.as_secs_f64(),
         "load_s": load_full.as_secs_f64(),
         "identical_after_load": identical,
-        "exact_truth_s": truth_time.as_secs_f64(),
-        "exact_single_query_ms": {"rows": exact_chunk.0, "p50_ms": exact_chunk.1},
         "churn": {
             "items": churn,
             "insert_s": insert_time.as_secs_f64(),
@@ -848,7 +832,8 @@ fn run_dataset(kind: Kind, a: &Args) -> serde_json::Value {
             "save_after_consolidate_kind": format!("{kind3:?}"),
             "save_after_consolidate_s": save_cons.as_secs_f64(),
         }
-    })
+    }));
+    report
 }
 
 fn main() {
