@@ -345,11 +345,36 @@ fn f16_output_and_import_then_search() {
         out.path().display().to_string(),
         index.path().display().to_string(),
     );
+    let graph = |i: &str| {
+        let r = run(&["status", "--index", i, "--json"], &[]);
+        assert!(r.status.success(), "{}", stderr(&r));
+        json_lines(&r)[0]["models"][0]["graph"].clone()
+    };
     let r = run(&["import", &o, "--model", &m, "--index", &i, "--json"], &[]);
     assert!(r.status.success(), "{}", stderr(&r));
     let summary = &json_lines(&r)[0];
     assert_eq!(summary["rows"], 7);
     assert_eq!(summary["shards"], 4);
+    // 7 vectors are below the graph threshold: exact search, no graph.
+    assert_eq!(graph(&i), "none");
+    // With a threshold it reaches, the import builds the graph, and status says so.
+    let small = tempfile::tempdir().unwrap();
+    let s = small.path().display().to_string();
+    let r = run(
+        &[
+            "import",
+            &o,
+            "--model",
+            &m,
+            "--index",
+            &s,
+            "--ann-threshold",
+            "5",
+        ],
+        &[],
+    );
+    assert!(r.status.success(), "{}", stderr(&r));
+    assert_eq!(graph(&s), "current");
     let r = run(
         &["search", "a photo", "--index", &i, "--json", "-k", "3"],
         &[],

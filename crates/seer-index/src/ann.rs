@@ -86,6 +86,35 @@ pub fn sync(store: &Store, model: &ModelInfo, threshold: usize) -> Result<Option
     }))
 }
 
+/// Where a model's approximate-search graph stands (what `seer status` shows).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GraphState {
+    /// No graph: the model is below the threshold (exact search), or none was
+    /// built yet.
+    None,
+    /// The graph reflects the database: searches use it.
+    Current,
+    /// A graph exists but the database changed since (searches fall back to
+    /// exact search until the next `seer index` or `seer import`).
+    OutOfDate,
+}
+
+/// The state of `model`'s graph, from the files beside the database (the
+/// graph itself is not read).
+pub fn graph_state(store: &Store, model: &ModelInfo) -> Result<GraphState> {
+    if !graph_path(store.dir(), model).is_file() {
+        return Ok(GraphState::None);
+    }
+    let recorded = std::fs::read_to_string(generation_path(store.dir(), model)).ok();
+    Ok(
+        match recorded.and_then(|g| g.trim().parse::<u64>().ok()) == Some(store.generation()?) {
+            true => GraphState::Current,
+            false => GraphState::OutOfDate,
+        },
+    )
+}
+
 /// The model's graph if it reflects database generation `generation`.
 pub(crate) fn load_current(store: &Store, model: &ModelInfo, generation: u64) -> Option<Hnsw> {
     let recorded = std::fs::read_to_string(generation_path(store.dir(), model)).ok()?;

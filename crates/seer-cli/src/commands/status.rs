@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use seer_index::ann::GraphState;
 use seer_index::pathcodec::{display_path, display_stored, display_text, to_path};
 use seer_index::Store;
 
@@ -21,6 +22,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let dir = index_dir(&args.index);
     let store = Store::open_read_only(&dir)?;
     let models = store.models()?;
+    let graphs = models
+        .iter()
+        .map(|m| seer_index::ann::graph_state(&store, m))
+        .collect::<Result<Vec<_>, _>>()?;
     let captioners = store.captioners()?;
     // Files that could not be embedded, and what the walks could not read or follow.
     let mut failures: Vec<(String, String)> = store
@@ -44,7 +49,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             "index": display_path(&dir),
             "files": store.file_count()?,
             "roots": roots,
-            "models": models,
+            "models": models.iter().zip(&graphs).map(|(m, g)| {
+                let mut v = serde_json::json!(m);
+                v["graph"] = serde_json::json!(g);
+                v
+            }).collect::<Vec<_>>(),
             "captions": captioners,
             "failures": failures.iter().map(|(p, e)| serde_json::json!({"path": p, "error": e})).collect::<Vec<_>>(),
             "failure_counts": by_reason,
@@ -57,9 +66,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     for root in &roots {
         println!("root:  {root}");
     }
-    for m in &models {
+    for (m, g) in models.iter().zip(&graphs) {
+        let graph = match g {
+            GraphState::None => "no approximate-search graph (exact search)",
+            GraphState::Current => "approximate-search graph current",
+            GraphState::OutOfDate => "approximate-search graph out of date (exact search until `seer index` or `seer import`)",
+        };
         println!(
-            "model: {} ({}-d): {} vectors",
+            "model: {} ({}-d): {} vectors, {graph}",
             display_text(&m.name),
             m.dim,
             m.vectors
