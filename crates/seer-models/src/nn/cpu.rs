@@ -29,12 +29,13 @@ pub struct CpuBlock {
 }
 
 fn vec(t: &Tensor) -> Result<Vec<f32>> {
-    with_f32(t, <[f32]>::to_vec)
+    Ok(with_f32(t, <[f32]>::to_vec)?)
 }
 
 /// Runs `f` on the tensor's f32 values, borrowing them when the tensor is a
-/// contiguous CPU f32 tensor (loading then copies each weight once, not twice).
-fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+/// contiguous CPU f32 tensor (loading then copies each weight once, not twice,
+/// and a packed matmul reads its input where it lies).
+pub(crate) fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
     {
         let (storage, layout) = t.storage_and_layout();
         if let (Storage::Cpu(CpuStorage::F32(data)), Some((start, end))) =
@@ -46,13 +47,21 @@ fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
     Ok(f(&t.flatten_all()?.to_vec1::<f32>()?))
 }
 
+/// [`with_f32`] for an `f` that can fail: nests, to borrow several tensors.
+pub(crate) fn try_with_f32<R>(
+    t: &Tensor,
+    f: impl FnOnce(&[f32]) -> candle_core::Result<R>,
+) -> candle_core::Result<R> {
+    with_f32(t, f)?
+}
+
 /// Packs an `(out, in)` weight and its bias for the CPU kernels.
 pub(crate) fn pack(w: &Tensor, b: Option<&Tensor>, precision: Precision) -> Result<PackedWeights> {
     let (n, k) = w.dims2()?;
     let bias = b.map(vec).transpose()?;
-    with_f32(w, |data| {
+    Ok(with_f32(w, |data| {
         PackedWeights::from_rows(data, n, k, bias, precision)
-    })
+    })?)
 }
 
 impl CpuBlock {

@@ -130,9 +130,10 @@ impl Linear {
             }
             Self::Packed(p) => {
                 let rows = x.elem_count() / dims[dims.len() - 1].max(1);
-                let a = x.flatten_all()?.to_vec1::<f32>()?;
                 let mut out = vec![0f32; rows * p.n()];
-                seer_kernels::gemm(&a, rows, p, &mut out, Init::Bias, act.map(Into::into));
+                crate::nn::cpu::with_f32(x, |a| {
+                    seer_kernels::gemm(a, rows, p, &mut out, Init::Bias, act.map(Into::into))
+                })?;
                 Tensor::from_vec(out, (rows, p.n()), x.device())?
             }
         };

@@ -13,6 +13,7 @@ use super::config::{SamActivation, SamDecoderConfig, SamPromptConfig};
 use crate::error::{ModelError, Result};
 use crate::io::weights::Weights;
 use crate::nn::config::Activation;
+use crate::nn::cpu::{try_with_f32, with_f32};
 use crate::nn::layers::{patchify, softmax_last_dim, LayerNorm, Linear};
 
 fn act(x: &Tensor, a: SamActivation) -> candle_core::Result<Tensor> {
@@ -274,17 +275,17 @@ impl Attention {
         if q.device().is_cpu() {
             // On the rows in place: no head split, transposes or batched
             // matmuls of 7-wide matrices.
-            let as_vec = |t: &Tensor| t.flatten_all()?.to_vec1::<f32>();
             let mut out = vec![0f32; nq * width];
-            seer_kernels::ops::cross_attention(
-                &as_vec(&q)?,
-                &as_vec(&keys.k)?,
-                &as_vec(&keys.v)?,
-                width,
-                self.heads,
-                (hd as f32).powf(-0.5),
-                &mut out,
-            );
+            let scale = (hd as f32).powf(-0.5);
+            try_with_f32(&q, |q| {
+                try_with_f32(&keys.k, |k| {
+                    with_f32(&keys.v, |v| {
+                        seer_kernels::ops::cross_attention(
+                            q, k, v, width, self.heads, scale, &mut out,
+                        )
+                    })
+                })
+            })?;
             return Ok(self
                 .out
                 .forward(&Tensor::from_vec(out, (nq, width), q.device())?)?);
@@ -549,22 +550,24 @@ fn pixel_shuffle_2x(x: &Tensor, s: usize) -> candle_core::Result<Tensor> {
             .reshape((4 * s * s, o));
     }
     use rayon::prelude::*;
-    let src = x.flatten_all()?.to_vec1::<f32>()?;
-    let mut dst = vec![0f32; src.len()];
+    let mut dst = vec![0f32; x.elem_count()];
     // One source row of the grid fills two destination rows.
-    dst.par_chunks_mut(2 * 2 * s * o)
-        .zip(src.par_chunks(s * 4 * o))
-        .for_each(|(pair, cells)| {
-            for (xx, cell) in cells.chunks_exact(4 * o).enumerate() {
-                for ch in 0..o {
-                    for dy in 0..2 {
-                        for dx in 0..2 {
-                            pair[(dy * 2 * s + 2 * xx + dx) * o + ch] = cell[ch * 4 + dy * 2 + dx];
+    with_f32(x, |src| {
+        dst.par_chunks_mut(2 * 2 * s * o)
+            .zip(src.par_chunks(s * 4 * o))
+            .for_each(|(pair, cells)| {
+                for (xx, cell) in cells.chunks_exact(4 * o).enumerate() {
+                    for ch in 0..o {
+                        for dy in 0..2 {
+                            for dx in 0..2 {
+                                pair[(dy * 2 * s + 2 * xx + dx) * o + ch] =
+                                    cell[ch * 4 + dy * 2 + dx];
+                            }
                         }
                     }
                 }
-            }
-        });
+            })
+    })?;
     Tensor::from_vec(dst, (4 * s * s, o), x.device())
 }
 
@@ -576,20 +579,21 @@ fn channels_last(x: &Tensor) -> candle_core::Result<Tensor> {
     }
     use rayon::prelude::*;
     let (c, n) = x.dims2()?;
-    let src = x.flatten_all()?.to_vec1::<f32>()?;
-    let mut dst = vec![0f32; src.len()];
+    let mut dst = vec![0f32; c * n];
     const BLOCK: usize = 64;
-    dst.par_chunks_mut(BLOCK * c)
-        .enumerate()
-        .for_each(|(b, rows)| {
-            let n0 = b * BLOCK;
-            for ch in 0..c {
-                let line = &src[ch * n + n0..][..rows.len() / c];
-                for (i, &v) in line.iter().enumerate() {
-                    rows[i * c + ch] = v;
+    with_f32(x, |src| {
+        dst.par_chunks_mut(BLOCK * c)
+            .enumerate()
+            .for_each(|(b, rows)| {
+                let n0 = b * BLOCK;
+                for ch in 0..c {
+                    let line = &src[ch * n + n0..][..rows.len() / c];
+                    for (i, &v) in line.iter().enumerate() {
+                        rows[i * c + ch] = v;
+                    }
                 }
-            }
-        });
+            })
+    })?;
     Tensor::from_vec(dst, (n, c), x.device())
 }
 
