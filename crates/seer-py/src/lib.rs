@@ -23,6 +23,11 @@
 //!   later calls reuse. A forked child that calls in finds that the pool
 //!   belongs to its parent and starts its own.
 //!
+//! candle, under seer, has a global pool of threads of its own for large
+//! element-wise ops, which a forked child lacks (its first such op would spin
+//! forever): the package's `__init__.py` sets `CANDLE_NUM_THREADS=1` before
+//! anything runs, which keeps that pool threadless (ops run inline).
+//!
 //! Forking while another thread of the parent is inside a call works as well
 //! (the child still starts its own pool), with the caveat of any
 //! multi-threaded library: a lock that thread held at the instant of the fork

@@ -190,3 +190,56 @@ def test_a_model_loaded_before_the_fork_and_never_used_there_works_in_the_child(
     model = load(CLIP_OPENCLIP)
     got = run_forked(lambda: model.embed_images(RGB_FILES))
     assert same_bits(got, model.embed_images(RGB_FILES))
+
+
+CANDLE_SCRIPT = r"""
+import json, os, signal, sys
+import seer
+
+def threads(prefix):
+    names = []
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/comm") as f:
+                names.append(f.read().strip())
+        except FileNotFoundError:
+            pass
+    return sorted(n for n in names if n.startswith(prefix))
+
+# Batches of 256 make candle's element-wise ops large enough (>= 64K values)
+# for its own thread pool, which a real-size model reaches at any batch.
+model = seer.Model(sys.argv[1], tokenizer=sys.argv[2], offline=True, batch_size=256)
+files = sys.argv[3:] * (256 // len(sys.argv[3:]) + 1)
+first = model.embed_images(files)
+report = {"candle_threads": threads("candle-"), "env": os.environ.get("CANDLE_NUM_THREADS")}
+read, write = os.pipe()
+pid = os.fork()
+if pid == 0:
+    signal.alarm(120)  # a hang ends the child, and the report says so
+    os.close(read)
+    got = model.embed_images(files)
+    os.write(write, b"1" if (got.view("u4") == first.view("u4")).all() else b"0")
+    os._exit(0)
+os.close(write)
+report["child_equal"] = os.read(read, 1) == b"1"
+report["child_status"] = os.waitpid(pid, 0)[1]
+print(json.dumps(report))
+"""
+
+
+def test_a_child_forked_after_large_batches_does_not_wait_for_candle_s_threads() -> None:
+    """candle runs large element-wise ops on a global pool of its own threads,
+    which a forked child does not have: its first such op spun forever waiting
+    for them (seen with ViT-B/32 under multiprocessing). The package keeps that
+    pool threadless (CANDLE_NUM_THREADS=1), so the child computes inline."""
+    done = subprocess.run(
+        [sys.executable, "-c", CANDLE_SCRIPT, str(CLIP_OPENCLIP), str(TOKENIZER), *map(str, RGB_FILES)],
+        capture_output=True,
+        text=True,
+        timeout=HANG,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["child_status"] == 0, "the forked child hung (killed by its alarm)"
+    assert report["child_equal"] is True
+    assert report["candle_threads"] == [] and report["env"] == "1"

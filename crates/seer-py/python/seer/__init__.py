@@ -11,8 +11,20 @@ threads start at the first embedding call of a process (not at import or when
 a model loads), and a process forked after that starts its own.
 """
 
-from ._inputs import ImageInput
-from ._model import ErrorMode, Model, Prediction
-from ._seer import SeerError, __version__
+import os
+
+# candle (the tensor library under seer) runs its CPU ops on a global pool of
+# threads of its own, started at its first large op. Those threads do not
+# survive fork(): a forked child's first large op then waits for them forever
+# (busy-spinning), and a child forked while a parent thread holds the pool's
+# call lock blocks on it. seer's heavy work runs on rayon pools that are
+# fork-safe (see the extension's docs); with one thread candle's pool runs its
+# ops inline and starts no thread. Read by candle once, at its first parallel
+# op, so it must be set before any model runs; a value set by the user wins.
+os.environ.setdefault("CANDLE_NUM_THREADS", "1")
+
+from ._inputs import ImageInput  # noqa: E402
+from ._model import ErrorMode, Model, Prediction  # noqa: E402
+from ._seer import SeerError, __version__  # noqa: E402
 
 __all__ = ["ErrorMode", "ImageInput", "Model", "Prediction", "SeerError", "__version__"]
