@@ -54,9 +54,17 @@ step() {
 
 export SEER_SHARED_DATA="${SEER_SHARED_DATA:-$(cd .. && pwd)/shared/data}"
 
+# The package as scripts/python-tests.sh stages it (the workspace build's
+# extension beside the Python sources), ahead of any seer installed in the venv
+# (`python-tests.sh --wheel` installs one there: remove target/pystage to test it).
+STAGE=target/pystage
+if [ -d "$STAGE/seer" ]; then
+    export PYTHONPATH="$PWD/$STAGE${PYTHONPATH:+:$PYTHONPATH}"
+fi
 if ! { [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import seer; seer.Model' >/dev/null 2>&1; }; then
     step "the package is not built yet: scripts/python-tests.sh (builds it and the command line, runs its tests)"
     bash scripts/python-tests.sh -q
+    export PYTHONPATH="$PWD/$STAGE${PYTHONPATH:+:$PYTHONPATH}"
 fi
 if [ ! -x target/release/seer ]; then
     step "build the command line (cargo build --release -p seer-cli)"
