@@ -32,18 +32,7 @@ if [ "${1:-}" = "--wheel" ]; then
 fi
 
 # `step NAME` starts a step and reports how long the one before it took.
-step_name=""
-step_start=$SECONDS
-step() {
-    if [ -n "$step_name" ]; then
-        echo "== ${step_name}: $((SECONDS - step_start)) s"
-    fi
-    step_name=${1:-}
-    step_start=$SECONDS
-    if [ -n "$step_name" ]; then
-        echo "== $step_name"
-    fi
-}
+source scripts/steps.sh
 
 command -v cargo >/dev/null 2>&1 || { echo "cargo is required (install Rust with rustup)" >&2; exit 1; }
 command -v python3 >/dev/null 2>&1 || { echo "python3 is required" >&2; exit 1; }

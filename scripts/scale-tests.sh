@@ -39,18 +39,7 @@ VENV=target/pyenv
 # pandas below 3: PySpark 4.3 warns that it does not fully support pandas 3 yet.
 SCALE_REQUIREMENTS=("ray[data]>=2.40,<3" "pyspark>=3.5,<5" "pylance>=0.20" "pandas>=2,<3" "embedding-reader>=1.7")
 
-step_name=""
-step_start=$SECONDS
-step() {
-    if [ -n "$step_name" ]; then
-        echo "== ${step_name}: $((SECONDS - step_start)) s"
-    fi
-    step_name=${1:-}
-    step_start=$SECONDS
-    if [ -n "$step_name" ]; then
-        echo "== $step_name"
-    fi
-}
+source scripts/steps.sh
 
 export SEER_SHARED_DATA="${SEER_SHARED_DATA:-$(cd .. && pwd)/shared/data}"
 

@@ -518,14 +518,14 @@ fn run_dataset(kind: Kind, a: &Args) -> serde_json::Value {
         rayon::current_num_threads()
     );
 
+    let queries: Vec<f32> = {
+        let mut q = vec![0f32; a.queries * a.dim];
+        q.par_chunks_mut(a.dim)
+            .enumerate()
+            .for_each(|(i, r)| ds.row(QUERY_STREAM + i as u64, r));
+        q
+    };
     if a.ceiling_only {
-        let queries: Vec<f32> = {
-            let mut q = vec![0f32; a.queries * a.dim];
-            q.par_chunks_mut(a.dim)
-                .enumerate()
-                .for_each(|(i, r)| ds.row(QUERY_STREAM + i as u64, r));
-            q
-        };
         let none = HashSet::new();
         let truth = ground_truth(&ds, a, &queries, 0..a.n, &none, false);
         let truth16 = ground_truth(&ds, a, &queries, 0..a.n, &none, true);
@@ -536,14 +536,7 @@ fn run_dataset(kind: Kind, a: &Args) -> serde_json::Value {
         return serde_json::json!({"dataset": name, "f16_recall_ceiling": recall(&truth16, &truth)});
     }
 
-    // Queries and exact ground truth (before the build, so a dump needs no index).
-    let queries: Vec<f32> = {
-        let mut q = vec![0f32; a.queries * a.dim];
-        q.par_chunks_mut(a.dim)
-            .enumerate()
-            .for_each(|(i, r)| ds.row(QUERY_STREAM + i as u64, r));
-        q
-    };
+    // Exact ground truth (before the build, so a dump needs no index).
     let t = Instant::now();
     let none = HashSet::new();
     let truth_scored = ground_truth_scored(&ds, a, &queries, 0..a.n, &none, false);

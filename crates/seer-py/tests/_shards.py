@@ -213,3 +213,25 @@ def all_keys(shards: Dict[int, dict]) -> List[str]:
 
 def all_error_keys(shards: Dict[int, dict]) -> List[str]:
     return [k for n in sorted(shards) for k in shards[n]["errors"]["key"]]
+
+
+# The fixtures the Ray and Spark tests share (imported by name into each).
+# pytest is imported here only: the helpers above need nothing of it.
+import pytest  # noqa: E402
+from conftest import CLIP_OPENCLIP, SEER_BIN, SHARED, TOKENIZER  # noqa: E402
+
+CLI_ENV = {"SEER_TOKENIZER": str(TOKENIZER), "HF_HUB_OFFLINE": "1"}
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory: pytest.TempPathFactory) -> Shards:
+    """The test shards (good, broken and cut samples), made once per module."""
+    return make_shards(tmp_path_factory.mktemp("input"), SHARED)
+
+
+@pytest.fixture(scope="module")
+def cli_out(shards: Shards, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What `seer embed --shards` writes for them: the reference layout."""
+    out = tmp_path_factory.mktemp("cli") / "emb"
+    cli_embed_shards(SEER_BIN, CLIP_OPENCLIP, shards.spec, out, CLI_ENV)
+    return out

@@ -16,7 +16,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _shards import Shards, all_error_keys, all_keys, cli_embed_shards, make_shards, read_layout
+from _shards import (  # noqa: F401 (cli_out, shards: fixtures)
+    CLI_ENV,
+    Shards,
+    all_error_keys,
+    all_keys,
+    cli_embed_shards,
+    cli_out,
+    read_layout,
+    shards,
+)
 from conftest import CLIP_OPENCLIP, SEER_BIN, SHARED, TOKENIZER, cli_embed, same_bits
 
 if os.environ.get("SEER_SCALE_TESTS", "1") == "0":
@@ -30,7 +39,6 @@ import seer.spark  # noqa: E402
 from seer import layout  # noqa: E402
 
 MODEL = dict(tokenizer=str(TOKENIZER), offline=True)
-CLI_ENV = {"SEER_TOKENIZER": str(TOKENIZER), "HF_HUB_OFFLINE": "1"}
 
 
 @pytest.fixture(scope="module")
@@ -52,18 +60,6 @@ def spark():
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
-
-
-@pytest.fixture(scope="module")
-def shards(tmp_path_factory: pytest.TempPathFactory) -> Shards:
-    return make_shards(tmp_path_factory.mktemp("spark-input"), SHARED)
-
-
-@pytest.fixture(scope="module")
-def cli_out(shards: Shards, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("cli") / "emb"
-    cli_embed_shards(SEER_BIN, CLIP_OPENCLIP, shards.spec, out, CLI_ENV)
-    return out
 
 
 def assert_same_shards(got: Path, want: Path, numbers=None) -> None:

@@ -124,10 +124,11 @@ def test_a_child_forked_while_another_thread_embeds_can_embed(clip: seer.Model) 
     assert same_bits(got, expected)
 
 
-SCRIPT = r"""
-import json, os, sys, time
+# The scripts below run in a fresh interpreter; this lists its threads by name.
+THREADS = r"""
+import os
 
-def seer_threads():
+def threads(prefix):
     names = []
     for tid in os.listdir("/proc/self/task"):
         try:
@@ -135,7 +136,14 @@ def seer_threads():
                 names.append(f.read().strip())
         except FileNotFoundError:  # a thread that just ended
             pass
-    return sorted(n for n in names if n.startswith("seer-"))
+    return sorted(n for n in names if n.startswith(prefix))
+"""
+
+SCRIPT = THREADS + r"""
+import json, os, sys, time
+
+def seer_threads():
+    return threads("seer-")
 
 def settled():
     # A joined thread can stay listed for a moment while the kernel reaps it.
@@ -192,19 +200,9 @@ def test_a_model_loaded_before_the_fork_and_never_used_there_works_in_the_child(
     assert same_bits(got, model.embed_images(RGB_FILES))
 
 
-CANDLE_SCRIPT = r"""
+CANDLE_SCRIPT = THREADS + r"""
 import json, os, signal, sys
 import seer
-
-def threads(prefix):
-    names = []
-    for tid in os.listdir("/proc/self/task"):
-        try:
-            with open(f"/proc/self/task/{tid}/comm") as f:
-                names.append(f.read().strip())
-        except FileNotFoundError:
-            pass
-    return sorted(n for n in names if n.startswith(prefix))
 
 # Batches of 256 make candle's element-wise ops large enough (>= 64K values)
 # for its own thread pool, which a real-size model reaches at any batch.

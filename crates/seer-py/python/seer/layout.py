@@ -547,6 +547,29 @@ def plan_shards(
     return [InputShard(i, "tar", (p,)) for i, p in enumerate(shards)]
 
 
+def plan_unfinished(
+    source: Union[str, "os.PathLike[str]", Sequence[Union[str, "os.PathLike[str]"]]],
+    out_dir: Union[str, "os.PathLike[str]"],
+    *,
+    files_per_shard: int = 10_000,
+) -> Tuple[List["InputShard"], List["InputShard"], List[Dict[str, Any]]]:
+    """``(plan, todo, reports)`` for an ``embed_shards`` run into ``out_dir``:
+    every input shard, those whose output is not finished, and the command
+    line's ``--json`` line for each finished one (``status`` ``skipped``)."""
+    plan = plan_shards(source, files_per_shard=files_per_shard)
+    todo = [s for s in plan if not shard_complete(out_dir, s.number)]
+    left = {s.number for s in todo}
+    skipped = [shard_report(s.name, s.number, "skipped") for s in plan if s.number not in left]
+    return plan, todo, skipped
+
+
+def shard_report(
+    name: str, number: int, status: str, rows: Optional[int] = None, errors: Optional[int] = None
+) -> Dict[str, Any]:
+    """One ``--json`` line of ``seer embed --shards``."""
+    return {"shard": name, "number": number, "status": status, "rows": rows, "errors": errors}
+
+
 def _image_files(folder: str) -> List[str]:
     found = []
     for root, dirs, files in os.walk(folder):

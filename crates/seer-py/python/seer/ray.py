@@ -257,7 +257,7 @@ def write_clip_retrieval(
     dtype: str = "float32",
     *,
     shards: Optional[Iterable[int]] = None,
-    dim: Union[None, int, Callable[[], int]] = None,
+    dim: Optional[int] = None,
     on_shard: Optional[Callable[[Dict[str, Any]], None]] = None,
 ) -> List[Dict[str, Any]]:
     """Writes an embedded dataset into the clip-retrieval layout of ``seer embed --shards``.
@@ -278,8 +278,9 @@ def write_clip_retrieval(
     ``out_dir``; they arrive in any order and are written in shard order. A
     row that arrives twice is written once. ``shards``: the output shards
     expected; those that received no rows (input shards without samples) are
-    written empty, as the command line does (the embedding size comes from the
-    other shards, else from ``dim``: a number, or a function giving it).
+    written empty, as the command line does (an errors file and the empty
+    marker: no embeddings, so no embedding size is needed). ``dim``: the
+    embedding size, when the batches' columns do not give it.
 
     Returns one summary per shard written (``number``, ``rows``, ``errors``,
     ``duplicates``), each also given to ``on_shard`` when written. Raises if a
@@ -293,12 +294,9 @@ def write_clip_retrieval(
     done: List[Dict[str, Any]] = []
     seen_numbers = set()
     written = set()
-    width: Optional[int] = dim if isinstance(dim, int) else None
+    width: Optional[int] = dim
 
     def finish(buffer: layout.ShardBuffer) -> None:
-        nonlocal width
-        if width is None and buffer.count == 0 and callable(dim):
-            width = dim()
         summary = {"number": buffer.number, "status": "written", **buffer.write(out, dtype, width)}
         summary["duplicates"] = buffer.duplicates
         done.append(summary)
@@ -463,14 +461,7 @@ def embed_shards(
     written shard's summary as it is written.
     """
     out = os.fspath(out_dir)
-    plan = layout.plan_shards(source, files_per_shard=files_per_shard)
-    todo = [s for s in plan if not layout.shard_complete(out, s.number)]
-    left = {s.number for s in todo}
-    reports: List[Dict[str, Any]] = [
-        {"shard": s.name, "number": s.number, "status": "skipped", "rows": None, "errors": None}
-        for s in plan
-        if s.number not in left
-    ]
+    plan, todo, reports = layout.plan_unfinished(source, out, files_per_shard=files_per_shard)
     if not todo:
         return reports
     if "model_batch_size" in model_options:
@@ -494,22 +485,8 @@ def embed_shards(
         **(ray_remote_args or {}),
     )
 
-    def model_dim() -> int:
-        # Only when every shard left is empty: nothing came back to tell.
-        from . import Model
-
-        return Model(model, device, precision, **model_options).dim
-
     names = {s.number: s.name for s in plan}
-    written = write_clip_retrieval(ds, out, dtype, shards=sorted(left), dim=model_dim, on_shard=on_shard)
+    written = write_clip_retrieval(ds, out, dtype, shards=sorted(s.number for s in todo), on_shard=on_shard)
     for w in sorted(written, key=lambda w: w["number"]):
-        reports.append(
-            {
-                "shard": names[w["number"]],
-                "number": w["number"],
-                "status": "written",
-                "rows": w["rows"],
-                "errors": w["errors"],
-            }
-        )
+        reports.append(layout.shard_report(names[w["number"]], w["number"], "written", w["rows"], w["errors"]))
     return reports

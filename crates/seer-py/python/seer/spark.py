@@ -329,30 +329,19 @@ def embed_shards(
     ``number``, ``status``, ``rows``, ``errors``). When every shard is finished
     the model is never loaded."""
     out = os.fspath(out_dir)
-    key = _model_key(model, device, precision, model_options)
-    plan = layout.plan_shards(source, files_per_shard=files_per_shard)
-    todo = [s for s in plan if not layout.shard_complete(out, s.number)]
-    left = {s.number for s in todo}
-    reports: List[Dict[str, Any]] = [
-        {"shard": s.name, "number": s.number, "status": "skipped", "rows": None, "errors": None}
-        for s in plan
-        if s.number not in left
-    ]
+    plan, todo, reports = layout.plan_unfinished(source, out, files_per_shard=files_per_shard)
     if not todo:
         return reports
     df = _read_plan(spark, todo, dict(image_column=image_column, key_column=key_column))
     df = embed(df, model, device=device, precision=precision, threads=threads, **model_options)
     written = {w["number"]: w for w in write_clip_retrieval(df, out, dtype)}
-    empty = [n for n in sorted(left) if n not in written and not layout.shard_complete(out, n)]
-    if empty:
-        dims = [w["dim"] for w in written.values() if w["dim"]]
-        dim = dims[0] if dims else _worker_model(key, threads).dim
-        for n in empty:
-            written[n] = {"number": n, **layout.write_embedded_shard(out, n, None, dtype=dtype, dim=dim)}
+    # Input shards without samples gave no rows: written empty here (an errors
+    # file and the empty marker, no embeddings), as the command line does.
+    for n in sorted(s.number for s in todo):
+        if n not in written and not layout.shard_complete(out, n):
+            written[n] = {"number": n, **layout.write_embedded_shard(out, n, None, dtype=dtype)}
     names = {s.number: s.name for s in plan}
     for n in sorted(written):
         w = written[n]
-        reports.append(
-            {"shard": names[n], "number": n, "status": "written", "rows": w["rows"], "errors": w["errors"]}
-        )
+        reports.append(layout.shard_report(names[n], n, "written", w["rows"], w["errors"]))
     return reports
