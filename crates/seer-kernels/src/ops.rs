@@ -549,8 +549,9 @@ multiversion! {
 /// a block-diagonal matrix (head `h`'s rows of it hold only head `h`'s
 /// columns) and both products run on the packed matmul kernels: `heads` times
 /// the arithmetic of the real products, which with a few dozen columns is
-/// still small. With few queries, each (query, head) runs
-/// [`attend_cached`] over the keys in place.
+/// still small. With few queries, the queries become the block-diagonal
+/// matrix instead and the keys the rows (one pass over them, not one per
+/// (query, head)).
 pub fn cross_attention(
     q: &[f32],
     k: &[f32],
@@ -596,11 +597,9 @@ pub fn cross_attention(
             Init::Bias,
             None,
         );
-        scores.par_chunks_mut(cols).for_each(|row| {
-            for run in row.chunks_exact_mut(nk) {
-                softmax_prefix(run, nk);
-            }
-        });
+        scores
+            .par_chunks_mut(cols * (PARALLEL_MIN_ELEMS / cols).max(1))
+            .for_each(|rows| softmax_runs(rows, cols, nk));
         let mut values = vec![0f32; cols * width];
         for (j, row) in v.chunks_exact(width).enumerate() {
             for h in 0..heads {
@@ -610,20 +609,127 @@ pub fn cross_attention(
         let values = PackedWeights::from_right_matrix(&values, cols, width, Precision::F32);
         gemm(&scores, nq, &values, out, Init::Bias, None);
     } else {
-        // Few queries, many keys: each (query, head) is a decoding step's
-        // attention over the keys in place, the pairs in parallel.
-        out.par_chunks_mut(d)
-            .enumerate()
-            .for_each_init(Vec::new, |scores, (pair, o)| {
-                let (t, h) = (pair / heads, pair % heads);
-                let cache = CachedHead {
-                    keys: k,
-                    values: v,
-                    stride: width,
-                    offset: h * d,
-                };
-                attend_cached(&q[t * width + h * d..][..d], cache, nk, scale, scores, o);
-            });
+        // Few queries, many keys: the keys are the matmul's rows, so the
+        // scores come out transposed, keys × (heads·nq), with the queries'
+        // block-diagonal as the right matrix. Softmax then runs down each
+        // column, and each chunk of keys adds its weighted values into a
+        // partial output (one (query, head) at a time, one key row at a time,
+        // so every key's row is read once instead of once per (query, head)).
+        let cols = heads * nq;
+        let mut scores = vec![0f32; nk * cols];
+        gemm(
+            k,
+            nk,
+            &block_diagonal(q, nq, scale),
+            &mut scores,
+            Init::Bias,
+            None,
+        );
+        let max = scores
+            .par_chunks(KEY_CHUNK * cols)
+            .map(|chunk| {
+                let mut m = vec![f32::NEG_INFINITY; cols];
+                column_max(chunk, &mut m);
+                m
+            })
+            .reduce(
+                || vec![f32::NEG_INFINITY; cols],
+                |a, b| a.iter().zip(&b).map(|(x, y)| x.max(*y)).collect(),
+            );
+        // Fixed chunks summed in order: the result does not depend on the
+        // thread count.
+        let partials: Vec<(Vec<f32>, Vec<f32>)> = scores
+            .par_chunks_mut(KEY_CHUNK * cols)
+            .zip(v.par_chunks(KEY_CHUNK * width))
+            .map(|(chunk, values)| {
+                let (mut sums, mut part) = (vec![0f32; cols], vec![0f32; nq * width]);
+                exp_and_weigh(chunk, &max, values, width, d, nq, &mut sums, &mut part);
+                (sums, part)
+            })
+            .collect();
+        let mut sums = vec![0f32; cols];
+        out.fill(0.0);
+        for (s, part) in &partials {
+            sums.iter_mut().zip(s).for_each(|(a, b)| *a += b);
+            out.iter_mut().zip(part).for_each(|(a, b)| *a += b);
+        }
+        for (t, row) in out.chunks_exact_mut(width).enumerate() {
+            for (h, head) in row.chunks_exact_mut(d).enumerate() {
+                let inv = 1.0 / sums[h * nq + t];
+                head.iter_mut().for_each(|x| *x *= inv);
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// Softmax over each run of `run` values of rows of `cols` (one run per
+    /// head). Runs are short (SAM: 7 tokens), so the exponentials and the
+    /// scaling go over whole rows, each value with its run's max and sum.
+    fn softmax_runs(rows: &mut [f32], cols: usize, run: usize) {
+        let mut per_value = vec![0f32; cols];
+        for row in rows.chunks_exact_mut(cols) {
+            for (r, m) in row.chunks_exact(run).zip(per_value.chunks_exact_mut(run)) {
+                let max = r.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+                m.fill(max);
+            }
+            for (v, &m) in row.iter_mut().zip(&per_value) {
+                *v = math::exp(*v - m);
+            }
+            for (r, m) in row.chunks_exact(run).zip(per_value.chunks_exact_mut(run)) {
+                let inv = 1.0 / sum(r);
+                m.fill(inv);
+            }
+            for (v, &m) in row.iter_mut().zip(&per_value) {
+                *v *= m;
+            }
+        }
+    }
+}
+
+/// Keys per chunk of [`cross_attention`]'s column reductions.
+const KEY_CHUNK: usize = 256;
+
+multiversion! {
+    /// `max[c] = max(max[c], rows[·][c])` over rows of `max.len()` scores.
+    fn column_max(rows: &[f32], max: &mut [f32]) {
+        for row in rows.chunks_exact(max.len()) {
+            for (m, &x) in max.iter_mut().zip(row) {
+                *m = m.max(x);
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// For rows of transposed scores (one key each; column `h·nq + t` is
+    /// query `t`, head `h`): `p = exp(score − max)` in place, `sums += p`, and
+    /// `out[t][h·d..] += p · values[key][h·d..]`.
+    #[allow(clippy::too_many_arguments)]
+    fn exp_and_weigh(
+        scores: &mut [f32],
+        max: &[f32],
+        values: &[f32],
+        width: usize,
+        d: usize,
+        nq: usize,
+        sums: &mut [f32],
+        out: &mut [f32],
+    ) {
+        let cols = max.len();
+        for (row, v) in scores.chunks_exact_mut(cols).zip(values.chunks_exact(width)) {
+            for ((s, &m), sum) in row.iter_mut().zip(max).zip(sums.iter_mut()) {
+                *s = math::exp(*s - m);
+                *sum += *s;
+            }
+            for (c, &p) in row.iter().enumerate() {
+                let (h, t) = (c / nq, c % nq);
+                let o = &mut out[t * width + h * d..][..d];
+                for (o, &x) in o.iter_mut().zip(&v[h * d..][..d]) {
+                    *o = p.mul_add(x, *o);
+                }
+            }
+        }
     }
 }
 

@@ -299,6 +299,7 @@ fn cross_attention_matches_the_definition() {
         (300, 7, 128, 8),
         (5, 5, 64, 2),
         (1, 40, 32, 1),
+        (4, 1000, 256, 8),
     ] {
         let (q, k, v) = (
             values(nq * width, 1),

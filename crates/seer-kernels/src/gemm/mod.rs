@@ -769,7 +769,7 @@ impl Kernel {
                         mr: x86::MR_512,
                         few: &x86::FEW_F32_AVX512,
                         kc: KC,
-                        pack_a: pack_a_f32,
+                        pack_a: pack_a_f32_avx512,
                         micro: Micro::Float(x86::micro_f32_avx512),
                     }
                 }
@@ -926,6 +926,44 @@ fn pack_rows<T: Copy>(
 /// f32 panels `[k][r]`.
 fn pack_a_f32(block: &ABlock, mr: usize, out: &mut [u32]) -> usize {
     pack_panels(block, mr, out, block.kc, |row, k| row[k].to_bits())
+}
+
+/// [`pack_a_f32`] for the AVX-512 kernel's 14-row panels: full panels through
+/// a register transpose, a last partial one as before.
+#[cfg(target_arch = "x86_64")]
+fn pack_a_f32_avx512(block: &ABlock, mr: usize, out: &mut [u32]) -> usize {
+    assert_eq!(mr, x86::MR_512);
+    assert!(Isa::best_supported() >= Isa::Avx512);
+    let stride = block.kc * mr;
+    let full = block.mrows / mr;
+    assert!(out.len() >= block.mrows.div_ceil(mr) * stride);
+    for i in 0..full {
+        let r0 = block.m0 + i * mr;
+        let rows = &block.a[r0 * block.lda + block.k0..];
+        // The panel's last row ends inside `a`: `block.a` holds every row of
+        // the block, `kc` values from `k0` each.
+        assert!(rows.len() >= (mr - 1) * block.lda + block.kc);
+        // SAFETY: AVX-512F is present (asserted: this packer is chosen only with
+        // the AVX-512 kernel); 14 rows of kc floats at stride lda are inside
+        // `rows` (asserted), and the panel's 14·kc words are inside `out`.
+        unsafe {
+            x86::pack_f32_panel_avx512(
+                rows.as_ptr(),
+                block.lda,
+                block.kc,
+                out[i * stride..].as_mut_ptr().cast(),
+            )
+        };
+    }
+    if full * mr < block.mrows {
+        let tail = ABlock {
+            m0: block.m0 + full * mr,
+            mrows: block.mrows - full * mr,
+            ..*block
+        };
+        pack_a_f32(&tail, mr, &mut out[full * stride..]);
+    }
+    stride
 }
 
 /// f32 panels with the depth rounded up to even (zero-filled), for the portable

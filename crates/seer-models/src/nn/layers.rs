@@ -198,6 +198,13 @@ impl LayerNorm {
     }
 }
 
+impl LayerNorm {
+    /// Weight, bias and eps, for callers that run the norm on seer's kernels.
+    pub(crate) fn params(&self) -> (&Tensor, &Tensor, f32) {
+        (&self.weight, &self.bias, self.eps)
+    }
+}
+
 impl Module for LayerNorm {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         if self.differentiable {

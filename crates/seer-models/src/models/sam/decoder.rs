@@ -269,27 +269,14 @@ impl Attention {
 
     /// `q`: (nq, c) against keys projected by [`Attention::project_keys`].
     fn attend(&self, q: &Tensor, keys: &ProjectedKeys) -> Result<Tensor> {
+        if q.device().is_cpu() {
+            let out = self.context(q, keys)?;
+            let out = Tensor::from_vec(out, (q.dim(0)?, self.q.out_dim()), q.device())?;
+            return Ok(self.out.forward(&out)?);
+        }
         let q = self.q.forward(q)?;
         let (nq, width) = q.dims2()?;
         let hd = width / self.heads;
-        if q.device().is_cpu() {
-            // On the rows in place: no head split, transposes or batched
-            // matmuls of 7-wide matrices.
-            let mut out = vec![0f32; nq * width];
-            let scale = (hd as f32).powf(-0.5);
-            try_with_f32(&q, |q| {
-                try_with_f32(&keys.k, |k| {
-                    with_f32(&keys.v, |v| {
-                        seer_kernels::ops::cross_attention(
-                            q, k, v, width, self.heads, scale, &mut out,
-                        )
-                    })
-                })
-            })?;
-            return Ok(self
-                .out
-                .forward(&Tensor::from_vec(out, (nq, width), q.device())?)?);
-        }
         let split = |x: &Tensor| -> candle_core::Result<Tensor> {
             let (n, d) = x.dims2()?;
             x.reshape((n, self.heads, d / self.heads))?
@@ -305,6 +292,65 @@ impl Attention {
             .contiguous()?
             .reshape((nq, width))?;
         Ok(self.out.forward(&out)?)
+    }
+}
+
+impl Attention {
+    /// `ln(residual + attention(q, k, v))` for the image-to-token attention,
+    /// whose queries are the image positions (`q` and `residual`: (side²,
+    /// c)). On the CPU the output projection adds into a copy of the residual
+    /// and the norm runs on seer's kernel: two passes over the image instead
+    /// of four (matmul, add, norm, each into a fresh tensor).
+    fn residual_norm(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        residual: &Tensor,
+        ln: &LayerNorm,
+    ) -> Result<Tensor> {
+        let (Linear::Packed(out_proj), true) = (&self.out, q.device().is_cpu()) else {
+            return Ok(ln.forward(&(residual + self.forward(q, k, v)?)?)?);
+        };
+        let keys = self.project_keys(k, v)?;
+        let context = self.context(q, &keys)?;
+        let (rows, c) = residual.dims2()?;
+        let mut sum = with_f32(residual, <[f32]>::to_vec)?;
+        seer_kernels::gemm(
+            &context,
+            rows,
+            out_proj,
+            &mut sum,
+            seer_kernels::Init::AddToOutput,
+            None,
+        );
+        let mut normed = vec![0f32; rows * c];
+        let (gamma, beta, eps) = ln.params();
+        try_with_f32(gamma, |g| {
+            with_f32(beta, |b| {
+                seer_kernels::ops::layer_norm(&sum, c, g, b, eps, &mut normed)
+            })
+        })?;
+        Ok(Tensor::from_vec(normed, (rows, c), q.device())?)
+    }
+
+    /// The CPU attention before the output projection: (nq, internal width).
+    fn context(&self, q: &Tensor, keys: &ProjectedKeys) -> Result<Vec<f32>> {
+        let q = self.q.forward(q)?;
+        let (nq, width) = q.dims2()?;
+        let hd = width / self.heads;
+        // On the rows in place: no head split, transposes or batched
+        // matmuls of 7-wide matrices.
+        let mut out = vec![0f32; nq * width];
+        let scale = (hd as f32).powf(-0.5);
+        try_with_f32(&q, |q| {
+            try_with_f32(&keys.k, |k| {
+                with_f32(&keys.v, |v| {
+                    seer_kernels::ops::cross_attention(q, k, v, width, self.heads, scale, &mut out)
+                })
+            })
+        })?;
+        Ok(out)
     }
 }
 
@@ -369,9 +415,9 @@ pub struct MaskDecoder {
     blocks: Vec<TwoWayBlock>,
     final_attn: Attention,
     ln_final: LayerNorm,
-    /// ConvTranspose2d(k=2, s=2) as linear layers from width to width/4 · 4
-    /// and from width/4 to width/8 · 4 outputs (channel, dy, dx), the bias
-    /// repeated per (dy, dx); [`pixel_shuffle_2x`] puts the outputs in place.
+    /// ConvTranspose2d(k=2, s=2) as linear layers from width to 4 · width/4
+    /// and from width/4 to 4 · width/8 outputs (dy, dx, channel), the bias
+    /// repeated per (dy, dx) (see [`conv_transpose_2x`]).
     up1: Linear,
     up_ln: LayerNorm,
     up2: Linear,
@@ -472,7 +518,7 @@ impl MaskDecoder {
             queries = b.ln1.forward(&queries)?;
             let q = (&queries + &tokens)?;
             // The keys change only at the end of the block.
-            let k = (&keys + image_pe)?;
+            let k = add(&keys, image_pe)?;
             let projected = match first_keys {
                 Some(kept) if i == 0 => kept.clone(),
                 _ => b.cross_t2i.project_keys(&k, &keys)?,
@@ -483,29 +529,23 @@ impl MaskDecoder {
             let hidden = act(&b.lin1.forward(&queries)?, self.cfg.activation)?;
             queries = b.ln3.forward(&(&queries + b.lin2.forward(&hidden)?)?)?;
             let q = (&queries + &tokens)?;
-            keys = b
-                .ln4
-                .forward(&(&keys + b.cross_i2t.forward(&k, &q, &queries)?)?)?;
+            keys = b.cross_i2t.residual_norm(&k, &q, &queries, &keys, &b.ln4)?;
         }
         let q = (&queries + &tokens)?;
-        let k = (&keys + image_pe)?;
+        let k = add(&keys, image_pe)?;
         queries = self
             .ln_final
             .forward(&(&queries + self.final_attn.forward(&q, &k, &keys)?)?)?;
 
         let n_masks = self.cfg.num_multimask_outputs + 1;
-        // Upscaling, channels last: (side, side, c) -> (2s, 2s, c/4) -> (4s, 4s, c/8).
-        let u = pixel_shuffle_2x(&self.up1.forward(&keys)?, side)?;
-        let u = gelu(&self.up_ln.forward(&u)?)?;
-        // GELU commutes with the shuffle, so it runs in the matmul's epilogue.
-        let u = self.up2.forward_activated(&u, Some(Activation::Gelu))?;
-        let u = pixel_shuffle_2x(&u, 2 * side)?; // ((4s)², c/8)
         let hyper = (0..n_masks)
             .map(|i| self.hypernetworks[i].forward(&queries.narrow(0, 1 + i, 1)?))
             .collect::<Result<Vec<_>>>()?;
         let hyper = Tensor::cat(&hyper, 0)?; // (n_masks, c/8)
-        let out = 4 * side;
-        let masks = hyper.matmul(&u.t()?)?.reshape((n_masks, out, out))?;
+        let masks = match keys.device().is_cpu() {
+            true => self.masks_cpu(&keys, &hyper, side)?,
+            false => self.masks_candle(&keys, &hyper, side)?,
+        };
         let iou = self
             .iou_head
             .forward(&queries.narrow(0, 0, 1)?)?
@@ -519,56 +559,116 @@ impl MaskDecoder {
     }
 }
 
+impl MaskDecoder {
+    /// The mask logits (masks, 4·side, 4·side): the keys (side², width)
+    /// upscaled twice by the transposed convolutions (LayerNorm and GELU after
+    /// the first, GELU after the second), then each pixel's channels times
+    /// each mask's hypernetwork output (`hyper`: (masks, width/8)).
+    fn masks_candle(&self, keys: &Tensor, hyper: &Tensor, side: usize) -> Result<Tensor> {
+        // Rows (y, x) with columns (dy, dx, channel) to the 2s × 2s grid.
+        let shuffle = |x: &Tensor, s: usize| -> candle_core::Result<Tensor> {
+            let o = x.dim(1)? / 4;
+            x.reshape((s, s, 2, 2, o))?
+                .permute((0, 2, 1, 3, 4))?
+                .contiguous()?
+                .reshape((4 * s * s, o))
+        };
+        let u = shuffle(&self.up1.forward(keys)?, side)?;
+        let u = self.up_ln.forward(&u)?.gelu_erf()?;
+        let u = self.up2.forward_activated(&u, Some(Activation::Gelu))?;
+        let u = shuffle(&u, 2 * side)?; // ((4s)², c/8)
+        let out = 4 * side;
+        Ok(hyper.matmul(&u.t()?)?.reshape((hyper.dim(0)?, out, out))?)
+    }
+
+    /// [`MaskDecoder::masks_candle`] without moving a pixel until the end.
+    /// The layers are per pixel, so the pixels need not be in raster order:
+    /// the first upscaling's rows (y, x) of (dy, dx, channel) columns are read
+    /// as rows (y, x, dy, dx) of channels, the second's likewise, and the mask
+    /// products run on those rows; only the logits are put in place. The two
+    /// pixel shuffles (3 M values scattered) and a transposed matmul go.
+    fn masks_cpu(&self, keys: &Tensor, hyper: &Tensor, side: usize) -> Result<Tensor> {
+        let device = keys.device();
+        let u = self.up1.forward(keys)?;
+        let c4 = u.dim(1)? / 4;
+        let rows = 4 * side * side;
+        let mut normed = vec![0f32; rows * c4];
+        let (gamma, beta, eps) = self.up_ln.params();
+        try_with_f32(&u, |u| {
+            try_with_f32(gamma, |g| {
+                with_f32(beta, |b| {
+                    seer_kernels::ops::layer_norm(u, c4, g, b, eps, &mut normed)
+                })
+            })
+        })?;
+        {
+            use rayon::prelude::*;
+            normed.par_chunks_mut(1 << 14).for_each(|c| {
+                seer_kernels::ops::apply_activation(c, seer_kernels::Activation::Gelu)
+            });
+        }
+        let u = self.up2.forward_activated(
+            &Tensor::from_vec(normed, (rows, c4), device)?,
+            Some(Activation::Gelu),
+        )?;
+        let (n_masks, c8) = hyper.dims2()?;
+        let pixels = 16 * side * side;
+        let hyper = with_f32(hyper, |h| {
+            seer_kernels::PackedWeights::from_rows(
+                h,
+                n_masks,
+                c8,
+                None,
+                seer_kernels::Precision::F32,
+            )
+        })?;
+        let mut logits = vec![0f32; pixels * n_masks];
+        with_f32(&u, |u| {
+            seer_kernels::gemm(
+                u,
+                pixels,
+                &hyper,
+                &mut logits,
+                seer_kernels::Init::Bias,
+                None,
+            )
+        })?;
+        // Row r = (((y·s + x)·2 + dy1)·2 + dx1)·4 + dy2·2 + dx2 is pixel
+        // (4y + 2dy1 + dy2, 4x + 2dx1 + dx2).
+        let out = 4 * side;
+        let mut masks = vec![0f32; n_masks * out * out];
+        for (r, values) in logits.chunks_exact(n_masks).enumerate() {
+            let (dx2, dy2, dx1, dy1) = (r & 1, (r >> 1) & 1, (r >> 2) & 1, (r >> 3) & 1);
+            let cell = r >> 4;
+            let (y, x) = (cell / side, cell % side);
+            let at = (4 * y + 2 * dy1 + dy2) * out + 4 * x + 2 * dx1 + dx2;
+            for (m, &v) in values.iter().enumerate() {
+                masks[m * out * out + at] = v;
+            }
+        }
+        Ok(Tensor::from_vec(masks, (n_masks, out, out), device)?)
+    }
+}
+
 /// `upscale_conv{1,2}` (ConvTranspose2d, kernel 2, stride 2, weight `(inp,
-/// out, 2, 2)`) as a linear layer to `out · 4` columns ordered (channel, dy,
-/// dx): on the CPU it runs on seer's packed kernels, bias included.
+/// out, 2, 2)`) as a linear layer to `4 · out` columns ordered (dy, dx,
+/// channel): each input pixel's four output pixels side by side, so the
+/// output read as rows of `out` holds one pixel per row. On the CPU it runs
+/// on seer's packed kernels, bias included.
 fn conv_transpose_2x(w: &Weights, name: &str, inp: usize, out: usize) -> Result<Linear> {
     let weight = w
         .get(&format!("{name}.weight"), &[inp, out, 2, 2])?
-        .reshape((inp, out * 4))?
+        .permute((0, 2, 3, 1))?
+        .reshape((inp, 4 * out))?
         .t()?
         .contiguous()?;
     let bias = w
         .get(&format!("{name}.bias"), &[out])?
-        .reshape((out, 1))?
-        .broadcast_as((out, 4))?
+        .reshape((1, out))?
+        .broadcast_as((4, out))?
         .contiguous()?
-        .reshape(out * 4)?;
+        .reshape(4 * out)?;
     Linear::new(w, weight, Some(bias))
-}
-
-/// The stride-2 transposed convolution's scatter: row `(y, x)` of an `s × s`
-/// grid holding `(channel, dy, dx)` columns becomes pixels `(2y + dy, 2x + dx)`
-/// of the `2s × 2s` grid, channels last.
-fn pixel_shuffle_2x(x: &Tensor, s: usize) -> candle_core::Result<Tensor> {
-    let o = x.dim(1)? / 4;
-    if !x.device().is_cpu() {
-        return x
-            .reshape((s, s, o, 2, 2))?
-            .permute((0, 3, 1, 4, 2))?
-            .contiguous()?
-            .reshape((4 * s * s, o));
-    }
-    use rayon::prelude::*;
-    let mut dst = vec![0f32; x.elem_count()];
-    // One source row of the grid fills two destination rows.
-    with_f32(x, |src| {
-        dst.par_chunks_mut(2 * 2 * s * o)
-            .zip(src.par_chunks(s * 4 * o))
-            .for_each(|(pair, cells)| {
-                for (xx, cell) in cells.chunks_exact(4 * o).enumerate() {
-                    for ch in 0..o {
-                        for dy in 0..2 {
-                            for dx in 0..2 {
-                                pair[(dy * 2 * s + 2 * xx + dx) * o + ch] =
-                                    cell[ch * 4 + dy * 2 + dx];
-                            }
-                        }
-                    }
-                }
-            })
-    })?;
-    Tensor::from_vec(dst, (4 * s * s, o), x.device())
 }
 
 /// `(c, n)` to `(n, c)`; on the CPU in cache-sized blocks (candle's strided
@@ -597,17 +697,26 @@ fn channels_last(x: &Tensor) -> candle_core::Result<Tensor> {
     Tensor::from_vec(dst, (n, c), x.device())
 }
 
-/// Exact (erf) GELU; on the CPU through seer's vectorised kernel, split across
-/// threads (candle's runs `erf` one value at a time).
-fn gelu(x: &Tensor) -> candle_core::Result<Tensor> {
-    if !x.device().is_cpu() {
-        return x.gelu_erf();
+/// `a + b` of equal shapes; on the CPU split across rayon's threads (candle's
+/// own pool hands each op over to its threads and back).
+fn add(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
+    if !a.device().is_cpu() || a.shape() != b.shape() {
+        return a + b;
     }
     use rayon::prelude::*;
-    let mut v = x.flatten_all()?.to_vec1::<f32>()?;
-    v.par_chunks_mut(1 << 14)
-        .for_each(|c| seer_kernels::ops::apply_activation(c, seer_kernels::Activation::Gelu));
-    Tensor::from_vec(v, x.shape(), x.device())
+    let mut out = vec![0f32; a.elem_count()];
+    try_with_f32(a, |a| {
+        with_f32(b, |b| {
+            out.par_chunks_mut(1 << 14)
+                .zip(a.par_chunks(1 << 14).zip(b.par_chunks(1 << 14)))
+                .for_each(|(o, (a, b))| {
+                    for ((o, &x), &y) in o.iter_mut().zip(a).zip(b) {
+                        *o = x + y;
+                    }
+                })
+        })
+    })?;
+    Tensor::from_vec(out, a.shape(), a.device())
 }
 
 /// The prompt encoder and mask decoder together, with the image-wide
@@ -690,5 +799,43 @@ impl PromptDecoder {
             self.side,
             multimask,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::sam::config::SamConfig;
+    use candle_core::Device;
+
+    /// The CPU's shuffle-free upscaling gives what the plain (GPU) order of
+    /// operations gives: both run here on the same packed weights.
+    #[test]
+    fn masks_without_shuffles_match_the_shuffled_upscaling() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/sam/sam-tiny");
+        let cfg = SamConfig::from_file(&dir.join("config.json")).unwrap();
+        let w = Weights::open(&dir.join("model.safetensors"), &Device::Cpu).unwrap();
+        let decoder = MaskDecoder::load(&w.pp("mask_decoder"), &cfg.decoder).unwrap();
+        let (side, c) = (5, cfg.decoder.hidden_size);
+        let keys = Tensor::randn(0f32, 1.0, (side * side, c), &Device::Cpu).unwrap();
+        let hyper = Tensor::randn(0f32, 1.0, (4, c / 8), &Device::Cpu).unwrap();
+        let fast = decoder.masks_cpu(&keys, &hyper, side).unwrap();
+        let plain = decoder.masks_candle(&keys, &hyper, side).unwrap();
+        assert_eq!(fast.dims(), &[4, 4 * side, 4 * side]);
+        let (fast, plain) = (
+            fast.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            plain.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        );
+        let worst = fast
+            .iter()
+            .zip(&plain)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        let scale = plain.iter().map(|v| v.abs()).fold(0f32, f32::max);
+        assert!(
+            scale > 0.0 && worst <= 1e-4 * scale,
+            "{worst} (largest {scale})"
+        );
     }
 }
