@@ -334,6 +334,15 @@ fn copy_short(dst: &mut [f32], src: &[f32]) {
     }
 }
 
+/// `dst = src · factor` for a head's few dozen floats (see [`copy_short`]).
+#[inline(always)]
+fn scale_short(dst: &mut [f32], src: &[f32], factor: f32) {
+    assert_eq!(dst.len(), src.len());
+    for (d, &s) in dst.iter_mut().zip(src) {
+        *d = s * factor;
+    }
+}
+
 /// The score, softmax and context passes of [`attention_head`] over the
 /// buffers [`gather`] filled.
 ///
@@ -384,18 +393,22 @@ unsafe fn attend(
                 real_keys
             }
         };
-        for r in 0..QUERY_TILE {
-            softmax_prefix(&mut probs[r * tk..(r + 1) * tk], visible(r));
+        // Unnormalised probabilities: each row's 1/sum scales its d context
+        // values at the end instead of its t probabilities (one pass over the
+        // scores fewer; 10% of OWLv2's image tower at 3,600 tokens was softmax).
+        let mut norms = [0f32; QUERY_TILE];
+        for (r, norm) in norms.iter_mut().enumerate() {
+            exp_prefix(&mut probs[r * tk..(r + 1) * tk], visible(r), norm);
         }
         let keys = visible(QUERY_TILE.min(t - i0) - 1);
         query_tile_context(probs, tk, &values[..keys * dv], dv, context);
-        for r in 0..QUERY_TILE.min(t - i0) {
+        for (r, &norm) in norms.iter().enumerate().take(QUERY_TILE.min(t - i0)) {
             // SAFETY: row start + i0 + r < start + t, columns h·d..(h+1)·d of it:
             // inside `out` and ours alone (the caller's contract).
             let dst = unsafe {
                 std::slice::from_raw_parts_mut(out.add((start + i0 + r) * s.width + h * d), d)
             };
-            copy_short(dst, &context[r * dv..r * dv + d]);
+            scale_short(dst, &context[r * dv..r * dv + d], norm);
         }
     }
 }
@@ -437,17 +450,21 @@ multiversion! {
 }
 
 multiversion! {
-    /// Softmax over `row[..visible]` in place; zeroes the rest (masked keys).
-    fn softmax_prefix(row: &mut [f32], visible: usize) {
+    /// The softmax's numerators over `row[..visible]` in place, `exp(v −
+    /// max)`, with `norm` = 1 / their sum; zeroes the rest (masked keys). One
+    /// pass for the max, one for the exponentials and their sum (16 lanes, as
+    /// [`sum`] adds).
+    fn exp_prefix(row: &mut [f32], visible: usize, norm: &mut f32) {
         let (seen, masked) = row.split_at_mut(visible);
         let max = seen.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-        for v in seen.iter_mut() {
-            *v = math::exp(*v - max);
+        let mut acc = [0f32; 16];
+        for chunk in seen.chunks_mut(16) {
+            for (s, v) in acc.iter_mut().zip(chunk.iter_mut()) {
+                *v = math::exp(*v - max);
+                *s += *v;
+            }
         }
-        let inv = 1.0 / sum(seen);
-        for v in seen.iter_mut() {
-            *v *= inv;
-        }
+        *norm = 1.0 / acc.iter().sum::<f32>();
         masked.fill(0.0);
     }
 }
