@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""A tiny random SAM checkpoint (transformers `SamModel`) and its reference outputs.
+"""Tiny random SAM checkpoints (transformers `SamModel`) and their reference outputs:
+`sam-tiny`, and `slimsam-tiny` with SlimSAM's odd pruned encoder widths.
 
 The model is built from a config with random weights (no hub downloads) by transformers
 itself and written with `save_pretrained`; the image processor (the PIL class
@@ -56,6 +57,16 @@ def tiny_config():
         mask_decoder_config=dict(hidden_size=32, mlp_dim=64, num_hidden_layers=2,
                                  num_attention_heads=2, iou_head_hidden_dim=32),
     )
+
+
+def slim_config():
+    # SlimSAM's shape: the image encoder pruned to widths that are no power of two
+    # (head width 14 here; the real SlimSAM-uniform checkpoints spell their pruned
+    # widths in the same config fields), the prompt encoder and decoder as in SAM.
+    config = tiny_config()
+    config.vision_config.hidden_size = 28
+    config.vision_config.mlp_dim = 44
+    return config
 
 
 def reinit_(model, gen):
@@ -221,12 +232,17 @@ def main():
     ap.add_argument("--shared", default=str(ROOT.parent / "shared" / "data"))
     args = ap.parse_args()
     shared = Path(args.shared)
+    write_fixture("sam-tiny", tiny_config(), IMAGES, shared, automask=True)
+    # One image is enough to show the odd widths run as transformers runs them.
+    write_fixture("slimsam-tiny", slim_config(), IMAGES[:1], shared, automask=False)
+
+
+def write_fixture(name, config, images, shared, automask):
     torch.manual_seed(0)
     torch.set_num_threads(1)
     gen = torch.Generator().manual_seed(1234)
     rng = np.random.default_rng(7)
 
-    config = tiny_config()
     config._attn_implementation = "eager"
     model = SamModel(config).eval()
     reinit_(model, gen)
@@ -234,7 +250,7 @@ def main():
     model.prompt_encoder.shared_embedding.positional_embedding = \
         model.shared_image_embedding.positional_embedding
 
-    dest = OUT / "sam-tiny"
+    dest = OUT / name
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
@@ -246,7 +262,7 @@ def main():
     processor = SamProcessor(image_processor=SamImageProcessorPil.from_pretrained(dest))
 
     cases = []
-    for rel in IMAGES:
+    for rel in images:
         image = ImageOps.exif_transpose(Image.open(shared / rel))
         w, h = image.size
         inputs = processor(images=image, return_tensors="pt")
@@ -293,10 +309,12 @@ def main():
     with open(dest / "reference.json", "w") as f:
         json.dump(reference, f, separators=(",", ":"))
         f.write("\n")
-    automask = {"versions": reference["versions"], "cases": automask_reference(model, processor.image_processor, shared)}
-    with open(dest / "automask.json", "w") as f:
-        json.dump(automask, f, separators=(",", ":"))
-        f.write("\n")
+    if automask:
+        masks = automask_reference(model, processor.image_processor, shared)
+        with open(dest / "automask.json", "w") as f:
+            json.dump({"versions": reference["versions"], "cases": masks}, f,
+                      separators=(",", ":"))
+            f.write("\n")
     total = sum(p.stat().st_size for p in dest.iterdir())
     print(f"wrote {dest} ({total / 1e6:.2f} MB)")
 

@@ -1,4 +1,5 @@
-//! SAM against transformers (fixtures/sam, made by scripts/make_sam_fixtures.py):
+//! SAM against transformers (fixtures/sam, made by scripts/make_sam_fixtures.py;
+//! `sam-tiny`, and `slimsam-tiny` with SlimSAM's odd encoder widths):
 //! the PIL image processor, the image embedding, and for points, boxes, both,
 //! two boxes, a single-mask answer and a previous mask fed back: the IoU
 //! predictions, the low-resolution logits (`pred_masks`) and the masks of
@@ -102,8 +103,19 @@ fn prompt_of(p: &Value) -> SegmentPrompt {
 
 #[test]
 fn sam_matches_transformers_on_points_boxes_and_mask_prompts() {
-    let sam = Sam::load_dir(&fixture(), &LoadOptions::default()).unwrap();
-    let reference = read_json(&fixture().join("reference.json"));
+    matches_transformers(&fixture());
+}
+
+/// SlimSAM's pruned encoder widths (head width 14, MLP 44) through the same
+/// checks: a `SamModel` whose widths are no multiple of the kernels' tiles.
+#[test]
+fn slimsam_widths_match_transformers() {
+    matches_transformers(&repo_root().join("fixtures/sam/slimsam-tiny"));
+}
+
+fn matches_transformers(dir: &std::path::Path) {
+    let sam = Sam::load_dir(dir, &LoadOptions::default()).unwrap();
+    let reference = read_json(&dir.join("reference.json"));
     let (mut worst_pixel, mut worst_embed, mut worst_iou, mut worst_logit) =
         (0f64, 0f64, 0f64, 0f64);
     let (mut differing, mut total) = (0usize, 0usize);
@@ -203,9 +215,10 @@ fn sam_matches_transformers_on_points_boxes_and_mask_prompts() {
     }
     clicks.sort_by(f64::total_cmp);
     eprintln!(
-        "sam parity: pixels {worst_pixel:.2e}, embeddings {worst_embed:.2e}, iou {worst_iou:.2e}, \
+        "sam parity ({}): pixels {worst_pixel:.2e}, embeddings {worst_embed:.2e}, iou {worst_iou:.2e}, \
          logits {worst_logit:.2e}; masks: {differing} of {total} pixels differ \
          (worst mask {:.5}% agree); decoder per click: median {:.1} ms over {} prompts",
+        dir.display(),
         worst_agreement * 100.0,
         clicks[clicks.len() / 2] * 1e3,
         clicks.len()
