@@ -600,20 +600,26 @@ pub fn cross_attention(
         }
         PackedWeights::from_right_matrix(&m, width, cols, Precision::F32)
     };
+    // Every row of `rows` against each head of each row of `other`: (n ×
+    // heads·m) scores, column h·m + j for head h of `other`'s row j.
+    let scores_against = |rows: &[f32], n: usize, other: &[f32], m: usize| -> Vec<f32> {
+        let mut scores = vec![0f32; n * heads * m];
+        gemm(
+            rows,
+            n,
+            &block_diagonal(other, m, scale),
+            &mut scores,
+            Init::Bias,
+            None,
+        );
+        scores
+    };
     if nk <= nq {
         // Many queries, few keys: scores (nq × heads·nk), softmax per (row,
         // head) run of nk, then times the values' block-diagonal (heads·nk ×
         // width), which is the first one's transpose in shape.
         let cols = heads * nk;
-        let mut scores = vec![0f32; nq * cols];
-        gemm(
-            q,
-            nq,
-            &block_diagonal(k, nk, scale),
-            &mut scores,
-            Init::Bias,
-            None,
-        );
+        let mut scores = scores_against(q, nq, k, nk);
         scores
             .par_chunks_mut(cols * (PARALLEL_MIN_ELEMS / cols).max(1))
             .for_each(|rows| softmax_runs(rows, cols, nk));
@@ -633,15 +639,7 @@ pub fn cross_attention(
         // partial output (one (query, head) at a time, one key row at a time,
         // so every key's row is read once instead of once per (query, head)).
         let cols = heads * nq;
-        let mut scores = vec![0f32; nk * cols];
-        gemm(
-            k,
-            nk,
-            &block_diagonal(q, nq, scale),
-            &mut scores,
-            Init::Bias,
-            None,
-        );
+        let mut scores = scores_against(k, nk, q, nq);
         let max = scores
             .par_chunks(KEY_CHUNK * cols)
             .map(|chunk| {
