@@ -375,6 +375,35 @@ fn f16_output_and_import_then_search() {
     );
     assert!(r.status.success(), "{}", stderr(&r));
     assert_eq!(graph(&s), "current");
+    // `seer index --rebuild-graph` builds the graph again from the stored
+    // vectors even where an update would see nothing to do: a damaged graph
+    // file whose generation is current comes back whole.
+    let hnsw = std::fs::read_dir(small.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "hnsw"))
+        .expect("a graph file beside the database");
+    std::fs::write(&hnsw, b"damaged").unwrap();
+    let rebuild = |i: &str, extra: &[&str]| {
+        let mut a = vec!["index", "--rebuild-graph", "--index", i, "--json"];
+        a.extend_from_slice(extra);
+        run(&a, &[])
+    };
+    let r = rebuild(&s, &["--ann-threshold", "5"]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    let line = &json_lines(&r)[0];
+    assert_eq!(
+        (&line["vectors"], &line["graph"]),
+        (&7.into(), &true.into())
+    );
+    assert!(std::fs::metadata(&hnsw).unwrap().len() > 7);
+    assert_eq!(graph(&s), "current");
+    // Below the threshold there is no graph to build; with folders it is refused.
+    let r = rebuild(&i, &[]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    assert_eq!(json_lines(&r)[0]["graph"], false);
+    assert_eq!(graph(&i), "none");
+    assert!(!rebuild(&s, &[&o]).status.success());
     let r = run(
         &["search", "a photo", "--index", &i, "--json", "-k", "3"],
         &[],

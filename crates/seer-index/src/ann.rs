@@ -86,6 +86,27 @@ pub fn sync(store: &Store, model: &ModelInfo, threshold: usize) -> Result<Option
     }))
 }
 
+/// Builds the model's graph again from the stored vectors, whatever is on
+/// disk. [`sync`] only inserts and removes by difference, so the links of a
+/// graph built by an older construction (seer before the best-first upper
+/// layers, say) stay as they were; this gives the whole graph today's. Below
+/// the threshold the graph is dropped.
+pub fn rebuild(store: &Store, model: &ModelInfo, threshold: usize) -> Result<Option<AnnSync>> {
+    // The generation first: a crash in between must not leave a graph that
+    // claims to be current.
+    for path in [
+        generation_path(store.dir(), model),
+        graph_path(store.dir(), model),
+    ] {
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(crate::IndexError::io(path, e)),
+        }
+    }
+    sync(store, model, threshold)
+}
+
 /// Where a model's approximate-search graph stands (what `seer status` shows).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use seer_index::pathcodec::to_path;
+use seer_index::pathcodec::{display_text, to_path};
 use seer_index::{CaptionOptions, Encoding, IndexError, IndexLock, IndexOptions, Progress, Store};
 
 use crate::common::{index_dir, AnnArgs, RunArgs, DEFAULT_MODEL};
@@ -46,6 +46,12 @@ pub struct Args {
     /// of stopping with an error.
     #[arg(long)]
     wait: bool,
+    /// Only rebuild every model's approximate-search graph from the stored
+    /// vectors (nothing is walked or embedded). Indexing updates a graph by
+    /// difference, so a graph built by an older seer keeps its links; this
+    /// gives it the current construction.
+    #[arg(long, conflicts_with_all = ["paths", "model", "caption_model"])]
+    rebuild_graph: bool,
 }
 
 pub fn parse_encoding(s: &str) -> Result<Encoding, String> {
@@ -67,6 +73,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         other => other?,
     };
+    if args.rebuild_graph {
+        rebuild_graphs(&store, args.ann.ann_threshold, args.json)?;
+        drop(lock);
+        return Ok(ExitCode::SUCCESS);
+    }
     let roots = if args.paths.is_empty() {
         let stored: Vec<PathBuf> = store.roots()?.iter().map(|r| to_path(r)).collect();
         anyhow::ensure!(
@@ -150,6 +161,49 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `--rebuild-graph`: each model's graph built again, one line (or JSON
+/// object) per model.
+fn rebuild_graphs(store: &Store, threshold: usize, json: bool) -> anyhow::Result<()> {
+    let models = store.models()?;
+    anyhow::ensure!(!models.is_empty(), "the index holds no vectors yet");
+    for model in &models {
+        if !json && model.vectors >= threshold {
+            eprintln!(
+                "rebuilding the approximate-search graph of {} ({} vectors)...",
+                display_text(&model.name),
+                model.vectors
+            );
+        }
+        let start = std::time::Instant::now();
+        let built = seer_index::ann::rebuild(store, model, threshold)?;
+        let seconds = start.elapsed().as_secs_f64();
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "model": model.name,
+                    "vectors": model.vectors,
+                    "graph": built.is_some(),
+                    "seconds": seconds,
+                })
+            );
+        } else if built.is_some() {
+            println!(
+                "{}: graph rebuilt over {} vectors in {seconds:.1}s",
+                display_text(&model.name),
+                model.vectors
+            );
+        } else {
+            println!(
+                "{}: {} vectors, below the approximate-search threshold ({threshold}): exact search, no graph",
+                display_text(&model.name),
+                model.vectors
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The summary of one model's run: failures on stderr, then one line (or one
