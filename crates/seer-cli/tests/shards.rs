@@ -404,6 +404,12 @@ fn f16_output_and_import_then_search() {
     assert_eq!(json_lines(&r)[0]["graph"], false);
     assert_eq!(graph(&i), "none");
     assert!(!rebuild(&s, &[&o]).status.success());
+    // Where there is no index it says so and makes none.
+    let none = tempfile::tempdir().unwrap();
+    let missing = none.path().join("index");
+    let r = rebuild(missing.to_str().unwrap(), &[]);
+    assert!(!r.status.success() && stderr(&r).contains("no index here"));
+    assert!(!missing.exists());
     let r = run(
         &["search", "a photo", "--index", &i, "--json", "-k", "3"],
         &[],

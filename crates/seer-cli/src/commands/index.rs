@@ -60,24 +60,17 @@ pub fn parse_encoding(s: &str) -> Result<Encoding, String> {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let dir = index_dir(&args.index);
-    let mut store = Store::open(&dir)?;
-    // Before the model loads: a busy index is reported at once.
-    let lock = match IndexLock::try_acquire(&dir) {
-        Err(IndexError::Busy { holder, .. }) if args.wait => {
-            let who = holder.map_or_else(|| "another process".to_string(), |h| h.to_string());
-            eprintln!(
-                "waiting for {who} to finish updating the index at {}",
-                dir.display()
-            );
-            IndexLock::acquire_waiting(&dir)?
-        }
-        other => other?,
-    };
     if args.rebuild_graph {
+        // An existing index only: rebuilding must not create an empty one.
+        let store = Store::open_read_only(&dir)?;
+        let lock = lock(&dir, args.wait)?;
         rebuild_graphs(&store, args.ann.ann_threshold, args.json)?;
         drop(lock);
         return Ok(ExitCode::SUCCESS);
     }
+    let mut store = Store::open(&dir)?;
+    // Before the model loads: a busy index is reported at once.
+    let lock = lock(&dir, args.wait)?;
     let roots = if args.paths.is_empty() {
         let stored: Vec<PathBuf> = store.roots()?.iter().map(|r| to_path(r)).collect();
         anyhow::ensure!(
@@ -160,6 +153,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
+    })
+}
+
+/// The index's update lock; with `wait`, waits for another run holding it.
+fn lock(dir: &std::path::Path, wait: bool) -> anyhow::Result<IndexLock> {
+    Ok(match IndexLock::try_acquire(dir) {
+        Err(IndexError::Busy { holder, .. }) if wait => {
+            let who = holder.map_or_else(|| "another process".to_string(), |h| h.to_string());
+            eprintln!(
+                "waiting for {who} to finish updating the index at {}",
+                dir.display()
+            );
+            IndexLock::acquire_waiting(dir)?
+        }
+        other => other?,
     })
 }
 

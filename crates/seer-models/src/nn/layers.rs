@@ -199,9 +199,16 @@ impl LayerNorm {
 }
 
 impl LayerNorm {
-    /// Weight, bias and eps, for callers that run the norm on seer's kernels.
-    pub(crate) fn params(&self) -> (&Tensor, &Tensor, f32) {
-        (&self.weight, &self.bias, self.eps)
+    /// The norm of each `c`-wide row of `x` on seer's CPU kernel, for callers
+    /// that hold plain rows (the weights are read in place).
+    pub(crate) fn forward_rows(&self, x: &[f32], c: usize) -> candle_core::Result<Vec<f32>> {
+        let mut out = vec![0f32; x.len()];
+        crate::nn::cpu::try_with_f32(&self.weight, |g| {
+            crate::nn::cpu::with_f32(&self.bias, |b| {
+                seer_kernels::ops::layer_norm(x, c, g, b, self.eps, &mut out)
+            })
+        })?;
+        Ok(out)
     }
 }
 

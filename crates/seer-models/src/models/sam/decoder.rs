@@ -8,6 +8,7 @@
 use std::sync::{Arc, Mutex};
 
 use candle_core::{Module, Tensor, TensorId};
+use rayon::prelude::*;
 
 use super::config::{SamActivation, SamDecoderConfig, SamPromptConfig};
 use crate::error::{ModelError, Result};
@@ -324,13 +325,7 @@ impl Attention {
             seer_kernels::Init::AddToOutput,
             None,
         );
-        let mut normed = vec![0f32; rows * c];
-        let (gamma, beta, eps) = ln.params();
-        try_with_f32(gamma, |g| {
-            with_f32(beta, |b| {
-                seer_kernels::ops::layer_norm(&sum, c, g, b, eps, &mut normed)
-            })
-        })?;
+        let normed = ln.forward_rows(&sum, c)?;
         Ok(Tensor::from_vec(normed, (rows, c), q.device())?)
     }
 
@@ -592,21 +587,10 @@ impl MaskDecoder {
         let u = self.up1.forward(keys)?;
         let c4 = u.dim(1)? / 4;
         let rows = 4 * side * side;
-        let mut normed = vec![0f32; rows * c4];
-        let (gamma, beta, eps) = self.up_ln.params();
-        try_with_f32(&u, |u| {
-            try_with_f32(gamma, |g| {
-                with_f32(beta, |b| {
-                    seer_kernels::ops::layer_norm(u, c4, g, b, eps, &mut normed)
-                })
-            })
-        })?;
-        {
-            use rayon::prelude::*;
-            normed.par_chunks_mut(1 << 14).for_each(|c| {
-                seer_kernels::ops::apply_activation(c, seer_kernels::Activation::Gelu)
-            });
-        }
+        let mut normed = try_with_f32(&u, |u| self.up_ln.forward_rows(u, c4))?;
+        normed
+            .par_chunks_mut(1 << 14)
+            .for_each(|c| seer_kernels::ops::apply_activation(c, seer_kernels::Activation::Gelu));
         let u = self.up2.forward_activated(
             &Tensor::from_vec(normed, (rows, c4), device)?,
             Some(Activation::Gelu),
@@ -677,7 +661,6 @@ fn channels_last(x: &Tensor) -> candle_core::Result<Tensor> {
     if !x.device().is_cpu() {
         return x.t()?.contiguous();
     }
-    use rayon::prelude::*;
     let (c, n) = x.dims2()?;
     let mut dst = vec![0f32; c * n];
     const BLOCK: usize = 64;
@@ -703,7 +686,6 @@ fn add(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
     if !a.device().is_cpu() || a.shape() != b.shape() {
         return a + b;
     }
-    use rayon::prelude::*;
     let mut out = vec![0f32; a.elem_count()];
     try_with_f32(a, |a| {
         with_f32(b, |b| {
