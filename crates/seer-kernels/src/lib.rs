@@ -8,9 +8,13 @@
 //! - [`gemm`]: `C = A·Wᵀ` against pre-packed weights, f32, bf16 or int8, AVX-512 (VNNI) /
 //!   AVX2 / portable micro-kernels chosen at run time.
 //! - [`ops`]: LayerNorm, multi-head attention, activations.
+//! - [`train`]: the backward passes (and recomputing forwards) training needs.
 //! - [`math`]: vectorisable `exp` and `erf`.
 //! - [`alloc`]: zeroed buffers on transparent huge pages (fast model loading).
 //! - [`peak`]: the measured f32 FMA peak, for benchmarks to report against.
+
+#[macro_use]
+mod multiversion;
 
 pub mod alloc;
 pub mod gemm;
@@ -18,6 +22,7 @@ pub mod isa;
 pub mod math;
 pub mod ops;
 pub mod peak;
+pub mod train;
 
 pub use gemm::{gemm, Activation, Init, PackedWeights, Precision};
 pub use isa::Isa;

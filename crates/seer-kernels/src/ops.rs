@@ -7,59 +7,6 @@ use crate::gemm::{gemm, Activation, Init, PackedWeights, Precision};
 use crate::math;
 use crate::SendPtr;
 
-/// Defines `fn $name(args)` (or `unsafe fn`) whose body is compiled three times
-/// (AVX-512, AVX2, baseline) and picked by [`crate::Isa::detected`]: the bodies
-/// are plain loops that LLVM vectorises for whichever width it is allowed.
-macro_rules! multiversion {
-    ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $body:block) => {
-        $(#[$m])* $vis fn $name($($arg: $ty),*) {
-            #[inline(always)]
-            fn inner($($arg: $ty),*) $body
-            multiversion!(@dispatch $($arg: $ty),*);
-            inner($($arg),*)
-        }
-    };
-    ($(#[$m:meta])* $vis:vis unsafe fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $body:block) => {
-        $(#[$m])* $vis unsafe fn $name($($arg: $ty),*) {
-            /// # Safety
-            /// The outer function's.
-            #[inline(always)]
-            unsafe fn inner($($arg: $ty),*) $body
-            multiversion!(@dispatch $($arg: $ty),*);
-            // SAFETY: our caller upholds the outer function's contract, inner's.
-            unsafe { inner($($arg),*) }
-        }
-    };
-    // Returns from the enclosing function with the widest variant the CPU runs;
-    // falls through on the baseline.
-    (@dispatch $($arg:ident : $ty:ty),*) => {
-        #[cfg(target_arch = "x86_64")]
-        {
-            #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")]
-            #[allow(unused_unsafe)]
-            unsafe fn wide($($arg: $ty),*) {
-                // SAFETY: for an `unsafe fn`, our caller upholds its contract;
-                // for a safe one, `inner` is safe and the block is empty of ops.
-                unsafe { inner($($arg),*) }
-            }
-            #[target_feature(enable = "avx2,fma")]
-            #[allow(unused_unsafe)]
-            unsafe fn narrow($($arg: $ty),*) {
-                // SAFETY: as in `wide`.
-                unsafe { inner($($arg),*) }
-            }
-            match $crate::isa::Isa::detected() {
-                // SAFETY: the CPU supports the features (checked at detection),
-                // and for an `unsafe fn` our caller upholds its contract.
-                $crate::isa::Isa::Avx512 => return unsafe { wide($($arg),*) },
-                // SAFETY: as above.
-                $crate::isa::Isa::Avx2 => return unsafe { narrow($($arg),*) },
-                $crate::isa::Isa::Portable => {}
-            }
-        }
-    };
-}
-
 /// Below this many elements an op runs on the calling thread.
 const PARALLEL_MIN_ELEMS: usize = 1 << 14;
 
@@ -122,6 +69,58 @@ fn sum(x: &[f32]) -> f32 {
         }
     }
     acc.iter().sum()
+}
+
+/// The `cols × rows` transpose of the row-major `rows × cols` matrix `src`,
+/// in 32×32 tiles so that reads and writes both stay within a few cache lines.
+pub fn transpose(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    const TILE: usize = 32;
+    assert_eq!(src.len(), rows * cols, "matrix is not {rows}×{cols}");
+    let mut out = vec![0f32; rows * cols];
+    if rows == 0 || cols == 0 {
+        return out;
+    }
+    // Each task writes TILE whole rows of the output (TILE source columns).
+    out.par_chunks_mut(TILE * rows)
+        .enumerate()
+        .for_each(|(t, block)| {
+            let c0 = t * TILE;
+            let width = block.len() / rows;
+            for r0 in (0..rows).step_by(TILE) {
+                for r in r0..(r0 + TILE).min(rows) {
+                    let row = &src[r * cols + c0..r * cols + c0 + width];
+                    for (c, &v) in row.iter().enumerate() {
+                        block[c * rows + r] = v;
+                    }
+                }
+            }
+        });
+    out
+}
+
+/// The sum of each column of the row-major `rows × cols` matrix `x` (a bias's
+/// gradient), in f32 per task and f64 across tasks.
+pub fn column_sums(x: &[f32], cols: usize) -> Vec<f32> {
+    assert!(
+        cols > 0 && x.len().is_multiple_of(cols),
+        "not a matrix of {cols} columns"
+    );
+    let rows_per_task = (PARALLEL_MIN_ELEMS / cols).max(1);
+    let partials: Vec<Vec<f32>> = x
+        .par_chunks(rows_per_task * cols)
+        .map(|chunk| {
+            let mut acc = vec![0f32; cols];
+            for row in chunk.chunks_exact(cols) {
+                for (a, &v) in acc.iter_mut().zip(row) {
+                    *a += v;
+                }
+            }
+            acc
+        })
+        .collect();
+    (0..cols)
+        .map(|c| partials.iter().map(|p| p[c] as f64).sum::<f64>() as f32)
+        .collect()
 }
 
 /// LayerNorm over the last dimension (`c`) of `x`, biased variance, eps inside

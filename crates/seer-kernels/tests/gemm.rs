@@ -238,19 +238,27 @@ fn int8_kernels_agree() {
 
 #[test]
 fn right_matrix_packing_is_the_transpose() {
-    let (k, n, m) = (40, 20, 3);
-    let mat = values(k * n, 9);
-    let a = values(m * k, 10);
-    let packed = PackedWeights::from_right_matrix(&mat, k, n, Precision::F32);
-    let mut c = vec![0f32; m * n];
-    seer_kernels::gemm(&a, m, &packed, &mut c, Init::Bias, None);
-    for i in 0..m {
-        for j in 0..n {
-            let want: f64 = (0..k)
-                .map(|kk| a[i * k + kk] as f64 * mat[kk * n + j] as f64)
-                .sum();
-            assert!((c[i * n + j] as f64 - want).abs() < 1e-4);
+    // One partial panel, then two whole panels and a partial one.
+    for (k, n, m) in [(40, 20, 3), (33, 70, 5)] {
+        let mat = values(k * n, 9);
+        let a = values(m * k, 10);
+        let packed = PackedWeights::from_right_matrix(&mat, k, n, Precision::F32);
+        let mut c = vec![0f32; m * n];
+        seer_kernels::gemm(&a, m, &packed, &mut c, Init::Bias, None);
+        for i in 0..m {
+            for j in 0..n {
+                let want: f64 = (0..k)
+                    .map(|kk| a[i * k + kk] as f64 * mat[kk * n + j] as f64)
+                    .sum();
+                assert!((c[i * n + j] as f64 - want).abs() < 1e-4);
+            }
         }
+        // The same panels as packing the transposed matrix row by row.
+        let transposed: Vec<f32> = (0..n * k).map(|i| mat[(i % k) * n + i / k]).collect();
+        let rows = PackedWeights::from_rows(&transposed, n, k, None, Precision::F32);
+        let mut c_rows = vec![0f32; m * n];
+        seer_kernels::gemm(&a, m, &rows, &mut c_rows, Init::Bias, None);
+        assert_eq!(c, c_rows, "k {k}, n {n}");
     }
 }
 

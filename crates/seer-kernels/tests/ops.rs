@@ -4,7 +4,8 @@ mod common;
 
 use common::values;
 use seer_kernels::ops::{
-    apply_activation, attention, cross_attention, layer_norm, swiglu, AttentionShape,
+    apply_activation, attention, column_sums, cross_attention, layer_norm, swiglu, transpose,
+    AttentionShape,
 };
 use seer_kernels::Activation;
 
@@ -336,6 +337,39 @@ fn cross_attention_matches_the_definition() {
                     );
                 }
             }
+        }
+    }
+}
+
+#[test]
+fn transpose_swaps_rows_and_columns() {
+    // Sizes below, at and across the 32-wide tiles; empty.
+    for (rows, cols) in [(1, 1), (3, 70), (64, 32), (100, 33), (0, 5)] {
+        let x = values(rows * cols, 7);
+        let t = transpose(&x, rows, cols);
+        for r in 0..rows {
+            for c in 0..cols {
+                assert_eq!(
+                    t[c * rows + r],
+                    x[r * cols + c],
+                    "{rows}×{cols} at ({r}, {c})"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn column_sums_add_every_row() {
+    for (rows, cols) in [(1, 3), (5000, 7), (300, 128)] {
+        let x = values(rows * cols, 8);
+        let sums = column_sums(&x, cols);
+        for (c, &s) in sums.iter().enumerate() {
+            let want: f64 = (0..rows).map(|r| x[r * cols + c] as f64).sum();
+            assert!(
+                (s as f64 - want).abs() < 1e-3,
+                "{rows}×{cols} column {c}: {s} vs {want}"
+            );
         }
     }
 }

@@ -201,6 +201,29 @@ impl PackedWeights {
     /// Packs a row-major `(k, n)` matrix that multiplies on the right (`x·M`).
     pub fn from_right_matrix(matrix: &[f32], k: usize, n: usize, precision: Precision) -> Self {
         assert_eq!(matrix.len(), n * k, "matrix is not {k}×{n}");
+        if precision == Precision::F32 {
+            // An f32 panel is the matrix's rows cut into 32-column strips, so
+            // it is copied strip by strip (training packs activations and
+            // gradients this way every step).
+            let mut data: Vec<f32> = crate::alloc::zeroed_vec(n.div_ceil(NR) * k * NR);
+            if k > 0 {
+                data.par_chunks_mut(k * NR)
+                    .enumerate()
+                    .for_each(|(p, panel)| {
+                        let cols = p * NR..(p * NR + NR).min(n);
+                        for (dst, row) in panel.chunks_exact_mut(NR).zip(matrix.chunks_exact(n)) {
+                            dst[..cols.len()].copy_from_slice(&row[cols.clone()]);
+                        }
+                    });
+            }
+            return Self {
+                n,
+                k,
+                k_padded: k,
+                panels: Panels::F32(data),
+                bias: None,
+            };
+        }
         let mut t = vec![0f32; n * k];
         for (kk, row) in matrix.chunks_exact(n).enumerate() {
             for (j, &v) in row.iter().enumerate() {

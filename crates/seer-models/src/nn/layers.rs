@@ -117,6 +117,12 @@ impl Linear {
                 bias,
                 fused_epilogue,
             } => {
+                if let (Some(b), false) = (bias, *fused_epilogue) {
+                    if crate::nn::train_linear::runs_on_kernels(x, weight_t) {
+                        let y = crate::nn::train_linear::linear(x, &weight_t.t()?, b)?;
+                        return activate_opt(&y, act);
+                    }
+                }
                 let y = matmul_rows(x, weight_t)?;
                 match (bias, *fused_epilogue) {
                     #[cfg(feature = "cuda")]
@@ -217,9 +223,7 @@ impl Module for LayerNorm {
         if self.differentiable {
             // candle's fused kernel has no backward pass; this one has (the same
             // formula: biased variance, eps inside the root).
-            crate::nn::train_ops::normalize_rows(x, self.eps)?
-                .broadcast_mul(&self.weight)?
-                .broadcast_add(&self.bias)
+            crate::nn::train_ops::layer_norm(x, &self.weight, &self.bias, self.eps)
         } else {
             candle_nn::ops::layer_norm(&x.contiguous()?, &self.weight, &self.bias, self.eps)
         }
@@ -332,6 +336,13 @@ impl Attention {
         let (b, t, c) = x.dims3()?;
         let head_dim = c / self.heads;
         let qkv = self.qkv.forward(x)?;
+        // Training on the CPU: one op per direction (no key-padding masks).
+        if self.differentiable
+            && crate::nn::train_attention::runs_on_kernels(&qkv)
+            && mask.is_none_or(|m| m.rank() == 2)
+        {
+            return crate::nn::train_attention::attention(&qkv, self.heads, mask.is_some());
+        }
         // The fused kernel knows no mask but the causal one, which towers pass
         // as a (tokens, tokens) matrix; key-padding masks (rank 4) go the
         // generic way.

@@ -8,4 +8,6 @@ pub mod cpu;
 #[cfg(feature = "cuda")]
 pub(crate) mod cuda_ops;
 pub mod layers;
+pub(crate) mod train_attention;
+pub(crate) mod train_linear;
 pub(crate) mod train_ops;

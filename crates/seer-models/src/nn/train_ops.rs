@@ -1,5 +1,5 @@
-//! Differentiable operations for training on the CPU: LayerNorm's
-//! normalisation, softmax and quick-GELU, each one fused pass forward and one
+//! Differentiable operations for training on the CPU: LayerNorm (with its
+//! scale and shift), softmax and quick-GELU, each one fused pass forward and one
 //! backward.
 //! candle has fused forward kernels for both but no backward pass, so training
 //! used to compose them from 6–9 elementwise and reduction ops, each a pass over
@@ -7,23 +7,30 @@
 //! dtypes keep the composite form.
 
 use candle_core::{
-    bail, CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor, D,
+    bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, D,
 };
 use rayon::prelude::*;
 
 /// Rows per rayon task: enough work to pay for the split at ViT widths.
 const ROWS_PER_TASK: usize = 16;
 
-/// `(x - mean) / sqrt(var + eps)` over the last dimension, with the biased
-/// variance (as `nn.LayerNorm`), differentiable.
-pub fn normalize_rows(x: &Tensor, eps: f32) -> Result<Tensor> {
+/// `nn.LayerNorm` over the last dimension: `(x - mean) / sqrt(var + eps)`
+/// (biased variance) times `gamma` plus `beta`, differentiable in all three.
+pub fn layer_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f32) -> Result<Tensor> {
     if x.device().is_cpu() && x.dtype() == DType::F32 {
-        return x.contiguous()?.apply_op1(Normalize { eps });
+        return x.contiguous()?.apply_op3(
+            &gamma.contiguous()?,
+            &beta.contiguous()?,
+            LayerNorm { eps },
+        );
     }
     let width = x.dim(D::Minus1)? as f64;
     let centred = x.broadcast_sub(&(x.sum_keepdim(D::Minus1)? / width)?)?;
     let var = (centred.sqr()?.sum_keepdim(D::Minus1)? / width)?;
-    centred.broadcast_div(&(var + eps as f64)?.sqrt()?)
+    centred
+        .broadcast_div(&(var + eps as f64)?.sqrt()?)?
+        .broadcast_mul(gamma)?
+        .broadcast_add(beta)
 }
 
 /// Softmax over the last dimension, differentiable.
@@ -46,16 +53,21 @@ pub fn quick_gelu(x: &Tensor) -> Result<Tensor> {
     x * candle_nn::ops::sigmoid(&(x * 1.702)?)?
 }
 
-/// The f32 data of a contiguous tensor and its row width.
-fn rows<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<(&'a [f32], usize)> {
+/// The f32 values of a contiguous tensor (the training ops' inputs).
+pub(crate) fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [f32]> {
     let CpuStorage::F32(data) = s else {
         bail!("{op}: f32 only")
     };
     let Some((start, end)) = l.contiguous_offsets() else {
         bail!("{op}: the input must be contiguous")
     };
+    Ok(&data[start..end])
+}
+
+/// The f32 data of a contiguous tensor and its row width.
+fn rows<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<(&'a [f32], usize)> {
     let width = l.dims().last().copied().unwrap_or(1).max(1);
-    Ok((&data[start..end], width))
+    Ok((contiguous_f32(s, l, op)?, width))
 }
 
 /// Runs `f(input rows.., output row)` over every row, in parallel.
@@ -112,41 +124,22 @@ fn inv_std(row: &[f32], eps: f32) -> (f32, f32) {
     (1.0 / (var + eps).sqrt(), mu)
 }
 
-struct Normalize {
+struct LayerNorm {
     eps: f32,
 }
 
-impl CustomOp1 for Normalize {
-    fn name(&self) -> &'static str {
-        "seer-normalize-rows"
+/// The contiguous f32 values of a `width`-wide parameter.
+fn parameter<'a>(s: &'a CpuStorage, l: &Layout, width: usize, op: &str) -> Result<&'a [f32]> {
+    let (values, _) = rows(s, l, op)?;
+    if values.len() != width {
+        bail!("{op}: {} parameters for rows of {width}", values.len())
     }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        forward_rows(self.name(), s, l, |x, y| {
-            let (inv, mu) = inv_std(x, self.eps);
-            for (y, &v) in y.iter_mut().zip(x) {
-                *y = (v - mu) * inv;
-            }
-        })
-    }
-
-    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        let grad = grad.contiguous()?;
-        Ok(Some(arg.apply_op2_no_bwd(
-            &grad,
-            &NormalizeGrad { eps: self.eps },
-        )?))
-    }
+    Ok(values)
 }
 
-/// `dx = (g - mean(g) - y·mean(g·y)) / σ` for `y = (x - μ)/σ`.
-struct NormalizeGrad {
-    eps: f32,
-}
-
-impl CustomOp2 for NormalizeGrad {
+impl CustomOp3 for LayerNorm {
     fn name(&self) -> &'static str {
-        "seer-normalize-rows-grad"
+        "seer-layer-norm"
     }
 
     fn cpu_fwd(
@@ -155,20 +148,101 @@ impl CustomOp2 for NormalizeGrad {
         l1: &Layout,
         s2: &CpuStorage,
         l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        gradient_rows(self.name(), (s1, l1), (s2, l2), |x, g, dx| {
-            let (inv, mu) = inv_std(x, self.eps);
-            let n = x.len() as f32;
-            let (mut g_sum, mut gy_sum) = (0f32, 0f32);
-            for (&v, &gv) in x.iter().zip(g) {
-                g_sum += gv;
-                gy_sum += gv * (v - mu) * inv;
-            }
-            let (g_mean, gy_mean) = (g_sum / n, gy_sum / n);
-            for ((d, &v), &gv) in dx.iter_mut().zip(x).zip(g) {
-                *d = (gv - g_mean - (v - mu) * inv * gy_mean) * inv;
-            }
-        })
+        let (x, width) = rows(s1, l1, self.name())?;
+        let gamma = parameter(s2, l2, width, self.name())?;
+        let beta = parameter(s3, l3, width, self.name())?;
+        let mut y = vec![0f32; x.len()];
+        seer_kernels::ops::layer_norm(x, width, gamma, beta, self.eps, &mut y);
+        Ok((CpuStorage::F32(y), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        _beta: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        // One pass yields all three: dx's rows, then dγ and dβ as two more rows.
+        let width = x.dim(D::Minus1)?;
+        let rows = x.elem_count() / width.max(1);
+        let all =
+            x.apply_op3_no_bwd(gamma, &grad.contiguous()?, &LayerNormGrad { eps: self.eps })?;
+        let dx = all.narrow(0, 0, rows)?.reshape(x.shape())?;
+        let dgamma = all.narrow(0, rows, 1)?.reshape(width)?;
+        let dbeta = all.narrow(0, rows + 1, 1)?.reshape(width)?;
+        Ok((Some(dx), Some(dgamma), Some(dbeta)))
+    }
+}
+
+/// For `y = x̂·γ + β` with `x̂ = (x - μ)/σ`: `dx = (ĝ - mean(ĝ) - x̂·mean(ĝ·x̂)) / σ`
+/// with `ĝ = g·γ`, `dγ = Σ g·x̂` and `dβ = Σ g` over rows. Output: `(rows + 2, width)`.
+struct LayerNormGrad {
+    eps: f32,
+}
+
+impl CustomOp3 for LayerNormGrad {
+    fn name(&self) -> &'static str {
+        "seer-layer-norm-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (x, width) = rows(s1, l1, self.name())?;
+        let gamma = parameter(s2, l2, width, self.name())?;
+        let (g, _) = rows(s3, l3, self.name())?;
+        if x.len() != g.len() {
+            bail!("{}: {} values, {} gradients", self.name(), x.len(), g.len())
+        }
+        let n = x.len() / width;
+        let mut out = vec![0f32; x.len() + 2 * width];
+        let (dx, params) = out.split_at_mut(x.len());
+        let chunk = ROWS_PER_TASK * width;
+        let partials: Vec<Vec<f32>> = dx
+            .par_chunks_mut(chunk)
+            .zip(x.par_chunks(chunk).zip(g.par_chunks(chunk)))
+            .map(|(dx, (x, g))| {
+                // dγ then dβ of these rows.
+                let mut acc = vec![0f32; 2 * width];
+                let mut g_hat = vec![0f32; width];
+                for ((dx, x), g) in dx
+                    .chunks_exact_mut(width)
+                    .zip(x.chunks_exact(width))
+                    .zip(g.chunks_exact(width))
+                {
+                    let (inv, mu) = inv_std(x, self.eps);
+                    let (mut g_sum, mut gy_sum) = (0f32, 0f32);
+                    for j in 0..width {
+                        let y = (x[j] - mu) * inv;
+                        g_hat[j] = g[j] * gamma[j];
+                        g_sum += g_hat[j];
+                        gy_sum += g_hat[j] * y;
+                        acc[j] += g[j] * y;
+                        acc[width + j] += g[j];
+                    }
+                    let (g_mean, gy_mean) = (g_sum / width as f32, gy_sum / width as f32);
+                    for j in 0..width {
+                        dx[j] = (g_hat[j] - g_mean - (x[j] - mu) * inv * gy_mean) * inv;
+                    }
+                }
+                acc
+            })
+            .collect();
+        for (j, p) in params.iter_mut().enumerate() {
+            *p = partials.iter().map(|a| a[j] as f64).sum::<f64>() as f32;
+        }
+        Ok((CpuStorage::F32(out), Shape::from((n + 2, width))))
     }
 }
 
@@ -224,10 +298,6 @@ impl CustomOp2 for SoftmaxGrad {
     }
 }
 
-fn quick_gelu_sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-1.702 * x).exp())
-}
-
 struct QuickGelu;
 
 impl CustomOp1 for QuickGelu {
@@ -237,9 +307,8 @@ impl CustomOp1 for QuickGelu {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         forward_rows(self.name(), s, l, |x, y| {
-            for (y, &v) in y.iter_mut().zip(x) {
-                *y = v * quick_gelu_sigmoid(v);
-            }
+            y.copy_from_slice(x);
+            seer_kernels::ops::apply_activation(y, seer_kernels::Activation::QuickGelu);
         })
     }
 
@@ -264,12 +333,14 @@ impl CustomOp2 for QuickGeluGrad {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        gradient_rows(self.name(), (s1, l1), (s2, l2), |x, g, dx| {
-            for ((d, &v), &gv) in dx.iter_mut().zip(x).zip(g) {
-                let s = quick_gelu_sigmoid(v);
-                *d = gv * (s + 1.702 * v * s * (1.0 - s));
-            }
-        })
+        let (x, _) = rows(s1, l1, self.name())?;
+        let (g, _) = rows(s2, l2, self.name())?;
+        if x.len() != g.len() {
+            bail!("{}: {} values, {} gradients", self.name(), x.len(), g.len())
+        }
+        let mut dx = vec![0f32; x.len()];
+        seer_kernels::train::quick_gelu_backward(x, g, &mut dx);
+        Ok((CpuStorage::F32(dx), l1.shape().clone()))
     }
 }
 
@@ -315,15 +386,42 @@ mod tests {
     }
 
     #[test]
-    fn fused_normalisation_matches_the_composite_form() {
+    fn fused_layer_norm_matches_the_composite_form() {
+        let dev = candle_core::Device::Cpu;
+        let gamma =
+            Tensor::from_vec((0..37).map(|i| 0.5 + i as f32 / 20.0).collect(), 37, &dev).unwrap();
+        let beta =
+            Tensor::from_vec((0..37).map(|i| i as f32 / 10.0 - 1.0).collect(), 37, &dev).unwrap();
         check(
-            |x| normalize_rows(x, 1e-5),
-            |x| {
-                let ones = Tensor::ones(37, DType::F32, x.device())?;
-                let zeros = Tensor::zeros(37, DType::F32, x.device())?;
-                candle_nn::ops::layer_norm_slow(x, &ones, &zeros, 1e-5)
-            },
+            |x| layer_norm(x, &gamma, &beta, 1e-5),
+            |x| candle_nn::ops::layer_norm_slow(x, &gamma, &beta, 1e-5),
         );
+    }
+
+    #[test]
+    fn layer_norm_parameter_gradients_match_the_composite_form() -> Result<()> {
+        let dev = candle_core::Device::Cpu;
+        let x = Tensor::randn(0f32, 2.0, (3, 40, 37), &dev)?;
+        let probe = Tensor::randn(0f32, 1.0, (3, 40, 37), &dev)?;
+        let run =
+            |f: &dyn Fn(&Tensor, &Tensor, &Tensor) -> Result<Tensor>| -> Result<Vec<Vec<f32>>> {
+                let gamma =
+                    Var::from_vec((0..37).map(|i| 1.0 + i as f32 / 50.0).collect(), 37, &dev)?;
+                let beta = Var::zeros(37, DType::F32, &dev)?;
+                let grads = (f(&x, gamma.as_tensor(), beta.as_tensor())? * &probe)?
+                    .sum_all()?
+                    .backward()?;
+                [gamma.as_tensor(), beta.as_tensor()]
+                    .iter()
+                    .map(|v| grads.get(v).expect("gradient").to_vec1::<f32>())
+                    .collect()
+            };
+        let ours = run(&|x, g, b| layer_norm(x, g, b, 1e-5))?;
+        let theirs = run(&|x, g, b| candle_nn::ops::layer_norm_slow(x, g, b, 1e-5))?;
+        for (a, b) in ours.iter().flatten().zip(theirs.iter().flatten()) {
+            assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{a} vs {b}");
+        }
+        Ok(())
     }
 
     #[test]

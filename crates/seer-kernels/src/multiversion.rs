@@ -1,0 +1,54 @@
+//! The `multiversion!` macro the row kernels are written with.
+
+/// Defines `fn $name(args)` (or `unsafe fn`) whose body is compiled three times
+/// (AVX-512, AVX2, baseline) and picked by [`crate::Isa::detected`]: the bodies
+/// are plain loops that LLVM vectorises for whichever width it is allowed.
+macro_rules! multiversion {
+    ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $body:block) => {
+        $(#[$m])* $vis fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            fn inner($($arg: $ty),*) $body
+            multiversion!(@dispatch $($arg: $ty),*);
+            inner($($arg),*)
+        }
+    };
+    ($(#[$m:meta])* $vis:vis unsafe fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $body:block) => {
+        $(#[$m])* $vis unsafe fn $name($($arg: $ty),*) {
+            /// # Safety
+            /// The outer function's.
+            #[inline(always)]
+            unsafe fn inner($($arg: $ty),*) $body
+            multiversion!(@dispatch $($arg: $ty),*);
+            // SAFETY: our caller upholds the outer function's contract, inner's.
+            unsafe { inner($($arg),*) }
+        }
+    };
+    // Returns from the enclosing function with the widest variant the CPU runs;
+    // falls through on the baseline.
+    (@dispatch $($arg:ident : $ty:ty),*) => {
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")]
+            #[allow(unused_unsafe)]
+            unsafe fn wide($($arg: $ty),*) {
+                // SAFETY: for an `unsafe fn`, our caller upholds its contract;
+                // for a safe one, `inner` is safe and the block is empty of ops.
+                unsafe { inner($($arg),*) }
+            }
+            #[target_feature(enable = "avx2,fma")]
+            #[allow(unused_unsafe)]
+            unsafe fn narrow($($arg: $ty),*) {
+                // SAFETY: as in `wide`.
+                unsafe { inner($($arg),*) }
+            }
+            match $crate::isa::Isa::detected() {
+                // SAFETY: the CPU supports the features (checked at detection),
+                // and for an `unsafe fn` our caller upholds its contract.
+                $crate::isa::Isa::Avx512 => return unsafe { wide($($arg),*) },
+                // SAFETY: as above.
+                $crate::isa::Isa::Avx2 => return unsafe { narrow($($arg),*) },
+                $crate::isa::Isa::Portable => {}
+            }
+        }
+    };
+}

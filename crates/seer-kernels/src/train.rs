@@ -1,0 +1,252 @@
+//! Kernels that training needs beside the matmul: multi-head self-attention
+//! forward and backward straight from the fused q/k/v rows, and quick-GELU's
+//! backward. Row-major f32 slices, split across rayon's threads per sequence
+//! (or block of rows) and compiled for the CPU's vector width.
+//!
+//! The attention probabilities are not stored between the passes: backward
+//! recomputes them (flash attention's trade), which for CLIP's short sequences
+//! costs less than writing and reading them.
+
+use rayon::prelude::*;
+
+use crate::math;
+
+/// The layout of a batch of q/k/v rows: `tokens` rows per sequence of
+/// `3·width` values (q, k, v side by side), each `heads` heads wide.
+#[derive(Clone, Copy, Debug)]
+pub struct SelfAttention {
+    pub tokens: usize,
+    pub width: usize,
+    pub heads: usize,
+    /// Token i attends to tokens 0..=i only.
+    pub causal: bool,
+}
+
+impl SelfAttention {
+    fn check(&self, qkv: &[f32], out: &[f32], out_width: usize) {
+        assert!(
+            self.heads > 0 && self.width.is_multiple_of(self.heads),
+            "width {} is not {} heads",
+            self.width,
+            self.heads
+        );
+        let row = 3 * self.width;
+        assert!(self.tokens > 0 && qkv.len().is_multiple_of(self.tokens * row));
+        assert_eq!(out.len() / out_width.max(1), qkv.len() / row, "rows differ");
+    }
+}
+
+/// `ctx` (rows, width): each head's softmax(q kᵀ/√d) v, heads side by side.
+pub fn self_attention(qkv: &[f32], shape: SelfAttention, ctx: &mut [f32]) {
+    shape.check(qkv, ctx, shape.width);
+    let (t, c) = (shape.tokens, shape.width);
+    ctx.par_chunks_mut(t * c)
+        .zip(qkv.par_chunks(t * 3 * c))
+        .for_each_init(
+            || vec![0f32; scratch_len(t, c / shape.heads)],
+            |scratch, (ctx, seq)| {
+                for h in 0..shape.heads {
+                    attend_head(seq, h, t, c, shape.heads, shape.causal, scratch, ctx);
+                }
+            },
+        );
+}
+
+/// The gradient with respect to `qkv` (rows, 3·width), given the context's
+/// gradient `dctx` (rows, width).
+pub fn self_attention_backward(qkv: &[f32], dctx: &[f32], shape: SelfAttention, dqkv: &mut [f32]) {
+    shape.check(qkv, dctx, shape.width);
+    assert_eq!(qkv.len(), dqkv.len());
+    let (t, c) = (shape.tokens, shape.width);
+    dqkv.par_chunks_mut(t * 3 * c)
+        .zip(qkv.par_chunks(t * 3 * c).zip(dctx.par_chunks(t * c)))
+        .for_each_init(
+            || (vec![0f32; scratch_len(t, c / shape.heads)], vec![0f32; t]),
+            |(scratch, ds), (dseq, (seq, dout))| {
+                dseq.fill(0.0);
+                for h in 0..shape.heads {
+                    attend_head_backward(
+                        seq,
+                        dout,
+                        h,
+                        t,
+                        c,
+                        shape.heads,
+                        shape.causal,
+                        scratch,
+                        ds,
+                        dseq,
+                    );
+                }
+            },
+        );
+}
+
+/// `dx = g·(s + 1.702·x·s·(1 - s))` with `s = σ(1.702x)`, the gradient of
+/// `x·σ(1.702x)`.
+pub fn quick_gelu_backward(x: &[f32], g: &[f32], dx: &mut [f32]) {
+    assert!(x.len() == g.len() && x.len() == dx.len());
+    const CHUNK: usize = 1 << 14;
+    dx.par_chunks_mut(CHUNK)
+        .zip(x.par_chunks(CHUNK).zip(g.par_chunks(CHUNK)))
+        .for_each(|(dx, (x, g))| quick_gelu_backward_chunk(x, g, dx));
+}
+
+multiversion! {
+    fn quick_gelu_backward_chunk(x: &[f32], g: &[f32], dx: &mut [f32]) {
+        for ((d, &v), &gv) in dx.iter_mut().zip(x).zip(g) {
+            let s = 1.0 / (1.0 + math::exp(-1.702 * v));
+            *d = gv * (s + 1.702 * v * s * (1.0 - s));
+        }
+    }
+}
+
+/// `out += a · x`. Whole chunks of 16 have a length known at compile time, so
+/// each is one vector multiply-add.
+#[inline(always)]
+fn axpy(out: &mut [f32], a: f32, x: &[f32]) {
+    let mut outs = out.chunks_exact_mut(16);
+    let mut xs = x.chunks_exact(16);
+    for (o, x) in (&mut outs).zip(&mut xs) {
+        for (o, &v) in o.iter_mut().zip(x) {
+            *o += a * v;
+        }
+    }
+    for (o, &v) in outs.into_remainder().iter_mut().zip(xs.remainder()) {
+        *o += a * v;
+    }
+}
+
+/// Keys are handled 16 at a time, in one vector register.
+const LANES: usize = 16;
+
+/// Columns `offset..offset + d` of the `t` rows of `seq` (row stride `row`),
+/// transposed into `out` (`d` rows of stride `t` rounded up to [`LANES`], zero
+/// padded): a head's keys or values with one row per feature, so that the
+/// products with every key at once are multiply-adds on registers instead of
+/// `t` dot products each ending in a horizontal sum.
+#[inline(always)]
+fn head_columns(seq: &[f32], row: usize, offset: usize, d: usize, t: usize, out: &mut [f32]) {
+    let stride = t.next_multiple_of(LANES);
+    out[..d * stride].fill(0.0);
+    for j in 0..t {
+        for (dd, &v) in seq[j * row + offset..j * row + offset + d]
+            .iter()
+            .enumerate()
+        {
+            out[dd * stride + j] = v;
+        }
+    }
+}
+
+/// `out[j] = scale · Σ_f x[f] · cols[f][j]` for `j < out.len()`, with `cols`
+/// as [`head_columns`] lays them out; each group of 16 sums stays in a register.
+#[inline(always)]
+fn row_times_columns(x: &[f32], cols: &[f32], t: usize, scale: f32, out: &mut [f32]) {
+    let stride = t.next_multiple_of(LANES);
+    for (group, o) in out.chunks_mut(LANES).enumerate() {
+        let j0 = group * LANES;
+        let mut acc = [0f32; LANES];
+        for (f, &xv) in x.iter().enumerate() {
+            let col = &cols[f * stride + j0..f * stride + j0 + LANES];
+            for (a, &c) in acc.iter_mut().zip(col) {
+                *a += xv * c;
+            }
+        }
+        for (o, &a) in o.iter_mut().zip(&acc) {
+            *o = a * scale;
+        }
+    }
+}
+
+/// Head `h`'s probabilities of one sequence (`t × t`, row i valid up to its
+/// keys). `seq`: `t` rows of `3c`; `kt`: scratch for the transposed keys.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn probabilities(
+    seq: &[f32],
+    h: usize,
+    t: usize,
+    c: usize,
+    heads: usize,
+    causal: bool,
+    kt: &mut [f32],
+    p: &mut [f32],
+) {
+    let (row, d) = (3 * c, c / heads);
+    let (qo, ko) = (h * d, c + h * d);
+    let scale = 1.0 / (d as f32).sqrt();
+    head_columns(seq, row, ko, d, t, kt);
+    for i in 0..t {
+        let q = &seq[i * row + qo..i * row + qo + d];
+        let keys = if causal { i + 1 } else { t };
+        let pi = &mut p[i * t..i * t + keys];
+        row_times_columns(q, kt, t, scale, pi);
+        let max = pi.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
+        for s in pi.iter_mut() {
+            *s = math::exp(*s - max);
+        }
+        let inv = 1.0 / pi.iter().sum::<f32>();
+        for s in pi.iter_mut() {
+            *s *= inv;
+        }
+    }
+}
+
+/// Scratch floats per head: the probabilities and one transposed operand.
+fn scratch_len(t: usize, d: usize) -> usize {
+    t * t + d * t.next_multiple_of(LANES)
+}
+
+multiversion! {
+    /// One head of one sequence forward: its `d` columns of `ctx` (`t` rows of `c`).
+    #[allow(clippy::too_many_arguments)]
+    fn attend_head(seq: &[f32], h: usize, t: usize, c: usize, heads: usize, causal: bool, scratch: &mut [f32], ctx: &mut [f32]) {
+        let (p, kt) = scratch.split_at_mut(t * t);
+        probabilities(seq, h, t, c, heads, causal, kt, p);
+        let (row, d) = (3 * c, c / heads);
+        let vo = 2 * c + h * d;
+        for i in 0..t {
+            let keys = if causal { i + 1 } else { t };
+            let out = &mut ctx[i * c + h * d..i * c + h * d + d];
+            out.fill(0.0);
+            for j in 0..keys {
+                axpy(out, p[i * t + j], &seq[j * row + vo..j * row + vo + d]);
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// One head of one sequence backward, added into `dseq` (`t` rows of `3c`):
+    /// with `dP_ij = dout_i·v_j` and `dS = P ⊙ (dP - Σ_j P_ij dP_ij)`,
+    /// `dq_i += dS_ij k_j / √d`, `dk_j += dS_ij q_i / √d` and `dv_j += P_ij dout_i`.
+    #[allow(clippy::too_many_arguments)]
+    fn attend_head_backward(seq: &[f32], dout: &[f32], h: usize, t: usize, c: usize, heads: usize, causal: bool, scratch: &mut [f32], ds: &mut [f32], dseq: &mut [f32]) {
+        let (p, kvt) = scratch.split_at_mut(t * t);
+        probabilities(seq, h, t, c, heads, causal, kvt, p);
+        let (row, d) = (3 * c, c / heads);
+        let (qo, ko, vo) = (h * d, c + h * d, 2 * c + h * d);
+        let vt = kvt;
+        head_columns(seq, row, vo, d, t, vt);
+        let scale = 1.0 / (d as f32).sqrt();
+        for i in 0..t {
+            let keys = if causal { i + 1 } else { t };
+            let do_i = &dout[i * c + h * d..i * c + h * d + d];
+            let p_i = &p[i * t..i * t + keys];
+            let ds = &mut ds[..keys];
+            row_times_columns(do_i, vt, t, 1.0, ds);
+            let weighted: f32 = ds.iter().zip(p_i).map(|(&s, &pj)| s * pj).sum();
+            for (s, &pj) in ds.iter_mut().zip(p_i) {
+                *s = pj * (*s - weighted) * scale;
+            }
+            let q_i = &seq[i * row + qo..i * row + qo + d];
+            for j in 0..keys {
+                let k_j = &seq[j * row + ko..j * row + ko + d];
+                axpy(&mut dseq[i * row + qo..i * row + qo + d], ds[j], k_j);
+                axpy(&mut dseq[j * row + ko..j * row + ko + d], ds[j], q_i);
+                axpy(&mut dseq[j * row + vo..j * row + vo + d], p_i[j], do_i);
+            }
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! `x Wᵀ + b` for training on the CPU: forward and backward on seer's packed
+//! matmul kernels.
+//!
+//! candle's CPU matmul (the `gemm` crate's AVX2 kernel) was a quarter of a
+//! training step, and its bias add and bias gradient were further passes over
+//! the activations. Weights change every step, so each call packs what it
+//! multiplies on the right: a copy of one operand, small beside the product.
+//! Other devices and dtypes keep candle's ops.
+
+use candle_core::{
+    bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor,
+};
+use seer_kernels::ops::{column_sums, transpose};
+
+use crate::nn::train_ops::contiguous_f32;
+use seer_kernels::{gemm, Init, PackedWeights, Precision};
+
+/// Whether [`linear`] runs on seer's kernels for these tensors.
+pub fn runs_on_kernels(x: &Tensor, weight: &Tensor) -> bool {
+    x.device().is_cpu() && x.dtype() == DType::F32 && weight.dtype() == DType::F32
+}
+
+/// `x · weightᵀ + bias` over the last dimension of `x`, differentiable in all
+/// three; `weight` is `(out, in)`, as `nn.Linear` stores it. CPU f32 only (see
+/// [`runs_on_kernels`]).
+pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    x.contiguous()?
+        .apply_op3(&weight.contiguous()?, &bias.contiguous()?, Linear)
+}
+
+/// The f32 values of a contiguous tensor.
+fn values<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
+    contiguous_f32(s, l, &format!("linear ({what})"))
+}
+
+/// `dims` with the last one replaced by `last`.
+fn with_last(dims: &[usize], last: usize) -> Shape {
+    let mut d = dims.to_vec();
+    match d.last_mut() {
+        Some(x) => *x = last,
+        None => d.push(last),
+    }
+    Shape::from(d)
+}
+
+/// Rows of a tensor whose last dimension must be `width`.
+fn rows_of(l: &Layout, width: usize, what: &str) -> Result<usize> {
+    let last = l.dims().last().copied().unwrap_or(1);
+    if last != width {
+        bail!("linear: {what} has {last} columns, expected {width}")
+    }
+    Ok(l.shape().elem_count() / width.max(1))
+}
+
+struct Linear;
+
+impl CustomOp3 for Linear {
+    fn name(&self) -> &'static str {
+        "seer-linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (n, k) = l2.shape().dims2()?;
+        let x = values(s1, l1, "the input")?;
+        let m = rows_of(l1, k, "the input")?;
+        let bias = values(s3, l3, "the bias")?;
+        if bias.len() != n {
+            bail!("linear: {} bias values for {n} outputs", bias.len())
+        }
+        let w = values(s2, l2, "the weight")?;
+        let packed = PackedWeights::from_rows(w, n, k, Some(bias.to_vec()), Precision::F32);
+        let mut y = vec![0f32; m * n];
+        gemm(x, m, &packed, &mut y, Init::Bias, None);
+        Ok((CpuStorage::F32(y), with_last(l1.dims(), n)))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        _bias: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let dy = dy.contiguous()?;
+        let dx = dy.apply_op2_no_bwd(weight, &InputGradient)?;
+        let dw = dy.apply_op2_no_bwd(x, &WeightGradient)?;
+        let db = dy.apply_op1_no_bwd(&BiasGradient)?;
+        Ok((Some(dx), Some(dw), Some(db)))
+    }
+}
+
+/// `dx = dy · W`: `dy` (…, out) and `W` (out, in).
+struct InputGradient;
+
+impl CustomOp2 for InputGradient {
+    fn name(&self) -> &'static str {
+        "seer-linear-input-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (n, k) = l2.shape().dims2()?;
+        let dy = values(s1, l1, "the output gradient")?;
+        let m = rows_of(l1, n, "the output gradient")?;
+        let w = values(s2, l2, "the weight")?;
+        let packed = PackedWeights::from_right_matrix(w, n, k, Precision::F32);
+        let mut dx = vec![0f32; m * k];
+        gemm(dy, m, &packed, &mut dx, Init::Bias, None);
+        Ok((CpuStorage::F32(dx), with_last(l1.dims(), k)))
+    }
+}
+
+/// `dW = dyᵀ · x`: `dy` (…, out) and `x` (…, in), summed over all rows.
+struct WeightGradient;
+
+impl CustomOp2 for WeightGradient {
+    fn name(&self) -> &'static str {
+        "seer-linear-weight-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let n = l1.dims().last().copied().unwrap_or(1);
+        let k = l2.dims().last().copied().unwrap_or(1);
+        let m = rows_of(l1, n, "the output gradient")?;
+        if rows_of(l2, k, "the input")? != m {
+            bail!("linear: gradient and input rows differ")
+        }
+        let dy = values(s1, l1, "the output gradient")?;
+        let x = values(s2, l2, "the input")?;
+        // The rows (m, thousands) are the product's depth. One side is
+        // transposed to put them last, the other packed as it lies: the narrower
+        // side is the one transposed.
+        let dw = if n <= k {
+            let packed = PackedWeights::from_right_matrix(x, m, k, Precision::F32);
+            let mut dw = vec![0f32; n * k];
+            gemm(&transpose(dy, m, n), n, &packed, &mut dw, Init::Bias, None);
+            dw
+        } else {
+            let packed = PackedWeights::from_right_matrix(dy, m, n, Precision::F32);
+            let mut dw_t = vec![0f32; k * n];
+            gemm(&transpose(x, m, k), k, &packed, &mut dw_t, Init::Bias, None);
+            transpose(&dw_t, k, n)
+        };
+        Ok((CpuStorage::F32(dw), Shape::from((n, k))))
+    }
+}
+
+/// `db`: the column sums of `dy` (…, out).
+struct BiasGradient;
+
+impl CustomOp1 for BiasGradient {
+    fn name(&self) -> &'static str {
+        "seer-linear-bias-grad"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let n = l.dims().last().copied().unwrap_or(1);
+        let dy = values(s, l, "the output gradient")?;
+        let db = if dy.is_empty() {
+            vec![0f32; n]
+        } else {
+            column_sums(dy, n)
+        };
+        Ok((CpuStorage::F32(db), Shape::from(n)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    /// The op's value and gradients against candle's matmul + broadcast add,
+    /// at shapes with partial tiles and panels and both weight-gradient orders.
+    #[test]
+    fn linear_matches_candle_forward_and_backward() -> Result<()> {
+        let dev = Device::Cpu;
+        for (batch, rows, k, n) in [(2, 7, 40, 70), (3, 50, 96, 33), (1, 1, 5, 3)] {
+            let x = Var::randn(0f32, 1.0, (batch, rows, k), &dev)?;
+            let w = Var::randn(0f32, 0.2, (n, k), &dev)?;
+            let b = Var::randn(0f32, 0.5, n, &dev)?;
+            let probe = Tensor::randn(0f32, 1.0, (batch, rows, n), &dev)?;
+            let ours = linear(x.as_tensor(), w.as_tensor(), b.as_tensor())?;
+            let theirs = x
+                .as_tensor()
+                .broadcast_matmul(&w.as_tensor().t()?)?
+                .broadcast_add(b.as_tensor())?;
+            let max_diff = |a: &Tensor, b: &Tensor| -> Result<f32> {
+                (a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()
+            };
+            assert!(max_diff(&ours, &theirs)? < 1e-4, "forward {k}×{n}");
+            let g_ours = (ours * &probe)?.sum_all()?.backward()?;
+            let g_theirs = (theirs * &probe)?.sum_all()?.backward()?;
+            for v in [&x, &w, &b] {
+                let (a, b) = (
+                    g_ours.get(v.as_tensor()).expect("gradient"),
+                    g_theirs.get(v.as_tensor()).expect("gradient"),
+                );
+                let d = max_diff(a, b)?;
+                assert!(
+                    d < 1e-3,
+                    "gradient of {:?} ({k}×{n}) differs by {d}",
+                    v.dims()
+                );
+            }
+        }
+        Ok(())
+    }
+}
