@@ -1,0 +1,107 @@
+// Included by tests/train*.rs, each of which first sets `CEILING` (the kernels'
+// instruction-set cap for that test binary): training's attention and
+// quick-GELU kernels against their f64 definitions.
+
+use seer_kernels::train::{quick_gelu_backward, self_attention, self_attention_backward, SelfAttention};
+
+fn cap() {
+    if let Some(isa) = CEILING {
+        seer_kernels::Isa::limit(isa);
+    }
+}
+
+/// Per sequence and head: `P = softmax(q kᵀ / √d)` (causal rows end at i),
+/// the context `P v`, and for the context gradient `g` the q/k/v gradients.
+fn reference(qkv: &[f32], g: &[f32], s: SelfAttention) -> (Vec<f64>, Vec<f64>) {
+    let (t, c, heads) = (s.tokens, s.width, s.heads);
+    let d = c / heads;
+    let row = 3 * c;
+    let seqs = qkv.len() / (t * row);
+    let mut ctx = vec![0f64; seqs * t * c];
+    let mut dqkv = vec![0f64; qkv.len()];
+    let at = |b: usize, i: usize, part: usize, h: usize, f: usize| (b * t + i) * row + part * c + h * d + f;
+    for b in 0..seqs {
+        for h in 0..heads {
+            let mut p = vec![vec![0f64; t]; t];
+            for i in 0..t {
+                let keys = if s.causal { i + 1 } else { t };
+                let scores: Vec<f64> = (0..keys)
+                    .map(|j| {
+                        (0..d).map(|f| qkv[at(b, i, 0, h, f)] as f64 * qkv[at(b, j, 1, h, f)] as f64).sum::<f64>()
+                            / (d as f64).sqrt()
+                    })
+                    .collect();
+                let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let total: f64 = scores.iter().map(|x| (x - max).exp()).sum();
+                for j in 0..keys {
+                    p[i][j] = (scores[j] - max).exp() / total;
+                }
+            }
+            for i in 0..t {
+                let gi = |f: usize| g[(b * t + i) * c + h * d + f] as f64;
+                for f in 0..d {
+                    ctx[(b * t + i) * c + h * d + f] = (0..t).map(|j| p[i][j] * qkv[at(b, j, 2, h, f)] as f64).sum();
+                }
+                // dP_ij = g_i · v_j, dS_ij = P_ij (dP_ij - Σ_k P_ik dP_ik).
+                let dp: Vec<f64> = (0..t)
+                    .map(|j| (0..d).map(|f| gi(f) * qkv[at(b, j, 2, h, f)] as f64).sum())
+                    .collect();
+                let weighted: f64 = (0..t).map(|j| p[i][j] * dp[j]).sum();
+                for j in 0..t {
+                    let ds = p[i][j] * (dp[j] - weighted) / (d as f64).sqrt();
+                    for f in 0..d {
+                        dqkv[at(b, i, 0, h, f)] += ds * qkv[at(b, j, 1, h, f)] as f64;
+                        dqkv[at(b, j, 1, h, f)] += ds * qkv[at(b, i, 0, h, f)] as f64;
+                        dqkv[at(b, j, 2, h, f)] += p[i][j] * gi(f);
+                    }
+                }
+            }
+        }
+    }
+    (ctx, dqkv)
+}
+
+#[test]
+fn attention_and_its_gradient_match_the_definition() {
+    cap();
+    // CLIP-demo shapes (17 tokens, 2 key groups), causal text, head widths off
+    // the 16 lanes, one token.
+    for (b, t, c, heads, causal) in [
+        (3, 17, 128, 4, false),
+        (2, 12, 40, 2, true),
+        (2, 33, 72, 2, false),
+        (1, 1, 8, 1, true),
+    ] {
+        let shape = SelfAttention { tokens: t, width: c, heads, causal };
+        let qkv = common::values(b * t * 3 * c, 3);
+        let g = common::values(b * t * c, 4);
+        let (want_ctx, want_d) = reference(&qkv, &g, shape);
+        let mut ctx = vec![0f32; b * t * c];
+        self_attention(&qkv, shape, &mut ctx);
+        let mut dqkv = vec![1f32; qkv.len()];
+        self_attention_backward(&qkv, &g, shape, &mut dqkv);
+        for (what, got, want) in [("context", &ctx, &want_ctx), ("gradient", &dqkv, &want_d)] {
+            for (k, (&x, &y)) in got.iter().zip(want.iter()).enumerate() {
+                assert!(
+                    (x as f64 - y).abs() <= 1e-5 * (1.0 + y.abs()),
+                    "{what} {b}×{t}×{c}/{heads} causal {causal} at {k}: {x} vs {y}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn quick_gelu_gradient_matches_the_definition() {
+    cap();
+    let x: Vec<f32> = common::values(40_000, 5).iter().map(|v| v * 8.0).collect();
+    let g = common::values(40_000, 6);
+    let mut dx = vec![0f32; x.len()];
+    quick_gelu_backward(&x, &g, &mut dx);
+    for ((&d, &v), &gv) in dx.iter().zip(&x).zip(&g) {
+        let (v, gv) = (v as f64, gv as f64);
+        let s = 1.0 / (1.0 + (-1.702 * v).exp());
+        let want = gv * (s + 1.702 * v * s * (1.0 - s));
+        assert!((d as f64 - want).abs() <= 1e-5 * (1.0 + want.abs()), "x {v}: {d} vs {want}");
+    }
+}
