@@ -1,6 +1,7 @@
 //! Times training steps (gradients + AdamW) of a from-scratch model on random
 //! data, the same work as `scripts/bench_train_reference.py` does in PyTorch:
 //! `cargo run --release -p seer-train --example step_speed -- CONFIG.json BATCH [MICRO]`
+//! (`SEER_ISA=avx2|portable` caps the kernels, as for the `seer` binary).
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
@@ -9,6 +10,12 @@ use seer_train::*;
 fn main() -> anyhow::Result<()> {
     // As the `seer` binary does (see its doc): the same allocator settings.
     seer_kernels::alloc::keep_freed_blocks();
+    if let Ok(isa) = std::env::var("SEER_ISA") {
+        let isa =
+            seer_kernels::Isa::parse(&isa).ok_or_else(|| anyhow::anyhow!("SEER_ISA: {isa}?"))?;
+        seer_kernels::Isa::limit(isa);
+    }
+    println!("kernels: {}", seer_kernels::Isa::detected().name());
     let args: Vec<String> = std::env::args().collect();
     let config = std::path::PathBuf::from(&args[1]);
     let b: usize = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(256);

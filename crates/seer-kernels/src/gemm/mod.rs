@@ -810,7 +810,7 @@ impl Kernel {
                         mr: x86::MR_512_BF16,
                         few: &[],
                         kc: KC,
-                        pack_a: pack_a_f32_even,
+                        pack_a: pack_a_f32_even_avx512,
                         micro: Micro::Float(x86::micro_bf16_widened_avx512),
                     }
                 }
@@ -819,7 +819,7 @@ impl Kernel {
                         mr: x86::MR_256_BF16,
                         few: &[],
                         kc: KC,
-                        pack_a: pack_a_f32_even,
+                        pack_a: pack_a_f32_even_avx2,
                         micro: Micro::Float(x86::micro_bf16_avx2),
                     }
                 }
@@ -847,7 +847,7 @@ impl Kernel {
                         mr: x86::MR_256,
                         few: &x86::FEW_F32_AVX2,
                         kc: KC,
-                        pack_a: pack_a_f32,
+                        pack_a: pack_a_f32_avx2,
                         micro: Micro::Float(x86::micro_f32_avx2),
                     }
                 }
@@ -957,26 +957,103 @@ fn pack_a_f32(block: &ABlock, mr: usize, out: &mut [u32]) -> usize {
 fn pack_a_f32_avx512(block: &ABlock, mr: usize, out: &mut [u32]) -> usize {
     assert_eq!(mr, x86::MR_512);
     assert!(Isa::best_supported() >= Isa::Avx512);
-    let stride = block.kc * mr;
+    // SAFETY: AVX-512F is present (asserted: this packer is chosen only with
+    // the AVX-512 kernel); `pack_full_panels` hands it 14 rows and room.
+    unsafe {
+        pack_full_panels(
+            block,
+            mr,
+            out,
+            block.kc,
+            x86::pack_f32_panel_avx512::<{ x86::MR_512 }>,
+        )
+    }
+}
+
+/// [`pack_a_f32_even`] for the widened bf16 AVX-512 kernel's 12-row panels.
+#[cfg(target_arch = "x86_64")]
+fn pack_a_f32_even_avx512(block: &ABlock, mr: usize, out: &mut [u32]) -> usize {
+    assert_eq!(mr, x86::MR_512_BF16);
+    assert!(Isa::best_supported() >= Isa::Avx512);
+    let units = block.kc.next_multiple_of(2);
+    // SAFETY: as in `pack_a_f32_avx512`, for 12 rows.
+    unsafe {
+        pack_full_panels(
+            block,
+            mr,
+            out,
+            units,
+            x86::pack_f32_panel_avx512::<{ x86::MR_512_BF16 }>,
+        )
+    }
+}
+
+/// [`pack_a_f32`] for the AVX2 kernel's 6-row panels, likewise.
+#[cfg(target_arch = "x86_64")]
+fn pack_a_f32_avx2(block: &ABlock, mr: usize, out: &mut [u32]) -> usize {
+    assert_eq!(mr, x86::MR_256);
+    assert!(Isa::best_supported() >= Isa::Avx2);
+    // SAFETY: AVX2 (so AVX) is present (asserted); `pack_full_panels` hands it
+    // 6 rows and room.
+    unsafe {
+        pack_full_panels(
+            block,
+            mr,
+            out,
+            block.kc,
+            x86::pack_f32_panel_avx2::<{ x86::MR_256 }>,
+        )
+    }
+}
+
+/// [`pack_a_f32_even`] for the widened bf16 AVX2 kernel's 5-row panels.
+#[cfg(target_arch = "x86_64")]
+fn pack_a_f32_even_avx2(block: &ABlock, mr: usize, out: &mut [u32]) -> usize {
+    assert_eq!(mr, x86::MR_256_BF16);
+    assert!(Isa::best_supported() >= Isa::Avx2);
+    let units = block.kc.next_multiple_of(2);
+    // SAFETY: as in `pack_a_f32_avx2`, for 5 rows.
+    unsafe {
+        pack_full_panels(
+            block,
+            mr,
+            out,
+            units,
+            x86::pack_f32_panel_avx2::<{ x86::MR_256_BF16 }>,
+        )
+    }
+}
+
+/// Full `mr`-row panels of `units >= kc` steps: the first `kc` through
+/// `panel(rows, lda, kc, out)`, the rest zeros; a last partial panel through
+/// the scalar walk.
+///
+/// # Safety
+/// `panel` may be called on this CPU, and packs `mr` rows of `kc` floats at
+/// stride `lda` into `kc · mr` floats.
+#[cfg(target_arch = "x86_64")]
+unsafe fn pack_full_panels(
+    block: &ABlock,
+    mr: usize,
+    out: &mut [u32],
+    units: usize,
+    panel: unsafe fn(*const f32, usize, usize, *mut f32),
+) -> usize {
+    let stride = units * mr;
     let full = block.mrows / mr;
-    assert!(out.len() >= block.mrows.div_ceil(mr) * stride);
+    assert!(units >= block.kc && out.len() >= block.mrows.div_ceil(mr) * stride);
     for i in 0..full {
         let r0 = block.m0 + i * mr;
         let rows = &block.a[r0 * block.lda + block.k0..];
         // The panel's last row ends inside `a`: `block.a` holds every row of
         // the block, `kc` values from `k0` each.
         assert!(rows.len() >= (mr - 1) * block.lda + block.kc);
-        // SAFETY: AVX-512F is present (asserted: this packer is chosen only with
-        // the AVX-512 kernel); 14 rows of kc floats at stride lda are inside
-        // `rows` (asserted), and the panel's 14·kc words are inside `out`.
-        unsafe {
-            x86::pack_f32_panel_avx512(
-                rows.as_ptr(),
-                block.lda,
-                block.kc,
-                out[i * stride..].as_mut_ptr().cast(),
-            )
-        };
+        let dst = &mut out[i * stride..(i + 1) * stride];
+        // SAFETY: `panel` runs here (the caller's contract); mr rows of kc
+        // floats at stride lda are inside `rows` (asserted), and the panel's
+        // mr·kc words are inside `dst`.
+        unsafe { panel(rows.as_ptr(), block.lda, block.kc, dst.as_mut_ptr().cast()) };
+        dst[block.kc * mr..].fill(0);
     }
     if full * mr < block.mrows {
         let tail = ABlock {
@@ -984,7 +1061,9 @@ fn pack_a_f32_avx512(block: &ABlock, mr: usize, out: &mut [u32]) -> usize {
             mrows: block.mrows - full * mr,
             ..*block
         };
-        pack_a_f32(&tail, mr, &mut out[full * stride..]);
+        pack_panels(&tail, mr, &mut out[full * stride..], units, |row, k| {
+            row.get(k).map_or(0, |v| v.to_bits())
+        });
     }
     stride
 }
@@ -1132,7 +1211,7 @@ mod tests {
             mr: x86::MR_512_BF16,
             few: &[],
             kc: KC,
-            pack_a: pack_a_f32_even,
+            pack_a: pack_a_f32_even_avx512,
             micro: Micro::Float(x86::micro_bf16_widened_avx512),
         };
         let portable = Kernel::select(Isa::Portable, Precision::Bf16);

@@ -777,6 +777,108 @@ pub unsafe fn round_to_bf16_avx512(src: &[f32], dst: &mut [u16]) {
     }
 }
 
+/// Stores the first R (<= 8) floats of `v` at `dst`, and nothing past them.
+///
+/// # Safety
+/// The CPU has AVX; `dst` is valid for writes of R floats.
+#[inline]
+#[target_feature(enable = "avx")]
+unsafe fn store_first<const R: usize>(dst: *mut f32, v: __m256) {
+    let (low, high) = (_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    // SAFETY: each arm writes exactly R floats from `dst` (the contract).
+    unsafe {
+        match R {
+            8 => _mm256_storeu_ps(dst, v),
+            4..=7 => {
+                _mm_storeu_ps(dst, low);
+                match R - 4 {
+                    1 => _mm_store_ss(dst.add(4), high),
+                    2 => _mm_storel_epi64(dst.add(4).cast(), _mm_castps_si128(high)),
+                    3 => {
+                        _mm_storel_epi64(dst.add(4).cast(), _mm_castps_si128(high));
+                        _mm_store_ss(dst.add(6), _mm_movehl_ps(high, high));
+                    }
+                    _ => {}
+                }
+            }
+            _ => {
+                let mut lanes = [0f32; 4];
+                _mm_storeu_ps(lanes.as_mut_ptr(), low);
+                std::ptr::copy_nonoverlapping(lanes.as_ptr(), dst, R.min(4));
+            }
+        }
+    }
+}
+
+/// [`pack_f32_panel_avx512`] for the AVX2 kernels' panels of R <= 8 rows (6
+/// for f32, 5 for widened bf16): eight steps at a time through an 8×8 register
+/// transpose (rows past R are zeros), each step's R values stored exactly.
+///
+/// # Safety
+/// The CPU has AVX; rows `0..R` at stride `lda` hold `kc` floats each from `a`,
+/// and `out` has room for `kc · R` floats.
+#[target_feature(enable = "avx")]
+pub unsafe fn pack_f32_panel_avx2<const R: usize>(
+    a: *const f32,
+    lda: usize,
+    kc: usize,
+    out: *mut f32,
+) {
+    let mut s = 0;
+    while s + 8 <= kc {
+        // SAFETY: rows < R and steps s..s+8 <= kc are inside `a`; steps s..s+8
+        // of the panel (R floats each) are inside `out` (the caller's contract).
+        unsafe {
+            let mut r = [_mm256_setzero_ps(); 8];
+            for (i, reg) in r.iter_mut().enumerate().take(R) {
+                *reg = _mm256_loadu_ps(a.add(i * lda + s));
+            }
+            let t: [__m256; 8] = [
+                _mm256_unpacklo_ps(r[0], r[1]),
+                _mm256_unpackhi_ps(r[0], r[1]),
+                _mm256_unpacklo_ps(r[2], r[3]),
+                _mm256_unpackhi_ps(r[2], r[3]),
+                _mm256_unpacklo_ps(r[4], r[5]),
+                _mm256_unpackhi_ps(r[4], r[5]),
+                _mm256_unpacklo_ps(r[6], r[7]),
+                _mm256_unpackhi_ps(r[6], r[7]),
+            ];
+            let u: [__m256; 8] = [
+                _mm256_shuffle_ps::<0x44>(t[0], t[2]),
+                _mm256_shuffle_ps::<0xEE>(t[0], t[2]),
+                _mm256_shuffle_ps::<0x44>(t[1], t[3]),
+                _mm256_shuffle_ps::<0xEE>(t[1], t[3]),
+                _mm256_shuffle_ps::<0x44>(t[4], t[6]),
+                _mm256_shuffle_ps::<0xEE>(t[4], t[6]),
+                _mm256_shuffle_ps::<0x44>(t[5], t[7]),
+                _mm256_shuffle_ps::<0xEE>(t[5], t[7]),
+            ];
+            // Column j: rows 0-3 from u[j % 4], rows 4-7 from u[4 + j % 4], the
+            // lower 128-bit lane for j < 4 and the upper one after.
+            let columns: [__m256; 8] = [
+                _mm256_permute2f128_ps::<0x20>(u[0], u[4]),
+                _mm256_permute2f128_ps::<0x20>(u[1], u[5]),
+                _mm256_permute2f128_ps::<0x20>(u[2], u[6]),
+                _mm256_permute2f128_ps::<0x20>(u[3], u[7]),
+                _mm256_permute2f128_ps::<0x31>(u[0], u[4]),
+                _mm256_permute2f128_ps::<0x31>(u[1], u[5]),
+                _mm256_permute2f128_ps::<0x31>(u[2], u[6]),
+                _mm256_permute2f128_ps::<0x31>(u[3], u[7]),
+            ];
+            for (j, col) in columns.iter().enumerate() {
+                store_first::<R>(out.add((s + j) * R), *col);
+            }
+        }
+        s += 8;
+    }
+    for step in s..kc {
+        for i in 0..R {
+            // SAFETY: as above, step < kc.
+            unsafe { *out.add(step * R + i) = *a.add(i * lda + step) };
+        }
+    }
+}
+
 /// Transposes 16 rows of 16 floats in registers: afterwards `r[j]` holds
 /// column `j` (element `i` from row `i`). Unpack pairs of rows, then pairs of
 /// pairs, then 128-bit lanes twice: 64 shuffles for 256 floats.
@@ -816,35 +918,41 @@ fn transpose_16x16(r: &mut [__m512; 16]) {
     }
 }
 
-/// One full 14-row f32 A panel, step-major (`out[step · 14 + r] = row r's
-/// element step`), 16 steps at a time through a register transpose: the
-/// scalar walk cost about two cycles per float, a tenth of SAM's decoder.
+/// One full R-row f32 A panel (R <= 16: 14 for the f32 kernel, 12 for the
+/// widened bf16 one), step-major (`out[step · R + r] = row r's element step`),
+/// 16 steps at a time through a register transpose: the scalar walk cost about
+/// two cycles per float, a tenth of SAM's decoder.
 ///
 /// # Safety
-/// The CPU has AVX-512F; `a` is valid for reads of 14 rows of `kc` floats at
-/// row stride `lda`; `out` is valid for writes of `14 · kc` floats.
+/// The CPU has AVX-512F; `a` is valid for reads of R rows of `kc` floats at
+/// row stride `lda`; `out` is valid for writes of `R · kc` floats.
 #[target_feature(enable = "avx512f")]
-pub unsafe fn pack_f32_panel_avx512(a: *const f32, lda: usize, kc: usize, out: *mut f32) {
+pub unsafe fn pack_f32_panel_avx512<const R: usize>(
+    a: *const f32,
+    lda: usize,
+    kc: usize,
+    out: *mut f32,
+) {
     let mut s = 0;
     while s + 16 <= kc {
         let mut r = [_mm512_setzero_ps(); 16];
-        // SAFETY: rows < 14 and steps s..s+16 <= kc are inside `a`; the 14
+        // SAFETY: rows < R and steps s..s+16 <= kc are inside `a`; the R
         // stored lanes of each step are inside `out` (the caller's contract).
         unsafe {
-            for (i, reg) in r.iter_mut().enumerate().take(MR_512) {
+            for (i, reg) in r.iter_mut().enumerate().take(R) {
                 *reg = _mm512_loadu_ps(a.add(i * lda + s));
             }
             transpose_16x16(&mut r);
             for (j, reg) in r.iter().enumerate() {
-                _mm512_mask_storeu_ps(out.add((s + j) * MR_512), (1 << MR_512) - 1, *reg);
+                _mm512_mask_storeu_ps(out.add((s + j) * R), ((1u32 << R) - 1) as u16, *reg);
             }
         }
         s += 16;
     }
     for step in s..kc {
-        for i in 0..MR_512 {
+        for i in 0..R {
             // SAFETY: as above, step < kc.
-            unsafe { *out.add(step * MR_512 + i) = *a.add(i * lda + step) };
+            unsafe { *out.add(step * R + i) = *a.add(i * lda + step) };
         }
     }
 }
