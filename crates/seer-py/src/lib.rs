@@ -31,8 +31,9 @@
 //! Forking while another thread of the parent is inside a call works as well
 //! (the child still starts its own pool), with the caveat of any
 //! multi-threaded library: a lock that thread held at the instant of the fork
-//! stays held in the child. seer holds its locks (the pool lookup here, the
-//! image decoders' memory budget) only briefly, but cannot rule that out.
+//! stays held in the child. The pool lookup takes no lock for that reason (a
+//! thread looking it up during a fork hung the child); the image decoders'
+//! memory budget is held only briefly, which cannot rule it out.
 
 use pyo3::create_exception;
 use pyo3::exceptions::PyValueError;
