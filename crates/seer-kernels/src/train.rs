@@ -23,7 +23,9 @@ pub struct SelfAttention {
 }
 
 impl SelfAttention {
-    fn check(&self, qkv: &[f32], out: &[f32], out_width: usize) {
+    /// Panics unless `qkv` is whole sequences and `out` (the context or its
+    /// gradient, `width` per row) has as many rows.
+    fn check(&self, qkv: &[f32], out: &[f32]) {
         assert!(
             self.heads > 0 && self.width.is_multiple_of(self.heads),
             "width {} is not {} heads",
@@ -32,13 +34,17 @@ impl SelfAttention {
         );
         let row = 3 * self.width;
         assert!(self.tokens > 0 && qkv.len().is_multiple_of(self.tokens * row));
-        assert_eq!(out.len() / out_width.max(1), qkv.len() / row, "rows differ");
+        assert_eq!(
+            out.len() / self.width.max(1),
+            qkv.len() / row,
+            "rows differ"
+        );
     }
 }
 
 /// `ctx` (rows, width): each head's softmax(q kᵀ/√d) v, heads side by side.
 pub fn self_attention(qkv: &[f32], shape: SelfAttention, ctx: &mut [f32]) {
-    shape.check(qkv, ctx, shape.width);
+    shape.check(qkv, ctx);
     let (t, c) = (shape.tokens, shape.width);
     ctx.par_chunks_mut(t * c)
         .zip(qkv.par_chunks(t * 3 * c))
@@ -55,7 +61,7 @@ pub fn self_attention(qkv: &[f32], shape: SelfAttention, ctx: &mut [f32]) {
 /// The gradient with respect to `qkv` (rows, 3·width), given the context's
 /// gradient `dctx` (rows, width).
 pub fn self_attention_backward(qkv: &[f32], dctx: &[f32], shape: SelfAttention, dqkv: &mut [f32]) {
-    shape.check(qkv, dctx, shape.width);
+    shape.check(qkv, dctx);
     assert_eq!(qkv.len(), dqkv.len());
     let (t, c) = (shape.tokens, shape.width);
     dqkv.par_chunks_mut(t * 3 * c)
@@ -128,7 +134,10 @@ const LANES: usize = 16;
 #[inline(always)]
 fn head_columns(seq: &[f32], row: usize, offset: usize, d: usize, t: usize, out: &mut [f32]) {
     let stride = t.next_multiple_of(LANES);
-    out[..d * stride].fill(0.0);
+    // Only the padding keys need zeros; the rest is overwritten below.
+    for feature in out[..d * stride].chunks_exact_mut(stride) {
+        feature[t..].fill(0.0);
+    }
     for j in 0..t {
         for (dd, &v) in seq[j * row + offset..j * row + offset + d]
             .iter()

@@ -224,13 +224,7 @@ impl PackedWeights {
                 bias: None,
             };
         }
-        let mut t = vec![0f32; n * k];
-        for (kk, row) in matrix.chunks_exact(n).enumerate() {
-            for (j, &v) in row.iter().enumerate() {
-                t[j * k + kk] = v;
-            }
-        }
-        Self::from_rows(&t, n, k, None, precision)
+        Self::from_rows(&crate::ops::transpose(matrix, k, n), n, k, None, precision)
     }
 
     /// Output features.
@@ -792,7 +786,7 @@ impl Kernel {
                         mr: x86::MR_512,
                         few: &x86::FEW_F32_AVX512,
                         kc: KC,
-                        pack_a: pack_a_f32_avx512,
+                        pack_a: pack_a_f32_avx512::<{ x86::MR_512 }, false>,
                         micro: Micro::Float(x86::micro_f32_avx512),
                     }
                 }
@@ -810,7 +804,7 @@ impl Kernel {
                         mr: x86::MR_512_BF16,
                         few: &[],
                         kc: KC,
-                        pack_a: pack_a_f32_even_avx512,
+                        pack_a: pack_a_f32_avx512::<{ x86::MR_512_BF16 }, true>,
                         micro: Micro::Float(x86::micro_bf16_widened_avx512),
                     }
                 }
@@ -819,7 +813,7 @@ impl Kernel {
                         mr: x86::MR_256_BF16,
                         few: &[],
                         kc: KC,
-                        pack_a: pack_a_f32_even_avx2,
+                        pack_a: pack_a_f32_avx2::<{ x86::MR_256_BF16 }, true>,
                         micro: Micro::Float(x86::micro_bf16_avx2),
                     }
                 }
@@ -847,7 +841,7 @@ impl Kernel {
                         mr: x86::MR_256,
                         few: &x86::FEW_F32_AVX2,
                         kc: KC,
-                        pack_a: pack_a_f32_avx2,
+                        pack_a: pack_a_f32_avx2::<{ x86::MR_256 }, false>,
                         micro: Micro::Float(x86::micro_f32_avx2),
                     }
                 }
@@ -951,77 +945,45 @@ fn pack_a_f32(block: &ABlock, mr: usize, out: &mut [u32]) -> usize {
     pack_panels(block, mr, out, block.kc, |row, k| row[k].to_bits())
 }
 
-/// [`pack_a_f32`] for the AVX-512 kernel's 14-row panels: full panels through
-/// a register transpose, a last partial one as before.
+/// [`pack_a_f32`] (or, with `EVEN`, [`pack_a_f32_even`]) for the AVX-512
+/// kernels' R-row panels (14 for f32, 12 for widened bf16): full panels
+/// through a register transpose, a last partial one by the scalar walk.
 #[cfg(target_arch = "x86_64")]
-fn pack_a_f32_avx512(block: &ABlock, mr: usize, out: &mut [u32]) -> usize {
-    assert_eq!(mr, x86::MR_512);
+fn pack_a_f32_avx512<const R: usize, const EVEN: bool>(
+    block: &ABlock,
+    mr: usize,
+    out: &mut [u32],
+) -> usize {
+    assert_eq!(mr, R);
     assert!(Isa::best_supported() >= Isa::Avx512);
+    let units = if EVEN {
+        block.kc.next_multiple_of(2)
+    } else {
+        block.kc
+    };
     // SAFETY: AVX-512F is present (asserted: this packer is chosen only with
-    // the AVX-512 kernel); `pack_full_panels` hands it 14 rows and room.
-    unsafe {
-        pack_full_panels(
-            block,
-            mr,
-            out,
-            block.kc,
-            x86::pack_f32_panel_avx512::<{ x86::MR_512 }>,
-        )
-    }
+    // the AVX-512 kernels); `pack_full_panels` hands it R rows and room.
+    unsafe { pack_full_panels(block, mr, out, units, x86::pack_f32_panel_avx512::<R>) }
 }
 
-/// [`pack_a_f32_even`] for the widened bf16 AVX-512 kernel's 12-row panels.
+/// [`pack_a_f32_avx512`] for the AVX2 kernels' R-row panels (6 for f32, 5 for
+/// widened bf16).
 #[cfg(target_arch = "x86_64")]
-fn pack_a_f32_even_avx512(block: &ABlock, mr: usize, out: &mut [u32]) -> usize {
-    assert_eq!(mr, x86::MR_512_BF16);
-    assert!(Isa::best_supported() >= Isa::Avx512);
-    let units = block.kc.next_multiple_of(2);
-    // SAFETY: as in `pack_a_f32_avx512`, for 12 rows.
-    unsafe {
-        pack_full_panels(
-            block,
-            mr,
-            out,
-            units,
-            x86::pack_f32_panel_avx512::<{ x86::MR_512_BF16 }>,
-        )
-    }
-}
-
-/// [`pack_a_f32`] for the AVX2 kernel's 6-row panels, likewise.
-#[cfg(target_arch = "x86_64")]
-fn pack_a_f32_avx2(block: &ABlock, mr: usize, out: &mut [u32]) -> usize {
-    assert_eq!(mr, x86::MR_256);
+fn pack_a_f32_avx2<const R: usize, const EVEN: bool>(
+    block: &ABlock,
+    mr: usize,
+    out: &mut [u32],
+) -> usize {
+    assert_eq!(mr, R);
     assert!(Isa::best_supported() >= Isa::Avx2);
+    let units = if EVEN {
+        block.kc.next_multiple_of(2)
+    } else {
+        block.kc
+    };
     // SAFETY: AVX2 (so AVX) is present (asserted); `pack_full_panels` hands it
-    // 6 rows and room.
-    unsafe {
-        pack_full_panels(
-            block,
-            mr,
-            out,
-            block.kc,
-            x86::pack_f32_panel_avx2::<{ x86::MR_256 }>,
-        )
-    }
-}
-
-/// [`pack_a_f32_even`] for the widened bf16 AVX2 kernel's 5-row panels.
-#[cfg(target_arch = "x86_64")]
-fn pack_a_f32_even_avx2(block: &ABlock, mr: usize, out: &mut [u32]) -> usize {
-    assert_eq!(mr, x86::MR_256_BF16);
-    assert!(Isa::best_supported() >= Isa::Avx2);
-    let units = block.kc.next_multiple_of(2);
-    // SAFETY: as in `pack_a_f32_avx2`, for 5 rows.
-    unsafe {
-        pack_full_panels(
-            block,
-            mr,
-            out,
-            units,
-            x86::pack_f32_panel_avx2::<{ x86::MR_256_BF16 }>,
-        )
-    }
+    // R rows and room.
+    unsafe { pack_full_panels(block, mr, out, units, x86::pack_f32_panel_avx2::<R>) }
 }
 
 /// Full `mr`-row panels of `units >= kc` steps: the first `kc` through
@@ -1211,7 +1173,7 @@ mod tests {
             mr: x86::MR_512_BF16,
             few: &[],
             kc: KC,
-            pack_a: pack_a_f32_even_avx512,
+            pack_a: pack_a_f32_avx512::<{ x86::MR_512_BF16 }, true>,
             micro: Micro::Float(x86::micro_bf16_widened_avx512),
         };
         let portable = Kernel::select(Isa::Portable, Precision::Bf16);

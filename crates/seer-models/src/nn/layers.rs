@@ -338,7 +338,7 @@ impl Attention {
         let qkv = self.qkv.forward(x)?;
         // Training on the CPU: one op per direction (no key-padding masks).
         if self.differentiable
-            && crate::nn::train_attention::runs_on_kernels(&qkv)
+            && crate::nn::train_ops::on_cpu_kernels(&qkv)
             && mask.is_none_or(|m| m.rank() == 2)
         {
             return crate::nn::train_attention::attention(&qkv, self.heads, mask.is_some());

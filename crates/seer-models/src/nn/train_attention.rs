@@ -10,15 +10,10 @@
 //! the short sequences of CLIP costs less than storing them. The loops are
 //! `seer_kernels::train`'s.
 
-use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
+use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use seer_kernels::train::{self_attention, self_attention_backward, SelfAttention};
 
 use crate::nn::train_ops::contiguous_f32;
-
-/// Whether [`attention`] runs on the CPU kernels for this q/k/v tensor.
-pub fn runs_on_kernels(qkv: &Tensor) -> bool {
-    qkv.device().is_cpu() && qkv.dtype() == DType::F32
-}
 
 /// Scaled dot-product attention of `qkv` (batch, tokens, 3·width): q, k and v
 /// side by side, each `heads` heads wide. Returns (batch, tokens, width).
@@ -31,6 +26,7 @@ pub fn attention(qkv: &Tensor, heads: usize, causal: bool) -> Result<Tensor> {
     qkv.contiguous()?.apply_op1(Attention { heads, causal })
 }
 
+#[derive(Clone, Copy)]
 struct Attention {
     heads: usize,
     causal: bool,
@@ -75,22 +71,14 @@ impl CustomOp1 for Attention {
     }
 
     fn bwd(&self, qkv: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        let dqkv = qkv.apply_op2_no_bwd(
-            &grad.contiguous()?,
-            &AttentionGrad {
-                heads: self.heads,
-                causal: self.causal,
-            },
-        )?;
+        let dqkv = qkv.apply_op2_no_bwd(&grad.contiguous()?, &AttentionGrad(*self))?;
         Ok(Some(dqkv))
     }
 }
 
-/// The gradient with respect to q/k/v, given the context's gradient.
-struct AttentionGrad {
-    heads: usize,
-    causal: bool,
-}
+/// The gradient with respect to q/k/v, given the context's gradient, of the
+/// forward op it holds.
+struct AttentionGrad(Attention);
 
 impl CustomOp2 for AttentionGrad {
     fn name(&self) -> &'static str {
@@ -104,11 +92,7 @@ impl CustomOp2 for AttentionGrad {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let forward = Attention {
-            heads: self.heads,
-            causal: self.causal,
-        };
-        let (b, shape) = forward.shape(l1)?;
+        let (b, shape) = self.0.shape(l1)?;
         let (t, c) = (shape.tokens, shape.width);
         if l2.dims() != [b, t, c] {
             bail!(

@@ -8,16 +8,16 @@
 //! Other devices and dtypes keep candle's ops.
 
 use candle_core::{
-    bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor,
+    bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor,
 };
 use seer_kernels::ops::{column_sums, transpose};
-
-use crate::nn::train_ops::contiguous_f32;
 use seer_kernels::{gemm, Init, PackedWeights, Precision};
+
+use crate::nn::train_ops::{contiguous_f32, on_cpu_kernels};
 
 /// Whether [`linear`] runs on seer's kernels for these tensors.
 pub fn runs_on_kernels(x: &Tensor, weight: &Tensor) -> bool {
-    x.device().is_cpu() && x.dtype() == DType::F32 && weight.dtype() == DType::F32
+    on_cpu_kernels(x) && on_cpu_kernels(weight)
 }
 
 /// `x · weightᵀ + bias` over the last dimension of `x`, differentiable in all
@@ -29,8 +29,9 @@ pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
 }
 
 /// The f32 values of a contiguous tensor.
+/// (`what` names the operand in an error; nothing is formatted otherwise.)
 fn values<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    contiguous_f32(s, l, &format!("linear ({what})"))
+    contiguous_f32(s, l, "linear").map_err(|e| e.context(what.to_string()))
 }
 
 /// `dims` with the last one replaced by `last`.

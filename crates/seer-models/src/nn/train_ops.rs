@@ -14,10 +14,16 @@ use rayon::prelude::*;
 /// Rows per rayon task: enough work to pay for the split at ViT widths.
 const ROWS_PER_TASK: usize = 16;
 
+/// Whether the training ops run on seer's CPU kernels for `t`: a CPU f32
+/// tensor. Other devices and dtypes take candle's composite forms.
+pub(crate) fn on_cpu_kernels(t: &Tensor) -> bool {
+    t.device().is_cpu() && t.dtype() == DType::F32
+}
+
 /// `nn.LayerNorm` over the last dimension: `(x - mean) / sqrt(var + eps)`
 /// (biased variance) times `gamma` plus `beta`, differentiable in all three.
 pub fn layer_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f32) -> Result<Tensor> {
-    if x.device().is_cpu() && x.dtype() == DType::F32 {
+    if on_cpu_kernels(x) {
         return x.contiguous()?.apply_op3(
             &gamma.contiguous()?,
             &beta.contiguous()?,
@@ -35,7 +41,7 @@ pub fn layer_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f32) -> Result
 
 /// Softmax over the last dimension, differentiable.
 pub fn softmax_rows(x: &Tensor) -> Result<Tensor> {
-    if x.device().is_cpu() && x.dtype() == DType::F32 {
+    if on_cpu_kernels(x) {
         return x.contiguous()?.apply_op1(Softmax);
     }
     // The row maximum is detached: softmax is shift-invariant, so its gradient
@@ -47,7 +53,7 @@ pub fn softmax_rows(x: &Tensor) -> Result<Tensor> {
 
 /// `x·σ(1.702x)` (OpenAI CLIP's quick-GELU), differentiable.
 pub fn quick_gelu(x: &Tensor) -> Result<Tensor> {
-    if x.device().is_cpu() && x.dtype() == DType::F32 {
+    if on_cpu_kernels(x) {
         return x.contiguous()?.apply_op1(QuickGelu);
     }
     x * candle_nn::ops::sigmoid(&(x * 1.702)?)?
@@ -96,6 +102,21 @@ fn forward_rows(
     Ok((CpuStorage::F32(out), l.shape().clone()))
 }
 
+/// A gradient op's inputs: the forward's saved tensor, the gradient of the
+/// same size, and the row width.
+fn saved_and_gradient<'a>(
+    op: &str,
+    (s1, l1): (&'a CpuStorage, &Layout),
+    (s2, l2): (&'a CpuStorage, &Layout),
+) -> Result<(&'a [f32], &'a [f32], usize)> {
+    let (x, width) = rows(s1, l1, op)?;
+    let (g, _) = rows(s2, l2, op)?;
+    if x.len() != g.len() {
+        bail!("{op}: {} values, {} gradients", x.len(), g.len())
+    }
+    Ok((x, g, width))
+}
+
 /// A gradient op's `cpu_fwd`: `f(saved row, gradient row, dx row)` over every
 /// row of the forward's saved tensor (its input or output) and the gradient.
 fn gradient_rows(
@@ -104,11 +125,7 @@ fn gradient_rows(
     (s2, l2): (&CpuStorage, &Layout),
     f: impl Fn(&[f32], &[f32], &mut [f32]) + Sync,
 ) -> Result<(CpuStorage, Shape)> {
-    let (x, width) = rows(s1, l1, op)?;
-    let (g, _) = rows(s2, l2, op)?;
-    if x.len() != g.len() {
-        bail!("{op}: {} values, {} gradients", x.len(), g.len())
-    }
+    let (x, g, width) = saved_and_gradient(op, (s1, l1), (s2, l2))?;
     let out = map_rows([x, g], width, |[x, g], dx| f(x, g, dx));
     Ok((CpuStorage::F32(out), l1.shape().clone()))
 }
@@ -199,12 +216,8 @@ impl CustomOp3 for LayerNormGrad {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (x, width) = rows(s1, l1, self.name())?;
+        let (x, g, width) = saved_and_gradient(self.name(), (s1, l1), (s3, l3))?;
         let gamma = parameter(s2, l2, width, self.name())?;
-        let (g, _) = rows(s3, l3, self.name())?;
-        if x.len() != g.len() {
-            bail!("{}: {} values, {} gradients", self.name(), x.len(), g.len())
-        }
         let n = x.len() / width;
         let mut out = vec![0f32; x.len() + 2 * width];
         let (dx, params) = out.split_at_mut(x.len());
@@ -333,11 +346,7 @@ impl CustomOp2 for QuickGeluGrad {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (x, _) = rows(s1, l1, self.name())?;
-        let (g, _) = rows(s2, l2, self.name())?;
-        if x.len() != g.len() {
-            bail!("{}: {} values, {} gradients", self.name(), x.len(), g.len())
-        }
+        let (x, g, _) = saved_and_gradient(self.name(), (s1, l1), (s2, l2))?;
         let mut dx = vec![0f32; x.len()];
         seer_kernels::train::quick_gelu_backward(x, g, &mut dx);
         Ok((CpuStorage::F32(dx), l1.shape().clone()))

@@ -655,28 +655,14 @@ fn conv_transpose_2x(w: &Weights, name: &str, inp: usize, out: usize) -> Result<
     Linear::new(w, weight, Some(bias))
 }
 
-/// `(c, n)` to `(n, c)`; on the CPU in cache-sized blocks (candle's strided
-/// copy goes one element at a time).
+/// `(c, n)` to `(n, c)`; on the CPU by seer's tiled transpose (candle's
+/// strided copy goes one element at a time).
 fn channels_last(x: &Tensor) -> candle_core::Result<Tensor> {
     if !x.device().is_cpu() {
         return x.t()?.contiguous();
     }
     let (c, n) = x.dims2()?;
-    let mut dst = vec![0f32; c * n];
-    const BLOCK: usize = 64;
-    with_f32(x, |src| {
-        dst.par_chunks_mut(BLOCK * c)
-            .enumerate()
-            .for_each(|(b, rows)| {
-                let n0 = b * BLOCK;
-                for ch in 0..c {
-                    let line = &src[ch * n + n0..][..rows.len() / c];
-                    for (i, &v) in line.iter().enumerate() {
-                        rows[i * c + ch] = v;
-                    }
-                }
-            })
-    })?;
+    let dst = with_f32(x, |src| seer_kernels::ops::transpose(src, c, n))?;
     Tensor::from_vec(dst, (n, c), x.device())
 }
 
