@@ -86,6 +86,8 @@ fn every_kernel_matches_the_exact_product() {
         (50, 96, 300),
         (113, 70, 513),
         (29, 768, 96),
+        // Three bf16 pair blocks (512 deep), the last odd.
+        (17, 40, 1101),
     ];
     for isa in Isa::all_supported() {
         for precision in [Precision::F32, Precision::Bf16] {

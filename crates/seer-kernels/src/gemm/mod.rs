@@ -34,10 +34,12 @@ use crate::SendPtr;
 
 /// Output features per weight panel (two 16-lane vectors).
 pub const NR: usize = 32;
-/// Depth of one packed block of activations (int8 goes 4× deeper). The weight
-/// micro-panel of one block (KC × NR: 32 KiB in f32 and in int8, 16 KiB in
-/// bf16) then stays in a 32 KiB L1 while every row tile of the block passes it;
-/// at 512 it spilled to L2 and int8 ran 10–15% slower (AMD Zen 4, gemm_speed).
+/// Depth of one packed block of activations (int8 goes 4× deeper, bf16 pairs
+/// 2×). The weight micro-panel of one block (32 KiB in f32, in int8 and in
+/// bf16 pairs; 16 KiB for the kernels that widen bf16 to f32) then stays in a
+/// 32 KiB L1 while every row tile of the block passes it; at 512 it spilled to
+/// L2 and int8 ran 10–15% slower (AMD Zen 4, gemm_speed). Half as deep, the
+/// bf16 pair kernel added its tiles into C twice as often: 7–9% slower (Zen 5).
 const KC: usize = 256;
 /// The most u32 words any kernel packs per row of a depth block: KC, except
 /// AVX2 int8's two words per group of four (KC groups).
@@ -770,7 +772,7 @@ struct Kernel {
     /// of zero padding.
     few: &'static [MicroF32],
     /// Depth per packed block: KC words of A per row, so int8 (four depths a
-    /// word) goes 4× deeper and writes C a quarter as often.
+    /// word) goes 4× deeper and writes C a quarter as often, bf16 pairs 2×.
     kc: usize,
     pack_a: PackA,
     micro: Micro,
@@ -794,7 +796,7 @@ impl Kernel {
                     return Kernel {
                         mr: x86::MR_512,
                         few: &[],
-                        kc: KC,
+                        kc: 2 * KC,
                         pack_a: pack_a_bf16_pairs,
                         micro: Micro::Float(x86::micro_bf16_avx512),
                     }
@@ -1043,6 +1045,44 @@ fn pack_a_f32_even(block: &ABlock, mr: usize, out: &mut [u32]) -> usize {
 /// has AVX-512: rounding one value per packed word cost 9% of a bf16 forward
 /// (AMD Zen 4). Little endian, the bf16 row read as u32 words is the pairs.
 fn pack_a_bf16_pairs(block: &ABlock, mr: usize, out: &mut [u32]) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    if mr == x86::MR_512 && Isa::best_supported() >= Isa::Avx512 {
+        let stride = block.kc.div_ceil(2) * mr;
+        let full = block.mrows / mr;
+        assert!(out.len() >= block.mrows.div_ceil(mr) * stride);
+        for (i, dst) in out.chunks_exact_mut(stride).take(full).enumerate() {
+            let rows = &block.a[(block.m0 + i * mr) * block.lda + block.k0..];
+            // The panel's last row ends inside `a`: `block.a` holds every row
+            // of the block, `kc` values from `k0` each.
+            assert!(rows.len() >= (mr - 1) * block.lda + block.kc);
+            // SAFETY: the CPU has AVX-512F (checked); MR_512 rows of
+            // kc floats at stride lda are inside `rows` (asserted), and the
+            // panel's MR_512 · kc/2 words are `dst`.
+            unsafe {
+                x86::pack_bf16_pairs_panel_avx512::<{ x86::MR_512 }>(
+                    rows.as_ptr(),
+                    block.lda,
+                    block.kc,
+                    dst.as_mut_ptr(),
+                )
+            };
+        }
+        if full * mr < block.mrows {
+            let tail = ABlock {
+                m0: block.m0 + full * mr,
+                mrows: block.mrows - full * mr,
+                ..*block
+            };
+            pack_a_bf16_pairs_rounding_rows(&tail, mr, &mut out[full * stride..]);
+        }
+        return stride;
+    }
+    pack_a_bf16_pairs_rounding_rows(block, mr, out)
+}
+
+/// [`pack_a_bf16_pairs`] by rounding the block's rows first, then walking
+/// their words into panels: any row count, any CPU.
+fn pack_a_bf16_pairs_rounding_rows(block: &ABlock, mr: usize, out: &mut [u32]) -> usize {
     BF16_ROWS.with_borrow_mut(|rounded| {
         let kce = block.kc.next_multiple_of(2);
         rounded.resize(block.mrows * kce, 0);

@@ -956,3 +956,88 @@ pub unsafe fn pack_f32_panel_avx512<const R: usize>(
         }
     }
 }
+
+/// 32 floats from `src` rounded to bf16 as 16 little-endian pair words
+/// (`bf16(x[2j]) | bf16(x[2j+1]) << 16`), rounding as [`super::f32_to_bf16`]
+/// does: to nearest even, NaN to 0x7fc0, subnormals kept (AVX-512 BF16's own
+/// conversion flushes them, so it is not used).
+///
+/// # Safety
+/// The CPU has AVX-512F; `src` is valid for reads of 32 floats.
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn bf16_pairs_512(src: *const f32) -> __m512i {
+    let (one, bias, nan) = (
+        _mm512_set1_epi32(1),
+        _mm512_set1_epi32(0x7fff),
+        _mm512_set1_epi32(0x7fc0),
+    );
+    // Each float's rounded bf16 in the low half of its lane, narrowed to 16
+    // u16s: in order, they are 8 pair words.
+    let round = |x: __m512| {
+        let bits = _mm512_castps_si512(x);
+        let lsb = _mm512_and_si512(_mm512_srli_epi32::<16>(bits), one);
+        let rounded = _mm512_srli_epi32::<16>(_mm512_add_epi32(bits, _mm512_add_epi32(bias, lsb)));
+        let is_nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x, x);
+        _mm512_cvtepi32_epi16(_mm512_mask_mov_epi32(rounded, is_nan, nan))
+    };
+    // SAFETY: 32 floats at `src` (the caller's contract).
+    let (lo, hi) = unsafe {
+        (
+            round(_mm512_loadu_ps(src)),
+            round(_mm512_loadu_ps(src.add(16))),
+        )
+    };
+    _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi)
+}
+
+/// One full R-row panel of bf16 pair words (R <= 16: the 14-row dot kernel),
+/// step-major (`out[step · R + r]` = row r's pair `step`), rounding and packing
+/// in one pass: 32 depths of each row become 16 words, then the 16×16 register
+/// transpose. Rounding whole rows first and packing their words one at a time
+/// cost a second pass over the block and a scalar walk.
+///
+/// # Safety
+/// The CPU has AVX-512F; `a` is valid for reads of R rows of `kc` floats at row
+/// stride `lda`; `out` is valid for writes of `R · kc.div_ceil(2)` words.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn pack_bf16_pairs_panel_avx512<const R: usize>(
+    a: *const f32,
+    lda: usize,
+    kc: usize,
+    out: *mut u32,
+) {
+    let mut s = 0;
+    while s + 32 <= kc {
+        let mut r = [_mm512_setzero_ps(); 16];
+        // SAFETY: rows < R and depths s..s+32 <= kc are inside `a`; words
+        // s/2..s/2+16 of the R rows are inside `out` (the caller's contract).
+        unsafe {
+            for (i, reg) in r.iter_mut().enumerate().take(R) {
+                *reg = _mm512_castsi512_ps(bf16_pairs_512(a.add(i * lda + s)));
+            }
+            transpose_16x16(&mut r);
+            for (j, reg) in r.iter().enumerate() {
+                let dst = out.add((s / 2 + j) * R).cast::<f32>();
+                _mm512_mask_storeu_ps(dst, ((1u32 << R) - 1) as u16, *reg);
+            }
+        }
+        s += 32;
+    }
+    for step in s / 2..kc.div_ceil(2) {
+        for i in 0..R {
+            // SAFETY: as above: depth 2·step < kc, and 2·step + 1 is read only
+            // when it is below kc.
+            unsafe {
+                let row = a.add(i * lda);
+                let lo = super::f32_to_bf16(*row.add(2 * step)) as u32;
+                let hi = if 2 * step + 1 < kc {
+                    super::f32_to_bf16(*row.add(2 * step + 1)) as u32
+                } else {
+                    0
+                };
+                *out.add(step * R + i) = lo | hi << 16;
+            }
+        }
+    }
+}
