@@ -410,11 +410,17 @@ unsafe fn gemm_with_kernel(
     // int8: each row's scale spans all of K, so it is found before the blocks.
     let quant =
         matches!(w.panels, Panels::Int8(_)).then(|| RowQuant::new(isa, a, m, k, threads > 1));
-    // Split rows when every thread gets a few tiles: each thread then packs only
-    // its own rows (streaming the weights is cheap, they sit in L2/L3). Small
-    // batches split output features instead.
+    // Split rows when every thread gets a few tiles: each task then packs only
+    // its own rows. Into blocks of at most MC rows (a run_block streams all the
+    // weights once per MC rows anyway), as many as a multiple of the threads:
+    // equal shares when the threads run at one speed, and work to take over
+    // when one is slowed (a busy SMT sibling on a shared machine), where one
+    // block per thread left the other thread waiting. Small batches split
+    // output features instead.
     let (m_chunks, n_chunks) = if tiles >= 4 * threads {
-        (threads, 1)
+        let tiles_per_block = (MC / kernel.mr).max(1);
+        let blocks = tiles.div_ceil(tiles_per_block).next_multiple_of(threads);
+        (blocks.min(tiles), 1)
     } else {
         let n_chunks = threads.min((panels / 4).max(1));
         (threads.div_ceil(n_chunks).min(tiles), n_chunks)
@@ -447,7 +453,7 @@ unsafe fn gemm_with_kernel(
     if tasks == 1 {
         task(0);
     } else {
-        (0..tasks).into_par_iter().for_each(task);
+        (0..tasks).into_par_iter().with_max_len(1).for_each(task);
     }
 }
 
