@@ -1307,11 +1307,12 @@ mod tests {
 
     #[test]
     fn simd_quantisers_match_the_scalar_one() {
-        let mut row: Vec<f32> = (0..83)
+        let mut row: Vec<f32> = (0..300)
             .map(|i| ((i * 29 % 61) as f32 - 20.0) * 0.37)
             .collect();
         row[5] = f32::NAN;
-        for len in [0, 1, 7, 8, 9, 16, 83] {
+        row[250] = f32::NAN;
+        for len in [0, 1, 7, 8, 9, 16, 63, 64, 65, 83, 128, 200, 300] {
             let row = &row[..len];
             let mut want = vec![0u8; len];
             let range = quantise_row(row, &mut want);
