@@ -107,12 +107,17 @@ pub unsafe fn micro_int8(
         for ((o, &a), &cs) in o.iter_mut().zip(a).zip(d.col_scales) {
             *o = a as f32 * (rs * cs);
         }
-        if let Some((mins, sums)) = d.offset {
-            for (o, &sum) in o.iter_mut().zip(sums) {
-                *o += mins[r] * sum;
+        if let Some(first) = &d.first {
+            for (j, o) in o.iter_mut().enumerate() {
+                *o += first.offset(r, j);
             }
         }
     }
     // SAFETY: the C tile is valid and ours by the contract.
-    unsafe { add_tile(&out, c, ldc, rows, cols) };
+    unsafe {
+        match &d.first {
+            Some(first) if first.overwrite => store_tile(&out, c, ldc, rows, cols),
+            _ => add_tile(&out, c, ldc, rows, cols),
+        }
+    }
 }

@@ -323,15 +323,19 @@ pub unsafe fn micro_int8_avx512(
         }
     };
     let (cs0, cs1) = halves(d.col_scales);
-    let offset = d.offset.map(|(mins, sums)| (mins, halves(sums)));
+    let first = d
+        .first
+        .as_ref()
+        .map(|f| (f.mins, halves(f.sums), halves(f.bias), f.overwrite));
+    let overwrite = first.is_some_and(|f| f.3);
     let (m0, m1) = tail_masks(cols);
     let row = |r: usize| {
         if r < rows {
             let rs = _mm512_set1_ps(d.row_scales[r]);
-            let (mut o0, mut o1) = match offset {
-                Some((mins, (s0, s1))) => {
+            let (mut o0, mut o1) = match first {
+                Some((mins, (s0, s1), (b0, b1), _)) => {
                     let m = _mm512_set1_ps(mins[r]);
-                    (_mm512_mul_ps(m, s0), _mm512_mul_ps(m, s1))
+                    (_mm512_fmadd_ps(m, s0, b0), _mm512_fmadd_ps(m, s1, b1))
                 }
                 None => (_mm512_setzero_ps(), _mm512_setzero_ps()),
             };
@@ -345,16 +349,22 @@ pub unsafe fn micro_int8_avx512(
             // to its first `cols` floats, valid and ours by the contract.
             unsafe {
                 let p = c.add(r * ldc);
-                _mm512_mask_storeu_ps(p, m0, _mm512_add_ps(_mm512_maskz_loadu_ps(m0, p), o0));
                 let p1 = p.add(16);
-                _mm512_mask_storeu_ps(p1, m1, _mm512_add_ps(_mm512_maskz_loadu_ps(m1, p1), o1));
+                if overwrite {
+                    _mm512_mask_storeu_ps(p, m0, o0);
+                    _mm512_mask_storeu_ps(p1, m1, o1);
+                } else {
+                    _mm512_mask_storeu_ps(p, m0, _mm512_add_ps(_mm512_maskz_loadu_ps(m0, p), o0));
+                    _mm512_mask_storeu_ps(p1, m1, _mm512_add_ps(_mm512_maskz_loadu_ps(m1, p1), o1));
+                }
             }
         }
     };
     for_each_row_512!(row);
 }
 
-/// Adds one 16-column half of an AVX2 tile (two ymm per row) into C.
+/// Adds one 16-column half of an AVX2 tile (two ymm per row) into C, or with
+/// `overwrite` stores it there.
 ///
 /// # Safety
 /// The CPU has AVX; `half` is 0 or 1 with `half * 16 < cols`, `cols <= 32`, and
@@ -368,6 +378,7 @@ unsafe fn add_half_256(
     rows: usize,
     cols: usize,
     half: usize,
+    overwrite: bool,
 ) {
     let half_cols = (cols - half * 16).min(16);
     for (r, pair) in acc.chunks_exact(2).enumerate().take(rows) {
@@ -376,7 +387,10 @@ unsafe fn add_half_256(
         // 16 local floats.
         unsafe {
             let p = c.add(r * ldc + half * 16);
-            if half_cols == 16 {
+            if half_cols == 16 && overwrite {
+                _mm256_storeu_ps(p, pair[0]);
+                _mm256_storeu_ps(p.add(8), pair[1]);
+            } else if half_cols == 16 {
                 _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), pair[0]));
                 let p1 = p.add(8);
                 _mm256_storeu_ps(p1, _mm256_add_ps(_mm256_loadu_ps(p1), pair[1]));
@@ -384,8 +398,8 @@ unsafe fn add_half_256(
                 let mut tmp = [0f32; 16];
                 _mm256_storeu_ps(tmp.as_mut_ptr(), pair[0]);
                 _mm256_storeu_ps(tmp.as_mut_ptr().add(8), pair[1]);
-                for (j, v) in tmp.iter().enumerate().take(half_cols) {
-                    *p.add(j) += v;
+                for (j, &v) in tmp.iter().enumerate().take(half_cols) {
+                    *p.add(j) = if overwrite { v } else { *p.add(j) + v };
                 }
             }
         }
@@ -432,7 +446,7 @@ pub unsafe fn micro_f32_avx2(
             }
         }
         // SAFETY: AVX is enabled here; half * 16 < cols; the C tile is ours.
-        unsafe { add_half_256(&acc, c, ldc, rows, cols, half) };
+        unsafe { add_half_256(&acc, c, ldc, rows, cols, half, false) };
     }
 }
 
@@ -478,7 +492,7 @@ pub unsafe fn micro_f32_avx2_rows<const R: usize>(
             }
         }
         // SAFETY: AVX is enabled here; half * 16 < cols; the C tile is ours.
-        unsafe { add_half_256(&acc, c, ldc, rows, cols, half) };
+        unsafe { add_half_256(&acc, c, ldc, rows, cols, half, false) };
     }
 }
 
@@ -556,7 +570,7 @@ pub unsafe fn micro_bf16_avx2(
             }
         }
         // SAFETY: AVX is enabled here; half * 16 < cols; the C tile is ours.
-        unsafe { add_half_256(&acc, c, ldc, rows, cols, half) };
+        unsafe { add_half_256(&acc, c, ldc, rows, cols, half, false) };
     }
 }
 
@@ -683,15 +697,20 @@ pub unsafe fn micro_int8_avx2(
             unsafe { _mm256_loadu_ps(v.as_ptr()) }
         };
         let cs = [load8(d.col_scales, col), load8(d.col_scales, col + 8)];
-        let sums = d
-            .offset
-            .map(|(mins, sums)| (mins, [load8(sums, col), load8(sums, col + 8)]));
+        let first = d.first.as_ref().map(|f| {
+            (
+                f.mins,
+                [load8(f.sums, col), load8(f.sums, col + 8)],
+                [load8(f.bias, col), load8(f.bias, col + 8)],
+            )
+        });
+        let overwrite = d.first.as_ref().is_some_and(|f| f.overwrite);
         let mut out = [_mm256_setzero_ps(); 2 * MR];
         for r in 0..rows.min(MR) {
             let rs = _mm256_set1_ps(d.row_scales[r]);
             for h in 0..2 {
-                let o = match sums {
-                    Some((mins, s)) => _mm256_mul_ps(_mm256_set1_ps(mins[r]), s[h]),
+                let o = match first {
+                    Some((mins, s, b)) => _mm256_fmadd_ps(_mm256_set1_ps(mins[r]), s[h], b[h]),
                     None => _mm256_setzero_ps(),
                 };
                 let scale = _mm256_mul_ps(cs[h], rs);
@@ -699,7 +718,7 @@ pub unsafe fn micro_int8_avx2(
             }
         }
         // SAFETY: AVX is enabled here; half * 16 < cols; the C tile is ours.
-        unsafe { add_half_256(&out, c, ldc, rows, cols, half) };
+        unsafe { add_half_256(&out, c, ldc, rows, cols, half, overwrite) };
     }
 }
 
