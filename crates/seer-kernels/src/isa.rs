@@ -48,7 +48,16 @@ impl Isa {
     pub(crate) fn best_supported() -> Isa {
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx512f") {
+            // The AVX-512 row kernels (`multiversion!`) are compiled with BW, VL
+            // and DQ too: every AVX-512 CPU since Skylake-SP has them, Xeon
+            // Phi does not (it takes the AVX2 kernels).
+            if std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512bw")
+                && std::arch::is_x86_feature_detected!("avx512vl")
+                && std::arch::is_x86_feature_detected!("avx512dq")
+                && std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
                 return Isa::Avx512;
             }
             if std::arch::is_x86_feature_detected!("avx2")

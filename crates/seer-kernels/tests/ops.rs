@@ -116,6 +116,8 @@ fn attention_matches_the_definition_at_model_shapes() {
     // (ViT-H) and lengths that leave partial query and key tiles.
     check_attention(128, 2, &[(0, 50), (50, 77)], 11);
     check_attention(160, 2, &[(0, 13), (13, 3), (16, 33)], 12);
+    // Head dim 20: whole key panels whose rows end mid-vector.
+    check_attention(60, 3, &[(0, 40), (40, 16)], 13);
 }
 
 #[test]
