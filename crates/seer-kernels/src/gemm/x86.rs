@@ -967,6 +967,24 @@ fn transpose_16x16(r: &mut [__m512; 16]) {
     }
 }
 
+/// Transposes the 16 rows of 16 values in `r` into 16 steps and stores each
+/// step's first R values, one step every R floats from `out`: the packers'
+/// panel layout.
+///
+/// # Safety
+/// The CPU has AVX-512F (callers are AVX-512 functions, into which this is
+/// inlined); `out` is valid for writes of 16 · R floats; R <= 16.
+#[inline(always)]
+unsafe fn store_transposed<const R: usize>(r: &mut [__m512; 16], out: *mut f32) {
+    // SAFETY: AVX-512F and room for 16 steps of R floats (the contract).
+    unsafe {
+        transpose_16x16(r);
+        for (j, reg) in r.iter().enumerate() {
+            _mm512_mask_storeu_ps(out.add(j * R), ((1u32 << R) - 1) as u16, *reg);
+        }
+    }
+}
+
 /// One full R-row f32 A panel (R <= 16: 14 for the f32 kernel, 12 for the
 /// widened bf16 one), step-major (`out[step · R + r] = row r's element step`),
 /// 16 steps at a time through a register transpose: the scalar walk cost about
@@ -991,10 +1009,7 @@ pub unsafe fn pack_f32_panel_avx512<const R: usize>(
             for (i, reg) in r.iter_mut().enumerate().take(R) {
                 *reg = _mm512_loadu_ps(a.add(i * lda + s));
             }
-            transpose_16x16(&mut r);
-            for (j, reg) in r.iter().enumerate() {
-                _mm512_mask_storeu_ps(out.add((s + j) * R), ((1u32 << R) - 1) as u16, *reg);
-            }
+            store_transposed::<R>(&mut r, out.add(s * R));
         }
         s += 16;
     }
@@ -1065,11 +1080,7 @@ pub unsafe fn pack_bf16_pairs_panel_avx512<const R: usize>(
             for (i, reg) in r.iter_mut().enumerate().take(R) {
                 *reg = _mm512_castsi512_ps(bf16_pairs_512(a.add(i * lda + s)));
             }
-            transpose_16x16(&mut r);
-            for (j, reg) in r.iter().enumerate() {
-                let dst = out.add((s / 2 + j) * R).cast::<f32>();
-                _mm512_mask_storeu_ps(dst, ((1u32 << R) - 1) as u16, *reg);
-            }
+            store_transposed::<R>(&mut r, out.add(s / 2 * R).cast());
         }
         s += 32;
     }
