@@ -179,6 +179,12 @@ impl PackedWeights {
                 (kp, Panels::Int8(pack_int8(n, k, kp, &row)))
             }
         };
+        // Zeros to whole panels, so a panel's NR bias values can be read as one
+        // array (the int8 kernels' first depth block adds them).
+        let bias = bias.map(|mut b| {
+            b.resize(n.div_ceil(NR) * NR, 0.0);
+            b
+        });
         Self {
             n,
             k,
@@ -616,11 +622,6 @@ unsafe fn run_block(
                 let stride = (kernel.pack_a)(&block, mr, packed);
                 for p in panels.clone() {
                     let pcols = NR.min(n - p * NR);
-                    // The int8 kernels' first block adds the bias itself.
-                    let mut panel_bias = [0f32; NR];
-                    if let Some(bias) = &w.bias {
-                        panel_bias[..pcols].copy_from_slice(&bias[p * NR..][..pcols]);
-                    }
                     let off = w.panel_offset(p, k0);
                     // Panel p at depth k0 starts inside the packed weights: p <
                     // panels and k0 < k, with the panel holding k_padded × NR values.
@@ -671,10 +672,14 @@ unsafe fn run_block(
                                             .expect("scales are padded to whole panels"),
                                         first: (k0 == 0).then(|| FirstBlock {
                                             mins: &q.min[rows],
-                                            sums: wq.sums[cols]
+                                            sums: wq.sums[cols.clone()]
                                                 .try_into()
                                                 .expect("sums are padded to whole panels"),
-                                            bias: &panel_bias,
+                                            bias: w.bias.as_ref().map_or(&[0.0; NR], |b| {
+                                                b[cols]
+                                                    .try_into()
+                                                    .expect("the bias is padded to whole panels")
+                                            }),
                                             overwrite: init == Init::Bias,
                                         }),
                                     };
@@ -807,7 +812,7 @@ struct FirstBlock<'a> {
     mins: &'a [f32],
     /// The columns' scaled weight sums `s_w·Σq_w`.
     sums: &'a [f32; NR],
-    /// The columns' bias, zeros past the matrix and without one.
+    /// The columns' bias (padded to whole panels), zeros without one.
     bias: &'a [f32; NR],
     /// Store into C ([`Init::Bias`]) rather than add to it ([`Init::AddToOutput`]).
     overwrite: bool,
@@ -1010,24 +1015,17 @@ fn pack_a_f32(block: &ABlock, mr: usize, out: &mut [u32]) -> usize {
 }
 
 /// [`pack_a_f32`] (or, with `EVEN`, [`pack_a_f32_even`]) for the AVX-512
-/// kernels' R-row panels (14 for f32, 12 for widened bf16): full panels
-/// through a register transpose, a last partial one by the scalar walk.
+/// kernels' R-row panels (14 for f32, 12 for widened bf16).
 #[cfg(target_arch = "x86_64")]
 fn pack_a_f32_avx512<const R: usize, const EVEN: bool>(
     block: &ABlock,
     mr: usize,
     out: &mut [u32],
 ) -> usize {
-    assert_eq!(mr, R);
     assert!(Isa::best_supported() >= Isa::Avx512);
-    let units = if EVEN {
-        block.kc.next_multiple_of(2)
-    } else {
-        block.kc
-    };
     // SAFETY: AVX-512F is present (asserted: this packer is chosen only with
-    // the AVX-512 kernels); `pack_full_panels` hands it R rows and room.
-    unsafe { pack_full_panels(block, mr, out, units, x86::pack_f32_panel_avx512::<R>) }
+    // the AVX-512 kernels).
+    unsafe { pack_a_f32_panels::<R, EVEN>(block, mr, out, x86::pack_f32_panel_avx512::<R>) }
 }
 
 /// [`pack_a_f32_avx512`] for the AVX2 kernels' R-row panels (6 for f32, 5 for
@@ -1038,58 +1036,83 @@ fn pack_a_f32_avx2<const R: usize, const EVEN: bool>(
     mr: usize,
     out: &mut [u32],
 ) -> usize {
-    assert_eq!(mr, R);
     assert!(Isa::best_supported() >= Isa::Avx2);
+    // SAFETY: AVX2 (so AVX) is present (asserted).
+    unsafe { pack_a_f32_panels::<R, EVEN>(block, mr, out, x86::pack_f32_panel_avx2::<R>) }
+}
+
+/// f32 panels of R rows (depth rounded up to even with `EVEN`): full panels
+/// through `panel(rows, lda, kc, out)`, a register transpose, the padding
+/// zeroed; a last partial panel by the scalar walk.
+///
+/// # Safety
+/// `panel` may be called on this CPU and packs R rows of `kc` floats at stride
+/// `lda` into `kc · R` floats.
+#[cfg(target_arch = "x86_64")]
+unsafe fn pack_a_f32_panels<const R: usize, const EVEN: bool>(
+    block: &ABlock,
+    mr: usize,
+    out: &mut [u32],
+    panel: unsafe fn(*const f32, usize, usize, *mut f32),
+) -> usize {
+    assert_eq!(mr, R);
     let units = if EVEN {
         block.kc.next_multiple_of(2)
     } else {
         block.kc
     };
-    // SAFETY: AVX2 (so AVX) is present (asserted); `pack_full_panels` hands it
-    // R rows and room.
-    unsafe { pack_full_panels(block, mr, out, units, x86::pack_f32_panel_avx2::<R>) }
+    pack_full_panels(
+        block,
+        mr,
+        out,
+        units,
+        |rows, dst| {
+            // SAFETY: `panel` runs here (the caller's contract); `rows` holds R
+            // rows of kc floats at stride lda and `dst` units · R >= kc · R words
+            // (`pack_full_panels`' promise).
+            unsafe { panel(rows.as_ptr(), block.lda, block.kc, dst.as_mut_ptr().cast()) };
+            dst[block.kc * mr..].fill(0);
+        },
+        |tail, dst| {
+            pack_panels(tail, mr, dst, units, |row, k| {
+                row.get(k).map_or(0, |v| v.to_bits())
+            });
+        },
+    )
 }
 
-/// Full `mr`-row panels of `units >= kc` steps: the first `kc` through
-/// `panel(rows, lda, kc, out)`, the rest zeros; a last partial panel through
-/// the scalar walk.
-///
-/// # Safety
-/// `panel` may be called on this CPU, and packs `mr` rows of `kc` floats at
-/// stride `lda` into `kc · mr` floats.
+/// The walk every register-transpose packer shares: each full `mr`-row panel
+/// of `units` words per row goes to `panel(rows, dst)`, where `rows` starts at
+/// the panel's first row and holds its `mr` rows of `block.kc` values (at
+/// stride `block.lda`) and `dst` is the panel's `units · mr` words; a last
+/// partial panel goes to `tail(its rows' block, the rest of out)`. Returns the
+/// panel stride.
 #[cfg(target_arch = "x86_64")]
-unsafe fn pack_full_panels(
+fn pack_full_panels(
     block: &ABlock,
     mr: usize,
     out: &mut [u32],
     units: usize,
-    panel: unsafe fn(*const f32, usize, usize, *mut f32),
+    panel: impl Fn(&[f32], &mut [u32]),
+    tail: impl FnOnce(&ABlock, &mut [u32]),
 ) -> usize {
     let stride = units * mr;
     let full = block.mrows / mr;
-    assert!(units >= block.kc && out.len() >= block.mrows.div_ceil(mr) * stride);
-    for i in 0..full {
-        let r0 = block.m0 + i * mr;
-        let rows = &block.a[r0 * block.lda + block.k0..];
+    assert!(out.len() >= block.mrows.div_ceil(mr) * stride);
+    for (i, dst) in out.chunks_exact_mut(stride).take(full).enumerate() {
+        let rows = &block.a[(block.m0 + i * mr) * block.lda + block.k0..];
         // The panel's last row ends inside `a`: `block.a` holds every row of
         // the block, `kc` values from `k0` each.
         assert!(rows.len() >= (mr - 1) * block.lda + block.kc);
-        let dst = &mut out[i * stride..(i + 1) * stride];
-        // SAFETY: `panel` runs here (the caller's contract); mr rows of kc
-        // floats at stride lda are inside `rows` (asserted), and the panel's
-        // mr·kc words are inside `dst`.
-        unsafe { panel(rows.as_ptr(), block.lda, block.kc, dst.as_mut_ptr().cast()) };
-        dst[block.kc * mr..].fill(0);
+        panel(rows, dst);
     }
     if full * mr < block.mrows {
-        let tail = ABlock {
+        let rest = ABlock {
             m0: block.m0 + full * mr,
             mrows: block.mrows - full * mr,
             ..*block
         };
-        pack_panels(&tail, mr, &mut out[full * stride..], units, |row, k| {
-            row.get(k).map_or(0, |v| v.to_bits())
-        });
+        tail(&rest, &mut out[full * stride..]);
     }
     stride
 }
@@ -1108,17 +1131,10 @@ fn pack_a_f32_even(block: &ABlock, mr: usize, out: &mut [u32]) -> usize {
 fn pack_a_bf16_pairs(block: &ABlock, mr: usize, out: &mut [u32]) -> usize {
     #[cfg(target_arch = "x86_64")]
     if mr == x86::MR_512 && Isa::best_supported() >= Isa::Avx512 {
-        let stride = block.kc.div_ceil(2) * mr;
-        let full = block.mrows / mr;
-        assert!(out.len() >= block.mrows.div_ceil(mr) * stride);
-        for (i, dst) in out.chunks_exact_mut(stride).take(full).enumerate() {
-            let rows = &block.a[(block.m0 + i * mr) * block.lda + block.k0..];
-            // The panel's last row ends inside `a`: `block.a` holds every row
-            // of the block, `kc` values from `k0` each.
-            assert!(rows.len() >= (mr - 1) * block.lda + block.kc);
-            // SAFETY: the CPU has AVX-512F (checked); MR_512 rows of
-            // kc floats at stride lda are inside `rows` (asserted), and the
-            // panel's MR_512 · kc/2 words are `dst`.
+        let panel = |rows: &[f32], dst: &mut [u32]| {
+            // SAFETY: the CPU has AVX-512F (checked); `rows` holds MR_512 rows
+            // of kc floats at stride lda and `dst` the panel's MR_512 · kc/2
+            // words (`pack_full_panels`' promise).
             unsafe {
                 x86::pack_bf16_pairs_panel_avx512::<{ x86::MR_512 }>(
                     rows.as_ptr(),
@@ -1126,17 +1142,12 @@ fn pack_a_bf16_pairs(block: &ABlock, mr: usize, out: &mut [u32]) -> usize {
                     block.kc,
                     dst.as_mut_ptr(),
                 )
-            };
-        }
-        if full * mr < block.mrows {
-            let tail = ABlock {
-                m0: block.m0 + full * mr,
-                mrows: block.mrows - full * mr,
-                ..*block
-            };
-            pack_a_bf16_pairs_rounding_rows(&tail, mr, &mut out[full * stride..]);
-        }
-        return stride;
+            }
+        };
+        let tail = |rest: &ABlock, dst: &mut [u32]| {
+            pack_a_bf16_pairs_rounding_rows(rest, mr, dst);
+        };
+        return pack_full_panels(block, mr, out, block.kc.div_ceil(2), panel, tail);
     }
     pack_a_bf16_pairs_rounding_rows(block, mr, out)
 }
@@ -1270,32 +1281,31 @@ pub fn bf16_to_f32(x: u16) -> f32 {
     f32::from_bits((x as u32) << 16)
 }
 
-/// Adds an `acc` tile (row-major, `NR` wide) into C.
+/// Adds an `acc` tile (row-major, `NR` wide) into C, or with `overwrite`
+/// stores it there.
 ///
 /// # Safety
 /// The `rows × cols` floats at `c` (row stride `ldc`) are valid for reads and
 /// writes and no one else touches them meanwhile.
 #[inline(always)]
-unsafe fn add_tile(acc: &[[f32; NR]], c: *mut f32, ldc: usize, rows: usize, cols: usize) {
+unsafe fn add_tile(
+    acc: &[[f32; NR]],
+    c: *mut f32,
+    ldc: usize,
+    rows: usize,
+    cols: usize,
+    overwrite: bool,
+) {
     for (r, acc_row) in acc.iter().enumerate().take(rows) {
         // SAFETY: r < rows: row r of the tile, exclusively ours by the contract.
         let out = unsafe { std::slice::from_raw_parts_mut(c.add(r * ldc), cols) };
-        for (o, &v) in out.iter_mut().zip(acc_row) {
-            *o += v;
+        if overwrite {
+            out.copy_from_slice(&acc_row[..cols]);
+        } else {
+            for (o, &v) in out.iter_mut().zip(acc_row) {
+                *o += v;
+            }
         }
-    }
-}
-
-/// Stores an `acc` tile (row-major, `NR` wide) into C, over what was there.
-///
-/// # Safety
-/// As [`add_tile`].
-#[inline(always)]
-unsafe fn store_tile(acc: &[[f32; NR]], c: *mut f32, ldc: usize, rows: usize, cols: usize) {
-    for (r, acc_row) in acc.iter().enumerate().take(rows) {
-        // SAFETY: r < rows: row r of the tile, exclusively ours by the contract.
-        let out = unsafe { std::slice::from_raw_parts_mut(c.add(r * ldc), cols) };
-        out.copy_from_slice(&acc_row[..cols]);
     }
 }
 

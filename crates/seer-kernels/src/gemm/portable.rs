@@ -32,7 +32,7 @@ pub unsafe fn micro_f32(
         }
     }
     // SAFETY: the C tile is valid and ours by the contract.
-    unsafe { add_tile(&acc, c, ldc, rows, cols) };
+    unsafe { add_tile(&acc, c, ldc, rows, cols, false) };
 }
 
 /// # Safety
@@ -65,7 +65,7 @@ pub unsafe fn micro_bf16(
         }
     }
     // SAFETY: the C tile is valid and ours by the contract.
-    unsafe { add_tile(&acc, c, ldc, rows, cols) };
+    unsafe { add_tile(&acc, c, ldc, rows, cols, false) };
 }
 
 /// # Safety
@@ -113,11 +113,7 @@ pub unsafe fn micro_int8(
             }
         }
     }
+    let overwrite = d.first.as_ref().is_some_and(|f| f.overwrite);
     // SAFETY: the C tile is valid and ours by the contract.
-    unsafe {
-        match &d.first {
-            Some(first) if first.overwrite => store_tile(&out, c, ldc, rows, cols),
-            _ => add_tile(&out, c, ldc, rows, cols),
-        }
-    }
+    unsafe { add_tile(&out, c, ldc, rows, cols, overwrite) };
 }
