@@ -38,7 +38,7 @@ struct Cli {
         value_parser = clap::builder::BoolishValueParser::new()
     )]
     offline: bool,
-    /// Highest instruction set the CPU kernels use: portable, avx2 or avx512
+    /// Highest instruction set the CPU kernels use: portable, avx2, avx512 or amx
     /// (to compare kernels or rule one out).
     #[arg(long, global = true, hide = true, env = "SEER_ISA", value_parser = parse_isa)]
     isa: Option<seer_kernels::Isa>,
@@ -55,7 +55,8 @@ struct Cli {
 }
 
 fn parse_isa(s: &str) -> Result<seer_kernels::Isa, String> {
-    seer_kernels::Isa::parse(s).ok_or_else(|| format!("unknown ISA '{s}' (portable, avx2, avx512)"))
+    seer_kernels::Isa::parse(s)
+        .ok_or_else(|| format!("unknown ISA '{s}' (portable, avx2, avx512, amx)"))
 }
 
 #[derive(Subcommand)]

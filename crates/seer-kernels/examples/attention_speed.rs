@@ -9,7 +9,7 @@ use seer_kernels::ops::{attention, AttentionShape};
 
 fn main() {
     if let Some(isa) = std::env::args().nth(2) {
-        let isa = seer_kernels::Isa::parse(&isa).expect("portable, avx2 or avx512");
+        let isa = seer_kernels::Isa::parse(&isa).expect("portable, avx2, avx512 or amx");
         seer_kernels::Isa::limit(isa);
     }
     println!("kernels: {}", seer_kernels::Isa::detected().name());

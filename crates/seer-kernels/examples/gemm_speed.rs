@@ -1,5 +1,5 @@
 //! GFLOP/s of the packed matmul on ViT-B/32's shapes:
-//! `cargo run --release -p seer-kernels --example gemm_speed [ROWS] [portable|avx2|avx512] [f32|bf16|int8] [ROUNDS]`
+//! `cargo run --release -p seer-kernels --example gemm_speed [ROWS] [portable|avx2|avx512|amx] [f32|bf16|int8] [ROUNDS]`
 //! (the second argument caps the kernels' instruction set, as `$SEER_ISA` does,
 //! `-` for none;
 //! the third keeps one precision; ROUNDS of 5 products, 10 by default, 1 for a
@@ -14,7 +14,7 @@ fn main() -> Result<(), String> {
     let arg = |i: usize| std::env::args().nth(i).filter(|s| s != "-");
     if let Some(isa) = arg(2) {
         let isa = seer_kernels::Isa::parse(&isa)
-            .ok_or_else(|| format!("ISA {isa:?}: expected portable, avx2 or avx512"))?;
+            .ok_or_else(|| format!("ISA {isa:?}: expected portable, avx2, avx512 or amx"))?;
         seer_kernels::Isa::limit(isa);
     }
     let m: usize = match arg(1) {

@@ -13,6 +13,10 @@ pub enum Isa {
     Avx2,
     /// AVX-512F (Skylake-SP, Zen 4 and later).
     Avx512,
+    /// AVX-512 plus the AMX tiles with their bf16 and int8 products (Intel
+    /// Sapphire Rapids and later): bf16 and int8 matrix products run on the
+    /// tiles, everything else as at [`Isa::Avx512`].
+    Amx,
 }
 
 /// The highest level the process allows (see [`Isa::limit`]).
@@ -35,12 +39,13 @@ impl Isa {
         CEILING.set(ceiling).is_ok() && Self::detected() == Self::best_supported().min(ceiling)
     }
 
-    /// `portable`, `avx2` or `avx512`.
+    /// `portable`, `avx2`, `avx512` or `amx`.
     pub fn parse(s: &str) -> Option<Isa> {
         match s {
             "portable" => Some(Isa::Portable),
             "avx2" => Some(Isa::Avx2),
             "avx512" => Some(Isa::Avx512),
+            "amx" => Some(Isa::Amx),
             _ => None,
         }
     }
@@ -58,6 +63,10 @@ impl Isa {
                 && std::arch::is_x86_feature_detected!("avx2")
                 && std::arch::is_x86_feature_detected!("fma")
             {
+                // Also asks Linux for the tile state, once.
+                if crate::gemm::amx_available() {
+                    return Isa::Amx;
+                }
                 return Isa::Avx512;
             }
             if std::arch::is_x86_feature_detected!("avx2")
@@ -76,12 +85,12 @@ impl Isa {
     /// 1.7–2× f32). On Intel Sapphire Rapids seer's bf16 with it measured 0.72×
     /// f32 (issue 14; likely because it issues on one port where FMAs use two),
     /// so Intel CPUs take the widening kernel, which does f32's arithmetic and
-    /// is never slower than f32; their fast bf16 path is AMX, not written yet.
+    /// is never slower than f32, where they have no AMX (or it is capped off).
     pub fn has_bf16_dot() -> bool {
         #[cfg(target_arch = "x86_64")]
         {
             static FAST: OnceLock<bool> = OnceLock::new();
-            Self::detected() == Isa::Avx512
+            Self::detected() >= Isa::Avx512
                 && *FAST.get_or_init(|| {
                     std::arch::is_x86_feature_detected!("avx512bf16") && !is_intel()
                 })
@@ -97,7 +106,7 @@ impl Isa {
     pub fn has_int8_dot() -> bool {
         #[cfg(target_arch = "x86_64")]
         {
-            Self::detected() == Isa::Avx512 && std::arch::is_x86_feature_detected!("avx512vnni")
+            Self::detected() >= Isa::Avx512 && std::arch::is_x86_feature_detected!("avx512vnni")
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
@@ -108,7 +117,7 @@ impl Isa {
     /// All levels this CPU can run, for tests that compare them.
     pub fn all_supported() -> Vec<Isa> {
         let best = Self::best_supported();
-        [Isa::Portable, Isa::Avx2, Isa::Avx512]
+        [Isa::Portable, Isa::Avx2, Isa::Avx512, Isa::Amx]
             .into_iter()
             .filter(|&i| i <= best)
             .collect()
@@ -119,6 +128,7 @@ impl Isa {
             Isa::Portable => "portable",
             Isa::Avx2 => "avx2+fma",
             Isa::Avx512 => "avx512",
+            Isa::Amx => "avx512+amx",
         }
     }
 
@@ -128,7 +138,9 @@ impl Isa {
     /// kernel there needs its name here.
     pub fn matmul_kernel(self, precision: Precision) -> &'static str {
         match (self, precision) {
-            (Isa::Avx512, Precision::F32) => "avx512 f32 14x32",
+            (Isa::Amx, Precision::Bf16) => "amx bf16 32x32",
+            (Isa::Amx, Precision::Int8) => "amx int8 32x32",
+            (Isa::Avx512 | Isa::Amx, Precision::F32) => "avx512 f32 14x32",
             (Isa::Avx512, Precision::Bf16) if Self::has_bf16_dot() => "avx512-bf16 dot 14x32",
             (Isa::Avx512, Precision::Bf16) => "avx512 bf16 widened to f32 12x32",
             (Isa::Avx2, Precision::F32) => "avx2+fma f32 6x16",
@@ -180,6 +192,14 @@ mod tests {
             Isa::Portable.matmul_kernel(Precision::Int8),
             "portable int8 4x32"
         );
+        // AMX: the tiles for bf16 and int8, AVX-512 for f32.
+        assert_eq!(Isa::Amx.matmul_kernel(Precision::Bf16), "amx bf16 32x32");
+        assert_eq!(Isa::Amx.matmul_kernel(Precision::Int8), "amx int8 32x32");
+        assert_eq!(
+            Isa::Amx.matmul_kernel(Precision::F32),
+            Isa::Avx512.matmul_kernel(Precision::F32)
+        );
+        assert_eq!(Isa::parse("amx"), Some(Isa::Amx));
         let bf16 = Isa::Avx512.matmul_kernel(Precision::Bf16);
         assert_eq!(
             bf16.starts_with("avx512-bf16"),

@@ -44,7 +44,7 @@ macro_rules! multiversion {
             match $crate::isa::Isa::detected() {
                 // SAFETY: the CPU supports the features (checked at detection),
                 // and for an `unsafe fn` our caller upholds its contract.
-                $crate::isa::Isa::Avx512 => return unsafe { wide($($arg),*) },
+                $crate::isa::Isa::Avx512 | $crate::isa::Isa::Amx => return unsafe { wide($($arg),*) },
                 // SAFETY: as above.
                 $crate::isa::Isa::Avx2 => return unsafe { narrow($($arg),*) },
                 $crate::isa::Isa::Portable => {}

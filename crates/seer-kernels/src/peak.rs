@@ -13,7 +13,7 @@ pub fn f32_gflops() -> Option<f64> {
         }
         let threads = rayon::current_num_threads();
         let iters = 5_000_000;
-        let lanes = if isa == crate::Isa::Avx512 { 16 } else { 8 };
+        let lanes = if isa >= crate::Isa::Avx512 { 16 } else { 8 };
         let best = (0..3)
             .map(|_| {
                 let t = std::time::Instant::now();
@@ -22,7 +22,7 @@ pub fn f32_gflops() -> Option<f64> {
                     // SAFETY: `isa` is the detected level, so the CPU has the
                     // features of the chain it picks (AVX-512F, or AVX2 + FMA).
                     .map(|_| unsafe {
-                        if isa == crate::Isa::Avx512 {
+                        if isa >= crate::Isa::Avx512 {
                             x86::chains_512(iters)
                         } else {
                             x86::chains_256(iters)
@@ -33,7 +33,7 @@ pub fn f32_gflops() -> Option<f64> {
                 t.elapsed().as_secs_f64()
             })
             .fold(f64::INFINITY, f64::min);
-        let chains = if isa == crate::Isa::Avx512 {
+        let chains = if isa >= crate::Isa::Avx512 {
             x86::CHAINS_512
         } else {
             x86::CHAINS_256

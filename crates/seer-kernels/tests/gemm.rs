@@ -32,7 +32,8 @@ fn check(isa: Isa, precision: Precision, m: usize, n: usize, k: usize) {
     let packed = PackedWeights::from_rows(&w, n, k, Some(bias.clone()), precision);
     // bf16 kernels with the dot-product instruction round activations too; the
     // portable one does not. Compare each against its own exact counterpart.
-    let rounds_a = precision == Precision::Bf16 && isa == Isa::Avx512 && Isa::has_bf16_dot();
+    let rounds_a = precision == Precision::Bf16
+        && ((isa == Isa::Avx512 && Isa::has_bf16_dot()) || isa == Isa::Amx);
     let want = reference(&a, &w, m, n, k, precision == Precision::Bf16);
     let want_a = if rounds_a {
         want.clone()

@@ -44,6 +44,12 @@ const KC: usize = 256;
 /// The most u32 words any kernel packs per row of a depth block: KC, except
 /// AVX2 int8's two words per group of four (KC groups).
 const A_WORDS: usize = 2 * KC;
+/// The packed weights' K is padded with zeros to a multiple of these: the
+/// kernels' pair (bf16) and group (int8) sizes, and beyond that AMX's tile
+/// depth (32 bf16 or 64 int8 values, one 64-byte tile row), so its tiles read
+/// whole steps in place. Real models' widths are multiples already.
+const K_ALIGN_BF16: usize = 32;
+const K_ALIGN_INT8: usize = 64;
 /// Rows of activations packed at a time (rounded down to the kernel's MR).
 const MC: usize = 112;
 /// Below this many multiply-adds a product runs on the calling thread.
@@ -123,7 +129,7 @@ struct Int8Panels {
 pub struct PackedWeights {
     n: usize,
     k: usize,
-    /// K rounded up to the packing granularity (2 for bf16).
+    /// K rounded up to [`K_ALIGN_BF16`] or [`K_ALIGN_INT8`] (f32: K itself).
     k_padded: usize,
     panels: Panels,
     bias: Option<Vec<f32>>,
@@ -163,9 +169,13 @@ impl PackedWeights {
                 })),
             ),
             Precision::Bf16 => {
-                let kp = k.next_multiple_of(2);
+                let kp = k.next_multiple_of(K_ALIGN_BF16);
                 let panels = pack_weight_panels(n, k, kp, &row, |panel, rows, _| {
-                    for (kp, dst) in panel.chunks_exact_mut(2 * NR).enumerate() {
+                    for (kp, dst) in panel
+                        .chunks_exact_mut(2 * NR)
+                        .take(k.div_ceil(2))
+                        .enumerate()
+                    {
                         for (j, src) in rows.iter().enumerate() {
                             dst[2 * j] = f32_to_bf16(src[2 * kp]);
                             dst[2 * j + 1] = src.get(2 * kp + 1).map_or(0, |&v| f32_to_bf16(v));
@@ -175,7 +185,7 @@ impl PackedWeights {
                 (kp, Panels::Bf16(panels))
             }
             Precision::Int8 => {
-                let kp = k.next_multiple_of(4);
+                let kp = k.next_multiple_of(K_ALIGN_INT8);
                 (kp, Panels::Int8(pack_int8(n, k, kp, &row)))
             }
         };
@@ -384,6 +394,12 @@ pub fn gemm_with_isa(
     if m == 0 || n == 0 {
         return;
     }
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Amx && w.precision() != Precision::F32 {
+        // SAFETY: the CPU supports `isa` (asserted), and Isa::Amx is only
+        // detected where `amx::available()`; the shapes were checked.
+        return unsafe { gemm_amx(a, m, w, c, init, act) };
+    }
     let kernel = Kernel::select(isa, w.precision());
     // SAFETY: `kernel` was selected for `isa`, which the CPU supports (asserted).
     unsafe { gemm_with_kernel(isa, &kernel, a, m, w, c, init, act) }
@@ -405,41 +421,14 @@ unsafe fn gemm_with_kernel(
     init: Init,
     act: Option<Activation>,
 ) {
-    let (n, k) = (w.n, w.k);
-    let panels = n.div_ceil(NR);
-    let tiles = m.div_ceil(kernel.mr);
-    let threads = if m * n * k < PARALLEL_MIN_MACS {
-        1
-    } else {
-        rayon::current_num_threads()
-    };
+    let threads = threads_for(m, w);
     // int8: each row's scale spans all of K, so it is found before the blocks.
-    let quant =
-        matches!(w.panels, Panels::Int8(_)).then(|| RowQuant::new(isa, a, m, k, threads > 1));
-    // Split rows when every thread gets a few tiles: each task then packs only
-    // its own rows. Into blocks of at most MC rows (a run_block streams all the
-    // weights once per MC rows anyway), as many as a multiple of the threads:
-    // equal shares when the threads run at one speed, and work to take over
-    // when one is slowed (a busy SMT sibling on a shared machine), where one
-    // block per thread left the other thread waiting. Small batches split
-    // output features instead.
-    let (m_chunks, n_chunks) = if tiles >= 4 * threads {
-        let tiles_per_block = (MC / kernel.mr).max(1);
-        let blocks = tiles.div_ceil(tiles_per_block).next_multiple_of(threads);
-        (blocks.min(tiles), 1)
-    } else {
-        let n_chunks = threads.min((panels / 4).max(1));
-        (threads.div_ceil(n_chunks).min(tiles), n_chunks)
-    };
+    let quant = matches!(w.panels, Panels::Int8(_))
+        .then(|| RowQuant::new(isa, a, m, w.k, w.k_padded, threads > 1));
     let c_ptr = SendPtr(c.as_mut_ptr());
-    let task = |t: usize| {
-        let (mi, ni) = (t / n_chunks, t % n_chunks);
-        let rows = split(tiles, m_chunks, mi);
-        let rows = (rows.start * kernel.mr).min(m)..(rows.end * kernel.mr).min(m);
-        let panel_range = split(panels, n_chunks, ni);
+    for_each_block(m, w, kernel.mr, MC, threads, |rows, panels| {
         // SAFETY: `c_ptr` is `c`, valid for m×n writes and borrowed mutably for
-        // this whole call; `rows` ⊆ 0..m and `panel_range` ⊆ 0..panels, and the
-        // (mi, ni) blocks are disjoint, so no two tasks touch the same element.
+        // this whole call; `for_each_block` hands out disjoint blocks inside it.
         // The CPU has `kernel`'s features (the caller's contract).
         unsafe {
             run_block(
@@ -449,11 +438,99 @@ unsafe fn gemm_with_kernel(
                 w,
                 c_ptr.get(),
                 rows,
-                panel_range,
+                panels,
                 init,
                 act,
             )
         }
+    });
+}
+
+/// [`gemm_with_isa`] on the AMX tiles, for bf16 and int8 weights.
+///
+/// # Safety
+/// [`amx::available`] returned true; `a` is `m × w.k` and `c` is `m × w.n`,
+/// both nonempty; `w` is not f32.
+#[cfg(target_arch = "x86_64")]
+unsafe fn gemm_amx(
+    a: &[f32],
+    m: usize,
+    w: &PackedWeights,
+    c: &mut [f32],
+    init: Init,
+    act: Option<Activation>,
+) {
+    let threads = threads_for(m, w);
+    let parallel = threads > 1;
+    let quant;
+    let rows = match w.panels {
+        Panels::Int8(_) => {
+            quant = RowQuant::new(Isa::Amx, a, m, w.k, w.k_padded, parallel);
+            amx::Rows::int8(&quant, m, parallel)
+        }
+        Panels::Bf16(_) => amx::Rows::bf16(a, m, w.k, w.k_padded, parallel),
+        Panels::F32(_) => unreachable!("AMX has no f32 product"),
+    };
+    let c_ptr = SendPtr(c.as_mut_ptr());
+    for_each_block(
+        m,
+        w,
+        amx::MR,
+        amx::row_block(w),
+        threads,
+        |row_range, panels| {
+            // SAFETY: AMX is available (the caller's contract); `c_ptr` is `c`,
+            // valid for m×n writes and borrowed mutably for this whole call, and
+            // `for_each_block` hands out disjoint blocks inside it whose rows
+            // start at whole MR blocks; `rows` holds m rows rounded up to whole
+            // blocks, at the weights' padded K.
+            unsafe { amx::run_block(&rows, w, c_ptr, row_range, panels, init, act) }
+        },
+    );
+}
+
+/// How many threads a product of `m` rows by `w` is worth.
+fn threads_for(m: usize, w: &PackedWeights) -> usize {
+    if m * w.n * w.k < PARALLEL_MIN_MACS {
+        1
+    } else {
+        rayon::current_num_threads()
+    }
+}
+
+/// Cuts C (m × w.n) into disjoint blocks of whole `mr`-row tiles × weight
+/// panels and runs `block(rows, panels)` on each, on `threads` threads.
+///
+/// Rows are split when every thread gets a few tiles: each task then packs
+/// only its own rows. Into blocks of at most `mc` rows (a block streams all
+/// the weights once per `mc` rows anyway), as many as a multiple of the threads:
+/// equal shares when the threads run at one speed, and work to take over when
+/// one is slowed (a busy SMT sibling on a shared machine), where one block per
+/// thread left the other thread waiting. Small batches split output features
+/// instead.
+fn for_each_block(
+    m: usize,
+    w: &PackedWeights,
+    mr: usize,
+    mc: usize,
+    threads: usize,
+    block: impl Fn(std::ops::Range<usize>, std::ops::Range<usize>) + Sync,
+) {
+    let panels = w.n.div_ceil(NR);
+    let tiles = m.div_ceil(mr);
+    let (m_chunks, n_chunks) = if tiles >= 4 * threads {
+        let tiles_per_block = (mc / mr).max(1);
+        let blocks = tiles.div_ceil(tiles_per_block).next_multiple_of(threads);
+        (blocks.min(tiles), 1)
+    } else {
+        let n_chunks = threads.min((panels / 4).max(1));
+        (threads.div_ceil(n_chunks).min(tiles), n_chunks)
+    };
+    let task = |t: usize| {
+        let (mi, ni) = (t / n_chunks, t % n_chunks);
+        let rows = split(tiles, m_chunks, mi);
+        let rows = (rows.start * mr).min(m)..(rows.end * mr).min(m);
+        block(rows, split(panels, n_chunks, ni));
     };
     let tasks = n_chunks * m_chunks;
     if tasks == 1 {
@@ -481,19 +558,26 @@ thread_local! {
 struct RowQuant {
     min: Vec<f32>,
     scale: Vec<f32>,
-    /// Row-major `m × stride` bytes, K padded with zeros to `stride` (a
-    /// multiple of 4), which meet zero-padded weights. Held as u32 words (the
+    /// Row-major `m × stride` bytes, K padded with zeros to the weights'
+    /// padded K, which meet zero-padded weights. Held as u32 words (the
     /// packed unit of four depths) so they can be read as words in place.
     words: Vec<u32>,
     stride: usize,
 }
 
 impl RowQuant {
+    /// Quantises the `m × k` rows of `a` at `stride` bytes a row.
+    ///
     /// # Panics
-    /// If `isa` is beyond what the CPU supports.
-    fn new(isa: Isa, a: &[f32], m: usize, k: usize, parallel: bool) -> Self {
+    /// If `isa` is beyond what the CPU supports, or `stride` is not a
+    /// multiple of 4 at least `k`.
+    fn new(isa: Isa, a: &[f32], m: usize, k: usize, stride: usize, parallel: bool) -> Self {
         assert!(isa <= Isa::best_supported());
-        let stride = k.next_multiple_of(4).max(4);
+        assert!(
+            stride >= k && stride.is_multiple_of(4),
+            "a stride of {stride} for {k} values"
+        );
+        let stride = stride.max(4);
         let mut words = vec![0u32; m * stride / 4];
         // SAFETY: the words' memory as bytes: same allocation, u8 has no
         // alignment, and every byte pattern is a valid u32 again.
@@ -502,7 +586,7 @@ impl RowQuant {
         let quantise = |(row, out): (&[f32], &mut [u8])| match isa {
             // SAFETY: `isa` is at most what the CPU supports (asserted above).
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => unsafe { x86::quantise_row_avx512(row, out) },
+            Isa::Avx512 | Isa::Amx => unsafe { x86::quantise_row_avx512(row, out) },
             // SAFETY: as above; every AVX2 CPU this level is detected on has AVX2.
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => unsafe { x86::quantise_row_avx2(row, out) },
@@ -846,7 +930,10 @@ struct Kernel {
 }
 
 impl Kernel {
+    /// The register-tile kernel for `precision` at `isa` (AMX's f32 products
+    /// are AVX-512's; its bf16 and int8 ones go to `gemm_amx` instead).
     fn select(isa: Isa, precision: Precision) -> Kernel {
+        let isa = isa.min(Isa::Avx512);
         #[cfg(target_arch = "x86_64")]
         {
             match (isa, precision) {
@@ -1187,7 +1274,7 @@ thread_local! {
 /// `dst[i] = f32_to_bf16(src[i])`, bit for bit.
 fn round_to_bf16(src: &[f32], dst: &mut [u16]) {
     #[cfg(target_arch = "x86_64")]
-    if Isa::detected() == Isa::Avx512 {
+    if Isa::detected() >= Isa::Avx512 {
         // SAFETY: the detected level is at most what the CPU supports.
         return unsafe { x86::round_to_bf16_avx512(src, dst) };
     }
@@ -1309,9 +1396,24 @@ unsafe fn add_tile(
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+mod amx;
 mod portable;
 #[cfg(target_arch = "x86_64")]
 mod x86;
+
+/// Whether the AMX tiles can run here (the CPU has AMX-BF16 and AMX-INT8 and
+/// Linux granted this process the tile state, requested on the first call).
+pub(crate) fn amx_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        amx::available()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
 
 #[cfg(all(test, target_arch = "x86_64"))]
 mod tests {

@@ -31,7 +31,7 @@ macro_rules! for_each_row_512 {
 const _: () = assert!(MR_512 == 14, "for_each_row_512 unrolls 14 rows");
 
 #[inline(always)]
-fn tail_masks(cols: usize) -> (__mmask16, __mmask16) {
+pub(super) fn tail_masks(cols: usize) -> (__mmask16, __mmask16) {
     let lo = if cols >= 16 {
         0xffff
     } else {

@@ -1,0 +1,555 @@
+//! Intel AMX (Sapphire Rapids and later): bf16 and int8 products on the tile
+//! registers, `asm!` because Rust stable has no AMX intrinsics.
+//!
+//! A tile holds 16 rows of 64 bytes. `tdpbf16ps` multiplies a 16 × 32 bf16 tile
+//! of A by a 16 × 16 tile of B stored as pairs along K (`[k/2][n][2]`) into a
+//! 16 × 16 f32 tile of C; `tdpbusd` does u8 × i8 in groups of four
+//! (`[k/4][n][4]`) into i32. Those are exactly the weight panels' layouts (see
+//! the module notes of [`super`]): a panel row of 32 columns is 128 bytes, so
+//! each half-panel is a B tile read in place at stride 128. A is read in place
+//! too, from rows converted once per product (bf16 rounding, or the int8
+//! quantisation), K padded with zeros to whole tiles and the rows to whole
+//! 32-row blocks: no per-block packing.
+//!
+//! Each call computes a 32 × 32 block of C over all of K in four accumulator
+//! tiles (two A tiles × two B tiles per 32- or 64-deep step), stores it to a
+//! buffer and finishes it there like the int8 kernels' first block: scale,
+//! bias, residual, activation in one pass while the block is in L1.
+//!
+//! Linux hands out the tile registers' 8 KiB of state only on request
+//! (`arch_prctl(ARCH_REQ_XCOMP_PERM)`, once per process); [`available`] makes
+//! it. Each task loads the tile configuration itself: it is per thread.
+
+use std::arch::asm;
+use std::arch::x86_64::*;
+use std::sync::OnceLock;
+
+use super::{Init, PackedWeights, Panels, RowQuant, Tile, NR};
+use crate::gemm::Activation;
+use crate::SendPtr;
+
+/// Rows of C per call (two A tiles).
+pub const MR: usize = 32;
+/// K per step of a bf16 tile (32 values = 64 bytes per row); int8 goes 64 deep.
+pub const BF16_STEP: usize = 32;
+pub const INT8_STEP: usize = 64;
+/// Bytes one step advances in a weight panel: 16 tile rows of 128 bytes.
+const B_STEP_BYTES: usize = 16 * 4 * NR;
+/// Steps per depth block: the block's slice of a weight panel (16 KiB) stays
+/// in L1 while every row block's A tiles pass it.
+const BLOCK_STEPS: usize = 8;
+/// Bytes of A rows one task block keeps in L2 while every weight panel passes.
+const A_BLOCK_BYTES: usize = 1 << 20;
+
+/// Rows of A per task block for `w`: as many whole [`MR`] blocks as fit
+/// [`A_BLOCK_BYTES`] at its row width, so the weights stream from memory once
+/// per that many rows.
+pub(super) fn row_block(w: &PackedWeights) -> usize {
+    let row_bytes = match w.panels {
+        Panels::Bf16(_) => 2 * w.k_padded,
+        _ => w.k_padded,
+    };
+    (A_BLOCK_BYTES / row_bytes.max(1) / MR).max(1) * MR
+}
+
+/// Which tile dot product.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dot {
+    /// `tdpbf16ps`: bf16 pairs into f32.
+    Bf16,
+    /// `tdpbusd`: u8 × i8 groups of four into i32.
+    Int8,
+}
+
+/// Whether this CPU has AMX-BF16 and AMX-INT8 and the kernel let this process
+/// use the tiles. Asks Linux for the tile state on the first call.
+pub fn available() -> bool {
+    static AVAILABLE: OnceLock<bool> = OnceLock::new();
+    *AVAILABLE.get_or_init(|| cpu_has_amx() && request_tile_state())
+}
+
+/// CPUID leaf 7: AMX-BF16 (EDX bit 22), AMX-TILE (24), AMX-INT8 (25).
+fn cpu_has_amx() -> bool {
+    // Leaf 7 is valid when leaf 0 reports it.
+    if __cpuid(0).eax < 7 {
+        return false;
+    }
+    let edx = __cpuid_count(7, 0).edx;
+    [22, 24, 25].iter().all(|bit| edx & (1 << bit) != 0)
+}
+
+#[cfg(target_os = "linux")]
+fn request_tile_state() -> bool {
+    const ARCH_REQ_XCOMP_PERM: libc::c_long = 0x1023;
+    const XFEATURE_XTILEDATA: libc::c_long = 18;
+    // SAFETY: arch_prctl with this request only changes which extended state
+    // the kernel lets this process enable; it reads and writes no memory.
+    unsafe {
+        libc::syscall(
+            libc::SYS_arch_prctl,
+            ARCH_REQ_XCOMP_PERM,
+            XFEATURE_XTILEDATA,
+        ) == 0
+    }
+}
+
+/// Other systems: not tried (Windows enables the tiles without a request, but
+/// this has only been run on Linux).
+#[cfg(not(target_os = "linux"))]
+fn request_tile_state() -> bool {
+    false
+}
+
+/// The 64-byte `ldtilecfg` operand: palette 1, all eight tiles 16 rows × 64 bytes.
+#[repr(C, align(64))]
+struct TileConfig([u8; 64]);
+
+const CONFIG: TileConfig = {
+    let mut cfg = [0u8; 64];
+    cfg[0] = 1;
+    let mut t = 0;
+    while t < 8 {
+        cfg[16 + 2 * t] = 64; // bytes per row (u16, little endian)
+        cfg[48 + t] = 16; // rows
+        t += 1;
+    }
+    TileConfig(cfg)
+};
+
+/// The tiles configured on this thread for as long as it lives; released on drop.
+struct Tiles;
+
+impl Tiles {
+    /// # Safety
+    /// [`available`] returned true on this process.
+    unsafe fn configure() -> Tiles {
+        // SAFETY: the CPU has AMX and Linux granted the tile state (the
+        // caller's contract); CONFIG is a valid 64-byte palette-1 config.
+        unsafe { asm!("ldtilecfg [{}]", in(reg) &CONFIG.0, options(nostack, readonly)) };
+        Tiles
+    }
+}
+
+impl Drop for Tiles {
+    fn drop(&mut self) {
+        // SAFETY: the tiles were configured (a `Tiles` exists only then);
+        // releasing them only returns the tile state to its initial one.
+        unsafe { asm!("tilerelease", options(nostack, nomem)) };
+    }
+}
+
+/// The 32 × 32 block of sums at `out` (row-major, 32 × 4 bytes per row):
+/// `Σ_k A[r][k]·B[k][j]` over `steps` tile steps, added to what `out` holds
+/// with `accumulate`, else replacing it.
+///
+/// # Safety
+/// Tiles are configured on this thread ([`Tiles`]); `a` is valid for reads of
+/// `steps` steps of 32 lines ([`Rows`]); `b` for `steps` steps of
+/// [`B_STEP_BYTES`] (a weight panel, 128 bytes a row); `out` for reads and
+/// writes of 32 × 32 four-byte values.
+unsafe fn dot_block(
+    dot: Dot,
+    accumulate: bool,
+    steps: usize,
+    a: *const u8,
+    b: *const u8,
+    out: *mut u8,
+) {
+    // tmm0..3: C (rows 0-15 × cols 0-15, 0-15 × 16-31, 16-31 × 0-15, 16-31 × 16-31);
+    // tmm4, 5: A rows 0-15, 16-31; tmm6, 7: B columns 0-15, 16-31.
+    macro_rules! block {
+        ($dp:literal, $init0:literal, $init1:literal, $init2:literal, $init3:literal) => {
+            // SAFETY: the function's contract: every tile load stays inside the
+            // A rows and weight steps, the stores inside `out`.
+            unsafe {
+                asm!(
+                    $init0,
+                    $init1,
+                    $init2,
+                    $init3,
+                    "test {steps}, {steps}",
+                    "jz 3f",
+                    "2:",
+                    "tileloadd tmm4, [{a} + {lda}*1]",
+                    "tileloadd tmm6, [{b} + {ldb}*1]",
+                    "tileloadd tmm5, [{a16} + {lda}*1]",
+                    "tileloadd tmm7, [{b} + {ldb}*1 + 64]",
+                    concat!($dp, " tmm0, tmm4, tmm6"),
+                    concat!($dp, " tmm1, tmm4, tmm7"),
+                    concat!($dp, " tmm2, tmm5, tmm6"),
+                    concat!($dp, " tmm3, tmm5, tmm7"),
+                    "add {a}, {astep}",
+                    "add {a16}, {astep}",
+                    "add {b}, {bstep}",
+                    "dec {steps}",
+                    "jnz 2b",
+                    "3:",
+                    "tilestored [{out} + {ldo}*1], tmm0",
+                    "tilestored [{out} + {ldo}*1 + 64], tmm1",
+                    "tilestored [{out} + {ldo}*1 + 2048], tmm2",
+                    "tilestored [{out} + {ldo}*1 + 2112], tmm3",
+                    steps = inout(reg) steps => _,
+                    a = inout(reg) a => _,
+                    a16 = inout(reg) a.add(16 * 64) => _,
+                    b = inout(reg) b => _,
+                    lda = in(reg) 64usize,
+                    astep = const 64 * MR,
+                    ldb = in(reg) 4 * NR,
+                    bstep = const B_STEP_BYTES,
+                    out = in(reg) out,
+                    ldo = in(reg) 4 * MR,
+                    options(nostack),
+                )
+            }
+        };
+    }
+    macro_rules! zeroed {
+        ($dp:literal) => {
+            block!(
+                $dp,
+                "tilezero tmm0",
+                "tilezero tmm1",
+                "tilezero tmm2",
+                "tilezero tmm3"
+            )
+        };
+    }
+    macro_rules! loaded {
+        ($dp:literal) => {
+            block!(
+                $dp,
+                "tileloadd tmm0, [{out} + {ldo}*1]",
+                "tileloadd tmm1, [{out} + {ldo}*1 + 64]",
+                "tileloadd tmm2, [{out} + {ldo}*1 + 2048]",
+                "tileloadd tmm3, [{out} + {ldo}*1 + 2112]"
+            )
+        };
+    }
+    match (dot, accumulate) {
+        (Dot::Bf16, false) => zeroed!("tdpbf16ps"),
+        (Dot::Bf16, true) => loaded!("tdpbf16ps"),
+        (Dot::Int8, false) => zeroed!("tdpbusd"),
+        (Dot::Int8, true) => loaded!("tdpbusd"),
+    }
+}
+
+/// One 64-byte tile row.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+pub(super) struct Line([u8; 64]);
+
+/// A's rows as the tiles read them: each 32-row block's steps one after the
+/// other, each step its 32 rows' 64 bytes (bf16 values or quantised bytes)
+/// for that depth, so a step's two A tiles are 2 KiB in one piece and a block
+/// is one forward stream. K is padded with zeros to whole steps, the rows to
+/// whole blocks.
+pub(super) struct Rows<'a> {
+    lines: Vec<Line>,
+    /// Steps per row (the weights' padded K over the step depth).
+    steps: usize,
+    /// The int8 quantisation the bytes come from.
+    quant: Option<&'a RowQuant>,
+}
+
+impl<'a> Rows<'a> {
+    /// `a` (m × k) rounded to bf16 for weights padded to `k_padded`.
+    pub(super) fn bf16(a: &[f32], m: usize, k: usize, k_padded: usize, parallel: bool) -> Self {
+        let steps = k_padded / BF16_STEP;
+        let lines = blocked(m, steps, parallel, |r, s, line| {
+            let depth = s * BF16_STEP..((s + 1) * BF16_STEP).min(k);
+            let src = &a[r * k..][depth.clone()];
+            // SAFETY: a line is 64 bytes, 32 u16 values with room to spare for
+            // any alignment u16 needs (it is 64-aligned).
+            let dst: &mut [u16; BF16_STEP] = unsafe { &mut *line.0.as_mut_ptr().cast() };
+            super::round_to_bf16(src, &mut dst[..depth.len()]);
+        });
+        Rows {
+            lines,
+            steps,
+            quant: None,
+        }
+    }
+
+    /// The quantised rows of `q` (m of them, at the weights' padded K).
+    pub(super) fn int8(q: &'a RowQuant, m: usize, parallel: bool) -> Self {
+        let steps = q.stride / INT8_STEP;
+        let bytes = q.bytes();
+        let lines = blocked(m, steps, parallel, |r, s, line| {
+            line.0
+                .copy_from_slice(&bytes[r * q.stride + s * INT8_STEP..][..INT8_STEP]);
+        });
+        Rows {
+            lines,
+            steps,
+            quant: Some(q),
+        }
+    }
+
+    /// Block `b`'s first line at step `s`.
+    fn step(&self, b: usize, s: usize) -> *const u8 {
+        self.lines[(b * self.steps + s) * MR..].as_ptr().cast()
+    }
+}
+
+/// Lines for `m` rows (rounded up to whole blocks) of `steps` steps, line
+/// (row r, step s) of the first `m` rows written by `fill`, the rest zero.
+fn blocked(
+    m: usize,
+    steps: usize,
+    parallel: bool,
+    fill: impl Fn(usize, usize, &mut Line) + Sync,
+) -> Vec<Line> {
+    use rayon::prelude::*;
+    let blocks = m.div_ceil(MR);
+    let mut lines = vec![Line([0; 64]); blocks * steps * MR];
+    let block = |(b, lines): (usize, &mut [Line])| {
+        for (s, step) in lines.chunks_exact_mut(MR).enumerate() {
+            for (r, line) in step.iter_mut().enumerate().take(m.saturating_sub(b * MR)) {
+                fill(b * MR + r, s, line);
+            }
+        }
+    };
+    if steps == 0 {
+        return lines;
+    }
+    if parallel {
+        lines.par_chunks_mut(steps * MR).enumerate().for_each(block);
+    } else {
+        lines.chunks_mut(steps * MR).enumerate().for_each(block);
+    }
+    lines
+}
+
+/// C's rows `rows` × weight panels `panels` through the tiles, all of K.
+///
+/// # Safety
+/// [`available`] returned true; `c` points to the row-major `m × w.n` output
+/// (`m >= rows.end`), valid for writes, with no one else touching the
+/// `rows × panels` block meanwhile; `rows.start` is a multiple of [`MR`];
+/// `panels.end <= w.n.div_ceil(NR)`; `src` holds `rows.end` rows rounded up to
+/// whole [`MR`] blocks, at the stride the weights' precision steps through.
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn run_block(
+    src: &Rows,
+    w: &PackedWeights,
+    c: SendPtr,
+    rows: std::ops::Range<usize>,
+    panels: std::ops::Range<usize>,
+    init: Init,
+    act: Option<Activation>,
+) {
+    let n = w.n;
+    if rows.is_empty() || panels.is_empty() {
+        return;
+    }
+    let steps = src.steps;
+    let dot = match (&w.panels, src.quant) {
+        (Panels::Bf16(_), None) => Dot::Bf16,
+        (Panels::Int8(_), Some(_)) => Dot::Int8,
+        _ => unreachable!("AMX runs bf16 rows on bf16 weights, int8 on int8"),
+    };
+    // SAFETY: AMX is available (the caller's contract).
+    let _tiles = unsafe { Tiles::configure() };
+    let bias = |p: usize| {
+        w.bias.as_ref().map(|b| {
+            <&[f32; NR]>::try_from(&b[p * NR..(p + 1) * NR])
+                .expect("the bias is padded to whole panels")
+        })
+    };
+    let overwrite = init == Init::Bias;
+    SUMS.with_borrow_mut(|sums| {
+        // Per row block and panel: the depth blocks outermost, so each one's
+        // slice of the panel stays in L1 while the block's A tiles (in L2, see
+        // `row_block`) pass it; the sums wait in a buffer between them.
+        let mc = row_block(w);
+        for m0 in rows.clone().step_by(mc) {
+            let m_end = (m0 + mc).min(rows.end);
+            let tiles = (m_end - m0).div_ceil(MR);
+            sums.resize_with(tiles, || Sums([[0; MR]; MR]));
+            for p in panels.clone() {
+                let b: *const u8 = match &w.panels {
+                    Panels::Bf16(d) => d[w.panel_offset(p, 0)..].as_ptr().cast(),
+                    Panels::Int8(q) => q.data[w.panel_offset(p, 0)..].as_ptr().cast(),
+                    Panels::F32(_) => unreachable!("checked above"),
+                };
+                // Without depth one empty step still zeroes the sums.
+                for s0 in (0..steps.max(1)).step_by(BLOCK_STEPS) {
+                    let block_steps = BLOCK_STEPS.min(steps - s0);
+                    for (t, sum) in sums[..tiles].iter_mut().enumerate() {
+                        let a = src.step((m0 + t * MR) / MR, s0);
+                        // SAFETY: `src` holds whole 32-row blocks of `steps`
+                        // 64-byte tile widths (the caller's contract), the panel
+                        // `steps` steps of B_STEP_BYTES; `sum` is 32 × 32 four-byte
+                        // values; the tiles are configured (`_tiles`).
+                        unsafe {
+                            dot_block(
+                                dot,
+                                s0 > 0,
+                                block_steps,
+                                a,
+                                b.add(B_STEP_BYTES * s0),
+                                sum.0.as_mut_ptr().cast(),
+                            )
+                        };
+                    }
+                }
+                for (t, sum) in sums[..tiles].iter().enumerate() {
+                    let r0 = m0 + t * MR;
+                    let tile = Tile {
+                        // SAFETY: r0 < rows.end <= m and p * NR < n: inside C.
+                        c: unsafe { c.get().add(r0 * n + p * NR) },
+                        ldc: n,
+                        rows: MR.min(rows.end - r0),
+                        cols: NR.min(n - p * NR),
+                    };
+                    // SAFETY: the tile is inside C and this call's block (the
+                    // caller's contract); the CPU has AVX-512F (every AMX CPU does).
+                    unsafe {
+                        match (&w.panels, src.quant) {
+                            (Panels::Bf16(_), _) => finish_f32(sum, &tile, bias(p), overwrite),
+                            (Panels::Int8(q), Some(rq)) => {
+                                let col = p * NR..(p + 1) * NR;
+                                let scales = Int8Scales {
+                                    row_scales: &rq.scale[r0..r0 + tile.rows],
+                                    row_mins: &rq.min[r0..r0 + tile.rows],
+                                    col_scales: q.scales[col.clone()].try_into().expect("padded"),
+                                    col_sums: q.sums[col].try_into().expect("padded"),
+                                };
+                                finish_int8(sum, &tile, &scales, bias(p), overwrite)
+                            }
+                            _ => unreachable!("checked above"),
+                        }
+                    };
+                    if let Some(act) = act {
+                        // SAFETY: as above: the tile is inside C and ours.
+                        unsafe { tile.activate(act) };
+                    }
+                }
+            }
+        }
+    });
+}
+
+thread_local! {
+    /// [`run_block`]'s sums of one row block against one panel, reused.
+    static SUMS: std::cell::RefCell<Vec<Sums>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A 32 × 32 block of f32 (bf16 products) or i32 (int8) sums, 64-byte aligned
+/// for the tile stores.
+#[repr(C, align(64))]
+struct Sums([[u32; MR]; MR]);
+
+/// The int8 dequantisation of one block (see the module notes of [`super`]):
+/// `C = acc·s_row·s_col + min_row·(s_w·Σq_w)_col + bias`.
+struct Int8Scales<'a> {
+    row_scales: &'a [f32],
+    row_mins: &'a [f32],
+    col_scales: &'a [f32; NR],
+    col_sums: &'a [f32; NR],
+}
+
+/// Stores (or adds) f32 sums plus the bias into the tile.
+///
+/// # Safety
+/// The tile contract of [`Tile`]; the CPU has AVX-512F.
+#[target_feature(enable = "avx512f")]
+unsafe fn finish_f32(sums: &Sums, tile: &Tile, bias: Option<&[f32; NR]>, overwrite: bool) {
+    let (m0, m1) = super::x86::tail_masks(tile.cols);
+    let zero = [0f32; NR];
+    let bias = bias.unwrap_or(&zero);
+    // SAFETY: NR = 32 floats: two unaligned 16-float loads.
+    let (b0, b1) = unsafe {
+        (
+            _mm512_loadu_ps(bias.as_ptr()),
+            _mm512_loadu_ps(bias.as_ptr().add(16)),
+        )
+    };
+    for (r, row) in sums.0.iter().enumerate().take(tile.rows) {
+        // SAFETY: `row` is 32 values; row r < rows of the tile, the masks keep
+        // C's loads and stores to its first `cols` floats (the tile contract).
+        unsafe {
+            let s = row.as_ptr().cast::<f32>();
+            let o0 = _mm512_add_ps(_mm512_loadu_ps(s), b0);
+            let o1 = _mm512_add_ps(_mm512_loadu_ps(s.add(16)), b1);
+            store_row(tile, r, (m0, m1), (o0, o1), overwrite);
+        }
+    }
+}
+
+/// Stores (or adds) dequantised int8 sums into the tile.
+///
+/// # Safety
+/// The tile contract of [`Tile`]; the CPU has AVX-512F; the scales cover the
+/// tile's rows.
+#[target_feature(enable = "avx512f")]
+unsafe fn finish_int8(
+    sums: &Sums,
+    tile: &Tile,
+    s: &Int8Scales,
+    bias: Option<&[f32; NR]>,
+    overwrite: bool,
+) {
+    let (m0, m1) = super::x86::tail_masks(tile.cols);
+    let zero = [0f32; NR];
+    let bias = bias.unwrap_or(&zero);
+    let halves = |v: &[f32; NR]| {
+        // SAFETY: NR = 32 floats: two unaligned 16-float loads.
+        unsafe {
+            (
+                _mm512_loadu_ps(v.as_ptr()),
+                _mm512_loadu_ps(v.as_ptr().add(16)),
+            )
+        }
+    };
+    let ((cs0, cs1), (ws0, ws1), (b0, b1)) =
+        (halves(s.col_scales), halves(s.col_sums), halves(bias));
+    for (r, row) in sums.0.iter().enumerate().take(tile.rows) {
+        let rs = _mm512_set1_ps(s.row_scales[r]);
+        let min = _mm512_set1_ps(s.row_mins[r]);
+        // SAFETY: as in `finish_f32`.
+        unsafe {
+            let acc = row.as_ptr().cast::<__m512i>();
+            let o0 = _mm512_fmadd_ps(min, ws0, b0);
+            let o1 = _mm512_fmadd_ps(min, ws1, b1);
+            let o0 = _mm512_fmadd_ps(
+                _mm512_cvtepi32_ps(_mm512_loadu_si512(acc)),
+                _mm512_mul_ps(cs0, rs),
+                o0,
+            );
+            let o1 = _mm512_fmadd_ps(
+                _mm512_cvtepi32_ps(_mm512_loadu_si512(acc.add(1))),
+                _mm512_mul_ps(cs1, rs),
+                o1,
+            );
+            store_row(tile, r, (m0, m1), (o0, o1), overwrite);
+        }
+    }
+}
+
+/// Row `r` of the tile = (or +=) the two halves, masked to its columns.
+///
+/// # Safety
+/// The tile contract of [`Tile`]; `r < tile.rows`; the masks cover at most
+/// the tile's columns; the CPU has AVX-512F.
+#[inline(always)]
+unsafe fn store_row(
+    tile: &Tile,
+    r: usize,
+    (m0, m1): (__mmask16, __mmask16),
+    (o0, o1): (__m512, __m512),
+    overwrite: bool,
+) {
+    // SAFETY: the function's contract.
+    unsafe {
+        let p = tile.c.add(r * tile.ldc);
+        let p1 = p.add(16);
+        if overwrite {
+            _mm512_mask_storeu_ps(p, m0, o0);
+            _mm512_mask_storeu_ps(p1, m1, o1);
+        } else {
+            _mm512_mask_storeu_ps(p, m0, _mm512_add_ps(_mm512_maskz_loadu_ps(m0, p), o0));
+            _mm512_mask_storeu_ps(p1, m1, _mm512_add_ps(_mm512_maskz_loadu_ps(m1, p1), o1));
+        }
+    }
+}
