@@ -254,15 +254,35 @@ pub(super) struct Rows<'a> {
 impl<'a> Rows<'a> {
     /// `a` (m × k) rounded to bf16 for weights padded to `k_padded`.
     pub(super) fn bf16(a: &[f32], m: usize, k: usize, k_padded: usize, parallel: bool) -> Self {
+        use rayon::prelude::*;
         let steps = k_padded / BF16_STEP;
-        let lines = blocked(m, steps, parallel, |r, s, line| {
-            let depth = s * BF16_STEP..((s + 1) * BF16_STEP).min(k);
-            let src = &a[r * k..][depth.clone()];
-            // SAFETY: a line is 64 bytes, 32 u16 values with room to spare for
-            // any alignment u16 needs (it is 64-aligned).
-            let dst: &mut [u16; BF16_STEP] = unsafe { &mut *line.0.as_mut_ptr().cast() };
-            super::round_to_bf16(src, &mut dst[..depth.len()]);
-        });
+        let mut lines = Vec::with_capacity(m.div_ceil(MR) * steps * MR);
+        let block = |(b, lines): (usize, &mut [std::mem::MaybeUninit<Line>])| {
+            let rows = MR.min(m - b * MR);
+            // SAFETY: every AMX CPU has AVX-512F; block b's `rows` rows of k
+            // floats are inside `a` (m × k), k <= k_padded = 32 · steps, and
+            // `lines` is the block's steps × 32 lines of 32 u16 values, all of
+            // which it writes.
+            unsafe {
+                super::x86::round_block_to_tile_lines(
+                    a[b * MR * k..].as_ptr(),
+                    k,
+                    rows,
+                    steps,
+                    lines.as_mut_ptr().cast(),
+                )
+            };
+        };
+        let spare = &mut lines.spare_capacity_mut()[..m.div_ceil(MR) * steps * MR];
+        if steps > 0 {
+            if parallel {
+                spare.par_chunks_mut(steps * MR).enumerate().for_each(block);
+            } else {
+                spare.chunks_mut(steps * MR).enumerate().for_each(block);
+            }
+        }
+        // SAFETY: every block's lines were written above (none without steps).
+        unsafe { lines.set_len(m.div_ceil(MR) * steps * MR) };
         Rows {
             lines,
             steps,
@@ -274,9 +294,11 @@ impl<'a> Rows<'a> {
     pub(super) fn int8(q: &'a RowQuant, m: usize, parallel: bool) -> Self {
         let steps = q.stride / INT8_STEP;
         let bytes = q.bytes();
-        let lines = blocked(m, steps, parallel, |r, s, line| {
-            line.0
-                .copy_from_slice(&bytes[r * q.stride + s * INT8_STEP..][..INT8_STEP]);
+        let lines = blocked(m, steps, parallel, |r, row| {
+            let src = &bytes[r * q.stride..][..q.stride];
+            for (line, src) in row.iter_mut().zip(src.chunks_exact(INT8_STEP)) {
+                line.0.copy_from_slice(src);
+            }
         });
         Rows {
             lines,
@@ -291,21 +313,25 @@ impl<'a> Rows<'a> {
     }
 }
 
-/// Lines for `m` rows (rounded up to whole blocks) of `steps` steps, line
-/// (row r, step s) of the first `m` rows written by `fill`, the rest zero.
+/// Lines for `m` rows (rounded up to whole blocks) of `steps` steps: row r
+/// (< m) written whole by `fill(r, its steps lines)` into a buffer, then
+/// dealt out to its place in each step; the padding rows zero. (Filling line
+/// by line cost a call per 64 bytes.)
 fn blocked(
     m: usize,
     steps: usize,
     parallel: bool,
-    fill: impl Fn(usize, usize, &mut Line) + Sync,
+    fill: impl Fn(usize, &mut [Line]) + Sync,
 ) -> Vec<Line> {
     use rayon::prelude::*;
     let blocks = m.div_ceil(MR);
     let mut lines = vec![Line([0; 64]); blocks * steps * MR];
     let block = |(b, lines): (usize, &mut [Line])| {
-        for (s, step) in lines.chunks_exact_mut(MR).enumerate() {
-            for (r, line) in step.iter_mut().enumerate().take(m.saturating_sub(b * MR)) {
-                fill(b * MR + r, s, line);
+        let mut row = vec![Line([0; 64]); steps];
+        for r in 0..MR.min(m - b * MR) {
+            fill(b * MR + r, &mut row);
+            for (s, line) in row.iter().enumerate() {
+                lines[s * MR + r] = *line;
             }
         }
     };

@@ -1055,6 +1055,46 @@ unsafe fn bf16_pairs_512(src: *const f32) -> __m512i {
     _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi)
 }
 
+/// AMX's A tiles for one block of 32 rows (see `amx::Rows`): for each of
+/// `steps` steps, each row's 32 depths of that step rounded to bf16 as one
+/// 64-byte line, `out[(step · 32 + r) · 32 ..]`; rows past `rows` and depths
+/// past `k` zero. One pass from the f32 rows, without a call per line.
+///
+/// # Safety
+/// The CPU has AVX-512F; `a` is valid for reads of `rows` (<= 32) rows of `k`
+/// floats at stride `k`, `k <= 32 · steps`; `out` for writes of
+/// `steps · 32 · 32` u16 values.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn round_block_to_tile_lines(
+    a: *const f32,
+    k: usize,
+    rows: usize,
+    steps: usize,
+    out: *mut u16,
+) {
+    let full = k / 32;
+    for s in 0..steps {
+        for r in 0..32 {
+            // SAFETY: line (s, r) is inside `out`; row r < rows is inside `a`,
+            // and for s < full its depths s·32..s·32+32 are inside the row.
+            unsafe {
+                let dst = out.add((s * 32 + r) * 32).cast::<__m512i>();
+                let line = if r >= rows || s > full || (s == full && k % 32 == 0) {
+                    _mm512_setzero_si512()
+                } else if s < full {
+                    bf16_pairs_512(a.add(r * k + s * 32))
+                } else {
+                    let mut tail = [0f32; 32];
+                    let rest = k - s * 32;
+                    std::ptr::copy_nonoverlapping(a.add(r * k + s * 32), tail.as_mut_ptr(), rest);
+                    bf16_pairs_512(tail.as_ptr())
+                };
+                _mm512_storeu_si512(dst, line);
+            }
+        }
+    }
+}
+
 /// One full R-row panel of bf16 pair words (R <= 16: the 14-row dot kernel),
 /// step-major (`out[step · R + r]` = row r's pair `step`), rounding and packing
 /// in one pass: 32 depths of each row become 16 words, then the 16×16 register
