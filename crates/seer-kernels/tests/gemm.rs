@@ -290,3 +290,48 @@ fn bf16_rounding_is_nearest_even() {
     assert_eq!(f32_to_bf16(1.0 + 3.0 / 256.0), 0x3f82);
     assert!(bf16_to_f32(f32_to_bf16(f32::NAN)).is_nan());
 }
+
+/// Without a bias, on whole 32 × 32 tiles (AMX sums those in C itself,
+/// starting from zero or from the residual), in both precisions that AMX runs.
+#[test]
+fn whole_tiles_without_a_bias() {
+    let (m, n, k) = (64, 64, 100);
+    let a = values(m * k, 31);
+    let w = values(n * k, 32);
+    let residual = values(m * n, 33);
+    for isa in Isa::all_supported() {
+        for precision in [Precision::Bf16, Precision::Int8] {
+            let packed = PackedWeights::from_rows(&w, n, k, None, precision);
+            let rounds_a = precision == Precision::Bf16
+                && ((isa == Isa::Avx512 && Isa::has_bf16_dot()) || isa == Isa::Amx);
+            let (want, tol) = if precision == Precision::Int8 {
+                // A loose bound (quantisation) still catches a missing or
+                // doubled term.
+                (reference(&a, &w, m, n, k, false), 0.25)
+            } else {
+                let wr: Vec<f32> = w.iter().map(|&x| bf16_to_f32(f32_to_bf16(x))).collect();
+                (reference(&a, &wr, m, n, k, rounds_a), 2e-4)
+            };
+            let mut c = vec![f32::NAN; m * n];
+            gemm_with_isa(isa, &a, m, &packed, &mut c, Init::Bias, None);
+            for i in 0..m * n {
+                assert!(
+                    (c[i] as f64 - want[i]).abs() < tol,
+                    "{isa:?} {precision:?} [{i}]: {} vs {}",
+                    c[i],
+                    want[i]
+                );
+            }
+            let mut c = residual.clone();
+            gemm_with_isa(isa, &a, m, &packed, &mut c, Init::AddToOutput, None);
+            for i in 0..m * n {
+                let expect = want[i] + residual[i] as f64;
+                assert!(
+                    (c[i] as f64 - expect).abs() < tol,
+                    "{isa:?} {precision:?} residual [{i}]: {} vs {expect}",
+                    c[i]
+                );
+            }
+        }
+    }
+}

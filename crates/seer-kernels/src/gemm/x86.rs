@@ -1079,7 +1079,7 @@ pub unsafe fn round_block_to_tile_lines(
             // and for s < full its depths s·32..s·32+32 are inside the row.
             unsafe {
                 let dst = out.add((s * 32 + r) * 32).cast::<__m512i>();
-                let line = if r >= rows || s > full || (s == full && k % 32 == 0) {
+                let line = if r >= rows || s > full || (s == full && k.is_multiple_of(32)) {
                     _mm512_setzero_si512()
                 } else if s < full {
                     bf16_pairs_512(a.add(r * k + s * 32))
