@@ -498,7 +498,7 @@ unsafe fn finish_f32(sums: &Sums, tile: &Tile, bias: Option<&[f32; NR]>, overwri
             let s = row.as_ptr().cast::<f32>();
             let o0 = _mm512_add_ps(_mm512_loadu_ps(s), b0);
             let o1 = _mm512_add_ps(_mm512_loadu_ps(s.add(16)), b1);
-            store_row(tile, r, (m0, m1), (o0, o1), overwrite);
+            super::x86::store_row_512(tile.c.add(r * tile.ldc), (m0, m1), (o0, o1), overwrite);
         }
     }
 }
@@ -548,34 +548,7 @@ unsafe fn finish_int8(
                 _mm512_mul_ps(cs1, rs),
                 o1,
             );
-            store_row(tile, r, (m0, m1), (o0, o1), overwrite);
-        }
-    }
-}
-
-/// Row `r` of the tile = (or +=) the two halves, masked to its columns.
-///
-/// # Safety
-/// The tile contract of [`Tile`]; `r < tile.rows`; the masks cover at most
-/// the tile's columns; the CPU has AVX-512F.
-#[inline(always)]
-unsafe fn store_row(
-    tile: &Tile,
-    r: usize,
-    (m0, m1): (__mmask16, __mmask16),
-    (o0, o1): (__m512, __m512),
-    overwrite: bool,
-) {
-    // SAFETY: the function's contract.
-    unsafe {
-        let p = tile.c.add(r * tile.ldc);
-        let p1 = p.add(16);
-        if overwrite {
-            _mm512_mask_storeu_ps(p, m0, o0);
-            _mm512_mask_storeu_ps(p1, m1, o1);
-        } else {
-            _mm512_mask_storeu_ps(p, m0, _mm512_add_ps(_mm512_maskz_loadu_ps(m0, p), o0));
-            _mm512_mask_storeu_ps(p1, m1, _mm512_add_ps(_mm512_maskz_loadu_ps(m1, p1), o1));
+            super::x86::store_row_512(tile.c.add(r * tile.ldc), (m0, m1), (o0, o1), overwrite);
         }
     }
 }

@@ -347,20 +347,36 @@ pub unsafe fn micro_int8_avx512(
             );
             // SAFETY: row r < rows of the tile; the masks keep loads and stores
             // to its first `cols` floats, valid and ours by the contract.
-            unsafe {
-                let p = c.add(r * ldc);
-                let p1 = p.add(16);
-                if overwrite {
-                    _mm512_mask_storeu_ps(p, m0, o0);
-                    _mm512_mask_storeu_ps(p1, m1, o1);
-                } else {
-                    _mm512_mask_storeu_ps(p, m0, _mm512_add_ps(_mm512_maskz_loadu_ps(m0, p), o0));
-                    _mm512_mask_storeu_ps(p1, m1, _mm512_add_ps(_mm512_maskz_loadu_ps(m1, p1), o1));
-                }
-            }
+            unsafe { store_row_512(c.add(r * ldc), (m0, m1), (o0, o1), overwrite) };
         }
     };
     for_each_row_512!(row);
+}
+
+/// One 32-column row of C at `p` = (or, without `overwrite`, +=) the two
+/// halves, masked to the row's columns: the int8 kernels' store, VNNI's and AMX's.
+///
+/// # Safety
+/// The CPU has AVX-512F; the floats of `p` and `p + 16` the masks select are
+/// valid for reads and writes and no one else's.
+#[inline(always)]
+pub(super) unsafe fn store_row_512(
+    p: *mut f32,
+    (m0, m1): (__mmask16, __mmask16),
+    (o0, o1): (__m512, __m512),
+    overwrite: bool,
+) {
+    // SAFETY: the function's contract.
+    unsafe {
+        let p1 = p.add(16);
+        if overwrite {
+            _mm512_mask_storeu_ps(p, m0, o0);
+            _mm512_mask_storeu_ps(p1, m1, o1);
+        } else {
+            _mm512_mask_storeu_ps(p, m0, _mm512_add_ps(_mm512_maskz_loadu_ps(m0, p), o0));
+            _mm512_mask_storeu_ps(p1, m1, _mm512_add_ps(_mm512_maskz_loadu_ps(m1, p1), o1));
+        }
+    }
 }
 
 /// Adds one 16-column half of an AVX2 tile (two ymm per row) into C, or with
