@@ -1,47 +1,62 @@
-//! GFLOP/s of the fused attention at long sequences (OWLv2 at 960 px: 3,601
-//! tokens; SAM's global layers: 4,096):
-//! `cargo run --release -p seer-kernels --example attention_speed [TOKENS] [portable|avx2|avx512]`
-//! (the second argument caps the kernels' instruction set, as `$SEER_ISA` does).
+//! GFLOP/s of the fused attention, at long sequences (OWLv2 at 960 px: 3,601
+//! tokens; SAM's global layers: 4,096) or at a batch of short ones (CLIP's
+//! ViT-B/32 images: 32 × 50 tokens, width 768; its texts: 32 × 77, width 512,
+//! causal):
+//! `cargo run --release -p seer-kernels --example attention_speed [TOKENS] [portable|avx2|avx512|-] [SEQUENCES] [WIDTH] [causal|-] [RUNS]`
+//! (the second argument caps the kernels' instruction set, as `$SEER_ISA` does;
+//! heads are 64 wide; RUNS 1 for a `valgrind --tool=callgrind` count).
 
 use std::time::Instant;
 
 use seer_kernels::ops::{attention, AttentionShape};
 
 fn main() {
-    if let Some(isa) = std::env::args().nth(2) {
+    let arg = |i: usize| std::env::args().nth(i).filter(|s| s != "-");
+    if let Some(isa) = arg(2) {
         let isa = seer_kernels::Isa::parse(&isa).expect("portable, avx2, avx512 or amx");
         seer_kernels::Isa::limit(isa);
     }
     println!("kernels: {}", seer_kernels::Isa::detected().name());
-    let t: usize = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3601);
-    let (c, heads) = (768, 12);
-    let qkv: Vec<f32> = (0..t * 3 * c)
+    let number = |i: usize, default: usize| {
+        arg(i).map_or(default, |s| {
+            s.parse()
+                .ok()
+                .filter(|&n| n > 0)
+                .expect("TOKENS, SEQUENCES and WIDTH are positive numbers")
+        })
+    };
+    let t = number(1, 3601);
+    let batch = number(3, 1);
+    let c = number(4, 768);
+    let causal = arg(5).is_some_and(|s| s == "causal");
+    let heads = c / 64;
+    let qkv: Vec<f32> = (0..batch * t * 3 * c)
         .map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5)
         .collect();
-    let mut out = vec![0f32; t * c];
-    let sequences = [(0, t)];
+    let mut out = vec![0f32; batch * t * c];
+    let sequences: Vec<(usize, usize)> = (0..batch).map(|s| (s * t, t)).collect();
     let shape = AttentionShape {
         sequences: &sequences,
         width: c,
         heads,
-        causal: false,
+        causal,
         keys: None,
         rel_pos: None,
     };
     attention(&qkv, shape, &mut out);
-    let runs = 3;
+    // By default enough runs for about 3 × 3,601² tokens' work.
+    let runs = number(6, (3 * 3601 * 3601 / (batch * t * t)).clamp(3, 1000));
     let start = Instant::now();
     for _ in 0..runs {
         attention(&qkv, shape, &mut out);
     }
     let secs = start.elapsed().as_secs_f64() / runs as f64;
-    // q·kᵀ and p·v: 2 multiply-adds per (query, key, column).
-    let flops = 2.0 * 2.0 * (t * t * c) as f64;
+    // q·kᵀ and p·v: 2 multiply-adds per (query, key, column), counted in full
+    // even where a causal mask leaves half of them out.
+    let flops = 2.0 * 2.0 * (batch * t * t * c) as f64;
     println!(
-        "{t} tokens, width {c}, {heads} heads: {:.1} ms, {:.1} GFLOP/s",
+        "{batch} × {t} tokens{}, width {c}, {heads} heads: {:.3} ms, {:.1} GFLOP/s",
+        if causal { " (causal)" } else { "" },
         secs * 1e3,
         flops / secs / 1e9
     );

@@ -1,10 +1,11 @@
 //! GFLOP/s of the packed matmul on ViT-B/32's shapes:
-//! `cargo run --release -p seer-kernels --example gemm_speed [ROWS] [portable|avx2|avx512|amx] [f32|bf16|int8] [ROUNDS]`
+//! `cargo run --release -p seer-kernels --example gemm_speed [ROWS] [portable|avx2|avx512|amx] [f32|bf16|int8] [ROUNDS] [WIDTH]`
 //! (the second argument caps the kernels' instruction set, as `$SEER_ISA` does,
 //! `-` for none;
 //! the third keeps one precision; ROUNDS of 5 products, 10 by default, 1 for a
 //! `valgrind --tool=callgrind` count (valgrind 3.19 has no AVX-512: under it the
-//! AVX2 or portable kernels run and are counted).
+//! AVX2 or portable kernels run and are counted); WIDTH is the model width, 768
+//! (the image tower) by default, 512 for the text tower.
 
 use std::time::Instant;
 
@@ -40,6 +41,14 @@ fn main() -> Result<(), String> {
             .ok_or_else(|| format!("ROUNDS {s:?}: expected a positive number"))?,
         None => 10,
     };
+    let width: usize = match arg(5) {
+        Some(s) => s
+            .parse()
+            .ok()
+            .filter(|&w| w > 0)
+            .ok_or_else(|| format!("WIDTH {s:?}: expected a positive number"))?,
+        None => 768,
+    };
     println!("kernels: {}", seer_kernels::Isa::detected().name());
     if let Some(peak) = seer_kernels::peak::f32_gflops() {
         println!("f32 FMA peak: {peak:.1} GFLOP/s");
@@ -49,10 +58,10 @@ fn main() -> Result<(), String> {
             continue;
         }
         for (name, n, k) in [
-            ("qkv", 2304, 768),
-            ("out", 768, 768),
-            ("fc1", 3072, 768),
-            ("fc2", 768, 3072),
+            ("qkv", 3 * width, width),
+            ("out", width, width),
+            ("fc1", 4 * width, width),
+            ("fc2", width, 4 * width),
         ] {
             let w: Vec<f32> = (0..n * k)
                 .map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5)
