@@ -10,14 +10,21 @@ use crate::SendPtr;
 /// Below this many elements an op runs on the calling thread.
 const PARALLEL_MIN_ELEMS: usize = 1 << 14;
 
+/// Applies `act` in place: inlined into each caller's instruction set (the
+/// multiversioned ops below, and the AMX tiles' finishing stores).
+#[inline(always)]
+pub(crate) fn activate(x: &mut [f32], act: Activation) {
+    match act {
+        Activation::QuickGelu => x.iter_mut().for_each(|v| *v = math::quick_gelu(*v)),
+        Activation::Gelu => x.iter_mut().for_each(|v| *v = math::gelu(*v)),
+        Activation::GeluTanh => x.iter_mut().for_each(|v| *v = math::gelu_tanh(*v)),
+    }
+}
+
 multiversion! {
     /// Applies `act` in place.
     pub fn apply_activation(x: &mut [f32], act: Activation) {
-        match act {
-            Activation::QuickGelu => x.iter_mut().for_each(|v| *v = math::quick_gelu(*v)),
-            Activation::Gelu => x.iter_mut().for_each(|v| *v = math::gelu(*v)),
-            Activation::GeluTanh => x.iter_mut().for_each(|v| *v = math::gelu_tanh(*v)),
-        }
+        activate(x, act)
     }
 }
 
@@ -33,11 +40,7 @@ multiversion! {
             // SAFETY: row r < rows: `cols` valid floats that only we access (the
             // caller's contract); the slice ends with this iteration.
             let row = unsafe { std::slice::from_raw_parts_mut(c.add(r * ldc), cols) };
-            match act {
-                Activation::QuickGelu => row.iter_mut().for_each(|v| *v = math::quick_gelu(*v)),
-                Activation::Gelu => row.iter_mut().for_each(|v| *v = math::gelu(*v)),
-                Activation::GeluTanh => row.iter_mut().for_each(|v| *v = math::gelu_tanh(*v)),
-            }
+            activate(row, act);
         }
     }
 }

@@ -75,6 +75,27 @@ fn check(isa: Isa, precision: Precision, m: usize, n: usize, k: usize) {
             "{isa:?} {precision:?} residual+act [{i}]"
         );
     }
+
+    // The activation onto the bias alone (an MLP's first layer): the AMX tiles
+    // apply it in their overwriting store.
+    let mut c = vec![f32::NAN; m * n];
+    gemm_with_isa(
+        isa,
+        &a,
+        m,
+        &packed,
+        &mut c,
+        Init::Bias,
+        Some(Activation::QuickGelu),
+    );
+    for i in 0..m * n {
+        let x = want_a[i] + bias[i % n] as f64;
+        let expect = x / (1.0 + (-1.702 * x).exp());
+        assert!(
+            (c[i] as f64 - expect).abs() < tol,
+            "{isa:?} {precision:?} bias+act [{i}]"
+        );
+    }
 }
 
 #[test]

@@ -432,7 +432,7 @@ pub(super) unsafe fn run_block(
                     // caller's contract); the CPU has AVX-512F (every AMX CPU does).
                     unsafe {
                         match (&w.panels, src.quant) {
-                            (Panels::Bf16(_), _) => finish_f32(sum, &tile, bias(p), overwrite),
+                            (Panels::Bf16(_), _) => finish_f32(sum, &tile, bias(p), overwrite, act),
                             (Panels::Int8(q), Some(rq)) => {
                                 let col = p * NR..(p + 1) * NR;
                                 let scales = Int8Scales {
@@ -441,15 +441,11 @@ pub(super) unsafe fn run_block(
                                     col_scales: q.scales[col.clone()].try_into().expect("padded"),
                                     col_sums: q.sums[col].try_into().expect("padded"),
                                 };
-                                finish_int8(sum, &tile, &scales, bias(p), overwrite)
+                                finish_int8(sum, &tile, &scales, bias(p), overwrite, act)
                             }
                             _ => unreachable!("checked above"),
                         }
                     };
-                    if let Some(act) = act {
-                        // SAFETY: as above: the tile is inside C and ours.
-                        unsafe { tile.activate(act) };
-                    }
                 }
             }
         }
@@ -475,12 +471,18 @@ struct Int8Scales<'a> {
     col_sums: &'a [f32; NR],
 }
 
-/// Stores (or adds) f32 sums plus the bias into the tile.
+/// Stores (or adds) f32 sums plus the bias into the tile, then applies `act`.
 ///
 /// # Safety
 /// The tile contract of [`Tile`]; the CPU has AVX-512F.
 #[target_feature(enable = "avx512f")]
-unsafe fn finish_f32(sums: &Sums, tile: &Tile, bias: Option<&[f32; NR]>, overwrite: bool) {
+unsafe fn finish_f32(
+    sums: &Sums,
+    tile: &Tile,
+    bias: Option<&[f32; NR]>,
+    overwrite: bool,
+    act: Option<Activation>,
+) {
     let (m0, m1) = super::x86::tail_masks(tile.cols);
     let zero = [0f32; NR];
     let bias = bias.unwrap_or(&zero);
@@ -498,12 +500,12 @@ unsafe fn finish_f32(sums: &Sums, tile: &Tile, bias: Option<&[f32; NR]>, overwri
             let s = row.as_ptr().cast::<f32>();
             let o0 = _mm512_add_ps(_mm512_loadu_ps(s), b0);
             let o1 = _mm512_add_ps(_mm512_loadu_ps(s.add(16)), b1);
-            super::x86::store_row_512(tile.c.add(r * tile.ldc), (m0, m1), (o0, o1), overwrite);
+            super::x86::store_row_512(tile.c.add(r * tile.ldc), (m0, m1), (o0, o1), overwrite, act);
         }
     }
 }
 
-/// Stores (or adds) dequantised int8 sums into the tile.
+/// Stores (or adds) dequantised int8 sums into the tile, then applies `act`.
 ///
 /// # Safety
 /// The tile contract of [`Tile`]; the CPU has AVX-512F; the scales cover the
@@ -515,6 +517,7 @@ unsafe fn finish_int8(
     s: &Int8Scales,
     bias: Option<&[f32; NR]>,
     overwrite: bool,
+    act: Option<Activation>,
 ) {
     let (m0, m1) = super::x86::tail_masks(tile.cols);
     let zero = [0f32; NR];
@@ -548,7 +551,7 @@ unsafe fn finish_int8(
                 _mm512_mul_ps(cs1, rs),
                 o1,
             );
-            super::x86::store_row_512(tile.c.add(r * tile.ldc), (m0, m1), (o0, o1), overwrite);
+            super::x86::store_row_512(tile.c.add(r * tile.ldc), (m0, m1), (o0, o1), overwrite, act);
         }
     }
 }
