@@ -454,8 +454,10 @@ unsafe fn attend(
 multiversion! {
     /// `probs[r][j] = q[r]·k[j]` for a tile of queries (rows of `q`, length d)
     /// against the keys of `keys_p` (d × 16 panels, see [`gather`]), a panel
-    /// at a time; `probs` rows are `tk` apart.
-    fn query_tile_scores(q: &[f32], keys_p: &[f32], tk: usize, probs: &mut [f32]) {
+    /// at a time, `ROWS` queries at a time (`ROWS` × 16 accumulators: 8 zmm
+    /// registers at 8 rows, 8 ymm at 4; AVX2 spilled half of 8 rows' 16); `probs`
+    /// rows are `tk` apart.
+    fn query_tile_scores<const ROWS: usize>(q: &[f32], keys_p: &[f32], tk: usize, probs: &mut [f32]) {
         let d = q.len() / QUERY_TILE;
         // The rows as slices of length d: fewer index checks than `q[r * d +
         // x]` (a third fewer instructions in this loop, AVX2). Rows as arrays
@@ -463,21 +465,24 @@ multiversion! {
         // the 8 rows with gathers instead: 4× slower (AVX-512).
         let rows: [&[f32]; QUERY_TILE] = std::array::from_fn(|r| &q[r * d..][..d]);
         for (j0, panel) in (0..tk).step_by(LANES).zip(keys_p.chunks_exact(d * LANES)) {
-            let mut acc = [[0f32; LANES]; QUERY_TILE];
-            for (x, k) in panel.chunks_exact(LANES).enumerate() {
-                let k: &[f32; LANES] = k.try_into().unwrap();
-                for (lane, row) in acc.iter_mut().zip(&rows) {
-                    let qv = row[x];
-                    for (a, &kv) in lane.iter_mut().zip(k) {
-                        *a = qv.mul_add(kv, *a);
+            for (group, rows) in rows.chunks_exact(ROWS).enumerate() {
+                let mut acc = [[0f32; LANES]; ROWS];
+                for (x, k) in panel.chunks_exact(LANES).enumerate() {
+                    let k: &[f32; LANES] = k.try_into().unwrap();
+                    for (lane, row) in acc.iter_mut().zip(rows) {
+                        let qv = row[x];
+                        for (a, &kv) in lane.iter_mut().zip(k) {
+                            *a = qv.mul_add(kv, *a);
+                        }
                     }
                 }
-            }
-            for (r, lane) in acc.iter().enumerate() {
-                probs[r * tk + j0..][..LANES].copy_from_slice(lane);
+                for (r, lane) in acc.iter().enumerate() {
+                    probs[(group * ROWS + r) * tk + j0..][..LANES].copy_from_slice(lane);
+                }
             }
         }
     }
+    wide[8] narrow[4] baseline[4]
 }
 
 multiversion! {
@@ -526,11 +531,15 @@ multiversion! {
 }
 
 multiversion! {
-    /// `context[r] = Σ_j probs[r][j] · values[j]` for a tile of queries, 32 value
-    /// columns at a time (`values` is keys × dv, dv a multiple of 32), in blocks
-    /// of [`KEY_BLOCK`] keys. Each column's sum runs over j in order, carried
-    /// from block to block in `context`, so the blocks do not change a bit.
-    fn query_tile_context(probs: &[f32], tk: usize, values: &[f32], dv: usize, context: &mut [f32]) {
+    /// `context[r] = Σ_j probs[r][j] · values[j]` for a tile of queries, in
+    /// blocks of [`KEY_BLOCK`] keys, `COLS` value columns of `ROWS` queries at a
+    /// time (`values` is keys × dv, dv a multiple of [`VALUE_BLOCK`]). The
+    /// accumulators fill half the vector registers: 8 × 32 floats are 16 zmm,
+    /// 4 × 16 are 8 ymm (AVX2 spilled 8 × 32's 32 ymm, a load and a store
+    /// around most multiply-adds). Each column's sum runs over j in order,
+    /// carried from block to block in `context`, so neither the blocks nor the
+    /// tile shape change a bit.
+    fn query_tile_context<const ROWS: usize, const COLS: usize>(probs: &[f32], tk: usize, values: &[f32], dv: usize, context: &mut [f32]) {
         let keys = values.len() / dv;
         // Rows of length `keys`: `row[j]` for j < keys needs no check (see
         // `query_tile_scores`).
@@ -538,26 +547,31 @@ multiversion! {
         context[..QUERY_TILE * dv].fill(0.0);
         for k0 in (0..keys).step_by(KEY_BLOCK) {
             let k1 = (k0 + KEY_BLOCK).min(keys);
-            for c0 in (0..dv).step_by(VALUE_BLOCK) {
-                let mut acc = [[0f32; VALUE_BLOCK]; QUERY_TILE];
-                for (r, lane) in acc.iter_mut().enumerate() {
-                    lane.copy_from_slice(&context[r * dv + c0..][..VALUE_BLOCK]);
-                }
-                for j in k0..k1 {
-                    let v: &[f32; VALUE_BLOCK] = values[j * dv + c0..][..VALUE_BLOCK].try_into().unwrap();
-                    for (lane, row) in acc.iter_mut().zip(&rows) {
-                        let p = row[j];
-                        for (a, &vv) in lane.iter_mut().zip(v) {
-                            *a = p.mul_add(vv, *a);
+            for c0 in (0..dv).step_by(COLS) {
+                for (group, rows) in rows.chunks_exact(ROWS).enumerate() {
+                    let r0 = group * ROWS;
+                    let mut acc = [[0f32; COLS]; ROWS];
+                    for (r, lane) in acc.iter_mut().enumerate() {
+                        lane.copy_from_slice(&context[(r0 + r) * dv + c0..][..COLS]);
+                    }
+                    for j in k0..k1 {
+                        let v: &[f32; COLS] = values[j * dv + c0..][..COLS].try_into().unwrap();
+                        for (lane, row) in acc.iter_mut().zip(rows) {
+                            // SAFETY: j < k1 <= keys, each row's length.
+                            let p = unsafe { *row.get_unchecked(j) };
+                            for (a, &vv) in lane.iter_mut().zip(v) {
+                                *a = p.mul_add(vv, *a);
+                            }
                         }
                     }
-                }
-                for (r, lane) in acc.iter().enumerate() {
-                    context[r * dv + c0..][..VALUE_BLOCK].copy_from_slice(lane);
+                    for (r, lane) in acc.iter().enumerate() {
+                        context[(r0 + r) * dv + c0..][..COLS].copy_from_slice(lane);
+                    }
                 }
             }
         }
     }
+    wide[8, 32] narrow[4, 16] baseline[4, 8]
 }
 
 /// One head's view of a decoding cache: key (value) `t` is

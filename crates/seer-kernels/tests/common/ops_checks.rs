@@ -1,0 +1,396 @@
+// Included by tests/ops*.rs, each of which first sets `CEILING` (the kernels'
+// instruction-set cap for that test binary): LayerNorm, attention and
+// activations against direct f64 formulas. The attention kernels' register
+// tiles differ per instruction set, so each set is checked.
+
+use crate::common::values;
+use seer_kernels::ops::{
+    apply_activation, attention, column_sums, cross_attention, layer_norm, swiglu, transpose,
+    AttentionShape,
+};
+use seer_kernels::Activation;
+
+fn cap() {
+    if let Some(isa) = CEILING {
+        seer_kernels::Isa::limit(isa);
+    }
+}
+
+#[test]
+fn layer_norm_matches_the_formula() {
+    cap();
+    let (rows, c) = (37, 200);
+    let x: Vec<f32> = values(rows * c, 1).iter().map(|v| v * 3.0 + 0.5).collect();
+    let (g, b) = (values(c, 2), values(c, 3));
+    let mut out = vec![0f32; rows * c];
+    layer_norm(&x, c, &g, &b, 1e-5, &mut out);
+    for r in 0..rows {
+        let row = &x[r * c..(r + 1) * c];
+        let mean = row.iter().map(|&v| v as f64).sum::<f64>() / c as f64;
+        let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / c as f64;
+        for j in 0..c {
+            let want = (row[j] as f64 - mean) / (var + 1e-5).sqrt() * g[j] as f64 + b[j] as f64;
+            assert!((out[r * c + j] as f64 - want).abs() < 1e-5);
+        }
+    }
+}
+
+/// softmax(q·kᵀ)·v per head and sequence, straight from the definition.
+fn reference(
+    qkv: &[f32],
+    seqs: &[(usize, usize)],
+    c: usize,
+    heads: usize,
+    causal: bool,
+    keys: Option<&[usize]>,
+) -> Vec<f64> {
+    let d = c / heads;
+    let rows = qkv.len() / (3 * c);
+    let mut out = vec![0f64; rows * c];
+    let at =
+        |r: usize, part: usize, h: usize, x: usize| qkv[r * 3 * c + part * c + h * d + x] as f64;
+    for (n, &(start, len)) in seqs.iter().enumerate() {
+        let real = keys.map_or(len, |k| k[n]);
+        for h in 0..heads {
+            for i in 0..len {
+                let visible = if causal { (i + 1).min(real) } else { real };
+                let scores: Vec<f64> = (0..visible)
+                    .map(|j| {
+                        (0..d)
+                            .map(|x| at(start + i, 0, h, x) * at(start + j, 1, h, x))
+                            .sum()
+                    })
+                    .collect();
+                let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let e: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+                let total: f64 = e.iter().sum();
+                for x in 0..d {
+                    out[(start + i) * c + h * d + x] = (0..visible)
+                        .map(|j| e[j] / total * at(start + j, 2, h, x))
+                        .sum();
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Runs the kernel (on the detected ISA; `Isa::limit`, the CLI's `SEER_ISA`, caps it) and compares
+/// it with [`reference`].
+fn check_attention(c: usize, heads: usize, seqs: &[(usize, usize)], seed: u64) {
+    check_attention_keys(c, heads, seqs, None, seed);
+}
+
+/// As [`check_attention`], with only the first `keys[i]` tokens of sequence i as keys.
+fn check_attention_keys(
+    c: usize,
+    heads: usize,
+    seqs: &[(usize, usize)],
+    keys: Option<&[usize]>,
+    seed: u64,
+) {
+    let rows = seqs.iter().map(|&(s, n)| s + n).max().unwrap_or(0);
+    let qkv: Vec<f32> = values(rows * 3 * c, seed).iter().map(|v| v * 2.0).collect();
+    for causal in [false, true] {
+        let want = reference(&qkv, seqs, c, heads, causal, keys);
+        let mut out = vec![f32::NAN; rows * c];
+        let shape = AttentionShape {
+            sequences: seqs,
+            width: c,
+            heads,
+            causal,
+            keys,
+            rel_pos: None,
+        };
+        attention(&qkv, shape, &mut out);
+        for (i, (&g, &w)) in out.iter().zip(&want).enumerate() {
+            assert!(
+                (g as f64 - w).abs() < 1e-5,
+                "c={c} heads={heads} causal={causal} [{i}]: {g} vs {w}"
+            );
+        }
+    }
+}
+
+#[test]
+fn attention_matches_the_definition_for_ragged_causal_and_full_batches() {
+    cap();
+    // Three sequences of different lengths back to back, as unpadded prompts.
+    check_attention(48, 3, &[(0, 5), (5, 1), (6, 11)], 7);
+}
+
+#[test]
+fn attention_matches_the_definition_at_model_shapes() {
+    cap();
+    // ViT-B/32's 50 tokens and the text tower's 77 at head dim 64; head dim 80
+    // (ViT-H) and lengths that leave partial query and key tiles.
+    check_attention(128, 2, &[(0, 50), (50, 77)], 11);
+    check_attention(160, 2, &[(0, 13), (13, 3), (16, 33)], 12);
+    // Head dim 20: whole key panels whose rows end mid-vector.
+    check_attention(60, 3, &[(0, 40), (40, 16)], 13);
+}
+
+#[test]
+fn swiglu_gates_the_second_half_of_each_row() {
+    cap();
+    // Enough rows to split across threads, with a hidden size off the vector width.
+    let (rows, hidden) = (300, 53);
+    let x: Vec<f32> = values(rows * 2 * hidden, 4)
+        .iter()
+        .map(|v| v * 8.0)
+        .collect();
+    let mut out = vec![0f32; rows * hidden];
+    swiglu(&x, hidden, &mut out);
+    for r in 0..rows {
+        for j in 0..hidden {
+            let (g, u) = (
+                x[r * 2 * hidden + j] as f64,
+                x[r * 2 * hidden + hidden + j] as f64,
+            );
+            let want = g / (1.0 + (-g).exp()) * u;
+            assert!((out[r * hidden + j] as f64 - want).abs() < 1e-5 * (1.0 + want.abs()));
+        }
+    }
+}
+
+#[test]
+fn attention_ignores_padding_keys_but_computes_every_query() {
+    cap();
+    // SigLIP's key-padding mask: 64-token rows whose tails are padding; every
+    // query (the pooled last one included) sees only the real keys.
+    check_attention_keys(128, 2, &[(0, 64), (64, 64)], Some(&[6, 64]), 13);
+    check_attention_keys(48, 3, &[(0, 17), (17, 5)], Some(&[1, 3]), 14);
+}
+
+#[test]
+fn activations_apply_in_place() {
+    cap();
+    let mut x = vec![-2.0f32, -0.5, 0.0, 0.5, 2.0];
+    let orig = x.clone();
+    apply_activation(&mut x, Activation::Gelu);
+    for (g, &v) in x.iter().zip(&orig) {
+        let want = 0.5 * v as f64 * (1.0 + libm_erf(v as f64 / 2f64.sqrt()));
+        assert!((*g as f64 - want).abs() < 1e-6);
+    }
+}
+
+#[test]
+fn gelu_tanh_matches_pytorch_formula() {
+    cap();
+    let mut x: Vec<f32> = (-80..=80).map(|i| i as f32 * 0.1).collect();
+    let orig = x.clone();
+    apply_activation(&mut x, Activation::GeluTanh);
+    for (g, &v) in x.iter().zip(&orig) {
+        let v = v as f64;
+        let want = 0.5
+            * v
+            * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (v + 0.044715 * v.powi(3))).tanh());
+        assert!((*g as f64 - want).abs() < 1e-6, "{v}: {g} vs {want}");
+    }
+}
+
+/// erf by its Taylor series (|x| ≤ 2 here, converges fast).
+fn libm_erf(x: f64) -> f64 {
+    let mut sum = 0.0;
+    let mut term = x;
+    for n in 0..60 {
+        sum += term / (2 * n + 1) as f64;
+        term *= -x * x / (n + 1) as f64;
+    }
+    sum * 2.0 / std::f64::consts::PI.sqrt()
+}
+
+/// Decoding attention: one query head against cached rows holding every head
+/// side by side, against the f64 definition, for several cache lengths and
+/// visible prefixes (head widths that are and are not a multiple of 16).
+#[test]
+fn attend_cached_matches_the_definition() {
+    cap();
+    let mut scores = Vec::new();
+    for (heads, d, keys) in [(12, 64, 577), (4, 20, 1), (3, 40, 33)] {
+        let stride = heads * d;
+        let q = values(stride, 7);
+        let (k, v) = (values(keys * stride, 8), values(keys * stride, 9));
+        let scale = 1.0 / (d as f32).sqrt();
+        for visible in [1, keys.div_ceil(2), keys] {
+            for h in [0, heads - 1] {
+                let qh = &q[h * d..][..d];
+                let mut out = vec![f32::NAN; d];
+                let cache = seer_kernels::ops::CachedHead {
+                    keys: &k,
+                    values: &v,
+                    stride,
+                    offset: h * d,
+                };
+                seer_kernels::ops::attend_cached(qh, cache, visible, scale, &mut scores, &mut out);
+                let logits: Vec<f64> = (0..visible)
+                    .map(|t| {
+                        let kt = &k[t * stride + h * d..][..d];
+                        qh.iter()
+                            .zip(kt)
+                            .map(|(&a, &b)| a as f64 * b as f64)
+                            .sum::<f64>()
+                            * scale as f64
+                    })
+                    .collect();
+                let max = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let exps: Vec<f64> = logits.iter().map(|l| (l - max).exp()).collect();
+                let total: f64 = exps.iter().sum();
+                for (x, got) in out.iter().enumerate() {
+                    let want: f64 = (0..visible)
+                        .map(|t| exps[t] / total * v[t * stride + h * d + x] as f64)
+                        .sum();
+                    assert!(
+                        (*got as f64 - want).abs() < 1e-5,
+                        "heads {heads} d {d} keys {keys} visible {visible} head {h} [{x}]: {got} vs {want}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// SAM's decomposed relative positions: each sequence a `rows × cols` grid,
+/// `term_h[ky] + term_w[kx]` added to query i's score for key (ky, kx),
+/// against the definition with the full bias formed.
+#[test]
+fn attention_adds_decomposed_relative_positions() {
+    cap();
+    let (c, heads, rows, cols) = (48, 3, 5, 7);
+    let t = rows * cols;
+    let seqs = [(0, t), (t, t)];
+    let d = c / heads;
+    let qkv = values(2 * t * 3 * c, 21);
+    let term_h = values(2 * heads * t * rows, 22);
+    let term_w = values(2 * heads * t * cols, 23);
+    let shape = AttentionShape {
+        sequences: &seqs,
+        width: c,
+        heads,
+        causal: false,
+        keys: None,
+        rel_pos: Some(seer_kernels::ops::DecomposedRelPos {
+            term_h: &term_h,
+            term_w: &term_w,
+            rows,
+            cols,
+        }),
+    };
+    let mut out = vec![f32::NAN; 2 * t * c];
+    attention(&qkv, shape, &mut out);
+    let at =
+        |r: usize, part: usize, h: usize, x: usize| qkv[r * 3 * c + part * c + h * d + x] as f64;
+    for (n, &(start, _)) in seqs.iter().enumerate() {
+        for h in 0..heads {
+            for i in 0..t {
+                let q = (n * heads + h) * t + i;
+                let scores: Vec<f64> = (0..t)
+                    .map(|j| {
+                        let dot: f64 = (0..d)
+                            .map(|x| at(start + i, 0, h, x) * at(start + j, 1, h, x))
+                            .sum();
+                        dot + term_h[q * rows + j / cols] as f64
+                            + term_w[q * cols + j % cols] as f64
+                    })
+                    .collect();
+                let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let e: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+                let total: f64 = e.iter().sum();
+                for x in 0..d {
+                    let want: f64 = (0..t).map(|j| e[j] / total * at(start + j, 2, h, x)).sum();
+                    let got = out[(start + i) * c + h * d + x] as f64;
+                    assert!(
+                        (got - want).abs() < 1e-5,
+                        "seq {n} head {h} query {i} [{x}]: {got} vs {want}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// `cross_attention` against the definition, both ways round (few queries
+/// over many keys and the reverse, as SAM's decoder uses it) and square.
+#[test]
+fn cross_attention_matches_the_definition() {
+    cap();
+    for (nq, nk, width, heads) in [
+        (7, 300, 128, 8),
+        (300, 7, 128, 8),
+        (5, 5, 64, 2),
+        (1, 40, 32, 1),
+        (4, 1000, 256, 8),
+    ] {
+        let (q, k, v) = (
+            values(nq * width, 1),
+            values(nk * width, 2),
+            values(nk * width, 3),
+        );
+        let scale = 0.7f32;
+        let mut out = vec![f32::NAN; nq * width];
+        cross_attention(&q, &k, &v, width, heads, scale, &mut out);
+        let d = width / heads;
+        for i in 0..nq {
+            for h in 0..heads {
+                let scores: Vec<f64> = (0..nk)
+                    .map(|j| {
+                        (0..d)
+                            .map(|x| {
+                                q[i * width + h * d + x] as f64 * k[j * width + h * d + x] as f64
+                            })
+                            .sum::<f64>()
+                            * scale as f64
+                    })
+                    .collect();
+                let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let e: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+                let total: f64 = e.iter().sum();
+                for x in 0..d {
+                    let want: f64 = (0..nk)
+                        .map(|j| e[j] / total * v[j * width + h * d + x] as f64)
+                        .sum();
+                    let got = out[i * width + h * d + x] as f64;
+                    assert!(
+                        (got - want).abs() < 1e-5,
+                        "nq {nq} nk {nk} heads {heads}: row {i} head {h} column {x}: {got} vs {want}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn transpose_swaps_rows_and_columns() {
+    cap();
+    // Sizes below, at and across the 32-wide tiles; empty.
+    for (rows, cols) in [(1, 1), (3, 70), (64, 32), (100, 33), (0, 5)] {
+        let x = values(rows * cols, 7);
+        let t = transpose(&x, rows, cols);
+        for r in 0..rows {
+            for c in 0..cols {
+                assert_eq!(
+                    t[c * rows + r],
+                    x[r * cols + c],
+                    "{rows}×{cols} at ({r}, {c})"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn column_sums_add_every_row() {
+    cap();
+    for (rows, cols) in [(1, 3), (5000, 7), (300, 128)] {
+        let x = values(rows * cols, 8);
+        let sums = column_sums(&x, cols);
+        for (c, &s) in sums.iter().enumerate() {
+            let want: f64 = (0..rows).map(|r| x[r * cols + c] as f64).sum();
+            assert!(
+                (s as f64 - want).abs() < 1e-3,
+                "{rows}×{cols} column {c}: {s} vs {want}"
+            );
+        }
+    }
+}
