@@ -541,8 +541,8 @@ multiversion! {
     /// tile shape change a bit.
     fn query_tile_context<const ROWS: usize, const COLS: usize>(probs: &[f32], tk: usize, values: &[f32], dv: usize, context: &mut [f32]) {
         let keys = values.len() / dv;
-        // Rows of length `keys`: `row[j]` for j < keys needs no check (see
-        // `query_tile_scores`).
+        // Rows cut to `keys`, so reading `row[j]` for j < keys unchecked below
+        // is sound (LLVM kept a bounds check per row and key).
         let rows: [&[f32]; QUERY_TILE] = std::array::from_fn(|r| &probs[r * tk..][..keys]);
         context[..QUERY_TILE * dv].fill(0.0);
         for k0 in (0..keys).step_by(KEY_BLOCK) {

@@ -3,22 +3,16 @@
 // activations against direct f64 formulas. The attention kernels' register
 // tiles differ per instruction set, so each set is checked.
 
-use crate::common::values;
+use crate::common::{softmax, values};
 use seer_kernels::ops::{
     apply_activation, attention, column_sums, cross_attention, layer_norm, swiglu, transpose,
     AttentionShape,
 };
 use seer_kernels::Activation;
 
-fn cap() {
-    if let Some(isa) = CEILING {
-        seer_kernels::Isa::limit(isa);
-    }
-}
-
 #[test]
 fn layer_norm_matches_the_formula() {
-    cap();
+    crate::common::cap(CEILING);
     let (rows, c) = (37, 200);
     let x: Vec<f32> = values(rows * c, 1).iter().map(|v| v * 3.0 + 0.5).collect();
     let (g, b) = (values(c, 2), values(c, 3));
@@ -61,12 +55,10 @@ fn reference(
                             .sum()
                     })
                     .collect();
-                let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-                let e: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
-                let total: f64 = e.iter().sum();
+                let p = softmax(&scores);
                 for x in 0..d {
                     out[(start + i) * c + h * d + x] = (0..visible)
-                        .map(|j| e[j] / total * at(start + j, 2, h, x))
+                        .map(|j| p[j] * at(start + j, 2, h, x))
                         .sum();
                 }
             }
@@ -114,14 +106,14 @@ fn check_attention_keys(
 
 #[test]
 fn attention_matches_the_definition_for_ragged_causal_and_full_batches() {
-    cap();
+    crate::common::cap(CEILING);
     // Three sequences of different lengths back to back, as unpadded prompts.
     check_attention(48, 3, &[(0, 5), (5, 1), (6, 11)], 7);
 }
 
 #[test]
 fn attention_matches_the_definition_at_model_shapes() {
-    cap();
+    crate::common::cap(CEILING);
     // ViT-B/32's 50 tokens and the text tower's 77 at head dim 64; head dim 80
     // (ViT-H) and lengths that leave partial query and key tiles.
     check_attention(128, 2, &[(0, 50), (50, 77)], 11);
@@ -132,7 +124,7 @@ fn attention_matches_the_definition_at_model_shapes() {
 
 #[test]
 fn swiglu_gates_the_second_half_of_each_row() {
-    cap();
+    crate::common::cap(CEILING);
     // Enough rows to split across threads, with a hidden size off the vector width.
     let (rows, hidden) = (300, 53);
     let x: Vec<f32> = values(rows * 2 * hidden, 4)
@@ -155,7 +147,7 @@ fn swiglu_gates_the_second_half_of_each_row() {
 
 #[test]
 fn attention_ignores_padding_keys_but_computes_every_query() {
-    cap();
+    crate::common::cap(CEILING);
     // SigLIP's key-padding mask: 64-token rows whose tails are padding; every
     // query (the pooled last one included) sees only the real keys.
     check_attention_keys(128, 2, &[(0, 64), (64, 64)], Some(&[6, 64]), 13);
@@ -164,7 +156,7 @@ fn attention_ignores_padding_keys_but_computes_every_query() {
 
 #[test]
 fn activations_apply_in_place() {
-    cap();
+    crate::common::cap(CEILING);
     let mut x = vec![-2.0f32, -0.5, 0.0, 0.5, 2.0];
     let orig = x.clone();
     apply_activation(&mut x, Activation::Gelu);
@@ -176,7 +168,7 @@ fn activations_apply_in_place() {
 
 #[test]
 fn gelu_tanh_matches_pytorch_formula() {
-    cap();
+    crate::common::cap(CEILING);
     let mut x: Vec<f32> = (-80..=80).map(|i| i as f32 * 0.1).collect();
     let orig = x.clone();
     apply_activation(&mut x, Activation::GeluTanh);
@@ -205,7 +197,7 @@ fn libm_erf(x: f64) -> f64 {
 /// visible prefixes (head widths that are and are not a multiple of 16).
 #[test]
 fn attend_cached_matches_the_definition() {
-    cap();
+    crate::common::cap(CEILING);
     let mut scores = Vec::new();
     for (heads, d, keys) in [(12, 64, 577), (4, 20, 1), (3, 40, 33)] {
         let stride = heads * d;
@@ -233,12 +225,10 @@ fn attend_cached_matches_the_definition() {
                             * scale as f64
                     })
                     .collect();
-                let max = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-                let exps: Vec<f64> = logits.iter().map(|l| (l - max).exp()).collect();
-                let total: f64 = exps.iter().sum();
+                let p = softmax(&logits);
                 for (x, got) in out.iter().enumerate() {
                     let want: f64 = (0..visible)
-                        .map(|t| exps[t] / total * v[t * stride + h * d + x] as f64)
+                        .map(|t| p[t] * v[t * stride + h * d + x] as f64)
                         .sum();
                     assert!(
                         (*got as f64 - want).abs() < 1e-5,
@@ -255,7 +245,7 @@ fn attend_cached_matches_the_definition() {
 /// against the definition with the full bias formed.
 #[test]
 fn attention_adds_decomposed_relative_positions() {
-    cap();
+    crate::common::cap(CEILING);
     let (c, heads, rows, cols) = (48, 3, 5, 7);
     let t = rows * cols;
     let seqs = [(0, t), (t, t)];
@@ -293,11 +283,9 @@ fn attention_adds_decomposed_relative_positions() {
                             + term_w[q * cols + j % cols] as f64
                     })
                     .collect();
-                let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-                let e: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
-                let total: f64 = e.iter().sum();
+                let p = softmax(&scores);
                 for x in 0..d {
-                    let want: f64 = (0..t).map(|j| e[j] / total * at(start + j, 2, h, x)).sum();
+                    let want: f64 = (0..t).map(|j| p[j] * at(start + j, 2, h, x)).sum();
                     let got = out[(start + i) * c + h * d + x] as f64;
                     assert!(
                         (got - want).abs() < 1e-5,
@@ -313,7 +301,7 @@ fn attention_adds_decomposed_relative_positions() {
 /// over many keys and the reverse, as SAM's decoder uses it) and square.
 #[test]
 fn cross_attention_matches_the_definition() {
-    cap();
+    crate::common::cap(CEILING);
     for (nq, nk, width, heads) in [
         (7, 300, 128, 8),
         (300, 7, 128, 8),
@@ -342,12 +330,10 @@ fn cross_attention_matches_the_definition() {
                             * scale as f64
                     })
                     .collect();
-                let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-                let e: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
-                let total: f64 = e.iter().sum();
+                let p = softmax(&scores);
                 for x in 0..d {
                     let want: f64 = (0..nk)
-                        .map(|j| e[j] / total * v[j * width + h * d + x] as f64)
+                        .map(|j| p[j] * v[j * width + h * d + x] as f64)
                         .sum();
                     let got = out[i * width + h * d + x] as f64;
                     assert!(
@@ -362,7 +348,7 @@ fn cross_attention_matches_the_definition() {
 
 #[test]
 fn transpose_swaps_rows_and_columns() {
-    cap();
+    crate::common::cap(CEILING);
     // Sizes below, at and across the 32-wide tiles; empty.
     for (rows, cols) in [(1, 1), (3, 70), (64, 32), (100, 33), (0, 5)] {
         let x = values(rows * cols, 7);
@@ -381,7 +367,7 @@ fn transpose_swaps_rows_and_columns() {
 
 #[test]
 fn column_sums_add_every_row() {
-    cap();
+    crate::common::cap(CEILING);
     for (rows, cols) in [(1, 3), (5000, 7), (300, 128)] {
         let x = values(rows * cols, 8);
         let sums = column_sums(&x, cols);

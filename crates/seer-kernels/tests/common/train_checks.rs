@@ -4,12 +4,6 @@
 
 use seer_kernels::train::{quick_gelu_backward, self_attention, self_attention_backward, SelfAttention};
 
-fn cap() {
-    if let Some(isa) = CEILING {
-        seer_kernels::Isa::limit(isa);
-    }
-}
-
 /// Per sequence and head: `P = softmax(q kᵀ / √d)` (causal rows end at i),
 /// the context `P v`, and for the context gradient `g` the q/k/v gradients.
 fn reference(qkv: &[f32], g: &[f32], s: SelfAttention) -> (Vec<f64>, Vec<f64>) {
@@ -31,11 +25,7 @@ fn reference(qkv: &[f32], g: &[f32], s: SelfAttention) -> (Vec<f64>, Vec<f64>) {
                             / (d as f64).sqrt()
                     })
                     .collect();
-                let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-                let total: f64 = scores.iter().map(|x| (x - max).exp()).sum();
-                for j in 0..keys {
-                    p[i][j] = (scores[j] - max).exp() / total;
-                }
+                p[i][..keys].copy_from_slice(&crate::common::softmax(&scores));
             }
             for i in 0..t {
                 let gi = |f: usize| g[(b * t + i) * c + h * d + f] as f64;
@@ -63,7 +53,7 @@ fn reference(qkv: &[f32], g: &[f32], s: SelfAttention) -> (Vec<f64>, Vec<f64>) {
 
 #[test]
 fn attention_and_its_gradient_match_the_definition() {
-    cap();
+    crate::common::cap(CEILING);
     // CLIP-demo shapes (17 tokens, 2 key groups), causal text, head widths off
     // the 16 lanes, one token.
     for (b, t, c, heads, causal) in [
@@ -93,7 +83,7 @@ fn attention_and_its_gradient_match_the_definition() {
 
 #[test]
 fn quick_gelu_gradient_matches_the_definition() {
-    cap();
+    crate::common::cap(CEILING);
     let x: Vec<f32> = common::values(40_000, 5).iter().map(|v| v * 8.0).collect();
     let g = common::values(40_000, 6);
     let mut dx = vec![0f32; x.len()];
