@@ -13,13 +13,25 @@ cargo build --release -q -p seer-train --example step_speed
 echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //') (family $(grep -m1 'cpu family' /proc/cpuinfo | sed 's/.*: //'), model $(grep -m1 '^model[[:space:]]' /proc/cpuinfo | sed 's/.*: //'))"
 echo "load average (1 min) before: $(cut -d' ' -f1 /proc/loadavg)"
 rate() { tail -1 | sed 's/.*"samples_per_sec": \([0-9.]*\).*/\1/' | awk '{ printf "%.1f", $1 }'; }
+# On a VM, time the hypervisor gave to others ("steal", /proc/stat's 8th
+# value, in ticks of all CPUs) slows whichever run it lands on: each run's
+# share is printed so a pair it hit can be told apart.
+steal() { awk '/^cpu / { print $9 }' /proc/stat; }
+stolen() { # STEAL_BEFORE START_NS: percent of the run's CPU time stolen
+  awk -v s0="$1" -v s1="$(steal)" -v t="$(( $(date +%s%N) - $2 ))" -v hz="$(getconf CLK_TCK)" -v n="$(nproc)" \
+    'BEGIN { printf "%.0f", 100 * (s1 - s0) / hz / (t / 1e9 * n) }'
+}
 ratios=()
 for i in $(seq "$pairs"); do
+  s0=$(steal) t0=$(date +%s%N)
   seer=$(target/release/examples/step_speed "$config" "$batch" | rate)
+  seer_stolen=$(stolen "$s0" "$t0")
+  s0=$(steal) t0=$(date +%s%N)
   torch=$("$py" scripts/bench_train_reference.py "$config" "$batch" | rate)
+  torch_stolen=$(stolen "$s0" "$t0")
   ratio=$(awk -v a="$seer" -v b="$torch" 'BEGIN { printf "%.2f", a / b }')
   ratios+=("$ratio")
-  echo "pair $i: seer $seer samples/s, PyTorch $torch samples/s, ratio ${ratio}x"
+  echo "pair $i: seer $seer samples/s (steal ${seer_stolen}%), PyTorch $torch samples/s (steal ${torch_stolen}%), ratio ${ratio}x"
 done
 median=$(printf '%s\n' "${ratios[@]}" | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
 echo "median ratio: ${median}x over $pairs pairs; load average after: $(cut -d' ' -f1 /proc/loadavg)"

@@ -1,8 +1,10 @@
 // Included by tests/train*.rs, each of which first sets `CEILING` (the kernels'
-// instruction-set cap for that test binary): training's attention and
-// quick-GELU kernels against their f64 definitions.
+// instruction-set cap for that test binary): training's attention, quick-GELU
+// and weight-gradient kernels against their f64 definitions.
 
-use seer_kernels::train::{quick_gelu_backward, self_attention, self_attention_backward, SelfAttention};
+use seer_kernels::train::{
+    quick_gelu_backward, self_attention, self_attention_backward, weight_gradient, SelfAttention,
+};
 
 /// Per sequence and head: `P = softmax(q kᵀ / √d)` (causal rows end at i),
 /// the context `P v`, and for the context gradient `g` the q/k/v gradients.
@@ -93,5 +95,29 @@ fn quick_gelu_gradient_matches_the_definition() {
         let s = 1.0 / (1.0 + (-1.702 * v).exp());
         let want = gv * (s + 1.702 * v * s * (1.0 - s));
         assert!((d as f64 - want).abs() <= 1e-5 * (1.0 + want.abs()), "x {v}: {d} vs {want}");
+    }
+}
+
+#[test]
+fn weight_gradient_matches_the_definition() {
+    crate::common::cap(CEILING);
+    // rows × n × k: a CLIP-demo layer (two depth blocks and a part), both
+    // orientations (k > n is computed transposed), edges off every tile and
+    // panel width, one row, one column.
+    for (rows, n, k) in [(600, 64, 32), (300, 40, 96), (257, 37, 45), (5, 3, 70), (1, 9, 1), (64, 1, 33)] {
+        let a = common::values(rows * n, 7);
+        let b = common::values(rows * k, 8);
+        let mut out = vec![f32::NAN; n * k];
+        weight_gradient(&a, n, &b, k, rows, &mut out);
+        for i in 0..n {
+            for j in 0..k {
+                let want: f64 = (0..rows).map(|p| a[p * n + i] as f64 * b[p * k + j] as f64).sum();
+                let got = out[i * k + j] as f64;
+                assert!(
+                    (got - want).abs() <= 1e-5 * (1.0 + want.abs()),
+                    "{rows}×{n}×{k} at ({i}, {j}): {got} vs {want}"
+                );
+            }
+        }
     }
 }

@@ -10,7 +10,8 @@
 use candle_core::{
     bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor,
 };
-use seer_kernels::ops::{column_sums, transpose};
+use seer_kernels::ops::column_sums;
+use seer_kernels::train::weight_gradient;
 use seer_kernels::{gemm, Init, PackedWeights, Precision};
 
 use crate::nn::train_ops::{contiguous_f32, on_cpu_kernels};
@@ -148,20 +149,8 @@ impl CustomOp2 for WeightGradient {
         }
         let dy = values(s1, l1, "the output gradient")?;
         let x = values(s2, l2, "the input")?;
-        // The rows (m, thousands) are the product's depth. One side is
-        // transposed to put them last, the other packed as it lies: the narrower
-        // side is the one transposed.
-        let dw = if n <= k {
-            let packed = PackedWeights::from_right_matrix(x, m, k, Precision::F32);
-            let mut dw = vec![0f32; n * k];
-            gemm(&transpose(dy, m, n), n, &packed, &mut dw, Init::Bias, None);
-            dw
-        } else {
-            let packed = PackedWeights::from_right_matrix(dy, m, n, Precision::F32);
-            let mut dw_t = vec![0f32; k * n];
-            gemm(&transpose(x, m, k), k, &packed, &mut dw_t, Init::Bias, None);
-            transpose(&dw_t, k, n)
-        };
+        let mut dw = vec![0f32; n * k];
+        weight_gradient(dy, n, x, k, m, &mut dw);
         Ok((CpuStorage::F32(dw), Shape::from((n, k))))
     }
 }
