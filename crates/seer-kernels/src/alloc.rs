@@ -49,3 +49,43 @@ pub fn keep_freed_blocks() {
         libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
     }
 }
+
+/// `n` zeros written by rayon's threads, for the output of an op that fills
+/// it in parallel next. Training allocates hundreds of megabytes of outputs a
+/// step (activations and their gradients); zeroed by one `memset` on the
+/// calling thread, that was 6–7% of a step's CPU samples with the other
+/// thread idle (Intel AMX VM, CIFAR-10 config); split, the step ran 3–4%
+/// faster (medians of 8 alternating runs, 455 against 439 samples/s).
+pub fn zeros_parallel(n: usize) -> Vec<f32> {
+    use rayon::prelude::*;
+    /// Below this a second thread costs more than it saves.
+    const CHUNK: usize = 1 << 16;
+    if n < 2 * CHUNK {
+        return vec![0.0; n];
+    }
+    let mut v = Vec::with_capacity(n);
+    v.spare_capacity_mut()[..n]
+        .par_chunks_mut(CHUNK)
+        .for_each(|c| c.fill(std::mem::MaybeUninit::new(0.0)));
+    // SAFETY: the capacity is at least n and its first n values were written
+    // above.
+    unsafe { v.set_len(n) };
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zeros_parallel_is_n_zeros_whether_split_or_not() {
+        // After freeing a block of ones, which malloc may hand back: the zeros
+        // must be written, not found.
+        drop(vec![1f32; 1 << 20]);
+        for n in [0, 1, (1 << 17) - 1, 1 << 17, (1 << 19) + 3] {
+            let v = zeros_parallel(n);
+            assert_eq!(v.len(), n);
+            assert!(v.iter().all(|&x| x == 0.0), "n = {n}");
+        }
+    }
+}

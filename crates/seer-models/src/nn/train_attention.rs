@@ -11,6 +11,7 @@
 //! `seer_kernels::train`'s.
 
 use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
+use seer_kernels::alloc::zeros_parallel;
 use seer_kernels::train::{self_attention, self_attention_backward, SelfAttention};
 
 use crate::nn::train_ops::contiguous_f32;
@@ -60,7 +61,7 @@ impl CustomOp1 for Attention {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (b, shape) = self.shape(l)?;
-        let mut ctx = vec![0f32; b * shape.tokens * shape.width];
+        let mut ctx = zeros_parallel(b * shape.tokens * shape.width);
         if !ctx.is_empty() {
             self_attention(values(s, l)?, shape, &mut ctx);
         }
@@ -100,7 +101,7 @@ impl CustomOp2 for AttentionGrad {
                 l2.dims()
             )
         }
-        let mut dqkv = vec![0f32; b * t * 3 * c];
+        let mut dqkv = zeros_parallel(b * t * 3 * c);
         if !dqkv.is_empty() {
             self_attention_backward(values(s1, l1)?, values(s2, l2)?, shape, &mut dqkv);
         }

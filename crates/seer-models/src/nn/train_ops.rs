@@ -10,6 +10,7 @@ use candle_core::{
     bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, D,
 };
 use rayon::prelude::*;
+use seer_kernels::alloc::zeros_parallel;
 
 /// Rows per rayon task: enough work to pay for the split at ViT widths.
 const ROWS_PER_TASK: usize = 16;
@@ -82,7 +83,7 @@ fn map_rows<const N: usize>(
     width: usize,
     f: impl Fn([&[f32]; N], &mut [f32]) + Sync,
 ) -> Vec<f32> {
-    let mut out = vec![0f32; inputs[0].len()];
+    let mut out = zeros_parallel(inputs[0].len());
     out.par_chunks_mut(width)
         .with_min_len(ROWS_PER_TASK)
         .enumerate()
@@ -171,7 +172,7 @@ impl CustomOp3 for LayerNorm {
         let (x, width) = rows(s1, l1, self.name())?;
         let gamma = parameter(s2, l2, width, self.name())?;
         let beta = parameter(s3, l3, width, self.name())?;
-        let mut y = vec![0f32; x.len()];
+        let mut y = zeros_parallel(x.len());
         seer_kernels::ops::layer_norm(x, width, gamma, beta, self.eps, &mut y);
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
@@ -219,7 +220,7 @@ impl CustomOp3 for LayerNormGrad {
         let (x, g, width) = saved_and_gradient(self.name(), (s1, l1), (s3, l3))?;
         let gamma = parameter(s2, l2, width, self.name())?;
         let n = x.len() / width;
-        let mut out = vec![0f32; x.len() + 2 * width];
+        let mut out = zeros_parallel(x.len() + 2 * width);
         let (dx, params) = out.split_at_mut(x.len());
         let chunk = ROWS_PER_TASK * width;
         let partials: Vec<Vec<f32>> = dx
@@ -347,7 +348,7 @@ impl CustomOp2 for QuickGeluGrad {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (x, g, _) = saved_and_gradient(self.name(), (s1, l1), (s2, l2))?;
-        let mut dx = vec![0f32; x.len()];
+        let mut dx = zeros_parallel(x.len());
         seer_kernels::train::quick_gelu_backward(x, g, &mut dx);
         Ok((CpuStorage::F32(dx), l1.shape().clone()))
     }
