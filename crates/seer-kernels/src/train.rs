@@ -284,6 +284,10 @@ pub fn weight_gradient(a: &[f32], n: usize, b: &[f32], k: usize, rows: usize, ou
         b.len(),
         out.len()
     );
+    if rows == 0 {
+        // An empty sum (the packed matmul below would not write `out`).
+        return out.fill(0.0);
+    }
     #[cfg(target_arch = "x86_64")]
     if crate::Isa::detected() == crate::Isa::Portable {
         // Without FMA, `mul_add` is a libm call per element (50× slower than

@@ -103,8 +103,8 @@ fn weight_gradient_matches_the_definition() {
     crate::common::cap(CEILING);
     // rows × n × k: a CLIP-demo layer (two depth blocks and a part), both
     // orientations (k > n is computed transposed), edges off every tile and
-    // panel width, one row, one column.
-    for (rows, n, k) in [(600, 64, 32), (300, 40, 96), (257, 37, 45), (5, 3, 70), (1, 9, 1), (64, 1, 33)] {
+    // panel width, one row, one column, no rows.
+    for (rows, n, k) in [(600, 64, 32), (300, 40, 96), (257, 37, 45), (5, 3, 70), (1, 9, 1), (64, 1, 33), (0, 5, 7)] {
         let a = common::values(rows * n, 7);
         let b = common::values(rows * k, 8);
         let mut out = vec![f32::NAN; n * k];
