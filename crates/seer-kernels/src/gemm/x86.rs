@@ -72,21 +72,18 @@ unsafe fn store_512(acc: &[__m512; 2 * MR_512], c: *mut f32, ldc: usize, rows: u
     }
 }
 
+/// The sums of `kc` depth steps of a full tile: MR_512 packed A values and
+/// NR = 32 weights a step.
+///
 /// # Safety
-/// The micro-kernel contract (see [`super::MicroF32`]).
-#[target_feature(enable = "avx512f")]
-pub unsafe fn micro_f32_avx512(
-    kc: usize,
-    a: *const u32,
-    b: *const u8,
-    c: *mut f32,
-    ldc: usize,
-    rows: usize,
-    cols: usize,
-) {
+/// The CPU has AVX-512F; `a` and `b` hold `kc` steps (the micro-kernel
+/// contract, see [`super::MicroF32`]).
+#[inline(always)]
+unsafe fn sums_512(kc: usize, a: *const u32, b: *const u8) -> [__m512; 2 * MR_512] {
     let mut a = a.cast::<f32>();
     let mut b = b.cast::<f32>();
-    let mut acc = [_mm512_setzero_ps(); 2 * MR_512];
+    // SAFETY: the CPU has AVX-512F (the contract).
+    let mut acc = [unsafe { _mm512_setzero_ps() }; 2 * MR_512];
     for _ in 0..kc {
         // SAFETY: each of the `kc` steps reads MR_512 floats of the A panel
         // and NR = 32 of the weight panel, both inside by the contract, and
@@ -103,8 +100,71 @@ pub unsafe fn micro_f32_avx512(
             b = b.add(NR);
         }
     }
-    // SAFETY: AVX-512F is enabled here; the C tile is valid and ours.
-    unsafe { store_512(&acc, c, ldc, rows, cols) };
+    acc
+}
+
+/// # Safety
+/// The micro-kernel contract (see [`super::MicroF32`]).
+#[target_feature(enable = "avx512f")]
+pub unsafe fn micro_f32_avx512(
+    kc: usize,
+    a: *const u32,
+    b: *const u8,
+    c: *mut f32,
+    ldc: usize,
+    rows: usize,
+    cols: usize,
+) {
+    // SAFETY: AVX-512F is enabled here; the panels hold `kc` steps and the C
+    // tile is valid and ours (the contract).
+    unsafe { store_512(&sums_512(kc, a, b), c, ldc, rows, cols) };
+}
+
+/// [`micro_f32_avx512`] for a tile's first depth block: C = sums + bias,
+/// written without reading C.
+///
+/// # Safety
+/// The micro-kernel contract (see [`super::MicroF32First`]): `bias` is null
+/// or holds the tile's `cols` bias values.
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn micro_f32_avx512_first(
+    kc: usize,
+    a: *const u32,
+    b: *const u8,
+    c: *mut f32,
+    ldc: usize,
+    rows: usize,
+    cols: usize,
+    bias: *const f32,
+) {
+    // SAFETY: AVX-512F is enabled here; the panels hold `kc` steps (the
+    // contract).
+    let acc = unsafe { sums_512(kc, a, b) };
+    let (m0, m1) = tail_masks(cols);
+    // SAFETY: the masks keep the loads to the bias's first `cols` values,
+    // which it holds when it is not null (the contract).
+    let (bias0, bias1) = unsafe {
+        if bias.is_null() {
+            (_mm512_setzero_ps(), _mm512_setzero_ps())
+        } else {
+            (
+                _mm512_maskz_loadu_ps(m0, bias),
+                _mm512_maskz_loadu_ps(m1, bias.add(16)),
+            )
+        }
+    };
+    for r in 0..MR_512 {
+        if r < rows {
+            // SAFETY: row r < rows of the tile, whose first `cols` floats the
+            // masks keep the stores to; the tile is valid and ours.
+            unsafe {
+                let p = c.add(r * ldc);
+                _mm512_mask_storeu_ps(p, m0, _mm512_add_ps(acc[2 * r], bias0));
+                _mm512_mask_storeu_ps(p.add(16), m1, _mm512_add_ps(acc[2 * r + 1], bias1));
+            }
+        }
+    }
 }
 
 /// [`micro_f32_avx512`] for a tile of `R < MR_512` rows (a decoding step's
