@@ -686,6 +686,9 @@ unsafe fn run_block(
     }
     let mr = kernel.mr;
     let mc = (MC / mr).max(1) * mr;
+    let single_block_first = kernel
+        .first
+        .filter(|_| k <= kernel.kc && init == Init::Bias);
     PACKED_A.with_borrow_mut(|packed| {
         packed.resize(mc * A_WORDS, 0);
         let mut m0 = rows.start;
@@ -725,11 +728,11 @@ unsafe fn run_block(
                         };
                         let a_panel = packed[i * stride..].as_ptr();
                         let bias = w.bias.as_deref().map(|b| &b[p * NR..]);
-                        if let (Some(first), true, None) = (
-                            kernel.first,
-                            kc == k && init == Init::Bias,
-                            kernel.few.get(tile.rows - 1),
-                        ) {
+                        // A product of one depth block writes its full tiles once
+                        // where the kernel can (see `Kernel::first`).
+                        let first =
+                            single_block_first.filter(|_| kernel.few.get(tile.rows - 1).is_none());
+                        if let Some(first) = first {
                             // SAFETY: the micro-kernel contract as below; the
                             // bias (when there is one) holds this panel's
                             // `pcols` values.
@@ -745,60 +748,58 @@ unsafe fn run_block(
                                     bias.map_or(std::ptr::null(), |b| b.as_ptr()),
                                 )
                             };
-                            if let (Some(act), true) = (act, k0 + kc == k) {
-                                // SAFETY: as for `init`: the tile is inside C and ours.
-                                unsafe { tile.activate(act) };
+                        } else {
+                            // The tile's first and last touches happen while it sits in
+                            // L1: no separate passes over C for the bias or activation.
+                            // The int8 kernels write the bias themselves (`FirstBlock`).
+                            if k0 == 0 && !matches!(kernel.micro, Micro::Int8(_)) {
+                                // SAFETY: the tile's rows × cols lie inside C (r0 + rows
+                                // <= rows.end, p * NR + cols <= n) and in this call's
+                                // block, which the caller gave to this thread alone.
+                                unsafe { tile.init(bias, init) };
                             }
-                            continue;
-                        }
-                        // The tile's first and last touches happen while it sits in
-                        // L1: no separate passes over C for the bias or activation.
-                        // The int8 kernels write the bias themselves (`FirstBlock`).
-                        if k0 == 0 && !matches!(kernel.micro, Micro::Int8(_)) {
-                            // SAFETY: the tile's rows × cols lie inside C (r0 + rows
-                            // <= rows.end, p * NR + cols <= n) and in this call's
-                            // block, which the caller gave to this thread alone.
-                            unsafe { tile.init(bias, init) };
-                        }
-                        // SAFETY: the micro-kernel contract (see `MicroF32`):
-                        // pack_a wrote `kc` depth steps of `mr` rows at `a_panel`,
-                        // the weight panel at `b_ptr` holds at least `kc` (rounded
-                        // up to the packing granularity) steps of NR, the tile is
-                        // inside C and ours, and the caller guarantees the CPU
-                        // features of `kernel.micro`.
-                        unsafe {
-                            match (kernel.micro, quant, &w.panels) {
-                                (Micro::Float(micro), ..) => {
-                                    let micro =
-                                        kernel.few.get(tile.rows - 1).copied().unwrap_or(micro);
-                                    micro(kc, a_panel, b_ptr, tile.c, n, tile.rows, tile.cols)
-                                }
-                                (Micro::Int8(micro), Some(q), Panels::Int8(wq)) => {
-                                    let rows = r0..r0 + tile.rows;
-                                    let cols = p * NR..(p + 1) * NR;
-                                    let d = Dequant {
-                                        row_scales: &q.scale[rows.clone()],
-                                        col_scales: wq.scales[cols.clone()]
-                                            .try_into()
-                                            .expect("scales are padded to whole panels"),
-                                        first: (k0 == 0).then(|| FirstBlock {
-                                            mins: &q.min[rows],
-                                            sums: wq.sums[cols.clone()]
+                            // SAFETY: the micro-kernel contract (see `MicroF32`):
+                            // pack_a wrote `kc` depth steps of `mr` rows at `a_panel`,
+                            // the weight panel at `b_ptr` holds at least `kc` (rounded
+                            // up to the packing granularity) steps of NR, the tile is
+                            // inside C and ours, and the caller guarantees the CPU
+                            // features of `kernel.micro`.
+                            unsafe {
+                                match (kernel.micro, quant, &w.panels) {
+                                    (Micro::Float(micro), ..) => {
+                                        let micro =
+                                            kernel.few.get(tile.rows - 1).copied().unwrap_or(micro);
+                                        micro(kc, a_panel, b_ptr, tile.c, n, tile.rows, tile.cols)
+                                    }
+                                    (Micro::Int8(micro), Some(q), Panels::Int8(wq)) => {
+                                        let rows = r0..r0 + tile.rows;
+                                        let cols = p * NR..(p + 1) * NR;
+                                        let d = Dequant {
+                                            row_scales: &q.scale[rows.clone()],
+                                            col_scales: wq.scales[cols.clone()]
                                                 .try_into()
-                                                .expect("sums are padded to whole panels"),
-                                            bias: w.bias.as_ref().map_or(&[0.0; NR], |b| {
-                                                b[cols]
+                                                .expect("scales are padded to whole panels"),
+                                            first: (k0 == 0).then(|| FirstBlock {
+                                                mins: &q.min[rows],
+                                                sums: wq.sums[cols.clone()]
                                                     .try_into()
-                                                    .expect("the bias is padded to whole panels")
+                                                    .expect("sums are padded to whole panels"),
+                                                bias: w.bias.as_ref().map_or(&[0.0; NR], |b| {
+                                                    b[cols].try_into().expect(
+                                                        "the bias is padded to whole panels",
+                                                    )
+                                                }),
+                                                overwrite: init == Init::Bias,
                                             }),
-                                            overwrite: init == Init::Bias,
-                                        }),
-                                    };
-                                    micro(kc, a_panel, b_ptr, tile.c, n, tile.rows, tile.cols, &d)
+                                        };
+                                        micro(
+                                            kc, a_panel, b_ptr, tile.c, n, tile.rows, tile.cols, &d,
+                                        )
+                                    }
+                                    _ => unreachable!("int8 kernels are chosen for int8 weights"),
                                 }
-                                _ => unreachable!("int8 kernels are chosen for int8 weights"),
-                            }
-                        };
+                            };
+                        }
                         if let (Some(act), true) = (act, k0 + kc == k) {
                             // SAFETY: as for `init`: the tile is inside C and ours.
                             unsafe { tile.activate(act) };

@@ -47,14 +47,44 @@ pub(super) fn tail_masks(cols: usize) -> (__mmask16, __mmask16) {
     (lo, hi)
 }
 
-/// Adds the accumulators into the C tile, masked to `cols`.
+/// What [`store_512`] adds the accumulators onto.
+#[derive(Clone, Copy)]
+enum Onto {
+    /// The C tile as it holds (a later depth block, a bias set by `Tile::init`).
+    Output,
+    /// The tile's bias, `cols` values (null: none), overwriting C unread.
+    Bias(*const f32),
+}
+
+/// Adds the accumulators onto C's tile or onto a bias and stores them into
+/// the tile, masked to `cols`.
 ///
 /// # Safety
 /// The CPU has AVX-512F; the `rows × cols` floats at `c` (row stride `ldc`,
-/// `cols <= 32`) are valid for reads and writes and ours alone.
+/// `cols <= 32`) are valid for reads and writes and ours alone; a non-null
+/// bias holds `cols` floats.
 #[inline(always)]
-unsafe fn store_512(acc: &[__m512; 2 * MR_512], c: *mut f32, ldc: usize, rows: usize, cols: usize) {
+unsafe fn store_512(
+    acc: &[__m512; 2 * MR_512],
+    c: *mut f32,
+    ldc: usize,
+    rows: usize,
+    cols: usize,
+    onto: Onto,
+) {
     let (m0, m1) = tail_masks(cols);
+    // SAFETY: the masks keep the loads to the bias's first `cols` values,
+    // which a non-null bias holds (the caller's contract); AVX-512F as below.
+    let bias = unsafe {
+        match onto {
+            Onto::Bias(b) if !b.is_null() => Some((
+                _mm512_maskz_loadu_ps(m0, b),
+                _mm512_maskz_loadu_ps(m1, b.add(16)),
+            )),
+            Onto::Bias(_) => Some((_mm512_setzero_ps(), _mm512_setzero_ps())),
+            Onto::Output => None,
+        }
+    };
     for r in 0..MR_512 {
         if r < rows {
             // SAFETY: row r < rows of the tile; the masks keep loads and
@@ -62,11 +92,12 @@ unsafe fn store_512(acc: &[__m512; 2 * MR_512], c: *mut f32, ldc: usize, rows: u
             // accessed), and the CPU has AVX-512F (the caller's contract).
             unsafe {
                 let p = c.add(r * ldc);
-                let v0 = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, p), acc[2 * r]);
-                _mm512_mask_storeu_ps(p, m0, v0);
                 let p1 = p.add(16);
-                let v1 = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, p1), acc[2 * r + 1]);
-                _mm512_mask_storeu_ps(p1, m1, v1);
+                let (base0, base1) = bias.unwrap_or_else(|| {
+                    (_mm512_maskz_loadu_ps(m0, p), _mm512_maskz_loadu_ps(m1, p1))
+                });
+                _mm512_mask_storeu_ps(p, m0, _mm512_add_ps(base0, acc[2 * r]));
+                _mm512_mask_storeu_ps(p1, m1, _mm512_add_ps(base1, acc[2 * r + 1]));
             }
         }
     }
@@ -117,7 +148,7 @@ pub unsafe fn micro_f32_avx512(
 ) {
     // SAFETY: AVX-512F is enabled here; the panels hold `kc` steps and the C
     // tile is valid and ours (the contract).
-    unsafe { store_512(&sums_512(kc, a, b), c, ldc, rows, cols) };
+    unsafe { store_512(&sums_512(kc, a, b), c, ldc, rows, cols, Onto::Output) };
 }
 
 /// [`micro_f32_avx512`] for a tile's first depth block: C = sums + bias,
@@ -138,33 +169,9 @@ pub unsafe fn micro_f32_avx512_first(
     cols: usize,
     bias: *const f32,
 ) {
-    // SAFETY: AVX-512F is enabled here; the panels hold `kc` steps (the
-    // contract).
-    let acc = unsafe { sums_512(kc, a, b) };
-    let (m0, m1) = tail_masks(cols);
-    // SAFETY: the masks keep the loads to the bias's first `cols` values,
-    // which it holds when it is not null (the contract).
-    let (bias0, bias1) = unsafe {
-        if bias.is_null() {
-            (_mm512_setzero_ps(), _mm512_setzero_ps())
-        } else {
-            (
-                _mm512_maskz_loadu_ps(m0, bias),
-                _mm512_maskz_loadu_ps(m1, bias.add(16)),
-            )
-        }
-    };
-    for r in 0..MR_512 {
-        if r < rows {
-            // SAFETY: row r < rows of the tile, whose first `cols` floats the
-            // masks keep the stores to; the tile is valid and ours.
-            unsafe {
-                let p = c.add(r * ldc);
-                _mm512_mask_storeu_ps(p, m0, _mm512_add_ps(acc[2 * r], bias0));
-                _mm512_mask_storeu_ps(p.add(16), m1, _mm512_add_ps(acc[2 * r + 1], bias1));
-            }
-        }
-    }
+    // SAFETY: AVX-512F is enabled here; the panels hold `kc` steps, the C
+    // tile is valid and ours and the bias null or `cols` long (the contract).
+    unsafe { store_512(&sums_512(kc, a, b), c, ldc, rows, cols, Onto::Bias(bias)) };
 }
 
 /// [`micro_f32_avx512`] for a tile of `R < MR_512` rows (a decoding step's
@@ -206,7 +213,7 @@ pub unsafe fn micro_f32_avx512_rows<const R: usize>(
         }
     }
     // SAFETY: AVX-512F is enabled here; the C tile is valid and ours.
-    unsafe { store_512(&acc, c, ldc, rows, cols) };
+    unsafe { store_512(&acc, c, ldc, rows, cols, Onto::Output) };
 }
 
 /// The few-row AVX-512 f32 kernels, `[r - 1]` for `r` rows.
@@ -259,7 +266,7 @@ pub unsafe fn micro_bf16_avx512(
         }
     }
     // SAFETY: AVX-512F is enabled here; the C tile is valid and ours.
-    unsafe { store_512(&acc, c, ldc, rows, cols) };
+    unsafe { store_512(&acc, c, ldc, rows, cols, Onto::Output) };
 }
 
 /// [`super::quantise_row`] with AVX-512 (LLVM leaves its saturating casts
@@ -724,7 +731,7 @@ pub unsafe fn micro_bf16_widened_avx512(
     }
     // SAFETY: AVX-512F is enabled here; rows <= MR (the rest stay zero and
     // unstored); the C tile is valid and ours.
-    unsafe { store_512(&acc, c, ldc, rows, cols) };
+    unsafe { store_512(&acc, c, ldc, rows, cols, Onto::Output) };
 }
 
 /// Rows of the AVX2 int8 kernel: 8 accumulators, 4 widened weight vectors,
