@@ -261,147 +261,26 @@ multiversion! {
     }
 }
 
-/// Rows of `a` and `b` a task sums into its register tiles before adding
-/// them to its output: 256 rows of a tile's operands stay in L1 and L2.
-const DEPTH_BLOCK: usize = 256;
-
 /// `out` (n × k) = aᵀ·b for row-major `a` (rows × n) and `b` (rows × k): a
 /// linear layer's weight gradient dyᵀ·x, summed over its rows (thousands of
-/// tokens, the product's depth).
+/// tokens, the product's depth), on the matmul's micro-kernels (see
+/// `gemm::transposed`).
 ///
-/// Register tiles sum the rows of 256-row blocks copied tile by tile. Through
-/// the packed matmul (transpose one side, pack the other into panels, pack A
-/// again per block: three passes over memory-sized operands) this product ran
-/// at about half the forward product's rate; here at about 80%
-/// (`examples/weight_gradient_speed.rs`, Intel AMX VM).
+/// Through the packed matmul (transpose one side, pack the other into panels,
+/// pack A again per block: three passes over memory-sized operands) this
+/// product ran at about half the forward product's rate.
 /// Each output element sums its rows in order, so the result does not depend
 /// on the thread count.
 pub fn weight_gradient(a: &[f32], n: usize, b: &[f32], k: usize, rows: usize, out: &mut [f32]) {
-    assert!(
-        a.len() == rows * n && b.len() == rows * k && out.len() == n * k,
-        "weight gradient: {} and {} values for {rows} rows of {n} and {k}, {} out",
-        a.len(),
-        b.len(),
-        out.len()
-    );
-    if rows == 0 {
-        // An empty sum (the packed matmul below would not write `out`).
-        return out.fill(0.0);
-    }
-    #[cfg(target_arch = "x86_64")]
-    if crate::Isa::detected() == crate::Isa::Portable {
-        // Without FMA, `mul_add` is a libm call per element (50× slower than
-        // this): the packed matmul's portable kernel instead.
-        let packed = crate::PackedWeights::from_right_matrix(b, rows, k, crate::Precision::F32);
-        let a_t = crate::ops::transpose(a, rows, n);
-        return crate::gemm(&a_t, n, &packed, out, crate::Init::Bias, None);
-    }
+    // (`transposed_product` checks the lengths.)
+    let isa = crate::Isa::detected();
     if k > n {
-        // Tasks split the output's rows and each reads all of `b`: the
+        // Tasks split the output's rows and each copies all of `b`: the
         // narrower operand goes there, and the result is transposed back.
         let mut t = vec![0f32; k * n];
-        transposed_product(b, k, a, n, &mut t);
+        crate::gemm::transposed_product(isa, b, k, a, n, rows, &mut t);
         out.copy_from_slice(&crate::ops::transpose(&t, k, n));
     } else {
-        transposed_product(a, n, b, k, out);
+        crate::gemm::transposed_product(isa, a, n, b, k, rows, out);
     }
-}
-
-/// [`weight_gradient`] with output rows split across rayon's threads.
-fn transposed_product(a: &[f32], n: usize, b: &[f32], k: usize, out: &mut [f32]) {
-    out.fill(0.0);
-    if n == 0 || k == 0 {
-        return;
-    }
-    // Whole 8-row groups per task (every variant's tile divides 8), so a row's
-    // sums do not depend on where tasks end; two tasks a thread to even out
-    // a slowed thread.
-    let tasks = 2 * rayon::current_num_threads();
-    let rows_per_task = n.div_ceil(tasks).next_multiple_of(8);
-    out.par_chunks_mut(rows_per_task * k)
-        .enumerate()
-        .for_each(|(t, block)| transposed_product_block(a, n, b, k, t * rows_per_task, block));
-}
-
-multiversion! {
-    /// Rows `first..` of aᵀ·b into `out` (whole rows of k), which holds zeros
-    /// or a sum to add to, in `ROWS` × `COLS` register tiles (16 zmm on
-    /// AVX-512, 8 ymm on AVX2).
-    ///
-    /// Per block of depth, this task's columns of `a` are copied tile by tile
-    /// and `b` panel by panel (each tile's and panel's rows consecutive), so
-    /// the tiles read both in order: one pass over each operand, in pieces
-    /// that stay in cache. The columns and rows past the last whole panel and
-    /// tile are plain loops, run only where there are any (a pass over every
-    /// row for nothing cost a third of the time).
-    fn transposed_product_block<const ROWS: usize, const COLS: usize>(a: &[f32], n: usize, b: &[f32], k: usize, first: usize, out: &mut [f32]) {
-        let depth = b.len() / k;
-        let count = out.len() / k;
-        let whole_rows = count / ROWS * ROWS;
-        let whole_cols = k / COLS * COLS;
-        // Tile-major copies of a depth block: tile t's (panel j's) step p at
-        // `t * a_stride + p * ROWS` (`j * b_stride + p * COLS`). The strides
-        // are padded off multiples of 4 KiB: the copies write a line of every
-        // tile per row, and at 8 KiB apart they all fell in one cache set.
-        let block = DEPTH_BLOCK.min(depth);
-        let a_stride = block * ROWS + 16;
-        let b_stride = block * COLS + 16;
-        let mut a_tiles = vec![0f32; a_stride * (whole_rows / ROWS)];
-        let mut b_panels = vec![0f32; b_stride * (whole_cols / COLS)];
-        for p0 in (0..depth).step_by(DEPTH_BLOCK) {
-            let p1 = (p0 + DEPTH_BLOCK).min(depth);
-            for p in p0..p1 {
-                let arow = &a[p * n + first..][..whole_rows];
-                let brow = &b[p * k..][..whole_cols];
-                let at = (p - p0) * ROWS;
-                for (t, rows) in arow.chunks_exact(ROWS).enumerate() {
-                    a_tiles[t * a_stride + at..][..ROWS].copy_from_slice(rows);
-                }
-                let bt = (p - p0) * COLS;
-                for (j, cols) in brow.chunks_exact(COLS).enumerate() {
-                    b_panels[j * b_stride + bt..][..COLS].copy_from_slice(cols);
-                }
-            }
-            let steps = p1 - p0;
-            for (t, a_tile) in a_tiles.chunks_exact(a_stride).enumerate() {
-                let i = t * ROWS;
-                for (jp, panel) in b_panels.chunks_exact(b_stride).enumerate() {
-                    let mut acc = [[0f32; COLS]; ROWS];
-                    for (av, bv) in a_tile[..steps * ROWS].chunks_exact(ROWS).zip(panel[..steps * COLS].chunks_exact(COLS)) {
-                        let bv: &[f32; COLS] = bv.try_into().unwrap();
-                        for (r, lane) in acc.iter_mut().enumerate() {
-                            let x = av[r];
-                            for (s, &y) in lane.iter_mut().zip(bv) {
-                                *s = x.mul_add(y, *s);
-                            }
-                        }
-                    }
-                    for (r, lane) in acc.iter().enumerate() {
-                        for (o, &s) in out[(i + r) * k + jp * COLS..][..COLS].iter_mut().zip(lane) {
-                            *o += s;
-                        }
-                    }
-                }
-            }
-            // The edges, in plain loops: columns past the last whole panel,
-            // then rows past the last whole tile.
-            for p in p0..p1 {
-                let arow = &a[p * n + first..][..count];
-                let brow = &b[p * k..][..k];
-                if whole_cols < k {
-                    for (i, &x) in arow[..whole_rows].iter().enumerate() {
-                        for (o, &y) in out[i * k + whole_cols..(i + 1) * k].iter_mut().zip(&brow[whole_cols..]) {
-                            *o = x.mul_add(y, *o);
-                        }
-                    }
-                }
-                for (i, &x) in arow.iter().enumerate().skip(whole_rows) {
-                    for (o, &y) in out[i * k..(i + 1) * k].iter_mut().zip(brow) {
-                        *o = x.mul_add(y, *o);
-                    }
-                }
-            }
-        }
-    }
-    wide[8, 32] narrow[4, 16] baseline[4, 8]
 }

@@ -1449,8 +1449,11 @@ unsafe fn add_tile(
 #[cfg(target_arch = "x86_64")]
 mod amx;
 mod portable;
+mod transposed;
 #[cfg(target_arch = "x86_64")]
 mod x86;
+
+pub(crate) use transposed::transposed_product;
 
 /// Whether the AMX tiles can run here (the CPU has AMX-BF16 and AMX-INT8 and
 /// Linux granted this process the tile state, requested on the first call).

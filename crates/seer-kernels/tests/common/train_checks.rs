@@ -121,3 +121,25 @@ fn weight_gradient_matches_the_definition() {
         }
     }
 }
+
+#[test]
+fn weight_gradient_does_not_depend_on_the_thread_count() {
+    crate::common::cap(CEILING);
+    // Output rows split across 1, 2 and 3 threads fall in different tiles and
+    // tasks; every element must still sum its rows in the same order.
+    let (rows, n, k) = (700, 75, 70);
+    let a = common::values(rows * n, 9);
+    let b = common::values(rows * k, 10);
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("a thread pool");
+        let mut out = vec![f32::NAN; n * k];
+        pool.install(|| weight_gradient(&a, n, &b, k, rows, &mut out));
+        out
+    };
+    let one = run(1);
+    for threads in [2, 3] {
+        let many = run(threads);
+        let same = one.iter().zip(&many).all(|(x, y)| x.to_bits() == y.to_bits());
+        assert!(same, "{threads} threads gave a different sum than one");
+    }
+}
