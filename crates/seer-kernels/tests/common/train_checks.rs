@@ -3,7 +3,8 @@
 // and weight-gradient kernels against their f64 definitions.
 
 use seer_kernels::train::{
-    quick_gelu_backward, self_attention, self_attention_backward, weight_gradient, SelfAttention,
+    layer_norm_backward, quick_gelu_backward, self_attention, self_attention_backward, weight_gradient,
+    SelfAttention,
 };
 
 /// Per sequence and head: `P = softmax(q kᵀ / √d)` (causal rows end at i),
@@ -141,5 +142,47 @@ fn weight_gradient_does_not_depend_on_the_thread_count() {
         let many = run(threads);
         let same = one.iter().zip(&many).all(|(x, y)| x.to_bits() == y.to_bits());
         assert!(same, "{threads} threads gave a different sum than one");
+    }
+}
+
+#[test]
+fn layer_norm_backward_matches_the_definition() {
+    crate::common::cap(CEILING);
+    // Widths off the 16-lane sums (45), a demo width (128) and one column;
+    // row counts across several 16-row tasks and inside one.
+    for (rows, width) in [(37, 45), (40, 128), (3, 1), (1, 17)] {
+        let x: Vec<f32> = common::values(rows * width, 11).iter().map(|v| 3.0 * v + 0.5).collect();
+        let g = common::values(rows * width, 12);
+        let gamma: Vec<f32> = common::values(width, 13).iter().map(|v| 1.0 + v).collect();
+        let eps = 1e-5;
+        let mut dx = vec![f32::NAN; rows * width];
+        let mut dparams = vec![f32::NAN; 2 * width];
+        layer_norm_backward(&x, &g, &gamma, eps, &mut dx, &mut dparams);
+        let mut want_params = vec![0f64; 2 * width];
+        for r in 0..rows {
+            let xr: Vec<f64> = x[r * width..(r + 1) * width].iter().map(|&v| v as f64).collect();
+            let gr: Vec<f64> = g[r * width..(r + 1) * width].iter().map(|&v| v as f64).collect();
+            let n = width as f64;
+            let mu = xr.iter().sum::<f64>() / n;
+            let var = xr.iter().map(|v| (v - mu) * (v - mu)).sum::<f64>() / n;
+            let inv = 1.0 / (var + eps as f64).sqrt();
+            let y: Vec<f64> = xr.iter().map(|v| (v - mu) * inv).collect();
+            let g_hat: Vec<f64> = gr.iter().zip(&gamma).map(|(g, &c)| g * c as f64).collect();
+            let g_mean = g_hat.iter().sum::<f64>() / n;
+            let gy_mean = g_hat.iter().zip(&y).map(|(a, b)| a * b).sum::<f64>() / n;
+            for j in 0..width {
+                let want = (g_hat[j] - g_mean - y[j] * gy_mean) * inv;
+                let got = dx[r * width + j] as f64;
+                assert!((got - want).abs() <= 1e-4 * (1.0 + want.abs()), "{rows}×{width} dx ({r}, {j}): {got} vs {want}");
+                want_params[j] += gr[j] * y[j];
+                want_params[width + j] += gr[j];
+            }
+        }
+        for (j, (&got, want)) in dparams.iter().zip(&want_params).enumerate() {
+            assert!(
+                (got as f64 - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                "{rows}×{width} parameter gradient {j}: {got} vs {want}"
+            );
+        }
     }
 }

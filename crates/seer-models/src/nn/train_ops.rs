@@ -131,17 +131,6 @@ fn gradient_rows(
     Ok((CpuStorage::F32(out), l1.shape().clone()))
 }
 
-fn mean(row: &[f32]) -> f32 {
-    row.iter().sum::<f32>() / row.len() as f32
-}
-
-/// `1 / sqrt(var + eps)` and the mean of a row.
-fn inv_std(row: &[f32], eps: f32) -> (f32, f32) {
-    let mu = mean(row);
-    let var = row.iter().map(|&v| (v - mu) * (v - mu)).sum::<f32>() / row.len() as f32;
-    (1.0 / (var + eps).sqrt(), mu)
-}
-
 struct LayerNorm {
     eps: f32,
 }
@@ -222,40 +211,7 @@ impl CustomOp3 for LayerNormGrad {
         let n = x.len() / width;
         let mut out = zeros_parallel(x.len() + 2 * width);
         let (dx, params) = out.split_at_mut(x.len());
-        let chunk = ROWS_PER_TASK * width;
-        let partials: Vec<Vec<f32>> = dx
-            .par_chunks_mut(chunk)
-            .zip(x.par_chunks(chunk).zip(g.par_chunks(chunk)))
-            .map(|(dx, (x, g))| {
-                // dγ then dβ of these rows.
-                let mut acc = vec![0f32; 2 * width];
-                let mut g_hat = vec![0f32; width];
-                for ((dx, x), g) in dx
-                    .chunks_exact_mut(width)
-                    .zip(x.chunks_exact(width))
-                    .zip(g.chunks_exact(width))
-                {
-                    let (inv, mu) = inv_std(x, self.eps);
-                    let (mut g_sum, mut gy_sum) = (0f32, 0f32);
-                    for j in 0..width {
-                        let y = (x[j] - mu) * inv;
-                        g_hat[j] = g[j] * gamma[j];
-                        g_sum += g_hat[j];
-                        gy_sum += g_hat[j] * y;
-                        acc[j] += g[j] * y;
-                        acc[width + j] += g[j];
-                    }
-                    let (g_mean, gy_mean) = (g_sum / width as f32, gy_sum / width as f32);
-                    for j in 0..width {
-                        dx[j] = (g_hat[j] - g_mean - (x[j] - mu) * inv * gy_mean) * inv;
-                    }
-                }
-                acc
-            })
-            .collect();
-        for (j, p) in params.iter_mut().enumerate() {
-            *p = partials.iter().map(|a| a[j] as f64).sum::<f64>() as f32;
-        }
+        seer_kernels::train::layer_norm_backward(x, g, gamma, self.eps, dx, params);
         Ok((CpuStorage::F32(out), Shape::from((n + 2, width))))
     }
 }
