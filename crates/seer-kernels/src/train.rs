@@ -8,8 +8,7 @@
 //! recomputes them (flash attention's trade), which for CLIP's short sequences
 //! costs less than writing and reading them.
 
-use rayon::prelude::*;
-
+use crate::alloc::{extend_parallel, filled_parallel};
 use crate::math;
 
 /// The layout of a batch of q/k/v rows: `tokens` rows per sequence of
@@ -24,79 +23,75 @@ pub struct SelfAttention {
 }
 
 impl SelfAttention {
-    /// Panics unless `qkv` is whole sequences and `out` (the context or its
-    /// gradient, `width` per row) has as many rows.
-    fn check(&self, qkv: &[f32], out: &[f32]) {
+    /// The rows of `qkv`; panics unless it is whole sequences of this shape.
+    fn rows(&self, qkv: &[f32]) -> usize {
         assert!(
-            self.heads > 0 && self.width.is_multiple_of(self.heads),
+            self.heads > 0 && self.width > 0 && self.width.is_multiple_of(self.heads),
             "width {} is not {} heads",
             self.width,
             self.heads
         );
         let row = 3 * self.width;
         assert!(self.tokens > 0 && qkv.len().is_multiple_of(self.tokens * row));
-        assert_eq!(
-            out.len() / self.width.max(1),
-            qkv.len() / row,
-            "rows differ"
-        );
+        qkv.len() / row
     }
 }
 
-/// `ctx` (rows, width): each head's softmax(q kᵀ/√d) v, heads side by side.
-pub fn self_attention(qkv: &[f32], shape: SelfAttention, ctx: &mut [f32]) {
-    shape.check(qkv, ctx);
+/// The context (rows, width): each head's softmax(q kᵀ/√d) v, heads side by
+/// side, one sequence per task.
+pub fn self_attention(qkv: &[f32], shape: SelfAttention) -> Vec<f32> {
+    let rows = shape.rows(qkv);
     let (t, c) = (shape.tokens, shape.width);
-    ctx.par_chunks_mut(t * c)
-        .zip(qkv.par_chunks(t * 3 * c))
-        .for_each_init(
-            || vec![0f32; scratch_len(t, c / shape.heads)],
-            |scratch, (ctx, seq)| {
-                for h in 0..shape.heads {
-                    attend_head(seq, h, t, c, shape.heads, shape.causal, scratch, ctx);
-                }
-            },
-        );
+    filled_parallel(rows * c, t * c, |offset, ctx| {
+        let seq = &qkv[offset * 3..][..t * 3 * c];
+        let mut scratch = vec![0f32; scratch_len(t, c / shape.heads)];
+        for h in 0..shape.heads {
+            attend_head(seq, h, t, c, shape.heads, shape.causal, &mut scratch, ctx);
+        }
+    })
 }
 
 /// The gradient with respect to `qkv` (rows, 3·width), given the context's
-/// gradient `dctx` (rows, width).
-pub fn self_attention_backward(qkv: &[f32], dctx: &[f32], shape: SelfAttention, dqkv: &mut [f32]) {
-    shape.check(qkv, dctx);
-    assert_eq!(qkv.len(), dqkv.len());
+/// gradient `dctx` (rows, width), one sequence per task.
+pub fn self_attention_backward(qkv: &[f32], dctx: &[f32], shape: SelfAttention) -> Vec<f32> {
+    let rows = shape.rows(qkv);
     let (t, c) = (shape.tokens, shape.width);
-    dqkv.par_chunks_mut(t * 3 * c)
-        .zip(qkv.par_chunks(t * 3 * c).zip(dctx.par_chunks(t * c)))
-        .for_each_init(
-            || (vec![0f32; scratch_len(t, c / shape.heads)], vec![0f32; t]),
-            |(scratch, ds), (dseq, (seq, dout))| {
-                dseq.fill(0.0);
-                for h in 0..shape.heads {
-                    attend_head_backward(
-                        seq,
-                        dout,
-                        h,
-                        t,
-                        c,
-                        shape.heads,
-                        shape.causal,
-                        scratch,
-                        ds,
-                        dseq,
-                    );
-                }
-            },
-        );
+    assert_eq!(dctx.len(), rows * c, "gradient rows differ from q/k/v rows");
+    // Each sequence's gradient arrives zeroed; its heads add into it.
+    filled_parallel(rows * 3 * c, t * 3 * c, |offset, dseq| {
+        let seq = &qkv[offset..][..t * 3 * c];
+        let dout = &dctx[offset / 3..][..t * c];
+        let (mut scratch, mut ds) = (vec![0f32; scratch_len(t, c / shape.heads)], vec![0f32; t]);
+        for h in 0..shape.heads {
+            attend_head_backward(
+                seq,
+                dout,
+                h,
+                t,
+                c,
+                shape.heads,
+                shape.causal,
+                &mut scratch,
+                &mut ds,
+                dseq,
+            );
+        }
+    })
 }
 
 /// `dx = g·(s + 1.702·x·s·(1 - s))` with `s = σ(1.702x)`, the gradient of
 /// `x·σ(1.702x)`.
-pub fn quick_gelu_backward(x: &[f32], g: &[f32], dx: &mut [f32]) {
-    assert!(x.len() == g.len() && x.len() == dx.len());
+pub fn quick_gelu_backward(x: &[f32], g: &[f32]) -> Vec<f32> {
+    assert_eq!(
+        x.len(),
+        g.len(),
+        "quick-GELU backward: inputs and gradients differ in length"
+    );
     const CHUNK: usize = 1 << 14;
-    dx.par_chunks_mut(CHUNK)
-        .zip(x.par_chunks(CHUNK).zip(g.par_chunks(CHUNK)))
-        .for_each(|(dx, (x, g))| quick_gelu_backward_chunk(x, g, dx));
+    filled_parallel(x.len(), CHUNK, |offset, dx| {
+        let end = offset + dx.len();
+        quick_gelu_backward_chunk(&x[offset..end], &g[offset..end], dx)
+    })
 }
 
 multiversion! {
@@ -115,42 +110,35 @@ const LAYER_NORM_ROWS_PER_TASK: usize = 16;
 /// LayerNorm's backward pass over rows of `width = gamma.len()`: for
 /// `y = x̂·γ + β` with `x̂ = (x - μ)/σ` (biased variance, `eps` inside the root)
 /// and the output gradient `g`, `dx = (ĝ - mean(ĝ) - x̂·mean(ĝ·x̂)) / σ` with
-/// `ĝ = g·γ`; `dγ = Σ g·x̂` and `dβ = Σ g` over the rows (`dparams` is `dγ`
-/// then `dβ`, `2·width` values).
+/// `ĝ = g·γ`; `dγ = Σ g·x̂` and `dβ = Σ g` over the rows. Returns `dx`'s rows,
+/// then `dγ`, then `dβ` (`width` values each): the layout of the training op's
+/// output.
 ///
 /// Written as plain loops, the row sums ran as a scalar chain: 3.7% of a
 /// training step's samples, five times the forward pass (Intel AMX VM).
-pub fn layer_norm_backward(
-    x: &[f32],
-    g: &[f32],
-    gamma: &[f32],
-    eps: f32,
-    dx: &mut [f32],
-    dparams: &mut [f32],
-) {
+pub fn layer_norm_backward(x: &[f32], g: &[f32], gamma: &[f32], eps: f32) -> Vec<f32> {
     let width = gamma.len();
     assert!(
-        width > 0 && x.len().is_multiple_of(width) && g.len() == x.len() && dx.len() == x.len() && dparams.len() == 2 * width,
-        "LayerNorm backward: {} inputs, {} gradients, {} outputs for rows of {width}, {} parameter gradients",
+        width > 0 && x.len().is_multiple_of(width) && g.len() == x.len(),
+        "LayerNorm backward: {} inputs, {} gradients for rows of {width}",
         x.len(),
         g.len(),
-        dx.len(),
-        dparams.len()
     );
-    let chunk = LAYER_NORM_ROWS_PER_TASK * width;
-    let partials: Vec<Vec<f32>> = dx
-        .par_chunks_mut(chunk)
-        .zip(x.par_chunks(chunk).zip(g.par_chunks(chunk)))
-        .map(|(dx, (x, g))| {
+    let mut out = Vec::with_capacity(x.len() + 2 * width);
+    let partials = extend_parallel(
+        &mut out,
+        x.len(),
+        LAYER_NORM_ROWS_PER_TASK * width,
+        |offset, dx| {
+            let end = offset + dx.len();
             let mut acc = vec![0f32; 2 * width];
-            layer_norm_backward_rows(x, g, gamma, eps, dx, &mut acc);
+            layer_norm_backward_rows(&x[offset..end], &g[offset..end], gamma, eps, dx, &mut acc);
             acc
-        })
-        .collect();
+        },
+    );
     // In f64 and in row order: thousands of rows' partial sums.
-    for (j, p) in dparams.iter_mut().enumerate() {
-        *p = partials.iter().map(|a| a[j] as f64).sum::<f64>() as f32;
-    }
+    out.extend((0..2 * width).map(|j| partials.iter().map(|a| a[j] as f64).sum::<f64>() as f32));
+    out
 }
 
 multiversion! {

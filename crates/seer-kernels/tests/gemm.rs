@@ -359,3 +359,30 @@ fn whole_tiles_without_a_bias() {
         }
     }
 }
+
+#[test]
+fn a_new_output_matches_one_written_over() {
+    // gemm_new writes into memory nobody zeroed: it must equal gemm's result
+    // over a NaN-filled output, bit for bit, on one depth block and several,
+    // with and without a bias and an activation, at edge shapes.
+    for (m, n, k) in [(1, 1, 1), (13, 70, 128), (29, 33, 600), (0, 8, 3)] {
+        let a = values(m * k, 21);
+        let w = values(n * k, 22);
+        for bias in [None, Some(values(n, 23))] {
+            let packed = PackedWeights::from_rows(&w, n, k, bias.clone(), Precision::F32);
+            for act in [None, Some(Activation::QuickGelu)] {
+                // A freed block of NaNs, which malloc may hand back.
+                drop(vec![f32::NAN; m * n]);
+                let fresh = seer_kernels::gemm_new(&a, m, &packed, act);
+                let mut want = vec![f32::NAN; m * n];
+                seer_kernels::gemm(&a, m, &packed, &mut want, Init::Bias, act);
+                assert_eq!(fresh.len(), m * n);
+                let same = fresh
+                    .iter()
+                    .zip(&want)
+                    .all(|(x, y)| x.to_bits() == y.to_bits());
+                assert!(same, "{m}×{n}×{k}, bias {}, {act:?}", bias.is_some());
+            }
+        }
+    }
+}

@@ -382,6 +382,49 @@ pub fn gemm_with_isa(
     init: Init,
     act: Option<Activation>,
 ) {
+    assert_eq!(c.len(), m * w.n, "output is not {m}×{}", w.n);
+    // SAFETY: `c` is the m × n output, initialised and borrowed mutably here.
+    unsafe { gemm_raw(isa, a, m, w, c.as_mut_ptr(), init, act) }
+}
+
+/// `a (m×k) · Wᵀ + bias`, then `act`, into a new vector, for f32 weights.
+///
+/// Every output value is written before any is read, so unlike an output
+/// for [`gemm`] the vector needs no zeroing pass first (for training's
+/// activations and gradients, megabytes a product).
+pub fn gemm_new(a: &[f32], m: usize, w: &PackedWeights, act: Option<Activation>) -> Vec<f32> {
+    assert_eq!(w.precision(), Precision::F32, "gemm_new takes f32 weights");
+    // Without depth no tile would be written (weights cannot be packed so).
+    assert!(w.k > 0, "gemm_new of depth 0");
+    let len = m * w.n;
+    let mut c = Vec::with_capacity(len);
+    // SAFETY: the capacity holds m × n floats, ours; with f32 weights and
+    // `Init::Bias`, `gemm_raw` writes every one before reading it (see its
+    // contract), so all `len` are initialised when it returns.
+    unsafe {
+        gemm_raw(Isa::detected(), a, m, w, c.as_mut_ptr(), Init::Bias, act);
+        c.set_len(len);
+    }
+    c
+}
+
+/// [`gemm_with_isa`] onto an output given by pointer.
+///
+/// # Safety
+/// `c` points to `m × w.n` floats, valid for reads and writes and touched by
+/// no one else during the call. They must be initialised, except for f32
+/// weights with `Init::Bias` and `w.k > 0`: every tile's first depth block
+/// then writes its values (`Tile::init` or a single-block kernel) before
+/// anything reads them.
+unsafe fn gemm_raw(
+    isa: Isa,
+    a: &[f32],
+    m: usize,
+    w: &PackedWeights,
+    c: *mut f32,
+    init: Init,
+    act: Option<Activation>,
+) {
     let (n, k) = (w.n, w.k);
     // The micro-kernels' target features are only sound on a CPU that has them.
     assert!(
@@ -390,18 +433,19 @@ pub fn gemm_with_isa(
         isa.name()
     );
     assert_eq!(a.len(), m * k, "activations are not {m}×{k}");
-    assert_eq!(c.len(), m * n, "output is not {m}×{n}");
     if m == 0 || n == 0 {
         return;
     }
     #[cfg(target_arch = "x86_64")]
     if isa == Isa::Amx && w.precision() != Precision::F32 {
         // SAFETY: the CPU supports `isa` (asserted), and Isa::Amx is only
-        // detected where `amx::available()`; the shapes were checked.
+        // detected where `amx::available()`; the shapes were checked, and `c`
+        // is initialised for non-f32 weights (our contract).
         return unsafe { gemm_amx(a, m, w, c, init, act) };
     }
     let kernel = Kernel::select(isa, w.precision());
-    // SAFETY: `kernel` was selected for `isa`, which the CPU supports (asserted).
+    // SAFETY: `kernel` was selected for `isa`, which the CPU supports
+    // (asserted); `c` as our caller guarantees.
     unsafe { gemm_with_kernel(isa, &kernel, a, m, w, c, init, act) }
 }
 
@@ -409,7 +453,8 @@ pub fn gemm_with_isa(
 ///
 /// # Safety
 /// The CPU has the features of `isa` and of `kernel.micro`; `a` is `m × w.k`
-/// and `c` is `m × w.n`, both nonempty.
+/// and `c` points to the `m × w.n` output as [`gemm_raw`] requires, both
+/// nonempty.
 #[allow(clippy::too_many_arguments)]
 unsafe fn gemm_with_kernel(
     isa: Isa,
@@ -417,7 +462,7 @@ unsafe fn gemm_with_kernel(
     a: &[f32],
     m: usize,
     w: &PackedWeights,
-    c: &mut [f32],
+    c: *mut f32,
     init: Init,
     act: Option<Activation>,
 ) {
@@ -425,10 +470,10 @@ unsafe fn gemm_with_kernel(
     // int8: each row's scale spans all of K, so it is found before the blocks.
     let quant = matches!(w.panels, Panels::Int8(_))
         .then(|| RowQuant::new(isa, a, m, w.k, w.k_padded, threads > 1));
-    let c_ptr = SendPtr(c.as_mut_ptr());
+    let c_ptr = SendPtr(c);
     for_each_block(m, w, kernel.mr, MC, threads, |rows, panels| {
-        // SAFETY: `c_ptr` is `c`, valid for m×n writes and borrowed mutably for
-        // this whole call; `for_each_block` hands out disjoint blocks inside it.
+        // SAFETY: `c_ptr` is `c`, valid for m×n writes and ours for this whole
+        // call; `for_each_block` hands out disjoint blocks inside it.
         // The CPU has `kernel`'s features (the caller's contract).
         unsafe {
             run_block(
@@ -449,14 +494,14 @@ unsafe fn gemm_with_kernel(
 /// [`gemm_with_isa`] on the AMX tiles, for bf16 and int8 weights.
 ///
 /// # Safety
-/// [`amx::available`] returned true; `a` is `m × w.k` and `c` is `m × w.n`,
-/// both nonempty; `w` is not f32.
+/// [`amx::available`] returned true; `a` is `m × w.k` and `c` points to the
+/// `m × w.n` output, initialised, both nonempty; `w` is not f32.
 #[cfg(target_arch = "x86_64")]
 unsafe fn gemm_amx(
     a: &[f32],
     m: usize,
     w: &PackedWeights,
-    c: &mut [f32],
+    c: *mut f32,
     init: Init,
     act: Option<Activation>,
 ) {
@@ -471,7 +516,7 @@ unsafe fn gemm_amx(
         Panels::Bf16(_) => amx::Rows::bf16(a, m, w.k, w.k_padded, parallel),
         Panels::F32(_) => unreachable!("AMX has no f32 product"),
     };
-    let c_ptr = SendPtr(c.as_mut_ptr());
+    let c_ptr = SendPtr(c);
     for_each_block(
         m,
         w,
@@ -480,7 +525,7 @@ unsafe fn gemm_amx(
         threads,
         |row_range, panels| {
             // SAFETY: AMX is available (the caller's contract); `c_ptr` is `c`,
-            // valid for m×n writes and borrowed mutably for this whole call, and
+            // valid for m×n writes and ours for this whole call, and
             // `for_each_block` hands out disjoint blocks inside it whose rows
             // start at whole MR blocks; `rows` holds m rows rounded up to whole
             // blocks, at the weights' padded K.
@@ -839,21 +884,28 @@ impl Tile {
     /// The tile contract above.
     unsafe fn init(&self, bias: Option<&[f32]>, init: Init) {
         for r in 0..self.rows {
-            // SAFETY: r < rows; the slice lives for this iteration only.
-            let out = unsafe { self.row(r) };
+            // SAFETY: r < rows: the row's `cols` floats are inside the tile.
+            let row = unsafe { self.c.add(r * self.ldc) };
             match (bias, init) {
-                // A full-width row is a fixed-size copy the compiler inlines; a
-                // memcpy call per 128-byte row cost 3% of a ViT forward.
+                // `Init::Bias` may meet unwritten memory (`gemm_new`): raw
+                // writes, no reference to it. A full-width row is a
+                // fixed-size write the compiler inlines; a memcpy call per
+                // 128-byte row cost 3% of a ViT forward.
                 (Some(b), Init::Bias) if self.cols == NR => {
-                    let (out, b): (&mut [f32; NR], &[f32; NR]) = (
-                        out.try_into().expect("a full-width row is NR wide"),
-                        b[..NR].try_into().expect("the bias has NR values left"),
-                    );
-                    *out = *b;
+                    let b: [f32; NR] = b[..NR].try_into().expect("the bias has NR values left");
+                    // SAFETY: the row holds NR floats; [f32; NR] is f32-aligned.
+                    unsafe { row.cast::<[f32; NR]>().write(b) };
                 }
-                (Some(b), Init::Bias) => out.copy_from_slice(&b[..self.cols]),
-                (None, Init::Bias) => out.fill(0.0),
+                // SAFETY: the row holds `cols` floats, and the bias at least
+                // as many (its panel's); they do not overlap.
+                (Some(b), Init::Bias) => unsafe {
+                    std::ptr::copy_nonoverlapping(b[..self.cols].as_ptr(), row, self.cols)
+                },
+                // SAFETY: the row holds `cols` floats; zero bits are 0.0.
+                (None, Init::Bias) => unsafe { std::ptr::write_bytes(row, 0, self.cols) },
                 (Some(b), Init::AddToOutput) => {
+                    // SAFETY: the tile contract; C is initialised when added to.
+                    let out = unsafe { self.row(r) };
                     for (o, &bv) in out.iter_mut().zip(b) {
                         *o += bv;
                     }
@@ -1509,7 +1561,7 @@ mod tests {
                         &a,
                         m,
                         &packed,
-                        &mut c,
+                        c.as_mut_ptr(),
                         Init::Bias,
                         None,
                     )
@@ -1557,7 +1609,16 @@ mod tests {
                     let mut c = vec![f32::NAN; m * n];
                     // SAFETY: the CPU has `isa` (checked above); the shapes match.
                     unsafe {
-                        gemm_with_kernel(isa, kernel, &a, m, &packed, &mut c, Init::Bias, None)
+                        gemm_with_kernel(
+                            isa,
+                            kernel,
+                            &a,
+                            m,
+                            &packed,
+                            c.as_mut_ptr(),
+                            Init::Bias,
+                            None,
+                        )
                     };
                     c
                 };

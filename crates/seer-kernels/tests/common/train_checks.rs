@@ -69,10 +69,9 @@ fn attention_and_its_gradient_match_the_definition() {
         let qkv = common::values(b * t * 3 * c, 3);
         let g = common::values(b * t * c, 4);
         let (want_ctx, want_d) = reference(&qkv, &g, shape);
-        let mut ctx = vec![0f32; b * t * c];
-        self_attention(&qkv, shape, &mut ctx);
-        let mut dqkv = vec![1f32; qkv.len()];
-        self_attention_backward(&qkv, &g, shape, &mut dqkv);
+        let ctx = self_attention(&qkv, shape);
+        let dqkv = self_attention_backward(&qkv, &g, shape);
+        assert_eq!((ctx.len(), dqkv.len()), (g.len(), qkv.len()));
         for (what, got, want) in [("context", &ctx, &want_ctx), ("gradient", &dqkv, &want_d)] {
             for (k, (&x, &y)) in got.iter().zip(want.iter()).enumerate() {
                 assert!(
@@ -89,8 +88,8 @@ fn quick_gelu_gradient_matches_the_definition() {
     crate::common::cap(CEILING);
     let x: Vec<f32> = common::values(40_000, 5).iter().map(|v| v * 8.0).collect();
     let g = common::values(40_000, 6);
-    let mut dx = vec![0f32; x.len()];
-    quick_gelu_backward(&x, &g, &mut dx);
+    let dx = quick_gelu_backward(&x, &g);
+    assert_eq!(dx.len(), x.len());
     for ((&d, &v), &gv) in dx.iter().zip(&x).zip(&g) {
         let (v, gv) = (v as f64, gv as f64);
         let s = 1.0 / (1.0 + (-1.702 * v).exp());
@@ -155,9 +154,9 @@ fn layer_norm_backward_matches_the_definition() {
         let g = common::values(rows * width, 12);
         let gamma: Vec<f32> = common::values(width, 13).iter().map(|v| 1.0 + v).collect();
         let eps = 1e-5;
-        let mut dx = vec![f32::NAN; rows * width];
-        let mut dparams = vec![f32::NAN; 2 * width];
-        layer_norm_backward(&x, &g, &gamma, eps, &mut dx, &mut dparams);
+        let out = layer_norm_backward(&x, &g, &gamma, eps);
+        assert_eq!(out.len(), (rows + 2) * width);
+        let (dx, dparams) = out.split_at(rows * width);
         let mut want_params = vec![0f64; 2 * width];
         for r in 0..rows {
             let xr: Vec<f64> = x[r * width..(r + 1) * width].iter().map(|&v| v as f64).collect();

@@ -11,7 +11,6 @@
 //! `seer_kernels::train`'s.
 
 use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
-use seer_kernels::alloc::zeros_parallel;
 use seer_kernels::train::{self_attention, self_attention_backward, SelfAttention};
 
 use crate::nn::train_ops::contiguous_f32;
@@ -61,10 +60,11 @@ impl CustomOp1 for Attention {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (b, shape) = self.shape(l)?;
-        let mut ctx = zeros_parallel(b * shape.tokens * shape.width);
-        if !ctx.is_empty() {
-            self_attention(values(s, l)?, shape, &mut ctx);
-        }
+        let ctx = if b * shape.tokens * shape.width == 0 {
+            Vec::new()
+        } else {
+            self_attention(values(s, l)?, shape)
+        };
         Ok((
             CpuStorage::F32(ctx),
             Shape::from((b, shape.tokens, shape.width)),
@@ -101,10 +101,11 @@ impl CustomOp2 for AttentionGrad {
                 l2.dims()
             )
         }
-        let mut dqkv = zeros_parallel(b * t * 3 * c);
-        if !dqkv.is_empty() {
-            self_attention_backward(values(s1, l1)?, values(s2, l2)?, shape, &mut dqkv);
-        }
+        let dqkv = if b * t * c == 0 {
+            Vec::new()
+        } else {
+            self_attention_backward(values(s1, l1)?, values(s2, l2)?, shape)
+        };
         Ok((CpuStorage::F32(dqkv), l1.shape().clone()))
     }
 }

@@ -10,10 +10,9 @@
 use candle_core::{
     bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor,
 };
-use seer_kernels::alloc::zeros_parallel;
 use seer_kernels::ops::column_sums;
 use seer_kernels::train::weight_gradient;
-use seer_kernels::{gemm, Init, PackedWeights, Precision};
+use seer_kernels::{gemm_new, PackedWeights, Precision};
 
 use crate::nn::train_ops::{contiguous_f32, on_cpu_kernels};
 
@@ -80,8 +79,7 @@ impl CustomOp3 for Linear {
         }
         let w = values(s2, l2, "the weight")?;
         let packed = PackedWeights::from_rows(w, n, k, Some(bias.to_vec()), Precision::F32);
-        let mut y = zeros_parallel(m * n);
-        gemm(x, m, &packed, &mut y, Init::Bias, None);
+        let y = gemm_new(x, m, &packed, None);
         Ok((CpuStorage::F32(y), with_last(l1.dims(), n)))
     }
 
@@ -121,8 +119,7 @@ impl CustomOp2 for InputGradient {
         let m = rows_of(l1, n, "the output gradient")?;
         let w = values(s2, l2, "the weight")?;
         let packed = PackedWeights::from_right_matrix(w, n, k, Precision::F32);
-        let mut dx = zeros_parallel(m * k);
-        gemm(dy, m, &packed, &mut dx, Init::Bias, None);
+        let dx = gemm_new(dy, m, &packed, None);
         Ok((CpuStorage::F32(dx), with_last(l1.dims(), k)))
     }
 }

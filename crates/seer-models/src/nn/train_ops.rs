@@ -9,8 +9,7 @@
 use candle_core::{
     bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, D,
 };
-use rayon::prelude::*;
-use seer_kernels::alloc::zeros_parallel;
+use seer_kernels::alloc::filled_parallel;
 
 /// Rows per rayon task: enough work to pay for the split at ViT widths.
 const ROWS_PER_TASK: usize = 16;
@@ -83,12 +82,12 @@ fn map_rows<const N: usize>(
     width: usize,
     f: impl Fn([&[f32]; N], &mut [f32]) + Sync,
 ) -> Vec<f32> {
-    let mut out = zeros_parallel(inputs[0].len());
-    out.par_chunks_mut(width)
-        .with_min_len(ROWS_PER_TASK)
-        .enumerate()
-        .for_each(|(i, o)| f(inputs.map(|x| &x[i * width..(i + 1) * width]), o));
-    out
+    filled_parallel(inputs[0].len(), ROWS_PER_TASK * width, |offset, out| {
+        for (i, o) in out.chunks_exact_mut(width).enumerate() {
+            let at = offset + i * width;
+            f(inputs.map(|x| &x[at..at + width]), o);
+        }
+    })
 }
 
 /// A forward op's `cpu_fwd`: `f(input row, output row)` over every row.
@@ -161,8 +160,10 @@ impl CustomOp3 for LayerNorm {
         let (x, width) = rows(s1, l1, self.name())?;
         let gamma = parameter(s2, l2, width, self.name())?;
         let beta = parameter(s3, l3, width, self.name())?;
-        let mut y = zeros_parallel(x.len());
-        seer_kernels::ops::layer_norm(x, width, gamma, beta, self.eps, &mut y);
+        let y = filled_parallel(x.len(), ROWS_PER_TASK * width, |offset, y| {
+            let x = &x[offset..offset + y.len()];
+            seer_kernels::ops::layer_norm(x, width, gamma, beta, self.eps, y)
+        });
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
@@ -209,9 +210,7 @@ impl CustomOp3 for LayerNormGrad {
         let (x, g, width) = saved_and_gradient(self.name(), (s1, l1), (s3, l3))?;
         let gamma = parameter(s2, l2, width, self.name())?;
         let n = x.len() / width;
-        let mut out = zeros_parallel(x.len() + 2 * width);
-        let (dx, params) = out.split_at_mut(x.len());
-        seer_kernels::train::layer_norm_backward(x, g, gamma, self.eps, dx, params);
+        let out = seer_kernels::train::layer_norm_backward(x, g, gamma, self.eps);
         Ok((CpuStorage::F32(out), Shape::from((n + 2, width))))
     }
 }
@@ -304,8 +303,7 @@ impl CustomOp2 for QuickGeluGrad {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (x, g, _) = saved_and_gradient(self.name(), (s1, l1), (s2, l2))?;
-        let mut dx = zeros_parallel(x.len());
-        seer_kernels::train::quick_gelu_backward(x, g, &mut dx);
+        let dx = seer_kernels::train::quick_gelu_backward(x, g);
         Ok((CpuStorage::F32(dx), l1.shape().clone()))
     }
 }
