@@ -113,17 +113,24 @@ pub fn column_sums(x: &[f32], cols: usize) -> Vec<f32> {
         .par_chunks(rows_per_task * cols)
         .map(|chunk| {
             let mut acc = vec![0f32; cols];
-            for row in chunk.chunks_exact(cols) {
-                for (a, &v) in acc.iter_mut().zip(row) {
-                    *a += v;
-                }
-            }
+            add_rows(chunk, &mut acc);
             acc
         })
         .collect();
     (0..cols)
         .map(|c| partials.iter().map(|p| p[c] as f64).sum::<f64>() as f32)
         .collect()
+}
+
+multiversion! {
+    /// `acc += row` for each row of `x` (rows as long as `acc`).
+    fn add_rows(x: &[f32], acc: &mut [f32]) {
+        for row in x.chunks_exact(acc.len()) {
+            for (a, &v) in acc.iter_mut().zip(row) {
+                *a += v;
+            }
+        }
+    }
 }
 
 /// LayerNorm over the last dimension (`c`) of `x`, biased variance, eps inside

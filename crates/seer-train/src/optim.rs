@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{CpuStorage, DType, Device, InplaceOp2, Layout, Tensor};
-use rayon::prelude::*;
+use seer_kernels::train::{adamw_step, AdamWStep};
 
 use crate::error::{file_error, Result};
 use crate::params::ParamStore;
@@ -37,48 +37,13 @@ struct Moments {
     exp_avg_sq: Vec<f32>,
 }
 
-/// One step's AdamW update of a parameter, PyTorch's single-tensor formula.
-#[derive(Clone, Copy)]
-struct Rule {
-    decay: f32,
-    lerp_weight: f32,
-    beta2: f32,
-    sq_weight: f32,
-    bias_correction2_sqrt: f32,
-    eps: f32,
-    step_size: f32,
-}
+/// One step's AdamW update of a parameter, PyTorch's single-tensor formula
+/// (`seer_kernels::train::adamw_step`).
+type Rule = AdamWStep;
 
-impl Rule {
-    /// Updates the weights `w` and their moments `m` for the gradient `g`.
-    fn apply(&self, w: &mut [f32], g: &[f32], m: &mut Moments) {
-        let Rule {
-            decay,
-            lerp_weight,
-            beta2,
-            sq_weight,
-            bias_correction2_sqrt: bc2,
-            eps,
-            step_size,
-        } = *self;
-        // Element by element, so chunks run in parallel with the same
-        // results; iterators rather than indices, so the loop vectorises.
-        const CHUNK: usize = 1 << 15;
-        w.par_chunks_mut(CHUNK)
-            .zip(g.par_chunks(CHUNK))
-            .zip(m.exp_avg.par_chunks_mut(CHUNK))
-            .zip(m.exp_avg_sq.par_chunks_mut(CHUNK))
-            .for_each(|(((w, g), exp_avg), exp_avg_sq)| {
-                for (((w, &g), ea), eas) in w.iter_mut().zip(g).zip(exp_avg).zip(exp_avg_sq) {
-                    *w *= decay;
-                    // torch.lerp with weight < 0.5: start + weight * (end - start)
-                    *ea += lerp_weight * (g - *ea);
-                    *eas = *eas * beta2 + sq_weight * g * g;
-                    let denom = eas.sqrt() / bc2 + eps;
-                    *w += -step_size * *ea / denom;
-                }
-            });
-    }
+/// Updates the weights `w` and their moments `m` for the gradient `g`.
+fn apply(rule: Rule, w: &mut [f32], g: &[f32], m: &mut Moments) {
+    adamw_step(rule, w, g, &mut m.exp_avg, &mut m.exp_avg_sq);
 }
 
 /// Whether [`UpdateInPlace`] can run on `t`: a contiguous CPU f32 tensor.
@@ -128,7 +93,7 @@ impl InplaceOp2 for UpdateInPlace<'_> {
                 m.exp_avg.len()
             )
         }
-        self.rule.apply(w, g, &mut m);
+        apply(self.rule, w, g, &mut m);
         Ok(())
     }
 }
@@ -193,7 +158,7 @@ impl AdamW {
                 // Other devices and dtypes: through host copies.
                 let g: Vec<f32> = g.flatten_all()?.to_vec1()?;
                 let mut w: Vec<f32> = var.flatten_all()?.to_vec1()?;
-                rule.apply(&mut w, &g, m);
+                apply(rule, &mut w, &g, m);
                 p.var()
                     .set(&Tensor::from_vec(w, p.dims(), store.device())?)?;
             }
