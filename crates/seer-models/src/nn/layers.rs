@@ -117,11 +117,13 @@ impl Linear {
                 bias,
                 fused_epilogue,
             } => {
-                if let (Some(b), false) = (bias, *fused_epilogue) {
-                    if crate::nn::train_linear::runs_on_kernels(x, weight_t) {
-                        let y = crate::nn::train_linear::linear(x, &weight_t.t()?, b)?;
-                        return activate_opt(&y, act);
-                    }
+                if !*fused_epilogue && crate::nn::train_linear::runs_on_kernels(x, weight_t) {
+                    let weight = weight_t.t()?;
+                    let y = match bias {
+                        Some(b) => crate::nn::train_linear::linear(x, &weight, b)?,
+                        None => crate::nn::train_linear::linear_without_bias(x, &weight)?,
+                    };
+                    return activate_opt(&y, act);
                 }
                 let y = matmul_rows(x, weight_t)?;
                 match (bias, *fused_epilogue) {

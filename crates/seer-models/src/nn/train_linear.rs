@@ -29,6 +29,13 @@ pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
         .apply_op3(&weight.contiguous()?, &bias.contiguous()?, Linear)
 }
 
+/// `x · weightᵀ` (a layer without a bias: CLIP's projections and patch
+/// embedding), as [`linear`].
+pub fn linear_without_bias(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
+    x.contiguous()?
+        .apply_op2(&weight.contiguous()?, LinearWithoutBias)
+}
+
 /// The f32 values of a contiguous tensor.
 /// (`what` names the operand in an error; nothing is formatted otherwise.)
 fn values<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
@@ -54,6 +61,35 @@ fn rows_of(l: &Layout, width: usize, what: &str) -> Result<usize> {
     Ok(l.shape().elem_count() / width.max(1))
 }
 
+/// `x · Wᵀ (+ bias)` for `x` (…, in) and `W` (out, in).
+fn forward(
+    (s1, l1): (&CpuStorage, &Layout),
+    (s2, l2): (&CpuStorage, &Layout),
+    bias: Option<Vec<f32>>,
+) -> Result<(CpuStorage, Shape)> {
+    let (n, k) = l2.shape().dims2()?;
+    let x = values(s1, l1, "the input")?;
+    let m = rows_of(l1, k, "the input")?;
+    if k == 0 {
+        bail!("linear: a layer of no inputs")
+    }
+    let w = values(s2, l2, "the weight")?;
+    let packed = PackedWeights::from_rows(w, n, k, bias, Precision::F32);
+    let y = gemm_new(x, m, &packed, None);
+    Ok((CpuStorage::F32(y), with_last(l1.dims(), n)))
+}
+
+/// `dx` and `dW` of `x · Wᵀ` for the output gradient `dy`.
+fn input_and_weight_gradients(
+    x: &Tensor,
+    weight: &Tensor,
+    dy: &Tensor,
+) -> Result<(Tensor, Tensor)> {
+    let dx = dy.apply_op2_no_bwd(weight, &InputGradient)?;
+    let dw = dy.apply_op2_no_bwd(x, &WeightGradient)?;
+    Ok((dx, dw))
+}
+
 struct Linear;
 
 impl CustomOp3 for Linear {
@@ -70,17 +106,12 @@ impl CustomOp3 for Linear {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (n, k) = l2.shape().dims2()?;
-        let x = values(s1, l1, "the input")?;
-        let m = rows_of(l1, k, "the input")?;
+        let n = l2.dims().first().copied().unwrap_or(0);
         let bias = values(s3, l3, "the bias")?;
         if bias.len() != n {
             bail!("linear: {} bias values for {n} outputs", bias.len())
         }
-        let w = values(s2, l2, "the weight")?;
-        let packed = PackedWeights::from_rows(w, n, k, Some(bias.to_vec()), Precision::F32);
-        let y = gemm_new(x, m, &packed, None);
-        Ok((CpuStorage::F32(y), with_last(l1.dims(), n)))
+        forward((s1, l1), (s2, l2), Some(bias.to_vec()))
     }
 
     fn bwd(
@@ -92,10 +123,40 @@ impl CustomOp3 for Linear {
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let dy = dy.contiguous()?;
-        let dx = dy.apply_op2_no_bwd(weight, &InputGradient)?;
-        let dw = dy.apply_op2_no_bwd(x, &WeightGradient)?;
+        let (dx, dw) = input_and_weight_gradients(x, weight, &dy)?;
         let db = dy.apply_op1_no_bwd(&BiasGradient)?;
         Ok((Some(dx), Some(dw), Some(db)))
+    }
+}
+
+/// [`Linear`] without the bias: through candle's matmul instead, CLIP's
+/// patch embedding and projections were 2–3% of a training step.
+struct LinearWithoutBias;
+
+impl CustomOp2 for LinearWithoutBias {
+    fn name(&self) -> &'static str {
+        "seer-linear-without-bias"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        forward((s1, l1), (s2, l2), None)
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (dx, dw) = input_and_weight_gradients(x, weight, &dy.contiguous()?)?;
+        Ok((Some(dx), Some(dw)))
     }
 }
 
@@ -179,37 +240,48 @@ mod tests {
     use candle_core::{Device, Var};
 
     /// The op's value and gradients against candle's matmul + broadcast add,
-    /// at shapes with partial tiles and panels and both weight-gradient orders.
+    /// with and without a bias, at shapes with partial tiles and panels and
+    /// both weight-gradient orders.
     #[test]
     fn linear_matches_candle_forward_and_backward() -> Result<()> {
         let dev = Device::Cpu;
-        for (batch, rows, k, n) in [(2, 7, 40, 70), (3, 50, 96, 33), (1, 1, 5, 3)] {
-            let x = Var::randn(0f32, 1.0, (batch, rows, k), &dev)?;
-            let w = Var::randn(0f32, 0.2, (n, k), &dev)?;
-            let b = Var::randn(0f32, 0.5, n, &dev)?;
-            let probe = Tensor::randn(0f32, 1.0, (batch, rows, n), &dev)?;
-            let ours = linear(x.as_tensor(), w.as_tensor(), b.as_tensor())?;
-            let theirs = x
-                .as_tensor()
-                .broadcast_matmul(&w.as_tensor().t()?)?
-                .broadcast_add(b.as_tensor())?;
-            let max_diff = |a: &Tensor, b: &Tensor| -> Result<f32> {
-                (a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()
-            };
-            assert!(max_diff(&ours, &theirs)? < 1e-4, "forward {k}×{n}");
-            let g_ours = (ours * &probe)?.sum_all()?.backward()?;
-            let g_theirs = (theirs * &probe)?.sum_all()?.backward()?;
-            for v in [&x, &w, &b] {
-                let (a, b) = (
-                    g_ours.get(v.as_tensor()).expect("gradient"),
-                    g_theirs.get(v.as_tensor()).expect("gradient"),
-                );
-                let d = max_diff(a, b)?;
-                assert!(
-                    d < 1e-3,
-                    "gradient of {:?} ({k}×{n}) differs by {d}",
-                    v.dims()
-                );
+        let max_diff = |a: &Tensor, b: &Tensor| -> Result<f32> {
+            (a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()
+        };
+        for (batch, rows, k, n) in [
+            (2, 7, 40, 70),
+            (3, 50, 96, 33),
+            (1, 1, 5, 3),
+            (1, 33, 192, 128),
+        ] {
+            for with_bias in [true, false] {
+                let x = Var::randn(0f32, 1.0, (batch, rows, k), &dev)?;
+                let w = Var::randn(0f32, 0.2, (n, k), &dev)?;
+                let b = Var::randn(0f32, 0.5, n, &dev)?;
+                let probe = Tensor::randn(0f32, 1.0, (batch, rows, n), &dev)?;
+                let product = x.as_tensor().broadcast_matmul(&w.as_tensor().t()?)?;
+                let (ours, theirs) = if with_bias {
+                    let ours = linear(x.as_tensor(), w.as_tensor(), b.as_tensor())?;
+                    (ours, product.broadcast_add(b.as_tensor())?)
+                } else {
+                    (linear_without_bias(x.as_tensor(), w.as_tensor())?, product)
+                };
+                assert!(max_diff(&ours, &theirs)? < 1e-4, "forward {k}×{n}");
+                let g_ours = (ours * &probe)?.sum_all()?.backward()?;
+                let g_theirs = (theirs * &probe)?.sum_all()?.backward()?;
+                let params: &[&Var] = if with_bias { &[&x, &w, &b] } else { &[&x, &w] };
+                for v in params {
+                    let (a, b) = (
+                        g_ours.get(v.as_tensor()).expect("gradient"),
+                        g_theirs.get(v.as_tensor()).expect("gradient"),
+                    );
+                    let d = max_diff(a, b)?;
+                    assert!(
+                        d < 1e-3,
+                        "gradient of {:?} ({k}×{n}, bias {with_bias}) differs by {d}",
+                        v.dims()
+                    );
+                }
             }
         }
         Ok(())
