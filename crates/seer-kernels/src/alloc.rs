@@ -2,7 +2,10 @@
 //! allows it (`madvise` mode): a model's weights then fault in 2 MB at a time
 //! instead of 4 KB, which takes most of the system time out of loading. And the
 //! process's malloc settings for the many short-lived megabyte buffers of
-//! candle's ops.
+//! candle's ops, and training's op outputs filled in parallel without a
+//! zeroing pass first.
+
+use std::mem::MaybeUninit;
 
 /// A zeroed vector of `n` elements; on Linux its pages are marked for huge pages
 /// before first touch.
@@ -50,10 +53,8 @@ pub fn keep_freed_blocks() {
     }
 }
 
-/// Appends `n` floats to `v`, written by `fill(offset, chunk)` over chunks of
-/// `chunk` values (the last may be shorter; `offset` counts from the first
-/// appended value) on rayon's threads; returns the calls' results in chunk
-/// order.
+/// `n` floats written by `fill(offset, chunk)` over chunks of `chunk` values
+/// (the last may be shorter) on rayon's threads.
 ///
 /// Each chunk is zeroed just before its call, while its lines come into cache
 /// for the writes anyway, so `fill` may add onto it. Training allocates
@@ -61,41 +62,43 @@ pub fn keep_freed_blocks() {
 /// zeroed first by one `memset` on the calling thread, that was 6–7% of a
 /// step's CPU samples with the other thread idle (Intel AMX VM, CIFAR-10
 /// config), and a separate parallel pass still 6%.
-pub fn extend_parallel<R: Send>(
-    v: &mut Vec<f32>,
-    n: usize,
-    chunk: usize,
-    fill: impl Fn(usize, &mut [f32]) -> R + Sync,
-) -> Vec<R> {
-    use rayon::prelude::*;
-    use std::mem::MaybeUninit;
-    assert!(chunk > 0, "chunks of no values");
-    v.reserve(n);
-    let results = v.spare_capacity_mut()[..n]
-        .par_chunks_mut(chunk)
-        .enumerate()
-        .map(|(i, c)| {
-            c.fill(MaybeUninit::new(0.0));
-            // SAFETY: every value of `c` was written just above, and
-            // MaybeUninit<f32> has f32's layout.
-            let c = unsafe { &mut *(c as *mut [MaybeUninit<f32>] as *mut [f32]) };
-            fill(i * chunk, c)
-        })
-        .collect();
-    // SAFETY: the capacity holds `len + n` values (reserved above), and the
-    // `n` past `len` were all written (every chunk was zeroed, then filled).
-    unsafe { v.set_len(v.len() + n) };
-    results
-}
-
-/// `n` floats written by `fill(offset, chunk)` as [`extend_parallel`] writes them.
 pub fn filled_parallel(
     n: usize,
     chunk: usize,
     fill: impl Fn(usize, &mut [f32]) + Sync,
 ) -> Vec<f32> {
+    // SAFETY: every value of a chunk is zeroed before `fill` gets it.
+    unsafe {
+        filled_parallel_uninit(n, chunk, |offset, c| {
+            c.fill(MaybeUninit::new(0.0));
+            // SAFETY: every value of `c` was written just above, and
+            // MaybeUninit<f32> has f32's layout.
+            fill(offset, &mut *(c as *mut [MaybeUninit<f32>] as *mut [f32]))
+        })
+    }
+}
+
+/// [`filled_parallel`] with the chunks handed out unwritten: for kernels that
+/// store every value once, the zeroing would be a wasted pass.
+///
+/// # Safety
+/// `fill` writes every value of each chunk it is given (a panic in it is
+/// fine: the vector is then never made).
+pub unsafe fn filled_parallel_uninit(
+    n: usize,
+    chunk: usize,
+    fill: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync,
+) -> Vec<f32> {
+    use rayon::prelude::*;
+    assert!(chunk > 0, "chunks of no values");
     let mut v = Vec::with_capacity(n);
-    extend_parallel(&mut v, n, chunk, fill);
+    v.spare_capacity_mut()[..n]
+        .par_chunks_mut(chunk)
+        .enumerate()
+        .for_each(|(i, c)| fill(i * chunk, c));
+    // SAFETY: the capacity holds `n` values, every chunk of which `fill`
+    // wrote (the caller's contract).
+    unsafe { v.set_len(n) };
     v
 }
 
@@ -128,16 +131,5 @@ mod tests {
                 "n = {n}"
             );
         }
-    }
-
-    #[test]
-    fn extend_parallel_appends_and_returns_results_in_chunk_order() {
-        let mut v = vec![7.0f32; 3];
-        let offsets = extend_parallel(&mut v, 10, 4, |offset, c| (offset, c.len()));
-        assert_eq!(offsets, [(0, 4), (4, 4), (8, 2)]);
-        assert_eq!(
-            v,
-            [7.0, 7.0, 7.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
-        );
     }
 }

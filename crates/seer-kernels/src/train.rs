@@ -1,6 +1,7 @@
 //! Kernels that training needs beside the matmul: multi-head self-attention
-//! forward and backward straight from the fused q/k/v rows, quick-GELU's
-//! backward, and the linear layer's weight gradient (a product over rows).
+//! forward and backward straight from the fused q/k/v rows, quick-GELU,
+//! LayerNorm's backward, AdamW's update, and the linear layer's weight
+//! gradient (a product over rows).
 //! Row-major f32 slices, split across rayon's threads per sequence (or block
 //! of rows) and compiled for the CPU's vector width.
 //!
@@ -8,9 +9,11 @@
 //! recomputes them (flash attention's trade), which for CLIP's short sequences
 //! costs less than writing and reading them.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
-use crate::alloc::{extend_parallel, filled_parallel};
+use crate::alloc::{filled_parallel, filled_parallel_uninit};
 use crate::math;
 
 /// The layout of a batch of q/k/v rows: `tokens` rows per sequence of
@@ -139,6 +142,30 @@ multiversion! {
     }
 }
 
+/// Elementwise kernels' chunk: enough work to pay for a task.
+const ELEMENTWISE_CHUNK: usize = 1 << 14;
+
+/// `x·σ(1.702x)` (OpenAI CLIP's quick-GELU) into a new vector, written once
+/// (the training op had copied `x` and then applied the activation in place).
+pub fn quick_gelu(x: &[f32]) -> Vec<f32> {
+    // SAFETY: the chunk kernel writes every value of its chunk.
+    unsafe {
+        filled_parallel_uninit(x.len(), ELEMENTWISE_CHUNK, |offset, y| {
+            quick_gelu_chunk(&x[offset..offset + y.len()], y)
+        })
+    }
+}
+
+multiversion! {
+    /// Writes every `y[i]` (as long as `x`).
+    fn quick_gelu_chunk(x: &[f32], y: &mut [MaybeUninit<f32>]) {
+        assert_eq!(x.len(), y.len());
+        for (y, &v) in y.iter_mut().zip(x) {
+            y.write(math::quick_gelu(v));
+        }
+    }
+}
+
 /// `dx = g·(s + 1.702·x·s·(1 - s))` with `s = σ(1.702x)`, the gradient of
 /// `x·σ(1.702x)`.
 pub fn quick_gelu_backward(x: &[f32], g: &[f32]) -> Vec<f32> {
@@ -147,18 +174,22 @@ pub fn quick_gelu_backward(x: &[f32], g: &[f32]) -> Vec<f32> {
         g.len(),
         "quick-GELU backward: inputs and gradients differ in length"
     );
-    const CHUNK: usize = 1 << 14;
-    filled_parallel(x.len(), CHUNK, |offset, dx| {
-        let end = offset + dx.len();
-        quick_gelu_backward_chunk(&x[offset..end], &g[offset..end], dx)
-    })
+    // SAFETY: the chunk kernel writes every value of its chunk.
+    unsafe {
+        filled_parallel_uninit(x.len(), ELEMENTWISE_CHUNK, |offset, dx| {
+            let end = offset + dx.len();
+            quick_gelu_backward_chunk(&x[offset..end], &g[offset..end], dx)
+        })
+    }
 }
 
 multiversion! {
-    fn quick_gelu_backward_chunk(x: &[f32], g: &[f32], dx: &mut [f32]) {
+    /// Writes every `dx[i]` (`x`, `g` and `dx` equally long).
+    fn quick_gelu_backward_chunk(x: &[f32], g: &[f32], dx: &mut [MaybeUninit<f32>]) {
+        assert!(x.len() == dx.len() && g.len() == dx.len());
         for ((d, &v), &gv) in dx.iter_mut().zip(x).zip(g) {
             let s = 1.0 / (1.0 + math::exp(-1.702 * v));
-            *d = gv * (s + 1.702 * v * s * (1.0 - s));
+            d.write(gv * (s + 1.702 * v * s * (1.0 - s)));
         }
     }
 }
@@ -185,27 +216,32 @@ pub fn layer_norm_backward(x: &[f32], g: &[f32], gamma: &[f32], eps: f32) -> Vec
         g.len(),
     );
     let mut out = Vec::with_capacity(x.len() + 2 * width);
-    let partials = extend_parallel(
-        &mut out,
-        x.len(),
-        LAYER_NORM_ROWS_PER_TASK * width,
-        |offset, dx| {
-            let end = offset + dx.len();
+    let chunk = LAYER_NORM_ROWS_PER_TASK * width;
+    let partials: Vec<Vec<f32>> = out.spare_capacity_mut()[..x.len()]
+        .par_chunks_mut(chunk)
+        .enumerate()
+        .map(|(i, dx)| {
+            let rows = i * chunk..i * chunk + dx.len();
             let mut acc = vec![0f32; 2 * width];
-            layer_norm_backward_rows(&x[offset..end], &g[offset..end], gamma, eps, dx, &mut acc);
+            layer_norm_backward_rows(&x[rows.clone()], &g[rows], gamma, eps, dx, &mut acc);
             acc
-        },
-    );
+        })
+        .collect();
+    // SAFETY: the capacity holds x.len() + 2·width values, and the row kernel
+    // wrote every one of the first x.len() (each chunk's whole rows).
+    unsafe { out.set_len(x.len()) };
     // In f64 and in row order: thousands of rows' partial sums.
     out.extend((0..2 * width).map(|j| partials.iter().map(|a| a[j] as f64).sum::<f64>() as f32));
     out
 }
 
 multiversion! {
-    /// [`layer_norm_backward`] over whole rows, adding `dγ` and `dβ` into `acc`.
-    /// Row sums go 16 lanes at a time, so that they vectorise.
-    fn layer_norm_backward_rows(x: &[f32], g: &[f32], gamma: &[f32], eps: f32, dx: &mut [f32], acc: &mut [f32]) {
+    /// [`layer_norm_backward`] over whole rows, writing every `dx` value and
+    /// adding `dγ` and `dβ` into `acc`. Row sums go 16 lanes at a time, so
+    /// that they vectorise.
+    fn layer_norm_backward_rows(x: &[f32], g: &[f32], gamma: &[f32], eps: f32, dx: &mut [MaybeUninit<f32>], acc: &mut [f32]) {
         let width = gamma.len();
+        assert!(x.len() == dx.len() && g.len() == dx.len() && dx.len().is_multiple_of(width));
         let n = width as f32;
         let (dgamma, dbeta) = acc.split_at_mut(width);
         for ((dx, x), g) in dx.chunks_exact_mut(width).zip(x.chunks_exact(width)).zip(g.chunks_exact(width)) {
@@ -246,7 +282,7 @@ multiversion! {
             let g_mean = g_lanes.iter().sum::<f32>() / n;
             let gy_mean = gy_lanes.iter().sum::<f32>() / n;
             for (((dx, &x), &g), &gamma) in dx.iter_mut().zip(x).zip(g).zip(gamma) {
-                *dx = (g * gamma - g_mean - (x - mu) * inv * gy_mean) * inv;
+                dx.write((g * gamma - g_mean - (x - mu) * inv * gy_mean) * inv);
             }
         }
     }

@@ -3,7 +3,7 @@
 // and weight-gradient kernels against their f64 definitions.
 
 use seer_kernels::train::{
-    layer_norm_backward, quick_gelu_backward, self_attention, self_attention_backward, weight_gradient,
+    layer_norm_backward, quick_gelu, quick_gelu_backward, self_attention, self_attention_backward, weight_gradient,
     SelfAttention,
 };
 
@@ -84,12 +84,18 @@ fn attention_and_its_gradient_match_the_definition() {
 }
 
 #[test]
-fn quick_gelu_gradient_matches_the_definition() {
+fn quick_gelu_and_its_gradient_match_the_definition() {
     crate::common::cap(CEILING);
     let x: Vec<f32> = common::values(40_000, 5).iter().map(|v| v * 8.0).collect();
     let g = common::values(40_000, 6);
     let dx = quick_gelu_backward(&x, &g);
     assert_eq!(dx.len(), x.len());
+    let y = quick_gelu(&x);
+    assert_eq!(y.len(), x.len());
+    for (&y, &v) in y.iter().zip(&x) {
+        let want = v as f64 / (1.0 + (-1.702 * v as f64).exp());
+        assert!((y as f64 - want).abs() <= 1e-5 * (1.0 + want.abs()), "x {v}: {y} vs {want}");
+    }
     for ((&d, &v), &gv) in dx.iter().zip(&x).zip(&g) {
         let (v, gv) = (v as f64, gv as f64);
         let s = 1.0 / (1.0 + (-1.702 * v).exp());

@@ -275,10 +275,11 @@ impl CustomOp1 for QuickGelu {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        forward_rows(self.name(), s, l, |x, y| {
-            y.copy_from_slice(x);
-            seer_kernels::ops::apply_activation(y, seer_kernels::Activation::QuickGelu);
-        })
+        let x = contiguous_f32(s, l, self.name())?;
+        Ok((
+            CpuStorage::F32(seer_kernels::train::quick_gelu(x)),
+            l.shape().clone(),
+        ))
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
