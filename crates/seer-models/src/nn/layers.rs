@@ -13,13 +13,16 @@ use crate::nn::config::{Activation, TransformerConfig};
 use crate::nn::cpu::CpuBlock;
 
 /// `y = x Wᵀ + b`. On the CPU for inference the weight is packed for seer's
-/// kernels (and the checkpoint's copy dropped); elsewhere it is a transposed view
-/// of the checkpoint's `(out, in)` matrix for candle's matmul. Any leading dims
-/// are flattened into one matrix product.
+/// kernels (and the checkpoint's copy dropped); elsewhere it is kept as the
+/// checkpoint's `(out, in)` matrix, for seer's training kernels as it is and
+/// for candle's matmul as a transposed view. Any leading dims are flattened
+/// into one matrix product.
 #[derive(Clone, Debug)]
 pub enum Linear {
     Tensor {
-        weight_t: Tensor,
+        /// `(out, in)`. (Kept transposed, the training kernels' gradient came
+        /// back through two transposes, each a strided copy of the gradient.)
+        weight: Tensor,
         bias: Option<Tensor>,
         /// Bias and activation in one fused CUDA pass (GPU inference; training
         /// needs candle's differentiable ops).
@@ -38,7 +41,7 @@ impl Linear {
         }
         refuse_int8(w)?;
         Ok(Self::Tensor {
-            weight_t: weight.t()?,
+            weight,
             bias,
             fused_epilogue: fuses_on_gpu(w),
         })
@@ -58,7 +61,7 @@ impl Linear {
         }
         refuse_int8(w)?;
         Ok(Self::Tensor {
-            weight_t: matrix,
+            weight: matrix.t()?,
             bias: None,
             fused_epilogue: fuses_on_gpu(w),
         })
@@ -76,7 +79,7 @@ impl Linear {
 
     pub fn out_dim(&self) -> usize {
         match self {
-            Self::Tensor { weight_t, .. } => weight_t.dims()[1],
+            Self::Tensor { weight, .. } => weight.dims()[0],
             Self::Packed(p) => p.n(),
         }
     }
@@ -113,19 +116,18 @@ impl Linear {
         let dims = x.dims();
         let y = match self {
             Self::Tensor {
-                weight_t,
+                weight,
                 bias,
                 fused_epilogue,
             } => {
-                if !*fused_epilogue && crate::nn::train_linear::runs_on_kernels(x, weight_t) {
-                    let weight = weight_t.t()?;
+                if !*fused_epilogue && crate::nn::train_linear::runs_on_kernels(x, weight) {
                     let y = match bias {
-                        Some(b) => crate::nn::train_linear::linear(x, &weight, b)?,
-                        None => crate::nn::train_linear::linear_without_bias(x, &weight)?,
+                        Some(b) => crate::nn::train_linear::linear(x, weight, b)?,
+                        None => crate::nn::train_linear::linear_without_bias(x, weight)?,
                     };
                     return activate_opt(&y, act);
                 }
-                let y = matmul_rows(x, weight_t)?;
+                let y = matmul_rows(x, weight)?;
                 match (bias, *fused_epilogue) {
                     #[cfg(feature = "cuda")]
                     (Some(b), true) => {
@@ -154,12 +156,12 @@ impl Linear {
     pub fn forward_plus(&self, x: &Tensor, residual: &Tensor) -> candle_core::Result<Tensor> {
         #[cfg(feature = "cuda")]
         if let Self::Tensor {
-            weight_t,
+            weight,
             bias: Some(b),
             fused_epilogue: true,
         } = self
         {
-            let y = matmul_rows(x, weight_t)?;
+            let y = matmul_rows(x, weight)?;
             crate::nn::cuda_ops::bias_residual(&y, b, &residual.contiguous()?)?;
             return y.reshape(residual.shape());
         }
@@ -167,11 +169,12 @@ impl Linear {
     }
 }
 
-/// `x` with its leading dims flattened into rows, times `weight_t` (in, out).
-fn matmul_rows(x: &Tensor, weight_t: &Tensor) -> candle_core::Result<Tensor> {
+/// `x` with its leading dims flattened into rows, times `weightᵀ` (`weight`
+/// is `(out, in)`).
+fn matmul_rows(x: &Tensor, weight: &Tensor) -> candle_core::Result<Tensor> {
     let in_dim = x.dim(D::Minus1)?;
     x.reshape((x.elem_count() / in_dim.max(1), in_dim))?
-        .matmul(weight_t)
+        .matmul(&weight.t()?)
 }
 
 impl Module for Linear {
@@ -309,7 +312,7 @@ impl QkvProjection {
         match self {
             Self::Fused(linear) => linear.forward(x),
             Self::Stacked { weights, biases } => Linear::Tensor {
-                weight_t: Tensor::cat(weights, 0)?.t()?,
+                weight: Tensor::cat(weights, 0)?,
                 bias: Some(Tensor::cat(biases, 0)?),
                 fused_epilogue: false,
             }
