@@ -47,19 +47,27 @@ multiversion! {
 
 multiversion! {
     fn layer_norm_row(x: &[f32], gamma: &[f32], beta: &[f32], eps: f32, out: &mut [f32]) {
-        let n = x.len() as f32;
-        let mean = sum(x) / n;
-        let mut sq = [0f32; 16];
-        for chunk in x.chunks(16) {
-            for (s, &v) in sq.iter_mut().zip(chunk) {
-                *s += (v - mean) * (v - mean);
-            }
-        }
-        let inv = 1.0 / (sq.iter().sum::<f32>() / n + eps).sqrt();
+        let (mean, inv) = mean_and_inv_std(x, eps);
         for (((o, &v), &g), &b) in out.iter_mut().zip(x).zip(gamma).zip(beta) {
             *o = (v - mean) * inv * g + b;
         }
     }
+}
+
+/// A row's mean and `1 / sqrt(var + eps)` (biased variance), LayerNorm's
+/// statistics, both sums in 16 lanes. Shared with the training backward pass,
+/// which must normalise exactly as the forward did.
+#[inline(always)]
+pub(crate) fn mean_and_inv_std(x: &[f32], eps: f32) -> (f32, f32) {
+    let n = x.len() as f32;
+    let mean = sum(x) / n;
+    let mut sq = [0f32; 16];
+    for chunk in x.chunks(16) {
+        for (s, &v) in sq.iter_mut().zip(chunk) {
+            *s += (v - mean) * (v - mean);
+        }
+    }
+    (mean, 1.0 / (sq.iter().sum::<f32>() / n + eps).sqrt())
 }
 
 /// Sum with 16 independent lanes (vectorises, and is more accurate than a chain).

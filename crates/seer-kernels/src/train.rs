@@ -43,7 +43,8 @@ impl SelfAttention {
 }
 
 /// The context (rows, width): each head's softmax(q kᵀ/√d) v, heads side by
-/// side, one sequence per task.
+/// side, one sequence per task (its rows arrive zeroed; each head adds into
+/// its columns).
 pub fn self_attention(qkv: &[f32], shape: SelfAttention) -> Vec<f32> {
     let rows = shape.rows(qkv);
     let (t, c) = (shape.tokens, shape.width);
@@ -245,20 +246,7 @@ multiversion! {
         let n = width as f32;
         let (dgamma, dbeta) = acc.split_at_mut(width);
         for ((dx, x), g) in dx.chunks_exact_mut(width).zip(x.chunks_exact(width)).zip(g.chunks_exact(width)) {
-            let mut lanes = [0f32; LANES];
-            for c in x.chunks(LANES) {
-                for (s, &v) in lanes.iter_mut().zip(c) {
-                    *s += v;
-                }
-            }
-            let mu = lanes.iter().sum::<f32>() / n;
-            let mut lanes = [0f32; LANES];
-            for c in x.chunks(LANES) {
-                for (s, &v) in lanes.iter_mut().zip(c) {
-                    *s += (v - mu) * (v - mu);
-                }
-            }
-            let inv = 1.0 / (lanes.iter().sum::<f32>() / n + eps).sqrt();
+            let (mu, inv) = crate::ops::mean_and_inv_std(x, eps);
             // Σ ĝ and Σ ĝ·x̂ in lanes; dγ and dβ per column.
             let (mut g_lanes, mut gy_lanes) = ([0f32; LANES], [0f32; LANES]);
             for ((((x, g), gamma), dgamma), dbeta) in x
@@ -389,7 +377,8 @@ fn scratch_len(t: usize, d: usize) -> usize {
 }
 
 multiversion! {
-    /// One head of one sequence forward: its `d` columns of `ctx` (`t` rows of `c`).
+    /// One head of one sequence forward, added into its `d` columns of `ctx`
+    /// (`t` rows of `c`, which arrive zeroed).
     #[allow(clippy::too_many_arguments)]
     fn attend_head(seq: &[f32], h: usize, t: usize, c: usize, heads: usize, causal: bool, scratch: &mut [f32], ctx: &mut [f32]) {
         let (p, kt) = scratch.split_at_mut(t * t);
@@ -399,7 +388,6 @@ multiversion! {
         for i in 0..t {
             let keys = if causal { i + 1 } else { t };
             let out = &mut ctx[i * c + h * d..i * c + h * d + d];
-            out.fill(0.0);
             for j in 0..keys {
                 axpy(out, p[i * t + j], &seq[j * row + vo..j * row + vo + d]);
             }

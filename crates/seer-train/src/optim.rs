@@ -37,13 +37,12 @@ struct Moments {
     exp_avg_sq: Vec<f32>,
 }
 
-/// One step's AdamW update of a parameter, PyTorch's single-tensor formula
-/// (`seer_kernels::train::adamw_step`).
-type Rule = AdamWStep;
-
-/// Updates the weights `w` and their moments `m` for the gradient `g`.
-fn apply(rule: Rule, w: &mut [f32], g: &[f32], m: &mut Moments) {
-    adamw_step(rule, w, g, &mut m.exp_avg, &mut m.exp_avg_sq);
+impl Moments {
+    /// One step of PyTorch's single-tensor AdamW on the weights `w` and these
+    /// moments, for the gradient `g`.
+    fn update(&mut self, step: AdamWStep, w: &mut [f32], g: &[f32]) {
+        adamw_step(step, w, g, &mut self.exp_avg, &mut self.exp_avg_sq);
+    }
 }
 
 /// Whether [`UpdateInPlace`] can run on `t`: a contiguous CPU f32 tensor.
@@ -51,12 +50,12 @@ fn in_place(t: &Tensor) -> bool {
     t.device().is_cpu() && t.dtype() == DType::F32 && t.is_contiguous()
 }
 
-/// [`Rule`] on a parameter's own storage, with the gradient as the argument:
+/// [`Moments::update`] on a parameter's own storage, with the gradient as the argument:
 /// through host copies (the gradient and the weights out, the weights back
 /// in) a step copied every parameter three times, 75 MB for the CIFAR-10
 /// demo's token embedding alone.
 struct UpdateInPlace<'m> {
-    rule: Rule,
+    step: AdamWStep,
     /// The op's methods take `&self`; only `cpu_fwd` locks it, once.
     moments: std::sync::Mutex<&'m mut Moments>,
 }
@@ -93,7 +92,7 @@ impl InplaceOp2 for UpdateInPlace<'_> {
                 m.exp_avg.len()
             )
         }
-        apply(self.rule, w, g, &mut m);
+        m.update(self.step, w, g);
         Ok(())
     }
 }
@@ -134,7 +133,7 @@ impl AdamW {
                 exp_avg: vec![0.0; g.elem_count()],
                 exp_avg_sq: vec![0.0; g.elem_count()],
             });
-            let rule = Rule {
+            let step = AdamWStep {
                 decay: if p.decay {
                     (1.0 - lr * c.weight_decay) as f32
                 } else {
@@ -150,7 +149,7 @@ impl AdamW {
             let var = p.var().as_tensor();
             if in_place(var) && in_place(g) {
                 let op = UpdateInPlace {
-                    rule,
+                    step,
                     moments: std::sync::Mutex::new(m),
                 };
                 var.inplace_op2(g, &op)?;
@@ -158,7 +157,7 @@ impl AdamW {
                 // Other devices and dtypes: through host copies.
                 let g: Vec<f32> = g.flatten_all()?.to_vec1()?;
                 let mut w: Vec<f32> = var.flatten_all()?.to_vec1()?;
-                apply(rule, &mut w, &g, m);
+                m.update(step, &mut w, &g);
                 p.var()
                     .set(&Tensor::from_vec(w, p.dims(), store.device())?)?;
             }

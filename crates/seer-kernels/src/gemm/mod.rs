@@ -1524,6 +1524,27 @@ pub(crate) fn amx_available() -> bool {
 mod tests {
     use super::*;
 
+    /// `a (m × w.k) · Wᵀ + bias` on `kernel`, into an output of NaNs.
+    ///
+    /// # Safety
+    /// The CPU has the features of `isa` and of `kernel`.
+    unsafe fn product_on(
+        isa: Isa,
+        kernel: &Kernel,
+        a: &[f32],
+        m: usize,
+        w: &PackedWeights,
+    ) -> Vec<f32> {
+        assert_eq!(a.len(), m * w.k);
+        let mut c = vec![f32::NAN; m * w.n];
+        if m > 0 && w.n > 0 {
+            // SAFETY: `c` is the initialised m × n output; the CPU as our
+            // caller guarantees.
+            unsafe { gemm_with_kernel(isa, kernel, a, m, w, c.as_mut_ptr(), Init::Bias, None) };
+        }
+        c
+    }
+
     /// The AVX-512 kernel for CPUs without `vdpbf16ps` is never chosen on one
     /// that has it, so it is run here directly against the portable bf16 kernel
     /// (both: bf16 weights, f32 activations).
@@ -1550,25 +1571,14 @@ mod tests {
                 .collect();
             let bias: Vec<f32> = (0..n).map(|j| j as f32 * 0.1).collect();
             let packed = PackedWeights::from_rows(&w, n, k, Some(bias), Precision::Bf16);
-            let run = |kernel: &Kernel| {
-                let mut c = vec![f32::NAN; m * n];
-                // SAFETY: the CPU has AVX-512F (checked above), all the widened
-                // kernel needs; the shapes match.
-                unsafe {
-                    gemm_with_kernel(
-                        Isa::Avx512,
-                        kernel,
-                        &a,
-                        m,
-                        &packed,
-                        c.as_mut_ptr(),
-                        Init::Bias,
-                        None,
-                    )
-                };
-                c
+            // SAFETY: the CPU has AVX-512F (checked above), all the widened
+            // kernel needs (the portable one needs nothing).
+            let (got, want) = unsafe {
+                (
+                    product_on(Isa::Avx512, &widened, &a, m, &packed),
+                    product_on(Isa::Avx512, &portable, &a, m, &packed),
+                )
             };
-            let (got, want) = (run(&widened), run(&portable));
             for (i, (x, y)) in got.iter().zip(&want).enumerate() {
                 assert!(
                     (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
@@ -1605,24 +1615,13 @@ mod tests {
                 let a: Vec<f32> = (0..m * k)
                     .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
                     .collect();
-                let run = |kernel: &Kernel| {
-                    let mut c = vec![f32::NAN; m * n];
-                    // SAFETY: the CPU has `isa` (checked above); the shapes match.
-                    unsafe {
-                        gemm_with_kernel(
-                            isa,
-                            kernel,
-                            &a,
-                            m,
-                            &packed,
-                            c.as_mut_ptr(),
-                            Init::Bias,
-                            None,
-                        )
-                    };
-                    c
+                // SAFETY: the CPU has `isa` (checked above).
+                let (got, want) = unsafe {
+                    (
+                        product_on(isa, &few, &a, m, &packed),
+                        product_on(isa, &full, &a, m, &packed),
+                    )
                 };
-                let (got, want) = (run(&few), run(&full));
                 let same = got
                     .iter()
                     .zip(&want)

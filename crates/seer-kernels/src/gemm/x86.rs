@@ -103,26 +103,28 @@ unsafe fn store_512(
     }
 }
 
-/// The sums of `kc` depth steps of a full tile: MR_512 packed A values and
-/// NR = 32 weights a step.
+/// The sums of `kc` depth steps of the first `R` rows of a tile (all
+/// MR_512 for a full one): a step is MR_512 packed A values, of which the
+/// first `R` are read, and NR = 32 weights. Accumulators past row `R` stay
+/// zero. Each sum gets the same multiply-adds in the same order whatever `R`.
 ///
 /// # Safety
 /// The CPU has AVX-512F; `a` and `b` hold `kc` steps (the micro-kernel
-/// contract, see [`super::MicroF32`]).
+/// contract, see [`super::MicroF32`]); `R <= MR_512`.
 #[inline(always)]
-unsafe fn sums_512(kc: usize, a: *const u32, b: *const u8) -> [__m512; 2 * MR_512] {
+unsafe fn sums_512<const R: usize>(kc: usize, a: *const u32, b: *const u8) -> [__m512; 2 * MR_512] {
     let mut a = a.cast::<f32>();
     let mut b = b.cast::<f32>();
     // SAFETY: the CPU has AVX-512F (the contract).
     let mut acc = [unsafe { _mm512_setzero_ps() }; 2 * MR_512];
     for _ in 0..kc {
-        // SAFETY: each of the `kc` steps reads MR_512 floats of the A panel
-        // and NR = 32 of the weight panel, both inside by the contract, and
-        // moves past them; unaligned loads need no alignment.
+        // SAFETY: each of the `kc` steps reads R <= MR_512 floats of the A
+        // panel and NR = 32 of the weight panel, both inside by the contract,
+        // and moves past them; unaligned loads need no alignment.
         unsafe {
             let b0 = _mm512_loadu_ps(b);
             let b1 = _mm512_loadu_ps(b.add(16));
-            for r in 0..MR_512 {
+            for r in 0..R {
                 let av = _mm512_set1_ps(*a.add(r));
                 acc[2 * r] = _mm512_fmadd_ps(av, b0, acc[2 * r]);
                 acc[2 * r + 1] = _mm512_fmadd_ps(av, b1, acc[2 * r + 1]);
@@ -148,7 +150,10 @@ pub unsafe fn micro_f32_avx512(
 ) {
     // SAFETY: AVX-512F is enabled here; the panels hold `kc` steps and the C
     // tile is valid and ours (the contract).
-    unsafe { store_512(&sums_512(kc, a, b), c, ldc, rows, cols, Onto::Output) };
+    unsafe {
+        let sums = sums_512::<MR_512>(kc, a, b);
+        store_512(&sums, c, ldc, rows, cols, Onto::Output)
+    };
 }
 
 /// [`micro_f32_avx512`] for a tile's first depth block: C = sums + bias,
@@ -171,7 +176,10 @@ pub unsafe fn micro_f32_avx512_first(
 ) {
     // SAFETY: AVX-512F is enabled here; the panels hold `kc` steps, the C
     // tile is valid and ours and the bias null or `cols` long (the contract).
-    unsafe { store_512(&sums_512(kc, a, b), c, ldc, rows, cols, Onto::Bias(bias)) };
+    unsafe {
+        let sums = sums_512::<MR_512>(kc, a, b);
+        store_512(&sums, c, ldc, rows, cols, Onto::Bias(bias))
+    };
 }
 
 /// [`micro_f32_avx512`] for a tile of `R < MR_512` rows (a decoding step's
@@ -194,26 +202,9 @@ pub unsafe fn micro_f32_avx512_rows<const R: usize>(
     cols: usize,
 ) {
     debug_assert!(R < MR_512 && rows == R);
-    let mut a = a.cast::<f32>();
-    let mut b = b.cast::<f32>();
-    let mut acc = [_mm512_setzero_ps(); 2 * MR_512];
-    for _ in 0..kc {
-        // SAFETY: as in `micro_f32_avx512`: each step's MR_512 packed floats
-        // (of which the first R are read) and NR weights are inside.
-        unsafe {
-            let b0 = _mm512_loadu_ps(b);
-            let b1 = _mm512_loadu_ps(b.add(16));
-            for r in 0..R {
-                let av = _mm512_set1_ps(*a.add(r));
-                acc[2 * r] = _mm512_fmadd_ps(av, b0, acc[2 * r]);
-                acc[2 * r + 1] = _mm512_fmadd_ps(av, b1, acc[2 * r + 1]);
-            }
-            a = a.add(MR_512);
-            b = b.add(NR);
-        }
-    }
-    // SAFETY: AVX-512F is enabled here; the C tile is valid and ours.
-    unsafe { store_512(&acc, c, ldc, rows, cols, Onto::Output) };
+    // SAFETY: AVX-512F is enabled here; the panels hold `kc` steps, R <
+    // MR_512, and the C tile is valid and ours (the contract).
+    unsafe { store_512(&sums_512::<R>(kc, a, b), c, ldc, rows, cols, Onto::Output) };
 }
 
 /// The few-row AVX-512 f32 kernels, `[r - 1]` for `r` rows.
