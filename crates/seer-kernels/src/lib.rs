@@ -24,7 +24,10 @@ pub mod ops;
 pub mod peak;
 pub mod train;
 
-pub use gemm::{gemm, gemm_new, Activation, Init, PackedWeights, Precision};
+pub use gemm::{
+    gemm, gemm_bf16_rows, gemm_new, gemm_to_bf16_rows, Activation, Bf16Rows, Init, PackedWeights,
+    Precision,
+};
 pub use isa::Isa;
 
 /// An output pointer handed to rayon tasks that write disjoint parts of it.

@@ -386,3 +386,56 @@ fn a_new_output_matches_one_written_over() {
         }
     }
 }
+
+/// A product kept as bf16 tile lines for the next one gives, bit for bit, what
+/// the f32 route gives (the next product rounds its input the same way), on
+/// shapes off every tile edge, with and without an activation; off AMX, or
+/// with other weights, there are no such rows.
+#[test]
+fn bf16_rows_feed_the_next_product_as_f32_outputs_would() {
+    use seer_kernels::{gemm, gemm_bf16_rows, gemm_to_bf16_rows};
+    for (m, k, n, n2) in [
+        (1, 40, 50, 16),
+        (33, 64, 96, 40),
+        (70, 32, 32, 70),
+        (100, 96, 103, 33),
+    ] {
+        for act in [None, Some(Activation::Gelu), Some(Activation::QuickGelu)] {
+            let seed = (m * 7 + n) as u64;
+            let w1 = values(n * k, seed);
+            let w2 = values(n2 * n, seed + 1);
+            let w1 =
+                PackedWeights::from_rows(&w1, n, k, Some(values(n, seed + 2)), Precision::Bf16);
+            let w2 =
+                PackedWeights::from_rows(&w2, n2, n, Some(values(n2, seed + 3)), Precision::Bf16);
+            let a = values(m * k, seed + 4);
+            let mut hidden = vec![0f32; m * n];
+            gemm(&a, m, &w1, &mut hidden, Init::Bias, act);
+            let residual = values(m * n2, seed + 5);
+            let mut want = residual.clone();
+            gemm(&hidden, m, &w2, &mut want, Init::AddToOutput, None);
+            let Some(rows) = gemm_to_bf16_rows(&a, m, &w1, act) else {
+                assert_ne!(Isa::detected(), Isa::Amx, "AMX CPUs make bf16 rows");
+                continue;
+            };
+            assert_eq!((rows.rows(), rows.width()), (m, n));
+            let mut got = residual.clone();
+            gemm_bf16_rows(&rows, &w2, &mut got, Init::AddToOutput, None);
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert_eq!(
+                    g.to_bits(),
+                    w.to_bits(),
+                    "{m}×{k}→{n}→{n2} {act:?}: value {i}: {g} vs {w}"
+                );
+            }
+        }
+    }
+    let a = values(4 * 8, 1);
+    for precision in [Precision::F32, Precision::Int8] {
+        let w = PackedWeights::from_rows(&values(8 * 8, 2), 8, 8, None, precision);
+        assert!(
+            gemm_to_bf16_rows(&a, 4, &w, None).is_none(),
+            "{precision:?}"
+        );
+    }
+}

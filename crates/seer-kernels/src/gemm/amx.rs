@@ -339,6 +339,47 @@ impl<'a> Rows<'a> {
     fn step(&self, b: usize, s: usize) -> *const u8 {
         self.lines[(b * self.steps + s) * MR..].as_ptr().cast()
     }
+
+    /// Room for `m` rows of `steps` steps, for a product to write as its
+    /// output ([`Output::Lines`]), and where they start.
+    ///
+    /// # Safety
+    /// The lines are not initialised: every one must be written before the
+    /// rows are read or dropped (a product writing `Output::Lines` with one
+    /// panel a step, over all `m` rows, writes each once).
+    pub(super) unsafe fn unwritten(m: usize, steps: usize) -> (Self, SendPtr) {
+        let len = m.div_ceil(MR) * steps * MR;
+        let mut lines: Vec<Line> = Vec::with_capacity(len);
+        let start = SendPtr(lines.as_mut_ptr().cast());
+        // SAFETY: the capacity holds `len` lines; `Line` is plain bytes, and
+        // the caller writes every one before anything reads them.
+        unsafe { lines.set_len(len) };
+        (
+            Rows {
+                lines,
+                steps,
+                quant: None,
+            },
+            start,
+        )
+    }
+
+    /// Steps per row.
+    pub(super) fn steps(&self) -> usize {
+        self.steps
+    }
+}
+
+/// Where [`run_block`] puts a product's values.
+#[derive(Clone, Copy)]
+pub(super) enum Output {
+    /// Into the row-major f32 output (`m × w.n`).
+    F32(SendPtr),
+    /// Rounded to bf16 into [`Rows`] lines starting here, one step per weight
+    /// panel (`steps` of them: the panels, NR = 32 columns = one step): the
+    /// next product's input without an f32 round trip. Row block `b`'s panel
+    /// `p` is then the 2 KiB of lines `(b · steps + p) · 32 ..`.
+    Lines { start: SendPtr, steps: usize },
 }
 
 /// Lines for `m` rows (rounded up to whole blocks) of `steps` steps: row r
@@ -386,7 +427,7 @@ fn blocked(
 pub(super) unsafe fn run_block(
     src: &Rows,
     w: &PackedWeights,
-    c: SendPtr,
+    out: Output,
     rows: std::ops::Range<usize>,
     panels: std::ops::Range<usize>,
     init: Init,
@@ -441,13 +482,25 @@ pub(super) unsafe fn run_block(
                         // and 32, int8 at batch 32 too).
                         // Whole blocks only: a prefetch needs no valid address,
                         // but the pointer arithmetic stays inside C.
-                        let prefetch = (2 * s0 < MR && r0 + MR <= rows.end).then(|| Prefetch {
-                            // SAFETY: rows r0 + 2·s0 .. r0 + 2·(s0 + block_steps)
-                            // are inside this block (2·(s0 + BLOCK_STEPS) <= MR),
-                            // the column p·NR inside C.
-                            first: unsafe { c.get().add((r0 + 2 * s0) * n + p * NR) }.cast(),
-                            stride: 4 * n,
-                        });
+                        // Tile lines: the block's 2 KiB, in the first depth block.
+                        let prefetch = match out {
+                            Output::F32(c) => (2 * s0 < MR && r0 + MR <= rows.end).then(|| {
+                                Prefetch {
+                                    // SAFETY: rows r0 + 2·s0 .. r0 + 2·(s0 + block_steps)
+                                    // are inside this block (2·(s0 + BLOCK_STEPS) <= MR),
+                                    // the column p·NR inside C.
+                                    first: unsafe { c.get().add((r0 + 2 * s0) * n + p * NR) }
+                                        .cast(),
+                                    stride: 4 * n,
+                                }
+                            }),
+                            Output::Lines { start, steps } => (s0 == 0).then(|| Prefetch {
+                                // SAFETY: block r0 / MR's lines at step p are
+                                // inside the output rows (see `Output::Lines`).
+                                first: unsafe { lines_of(start, steps, r0, p) }.cast(),
+                                stride: 128,
+                            }),
+                        };
                         // SAFETY: `src` holds whole 32-row blocks of `steps`
                         // 64-byte tile widths (the caller's contract), the panel
                         // `steps` steps of B_STEP_BYTES; `sum` is 32 × 32 four-byte
@@ -467,12 +520,32 @@ pub(super) unsafe fn run_block(
                 }
                 for (t, sum) in sums[..tiles].iter().enumerate() {
                     let r0 = m0 + t * MR;
+                    let (rows, cols) = (MR.min(rows.end - r0), NR.min(n - p * NR));
+                    let c = match out {
+                        Output::F32(c) => c,
+                        Output::Lines { start, steps } => {
+                            // SAFETY: the block's lines at step p are inside
+                            // the output rows, written by this task alone (its
+                            // rows and panels); the CPU has AVX-512F.
+                            unsafe {
+                                finish_lines(
+                                    sum,
+                                    rows,
+                                    cols,
+                                    bias(p),
+                                    act,
+                                    lines_of(start, steps, r0, p),
+                                )
+                            };
+                            continue;
+                        }
+                    };
                     let tile = Tile {
                         // SAFETY: r0 < rows.end <= m and p * NR < n: inside C.
                         c: unsafe { c.get().add(r0 * n + p * NR) },
                         ldc: n,
-                        rows: MR.min(rows.end - r0),
-                        cols: NR.min(n - p * NR),
+                        rows,
+                        cols,
                     };
                     // SAFETY: the tile is inside C and this call's block (the
                     // caller's contract); the CPU has AVX-512F (every AMX CPU does).
@@ -548,6 +621,73 @@ unsafe fn finish_f32(
             let o1 = _mm512_add_ps(_mm512_loadu_ps(s.add(16)), b1);
             super::x86::store_row_512(tile.c.add(r * tile.ldc), (m0, m1), (o0, o1), overwrite, act);
         }
+    }
+}
+
+/// The first of the 32 lines that hold rows `r0 .. r0 + 32` (`r0` a multiple
+/// of [`MR`]) at step `p` of [`Output::Lines`] starting at `start`.
+///
+/// # Safety
+/// Those lines are inside the output rows.
+unsafe fn lines_of(start: SendPtr, steps: usize, r0: usize, p: usize) -> *mut Line {
+    // SAFETY: the function's contract.
+    unsafe { start.get().cast::<Line>().add((r0 / MR * steps + p) * MR) }
+}
+
+/// Sums plus the bias, then `act`, rounded to bf16 as the 32 tile lines at
+/// `lines`: row r's `cols` values in line r, zero past them and in the lines
+/// past `rows` (the next product's padding). The same values the f32 output
+/// and [`Rows::bf16`]'s rounding would give, without the f32 round trip.
+///
+/// # Safety
+/// The CPU has AVX-512F; `lines` is valid for writes of 32 lines.
+#[target_feature(enable = "avx512f")]
+unsafe fn finish_lines(
+    sums: &Sums,
+    rows: usize,
+    cols: usize,
+    bias: Option<&[f32; NR]>,
+    act: Option<Activation>,
+    lines: *mut Line,
+) {
+    let (m0, m1) = super::x86::tail_masks(cols);
+    let zero = [0f32; NR];
+    let bias = bias.unwrap_or(&zero);
+    // SAFETY: NR = 32 floats: two unaligned 16-float loads.
+    let (b0, b1) = unsafe {
+        (
+            _mm512_loadu_ps(bias.as_ptr()),
+            _mm512_loadu_ps(bias.as_ptr().add(16)),
+        )
+    };
+    for (r, row) in sums.0.iter().enumerate() {
+        let line = if r < rows {
+            // SAFETY: `row` is 32 values.
+            let (mut v0, mut v1) = unsafe {
+                let s = row.as_ptr().cast::<f32>();
+                (
+                    _mm512_add_ps(_mm512_loadu_ps(s), b0),
+                    _mm512_add_ps(_mm512_loadu_ps(s.add(16)), b1),
+                )
+            };
+            if let Some(act) = act {
+                // As `store_row_512` activates: the same values.
+                let mut values = [0f32; NR];
+                // SAFETY: `values` is 32 floats.
+                unsafe {
+                    _mm512_storeu_ps(values.as_mut_ptr(), v0);
+                    _mm512_storeu_ps(values.as_mut_ptr().add(16), v1);
+                    crate::ops::activate(&mut values, act);
+                    v0 = _mm512_loadu_ps(values.as_ptr());
+                    v1 = _mm512_loadu_ps(values.as_ptr().add(16));
+                }
+            }
+            super::x86::bf16_line_512(_mm512_maskz_mov_ps(m0, v0), _mm512_maskz_mov_ps(m1, v1))
+        } else {
+            _mm512_setzero_si512()
+        };
+        // SAFETY: line r is inside `lines` (the function's contract).
+        unsafe { _mm512_storeu_si512(lines.add(r).cast(), line) };
     }
 }
 

@@ -505,8 +505,7 @@ unsafe fn gemm_amx(
     init: Init,
     act: Option<Activation>,
 ) {
-    let threads = threads_for(m, w);
-    let parallel = threads > 1;
+    let parallel = threads_for(m, w) > 1;
     let quant;
     let rows = match w.panels {
         Panels::Int8(_) => {
@@ -516,22 +515,151 @@ unsafe fn gemm_amx(
         Panels::Bf16(_) => amx::Rows::bf16(a, m, w.k, w.k_padded, parallel),
         Panels::F32(_) => unreachable!("AMX has no f32 product"),
     };
-    let c_ptr = SendPtr(c);
+    // SAFETY: the caller's contract; `rows` holds the m rows at the weights'
+    // padded K.
+    unsafe { run_amx(&rows, m, w, amx::Output::F32(SendPtr(c)), init, act) }
+}
+
+/// The product of prepared `rows` (m of them) and `w` on the AMX tiles.
+///
+/// # Safety
+/// [`amx::available`] returned true; `rows` holds `m` rows at `w`'s padded K
+/// and its precision; `out` is the `m × w.n` f32 output (initialised, valid
+/// for writes, no one else's during the call) or, with `Init::Bias`, lines for
+/// `m` rows of one step per weight panel, valid for writes.
+#[cfg(target_arch = "x86_64")]
+unsafe fn run_amx(
+    rows: &amx::Rows,
+    m: usize,
+    w: &PackedWeights,
+    out: amx::Output,
+    init: Init,
+    act: Option<Activation>,
+) {
     for_each_block(
         m,
         w,
         amx::MR,
         amx::row_block(w),
-        threads,
+        threads_for(m, w),
         |row_range, panels| {
-            // SAFETY: AMX is available (the caller's contract); `c_ptr` is `c`,
-            // valid for m×n writes and ours for this whole call, and
-            // `for_each_block` hands out disjoint blocks inside it whose rows
-            // start at whole MR blocks; `rows` holds m rows rounded up to whole
-            // blocks, at the weights' padded K.
-            unsafe { amx::run_block(&rows, w, c_ptr, row_range, panels, init, act) }
+            // SAFETY: AMX is available and `out` valid (the caller's
+            // contract), ours for this whole call; `for_each_block` hands out
+            // disjoint blocks inside it whose rows start at whole MR blocks;
+            // `rows` holds m rows rounded up to whole blocks, at the weights'
+            // padded K.
+            unsafe { amx::run_block(rows, w, out, row_range, panels, init, act) }
         },
     );
+}
+
+/// Activations rounded to bf16 in the AMX tiles' layout: a product's output
+/// kept for the next product's input ([`gemm_to_bf16_rows`], then
+/// [`gemm_bf16_rows`]), instead of writing f32 values that the next product
+/// reads back to round. Between a transformer's two MLP layers that round trip
+/// is the widest activation (4× the model width) through memory twice.
+pub struct Bf16Rows {
+    #[cfg(target_arch = "x86_64")]
+    rows: amx::Rows<'static>,
+    m: usize,
+    /// Values per row (the producing product's outputs).
+    k: usize,
+}
+
+impl Bf16Rows {
+    /// Rows held.
+    pub fn rows(&self) -> usize {
+        self.m
+    }
+
+    /// Values per row.
+    pub fn width(&self) -> usize {
+        self.k
+    }
+}
+
+/// `a (m×k) · Wᵀ + bias`, then `act`, rounded to bf16 as the input of a next
+/// product ([`gemm_bf16_rows`]): where this CPU runs bf16 products on AMX and
+/// `w` is bf16, else `None` (then [`gemm`] into f32). The values are the ones
+/// [`gemm`] gives, rounded as a bf16 product rounds its input.
+pub fn gemm_to_bf16_rows(
+    a: &[f32],
+    m: usize,
+    w: &PackedWeights,
+    act: Option<Activation>,
+) -> Option<Bf16Rows> {
+    #[cfg(target_arch = "x86_64")]
+    if Isa::detected() == Isa::Amx && w.precision() == Precision::Bf16 {
+        assert_eq!(a.len(), m * w.k, "activations are not {m}×{}", w.k);
+        let steps = w.n.div_ceil(NR);
+        // SAFETY: the lines are written below before anything reads them
+        // (without rows there are none).
+        let (rows, start) = unsafe { amx::Rows::unwritten(m, steps) };
+        if m == 0 {
+            return Some(Bf16Rows { rows, m, k: w.n });
+        }
+        let input = amx::Rows::bf16(a, m, w.k, w.k_padded, threads_for(m, w) > 1);
+        // SAFETY: AMX is available (detected); `input` holds m rows at `w`'s
+        // padded K; the output lines hold m rows of one step per panel, and
+        // `Init::Bias` over every row and panel writes each of them once.
+        unsafe {
+            run_amx(
+                &input,
+                m,
+                w,
+                amx::Output::Lines { start, steps },
+                Init::Bias,
+                act,
+            )
+        };
+        return Some(Bf16Rows { rows, m, k: w.n });
+    }
+    let _ = (a, m, w, act);
+    None
+}
+
+/// [`gemm`] on activations from [`gemm_to_bf16_rows`]; `w` must be bf16 with
+/// their width as its depth.
+pub fn gemm_bf16_rows(
+    a: &Bf16Rows,
+    w: &PackedWeights,
+    c: &mut [f32],
+    init: Init,
+    act: Option<Activation>,
+) {
+    assert_eq!(
+        w.precision(),
+        Precision::Bf16,
+        "bf16 rows need bf16 weights"
+    );
+    assert_eq!(
+        w.k, a.k,
+        "weights of depth {} on rows of width {}",
+        w.k, a.k
+    );
+    assert_eq!(c.len(), a.m * w.n, "output is not {}×{}", a.m, w.n);
+    if a.m == 0 || w.n == 0 {
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        // Bf16Rows only come from an AMX CPU, and their steps are whole
+        // panels of the producing weights: w's padded K.
+        assert_eq!(a.rows.steps() * amx::BF16_STEP, w.k_padded);
+        // SAFETY: as above; `c` is the m × n output, borrowed mutably here.
+        unsafe {
+            run_amx(
+                &a.rows,
+                a.m,
+                w,
+                amx::Output::F32(SendPtr(c.as_mut_ptr())),
+                init,
+                act,
+            )
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("bf16 rows are only made on AMX CPUs ({init:?}, {act:?})");
 }
 
 /// How many threads a product of `m` rows by `w` is worth.

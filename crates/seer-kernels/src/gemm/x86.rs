@@ -1125,6 +1125,14 @@ pub unsafe fn pack_f32_panel_avx512<const R: usize>(
 #[inline]
 #[target_feature(enable = "avx512f")]
 unsafe fn bf16_pairs_512(src: *const f32) -> __m512i {
+    // SAFETY: 32 floats at `src` (the caller's contract).
+    unsafe { bf16_line_512(_mm512_loadu_ps(src), _mm512_loadu_ps(src.add(16))) }
+}
+
+/// [`bf16_pairs_512`] of 32 floats in two registers.
+#[inline]
+#[target_feature(enable = "avx512f")]
+pub(super) fn bf16_line_512(lo: __m512, hi: __m512) -> __m512i {
     let (one, bias, nan) = (
         _mm512_set1_epi32(1),
         _mm512_set1_epi32(0x7fff),
@@ -1139,14 +1147,7 @@ unsafe fn bf16_pairs_512(src: *const f32) -> __m512i {
         let is_nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x, x);
         _mm512_cvtepi32_epi16(_mm512_mask_mov_epi32(rounded, is_nan, nan))
     };
-    // SAFETY: 32 floats at `src` (the caller's contract).
-    let (lo, hi) = unsafe {
-        (
-            round(_mm512_loadu_ps(src)),
-            round(_mm512_loadu_ps(src.add(16))),
-        )
-    };
-    _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi)
+    _mm512_inserti64x4::<1>(_mm512_castsi256_si512(round(lo)), round(hi))
 }
 
 /// AMX's A tiles for one block of 32 rows (see `amx::Rows`): for each of

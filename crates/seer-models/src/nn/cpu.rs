@@ -5,7 +5,10 @@
 
 use candle_core::{CpuStorage, Storage, Tensor};
 use seer_kernels::ops::{add_scaled, attention, layer_norm, swiglu, AttentionShape};
-use seer_kernels::{gemm, Activation as KernelActivation, Init, PackedWeights, Precision};
+use seer_kernels::{
+    gemm, gemm_bf16_rows, gemm_to_bf16_rows, Activation as KernelActivation, Bf16Rows, Init,
+    PackedWeights, Precision,
+};
 
 use crate::error::Result;
 use crate::nn::config::TransformerConfig;
@@ -112,8 +115,19 @@ impl CpuBlock {
         layer_norm(x, c, &self.ln1.0, &self.ln1.1, self.eps, &mut s.normed);
         gemm(&s.normed, m, &self.qkv, &mut s.qkv, Init::Bias, None);
         attention(&s.qkv, shape, &mut s.context);
-        self.residual(x, &s.context, &self.out, self.ls1.as_deref(), &mut s.branch);
+        let context = Input::F32(&s.context);
+        self.residual(x, context, &self.out, self.ls1.as_deref(), &mut s.branch);
         layer_norm(x, c, &self.ln2.0, &self.ln2.1, self.eps, &mut s.normed);
+        // bf16 on AMX: fc1's activated output goes to fc2 as bf16 tile lines,
+        // the values fc2 would round it to, without the f32 hidden state.
+        let lines = match (self.activation, self.fc2.precision()) {
+            (Some(act), Precision::Bf16) => gemm_to_bf16_rows(&s.normed, m, &self.fc1, Some(act)),
+            _ => None,
+        };
+        if let Some(hidden) = lines {
+            let hidden = Input::Bf16Rows(&hidden);
+            return self.residual(x, hidden, &self.fc2, self.ls2.as_deref(), &mut s.branch);
+        }
         gemm(
             &s.normed,
             m,
@@ -129,6 +143,7 @@ impl CpuBlock {
             swiglu(&s.hidden, self.fc1.n() / 2, &mut s.gated);
             &s.gated
         };
+        let hidden = Input::F32(hidden);
         self.residual(x, hidden, &self.fc2, self.ls2.as_deref(), &mut s.branch);
     }
 
@@ -136,19 +151,37 @@ impl CpuBlock {
     fn residual(
         &self,
         x: &mut [f32],
-        input: &[f32],
+        input: Input,
         w: &PackedWeights,
         gamma: Option<&[f32]>,
         branch: &mut Vec<f32>,
     ) {
         let m = x.len() / self.width;
         match gamma {
-            None => gemm(input, m, w, x, Init::AddToOutput, None),
+            None => input.product(m, w, x, Init::AddToOutput),
             Some(g) => {
                 branch.resize(x.len(), 0.0);
-                gemm(input, m, w, branch, Init::Bias, None);
+                input.product(m, w, branch, Init::Bias);
                 add_scaled(x, branch, g);
             }
+        }
+    }
+}
+
+/// A product's input: f32 rows, or a previous product's output kept as bf16
+/// tile lines.
+#[derive(Clone, Copy)]
+enum Input<'a> {
+    F32(&'a [f32]),
+    Bf16Rows(&'a Bf16Rows),
+}
+
+impl Input<'_> {
+    /// `c = init + input · Wᵀ` for `m` rows.
+    fn product(self, m: usize, w: &PackedWeights, c: &mut [f32], init: Init) {
+        match self {
+            Input::F32(a) => gemm(a, m, w, c, init, None),
+            Input::Bf16Rows(rows) => gemm_bf16_rows(rows, w, c, init, None),
         }
     }
 }
