@@ -14,9 +14,11 @@ When ONNX Runtime (`pip install onnxruntime`) or OpenVINO (`pip install
 openvino`) is importable, the same random-weight towers are exported with
 `torch.onnx.export` and timed there too, on the same inputs (CPU only): in f32,
 ONNX Runtime with dynamic int8 (`quantize_dynamic`, QInt8 weights) and OpenVINO
-with `INFERENCE_PRECISION_HINT` bf16. Each engine reports its cosine to the
-PyTorch f32 output. Their figures go under "onnxruntime" and "openvino" with
-one object per precision; an engine that is missing is skipped with one line.
+with `INFERENCE_PRECISION_HINT` bf16. PyTorch itself runs again with its weights
+in bf16 (oneDNN, AMX where the CPU has it). Each engine reports its cosine to the
+PyTorch f32 output. Their figures go under "onnxruntime", "openvino" and
+"pytorch" with one object per precision; an engine that is missing is skipped
+with one line.
 
 Prints progress to stderr and one JSON object as the last line of stdout. Run by
 `seer bench --reference /path/to/python`, which passes the token ids it embeds
@@ -119,10 +121,10 @@ def family_bench(args, device):
     model = AutoModel.from_pretrained(args.model).eval().to(device)
     processor = AutoImageProcessor.from_pretrained(args.model)
     if config.model_type.startswith("dinov2"):
-        embed_image = lambda px: model(pixel_values=px).pooler_output
+        embed_image = lambda px, m=model: m(pixel_values=px).pooler_output
         size = processor.crop_size["height"]
     else:
-        embed_image = lambda px: features(model.get_image_features(pixel_values=px))
+        embed_image = lambda px, m=model: features(m.get_image_features(pixel_values=px))
         size = processor.size["height"]
     out = {"torch": torch.__version__, "threads": args.threads, "device": args.device,
            "model": args.model, "family": config.model_type, "image_model": {}}
@@ -144,7 +146,7 @@ def family_bench(args, device):
                 return tokenizer(PROMPTS, padding="max_length", max_length=64, truncation=True,
                                  return_tensors="pt")["input_ids"].to(device)
 
-            embed_text = lambda ids: features(model.get_text_features(input_ids=ids))
+            embed_text = lambda ids, m=model: features(m.get_text_features(input_ids=ids))
             tps = timed(lambda: embed_text(tokenize()), len(PROMPTS), args.iterations)
             out["text"] = tps
             print(f"torch text (padded to 64) batch {len(PROMPTS):>3}: {tps:8.2f} texts/s", file=sys.stderr)
@@ -193,7 +195,8 @@ def features(out):
 class Tower:
     """One embedding function and the inputs seer times it on: `cases` holds
     (result key path, input maker, items per call); the first case's input also
-    measures agreement with PyTorch f32."""
+    measures agreement with PyTorch f32. `embed(x, m=model)` runs on `model`
+    unless given another copy (PyTorch bf16)."""
 
     def __init__(self, name, input_name, model, embed, dtype):
         self.name, self.input_name, self.embed, self.dtype = name, input_name, embed, dtype
@@ -228,7 +231,28 @@ def cosine_stats(a, b):
     return float(c.min()), float(c.mean())
 
 
-def ort_engine(threads):
+def torch_engine(threads, towers):
+    """PyTorch with a bf16 copy of the towers' model: the same embed functions
+    on bf16 weights and pixels, outputs read back as f32."""
+    import copy
+
+    def bf16(path):
+        tower = next(t for t in towers if t.name == Path(path).stem)
+        model = copy.deepcopy(tower.model).to(torch.bfloat16)
+
+        def run(x):
+            x = torch.from_numpy(x)
+            if x.is_floating_point():
+                x = x.to(torch.bfloat16)
+            with torch.inference_mode():
+                return tower.embed(x, model).float().numpy()
+
+        return run, {}
+
+    return torch.__version__, [("bf16", bf16)]
+
+
+def ort_engine(threads, towers):
     import onnxruntime as ort
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -254,7 +278,7 @@ def ort_engine(threads):
     return ort.__version__, [("f32", session), ("int8", int8)]
 
 
-def openvino_engine(threads):
+def openvino_engine(threads, towers):
     import openvino as ov
 
     core = ov.Core()
@@ -277,7 +301,8 @@ def other_engines(args, towers):
     """ONNX Runtime and OpenVINO on the same towers, when importable: {engine:
     {"version", precision: {result keys..., "cosine_to_torch_f32": {...}}}} or
     {engine: {"skipped": why}}."""
-    engines = [("onnxruntime", "onnxruntime", ort_engine), ("openvino", "openvino", openvino_engine)]
+    engines = [("onnxruntime", "onnxruntime", ort_engine), ("openvino", "openvino", openvino_engine),
+               ("pytorch", "torch", torch_engine)]
     out = {}
     for key, module, make in engines:
         if args.device != "cpu":
@@ -305,7 +330,7 @@ def other_engines(args, towers):
             expected = {t.name: t.embed(t.cases[0][1]()).cpu() for t in towers}
         for key, _, make in wanted:
             try:
-                version, precisions = make(args.threads)
+                version, precisions = make(args.threads, towers)
                 out[key] = {"version": version}
                 for precision, runner in precisions:
                     out[key][precision] = engine_bench(args, key, precision, runner, towers, paths, expected)
@@ -360,8 +385,8 @@ def main():
     model = CLIPModel(CLIPConfig()).eval().to(device)  # the defaults are ViT-B/32
     out = {"torch": torch.__version__, "threads": args.threads, "device": args.device, "image_model": {}}
 
-    embed_image = lambda px: features(model.get_image_features(pixel_values=px))
-    embed_text = lambda ids: features(model.get_text_features(input_ids=ids))
+    embed_image = lambda px, m=model: features(m.get_image_features(pixel_values=px))
+    embed_text = lambda ids, m=model: features(m.get_text_features(input_ids=ids))
     towers = [Tower("image", "pixel_values", model, embed_image, torch.float32),
               Tower("text", "input_ids", model, embed_text, torch.long)]
     with torch.inference_mode():

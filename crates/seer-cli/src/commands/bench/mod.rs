@@ -4,7 +4,8 @@
 //! from PyTorch (`scripts/bench_reference.py`) run afterwards in the same
 //! invocation and the ratios are printed; ONNX Runtime and OpenVINO, when that
 //! Python has them, run the same exported model in f32 and in their own reduced
-//! precision, and seer's figure over each is printed too. Every run names the
+//! precision, PyTorch once more on a bf16 copy of the model, and seer's figure
+//! over each is printed too. Every run names the
 //! CPU and the kernel seer chose ([`cpu`]).
 //!
 //! A DINOv2 or SigLIP folder given to `--model` is measured by [`family`]
@@ -463,7 +464,11 @@ fn run_reference(python: &Path, args: &Args, extra: &[String]) -> anyhow::Result
 
 /// The engines `scripts/bench_reference.py` runs besides PyTorch, with their
 /// column names.
-const ENGINES: &[(&str, &str)] = &[("onnxruntime", "ONNX RT"), ("openvino", "OpenVINO")];
+const ENGINES: &[(&str, &str)] = &[
+    ("onnxruntime", "ONNX RT"),
+    ("openvino", "OpenVINO"),
+    ("pytorch", "PyTorch"),
+];
 
 /// Puts the CPU, seer's kernel and the load average before the run into
 /// `results` and names them on stderr.
