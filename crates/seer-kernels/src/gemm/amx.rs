@@ -443,6 +443,11 @@ pub(super) unsafe fn run_block(
         (Panels::Int8(_), Some(_)) => Dot::Int8,
         _ => unreachable!("AMX runs bf16 rows on bf16 weights, int8 on int8"),
     };
+    // Tile lines hold bf16 values: only f32 sums (bf16 products) round to them.
+    assert!(
+        dot == Dot::Bf16 || matches!(out, Output::F32(_)),
+        "int8 products write f32 outputs"
+    );
     // SAFETY: AMX is available (the caller's contract).
     let _tiles = unsafe { Tiles::configure() };
     let bias = |p: usize| {
