@@ -484,10 +484,10 @@ pub(super) unsafe fn run_block(
                         // this its lines arrived only with the stores (ViT-B/32
                         // images, medians of runs alternating in one process on
                         // the Intel Xeon with AMX: bf16 4-8% slower at batch 8
-                        // and 32, int8 at batch 32 too).
-                        // Whole blocks only: a prefetch needs no valid address,
-                        // but the pointer arithmetic stays inside C.
-                        // Tile lines: the block's 2 KiB, in the first depth block.
+                        // and 32, int8 at batch 32 too). Whole blocks of C only:
+                        // a prefetch needs no valid address, but the pointer
+                        // arithmetic stays inside C. Tile lines: the block's
+                        // 2 KiB, four lines a step over the first depth block.
                         let prefetch = match out {
                             Output::F32(c) => (2 * s0 < MR && r0 + MR <= rows.end).then(|| {
                                 Prefetch {
