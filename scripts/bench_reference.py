@@ -233,12 +233,18 @@ def cosine_stats(a, b):
 
 def torch_engine(threads, towers):
     """PyTorch with a bf16 copy of the towers' model: the same embed functions
-    on bf16 weights and pixels, outputs read back as f32."""
+    on bf16 weights and pixels, outputs read back as f32. The towers share one
+    model, so it is copied once."""
     import copy
+
+    copies = {}
 
     def bf16(path):
         tower = next(t for t in towers if t.name == Path(path).stem)
-        model = copy.deepcopy(tower.model).to(torch.bfloat16)
+        key = id(tower.model)
+        if key not in copies:
+            copies[key] = copy.deepcopy(tower.model).to(torch.bfloat16)
+        model = copies[key]
 
         def run(x):
             x = torch.from_numpy(x)
@@ -298,7 +304,8 @@ def openvino_engine(threads, towers):
 
 
 def other_engines(args, towers):
-    """ONNX Runtime and OpenVINO on the same towers, when importable: {engine:
+    """ONNX Runtime and OpenVINO on the same towers, when importable, and
+    PyTorch on a bf16 copy of them: {engine:
     {"version", precision: {result keys..., "cosine_to_torch_f32": {...}}}} or
     {engine: {"skipped": why}}."""
     engines = [("onnxruntime", "onnxruntime", ort_engine), ("openvino", "openvino", openvino_engine),

@@ -17,9 +17,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .first()
         .map_or(Some(Precision::F32), |p| Precision::parse(p));
     let precision = precision.ok_or_else(|| format!("unknown precision {}", args[0]))?;
-    let iterations: usize = args.get(1).map_or(Ok(10), |s| s.parse())?;
+    let iterations: usize = args
+        .get(1)
+        .map_or(Ok(10), |s| s.parse())
+        .map_err(|e| format!("iterations {:?}: {e}", args[1]))?;
     let batches: Vec<usize> = match args.get(2) {
-        Some(list) => list.split(',').map(str::parse).collect::<Result<_, _>>()?,
+        Some(list) => list
+            .split(',')
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("batch sizes {list:?}: {e}"))?,
         None => vec![8, 32],
     };
     let config = ClipConfig::from_transformers_json("{}", Path::new("<ViT-B/32 defaults>"))?;

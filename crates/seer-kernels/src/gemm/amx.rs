@@ -608,24 +608,43 @@ unsafe fn finish_f32(
     act: Option<Activation>,
 ) {
     let (m0, m1) = super::x86::tail_masks(tile.cols);
-    let zero = [0f32; NR];
-    let bias = bias.unwrap_or(&zero);
-    // SAFETY: NR = 32 floats: two unaligned 16-float loads.
-    let (b0, b1) = unsafe {
-        (
-            _mm512_loadu_ps(bias.as_ptr()),
-            _mm512_loadu_ps(bias.as_ptr().add(16)),
-        )
-    };
+    let bias = halves(bias);
     for (r, row) in sums.0.iter().enumerate().take(tile.rows) {
-        // SAFETY: `row` is 32 values; row r < rows of the tile, the masks keep
-        // C's loads and stores to its first `cols` floats (the tile contract).
-        unsafe {
-            let s = row.as_ptr().cast::<f32>();
-            let o0 = _mm512_add_ps(_mm512_loadu_ps(s), b0);
-            let o1 = _mm512_add_ps(_mm512_loadu_ps(s.add(16)), b1);
-            super::x86::store_row_512(tile.c.add(r * tile.ldc), (m0, m1), (o0, o1), overwrite, act);
-        }
+        let o = f32_row_plus(row, bias);
+        // SAFETY: row r < rows of the tile, the masks keep C's loads and
+        // stores to its first `cols` floats (the tile contract).
+        unsafe { super::x86::store_row_512(tile.c.add(r * tile.ldc), (m0, m1), o, overwrite, act) };
+    }
+}
+
+/// A panel's 32 floats (bias, scales, sums) as two 16-lane halves; zeros
+/// without them.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn halves(v: Option<&[f32; NR]>) -> (__m512, __m512) {
+    match v {
+        // SAFETY: NR = 32 floats: two unaligned 16-float loads.
+        Some(v) => unsafe {
+            (
+                _mm512_loadu_ps(v.as_ptr()),
+                _mm512_loadu_ps(v.as_ptr().add(16)),
+            )
+        },
+        None => (_mm512_setzero_ps(), _mm512_setzero_ps()),
+    }
+}
+
+/// A row of f32 sums (bf16 products) plus the bias halves.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn f32_row_plus(row: &[u32; MR], (b0, b1): (__m512, __m512)) -> (__m512, __m512) {
+    // SAFETY: `row` is 32 values: two unaligned 16-float loads.
+    unsafe {
+        let s = row.as_ptr().cast::<f32>();
+        (
+            _mm512_add_ps(_mm512_loadu_ps(s), b0),
+            _mm512_add_ps(_mm512_loadu_ps(s.add(16)), b1),
+        )
     }
 }
 
@@ -656,38 +675,16 @@ unsafe fn finish_lines(
     lines: *mut Line,
 ) {
     let (m0, m1) = super::x86::tail_masks(cols);
-    let zero = [0f32; NR];
-    let bias = bias.unwrap_or(&zero);
-    // SAFETY: NR = 32 floats: two unaligned 16-float loads.
-    let (b0, b1) = unsafe {
-        (
-            _mm512_loadu_ps(bias.as_ptr()),
-            _mm512_loadu_ps(bias.as_ptr().add(16)),
-        )
-    };
+    let bias = halves(bias);
     for (r, row) in sums.0.iter().enumerate() {
         let line = if r < rows {
-            // SAFETY: `row` is 32 values.
-            let (mut v0, mut v1) = unsafe {
-                let s = row.as_ptr().cast::<f32>();
-                (
-                    _mm512_add_ps(_mm512_loadu_ps(s), b0),
-                    _mm512_add_ps(_mm512_loadu_ps(s.add(16)), b1),
-                )
-            };
+            let mut v = f32_row_plus(row, bias);
             if let Some(act) = act {
-                // As `store_row_512` activates: the same values.
-                let mut values = [0f32; NR];
-                // SAFETY: `values` is 32 floats.
-                unsafe {
-                    _mm512_storeu_ps(values.as_mut_ptr(), v0);
-                    _mm512_storeu_ps(values.as_mut_ptr().add(16), v1);
-                    crate::ops::activate(&mut values, act);
-                    v0 = _mm512_loadu_ps(values.as_ptr());
-                    v1 = _mm512_loadu_ps(values.as_ptr().add(16));
-                }
+                // As the f32 output's store activates: the same values.
+                // SAFETY: the CPU has AVX-512F (enabled here).
+                v = unsafe { super::x86::activate_512(v, act) };
             }
-            super::x86::bf16_line_512(_mm512_maskz_mov_ps(m0, v0), _mm512_maskz_mov_ps(m1, v1))
+            super::x86::bf16_line_512(_mm512_maskz_mov_ps(m0, v.0), _mm512_maskz_mov_ps(m1, v.1))
         } else {
             _mm512_setzero_si512()
         };
@@ -711,19 +708,11 @@ unsafe fn finish_int8(
     act: Option<Activation>,
 ) {
     let (m0, m1) = super::x86::tail_masks(tile.cols);
-    let zero = [0f32; NR];
-    let bias = bias.unwrap_or(&zero);
-    let halves = |v: &[f32; NR]| {
-        // SAFETY: NR = 32 floats: two unaligned 16-float loads.
-        unsafe {
-            (
-                _mm512_loadu_ps(v.as_ptr()),
-                _mm512_loadu_ps(v.as_ptr().add(16)),
-            )
-        }
-    };
-    let ((cs0, cs1), (ws0, ws1), (b0, b1)) =
-        (halves(s.col_scales), halves(s.col_sums), halves(bias));
+    let ((cs0, cs1), (ws0, ws1), (b0, b1)) = (
+        halves(Some(s.col_scales)),
+        halves(Some(s.col_sums)),
+        halves(bias),
+    );
     for (r, row) in sums.0.iter().enumerate().take(tile.rows) {
         let rs = _mm512_set1_ps(s.row_scales[r]);
         let min = _mm512_set1_ps(s.row_mins[r]);

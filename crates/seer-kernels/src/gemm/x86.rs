@@ -443,17 +443,35 @@ pub(super) unsafe fn store_row_512(
             )
         };
         if let Some(act) = act {
-            // Through a stack row the compiler keeps in registers, so the
-            // scalar-written activation vectorises as everywhere else.
-            let mut row = [0f32; 32];
-            _mm512_storeu_ps(row.as_mut_ptr(), v0);
-            _mm512_storeu_ps(row.as_mut_ptr().add(16), v1);
-            crate::ops::activate(&mut row, act);
-            v0 = _mm512_loadu_ps(row.as_ptr());
-            v1 = _mm512_loadu_ps(row.as_ptr().add(16));
+            (v0, v1) = activate_512((v0, v1), act);
         }
         _mm512_mask_storeu_ps(p, m0, v0);
         _mm512_mask_storeu_ps(p1, m1, v1);
+    }
+}
+
+/// `act` applied to a row of 32 floats in two registers: the AMX finishing
+/// steps' activation, whether the row goes to C or to bf16 tile lines.
+///
+/// Through a stack row the compiler keeps in registers, so the
+/// scalar-written activation vectorises as everywhere else.
+///
+/// # Safety
+/// The CPU has AVX-512F (inlined, like [`store_row_512`], into functions
+/// that enable it).
+#[inline(always)]
+pub(super) unsafe fn activate_512((v0, v1): (__m512, __m512), act: Activation) -> (__m512, __m512) {
+    let mut row = [0f32; 32];
+    // SAFETY: `row` is 32 floats: two 16-float stores and loads; AVX-512F by
+    // the contract.
+    unsafe {
+        _mm512_storeu_ps(row.as_mut_ptr(), v0);
+        _mm512_storeu_ps(row.as_mut_ptr().add(16), v1);
+        crate::ops::activate(&mut row, act);
+        (
+            _mm512_loadu_ps(row.as_ptr()),
+            _mm512_loadu_ps(row.as_ptr().add(16)),
+        )
     }
 }
 

@@ -111,7 +111,7 @@ impl CpuBlock {
     fn forward(&self, x: &mut [f32], shape: AttentionShape, s: &mut Scratch) {
         let c = self.width;
         let m = x.len() / c;
-        s.resize(m, c, self.fc1.n());
+        s.resize(m, c);
         layer_norm(x, c, &self.ln1.0, &self.ln1.1, self.eps, &mut s.normed);
         gemm(&s.normed, m, &self.qkv, &mut s.qkv, Init::Bias, None);
         attention(&s.qkv, shape, &mut s.context);
@@ -128,6 +128,7 @@ impl CpuBlock {
             let hidden = Input::Bf16Rows(&hidden);
             return self.residual(x, hidden, &self.fc2, self.ls2.as_deref(), &mut s.branch);
         }
+        s.hidden.resize(m * self.fc1.n(), 0.0);
         gemm(
             &s.normed,
             m,
@@ -199,11 +200,12 @@ struct Scratch {
 }
 
 impl Scratch {
-    fn resize(&mut self, m: usize, c: usize, mlp: usize) {
+    /// The buffers every block uses, for `m` rows of width `c` (the MLP's
+    /// f32 hidden state is sized where it is used: bf16 on AMX skips it).
+    fn resize(&mut self, m: usize, c: usize) {
         self.normed.resize(m * c, 0.0);
         self.qkv.resize(m * 3 * c, 0.0);
         self.context.resize(m * c, 0.0);
-        self.hidden.resize(m * mlp, 0.0);
     }
 }
 

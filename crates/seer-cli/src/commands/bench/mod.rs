@@ -75,7 +75,8 @@ pub struct Args {
     #[arg(long, default_value = "cpu")]
     device: String,
     /// A Python with torch, transformers and open_clip: also run the reference
-    /// (and ONNX Runtime and OpenVINO, when installed in that Python).
+    /// (PyTorch in f32 and bf16, and ONNX Runtime and OpenVINO when installed in
+    /// that Python).
     #[arg(long, env = "SEER_REFERENCE_PYTHON")]
     reference: Option<PathBuf>,
     /// Instead of embedding throughput, measure indexing a synthetic tree of this
@@ -436,7 +437,7 @@ fn run_reference(python: &Path, args: &Args, extra: &[String]) -> anyhow::Result
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/bench_reference.py");
     let batch_sizes: Vec<String> = args.batch_sizes.iter().map(usize::to_string).collect();
     eprintln!(
-        "running the reference: PyTorch, and ONNX Runtime and OpenVINO if installed ({})...",
+        "running the reference: PyTorch (bf16 too, on the CPU), and ONNX Runtime and OpenVINO if installed ({})...",
         python.display()
     );
     let output = std::process::Command::new(python)
