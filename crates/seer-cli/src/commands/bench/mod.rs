@@ -612,6 +612,11 @@ fn print_engines(r: &Value, rows: &[(String, String)]) {
         if let Some(why) = figures["skipped"].as_str().or(figures["error"].as_str()) {
             println!("{engine}: not measured, {why}");
         }
+        for (precision, run) in figures.as_object().into_iter().flatten() {
+            if let Some(why) = run["skipped"].as_str() {
+                println!("{engine} {precision}: not measured, {why}");
+            }
+        }
         for (precision, run) in engine_runs(figures) {
             columns.push((
                 format!("{label} {precision}"),
