@@ -110,6 +110,9 @@ fn every_kernel_matches_the_exact_product() {
         (29, 768, 96),
         // Three bf16 pair blocks (512 deep), the last odd.
         (17, 40, 1101),
+        // Past the deep f32 blocks of some CPUs (224 rows, 768 deep) on both
+        // sides, and past the shallow ones (112 × 256) several times.
+        (230, 40, 800),
     ];
     for isa in Isa::all_supported() {
         for precision in [Precision::F32, Precision::Bf16] {

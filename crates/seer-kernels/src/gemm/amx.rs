@@ -72,7 +72,7 @@ pub fn available() -> bool {
 }
 
 /// CPUID leaf 7: AMX-BF16 (EDX bit 22), AMX-TILE (24), AMX-INT8 (25).
-fn cpu_has_amx() -> bool {
+pub(crate) fn cpu_has_amx() -> bool {
     // Leaf 7 is valid when leaf 0 reports it.
     if __cpuid(0).eax < 7 {
         return false;

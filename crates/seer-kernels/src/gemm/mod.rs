@@ -41,9 +41,17 @@ pub const NR: usize = 32;
 /// L2 and int8 ran 10–15% slower (AMD Zen 4, gemm_speed). Half as deep, the
 /// bf16 pair kernel added its tiles into C twice as often: 7–9% slower (Zen 5).
 const KC: usize = 256;
-/// The most u32 words any kernel packs per row of a depth block: KC, except
-/// AVX2 int8's two words per group of four (KC groups).
-const A_WORDS: usize = 2 * KC;
+/// Depth and rows of the deep blocks ([`Blocks::for_float_avx512`]) some CPUs
+/// run the AVX-512 f32-arithmetic kernels on: ViT-B/32's depth of 768 in one
+/// block, so most products write C once (see `Kernel::first`) instead of
+/// setting it to the bias and reading it back per block, and 224 rows, so each
+/// thread streams the weights half as often. The 96 KiB weight micro-panel no
+/// longer stays in L1 but streams from L2 beside A (224 × 768 f32, 672 KiB).
+const DEEP_KC: usize = 768;
+const DEEP_MC: usize = 224;
+/// The most u32 words any kernel packs per row of a depth block: the deep
+/// f32 blocks', then AVX2 int8's two words per group of four (KC groups).
+const A_WORDS: usize = if DEEP_KC > 2 * KC { DEEP_KC } else { 2 * KC };
 /// The packed weights' K is padded with zeros to a multiple of these: the
 /// kernels' pair (bf16) and group (int8) sizes, and beyond that AMX's tile
 /// depth (32 bf16 or 64 int8 values, one 64-byte tile row), so its tiles read
@@ -52,6 +60,38 @@ const K_ALIGN_BF16: usize = 32;
 const K_ALIGN_INT8: usize = 64;
 /// Rows of activations packed at a time (rounded down to the kernel's MR).
 const MC: usize = 112;
+
+/// How deep and how many rows one packed block of activations is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Blocks {
+    /// Depth per block, in the kernel's depth units (see `Kernel::kc`).
+    kc: usize,
+    /// Rows per block (rounded down to the kernel's MR).
+    mc: usize,
+}
+
+impl Blocks {
+    const SHALLOW: Blocks = Blocks { kc: KC, mc: MC };
+
+    /// The blocks of the AVX-512 kernels that do f32 arithmetic (f32, and bf16
+    /// widened to f32) on this CPU. An Intel Xeon without AMX (Ice Lake, family
+    /// 6 model 106, 2026-12-03) ran the ViT-B/32 image tower 11% (batch 8, 16/16
+    /// pairs) and 12% (batch 32, 7/8) faster in f32 on the deep blocks, and
+    /// bf16 widened 12% at batch 8 (19/20), alternating in one process. AMD Zen
+    /// 4 lost 10–15% when int8's weight micro-panel spilled from its 32 KiB L1
+    /// to L2, and neither AMD nor the AMX Xeons have been measured on deep
+    /// blocks, so they keep the shallow ones.
+    fn for_float_avx512() -> Blocks {
+        if Isa::deep_float_blocks() {
+            Blocks {
+                kc: DEEP_KC,
+                mc: DEEP_MC,
+            }
+        } else {
+            Blocks::SHALLOW
+        }
+    }
+}
 /// Below this many multiply-adds a product runs on the calling thread.
 const PARALLEL_MIN_MACS: usize = 1 << 18;
 
@@ -471,24 +511,31 @@ unsafe fn gemm_with_kernel(
     let quant = matches!(w.panels, Panels::Int8(_))
         .then(|| RowQuant::new(isa, a, m, w.k, w.k_padded, threads > 1));
     let c_ptr = SendPtr(c);
-    for_each_block(m, w, kernel.mr, MC, threads, |rows, panels| {
-        // SAFETY: `c_ptr` is `c`, valid for m×n writes and ours for this whole
-        // call; `for_each_block` hands out disjoint blocks inside it.
-        // The CPU has `kernel`'s features (the caller's contract).
-        unsafe {
-            run_block(
-                kernel,
-                a,
-                quant.as_ref(),
-                w,
-                c_ptr.get(),
-                rows,
-                panels,
-                init,
-                act,
-            )
-        }
-    });
+    for_each_block(
+        m,
+        w,
+        kernel.mr,
+        kernel.blocks.mc,
+        threads,
+        |rows, panels| {
+            // SAFETY: `c_ptr` is `c`, valid for m×n writes and ours for this whole
+            // call; `for_each_block` hands out disjoint blocks inside it.
+            // The CPU has `kernel`'s features (the caller's contract).
+            unsafe {
+                run_block(
+                    kernel,
+                    a,
+                    quant.as_ref(),
+                    w,
+                    c_ptr.get(),
+                    rows,
+                    panels,
+                    init,
+                    act,
+                )
+            }
+        },
+    );
 }
 
 /// [`gemm_with_isa`] on the AMX tiles, for bf16 and int8 weights.
@@ -858,10 +905,10 @@ unsafe fn run_block(
         return;
     }
     let mr = kernel.mr;
-    let mc = (MC / mr).max(1) * mr;
+    let mc = (kernel.blocks.mc / mr).max(1) * mr;
     let single_block_first = kernel
         .first
-        .filter(|_| k <= kernel.kc && init == Init::Bias);
+        .filter(|_| k <= kernel.blocks.kc && init == Init::Bias);
     PACKED_A.with_borrow_mut(|packed| {
         packed.resize(mc * A_WORDS, 0);
         let mut m0 = rows.start;
@@ -869,7 +916,7 @@ unsafe fn run_block(
             let mrows = mc.min(rows.end - m0);
             let mut k0 = 0;
             while k0 < k {
-                let kc = kernel.kc.min(k - k0);
+                let kc = kernel.blocks.kc.min(k - k0);
                 let block = ABlock {
                     a,
                     quant,
@@ -1142,9 +1189,10 @@ struct Kernel {
     /// process (Intel AMX VM); over the first of several blocks (depth 768)
     /// it measured 0.90–1.05×, so deeper products keep the add.
     first: Option<MicroF32First>,
-    /// Depth per packed block: KC words of A per row, so int8 (four depths a
-    /// word) goes 4× deeper and writes C a quarter as often, bf16 pairs 2×.
-    kc: usize,
+    /// Depth (`kc`: KC words of A per row, so int8, four depths a word, goes
+    /// 4× deeper and writes C a quarter as often, bf16 pairs 2×) and rows of
+    /// one packed block of A.
+    blocks: Blocks,
     pack_a: PackA,
     micro: Micro,
 }
@@ -1162,7 +1210,7 @@ impl Kernel {
                         mr: x86::MR_512,
                         few: &x86::FEW_F32_AVX512,
                         first: Some(x86::micro_f32_avx512_first),
-                        kc: KC,
+                        blocks: Blocks::for_float_avx512(),
                         pack_a: pack_a_f32_avx512::<{ x86::MR_512 }, false>,
                         micro: Micro::Float(x86::micro_f32_avx512),
                     }
@@ -1172,7 +1220,7 @@ impl Kernel {
                         mr: x86::MR_512,
                         few: &[],
                         first: None,
-                        kc: 2 * KC,
+                        blocks: Blocks { kc: 2 * KC, mc: MC },
                         pack_a: pack_a_bf16_pairs,
                         micro: Micro::Float(x86::micro_bf16_avx512),
                     }
@@ -1182,7 +1230,7 @@ impl Kernel {
                         mr: x86::MR_512_BF16,
                         few: &[],
                         first: None,
-                        kc: KC,
+                        blocks: Blocks::for_float_avx512(),
                         pack_a: pack_a_f32_avx512::<{ x86::MR_512_BF16 }, true>,
                         micro: Micro::Float(x86::micro_bf16_widened_avx512),
                     }
@@ -1192,7 +1240,7 @@ impl Kernel {
                         mr: x86::MR_256_BF16,
                         few: &[],
                         first: None,
-                        kc: KC,
+                        blocks: Blocks::SHALLOW,
                         pack_a: pack_a_f32_avx2::<{ x86::MR_256_BF16 }, true>,
                         micro: Micro::Float(x86::micro_bf16_avx2),
                     }
@@ -1202,7 +1250,7 @@ impl Kernel {
                         mr: x86::MR_512,
                         few: &[],
                         first: None,
-                        kc: 4 * KC,
+                        blocks: Blocks { kc: 4 * KC, mc: MC },
                         pack_a: pack_a_u8_groups,
                         micro: Micro::Int8(x86::micro_int8_avx512),
                     }
@@ -1213,7 +1261,7 @@ impl Kernel {
                         mr: x86::MR_256_INT8,
                         few: &[],
                         first: None,
-                        kc: 4 * KC,
+                        blocks: Blocks { kc: 4 * KC, mc: MC },
                         pack_a: pack_a_u16_pairs,
                         micro: Micro::Int8(x86::micro_int8_avx2),
                     }
@@ -1223,7 +1271,7 @@ impl Kernel {
                         mr: x86::MR_256,
                         few: &x86::FEW_F32_AVX2,
                         first: None,
-                        kc: KC,
+                        blocks: Blocks::SHALLOW,
                         pack_a: pack_a_f32_avx2::<{ x86::MR_256 }, false>,
                         micro: Micro::Float(x86::micro_f32_avx2),
                     }
@@ -1237,7 +1285,7 @@ impl Kernel {
                 mr: portable::MR,
                 few: &[],
                 first: None,
-                kc: KC,
+                blocks: Blocks::SHALLOW,
                 pack_a: pack_a_f32,
                 micro: Micro::Float(portable::micro_f32),
             },
@@ -1245,7 +1293,7 @@ impl Kernel {
                 mr: portable::MR,
                 few: &[],
                 first: None,
-                kc: KC,
+                blocks: Blocks::SHALLOW,
                 pack_a: pack_a_f32_even,
                 micro: Micro::Float(portable::micro_bf16),
             },
@@ -1253,7 +1301,7 @@ impl Kernel {
                 mr: portable::MR,
                 few: &[],
                 first: None,
-                kc: 4 * KC,
+                blocks: Blocks { kc: 4 * KC, mc: MC },
                 pack_a: pack_a_u8_groups,
                 micro: Micro::Int8(portable::micro_int8),
             },
@@ -1627,7 +1675,7 @@ unsafe fn add_tile(
 }
 
 #[cfg(target_arch = "x86_64")]
-mod amx;
+pub(crate) mod amx;
 mod portable;
 mod transposed;
 #[cfg(target_arch = "x86_64")]
@@ -1685,7 +1733,7 @@ mod tests {
             mr: x86::MR_512_BF16,
             few: &[],
             first: None,
-            kc: KC,
+            blocks: Blocks::SHALLOW,
             pack_a: pack_a_f32_avx512::<{ x86::MR_512_BF16 }, true>,
             micro: Micro::Float(x86::micro_bf16_widened_avx512),
         };
