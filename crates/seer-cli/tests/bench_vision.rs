@@ -71,3 +71,20 @@ fn bench_owl_reports_detection_per_image() {
         assert_eq!(r["queries"].as_array().unwrap().len(), 4);
     }
 }
+
+#[test]
+fn bench_refuses_zero_rounds_before_loading_anything() {
+    let o = Command::new(env!("CARGO_BIN_EXE_seer"))
+        .args(["bench", "--rounds", "0", "--json"])
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("--rounds must be at least 1"), "{err}");
+    assert!(
+        o.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+}

@@ -6,7 +6,8 @@
 //! Python has them, run the same exported model in f32 and in their own reduced
 //! precision, PyTorch once more on a bf16 copy of the model, and seer's figure
 //! over each is printed too. Every run names the
-//! CPU and the kernel seer chose ([`cpu`]).
+//! CPU and the kernel seer chose ([`cpu`]). `--rounds N` repeats seer and the
+//! reference N times and reports medians and each round's ratios.
 //!
 //! A DINOv2 or SigLIP folder given to `--model` is measured by [`family`]
 //! through the task traits, against the same folder loaded by transformers; a
@@ -83,6 +84,12 @@ pub struct Args {
     /// many tiny images and re-indexing it unchanged (needs --model).
     #[arg(long, value_name = "N")]
     reindex_files: Option<usize>,
+    /// Run seer's measurements and then the reference this many times over;
+    /// the table shows medians over the rounds (each ratio taken within its
+    /// round) and each round's ratio to the fastest f32 engine. A shared
+    /// machine's speed moves between minutes, so one round can mislead.
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
     #[arg(long)]
     json: bool,
 }
@@ -131,6 +138,7 @@ const PROMPTS: &[&str] = &[
 ];
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(args.rounds > 0, "--rounds must be at least 1");
     crate::common::configure_threads(Some(args.threads))?;
     // Resolved once (a hub id may mean a download), then loaded by its family.
     let resolved = match &args.model {
@@ -156,6 +164,44 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(n) = args.reindex_files {
         return bench_reindex(clip.into_loaded(), n, args.json);
     }
+    let mut rounds = Vec::with_capacity(args.rounds);
+    for round in 1..=args.rounds {
+        if args.rounds > 1 {
+            eprintln!("round {round} of {}", args.rounds);
+        }
+        rounds.push(measure_clip(&clip, &args, resolved.as_ref())?);
+    }
+    let results = match rounds.len() {
+        1 => rounds.pop().expect("one round"),
+        _ => {
+            let mut medians = median_of(&rounds.iter().collect::<Vec<_>>());
+            medians["rounds"] = Value::Array(rounds);
+            medians
+        }
+    };
+    if args.json {
+        println!("{results}");
+    } else {
+        print_table(
+            &results,
+            &[
+                ("texts, both padded to 77 tokens", "text_context"),
+                // seer's default runs prompts unpadded (exact: the tower is
+                // causal); PyTorch pads to the longest prompt of the batch.
+                ("texts, unpadded / longest", "text_longest"),
+            ],
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One round of the CLIP measurements: seer's figures, then (with
+/// `--reference`) the reference's and the ratios between them.
+fn measure_clip(
+    clip: &Clip,
+    args: &Args,
+    resolved: Option<&ResolvedModel>,
+) -> anyhow::Result<Value> {
     let mut results = json!({
         "model": clip.id,
         "threads": args.threads,
@@ -175,7 +221,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     results["peak_f32_gflops"] = json!(peak);
     for &b in &args.batch_sizes {
         anyhow::ensure!(b > 0, "batch sizes must be positive");
-        let ips = bench_image_model(&clip, b, args.iterations)?;
+        let ips = bench_image_model(clip, b, args.iterations)?;
         results["image_model"][b.to_string()] = json!(ips);
         let rate = flops.map(|f| ips * f / 1e9);
         results["image_model_gflops"][b.to_string()] = json!(rate);
@@ -198,14 +244,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         ("text_context", TextPadding::Context),
         ("text_longest", TextPadding::Longest),
     ] {
-        let tps = bench_text(&clip, &tokens, padding, args.iterations)?;
+        let tps = bench_text(clip, &tokens, padding, args.iterations)?;
         results[key] = json!(tps);
         eprintln!(
             "seer  text {key:<13} batch {:>3}: {tps:8.2} texts/s (mean {mean_len:.1} tokens)",
             tokens.len()
         );
     }
-    measure_end_to_end(&args, &clip, &mut results)?;
+    measure_end_to_end(args, clip, &mut results)?;
 
     if args.precision != Precision::F32 {
         let exact = load(
@@ -213,9 +259,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 precision: Precision::F32,
                 ..args.clone()
             },
-            resolved.as_ref(),
+            resolved,
         )?;
-        let agreement = compare_with_f32(&clip, &exact, &args)?;
+        let agreement = compare_with_f32(clip, &exact, args)?;
         eprintln!(
             "seer  {} vs f32 cosine: images min {:.5}, texts min {:.5}",
             args.precision.name(),
@@ -223,7 +269,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             agreement["text_cosine_min"].as_f64().unwrap_or(f64::NAN)
         );
         results["agreement_with_f32"] = agreement;
-        compare_image_speed_with_f32(&args, &mut results, |b| {
+        compare_image_speed_with_f32(args, &mut results, |b| {
             bench_image_model(&exact, b, args.iterations)
         })?;
         let f32_tps = bench_text(&exact, &tokens, TextPadding::Longest, args.iterations)?;
@@ -239,27 +285,51 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(python) = &args.reference {
         // The same token ids seer embeds, so the reference needs no tokenizer.
         let tokens = ["--tokens".to_string(), serde_json::to_string(&tokens)?];
-        let reference = run_reference(python, &args, &tokens)?;
+        let reference = run_reference(python, args, &tokens)?;
         attach_reference(
             &mut results,
             reference,
             &["text_context", "text_longest", "e2e"],
         );
     }
-    if args.json {
-        println!("{results}");
-    } else {
-        print_table(
-            &results,
-            &[
-                ("texts, both padded to 77 tokens", "text_context"),
-                // seer's default runs prompts unpadded (exact: the tower is
-                // causal); PyTorch pads to the longest prompt of the batch.
-                ("texts, unpadded / longest", "text_longest"),
-            ],
-        );
+    Ok(results)
+}
+
+/// The rounds' results combined: each number the median of its value in
+/// every round (ratios included, so each is a median of same-round ratios);
+/// anything else as the first round has it.
+fn median_of(rounds: &[&Value]) -> Value {
+    match rounds[0] {
+        Value::Object(first) => Value::Object(
+            first
+                .iter()
+                .map(|(key, value)| {
+                    let values: Vec<&Value> = rounds.iter().map(|r| &r[key.as_str()]).collect();
+                    let combined = match values.iter().all(|v| v.is_object() || v.is_number()) {
+                        true => median_of(&values),
+                        false => value.clone(),
+                    };
+                    (key.clone(), combined)
+                })
+                .collect(),
+        ),
+        // Settings (threads, sizes) repeat unchanged: kept as they are.
+        first if rounds.iter().all(|r| *r == first) => first.clone(),
+        Value::Number(_) => {
+            let mut numbers: Vec<f64> = rounds.iter().filter_map(|v| v.as_f64()).collect();
+            if numbers.len() < rounds.len() {
+                return rounds[0].clone();
+            }
+            numbers.sort_by(f64::total_cmp);
+            let mid = numbers.len() / 2;
+            let median = match numbers.len() % 2 {
+                1 => numbers[mid],
+                _ => (numbers[mid - 1] + numbers[mid]) / 2.0,
+            };
+            json!(median)
+        }
+        other => other.clone(),
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// Cosine similarity between this model's embeddings and those of the same
@@ -570,10 +640,7 @@ fn print_table(r: &Value, text_rows: &[(&str, &str)]) {
             .iter()
             .map(|(label, key)| (label.to_string(), key.to_string())),
     );
-    for (label, key) in rows
-        .iter()
-        .chain([&("images, end to end from files".into(), "e2e".into())])
-    {
+    for (label, key) in rows.iter().chain([&(E2E_LABEL.into(), "e2e".into())]) {
         println!(
             "{label:<34} {} {} {}",
             num(&lookup(r, key)),
@@ -582,7 +649,51 @@ fn print_table(r: &Value, text_rows: &[(&str, &str)]) {
         );
     }
     print_engines(r, &rows);
+    print_round_ratios(r, &rows);
 }
+
+/// With `--rounds`: each round's ratio of seer over the fastest engine that
+/// ran in f32 (PyTorch, ONNX Runtime, OpenVINO), one line per measurement.
+fn print_round_ratios(r: &Value, rows: &[(String, String)]) {
+    let Some(rounds) = r["rounds"].as_array() else {
+        return;
+    };
+    if rounds.iter().all(|round| round["reference"].is_null()) {
+        return;
+    }
+    println!("seer over the fastest f32 engine, each round:");
+    let e2e = (E2E_LABEL.to_string(), "e2e".to_string());
+    for (label, key) in rows.iter().chain([&e2e]) {
+        let cells: String = rounds
+            .iter()
+            .map(|round| format!(" {}", ratio(&over_fastest_f32(round, key))))
+            .collect();
+        println!("{label:<34}{cells}");
+    }
+}
+
+/// seer's figure for `key` over the best f32 figure among the engines of
+/// one round, or null where either is missing.
+fn over_fastest_f32(round: &Value, key: &str) -> Value {
+    let reference = &round["reference"];
+    let fastest = [
+        lookup(reference, key),
+        lookup(&reference["onnxruntime"]["f32"], key),
+        lookup(&reference["openvino"]["f32"], key),
+    ]
+    .iter()
+    .filter_map(Value::as_f64)
+    .fold(None, |best: Option<f64>, x| {
+        Some(best.map_or(x, |b| b.max(x)))
+    });
+    match (lookup(round, key).as_f64(), fastest) {
+        (Some(seer), Some(best)) if best > 0.0 => json!(seer / best),
+        _ => Value::Null,
+    }
+}
+
+/// The end-to-end row's label (its key is `e2e`), last in every table.
+const E2E_LABEL: &str = "images, end to end from files";
 
 /// `root.a.b` for the key `a/b`.
 fn lookup(root: &Value, key: &str) -> Value {
@@ -741,4 +852,49 @@ fn write_tree(root: &Path, n: usize) -> anyhow::Result<()> {
     }
     std::fs::write(done, b"")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounds_combine_into_medians_of_each_figure() {
+        let rounds = [
+            json!({"threads": 2, "model": "m", "image_model": {"8": 10.0, "32": 1.0}, "ratio": {"e2e": 0.9}, "only_first": 5.0}),
+            json!({"threads": 2, "model": "m", "image_model": {"8": 30.0, "32": 2.0}, "ratio": {"e2e": 1.3}}),
+            json!({"threads": 2, "model": "m", "image_model": {"8": 20.0, "32": 4.0}, "ratio": {"e2e": 1.1}}),
+        ];
+        let combined = median_of(&rounds.iter().collect::<Vec<_>>());
+        assert_eq!(combined["image_model"]["8"], json!(20.0));
+        assert_eq!(combined["image_model"]["32"], json!(2.0));
+        assert_eq!(combined["ratio"]["e2e"], json!(1.1));
+        // Unchanged settings keep their type (an integer stays one).
+        assert_eq!(combined["threads"], json!(2));
+        assert_eq!(combined["model"], json!("m"));
+        // A figure missing from a round is not passed off as a median.
+        assert_eq!(combined["only_first"], json!(5.0));
+        let two = median_of(&[&json!({"x": 1.0}), &json!({"x": 4.0})]);
+        assert_eq!(two["x"], json!(2.5));
+    }
+
+    #[test]
+    fn the_fastest_f32_engine_sets_the_round_ratio() {
+        let round = json!({
+            "image_model": {"8": 30.0},
+            "text_longest": 100.0,
+            "reference": {
+                "image_model": {"8": 20.0},
+                "text_longest": 50.0,
+                "onnxruntime": {"f32": {"image_model": {"8": 25.0}}, "int8": {"image_model": {"8": 60.0}}},
+                "openvino": {"f32": {"image_model": {"8": 24.0}, "text_longest": 200.0}},
+            },
+        });
+        assert_eq!(
+            over_fastest_f32(&round, "image_model/8"),
+            json!(30.0 / 25.0)
+        );
+        assert_eq!(over_fastest_f32(&round, "text_longest"), json!(0.5));
+        assert_eq!(over_fastest_f32(&round, "e2e"), Value::Null);
+    }
 }
