@@ -64,7 +64,7 @@ const MC: usize = 112;
 /// How deep and how many rows one packed block of activations is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Blocks {
-    /// Depth per block, in the kernel's depth units (see `Kernel::kc`).
+    /// Depth per block, in the kernel's depth units (see `Kernel::blocks`).
     kc: usize,
     /// Rows per block (rounded down to the kernel's MR).
     mc: usize,
@@ -92,6 +92,7 @@ impl Blocks {
         }
     }
 }
+
 /// Below this many multiply-adds a product runs on the calling thread.
 const PARALLEL_MIN_MACS: usize = 1 << 18;
 

@@ -164,12 +164,24 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(n) = args.reindex_files {
         return bench_reindex(clip.into_loaded(), n, args.json);
     }
+    // The f32 model a reduced precision is compared with, loaded once for
+    // every round.
+    let exact = match args.precision {
+        Precision::F32 => None,
+        _ => Some(load(
+            &Args {
+                precision: Precision::F32,
+                ..args.clone()
+            },
+            resolved.as_ref(),
+        )?),
+    };
     let mut rounds = Vec::with_capacity(args.rounds);
     for round in 1..=args.rounds {
         if args.rounds > 1 {
             eprintln!("round {round} of {}", args.rounds);
         }
-        rounds.push(measure_clip(&clip, &args, resolved.as_ref())?);
+        rounds.push(measure_clip(&clip, exact.as_ref(), &args)?);
     }
     let results = match rounds.len() {
         1 => rounds.pop().expect("one round"),
@@ -195,13 +207,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// One round of the CLIP measurements: seer's figures, then (with
+/// One round of the CLIP measurements: seer's figures (and, for a reduced
+/// precision, the same against `exact`, the f32 model), then (with
 /// `--reference`) the reference's and the ratios between them.
-fn measure_clip(
-    clip: &Clip,
-    args: &Args,
-    resolved: Option<&ResolvedModel>,
-) -> anyhow::Result<Value> {
+fn measure_clip(clip: &Clip, exact: Option<&Clip>, args: &Args) -> anyhow::Result<Value> {
     let mut results = json!({
         "model": clip.id,
         "threads": args.threads,
@@ -253,15 +262,8 @@ fn measure_clip(
     }
     measure_end_to_end(args, clip, &mut results)?;
 
-    if args.precision != Precision::F32 {
-        let exact = load(
-            &Args {
-                precision: Precision::F32,
-                ..args.clone()
-            },
-            resolved,
-        )?;
-        let agreement = compare_with_f32(clip, &exact, args)?;
+    if let Some(exact) = exact {
+        let agreement = compare_with_f32(clip, exact, args)?;
         eprintln!(
             "seer  {} vs f32 cosine: images min {:.5}, texts min {:.5}",
             args.precision.name(),
@@ -270,9 +272,9 @@ fn measure_clip(
         );
         results["agreement_with_f32"] = agreement;
         compare_image_speed_with_f32(args, &mut results, |b| {
-            bench_image_model(&exact, b, args.iterations)
+            bench_image_model(exact, b, args.iterations)
         })?;
-        let f32_tps = bench_text(&exact, &tokens, TextPadding::Longest, args.iterations)?;
+        let f32_tps = bench_text(exact, &tokens, TextPadding::Longest, args.iterations)?;
         let speedup = results["text_longest"].as_f64().unwrap_or(0.0) / f32_tps;
         eprintln!(
             "seer  text text_longest  batch {:>3}: {f32_tps:8.2} texts/s in f32, {} is {speedup:.2}x",
@@ -640,7 +642,8 @@ fn print_table(r: &Value, text_rows: &[(&str, &str)]) {
             .iter()
             .map(|(label, key)| (label.to_string(), key.to_string())),
     );
-    for (label, key) in rows.iter().chain([&(E2E_LABEL.into(), "e2e".into())]) {
+    let e2e = (E2E_LABEL.to_string(), "e2e".to_string());
+    for (label, key) in rows.iter().chain([&e2e]) {
         println!(
             "{label:<34} {} {} {}",
             num(&lookup(r, key)),
@@ -649,11 +652,12 @@ fn print_table(r: &Value, text_rows: &[(&str, &str)]) {
         );
     }
     print_engines(r, &rows);
+    rows.push(e2e);
     print_round_ratios(r, &rows);
 }
 
 /// With `--rounds`: each round's ratio of seer over the fastest engine that
-/// ran in f32 (PyTorch, ONNX Runtime, OpenVINO), one line per measurement.
+/// ran in f32 (PyTorch, ONNX Runtime, OpenVINO), one line per row of `rows`.
 fn print_round_ratios(r: &Value, rows: &[(String, String)]) {
     let Some(rounds) = r["rounds"].as_array() else {
         return;
@@ -662,8 +666,7 @@ fn print_round_ratios(r: &Value, rows: &[(String, String)]) {
         return;
     }
     println!("seer over the fastest f32 engine, each round:");
-    let e2e = (E2E_LABEL.to_string(), "e2e".to_string());
-    for (label, key) in rows.iter().chain([&e2e]) {
+    for (label, key) in rows {
         let cells: String = rounds
             .iter()
             .map(|round| format!(" {}", ratio(&over_fastest_f32(round, key))))
@@ -683,16 +686,15 @@ fn over_fastest_f32(round: &Value, key: &str) -> Value {
     ]
     .iter()
     .filter_map(Value::as_f64)
-    .fold(None, |best: Option<f64>, x| {
-        Some(best.map_or(x, |b| b.max(x)))
-    });
+    .reduce(f64::max);
     match (lookup(round, key).as_f64(), fastest) {
         (Some(seer), Some(best)) if best > 0.0 => json!(seer / best),
         _ => Value::Null,
     }
 }
 
-/// The end-to-end row's label (its key is `e2e`), last in every table.
+/// The end-to-end row's label (its key is `e2e`), last in the tables that
+/// have it (the other engines are timed model-only).
 const E2E_LABEL: &str = "images, end to end from files";
 
 /// `root.a.b` for the key `a/b`.
