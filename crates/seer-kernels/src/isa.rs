@@ -116,6 +116,22 @@ impl Isa {
         }
     }
 
+    /// Whether the AVX-512 kernels that do f32 arithmetic take a thread's
+    /// whole share of a product's rows as one block where it fits the deep
+    /// blocks' rows (`gemm::Blocks::whole_share_rows`): on Intel CPUs with AMX
+    /// tiles, where it was measured faster.
+    pub(crate) fn whole_share_float_blocks() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            static WHOLE: OnceLock<bool> = OnceLock::new();
+            *WHOLE.get_or_init(|| is_intel() && crate::gemm::amx::cpu_has_amx())
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+
     /// Whether this CPU has AVX-512 VNNI's u8 × i8 dot product (`vpdpbusd`), the
     /// int8 kernel's instruction; without it AVX2 sums i16 pairs (`vpmaddwd`).
     pub fn has_int8_dot() -> bool {
@@ -157,6 +173,9 @@ impl Isa {
             (Isa::Amx, Precision::Int8) => "amx int8 32x32",
             (Isa::Avx512 | Isa::Amx, Precision::F32) if Self::deep_float_blocks() => {
                 "avx512 f32 14x32, blocks of 224 rows x 768 deep"
+            }
+            (Isa::Avx512 | Isa::Amx, Precision::F32) if Self::whole_share_float_blocks() => {
+                "avx512 f32 14x32, a thread's rows as one block up to 224"
             }
             (Isa::Avx512 | Isa::Amx, Precision::F32) => "avx512 f32 14x32",
             (Isa::Avx512, Precision::Bf16) if Self::has_bf16_dot() => "avx512-bf16 dot 14x32",

@@ -68,27 +68,63 @@ struct Blocks {
     kc: usize,
     /// Rows per block (rounded down to the kernel's MR).
     mc: usize,
+    /// Where nonzero, a product whose rows per thread are more than `mc` but
+    /// at most this many runs as one row block per thread, its weight panels
+    /// cut in two ([`Blocks::for_product`]).
+    whole_share_rows: usize,
 }
 
 impl Blocks {
-    const SHALLOW: Blocks = Blocks { kc: KC, mc: MC };
+    const SHALLOW: Blocks = Blocks {
+        kc: KC,
+        mc: MC,
+        whole_share_rows: 0,
+    };
 
     /// The blocks of the AVX-512 kernels that do f32 arithmetic (f32, and bf16
     /// widened to f32) on this CPU. An Intel Xeon without AMX (Ice Lake, family
     /// 6 model 106, 2026-12-03) ran the ViT-B/32 image tower 11% (batch 8, 16/16
     /// pairs) and 12% (batch 32, 7/8) faster in f32 on the deep blocks, and
-    /// bf16 widened 12% at batch 8 (19/20), alternating in one process. AMD Zen
-    /// 4 lost 10–15% when int8's weight micro-panel spilled from its 32 KiB L1
-    /// to L2, and neither AMD nor the AMX Xeons have been measured on deep
-    /// blocks, so they keep the shallow ones.
+    /// bf16 widened 12% at batch 8 (19/20), alternating in one process. The
+    /// AMX Xeon (family 6 model 167, 2026-12-03) lost on them where rows are
+    /// many (texts at 77 tokens −5%, 10/10 pairs; images at batch 32 −3%,
+    /// 11/12) and gained at batch 8 from 224-row blocks (+8%, 12/12), so it
+    /// keeps shallow blocks and takes each thread's share whole where it fits
+    /// 224 rows: images at batch 8 +7% (12/12 pairs), texts unpadded +1%
+    /// (10/16). AMD Zen 4 lost 10–15% when int8's weight micro-panel spilled
+    /// from its 32 KiB L1 to L2, and AMD has not been measured on either, so it
+    /// keeps the shallow blocks.
     fn for_float_avx512() -> Blocks {
         if Isa::deep_float_blocks() {
             Blocks {
                 kc: DEEP_KC,
                 mc: DEEP_MC,
+                whole_share_rows: 0,
+            }
+        } else if Isa::whole_share_float_blocks() {
+            Blocks {
+                whole_share_rows: DEEP_MC,
+                ..Blocks::SHALLOW
             }
         } else {
             Blocks::SHALLOW
+        }
+    }
+
+    /// The blocks for a product of `m` rows on `threads` threads, and in how
+    /// many parts [`for_each_block`] cuts the weight panels. Cut into `mc`-row
+    /// blocks, a share of up to twice `mc` rows per thread makes two blocks,
+    /// and each streams all the weights through L1 for half the rows. One block
+    /// of the whole share passes every weight micro-panel over all its rows;
+    /// cutting the panels in two keeps two tasks per thread, so an idle thread
+    /// can take over work from one slowed by a busy neighbour.
+    fn for_product(self, m: usize, threads: usize, mr: usize) -> (Blocks, usize) {
+        let share = m.div_ceil(mr).div_ceil(threads.max(1)) * mr;
+        if threads > 1 && share > self.mc && share <= self.whole_share_rows {
+            let mc = self.whole_share_rows;
+            (Blocks { mc, ..self }, 2)
+        } else {
+            (self, 1)
         }
     }
 }
@@ -508,6 +544,8 @@ unsafe fn gemm_with_kernel(
     act: Option<Activation>,
 ) {
     let threads = threads_for(m, w);
+    let (blocks, panel_parts) = kernel.blocks.for_product(m, threads, kernel.mr);
+    let kernel = &Kernel { blocks, ..*kernel };
     // int8: each row's scale spans all of K, so it is found before the blocks.
     let quant = matches!(w.panels, Panels::Int8(_))
         .then(|| RowQuant::new(isa, a, m, w.k, w.k_padded, threads > 1));
@@ -517,6 +555,7 @@ unsafe fn gemm_with_kernel(
         w,
         kernel.mr,
         kernel.blocks.mc,
+        panel_parts,
         threads,
         |rows, panels| {
             // SAFETY: `c_ptr` is `c`, valid for m×n writes and ours for this whole
@@ -589,6 +628,7 @@ unsafe fn run_amx(
         w,
         amx::MR,
         amx::row_block(w),
+        1,
         threads_for(m, w),
         |row_range, panels| {
             // SAFETY: AMX is available and `out` valid (the caller's
@@ -727,13 +767,15 @@ fn threads_for(m: usize, w: &PackedWeights) -> usize {
 /// the weights once per `mc` rows anyway), as many as a multiple of the threads:
 /// equal shares when the threads run at one speed, and work to take over when
 /// one is slowed (a busy SMT sibling on a shared machine), where one block per
-/// thread left the other thread waiting. Small batches split output features
-/// instead.
+/// thread left the other thread waiting. Row blocks are crossed with
+/// `panel_parts` ranges of weight panels (see [`Blocks::for_product`]). Small
+/// batches split output features instead.
 fn for_each_block(
     m: usize,
     w: &PackedWeights,
     mr: usize,
     mc: usize,
+    panel_parts: usize,
     threads: usize,
     block: impl Fn(std::ops::Range<usize>, std::ops::Range<usize>) + Sync,
 ) {
@@ -742,7 +784,7 @@ fn for_each_block(
     let (m_chunks, n_chunks) = if tiles >= 4 * threads {
         let tiles_per_block = (mc / mr).max(1);
         let blocks = tiles.div_ceil(tiles_per_block).next_multiple_of(threads);
-        (blocks.min(tiles), 1)
+        (blocks.min(tiles), panel_parts.clamp(1, panels))
     } else {
         let n_chunks = threads.min((panels / 4).max(1));
         (threads.div_ceil(n_chunks).min(tiles), n_chunks)
@@ -1177,6 +1219,7 @@ enum Micro {
     Int8(MicroInt8),
 }
 
+#[derive(Clone, Copy)]
 struct Kernel {
     mr: usize,
     /// Kernels for tiles of fewer than `mr` rows, `[rows - 1]`, where there
@@ -1221,7 +1264,10 @@ impl Kernel {
                         mr: x86::MR_512,
                         few: &[],
                         first: None,
-                        blocks: Blocks { kc: 2 * KC, mc: MC },
+                        blocks: Blocks {
+                            kc: 2 * KC,
+                            ..Blocks::SHALLOW
+                        },
                         pack_a: pack_a_bf16_pairs,
                         micro: Micro::Float(x86::micro_bf16_avx512),
                     }
@@ -1251,7 +1297,10 @@ impl Kernel {
                         mr: x86::MR_512,
                         few: &[],
                         first: None,
-                        blocks: Blocks { kc: 4 * KC, mc: MC },
+                        blocks: Blocks {
+                            kc: 4 * KC,
+                            ..Blocks::SHALLOW
+                        },
                         pack_a: pack_a_u8_groups,
                         micro: Micro::Int8(x86::micro_int8_avx512),
                     }
@@ -1262,7 +1311,10 @@ impl Kernel {
                         mr: x86::MR_256_INT8,
                         few: &[],
                         first: None,
-                        blocks: Blocks { kc: 4 * KC, mc: MC },
+                        blocks: Blocks {
+                            kc: 4 * KC,
+                            ..Blocks::SHALLOW
+                        },
                         pack_a: pack_a_u16_pairs,
                         micro: Micro::Int8(x86::micro_int8_avx2),
                     }
@@ -1302,7 +1354,10 @@ impl Kernel {
                 mr: portable::MR,
                 few: &[],
                 first: None,
-                blocks: Blocks { kc: 4 * KC, mc: MC },
+                blocks: Blocks {
+                    kc: 4 * KC,
+                    ..Blocks::SHALLOW
+                },
                 pack_a: pack_a_u8_groups,
                 micro: Micro::Int8(portable::micro_int8),
             },
@@ -1886,5 +1941,62 @@ mod tests {
                 "{x}"
             );
         }
+    }
+}
+
+/// How products are cut into tasks, on every architecture (the kernel tests
+/// above need x86-64).
+#[cfg(test)]
+mod blocking_tests {
+    use super::*;
+
+    #[test]
+    fn a_whole_share_is_one_block_only_between_the_two_row_counts() {
+        let blocks = Blocks {
+            whole_share_rows: DEEP_MC,
+            ..Blocks::SHALLOW
+        };
+        let mr = 14;
+        // 400 rows on 2 threads: 15 tiles (210 rows) a thread, in (112, 224].
+        let (wide, parts) = blocks.for_product(400, 2, mr);
+        assert_eq!((wide.mc, wide.kc, parts), (DEEP_MC, KC, 2));
+        // 112 rows a thread or fewer already fit one block; 1,600 rows do not
+        // fit 224; one thread has nothing to balance.
+        for (m, threads) in [(224, 2), (1600, 2), (400, 1)] {
+            assert_eq!(blocks.for_product(m, threads, mr), (blocks, 1), "{m} rows");
+        }
+        assert_eq!(
+            Blocks::SHALLOW.for_product(400, 2, mr),
+            (Blocks::SHALLOW, 1)
+        );
+    }
+
+    /// Every row tile and weight panel goes to exactly one task, and a whole
+    /// share per thread with panels in two parts makes two tasks a thread.
+    #[test]
+    fn blocks_with_panel_parts_cover_the_output_once() {
+        let w = PackedWeights::from_rows(&[0.0; 200 * 8], 200, 8, None, Precision::F32);
+        let (m, mr) = (400, 14);
+        let (blocks, parts) = Blocks {
+            whole_share_rows: DEEP_MC,
+            ..Blocks::SHALLOW
+        }
+        .for_product(m, 2, mr);
+        let seen = std::sync::Mutex::new(Vec::new());
+        for_each_block(m, &w, mr, blocks.mc, parts, 2, |rows, panels| {
+            seen.lock().unwrap().push((rows, panels));
+        });
+        let seen = seen.into_inner().unwrap();
+        assert_eq!(seen.len(), 4, "{seen:?}");
+        let mut cells = vec![0; m * w.n.div_ceil(NR)];
+        for (rows, panels) in &seen {
+            assert!(rows.start % mr == 0 && rows.len() <= blocks.mc, "{rows:?}");
+            for r in rows.clone() {
+                for p in panels.clone() {
+                    cells[r * w.n.div_ceil(NR) + p] += 1;
+                }
+            }
+        }
+        assert!(cells.iter().all(|&c| c == 1));
     }
 }
