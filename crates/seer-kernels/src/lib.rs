@@ -17,6 +17,7 @@
 mod multiversion;
 
 pub mod alloc;
+mod avx512;
 pub mod gemm;
 pub mod isa;
 pub mod math;

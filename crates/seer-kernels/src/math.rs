@@ -6,13 +6,24 @@
 // Coefficients are quoted as published (Cephes, Numerical Recipes).
 #![allow(clippy::excessive_precision)]
 
-const LOG2E: f32 = std::f32::consts::LOG2_E;
+pub(crate) const LOG2E: f32 = std::f32::consts::LOG2_E;
 /// ln 2 split in a part with few mantissa bits and a correction (Cephes), so
 /// `x - n·ln2` stays exact for the n that occur.
-const LN2_HI: f32 = 0.693_359_4;
-const LN2_LO: f32 = -2.121_944_4e-4;
+pub(crate) const LN2_HI: f32 = 0.693_359_4;
+pub(crate) const LN2_LO: f32 = -2.121_944_4e-4;
 /// Adding and subtracting 1.5·2²³ rounds to the nearest integer without a branch.
-const ROUND_MAGIC: f32 = 12_582_912.0;
+pub(crate) const ROUND_MAGIC: f32 = 12_582_912.0;
+
+/// The polynomial of `(e^r − 1 − r) / r²` on [−ln2/2, ln2/2] (Cephes
+/// expf), highest degree first.
+pub(crate) const EXP_POLY: [f32; 6] = [
+    1.987_569_1e-4,
+    1.398_199_9e-3,
+    8.333_452e-3,
+    4.166_579_6e-2,
+    1.666_666_5e-1,
+    5.000_000_1e-1,
+];
 
 /// `e^x`, saturating at about 2e38 above and 1e-38 below.
 #[inline(always)]
@@ -25,12 +36,10 @@ pub fn exp(x: f32) -> f32 {
     // which LLVM leaves scalar and which then dominated every loop over exp.
     let n_int = shifted.to_bits() as i32 - ROUND_MAGIC.to_bits() as i32;
     let r = x - n * LN2_HI - n * LN2_LO;
-    let mut p = 1.987_569_1e-4f32;
-    p = p.mul_add(r, 1.398_199_9e-3);
-    p = p.mul_add(r, 8.333_452e-3);
-    p = p.mul_add(r, 4.166_579_6e-2);
-    p = p.mul_add(r, 1.666_666_5e-1);
-    p = p.mul_add(r, 5.000_000_1e-1);
+    let mut p = EXP_POLY[0];
+    for c in &EXP_POLY[1..] {
+        p = p.mul_add(r, *c);
+    }
     let y = (p * r).mul_add(r, r) + 1.0;
     y * f32::from_bits(((n_int + 127) as u32) << 23)
 }
