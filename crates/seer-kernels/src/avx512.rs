@@ -12,7 +12,7 @@
 
 use std::arch::x86_64::*;
 
-use crate::math::{EXP_POLY, LN2_HI, LN2_LO, LOG2E, ROUND_MAGIC};
+use crate::math::{EXP_MAX, EXP_MIN, EXP_POLY, LN2_HI, LN2_LO, LOG2E, ROUND_MAGIC};
 
 /// [`crate::math::exp`] on 16 lanes, the same operations in the same order
 /// (equal bits; NaN stays NaN).
@@ -26,8 +26,8 @@ pub(crate) unsafe fn exp(x: __m512) -> __m512 {
         // f32::clamp keeps NaN: `max_ps`/`min_ps` return their second operand
         // when either is NaN.
         let x = _mm512_min_ps(
-            _mm512_set1_ps(88.3),
-            _mm512_max_ps(_mm512_set1_ps(-87.3), x),
+            _mm512_set1_ps(EXP_MAX),
+            _mm512_max_ps(_mm512_set1_ps(EXP_MIN), x),
         );
         let magic = _mm512_set1_ps(ROUND_MAGIC);
         let shifted = _mm512_add_ps(_mm512_mul_ps(x, _mm512_set1_ps(LOG2E)), magic);

@@ -10,6 +10,8 @@
 //! - [`ops`]: LayerNorm, multi-head attention, activations.
 //! - [`train`]: the backward passes (and recomputing forwards) training needs.
 //! - [`math`]: vectorisable `exp` and `erf`.
+//! - `avx512`: row kernels hand-written with AVX-512 intrinsics where the
+//!   vectorised loops stalled (the softmax numerators).
 //! - [`alloc`]: zeroed buffers on transparent huge pages (fast model loading).
 //! - [`peak`]: the measured f32 FMA peak, for benchmarks to report against.
 

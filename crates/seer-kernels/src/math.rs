@@ -14,6 +14,10 @@ pub(crate) const LN2_LO: f32 = -2.121_944_4e-4;
 /// Adding and subtracting 1.5·2²³ rounds to the nearest integer without a branch.
 pub(crate) const ROUND_MAGIC: f32 = 12_582_912.0;
 
+/// Where `exp` saturates: its result stays a normal float between.
+pub(crate) const EXP_MIN: f32 = -87.3;
+pub(crate) const EXP_MAX: f32 = 88.3;
+
 /// The polynomial of `(e^r − 1 − r) / r²` on [−ln2/2, ln2/2] (Cephes
 /// expf), highest degree first.
 pub(crate) const EXP_POLY: [f32; 6] = [
@@ -28,7 +32,7 @@ pub(crate) const EXP_POLY: [f32; 6] = [
 /// `e^x`, saturating at about 2e38 above and 1e-38 below.
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
-    let x = x.clamp(-87.3, 88.3);
+    let x = x.clamp(EXP_MIN, EXP_MAX);
     let shifted = x * LOG2E + ROUND_MAGIC;
     let n = shifted - ROUND_MAGIC;
     // The integer n, read from the low mantissa bits of `shifted` (its exponent
