@@ -14,6 +14,12 @@ use std::arch::x86_64::*;
 
 use crate::math::{EXP_MAX, EXP_MIN, EXP_POLY, LN2_HI, LN2_LO, LOG2E, ROUND_MAGIC};
 
+/// The mask of the first `n` of 16 lanes (all 16 from `n >= 16`).
+#[inline(always)]
+pub(crate) fn first_lanes(n: usize) -> __mmask16 {
+    ((1u32 << n.min(16)) - 1) as u16
+}
+
 /// [`crate::math::exp`] on 16 lanes, the same operations in the same order
 /// (equal bits; NaN stays NaN).
 ///
@@ -61,20 +67,12 @@ pub(crate) unsafe fn exp(x: __m512) -> __m512 {
 pub(crate) unsafe fn exp_prefix(row: &mut [f32], visible: usize, norm: &mut f32) {
     let visible = visible.min(row.len());
     let p = row.as_mut_ptr();
-    let mask = |i: usize| -> __mmask16 {
-        let left = visible - i;
-        if left >= 16 {
-            !0
-        } else {
-            (1u16 << left) - 1
-        }
-    };
     // SAFETY: every access is at `p + i` for i < visible <= row.len(),
     // masked to the lanes below `visible`.
     unsafe {
         let mut lanes = _mm512_set1_ps(f32::NEG_INFINITY);
         for i in (0..visible).step_by(16) {
-            let v = _mm512_mask_loadu_ps(lanes, mask(i), p.add(i));
+            let v = _mm512_mask_loadu_ps(lanes, first_lanes(visible - i), p.add(i));
             // `v > m ? v : m`: a NaN in v keeps m, as the loops skip NaNs.
             lanes = _mm512_max_ps(v, lanes);
         }
@@ -82,7 +80,7 @@ pub(crate) unsafe fn exp_prefix(row: &mut [f32], visible: usize, norm: &mut f32)
         let max = _mm512_set1_ps(_mm512_reduce_max_ps(lanes));
         let mut acc = _mm512_setzero_ps();
         for i in (0..visible).step_by(16) {
-            let m = mask(i);
+            let m = first_lanes(visible - i);
             let e = exp(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, p.add(i)), max));
             _mm512_mask_storeu_ps(p.add(i), m, e);
             acc = _mm512_mask_add_ps(acc, m, acc, e);

@@ -4,6 +4,19 @@ use std::sync::OnceLock;
 
 use crate::gemm::Precision;
 
+/// How the AVX-512 kernels that do f32 arithmetic (f32, bf16 widened to f32)
+/// block their activations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FloatBlocks {
+    /// 256 deep × 112 rows (AMD, and CPUs not measured).
+    Shallow,
+    /// 768 deep × 224 rows: Intel without AMX (Ice Lake, the Skylake-SP line).
+    Deep,
+    /// Shallow, but a thread's whole share of rows as one block where it fits
+    /// 224 rows: Intel with AMX (Sapphire Rapids and later).
+    WholeShare,
+}
+
 /// Kernel families in order of preference. Every family computes the same
 /// product; the portable one exists for other CPUs and as the test oracle's peer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -101,34 +114,21 @@ impl Isa {
         }
     }
 
-    /// Whether the AVX-512 kernels that do f32 arithmetic take deep blocks
-    /// (`gemm::Blocks::for_float_avx512`): on Intel CPUs without AMX tiles
-    /// (Ice Lake and the Skylake-SP line), where they were measured faster.
-    pub(crate) fn deep_float_blocks() -> bool {
+    /// How the AVX-512 kernels that do f32 arithmetic block their activations
+    /// on this CPU (`gemm::Blocks::for_float_avx512` has the measurements).
+    pub(crate) fn float_blocks() -> FloatBlocks {
         #[cfg(target_arch = "x86_64")]
         {
-            static DEEP: OnceLock<bool> = OnceLock::new();
-            *DEEP.get_or_init(|| is_intel() && !crate::gemm::amx::cpu_has_amx())
+            static BLOCKS: OnceLock<FloatBlocks> = OnceLock::new();
+            *BLOCKS.get_or_init(|| match (is_intel(), crate::gemm::amx::cpu_has_amx()) {
+                (false, _) => FloatBlocks::Shallow,
+                (true, false) => FloatBlocks::Deep,
+                (true, true) => FloatBlocks::WholeShare,
+            })
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
-            false
-        }
-    }
-
-    /// Whether the AVX-512 kernels that do f32 arithmetic take a thread's
-    /// whole share of a product's rows as one block where it fits the deep
-    /// blocks' rows (`gemm::Blocks::whole_share_rows`): on Intel CPUs with AMX
-    /// tiles, where it was measured faster.
-    pub(crate) fn whole_share_float_blocks() -> bool {
-        #[cfg(target_arch = "x86_64")]
-        {
-            static WHOLE: OnceLock<bool> = OnceLock::new();
-            *WHOLE.get_or_init(|| is_intel() && crate::gemm::amx::cpu_has_amx())
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            false
+            FloatBlocks::Shallow
         }
     }
 
@@ -171,15 +171,19 @@ impl Isa {
         match (self, precision) {
             (Isa::Amx, Precision::Bf16) => "amx bf16 32x32",
             (Isa::Amx, Precision::Int8) => "amx int8 32x32",
-            (Isa::Avx512 | Isa::Amx, Precision::F32) if Self::deep_float_blocks() => {
+            (Isa::Avx512 | Isa::Amx, Precision::F32)
+                if Self::float_blocks() == FloatBlocks::Deep =>
+            {
                 "avx512 f32 14x32, blocks of 224 rows x 768 deep"
             }
-            (Isa::Avx512 | Isa::Amx, Precision::F32) if Self::whole_share_float_blocks() => {
+            (Isa::Avx512 | Isa::Amx, Precision::F32)
+                if Self::float_blocks() == FloatBlocks::WholeShare =>
+            {
                 "avx512 f32 14x32, a thread's rows as one block up to 224"
             }
             (Isa::Avx512 | Isa::Amx, Precision::F32) => "avx512 f32 14x32",
             (Isa::Avx512, Precision::Bf16) if Self::has_bf16_dot() => "avx512-bf16 dot 14x32",
-            (Isa::Avx512, Precision::Bf16) if Self::deep_float_blocks() => {
+            (Isa::Avx512, Precision::Bf16) if Self::float_blocks() == FloatBlocks::Deep => {
                 "avx512 bf16 widened to f32 12x32, blocks of 224 rows x 768 deep"
             }
             (Isa::Avx512, Precision::Bf16) => "avx512 bf16 widened to f32 12x32",

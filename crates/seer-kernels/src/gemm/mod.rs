@@ -29,7 +29,7 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
-use crate::isa::Isa;
+use crate::isa::{FloatBlocks, Isa};
 use crate::SendPtr;
 
 /// Output features per weight panel (two 16-lane vectors).
@@ -95,19 +95,17 @@ impl Blocks {
     /// from its 32 KiB L1 to L2, and AMD has not been measured on either, so it
     /// keeps the shallow blocks.
     fn for_float_avx512() -> Blocks {
-        if Isa::deep_float_blocks() {
-            Blocks {
+        match Isa::float_blocks() {
+            FloatBlocks::Deep => Blocks {
                 kc: DEEP_KC,
                 mc: DEEP_MC,
                 whole_share_rows: 0,
-            }
-        } else if Isa::whole_share_float_blocks() {
-            Blocks {
+            },
+            FloatBlocks::WholeShare => Blocks {
                 whole_share_rows: DEEP_MC,
                 ..Blocks::SHALLOW
-            }
-        } else {
-            Blocks::SHALLOW
+            },
+            FloatBlocks::Shallow => Blocks::SHALLOW,
         }
     }
 

@@ -1,6 +1,7 @@
 //! The x86 micro-kernels: AVX2 + FMA, AVX-512F, AVX-512 BF16 and VNNI.
 
 use super::{Activation, NR};
+use crate::avx512::first_lanes;
 use std::arch::x86_64::*;
 
 /// 14 rows × 32 columns: 28 zmm accumulators, 2 for weights, 1 broadcast.
@@ -32,19 +33,7 @@ const _: () = assert!(MR_512 == 14, "for_each_row_512 unrolls 14 rows");
 
 #[inline(always)]
 pub(super) fn tail_masks(cols: usize) -> (__mmask16, __mmask16) {
-    let lo = if cols >= 16 {
-        0xffff
-    } else {
-        ((1u32 << cols) - 1) as u16
-    };
-    let hi = if cols >= 32 {
-        0xffff
-    } else if cols > 16 {
-        ((1u32 << (cols - 16)) - 1) as u16
-    } else {
-        0
-    };
-    (lo, hi)
+    (first_lanes(cols), first_lanes(cols.saturating_sub(16)))
 }
 
 /// What [`store_512`] adds the accumulators onto.
@@ -268,7 +257,6 @@ pub unsafe fn micro_bf16_avx512(
 #[target_feature(enable = "avx512f")]
 pub unsafe fn quantise_row_avx512(row: &[f32], out: &mut [u8]) -> (f32, f32) {
     assert!(out.len() >= row.len());
-    let mask = |len: usize| -> __mmask16 { ((1u32 << len.min(16)) - 1) as u16 };
     let body = row.len() / 64 * 64;
     // Four minima and maxima in flight: one pair waited on its own latency
     // every 16 values.
@@ -284,7 +272,7 @@ pub unsafe fn quantise_row_avx512(row: &[f32], out: &mut [u8]) -> (f32, f32) {
         }
     }
     for i in (body..row.len()).step_by(16) {
-        let m = mask(row.len() - i);
+        let m = first_lanes(row.len() - i);
         // SAFETY: the mask keeps the load inside `row` (lanes i..i+16 ∩ len).
         let v = unsafe { _mm512_maskz_loadu_ps(m, row.as_ptr().add(i)) };
         lo[0] = _mm512_mask_min_ps(lo[0], m, v, lo[0]);
@@ -322,7 +310,7 @@ pub unsafe fn quantise_row_avx512(row: &[f32], out: &mut [u8]) -> (f32, f32) {
         }
     }
     for i in (body..row.len()).step_by(16) {
-        let m = mask(row.len() - i);
+        let m = first_lanes(row.len() - i);
         // SAFETY: as above; the store writes the same lanes of `out`, which is
         // at least as long as `row` (asserted).
         unsafe {
