@@ -2,13 +2,14 @@
 //! tokens; SAM's global layers: 4,096) or at a batch of short ones (CLIP's
 //! ViT-B/32 images: 32 × 50 tokens, width 768; its texts: 32 × 77, width 512,
 //! causal):
-//! `cargo run --release -p seer-kernels --example attention_speed [TOKENS] [portable|avx2|avx512|-] [SEQUENCES] [WIDTH] [causal|-] [RUNS]`
+//! `cargo run --release -p seer-kernels --example attention_speed [TOKENS] [portable|avx2|avx512|-] [SEQUENCES] [WIDTH] [causal|-] [RUNS] [f32|bf16]`
 //! (the second argument caps the kernels' instruction set, as `$SEER_ISA` does;
-//! heads are 64 wide; RUNS 1 for a `valgrind --tool=callgrind` count).
+//! heads are 64 wide; RUNS 1 for a `valgrind --tool=callgrind` count; bf16 runs
+//! `attention_bf16`, a bf16 model's attention).
 
 use std::time::Instant;
 
-use seer_kernels::ops::{attention, AttentionShape};
+use seer_kernels::ops::{attention, attention_bf16, AttentionShape};
 
 fn main() {
     let arg = |i: usize| std::env::args().nth(i).filter(|s| s != "-");
@@ -43,6 +44,8 @@ fn main() {
         keys: None,
         rel_pos: None,
     };
+    let bf16 = arg(7).is_some_and(|s| s == "bf16");
+    let attention = if bf16 { attention_bf16 } else { attention };
     attention(&qkv, shape, &mut out);
     // By default enough runs for about 3 × 3,601² tokens' work.
     let runs = number(6, (3 * 3601 * 3601 / (batch * t * t)).clamp(3, 1000));
@@ -55,8 +58,9 @@ fn main() {
     // even where a causal mask leaves half of them out.
     let flops = 2.0 * 2.0 * (batch * t * t * c) as f64;
     println!(
-        "{batch} × {t} tokens{}, width {c}, {heads} heads: {:.3} ms, {:.1} GFLOP/s",
+        "{batch} × {t} tokens{}, width {c}, {heads} heads{}: {:.3} ms, {:.1} GFLOP/s",
         if causal { " (causal)" } else { "" },
+        if bf16 { ", bf16" } else { "" },
         secs * 1e3,
         flops / secs / 1e9
     );

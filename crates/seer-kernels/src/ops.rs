@@ -207,8 +207,43 @@ pub struct DecomposedRelPos<'a> {
 /// head into `out` (rows of width `c`, heads side by side, ready for out_proj).
 /// Tokens attend only within their own sequence.
 pub fn attention(qkv: &[f32], shape: AttentionShape, out: &mut [f32]) {
-    let AttentionShape { width, heads, .. } = shape;
+    check_attention_shape(qkv, &shape, out);
+    let heads = shape.heads;
+    let out_ptr = SendPtr(out.as_mut_ptr());
+    (0..shape.sequences.len() * heads)
+        .into_par_iter()
+        .for_each(|task| {
+            // SAFETY: `out` is rows × width floats, borrowed mutably for this
+            // call, and every sequence ends by row `rows` (asserted above). Task
+            // (sequence, head) writes only its head's d columns of its own rows;
+            // sequences do not overlap, so no two tasks write the same float.
+            unsafe { attention_head(qkv, &shape, task / heads, task % heads, out_ptr.get()) }
+        });
+}
+
+/// [`attention`] for models run in bf16: on CPUs with AMX, q, k, v and the
+/// softmax's numerators are rounded to bf16 and both products run on the
+/// tiles (f32 sums, f32 softmax), as PyTorch's and OpenVINO's bf16 attention
+/// round; elsewhere exactly [`attention`] (no faster bf16 path to take).
+pub fn attention_bf16(qkv: &[f32], shape: AttentionShape, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::Isa::detected() == crate::Isa::Amx {
+        check_attention_shape(qkv, &shape, out);
+        // SAFETY: Isa::Amx is detected only where the tiles are available;
+        // `out` is rows × width floats borrowed mutably, every sequence ends
+        // by row `rows` and qkv holds rows × 3·width floats (checked).
+        return unsafe { crate::gemm::amx::attention::attention(qkv, shape, out.as_mut_ptr()) };
+    }
+    attention(qkv, shape, out)
+}
+
+/// The shapes [`attention`] relies on: `out` whole rows of `width`, `qkv`
+/// three times that, every sequence inside, one key count per sequence, and
+/// relative-position terms covering every query of whole-grid sequences.
+fn check_attention_shape(qkv: &[f32], shape: &AttentionShape, out: &[f32]) {
+    let AttentionShape { width, heads, .. } = *shape;
     assert!(heads > 0 && width % heads == 0);
+    assert!(out.len().is_multiple_of(width));
     let rows = out.len() / width;
     assert_eq!(qkv.len(), rows * 3 * width);
     assert!(shape.sequences.iter().all(|&(s, n)| s + n <= rows));
@@ -220,16 +255,6 @@ pub fn attention(qkv: &[f32], shape: AttentionShape, out: &mut [f32]) {
         let queries = shape.sequences.len() * heads * cells;
         assert!(rel.term_h.len() == queries * rel.rows && rel.term_w.len() == queries * rel.cols);
     }
-    let out_ptr = SendPtr(out.as_mut_ptr());
-    (0..shape.sequences.len() * heads)
-        .into_par_iter()
-        .for_each(|task| {
-            // SAFETY: `out` is rows × width floats, borrowed mutably for this
-            // call, and every sequence ends by row `rows` (asserted above). Task
-            // (sequence, head) writes only its head's d columns of its own rows;
-            // sequences do not overlap, so no two tasks write the same float.
-            unsafe { attention_head(qkv, &shape, task / heads, task % heads, out_ptr.get()) }
-        });
 }
 
 /// Queries per register tile, and the lane width the key and value axes are
@@ -338,12 +363,12 @@ multiversion! {
 /// How many tokens ahead [`gather`] asks for a head's lines: its rows are
 /// `12·width` bytes apart, past the hardware prefetchers' 4 KB pages, so
 /// without asking each line came from L3 or memory at full latency.
-const PREFETCH_TOKENS: usize = 4;
+pub(crate) const PREFETCH_TOKENS: usize = 4;
 
 /// Asks for the cache lines of one token's q, k and v columns `at..at + d`
 /// (`token` is its `3·width` row).
 #[inline(always)]
-fn prefetch_head(token: &[f32], width: usize, at: usize, d: usize) {
+pub(crate) fn prefetch_head(token: &[f32], width: usize, at: usize, d: usize) {
     #[cfg(target_arch = "x86_64")]
     for part in 0..3 {
         let cols = &token[part * width + at..][..d];
@@ -513,7 +538,7 @@ multiversion! {
 multiversion! {
     /// `row[ky·cols + kx] += th[ky]`, then `+= tw[kx]` (the reference's order
     /// of additions), for a row of scores over a `th.len() × tw.len()` grid.
-    fn add_grid_bias(row: &mut [f32], th: &[f32], tw: &[f32]) {
+    pub(crate) fn add_grid_bias(row: &mut [f32], th: &[f32], tw: &[f32]) {
         for (cells, &bh) in row.chunks_exact_mut(tw.len()).zip(th) {
             for (v, &bw) in cells.iter_mut().zip(tw) {
                 *v = *v + bh + bw;
@@ -526,7 +551,7 @@ multiversion! {
 /// with `norm` = 1 / their sum; zeroes the rest (masked keys). AVX-512 CPUs
 /// take [`crate::avx512::exp_prefix`] (the same bits, without the loops'
 /// stalls on the row's tail).
-fn exp_prefix(row: &mut [f32], visible: usize, norm: &mut f32) {
+pub(crate) fn exp_prefix(row: &mut [f32], visible: usize, norm: &mut f32) {
     #[cfg(target_arch = "x86_64")]
     if crate::Isa::detected() >= crate::Isa::Avx512 {
         // SAFETY: the CPU has AVX-512F (detected).

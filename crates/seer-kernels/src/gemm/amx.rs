@@ -24,6 +24,8 @@ use std::arch::asm;
 use std::arch::x86_64::*;
 use std::sync::OnceLock;
 
+pub(crate) mod attention;
+
 use super::{Init, PackedWeights, Panels, RowQuant, Tile, NR};
 use crate::gemm::Activation;
 use crate::SendPtr;

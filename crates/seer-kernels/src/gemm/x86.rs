@@ -1034,7 +1034,7 @@ pub unsafe fn pack_f32_panel_avx2<const R: usize>(
 /// (A safe function: callers without AVX-512F cannot call it outside `unsafe`.)
 #[inline]
 #[target_feature(enable = "avx512f")]
-fn transpose_16x16(r: &mut [__m512; 16]) {
+pub(super) fn transpose_16x16(r: &mut [__m512; 16]) {
     let mut t = [_mm512_setzero_ps(); 16];
     for i in 0..8 {
         t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);

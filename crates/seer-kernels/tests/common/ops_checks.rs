@@ -5,7 +5,8 @@
 
 use crate::common::{softmax, values};
 use seer_kernels::ops::{
-    apply_activation, attention, column_sums, cross_attention, layer_norm, swiglu, transpose,
+    apply_activation, attention, attention_bf16, column_sums, cross_attention, layer_norm, swiglu,
+    transpose,
     AttentionShape,
 };
 use seer_kernels::Activation;
@@ -29,20 +30,36 @@ fn layer_norm_matches_the_formula() {
     }
 }
 
-/// softmax(q·kᵀ)·v per head and sequence, straight from the definition.
-fn reference(
+/// softmax(q·kᵀ + bias)·v per head and sequence, straight from the
+/// definition; `bias(sequence, head, query, key)`. With `bf16`, as
+/// `attention_bf16` rounds: q, k and v rounded to bf16, and each numerator
+/// `exp(s − max)` rounded before it weighs the values (the sum of the
+/// unrounded ones dividing).
+#[allow(clippy::too_many_arguments)]
+fn definition(
     qkv: &[f32],
     seqs: &[(usize, usize)],
     c: usize,
     heads: usize,
     causal: bool,
     keys: Option<&[usize]>,
+    bf16: bool,
+    bias: &dyn Fn(usize, usize, usize, usize) -> f64,
 ) -> Vec<f64> {
+    use seer_kernels::gemm::{bf16_to_f32, f32_to_bf16};
+    let round = |x: f64| {
+        if bf16 {
+            bf16_to_f32(f32_to_bf16(x as f32)) as f64
+        } else {
+            x
+        }
+    };
     let d = c / heads;
     let rows = qkv.len() / (3 * c);
     let mut out = vec![0f64; rows * c];
-    let at =
-        |r: usize, part: usize, h: usize, x: usize| qkv[r * 3 * c + part * c + h * d + x] as f64;
+    let at = |r: usize, part: usize, h: usize, x: usize| {
+        round(qkv[r * 3 * c + part * c + h * d + x] as f64)
+    };
     for (n, &(start, len)) in seqs.iter().enumerate() {
         let real = keys.map_or(len, |k| k[n]);
         for h in 0..heads {
@@ -50,16 +67,20 @@ fn reference(
                 let visible = if causal { (i + 1).min(real) } else { real };
                 let scores: Vec<f64> = (0..visible)
                     .map(|j| {
-                        (0..d)
+                        let dot: f64 = (0..d)
                             .map(|x| at(start + i, 0, h, x) * at(start + j, 1, h, x))
-                            .sum()
+                            .sum();
+                        dot + bias(n, h, i, j)
                     })
                     .collect();
-                let p = softmax(&scores);
+                let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let e: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+                let total: f64 = e.iter().sum();
                 for x in 0..d {
-                    out[(start + i) * c + h * d + x] = (0..visible)
-                        .map(|j| p[j] * at(start + j, 2, h, x))
+                    let sum: f64 = (0..visible)
+                        .map(|j| round(e[j]) * at(start + j, 2, h, x))
                         .sum();
+                    out[(start + i) * c + h * d + x] = sum / total;
                 }
             }
         }
@@ -68,24 +89,24 @@ fn reference(
 }
 
 /// Runs the kernel (on the detected ISA; `Isa::limit`, the CLI's `SEER_ISA`, caps it) and compares
-/// it with [`reference`].
+/// it with [`definition`].
 fn check_attention(c: usize, heads: usize, seqs: &[(usize, usize)], seed: u64) {
-    check_attention_keys(c, heads, seqs, None, seed);
+    check_kernel(c, heads, seqs, None, false, seed);
 }
 
-/// As [`check_attention`], with only the first `keys[i]` tokens of sequence i as keys.
-fn check_attention_keys(
+/// `attention` (or with `bf16`, `attention_bf16`) on random rows, causal and
+/// not, against [`definition`] (see [`compare`]).
+fn check_kernel(
     c: usize,
     heads: usize,
     seqs: &[(usize, usize)],
     keys: Option<&[usize]>,
+    bf16: bool,
     seed: u64,
 ) {
     let rows = seqs.iter().map(|&(s, n)| s + n).max().unwrap_or(0);
     let qkv: Vec<f32> = values(rows * 3 * c, seed).iter().map(|v| v * 2.0).collect();
     for causal in [false, true] {
-        let want = reference(&qkv, seqs, c, heads, causal, keys);
-        let mut out = vec![f32::NAN; rows * c];
         let shape = AttentionShape {
             sequences: seqs,
             width: c,
@@ -94,13 +115,51 @@ fn check_attention_keys(
             keys,
             rel_pos: None,
         };
-        attention(&qkv, shape, &mut out);
-        for (i, (&g, &w)) in out.iter().zip(&want).enumerate() {
-            assert!(
-                (g as f64 - w).abs() < 1e-5,
-                "c={c} heads={heads} causal={causal} [{i}]: {g} vs {w}"
-            );
+        let label = format!("c={c} heads={heads} causal={causal}");
+        compare(&qkv, shape, bf16, &|_, _, _, _| 0.0, &label);
+    }
+}
+
+/// Runs `attention` on `shape` and checks it within 1e-5 of [`definition`]
+/// (`bias` as the shape's relative positions add). With `bf16`, runs
+/// `attention_bf16` instead: on an AMX CPU against the definition's bf16
+/// rounding within 4e-3 (mostly 1e-6; a numerator whose f32 and f64 values
+/// round to different bf16 moves an output by up to 2e-3, while the f32
+/// attention is 1e-2 to 7e-2 away and a layout slip the size of the values);
+/// elsewhere bit for bit `attention`, which it then is.
+fn compare(
+    qkv: &[f32],
+    shape: AttentionShape,
+    bf16: bool,
+    bias: &dyn Fn(usize, usize, usize, usize) -> f64,
+    label: &str,
+) {
+    let mut out = vec![f32::NAN; qkv.len() / 3];
+    let rounded = bf16 && seer_kernels::Isa::detected() == seer_kernels::Isa::Amx;
+    if bf16 {
+        attention_bf16(qkv, shape, &mut out);
+        if !rounded {
+            let mut f32_out = vec![f32::NAN; out.len()];
+            attention(qkv, shape, &mut f32_out);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&out), bits(&f32_out), "{label}");
+            return;
         }
+    } else {
+        attention(qkv, shape, &mut out);
+    }
+    let AttentionShape {
+        sequences,
+        width,
+        heads,
+        causal,
+        keys,
+        ..
+    } = shape;
+    let want = definition(qkv, sequences, width, heads, causal, keys, rounded, bias);
+    let tolerance = if rounded { 4e-3 } else { 1e-5 };
+    for (i, (&g, &w)) in out.iter().zip(&want).enumerate() {
+        assert!((g as f64 - w).abs() < tolerance, "{label} [{i}]: {g} vs {w}");
     }
 }
 
@@ -150,8 +209,8 @@ fn attention_ignores_padding_keys_but_computes_every_query() {
     crate::common::cap(CEILING);
     // SigLIP's key-padding mask: 64-token rows whose tails are padding; every
     // query (the pooled last one included) sees only the real keys.
-    check_attention_keys(128, 2, &[(0, 64), (64, 64)], Some(&[6, 64]), 13);
-    check_attention_keys(48, 3, &[(0, 17), (17, 5)], Some(&[1, 3]), 14);
+    check_kernel(128, 2, &[(0, 64), (64, 64)], Some(&[6, 64]), false, 13);
+    check_kernel(48, 3, &[(0, 17), (17, 5)], Some(&[1, 3]), false, 14);
 }
 
 #[test]
@@ -242,17 +301,15 @@ fn attend_cached_matches_the_definition() {
 
 /// SAM's decomposed relative positions: each sequence a `rows × cols` grid,
 /// `term_h[ky] + term_w[kx]` added to query i's score for key (ky, kx),
-/// against the definition with the full bias formed.
-#[test]
-fn attention_adds_decomposed_relative_positions() {
-    crate::common::cap(CEILING);
-    let (c, heads, rows, cols) = (48, 3, 5, 7);
+/// against the definition with the full bias formed. `bf16`: checks
+/// `attention_bf16` as [`check_kernel`] does.
+fn check_rel_pos(c: usize, heads: usize, bf16: bool, seed: u64) {
+    let (rows, cols) = (5, 7);
     let t = rows * cols;
     let seqs = [(0, t), (t, t)];
-    let d = c / heads;
-    let qkv = values(2 * t * 3 * c, 21);
-    let term_h = values(2 * heads * t * rows, 22);
-    let term_w = values(2 * heads * t * cols, 23);
+    let qkv = values(2 * t * 3 * c, seed);
+    let term_h = values(2 * heads * t * rows, seed + 1);
+    let term_w = values(2 * heads * t * cols, seed + 2);
     let shape = AttentionShape {
         sequences: &seqs,
         width: c,
@@ -266,35 +323,17 @@ fn attention_adds_decomposed_relative_positions() {
             cols,
         }),
     };
-    let mut out = vec![f32::NAN; 2 * t * c];
-    attention(&qkv, shape, &mut out);
-    let at =
-        |r: usize, part: usize, h: usize, x: usize| qkv[r * 3 * c + part * c + h * d + x] as f64;
-    for (n, &(start, _)) in seqs.iter().enumerate() {
-        for h in 0..heads {
-            for i in 0..t {
-                let q = (n * heads + h) * t + i;
-                let scores: Vec<f64> = (0..t)
-                    .map(|j| {
-                        let dot: f64 = (0..d)
-                            .map(|x| at(start + i, 0, h, x) * at(start + j, 1, h, x))
-                            .sum();
-                        dot + term_h[q * rows + j / cols] as f64
-                            + term_w[q * cols + j % cols] as f64
-                    })
-                    .collect();
-                let p = softmax(&scores);
-                for x in 0..d {
-                    let want: f64 = (0..t).map(|j| p[j] * at(start + j, 2, h, x)).sum();
-                    let got = out[(start + i) * c + h * d + x] as f64;
-                    assert!(
-                        (got - want).abs() < 1e-5,
-                        "seq {n} head {h} query {i} [{x}]: {got} vs {want}"
-                    );
-                }
-            }
-        }
-    }
+    let bias = |n: usize, h: usize, i: usize, j: usize| {
+        let q = (n * heads + h) * t + i;
+        term_h[q * rows + j / cols] as f64 + term_w[q * cols + j % cols] as f64
+    };
+    compare(&qkv, shape, bf16, &bias, &format!("rel pos c={c}"));
+}
+
+#[test]
+fn attention_adds_decomposed_relative_positions() {
+    crate::common::cap(CEILING);
+    check_rel_pos(48, 3, false, 21);
 }
 
 /// `cross_attention` against the definition, both ways round (few queries
@@ -379,4 +418,25 @@ fn column_sums_add_every_row() {
             );
         }
     }
+}
+
+#[test]
+fn bf16_attention_rounds_as_the_definition_at_every_shape() {
+    crate::common::cap(CEILING);
+    // Ragged batches and partial tiles (head dims 16, 64, 80, 20, 72).
+    check_kernel(48, 3, &[(0, 5), (5, 1), (6, 11)], None, true, 31);
+    check_kernel(128, 2, &[(0, 50), (50, 77)], None, true, 32);
+    check_kernel(160, 2, &[(0, 13), (13, 3), (16, 33)], None, true, 33);
+    check_kernel(60, 3, &[(0, 40), (40, 16)], None, true, 34);
+    check_kernel(144, 2, &[(0, 17)], None, true, 35);
+    // Long enough for groups of four key tiles and single ones (200 keys:
+    // 14 tiles), and 64-token rows whose tails are padding keys.
+    check_kernel(128, 2, &[(0, 200)], None, true, 36);
+    check_kernel(128, 2, &[(0, 64), (64, 64)], Some(&[6, 64]), true, 37);
+}
+
+#[test]
+fn bf16_attention_adds_decomposed_relative_positions() {
+    crate::common::cap(CEILING);
+    check_rel_pos(128, 2, true, 41);
 }

@@ -4,7 +4,9 @@
 //! fused into the matmuls and every step split across the cores.
 
 use candle_core::{CpuStorage, Storage, Tensor};
-use seer_kernels::ops::{add_scaled, attention, layer_norm, swiglu, AttentionShape};
+use seer_kernels::ops::{
+    add_scaled, attention, attention_bf16, layer_norm, swiglu, AttentionShape,
+};
 use seer_kernels::{
     gemm, gemm_bf16_rows, gemm_to_bf16_rows, Activation as KernelActivation, Bf16Rows, Init,
     PackedWeights, Precision,
@@ -114,7 +116,13 @@ impl CpuBlock {
         s.resize(m, c);
         layer_norm(x, c, &self.ln1.0, &self.ln1.1, self.eps, &mut s.normed);
         gemm(&s.normed, m, &self.qkv, &mut s.qkv, Init::Bias, None);
-        attention(&s.qkv, shape, &mut s.context);
+        // A bf16 model's attention in bf16 too (on the tiles where there are
+        // any), as PyTorch and OpenVINO run theirs.
+        if self.qkv.precision() == Precision::Bf16 {
+            attention_bf16(&s.qkv, shape, &mut s.context);
+        } else {
+            attention(&s.qkv, shape, &mut s.context);
+        }
         let context = Input::F32(&s.context);
         self.residual(x, context, &self.out, self.ls1.as_deref(), &mut s.branch);
         layer_norm(x, c, &self.ln2.0, &self.ln2.1, self.eps, &mut s.normed);
