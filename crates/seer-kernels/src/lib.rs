@@ -28,8 +28,8 @@ pub mod peak;
 pub mod train;
 
 pub use gemm::{
-    gemm, gemm_bf16_rows, gemm_new, gemm_to_bf16_rows, Activation, Bf16Rows, Init, PackedWeights,
-    Precision,
+    gemm, gemm_bf16_rows, gemm_bf16_rows_to_bf16_rows, gemm_new, gemm_to_bf16_rows, Activation,
+    Bf16Rows, Init, PackedWeights, Precision,
 };
 pub use isa::Isa;
 

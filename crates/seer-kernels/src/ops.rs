@@ -167,6 +167,26 @@ pub fn layer_norm(x: &[f32], c: usize, gamma: &[f32], beta: &[f32], eps: f32, ou
         });
 }
 
+/// [`layer_norm`] of `x` (rows of `c`) rounded to bf16 as the input of a
+/// product with `w` (`w.k == c`; [`crate::gemm_bf16_rows`]): the same values
+/// `gemm` would round from [`layer_norm`]'s output, without that output
+/// through memory. Where the CPU runs bf16 products on AMX and `w` is bf16,
+/// else `None`.
+pub fn layer_norm_to_bf16_rows(
+    x: &[f32],
+    c: usize,
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32,
+    w: &crate::PackedWeights,
+) -> Option<crate::Bf16Rows> {
+    assert!(c > 0 && gamma.len() == c && beta.len() == c && w.k() == c);
+    assert!(x.len().is_multiple_of(c));
+    crate::Bf16Rows::from_fn(x.len() / c, w, |r, row| {
+        layer_norm_row(&x[r * c..][..c], gamma, beta, eps, row)
+    })
+}
+
 /// Layout of a fused attention input: sequences of possibly different lengths
 /// stored back to back (row `start..start + len` each), so a batch of short
 /// prompts needs no padding at all.

@@ -442,3 +442,54 @@ fn bf16_rows_feed_the_next_product_as_f32_outputs_would() {
         );
     }
 }
+
+/// LayerNorm written straight into bf16 tile lines, then two products on
+/// lines (`gemm_bf16_rows_to_bf16_rows`, then `gemm_bf16_rows`), gives bit for
+/// bit the f32 route (LayerNorm, then `gemm` twice): each product rounds its
+/// input as the lines were rounded. Off AMX, or with other weights, there are
+/// no such rows.
+#[test]
+fn layer_norm_rows_feed_products_as_f32_outputs_would() {
+    use seer_kernels::ops::{layer_norm, layer_norm_to_bf16_rows};
+    use seer_kernels::{gemm, gemm_bf16_rows, gemm_bf16_rows_to_bf16_rows};
+    for (m, k, n, n2) in [(1, 40, 50, 16), (33, 64, 96, 40), (100, 96, 103, 33)] {
+        let seed = (m * 5 + k) as u64;
+        let w1 = values(n * k, seed);
+        let w2 = values(n2 * n, seed + 1);
+        let w1 = PackedWeights::from_rows(&w1, n, k, Some(values(n, seed + 2)), Precision::Bf16);
+        let w2 = PackedWeights::from_rows(&w2, n2, n, Some(values(n2, seed + 3)), Precision::Bf16);
+        let x: Vec<f32> = values(m * k, seed + 4)
+            .iter()
+            .map(|v| v * 3.0 + 0.5)
+            .collect();
+        let (gamma, beta) = (values(k, seed + 5), values(k, seed + 6));
+        let mut normed = vec![0f32; m * k];
+        layer_norm(&x, k, &gamma, &beta, 1e-5, &mut normed);
+        let act = Some(Activation::Gelu);
+        let mut hidden = vec![0f32; m * n];
+        gemm(&normed, m, &w1, &mut hidden, Init::Bias, act);
+        let mut want = vec![0f32; m * n2];
+        gemm(&hidden, m, &w2, &mut want, Init::Bias, None);
+        let Some(rows) = layer_norm_to_bf16_rows(&x, k, &gamma, &beta, 1e-5, &w1) else {
+            assert_ne!(Isa::detected(), Isa::Amx, "AMX CPUs make bf16 rows");
+            continue;
+        };
+        assert_eq!((rows.rows(), rows.width()), (m, k));
+        let mut direct = vec![0f32; m * n];
+        gemm_bf16_rows(&rows, &w1, &mut direct, Init::Bias, act);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&direct), bits(&hidden), "{m}×{k}→{n}: first product");
+        let lines = gemm_bf16_rows_to_bf16_rows(&rows, &w1, act);
+        assert_eq!((lines.rows(), lines.width()), (m, n));
+        let mut got = vec![0f32; m * n2];
+        gemm_bf16_rows(&lines, &w2, &mut got, Init::Bias, None);
+        assert_eq!(bits(&got), bits(&want), "{m}×{k}→{n}→{n2}: both products");
+    }
+    let x = values(4 * 8, 1);
+    let ones = vec![1f32; 8];
+    for precision in [Precision::F32, Precision::Int8] {
+        let w = PackedWeights::from_rows(&values(8 * 8, 2), 8, 8, None, precision);
+        let rows = seer_kernels::ops::layer_norm_to_bf16_rows(&x, 8, &ones, &ones, 1e-5, &w);
+        assert!(rows.is_none(), "{precision:?}");
+    }
+}

@@ -320,6 +320,53 @@ impl<'a> Rows<'a> {
         }
     }
 
+    /// `m` rows of `k` values, row `r` written by `fill(r, row)` into an f32
+    /// buffer and rounded to bf16 from there, for weights padded to
+    /// `k_padded`: a row-wise op (LayerNorm) straight into the tiles' lines,
+    /// without its f32 output through memory and a second pass to round it.
+    pub(super) fn bf16_from_fn(
+        m: usize,
+        k: usize,
+        k_padded: usize,
+        parallel: bool,
+        fill: impl Fn(usize, &mut [f32]) + Sync,
+    ) -> Self {
+        use rayon::prelude::*;
+        let steps = k_padded / BF16_STEP;
+        let blocks = m.div_ceil(MR);
+        // SAFETY: every line is written below (each block's 32 rows, padding
+        // rows zero) before the rows are read.
+        let (rows, start) = unsafe { Rows::unwritten(m, steps) };
+        let block = |b: usize| {
+            let mut row = vec![0f32; k];
+            for r in 0..MR {
+                let real = b * MR + r < m;
+                if real {
+                    fill(b * MR + r, &mut row);
+                }
+                // SAFETY: every AMX CPU has AVX-512F; the row is k <= 32 ·
+                // steps values; its lines (block b, row r, each step) are
+                // inside the m.div_ceil(MR) blocks, written by this task alone.
+                unsafe {
+                    let first = start.get().cast::<Line>().add(b * steps * MR + r);
+                    super::x86::round_row_to_tile_lines(
+                        real.then_some(&row[..]),
+                        steps,
+                        first.cast(),
+                    )
+                };
+            }
+        };
+        if steps > 0 {
+            if parallel {
+                (0..blocks).into_par_iter().for_each(block);
+            } else {
+                (0..blocks).for_each(block);
+            }
+        }
+        rows
+    }
+
     /// The quantised rows of `q` (m of them, at the weights' padded K).
     pub(super) fn int8(q: &'a RowQuant, m: usize, parallel: bool) -> Self {
         let steps = q.stride / INT8_STEP;

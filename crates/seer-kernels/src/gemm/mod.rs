@@ -664,6 +664,28 @@ impl Bf16Rows {
     }
 }
 
+impl Bf16Rows {
+    /// `m` rows of `w.k` values rounded to bf16 as the input of a product with
+    /// `w` ([`gemm_bf16_rows`]), row `r` written by `fill(r, row)` (an f32
+    /// row of `w.k`, rounded from there): where this CPU runs bf16 products on
+    /// AMX and `w` is bf16, else `None`. For a row-wise op before a product
+    /// (LayerNorm): its output goes into the tiles' lines directly.
+    pub fn from_fn(
+        m: usize,
+        w: &PackedWeights,
+        fill: impl Fn(usize, &mut [f32]) + Sync,
+    ) -> Option<Bf16Rows> {
+        #[cfg(target_arch = "x86_64")]
+        if Isa::detected() == Isa::Amx && w.precision() == Precision::Bf16 {
+            let parallel = threads_for(m, w) > 1;
+            let rows = amx::Rows::bf16_from_fn(m, w.k, w.k_padded, parallel, fill);
+            return Some(Bf16Rows { rows, m, k: w.k });
+        }
+        let _ = (m, w, fill);
+        None
+    }
+}
+
 /// `a (m×k) · Wᵀ + bias`, then `act`, rounded to bf16 as the input of a next
 /// product ([`gemm_bf16_rows`]): where this CPU runs bf16 products on AMX and
 /// `w` is bf16, else `None` (then [`gemm`] into f32). The values are the ones
@@ -677,20 +699,55 @@ pub fn gemm_to_bf16_rows(
     #[cfg(target_arch = "x86_64")]
     if Isa::detected() == Isa::Amx && w.precision() == Precision::Bf16 {
         assert_eq!(a.len(), m * w.k, "activations are not {m}×{}", w.k);
-        let steps = w.n.div_ceil(NR);
-        // SAFETY: the lines are written below before anything reads them
-        // (without rows there are none).
-        let (rows, start) = unsafe { amx::Rows::unwritten(m, steps) };
-        if m == 0 {
-            return Some(Bf16Rows { rows, m, k: w.n });
-        }
         let input = amx::Rows::bf16(a, m, w.k, w.k_padded, threads_for(m, w) > 1);
         // SAFETY: AMX is available (detected); `input` holds m rows at `w`'s
-        // padded K; the output lines hold m rows of one step per panel, and
+        // padded K.
+        return Some(unsafe { product_to_lines(&input, m, w, act) });
+    }
+    let _ = (a, m, w, act);
+    None
+}
+
+/// [`gemm_to_bf16_rows`] on activations that already are bf16 rows (`w`
+/// bf16, of their width as its depth): both ends of the product in the tiles'
+/// lines.
+pub fn gemm_bf16_rows_to_bf16_rows(
+    a: &Bf16Rows,
+    w: &PackedWeights,
+    act: Option<Activation>,
+) -> Bf16Rows {
+    check_bf16_rows_product(a, w);
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: Bf16Rows only come from an AMX CPU (available); `a.rows` holds
+    // a.m rows at `w`'s padded K (checked).
+    return unsafe { product_to_lines(&a.rows, a.m, w, act) };
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("bf16 rows are only made on AMX CPUs ({act:?})");
+}
+
+/// `input · Wᵀ + bias`, then `act`, into new bf16 lines.
+///
+/// # Safety
+/// [`amx::available`] returned true; `input` holds `m` rows at `w`'s padded
+/// K; `w` is bf16.
+#[cfg(target_arch = "x86_64")]
+unsafe fn product_to_lines(
+    input: &amx::Rows,
+    m: usize,
+    w: &PackedWeights,
+    act: Option<Activation>,
+) -> Bf16Rows {
+    let steps = w.n.div_ceil(NR);
+    // SAFETY: the lines are written below before anything reads them
+    // (without rows there are none).
+    let (rows, start) = unsafe { amx::Rows::unwritten(m, steps) };
+    if m > 0 {
+        // SAFETY: AMX is available and `input` as `w` needs (our contract);
+        // the output lines hold m rows of one step per panel, and
         // `Init::Bias` over every row and panel writes each of them once.
         unsafe {
             run_amx(
-                &input,
+                input,
                 m,
                 w,
                 amx::Output::Lines { start, steps },
@@ -698,10 +755,27 @@ pub fn gemm_to_bf16_rows(
                 act,
             )
         };
-        return Some(Bf16Rows { rows, m, k: w.n });
     }
-    let _ = (a, m, w, act);
-    None
+    Bf16Rows { rows, m, k: w.n }
+}
+
+/// The shapes a product of bf16 rows needs: bf16 weights whose depth is the
+/// rows' width (and, on AMX, whose padded depth is the rows' steps).
+fn check_bf16_rows_product(a: &Bf16Rows, w: &PackedWeights) {
+    assert_eq!(
+        w.precision(),
+        Precision::Bf16,
+        "bf16 rows need bf16 weights"
+    );
+    assert_eq!(
+        w.k, a.k,
+        "weights of depth {} on rows of width {}",
+        w.k, a.k
+    );
+    // Bf16Rows only come from an AMX CPU, and their steps are whole panels
+    // of the producing weights: w's padded K.
+    #[cfg(target_arch = "x86_64")]
+    assert_eq!(a.rows.steps() * amx::BF16_STEP, w.k_padded);
 }
 
 /// [`gemm`] on activations from [`gemm_to_bf16_rows`]; `w` must be bf16 with
@@ -713,25 +787,13 @@ pub fn gemm_bf16_rows(
     init: Init,
     act: Option<Activation>,
 ) {
-    assert_eq!(
-        w.precision(),
-        Precision::Bf16,
-        "bf16 rows need bf16 weights"
-    );
-    assert_eq!(
-        w.k, a.k,
-        "weights of depth {} on rows of width {}",
-        w.k, a.k
-    );
+    check_bf16_rows_product(a, w);
     assert_eq!(c.len(), a.m * w.n, "output is not {}×{}", a.m, w.n);
     if a.m == 0 || w.n == 0 {
         return;
     }
     #[cfg(target_arch = "x86_64")]
     {
-        // Bf16Rows only come from an AMX CPU, and their steps are whole
-        // panels of the producing weights: w's padded K.
-        assert_eq!(a.rows.steps() * amx::BF16_STEP, w.k_padded);
         // SAFETY: as above; `c` is the m × n output, borrowed mutably here.
         unsafe {
             run_amx(

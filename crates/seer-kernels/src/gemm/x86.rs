@@ -1173,26 +1173,42 @@ pub unsafe fn round_block_to_tile_lines(
     steps: usize,
     out: *mut u16,
 ) {
-    let full = k / 32;
-    for s in 0..steps {
-        for r in 0..32 {
-            // SAFETY: line (s, r) is inside `out`; row r < rows is inside `a`,
-            // and for s < full its depths s·32..s·32+32 are inside the row.
-            unsafe {
-                let dst = out.add((s * 32 + r) * 32).cast::<__m512i>();
-                let line = if r >= rows || s > full || (s == full && k.is_multiple_of(32)) {
-                    _mm512_setzero_si512()
-                } else if s < full {
-                    bf16_pairs_512(a.add(r * k + s * 32))
-                } else {
-                    let mut tail = [0f32; 32];
-                    let rest = k - s * 32;
-                    std::ptr::copy_nonoverlapping(a.add(r * k + s * 32), tail.as_mut_ptr(), rest);
-                    bf16_pairs_512(tail.as_ptr())
-                };
-                _mm512_storeu_si512(dst, line);
-            }
+    for r in 0..32 {
+        // SAFETY: row r < rows is inside `a`; its lines, 32 lines apart from
+        // line r, are inside `out` (the contract).
+        unsafe {
+            let row = (r < rows).then(|| std::slice::from_raw_parts(a.add(r * k), k));
+            round_row_to_tile_lines(row, steps, out.add(r * 32))
         }
+    }
+}
+
+/// One row's lines of an `amx::Rows` block: for each of `steps` steps its 32
+/// depths rounded to bf16 as one 64-byte line at `out[step · 32 · 32 ..]`
+/// (the block's other rows' lines between), depths past the row zero; no
+/// row: zero lines (a block's padding rows).
+///
+/// # Safety
+/// The CPU has AVX-512F; `row.len() <= 32 · steps`; `out` is valid for writes
+/// of the 32 u16 values at each `step · 1024`, `step < steps`.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn round_row_to_tile_lines(row: Option<&[f32]>, steps: usize, out: *mut u16) {
+    let row = row.unwrap_or(&[]);
+    let full = row.len() / 32;
+    for s in 0..steps {
+        let line = if s < full {
+            // SAFETY: depths s·32..s·32+32 are inside the row.
+            unsafe { bf16_pairs_512(row.as_ptr().add(s * 32)) }
+        } else if s == full && !row.len().is_multiple_of(32) {
+            let mut tail = [0f32; 32];
+            tail[..row.len() - s * 32].copy_from_slice(&row[s * 32..]);
+            // SAFETY: `tail` is 32 floats.
+            unsafe { bf16_pairs_512(tail.as_ptr()) }
+        } else {
+            _mm512_setzero_si512()
+        };
+        // SAFETY: line `s` of this row is inside `out` (the contract).
+        unsafe { _mm512_storeu_si512(out.add(s * 32 * 32).cast(), line) };
     }
 }
 

@@ -5,11 +5,12 @@
 
 use candle_core::{CpuStorage, Storage, Tensor};
 use seer_kernels::ops::{
-    add_scaled, attention, attention_bf16, layer_norm, swiglu, AttentionShape,
+    add_scaled, attention, attention_bf16, layer_norm, layer_norm_to_bf16_rows, swiglu,
+    AttentionShape,
 };
 use seer_kernels::{
-    gemm, gemm_bf16_rows, gemm_to_bf16_rows, Activation as KernelActivation, Bf16Rows, Init,
-    PackedWeights, Precision,
+    gemm, gemm_bf16_rows, gemm_bf16_rows_to_bf16_rows, Activation as KernelActivation, Bf16Rows,
+    Init, PackedWeights, Precision,
 };
 
 use crate::error::Result;
@@ -114,8 +115,16 @@ impl CpuBlock {
         let c = self.width;
         let m = x.len() / c;
         s.resize(m, c);
-        layer_norm(x, c, &self.ln1.0, &self.ln1.1, self.eps, &mut s.normed);
-        gemm(&s.normed, m, &self.qkv, &mut s.qkv, Init::Bias, None);
+        // bf16 on AMX: each LayerNorm writes the tile lines its product
+        // reads, not f32 rows the product reads back to round.
+        let (ln1_g, ln1_b) = (&self.ln1.0, &self.ln1.1);
+        match layer_norm_to_bf16_rows(x, c, ln1_g, ln1_b, self.eps, &self.qkv) {
+            Some(normed) => gemm_bf16_rows(&normed, &self.qkv, &mut s.qkv, Init::Bias, None),
+            None => {
+                layer_norm(x, c, ln1_g, ln1_b, self.eps, &mut s.normed);
+                gemm(&s.normed, m, &self.qkv, &mut s.qkv, Init::Bias, None);
+            }
+        }
         // A bf16 model's attention in bf16 too (on the tiles where there are
         // any), as PyTorch and OpenVINO run theirs.
         if self.qkv.precision() == Precision::Bf16 {
@@ -125,17 +134,18 @@ impl CpuBlock {
         }
         let context = Input::F32(&s.context);
         self.residual(x, context, &self.out, self.ls1.as_deref(), &mut s.branch);
-        layer_norm(x, c, &self.ln2.0, &self.ln2.1, self.eps, &mut s.normed);
-        // bf16 on AMX: fc1's activated output goes to fc2 as bf16 tile lines,
-        // the values fc2 would round it to, without the f32 hidden state.
-        let lines = match (self.activation, self.fc2.precision()) {
-            (Some(act), Precision::Bf16) => gemm_to_bf16_rows(&s.normed, m, &self.fc1, Some(act)),
-            _ => None,
-        };
-        if let Some(hidden) = lines {
-            let hidden = Input::Bf16Rows(&hidden);
-            return self.residual(x, hidden, &self.fc2, self.ls2.as_deref(), &mut s.branch);
+        // bf16 on AMX: LayerNorm into fc1's tile lines, and fc1's activated
+        // output to fc2 as tile lines too (the values fc2 would round it to),
+        // without the f32 hidden state.
+        let (ln2_g, ln2_b) = (&self.ln2.0, &self.ln2.1);
+        if let (Some(act), Precision::Bf16) = (self.activation, self.fc2.precision()) {
+            if let Some(normed) = layer_norm_to_bf16_rows(x, c, ln2_g, ln2_b, self.eps, &self.fc1) {
+                let hidden = gemm_bf16_rows_to_bf16_rows(&normed, &self.fc1, Some(act));
+                let hidden = Input::Bf16Rows(&hidden);
+                return self.residual(x, hidden, &self.fc2, self.ls2.as_deref(), &mut s.branch);
+            }
         }
+        layer_norm(x, c, ln2_g, ln2_b, self.eps, &mut s.normed);
         s.hidden.resize(m * self.fc1.n(), 0.0);
         gemm(
             &s.normed,
