@@ -227,7 +227,7 @@ pub struct DecomposedRelPos<'a> {
 /// head into `out` (rows of width `c`, heads side by side, ready for out_proj).
 /// Tokens attend only within their own sequence.
 pub fn attention(qkv: &[f32], shape: AttentionShape, out: &mut [f32]) {
-    check_attention_shape(qkv, &shape, out);
+    check_attention_shape(qkv, &shape, out.len());
     let heads = shape.heads;
     let out_ptr = SendPtr(out.as_mut_ptr());
     (0..shape.sequences.len() * heads)
@@ -248,23 +248,73 @@ pub fn attention(qkv: &[f32], shape: AttentionShape, out: &mut [f32]) {
 pub fn attention_bf16(qkv: &[f32], shape: AttentionShape, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if crate::Isa::detected() == crate::Isa::Amx {
-        check_attention_shape(qkv, &shape, out);
+        check_attention_shape(qkv, &shape, out.len());
         // SAFETY: Isa::Amx is detected only where the tiles are available;
         // `out` is rows × width floats borrowed mutably, every sequence ends
         // by row `rows` and qkv holds rows × 3·width floats (checked).
-        return unsafe { crate::gemm::amx::attention::attention(qkv, shape, out.as_mut_ptr()) };
+        return unsafe {
+            let out = crate::gemm::amx::attention::Context::F32(out.as_mut_ptr());
+            crate::gemm::amx::attention::attention(qkv, shape, out)
+        };
     }
     attention(qkv, shape, out)
 }
 
-/// The shapes [`attention`] relies on: `out` whole rows of `width`, `qkv`
-/// three times that, every sequence inside, one key count per sequence, and
-/// relative-position terms covering every query of whole-grid sequences.
-fn check_attention_shape(qkv: &[f32], shape: &AttentionShape, out: &[f32]) {
+/// [`attention_bf16`] rounded to bf16 as the input of the output projection
+/// `w` (bf16, of the model width as its depth; [`crate::gemm_bf16_rows`]):
+/// the same values that product would round from [`attention_bf16`]'s f32
+/// rows, written straight into the tiles' lines. Where the CPU runs bf16
+/// products on AMX, each head is a whole number of 32-wide tile steps and the
+/// sequences lie back to back over all of `qkv`'s rows, else `None`.
+pub fn attention_bf16_to_rows(
+    qkv: &[f32],
+    shape: AttentionShape,
+    w: &crate::PackedWeights,
+) -> Option<crate::Bf16Rows> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let AttentionShape { width, heads, .. } = shape;
+        let whole_steps = heads > 0 && width % heads == 0 && (width / heads) % 32 == 0;
+        let rows = if width > 0 {
+            qkv.len() / (3 * width)
+        } else {
+            0
+        };
+        // Every line must be written: the sequences, in order, tile the rows.
+        let mut next = 0;
+        let tiled = shape.sequences.iter().all(|&(start, n)| {
+            let follows = start == next;
+            next += n;
+            follows
+        }) && next == rows;
+        if crate::Isa::detected() == crate::Isa::Amx
+            && w.precision() == crate::Precision::Bf16
+            && w.k() == width
+            && whole_steps
+            && tiled
+        {
+            check_attention_shape(qkv, &shape, rows * width);
+            // SAFETY: Isa::Amx is detected only where the tiles are available;
+            // the shapes were checked, the sequences tile rows 0..rows, heads
+            // are whole steps wide.
+            return Some(unsafe {
+                crate::gemm::amx::attention::attention_to_rows(qkv, shape, rows)
+            });
+        }
+    }
+    let _ = (qkv, shape, w);
+    None
+}
+
+/// The shapes [`attention`] relies on: an output of `out_len` values, whole
+/// rows of `width`, `qkv` three times that, every sequence inside, one key
+/// count per sequence, and relative-position terms covering every query of
+/// whole-grid sequences.
+fn check_attention_shape(qkv: &[f32], shape: &AttentionShape, out_len: usize) {
     let AttentionShape { width, heads, .. } = *shape;
     assert!(heads > 0 && width % heads == 0);
-    assert!(out.len().is_multiple_of(width));
-    let rows = out.len() / width;
+    assert!(out_len.is_multiple_of(width));
+    let rows = out_len / width;
     assert_eq!(qkv.len(), rows * 3 * width);
     assert!(shape.sequences.iter().all(|&(s, n)| s + n <= rows));
     assert!(shape.keys.is_none_or(|k| k.len() == shape.sequences.len()));

@@ -440,3 +440,77 @@ fn bf16_attention_adds_decomposed_relative_positions() {
     crate::common::cap(CEILING);
     check_rel_pos(128, 2, true, 41);
 }
+
+/// The bf16 attention written straight into the output projection's tile
+/// lines gives, through that product, bit for bit what its f32 rows give
+/// (the product rounds them as the lines were rounded); where the lines
+/// cannot be made (no AMX, heads not whole 32-wide steps, sequences not
+/// tiling the rows, other weights) there are none.
+#[test]
+fn bf16_attention_lines_feed_the_projection_as_its_rows_would() {
+    use seer_kernels::ops::attention_bf16_to_rows;
+    use seer_kernels::{gemm, gemm_bf16_rows, Init, PackedWeights, Precision};
+    crate::common::cap(CEILING);
+    let amx = seer_kernels::Isa::detected() == seer_kernels::Isa::Amx;
+    for (c, heads, seqs) in [
+        (128, 2, vec![(0, 5), (5, 1), (6, 11)]),
+        (96, 3, vec![(0, 50), (50, 27)]),
+        (128, 2, vec![(0, 64)]),
+    ] {
+        let rows: usize = seqs.iter().map(|&(_, n)| n).sum();
+        let qkv: Vec<f32> = values(rows * 3 * c, 51).iter().map(|v| v * 2.0).collect();
+        let n = 40;
+        let w = PackedWeights::from_rows(&values(n * c, 52), n, c, Some(values(n, 53)), Precision::Bf16);
+        for causal in [false, true] {
+            let shape = AttentionShape {
+                sequences: &seqs,
+                width: c,
+                heads,
+                causal,
+                keys: None,
+                rel_pos: None,
+            };
+            let mut context = vec![f32::NAN; rows * c];
+            attention_bf16(&qkv, shape, &mut context);
+            let mut want = vec![0f32; rows * n];
+            gemm(&context, rows, &w, &mut want, Init::Bias, None);
+            let Some(lines) = attention_bf16_to_rows(&qkv, shape, &w) else {
+                assert!(!amx, "AMX CPUs make the lines (c={c})");
+                continue;
+            };
+            assert_eq!((lines.rows(), lines.width()), (rows, c));
+            let mut got = vec![0f32; rows * n];
+            gemm_bf16_rows(&lines, &w, &mut got, Init::Bias, None);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "c={c} causal={causal}");
+        }
+    }
+    // Heads 16 wide; a gap between sequences; f32 weights: no lines.
+    let qkv = values(20 * 3 * 48, 54);
+    let w = |c: usize, p: Precision| PackedWeights::from_rows(&values(8 * c, 55), 8, c, None, p);
+    let shape = |seqs| AttentionShape {
+        sequences: seqs,
+        width: 48,
+        heads: 3,
+        causal: false,
+        keys: None,
+        rel_pos: None,
+    };
+    assert!(attention_bf16_to_rows(&qkv, shape(&[(0, 20)]), &w(48, Precision::Bf16)).is_none());
+    let qkv = values(20 * 3 * 64, 56);
+    let shape = |seqs| AttentionShape {
+        sequences: seqs,
+        width: 64,
+        heads: 2,
+        causal: false,
+        keys: None,
+        rel_pos: None,
+    };
+    let bf16 = w(64, Precision::Bf16);
+    assert!(attention_bf16_to_rows(&qkv, shape(&[(0, 8), (10, 10)]), &bf16).is_none());
+    assert!(attention_bf16_to_rows(&qkv, shape(&[(0, 20)]), &w(64, Precision::F32)).is_none());
+    assert_eq!(
+        attention_bf16_to_rows(&qkv, shape(&[(0, 20)]), &bf16).is_some(),
+        amx
+    );
+}

@@ -5,8 +5,8 @@
 
 use candle_core::{CpuStorage, Storage, Tensor};
 use seer_kernels::ops::{
-    add_scaled, attention, attention_bf16, layer_norm, layer_norm_to_bf16_rows, swiglu,
-    AttentionShape,
+    add_scaled, attention, attention_bf16, attention_bf16_to_rows, layer_norm,
+    layer_norm_to_bf16_rows, swiglu, AttentionShape,
 };
 use seer_kernels::{
     gemm, gemm_bf16_rows, gemm_bf16_rows_to_bf16_rows, Activation as KernelActivation, Bf16Rows,
@@ -126,13 +126,19 @@ impl CpuBlock {
             }
         }
         // A bf16 model's attention in bf16 too (on the tiles where there are
-        // any), as PyTorch and OpenVINO run theirs.
-        if self.qkv.precision() == Precision::Bf16 {
-            attention_bf16(&s.qkv, shape, &mut s.context);
-        } else {
+        // any), as PyTorch and OpenVINO run theirs; on AMX straight into the
+        // output projection's tile lines.
+        let lines;
+        let context = if self.qkv.precision() != Precision::Bf16 {
             attention(&s.qkv, shape, &mut s.context);
-        }
-        let context = Input::F32(&s.context);
+            Input::F32(&s.context)
+        } else if let Some(rows) = attention_bf16_to_rows(&s.qkv, shape, &self.out) {
+            lines = rows;
+            Input::Bf16Rows(&lines)
+        } else {
+            attention_bf16(&s.qkv, shape, &mut s.context);
+            Input::F32(&s.context)
+        };
         self.residual(x, context, &self.out, self.ls1.as_deref(), &mut s.branch);
         // bf16 on AMX: LayerNorm into fc1's tile lines, and fc1's activated
         // output to fc2 as tile lines too (the values fc2 would round it to),

@@ -40,7 +40,7 @@ use std::arch::asm;
 use std::arch::x86_64::*;
 
 use super::super::x86::{pack_bf16_pairs_panel_avx512, round_to_bf16_avx512, transpose_16x16};
-use super::Tiles;
+use super::{Line, Tiles};
 use crate::avx512::{exp, first_lanes};
 use crate::ops::{prefetch_head, AttentionShape, DecomposedRelPos};
 
@@ -125,16 +125,46 @@ struct Head {
     dv: usize,
 }
 
+/// Where a head writes its context.
+#[derive(Clone, Copy)]
+pub(crate) enum Context {
+    /// f32 rows of the model width from here, heads side by side.
+    F32(*mut f32),
+    /// bf16 tile lines ([`super::Rows`], `steps` = width / 32 of them per
+    /// row) from this first line: the input of the output projection,
+    /// rounded as it would round the f32 rows. Heads are whole steps wide.
+    Lines { start: *mut u8, steps: usize },
+}
+
+// SAFETY: as `SendPtr`: every task writes its own rows' head columns only.
+unsafe impl Send for Context {}
+// SAFETY: as for Send.
+unsafe impl Sync for Context {}
+
+impl Context {
+    /// Where row `row`'s columns `col..` are written (`col` a multiple of 16).
+    fn at(self, row: usize, col: usize, width: usize) -> *mut u8 {
+        match self {
+            Context::F32(first) => first.wrapping_add(row * width + col).cast(),
+            Context::Lines { start, steps } => {
+                let line = (row / super::MR * steps + col / STEP) * super::MR + row % super::MR;
+                let line = start.wrapping_add(line * std::mem::size_of::<Line>());
+                line.cast::<u16>().wrapping_add(col % STEP).cast()
+            }
+        }
+    }
+}
+
 /// [`crate::ops::attention`] with bf16 tile products, tasks (sequence, head)
 /// spread over the cores. The caller checked the shapes.
 ///
 /// # Safety
-/// [`super::available`] returned true; `out` is `rows × shape.width` floats
-/// valid for writes and every sequence ends by row `rows`; `qkv` holds
-/// `rows × 3 · width` floats.
-pub(crate) unsafe fn attention(qkv: &[f32], shape: AttentionShape, out: *mut f32) {
+/// [`super::available`] returned true; `qkv` holds `rows × 3 · width` floats
+/// and every sequence ends by row `rows`; `out` is valid for writes of
+/// `rows` rows: f32 `rows × shape.width` floats, or lines for `rows` rows of
+/// `width / 32` steps, each head `32 ·` a whole number wide.
+pub(crate) unsafe fn attention(qkv: &[f32], shape: AttentionShape, out: Context) {
     use rayon::prelude::*;
-    let out = crate::SendPtr(out);
     (0..shape.sequences.len() * shape.heads)
         .into_par_iter()
         .for_each_init(
@@ -146,10 +176,44 @@ pub(crate) unsafe fn attention(qkv: &[f32], shape: AttentionShape, out: *mut f32
                 // SAFETY: every AMX CPU has AVX-512F; the tiles are configured.
                 // Task (sequence, head) writes only head h's columns of its
                 // sequence's rows (inside `out`, our contract); sequences do
-                // not overlap, so no two tasks write the same float.
-                BUFFERS.with_borrow_mut(|b| unsafe { head(b, qkv, &shape, seq, h, out.get()) });
+                // not overlap, so no two tasks write the same value.
+                BUFFERS.with_borrow_mut(|b| unsafe { head(b, qkv, &shape, seq, h, out) });
             },
         );
+}
+
+/// [`attention`] into new tile lines for `m` rows: the output projection's
+/// input. The lines of rows `m..` up to a whole block are zeroed.
+///
+/// # Safety
+/// [`super::available`] returned true; the shapes were checked; the
+/// sequences cover rows `0..m` exactly; each head is `32 ·` a whole number
+/// wide.
+pub(crate) unsafe fn attention_to_rows(
+    qkv: &[f32],
+    shape: AttentionShape,
+    m: usize,
+) -> crate::Bf16Rows {
+    let steps = shape.width / STEP;
+    // SAFETY: every line is written: the sequences' rows by the heads (all of
+    // each row's steps), the padding rows below.
+    let (rows, start) = unsafe { super::Rows::unwritten(m, steps) };
+    let start = start.get().cast::<Line>();
+    for row in m..m.next_multiple_of(super::MR) {
+        for step in 0..steps {
+            let line = (row / super::MR * steps + step) * super::MR + row % super::MR;
+            // SAFETY: the line is inside the rows' blocks.
+            unsafe { start.add(line).write(Line([0; 64])) };
+        }
+    }
+    let start = start.cast();
+    // SAFETY: our contract, the lines for `m` rows.
+    unsafe { attention(qkv, shape, Context::Lines { start, steps }) };
+    crate::Bf16Rows {
+        rows,
+        m,
+        k: shape.width,
+    }
 }
 
 /// One head `h` of sequence `seq`.
@@ -165,7 +229,7 @@ unsafe fn head(
     s: &AttentionShape,
     seq: usize,
     h: usize,
-    out: *mut f32,
+    out: Context,
 ) {
     let (start, t) = s.sequences[seq];
     let d = s.width / s.heads;
@@ -237,10 +301,10 @@ unsafe fn head(
         for g in 0..in_group {
             let (i0, rows, _) = geometry(g0 + g);
             for r in 0..rows {
-                let row = out.wrapping_add((start + i0 + r) * s.width + h * d);
                 for x in (0..d).step_by(TILE) {
                     // A prefetch reads nothing and cannot fault.
-                    _mm_prefetch::<_MM_HINT_ET0>(row.wrapping_add(x).cast());
+                    let at = out.at(start + i0 + r, h * d + x, s.width);
+                    _mm_prefetch::<_MM_HINT_ET0>(at.cast());
                 }
             }
         }
@@ -263,8 +327,8 @@ unsafe fn head(
             // SAFETY: rows start + i0 .. + rows, columns h·d..(h+1)·d of
             // them: inside `out` and ours alone (the caller's contract).
             unsafe {
-                let first = out.add((start + i0) * s.width + h * d);
-                write_rows(&context[g * dv..][..dv], norm, rows, d, first, s.width)
+                let first = |l: usize, c0: usize| out.at(start + i0 + l, h * d + c0, s.width);
+                write_rows(&context[g * dv..][..dv], norm, rows, d, first, out)
             };
         }
     }
@@ -356,13 +420,15 @@ fn numerators(scores: &mut [[f32; TILE]], probs: &mut [u32], causal_from: Option
 }
 
 /// Writes a query block's context: lane `l` of value column `c`'s row,
-/// times lane `l` of `norm`, to `first[l · width + c]` for the `rows` real
-/// queries and `d` columns, 16 columns at a time through a register
-/// transpose.
+/// times lane `l` of `norm`, to query `l`'s column `c` (`at(l, c0)`: where
+/// its columns `c0..c0 + 16` go) for the `rows` real queries and `d`
+/// columns, 16 columns at a time through a register transpose; as f32, or
+/// rounded to bf16 into tile lines.
 ///
 /// # Safety
-/// The CPU has AVX-512F; `first` is valid for writes of `d` floats at each of
-/// `rows` rows `width` apart; `context` holds `d.next_multiple_of(16)` rows.
+/// The CPU has AVX-512F; `at(l, c0)` is valid for writes of the `d - c0`
+/// (at most 16) values of `out`'s kind for `l < rows`, `c0 < d` a multiple
+/// of 16; `context` holds `d.next_multiple_of(16)` rows.
 #[target_feature(enable = "avx512f")]
 #[inline(never)]
 unsafe fn write_rows(
@@ -370,8 +436,8 @@ unsafe fn write_rows(
     norm: __m512,
     rows: usize,
     d: usize,
-    first: *mut f32,
-    width: usize,
+    at: impl Fn(usize, usize) -> *mut u8,
+    out: Context,
 ) {
     for c0 in (0..d).step_by(TILE) {
         let mut r = [_mm512_setzero_ps(); TILE];
@@ -382,8 +448,17 @@ unsafe fn write_rows(
         transpose_16x16(&mut r);
         let mask = first_lanes(d - c0);
         for (l, reg) in r.iter().enumerate().take(rows) {
-            // SAFETY: columns c0.. of the first d of row l (the contract).
-            unsafe { _mm512_mask_storeu_ps(first.add(l * width + c0), mask, *reg) };
+            // SAFETY: columns c0.. of the first d of row l (the contract);
+            // tile-line heads are whole steps wide, so all 16 are.
+            unsafe {
+                match out {
+                    Context::F32(_) => _mm512_mask_storeu_ps(at(l, c0).cast(), mask, *reg),
+                    Context::Lines { .. } => {
+                        let bf16 = _mm512_cvtepi32_epi16(rounded_bf16(*reg));
+                        _mm256_storeu_si256(at(l, c0).cast(), bf16)
+                    }
+                }
+            }
         }
     }
 }
