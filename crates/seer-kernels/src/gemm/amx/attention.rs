@@ -374,7 +374,6 @@ fn add_rel_pos(
 /// 1 / sum. Under a causal mask (`causal_from`: the block's first query)
 /// lane `l` sees keys up to its own position.
 #[target_feature(enable = "avx512f")]
-#[inline(never)]
 fn numerators(scores: &mut [[f32; TILE]], probs: &mut [u32], causal_from: Option<usize>) -> __m512 {
     let keys = scores.len();
     let seen_by = |j: usize| match causal_from {
@@ -430,7 +429,6 @@ fn numerators(scores: &mut [[f32; TILE]], probs: &mut [u32], causal_from: Option
 /// (at most 16) values of `out`'s kind for `l < rows`, `c0 < d` a multiple
 /// of 16; `context` holds `d.next_multiple_of(16)` rows.
 #[target_feature(enable = "avx512f")]
-#[inline(never)]
 unsafe fn write_rows(
     context: &[[f32; TILE]],
     norm: __m512,
@@ -470,7 +468,6 @@ unsafe fn write_rows(
 /// # Safety
 /// The CPU has AVX-512F.
 #[target_feature(enable = "avx512f")]
-#[inline(never)]
 unsafe fn gather(b: &mut Buffers, qkv: &[f32], width: usize, head: &Head, h: usize) {
     let Head {
         start,
@@ -582,7 +579,6 @@ impl Products {
     /// # Safety
     /// Tiles are configured on this thread; every A tile and B step named
     /// above for `j < n` and `s < steps` is readable, every C tile writable.
-    #[inline(never)]
     unsafe fn run(&self, n: usize) {
         let mut j = 0;
         while j < n {
