@@ -241,7 +241,7 @@ pub fn attention(qkv: &[f32], shape: AttentionShape, out: &mut [f32]) {
         });
 }
 
-/// [`attention`] for models run in bf16: on CPUs with AMX, q, k, v and the
+/// [`attention`] for models run in bf16 or int8: on CPUs with AMX, q, k, v and the
 /// softmax's numerators are rounded to bf16 and both products run on the
 /// tiles (f32 sums, f32 softmax), as PyTorch's and OpenVINO's bf16 attention
 /// round; elsewhere exactly [`attention`] (no faster bf16 path to take).

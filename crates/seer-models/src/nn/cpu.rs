@@ -127,9 +127,11 @@ impl CpuBlock {
         }
         // A bf16 model's attention in bf16 too (on the tiles where there are
         // any), as PyTorch and OpenVINO run theirs; on AMX straight into the
-        // output projection's tile lines.
+        // output projection's tile lines. An int8 model's as well: its
+        // activations are rounded to 8 bits anyway (AMX Xeon: images b32
+        // +15%, texts 77 tokens +8%; fixture cosines to f32 stay >= 0.9988).
         let lines;
-        let context = if self.qkv.precision() != Precision::Bf16 {
+        let context = if self.qkv.precision() == Precision::F32 {
             attention(&s.qkv, shape, &mut s.context);
             Input::F32(&s.context)
         } else if let Some(rows) = attention_bf16_to_rows(&s.qkv, shape, &self.out) {
