@@ -227,7 +227,7 @@ pub struct DecomposedRelPos<'a> {
 /// head into `out` (rows of width `c`, heads side by side, ready for out_proj).
 /// Tokens attend only within their own sequence.
 pub fn attention(qkv: &[f32], shape: AttentionShape, out: &mut [f32]) {
-    check_attention_shape(qkv, &shape, out.len());
+    check_attention_shape(qkv.len(), &shape, out.len());
     let heads = shape.heads;
     let out_ptr = SendPtr(out.as_mut_ptr());
     (0..shape.sequences.len() * heads)
@@ -248,74 +248,110 @@ pub fn attention(qkv: &[f32], shape: AttentionShape, out: &mut [f32]) {
 pub fn attention_bf16(qkv: &[f32], shape: AttentionShape, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if crate::Isa::detected() == crate::Isa::Amx {
-        check_attention_shape(qkv, &shape, out.len());
+        check_attention_shape(qkv.len(), &shape, out.len());
         // SAFETY: Isa::Amx is detected only where the tiles are available;
         // `out` is rows × width floats borrowed mutably, every sequence ends
         // by row `rows` and qkv holds rows × 3·width floats (checked).
         return unsafe {
             let out = crate::gemm::amx::attention::Context::F32(out.as_mut_ptr());
+            let qkv = crate::gemm::amx::attention::Source::F32(qkv);
             crate::gemm::amx::attention::attention(qkv, shape, out)
         };
     }
     attention(qkv, shape, out)
 }
 
+/// Whether the bf16 attention can write `shape`'s context over `rows` rows
+/// straight into the tile lines of a product with `w`
+/// ([`attention_bf16_to_rows`], [`attention_bf16_rows_to_rows`]): the CPU
+/// runs bf16 products on AMX, `w` is bf16 of the model width as its depth,
+/// each head is a whole number of 32-wide tile steps, and the sequences lie
+/// back to back over all `rows` (every line gets written).
+pub fn attention_lines_fit(shape: &AttentionShape, rows: usize, w: &crate::PackedWeights) -> bool {
+    let AttentionShape { width, heads, .. } = *shape;
+    let whole_steps =
+        width > 0 && heads > 0 && width % heads == 0 && (width / heads).is_multiple_of(32);
+    let mut next = 0;
+    let tiled = shape.sequences.iter().all(|&(start, n)| {
+        let follows = start == next;
+        next += n;
+        follows
+    }) && next == rows;
+    crate::Isa::detected() == crate::Isa::Amx
+        && w.precision() == crate::Precision::Bf16
+        && w.k() == width
+        && whole_steps
+        && tiled
+}
+
 /// [`attention_bf16`] rounded to bf16 as the input of the output projection
-/// `w` (bf16, of the model width as its depth; [`crate::gemm_bf16_rows`]):
-/// the same values that product would round from [`attention_bf16`]'s f32
-/// rows, written straight into the tiles' lines. Where the CPU runs bf16
-/// products on AMX, each head is a whole number of 32-wide tile steps and the
-/// sequences lie back to back over all of `qkv`'s rows, else `None`.
+/// `w` ([`crate::gemm_bf16_rows`]): the same values that product would round
+/// from [`attention_bf16`]'s f32 rows, written straight into the tiles'
+/// lines. Where [`attention_lines_fit`], else `None`.
 pub fn attention_bf16_to_rows(
     qkv: &[f32],
     shape: AttentionShape,
     w: &crate::PackedWeights,
 ) -> Option<crate::Bf16Rows> {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let AttentionShape { width, heads, .. } = shape;
-        let whole_steps = heads > 0 && width % heads == 0 && (width / heads) % 32 == 0;
-        let rows = if width > 0 {
-            qkv.len() / (3 * width)
-        } else {
-            0
-        };
-        // Every line must be written: the sequences, in order, tile the rows.
-        let mut next = 0;
-        let tiled = shape.sequences.iter().all(|&(start, n)| {
-            let follows = start == next;
-            next += n;
-            follows
-        }) && next == rows;
-        if crate::Isa::detected() == crate::Isa::Amx
-            && w.precision() == crate::Precision::Bf16
-            && w.k() == width
-            && whole_steps
-            && tiled
-        {
-            check_attention_shape(qkv, &shape, rows * width);
-            // SAFETY: Isa::Amx is detected only where the tiles are available;
-            // the shapes were checked, the sequences tile rows 0..rows, heads
-            // are whole steps wide.
-            return Some(unsafe {
-                crate::gemm::amx::attention::attention_to_rows(qkv, shape, rows)
-            });
-        }
+    let rows = qkv.len() / (3 * shape.width).max(1);
+    if !attention_lines_fit(&shape, rows, w) {
+        return None;
     }
-    let _ = (qkv, shape, w);
-    None
+    check_attention_shape(qkv.len(), &shape, rows * shape.width);
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: Isa::Amx is detected only where the tiles are available; the
+    // shapes were checked, the sequences tile rows 0..rows, heads are whole
+    // steps wide (attention_lines_fit).
+    return Some(unsafe {
+        let qkv = crate::gemm::amx::attention::Source::F32(qkv);
+        crate::gemm::amx::attention::attention_to_rows(qkv, shape, rows)
+    });
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("AMX is x86-64 only")
+}
+
+/// [`attention_bf16_to_rows`] from q/k/v rows that are tile lines already
+/// (the q/k/v product's output, [`crate::gemm_bf16_rows_to_bf16_rows`],
+/// `3 · width` wide): the same values, without the f32 q/k/v through memory.
+/// Panics unless [`attention_lines_fit`] (for `qkv.rows()` rows).
+pub fn attention_bf16_rows_to_rows(
+    qkv: &crate::Bf16Rows,
+    shape: AttentionShape,
+    w: &crate::PackedWeights,
+) -> crate::Bf16Rows {
+    let rows = qkv.rows();
+    assert!(
+        attention_lines_fit(&shape, rows, w),
+        "the attention cannot write tile lines here (see attention_lines_fit)"
+    );
+    assert_eq!(
+        qkv.width(),
+        3 * shape.width,
+        "q/k/v rows are 3 · width wide"
+    );
+    check_attention_shape(3 * rows * shape.width, &shape, rows * shape.width);
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: as in attention_bf16_to_rows; the lines hold `rows` rows of
+    // 3 · width values, heads whole steps wide.
+    return unsafe {
+        let (start, steps) = qkv.lines();
+        let qkv = crate::gemm::amx::attention::Source::Lines { start, steps };
+        crate::gemm::amx::attention::attention_to_rows(qkv, shape, rows)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("bf16 rows are only made on AMX CPUs")
 }
 
 /// The shapes [`attention`] relies on: an output of `out_len` values, whole
 /// rows of `width`, `qkv` three times that, every sequence inside, one key
 /// count per sequence, and relative-position terms covering every query of
 /// whole-grid sequences.
-fn check_attention_shape(qkv: &[f32], shape: &AttentionShape, out_len: usize) {
+fn check_attention_shape(qkv_len: usize, shape: &AttentionShape, out_len: usize) {
     let AttentionShape { width, heads, .. } = *shape;
     assert!(heads > 0 && width % heads == 0);
     assert!(out_len.is_multiple_of(width));
     let rows = out_len / width;
-    assert_eq!(qkv.len(), rows * 3 * width);
+    assert_eq!(qkv_len, rows * 3 * width);
     assert!(shape.sequences.iter().all(|&(s, n)| s + n <= rows));
     assert!(shape.keys.is_none_or(|k| k.len() == shape.sequences.len()));
     if let Some(rel) = shape.rel_pos {

@@ -413,6 +413,11 @@ impl<'a> Rows<'a> {
         )
     }
 
+    /// The first line (see the layout above).
+    pub(super) fn start(&self) -> *const u8 {
+        self.lines.as_ptr().cast()
+    }
+
     /// Steps per row.
     pub(super) fn steps(&self) -> usize {
         self.steps

@@ -653,6 +653,12 @@ pub struct Bf16Rows {
 }
 
 impl Bf16Rows {
+    /// The first line and the steps per row (AMX only makes these rows).
+    #[cfg(target_arch = "x86_64")]
+    pub(crate) fn lines(&self) -> (*const u8, usize) {
+        (self.rows.start(), self.rows.steps())
+    }
+
     /// Rows held.
     pub fn rows(&self) -> usize {
         self.m

@@ -514,3 +514,48 @@ fn bf16_attention_lines_feed_the_projection_as_its_rows_would() {
         amx
     );
 }
+
+/// The attention from q/k/v tile lines (the q/k/v product's bf16 output)
+/// gives, bit for bit, what it gives from that product's f32 output: the
+/// lines hold the values its gather would round them to.
+#[test]
+fn bf16_attention_reads_qkv_lines_as_it_rounds_f32_rows() {
+    use seer_kernels::ops::{attention_bf16_rows_to_rows, attention_bf16_to_rows};
+    use seer_kernels::{gemm, gemm_bf16_rows, gemm_to_bf16_rows, Init, PackedWeights, Precision};
+    crate::common::cap(CEILING);
+    for (c, heads, seqs) in [
+        (128, 2, vec![(0, 5), (5, 1), (6, 11)]),
+        (96, 3, vec![(0, 50), (50, 27)]),
+    ] {
+        let rows: usize = seqs.iter().map(|&(_, n)| n).sum();
+        let k = 48;
+        let a = values(rows * k, 61);
+        let bias = Some(values(3 * c, 62));
+        let w_qkv = PackedWeights::from_rows(&values(3 * c * k, 63), 3 * c, k, bias, Precision::Bf16);
+        let w_out = PackedWeights::from_rows(&values(16 * c, 64), 16, c, None, Precision::Bf16);
+        let Some(qkv_lines) = gemm_to_bf16_rows(&a, rows, &w_qkv, None) else {
+            assert_ne!(seer_kernels::Isa::detected(), seer_kernels::Isa::Amx);
+            return;
+        };
+        let mut qkv = vec![0f32; rows * 3 * c];
+        gemm(&a, rows, &w_qkv, &mut qkv, Init::Bias, None);
+        for causal in [false, true] {
+            let shape = AttentionShape {
+                sequences: &seqs,
+                width: c,
+                heads,
+                causal,
+                keys: None,
+                rel_pos: None,
+            };
+            let from_f32 = attention_bf16_to_rows(&qkv, shape, &w_out).expect("AMX");
+            let from_lines = attention_bf16_rows_to_rows(&qkv_lines, shape, &w_out);
+            let project = |lines| {
+                let mut out = vec![0f32; rows * 16];
+                gemm_bf16_rows(lines, &w_out, &mut out, Init::Bias, None);
+                out.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+            };
+            assert_eq!(project(&from_lines), project(&from_f32), "c={c} causal={causal}");
+        }
+    }
+}

@@ -5,8 +5,8 @@
 
 use candle_core::{CpuStorage, Storage, Tensor};
 use seer_kernels::ops::{
-    add_scaled, attention, attention_bf16, attention_bf16_to_rows, layer_norm,
-    layer_norm_to_bf16_rows, swiglu, AttentionShape,
+    add_scaled, attention, attention_bf16, attention_bf16_rows_to_rows, attention_bf16_to_rows,
+    attention_lines_fit, layer_norm, layer_norm_to_bf16_rows, swiglu, AttentionShape,
 };
 use seer_kernels::{
     gemm, gemm_bf16_rows, gemm_bf16_rows_to_bf16_rows, Activation as KernelActivation, Bf16Rows,
@@ -116,30 +116,36 @@ impl CpuBlock {
         let m = x.len() / c;
         s.resize(m, c);
         // bf16 on AMX: each LayerNorm writes the tile lines its product
-        // reads, not f32 rows the product reads back to round.
+        // reads, not f32 rows the product reads back to round; and where the
+        // heads are whole tile steps q/k/v stay tile lines into the attention,
+        // whose context goes into the output projection's lines.
         let (ln1_g, ln1_b) = (&self.ln1.0, &self.ln1.1);
-        match layer_norm_to_bf16_rows(x, c, ln1_g, ln1_b, self.eps, &self.qkv) {
-            Some(normed) => gemm_bf16_rows(&normed, &self.qkv, &mut s.qkv, Init::Bias, None),
-            None => {
-                layer_norm(x, c, ln1_g, ln1_b, self.eps, &mut s.normed);
-                gemm(&s.normed, m, &self.qkv, &mut s.qkv, Init::Bias, None);
-            }
-        }
-        // A bf16 model's attention in bf16 too (on the tiles where there are
-        // any), as PyTorch and OpenVINO run theirs; on AMX straight into the
-        // output projection's tile lines. An int8 model's as well: its
-        // activations are rounded to 8 bits anyway (AMX Xeon: images b32
-        // +15%, texts 77 tokens +8%; fixture cosines to f32 stay >= 0.9988).
+        let normed = layer_norm_to_bf16_rows(x, c, ln1_g, ln1_b, self.eps, &self.qkv);
         let lines;
-        let context = if self.qkv.precision() == Precision::F32 {
-            attention(&s.qkv, shape, &mut s.context);
-            Input::F32(&s.context)
-        } else if let Some(rows) = attention_bf16_to_rows(&s.qkv, shape, &self.out) {
-            lines = rows;
-            Input::Bf16Rows(&lines)
-        } else {
-            attention_bf16(&s.qkv, shape, &mut s.context);
-            Input::F32(&s.context)
+        let context = match normed {
+            Some(normed) if attention_lines_fit(&shape, m, &self.out) => {
+                let qkv = gemm_bf16_rows_to_bf16_rows(&normed, &self.qkv, None);
+                lines = attention_bf16_rows_to_rows(&qkv, shape, &self.out);
+                Input::Bf16Rows(&lines)
+            }
+            normed => {
+                match normed {
+                    Some(normed) => {
+                        gemm_bf16_rows(&normed, &self.qkv, &mut s.qkv, Init::Bias, None)
+                    }
+                    None => {
+                        layer_norm(x, c, ln1_g, ln1_b, self.eps, &mut s.normed);
+                        gemm(&s.normed, m, &self.qkv, &mut s.qkv, Init::Bias, None);
+                    }
+                }
+                match self.attention(shape, s) {
+                    Some(rows) => {
+                        lines = rows;
+                        Input::Bf16Rows(&lines)
+                    }
+                    None => Input::F32(&s.context),
+                }
+            }
         };
         self.residual(x, context, &self.out, self.ls1.as_deref(), &mut s.branch);
         // bf16 on AMX: LayerNorm into fc1's tile lines, and fc1's activated
@@ -172,6 +178,24 @@ impl CpuBlock {
         };
         let hidden = Input::F32(hidden);
         self.residual(x, hidden, &self.fc2, self.ls2.as_deref(), &mut s.branch);
+    }
+
+    /// The attention over `s.qkv` (f32 rows): the output projection's input
+    /// as tile lines, or None where it went to `s.context`. A bf16 model's attention in bf16 too (on the tiles where there
+    /// are any), as PyTorch and OpenVINO run theirs; on AMX straight into the
+    /// output projection's tile lines. An int8 model's as well: its
+    /// activations are rounded to 8 bits anyway (AMX Xeon: images b32 +15%,
+    /// texts 77 tokens +8%; fixture cosines to f32 stay >= 0.9988).
+    fn attention(&self, shape: AttentionShape, s: &mut Scratch) -> Option<Bf16Rows> {
+        if self.qkv.precision() == Precision::F32 {
+            attention(&s.qkv, shape, &mut s.context);
+            return None;
+        }
+        let lines = attention_bf16_to_rows(&s.qkv, shape, &self.out);
+        if lines.is_none() {
+            attention_bf16(&s.qkv, shape, &mut s.context);
+        }
+        lines
     }
 
     /// `x += gamma ⊙ (input·Wᵀ + b)`; without LayerScale the matmul adds into x directly.

@@ -147,23 +147,46 @@ impl Context {
         match self {
             Context::F32(first) => first.wrapping_add(row * width + col).cast(),
             Context::Lines { start, steps } => {
-                let line = (row / super::MR * steps + col / STEP) * super::MR + row % super::MR;
-                let line = start.wrapping_add(line * std::mem::size_of::<Line>());
+                let line = line_at(start, steps, row, col / STEP).cast_mut();
                 line.cast::<u16>().wrapping_add(col % STEP).cast()
             }
         }
     }
 }
 
+/// Where q, k and v come from.
+#[derive(Clone, Copy)]
+pub(crate) enum Source<'a> {
+    /// f32 rows `[q | k | v]` of `3 · width`.
+    F32(&'a [f32]),
+    /// The same rows as bf16 tile lines ([`super::Rows`], `3 · width / 32`
+    /// steps a row) from this first line, as the q/k/v product wrote them:
+    /// already rounded, gathered with copies and transposes only. Heads are
+    /// whole steps wide.
+    Lines { start: *const u8, steps: usize },
+}
+
+// SAFETY: the lines are only read.
+unsafe impl Send for Source<'_> {}
+// SAFETY: as for Send.
+unsafe impl Sync for Source<'_> {}
+
+/// Line `step` of row `row` in tile lines of `steps` steps a row from `start`.
+fn line_at(start: *const u8, steps: usize, row: usize, step: usize) -> *const u8 {
+    let line = (row / super::MR * steps + step) * super::MR + row % super::MR;
+    start.wrapping_add(line * std::mem::size_of::<Line>())
+}
+
 /// [`crate::ops::attention`] with bf16 tile products, tasks (sequence, head)
 /// spread over the cores. The caller checked the shapes.
 ///
 /// # Safety
-/// [`super::available`] returned true; `qkv` holds `rows × 3 · width` floats
-/// and every sequence ends by row `rows`; `out` is valid for writes of
+/// [`super::available`] returned true; `qkv` holds `rows` rows (`3 · width`
+/// floats each, or lines of as many values, heads whole steps wide) and every
+/// sequence ends by row `rows`; `out` is valid for writes of
 /// `rows` rows: f32 `rows × shape.width` floats, or lines for `rows` rows of
 /// `width / 32` steps, each head `32 ·` a whole number wide.
-pub(crate) unsafe fn attention(qkv: &[f32], shape: AttentionShape, out: Context) {
+pub(crate) unsafe fn attention(qkv: Source, shape: AttentionShape, out: Context) {
     use rayon::prelude::*;
     (0..shape.sequences.len() * shape.heads)
         .into_par_iter()
@@ -190,7 +213,7 @@ pub(crate) unsafe fn attention(qkv: &[f32], shape: AttentionShape, out: Context)
 /// sequences cover rows `0..m` exactly; each head is `32 ·` a whole number
 /// wide.
 pub(crate) unsafe fn attention_to_rows(
-    qkv: &[f32],
+    qkv: Source,
     shape: AttentionShape,
     m: usize,
 ) -> crate::Bf16Rows {
@@ -225,7 +248,7 @@ pub(crate) unsafe fn attention_to_rows(
 #[target_feature(enable = "avx512f")]
 unsafe fn head(
     b: &mut Buffers,
-    qkv: &[f32],
+    qkv: Source,
     s: &AttentionShape,
     seq: usize,
     h: usize,
@@ -243,7 +266,12 @@ unsafe fn head(
         dv: d.next_multiple_of(TILE),
     };
     // SAFETY: AVX-512F (our contract).
-    unsafe { gather(b, qkv, s.width, &head, h) };
+    unsafe {
+        match qkv {
+            Source::F32(qkv) => gather(b, qkv, s.width, &head, h),
+            Source::Lines { start, steps } => gather_lines(b, start, steps, s.width, &head, h),
+        }
+    };
     let Head { tq, tk, dp, dv, .. } = head;
     let blocks = tq / TILE;
     let group = (GROUP_ROWS / tk).clamp(1, MAX_GROUP);
@@ -539,6 +567,101 @@ unsafe fn gather(b: &mut Buffers, qkv: &[f32], width: usize, head: &Head, h: usi
                 let dst = &mut values_t[(c0 + c) * tk + j0..][..TILE];
                 // SAFETY: `dst` is 16 u16.
                 unsafe { _mm256_storeu_si256(dst.as_mut_ptr().cast(), line) };
+            }
+        }
+    }
+}
+
+/// [`gather`] from q/k/v rows already rounded, as tile lines of `steps`
+/// steps a row (see [`Source::Lines`]): the keys' lines copied, the queries'
+/// pair words through the 16×16 register transpose as they are, the values'
+/// bf16 widened to 32-bit lanes for that transpose and narrowed back. The
+/// same buffers, bit for bit, as [`gather`] makes from the f32 rows the
+/// lines were rounded from.
+///
+/// # Safety
+/// The CPU has AVX-512F; `start` holds the lines of rows `head.start ..
+/// head.start + head.t`, `3 · width / 32` = `steps` steps each; `head.d` is
+/// a multiple of 32.
+#[target_feature(enable = "avx512f")]
+unsafe fn gather_lines(
+    b: &mut Buffers,
+    start: *const u8,
+    steps: usize,
+    width: usize,
+    head: &Head,
+    h: usize,
+) {
+    let Head {
+        start: first,
+        t,
+        d,
+        tq,
+        tk,
+        dp,
+        dv,
+    } = *head;
+    debug_assert!(d.is_multiple_of(STEP) && dp == d && dv == d);
+    // Token j's line `s` of part `part` (0 q, 1 k, 2 v) of head h.
+    let line = |j: usize, part: usize, s: usize| {
+        line_at(start, steps, first + j, (part * width + h * d) / STEP + s)
+    };
+    for (j, dst) in b.keys.get::<u16>(tk * dp).chunks_exact_mut(dp).enumerate() {
+        if j + AHEAD < t {
+            for part in 0..3 {
+                for s in 0..d / STEP {
+                    _mm_prefetch::<_MM_HINT_T0>(line(j + AHEAD, part, s).cast());
+                }
+            }
+        }
+        for (s, dst) in dst.chunks_exact_mut(STEP).enumerate() {
+            let v = if j < t {
+                // SAFETY: the line is inside the rows (our contract).
+                unsafe { _mm512_loadu_si512(line(j, 1, s).cast()) }
+            } else {
+                _mm512_setzero_si512()
+            };
+            // SAFETY: `dst` is 32 u16.
+            unsafe { _mm512_storeu_si512(dst.as_mut_ptr().cast(), v) };
+        }
+    }
+    let words = dp / 2 * TILE;
+    let all_queries = b.queries.get::<u32>(tq / TILE * words);
+    for (block, queries) in all_queries.chunks_exact_mut(words).enumerate() {
+        let i0 = block * TILE;
+        let real = TILE.min(t - i0);
+        for (s, steps_words) in queries.chunks_exact_mut(TILE * TILE).enumerate() {
+            let mut r = [_mm512_setzero_ps(); TILE];
+            for (i, reg) in r.iter_mut().enumerate().take(real) {
+                // SAFETY: query i0 + i's line s, inside the rows.
+                *reg = unsafe { _mm512_loadu_ps(line(i0 + i, 0, s).cast()) };
+            }
+            transpose_16x16(&mut r);
+            for (p, reg) in r.iter().enumerate() {
+                // SAFETY: row p of 16 words inside this step's 256.
+                unsafe { _mm512_storeu_ps(steps_words[p * TILE..].as_mut_ptr().cast(), *reg) };
+            }
+        }
+    }
+    let values_t = b.values_t.get::<u16>(dv * tk);
+    for j0 in (0..tk).step_by(TILE) {
+        for c0 in (0..dv).step_by(TILE) {
+            let mut r = [_mm512_setzero_ps(); TILE];
+            for (i, reg) in r.iter_mut().enumerate().take(t.saturating_sub(j0)) {
+                // SAFETY: columns c0..c0 + 16 of token j0 + i's values: half
+                // of its line c0 / 32, inside the rows.
+                let half = unsafe {
+                    let at = line(j0 + i, 2, c0 / STEP).cast::<u16>().add(c0 % STEP);
+                    _mm256_loadu_si256(at.cast())
+                };
+                *reg = _mm512_castsi512_ps(_mm512_cvtepu16_epi32(half));
+            }
+            transpose_16x16(&mut r);
+            for (c, reg) in r.iter().enumerate() {
+                let narrow = _mm512_cvtepi32_epi16(_mm512_castps_si512(*reg));
+                let dst = &mut values_t[(c0 + c) * tk + j0..][..TILE];
+                // SAFETY: `dst` is 16 u16.
+                unsafe { _mm256_storeu_si256(dst.as_mut_ptr().cast(), narrow) };
             }
         }
     }
