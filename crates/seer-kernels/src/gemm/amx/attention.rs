@@ -221,15 +221,14 @@ pub(crate) unsafe fn attention_to_rows(
     // SAFETY: every line is written: the sequences' rows by the heads (all of
     // each row's steps), the padding rows below.
     let (rows, start) = unsafe { super::Rows::unwritten(m, steps) };
-    let start = start.get().cast::<Line>();
+    let start = start.get().cast::<u8>();
     for row in m..m.next_multiple_of(super::MR) {
         for step in 0..steps {
-            let line = (row / super::MR * steps + step) * super::MR + row % super::MR;
+            let line = line_at(start, steps, row, step).cast_mut().cast::<Line>();
             // SAFETY: the line is inside the rows' blocks.
-            unsafe { start.add(line).write(Line([0; 64])) };
+            unsafe { line.write(Line([0; 64])) };
         }
     }
-    let start = start.cast();
     // SAFETY: our contract, the lines for `m` rows.
     unsafe { attention(qkv, shape, Context::Lines { start, steps }) };
     crate::Bf16Rows {
