@@ -287,7 +287,9 @@ pub fn attention_lines_fit(shape: &AttentionShape, rows: usize, w: &crate::Packe
 /// [`attention_bf16`] rounded to bf16 as the input of the output projection
 /// `w` ([`crate::gemm_bf16_rows`]): the same values that product would round
 /// from [`attention_bf16`]'s f32 rows, written straight into the tiles'
-/// lines. Where [`attention_lines_fit`], else `None`.
+/// lines. Where [`attention_lines_fit`], else `None`. For f32 q/k/v; the
+/// transformer block has its q/k/v as lines already and takes
+/// [`attention_bf16_rows_to_rows`].
 pub fn attention_bf16_to_rows(
     qkv: &[f32],
     shape: AttentionShape,
@@ -469,7 +471,7 @@ multiversion! {
 /// How many tokens ahead [`gather`] asks for a head's lines: its rows are
 /// `12·width` bytes apart, past the hardware prefetchers' 4 KB pages, so
 /// without asking each line came from L3 or memory at full latency.
-pub(crate) const PREFETCH_TOKENS: usize = 4;
+const PREFETCH_TOKENS: usize = 4;
 
 /// Asks for the cache lines of one token's q, k and v columns `at..at + d`
 /// (`token` is its `3·width` row).
@@ -644,7 +646,7 @@ multiversion! {
 multiversion! {
     /// `row[ky·cols + kx] += th[ky]`, then `+= tw[kx]` (the reference's order
     /// of additions), for a row of scores over a `th.len() × tw.len()` grid.
-    pub(crate) fn add_grid_bias(row: &mut [f32], th: &[f32], tw: &[f32]) {
+    fn add_grid_bias(row: &mut [f32], th: &[f32], tw: &[f32]) {
         for (cells, &bh) in row.chunks_exact_mut(tw.len()).zip(th) {
             for (v, &bw) in cells.iter_mut().zip(tw) {
                 *v = *v + bh + bw;
@@ -657,7 +659,7 @@ multiversion! {
 /// with `norm` = 1 / their sum; zeroes the rest (masked keys). AVX-512 CPUs
 /// take [`crate::avx512::exp_prefix`] (the same bits, without the loops'
 /// stalls on the row's tail).
-pub(crate) fn exp_prefix(row: &mut [f32], visible: usize, norm: &mut f32) {
+fn exp_prefix(row: &mut [f32], visible: usize, norm: &mut f32) {
     #[cfg(target_arch = "x86_64")]
     if crate::Isa::detected() >= crate::Isa::Avx512 {
         // SAFETY: the CPU has AVX-512F (detected).

@@ -348,7 +348,10 @@ impl<'a> Rows<'a> {
                 // steps values; its lines (block b, row r, each step) are
                 // inside the m.div_ceil(MR) blocks, written by this task alone.
                 unsafe {
-                    let first = start.get().cast::<Line>().add(b * steps * MR + r);
+                    let first = start
+                        .get()
+                        .cast::<Line>()
+                        .add(line_index(steps, b * MR + r, 0));
                     super::x86::round_row_to_tile_lines(
                         real.then_some(&row[..]),
                         steps,
@@ -386,7 +389,9 @@ impl<'a> Rows<'a> {
 
     /// Block `b`'s first line at step `s`.
     fn step(&self, b: usize, s: usize) -> *const u8 {
-        self.lines[(b * self.steps + s) * MR..].as_ptr().cast()
+        self.lines[line_index(self.steps, b * MR, s)..]
+            .as_ptr()
+            .cast()
     }
 
     /// Room for `m` rows of `steps` steps, for a product to write as its
@@ -709,7 +714,14 @@ fn f32_row_plus(row: &[u32; MR], (b0, b1): (__m512, __m512)) -> (__m512, __m512)
 /// Those lines are inside the output rows.
 unsafe fn lines_of(start: SendPtr, steps: usize, r0: usize, p: usize) -> *mut Line {
     // SAFETY: the function's contract.
-    unsafe { start.get().cast::<Line>().add((r0 / MR * steps + p) * MR) }
+    unsafe { start.get().cast::<Line>().add(line_index(steps, r0, p)) }
+}
+
+/// Which line of [`Rows`] (`steps` steps a row) holds row `row` at step
+/// `step`: each 32-row block's steps one after the other, each step its 32
+/// rows' lines.
+pub(super) fn line_index(steps: usize, row: usize, step: usize) -> usize {
+    (row / MR * steps + step) * MR + row % MR
 }
 
 /// Sums plus the bias, then `act`, rounded to bf16 as the 32 tile lines at

@@ -903,27 +903,32 @@ pub unsafe fn quantise_row_avx2(row: &[f32], out: &mut [u8]) -> (f32, f32) {
 pub unsafe fn round_to_bf16_avx512(src: &[f32], dst: &mut [u16]) {
     let n = src.len().min(dst.len());
     let body = n / 16 * 16;
-    let (one, bias, nan) = (
-        _mm512_set1_epi32(1),
-        _mm512_set1_epi32(0x7fff),
-        _mm512_set1_epi32(0x7fc0),
-    );
     for i in (0..body).step_by(16) {
         // SAFETY: i + 16 <= body <= both lengths.
         unsafe {
             let x = _mm512_loadu_ps(src.as_ptr().add(i));
-            let bits = _mm512_castps_si512(x);
-            let lsb = _mm512_and_si512(_mm512_srli_epi32::<16>(bits), one);
-            let rounded =
-                _mm512_srli_epi32::<16>(_mm512_add_epi32(bits, _mm512_add_epi32(bias, lsb)));
-            let is_nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x, x);
-            let out = _mm512_mask_mov_epi32(rounded, is_nan, nan);
-            _mm256_storeu_si256(dst.as_mut_ptr().add(i).cast(), _mm512_cvtepi32_epi16(out));
+            let out = _mm512_cvtepi32_epi16(bf16_bits_512(x));
+            _mm256_storeu_si256(dst.as_mut_ptr().add(i).cast(), out);
         }
     }
     for (d, &x) in dst[body..n].iter_mut().zip(&src[body..n]) {
         *d = super::f32_to_bf16(x);
     }
+}
+
+/// Each lane's f32 rounded to bf16 in the low 16 bits of its 32, the high
+/// bits zero, as [`super::f32_to_bf16`] rounds: to nearest even, NaN to
+/// 0x7fc0, subnormals kept (AVX-512 BF16's own conversion flushes them, so it
+/// is not used).
+#[inline]
+#[target_feature(enable = "avx512f")]
+pub(super) fn bf16_bits_512(x: __m512) -> __m512i {
+    let bits = _mm512_castps_si512(x);
+    let lsb = _mm512_and_si512(_mm512_srli_epi32::<16>(bits), _mm512_set1_epi32(1));
+    let bias = _mm512_add_epi32(_mm512_set1_epi32(0x7fff), lsb);
+    let rounded = _mm512_srli_epi32::<16>(_mm512_add_epi32(bits, bias));
+    let is_nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x, x);
+    _mm512_mask_mov_epi32(rounded, is_nan, _mm512_set1_epi32(0x7fc0))
 }
 
 /// Stores the first R (<= 8) floats of `v` at `dst`, and nothing past them.
@@ -1139,20 +1144,9 @@ unsafe fn bf16_pairs_512(src: *const f32) -> __m512i {
 #[inline]
 #[target_feature(enable = "avx512f")]
 pub(super) fn bf16_line_512(lo: __m512, hi: __m512) -> __m512i {
-    let (one, bias, nan) = (
-        _mm512_set1_epi32(1),
-        _mm512_set1_epi32(0x7fff),
-        _mm512_set1_epi32(0x7fc0),
-    );
-    // Each float's rounded bf16 in the low half of its lane, narrowed to 16
-    // u16s: in order, they are 8 pair words.
-    let round = |x: __m512| {
-        let bits = _mm512_castps_si512(x);
-        let lsb = _mm512_and_si512(_mm512_srli_epi32::<16>(bits), one);
-        let rounded = _mm512_srli_epi32::<16>(_mm512_add_epi32(bits, _mm512_add_epi32(bias, lsb)));
-        let is_nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x, x);
-        _mm512_cvtepi32_epi16(_mm512_mask_mov_epi32(rounded, is_nan, nan))
-    };
+    // Each float's rounded bf16 narrowed to 16 u16s: in order, they are 8
+    // pair words.
+    let round = |x: __m512| _mm512_cvtepi32_epi16(bf16_bits_512(x));
     _mm512_inserti64x4::<1>(_mm512_castsi256_si512(round(lo)), round(hi))
 }
 

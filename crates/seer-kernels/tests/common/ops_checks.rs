@@ -141,7 +141,6 @@ fn compare(
         if !rounded {
             let mut f32_out = vec![f32::NAN; out.len()];
             attention(qkv, shape, &mut f32_out);
-            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&out), bits(&f32_out), "{label}");
             return;
         }
@@ -161,6 +160,23 @@ fn compare(
     for (i, (&g, &w)) in out.iter().zip(&want).enumerate() {
         assert!((g as f64 - w).abs() < tolerance, "{label} [{i}]: {g} vs {w}");
     }
+}
+
+/// An attention shape without key padding or relative positions.
+fn plain(sequences: &[(usize, usize)], width: usize, heads: usize, causal: bool) -> AttentionShape<'_> {
+    AttentionShape {
+        sequences,
+        width,
+        heads,
+        causal,
+        keys: None,
+        rel_pos: None,
+    }
+}
+
+/// The values' bits, for comparisons that must be exact.
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
 }
 
 #[test]
@@ -462,14 +478,7 @@ fn bf16_attention_lines_feed_the_projection_as_its_rows_would() {
         let n = 40;
         let w = PackedWeights::from_rows(&values(n * c, 52), n, c, Some(values(n, 53)), Precision::Bf16);
         for causal in [false, true] {
-            let shape = AttentionShape {
-                sequences: &seqs,
-                width: c,
-                heads,
-                causal,
-                keys: None,
-                rel_pos: None,
-            };
+            let shape = plain(&seqs, c, heads, causal);
             let mut context = vec![f32::NAN; rows * c];
             attention_bf16(&qkv, shape, &mut context);
             let mut want = vec![0f32; rows * n];
@@ -481,31 +490,16 @@ fn bf16_attention_lines_feed_the_projection_as_its_rows_would() {
             assert_eq!((lines.rows(), lines.width()), (rows, c));
             let mut got = vec![0f32; rows * n];
             gemm_bf16_rows(&lines, &w, &mut got, Init::Bias, None);
-            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&got), bits(&want), "c={c} causal={causal}");
         }
     }
     // Heads 16 wide; a gap between sequences; f32 weights: no lines.
     let qkv = values(20 * 3 * 48, 54);
     let w = |c: usize, p: Precision| PackedWeights::from_rows(&values(8 * c, 55), 8, c, None, p);
-    let shape = |seqs| AttentionShape {
-        sequences: seqs,
-        width: 48,
-        heads: 3,
-        causal: false,
-        keys: None,
-        rel_pos: None,
-    };
-    assert!(attention_bf16_to_rows(&qkv, shape(&[(0, 20)]), &w(48, Precision::Bf16)).is_none());
+    let shape = plain(&[(0, 20)], 48, 3, false);
+    assert!(attention_bf16_to_rows(&qkv, shape, &w(48, Precision::Bf16)).is_none());
     let qkv = values(20 * 3 * 64, 56);
-    let shape = |seqs| AttentionShape {
-        sequences: seqs,
-        width: 64,
-        heads: 2,
-        causal: false,
-        keys: None,
-        rel_pos: None,
-    };
+    let shape = |seqs| plain(seqs, 64, 2, false);
     let bf16 = w(64, Precision::Bf16);
     assert!(attention_bf16_to_rows(&qkv, shape(&[(0, 8), (10, 10)]), &bf16).is_none());
     assert!(attention_bf16_to_rows(&qkv, shape(&[(0, 20)]), &w(64, Precision::F32)).is_none());
@@ -540,20 +534,13 @@ fn bf16_attention_reads_qkv_lines_as_it_rounds_f32_rows() {
         let mut qkv = vec![0f32; rows * 3 * c];
         gemm(&a, rows, &w_qkv, &mut qkv, Init::Bias, None);
         for causal in [false, true] {
-            let shape = AttentionShape {
-                sequences: &seqs,
-                width: c,
-                heads,
-                causal,
-                keys: None,
-                rel_pos: None,
-            };
+            let shape = plain(&seqs, c, heads, causal);
             let from_f32 = attention_bf16_to_rows(&qkv, shape, &w_out).expect("AMX");
             let from_lines = attention_bf16_rows_to_rows(&qkv_lines, shape, &w_out);
             let project = |lines| {
                 let mut out = vec![0f32; rows * 16];
                 gemm_bf16_rows(lines, &w_out, &mut out, Init::Bias, None);
-                out.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+                bits(&out)
             };
             assert_eq!(project(&from_lines), project(&from_f32), "c={c} causal={causal}");
         }

@@ -5,8 +5,8 @@
 
 use candle_core::{CpuStorage, Storage, Tensor};
 use seer_kernels::ops::{
-    add_scaled, attention, attention_bf16, attention_bf16_rows_to_rows, attention_bf16_to_rows,
-    attention_lines_fit, layer_norm, layer_norm_to_bf16_rows, swiglu, AttentionShape,
+    add_scaled, attention, attention_bf16, attention_bf16_rows_to_rows, attention_lines_fit,
+    layer_norm, layer_norm_to_bf16_rows, swiglu, AttentionShape,
 };
 use seer_kernels::{
     gemm, gemm_bf16_rows, gemm_bf16_rows_to_bf16_rows, Activation as KernelActivation, Bf16Rows,
@@ -120,31 +120,23 @@ impl CpuBlock {
         // heads are whole tile steps q/k/v stay tile lines into the attention,
         // whose context goes into the output projection's lines.
         let (ln1_g, ln1_b) = (&self.ln1.0, &self.ln1.1);
-        let normed = layer_norm_to_bf16_rows(x, c, ln1_g, ln1_b, self.eps, &self.qkv);
         let lines;
-        let context = match normed {
+        let context = match layer_norm_to_bf16_rows(x, c, ln1_g, ln1_b, self.eps, &self.qkv) {
             Some(normed) if attention_lines_fit(&shape, m, &self.out) => {
                 let qkv = gemm_bf16_rows_to_bf16_rows(&normed, &self.qkv, None);
                 lines = attention_bf16_rows_to_rows(&qkv, shape, &self.out);
                 Input::Bf16Rows(&lines)
             }
-            normed => {
-                match normed {
-                    Some(normed) => {
-                        gemm_bf16_rows(&normed, &self.qkv, &mut s.qkv, Init::Bias, None)
-                    }
-                    None => {
-                        layer_norm(x, c, ln1_g, ln1_b, self.eps, &mut s.normed);
-                        gemm(&s.normed, m, &self.qkv, &mut s.qkv, Init::Bias, None);
-                    }
-                }
-                match self.attention(shape, s) {
-                    Some(rows) => {
-                        lines = rows;
-                        Input::Bf16Rows(&lines)
-                    }
-                    None => Input::F32(&s.context),
-                }
+            Some(normed) => {
+                gemm_bf16_rows(&normed, &self.qkv, &mut s.qkv, Init::Bias, None);
+                self.attention(shape, s);
+                Input::F32(&s.context)
+            }
+            None => {
+                layer_norm(x, c, ln1_g, ln1_b, self.eps, &mut s.normed);
+                gemm(&s.normed, m, &self.qkv, &mut s.qkv, Init::Bias, None);
+                self.attention(shape, s);
+                Input::F32(&s.context)
             }
         };
         self.residual(x, context, &self.out, self.ls1.as_deref(), &mut s.branch);
@@ -180,22 +172,17 @@ impl CpuBlock {
         self.residual(x, hidden, &self.fc2, self.ls2.as_deref(), &mut s.branch);
     }
 
-    /// The attention over `s.qkv` (f32 rows): the output projection's input
-    /// as tile lines, or None where it went to `s.context`. A bf16 model's attention in bf16 too (on the tiles where there
-    /// are any), as PyTorch and OpenVINO run theirs; on AMX straight into the
-    /// output projection's tile lines. An int8 model's as well: its
+    /// The attention over `s.qkv` (f32 rows) into `s.context`. A bf16
+    /// model's attention in bf16 too (on the tiles where there are any), as
+    /// PyTorch and OpenVINO run theirs; an int8 model's as well: its
     /// activations are rounded to 8 bits anyway (AMX Xeon: images b32 +15%,
     /// texts 77 tokens +8%; fixture cosines to f32 stay >= 0.9988).
-    fn attention(&self, shape: AttentionShape, s: &mut Scratch) -> Option<Bf16Rows> {
+    fn attention(&self, shape: AttentionShape, s: &mut Scratch) {
         if self.qkv.precision() == Precision::F32 {
             attention(&s.qkv, shape, &mut s.context);
-            return None;
-        }
-        let lines = attention_bf16_to_rows(&s.qkv, shape, &self.out);
-        if lines.is_none() {
+        } else {
             attention_bf16(&s.qkv, shape, &mut s.context);
         }
-        lines
     }
 
     /// `x += gamma ⊙ (input·Wᵀ + b)`; without LayerScale the matmul adds into x directly.

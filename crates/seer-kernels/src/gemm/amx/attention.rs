@@ -39,7 +39,9 @@
 use std::arch::asm;
 use std::arch::x86_64::*;
 
-use super::super::x86::{pack_bf16_pairs_panel_avx512, round_to_bf16_avx512, transpose_16x16};
+use super::super::x86::{
+    bf16_bits_512, pack_bf16_pairs_panel_avx512, round_to_bf16_avx512, transpose_16x16,
+};
 use super::{Line, Tiles};
 use crate::avx512::{exp, first_lanes};
 use crate::ops::{prefetch_head, AttentionShape, DecomposedRelPos};
@@ -173,8 +175,7 @@ unsafe impl Sync for Source<'_> {}
 
 /// Line `step` of row `row` in tile lines of `steps` steps a row from `start`.
 fn line_at(start: *const u8, steps: usize, row: usize, step: usize) -> *const u8 {
-    let line = (row / super::MR * steps + step) * super::MR + row % super::MR;
-    start.wrapping_add(line * std::mem::size_of::<Line>())
+    start.wrapping_add(super::line_index(steps, row, step) * std::mem::size_of::<Line>())
 }
 
 /// [`crate::ops::attention`] with bf16 tile products, tasks (sequence, head)
@@ -354,8 +355,8 @@ unsafe fn head(
             // SAFETY: rows start + i0 .. + rows, columns h·d..(h+1)·d of
             // them: inside `out` and ours alone (the caller's contract).
             unsafe {
-                let first = |l: usize, c0: usize| out.at(start + i0 + l, h * d + c0, s.width);
-                write_rows(&context[g * dv..][..dv], norm, rows, d, first, out)
+                let corner = (start + i0, h * d, s.width);
+                write_rows(&context[g * dv..][..dv], norm, rows, d, out, corner)
             };
         }
     }
@@ -438,7 +439,10 @@ fn numerators(scores: &mut [[f32; TILE]], probs: &mut [u32], causal_from: Option
         let (lo, hi) = (numerator(2 * p), numerator(2 * p + 1));
         even = _mm512_add_ps(even, lo);
         odd = _mm512_add_ps(odd, hi);
-        let pair = _mm512_or_si512(rounded_bf16(lo), _mm512_slli_epi32::<16>(rounded_bf16(hi)));
+        let pair = _mm512_or_si512(
+            bf16_bits_512(lo),
+            _mm512_slli_epi32::<16>(bf16_bits_512(hi)),
+        );
         // SAFETY: `words` is 16 u32.
         unsafe { _mm512_storeu_si512(words.as_mut_ptr().cast(), pair) };
     }
@@ -446,23 +450,23 @@ fn numerators(scores: &mut [[f32; TILE]], probs: &mut [u32], causal_from: Option
 }
 
 /// Writes a query block's context: lane `l` of value column `c`'s row,
-/// times lane `l` of `norm`, to query `l`'s column `c` (`at(l, c0)`: where
-/// its columns `c0..c0 + 16` go) for the `rows` real queries and `d`
+/// times lane `l` of `norm`, to `out` at row `row0 + l`, column `col0 + c`
+/// (`corner` = `(row0, col0, width)`) for the `rows` real queries and `d`
 /// columns, 16 columns at a time through a register transpose; as f32, or
 /// rounded to bf16 into tile lines.
 ///
 /// # Safety
-/// The CPU has AVX-512F; `at(l, c0)` is valid for writes of the `d - c0`
-/// (at most 16) values of `out`'s kind for `l < rows`, `c0 < d` a multiple
-/// of 16; `context` holds `d.next_multiple_of(16)` rows.
+/// The CPU has AVX-512F; `out` is valid for writes of rows `row0..row0 +
+/// rows`, columns `col0..col0 + d`; `context` holds `d.next_multiple_of(16)`
+/// rows.
 #[target_feature(enable = "avx512f")]
 unsafe fn write_rows(
     context: &[[f32; TILE]],
     norm: __m512,
     rows: usize,
     d: usize,
-    at: impl Fn(usize, usize) -> *mut u8,
     out: Context,
+    (row0, col0, width): (usize, usize, usize),
 ) {
     for c0 in (0..d).step_by(TILE) {
         let mut r = [_mm512_setzero_ps(); TILE];
@@ -473,14 +477,15 @@ unsafe fn write_rows(
         transpose_16x16(&mut r);
         let mask = first_lanes(d - c0);
         for (l, reg) in r.iter().enumerate().take(rows) {
+            let at = out.at(row0 + l, col0 + c0, width);
             // SAFETY: columns c0.. of the first d of row l (the contract);
             // tile-line heads are whole steps wide, so all 16 are.
             unsafe {
                 match out {
-                    Context::F32(_) => _mm512_mask_storeu_ps(at(l, c0).cast(), mask, *reg),
+                    Context::F32(_) => _mm512_mask_storeu_ps(at.cast(), mask, *reg),
                     Context::Lines { .. } => {
-                        let bf16 = _mm512_cvtepi32_epi16(rounded_bf16(*reg));
-                        _mm256_storeu_si256(at(l, c0).cast(), bf16)
+                        let bf16 = _mm512_cvtepi32_epi16(bf16_bits_512(*reg));
+                        _mm256_storeu_si256(at.cast(), bf16)
                     }
                 }
             }
@@ -562,7 +567,7 @@ unsafe fn gather(b: &mut Buffers, qkv: &[f32], width: usize, head: &Head, h: usi
             }
             transpose_16x16(&mut r);
             for (c, reg) in r.iter().enumerate() {
-                let line = _mm512_cvtepi32_epi16(rounded_bf16(*reg));
+                let line = _mm512_cvtepi32_epi16(bf16_bits_512(*reg));
                 let dst = &mut values_t[(c0 + c) * tk + j0..][..TILE];
                 // SAFETY: `dst` is 16 u16.
                 unsafe { _mm256_storeu_si256(dst.as_mut_ptr().cast(), line) };
@@ -664,20 +669,6 @@ unsafe fn gather_lines(
             }
         }
     }
-}
-
-/// Each lane's f32 rounded to bf16 in the low 16 bits of its 32, the high
-/// bits zero, as [`crate::gemm::f32_to_bf16`] rounds (to nearest even, NaN to
-/// 0x7fc0, subnormals kept).
-#[inline]
-#[target_feature(enable = "avx512f")]
-fn rounded_bf16(x: __m512) -> __m512i {
-    let bits = _mm512_castps_si512(x);
-    let lsb = _mm512_and_si512(_mm512_srli_epi32::<16>(bits), _mm512_set1_epi32(1));
-    let bias = _mm512_add_epi32(_mm512_set1_epi32(0x7fff), lsb);
-    let rounded = _mm512_srli_epi32::<16>(_mm512_add_epi32(bits, bias));
-    let is_nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x, x);
-    _mm512_mask_mov_epi32(rounded, is_nan, _mm512_set1_epi32(0x7fc0))
 }
 
 /// `C_j = Σ_s A_{j,s} · B_s` over `steps` 32-deep steps, for `n` A tiles
