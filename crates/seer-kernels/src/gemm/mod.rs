@@ -29,6 +29,7 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
+use crate::alloc::{AlignedVec, Plain};
 use crate::isa::{FloatBlocks, Isa};
 use crate::SendPtr;
 
@@ -182,9 +183,9 @@ pub enum Init {
 }
 
 enum Panels {
-    F32(Vec<f32>),
+    F32(AlignedVec<f32>),
     /// Pairs of consecutive K values per output feature, K padded to even.
-    Bf16(Vec<u16>),
+    Bf16(AlignedVec<u16>),
     Int8(Int8Panels),
 }
 
@@ -192,7 +193,7 @@ enum Panels {
 struct Int8Panels {
     /// Groups of four consecutive K values per output feature, K padded to a
     /// multiple of 4 with zeros: `[k/4][column][4]` in each panel.
-    data: Vec<i8>,
+    data: AlignedVec<i8>,
     /// `max|w| / 127` per output feature, padded to whole panels with zeros.
     scales: Vec<f32>,
     /// `scale · Σ_k q_w` per output feature (same padding): the weight side of
@@ -298,7 +299,7 @@ impl PackedWeights {
             // An f32 panel is the matrix's rows cut into 32-column strips, so
             // it is copied strip by strip (training packs activations and
             // gradients this way every step).
-            let mut data: Vec<f32> = crate::alloc::zeroed_vec(n.div_ceil(NR) * k * NR);
+            let mut data = AlignedVec::<f32>::zeroed(n.div_ceil(NR) * k * NR);
             if k > 0 {
                 data.par_chunks_mut(k * NR)
                     .enumerate()
@@ -363,12 +364,12 @@ fn pack_weight_panels<'a, T, F>(
     k_padded: usize,
     row: &F,
     fill: impl Fn(&mut [T], &[&[f32]], usize) + Sync,
-) -> Vec<T>
+) -> AlignedVec<T>
 where
-    T: Copy + Default + Send,
+    T: Plain,
     F: Fn(usize) -> &'a [f32] + Sync,
 {
-    let mut data: Vec<T> = crate::alloc::zeroed_vec(n.div_ceil(NR) * k_padded * NR);
+    let mut data = AlignedVec::<T>::zeroed(n.div_ceil(NR) * k_padded * NR);
     data.par_chunks_mut(k_padded * NR)
         .enumerate()
         .for_each(|(p, panel)| {
@@ -621,16 +622,15 @@ unsafe fn run_amx(
     init: Init,
     act: Option<Activation>,
 ) {
-    for_each_block(
+    for_each_share(
         m,
         w,
         amx::MR,
         amx::row_block(w),
-        1,
         threads_for(m, w),
         |row_range, panels| {
             // SAFETY: AMX is available and `out` valid (the caller's
-            // contract), ours for this whole call; `for_each_block` hands out
+            // contract), ours for this whole call; `for_each_share` hands out
             // disjoint blocks inside it whose rows start at whole MR blocks;
             // `rows` holds m rows rounded up to whole blocks, at the weights'
             // padded K.
@@ -845,16 +845,8 @@ fn for_each_block(
     threads: usize,
     block: impl Fn(std::ops::Range<usize>, std::ops::Range<usize>) + Sync,
 ) {
-    let panels = w.n.div_ceil(NR);
-    let tiles = m.div_ceil(mr);
-    let (m_chunks, n_chunks) = if tiles >= 4 * threads {
-        let tiles_per_block = (mc / mr).max(1);
-        let blocks = tiles.div_ceil(tiles_per_block).next_multiple_of(threads);
-        (blocks.min(tiles), panel_parts.clamp(1, panels))
-    } else {
-        let n_chunks = threads.min((panels / 4).max(1));
-        (threads.div_ceil(n_chunks).min(tiles), n_chunks)
-    };
+    let (panels, tiles) = (w.n.div_ceil(NR), m.div_ceil(mr));
+    let (m_chunks, n_chunks) = grid(tiles, panels, mc / mr, panel_parts, threads);
     let task = |t: usize| {
         let (mi, ni) = (t / n_chunks, t % n_chunks);
         let rows = split(tiles, m_chunks, mi);
@@ -867,6 +859,83 @@ fn for_each_block(
     } else {
         (0..tasks).into_par_iter().with_max_len(1).for_each(task);
     }
+}
+
+/// How [`for_each_block`] cuts `tiles` row tiles × `panels` weight panels:
+/// row parts × panel parts.
+fn grid(
+    tiles: usize,
+    panels: usize,
+    tiles_per_block: usize,
+    panel_parts: usize,
+    threads: usize,
+) -> (usize, usize) {
+    if tiles >= 4 * threads {
+        let blocks = tiles
+            .div_ceil(tiles_per_block.max(1))
+            .next_multiple_of(threads);
+        (blocks.min(tiles), panel_parts.clamp(1, panels))
+    } else {
+        let n_chunks = threads.min((panels / 4).max(1));
+        (threads.div_ceil(n_chunks).min(tiles), n_chunks)
+    }
+}
+
+/// Like [`for_each_block`] with no panel parts, but where the row tiles do
+/// not divide evenly among the row parts, a part's first and last tile may be
+/// shared with its neighbour, each taking some of its panels: every part gets
+/// the same number of (tile, panel) cells. For kernels whose blocks read
+/// prepared rows (no packing per block, which a shared tile would repeat):
+/// ViT-B/32 at batch 8 has 13 tiles of 32 rows, and the part of 7 kept the
+/// other thread waiting a seventh of each product. A part runs at most three
+/// blocks, one per panel range between its shared tiles' cuts, so each weight
+/// panel still streams once per part.
+fn for_each_share(
+    m: usize,
+    w: &PackedWeights,
+    mr: usize,
+    mc: usize,
+    threads: usize,
+    block: impl Fn(std::ops::Range<usize>, std::ops::Range<usize>) + Sync,
+) {
+    let (panels, tiles) = (w.n.div_ceil(NR), m.div_ceil(mr));
+    let (parts, n_chunks) = grid(tiles, panels, mc / mr, 1, threads);
+    if n_chunks > 1 || tiles % parts == 0 {
+        return for_each_block(m, w, mr, mc, 1, threads, block);
+    }
+    let task = |part: usize| {
+        for (tiles, panels) in share(tiles, panels, parts, part) {
+            block((tiles.start * mr).min(m)..(tiles.end * mr).min(m), panels);
+        }
+    };
+    (0..parts).into_par_iter().with_max_len(1).for_each(task);
+}
+
+/// Part `i` of `parts` of the row-major (tile, panel) cells of a `tiles ×
+/// panels` grid, as at most three (tiles, panels) blocks: the panel ranges
+/// between the cuts in its first and last tile, each with the tiles it holds
+/// there.
+fn share(
+    tiles: usize,
+    panels: usize,
+    parts: usize,
+    i: usize,
+) -> impl Iterator<Item = (std::ops::Range<usize>, std::ops::Range<usize>)> {
+    let cells = split(tiles * panels, parts, i);
+    let (first, cut0) = (cells.start / panels, cells.start % panels);
+    let (last, cut1) = (cells.end / panels, cells.end % panels);
+    let mut cuts = [0, cut0, cut1, panels];
+    cuts.sort_unstable();
+    (0..3).filter_map(move |j| {
+        let range = cuts[j]..cuts[j + 1];
+        let start = if range.start >= cut0 {
+            first
+        } else {
+            first + 1
+        };
+        let end = if range.end <= cut1 { last + 1 } else { last };
+        (!range.is_empty() && start < end).then_some((start..end, range))
+    })
 }
 
 /// Part `i` of `0..len` cut into `parts` near-equal ranges.
@@ -2035,6 +2104,32 @@ mod blocking_tests {
             Blocks::SHALLOW.for_product(400, 2, mr),
             (Blocks::SHALLOW, 1)
         );
+    }
+
+    /// The shares of the (tile, panel) cells cover the grid once, each part
+    /// the same number of cells to one, in at most three blocks.
+    #[test]
+    fn shares_cover_the_grid_once_in_equal_parts() {
+        for (tiles, panels, parts) in [(13, 24, 2), (13, 72, 2), (3, 5, 2), (50, 96, 4), (7, 1, 3)]
+        {
+            let mut cells = vec![0; tiles * panels];
+            let mut sizes = Vec::new();
+            for i in 0..parts {
+                let blocks: Vec<_> = share(tiles, panels, parts, i).collect();
+                assert!(blocks.len() <= 3, "{blocks:?}");
+                let mut size = 0;
+                for (t, p) in blocks {
+                    for cell in t.flat_map(|t| p.clone().map(move |p| t * panels + p)) {
+                        cells[cell] += 1;
+                        size += 1;
+                    }
+                }
+                sizes.push(size);
+            }
+            assert!(cells.iter().all(|&c| c == 1), "{tiles}x{panels}/{parts}");
+            let (lo, hi) = (sizes.iter().min().unwrap(), sizes.iter().max().unwrap());
+            assert!(hi - lo <= 1, "{sizes:?}");
+        }
     }
 
     /// Every row tile and weight panel goes to exactly one task, and a whole
