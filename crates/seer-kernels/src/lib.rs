@@ -33,6 +33,21 @@ pub use gemm::{
 };
 pub use isa::Isa;
 
+/// Runs `op` on one of rayon's worker threads (at once if this is one), for a
+/// sequence of many short parallel kernels: each one's work then starts and
+/// ends on a worker, with the other workers stealing, where called from an
+/// outside thread each kernel handed its work to the pool and that thread
+/// slept until woken at the end, a sleep and a wake-up per kernel. ViT-B/32
+/// bf16 images at batch 8, 12 layers of about 10 kernels each: 7% faster on
+/// the Intel Xeon with AMX (2 threads, alternating in one process).
+pub fn on_worker<R: Send>(op: impl FnOnce() -> R + Send) -> R {
+    if rayon::current_thread_index().is_some() {
+        op()
+    } else {
+        rayon::scope(|_| op())
+    }
+}
+
 /// An output pointer handed to rayon tasks that write disjoint parts of it.
 #[derive(Clone, Copy)]
 pub(crate) struct SendPtr(pub(crate) *mut f32);

@@ -289,8 +289,10 @@ pub(crate) fn forward_packed(
     };
     let mut data = x.flatten_all()?.to_vec1::<f32>()?;
     let mut scratch = Scratch::default();
-    for block in blocks {
-        block.forward(&mut data, shape, &mut scratch);
-    }
+    seer_kernels::on_worker(|| {
+        for block in blocks {
+            block.forward(&mut data, shape, &mut scratch);
+        }
+    });
     Tensor::from_vec(data, (rows, width), x.device())
 }
