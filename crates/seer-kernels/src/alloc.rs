@@ -15,95 +15,46 @@ pub fn zeroed_vec<T: Copy + Default>(n: usize) -> Vec<T> {
     v
 }
 
-/// Plain numbers, for which every bit pattern (all zeros among them) is a
-/// value: what [`AlignedVec`] may hold.
-///
-/// # Safety
-/// Implement only for types without padding or invalid bit patterns.
-pub unsafe trait Plain: Copy + Send + Sync + 'static {}
-// SAFETY: primitive numbers: any bits are a value.
-unsafe impl Plain for f32 {}
-// SAFETY: as above.
-unsafe impl Plain for u16 {}
-// SAFETY: as above.
-unsafe impl Plain for i8 {}
-
 /// Where [`AlignedVec`] starts: a cache line.
 pub const CACHE_LINE: usize = 64;
 
-/// A zeroed, fixed-length buffer whose first value (if any) starts a cache line, for
+/// A zeroed, fixed-length buffer whose first value starts a cache line, for
 /// packed weights: their panel rows are 64 or 128 bytes, so every AVX-512
 /// load and AMX tile row of them then touches one line instead of two.
 /// (glibc's large blocks start 16 bytes into a page: three packings in four
 /// had split every weight row, and AMX tile loads of split rows ran at a
-/// quarter of their speed on the Intel Xeon with AMX.) A `Vec` cannot be
-/// asked for an alignment; the allocation is `alloc_zeroed` (untouched zero
-/// pages, as [`zeroed_vec`]) with its own layout, marked for huge pages.
-pub struct AlignedVec<T: Plain> {
-    ptr: std::ptr::NonNull<T>,
+/// quarter of their speed on the Intel Xeon with AMX.) A [`zeroed_vec`] a line
+/// longer, used from its first whole line: the same calloc'd, untouched zero
+/// pages and huge-page advice, where an allocation with a 64-byte layout
+/// would have been zeroed by a memset.
+pub struct AlignedVec<T> {
+    buf: Vec<T>,
+    start: usize,
     len: usize,
 }
 
-// SAFETY: the buffer is owned like a Vec<T> of plain values.
-unsafe impl<T: Plain> Send for AlignedVec<T> {}
-// SAFETY: as above; shared access only reads.
-unsafe impl<T: Plain> Sync for AlignedVec<T> {}
-
-impl<T: Plain> AlignedVec<T> {
-    /// `len` zeros.
-    ///
-    /// # Panics
-    /// If the size overflows `isize` (as `Vec` would); aborts if memory runs
-    /// out.
+impl<T: Copy + Default> AlignedVec<T> {
+    /// `len` zeros (`T::default()`).
     pub fn zeroed(len: usize) -> Self {
-        let layout = Self::layout(len);
-        if layout.size() == 0 {
-            return Self {
-                ptr: std::ptr::NonNull::dangling(),
-                len,
-            };
-        }
-        // SAFETY: the layout's size is nonzero.
-        let raw = unsafe { std::alloc::alloc_zeroed(layout) };
-        let Some(ptr) = std::ptr::NonNull::new(raw.cast::<T>()) else {
-            std::alloc::handle_alloc_error(layout)
-        };
-        let v = Self { ptr, len };
-        advise_huge_pages(&v);
-        v
-    }
-
-    fn layout(len: usize) -> std::alloc::Layout {
-        let bytes = len
-            .checked_mul(std::mem::size_of::<T>())
-            .expect("aligned buffer size overflows");
-        std::alloc::Layout::from_size_align(bytes, CACHE_LINE).expect("aligned buffer too large")
+        let slack = CACHE_LINE / std::mem::size_of::<T>().max(1);
+        let buf = zeroed_vec::<T>(len + slack);
+        // Reachable for the plain numbers packed here (sizes dividing 64);
+        // otherwise unaligned, never out of bounds.
+        let start = buf.as_ptr().align_offset(CACHE_LINE).min(slack);
+        Self { buf, start, len }
     }
 }
 
-impl<T: Plain> Drop for AlignedVec<T> {
-    fn drop(&mut self) {
-        let layout = Self::layout(self.len);
-        if layout.size() > 0 {
-            // SAFETY: allocated in `zeroed` with this very layout.
-            unsafe { std::alloc::dealloc(self.ptr.as_ptr().cast(), layout) }
-        }
-    }
-}
-
-impl<T: Plain> std::ops::Deref for AlignedVec<T> {
+impl<T> std::ops::Deref for AlignedVec<T> {
     type Target = [T];
     fn deref(&self) -> &[T] {
-        // SAFETY: `len` initialised (zeroed, then written) values of a plain
-        // type, owned by `self`; dangling but aligned when empty.
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+        &self.buf[self.start..self.start + self.len]
     }
 }
 
-impl<T: Plain> std::ops::DerefMut for AlignedVec<T> {
+impl<T> std::ops::DerefMut for AlignedVec<T> {
     fn deref_mut(&mut self) -> &mut [T] {
-        // SAFETY: as in `deref`, and `&mut self` is the only access.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+        &mut self.buf[self.start..self.start + self.len]
     }
 }
 
@@ -229,9 +180,7 @@ mod tests {
     fn aligned_vectors_start_a_line_and_hold_zeros() {
         for len in [0, 1, 17, 1000, 3 << 20] {
             let mut v = AlignedVec::<u16>::zeroed(len);
-            if len > 0 {
-                assert_eq!(v.as_ptr() as usize % CACHE_LINE, 0, "{len}");
-            }
+            assert_eq!(v.as_ptr() as usize % CACHE_LINE, 0, "{len}");
             assert_eq!(v.len(), len);
             assert!(v.iter().all(|&x| x == 0));
             if let Some(last) = v.last_mut() {

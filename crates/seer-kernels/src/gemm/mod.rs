@@ -29,7 +29,7 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
-use crate::alloc::{AlignedVec, Plain};
+use crate::alloc::AlignedVec;
 use crate::isa::{FloatBlocks, Isa};
 use crate::SendPtr;
 
@@ -366,7 +366,7 @@ fn pack_weight_panels<'a, T, F>(
     fill: impl Fn(&mut [T], &[&[f32]], usize) + Sync,
 ) -> AlignedVec<T>
 where
-    T: Plain,
+    T: Copy + Default + Send,
     F: Fn(usize) -> &'a [f32] + Sync,
 {
     let mut data = AlignedVec::<T>::zeroed(n.div_ceil(NR) * k_padded * NR);
