@@ -28,33 +28,34 @@ pub const CACHE_LINE: usize = 64;
 /// pages and huge-page advice, where an allocation with a 64-byte layout
 /// would have been zeroed by a memset.
 pub struct AlignedVec<T> {
+    /// The values are `buf[start..]`.
     buf: Vec<T>,
     start: usize,
-    len: usize,
 }
 
 impl<T: Copy + Default> AlignedVec<T> {
     /// `len` zeros (`T::default()`).
     pub fn zeroed(len: usize) -> Self {
         let slack = CACHE_LINE / std::mem::size_of::<T>().max(1);
-        let buf = zeroed_vec::<T>(len + slack);
+        let mut buf = zeroed_vec::<T>(len + slack);
         // Reachable for the plain numbers packed here (sizes dividing 64);
         // otherwise unaligned, never out of bounds.
         let start = buf.as_ptr().align_offset(CACHE_LINE).min(slack);
-        Self { buf, start, len }
+        buf.truncate(start + len);
+        Self { buf, start }
     }
 }
 
 impl<T> std::ops::Deref for AlignedVec<T> {
     type Target = [T];
     fn deref(&self) -> &[T] {
-        &self.buf[self.start..self.start + self.len]
+        &self.buf[self.start..]
     }
 }
 
 impl<T> std::ops::DerefMut for AlignedVec<T> {
     fn deref_mut(&mut self) -> &mut [T] {
-        &mut self.buf[self.start..self.start + self.len]
+        &mut self.buf[self.start..]
     }
 }
 

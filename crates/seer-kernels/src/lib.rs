@@ -38,8 +38,9 @@ pub use isa::Isa;
 /// ends on a worker, with the other workers stealing, where called from an
 /// outside thread each kernel handed its work to the pool and that thread
 /// slept until woken at the end, a sleep and a wake-up per kernel. ViT-B/32
-/// bf16 images at batch 8, 12 layers of about 10 kernels each: 7% faster on
-/// the Intel Xeon with AMX (2 threads, alternating in one process).
+/// bf16 images at batch 8, 12 layers of about 10 kernels each: 5-7% faster
+/// on the Intel Xeon with AMX (2 threads, alternating builds and in one
+/// process).
 pub fn on_worker<R: Send>(op: impl FnOnce() -> R + Send) -> R {
     if rayon::current_thread_index().is_some() {
         op()

@@ -853,7 +853,11 @@ fn for_each_block(
         let rows = (rows.start * mr).min(m)..(rows.end * mr).min(m);
         block(rows, split(panels, n_chunks, ni));
     };
-    let tasks = n_chunks * m_chunks;
+    run_tasks(n_chunks * m_chunks, task);
+}
+
+/// `task(0..tasks)`, one rayon task each, or on this thread when there is one.
+fn run_tasks(tasks: usize, task: impl Fn(usize) + Sync + Send) {
     if tasks == 1 {
         task(0);
     } else {
@@ -900,15 +904,15 @@ fn for_each_share(
 ) {
     let (panels, tiles) = (w.n.div_ceil(NR), m.div_ceil(mr));
     let (parts, n_chunks) = grid(tiles, panels, mc / mr, 1, threads);
-    if n_chunks > 1 || tiles % parts == 0 {
+    if n_chunks > 1 {
         return for_each_block(m, w, mr, mc, 1, threads, block);
     }
-    let task = |part: usize| {
+    // Where the tiles divide evenly each share is whole tiles: for_each_block's blocks.
+    run_tasks(parts, |part| {
         for (tiles, panels) in share(tiles, panels, parts, part) {
             block((tiles.start * mr).min(m)..(tiles.end * mr).min(m), panels);
         }
-    };
-    (0..parts).into_par_iter().with_max_len(1).for_each(task);
+    });
 }
 
 /// Part `i` of `parts` of the row-major (tile, panel) cells of a `tiles ×
