@@ -15,7 +15,8 @@ openvino`) is importable, the same random-weight towers are exported with
 `torch.onnx.export` and timed there too, on the same inputs (CPU only): in f32,
 ONNX Runtime with dynamic int8 (`quantize_dynamic`, QInt8 weights) and OpenVINO
 with `INFERENCE_PRECISION_HINT` bf16 (skipped where the CPU has no bf16). PyTorch itself runs again with its weights
-in bf16 (oneDNN, AMX where the CPU has it). Each engine reports its cosine to the
+in bf16 (oneDNN, AMX where the CPU has it; on a GPU, cuBLAS on the tensor cores: the
+only other engine measured there). Each engine reports its cosine to the
 PyTorch f32 output. Their figures go under "onnxruntime", "openvino" and
 "pytorch" with one object per precision; an engine that is missing is skipped
 with one line.
@@ -225,8 +226,8 @@ class Tower:
 
 
 def cosine_stats(a, b):
-    a = torch.nn.functional.normalize(torch.as_tensor(a, dtype=torch.float32), dim=-1)
-    b = torch.nn.functional.normalize(torch.as_tensor(b, dtype=torch.float32), dim=-1)
+    a = torch.nn.functional.normalize(torch.as_tensor(a, dtype=torch.float32).cpu(), dim=-1)
+    b = torch.nn.functional.normalize(torch.as_tensor(b, dtype=torch.float32).cpu(), dim=-1)
     c = (a * b).sum(-1)
     return float(c.min()), float(c.mean())
 
@@ -246,12 +247,11 @@ def torch_engine(threads, towers):
             copies[key] = copy.deepcopy(tower.model).to(torch.bfloat16)
         model = copies[key]
 
-        def run(x):
-            x = torch.from_numpy(x)
+        def run(x):  # a tensor on the model's device (engine_bench), as PyTorch f32 is fed
             if x.is_floating_point():
                 x = x.to(torch.bfloat16)
             with torch.inference_mode():
-                return tower.embed(x, model).float().numpy()
+                return tower.embed(x, model).float()
 
         return run, {}
 
@@ -317,7 +317,7 @@ def other_engines(args, towers):
                ("pytorch", "torch", torch_engine)]
     out = {}
     for key, module, make in engines:
-        if args.device != "cpu":
+        if args.device != "cpu" and key != "pytorch":
             out[key] = {"skipped": "measured on the CPU only"}
         elif importlib.util.find_spec(module) is None:
             out[key] = {"skipped": f"not installed in {sys.executable} (pip install {module})"}
@@ -327,11 +327,11 @@ def other_engines(args, towers):
     if not wanted:
         return out
     with tempfile.TemporaryDirectory(prefix="seer-bench-onnx-") as tmp:
-        paths = {}
+        # Each runner is made from its tower's ONNX path; PyTorch only reads its name.
+        paths = {tower.name: Path(tmp) / f"{tower.name}.onnx" for tower in towers}
         try:
-            for tower in towers:
+            for tower in towers if any(key != "pytorch" for key, _, _ in wanted) else []:
                 print(f"exporting the {tower.name} tower to ONNX...", file=sys.stderr)
-                paths[tower.name] = Path(tmp) / f"{tower.name}.onnx"
                 with torch.no_grad():
                     tower.export(paths[tower.name])
         except Exception as e:  # keep the PyTorch figures
@@ -362,8 +362,10 @@ def engine_bench(args, engine, precision, runner, towers, paths, expected):
         run, info = runner(paths[tower.name])
         result.update(info)
         for i, (keys, make_input, items) in enumerate(tower.cases):
-            numpy = lambda: make_input().cpu().contiguous().numpy()
-            rate = timed(lambda: run(numpy()), items, args.iterations)
+            # PyTorch takes its tensors where they are (on a GPU too); the
+            # others get host arrays, as a caller of theirs would hold them.
+            feed = make_input if engine == "pytorch" else lambda: make_input().cpu().contiguous().numpy()
+            rate = timed(lambda: run(feed()), items, args.iterations)
             node = result
             for k in keys[:-1]:
                 node = node.setdefault(k, {})
@@ -372,7 +374,7 @@ def engine_bench(args, engine, precision, runner, towers, paths, expected):
             label = f"{engine} {precision}"
             print(f"{label:<16} {'/'.join(keys):<18}: {rate:8.2f} {unit}/s", file=sys.stderr)
             if i == 0:
-                lo, mean = cosine_stats(run(numpy()), expected[tower.name])
+                lo, mean = cosine_stats(run(feed()), expected[tower.name])
                 result["cosine_to_torch_f32"][tower.name] = {"min": lo, "mean": mean, "n": items}
     used = result.get("inference_precision")
     if used and used != precision:

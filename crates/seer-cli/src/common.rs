@@ -48,11 +48,11 @@ pub struct RunArgs {
     /// cpu, cuda or cuda:N (cuda needs a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     pub device: String,
-    /// Matmul weights on the CPU: f32 (exact), bf16 (half the memory; about
-    /// 1.7x faster where the CPU has AVX-512 BF16, as fast as f32 elsewhere;
-    /// embeddings within cos 0.999) or int8 (dynamically quantised activations;
-    /// about 2.5x f32 with AVX-512 VNNI, 1.3-1.5x with AVX2; embeddings within
-    /// cos 0.995; CPU only).
+    /// Matmul weights: f32 (exact), bf16 (half the memory; about 1.7x faster
+    /// where the CPU has AVX-512 BF16, 4.6-5.5x with AMX, as fast as f32
+    /// elsewhere; on a GPU the tensor cores, 3.5-4.5x; embeddings within cos
+    /// 0.999) or int8 (dynamically quantised activations; about 2.5x f32 with
+    /// AVX-512 VNNI, 1.3-1.5x with AVX2; embeddings within cos 0.995; CPU only).
     #[arg(long, env = "SEER_PRECISION", default_value = "f32", value_parser = parse_precision)]
     pub precision: Precision,
     /// Worker threads for the model and image decoding (default: all cores).

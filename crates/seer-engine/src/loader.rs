@@ -25,9 +25,10 @@ pub struct LoadOptions {
     /// Show download progress bars.
     pub progress: bool,
     pub device: DeviceChoice,
-    /// How CPU matmul weights are stored: f32 (exact), bf16 (half the memory,
-    /// faster on CPUs with AVX-512 BF16) or int8 (a quarter, activations
-    /// quantised per row; fastest with AVX-512 VNNI; refused on a GPU).
+    /// How matmul weights are stored: f32 (exact), bf16 (half the memory,
+    /// faster on CPUs with AVX-512 BF16 or AMX, on a GPU's tensor cores) or
+    /// int8 (a quarter, activations quantised per row; fastest with AVX-512
+    /// VNNI or AMX; refused on a GPU).
     pub precision: Precision,
 }
 

@@ -4,10 +4,12 @@
 //! - `y = act(y + bias)` in place after a linear's matmul. candle runs a bias add
 //!   as a general broadcast kernel and quick-GELU as three more passes; on
 //!   ViT-B/32 at batch 256 those took a fifth of the GPU's time (Nsight Compute).
+//!   At bf16 an MLP's hidden layer is written straight in bf16 for fc2.
 //! - `y = residual + (y + bias)` in place: a block's residual add in the same pass.
 //! - multi-head attention for short sequences, straight from the fused q/k/v
 //!   matmul output: one kernel instead of three gathers into contiguous q/k/v, a
 //!   scale, two batched matmuls, a softmax and a transpose copy.
+//! - the bf16 matmul of `--precision bf16` with an f32 product (cuBLAS, not NVRTC).
 
 use std::sync::OnceLock;
 
@@ -15,29 +17,77 @@ use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
 use candle_core::cuda_backend::cudarc::nvrtc;
 use candle_core::cuda_backend::WrapErr;
 use candle_core::{
-    bail, CpuStorage, CudaStorage, CustomOp1, InplaceOp2, InplaceOp3, Layout, Result, Shape, Tensor,
+    bail, CpuStorage, CudaStorage, CustomOp1, CustomOp2, InplaceOp2, InplaceOp3, Layout, Result,
+    Shape, Tensor,
 };
 
 use crate::nn::config::Activation;
 
 const SOURCE: &str = r#"
+__device__ __forceinline__ float seer_activate(float v, int act) {
+    if (act == 1) {
+        v = v / (1.0f + expf(-1.702f * v));                  /* x * sigmoid(1.702 x) */
+    } else if (act == 2) {
+        v = 0.5f * v * (1.0f + erff(v * 0.7071067811865476f)); /* exact GELU */
+    } else if (act == 3) {
+        float u = 0.7978845608f * (v + 0.044715f * v * v * v);
+        v = v / (1.0f + expf(-2.0f * u));                     /* tanh GELU */
+    }
+    return v;
+}
+
 /* y = act(y + bias), plus residual when add_residual (only then is residual read). */
 extern "C" __global__ void seer_epilogue(float *y, const float *bias, const float *residual,
                                          unsigned int total, unsigned int n, int act,
                                          int add_residual) {
     for (unsigned int i = blockIdx.x * blockDim.x + threadIdx.x; i < total;
          i += blockDim.x * gridDim.x) {
-        float v = y[i] + bias[i % n];
-        if (act == 1) {
-            v = v / (1.0f + expf(-1.702f * v));                  /* x * sigmoid(1.702 x) */
-        } else if (act == 2) {
-            v = 0.5f * v * (1.0f + erff(v * 0.7071067811865476f)); /* exact GELU */
-        } else if (act == 3) {
-            float u = 0.7978845608f * (v + 0.044715f * v * v * v);
-            v = v / (1.0f + expf(-2.0f * u));                     /* tanh GELU */
-        }
+        float v = seer_activate(y[i] + bias[i % n], act);
         if (add_residual) v += residual[i];
         y[i] = v;
+    }
+}
+
+/* The same four floats at a time (16-byte loads and stores, one index
+   division per four), for widths and offsets that are multiples of 4. */
+extern "C" __global__ void seer_epilogue4(float4 *y, const float4 *bias, const float4 *residual,
+                                          unsigned int total4, unsigned int n4, int act,
+                                          int add_residual) {
+    for (unsigned int i = blockIdx.x * blockDim.x + threadIdx.x; i < total4;
+         i += blockDim.x * gridDim.x) {
+        float4 v = y[i];
+        const float4 b = bias[i % n4];
+        v.x = seer_activate(v.x + b.x, act);
+        v.y = seer_activate(v.y + b.y, act);
+        v.z = seer_activate(v.z + b.z, act);
+        v.w = seer_activate(v.w + b.w, act);
+        if (add_residual) {
+            const float4 r = residual[i];
+            v.x += r.x; v.y += r.y; v.z += r.z; v.w += r.w;
+        }
+        y[i] = v;
+    }
+}
+
+/* f32 -> bf16, rounding to nearest even (as a cast would); NaN stays NaN. */
+__device__ __forceinline__ unsigned int seer_bf16_bits(float v) {
+    unsigned int u = __float_as_uint(v);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (u >> 16) | 0x40u;
+    return (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+}
+
+/* out = bf16(act(y + bias)), four at a time: the hidden layer of an MLP whose
+   next matmul takes bf16, written once in the type it is read in. */
+extern "C" __global__ void seer_epilogue4_bf16(const float4 *y, const float4 *bias, uint2 *out,
+                                               unsigned int total4, unsigned int n4, int act) {
+    for (unsigned int i = blockIdx.x * blockDim.x + threadIdx.x; i < total4;
+         i += blockDim.x * gridDim.x) {
+        const float4 v = y[i], b = bias[i % n4];
+        const unsigned int x = seer_bf16_bits(seer_activate(v.x + b.x, act));
+        const unsigned int yy = seer_bf16_bits(seer_activate(v.y + b.y, act));
+        const unsigned int z = seer_bf16_bits(seer_activate(v.z + b.z, act));
+        const unsigned int w = seer_bf16_bits(seer_activate(v.w + b.w, act));
+        out[i] = make_uint2(x | (yy << 16), z | (w << 16));
     }
 }
 
@@ -98,26 +148,56 @@ const ATTENTION_THREADS: u32 = 128;
 /// Shared memory a block may take without opting in to more.
 const SHARED_LIMIT: usize = 48 * 1024;
 
-fn ptx() -> Result<&'static str> {
-    static PTX: OnceLock<std::result::Result<String, String>> = OnceLock::new();
-    PTX.get_or_init(|| {
-        nvrtc::compile_ptx(SOURCE)
+/// A kernel source's PTX, compiled by NVRTC on first use and kept in `cell`
+/// (a failure too, so it is reported alike each time); `what` names the
+/// kernels in the error.
+pub fn compiled_ptx(
+    cell: &'static OnceLock<std::result::Result<String, String>>,
+    source: &str,
+    what: &str,
+) -> Result<&'static str> {
+    cell.get_or_init(|| {
+        nvrtc::compile_ptx(source)
             .map(|p| p.to_src())
-            .map_err(|e| format!("NVRTC could not compile seer's CUDA kernels: {e}"))
+            .map_err(|e| format!("NVRTC could not compile {what}: {e}"))
     })
     .as_deref()
     .map_err(|e| candle_core::Error::Msg(e.clone()))
 }
 
-/// `y = act(y + bias)` in place on a contiguous `(rows, n)` f32 CUDA tensor.
-pub(crate) fn bias_activation(y: &Tensor, bias: &Tensor, act: Option<Activation>) -> Result<()> {
-    let code = match act {
+fn ptx() -> Result<&'static str> {
+    static PTX: OnceLock<std::result::Result<String, String>> = OnceLock::new();
+    compiled_ptx(&PTX, SOURCE, "seer's CUDA kernels")
+}
+
+fn activation_code(act: Option<Activation>) -> i32 {
+    match act {
         None => 0,
         Some(Activation::QuickGelu) => 1,
         Some(Activation::Gelu) => 2,
         Some(Activation::GeluTanh) => 3,
-    };
-    y.inplace_op2(bias, &BiasAct(code))
+    }
+}
+
+/// `y = act(y + bias)` in place on a contiguous `(rows, n)` f32 CUDA tensor.
+pub(crate) fn bias_activation(y: &Tensor, bias: &Tensor, act: Option<Activation>) -> Result<()> {
+    y.inplace_op2(bias, &BiasAct(activation_code(act)))
+}
+
+/// `bf16(act(y + bias))` as a new tensor of `y`'s shape, for a result that only
+/// feeds a bf16 matmul: one pass that writes 2 bytes an element instead of an
+/// f32 epilogue (4) and a cast (reading 4, writing 2).
+pub(crate) fn bias_activation_bf16(
+    y: &Tensor,
+    bias: &Tensor,
+    act: Option<Activation>,
+) -> Result<Tensor> {
+    let (total, n) = (y.elem_count(), bias.elem_count());
+    if n % 4 != 0 || total % 4 != 0 {
+        bias_activation(y, bias, act)?;
+        return y.to_dtype(candle_core::DType::BF16);
+    }
+    y.apply_op2_no_bwd(bias, &BiasActBf16(activation_code(act)))
 }
 
 /// `y = residual + (y + bias)` in place (a block's residual add in the output
@@ -172,9 +252,16 @@ fn launch_epilogue(
     {
         bail!("the fused epilogue got {total} outputs for a bias of {n} and residual {residual_range:?}")
     }
-    let func = y
-        .device
-        .get_or_load_custom_func("seer_epilogue", MODULE, ptx()?)?;
+    // float4 when every range starts on a 16-byte boundary and the widths allow.
+    let by_four = [y0, b0, residual_range.map_or(0, |r| r.0), total, n]
+        .iter()
+        .all(|v| v % 4 == 0);
+    let name = if by_four {
+        "seer_epilogue4"
+    } else {
+        "seer_epilogue"
+    };
+    let func = y.device.get_or_load_custom_func(name, MODULE, ptx()?)?;
     let bias = b.as_cuda_slice::<f32>()?.slice(b0..b1);
     // Without a residual the kernel never reads that pointer: pass the bias.
     let residual = match (residual, residual_range) {
@@ -183,7 +270,8 @@ fn launch_epilogue(
     };
     let mut out = y.as_cuda_slice_mut::<f32>()?.slice_mut(y0..y1);
     let add_residual = i32::from(residual_range.is_some());
-    let (total, n) = (total as u32, n as u32);
+    let step = if by_four { 4 } else { 1 };
+    let (total, n) = ((total / step) as u32, (n / step) as u32);
     let mut builder = func.builder();
     builder.arg(&mut out);
     builder.arg(&bias);
@@ -192,9 +280,69 @@ fn launch_epilogue(
     builder.arg(&n);
     builder.arg(&act);
     builder.arg(&add_residual);
-    // SAFETY: reads `total` floats of y (and of the residual) and `n` of bias, in bounds.
+    // SAFETY: reads `total` elements (floats or float4s, in bounds and 16-byte
+    // aligned for the latter) of y and the residual, and `n` of bias.
     unsafe { builder.launch(LaunchConfig::for_num_elems(total)) }.w()?;
     Ok(())
+}
+
+struct BiasActBf16(i32);
+
+impl CustomOp2 for BiasActBf16 {
+    fn name(&self) -> &'static str {
+        "seer-bias-activation-bf16"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        bail!("the fused bf16 epilogue runs on CUDA only")
+    }
+
+    fn cuda_fwd(
+        &self,
+        ys: &CudaStorage,
+        yl: &Layout,
+        bs: &CudaStorage,
+        bl: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        let (Some((y0, y1)), Some((b0, b1))) = (yl.contiguous_offsets(), bl.contiguous_offsets())
+        else {
+            bail!("the fused bf16 epilogue needs contiguous tensors")
+        };
+        let (total, n) = (y1 - y0, b1 - b0);
+        let aligned = [y0, b0, total, n].iter().all(|v| v % 4 == 0);
+        if n == 0 || total % n != 0 || !aligned || total / 4 > u32::MAX as usize {
+            bail!("the fused bf16 epilogue got {total} outputs for a bias of {n}")
+        }
+        let dev = &ys.device;
+        let func = dev.get_or_load_custom_func("seer_epilogue4_bf16", MODULE, ptx()?)?;
+        let y = ys.as_cuda_slice::<f32>()?.slice(y0..y1);
+        let bias = bs.as_cuda_slice::<f32>()?.slice(b0..b1);
+        // SAFETY: the kernel writes every element, four per thread step.
+        let out = unsafe { dev.alloc::<half::bf16>(total)? };
+        let (total4, n4) = ((total / 4) as u32, (n / 4) as u32);
+        let act = self.0;
+        let mut builder = func.builder();
+        builder.arg(&y);
+        builder.arg(&bias);
+        builder.arg(&out);
+        builder.arg(&total4);
+        builder.arg(&n4);
+        builder.arg(&act);
+        // SAFETY: reads total4 float4s of y and n4 of bias, writes total4 groups
+        // of four bf16 of out; all in bounds, every start 16-byte aligned (offsets
+        // checked above, fresh allocations aligned) and out's 8-byte stores too.
+        unsafe { builder.launch(LaunchConfig::for_num_elems(total4)) }.w()?;
+        Ok((
+            CudaStorage::wrap_cuda_slice(out, dev.clone()),
+            yl.shape().clone(),
+        ))
+    }
 }
 
 fn attention_shared_bytes(t: usize, d: usize) -> usize {
@@ -298,5 +446,98 @@ impl InplaceOp3 for BiasResidual {
         rl: &Layout,
     ) -> Result<()> {
         launch_epilogue(y, yl, b, bl, Some((r, rl)), 0)
+    }
+}
+
+/// `x wᵀ` for a bf16 `(rows, k)` `x` and a bf16 `(n, k)` `w`, both contiguous,
+/// as an f32 `(rows, n)` tensor: cuBLAS on the tensor cores, accumulating and
+/// writing f32. (candle's bf16 matmul writes bf16: the product rounded to 8
+/// bits of mantissa, then another pass to widen it for the f32 epilogues.)
+pub(crate) fn matmul_bf16_f32(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    x.apply_op2_no_bwd(w, &MatmulBf16F32)
+}
+
+struct MatmulBf16F32;
+
+impl CustomOp2 for MatmulBf16F32 {
+    fn name(&self) -> &'static str {
+        "seer-matmul-bf16-f32"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        bail!("the bf16 matmul with f32 output runs on CUDA only")
+    }
+
+    fn cuda_fwd(
+        &self,
+        xs: &CudaStorage,
+        xl: &Layout,
+        ws: &CudaStorage,
+        wl: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        use candle_core::cuda_backend::cudarc::cublas::{result::gemm_ex, sys};
+        use candle_core::cuda_backend::cudarc::driver::{DevicePtr, DevicePtrMut};
+
+        let ((rows, k), (n, wk)) = (xl.shape().dims2()?, wl.shape().dims2()?);
+        let (Some((x0, x1)), Some((w0, w1))) = (xl.contiguous_offsets(), wl.contiguous_offsets())
+        else {
+            bail!("the bf16 matmul needs contiguous operands")
+        };
+        let too_big = [rows, n, k].iter().any(|&d| d > i32::MAX as usize);
+        if k != wk || too_big {
+            bail!("the bf16 matmul cannot multiply ({rows}, {k}) by ({n}, {wk})ᵀ")
+        }
+        let dev = &xs.device;
+        let x = xs.as_cuda_slice::<half::bf16>()?.slice(x0..x1);
+        let w = ws.as_cuda_slice::<half::bf16>()?.slice(w0..w1);
+        // SAFETY: cuBLAS writes every element (beta is 0).
+        let mut y = unsafe { dev.alloc::<f32>(rows * n)? };
+        let blas = dev.cublas_handle();
+        let stream = dev.cuda_stream();
+        {
+            let (xp, _x_guard) = x.device_ptr(&stream);
+            let (wp, _w_guard) = w.device_ptr(&stream);
+            let (yp, _y_guard) = y.device_ptr_mut(&stream);
+            let (alpha, beta) = (1f32, 0f32);
+            let (m, n32, k32) = (n as i32, rows as i32, k as i32);
+            // Column-major view: yᵀ (n × rows) = w (n × k, stored as k × n) ᵀ · xᵀ (k × rows).
+            // SAFETY: the pointers hold k·n, k·rows and n·rows elements of the
+            // types named, on the handle's stream; alpha and beta are f32 as
+            // CUBLAS_COMPUTE_32F requires.
+            unsafe {
+                gemm_ex(
+                    *blas.handle(),
+                    sys::cublasOperation_t::CUBLAS_OP_T,
+                    sys::cublasOperation_t::CUBLAS_OP_N,
+                    m,
+                    n32,
+                    k32,
+                    (&alpha as *const f32).cast(),
+                    wp as *const _,
+                    sys::cudaDataType_t::CUDA_R_16BF,
+                    k32,
+                    xp as *const _,
+                    sys::cudaDataType_t::CUDA_R_16BF,
+                    k32,
+                    (&beta as *const f32).cast(),
+                    yp as *mut _,
+                    sys::cudaDataType_t::CUDA_R_32F,
+                    m,
+                    sys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
+                    sys::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT_TENSOR_OP,
+                )
+            }
+            .map_err(|e| candle_core::Error::Msg(format!("cuBLAS bf16 matmul: {e:?}")))?;
+        }
+        Ok((
+            CudaStorage::wrap_cuda_slice(y, dev.clone()),
+            Shape::from((rows, n)),
+        ))
     }
 }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use candle_core::{Module, Tensor, D};
+use candle_core::{DType, Module, Tensor, D};
 use rayon::prelude::*;
 use seer_kernels::{Init, PackedWeights, Precision};
 
@@ -15,8 +15,8 @@ use crate::nn::cpu::CpuBlock;
 /// `y = x Wᵀ + b`. On the CPU for inference the weight is packed for seer's
 /// kernels (and the checkpoint's copy dropped); elsewhere it is kept as the
 /// checkpoint's `(out, in)` matrix, for seer's training kernels as it is and
-/// for candle's matmul as a transposed view. Any leading dims are flattened
-/// into one matrix product.
+/// for candle's matmul as a transposed view (in bf16 for GPU inference at
+/// `--precision bf16`). Any leading dims are flattened into one matrix product.
 #[derive(Clone, Debug)]
 pub enum Linear {
     Tensor {
@@ -41,7 +41,7 @@ impl Linear {
         }
         refuse_int8(w)?;
         Ok(Self::Tensor {
-            weight,
+            weight: stored_for_gpu(w, weight)?,
             bias,
             fused_epilogue: fuses_on_gpu(w),
         })
@@ -61,7 +61,7 @@ impl Linear {
         }
         refuse_int8(w)?;
         Ok(Self::Tensor {
-            weight: matrix.t()?,
+            weight: stored_for_gpu(w, matrix.t()?)?,
             bias: None,
             fused_epilogue: fuses_on_gpu(w),
         })
@@ -103,6 +103,18 @@ fn refuse_int8(w: &Weights) -> Result<()> {
 
 fn fuses_on_gpu(w: &Weights) -> bool {
     cfg!(feature = "cuda") && w.device().is_cuda() && !w.differentiable()
+}
+
+/// The weight as a GPU inference layer keeps it: in bf16 when asked, so cuBLAS
+/// runs the matmul on the tensor cores ([`matmul_rows`] casts the activations
+/// to bf16 and has cuBLAS write the product in f32: norms, attention,
+/// epilogues and the residual stream stay f32, as on the CPU, where only the
+/// matmul inputs are bf16). Anything else keeps the checkpoint's f32.
+fn stored_for_gpu(w: &Weights, weight: Tensor) -> Result<Tensor> {
+    if w.precision() == Precision::Bf16 && fuses_on_gpu(w) {
+        return Ok(weight.to_dtype(DType::BF16)?);
+    }
+    Ok(weight)
 }
 
 impl Linear {
@@ -152,15 +164,44 @@ impl Linear {
         y.reshape(out_dims)
     }
 
+    /// The weight and bias of a layer whose epilogues run fused on a GPU.
+    #[cfg(feature = "cuda")]
+    fn fused_on_gpu(&self) -> Option<(&Tensor, &Tensor)> {
+        match self {
+            Self::Tensor {
+                weight,
+                bias: Some(b),
+                fused_epilogue: true,
+            } => Some((weight, b)),
+            _ => None,
+        }
+    }
+
+    /// `act(x Wᵀ + b)` for a result that only feeds another linear: on GPU
+    /// inference at bf16 the epilogue writes it in bf16, the next matmul's
+    /// input type (no f32 copy, no cast pass). Otherwise [`Self::forward_activated`].
+    pub fn forward_into_linear(
+        &self,
+        x: &Tensor,
+        act: Option<Activation>,
+    ) -> candle_core::Result<Tensor> {
+        #[cfg(feature = "cuda")]
+        if let Some((weight, b)) = self.fused_on_gpu() {
+            if weight.dtype() == DType::BF16 {
+                let y =
+                    crate::nn::cuda_ops::bias_activation_bf16(&matmul_rows(x, weight)?, b, act)?;
+                let mut out_dims = x.dims().to_vec();
+                *out_dims.last_mut().expect("rank >= 1") = self.out_dim();
+                return y.reshape(out_dims);
+            }
+        }
+        self.forward_activated(x, act)
+    }
+
     /// `residual + (x Wᵀ + b)`, in one pass after the matmul on CUDA inference.
     pub fn forward_plus(&self, x: &Tensor, residual: &Tensor) -> candle_core::Result<Tensor> {
         #[cfg(feature = "cuda")]
-        if let Self::Tensor {
-            weight,
-            bias: Some(b),
-            fused_epilogue: true,
-        } = self
-        {
+        if let Some((weight, b)) = self.fused_on_gpu() {
             let y = matmul_rows(x, weight)?;
             crate::nn::cuda_ops::bias_residual(&y, b, &residual.contiguous()?)?;
             return y.reshape(residual.shape());
@@ -173,8 +214,16 @@ impl Linear {
 /// is `(out, in)`).
 fn matmul_rows(x: &Tensor, weight: &Tensor) -> candle_core::Result<Tensor> {
     let in_dim = x.dim(D::Minus1)?;
-    x.reshape((x.elem_count() / in_dim.max(1), in_dim))?
-        .matmul(&weight.t()?)
+    let rows = x.reshape((x.elem_count() / in_dim.max(1), in_dim))?;
+    if weight.dtype() == DType::BF16 {
+        let rows = rows.to_dtype(DType::BF16)?;
+        #[cfg(feature = "cuda")]
+        return crate::nn::cuda_ops::matmul_bf16_f32(&rows, weight);
+        // Only GPU layers keep bf16 weights (`stored_for_gpu`).
+        #[cfg(not(feature = "cuda"))]
+        return rows.matmul(&weight.t()?)?.to_dtype(DType::F32);
+    }
+    rows.matmul(&weight.t()?)
 }
 
 impl Module for Linear {
@@ -277,7 +326,7 @@ impl Mlp {
     /// `act(fc1(x))` (or SwiGLU's gating), the input of fc2.
     fn hidden(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         if !self.swiglu {
-            return self.fc1.forward_activated(x, Some(self.activation));
+            return self.fc1.forward_into_linear(x, Some(self.activation));
         }
         let x12 = self.fc1.forward(x)?;
         let hidden = x12.dim(D::Minus1)? / 2;

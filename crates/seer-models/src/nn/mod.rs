@@ -6,7 +6,7 @@
 pub mod config;
 pub mod cpu;
 #[cfg(feature = "cuda")]
-pub(crate) mod cuda_ops;
+pub mod cuda_ops;
 pub mod layers;
 pub(crate) mod train_attention;
 pub(crate) mod train_linear;
