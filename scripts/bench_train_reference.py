@@ -8,6 +8,7 @@ CONFIG, open_clip's ClipLoss, backward, AdamW (open_clip's groups). Prints sampl
 over the steps after the first.
 
     ../refvenv/bin/python scripts/bench_train_reference.py demos/cifar10/config.json 256 --threads 2
+    python3 scripts/bench_train_reference.py demos/cifar10/config.json 256 --device cuda
 """
 import argparse
 import json
@@ -25,10 +26,12 @@ def main():
     ap.add_argument("batch", type=int)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu")
     a = ap.parse_args()
+    device = torch.device(a.device)
     torch.set_num_threads(a.threads)
     cfg = CLIPConfig.from_dict(json.load(open(a.config)))
-    model = CLIPModel(cfg).train()
+    model = CLIPModel(cfg).train().to(device)
     s = cfg.vision_config.image_size
     ctx = cfg.text_config.max_position_embeddings
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
@@ -44,10 +47,12 @@ def main():
         ids[i, 1 + n] = 49407
     # Trim padding to the longest caption, as seer does (exact for the causal tower).
     longest = int((ids == 49407).int().argmax(dim=1).max()) + 1
-    ids = ids[:, :longest]
+    ids = ids[:, :longest].to(device)
     times = []
     for step in range(a.steps):
-        pixels = torch.randn(a.batch, 3, s, s)
+        pixels = torch.randn(a.batch, 3, s, s, device=device)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
         t0 = time.perf_counter()
         img = model.visual_projection(model.vision_model(pixel_values=pixels).pooler_output)
         txt = model.text_projection(model.text_model(input_ids=ids).pooler_output)
@@ -55,10 +60,13 @@ def main():
         opt.zero_grad()
         loss.backward()
         opt.step()
+        if device.type == "cuda":  # the step is queued: wait for it
+            torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
         print(f"step {step}: loss {loss.item():.4f} {times[-1]:.3f}s -> {a.batch / times[-1]:.1f} samples/s")
     steady = times[1:] or times
-    print(json.dumps({"samples_per_sec": a.batch * len(steady) / sum(steady), "threads": a.threads}))
+    print(json.dumps({"samples_per_sec": a.batch * len(steady) / sum(steady), "threads": a.threads,
+                      "device": a.device}))
 
 
 if __name__ == "__main__":

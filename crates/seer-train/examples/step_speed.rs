@@ -1,7 +1,8 @@
 //! Times training steps (gradients + AdamW) of a from-scratch model on random
 //! data, the same work as `scripts/bench_train_reference.py` does in PyTorch:
-//! `cargo run --release -p seer-train --example step_speed -- CONFIG.json BATCH [MICRO]`
-//! (`SEER_ISA=avx2|portable` caps the kernels, as for the `seer` binary).
+//! `cargo run --release -p seer-train --example step_speed -- CONFIG.json BATCH [MICRO] [DEVICE]`
+//! (`SEER_ISA=avx2|portable` caps the kernels, as for the `seer` binary;
+//! DEVICE is cpu, cuda or cuda:N, the last two on a `--features cuda` build).
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
@@ -20,7 +21,10 @@ fn main() -> anyhow::Result<()> {
     let config = std::path::PathBuf::from(&args[1]);
     let b: usize = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(256);
     let micro: usize = args.get(3).map(|s| s.parse()).transpose()?.unwrap_or(b);
-    let dev = Device::Cpu;
+    let dev = match args.get(4) {
+        Some(d) => seer_engine::DeviceChoice::parse(d)?.device()?,
+        None => Device::Cpu,
+    };
     let store = ParamStore::from_scratch(&config, 0, &dev)?;
     let s = store.config().vision.image_size();
     let mut opt = AdamW::new(AdamWConfig::default());
@@ -40,6 +44,8 @@ fn main() -> anyhow::Result<()> {
         let r = compute_gradients(&store, &batch, LossKind::Clip, micro)?;
         let t1 = Instant::now();
         opt.update(&store, &r.grads, 1e-3)?;
+        // A GPU queues the update: wait for it, or the next step pays for it.
+        dev.synchronize()?;
         let t2 = Instant::now();
         times.push((t2 - t0).as_secs_f64());
         println!(

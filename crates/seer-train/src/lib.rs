@@ -10,6 +10,8 @@ pub mod export;
 mod init;
 pub mod loss;
 pub mod optim;
+#[cfg(feature = "cuda")]
+mod optim_cuda;
 pub mod params;
 pub mod settings;
 pub mod step;
