@@ -13,6 +13,13 @@
 #   BATCHES           model-only batch sizes (default 32,256; the last is also
 #                     the end-to-end batch)
 #   THREADS           decode threads and DataLoader workers (default: all cores)
+#   STEP_SPEED        a `--features cuda` build of seer-train's step_speed example:
+#                     then also training steps against PyTorch on the GPU (two
+#                     pairs each at batch 256 and 1024, the CIFAR-10 demo model;
+#                     the reference needs open_clip)
+#
+# Arguments after the second go to `seer bench` (`--precision bf16` adds
+# PyTorch bf16 and seer's own f32 in the same run).
 #
 # 1. Parity: the model fixtures' reference numbers on the GPU (1e-4), when a
 #    parity test binary is given (cargo test --release --features cuda -p
@@ -52,3 +59,14 @@ echo "== seer bench --device cuda (f32), then PyTorch eager on the same GPU"
     --tokenizer "$data/clip-tokenizer/bpe_simple_vocab_16e6.txt.gz" \
     --images "$data/imagenet-samples/images" --files "${FILES:-4096}" \
     --reference "$python" "${@:3}"
+
+if [[ -n "${STEP_SPEED:-}" ]]; then
+    echo "== training steps on the GPU: seer step_speed, then PyTorch (samples/s)"
+    root=$(dirname "$0")/..
+    for b in 256 1024; do
+        for pair in 1 2; do
+            echo "batch $b pair $pair: seer $("$STEP_SPEED" "$root/demos/cifar10/config.json" "$b" "$b" cuda | tail -1)," \
+                "PyTorch $("$python" "$root/scripts/bench_train_reference.py" "$root/demos/cifar10/config.json" "$b" --device cuda --steps 8 | tail -1)"
+        done
+    done
+fi
