@@ -43,8 +43,8 @@ enum Moments {
     /// the CIFAR-10 model, more than its forward and backward passes together.
     #[cfg(feature = "cuda")]
     Cuda(crate::optim_cuda::CudaMoments),
-    /// Those of any other parameter (a device without a kernel, a strided
-    /// tensor): on its device, updated with tensor ops.
+    /// Those of any other parameter (a device or dtype without a kernel): on
+    /// its device, updated with tensor ops.
     Tensors { exp_avg: Tensor, exp_avg_sq: Tensor },
 }
 
@@ -72,10 +72,6 @@ impl Moments {
                 &exp_avg_sq,
             )?));
         }
-        Self::tensors(w, exp_avg, exp_avg_sq)
-    }
-
-    fn tensors(w: &Tensor, exp_avg: Vec<f32>, exp_avg_sq: Vec<f32>) -> Result<Self> {
         let on_device = |v: Vec<f32>| Tensor::from_vec(v, w.dims(), w.device());
         Ok(Self::Tensors {
             exp_avg: on_device(exp_avg)?,
@@ -236,36 +232,26 @@ impl AdamW {
                 eps: c.eps as f32,
                 step_size: (lr / bias_correction1) as f32,
             };
-            if let (Moments::Host { .. }, true) = (&*m, in_place(g)) {
-                let op = UpdateInPlace {
-                    step,
-                    moments: std::sync::Mutex::new(m),
-                };
-                var.inplace_op2(g, &op)?;
-                continue;
-            }
-            #[cfg(feature = "cuda")]
-            if let Moments::Cuda(moments) = m {
-                if crate::optim_cuda::CudaMoments::device_of(g).is_some() {
-                    moments.update(step, var, g)?;
-                    continue;
+            // The kernels take contiguous gradients (a no-op for most).
+            let g = g.contiguous()?;
+            match m {
+                Moments::Host { .. } => {
+                    let op = UpdateInPlace {
+                        step,
+                        moments: std::sync::Mutex::new(m),
+                    };
+                    var.inplace_op2(&g, &op)?;
                 }
-            }
-            if !matches!(m, Moments::Tensors { .. }) {
-                // A gradient no kernel takes: the moments move to tensor ops
-                // for good.
-                let (exp_avg, exp_avg_sq) = m.to_host()?;
-                *m = Moments::tensors(var, exp_avg, exp_avg_sq)?;
-            }
-            if let Moments::Tensors {
-                exp_avg,
-                exp_avg_sq,
-            } = m
-            {
-                let (w, ea, eas) =
-                    adamw_tensors(step, var, &g.to_device(var.device())?, exp_avg, exp_avg_sq)?;
-                p.var().set(&w)?;
-                (*exp_avg, *exp_avg_sq) = (ea, eas);
+                #[cfg(feature = "cuda")]
+                Moments::Cuda(moments) => moments.update(step, var, &g)?,
+                Moments::Tensors {
+                    exp_avg,
+                    exp_avg_sq,
+                } => {
+                    let (w, ea, eas) = adamw_tensors(step, var, &g, exp_avg, exp_avg_sq)?;
+                    p.var().set(&w)?;
+                    (*exp_avg, *exp_avg_sq) = (ea, eas);
+                }
             }
         }
         Ok(())

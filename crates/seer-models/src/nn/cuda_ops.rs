@@ -192,12 +192,41 @@ pub(crate) fn bias_activation_bf16(
     bias: &Tensor,
     act: Option<Activation>,
 ) -> Result<Tensor> {
-    let (total, n) = (y.elem_count(), bias.elem_count());
-    if n % 4 != 0 || total % 4 != 0 {
+    let four_at_a_time = match (
+        y.layout().contiguous_offsets(),
+        bias.layout().contiguous_offsets(),
+    ) {
+        (Some((y0, y1)), Some((b0, b1))) => by_four(&[y0, b0, y1 - y0, b1 - b0]),
+        _ => false,
+    };
+    if !four_at_a_time {
         bias_activation(y, bias, act)?;
         return y.to_dtype(candle_core::DType::BF16);
     }
     y.apply_op2_no_bwd(bias, &BiasActBf16(activation_code(act)))
+}
+
+/// Whether every offset and width is a multiple of 4 elements: the float4
+/// kernels' 16-byte loads and stores (candle's allocations start aligned).
+fn by_four(offsets_and_widths: &[usize]) -> bool {
+    offsets_and_widths.iter().all(|v| v % 4 == 0)
+}
+
+fn contiguous_range(l: &Layout) -> Result<(usize, usize)> {
+    l.contiguous_offsets().ok_or_else(|| {
+        candle_core::Error::Msg("the fused epilogue needs contiguous tensors".into())
+    })
+}
+
+/// The element ranges of an epilogue's output and bias: contiguous, and the
+/// output a whole number of bias-wide rows.
+fn epilogue_ranges(yl: &Layout, bl: &Layout) -> Result<((usize, usize), (usize, usize))> {
+    let ((y0, y1), (b0, b1)) = (contiguous_range(yl)?, contiguous_range(bl)?);
+    let (total, n) = (y1 - y0, b1 - b0);
+    if n == 0 || total % n != 0 {
+        bail!("the fused epilogue got {total} outputs for a bias of {n}")
+    }
+    Ok(((y0, y1), (b0, b1)))
 }
 
 /// `y = residual + (y + bias)` in place (a block's residual add in the output
@@ -237,25 +266,13 @@ fn launch_epilogue(
     residual: Option<(&CudaStorage, &Layout)>,
     act: i32,
 ) -> Result<()> {
-    let contiguous = |l: &Layout| {
-        l.contiguous_offsets().ok_or_else(|| {
-            candle_core::Error::Msg("the fused epilogue needs contiguous tensors".into())
-        })
-    };
-    let ((y0, y1), (b0, b1)) = (contiguous(yl)?, contiguous(bl)?);
+    let ((y0, y1), (b0, b1)) = epilogue_ranges(yl, bl)?;
     let (total, n) = (y1 - y0, b1 - b0);
-    let residual_range = residual.map(|(_, rl)| contiguous(rl)).transpose()?;
-    if n == 0
-        || total % n != 0
-        || total > u32::MAX as usize
-        || residual_range.is_some_and(|(r0, r1)| r1 - r0 != total)
-    {
-        bail!("the fused epilogue got {total} outputs for a bias of {n} and residual {residual_range:?}")
+    let residual_range = residual.map(|(_, rl)| contiguous_range(rl)).transpose()?;
+    if total > u32::MAX as usize || residual_range.is_some_and(|(r0, r1)| r1 - r0 != total) {
+        bail!("the fused epilogue got {total} outputs and residual {residual_range:?}")
     }
-    // float4 when every range starts on a 16-byte boundary and the widths allow.
-    let by_four = [y0, b0, residual_range.map_or(0, |r| r.0), total, n]
-        .iter()
-        .all(|v| v % 4 == 0);
+    let by_four = by_four(&[y0, b0, residual_range.map_or(0, |r| r.0), total, n]);
     let name = if by_four {
         "seer_epilogue4"
     } else {
@@ -310,14 +327,10 @@ impl CustomOp2 for BiasActBf16 {
         bs: &CudaStorage,
         bl: &Layout,
     ) -> Result<(CudaStorage, Shape)> {
-        let (Some((y0, y1)), Some((b0, b1))) = (yl.contiguous_offsets(), bl.contiguous_offsets())
-        else {
-            bail!("the fused bf16 epilogue needs contiguous tensors")
-        };
+        let ((y0, y1), (b0, b1)) = epilogue_ranges(yl, bl)?;
         let (total, n) = (y1 - y0, b1 - b0);
-        let aligned = [y0, b0, total, n].iter().all(|v| v % 4 == 0);
-        if n == 0 || total % n != 0 || !aligned || total / 4 > u32::MAX as usize {
-            bail!("the fused bf16 epilogue got {total} outputs for a bias of {n}")
+        if !by_four(&[y0, b0, total, n]) || total / 4 > u32::MAX as usize {
+            bail!("the fused bf16 epilogue got {total} outputs for a bias of {n} at offsets {y0} and {b0}")
         }
         let dev = &ys.device;
         let func = dev.get_or_load_custom_func("seer_epilogue4_bf16", MODULE, ptx()?)?;

@@ -215,13 +215,10 @@ impl Linear {
 fn matmul_rows(x: &Tensor, weight: &Tensor) -> candle_core::Result<Tensor> {
     let in_dim = x.dim(D::Minus1)?;
     let rows = x.reshape((x.elem_count() / in_dim.max(1), in_dim))?;
+    // Only GPU layers keep bf16 weights (`stored_for_gpu`).
+    #[cfg(feature = "cuda")]
     if weight.dtype() == DType::BF16 {
-        let rows = rows.to_dtype(DType::BF16)?;
-        #[cfg(feature = "cuda")]
-        return crate::nn::cuda_ops::matmul_bf16_f32(&rows, weight);
-        // Only GPU layers keep bf16 weights (`stored_for_gpu`).
-        #[cfg(not(feature = "cuda"))]
-        return rows.matmul(&weight.t()?)?.to_dtype(DType::F32);
+        return crate::nn::cuda_ops::matmul_bf16_f32(&rows.to_dtype(DType::BF16)?, weight);
     }
     rows.matmul(&weight.t()?)
 }
