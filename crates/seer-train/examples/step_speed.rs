@@ -18,7 +18,9 @@ fn main() -> anyhow::Result<()> {
     }
     println!("kernels: {}", seer_kernels::Isa::detected().name());
     let args: Vec<String> = std::env::args().collect();
-    let config = std::path::PathBuf::from(&args[1]);
+    let config = std::path::PathBuf::from(args.get(1).ok_or_else(|| {
+        anyhow::anyhow!("usage: step_speed CONFIG.json [BATCH] [MICRO] [cpu|cuda|cuda:N]")
+    })?);
     let b: usize = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(256);
     let micro: usize = args.get(3).map(|s| s.parse()).transpose()?.unwrap_or(b);
     let dev = match args.get(4) {
