@@ -777,15 +777,19 @@ multiversion! {
         let CachedHead { keys, values, stride, offset } = cache;
         let d = q.len();
         assert!(visible > 0 && out.len() == d && offset + d <= stride);
-        assert!(keys.len() >= visible * stride && values.len() >= visible * stride);
+        // The last visible row is read only up to this head's end, so a cache
+        // may be a slice of rows that ends right there (q/k/v rows, where the
+        // values of the last token end a row before its next third).
+        let needed = (visible - 1) * stride + offset + d;
+        assert!(keys.len() >= needed && values.len() >= needed);
         // Plain loops, no closures: a closure is compiled without the
         // enclosing function's target features, and `mul_add` in it becomes a
         // libm call.
         scores.clear();
         scores.resize(visible, 0.0);
         let mut max = f32::NEG_INFINITY;
-        for (s, k) in scores.iter_mut().zip(keys.chunks_exact(stride)) {
-            *s = dot(q, &k[offset..][..d]) * scale;
+        for (t, s) in scores.iter_mut().enumerate() {
+            *s = dot(q, &keys[t * stride + offset..][..d]) * scale;
             max = max.max(*s);
         }
         for v in scores.iter_mut() {
@@ -793,9 +797,9 @@ multiversion! {
         }
         let inv = 1.0 / sum(scores);
         out.fill(0.0);
-        for (&p, v) in scores.iter().zip(values.chunks_exact(stride)) {
+        for (t, &p) in scores.iter().enumerate() {
             let p = p * inv;
-            for (o, &x) in out.iter_mut().zip(&v[offset..][..d]) {
+            for (o, &x) in out.iter_mut().zip(&values[t * stride + offset..][..d]) {
                 *o = p.mul_add(x, *o);
             }
         }

@@ -269,7 +269,8 @@ fn libm_erf(x: f64) -> f64 {
 
 /// Decoding attention: one query head against cached rows holding every head
 /// side by side, against the f64 definition, for several cache lengths and
-/// visible prefixes (head widths that are and are not a multiple of 16).
+/// visible prefixes (head widths that are and are not a multiple of 16), the
+/// cache cut right after the last visible row's head.
 #[test]
 fn attend_cached_matches_the_definition() {
     crate::common::cap(CEILING);
@@ -283,9 +284,11 @@ fn attend_cached_matches_the_definition() {
             for h in [0, heads - 1] {
                 let qh = &q[h * d..][..d];
                 let mut out = vec![f32::NAN; d];
+                // Cut right after the last visible row's head: nothing past it is read.
+                let needed = (visible - 1) * stride + h * d + d;
                 let cache = seer_kernels::ops::CachedHead {
-                    keys: &k,
-                    values: &v,
+                    keys: &k[..needed],
+                    values: &v[..needed],
                     stride,
                     offset: h * d,
                 };

@@ -4,9 +4,10 @@
 //! fused into the matmuls and every step split across the cores.
 
 use candle_core::{CpuStorage, Storage, Tensor};
+use rayon::prelude::*;
 use seer_kernels::ops::{
-    add_scaled, attention, attention_bf16, attention_bf16_rows_to_rows, attention_lines_fit,
-    layer_norm, layer_norm_to_bf16_rows, swiglu, AttentionShape,
+    add_scaled, attend_cached, attention, attention_bf16, attention_bf16_rows_to_rows,
+    attention_lines_fit, layer_norm, layer_norm_to_bf16_rows, swiglu, AttentionShape, CachedHead,
 };
 use seer_kernels::{
     gemm, gemm_bf16_rows, gemm_bf16_rows_to_bf16_rows, Activation as KernelActivation, Bf16Rows,
@@ -140,6 +141,14 @@ impl CpuBlock {
             }
         };
         self.residual(x, context, &self.out, self.ls1.as_deref(), &mut s.branch);
+        self.mlp(x, s);
+    }
+
+    /// `x += mlp(ln2(x))`, in place.
+    fn mlp(&self, x: &mut [f32], s: &mut Scratch) {
+        let c = self.width;
+        let m = x.len() / c;
+        s.normed.resize(x.len(), 0.0);
         // bf16 on AMX: LayerNorm into fc1's tile lines, and fc1's activated
         // output to fc2 as tile lines too (the values fc2 would round it to),
         // without the f32 hidden state.
@@ -183,6 +192,44 @@ impl CpuBlock {
         } else {
             attention_bf16(&s.qkv, shape, &mut s.context);
         }
+    }
+
+    /// The block's output at one row per sequence only (`pooled[i]` tokens
+    /// into sequence i), rows of width c: every row's keys and values, but
+    /// attention, output projection and MLP for those rows alone. A tower
+    /// that pools one token needs nothing else from its last block, which
+    /// this way costs about a quarter of a full one (q/k/v of every row).
+    /// f32 attention whatever the weights' precision: a few rows.
+    fn forward_pooled(
+        &self,
+        x: &[f32],
+        shape: AttentionShape,
+        pooled: &[usize],
+        s: &mut Scratch,
+    ) -> Vec<f32> {
+        let c = self.width;
+        let m = x.len() / c;
+        s.resize(m, c);
+        layer_norm(x, c, &self.ln1.0, &self.ln1.1, self.eps, &mut s.normed);
+        gemm(&s.normed, m, &self.qkv, &mut s.qkv, Init::Bias, None);
+        let context = pooled_attention(&s.qkv, &shape, pooled);
+        let mut y: Vec<f32> = shape
+            .sequences
+            .iter()
+            .zip(pooled)
+            .flat_map(|(&(start, _), &p)| &x[(start + p) * c..][..c])
+            .copied()
+            .collect();
+        let context = Input::F32(&context);
+        self.residual(
+            &mut y,
+            context,
+            &self.out,
+            self.ls1.as_deref(),
+            &mut s.branch,
+        );
+        self.mlp(&mut y, s);
+        y
     }
 
     /// `x += gamma ⊙ (input·Wᵀ + b)`; without LayerScale the matmul adds into x directly.
@@ -266,6 +313,39 @@ pub(crate) fn forward(
     y.reshape((batch, tokens, width))
 }
 
+/// The attention context of one query row per sequence (`pooled[i]` tokens
+/// into sequence i) over the sequence's keys, from q/k/v rows of width 3c (q
+/// already scaled): rows of width c, one per sequence.
+fn pooled_attention(qkv: &[f32], shape: &AttentionShape, pooled: &[usize]) -> Vec<f32> {
+    let c = shape.width;
+    let d = c / shape.heads;
+    let stride = 3 * c;
+    assert!(pooled.len() == shape.sequences.len() && shape.rel_pos.is_none());
+    let mut out = vec![0.0; pooled.len() * c];
+    out.par_chunks_mut(d)
+        .enumerate()
+        .for_each_init(Vec::new, |scores, (task, out)| {
+            let (i, h) = (task / shape.heads, task % shape.heads);
+            let ((start, len), p) = (shape.sequences[i], pooled[i]);
+            let visible = match (shape.causal, shape.keys) {
+                (true, _) => p + 1,
+                (false, Some(keys)) => keys[i],
+                (false, None) => len,
+            };
+            // Key t of this head is at row (start + t), column c + h·d: the
+            // cache starts c columns into the sequence's first row (values 2c).
+            let cache = CachedHead {
+                keys: &qkv[start * stride + c..],
+                values: &qkv[start * stride + 2 * c..],
+                stride,
+                offset: h * d,
+            };
+            let q = &qkv[(start + p) * stride + h * d..][..d];
+            attend_cached(q, cache, visible, 1.0, scores, out);
+        });
+    out
+}
+
 /// Runs `blocks` over `x` (rows, width) holding `sequences` (first row, length)
 /// back to back: variable-length prompts without padding.
 pub(crate) fn forward_packed(
@@ -276,8 +356,53 @@ pub(crate) fn forward_packed(
     keys: Option<&[usize]>,
 ) -> candle_core::Result<Tensor> {
     let (rows, width) = x.dims2()?;
+    let data = run(blocks, x, sequences, causal, keys, None)?;
+    Tensor::from_vec(data, (rows, width), x.device())
+}
+
+/// [`forward_packed`]'s output at one row per sequence, `pooled[i]` tokens
+/// into sequence i: (sequences, width). The last block computes only those
+/// rows (see [`CpuBlock::forward_pooled`]).
+pub(crate) fn forward_packed_pooled(
+    blocks: &[std::sync::Arc<CpuBlock>],
+    x: &Tensor,
+    sequences: &[(usize, usize)],
+    causal: bool,
+    keys: Option<&[usize]>,
+    pooled: &[usize],
+) -> candle_core::Result<Tensor> {
+    let (_, width) = x.dims2()?;
+    if pooled.len() != sequences.len()
+        || sequences.iter().zip(pooled).any(|(&(_, len), &p)| p >= len)
+    {
+        candle_core::bail!("one pooled token per sequence, inside it");
+    }
+    let data = run(blocks, x, sequences, causal, keys, Some(pooled))?;
+    Tensor::from_vec(data, (pooled.len(), width), x.device())
+}
+
+/// The blocks over `x`'s rows; with `pooled`, only those rows of the last
+/// block's output (a row per sequence).
+fn run(
+    blocks: &[std::sync::Arc<CpuBlock>],
+    x: &Tensor,
+    sequences: &[(usize, usize)],
+    causal: bool,
+    keys: Option<&[usize]>,
+    pooled: Option<&[usize]>,
+) -> candle_core::Result<Vec<f32>> {
+    let (_, width) = x.dims2()?;
+    let mut data = x.flatten_all()?.to_vec1::<f32>()?;
     let Some(first) = blocks.first() else {
-        return Ok(x.clone());
+        return Ok(match pooled {
+            Some(pooled) => sequences
+                .iter()
+                .zip(pooled)
+                .flat_map(|(&(start, _), &p)| &data[(start + p) * width..][..width])
+                .copied()
+                .collect(),
+            None => data,
+        });
     };
     let shape = AttentionShape {
         sequences,
@@ -287,12 +412,18 @@ pub(crate) fn forward_packed(
         keys,
         rel_pos: None,
     };
-    let mut data = x.flatten_all()?.to_vec1::<f32>()?;
     let mut scratch = Scratch::default();
-    seer_kernels::on_worker(|| {
-        for block in blocks {
+    Ok(seer_kernels::on_worker(|| {
+        let (full, last) = match pooled {
+            Some(pooled) => (&blocks[..blocks.len() - 1], blocks.last().zip(Some(pooled))),
+            None => (blocks, None),
+        };
+        for block in full {
             block.forward(&mut data, shape, &mut scratch);
         }
-    });
-    Tensor::from_vec(data, (rows, width), x.device())
+        match last {
+            Some((block, pooled)) => block.forward_pooled(&data, shape, pooled, &mut scratch),
+            None => data,
+        }
+    }))
 }

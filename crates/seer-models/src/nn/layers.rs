@@ -418,6 +418,45 @@ impl Attention {
         let probs = softmax_last_dim(&scores, self.differentiable)?;
         probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, c))
     }
+
+    /// [`Self::context`] at one query token per sequence only, every token a
+    /// key: (batch, width). Composed from candle ops, so it trains and runs
+    /// on any device.
+    fn pooled_context(
+        &self,
+        x: &Tensor,
+        mask: Option<&Tensor>,
+        pooled: &PooledTokens,
+    ) -> candle_core::Result<Tensor> {
+        let PooledTokens { rows, positions } = pooled;
+        let (b, t, c) = x.dims3()?;
+        let head_dim = c / self.heads;
+        let qkv = self.qkv.forward(x)?;
+        let q = qkv.reshape((b * t, 3 * c))?.index_select(rows, 0)?;
+        let scale = 1.0 / (head_dim as f64).sqrt();
+        let q = (q.narrow(1, 0, c)?.reshape((b, self.heads, 1, head_dim))? * scale)?;
+        let kv = qkv
+            .reshape((b, t, 3, self.heads, head_dim))?
+            .permute((2, 0, 3, 1, 4))?;
+        let k = kv.get(1)?.contiguous()?;
+        let v = kv.get(2)?.contiguous()?;
+        let mut scores = q.matmul(&k.t()?)?;
+        // A (tokens, tokens) causal mask: each pooled token's own row of it; a
+        // (batch, 1, 1, tokens) key-padding mask applies as it is.
+        let mask = match mask {
+            Some(m) if m.rank() == 2 => Some(
+                m.contiguous()?
+                    .index_select(positions, 0)?
+                    .reshape((b, 1, 1, t))?,
+            ),
+            other => other.cloned(),
+        };
+        if let Some(mask) = mask {
+            scores = scores.broadcast_add(&mask)?;
+        }
+        let probs = softmax_last_dim(&scores, self.differentiable)?;
+        probs.matmul(&v)?.reshape((b, c))
+    }
 }
 
 /// Pre-norm transformer block: `x + attn(ln1(x))`, then `x + mlp(ln2(x))`, with
@@ -549,17 +588,42 @@ impl ResidualBlock {
     }
 
     pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> candle_core::Result<Tensor> {
-        // `x + γ ⊙ (input Wᵀ + b)`; without LayerScale the add rides in the
-        // projection's epilogue (one pass on CUDA).
-        let residual =
-            |out: &Linear, input: &Tensor, x: &Tensor, gamma: &Option<Tensor>| match gamma {
-                Some(g) => x + out.forward(input)?.broadcast_mul(g)?,
-                None => out.forward_plus(input, x),
-            };
         let context = self.attn.context(&self.ln1.forward(x)?, mask)?;
-        let x = residual(&self.attn.out, &context, x, &self.ls1)?;
+        let x = block_residual(&self.attn.out, &context, x, &self.ls1)?;
         let hidden = self.mlp.hidden(&self.ln2.forward(&x)?)?;
-        residual(&self.mlp.fc2, &hidden, &x, &self.ls2)
+        block_residual(&self.mlp.fc2, &hidden, &x, &self.ls2)
+    }
+
+    /// [`Self::forward`]'s output at one token per sequence: (batch, width).
+    /// Only those rows get attention, projection and MLP.
+    fn forward_pooled(
+        &self,
+        x: &Tensor,
+        mask: Option<&Tensor>,
+        pooled: &PooledTokens,
+    ) -> candle_core::Result<Tensor> {
+        let (b, t, c) = x.dims3()?;
+        let context = self
+            .attn
+            .pooled_context(&self.ln1.forward(x)?, mask, pooled)?;
+        let x = x.reshape((b * t, c))?.index_select(&pooled.rows, 0)?;
+        let x = block_residual(&self.attn.out, &context, &x, &self.ls1)?;
+        let hidden = self.mlp.hidden(&self.ln2.forward(&x)?)?;
+        block_residual(&self.mlp.fc2, &hidden, &x, &self.ls2)
+    }
+}
+
+/// `x + γ ⊙ (input Wᵀ + b)`; without LayerScale the add rides in the
+/// projection's epilogue (one pass on CUDA).
+fn block_residual(
+    out: &Linear,
+    input: &Tensor,
+    x: &Tensor,
+    gamma: &Option<Tensor>,
+) -> candle_core::Result<Tensor> {
+    match gamma {
+        Some(g) => x + out.forward(input)?.broadcast_mul(g)?,
+        None => out.forward_plus(input, x),
     }
 }
 
@@ -635,21 +699,109 @@ impl Transformer {
         }
     }
 
+    /// The final hidden state at one token per sequence, `pooled[i]` of
+    /// sequence i: (batch, width), what [`Self::forward`] gives at those
+    /// tokens. On the CPU kernels the last block computes only those rows
+    /// (a tower pooling one token needs no other row of it).
+    pub fn forward_pooled(
+        &self,
+        x: &Tensor,
+        mask: Option<&Tensor>,
+        pooled: &[usize],
+    ) -> candle_core::Result<Tensor> {
+        let (b, t, c) = x.dims3()?;
+        check_pooled(b, t, pooled)?;
+        match self {
+            Self::Candle(blocks) => candle_pooled(blocks, x, mask, pooled),
+            Self::Cpu(blocks) => {
+                let sequences: Vec<(usize, usize)> = (0..b).map(|i| (i * t, t)).collect();
+                let x = x.reshape((b * t, c))?;
+                let causal = mask.is_some();
+                crate::nn::cpu::forward_packed_pooled(blocks, &x, &sequences, causal, None, pooled)
+            }
+        }
+    }
+
+    /// [`Self::forward_key_padded`] at one token per sequence, as
+    /// [`Self::forward_pooled`].
+    pub fn forward_key_padded_pooled(
+        &self,
+        x: &Tensor,
+        keys: &[usize],
+        pooled: &[usize],
+    ) -> candle_core::Result<Tensor> {
+        let (b, t, c) = x.dims3()?;
+        check_pooled(b, t, pooled)?;
+        match self {
+            Self::Candle(blocks) => {
+                let mask = key_padding_mask(x.dims3()?, keys, x.device())?;
+                candle_pooled(blocks, x, Some(&mask), pooled)
+            }
+            Self::Cpu(blocks) => {
+                let sequences: Vec<(usize, usize)> = (0..b).map(|i| (i * t, t)).collect();
+                let x = x.reshape((b * t, c))?;
+                let keys = Some(keys);
+                crate::nn::cpu::forward_packed_pooled(blocks, &x, &sequences, false, keys, pooled)
+            }
+        }
+    }
+
     /// Causal forward over `x` (rows, width) holding `sequences` (first row,
-    /// length) back to back, without padding. Only the CPU kernels support this;
-    /// candle layers return None and callers pad instead.
-    pub fn forward_causal_packed(
+    /// length) back to back, without padding, to the final hidden state at
+    /// one token per sequence (`pooled[i]` of sequence i): (sequences, width).
+    /// Only the CPU kernels support this; candle layers return None and
+    /// callers pad instead.
+    pub fn forward_causal_packed_pooled(
         &self,
         x: &Tensor,
         sequences: &[(usize, usize)],
+        pooled: &[usize],
     ) -> Option<candle_core::Result<Tensor>> {
         match self {
             Self::Candle(_) => None,
-            Self::Cpu(blocks) => Some(crate::nn::cpu::forward_packed(
-                blocks, x, sequences, true, None,
+            Self::Cpu(blocks) => Some(crate::nn::cpu::forward_packed_pooled(
+                blocks, x, sequences, true, None, pooled,
             )),
         }
     }
+}
+
+fn check_pooled(b: usize, t: usize, pooled: &[usize]) -> candle_core::Result<()> {
+    if pooled.len() != b || pooled.iter().any(|&p| p >= t) {
+        candle_core::bail!("{} pooled tokens for {b} sequences of {t}", pooled.len());
+    }
+    Ok(())
+}
+
+/// The candle blocks over `x` (batch, tokens, width) to the output at token
+/// `pooled[i]` of each sequence i: (batch, width), the last block on those
+/// rows alone.
+fn candle_pooled(
+    blocks: &[ResidualBlock],
+    x: &Tensor,
+    mask: Option<&Tensor>,
+    pooled: &[usize],
+) -> candle_core::Result<Tensor> {
+    let (b, t, c) = x.dims3()?;
+    let rows: Vec<u32> = (0..b).map(|i| (i * t + pooled[i]) as u32).collect();
+    let rows = Tensor::from_vec(rows, b, x.device())?;
+    let Some((last, rest)) = blocks.split_last() else {
+        return x.reshape((b * t, c))?.index_select(&rows, 0);
+    };
+    let positions: Vec<u32> = pooled.iter().map(|&p| p as u32).collect();
+    let positions = Tensor::from_vec(positions, b, x.device())?;
+    let x = rest
+        .iter()
+        .try_fold(x.clone(), |x, block| block.forward(&x, mask))?;
+    last.forward_pooled(&x, mask, &PooledTokens { rows, positions })
+}
+
+/// One token per sequence of a (batch, tokens, width) input, as index
+/// tensors for candle: `rows`, the flat row `i·tokens + p` of sequence i's
+/// token p; `positions`, the p.
+struct PooledTokens {
+    rows: Tensor,
+    positions: Tensor,
 }
 
 /// `(batch, 3, gh·p, gw·p)` pixels as `(batch, gh·gw, 3·p·p)` rows, one per
@@ -713,5 +865,143 @@ mod tests {
             Weights::from_tensors(tensors, &Device::Cpu).with_precision(Precision::Int8);
         let linear = Linear::load(&inference, 4, 3, false).unwrap();
         assert!(matches!(linear, Linear::Packed(p) if p.precision() == Precision::Int8));
+    }
+
+    /// Deterministic open_clip block tensors (`resblocks.{i}.…`) for `cfg`:
+    /// `Weights::random`'s values, LayerNorm weights around 1.
+    fn open_clip_blocks(cfg: &TransformerConfig) -> HashMap<String, Tensor> {
+        let (c, h) = (cfg.width, cfg.mlp_width);
+        let random = Weights::random(&Device::Cpu);
+        let mut tensors = HashMap::new();
+        for i in 0..cfg.layers {
+            for (name, shape) in [
+                ("ln_1.weight", vec![c]),
+                ("ln_1.bias", vec![c]),
+                ("attn.in_proj_weight", vec![3 * c, c]),
+                ("attn.in_proj_bias", vec![3 * c]),
+                ("attn.out_proj.weight", vec![c, c]),
+                ("attn.out_proj.bias", vec![c]),
+                ("ln_2.weight", vec![c]),
+                ("ln_2.bias", vec![c]),
+                ("mlp.c_fc.weight", vec![h, c]),
+                ("mlp.c_fc.bias", vec![h]),
+                ("mlp.c_proj.weight", vec![c, h]),
+                ("mlp.c_proj.bias", vec![c]),
+                ("ls_1.gamma", vec![c]),
+                ("ls_2.gamma", vec![c]),
+            ] {
+                let name = format!("resblocks.{i}.{name}");
+                let mut t = (random.get(&name, &shape).unwrap() * 5.0).unwrap();
+                if name.ends_with("ln_1.weight") || name.ends_with("ln_2.weight") {
+                    t = (t + 1.0).unwrap();
+                }
+                tensors.insert(name, t);
+            }
+        }
+        tensors
+    }
+
+    /// The pooled forwards (only the pooled rows through the last block)
+    /// against the full forward's rows: causal, key-padded and
+    /// bidirectional, with and without LayerScale, on the CPU kernels in each
+    /// precision and on candle's layers (training). bf16 and int8 run the full
+    /// block's attention in bf16, the pooled rows' in f32: a looser bound.
+    #[test]
+    fn pooled_forwards_match_the_full_forward_at_the_pooled_rows() {
+        let (b, t, width) = (3, 7, 64);
+        let x = Tensor::randn(0f32, 1.0, (b, t, width), &Device::Cpu).unwrap();
+        // Cut from a longer causal mask, as the text tower does: not contiguous.
+        let n = t + 2;
+        let causal: Vec<f32> = (0..n * n)
+            .map(|i| {
+                if i % n > i / n {
+                    f32::NEG_INFINITY
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let mask = Tensor::from_vec(causal, (n, n), &Device::Cpu)
+            .and_then(|m| m.narrow(0, 0, t)?.narrow(1, 0, t))
+            .unwrap();
+        let pooled = [0, 6, 3];
+        let keys = [7, 4, 5];
+        for layer_scale in [false, true] {
+            let cfg = TransformerConfig {
+                width,
+                layers: 2,
+                heads: 4,
+                mlp_width: 4 * width,
+                activation: Activation::QuickGelu,
+                layer_norm_eps: 1e-5,
+                layer_scale,
+            };
+            let tensors = open_clip_blocks(&cfg);
+            let candle = Weights::trainable(tensors.clone(), &Device::Cpu);
+            let towers = [Precision::F32, Precision::Bf16, Precision::Int8]
+                .map(|p| Weights::from_tensors(tensors.clone(), &Device::Cpu).with_precision(p))
+                .into_iter()
+                .chain([candle]);
+            for w in towers {
+                let tower = Transformer::load_open_clip(&w, &cfg).unwrap();
+                let kind = match &tower {
+                    Transformer::Cpu(_) => format!("{:?} kernels", w.precision()),
+                    Transformer::Candle(_) => "candle".to_string(),
+                };
+                let bound = if w.precision() == Precision::F32 {
+                    1e-5
+                } else {
+                    2e-2
+                };
+                let runs = [
+                    (
+                        tower.forward(&x, Some(&mask)).unwrap(),
+                        tower.forward_pooled(&x, Some(&mask), &pooled).unwrap(),
+                    ),
+                    (
+                        tower.forward(&x, None).unwrap(),
+                        tower.forward_pooled(&x, None, &pooled).unwrap(),
+                    ),
+                    (
+                        tower.forward_key_padded(&x, &keys).unwrap(),
+                        tower.forward_key_padded_pooled(&x, &keys, &pooled).unwrap(),
+                    ),
+                ];
+                for (run, (full, got)) in runs.iter().enumerate() {
+                    let want = pick_rows(full, &pooled);
+                    let scale = want.abs().unwrap().max_all().unwrap();
+                    let diff = (got - &want).unwrap().abs().unwrap().max_all().unwrap();
+                    let diff = diff.to_scalar::<f32>().unwrap();
+                    let scale = scale.to_scalar::<f32>().unwrap();
+                    assert!(
+                        diff <= bound * scale.max(1.0),
+                        "{kind}, layer scale {layer_scale}, run {run}: {diff} (scale {scale})"
+                    );
+                }
+            }
+        }
+        let cfg = TransformerConfig {
+            width,
+            layers: 1,
+            heads: 4,
+            mlp_width: width,
+            activation: Activation::QuickGelu,
+            layer_norm_eps: 1e-5,
+            layer_scale: false,
+        };
+        let tower = Transformer::load_open_clip(&Weights::random(&Device::Cpu), &cfg).unwrap();
+        let err = tower.forward_pooled(&x, None, &[0, 7, 1]).unwrap_err();
+        assert!(err.to_string().contains("pooled"), "{err}");
+    }
+
+    /// Row `pooled[i]` of each sequence i of `y` (batch, tokens, width): (batch, width).
+    fn pick_rows(y: &Tensor, pooled: &[usize]) -> Tensor {
+        let (b, t, c) = y.dims3().unwrap();
+        let rows: Vec<u32> = (0..b).map(|i| (i * t + pooled[i]) as u32).collect();
+        let rows = Tensor::from_vec(rows, b, y.device()).unwrap();
+        y.reshape((b * t, c))
+            .unwrap()
+            .index_select(&rows, 0)
+            .unwrap()
     }
 }

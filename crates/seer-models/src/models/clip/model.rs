@@ -6,7 +6,7 @@ use seer_kernels::Precision;
 use crate::error::Result;
 use crate::io::files::ModelFiles;
 use crate::io::weights::Weights;
-use crate::models::clip::config::{ClipConfig, Layout, VisionConfig};
+use crate::models::clip::config::{ClipConfig, Layout, VisionConfig, VisionPool};
 use crate::models::clip::resnet::ModifiedResNet;
 use crate::models::clip::text::{TextPadding, TextTransformer};
 use crate::models::clip::vit::VisionTransformer;
@@ -101,7 +101,9 @@ impl ClipModel {
     }
 
     /// Floating-point operations (multiply and add counted apart) of one image
-    /// through a ViT image tower; None for ResNet towers.
+    /// through a ViT image tower as seer computes it: with class-token
+    /// pooling the last block's attention, projection and MLP run for that
+    /// token alone (see `Transformer::forward_pooled`). None for ResNet towers.
     pub fn image_flops(&self) -> Option<f64> {
         let VisionConfig::Vit(cfg) = &self.config.vision else {
             return None;
@@ -111,9 +113,18 @@ impl ClipModel {
         let patches = ((cfg.image_size / cfg.patch_size) as f64).powi(2);
         let tokens = patches + 1.0;
         let patch_embed = 2.0 * patches * 3.0 * (cfg.patch_size as f64).powi(2) * c;
-        let per_layer = 2.0 * tokens * (4.0 * c * c + 2.0 * c * m) + 4.0 * tokens * tokens * c;
+        // q/k/v of every token, then attention, projection and MLP for `rows`.
+        let layer = |rows: f64| {
+            2.0 * tokens * 3.0 * c * c
+                + 4.0 * rows * tokens * c
+                + 2.0 * rows * (c * c + 2.0 * c * m)
+        };
+        let last = match cfg.pool {
+            VisionPool::Token => layer(1.0),
+            VisionPool::Mean => layer(tokens),
+        };
         let proj = 2.0 * c * self.config.embed_dim as f64;
-        Some(patch_embed + t.layers as f64 * per_layer + proj)
+        Some(patch_embed + (t.layers as f64 - 1.0).max(0.0) * layer(tokens) + last + proj)
     }
 
     /// `exp(logit_scale)`, the factor applied to cosine similarities before softmax.

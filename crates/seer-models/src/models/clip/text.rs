@@ -134,15 +134,10 @@ impl TextTransformer {
             .reshape((b, t, c))?
             .broadcast_add(&self.position_embedding.narrow(0, 0, t)?.unsqueeze(0)?)?;
         let mask = self.causal_mask.narrow(0, 0, t)?.narrow(1, 0, t)?;
-        let x = self.transformer.forward(&x, Some(&mask))?;
-        // Gather the end-of-text rows, then LayerNorm only those (it acts per token).
-        let rows: Vec<u32> = eot_positions
-            .iter()
-            .enumerate()
-            .map(|(i, &p)| (i * t + p) as u32)
-            .collect();
-        let rows = Tensor::from_vec(rows, b, device)?;
-        let pooled = x.reshape((b * t, c))?.index_select(&rows, 0)?;
+        // The end-of-text rows, then LayerNorm only those (it acts per token).
+        let pooled = self
+            .transformer
+            .forward_pooled(&x, Some(&mask), &eot_positions)?;
         Ok(self.proj.forward(&self.ln_final.forward(&pooled)?)?)
     }
 }
@@ -170,17 +165,13 @@ impl TextTransformer {
         let positions = Tensor::from_vec(positions, rows, device)?;
         let x = (self.token_embedding.index_select(&ids, 0)?
             + self.position_embedding.index_select(&positions, 0)?)?;
-        let Some(x) = self.transformer.forward_causal_packed(&x, &spans) else {
+        let Some(pooled) = self
+            .transformer
+            .forward_causal_packed_pooled(&x, &spans, eot_positions)
+        else {
             return Ok(None);
         };
-        let eot_rows: Vec<u32> = spans
-            .iter()
-            .zip(eot_positions)
-            .map(|(&(start, _), &p)| (start + p) as u32)
-            .collect();
-        let eot_rows = Tensor::from_vec(eot_rows, sequences.len(), device)?;
-        let pooled = x?.index_select(&eot_rows, 0)?;
-        Ok(Some(self.proj.forward(&self.ln_final.forward(&pooled)?)?))
+        Ok(Some(self.proj.forward(&self.ln_final.forward(&pooled?)?)?))
     }
 }
 

@@ -94,16 +94,22 @@ impl VisionTransformer {
         if let Some(ln) = &self.ln_pre {
             x = ln.forward(&x)?;
         }
-        let x = self.transformer.forward(&x, None)?;
         // LayerNorm acts per token, so for the class token pooling first is exact and
         // cheaper; a mean of normalised tokens is not the normalised mean, so open_clip's
         // `final_ln_after_pool` decides the order there.
         let pooled = match self.cfg.pool {
-            VisionPool::Token => self.ln_post.forward(&x.narrow(1, 0, 1)?.squeeze(1)?)?,
-            VisionPool::Mean if self.cfg.final_ln_after_pool => {
-                self.ln_post.forward(&x.narrow(1, 1, g * g)?.mean(1)?)?
+            VisionPool::Token => {
+                let x = self.transformer.forward_pooled(&x, None, &vec![0; b])?;
+                self.ln_post.forward(&x)?
             }
-            VisionPool::Mean => self.ln_post.forward(&x.narrow(1, 1, g * g)?)?.mean(1)?,
+            VisionPool::Mean => {
+                let patches = self.transformer.forward(&x, None)?.narrow(1, 1, g * g)?;
+                if self.cfg.final_ln_after_pool {
+                    self.ln_post.forward(&patches.mean(1)?)?
+                } else {
+                    self.ln_post.forward(&patches)?.mean(1)?
+                }
+            }
         };
         Ok(self.proj.forward(&pooled)?)
     }

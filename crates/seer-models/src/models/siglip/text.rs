@@ -85,12 +85,13 @@ impl SiglipTextTransformer {
             .index_select(&Tensor::from_vec(flat, b * t, device)?, 0)?
             .reshape((b, t, c))?
             .broadcast_add(&self.position_embedding.narrow(0, 0, t)?.unsqueeze(0)?)?;
-        let x = match &keys {
-            Some(keys) => self.encoder.forward_key_padded(&x, keys)?,
-            None => self.encoder.forward(&x, None)?,
+        // The last token (a padding position where there is padding) is
+        // pooled; LayerNorm acts per token: normalising only it is exact.
+        let pooled = vec![t - 1; b];
+        let last = match &keys {
+            Some(keys) => self.encoder.forward_key_padded_pooled(&x, keys, &pooled)?,
+            None => self.encoder.forward_pooled(&x, None, &pooled)?,
         };
-        // LayerNorm acts per token: normalising only the pooled one is exact.
-        let last = x.narrow(1, t - 1, 1)?.squeeze(1)?;
         Ok(self.head.forward(&self.final_layer_norm.forward(&last)?)?)
     }
 }
