@@ -61,6 +61,10 @@ const K_ALIGN_BF16: usize = 32;
 const K_ALIGN_INT8: usize = 64;
 /// Rows of activations packed at a time (rounded down to the kernel's MR).
 const MC: usize = 112;
+/// Depth blocks packed at a time where [`Blocks::group`] asks for more than
+/// one: ViT-B/32's depth of 768 (three blocks of [`KC`]) in one group, so a
+/// C tile gets its three adds while its column is in cache.
+const GROUP_BLOCKS: usize = 3;
 
 /// How deep and how many rows one packed block of activations is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,6 +77,10 @@ struct Blocks {
     /// at most this many runs as one row block per thread, its weight panels
     /// cut in two ([`Blocks::for_product`]).
     whole_share_rows: usize,
+    /// Depth blocks packed at a time. Above 1, each weight panel passes all
+    /// of them before the next panel, so its column of C tiles is added to
+    /// while still in cache, not after every other panel's (see `run_block`).
+    group: usize,
 }
 
 impl Blocks {
@@ -80,6 +88,7 @@ impl Blocks {
         kc: KC,
         mc: MC,
         whole_share_rows: 0,
+        group: 1,
     };
 
     /// The blocks of the AVX-512 kernels that do f32 arithmetic (f32, and bf16
@@ -92,7 +101,9 @@ impl Blocks {
     /// 11/12) and gained at batch 8 from 224-row blocks (+8%, 12/12), so it
     /// keeps shallow blocks and takes each thread's share whole where it fits
     /// 224 rows: images at batch 8 +7% (12/12 pairs), texts unpadded +1%
-    /// (10/16). AMD Zen 4 lost 10–15% when int8's weight micro-panel spilled
+    /// (10/16); and it packs [`GROUP_BLOCKS`] depth blocks at a time (f32
+    /// images at batch 32 +4.5–7%, 6/6 pairs, batch 8 +1%, 4/6; texts at 77
+    /// tokens +2–10%, 5/5; 2026-12-04). AMD Zen 4 lost 10–15% when int8's weight micro-panel spilled
     /// from its 32 KiB L1 to L2, and AMD has not been measured on either, so it
     /// keeps the shallow blocks.
     fn for_float_avx512() -> Blocks {
@@ -101,9 +112,11 @@ impl Blocks {
                 kc: DEEP_KC,
                 mc: DEEP_MC,
                 whole_share_rows: 0,
+                group: 1,
             },
             FloatBlocks::WholeShare => Blocks {
                 whole_share_rows: DEEP_MC,
+                group: GROUP_BLOCKS,
                 ..Blocks::SHALLOW
             },
             FloatBlocks::Shallow => Blocks::SHALLOW,
@@ -1063,6 +1076,11 @@ fn quantise_row(row: &[f32], out: &mut [u8]) -> (f32, f32) {
 
 /// One block of C: rows × weight panels, all of K.
 ///
+/// Row blocks of `mc`; in each, groups of `kernel.blocks.group` depth blocks
+/// packed at once; each weight panel passes the group's depth blocks in
+/// order, and each depth block's weights (a micro-panel in L1) every row
+/// tile. A tile's sums are added in the same order whatever the grouping.
+///
 /// # Safety
 /// `c` must point to the row-major `m × w.n` output (`m >= rows.end`), valid for
 /// writes, with no one else reading or writing the `rows × panels` block while
@@ -1091,124 +1109,146 @@ unsafe fn run_block(
     let single_block_first = kernel
         .first
         .filter(|_| k <= kernel.blocks.kc && init == Init::Bias);
+    // The tile of rows r0.. (up to m_end) in panel p over one depth block:
+    // `a_panel` holds its packed rows at depth k0..k0 + kc, `b_ptr` the
+    // panel's weights there.
+    let run_tile = |(k0, kc): (usize, usize),
+                    a_panel: *const u32,
+                    b_ptr: *const u8,
+                    (p, r0, m_end): (usize, usize, usize)| {
+        let pcols = NR.min(n - p * NR);
+        let tile = Tile {
+            // SAFETY: r0 < rows.end <= m and p * NR < n, so the
+            // offset is inside the m × n output `c` points to.
+            c: unsafe { c.add(r0 * n + p * NR) },
+            ldc: n,
+            rows: mr.min(m_end - r0),
+            cols: pcols,
+        };
+        let bias = w.bias.as_deref().map(|b| &b[p * NR..]);
+        // A product of one depth block writes its full tiles once
+        // where the kernel can (see `Kernel::first`).
+        let first = single_block_first.filter(|_| kernel.few.get(tile.rows - 1).is_none());
+        if let Some(first) = first {
+            // SAFETY: the micro-kernel contract as below; the
+            // bias (when there is one) holds this panel's
+            // `pcols` values.
+            unsafe {
+                first(
+                    kc,
+                    a_panel,
+                    b_ptr,
+                    tile.c,
+                    n,
+                    tile.rows,
+                    tile.cols,
+                    bias.map_or(std::ptr::null(), |b| b.as_ptr()),
+                )
+            };
+        } else {
+            // The tile's first and last touches happen while it sits in
+            // L1: no separate passes over C for the bias or activation.
+            // The int8 kernels write the bias themselves (`FirstBlock`).
+            if k0 == 0 && !matches!(kernel.micro, Micro::Int8(_)) {
+                // SAFETY: the tile's rows × cols lie inside C (r0 + rows
+                // <= rows.end, p * NR + cols <= n) and in this call's
+                // block, which the caller gave to this thread alone.
+                unsafe { tile.init(bias, init) };
+            }
+            // SAFETY: the micro-kernel contract (see `MicroF32`):
+            // pack_a wrote `kc` depth steps of `mr` rows at `a_panel`,
+            // the weight panel at `b_ptr` holds at least `kc` (rounded
+            // up to the packing granularity) steps of NR, the tile is
+            // inside C and ours, and the caller guarantees the CPU
+            // features of `kernel.micro`.
+            unsafe {
+                match (kernel.micro, quant, &w.panels) {
+                    (Micro::Float(micro), ..) => {
+                        let micro = kernel.few.get(tile.rows - 1).copied().unwrap_or(micro);
+                        micro(kc, a_panel, b_ptr, tile.c, n, tile.rows, tile.cols)
+                    }
+                    (Micro::Int8(micro), Some(q), Panels::Int8(wq)) => {
+                        let rows = r0..r0 + tile.rows;
+                        let cols = p * NR..(p + 1) * NR;
+                        let d = Dequant {
+                            row_scales: &q.scale[rows.clone()],
+                            col_scales: wq.scales[cols.clone()]
+                                .try_into()
+                                .expect("scales are padded to whole panels"),
+                            first: (k0 == 0).then(|| FirstBlock {
+                                mins: &q.min[rows],
+                                sums: wq.sums[cols.clone()]
+                                    .try_into()
+                                    .expect("sums are padded to whole panels"),
+                                bias: w.bias.as_ref().map_or(&[0.0; NR], |b| {
+                                    b[cols]
+                                        .try_into()
+                                        .expect("the bias is padded to whole panels")
+                                }),
+                                overwrite: init == Init::Bias,
+                            }),
+                        };
+                        micro(kc, a_panel, b_ptr, tile.c, n, tile.rows, tile.cols, &d)
+                    }
+                    _ => unreachable!("int8 kernels are chosen for int8 weights"),
+                }
+            };
+        }
+        if let (Some(act), true) = (act, k0 + kc == k) {
+            // SAFETY: as for `init`: the tile is inside C and ours.
+            unsafe { tile.activate(act) };
+        }
+    };
+    let b_at = |p: usize, k0: usize| -> *const u8 {
+        let off = w.panel_offset(p, k0);
+        // Panel p at depth k0 starts inside the packed weights: p <
+        // panels and k0 < k, with the panel holding k_padded × NR values.
+        match &w.panels {
+            Panels::F32(d) => d[off..].as_ptr().cast(),
+            Panels::Bf16(d) => d[off..].as_ptr().cast(),
+            Panels::Int8(q) => q.data[off..].as_ptr().cast(),
+        }
+    };
+    let group = kernel.blocks.group.max(1);
     PACKED_A.with_borrow_mut(|packed| {
-        packed.resize(mc * A_WORDS, 0);
+        packed.resize(group * mc * A_WORDS, 0);
         let mut m0 = rows.start;
         while m0 < rows.end {
             let mrows = mc.min(rows.end - m0);
-            let mut k0 = 0;
-            while k0 < k {
-                let kc = kernel.blocks.kc.min(k - k0);
-                let block = ABlock {
-                    a,
-                    quant,
-                    lda: k,
-                    m0,
-                    mrows,
-                    k0,
-                    kc,
-                };
-                let stride = (kernel.pack_a)(&block, mr, packed);
-                for p in panels.clone() {
-                    let pcols = NR.min(n - p * NR);
-                    let off = w.panel_offset(p, k0);
-                    // Panel p at depth k0 starts inside the packed weights: p <
-                    // panels and k0 < k, with the panel holding k_padded × NR values.
-                    let b_ptr: *const u8 = match &w.panels {
-                        Panels::F32(d) => d[off..].as_ptr().cast(),
-                        Panels::Bf16(d) => d[off..].as_ptr().cast(),
-                        Panels::Int8(q) => q.data[off..].as_ptr().cast(),
+            let m_end = m0 + mrows;
+            let mut g0 = 0;
+            while g0 < k {
+                // Up to `group` depth blocks packed at once, each in its own
+                // slot; each weight panel then passes all of them while its
+                // column of C tiles is in cache.
+                let mut blocks = Vec::with_capacity(group);
+                let mut k0 = g0;
+                while k0 < k && blocks.len() < group {
+                    let kc = kernel.blocks.kc.min(k - k0);
+                    let slot = &mut packed[blocks.len() * mc * A_WORDS..][..mc * A_WORDS];
+                    let block = ABlock {
+                        a,
+                        quant,
+                        lda: k,
+                        m0,
+                        mrows,
+                        k0,
+                        kc,
                     };
-                    for (i, r0) in (m0..m0 + mrows).step_by(mr).enumerate() {
-                        let tile = Tile {
-                            // SAFETY: r0 < rows.end <= m and p * NR < n, so the
-                            // offset is inside the m × n output `c` points to.
-                            c: unsafe { c.add(r0 * n + p * NR) },
-                            ldc: n,
-                            rows: mr.min(m0 + mrows - r0),
-                            cols: pcols,
-                        };
-                        let a_panel = packed[i * stride..].as_ptr();
-                        let bias = w.bias.as_deref().map(|b| &b[p * NR..]);
-                        // A product of one depth block writes its full tiles once
-                        // where the kernel can (see `Kernel::first`).
-                        let first =
-                            single_block_first.filter(|_| kernel.few.get(tile.rows - 1).is_none());
-                        if let Some(first) = first {
-                            // SAFETY: the micro-kernel contract as below; the
-                            // bias (when there is one) holds this panel's
-                            // `pcols` values.
-                            unsafe {
-                                first(
-                                    kc,
-                                    a_panel,
-                                    b_ptr,
-                                    tile.c,
-                                    n,
-                                    tile.rows,
-                                    tile.cols,
-                                    bias.map_or(std::ptr::null(), |b| b.as_ptr()),
-                                )
-                            };
-                        } else {
-                            // The tile's first and last touches happen while it sits in
-                            // L1: no separate passes over C for the bias or activation.
-                            // The int8 kernels write the bias themselves (`FirstBlock`).
-                            if k0 == 0 && !matches!(kernel.micro, Micro::Int8(_)) {
-                                // SAFETY: the tile's rows × cols lie inside C (r0 + rows
-                                // <= rows.end, p * NR + cols <= n) and in this call's
-                                // block, which the caller gave to this thread alone.
-                                unsafe { tile.init(bias, init) };
-                            }
-                            // SAFETY: the micro-kernel contract (see `MicroF32`):
-                            // pack_a wrote `kc` depth steps of `mr` rows at `a_panel`,
-                            // the weight panel at `b_ptr` holds at least `kc` (rounded
-                            // up to the packing granularity) steps of NR, the tile is
-                            // inside C and ours, and the caller guarantees the CPU
-                            // features of `kernel.micro`.
-                            unsafe {
-                                match (kernel.micro, quant, &w.panels) {
-                                    (Micro::Float(micro), ..) => {
-                                        let micro =
-                                            kernel.few.get(tile.rows - 1).copied().unwrap_or(micro);
-                                        micro(kc, a_panel, b_ptr, tile.c, n, tile.rows, tile.cols)
-                                    }
-                                    (Micro::Int8(micro), Some(q), Panels::Int8(wq)) => {
-                                        let rows = r0..r0 + tile.rows;
-                                        let cols = p * NR..(p + 1) * NR;
-                                        let d = Dequant {
-                                            row_scales: &q.scale[rows.clone()],
-                                            col_scales: wq.scales[cols.clone()]
-                                                .try_into()
-                                                .expect("scales are padded to whole panels"),
-                                            first: (k0 == 0).then(|| FirstBlock {
-                                                mins: &q.min[rows],
-                                                sums: wq.sums[cols.clone()]
-                                                    .try_into()
-                                                    .expect("sums are padded to whole panels"),
-                                                bias: w.bias.as_ref().map_or(&[0.0; NR], |b| {
-                                                    b[cols].try_into().expect(
-                                                        "the bias is padded to whole panels",
-                                                    )
-                                                }),
-                                                overwrite: init == Init::Bias,
-                                            }),
-                                        };
-                                        micro(
-                                            kc, a_panel, b_ptr, tile.c, n, tile.rows, tile.cols, &d,
-                                        )
-                                    }
-                                    _ => unreachable!("int8 kernels are chosen for int8 weights"),
-                                }
-                            };
-                        }
-                        if let (Some(act), true) = (act, k0 + kc == k) {
-                            // SAFETY: as for `init`: the tile is inside C and ours.
-                            unsafe { tile.activate(act) };
+                    let stride = (kernel.pack_a)(&block, mr, slot);
+                    blocks.push((k0, kc, stride));
+                    k0 += kc;
+                }
+                for p in panels.clone() {
+                    for (j, &(k0, kc, stride)) in blocks.iter().enumerate() {
+                        let b_ptr = b_at(p, k0);
+                        for (i, r0) in (m0..m_end).step_by(mr).enumerate() {
+                            let a_panel = packed[j * mc * A_WORDS + i * stride..].as_ptr();
+                            run_tile((k0, kc), a_panel, b_ptr, (p, r0, m_end));
                         }
                     }
                 }
-                k0 += kc;
+                g0 = k0;
             }
             m0 += mrows;
         }
@@ -1914,6 +1954,75 @@ mod tests {
             unsafe { gemm_with_kernel(isa, kernel, a, m, w, c.as_mut_ptr(), Init::Bias, None) };
         }
         c
+    }
+
+    /// Grouped depth blocks ([`Blocks::group`]) change only the order in
+    /// which tiles are visited, not the order of any tile's sums: the output
+    /// is bit for bit the ungrouped one, for each precision's kernel on the
+    /// portable and this CPU's x86 kernels, with a residual to add to and an
+    /// activation, over whole and partial groups and tiles.
+    #[test]
+    fn grouped_depth_blocks_give_the_same_bits() {
+        let mut isas = vec![Isa::Portable];
+        if Isa::best_supported() > Isa::Portable {
+            isas.push(Isa::best_supported().min(Isa::Avx512));
+        }
+        for isa in isas {
+            for precision in [Precision::F32, Precision::Bf16, Precision::Int8] {
+                let kernel = Kernel::select(isa, precision);
+                // Blocks an eighth as deep: several groups at a small depth
+                // (multiples of every kernel's pair or group of depths).
+                let kc = kernel.blocks.kc / 8;
+                let blocks = |group| Blocks {
+                    kc,
+                    group,
+                    ..kernel.blocks
+                };
+                let single = Kernel {
+                    blocks: blocks(1),
+                    ..kernel
+                };
+                let grouped = Kernel {
+                    blocks: blocks(GROUP_BLOCKS),
+                    ..kernel
+                };
+                for (m, n, k) in [(37, 70, 7 * kc + 5), (5, 33, kc), (20, 64, 2 * kc)] {
+                    let a: Vec<f32> = (0..m * k)
+                        .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
+                        .collect();
+                    let w: Vec<f32> = (0..n * k)
+                        .map(|i| ((i * 53 % 97) as f32 - 48.0) / 30.0)
+                        .collect();
+                    let bias: Vec<f32> = (0..n).map(|j| j as f32 * 0.1).collect();
+                    let packed = PackedWeights::from_rows(&w, n, k, Some(bias), precision);
+                    let run = |kernel: &Kernel| {
+                        let mut c: Vec<f32> = (0..m * n).map(|i| (i % 7) as f32 - 3.0).collect();
+                        // SAFETY: `isa` is supported here and `kernel` selected
+                        // for it; `c` is the initialised m × n output.
+                        unsafe {
+                            gemm_with_kernel(
+                                isa,
+                                kernel,
+                                &a,
+                                m,
+                                &packed,
+                                c.as_mut_ptr(),
+                                Init::AddToOutput,
+                                Some(Activation::QuickGelu),
+                            )
+                        };
+                        c
+                    };
+                    let (want, got) = (run(&single), run(&grouped));
+                    for (i, (x, y)) in got.iter().zip(&want).enumerate() {
+                        assert!(
+                            x.to_bits() == y.to_bits() && x.is_finite(),
+                            "{isa:?} {precision:?} {m}x{n}x{k} [{i}]: {x} vs {y}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     /// The AVX-512 kernel for CPUs without `vdpbf16ps` is never chosen on one
