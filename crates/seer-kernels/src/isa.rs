@@ -179,7 +179,7 @@ impl Isa {
             (Isa::Avx512 | Isa::Amx, Precision::F32)
                 if Self::float_blocks() == FloatBlocks::WholeShare =>
             {
-                "avx512 f32 14x32, a thread's rows as one block up to 224"
+                "avx512 f32 14x32, a thread's rows as one block up to 224, 3 depth blocks a pass"
             }
             (Isa::Avx512 | Isa::Amx, Precision::F32) => "avx512 f32 14x32",
             (Isa::Avx512, Precision::Bf16) if Self::has_bf16_dot() => "avx512-bf16 dot 14x32",

@@ -1956,6 +1956,24 @@ mod tests {
         c
     }
 
+    /// Deterministic activations (`m × k`) and weights (`n × k`, with a
+    /// bias) packed at `precision`.
+    fn product_inputs(
+        m: usize,
+        n: usize,
+        k: usize,
+        precision: Precision,
+    ) -> (Vec<f32>, PackedWeights) {
+        let a: Vec<f32> = (0..m * k)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
+            .collect();
+        let w: Vec<f32> = (0..n * k)
+            .map(|i| ((i * 53 % 97) as f32 - 48.0) / 30.0)
+            .collect();
+        let bias: Vec<f32> = (0..n).map(|j| j as f32 * 0.1).collect();
+        (a, PackedWeights::from_rows(&w, n, k, Some(bias), precision))
+    }
+
     /// Grouped depth blocks ([`Blocks::group`]) change only the order in
     /// which tiles are visited, not the order of any tile's sums: the output
     /// is bit for bit the ungrouped one, for each precision's kernel on the
@@ -1987,14 +2005,7 @@ mod tests {
                     ..kernel
                 };
                 for (m, n, k) in [(37, 70, 7 * kc + 5), (5, 33, kc), (20, 64, 2 * kc)] {
-                    let a: Vec<f32> = (0..m * k)
-                        .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
-                        .collect();
-                    let w: Vec<f32> = (0..n * k)
-                        .map(|i| ((i * 53 % 97) as f32 - 48.0) / 30.0)
-                        .collect();
-                    let bias: Vec<f32> = (0..n).map(|j| j as f32 * 0.1).collect();
-                    let packed = PackedWeights::from_rows(&w, n, k, Some(bias), precision);
+                    let (a, packed) = product_inputs(m, n, k, precision);
                     let run = |kernel: &Kernel| {
                         let mut c: Vec<f32> = (0..m * n).map(|i| (i % 7) as f32 - 3.0).collect();
                         // SAFETY: `isa` is supported here and `kernel` selected
@@ -2043,14 +2054,7 @@ mod tests {
         };
         let portable = Kernel::select(Isa::Portable, Precision::Bf16);
         for (m, n, k) in [(1, 1, 1), (13, 33, 7), (25, 70, 513), (40, 64, 300)] {
-            let a: Vec<f32> = (0..m * k)
-                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
-                .collect();
-            let w: Vec<f32> = (0..n * k)
-                .map(|i| ((i * 53 % 97) as f32 - 48.0) / 30.0)
-                .collect();
-            let bias: Vec<f32> = (0..n).map(|j| j as f32 * 0.1).collect();
-            let packed = PackedWeights::from_rows(&w, n, k, Some(bias), Precision::Bf16);
+            let (a, packed) = product_inputs(m, n, k, Precision::Bf16);
             // SAFETY: the CPU has AVX-512F (checked above), all the widened
             // kernel needs (the portable one needs nothing).
             let (got, want) = unsafe {
