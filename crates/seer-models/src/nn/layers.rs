@@ -992,6 +992,11 @@ mod tests {
         let tower = Transformer::load_open_clip(&Weights::random(&Device::Cpu), &cfg).unwrap();
         let err = tower.forward_pooled(&x, None, &[0, 7, 1]).unwrap_err();
         assert!(err.to_string().contains("pooled"), "{err}");
+        // An empty batch pools nothing.
+        let none = tower
+            .forward_pooled(&x.narrow(0, 0, 0).unwrap(), None, &[])
+            .unwrap();
+        assert_eq!(none.dims(), &[0, width]);
     }
 
     /// Row `pooled[i]` of each sequence i of `y` (batch, tokens, width): (batch, width).
