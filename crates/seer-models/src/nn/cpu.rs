@@ -213,13 +213,7 @@ impl CpuBlock {
         layer_norm(x, c, &self.ln1.0, &self.ln1.1, self.eps, &mut s.normed);
         gemm(&s.normed, m, &self.qkv, &mut s.qkv, Init::Bias, None);
         let context = pooled_attention(&s.qkv, &shape, pooled);
-        let mut y: Vec<f32> = shape
-            .sequences
-            .iter()
-            .zip(pooled)
-            .flat_map(|(&(start, _), &p)| &x[(start + p) * c..][..c])
-            .copied()
-            .collect();
+        let mut y = pooled_rows(x, c, shape.sequences, pooled);
         let context = Input::F32(&context);
         self.residual(
             &mut y,
@@ -313,6 +307,21 @@ pub(crate) fn forward(
     y.reshape((batch, tokens, width))
 }
 
+/// Row `pooled[i]` of each sequence i of `x` (rows of `width`), back to back.
+fn pooled_rows(
+    x: &[f32],
+    width: usize,
+    sequences: &[(usize, usize)],
+    pooled: &[usize],
+) -> Vec<f32> {
+    sequences
+        .iter()
+        .zip(pooled)
+        .flat_map(|(&(start, _), &p)| &x[(start + p) * width..][..width])
+        .copied()
+        .collect()
+}
+
 /// The attention context of one query row per sequence (`pooled[i]` tokens
 /// into sequence i) over the sequence's keys, from q/k/v rows of width 3c (q
 /// already scaled): rows of width c, one per sequence.
@@ -361,8 +370,9 @@ pub(crate) fn forward_packed(
 }
 
 /// [`forward_packed`]'s output at one row per sequence, `pooled[i]` tokens
-/// into sequence i: (sequences, width). The last block computes only those
-/// rows (see [`CpuBlock::forward_pooled`]).
+/// into sequence i (one per sequence, inside it: the caller checks): (sequences,
+/// width). The last block computes only those rows (see
+/// [`CpuBlock::forward_pooled`]).
 pub(crate) fn forward_packed_pooled(
     blocks: &[std::sync::Arc<CpuBlock>],
     x: &Tensor,
@@ -372,11 +382,6 @@ pub(crate) fn forward_packed_pooled(
     pooled: &[usize],
 ) -> candle_core::Result<Tensor> {
     let (_, width) = x.dims2()?;
-    if pooled.len() != sequences.len()
-        || sequences.iter().zip(pooled).any(|(&(_, len), &p)| p >= len)
-    {
-        candle_core::bail!("one pooled token per sequence, inside it");
-    }
     let data = run(blocks, x, sequences, causal, keys, Some(pooled))?;
     Tensor::from_vec(data, (pooled.len(), width), x.device())
 }
@@ -395,12 +400,7 @@ fn run(
     let mut data = x.flatten_all()?.to_vec1::<f32>()?;
     let Some(first) = blocks.first() else {
         return Ok(match pooled {
-            Some(pooled) => sequences
-                .iter()
-                .zip(pooled)
-                .flat_map(|(&(start, _), &p)| &data[(start + p) * width..][..width])
-                .copied()
-                .collect(),
+            Some(pooled) => pooled_rows(&data, width, sequences, pooled),
             None => data,
         });
     };
@@ -414,16 +414,19 @@ fn run(
     };
     let mut scratch = Scratch::default();
     Ok(seer_kernels::on_worker(|| {
-        let (full, last) = match pooled {
-            Some(pooled) => (&blocks[..blocks.len() - 1], blocks.last().zip(Some(pooled))),
-            None => (blocks, None),
-        };
-        for block in full {
-            block.forward(&mut data, shape, &mut scratch);
-        }
-        match last {
-            Some((block, pooled)) => block.forward_pooled(&data, shape, pooled, &mut scratch),
-            None => data,
+        match (pooled, blocks.split_last()) {
+            (Some(pooled), Some((last, rest))) => {
+                for block in rest {
+                    block.forward(&mut data, shape, &mut scratch);
+                }
+                last.forward_pooled(&data, shape, pooled, &mut scratch)
+            }
+            _ => {
+                for block in blocks {
+                    block.forward(&mut data, shape, &mut scratch);
+                }
+                data
+            }
         }
     }))
 }

@@ -192,18 +192,20 @@ pub(crate) fn bias_activation_bf16(
     bias: &Tensor,
     act: Option<Activation>,
 ) -> Result<Tensor> {
-    let four_at_a_time = match (
-        y.layout().contiguous_offsets(),
-        bias.layout().contiguous_offsets(),
-    ) {
-        (Some((y0, y1)), Some((b0, b1))) => by_four(&[y0, b0, y1 - y0, b1 - b0]),
-        _ => false,
-    };
-    if !four_at_a_time {
+    if !fits_bf16_epilogue(y.layout(), bias.layout()) {
         bias_activation(y, bias, act)?;
         return y.to_dtype(candle_core::DType::BF16);
     }
     y.apply_op2_no_bwd(bias, &BiasActBf16(activation_code(act)))
+}
+
+/// Whether `seer_epilogue4_bf16` takes this output and bias: contiguous, and
+/// offsets and widths whole float4s.
+fn fits_bf16_epilogue(yl: &Layout, bl: &Layout) -> bool {
+    match (yl.contiguous_offsets(), bl.contiguous_offsets()) {
+        (Some((y0, y1)), Some((b0, b1))) => by_four(&[y0, b0, y1 - y0, b1 - b0]),
+        _ => false,
+    }
 }
 
 /// Whether every offset and width is a multiple of 4 elements: the float4
@@ -329,7 +331,7 @@ impl CustomOp2 for BiasActBf16 {
     ) -> Result<(CudaStorage, Shape)> {
         let ((y0, y1), (b0, b1)) = epilogue_ranges(yl, bl)?;
         let (total, n) = (y1 - y0, b1 - b0);
-        if !by_four(&[y0, b0, total, n]) || total / 4 > u32::MAX as usize {
+        if !fits_bf16_epilogue(yl, bl) || total / 4 > u32::MAX as usize {
             bail!("the fused bf16 epilogue got {total} outputs for a bias of {n} at offsets {y0} and {b0}")
         }
         let dev = &ys.device;

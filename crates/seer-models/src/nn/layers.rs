@@ -159,9 +159,14 @@ impl Linear {
                 Tensor::from_vec(out, (rows, p.n()), x.device())?
             }
         };
-        let mut out_dims = dims.to_vec();
-        *out_dims.last_mut().expect("rank >= 1") = self.out_dim();
-        y.reshape(out_dims)
+        y.reshape(self.out_dims(x))
+    }
+
+    /// `x`'s dims with the last one this layer's output width.
+    fn out_dims(&self, x: &Tensor) -> Vec<usize> {
+        let mut dims = x.dims().to_vec();
+        *dims.last_mut().expect("rank >= 1") = self.out_dim();
+        dims
     }
 
     /// The weight and bias of a layer whose epilogues run fused on a GPU.
@@ -190,9 +195,7 @@ impl Linear {
             if weight.dtype() == DType::BF16 {
                 let y =
                     crate::nn::cuda_ops::bias_activation_bf16(&matmul_rows(x, weight)?, b, act)?;
-                let mut out_dims = x.dims().to_vec();
-                *out_dims.last_mut().expect("rank >= 1") = self.out_dim();
-                return y.reshape(out_dims);
+                return y.reshape(self.out_dims(x));
             }
         }
         self.forward_activated(x, act)
@@ -385,7 +388,6 @@ impl Attention {
     /// mask of the text tower, a (batch, 1, 1, tokens) key-padding mask, or None.
     fn context(&self, x: &Tensor, mask: Option<&Tensor>) -> candle_core::Result<Tensor> {
         let (b, t, c) = x.dims3()?;
-        let head_dim = c / self.heads;
         let qkv = self.qkv.forward(x)?;
         // Training on the CPU: one op per direction (no key-padding masks).
         if self.differentiable
@@ -399,24 +401,48 @@ impl Attention {
         // generic way.
         #[cfg(feature = "cuda")]
         if self.fused_gpu
-            && crate::nn::cuda_ops::attention_fits(t, head_dim)
+            && crate::nn::cuda_ops::attention_fits(t, c / self.heads)
             && mask.is_none_or(|m| m.rank() == 2)
         {
             return crate::nn::cuda_ops::attention(&qkv, self.heads, mask.is_some());
         }
+        let [q, k, v] = self.heads_of(&qkv)?;
+        let q = (q * self.scale(c))?;
+        self.attend(&q, &k, &v, mask)?
+            .transpose(1, 2)?
+            .reshape((b, t, c))
+    }
+
+    /// q, k and v of `qkv` (batch, tokens, 3·width), each (batch, heads,
+    /// tokens, head_dim), contiguous.
+    fn heads_of(&self, qkv: &Tensor) -> candle_core::Result<[Tensor; 3]> {
+        let (b, t, three_c) = qkv.dims3()?;
         let qkv = qkv
-            .reshape((b, t, 3, self.heads, head_dim))?
+            .reshape((b, t, 3, self.heads, three_c / 3 / self.heads))?
             .permute((2, 0, 3, 1, 4))?;
-        let scale = 1.0 / (head_dim as f64).sqrt();
-        let q = (qkv.get(0)?.contiguous()? * scale)?;
-        let k = qkv.get(1)?.contiguous()?;
-        let v = qkv.get(2)?.contiguous()?;
+        let part = |i: usize| qkv.get(i)?.contiguous();
+        Ok([part(0)?, part(1)?, part(2)?])
+    }
+
+    /// 1/√head_dim for a model of `width`.
+    fn scale(&self, width: usize) -> f64 {
+        1.0 / ((width / self.heads) as f64).sqrt()
+    }
+
+    /// softmax(q·kᵀ + mask)·v per head: q (batch, heads, queries, head_dim)
+    /// already scaled, k and v (batch, heads, tokens, head_dim).
+    fn attend(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        mask: Option<&Tensor>,
+    ) -> candle_core::Result<Tensor> {
         let mut scores = q.matmul(&k.t()?)?;
         if let Some(mask) = mask {
             scores = scores.broadcast_add(mask)?;
         }
-        let probs = softmax_last_dim(&scores, self.differentiable)?;
-        probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, c))
+        softmax_last_dim(&scores, self.differentiable)?.matmul(v)
     }
 
     /// [`Self::context`] at one query token per sequence only, every token a
@@ -430,17 +456,13 @@ impl Attention {
     ) -> candle_core::Result<Tensor> {
         let PooledTokens { rows, positions } = pooled;
         let (b, t, c) = x.dims3()?;
-        let head_dim = c / self.heads;
         let qkv = self.qkv.forward(x)?;
         let q = qkv.reshape((b * t, 3 * c))?.index_select(rows, 0)?;
-        let scale = 1.0 / (head_dim as f64).sqrt();
-        let q = (q.narrow(1, 0, c)?.reshape((b, self.heads, 1, head_dim))? * scale)?;
-        let kv = qkv
-            .reshape((b, t, 3, self.heads, head_dim))?
-            .permute((2, 0, 3, 1, 4))?;
-        let k = kv.get(1)?.contiguous()?;
-        let v = kv.get(2)?.contiguous()?;
-        let mut scores = q.matmul(&k.t()?)?;
+        let q = (q
+            .narrow(1, 0, c)?
+            .reshape((b, self.heads, 1, c / self.heads))?
+            * self.scale(c))?;
+        let [_, k, v] = self.heads_of(&qkv)?;
         // A (tokens, tokens) causal mask: each pooled token's own row of it; a
         // (batch, 1, 1, tokens) key-padding mask applies as it is.
         let mask = match mask {
@@ -451,11 +473,7 @@ impl Attention {
             ),
             other => other.cloned(),
         };
-        if let Some(mask) = mask {
-            scores = scores.broadcast_add(&mask)?;
-        }
-        let probs = softmax_last_dim(&scores, self.differentiable)?;
-        probs.matmul(&v)?.reshape((b, c))
+        self.attend(&q, &k, &v, mask.as_ref())?.reshape((b, c))
     }
 }
 
@@ -701,24 +719,17 @@ impl Transformer {
 
     /// The final hidden state at one token per sequence, `pooled[i]` of
     /// sequence i: (batch, width), what [`Self::forward`] gives at those
-    /// tokens. On the CPU kernels the last block computes only those rows
-    /// (a tower pooling one token needs no other row of it).
+    /// tokens. The last block computes only those rows (a tower pooling one
+    /// token needs no other row of it).
     pub fn forward_pooled(
         &self,
         x: &Tensor,
         mask: Option<&Tensor>,
         pooled: &[usize],
     ) -> candle_core::Result<Tensor> {
-        let (b, t, c) = x.dims3()?;
-        check_pooled(b, t, pooled)?;
         match self {
             Self::Candle(blocks) => candle_pooled(blocks, x, mask, pooled),
-            Self::Cpu(blocks) => {
-                let sequences: Vec<(usize, usize)> = (0..b).map(|i| (i * t, t)).collect();
-                let x = x.reshape((b * t, c))?;
-                let causal = mask.is_some();
-                crate::nn::cpu::forward_packed_pooled(blocks, &x, &sequences, causal, None, pooled)
-            }
+            Self::Cpu(blocks) => cpu_pooled(blocks, x, mask.is_some(), None, pooled),
         }
     }
 
@@ -730,19 +741,12 @@ impl Transformer {
         keys: &[usize],
         pooled: &[usize],
     ) -> candle_core::Result<Tensor> {
-        let (b, t, c) = x.dims3()?;
-        check_pooled(b, t, pooled)?;
         match self {
             Self::Candle(blocks) => {
                 let mask = key_padding_mask(x.dims3()?, keys, x.device())?;
                 candle_pooled(blocks, x, Some(&mask), pooled)
             }
-            Self::Cpu(blocks) => {
-                let sequences: Vec<(usize, usize)> = (0..b).map(|i| (i * t, t)).collect();
-                let x = x.reshape((b * t, c))?;
-                let keys = Some(keys);
-                crate::nn::cpu::forward_packed_pooled(blocks, &x, &sequences, false, keys, pooled)
-            }
+            Self::Cpu(blocks) => cpu_pooled(blocks, x, false, Some(keys), pooled),
         }
     }
 
@@ -759,18 +763,44 @@ impl Transformer {
     ) -> Option<candle_core::Result<Tensor>> {
         match self {
             Self::Candle(_) => None,
-            Self::Cpu(blocks) => Some(crate::nn::cpu::forward_packed_pooled(
-                blocks, x, sequences, true, None, pooled,
-            )),
+            Self::Cpu(blocks) => Some(
+                check_pooled(sequences.iter().map(|&(_, len)| len), pooled).and_then(|()| {
+                    crate::nn::cpu::forward_packed_pooled(blocks, x, sequences, true, None, pooled)
+                }),
+            ),
         }
     }
 }
 
-fn check_pooled(b: usize, t: usize, pooled: &[usize]) -> candle_core::Result<()> {
-    if pooled.len() != b || pooled.iter().any(|&p| p >= t) {
-        candle_core::bail!("{} pooled tokens for {b} sequences of {t}", pooled.len());
+/// One pooled token per sequence, inside it (`lengths`: the sequences').
+fn check_pooled(
+    lengths: impl ExactSizeIterator<Item = usize>,
+    pooled: &[usize],
+) -> candle_core::Result<()> {
+    let sequences = lengths.len();
+    if pooled.len() != sequences {
+        candle_core::bail!("{} pooled tokens for {sequences} sequences", pooled.len());
+    }
+    if let Some((len, p)) = lengths.zip(pooled).find(|&(len, &p)| p >= len) {
+        candle_core::bail!("pooled token {p} is outside its sequence of {len}");
     }
     Ok(())
+}
+
+/// [`Transformer::forward_pooled`] on the CPU kernels, over `x` (batch,
+/// tokens, width): causal, key-padded (`keys`) or neither.
+fn cpu_pooled(
+    blocks: &[Arc<CpuBlock>],
+    x: &Tensor,
+    causal: bool,
+    keys: Option<&[usize]>,
+    pooled: &[usize],
+) -> candle_core::Result<Tensor> {
+    let (b, t, c) = x.dims3()?;
+    check_pooled(std::iter::repeat_n(t, b), pooled)?;
+    let sequences: Vec<(usize, usize)> = (0..b).map(|i| (i * t, t)).collect();
+    let x = x.reshape((b * t, c))?;
+    crate::nn::cpu::forward_packed_pooled(blocks, &x, &sequences, causal, keys, pooled)
 }
 
 /// The candle blocks over `x` (batch, tokens, width) to the output at token
@@ -783,6 +813,7 @@ fn candle_pooled(
     pooled: &[usize],
 ) -> candle_core::Result<Tensor> {
     let (b, t, c) = x.dims3()?;
+    check_pooled(std::iter::repeat_n(t, b), pooled)?;
     let rows: Vec<u32> = (0..b).map(|i| (i * t + pooled[i]) as u32).collect();
     let rows = Tensor::from_vec(rows, b, x.device())?;
     let Some((last, rest)) = blocks.split_last() else {
