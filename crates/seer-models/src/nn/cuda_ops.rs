@@ -91,6 +91,34 @@ extern "C" __global__ void seer_epilogue4_bf16(const float4 *y, const float4 *bi
     }
 }
 
+/* out[r][c] = table[ids[r]][c]. */
+extern "C" __global__ void seer_gather_rows(const float *table, const unsigned int *ids,
+                                            float *out, unsigned int rows, unsigned int width) {
+    const size_t total = (size_t)rows * width;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (size_t)blockDim.x * gridDim.x) {
+        out[i] = table[(size_t)ids[i / width] * width + i % width];
+    }
+}
+
+/* out[picked[u]][c] = sum of grad[order[k]][c] for k in starts[u]..starts[u+1],
+   in that order (out starts zeroed; rows never picked stay zero). */
+extern "C" __global__ void seer_scatter_rows(const float *grad, const unsigned int *picked,
+                                             const unsigned int *starts,
+                                             const unsigned int *order, float *out,
+                                             unsigned int n_picked, unsigned int width) {
+    const size_t total = (size_t)n_picked * width;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (size_t)blockDim.x * gridDim.x) {
+        const size_t u = i / width, c = i % width;
+        float sum = 0.0f;
+        for (unsigned int k = starts[u]; k < starts[u + 1]; ++k) {
+            sum += grad[(size_t)order[k] * width + c];
+        }
+        out[(size_t)picked[u] * width + c] = sum;
+    }
+}
+
 /* One block per (sequence, head); one warp per query row at a time. qkv is
    (batch, t, 3c) with rows [q | k | v], heads side by side; out is (batch, t, c).
    K and V rows are padded to d + 1 floats so lanes reading different keys hit
@@ -462,6 +490,99 @@ impl InplaceOp3 for BiasResidual {
     ) -> Result<()> {
         launch_epilogue(y, yl, b, bl, Some((r, rl)), 0)
     }
+}
+
+/// [`crate::nn::gather_rows`]'s forward: rows `ids` of a contiguous f32
+/// `(rows, width)` table (the ids checked against its rows by the caller).
+pub(crate) fn gather_rows(
+    s: &CudaStorage,
+    l: &Layout,
+    ids: &[u32],
+) -> Result<(CudaStorage, Shape)> {
+    let (Some((o0, o1)), Ok((_, width))) = (l.contiguous_offsets(), l.shape().dims2()) else {
+        bail!(
+            "gather_rows needs a contiguous 2-D table, got {:?}",
+            l.shape()
+        )
+    };
+    let total = ids.len() * width;
+    let dev = &s.device;
+    let out = dev.alloc_zeros::<f32>(total)?;
+    if total > 0 {
+        let func = dev.get_or_load_custom_func("seer_gather_rows", MODULE, ptx()?)?;
+        let table = s.as_cuda_slice::<f32>()?.slice(o0..o1);
+        let on_gpu = dev.clone_htod(ids)?;
+        let (rows, width32) = (ids.len() as u32, width as u32);
+        let mut builder = func.builder();
+        builder.arg(&table);
+        builder.arg(&on_gpu);
+        builder.arg(&out);
+        builder.arg(&rows);
+        builder.arg(&width32);
+        // SAFETY: writes rows·width outputs; reads ids (each below the table's
+        // rows, checked by the caller) and those rows of the table.
+        unsafe {
+            builder.launch(LaunchConfig::for_num_elems(
+                total.min(u32::MAX as usize) as u32
+            ))
+        }
+        .w()?;
+    }
+    Ok((
+        CudaStorage::wrap_cuda_slice(out, dev.clone()),
+        Shape::from((ids.len(), width)),
+    ))
+}
+
+/// [`crate::nn::gather_rows`]'s backward on a contiguous f32 gradient.
+pub(crate) fn scatter_rows(
+    s: &CudaStorage,
+    l: &Layout,
+    scatter: &crate::nn::gather_rows::RowScatter,
+) -> Result<(CudaStorage, Shape)> {
+    let (Some((o0, o1)), Ok((n, width))) = (l.contiguous_offsets(), l.shape().dims2()) else {
+        bail!(
+            "scatter_rows needs a contiguous 2-D gradient, got {:?}",
+            l.shape()
+        )
+    };
+    if n != scatter.order.len() {
+        bail!(
+            "scatter_rows got {n} gradient rows for {} picked",
+            scatter.order.len()
+        )
+    }
+    let dev = &s.device;
+    let out = dev.alloc_zeros::<f32>(scatter.rows * width)?;
+    let total = scatter.picked.len() * width;
+    if total > 0 {
+        let func = dev.get_or_load_custom_func("seer_scatter_rows", MODULE, ptx()?)?;
+        let grad = s.as_cuda_slice::<f32>()?.slice(o0..o1);
+        let picked = dev.clone_htod(scatter.picked.as_slice())?;
+        let starts = dev.clone_htod(scatter.starts.as_slice())?;
+        let order = dev.clone_htod(scatter.order.as_slice())?;
+        let (n_picked, width32) = (scatter.picked.len() as u32, width as u32);
+        let mut builder = func.builder();
+        builder.arg(&grad);
+        builder.arg(&picked);
+        builder.arg(&starts);
+        builder.arg(&order);
+        builder.arg(&out);
+        builder.arg(&n_picked);
+        builder.arg(&width32);
+        // SAFETY: `picked` are rows of out, `order` rows of grad and `starts`
+        // bounds into `order` (RowScatter::new builds them so).
+        unsafe {
+            builder.launch(LaunchConfig::for_num_elems(
+                total.min(u32::MAX as usize) as u32
+            ))
+        }
+        .w()?;
+    }
+    Ok((
+        CudaStorage::wrap_cuda_slice(out, dev.clone()),
+        Shape::from((scatter.rows, width)),
+    ))
 }
 
 /// `x wᵀ` for a bf16 `(rows, k)` `x` and a bf16 `(n, k)` `w`, both contiguous,

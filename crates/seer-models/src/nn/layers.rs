@@ -11,6 +11,7 @@ use crate::error::{ModelError, Result};
 use crate::io::weights::Weights;
 use crate::nn::config::{Activation, TransformerConfig};
 use crate::nn::cpu::CpuBlock;
+use crate::nn::gather_rows::gather_rows;
 
 /// `y = x Wᵀ + b`. On the CPU for inference the weight is packed for seer's
 /// kernels (and the checkpoint's copy dropped); elsewhere it is kept as the
@@ -457,7 +458,7 @@ impl Attention {
         let PooledTokens { rows, positions } = pooled;
         let (b, t, c) = x.dims3()?;
         let qkv = self.qkv.forward(x)?;
-        let q = qkv.reshape((b * t, 3 * c))?.index_select(rows, 0)?;
+        let q = gather_rows(&qkv.reshape((b * t, 3 * c))?, rows)?;
         let q = (q
             .narrow(1, 0, c)?
             .reshape((b, self.heads, 1, c / self.heads))?
@@ -624,7 +625,7 @@ impl ResidualBlock {
         let context = self
             .attn
             .pooled_context(&self.ln1.forward(x)?, mask, pooled)?;
-        let x = x.reshape((b * t, c))?.index_select(&pooled.rows, 0)?;
+        let x = gather_rows(&x.reshape((b * t, c))?, &pooled.rows)?;
         let x = block_residual(&self.attn.out, &context, &x, &self.ls1)?;
         let hidden = self.mlp.hidden(&self.ln2.forward(&x)?)?;
         block_residual(&self.mlp.fc2, &hidden, &x, &self.ls2)
@@ -815,9 +816,8 @@ fn candle_pooled(
     let (b, t, c) = x.dims3()?;
     check_pooled(std::iter::repeat_n(t, b), pooled)?;
     let rows: Vec<u32> = (0..b).map(|i| (i * t + pooled[i]) as u32).collect();
-    let rows = Tensor::from_vec(rows, b, x.device())?;
     let Some((last, rest)) = blocks.split_last() else {
-        return x.reshape((b * t, c))?.index_select(&rows, 0);
+        return gather_rows(&x.reshape((b * t, c))?, &rows);
     };
     let positions: Vec<u32> = pooled.iter().map(|&p| p as u32).collect();
     let positions = Tensor::from_vec(positions, b, x.device())?;
@@ -827,11 +827,11 @@ fn candle_pooled(
     last.forward_pooled(&x, mask, &PooledTokens { rows, positions })
 }
 
-/// One token per sequence of a (batch, tokens, width) input, as index
-/// tensors for candle: `rows`, the flat row `i·tokens + p` of sequence i's
-/// token p; `positions`, the p.
+/// One token per sequence of a (batch, tokens, width) input: `rows`, the flat
+/// row `i·tokens + p` of sequence i's token p (for [`gather_rows`]);
+/// `positions`, the p (an index tensor for the mask's rows).
 struct PooledTokens {
-    rows: Tensor,
+    rows: Vec<u32>,
     positions: Tensor,
 }
 

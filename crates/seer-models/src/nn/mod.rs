@@ -7,6 +7,7 @@ pub mod config;
 pub mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda_ops;
+pub mod gather_rows;
 pub mod layers;
 pub(crate) mod train_attention;
 pub(crate) mod train_linear;

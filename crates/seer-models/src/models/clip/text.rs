@@ -5,6 +5,7 @@ use candle_core::{Device, Module, Tensor};
 use crate::error::{ModelError, Result};
 use crate::io::weights::Weights;
 use crate::models::clip::config::{Layout, TextConfig};
+use crate::nn::gather_rows::gather_rows;
 use crate::nn::layers::{LayerNorm, Linear, Transformer};
 
 /// The CLIP end-of-text token; features are pooled at its first occurrence.
@@ -125,12 +126,8 @@ impl TextTransformer {
         for (row, seq) in ids.chunks_mut(t).zip(sequences) {
             row[..seq.len()].copy_from_slice(seq);
         }
-        let device = self.token_embedding.device();
-        let ids = Tensor::from_vec(ids, b * t, device)?;
         let c = self.cfg.transformer.width;
-        let x = self
-            .token_embedding
-            .index_select(&ids, 0)?
+        let x = gather_rows(&self.token_embedding, &ids)?
             .reshape((b, t, c))?
             .broadcast_add(&self.position_embedding.narrow(0, 0, t)?.unsqueeze(0)?)?;
         let mask = self.causal_mask.narrow(0, 0, t)?.narrow(1, 0, t)?;

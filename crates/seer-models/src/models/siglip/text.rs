@@ -6,6 +6,7 @@ use candle_core::{Module, Tensor};
 use super::config::SiglipTextConfig;
 use crate::error::{ModelError, Result};
 use crate::io::weights::Weights;
+use crate::nn::gather_rows::gather_rows;
 use crate::nn::layers::{LayerNorm, Linear, Transformer};
 
 #[derive(Clone, Debug)]
@@ -80,9 +81,7 @@ impl SiglipTextTransformer {
         let keys = mask.map(|m| real_key_counts(m, b, t)).transpose()?;
         let flat: Vec<u32> = ids.iter().flatten().copied().collect();
         let c = self.cfg.transformer.width;
-        let x = self
-            .token_embedding
-            .index_select(&Tensor::from_vec(flat, b * t, device)?, 0)?
+        let x = gather_rows(&self.token_embedding, &flat)?
             .reshape((b, t, c))?
             .broadcast_add(&self.position_embedding.narrow(0, 0, t)?.unsqueeze(0)?)?;
         // The last token (a padding position where there is padding) is
