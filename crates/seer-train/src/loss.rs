@@ -3,8 +3,10 @@
 //!
 //! The loss only sees the embeddings, so its gradient with respect to them is all
 //! the towers need: [`crate::step`] backpropagates it through each micro-batch
-//! (gradient caching). The B×B similarity matrix is small; its products run as
-//! candle matmuls and the rest in f64.
+//! (gradient caching). Its products with the embeddings run as candle matmuls
+//! and the rest in f64: swept on the host in parallel for CPU embeddings, as
+//! candle ops on the GPU for GPU ones (B² entries: a million at batch 1024, too
+//! many to copy across each step).
 
 use std::collections::HashMap;
 use std::ops::Range;
