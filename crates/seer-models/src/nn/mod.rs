@@ -10,5 +10,7 @@ pub mod cuda_ops;
 pub mod gather_rows;
 pub mod layers;
 pub(crate) mod train_attention;
+#[cfg(feature = "cuda")]
+pub(crate) mod train_cuda;
 pub(crate) mod train_linear;
 pub(crate) mod train_ops;

@@ -3,8 +3,9 @@
 //! backward.
 //! candle has fused forward kernels for both but no backward pass, so training
 //! used to compose them from 6–9 elementwise and reduction ops, each a pass over
-//! memory and an allocation, twice over for the gradient. Other devices and
-//! dtypes keep the composite form.
+//! memory and an allocation, twice over for the gradient. On a GPU the same ops
+//! run as CUDA kernels ([`crate::nn::train_cuda`]); other devices and dtypes
+//! keep the composite form.
 
 use candle_core::{
     bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, D,
@@ -20,10 +21,16 @@ pub(crate) fn on_cpu_kernels(t: &Tensor) -> bool {
     t.device().is_cpu() && t.dtype() == DType::F32
 }
 
+/// Whether this module's fused ops take `t`: f32 on the CPU, or on a GPU of a
+/// `--features cuda` build ([`crate::nn::train_cuda`]).
+fn fused(t: &Tensor) -> bool {
+    on_cpu_kernels(t) || cfg!(feature = "cuda") && t.device().is_cuda() && t.dtype() == DType::F32
+}
+
 /// `nn.LayerNorm` over the last dimension: `(x - mean) / sqrt(var + eps)`
 /// (biased variance) times `gamma` plus `beta`, differentiable in all three.
 pub fn layer_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f32) -> Result<Tensor> {
-    if on_cpu_kernels(x) {
+    if fused(x) {
         return x.contiguous()?.apply_op3(
             &gamma.contiguous()?,
             &beta.contiguous()?,
@@ -41,7 +48,7 @@ pub fn layer_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f32) -> Result
 
 /// Softmax over the last dimension, differentiable.
 pub fn softmax_rows(x: &Tensor) -> Result<Tensor> {
-    if on_cpu_kernels(x) {
+    if fused(x) {
         return x.contiguous()?.apply_op1(Softmax);
     }
     // The row maximum is detached: softmax is shift-invariant, so its gradient
@@ -53,7 +60,7 @@ pub fn softmax_rows(x: &Tensor) -> Result<Tensor> {
 
 /// `x·σ(1.702x)` (OpenAI CLIP's quick-GELU), differentiable.
 pub fn quick_gelu(x: &Tensor) -> Result<Tensor> {
-    if on_cpu_kernels(x) {
+    if fused(x) {
         return x.contiguous()?.apply_op1(QuickGelu);
     }
     x * candle_nn::ops::sigmoid(&(x * 1.702)?)?
@@ -167,6 +174,19 @@ impl CustomOp3 for LayerNorm {
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        crate::nn::train_cuda::layer_norm((s1, l1), (s2, l2), (s3, l3), self.eps)
+    }
+
     fn bwd(
         &self,
         x: &Tensor,
@@ -213,6 +233,19 @@ impl CustomOp3 for LayerNormGrad {
         let out = seer_kernels::train::layer_norm_backward(x, g, gamma, self.eps);
         Ok((CpuStorage::F32(out), Shape::from((n + 2, width))))
     }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        crate::nn::train_cuda::layer_norm_grad((s1, l1), (s2, l2), (s3, l3), self.eps)
+    }
 }
 
 struct Softmax;
@@ -233,6 +266,15 @@ impl CustomOp1 for Softmax {
                 *y *= inv;
             }
         })
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s: &candle_core::CudaStorage,
+        l: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        crate::nn::train_cuda::softmax_rows(s, l)
     }
 
     fn bwd(&self, _arg: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
@@ -265,6 +307,17 @@ impl CustomOp2 for SoftmaxGrad {
             }
         })
     }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        crate::nn::train_cuda::softmax_rows_grad((s1, l1), (s2, l2))
+    }
 }
 
 struct QuickGelu;
@@ -280,6 +333,15 @@ impl CustomOp1 for QuickGelu {
             CpuStorage::F32(seer_kernels::train::quick_gelu(x)),
             l.shape().clone(),
         ))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s: &candle_core::CudaStorage,
+        l: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        crate::nn::train_cuda::quick_gelu((s, l), None)
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
@@ -307,6 +369,17 @@ impl CustomOp2 for QuickGeluGrad {
         let dx = seer_kernels::train::quick_gelu_backward(x, g);
         Ok((CpuStorage::F32(dx), l1.shape().clone()))
     }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        crate::nn::train_cuda::quick_gelu((s1, l1), Some((s2, l2)))
+    }
 }
 
 #[cfg(test)]
@@ -314,37 +387,41 @@ mod tests {
     use super::*;
     use candle_core::{Device, Var};
 
-    /// Each fused op against the composite one, values and gradients, on a
-    /// loss that weights every output differently.
+    /// `$SEER_TEST_DEVICE` (cpu or cuda; default cpu): on a GPU build the
+    /// fused ops run on the GPU against the composite forms on the CPU.
+    fn test_device() -> Device {
+        match std::env::var("SEER_TEST_DEVICE").as_deref() {
+            Ok("cuda") => Device::new_cuda(0).expect("SEER_TEST_DEVICE=cuda: no GPU"),
+            _ => Device::Cpu,
+        }
+    }
+
+    /// Each fused op (on the test device) against the composite one (on the
+    /// CPU), values and gradients, on a loss that weights every output
+    /// differently. The fused op gets its parameters moved to its device.
     fn check(
-        fused: impl Fn(&Tensor) -> Result<Tensor>,
+        fused: impl Fn(&Tensor, &Device) -> Result<Tensor>,
         composite: impl Fn(&Tensor) -> Result<Tensor>,
     ) {
-        let dev = Device::Cpu;
         let data: Vec<f32> = (0..6 * 37)
             .map(|i| ((i * 7919 % 211) as f32 - 100.0) / 37.0)
             .collect();
         let weights: Vec<f32> = (0..6 * 37)
             .map(|i| ((i * 31 % 17) as f32 - 8.0) / 5.0)
             .collect();
-        let weights = Tensor::from_vec(weights, (2, 3, 37), &dev).unwrap();
-        let run = |f: &dyn Fn(&Tensor) -> Result<Tensor>| {
-            let x = Var::from_tensor(&Tensor::from_vec(data.clone(), (2, 3, 37), &dev).unwrap())
+        let run = |dev: &Device, f: &dyn Fn(&Tensor) -> Result<Tensor>| {
+            let weights = Tensor::from_vec(weights.clone(), (2, 3, 37), dev).unwrap();
+            let x = Var::from_tensor(&Tensor::from_vec(data.clone(), (2, 3, 37), dev).unwrap())
                 .unwrap();
             let y = f(x.as_tensor()).unwrap();
             let loss = (&y * &weights).unwrap().sum_all().unwrap();
             let grads = loss.backward().unwrap();
-            let g = grads
-                .get(x.as_tensor())
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1::<f32>()
-                .unwrap();
-            (y.flatten_all().unwrap().to_vec1::<f32>().unwrap(), g)
+            let on_host = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            (on_host(&y), on_host(grads.get(x.as_tensor()).unwrap()))
         };
-        let (y1, g1) = run(&fused);
-        let (y2, g2) = run(&composite);
+        let dev = test_device();
+        let (y1, g1) = run(&dev, &|x| fused(x, &dev));
+        let (y2, g2) = run(&Device::Cpu, &composite);
         for (a, b) in y1.iter().zip(&y2).chain(g1.iter().zip(&g2)) {
             assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{a} vs {b}");
         }
@@ -358,7 +435,7 @@ mod tests {
         let beta =
             Tensor::from_vec((0..37).map(|i| i as f32 / 10.0 - 1.0).collect(), 37, &dev).unwrap();
         check(
-            |x| layer_norm(x, &gamma, &beta, 1e-5),
+            |x, dev| layer_norm(x, &gamma.to_device(dev)?, &beta.to_device(dev)?, 1e-5),
             |x| candle_nn::ops::layer_norm_slow(x, &gamma, &beta, 1e-5),
         );
     }
@@ -366,23 +443,26 @@ mod tests {
     #[test]
     fn layer_norm_parameter_gradients_match_the_composite_form() -> Result<()> {
         let dev = candle_core::Device::Cpu;
-        let x = Tensor::randn(0f32, 2.0, (3, 40, 37), &dev)?;
-        let probe = Tensor::randn(0f32, 1.0, (3, 40, 37), &dev)?;
-        let run =
-            |f: &dyn Fn(&Tensor, &Tensor, &Tensor) -> Result<Tensor>| -> Result<Vec<Vec<f32>>> {
-                let gamma =
-                    Var::from_vec((0..37).map(|i| 1.0 + i as f32 / 50.0).collect(), 37, &dev)?;
-                let beta = Var::zeros(37, DType::F32, &dev)?;
-                let grads = (f(&x, gamma.as_tensor(), beta.as_tensor())? * &probe)?
-                    .sum_all()?
-                    .backward()?;
-                [gamma.as_tensor(), beta.as_tensor()]
-                    .iter()
-                    .map(|v| grads.get(v).expect("gradient").to_vec1::<f32>())
-                    .collect()
-            };
-        let ours = run(&|x, g, b| layer_norm(x, g, b, 1e-5))?;
-        let theirs = run(&|x, g, b| candle_nn::ops::layer_norm_slow(x, g, b, 1e-5))?;
+        let x = Tensor::randn(0f32, 2.0, (3, 200, 37), &dev)?;
+        let probe = Tensor::randn(0f32, 1.0, (3, 200, 37), &dev)?;
+        let run = |dev: &Device,
+                   f: &dyn Fn(&Tensor, &Tensor, &Tensor) -> Result<Tensor>|
+         -> Result<Vec<Vec<f32>>> {
+            let gamma = Var::from_vec((0..37).map(|i| 1.0 + i as f32 / 50.0).collect(), 37, dev)?;
+            let beta = Var::zeros(37, DType::F32, dev)?;
+            let (x, probe) = (x.to_device(dev)?, probe.to_device(dev)?);
+            let grads = (f(&x, gamma.as_tensor(), beta.as_tensor())? * &probe)?
+                .sum_all()?
+                .backward()?;
+            [gamma.as_tensor(), beta.as_tensor()]
+                .iter()
+                .map(|v| grads.get(v).expect("gradient").to_vec1::<f32>())
+                .collect()
+        };
+        let ours = run(&test_device(), &|x, g, b| layer_norm(x, g, b, 1e-5))?;
+        let theirs = run(&dev, &|x, g, b| {
+            candle_nn::ops::layer_norm_slow(x, g, b, 1e-5)
+        })?;
         for (a, b) in ours.iter().flatten().zip(theirs.iter().flatten()) {
             assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{a} vs {b}");
         }
@@ -391,14 +471,20 @@ mod tests {
 
     #[test]
     fn fused_softmax_matches_the_composite_form() {
-        check(softmax_rows, |x| {
-            let num = x.exp()?;
-            num.broadcast_div(&num.sum_keepdim(D::Minus1)?)
-        });
+        check(
+            |x, _| softmax_rows(x),
+            |x| {
+                let num = x.exp()?;
+                num.broadcast_div(&num.sum_keepdim(D::Minus1)?)
+            },
+        );
     }
 
     #[test]
     fn fused_quick_gelu_matches_the_composite_form() {
-        check(quick_gelu, |x| x * candle_nn::ops::sigmoid(&(x * 1.702)?)?);
+        check(
+            |x, _| quick_gelu(x),
+            |x| x * candle_nn::ops::sigmoid(&(x * 1.702)?)?,
+        );
     }
 }
