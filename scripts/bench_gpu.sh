@@ -15,8 +15,13 @@
 #   THREADS           decode threads and DataLoader workers (default: all cores)
 #   STEP_SPEED        a `--features cuda` build of seer-train's step_speed example:
 #                     then also training steps against PyTorch on the GPU (two
-#                     pairs each at batch 256 and 1024, the CIFAR-10 demo model;
-#                     the reference needs open_clip)
+#                     pairs each at batch 256, 1024 and 4096, the CIFAR-10 demo
+#                     model; the reference needs open_clip)
+#   UNIT_TESTS        `--features cuda` unit-test binaries of seer-models and
+#                     seer-train (cargo test --release --features cuda -p
+#                     seer-models -p seer-train --lib --no-run prints them): their
+#                     GPU-aware tests (the fused training ops, row gathers, the
+#                     loss) run with SEER_TEST_DEVICE=cuda
 #
 # Arguments after the second go to `seer bench` (`--precision bf16` adds
 # PyTorch bf16 and seer's own f32 in the same run).
@@ -47,6 +52,13 @@ EOF
 fi
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
 
+if [[ -n "${UNIT_TESTS:-}" ]]; then
+    echo "== unit tests on the GPU (SEER_TEST_DEVICE=cuda)"
+    for t in $UNIT_TESTS; do
+        SEER_TEST_DEVICE=cuda "$t" train_ops gather_rows loss::
+    done
+fi
+
 if [[ -n "$parity" ]]; then
     echo "== parity on the GPU (SEER_TEST_DEVICE=cuda)"
     (cd "$(dirname "$0")/../crates/seer-engine" &&
@@ -63,7 +75,7 @@ echo "== seer bench --device cuda (f32), then PyTorch eager on the same GPU"
 if [[ -n "${STEP_SPEED:-}" ]]; then
     echo "== training steps on the GPU: seer step_speed, then PyTorch (samples/s)"
     root=$(dirname "$0")/..
-    for b in 256 1024; do
+    for b in 256 1024 4096; do
         for pair in 1 2; do
             echo "batch $b pair $pair: seer $("$STEP_SPEED" "$root/demos/cifar10/config.json" "$b" "$b" cuda | tail -1)," \
                 "PyTorch $("$python" "$root/scripts/bench_train_reference.py" "$root/demos/cifar10/config.json" "$b" --device cuda --steps 8 | tail -1)"
