@@ -14,7 +14,7 @@ use std::ops::Range;
 use candle_core::{DType, Tensor};
 use rayon::prelude::*;
 
-use crate::error::Result;
+use crate::error::{Result, TrainError};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -65,6 +65,20 @@ pub fn contrastive_loss(
     logit_bias: f32,
     positives: &Positives,
 ) -> Result<LossOutput> {
+    let b = images.dim(0)?;
+    if b == 0 {
+        return Err(TrainError::Invalid(
+            "a contrastive loss needs at least one image-text pair".into(),
+        ));
+    }
+    if let Positives::Groups(g) = positives {
+        if g.len() != b {
+            return Err(TrainError::Invalid(format!(
+                "{} group ids for a batch of {b}",
+                g.len()
+            )));
+        }
+    }
     let scale = (logit_scale as f64).exp();
     let bias = if kind == LossKind::Siglip {
         logit_bias as f64
@@ -175,7 +189,11 @@ fn device_loss(
     let matches = match positives {
         Positives::Diagonal => Tensor::eye(b, DType::F64, device)?,
         Positives::Groups(g) => {
-            let g: Vec<u32> = g.iter().map(|&id| id as u32).collect();
+            // Dense ids (a group's first sample): any usize ids fit in u32.
+            let mut first: HashMap<usize, u32> = HashMap::new();
+            let g: Vec<u32> = (0..b as u32)
+                .map(|i| *first.entry(g[i as usize]).or_insert(i))
+                .collect();
             let g = Tensor::from_vec(g, b, device)?;
             g.unsqueeze(1)?
                 .broadcast_eq(&g.unsqueeze(0)?)?
@@ -541,6 +559,21 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn an_empty_batch_or_a_wrong_group_count_is_an_error() {
+        let none = sample(0, 4, 1);
+        let err = contrastive_loss(LossKind::Clip, &none, &none, 1.0, 0.0, &Positives::Diagonal)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("at least one"), "{err}");
+        let two = sample(2, 4, 1);
+        let groups = Positives::Groups(vec![0, 1, 1]);
+        let err = contrastive_loss(LossKind::Siglip, &two, &two, 1.0, 0.0, &groups)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("3 group ids for a batch of 2"), "{err}");
     }
 
     /// Groups where every sample is alone are the plain diagonal loss.
