@@ -100,3 +100,20 @@ pub fn max_abs_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
         })
         .fold(0.0, f32::max)
 }
+
+/// The device `$SEER_TEST_DEVICE` names (cpu, cuda or cuda:N; default cpu):
+/// tests that compare an op across devices run it there, so a `--features
+/// cuda` build checks its GPU side with `SEER_TEST_DEVICE=cuda`.
+pub fn test_device() -> candle_core::Device {
+    let name = std::env::var("SEER_TEST_DEVICE").unwrap_or_default();
+    let gpu = match name.as_str() {
+        "" | "cpu" => return candle_core::Device::Cpu,
+        "cuda" => 0,
+        other => other
+            .strip_prefix("cuda:")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("SEER_TEST_DEVICE={other}: cpu, cuda or cuda:N")),
+    };
+    candle_core::Device::new_cuda(gpu)
+        .unwrap_or_else(|e| panic!("SEER_TEST_DEVICE={name}: no GPU {gpu}: {e}"))
+}

@@ -284,7 +284,8 @@ fn sweep_rows(
 }
 
 /// Mean cross-entropy of rows (image→text) and of columns (text→image), halved;
-/// targets spread evenly over the positives. Fills dLoss/dlogits.
+/// targets spread evenly over the positives. Adds dLoss/dlogits into `grad`
+/// (zeros from the caller).
 ///
 /// The matrix is B² (a million entries at B = 1024, on the host even when the
 /// model runs on a GPU), so it is swept row by row in parallel: softmax over
@@ -298,17 +299,7 @@ fn clip_loss(logits: &[f64], b: usize, positives: &Positives, grad: &mut [f64]) 
         let max = row.iter().copied().fold(f64::MIN, f64::max);
         let sum: f64 = row.iter().map(|&l| (l - max).exp()).sum();
         let log_z = max + sum.ln();
-        let mut loss = 0.0;
-        for (j, (g, &l)) in grad.iter_mut().zip(row).enumerate() {
-            let target = if positives.matches(i, j) {
-                loss -= (l - log_z) / counts[i];
-                1.0 / counts[i]
-            } else {
-                0.0
-            };
-            *g = half_mean * ((l - log_z).exp() - target);
-        }
-        loss
+        softmax_terms(i, row, grad, positives, counts[i], half_mean, |_| log_z)
     });
     // Text→image: each column's log-sum-exp, a block of columns per task.
     let columns: Vec<Range<usize>> = (0..b)
@@ -334,19 +325,39 @@ fn clip_loss(logits: &[f64], b: usize, positives: &Positives, grad: &mut [f64]) 
         })
         .collect();
     let column_losses = sweep_rows(grad, logits, b, |i, grad, row| {
-        let mut loss = 0.0;
-        for (j, ((g, &l), &log_z)) in grad.iter_mut().zip(row).zip(&log_z_columns).enumerate() {
-            let target = if positives.matches(i, j) {
-                loss -= (l - log_z) / counts[j];
-                1.0 / counts[j]
-            } else {
-                0.0
-            };
-            *g += half_mean * ((l - log_z).exp() - target);
-        }
-        loss
+        softmax_terms(i, row, grad, positives, counts[i], half_mean, |j| {
+            log_z_columns[j]
+        })
     });
     0.5 * (row_losses + column_losses) / b as f64
+}
+
+/// Row i's share of one direction of [`clip_loss`], its entries normalised
+/// by `log_z(j)` (the row's log-partition, or each column's): adds
+/// `half_mean·(p - target)` to each gradient entry and returns `-Σ target·log p`.
+/// Targets spread 1 over the positives; matching is symmetric, so entry (i, j)
+/// of a positive pair has the same `count` in its row and its column.
+fn softmax_terms(
+    i: usize,
+    row: &[f64],
+    grad: &mut [f64],
+    positives: &Positives,
+    count: f64,
+    half_mean: f64,
+    log_z: impl Fn(usize) -> f64,
+) -> f64 {
+    let mut loss = 0.0;
+    for (j, (g, &l)) in grad.iter_mut().zip(row).enumerate() {
+        let log_p = l - log_z(j);
+        let target = if positives.matches(i, j) {
+            loss -= log_p / count;
+            1.0 / count
+        } else {
+            0.0
+        };
+        *g += half_mean * (log_p.exp() - target);
+    }
+    loss
 }
 
 /// `-Σ log σ(y·logit) / B` with y = +1 for positives and -1 otherwise.
@@ -386,6 +397,7 @@ fn log_sigmoid(x: f64) -> f64 {
 mod tests {
     use super::*;
     use candle_core::Device;
+    use seer_testkit::test_device;
 
     fn unit_rows(values: &[f32], b: usize, e: usize) -> Tensor {
         let t = Tensor::from_slice(values, (b, e), &Device::Cpu).unwrap();
@@ -508,15 +520,6 @@ mod tests {
                 (loss - want_loss).abs() < 1e-10,
                 "siglip: {loss} vs {want_loss}"
             );
-        }
-    }
-
-    /// `$SEER_TEST_DEVICE` (cpu or cuda; default cpu): on a GPU build the
-    /// tensor-op loss runs on the GPU.
-    fn test_device() -> Device {
-        match std::env::var("SEER_TEST_DEVICE").as_deref() {
-            Ok("cuda") => Device::new_cuda(0).expect("SEER_TEST_DEVICE=cuda: no GPU"),
-            _ => Device::Cpu,
         }
     }
 

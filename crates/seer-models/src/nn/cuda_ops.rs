@@ -10,6 +10,8 @@
 //!   matmul output: one kernel instead of three gathers into contiguous q/k/v, a
 //!   scale, two batched matmuls, a softmax and a transpose copy.
 //! - the bf16 matmul of `--precision bf16` with an f32 product (cuBLAS, not NVRTC).
+//! - [`crate::nn::gather_rows`]'s row gather and its backward, a grouped sum of
+//!   gradient rows (used in training and inference alike).
 
 use std::sync::OnceLock;
 

@@ -16,6 +16,8 @@ use std::sync::Arc;
 
 use candle_core::{bail, CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
 
+use crate::nn::train_ops::contiguous_f32;
+
 /// Rows `ids` of the 2-D `table`: `(ids.len(), width)`. Like
 /// `table.index_select(ids, 0)`, with the grouped sum above as the backward
 /// pass for f32 tables on the CPU or CUDA (other dtypes and devices take
@@ -71,13 +73,8 @@ impl CustomOp1 for RowGather {
 
 /// The f32 values of a contiguous 2-D tensor and its row width.
 fn contiguous_rows<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<(&'a [f32], usize)> {
-    let CpuStorage::F32(data) = s else {
-        bail!("{op}: f32 only")
-    };
-    let (Some((start, end)), Ok((_, width))) = (l.contiguous_offsets(), l.shape().dims2()) else {
-        bail!("{op}: needs a contiguous 2-D tensor, got {:?}", l.shape())
-    };
-    Ok((&data[start..end], width))
+    let (_, width) = l.shape().dims2()?;
+    Ok((contiguous_f32(s, l, op)?, width))
 }
 
 /// The gradient of [`gather_rows`]: a `(rows, width)` matrix, zero but for the
@@ -164,15 +161,7 @@ impl CustomOp1 for RowScatter {
 mod tests {
     use super::*;
     use candle_core::{Device, Var};
-
-    /// `$SEER_TEST_DEVICE` (cpu or cuda; default cpu): on a GPU build the op
-    /// runs on the GPU against candle's `index_select` on the CPU.
-    fn test_device() -> Device {
-        match std::env::var("SEER_TEST_DEVICE").as_deref() {
-            Ok("cuda") => Device::new_cuda(0).expect("SEER_TEST_DEVICE=cuda: no GPU"),
-            _ => Device::Cpu,
-        }
-    }
+    use seer_testkit::test_device;
 
     fn values(n: usize, seed: f32) -> Vec<f32> {
         (0..n)

@@ -386,15 +386,7 @@ impl CustomOp2 for QuickGeluGrad {
 mod tests {
     use super::*;
     use candle_core::{Device, Var};
-
-    /// `$SEER_TEST_DEVICE` (cpu or cuda; default cpu): on a GPU build the
-    /// fused ops run on the GPU against the composite forms on the CPU.
-    fn test_device() -> Device {
-        match std::env::var("SEER_TEST_DEVICE").as_deref() {
-            Ok("cuda") => Device::new_cuda(0).expect("SEER_TEST_DEVICE=cuda: no GPU"),
-            _ => Device::Cpu,
-        }
-    }
+    use seer_testkit::test_device;
 
     /// Each fused op (on the test device) against the composite one (on the
     /// CPU), values and gradients, on a loss that weights every output
