@@ -161,7 +161,7 @@ def family_bench(args, device):
             return processor(images=image, return_tensors="pt")["pixel_values"][0]
 
         out.update(end_to_end(args, device, files, transform, embed_image))
-    out.update(other_engines(args, towers))
+    out.update(other_engines(args, towers, files))
     print(json.dumps(out))
 
 
@@ -171,7 +171,7 @@ def image_files(args):
     return [found[i % len(found)] for i in range(args.files)] if found else []
 
 
-def end_to_end(args, device, files, transform, embed_image):
+def end_to_end(args, device, files, transform, embed_image, label="torch"):
     b = int(args.batch_sizes.split(",")[-1])
     cuda = device.type == "cuda"
     loader = DataLoader(Files(files, transform), batch_size=b, num_workers=args.threads, pin_memory=cuda)
@@ -183,7 +183,7 @@ def end_to_end(args, device, files, transform, embed_image):
             n += batch.shape[0]
     synchronize()
     ips = n / (time.perf_counter() - start)
-    print(f"torch end-to-end ({n} files)    : {ips:8.2f} images/s", file=sys.stderr)
+    print(f"{label + ' end-to-end':<27} ({n} files): {ips:8.2f} images/s", file=sys.stderr)
     return {"e2e": ips, "e2e_files": n}
 
 
@@ -308,11 +308,12 @@ def openvino_engine(threads, towers):
     return ov.get_version().split("-")[0], [("f32", compiled("f32")), ("bf16", bf16)]
 
 
-def other_engines(args, towers):
+def other_engines(args, towers, files):
     """ONNX Runtime and OpenVINO on the same towers, when importable, and
     PyTorch on a bf16 copy of them: {engine:
     {"version", precision: {result keys..., "cosine_to_torch_f32": {...}}}} or
-    {engine: {"skipped": why}}."""
+    {engine: {"skipped": why}}. With `files`, each also embeds them end to end
+    (the result key "e2e"), decoded and resized as for PyTorch f32."""
     engines = [("onnxruntime", "onnxruntime", ort_engine), ("openvino", "openvino", openvino_engine),
                ("pytorch", "torch", torch_engine)]
     out = {}
@@ -349,18 +350,25 @@ def other_engines(args, towers):
                         out[key][precision] = {"skipped": runner}
                         print(f"{key} {precision}: skipped, {runner}", file=sys.stderr)
                         continue
-                    out[key][precision] = engine_bench(args, key, precision, runner, towers, paths, expected)
+                    out[key][precision] = engine_bench(args, key, precision, runner, towers, paths, expected,
+                                                       files)
             except Exception as e:  # an engine that fails must not lose the PyTorch figures
                 out[key] = {"error": f"{type(e).__name__}: {e}"}
                 print(f"{key}: failed, {out[key]['error']}", file=sys.stderr)
     return out
 
 
-def engine_bench(args, engine, precision, runner, towers, paths, expected):
+def engine_bench(args, engine, precision, runner, towers, paths, expected, files):
     result = {"cosine_to_torch_f32": {}}
     for tower in towers:
         run, info = runner(paths[tower.name])
         result.update(info)
+        if tower.name == "image" and files:
+            # The same DataLoader pipeline as PyTorch f32's end to end, each
+            # batch handed over as the engine takes its input.
+            embed = run if engine == "pytorch" else lambda px: run(px.contiguous().numpy())
+            result.update(end_to_end(args, torch.device(args.device), files, image_transform(), embed,
+                                     label=f"{engine} {precision}"))
         for i, (keys, make_input, items) in enumerate(tower.cases):
             # PyTorch takes its tensors where they are (on a GPU too); the
             # others get host arrays, as a caller of theirs would hold them.
@@ -429,7 +437,7 @@ def main():
     if files:
         out.update(end_to_end(args, device, files, image_transform(),
                               lambda px: model.get_image_features(pixel_values=px)))
-    out.update(other_engines(args, towers))
+    out.update(other_engines(args, towers, files))
     print(json.dumps(out))
 
 
