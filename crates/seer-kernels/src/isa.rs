@@ -133,7 +133,8 @@ impl Isa {
     }
 
     /// Whether this CPU has AVX-512 VNNI's u8 × i8 dot product (`vpdpbusd`), the
-    /// int8 kernel's instruction; without it AVX2 sums i16 pairs (`vpmaddwd`).
+    /// int8 kernel's instruction; without it AVX2 multiplies with `vpmaddubsw`
+    /// on activations of 128 levels.
     pub fn has_int8_dot() -> bool {
         #[cfg(target_arch = "x86_64")]
         {
@@ -192,7 +193,9 @@ impl Isa {
             (_, Precision::F32) => "portable f32 4x32",
             (_, Precision::Bf16) => "portable bf16 (widened to f32) 4x32",
             (Isa::Avx512, Precision::Int8) if Self::has_int8_dot() => "avx512-vnni int8 14x32",
-            (Isa::Avx512 | Isa::Avx2, Precision::Int8) => "avx2 int8 (i16 pairs, vpmaddwd) 4x16",
+            (Isa::Avx512 | Isa::Avx2, Precision::Int8) => {
+                "avx2 int8 (vpmaddubsw, 128-level activations) 4x16"
+            }
             (_, Precision::Int8) => "portable int8 4x32",
         }
     }

@@ -20,7 +20,8 @@
 //! `[min, max]`: `x ≈ min + scale·q`. Then `Σ x·w ≈ scale·s_w·Σ q·q_w + min·s_w·Σ q_w`,
 //! so the micro-kernel sums integer products and scales them into C, adding the
 //! second term (per row × per column) on the first depth block. Without VNNI the
-//! AVX2 kernel gets the same integer sums from i16 pairs (`vpmaddwd`).
+//! AVX2 kernel multiplies with `vpmaddubsw`, whose i16 pair sums limit its
+//! activations to 0..=127 ([`ActivationLevels`]).
 //!
 //! Code: this module blocks and packs; `x86` and `portable` hold the
 //! micro-kernels.
@@ -461,6 +462,16 @@ pub fn gemm(
     gemm_with_isa(Isa::detected(), a, m, w, c, init, act)
 }
 
+/// How many levels int8 products on `isa` quantise each row of activations
+/// to: 256, or 128 on the AVX2 kernel (see [`ActivationLevels`]). The error
+/// of an int8 product scales with one step of the row's range over this.
+pub fn int8_activation_levels(isa: Isa) -> u32 {
+    match Kernel::select(isa, Precision::Int8).micro {
+        Micro::Int8(_, levels) if isa != Isa::Amx => levels.top() as u32 + 1,
+        _ => 256,
+    }
+}
+
 /// [`gemm`] with an explicit kernel family (tests compare them all).
 pub fn gemm_with_isa(
     isa: Isa,
@@ -559,8 +570,12 @@ unsafe fn gemm_with_kernel(
     let (blocks, panel_parts) = kernel.blocks.for_product(m, threads, kernel.mr);
     let kernel = &Kernel { blocks, ..*kernel };
     // int8: each row's scale spans all of K, so it is found before the blocks.
-    let quant = matches!(w.panels, Panels::Int8(_))
-        .then(|| RowQuant::new(isa, a, m, w.k, w.k_padded, threads > 1));
+    let quant = matches!(w.panels, Panels::Int8(_)).then(|| {
+        let Micro::Int8(_, levels) = kernel.micro else {
+            unreachable!("int8 weights get an int8 kernel")
+        };
+        RowQuant::new(isa, levels, a, m, w.k, w.k_padded, threads > 1)
+    });
     let c_ptr = SendPtr(c);
     for_each_block(
         m,
@@ -608,7 +623,15 @@ unsafe fn gemm_amx(
     let quant;
     let rows = match w.panels {
         Panels::Int8(_) => {
-            quant = RowQuant::new(Isa::Amx, a, m, w.k, w.k_padded, parallel);
+            quant = RowQuant::new(
+                Isa::Amx,
+                ActivationLevels::U8,
+                a,
+                m,
+                w.k,
+                w.k_padded,
+                parallel,
+            );
             amx::Rows::int8(&quant, m, parallel)
         }
         Panels::Bf16(_) => amx::Rows::bf16(a, m, w.k, w.k_padded, parallel),
@@ -986,7 +1009,15 @@ impl RowQuant {
     /// # Panics
     /// If `isa` is beyond what the CPU supports, or `stride` is not a
     /// multiple of 4 at least `k`.
-    fn new(isa: Isa, a: &[f32], m: usize, k: usize, stride: usize, parallel: bool) -> Self {
+    fn new(
+        isa: Isa,
+        levels: ActivationLevels,
+        a: &[f32],
+        m: usize,
+        k: usize,
+        stride: usize,
+        parallel: bool,
+    ) -> Self {
         assert!(isa <= Isa::best_supported());
         assert!(
             stride >= k && stride.is_multiple_of(4),
@@ -998,14 +1029,15 @@ impl RowQuant {
         // alignment, and every byte pattern is a valid u32 again.
         let bytes: &mut [u8] =
             unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast(), words.len() * 4) };
+        let top = levels.top();
         let quantise = |(row, out): (&[f32], &mut [u8])| match isa {
             // SAFETY: `isa` is at most what the CPU supports (asserted above).
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 | Isa::Amx => unsafe { x86::quantise_row_avx512(row, out) },
+            Isa::Avx512 | Isa::Amx => unsafe { x86::quantise_row_avx512(row, out, top) },
             // SAFETY: as above; every AVX2 CPU this level is detected on has AVX2.
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => unsafe { x86::quantise_row_avx2(row, out) },
-            _ => quantise_row(row, out),
+            Isa::Avx2 => unsafe { x86::quantise_row_avx2(row, out, top) },
+            _ => quantise_row(row, out, top),
         };
         let k = k.max(1);
         let mut ranges: Vec<(f32, f32)> = if parallel {
@@ -1049,8 +1081,8 @@ impl RowQuant {
 
 /// The quantisation range of a row with extremes `lo..=hi`: `(min, scale)`.
 /// A constant row (or none) needs no steps: every q is 0 and x = min.
-fn quant_range(lo: f32, hi: f32) -> (f32, f32) {
-    let s = (hi - lo) / 255.0;
+fn quant_range(lo: f32, hi: f32, top: f32) -> (f32, f32) {
+    let s = (hi - lo) / top;
     match (lo.is_finite(), s > 0.0 && s.is_finite()) {
         (true, true) => (lo, s),
         (true, false) => (lo, 1.0),
@@ -1062,14 +1094,14 @@ fn quant_range(lo: f32, hi: f32) -> (f32, f32) {
 /// to `(min, scale)`. An asymmetric range spends all 256 levels on the values
 /// present (GELU outputs hardly go below zero). NaNs are skipped by the range
 /// and quantise to 0. The AVX-512 version computes the same values.
-fn quantise_row(row: &[f32], out: &mut [u8]) -> (f32, f32) {
+fn quantise_row(row: &[f32], out: &mut [u8], top: f32) -> (f32, f32) {
     let lo = row.iter().fold(f32::INFINITY, |m, &x| m.min(x));
     let hi = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-    let (lo, s) = quant_range(lo, hi);
+    let (lo, s) = quant_range(lo, hi, top);
     let inv = 1.0 / s;
     for (o, &x) in out.iter_mut().zip(row) {
-        // In 0..=255 up to rounding; the cast takes NaN to 0.
-        *o = ((x - lo) * inv + 0.5).clamp(0.0, 255.0) as u8;
+        // In 0..=top up to rounding; the cast takes NaN to 0.
+        *o = ((x - lo) * inv + 0.5).clamp(0.0, top) as u8;
     }
     (lo, s)
 }
@@ -1149,7 +1181,7 @@ unsafe fn run_block(
             // The tile's first and last touches happen while it sits in
             // L1: no separate passes over C for the bias or activation.
             // The int8 kernels write the bias themselves (`FirstBlock`).
-            if k0 == 0 && !matches!(kernel.micro, Micro::Int8(_)) {
+            if k0 == 0 && !matches!(kernel.micro, Micro::Int8(..)) {
                 // SAFETY: the tile's rows × cols lie inside C (r0 + rows
                 // <= rows.end, p * NR + cols <= n) and in this call's
                 // block, which the caller gave to this thread alone.
@@ -1167,7 +1199,7 @@ unsafe fn run_block(
                         let micro = kernel.few.get(tile.rows - 1).copied().unwrap_or(micro);
                         micro(kc, a_panel, b_ptr, tile.c, n, tile.rows, tile.cols)
                     }
-                    (Micro::Int8(micro), Some(q), Panels::Int8(wq)) => {
+                    (Micro::Int8(micro, _), Some(q), Panels::Int8(wq)) => {
                         let rows = r0..r0 + tile.rows;
                         let cols = p * NR..(p + 1) * NR;
                         let d = Dequant {
@@ -1395,7 +1427,29 @@ impl FirstBlock<'_> {
 #[derive(Clone, Copy)]
 enum Micro {
     Float(MicroF32),
-    Int8(MicroInt8),
+    Int8(MicroInt8, ActivationLevels),
+}
+
+/// The top of the range an int8 kernel's activations are quantised to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ActivationLevels {
+    /// 0..=255: kernels whose u8 × i8 products are summed in i32 (`vpdpbusd`,
+    /// AMX, the portable loops).
+    U8,
+    /// 0..=127: AVX2's `vpmaddubsw` adds two u8 × i8 products into a
+    /// saturating i16, which 2 · 127 · 127 fits and 2 · 255 · 127 does not.
+    /// Half the resolution of [`Self::U8`] buys twice the products per
+    /// multiply (see `x86::micro_int8_avx2`).
+    U7,
+}
+
+impl ActivationLevels {
+    fn top(self) -> f32 {
+        match self {
+            Self::U8 => 255.0,
+            Self::U7 => 127.0,
+        }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -1481,7 +1535,7 @@ impl Kernel {
                             ..Blocks::SHALLOW
                         },
                         pack_a: pack_a_u8_groups,
-                        micro: Micro::Int8(x86::micro_int8_avx512),
+                        micro: Micro::Int8(x86::micro_int8_avx512, ActivationLevels::U8),
                     }
                 }
                 // AVX-512 without VNNI (Skylake-SP) has AVX2 too.
@@ -1494,8 +1548,8 @@ impl Kernel {
                             kc: 4 * KC,
                             ..Blocks::SHALLOW
                         },
-                        pack_a: pack_a_u16_pairs,
-                        micro: Micro::Int8(x86::micro_int8_avx2),
+                        pack_a: pack_a_u8_groups,
+                        micro: Micro::Int8(x86::micro_int8_avx2, ActivationLevels::U7),
                     }
                 }
                 (Isa::Avx2, Precision::F32) => {
@@ -1538,7 +1592,7 @@ impl Kernel {
                     ..Blocks::SHALLOW
                 },
                 pack_a: pack_a_u8_groups,
-                micro: Micro::Int8(portable::micro_int8),
+                micro: Micro::Int8(portable::micro_int8, ActivationLevels::U8),
             },
         }
     }
@@ -1803,7 +1857,9 @@ fn pack_a_u8_groups(block: &ABlock, mr: usize, out: &mut [u32]) -> usize {
     // what the f32 packer does to f32 bits. Its register transpose replaced a
     // scalar walk that was ~4% of an int8 text forward (Zen 5).
     #[cfg(target_arch = "x86_64")]
-    if mr == x86::MR_512 && Isa::best_supported() >= Isa::Avx512 {
+    if (mr == x86::MR_512 && Isa::best_supported() >= Isa::Avx512)
+        || (mr == x86::MR_256_INT8 && Isa::best_supported() >= Isa::Avx2)
+    {
         let q = block
             .quant
             .expect("int8 kernels get the rows' quantisation");
@@ -1817,22 +1873,13 @@ fn pack_a_u8_groups(block: &ABlock, mr: usize, out: &mut [u32]) -> usize {
             k0: block.k0 / 4,
             kc: block.kc.div_ceil(4),
         };
-        return pack_a_f32_avx512::<{ x86::MR_512 }, false>(&words, mr, out);
+        return match mr {
+            x86::MR_512 => pack_a_f32_avx512::<{ x86::MR_512 }, false>(&words, mr, out),
+            _ => pack_a_f32_avx2::<{ x86::MR_256_INT8 }, false>(&words, mr, out),
+        };
     }
     pack_quantised(block, mr, out, 1, |row, g| {
         u32::from_le_bytes(row[4 * g..4 * g + 4].try_into().expect("4 bytes"))
-    })
-}
-
-/// u8 quantised groups `[a0 a1 a2 a3]` as two words per row, `a0 | a2 << 16`
-/// then `a1 | a3 << 16`, panels `[k/4][2][r]`: the i16 pairs `vpmaddwd` takes
-/// against weight words split into (w0, w2) and (w1, w3).
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-fn pack_a_u16_pairs(block: &ABlock, mr: usize, out: &mut [u32]) -> usize {
-    pack_quantised(block, mr, out, 2, |row, s| {
-        let (g, odd) = (s / 2, s % 2);
-        let (lo, hi) = (row[4 * g + odd], row[4 * g + 2 + odd]);
-        lo as u32 | (hi as u32) << 16
     })
 }
 
@@ -2125,18 +2172,22 @@ mod tests {
         for len in [0, 1, 7, 8, 9, 16, 63, 64, 65, 83, 128, 200, 300] {
             let row = &row[..len];
             let mut want = vec![0u8; len];
-            let range = quantise_row(row, &mut want);
-            if Isa::best_supported() >= Isa::Avx2 {
-                let mut got = vec![0u8; len];
-                // SAFETY: the CPU has AVX2 (checked).
-                assert_eq!(unsafe { x86::quantise_row_avx2(row, &mut got) }, range);
-                assert_eq!(got, want, "avx2, {len} values");
-            }
-            if Isa::best_supported() >= Isa::Avx512 {
-                let mut got = vec![0u8; len];
-                // SAFETY: the CPU has AVX-512F (checked).
-                assert_eq!(unsafe { x86::quantise_row_avx512(row, &mut got) }, range);
-                assert_eq!(got, want, "avx512, {len} values");
+            for top in [255.0, 127.0] {
+                let range = quantise_row(row, &mut want, top);
+                assert!(want.iter().all(|&q| q as f32 <= top));
+                if Isa::best_supported() >= Isa::Avx2 {
+                    let mut got = vec![0u8; len];
+                    // SAFETY: the CPU has AVX2 (checked).
+                    assert_eq!(unsafe { x86::quantise_row_avx2(row, &mut got, top) }, range);
+                    assert_eq!(got, want, "avx2, {len} values to {top}");
+                }
+                if Isa::best_supported() >= Isa::Avx512 {
+                    let mut got = vec![0u8; len];
+                    // SAFETY: the CPU has AVX-512F (checked).
+                    let got_range = unsafe { x86::quantise_row_avx512(row, &mut got, top) };
+                    assert_eq!(got_range, range);
+                    assert_eq!(got, want, "avx512, {len} values to {top}");
+                }
             }
         }
     }
