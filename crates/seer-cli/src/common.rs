@@ -52,7 +52,7 @@ pub struct RunArgs {
     /// where the CPU has AVX-512 BF16, 4.6-5.5x with AMX, as fast as f32
     /// elsewhere; on a GPU the tensor cores, 3.5-4.5x; embeddings within cos
     /// 0.999) or int8 (dynamically quantised activations; about 2.5x f32 with
-    /// AVX-512 VNNI, 1.3-1.5x with AVX2; embeddings within cos 0.995; CPU only).
+    /// AVX-512 VNNI, about 1.8x with AVX2; embeddings within cos 0.995; CPU only).
     #[arg(long, env = "SEER_PRECISION", default_value = "f32", value_parser = parse_precision)]
     pub precision: Precision,
     /// Worker threads for the model and image decoding (default: all cores).
@@ -100,7 +100,7 @@ impl RunArgs {
     }
 }
 
-/// int8 has SIMD kernels on AVX2 (i16 pairs) and AVX-512 VNNI; without AVX2
+/// int8 has SIMD kernels on AVX2 (`vpmaddubsw`) and AVX-512 VNNI; without AVX2
 /// (or with `$SEER_ISA=portable`) it runs the portable kernel, correct but far
 /// slower than f32: say so rather than let it pass.
 pub fn warn_if_int8_is_slow(precision: Precision, device: DeviceChoice) {
