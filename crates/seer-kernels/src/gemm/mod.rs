@@ -1091,9 +1091,10 @@ fn quant_range(lo: f32, hi: f32, top: f32) -> (f32, f32) {
 }
 
 /// Quantises `row` to u8 over its own `[min, max]` into `out` and sets `range`
-/// to `(min, scale)`. An asymmetric range spends all 256 levels on the values
-/// present (GELU outputs hardly go below zero). NaNs are skipped by the range
-/// and quantise to 0. The AVX-512 version computes the same values.
+/// to `(min, scale)`, in `top + 1` levels. An asymmetric range spends them
+/// all on the values present (GELU outputs hardly go below zero). NaNs are
+/// skipped by the range and quantise to 0. The SIMD versions compute the same
+/// values.
 fn quantise_row(row: &[f32], out: &mut [u8], top: f32) -> (f32, f32) {
     let lo = row.iter().fold(f32::INFINITY, |m, &x| m.min(x));
     let hi = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
@@ -1878,27 +1879,12 @@ fn pack_a_u8_groups(block: &ABlock, mr: usize, out: &mut [u32]) -> usize {
             _ => pack_a_f32_avx2::<{ x86::MR_256_INT8 }, false>(&words, mr, out),
         };
     }
-    pack_quantised(block, mr, out, 1, |row, g| {
-        u32::from_le_bytes(row[4 * g..4 * g + 4].try_into().expect("4 bytes"))
-    })
-}
-
-/// The int8 packers' walk over the block's quantised rows, padded to whole
-/// groups of four (so is K in the weights): `words_per_group` words per group,
-/// word `s` of a row made by `unit(row bytes, s)`.
-fn pack_quantised(
-    block: &ABlock,
-    mr: usize,
-    out: &mut [u32],
-    words_per_group: usize,
-    unit: impl Fn(&[u8], usize) -> u32,
-) -> usize {
     let q = block
         .quant
         .expect("int8 kernels get the rows' quantisation");
+    // Rows padded to whole groups of four (so is K in the weights).
     let kc = block.kc.next_multiple_of(4);
     let rows = block.m0..block.m0 + block.mrows;
-    let words = kc / 4 * words_per_group;
     pack_rows(
         q.bytes(),
         q.stride,
@@ -1907,8 +1893,8 @@ fn pack_quantised(
         kc,
         mr,
         out,
-        words,
-        unit,
+        kc / 4,
+        |row, g| u32::from_le_bytes(row[4 * g..4 * g + 4].try_into().expect("4 bytes")),
     )
 }
 

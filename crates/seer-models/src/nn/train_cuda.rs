@@ -192,15 +192,7 @@ fn ptx() -> Result<&'static str> {
 }
 
 /// A contiguous f32 tensor's values and its (rows, width) as a row kernel sees it.
-fn rows_of<'a>(
-    s: &'a CudaStorage,
-    l: &Layout,
-    op: &str,
-) -> Result<(
-    candle_core::cuda_backend::cudarc::driver::CudaView<'a, f32>,
-    u32,
-    u32,
-)> {
+fn rows_of<'a>(s: &'a CudaStorage, l: &Layout, op: &str) -> Result<(View<'a>, u32, u32)> {
     let Some((o0, o1)) = l.contiguous_offsets() else {
         bail!("{op}: the input must be contiguous")
     };
@@ -226,13 +218,26 @@ fn row_launch(rows: u32) -> LaunchConfig {
     }
 }
 
-/// A `width`-wide parameter's values.
-fn parameter<'a>(
-    s: &'a CudaStorage,
-    l: &Layout,
-    width: u32,
+type View<'a> = candle_core::cuda_backend::cudarc::driver::CudaView<'a, f32>;
+
+/// A gradient op's two row inputs, the forward's saved tensor and the
+/// gradient (as `train_ops::saved_and_gradient` on the CPU): their views, and
+/// the rows and width they share.
+fn saved_and_gradient<'a>(
     op: &str,
-) -> Result<candle_core::cuda_backend::cudarc::driver::CudaView<'a, f32>> {
+    (s, l): (&'a CudaStorage, &Layout),
+    (g, gl): (&'a CudaStorage, &Layout),
+) -> Result<(View<'a>, View<'a>, u32, u32)> {
+    let (sv, rows, width) = rows_of(s, l, op)?;
+    let (gv, grad_rows, _) = rows_of(g, gl, op)?;
+    if grad_rows != rows {
+        bail!("{op}: {rows} rows, {grad_rows} gradient rows")
+    }
+    Ok((sv, gv, rows, width))
+}
+
+/// A `width`-wide parameter's values.
+fn parameter<'a>(s: &'a CudaStorage, l: &Layout, width: u32, op: &str) -> Result<View<'a>> {
     match l.contiguous_offsets() {
         Some((o0, o1)) if o1 - o0 == width as usize => Ok(s.as_cuda_slice::<f32>()?.slice(o0..o1)),
         _ => bail!(
@@ -284,11 +289,7 @@ pub(crate) fn layer_norm_grad(
     eps: f32,
 ) -> Result<(CudaStorage, Shape)> {
     let op = "seer-layer-norm-grad";
-    let (xv, rows, width) = rows_of(x, xl, op)?;
-    let (gv, grad_rows, _) = rows_of(g, gradl, op)?;
-    if grad_rows != rows {
-        bail!("{op}: {rows} rows, {grad_rows} gradient rows")
-    }
+    let (xv, gv, rows, width) = saved_and_gradient(op, (x, xl), (g, gradl))?;
     let gamma = parameter(gamma, gl, width, op)?;
     let dev = &x.device;
     let (n, w) = (rows as usize, width as usize);
@@ -376,12 +377,7 @@ pub(crate) fn softmax_rows_grad(
     (y, yl): (&CudaStorage, &Layout),
     (g, gl): (&CudaStorage, &Layout),
 ) -> Result<(CudaStorage, Shape)> {
-    let op = "seer-softmax-rows-grad";
-    let (yv, rows, width) = rows_of(y, yl, op)?;
-    let (gv, grad_rows, _) = rows_of(g, gl, op)?;
-    if grad_rows != rows {
-        bail!("{op}: {rows} rows, {grad_rows} gradient rows")
-    }
+    let (yv, gv, rows, width) = saved_and_gradient("seer-softmax-rows-grad", (y, yl), (g, gl))?;
     let dev = &y.device;
     // SAFETY: the kernel writes every element of every row.
     let dx = unsafe { dev.alloc::<f32>(rows as usize * width as usize)? };
