@@ -26,6 +26,8 @@ set -euo pipefail
 py=${1:?usage: $0 PYTHON [ROUNDS] [TRAIN_PAIRS]}
 rounds=${2:-2}
 pairs=${3:-4}
+"$py" -c 'import torch, transformers, open_clip' 2>/dev/null ||
+    { echo "$0: $py cannot import torch, transformers and open_clip (the reference venv, see the README)" >&2; exit 2; }
 out=target/bench-cpu/$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$out"
 cargo build --release -q -p seer-cli -p seer-kernels --bin seer --example gemm_speed
