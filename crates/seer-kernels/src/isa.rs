@@ -8,9 +8,10 @@ use crate::gemm::Precision;
 /// block their activations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum FloatBlocks {
-    /// 256 deep × 112 rows (AMD, and CPUs not measured).
+    /// 256 deep × 112 rows (AMD Zen 5, and CPUs not measured).
     Shallow,
-    /// 768 deep × 224 rows: Intel without AMX (Ice Lake, the Skylake-SP line).
+    /// 768 deep × 224 rows: Intel without AMX (Ice Lake, the Skylake-SP line)
+    /// and AMD Zen 4 (family 25).
     Deep,
     /// Shallow, but a thread's whole share of rows as one block where it fits
     /// 224 rows: Intel with AMX (Sapphire Rapids and later).
@@ -121,9 +122,12 @@ impl Isa {
         {
             static BLOCKS: OnceLock<FloatBlocks> = OnceLock::new();
             *BLOCKS.get_or_init(|| match (is_intel(), crate::gemm::amx::cpu_has_amx()) {
-                (false, _) => FloatBlocks::Shallow,
                 (true, false) => FloatBlocks::Deep,
                 (true, true) => FloatBlocks::WholeShare,
+                // Family 25 with AVX-512 is Zen 4 (Zen 3 shares the family
+                // but never runs these kernels).
+                (false, _) if cpu_family() == 25 => FloatBlocks::Deep,
+                (false, _) => FloatBlocks::Shallow,
             })
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -183,6 +187,11 @@ impl Isa {
                 "avx512 f32 14x32, a thread's rows as one block up to 224, 3 depth blocks a pass"
             }
             (Isa::Avx512 | Isa::Amx, Precision::F32) => "avx512 f32 14x32",
+            (Isa::Avx512, Precision::Bf16)
+                if Self::has_bf16_dot() && Self::float_blocks() == FloatBlocks::Deep =>
+            {
+                "avx512-bf16 dot 14x32, blocks of 112 rows x 768 deep"
+            }
             (Isa::Avx512, Precision::Bf16) if Self::has_bf16_dot() => "avx512-bf16 dot 14x32",
             (Isa::Avx512, Precision::Bf16) if Self::float_blocks() == FloatBlocks::Deep => {
                 "avx512 bf16 widened to f32 12x32, blocks of 224 rows x 768 deep"
@@ -211,6 +220,20 @@ fn is_intel() -> bool {
         .flat_map(|r| r.to_le_bytes())
         .collect();
     vendor == b"GenuineIntel"
+}
+
+/// The CPU's family as the kernels' tuning notes give it (CPUID leaf 1: the
+/// base family, plus the extended family where the base is 15, as AMD's
+/// families 23 and up are).
+#[cfg(target_arch = "x86_64")]
+fn cpu_family() -> u32 {
+    let eax = std::arch::x86_64::__cpuid(1).eax;
+    let base = (eax >> 8) & 0xf;
+    if base == 0xf {
+        base + ((eax >> 20) & 0xff)
+    } else {
+        base
+    }
 }
 
 #[cfg(test)]

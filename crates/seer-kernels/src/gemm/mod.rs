@@ -104,9 +104,13 @@ impl Blocks {
     /// 224 rows: images at batch 8 +7% (12/12 pairs), texts unpadded +1%
     /// (10/16); and it packs [`GROUP_BLOCKS`] depth blocks at a time (f32
     /// images at batch 32 +4.5–7%, 6/6 pairs, batch 8 +1%, 4/6; texts at 77
-    /// tokens +2–10%, 5/5; 2026-12-04). AMD Zen 4 lost 10–15% when int8's weight micro-panel spilled
-    /// from its 32 KiB L1 to L2, and AMD has not been measured on either, so it
-    /// keeps the shallow blocks.
+    /// tokens +2–10%, 5/5; 2026-12-04). AMD Zen 4 (family 25 model 17,
+    /// 2026-12-04) takes the deep blocks too: f32 images at batch 32 +2–12%
+    /// (7/7 pairs), batch 8 −1 to +8% (6/7), texts unpadded +4% median (6/7),
+    /// at 77 tokens within ±8% (5/7), though its int8 had lost 10–15% when the
+    /// weight micro-panel spilled from its 32 KiB L1 to L2 (int8 keeps
+    /// [`KC`]). AMD Zen 5 has not been measured on them and keeps the shallow
+    /// blocks.
     fn for_float_avx512() -> Blocks {
         match Isa::float_blocks() {
             FloatBlocks::Deep => Blocks {
@@ -121,6 +125,27 @@ impl Blocks {
                 ..Blocks::SHALLOW
             },
             FloatBlocks::Shallow => Blocks::SHALLOW,
+        }
+    }
+
+    /// The blocks of the AVX-512 `vdpbf16ps` kernel: 512 deep, or on the CPUs
+    /// that take [`FloatBlocks::Deep`] for f32 ViT-B/32's depth of 768 in one
+    /// block, so most products write C once (`Kernel::first`). AMD Zen 4
+    /// (family 25 model 17, 2026-12-04), alternating in one process: bare
+    /// products at 400 rows +3–10% on two threads (8 of 8 shape × run pairs),
+    /// +1–22% on one; the image tower at batch 8 +1–12% (7/7 pairs), batch 32
+    /// 0 to +11% (6/7); texts within noise (half the 12 pairs either way).
+    /// The weight micro-panel (48 KiB) streams from L2 then, as the f32 deep
+    /// blocks' does. 224-row blocks measured the same on the model and once
+    /// left a thread idle (400 rows in two blocks), so the rows stay at [`MC`].
+    fn for_bf16_dot() -> Blocks {
+        let kc = match Isa::float_blocks() {
+            FloatBlocks::Deep => DEEP_KC,
+            FloatBlocks::Shallow | FloatBlocks::WholeShare => 2 * KC,
+        };
+        Blocks {
+            kc,
+            ..Blocks::SHALLOW
         }
     }
 
@@ -1497,11 +1522,8 @@ impl Kernel {
                     return Kernel {
                         mr: x86::MR_512,
                         few: &[],
-                        first: None,
-                        blocks: Blocks {
-                            kc: 2 * KC,
-                            ..Blocks::SHALLOW
-                        },
+                        first: Some(x86::micro_bf16_avx512_first),
+                        blocks: Blocks::for_bf16_dot(),
                         pack_a: pack_a_bf16_pairs,
                         micro: Micro::Float(x86::micro_bf16_avx512),
                     }
@@ -2064,6 +2086,60 @@ mod tests {
                             "{isa:?} {precision:?} {m}x{n}x{k} [{i}]: {x} vs {y}"
                         );
                     }
+                }
+            }
+        }
+    }
+
+    /// The AVX-512 f32 and `vdpbf16ps` kernels on the shallow and the deep
+    /// blocks (which CPU takes which is [`Isa::float_blocks`]'s choice, so
+    /// each CPU runs only one of them in `tests/gemm.rs`) agree up to the
+    /// order of their f32 sums, with the first depth block written by the
+    /// `first` kernel or onto a bias, over partial tiles and several blocks.
+    #[test]
+    fn shallow_and_deep_float_blocks_agree() {
+        if Isa::best_supported() < Isa::Avx512 {
+            return;
+        }
+        let mut precisions = vec![Precision::F32];
+        if Isa::has_bf16_dot() {
+            precisions.push(Precision::Bf16);
+        }
+        for precision in precisions {
+            let kernel = Kernel::select(Isa::Avx512, precision);
+            let on = |kc, mc| Kernel {
+                blocks: Blocks {
+                    kc,
+                    mc,
+                    ..Blocks::SHALLOW
+                },
+                ..kernel
+            };
+            let shallow = on(KC, MC);
+            let deep = on(DEEP_KC, MC);
+            let deep_wide = on(DEEP_KC, DEEP_MC);
+            for (m, n, k) in [
+                (230, 40, 800),
+                (29, 70, DEEP_KC),
+                (5, 33, 300),
+                (113, 64, 1600),
+            ] {
+                let (a, packed) = product_inputs(m, n, k, precision);
+                // SAFETY: the CPU has AVX-512F (checked above), and BF16 for
+                // the bf16 kernel (`has_bf16_dot`).
+                let (want, got, got_wide) = unsafe {
+                    (
+                        product_on(Isa::Avx512, &shallow, &a, m, &packed),
+                        product_on(Isa::Avx512, &deep, &a, m, &packed),
+                        product_on(Isa::Avx512, &deep_wide, &a, m, &packed),
+                    )
+                };
+                for (i, ((x, z), y)) in got.iter().zip(&got_wide).zip(&want).enumerate() {
+                    let close = |x: f32| (x - y).abs() <= 1e-4 * (1.0 + y.abs());
+                    assert!(
+                        close(*x) && close(*z),
+                        "{precision:?} {m}x{n}x{k} [{i}]: {x}, {z} vs {y}"
+                    );
                 }
             }
         }

@@ -125,51 +125,72 @@ unsafe fn sums_512<const R: usize>(kc: usize, a: *const u32, b: *const u8) -> [_
     acc
 }
 
-/// # Safety
-/// The micro-kernel contract (see [`super::MicroF32`]).
-#[target_feature(enable = "avx512f")]
-pub unsafe fn micro_f32_avx512(
-    kc: usize,
-    a: *const u32,
-    b: *const u8,
-    c: *mut f32,
-    ldc: usize,
-    rows: usize,
-    cols: usize,
-) {
-    // SAFETY: AVX-512F is enabled here; the panels hold `kc` steps and the C
-    // tile is valid and ours (the contract).
-    unsafe {
-        let sums = sums_512::<MR_512>(kc, a, b);
-        store_512(&sums, c, ldc, rows, cols, Onto::Output)
+/// A full-tile AVX-512 micro-kernel and its first-depth-block twin from a
+/// function of the tile's sums: `$micro` adds them onto C (the
+/// [`super::MicroF32`] contract), `$first` writes C = sums + bias without
+/// reading C ([`super::MicroF32First`]: `bias` null or the tile's `cols`
+/// values).
+macro_rules! micro_512_pair {
+    ($features:literal, $sums:ident, $(#[$doc:meta])* $micro:ident, $first:ident) => {
+        $(#[$doc])*
+        ///
+        /// # Safety
+        /// The micro-kernel contract (see [`super::MicroF32`]).
+        #[target_feature(enable = $features)]
+        pub unsafe fn $micro(
+            kc: usize,
+            a: *const u32,
+            b: *const u8,
+            c: *mut f32,
+            ldc: usize,
+            rows: usize,
+            cols: usize,
+        ) {
+            // SAFETY: the target features are enabled here; the panels hold
+            // `kc` depths and the C tile is valid and ours (the contract).
+            unsafe { store_512(&$sums(kc, a, b), c, ldc, rows, cols, Onto::Output) };
+        }
+
+        #[doc = concat!("[`", stringify!($micro), "`] for a tile's first depth block: C = sums + bias, written without reading C.")]
+        ///
+        /// # Safety
+        /// The micro-kernel contract (see [`super::MicroF32First`]): `bias`
+        /// is null or holds the tile's `cols` bias values.
+        #[target_feature(enable = $features)]
+        #[allow(clippy::too_many_arguments)]
+        pub unsafe fn $first(
+            kc: usize,
+            a: *const u32,
+            b: *const u8,
+            c: *mut f32,
+            ldc: usize,
+            rows: usize,
+            cols: usize,
+            bias: *const f32,
+        ) {
+            // SAFETY: as for the kernel above; the bias is null or `cols` long.
+            unsafe { store_512(&$sums(kc, a, b), c, ldc, rows, cols, Onto::Bias(bias)) };
+        }
     };
 }
 
-/// [`micro_f32_avx512`] for a tile's first depth block: C = sums + bias,
-/// written without reading C.
+/// [`sums_512`] of a full tile.
 ///
 /// # Safety
-/// The micro-kernel contract (see [`super::MicroF32First`]): `bias` is null
-/// or holds the tile's `cols` bias values.
-#[target_feature(enable = "avx512f")]
-#[allow(clippy::too_many_arguments)]
-pub unsafe fn micro_f32_avx512_first(
-    kc: usize,
-    a: *const u32,
-    b: *const u8,
-    c: *mut f32,
-    ldc: usize,
-    rows: usize,
-    cols: usize,
-    bias: *const f32,
-) {
-    // SAFETY: AVX-512F is enabled here; the panels hold `kc` steps, the C
-    // tile is valid and ours and the bias null or `cols` long (the contract).
-    unsafe {
-        let sums = sums_512::<MR_512>(kc, a, b);
-        store_512(&sums, c, ldc, rows, cols, Onto::Bias(bias))
-    };
+/// As [`sums_512`].
+#[inline(always)]
+unsafe fn sums_f32_512(kc: usize, a: *const u32, b: *const u8) -> [__m512; 2 * MR_512] {
+    // SAFETY: the caller's contract.
+    unsafe { sums_512::<MR_512>(kc, a, b) }
 }
+
+micro_512_pair!(
+    "avx512f",
+    sums_f32_512,
+    /// The f32 14×32 kernel.
+    micro_f32_avx512,
+    micro_f32_avx512_first
+);
 
 /// [`micro_f32_avx512`] for a tile of `R < MR_512` rows (a decoding step's
 /// one row per sequence, a batch's last tile): it reads only the `R` live rows
@@ -213,21 +234,18 @@ pub const FEW_F32_AVX512: [super::MicroF32; MR_512 - 1] = [
     micro_f32_avx512_rows::<13>,
 ];
 
+/// The sums of `kc` depths (`kc / 2` bf16 pairs) of a full tile on
+/// `vdpbf16ps`: a step is MR_512 packed pairs of A and 2 × NR bf16 weights.
+///
 /// # Safety
-/// The micro-kernel contract (see [`super::MicroF32`]).
-#[target_feature(enable = "avx512f,avx512bf16")]
-pub unsafe fn micro_bf16_avx512(
-    kc: usize,
-    a: *const u32,
-    b: *const u8,
-    c: *mut f32,
-    ldc: usize,
-    rows: usize,
-    cols: usize,
-) {
+/// The CPU has AVX-512F and AVX512-BF16; `a` and `b` hold the steps (the
+/// micro-kernel contract, see [`super::MicroF32`]).
+#[inline(always)]
+unsafe fn sums_bf16_512(kc: usize, a: *const u32, b: *const u8) -> [__m512; 2 * MR_512] {
     let mut a = a;
     let mut b = b.cast::<u16>();
-    let mut acc = [_mm512_setzero_ps(); 2 * MR_512];
+    // SAFETY: the CPU has AVX-512F (the contract).
+    let mut acc = [unsafe { _mm512_setzero_ps() }; 2 * MR_512];
     for _ in 0..kc.div_ceil(2) {
         // SAFETY: each step (a pair of depths) reads MR_512 u32 words of the A
         // panel and 2 × NR = 64 bf16 of the weight panel, inside by the
@@ -245,9 +263,16 @@ pub unsafe fn micro_bf16_avx512(
             b = b.add(2 * NR);
         }
     }
-    // SAFETY: AVX-512F is enabled here; the C tile is valid and ours.
-    unsafe { store_512(&acc, c, ldc, rows, cols, Onto::Output) };
+    acc
 }
+
+micro_512_pair!(
+    "avx512f,avx512bf16",
+    sums_bf16_512,
+    /// The bf16 14×32 kernel on `vdpbf16ps` (activations in bf16 pairs).
+    micro_bf16_avx512,
+    micro_bf16_avx512_first
+);
 
 /// [`super::quantise_row`] with AVX-512 (LLVM leaves its saturating casts
 /// scalar, which cost a quarter of the int8 product).
