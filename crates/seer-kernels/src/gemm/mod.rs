@@ -910,9 +910,7 @@ fn for_each_block(
     let (m_chunks, n_chunks) = grid(tiles, panels, mc / mr, panel_parts, threads);
     let task = |t: usize| {
         let (mi, ni) = (t / n_chunks, t % n_chunks);
-        let rows = split(tiles, m_chunks, mi);
-        let rows = (rows.start * mr).min(m)..(rows.end * mr).min(m);
-        block(rows, split(panels, n_chunks, ni));
+        block(row_part(m, mr, m_chunks, mi), split(panels, n_chunks, ni));
     };
     run_tasks(n_chunks * m_chunks, task);
 }
@@ -1001,6 +999,29 @@ fn share(
         let end = if range.end <= cut1 { last + 1 } else { last };
         (!range.is_empty() && start < end).then_some((start..end, range))
     })
+}
+
+/// Part `i` of `m` rows cut into `parts` ranges of whole `mr`-row tiles
+/// (the last may end in a partial tile), each cut at the tile boundary
+/// nearest to an equal share of rows. Cut by whole tiles instead, ViT-B/32 at
+/// batch 8 (400 rows, 28 tiles of 14 and one of 8) gave one thread 15 full
+/// tiles (210 rows) and the other 13 and the partial one (190 rows): the
+/// second waited a tenth of every product; cut by rows they are 196 and 204
+/// (the few-row kernels cost a partial tile by its rows). AMD Zen 4, f32 on
+/// the deep blocks, old and new binaries alternating: images at batch 8
+/// −2 to +8% (6 of 7 pairs faster), batch 32 +0.3–3% (7 of 7), texts 5 of 7;
+/// bf16 (no few-row kernels, four blocks of 112 rows: the same tile counts
+/// either way) within noise.
+fn row_part(m: usize, mr: usize, parts: usize, i: usize) -> std::ops::Range<usize> {
+    let cut = |j: usize| {
+        if j >= parts {
+            m
+        } else {
+            // round(j·m / (parts·mr)) tiles.
+            ((2 * j * m + parts * mr) / (2 * parts * mr) * mr).min(m)
+        }
+    };
+    cut(i)..cut(i + 1)
 }
 
 /// Part `i` of `0..len` cut into `parts` near-equal ranges.
@@ -2364,6 +2385,35 @@ mod blocking_tests {
 
     /// Every row tile and weight panel goes to exactly one task, and a whole
     /// share per thread with panels in two parts makes two tasks a thread.
+    #[test]
+    fn row_parts_are_whole_tiles_covering_the_rows_in_near_equal_shares() {
+        // ViT-B/32 at batch 8 on two threads: 196 and 204 rows, not 210 and 190.
+        assert_eq!(row_part(400, 14, 2, 0), 0..196);
+        assert_eq!(row_part(400, 14, 2, 1), 196..400);
+        for (m, mr, parts) in [
+            (400, 14, 4),
+            (1600, 14, 8),
+            (435, 14, 4),
+            (3, 14, 1),
+            (20, 14, 2),
+            (97, 6, 5),
+        ] {
+            let mut next = 0;
+            for i in 0..parts {
+                let rows = row_part(m, mr, parts, i);
+                assert_eq!(rows.start, next, "{m} {mr} {parts}: {i}");
+                assert!(rows.start.is_multiple_of(mr) && rows.end >= rows.start);
+                // Each share is within a tile of m / parts.
+                assert!(
+                    rows.len().abs_diff(m / parts) <= mr,
+                    "{m} {mr} {parts}: {rows:?}"
+                );
+                next = rows.end;
+            }
+            assert_eq!(next, m);
+        }
+    }
+
     #[test]
     fn blocks_with_panel_parts_cover_the_output_once() {
         let w = PackedWeights::from_rows(&[0.0; 200 * 8], 200, 8, None, Precision::F32);
