@@ -2383,8 +2383,8 @@ mod blocking_tests {
         }
     }
 
-    /// Every row tile and weight panel goes to exactly one task, and a whole
-    /// share per thread with panels in two parts makes two tasks a thread.
+    /// Row parts start on tile boundaries, follow each other, cover all the
+    /// rows, and each is within a tile of an equal share.
     #[test]
     fn row_parts_are_whole_tiles_covering_the_rows_in_near_equal_shares() {
         // ViT-B/32 at batch 8 on two threads: 196 and 204 rows, not 210 and 190.
@@ -2414,6 +2414,8 @@ mod blocking_tests {
         }
     }
 
+    /// Every row tile and weight panel goes to exactly one task, and a whole
+    /// share per thread with panels in two parts makes two tasks a thread.
     #[test]
     fn blocks_with_panel_parts_cover_the_output_once() {
         let w = PackedWeights::from_rows(&[0.0; 200 * 8], 200, 8, None, Precision::F32);

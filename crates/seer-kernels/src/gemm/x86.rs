@@ -131,7 +131,7 @@ unsafe fn sums_512<const R: usize>(kc: usize, a: *const u32, b: *const u8) -> [_
 /// reading C ([`super::MicroF32First`]: `bias` null or the tile's `cols`
 /// values).
 macro_rules! micro_512_pair {
-    ($features:literal, $sums:ident, $(#[$doc:meta])* $micro:ident, $first:ident) => {
+    ($features:literal, $sums:expr, $(#[$doc:meta])* $micro:ident, $first:ident) => {
         $(#[$doc])*
         ///
         /// # Safety
@@ -148,7 +148,7 @@ macro_rules! micro_512_pair {
         ) {
             // SAFETY: the target features are enabled here; the panels hold
             // `kc` depths and the C tile is valid and ours (the contract).
-            unsafe { store_512(&$sums(kc, a, b), c, ldc, rows, cols, Onto::Output) };
+            unsafe { store_512(&($sums)(kc, a, b), c, ldc, rows, cols, Onto::Output) };
         }
 
         #[doc = concat!("[`", stringify!($micro), "`] for a tile's first depth block: C = sums + bias, written without reading C.")]
@@ -169,24 +169,14 @@ macro_rules! micro_512_pair {
             bias: *const f32,
         ) {
             // SAFETY: as for the kernel above; the bias is null or `cols` long.
-            unsafe { store_512(&$sums(kc, a, b), c, ldc, rows, cols, Onto::Bias(bias)) };
+            unsafe { store_512(&($sums)(kc, a, b), c, ldc, rows, cols, Onto::Bias(bias)) };
         }
     };
 }
 
-/// [`sums_512`] of a full tile.
-///
-/// # Safety
-/// As [`sums_512`].
-#[inline(always)]
-unsafe fn sums_f32_512(kc: usize, a: *const u32, b: *const u8) -> [__m512; 2 * MR_512] {
-    // SAFETY: the caller's contract.
-    unsafe { sums_512::<MR_512>(kc, a, b) }
-}
-
 micro_512_pair!(
     "avx512f",
-    sums_f32_512,
+    sums_512::<MR_512>,
     /// The f32 14×32 kernel.
     micro_f32_avx512,
     micro_f32_avx512_first
