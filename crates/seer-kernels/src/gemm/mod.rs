@@ -1205,13 +1205,20 @@ unsafe fn run_block(
             cols: pcols,
         };
         let bias = w.bias.as_deref().map(|b| &b[p * NR..]);
-        // A product of one depth block writes its full tiles once
-        // where the kernel can (see `Kernel::first`).
-        let first = single_block_first.filter(|_| kernel.few.get(tile.rows - 1).is_none());
+        // A product of one depth block writes its full tiles once where
+        // the kernel can (see `Kernel::first`); a residual's first block
+        // adds its bias in the same pass (`Kernel::onto_output`).
+        let full = kernel.few.get(tile.rows - 1).is_none();
+        let first = single_block_first.filter(|_| full).or_else(|| {
+            kernel
+                .onto_output
+                .filter(|_| full && k0 == 0 && init == Init::AddToOutput && bias.is_some())
+        });
         if let Some(first) = first {
             // SAFETY: the micro-kernel contract as below; the
             // bias (when there is one) holds this panel's
-            // `pcols` values.
+            // `pcols` values. (`first` is the kernel for the
+            // tile's first depth block and its `init`.)
             unsafe {
                 first(
                     kc,
@@ -1513,6 +1520,11 @@ struct Kernel {
     /// process (Intel AMX VM); over the first of several blocks (depth 768)
     /// it measured 0.90–1.05×, so deeper products keep the add.
     first: Option<MicroF32First>,
+    /// The full tile's kernel for the first depth block of a product that
+    /// adds onto C (`Init::AddToOutput`, a residual) with a bias, where there
+    /// is one: C = (C + bias) + sums in one pass, where `Tile::init` added the
+    /// bias in a pass of its own (1.1% of a bf16 ViT forward, AMD Zen 4).
+    onto_output: Option<MicroF32First>,
     /// Depth (`kc`: KC words of A per row, so int8, four depths a word, goes
     /// 4× deeper and writes C a quarter as often, bf16 pairs 2×) and rows of
     /// one packed block of A.
@@ -1533,7 +1545,8 @@ impl Kernel {
                     return Kernel {
                         mr: x86::MR_512,
                         few: &x86::FEW_F32_AVX512,
-                        first: Some(x86::micro_f32_avx512_first),
+                        first: Some(x86::micro_f32_avx512_first::<false>),
+                        onto_output: Some(x86::micro_f32_avx512_first::<true>),
                         blocks: Blocks::for_float_avx512(),
                         pack_a: pack_a_f32_avx512::<{ x86::MR_512 }, false>,
                         micro: Micro::Float(x86::micro_f32_avx512),
@@ -1542,8 +1555,9 @@ impl Kernel {
                 (Isa::Avx512, Precision::Bf16) if Isa::has_bf16_dot() => {
                     return Kernel {
                         mr: x86::MR_512,
-                        few: &[],
-                        first: Some(x86::micro_bf16_avx512_first),
+                        few: &x86::FEW_BF16_AVX512,
+                        first: Some(x86::micro_bf16_avx512_first::<false>),
+                        onto_output: Some(x86::micro_bf16_avx512_first::<true>),
                         blocks: Blocks::for_bf16_dot(),
                         pack_a: pack_a_bf16_pairs,
                         micro: Micro::Float(x86::micro_bf16_avx512),
@@ -1554,6 +1568,7 @@ impl Kernel {
                         mr: x86::MR_512_BF16,
                         few: &[],
                         first: None,
+                        onto_output: None,
                         blocks: Blocks::for_float_avx512(),
                         pack_a: pack_a_f32_avx512::<{ x86::MR_512_BF16 }, true>,
                         micro: Micro::Float(x86::micro_bf16_widened_avx512),
@@ -1564,6 +1579,7 @@ impl Kernel {
                         mr: x86::MR_256_BF16,
                         few: &[],
                         first: None,
+                        onto_output: None,
                         blocks: Blocks::SHALLOW,
                         pack_a: pack_a_f32_avx2::<{ x86::MR_256_BF16 }, true>,
                         micro: Micro::Float(x86::micro_bf16_avx2),
@@ -1574,6 +1590,7 @@ impl Kernel {
                         mr: x86::MR_512,
                         few: &[],
                         first: None,
+                        onto_output: None,
                         blocks: Blocks {
                             kc: 4 * KC,
                             ..Blocks::SHALLOW
@@ -1588,6 +1605,7 @@ impl Kernel {
                         mr: x86::MR_256_INT8,
                         few: &[],
                         first: None,
+                        onto_output: None,
                         blocks: Blocks {
                             kc: 4 * KC,
                             ..Blocks::SHALLOW
@@ -1601,6 +1619,7 @@ impl Kernel {
                         mr: x86::MR_256,
                         few: &x86::FEW_F32_AVX2,
                         first: None,
+                        onto_output: None,
                         blocks: Blocks::SHALLOW,
                         pack_a: pack_a_f32_avx2::<{ x86::MR_256 }, false>,
                         micro: Micro::Float(x86::micro_f32_avx2),
@@ -1615,6 +1634,7 @@ impl Kernel {
                 mr: portable::MR,
                 few: &[],
                 first: None,
+                onto_output: None,
                 blocks: Blocks::SHALLOW,
                 pack_a: pack_a_f32,
                 micro: Micro::Float(portable::micro_f32),
@@ -1623,6 +1643,7 @@ impl Kernel {
                 mr: portable::MR,
                 few: &[],
                 first: None,
+                onto_output: None,
                 blocks: Blocks::SHALLOW,
                 pack_a: pack_a_f32_even,
                 micro: Micro::Float(portable::micro_bf16),
@@ -1631,6 +1652,7 @@ impl Kernel {
                 mr: portable::MR,
                 few: &[],
                 first: None,
+                onto_output: None,
                 blocks: Blocks {
                     kc: 4 * KC,
                     ..Blocks::SHALLOW
@@ -2032,6 +2054,25 @@ mod tests {
         c
     }
 
+    /// [`product_on`] onto a residual C (`init`: `Init::AddToOutput` adds
+    /// the product to it, `Init::Bias` overwrites it), then `act`.
+    ///
+    /// # Safety
+    /// As for [`product_on`].
+    unsafe fn product_onto(
+        isa: Isa,
+        kernel: &Kernel,
+        (a, m, w): (&[f32], usize, &PackedWeights),
+        init: Init,
+        act: Option<Activation>,
+    ) -> Vec<f32> {
+        let mut c: Vec<f32> = (0..m * w.n).map(|i| (i % 7) as f32 - 3.0).collect();
+        // SAFETY: `c` is the initialised m × n output; the CPU as our caller
+        // guarantees.
+        unsafe { gemm_with_kernel(isa, kernel, a, m, w, c.as_mut_ptr(), init, act) };
+        c
+    }
+
     /// Deterministic activations (`m × k`) and weights (`n × k`, with a
     /// bias) packed at `precision`.
     fn product_inputs(
@@ -2083,22 +2124,11 @@ mod tests {
                 for (m, n, k) in [(37, 70, 7 * kc + 5), (5, 33, kc), (20, 64, 2 * kc)] {
                     let (a, packed) = product_inputs(m, n, k, precision);
                     let run = |kernel: &Kernel| {
-                        let mut c: Vec<f32> = (0..m * n).map(|i| (i % 7) as f32 - 3.0).collect();
-                        // SAFETY: `isa` is supported here and `kernel` selected
-                        // for it; `c` is the initialised m × n output.
+                        let act = Some(Activation::QuickGelu);
+                        // SAFETY: `isa` is supported here and `kernel` selected for it.
                         unsafe {
-                            gemm_with_kernel(
-                                isa,
-                                kernel,
-                                &a,
-                                m,
-                                &packed,
-                                c.as_mut_ptr(),
-                                Init::AddToOutput,
-                                Some(Activation::QuickGelu),
-                            )
-                        };
-                        c
+                            product_onto(isa, kernel, (&a, m, &packed), Init::AddToOutput, act)
+                        }
                     };
                     let (want, got) = (run(&single), run(&grouped));
                     for (i, (x, y)) in got.iter().zip(&want).enumerate() {
@@ -2178,6 +2208,7 @@ mod tests {
             mr: x86::MR_512_BF16,
             few: &[],
             first: None,
+            onto_output: None,
             blocks: Blocks::SHALLOW,
             pack_a: pack_a_f32_avx512::<{ x86::MR_512_BF16 }, true>,
             micro: Micro::Float(x86::micro_bf16_widened_avx512),
@@ -2202,45 +2233,57 @@ mod tests {
         }
     }
 
-    /// The few-row f32 kernels give every row bit for bit what the full
-    /// kernel gives it among zero padding, for every tile height, tail width
-    /// and depth block.
+    /// The few-row kernels and the first-block twins (`Kernel::first`,
+    /// `Kernel::onto_output`) give every output bit for bit what the full
+    /// kernel alone gives it after `Tile::init` (a row among zero padding),
+    /// for every tile height and tail width, over one and several depth
+    /// blocks, with and without a residual to add onto.
     #[test]
-    fn few_row_kernels_match_the_full_kernel_bit_for_bit() {
+    fn few_row_and_first_block_kernels_match_the_plain_kernel_bit_for_bit() {
+        let mut kernels = vec![];
         for isa in [Isa::Avx2, Isa::Avx512] {
-            if Isa::best_supported() < isa {
-                continue;
+            if Isa::best_supported() >= isa {
+                kernels.push((isa, Precision::F32));
             }
-            let few = Kernel::select(isa, Precision::F32);
+        }
+        if Isa::has_bf16_dot() {
+            kernels.push((Isa::Avx512, Precision::Bf16));
+        }
+        for (isa, precision) in kernels {
+            let kernel = Kernel::select(isa, precision);
             assert_eq!(
-                few.few.len(),
-                few.mr - 1,
-                "{} has few-row kernels",
+                kernel.few.len(),
+                kernel.mr - 1,
+                "{} {precision:?} has few-row kernels",
                 isa.name()
             );
-            let full = Kernel { few: &[], ..few };
-            let (n, k) = (45, 300);
-            let w: Vec<f32> = (0..n * k)
-                .map(|i| ((i * 53 % 97) as f32 - 48.0) / 30.0)
-                .collect();
-            let bias: Vec<f32> = (0..n).map(|j| j as f32 * 0.1).collect();
-            let packed = PackedWeights::from_rows(&w, n, k, Some(bias), Precision::F32);
-            for m in 1..=2 * full.mr + 1 {
-                let a: Vec<f32> = (0..m * k)
-                    .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
-                    .collect();
-                // SAFETY: the CPU has `isa` (checked above).
-                let (got, want) = unsafe {
-                    (
-                        product_on(isa, &few, &a, m, &packed),
-                        product_on(isa, &full, &a, m, &packed),
-                    )
-                };
-                let same = got
-                    .iter()
-                    .zip(&want)
-                    .all(|(x, y)| x.to_bits() == y.to_bits());
-                assert!(same, "{} {m} rows: few-row result differs", isa.name());
+            let plain = Kernel {
+                few: &[],
+                first: None,
+                onto_output: None,
+                ..kernel
+            };
+            let n = 45;
+            for k in [100, kernel.blocks.kc + 38] {
+                for m in 1..=2 * kernel.mr + 1 {
+                    let (a, packed) = product_inputs(m, n, k, precision);
+                    for init in [Init::Bias, Init::AddToOutput] {
+                        let run = |kernel: &Kernel| {
+                            // SAFETY: the CPU has `isa` (checked above).
+                            unsafe { product_onto(isa, kernel, (&a, m, &packed), init, None) }
+                        };
+                        let (got, want) = (run(&kernel), run(&plain));
+                        let same = got
+                            .iter()
+                            .zip(&want)
+                            .all(|(x, y)| x.to_bits() == y.to_bits());
+                        assert!(
+                            same,
+                            "{} {precision:?} {m}x{n}x{k} {init:?}: the result differs",
+                            isa.name()
+                        );
+                    }
+                }
             }
         }
     }

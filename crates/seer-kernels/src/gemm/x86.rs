@@ -43,6 +43,10 @@ enum Onto {
     Output,
     /// The tile's bias, `cols` values (null: none), overwriting C unread.
     Bias(*const f32),
+    /// The C tile plus the tile's bias (null: none), added in that order:
+    /// what `Tile::init` and a kernel onto [`Onto::Output`] compute, in one
+    /// pass over C.
+    OutputAndBias(*const f32),
 }
 
 /// Adds the accumulators onto C's tile or onto a bias and stores them into
@@ -66,14 +70,15 @@ unsafe fn store_512(
     // which a non-null bias holds (the caller's contract); AVX-512F as below.
     let bias = unsafe {
         match onto {
-            Onto::Bias(b) if !b.is_null() => Some((
+            Onto::Bias(b) | Onto::OutputAndBias(b) if !b.is_null() => Some((
                 _mm512_maskz_loadu_ps(m0, b),
                 _mm512_maskz_loadu_ps(m1, b.add(16)),
             )),
             Onto::Bias(_) => Some((_mm512_setzero_ps(), _mm512_setzero_ps())),
-            Onto::Output => None,
+            Onto::Output | Onto::OutputAndBias(_) => None,
         }
     };
+    let reads_c = !matches!(onto, Onto::Bias(_));
     for r in 0..MR_512 {
         if r < rows {
             // SAFETY: row r < rows of the tile; the masks keep loads and
@@ -82,9 +87,14 @@ unsafe fn store_512(
             unsafe {
                 let p = c.add(r * ldc);
                 let p1 = p.add(16);
-                let (base0, base1) = bias.unwrap_or_else(|| {
-                    (_mm512_maskz_loadu_ps(m0, p), _mm512_maskz_loadu_ps(m1, p1))
-                });
+                let (base0, base1) = match (reads_c, bias) {
+                    (false, Some(bias)) => bias,
+                    (true, Some((b0, b1))) => (
+                        _mm512_add_ps(_mm512_maskz_loadu_ps(m0, p), b0),
+                        _mm512_add_ps(_mm512_maskz_loadu_ps(m1, p1), b1),
+                    ),
+                    (_, None) => (_mm512_maskz_loadu_ps(m0, p), _mm512_maskz_loadu_ps(m1, p1)),
+                };
                 _mm512_mask_storeu_ps(p, m0, _mm512_add_ps(base0, acc[2 * r]));
                 _mm512_mask_storeu_ps(p1, m1, _mm512_add_ps(base1, acc[2 * r + 1]));
             }
@@ -127,9 +137,9 @@ unsafe fn sums_512<const R: usize>(kc: usize, a: *const u32, b: *const u8) -> [_
 
 /// A full-tile AVX-512 micro-kernel and its first-depth-block twin from a
 /// function of the tile's sums: `$micro` adds them onto C (the
-/// [`super::MicroF32`] contract), `$first` writes C = sums + bias without
-/// reading C ([`super::MicroF32First`]: `bias` null or the tile's `cols`
-/// values).
+/// [`super::MicroF32`] contract), `$first::<false>` writes C = sums + bias
+/// without reading C and `$first::<true>` adds bias and sums onto C
+/// ([`super::MicroF32First`]: `bias` null or the tile's `cols` values).
 macro_rules! micro_512_pair {
     ($features:literal, $sums:expr, $(#[$doc:meta])* $micro:ident, $first:ident) => {
         $(#[$doc])*
@@ -151,14 +161,14 @@ macro_rules! micro_512_pair {
             unsafe { store_512(&($sums)(kc, a, b), c, ldc, rows, cols, Onto::Output) };
         }
 
-        #[doc = concat!("[`", stringify!($micro), "`] for a tile's first depth block: C = sums + bias, written without reading C.")]
+        #[doc = concat!("[`", stringify!($micro), "`] for a tile's first depth block, with its bias: C = sums + bias, written without reading C; or with `ONTO_C`, C = (C + bias) + sums, what `Tile::init` then the kernel would add (a residual).")]
         ///
         /// # Safety
         /// The micro-kernel contract (see [`super::MicroF32First`]): `bias`
         /// is null or holds the tile's `cols` bias values.
         #[target_feature(enable = $features)]
         #[allow(clippy::too_many_arguments)]
-        pub unsafe fn $first(
+        pub unsafe fn $first<const ONTO_C: bool>(
             kc: usize,
             a: *const u32,
             b: *const u8,
@@ -168,9 +178,48 @@ macro_rules! micro_512_pair {
             cols: usize,
             bias: *const f32,
         ) {
+            let onto = if ONTO_C {
+                Onto::OutputAndBias(bias)
+            } else {
+                Onto::Bias(bias)
+            };
             // SAFETY: as for the kernel above; the bias is null or `cols` long.
-            unsafe { store_512(&($sums)(kc, a, b), c, ldc, rows, cols, Onto::Bias(bias)) };
+            unsafe { store_512(&($sums)(kc, a, b), c, ldc, rows, cols, onto) };
         }
+    };
+}
+
+/// `$rows::<R>`, a kernel for tiles of `R < MR_512` rows from a function of
+/// the sums of a tile's first `R` rows, and `$few`, those kernels for 1 to
+/// 13 rows (`[r - 1]`).
+macro_rules! micro_512_rows {
+    ($features:literal, $sums:ident, $(#[$doc:meta])* $rows:ident, $few:ident) => {
+        $(#[$doc])*
+        ///
+        /// # Safety
+        /// The micro-kernel contract (see [`super::MicroF32`]), with `rows == R`.
+        #[target_feature(enable = $features)]
+        pub unsafe fn $rows<const R: usize>(
+            kc: usize,
+            a: *const u32,
+            b: *const u8,
+            c: *mut f32,
+            ldc: usize,
+            rows: usize,
+            cols: usize,
+        ) {
+            debug_assert!(R < MR_512 && rows == R);
+            // SAFETY: the target features are enabled here; the panels hold
+            // `kc` steps, R < MR_512, and the C tile is valid and ours (the
+            // contract).
+            unsafe { store_512(&$sums::<R>(kc, a, b), c, ldc, rows, cols, Onto::Output) };
+        }
+
+        #[doc = concat!("The few-row kernels [`", stringify!($rows), "`], `[r - 1]` for `r` rows.")]
+        pub const $few: [super::MicroF32; MR_512 - 1] = [
+            $rows::<1>, $rows::<2>, $rows::<3>, $rows::<4>, $rows::<5>, $rows::<6>, $rows::<7>,
+            $rows::<8>, $rows::<9>, $rows::<10>, $rows::<11>, $rows::<12>, $rows::<13>,
+        ];
     };
 }
 
@@ -182,56 +231,33 @@ micro_512_pair!(
     micro_f32_avx512_first
 );
 
-/// [`micro_f32_avx512`] for a tile of `R < MR_512` rows (a decoding step's
-/// one row per sequence, a batch's last tile): it reads only the `R` live rows
-/// of each packed step instead of multiplying the zero padding, 14× less work
-/// for one row. Each output element gets the same multiply-adds in the same
-/// order as in the full kernel, so a row's result does not depend on the rows
-/// batched with it.
-///
-/// # Safety
-/// The micro-kernel contract (see [`super::MicroF32`]), with `rows == R`.
-#[target_feature(enable = "avx512f")]
-pub unsafe fn micro_f32_avx512_rows<const R: usize>(
-    kc: usize,
-    a: *const u32,
-    b: *const u8,
-    c: *mut f32,
-    ldc: usize,
-    rows: usize,
-    cols: usize,
-) {
-    debug_assert!(R < MR_512 && rows == R);
-    // SAFETY: AVX-512F is enabled here; the panels hold `kc` steps, R <
-    // MR_512, and the C tile is valid and ours (the contract).
-    unsafe { store_512(&sums_512::<R>(kc, a, b), c, ldc, rows, cols, Onto::Output) };
-}
+micro_512_rows!(
+    "avx512f",
+    sums_512,
+    /// [`micro_f32_avx512`] for a tile of `R < MR_512` rows (a decoding step's
+    /// one row per sequence, a batch's last tile): it reads only the `R` live rows
+    /// of each packed step instead of multiplying the zero padding, 14× less work
+    /// for one row. Each output element gets the same multiply-adds in the same
+    /// order as in the full kernel, so a row's result does not depend on the rows
+    /// batched with it.
+    micro_f32_avx512_rows,
+    FEW_F32_AVX512
+);
 
-/// The few-row AVX-512 f32 kernels, `[r - 1]` for `r` rows.
-pub const FEW_F32_AVX512: [super::MicroF32; MR_512 - 1] = [
-    micro_f32_avx512_rows::<1>,
-    micro_f32_avx512_rows::<2>,
-    micro_f32_avx512_rows::<3>,
-    micro_f32_avx512_rows::<4>,
-    micro_f32_avx512_rows::<5>,
-    micro_f32_avx512_rows::<6>,
-    micro_f32_avx512_rows::<7>,
-    micro_f32_avx512_rows::<8>,
-    micro_f32_avx512_rows::<9>,
-    micro_f32_avx512_rows::<10>,
-    micro_f32_avx512_rows::<11>,
-    micro_f32_avx512_rows::<12>,
-    micro_f32_avx512_rows::<13>,
-];
-
-/// The sums of `kc` depths (`kc / 2` bf16 pairs) of a full tile on
-/// `vdpbf16ps`: a step is MR_512 packed pairs of A and 2 × NR bf16 weights.
+/// The sums of `kc` depths (`kc / 2` bf16 pairs) of the first `R` rows of a
+/// tile on `vdpbf16ps`: a step is MR_512 packed pairs of A, of which the first
+/// `R` are read, and 2 × NR bf16 weights. As in [`sums_512`], each sum gets the
+/// same products in the same order whatever `R`.
 ///
 /// # Safety
 /// The CPU has AVX-512F and AVX512-BF16; `a` and `b` hold the steps (the
-/// micro-kernel contract, see [`super::MicroF32`]).
+/// micro-kernel contract, see [`super::MicroF32`]); `R <= MR_512`.
 #[inline(always)]
-unsafe fn sums_bf16_512(kc: usize, a: *const u32, b: *const u8) -> [__m512; 2 * MR_512] {
+unsafe fn sums_bf16_512<const R: usize>(
+    kc: usize,
+    a: *const u32,
+    b: *const u8,
+) -> [__m512; 2 * MR_512] {
     let mut a = a;
     let mut b = b.cast::<u16>();
     // SAFETY: the CPU has AVX-512F (the contract).
@@ -244,7 +270,7 @@ unsafe fn sums_bf16_512(kc: usize, a: *const u32, b: *const u8) -> [__m512; 2 * 
         unsafe {
             let b0: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.cast()));
             let b1: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.add(32).cast()));
-            for r in 0..MR_512 {
+            for r in 0..R {
                 let av: __m512bh = std::mem::transmute(_mm512_set1_epi32(*a.add(r) as i32));
                 acc[2 * r] = _mm512_dpbf16_ps(acc[2 * r], av, b0);
                 acc[2 * r + 1] = _mm512_dpbf16_ps(acc[2 * r + 1], av, b1);
@@ -258,10 +284,21 @@ unsafe fn sums_bf16_512(kc: usize, a: *const u32, b: *const u8) -> [__m512; 2 * 
 
 micro_512_pair!(
     "avx512f,avx512bf16",
-    sums_bf16_512,
+    sums_bf16_512::<MR_512>,
     /// The bf16 14×32 kernel on `vdpbf16ps` (activations in bf16 pairs).
     micro_bf16_avx512,
     micro_bf16_avx512_first
+);
+
+micro_512_rows!(
+    "avx512f,avx512bf16",
+    sums_bf16_512,
+    /// [`micro_bf16_avx512`] for a tile of `R < MR_512` rows: a batch's last
+    /// tile costs its rows, not a full tile's (ViT-B/32 at batch 8: 28 tiles
+    /// of 14 rows and one of 8, which two threads share 14 and 15 as whole
+    /// tiles).
+    micro_bf16_avx512_rows,
+    FEW_BF16_AVX512
 );
 
 /// [`super::quantise_row`] with AVX-512 (LLVM leaves its saturating casts
