@@ -9,6 +9,7 @@ pub mod cpu;
 pub mod cuda_ops;
 pub mod gather_rows;
 pub mod layers;
+pub mod split_batch;
 pub(crate) mod train_attention;
 #[cfg(feature = "cuda")]
 pub(crate) mod train_cuda;

@@ -10,6 +10,7 @@ use crate::models::clip::config::{ClipConfig, Layout, VisionConfig, VisionPool};
 use crate::models::clip::resnet::ModifiedResNet;
 use crate::models::clip::text::{TextPadding, TextTransformer};
 use crate::models::clip::vit::VisionTransformer;
+use crate::nn::split_batch;
 
 #[derive(Clone, Debug)]
 enum VisionTower {
@@ -134,14 +135,30 @@ impl ClipModel {
 
     /// Projected image features (not normalised), as `get_image_features`.
     pub fn encode_images(&self, pixels: &Tensor) -> Result<Tensor> {
-        match &self.vision {
+        let forward = |pixels: &Tensor| match &self.vision {
             VisionTower::Vit(v) => v.forward(pixels),
             VisionTower::ResNet(r) => r.forward(pixels),
+        };
+        match pixels.dims().first() {
+            Some(&n) if pixels.rank() == 4 => {
+                split_batch::per_thread_cat(&self.device, &vec![1; n], |part| {
+                    forward(&pixels.narrow(0, part.start, part.len())?)
+                })
+            }
+            _ => forward(pixels),
         }
     }
 
     /// Projected text features (not normalised), as `get_text_features`.
     pub fn encode_texts(&self, tokens: &[Vec<u32>], padding: TextPadding) -> Result<Tensor> {
-        self.text.forward(tokens, padding)
+        // Checked whole first: an error names the sequence's index in `tokens`.
+        self.text.eot_positions(tokens)?;
+        let costs: Vec<usize> = match padding {
+            TextPadding::Longest => tokens.iter().map(Vec::len).collect(),
+            TextPadding::Context => vec![1; tokens.len()],
+        };
+        split_batch::per_thread_cat(&self.device, &costs, |part| {
+            self.text.forward(&tokens[part], padding)
+        })
     }
 }

@@ -83,9 +83,9 @@ impl TextTransformer {
         self.cfg.context_length
     }
 
-    /// Each sequence must contain the end-of-text token (the tokenizer puts it last).
-    /// Returns projected features (batch, embed).
-    pub fn forward(&self, sequences: &[Vec<u32>], padding: TextPadding) -> Result<Tensor> {
+    /// Each sequence's end-of-text position, checking the sequences against
+    /// the context length and vocabulary (errors name the sequence's index).
+    pub fn eot_positions(&self, sequences: &[Vec<u32>]) -> Result<Vec<usize>> {
         let ctx = self.cfg.context_length;
         let mut eot_positions = Vec::with_capacity(sequences.len());
         for (i, seq) in sequences.iter().enumerate() {
@@ -105,6 +105,13 @@ impl TextTransformer {
             })?;
             eot_positions.push(eot);
         }
+        Ok(eot_positions)
+    }
+
+    /// Each sequence must contain the end-of-text token (the tokenizer puts it last).
+    /// Returns projected features (batch, embed).
+    pub fn forward(&self, sequences: &[Vec<u32>], padding: TextPadding) -> Result<Tensor> {
+        let eot_positions = self.eot_positions(sequences)?;
         let b = sequences.len();
         if b == 0 {
             return Ok(Tensor::zeros(
@@ -120,7 +127,7 @@ impl TextTransformer {
         }
         let t = match padding {
             TextPadding::Longest => sequences.iter().map(Vec::len).max().unwrap_or(1),
-            TextPadding::Context => ctx,
+            TextPadding::Context => self.cfg.context_length,
         };
         let mut ids = vec![0u32; b * t];
         for (row, seq) in ids.chunks_mut(t).zip(sequences) {
