@@ -25,6 +25,8 @@ pub struct ClipModel {
     text: TextTransformer,
     logit_scale: f32,
     device: Device,
+    /// Whether batches run as one part per thread ([`split_batch::applies`]).
+    split_batches: bool,
 }
 
 impl ClipModel {
@@ -64,6 +66,7 @@ impl ClipModel {
             text,
             logit_scale,
             device: root.device().clone(),
+            split_batches: split_batch::applies(root),
         })
     }
 
@@ -141,7 +144,7 @@ impl ClipModel {
         };
         match pixels.dims().first() {
             Some(&n) if pixels.rank() == 4 => {
-                split_batch::per_thread_cat(&self.device, &vec![1; n], |part| {
+                split_batch::per_thread_cat(self.split_batches, &vec![1; n], |part| {
                     forward(&pixels.narrow(0, part.start, part.len())?)
                 })
             }
@@ -157,7 +160,7 @@ impl ClipModel {
             TextPadding::Longest => tokens.iter().map(Vec::len).collect(),
             TextPadding::Context => vec![1; tokens.len()],
         };
-        split_batch::per_thread_cat(&self.device, &costs, |part| {
+        split_batch::per_thread_cat(self.split_batches, &costs, |part| {
             self.text.forward(&tokens[part], padding)
         })
     }

@@ -13,6 +13,7 @@ use crate::error::{ModelError, Result};
 use crate::io::files::ModelFiles;
 use crate::io::weights::Weights;
 use crate::nn::layers::{patchify, BlockTensors, LayerNorm, Linear, Transformer};
+use crate::nn::split_batch;
 
 /// The encoder's outputs for a batch. Tokens are laid out as the reference's
 /// `last_hidden_state`: `[CLS, registers.., patches row-major]`.
@@ -31,6 +32,22 @@ pub struct Dinov2Output {
 }
 
 impl Dinov2Output {
+    /// The outputs of consecutive parts of a batch as one.
+    fn concat(mut parts: Vec<Dinov2Output>) -> Result<Self> {
+        if parts.len() == 1 {
+            return Ok(parts.remove(0));
+        }
+        let cat = |field: fn(&Dinov2Output) -> &Tensor| {
+            split_batch::cat_parts(parts.iter().map(|p| field(p).clone()).collect())
+        };
+        Ok(Self {
+            last_hidden_state: cat(|p| &p.last_hidden_state)?,
+            pooler: cat(|p| &p.pooler)?,
+            patch_tokens: cat(|p| &p.patch_tokens)?,
+            num_registers: parts[0].num_registers,
+        })
+    }
+
     /// `(batch, dim)`: the mean of the patch tokens (registers excluded), the
     /// half that `Dinov2ForImageClassification` concatenates with CLS.
     pub fn patch_mean(&self) -> Result<Tensor> {
@@ -57,6 +74,8 @@ pub struct Dinov2Model {
     position_embeddings: Tensor,
     encoder: Transformer,
     layernorm: LayerNorm,
+    /// Whether batches run as one part per thread ([`split_batch::applies`]).
+    split_batches: bool,
 }
 
 impl Dinov2Model {
@@ -106,6 +125,7 @@ impl Dinov2Model {
             position_embeddings,
             encoder,
             layernorm: LayerNorm::load(&w.pp("layernorm"), c, cfg.layer_norm_eps)?,
+            split_batches: split_batch::applies(&w),
         })
     }
 
@@ -148,6 +168,17 @@ impl Dinov2Model {
     /// patch; rows and columns past the last whole patch are ignored, as the
     /// reference's strided convolution does.
     pub fn forward(&self, pixels: &Tensor) -> Result<Dinov2Output> {
+        let Some(&n) = pixels.dims().first() else {
+            return self.forward_whole(pixels);
+        };
+        let parts = split_batch::per_thread(self.split_batches, &vec![1; n], |part| {
+            self.forward_whole(&pixels.narrow(0, part.start, part.len())?)
+        })?;
+        Dinov2Output::concat(parts)
+    }
+
+    /// [`Dinov2Model::forward`] of the whole batch on the current threads.
+    fn forward_whole(&self, pixels: &Tensor) -> Result<Dinov2Output> {
         let (b, ch, h, w) = pixels.dims4()?;
         let p = self.cfg.patch_size;
         if ch != 3 || h < p || w < p {

@@ -13,6 +13,7 @@ use crate::error::{ModelError, Result};
 use crate::io::files::ModelFiles;
 use crate::io::weights::Weights;
 use crate::nn::layers::l2_normalize;
+use crate::nn::split_batch;
 
 #[derive(Clone, Debug)]
 pub struct SiglipModel {
@@ -21,6 +22,8 @@ pub struct SiglipModel {
     text: SiglipTextTransformer,
     logit_scale: f32,
     logit_bias: f32,
+    /// Whether batches run as one part per thread ([`split_batch::applies`]).
+    split_batches: bool,
 }
 
 impl SiglipModel {
@@ -54,6 +57,7 @@ impl SiglipModel {
             text: text?,
             logit_scale: scalar("logit_scale")?.exp(),
             logit_bias: scalar("logit_bias")?,
+            split_batches: split_batch::applies(root),
             config,
         })
     }
@@ -89,14 +93,30 @@ impl SiglipModel {
     /// SigLIP (`model_type: siglip`): `pixels` (batch, 3, S, S) normalised.
     /// Image features (not normalised), as `get_image_features(...).pooler_output`.
     pub fn image_features(&self, pixels: &Tensor) -> Result<Tensor> {
-        self.vision.forward(pixels)
+        self.per_image(pixels, |pixels| self.vision.forward(pixels))
+    }
+
+    /// `forward` over `pixels` (batch, ...) as one part of the batch per
+    /// thread (see [`split_batch`]); a tensor without a batch dimension goes
+    /// whole, to fail there.
+    fn per_image(
+        &self,
+        pixels: &Tensor,
+        forward: impl Fn(&Tensor) -> Result<Tensor> + Sync,
+    ) -> Result<Tensor> {
+        let Some(&n) = pixels.dims().first() else {
+            return forward(pixels);
+        };
+        split_batch::per_thread_cat(self.split_batches, &vec![1; n], |part| {
+            forward(&pixels.narrow(0, part.start, part.len())?)
+        })
     }
 
     /// SigLIP at another input size (`interpolate_pos_encoding=True`): `pixels`
     /// (batch, 3, H, W), H and W multiples of the patch size; the position
     /// table is resized with PyTorch's plain bicubic.
     pub fn image_features_interpolated(&self, pixels: &Tensor) -> Result<Tensor> {
-        self.vision.forward_interpolated(pixels)
+        self.per_image(pixels, |pixels| self.vision.forward_interpolated(pixels))
     }
 
     /// SigLIP 2 NaFlex: `patches` (batch, max_patches, 3·p·p) in (y, x, channel)
@@ -107,13 +127,30 @@ impl SiglipModel {
                 "NaFlex patches need a SigLIP 2 (model_type 'siglip2') checkpoint".into(),
             ));
         }
-        self.vision.forward_naflex(patches, grids)
+        // Every image runs `max_patches` rows (padding masked as keys only):
+        // each costs the same. Parts only where the whole batch's shapes
+        // agree, so that an error describes the whole batch.
+        if patches.dims().first() != Some(&grids.len()) {
+            return self.vision.forward_naflex(patches, grids);
+        }
+        split_batch::per_thread_cat(self.split_batches, &vec![1; grids.len()], |part| {
+            let patches = patches.narrow(0, part.start, part.len())?;
+            self.vision.forward_naflex(&patches, &grids[part])
+        })
     }
 
     /// Text features (not normalised), as `get_text_features(input_ids, attention_mask)`.
     /// See [`SiglipTextTransformer::forward`] for the ids, mask and pooling rules.
     pub fn text_features(&self, ids: &[Vec<u32>], mask: Option<&[Vec<u32>]>) -> Result<Tensor> {
-        self.text.forward(ids, mask)
+        if ids.is_empty() {
+            return self.text.forward(ids, mask);
+        }
+        // Checked whole first: an error describes the whole batch, not a part.
+        self.text.check(ids, mask)?;
+        split_batch::per_thread_cat(self.split_batches, &vec![1; ids.len()], |part| {
+            self.text
+                .forward(&ids[part.clone()], mask.map(|m| &m[part]))
+        })
     }
 
     /// `exp(s) · cos(image, text) + b` for every pair: (images, texts). Inputs

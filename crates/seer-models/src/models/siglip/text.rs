@@ -52,15 +52,35 @@ impl SiglipTextTransformer {
     /// the mask only hides padding keys, the pad queries still run.
     pub fn forward(&self, ids: &[Vec<u32>], mask: Option<&[Vec<u32>]>) -> Result<Tensor> {
         let b = ids.len();
-        let device = self.token_embedding.device();
         if b == 0 {
             return Ok(Tensor::zeros(
                 (0, self.cfg.projection_size),
                 candle_core::DType::F32,
-                device,
+                self.token_embedding.device(),
             )?);
         }
         let t = ids[0].len();
+        let keys = self.check(ids, mask)?;
+        let flat: Vec<u32> = ids.iter().flatten().copied().collect();
+        let c = self.cfg.transformer.width;
+        let x = gather_rows(&self.token_embedding, &flat)?
+            .reshape((b, t, c))?
+            .broadcast_add(&self.position_embedding.narrow(0, 0, t)?.unsqueeze(0)?)?;
+        // The last token (a padding position where there is padding) is
+        // pooled; LayerNorm acts per token: normalising only it is exact.
+        let pooled = vec![t - 1; b];
+        let last = match &keys {
+            Some(keys) => self.encoder.forward_key_padded_pooled(&x, keys, &pooled)?,
+            None => self.encoder.forward_pooled(&x, None, &pooled)?,
+        };
+        Ok(self.head.forward(&self.final_layer_norm.forward(&last)?)?)
+    }
+
+    /// Checks `ids` and `mask` as [`SiglipTextTransformer::forward`] takes them
+    /// (errors describe the whole batch); the real key count per row where
+    /// there is a mask.
+    pub fn check(&self, ids: &[Vec<u32>], mask: Option<&[Vec<u32>]>) -> Result<Option<Vec<usize>>> {
+        let (b, t) = (ids.len(), ids.first().map_or(0, Vec::len));
         let ctx = self.cfg.context_length;
         if t == 0 || t > ctx || ids.iter().any(|r| r.len() != t) {
             return Err(ModelError::Input(format!(
@@ -78,20 +98,8 @@ impl SiglipTextTransformer {
                 self.cfg.vocab_size
             )));
         }
-        let keys = mask.map(|m| real_key_counts(m, b, t)).transpose()?;
-        let flat: Vec<u32> = ids.iter().flatten().copied().collect();
-        let c = self.cfg.transformer.width;
-        let x = gather_rows(&self.token_embedding, &flat)?
-            .reshape((b, t, c))?
-            .broadcast_add(&self.position_embedding.narrow(0, 0, t)?.unsqueeze(0)?)?;
-        // The last token (a padding position where there is padding) is
-        // pooled; LayerNorm acts per token: normalising only it is exact.
-        let pooled = vec![t - 1; b];
-        let last = match &keys {
-            Some(keys) => self.encoder.forward_key_padded_pooled(&x, keys, &pooled)?,
-            None => self.encoder.forward_pooled(&x, None, &pooled)?,
-        };
-        Ok(self.head.forward(&self.final_layer_norm.forward(&last)?)?)
+
+        mask.map(|m| real_key_counts(m, b, t)).transpose()
     }
 }
 
