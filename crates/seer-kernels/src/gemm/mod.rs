@@ -1010,8 +1010,8 @@ fn share(
 /// (the few-row kernels cost a partial tile by its rows). AMD Zen 4, f32 on
 /// the deep blocks, old and new binaries alternating: images at batch 8
 /// −2 to +8% (6 of 7 pairs faster), batch 32 +0.3–3% (7 of 7), texts 5 of 7;
-/// bf16 (no few-row kernels, four blocks of 112 rows: the same tile counts
-/// either way) within noise.
+/// bf16 (then without few-row kernels, four blocks of 112 rows: the same
+/// tile counts either way) within noise.
 fn row_part(m: usize, mr: usize, parts: usize, i: usize) -> std::ops::Range<usize> {
     let cut = |j: usize| {
         if j >= parts {
