@@ -16,63 +16,20 @@
 //! decode-ahead pipeline does, which is why [`crate::batch`] drives batches
 //! itself).
 
-use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use rayon::{ThreadPool, ThreadPoolBuildError, ThreadPoolBuilder};
+use seer_util::per_process::PerProcess;
 
-/// The shared pool and the process that started it.
-struct ProcessPool {
-    pid: u32,
-    pool: ThreadPool,
-}
-
-/// The current record, published once and never freed (a process starts one
-/// pool, plus one per fork it descends from). An atomic, not a mutex: a thread
-/// of the parent looking the pool up at the instant of a fork would leave a
-/// mutex locked in the child for good, and the child's first call would hang
-/// on it (seen in CI: `test_a_child_forked_while_another_thread_embeds_can_embed`).
-static SHARED: AtomicPtr<ProcessPool> = AtomicPtr::new(std::ptr::null_mut());
+/// The shared pool: a forked child starts its own (see [`PerProcess`]).
+static SHARED: PerProcess<ThreadPool> = PerProcess::new();
 
 /// Runs `op` on this process's shared pool, starting the pool if this process
 /// has none yet. Blocks the calling thread until `op` returns.
 pub fn run<R: Send>(op: impl FnOnce() -> R + Send) -> Result<R, ThreadPoolBuildError> {
-    Ok(shared()?.install(op))
-}
-
-fn shared() -> Result<&'static ThreadPool, ThreadPoolBuildError> {
-    let pid = std::process::id();
-    loop {
-        let current = SHARED.load(Ordering::Acquire);
-        // SAFETY: SHARED is null or holds a record leaked by `Box::into_raw`
-        // below and never freed, so the reference is valid for 'static.
-        if let Some(record) = unsafe { current.as_ref() } {
-            if record.pid == pid {
-                return Ok(&record.pool);
-            }
-        }
-        let fresh = Box::into_raw(Box::new(ProcessPool {
-            pid,
-            pool: builder().build()?,
-        }));
-        match SHARED.compare_exchange(current, fresh, Ordering::AcqRel, Ordering::Acquire) {
-            // The record replaced, if any, is the parent's, inherited through
-            // fork(): its threads live on in the parent only. Dropping it would
-            // signal workers that do not exist here (and may wait on locks they
-            // held at the fork), so it stays leaked.
-            //
-            // SAFETY: `fresh` came from `Box::into_raw` and is never freed now
-            // that it is published.
-            Ok(_) => return Ok(unsafe { &(*fresh).pool }),
-            // Another thread of this process published first; nobody else has
-            // seen `fresh`, so it is dropped (its threads told to end) and the
-            // lookup runs again.
-            //
-            // SAFETY: `fresh` came from `Box::into_raw` above and was not
-            // published, so this is its only owner.
-            Err(_) => drop(unsafe { Box::from_raw(fresh) }),
-        }
-    }
+    Ok(SHARED
+        .get_or_make(|_| true, || builder().build())?
+        .install(op))
 }
 
 /// Runs `op` on a pool of its own and returns once every thread of that pool

@@ -3,10 +3,13 @@
 //! crate, so the lowest shared crate has to be a new one.
 //!
 //! - [`fs`]: write a file or a folder atomically (temp beside it, then rename).
+//! - [`per_process`]: a value made once per process and safe across `fork()`
+//!   (thread pools).
 //! - [`rng`]: the deterministic splitmix64 generator behind shuffles,
 //!   augmentations, initial weights and HNSW levels.
 
 pub mod fs;
+pub mod per_process;
 pub mod rng;
 
 pub use rng::Rng;

@@ -13,15 +13,16 @@
 //! few-row kernels of `seer_kernels::gemm`) or on the threads.
 //!
 //! A part runs on a rayon pool of one thread, so every parallel loop inside
-//! the forward runs in order there. The pools are kept: the kernels keep
-//! buffers per thread.
+//! the forward runs in order there. The pools are kept (the kernels keep
+//! buffers per thread), once per process: a child forked after a batch has
+//! none of its parent's pool threads and builds its own.
 
 use std::ops::Range;
-use std::sync::{Arc, Mutex};
 
 use candle_core::Tensor;
 use rayon::prelude::*;
 use rayon::{ThreadPool, ThreadPoolBuilder};
+use seer_util::per_process::PerProcess;
 
 use crate::error::Result;
 use crate::io::weights::Weights;
@@ -119,23 +120,26 @@ fn even_parts(costs: &[usize], parts: usize) -> Option<Vec<Range<usize>>> {
     fits.then_some(ranges)
 }
 
-/// `count` rayon pools of one thread each, built on first use and kept;
-/// `None` where the system refuses a thread (the caller then runs the batch
-/// whole on the threads it has).
-fn one_thread_pools(count: usize) -> Option<Vec<Arc<ThreadPool>>> {
-    static POOLS: Mutex<Vec<Arc<ThreadPool>>> = Mutex::new(Vec::new());
-    let mut pools = POOLS
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    while pools.len() < count {
-        let pool = ThreadPoolBuilder::new()
-            .num_threads(1)
-            .thread_name(|_| "seer-part".into())
-            .build()
-            .ok()?;
-        pools.push(Arc::new(pool));
-    }
-    Some(pools[..count].to_vec())
+/// `count` rayon pools of one thread each, built on first use and kept (per
+/// process: a forked child builds its own, see [`PerProcess`]); `None` where
+/// the system refuses a thread (the caller then runs the batch whole on the
+/// threads it has).
+fn one_thread_pools(count: usize) -> Option<&'static [ThreadPool]> {
+    static POOLS: PerProcess<Vec<ThreadPool>> = PerProcess::new();
+    let build = || {
+        (0..count)
+            .map(|_| {
+                ThreadPoolBuilder::new()
+                    .num_threads(1)
+                    .thread_name(|_| "seer-part".into())
+                    .build()
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()
+    };
+    let pools = POOLS
+        .get_or_make(|pools| pools.len() >= count, build)
+        .ok()?;
+    Some(&pools[..count])
 }
 
 #[cfg(test)]
