@@ -21,7 +21,9 @@
 //! * the first `embed_*` or `classify` call in a process starts that process's
 //!   shared pool (`RAYON_NUM_THREADS` threads, default one per core), which
 //!   later calls reuse. A forked child that calls in finds that the pool
-//!   belongs to its parent and starts its own.
+//!   belongs to its parent and starts its own. Batches that run as one part
+//!   per thread (`seer_models::nn::split_batch`) add one-thread pools
+//!   (`seer-part` threads), also started at first use and once per process.
 //!
 //! candle, under seer, has a global pool of threads of its own for large
 //! element-wise ops, which a forked child lacks (its first such op would spin
