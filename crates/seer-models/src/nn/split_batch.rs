@@ -6,9 +6,9 @@
 //! Why: where the threads share every step of one batch, each product,
 //! attention and norm ends by waiting for the slowest thread (a ViT-B/32
 //! forward has about eighty such joins), and a batch's rows seldom cut into
-//! equal whole tiles. Two one-thread forwards of 4 images each ran ViT-B/32
-//! about 10% faster than one two-thread forward of 8, and 16 each 2–4% faster
-//! than 32 (AMD Zen 4, f32 and bf16). Each item's outputs are the same bits
+//! equal whole tiles. ViT-B/32 on two threads, old and new builds alternating
+//! (AMD Zen 4): f32 images at batch 8 +2.5–9%, batch 32 +0.5–2%, texts at 77
+//! tokens +1–3%; bf16 at batch 8 +2–9%. Each item's outputs are the same bits
 //! either way: no kernel's sums depend on the other rows of its batch (the
 //! few-row kernels of `seer_kernels::gemm`) or on the threads.
 //!
@@ -28,9 +28,10 @@ use crate::error::Result;
 use crate::io::weights::Weights;
 
 /// How much more than an equal share of the work the largest part may hold
-/// for the batch to be cut: 1/20 above it. A two-thread forward of one
-/// batch measured about 10% slower than the threads' parts alone, so a part
-/// that much larger would lose what the cut gains.
+/// for the batch to be cut: 1/20 above it. Two threads sharing a bf16 batch
+/// of 8 ran 43.3 images/s where one thread alone ran 22.8 (5% short of
+/// twice that, AMD Zen 4), so a part much larger would lose what the cut
+/// gains.
 const MAX_EXCESS_TWENTIETHS: usize = 1;
 
 /// Whether a model built from `weights` cuts its batches: on the CPU's fused
