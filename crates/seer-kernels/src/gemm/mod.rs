@@ -1185,9 +1185,12 @@ unsafe fn run_block(
     }
     let mr = kernel.mr;
     let mc = (kernel.blocks.mc / mr).max(1) * mr;
-    let single_block_first = kernel
-        .first
-        .filter(|_| k <= kernel.blocks.kc && init == Init::Bias);
+    // The kernel for a full tile's first depth block that also does `init`'s
+    // work, where there is one (see `FirstBlockKernels`).
+    let first_block = kernel.first.and_then(|f| match init {
+        Init::Bias => (k <= kernel.blocks.kc).then_some(f.overwrite),
+        Init::AddToOutput => w.bias.is_some().then_some(f.onto_output),
+    });
     // The tile of rows r0.. (up to m_end) in panel p over one depth block:
     // `a_panel` holds its packed rows at depth k0..k0 + kc, `b_ptr` the
     // panel's weights there.
@@ -1205,20 +1208,11 @@ unsafe fn run_block(
             cols: pcols,
         };
         let bias = w.bias.as_deref().map(|b| &b[p * NR..]);
-        // A product of one depth block writes its full tiles once where
-        // the kernel can (see `Kernel::first`); a residual's first block
-        // adds its bias in the same pass (`Kernel::onto_output`).
         let full = kernel.few.get(tile.rows - 1).is_none();
-        let first = single_block_first.filter(|_| full).or_else(|| {
-            kernel
-                .onto_output
-                .filter(|_| full && k0 == 0 && init == Init::AddToOutput && bias.is_some())
-        });
-        if let Some(first) = first {
+        if let Some(first) = first_block.filter(|_| full && k0 == 0) {
             // SAFETY: the micro-kernel contract as below; the
             // bias (when there is one) holds this panel's
-            // `pcols` values. (`first` is the kernel for the
-            // tile's first depth block and its `init`.)
+            // `pcols` values.
             unsafe {
                 first(
                     kc,
@@ -1506,6 +1500,24 @@ impl ActivationLevels {
     }
 }
 
+/// A float kernel's twins for a tile's first depth block, each writing the
+/// bias in the same pass as the sums instead of `Tile::init`'s pass before.
+#[derive(Clone, Copy)]
+struct FirstBlockKernels {
+    /// For a product of one depth block that overwrites C (`Init::Bias`): C
+    /// is written once instead of set to the bias and read back for the add.
+    /// At depth 128 (the CLIP training demo) that ran 1.04–1.14× faster,
+    /// alternating in one process (Intel AMX VM); over the first of several
+    /// blocks (depth 768) it measured 0.90–1.05×, so deeper products keep the
+    /// add.
+    overwrite: MicroF32First,
+    /// For a product that adds onto C (`Init::AddToOutput`, a residual) with
+    /// a bias, at any depth: C = (C + bias) + sums in one pass, where
+    /// `Tile::init` added the bias in a pass of its own (1.1% of a bf16 ViT
+    /// forward, AMD Zen 4).
+    onto_output: MicroF32First,
+}
+
 #[derive(Clone, Copy)]
 struct Kernel {
     mr: usize,
@@ -1513,18 +1525,9 @@ struct Kernel {
     /// are any: without them a one-row decoding step multiplies `mr - 1` rows
     /// of zero padding.
     few: &'static [MicroF32],
-    /// The full tile's kernel for a product of one depth block that
-    /// overwrites C (`Init::Bias`), where there is one: C is then written once
-    /// instead of set to the bias and read back for the add. At depth 128 (the
-    /// CLIP training demo) that ran 1.04–1.14× faster, alternating in one
-    /// process (Intel AMX VM); over the first of several blocks (depth 768)
-    /// it measured 0.90–1.05×, so deeper products keep the add.
-    first: Option<MicroF32First>,
-    /// The full tile's kernel for the first depth block of a product that
-    /// adds onto C (`Init::AddToOutput`, a residual) with a bias, where there
-    /// is one: C = (C + bias) + sums in one pass, where `Tile::init` added the
-    /// bias in a pass of its own (1.1% of a bf16 ViT forward, AMD Zen 4).
-    onto_output: Option<MicroF32First>,
+    /// The full tile's kernels for a first depth block that also do
+    /// `Tile::init`'s work, where there are any.
+    first: Option<FirstBlockKernels>,
     /// Depth (`kc`: KC words of A per row, so int8, four depths a word, goes
     /// 4× deeper and writes C a quarter as often, bf16 pairs 2×) and rows of
     /// one packed block of A.
@@ -1545,8 +1548,10 @@ impl Kernel {
                     return Kernel {
                         mr: x86::MR_512,
                         few: &x86::FEW_F32_AVX512,
-                        first: Some(x86::micro_f32_avx512_first::<false>),
-                        onto_output: Some(x86::micro_f32_avx512_first::<true>),
+                        first: Some(FirstBlockKernels {
+                            overwrite: x86::micro_f32_avx512_first::<false>,
+                            onto_output: x86::micro_f32_avx512_first::<true>,
+                        }),
                         blocks: Blocks::for_float_avx512(),
                         pack_a: pack_a_f32_avx512::<{ x86::MR_512 }, false>,
                         micro: Micro::Float(x86::micro_f32_avx512),
@@ -1556,8 +1561,10 @@ impl Kernel {
                     return Kernel {
                         mr: x86::MR_512,
                         few: &x86::FEW_BF16_AVX512,
-                        first: Some(x86::micro_bf16_avx512_first::<false>),
-                        onto_output: Some(x86::micro_bf16_avx512_first::<true>),
+                        first: Some(FirstBlockKernels {
+                            overwrite: x86::micro_bf16_avx512_first::<false>,
+                            onto_output: x86::micro_bf16_avx512_first::<true>,
+                        }),
                         blocks: Blocks::for_bf16_dot(),
                         pack_a: pack_a_bf16_pairs,
                         micro: Micro::Float(x86::micro_bf16_avx512),
@@ -1568,7 +1575,6 @@ impl Kernel {
                         mr: x86::MR_512_BF16,
                         few: &[],
                         first: None,
-                        onto_output: None,
                         blocks: Blocks::for_float_avx512(),
                         pack_a: pack_a_f32_avx512::<{ x86::MR_512_BF16 }, true>,
                         micro: Micro::Float(x86::micro_bf16_widened_avx512),
@@ -1579,7 +1585,6 @@ impl Kernel {
                         mr: x86::MR_256_BF16,
                         few: &[],
                         first: None,
-                        onto_output: None,
                         blocks: Blocks::SHALLOW,
                         pack_a: pack_a_f32_avx2::<{ x86::MR_256_BF16 }, true>,
                         micro: Micro::Float(x86::micro_bf16_avx2),
@@ -1590,7 +1595,6 @@ impl Kernel {
                         mr: x86::MR_512,
                         few: &[],
                         first: None,
-                        onto_output: None,
                         blocks: Blocks {
                             kc: 4 * KC,
                             ..Blocks::SHALLOW
@@ -1605,7 +1609,6 @@ impl Kernel {
                         mr: x86::MR_256_INT8,
                         few: &[],
                         first: None,
-                        onto_output: None,
                         blocks: Blocks {
                             kc: 4 * KC,
                             ..Blocks::SHALLOW
@@ -1619,7 +1622,6 @@ impl Kernel {
                         mr: x86::MR_256,
                         few: &x86::FEW_F32_AVX2,
                         first: None,
-                        onto_output: None,
                         blocks: Blocks::SHALLOW,
                         pack_a: pack_a_f32_avx2::<{ x86::MR_256 }, false>,
                         micro: Micro::Float(x86::micro_f32_avx2),
@@ -1634,7 +1636,6 @@ impl Kernel {
                 mr: portable::MR,
                 few: &[],
                 first: None,
-                onto_output: None,
                 blocks: Blocks::SHALLOW,
                 pack_a: pack_a_f32,
                 micro: Micro::Float(portable::micro_f32),
@@ -1643,7 +1644,6 @@ impl Kernel {
                 mr: portable::MR,
                 few: &[],
                 first: None,
-                onto_output: None,
                 blocks: Blocks::SHALLOW,
                 pack_a: pack_a_f32_even,
                 micro: Micro::Float(portable::micro_bf16),
@@ -1652,7 +1652,6 @@ impl Kernel {
                 mr: portable::MR,
                 few: &[],
                 first: None,
-                onto_output: None,
                 blocks: Blocks {
                     kc: 4 * KC,
                     ..Blocks::SHALLOW
@@ -2208,7 +2207,6 @@ mod tests {
             mr: x86::MR_512_BF16,
             few: &[],
             first: None,
-            onto_output: None,
             blocks: Blocks::SHALLOW,
             pack_a: pack_a_f32_avx512::<{ x86::MR_512_BF16 }, true>,
             micro: Micro::Float(x86::micro_bf16_widened_avx512),
@@ -2233,8 +2231,8 @@ mod tests {
         }
     }
 
-    /// The few-row kernels and the first-block twins (`Kernel::first`,
-    /// `Kernel::onto_output`) give every output bit for bit what the full
+    /// The few-row kernels and the first-block twins ([`FirstBlockKernels`])
+    /// give every output bit for bit what the full
     /// kernel alone gives it after `Tile::init` (a row among zero padding),
     /// for every tile height and tail width, over one and several depth
     /// blocks, with and without a residual to add onto.
@@ -2260,7 +2258,6 @@ mod tests {
             let plain = Kernel {
                 few: &[],
                 first: None,
-                onto_output: None,
                 ..kernel
             };
             let n = 45;

@@ -80,6 +80,22 @@ pub fn per_thread_cat(
     cat_parts(per_thread(cut, costs, forward)?)
 }
 
+/// [`per_thread`] over a batch of images, `pixels` (batch, 3, H, W), each
+/// costing the same: `forward` gets each part's pixels. A tensor of any other
+/// rank goes whole, so that its error describes the tensor as given.
+pub fn per_image<T: Send>(
+    cut: bool,
+    pixels: &Tensor,
+    forward: impl Fn(&Tensor) -> Result<T> + Sync,
+) -> Result<Vec<T>> {
+    match *pixels.dims() {
+        [n, _, _, _] => per_thread(cut, &vec![1; n], |part| {
+            forward(&pixels.narrow(0, part.start, part.len())?)
+        }),
+        _ => Ok(vec![forward(pixels)?]),
+    }
+}
+
 /// The parts' tensors concatenated along dimension 0 (one part as it is).
 pub fn cat_parts(mut parts: Vec<Tensor>) -> Result<Tensor> {
     if parts.len() == 1 {

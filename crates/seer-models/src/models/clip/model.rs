@@ -142,14 +142,7 @@ impl ClipModel {
             VisionTower::Vit(v) => v.forward(pixels),
             VisionTower::ResNet(r) => r.forward(pixels),
         };
-        match pixels.dims().first() {
-            Some(&n) if pixels.rank() == 4 => {
-                split_batch::per_thread_cat(self.split_batches, &vec![1; n], |part| {
-                    forward(&pixels.narrow(0, part.start, part.len())?)
-                })
-            }
-            _ => forward(pixels),
-        }
+        split_batch::cat_parts(split_batch::per_image(self.split_batches, pixels, forward)?)
     }
 
     /// Projected text features (not normalised), as `get_text_features`.

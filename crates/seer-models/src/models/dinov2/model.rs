@@ -168,13 +168,11 @@ impl Dinov2Model {
     /// patch; rows and columns past the last whole patch are ignored, as the
     /// reference's strided convolution does.
     pub fn forward(&self, pixels: &Tensor) -> Result<Dinov2Output> {
-        let Some(&n) = pixels.dims().first() else {
-            return self.forward_whole(pixels);
-        };
-        let parts = split_batch::per_thread(self.split_batches, &vec![1; n], |part| {
-            self.forward_whole(&pixels.narrow(0, part.start, part.len())?)
-        })?;
-        Dinov2Output::concat(parts)
+        Dinov2Output::concat(split_batch::per_image(
+            self.split_batches,
+            pixels,
+            |pixels| self.forward_whole(pixels),
+        )?)
     }
 
     /// [`Dinov2Model::forward`] of the whole batch on the current threads.

@@ -93,30 +93,20 @@ impl SiglipModel {
     /// SigLIP (`model_type: siglip`): `pixels` (batch, 3, S, S) normalised.
     /// Image features (not normalised), as `get_image_features(...).pooler_output`.
     pub fn image_features(&self, pixels: &Tensor) -> Result<Tensor> {
-        self.per_image(pixels, |pixels| self.vision.forward(pixels))
-    }
-
-    /// `forward` over `pixels` (batch, ...) as one part of the batch per
-    /// thread (see [`split_batch`]); a tensor without a batch dimension goes
-    /// whole, to fail there.
-    fn per_image(
-        &self,
-        pixels: &Tensor,
-        forward: impl Fn(&Tensor) -> Result<Tensor> + Sync,
-    ) -> Result<Tensor> {
-        let Some(&n) = pixels.dims().first() else {
-            return forward(pixels);
-        };
-        split_batch::per_thread_cat(self.split_batches, &vec![1; n], |part| {
-            forward(&pixels.narrow(0, part.start, part.len())?)
-        })
+        let parts = split_batch::per_image(self.split_batches, pixels, |pixels| {
+            self.vision.forward(pixels)
+        })?;
+        split_batch::cat_parts(parts)
     }
 
     /// SigLIP at another input size (`interpolate_pos_encoding=True`): `pixels`
     /// (batch, 3, H, W), H and W multiples of the patch size; the position
     /// table is resized with PyTorch's plain bicubic.
     pub fn image_features_interpolated(&self, pixels: &Tensor) -> Result<Tensor> {
-        self.per_image(pixels, |pixels| self.vision.forward_interpolated(pixels))
+        let parts = split_batch::per_image(self.split_batches, pixels, |pixels| {
+            self.vision.forward_interpolated(pixels)
+        })?;
+        split_batch::cat_parts(parts)
     }
 
     /// SigLIP 2 NaFlex: `patches` (batch, max_patches, 3·p·p) in (y, x, channel)

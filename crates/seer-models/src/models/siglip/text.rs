@@ -98,7 +98,6 @@ impl SiglipTextTransformer {
                 self.cfg.vocab_size
             )));
         }
-
         mask.map(|m| real_key_counts(m, b, t)).transpose()
     }
 }
