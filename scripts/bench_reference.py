@@ -127,7 +127,7 @@ def family_bench(args, device):
     else:
         embed_image = lambda px, m=model: features(m.get_image_features(pixel_values=px))
         size = processor.size["height"]
-    out = {"torch": torch.__version__, "threads": args.threads, "device": args.device,
+    out = {"torch": torch.__version__, "threads": args.threads, "device": args.device, "isa_cap": args.isa_cap,
            "model": args.model, "family": config.model_type, "image_model": {}}
     image_tower = Tower("image", "pixel_values", model, embed_image, torch.float32)
     towers = [image_tower]
@@ -232,7 +232,7 @@ def cosine_stats(a, b):
     return float(c.min()), float(c.mean())
 
 
-def torch_engine(threads, towers):
+def torch_engine(threads, towers, isa_cap):
     """PyTorch with a bf16 copy of the towers' model: the same embed functions
     on bf16 weights and pixels, outputs read back as f32. The towers share one
     model, so it is copied once."""
@@ -258,7 +258,7 @@ def torch_engine(threads, towers):
     return torch.__version__, [("bf16", bf16)]
 
 
-def ort_engine(threads, towers):
+def ort_engine(threads, towers, isa_cap):
     import onnxruntime as ort
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -284,7 +284,7 @@ def ort_engine(threads, towers):
     return ort.__version__, [("f32", session), ("int8", int8)]
 
 
-def openvino_engine(threads, towers):
+def openvino_engine(threads, towers, isa_cap):
     import openvino as ov
 
     core = ov.Core()
@@ -303,8 +303,14 @@ def openvino_engine(threads, towers):
     # Without bf16 in the CPU it still honours the hint, emulating bf16 at about
     # 1/50 of its f32 rate (0.5 images/s on an Ice Lake Xeon): a figure no one
     # deploys, so that precision is skipped with the reason.
-    bf16 = (compiled("bf16") if "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
-            else "this CPU has no bf16 instructions (OpenVINO would emulate them, ~50x slower than its f32)")
+    # Capped at AVX2 (ONEDNN_MAX_CPU_ISA, set by the caller) the CPU still lists
+    # BF16 here, but oneDNN may not use it: the same emulation.
+    if isa_cap == "avx2":
+        bf16 = "capped at AVX2 there are no bf16 instructions (OpenVINO would emulate them)"
+    elif "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        bf16 = compiled("bf16")
+    else:
+        bf16 = "this CPU has no bf16 instructions (OpenVINO would emulate them, ~50x slower than its f32)"
     return ov.get_version().split("-")[0], [("f32", compiled("f32")), ("bf16", bf16)]
 
 
@@ -320,6 +326,9 @@ def other_engines(args, towers, files):
     for key, module, make in engines:
         if args.device != "cpu" and key != "pytorch":
             out[key] = {"skipped": "measured on the CPU only"}
+        elif args.isa_cap and key == "onnxruntime":
+            out[key] = {"skipped": f"it cannot be capped at {args.isa_cap} as seer's kernels were (its figures "
+                                   "would be the whole CPU's)"}
         elif importlib.util.find_spec(module) is None:
             out[key] = {"skipped": f"not installed in {sys.executable} (pip install {module})"}
         if "skipped" in out.get(key, {}):
@@ -343,7 +352,7 @@ def other_engines(args, towers, files):
             expected = {t.name: t.embed(t.cases[0][1]()).cpu() for t in towers}
         for key, _, make in wanted:
             try:
-                version, precisions = make(args.threads, towers)
+                version, precisions = make(args.threads, towers, args.isa_cap)
                 out[key] = {"version": version}
                 for precision, runner in precisions:
                     if isinstance(runner, str):  # why this precision is not measured here
@@ -402,6 +411,10 @@ def main():
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--tokens", help="JSON list of token id lists (default: open_clip.tokenize)")
     ap.add_argument("--model", help="a DINOv2 or SigLIP folder (default: random CLIP ViT-B/32)")
+    ap.add_argument("--isa-cap", choices=["avx2", "avx512"],
+                    help="seer's kernels ran capped at this instruction set, and the caller capped PyTorch and "
+                         "OpenVINO (ATEN_CPU_CAPABILITY, DNNL_/ONEDNN_MAX_CPU_ISA, MKL_ENABLE_INSTRUCTIONS): "
+                         "ONNX Runtime, which has no cap, is skipped, and OpenVINO bf16 too when capped at AVX2")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -409,7 +422,8 @@ def main():
     if args.model:
         return family_bench(args, device)
     model = CLIPModel(CLIPConfig()).eval().to(device)  # the defaults are ViT-B/32
-    out = {"torch": torch.__version__, "threads": args.threads, "device": args.device, "image_model": {}}
+    out = {"torch": torch.__version__, "threads": args.threads, "device": args.device, "isa_cap": args.isa_cap,
+           "image_model": {}}
 
     embed_image = lambda px, m=model: features(m.get_image_features(pixel_values=px))
     embed_text = lambda ids, m=model: features(m.get_text_features(input_ids=ids))

@@ -64,7 +64,9 @@ impl Isa {
         }
     }
 
-    pub(crate) fn best_supported() -> Isa {
+    /// The best level this CPU runs, whatever [`Isa::limit`] capped
+    /// [`Isa::detected`] at.
+    pub fn best_supported() -> Isa {
         #[cfg(target_arch = "x86_64")]
         {
             // The AVX-512 row kernels (`multiversion!`) are compiled with BW, VL
@@ -136,6 +138,19 @@ impl Isa {
         }
     }
 
+    /// Whether this is an AMD CPU (for blocking choices measured only there).
+    pub(crate) fn is_amd() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            static AMD: OnceLock<bool> = OnceLock::new();
+            *AMD.get_or_init(|| vendor() == *b"AuthenticAMD")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+
     /// Whether this CPU has AVX-512 VNNI's u8 × i8 dot product (`vpdpbusd`), the
     /// int8 kernel's instruction; without it AVX2 multiplies with `vpmaddubsw`
     /// on activations of 128 levels.
@@ -197,7 +212,13 @@ impl Isa {
                 "avx512 bf16 widened to f32 12x32, blocks of 224 rows x 768 deep"
             }
             (Isa::Avx512, Precision::Bf16) => "avx512 bf16 widened to f32 12x32",
+            (Isa::Avx2, Precision::F32) if Self::is_amd() => {
+                "avx2+fma f32 6x16, blocks of 112 rows x 768 deep"
+            }
             (Isa::Avx2, Precision::F32) => "avx2+fma f32 6x16",
+            (Isa::Avx2, Precision::Bf16) if Self::is_amd() => {
+                "avx2+fma bf16 widened to f32 5x16, blocks of 112 rows x 768 deep"
+            }
             (Isa::Avx2, Precision::Bf16) => "avx2+fma bf16 widened to f32 5x16",
             (_, Precision::F32) => "portable f32 4x32",
             (_, Precision::Bf16) => "portable bf16 (widened to f32) 4x32",
@@ -213,13 +234,18 @@ impl Isa {
 /// Whether the CPU's vendor string is Intel's.
 #[cfg(target_arch = "x86_64")]
 fn is_intel() -> bool {
-    // Leaf 0: the vendor string in ebx, edx, ecx.
+    vendor() == *b"GenuineIntel"
+}
+
+/// The CPU vendor's 12-byte name (cpuid leaf 0: ebx, edx, ecx).
+#[cfg(target_arch = "x86_64")]
+fn vendor() -> [u8; 12] {
     let id = std::arch::x86_64::__cpuid(0);
-    let vendor: Vec<u8> = [id.ebx, id.edx, id.ecx]
-        .iter()
-        .flat_map(|r| r.to_le_bytes())
-        .collect();
-    vendor == b"GenuineIntel"
+    let mut name = [0u8; 12];
+    for (chunk, register) in name.chunks_exact_mut(4).zip([id.ebx, id.edx, id.ecx]) {
+        chunk.copy_from_slice(&register.to_le_bytes());
+    }
+    name
 }
 
 /// The CPU's family as the kernels' tuning notes give it (CPUID leaf 1: the
@@ -246,7 +272,10 @@ mod tests {
             Isa::Portable.matmul_kernel(Precision::F32),
             "portable f32 4x32"
         );
-        assert_eq!(Isa::Avx2.matmul_kernel(Precision::F32), "avx2+fma f32 6x16");
+        // AMD CPUs name their deep blocks after the kernel.
+        let avx2 = Isa::Avx2.matmul_kernel(Precision::F32);
+        assert!(avx2.starts_with("avx2+fma f32 6x16"), "{avx2}");
+        assert_eq!(avx2.contains("768 deep"), Isa::is_amd(), "{avx2}");
         assert!(Isa::Avx2
             .matmul_kernel(Precision::Int8)
             .starts_with("avx2 int8"));

@@ -2,6 +2,7 @@
 //! random pixels), at the batch sizes `seer bench` reports, in one precision:
 //! a short loop to profile (`perf record`) what `seer bench` reports as
 //! "images, model only".
+//! `SEER_ISA=avx2|portable` caps the kernels, as for the `seer` binary.
 //!
 //!     cargo run --release -p seer-models --example clip_image_speed -- [f32|bf16|int8] [iterations] [batch,...]
 
@@ -12,6 +13,10 @@ use seer_models::{ClipConfig, ClipModel, Device, Precision, Tensor, Weights};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     seer_kernels::alloc::keep_freed_blocks();
+    if let Ok(isa) = std::env::var("SEER_ISA") {
+        let cap = seer_kernels::Isa::parse(&isa).ok_or_else(|| format!("SEER_ISA: {isa}?"))?;
+        seer_kernels::Isa::limit(cap);
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let precision = args
         .first()

@@ -2,6 +2,7 @@
 //! prompts of 9 tokens, as `seer bench`'s prompts average), padded to the 77-token
 //! context and unpadded, in one precision: a short loop to profile (`perf record`)
 //! what `seer bench` reports as "texts".
+//! `SEER_ISA=avx2|portable` caps the kernels, as for the `seer` binary.
 //!
 //!     cargo run --release -p seer-models --example clip_text_speed -- [f32|bf16|int8] [iterations]
 
@@ -12,6 +13,10 @@ use seer_models::{ClipConfig, ClipModel, Device, Precision, TextPadding, Weights
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     seer_kernels::alloc::keep_freed_blocks();
+    if let Ok(isa) = std::env::var("SEER_ISA") {
+        let cap = seer_kernels::Isa::parse(&isa).ok_or_else(|| format!("SEER_ISA: {isa}?"))?;
+        seer_kernels::Isa::limit(cap);
+    }
     let mut args = std::env::args().skip(1);
     let precision = match args.next() {
         Some(p) => Precision::parse(&p).ok_or_else(|| format!("unknown precision {p}"))?,

@@ -49,6 +49,19 @@ enum Onto {
     OutputAndBias(*const f32),
 }
 
+impl Onto {
+    /// A first-depth-block kernel's: onto C and the bias with `ONTO_C`, else
+    /// onto the bias alone.
+    #[inline(always)]
+    fn first_block<const ONTO_C: bool>(bias: *const f32) -> Onto {
+        if ONTO_C {
+            Onto::OutputAndBias(bias)
+        } else {
+            Onto::Bias(bias)
+        }
+    }
+}
+
 /// Adds the accumulators onto C's tile or onto a bias and stores them into
 /// the tile, masked to `cols`.
 ///
@@ -178,11 +191,7 @@ macro_rules! micro_512_pair {
             cols: usize,
             bias: *const f32,
         ) {
-            let onto = if ONTO_C {
-                Onto::OutputAndBias(bias)
-            } else {
-                Onto::Bias(bias)
-            };
+            let onto = Onto::first_block::<ONTO_C>(bias);
             // SAFETY: as for the kernel above; the bias is null or `cols` long.
             unsafe { store_512(&($sums)(kc, a, b), c, ldc, rows, cols, onto) };
         }
@@ -515,13 +524,13 @@ pub(super) unsafe fn activate_512((v0, v1): (__m512, __m512), act: Activation) -
     }
 }
 
-/// Adds one 16-column half of an AVX2 tile (two ymm per row) into C, or with
-/// `overwrite` stores it there.
+/// Adds one 16-column half of an AVX2 tile (two ymm per row) onto C's tile or
+/// onto the tile's bias ([`Onto`], as [`store_512`]) and stores it there.
 ///
 /// # Safety
-/// The CPU has AVX; `half` is 0 or 1 with `half * 16 < cols`, `cols <= 32`, and
-/// the `rows × cols` floats at `c` (row stride `ldc`) are valid for reads and
-/// writes and ours alone.
+/// The CPU has AVX; `half` is 0 or 1 with `half * 16 < cols`, `cols <= 32`, the
+/// `rows × cols` floats at `c` (row stride `ldc`) are valid for reads and
+/// writes and ours alone, and a non-null bias holds `cols` floats.
 #[inline(always)]
 unsafe fn add_half_256(
     acc: &[__m256],
@@ -530,38 +539,113 @@ unsafe fn add_half_256(
     rows: usize,
     cols: usize,
     half: usize,
-    overwrite: bool,
+    onto: Onto,
 ) {
     let half_cols = (cols - half * 16).min(16);
+    // This half's bias, zero past `cols` (those lanes are never stored).
+    let bias = match onto {
+        Onto::Bias(b) | Onto::OutputAndBias(b) if !b.is_null() => {
+            let mut v = [0f32; 16];
+            // SAFETY: a non-null bias holds `cols` values and
+            // half * 16 + half_cols <= cols (the contract).
+            unsafe { std::ptr::copy_nonoverlapping(b.add(half * 16), v.as_mut_ptr(), half_cols) };
+            Some(v)
+        }
+        Onto::Bias(_) => Some([0f32; 16]),
+        Onto::Output | Onto::OutputAndBias(_) => None,
+    };
+    let reads_c = !matches!(onto, Onto::Bias(_));
+    // SAFETY: `v` is 16 local floats: two unaligned 8-float loads.
+    let bias_vectors = bias.map(|v| unsafe {
+        (
+            _mm256_loadu_ps(v.as_ptr()),
+            _mm256_loadu_ps(v.as_ptr().add(8)),
+        )
+    });
     for (r, pair) in acc.chunks_exact(2).enumerate().take(rows) {
         // SAFETY: r < rows and half * 16 + half_cols <= cols: the floats touched
         // are in row r of the C tile, valid and ours by the contract; `tmp` is
         // 16 local floats.
         unsafe {
             let p = c.add(r * ldc + half * 16);
-            if half_cols == 16 && overwrite {
-                _mm256_storeu_ps(p, pair[0]);
-                _mm256_storeu_ps(p.add(8), pair[1]);
-            } else if half_cols == 16 {
-                _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), pair[0]));
+            if half_cols == 16 {
                 let p1 = p.add(8);
-                _mm256_storeu_ps(p1, _mm256_add_ps(_mm256_loadu_ps(p1), pair[1]));
+                let (base0, base1) = match (reads_c, bias_vectors) {
+                    (false, Some(b)) => b,
+                    (true, Some((b0, b1))) => (
+                        _mm256_add_ps(_mm256_loadu_ps(p), b0),
+                        _mm256_add_ps(_mm256_loadu_ps(p1), b1),
+                    ),
+                    (_, None) => (_mm256_loadu_ps(p), _mm256_loadu_ps(p1)),
+                };
+                _mm256_storeu_ps(p, _mm256_add_ps(base0, pair[0]));
+                _mm256_storeu_ps(p1, _mm256_add_ps(base1, pair[1]));
             } else {
                 let mut tmp = [0f32; 16];
                 _mm256_storeu_ps(tmp.as_mut_ptr(), pair[0]);
                 _mm256_storeu_ps(tmp.as_mut_ptr().add(8), pair[1]);
                 for (j, &v) in tmp.iter().enumerate().take(half_cols) {
-                    *p.add(j) = if overwrite { v } else { *p.add(j) + v };
+                    let base = match (reads_c, &bias) {
+                        (false, Some(b)) => b[j],
+                        (true, Some(b)) => *p.add(j) + b[j],
+                        (_, None) => *p.add(j),
+                    };
+                    *p.add(j) = base + v;
                 }
             }
         }
     }
 }
 
+/// The sums of `kc` depth steps of one 16-column half of an AVX2 f32 tile,
+/// first `R` rows (all MR_256 for a full tile): a step is MR_256 packed A
+/// values, of which the first `R` are read, and this half's 16 of the
+/// panel's NR weights (`b` starts at the half). Accumulators past row `R`
+/// stay zero; each sum gets the same multiply-adds in the same order whatever
+/// `R`.
+///
 /// # Safety
-/// The micro-kernel contract (see [`super::MicroF32`]).
-#[target_feature(enable = "avx2,fma")]
-pub unsafe fn micro_f32_avx2(
+/// The CPU has AVX2 and FMA; the A panel at `a` and the weight panel `b` is
+/// in hold `kc` steps (the micro-kernel contract, see [`super::MicroF32`]);
+/// `R <= MR_256`.
+#[inline(always)]
+unsafe fn sums_half_256<const R: usize>(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+) -> [__m256; 2 * MR_256] {
+    // SAFETY: the CPU has AVX (the contract).
+    let mut acc = [unsafe { _mm256_setzero_ps() }; 2 * MR_256];
+    let (mut ap, mut bp) = (a, b);
+    for _ in 0..kc {
+        // SAFETY: each of the `kc` steps reads R <= MR_256 floats of the A
+        // panel and 16 of this half of the weight panel's NR, inside by the
+        // contract; unaligned loads need no alignment.
+        unsafe {
+            let b0 = _mm256_loadu_ps(bp);
+            let b1 = _mm256_loadu_ps(bp.add(8));
+            for r in 0..R {
+                let av = _mm256_broadcast_ss(&*ap.add(r));
+                acc[2 * r] = _mm256_fmadd_ps(av, b0, acc[2 * r]);
+                acc[2 * r + 1] = _mm256_fmadd_ps(av, b1, acc[2 * r + 1]);
+            }
+            ap = ap.add(MR_256);
+            bp = bp.add(NR);
+        }
+    }
+    acc
+}
+
+/// The AVX2 f32 kernel over the first `R` rows of a tile, onto `onto`: a
+/// 32-wide panel is two 16-wide halves, 12 accumulators each in the 16 ymm.
+///
+/// # Safety
+/// The micro-kernel contract (see [`super::MicroF32`]), `rows <= R <= MR_256`,
+/// and a non-null bias in `onto` holds `cols` floats; inlined into functions
+/// that enable AVX2 and FMA.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn micro_f32_256<const R: usize>(
     kc: usize,
     a: *const u32,
     b: *const u8,
@@ -569,38 +653,75 @@ pub unsafe fn micro_f32_avx2(
     ldc: usize,
     rows: usize,
     cols: usize,
+    onto: Onto,
 ) {
-    let a = a.cast::<f32>();
-    let b = b.cast::<f32>();
-    // A 32-wide panel is two 16-wide halves: 12 accumulators fit the 16 ymm.
     for half in 0..2 {
         if half * 16 >= cols {
             break;
         }
-        let mut acc = [_mm256_setzero_ps(); 2 * MR_256];
-        let mut ap = a;
-        // SAFETY: half * 16 < NR: inside the weight panel's first step.
-        let mut bp = unsafe { b.add(half * 16) };
-        for _ in 0..kc {
-            // SAFETY: each of the `kc` steps reads MR_256 floats of the A panel
-            // and 16 of this half of the weight panel's NR, inside by the
-            // contract; unaligned loads need no alignment.
-            unsafe {
-                let b0 = _mm256_loadu_ps(bp);
-                let b1 = _mm256_loadu_ps(bp.add(8));
-                for r in 0..MR_256 {
-                    let av = _mm256_broadcast_ss(&*ap.add(r));
-                    acc[2 * r] = _mm256_fmadd_ps(av, b0, acc[2 * r]);
-                    acc[2 * r + 1] = _mm256_fmadd_ps(av, b1, acc[2 * r + 1]);
-                }
-                ap = ap.add(MR_256);
-                bp = bp.add(NR);
-            }
+        // SAFETY: half * 16 < NR: inside the weight panel's first step; the
+        // panels hold `kc` steps, the C tile is ours and the bias `cols` long
+        // (the contract).
+        unsafe {
+            let acc = sums_half_256::<R>(kc, a.cast(), b.cast::<f32>().add(half * 16));
+            add_half_256(&acc, c, ldc, rows, cols, half, onto);
         }
-        // SAFETY: AVX is enabled here; half * 16 < cols; the C tile is ours.
-        unsafe { add_half_256(&acc, c, ldc, rows, cols, half, false) };
     }
 }
+
+/// A full-tile AVX2 micro-kernel and its first-depth-block twin from a
+/// kernel body that adds onto an [`Onto`], as [`micro_512_pair`] makes them
+/// for AVX-512.
+macro_rules! micro_256_pair {
+    ($body:expr, $(#[$doc:meta])* $micro:ident, $first:ident) => {
+        $(#[$doc])*
+        ///
+        /// # Safety
+        /// The micro-kernel contract (see [`super::MicroF32`]).
+        #[target_feature(enable = "avx2,fma")]
+        pub unsafe fn $micro(
+            kc: usize,
+            a: *const u32,
+            b: *const u8,
+            c: *mut f32,
+            ldc: usize,
+            rows: usize,
+            cols: usize,
+        ) {
+            // SAFETY: AVX2 and FMA are enabled here; the rest is the contract.
+            unsafe { ($body)(kc, a, b, c, ldc, rows, cols, Onto::Output) };
+        }
+
+        #[doc = concat!("[`", stringify!($micro), "`] for a tile's first depth block, with its bias: C = sums + bias, written without reading C; or with `ONTO_C`, C = (C + bias) + sums, what `Tile::init` then the kernel would add (a residual).")]
+        ///
+        /// # Safety
+        /// The micro-kernel contract (see [`super::MicroF32First`]): `bias`
+        /// is null or holds the tile's `cols` bias values.
+        #[target_feature(enable = "avx2,fma")]
+        #[allow(clippy::too_many_arguments)]
+        pub unsafe fn $first<const ONTO_C: bool>(
+            kc: usize,
+            a: *const u32,
+            b: *const u8,
+            c: *mut f32,
+            ldc: usize,
+            rows: usize,
+            cols: usize,
+            bias: *const f32,
+        ) {
+            let onto = Onto::first_block::<ONTO_C>(bias);
+            // SAFETY: AVX2 and FMA are enabled here; the rest is the contract.
+            unsafe { ($body)(kc, a, b, c, ldc, rows, cols, onto) };
+        }
+    };
+}
+
+micro_256_pair!(
+    micro_f32_256::<MR_256>,
+    /// The f32 6×16 kernel, twice per 32-column panel.
+    micro_f32_avx2,
+    micro_f32_avx2_first
+);
 
 /// [`micro_f32_avx2`] for a tile of `R < MR_256` rows; see
 /// [`micro_f32_avx512_rows`] (same order of multiply-adds as the full kernel).
@@ -618,34 +739,9 @@ pub unsafe fn micro_f32_avx2_rows<const R: usize>(
     cols: usize,
 ) {
     debug_assert!(R < MR_256 && rows == R);
-    let a = a.cast::<f32>();
-    let b = b.cast::<f32>();
-    for half in 0..2 {
-        if half * 16 >= cols {
-            break;
-        }
-        let mut acc = [_mm256_setzero_ps(); 2 * MR_256];
-        let mut ap = a;
-        // SAFETY: half * 16 < NR: inside the weight panel's first step.
-        let mut bp = unsafe { b.add(half * 16) };
-        for _ in 0..kc {
-            // SAFETY: as in `micro_f32_avx2`; only the first R of each step's
-            // MR_256 packed floats are read.
-            unsafe {
-                let b0 = _mm256_loadu_ps(bp);
-                let b1 = _mm256_loadu_ps(bp.add(8));
-                for r in 0..R {
-                    let av = _mm256_broadcast_ss(&*ap.add(r));
-                    acc[2 * r] = _mm256_fmadd_ps(av, b0, acc[2 * r]);
-                    acc[2 * r + 1] = _mm256_fmadd_ps(av, b1, acc[2 * r + 1]);
-                }
-                ap = ap.add(MR_256);
-                bp = bp.add(NR);
-            }
-        }
-        // SAFETY: AVX is enabled here; half * 16 < cols; the C tile is ours.
-        unsafe { add_half_256(&acc, c, ldc, rows, cols, half, false) };
-    }
+    // SAFETY: AVX2 and FMA are enabled here; rows == R; the rest is the
+    // contract.
+    unsafe { micro_f32_256::<R>(kc, a, b, c, ldc, rows, cols, Onto::Output) };
 }
 
 /// The few-row AVX2 f32 kernels, `[r - 1]` for `r` rows.
@@ -665,12 +761,15 @@ pub const MR_256_BF16: usize = 5;
 /// widens to two f32 vectors with a shift and a mask, and f32 activations
 /// (`pack_a_f32_even`: step k, then step k + 1) meet them in ordinary FMAs. So
 /// bf16 costs what f32 does in arithmetic and half in weight traffic, instead
-/// of the portable kernel's 0.35× of f32 (AMD Zen 4 limited to AVX2).
+/// of the portable kernel's 0.35× of f32 (AMD Zen 4 limited to AVX2). Adds
+/// onto `onto` as [`add_half_256`].
 ///
 /// # Safety
-/// The micro-kernel contract (see [`super::MicroF32`]).
-#[target_feature(enable = "avx2,fma")]
-pub unsafe fn micro_bf16_avx2(
+/// The micro-kernel contract (see [`super::MicroF32`]); a non-null bias in
+/// `onto` holds `cols` floats; inlined into functions that enable AVX2 and FMA.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn micro_bf16_256(
     kc: usize,
     a: *const u32,
     b: *const u8,
@@ -678,16 +777,19 @@ pub unsafe fn micro_bf16_avx2(
     ldc: usize,
     rows: usize,
     cols: usize,
+    onto: Onto,
 ) {
     const MR: usize = MR_256_BF16;
     let a = a.cast::<f32>();
     let b = b.cast::<u32>();
-    let high = _mm256_set1_epi32(0xffff_0000_u32 as i32);
+    // SAFETY: AVX2 by the contract.
+    let high = unsafe { _mm256_set1_epi32(0xffff_0000_u32 as i32) };
     for half in 0..2 {
         if half * 16 >= cols {
             break;
         }
-        let mut acc = [_mm256_setzero_ps(); 2 * MR];
+        // SAFETY: AVX by the contract.
+        let mut acc = [unsafe { _mm256_setzero_ps() }; 2 * MR];
         let mut ap = a;
         // SAFETY: half * 16 < NR: inside the first pair step of the panel.
         let mut bp = unsafe { b.add(half * 16) };
@@ -721,10 +823,18 @@ pub unsafe fn micro_bf16_avx2(
                 bp = bp.add(NR);
             }
         }
-        // SAFETY: AVX is enabled here; half * 16 < cols; the C tile is ours.
-        unsafe { add_half_256(&acc, c, ldc, rows, cols, half, false) };
+        // SAFETY: AVX is enabled here; half * 16 < cols; the C tile is ours
+        // and the bias `cols` long.
+        unsafe { add_half_256(&acc, c, ldc, rows, cols, half, onto) };
     }
 }
+
+micro_256_pair!(
+    micro_bf16_256,
+    /// The AVX2 bf16 kernel ([`micro_bf16_256`]).
+    micro_bf16_avx2,
+    micro_bf16_avx2_first
+);
 
 /// Rows of the AVX-512 bf16 kernel without `vdpbf16ps`: 24 accumulators and 4
 /// widened weight vectors leave room for the mask and a broadcast.
@@ -868,8 +978,14 @@ pub unsafe fn micro_int8_avx2(
                 out[2 * r + h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[2 * r + h]), scale, o);
             }
         }
+        // The bias is already in `out`: overwriting adds it onto zeros.
+        let onto = if overwrite {
+            Onto::Bias(std::ptr::null())
+        } else {
+            Onto::Output
+        };
         // SAFETY: AVX is enabled here; half * 16 < cols; the C tile is ours.
-        unsafe { add_half_256(&out, c, ldc, rows, cols, half, overwrite) };
+        unsafe { add_half_256(&out, c, ldc, rows, cols, half, onto) };
     }
 }
 

@@ -322,6 +322,8 @@ fn run_reference(
         "running the reference: transformers' generate ({})...",
         python.display()
     );
+    // PyTorch alone: its caps need no flag for the script.
+    super::cpu::cap_reference(&mut command);
     let output = command
         .stderr(std::process::Stdio::inherit())
         .output()

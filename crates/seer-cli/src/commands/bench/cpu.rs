@@ -65,6 +65,81 @@ pub(super) fn describe(precision: Precision) -> Value {
     })
 }
 
+/// The instruction-set cap the reference engines get when seer's kernels run
+/// capped below what the CPU has (the hidden `--isa`, `$SEER_ISA`): capped at
+/// AVX2 on an AVX-512 machine, seer stands in for an AVX2-only CPU, and its
+/// ratios mean something only against engines capped the same way.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) struct ReferenceCap {
+    /// `bench_reference.py --isa-cap` (and the results' `reference_isa_cap`).
+    pub name: &'static str,
+    /// What caps each library: PyTorch's own kernels (`ATEN_CPU_CAPABILITY`),
+    /// oneDNN in PyTorch and in OpenVINO's CPU plugin (`DNNL_`/`ONEDNN_MAX_CPU_ISA`,
+    /// whichever name the build reads), MKL. ONNX Runtime has no such switch.
+    pub env: &'static [(&'static str, &'static str)],
+}
+
+const AVX2_CAP: ReferenceCap = ReferenceCap {
+    name: "avx2",
+    env: &[
+        ("ATEN_CPU_CAPABILITY", "avx2"),
+        ("DNNL_MAX_CPU_ISA", "AVX2"),
+        ("ONEDNN_MAX_CPU_ISA", "AVX2"),
+        ("MKL_ENABLE_INSTRUCTIONS", "AVX2"),
+    ],
+};
+
+/// AVX-512 with its bf16 and VNNI instructions but no AMX tiles.
+const AVX512_CAP: ReferenceCap = ReferenceCap {
+    name: "avx512",
+    env: &[
+        ("ATEN_CPU_CAPABILITY", "avx512"),
+        ("DNNL_MAX_CPU_ISA", "AVX512_CORE_BF16"),
+        ("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16"),
+        ("MKL_ENABLE_INSTRUCTIONS", "AVX512"),
+    ],
+};
+
+/// The cap for a run whose kernels run at `isa` on a CPU that has `best`:
+/// none when uncapped, and none for the portable kernels (the engines have
+/// no plain-scalar mode to compare with).
+pub(super) fn reference_cap(isa: Isa, best: Isa) -> Option<ReferenceCap> {
+    if isa >= best {
+        return None;
+    }
+    match isa {
+        Isa::Avx2 => Some(AVX2_CAP),
+        Isa::Avx512 => Some(AVX512_CAP),
+        Isa::Portable | Isa::Amx => None,
+    }
+}
+
+/// Caps `command` (a reference benchmark) as seer's kernels are capped in this
+/// process, and says so on stderr; returns the cap's name, if any.
+pub(super) fn cap_reference(command: &mut std::process::Command) -> Option<&'static str> {
+    let (isa, best) = (Isa::detected(), Isa::best_supported());
+    let Some(cap) = reference_cap(isa, best) else {
+        if isa < best {
+            eprintln!(
+                "note: seer's kernels are capped at {}, the reference runs uncapped (it has no such mode)",
+                isa.name()
+            );
+        }
+        return None;
+    };
+    eprintln!(
+        "seer's kernels are capped at {}: so is the reference ({})",
+        isa.name(),
+        cap.env
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    command.envs(cap.env.iter().copied());
+    Some(cap.name)
+}
+
 /// The 1-minute load average (`/proc/loadavg`), when the system tells it: a
 /// run that shared the cores with other work has ratios that mean little.
 pub(super) fn load_average() -> Option<f64> {
@@ -206,6 +281,24 @@ mod tests {
         let own = "123 (seer (bench) x) R 1 2 3 0 -1 4194304 97 0 0 0 40 6 0 0 20 0 3 0";
         assert_eq!(parse_own_ticks(own), Some(46));
         assert_eq!(parse_own_ticks("garbage"), None);
+    }
+
+    #[test]
+    fn the_reference_is_capped_only_where_seer_is() {
+        assert_eq!(reference_cap(Isa::Avx512, Isa::Avx512), None);
+        assert_eq!(reference_cap(Isa::Amx, Isa::Amx), None);
+        assert_eq!(reference_cap(Isa::Avx2, Isa::Avx2), None);
+        let avx2 = reference_cap(Isa::Avx2, Isa::Amx).expect("capped at AVX2");
+        assert_eq!(avx2.name, "avx2");
+        assert!(avx2.env.contains(&("ATEN_CPU_CAPABILITY", "avx2")));
+        assert!(avx2.env.contains(&("ONEDNN_MAX_CPU_ISA", "AVX2")));
+        assert_eq!(reference_cap(Isa::Avx2, Isa::Avx512), Some(avx2));
+        let avx512 = reference_cap(Isa::Avx512, Isa::Amx).expect("capped below AMX");
+        assert_eq!(avx512.name, "avx512");
+        assert!(avx512
+            .env
+            .contains(&("DNNL_MAX_CPU_ISA", "AVX512_CORE_BF16")));
+        assert_eq!(reference_cap(Isa::Portable, Isa::Avx512), None);
     }
 
     #[test]

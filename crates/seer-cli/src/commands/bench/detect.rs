@@ -145,7 +145,10 @@ pub(super) fn reference_run(
     let script =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/bench_vision_reference.py");
     eprintln!("running the PyTorch reference ({})...", python.display());
-    let output = std::process::Command::new(python)
+    let mut command = std::process::Command::new(python);
+    // PyTorch alone: its caps need no flag for the script.
+    super::cpu::cap_reference(&mut command);
+    let output = command
         .arg(&script)
         .args(["--task", task])
         .arg("--model")

@@ -512,8 +512,12 @@ fn run_reference(python: &Path, args: &Args, extra: &[String]) -> anyhow::Result
         "running the reference: PyTorch (bf16 too, on the CPU), and ONNX Runtime and OpenVINO if installed ({})...",
         python.display()
     );
-    let output = std::process::Command::new(python)
-        .arg(&script)
+    let mut command = std::process::Command::new(python);
+    command.arg(&script);
+    if let Some(cap) = cpu::cap_reference(&mut command) {
+        command.args(["--isa-cap", cap]);
+    }
+    let output = command
         .args(["--threads", &args.threads.to_string()])
         .args(["--batch-sizes", &batch_sizes.join(",")])
         .args(["--iterations", &args.iterations.to_string()])
