@@ -17,8 +17,10 @@
 # 2. `seer bench --reference PYTHON` in f32, bf16 and int8: PyTorch, ONNX
 #    Runtime and OpenVINO in the same runs, model only and end to end.
 # 3. Where the CPU has AVX-512: the same binary capped at AVX2 (`SEER_ISA=avx2`,
-#    a stand-in for AVX2-only CPUs, not a measurement of one), bf16 and int8
-#    against seer's own f32 in the same run.
+#    a stand-in for AVX2-only CPUs, not a measurement of one): f32 against
+#    PyTorch and OpenVINO capped at AVX2 too (`seer bench` caps them; ONNX
+#    Runtime cannot be capped and is skipped), bf16 and int8 against seer's
+#    own f32 in the same run.
 # 4. Training steps against PyTorch on the CIFAR-10 demo config.
 #
 # Everything printed also lands in target/bench-cpu/<UTC time>/.
@@ -50,6 +52,8 @@ for precision in f32 bf16 int8; do
         --rounds "$rounds" --reference "$py"
 done
 if grep -qw avx512f /proc/cpuinfo; then
+    run bench-avx2-f32 env SEER_ISA=avx2 "$seer" bench --precision f32 --iterations 10 \
+        --rounds "$rounds" --reference "$py"
     for precision in bf16 int8; do
         run "bench-avx2-$precision" env SEER_ISA=avx2 "$seer" bench --precision "$precision" \
             --iterations 10 --rounds "$rounds"
