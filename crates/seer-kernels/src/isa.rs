@@ -142,8 +142,7 @@ impl Isa {
     pub(crate) fn is_amd() -> bool {
         #[cfg(target_arch = "x86_64")]
         {
-            static AMD: OnceLock<bool> = OnceLock::new();
-            *AMD.get_or_init(|| vendor() == *b"AuthenticAMD")
+            vendor() == *b"AuthenticAMD"
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
@@ -237,15 +236,20 @@ fn is_intel() -> bool {
     vendor() == *b"GenuineIntel"
 }
 
-/// The CPU vendor's 12-byte name (cpuid leaf 0: ebx, edx, ecx).
+/// The CPU vendor's 12-byte name (cpuid leaf 0: ebx, edx, ecx), read once:
+/// in a VM each `cpuid` traps to the hypervisor, and kernels are picked per
+/// product.
 #[cfg(target_arch = "x86_64")]
 fn vendor() -> [u8; 12] {
-    let id = std::arch::x86_64::__cpuid(0);
-    let mut name = [0u8; 12];
-    for (chunk, register) in name.chunks_exact_mut(4).zip([id.ebx, id.edx, id.ecx]) {
-        chunk.copy_from_slice(&register.to_le_bytes());
-    }
-    name
+    static VENDOR: OnceLock<[u8; 12]> = OnceLock::new();
+    *VENDOR.get_or_init(|| {
+        let id = std::arch::x86_64::__cpuid(0);
+        let mut name = [0u8; 12];
+        for (chunk, register) in name.chunks_exact_mut(4).zip([id.ebx, id.edx, id.ecx]) {
+            chunk.copy_from_slice(&register.to_le_bytes());
+        }
+        name
+    })
 }
 
 /// The CPU's family as the kernels' tuning notes give it (CPUID leaf 1: the

@@ -605,8 +605,8 @@ unsafe fn add_half_256(
 /// `R`.
 ///
 /// # Safety
-/// The CPU has AVX2 and FMA; the A panel at `a` and the weight panel `b` is
-/// in hold `kc` steps (the micro-kernel contract, see [`super::MicroF32`]);
+/// The CPU has AVX2 and FMA; the A panel at `a` and the weight panel at `b`
+/// hold `kc` steps (the micro-kernel contract, see [`super::MicroF32`]);
 /// `R <= MR_256`.
 #[inline(always)]
 unsafe fn sums_half_256<const R: usize>(

@@ -71,7 +71,7 @@ pub(super) fn describe(precision: Precision) -> Value {
 /// ratios mean something only against engines capped the same way.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(super) struct ReferenceCap {
-    /// `bench_reference.py --isa-cap` (and the results' `reference_isa_cap`).
+    /// `bench_reference.py --isa-cap` (and the results' `reference.isa_cap`).
     pub name: &'static str,
     /// What caps each library: PyTorch's own kernels (`ATEN_CPU_CAPABILITY`),
     /// oneDNN in PyTorch and in OpenVINO's CPU plugin (`DNNL_`/`ONEDNN_MAX_CPU_ISA`,
