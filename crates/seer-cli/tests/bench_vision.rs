@@ -1,6 +1,6 @@
-//! `seer bench --model` on the tiny SAM and OWL fixtures: the JSON fields of
-//! the per-image and per-click measurements (no reference run, no timing
-//! limits: the figures only have to be there and be positive).
+//! `seer bench --model` on the tiny SAM, OWL and CLIP fixtures: the JSON
+//! fields of the measurements (no reference run, no timing limits: the
+//! figures only have to be there and be positive).
 
 use std::process::Command;
 
@@ -87,4 +87,29 @@ fn bench_refuses_zero_rounds_before_loading_anything() {
         "{}",
         String::from_utf8_lossy(&o.stdout)
     );
+}
+
+#[test]
+fn bench_clip_runs_batches_whole_on_request_and_says_so() {
+    let model = repo_root().join("fixtures/models/hf-vit-quickgelu");
+    let tokenizer = shared_data().join("clip-tokenizer/hf-clip-vit-base-patch32/tokenizer.json");
+    for whole in [false, true] {
+        let mut args = vec![
+            "--model",
+            model.to_str().unwrap(),
+            "--tokenizer",
+            tokenizer.to_str().unwrap(),
+            "--batch-sizes",
+            "4",
+            "--files",
+            "4",
+        ];
+        if whole {
+            args.push("--whole-batches");
+        }
+        let r = bench(&args);
+        assert_eq!(r["whole_batches"], whole, "{r}");
+        assert!(r["image_model"]["4"].as_f64().is_some_and(|v| v > 0.0), "{r}");
+        positive(&r, "text_longest");
+    }
 }

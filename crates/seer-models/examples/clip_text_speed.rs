@@ -2,7 +2,9 @@
 //! prompts of 9 tokens, as `seer bench`'s prompts average), padded to the 77-token
 //! context and unpadded, in one precision: a short loop to profile (`perf record`)
 //! what `seer bench` reports as "texts".
-//! `SEER_ISA=avx2|portable` caps the kernels, as for the `seer` binary.
+//! `SEER_ISA=avx2|portable` caps the kernels, as for the `seer` binary;
+//! `SEER_WHOLE_BATCHES=1` runs each batch whole on all threads instead of one
+//! part per thread (`seer_models::nn::split_batch`).
 //!
 //!     cargo run --release -p seer-models --example clip_text_speed -- [f32|bf16|int8] [iterations]
 
@@ -16,6 +18,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Ok(isa) = std::env::var("SEER_ISA") {
         let cap = seer_kernels::Isa::parse(&isa).ok_or_else(|| format!("SEER_ISA: {isa}?"))?;
         seer_kernels::Isa::limit(cap);
+    }
+    if std::env::var_os("SEER_WHOLE_BATCHES").is_some_and(|v| v == "1") {
+        seer_models::nn::split_batch::keep_batches_whole();
     }
     let mut args = std::env::args().skip(1);
     let precision = match args.next() {

@@ -176,13 +176,16 @@ impl Blocks {
     /// blocks, a share of up to twice `mc` rows per thread makes two blocks,
     /// and each streams all the weights through L1 for half the rows. One block
     /// of the whole share passes every weight micro-panel over all its rows;
-    /// cutting the panels in two keeps two tasks per thread, so an idle thread
-    /// can take over work from one slowed by a busy neighbour.
+    /// on several threads the panels are cut in two to keep two tasks per
+    /// thread, so an idle thread can take over work from one slowed by a busy
+    /// neighbour. One thread takes its rows as one block too: a batch cut one
+    /// part per thread (`seer_models::nn::split_batch`) runs each part's
+    /// products on one thread, 200 rows at batch 8.
     fn for_product(self, m: usize, threads: usize, mr: usize) -> (Blocks, usize) {
         let share = m.div_ceil(mr).div_ceil(threads.max(1)) * mr;
-        if threads > 1 && share > self.mc && share <= self.whole_share_rows {
+        if share > self.mc && share <= self.whole_share_rows {
             let mc = self.whole_share_rows;
-            (Blocks { mc, ..self }, 2)
+            (Blocks { mc, ..self }, if threads > 1 { 2 } else { 1 })
         } else {
             (self, 1)
         }
@@ -2425,9 +2428,12 @@ mod blocking_tests {
         // 400 rows on 2 threads: 15 tiles (210 rows) a thread, in (112, 224].
         let (wide, parts) = blocks.for_product(400, 2, mr);
         assert_eq!((wide.mc, wide.kc, parts), (DEEP_MC, KC, 2));
-        // 112 rows a thread or fewer already fit one block; 1,600 rows do not
-        // fit 224; one thread has nothing to balance.
-        for (m, threads) in [(224, 2), (1600, 2), (400, 1)] {
+        // One thread's 200 rows (a batch of 8 images cut in two parts) are
+        // one block as well, its panels whole: there is no other thread.
+        assert_eq!(blocks.for_product(200, 1, mr), (wide, 1));
+        // 112 rows a thread or fewer already fit one block; 1,600 rows on two
+        // threads or 400 on one do not fit 224.
+        for (m, threads) in [(224, 2), (1600, 2), (400, 1), (112, 1)] {
             assert_eq!(blocks.for_product(m, threads, mr), (blocks, 1), "{m} rows");
         }
         assert_eq!(

@@ -8,7 +8,11 @@
 //! forward has about eighty such joins), and a batch's rows seldom cut into
 //! equal whole tiles. ViT-B/32 on two threads, old and new builds alternating
 //! (AMD Zen 4): f32 images at batch 8 +2.5–9%, batch 32 +0.5–2%, texts at 77
-//! tokens +1–3%; bf16 at batch 8 +2–9%. Each item's outputs are the same bits
+//! tokens +1–3%; bf16 at batch 8 +2–9%. Cut and whole alternating on the AMX
+//! Xeon (family 6 model 167): bf16 images +5–20%, int8 images +20–30% and
+//! texts unpadded +15–30%; f32 the same within noise (batch 8 once each part
+//! took its rows as one block, `seer_kernels::gemm`'s whole share), texts
+//! unpadded 1–3% slower in f32 and bf16. Each item's outputs are the same bits
 //! either way: no kernel's sums depend on the other rows of its batch (the
 //! few-row kernels of `seer_kernels::gemm`) or on the threads.
 //!
@@ -18,6 +22,7 @@
 //! none of its parent's pool threads and builds its own.
 
 use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use candle_core::Tensor;
 use rayon::prelude::*;
@@ -34,12 +39,24 @@ use crate::io::weights::Weights;
 /// gains.
 const MAX_EXCESS_TWENTIETHS: usize = 1;
 
+/// Cleared by [`keep_batches_whole`].
+static CUT_ALLOWED: AtomicBool = AtomicBool::new(true);
+
+/// Models built after this call run every batch whole, shared by the threads
+/// at each step, as before the cut existed: the off switch, so that the two
+/// can be compared on the CPU at hand (`seer bench --whole-batches`, the
+/// speed examples' `SEER_WHOLE_BATCHES=1`). The outputs are the same bits.
+pub fn keep_batches_whole() {
+    CUT_ALLOWED.store(false, Ordering::Relaxed);
+}
+
 /// Whether a model built from `weights` cuts its batches: on the CPU's fused
-/// inference kernels only. A differentiable model (training) runs candle's
-/// composite ops and a backward pass over the whole graph; cut, the CIFAR-10
-/// training demo ran 1–28% slower (AMD Zen 4).
+/// inference kernels only, unless [`keep_batches_whole`] was called. A
+/// differentiable model (training) runs candle's composite ops and a backward
+/// pass over the whole graph; cut, the CIFAR-10 training demo ran 1–28%
+/// slower (AMD Zen 4).
 pub fn applies(weights: &Weights) -> bool {
-    weights.device().is_cpu() && !weights.differentiable()
+    CUT_ALLOWED.load(Ordering::Relaxed) && weights.device().is_cpu() && !weights.differentiable()
 }
 
 /// `forward` over the items `0..costs.len()` (item `i` costing `costs[i]`, in

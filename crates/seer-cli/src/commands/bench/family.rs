@@ -37,6 +37,7 @@ pub(super) fn run(args: &Args, resolved: &ResolvedModel) -> anyhow::Result<ExitC
         "device": args.device,
         "precision": args.precision.name(),
         "image_model": {},
+        "whole_batches": args.whole_batches,
     });
     super::describe_cpu(args.precision, &mut results);
     for &b in &args.batch_sizes {

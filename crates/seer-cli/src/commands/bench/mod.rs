@@ -90,6 +90,11 @@ pub struct Args {
     /// machine's speed moves between minutes, so one round can mislead.
     #[arg(long, default_value_t = 1)]
     rounds: usize,
+    /// Run each batch whole, its steps shared by the threads, instead of one
+    /// part per thread (CLIP, SigLIP and DINOv2 on the CPU): to compare the two
+    /// on the CPU at hand.
+    #[arg(long)]
+    whole_batches: bool,
     #[arg(long)]
     json: bool,
 }
@@ -140,6 +145,9 @@ const PROMPTS: &[&str] = &[
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.rounds > 0, "--rounds must be at least 1");
     crate::common::configure_threads(Some(args.threads))?;
+    if args.whole_batches {
+        seer_models::nn::split_batch::keep_batches_whole();
+    }
     // Resolved once (a hub id may mean a download), then loaded by its family.
     let resolved = match &args.model {
         Some(spec) => Some(
@@ -216,6 +224,7 @@ fn measure_clip(clip: &Clip, exact: Option<&Clip>, args: &Args) -> anyhow::Resul
         "threads": args.threads,
         "device": args.device,
         "image_model": {},
+        "whole_batches": args.whole_batches,
     });
     results["precision"] = json!(args.precision.name());
     describe_cpu(args.precision, &mut results);
@@ -617,6 +626,9 @@ fn print_table(r: &Value, text_rows: &[(&str, &str)]) {
         r["precision"].as_str().unwrap_or("f32")
     );
     println!("cpu: {}", cpu::summary(&r["cpu"]));
+    if r["whole_batches"] == true {
+        println!("batches: whole, each step shared by the threads (--whole-batches)");
+    }
     if let (Some(start), Some(end)) = (
         r["load_average"]["start"].as_f64(),
         r["load_average"]["end"].as_f64(),
