@@ -109,7 +109,10 @@ fn bench_clip_runs_batches_whole_on_request_and_says_so() {
         }
         let r = bench(&args);
         assert_eq!(r["whole_batches"], whole, "{r}");
-        assert!(r["image_model"]["4"].as_f64().is_some_and(|v| v > 0.0), "{r}");
+        assert!(
+            r["image_model"]["4"].as_f64().is_some_and(|v| v > 0.0),
+            "{r}"
+        );
         positive(&r, "text_longest");
     }
 }

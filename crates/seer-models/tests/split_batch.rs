@@ -1,9 +1,10 @@
 //! A batch cut into one part per thread (`nn::split_batch`) gives every item
 //! the bits it gets from the batch run whole on one thread: CLIP images and
 //! texts in both paddings on every fixture layout, SigLIP's and SigLIP 2's
-//! entry points, DINOv2's outputs.
+//! entry points, DINOv2's outputs, BLIP's vision tower.
 
 use rayon::{ThreadPool, ThreadPoolBuilder};
+use seer_models::models::blip::BlipModel;
 use seer_models::models::dinov2::Dinov2Model;
 use seer_models::models::siglip::{PatchGrid, SiglipModel};
 use seer_models::{ClipModel, Device, ModelFiles, Precision, Tensor, TextPadding};
@@ -111,6 +112,19 @@ fn siglip_and_dinov2_batches_split_across_threads_give_the_whole_batch_bits() {
                 .into_iter()
                 .flat_map(bits)
                 .collect()
+        });
+    }
+}
+
+#[test]
+fn blip_image_batches_split_across_threads_give_the_whole_batch_bits() {
+    for precision in [Precision::F32, Precision::Bf16] {
+        let dir = repo_root().join("fixtures/blip/caption-tiny");
+        let model = BlipModel::load_dir(&dir, &Device::Cpu, precision).unwrap();
+        let size = model.config().vision.image_size;
+        let pixels = Tensor::randn(0f32, 1.0, (6, 3, size, size), &Device::Cpu).unwrap();
+        same_bits_on_more_threads(&format!("blip {precision:?} images"), || {
+            bits(&model.image_embeds(&pixels).unwrap())
         });
     }
 }

@@ -14,6 +14,7 @@ use crate::generate::{generate, Decoder, GenerationConfig};
 use crate::io::files::ModelFiles;
 use crate::io::weights::Weights;
 use crate::nn::layers::{l2_normalize, Linear};
+use crate::nn::split_batch;
 
 #[derive(Clone, Debug)]
 enum Head {
@@ -40,6 +41,9 @@ pub struct BlipModel {
     config: BlipConfig,
     vision: BlipVisionModel,
     head: Head,
+    /// Whether the vision tower runs a batch as one part per thread
+    /// ([`split_batch::applies`]).
+    split_batches: bool,
 }
 
 /// Both scores of `BlipForImageTextRetrieval` for one image–text pair.
@@ -108,6 +112,7 @@ impl BlipModel {
             config,
             vision,
             head,
+            split_batches: split_batch::applies(root),
         })
     }
 
@@ -118,7 +123,9 @@ impl BlipModel {
     /// The vision tower's `last_hidden_state` (batch, tokens, width) of
     /// normalised `pixels` (batch, 3, S, S).
     pub fn image_embeds(&self, pixels: &Tensor) -> Result<Tensor> {
-        self.vision.forward(pixels)
+        let parts =
+            split_batch::per_image(self.split_batches, pixels, |part| self.vision.forward(part))?;
+        split_batch::cat_parts(parts)
     }
 
     fn wrong_head(&self, wanted: BlipHead) -> ModelError {
