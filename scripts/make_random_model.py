@@ -6,9 +6,11 @@ layout, for benchmarks that need a model folder (`seer bench --model`, `seer ind
     python scripts/make_random_model.py --out /tmp/vit-b-32-random                 # CLIP ViT-B/32
     python scripts/make_random_model.py --arch dinov2-small --out /tmp/dinov2-small
     python scripts/make_random_model.py --arch siglip-base-patch16-224 --out /tmp/siglip-b16
+    python scripts/make_random_model.py --arch owlvit-base-patch32 --out /tmp/owlvit-b32
 
 The configs are those of the published checkpoints (facebook/dinov2-small and -base,
-google/siglip-base-patch16-224); only the weights are random. SigLIP needs a
+google/siglip-base-patch16-224, google/owlvit-base-patch32); only the weights are random.
+OWL-ViT's folder gets the shared CLIP tokenizer (../shared/data/clip-tokenizer). SigLIP needs a
 SentencePiece tokenizer, which cannot be downloaded here: the folder gets the tiny
 one of `fixtures/families/siglip-tiny`. Its ids stay below the real vocabulary size
 and SigLIP pads every text to 64 tokens, so the text tower does the same work.
@@ -20,6 +22,7 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared" / "data"
 
 
 def clip(out):
@@ -52,11 +55,24 @@ def siglip_b16(out):
         shutil.copy(tiny / name, Path(out) / name)
 
 
+def owlvit_b32(out):
+    from transformers import CLIPTokenizer, OwlViTConfig, OwlViTForObjectDetection, OwlViTProcessor
+    from transformers.models.owlvit.image_processing_pil_owlvit import OwlViTImageProcessorPil
+
+    # transformers' defaults are google/owlvit-base-patch32 (768 px, 577 tokens an image).
+    OwlViTForObjectDetection(OwlViTConfig()).save_pretrained(out)
+    tokenizer = CLIPTokenizer.from_pretrained(SHARED / "clip-tokenizer/hf-clip-vit-base-patch32",
+                                              model_max_length=16)
+    ip = OwlViTImageProcessorPil(size={"height": 768, "width": 768}, crop_size={"height": 768, "width": 768})
+    OwlViTProcessor(image_processor=ip, tokenizer=tokenizer).save_pretrained(out)
+
+
 ARCHS = {
     "clip-vit-b-32": clip,
     "dinov2-small": lambda out: dinov2(out, 384, 6),
     "dinov2-base": lambda out: dinov2(out, 768, 12),
     "siglip-base-patch16-224": siglip_b16,
+    "owlvit-base-patch32": owlvit_b32,
 }
 
 

@@ -89,9 +89,17 @@ fn frame(reference: &Value, i: usize) -> f64 {
     t[0].as_f64().unwrap().max(t[1].as_f64().unwrap())
 }
 
+/// On one thread the files go one by one; on two or three, a file per thread
+/// at once (`seer detect`'s groups): the same detections in the same order.
 #[test]
 fn nms_one_is_the_reference_post_processing_and_bad_files_do_not_stop_the_batch() {
-    for name in ["owlvit-tiny", "owlv2-tiny"] {
+    for (name, threads) in [
+        ("owlvit-tiny", "2"),
+        ("owlv2-tiny", "2"),
+        ("owlvit-tiny", "1"),
+        ("owlv2-tiny", "3"),
+    ] {
+        let what = format!("{name} on {threads} threads");
         let r = reference(name);
         let labels = r["labels"]
             .as_array()
@@ -105,25 +113,33 @@ fn nms_one_is_the_reference_post_processing_and_bad_files_do_not_stop_the_batch(
         let mut argv = vec!["detect", images[0].as_str(), "/no/such/photo.jpg"];
         argv.extend(images[1..].iter().map(String::as_str));
         argv.extend([
-            "--model", &model, "--labels", &labels, "--nms", "1", "--json",
+            "--model",
+            &model,
+            "--labels",
+            &labels,
+            "--nms",
+            "1",
+            "--json",
+            "--threads",
+            threads,
         ]);
         let out = seer(&argv);
-        assert_eq!(out.status.code(), Some(1), "{name}: {}", stderr(&out));
+        assert_eq!(out.status.code(), Some(1), "{what}: {}", stderr(&out));
         assert!(
             stderr(&out).contains("/no/such/photo.jpg"),
             "{}",
             stderr(&out)
         );
         let lines = json_lines(&out);
-        assert_eq!(lines.len(), 4, "{name}: the batch went on");
+        assert_eq!(lines.len(), 4, "{what}: the batch went on");
         for (i, line) in lines.iter().enumerate() {
-            assert_eq!(line["input"], images[i].as_str());
+            assert_eq!(line["input"], images[i].as_str(), "{what}: in order");
             let want = &r["text_queries"][i]["post_process"]["threshold_0.1"]["nms_1"];
             assert_same(
                 &line["detections"],
                 want,
                 frame(&r, i),
-                &format!("{name} image {i}"),
+                &format!("{what}, image {i}"),
             );
         }
         let text = String::from_utf8_lossy(&out.stdout);

@@ -11,9 +11,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use seer_engine::collect_image_paths;
-use seer_engine::detect::{detector_of, DetectOptions, DetectQuery, DEFAULT_NMS_IOU};
+use seer_engine::detect::{detector_of, DetectOptions, DetectQuery, Detection, DEFAULT_NMS_IOU};
+use seer_engine::{collect_image_paths, DeviceChoice};
 use seer_index::pathcodec::display_path;
+use seer_models::nn::split_batch;
 
 use crate::common::RunArgs;
 use crate::output::{progress, Failures};
@@ -78,12 +79,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     for (path, cause) in walk_failures {
         failures.report_path(&pb, &path, &cause);
     }
+    let on_cpu = DeviceChoice::parse(&args.run.device)? == DeviceChoice::Cpu;
+    let detect_file = |path: &PathBuf| -> anyhow::Result<Vec<Detection>> {
+        let img = seer_image::decode_file_full(path, &limits)?;
+        Ok(detector.detect(&img, &prepared, &options)?)
+    };
     let mut done = 0;
-    for path in &paths {
+    let group = rayon::current_num_threads().max(1);
+    for (path, result) in paths.chunks(group).flat_map(|files| {
+        files
+            .iter()
+            .zip(one_file_per_thread(on_cpu, files, &detect_file))
+    }) {
         pb.inc(1);
-        let result = seer_image::decode_file_full(path, &limits)
-            .map_err(anyhow::Error::from)
-            .and_then(|img| Ok(detector.detect(&img, &prepared, &options)?));
         let detections = match result {
             Ok(d) => d,
             Err(e) => {
@@ -121,6 +129,26 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     pb.finish_and_clear();
     failures.summary(done, "images");
     Ok(failures.exit_code())
+}
+
+/// `run` over `files`, in order: on the CPU, one file per thread at once, each
+/// file's decoding and forward on its own thread (`split_batch`, as a CLIP
+/// batch is cut). The threads sharing one image's every product, attention
+/// and norm wait for each other dozens of times a forward; an image alone on
+/// a thread does not. Elsewhere (a GPU) one after another.
+fn one_file_per_thread<T: Send>(
+    on_cpu: bool,
+    files: &[PathBuf],
+    run: &(impl Fn(&PathBuf) -> anyhow::Result<T> + Sync),
+) -> Vec<anyhow::Result<T>> {
+    let parts = split_batch::per_thread(on_cpu, &vec![1; files.len()], |part| {
+        Ok(files[part].iter().map(run).collect::<Vec<_>>())
+    });
+    match parts {
+        Ok(parts) => parts.into_iter().flatten().collect(),
+        // Only the forward above can fail, and it reports per file instead.
+        Err(e) => files.iter().map(|_| Err(anyhow::anyhow!("{e}"))).collect(),
+    }
 }
 
 /// `--json`: fields in the documented order.
