@@ -21,14 +21,18 @@ fn main() -> Result<(), String> {
             .ok_or_else(|| format!("ISA {isa:?}: expected portable, avx2, avx512 or amx"))?;
         seer_kernels::Isa::limit(isa);
     }
-    let m: usize = match arg(1) {
-        Some(s) => s
-            .parse()
-            .ok()
-            .filter(|&m| m > 0)
-            .ok_or_else(|| format!("ROWS {s:?}: expected a positive number"))?,
-        None => 400,
+    // A positional count: `default` where absent or `-`.
+    let count = |i: usize, name: &str, default: usize| -> Result<usize, String> {
+        match arg(i) {
+            Some(s) => s
+                .parse()
+                .ok()
+                .filter(|&n| n > 0)
+                .ok_or_else(|| format!("{name} {s:?}: expected a positive number")),
+            None => Ok(default),
+        }
     };
+    let m = count(1, "ROWS", 400)?;
     let only = match arg(3) {
         Some(s) => Some(
             Precision::parse(&s)
@@ -36,30 +40,9 @@ fn main() -> Result<(), String> {
         ),
         None => None,
     };
-    let rounds: usize = match arg(4) {
-        Some(s) => s
-            .parse()
-            .ok()
-            .filter(|&r| r > 0)
-            .ok_or_else(|| format!("ROUNDS {s:?}: expected a positive number"))?,
-        None => 10,
-    };
-    let width: usize = match arg(5) {
-        Some(s) => s
-            .parse()
-            .ok()
-            .filter(|&w| w > 0)
-            .ok_or_else(|| format!("WIDTH {s:?}: expected a positive number"))?,
-        None => 768,
-    };
-    let copies: usize = match arg(6) {
-        Some(s) => s
-            .parse()
-            .ok()
-            .filter(|&c| c > 0)
-            .ok_or_else(|| format!("COPIES {s:?}: expected a positive number"))?,
-        None => 1,
-    };
+    let rounds = count(4, "ROUNDS", 10)?;
+    let width = count(5, "WIDTH", 768)?;
+    let copies = count(6, "COPIES", 1)?;
     println!("kernels: {}", seer_kernels::Isa::detected().name());
     if let Some(peak) = seer_kernels::peak::f32_gflops() {
         println!("f32 FMA peak: {peak:.1} GFLOP/s");

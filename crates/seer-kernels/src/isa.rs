@@ -138,8 +138,10 @@ impl Isa {
         }
     }
 
-    /// Whether this is an AMD CPU (for blocking choices measured only there).
-    pub(crate) fn is_amd() -> bool {
+    /// Whether the AVX2 kernels that do f32 arithmetic block their
+    /// activations 768 deep (`gemm::Blocks::for_float_avx2` has the
+    /// measurements): on AMD CPUs, where it was measured; Intel keeps 256.
+    pub(crate) fn avx2_deep_blocks() -> bool {
         #[cfg(target_arch = "x86_64")]
         {
             vendor() == *b"AuthenticAMD"
@@ -211,11 +213,11 @@ impl Isa {
                 "avx512 bf16 widened to f32 12x32, blocks of 224 rows x 768 deep"
             }
             (Isa::Avx512, Precision::Bf16) => "avx512 bf16 widened to f32 12x32",
-            (Isa::Avx2, Precision::F32) if Self::is_amd() => {
+            (Isa::Avx2, Precision::F32) if Self::avx2_deep_blocks() => {
                 "avx2+fma f32 6x16, blocks of 112 rows x 768 deep"
             }
             (Isa::Avx2, Precision::F32) => "avx2+fma f32 6x16",
-            (Isa::Avx2, Precision::Bf16) if Self::is_amd() => {
+            (Isa::Avx2, Precision::Bf16) if Self::avx2_deep_blocks() => {
                 "avx2+fma bf16 widened to f32 5x16, blocks of 112 rows x 768 deep"
             }
             (Isa::Avx2, Precision::Bf16) => "avx2+fma bf16 widened to f32 5x16",
@@ -276,10 +278,10 @@ mod tests {
             Isa::Portable.matmul_kernel(Precision::F32),
             "portable f32 4x32"
         );
-        // AMD CPUs name their deep blocks after the kernel.
+        // Deep blocks are named after the kernel (AMD CPUs).
         let avx2 = Isa::Avx2.matmul_kernel(Precision::F32);
         assert!(avx2.starts_with("avx2+fma f32 6x16"), "{avx2}");
-        assert_eq!(avx2.contains("768 deep"), Isa::is_amd(), "{avx2}");
+        assert_eq!(avx2.contains("768 deep"), Isa::avx2_deep_blocks(), "{avx2}");
         assert!(Isa::Avx2
             .matmul_kernel(Precision::Int8)
             .starts_with("avx2 int8"));

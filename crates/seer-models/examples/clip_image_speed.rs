@@ -2,9 +2,7 @@
 //! random pixels), at the batch sizes `seer bench` reports, in one precision:
 //! a short loop to profile (`perf record`) what `seer bench` reports as
 //! "images, model only".
-//! `SEER_ISA=avx2|portable` caps the kernels, as for the `seer` binary;
-//! `SEER_WHOLE_BATCHES=1` runs each batch whole on all threads instead of one
-//! part per thread (`seer_models::nn::split_batch`).
+//! `SEER_ISA` and `SEER_WHOLE_BATCHES` as `common/speed_env.rs` says.
 //!
 //!     cargo run --release -p seer-models --example clip_image_speed -- [f32|bf16|int8] [iterations] [batch,...]
 
@@ -13,15 +11,12 @@ use std::time::Instant;
 
 use seer_models::{ClipConfig, ClipModel, Device, Precision, Tensor, Weights};
 
+#[path = "common/speed_env.rs"]
+mod speed_env;
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     seer_kernels::alloc::keep_freed_blocks();
-    if let Ok(isa) = std::env::var("SEER_ISA") {
-        let cap = seer_kernels::Isa::parse(&isa).ok_or_else(|| format!("SEER_ISA: {isa}?"))?;
-        seer_kernels::Isa::limit(cap);
-    }
-    if std::env::var_os("SEER_WHOLE_BATCHES").is_some_and(|v| v == "1") {
-        seer_models::nn::split_batch::keep_batches_whole();
-    }
+    speed_env::apply()?;
     let args: Vec<String> = std::env::args().skip(1).collect();
     let precision = args
         .first()

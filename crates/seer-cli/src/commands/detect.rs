@@ -141,14 +141,11 @@ fn one_file_per_thread<T: Send>(
     files: &[PathBuf],
     run: &(impl Fn(&PathBuf) -> anyhow::Result<T> + Sync),
 ) -> Vec<anyhow::Result<T>> {
-    let parts = split_batch::per_thread(on_cpu, &vec![1; files.len()], |part| {
-        Ok(files[part].iter().map(run).collect::<Vec<_>>())
+    // Each file's error stays with its file: the parts themselves cannot fail.
+    let Ok(parts) = split_batch::per_thread(on_cpu, &vec![1; files.len()], |part| {
+        Ok::<_, std::convert::Infallible>(files[part].iter().map(run).collect::<Vec<_>>())
     });
-    match parts {
-        Ok(parts) => parts.into_iter().flatten().collect(),
-        // Only the forward above can fail, and it reports per file instead.
-        Err(e) => files.iter().map(|_| Err(anyhow::anyhow!("{e}"))).collect(),
-    }
+    parts.into_iter().flatten().collect()
 }
 
 /// `--json`: fields in the documented order.

@@ -159,9 +159,11 @@ impl Blocks {
     /// +2–10% (every shape of 3 rounds). The A block (112 rows × 768 f32, 344
     /// KiB) fits those EPYCs' 512 KiB L2, and 224 rows measured no better.
     /// Intel's AVX2-only CPUs, unmeasured and with 256 KiB of L2 up to Comet
-    /// Lake, keep the shallow blocks.
+    /// Lake, keep the shallow blocks; the AMX Xeon capped at AVX2 (family 6
+    /// model 167, 2026-12-05) ran images at batch 8 1–6% slower on the deep
+    /// ones (4 of 4 pairs), the rest within ±3%.
     fn for_float_avx2() -> Blocks {
-        if Isa::is_amd() {
+        if Isa::avx2_deep_blocks() {
             Blocks {
                 kc: DEEP_KC,
                 ..Blocks::SHALLOW

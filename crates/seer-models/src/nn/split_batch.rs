@@ -63,12 +63,13 @@ pub fn applies(weights: &Weights) -> bool {
 /// any unit: tokens, or 1 per image): where `cut` (see [`applies`]), the
 /// current rayon pool has several threads and the items cut into that many
 /// contiguous parts of near-equal cost, as one part per thread at once; else
-/// as one call over them all. The parts' outputs in order.
-pub fn per_thread<T: Send>(
+/// as one call over them all. The parts' outputs in order, or the first
+/// error (a forward that reports per item can use `Infallible`).
+pub fn per_thread<T: Send, E: Send>(
     cut: bool,
     costs: &[usize],
-    forward: impl Fn(Range<usize>) -> Result<T> + Sync,
-) -> Result<Vec<T>> {
+    forward: impl Fn(Range<usize>) -> std::result::Result<T, E> + Sync,
+) -> std::result::Result<Vec<T>, E> {
     let all = 0..costs.len();
     let threads = rayon::current_num_threads();
     if !cut || threads < 2 {
