@@ -64,7 +64,9 @@ fn main() -> Result<(), String> {
                 .map(|i| ((i * 104729) % 1000) as f32 * 1e-3 - 0.5)
                 .collect();
             let packed: Vec<PackedWeights> = (0..copies)
-                .map(|_| PackedWeights::from_rows(&w, n, k, Some(vec![0.0; n]), precision))
+                .map(|_| {
+                    PackedWeights::from_rows_for_inference(&w, n, k, Some(vec![0.0; n]), precision)
+                })
                 .collect();
             let mut c = vec![0f32; m * n];
             gemm(&a, m, &packed[0], &mut c, Init::Bias, None);

@@ -192,17 +192,17 @@ impl Isa {
         match (self, precision) {
             (Isa::Amx, Precision::Bf16) => "amx bf16 32x32",
             (Isa::Amx, Precision::Int8) => "amx int8 32x32",
-            (Isa::Avx512 | Isa::Amx, Precision::F32)
-                if Self::float_blocks() == FloatBlocks::Deep =>
-            {
+            // The models' f32 weights (`PackedWeights::pack_for_inference`).
+            (Isa::Amx, Precision::F32) => {
+                "amx f32 as three bf16 parts, six tile products a step, 32x32"
+            }
+            (Isa::Avx512, Precision::F32) if Self::float_blocks() == FloatBlocks::Deep => {
                 "avx512 f32 14x32, blocks of 224 rows x 768 deep"
             }
-            (Isa::Avx512 | Isa::Amx, Precision::F32)
-                if Self::float_blocks() == FloatBlocks::WholeShare =>
-            {
+            (Isa::Avx512, Precision::F32) if Self::float_blocks() == FloatBlocks::WholeShare => {
                 "avx512 f32 14x32, a thread's rows as one block up to 224, 3 depth blocks a pass"
             }
-            (Isa::Avx512 | Isa::Amx, Precision::F32) => "avx512 f32 14x32",
+            (Isa::Avx512, Precision::F32) => "avx512 f32 14x32",
             (Isa::Avx512, Precision::Bf16)
                 if Self::has_bf16_dot() && Self::float_blocks() == FloatBlocks::Deep =>
             {
@@ -297,13 +297,12 @@ mod tests {
             Isa::Portable.matmul_kernel(Precision::Int8),
             "portable int8 4x32"
         );
-        // AMX: the tiles for bf16 and int8, AVX-512 for f32.
+        // AMX: the tiles for every precision, f32 as bf16 parts.
         assert_eq!(Isa::Amx.matmul_kernel(Precision::Bf16), "amx bf16 32x32");
         assert_eq!(Isa::Amx.matmul_kernel(Precision::Int8), "amx int8 32x32");
-        assert_eq!(
-            Isa::Amx.matmul_kernel(Precision::F32),
-            Isa::Avx512.matmul_kernel(Precision::F32)
-        );
+        assert!(Isa::Amx
+            .matmul_kernel(Precision::F32)
+            .starts_with("amx f32 as three bf16 parts"));
         assert_eq!(Isa::parse("amx"), Some(Isa::Amx));
         let bf16 = Isa::Avx512.matmul_kernel(Precision::Bf16);
         assert_eq!(

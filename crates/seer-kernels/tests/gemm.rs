@@ -25,16 +25,22 @@ fn reference(a: &[f32], w: &[f32], m: usize, n: usize, k: usize, round: bool) ->
 }
 
 fn check(isa: Isa, precision: Precision, m: usize, n: usize, k: usize) {
-    let a = values(m * k, 1 + m as u64);
     let w = values(n * k, 2 + n as u64);
+    let packed = PackedWeights::from_rows(&w, n, k, Some(values(n, 3)), precision);
+    check_packed(isa, &packed, &w, m);
+}
+
+/// [`check`] on weights packed already from `w` (their bias `values(n, 3)`).
+fn check_packed(isa: Isa, packed: &PackedWeights, w: &[f32], m: usize) {
+    let (n, k, precision) = (packed.n(), packed.k(), packed.precision());
+    let a = values(m * k, 1 + m as u64);
     let bias = values(n, 3);
     let residual = values(m * n, 4);
-    let packed = PackedWeights::from_rows(&w, n, k, Some(bias.clone()), precision);
     // bf16 kernels with the dot-product instruction round activations too; the
     // portable one does not. Compare each against its own exact counterpart.
     let rounds_a = precision == Precision::Bf16
         && ((isa == Isa::Avx512 && Isa::has_bf16_dot()) || isa == Isa::Amx);
-    let want = reference(&a, &w, m, n, k, precision == Precision::Bf16);
+    let want = reference(&a, w, m, n, k, precision == Precision::Bf16);
     let want_a = if rounds_a {
         want.clone()
     } else if precision == Precision::Bf16 {
@@ -47,7 +53,7 @@ fn check(isa: Isa, precision: Precision, m: usize, n: usize, k: usize) {
     let tol = 2e-5 * (k as f64).sqrt();
 
     let mut c = vec![f32::NAN; m * n];
-    gemm_with_isa(isa, &a, m, &packed, &mut c, Init::Bias, None);
+    gemm_with_isa(isa, &a, m, packed, &mut c, Init::Bias, None);
     for i in 0..m * n {
         let expect = want_a[i] + bias[i % n] as f64;
         assert!(
@@ -62,7 +68,7 @@ fn check(isa: Isa, precision: Precision, m: usize, n: usize, k: usize) {
         isa,
         &a,
         m,
-        &packed,
+        packed,
         &mut c,
         Init::AddToOutput,
         Some(Activation::QuickGelu),
@@ -83,7 +89,7 @@ fn check(isa: Isa, precision: Precision, m: usize, n: usize, k: usize) {
         isa,
         &a,
         m,
-        &packed,
+        packed,
         &mut c,
         Init::Bias,
         Some(Activation::QuickGelu),
@@ -120,6 +126,73 @@ fn every_kernel_matches_the_exact_product() {
                 check(isa, precision, m, n, k);
             }
         }
+    }
+}
+
+/// f32 weights packed for inference: on AMX split for the tiles, which must be
+/// about as exact as the FMA kernels, elsewhere packed as for any product.
+/// The tiles' largest error from the exact product, over values spread across
+/// 2⁻¹² .. 2¹² so the parts' exponents differ, is held to 4× FMA's: their
+/// sums take six additions per product, so their rounding adds up to about
+/// √6 = 2.4× FMA's (measured 1.0-3.3×); a part left out or misplaced costs
+/// 2⁸ times more or worse.
+#[test]
+fn f32_on_the_tiles_is_as_exact_as_fma() {
+    let shapes = [
+        (1, 1, 1),
+        (3, 5, 7),
+        (15, 33, 257),
+        (50, 96, 300),
+        (113, 70, 513),
+        (17, 40, 1101),
+        (230, 40, 800),
+    ];
+    for &(m, n, k) in &shapes {
+        let w = values(n * k, 2 + n as u64);
+        let packed =
+            PackedWeights::from_rows_for_inference(&w, n, k, Some(values(n, 3)), Precision::F32);
+        assert_eq!(packed.precision(), Precision::F32);
+        assert_eq!(packed.on_tiles(), Isa::detected() == Isa::Amx);
+        check_packed(Isa::detected(), &packed, &w, m);
+    }
+    if Isa::detected() != Isa::Amx {
+        eprintln!("no AMX here: f32 weights stay f32, checked as any product");
+        return;
+    }
+    let spread = |v: Vec<f32>, seed: u64| -> Vec<f32> {
+        let e = values(v.len(), seed);
+        v.iter()
+            .zip(e)
+            .map(|(x, e)| x * (12.0 * e).exp2())
+            .collect()
+    };
+    for &(m, n, k) in &[(64, 96, 768), (37, 45, 3072), (230, 40, 800)] {
+        let a = spread(values(m * k, 5), 6);
+        let w = spread(values(n * k, 7), 8);
+        let exact = reference(&a, &w, m, n, k, false);
+        let worst = |c: &[f32]| {
+            c.iter()
+                .zip(&exact)
+                .map(|(&c, &e)| (c as f64 - e).abs())
+                .fold(0f64, f64::max)
+        };
+        let mut fma = vec![0f32; m * n];
+        let plain = PackedWeights::from_rows(&w, n, k, None, Precision::F32);
+        gemm_with_isa(Isa::Avx512, &a, m, &plain, &mut fma, Init::Bias, None);
+        let mut tiles = vec![0f32; m * n];
+        let split = PackedWeights::from_rows_for_inference(&w, n, k, None, Precision::F32);
+        gemm_with_isa(Isa::Amx, &a, m, &split, &mut tiles, Init::Bias, None);
+        let (fma, tiles) = (worst(&fma), worst(&tiles));
+        let top = exact.iter().fold(0f64, |t, e| t.max(e.abs()));
+        eprintln!(
+            "{m}x{n}x{k}: largest error over the largest value: FMA {:.2e}, tiles {:.2e}",
+            fma / top,
+            tiles / top
+        );
+        assert!(
+            tiles <= 4.0 * fma,
+            "{m}x{n}x{k}: tiles {tiles:e} vs FMA {fma:e}"
+        );
     }
 }
 
@@ -309,6 +382,29 @@ fn reduced_weights_take_less_memory() {
 fn int8_names_parse() {
     assert_eq!(Precision::parse("int8"), Some(Precision::Int8));
     assert_eq!(Precision::Int8.name(), "int8");
+}
+
+#[test]
+fn f32_splits_into_three_bf16_exactly() {
+    use seer_kernels::gemm::split_to_bf16;
+    let mut xs = values(100_000, 9);
+    xs.iter_mut()
+        .zip(values(100_000, 10))
+        .for_each(|(x, e)| *x *= (60.0 * e).exp2());
+    xs.extend([
+        0.0,
+        -0.0,
+        1.0,
+        f32::MIN_POSITIVE,
+        3.0e38,
+        -1.0e-30,
+        1.0 + f32::EPSILON,
+    ]);
+    for x in xs {
+        let parts = split_to_bf16(x);
+        let sum: f64 = parts.iter().map(|&p| bf16_to_f32(p) as f64).sum();
+        assert_eq!(sum, x as f64, "{x:e} = {parts:?}");
+    }
 }
 
 #[test]

@@ -16,6 +16,18 @@
 //! buffer and finishes it there like the int8 kernels' first block: scale,
 //! bias, residual, activation in one pass while the block is in L1.
 //!
+//! f32 weights run on the tiles too ([`Dot::Bf16x3`]), split as cuBLAS's
+//! bf16×9 emulation of f32 does: each f32 value `x` is `hi + mid + lo`, three
+//! bf16 values exactly ([`super::split_to_bf16`]), and `a·b` is the six of
+//! the nine part products down to `2⁻¹⁶` of `hi·hi`: `hi·(hi + mid + lo) +
+//! mid·(hi + mid) + lo·hi`. The three left out are below `2⁻²⁴` of it, as
+//! far down as an f32 product's own rounding; bf16 products are exact in the
+//! f32 sums. So the sums differ from f32 FMA's by their rounding, about as
+//! far from the exact product as FMA's are (see the tests), at 1.3-1.6× the
+//! speed of the AVX-512 f32 kernels on the Intel Xeon with AMX (2 cores):
+//! six tile products a step at 16 cycles each, where the f32 kernels' FMAs
+//! are 16 times slower per value.
+//!
 //! Linux hands out the tile registers' 8 KiB of state only on request
 //! (`arch_prctl(ARCH_REQ_XCOMP_PERM)`, once per process); [`available`] makes
 //! it. Each task loads the tile configuration itself: it is per thread.
@@ -38,25 +50,52 @@ pub const INT8_STEP: usize = 64;
 /// Bytes one step advances in a weight panel: 16 tile rows of 128 bytes.
 const B_STEP_BYTES: usize = 16 * 4 * NR;
 /// Steps per depth block: the block's slice of a weight panel (16 KiB) stays
-/// in L1 while every row block's A tiles pass it.
+/// in L1 while every row block's A tiles pass it. The split's slice is three
+/// times that, past L1, yet 4 steps ran ViT-B/32 images 5-15% slower (2
+/// steps between; the Intel Xeon with AMX, 4 alternations).
 const BLOCK_STEPS: usize = 8;
 // `run_block`'s write prefetches (two rows of C a step) cover a block's rows in
 // whole depth blocks.
-const _: () = assert!(MR.is_multiple_of(2 * BLOCK_STEPS));
+const _: () = assert!(MR.is_multiple_of(2 * BLOCK_STEPS) && BLOCK_STEPS.is_multiple_of(2));
 /// Steps ahead [`dot_block`] fetches A into L1.
 const A_AHEAD: usize = 2;
 /// Bytes of A rows one task block keeps in L2 while every weight panel passes.
 const A_BLOCK_BYTES: usize = 1 << 20;
 
+/// Steps of depth per chunk of a split product's depth (768 values): see
+/// [`depth_chunk`].
+const SPLIT_CHUNK_STEPS: usize = 24;
+
+/// Which tile product `w` takes.
+fn dot_for(w: &PackedWeights) -> Dot {
+    match w.panels {
+        Panels::Int8(_) => Dot::Int8,
+        Panels::Bf16x3(_) => Dot::Bf16x3,
+        _ => Dot::Bf16,
+    }
+}
+
+/// Steps of depth `run_block` takes at a time over its rows: all of them,
+/// but a split product's in equal chunks of at most [`SPLIT_CHUNK_STEPS`],
+/// their sums added into C. Its rows are three times as wide, so at ViT's
+/// MLP depth of 3072 only 32 of them fit [`A_BLOCK_BYTES`] and every weight
+/// slice passed one row tile (fc2 at 1600 rows ran 10% slower than f32
+/// FMA's); chunks of 768 keep 224 rows.
+fn depth_chunk(dot: Dot, steps: usize) -> usize {
+    match dot {
+        Dot::Bf16x3 => steps.div_ceil(steps.div_ceil(SPLIT_CHUNK_STEPS).max(1)),
+        _ => steps,
+    }
+    .max(1)
+}
+
 /// Rows of A per task block for `w`: as many whole [`MR`] blocks as fit
-/// [`A_BLOCK_BYTES`] at its row width, so the weights stream from memory once
-/// per that many rows.
+/// [`A_BLOCK_BYTES`] at the width of a row's [`depth_chunk`], so the weights
+/// stream from memory once per that many rows.
 pub(super) fn row_block(w: &PackedWeights) -> usize {
-    let row_bytes = match w.panels {
-        Panels::Bf16(_) => 2 * w.k_padded,
-        _ => w.k_padded,
-    };
-    (A_BLOCK_BYTES / row_bytes.max(1) / MR).max(1) * MR
+    let dot = dot_for(w);
+    let row_bytes = 64 * dot.parts() * depth_chunk(dot, w.k_padded / dot.step_depth());
+    (A_BLOCK_BYTES / row_bytes / MR).max(1) * MR
 }
 
 /// Which tile dot product.
@@ -66,6 +105,27 @@ pub enum Dot {
     Bf16,
     /// `tdpbusd`: u8 × i8 groups of four into i32.
     Int8,
+    /// `tdpbf16ps` on f32 values split into three bf16 parts (see the module
+    /// notes): six products a step, each part 32 deep.
+    Bf16x3,
+}
+
+impl Dot {
+    /// Tile steps of A and of B per step of depth: the split parts.
+    fn parts(self) -> usize {
+        match self {
+            Dot::Bf16x3 => 3,
+            _ => 1,
+        }
+    }
+
+    /// Depth of a tile step (of each part).
+    fn step_depth(self) -> usize {
+        match self {
+            Dot::Int8 => INT8_STEP,
+            _ => BF16_STEP,
+        }
+    }
 }
 
 /// Whether this CPU has AMX-BF16 and AMX-INT8 and the kernel let this process
@@ -163,7 +223,8 @@ struct Prefetch {
 /// # Safety
 /// Tiles are configured on this thread ([`Tiles`]); `a` is valid for reads of
 /// `steps` steps of 32 lines ([`Rows`]); `b` for `steps` steps of
-/// [`B_STEP_BYTES`] (a weight panel, 128 bytes a row); `out` for reads and
+/// [`B_STEP_BYTES`] (a weight panel, 128 bytes a row); with [`Dot::Bf16x3`]
+/// both three times as many (`Dot::parts`); `out` for reads and
 /// writes of 32 × 32 four-byte values. (A prefetch reads nothing and cannot
 /// fault, so `prefetch` and `a_next` need no contract.)
 #[allow(clippy::too_many_arguments)]
@@ -189,37 +250,32 @@ unsafe fn dot_block(
     // its register, and its lines' trip from L2 came on top of every step
     // (ViT-B/32's products at batch 8 on the Intel Xeon with AMX: 15-25%
     // faster; one step or four ahead were slower).
+    let step_bytes = 64 * MR * dot.parts();
     let pa = if steps > A_AHEAD {
-        a.wrapping_add(A_AHEAD * 64 * MR)
+        a.wrapping_add(A_AHEAD * step_bytes)
     } else {
-        a_next.wrapping_add((A_AHEAD - steps) * 64 * MR)
+        a_next.wrapping_add((A_AHEAD - steps) * step_bytes)
     };
     // tmm0..3: C (rows 0-15 × cols 0-15, 0-15 × 16-31, 16-31 × 0-15, 16-31 × 16-31);
     // tmm4, 5: A rows 0-15, 16-31; tmm6, 7: B columns 0-15, 16-31.
-    macro_rules! block {
-        ($dp:literal, $init0:literal, $init1:literal, $init2:literal, $init3:literal) => {
+    //
+    // The loop over `steps` steps of `$parts` tile steps of A and of B each:
+    // the step's loads and products (`$body`), then prefetches and the next
+    // step, C's four tiles set first by `$init`.
+    macro_rules! tile_loop {
+        ($parts:literal, $init:expr, $($body:expr),+) => {
             // SAFETY: the function's contract: every tile load stays inside the
             // A rows and weight steps, the stores inside `out`.
             unsafe {
                 asm!(
-                    $init0,
-                    $init1,
-                    $init2,
-                    $init3,
+                    $init,
                     "test {steps}, {steps}",
                     "jz 3f",
                     "2:",
-                    "tileloadd tmm4, [{a} + {lda}*1]",
-                    "tileloadd tmm6, [{b} + {ldb}*1]",
-                    "tileloadd tmm5, [{a16} + {lda}*1]",
-                    "tileloadd tmm7, [{b} + {ldb}*1 + 64]",
-                    concat!($dp, " tmm0, tmm4, tmm6"),
-                    concat!($dp, " tmm1, tmm4, tmm7"),
-                    concat!($dp, " tmm2, tmm5, tmm6"),
-                    concat!($dp, " tmm3, tmm5, tmm7"),
-                    // The 32 lines of the step A_AHEAD on.
+                    $($body,)+
+                    // The lines of the step A_AHEAD on.
                     ".set line, 0",
-                    ".rept 32",
+                    ".rept {lines}",
                     "prefetcht0 [{pa} + line]",
                     ".set line, line + 64",
                     ".endr",
@@ -229,7 +285,6 @@ unsafe fn dot_block(
                     "prefetchw [{pf} + {pfs} + 64]",
                     "lea {pf}, [{pf} + {pfs}*2]",
                     "add {a}, {astep}",
-                    "add {a16}, {astep}",
                     "add {b}, {bstep}",
                     "add {pa}, {astep}",
                     "cmp {steps}, {ahead} + 1",
@@ -243,12 +298,12 @@ unsafe fn dot_block(
                     "tilestored [{out} + {ldo}*1 + 2112], tmm3",
                     steps = inout(reg) steps => _,
                     a = inout(reg) a => _,
-                    a16 = inout(reg) a.add(16 * 64) => _,
                     b = inout(reg) b => _,
                     lda = in(reg) 64usize,
-                    astep = const 64 * MR,
+                    lines = const $parts * MR,
+                    astep = const $parts * 64 * MR,
                     ldb = in(reg) 4 * NR,
-                    bstep = const B_STEP_BYTES,
+                    bstep = const $parts * B_STEP_BYTES,
                     out = in(reg) out,
                     ldo = in(reg) 4 * MR,
                     pf = inout(reg) pf => _,
@@ -261,33 +316,109 @@ unsafe fn dot_block(
             }
         };
     }
+    // C's tiles zeroed, or loaded from `out`.
     macro_rules! zeroed {
-        ($dp:literal) => {
-            block!(
-                $dp,
-                "tilezero tmm0",
-                "tilezero tmm1",
-                "tilezero tmm2",
-                "tilezero tmm3"
-            )
+        () => {
+            "tilezero tmm0\ntilezero tmm1\ntilezero tmm2\ntilezero tmm3"
         };
     }
     macro_rules! loaded {
-        ($dp:literal) => {
-            block!(
-                $dp,
-                "tileloadd tmm0, [{out} + {ldo}*1]",
-                "tileloadd tmm1, [{out} + {ldo}*1 + 64]",
-                "tileloadd tmm2, [{out} + {ldo}*1 + 2048]",
+        () => {
+            concat!(
+                "tileloadd tmm0, [{out} + {ldo}*1]\n",
+                "tileloadd tmm1, [{out} + {ldo}*1 + 64]\n",
+                "tileloadd tmm2, [{out} + {ldo}*1 + 2048]\n",
                 "tileloadd tmm3, [{out} + {ldo}*1 + 2112]"
             )
         };
     }
+    // Tile step `$at` (0, 1 or 2) of A, of B: loads into tmm4, 5 or 6, 7.
+    macro_rules! load_a {
+        ($at:literal) => {
+            concat!(
+                "tileloadd tmm4, [{a} + {lda}*1 + ",
+                $at,
+                " * 2048]\n",
+                "tileloadd tmm5, [{a} + {lda}*1 + ",
+                $at,
+                " * 2048 + 1024]"
+            )
+        };
+    }
+    macro_rules! load_b {
+        ($at:literal) => {
+            concat!(
+                "tileloadd tmm6, [{b} + {ldb}*1 + ",
+                $at,
+                " * 2048]\n",
+                "tileloadd tmm7, [{b} + {ldb}*1 + ",
+                $at,
+                " * 2048 + 64]"
+            )
+        };
+    }
+    // C's four tiles += the loaded A tiles × B tiles.
+    macro_rules! products {
+        ($dp:literal) => {
+            concat!(
+                $dp,
+                " tmm0, tmm4, tmm6\n",
+                $dp,
+                " tmm1, tmm4, tmm7\n",
+                $dp,
+                " tmm2, tmm5, tmm6\n",
+                $dp,
+                " tmm3, tmm5, tmm7"
+            )
+        };
+    }
+    // One tile step; the split's three (see `Dot::Bf16x3`), in the order that
+    // keeps a part in its tiles for the next products: A hi against B hi,
+    // mid, lo; A mid against B mid, hi; A lo against the B hi still loaded.
+    // (The plain step loads A and B alternately, as before the split came:
+    // both A tiles first ran bf16 at 400 rows 3-7% slower, 3 alternations.)
+    macro_rules! plain {
+        ($init:expr, $dp:literal) => {
+            tile_loop!(
+                1,
+                $init,
+                "tileloadd tmm4, [{a} + {lda}*1]",
+                "tileloadd tmm6, [{b} + {ldb}*1]",
+                "tileloadd tmm5, [{a} + {lda}*1 + 1024]",
+                "tileloadd tmm7, [{b} + {ldb}*1 + 64]",
+                products!($dp)
+            )
+        };
+    }
+    macro_rules! split {
+        ($init:expr) => {
+            tile_loop!(
+                3,
+                $init,
+                load_a!(0),
+                load_b!(0),
+                products!("tdpbf16ps"),
+                load_b!(1),
+                products!("tdpbf16ps"),
+                load_b!(2),
+                products!("tdpbf16ps"),
+                load_a!(1),
+                load_b!(1),
+                products!("tdpbf16ps"),
+                load_b!(0),
+                products!("tdpbf16ps"),
+                load_a!(2),
+                products!("tdpbf16ps")
+            )
+        };
+    }
     match (dot, accumulate) {
-        (Dot::Bf16, false) => zeroed!("tdpbf16ps"),
-        (Dot::Bf16, true) => loaded!("tdpbf16ps"),
-        (Dot::Int8, false) => zeroed!("tdpbusd"),
-        (Dot::Int8, true) => loaded!("tdpbusd"),
+        (Dot::Bf16, false) => plain!(zeroed!(), "tdpbf16ps"),
+        (Dot::Bf16, true) => plain!(loaded!(), "tdpbf16ps"),
+        (Dot::Int8, false) => plain!(zeroed!(), "tdpbusd"),
+        (Dot::Int8, true) => plain!(loaded!(), "tdpbusd"),
+        (Dot::Bf16x3, false) => split!(zeroed!()),
+        (Dot::Bf16x3, true) => split!(loaded!()),
     }
 }
 
@@ -385,6 +516,43 @@ impl<'a> Rows<'a> {
                         steps,
                         first.cast(),
                     )
+                };
+            }
+        };
+        if steps > 0 {
+            if parallel {
+                (0..blocks).into_par_iter().for_each(block);
+            } else {
+                (0..blocks).for_each(block);
+            }
+        }
+        rows
+    }
+
+    /// `a` (m × k) split into bf16 parts for f32 weights on the tiles
+    /// ([`Dot::Bf16x3`]), padded to `k_padded`: per step of depth three tile
+    /// steps, the parts hi, mid, lo.
+    pub(super) fn bf16x3(a: &[f32], m: usize, k: usize, k_padded: usize, parallel: bool) -> Self {
+        use rayon::prelude::*;
+        let steps = k_padded / BF16_STEP;
+        let blocks = m.div_ceil(MR);
+        // SAFETY: every line is written below (each block's 32 rows, padding
+        // rows zero) before the rows are read.
+        let (rows, start) = unsafe { Rows::unwritten(m, 3 * steps) };
+        let block = |b: usize| {
+            for r in 0..MR {
+                let row = (b * MR + r < m).then(|| &a[(b * MR + r) * k..][..k]);
+                // SAFETY: every AMX CPU has AVX-512F; the row is k <= 32 ·
+                // steps values; its lines (block b, row r, each of the 3 ·
+                // steps steps) are inside the m.div_ceil(MR) blocks, written
+                // by this task alone.
+                unsafe {
+                    let first =
+                        start
+                            .get()
+                            .cast::<Line>()
+                            .add(line_index(3 * steps, b * MR + r, 0));
+                    super::x86::split_row_to_tile_lines(row, steps, first.cast())
                 };
             }
         };
@@ -524,17 +692,23 @@ pub(super) unsafe fn run_block(
     if rows.is_empty() || panels.is_empty() {
         return;
     }
-    let steps = src.steps;
-    let dot = match (&w.panels, src.quant) {
-        (Panels::Bf16(_), None) => Dot::Bf16,
-        (Panels::Int8(_), Some(_)) => Dot::Int8,
-        _ => unreachable!("AMX runs bf16 rows on bf16 weights, int8 on int8"),
-    };
-    // Tile lines hold bf16 values: only f32 sums (bf16 products) round to them.
+    let dot = dot_for(w);
+    assert_eq!(
+        dot == Dot::Int8,
+        src.quant.is_some(),
+        "AMX runs bf16 rows on bf16 weights, int8 on int8, split on split"
+    );
+    // Steps of depth; a split one is three tile steps of A and B.
+    let (parts, block_steps_max) = (dot.parts(), BLOCK_STEPS);
+    let steps = src.steps / parts;
+    let chunk = depth_chunk(dot, steps);
+    // Tile lines hold bf16 values: only bf16 products' sums round to them,
+    // over all of K at once.
     assert!(
         dot == Dot::Bf16 || matches!(out, Output::F32(_)),
-        "int8 products write f32 outputs"
+        "int8 and f32 products write f32 outputs"
     );
+    assert!(chunk >= steps || matches!(out, Output::F32(_)));
     // SAFETY: AMX is available (the caller's contract).
     let _tiles = unsafe { Tiles::configure() };
     let bias = |p: usize| {
@@ -549,123 +723,145 @@ pub(super) unsafe fn run_block(
         // slice of the panel stays in L1 while the block's A tiles (in L2, see
         // `row_block`) pass it; the sums wait in a buffer between them.
         let mc = row_block(w);
-        for m0 in rows.clone().step_by(mc) {
-            let m_end = (m0 + mc).min(rows.end);
-            let tiles = (m_end - m0).div_ceil(MR);
-            sums.resize_with(tiles, || Sums([[0; MR]; MR]));
-            for p in panels.clone() {
-                let b: *const u8 = match &w.panels {
-                    Panels::Bf16(d) => d[w.panel_offset(p, 0)..].as_ptr().cast(),
-                    Panels::Int8(q) => q.data[w.panel_offset(p, 0)..].as_ptr().cast(),
-                    Panels::F32(_) => unreachable!("checked above"),
-                };
-                // Without depth one empty step still zeroes the sums.
-                for s0 in (0..steps.max(1)).step_by(BLOCK_STEPS) {
-                    let block_steps = BLOCK_STEPS.min(steps - s0);
-                    for (t, sum) in sums[..tiles].iter_mut().enumerate() {
-                        let r0 = m0 + t * MR;
-                        let a = src.step(r0 / MR, s0);
-                        // The next call's: the next tile's, else the first
-                        // tile's at the next depth block (or panel).
-                        let a_next = if t + 1 < tiles {
-                            src.step(r0 / MR + 1, s0)
-                        } else {
-                            let s_next = s0 + BLOCK_STEPS;
-                            src.step(m0 / MR, if s_next < steps { s_next } else { 0 })
-                        };
-                        // The block's first 16 steps claim its 32 rows of C
-                        // for writing, two a step, so the finishing stores
-                        // find them in cache: C is written once, and without
-                        // this its lines arrived only with the stores (ViT-B/32
-                        // images, medians of runs alternating in one process on
-                        // the Intel Xeon with AMX: bf16 4-8% slower at batch 8
-                        // and 32, int8 at batch 32 too). Whole blocks of C only:
-                        // a prefetch needs no valid address, but the pointer
-                        // arithmetic stays inside C. Tile lines: the block's
-                        // 2 KiB, four lines a step over the first depth block.
-                        let prefetch = match out {
-                            Output::F32(c) => (2 * s0 < MR && r0 + MR <= rows.end).then(|| {
-                                Prefetch {
-                                    // SAFETY: rows r0 + 2·s0 .. r0 + 2·(s0 + block_steps)
-                                    // are inside this block (2·(s0 + BLOCK_STEPS) <= MR),
-                                    // the column p·NR inside C.
-                                    first: unsafe { c.get().add((r0 + 2 * s0) * n + p * NR) }
-                                        .cast(),
-                                    stride: 4 * n,
+        // Depth chunks outermost: the first sets C (bias, or onto the
+        // residual), the others add to it, the last activates.
+        for c0 in (0..steps.max(1)).step_by(chunk) {
+            let c_end = (c0 + chunk).min(steps);
+            let (first, last) = (c0 == 0, c_end == steps);
+            let bias = |p: usize| bias(p).filter(|_| first);
+            let overwrite = overwrite && first;
+            let act = act.filter(|_| last);
+            for m0 in rows.clone().step_by(mc) {
+                let m_end = (m0 + mc).min(rows.end);
+                let tiles = (m_end - m0).div_ceil(MR);
+                sums.resize_with(tiles, || Sums([[0; MR]; MR]));
+                for p in panels.clone() {
+                    let b: *const u8 = match &w.panels {
+                        Panels::Bf16(d) | Panels::Bf16x3(d) => {
+                            d[w.panel_offset(p, 0)..].as_ptr().cast()
+                        }
+                        Panels::Int8(q) => q.data[w.panel_offset(p, 0)..].as_ptr().cast(),
+                        Panels::F32(_) => unreachable!("checked above"),
+                    };
+                    // Without depth one empty step still zeroes the sums.
+                    for s0 in (c0..c_end.max(c0 + 1)).step_by(block_steps_max) {
+                        let block_steps = block_steps_max.min(c_end - s0);
+                        for (t, sum) in sums[..tiles].iter_mut().enumerate() {
+                            let r0 = m0 + t * MR;
+                            let a = src.step(r0 / MR, s0 * parts);
+                            // The next call's: the next tile's, else the first
+                            // tile's at the next depth block (or panel).
+                            let a_next = if t + 1 < tiles {
+                                src.step(r0 / MR + 1, s0 * parts)
+                            } else {
+                                let s_next = s0 + block_steps_max;
+                                let s_next = if s_next < c_end { s_next } else { c0 };
+                                src.step(m0 / MR, s_next * parts)
+                            };
+                            // The block's first 16 steps claim its 32 rows of C
+                            // for writing, two a step, so the finishing stores
+                            // find them in cache: C is written once, and without
+                            // this its lines arrived only with the stores (ViT-B/32
+                            // images, medians of runs alternating in one process on
+                            // the Intel Xeon with AMX: bf16 4-8% slower at batch 8
+                            // and 32, int8 at batch 32 too). Whole blocks of C only:
+                            // a prefetch needs no valid address, but the pointer
+                            // arithmetic stays inside C. Tile lines: the block's
+                            // 2 KiB, four lines a step over the first depth block.
+                            let prefetch = match out {
+                                Output::F32(c) => {
+                                    (2 * (s0 - c0) < MR && r0 + MR <= rows.end).then(|| {
+                                        let s0 = s0 - c0;
+                                        Prefetch {
+                                            // SAFETY: rows r0 + 2·s0 .. r0 + 2·(s0 + block_steps)
+                                            // are inside this block (2·(s0 + block_steps_max)
+                                            // <= MR: it divides MR / 2),
+                                            // the column p·NR inside C.
+                                            first: unsafe {
+                                                c.get().add((r0 + 2 * s0) * n + p * NR)
+                                            }
+                                            .cast(),
+                                            stride: 4 * n,
+                                        }
+                                    })
                                 }
-                            }),
-                            Output::Lines { start, steps } => (s0 == 0).then(|| Prefetch {
-                                // SAFETY: block r0 / MR's lines at step p are
-                                // inside the output rows (see `Output::Lines`).
-                                first: unsafe { lines_of(start, steps, r0, p) }.cast(),
-                                stride: 128,
-                            }),
-                        };
-                        // SAFETY: `src` holds whole 32-row blocks of `steps`
-                        // 64-byte tile widths (the caller's contract), the panel
-                        // `steps` steps of B_STEP_BYTES; `sum` is 32 × 32 four-byte
-                        // values; the tiles are configured (`_tiles`).
-                        unsafe {
-                            dot_block(
-                                dot,
-                                s0 > 0,
-                                block_steps,
-                                a,
-                                b.add(B_STEP_BYTES * s0),
-                                sum.0.as_mut_ptr().cast(),
-                                prefetch,
-                                a_next,
-                            )
-                        };
-                    }
-                }
-                for (t, sum) in sums[..tiles].iter().enumerate() {
-                    let r0 = m0 + t * MR;
-                    let (rows, cols) = (MR.min(rows.end - r0), NR.min(n - p * NR));
-                    let c = match out {
-                        Output::F32(c) => c,
-                        Output::Lines { start, steps } => {
-                            // SAFETY: the block's lines at step p are inside
-                            // the output rows, written by this task alone (its
-                            // rows and panels); the CPU has AVX-512F.
+                                Output::Lines { start, steps } => (s0 == 0).then(|| Prefetch {
+                                    // SAFETY: block r0 / MR's lines at step p are
+                                    // inside the output rows (see `Output::Lines`).
+                                    first: unsafe { lines_of(start, steps, r0, p) }.cast(),
+                                    stride: 128,
+                                }),
+                            };
+                            // SAFETY: `src` holds whole 32-row blocks of `steps`
+                            // 64-byte tile widths (the caller's contract), the panel
+                            // `steps` steps of B_STEP_BYTES; `sum` is 32 × 32 four-byte
+                            // values; the tiles are configured (`_tiles`).
                             unsafe {
-                                finish_lines(
-                                    sum,
-                                    rows,
-                                    cols,
-                                    bias(p),
-                                    act,
-                                    lines_of(start, steps, r0, p),
+                                dot_block(
+                                    dot,
+                                    s0 > c0,
+                                    block_steps,
+                                    a,
+                                    b.add(B_STEP_BYTES * parts * s0),
+                                    sum.0.as_mut_ptr().cast(),
+                                    prefetch,
+                                    a_next,
                                 )
                             };
-                            continue;
                         }
-                    };
-                    let tile = Tile {
-                        // SAFETY: r0 < rows.end <= m and p * NR < n: inside C.
-                        c: unsafe { c.get().add(r0 * n + p * NR) },
-                        ldc: n,
-                        rows,
-                        cols,
-                    };
-                    // SAFETY: the tile is inside C and this call's block (the
-                    // caller's contract); the CPU has AVX-512F (every AMX CPU does).
-                    unsafe {
-                        match (&w.panels, src.quant) {
-                            (Panels::Bf16(_), _) => finish_f32(sum, &tile, bias(p), overwrite, act),
-                            (Panels::Int8(q), Some(rq)) => {
-                                let col = p * NR..(p + 1) * NR;
-                                let scales = Int8Scales {
-                                    row_scales: &rq.scale[r0..r0 + tile.rows],
-                                    row_mins: &rq.min[r0..r0 + tile.rows],
-                                    col_scales: q.scales[col.clone()].try_into().expect("padded"),
-                                    col_sums: q.sums[col].try_into().expect("padded"),
+                    }
+                    for (t, sum) in sums[..tiles].iter().enumerate() {
+                        let r0 = m0 + t * MR;
+                        let (rows, cols) = (MR.min(rows.end - r0), NR.min(n - p * NR));
+                        let c = match out {
+                            Output::F32(c) => c,
+                            Output::Lines { start, steps } => {
+                                // SAFETY: the block's lines at step p are inside
+                                // the output rows, written by this task alone (its
+                                // rows and panels); the CPU has AVX-512F.
+                                unsafe {
+                                    finish_lines(
+                                        sum,
+                                        rows,
+                                        cols,
+                                        bias(p),
+                                        act,
+                                        lines_of(start, steps, r0, p),
+                                    )
                                 };
-                                finish_int8(sum, &tile, &scales, bias(p), overwrite, act)
+                                continue;
                             }
-                            _ => unreachable!("checked above"),
-                        }
-                    };
+                        };
+                        let tile = Tile {
+                            // SAFETY: r0 < rows.end <= m and p * NR < n: inside C.
+                            c: unsafe { c.get().add(r0 * n + p * NR) },
+                            ldc: n,
+                            rows,
+                            cols,
+                        };
+                        // SAFETY: the tile is inside C and this call's block (the
+                        // caller's contract); the CPU has AVX-512F (every AMX CPU does).
+                        unsafe {
+                            match (&w.panels, src.quant) {
+                                (Panels::Bf16(_) | Panels::Bf16x3(_), _) => {
+                                    finish_f32(sum, &tile, bias(p), overwrite, act)
+                                }
+                                (Panels::Int8(q), Some(rq)) => {
+                                    let col = p * NR..(p + 1) * NR;
+                                    let scales = Int8Scales {
+                                        row_scales: &rq.scale[r0..r0 + tile.rows],
+                                        row_mins: &rq.min[r0..r0 + tile.rows],
+                                        col_scales: q.scales[col.clone()]
+                                            .try_into()
+                                            .expect("padded"),
+                                        col_sums: q.sums[col].try_into().expect("padded"),
+                                    };
+                                    finish_int8(sum, &tile, &scales, bias(p), overwrite, act)
+                                }
+                                _ => unreachable!("checked above"),
+                            }
+                        };
+                    }
                 }
             }
         }

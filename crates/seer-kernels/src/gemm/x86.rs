@@ -1373,6 +1373,66 @@ pub unsafe fn round_row_to_tile_lines(row: Option<&[f32]>, steps: usize, out: *m
     }
 }
 
+/// [`round_row_to_tile_lines`] for the tiles' f32 products: each of `steps`
+/// steps of the row as three lines, its values' three bf16 parts
+/// ([`super::split_to_bf16`]) at `out[(3 · step + part) · 32 · 32 ..]`.
+///
+/// # Safety
+/// The CPU has AVX-512F; `row.len() <= 32 · steps`; `out` is valid for writes
+/// of the 32 u16 values at each `part · 1024`, `part < 3 · steps`.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn split_row_to_tile_lines(row: Option<&[f32]>, steps: usize, out: *mut u16) {
+    let row = row.unwrap_or(&[]);
+    for s in 0..steps {
+        let mut tail = [0f32; 32];
+        let values = match row.get(s * 32..) {
+            Some(rest) if rest.len() >= 32 => &rest[..32],
+            rest => {
+                let rest = rest.unwrap_or(&[]);
+                tail[..rest.len()].copy_from_slice(rest);
+                &tail[..]
+            }
+        };
+        // SAFETY: `values` is 32 floats.
+        let halves = unsafe {
+            (
+                _mm512_loadu_ps(values.as_ptr()),
+                _mm512_loadu_ps(values.as_ptr().add(16)),
+            )
+        };
+        for (part, line) in split_lines_512(halves).into_iter().enumerate() {
+            // SAFETY: line 3·s + part of this row is inside `out` (the contract).
+            unsafe { _mm512_storeu_si512(out.add((3 * s + part) * 32 * 32).cast(), line) };
+        }
+    }
+}
+
+/// 32 floats in two registers as the three tile lines of their bf16 parts:
+/// each the nearest bf16 to what the parts before it left.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn split_lines_512((first, second): (__m512, __m512)) -> [__m512i; 3] {
+    let part = |x: __m512| {
+        let bits = bf16_bits_512(x);
+        (
+            bits,
+            _mm512_sub_ps(x, _mm512_castsi512_ps(_mm512_slli_epi32::<16>(bits))),
+        )
+    };
+    let (h0, r0) = part(first);
+    let (h1, r1) = part(second);
+    let (m0, r0) = part(r0);
+    let (m1, r1) = part(r1);
+    let (l0, l1) = (bf16_bits_512(r0), bf16_bits_512(r1));
+    let line = |a: __m512i, b: __m512i| {
+        _mm512_inserti64x4::<1>(
+            _mm512_castsi256_si512(_mm512_cvtepi32_epi16(a)),
+            _mm512_cvtepi32_epi16(b),
+        )
+    };
+    [line(h0, h1), line(m0, m1), line(l0, l1)]
+}
+
 /// One full R-row panel of bf16 pair words (R <= 16: the 14-row dot kernel),
 /// step-major (`out[step · R + r]` = row r's pair `step`), rounding and packing
 /// in one pass: 32 depths of each row become 16 words, then the 16×16 register

@@ -67,7 +67,7 @@ pub(crate) fn pack(w: &Tensor, b: Option<&Tensor>, precision: Precision) -> Resu
     let (n, k) = w.dims2()?;
     let bias = b.map(vec).transpose()?;
     Ok(with_f32(w, |data| {
-        PackedWeights::from_rows(data, n, k, bias, precision)
+        PackedWeights::from_rows_for_inference(data, n, k, bias, precision)
     })?)
 }
 
@@ -100,7 +100,7 @@ impl CpuBlock {
             heads: cfg.heads,
             eps: cfg.layer_norm_eps as f32,
             ln1: (vec(&t.ln1.0)?, vec(&t.ln1.1)?),
-            qkv: PackedWeights::from_rows(&qkv_w, 3 * c, c, Some(qkv_b), precision),
+            qkv: PackedWeights::from_rows_for_inference(&qkv_w, 3 * c, c, Some(qkv_b), precision),
             out: pack(&t.out.0, Some(&t.out.1), precision)?,
             ls1: t.ls1.as_ref().map(vec).transpose()?,
             ln2: (vec(&t.ln2.0)?, vec(&t.ln2.1)?),
