@@ -495,23 +495,41 @@ fn a_new_output_matches_one_written_over() {
 /// the f32 route gives (the next product rounds its input the same way), on
 /// shapes off every tile edge, with and without an activation; off AMX, or
 /// with other weights, there are no such rows.
+/// The weights the AMX tiles read bf16 rows for: bf16 ones, and f32 ones
+/// packed for inference (split for the tiles on AMX).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum TilePacking {
+    Bf16,
+    SplitF32,
+}
+
+impl TilePacking {
+    fn pack(self, w: &[f32], n: usize, k: usize, bias: Option<Vec<f32>>) -> PackedWeights {
+        match self {
+            Self::Bf16 => PackedWeights::from_rows(w, n, k, bias, Precision::Bf16),
+            Self::SplitF32 => PackedWeights::from_rows_for_inference(w, n, k, bias, Precision::F32),
+        }
+    }
+}
+
 #[test]
 fn bf16_rows_feed_the_next_product_as_f32_outputs_would() {
     use seer_kernels::{gemm, gemm_bf16_rows, gemm_to_bf16_rows};
-    for (m, k, n, n2) in [
+    for ((m, k, n, n2), pack) in [
         (1, 40, 50, 16),
         (33, 64, 96, 40),
         (70, 32, 32, 70),
         (100, 96, 103, 33),
-    ] {
+    ]
+    .into_iter()
+    .flat_map(|shape| [(shape, TilePacking::Bf16), (shape, TilePacking::SplitF32)])
+    {
         for act in [None, Some(Activation::Gelu), Some(Activation::QuickGelu)] {
             let seed = (m * 7 + n) as u64;
             let w1 = values(n * k, seed);
             let w2 = values(n2 * n, seed + 1);
-            let w1 =
-                PackedWeights::from_rows(&w1, n, k, Some(values(n, seed + 2)), Precision::Bf16);
-            let w2 =
-                PackedWeights::from_rows(&w2, n2, n, Some(values(n2, seed + 3)), Precision::Bf16);
+            let w1 = pack.pack(&w1, n, k, Some(values(n, seed + 2)));
+            let w2 = pack.pack(&w2, n2, n, Some(values(n2, seed + 3)));
             let a = values(m * k, seed + 4);
             let mut hidden = vec![0f32; m * n];
             gemm(&a, m, &w1, &mut hidden, Init::Bias, act);
@@ -523,13 +541,14 @@ fn bf16_rows_feed_the_next_product_as_f32_outputs_would() {
                 continue;
             };
             assert_eq!((rows.rows(), rows.width()), (m, n));
+            assert_eq!(rows.split(), pack == TilePacking::SplitF32);
             let mut got = residual.clone();
             gemm_bf16_rows(&rows, &w2, &mut got, Init::AddToOutput, None);
             for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                 assert_eq!(
                     g.to_bits(),
                     w.to_bits(),
-                    "{m}×{k}→{n}→{n2} {act:?}: value {i}: {g} vs {w}"
+                    "{pack:?} {m}×{k}→{n}→{n2} {act:?}: value {i}: {g} vs {w}"
                 );
             }
         }
@@ -546,19 +565,22 @@ fn bf16_rows_feed_the_next_product_as_f32_outputs_would() {
 
 /// LayerNorm written straight into bf16 tile lines, then two products on
 /// lines (`gemm_bf16_rows_to_bf16_rows`, then `gemm_bf16_rows`), gives bit for
-/// bit the f32 route (LayerNorm, then `gemm` twice): each product rounds its
-/// input as the lines were rounded. Off AMX, or with other weights, there are
-/// no such rows.
+/// bit the f32 route (LayerNorm, then `gemm` twice): each product rounds (or
+/// splits) its input as the lines were. Off AMX, or with other weights,
+/// there are no such rows.
 #[test]
 fn layer_norm_rows_feed_products_as_f32_outputs_would() {
     use seer_kernels::ops::{layer_norm, layer_norm_to_bf16_rows};
     use seer_kernels::{gemm, gemm_bf16_rows, gemm_bf16_rows_to_bf16_rows};
-    for (m, k, n, n2) in [(1, 40, 50, 16), (33, 64, 96, 40), (100, 96, 103, 33)] {
+    for ((m, k, n, n2), pack) in [(1, 40, 50, 16), (33, 64, 96, 40), (100, 96, 103, 33)]
+        .into_iter()
+        .flat_map(|shape| [(shape, TilePacking::Bf16), (shape, TilePacking::SplitF32)])
+    {
         let seed = (m * 5 + k) as u64;
         let w1 = values(n * k, seed);
         let w2 = values(n2 * n, seed + 1);
-        let w1 = PackedWeights::from_rows(&w1, n, k, Some(values(n, seed + 2)), Precision::Bf16);
-        let w2 = PackedWeights::from_rows(&w2, n2, n, Some(values(n2, seed + 3)), Precision::Bf16);
+        let w1 = pack.pack(&w1, n, k, Some(values(n, seed + 2)));
+        let w2 = pack.pack(&w2, n2, n, Some(values(n2, seed + 3)));
         let x: Vec<f32> = values(m * k, seed + 4)
             .iter()
             .map(|v| v * 3.0 + 0.5)
@@ -579,12 +601,20 @@ fn layer_norm_rows_feed_products_as_f32_outputs_would() {
         let mut direct = vec![0f32; m * n];
         gemm_bf16_rows(&rows, &w1, &mut direct, Init::Bias, act);
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-        assert_eq!(bits(&direct), bits(&hidden), "{m}×{k}→{n}: first product");
+        assert_eq!(
+            bits(&direct),
+            bits(&hidden),
+            "{pack:?} {m}×{k}→{n}: first product"
+        );
         let lines = gemm_bf16_rows_to_bf16_rows(&rows, &w1, act);
         assert_eq!((lines.rows(), lines.width()), (m, n));
         let mut got = vec![0f32; m * n2];
         gemm_bf16_rows(&lines, &w2, &mut got, Init::Bias, None);
-        assert_eq!(bits(&got), bits(&want), "{m}×{k}→{n}→{n2}: both products");
+        assert_eq!(
+            bits(&got),
+            bits(&want),
+            "{pack:?} {m}×{k}→{n}→{n2}: both products"
+        );
     }
     let x = values(4 * 8, 1);
     let ones = vec![1f32; 8];

@@ -480,80 +480,79 @@ impl<'a> Rows<'a> {
     }
 
     /// `m` rows of `k` values, row `r` written by `fill(r, row)` into an f32
-    /// buffer and rounded to bf16 from there, for weights padded to
-    /// `k_padded`: a row-wise op (LayerNorm) straight into the tiles' lines,
-    /// without its f32 output through memory and a second pass to round it.
+    /// buffer and rounded to bf16 from there (`split`: split into three bf16
+    /// parts, see [`Rows::bf16x3`]), for weights padded to `k_padded`: a
+    /// row-wise op (LayerNorm) straight into the tiles' lines, without its
+    /// f32 output through memory and a second pass to round it.
     pub(super) fn bf16_from_fn(
         m: usize,
         k: usize,
         k_padded: usize,
+        split: bool,
         parallel: bool,
         fill: impl Fn(usize, &mut [f32]) + Sync,
     ) -> Self {
-        use rayon::prelude::*;
-        let steps = k_padded / BF16_STEP;
-        let blocks = m.div_ceil(MR);
-        // SAFETY: every line is written below (each block's 32 rows, padding
-        // rows zero) before the rows are read.
-        let (rows, start) = unsafe { Rows::unwritten(m, steps) };
-        let block = |b: usize| {
-            let mut row = vec![0f32; k];
-            for r in 0..MR {
-                let real = b * MR + r < m;
-                if real {
-                    fill(b * MR + r, &mut row);
-                }
-                // SAFETY: every AMX CPU has AVX-512F; the row is k <= 32 ·
-                // steps values; its lines (block b, row r, each step) are
-                // inside the m.div_ceil(MR) blocks, written by this task alone.
-                unsafe {
-                    let first = start
-                        .get()
-                        .cast::<Line>()
-                        .add(line_index(steps, b * MR + r, 0));
-                    super::x86::round_row_to_tile_lines(
-                        real.then_some(&row[..]),
-                        steps,
-                        first.cast(),
-                    )
-                };
-            }
-        };
-        if steps > 0 {
-            if parallel {
-                (0..blocks).into_par_iter().for_each(block);
-            } else {
-                (0..blocks).for_each(block);
-            }
-        }
-        rows
+        Rows::row_by_row(m, k, k_padded, split, parallel, |r, buffer, write| {
+            fill(r, buffer);
+            write(buffer)
+        })
     }
 
     /// `a` (m × k) split into bf16 parts for f32 weights on the tiles
     /// ([`Dot::Bf16x3`]), padded to `k_padded`: per step of depth three tile
     /// steps, the parts hi, mid, lo.
     pub(super) fn bf16x3(a: &[f32], m: usize, k: usize, k_padded: usize, parallel: bool) -> Self {
+        Rows::row_by_row(m, 0, k_padded, true, parallel, |r, _, write| {
+            write(&a[r * k..][..k])
+        })
+    }
+
+    /// The lines of `m` rows for weights padded to `k_padded`, a block of
+    /// [`MR`] rows per task: `row(r, buffer, write)` hands row r (at most
+    /// `k_padded` values, made in `buffer` of `buffer_len` floats or not) to
+    /// `write`, which rounds it to bf16 or `split`s it into three parts; a
+    /// block's padding rows go zero.
+    fn row_by_row(
+        m: usize,
+        buffer_len: usize,
+        k_padded: usize,
+        split: bool,
+        parallel: bool,
+        row: impl Fn(usize, &mut [f32], &mut dyn FnMut(&[f32])) + Sync,
+    ) -> Self {
         use rayon::prelude::*;
         let steps = k_padded / BF16_STEP;
-        let blocks = m.div_ceil(MR);
+        let (parts, blocks) = (if split { 3 } else { 1 }, m.div_ceil(MR));
         // SAFETY: every line is written below (each block's 32 rows, padding
         // rows zero) before the rows are read.
-        let (rows, start) = unsafe { Rows::unwritten(m, 3 * steps) };
+        let (rows, start) = unsafe { Rows::unwritten(m, parts * steps) };
         let block = |b: usize| {
-            for r in 0..MR {
-                let row = (b * MR + r < m).then(|| &a[(b * MR + r) * k..][..k]);
-                // SAFETY: every AMX CPU has AVX-512F; the row is k <= 32 ·
-                // steps values; its lines (block b, row r, each of the 3 ·
-                // steps steps) are inside the m.div_ceil(MR) blocks, written
-                // by this task alone.
-                unsafe {
-                    let first =
-                        start
-                            .get()
-                            .cast::<Line>()
-                            .add(line_index(3 * steps, b * MR + r, 0));
-                    super::x86::split_row_to_tile_lines(row, steps, first.cast())
+            let mut buffer = vec![0f32; buffer_len];
+            for r in b * MR..(b + 1) * MR {
+                let first =
+                    start
+                        .get()
+                        .cast::<Line>()
+                        .wrapping_add(line_index(parts * steps, r, 0));
+                let write = |values: Option<&[f32]>| {
+                    assert!(values.is_none_or(|v| v.len() <= k_padded));
+                    // SAFETY: every AMX CPU has AVX-512F; the row is at most
+                    // 32 · steps values (asserted); its lines (row r, each of
+                    // the parts · steps steps) are inside the m.div_ceil(MR)
+                    // blocks, written by this task alone (block b).
+                    unsafe {
+                        if split {
+                            super::x86::split_row_to_tile_lines(values, steps, first.cast())
+                        } else {
+                            super::x86::round_row_to_tile_lines(values, steps, first.cast())
+                        }
+                    }
                 };
+                if r < m {
+                    row(r, &mut buffer, &mut |values| write(Some(values)));
+                } else {
+                    write(None);
+                }
             }
         };
         if steps > 0 {
@@ -633,8 +632,14 @@ pub(super) enum Output {
     /// Rounded to bf16 into [`Rows`] lines starting here, one step per weight
     /// panel (`steps` of them: the panels, NR = 32 columns = one step): the
     /// next product's input without an f32 round trip. Row block `b`'s panel
-    /// `p` is then the 2 KiB of lines `(b · steps + p) · 32 ..`.
-    Lines { start: SendPtr, steps: usize },
+    /// `p` is then the 2 KiB of lines `(b · steps + p) · 32 ..`. `split`:
+    /// each value as its three bf16 parts instead, three steps per panel
+    /// (`steps` is three times the panels), as [`Rows::bf16x3`] splits.
+    Lines {
+        start: SendPtr,
+        steps: usize,
+        split: bool,
+    },
 }
 
 /// Lines for `m` rows (rounded up to whole blocks) of `steps` steps: row r
@@ -701,14 +706,18 @@ pub(super) unsafe fn run_block(
     // Steps of depth; a split one is three tile steps of A and B.
     let (parts, block_steps_max) = (dot.parts(), BLOCK_STEPS);
     let steps = src.steps / parts;
-    let chunk = depth_chunk(dot, steps);
-    // Tile lines hold bf16 values: only bf16 products' sums round to them,
-    // over all of K at once.
-    assert!(
-        dot == Dot::Bf16 || matches!(out, Output::F32(_)),
-        "int8 and f32 products write f32 outputs"
-    );
-    assert!(chunk >= steps || matches!(out, Output::F32(_)));
+    // Tile lines hold bf16 values, split for split products: the sums of
+    // all of K at once round or split to them.
+    let chunk = match out {
+        Output::F32(_) => depth_chunk(dot, steps),
+        Output::Lines { split, .. } => {
+            assert!(
+                dot != Dot::Int8 && split == (dot == Dot::Bf16x3),
+                "bf16 products write bf16 lines, split ones split lines, int8 f32"
+            );
+            steps.max(1)
+        }
+    };
     // SAFETY: AMX is available (the caller's contract).
     let _tiles = unsafe { Tiles::configure() };
     let bias = |p: usize| {
@@ -785,12 +794,16 @@ pub(super) unsafe fn run_block(
                                         }
                                     })
                                 }
-                                Output::Lines { start, steps } => (s0 == 0).then(|| Prefetch {
-                                    // SAFETY: block r0 / MR's lines at step p are
-                                    // inside the output rows (see `Output::Lines`).
-                                    first: unsafe { lines_of(start, steps, r0, p) }.cast(),
-                                    stride: 128,
-                                }),
+                                Output::Lines { start, steps, .. } => {
+                                    (s0 == 0).then(|| Prefetch {
+                                        // SAFETY: block r0 / MR's lines at step
+                                        // p · parts are inside the output rows
+                                        // (see `Output::Lines`).
+                                        first: unsafe { lines_of(start, steps, r0, p * parts) }
+                                            .cast(),
+                                        stride: 128,
+                                    })
+                                }
                             };
                             // SAFETY: `src` holds whole 32-row blocks of `steps`
                             // 64-byte tile widths (the caller's contract), the panel
@@ -815,10 +828,15 @@ pub(super) unsafe fn run_block(
                         let (rows, cols) = (MR.min(rows.end - r0), NR.min(n - p * NR));
                         let c = match out {
                             Output::F32(c) => c,
-                            Output::Lines { start, steps } => {
-                                // SAFETY: the block's lines at step p are inside
-                                // the output rows, written by this task alone (its
-                                // rows and panels); the CPU has AVX-512F.
+                            Output::Lines {
+                                start,
+                                steps,
+                                split,
+                            } => {
+                                // SAFETY: the block's lines at steps p · parts
+                                // .. (p + 1) · parts are inside the output rows,
+                                // written by this task alone (its rows and
+                                // panels); the CPU has AVX-512F.
                                 unsafe {
                                     finish_lines(
                                         sum,
@@ -826,7 +844,8 @@ pub(super) unsafe fn run_block(
                                         cols,
                                         bias(p),
                                         act,
-                                        lines_of(start, steps, r0, p),
+                                        split,
+                                        lines_of(start, steps, r0, p * parts),
                                     )
                                 };
                                 continue;
@@ -961,9 +980,12 @@ pub(super) fn line_index(steps: usize, row: usize, step: usize) -> usize {
 /// `lines`: row r's `cols` values in line r, zero past them and in the lines
 /// past `rows` (the next product's padding). The same values the f32 output
 /// and [`Rows::bf16`]'s rounding would give, without the f32 round trip.
+/// `split`: their three bf16 parts instead, as [`Rows::bf16x3`] splits, in
+/// the three steps' lines from `lines` (32 lines apart).
 ///
 /// # Safety
-/// The CPU has AVX-512F; `lines` is valid for writes of 32 lines.
+/// The CPU has AVX-512F; `lines` is valid for writes of 32 lines, 96 when
+/// `split`.
 #[target_feature(enable = "avx512f")]
 unsafe fn finish_lines(
     sums: &Sums,
@@ -971,24 +993,34 @@ unsafe fn finish_lines(
     cols: usize,
     bias: Option<&[f32; NR]>,
     act: Option<Activation>,
+    split: bool,
     lines: *mut Line,
 ) {
     let (m0, m1) = super::x86::tail_masks(cols);
     let bias = halves(bias);
     for (r, row) in sums.0.iter().enumerate() {
-        let line = if r < rows {
+        let v = if r < rows {
             let mut v = f32_row_plus(row, bias);
             if let Some(act) = act {
                 // As the f32 output's store activates: the same values.
                 // SAFETY: the CPU has AVX-512F (enabled here).
                 v = unsafe { super::x86::activate_512(v, act) };
             }
-            super::x86::bf16_line_512(_mm512_maskz_mov_ps(m0, v.0), _mm512_maskz_mov_ps(m1, v.1))
+            (_mm512_maskz_mov_ps(m0, v.0), _mm512_maskz_mov_ps(m1, v.1))
         } else {
-            _mm512_setzero_si512()
+            (_mm512_setzero_ps(), _mm512_setzero_ps())
         };
-        // SAFETY: line r is inside `lines` (the function's contract).
-        unsafe { _mm512_storeu_si512(lines.add(r).cast(), line) };
+        // SAFETY: line r (and, split, lines r + 32 and r + 64) is inside
+        // `lines` (the function's contract).
+        unsafe {
+            if split {
+                for (part, line) in super::x86::split_lines_512(v).into_iter().enumerate() {
+                    _mm512_storeu_si512(lines.add(part * MR + r).cast(), line);
+                }
+            } else {
+                _mm512_storeu_si512(lines.add(r).cast(), super::x86::bf16_line_512(v.0, v.1));
+            }
+        }
     }
 }
 

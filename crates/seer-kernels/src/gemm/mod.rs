@@ -830,17 +830,22 @@ unsafe fn run_amx(
     );
 }
 
-/// Activations rounded to bf16 in the AMX tiles' layout: a product's output
-/// kept for the next product's input ([`gemm_to_bf16_rows`], then
+/// Activations as bf16 in the AMX tiles' layout: a product's output kept
+/// for the next product's input ([`gemm_to_bf16_rows`], then
 /// [`gemm_bf16_rows`]), instead of writing f32 values that the next product
 /// reads back to round. Between a transformer's two MLP layers that round trip
-/// is the widest activation (4× the model width) through memory twice.
+/// is the widest activation (4× the model width) through memory twice. For
+/// bf16 weights each value rounded to bf16; for f32 weights on the tiles
+/// ([`PackedWeights::on_tiles`]) each value as its three bf16 parts, which
+/// sum to it exactly.
 pub struct Bf16Rows {
     #[cfg(target_arch = "x86_64")]
     rows: amx::Rows<'static>,
     m: usize,
     /// Values per row (the producing product's outputs).
     k: usize,
+    /// Three bf16 parts per value, for f32 weights on the tiles.
+    split: bool,
 }
 
 impl Bf16Rows {
@@ -862,10 +867,10 @@ impl Bf16Rows {
 }
 
 impl Bf16Rows {
-    /// `m` rows of `w.k` values rounded to bf16 as the input of a product with
-    /// `w` ([`gemm_bf16_rows`]), row `r` written by `fill(r, row)` (an f32
-    /// row of `w.k`, rounded from there): where this CPU runs bf16 products on
-    /// AMX and `w` is bf16, else `None`. For a row-wise op before a product
+    /// `m` rows of `w.k` values as bf16 for the input of a product with `w`
+    /// ([`gemm_bf16_rows`]), row `r` written by `fill(r, row)` (an f32 row of
+    /// `w.k`, rounded or split from there): where `w` runs on the AMX tiles
+    /// ([`reads_bf16_rows`]), else `None`. For a row-wise op before a product
     /// (LayerNorm): its output goes into the tiles' lines directly.
     pub fn from_fn(
         m: usize,
@@ -873,20 +878,42 @@ impl Bf16Rows {
         fill: impl Fn(usize, &mut [f32]) + Sync,
     ) -> Option<Bf16Rows> {
         #[cfg(target_arch = "x86_64")]
-        if Isa::detected() == Isa::Amx && w.precision() == Precision::Bf16 {
-            let parallel = threads_for(m, w) > 1;
-            let rows = amx::Rows::bf16_from_fn(m, w.k, w.k_padded, parallel, fill);
-            return Some(Bf16Rows { rows, m, k: w.k });
+        if reads_bf16_rows(w) {
+            let (parallel, split) = (threads_for(m, w) > 1, w.on_tiles());
+            let rows = amx::Rows::bf16_from_fn(m, w.k, w.k_padded, split, parallel, fill);
+            return Some(Bf16Rows {
+                rows,
+                m,
+                k: w.k,
+                split,
+            });
         }
         let _ = (m, w, fill);
         None
     }
 }
 
-/// `a (m×k) · Wᵀ + bias`, then `act`, rounded to bf16 as the input of a next
-/// product ([`gemm_bf16_rows`]): where this CPU runs bf16 products on AMX and
-/// `w` is bf16, else `None` (then [`gemm`] into f32). The values are the ones
-/// [`gemm`] gives, rounded as a bf16 product rounds its input.
+/// Whether products with `w` take [`Bf16Rows`]: bf16 weights where this CPU
+/// runs them on the AMX tiles, and f32 weights split for the tiles.
+pub fn reads_bf16_rows(w: &PackedWeights) -> bool {
+    w.on_tiles() || (Isa::detected() == Isa::Amx && w.precision() == Precision::Bf16)
+}
+
+impl Bf16Rows {
+    /// Whether these rows hold three bf16 parts per value (for f32 weights
+    /// on the tiles), not one.
+    pub fn split(&self) -> bool {
+        self.split
+    }
+}
+
+/// `a (m×k) · Wᵀ + bias`, then `act`, as bf16 rows for the input of a next
+/// product ([`gemm_bf16_rows`]) of `w`'s kind: where `w` runs on the AMX
+/// tiles ([`reads_bf16_rows`]), else `None` (then [`gemm`] into f32). The
+/// values are the ones [`gemm`] gives, rounded as a bf16 product rounds its
+/// input, or split as an f32 one on the tiles splits it (bit for bit where
+/// `w` is at most 768 deep: deeper, `gemm` adds its split sums in depth
+/// chunks, so their last bits may differ).
 pub fn gemm_to_bf16_rows(
     a: &[f32],
     m: usize,
@@ -894,9 +921,14 @@ pub fn gemm_to_bf16_rows(
     act: Option<Activation>,
 ) -> Option<Bf16Rows> {
     #[cfg(target_arch = "x86_64")]
-    if Isa::detected() == Isa::Amx && w.precision() == Precision::Bf16 {
+    if reads_bf16_rows(w) {
         assert_eq!(a.len(), m * w.k, "activations are not {m}×{}", w.k);
-        let input = amx::Rows::bf16(a, m, w.k, w.k_padded, threads_for(m, w) > 1);
+        let parallel = threads_for(m, w) > 1;
+        let input = if w.on_tiles() {
+            amx::Rows::bf16x3(a, m, w.k, w.k_padded, parallel)
+        } else {
+            amx::Rows::bf16(a, m, w.k, w.k_padded, parallel)
+        };
         // SAFETY: AMX is available (detected); `input` holds m rows at `w`'s
         // padded K.
         return Some(unsafe { product_to_lines(&input, m, w, act) });
@@ -905,9 +937,9 @@ pub fn gemm_to_bf16_rows(
     None
 }
 
-/// [`gemm_to_bf16_rows`] on activations that already are bf16 rows (`w`
-/// bf16, of their width as its depth): both ends of the product in the tiles'
-/// lines.
+/// [`gemm_to_bf16_rows`] on activations that already are bf16 rows (`w` of
+/// their kind and their width as its depth): both ends of the product in
+/// the tiles' lines.
 pub fn gemm_bf16_rows_to_bf16_rows(
     a: &Bf16Rows,
     w: &PackedWeights,
@@ -922,11 +954,12 @@ pub fn gemm_bf16_rows_to_bf16_rows(
     unreachable!("bf16 rows are only made on AMX CPUs ({act:?})");
 }
 
-/// `input · Wᵀ + bias`, then `act`, into new bf16 lines.
+/// `input · Wᵀ + bias`, then `act`, into new bf16 lines of `w`'s kind (the
+/// next product's weights are of the same precision).
 ///
 /// # Safety
 /// [`amx::available`] returned true; `input` holds `m` rows at `w`'s padded
-/// K; `w` is bf16.
+/// K; `w` is bf16 or f32 on the tiles.
 #[cfg(target_arch = "x86_64")]
 unsafe fn product_to_lines(
     input: &amx::Rows,
@@ -934,7 +967,9 @@ unsafe fn product_to_lines(
     w: &PackedWeights,
     act: Option<Activation>,
 ) -> Bf16Rows {
-    let steps = w.n.div_ceil(NR);
+    let split = w.on_tiles();
+    let parts = if split { 3 } else { 1 };
+    let steps = parts * w.n.div_ceil(NR);
     // SAFETY: the lines are written below before anything reads them
     // (without rows there are none).
     let (rows, start) = unsafe { amx::Rows::unwritten(m, steps) };
@@ -947,22 +982,35 @@ unsafe fn product_to_lines(
                 input,
                 m,
                 w,
-                amx::Output::Lines { start, steps },
+                amx::Output::Lines {
+                    start,
+                    steps,
+                    split,
+                },
                 Init::Bias,
                 act,
             )
         };
     }
-    Bf16Rows { rows, m, k: w.n }
+    Bf16Rows {
+        rows,
+        m,
+        k: w.n,
+        split,
+    }
 }
 
-/// The shapes a product of bf16 rows needs: bf16 weights whose depth is the
-/// rows' width (and, on AMX, whose padded depth is the rows' steps).
+/// The shapes a product of bf16 rows needs: weights of their kind (bf16, or
+/// f32 on the tiles for split rows) whose depth is the rows' width (and, on
+/// AMX, whose padded depth is the rows' steps).
 fn check_bf16_rows_product(a: &Bf16Rows, w: &PackedWeights) {
-    assert_eq!(
-        w.precision(),
-        Precision::Bf16,
-        "bf16 rows need bf16 weights"
+    assert!(
+        if a.split {
+            w.on_tiles()
+        } else {
+            w.precision() == Precision::Bf16
+        },
+        "bf16 rows need bf16 weights, split ones f32 weights on the tiles"
     );
     assert_eq!(
         w.k, a.k,
@@ -972,7 +1020,10 @@ fn check_bf16_rows_product(a: &Bf16Rows, w: &PackedWeights) {
     // Bf16Rows only come from an AMX CPU, and their steps are whole panels
     // of the producing weights: w's padded K.
     #[cfg(target_arch = "x86_64")]
-    assert_eq!(a.rows.steps() * amx::BF16_STEP, w.k_padded);
+    assert_eq!(
+        a.rows.steps() * amx::BF16_STEP,
+        w.k_padded * if a.split { 3 } else { 1 }
+    );
 }
 
 /// [`gemm`] on activations from [`gemm_to_bf16_rows`]; `w` must be bf16 with

@@ -1411,7 +1411,7 @@ pub unsafe fn split_row_to_tile_lines(row: Option<&[f32]>, steps: usize, out: *m
 /// each the nearest bf16 to what the parts before it left.
 #[inline]
 #[target_feature(enable = "avx512f")]
-fn split_lines_512((first, second): (__m512, __m512)) -> [__m512i; 3] {
+pub(super) fn split_lines_512((first, second): (__m512, __m512)) -> [__m512i; 3] {
     let part = |x: __m512| {
         let bits = bf16_bits_512(x);
         (

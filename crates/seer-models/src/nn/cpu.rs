@@ -5,6 +5,7 @@
 
 use candle_core::{CpuStorage, Storage, Tensor};
 use rayon::prelude::*;
+use seer_kernels::gemm::reads_bf16_rows;
 use seer_kernels::ops::{
     add_scaled, attend_cached, attention, attention_bf16, attention_bf16_rows_to_rows,
     attention_lines_fit, layer_norm, layer_norm_to_bf16_rows, swiglu, AttentionShape, CachedHead,
@@ -116,10 +117,11 @@ impl CpuBlock {
         let c = self.width;
         let m = x.len() / c;
         s.resize(m, c);
-        // bf16 on AMX: each LayerNorm writes the tile lines its product
-        // reads, not f32 rows the product reads back to round; and where the
-        // heads are whole tile steps q/k/v stay tile lines into the attention,
-        // whose context goes into the output projection's lines.
+        // bf16 on AMX (and f32 on the tiles, its lines three bf16 parts a
+        // value): each LayerNorm writes the tile lines its product reads,
+        // not f32 rows the product reads back to round; and for bf16, where
+        // the heads are whole tile steps, q/k/v stay tile lines into the
+        // attention, whose context goes into the output projection's lines.
         let (ln1_g, ln1_b) = (&self.ln1.0, &self.ln1.1);
         let lines;
         let context = match layer_norm_to_bf16_rows(x, c, ln1_g, ln1_b, self.eps, &self.qkv) {
@@ -149,11 +151,12 @@ impl CpuBlock {
         let c = self.width;
         let m = x.len() / c;
         s.normed.resize(x.len(), 0.0);
-        // bf16 on AMX: LayerNorm into fc1's tile lines, and fc1's activated
-        // output to fc2 as tile lines too (the values fc2 would round it to),
-        // without the f32 hidden state.
+        // bf16 on AMX (and f32 on the tiles): LayerNorm into fc1's tile
+        // lines, and fc1's activated output to fc2 as tile lines too (the
+        // values fc2 would round or split it to), without the f32 hidden
+        // state.
         let (ln2_g, ln2_b) = (&self.ln2.0, &self.ln2.1);
-        if let (Some(act), Precision::Bf16) = (self.activation, self.fc2.precision()) {
+        if let (Some(act), true) = (self.activation, reads_bf16_rows(&self.fc2)) {
             if let Some(normed) = layer_norm_to_bf16_rows(x, c, ln2_g, ln2_b, self.eps, &self.fc1) {
                 let hidden = gemm_bf16_rows_to_bf16_rows(&normed, &self.fc1, Some(act));
                 let hidden = Input::Bf16Rows(&hidden);

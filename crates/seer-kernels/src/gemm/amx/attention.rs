@@ -236,6 +236,7 @@ pub(crate) unsafe fn attention_to_rows(
         rows,
         m,
         k: shape.width,
+        split: false,
     }
 }
 
