@@ -495,7 +495,7 @@ impl PackedWeights {
 
 /// Whether [`PackedWeights::pack_for_inference`] splits f32 weights for the
 /// AMX tiles: on [`Isa::Amx`] (x86-64 only).
-fn f32_on_tiles() -> bool {
+pub fn f32_on_tiles() -> bool {
     cfg!(target_arch = "x86_64") && Isa::detected() == Isa::Amx
 }
 

@@ -12,9 +12,10 @@
 //! Xeon (family 6 model 167): bf16 images +5–20%, int8 images +20–30% and
 //! texts unpadded +15–30%; f32 the same within noise (batch 8 once each part
 //! took its rows as one block, `seer_kernels::gemm`'s whole share), texts
-//! unpadded 1–3% slower in f32 and bf16. Each item's outputs are the same bits
-//! either way: no kernel's sums depend on the other rows of its batch (the
-//! few-row kernels of `seer_kernels::gemm`) or on the threads.
+//! unpadded 1–3% slower in f32 and bf16; since f32 runs on the AMX tiles
+//! there, its batches run whole again (see [`applies`]). Each item's outputs
+//! are the same bits either way: no kernel's sums depend on the other rows of
+//! its batch (the few-row kernels of `seer_kernels::gemm`) or on the threads.
 //!
 //! A part runs on a rayon pool of one thread, so every parallel loop inside
 //! the forward runs in order there. The pools are kept (the kernels keep
@@ -31,6 +32,7 @@ use seer_util::per_process::PerProcess;
 
 use crate::error::Result;
 use crate::io::weights::Weights;
+use seer_kernels::Precision;
 
 /// How much more than an equal share of the work the largest part may hold
 /// for the batch to be cut: 1/20 above it. Two threads sharing a bf16 batch
@@ -54,9 +56,18 @@ pub fn keep_batches_whole() {
 /// inference kernels only, unless [`keep_batches_whole`] was called. A
 /// differentiable model (training) runs candle's composite ops and a backward
 /// pass over the whole graph; cut, the CIFAR-10 training demo ran 1–28%
-/// slower (AMD Zen 4).
+/// slower (AMD Zen 4). Nor f32 on the AMX tiles
+/// (`seer_kernels::gemm::f32_on_tiles`): whole against cut, alternating on
+/// the AMX Xeon (family 6 model 167, 2 vCPUs), ViT-B/32 images at batch 8
+/// faster whole in 9 of 10 pairs (median +4%, −6 to +50%), batch 32 in 8 of
+/// 10 (median +4%, −5 to +13%), texts at 77 tokens 7 of 7 (median +10%),
+/// unpadded 6 of 7 (median +4.5%).
 pub fn applies(weights: &Weights) -> bool {
-    CUT_ALLOWED.load(Ordering::Relaxed) && weights.device().is_cpu() && !weights.differentiable()
+    let f32_on_tiles = weights.precision() == Precision::F32 && seer_kernels::gemm::f32_on_tiles();
+    CUT_ALLOWED.load(Ordering::Relaxed)
+        && weights.device().is_cpu()
+        && !weights.differentiable()
+        && !f32_on_tiles
 }
 
 /// `forward` over the items `0..costs.len()` (item `i` costing `costs[i]`, in
