@@ -23,10 +23,11 @@
 //! mid·(hi + mid) + lo·hi`. The three left out are below `2⁻²⁴` of it, as
 //! far down as an f32 product's own rounding; bf16 products are exact in the
 //! f32 sums. So the sums differ from f32 FMA's by their rounding, about as
-//! far from the exact product as FMA's are (see the tests), at 1.3-1.6× the
-//! speed of the AVX-512 f32 kernels on the Intel Xeon with AMX (2 cores):
-//! six tile products a step at 16 cycles each, where the f32 kernels' FMAs
-//! are 16 times slower per value.
+//! far from the exact product as FMA's are (see the tests). A tile product
+//! does sixteen times the multiply-adds of an AVX-512 core's FMAs in the same
+//! time, so six of them still come out ahead: the products ran 1.2-1.5× the
+//! AVX-512 f32 kernels' GFLOP/s on the Intel Xeon with AMX (2 cores,
+//! `gemm_speed`), at 1.5× their weight memory (6 bytes a value).
 //!
 //! Linux hands out the tile registers' 8 KiB of state only on request
 //! (`arch_prctl(ARCH_REQ_XCOMP_PERM)`, once per process); [`available`] makes
@@ -549,7 +550,13 @@ impl<'a> Rows<'a> {
                     }
                 };
                 if r < m {
-                    row(r, &mut buffer, &mut |values| write(Some(values)));
+                    // Every line must be written (`unwritten`'s contract).
+                    let mut written = false;
+                    row(r, &mut buffer, &mut |values| {
+                        write(Some(values));
+                        written = true;
+                    });
+                    assert!(written, "row {r} was not handed over");
                 } else {
                     write(None);
                 }

@@ -353,8 +353,9 @@ impl PackedWeights {
 
     /// [`PackedWeights::pack`] for inference on this CPU: f32 weights where
     /// the CPU has AMX (and [`Isa::limit`] allows it) go to the tiles as
-    /// three bf16 parts each ([`amx`]'s split notes), products as exact as
-    /// f32 FMA's at 1.3-1.6× their speed; anything else as `pack`. Only
+    /// three bf16 parts each ([`amx`]'s split notes), products about as
+    /// exact as f32 FMA's at 1.2-1.5× their speed and 1.5× their memory;
+    /// anything else as `pack`. Only
     /// [`Isa::Amx`] multiplies such weights (see [`gemm_with_isa`]).
     pub fn pack_for_inference<'a, F>(
         n: usize,
