@@ -373,18 +373,25 @@ impl PackedWeights {
         let kp = k.next_multiple_of(K_ALIGN_BF16);
         let step_values = K_ALIGN_BF16 * NR;
         let panels = pack_weight_panels(n, k, 3 * kp, &row, |panel: &mut [u16], rows, _| {
+            // The panel in f32 first (`[k][column]`, zero past k and past the
+            // rows), then each pair of depths split with AVX-512.
+            let mut f32_panel = vec![0f32; kp * NR];
+            for (kk, dst) in f32_panel.chunks_exact_mut(NR).take(k).enumerate() {
+                for (d, src) in dst.iter_mut().zip(rows) {
+                    *d = src[kk];
+                }
+            }
             // Step s of the three parts: [3s + part][k/2][column][2].
-            for (s, step) in panel.chunks_exact_mut(3 * step_values).enumerate() {
+            let mut pairs = f32_panel.chunks_exact(2 * NR);
+            for step in panel.chunks_exact_mut(3 * step_values) {
                 let (hi, rest) = step.split_at_mut(step_values);
                 let (mid, lo) = rest.split_at_mut(step_values);
-                for (j, src) in rows.iter().enumerate() {
-                    for d in 0..K_ALIGN_BF16 {
-                        let Some(&x) = src.get(s * K_ALIGN_BF16 + d) else {
-                            break;
-                        };
-                        let at = d / 2 * 2 * NR + 2 * j + d % 2;
-                        [hi[at], mid[at], lo[at]] = split_to_bf16(x);
-                    }
+                let parts = hi
+                    .chunks_exact_mut(2 * NR)
+                    .zip(mid.chunks_exact_mut(2 * NR))
+                    .zip(lo.chunks_exact_mut(2 * NR));
+                for (((hi, mid), lo), pair) in parts.zip(pairs.by_ref()) {
+                    split_pair_rows(pair, [hi, mid, lo]);
                 }
             }
         });
@@ -498,6 +505,24 @@ impl PackedWeights {
 /// AMX tiles: on [`Isa::Amx`] (x86-64 only).
 pub fn f32_on_tiles() -> bool {
     cfg!(target_arch = "x86_64") && Isa::detected() == Isa::Amx
+}
+
+/// Two consecutive depths of an f32 weight panel (`2 · NR` values) into the
+/// three parts' pairs of a split panel ([`Panels::Bf16x3`], `2 · NR` values
+/// each). Only for the AMX tiles ([`f32_on_tiles`]), so with AVX-512.
+fn split_pair_rows(rows: &[f32], [hi, mid, lo]: [&mut [u16]; 3]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        fn whole(v: &mut [u16]) -> &mut [u16; 2 * NR] {
+            v.try_into().expect("2 NR values")
+        }
+        assert!(std::arch::is_x86_feature_detected!("avx512f"));
+        let rows = rows.try_into().expect("2 NR values");
+        // SAFETY: the CPU has AVX-512F (asserted).
+        unsafe { x86::split_pair_rows(rows, [whole(hi), whole(mid), whole(lo)]) }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("f32 runs on the tiles of x86-64 CPUs only: {rows:?} {hi:?} {mid:?} {lo:?}")
 }
 
 /// `x` as three bf16 values whose sum is `x` exactly: the nearest bf16, then

@@ -1412,18 +1412,7 @@ pub unsafe fn split_row_to_tile_lines(row: Option<&[f32]>, steps: usize, out: *m
 #[inline]
 #[target_feature(enable = "avx512f")]
 pub(super) fn split_lines_512((first, second): (__m512, __m512)) -> [__m512i; 3] {
-    let part = |x: __m512| {
-        let bits = bf16_bits_512(x);
-        (
-            bits,
-            _mm512_sub_ps(x, _mm512_castsi512_ps(_mm512_slli_epi32::<16>(bits))),
-        )
-    };
-    let (h0, r0) = part(first);
-    let (h1, r1) = part(second);
-    let (m0, r0) = part(r0);
-    let (m1, r1) = part(r1);
-    let (l0, l1) = (bf16_bits_512(r0), bf16_bits_512(r1));
+    let ([h0, m0, l0], [h1, m1, l1]) = (split_bits_512(first), split_bits_512(second));
     let line = |a: __m512i, b: __m512i| {
         _mm512_inserti64x4::<1>(
             _mm512_castsi256_si512(_mm512_cvtepi32_epi16(a)),
@@ -1431,6 +1420,47 @@ pub(super) fn split_lines_512((first, second): (__m512, __m512)) -> [__m512i; 3]
         )
     };
     [line(h0, h1), line(m0, m1), line(l0, l1)]
+}
+
+/// [`super::split_to_bf16`] of 16 floats: their three bf16 parts, each in
+/// the low half of a 32-bit lane.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn split_bits_512(x: __m512) -> [__m512i; 3] {
+    let rest = |x: __m512, bits: __m512i| {
+        _mm512_sub_ps(x, _mm512_castsi512_ps(_mm512_slli_epi32::<16>(bits)))
+    };
+    let hi = bf16_bits_512(x);
+    let x = rest(x, hi);
+    let mid = bf16_bits_512(x);
+    [hi, mid, bf16_bits_512(rest(x, mid))]
+}
+
+/// Two consecutive depths of an f32 weight panel (`NR` = 32 columns each) as
+/// the split panel's pairs: for each part (hi, mid, lo) the 32 columns'
+/// `[depth 0, depth 1]` bf16 pairs, 64 values, into `out[part]`.
+///
+/// # Safety
+/// The CPU has AVX-512F.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn split_pair_rows(rows: &[f32; 64], out: [&mut [u16; 64]; 3]) {
+    for half in 0..2 {
+        // SAFETY: columns half·16 .. +16 of both depths are inside `rows`.
+        let (d0, d1) = unsafe {
+            (
+                _mm512_loadu_ps(rows.as_ptr().add(16 * half)),
+                _mm512_loadu_ps(rows.as_ptr().add(32 + 16 * half)),
+            )
+        };
+        let (p0, p1) = (split_bits_512(d0), split_bits_512(d1));
+        for (part, out) in out.iter().enumerate() {
+            // Column c's pair as one 32-bit lane: depth 0 low, depth 1 high.
+            let pairs = _mm512_or_si512(p0[part], _mm512_slli_epi32::<16>(p1[part]));
+            // SAFETY: this half's 16 pairs are inside the part's 64 values,
+            // which `out` borrows mutably.
+            unsafe { _mm512_storeu_si512(out.as_ptr().add(32 * half).cast_mut().cast(), pairs) };
+        }
+    }
 }
 
 /// One full R-row panel of bf16 pair words (R <= 16: the 14-row dot kernel),
