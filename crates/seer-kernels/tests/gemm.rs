@@ -563,6 +563,34 @@ fn bf16_rows_feed_the_next_product_as_f32_outputs_would() {
     }
 }
 
+/// Split rows from a product deeper than one depth chunk (768): the lines
+/// take all of K at once where the f32 output adds its chunks in C, so the
+/// last bits may differ, but no more than f32 rounding does.
+#[test]
+fn deep_split_rows_agree_with_the_f32_route() {
+    use seer_kernels::{gemm, gemm_bf16_rows, gemm_to_bf16_rows};
+    let (m, k, n, n2) = (40, 1600, 96, 24);
+    let w1 = TilePacking::SplitF32.pack(&values(n * k, 1), n, k, Some(values(n, 2)));
+    let w2 = TilePacking::SplitF32.pack(&values(n2 * n, 3), n2, n, Some(values(n2, 4)));
+    let a = values(m * k, 5);
+    let act = Some(Activation::Gelu);
+    let mut hidden = vec![0f32; m * n];
+    gemm(&a, m, &w1, &mut hidden, Init::Bias, act);
+    let mut want = vec![0f32; m * n2];
+    gemm(&hidden, m, &w2, &mut want, Init::Bias, None);
+    let Some(rows) = gemm_to_bf16_rows(&a, m, &w1, act) else {
+        assert_ne!(Isa::detected(), Isa::Amx, "AMX CPUs split f32 rows");
+        return;
+    };
+    assert!(rows.split());
+    let mut got = vec![0f32; m * n2];
+    gemm_bf16_rows(&rows, &w2, &mut got, Init::Bias, None);
+    let top = want.iter().fold(0f32, |t, v| t.max(v.abs()));
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert!((g - w).abs() <= 1e-5 * top, "value {i}: {g} vs {w}");
+    }
+}
+
 /// LayerNorm written straight into bf16 tile lines, then two products on
 /// lines (`gemm_bf16_rows_to_bf16_rows`, then `gemm_bf16_rows`), gives bit for
 /// bit the f32 route (LayerNorm, then `gemm` twice): each product rounds (or

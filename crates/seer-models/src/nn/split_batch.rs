@@ -205,6 +205,16 @@ mod tests {
     }
 
     #[test]
+    fn batches_are_cut_unless_f32_runs_on_the_tiles() {
+        let cpu = Weights::random(&candle_core::Device::Cpu);
+        for precision in [Precision::F32, Precision::Bf16, Precision::Int8] {
+            let on_tiles = precision == Precision::F32 && seer_kernels::gemm::f32_on_tiles();
+            let w = cpu.clone().with_precision(precision);
+            assert_eq!(applies(&w), !on_tiles, "{precision:?}");
+        }
+    }
+
+    #[test]
     fn uneven_items_cut_by_their_cost() {
         // Token counts: 20 + 4 + 4 + 4 + 4 + 4 = 40, cut at 20.
         assert_eq!(even_parts(&[20, 4, 4, 4, 4, 4], 2), Some(vec![0..1, 1..6]));
