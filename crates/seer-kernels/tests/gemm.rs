@@ -133,9 +133,10 @@ fn every_kernel_matches_the_exact_product() {
 /// about as exact as the FMA kernels, elsewhere packed as for any product.
 /// The tiles' largest error from the exact product, over values spread across
 /// 2⁻¹² .. 2¹² so the parts' exponents differ, is held to 4× FMA's: their
-/// sums take six additions per product, so their rounding adds up to about
-/// √6 = 2.4× FMA's (measured 1.0-3.3×); a part left out or misplaced costs
-/// 2⁸ times more or worse.
+/// sums take six additions per product, so their rounding could add up to
+/// about √6 = 2.4× FMA's (measured 0.87-1.03× since depth runs in chunks of
+/// 768, 3.3× at depth 3072 in one); a part left out or misplaced costs 2⁸
+/// times more or worse.
 #[test]
 fn f32_on_the_tiles_is_as_exact_as_fma() {
     let shapes = [
