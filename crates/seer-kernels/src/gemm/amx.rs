@@ -115,7 +115,7 @@ impl Dot {
     /// Tile steps of A and of B per step of depth: the split parts.
     fn parts(self) -> usize {
         match self {
-            Dot::Bf16x3 => 3,
+            Dot::Bf16x3 => super::SPLIT_PARTS,
             _ => 1,
         }
     }
@@ -264,7 +264,7 @@ unsafe fn dot_block(
     // the step's loads and products (`$body`), then prefetches and the next
     // step, C's four tiles set first by `$init`.
     macro_rules! tile_loop {
-        ($parts:literal, $init:expr, $($body:expr),+) => {
+        ($parts:expr, $init:expr, $($body:expr),+) => {
             // SAFETY: the function's contract: every tile load stays inside the
             // A rows and weight steps, the stores inside `out`.
             unsafe {
@@ -394,7 +394,7 @@ unsafe fn dot_block(
     macro_rules! split {
         ($init:expr) => {
             tile_loop!(
-                3,
+                super::SPLIT_PARTS,
                 $init,
                 load_a!(0),
                 load_b!(0),
@@ -523,7 +523,8 @@ impl<'a> Rows<'a> {
     ) -> Self {
         use rayon::prelude::*;
         let steps = k_padded / BF16_STEP;
-        let (parts, blocks) = (if split { 3 } else { 1 }, m.div_ceil(MR));
+        let parts = if split { super::SPLIT_PARTS } else { 1 };
+        let blocks = m.div_ceil(MR);
         // SAFETY: every line is written below (each block's 32 rows, padding
         // rows zero) before the rows are read.
         let (rows, start) = unsafe { Rows::unwritten(m, parts * steps) };

@@ -336,8 +336,19 @@ impl PackedWeights {
                 (kp, Panels::Int8(pack_int8(n, k, kp, &row)))
             }
         };
-        // Zeros to whole panels, so a panel's NR bias values can be read as one
-        // array (the int8 kernels' first depth block adds them).
+        Self::with_panels(n, k, k_padded, panels, bias)
+    }
+
+    /// Packed weights of `panels`, with `bias` padded with zeros to whole
+    /// panels, so a panel's NR bias values can be read as one array (the
+    /// int8 kernels' first depth block adds them).
+    fn with_panels(
+        n: usize,
+        k: usize,
+        k_padded: usize,
+        panels: Panels,
+        bias: Option<Vec<f32>>,
+    ) -> Self {
         let bias = bias.map(|mut b| {
             b.resize(n.div_ceil(NR) * NR, 0.0);
             b
@@ -372,39 +383,36 @@ impl PackedWeights {
         }
         let kp = k.next_multiple_of(K_ALIGN_BF16);
         let step_values = K_ALIGN_BF16 * NR;
-        let panels = pack_weight_panels(n, k, 3 * kp, &row, |panel: &mut [u16], rows, _| {
-            // The panel in f32 first (`[k][column]`, zero past k and past the
-            // rows), then each pair of depths split with AVX-512.
-            let mut f32_panel = vec![0f32; kp * NR];
-            for (kk, dst) in f32_panel.chunks_exact_mut(NR).take(k).enumerate() {
-                for (d, src) in dst.iter_mut().zip(rows) {
-                    *d = src[kk];
-                }
-            }
-            // Step s of the three parts: [3s + part][k/2][column][2].
-            let mut pairs = f32_panel.chunks_exact(2 * NR);
-            for step in panel.chunks_exact_mut(3 * step_values) {
-                let (hi, rest) = step.split_at_mut(step_values);
-                let (mid, lo) = rest.split_at_mut(step_values);
-                let parts = hi
-                    .chunks_exact_mut(2 * NR)
-                    .zip(mid.chunks_exact_mut(2 * NR))
-                    .zip(lo.chunks_exact_mut(2 * NR));
-                for (((hi, mid), lo), pair) in parts.zip(pairs.by_ref()) {
-                    split_pair_rows(pair, [hi, mid, lo]);
-                }
-            }
-        });
-        Self {
+        let panels = pack_weight_panels(
             n,
             k,
-            k_padded: kp,
-            panels: Panels::Bf16x3(panels),
-            bias: bias.map(|mut b| {
-                b.resize(n.div_ceil(NR) * NR, 0.0);
-                b
-            }),
-        }
+            SPLIT_PARTS * kp,
+            &row,
+            |panel: &mut [u16], rows, _| {
+                // The panel in f32 first (`[k][column]`, zero past k and past the
+                // rows), then each pair of depths split with AVX-512.
+                let mut f32_panel = vec![0f32; kp * NR];
+                for (kk, dst) in f32_panel.chunks_exact_mut(NR).take(k).enumerate() {
+                    for (d, src) in dst.iter_mut().zip(rows) {
+                        *d = src[kk];
+                    }
+                }
+                // Step s of the three parts: [3s + part][k/2][column][2].
+                let mut pairs = f32_panel.chunks_exact(2 * NR);
+                for step in panel.chunks_exact_mut(SPLIT_PARTS * step_values) {
+                    let (hi, rest) = step.split_at_mut(step_values);
+                    let (mid, lo) = rest.split_at_mut(step_values);
+                    let parts = hi
+                        .chunks_exact_mut(2 * NR)
+                        .zip(mid.chunks_exact_mut(2 * NR))
+                        .zip(lo.chunks_exact_mut(2 * NR));
+                    for (((hi, mid), lo), pair) in parts.zip(pairs.by_ref()) {
+                        split_pair_rows(pair, [hi, mid, lo]);
+                    }
+                }
+            },
+        );
+        Self::with_panels(n, k, kp, Panels::Bf16x3(panels), bias)
     }
 
     /// [`PackedWeights::pack_for_inference`] of a row-major `(n, k)` matrix.
@@ -423,6 +431,16 @@ impl PackedWeights {
     /// ([`PackedWeights::pack_for_inference`]).
     pub fn on_tiles(&self) -> bool {
         matches!(self.panels, Panels::Bf16x3(_))
+    }
+
+    /// bf16 values per weight and per activation in a product with these
+    /// weights: [`SPLIT_PARTS`] on the tiles, else one.
+    fn parts(&self) -> usize {
+        if self.on_tiles() {
+            SPLIT_PARTS
+        } else {
+            1
+        }
     }
 
     /// Packs a row-major `(n, k)` matrix.
@@ -496,10 +514,13 @@ impl PackedWeights {
 
     /// Start of panel `p` at depth `k0` (in elements of the panel type).
     fn panel_offset(&self, p: usize, k0: usize) -> usize {
-        let parts = if self.on_tiles() { 3 } else { 1 };
-        (p * self.k_padded * NR + k0 * NR) * parts
+        (p * self.k_padded * NR + k0 * NR) * self.parts()
     }
 }
+
+/// bf16 parts an f32 value is split into for the AMX tiles
+/// ([`split_to_bf16`]).
+pub(crate) const SPLIT_PARTS: usize = 3;
 
 /// Whether [`PackedWeights::pack_for_inference`] splits f32 weights for the
 /// AMX tiles: on [`Isa::Amx`] (x86-64 only).
@@ -994,8 +1015,7 @@ unsafe fn product_to_lines(
     act: Option<Activation>,
 ) -> Bf16Rows {
     let split = w.on_tiles();
-    let parts = if split { 3 } else { 1 };
-    let steps = parts * w.n.div_ceil(NR);
+    let steps = w.parts() * w.n.div_ceil(NR);
     // SAFETY: the lines are written below before anything reads them
     // (without rows there are none).
     let (rows, start) = unsafe { amx::Rows::unwritten(m, steps) };
@@ -1046,10 +1066,7 @@ fn check_bf16_rows_product(a: &Bf16Rows, w: &PackedWeights) {
     // Bf16Rows only come from an AMX CPU, and their steps are whole panels
     // of the producing weights: w's padded K.
     #[cfg(target_arch = "x86_64")]
-    assert_eq!(
-        a.rows.steps() * amx::BF16_STEP,
-        w.k_padded * if a.split { 3 } else { 1 }
-    );
+    assert_eq!(a.rows.steps() * amx::BF16_STEP, w.k_padded * w.parts());
 }
 
 /// [`gemm`] on activations from [`gemm_to_bf16_rows`]; `w` must be bf16 with
