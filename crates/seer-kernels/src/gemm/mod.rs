@@ -1421,7 +1421,8 @@ unsafe fn run_block(
     let run_tile = |(k0, kc): (usize, usize),
                     a_panel: *const u32,
                     b_ptr: *const u8,
-                    (p, r0, m_end): (usize, usize, usize)| {
+                    (p, r0, m_end): (usize, usize, usize),
+                    ahead: Ahead| {
         let pcols = NR.min(n - p * NR);
         let tile = Tile {
             // SAFETY: r0 < rows.end <= m and p * NR < n, so the
@@ -1447,6 +1448,7 @@ unsafe fn run_block(
                     tile.rows,
                     tile.cols,
                     bias.map_or(std::ptr::null(), |b| b.as_ptr()),
+                    ahead,
                 )
             };
         } else {
@@ -1469,7 +1471,7 @@ unsafe fn run_block(
                 match (kernel.micro, quant, &w.panels) {
                     (Micro::Float(micro), ..) => {
                         let micro = kernel.few.get(tile.rows - 1).copied().unwrap_or(micro);
-                        micro(kc, a_panel, b_ptr, tile.c, n, tile.rows, tile.cols)
+                        micro(kc, a_panel, b_ptr, tile.c, n, tile.rows, tile.cols, ahead)
                     }
                     (Micro::Int8(micro, _), Some(q), Panels::Int8(wq)) => {
                         let rows = r0..r0 + tile.rows;
@@ -1514,19 +1516,19 @@ unsafe fn run_block(
             Panels::Bf16x3(_) => unreachable!("only the AMX kernels read split f32 weights"),
         }
     };
-    // While a weight block's row tiles run, the next block is asked into L2
-    // a share per tile: in a model's forward the weights come from memory
-    // (ViT-B/32 streams 340 MB of f32 weights per batch part), and the first
-    // tile to read a block waited on it; the hardware prefetchers stop at the
-    // 4 KB pages a 32 KiB block spans. Intel Xeon with AMX (family 6 model
-    // 167, 2026-12-05), alternating in one process: capped at AVX2, f32
-    // images +8-24% at batch 8 and +5-10% at 32 (3 of 3 pairs), products at
-    // 400 rows with the weights out of cache (`gemm_speed 400 avx2 f32 5 768
-    // 48`) +8-16%, in cache +3-6%; AVX-512 f32 images +2-8% / 0-4%, texts
-    // unpadded +6-14%; on the deep blocks +7-16% at batch 8; widened and
-    // `vdpbf16ps` bf16 +5-12% at batch 8. int8 weights, a quarter the bytes,
-    // lost at batch 32 (AVX-512 VNNI, 4 of 4 pairs, 3-12%) and are left to
-    // the hardware.
+    // While a weight block's row tiles run, each tile's kernel asks a share
+    // of the next block into L2 ([`Ahead`]). Intel Xeon with AMX (family 6
+    // model 167, 2026-12-05), alternating in one process, asked between the
+    // tiles: capped at AVX2, f32 images +8-24% at batch 8 and +5-10% at 32
+    // (3 of 3 pairs), products at 400 rows with the weights out of cache
+    // (`gemm_speed 400 avx2 f32 5 768 48`) +8-16%, in cache +3-6%; AVX-512
+    // f32 images +2-8% / 0-4%, texts unpadded +6-14%; on the deep blocks
+    // +7-16% at batch 8; widened and `vdpbf16ps` bf16 +5-12% at batch 8.
+    // Then paced inside the kernels instead (see `Ahead::over`): bare AVX2
+    // products another +5-10% with the weights out of cache, AVX-512 f32
+    // images +2-9% at batch 8 and +5-10% at 32, AVX2 images +2-9% at batch 8
+    // and -4 to +1% at 32 (3 pairs each), bf16 within ±2%. int8 weights, a quarter the bytes, lost at batch 32
+    // (AVX-512 VNNI, 4 of 4 pairs, 3-12%) and are left to the hardware.
     let (elem_bytes, prefetch) = match &w.panels {
         Panels::F32(_) => (4, true),
         Panels::Bf16(_) | Panels::Bf16x3(_) => (2, true),
@@ -1566,8 +1568,8 @@ unsafe fn run_block(
                 for p in panels.clone() {
                     for (j, &(k0, kc, stride)) in blocks.iter().enumerate() {
                         let b_ptr = b_at(p, k0);
-                        // The weight block the tiles pass next, fetched a
-                        // share a tile while these run (see `prefetch_share`).
+                        // The weight block the tiles pass next, asked into
+                        // L2 a share per tile while these run (see `Ahead`).
                         let next = match blocks.get(j + 1) {
                             Some(&(k1, kc1, _)) => Some((p, k1, kc1)),
                             None if p + 1 < panels.end => Some((p + 1, blocks[0].0, blocks[0].1)),
@@ -1575,11 +1577,11 @@ unsafe fn run_block(
                         }
                         .filter(|_| prefetch);
                         for (i, r0) in (m0..m_end).step_by(mr).enumerate() {
-                            if let Some((p1, k1, kc1)) = next {
-                                prefetch_share(b_at(p1, k1), kc1 * NR * elem_bytes, i, tiles);
-                            }
+                            let ahead = next.map_or(Ahead::NONE, |(p1, k1, kc1)| {
+                                Ahead::share(b_at(p1, k1), kc1 * NR * elem_bytes, i, tiles)
+                            });
                             let a_panel = packed[j * mc * A_WORDS + i * stride..].as_ptr();
-                            run_tile((k0, kc), a_panel, b_ptr, (p, r0, m_end));
+                            run_tile((k0, kc), a_panel, b_ptr, (p, r0, m_end), ahead);
                         }
                     }
                 }
@@ -1593,21 +1595,6 @@ unsafe fn run_block(
 /// Asks for share `i` of `tiles` of the `bytes` at `start` to be brought
 /// into L2 (see `run_block`: the next weight block, while a block's row
 /// tiles run).
-fn prefetch_share(start: *const u8, bytes: usize, i: usize, tiles: usize) {
-    let lines = bytes.div_ceil(64);
-    for line in lines * i / tiles..lines * (i + 1) / tiles {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: a prefetch has no effect on memory and never faults, and
-        // the address is only computed (wrapping), not dereferenced.
-        unsafe {
-            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
-            _mm_prefetch::<_MM_HINT_T1>(start.wrapping_add(line * 64).cast())
-        };
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = (start, line);
-    }
-}
-
 /// A `rows × cols` tile of C at `c` (row stride `ldc`).
 struct Tile {
     c: *mut f32,
@@ -1702,12 +1689,109 @@ type PackA = fn(&ABlock, usize, &mut [u32]) -> usize;
 /// `rows <= MR`, `cols <= NR`; the `rows × cols` floats at the C tile (row
 /// stride `ldc`) are valid for reads and writes and no one else touches them
 /// meanwhile; and the CPU has the target features the kernel is compiled for.
-type MicroF32 = unsafe fn(usize, *const u32, *const u8, *mut f32, usize, usize, usize);
+///
+/// The last argument names weight lines to ask into L2 while summing ([`Ahead`]).
+type MicroF32 = unsafe fn(usize, *const u32, *const u8, *mut f32, usize, usize, usize, Ahead);
 /// A float micro-kernel for a tile's first depth block: the float one's
 /// arguments (and contract), then the tile's bias (NR values, or null for
 /// none); it overwrites C with its sums plus the bias instead of adding to C.
 type MicroF32First =
-    unsafe fn(usize, *const u32, *const u8, *mut f32, usize, usize, usize, *const f32);
+    unsafe fn(usize, *const u32, *const u8, *mut f32, usize, usize, usize, *const f32, Ahead);
+
+/// Lines of the next weight block a float micro-kernel asks into L2 while it
+/// sums ([`Ahead::over`]), its share of the block ([`run_block`]'s tiles
+/// split it). In a model's forward the weights come from memory (ViT-B/32
+/// streams 340 MB of f32 weights per batch part) and the first tile to read
+/// a block waited on them: the hardware prefetchers stop at the 4 KiB pages a
+/// 32 KiB block spans. Asked all at once between tiles, the requests waited
+/// for the L1's fill buffers instead (perf put 8% of the products' samples on
+/// the prefetch instructions); one every few depth steps, they do not.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Ahead {
+    at: *const u8,
+    lines: usize,
+}
+
+impl Ahead {
+    /// Nothing to ask for.
+    pub(crate) const NONE: Ahead = Ahead {
+        at: std::ptr::null(),
+        lines: 0,
+    };
+
+    /// Share `i` of `tiles` of the `bytes` at `start`, in whole 64-byte lines.
+    fn share(start: *const u8, bytes: usize, i: usize, tiles: usize) -> Ahead {
+        let lines = bytes.div_ceil(64);
+        let (from, to) = (lines * i / tiles, lines * (i + 1) / tiles);
+        Ahead {
+            at: start.wrapping_add(from * 64),
+            lines: to - from,
+        }
+    }
+
+    /// Part `i` of `parts` of these lines: for a kernel that passes its depth
+    /// more than once (AVX2's two 16-column halves).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub(crate) fn part(self, i: usize, parts: usize) -> Ahead {
+        let (from, to) = (self.lines * i / parts, self.lines * (i + 1) / parts);
+        Ahead {
+            at: self.at.wrapping_add(from * 64),
+            lines: to - from,
+        }
+    }
+
+    /// These lines paced over the first of `steps` depth steps
+    /// ([`Pacer::tick`] once a step): one every `steps / lines` steps but at
+    /// least every 4th, so the last are asked for well before the next block
+    /// starts. Paced over the whole depth instead, the last tile's share came
+    /// too late: the image tower ran no faster than with all lines asked for
+    /// between the tiles; every 8th step, +1-3% at batch 8; every 4th, products
+    /// with the weights out of cache +5-10% and AVX-512 f32 images +2-10%
+    /// (AMX Xeon, 3 of 3 pairs each). Past one a step the rest are left to the
+    /// hardware (a tile's share is well under that in every block size here).
+    pub(crate) fn over(self, steps: usize) -> Pacer {
+        let every = (steps / self.lines.max(1)).clamp(1, 4);
+        Pacer {
+            at: self.at,
+            left: self.lines,
+            every,
+            countdown: every,
+        }
+    }
+}
+
+/// [`Ahead`]'s lines being asked for, one each `every` ticks.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub(crate) struct Pacer {
+    at: *const u8,
+    left: usize,
+    every: usize,
+    countdown: usize,
+}
+
+impl Pacer {
+    /// One depth step: asks for the next line when its turn has come.
+    #[inline(always)]
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub(crate) fn tick(&mut self) {
+        if self.left == 0 {
+            return;
+        }
+        self.countdown -= 1;
+        if self.countdown == 0 {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: a prefetch has no effect on memory and never faults;
+            // the address is only computed (wrapping), not dereferenced.
+            unsafe {
+                use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
+                _mm_prefetch::<_MM_HINT_T1>(self.at.cast())
+            };
+            self.at = self.at.wrapping_add(64);
+            self.left -= 1;
+            self.countdown = self.every;
+        }
+    }
+}
 /// An int8 micro-kernel: the float one's arguments (and contract), then what
 /// turns the integer sums into floats.
 type MicroInt8 = unsafe fn(usize, *const u32, *const u8, *mut f32, usize, usize, usize, &Dequant);
@@ -2714,6 +2798,49 @@ mod blocking_tests {
             let (lo, hi) = (sizes.iter().min().unwrap(), sizes.iter().max().unwrap());
             assert!(hi - lo <= 1, "{sizes:?}");
         }
+    }
+
+    #[test]
+    fn weight_lines_ahead_are_each_asked_for_once() {
+        // Shares of a block over the tiles, then halves of a share, tile
+        // the block's lines in order; paced over a tile's depth steps, every
+        // line of a share is asked for, and all within its first steps.
+        let block = 0x10_0000 as *const u8;
+        for (bytes, tiles, steps) in [
+            (32 << 10, 15, 256),
+            (96 << 10, 16, 768),
+            (16 << 10, 40, 128),
+        ] {
+            let mut next = block;
+            for i in 0..tiles {
+                let share = Ahead::share(block, bytes, i, tiles);
+                assert_eq!(share.at, next);
+                for half in 0..2 {
+                    let part = share.part(half, 2);
+                    assert_eq!(part.at, next);
+                    next = next.wrapping_add(part.lines * 64);
+                    let mut pacer = part.over(steps);
+                    let mut asked_by = 0;
+                    for step in 0..steps {
+                        let left = pacer.left;
+                        pacer.tick();
+                        if pacer.left < left {
+                            asked_by = step + 1;
+                        }
+                    }
+                    assert_eq!(pacer.left, 0, "{bytes} bytes, tile {i}: lines left unasked");
+                    assert!(
+                        asked_by <= 4 * part.lines,
+                        "asked for late: step {asked_by}"
+                    );
+                    assert_eq!(pacer.at, next);
+                }
+            }
+            assert_eq!(next, block.wrapping_add(bytes));
+        }
+        let mut none = Ahead::NONE.over(256);
+        none.tick();
+        assert_eq!(none.left, 0);
     }
 
     /// Row parts start on tile boundaries, follow each other, cover all the

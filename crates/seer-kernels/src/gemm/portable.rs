@@ -6,6 +6,7 @@ pub const MR: usize = 4;
 
 /// # Safety
 /// The micro-kernel contract (see [`super::MicroF32`]).
+#[allow(clippy::too_many_arguments)]
 pub unsafe fn micro_f32(
     kc: usize,
     a: *const u32,
@@ -14,6 +15,7 @@ pub unsafe fn micro_f32(
     ldc: usize,
     rows: usize,
     cols: usize,
+    _ahead: Ahead,
 ) {
     // SAFETY: by the contract, `kc` steps of MR packed f32 rows and of NR
     // f32 weights; packed buffers are u32/f32 vectors, so aligned for f32.
@@ -37,6 +39,7 @@ pub unsafe fn micro_f32(
 
 /// # Safety
 /// The micro-kernel contract (see [`super::MicroF32`]).
+#[allow(clippy::too_many_arguments)]
 pub unsafe fn micro_bf16(
     kc: usize,
     a: *const u32,
@@ -45,6 +48,7 @@ pub unsafe fn micro_bf16(
     ldc: usize,
     rows: usize,
     cols: usize,
+    _ahead: Ahead,
 ) {
     let kce = kc.next_multiple_of(2);
     // SAFETY: by the contract, `kc` rounded up to even steps of MR packed f32

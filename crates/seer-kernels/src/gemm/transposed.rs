@@ -139,6 +139,7 @@ unsafe fn product_rows(
                         k,
                         rows,
                         cols,
+                        Ahead::NONE,
                     )
                 };
             }

@@ -1,6 +1,6 @@
 //! The x86 micro-kernels: AVX2 + FMA, AVX-512F, AVX-512 BF16 and VNNI.
 
-use super::{Activation, NR};
+use super::{Activation, Ahead, NR};
 use crate::avx512::first_lanes;
 use std::arch::x86_64::*;
 
@@ -124,12 +124,19 @@ unsafe fn store_512(
 /// The CPU has AVX-512F; `a` and `b` hold `kc` steps (the micro-kernel
 /// contract, see [`super::MicroF32`]); `R <= MR_512`.
 #[inline(always)]
-unsafe fn sums_512<const R: usize>(kc: usize, a: *const u32, b: *const u8) -> [__m512; 2 * MR_512] {
+unsafe fn sums_512<const R: usize>(
+    kc: usize,
+    a: *const u32,
+    b: *const u8,
+    ahead: Ahead,
+) -> [__m512; 2 * MR_512] {
     let mut a = a.cast::<f32>();
     let mut b = b.cast::<f32>();
     // SAFETY: the CPU has AVX-512F (the contract).
     let mut acc = [unsafe { _mm512_setzero_ps() }; 2 * MR_512];
+    let mut ahead = ahead.over(kc);
     for _ in 0..kc {
+        ahead.tick();
         // SAFETY: each of the `kc` steps reads R <= MR_512 floats of the A
         // panel and NR = 32 of the weight panel, both inside by the contract,
         // and moves past them; unaligned loads need no alignment.
@@ -160,6 +167,7 @@ macro_rules! micro_512_pair {
         /// # Safety
         /// The micro-kernel contract (see [`super::MicroF32`]).
         #[target_feature(enable = $features)]
+        #[allow(clippy::too_many_arguments)]
         pub unsafe fn $micro(
             kc: usize,
             a: *const u32,
@@ -168,10 +176,11 @@ macro_rules! micro_512_pair {
             ldc: usize,
             rows: usize,
             cols: usize,
+            ahead: Ahead,
         ) {
             // SAFETY: the target features are enabled here; the panels hold
             // `kc` depths and the C tile is valid and ours (the contract).
-            unsafe { store_512(&($sums)(kc, a, b), c, ldc, rows, cols, Onto::Output) };
+            unsafe { store_512(&($sums)(kc, a, b, ahead), c, ldc, rows, cols, Onto::Output) };
         }
 
         #[doc = concat!("[`", stringify!($micro), "`] for a tile's first depth block, with its bias: C = sums + bias, written without reading C; or with `ONTO_C`, C = (C + bias) + sums, what `Tile::init` then the kernel would add (a residual).")]
@@ -190,10 +199,11 @@ macro_rules! micro_512_pair {
             rows: usize,
             cols: usize,
             bias: *const f32,
+            ahead: Ahead,
         ) {
             let onto = Onto::first_block::<ONTO_C>(bias);
             // SAFETY: as for the kernel above; the bias is null or `cols` long.
-            unsafe { store_512(&($sums)(kc, a, b), c, ldc, rows, cols, onto) };
+            unsafe { store_512(&($sums)(kc, a, b, ahead), c, ldc, rows, cols, onto) };
         }
     };
 }
@@ -208,6 +218,7 @@ macro_rules! micro_512_rows {
         /// # Safety
         /// The micro-kernel contract (see [`super::MicroF32`]), with `rows == R`.
         #[target_feature(enable = $features)]
+        #[allow(clippy::too_many_arguments)]
         pub unsafe fn $rows<const R: usize>(
             kc: usize,
             a: *const u32,
@@ -216,12 +227,13 @@ macro_rules! micro_512_rows {
             ldc: usize,
             rows: usize,
             cols: usize,
+            ahead: Ahead,
         ) {
             debug_assert!(R < MR_512 && rows == R);
             // SAFETY: the target features are enabled here; the panels hold
             // `kc` steps, R < MR_512, and the C tile is valid and ours (the
             // contract).
-            unsafe { store_512(&$sums::<R>(kc, a, b), c, ldc, rows, cols, Onto::Output) };
+            unsafe { store_512(&$sums::<R>(kc, a, b, ahead), c, ldc, rows, cols, Onto::Output) };
         }
 
         #[doc = concat!("The few-row kernels [`", stringify!($rows), "`], `[r - 1]` for `r` rows.")]
@@ -266,12 +278,15 @@ unsafe fn sums_bf16_512<const R: usize>(
     kc: usize,
     a: *const u32,
     b: *const u8,
+    ahead: Ahead,
 ) -> [__m512; 2 * MR_512] {
     let mut a = a;
     let mut b = b.cast::<u16>();
     // SAFETY: the CPU has AVX-512F (the contract).
     let mut acc = [unsafe { _mm512_setzero_ps() }; 2 * MR_512];
+    let mut ahead = ahead.over(kc.div_ceil(2));
     for _ in 0..kc.div_ceil(2) {
+        ahead.tick();
         // SAFETY: each step (a pair of depths) reads MR_512 u32 words of the A
         // panel and 2 × NR = 64 bf16 of the weight panel, inside by the
         // contract. The transmutes reinterpret 512 bits of packed bf16 pairs
@@ -613,11 +628,14 @@ unsafe fn sums_half_256<const R: usize>(
     kc: usize,
     a: *const f32,
     b: *const f32,
+    ahead: Ahead,
 ) -> [__m256; 2 * MR_256] {
     // SAFETY: the CPU has AVX (the contract).
     let mut acc = [unsafe { _mm256_setzero_ps() }; 2 * MR_256];
     let (mut ap, mut bp) = (a, b);
+    let mut ahead = ahead.over(kc);
     for _ in 0..kc {
+        ahead.tick();
         // SAFETY: each of the `kc` steps reads R <= MR_256 floats of the A
         // panel and 16 of this half of the weight panel's NR, inside by the
         // contract; unaligned loads need no alignment.
@@ -654,16 +672,18 @@ unsafe fn micro_f32_256<const R: usize>(
     rows: usize,
     cols: usize,
     onto: Onto,
+    ahead: Ahead,
 ) {
     for half in 0..2 {
         if half * 16 >= cols {
             break;
         }
+        let ahead = ahead.part(half, 2);
         // SAFETY: half * 16 < NR: inside the weight panel's first step; the
         // panels hold `kc` steps, the C tile is ours and the bias `cols` long
         // (the contract).
         unsafe {
-            let acc = sums_half_256::<R>(kc, a.cast(), b.cast::<f32>().add(half * 16));
+            let acc = sums_half_256::<R>(kc, a.cast(), b.cast::<f32>().add(half * 16), ahead);
             add_half_256(&acc, c, ldc, rows, cols, half, onto);
         }
     }
@@ -679,6 +699,7 @@ macro_rules! micro_256_pair {
         /// # Safety
         /// The micro-kernel contract (see [`super::MicroF32`]).
         #[target_feature(enable = "avx2,fma")]
+        #[allow(clippy::too_many_arguments)]
         pub unsafe fn $micro(
             kc: usize,
             a: *const u32,
@@ -687,9 +708,10 @@ macro_rules! micro_256_pair {
             ldc: usize,
             rows: usize,
             cols: usize,
+            ahead: Ahead,
         ) {
             // SAFETY: AVX2 and FMA are enabled here; the rest is the contract.
-            unsafe { ($body)(kc, a, b, c, ldc, rows, cols, Onto::Output) };
+            unsafe { ($body)(kc, a, b, c, ldc, rows, cols, Onto::Output, ahead) };
         }
 
         #[doc = concat!("[`", stringify!($micro), "`] for a tile's first depth block, with its bias: C = sums + bias, written without reading C; or with `ONTO_C`, C = (C + bias) + sums, what `Tile::init` then the kernel would add (a residual).")]
@@ -708,10 +730,11 @@ macro_rules! micro_256_pair {
             rows: usize,
             cols: usize,
             bias: *const f32,
+            ahead: Ahead,
         ) {
             let onto = Onto::first_block::<ONTO_C>(bias);
             // SAFETY: AVX2 and FMA are enabled here; the rest is the contract.
-            unsafe { ($body)(kc, a, b, c, ldc, rows, cols, onto) };
+            unsafe { ($body)(kc, a, b, c, ldc, rows, cols, onto, ahead) };
         }
     };
 }
@@ -729,6 +752,7 @@ micro_256_pair!(
 /// # Safety
 /// The micro-kernel contract (see [`super::MicroF32`]), with `rows == R`.
 #[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
 pub unsafe fn micro_f32_avx2_rows<const R: usize>(
     kc: usize,
     a: *const u32,
@@ -737,11 +761,12 @@ pub unsafe fn micro_f32_avx2_rows<const R: usize>(
     ldc: usize,
     rows: usize,
     cols: usize,
+    ahead: Ahead,
 ) {
     debug_assert!(R < MR_256 && rows == R);
     // SAFETY: AVX2 and FMA are enabled here; rows == R; the rest is the
     // contract.
-    unsafe { micro_f32_256::<R>(kc, a, b, c, ldc, rows, cols, Onto::Output) };
+    unsafe { micro_f32_256::<R>(kc, a, b, c, ldc, rows, cols, Onto::Output, ahead) };
 }
 
 /// The few-row AVX2 f32 kernels, `[r - 1]` for `r` rows.
@@ -778,6 +803,7 @@ unsafe fn micro_bf16_256(
     rows: usize,
     cols: usize,
     onto: Onto,
+    ahead: Ahead,
 ) {
     const MR: usize = MR_256_BF16;
     let a = a.cast::<f32>();
@@ -793,7 +819,9 @@ unsafe fn micro_bf16_256(
         let mut ap = a;
         // SAFETY: half * 16 < NR: inside the first pair step of the panel.
         let mut bp = unsafe { b.add(half * 16) };
+        let mut ahead = ahead.part(half, 2).over(kc.div_ceil(2));
         for _ in 0..kc.div_ceil(2) {
+            ahead.tick();
             // SAFETY: each pair step reads 2 × MR floats of the A panel and 16 of
             // this half's NR packed pairs, inside by the contract; unaligned
             // loads need no alignment.
@@ -846,6 +874,7 @@ pub const MR_512_BF16: usize = 12;
 /// # Safety
 /// The micro-kernel contract (see [`super::MicroF32`]).
 #[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
 pub unsafe fn micro_bf16_widened_avx512(
     kc: usize,
     a: *const u32,
@@ -854,13 +883,16 @@ pub unsafe fn micro_bf16_widened_avx512(
     ldc: usize,
     rows: usize,
     cols: usize,
+    ahead: Ahead,
 ) {
     const MR: usize = MR_512_BF16;
     let mut a = a.cast::<f32>();
     let mut b = b.cast::<u32>();
     let high = _mm512_set1_epi32(0xffff_0000_u32 as i32);
     let mut acc = [_mm512_setzero_ps(); 2 * MR_512];
+    let mut ahead = ahead.over(kc.div_ceil(2));
     for _ in 0..kc.div_ceil(2) {
+        ahead.tick();
         // SAFETY: each pair step reads 2 × MR floats of the A panel and NR = 32
         // packed pairs of the weight panel, inside by the contract.
         unsafe {
