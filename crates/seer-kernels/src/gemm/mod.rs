@@ -280,6 +280,14 @@ pub struct PackedWeights {
     k_padded: usize,
     panels: Panels,
     bias: Option<Vec<f32>>,
+    /// Packed once for many products (a model's weights,
+    /// [`PackedWeights::pack_for_inference`]), so a product finds them in
+    /// memory rather than cache and asks each next weight block ahead
+    /// ([`Ahead`]). Weights packed per call (training's, `from_rows`,
+    /// `from_right_matrix`) were just written and sit in cache: asked ahead
+    /// there too, the CIFAR-10 demo's training steps ran 2-7% slower (3 of 4
+    /// pairs, AMX Xeon).
+    reused: bool,
 }
 
 impl std::fmt::Debug for PackedWeights {
@@ -359,6 +367,7 @@ impl PackedWeights {
             k_padded,
             panels,
             bias,
+            reused: false,
         }
     }
 
@@ -379,7 +388,10 @@ impl PackedWeights {
         F: Fn(usize) -> &'a [f32] + Sync,
     {
         if precision != Precision::F32 || !f32_on_tiles() {
-            return Self::pack(n, k, row, bias, precision);
+            return Self {
+                reused: true,
+                ..Self::pack(n, k, row, bias, precision)
+            };
         }
         let kp = k.next_multiple_of(K_ALIGN_BF16);
         let step_values = K_ALIGN_BF16 * NR;
@@ -412,7 +424,10 @@ impl PackedWeights {
                 }
             },
         );
-        Self::with_panels(n, k, kp, Panels::Bf16x3(panels), bias)
+        Self {
+            reused: true,
+            ..Self::with_panels(n, k, kp, Panels::Bf16x3(panels), bias)
+        }
     }
 
     /// [`PackedWeights::pack_for_inference`] of a row-major `(n, k)` matrix.
@@ -473,13 +488,7 @@ impl PackedWeights {
                         }
                     });
             }
-            return Self {
-                n,
-                k,
-                k_padded: k,
-                panels: Panels::F32(data),
-                bias: None,
-            };
+            return Self::with_panels(n, k, k, Panels::F32(data), None);
         }
         Self::from_rows(&crate::ops::transpose(matrix, k, n), n, k, None, precision)
     }
@@ -1530,8 +1539,8 @@ unsafe fn run_block(
     // and -4 to +1% at 32 (3 pairs each), bf16 within ±2%. int8 weights, a quarter the bytes, lost at batch 32
     // (AVX-512 VNNI, 4 of 4 pairs, 3-12%) and are left to the hardware.
     let (elem_bytes, prefetch) = match &w.panels {
-        Panels::F32(_) => (4, true),
-        Panels::Bf16(_) | Panels::Bf16x3(_) => (2, true),
+        Panels::F32(_) => (4, w.reused),
+        Panels::Bf16(_) | Panels::Bf16x3(_) => (2, w.reused),
         Panels::Int8(_) => (1, false),
     };
     let group = kernel.blocks.group.max(1);
