@@ -4,17 +4,20 @@ use std::sync::OnceLock;
 
 use crate::gemm::Precision;
 
-/// How the AVX-512 kernels that do f32 arithmetic (f32, bf16 widened to f32)
-/// block their activations.
+/// How the kernels that do f32 arithmetic (f32, bf16 widened to f32) block
+/// their activations ([`Isa::float_blocks`] for AVX-512, [`Isa::avx2_blocks`]
+/// for AVX2, which names its own CPUs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum FloatBlocks {
-    /// 256 deep × 112 rows (AMD Zen 5, and CPUs not measured).
+    /// 256 deep × 112 rows (AMD Zen 5, and CPUs not measured; for AVX2,
+    /// CPUs with a small L2).
     Shallow,
     /// 768 deep × 224 rows: Intel without AMX (Ice Lake, the Skylake-SP line)
     /// and AMD Zen 4 (family 25).
     Deep,
     /// Shallow, but a thread's whole share of rows as one block where it fits
-    /// 224 rows: Intel with AMX (Sapphire Rapids and later).
+    /// 224 rows, three depth blocks packed at a time: Intel with AMX (Sapphire
+    /// Rapids and later); for AVX2, non-AMD CPUs with 1 MiB of L2 or more.
     WholeShare,
 }
 
@@ -138,17 +141,29 @@ impl Isa {
         }
     }
 
-    /// Whether the AVX2 kernels that do f32 arithmetic block their
-    /// activations 768 deep (`gemm::Blocks::for_float_avx2` has the
-    /// measurements): on AMD CPUs, where it was measured; Intel keeps 256.
-    pub(crate) fn avx2_deep_blocks() -> bool {
+    /// How the AVX2 kernels that do f32 arithmetic block their activations
+    /// (`gemm::Blocks::for_float_avx2` has the measurements): 768 deep on AMD,
+    /// where it was measured; on other CPUs a thread's whole share as one
+    /// block and three depth blocks packed at a time, as the AVX-512 kernels
+    /// on AMX Xeons, where the L2 holds those blocks (1 MiB or more: Alder Lake
+    /// and later cores, and AVX-512 Xeons capped at AVX2), else 256 × 112.
+    pub(crate) fn avx2_blocks() -> FloatBlocks {
         #[cfg(target_arch = "x86_64")]
         {
-            vendor() == *b"AuthenticAMD"
+            static BLOCKS: OnceLock<FloatBlocks> = OnceLock::new();
+            *BLOCKS.get_or_init(|| {
+                if vendor() == *b"AuthenticAMD" {
+                    FloatBlocks::Deep
+                } else if l2_kib().is_some_and(|kib| kib >= 1024) {
+                    FloatBlocks::WholeShare
+                } else {
+                    FloatBlocks::Shallow
+                }
+            })
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
-            false
+            FloatBlocks::Shallow
         }
     }
 
@@ -213,12 +228,18 @@ impl Isa {
                 "avx512 bf16 widened to f32 12x32, blocks of 224 rows x 768 deep"
             }
             (Isa::Avx512, Precision::Bf16) => "avx512 bf16 widened to f32 12x32",
-            (Isa::Avx2, Precision::F32) if Self::avx2_deep_blocks() => {
+            (Isa::Avx2, Precision::F32) if Self::avx2_blocks() == FloatBlocks::Deep => {
                 "avx2+fma f32 6x16, blocks of 112 rows x 768 deep"
             }
+            (Isa::Avx2, Precision::F32) if Self::avx2_blocks() == FloatBlocks::WholeShare => {
+                "avx2+fma f32 6x16, a thread's rows as one block up to 224, 3 depth blocks a pass"
+            }
             (Isa::Avx2, Precision::F32) => "avx2+fma f32 6x16",
-            (Isa::Avx2, Precision::Bf16) if Self::avx2_deep_blocks() => {
+            (Isa::Avx2, Precision::Bf16) if Self::avx2_blocks() == FloatBlocks::Deep => {
                 "avx2+fma bf16 widened to f32 5x16, blocks of 112 rows x 768 deep"
+            }
+            (Isa::Avx2, Precision::Bf16) if Self::avx2_blocks() == FloatBlocks::WholeShare => {
+                "avx2+fma bf16 widened to f32 5x16, a thread's rows as one block up to 224, 3 depth blocks a pass"
             }
             (Isa::Avx2, Precision::Bf16) => "avx2+fma bf16 widened to f32 5x16",
             (_, Precision::F32) => "portable f32 4x32",
@@ -254,6 +275,16 @@ fn vendor() -> [u8; 12] {
     })
 }
 
+/// One core's L2 in KiB, where the CPU says (CPUID leaf 0x8000_0006, ECX
+/// bits 16–31, on Intel and AMD alike).
+#[cfg(target_arch = "x86_64")]
+fn l2_kib() -> Option<u32> {
+    let max_extended = std::arch::x86_64::__cpuid(0x8000_0000).eax;
+    (max_extended >= 0x8000_0006)
+        .then(|| std::arch::x86_64::__cpuid(0x8000_0006).ecx >> 16)
+        .filter(|&kib| kib > 0)
+}
+
 /// The CPU's family as the kernels' tuning notes give it (CPUID leaf 1: the
 /// base family, plus the extended family where the base is 15, as AMD's
 /// families 23 and up are).
@@ -281,7 +312,16 @@ mod tests {
         // Deep blocks are named after the kernel (AMD CPUs).
         let avx2 = Isa::Avx2.matmul_kernel(Precision::F32);
         assert!(avx2.starts_with("avx2+fma f32 6x16"), "{avx2}");
-        assert_eq!(avx2.contains("768 deep"), Isa::avx2_deep_blocks(), "{avx2}");
+        assert_eq!(
+            avx2.contains("768 deep"),
+            Isa::avx2_blocks() == FloatBlocks::Deep,
+            "{avx2}"
+        );
+        assert_eq!(
+            avx2.contains("as one block"),
+            Isa::avx2_blocks() == FloatBlocks::WholeShare,
+            "{avx2}"
+        );
         assert!(Isa::Avx2
             .matmul_kernel(Precision::Int8)
             .starts_with("avx2 int8"));

@@ -150,7 +150,7 @@ impl Blocks {
     }
 
     /// The blocks of the AVX2 kernels that do f32 arithmetic (f32, and bf16
-    /// widened to f32): on AMD, ViT-B/32's depth of 768 in one block, so a
+    /// widened to f32). On AMD, ViT-B/32's depth of 768 in one block, so a
     /// product of that depth writes C once (`Kernel::first`) and deeper ones a
     /// quarter as often. AMD Zen 4 capped at AVX2 (family 25 model 17,
     /// 2026-12-05; a stand-in for the AVX2-only EPYCs, Zen 1 to 3), in one
@@ -158,18 +158,28 @@ impl Blocks {
     /// unpadded +4–19% and at 77 tokens 0 to +5%, bare products at 400 rows
     /// +2–10% (every shape of 3 rounds). The A block (112 rows × 768 f32, 344
     /// KiB) fits those EPYCs' 512 KiB L2, and 224 rows measured no better.
-    /// Intel's AVX2-only CPUs, unmeasured and with 256 KiB of L2 up to Comet
-    /// Lake, keep the shallow blocks; the AMX Xeon capped at AVX2 (family 6
-    /// model 167, 2026-12-05) ran images at batch 8 1–6% slower on the deep
-    /// ones (4 of 4 pairs), the rest within ±3%.
+    /// Elsewhere with an L2 of 1 MiB or more, the AMX Xeons' AVX-512 blocks
+    /// ([`FloatBlocks::WholeShare`]): on the AMX Xeon capped at AVX2 (family 6
+    /// model 167, 2026-12-05, with the weights asked ahead), alternating in one
+    /// process, f32 images at batch 8 +6–14% (6 of 6 pairs), batch 32 +4–7%
+    /// (6/6), texts at 77 tokens +2% median (4/6), unpadded within ±4%;
+    /// widened bf16 +1–6% (3/3). The deep blocks had lost there (images at
+    /// batch 8 −1 to −6%, 4 of 4 pairs, before the weights were asked ahead).
+    /// Intel's older AVX2-only CPUs, unmeasured and with 256 KiB of L2 up to
+    /// Comet Lake, keep the shallow blocks (the grouped A block, 3 × 224 rows
+    /// × 256 f32, is 672 KiB).
     fn for_float_avx2() -> Blocks {
-        if Isa::avx2_deep_blocks() {
-            Blocks {
+        match Isa::avx2_blocks() {
+            FloatBlocks::Deep => Blocks {
                 kc: DEEP_KC,
                 ..Blocks::SHALLOW
-            }
-        } else {
-            Blocks::SHALLOW
+            },
+            FloatBlocks::WholeShare => Blocks {
+                whole_share_rows: DEEP_MC,
+                group: GROUP_BLOCKS,
+                ..Blocks::SHALLOW
+            },
+            FloatBlocks::Shallow => Blocks::SHALLOW,
         }
     }
 
