@@ -1546,8 +1546,9 @@ unsafe fn run_block(
     // Then paced inside the kernels instead (see `Ahead::over`): bare AVX2
     // products another +5-10% with the weights out of cache, AVX-512 f32
     // images +2-9% at batch 8 and +5-10% at 32, AVX2 images +2-9% at batch 8
-    // and -4 to +1% at 32 (3 pairs each), bf16 within ±2%. int8 weights, a quarter the bytes, lost at batch 32
-    // (AVX-512 VNNI, 4 of 4 pairs, 3-12%) and are left to the hardware.
+    // and -4 to +1% at 32 (3 pairs each), bf16 within ±2%. int8 weights, a
+    // quarter the bytes, lost at batch 32 (AVX-512 VNNI, 4 of 4 pairs,
+    // 3-12%) and are left to the hardware.
     let (elem_bytes, prefetch) = match &w.panels {
         Panels::F32(_) => (4, w.reused),
         Panels::Bf16(_) | Panels::Bf16x3(_) => (2, w.reused),
@@ -1611,9 +1612,6 @@ unsafe fn run_block(
     });
 }
 
-/// Asks for share `i` of `tiles` of the `bytes` at `start` to be brought
-/// into L2 (see `run_block`: the next weight block, while a block's row
-/// tiles run).
 /// A `rows × cols` tile of C at `c` (row stride `ldc`).
 struct Tile {
     c: *mut f32,
