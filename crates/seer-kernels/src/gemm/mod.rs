@@ -92,6 +92,14 @@ impl Blocks {
         group: 1,
     };
 
+    /// [`FloatBlocks::WholeShare`]: shallow blocks, a thread's whole share as
+    /// one block up to [`DEEP_MC`] rows, [`GROUP_BLOCKS`] depth blocks a pass.
+    const WHOLE_SHARE: Blocks = Blocks {
+        whole_share_rows: DEEP_MC,
+        group: GROUP_BLOCKS,
+        ..Blocks::SHALLOW
+    };
+
     /// The blocks of the AVX-512 kernels that do f32 arithmetic (f32, and bf16
     /// widened to f32) on this CPU. An Intel Xeon without AMX (Ice Lake, family
     /// 6 model 106, 2026-12-03) ran the ViT-B/32 image tower 11% (batch 8, 16/16
@@ -119,11 +127,7 @@ impl Blocks {
                 whole_share_rows: 0,
                 group: 1,
             },
-            FloatBlocks::WholeShare => Blocks {
-                whole_share_rows: DEEP_MC,
-                group: GROUP_BLOCKS,
-                ..Blocks::SHALLOW
-            },
+            FloatBlocks::WholeShare => Blocks::WHOLE_SHARE,
             FloatBlocks::Shallow => Blocks::SHALLOW,
         }
     }
@@ -174,11 +178,7 @@ impl Blocks {
                 kc: DEEP_KC,
                 ..Blocks::SHALLOW
             },
-            FloatBlocks::WholeShare => Blocks {
-                whole_share_rows: DEEP_MC,
-                group: GROUP_BLOCKS,
-                ..Blocks::SHALLOW
-            },
+            FloatBlocks::WholeShare => Blocks::WHOLE_SHARE,
             FloatBlocks::Shallow => Blocks::SHALLOW,
         }
     }
@@ -521,11 +521,20 @@ impl PackedWeights {
         }
     }
 
+    /// Bytes of one packed weight value.
+    fn value_bytes(&self) -> usize {
+        match &self.panels {
+            Panels::F32(_) => 4,
+            Panels::Bf16(_) | Panels::Bf16x3(_) => 2,
+            Panels::Int8(_) => 1,
+        }
+    }
+
     /// Heap bytes held.
     pub fn bytes(&self) -> usize {
         let panels = match &self.panels {
-            Panels::F32(d) => d.len() * 4,
-            Panels::Bf16(d) | Panels::Bf16x3(d) => d.len() * 2,
+            Panels::F32(d) => d.len() * self.value_bytes(),
+            Panels::Bf16(d) | Panels::Bf16x3(d) => d.len() * self.value_bytes(),
             Panels::Int8(q) => q.data.len() + (q.scales.len() + q.sums.len()) * 4,
         };
         panels + self.bias.as_ref().map_or(0, |b| b.len() * 4)
@@ -1549,11 +1558,8 @@ unsafe fn run_block(
     // and -4 to +1% at 32 (3 pairs each), bf16 within ±2%. int8 weights, a
     // quarter the bytes, lost at batch 32 (AVX-512 VNNI, 4 of 4 pairs,
     // 3-12%) and are left to the hardware.
-    let (elem_bytes, prefetch) = match &w.panels {
-        Panels::F32(_) => (4, w.reused),
-        Panels::Bf16(_) | Panels::Bf16x3(_) => (2, w.reused),
-        Panels::Int8(_) => (1, false),
-    };
+    let prefetch = w.reused && !matches!(w.panels, Panels::Int8(_));
+    let step_bytes = NR * w.value_bytes();
     let group = kernel.blocks.group.max(1);
     PACKED_A.with_borrow_mut(|packed| {
         packed.resize(group * mc * A_WORDS, 0);
@@ -1598,7 +1604,7 @@ unsafe fn run_block(
                         .filter(|_| prefetch);
                         for (i, r0) in (m0..m_end).step_by(mr).enumerate() {
                             let ahead = next.map_or(Ahead::NONE, |(p1, k1, kc1)| {
-                                Ahead::share(b_at(p1, k1), kc1 * NR * elem_bytes, i, tiles)
+                                Ahead::share(b_at(p1, k1), kc1 * step_bytes, i, tiles)
                             });
                             let a_panel = packed[j * mc * A_WORDS + i * stride..].as_ptr();
                             run_tile((k0, kc), a_panel, b_ptr, (p, r0, m_end), ahead);
