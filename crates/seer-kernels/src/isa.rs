@@ -98,13 +98,14 @@ impl Isa {
     }
 
     /// Whether bf16 products run on the dot-product instruction (`vdpbf16ps`):
-    /// the CPU has it and it beats f32 FMAs there. Otherwise bf16 weights are
-    /// widened to f32 in registers, saving memory and weight traffic but no
-    /// arithmetic. AMD Zen 4 runs it at about twice the f32 rate (bf16 measured
+    /// the CPU has it and it beats f32 FMAs there. Otherwise the f32 kernels
+    /// run on the bf16 weights widened to f32 a block at a time, saving
+    /// memory and weight traffic but no arithmetic. AMD Zen 4 runs it at about twice the f32 rate (bf16 measured
     /// 1.7–2× f32). On Intel Sapphire Rapids seer's bf16 with it measured 0.72×
     /// f32 (issue 14; likely because it issues on one port where FMAs use two),
-    /// so Intel CPUs take the widening kernel, which does f32's arithmetic and
-    /// is never slower than f32, where they have no AMX (or it is capped off).
+    /// so Intel CPUs run the f32 kernels on the bf16 weights widened a block
+    /// at a time where they have no AMX (or it is capped off): f32's speed
+    /// with half the weight memory.
     pub fn has_bf16_dot() -> bool {
         #[cfg(target_arch = "x86_64")]
         {
@@ -225,9 +226,12 @@ impl Isa {
             }
             (Isa::Avx512, Precision::Bf16) if Self::has_bf16_dot() => "avx512-bf16 dot 14x32",
             (Isa::Avx512, Precision::Bf16) if Self::float_blocks() == FloatBlocks::Deep => {
-                "avx512 bf16 widened to f32 12x32, blocks of 224 rows x 768 deep"
+                "avx512 f32 14x32 on bf16 weights widened per block, blocks of 224 rows x 768 deep"
             }
-            (Isa::Avx512, Precision::Bf16) => "avx512 bf16 widened to f32 12x32",
+            (Isa::Avx512, Precision::Bf16) if Self::float_blocks() == FloatBlocks::WholeShare => {
+                "avx512 f32 14x32 on bf16 weights widened per block, a thread's rows as one block up to 224, 3 depth blocks a pass"
+            }
+            (Isa::Avx512, Precision::Bf16) => "avx512 f32 14x32 on bf16 weights widened per block",
             (Isa::Avx2, Precision::F32) if Self::avx2_blocks() == FloatBlocks::Deep => {
                 "avx2+fma f32 6x16, blocks of 112 rows x 768 deep"
             }
@@ -236,14 +240,14 @@ impl Isa {
             }
             (Isa::Avx2, Precision::F32) => "avx2+fma f32 6x16",
             (Isa::Avx2, Precision::Bf16) if Self::avx2_blocks() == FloatBlocks::Deep => {
-                "avx2+fma bf16 widened to f32 5x16, blocks of 112 rows x 768 deep"
+                "avx2+fma f32 6x16 on bf16 weights widened per block, blocks of 112 rows x 768 deep"
             }
             (Isa::Avx2, Precision::Bf16) if Self::avx2_blocks() == FloatBlocks::WholeShare => {
-                "avx2+fma bf16 widened to f32 5x16, a thread's rows as one block up to 224, 3 depth blocks a pass"
+                "avx2+fma f32 6x16 on bf16 weights widened per block, a thread's rows as one block up to 224, 3 depth blocks a pass"
             }
-            (Isa::Avx2, Precision::Bf16) => "avx2+fma bf16 widened to f32 5x16",
+            (Isa::Avx2, Precision::Bf16) => "avx2+fma f32 6x16 on bf16 weights widened per block",
             (_, Precision::F32) => "portable f32 4x32",
-            (_, Precision::Bf16) => "portable bf16 (widened to f32) 4x32",
+            (_, Precision::Bf16) => "portable f32 4x32 on bf16 weights widened per block",
             (Isa::Avx512, Precision::Int8) if Self::has_int8_dot() => "avx512-vnni int8 14x32",
             (Isa::Avx512 | Isa::Avx2, Precision::Int8) => {
                 "avx2 int8 (vpmaddubsw, 128-level activations) 4x16"
@@ -329,10 +333,10 @@ mod tests {
         assert!(Isa::Avx512
             .matmul_kernel(Precision::F32)
             .starts_with("avx512 f32 14x32"));
-        // Without a bf16 dot product, AVX2 widens bf16 weights in registers.
+        // Without a bf16 dot product, AVX2 runs f32's kernel on widened weights.
         assert!(Isa::Avx2
             .matmul_kernel(Precision::Bf16)
-            .starts_with("avx2+fma bf16 widened"));
+            .starts_with("avx2+fma f32 6x16 on bf16 weights widened per block"));
         assert_eq!(
             Isa::Portable.matmul_kernel(Precision::Int8),
             "portable int8 4x32"

@@ -11,8 +11,9 @@
 //!
 //! bf16 weights are stored as pairs along K, the operand order of AVX-512 BF16's
 //! `vdpbf16ps`; activations are rounded to bf16 while packing. Without that
-//! instruction the AVX2 and AVX-512 kernels widen each pair to f32 in registers
-//! and keep activations in f32: f32 arithmetic on half the weight traffic.
+//! instruction the f32 kernels run on the weights widened to f32 a block at a
+//! time (by the block's first row tile as it sums) and keep activations in f32:
+//! f32 arithmetic on half the weight memory and traffic.
 //!
 //! int8 weights are quantised symmetrically per output feature and stored as
 //! groups of four along K, the operand order of AVX-512 VNNI's `vpdpbusd`.
@@ -37,8 +38,8 @@ use crate::SendPtr;
 /// Output features per weight panel (two 16-lane vectors).
 pub const NR: usize = 32;
 /// Depth of one packed block of activations (int8 goes 4× deeper, bf16 pairs
-/// 2×). The weight micro-panel of one block (32 KiB in f32, in int8 and in
-/// bf16 pairs; 16 KiB for the kernels that widen bf16 to f32) then stays in a
+/// 2×). The weight micro-panel of one block (32 KiB in f32, in int8, in bf16
+/// pairs and widened from bf16 to f32) then stays in a
 /// 32 KiB L1 while every row tile of the block passes it; at 512 it spilled to
 /// L2 and int8 ran 10–15% slower (AMD Zen 4, gemm_speed). Half as deep, the
 /// bf16 pair kernel added its tiles into C twice as often: 7–9% slower (Zen 5).
@@ -1446,11 +1447,14 @@ unsafe fn run_block(
     // The tile of rows r0.. (up to m_end) in panel p over one depth block:
     // `a_panel` holds its packed rows at depth k0..k0 + kc, `b_ptr` the
     // panel's weights there.
+    // With `widen_into`, `b_ptr` holds bf16 pairs the tile (a full one)
+    // sums on and writes widened to f32 there (see `Micro::WidenedBf16`).
     let run_tile = |(k0, kc): (usize, usize),
                     a_panel: *const u32,
                     b_ptr: *const u8,
                     (p, r0, m_end): (usize, usize, usize),
-                    ahead: Ahead| {
+                    ahead: Ahead,
+                    widen_into: Option<(MicroWidening, *mut f32)>| {
         let pcols = NR.min(n - p * NR);
         let tile = Tile {
             // SAFETY: r0 < rows.end <= m and p * NR < n, so the
@@ -1462,7 +1466,22 @@ unsafe fn run_block(
         };
         let bias = w.bias.as_deref().map(|b| &b[p * NR..]);
         let full = kernel.few.get(tile.rows - 1).is_none();
-        if let Some(first) = first_block.filter(|_| full && k0 == 0) {
+        if let Some((widening, widened)) = widen_into {
+            debug_assert!(tile.rows == mr);
+            if k0 == 0 {
+                // SAFETY: as for `tile.init` below.
+                unsafe { tile.init(bias, init) };
+            }
+            // SAFETY: the micro-kernel contract as below, with `b_ptr` at
+            // the block's bf16 pairs and `widened` the caller's scratch
+            // panel of `kc` rounded up to even steps, which nothing else
+            // touches meanwhile.
+            unsafe {
+                widening(
+                    kc, a_panel, b_ptr, widened, tile.c, n, tile.rows, tile.cols, ahead,
+                )
+            };
+        } else if let Some(first) = first_block.filter(|_| full && k0 == 0) {
             // SAFETY: the micro-kernel contract as below; the
             // bias (when there is one) holds this panel's
             // `pcols` values.
@@ -1497,7 +1516,7 @@ unsafe fn run_block(
             // features of `kernel.micro`.
             unsafe {
                 match (kernel.micro, quant, &w.panels) {
-                    (Micro::Float(micro), ..) => {
+                    (Micro::Float(micro) | Micro::WidenedBf16(micro, _), ..) => {
                         let micro = kernel.few.get(tile.rows - 1).copied().unwrap_or(micro);
                         micro(kc, a_panel, b_ptr, tile.c, n, tile.rows, tile.cols, ahead)
                     }
@@ -1561,6 +1580,20 @@ unsafe fn run_block(
     let prefetch = w.reused && !matches!(w.panels, Panels::Int8(_));
     let step_bytes = NR * w.value_bytes();
     let group = kernel.blocks.group.max(1);
+    // bf16 weights for an f32 kernel: each block widened once for all its
+    // row tiles (see `Micro::WidenedBf16`).
+    let mut widened = match (kernel.micro, &w.panels) {
+        (Micro::WidenedBf16(_, widening), Panels::Bf16(pairs)) => {
+            let len = kernel.blocks.kc.next_multiple_of(2) * NR;
+            let buf = WIDENED
+                .take()
+                .filter(|buf| buf.len() >= len)
+                .unwrap_or_else(|| AlignedVec::zeroed(len));
+            Some((buf, pairs, widening))
+        }
+        (Micro::WidenedBf16(..), _) => unreachable!("widening kernels are chosen for bf16 weights"),
+        _ => None,
+    };
     PACKED_A.with_borrow_mut(|packed| {
         packed.resize(group * mc * A_WORDS, 0);
         let mut m0 = rows.start;
@@ -1593,7 +1626,22 @@ unsafe fn run_block(
                 let tiles = mrows.div_ceil(mr);
                 for p in panels.clone() {
                     for (j, &(k0, kc, stride)) in blocks.iter().enumerate() {
-                        let b_ptr = b_at(p, k0);
+                        // Where the weights are widened, the first tile does
+                        // it if it is a full one, else a pass before it.
+                        let mut widen_into = None;
+                        let b_ptr = match widened.as_mut() {
+                            Some((buf, pairs, widening)) => {
+                                let len = kc.next_multiple_of(2) * NR;
+                                if widening.is_none() || mrows < mr {
+                                    let at = w.panel_offset(p, k0);
+                                    widen_bf16_pairs(&pairs[at..at + len], &mut buf[..len]);
+                                }
+                                let ptr = buf.as_mut_ptr();
+                                widen_into = widening.filter(|_| mrows >= mr).map(|f| (f, ptr));
+                                ptr.cast_const().cast()
+                            }
+                            None => b_at(p, k0),
+                        };
                         // The weight block the tiles pass next, asked into
                         // L2 a share per tile while these run (see `Ahead`).
                         let next = match blocks.get(j + 1) {
@@ -1607,7 +1655,19 @@ unsafe fn run_block(
                                 Ahead::share(b_at(p1, k1), kc1 * step_bytes, i, tiles)
                             });
                             let a_panel = packed[j * mc * A_WORDS + i * stride..].as_ptr();
-                            run_tile((k0, kc), a_panel, b_ptr, (p, r0, m_end), ahead);
+                            match widen_into.take() {
+                                Some(widen) => run_tile(
+                                    (k0, kc),
+                                    a_panel,
+                                    b_at(p, k0),
+                                    (p, r0, m_end),
+                                    ahead,
+                                    Some(widen),
+                                ),
+                                None => {
+                                    run_tile((k0, kc), a_panel, b_ptr, (p, r0, m_end), ahead, None)
+                                }
+                            }
                         }
                     }
                 }
@@ -1616,6 +1676,28 @@ unsafe fn run_block(
             m0 += mrows;
         }
     });
+    if let Some((buf, ..)) = widened {
+        WIDENED.set(Some(buf));
+    }
+}
+
+thread_local! {
+    /// The weight block [`Micro::WidenedBf16`] kernels read, reused across calls.
+    static WIDENED: RefCell<Option<AlignedVec<f32>>> = const { RefCell::new(None) };
+}
+
+multiversion! {
+    /// bf16 weight pairs (`[k/2][NR][2]`, [`Panels::Bf16`]) widened to the f32
+    /// panel layout (`[k][NR]`): a bf16 is the top half of its f32.
+    fn widen_bf16_pairs(pairs: &[u16], out: &mut [f32]) {
+        for (src, dst) in pairs.chunks_exact(2 * NR).zip(out.chunks_exact_mut(2 * NR)) {
+            let (even, odd) = dst.split_at_mut(NR);
+            for (j, pair) in src.chunks_exact(2).enumerate() {
+                even[j] = f32::from_bits(u32::from(pair[0]) << 16);
+                odd[j] = f32::from_bits(u32::from(pair[1]) << 16);
+            }
+        }
+    }
 }
 
 /// A `rows × cols` tile of C at `c` (row stride `ldc`).
@@ -1720,6 +1802,12 @@ type MicroF32 = unsafe fn(usize, *const u32, *const u8, *mut f32, usize, usize, 
 /// none); it overwrites C with its sums plus the bias instead of adding to C.
 type MicroF32First =
     unsafe fn(usize, *const u32, *const u8, *mut f32, usize, usize, usize, *const f32, Ahead);
+/// A full-tile f32 micro-kernel on bf16 weight pairs that also writes them
+/// widened to f32 panel layout: the float one's arguments (and contract)
+/// with the pairs as the weights, then after them the widened panel's
+/// `kc.next_multiple_of(2) × NR` floats (`x86::micro_f32_avx512_widening`).
+type MicroWidening =
+    unsafe fn(usize, *const u32, *const u8, *mut f32, *mut f32, usize, usize, usize, Ahead);
 
 /// Lines of the next weight block a float micro-kernel asks into L2 while it
 /// sums ([`Ahead::over`]), its share of the block ([`run_block`]'s tiles
@@ -1855,6 +1943,12 @@ impl FirstBlock<'_> {
 #[derive(Clone, Copy)]
 enum Micro {
     Float(MicroF32),
+    /// An f32 kernel on bf16 weights, each weight block widened to f32 into
+    /// a scratch panel its row tiles read: for CPUs without fast bf16
+    /// arithmetic. A block's first tile widens it as it sums where there is a
+    /// kernel that does ([`MicroWidening`]), else a pass
+    /// ([`widen_bf16_pairs`]) does before the tiles.
+    WidenedBf16(MicroF32, Option<MicroWidening>),
     Int8(MicroInt8, ActivationLevels),
 }
 
@@ -1933,7 +2027,7 @@ impl Kernel {
                             onto_output: x86::micro_f32_avx512_first::<true>,
                         }),
                         blocks: Blocks::for_float_avx512(),
-                        pack_a: pack_a_f32_avx512::<{ x86::MR_512 }, false>,
+                        pack_a: pack_a_f32_avx512::<{ x86::MR_512 }>,
                         micro: Micro::Float(x86::micro_f32_avx512),
                     }
                 }
@@ -1950,29 +2044,7 @@ impl Kernel {
                         micro: Micro::Float(x86::micro_bf16_avx512),
                     }
                 }
-                (Isa::Avx512, Precision::Bf16) => {
-                    return Kernel {
-                        mr: x86::MR_512_BF16,
-                        few: &[],
-                        first: None,
-                        blocks: Blocks::for_float_avx512(),
-                        pack_a: pack_a_f32_avx512::<{ x86::MR_512_BF16 }, true>,
-                        micro: Micro::Float(x86::micro_bf16_widened_avx512),
-                    }
-                }
-                (Isa::Avx2, Precision::Bf16) => {
-                    return Kernel {
-                        mr: x86::MR_256_BF16,
-                        few: &[],
-                        first: Some(FirstBlockKernels {
-                            overwrite: x86::micro_bf16_avx2_first::<false>,
-                            onto_output: x86::micro_bf16_avx2_first::<true>,
-                        }),
-                        blocks: Blocks::for_float_avx2(),
-                        pack_a: pack_a_f32_avx2::<{ x86::MR_256_BF16 }, true>,
-                        micro: Micro::Float(x86::micro_bf16_avx2),
-                    }
-                }
+                (Isa::Avx512 | Isa::Avx2, Precision::Bf16) => return Kernel::widened_bf16(isa),
                 (Isa::Avx512, Precision::Int8) if Isa::has_int8_dot() => {
                     return Kernel {
                         mr: x86::MR_512,
@@ -2009,7 +2081,7 @@ impl Kernel {
                             onto_output: x86::micro_f32_avx2_first::<true>,
                         }),
                         blocks: Blocks::for_float_avx2(),
-                        pack_a: pack_a_f32_avx2::<{ x86::MR_256 }, false>,
+                        pack_a: pack_a_f32_avx2::<{ x86::MR_256 }>,
                         micro: Micro::Float(x86::micro_f32_avx2),
                     }
                 }
@@ -2026,14 +2098,7 @@ impl Kernel {
                 pack_a: pack_a_f32,
                 micro: Micro::Float(portable::micro_f32),
             },
-            Precision::Bf16 => Kernel {
-                mr: portable::MR,
-                few: &[],
-                first: None,
-                blocks: Blocks::SHALLOW,
-                pack_a: pack_a_f32_even,
-                micro: Micro::Float(portable::micro_bf16),
-            },
+            Precision::Bf16 => Kernel::widened_bf16(Isa::Portable),
             Precision::Int8 => Kernel {
                 mr: portable::MR,
                 few: &[],
@@ -2045,6 +2110,35 @@ impl Kernel {
                 pack_a: pack_a_u8_groups,
                 micro: Micro::Int8(portable::micro_int8, ActivationLevels::U8),
             },
+        }
+    }
+}
+
+impl Kernel {
+    /// bf16 weights where there is no fast bf16 arithmetic: `isa`'s f32
+    /// kernels on the weights widened a block at a time
+    /// ([`Micro::WidenedBf16`]). The f32 kernels' tiles are larger than a
+    /// kernel that widens in registers can hold (AVX-512 14 rows against 12,
+    /// AVX2 6 against 5), and widening once per block instead of per tile
+    /// takes the shifts off the FMA ports: the widening kernels this
+    /// replaced ran 0.89-0.97× f32 (AMX Xeon capped at AVX-512 and AVX2,
+    /// 2026-12-05). The weights still take half the memory and traffic.
+    fn widened_bf16(isa: Isa) -> Kernel {
+        let isa = isa.min(Isa::Avx512);
+        let f32 = Kernel::select(isa, Precision::F32);
+        let Micro::Float(micro) = f32.micro else {
+            unreachable!("f32 products have float kernels")
+        };
+        let widening: Option<MicroWidening> = match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => Some(x86::micro_f32_avx2_widening),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => Some(x86::micro_f32_avx512_widening),
+            _ => None,
+        };
+        Kernel {
+            micro: Micro::WidenedBf16(micro, widening),
+            ..f32
         }
     }
 }
@@ -2119,53 +2213,38 @@ fn pack_a_f32(block: &ABlock, mr: usize, out: &mut [u32]) -> usize {
     pack_panels(block, mr, out, block.kc, |row, k| row[k].to_bits())
 }
 
-/// [`pack_a_f32`] (or, with `EVEN`, [`pack_a_f32_even`]) for the AVX-512
-/// kernels' R-row panels (14 for f32, 12 for widened bf16).
+/// [`pack_a_f32`] for the AVX-512 kernels' R-row panels.
 #[cfg(target_arch = "x86_64")]
-fn pack_a_f32_avx512<const R: usize, const EVEN: bool>(
-    block: &ABlock,
-    mr: usize,
-    out: &mut [u32],
-) -> usize {
+fn pack_a_f32_avx512<const R: usize>(block: &ABlock, mr: usize, out: &mut [u32]) -> usize {
     assert!(Isa::best_supported() >= Isa::Avx512);
     // SAFETY: AVX-512F is present (asserted: this packer is chosen only with
     // the AVX-512 kernels).
-    unsafe { pack_a_f32_panels::<R, EVEN>(block, mr, out, x86::pack_f32_panel_avx512::<R>) }
+    unsafe { pack_a_f32_panels::<R>(block, mr, out, x86::pack_f32_panel_avx512::<R>) }
 }
 
-/// [`pack_a_f32_avx512`] for the AVX2 kernels' R-row panels (6 for f32, 5 for
-/// widened bf16).
+/// [`pack_a_f32_avx512`] for the AVX2 kernels' R-row panels.
 #[cfg(target_arch = "x86_64")]
-fn pack_a_f32_avx2<const R: usize, const EVEN: bool>(
-    block: &ABlock,
-    mr: usize,
-    out: &mut [u32],
-) -> usize {
+fn pack_a_f32_avx2<const R: usize>(block: &ABlock, mr: usize, out: &mut [u32]) -> usize {
     assert!(Isa::best_supported() >= Isa::Avx2);
     // SAFETY: AVX2 (so AVX) is present (asserted).
-    unsafe { pack_a_f32_panels::<R, EVEN>(block, mr, out, x86::pack_f32_panel_avx2::<R>) }
+    unsafe { pack_a_f32_panels::<R>(block, mr, out, x86::pack_f32_panel_avx2::<R>) }
 }
 
-/// f32 panels of R rows (depth rounded up to even with `EVEN`): full panels
-/// through `panel(rows, lda, kc, out)`, a register transpose, the padding
-/// zeroed; a last partial panel by the scalar walk.
+/// f32 panels of R rows: full panels through `panel(rows, lda, kc, out)`, a
+/// register transpose; a last partial panel by the scalar walk.
 ///
 /// # Safety
 /// `panel` may be called on this CPU and packs R rows of `kc` floats at stride
 /// `lda` into `kc · R` floats.
 #[cfg(target_arch = "x86_64")]
-unsafe fn pack_a_f32_panels<const R: usize, const EVEN: bool>(
+unsafe fn pack_a_f32_panels<const R: usize>(
     block: &ABlock,
     mr: usize,
     out: &mut [u32],
     panel: unsafe fn(*const f32, usize, usize, *mut f32),
 ) -> usize {
     assert_eq!(mr, R);
-    let units = if EVEN {
-        block.kc.next_multiple_of(2)
-    } else {
-        block.kc
-    };
+    let units = block.kc;
     pack_full_panels(
         block,
         mr,
@@ -2173,15 +2252,12 @@ unsafe fn pack_a_f32_panels<const R: usize, const EVEN: bool>(
         units,
         |rows, dst| {
             // SAFETY: `panel` runs here (the caller's contract); `rows` holds R
-            // rows of kc floats at stride lda and `dst` units · R >= kc · R words
+            // rows of kc floats at stride lda and `dst` kc · R words
             // (`pack_full_panels`' promise).
             unsafe { panel(rows.as_ptr(), block.lda, block.kc, dst.as_mut_ptr().cast()) };
-            dst[block.kc * mr..].fill(0);
         },
         |tail, dst| {
-            pack_panels(tail, mr, dst, units, |row, k| {
-                row.get(k).map_or(0, |v| v.to_bits())
-            });
+            pack_panels(tail, mr, dst, units, |row, k| row[k].to_bits());
         },
     )
 }
@@ -2220,14 +2296,6 @@ fn pack_full_panels(
         tail(&rest, &mut out[full * stride..]);
     }
     stride
-}
-
-/// f32 panels with the depth rounded up to even (zero-filled), for the portable
-/// bf16 kernel that walks K in pairs.
-fn pack_a_f32_even(block: &ABlock, mr: usize, out: &mut [u32]) -> usize {
-    pack_panels(block, mr, out, block.kc.next_multiple_of(2), |row, k| {
-        row.get(k).map_or(0, |v| v.to_bits())
-    })
 }
 
 /// bf16 pairs `(a[k], a[k+1])` in one u32 per row, panels `[k/2][r]`. Whole
@@ -2325,8 +2393,8 @@ fn pack_a_u8_groups(block: &ABlock, mr: usize, out: &mut [u32]) -> usize {
             kc: block.kc.div_ceil(4),
         };
         return match mr {
-            x86::MR_512 => pack_a_f32_avx512::<{ x86::MR_512 }, false>(&words, mr, out),
-            _ => pack_a_f32_avx2::<{ x86::MR_256_INT8 }, false>(&words, mr, out),
+            x86::MR_512 => pack_a_f32_avx512::<{ x86::MR_512 }>(&words, mr, out),
+            _ => pack_a_f32_avx2::<{ x86::MR_256_INT8 }>(&words, mr, out),
         };
     }
     let q = block
@@ -2466,6 +2534,22 @@ mod tests {
         k: usize,
         precision: Precision,
     ) -> (Vec<f32>, PackedWeights) {
+        let (a, w, bias) = product_values(m, n, k);
+        (a, PackedWeights::from_rows(&w, n, k, Some(bias), precision))
+    }
+
+    /// Panics naming `what` unless `got` and `want` hold the same bits.
+    fn assert_same_bits(got: &[f32], want: &[f32], what: String) {
+        assert_eq!(got.len(), want.len(), "{what}: the lengths differ");
+        let same = got
+            .iter()
+            .zip(want)
+            .all(|(x, y)| x.to_bits() == y.to_bits());
+        assert!(same, "{what}: the result differs");
+    }
+
+    /// [`product_inputs`]' activations, weights and bias, unpacked.
+    fn product_values(m: usize, n: usize, k: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
         let a: Vec<f32> = (0..m * k)
             .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
             .collect();
@@ -2473,7 +2557,7 @@ mod tests {
             .map(|i| ((i * 53 % 97) as f32 - 48.0) / 30.0)
             .collect();
         let bias: Vec<f32> = (0..n).map(|j| j as f32 * 0.1).collect();
-        (a, PackedWeights::from_rows(&w, n, k, Some(bias), precision))
+        (a, w, bias)
     }
 
     /// Grouped depth blocks ([`Blocks::group`]) change only the order in
@@ -2581,38 +2665,49 @@ mod tests {
         }
     }
 
-    /// The AVX-512 kernel for CPUs without `vdpbf16ps` is never chosen on one
-    /// that has it, so it is run here directly against the portable bf16 kernel
-    /// (both: bf16 weights, f32 activations).
+    /// bf16 weights on the f32 kernels ([`Micro::WidenedBf16`]) give bit for
+    /// bit what those kernels give on f32 weights of the same rounded values:
+    /// widened by a block's first tile as it sums, or by a pass where that
+    /// tile is short or there is no widening kernel (portable); over an odd
+    /// depth, several depth blocks, tail columns and tiles, with a residual
+    /// to add onto and an activation. The AVX-512 one runs here even on CPUs
+    /// whose bf16 products take `vdpbf16ps` instead.
     #[test]
-    fn widened_avx512_bf16_matches_portable() {
-        if Isa::best_supported() < Isa::Avx512 {
-            return;
-        }
-        let widened = Kernel {
-            mr: x86::MR_512_BF16,
-            few: &[],
-            first: None,
-            blocks: Blocks::SHALLOW,
-            pack_a: pack_a_f32_avx512::<{ x86::MR_512_BF16 }, true>,
-            micro: Micro::Float(x86::micro_bf16_widened_avx512),
-        };
-        let portable = Kernel::select(Isa::Portable, Precision::Bf16);
-        for (m, n, k) in [(1, 1, 1), (13, 33, 7), (25, 70, 513), (40, 64, 300)] {
-            let (a, packed) = product_inputs(m, n, k, Precision::Bf16);
-            // SAFETY: the CPU has AVX-512F (checked above), all the widened
-            // kernel needs (the portable one needs nothing).
-            let (got, want) = unsafe {
-                (
-                    product_on(Isa::Avx512, &widened, &a, m, &packed),
-                    product_on(Isa::Avx512, &portable, &a, m, &packed),
-                )
+    fn widened_bf16_is_f32_on_the_rounded_weights() {
+        let isas = [Isa::Portable, Isa::Avx2, Isa::Avx512];
+        for isa in isas.into_iter().filter(|&isa| isa <= Isa::best_supported()) {
+            let kernel = Kernel::widened_bf16(isa);
+            let Micro::WidenedBf16(micro, _) = kernel.micro else {
+                panic!("{} bf16 widens", isa.name())
             };
-            for (i, (x, y)) in got.iter().zip(&want).enumerate() {
-                assert!(
-                    (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
-                    "{m}x{n}x{k} [{i}]: {x} vs {y}"
-                );
+            let on_f32 = Kernel {
+                micro: Micro::Float(micro),
+                ..kernel
+            };
+            let (mr, kc) = (kernel.mr, kernel.blocks.kc);
+            for (m, n, k) in [
+                (1, 1, 1),
+                (5, 33, 7),
+                (mr, 45, 513),
+                (3 * mr + 2, 70, 2 * kc + 1),
+                (40, 64, 300),
+                (250, 40, kc + 32),
+            ] {
+                let (a, w, bias) = product_values(m, n, k);
+                let rounded: Vec<f32> = w.iter().map(|&x| bf16_to_f32(f32_to_bf16(x))).collect();
+                let pairs = PackedWeights::from_rows(&w, n, k, Some(bias.clone()), Precision::Bf16);
+                let floats = PackedWeights::from_rows(&rounded, n, k, Some(bias), Precision::F32);
+                for init in [Init::Bias, Init::AddToOutput] {
+                    let act = Some(Activation::QuickGelu);
+                    // SAFETY: the CPU has `isa` (filtered above).
+                    let (got, want) = unsafe {
+                        (
+                            product_onto(isa, &kernel, (&a, m, &pairs), init, act),
+                            product_onto(isa, &on_f32, (&a, m, &floats), init, act),
+                        )
+                    };
+                    assert_same_bits(&got, &want, format!("{} {m}x{n}x{k} {init:?}", isa.name()));
+                }
             }
         }
     }
@@ -2627,15 +2722,9 @@ mod tests {
         let mut kernels = vec![];
         for isa in [Isa::Avx2, Isa::Avx512] {
             if Isa::best_supported() >= isa {
-                kernels.push((isa, Precision::F32));
+                // bf16: `vdpbf16ps` or the f32 kernels on widened weights.
+                kernels.extend([(isa, Precision::F32), (isa, Precision::Bf16)]);
             }
-        }
-        if Isa::best_supported() >= Isa::Avx2 {
-            // Widened to f32: first-block twins, no few-row kernels.
-            kernels.push((Isa::Avx2, Precision::Bf16));
-        }
-        if Isa::has_bf16_dot() {
-            kernels.push((Isa::Avx512, Precision::Bf16));
         }
         for (isa, precision) in kernels {
             let kernel = Kernel::select(isa, precision);
@@ -2644,14 +2733,12 @@ mod tests {
                 "{} {precision:?} has first-block kernels",
                 isa.name()
             );
-            if (isa, precision) != (Isa::Avx2, Precision::Bf16) {
-                assert_eq!(
-                    kernel.few.len(),
-                    kernel.mr - 1,
-                    "{} {precision:?} has few-row kernels",
-                    isa.name()
-                );
-            }
+            assert_eq!(
+                kernel.few.len(),
+                kernel.mr - 1,
+                "{} {precision:?} has few-row kernels",
+                isa.name()
+            );
             let plain = Kernel {
                 few: &[],
                 first: None,
@@ -2667,15 +2754,8 @@ mod tests {
                             unsafe { product_onto(isa, kernel, (&a, m, &packed), init, None) }
                         };
                         let (got, want) = (run(&kernel), run(&plain));
-                        let same = got
-                            .iter()
-                            .zip(&want)
-                            .all(|(x, y)| x.to_bits() == y.to_bits());
-                        assert!(
-                            same,
-                            "{} {precision:?} {m}x{n}x{k} {init:?}: the result differs",
-                            isa.name()
-                        );
+                        let what = format!("{} {precision:?} {m}x{n}x{k} {init:?}", isa.name());
+                        assert_same_bits(&got, &want, what);
                     }
                 }
             }

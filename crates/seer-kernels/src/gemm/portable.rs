@@ -38,41 +38,6 @@ pub unsafe fn micro_f32(
 }
 
 /// # Safety
-/// The micro-kernel contract (see [`super::MicroF32`]).
-#[allow(clippy::too_many_arguments)]
-pub unsafe fn micro_bf16(
-    kc: usize,
-    a: *const u32,
-    b: *const u8,
-    c: *mut f32,
-    ldc: usize,
-    rows: usize,
-    cols: usize,
-    _ahead: Ahead,
-) {
-    let kce = kc.next_multiple_of(2);
-    // SAFETY: by the contract, `kc` rounded up to even steps of MR packed f32
-    // rows and of NR bf16 weights; the buffers are aligned for their types.
-    let (a, b) = unsafe {
-        (
-            std::slice::from_raw_parts(a.cast::<f32>(), kce * MR),
-            std::slice::from_raw_parts(b.cast::<u16>(), kce * NR),
-        )
-    };
-    let mut acc = [[0f32; NR]; MR];
-    for (ap, bp) in a.chunks_exact(2 * MR).zip(b.chunks_exact(2 * NR)) {
-        for r in 0..MR {
-            for j in 0..NR {
-                acc[r][j] +=
-                    ap[r] * bf16_to_f32(bp[2 * j]) + ap[MR + r] * bf16_to_f32(bp[2 * j + 1]);
-            }
-        }
-    }
-    // SAFETY: the C tile is valid and ours by the contract.
-    unsafe { add_tile(&acc, c, ldc, rows, cols, false) };
-}
-
-/// # Safety
 /// The int8 micro-kernel contract (see [`super::MicroInt8`]).
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn micro_int8(

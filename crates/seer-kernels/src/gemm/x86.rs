@@ -778,151 +778,155 @@ pub const FEW_F32_AVX2: [super::MicroF32; MR_256 - 1] = [
     micro_f32_avx2_rows::<5>,
 ];
 
-/// Rows of the AVX2 bf16 kernel: 10 accumulators, 4 widened weight vectors,
-/// the mask and a broadcast fill the 16 ymm.
-pub const MR_256_BF16: usize = 5;
-
-/// bf16 weights on CPUs without `vdpbf16ps`: each packed pair `(w[k], w[k+1])`
-/// widens to two f32 vectors with a shift and a mask, and f32 activations
-/// (`pack_a_f32_even`: step k, then step k + 1) meet them in ordinary FMAs. So
-/// bf16 costs what f32 does in arithmetic and half in weight traffic, instead
-/// of the portable kernel's 0.35× of f32 (AMD Zen 4 limited to AVX2). Adds
-/// onto `onto` as [`add_half_256`].
+/// [`micro_f32_avx512`] on bf16 weight pairs (`[k/2][NR][2]`, what
+/// `Panels::Bf16` holds) that also writes them, widened, into the f32 panel
+/// `widened` (`[k][NR]`) the block's other row tiles then read with the f32
+/// kernels (`Micro::WidenedBf16`). The first tile of a block does the
+/// widening inside its sums: the stores use ports the FMAs leave idle, and
+/// the weights' arrival overlaps the tile's arithmetic, where a separate
+/// pass over the block cost 3-5% of the product (AMX Xeon capped at AVX-512,
+/// 1600 rows). Each output gets [`micro_f32_avx512`]'s multiply-adds in its
+/// order, so the tile matches the other tiles bit for bit.
 ///
 /// # Safety
-/// The micro-kernel contract (see [`super::MicroF32`]); a non-null bias in
-/// `onto` holds `cols` floats; inlined into functions that enable AVX2 and FMA.
-#[inline(always)]
+/// The micro-kernel contract (see [`super::MicroF32`]), with `b` holding
+/// `kc.div_ceil(2)` steps of NR bf16 pairs, and `widened` valid for writes
+/// of `kc.next_multiple_of(2) × NR` floats that no one else reads or writes
+/// meanwhile.
+#[target_feature(enable = "avx512f,avx512bw")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn micro_bf16_256(
+pub unsafe fn micro_f32_avx512_widening(
     kc: usize,
     a: *const u32,
     b: *const u8,
-    c: *mut f32,
-    ldc: usize,
-    rows: usize,
-    cols: usize,
-    onto: Onto,
-    ahead: Ahead,
-) {
-    const MR: usize = MR_256_BF16;
-    let a = a.cast::<f32>();
-    let b = b.cast::<u32>();
-    // SAFETY: AVX2 by the contract.
-    let high = unsafe { _mm256_set1_epi32(0xffff_0000_u32 as i32) };
-    for half in 0..2 {
-        if half * 16 >= cols {
-            break;
-        }
-        // SAFETY: AVX by the contract.
-        let mut acc = [unsafe { _mm256_setzero_ps() }; 2 * MR];
-        let mut ap = a;
-        // SAFETY: half * 16 < NR: inside the first pair step of the panel.
-        let mut bp = unsafe { b.add(half * 16) };
-        let mut ahead = ahead.part(half, 2).over(kc.div_ceil(2));
-        for _ in 0..kc.div_ceil(2) {
-            ahead.tick();
-            // SAFETY: each pair step reads 2 × MR floats of the A panel and 16 of
-            // this half's NR packed pairs, inside by the contract; unaligned
-            // loads need no alignment.
-            unsafe {
-                let v0 = _mm256_loadu_si256(bp.cast());
-                let v1 = _mm256_loadu_si256(bp.add(8).cast());
-                // A bf16 is the top half of its f32: w[k] sits in the low 16 bits.
-                let (w0, w1) = (
-                    _mm256_castsi256_ps(_mm256_slli_epi32::<16>(v0)),
-                    _mm256_castsi256_ps(_mm256_slli_epi32::<16>(v1)),
-                );
-                let (x0, x1) = (
-                    _mm256_castsi256_ps(_mm256_and_si256(v0, high)),
-                    _mm256_castsi256_ps(_mm256_and_si256(v1, high)),
-                );
-                for r in 0..MR {
-                    let av = _mm256_broadcast_ss(&*ap.add(r));
-                    acc[2 * r] = _mm256_fmadd_ps(av, w0, acc[2 * r]);
-                    acc[2 * r + 1] = _mm256_fmadd_ps(av, w1, acc[2 * r + 1]);
-                }
-                for r in 0..MR {
-                    let av = _mm256_broadcast_ss(&*ap.add(MR + r));
-                    acc[2 * r] = _mm256_fmadd_ps(av, x0, acc[2 * r]);
-                    acc[2 * r + 1] = _mm256_fmadd_ps(av, x1, acc[2 * r + 1]);
-                }
-                ap = ap.add(2 * MR);
-                bp = bp.add(NR);
-            }
-        }
-        // SAFETY: AVX is enabled here; half * 16 < cols; the C tile is ours
-        // and the bias `cols` long.
-        unsafe { add_half_256(&acc, c, ldc, rows, cols, half, onto) };
-    }
-}
-
-micro_256_pair!(
-    micro_bf16_256,
-    /// The AVX2 bf16 kernel ([`micro_bf16_256`]).
-    micro_bf16_avx2,
-    micro_bf16_avx2_first
-);
-
-/// Rows of the AVX-512 bf16 kernel without `vdpbf16ps`: 24 accumulators and 4
-/// widened weight vectors leave room for the mask and a broadcast.
-pub const MR_512_BF16: usize = 12;
-
-/// [`micro_bf16_avx2`] with zmm registers, for AVX-512 CPUs without AVX-512
-/// BF16 (Skylake-SP, Ice Lake): f32 arithmetic on widened bf16 weights.
-///
-/// # Safety
-/// The micro-kernel contract (see [`super::MicroF32`]).
-#[target_feature(enable = "avx512f")]
-#[allow(clippy::too_many_arguments)]
-pub unsafe fn micro_bf16_widened_avx512(
-    kc: usize,
-    a: *const u32,
-    b: *const u8,
+    widened: *mut f32,
     c: *mut f32,
     ldc: usize,
     rows: usize,
     cols: usize,
     ahead: Ahead,
 ) {
-    const MR: usize = MR_512_BF16;
     let mut a = a.cast::<f32>();
     let mut b = b.cast::<u32>();
-    let high = _mm512_set1_epi32(0xffff_0000_u32 as i32);
+    let mut out = widened;
     let mut acc = [_mm512_setzero_ps(); 2 * MR_512];
     let mut ahead = ahead.over(kc.div_ceil(2));
-    for _ in 0..kc.div_ceil(2) {
+    for pair in 0..kc.div_ceil(2) {
         ahead.tick();
-        // SAFETY: each pair step reads 2 × MR floats of the A panel and NR = 32
-        // packed pairs of the weight panel, inside by the contract.
+        // SAFETY: each pair step reads MR_512 floats of the A panel per depth
+        // (two depths unless `kc` is odd and this is the last pair, whose
+        // second depth A does not hold and is not summed) and NR = 32 packed
+        // pairs of the weight panel, and writes 2 × NR floats of `widened`,
+        // all inside by the contract. A bf16 is the top half of its f32: the
+        // pair's first value sits in the low 16 bits, shifted up; the second
+        // is loaded with its word's low 16 bits masked to zero.
         unsafe {
-            let v0 = _mm512_loadu_si512(b.cast());
-            let v1 = _mm512_loadu_si512(b.add(16).cast());
-            let (w0, w1) = (
-                _mm512_castsi512_ps(_mm512_slli_epi32::<16>(v0)),
-                _mm512_castsi512_ps(_mm512_slli_epi32::<16>(v1)),
-            );
-            let (x0, x1) = (
-                _mm512_castsi512_ps(_mm512_and_si512(v0, high)),
-                _mm512_castsi512_ps(_mm512_and_si512(v1, high)),
-            );
-            for r in 0..MR {
+            let w0 = _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_loadu_si512(b.cast())));
+            let w1 = _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_loadu_si512(
+                b.add(16).cast(),
+            )));
+            _mm512_storeu_ps(out, w0);
+            _mm512_storeu_ps(out.add(16), w1);
+            for r in 0..MR_512 {
                 let av = _mm512_set1_ps(*a.add(r));
                 acc[2 * r] = _mm512_fmadd_ps(av, w0, acc[2 * r]);
                 acc[2 * r + 1] = _mm512_fmadd_ps(av, w1, acc[2 * r + 1]);
             }
-            for r in 0..MR {
-                let av = _mm512_set1_ps(*a.add(MR + r));
-                acc[2 * r] = _mm512_fmadd_ps(av, x0, acc[2 * r]);
-                acc[2 * r + 1] = _mm512_fmadd_ps(av, x1, acc[2 * r + 1]);
+            a = a.add(MR_512);
+            const HIGH: __mmask32 = 0xaaaa_aaaa;
+            let x0 = _mm512_castsi512_ps(_mm512_maskz_loadu_epi16(HIGH, b.cast()));
+            let x1 = _mm512_castsi512_ps(_mm512_maskz_loadu_epi16(HIGH, b.add(16).cast()));
+            _mm512_storeu_ps(out.add(NR), x0);
+            _mm512_storeu_ps(out.add(NR + 16), x1);
+            if 2 * pair + 1 < kc {
+                for r in 0..MR_512 {
+                    let av = _mm512_set1_ps(*a.add(r));
+                    acc[2 * r] = _mm512_fmadd_ps(av, x0, acc[2 * r]);
+                    acc[2 * r + 1] = _mm512_fmadd_ps(av, x1, acc[2 * r + 1]);
+                }
+                a = a.add(MR_512);
             }
-            a = a.add(2 * MR);
             b = b.add(NR);
+            out = out.add(2 * NR);
         }
     }
-    // SAFETY: AVX-512F is enabled here; rows <= MR (the rest stay zero and
-    // unstored); the C tile is valid and ours.
+    // SAFETY: AVX-512F is enabled here; the C tile is valid and ours, rows
+    // <= MR_512 (the contract).
     unsafe { store_512(&acc, c, ldc, rows, cols, Onto::Output) };
+}
+
+/// [`micro_f32_avx512_widening`] for AVX2: [`micro_f32_avx2`] on bf16 weight
+/// pairs, writing them widened for the block's other tiles. Per 16-column
+/// half: 12 accumulators, two weight vectors, a broadcast and the mask that
+/// keeps a pair's second value fill the 16 ymm.
+///
+/// # Safety
+/// As [`micro_f32_avx512_widening`], on a CPU with AVX2 and FMA.
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn micro_f32_avx2_widening(
+    kc: usize,
+    a: *const u32,
+    b: *const u8,
+    widened: *mut f32,
+    c: *mut f32,
+    ldc: usize,
+    rows: usize,
+    cols: usize,
+    ahead: Ahead,
+) {
+    let high = _mm256_set1_epi32(0xffff_0000_u32 as i32);
+    for half in 0..2 {
+        // The f32 kernels skip a half past `cols` too: no tile reads it.
+        if half * 16 >= cols {
+            break;
+        }
+        let mut ap = a.cast::<f32>();
+        // SAFETY: half * 16 < NR: inside the first pair step of the panel and
+        // of `widened`'s first step.
+        let (mut bp, mut out) = unsafe { (b.cast::<u32>().add(half * 16), widened.add(half * 16)) };
+        let mut acc = [_mm256_setzero_ps(); 2 * MR_256];
+        let mut ahead = ahead.part(half, 2).over(kc.div_ceil(2));
+        for pair in 0..kc.div_ceil(2) {
+            ahead.tick();
+            // SAFETY: as in `micro_f32_avx512_widening`, for this half's 16
+            // of the NR pairs and widened columns.
+            unsafe {
+                let w0 =
+                    _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_loadu_si256(bp.cast())));
+                let w1 = _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_loadu_si256(
+                    bp.add(8).cast(),
+                )));
+                _mm256_storeu_ps(out, w0);
+                _mm256_storeu_ps(out.add(8), w1);
+                for r in 0..MR_256 {
+                    let av = _mm256_broadcast_ss(&*ap.add(r));
+                    acc[2 * r] = _mm256_fmadd_ps(av, w0, acc[2 * r]);
+                    acc[2 * r + 1] = _mm256_fmadd_ps(av, w1, acc[2 * r + 1]);
+                }
+                ap = ap.add(MR_256);
+                let x0 = _mm256_castsi256_ps(_mm256_and_si256(_mm256_loadu_si256(bp.cast()), high));
+                let x1 = _mm256_castsi256_ps(_mm256_and_si256(
+                    _mm256_loadu_si256(bp.add(8).cast()),
+                    high,
+                ));
+                _mm256_storeu_ps(out.add(NR), x0);
+                _mm256_storeu_ps(out.add(NR + 8), x1);
+                if 2 * pair + 1 < kc {
+                    for r in 0..MR_256 {
+                        let av = _mm256_broadcast_ss(&*ap.add(r));
+                        acc[2 * r] = _mm256_fmadd_ps(av, x0, acc[2 * r]);
+                        acc[2 * r + 1] = _mm256_fmadd_ps(av, x1, acc[2 * r + 1]);
+                    }
+                    ap = ap.add(MR_256);
+                }
+                bp = bp.add(NR);
+                out = out.add(2 * NR);
+            }
+        }
+        // SAFETY: AVX is enabled here; half * 16 < cols; the C tile is ours.
+        unsafe { add_half_256(&acc, c, ldc, rows, cols, half, Onto::Output) };
+    }
 }
 
 /// Rows of the AVX2 int8 kernel: 8 accumulators, 2 weight vectors, the ones
