@@ -273,10 +273,13 @@ enum Panels {
 
 /// int8 weights with what turns their integer products back into floats.
 struct Int8Panels {
+    /// The range the weights were quantised to.
+    levels: WeightLevels,
     /// Groups of four consecutive K values per output feature, K padded to a
     /// multiple of 4 with zeros: `[k/4][column][4]` in each panel.
     data: AlignedVec<i8>,
-    /// `max|w| / 127` per output feature, padded to whole panels with zeros.
+    /// `max|w| / levels.top()` per output feature, padded to whole panels
+    /// with zeros.
     scales: Vec<f32>,
     /// `scale · Σ_k q_w` per output feature (same padding): the weight side of
     /// the activations' offset term.
@@ -352,7 +355,8 @@ impl PackedWeights {
             }
             Precision::Int8 => {
                 let kp = k.next_multiple_of(K_ALIGN_INT8);
-                (kp, Panels::Int8(pack_int8(n, k, kp, &row)))
+                let levels = WeightLevels::for_this_cpu();
+                (kp, Panels::Int8(pack_int8(n, k, kp, &row, levels)))
             }
         };
         Self::with_panels(n, k, k_padded, panels, bias)
@@ -451,6 +455,16 @@ impl PackedWeights {
     ) -> Self {
         assert_eq!(weight.len(), n * k, "weight is not {n}×{k}");
         Self::pack_for_inference(n, k, |j| &weight[j * k..(j + 1) * k], bias, precision)
+    }
+
+    /// For int8 weights, the largest magnitude they were quantised to: 127,
+    /// or 63 on CPUs whose int8 products run on the AVX2 kernel
+    /// (`WeightLevels`). A weight's step is its feature's `max|w|` over this.
+    pub fn int8_weight_top(&self) -> Option<f32> {
+        match &self.panels {
+            Panels::Int8(q) => Some(q.levels.top()),
+            _ => None,
+        }
     }
 
     /// Whether these are f32 weights split for the AMX tiles
@@ -626,15 +640,57 @@ fn quantise_weight(x: f32) -> i8 {
     (whole + i32::from(frac >= 0.5) - i32::from(frac <= -0.5)) as i8
 }
 
-/// Symmetric per-feature int8 quantisation, packed for `vpdpbusd`.
-fn pack_int8<'a, F>(n: usize, k: usize, k_padded: usize, row: &F) -> Int8Panels
+/// The range int8 weights are quantised to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum WeightLevels {
+    /// ±127.
+    I8,
+    /// ±63: the AVX2 kernel then adds two steps' `vpmaddubsw` pair sums in
+    /// i16 before widening them (`x86::micro_int8_avx2_paired`), where ±127
+    /// would saturate.
+    I7,
+}
+
+impl WeightLevels {
+    fn top(self) -> f32 {
+        match self {
+            Self::I8 => 127.0,
+            Self::I7 => 63.0,
+        }
+    }
+
+    /// ±63 where this CPU's int8 products run on the AVX2 kernel, else ±127.
+    /// The AVX2 kernel's 128-level activations with ±127 weights cost
+    /// `vpmaddubsw`, `vpmaddwd` and an add per four products, two of the
+    /// three on the two multiply ports FMAs use too: at best 2× f32, and
+    /// 1.65–1.79× measured (AMX Xeon capped at AVX2). ±63 frees a
+    /// `vpmaddwd` and an add per eight. Fixture cosines to f32 capped at
+    /// AVX2 stayed ≥ 0.9974 (0.9970 with ±127; the activations' 128 levels
+    /// are the larger error on these models).
+    fn for_this_cpu() -> WeightLevels {
+        if int8_activation_levels(Isa::detected()) == 128 {
+            Self::I7
+        } else {
+            Self::I8
+        }
+    }
+}
+
+/// Symmetric per-feature int8 quantisation to `levels`, packed for `vpdpbusd`.
+fn pack_int8<'a, F>(
+    n: usize,
+    k: usize,
+    k_padded: usize,
+    row: &F,
+    levels: WeightLevels,
+) -> Int8Panels
 where
     F: Fn(usize) -> &'a [f32] + Sync,
 {
     let padded_n = n.div_ceil(NR) * NR;
     let mut scales = vec![0f32; padded_n];
     scales[..n].par_iter_mut().enumerate().for_each(|(j, s)| {
-        *s = row(j)[..k].iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0;
+        *s = row(j)[..k].iter().fold(0f32, |m, v| m.max(v.abs())) / levels.top();
     });
     let data = pack_weight_panels(n, k, k_padded, row, |panel: &mut [i8], rows, p| {
         let inv: Vec<f32> = scales[p * NR..p * NR + rows.len()]
@@ -665,7 +721,12 @@ where
             sums[p * NR + j] = scales[p * NR + j] * sum as f32;
         }
     }
-    Int8Panels { data, scales, sums }
+    Int8Panels {
+        levels,
+        data,
+        scales,
+        sums,
+    }
 }
 
 /// `c (m×n) = init + a (m×k) · Wᵀ`, then `act`, with the best kernel for this CPU.
@@ -769,7 +830,7 @@ unsafe fn gemm_raw(
         // `Init::Bias` (our contract).
         return unsafe { gemm_amx(a, m, w, c, init, act) };
     }
-    let kernel = Kernel::select(isa, w.precision());
+    let kernel = Kernel::select(isa, w.precision()).for_weights(w);
     // SAFETY: `kernel` was selected for `isa`, which the CPU supports
     // (asserted); `c` as our caller guarantees.
     unsafe { gemm_with_kernel(isa, &kernel, a, m, w, c, init, act) }
@@ -2115,6 +2176,23 @@ impl Kernel {
 }
 
 impl Kernel {
+    /// This kernel for `w`: the AVX2 int8 kernel (the one on
+    /// [`ActivationLevels::U7`]) on weights of ±63 takes two steps at a time.
+    fn for_weights(self, w: &PackedWeights) -> Kernel {
+        match (self.micro, &w.panels) {
+            #[cfg(target_arch = "x86_64")]
+            (Micro::Int8(_, ActivationLevels::U7), Panels::Int8(q))
+                if q.levels == WeightLevels::I7 =>
+            {
+                Kernel {
+                    micro: Micro::Int8(x86::micro_int8_avx2_paired, ActivationLevels::U7),
+                    ..self
+                }
+            }
+            _ => self,
+        }
+    }
+
     /// bf16 weights where there is no fast bf16 arithmetic: `isa`'s f32
     /// kernels on the weights widened a block at a time
     /// ([`Micro::WidenedBf16`]). The f32 kernels' tiles are larger than a
@@ -2708,6 +2786,51 @@ mod tests {
                     };
                     assert_same_bits(&got, &want, format!("{} {m}x{n}x{k} {init:?}", isa.name()));
                 }
+            }
+        }
+    }
+
+    /// The AVX2 int8 kernel that adds two steps' pair sums in i16
+    /// (`x86::micro_int8_avx2_paired`, chosen for ±63 weights) gives bit for
+    /// bit what the one-step kernel gives on the same weights: over odd
+    /// group counts, several depth blocks, tail rows and columns, and rows
+    /// at the i16 bound (every activation at level 127 against weights all
+    /// at +63 or all at -63: four products of 127 · 63 per i16 sum).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn paired_avx2_int8_matches_the_one_step_kernel_bit_for_bit() {
+        if Isa::best_supported() < Isa::Avx2 {
+            return;
+        }
+        let one_step = Kernel::select(Isa::Avx2, Precision::Int8);
+        for (m, n, k) in [(1, 1, 1), (5, 33, 7), (9, 45, 8 * KC + 12), (13, 70, 300)] {
+            let (mut a, mut w, bias) = product_values(m, n, k);
+            // Row 0: one value at the minimum, the rest at the maximum (level
+            // 127); weight rows 0 and 1 all positive, all negative.
+            a[..k].fill(1.0);
+            a[0] = -1.0;
+            w[..k].fill(0.5);
+            if n > 1 {
+                w[k..2 * k].fill(-0.5);
+            }
+            let row = |j: usize| &w[j * k..(j + 1) * k];
+            let kp = k.next_multiple_of(K_ALIGN_INT8);
+            let panels = Panels::Int8(pack_int8(n, k, kp, &row, WeightLevels::I7));
+            let packed = PackedWeights::with_panels(n, k, kp, panels, Some(bias));
+            let paired = one_step.for_weights(&packed);
+            let Micro::Int8(micro, _) = paired.micro else {
+                panic!("an int8 kernel")
+            };
+            assert!(std::ptr::fn_addr_eq(micro, x86::micro_int8_avx2_paired as MicroInt8));
+            for init in [Init::Bias, Init::AddToOutput] {
+                // SAFETY: the CPU has AVX2 (checked above).
+                let (got, want) = unsafe {
+                    (
+                        product_onto(Isa::Avx2, &paired, (&a, m, &packed), init, None),
+                        product_onto(Isa::Avx2, &one_step, (&a, m, &packed), init, None),
+                    )
+                };
+                assert_same_bits(&got, &want, format!("{m}x{n}x{k} {init:?}"));
             }
         }
     }

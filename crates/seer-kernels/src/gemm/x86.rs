@@ -960,7 +960,80 @@ pub unsafe fn micro_int8_avx2(
     cols: usize,
     d: &super::Dequant,
 ) {
+    for half in 0..2 {
+        if half * 16 >= cols {
+            break;
+        }
+        // SAFETY: half * 16 < NR: inside the first group step of the panel;
+        // the panels hold `kc` depths (the contract); AVX2 is enabled here.
+        let acc = unsafe { int8_sums_half_256(kc.div_ceil(4), a, b.add(half * 64)) };
+        // SAFETY: as above; the C tile is ours (the contract).
+        unsafe { store_int8_half_256(&acc, c, ldc, rows, cols, half, d) };
+    }
+}
+
+/// The i32 sums of `groups` group steps (four depths each) of one 16-column
+/// half of an AVX2 int8 tile: a step is MR_256_INT8 activation words and
+/// this half's 16 of the panel's NR column words (`b` starts at the half).
+///
+/// # Safety
+/// The CPU has AVX2; the panels hold the steps; activation bytes are at
+/// most 127.
+#[inline(always)]
+unsafe fn int8_sums_half_256(
+    groups: usize,
+    a: *const u32,
+    b: *const u8,
+) -> [__m256i; 2 * MR_256_INT8] {
     const MR: usize = MR_256_INT8;
+    // SAFETY: AVX2 by the contract.
+    let (ones, zero) = unsafe { (_mm256_set1_epi16(1), _mm256_setzero_si256()) };
+    let mut acc = [zero; 2 * MR];
+    let (mut ap, mut bp) = (a, b);
+    for _ in 0..groups {
+        // SAFETY: each group step reads MR u32 words of the A panel and 16
+        // of this half's NR four-byte column words, inside by the contract.
+        unsafe {
+            let w0 = _mm256_loadu_si256(bp.cast());
+            let w1 = _mm256_loadu_si256(bp.add(32).cast());
+            for r in 0..MR {
+                let x = _mm256_set1_epi32(*ap.add(r) as i32);
+                let s0 = _mm256_madd_epi16(_mm256_maddubs_epi16(x, w0), ones);
+                let s1 = _mm256_madd_epi16(_mm256_maddubs_epi16(x, w1), ones);
+                acc[2 * r] = _mm256_add_epi32(acc[2 * r], s0);
+                acc[2 * r + 1] = _mm256_add_epi32(acc[2 * r + 1], s1);
+            }
+            ap = ap.add(MR);
+            bp = bp.add(4 * NR);
+        }
+    }
+    acc
+}
+
+/// [`micro_int8_avx2`] for weights of at most ±63 ([`super::WeightLevels::I7`]):
+/// two group steps' `vpmaddubsw` pair sums (each at most 2 · 127 · 63 in
+/// magnitude) add in i16 without saturating, so one `vpmaddwd` by ones and
+/// one i32 add serve eight products where [`micro_int8_avx2`] needs them for
+/// four: 10 instructions per row and two steps against 12, 6 of them on the
+/// two multiply ports against 8.
+///
+/// # Safety
+/// The int8 micro-kernel contract (see [`super::MicroInt8`]); the activation
+/// bytes are at most 127 and the weights at most 63 in magnitude.
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn micro_int8_avx2_paired(
+    kc: usize,
+    a: *const u32,
+    b: *const u8,
+    c: *mut f32,
+    ldc: usize,
+    rows: usize,
+    cols: usize,
+    d: &super::Dequant,
+) {
+    const MR: usize = MR_256_INT8;
+    let groups = kc.div_ceil(4);
     let ones = _mm256_set1_epi16(1);
     for half in 0..2 {
         if half * 16 >= cols {
@@ -970,40 +1043,81 @@ pub unsafe fn micro_int8_avx2(
         let mut ap = a;
         // SAFETY: half * 16 < NR: inside the first group step of the panel.
         let mut bp = unsafe { b.add(half * 64) };
-        for _ in 0..kc.div_ceil(4) {
-            // SAFETY: each group step reads MR u32 words of the A panel and 16
-            // of this half's NR four-byte column words, inside by the contract.
+        for _ in 0..groups / 2 {
+            // SAFETY: each pair of group steps reads 2 × MR u32 words of the
+            // A panel and twice 16 of this half's NR column words, inside by
+            // the contract.
             unsafe {
-                let w0 = _mm256_loadu_si256(bp.cast());
-                let w1 = _mm256_loadu_si256(bp.add(32).cast());
+                let (w0, w1) = (bp, bp.add(32));
+                let (v0, v1) = (bp.add(4 * NR), bp.add(4 * NR + 32));
                 for r in 0..MR {
                     let x = _mm256_set1_epi32(*ap.add(r) as i32);
-                    let s0 = _mm256_madd_epi16(_mm256_maddubs_epi16(x, w0), ones);
-                    let s1 = _mm256_madd_epi16(_mm256_maddubs_epi16(x, w1), ones);
-                    acc[2 * r] = _mm256_add_epi32(acc[2 * r], s0);
-                    acc[2 * r + 1] = _mm256_add_epi32(acc[2 * r + 1], s1);
+                    let y = _mm256_set1_epi32(*ap.add(MR + r) as i32);
+                    let s0 = _mm256_add_epi16(
+                        _mm256_maddubs_epi16(x, _mm256_loadu_si256(w0.cast())),
+                        _mm256_maddubs_epi16(y, _mm256_loadu_si256(v0.cast())),
+                    );
+                    let s1 = _mm256_add_epi16(
+                        _mm256_maddubs_epi16(x, _mm256_loadu_si256(w1.cast())),
+                        _mm256_maddubs_epi16(y, _mm256_loadu_si256(v1.cast())),
+                    );
+                    acc[2 * r] = _mm256_add_epi32(acc[2 * r], _mm256_madd_epi16(s0, ones));
+                    acc[2 * r + 1] = _mm256_add_epi32(acc[2 * r + 1], _mm256_madd_epi16(s1, ones));
                 }
-                ap = ap.add(MR);
-                bp = bp.add(4 * NR);
+                ap = ap.add(2 * MR);
+                bp = bp.add(8 * NR);
             }
         }
-        let col = half * 16;
-        let load8 = |v: &[f32], at: usize| {
-            let v: &[f32; 8] = v[at..at + 8].try_into().expect("8 column values");
-            // SAFETY: `v` holds 8 floats: one unaligned load.
-            unsafe { _mm256_loadu_ps(v.as_ptr()) }
-        };
-        let cs = [load8(d.col_scales, col), load8(d.col_scales, col + 8)];
-        let first = d.first.as_ref().map(|f| {
-            (
-                f.mins,
-                [load8(f.sums, col), load8(f.sums, col + 8)],
-                [load8(f.bias, col), load8(f.bias, col + 8)],
-            )
-        });
-        let overwrite = d.first.as_ref().is_some_and(|f| f.overwrite);
-        let mut out = [_mm256_setzero_ps(); 2 * MR];
-        for r in 0..rows.min(MR) {
+        if groups % 2 == 1 {
+            // SAFETY: the last group step, inside by the contract.
+            let last = unsafe { int8_sums_half_256(1, ap, bp) };
+            for (sum, l) in acc.iter_mut().zip(last) {
+                *sum = _mm256_add_epi32(*sum, l);
+            }
+        }
+        // SAFETY: AVX2 is enabled here; half * 16 < cols; the C tile is ours.
+        unsafe { store_int8_half_256(&acc, c, ldc, rows, cols, half, d) };
+    }
+}
+
+/// An AVX2 int8 tile half's i32 sums scaled back to floats and added onto C
+/// (or, on a first depth block, the activations' offset term and the bias
+/// with them; see [`super::Dequant`]).
+///
+/// # Safety
+/// The CPU has AVX2 and FMA; `half` is 0 or 1 with `half * 16 < cols`; the C
+/// tile is valid and ours (the int8 micro-kernel contract).
+#[inline(always)]
+unsafe fn store_int8_half_256(
+    acc: &[__m256i; 2 * MR_256_INT8],
+    c: *mut f32,
+    ldc: usize,
+    rows: usize,
+    cols: usize,
+    half: usize,
+    d: &super::Dequant,
+) {
+    const MR: usize = MR_256_INT8;
+    let col = half * 16;
+    let load8 = |v: &[f32], at: usize| {
+        let v: &[f32; 8] = v[at..at + 8].try_into().expect("8 column values");
+        // SAFETY: `v` holds 8 floats: one unaligned load; AVX by the contract.
+        unsafe { _mm256_loadu_ps(v.as_ptr()) }
+    };
+    let cs = [load8(d.col_scales, col), load8(d.col_scales, col + 8)];
+    let first = d.first.as_ref().map(|f| {
+        (
+            f.mins,
+            [load8(f.sums, col), load8(f.sums, col + 8)],
+            [load8(f.bias, col), load8(f.bias, col + 8)],
+        )
+    });
+    let overwrite = d.first.as_ref().is_some_and(|f| f.overwrite);
+    // SAFETY: AVX by the contract.
+    let mut out = [unsafe { _mm256_setzero_ps() }; 2 * MR];
+    for r in 0..rows.min(MR) {
+        // SAFETY: AVX2 and FMA by the contract.
+        unsafe {
             let rs = _mm256_set1_ps(d.row_scales[r]);
             for h in 0..2 {
                 let o = match first {
@@ -1014,15 +1128,15 @@ pub unsafe fn micro_int8_avx2(
                 out[2 * r + h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[2 * r + h]), scale, o);
             }
         }
-        // The bias is already in `out`: overwriting adds it onto zeros.
-        let onto = if overwrite {
-            Onto::Bias(std::ptr::null())
-        } else {
-            Onto::Output
-        };
-        // SAFETY: AVX is enabled here; half * 16 < cols; the C tile is ours.
-        unsafe { add_half_256(&out, c, ldc, rows, cols, half, onto) };
     }
+    // The bias is already in `out`: overwriting adds it onto zeros.
+    let onto = if overwrite {
+        Onto::Bias(std::ptr::null())
+    } else {
+        Onto::Output
+    };
+    // SAFETY: AVX; half * 16 < cols; the C tile is ours (the contract).
+    unsafe { add_half_256(&out, c, ldc, rows, cols, half, onto) };
 }
 
 /// [`super::quantise_row`] with AVX2: the same values, eight at a time.
