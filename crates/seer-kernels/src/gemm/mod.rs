@@ -2824,7 +2824,10 @@ mod tests {
             let Micro::Int8(micro, _) = paired.micro else {
                 panic!("an int8 kernel")
             };
-            assert!(std::ptr::fn_addr_eq(micro, x86::micro_int8_avx2_paired as MicroInt8));
+            assert!(std::ptr::fn_addr_eq(
+                micro,
+                x86::micro_int8_avx2_paired as MicroInt8
+            ));
             for init in [Init::Bias, Init::AddToOutput] {
                 // SAFETY: the CPU has AVX2 (checked above).
                 let (got, want) = unsafe {
