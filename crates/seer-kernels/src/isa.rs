@@ -182,6 +182,25 @@ impl Isa {
         }
     }
 
+    /// Whether the AVX2 int8 kernel is AVX-VNNI's (`vpdpbusd` on ymm): on
+    /// CPUs whose best level is AVX2 and that have it (Intel Alder Lake and
+    /// later cores, Sierra Forest). Not on AVX-512 CPUs capped at AVX2
+    /// (`SEER_ISA=avx2`), which stand in for the AVX2 CPUs without it (AMD
+    /// Zen 2 and 3) and have AVX-512 VNNI anyway.
+    pub fn has_avx_vnni() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            static VNNI: OnceLock<bool> = OnceLock::new();
+            Self::detected() == Isa::Avx2
+                && Self::best_supported() == Isa::Avx2
+                && *VNNI.get_or_init(|| std::arch::is_x86_feature_detected!("avxvnni"))
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+
     /// All levels this CPU can run, for tests that compare them.
     pub fn all_supported() -> Vec<Isa> {
         let best = Self::best_supported();
@@ -249,6 +268,7 @@ impl Isa {
             (_, Precision::F32) => "portable f32 4x32",
             (_, Precision::Bf16) => "portable f32 4x32 on bf16 weights widened per block",
             (Isa::Avx512, Precision::Int8) if Self::has_int8_dot() => "avx512-vnni int8 14x32",
+            (Isa::Avx2, Precision::Int8) if Self::has_avx_vnni() => "avx2 int8 on avx-vnni 4x16",
             (Isa::Avx512 | Isa::Avx2, Precision::Int8) => {
                 "avx2 int8 (vpmaddubsw, 128-level activations, ±63 weights) 4x16"
             }

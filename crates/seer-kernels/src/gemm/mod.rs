@@ -2122,8 +2122,14 @@ impl Kernel {
                         micro: Micro::Int8(x86::micro_int8_avx512, ActivationLevels::U8),
                     }
                 }
-                // AVX-512 without VNNI (Skylake-SP) has AVX2 too.
+                // AVX-512 without VNNI (Skylake-SP) has AVX2 too. CPUs with
+                // AVX-VNNI sum in i32 on the same tiles, at 256 levels.
                 (Isa::Avx512 | Isa::Avx2, Precision::Int8) => {
+                    let micro = if isa == Isa::Avx2 && Isa::has_avx_vnni() {
+                        Micro::Int8(x86::micro_int8_avxvnni, ActivationLevels::U8)
+                    } else {
+                        Micro::Int8(x86::micro_int8_avx2, ActivationLevels::U7)
+                    };
                     return Kernel {
                         mr: x86::MR_256_INT8,
                         few: &[],
@@ -2133,8 +2139,8 @@ impl Kernel {
                             ..Blocks::SHALLOW
                         },
                         pack_a: pack_a_u8_groups,
-                        micro: Micro::Int8(x86::micro_int8_avx2, ActivationLevels::U7),
-                    }
+                        micro,
+                    };
                 }
                 (Isa::Avx2, Precision::F32) => {
                     return Kernel {
@@ -2837,6 +2843,39 @@ mod tests {
                     )
                 };
                 assert_same_bits(&got, &want, format!("{m}x{n}x{k} {init:?}"));
+            }
+        }
+    }
+
+    /// The AVX-VNNI int8 kernel (chosen only where AVX2 is the best level, so
+    /// run here directly where the CPU has the instruction) agrees with the
+    /// portable int8 kernel on the same 256-level activations and weights:
+    /// the same integer sums, scaled back to floats in another order.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx_vnni_int8_matches_portable() {
+        if Isa::best_supported() < Isa::Avx2 || !std::arch::is_x86_feature_detected!("avxvnni") {
+            return;
+        }
+        let vnni = Kernel {
+            micro: Micro::Int8(x86::micro_int8_avxvnni, ActivationLevels::U8),
+            ..Kernel::select(Isa::Avx2, Precision::Int8)
+        };
+        let portable = Kernel::select(Isa::Portable, Precision::Int8);
+        for (m, n, k) in [(1, 1, 1), (5, 33, 7), (9, 45, 8 * KC + 12), (13, 70, 300)] {
+            let (a, packed) = product_inputs(m, n, k, Precision::Int8);
+            // SAFETY: the CPU has AVX2 and AVX-VNNI (checked above).
+            let (got, want) = unsafe {
+                (
+                    product_on(Isa::Avx2, &vnni, &a, m, &packed),
+                    product_on(Isa::Portable, &portable, &a, m, &packed),
+                )
+            };
+            for (i, (x, y)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (x - y).abs() <= 1e-5 * (1.0 + y.abs()),
+                    "{m}x{n}x{k} [{i}]: {x} vs {y}"
+                );
             }
         }
     }

@@ -966,7 +966,7 @@ pub unsafe fn micro_int8_avx2(
         }
         // SAFETY: half * 16 < NR: inside the first group step of the panel;
         // the panels hold `kc` depths (the contract); AVX2 is enabled here.
-        let acc = unsafe { int8_sums_half_256(kc.div_ceil(4), a, b.add(half * 64)) };
+        let acc = unsafe { int8_sums_half_256(kc.div_ceil(4), a, b.add(half * 64), dot_maddubs) };
         // SAFETY: as above; the C tile is ours (the contract).
         unsafe { store_int8_half_256(&acc, c, ldc, rows, cols, half, d) };
     }
@@ -974,21 +974,21 @@ pub unsafe fn micro_int8_avx2(
 
 /// The i32 sums of `groups` group steps (four depths each) of one 16-column
 /// half of an AVX2 int8 tile: a step is MR_256_INT8 activation words and
-/// this half's 16 of the panel's NR column words (`b` starts at the half).
+/// this half's 16 of the panel's NR column words (`b` starts at the half),
+/// each word pair summed into its accumulator by `dot(acc, x, w)`.
 ///
 /// # Safety
-/// The CPU has AVX2; the panels hold the steps; activation bytes are at
-/// most 127.
+/// The CPU has AVX2 and what `dot` needs; the panels hold the steps.
 #[inline(always)]
 unsafe fn int8_sums_half_256(
     groups: usize,
     a: *const u32,
     b: *const u8,
+    dot: impl Fn(__m256i, __m256i, __m256i) -> __m256i,
 ) -> [__m256i; 2 * MR_256_INT8] {
     const MR: usize = MR_256_INT8;
-    // SAFETY: AVX2 by the contract.
-    let (ones, zero) = unsafe { (_mm256_set1_epi16(1), _mm256_setzero_si256()) };
-    let mut acc = [zero; 2 * MR];
+    // SAFETY: AVX by the contract.
+    let mut acc = [unsafe { _mm256_setzero_si256() }; 2 * MR];
     let (mut ap, mut bp) = (a, b);
     for _ in 0..groups {
         // SAFETY: each group step reads MR u32 words of the A panel and 16
@@ -998,16 +998,27 @@ unsafe fn int8_sums_half_256(
             let w1 = _mm256_loadu_si256(bp.add(32).cast());
             for r in 0..MR {
                 let x = _mm256_set1_epi32(*ap.add(r) as i32);
-                let s0 = _mm256_madd_epi16(_mm256_maddubs_epi16(x, w0), ones);
-                let s1 = _mm256_madd_epi16(_mm256_maddubs_epi16(x, w1), ones);
-                acc[2 * r] = _mm256_add_epi32(acc[2 * r], s0);
-                acc[2 * r + 1] = _mm256_add_epi32(acc[2 * r + 1], s1);
+                acc[2 * r] = dot(acc[2 * r], x, w0);
+                acc[2 * r + 1] = dot(acc[2 * r + 1], x, w1);
             }
             ap = ap.add(MR);
             bp = bp.add(4 * NR);
         }
     }
     acc
+}
+
+/// `acc` plus the four-product sums of u8 `x` by i8 `w` per i32 lane, through
+/// `vpmaddubsw`'s saturating i16 pair sums (exact while `x` stays at most
+/// 127) and `vpmaddwd` by ones.
+#[inline(always)]
+fn dot_maddubs(acc: __m256i, x: __m256i, w: __m256i) -> __m256i {
+    // SAFETY: inlined only into functions that enable AVX2 (the int8 AVX2
+    // kernels below).
+    unsafe {
+        let ones = _mm256_set1_epi16(1);
+        _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(x, w), ones))
+    }
 }
 
 /// [`micro_int8_avx2`] for weights of at most ±63 ([`super::WeightLevels::I7`]):
@@ -1070,12 +1081,46 @@ pub unsafe fn micro_int8_avx2_paired(
         }
         if groups % 2 == 1 {
             // SAFETY: the last group step, inside by the contract.
-            let last = unsafe { int8_sums_half_256(1, ap, bp) };
+            let last = unsafe { int8_sums_half_256(1, ap, bp, dot_maddubs) };
             for (sum, l) in acc.iter_mut().zip(last) {
                 *sum = _mm256_add_epi32(*sum, l);
             }
         }
         // SAFETY: AVX2 is enabled here; half * 16 < cols; the C tile is ours.
+        unsafe { store_int8_half_256(&acc, c, ldc, rows, cols, half, d) };
+    }
+}
+
+/// int8 on AVX-VNNI's `vpdpbusd` on ymm (Intel Alder Lake and later cores,
+/// Sierra Forest; CPUs without AVX-512 that have it): the four-product sums
+/// in one instruction, summed in i32, so activations take 256 levels and
+/// weights ±127 as on AVX-512 VNNI. The AVX2 kernel's tile and layout.
+///
+/// # Safety
+/// The int8 micro-kernel contract (see [`super::MicroInt8`]) on a CPU with
+/// AVX2, FMA and AVX-VNNI.
+#[target_feature(enable = "avx2,fma,avxvnni")]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn micro_int8_avxvnni(
+    kc: usize,
+    a: *const u32,
+    b: *const u8,
+    c: *mut f32,
+    ldc: usize,
+    rows: usize,
+    cols: usize,
+    d: &super::Dequant,
+) {
+    let dot = |acc, x, w| _mm256_dpbusd_avx_epi32(acc, x, w);
+    for half in 0..2 {
+        if half * 16 >= cols {
+            break;
+        }
+        // SAFETY: half * 16 < NR: inside the first group step of the panel;
+        // the panels hold `kc` depths (the contract); AVX2 and AVX-VNNI are
+        // enabled here.
+        let acc = unsafe { int8_sums_half_256(kc.div_ceil(4), a, b.add(half * 64), dot) };
+        // SAFETY: as above; the C tile is ours (the contract).
         unsafe { store_int8_half_256(&acc, c, ldc, rows, cols, half, d) };
     }
 }
