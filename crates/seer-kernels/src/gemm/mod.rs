@@ -2125,13 +2125,15 @@ impl Kernel {
                 // AVX-512 without VNNI (Skylake-SP) has AVX2 too. CPUs with
                 // AVX-VNNI sum in i32 on the same tiles, at 256 levels.
                 (Isa::Avx512 | Isa::Avx2, Precision::Int8) => {
-                    let micro = if isa == Isa::Avx2 && Isa::has_avx_vnni() {
-                        Micro::Int8(x86::micro_int8_avxvnni, ActivationLevels::U8)
+                    let (mr, micro) = if isa == Isa::Avx2 && Isa::has_avx_vnni() {
+                        let micro = x86::micro_int8_avxvnni;
+                        (x86::MR_256_VNNI, Micro::Int8(micro, ActivationLevels::U8))
                     } else {
-                        Micro::Int8(x86::micro_int8_avx2, ActivationLevels::U7)
+                        let micro = x86::micro_int8_avx2;
+                        (x86::MR_256_INT8, Micro::Int8(micro, ActivationLevels::U7))
                     };
                     return Kernel {
-                        mr: x86::MR_256_INT8,
+                        mr,
                         few: &[],
                         first: None,
                         blocks: Blocks {
@@ -2464,7 +2466,8 @@ fn pack_a_u8_groups(block: &ABlock, mr: usize, out: &mut [u32]) -> usize {
     // scalar walk that was ~4% of an int8 text forward (Zen 5).
     #[cfg(target_arch = "x86_64")]
     if (mr == x86::MR_512 && Isa::best_supported() >= Isa::Avx512)
-        || (mr == x86::MR_256_INT8 && Isa::best_supported() >= Isa::Avx2)
+        || ((mr == x86::MR_256_INT8 || mr == x86::MR_256_VNNI)
+            && Isa::best_supported() >= Isa::Avx2)
     {
         let q = block
             .quant
@@ -2481,6 +2484,7 @@ fn pack_a_u8_groups(block: &ABlock, mr: usize, out: &mut [u32]) -> usize {
         };
         return match mr {
             x86::MR_512 => pack_a_f32_avx512::<{ x86::MR_512 }>(&words, mr, out),
+            x86::MR_256_VNNI => pack_a_f32_avx2::<{ x86::MR_256_VNNI }>(&words, mr, out),
             _ => pack_a_f32_avx2::<{ x86::MR_256_INT8 }>(&words, mr, out),
         };
     }
@@ -2858,6 +2862,7 @@ mod tests {
             return;
         }
         let vnni = Kernel {
+            mr: x86::MR_256_VNNI,
             micro: Micro::Int8(x86::micro_int8_avxvnni, ActivationLevels::U8),
             ..Kernel::select(Isa::Avx2, Precision::Int8)
         };

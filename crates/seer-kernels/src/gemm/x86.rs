@@ -966,29 +966,30 @@ pub unsafe fn micro_int8_avx2(
         }
         // SAFETY: half * 16 < NR: inside the first group step of the panel;
         // the panels hold `kc` depths (the contract); AVX2 is enabled here.
-        let acc = unsafe { int8_sums_half_256(kc.div_ceil(4), a, b.add(half * 64), dot_maddubs) };
+        let acc = unsafe {
+            int8_sums_half_256::<MR_256_INT8>(kc.div_ceil(4), a, b.add(half * 64), dot_maddubs)
+        };
         // SAFETY: as above; the C tile is ours (the contract).
         unsafe { store_int8_half_256(&acc, c, ldc, rows, cols, half, d) };
     }
 }
 
 /// The i32 sums of `groups` group steps (four depths each) of one 16-column
-/// half of an AVX2 int8 tile: a step is MR_256_INT8 activation words and
+/// half of an AVX2 int8 tile of `MR` rows: a step is MR activation words and
 /// this half's 16 of the panel's NR column words (`b` starts at the half),
 /// each word pair summed into its accumulator by `dot(acc, x, w)`.
 ///
 /// # Safety
 /// The CPU has AVX2 and what `dot` needs; the panels hold the steps.
 #[inline(always)]
-unsafe fn int8_sums_half_256(
+unsafe fn int8_sums_half_256<const MR: usize>(
     groups: usize,
     a: *const u32,
     b: *const u8,
     dot: impl Fn(__m256i, __m256i, __m256i) -> __m256i,
-) -> [__m256i; 2 * MR_256_INT8] {
-    const MR: usize = MR_256_INT8;
+) -> [[__m256i; 2]; MR] {
     // SAFETY: AVX by the contract.
-    let mut acc = [unsafe { _mm256_setzero_si256() }; 2 * MR];
+    let mut acc = [[unsafe { _mm256_setzero_si256() }; 2]; MR];
     let (mut ap, mut bp) = (a, b);
     for _ in 0..groups {
         // SAFETY: each group step reads MR u32 words of the A panel and 16
@@ -996,10 +997,10 @@ unsafe fn int8_sums_half_256(
         unsafe {
             let w0 = _mm256_loadu_si256(bp.cast());
             let w1 = _mm256_loadu_si256(bp.add(32).cast());
-            for r in 0..MR {
+            for (r, [s0, s1]) in acc.iter_mut().enumerate() {
                 let x = _mm256_set1_epi32(*ap.add(r) as i32);
-                acc[2 * r] = dot(acc[2 * r], x, w0);
-                acc[2 * r + 1] = dot(acc[2 * r + 1], x, w1);
+                *s0 = dot(*s0, x, w0);
+                *s1 = dot(*s1, x, w1);
             }
             ap = ap.add(MR);
             bp = bp.add(4 * NR);
@@ -1050,7 +1051,7 @@ pub unsafe fn micro_int8_avx2_paired(
         if half * 16 >= cols {
             break;
         }
-        let mut acc = [_mm256_setzero_si256(); 2 * MR];
+        let mut acc = [[_mm256_setzero_si256(); 2]; MR];
         let mut ap = a;
         // SAFETY: half * 16 < NR: inside the first group step of the panel.
         let mut bp = unsafe { b.add(half * 64) };
@@ -1061,7 +1062,7 @@ pub unsafe fn micro_int8_avx2_paired(
             unsafe {
                 let (w0, w1) = (bp, bp.add(32));
                 let (v0, v1) = (bp.add(4 * NR), bp.add(4 * NR + 32));
-                for r in 0..MR {
+                for (r, [acc0, acc1]) in acc.iter_mut().enumerate() {
                     let x = _mm256_set1_epi32(*ap.add(r) as i32);
                     let y = _mm256_set1_epi32(*ap.add(MR + r) as i32);
                     let s0 = _mm256_add_epi16(
@@ -1072,8 +1073,8 @@ pub unsafe fn micro_int8_avx2_paired(
                         _mm256_maddubs_epi16(x, _mm256_loadu_si256(w1.cast())),
                         _mm256_maddubs_epi16(y, _mm256_loadu_si256(v1.cast())),
                     );
-                    acc[2 * r] = _mm256_add_epi32(acc[2 * r], _mm256_madd_epi16(s0, ones));
-                    acc[2 * r + 1] = _mm256_add_epi32(acc[2 * r + 1], _mm256_madd_epi16(s1, ones));
+                    *acc0 = _mm256_add_epi32(*acc0, _mm256_madd_epi16(s0, ones));
+                    *acc1 = _mm256_add_epi32(*acc1, _mm256_madd_epi16(s1, ones));
                 }
                 ap = ap.add(2 * MR);
                 bp = bp.add(8 * NR);
@@ -1081,9 +1082,9 @@ pub unsafe fn micro_int8_avx2_paired(
         }
         if groups % 2 == 1 {
             // SAFETY: the last group step, inside by the contract.
-            let last = unsafe { int8_sums_half_256(1, ap, bp, dot_maddubs) };
-            for (sum, l) in acc.iter_mut().zip(last) {
-                *sum = _mm256_add_epi32(*sum, l);
+            let last = unsafe { int8_sums_half_256::<MR>(1, ap, bp, dot_maddubs) };
+            for (sum, l) in acc.as_flattened_mut().iter_mut().zip(last.as_flattened()) {
+                *sum = _mm256_add_epi32(*sum, *l);
             }
         }
         // SAFETY: AVX2 is enabled here; half * 16 < cols; the C tile is ours.
@@ -1091,10 +1092,14 @@ pub unsafe fn micro_int8_avx2_paired(
     }
 }
 
+/// Rows of the AVX-VNNI int8 kernel: 12 accumulators, 2 weight vectors and
+/// a broadcast in the 16 ymm (the AVX2 f32 kernel's tile).
+pub const MR_256_VNNI: usize = MR_256;
+
 /// int8 on AVX-VNNI's `vpdpbusd` on ymm (Intel Alder Lake and later cores,
 /// Sierra Forest; CPUs without AVX-512 that have it): the four-product sums
 /// in one instruction, summed in i32, so activations take 256 levels and
-/// weights ±127 as on AVX-512 VNNI. The AVX2 kernel's tile and layout.
+/// weights ±127 as on AVX-512 VNNI.
 ///
 /// # Safety
 /// The int8 micro-kernel contract (see [`super::MicroInt8`]) on a CPU with
@@ -1119,7 +1124,8 @@ pub unsafe fn micro_int8_avxvnni(
         // SAFETY: half * 16 < NR: inside the first group step of the panel;
         // the panels hold `kc` depths (the contract); AVX2 and AVX-VNNI are
         // enabled here.
-        let acc = unsafe { int8_sums_half_256(kc.div_ceil(4), a, b.add(half * 64), dot) };
+        let acc =
+            unsafe { int8_sums_half_256::<MR_256_VNNI>(kc.div_ceil(4), a, b.add(half * 64), dot) };
         // SAFETY: as above; the C tile is ours (the contract).
         unsafe { store_int8_half_256(&acc, c, ldc, rows, cols, half, d) };
     }
@@ -1134,7 +1140,7 @@ pub unsafe fn micro_int8_avxvnni(
 /// tile is valid and ours (the int8 micro-kernel contract).
 #[inline(always)]
 unsafe fn store_int8_half_256(
-    acc: &[__m256i; 2 * MR_256_INT8],
+    acc: &[[__m256i; 2]],
     c: *mut f32,
     ldc: usize,
     rows: usize,
@@ -1142,7 +1148,6 @@ unsafe fn store_int8_half_256(
     half: usize,
     d: &super::Dequant,
 ) {
-    const MR: usize = MR_256_INT8;
     let col = half * 16;
     let load8 = |v: &[f32], at: usize| {
         let v: &[f32; 8] = v[at..at + 8].try_into().expect("8 column values");
@@ -1159,8 +1164,8 @@ unsafe fn store_int8_half_256(
     });
     let overwrite = d.first.as_ref().is_some_and(|f| f.overwrite);
     // SAFETY: AVX by the contract.
-    let mut out = [unsafe { _mm256_setzero_ps() }; 2 * MR];
-    for r in 0..rows.min(MR) {
+    let mut out = [unsafe { _mm256_setzero_ps() }; 2 * MR_256_VNNI];
+    for (r, acc) in acc.iter().enumerate().take(rows) {
         // SAFETY: AVX2 and FMA by the contract.
         unsafe {
             let rs = _mm256_set1_ps(d.row_scales[r]);
@@ -1170,7 +1175,7 @@ unsafe fn store_int8_half_256(
                     None => _mm256_setzero_ps(),
                 };
                 let scale = _mm256_mul_ps(cs[h], rs);
-                out[2 * r + h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[2 * r + h]), scale, o);
+                out[2 * r + h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[h]), scale, o);
             }
         }
     }
@@ -1181,7 +1186,7 @@ unsafe fn store_int8_half_256(
         Onto::Output
     };
     // SAFETY: AVX; half * 16 < cols; the C tile is ours (the contract).
-    unsafe { add_half_256(&out, c, ldc, rows, cols, half, onto) };
+    unsafe { add_half_256(&out[..2 * acc.len()], c, ldc, rows, cols, half, onto) };
 }
 
 /// [`super::quantise_row`] with AVX2: the same values, eight at a time.
