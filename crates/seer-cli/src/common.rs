@@ -52,7 +52,8 @@ pub struct RunArgs {
     /// where the CPU has AVX-512 BF16, 4.6-5.5x with AMX, as fast as f32
     /// elsewhere; on a GPU the tensor cores, 3.5-4.5x; embeddings within cos
     /// 0.999) or int8 (dynamically quantised activations; about 2.5x f32 with
-    /// AVX-512 VNNI, about 1.8x with AVX2; embeddings within cos 0.995; CPU only).
+    /// AVX-512 VNNI, about 2.8x with AVX-VNNI, about 1.8x with AVX2 alone;
+    /// embeddings within cos 0.995; CPU only).
     #[arg(long, env = "SEER_PRECISION", default_value = "f32", value_parser = parse_precision)]
     pub precision: Precision,
     /// Worker threads for the model and image decoding (default: all cores).
