@@ -745,7 +745,8 @@ pub fn gemm(
 }
 
 /// How many levels int8 products on `isa` quantise each row of activations
-/// to: 256, or 128 on the AVX2 kernel (see [`ActivationLevels`]). The error
+/// to: 256, or 128 on the AVX2 kernel without AVX-VNNI (see
+/// [`ActivationLevels`]). The error
 /// of an int8 product scales with one step of the row's range over this.
 pub fn int8_activation_levels(isa: Isa) -> u32 {
     match Kernel::select(isa, Precision::Int8).micro {
