@@ -2816,7 +2816,12 @@ mod tests {
         if Isa::best_supported() < Isa::Avx2 {
             return;
         }
-        let one_step = Kernel::select(Isa::Avx2, Precision::Int8);
+        // Built here: on CPUs with AVX-VNNI the AVX2 level selects that kernel.
+        let one_step = Kernel {
+            mr: x86::MR_256_INT8,
+            micro: Micro::Int8(x86::micro_int8_avx2, ActivationLevels::U7),
+            ..Kernel::select(Isa::Avx2, Precision::Int8)
+        };
         for (m, n, k) in [(1, 1, 1), (5, 33, 7), (9, 45, 8 * KC + 12), (13, 70, 300)] {
             let (mut a, mut w, bias) = product_values(m, n, k);
             // Row 0: one value at the minimum, the rest at the maximum (level
