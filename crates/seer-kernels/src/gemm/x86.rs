@@ -943,7 +943,9 @@ pub const MR_256_INT8: usize = 4;
 /// `vpmaddwd` per 16 products, plus the shifts that sign-extended the weights:
 /// 1.2–1.4× seer's f32 against 1.7× here for the micro-kernel alone (AMX
 /// Xeon capped at AVX2). Weights and activations keep the VNNI layout (four
-/// i8 per column word, four u8 per row word).
+/// i8 per column word, four u8 per row word). The CPUs that run this kernel
+/// pack ±63 weights, which [`micro_int8_avx2_paired`] multiplies instead;
+/// this one serves ±127 weights (packed where another kernel was chosen).
 ///
 /// # Safety
 /// The int8 micro-kernel contract (see [`super::MicroInt8`]); the activation
