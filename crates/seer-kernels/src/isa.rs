@@ -270,7 +270,7 @@ impl Isa {
             (Isa::Avx512, Precision::Int8) if Self::has_int8_dot() => "avx512-vnni int8 14x32",
             (Isa::Avx2, Precision::Int8) if Self::has_avx_vnni() => "avx2 int8 on avx-vnni 6x16",
             (Isa::Avx512 | Isa::Avx2, Precision::Int8) => {
-                "avx2 int8 (vpmaddubsw, 128-level activations, ±63 weights) 4x16"
+                "avx2 int8 (vpmaddubsw, 128-level activations, ±63 weights) 3x16"
             }
             (_, Precision::Int8) => "portable int8 4x32",
         }

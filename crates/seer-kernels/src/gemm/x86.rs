@@ -929,9 +929,11 @@ pub unsafe fn micro_f32_avx2_widening(
     }
 }
 
-/// Rows of the AVX2 int8 kernel: 8 accumulators, 2 weight vectors, the ones
-/// and an activation word with its products in the 16 ymm.
-pub const MR_256_INT8: usize = 4;
+/// Rows of the AVX2 int8 kernels: 6 accumulators beside the paired kernel's
+/// 4 weight vectors, the ones, two activation words and their products fit
+/// the 16 ymm. At 4 rows one accumulator spilled to the stack every step:
+/// images 3–7% slower (AMX Xeon capped at AVX2, 3 of 3 pairs, 2026-12-05).
+pub const MR_256_INT8: usize = 3;
 
 /// int8 without VNNI: `vpmaddubsw` multiplies each activation byte by its
 /// weight byte and adds neighbouring pairs into i16, `vpmaddwd` by ones adds
