@@ -664,8 +664,9 @@ impl WeightLevels {
     /// `vpmaddubsw`, `vpmaddwd` and an add per four products, two of the
     /// three on the two multiply ports FMAs use too: at best 2× f32, and
     /// 1.65–1.79× measured (AMX Xeon capped at AVX2). ±63 frees a
-    /// `vpmaddwd` and an add per eight: int8 images +6–15%, 1.73–1.85× f32
-    /// (alternating in one process, 2026-12-05). The cost: on the README's
+    /// `vpmaddwd` and an add per eight: int8 images +6–15%, 1.73–1.85× f32,
+    /// and 1.90–1.99× on 3-row tiles (alternating in one process,
+    /// 2026-12-05). The cost: on the README's
     /// trained CIFAR-10 model, image → image recall@10 against f32 0.963 →
     /// 0.956, text → image 0.950 → 0.930, zero-shot top-1 unchanged; fixture
     /// cosines to f32 capped at AVX2 stayed ≥ 0.9974 (0.9970 with ±127; the
