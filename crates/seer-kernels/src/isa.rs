@@ -223,57 +223,51 @@ impl Isa {
     /// level, with its register tile (rows × columns of C), for benchmarks and
     /// bug reports to say which code ran. Mirrors `gemm::Kernel::select`: a new
     /// kernel there needs its name here.
-    pub fn matmul_kernel(self, precision: Precision) -> &'static str {
-        match (self, precision) {
+    pub fn matmul_kernel(self, precision: Precision) -> String {
+        // The f32 kernels' blocks where they are not 256 deep × 112 rows
+        // (`deep` names the deep blocks' rows for this level).
+        let blocks = |blocks: FloatBlocks, deep: &'static str| match blocks {
+            FloatBlocks::Deep => deep,
+            FloatBlocks::WholeShare => {
+                ", a thread's rows as one block up to 224, 3 depth blocks a pass"
+            }
+            FloatBlocks::Shallow => "",
+        };
+        // bf16 without fast bf16 arithmetic runs the f32 kernels.
+        let float = |tile: &str, blocks: &str| match precision {
+            Precision::Bf16 => format!("{tile} on bf16 weights widened per block{blocks}"),
+            _ => format!("{tile}{blocks}"),
+        };
+        let name = match (self, precision) {
             (Isa::Amx, Precision::Bf16) => "amx bf16 32x32",
             (Isa::Amx, Precision::Int8) => "amx int8 32x32",
             // The models' f32 weights (`PackedWeights::pack_for_inference`).
             (Isa::Amx, Precision::F32) => {
                 "amx f32 as three bf16 parts, six tile products a step, 32x32"
             }
-            (Isa::Avx512, Precision::F32) if Self::float_blocks() == FloatBlocks::Deep => {
-                "avx512 f32 14x32, blocks of 224 rows x 768 deep"
-            }
-            (Isa::Avx512, Precision::F32) if Self::float_blocks() == FloatBlocks::WholeShare => {
-                "avx512 f32 14x32, a thread's rows as one block up to 224, 3 depth blocks a pass"
-            }
-            (Isa::Avx512, Precision::F32) => "avx512 f32 14x32",
             (Isa::Avx512, Precision::Bf16)
                 if Self::has_bf16_dot() && Self::float_blocks() == FloatBlocks::Deep =>
             {
                 "avx512-bf16 dot 14x32, blocks of 112 rows x 768 deep"
             }
             (Isa::Avx512, Precision::Bf16) if Self::has_bf16_dot() => "avx512-bf16 dot 14x32",
-            (Isa::Avx512, Precision::Bf16) if Self::float_blocks() == FloatBlocks::Deep => {
-                "avx512 f32 14x32 on bf16 weights widened per block, blocks of 224 rows x 768 deep"
+            (Isa::Avx512, Precision::F32 | Precision::Bf16) => {
+                let deep = ", blocks of 224 rows x 768 deep";
+                return float("avx512 f32 14x32", blocks(Self::float_blocks(), deep));
             }
-            (Isa::Avx512, Precision::Bf16) if Self::float_blocks() == FloatBlocks::WholeShare => {
-                "avx512 f32 14x32 on bf16 weights widened per block, a thread's rows as one block up to 224, 3 depth blocks a pass"
+            (Isa::Avx2, Precision::F32 | Precision::Bf16) => {
+                let deep = ", blocks of 112 rows x 768 deep";
+                return float("avx2+fma f32 6x16", blocks(Self::avx2_blocks(), deep));
             }
-            (Isa::Avx512, Precision::Bf16) => "avx512 f32 14x32 on bf16 weights widened per block",
-            (Isa::Avx2, Precision::F32) if Self::avx2_blocks() == FloatBlocks::Deep => {
-                "avx2+fma f32 6x16, blocks of 112 rows x 768 deep"
-            }
-            (Isa::Avx2, Precision::F32) if Self::avx2_blocks() == FloatBlocks::WholeShare => {
-                "avx2+fma f32 6x16, a thread's rows as one block up to 224, 3 depth blocks a pass"
-            }
-            (Isa::Avx2, Precision::F32) => "avx2+fma f32 6x16",
-            (Isa::Avx2, Precision::Bf16) if Self::avx2_blocks() == FloatBlocks::Deep => {
-                "avx2+fma f32 6x16 on bf16 weights widened per block, blocks of 112 rows x 768 deep"
-            }
-            (Isa::Avx2, Precision::Bf16) if Self::avx2_blocks() == FloatBlocks::WholeShare => {
-                "avx2+fma f32 6x16 on bf16 weights widened per block, a thread's rows as one block up to 224, 3 depth blocks a pass"
-            }
-            (Isa::Avx2, Precision::Bf16) => "avx2+fma f32 6x16 on bf16 weights widened per block",
-            (_, Precision::F32) => "portable f32 4x32",
-            (_, Precision::Bf16) => "portable f32 4x32 on bf16 weights widened per block",
+            (_, Precision::F32 | Precision::Bf16) => return float("portable f32 4x32", ""),
             (Isa::Avx512, Precision::Int8) if Self::has_int8_dot() => "avx512-vnni int8 14x32",
             (Isa::Avx2, Precision::Int8) if Self::has_avx_vnni() => "avx2 int8 on avx-vnni 6x16",
             (Isa::Avx512 | Isa::Avx2, Precision::Int8) => {
                 "avx2 int8 (vpmaddubsw, 128-level activations, ±63 weights) 3x16"
             }
             (_, Precision::Int8) => "portable int8 4x32",
-        }
+        };
+        name.to_string()
     }
 }
 

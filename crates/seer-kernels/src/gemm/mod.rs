@@ -1697,13 +1697,14 @@ unsafe fn run_block(
                         let mut widen_into = None;
                         let b_ptr = match widened.as_mut() {
                             Some((buf, pairs, widening)) => {
-                                let len = kc.next_multiple_of(2) * NR;
-                                if widening.is_none() || mrows < mr {
-                                    let at = w.panel_offset(p, k0);
+                                let fused = widening.filter(|_| mrows >= mr);
+                                if fused.is_none() {
+                                    let (at, len) =
+                                        (w.panel_offset(p, k0), kc.next_multiple_of(2) * NR);
                                     widen_bf16_pairs(&pairs[at..at + len], &mut buf[..len]);
                                 }
                                 let ptr = buf.as_mut_ptr();
-                                widen_into = widening.filter(|_| mrows >= mr).map(|f| (f, ptr));
+                                widen_into = fused.map(|f| (f, ptr));
                                 ptr.cast_const().cast()
                             }
                             None => b_at(p, k0),
@@ -1721,19 +1722,10 @@ unsafe fn run_block(
                                 Ahead::share(b_at(p1, k1), kc1 * step_bytes, i, tiles)
                             });
                             let a_panel = packed[j * mc * A_WORDS + i * stride..].as_ptr();
-                            match widen_into.take() {
-                                Some(widen) => run_tile(
-                                    (k0, kc),
-                                    a_panel,
-                                    b_at(p, k0),
-                                    (p, r0, m_end),
-                                    ahead,
-                                    Some(widen),
-                                ),
-                                None => {
-                                    run_tile((k0, kc), a_panel, b_ptr, (p, r0, m_end), ahead, None)
-                                }
-                            }
+                            // The widening tile reads the pairs, the others its panel.
+                            let widen = widen_into.take();
+                            let b = if widen.is_some() { b_at(p, k0) } else { b_ptr };
+                            run_tile((k0, kc), a_panel, b, (p, r0, m_end), ahead, widen);
                         }
                     }
                 }
@@ -2335,12 +2327,11 @@ unsafe fn pack_a_f32_panels<const R: usize>(
     panel: unsafe fn(*const f32, usize, usize, *mut f32),
 ) -> usize {
     assert_eq!(mr, R);
-    let units = block.kc;
     pack_full_panels(
         block,
         mr,
         out,
-        units,
+        block.kc,
         |rows, dst| {
             // SAFETY: `panel` runs here (the caller's contract); `rows` holds R
             // rows of kc floats at stride lda and `dst` kc · R words
@@ -2348,7 +2339,7 @@ unsafe fn pack_a_f32_panels<const R: usize>(
             unsafe { panel(rows.as_ptr(), block.lda, block.kc, dst.as_mut_ptr().cast()) };
         },
         |tail, dst| {
-            pack_panels(tail, mr, dst, units, |row, k| row[k].to_bits());
+            pack_a_f32(tail, mr, dst);
         },
     )
 }

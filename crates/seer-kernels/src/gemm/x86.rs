@@ -141,18 +141,34 @@ unsafe fn sums_512<const R: usize>(
         // panel and NR = 32 of the weight panel, both inside by the contract,
         // and moves past them; unaligned loads need no alignment.
         unsafe {
-            let b0 = _mm512_loadu_ps(b);
-            let b1 = _mm512_loadu_ps(b.add(16));
-            for r in 0..R {
-                let av = _mm512_set1_ps(*a.add(r));
-                acc[2 * r] = _mm512_fmadd_ps(av, b0, acc[2 * r]);
-                acc[2 * r + 1] = _mm512_fmadd_ps(av, b1, acc[2 * r + 1]);
-            }
+            fma_step_512::<R>(&mut acc, a, _mm512_loadu_ps(b), _mm512_loadu_ps(b.add(16)));
             a = a.add(MR_512);
             b = b.add(NR);
         }
     }
     acc
+}
+
+/// One depth step of an AVX-512 f32 tile's first `R` rows: each row's A value
+/// at `a[r]` times the step's weights `(b0, b1)`, added to its accumulators.
+///
+/// # Safety
+/// The CPU has AVX-512F; `a` holds `R <= MR_512` floats.
+#[inline(always)]
+unsafe fn fma_step_512<const R: usize>(
+    acc: &mut [__m512; 2 * MR_512],
+    a: *const f32,
+    b0: __m512,
+    b1: __m512,
+) {
+    for r in 0..R {
+        // SAFETY: r < R floats at `a`; AVX-512F (the contract).
+        unsafe {
+            let av = _mm512_set1_ps(*a.add(r));
+            acc[2 * r] = _mm512_fmadd_ps(av, b0, acc[2 * r]);
+            acc[2 * r + 1] = _mm512_fmadd_ps(av, b1, acc[2 * r + 1]);
+        }
+    }
 }
 
 /// A full-tile AVX-512 micro-kernel and its first-depth-block twin from a
@@ -640,18 +656,38 @@ unsafe fn sums_half_256<const R: usize>(
         // panel and 16 of this half of the weight panel's NR, inside by the
         // contract; unaligned loads need no alignment.
         unsafe {
-            let b0 = _mm256_loadu_ps(bp);
-            let b1 = _mm256_loadu_ps(bp.add(8));
-            for r in 0..R {
-                let av = _mm256_broadcast_ss(&*ap.add(r));
-                acc[2 * r] = _mm256_fmadd_ps(av, b0, acc[2 * r]);
-                acc[2 * r + 1] = _mm256_fmadd_ps(av, b1, acc[2 * r + 1]);
-            }
+            fma_step_256::<R>(
+                &mut acc,
+                ap,
+                _mm256_loadu_ps(bp),
+                _mm256_loadu_ps(bp.add(8)),
+            );
             ap = ap.add(MR_256);
             bp = bp.add(NR);
         }
     }
     acc
+}
+
+/// [`fma_step_512`] for one 16-column half of an AVX2 f32 tile.
+///
+/// # Safety
+/// The CPU has AVX and FMA; `a` holds `R <= MR_256` floats.
+#[inline(always)]
+unsafe fn fma_step_256<const R: usize>(
+    acc: &mut [__m256; 2 * MR_256],
+    a: *const f32,
+    b0: __m256,
+    b1: __m256,
+) {
+    for r in 0..R {
+        // SAFETY: r < R floats at `a`; AVX and FMA (the contract).
+        unsafe {
+            let av = _mm256_broadcast_ss(&*a.add(r));
+            acc[2 * r] = _mm256_fmadd_ps(av, b0, acc[2 * r]);
+            acc[2 * r + 1] = _mm256_fmadd_ps(av, b1, acc[2 * r + 1]);
+        }
+    }
 }
 
 /// The AVX2 f32 kernel over the first `R` rows of a tile, onto `onto`: a
@@ -827,11 +863,7 @@ pub unsafe fn micro_f32_avx512_widening(
             )));
             _mm512_storeu_ps(out, w0);
             _mm512_storeu_ps(out.add(16), w1);
-            for r in 0..MR_512 {
-                let av = _mm512_set1_ps(*a.add(r));
-                acc[2 * r] = _mm512_fmadd_ps(av, w0, acc[2 * r]);
-                acc[2 * r + 1] = _mm512_fmadd_ps(av, w1, acc[2 * r + 1]);
-            }
+            fma_step_512::<MR_512>(&mut acc, a, w0, w1);
             a = a.add(MR_512);
             const HIGH: __mmask32 = 0xaaaa_aaaa;
             let x0 = _mm512_castsi512_ps(_mm512_maskz_loadu_epi16(HIGH, b.cast()));
@@ -839,11 +871,7 @@ pub unsafe fn micro_f32_avx512_widening(
             _mm512_storeu_ps(out.add(NR), x0);
             _mm512_storeu_ps(out.add(NR + 16), x1);
             if 2 * pair + 1 < kc {
-                for r in 0..MR_512 {
-                    let av = _mm512_set1_ps(*a.add(r));
-                    acc[2 * r] = _mm512_fmadd_ps(av, x0, acc[2 * r]);
-                    acc[2 * r + 1] = _mm512_fmadd_ps(av, x1, acc[2 * r + 1]);
-                }
+                fma_step_512::<MR_512>(&mut acc, a, x0, x1);
                 a = a.add(MR_512);
             }
             b = b.add(NR);
@@ -899,11 +927,7 @@ pub unsafe fn micro_f32_avx2_widening(
                 )));
                 _mm256_storeu_ps(out, w0);
                 _mm256_storeu_ps(out.add(8), w1);
-                for r in 0..MR_256 {
-                    let av = _mm256_broadcast_ss(&*ap.add(r));
-                    acc[2 * r] = _mm256_fmadd_ps(av, w0, acc[2 * r]);
-                    acc[2 * r + 1] = _mm256_fmadd_ps(av, w1, acc[2 * r + 1]);
-                }
+                fma_step_256::<MR_256>(&mut acc, ap, w0, w1);
                 ap = ap.add(MR_256);
                 let x0 = _mm256_castsi256_ps(_mm256_and_si256(_mm256_loadu_si256(bp.cast()), high));
                 let x1 = _mm256_castsi256_ps(_mm256_and_si256(
@@ -913,11 +937,7 @@ pub unsafe fn micro_f32_avx2_widening(
                 _mm256_storeu_ps(out.add(NR), x0);
                 _mm256_storeu_ps(out.add(NR + 8), x1);
                 if 2 * pair + 1 < kc {
-                    for r in 0..MR_256 {
-                        let av = _mm256_broadcast_ss(&*ap.add(r));
-                        acc[2 * r] = _mm256_fmadd_ps(av, x0, acc[2 * r]);
-                        acc[2 * r + 1] = _mm256_fmadd_ps(av, x1, acc[2 * r + 1]);
-                    }
+                    fma_step_256::<MR_256>(&mut acc, ap, x0, x1);
                     ap = ap.add(MR_256);
                 }
                 bp = bp.add(NR);
