@@ -182,6 +182,13 @@ impl Isa {
         }
     }
 
+    /// Whether int8 products here take a dot-product instruction (AMX's
+    /// `tdpbusd`, or `vpdpbusd` of AVX-512 VNNI or AVX-VNNI) rather than
+    /// AVX2's `vpmaddubsw` chain or the portable loop.
+    pub fn int8_on_dot_products() -> bool {
+        Self::has_int8_dot() || Self::has_avx_vnni()
+    }
+
     /// Whether the AVX2 int8 kernel is AVX-VNNI's (`vpdpbusd` on ymm): on
     /// CPUs whose best level is AVX2 and that have it (Intel Alder Lake and
     /// later cores, Sierra Forest). Not on AVX-512 CPUs capped at AVX2
