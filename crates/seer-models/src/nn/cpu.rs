@@ -37,7 +37,7 @@ pub struct CpuBlock {
     /// The activation fused into fc1, or None for SwiGLU (gated after fc1).
     activation: Option<KernelActivation>,
     /// Rows of sequences [`CpuBlock::forward`] runs at a time, where it cuts
-    /// them into chunks (see [`INT8_CHUNK_HIDDEN_BYTES`]).
+    /// them into chunks (see [`CHUNK_HIDDEN_BYTES`]).
     chunk_rows: Option<usize>,
 }
 
@@ -102,8 +102,9 @@ impl CpuBlock {
         qkv_w[..c * c].iter_mut().for_each(|v| *v *= scale);
         qkv_b[..c].iter_mut().for_each(|v| *v *= scale);
         let fc1 = pack(&t.fc1.0, Some(&t.fc1.1), precision)?;
-        let chunk_rows = (precision == Precision::Int8 && Isa::int8_on_dot_products())
-            .then(|| INT8_CHUNK_HIDDEN_BYTES / (4 * fc1.n()).max(1));
+        let int8_on_dots = precision == Precision::Int8 && Isa::int8_on_dot_products();
+        let chunk_rows =
+            (int8_on_dots || fc1.on_tiles()).then(|| CHUNK_HIDDEN_BYTES / (4 * fc1.n()).max(1));
         Ok(Self {
             width: c,
             heads: cfg.heads,
@@ -121,9 +122,10 @@ impl CpuBlock {
         })
     }
 
-    /// `x += attn(ln1(x))`, then `x += mlp(ln2(x))`, in place; an int8
-    /// block's sequences a chunk at a time where its products run on
-    /// dot-product instructions (see [`INT8_CHUNK_HIDDEN_BYTES`]).
+    /// `x += attn(ln1(x))`, then `x += mlp(ln2(x))`, in place; the
+    /// sequences a chunk at a time where the block's products are int8 on
+    /// dot-product instructions or f32 on the AMX tiles (see
+    /// [`CHUNK_HIDDEN_BYTES`]).
     fn forward(&self, x: &mut [f32], shape: AttentionShape, s: &mut Scratch) {
         match self.chunk_rows {
             Some(rows) => self.forward_in_chunks(x, shape, s, rows),
@@ -304,25 +306,39 @@ impl CpuBlock {
     }
 }
 
-/// How much f32 MLP hidden state (fc1's output) one chunk of an int8 block's
-/// forward holds, where its products run on dot-product instructions
-/// (`Isa::int8_on_dot_products`): its sequences go through the whole block
-/// (attention, MLP) before the next chunk's. An int8 block passes f32 rows
-/// between its products and reads each back to quantise it (fc1's output, 12
-/// KiB a ViT-B row, twice); a per-thread part of ViT-B/32 images at batch 32
-/// is 800 rows, 9.4 MiB of hidden state alone. 5 MiB (400 image rows, 8
-/// texts of 77 tokens) keeps more of it in cache. Old and new builds
-/// alternating on the AMX Xeon ("Intel(R) Xeon(R) Processor", family 6 model
-/// 167, 2 vCPUs; 2026-12-05): int8 on the tiles images at batch 32 +7–21%,
-/// texts at 77 tokens +15–31% (4 pairs); capped at AVX-512 (VNNI) +8–14% and
-/// +6–17% (3 pairs); batch 8 and unpadded texts (a part under a chunk)
-/// unchanged. 200-row chunks measured about as 400. Not chunked: AVX2's
-/// int8 kernel, compute-bound (images at batch 32 1–5% slower chunked, 3 of
-/// 3), and float blocks (bf16 and f32 on the AMX tiles, whose hidden state
-/// is bf16 tile lines: texts at 77 tokens 5–15% slower; f32 on AVX-512 FMA
-/// within ±5%). The outputs are the same bits either way: every kernel's
-/// rows are independent and attention stays within a sequence.
-const INT8_CHUNK_HIDDEN_BYTES: usize = 5 << 20;
+/// How much MLP hidden state (fc1's output, counted at 4 bytes a value) one
+/// chunk of a block's forward holds, where the block's products are int8 on
+/// dot-product instructions (`Isa::int8_on_dot_products`) or f32 on the AMX
+/// tiles (`PackedWeights::on_tiles`): its sequences go through the whole
+/// block (attention, MLP) before the next chunk's.
+///
+/// Why: those products are fast enough that the rows passed between them,
+/// not the arithmetic, bounded large batches. An int8 block passes f32 rows
+/// and reads each back to quantise it (fc1's output, 12 KiB a ViT-B row,
+/// twice); a thread's part of ViT-B/32 images at batch 32 is 800 rows, 9.4
+/// MiB of hidden state alone, and int8 images ran slower per image at batch
+/// 32 than at 8. f32 on the tiles runs batches whole with its hidden state
+/// as split tile lines (6 bytes a value): DINOv2 ViT-S/14 at batch 32 is
+/// 8,224 rows, 72 MiB of them. 5 MiB is 400 ViT-B image rows, 8 texts of 77
+/// tokens, 3 DINOv2 images at 224 px.
+///
+/// Measured on the AMX Xeon ("Intel(R) Xeon(R) Processor", family 6 model
+/// 167, 2 vCPUs; 2026-12-05), alternating: int8 on the tiles CLIP images at
+/// batch 32 +7–21% and texts at 77 tokens +15–31% (old and new builds, 4
+/// pairs), DINOv2 ViT-S/14 images at batch 32 +34–51% (2 pairs); capped at
+/// AVX-512 (VNNI) CLIP +8–14% and +6–17% (3 pairs); f32 on the tiles CLIP
+/// images at batch 32 median +4% (4 of 5 pairs), texts at 77 tokens median
+/// +9% (4 of 5), DINOv2 ViT-S/14 at batch 32 +14–26% (4 pairs). Batches
+/// that fit one chunk are unchanged. 200-row int8 chunks measured about as
+/// 400; 12 MiB chunks lost 12–20% on f32 CLIP. Not chunked: AVX2's int8
+/// kernel, compute-bound (images at batch 32 1–5% slower chunked, 3 of 3),
+/// bf16 (its hidden state is bf16 tile lines on AMX, and a thread's part of
+/// a batch; CLIP texts at 77 tokens 5–15% slower chunked, DINOv2 at batch 32
+/// −5 to +5%), f32 on AVX-512 FMA (images −4 to +10%, texts −6 to +2%: no
+/// decision through the noise). The outputs are the same bits either way:
+/// every kernel's rows are independent and attention stays within a
+/// sequence.
+const CHUNK_HIDDEN_BYTES: usize = 5 << 20;
 
 /// Consecutive runs of `sequences` (first row, length) of at most `max_rows`
 /// rows each, as ranges of sequence indices; a sequence longer than that is
