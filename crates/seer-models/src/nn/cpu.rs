@@ -103,8 +103,7 @@ impl CpuBlock {
         qkv_b[..c].iter_mut().for_each(|v| *v *= scale);
         let fc1 = pack(&t.fc1.0, Some(&t.fc1.1), precision)?;
         let int8_on_dots = precision == Precision::Int8 && Isa::int8_on_dot_products();
-        let chunk_rows =
-            (int8_on_dots || fc1.on_tiles()).then(|| CHUNK_HIDDEN_BYTES / (4 * fc1.n()).max(1));
+        let chunk_rows = int8_on_dots.then(|| CHUNK_HIDDEN_BYTES / (4 * fc1.n()).max(1));
         Ok(Self {
             width: c,
             heads: cfg.heads,
@@ -124,8 +123,7 @@ impl CpuBlock {
 
     /// `x += attn(ln1(x))`, then `x += mlp(ln2(x))`, in place; the
     /// sequences a chunk at a time where the block's products are int8 on
-    /// dot-product instructions or f32 on the AMX tiles (see
-    /// [`CHUNK_HIDDEN_BYTES`]).
+    /// dot-product instructions (see [`CHUNK_HIDDEN_BYTES`]).
     fn forward(&self, x: &mut [f32], shape: AttentionShape, s: &mut Scratch) {
         match self.chunk_rows {
             Some(rows) => self.forward_in_chunks(x, shape, s, rows),
@@ -306,36 +304,36 @@ impl CpuBlock {
     }
 }
 
-/// How much MLP hidden state (fc1's output, counted at 4 bytes a value) one
-/// chunk of a block's forward holds, where the block's products are int8 on
-/// dot-product instructions (`Isa::int8_on_dot_products`) or f32 on the AMX
-/// tiles (`PackedWeights::on_tiles`): its sequences go through the whole
-/// block (attention, MLP) before the next chunk's.
+/// How much MLP hidden state (fc1's f32 output) one chunk of a block's
+/// forward holds, where the block's products are int8 on dot-product
+/// instructions (`Isa::int8_on_dot_products`): its sequences go through the
+/// whole block (attention, MLP) before the next chunk's.
 ///
-/// Why: those products are fast enough that the rows passed between them,
-/// not the arithmetic, bounded large batches. An int8 block passes f32 rows
-/// and reads each back to quantise it (fc1's output, 12 KiB a ViT-B row,
-/// twice); a thread's part of ViT-B/32 images at batch 32 is 800 rows, 9.4
-/// MiB of hidden state alone, and int8 images ran slower per image at batch
-/// 32 than at 8. f32 on the tiles runs batches whole with its hidden state
-/// as split tile lines (6 bytes a value): DINOv2 ViT-S/14 at batch 32 is
-/// 8,224 rows, 72 MiB of them. 5 MiB is 400 ViT-B image rows, 8 texts of 77
-/// tokens, 3 DINOv2 images at 224 px.
+/// Why: those products are fast enough that the f32 rows passed between them,
+/// not the arithmetic, bounded large batches. An int8 block reads each back to
+/// quantise it (fc1's output, 12 KiB a ViT-B row, twice); a thread's part of
+/// ViT-B/32 images at batch 32 is 800 rows, 9.4 MiB of hidden state alone,
+/// and int8 images ran slower per image at batch 32 than at 8. 5 MiB is 400
+/// ViT-B image rows, 8 texts of 77 tokens, 3 DINOv2-S images at 224 px.
 ///
 /// Measured on the AMX Xeon ("Intel(R) Xeon(R) Processor", family 6 model
-/// 167, 2 vCPUs; 2026-12-05), alternating: int8 on the tiles CLIP images at
-/// batch 32 +7–21% and texts at 77 tokens +15–31% (old and new builds, 4
-/// pairs), DINOv2 ViT-S/14 images at batch 32 +34–51% (2 pairs); capped at
-/// AVX-512 (VNNI) CLIP +8–14% and +6–17% (3 pairs); f32 on the tiles CLIP
-/// images at batch 32 median +4% (4 of 5 pairs), texts at 77 tokens median
-/// +9% (4 of 5), DINOv2 ViT-S/14 at batch 32 +14–26% (4 pairs). Batches
-/// that fit one chunk are unchanged. 200-row int8 chunks measured about as
-/// 400; 12 MiB chunks lost 12–20% on f32 CLIP. Not chunked: AVX2's int8
-/// kernel, compute-bound (images at batch 32 1–5% slower chunked, 3 of 3),
-/// bf16 (its hidden state is bf16 tile lines on AMX, and a thread's part of
-/// a batch; CLIP texts at 77 tokens 5–15% slower chunked, DINOv2 at batch 32
-/// −5 to +5%), f32 on AVX-512 FMA (images −4 to +10%, texts −6 to +2%: no
-/// decision through the noise). The outputs are the same bits either way:
+/// 167, 2 vCPUs; 2026-12-05), old then new build in each pair (an A/A test
+/// of that order gave the second run a median +3.5%): int8 on the tiles CLIP
+/// images at batch 32 +7–21% and texts at 77 tokens +15–31% (4 pairs),
+/// DINOv2 ViT-S/14 images at batch 32 +34–51% (2 pairs); capped at AVX-512
+/// (VNNI) CLIP +8–14% and +6–17% (3 pairs). Batches that fit one chunk are
+/// unchanged; 200-row chunks measured about as 400.
+///
+/// Not chunked: AVX2's int8 kernel, compute-bound (images at batch 32 1–5%
+/// slower chunked, 3 of 3); bf16 (its hidden state is bf16 tile lines on AMX
+/// and a thread's part of a batch; CLIP texts at 77 tokens 5–15% slower);
+/// f32 on AVX-512 FMA (6 pairs in alternating order: images median +0.7%,
+/// texts −1%); f32 on the AMX tiles, whose batches run whole with the weights
+/// split to 6 bytes a value: DINOv2 ViT-S/14 gained 12–35%, but CLIP images
+/// at batch 32 lost a median 6% (6 pairs in alternating order; 4 chunks
+/// stream ViT-B's 42 MB of split weights a layer four times) and texts were
+/// even. A rule by weight bytes against hidden bytes might keep the one
+/// without the other; not tried. The outputs are the same bits either way:
 /// every kernel's rows are independent and attention stays within a
 /// sequence.
 const CHUNK_HIDDEN_BYTES: usize = 5 << 20;
