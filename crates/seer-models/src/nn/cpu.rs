@@ -317,12 +317,14 @@ impl CpuBlock {
 /// ViT-B image rows, 8 texts of 77 tokens, 3 DINOv2-S images at 224 px.
 ///
 /// Measured on the AMX Xeon ("Intel(R) Xeon(R) Processor", family 6 model
-/// 167, 2 vCPUs; 2026-12-05), old then new build in each pair (an A/A test
-/// of that order gave the second run a median +3.5%): int8 on the tiles CLIP
-/// images at batch 32 +7–21% and texts at 77 tokens +15–31% (4 pairs),
-/// DINOv2 ViT-S/14 images at batch 32 +34–51% (2 pairs); capped at AVX-512
-/// (VNNI) CLIP +8–14% and +6–17% (3 pairs). Batches that fit one chunk are
-/// unchanged; 200-row chunks measured about as 400.
+/// 167, 2 vCPUs; 2026-12-05), old and new builds in alternating order, 4
+/// pairs: int8 on the tiles CLIP texts at 77 tokens +10–17%, images at batch
+/// 32 −4 to +5% (median +2%); capped at AVX-512 (VNNI) texts −1.5 to +20%
+/// (median +9%), images +2.5–6%. Old then new in each pair (an A/A test of
+/// that order gave the second run a median +3.5%; the machine was slower
+/// then): DINOv2 ViT-S/14 images at batch 32 +34–51% (2 pairs), CLIP images
+/// +7–21%. Batches that fit one chunk are unchanged; 200-row chunks measured
+/// about as 400.
 ///
 /// Not chunked: AVX2's int8 kernel, compute-bound (images at batch 32 1–5%
 /// slower chunked, 3 of 3); bf16 (its hidden state is bf16 tile lines on AMX
