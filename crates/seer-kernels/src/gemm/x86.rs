@@ -984,15 +984,37 @@ pub unsafe fn micro_int8_avx2(
     cols: usize,
     d: &super::Dequant,
 ) {
+    // SAFETY: the contract; AVX2 is enabled here.
+    unsafe { int8_tile_256::<MR_256_INT8>(kc, a, b, c, ldc, rows, cols, d, dot_maddubs) };
+}
+
+/// An AVX2 int8 tile of `MR` rows, one 16-column half at a time: its sums
+/// through `dot` ([`int8_sums_half_256`]), then dequantised onto C
+/// ([`store_int8_half_256`]).
+///
+/// # Safety
+/// The int8 micro-kernel contract (see [`super::MicroInt8`]); the CPU has
+/// AVX2, FMA and what `dot` needs (inlined into functions that enable them).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn int8_tile_256<const MR: usize>(
+    kc: usize,
+    a: *const u32,
+    b: *const u8,
+    c: *mut f32,
+    ldc: usize,
+    rows: usize,
+    cols: usize,
+    d: &super::Dequant,
+    dot: impl Fn(__m256i, __m256i, __m256i) -> __m256i + Copy,
+) {
     for half in 0..2 {
         if half * 16 >= cols {
             break;
         }
         // SAFETY: half * 16 < NR: inside the first group step of the panel;
-        // the panels hold `kc` depths (the contract); AVX2 is enabled here.
-        let acc = unsafe {
-            int8_sums_half_256::<MR_256_INT8>(kc.div_ceil(4), a, b.add(half * 64), dot_maddubs)
-        };
+        // the panels hold `kc` depths (the contract).
+        let acc = unsafe { int8_sums_half_256::<MR>(kc.div_ceil(4), a, b.add(half * 64), dot) };
         // SAFETY: as above; the C tile is ours (the contract).
         unsafe { store_int8_half_256(&acc, c, ldc, rows, cols, half, d) };
     }
@@ -1119,6 +1141,8 @@ pub unsafe fn micro_int8_avx2_paired(
 /// Rows of the AVX-VNNI int8 kernel: 12 accumulators, 2 weight vectors and
 /// a broadcast in the 16 ymm (the AVX2 f32 kernel's tile).
 pub const MR_256_VNNI: usize = MR_256;
+// `store_int8_half_256` holds up to MR_256_VNNI rows of either kernel.
+const _: () = assert!(MR_256_INT8 <= MR_256_VNNI);
 
 /// int8 on AVX-VNNI's `vpdpbusd` on ymm (Intel Alder Lake and later cores,
 /// Sierra Forest; CPUs without AVX-512 that have it): the four-product sums
@@ -1141,18 +1165,8 @@ pub unsafe fn micro_int8_avxvnni(
     d: &super::Dequant,
 ) {
     let dot = |acc, x, w| _mm256_dpbusd_avx_epi32(acc, x, w);
-    for half in 0..2 {
-        if half * 16 >= cols {
-            break;
-        }
-        // SAFETY: half * 16 < NR: inside the first group step of the panel;
-        // the panels hold `kc` depths (the contract); AVX2 and AVX-VNNI are
-        // enabled here.
-        let acc =
-            unsafe { int8_sums_half_256::<MR_256_VNNI>(kc.div_ceil(4), a, b.add(half * 64), dot) };
-        // SAFETY: as above; the C tile is ours (the contract).
-        unsafe { store_int8_half_256(&acc, c, ldc, rows, cols, half, d) };
-    }
+    // SAFETY: the contract; AVX2, FMA and AVX-VNNI are enabled here.
+    unsafe { int8_tile_256::<MR_256_VNNI>(kc, a, b, c, ldc, rows, cols, d, dot) };
 }
 
 /// An AVX2 int8 tile half's i32 sums scaled back to floats and added onto C
