@@ -313,8 +313,10 @@ impl CpuBlock {
 /// not the arithmetic, bounded large batches. An int8 block reads each back to
 /// quantise it (fc1's output, 12 KiB a ViT-B row, twice); a thread's part of
 /// ViT-B/32 images at batch 32 is 800 rows, 9.4 MiB of hidden state alone,
-/// and int8 images ran slower per image at batch 32 than at 8. 5 MiB is 400
-/// ViT-B image rows, 8 texts of 77 tokens, 3 DINOv2-S images at 224 px.
+/// and int8 images ran slower per image at batch 32 than at 8. 2.5 MiB is
+/// about 200 ViT-B image rows, 4 texts of 77 tokens, 1.7 DINOv2-S images at
+/// 224 px (a part is cut into near-equal chunks of whole sequences:
+/// [`sequence_chunks`]), near the 2 MiB L2 of a Sapphire Rapids core.
 ///
 /// Measured on the AMX Xeon ("Intel(R) Xeon(R) Processor", family 6 model
 /// 167, 2 vCPUs; 2026-12-05), old and new builds in alternating order, 4
@@ -323,8 +325,14 @@ impl CpuBlock {
 /// (median +9%), images +2.5–6%. Old then new in each pair (an A/A test of
 /// that order gave the second run a median +3.5%; the machine was slower
 /// then): DINOv2 ViT-S/14 images at batch 32 +34–51% (2 pairs), CLIP images
-/// +7–21%. Batches that fit one chunk are unchanged; 200-row chunks measured
-/// about as 400.
+/// +7–21%. Batches that fit one chunk are unchanged. That was 5 MiB chunks,
+/// filled greedily; then 2.5 MiB in near-equal chunks against 5 MiB (4 pairs
+/// alternating, same CPU): DINOv2 ViT-S/14 at batch 32 +6% (4 of 4), CLIP
+/// texts at 77 tokens +3%, CLIP images even; capped at AVX-512 (3 pairs)
+/// texts +4–7%, images at batch 32 +2.5%. 1.25 MiB lost CLIP images 6–12%
+/// (100-row chunks). Near-equal instead of greedy at 5 MiB (DINOv2-S's 16
+/// images a thread at batch 32 as 3+3+3+3+4, not 3+3+3+3+3+1) alone measured
+/// within noise.
 ///
 /// Not chunked: AVX2's int8 kernel, compute-bound (images at batch 32 1–5%
 /// slower chunked, 3 of 3); bf16 (its hidden state is bf16 tile lines on AMX
@@ -338,13 +346,18 @@ impl CpuBlock {
 /// without the other; not tried. The outputs are the same bits either way:
 /// every kernel's rows are independent and attention stays within a
 /// sequence.
-const CHUNK_HIDDEN_BYTES: usize = 5 << 20;
+const CHUNK_HIDDEN_BYTES: usize = 5 << 19;
 
-/// Consecutive runs of `sequences` (first row, length) of at most `max_rows`
-/// rows each, as ranges of sequence indices; a sequence longer than that is
-/// a run of its own. One run of all of them unless they are back to back
-/// from row 0 to row `rows` (rows outside every sequence still go through
-/// the block's products).
+/// Consecutive runs of `sequences` (first row, length) as ranges of sequence
+/// indices: `ceil(rows / max_rows)` runs of near-equal rows (a sequence
+/// longer than its share is a run of its own, the rest share what is left),
+/// each cut at the sequence boundary nearest its share, so a run may pass
+/// `max_rows` by part of a sequence. Near-equal because runs of unequal size
+/// made the products' buffers change size every run: freed blocks went back
+/// to the kernel and came again as page faults (5–6% of the samples with
+/// CLIP texts in runs of 19 + 13; none with 16 + 16). One run of all of them
+/// unless they are back to back from row 0 to row `rows` (rows outside every
+/// sequence still go through the block's products).
 fn sequence_chunks(
     sequences: &[(usize, usize)],
     rows: usize,
@@ -356,16 +369,34 @@ fn sequence_chunks(
     if !back_to_back {
         return std::iter::once(0..sequences.len()).collect();
     }
-    let mut chunks = Vec::new();
-    let mut i = 0;
-    while i < sequences.len() {
-        let first = sequences[i].0;
-        let mut j = i + 1;
-        while j < sequences.len() && sequences[j].0 + sequences[j].1 - first <= max_rows {
-            j += 1;
-        }
-        chunks.push(i..j);
-        i = j;
+    // Where a run ending before sequence `i` ends, in rows.
+    let end_row = |i: usize| sequences.get(i).map_or(rows, |s| s.0);
+    let max_rows = max_rows.max(1);
+    let n = rows.div_ceil(max_rows);
+    let mut chunks = Vec::with_capacity(n);
+    let mut start = 0;
+    while start < sequences.len() {
+        // The rows left in equal shares, over the runs left of the `n`
+        // planned (fewer where a long sequence took more than its share).
+        let first = end_row(start);
+        let left = rows - first;
+        let runs = left.div_ceil(max_rows).min(n - chunks.len()).max(1);
+        let end = if runs == 1 {
+            sequences.len()
+        } else {
+            // Cut at the boundary nearest the share's end (ties: the earlier
+            // one), at least one sequence a run.
+            let target = first + left / runs;
+            let after = sequences.partition_point(|s| s.0 < target).max(start + 1);
+            let before = after - 1;
+            if before > start && target - end_row(before) <= end_row(after) - target {
+                before
+            } else {
+                after
+            }
+        };
+        chunks.push(start..end);
+        start = end;
     }
     chunks
 }
@@ -640,15 +671,29 @@ mod tests {
     fn sequences_chunk_into_runs_of_at_most_the_rows_given() {
         let images: Vec<(usize, usize)> = (0..7).map(|i| (50 * i, 50)).collect();
         assert_eq!(sequence_chunks(&images, 350, 400), vec![0..7]);
-        assert_eq!(sequence_chunks(&images, 350, 150), vec![0..3, 3..6, 6..7]);
-        assert_eq!(
-            sequence_chunks(&images, 350, 149),
-            vec![0..2, 2..4, 4..6, 6..7]
-        );
-        // Longer than a chunk: alone.
+        assert_eq!(sequence_chunks(&images, 350, 350), vec![0..7]);
+        // 3 runs: 116.7 rows, then 125 of the 250 left; ties cut earlier.
+        assert_eq!(sequence_chunks(&images, 350, 150), vec![0..2, 2..4, 4..7]);
+        assert_eq!(sequence_chunks(&images, 350, 175), vec![0..3, 3..7]);
+        // 16 images of 50 rows in runs of at most 600 (greedy: 12 + 4).
+        let sixteen: Vec<(usize, usize)> = (0..16).map(|i| (50 * i, 50)).collect();
+        assert_eq!(sequence_chunks(&sixteen, 800, 600), vec![0..8, 8..16]);
+        // DINOv2-S: 16 images of 257 rows, runs of 853 rows: 5 runs.
+        let dino: Vec<(usize, usize)> = (0..16).map(|i| (257 * i, 257)).collect();
+        let runs = sequence_chunks(&dino, 4112, 853);
+        assert_eq!(runs, vec![0..3, 3..6, 6..9, 9..12, 12..16]);
+        // A sequence longer than a run's share is a run of its own.
         let texts = [(0, 5), (5, 30), (35, 4), (39, 4), (43, 3)];
         assert_eq!(sequence_chunks(&texts, 46, 11), vec![0..1, 1..2, 2..5]);
-        assert_eq!(sequence_chunks(&texts, 46, 8), vec![0..1, 1..2, 2..4, 4..5]);
+        assert_eq!(sequence_chunks(&texts, 46, 23), vec![0..2, 2..5]);
+        assert_eq!(
+            sequence_chunks(&[(0, 1), (1, 99)], 100, 10),
+            vec![0..1, 1..2]
+        );
+        assert_eq!(
+            sequence_chunks(&[(0, 99), (99, 1)], 100, 10),
+            vec![0..1, 1..2]
+        );
         assert_eq!(sequence_chunks(&[], 0, 10), Vec::<Range<usize>>::new());
         // Not back to back from row 0 to the end: one run.
         assert_eq!(sequence_chunks(&[(0, 5), (6, 5)], 11, 5), vec![0..2]);
