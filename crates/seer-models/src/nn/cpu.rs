@@ -36,9 +36,9 @@ pub struct CpuBlock {
     ls2: Option<Vec<f32>>,
     /// The activation fused into fc1, or None for SwiGLU (gated after fc1).
     activation: Option<KernelActivation>,
-    /// Rows of sequences [`CpuBlock::forward`] runs at a time, where it cuts
-    /// them into chunks (see [`CHUNK_HIDDEN_BYTES`]).
-    chunk_rows: Option<usize>,
+    /// Whether and how [`CpuBlock::forward`] cuts its sequences into runs
+    /// ([`Chunking::for_block`]).
+    chunking: Option<Chunking>,
 }
 
 fn vec(t: &Tensor) -> Result<Vec<f32>> {
@@ -101,33 +101,39 @@ impl CpuBlock {
         }
         qkv_w[..c * c].iter_mut().for_each(|v| *v *= scale);
         qkv_b[..c].iter_mut().for_each(|v| *v *= scale);
+        // fc1 first, as before the four were named here: qkv first measured
+        // 5–7% slower on DINOv2-S f32 at batch 8 (AMX Xeon; the same kernels,
+        // so the buffers' placement, presumably).
         let fc1 = pack(&t.fc1.0, Some(&t.fc1.1), precision)?;
-        let int8_on_dots = precision == Precision::Int8 && Isa::int8_on_dot_products();
-        let chunk_rows = int8_on_dots.then(|| CHUNK_HIDDEN_BYTES / (4 * fc1.n()).max(1));
+        let qkv = PackedWeights::from_rows_for_inference(&qkv_w, 3 * c, c, Some(qkv_b), precision);
+        let out = pack(&t.out.0, Some(&t.out.1), precision)?;
+        let fc2 = pack(&t.fc2.0, Some(&t.fc2.1), precision)?;
+        let chunking = Chunking::for_block(precision, [&qkv, &out, &fc1, &fc2]);
         Ok(Self {
             width: c,
             heads: cfg.heads,
             eps: cfg.layer_norm_eps as f32,
             ln1: (vec(&t.ln1.0)?, vec(&t.ln1.1)?),
-            qkv: PackedWeights::from_rows_for_inference(&qkv_w, 3 * c, c, Some(qkv_b), precision),
-            out: pack(&t.out.0, Some(&t.out.1), precision)?,
+            qkv,
+            out,
             ls1: t.ls1.as_ref().map(vec).transpose()?,
             ln2: (vec(&t.ln2.0)?, vec(&t.ln2.1)?),
             fc1,
-            fc2: pack(&t.fc2.0, Some(&t.fc2.1), precision)?,
+            fc2,
             ls2: t.ls2.as_ref().map(vec).transpose()?,
             activation: (!t.swiglu).then(|| cfg.activation.into()),
-            chunk_rows,
+            chunking,
         })
     }
 
     /// `x += attn(ln1(x))`, then `x += mlp(ln2(x))`, in place; the
-    /// sequences a chunk at a time where the block's products are int8 on
-    /// dot-product instructions (see [`CHUNK_HIDDEN_BYTES`]).
+    /// sequences a chunk at a time where [`Chunking::for_block`] says so.
     fn forward(&self, x: &mut [f32], shape: AttentionShape, s: &mut Scratch) {
-        match self.chunk_rows {
-            Some(rows) => self.forward_in_chunks(x, shape, s, rows),
-            None => self.forward_rows(x, shape, s),
+        match self.chunking {
+            Some(chunking) if x.len() / self.width > chunking.whole_up_to => {
+                self.forward_in_chunks(x, shape, s, chunking.max_rows)
+            }
+            _ => self.forward_rows(x, shape, s),
         }
     }
 
@@ -338,15 +344,70 @@ impl CpuBlock {
 /// slower chunked, 3 of 3); bf16 (its hidden state is bf16 tile lines on AMX
 /// and a thread's part of a batch; CLIP texts at 77 tokens 5–15% slower);
 /// f32 on AVX-512 FMA (6 pairs in alternating order: images median +0.7%,
-/// texts −1%); f32 on the AMX tiles, whose batches run whole with the weights
-/// split to 6 bytes a value: DINOv2 ViT-S/14 gained 12–35%, but CLIP images
-/// at batch 32 lost a median 6% (6 pairs in alternating order; 4 chunks
-/// stream ViT-B's 42 MB of split weights a layer four times) and texts were
-/// even. A rule by weight bytes against hidden bytes might keep the one
-/// without the other; not tried. The outputs are the same bits either way:
+/// texts −1%). f32 on the AMX tiles in these chunks gained DINOv2 ViT-S/14
+/// 12–35%, but CLIP images at batch 32 lost a median 6% (6 pairs in
+/// alternating order; 4 chunks stream ViT-B's 42 MB of split weights a layer
+/// four times): it has a rule of its own, by weight count against hidden
+/// values ([`Chunking::for_block`]). The outputs are the same bits either way:
 /// every kernel's rows are independent and attention stays within a
 /// sequence.
 const CHUNK_HIDDEN_BYTES: usize = 5 << 19;
+
+/// How a block's forward cuts a batch's sequences into runs, each taken
+/// through the whole block (attention, MLP) before the next.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Chunking {
+    /// Rows a run holds at most ([`sequence_chunks`]).
+    max_rows: usize,
+    /// Batches of up to this many rows run whole.
+    whole_up_to: usize,
+}
+
+impl Chunking {
+    /// The rule for a block whose products use `weights` (qkv, out, fc1,
+    /// fc2; fc1's outputs are the MLP's hidden width):
+    /// - int8 on dot-product instructions (`Isa::int8_on_dot_products`): runs
+    ///   of at most [`CHUNK_HIDDEN_BYTES`] of hidden state.
+    /// - f32 on the AMX tiles (`PackedWeights::on_tiles`), whose batches run
+    ///   whole (not a part per thread) with the hidden state as tile lines,
+    ///   three bf16 parts a value like the split weights: a batch holding
+    ///   more than twice the layer's weight count in hidden values runs in
+    ///   chunks of at most that count (`weights / hidden width` rows: 3 × the
+    ///   width for a 4× MLP). So a run streams no more hidden state than
+    ///   weights, and batches the weights dominate stay whole: CLIP ViT-B/32
+    ///   images at batch 32 (1,600 rows, 2,304 a chunk) and texts at 77
+    ///   tokens (2,464 rows, 1,536 a chunk) run whole, as measured best (in
+    ///   chunks of 8 images they lost a median 6%; texts in halves a median
+    ///   2.5%), and DINOv2 at 224 px (257 rows an image) from batch 9
+    ///   (ViT-S/14) or 18 (ViT-B/14) is chunked. Measured on the AMX Xeon
+    ///   (family 6 model 167, 2 vCPUs), chunk sizes set by hand, 3 rounds
+    ///   rotating: ViT-S/14 f32 at batch 32 +25–35% in runs of 1,152 rows
+    ///   (+17% in runs of 600), at batch 8 even either way; ViT-B/14 at batch
+    ///   32 +8% in runs of 2,304 rows (+12% in runs of 1,152).
+    /// - otherwise whole: bf16 (its hidden state is bf16 tile lines on AMX
+    ///   and a thread's part of a batch; CLIP texts at 77 tokens 5–15% slower
+    ///   chunked), AVX2's compute-bound int8 kernel, f32 on FMA (see
+    ///   [`CHUNK_HIDDEN_BYTES`]).
+    fn for_block(precision: Precision, weights: [&PackedWeights; 4]) -> Option<Chunking> {
+        let hidden = weights[2].n().max(1);
+        if precision == Precision::Int8 && Isa::int8_on_dot_products() {
+            let max_rows = CHUNK_HIDDEN_BYTES / (4 * hidden);
+            return Some(Chunking {
+                max_rows,
+                whole_up_to: max_rows,
+            });
+        }
+        if weights[2].on_tiles() {
+            let values: usize = weights.iter().map(|w| w.n() * w.k()).sum();
+            let max_rows = values / hidden;
+            return Some(Chunking {
+                max_rows,
+                whole_up_to: 2 * max_rows,
+            });
+        }
+        None
+    }
+}
 
 /// Consecutive runs of `sequences` (first row, length) as ranges of sequence
 /// indices: `ceil(rows / max_rows)` runs of near-equal rows (a sequence
@@ -665,6 +726,24 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn blocks_chunk_by_their_precision_and_kernels() {
+        let width = 64;
+        // int8 on dot products: 2.5 MiB of f32 hidden rows (4 × 64 wide).
+        let int8 = Isa::int8_on_dot_products().then_some(Chunking {
+            max_rows: CHUNK_HIDDEN_BYTES / (4 * 4 * width),
+            whole_up_to: CHUNK_HIDDEN_BYTES / (4 * 4 * width),
+        });
+        assert_eq!(block(width, Precision::Int8).chunking, int8);
+        // f32 on the tiles: 12 · 64² weights over 4 · 64 hidden = 3 · 64 rows.
+        let f32 = seer_kernels::gemm::f32_on_tiles().then_some(Chunking {
+            max_rows: 3 * width,
+            whole_up_to: 6 * width,
+        });
+        assert_eq!(block(width, Precision::F32).chunking, f32);
+        assert_eq!(block(width, Precision::Bf16).chunking, None);
     }
 
     #[test]
