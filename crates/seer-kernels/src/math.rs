@@ -1,7 +1,9 @@
 //! Scalar `exp`, `erf` and activations written so LLVM vectorises loops over them
 //! (no branches, no libm calls; `mul_add` is one FMA instruction in the AVX2 and
 //! AVX-512 builds of the kernels). Accuracy: `exp` within 2 ulp on [-87, 88], `erf`
-//! within 1.2e-7 absolute, far inside the 1e-4 embedding tolerance.
+//! within 3e-7 absolute (2.9e-7 the largest on a 0.001 grid over [-6, 6] against
+//! mpmath; 2.7e-7 before its polynomial went to fused multiply-adds), far inside
+//! the 1e-4 embedding tolerance.
 
 // Coefficients are quoted as published (Cephes, Numerical Recipes).
 #![allow(clippy::excessive_precision)]
@@ -48,19 +50,35 @@ pub fn exp(x: f32) -> f32 {
     y * f32::from_bits(((n_int + 127) as u32) << 23)
 }
 
+/// Numerical Recipes' Chebyshev fit of `erfc(z) = t·exp(−z² + c + t·Q(t))`,
+/// `t = 1 / (1 + z/2)`: c, then Q's coefficients, highest degree first.
+const ERFC_CONSTANT: f32 = -1.265_512_2;
+const ERFC_POLY: [f32; 9] = [
+    0.170_872_77,
+    -0.822_152_23,
+    1.488_515_9,
+    -1.135_203_9,
+    0.278_868_07,
+    -0.186_288_06,
+    0.096_784_18,
+    0.374_091_96,
+    1.000_023_7,
+];
+
 /// The error function (Numerical Recipes' Chebyshev fit of erfc).
 #[inline(always)]
 pub fn erf(x: f32) -> f32 {
     let z = x.abs();
-    let t = 1.0 / (1.0 + 0.5 * z);
-    let poly = -z * z - 1.265_512_2
-        + t * (1.000_023_7
-            + t * (0.374_091_96
-                + t * (0.096_784_18
-                    + t * (-0.186_288_06
-                        + t * (0.278_868_07
-                            + t * (-1.135_203_9
-                                + t * (1.488_515_9 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+    let t = 1.0 / 0.5f32.mul_add(z, 1.0);
+    // Horner in fused multiply-adds: half the instructions and half the
+    // dependency chain of separate multiplies and adds. Exact GELU's epilogue
+    // is a quarter of a DINOv2 bf16 forward; this made DINOv2-S at batch 32
+    // 5% faster in bf16, 3% in f32 (AMX Xeon, 4 pairs alternating).
+    let mut q = ERFC_POLY[0];
+    for c in &ERFC_POLY[1..] {
+        q = q.mul_add(t, *c);
+    }
+    let poly = q.mul_add(t, (-z).mul_add(z, ERFC_CONSTANT));
     let erfc = t * exp(poly);
     let e = 1.0 - erfc;
     if x < 0.0 {
@@ -129,7 +147,7 @@ mod tests {
             (-4.0, -0.999_999_984_582_742_1),
         ];
         for (x, want) in table {
-            assert!((erf(x) as f64 - want).abs() < 2e-7, "erf({x}) = {}", erf(x));
+            assert!((erf(x) as f64 - want).abs() < 3e-7, "erf({x}) = {}", erf(x));
         }
     }
 
