@@ -29,6 +29,17 @@ pub(crate) const EXP_POLY: [f32; 6] = [
     5.000_000_1e-1,
 ];
 
+/// The polynomial with `coefficients` (highest degree first) at `x`, one
+/// fused multiply-add a degree.
+#[inline(always)]
+fn horner(coefficients: &[f32], x: f32) -> f32 {
+    let mut p = coefficients[0];
+    for c in &coefficients[1..] {
+        p = p.mul_add(x, *c);
+    }
+    p
+}
+
 /// `e^x`, saturating at about 2e38 above and 1e-38 below.
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
@@ -40,10 +51,7 @@ pub fn exp(x: f32) -> f32 {
     // which LLVM leaves scalar and which then dominated every loop over exp.
     let n_int = shifted.to_bits() as i32 - ROUND_MAGIC.to_bits() as i32;
     let r = x - n * LN2_HI - n * LN2_LO;
-    let mut p = EXP_POLY[0];
-    for c in &EXP_POLY[1..] {
-        p = p.mul_add(r, *c);
-    }
+    let p = horner(&EXP_POLY, r);
     let y = (p * r).mul_add(r, r) + 1.0;
     y * f32::from_bits(((n_int + 127) as u32) << 23)
 }
@@ -81,15 +89,7 @@ const ERF_DENOMINATOR: [f32; 5] = [
 pub fn erf(x: f32) -> f32 {
     let x = x.clamp(-4.0, 4.0);
     let x2 = x * x;
-    let mut p = ERF_NUMERATOR[0];
-    for c in &ERF_NUMERATOR[1..] {
-        p = p.mul_add(x2, *c);
-    }
-    let mut q = ERF_DENOMINATOR[0];
-    for c in &ERF_DENOMINATOR[1..] {
-        q = q.mul_add(x2, *c);
-    }
-    x * p / q
+    x * horner(&ERF_NUMERATOR, x2) / horner(&ERF_DENOMINATOR, x2)
 }
 
 /// `x·σ(1.702x)`, OpenAI CLIP's activation.

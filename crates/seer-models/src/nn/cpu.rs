@@ -389,7 +389,8 @@ impl Chunking {
     ///   chunked), AVX2's compute-bound int8 kernel, f32 on FMA (see
     ///   [`CHUNK_HIDDEN_BYTES`]).
     fn for_block(precision: Precision, weights: [&PackedWeights; 4]) -> Option<Chunking> {
-        let hidden = weights[2].n().max(1);
+        let [_, _, fc1, _] = weights;
+        let hidden = fc1.n().max(1);
         if precision == Precision::Int8 && Isa::int8_on_dot_products() {
             let max_rows = CHUNK_HIDDEN_BYTES / (4 * hidden);
             return Some(Chunking {
@@ -397,7 +398,7 @@ impl Chunking {
                 whole_up_to: max_rows,
             });
         }
-        if weights[2].on_tiles() {
+        if fc1.on_tiles() {
             let values: usize = weights.iter().map(|w| w.n() * w.k()).sum();
             let max_rows = values / hidden;
             return Some(Chunking {
