@@ -23,16 +23,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     speed_env::apply()?;
     let args: Vec<String> = std::env::args().skip(1).collect();
     let arg = |i: usize, default: &str| args.get(i).cloned().unwrap_or(default.into());
-    let iterations: usize = arg(0, "5").parse()?;
+    let iterations = arg(0, "5");
+    let iterations = match iterations.parse::<usize>() {
+        Ok(n) if n > 0 => n,
+        _ => return Err(format!("iterations {iterations:?}: a whole number above 0").into()),
+    };
     let precisions = arg(1, "f32,bf16")
         .split(',')
         .map(|p| Precision::parse(p).ok_or(format!("unknown precision {p:?}")))
         .collect::<Result<Vec<_>, _>>()?;
     let batches = arg(2, "8")
         .split(',')
-        .map(str::parse)
-        .collect::<Result<Vec<usize>, _>>()?;
+        .map(|b| match b.parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!("batch size {b:?}: a whole number above 0")),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let models = arg(3, "S,B");
+    if let Some(m) = models.split(',').find(|m| !["S", "B"].contains(m)) {
+        return Err(format!("model {m:?}: S (ViT-S/14) or B (ViT-B/14)").into());
+    }
     println!(
         "threads: {}, 224x224, {iterations} timed batches after one warm-up",
         rayon::current_num_threads()
