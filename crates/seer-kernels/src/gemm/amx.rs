@@ -130,10 +130,18 @@ impl Dot {
 }
 
 /// Whether this CPU has AMX-BF16 and AMX-INT8 and the kernel let this process
-/// use the tiles. Asks Linux for the tile state on the first call.
+/// use the tiles. Asks Linux for the tile state on the first call. The code
+/// around the tiles rounds to bf16 with AVX512-BF16 and shuffles words with
+/// AVX-512BW, which every AMX CPU so far has (Sapphire Rapids and later);
+/// one without them takes the other kernels.
 pub fn available() -> bool {
     static AVAILABLE: OnceLock<bool> = OnceLock::new();
-    *AVAILABLE.get_or_init(|| cpu_has_amx() && request_tile_state())
+    *AVAILABLE.get_or_init(|| {
+        cpu_has_amx()
+            && std::arch::is_x86_feature_detected!("avx512bf16")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && request_tile_state()
+    })
 }
 
 /// CPUID leaf 7: AMX-BF16 (EDX bit 22), AMX-TILE (24), AMX-INT8 (25).
@@ -449,7 +457,7 @@ impl<'a> Rows<'a> {
         let mut lines = Vec::with_capacity(m.div_ceil(MR) * steps * MR);
         let block = |(b, lines): (usize, &mut [std::mem::MaybeUninit<Line>])| {
             let rows = MR.min(m - b * MR);
-            // SAFETY: every AMX CPU has AVX-512F; block b's `rows` rows of k
+            // SAFETY: AVX-512F and AVX512-BF16 (`available`); block b's `rows` rows of k
             // floats are inside `a` (m × k), k <= k_padded = 32 · steps, and
             // `lines` is the block's steps × 32 lines of 32 u16 values, all of
             // which it writes.
@@ -538,7 +546,7 @@ impl<'a> Rows<'a> {
                         .wrapping_add(line_index(parts * steps, r, 0));
                 let write = |values: Option<&[f32]>| {
                     assert!(values.is_none_or(|v| v.len() <= k_padded));
-                    // SAFETY: every AMX CPU has AVX-512F; the row is at most
+                    // SAFETY: AVX-512F and AVX512-BF16 (`available`); the row is at most
                     // 32 · steps values (asserted); its lines (row r, each of
                     // the parts · steps steps) are inside the m.div_ceil(MR)
                     // blocks, written by this task alone (block b).
@@ -844,7 +852,8 @@ pub(super) unsafe fn run_block(
                                 // SAFETY: the block's lines at steps p · parts
                                 // .. (p + 1) · parts are inside the output rows,
                                 // written by this task alone (its rows and
-                                // panels); the CPU has AVX-512F.
+                                // panels); the CPU has AVX-512F and AVX512-BF16
+                                // (`available`).
                                 unsafe {
                                     finish_lines(
                                         sum,
@@ -987,14 +996,18 @@ pub(super) fn line_index(steps: usize, row: usize, step: usize) -> usize {
 /// Sums plus the bias, then `act`, rounded to bf16 as the 32 tile lines at
 /// `lines`: row r's `cols` values in line r, zero past them and in the lines
 /// past `rows` (the next product's padding). The same values the f32 output
-/// and [`Rows::bf16`]'s rounding would give, without the f32 round trip.
+/// and [`Rows::bf16`]'s rounding would give, without the f32 round trip: both
+/// round by `vcvtne2ps2bf16` ([`super::x86::bf16_line_native`]), which cost
+/// a quarter of the instructions of the integer rounding it replaced here
+/// (DINOv2 ViT-S/14 bf16 +10%, CLIP texts +6-10%, with the attention's
+/// numerators; AMX Xeon, 2026-12-05).
 /// `split`: their three bf16 parts instead, as [`Rows::bf16x3`] splits, in
 /// the three steps' lines from `lines` (32 lines apart).
 ///
 /// # Safety
-/// The CPU has AVX-512F; `lines` is valid for writes of 32 lines, 96 when
-/// `split`.
-#[target_feature(enable = "avx512f")]
+/// The CPU has AVX-512F and AVX512-BF16; `lines` is valid for writes of 32
+/// lines, 96 when `split`.
+#[target_feature(enable = "avx512f,avx512bf16")]
 unsafe fn finish_lines(
     sums: &Sums,
     rows: usize,
@@ -1022,11 +1035,11 @@ unsafe fn finish_lines(
         // `lines` (the function's contract).
         unsafe {
             if split {
-                for (part, line) in super::x86::split_lines_512(v).into_iter().enumerate() {
+                for (part, line) in super::x86::split_lines_native(v).into_iter().enumerate() {
                     _mm512_storeu_si512(lines.add(part * MR + r).cast(), line);
                 }
             } else {
-                _mm512_storeu_si512(lines.add(r).cast(), super::x86::bf16_line_512(v.0, v.1));
+                _mm512_storeu_si512(lines.add(r).cast(), super::x86::bf16_line_native(v.0, v.1));
             }
         }
     }

@@ -2963,15 +2963,75 @@ mod tests {
         }
     }
 
+    /// The AVX512-BF16 rounding the AMX paths use: the scalar rounding's bits
+    /// on normal values, ties and signed zeros, NaN kept NaN, subnormals zero
+    /// (what the tiles read them as); the split's parts as `split_to_bf16`.
+    #[cfg(target_arch = "x86_64")]
     #[test]
-    fn vector_bf16_rounding_matches_the_scalar_one() {
-        let mut src: Vec<f32> = (0..53).map(|i| (i as f32 - 26.0) * 0.123_456_7).collect();
+    fn native_bf16_rounding_matches_the_scalar_one_but_for_subnormals() {
+        use std::arch::x86_64::*;
+        if !(std::arch::is_x86_feature_detected!("avx512bf16")
+            && std::arch::is_x86_feature_detected!("avx512bw"))
+        {
+            eprintln!("skipped: no AVX512-BF16 on this CPU");
+            return;
+        }
+        let mut src: [f32; 32] = std::array::from_fn(|i| (i as f32 - 13.0) * 0.987_654_3);
+        put_rounding_cases(&mut src);
+        src[20] = 3.0e38;
+        src[21] = -1.234_567_9e-30;
+        let want = |x: f32| match x {
+            x if x.is_nan() => None,
+            x if x.is_subnormal() => Some(0),
+            x => Some(f32_to_bf16(x)),
+        };
+        let check = |got: &[u16], from: &[f32]| {
+            for (&g, &x) in got.iter().zip(from) {
+                match want(x) {
+                    None => assert!(bf16_to_f32(g).is_nan(), "{x} -> {g:#06x}"),
+                    Some(w) => assert_eq!(g, w, "{x}"),
+                }
+            }
+        };
+        // SAFETY: the CPU has AVX-512F, BW and BF16 (checked); `src` is 32
+        // floats, the results 64 bytes each.
+        unsafe {
+            let (lo, hi) = (
+                _mm512_loadu_ps(src.as_ptr()),
+                _mm512_loadu_ps(src.as_ptr().add(16)),
+            );
+            let line: [u16; 32] = std::mem::transmute(x86::bf16_line_native(lo, hi));
+            check(&line, &src);
+            let half: [u16; 16] = std::mem::transmute(x86::bf16_native_256(hi));
+            check(&half, &src[16..]);
+            let pairs: [u16; 32] = std::mem::transmute(x86::bf16_pairs_native(lo, hi));
+            let interleaved: Vec<f32> = (0..32).map(|w| src[w / 2 + w % 2 * 16]).collect();
+            check(&pairs, &interleaved);
+            let parts: [[u16; 32]; 3] = std::mem::transmute(x86::split_lines_native((lo, hi)));
+            for (i, &x) in src.iter().enumerate() {
+                if x.is_finite() && !x.is_subnormal() {
+                    let got = [parts[0][i], parts[1][i], parts[2][i]];
+                    assert_eq!(got, split_to_bf16(x), "{x}");
+                }
+            }
+        }
+    }
+
+    /// Values at 3..9 that bf16 rounding can get wrong: NaN, an infinity,
+    /// -0, a subnormal, and two ties.
+    fn put_rounding_cases(src: &mut [f32]) {
         src[3] = f32::NAN;
         src[4] = f32::INFINITY;
         src[5] = -0.0;
-        src[6] = 1.0e-39; // subnormal: not flushed
+        src[6] = 1.0e-39;
         src[7] = f32::from_bits(0x3f80_8000); // a tie: rounds to even
         src[8] = f32::from_bits(0x3f81_8000); // a tie: rounds up to even
+    }
+
+    #[test]
+    fn vector_bf16_rounding_matches_the_scalar_one() {
+        let mut src: Vec<f32> = (0..53).map(|i| (i as f32 - 26.0) * 0.123_456_7).collect();
+        put_rounding_cases(&mut src); // the subnormal kept, not flushed
         let mut got = vec![0u16; src.len()];
         round_to_bf16(&src, &mut got);
         let want: Vec<u16> = src.iter().map(|&x| f32_to_bf16(x)).collect();

@@ -40,7 +40,8 @@ use std::arch::asm;
 use std::arch::x86_64::*;
 
 use super::super::x86::{
-    bf16_bits_512, pack_bf16_pairs_panel_avx512, round_to_bf16_avx512, transpose_16x16,
+    bf16_bits_512, bf16_native_256, bf16_pairs_native, pack_bf16_pairs_panel_avx512,
+    round_to_bf16_avx512, transpose_16x16,
 };
 use super::{Line, Tiles};
 use crate::avx512::{exp, first_lanes};
@@ -197,7 +198,8 @@ pub(crate) unsafe fn attention(qkv: Source, shape: AttentionShape, out: Context)
             || unsafe { Tiles::configure() },
             |_tiles, task| {
                 let (seq, h) = (task / shape.heads, task % shape.heads);
-                // SAFETY: every AMX CPU has AVX-512F; the tiles are configured.
+                // SAFETY: AVX-512F, BW and BF16 (`available`, our contract);
+                // the tiles are configured.
                 // Task (sequence, head) writes only head h's columns of its
                 // sequence's rows (inside `out`, our contract); sequences do
                 // not overlap, so no two tasks write the same value.
@@ -243,10 +245,10 @@ pub(crate) unsafe fn attention_to_rows(
 /// One head `h` of sequence `seq`.
 ///
 /// # Safety
-/// The CPU has AVX-512F and tiles are configured on this thread; `out` as
-/// for [`attention`], and no one else touches head `h`'s columns of the
-/// sequence's rows meanwhile.
-#[target_feature(enable = "avx512f")]
+/// The CPU has AVX-512F, BW and BF16 and tiles are configured on this
+/// thread; `out` as for [`attention`], and no one else touches head `h`'s
+/// columns of the sequence's rows meanwhile.
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
 unsafe fn head(
     b: &mut Buffers,
     qkv: Source,
@@ -399,10 +401,11 @@ fn add_rel_pos(
 /// The softmax's numerators over one query block's transposed scores (a row
 /// of 16 lanes per visible key), lane-wise: `exp(s − max)` over the keys
 /// each query sees, zero elsewhere, rounded to bf16 as pair words (keys
-/// `2p, 2p + 1`) into `probs` up to a whole 32-key step; returns each lane's
-/// 1 / sum. Under a causal mask (`causal_from`: the block's first query)
-/// lane `l` sees keys up to its own position.
-#[target_feature(enable = "avx512f")]
+/// `2p, 2p + 1`; by `vcvtne2ps2bf16` and one word shuffle, a fifth of the
+/// integer rounding's instructions) into `probs` up to a whole 32-key step;
+/// returns each lane's 1 / sum. Under a causal mask (`causal_from`: the
+/// block's first query) lane `l` sees keys up to its own position.
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
 fn numerators(scores: &mut [[f32; TILE]], probs: &mut [u32], causal_from: Option<usize>) -> __m512 {
     let keys = scores.len();
     let seen_by = |j: usize| match causal_from {
@@ -440,12 +443,8 @@ fn numerators(scores: &mut [[f32; TILE]], probs: &mut [u32], causal_from: Option
         let (lo, hi) = (numerator(2 * p), numerator(2 * p + 1));
         even = _mm512_add_ps(even, lo);
         odd = _mm512_add_ps(odd, hi);
-        let pair = _mm512_or_si512(
-            bf16_bits_512(lo),
-            _mm512_slli_epi32::<16>(bf16_bits_512(hi)),
-        );
         // SAFETY: `words` is 16 u32.
-        unsafe { _mm512_storeu_si512(words.as_mut_ptr().cast(), pair) };
+        unsafe { _mm512_storeu_si512(words.as_mut_ptr().cast(), bf16_pairs_native(lo, hi)) };
     }
     _mm512_div_ps(_mm512_set1_ps(1.0), _mm512_add_ps(even, odd))
 }
@@ -457,10 +456,10 @@ fn numerators(scores: &mut [[f32; TILE]], probs: &mut [u32], causal_from: Option
 /// rounded to bf16 into tile lines.
 ///
 /// # Safety
-/// The CPU has AVX-512F; `out` is valid for writes of rows `row0..row0 +
-/// rows`, columns `col0..col0 + d`; `context` holds `d.next_multiple_of(16)`
-/// rows.
-#[target_feature(enable = "avx512f")]
+/// The CPU has AVX-512F and AVX512-BF16; `out` is valid for writes of rows
+/// `row0..row0 + rows`, columns `col0..col0 + d`; `context` holds
+/// `d.next_multiple_of(16)` rows.
+#[target_feature(enable = "avx512f,avx512bf16")]
 unsafe fn write_rows(
     context: &[[f32; TILE]],
     norm: __m512,
@@ -484,10 +483,7 @@ unsafe fn write_rows(
             unsafe {
                 match out {
                     Context::F32(_) => _mm512_mask_storeu_ps(at.cast(), mask, *reg),
-                    Context::Lines { .. } => {
-                        let bf16 = _mm512_cvtepi32_epi16(bf16_bits_512(*reg));
-                        _mm256_storeu_si256(at.cast(), bf16)
-                    }
+                    Context::Lines { .. } => _mm256_storeu_si256(at.cast(), bf16_native_256(*reg)),
                 }
             }
         }
