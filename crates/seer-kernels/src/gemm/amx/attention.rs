@@ -44,7 +44,7 @@ use super::super::x86::{
     round_to_bf16_avx512, transpose_16x16,
 };
 use super::{Line, Tiles};
-use crate::avx512::{exp, first_lanes};
+use crate::avx512::{exp_by_scalef, first_lanes};
 use crate::ops::{prefetch_head, AttentionShape, DecomposedRelPos};
 
 /// Queries per block (the lanes of a score row), keys per A tile of `Sᵀ`,
@@ -428,7 +428,7 @@ fn numerators(scores: &mut [[f32; TILE]], probs: &mut [u32], causal_from: Option
     let numerator = |j: usize| {
         if j < keys {
             // SAFETY: AVX-512F, enabled here.
-            let e = unsafe { exp(_mm512_sub_ps(row(&scores[j]), max)) };
+            let e = unsafe { exp_by_scalef(_mm512_sub_ps(row(&scores[j]), max)) };
             _mm512_maskz_mov_ps(seen_by(j), e)
         } else {
             _mm512_setzero_ps()
