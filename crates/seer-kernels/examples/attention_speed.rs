@@ -2,14 +2,15 @@
 //! tokens; SAM's global layers: 4,096) or at a batch of short ones (CLIP's
 //! ViT-B/32 images: 32 × 50 tokens, width 768; its texts: 32 × 77, width 512,
 //! causal):
-//! `cargo run --release -p seer-kernels --example attention_speed [TOKENS] [portable|avx2|avx512|-] [SEQUENCES] [WIDTH] [causal|-] [RUNS] [f32|bf16]`
+//! `cargo run --release -p seer-kernels --example attention_speed [TOKENS] [portable|avx2|avx512|-] [SEQUENCES] [WIDTH] [causal|-] [RUNS] [f32|bf16|tiles]`
 //! (the second argument caps the kernels' instruction set, as `$SEER_ISA` does;
 //! heads are 64 wide; RUNS 1 for a `valgrind --tool=callgrind` count; bf16 runs
-//! `attention_bf16`, a bf16 model's attention).
+//! `attention_bf16`, a bf16 model's attention; tiles `attention_on_tiles`, an
+//! f32 model's on the AMX tiles).
 
 use std::time::Instant;
 
-use seer_kernels::ops::{attention, attention_bf16, AttentionShape};
+use seer_kernels::ops::{attention, attention_bf16, attention_on_tiles, AttentionShape};
 
 fn main() {
     let arg = |i: usize| std::env::args().nth(i).filter(|s| s != "-");
@@ -44,8 +45,13 @@ fn main() {
         keys: None,
         rel_pos: None,
     };
-    let bf16 = arg(7).is_some_and(|s| s == "bf16");
-    let attention = if bf16 { attention_bf16 } else { attention };
+    let kind = arg(7).unwrap_or("f32".into());
+    let attention = match kind.as_str() {
+        "bf16" => attention_bf16,
+        "tiles" => attention_on_tiles,
+        "f32" => attention,
+        other => panic!("f32, bf16 or tiles, not {other:?}"),
+    };
     attention(&qkv, shape, &mut out);
     // By default enough runs for about 3 × 3,601² tokens' work.
     let runs = number(6, (3 * 3601 * 3601 / (batch * t * t)).clamp(3, 1000));
@@ -60,7 +66,11 @@ fn main() {
     println!(
         "{batch} × {t} tokens{}, width {c}, {heads} heads{}: {:.3} ms, {:.1} GFLOP/s",
         if causal { " (causal)" } else { "" },
-        if bf16 { ", bf16" } else { "" },
+        if kind == "f32" {
+            String::new()
+        } else {
+            format!(", {kind}")
+        },
         secs * 1e3,
         flops / secs / 1e9
     );

@@ -1583,13 +1583,27 @@ pub(super) fn bf16_line_native(lo: __m512, hi: __m512) -> __m512i {
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
 pub(super) fn bf16_pairs_native(lo: __m512, hi: __m512) -> __m512i {
-    // Word 2l from lo's lane l (word l of the line), word 2l + 1 from hi's
-    // (word 16 + l).
+    pairs_of_line(bf16_line_native(lo, hi))
+}
+
+/// A line of two rows' 16 bf16 each (`lo`'s, then `hi`'s) as their pair
+/// words: lane `l` is `lo[l] | hi[l] << 16`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+pub(super) fn pairs_of_line(line: __m512i) -> __m512i {
+    // Word 2l from word l, word 2l + 1 from word 16 + l.
     let interleave = _mm512_set_epi16(
         31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20, 4,
         19, 3, 18, 2, 17, 1, 16, 0,
     );
-    _mm512_permutexvar_epi16(interleave, bf16_line_native(lo, hi))
+    _mm512_permutexvar_epi16(interleave, line)
+}
+
+/// 16 bf16 widened to the f32 values they are.
+#[inline]
+#[target_feature(enable = "avx512f")]
+pub(super) fn bf16_widen_512(words: __m256i) -> __m512 {
+    _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(words)))
 }
 
 /// AMX's A tiles for one block of 32 rows (see `amx::Rows`): for each of
@@ -1700,9 +1714,7 @@ pub(super) fn split_lines_native((first, second): (__m512, __m512)) -> [__m512i;
     // The line of both halves' nearest bf16, and what each half leaves.
     let part = |first: __m512, second: __m512| {
         let line = bf16_line_native(first, second);
-        let back = |words: __m256i| {
-            _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(words)))
-        };
+        let back = bf16_widen_512;
         let first_left = _mm512_sub_ps(first, back(_mm512_castsi512_si256(line)));
         let second_left = _mm512_sub_ps(second, back(_mm512_extracti64x4_epi64::<1>(line)));
         (line, first_left, second_left)

@@ -5,9 +5,8 @@
 
 use crate::common::{softmax, values};
 use seer_kernels::ops::{
-    apply_activation, attention, attention_bf16, column_sums, cross_attention, layer_norm, swiglu,
-    transpose,
-    AttentionShape,
+    apply_activation, attention, attention_bf16, attention_on_tiles, column_sums, cross_attention,
+    layer_norm, swiglu, transpose, AttentionShape, TILE_ATTENTION_FROM,
 };
 use seer_kernels::Activation;
 
@@ -91,17 +90,28 @@ fn definition(
 /// Runs the kernel (on the detected ISA; `Isa::limit`, the CLI's `SEER_ISA`, caps it) and compares
 /// it with [`definition`].
 fn check_attention(c: usize, heads: usize, seqs: &[(usize, usize)], seed: u64) {
-    check_kernel(c, heads, seqs, None, false, seed);
+    check_kernel(c, heads, seqs, None, Kind::F32, seed);
 }
 
-/// `attention` (or with `bf16`, `attention_bf16`) on random rows, causal and
-/// not, against [`definition`] (see [`compare`]).
+/// Which attention a check runs.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    /// `attention`.
+    F32,
+    /// `attention_bf16`, a bf16 model's.
+    Bf16,
+    /// `attention_on_tiles`, an f32 model's on the AMX tiles.
+    Tiles,
+}
+
+/// `kind`'s attention on random rows, causal and not, against
+/// [`definition`] (see [`compare`]).
 fn check_kernel(
     c: usize,
     heads: usize,
     seqs: &[(usize, usize)],
     keys: Option<&[usize]>,
-    bf16: bool,
+    kind: Kind,
     seed: u64,
 ) {
     let rows = seqs.iter().map(|&(s, n)| s + n).max().unwrap_or(0);
@@ -116,36 +126,48 @@ fn check_kernel(
             rel_pos: None,
         };
         let label = format!("c={c} heads={heads} causal={causal}");
-        compare(&qkv, shape, bf16, &|_, _, _, _| 0.0, &label);
+        compare(&qkv, shape, kind, &|_, _, _, _| 0.0, &label);
     }
 }
 
-/// Runs `attention` on `shape` and checks it within 1e-5 of [`definition`]
-/// (`bias` as the shape's relative positions add). With `bf16`, runs
-/// `attention_bf16` instead: on an AMX CPU against the definition's bf16
-/// rounding within 4e-3 (mostly 1e-6; a numerator whose f32 and f64 values
-/// round to different bf16 moves an output by up to 2e-3, while the f32
-/// attention is 1e-2 to 7e-2 away and a layout slip the size of the values);
-/// elsewhere bit for bit `attention`, which it then is.
+/// Runs `kind`'s attention on `shape` and checks it within 1e-5 of
+/// [`definition`] (`bias` as the shape's relative positions add).
+/// `attention_bf16` on an AMX CPU: against the definition's bf16 rounding
+/// within 4e-3 (mostly 1e-6; a numerator whose f32 and f64 values round to
+/// different bf16 moves an output by up to 2e-3, while the f32 attention is
+/// 1e-2 to 7e-2 away and a layout slip the size of the values).
+/// `attention_on_tiles` on an AMX CPU: as close as `attention` (f32's
+/// precision from bf16 parts): within 1e-5, or twice `attention`'s own
+/// largest error where that is more (long sequences of large scores: 1.6e-5
+/// at 257 tokens, head dim 72), and with a sequence long enough for the
+/// tiles, not `attention`'s bits (so the tiles ran). Without AMX both are
+/// bit for bit `attention`, which they then are.
 fn compare(
     qkv: &[f32],
     shape: AttentionShape,
-    bf16: bool,
+    kind: Kind,
     bias: &dyn Fn(usize, usize, usize, usize) -> f64,
     label: &str,
 ) {
     let mut out = vec![f32::NAN; qkv.len() / 3];
-    let rounded = bf16 && seer_kernels::Isa::detected() == seer_kernels::Isa::Amx;
-    if bf16 {
-        attention_bf16(qkv, shape, &mut out);
-        if !rounded {
-            let mut f32_out = vec![f32::NAN; out.len()];
-            attention(qkv, shape, &mut f32_out);
+    let amx = seer_kernels::Isa::detected() == seer_kernels::Isa::Amx;
+    let rounded = kind == Kind::Bf16 && amx;
+    match kind {
+        Kind::F32 => attention(qkv, shape, &mut out),
+        Kind::Bf16 => attention_bf16(qkv, shape, &mut out),
+        Kind::Tiles => attention_on_tiles(qkv, shape, &mut out),
+    }
+    let mut f32_out = vec![f32::NAN; out.len()];
+    if kind != Kind::F32 {
+        attention(qkv, shape, &mut f32_out);
+        let long = shape.sequences.iter().any(|s| s.1 >= TILE_ATTENTION_FROM);
+        if !amx || (kind == Kind::Tiles && !long) {
             assert_eq!(bits(&out), bits(&f32_out), "{label}");
             return;
         }
-    } else {
-        attention(qkv, shape, &mut out);
+        if kind == Kind::Tiles {
+            assert_ne!(bits(&out), bits(&f32_out), "{label}: the tiles did not run");
+        }
     }
     let AttentionShape {
         sequences,
@@ -156,7 +178,15 @@ fn compare(
         ..
     } = shape;
     let want = definition(qkv, sequences, width, heads, causal, keys, rounded, bias);
-    let tolerance = if rounded { 4e-3 } else { 1e-5 };
+    let f32_error = |out: &[f32]| {
+        let errors = out.iter().zip(&want).map(|(&g, &w)| (g as f64 - w).abs());
+        errors.fold(0.0, f64::max)
+    };
+    let tolerance = match kind {
+        _ if rounded => 4e-3,
+        Kind::Tiles => f64::max(1e-5, 2.0 * f32_error(&f32_out)),
+        _ => 1e-5,
+    };
     for (i, (&g, &w)) in out.iter().zip(&want).enumerate() {
         assert!((g as f64 - w).abs() < tolerance, "{label} [{i}]: {g} vs {w}");
     }
@@ -225,8 +255,8 @@ fn attention_ignores_padding_keys_but_computes_every_query() {
     crate::common::cap(CEILING);
     // SigLIP's key-padding mask: 64-token rows whose tails are padding; every
     // query (the pooled last one included) sees only the real keys.
-    check_kernel(128, 2, &[(0, 64), (64, 64)], Some(&[6, 64]), false, 13);
-    check_kernel(48, 3, &[(0, 17), (17, 5)], Some(&[1, 3]), false, 14);
+    check_kernel(128, 2, &[(0, 64), (64, 64)], Some(&[6, 64]), Kind::F32, 13);
+    check_kernel(48, 3, &[(0, 17), (17, 5)], Some(&[1, 3]), Kind::F32, 14);
 }
 
 #[test]
@@ -322,8 +352,9 @@ fn attend_cached_matches_the_definition() {
 /// `term_h[ky] + term_w[kx]` added to query i's score for key (ky, kx),
 /// against the definition with the full bias formed. `bf16`: checks
 /// `attention_bf16` as [`check_kernel`] does.
-fn check_rel_pos(c: usize, heads: usize, bf16: bool, seed: u64) {
-    let (rows, cols) = (5, 7);
+fn check_rel_pos(c: usize, heads: usize, kind: Kind, seed: u64) {
+    // On the tiles: a grid of at least TILE_ATTENTION_FROM tokens.
+    let (rows, cols) = if kind == Kind::Tiles { (12, 11) } else { (5, 7) };
     let t = rows * cols;
     let seqs = [(0, t), (t, t)];
     let qkv = values(2 * t * 3 * c, seed);
@@ -346,13 +377,13 @@ fn check_rel_pos(c: usize, heads: usize, bf16: bool, seed: u64) {
         let q = (n * heads + h) * t + i;
         term_h[q * rows + j / cols] as f64 + term_w[q * cols + j % cols] as f64
     };
-    compare(&qkv, shape, bf16, &bias, &format!("rel pos c={c}"));
+    compare(&qkv, shape, kind, &bias, &format!("rel pos c={c}"));
 }
 
 #[test]
 fn attention_adds_decomposed_relative_positions() {
     crate::common::cap(CEILING);
-    check_rel_pos(48, 3, false, 21);
+    check_rel_pos(48, 3, Kind::F32, 21);
 }
 
 /// `cross_attention` against the definition, both ways round (few queries
@@ -443,21 +474,37 @@ fn column_sums_add_every_row() {
 fn bf16_attention_rounds_as_the_definition_at_every_shape() {
     crate::common::cap(CEILING);
     // Ragged batches and partial tiles (head dims 16, 64, 80, 20, 72).
-    check_kernel(48, 3, &[(0, 5), (5, 1), (6, 11)], None, true, 31);
-    check_kernel(128, 2, &[(0, 50), (50, 77)], None, true, 32);
-    check_kernel(160, 2, &[(0, 13), (13, 3), (16, 33)], None, true, 33);
-    check_kernel(60, 3, &[(0, 40), (40, 16)], None, true, 34);
-    check_kernel(144, 2, &[(0, 17)], None, true, 35);
+    check_kernel(48, 3, &[(0, 5), (5, 1), (6, 11)], None, Kind::Bf16, 31);
+    check_kernel(128, 2, &[(0, 50), (50, 77)], None, Kind::Bf16, 32);
+    check_kernel(160, 2, &[(0, 13), (13, 3), (16, 33)], None, Kind::Bf16, 33);
+    check_kernel(60, 3, &[(0, 40), (40, 16)], None, Kind::Bf16, 34);
+    check_kernel(144, 2, &[(0, 17)], None, Kind::Bf16, 35);
     // Long enough for groups of four key tiles and single ones (200 keys:
     // 14 tiles), and 64-token rows whose tails are padding keys.
-    check_kernel(128, 2, &[(0, 200)], None, true, 36);
-    check_kernel(128, 2, &[(0, 64), (64, 64)], Some(&[6, 64]), true, 37);
+    check_kernel(128, 2, &[(0, 200)], None, Kind::Bf16, 36);
+    check_kernel(128, 2, &[(0, 64), (64, 64)], Some(&[6, 64]), Kind::Bf16, 37);
+}
+
+/// An f32 model's attention on the AMX tiles, at the bf16 checks' shapes
+/// stretched past [`TILE_ATTENTION_FROM`] tokens (head dims 16, 64, 80, 20,
+/// 72; ragged batches with a short sequence beside a long one, padding keys,
+/// relative positions); without AMX it is `attention`.
+#[test]
+fn f32_attention_on_the_tiles_matches_the_definition() {
+    crate::common::cap(CEILING);
+    check_kernel(48, 3, &[(0, 5), (5, 1), (6, 131)], None, Kind::Tiles, 51);
+    check_kernel(128, 2, &[(0, 50), (50, 197)], None, Kind::Tiles, 52);
+    check_kernel(160, 2, &[(0, 13), (13, 140)], None, Kind::Tiles, 53);
+    check_kernel(60, 3, &[(0, 129)], None, Kind::Tiles, 54);
+    check_kernel(144, 2, &[(0, 257)], None, Kind::Tiles, 55);
+    check_kernel(128, 2, &[(0, 160), (160, 160)], Some(&[6, 150]), Kind::Tiles, 56);
+    check_rel_pos(128, 2, Kind::Tiles, 57);
 }
 
 #[test]
 fn bf16_attention_adds_decomposed_relative_positions() {
     crate::common::cap(CEILING);
-    check_rel_pos(128, 2, true, 41);
+    check_rel_pos(128, 2, Kind::Bf16, 41);
 }
 
 /// The bf16 attention written straight into the output projection's tile

@@ -10,7 +10,8 @@ use rayon::prelude::*;
 use seer_kernels::gemm::reads_bf16_rows;
 use seer_kernels::ops::{
     add_scaled, attend_cached, attention, attention_bf16, attention_bf16_rows_to_rows,
-    attention_lines_fit, layer_norm, layer_norm_to_bf16_rows, swiglu, AttentionShape, CachedHead,
+    attention_lines_fit, attention_on_tiles, layer_norm, layer_norm_to_bf16_rows, swiglu,
+    AttentionShape, CachedHead,
 };
 use seer_kernels::{
     gemm, gemm_bf16_rows, gemm_bf16_rows_to_bf16_rows, Activation as KernelActivation, Bf16Rows,
@@ -248,9 +249,13 @@ impl CpuBlock {
     /// model's attention in bf16 too (on the tiles where there are any), as
     /// PyTorch and OpenVINO run theirs; an int8 model's as well: its
     /// activations are rounded to 8 bits anyway (AMX Xeon: images b32 +15%,
-    /// texts 77 tokens +8%; fixture cosines to f32 stay >= 0.9988).
+    /// texts 77 tokens +8%; fixture cosines to f32 stay >= 0.9988). An f32
+    /// model on the AMX tiles runs its attention there too, at f32's
+    /// precision.
     fn attention(&self, shape: AttentionShape, s: &mut Scratch) {
-        if self.qkv.precision() == Precision::F32 {
+        if self.qkv.on_tiles() {
+            attention_on_tiles(&s.qkv, shape, &mut s.context);
+        } else if self.qkv.precision() == Precision::F32 {
             attention(&s.qkv, shape, &mut s.context);
         } else {
             attention_bf16(&s.qkv, shape, &mut s.context);

@@ -47,6 +47,9 @@ use super::{Line, Tiles};
 use crate::avx512::{exp_by_scalef, first_lanes};
 use crate::ops::{prefetch_head, AttentionShape, DecomposedRelPos};
 
+mod split;
+pub(crate) use split::attention_split;
+
 /// Queries per block (the lanes of a score row), keys per A tile of `Sᵀ`,
 /// value columns per A tile of `Cᵀ`.
 const TILE: usize = 16;
@@ -116,7 +119,10 @@ thread_local! {
 
 /// A head's sizes: `t` tokens from row `start`, head width `d`; `tq` the
 /// queries padded to whole blocks of 16, `tk` the keys to whole 32-key steps,
-/// `dp` the width to whole steps, `dv` to whole 16-column tiles.
+/// `dp` the width to whole steps, `dv` to whole 16-column tiles. `products`:
+/// the tile products a value pair takes, 1 in bf16, [`split::PRODUCTS`] for
+/// f32 as bf16 parts; each operand row holds that many segments of `dp`
+/// (keys, queries) or `tk` (values, numerators) one after the other.
 #[derive(Clone, Copy)]
 struct Head {
     start: usize,
@@ -126,6 +132,7 @@ struct Head {
     tk: usize,
     dp: usize,
     dv: usize,
+    products: usize,
 }
 
 /// Where a head writes its context.
@@ -189,6 +196,16 @@ fn line_at(start: *const u8, steps: usize, row: usize, step: usize) -> *const u8
 /// `rows` rows: f32 `rows × shape.width` floats, or lines for `rows` rows of
 /// `width / 32` steps, each head `32 ·` a whole number wide.
 pub(crate) unsafe fn attention(qkv: Source, shape: AttentionShape, out: Context) {
+    // SAFETY: our contract.
+    unsafe { heads(qkv, shape, out, false) }
+}
+
+/// [`attention`], or with `split` ([`split`]: `qkv` and `out` f32 only) at
+/// f32's precision.
+///
+/// # Safety
+/// As [`attention`].
+unsafe fn heads(qkv: Source, shape: AttentionShape, out: Context, split: bool) {
     use rayon::prelude::*;
     (0..shape.sequences.len() * shape.heads)
         .into_par_iter()
@@ -203,7 +220,7 @@ pub(crate) unsafe fn attention(qkv: Source, shape: AttentionShape, out: Context)
                 // Task (sequence, head) writes only head h's columns of its
                 // sequence's rows (inside `out`, our contract); sequences do
                 // not overlap, so no two tasks write the same value.
-                BUFFERS.with_borrow_mut(|b| unsafe { head(b, qkv, &shape, seq, h, out) });
+                BUFFERS.with_borrow_mut(|b| unsafe { head(b, qkv, &shape, seq, h, out, split) });
             },
         );
 }
@@ -242,12 +259,13 @@ pub(crate) unsafe fn attention_to_rows(
     }
 }
 
-/// One head `h` of sequence `seq`.
+/// One head `h` of sequence `seq`: in bf16, or (`split`, from f32 rows into
+/// f32 rows) with every value as three bf16 parts ([`split`]).
 ///
 /// # Safety
 /// The CPU has AVX-512F, BW and BF16 and tiles are configured on this
 /// thread; `out` as for [`attention`], and no one else touches head `h`'s
-/// columns of the sequence's rows meanwhile.
+/// columns of the sequence's rows meanwhile; `split` only with `Source::F32`.
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
 unsafe fn head(
     b: &mut Buffers,
@@ -256,6 +274,7 @@ unsafe fn head(
     seq: usize,
     h: usize,
     out: Context,
+    split: bool,
 ) {
     let (start, t) = s.sequences[seq];
     let d = s.width / s.heads;
@@ -267,22 +286,34 @@ unsafe fn head(
         tk: t.next_multiple_of(STEP),
         dp: d.next_multiple_of(STEP),
         dv: d.next_multiple_of(TILE),
+        products: if split { split::PRODUCTS } else { 1 },
     };
     // SAFETY: AVX-512F (our contract).
     unsafe {
         match qkv {
+            Source::F32(qkv) if split => split::gather(b, qkv, s.width, &head, h),
             Source::F32(qkv) => gather(b, qkv, s.width, &head, h),
             Source::Lines { start, steps } => gather_lines(b, start, steps, s.width, &head, h),
         }
     };
-    let Head { tq, tk, dp, dv, .. } = head;
+    let Head {
+        tq,
+        tk,
+        dp,
+        dv,
+        products,
+        ..
+    } = head;
     let blocks = tq / TILE;
     let group = (GROUP_ROWS / tk).clamp(1, MAX_GROUP);
-    let keys_rows = b.keys.get::<u16>(tk * dp).as_ptr();
-    let queries = b.queries.get::<u32>(blocks * dp / 2 * TILE);
-    let values_t = b.values_t.get::<u16>(dv * tk).as_ptr();
+    // A row of keys or values and a block's queries or numerators hold
+    // `products` segments.
+    let (dps, tks) = (products * dp, products * tk);
+    let keys_rows = b.keys.get::<u16>(tk * dps).as_ptr();
+    let queries = b.queries.get::<u32>(blocks * dps / 2 * TILE);
+    let values_t = b.values_t.get::<u16>(dv * tks).as_ptr();
     let scores = b.scores.get::<[f32; TILE]>(group * tk);
-    let probs = b.probs.get::<u32>(group * tk / 2 * TILE);
+    let probs = b.probs.get::<u32>(group * tks / 2 * TILE);
     let context = b.context.get::<[f32; TILE]>(group * dv);
     let real_keys = s.keys.map_or(t, |k| k[seq].clamp(1, t));
     // Block `block`'s first query, real queries, and the keys some query of
@@ -305,14 +336,14 @@ unsafe fn head(
         for g in 0..in_group {
             let (_, _, keys) = geometry(g0 + g);
             let products = Products {
-                steps: dp / STEP,
+                steps: dps / STEP,
                 a: keys_rows.cast(),
-                a_stride: 2 * dp,
-                b: queries[(g0 + g) * dp / 2 * TILE..].as_ptr().cast(),
+                a_stride: 2 * dps,
+                b: queries[(g0 + g) * dps / 2 * TILE..].as_ptr().cast(),
                 out: scores[g * tk..].as_mut_ptr().cast(),
             };
             // SAFETY: tiles configured; the keys are tk ≥ 16 · tiles rows of
-            // dp bf16, the block's queries dp / 2 rows of 16 words, its
+            // dps bf16, the block's queries dps / 2 rows of 16 words, its
             // scores tk rows of 16 floats.
             unsafe { products.run(keys.div_ceil(TILE)) };
         }
@@ -324,8 +355,13 @@ unsafe fn head(
                 let first = (seq * s.heads + h) * t + i0;
                 add_rel_pos(scores, &mut b.terms, &rel, first, rows);
             }
-            let probs = &mut probs[g * tk / 2 * TILE..][..tk / 2 * TILE];
-            *norm = numerators(scores, probs, s.causal.then_some(i0));
+            let probs = &mut probs[g * tks / 2 * TILE..][..tks / 2 * TILE];
+            let causal_from = s.causal.then_some(i0);
+            *norm = if split {
+                split::numerators(scores, probs, causal_from)
+            } else {
+                numerators(scores, probs, causal_from)
+            };
         }
         // The group's output lines, asked for while the tiles work (their
         // rows are 4·width bytes apart: no prefetcher follows them).
@@ -341,14 +377,21 @@ unsafe fn head(
         }
         for g in 0..in_group {
             let (_, _, keys) = geometry(g0 + g);
+            // Split: every segment whole (the numerators past the keys are
+            // zeros), as the segments follow one another.
+            let steps = if split {
+                tks / STEP
+            } else {
+                keys.div_ceil(STEP)
+            };
             let products = Products {
-                steps: keys.div_ceil(STEP),
+                steps,
                 a: values_t.cast(),
-                a_stride: 2 * tk,
-                b: probs[g * tk / 2 * TILE..].as_ptr().cast(),
+                a_stride: 2 * tks,
+                b: probs[g * tks / 2 * TILE..].as_ptr().cast(),
                 out: context[g * dv..].as_mut_ptr().cast(),
             };
-            // SAFETY: tiles configured; the values are dv rows of tk ≥ 32 ·
+            // SAFETY: tiles configured; the values are dv rows of tks ≥ 32 ·
             // steps bf16, the block's numerators 16 · steps rows of 16 words
             // (written by `numerators`), its context dv rows of 16 floats.
             unsafe { products.run(dv / TILE) };
@@ -407,46 +450,66 @@ fn add_rel_pos(
 /// block's first query) lane `l` sees keys up to its own position.
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
 fn numerators(scores: &mut [[f32; TILE]], probs: &mut [u32], causal_from: Option<usize>) -> __m512 {
+    let pairs = scores.len().div_ceil(STEP) * STEP / 2;
+    let mut rows = probs[..pairs * TILE].chunks_exact_mut(TILE);
+    // SAFETY: AVX-512F, enabled here.
+    let exp = |x| unsafe { exp_by_scalef(x) };
+    each_numerator_pair(scores, causal_from, pairs, exp, |lo, hi| {
+        let words = rows.next().expect("a row per pair");
+        // SAFETY: `words` is 16 u32.
+        unsafe { _mm512_storeu_si512(words.as_mut_ptr().cast(), bf16_pairs_native(lo, hi)) };
+    })
+}
+
+/// The numerators of [`numerators`] by `exp`, handed to `pair` for keys
+/// `(0, 1)`, `(2, 3)`, … up to `pairs` pairs (zeros past the visible keys);
+/// returns each lane's 1 / sum.
+#[inline(always)]
+fn each_numerator_pair(
+    scores: &[[f32; TILE]],
+    causal_from: Option<usize>,
+    pairs: usize,
+    exp: impl Fn(__m512) -> __m512,
+    mut pair: impl FnMut(__m512, __m512),
+) -> __m512 {
     let keys = scores.len();
     let seen_by = |j: usize| match causal_from {
         Some(i0) => !first_lanes(j.saturating_sub(i0)),
         None => 0xffff,
     };
-    // SAFETY: a row is 16 floats.
+    // SAFETY: a row is 16 floats; AVX-512F in every caller.
     let row = |r: &[f32; TILE]| unsafe { _mm512_loadu_ps(r.as_ptr()) };
-    // Four running maxima, then one: a single one chains every key's max
-    // behind the previous one's latency.
-    let mut maxima = [_mm512_set1_ps(f32::NEG_INFINITY); 4];
-    for (j, r) in scores.iter().enumerate() {
-        let m = &mut maxima[j % 4];
-        *m = _mm512_mask_max_ps(*m, seen_by(j), *m, row(r));
-    }
-    let max = _mm512_max_ps(
-        _mm512_max_ps(maxima[0], maxima[1]),
-        _mm512_max_ps(maxima[2], maxima[3]),
-    );
-    let numerator = |j: usize| {
-        if j < keys {
-            // SAFETY: AVX-512F, enabled here.
-            let e = unsafe { exp_by_scalef(_mm512_sub_ps(row(&scores[j]), max)) };
-            _mm512_maskz_mov_ps(seen_by(j), e)
-        } else {
-            _mm512_setzero_ps()
+    // SAFETY: register-only AVX-512F intrinsics (every caller enables it).
+    unsafe {
+        // Four running maxima, then one: a single one chains every key's max
+        // behind the previous one's latency.
+        let mut maxima = [_mm512_set1_ps(f32::NEG_INFINITY); 4];
+        for (j, r) in scores.iter().enumerate() {
+            let m = &mut maxima[j % 4];
+            *m = _mm512_mask_max_ps(*m, seen_by(j), *m, row(r));
         }
-    };
-    // Even and odd keys summed apart (two chains), added at the end.
-    let (mut even, mut odd) = (_mm512_setzero_ps(), _mm512_setzero_ps());
-    for (p, words) in probs[..keys.div_ceil(STEP) * STEP / 2 * TILE]
-        .chunks_exact_mut(TILE)
-        .enumerate()
-    {
-        let (lo, hi) = (numerator(2 * p), numerator(2 * p + 1));
-        even = _mm512_add_ps(even, lo);
-        odd = _mm512_add_ps(odd, hi);
-        // SAFETY: `words` is 16 u32.
-        unsafe { _mm512_storeu_si512(words.as_mut_ptr().cast(), bf16_pairs_native(lo, hi)) };
+        let max = _mm512_max_ps(
+            _mm512_max_ps(maxima[0], maxima[1]),
+            _mm512_max_ps(maxima[2], maxima[3]),
+        );
+        let numerator = |j: usize| {
+            if j < keys {
+                let e = exp(_mm512_sub_ps(row(&scores[j]), max));
+                _mm512_maskz_mov_ps(seen_by(j), e)
+            } else {
+                _mm512_setzero_ps()
+            }
+        };
+        // Even and odd keys summed apart (two chains), added at the end.
+        let (mut even, mut odd) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+        for p in 0..pairs {
+            let (lo, hi) = (numerator(2 * p), numerator(2 * p + 1));
+            even = _mm512_add_ps(even, lo);
+            odd = _mm512_add_ps(odd, hi);
+            pair(lo, hi);
+        }
+        _mm512_div_ps(_mm512_set1_ps(1.0), _mm512_add_ps(even, odd))
     }
-    _mm512_div_ps(_mm512_set1_ps(1.0), _mm512_add_ps(even, odd))
 }
 
 /// Writes a query block's context: lane `l` of value column `c`'s row,
@@ -506,6 +569,7 @@ unsafe fn gather(b: &mut Buffers, qkv: &[f32], width: usize, head: &Head, h: usi
         tk,
         dp,
         dv,
+        ..
     } = *head;
     let row = 3 * width;
     // Token j's part (0 q, 1 k, 2 v) of head h: d floats.
@@ -601,6 +665,7 @@ unsafe fn gather_lines(
         tk,
         dp,
         dv,
+        ..
     } = *head;
     debug_assert!(d.is_multiple_of(STEP) && dp == d && dv == d);
     // Token j's line `s` of part `part` (0 q, 1 k, 2 v) of head h.
