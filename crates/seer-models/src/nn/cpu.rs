@@ -346,14 +346,15 @@ impl CpuBlock {
 /// within noise.
 ///
 /// Not chunked: AVX2's int8 kernel, compute-bound (images at batch 32 1–5%
-/// slower chunked, 3 of 3); bf16 (its hidden state is bf16 tile lines on AMX
-/// and a thread's part of a batch; CLIP texts at 77 tokens 5–15% slower);
-/// f32 on AVX-512 FMA (6 pairs in alternating order: images median +0.7%,
-/// texts −1%). f32 on the AMX tiles in these chunks gained DINOv2 ViT-S/14
-/// 12–35%, but CLIP images at batch 32 lost a median 6% (6 pairs in
-/// alternating order; 4 chunks stream ViT-B's 42 MB of split weights a layer
-/// four times): it has a rule of its own, by weight count against hidden
-/// values ([`Chunking::for_block`]). The outputs are the same bits either way:
+/// slower chunked, 3 of 3); bf16 in these chunks (its hidden state is bf16
+/// tile lines on AMX and a thread's part of a batch; CLIP texts at 77 tokens
+/// 5–15% slower); f32 on AVX-512 FMA (6 pairs in alternating order: images
+/// median +0.7%, texts −1%). f32 on the AMX tiles in these chunks gained
+/// DINOv2 ViT-S/14 12–35%, but CLIP images at batch 32 lost a median 6% (6
+/// pairs in alternating order; 4 chunks stream ViT-B's 42 MB of split
+/// weights a layer four times): it has a rule of its own, by weight count
+/// against hidden values ([`Chunking::for_block`]), which bf16 on the tiles
+/// now follows too. The outputs are the same bits either way:
 /// every kernel's rows are independent and attention stays within a
 /// sequence.
 const CHUNK_HIDDEN_BYTES: usize = 5 << 19;
@@ -389,10 +390,15 @@ impl Chunking {
     ///   rotating: ViT-S/14 f32 at batch 32 +25–35% in runs of 1,152 rows
     ///   (+17% in runs of 600), at batch 8 even either way; ViT-B/14 at batch
     ///   32 +8% in runs of 2,304 rows (+12% in runs of 1,152).
-    /// - otherwise whole: bf16 (its hidden state is bf16 tile lines on AMX
-    ///   and a thread's part of a batch; CLIP texts at 77 tokens 5–15% slower
-    ///   chunked), AVX2's compute-bound int8 kernel, f32 on FMA (see
-    ///   [`CHUNK_HIDDEN_BYTES`]).
+    /// - bf16 on the AMX tiles by the same rule (hidden state one bf16 part a
+    ///   value): once its epilogues and attention got faster (AMX Xeon,
+    ///   2026-12-05, night), DINOv2 ViT-B/14 at batch 32 ran 20% slower per
+    ///   image than at batch 8 whole; in runs of 2,304 rows +17% (medians
+    ///   28.1 → 32.9 images/s, 4 of 4 pairs alternating), ViT-S/14 even, batch
+    ///   8 and CLIP (under the threshold) whole as before. Chunks of a fixed
+    ///   8 images had measured no consistent change before those changes.
+    /// - otherwise whole: AVX2's compute-bound int8 kernel, f32 on FMA (see
+    ///   [`CHUNK_HIDDEN_BYTES`]), bf16 elsewhere.
     fn for_block(precision: Precision, weights: [&PackedWeights; 4]) -> Option<Chunking> {
         let [_, _, fc1, _] = weights;
         let hidden = fc1.n().max(1);
@@ -403,7 +409,7 @@ impl Chunking {
                 whole_up_to: max_rows,
             });
         }
-        if fc1.on_tiles() {
+        if reads_bf16_rows(fc1) {
             let values: usize = weights.iter().map(|w| w.n() * w.k()).sum();
             let max_rows = values / hidden;
             return Some(Chunking {
@@ -749,7 +755,12 @@ mod tests {
             whole_up_to: 6 * width,
         });
         assert_eq!(block(width, Precision::F32).chunking, f32);
-        assert_eq!(block(width, Precision::Bf16).chunking, None);
+        // bf16 on the tiles: the same rule.
+        let bf16 = (Isa::detected() == Isa::Amx).then_some(Chunking {
+            max_rows: 3 * width,
+            whole_up_to: 6 * width,
+        });
+        assert_eq!(block(width, Precision::Bf16).chunking, bf16);
     }
 
     #[test]
