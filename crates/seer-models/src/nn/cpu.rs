@@ -394,7 +394,9 @@ impl Chunking {
     ///   value): once its epilogues and attention got faster (AMX Xeon,
     ///   2026-12-05, night), DINOv2 ViT-B/14 at batch 32 ran 20% slower per
     ///   image than at batch 8 whole; in runs of 2,304 rows +17% (medians
-    ///   28.1 → 32.9 images/s, 4 of 4 pairs alternating), ViT-S/14 even, batch
+    ///   28.1 → 32.9 images/s, 4 of 4 pairs alternating), ViT-S/14 even,
+    ///   SigLIP ViT-B/16 at batch 32 (3 runs of 10–11 images) even (`seer
+    ///   bench`, 10 pairs: 5 up, 5 down, medians 40.8 → 39.2 images/s), batch
     ///   8 and CLIP (under the threshold) whole as before. Chunks of a fixed
     ///   8 images had measured no consistent change before those changes.
     /// - otherwise whole: AVX2's compute-bound int8 kernel, f32 on FMA (see
