@@ -1,5 +1,7 @@
 //! Self-attention with its two products on the AMX tiles in bf16, for models
-//! run at `--precision bf16` or `int8`: [`crate::ops::attention_bf16`].
+//! run at `--precision bf16` or `int8`: [`crate::ops::attention_bf16`]; and
+//! at f32's precision for f32 models on the tiles ([`split`]: the same
+//! machinery, each operand row six segments of bf16 parts).
 //!
 //! Why: with the projections on the tiles, the f32 attention (1% of a ViT-B/32
 //! image forward's multiply-adds) was 15% of its time, and 16% of a text

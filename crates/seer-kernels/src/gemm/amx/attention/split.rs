@@ -9,7 +9,7 @@
 //! products down to `2⁻¹⁶` of `hi·hi`. Here that is the bf16 attention's
 //! layout with each operand row holding six segments one after the other,
 //! the pairs of parts in [`SEGMENTS`]: a tile product over all six segments'
-//! steps sums the six part products. Keys and queries are split as they are
+//! steps sums the six part products. q, k and v are split as they are
 //! gathered, the softmax's numerators (from the f32 scores, by
 //! [`crate::avx512::exp_by_scalef`], as close as the f32 `exp`) as they are
 //! written.
