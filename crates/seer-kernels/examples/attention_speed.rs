@@ -50,7 +50,10 @@ fn main() {
         "bf16" => attention_bf16,
         "tiles" => attention_on_tiles,
         "f32" => attention,
-        other => panic!("f32, bf16 or tiles, not {other:?}"),
+        other => {
+            eprintln!("attention_speed: the 7th argument is f32, bf16 or tiles, not {other:?}");
+            std::process::exit(2);
+        }
     };
     attention(&qkv, shape, &mut out);
     // By default enough runs for about 3 × 3,601² tokens' work.

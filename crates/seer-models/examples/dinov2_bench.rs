@@ -23,21 +23,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     speed_env::apply()?;
     let args: Vec<String> = std::env::args().skip(1).collect();
     let arg = |i: usize, default: &str| args.get(i).cloned().unwrap_or(default.into());
-    let iterations = arg(0, "5");
-    let iterations = match iterations.parse::<usize>() {
-        Ok(n) if n > 0 => n,
-        _ => return Err(format!("iterations {iterations:?}: a whole number above 0").into()),
+    // A count of at least 1, or an error naming `what`.
+    let count = |what: &str, s: &str| match s.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("{what} {s:?}: a whole number above 0")),
     };
+    let iterations = count("iterations", &arg(0, "5"))?;
     let precisions = arg(1, "f32,bf16")
         .split(',')
         .map(|p| Precision::parse(p).ok_or(format!("unknown precision {p:?}")))
         .collect::<Result<Vec<_>, _>>()?;
     let batches = arg(2, "8")
         .split(',')
-        .map(|b| match b.parse::<usize>() {
-            Ok(n) if n > 0 => Ok(n),
-            _ => Err(format!("batch size {b:?}: a whole number above 0")),
-        })
+        .map(|b| count("batch size", b))
         .collect::<Result<Vec<_>, _>>()?;
     let models = arg(3, "S,B");
     if let Some(m) = models.split(',').find(|m| !["S", "B"].contains(m)) {

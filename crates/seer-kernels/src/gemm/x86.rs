@@ -1724,6 +1724,18 @@ pub(super) fn split_lines_native((first, second): (__m512, __m512)) -> [__m512i;
     [hi, mid, bf16_line_native(first, second)]
 }
 
+/// [`split_lines_native`] for 16 floats: their three bf16 parts, 16 each in
+/// order.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bf16")]
+pub(super) fn split_native_256(x: __m512) -> [__m256i; 3] {
+    let hi = bf16_native_256(x);
+    let x = _mm512_sub_ps(x, bf16_widen_512(hi));
+    let mid = bf16_native_256(x);
+    let x = _mm512_sub_ps(x, bf16_widen_512(mid));
+    [hi, mid, bf16_native_256(x)]
+}
+
 /// [`super::split_to_bf16`] of 16 floats: their three bf16 parts, each in
 /// the low half of a 32-bit lane.
 #[inline]

@@ -178,13 +178,13 @@ fn compare(
         ..
     } = shape;
     let want = definition(qkv, sequences, width, heads, causal, keys, rounded, bias);
-    let f32_error = |out: &[f32]| {
+    let largest_error = |out: &[f32]| {
         let errors = out.iter().zip(&want).map(|(&g, &w)| (g as f64 - w).abs());
         errors.fold(0.0, f64::max)
     };
     let tolerance = match kind {
         _ if rounded => 4e-3,
-        Kind::Tiles => f64::max(1e-5, 2.0 * f32_error(&f32_out)),
+        Kind::Tiles => f64::max(1e-5, 2.0 * largest_error(&f32_out)),
         _ => 1e-5,
     };
     for (i, (&g, &w)) in out.iter().zip(&want).enumerate() {
@@ -350,8 +350,8 @@ fn attend_cached_matches_the_definition() {
 
 /// SAM's decomposed relative positions: each sequence a `rows × cols` grid,
 /// `term_h[ky] + term_w[kx]` added to query i's score for key (ky, kx),
-/// against the definition with the full bias formed. `bf16`: checks
-/// `attention_bf16` as [`check_kernel`] does.
+/// against the definition with the full bias formed, for `kind`'s attention
+/// as [`check_kernel`] checks it.
 fn check_rel_pos(c: usize, heads: usize, kind: Kind, seed: u64) {
     // On the tiles: a grid of at least TILE_ATTENTION_FROM tokens.
     let (rows, cols) = if kind == Kind::Tiles { (12, 11) } else { (5, 7) };

@@ -454,24 +454,24 @@ fn add_rel_pos(
 fn numerators(scores: &mut [[f32; TILE]], probs: &mut [u32], causal_from: Option<usize>) -> __m512 {
     let pairs = scores.len().div_ceil(STEP) * STEP / 2;
     let mut rows = probs[..pairs * TILE].chunks_exact_mut(TILE);
-    // SAFETY: AVX-512F, enabled here.
-    let exp = |x| unsafe { exp_by_scalef(x) };
-    each_numerator_pair(scores, causal_from, pairs, exp, |lo, hi| {
+    each_numerator_pair(scores, causal_from, pairs, |lo, hi| {
         let words = rows.next().expect("a row per pair");
         // SAFETY: `words` is 16 u32.
         unsafe { _mm512_storeu_si512(words.as_mut_ptr().cast(), bf16_pairs_native(lo, hi)) };
     })
 }
 
-/// The numerators of [`numerators`] by `exp`, handed to `pair` for keys
-/// `(0, 1)`, `(2, 3)`, … up to `pairs` pairs (zeros past the visible keys);
-/// returns each lane's 1 / sum.
-#[inline(always)]
+/// The numerators of [`numerators`], handed to `pair` for keys `(0, 1)`,
+/// `(2, 3)`, … up to `pairs` pairs (zeros past the visible keys); returns
+/// each lane's 1 / sum. `e^x` by [`exp_by_scalef`]: every caller rounds the
+/// numerators to bf16 (parts) next, where the scalar `exp`'s bits buy
+/// nothing.
+#[inline]
+#[target_feature(enable = "avx512f")]
 fn each_numerator_pair(
     scores: &[[f32; TILE]],
     causal_from: Option<usize>,
     pairs: usize,
-    exp: impl Fn(__m512) -> __m512,
     mut pair: impl FnMut(__m512, __m512),
 ) -> __m512 {
     let keys = scores.len();
@@ -479,9 +479,9 @@ fn each_numerator_pair(
         Some(i0) => !first_lanes(j.saturating_sub(i0)),
         None => 0xffff,
     };
-    // SAFETY: a row is 16 floats; AVX-512F in every caller.
+    // SAFETY: a row is 16 floats; AVX-512F is enabled here.
     let row = |r: &[f32; TILE]| unsafe { _mm512_loadu_ps(r.as_ptr()) };
-    // SAFETY: register-only AVX-512F intrinsics (every caller enables it).
+    // SAFETY: register-only AVX-512F intrinsics, enabled here.
     unsafe {
         // Four running maxima, then one: a single one chains every key's max
         // behind the previous one's latency.
@@ -496,7 +496,7 @@ fn each_numerator_pair(
         );
         let numerator = |j: usize| {
             if j < keys {
-                let e = exp(_mm512_sub_ps(row(&scores[j]), max));
+                let e = exp_by_scalef(_mm512_sub_ps(row(&scores[j]), max));
                 _mm512_maskz_mov_ps(seen_by(j), e)
             } else {
                 _mm512_setzero_ps()

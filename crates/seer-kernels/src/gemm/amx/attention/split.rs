@@ -26,7 +26,7 @@
 use std::arch::x86_64::*;
 
 use super::super::super::x86::{
-    bf16_native_256, bf16_widen_512, pairs_of_line, split_lines_native, transpose_16x16,
+    pairs_of_line, split_lines_native, split_native_256, transpose_16x16,
 };
 use super::{each_numerator_pair, Buffers, Head, AHEAD, STEP, TILE};
 use crate::avx512::first_lanes;
@@ -49,31 +49,16 @@ pub(crate) unsafe fn attention_split(qkv: &[f32], shape: AttentionShape, out: *m
     unsafe { super::heads(qkv, shape, out, true) }
 }
 
-/// `x`'s three bf16 parts (16 each): the nearest bf16, the nearest to what
-/// it leaves, the rest; rounded as the tiles' lines are
-/// ([`split_lines_native`]).
-#[inline]
-#[target_feature(enable = "avx512f,avx512bf16")]
-fn split_16(x: __m512) -> [__m256i; 3] {
-    let hi = bf16_native_256(x);
-    let x = _mm512_sub_ps(x, bf16_widen_512(hi));
-    let mid = bf16_native_256(x);
-    let x = _mm512_sub_ps(x, bf16_widen_512(mid));
-    [hi, mid, bf16_native_256(x)]
-}
-
-/// Stores `parts` (16 bf16 each) into every segment that takes them: part
-/// `p` at `segment(s)` for each segment `s` whose part of A (`of_b` false)
-/// or of B is `p`.
+/// Stores an A operand's `parts` (16 bf16 each: keys, values) into every
+/// segment: at `segment(s)` the part of A that segment `s` pairs.
 ///
 /// # Safety
 /// AVX; each `segment(s)` is valid for 16 u16 writes.
 #[inline(always)]
-unsafe fn store_parts(parts: [__m256i; 3], of_b: bool, segment: impl Fn(usize) -> *mut u16) {
-    for (s, &(a, b)) in SEGMENTS.iter().enumerate() {
-        let p = if of_b { b } else { a };
+unsafe fn store_a_parts(parts: [__m256i; 3], segment: impl Fn(usize) -> *mut u16) {
+    for (s, &(a, _)) in SEGMENTS.iter().enumerate() {
         // SAFETY: our contract.
-        unsafe { _mm256_storeu_si256(segment(s).cast(), parts[p]) };
+        unsafe { _mm256_storeu_si256(segment(s).cast(), parts[a]) };
     }
 }
 
@@ -114,7 +99,7 @@ pub(super) unsafe fn gather(b: &mut Buffers, qkv: &[f32], width: usize, head: &H
         for c in (0..dv).step_by(TILE) {
             let at = |s: usize| first.wrapping_add(s * dp + c);
             // SAFETY: c + 16 <= dv <= dp: inside each of the row's segments.
-            unsafe { store_parts(split_16(load(j, 1, c)), false, at) };
+            unsafe { store_a_parts(split_native_256(load(j, 1, c)), at) };
         }
         for segment in row.chunks_exact_mut(dp) {
             segment[dv..].fill(0);
@@ -136,14 +121,15 @@ pub(super) unsafe fn gather(b: &mut Buffers, qkv: &[f32], width: usize, head: &H
                     part_lines[i] = _mm512_castsi512_ps(line);
                 }
             }
-            for (p, mut rows) in lines.into_iter().enumerate() {
-                transpose_16x16(&mut rows);
-                for (s, _) in SEGMENTS.iter().enumerate().filter(|(_, s)| s.1 == p) {
-                    let at = &mut segments[s * words + step * TILE * TILE..][..TILE * TILE];
-                    for (pair, row) in at.chunks_exact_mut(TILE).zip(&rows) {
-                        // SAFETY: `pair` is 16 u32.
-                        unsafe { _mm512_storeu_ps(pair.as_mut_ptr().cast(), *row) };
-                    }
+            for rows in &mut lines {
+                transpose_16x16(rows);
+            }
+            // Each segment the part of B it pairs.
+            for (s, &(_, p)) in SEGMENTS.iter().enumerate() {
+                let at = &mut segments[s * words + step * TILE * TILE..][..TILE * TILE];
+                for (pair, row) in at.chunks_exact_mut(TILE).zip(&lines[p]) {
+                    // SAFETY: `pair` is 16 u32.
+                    unsafe { _mm512_storeu_ps(pair.as_mut_ptr().cast(), *row) };
                 }
             }
         }
@@ -161,16 +147,15 @@ pub(super) unsafe fn gather(b: &mut Buffers, qkv: &[f32], width: usize, head: &H
                 let row = values_t[(c0 + c) * PRODUCTS * tk..][..PRODUCTS * tk].as_mut_ptr();
                 let at = |s: usize| row.wrapping_add(s * tk + j0);
                 // SAFETY: j0 + 16 <= tk: inside each of the row's segments.
-                unsafe { store_parts(split_16(*reg), false, at) };
+                unsafe { store_a_parts(split_native_256(*reg), at) };
             }
         }
     }
 }
 
-/// [`super::numerators`] at f32's precision: `exp` as the f32 attention
-/// takes it, each numerator's three parts as pair words into the six
-/// segments of `probs` (`tk / 2` rows of 16 words each: every row, zeros past
-/// the visible keys).
+/// [`super::numerators`] at f32's precision: each numerator's three parts
+/// as pair words into the six segments of `probs` (`tk / 2` rows of 16 words
+/// each: every row, zeros past the visible keys).
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
 pub(super) fn numerators(
     scores: &mut [[f32; TILE]],
@@ -178,10 +163,8 @@ pub(super) fn numerators(
     causal_from: Option<usize>,
 ) -> __m512 {
     let rows = probs.len() / TILE / PRODUCTS;
-    // SAFETY: AVX-512F, enabled here.
-    let exp = |x| unsafe { crate::avx512::exp_by_scalef(x) };
     let mut pair = 0;
-    each_numerator_pair(scores, causal_from, rows, exp, |lo, hi| {
+    each_numerator_pair(scores, causal_from, rows, |lo, hi| {
         let parts = split_lines_native((lo, hi)).map(|line| pairs_of_line(line));
         for (segment, &(_, p)) in SEGMENTS.iter().enumerate() {
             let words = &mut probs[(segment * rows + pair) * TILE..][..TILE];
