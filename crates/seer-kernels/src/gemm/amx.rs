@@ -38,6 +38,7 @@ use std::arch::x86_64::*;
 use std::sync::OnceLock;
 
 pub(crate) mod attention;
+mod spare_lines;
 
 use super::{Init, PackedWeights, Panels, RowQuant, Tile, NR};
 use crate::gemm::Activation;
@@ -449,6 +450,12 @@ pub(super) struct Rows<'a> {
     quant: Option<&'a RowQuant>,
 }
 
+impl Drop for Rows<'_> {
+    fn drop(&mut self) {
+        spare_lines::give_back(std::mem::take(&mut self.lines));
+    }
+}
+
 impl<'a> Rows<'a> {
     /// `a` (m × k) rounded to bf16 for weights padded to `k_padded`.
     pub(super) fn bf16(a: &[f32], m: usize, k: usize, k_padded: usize, parallel: bool) -> Self {
@@ -614,7 +621,7 @@ impl<'a> Rows<'a> {
     /// panel a step, over all `m` rows, writes each once).
     pub(super) unsafe fn unwritten(m: usize, steps: usize) -> (Self, SendPtr) {
         let len = m.div_ceil(MR) * steps * MR;
-        let mut lines: Vec<Line> = Vec::with_capacity(len);
+        let mut lines = spare_lines::with_capacity(len);
         let start = SendPtr(lines.as_mut_ptr().cast());
         // SAFETY: the capacity holds `len` lines; `Line` is plain bytes, and
         // the caller writes every one before anything reads them.
