@@ -1075,17 +1075,3 @@ pub fn swiglu(x12: &[f32], hidden: usize, out: &mut [f32]) {
         .zip(out.par_chunks_mut(rows * hidden))
         .for_each(|(x, o)| swiglu_rows(x, hidden, o));
 }
-
-/// `x += gamma ⊙ y` row-wise (open_clip's LayerScale on a residual branch).
-pub fn add_scaled(x: &mut [f32], y: &[f32], gamma: &[f32]) {
-    let c = gamma.len();
-    x.par_chunks_mut(c * 64)
-        .zip(y.par_chunks(c * 64))
-        .for_each(|(xs, ys)| {
-            for (xr, yr) in xs.chunks_exact_mut(c).zip(ys.chunks_exact(c)) {
-                for ((xv, &yv), &g) in xr.iter_mut().zip(yr).zip(gamma) {
-                    *xv += g * yv;
-                }
-            }
-        });
-}

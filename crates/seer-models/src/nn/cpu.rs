@@ -9,9 +9,8 @@ use candle_core::{CpuStorage, Storage, Tensor};
 use rayon::prelude::*;
 use seer_kernels::gemm::reads_bf16_rows;
 use seer_kernels::ops::{
-    add_scaled, attend_cached, attention, attention_bf16, attention_bf16_rows_to_rows,
-    attention_lines_fit, attention_on_tiles, layer_norm, layer_norm_to_bf16_rows, swiglu,
-    AttentionShape, CachedHead,
+    attend_cached, attention, attention_bf16, attention_bf16_rows_to_rows, attention_lines_fit,
+    attention_on_tiles, layer_norm, layer_norm_to_bf16_rows, swiglu, AttentionShape, CachedHead,
 };
 use seer_kernels::{
     gemm, gemm_bf16_rows, gemm_bf16_rows_to_bf16_rows, Activation as KernelActivation, Bf16Rows,
@@ -29,12 +28,13 @@ pub struct CpuBlock {
     eps: f32,
     ln1: (Vec<f32>, Vec<f32>),
     qkv: PackedWeights,
+    /// The output projection, LayerScale's `γ₁` folded in where the model
+    /// has one ([`pack_scaled`]).
     out: PackedWeights,
-    ls1: Option<Vec<f32>>,
     ln2: (Vec<f32>, Vec<f32>),
     fc1: PackedWeights,
+    /// With `γ₂` folded in, as `out`.
     fc2: PackedWeights,
-    ls2: Option<Vec<f32>>,
     /// The activation fused into fc1, or None for SwiGLU (gated after fc1).
     activation: Option<KernelActivation>,
     /// Whether and how [`CpuBlock::forward`] cuts its sequences into runs
@@ -78,6 +78,46 @@ pub(crate) fn pack(w: &Tensor, b: Option<&Tensor>, precision: Precision) -> Resu
     })?)
 }
 
+/// [`pack`] for a residual branch's last layer with LayerScale `gamma` (one
+/// factor per output feature) folded in: `γ ⊙ (W·x + b) = (γ ⊙ W)·x + γ ⊙ b`,
+/// row `i` of W and `b[i]` times `γ[i]`. The product then adds onto the
+/// residual stream in its own epilogue; the separate pass `x += γ ⊙ branch`
+/// over the residual (baseline-x86 code, not dispatched) was 3.8% of DINOv2
+/// ViT-B/14 bf16's time at batch 32 (perf, AMX Xeon), and the branch an f32
+/// buffer written and read back. The sums differ from scaling after by
+/// rounding only (the products' own order of additions moves them as much).
+fn pack_scaled(
+    w: &Tensor,
+    b: &Tensor,
+    gamma: Option<&Tensor>,
+    precision: Precision,
+) -> Result<PackedWeights> {
+    let Some(gamma) = gamma else {
+        return pack(w, Some(b), precision);
+    };
+    let (n, k) = w.dims2()?;
+    let (gamma, mut bias) = (vec(gamma)?, vec(b)?);
+    if gamma.len() != n || bias.len() != n {
+        return Err(crate::error::ModelError::Unsupported(format!(
+            "LayerScale of {} and bias of {} for a layer of {n} outputs",
+            gamma.len(),
+            bias.len()
+        )));
+    }
+    let mut scaled = vec(w)?;
+    for (row, &g) in scaled.chunks_exact_mut(k).zip(&gamma) {
+        row.iter_mut().for_each(|v| *v *= g);
+    }
+    bias.iter_mut().zip(&gamma).for_each(|(v, &g)| *v *= g);
+    Ok(PackedWeights::from_rows_for_inference(
+        &scaled,
+        n,
+        k,
+        Some(bias),
+        precision,
+    ))
+}
+
 impl CpuBlock {
     pub(crate) fn new(
         t: BlockTensors,
@@ -107,8 +147,8 @@ impl CpuBlock {
         // so the buffers' placement, presumably).
         let fc1 = pack(&t.fc1.0, Some(&t.fc1.1), precision)?;
         let qkv = PackedWeights::from_rows_for_inference(&qkv_w, 3 * c, c, Some(qkv_b), precision);
-        let out = pack(&t.out.0, Some(&t.out.1), precision)?;
-        let fc2 = pack(&t.fc2.0, Some(&t.fc2.1), precision)?;
+        let out = pack_scaled(&t.out.0, &t.out.1, t.ls1.as_ref(), precision)?;
+        let fc2 = pack_scaled(&t.fc2.0, &t.fc2.1, t.ls2.as_ref(), precision)?;
         let chunking = Chunking::for_block(precision, [&qkv, &out, &fc1, &fc2]);
         Ok(Self {
             width: c,
@@ -117,11 +157,9 @@ impl CpuBlock {
             ln1: (vec(&t.ln1.0)?, vec(&t.ln1.1)?),
             qkv,
             out,
-            ls1: t.ls1.as_ref().map(vec).transpose()?,
             ln2: (vec(&t.ln2.0)?, vec(&t.ln2.1)?),
             fc1,
             fc2,
-            ls2: t.ls2.as_ref().map(vec).transpose()?,
             activation: (!t.swiglu).then(|| cfg.activation.into()),
             chunking,
         })
@@ -177,7 +215,6 @@ impl CpuBlock {
     fn forward_rows(&self, x: &mut [f32], shape: AttentionShape, s: &mut Scratch) {
         let c = self.width;
         let m = x.len() / c;
-        s.resize(m, c);
         // bf16 on AMX (and f32 on the tiles, its lines three bf16 parts a
         // value): each LayerNorm writes the tile lines its product reads,
         // not f32 rows the product reads back to round; and for bf16, where
@@ -192,18 +229,20 @@ impl CpuBlock {
                 Input::Bf16Rows(&lines)
             }
             Some(normed) => {
+                s.resize_attention(m, c);
                 gemm_bf16_rows(&normed, &self.qkv, &mut s.qkv, Init::Bias, None);
                 self.attention(shape, s);
                 Input::F32(&s.context)
             }
             None => {
+                s.resize(m, c);
                 layer_norm(x, c, ln1_g, ln1_b, self.eps, &mut s.normed);
                 gemm(&s.normed, m, &self.qkv, &mut s.qkv, Init::Bias, None);
                 self.attention(shape, s);
                 Input::F32(&s.context)
             }
         };
-        self.residual(x, context, &self.out, self.ls1.as_deref(), &mut s.branch);
+        self.residual(x, context, &self.out);
         self.mlp(x, s);
     }
 
@@ -211,7 +250,6 @@ impl CpuBlock {
     fn mlp(&self, x: &mut [f32], s: &mut Scratch) {
         let c = self.width;
         let m = x.len() / c;
-        s.normed.resize(x.len(), 0.0);
         // bf16 on AMX (and f32 on the tiles): LayerNorm into fc1's tile
         // lines, and fc1's activated output to fc2 as tile lines too (the
         // values fc2 would round or split it to), without the f32 hidden
@@ -221,9 +259,10 @@ impl CpuBlock {
             if let Some(normed) = layer_norm_to_bf16_rows(x, c, ln2_g, ln2_b, self.eps, &self.fc1) {
                 let hidden = gemm_bf16_rows_to_bf16_rows(&normed, &self.fc1, Some(act));
                 let hidden = Input::Bf16Rows(&hidden);
-                return self.residual(x, hidden, &self.fc2, self.ls2.as_deref(), &mut s.branch);
+                return self.residual(x, hidden, &self.fc2);
             }
         }
+        s.normed.resize(x.len(), 0.0);
         layer_norm(x, c, ln2_g, ln2_b, self.eps, &mut s.normed);
         s.hidden.resize(m * self.fc1.n(), 0.0);
         gemm(
@@ -242,7 +281,7 @@ impl CpuBlock {
             &s.gated
         };
         let hidden = Input::F32(hidden);
-        self.residual(x, hidden, &self.fc2, self.ls2.as_deref(), &mut s.branch);
+        self.residual(x, hidden, &self.fc2);
     }
 
     /// The attention over `s.qkv` (f32 rows) into `s.context`. A bf16
@@ -283,35 +322,15 @@ impl CpuBlock {
         let context = pooled_attention(&s.qkv, &shape, pooled);
         let mut y = pooled_rows(x, c, shape.sequences, pooled);
         let context = Input::F32(&context);
-        self.residual(
-            &mut y,
-            context,
-            &self.out,
-            self.ls1.as_deref(),
-            &mut s.branch,
-        );
+        self.residual(&mut y, context, &self.out);
         self.mlp(&mut y, s);
         y
     }
 
-    /// `x += gamma ⊙ (input·Wᵀ + b)`; without LayerScale the matmul adds into x directly.
-    fn residual(
-        &self,
-        x: &mut [f32],
-        input: Input,
-        w: &PackedWeights,
-        gamma: Option<&[f32]>,
-        branch: &mut Vec<f32>,
-    ) {
-        let m = x.len() / self.width;
-        match gamma {
-            None => input.product(m, w, x, Init::AddToOutput),
-            Some(g) => {
-                branch.resize(x.len(), 0.0);
-                input.product(m, w, branch, Init::Bias);
-                add_scaled(x, branch, g);
-            }
-        }
+    /// `x += input·Wᵀ + b`, the product adding into x itself (LayerScale
+    /// is in `w`: [`pack_scaled`]).
+    fn residual(&self, x: &mut [f32], input: Input, w: &PackedWeights) {
+        input.product(x.len() / self.width, w, x, Init::AddToOutput);
     }
 }
 
@@ -503,14 +522,23 @@ struct Scratch {
     hidden: Vec<f32>,
     /// SwiGLU's gated hidden state (half of `hidden`).
     gated: Vec<f32>,
-    branch: Vec<f32>,
 }
 
 impl Scratch {
-    /// The buffers every block uses, for `m` rows of width `c` (the MLP's
-    /// f32 hidden state is sized where it is used: bf16 on AMX skips it).
+    /// The f32 buffers of a block's attention half, for `m` rows of width
+    /// `c`. Each is sized where a path uses it: on AMX the LayerNorms and
+    /// products hand tile lines to each other instead, and f32 buffers sized
+    /// anyway (42 MB for DINOv2 ViT-B/14's chunks at batch 32) crowded the
+    /// allocator's per-thread heaps until glibc unmapped and mapped the
+    /// lines' memory again a layer at a time (page faults 4% of DINOv2-B
+    /// bf16, AMX Xeon).
     fn resize(&mut self, m: usize, c: usize) {
         self.normed.resize(m * c, 0.0);
+        self.resize_attention(m, c);
+    }
+
+    /// The attention's input and output.
+    fn resize_attention(&mut self, m: usize, c: usize) {
         self.qkv.resize(m * 3 * c, 0.0);
         self.context.resize(m * c, 0.0);
     }
@@ -695,6 +723,38 @@ mod tests {
             layer_scale: false,
         };
         CpuBlock::new(tensors, &config, precision).unwrap()
+    }
+
+    #[test]
+    fn a_layer_scale_not_of_the_layer_outputs_is_an_error() {
+        let width = 8;
+        let pair = |rows: usize, cols: usize| (random(&[rows, cols]), random(&[rows]));
+        let tensors = |ls: usize| BlockTensors {
+            ln1: (random(&[width]), random(&[width])),
+            qkv: vec![pair(3 * width, width)],
+            out: pair(width, width),
+            ln2: (random(&[width]), random(&[width])),
+            fc1: pair(4 * width, width),
+            fc2: pair(width, 4 * width),
+            swiglu: false,
+            ls1: Some(random(&[ls])),
+            ls2: Some(random(&[width])),
+        };
+        let config = TransformerConfig {
+            width,
+            layers: 1,
+            heads: 2,
+            mlp_width: 4 * width,
+            activation: Activation::Gelu,
+            layer_norm_eps: 1e-6,
+            layer_scale: true,
+        };
+        assert!(CpuBlock::new(tensors(width), &config, Precision::F32).is_ok());
+        let err = CpuBlock::new(tensors(width + 1), &config, Precision::F32).unwrap_err();
+        assert!(
+            err.to_string().contains("LayerScale of 9"),
+            "unexpected error: {err}"
+        );
     }
 
     #[test]
