@@ -451,7 +451,7 @@ fn add_rel_pos(
 /// returns each lane's 1 / sum. Under a causal mask (`causal_from`: the
 /// block's first query) lane `l` sees keys up to its own position.
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-fn numerators(scores: &mut [[f32; TILE]], probs: &mut [u32], causal_from: Option<usize>) -> __m512 {
+fn numerators(scores: &[[f32; TILE]], probs: &mut [u32], causal_from: Option<usize>) -> __m512 {
     let pairs = scores.len().div_ceil(STEP) * STEP / 2;
     let mut rows = probs[..pairs * TILE].chunks_exact_mut(TILE);
     each_numerator_pair(scores, causal_from, pairs, |lo, hi| {

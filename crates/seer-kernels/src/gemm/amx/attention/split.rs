@@ -158,7 +158,7 @@ pub(super) unsafe fn gather(b: &mut Buffers, qkv: &[f32], width: usize, head: &H
 /// each: every row, zeros past the visible keys).
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
 pub(super) fn numerators(
-    scores: &mut [[f32; TILE]],
+    scores: &[[f32; TILE]],
     probs: &mut [u32],
     causal_from: Option<usize>,
 ) -> __m512 {
