@@ -153,8 +153,15 @@ fn f32_on_the_tiles_is_as_exact_as_fma() {
         let packed =
             PackedWeights::from_rows_for_inference(&w, n, k, Some(values(n, 3)), Precision::F32);
         assert_eq!(packed.precision(), Precision::F32);
-        assert_eq!(packed.on_tiles(), Isa::detected() == Isa::Amx);
+        assert_eq!(packed.on_tiles(), seer_kernels::gemm::f32_on_tiles());
         check_packed(Isa::detected(), &packed, &w, m);
+        // Split wherever the tiles are, whether or not they pay here.
+        if let Some(split) =
+            PackedWeights::split_for_tiles(n, k, |j| &w[j * k..(j + 1) * k], Some(values(n, 3)))
+        {
+            assert!(split.on_tiles());
+            check_packed(Isa::Amx, &split, &w, m);
+        }
     }
     if Isa::detected() != Isa::Amx {
         eprintln!("no AMX here: f32 weights stay f32, checked as any product");
@@ -181,7 +188,8 @@ fn f32_on_the_tiles_is_as_exact_as_fma() {
         let plain = PackedWeights::from_rows(&w, n, k, None, Precision::F32);
         gemm_with_isa(Isa::Avx512, &a, m, &plain, &mut fma, Init::Bias, None);
         let mut tiles = vec![0f32; m * n];
-        let split = PackedWeights::from_rows_for_inference(&w, n, k, None, Precision::F32);
+        let split = PackedWeights::split_for_tiles(n, k, |j| &w[j * k..(j + 1) * k], None)
+            .expect("AMX splits");
         gemm_with_isa(Isa::Amx, &a, m, &split, &mut tiles, Init::Bias, None);
         let (fma, tiles) = (worst(&fma), worst(&tiles));
         let top = exact.iter().fold(0f64, |t, e| t.max(e.abs()));
@@ -510,7 +518,13 @@ impl TilePacking {
     fn pack(self, w: &[f32], n: usize, k: usize, bias: Option<Vec<f32>>) -> PackedWeights {
         match self {
             Self::Bf16 => PackedWeights::from_rows(w, n, k, bias, Precision::Bf16),
-            Self::SplitF32 => PackedWeights::from_rows_for_inference(w, n, k, bias, Precision::F32),
+            // Split wherever AMX is, whether or not it pays here.
+            Self::SplitF32 => {
+                PackedWeights::split_for_tiles(n, k, |j| &w[j * k..(j + 1) * k], bias.clone())
+                    .unwrap_or_else(|| {
+                        PackedWeights::from_rows_for_inference(w, n, k, bias, Precision::F32)
+                    })
+            }
         }
     }
 }

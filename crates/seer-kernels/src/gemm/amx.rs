@@ -38,6 +38,7 @@ use std::arch::x86_64::*;
 use std::sync::OnceLock;
 
 pub(crate) mod attention;
+pub(crate) mod probe;
 mod spare_lines;
 
 use super::{Init, PackedWeights, Panels, RowQuant, Tile, NR};

@@ -387,11 +387,11 @@ impl PackedWeights {
     }
 
     /// [`PackedWeights::pack`] for inference on this CPU: f32 weights where
-    /// the CPU has AMX (and [`Isa::limit`] allows it) go to the tiles as
-    /// three bf16 parts each ([`amx`]'s split notes), products about as
-    /// exact as f32 FMA's at 1.2-1.5× their speed and 1.5× their memory;
-    /// anything else as `pack`. Only
-    /// [`Isa::Amx`] multiplies such weights (see [`gemm_with_isa`]).
+    /// the CPU has AMX (and [`Isa::limit`] allows it) and its tiles pay
+    /// ([`f32_on_tiles`]) go to the tiles as three bf16 parts each
+    /// ([`PackedWeights::split_for_tiles`]), products about as exact as f32
+    /// FMA's at 1.2-1.5× their speed and 1.5× their memory; anything else
+    /// as `pack`.
     pub fn pack_for_inference<'a, F>(
         n: usize,
         k: usize,
@@ -402,11 +402,33 @@ impl PackedWeights {
     where
         F: Fn(usize) -> &'a [f32] + Sync,
     {
-        if precision != Precision::F32 || !f32_on_tiles() {
-            return Self {
-                reused: true,
-                ..Self::pack(n, k, row, bias, precision)
-            };
+        if precision == Precision::F32 && f32_on_tiles() {
+            if let Some(split) = Self::split_for_tiles(n, k, &row, bias.clone()) {
+                return split;
+            }
+        }
+        Self {
+            reused: true,
+            ..Self::pack(n, k, row, bias, precision)
+        }
+    }
+
+    /// f32 weights split for the AMX tiles, three bf16 parts each
+    /// ([`amx`]'s split notes), wherever [`Isa::detected`] is [`Isa::Amx`],
+    /// whether or not they pay on this CPU ([`f32_on_tiles`]): for tests
+    /// and comparisons of the split kernels. `None` elsewhere. Only
+    /// [`Isa::Amx`] multiplies such weights (see [`gemm_with_isa`]).
+    pub fn split_for_tiles<'a, F>(
+        n: usize,
+        k: usize,
+        row: F,
+        bias: Option<Vec<f32>>,
+    ) -> Option<Self>
+    where
+        F: Fn(usize) -> &'a [f32] + Sync,
+    {
+        if !cfg!(target_arch = "x86_64") || Isa::detected() != Isa::Amx {
+            return None;
         }
         let kp = k.next_multiple_of(K_ALIGN_BF16);
         let step_values = K_ALIGN_BF16 * NR;
@@ -439,10 +461,10 @@ impl PackedWeights {
                 }
             },
         );
-        Self {
+        Some(Self {
             reused: true,
             ..Self::with_panels(n, k, kp, Panels::Bf16x3(panels), bias)
-        }
+        })
     }
 
     /// [`PackedWeights::pack_for_inference`] of a row-major `(n, k)` matrix.
@@ -566,9 +588,56 @@ impl PackedWeights {
 pub(crate) const SPLIT_PARTS: usize = 3;
 
 /// Whether [`PackedWeights::pack_for_inference`] splits f32 weights for the
-/// AMX tiles: on [`Isa::Amx`] (x86-64 only).
+/// AMX tiles: on [`Isa::Amx`] (x86-64 only) where the tiles run fast enough
+/// for six products a step ([`tile_rates`]).
 pub fn f32_on_tiles() -> bool {
-    cfg!(target_arch = "x86_64") && Isa::detected() == Isa::Amx
+    #[cfg(target_arch = "x86_64")]
+    {
+        Isa::detected() == Isa::Amx
+            && tile_rates().is_some_and(|r| r.ratio() >= TileRates::SPLIT_FROM)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// One core's multiply-add rates in GFLOP/s, measured once per process on
+/// every core at once, the slowest kept ([`tile_rates`]): what decides
+/// [`f32_on_tiles`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TileRates {
+    /// The AMX kernel's inner loop: four `tdpbf16ps` a step on tiles loaded
+    /// from L1.
+    pub tiles: f64,
+    /// Twelve independent chains of 16-lane `vfmadd231ps`.
+    pub fma: f64,
+}
+
+impl TileRates {
+    /// The tiles' rate over FMA's from which f32 runs split on the tiles: a
+    /// split step is six tile products. Set between the two machines
+    /// measured (see `gemm/amx/probe.rs`): 2.7× where split products ran
+    /// at 0.73× the FMA kernels, 12× or more where they ran 1.2-1.5×.
+    pub const SPLIT_FROM: f64 = 6.0;
+
+    /// The tiles' rate over FMA's.
+    pub fn ratio(&self) -> f64 {
+        self.tiles / self.fma
+    }
+}
+
+/// [`TileRates`] of this process's slowest CPU by their ratio, timed on the
+/// first call (about a millisecond); `None` without usable AMX tiles.
+pub fn tile_rates() -> Option<TileRates> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        amx::probe::rates()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        None
+    }
 }
 
 /// Two consecutive depths of an f32 weight panel (`2 · NR` values) into the
