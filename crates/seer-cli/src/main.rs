@@ -42,6 +42,17 @@ struct Cli {
     /// (to compare kernels or rule one out).
     #[arg(long, global = true, hide = true, env = "SEER_ISA", value_parser = parse_isa)]
     isa: Option<seer_kernels::Isa>,
+    /// Run f32 models on AVX-512 FMA where the CPU has AMX tiles, instead of
+    /// splitting them onto the tiles: faster where the tiles are slow or
+    /// shared (`seer bench` times both and says which pays).
+    #[arg(
+        long,
+        global = true,
+        env = "SEER_F32_FMA",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    f32_on_fma: bool,
     /// Portable dot products in the vector search (no AVX2).
     #[arg(
         long,
@@ -127,6 +138,9 @@ fn main() -> std::process::ExitCode {
     seer_hub::set_offline(cli.offline);
     if let Some(isa) = cli.isa {
         seer_kernels::Isa::limit(isa);
+    }
+    if cli.f32_on_fma {
+        seer_kernels::gemm::keep_f32_off_tiles();
     }
     if cli.ann_no_simd {
         seer_ann::simd::force_portable();

@@ -74,6 +74,48 @@ fn embed_json_gives_one_normalized_vector_per_input() {
     }
 }
 
+/// `--f32-on-fma` (the FMA kernels where the CPU has AMX tiles; elsewhere
+/// they ran already) gives the default's embeddings within the parity
+/// tolerance, and each of the two is the same bits run after run.
+#[test]
+fn f32_on_fma_agrees_with_the_default_kernels() {
+    let img = shared_data().join("smoke/skimage/chelsea.png");
+    let embed = |extra: &[&str]| {
+        let mut args = vec![
+            "embed",
+            "--model",
+            &model(),
+            "--image",
+            img.to_str().unwrap(),
+            "--text",
+            "a cat",
+            "--json",
+            "--raw",
+        ]
+        .into_iter()
+        .map(str::to_string)
+        .collect::<Vec<_>>();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = seer(&args);
+        assert!(o.status.success(), "{extra:?}: {}", stderr(&o));
+        json_lines(&o)
+            .iter()
+            .flat_map(|l| l["embedding"].as_array().unwrap().clone())
+            .map(|x| x.as_f64().unwrap())
+            .collect::<Vec<f64>>()
+    };
+    let default = embed(&[]);
+    let fma = embed(&["--f32-on-fma"]);
+    assert_eq!(default.len(), 32);
+    assert_eq!(fma.len(), default.len());
+    for (i, (a, b)) in default.iter().zip(&fma).enumerate() {
+        assert!((a - b).abs() < 1e-4, "value {i}: {a} vs {b}");
+    }
+    assert_eq!(embed(&[]), default);
+    assert_eq!(embed(&["--f32-on-fma"]), fma);
+}
+
 #[test]
 fn raw_embeddings_are_not_normalized() {
     let o = seer(&[

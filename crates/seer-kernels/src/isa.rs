@@ -252,17 +252,15 @@ impl Isa {
             (Isa::Amx, Precision::F32) if crate::gemm::f32_on_tiles() => {
                 "amx f32 as three bf16 parts, six tile products a step, 32x32"
             }
-            // Tiles too slow here for six products a step: the FMA kernels.
+            // `gemm::keep_f32_off_tiles` (or no tiles): the FMA kernels.
             (Isa::Amx, Precision::F32) => {
-                let why = crate::gemm::tile_rates().map_or(String::new(), |r| {
-                    format!(
-                        " (not on the tiles: their loop ran {:.1}x FMA's rate on the slowest core, split f32 needs {:.0}x)",
-                        r.ratio(),
-                        crate::gemm::TileRates::SPLIT_FROM
-                    )
-                });
+                let kept = if crate::gemm::f32_kept_off_tiles() {
+                    ", f32 kept off the tiles"
+                } else {
+                    ""
+                };
                 let deep = ", blocks of 224 rows x 768 deep";
-                return float("avx512 f32 14x32", blocks(Self::float_blocks(), deep)) + &why;
+                return float("avx512 f32 14x32", blocks(Self::float_blocks(), deep)) + kept;
             }
             (Isa::Avx512, Precision::Bf16)
                 if Self::has_bf16_dot() && Self::float_blocks() == FloatBlocks::Deep =>
@@ -374,8 +372,8 @@ mod tests {
             Isa::Portable.matmul_kernel(Precision::Int8),
             "portable int8 4x32"
         );
-        // AMX: the tiles for bf16 and int8; f32 as bf16 parts where the
-        // tiles pay, else FMA, saying why where the tiles were timed.
+        // AMX: the tiles for bf16 and int8; f32 as bf16 parts where it runs
+        // on them (AMX CPUs unless kept off), else FMA.
         assert_eq!(Isa::Amx.matmul_kernel(Precision::Bf16), "amx bf16 32x32");
         assert_eq!(Isa::Amx.matmul_kernel(Precision::Int8), "amx int8 32x32");
         let f32 = Isa::Amx.matmul_kernel(Precision::F32);
@@ -383,11 +381,6 @@ mod tests {
             assert!(f32.starts_with("amx f32 as three bf16 parts"), "{f32}");
         } else {
             assert!(f32.starts_with("avx512 f32 14x32"), "{f32}");
-            assert_eq!(
-                f32.contains("not on the tiles"),
-                crate::gemm::tile_rates().is_some(),
-                "{f32}"
-            );
         }
         assert_eq!(Isa::parse("amx"), Some(Isa::Amx));
         let bf16 = Isa::Avx512.matmul_kernel(Precision::Bf16);

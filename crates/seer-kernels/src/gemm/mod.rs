@@ -588,23 +588,39 @@ impl PackedWeights {
 pub(crate) const SPLIT_PARTS: usize = 3;
 
 /// Whether [`PackedWeights::pack_for_inference`] splits f32 weights for the
-/// AMX tiles: on [`Isa::Amx`] (x86-64 only) where the tiles run fast enough
-/// for six products a step ([`tile_rates`]).
+/// AMX tiles: on [`Isa::Amx`] (x86-64 only), unless
+/// [`keep_f32_off_tiles`] was called.
+///
+/// Not decided by timing the tiles ([`tile_rates`]): where they are shared
+/// with a busy neighbour their rate moves from second to second, and two
+/// runs of one command would pick different kernels and differ in the last
+/// bits (seen on an AMX Xeon VM, 2026-12-06, by the CLI tests that compare
+/// two processes' outputs).
 pub fn f32_on_tiles() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        Isa::detected() == Isa::Amx
-            && tile_rates().is_some_and(|r| r.ratio() >= TileRates::SPLIT_FROM)
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    cfg!(target_arch = "x86_64")
+        && Isa::detected() == Isa::Amx
+        && !F32_OFF_TILES.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Set by [`keep_f32_off_tiles`].
+static F32_OFF_TILES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// f32 weights packed after this call stay on the AVX-512 FMA kernels where
+/// the CPU has AMX (the CLI's `--f32-on-fma`): faster where the tiles run
+/// below [`TileRates::SPLIT_FROM`] times FMA's rate. Call it before loading
+/// a model; weights packed before keep their kernels.
+pub fn keep_f32_off_tiles() {
+    F32_OFF_TILES.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether [`keep_f32_off_tiles`] was called.
+pub fn f32_kept_off_tiles() -> bool {
+    F32_OFF_TILES.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// One core's multiply-add rates in GFLOP/s, measured once per process on
-/// every core at once, the slowest kept ([`tile_rates`]): what decides
-/// [`f32_on_tiles`].
+/// every core at once, the slowest kept ([`tile_rates`]): whether f32 on
+/// the tiles pays here (`seer bench` prints them).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct TileRates {
     /// The AMX kernel's inner loop: four `tdpbf16ps` a step on tiles loaded
@@ -615,10 +631,10 @@ pub struct TileRates {
 }
 
 impl TileRates {
-    /// The tiles' rate over FMA's from which f32 runs split on the tiles: a
+    /// The tiles' rate over FMA's from which f32 split on the tiles pays: a
     /// split step is six tile products. Set between the two machines
-    /// measured (see `gemm/amx/probe.rs`): 2.7× where split products ran
-    /// at 0.73× the FMA kernels, 12× or more where they ran 1.2-1.5×.
+    /// measured (see `gemm/amx/probe.rs`): 2.7-5.3× where split products
+    /// ran at 0.73× the FMA kernels, 12× or more where they ran 1.2-1.5×.
     pub const SPLIT_FROM: f64 = 6.0;
 
     /// The tiles' rate over FMA's.

@@ -57,11 +57,24 @@ pub(super) fn describe(precision: Precision) -> Value {
         .map(|text| parse_cpuinfo(&text))
         .unwrap_or_else(|_| parse_cpuinfo(""));
     let isa = Isa::detected();
+    // Timed only where the tiles run: whether f32 on them pays here.
+    let tiles = (isa == Isa::Amx)
+        .then(seer_kernels::gemm::tile_rates)
+        .flatten()
+        .map(|r| {
+            json!({
+                "tile_gflops": r.tiles,
+                "fma_gflops": r.fma,
+                "ratio": r.ratio(),
+                "split_f32_pays_from": seer_kernels::gemm::TileRates::SPLIT_FROM,
+            })
+        });
     json!({
         "model": info.model,
         "features": info.features,
         "isa": isa.name(),
         "matmul_kernel": isa.matmul_kernel(precision),
+        "amx_tile_rates": tiles,
     })
 }
 
@@ -215,6 +228,28 @@ pub(super) fn summary(cpu: &Value) -> String {
         },
         cpu["isa"].as_str().unwrap_or("?"),
         cpu["matmul_kernel"].as_str().unwrap_or("?")
+    ) + &tile_note(&cpu["amx_tile_rates"])
+}
+
+/// The AMX tiles' timing against FMA, and what it says of f32 on the tiles
+/// (empty without tiles).
+fn tile_note(rates: &Value) -> String {
+    let (Some(tiles), Some(fma), Some(ratio), Some(from)) = (
+        rates["tile_gflops"].as_f64(),
+        rates["fma_gflops"].as_f64(),
+        rates["ratio"].as_f64(),
+        rates["split_f32_pays_from"].as_f64(),
+    ) else {
+        return String::new();
+    };
+    let verdict = if ratio >= from {
+        "f32 pays on the tiles here"
+    } else {
+        "below it f32 runs faster on FMA: --f32-on-fma (SEER_F32_FMA=1) keeps it there"
+    };
+    format!(
+        "\namx tiles: their loop {tiles:.0} GFLOP/s against FMA {fma:.0} on the slowest core, \
+         {ratio:.1}x (split f32 needs {from:.0}x; {verdict})"
     )
 }
 
@@ -317,8 +352,26 @@ mod tests {
             summary(&cpu),
             "AMD EPYC (avx2 avx512f); kernels avx512, matmul avx512 f32 14x32"
         );
+        // With the tiles timed, a second line says whether f32 pays on them.
+        let mut amx = cpu.clone();
+        amx["amx_tile_rates"] = json!({
+            "tile_gflops": 650.0, "fma_gflops": 160.0, "ratio": 4.06, "split_f32_pays_from": 6.0,
+        });
+        assert_eq!(
+            summary(&amx),
+            "AMD EPYC (avx2 avx512f); kernels avx512, matmul avx512 f32 14x32\n\
+             amx tiles: their loop 650 GFLOP/s against FMA 160 on the slowest core, 4.1x \
+             (split f32 needs 6x; below it f32 runs faster on FMA: --f32-on-fma (SEER_F32_FMA=1) \
+             keeps it there)"
+        );
+        amx["amx_tile_rates"]["ratio"] = json!(14.0);
+        assert!(summary(&amx).ends_with("14.0x (split f32 needs 6x; f32 pays on the tiles here)"));
         let described = describe(Precision::F32);
         assert_eq!(described["isa"], Isa::detected().name());
+        assert_eq!(
+            described["amx_tile_rates"].is_object(),
+            Isa::detected() == Isa::Amx
+        );
         assert_eq!(
             described["matmul_kernel"],
             Isa::detected().matmul_kernel(Precision::F32)
