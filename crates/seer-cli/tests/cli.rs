@@ -80,23 +80,13 @@ fn embed_json_gives_one_normalized_vector_per_input() {
 #[test]
 fn f32_on_fma_agrees_with_the_default_kernels() {
     let img = shared_data().join("smoke/skimage/chelsea.png");
+    let (model, img) = (model(), img.to_str().unwrap());
     let embed = |extra: &[&str]| {
         let mut args = vec![
-            "embed",
-            "--model",
-            &model(),
-            "--image",
-            img.to_str().unwrap(),
-            "--text",
-            "a cat",
-            "--json",
-            "--raw",
-        ]
-        .into_iter()
-        .map(str::to_string)
-        .collect::<Vec<_>>();
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            "embed", "--model", &model, "--image", img, "--text", "a cat",
+        ];
+        args.extend_from_slice(&["--json", "--raw"]);
+        args.extend_from_slice(extra);
         let o = seer(&args);
         assert!(o.status.success(), "{extra:?}: {}", stderr(&o));
         json_lines(&o)

@@ -252,25 +252,21 @@ impl Isa {
             (Isa::Amx, Precision::F32) if crate::gemm::f32_on_tiles() => {
                 "amx f32 as three bf16 parts, six tile products a step, 32x32"
             }
-            // `gemm::keep_f32_off_tiles` (or no tiles): the FMA kernels.
-            (Isa::Amx, Precision::F32) => {
-                let kept = if crate::gemm::f32_kept_off_tiles() {
-                    ", f32 kept off the tiles"
-                } else {
-                    ""
-                };
-                let deep = ", blocks of 224 rows x 768 deep";
-                return float("avx512 f32 14x32", blocks(Self::float_blocks(), deep)) + kept;
-            }
             (Isa::Avx512, Precision::Bf16)
                 if Self::has_bf16_dot() && Self::float_blocks() == FloatBlocks::Deep =>
             {
                 "avx512-bf16 dot 14x32, blocks of 112 rows x 768 deep"
             }
             (Isa::Avx512, Precision::Bf16) if Self::has_bf16_dot() => "avx512-bf16 dot 14x32",
-            (Isa::Avx512, Precision::F32 | Precision::Bf16) => {
+            // AMX's f32 too where `gemm::keep_f32_off_tiles` keeps it on FMA.
+            (Isa::Avx512, Precision::F32 | Precision::Bf16) | (Isa::Amx, Precision::F32) => {
+                let kept = if self == Isa::Amx && crate::gemm::f32_kept_off_tiles() {
+                    ", f32 kept off the tiles"
+                } else {
+                    ""
+                };
                 let deep = ", blocks of 224 rows x 768 deep";
-                return float("avx512 f32 14x32", blocks(Self::float_blocks(), deep));
+                return float("avx512 f32 14x32", blocks(Self::float_blocks(), deep)) + kept;
             }
             (Isa::Avx2, Precision::F32 | Precision::Bf16) => {
                 let deep = ", blocks of 112 rows x 768 deep";

@@ -403,9 +403,7 @@ impl PackedWeights {
         F: Fn(usize) -> &'a [f32] + Sync,
     {
         if precision == Precision::F32 && f32_on_tiles() {
-            if let Some(split) = Self::split_for_tiles(n, k, &row, bias.clone()) {
-                return split;
-            }
+            return Self::split(n, k, row, bias);
         }
         Self {
             reused: true,
@@ -427,9 +425,16 @@ impl PackedWeights {
     where
         F: Fn(usize) -> &'a [f32] + Sync,
     {
-        if !cfg!(target_arch = "x86_64") || Isa::detected() != Isa::Amx {
-            return None;
-        }
+        (cfg!(target_arch = "x86_64") && Isa::detected() == Isa::Amx)
+            .then(|| Self::split(n, k, row, bias))
+    }
+
+    /// The split packing of [`PackedWeights::split_for_tiles`], on a CPU
+    /// with AMX (the callers check).
+    fn split<'a, F>(n: usize, k: usize, row: F, bias: Option<Vec<f32>>) -> Self
+    where
+        F: Fn(usize) -> &'a [f32] + Sync,
+    {
         let kp = k.next_multiple_of(K_ALIGN_BF16);
         let step_values = K_ALIGN_BF16 * NR;
         let panels = pack_weight_panels(
@@ -461,10 +466,10 @@ impl PackedWeights {
                 }
             },
         );
-        Some(Self {
+        Self {
             reused: true,
             ..Self::with_panels(n, k, kp, Panels::Bf16x3(panels), bias)
-        })
+        }
     }
 
     /// [`PackedWeights::pack_for_inference`] of a row-major `(n, k)` matrix.
