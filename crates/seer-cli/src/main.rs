@@ -2,6 +2,18 @@
 //! command line. Each subcommand lives in `commands/`; shared options and output
 //! helpers in `common.rs` and `output.rs`.
 
+/// `println!` that returns the write's error (as `anyhow::Error`) instead of
+/// panicking: stdout closed early (`seer status | head -1`) ends the command
+/// quietly (see `closed_pipe`), stdout full (`> /dev/full`) with `error: No
+/// space left on device`, exit 2, as for the commands that stream their
+/// results through `writeln!`.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*).map_err(anyhow::Error::from)
+    }};
+}
+
 mod commands;
 mod common;
 mod output;
@@ -168,9 +180,21 @@ fn main() -> std::process::ExitCode {
     };
     match result {
         Ok(code) => code,
+        // The reader went away (`seer search dog | head -1`): it has what it
+        // wanted, so stop quietly, as ripgrep and the coreutils do.
+        Err(e) if closed_pipe(&e) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", common::error_line(&e));
             std::process::ExitCode::from(2)
         }
     }
+}
+
+/// Whether `e` comes from writing to a pipe whose reader has closed it.
+fn closed_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }

@@ -130,6 +130,51 @@ fn index_counts_files_the_walk_cannot_read_as_failed() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
 }
 
+/// Every command that prints: with its reader gone (`| head -1`) it stops
+/// quietly, with stdout full it says so and exits 2; never a panic.
+#[test]
+fn output_to_a_closed_pipe_or_a_full_device_is_no_panic() {
+    let photos = photo_folder(2);
+    let idx = tempfile::tempdir().unwrap();
+    let m = model("openclip-vit");
+    ok(seer(idx.path(), &index_args(photos.path(), &m)));
+    let folder = photos.path().to_str().unwrap();
+    let commands: [&[&str]; 6] = [
+        &["models"],
+        &["status"],
+        &["status", "--json"],
+        &["search", "a photo", "--model", &m],
+        &["dupes", "--model", &m],
+        &["index", folder, "--model", &m],
+    ];
+    for args in commands {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let o = seer_command(idx.path(), args)
+            .stdout(writer)
+            .output()
+            .unwrap();
+        assert!(!stderr(&o).contains("panicked"), "{args:?}: {}", stderr(&o));
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let o = seer_command(idx.path(), args)
+            .stdout(full)
+            .output()
+            .unwrap();
+        assert!(!stderr(&o).contains("panicked"), "{args:?}: {}", stderr(&o));
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("No space left on device"),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+    }
+}
+
 #[test]
 fn embed_and_classify_count_what_they_wrote() {
     let photos = photo_folder(2);

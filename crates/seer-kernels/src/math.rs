@@ -58,7 +58,7 @@ pub fn exp(x: f32) -> f32 {
 
 /// The odd numerator of [`erf`]'s rational fit, in powers of x² (highest
 /// first; times x after).
-const ERF_NUMERATOR: [f32; 7] = [
+pub(crate) const ERF_NUMERATOR: [f32; 7] = [
     -2.726_142_258_013_06e-10,
     2.770_681_424_959_02e-8,
     -2.101_024_020_825_08e-6,
@@ -68,7 +68,7 @@ const ERF_NUMERATOR: [f32; 7] = [
     -1.609_603_332_624_15e-2,
 ];
 /// Its even denominator, in powers of x² (highest first).
-const ERF_DENOMINATOR: [f32; 5] = [
+pub(crate) const ERF_DENOMINATOR: [f32; 5] = [
     -1.456_607_184_649_96e-5,
     -2.133_740_552_789_05e-4,
     -1.682_826_974_382_03e-3,
@@ -110,11 +110,13 @@ pub fn gelu(x: f32) -> f32 {
     0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
 }
 
+/// √(2/π), [`gelu_tanh`]'s scale.
+pub(crate) const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+
 /// `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`, PyTorch's
 /// `gelu(approximate="tanh")` (`gelu_pytorch_tanh` in transformers configs).
 #[inline(always)]
 pub fn gelu_tanh(x: f32) -> f32 {
-    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
     let u = SQRT_2_OVER_PI * (x + 0.044_715 * x * x * x);
     // 0.5·(1 + tanh u) = σ(2u) = 1 / (1 + e^(-2u)); exp saturates cleanly at both ends.
     x / (1.0 + exp(-2.0 * u))

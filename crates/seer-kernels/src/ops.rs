@@ -10,10 +10,10 @@ use crate::SendPtr;
 /// Below this many elements an op runs on the calling thread.
 const PARALLEL_MIN_ELEMS: usize = 1 << 14;
 
-/// Applies `act` in place: inlined into each caller's instruction set (the
-/// multiversioned ops below, and the AMX tiles' finishing stores).
+/// Applies `act` in place, as loops LLVM vectorises for the multiversioned
+/// ops below (CPUs without AVX-512; those take [`crate::avx512::activate`]).
 #[inline(always)]
-pub(crate) fn activate(x: &mut [f32], act: Activation) {
+fn activate_loops(x: &mut [f32], act: Activation) {
     match act {
         Activation::QuickGelu => x.iter_mut().for_each(|v| *v = math::quick_gelu(*v)),
         Activation::Gelu => x.iter_mut().for_each(|v| *v = math::gelu(*v)),
@@ -21,26 +21,60 @@ pub(crate) fn activate(x: &mut [f32], act: Activation) {
     }
 }
 
-multiversion! {
-    /// Applies `act` in place.
-    pub fn apply_activation(x: &mut [f32], act: Activation) {
-        activate(x, act)
+/// Applies `act` in place. AVX-512 CPUs take [`crate::avx512::activate`]
+/// (a reciprocal and a Newton step for the division, within a few ulp of
+/// the loops' values), others the loops.
+pub fn apply_activation(x: &mut [f32], act: Activation) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::Isa::detected() >= crate::Isa::Avx512 {
+        // SAFETY: `x` is one row of `x.len()` floats, ours alone; the CPU has
+        // AVX-512F (detected).
+        return unsafe { crate::avx512::activate_rows(x.as_mut_ptr(), 0, 1, x.len(), act) };
     }
+    apply_activation_loops(x, act)
 }
 
 multiversion! {
-    /// Applies `act` in place to `rows × cols` floats at `c` with row stride `ldc`
-    /// (a tile of a larger matrix, in one dispatch).
+    fn apply_activation_loops(x: &mut [f32], act: Activation) {
+        activate_loops(x, act)
+    }
+}
+
+/// Applies `act` in place to `rows × cols` floats at `c` with row stride `ldc`
+/// (a tile of a larger matrix, in one dispatch), as [`apply_activation`] does
+/// to a row.
+///
+/// # Safety
+/// For each `r < rows`, the `cols` floats at `c + r * ldc` must be valid for
+/// reads and writes, and no one else may access them during the call.
+pub(crate) unsafe fn apply_activation_strided(
+    c: *mut f32,
+    ldc: usize,
+    rows: usize,
+    cols: usize,
+    act: Activation,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::Isa::detected() >= crate::Isa::Avx512 {
+        // SAFETY: the caller's contract is `activate_rows`'s; the CPU has
+        // AVX-512F (detected).
+        return unsafe { crate::avx512::activate_rows(c, ldc, rows, cols, act) };
+    }
+    // SAFETY: the caller's contract.
+    unsafe { apply_activation_strided_loops(c, ldc, rows, cols, act) }
+}
+
+multiversion! {
+    /// [`apply_activation_strided`] as loops.
     ///
     /// # Safety
-    /// For each `r < rows`, the `cols` floats at `c + r * ldc` must be valid for
-    /// reads and writes, and no one else may access them during the call.
-    pub(crate) unsafe fn apply_activation_strided(c: *mut f32, ldc: usize, rows: usize, cols: usize, act: Activation) {
+    /// [`apply_activation_strided`]'s.
+    unsafe fn apply_activation_strided_loops(c: *mut f32, ldc: usize, rows: usize, cols: usize, act: Activation) {
         for r in 0..rows {
             // SAFETY: row r < rows: `cols` valid floats that only we access (the
             // caller's contract); the slice ends with this iteration.
             let row = unsafe { std::slice::from_raw_parts_mut(c.add(r * ldc), cols) };
-            activate(row, act);
+            activate_loops(row, act);
         }
     }
 }

@@ -45,7 +45,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .pop()
         .context("the model returned no answer")?;
     match args.json {
-        true => println!(
+        true => out!(
             "{}",
             serde_json::json!({
                 "input": input,
@@ -53,8 +53,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 "answer": answer.text,
                 "tokens": answer.tokens,
             })
-        ),
-        false => println!("{}", answer.text),
+        )?,
+        false => out!("{}", answer.text)?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -73,11 +73,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         if args.json {
             let paths: Vec<String> = g.paths.iter().map(|p| display_stored(p)).collect();
             let g = serde_json::json!({ "paths": paths, "scores": g.scores });
-            println!("{g}");
+            out!("{g}")?;
         } else {
-            println!("{} files:", g.paths.len());
+            out!("{} files:", g.paths.len())?;
             for (p, s) in g.paths.iter().zip(&g.scores) {
-                println!("  {s:.4}  {}", display_stored(p));
+                out!("  {s:.4}  {}", display_stored(p))?;
             }
         }
     }

@@ -184,22 +184,22 @@ fn segment(args: SegmentArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         let mut value = serde_json::to_value(&report)?;
         value["model"] = serde_json::json!(model.id);
-        println!("{value}");
+        out!("{value}")?;
     } else {
-        print_segment_report(&report);
+        print_segment_report(&report)?;
     }
     Ok(failures.exit_code())
 }
 
-fn print_segment_report(report: &SegmentEvalReport) {
-    println!("{:<24} {:>9} {:>7}", "category", "instances", "mIoU");
+fn print_segment_report(report: &SegmentEvalReport) -> anyhow::Result<()> {
+    out!("{:<24} {:>9} {:>7}", "category", "instances", "mIoU")?;
     for c in &report.per_category {
-        println!(
+        out!(
             "{:<24} {:>9} {:>6.2}%",
             truncate(&c.name, 24),
             c.instances,
             c.miou * 100.0
-        );
+        )?;
     }
     let mut notes = Vec::new();
     if report.skipped_crowd > 0 {
@@ -211,7 +211,7 @@ fn print_segment_report(report: &SegmentEvalReport) {
     if !report.failed.is_empty() {
         notes.push(format!("{} failed", report.failed.len()));
     }
-    println!(
+    out!(
         "\n{} images, {} objects (box prompts, one mask each): mIoU {:.2}%, category mIoU {:.2}%{}",
         report.images,
         report.instances,
@@ -222,7 +222,8 @@ fn print_segment_report(report: &SegmentEvalReport) {
         } else {
             format!(" ({})", notes.join(", "))
         }
-    );
+    )?;
+    Ok(())
 }
 
 fn caption(args: CaptionArgs) -> anyhow::Result<ExitCode> {
@@ -250,7 +251,7 @@ fn caption(args: CaptionArgs) -> anyhow::Result<ExitCode> {
     pb.finish_and_clear();
     let report = report?;
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+        out!("{}", serde_json::to_string(&report)?)?;
     } else {
         let bleu: Vec<String> = report
             .bleu
@@ -258,7 +259,7 @@ fn caption(args: CaptionArgs) -> anyhow::Result<ExitCode> {
             .enumerate()
             .map(|(k, b)| format!("BLEU-{} {:.2}", k + 1, b * 100.0))
             .collect();
-        println!(
+        out!(
             "{} images{}: {}  CIDEr {:.2}",
             report.images,
             if report.failed.is_empty() {
@@ -268,7 +269,7 @@ fn caption(args: CaptionArgs) -> anyhow::Result<ExitCode> {
             },
             bleu.join("  "),
             report.cider * 100.0
-        );
+        )?;
     }
     Ok(failures.exit_code())
 }
@@ -283,9 +284,9 @@ fn retrieval(args: RetrievalArgs) -> anyhow::Result<ExitCode> {
         eprintln!("error: {path}: {cause}");
     }
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+        out!("{}", serde_json::to_string(&report)?)?;
     } else {
-        println!("{} images, {} captions", report.images, report.captions);
+        out!("{} images, {} captions", report.images, report.captions)?;
         for (name, recalls) in [
             ("text -> image", &report.text_to_image),
             ("image -> text", &report.image_to_text),
@@ -294,7 +295,7 @@ fn retrieval(args: RetrievalArgs) -> anyhow::Result<ExitCode> {
                 .iter()
                 .map(|(k, r)| format!("R@{k} {:.2}%", r * 100.0))
                 .collect();
-            println!("{name}: {}", cells.join("  "));
+            out!("{name}: {}", cells.join("  "))?;
         }
     }
     Ok(if report.failures.is_empty() {
@@ -329,22 +330,25 @@ fn zeroshot(args: ZeroShotArgs) -> anyhow::Result<ExitCode> {
         eprintln!("error: {path}: {cause}");
     }
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+        out!("{}", serde_json::to_string(&report)?)?;
     } else {
-        println!(
+        out!(
             "{:<32} {:>7} {:>7} {:>7}",
-            "class", "images", "top-1", "top-5"
-        );
+            "class",
+            "images",
+            "top-1",
+            "top-5"
+        )?;
         for c in &report.per_class {
-            println!(
+            out!(
                 "{:<32} {:>7} {:>6.1}% {:>6.1}%",
                 truncate(&c.class, 32),
                 c.images,
                 c.top1 * 100.0,
                 c.top5 * 100.0
-            );
+            )?;
         }
-        println!(
+        out!(
             "\n{} images, {} classes, {} templates: top-1 {:.2}%, top-5 {:.2}%{}",
             report.images,
             classes.len(),
@@ -356,7 +360,7 @@ fn zeroshot(args: ZeroShotArgs) -> anyhow::Result<ExitCode> {
             } else {
                 format!(" ({} unreadable)", report.failures.len())
             }
-        );
+        )?;
     }
     Ok(if report.failures.is_empty() {
         ExitCode::SUCCESS

@@ -110,12 +110,14 @@ fn model_dim(spec: &str) -> anyhow::Result<usize> {
 
 fn report(summary: &exchange::ExchangeSummary, json: bool, what: &str) -> anyhow::Result<ExitCode> {
     if json {
-        println!("{}", serde_json::to_string(summary)?);
+        out!("{}", serde_json::to_string(summary)?)?;
     } else {
-        println!(
+        out!(
             "{what}: {} vectors ({}-d) in {} shard(s)",
-            summary.rows, summary.dim, summary.shards
-        );
+            summary.rows,
+            summary.dim,
+            summary.shards
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }

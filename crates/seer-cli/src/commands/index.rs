@@ -188,7 +188,7 @@ fn rebuild_graphs(store: &Store, threshold: usize, json: bool) -> anyhow::Result
         let built = seer_index::ann::rebuild(store, model, threshold)?;
         let seconds = start.elapsed().as_secs_f64();
         if json {
-            println!(
+            out!(
                 "{}",
                 serde_json::json!({
                     "model": model.name,
@@ -196,19 +196,19 @@ fn rebuild_graphs(store: &Store, threshold: usize, json: bool) -> anyhow::Result
                     "graph": built.is_some(),
                     "seconds": seconds,
                 })
-            );
+            )?;
         } else if built.is_some() {
-            println!(
+            out!(
                 "{}: graph rebuilt over {} vectors in {seconds:.1}s",
                 display_text(&model.name),
                 model.vectors
-            );
+            )?;
         } else {
-            println!(
+            out!(
                 "{}: {} vectors, below the approximate-search threshold ({threshold}): exact search, no graph",
                 display_text(&model.name),
                 model.vectors
-            );
+            )?;
         }
     }
     Ok(())
@@ -234,9 +234,9 @@ fn report(
         eprintln!("error: {path}: {cause}");
     }
     if json {
-        println!("{}", serde_json::to_string(&summary)?);
+        out!("{}", serde_json::to_string(&summary)?)?;
     } else {
-        println!(
+        out!(
             "{}: {} added, {} unchanged, {} moved, {} copies, {} touched, {} removed, {} failed ({} still failing) in {:.1}s",
             dir.display(),
             summary.added,
@@ -248,7 +248,7 @@ fn report(
             summary.failed,
             summary.still_failing,
             summary.seconds
-        );
+        )?;
     }
     Ok(())
 }
@@ -264,9 +264,9 @@ fn report_captions(
         eprintln!("error: {path}: {cause}");
     }
     if json {
-        println!("{}", serde_json::to_string(&summary)?);
+        out!("{}", serde_json::to_string(&summary)?)?;
     } else {
-        println!(
+        out!(
             "{}: captions by {}: {} captioned, {} reused, {} unchanged, {} failed in {:.1}s",
             dir.display(),
             summary.caption_model,
@@ -275,7 +275,7 @@ fn report_captions(
             summary.unchanged,
             summary.failed,
             summary.seconds
-        );
+        )?;
     }
     Ok(())
 }

@@ -51,7 +51,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let scores = matcher.match_texts(all_pixels, n, &args.text)?;
     for (text, score) in args.text.iter().zip(scores) {
         match args.json {
-            true => println!(
+            true => out!(
                 "{}",
                 serde_json::json!({
                     "image": input,
@@ -59,11 +59,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     "itm_probability": score.itm_probability,
                     "similarity": score.similarity,
                 })
-            ),
-            false => println!(
+            )?,
+            false => out!(
                 "{:.4}\t{:.4}\t{text}",
-                score.itm_probability, score.similarity
-            ),
+                score.itm_probability,
+                score.similarity
+            )?,
         }
     }
     Ok(ExitCode::SUCCESS)

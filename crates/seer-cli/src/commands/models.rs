@@ -23,48 +23,49 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .iter()
             .map(|f| serde_json::json!({"family": f.name, "model_types": f.model_types, "loads": f.load.is_some()}))
             .collect();
-        println!(
+        out!(
             "{}",
             serde_json::json!({"aliases": aliases, "cached": cached, "cache_dir": seer_hub::cache_dir(), "families": families})
-        );
+        )?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!("Aliases (use with --model):");
+    out!("Aliases (use with --model):")?;
     for a in seer_hub::ALIASES {
         let mark = if cached.iter().any(|c| c.id == a.hub_id) {
             "cached"
         } else {
             ""
         };
-        println!(
+        out!(
             "  {:<18} {:<42} {:<7} {}",
-            a.name, a.hub_id, mark, a.description
-        );
+            a.name,
+            a.hub_id,
+            mark,
+            a.description
+        )?;
     }
-    println!(
+    out!(
         "\nModels in the Hugging Face cache ({}):",
         seer_hub::cache_dir().display()
-    );
+    )?;
     if cached.is_empty() {
-        println!("  (none)");
+        out!("  (none)")?;
     }
     for c in &cached {
-        println!(
+        out!(
             "  {:<42} {:<8} {}",
             c.id,
             family(&c.dir).unwrap_or_else(|| "?".into()),
             c.dir.display()
-        );
+        )?;
     }
     let types: Vec<String> = seer_engine::FAMILIES
         .iter()
         .filter(|f| f.load.is_some())
         .map(|f| format!("{} ({})", f.name, f.model_types.join(", ")))
         .collect();
-    println!("\nFamilies this build loads: {}.", types.join("; "));
-    println!(
-        "A local folder also works: --model /path/to/folder (transformers or open_clip layout)."
-    );
+    out!("\nFamilies this build loads: {}.", types.join("; "))?;
+    out!("A local folder also works: --model /path/to/folder (transformers or open_clip layout).")?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -33,7 +33,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     });
     let summary = seer_plot::plot_metrics(&metrics, &out, &title)?;
     if args.json {
-        println!(
+        out!(
             "{}",
             serde_json::json!({
                 "png": out,
@@ -42,14 +42,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 "skipped_lines": summary.skipped_lines,
                 "series": summary.series,
             })
-        );
+        )?;
     } else {
-        println!(
+        out!(
             "{} ({} training points, {} evaluations)",
             out.display(),
             summary.train_points,
             summary.eval_points
-        );
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -178,9 +178,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     rows.truncate(args.k);
     for row in &rows {
         if args.json {
-            println!("{}", json_line(row, mode));
+            out!("{}", json_line(row, mode))?;
         } else {
-            println!("{}", text_line(row, mode));
+            out!("{}", text_line(row, mode))?;
         }
     }
     Ok(ExitCode::SUCCESS)

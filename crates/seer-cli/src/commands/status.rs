@@ -58,13 +58,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             "failures": failures.iter().map(|(p, e)| serde_json::json!({"path": p, "error": e})).collect::<Vec<_>>(),
             "failure_counts": by_reason,
         });
-        println!("{value}");
+        out!("{value}")?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!("index: {}", display_path(&dir));
-    println!("files: {}", store.file_count()?);
+    out!("index: {}", display_path(&dir))?;
+    out!("files: {}", store.file_count()?)?;
     for root in &roots {
-        println!("root:  {root}");
+        out!("root:  {root}")?;
     }
     for (m, g) in models.iter().zip(&graphs) {
         let graph = match g {
@@ -72,26 +72,26 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             GraphState::Current => "approximate-search graph current",
             GraphState::OutOfDate => "approximate-search graph out of date (exact search until `seer index` or `seer import`)",
         };
-        println!(
+        out!(
             "model: {} ({}-d): {} vectors, {graph}",
             display_text(&m.name),
             m.dim,
             m.vectors
-        );
+        )?;
     }
     for c in &captioners {
-        println!(
+        out!(
             "captions: {}: {} captions",
             display_text(&c.name),
             c.captions
-        );
+        )?;
     }
-    println!("failures: {}", failures.len());
+    out!("failures: {}", failures.len())?;
     for (reason, count) in &by_reason {
-        println!("  {count:>6}  {reason}");
+        out!("  {count:>6}  {reason}")?;
     }
     for (path, reason) in &failures {
-        println!("  {path}: {reason}");
+        out!("  {path}: {reason}")?;
     }
     Ok(ExitCode::SUCCESS)
 }

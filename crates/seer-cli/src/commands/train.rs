@@ -451,12 +451,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let summary = train(options, &mut observer)?;
     observer.finish();
     if args.json {
-        println!(
+        out!(
             "{}",
             serde_json::json!({"kind": "summary", "summary": summary_json(&summary)})
-        );
+        )?;
     } else {
-        print_summary(&summary, &args.out);
+        print_summary(&summary, &args.out)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -474,28 +474,29 @@ fn summary_json(s: &seer_train::trainer::TrainSummary) -> serde_json::Value {
     })
 }
 
-fn print_summary(s: &seer_train::trainer::TrainSummary, out: &Path) {
-    println!(
+fn print_summary(s: &seer_train::trainer::TrainSummary, out: &Path) -> anyhow::Result<()> {
+    out!(
         "trained {} steps ({} samples, {} skipped) in {:.0} s; final loss {:.4}",
         s.steps,
         s.samples,
         s.skipped_samples,
         s.elapsed_s,
         s.final_loss.unwrap_or(f64::NAN)
-    );
+    )?;
     if let Some(e) = &s.last_eval {
         for (k, v) in &e.metrics {
-            println!("  {k}: {:.2}%", v * 100.0);
+            out!("  {k}: {:.2}%", v * 100.0)?;
         }
     }
     match &s.model_dir {
-        Some(dir) => println!("model: {}", dir.display()),
-        None => println!(
+        Some(dir) => out!("model: {}", dir.display())?,
+        None => out!(
             "stopped early; continue with the same command and --resume (checkpoints in {})",
             out.join("checkpoints").display()
-        ),
+        )?,
     }
-    println!("curves: seer plot {}", out.display());
+    out!("curves: seer plot {}", out.display())?;
+    Ok(())
 }
 
 /// A progress bar with loss, lr and samples/s on a terminal; JSON lines with --json.
@@ -522,7 +523,9 @@ impl Observer for Progress {
 
     fn on_step(&mut self, r: &StepReport) {
         if self.json {
-            println!("{}", serde_json::json!({"kind": "train", "report": r}));
+            // A closed stdout must not stop the run: its checkpoints and
+            // report files still hold every step.
+            let _ = out!("{}", serde_json::json!({"kind": "train", "report": r}));
         }
         self.bar.set_position(r.step);
         self.bar.set_message(format!(
@@ -533,7 +536,9 @@ impl Observer for Progress {
 
     fn on_eval(&mut self, r: &EvalReport) {
         if self.json {
-            println!("{}", serde_json::json!({"kind": "eval", "report": r}));
+            // A closed stdout must not stop the run: its checkpoints and
+            // report files still hold every step.
+            let _ = out!("{}", serde_json::json!({"kind": "eval", "report": r}));
         } else {
             let parts: Vec<String> = r
                 .metrics

@@ -531,26 +531,19 @@ pub(super) unsafe fn store_row_512(
 }
 
 /// `act` applied to a row of 32 floats in two registers: the AMX finishing
-/// steps' activation, whether the row goes to C or to bf16 tile lines.
-///
-/// Through a stack row the compiler keeps in registers, so the
-/// scalar-written activation vectorises as everywhere else.
+/// steps' activation, whether the row goes to C or to bf16 tile lines, so
+/// both routes give the same values ([`crate::avx512::activate`]).
 ///
 /// # Safety
 /// The CPU has AVX-512F (inlined, like [`store_row_512`], into functions
 /// that enable it).
 #[inline(always)]
 pub(super) unsafe fn activate_512((v0, v1): (__m512, __m512), act: Activation) -> (__m512, __m512) {
-    let mut row = [0f32; 32];
-    // SAFETY: `row` is 32 floats: two 16-float stores and loads; AVX-512F by
-    // the contract.
+    // SAFETY: AVX-512F by the contract.
     unsafe {
-        _mm512_storeu_ps(row.as_mut_ptr(), v0);
-        _mm512_storeu_ps(row.as_mut_ptr().add(16), v1);
-        crate::ops::activate(&mut row, act);
         (
-            _mm512_loadu_ps(row.as_ptr()),
-            _mm512_loadu_ps(row.as_ptr().add(16)),
+            crate::avx512::activate(v0, act),
+            crate::avx512::activate(v1, act),
         )
     }
 }

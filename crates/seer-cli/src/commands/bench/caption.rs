@@ -155,9 +155,9 @@ pub(super) fn run(
         attach_reference(&mut results, reference, &runs, prompt_len);
     }
     if args.json {
-        println!("{results}");
+        out!("{results}")?;
     } else {
-        print_table(&results, args);
+        print_table(&results, args)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -403,30 +403,30 @@ fn compare_tokens(seer: &[Generated], torch: &[Vec<u32>], prompt_len: usize) -> 
     })
 }
 
-fn print_table(r: &Value, args: &Args) {
-    println!(
+fn print_table(r: &Value, args: &Args) -> anyhow::Result<()> {
+    out!(
         "model: {}   threads: {}   device: {}   precision: {}",
         r["model"].as_str().unwrap_or("?"),
         r["threads"],
         r["device"].as_str().unwrap_or("cpu"),
         r["precision"].as_str().unwrap_or("f32")
-    );
-    println!("cpu: {}", cpu::summary(&r["cpu"]));
+    )?;
+    out!("cpu: {}", cpu::summary(&r["cpu"]))?;
     if let (Some(start), Some(end)) = (
         r["load_average"]["start"].as_f64(),
         r["load_average"]["end"].as_f64(),
     ) {
-        println!("load average (1 min): {start:.2} before the run, {end:.2} after the reference");
+        out!("load average (1 min): {start:.2} before the run, {end:.2} after the reference")?;
     }
     let c = &r["caption"];
-    println!(
+    out!(
         "captioning {} images ({}), model only, {} new tokens at most",
         c["images"],
         c["source"].as_str().unwrap_or("?"),
         args.max_new_tokens
             .map_or("20 (generate's default)".to_string(), |m| m.to_string())
-    );
-    println!(
+    )?;
+    out!(
         "{:<18} {:>10} {:>10} {:>7}  {:>10} {:>10} {:>7}  {:>10}  {:>11}",
         "configuration",
         "seer im/s",
@@ -437,7 +437,7 @@ fn print_table(r: &Value, args: &Args) {
         "ratio",
         "same ids",
         "other cores"
-    );
+    )?;
     for &b in &args.caption_batch_sizes {
         for &k in &args.beams {
             let (name, batch) = (config_name(k), b.to_string());
@@ -453,7 +453,7 @@ fn print_table(r: &Value, args: &Args) {
             let busy =
                 |root: &Value| cell(root, "other_cores").map_or("-".into(), |c| format!("{c:.1}"));
             let others = format!("{}/{}", busy(c), busy(&r["reference"]["caption"]));
-            println!(
+            out!(
                 "{:<18} {} {} {}  {} {} {}  {same:>10}  {others:>11}",
                 format!("{name}, batch {b}"),
                 num(cell(c, "images_per_second")),
@@ -462,19 +462,20 @@ fn print_table(r: &Value, args: &Args) {
                 num(cell(c, "tokens_per_second")),
                 num(cell(&r["reference"]["caption"], "tokens_per_second")),
                 ratio(cell(&r["ratio"]["caption"], "tokens_per_second")),
-            );
+            )?;
         }
     }
     if let Some(d) = r["reference"]["pixels_max_abs_diff_to_processor"].as_f64() {
-        println!("seer's pixels vs BlipImageProcessorPil: max abs diff {d:.2e}");
+        out!("seer's pixels vs BlipImageProcessorPil: max abs diff {d:.2e}")?;
     }
     if let Some(map) = c["batch_invariant"].as_object() {
         for (name, equal) in map {
             if equal == &json!(false) {
-                println!("seer {name}: the batch sizes gave different tokens for some images");
+                out!("seer {name}: the batch sizes gave different tokens for some images")?;
             }
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -99,9 +99,9 @@ pub(super) fn run(args: &Args, resolved: &ResolvedModel) -> anyhow::Result<ExitC
         super::segment::attach(&mut results, reference, &rows);
     }
     if args.json {
-        println!("{results}");
+        out!("{results}")?;
     } else {
-        print_rows(&results, &rows);
+        print_rows(&results, &rows)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -173,31 +173,34 @@ pub(super) fn reference_run(
 
 /// One row per measurement: seer's milliseconds, PyTorch's, and seer's
 /// speed-up over PyTorch (its time over seer's: above 1 means seer is faster).
-pub(super) fn print_rows(r: &Value, rows: &[Row]) {
-    println!(
+pub(super) fn print_rows(r: &Value, rows: &[Row]) -> anyhow::Result<()> {
+    out!(
         "model: {}   threads: {}   device: {}   precision: {}",
         r["model"].as_str().unwrap_or("?"),
         r["threads"],
         r["device"].as_str().unwrap_or("cpu"),
         r["precision"].as_str().unwrap_or("f32")
-    );
-    println!("cpu: {}", super::cpu::summary(&r["cpu"]));
-    println!(
+    )?;
+    out!("cpu: {}", super::cpu::summary(&r["cpu"]))?;
+    out!(
         "image: {} ({}x{})",
         r["image"].as_str().unwrap_or("?"),
         r["image_size"][0],
         r["image_size"][1]
-    );
+    )?;
     if let (Some(start), Some(end)) = (
         r["load_average"]["start"].as_f64(),
         r["load_average"]["end"].as_f64(),
     ) {
-        println!("load average (1 min): {start:.2} before the run, {end:.2} after the reference");
+        out!("load average (1 min): {start:.2} before the run, {end:.2} after the reference")?;
     }
-    println!(
+    out!(
         "{:<38} {:>10} {:>10} {:>8}",
-        "measurement (milliseconds)", "seer", "pytorch", "speed-up"
-    );
+        "measurement (milliseconds)",
+        "seer",
+        "pytorch",
+        "speed-up"
+    )?;
     let ms = |v: &Value| {
         v.as_f64()
             .map(|s| format!("{:10.2}", s * 1e3))
@@ -208,11 +211,12 @@ pub(super) fn print_rows(r: &Value, rows: &[Row]) {
             .as_f64()
             .map(|x| format!("{x:7.2}x"))
             .unwrap_or_else(|| format!("{:>8}", "-"));
-        println!(
+        out!(
             "{:<38} {} {} {ratio}",
             row.label,
             ms(&r[row.key]),
             ms(&r["reference"][row.key])
-        );
+        )?;
     }
+    Ok(())
 }

@@ -70,14 +70,14 @@ pub(super) fn run(args: &Args, resolved: &ResolvedModel) -> anyhow::Result<ExitC
         attach_reference(&mut results, reference, &["text", "e2e"]);
     }
     if args.json {
-        println!("{results}");
+        out!("{results}")?;
     } else {
         let text_rows: &[(&str, &str)] = if model.text.is_some() {
             &[("texts, the family's padding", "text")]
         } else {
             &[]
         };
-        print_table(&results, text_rows);
+        print_table(&results, text_rows)?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -200,7 +200,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     };
     if args.json {
-        println!("{results}");
+        out!("{results}")?;
     } else {
         print_table(
             &results,
@@ -210,7 +210,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 // causal); PyTorch pads to the longest prompt of the batch.
                 ("texts, unpadded / longest", "text_longest"),
             ],
-        );
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -617,17 +617,17 @@ fn ratios(seer: &Value, reference: &Value, keys: &[&str]) -> Value {
 /// The results as a table: image batches, then `text_rows` (label, key), then
 /// end to end; then, when the reference ran other engines, a second table of
 /// their figures with seer's ratio to each, every one shown (also the losses).
-fn print_table(r: &Value, text_rows: &[(&str, &str)]) {
-    println!(
+fn print_table(r: &Value, text_rows: &[(&str, &str)]) -> anyhow::Result<()> {
+    out!(
         "model: {}   threads: {}   device: {}   precision: {}",
         r["model"].as_str().unwrap_or("?"),
         r["threads"],
         r["device"].as_str().unwrap_or("cpu"),
         r["precision"].as_str().unwrap_or("f32")
-    );
-    println!("cpu: {}", cpu::summary(&r["cpu"]));
+    )?;
+    out!("cpu: {}", cpu::summary(&r["cpu"]))?;
     if r["whole_batches"] == true {
-        println!("batches: whole, each step shared by the threads (--whole-batches)");
+        out!("batches: whole, each step shared by the threads (--whole-batches)")?;
     }
     if let (Some(start), Some(end)) = (
         r["load_average"]["start"].as_f64(),
@@ -635,12 +635,15 @@ fn print_table(r: &Value, text_rows: &[(&str, &str)]) {
     ) {
         // Seer and each engine run one after another: other work on the
         // machine in between moves the ratios.
-        println!("load average (1 min): {start:.2} before the run, {end:.2} after the reference");
+        out!("load average (1 min): {start:.2} before the run, {end:.2} after the reference")?;
     }
-    println!(
+    out!(
         "{:<34} {:>9} {:>9} {:>7}",
-        "measurement (per second)", "seer", "pytorch", "ratio"
-    );
+        "measurement (per second)",
+        "seer",
+        "pytorch",
+        "ratio"
+    )?;
     let mut rows: Vec<(String, String)> = Vec::new();
     if let Some(map) = r["image_model"].as_object() {
         // JSON keys sort as text ("32" before "8"): list the batches by size.
@@ -660,34 +663,36 @@ fn print_table(r: &Value, text_rows: &[(&str, &str)]) {
     );
     rows.push((E2E_LABEL.to_string(), "e2e".to_string()));
     for (label, key) in &rows {
-        println!(
+        out!(
             "{label:<34} {} {} {}",
             num(&lookup(r, key)),
             num(&lookup(&r["reference"], key)),
             ratio(&lookup(&r["ratio"], key))
-        );
+        )?;
     }
-    print_engines(r, &rows);
-    print_round_ratios(r, &rows);
+    print_engines(r, &rows)?;
+    print_round_ratios(r, &rows)?;
+    Ok(())
 }
 
 /// With `--rounds`: each round's ratio of seer over the fastest engine that
 /// ran in f32 (PyTorch, ONNX Runtime, OpenVINO), one line per row of `rows`.
-fn print_round_ratios(r: &Value, rows: &[(String, String)]) {
+fn print_round_ratios(r: &Value, rows: &[(String, String)]) -> anyhow::Result<()> {
     let Some(rounds) = r["rounds"].as_array() else {
-        return;
+        return Ok(());
     };
     if rounds.iter().all(|round| round["reference"].is_null()) {
-        return;
+        return Ok(());
     }
-    println!("seer over the fastest f32 engine, each round:");
+    out!("seer over the fastest f32 engine, each round:")?;
     for (label, key) in rows {
         let cells: String = rounds
             .iter()
             .map(|round| format!(" {}", ratio(&over_fastest_f32(round, key))))
             .collect();
-        println!("{label:<34}{cells}");
+        out!("{label:<34}{cells}")?;
     }
+    Ok(())
 }
 
 /// seer's figure for `key` over the best f32 figure among the engines of
@@ -732,17 +737,17 @@ fn ratio(v: &Value) -> String {
 /// Each other engine's figure and seer's ratio to it, one column per engine
 /// and precision; then the agreement of each with PyTorch f32, and a line for
 /// each engine skipped, failed or run at another precision than asked.
-fn print_engines(r: &Value, rows: &[(String, String)]) {
+fn print_engines(r: &Value, rows: &[(String, String)]) -> anyhow::Result<()> {
     let reference = &r["reference"];
     let mut columns = Vec::new();
     for (engine, label) in ENGINES {
         let figures = &reference[*engine];
         if let Some(why) = figures["skipped"].as_str().or(figures["error"].as_str()) {
-            println!("{engine}: not measured, {why}");
+            out!("{engine}: not measured, {why}")?;
         }
         for (precision, run) in figures.as_object().into_iter().flatten() {
             if let Some(why) = run["skipped"].as_str() {
-                println!("{engine} {precision}: not measured, {why}");
+                out!("{engine} {precision}: not measured, {why}")?;
             }
         }
         for (precision, run) in engine_runs(figures) {
@@ -753,22 +758,20 @@ fn print_engines(r: &Value, rows: &[(String, String)]) {
             ));
             if let Some(used) = run["inference_precision"].as_str() {
                 if used != precision {
-                    println!(
-                        "{engine} {precision}: this CPU has no {precision} path, it ran {used}"
-                    );
+                    out!("{engine} {precision}: this CPU has no {precision} path, it ran {used}")?;
                 }
             }
         }
     }
     if columns.is_empty() {
-        return;
+        return Ok(());
     }
-    println!(
+    out!(
         "seer {} against other engines (their figure, then seer's over it):",
         r["precision"].as_str().unwrap_or("f32")
-    );
+    )?;
     let header: String = columns.iter().map(|(h, ..)| format!(" {h:>17}")).collect();
-    println!("{:<34}{header}", "measurement (per second)");
+    out!("{:<34}{header}", "measurement (per second)")?;
     for (label, key) in rows {
         let cells: String = columns
             .iter()
@@ -780,7 +783,7 @@ fn print_engines(r: &Value, rows: &[(String, String)]) {
                 )
             })
             .collect();
-        println!("{label:<34}{cells}");
+        out!("{label:<34}{cells}")?;
     }
     for tower in ["image", "text"] {
         let cells: Vec<String> = columns
@@ -793,9 +796,10 @@ fn print_engines(r: &Value, rows: &[(String, String)]) {
             .collect();
         if cells.iter().any(|c| c.trim() != "-") {
             let label = format!("{tower}s: min cosine to PyTorch f32");
-            println!("{label:<34}{}", cells.concat());
+            out!("{label:<34}{}", cells.concat())?;
         }
     }
+    Ok(())
 }
 
 /// Index a synthetic tree of `n` tiny distinct images, then re-index it unchanged:
@@ -833,19 +837,19 @@ fn bench_reindex(model: LoadedModel, n: usize, json: bool) -> anyhow::Result<Exi
         "reindex_unchanged_seconds": second.seconds,
     });
     if json {
-        println!("{result}");
+        out!("{result}")?;
     } else {
-        println!(
+        out!(
             "tree of {n} tiny images at {} (made in {generated:.1}s)",
             root.display()
-        );
-        println!(
+        )?;
+        out!(
             "first index:          {:8.2} s ({:.0} files/s, model {})",
             first.seconds,
             n as f64 / first.seconds,
             model.id
-        );
-        println!("re-index, unchanged:  {:8.2} s", second.seconds);
+        )?;
+        out!("re-index, unchanged:  {:8.2} s", second.seconds)?;
     }
     Ok(ExitCode::SUCCESS)
 }

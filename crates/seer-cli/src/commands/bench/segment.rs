@@ -117,9 +117,9 @@ pub(super) fn run(args: &Args, resolved: &ResolvedModel) -> anyhow::Result<ExitC
         attach(&mut results, reference, &rows);
     }
     if args.json {
-        println!("{results}");
+        out!("{results}")?;
     } else {
-        print_rows(&results, &rows);
+        print_rows(&results, &rows)?;
     }
     Ok(ExitCode::SUCCESS)
 }
