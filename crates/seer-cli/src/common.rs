@@ -176,10 +176,20 @@ fn default_index_dir() -> PathBuf {
     data.join("seer").join("index")
 }
 
+/// The most threads `--threads` takes.
+const MAX_THREADS: usize = 1024;
+
 /// Sizes the shared thread pool used by decoding and by candle's CPU kernels.
 pub fn configure_threads(threads: Option<usize>) -> anyhow::Result<()> {
     if let Some(n) = threads {
         anyhow::ensure!(n > 0, "--threads must be at least 1");
+        // Each thread takes a stack and per-thread buffers: far more threads
+        // than cores only slows the work down (100,000 of them hung).
+        anyhow::ensure!(
+            n <= MAX_THREADS,
+            "--threads {n}: at most {MAX_THREADS} (this machine has {} cores)",
+            std::thread::available_parallelism().map_or(1, |c| c.get())
+        );
         // candle reads this for its own kernels; rayon's global pool for decoding.
         std::env::set_var("RAYON_NUM_THREADS", n.to_string());
         rayon::ThreadPoolBuilder::new()

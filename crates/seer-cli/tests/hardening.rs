@@ -128,6 +128,62 @@ fn index_counts_files_the_walk_cannot_read_as_failed() {
     );
     assert_eq!(s["failures"].as_array().unwrap().len(), 1, "{s}");
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+
+    // Met again by the next walk, the link is still failing, not new.
+    let o = seer(
+        idx.path(),
+        &index_args(photos.path(), &model("openclip-vit")),
+    );
+    let s = summary(&o);
+    assert_eq!(
+        (s["failed"].as_u64(), s["still_failing"].as_u64()),
+        (Some(0), Some(1)),
+        "{s}"
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
+/// A bare re-run over several roots, one of them gone (an unplugged drive):
+/// the others are brought up to date, the gone one is reported (exit 1, then
+/// still failing) and listed by `status`, and its photos stay in the index.
+#[test]
+fn a_gone_root_is_reported_and_the_others_are_updated() {
+    let (a, b) = (photo_folder(1), photo_folder(2));
+    let idx = tempfile::tempdir().unwrap();
+    let m = model("openclip-vit");
+    let (a_path, b_path) = (a.path().to_str().unwrap(), b.path().to_str().unwrap());
+    ok(seer(idx.path(), &["index", a_path, b_path, "--model", &m]));
+    let third = &samples()[2];
+    std::fs::copy(third, a.path().join(third.file_name().unwrap())).unwrap();
+    let b_root = b.path().canonicalize().unwrap();
+    drop(b);
+
+    let o = seer(idx.path(), &["index", "--json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let s = summary(&o);
+    assert_eq!(
+        (s["added"].as_u64(), s["failed"].as_u64()),
+        (Some(1), Some(1)),
+        "{s}"
+    );
+    assert!(
+        stderr(&o).contains(b_root.to_str().unwrap()),
+        "{}",
+        stderr(&o)
+    );
+    let st = status(idx.path());
+    assert_eq!(st["models"][0]["vectors"].as_u64(), Some(4), "{st}");
+    assert!(st.to_string().contains("cannot read the folder"), "{st}");
+
+    let o = seer(idx.path(), &["index", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(summary(&o)["still_failing"].as_u64(), Some(1));
+    // A folder never indexed that does not exist is still a mistake.
+    let o = seer(
+        idx.path(),
+        &["index", "/nonexistent/seer-test", "--model", &m],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }
 
 /// Every command that prints: with its reader gone (`| head -1`) it stops

@@ -389,7 +389,19 @@ fn f16_output_and_import_then_search() {
         a.extend_from_slice(extra);
         run(&a, &[])
     };
-    let r = rebuild(&s, &["--ann-threshold", "5"]);
+    // $SEER_MODEL, set for the other commands, is no conflict.
+    let r = run(
+        &[
+            "index",
+            "--rebuild-graph",
+            "--index",
+            &s,
+            "--json",
+            "--ann-threshold",
+            "5",
+        ],
+        &[("SEER_MODEL", &m)],
+    );
     assert!(r.status.success(), "{}", stderr(&r));
     let line = &json_lines(&r)[0];
     assert_eq!(

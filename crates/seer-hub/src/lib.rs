@@ -21,6 +21,9 @@ pub enum HubError {
     #[error("model folder {0} does not exist")]
     NoSuchFolder(PathBuf),
 
+    #[error("{0} is a file; a model is a folder (config.json + model.safetensors), an alias (see `seer models`) or a hub id")]
+    NotAFolder(PathBuf),
+
     #[error("'{0}' is neither a folder, an alias (see `seer models`) nor a hub id like 'openai/clip-vit-base-patch32'")]
     Unknown(String),
 
@@ -130,6 +133,9 @@ pub fn resolve(spec: &str, progress: bool) -> Result<ResolvedModel, HubError> {
             dir: path.canonicalize().unwrap_or_else(|_| path.to_path_buf()),
             origin: Origin::LocalFolder,
         });
+    }
+    if path.is_file() {
+        return Err(HubError::NotAFolder(path.to_path_buf()));
     }
     let id = resolve_alias(spec);
     if !looks_like_hub_id(id) {
@@ -246,6 +252,16 @@ fn looks_like_hub_id(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_given_as_the_model_is_named_as_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("photo.jpg");
+        std::fs::write(&file, b"not a model").unwrap();
+        let e = resolve(file.to_str().unwrap(), false).unwrap_err();
+        assert!(matches!(e, HubError::NotAFolder(_)), "{e}");
+        assert!(e.to_string().contains("is a file"), "{e}");
+    }
 
     #[test]
     fn hub_ids_are_recognised() {

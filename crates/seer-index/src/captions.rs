@@ -24,7 +24,7 @@ use seer_engine::{EngineError, GenerateOptions, LoadedModel, PixelInput};
 use seer_image::{DecodeLimits, DecodedImage};
 
 use crate::error::{IndexError, Result};
-use crate::indexer::{canonical_roots, Progress};
+use crate::indexer::{reachable_roots, Progress};
 use crate::lock::IndexLock;
 use crate::pathcodec;
 use crate::scan;
@@ -75,7 +75,8 @@ pub fn caption_locked(
 ) -> Result<CaptionSummary> {
     let start = Instant::now();
     let captioner = model.captioner()?;
-    let roots = canonical_roots(&options.roots)?;
+    // A root gone since it was indexed is skipped (`index` reports it).
+    let (roots, _gone) = reachable_roots(store, &options.roots)?;
     let root_strings: Vec<String> = roots.iter().map(|r| pathcodec::to_stored(r)).collect();
     let captioner_id = {
         let db_error = store.error_mapper();

@@ -103,6 +103,40 @@ pub fn canonical_roots(roots: &[PathBuf]) -> Result<Vec<PathBuf>> {
         .collect()
 }
 
+/// `roots` as [`canonical_roots`] gives them, except roots indexed before
+/// that cannot be read now (an unplugged drive, a folder moved away): those
+/// come back apart, as their stored names and the cause, for the caller to
+/// skip and report. Their photos stay in the index, and the other roots are
+/// brought up to date: one missing folder must not stop the rest. A root
+/// not indexed before must exist (a mistyped folder is an error).
+pub(crate) fn reachable_roots(
+    store: &Store,
+    roots: &[PathBuf],
+) -> Result<(Vec<PathBuf>, Vec<(String, String)>)> {
+    let stored = store.roots()?;
+    let (mut reachable, mut gone) = (Vec::new(), Vec::new());
+    for root in roots {
+        match canonical_roots(std::slice::from_ref(root)) {
+            Ok(mut c) => reachable.append(&mut c),
+            Err(IndexError::Io { source, .. }) => {
+                let known = std::path::absolute(root)
+                    .map(|a| pathcodec::to_stored(&a))
+                    .ok()
+                    .filter(|a| stored.contains(a));
+                match known {
+                    Some(name) => gone.push((
+                        name,
+                        format!("cannot read the folder ({source}); its photos stay in the index"),
+                    )),
+                    None => return Err(IndexError::io(root, source)),
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((reachable, gone))
+}
+
 /// An indexing run. It takes the index's lock first (see [`crate::lock`]), and
 /// fails with [`IndexError::Busy`] while another run holds it.
 pub fn index(
@@ -126,7 +160,7 @@ pub fn index_locked(
     on_progress: &mut dyn FnMut(Progress),
 ) -> Result<IndexSummary> {
     let start = Instant::now();
-    let roots = canonical_roots(&options.roots)?;
+    let (roots, gone) = reachable_roots(store, &options.roots)?;
     let root_strings: Vec<String> = roots.iter().map(|r| pathcodec::to_stored(r)).collect();
     let encoder = model.image()?;
     let dim = encoder.embed_dim();
@@ -141,15 +175,30 @@ pub fn index_locked(
         id
     };
 
-    let (walked, walk_problems) = scan::walk(&roots, options.include_hidden);
+    let (walked, mut walk_problems) = scan::walk(&roots, options.include_hidden);
+    let gone_roots: Vec<String> = gone.iter().map(|(root, _)| root.clone()).collect();
+    walk_problems.extend(gone);
+    // A problem the last walk met too is still failing, not failed again
+    // (as for files whose decoding failed before): exit code 1 only for news.
+    let known_problems: std::collections::HashSet<(String, String)> =
+        store.walk_errors()?.into_iter().collect();
+    let repeated = walk_problems
+        .iter()
+        .filter(|p| known_problems.contains(*p))
+        .count();
     {
         // This walk's problems replace the last ones under these roots, so
         // `seer status` lists exactly what the latest walk could not read.
         let db_error = store.error_mapper();
         let tx = store.transaction()?;
-        write::replace_walk_errors(&tx, &root_strings, &walk_problems).map_err(&db_error)?;
+        let walked_roots = [root_strings.as_slice(), gone_roots.as_slice()].concat();
+        write::replace_walk_errors(&tx, &walked_roots, &walk_problems).map_err(&db_error)?;
         tx.commit().map_err(&db_error)?;
     }
+    let new_problems: Vec<(String, String)> = walk_problems
+        .into_iter()
+        .filter(|p| !known_problems.contains(p))
+        .collect();
     let stored = store.files_under(&root_strings, model_id)?;
     let lookup = DbLookup {
         store,
@@ -164,14 +213,14 @@ pub fn index_locked(
     let mut summary = IndexSummary {
         model: model.id.clone(),
         skipped: plan.unchanged,
-        still_failing: plan.unchanged_failures,
+        still_failing: plan.unchanged_failures + repeated,
         moved: plan.moves.len(),
         copied: plan.copies.len(),
         touched: plan.touches.len(),
         removed: plan.removals.len(),
-        // Files the walk could not read failed too.
-        failed: walk_problems.len(),
-        failures: walk_problems
+        // Files (and roots) the walk could not read failed too.
+        failed: new_problems.len(),
+        failures: new_problems
             .into_iter()
             .map(|(path, cause)| (pathcodec::display_stored(&path), cause))
             .collect(),

@@ -14,7 +14,7 @@ pub struct Args {
     target: IndexArgs,
     /// Cosine similarity at or above which two images are duplicates (default: measured
     /// for the index's model on its own photos, then remembered; see --calibrate).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     threshold: Option<f32>,
     /// Measure the threshold again (alters a sample of indexed photos and embeds the copies).
     #[arg(long)]

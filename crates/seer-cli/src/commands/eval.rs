@@ -106,7 +106,7 @@ pub struct RetrievalArgs {
     #[arg(long)]
     images: Option<PathBuf>,
     /// Recall cut-offs.
-    #[arg(long, value_delimiter = ',', default_value = "1,5,10")]
+    #[arg(long, value_delimiter = ',', default_value = "1,5,10", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     k: Vec<usize>,
     #[command(flatten)]
     model: ModelArgs,

@@ -49,8 +49,10 @@ pub struct Args {
     /// Only rebuild every model's approximate-search graph from the stored
     /// vectors (nothing is walked or embedded). Indexing updates a graph by
     /// difference, so a graph built by an older seer keeps its links; this
-    /// gives it the current construction.
-    #[arg(long, conflicts_with_all = ["paths", "model", "caption_model"])]
+    /// gives it the current construction. Every model's graph, whatever
+    /// --model says (not a conflict: $SEER_MODEL, set for the other commands,
+    /// would make it one).
+    #[arg(long, conflicts_with_all = ["paths", "caption_model"])]
     rebuild_graph: bool,
 }
 

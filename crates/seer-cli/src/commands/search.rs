@@ -40,7 +40,7 @@ pub struct Args {
     #[arg(short, long, default_value_t = 20)]
     k: usize,
     /// Only results with at least this cosine similarity.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     min_score: Option<f32>,
     /// Only paths matching this glob (e.g. '*.png', '**/holiday/**').
     #[arg(long)]
