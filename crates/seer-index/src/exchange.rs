@@ -44,14 +44,39 @@ pub struct ExchangeSummary {
     pub dim: usize,
 }
 
-/// Writes the model's vectors (one shard) into `out`.
+/// Writes the model's vectors (one shard) into `out`. A folder already
+/// holding files of this layout (an earlier export, `seer embed --shards`
+/// output) is refused, as shards left beside the new one would be imported as
+/// if they were the index's; with `overwrite` those files (only the layout's
+/// own, see [`layout_files`]) are removed first.
 pub fn export(
     store: &Store,
     model: &ModelInfo,
     out: &Path,
     dtype: Dtype,
+    overwrite: bool,
 ) -> Result<ExchangeSummary> {
+    let stale = layout_files(out)?;
+    if let (Some(first), false) = (stale.first(), overwrite) {
+        let shown = first.strip_prefix(out).unwrap_or(first);
+        return Err(file_error(
+            out,
+            format!(
+                "already holds {} file(s) of an earlier export (first: {}), which an import of this \
+                 folder would mix with the new one; choose an empty folder, or pass --overwrite to remove them first",
+                stale.len(),
+                shown.display()
+            ),
+        ));
+    }
     let vectors = store.load_vectors(model)?;
+    // Embeddings first: a folder left half-cleared by a failure holds metadata
+    // without embeddings, which an import ignores, not embeddings of the past.
+    for path in &stale {
+        std::fs::remove_file(path).map_err(|e| {
+            IndexError::io_doing(path, "cannot remove a file of the earlier export", e)
+        })?;
+    }
     let emb_dir = out.join("img_emb");
     let meta_dir = out.join("metadata");
     for dir in [&emb_dir, &meta_dir] {
@@ -206,6 +231,45 @@ pub fn shard_complete(out: &Path, number: usize) -> bool {
     errors.is_file() && (npy.is_file() && meta.is_file() || empty_marker(out, number).is_file())
 }
 
+/// The files of this layout in `out`, as [`export`] and [`write_shard`] name
+/// them (`img_emb/img_emb_N.npy`, `metadata/metadata_N.parquet`,
+/// `errors/errors_N.parquet`, `errors/empty_N`), embeddings first; other
+/// files are not the layout's and are left alone.
+pub fn layout_files(out: &Path) -> Result<Vec<std::path::PathBuf>> {
+    const KINDS: [(&str, &str, &str); 4] = [
+        ("img_emb", "img_emb_", ".npy"),
+        ("metadata", "metadata_", ".parquet"),
+        ("errors", "errors_", ".parquet"),
+        ("errors", "empty_", ""),
+    ];
+    let mut found = Vec::new();
+    for (sub, prefix, suffix) in KINDS {
+        let dir = out.join(sub);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(IndexError::io(&dir, e)),
+        };
+        let mut names: Vec<std::path::PathBuf> = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| IndexError::io(&dir, e))?;
+            let name = entry.file_name();
+            // The numbers an import reads (`shards`), so every shard it would
+            // read is found.
+            let number = name
+                .to_str()
+                .and_then(|n| n.strip_prefix(prefix)?.strip_suffix(suffix))
+                .and_then(|n| n.parse::<usize>().ok());
+            if number.is_some() {
+                names.push(entry.path());
+            }
+        }
+        names.sort();
+        found.extend(names);
+    }
+    Ok(found)
+}
+
 /// Writes output shard `number` into `out`: the embeddings (`rows[i]` is
 /// `vectors[i]`, each `dim` long) as `dtype`, the failures, then the metadata.
 /// Each file is written to a temporary name and renamed, metadata last, so a
@@ -341,12 +405,17 @@ fn shards(dir: &Path) -> Result<Vec<usize>> {
 }
 
 /// Imports embeddings made by `model_name`, whose vectors have `model_dim`
-/// dimensions, from the clip-retrieval layout in `dir`; vectors of another size
-/// are refused before anything is written. Files that exist on disk get their
-/// size and mtime, so a later `seer index` of their folder treats them as
-/// unchanged instead of embedding them again. Holds the index's lock (an import
-/// is a bulk update, like an indexing run), and keeps the approximate index for
-/// a model with at least `ann_threshold` vectors.
+/// dimensions, from the clip-retrieval layout in `dir`. All or nothing: every
+/// shard is written in one transaction, committed only when all of them were
+/// read and checked (sizes, row counts, values), so a refused shard leaves the
+/// index as it was; only one shard is in memory at a time (SQLite spills a
+/// large transaction to its write-ahead log). Vectors are stored at unit
+/// length, as an indexing run stores them: search and dupes score by plain
+/// dot product. Files that exist on disk get their size and mtime, so a later
+/// `seer index` of their folder treats them as unchanged instead of embedding
+/// them again. Holds the index's lock (an import is a bulk update, like an
+/// indexing run), and keeps the approximate index for a model with at least
+/// `ann_threshold` vectors.
 pub fn import(
     store: &mut Store,
     model_name: &str,
@@ -355,21 +424,25 @@ pub fn import(
     encoding: Encoding,
     ann_threshold: usize,
 ) -> Result<ExchangeSummary> {
+    if model_dim == 0 {
+        return Err(IndexError::Invalid(format!(
+            "model '{model_name}' makes 0-d vectors; nothing can be imported for it"
+        )));
+    }
     let _lock = IndexLock::try_acquire(store.dir())?;
-    let mut summary = ExchangeSummary::default();
-    for shard in shards(dir)? {
+    let shards = shards(dir)?;
+    let mut summary = ExchangeSummary {
+        dim: model_dim,
+        ..Default::default()
+    };
+    let db_error = store.error_mapper();
+    // Dropped on any early return: rolled back, nothing of this import stays.
+    let tx = store.transaction()?;
+    let model_id = write::model_id(&tx, model_name, model_dim).map_err(&db_error)?;
+    for shard in shards {
         let npy_path = dir.join(format!("img_emb/img_emb_{shard}.npy"));
         let meta_path = dir.join(format!("metadata/metadata_{shard}.parquet"));
-        let bytes = std::fs::read(&npy_path).map_err(|e| IndexError::io(&npy_path, e))?;
-        let (rows, dim, values) = npy::decode(&bytes).map_err(|e| file_error(&npy_path, e))?;
-        if dim != model_dim {
-            return Err(IndexError::DimensionMismatch {
-                path: npy_path,
-                model: model_name.to_string(),
-                expected: model_dim,
-                found: dim,
-            });
-        }
+        let (rows, values) = read_embeddings(&npy_path, model_name, model_dim)?;
         let paths = read_paths(&meta_path)?;
         if paths.len() != rows {
             return Err(file_error(
@@ -382,32 +455,64 @@ pub fn import(
                 ),
             ));
         }
-        let db_error = store.error_mapper();
-        let tx = store.transaction()?;
-        let model_id = write::model_id(&tx, model_name, dim).map_err(&db_error)?;
-        for (row, path) in paths.iter().enumerate() {
-            let vector = &values[row * dim..(row + 1) * dim];
-            if vector.iter().any(|v| !v.is_finite()) {
-                return Err(file_error(
-                    &npy_path,
-                    format!("row {row} holds non-finite values"),
-                ));
-            }
+        for (row, (path, vector)) in paths.iter().zip(values.chunks_exact(model_dim)).enumerate() {
+            let vector = unit_length(vector)
+                .map_err(|why| file_error(&npy_path, format!("row {row} {why}")))?;
             let record = on_disk_record(path);
             let id = write::upsert_file(&tx, &record).map_err(&db_error)?;
-            write::put_embedding(&tx, id, model_id, encoding, vector).map_err(&db_error)?;
+            write::put_embedding(&tx, id, model_id, encoding, &vector).map_err(&db_error)?;
         }
-        write::bump_generation(&tx).map_err(&db_error)?;
-        tx.commit().map_err(&db_error)?;
         summary.rows += rows;
         summary.shards += 1;
-        summary.dim = dim;
     }
+    write::bump_generation(&tx).map_err(&db_error)?;
+    tx.commit().map_err(&db_error)?;
     // Keep the approximate index in step, as an indexing run does.
     if let Some(model) = store.models()?.into_iter().find(|m| m.name == model_name) {
         crate::ann::sync(store, &model, ann_threshold)?;
     }
     Ok(summary)
+}
+
+/// Reads one embeddings shard: `(rows, values)`, refusing vectors of another
+/// size than `model_dim`.
+fn read_embeddings(
+    npy_path: &Path,
+    model_name: &str,
+    model_dim: usize,
+) -> Result<(usize, Vec<f32>)> {
+    let bytes = std::fs::read(npy_path).map_err(|e| IndexError::io(npy_path, e))?;
+    let (rows, dim, values) = npy::decode(&bytes).map_err(|e| file_error(npy_path, e))?;
+    if dim != model_dim {
+        return Err(IndexError::DimensionMismatch {
+            path: npy_path.to_path_buf(),
+            model: model_name.to_string(),
+            expected: model_dim,
+            found: dim,
+        });
+    }
+    Ok((rows, values))
+}
+
+/// `vector` scaled to unit length, or why it cannot be: a vector with a
+/// non-finite value, or of length zero, has no direction to compare.
+fn unit_length(vector: &[f32]) -> std::result::Result<Vec<f32>, &'static str> {
+    if vector.iter().any(|v| !v.is_finite()) {
+        return Err("holds non-finite values");
+    }
+    // In f64, so large finite values cannot overflow the sum of squares.
+    let norm = vector
+        .iter()
+        .map(|&v| f64::from(v) * f64::from(v))
+        .sum::<f64>()
+        .sqrt();
+    if !(norm > 0.0 && norm.is_finite()) {
+        return Err("is all zeros (a zero vector has no direction to compare)");
+    }
+    Ok(vector
+        .iter()
+        .map(|&v| (f64::from(v) / norm) as f32)
+        .collect())
 }
 
 fn on_disk_record(path: &str) -> FileRecord {

@@ -87,11 +87,14 @@ pub fn decode(bytes: &[u8]) -> Result<(usize, usize, Vec<f32>), String> {
     let dtype = match field("descr") {
         Some(d) if d.starts_with("'<f4'") => Dtype::F32,
         Some(d) if d.starts_with("'<f2'") => Dtype::F16,
-        other => {
+        Some(d) => {
+            // The quoted dtype alone, not the rest of the header after it.
+            let quoted = d.split([',', '}']).next().unwrap_or(d).trim();
             return Err(format!(
-                "unsupported dtype {other:?} (expected little-endian f4 or f2)"
-            ))
+                "unsupported dtype {quoted} (expected little-endian f4 or f2)"
+            ));
         }
+        None => return Err("no dtype in the .npy header".into()),
     };
     if field("fortran_order").is_some_and(|f| f.starts_with("True")) {
         return Err("Fortran-ordered arrays are not supported".into());

@@ -16,9 +16,15 @@ pub struct ExportArgs {
     /// Output format (only the clip-retrieval npy + parquet layout).
     #[arg(long, default_value = "npy", value_parser = ["npy"])]
     format: String,
-    /// Output folder.
+    /// Output folder. One already holding files of this layout (an earlier
+    /// export) is refused, unless --overwrite.
     #[arg(long)]
     out: PathBuf,
+    /// Remove the layout's files already in the output folder (img_emb_N.npy,
+    /// metadata_N.parquet, errors/errors_N.parquet, errors/empty_N) before
+    /// writing, so no earlier shard is left beside the new one; other files stay.
+    #[arg(long)]
+    overwrite: bool,
     /// Element type of the .npy: f32 or f16.
     #[arg(long, default_value = "f32", value_parser = ["f32", "f16"])]
     dtype: String,
@@ -58,7 +64,7 @@ pub fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
     } else {
         Dtype::F32
     };
-    let summary = exchange::export(&store, &model, &args.out, dtype)?;
+    let summary = exchange::export(&store, &model, &args.out, dtype, args.overwrite)?;
     report(
         &summary,
         args.json,

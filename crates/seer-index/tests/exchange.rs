@@ -1,0 +1,341 @@
+//! Import and export of the clip-retrieval layout through the library: vectors
+//! stored at unit length, all-or-nothing imports, exports that leave no stale
+//! shard behind, and plain errors.
+
+use std::path::{Path, PathBuf};
+
+use seer_index::exchange::{self, layout_files};
+use seer_index::npy::{self, Dtype};
+use seer_index::search::rank_exact_where;
+use seer_index::{Encoding, ModelInfo, SearchOptions, Store};
+
+const MODEL: &str = "test-model";
+/// Large enough that no approximate index is built (exact ranking only).
+const NO_ANN: usize = usize::MAX;
+
+/// Writes shard `number` of the layout into `dir`: `rows` as f32 embeddings and
+/// `paths` as the `image_path` column.
+fn write_shard(dir: &Path, number: usize, rows: &[Vec<f32>], paths: &[&str]) {
+    let dim = rows.first().map_or(4, Vec::len);
+    let meta: Vec<exchange::ShardRow> = paths
+        .iter()
+        .map(|p| exchange::ShardRow {
+            key: p.to_string(),
+            image_path: p.to_string(),
+            caption: None,
+        })
+        .collect();
+    exchange::write_shard(dir, number, &meta, rows, dim, Dtype::F32, &[]).unwrap();
+}
+
+/// Replaces shard `number`'s metadata in `dir` with one naming only `paths`.
+fn replace_metadata(dir: &Path, number: usize, paths: &[&str]) {
+    let other = tempfile::tempdir().unwrap();
+    write_shard(other.path(), 0, &vec![vec![1.0; 4]; paths.len()], paths);
+    std::fs::copy(
+        other.path().join("metadata/metadata_0.parquet"),
+        dir.join(format!("metadata/metadata_{number}.parquet")),
+    )
+    .unwrap();
+}
+
+fn import(
+    store: &mut Store,
+    dir: &Path,
+    dim: usize,
+) -> seer_index::Result<exchange::ExchangeSummary> {
+    exchange::import(store, MODEL, dim, dir, Encoding::F32, NO_ANN)
+}
+
+fn model(store: &Store) -> ModelInfo {
+    store
+        .models()
+        .unwrap()
+        .into_iter()
+        .find(|m| m.name == MODEL)
+        .expect("the model is in the index")
+}
+
+/// A model's name and its (path, vector) pairs.
+type ModelVectors = (String, Vec<(String, Vec<f32>)>);
+
+/// Everything an import may change: files, generation, and each model's
+/// (path, vector) pairs.
+fn snapshot(store: &Store) -> (usize, u64, Vec<ModelVectors>) {
+    let models = store
+        .models()
+        .unwrap()
+        .into_iter()
+        .map(|m| {
+            let v = store.load_vectors(&m).unwrap();
+            let rows = (0..v.len())
+                .map(|i| (v.paths[i].clone(), v.row(i).to_vec()))
+                .collect();
+            (m.name, rows)
+        })
+        .collect();
+    (
+        store.file_count().unwrap(),
+        store.generation().unwrap(),
+        models,
+    )
+}
+
+/// 4-d vectors far from unit length: `a` and `b` point almost the same way.
+fn raw_rows() -> Vec<Vec<f32>> {
+    vec![
+        vec![3.0, 4.0, 0.0, 0.0],
+        vec![4.0, 3.0, 0.0, 0.0],
+        vec![0.0, 0.0, 50.0, 120.0],
+    ]
+}
+
+#[test]
+fn raw_vectors_are_stored_at_unit_length_and_rank_by_cosine() {
+    let src = tempfile::tempdir().unwrap();
+    write_shard(
+        src.path(),
+        0,
+        &raw_rows(),
+        &["/p/a.jpg", "/p/b.jpg", "/p/c.jpg"],
+    );
+    let idx = tempfile::tempdir().unwrap();
+    let mut store = Store::open(idx.path()).unwrap();
+    let s = import(&mut store, src.path(), 4).unwrap();
+    assert_eq!((s.rows, s.shards, s.dim), (3, 1, 4));
+
+    let vectors = store.load_vectors(&model(&store)).unwrap();
+    for i in 0..vectors.len() {
+        let norm = vectors.row(i).iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-5, "row {i} has norm {norm}");
+    }
+    // The stored a itself scores 1, b its cosine with a (24/25), c 0.
+    let a = store
+        .vector_of("/p/a.jpg", &model(&store))
+        .unwrap()
+        .unwrap();
+    let options = SearchOptions {
+        k: 3,
+        ..Default::default()
+    };
+    let hits = rank_exact_where(&vectors, &a, &options, None).unwrap();
+    let scores: Vec<(&str, f32)> = hits.iter().map(|h| (h.path.as_str(), h.score)).collect();
+    assert_eq!(scores[0].0, "/p/a.jpg", "{scores:?}");
+    assert!((scores[0].1 - 1.0).abs() < 1e-5, "{scores:?}");
+    assert_eq!(scores[1].0, "/p/b.jpg", "{scores:?}");
+    assert!((scores[1].1 - 0.96).abs() < 1e-4, "{scores:?}");
+    assert!(scores[2].1.abs() < 1e-5, "{scores:?}");
+}
+
+#[test]
+fn zero_and_non_finite_rows_are_refused_by_file_and_row() {
+    for (bad, why) in [
+        (vec![0.0; 4], "is all zeros"),
+        (vec![1.0, f32::NAN, 0.0, 0.0], "non-finite"),
+        (vec![f32::INFINITY, 0.0, 0.0, 0.0], "non-finite"),
+    ] {
+        let src = tempfile::tempdir().unwrap();
+        let mut rows = raw_rows();
+        rows[2] = bad;
+        write_shard(src.path(), 0, &rows, &["/p/a.jpg", "/p/b.jpg", "/p/c.jpg"]);
+        let idx = tempfile::tempdir().unwrap();
+        let mut store = Store::open(idx.path()).unwrap();
+        let err = import(&mut store, src.path(), 4).unwrap_err().to_string();
+        assert!(
+            err.contains("img_emb_0.npy") && err.contains("row 2") && err.contains(why),
+            "{err}"
+        );
+        assert!(store.models().unwrap().is_empty(), "nothing stored: {err}");
+        assert_eq!(store.file_count().unwrap(), 0);
+    }
+}
+
+/// An index holding one earlier import, of paths `/p/a.jpg`..`/p/c.jpg`.
+fn index_with_one_import() -> (tempfile::TempDir, Store) {
+    let src = tempfile::tempdir().unwrap();
+    write_shard(
+        src.path(),
+        0,
+        &raw_rows(),
+        &["/p/a.jpg", "/p/b.jpg", "/p/c.jpg"],
+    );
+    let idx = tempfile::tempdir().unwrap();
+    let mut store = Store::open(idx.path()).unwrap();
+    import(&mut store, src.path(), 4).unwrap();
+    (idx, store)
+}
+
+/// A folder whose shard 0 is good (new vectors for the indexed paths, and a
+/// new path) and whose shard 1 is damaged by `damage`.
+fn folder_with_bad_second_shard(damage: &str) -> tempfile::TempDir {
+    let src = tempfile::tempdir().unwrap();
+    let good = vec![vec![1.0, 0.0, 0.0, 0.0]; 4];
+    write_shard(
+        src.path(),
+        0,
+        &good,
+        &["/p/a.jpg", "/p/b.jpg", "/p/c.jpg", "/p/new.jpg"],
+    );
+    let paths = ["/p/d.jpg", "/p/e.jpg"];
+    match damage {
+        "size" => write_shard(src.path(), 1, &[vec![1.0; 8], vec![2.0; 8]], &paths),
+        "nan" => write_shard(src.path(), 1, &[vec![1.0; 4], vec![f32::NAN; 4]], &paths),
+        "zero" => write_shard(src.path(), 1, &[vec![1.0; 4], vec![0.0; 4]], &paths),
+        "count" => {
+            let three = [vec![1.0; 4], vec![2.0; 4], vec![3.0; 4]];
+            write_shard(src.path(), 1, &three, &["/p/d.jpg", "/p/e.jpg", "/p/f.jpg"]);
+            replace_metadata(src.path(), 1, &paths);
+        }
+        "f8" => {
+            write_shard(src.path(), 1, &[vec![1.0; 4], vec![2.0; 4]], &paths);
+            std::fs::write(src.path().join("img_emb/img_emb_1.npy"), f8_npy(2, 4)).unwrap();
+        }
+        other => unreachable!("{other}"),
+    }
+    src
+}
+
+#[test]
+fn a_refused_later_shard_leaves_the_index_exactly_as_before() {
+    for (damage, said) in [
+        ("size", "8-d"),
+        ("nan", "row 1 holds non-finite values"),
+        ("zero", "row 1 is all zeros"),
+        ("count", "2 paths but 3 embeddings"),
+        ("f8", "unsupported dtype '<f8'"),
+    ] {
+        let (_idx, mut store) = index_with_one_import();
+        let before = snapshot(&store);
+        let src = folder_with_bad_second_shard(damage);
+        let err = import(&mut store, src.path(), 4).unwrap_err().to_string();
+        assert!(err.contains(said), "{damage}: {err}");
+        assert!(err.contains("_1."), "{damage}: names shard 1: {err}");
+        assert_eq!(snapshot(&store), before, "{damage}: the index changed");
+        // The lock was let go: a good import goes through after.
+        let again = tempfile::tempdir().unwrap();
+        write_shard(
+            again.path(),
+            0,
+            &raw_rows(),
+            &["/p/x.jpg", "/p/y.jpg", "/p/z.jpg"],
+        );
+        assert_eq!(import(&mut store, again.path(), 4).unwrap().rows, 3);
+    }
+
+    // Into an empty index, a refused import leaves no model behind.
+    let idx = tempfile::tempdir().unwrap();
+    let mut store = Store::open(idx.path()).unwrap();
+    let src = folder_with_bad_second_shard("size");
+    assert!(import(&mut store, src.path(), 4).is_err());
+    assert!(store.models().unwrap().is_empty());
+    assert_eq!(store.file_count().unwrap(), 0);
+}
+
+/// A 2-d little-endian float64 `.npy` of zeros, as numpy writes by default.
+fn f8_npy(rows: usize, cols: usize) -> Vec<u8> {
+    let mut bytes = npy::header(&[rows, cols], Dtype::F32, 0);
+    let at = bytes.windows(5).position(|w| w == b"'<f4'").unwrap();
+    bytes[at..at + 5].copy_from_slice(b"'<f8'");
+    bytes.extend(vec![0u8; rows * cols * 8]);
+    bytes
+}
+
+#[test]
+fn a_float64_npy_is_refused_naming_its_dtype_plainly() {
+    let src = tempfile::tempdir().unwrap();
+    write_shard(
+        src.path(),
+        0,
+        &raw_rows(),
+        &["/p/a.jpg", "/p/b.jpg", "/p/c.jpg"],
+    );
+    let npy_path = src.path().join("img_emb/img_emb_0.npy");
+    std::fs::write(&npy_path, f8_npy(3, 4)).unwrap();
+    let idx = tempfile::tempdir().unwrap();
+    let mut store = Store::open(idx.path()).unwrap();
+    let err = import(&mut store, src.path(), 4).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        format!(
+            "{}: unsupported dtype '<f8' (expected little-endian f4 or f2)",
+            npy_path.display()
+        )
+    );
+}
+
+fn names(paths: &[PathBuf], root: &Path) -> Vec<String> {
+    paths
+        .iter()
+        .map(|p| p.strip_prefix(root).unwrap().display().to_string())
+        .collect()
+}
+
+#[test]
+fn export_refuses_a_folder_with_stale_shards_and_overwrite_replaces_only_them() {
+    let (idx, _) = index_with_one_import();
+    let store = Store::open_read_only(idx.path()).unwrap();
+    let m = model(&store);
+
+    // An earlier, larger export: shards 0 and 1, errors, an empty marker,
+    // and a file of the user's own.
+    let out = tempfile::tempdir().unwrap();
+    write_shard(out.path(), 0, &raw_rows(), &["/q/1", "/q/2", "/q/3"]);
+    write_shard(out.path(), 1, &raw_rows(), &["/q/4", "/q/5", "/q/6"]);
+    std::fs::write(out.path().join("errors/empty_2"), b"").unwrap();
+    std::fs::write(out.path().join("img_emb/notes.txt"), b"mine").unwrap();
+    let before = layout_files(out.path()).unwrap();
+    assert_eq!(before.len(), 7, "{before:?}");
+
+    let err = exchange::export(&store, &m, out.path(), Dtype::F32, false)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with(&out.path().display().to_string())
+            && err.contains("img_emb/img_emb_0.npy")
+            && err.contains("--overwrite"),
+        "{err}"
+    );
+    assert_eq!(layout_files(out.path()).unwrap(), before, "nothing touched");
+
+    let s = exchange::export(&store, &m, out.path(), Dtype::F32, true).unwrap();
+    assert_eq!(s.rows, 3);
+    assert_eq!(
+        names(&layout_files(out.path()).unwrap(), out.path()),
+        ["img_emb/img_emb_0.npy", "metadata/metadata_0.parquet"]
+    );
+    assert_eq!(
+        std::fs::read(out.path().join("img_emb/notes.txt")).unwrap(),
+        b"mine"
+    );
+
+    // An import of the folder holds exactly the index's vectors.
+    let idx2 = tempfile::tempdir().unwrap();
+    let mut store2 = Store::open(idx2.path()).unwrap();
+    assert_eq!(import(&mut store2, out.path(), 4).unwrap().rows, 3);
+    let (theirs, ours) = (snapshot(&store2).2, snapshot(&store).2);
+    assert_eq!(theirs.len(), 1);
+    let (theirs, ours) = (&theirs[0].1, &ours[0].1);
+    assert_eq!(
+        theirs.iter().map(|r| &r.0).collect::<Vec<_>>(),
+        ours.iter().map(|r| &r.0).collect::<Vec<_>>()
+    );
+    for ((path, a), (_, b)) in theirs.iter().zip(ours) {
+        let close = a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-6);
+        assert!(close, "{path}: {a:?} vs {b:?}");
+    }
+
+    // An empty or missing folder needs no flag.
+    let fresh = tempfile::tempdir().unwrap();
+    exchange::export(&store, &m, &fresh.path().join("new"), Dtype::F32, false).unwrap();
+}
+
+#[test]
+fn zero_dimensional_vectors_are_an_error_not_a_panic() {
+    let src = tempfile::tempdir().unwrap();
+    write_shard(src.path(), 0, &[vec![], vec![]], &["/p/a.jpg", "/p/b.jpg"]);
+    let idx = tempfile::tempdir().unwrap();
+    let mut store = Store::open(idx.path()).unwrap();
+    let err = import(&mut store, src.path(), 0).unwrap_err().to_string();
+    assert!(err.contains("0-d"), "{err}");
+    assert!(store.models().unwrap().is_empty());
+}
