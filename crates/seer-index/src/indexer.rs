@@ -103,6 +103,9 @@ pub fn canonical_roots(roots: &[PathBuf]) -> Result<Vec<PathBuf>> {
         .collect()
 }
 
+/// A path (as stored) that could not be read, and why.
+type Problem = (String, String);
+
 /// `roots` as [`canonical_roots`] gives them, except roots indexed before
 /// that cannot be read now (an unplugged drive, a folder moved away): those
 /// come back apart, as their stored names and the cause, for the caller to
@@ -112,7 +115,7 @@ pub fn canonical_roots(roots: &[PathBuf]) -> Result<Vec<PathBuf>> {
 pub(crate) fn reachable_roots(
     store: &Store,
     roots: &[PathBuf],
-) -> Result<(Vec<PathBuf>, Vec<(String, String)>)> {
+) -> Result<(Vec<PathBuf>, Vec<Problem>)> {
     let stored = store.roots()?;
     let (mut reachable, mut gone) = (Vec::new(), Vec::new());
     for root in roots {

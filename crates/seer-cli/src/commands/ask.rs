@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use seer_index::pathcodec::display_path;
+use seer_models::models::blip::BlipHead;
 
+use super::caption::BlipText;
 use crate::common::{GenerationArgs, RunArgs};
 
 /// The question-answering model used when none is named.
@@ -33,13 +35,18 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(!args.question.trim().is_empty(), "the question is empty");
+    let options = args.generation.options()?;
     let model = args.run.load(&args.model)?;
     let answerer = model.answerer()?;
+    // Checked before the image is read: the question is read whole by the
+    // text encoder, and the answer starts from `[DEC]` alone.
+    let text = BlipText::read(&args.model, BlipHead::QuestionAnswering)?;
+    text.count(&args.question, "the question")?;
+    text.check_new_tokens(1, "[DEC]", &options)?;
     let input = display_path(&args.image);
     let decoded = seer_image::decode_file_full(&args.image, &args.run.limits(Default::default()))
         .with_context(|| format!("cannot read {input}"))?;
     let pixels = answerer.preprocess(&decoded);
-    let options = args.generation.options()?;
     let answer = answerer
         .answer(pixels, 1, std::slice::from_ref(&args.question), &options)?
         .pop()

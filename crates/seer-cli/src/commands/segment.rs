@@ -105,7 +105,9 @@ pub struct Args {
     /// or --polygons segmentation, bbox, area, score, categories).
     #[arg(long, value_name = "FILE.json")]
     coco: Option<PathBuf>,
-    /// Write each mask as a PNG cut-out (the image's pixels, transparent outside the mask).
+    /// Write each mask as a PNG cut-out (the image's pixels, transparent outside the mask),
+    /// NAME.maskN.png: NAME is the image's stem, or where inputs of the run share a stem,
+    /// the file name, then the path below their shared folder (`a_x.jpg`); never reused.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
     /// Write the low-resolution mask logits [masks, 256, 256] (the reference's
@@ -156,10 +158,24 @@ fn parse_prompt(args: &Args) -> anyhow::Result<SegmentPrompt> {
                 bail!("--point '{p}': the label must be 1 (foreground) or 0 (background), got {l}")
             }
         };
+        // Below zero is outside every image: refused here, before any image,
+        // where a point past one image's right or bottom edge fails that image.
+        if v[0] < 0.0 || v[1] < 0.0 {
+            bail!("--point '{p}': x and y must not be negative (0,0 is the top-left corner)");
+        }
         prompt.points.push((v[0], v[1], fg));
     }
     for b in &args.boxes {
         let v = numbers(b, "box", &[4])?;
+        if v.iter().any(|&c| c < 0.0) {
+            bail!("--box '{b}': coordinates must not be negative (0,0 is the top-left corner)");
+        }
+        if v[2] < v[0] || v[3] < v[1] {
+            bail!(
+                "--box '{b}': expected X0,Y0,X1,Y1 with x0 <= x1 and y0 <= y1 (the top-left \
+                 corner, then the bottom-right one)"
+            );
+        }
         prompt.boxes.push([v[0], v[1], v[2], v[3]]);
     }
     if let Some(path) = &args.mask_input {
@@ -418,8 +434,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         failures.report_path(&pb, &path, &cause);
     }
     let mut coco = args.coco.as_ref().map(|_| Coco::new(&mode));
+    let bases = cutout_bases(&paths);
     let mut done = 0;
-    for path in &paths {
+    for (path, base) in paths.iter().zip(&bases) {
         pb.inc(1);
         let result = (|| -> anyhow::Result<(seer_image::DecodedImage, Vec<OutMask>)> {
             let decoded = seer_image::decode_file_full(path, &limits)?;
@@ -489,7 +506,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
         };
         let input = display_path(path);
-        let written = match write_cutouts(&args, path, &decoded, &masks) {
+        let written = match write_cutouts(&args, base, &decoded, &masks) {
             Ok(w) => w,
             Err(e) => {
                 failures.report_path(&pb, path, &format!("{e:#}"));
@@ -606,18 +623,108 @@ fn mask_json(m: &OutMask, png: Option<&PathBuf>, polygons: Option<&Vec<Vec<f64>>
     v
 }
 
+/// The name each input's cut-outs start with (`BASE.maskN.png`), one per
+/// input and never the same twice in a run (README, `### segment`):
+/// - the file's stem, when no other input of the run has that stem;
+/// - else its file name (stem and extension), when no other input of the
+///   run has that file name;
+/// - else its path below the folder that the inputs with that file name
+///   share, each separator written as `_` (`a/x.jpg` → `a_x.jpg`).
+///
+/// Names are compared ignoring case (a case-insensitive file system would
+/// overwrite `X.png` with `x.png`); a name still taken (the same file given
+/// twice, or `a.jpg.png` beside `a.jpg` and `a.png`) gets `-2`, `-3`, … in
+/// input order. A file name `BASE.maskN.png` ends in N's digits after
+/// `.mask`, so distinct bases never give the same file name.
+fn cutout_bases(paths: &[PathBuf]) -> Vec<String> {
+    use std::collections::{HashMap, HashSet};
+    use std::path::Component;
+
+    let lossy = |s: Option<&std::ffi::OsStr>| {
+        s.map_or_else(|| "image".into(), |s| s.to_string_lossy().into_owned())
+    };
+    let key = |s: &str| s.to_lowercase();
+    let counts = |names: &[String]| {
+        let mut counts: HashMap<String, usize> = HashMap::new();
+        for n in names {
+            *counts.entry(key(n)).or_default() += 1;
+        }
+        counts
+    };
+    let stems: Vec<String> = paths.iter().map(|p| lossy(p.file_stem())).collect();
+    let names: Vec<String> = paths.iter().map(|p| lossy(p.file_name())).collect();
+    let stem_counts = counts(&stems);
+    let clashing = |i: usize| stem_counts[&key(&stems[i])] > 1;
+    // File names are compared among the inputs whose stems clash.
+    let clashing_names: Vec<String> = (0..paths.len())
+        .filter(|&i| clashing(i))
+        .map(|i| names[i].clone())
+        .collect();
+    let name_counts = counts(&clashing_names);
+    // The folders that the inputs sharing a file name share: the longest
+    // common run of leading components, the file name never part of it.
+    let mut shared: HashMap<String, Vec<Component>> = HashMap::new();
+    for (i, p) in paths.iter().enumerate() {
+        if !clashing(i) || name_counts[&key(&names[i])] < 2 {
+            continue;
+        }
+        let parts: Vec<Component> = p.components().collect();
+        let folders = &parts[..parts.len().saturating_sub(1)];
+        shared
+            .entry(key(&names[i]))
+            .and_modify(|common| {
+                let n = common
+                    .iter()
+                    .zip(folders)
+                    .take_while(|(a, b)| a == b)
+                    .count();
+                common.truncate(n);
+            })
+            .or_insert_with(|| folders.to_vec());
+    }
+    let mut used = HashSet::new();
+    (0..paths.len())
+        .map(|i| {
+            let base = if !clashing(i) {
+                stems[i].clone()
+            } else if name_counts[&key(&names[i])] < 2 {
+                names[i].clone()
+            } else {
+                let skip = shared[&key(&names[i])].len();
+                let parts: Vec<String> = paths[i]
+                    .components()
+                    .skip(skip)
+                    .filter_map(|c| match c {
+                        Component::Normal(s) => Some(s.to_string_lossy().into_owned()),
+                        Component::ParentDir => Some("..".into()),
+                        Component::CurDir | Component::RootDir | Component::Prefix(_) => None,
+                    })
+                    .collect();
+                match parts.is_empty() {
+                    true => names[i].clone(),
+                    false => parts.join("_"),
+                }
+            };
+            let mut unique = base.clone();
+            let mut n = 1;
+            while !used.insert(key(&unique)) {
+                n += 1;
+                unique = format!("{base}-{n}");
+            }
+            unique
+        })
+        .collect()
+}
+
 fn write_cutouts(
     args: &Args,
-    path: &Path,
+    base: &str,
     decoded: &seer_image::DecodedImage,
     masks: &[OutMask],
 ) -> anyhow::Result<Vec<PathBuf>> {
     let Some(dir) = &args.out else {
         return Ok(Vec::new());
     };
-    let stem = path
-        .file_stem()
-        .map_or("image".into(), |s| s.to_string_lossy().into_owned());
     std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
     let rgb = decoded.composite_on_white();
     let mut written = Vec::new();
@@ -628,7 +735,7 @@ fn write_cutouts(
             let p = rgb.get_pixel(j as u32 % m.width, j as u32 / m.width);
             *px = seer_image::image::Rgba([p[0], p[1], p[2], if inside { 255 } else { 0 }]);
         }
-        let file = dir.join(format!("{stem}.mask{i}.png"));
+        let file = dir.join(format!("{base}.mask{i}.png"));
         cut.save(&file)
             .with_context(|| format!("{}: cannot write", file.display()))?;
         written.push(file);
@@ -708,5 +815,53 @@ impl Coco {
                 .map(|(i, name)| json!({"id": i + 1, "name": name, "supercategory": "object"}))
                 .collect::<Vec<_>>(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bases(paths: &[&str]) -> Vec<String> {
+        let paths: Vec<PathBuf> = paths.iter().map(PathBuf::from).collect();
+        cutout_bases(&paths)
+    }
+
+    #[test]
+    fn unique_stems_keep_the_stem() {
+        assert_eq!(bases(&["p/a.jpg", "p/b.png", "q/c"]), ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn clashing_stems_keep_the_extension_then_the_folders() {
+        assert_eq!(
+            bases(&["d/a/x.jpg", "d/a/x.png", "d/b/x.jpg", "d/y.jpg"]),
+            ["a_x.jpg", "x.png", "b_x.jpg", "y"]
+        );
+        // The folders the clashing inputs share are left out, whatever the
+        // other inputs share.
+        assert_eq!(
+            bases(&["/r/s/a/x.jpg", "/r/s/b/x.jpg", "z.jpg"]),
+            ["a_x.jpg", "b_x.jpg", "z"]
+        );
+        assert_eq!(
+            bases(&["x.jpg", "sub/x.jpg", "../x.jpg"]),
+            ["x.jpg", "sub_x.jpg", ".._x.jpg"]
+        );
+    }
+
+    #[test]
+    fn names_still_taken_get_a_number_in_input_order() {
+        // The same file twice.
+        assert_eq!(bases(&["p/x.jpg", "p/x.jpg"]), ["x.jpg", "x.jpg-2"]);
+        // A stem that is another input's file name.
+        assert_eq!(
+            bases(&["a.jpg", "a.png", "a.jpg.png"]),
+            ["a.jpg", "a.png", "a.jpg-2"]
+        );
+        // Names differing only in case clash (case-insensitive file systems).
+        assert_eq!(bases(&["X.jpg", "x.png"]), ["X.jpg", "x.png"]);
+        assert_eq!(bases(&["a/X.jpg", "b/x.jpg"]), ["a_X.jpg", "b_x.jpg"]);
+        assert_eq!(bases(&["X.jpg", "x.jpg"]), ["X.jpg", "x.jpg-2"]);
     }
 }
