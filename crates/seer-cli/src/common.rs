@@ -207,9 +207,26 @@ pub fn error_line(e: &anyhow::Error) -> String {
     let mut line = e.to_string();
     for cause in e.chain().skip(1) {
         let cause = cause.to_string();
-        if !line.contains(&cause) {
-            line.push_str(": ");
-            line.push_str(&cause);
+        if line.contains(&cause) {
+            continue;
+        }
+        // "cannot read a.jpg" then "a.jpg: bad data": the cause's first
+        // parts (up to a ':') that the line ends with, as whole words or
+        // path components, are said once.
+        let overlap = cause
+            .match_indices(':')
+            .map(|(i, _)| i)
+            .filter(|&i| {
+                line.strip_suffix(&cause[..i])
+                    .is_some_and(|before| before.is_empty() || before.ends_with([' ', '/']))
+            })
+            .last();
+        match overlap {
+            Some(i) => line.push_str(&cause[i..]),
+            None => {
+                line.push_str(": ");
+                line.push_str(&cause);
+            }
         }
     }
     line
@@ -253,6 +270,17 @@ mod tests {
         assert_eq!(error_line(&e), "outer: inner cause");
         let e = anyhow::Error::new(Inner).context("reading x");
         assert_eq!(error_line(&e), "reading x: inner cause");
+        // A cause that starts with what the line ends with (a file's name).
+        let e =
+            anyhow::anyhow!("bad/a.jpg: cannot decode: truncated").context("cannot read bad/a.jpg");
+        assert_eq!(
+            error_line(&e),
+            "cannot read bad/a.jpg: cannot decode: truncated"
+        );
+        let e = anyhow::anyhow!("a.jpg: truncated").context("cannot read b/a.jpg");
+        assert_eq!(error_line(&e), "cannot read b/a.jpg: truncated");
+        let e = anyhow::anyhow!("x: y").context("cannot read ax");
+        assert_eq!(error_line(&e), "cannot read ax: x: y");
     }
 }
 

@@ -102,6 +102,10 @@ fn index_exits_1_when_a_file_fails_after_indexing_the_rest() {
         "{s}"
     );
     assert!(stderr(&o).contains("broken.jpg"), "{}", stderr(&o));
+    // [path, cause]: the cause does not say the path again.
+    let failure = &s["failures"][0];
+    assert!(failure[0].as_str().unwrap().ends_with("broken.jpg"), "{s}");
+    assert!(!failure[1].as_str().unwrap().contains("broken.jpg"), "{s}");
     assert_eq!(status(idx.path())["models"][0]["vectors"].as_u64(), Some(3));
 
     // Unchanged, the file is not retried: nothing failed in this run.
@@ -140,6 +144,27 @@ fn index_counts_files_the_walk_cannot_read_as_failed() {
         (Some(0), Some(1)),
         "{s}"
     );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
+/// `dupes` measures its threshold on altered copies of indexed photos; where
+/// none can be read any more it says so instead of grouping at 1.0.
+#[test]
+fn dupes_without_a_readable_photo_says_it_cannot_calibrate() {
+    let photos = photo_folder(2);
+    let idx = tempfile::tempdir().unwrap();
+    let m = model("openclip-vit");
+    ok(seer(idx.path(), &index_args(photos.path(), &m)));
+    drop(photos);
+    let o = seer(idx.path(), &["dupes", "--model", &m]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("cannot measure the duplicate threshold"),
+        "{}",
+        stderr(&o)
+    );
+    // An explicit threshold needs no measurement.
+    let o = seer(idx.path(), &["dupes", "--model", &m, "--threshold", "0.99"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }
 

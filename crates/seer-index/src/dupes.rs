@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use seer_engine::{EmbedOptions, ImageEncoder};
 use seer_image::image::{imageops, RgbImage};
 
-use crate::error::Result;
+use crate::error::{IndexError, Result};
 use crate::search::clamp_cosine;
 use crate::store::{ModelInfo, Store, VectorSet};
 use seer_engine::zeroshot::dot;
@@ -171,6 +171,15 @@ pub fn calibrate(
             distinct.push(clamp_cosine(dot(vectors.row(i), vectors.row(j))));
         }
     }
+    // With no altered copy embedded there is nothing to measure: a threshold
+    // of 1.0 "catching 99% of 0 copies" would group exact copies only.
+    if duplicates.is_empty() {
+        return Err(IndexError::Invalid(format!(
+            "cannot measure the duplicate threshold: none of the {} sampled photos could be read \
+             (moved or deleted since they were indexed?); re-index, or pass --threshold",
+            rows.len()
+        )));
+    }
     duplicates.sort_by(f32::total_cmp);
     let percentile = |v: &[f32], p: f64| {
         v.get(((v.len() as f64 - 1.0) * p).round() as usize)
@@ -189,11 +198,9 @@ pub fn calibrate(
         distinct_above: distinct.iter().filter(|&&s| s >= threshold).count(),
         distinct_max: distinct.iter().copied().fold(f32::NEG_INFINITY, f32::max),
     };
-    if !duplicates.is_empty() {
-        store.set_meta(
-            &meta_key(model),
-            &serde_json::to_string(&calibration).unwrap_or_default(),
-        )?;
-    }
+    store.set_meta(
+        &meta_key(model),
+        &serde_json::to_string(&calibration).unwrap_or_default(),
+    )?;
     Ok(calibration)
 }

@@ -331,9 +331,13 @@ fn commit_batch(
             Ok(_) => summary.added += 1,
             Err(message) => {
                 summary.failed += 1;
+                // The cause alone, as `status` lists it: decode errors start
+                // with the file's name, which the pair holds already.
+                let name = format!("{}: ", pathcodec::to_path(&file.path).display());
+                let cause = message.strip_prefix(&name).unwrap_or(&message).to_string();
                 summary
                     .failures
-                    .push((pathcodec::display_stored(&file.path), message));
+                    .push((pathcodec::display_stored(&file.path), cause));
             }
         }
     }

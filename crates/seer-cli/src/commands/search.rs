@@ -276,7 +276,14 @@ fn text_line(row: &Row, mode: SearchMode) -> String {
         (None, SearchMode::Words) => f.bm25.unwrap_or(0.0),
         (None, _) => f.similarity.unwrap_or(0.0),
     };
-    let mut line = format!("{score:.4}  {}", display_stored(&f.path));
+    // BM25 scores of a small collection can be millionths: four decimals
+    // would print them all as 0.0000.
+    let score = if score != 0.0 && score.abs() < 1e-3 {
+        format!("{score:.3e}")
+    } else {
+        format!("{score:.4}")
+    };
+    let mut line = format!("{score}  {}", display_stored(&f.path));
     if matches!(mode, SearchMode::Hybrid | SearchMode::Words) {
         line.push_str(&format!("  [{}]", f.matched().join("+")));
     }
