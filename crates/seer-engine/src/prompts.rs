@@ -48,12 +48,40 @@ pub fn templates(spec: &str) -> Result<Vec<String>> {
         "imagenet" => IMAGENET_TEMPLATES.iter().map(|s| s.to_string()).collect(),
         file => read_list(file, ListKind::Templates)?,
     };
-    if let Some(bad) = list.iter().find(|t| !t.contains("{}")) {
-        return Err(EngineError::Invalid(format!(
-            "template '{bad}' has no {{}} placeholder for the class name"
-        )));
+    // One class name fills one `{}`: Python's `str.format` with one argument
+    // refuses a second placeholder (IndexError), so the reference would too.
+    if let Some(bad) = list.iter().find(|t| t.matches("{}").count() != 1) {
+        let found = bad.matches("{}").count();
+        return Err(EngineError::Invalid(if found == 0 {
+            format!("template '{bad}' has no {{}} placeholder for the class name")
+        } else {
+            format!("template '{bad}' has {found} {{}} placeholders; the class name fills one")
+        }));
     }
     Ok(list)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_template_has_exactly_one_placeholder() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |text: &str| {
+            let path = dir.path().join("t.txt");
+            std::fs::write(&path, text).unwrap();
+            path.display().to_string()
+        };
+        assert_eq!(templates(&write("a photo of a {}.")).unwrap().len(), 1);
+        let e = templates(&write("a photo")).unwrap_err().to_string();
+        assert!(e.contains("no {} placeholder"), "{e}");
+        let e = templates(&write("a {}\nb {} {}")).unwrap_err().to_string();
+        assert!(e.contains("has 2 {} placeholders"), "{e}");
+        for builtin in ["default", "imagenet"] {
+            assert!(!templates(builtin).unwrap().is_empty());
+        }
+    }
 }
 
 /// A list from `FILE` or `FILE#DATASET`.
