@@ -242,6 +242,10 @@ fn segment_refuses_an_inverted_box_up_front_and_fails_only_images_a_point_misses
         let o = seer(&["segment", "--model", &sam, folder, flag]);
         assert_usage_error(&o, needle, flag);
     }
+    // An output file in a folder that does not exist: said before the batch runs.
+    let coco = "--coco=/nonexistent/seer-test/coco.json";
+    let o = seer(&["segment", "--model", &sam, folder, "--point=5,5", coco]);
+    assert_usage_error(&o, "is not a folder", coco);
     // Past the right edge of the 512×512 astronaut, inside the 600×500 apple:
     // that image fails, the other is segmented (README, `### segment`).
     let o = seer(&[

@@ -427,6 +427,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         _ => None,
     };
+    // Found out now, not after the whole batch ran.
+    for file in [&args.coco, &args.logits].into_iter().flatten() {
+        let folder = match file.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => std::path::Path::new("."),
+        };
+        anyhow::ensure!(
+            folder.is_dir(),
+            "{}: cannot write there: {} is not a folder",
+            file.display(),
+            folder.display()
+        );
+    }
     let limits = args.run.limits(Default::default());
     let pb = progress(paths.len(), "segmenting");
     let mut failures = Failures::default();
