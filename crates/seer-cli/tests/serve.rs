@@ -306,7 +306,8 @@ fn bearer_token_and_loopback_rules() {
 
 #[test]
 fn a_full_queue_answers_503_with_retry_after() {
-    let s = start(&["--queue", "1", "--max-batch", "1", "--max-wait-ms", "0"]);
+    // The queue holds one request's 64 texts (a request is queued whole or not at all).
+    let s = start(&["--queue", "64", "--max-batch", "1", "--max-wait-ms", "0"]);
     let url = format!("{}/v1/embed", s.url);
     let texts: Vec<String> = (0..64)
         .map(|i| format!("a photo number {i} of something rather long to embed"))
@@ -334,7 +335,7 @@ fn a_full_queue_answers_503_with_retry_after() {
     let busy: Vec<_> = outcomes.iter().filter(|(c, _)| *c == 503).collect();
     assert!(
         !busy.is_empty(),
-        "no request was refused although the queue holds 1"
+        "no request was refused although the queue holds one request"
     );
     assert!(busy.iter().all(|(_, retry)| retry.as_deref() == Some("1")));
 }
@@ -738,7 +739,7 @@ fn every_error_is_json() {
         ),
         (
             "not multipart",
-            400,
+            415,
             ureq::post(&u("/v1/classify"))
                 .set("Content-Type", "application/json")
                 .send_string("{}"),

@@ -2,9 +2,16 @@
 //!
 //! Requests go into a bounded queue; one model thread takes the first waiting item,
 //! then gathers more until the batch is full or `max_wait` has passed since that
-//! first item, and runs texts and images as one batch each. A full queue is refused
-//! at once (the caller answers 503 with Retry-After) so memory never grows without
-//! bound under overload.
+//! first item, and runs texts and images as one batch each.
+//!
+//! Room in the queue is taken by request, not by item (see [`Queue::reserve`]): a
+//! request reserves a slot for every item it will queue (the prompts of a
+//! classification, the texts and images of an embedding) before it queues any,
+//! all or none. When the queue has no room for all of them now, the request is
+//! refused at once (the caller answers 503 with Retry-After), so memory never
+//! grows without bound under overload and no item is computed for a request that
+//! is then refused; a request with more items than the queue holds at all is
+//! told so (400), since retrying could never help.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -21,27 +28,159 @@ pub enum Work {
 }
 
 type Reply = oneshot::Sender<Result<Vec<f32>, String>>;
+type Item = (Work, Reply);
 
-#[derive(Clone)]
-pub struct Batcher {
-    queue: SyncSender<(Work, Reply)>,
-    depth: Arc<AtomicUsize>,
-    pub stats: Arc<BatchStats>,
-}
+/// A slot in an embedding batcher's queue (see [`Batcher::reserve`]).
+pub type EmbedSlot = Slot<Item>;
 
 #[derive(Default)]
 pub struct BatchStats {
     pub batches: AtomicUsize,
     pub items: AtomicUsize,
+    /// Requests refused because the queue had no room for their items.
     pub rejected: AtomicUsize,
 }
 
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum SubmitError {
-    /// The queue is full: try again later.
+    /// The queue has no room for the request's items now: try again later.
     Busy,
+    /// The request has more items than the queue holds at all: retrying
+    /// cannot help.
+    TooMany { items: usize, capacity: usize },
     /// The model thread stopped.
     Stopped,
+}
+
+/// A model thread's bounded queue of items, admitted by request.
+///
+/// `depth` counts the items reserved and not yet taken by the model thread:
+/// slots not used yet, items in the channel, and items the thread is gathering
+/// into a batch. It never exceeds `capacity`, and the channel (of `capacity`
+/// places) never holds more than `depth`, so a reserved slot always finds a place.
+pub struct Queue<T> {
+    tx: SyncSender<T>,
+    depth: Arc<AtomicUsize>,
+    capacity: usize,
+    pub stats: Arc<BatchStats>,
+}
+
+impl<T> Clone for Queue<T> {
+    fn clone(&self) -> Self {
+        Self {
+            tx: self.tx.clone(),
+            depth: self.depth.clone(),
+            capacity: self.capacity,
+            stats: self.stats.clone(),
+        }
+    }
+}
+
+impl<T> Queue<T> {
+    /// A queue of `capacity` items (at least 1) and the model thread's end of it,
+    /// which reports what it took with [`Taken::took`].
+    pub fn new(capacity: usize) -> (Self, Receiver<T>, Taken) {
+        let capacity = capacity.max(1);
+        let (tx, rx) = sync_channel(capacity);
+        let depth = Arc::new(AtomicUsize::new(0));
+        let stats = Arc::new(BatchStats::default());
+        let taken = Taken {
+            depth: depth.clone(),
+            stats: stats.clone(),
+        };
+        let queue = Self {
+            tx,
+            depth,
+            capacity,
+            stats,
+        };
+        (queue, rx, taken)
+    }
+
+    /// Items reserved or queued and not yet taken by the model thread.
+    pub fn depth(&self) -> usize {
+        self.depth.load(Ordering::Relaxed)
+    }
+
+    /// A slot for each of a request's `n` items, all or none: [`SubmitError::Busy`]
+    /// when the queue has no room for all of them now, [`SubmitError::TooMany`]
+    /// when it never could. A slot not used is given back when dropped.
+    pub fn reserve(&self, n: usize) -> Result<Vec<Slot<T>>, SubmitError> {
+        if n > self.capacity {
+            return Err(SubmitError::TooMany {
+                items: n,
+                capacity: self.capacity,
+            });
+        }
+        let capacity = self.capacity;
+        self.depth
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| {
+                (d + n <= capacity).then_some(d + n)
+            })
+            .map_err(|_| {
+                self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                SubmitError::Busy
+            })?;
+        Ok((0..n)
+            .map(|_| Slot {
+                tx: self.tx.clone(),
+                depth: self.depth.clone(),
+                sent: false,
+            })
+            .collect())
+    }
+}
+
+/// Room for one item in a [`Queue`], reserved by a request.
+pub struct Slot<T> {
+    tx: SyncSender<T>,
+    depth: Arc<AtomicUsize>,
+    sent: bool,
+}
+
+impl<T> Slot<T> {
+    /// Queues `item` in the reserved place.
+    pub fn send(mut self, item: T) -> Result<(), SubmitError> {
+        match self.tx.try_send(item) {
+            Ok(()) => {
+                // The model thread counts it off when it takes it.
+                self.sent = true;
+                Ok(())
+            }
+            // Not reachable while the reservations hold (see `Queue`); refused
+            // like a full queue should it happen.
+            Err(TrySendError::Full(_)) => Err(SubmitError::Busy),
+            Err(TrySendError::Disconnected(_)) => Err(SubmitError::Stopped),
+        }
+    }
+}
+
+impl<T> Drop for Slot<T> {
+    fn drop(&mut self) {
+        if !self.sent {
+            self.depth.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// The model thread's counter of what it took from a [`Queue`].
+pub struct Taken {
+    depth: Arc<AtomicUsize>,
+    stats: Arc<BatchStats>,
+}
+
+impl Taken {
+    /// The thread took `n` items as one batch: their places are free again.
+    pub fn took(&self, n: usize) {
+        self.depth.fetch_sub(n, Ordering::AcqRel);
+        self.stats.batches.fetch_add(1, Ordering::Relaxed);
+        self.stats.items.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+#[derive(Clone)]
+pub struct Batcher {
+    queue: Queue<Item>,
 }
 
 impl Batcher {
@@ -51,57 +190,42 @@ impl Batcher {
         max_wait: Duration,
         capacity: usize,
     ) -> Self {
-        let (tx, rx) = sync_channel(capacity.max(1));
-        let depth = Arc::new(AtomicUsize::new(0));
-        let stats = Arc::new(BatchStats::default());
-        let (d, s) = (depth.clone(), stats.clone());
+        let (queue, rx, taken) = Queue::new(capacity);
         std::thread::Builder::new()
             .name("seer-batcher".into())
-            .spawn(move || run(model, rx, max_batch.max(1), max_wait, d, s))
+            .spawn(move || run(model, rx, max_batch.max(1), max_wait, taken))
             .expect("spawn the batching thread");
-        Self {
-            queue: tx,
-            depth,
-            stats,
-        }
+        Self { queue }
     }
 
-    /// Queued items not yet taken by the model thread.
+    /// Items reserved or queued and not yet taken by the model thread.
     pub fn depth(&self) -> usize {
-        self.depth.load(Ordering::Relaxed)
+        self.queue.depth()
     }
 
-    /// Queues one item; the embedding (L2-normalised) arrives on the receiver.
+    pub fn stats(&self) -> &BatchStats {
+        &self.queue.stats
+    }
+
+    /// Room for a request's `n` items, all or none (see [`Queue::reserve`]).
+    pub fn reserve(&self, n: usize) -> Result<Vec<EmbedSlot>, SubmitError> {
+        self.queue.reserve(n)
+    }
+
+    /// Queues one item in a reserved slot; the embedding (L2-normalised)
+    /// arrives on the receiver.
     pub fn submit(
         &self,
+        slot: EmbedSlot,
         work: Work,
     ) -> Result<oneshot::Receiver<Result<Vec<f32>, String>>, SubmitError> {
         let (reply, rx) = oneshot::channel();
-        self.depth.fetch_add(1, Ordering::Relaxed);
-        match self.queue.try_send((work, reply)) {
-            Ok(()) => Ok(rx),
-            Err(e) => {
-                self.depth.fetch_sub(1, Ordering::Relaxed);
-                match e {
-                    TrySendError::Full(_) => {
-                        self.stats.rejected.fetch_add(1, Ordering::Relaxed);
-                        Err(SubmitError::Busy)
-                    }
-                    TrySendError::Disconnected(_) => Err(SubmitError::Stopped),
-                }
-            }
-        }
+        slot.send((work, reply))?;
+        Ok(rx)
     }
 }
 
-fn run(
-    model: LoadedModel,
-    rx: Receiver<(Work, Reply)>,
-    max_batch: usize,
-    max_wait: Duration,
-    depth: Arc<AtomicUsize>,
-    stats: Arc<BatchStats>,
-) {
+fn run(model: LoadedModel, rx: Receiver<Item>, max_batch: usize, max_wait: Duration, taken: Taken) {
     let options = EmbedOptions {
         batch_size: max_batch,
         normalize: true,
@@ -117,9 +241,7 @@ fn run(
                 Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => break,
             }
         }
-        depth.fetch_sub(batch.len(), Ordering::Relaxed);
-        stats.batches.fetch_add(1, Ordering::Relaxed);
-        stats.items.fetch_add(batch.len(), Ordering::Relaxed);
+        taken.took(batch.len());
 
         let (mut texts, mut text_replies, mut pixels, mut image_replies) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -169,5 +291,68 @@ fn answer(replies: Vec<Reply>, result: Result<Vec<Vec<f32>>, String>) {
                 let _ = reply.send(Err(e.clone()));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_gets_room_for_all_its_items_or_none() {
+        let (queue, rx, taken) = Queue::<u32>::new(4);
+        let first = queue.reserve(3).unwrap();
+        assert_eq!(queue.depth(), 3);
+        // Two more do not fit beside three: refused whole, nothing taken.
+        assert_eq!(queue.reserve(2).err(), Some(SubmitError::Busy));
+        assert_eq!(queue.depth(), 3);
+        assert_eq!(queue.stats.rejected.load(Ordering::Relaxed), 1);
+        let one = queue.reserve(1).unwrap();
+        for (i, slot) in first.into_iter().chain(one).enumerate() {
+            slot.send(i as u32).unwrap();
+        }
+        assert_eq!(queue.depth(), 4);
+        // Places come back only when the model thread takes the items.
+        assert_eq!(queue.reserve(1).err(), Some(SubmitError::Busy));
+        let got: Vec<u32> = rx.try_iter().collect();
+        assert_eq!(got, [0, 1, 2, 3]);
+        taken.took(got.len());
+        assert_eq!(queue.depth(), 0);
+        assert_eq!(queue.stats.items.load(Ordering::Relaxed), 4);
+        assert_eq!(queue.reserve(4).unwrap().len(), 4);
+    }
+
+    #[test]
+    fn more_items_than_the_queue_holds_is_told_apart_from_busy() {
+        let (queue, _rx, _taken) = Queue::<u32>::new(2);
+        assert_eq!(
+            queue.reserve(3).err(),
+            Some(SubmitError::TooMany {
+                items: 3,
+                capacity: 2
+            })
+        );
+        // Not a busy queue: nothing counted as a 503.
+        assert_eq!(queue.stats.rejected.load(Ordering::Relaxed), 0);
+        assert_eq!(queue.depth(), 0);
+        assert!(queue.reserve(0).unwrap().is_empty());
+    }
+
+    #[test]
+    fn unused_slots_are_given_back() {
+        let (queue, rx, taken) = Queue::<u32>::new(3);
+        let mut slots = queue.reserve(3).unwrap();
+        slots.pop().unwrap().send(7).unwrap();
+        // A request that fails before queueing the rest frees their places.
+        drop(slots);
+        assert_eq!(queue.depth(), 1);
+        assert_eq!(rx.try_recv(), Ok(7));
+        taken.took(1);
+        assert_eq!(queue.depth(), 0);
+        // A stopped model thread is told apart from a full queue.
+        drop(rx);
+        let slot = queue.reserve(1).unwrap().pop().unwrap();
+        assert_eq!(slot.send(1), Err(SubmitError::Stopped));
+        assert_eq!(queue.depth(), 0);
     }
 }

@@ -14,6 +14,8 @@ mod loopback;
 mod metrics;
 mod models;
 pub mod openapi;
+#[cfg(test)]
+mod request_tests;
 mod routes;
 mod state;
 #[cfg(test)]
@@ -216,7 +218,7 @@ pub fn app_with(models: Vec<LoadedModel>, tasks: TaskModels, config: &ServerConf
     });
     let timeout = config.request_timeout;
     let body_limit = config.body_limit;
-    Router::new()
+    let routes = Router::new()
         .route("/", get(routes::page))
         .route("/assets/app.js", get(routes::script))
         .route("/assets/style.css", get(routes::style))
@@ -251,10 +253,15 @@ pub fn app_with(models: Vec<LoadedModel>, tasks: TaskModels, config: &ServerConf
             state.clone(),
             record_metrics,
         ))
+        .layer(DefaultBodyLimit::max(config.body_limit))
+        .with_state(state);
+    // Around the whole router, not each route (as `Router::layer` puts them):
+    // a route's 405 gets its `Allow` header only on its way out of the route,
+    // and the JSON error says which methods the route allows.
+    Router::new()
+        .fallback_service(routes)
         .layer(middleware::from_fn(error::json_errors))
         .layer(middleware::from_fn(no_sniff))
-        .layer(DefaultBodyLimit::max(config.body_limit))
-        .with_state(state)
 }
 
 /// Serves `models` (the first is the default; see [`app`]) and `tasks` until

@@ -19,12 +19,12 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     (
         "post",
         "/v1/embed",
-        "Embed texts and base64 images (JSON: texts, images, model)",
+        "Embed texts and base64 images (JSON: texts, images, model); at most 256 texts and images together, and at most --queue (default 256): a request's items are queued all at once or not at all",
     ),
     (
         "post",
         "/v1/classify",
-        "Zero-shot classify an uploaded image (multipart: image, labels, templates, model; the model needs a text tower)",
+        "Zero-shot classify an uploaded image (multipart: image, labels, templates, model; the model needs a text tower). At most 1000 labels; the image and every label's prompts (labels × 1 with the default templates, labels × 7 with imagenet) are queued all at once or not at all, so they may number at most --queue (default 256: 255 labels with the default templates, 36 with imagenet); more is a 400 saying the limit",
     ),
     (
         "post",
@@ -59,7 +59,7 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     (
         "post",
         "/v1/search",
-        "Search by an uploaded image (multipart: image, q, like, model, k, offset, min_score, path, from, to, mode, rerank, rerank_depth)",
+        "Search by an uploaded image (multipart: image, q, like, model, k, offset, min_score, path, from, to, mode, rerank, rerank_depth; each as the GET form takes it, with the same limits)",
     ),
     (
         "get",
@@ -89,12 +89,18 @@ pub fn error_statuses(method: &str, path: &str) -> Vec<(&'static str, &'static s
     let mut out = vec![
         (
             "400",
-            "Bad request (also: a model this server does not serve, or text for a model without a text tower)",
+            "Bad request (also: a model this server does not serve, text for a model without a text tower, or more items than the model's queue holds at all: --queue)",
         ),
         ("404", "No such route, or no such indexed image"),
-        ("405", "Method not allowed"),
+        (
+            "405",
+            "Method not allowed (the Allow header and the message list the route's methods)",
+        ),
         ("500", "Internal error"),
-        ("503", "Queue full; retry after the Retry-After header"),
+        (
+            "503",
+            "The model's queue has no room for the request's items now; retry after the Retry-After header",
+        ),
         ("504", "The request took longer than --timeout"),
     ];
     if path != "/healthz" {
@@ -104,7 +110,7 @@ pub fn error_statuses(method: &str, path: &str) -> Vec<(&'static str, &'static s
         out.push(("413", "The body is larger than --max-body"));
         out.push((
             "415",
-            "Wrong content type (JSON or multipart, as the route says)",
+            "Wrong content type: application/json for /v1/embed, multipart/form-data for the others",
         ));
         out.push(("422", "A body or image that cannot be used"));
     }
@@ -150,13 +156,13 @@ pub fn document() -> Value {
             op["parameters"] = json!([
                 { "name": "q", "in": "query", "schema": { "type": "string" }, "description": "text to search for (the model needs a text tower)" },
                 { "name": "model", "in": "query", "schema": { "type": "string" }, "description": "a served model (see /v1/models) by its id, an alias of it or its folder's name; default: the server's default model" },
-                { "name": "k", "in": "query", "schema": { "type": "integer", "default": 20 } },
-                { "name": "min_score", "in": "query", "schema": { "type": "number" } },
+                { "name": "k", "in": "query", "schema": { "type": "integer", "default": 20, "minimum": 1, "maximum": 1000 }, "description": "results per page, 1 to 1000 (anything else is a 400, never clamped)" },
+                { "name": "min_score", "in": "query", "schema": { "type": "number" }, "description": "only results with at least this cosine similarity (-1 to 1); a finite number (NaN or infinity is a 400); not with mode=words" },
                 { "name": "path", "in": "query", "schema": { "type": "string" }, "description": "glob on the file path" },
                 { "name": "like", "in": "query", "schema": { "type": "integer" }, "description": "an image id: more like this one (it is left out of the results)" },
-                { "name": "offset", "in": "query", "schema": { "type": "integer", "default": 0 }, "description": "skip this many of the best results (next page; offset + k at most 10000); the answer's \"more\" says whether another page follows" },
-                { "name": "from", "in": "query", "schema": { "type": "string" }, "description": "only photos whose EXIF capture time is at or after this (YYYY-MM-DD[ HH:MM[:SS]]); photos without a capture time are left out when from or to is given" },
-                { "name": "to", "in": "query", "schema": { "type": "string" }, "description": "only photos whose EXIF capture time is at or before this (a bare date includes that whole day)" },
+                { "name": "offset", "in": "query", "schema": { "type": "integer", "default": 0, "minimum": 0, "maximum": 9999 }, "description": "skip this many of the best results (next page; offset + k at most 10000, as given: more is a 400); the answer's \"more\" says whether another page follows" },
+                { "name": "from", "in": "query", "schema": { "type": "string" }, "description": "only photos whose EXIF capture time is at or after this (YYYY-MM-DD[ HH:MM[:SS]], a real calendar date: 2023-02-29 is a 400, 2024-02-29 is not); photos without a capture time are left out when from or to is given" },
+                { "name": "to", "in": "query", "schema": { "type": "string" }, "description": "only photos whose EXIF capture time is at or before this (a calendar date as for from; a bare date includes that whole day)" },
                 { "name": "mode", "in": "query", "schema": { "type": "string", "enum": ["auto", "vector", "hybrid", "words"], "default": "auto" }, "description": "how to rank: vector (cosine similarity), words (the captions' BM25; score is the BM25), hybrid (reciprocal rank fusion of both: results carry fused, matched and bm25 when the words matched; score stays the cosine similarity), auto (hybrid when the index has captions and q has words, words for a model without a text tower, else vector); the answer's mode says which ran unless it was vector" },
                 { "name": "rerank", "in": "query", "schema": { "type": "boolean", "default": false }, "description": "reorder the best rerank_depth hits by the image-text matching model's itm_probability for q (needs q and a server started with --match-model); reranked hits carry itm_probability and itc_similarity" },
                 { "name": "rerank_depth", "in": "query", "schema": { "type": "integer", "default": 20, "minimum": 1, "maximum": 100 }, "description": "how many of the best hits rerank reorders; the rest keep their order" }

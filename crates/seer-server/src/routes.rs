@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{FromRequestParts, Multipart, Path as UrlPath, Query, State};
+use axum::extract::{FromRequest, FromRequestParts, Multipart, Path as UrlPath, Query, State};
 use axum::http::{header, request::Parts, HeaderMap, StatusCode, Uri};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
@@ -16,11 +16,11 @@ use seer_index::{Found, SearchMode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::batcher::{SubmitError, Work};
+use crate::batcher::{EmbedSlot, SubmitError, Work};
 use crate::error::{ApiError, ApiResult};
 use crate::models::Served;
 use crate::state::{AppState, JobState};
-use crate::tasks::{Head, TaskOutput, TaskWork};
+use crate::tasks::{Head, TaskOutput, TaskServer, TaskSlot, TaskWork};
 
 type AppStateRef = State<Arc<AppState>>;
 
@@ -105,8 +105,8 @@ pub async fn metrics(State(state): AppStateRef) -> impl IntoResponse {
             .models
             .all()
             .iter()
-            .map(|s| f(s.batcher.depth(), &s.batcher.stats));
-        let heads = state.tasks.all().map(|t| f(t.depth(), &t.stats));
+            .map(|s| f(s.batcher.depth(), s.batcher.stats()));
+        let heads = state.tasks.all().map(|t| f(t.depth(), t.stats()));
         embedders.chain(heads).sum::<usize>() as f64
     };
     // The segmentation and detection models' gates.
@@ -120,7 +120,7 @@ pub async fn metrics(State(state): AppStateRef) -> impl IntoResponse {
     let gauges = [
         (
             "seer_queue_depth",
-            "Items waiting for the model.",
+            "Items waiting for the model (queued, or reserved by an admitted request still preparing them).",
             sum(&|depth, _| depth) + gate_depth,
         ),
         (
@@ -135,7 +135,7 @@ pub async fn metrics(State(state): AppStateRef) -> impl IntoResponse {
         ),
         (
             "seer_queue_rejections",
-            "Requests refused with 503 because the queue was full.",
+            "Requests refused with 503 because the queue had no room for all their items.",
             sum(&|_, stats| load(&stats.rejected)) + gate_rejected,
         ),
     ];
@@ -146,14 +146,50 @@ pub async fn metrics(State(state): AppStateRef) -> impl IntoResponse {
 
 // ---------------------------------------------------------------- embedding
 
-/// Refused at once (400) when the model has no text tower.
-async fn embed_text(served: &Served, text: String) -> ApiResult<Vec<f32>> {
-    served.model.text().map_err(ApiError::bad_request)?;
-    wait(served.batcher.submit(Work::Text(text))).await
+/// A queue's refusal as the client gets it: 503 (retry) when it has no room
+/// now, 400 when the request has more items than it ever holds. `what` names
+/// what the request asked for (it is given the items and the capacity), and
+/// the message goes on with the limit and, from `fix`, how to stay within it.
+fn queue_error(
+    e: SubmitError,
+    what: impl FnOnce(usize) -> String,
+    fix: impl FnOnce(usize) -> String,
+) -> ApiError {
+    match e {
+        SubmitError::Busy => ApiError::busy(),
+        SubmitError::TooMany { items, capacity } => ApiError::bad_request(format!(
+            "{} are {items} model inputs, more than the {capacity} this server queues at a time (seer serve --queue): {}",
+            what(items),
+            fix(capacity)
+        )),
+        SubmitError::Stopped => ApiError::internal("the model thread stopped"),
+    }
 }
 
-/// Decodes and preprocesses off the async threads, then joins a batch of `served`.
-async fn embed_image(
+/// A refusal to queue an item in a reserved slot or a single item (which
+/// always fits a queue when it has room): 503 or 500.
+fn item_error(e: SubmitError) -> ApiError {
+    queue_error(e, |_| String::new(), |_| String::new())
+}
+
+/// Room in `served`'s queue for all `n` items of a request, or none (see
+/// [`crate::batcher::Queue::reserve`]); `what` and `fix` as [`queue_error`] takes them.
+fn admit(
+    served: &Served,
+    n: usize,
+    what: impl FnOnce(usize) -> String,
+    fix: impl FnOnce(usize) -> String,
+) -> ApiResult<std::vec::IntoIter<EmbedSlot>> {
+    served
+        .batcher
+        .reserve(n)
+        .map(Vec::into_iter)
+        .map_err(|e| queue_error(e, what, fix))
+}
+
+/// Decodes and preprocesses an upload off the async threads, for `served`'s
+/// image tower (400 when it has none, 422 when the bytes are no image).
+async fn prepare_image(
     state: &Arc<AppState>,
     served: &Arc<Served>,
     bytes: Bytes,
@@ -161,24 +197,24 @@ async fn embed_image(
 ) -> ApiResult<Vec<f32>> {
     served.model.image().map_err(ApiError::bad_request)?;
     let (st, sv) = (state.clone(), served.clone());
-    let pixels = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         let decoded = seer_image::decode_bytes_full(&bytes, &name, &st.limits)?;
         let encoder = sv.model.image.as_deref().expect("checked above");
         Ok::<_, seer_image::ImageError>(encoder.preprocess(&decoded))
     })
     .await
     .map_err(ApiError::internal)?
-    .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e))?;
-    wait(served.batcher.submit(Work::Pixels(pixels))).await
+    .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e))
 }
 
-async fn wait(
-    submitted: Result<tokio::sync::oneshot::Receiver<Result<Vec<f32>, String>>, SubmitError>,
-) -> ApiResult<Vec<f32>> {
-    let rx = submitted.map_err(|e| match e {
-        SubmitError::Busy => ApiError::busy(),
-        SubmitError::Stopped => ApiError::internal("the model thread stopped"),
-    })?;
+type Embedding = tokio::sync::oneshot::Receiver<Result<Vec<f32>, String>>;
+
+/// Queues one item in a slot the request reserved; [`embedded`] awaits it.
+fn queue(served: &Served, slot: EmbedSlot, work: Work) -> ApiResult<Embedding> {
+    served.batcher.submit(slot, work).map_err(item_error)
+}
+
+async fn embedded(rx: Embedding) -> ApiResult<Vec<f32>> {
     rx.await
         .map_err(|_| ApiError::internal("the model thread stopped"))?
         .map_err(ApiError::internal)
@@ -195,6 +231,10 @@ pub struct EmbedRequest {
     model: Option<String>,
 }
 
+/// The most texts and images one `/v1/embed` request embeds (and at most
+/// `--queue`: all of a request's items are queued at once).
+const MAX_EMBED_ITEMS: usize = 256;
+
 pub async fn embed(
     State(state): AppStateRef,
     Json(req): Json<EmbedRequest>,
@@ -205,34 +245,63 @@ pub async fn embed(
         ));
     }
     let served = state.models.pick(req.model.as_deref())?;
-    const MAX_ITEMS: usize = 256;
-    if req.texts.len() + req.images.len() > MAX_ITEMS {
+    let n = req.texts.len() + req.images.len();
+    if n > MAX_EMBED_ITEMS {
         return Err(ApiError::bad_request(format!(
-            "at most {MAX_ITEMS} items per request"
+            "at most {MAX_EMBED_ITEMS} items per request"
         )));
     }
-    let mut jobs = Vec::new();
-    for t in req.texts {
-        let sv = served.clone();
-        jobs.push((
-            t.clone(),
-            tokio::spawn(async move { embed_text(&sv, t).await }),
-        ));
+    if !req.texts.is_empty() {
+        served.model.text().map_err(ApiError::bad_request)?;
     }
-    for (i, b64) in req.images.into_iter().enumerate() {
+    if !req.images.is_empty() {
+        served.model.image().map_err(ApiError::bad_request)?;
+    }
+    let mut uploads = Vec::with_capacity(req.images.len());
+    for (i, b64) in req.images.iter().enumerate() {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(b64.trim())
             .map_err(|e| ApiError::bad_request(format!("image {i}: not base64 ({e})")))?;
-        let (st, sv) = (state.clone(), served.clone());
-        let name = format!("image {i}");
-        jobs.push((
-            name.clone(),
-            tokio::spawn(async move { embed_image(&st, &sv, Bytes::from(bytes), name).await }),
-        ));
+        uploads.push((format!("image {i}"), Bytes::from(bytes)));
     }
-    let mut out = Vec::new();
+    // Room for every item first (or a 503 before any work), then the images
+    // decode side by side, then all are queued together.
+    let mut slots = admit(
+        &served,
+        n,
+        |_| {
+            format!(
+                "this request's {} texts and {} images",
+                req.texts.len(),
+                req.images.len()
+            )
+        },
+        |capacity| format!("send at most {capacity} per request"),
+    )?;
+    let decoding: Vec<_> = uploads
+        .iter()
+        .map(|(name, bytes)| {
+            let (st, sv, name, bytes) =
+                (state.clone(), served.clone(), name.clone(), bytes.clone());
+            tokio::spawn(async move { prepare_image(&st, &sv, bytes, name).await })
+        })
+        .collect();
+    let mut pixels = Vec::with_capacity(decoding.len());
+    for job in decoding {
+        pixels.push(job.await.map_err(ApiError::internal)??);
+    }
+    let mut jobs = Vec::with_capacity(n);
+    for t in req.texts {
+        let slot = slots.next().expect("a slot per item");
+        jobs.push((t.clone(), queue(&served, slot, Work::Text(t))?));
+    }
+    for ((name, _), p) in uploads.into_iter().zip(pixels) {
+        let slot = slots.next().expect("a slot per item");
+        jobs.push((name, queue(&served, slot, Work::Pixels(p))?));
+    }
+    let mut out = Vec::with_capacity(jobs.len());
     for (input, job) in jobs {
-        let embedding = job.await.map_err(ApiError::internal)??;
+        let embedding = embedded(job).await?;
         out.push(json!({ "input": input, "embedding": embedding }));
     }
     Ok(Json(
@@ -261,7 +330,47 @@ impl Form {
     }
 }
 
-async fn read_form(mut multipart: Multipart) -> ApiResult<Form> {
+/// A `multipart/form-data` body. Any other content type (JSON, urlencoded,
+/// none) is 415 naming the one expected; a multipart body that cannot be read
+/// (no boundary, a malformed part) stays 400.
+pub struct FormData(Multipart);
+
+impl<S: Send + Sync> FromRequest<S> for FormData {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let given = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        let essence = given
+            .as_deref()
+            .and_then(|g| g.split(';').next())
+            .map(|e| e.trim().to_ascii_lowercase());
+        if essence.as_deref() != Some("multipart/form-data") {
+            let what = match &given {
+                Some(g) => format!("not {g}"),
+                None => "and the request has no Content-Type".to_string(),
+            };
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!(
+                    "{} {} takes a multipart/form-data body (form fields, e.g. curl -F image=@photo.jpg), {what}",
+                    req.method(),
+                    req.uri().path()
+                ),
+            ));
+        }
+        Multipart::from_request(req, state)
+            .await
+            .map(FormData)
+            .map_err(|e| {
+                ApiError::new(e.status(), format!("bad multipart body: {}", e.body_text()))
+            })
+    }
+}
+
+async fn read_form(FormData(mut multipart): FormData) -> ApiResult<Form> {
     let mut form = Form {
         fields: HashMap::new(),
         all: Vec::new(),
@@ -298,7 +407,7 @@ async fn read_form(mut multipart: Multipart) -> ApiResult<Form> {
 
 // ---------------------------------------------------------------- classify
 
-pub async fn classify(State(state): AppStateRef, multipart: Multipart) -> ApiResult<Json<Value>> {
+pub async fn classify(State(state): AppStateRef, multipart: FormData) -> ApiResult<Json<Value>> {
     let form = read_form(multipart).await?;
     let (name, bytes) = form
         .image
@@ -338,19 +447,38 @@ pub async fn classify(State(state): AppStateRef, multipart: Multipart) -> ApiRes
         .models
         .pick(form.fields.get("model").map(String::as_str))?;
     let rule = served.model.score_rule().map_err(ApiError::bad_request)?;
-    let image = embed_image(&state, &served, bytes, name).await?;
+    served.model.image().map_err(ApiError::bad_request)?;
+    // The image and every label's prompts are queued together, once the queue
+    // has room for all of them (a 503 before any work when it has not).
+    let n = 1 + labels.len() * templates.len();
+    let mut slots = admit(
+        &served,
+        n,
+        |_| {
+            format!(
+                "{} labels \u{d7} {} templates, and the image,",
+                labels.len(),
+                templates.len()
+            )
+        },
+        |capacity| labels_that_fit(capacity, templates.len()),
+    )?;
+    let pixels = prepare_image(&state, &served, bytes, name).await?;
+    let slot = slots.next().expect("a slot per item");
+    let image = queue(&served, slot, Work::Pixels(pixels))?;
     // Class embeddings: every prompt joins the shared batches like any text.
-    let mut prompt_jobs = Vec::new();
+    let mut prompt_jobs = Vec::with_capacity(n - 1);
     for label in &labels {
         for t in templates {
-            let sv = served.clone();
             let prompt = seer_engine::prompts::fill(t, label);
-            prompt_jobs.push(tokio::spawn(async move { embed_text(&sv, prompt).await }));
+            let slot = slots.next().expect("a slot per item");
+            prompt_jobs.push(queue(&served, slot, Work::Text(prompt))?);
         }
     }
+    let image = embedded(image).await?;
     let mut prompt_embeddings = Vec::with_capacity(prompt_jobs.len());
     for job in prompt_jobs {
-        prompt_embeddings.push(job.await.map_err(ApiError::internal)??);
+        prompt_embeddings.push(embedded(job).await?);
     }
     let classifier = seer_engine::ZeroShotClassifier::from_prompt_embeddings(
         &labels,
@@ -361,6 +489,19 @@ pub async fn classify(State(state): AppStateRef, multipart: Multipart) -> ApiRes
     let probabilities = classifier.probabilities(&image);
     let predictions = classifier.top_k(&probabilities, labels.len());
     Ok(Json(json!({ "predictions": predictions })))
+}
+
+/// How to classify within a queue of `capacity` places, `templates` prompts per label.
+fn labels_that_fit(capacity: usize, templates: usize) -> String {
+    match capacity.saturating_sub(1) / templates.max(1) {
+        0 => format!(
+            "start the server with --queue {} or more to classify with these templates",
+            templates + 1
+        ),
+        most => format!(
+            "give at most {most} labels with these templates, or start the server with a larger --queue"
+        ),
+    }
 }
 
 // ---------------------------------------------------------------- captions, answers, matches
@@ -456,10 +597,18 @@ async fn head_pixels(
 
 /// Runs one item on `head`'s model thread.
 async fn run_head(state: &AppState, head: Head, work: TaskWork) -> ApiResult<TaskOutput> {
-    let rx = state.tasks.need(head)?.submit(work).map_err(|e| match e {
-        SubmitError::Busy => ApiError::busy(),
-        SubmitError::Stopped => ApiError::internal("the model thread stopped"),
-    })?;
+    let task = state.tasks.need(head)?;
+    let slot = task
+        .reserve(1)
+        .map_err(item_error)?
+        .pop()
+        .expect("one slot");
+    run_head_in(task, slot, work).await
+}
+
+/// Runs one item on a head's model thread, in a slot the request reserved.
+async fn run_head_in(task: &TaskServer, slot: TaskSlot, work: TaskWork) -> ApiResult<TaskOutput> {
+    let rx = task.submit(slot, work).map_err(item_error)?;
     rx.await
         .map_err(|_| ApiError::internal("the model thread stopped"))?
         .map_err(ApiError::internal)
@@ -482,7 +631,7 @@ fn with_id(mut answer: Value, id: Option<i64>) -> Value {
 
 /// A caption of an uploaded or indexed image (multipart: `image` or `id`, and
 /// `prompt` to start the caption with).
-pub async fn caption(State(state): AppStateRef, multipart: Multipart) -> ApiResult<Json<Value>> {
+pub async fn caption(State(state): AppStateRef, multipart: FormData) -> ApiResult<Json<Value>> {
     state.tasks.need(Head::Caption)?;
     let mut form = read_form(multipart).await?;
     let prompt = text_field(&form, "prompt")?;
@@ -498,7 +647,7 @@ pub async fn caption(State(state): AppStateRef, multipart: Multipart) -> ApiResu
 
 /// The answer to a question about an uploaded or indexed image (multipart:
 /// `image` or `id`, and `question`).
-pub async fn ask(State(state): AppStateRef, multipart: Multipart) -> ApiResult<Json<Value>> {
+pub async fn ask(State(state): AppStateRef, multipart: FormData) -> ApiResult<Json<Value>> {
     state.tasks.need(Head::Answer)?;
     let mut form = read_form(multipart).await?;
     let question = text_field(&form, "question")?
@@ -519,10 +668,7 @@ pub async fn ask(State(state): AppStateRef, multipart: Multipart) -> ApiResult<J
 /// How well each text describes an uploaded or indexed image (multipart:
 /// `image` or `id`, and `text` once per text, or `texts` one per line), in the
 /// order given: the ITM head's probability and the contrastive similarity.
-pub async fn match_texts(
-    State(state): AppStateRef,
-    multipart: Multipart,
-) -> ApiResult<Json<Value>> {
+pub async fn match_texts(State(state): AppStateRef, multipart: FormData) -> ApiResult<Json<Value>> {
     state.tasks.need(Head::Match)?;
     let mut form = read_form(multipart).await?;
     let mut texts: Vec<String> = Vec::new();
@@ -596,6 +742,75 @@ pub struct SearchParams {
 /// The deepest result a search may page to (ranking cost grows with it).
 const MAX_DEPTH: usize = 10_000;
 
+/// The most results one page of a search holds.
+const MAX_K: usize = 1000;
+
+/// `k` and `offset` as given: k from 1 to [`MAX_K`], and offset + k at most
+/// [`MAX_DEPTH`] (nothing is clamped: a page never silently differs from the
+/// one asked for).
+fn page_bounds(k: Option<usize>, offset: Option<usize>) -> ApiResult<(usize, usize)> {
+    let k = k.unwrap_or(20);
+    if !(1..=MAX_K).contains(&k) {
+        return Err(ApiError::bad_request(format!(
+            "k must be 1 to {MAX_K}, not {k}"
+        )));
+    }
+    let offset = offset.unwrap_or(0);
+    if offset.saturating_add(k) > MAX_DEPTH {
+        return Err(ApiError::bad_request(format!(
+            "offset + k must be at most {MAX_DEPTH} (offset {offset}, k {k})"
+        )));
+    }
+    Ok((k, offset))
+}
+
+/// A cosine similarity to keep results at or above: a finite number (a NaN
+/// or infinite bound would quietly keep nothing, or everything).
+fn min_score(value: Option<f32>) -> ApiResult<Option<f32>> {
+    match value {
+        Some(m) if !m.is_finite() => Err(ApiError::bad_request(format!(
+            "min_score must be a finite number (a cosine similarity, -1 to 1), not {m}"
+        ))),
+        other => Ok(other),
+    }
+}
+
+/// Whether a `from` or `to` bound names a day that exists: `YYYY-MM-DD` must
+/// be a real calendar date (2022-02-29 is not, 2024-02-29 is). The rest of the
+/// format is checked by [`seer_index::dates::CaptureRange::parse`].
+fn check_calendar_date(name: &str, value: Option<&str>) -> ApiResult<()> {
+    let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(());
+    };
+    let date = v.split_once(['T', ' ']).map_or(v, |(d, _)| d);
+    let parts: Vec<&str> = date.split('-').collect();
+    let number = |s: &str, len: usize| -> Option<u32> {
+        (s.len() == len && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    let [y, m, d] = parts[..] else {
+        return Ok(());
+    };
+    let (Some(y), Some(m), Some(d)) = (number(y, 4), number(m, 2), number(d, 2)) else {
+        return Ok(());
+    };
+    let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+    let days = match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return Ok(()), // not a month: CaptureRange::parse says so
+    };
+    if d > days {
+        return Err(ApiError::bad_request(format!(
+            "{name} must be a date YYYY-MM-DD (optionally with HH:MM[:SS]), not '{v}': {y:04}-{m:02} has {days} days"
+        )));
+    }
+    Ok(())
+}
+
 pub async fn search_get(
     State(state): AppStateRef,
     Query(params): Query<SearchParams>,
@@ -603,10 +818,7 @@ pub async fn search_get(
     run_search(&state, params, None).await
 }
 
-pub async fn search_post(
-    State(state): AppStateRef,
-    multipart: Multipart,
-) -> ApiResult<Json<Value>> {
+pub async fn search_post(State(state): AppStateRef, multipart: FormData) -> ApiResult<Json<Value>> {
     let form = read_form(multipart).await?;
     let field = |k: &str| form.fields.get(k).filter(|v| !v.is_empty());
     fn parsed<T: std::str::FromStr>(v: Option<&String>, what: &str) -> ApiResult<Option<T>> {
@@ -650,13 +862,8 @@ async fn run_search(
     params: SearchParams,
     image: Option<(String, Bytes)>,
 ) -> ApiResult<Json<Value>> {
-    let k = params.k.unwrap_or(20).clamp(1, 1000);
-    let offset = params.offset.unwrap_or(0);
-    if offset.saturating_add(k) > MAX_DEPTH {
-        return Err(ApiError::bad_request(format!(
-            "offset + k must be at most {MAX_DEPTH}"
-        )));
-    }
+    let (k, offset) = page_bounds(params.k, params.offset)?;
+    let min_score = min_score(params.min_score)?;
     let requested_mode = match params
         .mode
         .as_deref()
@@ -690,6 +897,8 @@ async fn run_search(
             )));
         }
     }
+    check_calendar_date("from", params.from.as_deref())?;
+    check_calendar_date("to", params.to.as_deref())?;
     let dates =
         seer_index::dates::CaptureRange::parse(params.from.as_deref(), params.to.as_deref())?;
     let served = state.models.pick(params.model.as_deref())?;
@@ -712,7 +921,7 @@ async fn run_search(
             .resolve(fts.as_deref(), others, captions, &state.index_dir)
             .map_err(ApiError::bad_request)?,
     };
-    if mode == SearchMode::Words && params.min_score.is_some() {
+    if mode == SearchMode::Words && min_score.is_some() {
         return Err(ApiError::bad_request(
             "min_score is a cosine similarity, which a words search has none of; use mode=hybrid",
         ));
@@ -721,11 +930,39 @@ async fn run_search(
         SearchMode::Words => Vec::new(),
         _ => {
             let mut query = seer_index::search::QueryCombiner::new(data.searcher.model().dim);
-            if let Some(q) = &q {
-                query.add(&embed_text(&served, q.clone()).await?, 1.0);
+            if q.is_some() {
+                served.model.text().map_err(ApiError::bad_request)?;
             }
-            if let Some((name, bytes)) = image {
-                query.add(&embed_image(state, &served, bytes, name).await?, 1.0);
+            // The text and the upload are queued together (room for both, or a 503).
+            let n = usize::from(q.is_some()) + usize::from(image.is_some());
+            let mut slots = admit(
+                &served,
+                n,
+                |_| "a text and an image query".to_string(),
+                |_| "search by one of them, or start the server with a larger --queue".to_string(),
+            )?;
+            let pixels = match image {
+                Some((name, bytes)) => Some(prepare_image(state, &served, bytes, name).await?),
+                None => None,
+            };
+            let text = match &q {
+                Some(q) => Some(queue(
+                    &served,
+                    slots.next().expect("a slot per item"),
+                    Work::Text(q.clone()),
+                )?),
+                None => None,
+            };
+            let upload = match pixels {
+                Some(p) => Some(queue(
+                    &served,
+                    slots.next().expect("a slot per item"),
+                    Work::Pixels(p),
+                )?),
+                None => None,
+            };
+            for rx in text.into_iter().chain(upload) {
+                query.add(&embedded(rx).await?, 1.0);
             }
             if let Some(id) = params.like {
                 let v = data
@@ -749,7 +986,7 @@ async fn run_search(
         } else {
             wanted
         },
-        min_score: params.min_score,
+        min_score,
         path_glob: params.path,
     };
     let st = state.clone();
@@ -867,10 +1104,19 @@ async fn rerank_hits(
     depth: usize,
 ) -> ApiResult<Vec<Ranked>> {
     let rest = ranked.split_off(depth.min(ranked.len()));
-    let model = state.tasks.need(Head::Match)?.model.clone();
+    let task = state.tasks.need(Head::Match)?;
+    let model = task.model.clone();
+    // Room for a match of every photo, or none (a 503 before any work).
+    let slots = task.reserve(ranked.len()).map_err(|e| {
+        queue_error(
+            e,
+            |items| format!("the {items} hits to rerank"),
+            |capacity| format!("use rerank_depth at most {capacity}"),
+        )
+    })?;
     // Every photo decodes on the blocking pool and joins the model's batches.
     let mut jobs = Vec::with_capacity(ranked.len());
-    for (f, _) in &ranked {
+    for ((f, _), slot) in ranked.iter().zip(slots) {
         let (st, model, id, text) = (state.clone(), model.clone(), f.id, text.to_string());
         jobs.push(tokio::spawn(async move {
             let reader = st.clone();
@@ -893,7 +1139,8 @@ async fn rerank_hits(
                 }
             };
             let texts = vec![text];
-            match run_head(&st, Head::Match, TaskWork::Match { pixels, texts }).await? {
+            let task = st.tasks.need(Head::Match)?;
+            match run_head_in(task, slot, TaskWork::Match { pixels, texts }).await? {
                 TaskOutput::Scores(s) => Ok(s.first().copied()),
                 TaskOutput::Text(_) => Err(ApiError::internal("the model gave text, not a score")),
             }

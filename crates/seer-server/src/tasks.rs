@@ -4,20 +4,19 @@
 //!
 //! Each has its own thread and bounded queue, batching concurrent requests as
 //! the embedding batcher does (see `batcher`): one generation over eight
-//! images costs far less than eight, and a full queue is refused at once (503)
-//! instead of holding memory without bound. Requests that a model runs
-//! differently (captions with another prompt) share a gathering but run as
-//! separate model batches.
+//! images costs far less than eight, and room in the queue is taken by
+//! request, all of a request's items or none (see [`crate::batcher::Queue`]):
+//! a queue without room refuses at once (503) instead of holding memory
+//! without bound. Requests that a model runs differently (captions with
+//! another prompt) share a gathering but run as separate model batches.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Instant;
 
 use seer_engine::{GenerateOptions, Generated, LoadedModel, MatchScore};
 use tokio::sync::oneshot;
 
-use crate::batcher::{BatchStats, SubmitError};
+use crate::batcher::{BatchStats, Queue, Slot, SubmitError, Taken};
 use crate::models::BatchSettings;
 
 /// What a head does.
@@ -96,58 +95,50 @@ pub enum TaskOutput {
 type Reply = oneshot::Sender<Result<TaskOutput, String>>;
 type Item = (TaskWork, Reply);
 
+/// A slot in a head's queue (see [`TaskServer::reserve`]).
+pub type TaskSlot = Slot<Item>;
+
 /// A head model with its batching thread.
 pub struct TaskServer {
     pub model: LoadedModel,
-    queue: SyncSender<(TaskWork, Reply)>,
-    depth: Arc<AtomicUsize>,
-    pub stats: Arc<BatchStats>,
+    queue: Queue<Item>,
 }
 
 impl TaskServer {
     /// Starts the thread of `model`, which must have `head` (see [`Head::check`]).
     pub fn start(head: Head, model: LoadedModel, batching: BatchSettings) -> Self {
-        let (tx, rx) = sync_channel(batching.queue_capacity.max(1));
-        let depth = Arc::new(AtomicUsize::new(0));
-        let stats = Arc::new(BatchStats::default());
-        let (m, d, s) = (model.clone(), depth.clone(), stats.clone());
+        let (queue, rx, taken) = Queue::new(batching.queue_capacity);
+        let m = model.clone();
         std::thread::Builder::new()
             .name(format!("seer-{head:?}").to_lowercase())
-            .spawn(move || run(head, m, rx, batching, d, s))
+            .spawn(move || run(head, m, rx, batching, taken))
             .expect("spawn a model thread");
-        Self {
-            model,
-            queue: tx,
-            depth,
-            stats,
-        }
+        Self { model, queue }
     }
 
-    /// Queued items not yet taken by the model thread.
+    /// Items reserved or queued and not yet taken by the model thread.
     pub fn depth(&self) -> usize {
-        self.depth.load(Ordering::Relaxed)
+        self.queue.depth()
     }
 
-    /// Queues one item; its output arrives on the receiver.
+    pub fn stats(&self) -> &BatchStats {
+        &self.queue.stats
+    }
+
+    /// Room for a request's `n` items, all or none (see [`Queue::reserve`]).
+    pub fn reserve(&self, n: usize) -> Result<Vec<TaskSlot>, SubmitError> {
+        self.queue.reserve(n)
+    }
+
+    /// Queues one item in a reserved slot; its output arrives on the receiver.
     pub fn submit(
         &self,
+        slot: TaskSlot,
         work: TaskWork,
     ) -> Result<oneshot::Receiver<Result<TaskOutput, String>>, SubmitError> {
         let (reply, rx) = oneshot::channel();
-        self.depth.fetch_add(1, Ordering::Relaxed);
-        match self.queue.try_send((work, reply)) {
-            Ok(()) => Ok(rx),
-            Err(e) => {
-                self.depth.fetch_sub(1, Ordering::Relaxed);
-                match e {
-                    TrySendError::Full(_) => {
-                        self.stats.rejected.fetch_add(1, Ordering::Relaxed);
-                        Err(SubmitError::Busy)
-                    }
-                    TrySendError::Disconnected(_) => Err(SubmitError::Stopped),
-                }
-            }
-        }
+        slot.send((work, reply))?;
+        Ok(rx)
     }
 }
 
@@ -187,14 +178,7 @@ impl Tasks {
     }
 }
 
-fn run(
-    head: Head,
-    model: LoadedModel,
-    rx: Receiver<(TaskWork, Reply)>,
-    batching: BatchSettings,
-    depth: Arc<AtomicUsize>,
-    stats: Arc<BatchStats>,
-) {
+fn run(head: Head, model: LoadedModel, rx: Receiver<Item>, batching: BatchSettings, taken: Taken) {
     let max_batch = batching.max_batch.max(1);
     // A batch is measured in model inputs: a match of eight texts is eight.
     let inputs = |work: &TaskWork| match work {
@@ -215,9 +199,7 @@ fn run(
                 Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => break,
             }
         }
-        depth.fetch_sub(batch.len(), Ordering::Relaxed);
-        stats.batches.fetch_add(1, Ordering::Relaxed);
-        stats.items.fetch_add(batch.len(), Ordering::Relaxed);
+        taken.took(batch.len());
         // Items the model runs alike: captions by prompt; the rest together.
         let mut groups: Vec<(Option<String>, Vec<Item>)> = Vec::new();
         for (work, reply) in batch {

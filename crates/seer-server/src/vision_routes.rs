@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Bytes;
-use axum::extract::{Multipart, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use base64::Engine;
@@ -15,7 +15,7 @@ use seer_engine::segment::{SegmentImage, SegmentPrompt};
 use seer_image::DecodedImage;
 use serde_json::{json, Value};
 
-use super::{check_length, flag, open_indexed, read_form, with_id, AppStateRef, Form};
+use super::{check_length, flag, open_indexed, read_form, with_id, AppStateRef, Form, FormData};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::vision::{area_and_box, engine_error, mask_png, StoredMask};
@@ -218,7 +218,7 @@ enum Embedded {
 /// Masks for a prompt on an uploaded or indexed image (multipart: `image` or
 /// `id`; `points`, `boxes` as JSON; `mask_id` of an earlier answer to refine;
 /// `multimask`; `normalized` for coordinates as fractions of the size).
-pub async fn segment(State(state): AppStateRef, multipart: Multipart) -> ApiResult<Json<Value>> {
+pub async fn segment(State(state): AppStateRef, multipart: FormData) -> ApiResult<Json<Value>> {
     let started = Instant::now();
     state.vision.segmentation()?;
     let mut form = read_form(multipart).await?;
@@ -419,7 +419,7 @@ pub async fn segment(State(state): AppStateRef, multipart: Multipart) -> ApiResu
 /// Boxes for labels (or for what an indexed photo shows) in an uploaded or
 /// indexed image (multipart: `image` or `id`; `labels` comma-separated and/or
 /// `label` once per label, or `query_id`; `threshold`; `nms`).
-pub async fn detect(State(state): AppStateRef, multipart: Multipart) -> ApiResult<Json<Value>> {
+pub async fn detect(State(state): AppStateRef, multipart: FormData) -> ApiResult<Json<Value>> {
     let started = Instant::now();
     state.vision.detection()?;
     let mut form = read_form(multipart).await?;

@@ -1,0 +1,562 @@
+//! How the embedding routes take room in the model's queue (a request's items
+//! all or none), and the answers to requests the server must refuse: a wrong
+//! method or content type, search pages, scores and dates out of range. With
+//! a small fake encoder whose text tower can be held busy.
+
+use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use axum::Router;
+use seer_engine::{ImageEncoder, LoadedModel, ScoreRule, TextEncoder};
+use seer_image::{DecodedImage, PreprocessConfig};
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+use crate::{app, ServerConfig};
+
+// ------------------------------------------------------------------ fakes
+
+/// A latch the fake text tower waits on while it embeds "block".
+#[derive(Default)]
+struct Latch {
+    open: Mutex<bool>,
+    opened: Condvar,
+}
+
+impl Latch {
+    fn wait(&self) {
+        let mut open = self.open.lock().unwrap();
+        while !*open {
+            open = self.opened.wait(open).unwrap();
+        }
+    }
+
+    fn open(&self) {
+        *self.open.lock().unwrap() = true;
+        self.opened.notify_all();
+    }
+}
+
+fn unit(v: &[f32]) -> Vec<f32> {
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-6);
+    v.iter().map(|x| x / n).collect()
+}
+
+/// An image embeds as its mean colour.
+struct FakeImage(PreprocessConfig);
+
+impl ImageEncoder for FakeImage {
+    fn embed_dim(&self) -> usize {
+        3
+    }
+    fn preprocess_config(&self) -> &PreprocessConfig {
+        &self.0
+    }
+    fn pixels_len(&self) -> usize {
+        3
+    }
+    fn preprocess(&self, image: &DecodedImage) -> Vec<f32> {
+        let rgb = image.to_rgb();
+        let n = (rgb.width() * rgb.height()).max(1) as f32;
+        let mut sum = [0f32; 3];
+        for p in rgb.pixels() {
+            for (s, v) in sum.iter_mut().zip(p.0) {
+                *s += v as f32 / 255.0 / n;
+            }
+        }
+        sum.to_vec()
+    }
+    fn embed_pixels(&self, p: Vec<f32>, n: usize, _: bool) -> seer_engine::Result<Vec<Vec<f32>>> {
+        Ok((0..n).map(|i| unit(&p[i * 3..i * 3 + 3])).collect())
+    }
+}
+
+/// A text embeds as the colours it names; "block" waits for the latch.
+struct FakeText(Arc<Latch>);
+
+impl TextEncoder for FakeText {
+    fn embed_dim(&self) -> usize {
+        3
+    }
+    fn tokenize(&self, text: &str) -> Vec<u32> {
+        text.bytes().map(u32::from).collect()
+    }
+    fn embed_text_batch(&self, texts: &[String], _: bool) -> seer_engine::Result<Vec<Vec<f32>>> {
+        if texts.iter().any(|t| t == "block") {
+            self.0.wait();
+        }
+        Ok(texts
+            .iter()
+            .map(|t| {
+                let v: Vec<f32> = ["red", "green", "blue"]
+                    .iter()
+                    .map(|c| if t.contains(c) { 1.0 } else { 0.1 })
+                    .collect();
+                unit(&v)
+            })
+            .collect())
+    }
+    fn score_rule(&self) -> ScoreRule {
+        ScoreRule::Softmax { scale: 100.0 }
+    }
+}
+
+fn encoder(latch: &Arc<Latch>) -> LoadedModel {
+    LoadedModel::encoders(
+        "fake-clip".into(),
+        "fake",
+        Some(Arc::new(FakeImage(PreprocessConfig::openai_clip(224)))),
+        Some(Arc::new(FakeText(latch.clone()))),
+    )
+}
+
+struct Fixture {
+    photos: tempfile::TempDir,
+    _index: tempfile::TempDir,
+    app: Router,
+    latch: Arc<Latch>,
+}
+
+/// Three indexed photos (two with an EXIF-less capture time: none), served
+/// with a queue of `queue` items and batches of one.
+fn fixture(queue: usize) -> Fixture {
+    let photos = tempfile::tempdir().unwrap();
+    for (name, rgb) in [
+        ("red.png", [220, 20, 20]),
+        ("green.png", [20, 220, 20]),
+        ("blue.png", [20, 20, 220]),
+    ] {
+        seer_image::image::RgbImage::from_pixel(8, 8, seer_image::image::Rgb(rgb))
+            .save(photos.path().join(name))
+            .unwrap();
+    }
+    let latch = Arc::new(Latch::default());
+    let index = tempfile::tempdir().unwrap();
+    let mut store = seer_index::Store::open(index.path()).unwrap();
+    let options = seer_index::IndexOptions {
+        roots: vec![photos.path().to_path_buf()],
+        include_hidden: false,
+        encoding: seer_index::Encoding::F32,
+        embed: Default::default(),
+        ann_threshold: usize::MAX,
+    };
+    seer_index::index(&mut store, &encoder(&latch), &options, &mut |_| {}).unwrap();
+    let config = ServerConfig {
+        index_dir: index.path().to_path_buf(),
+        max_batch: 1,
+        max_wait: Duration::from_millis(1),
+        queue_capacity: queue,
+        ann_threshold: usize::MAX,
+        ..Default::default()
+    };
+    let app = app(vec![encoder(&latch)], &config);
+    Fixture {
+        photos,
+        _index: index,
+        app,
+        latch,
+    }
+}
+
+// ------------------------------------------------------------------ requests
+
+struct Answer {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: Value,
+}
+
+async fn send(app: &Router, request: Request<Body>) -> Answer {
+    let response = app.clone().oneshot(request).await.unwrap();
+    let (status, headers) = (response.status(), response.headers().clone());
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let body = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn request(method: &str, uri: &str) -> axum::http::request::Builder {
+    Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("host", "127.0.0.1")
+}
+
+async fn get(app: &Router, uri: &str) -> Answer {
+    send(app, request("GET", uri).body(Body::empty()).unwrap()).await
+}
+
+async fn embed(app: &Router, body: Value) -> Answer {
+    let r = request("POST", "/v1/embed")
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    send(app, r).await
+}
+
+/// A multipart POST of `fields` and, when given, the file `image`.
+async fn post_form(
+    app: &Router,
+    uri: &str,
+    fields: &[(&str, &str)],
+    image: Option<&Path>,
+) -> Answer {
+    let boundary = "seer-request-test";
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").as_bytes());
+    }
+    if let Some(path) = image {
+        body.extend(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"x.png\"\r\nContent-Type: image/png\r\n\r\n").as_bytes());
+        body.extend(std::fs::read(path).unwrap());
+        body.extend(b"\r\n");
+    }
+    body.extend(format!("--{boundary}--\r\n").as_bytes());
+    let r = request("POST", uri)
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(Body::from(body))
+        .unwrap();
+    send(app, r).await
+}
+
+/// A gauge or counter from /metrics.
+async fn metric(app: &Router, name: &str) -> f64 {
+    let text = get(app, "/metrics").await.body;
+    let text = text.as_str().unwrap().to_string();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Waits until `name` reads `value` (the model thread runs beside the test).
+async fn until(app: &Router, name: &str, value: f64) {
+    for _ in 0..500 {
+        if metric(app, name).await == value {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{name} never reached {value}: {}", metric(app, name).await);
+}
+
+fn error(answer: &Answer) -> &str {
+    answer.body["error"].as_str().unwrap_or_default()
+}
+
+// ------------------------------------------------------------------ the queue
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_with_more_items_than_the_queue_holds_is_a_400_that_says_the_limit() {
+    let f = fixture(4);
+    let red = f.photos.path().join("red.png");
+    // The image and three prompts: four items, as many as the queue holds.
+    let fits = post_form(
+        &f.app,
+        "/v1/classify",
+        &[("labels", "red,green,blue")],
+        Some(&red),
+    )
+    .await;
+    assert_eq!(fits.status, 200, "{}", fits.body);
+    assert_eq!(fits.body["predictions"][0]["label"], "red");
+
+    // One label with the seven imagenet templates never fits: not a 503 to retry.
+    let never = post_form(
+        &f.app,
+        "/v1/classify",
+        &[("labels", "red"), ("templates", "imagenet")],
+        Some(&red),
+    )
+    .await;
+    assert_eq!(never.status, 400, "{}", never.body);
+    assert!(never.headers.get("retry-after").is_none());
+    let message = error(&never);
+    assert!(
+        message.contains("8 model inputs")
+            && message.contains("--queue")
+            && message.contains("--queue 8 or more"),
+        "{message}"
+    );
+    let too_many = post_form(
+        &f.app,
+        "/v1/classify",
+        &[("labels", "red,green,blue,white")],
+        Some(&red),
+    )
+    .await;
+    assert_eq!(too_many.status, 400, "{}", too_many.body);
+    assert!(
+        error(&too_many).contains("give at most 3 labels"),
+        "{}",
+        too_many.body
+    );
+
+    let two = embed(&f.app, json!({ "texts": ["a", "b", "c", "d", "e"] })).await;
+    assert_eq!(two.status, 400, "{}", two.body);
+    assert!(
+        error(&two).contains("5 texts and 0 images") && error(&two).contains("at most 4"),
+        "{}",
+        two.body
+    );
+    let fits = embed(&f.app, json!({ "texts": ["a", "b", "c", "d"] })).await;
+    assert_eq!(fits.status, 200, "{}", fits.body);
+    // Refusing what never fits is no sign of load.
+    assert_eq!(metric(&f.app, "seer_queue_rejections").await, 0.0);
+    assert_eq!(metric(&f.app, "seer_queue_depth").await, 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_busy_queue_refuses_a_whole_request_and_queues_none_of_it() {
+    let f = fixture(3);
+    // The model thread is held busy by "block"; its place is free once taken.
+    let app = f.app.clone();
+    let blocked = tokio::spawn(async move { embed(&app, json!({ "texts": ["block"] })).await });
+    until(&f.app, "seer_batches", 1.0).await;
+    until(&f.app, "seer_queue_depth", 0.0).await;
+    // Two items wait in the queue of three.
+    let app = f.app.clone();
+    let waiting = tokio::spawn(async move { embed(&app, json!({ "texts": ["a", "b"] })).await });
+    until(&f.app, "seer_queue_depth", 2.0).await;
+    // Two more do not fit: 503 to retry, and neither is queued.
+    let busy = embed(&f.app, json!({ "texts": ["c", "d"] })).await;
+    assert_eq!(busy.status, 503, "{}", busy.body);
+    assert_eq!(busy.headers["retry-after"], "1");
+    assert_eq!(metric(&f.app, "seer_queue_depth").await, 2.0);
+    assert_eq!(metric(&f.app, "seer_queue_rejections").await, 1.0);
+    // A classification (the image and two prompts) is refused whole too.
+    let red = f.photos.path().join("red.png");
+    let busy = post_form(
+        &f.app,
+        "/v1/classify",
+        &[("labels", "red,green")],
+        Some(&red),
+    )
+    .await;
+    assert_eq!(busy.status, 503, "{}", busy.body);
+    assert_eq!(metric(&f.app, "seer_queue_depth").await, 2.0);
+    // One still fits.
+    let app = f.app.clone();
+    let one = tokio::spawn(async move { embed(&app, json!({ "texts": ["e"] })).await });
+    until(&f.app, "seer_queue_depth", 3.0).await;
+
+    f.latch.open();
+    for job in [blocked, waiting, one] {
+        let answer = job.await.unwrap();
+        assert_eq!(answer.status, 200, "{}", answer.body);
+    }
+    until(&f.app, "seer_queue_depth", 0.0).await;
+    // Every item computed was asked for by a request that got its answer.
+    assert_eq!(metric(&f.app, "seer_batch_items").await, 4.0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_that_fails_before_queueing_gives_its_room_back() {
+    let f = fixture(2);
+    let bad = embed(
+        &f.app,
+        json!({ "texts": ["red"], "images": [base64_of(b"not an image")] }),
+    )
+    .await;
+    assert_eq!(bad.status, 422, "{}", bad.body);
+    assert_eq!(metric(&f.app, "seer_queue_depth").await, 0.0);
+    // Nothing of it was computed.
+    assert_eq!(metric(&f.app, "seer_batch_items").await, 0.0);
+    let ok = embed(&f.app, json!({ "texts": ["red", "blue"] })).await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+}
+
+fn base64_of(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+// ------------------------------------------------------------------ methods and content types
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_method_says_which_methods_the_route_allows() {
+    let f = fixture(8);
+    let answer = send(
+        &f.app,
+        request("DELETE", "/v1/search").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(answer.status, 405);
+    let allow = answer.headers["allow"].to_str().unwrap().to_string();
+    assert!(allow.contains("GET") && allow.contains("POST"), "{allow}");
+    assert_eq!(
+        error(&answer),
+        format!("method not allowed here; allowed: {allow}")
+    );
+    assert_eq!(answer.headers["x-content-type-options"], "nosniff");
+    let answer = send(
+        &f.app,
+        request("POST", "/healthz").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(answer.status, 405);
+    assert!(
+        error(&answer).ends_with("allowed: GET,HEAD"),
+        "{}",
+        answer.body
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn form_routes_answer_415_to_other_content_types_and_400_to_bad_forms() {
+    let f = fixture(8);
+    for (uri, content_type, body) in [
+        ("/v1/classify", Some("application/json"), "{}"),
+        (
+            "/v1/search",
+            Some("application/x-www-form-urlencoded"),
+            "q=cat",
+        ),
+        ("/v1/caption", Some("text/plain"), "a cat"),
+        ("/v1/detect", None, ""),
+    ] {
+        let mut r = request("POST", uri);
+        if let Some(ct) = content_type {
+            r = r.header("content-type", ct);
+        }
+        let answer = send(&f.app, r.body(Body::from(body)).unwrap()).await;
+        assert_eq!(answer.status, 415, "{uri}: {}", answer.body);
+        let message = error(&answer);
+        assert!(
+            message.contains(&format!("POST {uri} takes a multipart/form-data body"))
+                && message.contains(content_type.unwrap_or("no Content-Type")),
+            "{message}"
+        );
+    }
+    // The right type with no boundary, or a body that breaks off: a bad form.
+    let answer = send(
+        &f.app,
+        request("POST", "/v1/classify")
+            .header("content-type", "multipart/form-data")
+            .body(Body::from("x"))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    assert!(
+        error(&answer).starts_with("bad multipart body"),
+        "{}",
+        answer.body
+    );
+    let answer = send(
+        &f.app,
+        request("POST", "/v1/classify")
+            .header("content-type", "Multipart/Form-Data; boundary=xyz")
+            .body(Body::from(
+                "--xyz\r\nContent-Disposition: form-data; name=\"labels\"\r\n\r\ncat",
+            ))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(answer.status, 400, "{}", answer.body);
+}
+
+// ------------------------------------------------------------------ search parameters
+
+#[tokio::test(flavor = "multi_thread")]
+async fn search_pages_scores_and_dates_out_of_range_are_400() {
+    let f = fixture(8);
+    for (query, expected) in [
+        ("k=0", "k must be 1 to 1000, not 0"),
+        ("k=1001", "k must be 1 to 1000, not 1001"),
+        ("k=20000&offset=0", "k must be 1 to 1000"),
+        ("k=5&offset=9996", "offset + k must be at most 10000"),
+        (
+            "offset=9990",
+            "offset + k must be at most 10000 (offset 9990, k 20)",
+        ),
+        ("min_score=NaN", "min_score must be a finite number"),
+        ("min_score=inf", "min_score must be a finite number"),
+        ("min_score=-infinity", "min_score must be a finite number"),
+        ("from=2022-02-30", "not '2022-02-30': 2022-02 has 28 days"),
+        ("from=2022-02-31", "2022-02 has 28 days"),
+        ("to=2022-04-31", "to must be a date"),
+        ("from=2022-02-29", "2022-02 has 28 days"),
+        ("from=1900-02-29T10:00", "1900-02 has 28 days"),
+        ("from=2022-02-32", "from must be a date"),
+        ("from=2022-13-45", "from must be a date"),
+    ] {
+        let answer = get(&f.app, &format!("/v1/search?q=red&{query}")).await;
+        assert_eq!(answer.status, 400, "{query}: {}", answer.body);
+        assert!(
+            error(&answer).contains(expected),
+            "{query}: {}",
+            answer.body
+        );
+    }
+    // The same rules for a search by upload.
+    let red = f.photos.path().join("red.png");
+    for fields in [
+        [("k", "0"), ("min_score", "0")],
+        [("k", "3"), ("min_score", "NaN")],
+        [("k", "3"), ("from", "2021-02-29")],
+    ] {
+        let answer = post_form(&f.app, "/v1/search", &fields, Some(&red)).await;
+        assert_eq!(answer.status, 400, "{fields:?}: {}", answer.body);
+    }
+    for query in [
+        "k=1",
+        "k=1000",
+        "k=5&offset=9995",
+        "min_score=-1",
+        "min_score=0.5",
+        "from=2024-02-29&to=2024-02-29",
+        "from=2000-02-29",
+        "to=2022-04-30%2023:59",
+        "from=2022-12-31T00:00:00",
+    ] {
+        let answer = get(&f.app, &format!("/v1/search?q=red&{query}")).await;
+        assert_eq!(answer.status, 200, "{query}: {}", answer.body);
+    }
+    let one = get(&f.app, "/v1/search?q=red&k=1").await;
+    assert_eq!(one.body["results"].as_array().unwrap().len(), 1);
+    assert_eq!(one.body["more"], true);
+}
+
+#[test]
+fn the_openapi_document_states_the_search_limits() {
+    let doc = crate::openapi::document();
+    let params = doc["paths"]["/v1/search"]["get"]["parameters"]
+        .as_array()
+        .unwrap();
+    let param = |name: &str| params.iter().find(|p| p["name"] == name).unwrap().clone();
+    assert_eq!(
+        (
+            param("k")["schema"]["minimum"].as_u64(),
+            param("k")["schema"]["maximum"].as_u64()
+        ),
+        (Some(1), Some(1000))
+    );
+    assert_eq!(param("offset")["schema"]["maximum"].as_u64(), Some(9999));
+    assert!(param("min_score")["description"]
+        .as_str()
+        .unwrap()
+        .contains("finite"));
+    assert!(param("from")["description"]
+        .as_str()
+        .unwrap()
+        .contains("calendar"));
+    let classify = doc["paths"]["/v1/classify"]["post"]["summary"]
+        .as_str()
+        .unwrap();
+    assert!(classify.contains("--queue"), "{classify}");
+}
