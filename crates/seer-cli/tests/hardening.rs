@@ -147,6 +147,30 @@ fn index_counts_files_the_walk_cannot_read_as_failed() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }
 
+/// Scores are cosines: a threshold that is no number is refused (exit 2),
+/// not an empty result; a negative one needs no `=`.
+#[test]
+fn search_refuses_a_min_score_that_is_no_number() {
+    let photos = photo_folder(2);
+    let idx = tempfile::tempdir().unwrap();
+    let m = model("openclip-vit");
+    ok(seer(idx.path(), &index_args(photos.path(), &m)));
+    for bad in ["NaN", "inf"] {
+        let o = seer(idx.path(), &["search", "a photo", "--min-score", bad]);
+        assert_eq!(o.status.code(), Some(2), "{bad}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("--min-score must be a number"),
+            "{}",
+            stderr(&o)
+        );
+    }
+    let o = seer(
+        idx.path(),
+        &["search", "a photo", "--min-score", "-1", "--json"],
+    );
+    assert_eq!(json_lines(&ok(o)).len(), 2);
+}
+
 /// `dupes` measures its threshold on altered copies of indexed photos; where
 /// none can be read any more it says so instead of grouping at 1.0.
 #[test]

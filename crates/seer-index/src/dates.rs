@@ -22,8 +22,12 @@ impl CaptureRange {
                 .filter(|v| !v.is_empty())
                 .map(|v| {
                     normalise(v, end_of_day).ok_or_else(|| {
+                        // A day past its month's end says which month.
+                        let days = month_overrun(v)
+                            .map(|(y, m, days)| format!(": {y:04}-{m:02} has {days} days"))
+                            .unwrap_or_default();
                         IndexError::Invalid(format!(
-                            "{name} must be a date YYYY-MM-DD (optionally with HH:MM[:SS]), not '{v}'"
+                            "{name} must be a date YYYY-MM-DD (optionally with HH:MM[:SS]), not '{v}'{days}"
                         ))
                     })
                 })
@@ -65,7 +69,8 @@ fn normalise(v: &str, end_of_day: bool) -> Option<String> {
     if d.next().is_some() {
         return None;
     }
-    let (y, m, day) = (num(y, 4, 9999, 0)?, num(m, 2, 12, 1)?, num(day, 2, 31, 1)?);
+    let (y, m) = (num(y, 4, 9999, 0)?, num(m, 2, 12, 1)?);
+    let day = num(day, 2, days_in_month(y, m), 1)?;
     let (h, min, s) = match time {
         None if end_of_day => (23, 59, 59),
         None => (0, 0, 0),
@@ -86,9 +91,47 @@ fn normalise(v: &str, end_of_day: bool) -> Option<String> {
     Some(format!("{y:04}-{m:02}-{day:02} {h:02}:{min:02}:{s:02}"))
 }
 
+/// Days in month `m` (1–12) of year `y`, Gregorian.
+fn days_in_month(y: u32, m: u32) -> u32 {
+    match m {
+        4 | 6 | 9 | 11 => 30,
+        2 if y % 4 == 0 && (y % 100 != 0 || y % 400 == 0) => 29,
+        2 => 28,
+        _ => 31,
+    }
+}
+
+/// `(year, month, its days)` where `v`'s date is well formed but its day is
+/// past the month's end (2022-02-30).
+fn month_overrun(v: &str) -> Option<(u32, u32, u32)> {
+    let date = v.split_once(['T', ' ']).map_or(v, |(d, _)| d);
+    let mut parts = date.split('-').map(|p| p.parse::<u32>().ok());
+    let (y, m, d) = (parts.next()??, parts.next()??, parts.next()??);
+    let days = days_in_month(y, m);
+    ((1..=12).contains(&m) && d > days && d <= 31).then_some((y, m, days))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn days_past_the_months_end_are_refused() {
+        for (date, days) in [
+            ("2022-02-29", "2022-02 has 28 days"),
+            ("2022-02-30", "2022-02 has 28 days"),
+            ("2022-04-31", "2022-04 has 30 days"),
+            ("1900-02-29T10:00", "1900-02 has 28 days"),
+        ] {
+            let e = CaptureRange::parse(Some(date), None)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(days), "{date}: {e}");
+        }
+        for date in ["2024-02-29", "2000-02-29", "2022-01-31", "2022-12-31"] {
+            assert!(CaptureRange::parse(Some(date), None).is_ok(), "{date}");
+        }
+    }
 
     #[test]
     fn bounds_are_inclusive_and_a_bare_to_date_covers_its_day() {

@@ -775,42 +775,6 @@ fn min_score(value: Option<f32>) -> ApiResult<Option<f32>> {
     }
 }
 
-/// Whether a `from` or `to` bound names a day that exists: `YYYY-MM-DD` must
-/// be a real calendar date (2022-02-29 is not, 2024-02-29 is). The rest of the
-/// format is checked by [`seer_index::dates::CaptureRange::parse`].
-fn check_calendar_date(name: &str, value: Option<&str>) -> ApiResult<()> {
-    let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) else {
-        return Ok(());
-    };
-    let date = v.split_once(['T', ' ']).map_or(v, |(d, _)| d);
-    let parts: Vec<&str> = date.split('-').collect();
-    let number = |s: &str, len: usize| -> Option<u32> {
-        (s.len() == len && s.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| s.parse().ok())
-            .flatten()
-    };
-    let [y, m, d] = parts[..] else {
-        return Ok(());
-    };
-    let (Some(y), Some(m), Some(d)) = (number(y, 4), number(m, 2), number(d, 2)) else {
-        return Ok(());
-    };
-    let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
-    let days = match m {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if leap => 29,
-        2 => 28,
-        _ => return Ok(()), // not a month: CaptureRange::parse says so
-    };
-    if d > days {
-        return Err(ApiError::bad_request(format!(
-            "{name} must be a date YYYY-MM-DD (optionally with HH:MM[:SS]), not '{v}': {y:04}-{m:02} has {days} days"
-        )));
-    }
-    Ok(())
-}
-
 pub async fn search_get(
     State(state): AppStateRef,
     Query(params): Query<SearchParams>,
@@ -897,8 +861,6 @@ async fn run_search(
             )));
         }
     }
-    check_calendar_date("from", params.from.as_deref())?;
-    check_calendar_date("to", params.to.as_deref())?;
     let dates =
         seer_index::dates::CaptureRange::parse(params.from.as_deref(), params.to.as_deref())?;
     let served = state.models.pick(params.model.as_deref())?;

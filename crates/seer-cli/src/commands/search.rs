@@ -103,6 +103,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         "--rerank needs a text query: the matching model reads its words with each photo"
     );
     anyhow::ensure!(
+        args.min_score.is_none_or(f32::is_finite),
+        "--min-score must be a number (a cosine similarity), not {}",
+        args.min_score.unwrap_or_default()
+    );
+    anyhow::ensure!(
         !(mode == SearchMode::Words && args.min_score.is_some()),
         "--min-score is a cosine similarity, which a words search has none of; use --mode hybrid"
     );
