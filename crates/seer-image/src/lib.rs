@@ -22,6 +22,8 @@ mod decode;
 mod error;
 mod jpeg;
 mod normalize;
+#[cfg(test)]
+mod oracle;
 mod owlvit;
 mod resize;
 mod sam;
@@ -93,6 +95,14 @@ pub fn resize_and_crop_decoded(img: &DecodedImage, cfg: &PreprocessConfig) -> Rg
     }
 }
 
+/// Shortest-edge resize, then center crop, of an interleaved buffer.
+///
+/// Only the part of the resized image that the crop keeps is computed: the
+/// same pixels as resizing the whole image and cropping it (each resized
+/// pixel depends only on its own filter window), in time and memory bounded
+/// by the crop and the source rows it reads. The whole resized image can be
+/// absurdly large: a valid 1 × 20,000,000 PNG resizes to 224 × 4,480,000,000
+/// (3 TB), of which the crop keeps 224 × 224.
 fn resize_crop_raw(
     src: &[u8],
     w: u32,
@@ -101,18 +111,21 @@ fn resize_crop_raw(
     cfg: &PreprocessConfig,
     nearest: bool,
 ) -> Vec<u8> {
-    let (data, w, h) = if cfg.do_resize && cfg.resize_to > 0 {
-        let (nw, nh) = shortest_edge_size(w, h, cfg.resize_to);
-        let out = if nearest {
-            resize::nearest(src, w, h, ch, nw, nh)
-        } else {
-            resize::resample(src, w, h, ch, nw, nh, cfg.interpolation)
-        };
-        (std::borrow::Cow::Owned(out), nw, nh)
+    if !(cfg.do_resize && cfg.resize_to > 0) {
+        return crop::center_crop(src, w, h, ch, cfg.crop_size, cfg.crop_rounding);
+    }
+    let (nw, nh) = resize::shortest_edge_dims(w, h, cfg.resize_to);
+    let crop = cfg.crop_size as usize;
+    let (cols, dx) = crop::crop_window(nw, crop, cfg.crop_rounding);
+    let (rows, dy) = crop::crop_window(nh, crop, cfg.crop_rounding);
+    let size = (cols.len(), rows.len());
+    let (w, h) = (w as usize, h as usize);
+    let window = if nearest {
+        resize::nearest_window(src, w, h, ch, nw, nh, cols, rows)
     } else {
-        (std::borrow::Cow::Borrowed(src), w, h)
+        resize::resample_window(src, w, h, ch, nw, nh, cols, rows, cfg.interpolation)
     };
-    crop::center_crop(&data, w, h, ch, cfg.crop_size, cfg.crop_rounding)
+    crop::place(&window, size, ch, cfg.crop_size, (dx, dy))
 }
 
 /// PIL "RGBA"->"RGBa" / "LA"->"La": colour times alpha with MULDIV255.
@@ -157,4 +170,55 @@ pub fn preprocess_decoded(img: &DecodedImage, cfg: &PreprocessConfig) -> Vec<f32
     let mut out = Vec::with_capacity(3 * cropped.width() as usize * cropped.height() as usize);
     normalize_into(&cropped, cfg, &mut out);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every image of the parity fixtures, in its PIL mode, at every size the
+    /// fixtures use and more (crops larger than the resize: padding), both
+    /// filters and roundings, NEAREST too: the crop's window of the resize
+    /// is byte for byte the whole resize cropped.
+    #[test]
+    fn windowed_resize_crop_is_the_whole_resize_cropped() {
+        let root = seer_testkit::repo_root().join("fixtures/preprocess");
+        let manifest = seer_testkit::read_json(&root.join("manifest.json"));
+        let limits = DecodeLimits::default();
+        let mut checked = 0;
+        for entry in manifest["entries"].as_array().unwrap() {
+            let rel = entry["path"].as_str().unwrap();
+            let path = match entry["root"].as_str().unwrap() {
+                "shared" => seer_testkit::shared_data().join(rel),
+                _ => root.join(rel),
+            };
+            let img = decode_file_full(&path, &limits).unwrap();
+            let ch = img.mode().channels();
+            let (resize, crop) = (
+                entry["resize_to"].as_u64().unwrap() as u32,
+                entry["crop_size"].as_u64().unwrap() as u32,
+            );
+            for (resize, crop) in [(resize, crop), (resize, crop + 31), (crop + 5, crop)] {
+                for (interpolation, rounding, nearest) in [
+                    (Interpolation::Bicubic, CropRounding::RoundHalfEven, false),
+                    (Interpolation::Bilinear, CropRounding::Floor, false),
+                    (Interpolation::Bicubic, CropRounding::Floor, true),
+                ] {
+                    let mut cfg = PreprocessConfig::openai_clip(crop);
+                    cfg.resize_to = resize;
+                    cfg.interpolation = interpolation;
+                    cfg.crop_rounding = rounding;
+                    let (w, h) = (img.width(), img.height());
+                    let got = resize_crop_raw(&img.data, w, h, ch, &cfg, nearest);
+                    let want = oracle::resize_crop_raw(&img.data, w, h, ch, &cfg, nearest);
+                    assert!(
+                        got == want,
+                        "{rel} {resize}/{crop} {interpolation:?} {nearest}"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 100, "{checked}");
+    }
 }
