@@ -213,14 +213,10 @@ pub fn error_line(e: &anyhow::Error) -> String {
         // "cannot read a.jpg" then "a.jpg: bad data": the cause's first
         // parts (up to a ':') that the line ends with, as whole words or
         // path components, are said once.
-        let overlap = cause
-            .match_indices(':')
-            .map(|(i, _)| i)
-            .filter(|&i| {
-                line.strip_suffix(&cause[..i])
-                    .is_some_and(|before| before.is_empty() || before.ends_with([' ', '/']))
-            })
-            .last();
+        let overlap = cause.match_indices(':').rev().map(|(i, _)| i).find(|&i| {
+            line.strip_suffix(&cause[..i])
+                .is_some_and(|before| before.is_empty() || before.ends_with([' ', '/']))
+        });
         match overlap {
             Some(i) => line.push_str(&cause[i..]),
             None => {

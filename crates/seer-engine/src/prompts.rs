@@ -61,29 +61,6 @@ pub fn templates(spec: &str) -> Result<Vec<String>> {
     Ok(list)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_template_has_exactly_one_placeholder() {
-        let dir = tempfile::tempdir().unwrap();
-        let write = |text: &str| {
-            let path = dir.path().join("t.txt");
-            std::fs::write(&path, text).unwrap();
-            path.display().to_string()
-        };
-        assert_eq!(templates(&write("a photo of a {}.")).unwrap().len(), 1);
-        let e = templates(&write("a photo")).unwrap_err().to_string();
-        assert!(e.contains("no {} placeholder"), "{e}");
-        let e = templates(&write("a {}\nb {} {}")).unwrap_err().to_string();
-        assert!(e.contains("has 2 {} placeholders"), "{e}");
-        for builtin in ["default", "imagenet"] {
-            assert!(!templates(builtin).unwrap().is_empty());
-        }
-    }
-}
-
 /// A list from `FILE` or `FILE#DATASET`.
 pub fn read_list(spec: &str, kind: ListKind) -> Result<Vec<String>> {
     let (file, dataset) = match spec.rsplit_once('#') {
@@ -136,4 +113,27 @@ fn json_strings(v: &Value) -> Option<Vec<String>> {
 /// `template` with its placeholder replaced by `class`, as Python's `str.format`.
 pub fn fill(template: &str, class: &str) -> String {
     template.replace("{}", class)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_template_has_exactly_one_placeholder() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |text: &str| {
+            let path = dir.path().join("t.txt");
+            std::fs::write(&path, text).unwrap();
+            path.display().to_string()
+        };
+        assert_eq!(templates(&write("a photo of a {}.")).unwrap().len(), 1);
+        let e = templates(&write("a photo")).unwrap_err().to_string();
+        assert!(e.contains("no {} placeholder"), "{e}");
+        let e = templates(&write("a {}\nb {} {}")).unwrap_err().to_string();
+        assert!(e.contains("has 2 {} placeholders"), "{e}");
+        for builtin in ["default", "imagenet"] {
+            assert!(!templates(builtin).unwrap().is_empty());
+        }
+    }
 }
