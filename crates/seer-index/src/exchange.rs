@@ -256,11 +256,11 @@ pub fn layout_files(out: &Path) -> Result<Vec<std::path::PathBuf>> {
             let name = entry.file_name();
             // The numbers an import reads (`shards`), so every shard it would
             // read is found.
-            let number = name
+            if name
                 .to_str()
-                .and_then(|n| n.strip_prefix(prefix)?.strip_suffix(suffix))
-                .and_then(|n| n.parse::<usize>().ok());
-            if number.is_some() {
+                .and_then(|n| shard_number(n, prefix, suffix))
+                .is_some()
+            {
                 names.push(entry.path());
             }
         }
@@ -384,18 +384,21 @@ fn read_paths(path: &Path) -> Result<Vec<String>> {
 }
 
 /// The shard numbers present in `dir`, from `img_emb_{i}.npy` names, ascending.
+/// The shard number `N` of a file named `{prefix}N{suffix}`, written as the
+/// layout writes it (`img_emb_1.npy`; not `img_emb_01.npy` or `img_emb_+1.npy`,
+/// which `parse` would also read as 1, importing shard 1 twice).
+fn shard_number(name: &str, prefix: &str, suffix: &str) -> Option<usize> {
+    let digits = name.strip_prefix(prefix)?.strip_suffix(suffix)?;
+    let n: usize = digits.parse().ok()?;
+    (n.to_string() == digits).then_some(n)
+}
+
 fn shards(dir: &Path) -> Result<Vec<usize>> {
     let emb_dir = dir.join("img_emb");
     let entries = std::fs::read_dir(&emb_dir).map_err(|e| IndexError::io(&emb_dir, e))?;
     let mut found: Vec<usize> = entries
         .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().to_string();
-            name.strip_prefix("img_emb_")?
-                .strip_suffix(".npy")?
-                .parse()
-                .ok()
-        })
+        .filter_map(|e| shard_number(e.file_name().to_str()?, "img_emb_", ".npy"))
         .collect();
     found.sort_unstable();
     if found.is_empty() {

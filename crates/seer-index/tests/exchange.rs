@@ -339,3 +339,37 @@ fn zero_dimensional_vectors_are_an_error_not_a_panic() {
     assert!(err.contains("0-d"), "{err}");
     assert!(store.models().unwrap().is_empty());
 }
+
+/// Shard files are named as the layout writes them: `img_emb_01.npy` beside
+/// `img_emb_1.npy` is not shard 1 a second time (nor is it exported over).
+#[test]
+fn only_canonically_numbered_shards_are_read() {
+    let src = tempfile::tempdir().unwrap();
+    write_shard(
+        src.path(),
+        0,
+        &raw_rows(),
+        &["/p/a.jpg", "/p/b.jpg", "/p/c.jpg"],
+    );
+    write_shard(src.path(), 1, &raw_rows()[..1], &["/p/d.jpg"]);
+    for odd in ["01", "+1"] {
+        std::fs::copy(
+            src.path().join("img_emb/img_emb_1.npy"),
+            src.path().join(format!("img_emb/img_emb_{odd}.npy")),
+        )
+        .unwrap();
+    }
+    let idx = tempfile::tempdir().unwrap();
+    let mut store = Store::open(idx.path()).unwrap();
+    let s = import(&mut store, src.path(), 4).unwrap();
+    assert_eq!((s.rows, s.shards), (4, 2));
+    let files: Vec<String> = exchange::layout_files(src.path())
+        .unwrap()
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !files.iter().any(|f| f.contains("_01") || f.contains("_+1")),
+        "{files:?}"
+    );
+}

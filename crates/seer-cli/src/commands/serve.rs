@@ -61,7 +61,10 @@ pub struct Args {
     /// Milliseconds a request waits for others to share its batch.
     #[arg(long, default_value_t = 10)]
     max_wait_ms: u64,
-    /// Items that may wait for the model before requests are answered 503.
+    /// Items (images, texts, classification prompts) that may wait for the
+    /// model: a request whose items do not fit now is answered 503, one with
+    /// more items than this at all 400 (e.g. /v1/classify takes at most 255
+    /// labels with the default template at 256).
     #[arg(long, default_value_t = 256)]
     queue: usize,
     /// Largest request body in bytes.
