@@ -135,6 +135,12 @@ impl Model {
         self.options.batch_size
     }
 
+    /// The largest image accepted, in pixels (`max_pixels`, or the default).
+    #[getter]
+    fn max_pixels(&self) -> u64 {
+        self.options.limits.max_pixels
+    }
+
     /// Embeds the inputs in order: a row-major float32 matrix (a failed input's
     /// row NaN) and each input's error. With `stop_on_error`, stops after the
     /// first batch that holds a failed input: fewer rows come back then.

@@ -214,3 +214,15 @@ def test_max_pixels_refuses_large_images(tmp_path: Path) -> None:
     with pytest.raises(seer.SeerError, match="over the budget"):
         small.embed_images([np.zeros((40, 40, 3), dtype=np.uint8)])
     assert small.embed_images([np.zeros((20, 20, 3), dtype=np.uint8)]).shape == (1, 16)
+
+
+def test_an_array_over_the_budget_is_refused_before_it_is_copied() -> None:
+    model = load(CLIP_OPENCLIP)
+    # A broadcast view: 3 bytes of memory for 10**12 pixels, which copying
+    # (np.ascontiguousarray, tobytes) would try to allocate (2.7 TiB).
+    huge = np.lib.stride_tricks.as_strided(
+        np.zeros(3, np.uint8), shape=(10**6, 10**6, 3), strides=(0, 0, 1)
+    )
+    rows, errors = model.embed_images([np.zeros((4, 4, 3), np.uint8), huge], errors="return")
+    assert errors[0] is None and np.isfinite(rows[0]).all()
+    assert "over the budget" in errors[1] and np.isnan(rows[1]).all()

@@ -28,8 +28,12 @@ NativeInput = Tuple[str, Any]
 _MAX_SIDE = 2**32 - 1
 
 
-def native_inputs(inputs: Iterable[ImageInput], what: str = "images") -> List[NativeInput]:
-    """Every input as the native module takes it, in order."""
+def native_inputs(
+    inputs: Iterable[ImageInput], max_pixels: int, what: str = "images"
+) -> List[NativeInput]:
+    """Every input as the native module takes it, in order; an array over
+    ``max_pixels`` is refused before it is copied (a broadcast view of a
+    trillion pixels holds no memory until ``tobytes`` makes it)."""
     if isinstance(inputs, (str, bytes, bytearray, memoryview, os.PathLike)) or _is_pil(inputs):
         raise TypeError(f"{what}: pass a list of images (wrap a single image in a list)")
     if isinstance(inputs, np.ndarray) and inputs.ndim != 4:
@@ -37,10 +41,10 @@ def native_inputs(inputs: Iterable[ImageInput], what: str = "images") -> List[Na
             f"{what}: pass a list of images, or an N x H x W x 3 uint8 array "
             f"(got an array of shape {inputs.shape})"
         )
-    return [_native(x) for x in inputs]
+    return [_native(x, max_pixels) for x in inputs]
 
 
-def _native(x: Any) -> NativeInput:
+def _native(x: Any, max_pixels: int) -> NativeInput:
     if isinstance(x, str):
         return ("path", x)
     if isinstance(x, os.PathLike):
@@ -55,9 +59,9 @@ def _native(x: Any) -> NativeInput:
             rgb = np.asarray(x.convert("RGB"))
         except Exception as e:  # PIL decodes lazily: a broken file fails here
             return _invalid("PIL image", f"cannot convert to RGB: {e}")
-        return _array(rgb)
+        return _array(rgb, max_pixels)
     if isinstance(x, np.ndarray):
-        return _array(x)
+        return _array(x, max_pixels)
     kind = type(x).__name__
     return _invalid(
         kind,
@@ -66,7 +70,7 @@ def _native(x: Any) -> NativeInput:
     )
 
 
-def _array(a: np.ndarray) -> NativeInput:
+def _array(a: np.ndarray, max_pixels: int) -> NativeInput:
     name = "array " + "x".join(str(n) for n in a.shape)
     if a.dtype != np.uint8:
         return _invalid(name, f"expected dtype uint8, got {a.dtype}")
@@ -77,6 +81,9 @@ def _array(a: np.ndarray) -> NativeInput:
         return _invalid(name, "the array holds no pixels")
     if height > _MAX_SIDE or width > _MAX_SIDE:
         return _invalid(name, "the array is too large")
+    if height * width > max_pixels:
+        # The native module's words for the same check, made before the copy.
+        return _invalid(name, f"{height * width} pixels, over the budget of {max_pixels} pixels")
     return ("rgb", (height, width, np.ascontiguousarray(a).tobytes()))
 
 

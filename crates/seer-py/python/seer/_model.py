@@ -153,7 +153,7 @@ class Model:
         row is NaN and ``errors[i]`` says why (``None`` for rows that worked).
         """
         stop = _stop_on_error(errors)
-        native = native_inputs(inputs)
+        native = native_inputs(inputs, self._native.max_pixels)
         buffer, failures = self._native.embed_images(native, normalize, stop)
         if stop:
             _raise_first(failures)
@@ -224,7 +224,7 @@ class Model:
             templates = os.fspath(templates)
         if not isinstance(templates, str):
             templates = list(templates)
-        native = native_inputs(images)
+        native = native_inputs(images, self._native.max_pixels)
         predictions, failures = self._native.classify(
             native, list(labels), templates, top_k, stop
         )
