@@ -10,11 +10,12 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::Router;
-use seer_engine::{ImageEncoder, LoadedModel, ScoreRule, TextEncoder};
-use seer_image::{DecodedImage, PreprocessConfig};
+use seer_engine::{LoadedModel, ScoreRule, TextEncoder};
+use seer_image::PreprocessConfig;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
+use crate::task_tests::{unit, FakeImage};
 use crate::{app, ServerConfig};
 
 // ------------------------------------------------------------------ fakes
@@ -37,40 +38,6 @@ impl Latch {
     fn open(&self) {
         *self.open.lock().unwrap() = true;
         self.opened.notify_all();
-    }
-}
-
-fn unit(v: &[f32]) -> Vec<f32> {
-    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-6);
-    v.iter().map(|x| x / n).collect()
-}
-
-/// An image embeds as its mean colour.
-struct FakeImage(PreprocessConfig);
-
-impl ImageEncoder for FakeImage {
-    fn embed_dim(&self) -> usize {
-        3
-    }
-    fn preprocess_config(&self) -> &PreprocessConfig {
-        &self.0
-    }
-    fn pixels_len(&self) -> usize {
-        3
-    }
-    fn preprocess(&self, image: &DecodedImage) -> Vec<f32> {
-        let rgb = image.to_rgb();
-        let n = (rgb.width() * rgb.height()).max(1) as f32;
-        let mut sum = [0f32; 3];
-        for p in rgb.pixels() {
-            for (s, v) in sum.iter_mut().zip(p.0) {
-                *s += v as f32 / 255.0 / n;
-            }
-        }
-        sum.to_vec()
-    }
-    fn embed_pixels(&self, p: Vec<f32>, n: usize, _: bool) -> seer_engine::Result<Vec<Vec<f32>>> {
-        Ok((0..n).map(|i| unit(&p[i * 3..i * 3 + 3])).collect())
     }
 }
 

@@ -40,7 +40,7 @@ fn colour(rgb: &[f32]) -> &'static str {
     COLOURS[rgb.iter().position(|&c| c == max).unwrap_or(2)]
 }
 
-fn unit(v: &[f32]) -> Vec<f32> {
+pub(crate) fn unit(v: &[f32]) -> Vec<f32> {
     let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-6);
     v.iter().map(|x| x / n).collect()
 }
@@ -57,7 +57,7 @@ fn named(text: &str) -> Vec<&'static str> {
 
 /// Images embed as their mean colour; a text as the colours it names, the
 /// last one most (a bag of words that blurs who does what to whom).
-struct FakeImage(PreprocessConfig);
+pub(crate) struct FakeImage(pub(crate) PreprocessConfig);
 
 impl ImageEncoder for FakeImage {
     fn embed_dim(&self) -> usize {
