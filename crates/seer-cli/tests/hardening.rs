@@ -147,19 +147,19 @@ fn index_counts_files_the_walk_cannot_read_as_failed() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }
 
-/// Scores are cosines: a threshold that is no number is refused (exit 2),
-/// not an empty result; a negative one needs no `=`.
+/// Scores are cosines: a threshold that is no number or out of -1..=1 is
+/// refused (exit 2), not an empty result; a negative one needs no `=`.
 #[test]
-fn search_refuses_a_min_score_that_is_no_number() {
+fn search_refuses_a_min_score_that_is_no_cosine() {
     let photos = photo_folder(2);
     let idx = tempfile::tempdir().unwrap();
     let m = model("openclip-vit");
     ok(seer(idx.path(), &index_args(photos.path(), &m)));
-    for bad in ["NaN", "inf"] {
+    for bad in ["NaN", "inf", "1.5", "-2"] {
         let o = seer(idx.path(), &["search", "a photo", "--min-score", bad]);
         assert_eq!(o.status.code(), Some(2), "{bad}: {}", stderr(&o));
         assert!(
-            stderr(&o).contains("--min-score must be a number"),
+            stderr(&o).contains("--min-score must be a cosine similarity, from -1 to 1"),
             "{}",
             stderr(&o)
         );

@@ -219,7 +219,7 @@ fn search_by_text_image_and_like_with_filters() {
     assert!(lines.lines().all(|l| l.contains("/album1/")));
     let lines = ok(seer(
         idx.path(),
-        &["search", "a fish", "--min-score", "2", "--json"],
+        &["search", "a fish", "--min-score", "1", "--json"],
     ));
     assert_eq!(lines.lines().count(), 0);
 

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::server::{json_of, post_form, start};
+use common::server::{json_of, metric, post_form, start};
 use seer_testkit::shared_data;
 use serde_json::{json, Value};
 
@@ -25,7 +25,7 @@ fn message(body: &Value) -> &str {
 }
 
 #[test]
-fn requests_larger_than_the_queue_are_told_the_limit_and_the_rest_are_answered() {
+fn classifications_larger_than_the_queue_go_in_parts_and_repeats_embed_the_image_alone() {
     let s = start(&[]);
     let chelsea = shared_data().join("smoke/skimage/chelsea.png");
     let classify = format!("{}/v1/classify", s.url);
@@ -36,42 +36,37 @@ fn requests_larger_than_the_queue_are_told_the_limit_and_the_rest_are_answered()
             .join(",")
     };
 
-    // 36 labels × 7 imagenet templates and the image: 253 of the 256 places.
-    let many = labels(36);
-    let (code, body) = post_form(
-        &classify,
-        &[("labels", &many), ("templates", "imagenet")],
-        Some(&chelsea),
-    );
-    assert_eq!(code, 200, "{body}");
-    assert_eq!(body["predictions"].as_array().unwrap().len(), 36);
-
-    // One label more (260 inputs) never fits the default queue: a 400 that says so.
-    for (labels, templates, hint) in [
-        (labels(37), "imagenet", "give at most 36 labels"),
-        (labels(1000), "imagenet", "7001 model inputs"),
-        (labels(300), "default", "give at most 255 labels"),
-    ] {
-        let (code, body) = post_form(
-            &classify,
-            &[("labels", &labels), ("templates", templates)],
-            Some(&chelsea),
+    // 100 labels × 7 imagenet templates and the image: 701 model inputs
+    // through the default queue of 256; 300 labels with the default template.
+    for (n, templates) in [(100, "imagenet"), (300, "default")] {
+        let before = metric(&s.url, "seer_batch_items");
+        let form = [("labels", labels(n)), ("templates", templates.into())];
+        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (code, body) = post_form(&classify, &form, Some(&chelsea));
+        assert_eq!(code, 200, "{templates}: {body}");
+        let first = body["predictions"].as_array().unwrap().clone();
+        assert_eq!(first.len(), n);
+        let prompts = if templates == "imagenet" { 7 * n } else { n };
+        assert_eq!(
+            metric(&s.url, "seer_batch_items"),
+            before + 1.0 + prompts as f64
         );
-        assert_eq!(code, 400, "{templates}: {body}");
-        let m = message(&body);
-        assert!(
-            m.contains(hint) && m.contains("256") && m.contains("--queue"),
-            "{m}"
+        // Again: the same answer from the image alone.
+        let (code, body) = post_form(&classify, &form, Some(&chelsea));
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(body["predictions"].as_array().unwrap(), &first);
+        assert_eq!(
+            metric(&s.url, "seer_batch_items"),
+            before + 2.0 + prompts as f64
         );
     }
+    // More than 1,000 labels is refused.
+    let (code, body) = post_form(&classify, &[("labels", &labels(1001))], Some(&chelsea));
+    assert_eq!(code, 400, "{body}");
+    assert!(message(&body).contains("1 to 1000"), "{body}");
     // Nothing was refused as busy, and nothing is left waiting.
-    let metrics = ureq::get(&format!("{}/metrics", s.url))
-        .call()
-        .unwrap()
-        .into_string()
-        .unwrap();
-    assert!(metrics.contains("\nseer_queue_rejections 0\n"), "{metrics}");
-    assert!(metrics.contains("\nseer_queue_depth 0\n"), "{metrics}");
+    assert_eq!(metric(&s.url, "seer_queue_rejections"), 0.0);
+    assert_eq!(metric(&s.url, "seer_queue_depth"), 0.0);
 }
 
 #[test]
@@ -144,8 +139,12 @@ fn search_parameters_out_of_range_are_400_and_never_clamped() {
         ("k=0", "k must be 1 to 1000"),
         ("k=20000&offset=0", "k must be 1 to 1000"),
         ("k=5&offset=9996", "offset + k must be at most 10000"),
-        ("min_score=NaN", "min_score must be a finite number"),
-        ("min_score=inf", "min_score must be a finite number"),
+        (
+            "min_score=NaN",
+            "min_score must be a cosine similarity, from -1 to 1",
+        ),
+        ("min_score=inf", "from -1 to 1, not inf"),
+        ("min_score=5", "from -1 to 1, not 5"),
         ("from=2022-02-30", "2022-02 has 28 days"),
         ("from=2022-02-31", "2022-02 has 28 days"),
         ("from=2022-04-31", "2022-04 has 30 days"),

@@ -6,8 +6,8 @@ mod common;
 use std::collections::HashSet;
 
 use common::exif::{dated_photos, DATED};
-use common::server::{start, start_on};
-use seer_testkit::shared_data;
+use common::server::{index_with, serve, start};
+use seer_testkit::{model_fixture, shared_data};
 use serde_json::Value;
 
 fn get(url: &str) -> (u16, Value) {
@@ -75,7 +75,18 @@ fn more_like_this_leaves_out_the_photo_itself_and_pages_with_offset() {
 #[test]
 fn date_filters_keep_only_photos_taken_in_the_range() {
     let dated = dated_photos();
-    let s = start_on(&[&shared_data().join("smoke"), dated.path()], &[]);
+    let folders = [&shared_data().join("smoke"), dated.path()];
+    let index = tempfile::tempdir().unwrap();
+    index_with(index.path(), &folders, &model_fixture("openclip-vit"));
+    // A copy made after its source was indexed reuses what the index knows of
+    // the content, capture time included.
+    std::fs::copy(
+        dated.path().join("bee-2020.jpg"),
+        dated.path().join("bee-copy.jpg"),
+    )
+    .unwrap();
+    index_with(index.path(), &folders, &model_fixture("openclip-vit"));
+    let s = serve(index, &[]);
     let search = |range: &str| get(&format!("{}/v1/search?q=a%20photo&k=100{range}", s.url));
     let names = |answer: &Value| -> HashSet<String> {
         answer["results"]
@@ -89,37 +100,55 @@ fn date_filters_keep_only_photos_taken_in_the_range() {
             .collect()
     };
     let (_, all) = search("");
-    assert_eq!(ids(&all).len(), 37);
+    assert_eq!(ids(&all).len(), 38);
     // Both bounds inclusive; a bare `to` date covers its whole day; photos without a
     // capture time (all the others) are left out.
     let (code, range) = search("&from=2020-01-01&to=2021-12-31");
     assert_eq!(code, 200, "{range}");
     assert_eq!(
         names(&range),
-        HashSet::from(["bee-2020.jpg".to_string(), "cake-2021.jpg".to_string()])
+        HashSet::from(["bee-2020.jpg", "bee-copy.jpg", "cake-2021.jpg"].map(String::from))
     );
     let (_, before) = search("&to=2020-07-15T08:30");
     assert_eq!(
         names(&before),
-        HashSet::from(["cat-2019.jpg".to_string(), "bee-2020.jpg".to_string()])
+        HashSet::from(["cat-2019.jpg", "bee-2020.jpg", "bee-copy.jpg"].map(String::from))
     );
     // tree.webp of the smoke photos carries a capture time of its own (2022-02-19).
     let (_, since) = search("&from=2019-05-01");
     assert_eq!(
         names(&since),
         HashSet::from(
-            ["cat-2019.jpg", "bee-2020.jpg", "cake-2021.jpg", "tree.webp"].map(String::from)
+            [
+                "cat-2019.jpg",
+                "bee-2020.jpg",
+                "bee-copy.jpg",
+                "cake-2021.jpg",
+                "tree.webp"
+            ]
+            .map(String::from)
         )
     );
     let (_, none) = search("&from=2023-01-01");
     assert_eq!(ids(&none).len(), 0);
     // Each hit says when it was taken.
-    for r in range["results"].as_array().unwrap() {
+    let hits = range["results"].as_array().unwrap();
+    for r in hits {
         let name = r["path"].as_str().unwrap().rsplit('/').next().unwrap();
+        let name = name.replace("bee-copy", "bee-2020");
         let (_, _, taken) = DATED.iter().find(|d| d.0 == name).unwrap();
         let (date, time) = taken.split_once(' ').unwrap();
         assert_eq!(r["taken_at"], format!("{} {time}", date.replace(':', "-")));
     }
+    let size = |name: &str| {
+        let hit = hits
+            .iter()
+            .find(|r| r["path"].as_str().unwrap().ends_with(name))
+            .unwrap();
+        (hit["width"].clone(), hit["height"].clone())
+    };
+    assert!(size("/bee-2020.jpg").0.is_u64());
+    assert_eq!(size("/bee-copy.jpg"), size("/bee-2020.jpg"));
     for bad in [
         "&from=yesterday",
         "&to=2021-02-30x",

@@ -9,7 +9,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
-use common::server::{index_with, json_of, post_form, seer, serve, Server};
+use common::server::{index_with, json_of, metric, post_form, seer, serve, Server};
 use seer_testkit::{model_fixture, repo_root, shared_data};
 use serde_json::Value;
 
@@ -55,20 +55,6 @@ fn indexed(url: &str, name: &str) -> (i64, u64, u64) {
         hit["width"].as_u64().unwrap(),
         hit["height"].as_u64().unwrap(),
     )
-}
-
-fn metric(url: &str, name: &str) -> f64 {
-    let text = ureq::get(&format!("{url}/metrics"))
-        .call()
-        .unwrap()
-        .into_string()
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
-        .trim()
-        .parse()
-        .unwrap()
 }
 
 /// What `seer <args>` prints as JSON (the first line).

@@ -389,7 +389,7 @@ fn the_words_index_follows_moves_copies_changes_and_failures() {
     // A move keeps the row and its caption; a copy takes it.
     write::move_file(&tx, a, "/p/moved.jpg", 1, 1).unwrap();
     let copy = write::upsert_file(&tx, &record("/p/copy.jpg", 1)).unwrap();
-    write::copy_embeddings(&tx, a, copy).unwrap();
+    write::copy_content(&tx, a, copy).unwrap();
     tx.commit().unwrap();
     assert!(found_by_words(&store, "dog").is_empty());
     assert_eq!(

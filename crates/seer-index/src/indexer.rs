@@ -293,7 +293,7 @@ fn apply_cheap_changes(store: &mut Store, plan: &scan::Plan) -> Result<()> {
                 ..Default::default()
             };
             let id = write::upsert_file(&tx, &record)?;
-            write::copy_embeddings(&tx, *source, id)?;
+            write::copy_content(&tx, *source, id)?;
         }
         write::bump_generation(&tx)
     })();

@@ -989,9 +989,17 @@ pub mod write {
         .map(|_| ())
     }
 
-    /// Copies every model's vectors, and every caption, from one file to
-    /// another with the same content.
-    pub fn copy_embeddings(tx: &Transaction, from: i64, to: i64) -> rusqlite::Result<()> {
+    /// Copies what the content determines from one file to another with the
+    /// same content: every model's vectors, every caption, and the pixel size
+    /// and EXIF capture time (a copy's detail view and date filters are its
+    /// source's).
+    pub fn copy_content(tx: &Transaction, from: i64, to: i64) -> rusqlite::Result<()> {
+        tx.execute(
+            "UPDATE files SET (width, height, taken_at) =
+               (SELECT width, height, taken_at FROM files WHERE id = ?1)
+             WHERE id = ?2",
+            params![from, to],
+        )?;
         tx.execute(
             "INSERT OR REPLACE INTO embeddings (file_id, model_id, encoding, vector)
              SELECT ?2, model_id, encoding, vector FROM embeddings WHERE file_id = ?1",

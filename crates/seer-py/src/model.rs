@@ -1,10 +1,12 @@
 //! The native `Model`: a [`LoadedModel`] with the options its calls use,
 //! frozen (no method changes it) and `Sync`, so Python threads share it.
 
-use std::path::PathBuf;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
 
+use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::PyByteArray;
+use pyo3::types::{PyByteArray, PyString};
 use seer_engine::prompts::templates as template_set;
 use seer_engine::{
     DeviceChoice, EmbedOptions, LoadOptions, LoadedModel, Precision, ZeroShotClassifier,
@@ -12,7 +14,7 @@ use seer_engine::{
 use seer_image::DecodeLimits;
 
 use crate::batch::{embed_images, Row};
-use crate::convert::{errors, floats, matrix, pool_error, seer_error};
+use crate::convert::{errors, floats, matrix, pool_error, seer_error, Int};
 use crate::input::ImageInput;
 use crate::pool;
 
@@ -25,16 +27,38 @@ type Predicted = (String, usize, f32);
 #[pyclass(frozen, module = "seer._seer", name = "Model")]
 pub struct Model {
     model: LoadedModel,
+    /// `model.id` as Python sees it: a folder's path that is not UTF-8 too.
+    name: PathBuf,
     /// Batch size and decode limits of every call (normalisation is per call).
     options: EmbedOptions,
 }
 
 /// Prompt templates: a built-in set or file (`default`, `imagenet`, a path,
 /// `prompts.json#DATASET`), or the templates themselves.
-#[derive(FromPyObject)]
 pub enum Templates {
     Spec(String),
     List(Vec<String>),
+}
+
+impl<'a, 'py> FromPyObject<'a, 'py> for Templates {
+    type Error = PyErr;
+
+    /// A `str`, or a sequence of `str` (not `bytes`, whose items are ints).
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        if let Ok(spec) = obj.cast::<PyString>() {
+            return Ok(Self::Spec(spec.to_cow()?.into_owned()));
+        }
+        obj.extract::<Vec<String>>().map(Self::List).map_err(|_| {
+            let kind = obj
+                .get_type()
+                .name()
+                .map_or_else(|_| "?".to_string(), |n| n.to_string());
+            PyTypeError::new_err(format!(
+                "templates must be a str (default, imagenet, a file) or a list of str \
+                 templates, got {kind}"
+            ))
+        })
+    }
 }
 
 impl Templates {
@@ -53,29 +77,29 @@ impl Templates {
 
 #[pymethods]
 impl Model {
-    /// Loads `spec` (a folder, an alias or a hub id) as `seer --model` does.
+    /// Loads `spec` (a folder, an alias or a hub id) as `seer --model` does;
+    /// a folder's path need not be UTF-8 (`str` with surrogate escapes, or
+    /// `os.PathLike`).
     /// `offline` forbids the network for this load (the process-wide switch
     /// of seer's hub client, which the Python side sets from
     /// `HF_HUB_OFFLINE` unless told).
     #[new]
-    #[pyo3(signature = (spec, device = "cpu", precision = "f32", *, batch_size = 32, tokenizer = None, offline = false, max_pixels = None))]
+    #[pyo3(signature = (spec, device = "cpu", precision = "f32", *, batch_size = Int::Value(32), tokenizer = None, offline = false, max_pixels = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
-        spec: String,
+        spec: PathBuf,
         device: &str,
         precision: &str,
-        batch_size: usize,
+        batch_size: Int,
         tokenizer: Option<PathBuf>,
         offline: bool,
-        max_pixels: Option<u64>,
+        max_pixels: Option<Int>,
     ) -> PyResult<Self> {
-        if batch_size == 0 {
-            return Err(seer_error("batch_size must be at least 1"));
-        }
-        if max_pixels == Some(0) {
-            return Err(seer_error("max_pixels must be at least 1"));
-        }
+        let batch_size = batch_size.count("batch_size")?;
+        let max_pixels = max_pixels
+            .map(|m| m.at_least_one("max_pixels", u64::MAX))
+            .transpose()?;
         let device = DeviceChoice::parse(device).map_err(seer_error)?;
         let precision = Precision::parse(precision).ok_or_else(|| {
             seer_error(format!("unknown precision '{precision}' (f32, bf16, int8)"))
@@ -87,10 +111,10 @@ impl Model {
             precision,
         };
         seer_hub::set_offline(offline);
-        let model = py
-            .detach(|| pool::run_transient(|| LoadedModel::load(&spec, &load)))
+        let (model, name) = py
+            .detach(|| pool::run_transient(|| load_model(&spec, &load)))
             .map_err(pool_error)?
-            .map_err(|e| seer_error(format!("cannot load model '{spec}': {e}")))?;
+            .map_err(|e| seer_error(format!("cannot load model '{}': {e}", spec.display())))?;
         if model.image.is_none() && model.text.is_none() {
             return Err(seer_error(format!(
                 "model '{}' ({}) gives no embeddings: seer.Model takes an embedding model (CLIP, SigLIP, DINOv2)",
@@ -104,6 +128,7 @@ impl Model {
         };
         Ok(Self {
             model,
+            name,
             options: EmbedOptions {
                 batch_size,
                 normalize: true,
@@ -118,10 +143,11 @@ impl Model {
         self.model.embed_dim()
     }
 
-    /// The hub id, or the model folder's full path.
+    /// The hub id, or the model folder's full path (a `str` with surrogate
+    /// escapes where the path is not UTF-8, as `os.fsdecode` gives).
     #[getter]
-    fn name(&self) -> &str {
-        &self.model.id
+    fn name(&self) -> &OsStr {
+        self.name.as_os_str()
     }
 
     /// The model's family in seer's registry (`clip`, `siglip`, `dinov2`).
@@ -186,9 +212,10 @@ impl Model {
         inputs: Vec<ImageInput>,
         labels: Vec<String>,
         templates: Templates,
-        top_k: usize,
+        top_k: Int,
         stop_on_error: bool,
     ) -> PyResult<(Vec<Option<Vec<Predicted>>>, InputErrors)> {
+        let top_k = top_k.count("top_k")?;
         let options = self.options(true);
         let text = self.model.text().map_err(seer_error)?;
         let image = self.model.image().map_err(seer_error)?;
@@ -221,14 +248,50 @@ impl Model {
         Ok((predictions, errors(&rows)))
     }
 
+    /// The model itself: it never changes, so a copy would be the same.
+    fn __copy__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    /// The model itself, as [`Self::__copy__`].
+    fn __deepcopy__(slf: Py<Self>, _memo: &Bound<'_, PyAny>) -> Py<Self> {
+        slf
+    }
+
+    /// The name as Rust quotes it: a path's bytes that are not UTF-8 as
+    /// `\xFF` escapes.
     fn __repr__(&self) -> String {
         format!(
             "seer.Model(name={:?}, family={:?}, dim={})",
-            self.model.id,
+            self.name,
             self.model.family,
             self.model.embed_dim()
         )
     }
+}
+
+/// Loads `spec` as `LoadedModel::load` does, with the name Python sees. A
+/// path that is not UTF-8 can only be a folder (hub ids and aliases are
+/// UTF-8): it is loaded as `seer_hub::resolve` loads a folder, from its
+/// canonical path.
+fn load_model(spec: &Path, options: &LoadOptions) -> seer_engine::Result<(LoadedModel, PathBuf)> {
+    if let Some(spec) = spec.to_str() {
+        let model = LoadedModel::load(spec, options)?;
+        let name = PathBuf::from(&model.id);
+        return Ok((model, name));
+    }
+    if !spec.is_dir() {
+        let error = if spec.exists() {
+            seer_hub::HubError::NotAFolder(spec.to_path_buf())
+        } else {
+            seer_hub::HubError::NoSuchFolder(spec.to_path_buf())
+        };
+        return Err(error.into());
+    }
+    let dir = spec.canonicalize().unwrap_or_else(|_| spec.to_path_buf());
+    let mut model = LoadedModel::load_dir(&dir, options)?;
+    model.id = dir.display().to_string();
+    Ok((model, dir))
 }
 
 impl Model {

@@ -108,3 +108,23 @@ def test_an_empty_table_gives_an_empty_table(clip: seer.Model) -> None:
     result = clip.embed_arrow(shard([], []))
     assert result.num_rows == 0
     assert result.schema.field("embedding").type == pa.list_(pa.float32(), clip.dim)
+
+
+def test_an_uncastable_key_column_and_duplicate_columns_raise_seer_error(
+    clip: seer.Model,
+) -> None:
+    image = RGB_FILES[0].read_bytes()
+    nested = pa.table(
+        {"jpg": pa.array([image], pa.binary()), "__key__": pa.array([[1, 2]], pa.list_(pa.int64()))}
+    )
+    with pytest.raises(seer.SeerError, match=r"key column '__key__' holds list<item: int64>"):
+        clip.embed_arrow(nested)
+    assert clip.embed_arrow(nested, key_column=None).column("key").to_pylist() == ["0"]
+    binary, key = pa.array([image], pa.binary()), pa.array(["k"])
+    twice = [
+        (pa.Table.from_arrays([binary, binary, key], names=["jpg", "jpg", "__key__"]), "jpg"),
+        (pa.Table.from_arrays([binary, key, key], names=["jpg", "__key__", "__key__"]), "__key__"),
+    ]
+    for table, name in twice:
+        with pytest.raises(seer.SeerError, match=f"the table has 2 columns named '{name}'"):
+            clip.embed_arrow(table)

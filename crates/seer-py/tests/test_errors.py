@@ -226,3 +226,61 @@ def test_an_array_over_the_budget_is_refused_before_it_is_copied() -> None:
     rows, errors = model.embed_images([np.zeros((4, 4, 3), np.uint8), huge], errors="return")
     assert errors[0] is None and np.isfinite(rows[0]).all()
     assert "over the budget" in errors[1] and np.isnan(rows[1]).all()
+
+
+@pytest.mark.parametrize(
+    "templates,phrase",
+    [
+        (b"a {}", "not a bytes"),
+        (bytearray(b"a {}"), "not a bytearray"),
+        ([1, 2], r"templates\[0\] is a int"),
+        (["a {}", None], r"templates\[1\] is a NoneType"),
+        (3, "not a int"),
+        (None, "not a NoneType"),
+    ],
+    ids=["bytes", "bytearray", "ints", "none-item", "int", "none"],
+)
+def test_templates_of_a_wrong_type_raise_type_error_naming_templates(
+    clip: seer.Model, templates, phrase: str
+) -> None:
+    with pytest.raises(TypeError, match=phrase) as caught:
+        clip.classify([GOOD], ["cat"], templates=templates)
+    assert "templates" in str(caught.value) and "failed to extract" not in str(caught.value)
+    # The native half says the same kind of thing.
+    with pytest.raises(TypeError, match="templates must be a str"):
+        clip._native.classify([], ["cat"], templates, 1, True)
+
+
+def test_labels_of_a_wrong_type_raise_type_error_naming_labels(clip: seer.Model) -> None:
+    with pytest.raises(TypeError, match=r"labels\[1\] is a int"):
+        clip.classify([GOOD], ["cat", 2])
+    with pytest.raises(TypeError, match="labels: pass a list of class names, not a bytes"):
+        clip.classify([GOOD], b"cat")
+
+
+@pytest.mark.parametrize("value", [0, -1, -(2**70), -(2**200)])
+def test_counts_below_one_raise_the_same_seer_error_as_zero(value: int) -> None:
+    for name in ("batch_size", "max_pixels"):
+        with pytest.raises(seer.SeerError, match=f"^{name} must be at least 1, got {value}$"):
+            load(CLIP_OPENCLIP, **{name: value})
+    model = load(CLIP_OPENCLIP)
+    with pytest.raises(seer.SeerError, match=f"^top_k must be at least 1 .*got {value}$"):
+        model.classify([GOOD], ["cat"], top_k=value)
+    with pytest.raises(seer.SeerError, match=f"^top_k must be at least 1, got {value}$"):
+        model._native.classify([], ["cat"], "default", value, True)
+
+
+def test_counts_past_their_range_and_of_wrong_types_are_named() -> None:
+    with pytest.raises(seer.SeerError, match="^max_pixels must be at most 18446744073709551615"):
+        load(CLIP_OPENCLIP, max_pixels=2**64)
+    with pytest.raises(seer.SeerError, match="^batch_size must be at most"):
+        load(CLIP_OPENCLIP, batch_size=2**200)
+    with pytest.raises(TypeError, match="batch_size"):
+        load(CLIP_OPENCLIP, batch_size=2.0)
+    with pytest.raises(TypeError, match="max_pixels"):
+        load(CLIP_OPENCLIP, max_pixels="1000")
+    assert load(CLIP_OPENCLIP, batch_size=np.int64(3)).batch_size == 3
+    model = load(CLIP_OPENCLIP)
+    for bad in ("3", 2.5):
+        with pytest.raises(TypeError, match=r"^top_k must be an int \(or None for every label\)"):
+            model.classify([GOOD], ["cat"], top_k=bad)  # type: ignore[arg-type]

@@ -183,3 +183,69 @@ def test_the_model_is_immutable(clip: seer.Model) -> None:
     with pytest.raises(AttributeError):
         del clip.dim  # type: ignore[misc]
     assert clip.dim == 16
+
+
+def test_copy_and_deepcopy_give_the_model_itself(clip: seer.Model) -> None:
+    import copy
+
+    assert copy.copy(clip) is clip
+    assert copy.deepcopy(clip) is clip
+    # Inside a structure too, and the native half alike.
+    assert copy.deepcopy({"model": clip})["model"] is clip
+    assert copy.copy(clip._native) is clip._native
+    assert copy.deepcopy(clip._native) is clip._native
+
+
+def test_pickling_a_model_is_refused_clearly(clip: seer.Model) -> None:
+    import pickle
+
+    for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
+        with pytest.raises(TypeError, match="cannot be pickled.*loads its own") as caught:
+            pickle.dumps(clip, protocol=protocol)
+        assert repr(clip.name) in str(caught.value)
+
+
+def test_a_model_folder_whose_path_is_not_utf8_loads(clip: seer.Model, tmp_path: Path) -> None:
+    import os
+    import shutil
+
+    folder = os.path.join(os.fsencode(tmp_path), b"model-\xff\xfe")
+    shutil.copytree(CLIP_OPENCLIP, os.fsdecode(folder))
+    expected = clip.embed_images(RGB_FILES[:2])
+    for spec in (folder, os.fsdecode(folder), Path(os.fsdecode(folder))):
+        model = load(spec)  # type: ignore[arg-type]
+        assert model.name == os.fsdecode(os.path.realpath(folder))
+        assert "model-\\xFF\\xFE" in repr(model)
+        assert same_bits(model.embed_images(RGB_FILES[:2]), expected)
+    # Its name loads it again.
+    assert load(model.name).dim == clip.dim  # type: ignore[arg-type]
+    missing = os.path.join(os.fsencode(tmp_path), b"missing-\xff")
+    with pytest.raises(seer.SeerError, match="does not exist"):
+        load(missing)  # type: ignore[arg-type]
+    afile = os.path.join(os.fsencode(tmp_path), b"file-\xff")
+    open(afile, "wb").close()
+    with pytest.raises(seer.SeerError, match="is a file"):
+        load(afile)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("dtype", [None, object], ids=["str", "object"])
+def test_a_1d_array_of_paths_is_a_list_of_images(clip: seer.Model, dtype) -> None:
+    paths = np.array([str(p) for p in RGB_FILES[:3]], dtype=dtype)
+    expected = clip.embed_images([str(p) for p in RGB_FILES[:3]])
+    assert same_bits(clip.embed_images(paths), expected)
+    labels = ["cat", "rocket"]
+    assert clip.classify(paths, labels) == clip.classify(RGB_FILES[:3], labels)
+    # Refused, not read as a list: a 1-D array of numbers, and of fixed-width
+    # bytes (which drop each item's trailing NUL bytes).
+    for bad in (np.zeros(3), np.array([b"a", b"b"])):
+        with pytest.raises(TypeError, match="1-D array of paths"):
+            clip.embed_images(bad)
+
+
+def test_top_k_none_gives_every_label(clip: seer.Model) -> None:
+    labels = ["cat", "rocket", "coffee"]
+    every = clip.classify(RGB_FILES[:2], labels, top_k=None)
+    assert [len(row) for row in every] == [3, 3]
+    assert every == clip.classify(RGB_FILES[:2], labels, top_k=3)
+    assert every == clip.classify(RGB_FILES[:2], labels, top_k=10**30)
+    assert sorted(p.index for p in every[0]) == [0, 1, 2]

@@ -11,7 +11,9 @@
 //! refused at once (the caller answers 503 with Retry-After), so memory never
 //! grows without bound under overload and no item is computed for a request that
 //! is then refused; a request with more items than the queue holds at all is
-//! told so (400), since retrying could never help.
+//! told so (400), since retrying could never help. A classification's prompts
+//! are the exception: once its first part is admitted, the rest go in parts of
+//! half the queue as room frees ([`Queue::reserve_waiting`]).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -106,28 +108,59 @@ impl<T> Queue<T> {
     /// when the queue has no room for all of them now, [`SubmitError::TooMany`]
     /// when it never could. A slot not used is given back when dropped.
     pub fn reserve(&self, n: usize) -> Result<Vec<Slot<T>>, SubmitError> {
+        self.fits(n)?;
+        self.take(n).ok_or_else(|| {
+            self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+            SubmitError::Busy
+        })
+    }
+
+    /// [`Queue::reserve`], waiting for room instead of refusing when the queue
+    /// has none now: for the later parts of a request admitted already (a
+    /// classification's prompts beyond the queue's size go in parts). It waits
+    /// as long as its caller does (the server's request timeout ends it).
+    pub async fn reserve_waiting(&self, n: usize) -> Result<Vec<Slot<T>>, SubmitError> {
+        self.fits(n)?;
+        loop {
+            if let Some(slots) = self.take(n) {
+                return Ok(slots);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+    }
+
+    /// How many items the queue holds at all.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    fn fits(&self, n: usize) -> Result<(), SubmitError> {
         if n > self.capacity {
             return Err(SubmitError::TooMany {
                 items: n,
                 capacity: self.capacity,
             });
         }
+        Ok(())
+    }
+
+    /// `n` slots when the queue has room for them now.
+    fn take(&self, n: usize) -> Option<Vec<Slot<T>>> {
         let capacity = self.capacity;
         self.depth
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| {
                 (d + n <= capacity).then_some(d + n)
             })
-            .map_err(|_| {
-                self.stats.rejected.fetch_add(1, Ordering::Relaxed);
-                SubmitError::Busy
-            })?;
-        Ok((0..n)
-            .map(|_| Slot {
-                tx: self.tx.clone(),
-                depth: self.depth.clone(),
-                sent: false,
-            })
-            .collect())
+            .ok()?;
+        Some(
+            (0..n)
+                .map(|_| Slot {
+                    tx: self.tx.clone(),
+                    depth: self.depth.clone(),
+                    sent: false,
+                })
+                .collect(),
+        )
     }
 }
 
@@ -210,6 +243,17 @@ impl Batcher {
     /// Room for a request's `n` items, all or none (see [`Queue::reserve`]).
     pub fn reserve(&self, n: usize) -> Result<Vec<EmbedSlot>, SubmitError> {
         self.queue.reserve(n)
+    }
+
+    /// Room for `n` more items of a request admitted already, when there is
+    /// (see [`Queue::reserve_waiting`]).
+    pub async fn reserve_waiting(&self, n: usize) -> Result<Vec<EmbedSlot>, SubmitError> {
+        self.queue.reserve_waiting(n).await
+    }
+
+    /// How many items the queue holds at all (`seer serve --queue`).
+    pub fn capacity(&self) -> usize {
+        self.queue.capacity()
     }
 
     /// Queues one item in a reserved slot; the embedding (L2-normalised)

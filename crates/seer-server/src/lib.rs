@@ -7,6 +7,7 @@
 //! JSON, and never fetches URLs.
 
 mod batcher;
+mod classifiers;
 mod error;
 mod files;
 mod listen;

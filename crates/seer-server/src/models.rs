@@ -14,6 +14,7 @@ use seer_index::{ModelInfo, Searcher, SearcherOptions, Store};
 use serde_json::{json, Value};
 
 use crate::batcher::Batcher;
+use crate::classifiers::Classifiers;
 use crate::error::{ApiError, ApiResult};
 
 /// What searches need as of one database generation: the model's [`Searcher`]
@@ -29,6 +30,8 @@ pub struct SearchData {
 pub struct Served {
     pub model: LoadedModel,
     pub batcher: Batcher,
+    /// Classifiers of recent `/v1/classify` label sets.
+    pub classifiers: Classifiers,
     cache: Mutex<Option<Arc<SearchData>>>,
 }
 
@@ -94,6 +97,7 @@ impl ServedModels {
                 Arc::new(Served {
                     model,
                     batcher,
+                    classifiers: Classifiers::default(),
                     cache: Mutex::new(None),
                 })
             })

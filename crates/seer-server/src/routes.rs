@@ -17,6 +17,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::batcher::{EmbedSlot, SubmitError, Work};
+use crate::classifiers::LabelSet;
 use crate::error::{ApiError, ApiResult};
 use crate::models::Served;
 use crate::state::{AppState, JobState};
@@ -427,12 +428,12 @@ pub async fn classify(State(state): AppStateRef, multipart: FormData) -> ApiResu
             "give 1 to 1000 comma-separated \"labels\"",
         ));
     }
-    let templates = match form
+    let template_set = form
         .fields
         .get("templates")
         .map(String::as_str)
-        .unwrap_or("default")
-    {
+        .unwrap_or("default");
+    let templates = match template_set {
         "default" => seer_engine::prompts::DEFAULT_TEMPLATES,
         "imagenet" => seer_engine::prompts::IMAGENET_TEMPLATES,
         other => {
@@ -448,59 +449,98 @@ pub async fn classify(State(state): AppStateRef, multipart: FormData) -> ApiResu
         .pick(form.fields.get("model").map(String::as_str))?;
     let rule = served.model.score_rule().map_err(ApiError::bad_request)?;
     served.model.image().map_err(ApiError::bad_request)?;
-    // The image and every label's prompts are queued together, once the queue
-    // has room for all of them (a 503 before any work when it has not).
-    let n = 1 + labels.len() * templates.len();
-    let mut slots = admit(
-        &served,
-        n,
-        |_| {
-            format!(
-                "{} labels \u{d7} {} templates, and the image,",
-                labels.len(),
-                templates.len()
-            )
-        },
-        |capacity| labels_that_fit(capacity, templates.len()),
-    )?;
+    let label_set = LabelSet {
+        templates: template_set.to_string(),
+        labels,
+    };
+    let known = served.classifiers.get(&label_set);
+    let prompts: Vec<String> = match known {
+        Some(_) => Vec::new(),
+        None => label_set
+            .labels
+            .iter()
+            .flat_map(|label| {
+                templates
+                    .iter()
+                    .map(|t| seer_engine::prompts::fill(t, label))
+            })
+            .collect(),
+    };
+    // The image and the prompts are queued together when the queue has room
+    // for all of them (a 503 before any work when it has not now). More
+    // prompts than the queue holds go in parts of half of it: the first with
+    // the image, all or none like any request, the others as room frees.
+    let capacity = served.batcher.capacity();
+    let part = if prompts.len() < capacity {
+        prompts.len()
+    } else {
+        (capacity / 2).max(1)
+    };
+    let first = part.min(capacity - 1);
+    let mut slots = admit(&served, 1 + first, |_| String::new(), |_| String::new())?;
     let pixels = prepare_image(&state, &served, bytes, name).await?;
     let slot = slots.next().expect("a slot per item");
     let image = queue(&served, slot, Work::Pixels(pixels))?;
-    // Class embeddings: every prompt joins the shared batches like any text.
-    let mut prompt_jobs = Vec::with_capacity(n - 1);
-    for label in &labels {
-        for t in templates {
-            let prompt = seer_engine::prompts::fill(t, label);
-            let slot = slots.next().expect("a slot per item");
-            prompt_jobs.push(queue(&served, slot, Work::Text(prompt))?);
+    let classifier = match known {
+        Some(classifier) => classifier,
+        None => {
+            let embedded = embed_in_parts(&served, slots, prompts, first, part).await?;
+            let classifier = Arc::new(seer_engine::ZeroShotClassifier::from_prompt_embeddings(
+                &label_set.labels,
+                &embedded,
+                templates.len(),
+                rule,
+            ));
+            served.classifiers.insert(label_set, classifier.clone());
+            classifier
         }
-    }
+    };
     let image = embedded(image).await?;
-    let mut prompt_embeddings = Vec::with_capacity(prompt_jobs.len());
-    for job in prompt_jobs {
-        prompt_embeddings.push(embedded(job).await?);
-    }
-    let classifier = seer_engine::ZeroShotClassifier::from_prompt_embeddings(
-        &labels,
-        &prompt_embeddings,
-        templates.len(),
-        rule,
-    );
     let probabilities = classifier.probabilities(&image);
-    let predictions = classifier.top_k(&probabilities, labels.len());
+    let predictions = classifier.top_k(&probabilities, classifier.labels.len());
     Ok(Json(json!({ "predictions": predictions })))
 }
 
-/// How to classify within a queue of `capacity` places, `templates` prompts per label.
-fn labels_that_fit(capacity: usize, templates: usize) -> String {
-    match capacity.saturating_sub(1) / templates.max(1) {
-        0 => format!(
-            "start the server with --queue {} or more to classify with these templates",
-            templates + 1
-        ),
-        most => format!(
-            "give at most {most} labels with these templates, or start the server with a larger --queue"
-        ),
+/// Embeddings of `texts`, in order: the first `first` in `slots` (reserved
+/// already), the rest `part` at a time as the queue has room, the next part
+/// queued while the one before is computed.
+async fn embed_in_parts(
+    served: &Served,
+    mut slots: std::vec::IntoIter<EmbedSlot>,
+    texts: Vec<String>,
+    first: usize,
+    part: usize,
+) -> ApiResult<Vec<Vec<f32>>> {
+    let mut embeddings = Vec::with_capacity(texts.len());
+    let mut texts = texts.into_iter();
+    let mut queued = std::collections::VecDeque::new();
+    let mut jobs = Vec::with_capacity(first);
+    for text in texts.by_ref().take(first) {
+        let slot = slots.next().expect("a slot per item");
+        jobs.push(queue(served, slot, Work::Text(text))?);
+    }
+    queued.push_back(jobs);
+    loop {
+        let next: Vec<String> = texts.by_ref().take(part).collect();
+        if !next.is_empty() {
+            let slots = served
+                .batcher
+                .reserve_waiting(next.len())
+                .await
+                .map_err(item_error)?;
+            let jobs = slots
+                .into_iter()
+                .zip(next)
+                .map(|(slot, text)| queue(served, slot, Work::Text(text)))
+                .collect::<ApiResult<Vec<_>>>()?;
+            queued.push_back(jobs);
+        }
+        let Some(done) = queued.pop_front() else {
+            return Ok(embeddings);
+        };
+        for job in done {
+            embeddings.push(embedded(job).await?);
+        }
     }
 }
 
@@ -764,12 +804,12 @@ fn page_bounds(k: Option<usize>, offset: Option<usize>) -> ApiResult<(usize, usi
     Ok((k, offset))
 }
 
-/// A cosine similarity to keep results at or above: a finite number (a NaN
-/// or infinite bound would quietly keep nothing, or everything).
+/// A cosine similarity to keep results at or above: -1 to 1 (a bound past 1,
+/// NaN or infinite would quietly keep nothing, or everything).
 fn min_score(value: Option<f32>) -> ApiResult<Option<f32>> {
     match value {
-        Some(m) if !m.is_finite() => Err(ApiError::bad_request(format!(
-            "min_score must be a finite number (a cosine similarity, -1 to 1), not {m}"
+        Some(m) if !(-1.0..=1.0).contains(&m) => Err(ApiError::bad_request(format!(
+            "min_score must be a cosine similarity, from -1 to 1, not {m}"
         ))),
         other => Ok(other),
     }

@@ -103,8 +103,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         "--rerank needs a text query: the matching model reads its words with each photo"
     );
     anyhow::ensure!(
-        args.min_score.is_none_or(f32::is_finite),
-        "--min-score must be a number (a cosine similarity), not {}",
+        args.min_score.is_none_or(|m| (-1.0..=1.0).contains(&m)),
+        "--min-score must be a cosine similarity, from -1 to 1, not {}",
         args.min_score.unwrap_or_default()
     );
     anyhow::ensure!(

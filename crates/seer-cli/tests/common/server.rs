@@ -126,3 +126,18 @@ pub fn post_form(url: &str, fields: &[(&str, &str)], image: Option<&Path>) -> (u
     let (ct, body) = multipart(fields, image);
     json_of(ureq::post(url).set("Content-Type", &ct).send_bytes(&body))
 }
+
+/// A gauge or counter from a server's /metrics.
+pub fn metric(url: &str, name: &str) -> f64 {
+    let text = ureq::get(&format!("{url}/metrics"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}

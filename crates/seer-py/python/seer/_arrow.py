@@ -42,7 +42,14 @@ def embed_arrow(
     if key_column is None:
         keys = pa.array([str(i) for i in range(table.num_rows)], type=pa.string())
     else:
-        keys = _column(table, key_column).cast(pa.string()).combine_chunks()
+        column = _column(table, key_column)
+        try:
+            keys = column.cast(pa.string()).combine_chunks()
+        except pa.ArrowException as e:
+            raise SeerError(
+                f"key column '{key_column}' holds {column.type}, which cannot be cast to "
+                f"strings ({e}): pass key_column=None to number the rows instead"
+            ) from None
 
     dim = model.dim
     rows = table.num_rows
@@ -77,8 +84,11 @@ def embed_arrow(
 
 
 def _column(table: "pa.Table", name: str) -> "pa.ChunkedArray":
-    if name not in table.column_names:
+    count = table.column_names.count(name)
+    if count == 0:
         raise SeerError(f"no column '{name}' (the table has: {', '.join(table.column_names)})")
+    if count > 1:
+        raise SeerError(f"the table has {count} columns named '{name}': rename or drop all but one")
     return table.column(name)
 
 

@@ -36,17 +36,27 @@ def native_inputs(
     trillion pixels holds no memory until ``tobytes`` makes it)."""
     if isinstance(inputs, (str, bytes, bytearray, memoryview, os.PathLike)) or _is_pil(inputs):
         raise TypeError(f"{what}: pass a list of images (wrap a single image in a list)")
-    if isinstance(inputs, np.ndarray) and inputs.ndim != 4:
+    if isinstance(inputs, np.ndarray) and not _is_image_list(inputs):
         raise TypeError(
-            f"{what}: pass a list of images, or an N x H x W x 3 uint8 array "
-            f"(got an array of shape {inputs.shape})"
+            f"{what}: pass a list of images, an N x H x W x 3 uint8 array, or a 1-D array "
+            f"of paths (str or object dtype); got an array of shape {inputs.shape} "
+            f"and dtype {inputs.dtype}"
         )
     return [_native(x, max_pixels) for x in inputs]
 
 
+def _is_image_list(a: np.ndarray) -> bool:
+    """An array that holds one image per item: N x H x W x 3 (each item an
+    HxWx3 array), or a 1-D array of paths (``str`` dtype) or of any inputs
+    (``object`` dtype), taken as a list would be. A 1-D ``bytes`` (``S``) array
+    is not: it drops the trailing NUL bytes of each item, which an encoded
+    file may end with."""
+    return a.ndim == 4 or (a.ndim == 1 and a.dtype.kind in "UO")
+
+
 def _native(x: Any, max_pixels: int) -> NativeInput:
     if isinstance(x, str):
-        return ("path", x)
+        return ("path", str(x))  # numpy's str_ items too
     if isinstance(x, os.PathLike):
         path = os.fspath(x)
         return ("path", path if isinstance(path, str) else os.fsdecode(path))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import operator
 import os
 from dataclasses import dataclass
 from typing import (
     TYPE_CHECKING,
     List,
     Literal,
+    NoReturn,
     Optional,
     Sequence,
     Tuple,
@@ -43,7 +45,8 @@ class Prediction:
 class Model:
     """A model loaded as ``seer --model`` loads it.
 
-    ``name_or_path`` is a local folder, an alias (``ViT-B-32``, see ``seer models``)
+    ``name_or_path`` is a local folder (``str``, ``bytes`` or ``os.PathLike``; its
+    path need not be UTF-8), an alias (``ViT-B-32``, see ``seer models``)
     or a Hugging Face hub id; hub models come from the Hugging Face cache and are
     downloaded when missing, unless ``offline`` (default: ``$HF_HUB_OFFLINE``).
     ``device`` is ``cpu``, ``cuda`` or ``cuda:N`` (a build with the ``cuda``
@@ -51,10 +54,16 @@ class Model:
     ``tokenizer`` (default: ``$SEER_TOKENIZER``) names a tokenizer file for
     model folders without one. ``batch_size`` is the number of images per model
     batch (``--batch-size``), ``max_pixels`` the largest image accepted
-    (``--max-pixels``).
+    (``--max-pixels``); both are at least 1.
 
     A model never changes after loading: share one between threads. Every call
-    releases the GIL while seer works. Errors are :class:`seer.SeerError`.
+    releases the GIL while seer works. ``copy.copy`` and ``copy.deepcopy`` give
+    the model itself (as for any immutable object). A model cannot be pickled
+    (``TypeError``): it is not sent between processes, each process loads its
+    own from ``model.name`` (as :mod:`seer.ray` and :mod:`seer.spark` do) --
+    re-loading it silently on unpickling would read the weights again, from a
+    folder or cache the other process may not have. Errors are
+    :class:`seer.SeerError`; an argument of the wrong type is a ``TypeError``.
     """
 
     __slots__ = ("_native",)
@@ -62,7 +71,7 @@ class Model:
 
     def __init__(
         self,
-        name_or_path: Union[str, "os.PathLike[str]"],
+        name_or_path: Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"],
         device: str = "cpu",
         precision: str = "f32",
         *,
@@ -76,11 +85,11 @@ class Model:
         if tokenizer is None:
             tokenizer = os.environ.get("SEER_TOKENIZER") or None
         native = _seer.Model(
-            os.fspath(name_or_path),
+            _path(name_or_path),
             device,
             precision,
             batch_size=batch_size,
-            tokenizer=None if tokenizer is None else os.fspath(tokenizer),
+            tokenizer=None if tokenizer is None else _path(tokenizer),
             offline=offline,
             max_pixels=max_pixels,
         )
@@ -95,6 +104,21 @@ class Model:
     def __repr__(self) -> str:
         return repr(self._native)
 
+    def __copy__(self) -> "Model":
+        return self
+
+    def __deepcopy__(self, memo: object) -> "Model":
+        return self
+
+    def __reduce_ex__(self, protocol: object) -> NoReturn:
+        raise TypeError(
+            "a seer.Model cannot be pickled: each process loads its own model "
+            f"(pass its name, seer.Model({self.name!r}, ...), to the other process)"
+        )
+
+    def __reduce__(self) -> NoReturn:
+        return self.__reduce_ex__(2)
+
     @property
     def dim(self) -> int:
         """Length of the embeddings."""
@@ -102,7 +126,8 @@ class Model:
 
     @property
     def name(self) -> str:
-        """The hub id, or the model folder's full path."""
+        """The hub id, or the model folder's full path (as ``os.fsdecode`` gives
+        it where the path is not UTF-8: ``Model(model.name)`` loads it again)."""
         return self._native.name
 
     @property
@@ -143,7 +168,9 @@ class Model:
         """Embeds images: a float32 array (N, dim), rows in input order.
 
         Each input is a file path (``str`` or ``os.PathLike``), the bytes of an
-        image file, an HxWx3 uint8 RGB numpy array, or a PIL image. Rows are
+        image file, an HxWx3 uint8 RGB numpy array, or a PIL image; ``inputs``
+        is any iterable of them (a 1-D numpy array of paths too, ``str`` or
+        ``object`` dtype), or an N x H x W x 3 uint8 array. Rows are
         L2-normalised (``normalize=False``: the raw projected features, as
         ``seer embed --raw``) and equal ``seer embed``'s bit for bit.
 
@@ -178,7 +205,7 @@ class Model:
         images: Sequence[ImageInput],
         labels: Sequence[str],
         *,
-        top_k: int = ...,
+        top_k: Optional[int] = ...,
         templates: Union[str, "os.PathLike[str]", Sequence[str]] = ...,
         errors: Literal["raise"] = ...,
     ) -> List[List[Prediction]]: ...
@@ -189,7 +216,7 @@ class Model:
         images: Sequence[ImageInput],
         labels: Sequence[str],
         *,
-        top_k: int = ...,
+        top_k: Optional[int] = ...,
         templates: Union[str, "os.PathLike[str]", Sequence[str]] = ...,
         errors: Literal["return"],
     ) -> Tuple[List[Optional[List[Prediction]]], List[Optional[str]]]: ...
@@ -199,7 +226,7 @@ class Model:
         images: Sequence[ImageInput],
         labels: Sequence[str],
         *,
-        top_k: int = 5,
+        top_k: Optional[int] = 5,
         templates: Union[str, "os.PathLike[str]", Sequence[str]] = "default",
         errors: ErrorMode = "raise",
     ) -> Union[
@@ -208,26 +235,22 @@ class Model:
     ]:
         """Zero-shot classifies images as ``seer classify`` does.
 
-        Returns, per image, its ``top_k`` most probable labels, best first. Each
+        Returns, per image, its ``top_k`` most probable labels, best first
+        (``top_k`` at least 1; ``None``: every label). Each
         class is the renormalised mean of its prompts' embeddings; ``templates``
         is ``default`` (``a photo of a {}.``), ``imagenet`` (OpenAI's 7), a file
         (one per line, a JSON list, or ``prompts.json#DATASET``), or a list of
         templates with ``{}`` for the label. ``errors`` as for
         :meth:`embed_images`; with ``"return"`` a failed image's entry is ``None``.
+        A bad ``top_k`` value is a :class:`SeerError`, an argument of the wrong
+        type (``labels``, ``templates``, ``top_k``) a ``TypeError``.
         """
         stop = _stop_on_error(errors)
-        if isinstance(labels, str):
-            raise TypeError("labels: pass a list of class names")
-        if top_k < 1:
-            raise ValueError(f"top_k must be at least 1, got {top_k}")
-        if isinstance(templates, os.PathLike):
-            templates = os.fspath(templates)
-        if not isinstance(templates, str):
-            templates = list(templates)
+        labels = _strings("labels", labels, "a list of class names")
+        top_k = _top_k(top_k, len(labels))
+        templates = _templates(templates)
         native = native_inputs(images, self._native.max_pixels)
-        predictions, failures = self._native.classify(
-            native, list(labels), templates, top_k, stop
-        )
+        predictions, failures = self._native.classify(native, labels, templates, top_k, stop)
         if stop:
             _raise_first(failures)
         results = [
@@ -254,6 +277,60 @@ class Model:
         from ._arrow import embed_arrow
 
         return embed_arrow(self, table, image_column, key_column)
+
+
+def _path(path: Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]) -> str:
+    """A path as a ``str`` (``bytes`` as ``os.fsdecode`` gives them, which the
+    native module turns back into the same bytes)."""
+    path = os.fspath(path)
+    return os.fsdecode(path) if isinstance(path, bytes) else path
+
+
+def _strings(name: str, values: object, what: str) -> List[str]:
+    """``values`` as a list of ``str``; a ``TypeError`` naming ``name`` if not."""
+    if isinstance(values, (str, bytes, bytearray, memoryview)):
+        raise TypeError(f"{name}: pass {what}, not a {type(values).__name__}")
+    try:
+        values = list(values)  # type: ignore[call-overload]
+    except TypeError:
+        raise TypeError(f"{name}: pass {what}, not a {type(values).__name__}") from None
+    for i, value in enumerate(values):
+        if not isinstance(value, str):
+            raise TypeError(f"{name}[{i}] is a {type(value).__name__}, not a str")
+    return values
+
+
+def _top_k(top_k: Optional[int], labels: int) -> int:
+    """``top_k`` checked, ``None`` as every label; at most the number of labels
+    (more would give the same), so that the native ``usize`` always takes it."""
+    if top_k is None:
+        return max(labels, 1)
+    try:
+        top_k = operator.index(top_k)
+    except TypeError:
+        raise TypeError(
+            f"top_k must be an int (or None for every label), got {type(top_k).__name__}"
+        ) from None
+    if top_k < 1:
+        raise SeerError(f"top_k must be at least 1 (or None for every label), got {top_k}")
+    return min(top_k, max(labels, 1))
+
+
+def _templates(
+    templates: Union[str, "os.PathLike[str]", Sequence[str]],
+) -> Union[str, List[str]]:
+    """A built-in set or file's name as a ``str``, or a list of templates."""
+    if isinstance(templates, os.PathLike):
+        templates = os.fspath(templates)
+        if isinstance(templates, bytes):
+            templates = os.fsdecode(templates)
+    if isinstance(templates, str):
+        return templates
+    return _strings(
+        "templates",
+        templates,
+        "default, imagenet, a file's path (str) or a list of templates (str with {})",
+    )
 
 
 def _stop_on_error(errors: str) -> bool:

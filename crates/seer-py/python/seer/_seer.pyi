@@ -1,6 +1,7 @@
 """Types of the native module ``seer._seer`` (``src/*.rs``). Use ``seer.Model``."""
 
-from typing import List, Optional, Sequence, Tuple, Union, final
+import os
+from typing import Any, List, Optional, Sequence, Tuple, Union, final
 
 __all__ = ["Model", "SeerError", "__version__"]
 __version__: str
@@ -34,12 +35,12 @@ _Predicted = Tuple[str, int, float]
 class Model:
     def __new__(
         cls,
-        spec: str,
+        spec: Union[str, "os.PathLike[str]"],
         device: str = "cpu",
         precision: str = "f32",
         *,
         batch_size: int = 32,
-        tokenizer: Optional[str] = None,
+        tokenizer: Union[str, "os.PathLike[str]", None] = None,
         offline: bool = False,
         max_pixels: Optional[int] = None,
     ) -> "Model": ...
@@ -51,6 +52,10 @@ class Model:
     def family(self) -> str: ...
     @property
     def batch_size(self) -> int: ...
+    @property
+    def max_pixels(self) -> int: ...
+    def __copy__(self) -> "Model": ...
+    def __deepcopy__(self, memo: Any) -> "Model": ...
     def embed_images(
         self, inputs: Sequence[_NativeInput], normalize: bool, stop_on_error: bool
     ) -> Tuple[bytearray, _Failures]: ...
