@@ -229,26 +229,25 @@ fn wrong_inputs_are_errors_not_panics() {
     assert!(err.contains("right padding"), "{err}");
 }
 
-/// A copy of the fixture folder in a temp dir, with `edit` applied.
-fn broken_copy(tag: &str, edit: impl FnOnce(&Path)) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("seer-siglip-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+/// A copy of the fixture folder in a temp dir (removed when dropped), with
+/// `edit` applied.
+fn broken_copy(edit: impl FnOnce(&Path)) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
     for f in [
         "config.json",
         "model.safetensors",
         "tokenizer.fast-equivalent.json",
     ] {
-        std::fs::copy(fixture("siglip-tiny").join(f), dir.join(f)).unwrap();
+        std::fs::copy(fixture("siglip-tiny").join(f), dir.path().join(f)).unwrap();
     }
-    edit(&dir);
+    edit(dir.path());
     dir
 }
 
 #[test]
 fn bad_files_give_errors_naming_the_file() {
     // Unknown model_type.
-    let dir = broken_copy("type", |d| {
+    let copy = broken_copy(|d| {
         let cfg = std::fs::read_to_string(d.join("config.json")).unwrap();
         std::fs::write(
             d.join("config.json"),
@@ -256,22 +255,22 @@ fn bad_files_give_errors_naming_the_file() {
         )
         .unwrap();
     });
-    let err = SiglipModel::load_dir(&dir, &Device::Cpu, Precision::F32)
+    let err = SiglipModel::load_dir(copy.path(), &Device::Cpu, Precision::F32)
         .unwrap_err()
         .to_string();
     assert!(
         err.contains("config.json") && err.contains("'blip'"),
         "{err}"
     );
-    assert!(SiglipConfig::from_file(&dir.join("config.json")).is_err());
+    assert!(SiglipConfig::from_file(&copy.path().join("config.json")).is_err());
 
     // A config whose text tower needs a tensor the checkpoint lacks.
-    let dir = broken_copy("tensor", |d| {
+    let copy = broken_copy(|d| {
         let cfg = std::fs::read_to_string(d.join("config.json")).unwrap();
         let cfg = cfg.replacen("\"num_hidden_layers\": 2", "\"num_hidden_layers\": 3", 1);
         std::fs::write(d.join("config.json"), cfg).unwrap();
     });
-    let err = SiglipModel::load_dir(&dir, &Device::Cpu, Precision::F32)
+    let err = SiglipModel::load_dir(copy.path(), &Device::Cpu, Precision::F32)
         .unwrap_err()
         .to_string();
     assert!(
@@ -280,10 +279,10 @@ fn bad_files_give_errors_naming_the_file() {
     );
 
     // tokenizer.json that is not one.
-    let dir = broken_copy("tok", |d| {
+    let copy = broken_copy(|d| {
         std::fs::write(d.join("tokenizer.fast-equivalent.json"), "{\"model\": 1}").unwrap();
     });
-    let path = dir.join("tokenizer.fast-equivalent.json");
+    let path = copy.path().join("tokenizer.fast-equivalent.json");
     let err = SiglipTokenizer::from_file(&path, SiglipFlavour::Siglip, 64)
         .err()
         .unwrap()

@@ -109,7 +109,8 @@ fn from_dir_finds_each_format() {
     );
 
     // OpenAI's gzip file alone
-    let dir = common::scratch("gz");
+    let scratch = common::scratch();
+    let dir = scratch.path();
     fs::copy(
         common::openai_gz(),
         dir.join("bpe_simple_vocab_16e6.txt.gz"),
@@ -122,7 +123,8 @@ fn from_dir_finds_each_format() {
     );
 
     // merges.txt + vocab.json, written from tokenizer.json as the Hub does
-    let dir = common::scratch("txt");
+    let scratch = common::scratch();
+    let dir = scratch.path();
     let json: Value =
         serde_json::from_slice(&fs::read(common::hf_tokenizer_json()).unwrap()).unwrap();
     let mut merges = String::from("#version: 0.2\n");
@@ -153,11 +155,11 @@ fn from_dir_finds_each_format() {
     assert!(err.to_string().contains("vocab.json"), "{err}");
 
     // Nothing there.
-    assert!(ClipTokenizer::from_dir(&common::scratch("empty"))
+    assert!(ClipTokenizer::from_dir(common::scratch().path())
         .unwrap()
         .is_none());
     assert!(
-        ClipTokenizer::from_dir(&common::scratch("x").join("missing"))
+        ClipTokenizer::from_dir(&common::scratch().path().join("missing"))
             .unwrap()
             .is_none()
     );
@@ -165,7 +167,8 @@ fn from_dir_finds_each_format() {
 
 #[test]
 fn tokenizer_json_with_string_merges() {
-    let dir = common::scratch("strmerges");
+    let scratch = common::scratch();
+    let dir = scratch.path();
     let mut json: Value =
         serde_json::from_slice(&fs::read(common::hf_tokenizer_json()).unwrap()).unwrap();
     let merges: Vec<Value> = json["model"]["merges"]
@@ -198,7 +201,8 @@ fn tokenizer_json_with_string_merges() {
 
 #[test]
 fn bad_files_are_errors_naming_the_file() {
-    let dir = common::scratch("bad");
+    let scratch = common::scratch();
+    let dir = scratch.path();
     let missing = dir.join("nope.txt.gz");
     let err = ClipTokenizer::from_file(&missing).unwrap_err();
     assert!(matches!(err, TokenizerError::Io { .. }));
@@ -232,7 +236,8 @@ fn bad_files_are_errors_naming_the_file() {
         assert!(err.to_string().contains(name), "{name}: {err}");
     }
     // A directory holding a broken tokenizer.json is an error, not `None`.
-    let dir = common::scratch("baddir");
+    let scratch = common::scratch();
+    let dir = scratch.path();
     fs::write(dir.join("tokenizer.json"), "[]").unwrap();
     assert!(ClipTokenizer::from_dir(&dir).is_err());
 }

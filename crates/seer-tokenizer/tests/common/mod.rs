@@ -34,10 +34,7 @@ pub fn hf() -> &'static ClipTokenizer {
     TOK.get_or_init(|| ClipTokenizer::from_file(&hf_tokenizer_json()).expect("load tokenizer.json"))
 }
 
-/// A scratch directory unique to this test.
-pub fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("seer-tokenizer-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A scratch directory for one test, removed when dropped.
+pub fn scratch() -> tempfile::TempDir {
+    tempfile::tempdir().expect("a scratch directory")
 }
