@@ -128,3 +128,30 @@ def test_an_uncastable_key_column_and_duplicate_columns_raise_seer_error(
     for table, name in twice:
         with pytest.raises(seer.SeerError, match=f"the table has 2 columns named '{name}'"):
             clip.embed_arrow(table)
+
+
+def test_the_scale_out_layer_names_an_uncastable_key_column_and_duplicate_columns(
+    clip: seer.Model,
+) -> None:
+    from seer import layout
+
+    image = RGB_FILES[0].read_bytes()
+    nested = pa.table(
+        {"jpg": pa.array([image], pa.binary()), "__key__": pa.array([[1, 2]], pa.list_(pa.int64()))}
+    )
+    with pytest.raises(ValueError, match=r"key column '__key__' holds list<item: int64>"):
+        layout.embed_table(clip, nested)
+    binary, key = pa.array([image], pa.binary()), pa.array(["k"])
+    for table, name in [
+        (pa.Table.from_arrays([binary, binary, key], names=["jpg", "jpg", "__key__"]), "jpg"),
+        (pa.Table.from_arrays([binary, key, key], names=["jpg", "__key__", "__key__"]), "__key__"),
+    ]:
+        with pytest.raises(ValueError, match=f"the table has 2 columns named '{name}'"):
+            layout.embed_table(clip, table)
+    # A column passed through is read too; one left out may be named twice.
+    extra = pa.Table.from_arrays([binary, key, key, key], names=["jpg", "__key__", "x", "x"])
+    with pytest.raises(ValueError, match="the table has 2 columns named 'x'"):
+        layout.embed_table(clip, extra)
+    out = layout.embed_table(clip, extra, passthrough=[])
+    assert out.column("key").to_pylist() == ["k"]
+    assert out.column("error").to_pylist() == [None]

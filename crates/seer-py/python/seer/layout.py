@@ -813,7 +813,10 @@ def embed_table(
     uint8 images. ``embedding`` is ``fixed_size_list<float32>[dim]``, null
     where the sample failed, and ``error`` says why (null where it worked): a
     corrupt, truncated or empty image, a sample without an image, or the
-    reader's error (``__error__``). A bad sample never raises.
+    reader's error (``__error__``). A bad sample never raises; a bad table
+    does, with a ``ValueError`` that names the column: no image column, a key
+    column with no text form (a list, a struct), or a column this call reads
+    (image, key, passed through) whose name another column shares.
 
     ``passthrough``: the columns copied to the result; by default every column
     but the image(s), the key and ``__error__``. The bookkeeping columns a
@@ -830,12 +833,14 @@ def embed_table(
     else:
         table = to_arrow(batch)
         images = image_columns(table.column_names, image_column)
+        _named_once(table.column_names, images)
         cells = _image_cells(table, images)
     names = table.column_names
     key = key_column_of(names, key_column)
+    _named_once(names, [key] if key is not None else [])
     rows = table.num_rows
     keys = (
-        table.column(key).cast(pa.string()).combine_chunks()
+        _keys_as_text(table.column(key), key)
         if key is not None
         else pa.array([str(i) for i in range(rows)], pa.string())
     )
@@ -881,6 +886,7 @@ def embed_table(
                 f"(the table has: {', '.join(names)})"
             )
         keep += [c for c in BOOKKEEPING if c in names and c not in keep and c not in out]
+    _named_once(names, keep)
     for c in keep:
         out[c] = table.column(c)
     return pa.table(out)
@@ -911,6 +917,31 @@ _INPUT_PREFIX = re.compile(r"^input \d+ \((.*?)\): ")
 def _strip_input_prefix(message: str) -> str:
     """``input 3 (bytes): cause`` -> ``cause`` (a position in a batch means nothing here)."""
     return _INPUT_PREFIX.sub("", message, count=1)
+
+
+def _named_once(names: Sequence[str], used: Sequence[str]) -> None:
+    """Refuses a table where a column this call reads has a name shared with
+    another column (pyarrow cannot tell them apart)."""
+    for name in dict.fromkeys(used):
+        count = list(names).count(name)
+        if count > 1:
+            raise ValueError(
+                f"the table has {count} columns named '{name}': rename or drop all but one"
+            )
+
+
+def _keys_as_text(column: "pa.ChunkedArray", name: str) -> "pa.Array":
+    """The key column as strings, or a ValueError naming it when its type has no
+    text form (a list, a struct)."""
+    import pyarrow as pa
+
+    try:
+        return column.cast(pa.string()).combine_chunks()
+    except (pa.ArrowException, ValueError, TypeError) as e:
+        raise ValueError(
+            f"key column '{name}' holds {column.type}, which cannot be cast to strings "
+            f"({e}): pass key_column= another column, or rename it"
+        ) from None
 
 
 def _image_cells(table: "pa.Table", columns: Sequence[str]) -> List[Any]:
