@@ -450,6 +450,43 @@ fn the_server_captions_answers_matches_and_reranks_with_blip_models() {
     assert_eq!(p.len(), 5);
     assert!(p.windows(2).all(|w| w[0] >= w[1]), "{p:?}");
 
+    // Texts the models cannot read are the request's fault (400, before any
+    // work), named by their field: the tiny models read 64 positions.
+    let long = "word ".repeat(70);
+    let long = long.trim();
+    for (route, fields, says) in [
+        ("caption", vec![("prompt", long)], "prompt is too long"),
+        ("ask", vec![("question", long)], "question is too long"),
+        (
+            "match",
+            vec![("text", "a cat"), ("text", long)],
+            "text 2 is too long",
+        ),
+    ] {
+        let mut fields = fields;
+        fields.push(("id", &id));
+        let (code, refused) = post_form(&format!("{}/v1/{route}", s.url), &fields, None);
+        assert_eq!(code, 400, "{route}: {refused}");
+        let message = refused["error"].as_str().unwrap();
+        assert!(
+            message.starts_with(says) && message.contains("64"),
+            "{message}"
+        );
+    }
+    let (code, refused) = json_of(
+        ureq::get(&format!("{}/v1/search?rerank=true", s.url))
+            .query("q", long)
+            .call(),
+    );
+    assert_eq!(code, 400, "{refused}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("q is too long"),
+        "{refused}"
+    );
+
     // The page offers questions and shows captions.
     let page = ureq::get(&s.url).call().unwrap().into_string().unwrap();
     assert!(page.contains("id=\"ask-form\""));

@@ -126,14 +126,79 @@ impl Blip {
             .map_err(seer_models::ModelError::from)?)
     }
 
+    /// The text decoder's and encoder's positions.
+    fn positions(&self) -> usize {
+        self.model.config().text.max_positions
+    }
+
     /// The processor's ids of `text` (`[CLS] … [SEP]`), refused when the text
     /// has no words.
     fn text_ids(&self, text: &str, what: &str) -> Result<Vec<u32>> {
         let ids = self.tokenizer.encode(text)?;
         if ids.len() <= 2 || text.trim().is_empty() {
-            return Err(EngineError::Invalid(format!("the {what} is empty")));
+            return Err(EngineError::Invalid(format!(
+                "{what} is empty: it has no words"
+            )));
         }
         Ok(ids)
+    }
+
+    /// [`Blip::text_ids`] of a text the encoder reads whole (a question, a
+    /// text to match), refused when it has more ids than the positions.
+    fn encoder_ids(&self, text: &str, what: &str) -> Result<Vec<u32>> {
+        let ids = self.text_ids(text, what)?;
+        let p = self.positions();
+        if ids.len() > p {
+            return Err(EngineError::Invalid(format!(
+                "{what} is too long: {} tokens ([CLS] and [SEP] included), and the model \
+                 reads at most {p} (its text positions)",
+                ids.len()
+            )));
+        }
+        Ok(ids)
+    }
+
+    /// The ids a caption starts from after `[DEC]`: the prompt's without
+    /// `[CLS]` and `[SEP]`, refused when they leave the decoder no position
+    /// for a word of its own.
+    fn prompt_words(&self, prompt: &str, what: &str) -> Result<Vec<u32>> {
+        let ids = self.text_ids(prompt, what)?;
+        let words = &ids[1..ids.len() - 1];
+        let p = self.positions();
+        if 1 + words.len() >= p {
+            return Err(EngineError::Invalid(format!(
+                "{what} is too long: {} tokens, and the model's {p} text positions hold \
+                 [DEC], at most {} prompt tokens and the caption",
+                words.len(),
+                p.saturating_sub(2)
+            )));
+        }
+        Ok(words.to_vec())
+    }
+
+    /// Refuses a `max_new_tokens` that would run the text decoder past its
+    /// positions: generation starts from `start` tokens (`start_what`, for the
+    /// message) and adds at most that many. Unset, transformers' 20 are cut to
+    /// the positions, as `generate` does.
+    fn check_new_tokens(
+        &self,
+        start: usize,
+        start_what: &str,
+        options: &GenerateOptions,
+    ) -> Result<()> {
+        self.generation(options)?;
+        let p = self.positions();
+        match options.max_new_tokens {
+            Some(n) if start.saturating_add(n) > p => Err(EngineError::Invalid(format!(
+                "--max-new-tokens {n} is too many: the model has {p} text positions, and \
+                 {start_what} ({start} {}) and {n} new ones would need {}; give \
+                 --max-new-tokens {} or less",
+                if start == 1 { "token" } else { "tokens" },
+                start.saturating_add(n),
+                p.saturating_sub(start)
+            ))),
+            _ => Ok(()),
+        }
     }
 
     fn generated(&self, tokens: Vec<u32>) -> Result<Generated> {
@@ -185,12 +250,10 @@ impl Captioner for Blip {
         prompt: Option<&str>,
         options: &GenerateOptions,
     ) -> Result<Vec<Generated>> {
+        self.check_prompt(prompt, "the prompt", options)?;
         let prompt = match prompt {
             // `[CLS]` becomes `[DEC]` (added by the model) and `[SEP]` is dropped.
-            Some(p) => {
-                let ids = self.text_ids(p, "prompt")?;
-                ids[1..ids.len() - 1].to_vec()
-            }
+            Some(p) => self.prompt_words(p, "the prompt")?,
             None => Vec::new(),
         };
         let generation = self.generation(options)?;
@@ -200,6 +263,21 @@ impl Captioner for Blip {
             .into_iter()
             .map(|tokens| self.generated(tokens))
             .collect()
+    }
+
+    fn check_prompt(
+        &self,
+        prompt: Option<&str>,
+        what: &str,
+        options: &GenerateOptions,
+    ) -> Result<()> {
+        match prompt {
+            Some(p) => {
+                let words = self.prompt_words(p, what)?.len();
+                self.check_new_tokens(1 + words, "[DEC] and the prompt", options)
+            }
+            None => self.check_new_tokens(1, "[DEC]", options),
+        }
     }
 }
 
@@ -217,10 +295,17 @@ impl QuestionAnswerer for Blip {
             .iter()
             .zip(questions)
             .map(|(image, question)| {
-                let ids = self.text_ids(question, "question")?;
+                self.check_question(question, "the question", options)?;
+                let ids = self.encoder_ids(question, "the question")?;
                 self.generated(self.model.answer(image, &ids, &generation)?)
             })
             .collect()
+    }
+
+    fn check_question(&self, question: &str, what: &str, options: &GenerateOptions) -> Result<()> {
+        self.encoder_ids(question, what)?;
+        // The answer starts from `[DEC]` alone.
+        self.check_new_tokens(1, "[DEC]", options)
     }
 }
 
@@ -243,7 +328,7 @@ impl ImageTextMatcher for Blip {
         let mut scores = Vec::with_capacity(n);
         let mut current = None;
         for (i, text) in texts.iter().enumerate() {
-            let ids = self.text_ids(text, "text")?;
+            let ids = self.encoder_ids(text, "the text")?;
             // Several texts against one image (`seer match`, `/v1/match`) come
             // as the same pixels repeated: its side runs once.
             if i == 0 || data[i * len..][..len] != data[(i - 1) * len..][..len] {
@@ -259,5 +344,9 @@ impl ImageTextMatcher for Blip {
             });
         }
         Ok(scores)
+    }
+
+    fn check_text(&self, text: &str, what: &str) -> Result<()> {
+        self.encoder_ids(text, what).map(|_| ())
     }
 }

@@ -206,6 +206,24 @@ pub trait Captioner: PixelInput {
         prompt: Option<&str>,
         options: &GenerateOptions,
     ) -> Result<Vec<Generated>>;
+
+    /// Refuses ([`EngineError::Invalid`]) a prompt or generation length that
+    /// [`Captioner::caption`] would refuse for every image, before any image
+    /// is read: a prompt without words, one that leaves the text decoder no
+    /// position to write in, a `max_new_tokens` past its positions. `what`
+    /// names the prompt in messages (`--prompt`, `prompt`). A model with no
+    /// such limits accepts everything.
+    ///
+    /// [`EngineError::Invalid`]: crate::EngineError::Invalid
+    fn check_prompt(
+        &self,
+        prompt: Option<&str>,
+        what: &str,
+        options: &GenerateOptions,
+    ) -> Result<()> {
+        let _ = (prompt, what, options);
+        Ok(())
+    }
 }
 
 /// Answers a question about each image (BLIP's `BlipForQuestionAnswering`).
@@ -218,6 +236,15 @@ pub trait QuestionAnswerer: PixelInput {
         questions: &[String],
         options: &GenerateOptions,
     ) -> Result<Vec<Generated>>;
+
+    /// Refuses a question [`QuestionAnswerer::answer`] would refuse (no
+    /// words, more tokens than the text encoder's positions) or a generation
+    /// length past the answer decoder's positions, before any image is read;
+    /// `what` names the question in messages. See [`Captioner::check_prompt`].
+    fn check_question(&self, question: &str, what: &str, options: &GenerateOptions) -> Result<()> {
+        let _ = (question, what, options);
+        Ok(())
+    }
 }
 
 /// How well a text describes an image, both ways BLIP's
@@ -236,6 +263,14 @@ pub struct MatchScore {
 pub trait ImageTextMatcher: PixelInput {
     /// `texts[i]` is scored against image `i` of the `n` given back to back.
     fn match_texts(&self, pixels: Vec<f32>, n: usize, texts: &[String]) -> Result<Vec<MatchScore>>;
+
+    /// Refuses a text [`ImageTextMatcher::match_texts`] would refuse (no
+    /// words, more tokens than the text encoder's positions), before any
+    /// image is read; `what` names it in messages. See [`Captioner::check_prompt`].
+    fn check_text(&self, text: &str, what: &str) -> Result<()> {
+        let _ = (text, what);
+        Ok(())
+    }
 }
 
 /// A model ready to use, as commands see it: which towers it has, behind the

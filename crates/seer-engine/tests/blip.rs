@@ -426,9 +426,36 @@ fn vqa_answers_are_token_identical() {
         got[0].tokens,
         ids(&reference["answers"][0][0]["greedy"]["output_ids"])
     );
+    // A question the encoder cannot read whole is refused by name, by the
+    // check the commands and the server run before any image, and by
+    // `answer` itself.
+    let long = "?".repeat(200);
+    let options = GenerateOptions::default();
+    let checked = answerer
+        .check_question(&long, "the question", &options)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        checked.starts_with("the question is too long: 202 tokens"),
+        "{checked}"
+    );
+    let answered = answerer
+        .answer(px, 1, &[long], &options)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(answered, checked);
     assert!(answerer
-        .answer(px, 1, &["?".repeat(200)], &GenerateOptions::default())
+        .check_question("  ", "the question", &options)
         .unwrap_err()
         .to_string()
-        .contains("longer than"));
+        .contains("the question is empty"));
+    let too_many = GenerateOptions {
+        max_new_tokens: Some(64),
+        ..Default::default()
+    };
+    assert!(answerer
+        .check_question("what?", "the question", &too_many)
+        .unwrap_err()
+        .to_string()
+        .contains("give --max-new-tokens 63 or less"));
 }

@@ -675,6 +675,9 @@ pub async fn caption(State(state): AppStateRef, multipart: FormData) -> ApiResul
     state.tasks.need(Head::Caption)?;
     let mut form = read_form(multipart).await?;
     let prompt = text_field(&form, "prompt")?;
+    state
+        .tasks
+        .check_text(Head::Caption, prompt.as_deref(), "prompt")?;
     let (pixels, id) = head_pixels(&state, Head::Caption, &mut form).await?;
     let output = run_head(&state, Head::Caption, TaskWork::Caption { pixels, prompt }).await?;
     let caption = generated(output)?;
@@ -692,6 +695,9 @@ pub async fn ask(State(state): AppStateRef, multipart: FormData) -> ApiResult<Js
     let mut form = read_form(multipart).await?;
     let question = text_field(&form, "question")?
         .ok_or_else(|| ApiError::bad_request("give a \"question\" about the image"))?;
+    state
+        .tasks
+        .check_text(Head::Answer, Some(&question), "question")?;
     let (pixels, id) = head_pixels(&state, Head::Answer, &mut form).await?;
     let work = TaskWork::Answer {
         pixels,
@@ -727,6 +733,13 @@ pub async fn match_texts(State(state): AppStateRef, multipart: FormData) -> ApiR
         return Err(ApiError::bad_request(format!(
             "give 1 to {MAX_MATCH_TEXTS} texts (\"text\" once per text, or \"texts\" one per line)"
         )));
+    }
+    for (i, text) in texts.iter().enumerate() {
+        let what = match texts.len() {
+            1 => "text".to_string(),
+            _ => format!("text {}", i + 1),
+        };
+        state.tasks.check_text(Head::Match, Some(text), &what)?;
     }
     let (pixels, id) = head_pixels(&state, Head::Match, &mut form).await?;
     let work = TaskWork::Match {
@@ -888,12 +901,13 @@ async fn run_search(
         .rerank_depth
         .unwrap_or(seer_index::rerank::DEFAULT_DEPTH);
     if rerank {
-        state.tasks.need(Head::Match)?;
-        if q.is_none() {
+        let Some(query) = q.as_deref() else {
+            state.tasks.need(Head::Match)?;
             return Err(ApiError::bad_request(
                 "rerank needs q: the matching model reads its words with each photo",
             ));
-        }
+        };
+        state.tasks.check_text(Head::Match, Some(query), "q")?;
         if !(1..=seer_index::rerank::MAX_DEPTH).contains(&rerank_depth) {
             return Err(ApiError::bad_request(format!(
                 "rerank_depth must be 1 to {}",

@@ -17,6 +17,7 @@ use seer_engine::{GenerateOptions, Generated, LoadedModel, MatchScore};
 use tokio::sync::oneshot;
 
 use crate::batcher::{BatchStats, Queue, Slot, SubmitError, Taken};
+use crate::error::{ApiError, ApiResult};
 use crate::models::BatchSettings;
 
 /// What a head does.
@@ -161,13 +162,36 @@ impl Tasks {
 
     /// The head, or the error a request for it gets (400: the server was
     /// started without it, and how to start one with it).
-    pub fn need(&self, head: Head) -> crate::error::ApiResult<&TaskServer> {
+    pub fn need(&self, head: Head) -> ApiResult<&TaskServer> {
         self.get(head).ok_or_else(|| {
-            crate::error::ApiError::bad_request(format!(
+            ApiError::bad_request(format!(
                 "this server has no {}; start it with `seer serve {} MODEL`",
                 head.what(),
                 head.option()
             ))
+        })
+    }
+
+    /// Refuses (400) a text `head`'s model would refuse for any image, before
+    /// a request queues its work: a caption's prompt (None: none), a question,
+    /// a text to match. `what` names it (`prompt`, `question`, `text 2`). A
+    /// 400 when the server lacks the head too.
+    pub fn check_text(&self, head: Head, text: Option<&str>, what: &str) -> ApiResult<()> {
+        let model = &self.need(head)?.model;
+        let options = GenerateOptions::default();
+        let checked = match (head, text) {
+            (Head::Caption, prompt) => model
+                .captioner()
+                .and_then(|c| c.check_prompt(prompt, what, &options)),
+            (Head::Answer, Some(question)) => model
+                .answerer()
+                .and_then(|a| a.check_question(question, what, &options)),
+            (Head::Match, Some(text)) => model.matcher().and_then(|m| m.check_text(text, what)),
+            (_, None) => Ok(()),
+        };
+        checked.map_err(|e| match e {
+            seer_engine::EngineError::Invalid(message) => ApiError::bad_request(message),
+            other => ApiError::internal(other),
         })
     }
 

@@ -5,9 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use seer_index::pathcodec::display_path;
-use seer_models::models::blip::BlipHead;
 
-use super::caption::BlipText;
 use crate::common::{GenerationArgs, RunArgs};
 
 /// The question-answering model used when none is named.
@@ -40,9 +38,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let answerer = model.answerer()?;
     // Checked before the image is read: the question is read whole by the
     // text encoder, and the answer starts from `[DEC]` alone.
-    let text = BlipText::read(&args.model, BlipHead::QuestionAnswering)?;
-    text.count(&args.question, "the question")?;
-    text.check_new_tokens(1, "[DEC]", &options)?;
+    answerer.check_question(&args.question, "the question", &options)?;
     let input = display_path(&args.image);
     let decoded = seer_image::decode_file_full(&args.image, &args.run.limits(Default::default()))
         .with_context(|| format!("cannot read {input}"))?;

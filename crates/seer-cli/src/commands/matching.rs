@@ -7,9 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use seer_index::pathcodec::display_path;
-use seer_models::models::blip::BlipHead;
 
-use super::caption::BlipText;
 use crate::common::RunArgs;
 
 /// The matching model used when none is named.
@@ -40,9 +38,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let model = args.run.load(&args.model)?;
     let matcher = model.matcher()?;
     // Every text checked before the image is read.
-    let reader = BlipText::read(&args.model, BlipHead::Retrieval)?;
     for (i, text) in args.text.iter().enumerate() {
-        reader.count(text, &format!("--text number {}", i + 1))?;
+        matcher.check_text(text, &format!("--text number {}", i + 1))?;
     }
     let input = display_path(&args.image);
     let decoded = seer_image::decode_file_full(&args.image, &args.run.limits(Default::default()))
