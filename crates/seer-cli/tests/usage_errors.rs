@@ -144,6 +144,47 @@ fn segment_out_keeps_every_cutout_when_stems_clash() {
     assert_eq!(files, wanted);
 }
 
+/// A cut-out that cannot be written fails its image, and none of that
+/// image's cut-outs stay behind; the other images' are written.
+#[test]
+fn segment_leaves_no_cut_outs_of_an_image_whose_cut_out_failed() {
+    let input = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let photo = shared_data().join("smoke/skimage/chelsea.png");
+    for name in ["a.png", "b.png"] {
+        std::fs::copy(&photo, input.path().join(name)).unwrap();
+    }
+    // The second of a's three cut-outs has a folder in its place.
+    std::fs::create_dir(out.path().join("a.mask1.png")).unwrap();
+    let o = seer(&[
+        "segment",
+        "--model",
+        &fixture("sam/sam-tiny"),
+        input.path().to_str().unwrap(),
+        "--point",
+        "5,5",
+        "--out",
+        out.path().to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("a.mask1.png: cannot write"),
+        "{}",
+        stderr(&o)
+    );
+    let files: BTreeSet<String> = std::fs::read_dir(out.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let wanted: BTreeSet<String> = ["a.mask1.png", "b.mask0.png", "b.mask1.png", "b.mask2.png"]
+        .map(String::from)
+        .into();
+    assert_eq!(files, wanted);
+    let docs = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(docs.lines().count(), 1, "{docs}");
+}
+
 #[test]
 fn caption_refuses_an_empty_prompt_once_before_any_image() {
     let good = good_folder();

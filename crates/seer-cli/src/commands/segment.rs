@@ -749,8 +749,17 @@ fn write_cutouts(
             *px = seer_image::image::Rgba([p[0], p[1], p[2], if inside { 255 } else { 0 }]);
         }
         let file = dir.join(format!("{base}.mask{i}.png"));
-        cut.save(&file)
-            .with_context(|| format!("{}: cannot write", file.display()))?;
+        if let Err(e) = cut.save(&file) {
+            // The image counts as failed: none of its cut-outs stay, not the
+            // ones written before nor a partial file, so what is on disk
+            // matches what the run reports.
+            for done in written.iter().chain([&file]) {
+                if done.is_file() {
+                    let _ = std::fs::remove_file(done);
+                }
+            }
+            return Err(e).with_context(|| format!("{}: cannot write", file.display()));
+        }
         written.push(file);
     }
     Ok(written)
