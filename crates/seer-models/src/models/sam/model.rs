@@ -97,40 +97,62 @@ impl SamModel {
     }
 }
 
+/// Destination columns whose source taps are computed at a time: the taps of
+/// a whole row would take 24 bytes a column (480 MB for a 1 × 20,000,000
+/// image), and each output value is the same whatever the chunk.
+const TAP_CHUNK: usize = 4096;
+
+/// One destination coordinate's source taps: PyTorch's
+/// `area_pixel_compute_scale` (in / out) and source index
+/// `max(scale·(dst + 0.5) − 0.5, 0)`, in f32 like its CPU kernel.
+#[inline]
+fn tap(scale: f32, input: usize, d: usize) -> (usize, usize, f32, f32) {
+    let real = (scale * (d as f32 + 0.5) - 0.5).max(0.0);
+    let i0 = real as usize;
+    let i1 = if i0 < input - 1 { i0 + 1 } else { i0 };
+    let l1 = real - i0 as f32;
+    (i0, i1, 1.0 - l1, l1)
+}
+
 /// `F.interpolate(mode="bilinear", align_corners=False)` of one `sh × sw`
 /// plane to `oh × ow`, reading only `src`'s top-left `ch × cw` region through
 /// `crop` when the destination is a crop of a larger resize: `full` is the
-/// size the source would be resized to before cropping.
-fn bilinear(
+/// size the source would be resized to before cropping. Each value goes to
+/// `emit(index, value)` (row-major index), columns `chunk` at a time.
+fn bilinear_each(
     src: &[f32],
     (sh, sw): (usize, usize),
     (full_h, full_w): (usize, usize),
     (oh, ow): (usize, usize),
-) -> Vec<f32> {
-    // PyTorch's `area_pixel_compute_scale` (in / out) and source index
-    // `max(scale·(dst + 0.5) − 0.5, 0)`, in f32 like its CPU kernel.
-    let taps = |input: usize, full: usize, out: usize| -> Vec<(usize, usize, f32, f32)> {
-        let scale = input as f32 / full as f32;
-        (0..out)
-            .map(|d| {
-                let real = (scale * (d as f32 + 0.5) - 0.5).max(0.0);
-                let i0 = real as usize;
-                let i1 = if i0 < input - 1 { i0 + 1 } else { i0 };
-                let l1 = real - i0 as f32;
-                (i0, i1, 1.0 - l1, l1)
-            })
-            .collect()
-    };
-    let ys = taps(sh, full_h, oh);
-    let xs = taps(sw, full_w, ow);
-    let mut out = vec![0f32; oh * ow];
-    for (y, &(y0, y1, wy0, wy1)) in ys.iter().enumerate() {
-        let (r0, r1) = (&src[y0 * sw..(y0 + 1) * sw], &src[y1 * sw..(y1 + 1) * sw]);
-        for (x, &(x0, x1, wx0, wx1)) in xs.iter().enumerate() {
-            out[y * ow + x] =
-                wy0 * (wx0 * r0[x0] + wx1 * r0[x1]) + wy1 * (wx0 * r1[x0] + wx1 * r1[x1]);
+    chunk: usize,
+    mut emit: impl FnMut(usize, f32),
+) {
+    let (scale_y, scale_x) = (sh as f32 / full_h as f32, sw as f32 / full_w as f32);
+    let mut xs = Vec::with_capacity(chunk.min(ow));
+    for start in (0..ow).step_by(chunk.max(1)) {
+        let end = (start + chunk.max(1)).min(ow);
+        xs.clear();
+        xs.extend((start..end).map(|x| tap(scale_x, sw, x)));
+        for y in 0..oh {
+            let (y0, y1, wy0, wy1) = tap(scale_y, sh, y);
+            let (r0, r1) = (&src[y0 * sw..(y0 + 1) * sw], &src[y1 * sw..(y1 + 1) * sw]);
+            for (x, &(x0, x1, wx0, wx1)) in (start..end).zip(&xs) {
+                let v = wy0 * (wx0 * r0[x0] + wx1 * r0[x1]) + wy1 * (wx0 * r1[x0] + wx1 * r1[x1]);
+                emit(y * ow + x, v);
+            }
         }
     }
+}
+
+/// [`bilinear_each`] into a plane.
+fn bilinear(
+    src: &[f32],
+    size: (usize, usize),
+    full: (usize, usize),
+    (oh, ow): (usize, usize),
+) -> Vec<f32> {
+    let mut out = vec![0f32; oh * ow];
+    bilinear_each(src, size, full, (oh, ow), TAP_CHUNK, |i, v| out[i] = v);
     out
 }
 
@@ -146,10 +168,12 @@ pub fn post_process_mask(
     threshold: f32,
 ) -> Vec<bool> {
     let up = bilinear(logits, (side, side), pad, resized);
-    bilinear(&up, resized, original, original)
-        .into_iter()
-        .map(|v| v > threshold)
-        .collect()
+    // Thresholded as computed: no f32 plane of the original size.
+    let mut mask = vec![false; original.0 * original.1];
+    bilinear_each(&up, resized, original, original, TAP_CHUNK, |i, v| {
+        mask[i] = v > threshold
+    });
+    mask
 }
 
 /// The same as [`post_process_mask`] without the threshold (for tests and soft masks).
@@ -162,4 +186,58 @@ pub fn post_process_logits(
 ) -> Vec<f32> {
     let up = bilinear(logits, (side, side), pad, resized);
     bilinear(&up, resized, original, original)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The whole-row algorithm the chunked one replaced: every tap first.
+    fn bilinear_whole(
+        src: &[f32],
+        (sh, sw): (usize, usize),
+        (full_h, full_w): (usize, usize),
+        (oh, ow): (usize, usize),
+    ) -> Vec<f32> {
+        let taps = |input: usize, full: usize, out: usize| -> Vec<(usize, usize, f32, f32)> {
+            let scale = input as f32 / full as f32;
+            (0..out).map(|d| tap(scale, input, d)).collect()
+        };
+        let (ys, xs) = (taps(sh, full_h, oh), taps(sw, full_w, ow));
+        let mut out = vec![0f32; oh * ow];
+        for (y, &(y0, y1, wy0, wy1)) in ys.iter().enumerate() {
+            let (r0, r1) = (&src[y0 * sw..(y0 + 1) * sw], &src[y1 * sw..(y1 + 1) * sw]);
+            for (x, &(x0, x1, wx0, wx1)) in xs.iter().enumerate() {
+                out[y * ow + x] =
+                    wy0 * (wx0 * r0[x0] + wx1 * r0[x1]) + wy1 * (wx0 * r1[x0] + wx1 * r1[x1]);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn column_chunks_give_the_whole_row_values_bit_for_bit() {
+        let (sh, sw) = (7, 11);
+        let src: Vec<f32> = (0..sh * sw)
+            .map(|i| ((i * 7919 % 101) as f32 - 50.0) / 7.0)
+            .collect();
+        // Up, down, a crop of a larger resize, and a thin destination.
+        for (full, out) in [
+            ((20, 31), (20, 31)),
+            ((5, 4), (5, 4)),
+            ((40, 60), (25, 33)),
+            ((1, 5000), (1, 5000)),
+        ] {
+            let want = bilinear_whole(&src, (sh, sw), full, out);
+            for chunk in [1, 3, 64, TAP_CHUNK] {
+                let mut got = vec![f32::NAN; out.0 * out.1];
+                bilinear_each(&src, (sh, sw), full, out, chunk, |i, v| got[i] = v);
+                let same = got
+                    .iter()
+                    .zip(&want)
+                    .all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "{full:?} -> {out:?}, chunks of {chunk}");
+            }
+        }
+    }
 }
