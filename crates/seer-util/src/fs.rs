@@ -8,6 +8,11 @@
 //! recognise, and removed again when the write fails or is dropped unfinished.
 //! A crash can still leave one behind: loaders ignore such names.
 //!
+//! A destination that is a device, a pipe or a socket (`--out /dev/null`, a
+//! named pipe another program reads) is written in place instead: renaming
+//! over it would replace the device node with a regular file (as root,
+//! `/dev/null` itself), and it has no earlier content to keep.
+//!
 //! Callers wrap the `io::Error`s with the path they report to users.
 
 use std::ffi::OsString;
@@ -33,15 +38,34 @@ pub enum Durability {
 /// without a commit, it leaves `dest` untouched and removes its temporary.
 #[derive(Debug)]
 pub struct AtomicFile {
-    tmp: NamedTempFile,
+    target: Target,
     dest: PathBuf,
     durability: Durability,
 }
 
+/// Where an [`AtomicFile`]'s bytes go before its commit.
+#[derive(Debug)]
+enum Target {
+    /// A temporary beside the destination, renamed over it on commit.
+    Temporary(NamedTempFile),
+    /// The destination itself, opened for writing: a device, pipe or socket.
+    InPlace(File),
+}
+
 impl AtomicFile {
-    /// A new empty temporary beside `dest` (which need not exist; its folder must).
+    /// A new empty temporary beside `dest` (which need not exist; its folder
+    /// must), or `dest` itself opened for writing when it is a device, pipe
+    /// or socket (see the module comment).
     pub fn create(dest: impl AsRef<Path>, durability: Durability) -> io::Result<Self> {
         let dest = dest.as_ref();
+        if is_special(dest) {
+            let file = std::fs::OpenOptions::new().write(true).open(dest)?;
+            return Ok(Self {
+                target: Target::InPlace(file),
+                dest: dest.to_path_buf(),
+                durability,
+            });
+        }
         let (dir, prefix) = beside(dest)?;
         let mut builder = tempfile::Builder::new();
         builder.prefix(&prefix).suffix(".tmp");
@@ -50,15 +74,18 @@ impl AtomicFile {
         builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
         let tmp = builder.tempfile_in(dir)?;
         Ok(Self {
-            tmp,
+            target: Target::Temporary(tmp),
             dest: dest.to_path_buf(),
             durability,
         })
     }
 
-    /// The open temporary file.
+    /// The open temporary file (or the device, pipe or socket written in place).
     pub fn file(&mut self) -> &mut File {
-        self.tmp.as_file_mut()
+        match &mut self.target {
+            Target::Temporary(tmp) => tmp.as_file_mut(),
+            Target::InPlace(file) => file,
+        }
     }
 
     /// Where the content goes on commit.
@@ -68,11 +95,17 @@ impl AtomicFile {
 
     /// Renames the temporary over the destination (syncing first and after, for
     /// [`Durability::Fsync`]). On error the temporary is removed.
+    /// A device, pipe or socket written in place has nothing to rename or
+    /// sync: its commit only flushes.
     pub fn commit(self) -> io::Result<()> {
+        let tmp = match self.target {
+            Target::Temporary(tmp) => tmp,
+            Target::InPlace(mut file) => return file.flush(),
+        };
         if self.durability == Durability::Fsync {
-            self.tmp.as_file().sync_all()?;
+            tmp.as_file().sync_all()?;
         }
-        self.tmp.persist(&self.dest).map_err(|e| e.error)?;
+        tmp.persist(&self.dest).map_err(|e| e.error)?;
         if self.durability == Durability::Fsync {
             sync_parent(&self.dest)?;
         }
@@ -80,17 +113,23 @@ impl AtomicFile {
     }
 }
 
+/// Whether `path` exists and is neither a regular file nor a folder (through
+/// symlinks): a device, a pipe or a socket.
+fn is_special(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir())
+}
+
 impl Write for AtomicFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.tmp.write(buf)
+        self.file().write(buf)
     }
 
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.tmp.write_all(buf)
+        self.file().write_all(buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.tmp.flush()
+        self.file().flush()
     }
 }
 
@@ -201,6 +240,42 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A named pipe is written through, not replaced by a regular file (nor
+    /// would `/dev/null` be, which cannot be tested safely: as root a failure
+    /// would replace the machine's own).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_pipe_is_written_in_place() {
+        use std::io::Read;
+        use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pipe");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        // O_NONBLOCK: the reader opens at once, so the writer's open does not
+        // wait, and a read finds what was written or nothing, never blocks.
+        const O_NONBLOCK: i32 = 0o4000;
+        let mut reader = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(O_NONBLOCK)
+            .open(&fifo)
+            .unwrap();
+        for durability in [Durability::Fsync, Durability::NoFsync] {
+            let mut f = AtomicFile::create(&fifo, durability).unwrap();
+            f.write_all(b"through").unwrap();
+            f.commit().unwrap();
+            let kind = std::fs::symlink_metadata(&fifo).unwrap().file_type();
+            assert!(kind.is_fifo(), "{kind:?}");
+            let mut got = [0u8; 7];
+            reader.read_exact(&mut got).unwrap();
+            assert_eq!(&got, b"through");
+        }
+        assert_eq!(names(dir.path()), ["pipe"]);
+    }
 
     fn names(dir: &Path) -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(dir)
