@@ -305,3 +305,13 @@ impl GenerationArgs {
         })
     }
 }
+
+/// clap's parser for a count that must be at least 1 (a batch size, an
+/// iteration count): 0 is a usage error, not a run that measures nothing.
+pub fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err("must be a whole number, at least 1".into()),
+    }
+}

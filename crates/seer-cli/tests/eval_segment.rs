@@ -90,6 +90,133 @@ fn eval_segment_reports_the_reference_miou_as_json_and_as_a_table() {
     assert!(text.contains("mIoU"), "{text}");
 }
 
+/// `jpeg` with an APP1 Exif segment whose IFD0 holds Orientation `value`,
+/// inserted right after the SOI marker.
+fn with_orientation(jpeg: &[u8], value: u16) -> Vec<u8> {
+    assert!(jpeg.starts_with(&[0xFF, 0xD8]), "not a JPEG");
+    let mut tiff = b"II*\0".to_vec();
+    tiff.extend(8u32.to_le_bytes());
+    tiff.extend(1u16.to_le_bytes());
+    // Orientation (0x0112), SHORT, one value, left-justified in its 4 bytes.
+    tiff.extend(0x0112u16.to_le_bytes());
+    tiff.extend(3u16.to_le_bytes());
+    tiff.extend(1u32.to_le_bytes());
+    tiff.extend(value.to_le_bytes());
+    tiff.extend([0, 0]);
+    tiff.extend(0u32.to_le_bytes());
+    let mut payload = b"Exif\0\0".to_vec();
+    payload.extend(tiff);
+    let mut out = vec![0xFF, 0xD8, 0xFF, 0xE1];
+    out.extend(((payload.len() + 2) as u16).to_be_bytes());
+    out.extend(payload);
+    out.extend(&jpeg[2..]);
+    out
+}
+
+/// COCO's annotations are in the stored pixels' frame, whatever EXIF
+/// orientation a photo carries (pycocotools, and transformers' processor on
+/// `PIL.Image.open`, ignore it): a rotated tag changes nothing.
+#[test]
+fn eval_segment_scores_the_stored_pixels_of_a_photo_with_an_exif_orientation() {
+    let fixture = repo_root().join("fixtures/segment_eval");
+    let reference = read_json(&fixture.join("reference.json"));
+    let data = path(fixture.join("instances_val2017.json"));
+    let folder = shared_data().join(reference["images_folder"].as_str().unwrap());
+    let rotated = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(&folder).unwrap() {
+        let file = entry.unwrap().path();
+        let bytes = std::fs::read(&file).unwrap();
+        let tagged = match bytes.starts_with(&[0xFF, 0xD8]) {
+            true => with_orientation(&bytes, 6),
+            false => bytes,
+        };
+        std::fs::write(rotated.path().join(file.file_name().unwrap()), tagged).unwrap();
+    }
+    let model = path(repo_root().join("fixtures/sam/sam-tiny"));
+    let run = |images: &str| {
+        let o = seer(&[
+            "eval",
+            "segment",
+            "--data",
+            &data,
+            "--images",
+            images,
+            "--model",
+            &model,
+            "--limit",
+            "2",
+            "--json",
+            "--threads",
+            "2",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let report: Value = serde_json::from_slice(&o.stdout).unwrap();
+        report
+    };
+    let plain = run(&path(folder.clone()));
+    let tagged = run(&path(rotated.path().to_path_buf()));
+    assert_eq!(tagged["failed"].as_array().unwrap().len(), 0, "{tagged}");
+    assert_eq!(tagged["miou"], plain["miou"]);
+    assert_eq!(tagged["per_instance"], plain["per_instance"]);
+}
+
+/// Nothing to score is an error saying why, not a 0% mIoU; a failed image's
+/// error does not repeat its path, which `file` gives.
+#[test]
+fn eval_segment_without_objects_to_score_says_so() {
+    let fixture = repo_root().join("fixtures/segment_eval");
+    let reference = read_json(&fixture.join("reference.json"));
+    let images = path(shared_data().join(reference["images_folder"].as_str().unwrap()));
+    let instances: Value = read_json(&fixture.join("instances_val2017.json"));
+    let model = path(repo_root().join("fixtures/sam/sam-tiny"));
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, value: &Value| {
+        let file = dir.path().join(name);
+        std::fs::write(&file, value.to_string()).unwrap();
+        path(file)
+    };
+    let eval = |data: &str| {
+        seer(&[
+            "eval", "segment", "--data", data, "--images", &images, "--model", &model, "--json",
+        ])
+    };
+    // No annotations at all: refused before the model is loaded.
+    let mut bare = instances.clone();
+    bare["annotations"] = serde_json::json!([]);
+    let o = eval(&write("bare.json", &bare));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("have no object annotations to score"),
+        "{}",
+        stderr(&o)
+    );
+    // Only crowd annotations: all skipped, so no score.
+    let mut crowd = instances.clone();
+    for a in crowd["annotations"].as_array_mut().unwrap() {
+        a["iscrowd"] = serde_json::json!(1);
+    }
+    let o = eval(&write("crowd.json", &crowd));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no object was scored") && stderr(&o).contains("--include-crowd"),
+        "{}",
+        stderr(&o)
+    );
+    // An image file that is missing: its error names the cause once.
+    let mut missing = instances.clone();
+    missing["images"][0]["file_name"] = serde_json::json!("gone.jpg");
+    let o = eval(&write("missing.json", &missing));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let report: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let failed = &report["failed"][0];
+    let file = failed["file"].as_str().unwrap();
+    assert!(file.ends_with("gone.jpg"), "{failed}");
+    assert!(
+        !failed["error"].as_str().unwrap().contains("gone.jpg"),
+        "{failed}"
+    );
+}
+
 #[test]
 fn eval_segment_refuses_bad_input_clearly() {
     let model = path(repo_root().join("fixtures/sam/sam-tiny"));

@@ -824,3 +824,47 @@ fn siglip_classifies_with_sigmoid_scores_and_embeds_text() {
         assert!((g - w.as_f64().unwrap()).abs() <= 1e-4, "{g} vs {w}");
     }
 }
+
+/// Counts that would measure or score nothing are usage errors (exit 2),
+/// refused before any data is read, not runs that print 0.
+#[test]
+fn zero_counts_are_refused_before_anything_is_read() {
+    let idx = tempfile::tempdir().unwrap();
+    for (args, says) in [
+        (
+            vec!["bench", "--iterations", "0"],
+            "'0' for '--iterations <ITERATIONS>': must be at least 1",
+        ),
+        (vec!["bench", "--files", "0"], "must be at least 1"),
+        (vec!["bench", "--batch-sizes", "8,0"], "must be at least 1"),
+        (vec!["bench", "--rounds", "x"], "must be a whole number"),
+        (
+            vec![
+                "eval",
+                "zeroshot",
+                "--data",
+                "/no/such/folder",
+                "--classes",
+                "/no/such/file",
+                "--limit",
+                "0",
+            ],
+            "--limit must be at least 1",
+        ),
+        (
+            vec![
+                "eval",
+                "caption",
+                "--captions",
+                "/no/such/file.jsonl",
+                "--limit",
+                "0",
+            ],
+            "--limit must be at least 1",
+        ),
+    ] {
+        let o = seer(idx.path(), &args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(says), "{args:?}: {}", stderr(&o));
+    }
+}

@@ -47,7 +47,12 @@ fn read_labels_csv(csv_path: &Path) -> Result<Vec<LabeledImage>> {
         .headers()
         .map_err(|e| file_error(csv_path, e))?
         .clone();
-    let column = |names: &[&str]| headers.iter().position(|h| names.contains(&h.trim()));
+    // The first of `names` (in that order of preference) the header has.
+    let column = |names: &[&str]| {
+        names
+            .iter()
+            .find_map(|name| headers.iter().position(|h| h.trim() == *name))
+    };
     let file_col = column(&["file", "path", "image", "filepath"])
         .ok_or_else(|| file_error(csv_path, "no 'file' column"))?;
     let class_col = column(&["class_index", "label_index", "class", "label"])
@@ -61,8 +66,9 @@ fn read_labels_csv(csv_path: &Path) -> Result<Vec<LabeledImage>> {
             file_error(
                 csv_path,
                 format!(
-                    "row {row}: class index '{}' is not a number",
-                    field(class_col)
+                    "row {row}: class index '{}' (column '{}') is not a number",
+                    field(class_col),
+                    headers.get(class_col).unwrap_or_default().trim()
                 ),
             )
         })?;
@@ -72,6 +78,11 @@ fn read_labels_csv(csv_path: &Path) -> Result<Vec<LabeledImage>> {
         });
     }
     Ok(items)
+}
+
+fn is_hidden(path: &Path) -> bool {
+    path.file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
 }
 
 fn comparable(name: &str) -> String {
@@ -88,7 +99,8 @@ fn read_class_folders(dir: &Path, classes: &[String]) -> Result<Vec<LabeledImage
         .map_err(|e| file_error(dir, e))?
         .flatten()
         .map(|e| e.path())
-        .filter(|p| p.is_dir())
+        // Hidden folders (`.ipynb_checkpoints`, `.thumbnails`) are no classes.
+        .filter(|p| p.is_dir() && !is_hidden(p))
         .collect();
     folders.sort();
     let mut items = Vec::new();
@@ -103,6 +115,7 @@ fn read_class_folders(dir: &Path, classes: &[String]) -> Result<Vec<LabeledImage
             .ok_or_else(|| file_error(&folder, "folder name matches none of the class names"))?;
         let mut files: Vec<PathBuf> = walkdir::WalkDir::new(&folder)
             .into_iter()
+            .filter_entry(|e| e.depth() == 0 || !is_hidden(e.path()))
             .flatten()
             .filter(|e| e.file_type().is_file() && has_image_extension(e.path()))
             .map(|e| e.into_path())
@@ -115,4 +128,64 @@ fn read_class_folders(dir: &Path, classes: &[String]) -> Result<Vec<LabeledImage
         );
     }
     Ok(items)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn classes() -> Vec<String> {
+        ["cat", "dog"].map(String::from).to_vec()
+    }
+
+    #[test]
+    fn a_labels_csv_reads_the_preferred_class_column_whatever_its_place() {
+        let dir = tempfile::tempdir().unwrap();
+        // `label` holds names, `class_index` the numbers: the numbers are read.
+        std::fs::write(
+            dir.path().join("labels.csv"),
+            "file,label,class_index\na.jpg,cat,0\nb.jpg,dog,1\n",
+        )
+        .unwrap();
+        let items = read_labeled_images(dir.path(), &classes()).unwrap();
+        let got: Vec<(PathBuf, usize)> =
+            items.into_iter().map(|i| (i.path, i.class_index)).collect();
+        assert_eq!(
+            got,
+            [(dir.path().join("a.jpg"), 0), (dir.path().join("b.jpg"), 1)]
+        );
+        // Only names: the message says which column it read.
+        std::fs::write(dir.path().join("labels.csv"), "file,label\na.jpg,cat\n").unwrap();
+        let e = read_labeled_images(dir.path(), &classes())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("class index 'cat' (column 'label')"), "{e}");
+    }
+
+    #[test]
+    fn hidden_folders_are_no_classes() {
+        let dir = tempfile::tempdir().unwrap();
+        for folder in ["cat", "dog", ".ipynb_checkpoints", "cat/.thumbnails"] {
+            std::fs::create_dir_all(dir.path().join(folder)).unwrap();
+        }
+        for file in [
+            "cat/a.jpg",
+            "dog/b.jpg",
+            ".ipynb_checkpoints/c.jpg",
+            "cat/.thumbnails/d.jpg",
+        ] {
+            std::fs::write(dir.path().join(file), b"").unwrap();
+        }
+        let items = read_labeled_images(dir.path(), &classes()).unwrap();
+        let got: Vec<(PathBuf, usize)> =
+            items.into_iter().map(|i| (i.path, i.class_index)).collect();
+        assert_eq!(
+            got,
+            [
+                (dir.path().join("cat/a.jpg"), 0),
+                (dir.path().join("dog/b.jpg"), 1)
+            ]
+        );
+    }
 }

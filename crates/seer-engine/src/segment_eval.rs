@@ -296,10 +296,19 @@ pub fn evaluate_segmentation(
     for image in &data.images {
         let result = score_image(segmenter, image, options, &mut report);
         if let Err(e) = &result {
+            let file = image.path.display().to_string();
+            // `file` says which image; the cause need not say it again.
+            let error = e.to_string();
+            let prefix = format!("{file}: ");
+            let mut cause = error.as_str();
+            while let Some(rest) = cause.strip_prefix(&prefix) {
+                cause = rest;
+            }
+            let error = cause.to_string();
             report.failed.push(Failure {
-                file: image.path.display().to_string(),
+                file,
                 annotation_id: None,
-                error: e.to_string(),
+                error,
             });
         }
         on_image(&image.path, result.as_ref().map(|_| ()));
@@ -363,7 +372,9 @@ fn score_image(
         report.images_without_objects += 1;
         return Ok(());
     }
-    let decoded = seer_image::decode_file_full(&image.path, &options.limits)
+    // The stored pixels: COCO's annotations and pycocotools ignore the EXIF
+    // orientation (some COCO photos carry one).
+    let decoded = seer_image::decode_file_stored(&image.path, &options.limits)
         .map_err(|e| file_error(&image.path, e))?;
     if (decoded.width(), decoded.height()) != (image.width, image.height) {
         return Err(file_error(

@@ -227,6 +227,21 @@ pub fn decode_bytes(
 /// Like [`decode_file`] but keeps the PIL mode (needed for exact open_clip /
 /// transformers parity on palette, alpha and CMYK images).
 pub fn decode_file_full(path: &Path, limits: &DecodeLimits) -> Result<DecodedImage, ImageError> {
+    let (bytes, name) = read_limited(path, limits)?;
+    decode_bytes_full(&bytes, &name, limits)
+}
+
+/// Like [`decode_file_full`] but the pixels as stored, the EXIF orientation
+/// not applied: what `PIL.Image.open` gives without `exif_transpose`, and the
+/// frame COCO's annotations (and pycocotools) use.
+pub fn decode_file_stored(path: &Path, limits: &DecodeLimits) -> Result<DecodedImage, ImageError> {
+    let (bytes, name) = read_limited(path, limits)?;
+    decode_oriented(&bytes, &name, limits, false)
+}
+
+/// A file's bytes, refused past `limits.max_file_bytes`, and its name for
+/// messages.
+fn read_limited(path: &Path, limits: &DecodeLimits) -> Result<(Vec<u8>, String), ImageError> {
     let name = path.display().to_string();
     let io_err = |source| ImageError::Io {
         path: name.clone(),
@@ -246,7 +261,7 @@ pub fn decode_file_full(path: &Path, limits: &DecodeLimits) -> Result<DecodedIma
     file.take(limits.max_file_bytes.saturating_add(1))
         .read_to_end(&mut bytes)
         .map_err(io_err)?;
-    decode_bytes_full(&bytes, &name, limits)
+    Ok((bytes, name))
 }
 
 /// Like [`decode_bytes`] but keeps the PIL mode.
@@ -254,6 +269,16 @@ pub fn decode_bytes_full(
     bytes: &[u8],
     name: &str,
     limits: &DecodeLimits,
+) -> Result<DecodedImage, ImageError> {
+    decode_oriented(bytes, name, limits, true)
+}
+
+/// Decodes `bytes`, turned upright by their EXIF orientation when `orient`.
+fn decode_oriented(
+    bytes: &[u8],
+    name: &str,
+    limits: &DecodeLimits,
+    orient: bool,
 ) -> Result<DecodedImage, ImageError> {
     if bytes.is_empty() {
         return Err(ImageError::Empty {
@@ -279,7 +304,9 @@ pub fn decode_bytes_full(
             })
         }
     };
-    apply_orientation(&mut img, orientation);
+    if orient {
+        apply_orientation(&mut img, orientation);
+    }
     Ok(img)
 }
 

@@ -39,8 +39,8 @@ pub use config::{
     CropRounding, Interpolation, PreprocessConfig, RgbConversion, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD,
 };
 pub use decode::{
-    decode_bytes, decode_bytes_full, decode_file, decode_file_full, DecodeLimits, DecodedImage,
-    SourceMode,
+    decode_bytes, decode_bytes_full, decode_file, decode_file_full, decode_file_stored,
+    DecodeLimits, DecodedImage, SourceMode,
 };
 pub use error::ImageError;
 pub use normalize::normalize_into;

@@ -106,7 +106,7 @@ pub struct RetrievalArgs {
     #[arg(long)]
     images: Option<PathBuf>,
     /// Recall cut-offs.
-    #[arg(long, value_delimiter = ',', default_value = "1,5,10", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    #[arg(long, value_delimiter = ',', default_value = "1,5,10", value_parser = crate::common::at_least_one)]
     k: Vec<usize>,
     #[command(flatten)]
     model: ModelArgs,
@@ -145,15 +145,25 @@ pub fn run(cmd: EvalCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn segment(args: SegmentArgs) -> anyhow::Result<ExitCode> {
+    check_limit(args.limit)?;
     let mut data = read_coco_instances(&args.data, args.images.as_deref(), args.split.as_deref())?;
     if let Some(n) = args.limit {
-        anyhow::ensure!(n > 0, "--limit must be at least 1");
         data.images.truncate(n);
     }
     anyhow::ensure!(
         !data.images.is_empty(),
         "{}: the annotations list no images",
         args.data.display()
+    );
+    anyhow::ensure!(
+        data.images.iter().any(|i| !i.objects.is_empty()),
+        "{}: the images{} have no object annotations to score",
+        args.data.display(),
+        if args.limit.is_some() {
+            " kept by --limit"
+        } else {
+            ""
+        }
     );
     let model = args.run.load(&args.model)?;
     let Some(segmenter) = model.segmenter.clone() else {
@@ -180,6 +190,22 @@ fn segment(args: SegmentArgs) -> anyhow::Result<ExitCode> {
     // Unreadable annotations fail alone (the image is still scored).
     for f in report.failed.iter().filter(|f| f.annotation_id.is_some()) {
         failures.report(&pb, &f.file, &f.error);
+    }
+    // A mean of nothing is no score: say why instead of printing 0% (failed
+    // images are reported as failures, exit 1, below).
+    if report.instances == 0 && report.failed.is_empty() {
+        anyhow::bail!(
+            "no object was scored, so there is no mIoU: {} crowd skipped{}, {} empty masks \
+             skipped, {} failed",
+            report.skipped_crowd,
+            if args.include_crowd {
+                ""
+            } else {
+                " (--include-crowd scores them)"
+            },
+            report.skipped_empty,
+            report.failed.len()
+        );
     }
     if args.json {
         let mut value = serde_json::to_value(&report)?;
@@ -226,10 +252,17 @@ fn print_segment_report(report: &SegmentEvalReport) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `--limit`, checked before anything is read: at least 1 (0 would score
+/// nothing and print 0%).
+fn check_limit(limit: Option<usize>) -> anyhow::Result<()> {
+    anyhow::ensure!(limit != Some(0), "--limit must be at least 1");
+    Ok(())
+}
+
 fn caption(args: CaptionArgs) -> anyhow::Result<ExitCode> {
+    check_limit(args.limit)?;
     let mut items = read_captions_jsonl(&args.captions, args.images.as_deref())?;
     if let Some(n) = args.limit {
-        anyhow::ensure!(n > 0, "--limit must be at least 1");
         items.truncate(n);
     }
     let options = CaptionOptions {
@@ -306,6 +339,7 @@ fn retrieval(args: RetrievalArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn zeroshot(args: ZeroShotArgs) -> anyhow::Result<ExitCode> {
+    check_limit(args.limit)?;
     let classes = read_list(&args.classes, ListKind::Classes)?;
     let templates = templates(&args.templates)?;
     let mut items = read_labeled_images(&args.data, &classes)?;

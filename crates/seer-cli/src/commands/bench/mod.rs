@@ -43,10 +43,10 @@ pub struct Args {
     #[arg(long, env = "SEER_TOKENIZER")]
     tokenizer: Option<PathBuf>,
     /// Image batch sizes for the model-only measurement.
-    #[arg(long, value_delimiter = ',', default_value = "8,32")]
+    #[arg(long, value_delimiter = ',', default_value = "8,32", value_parser = crate::common::at_least_one)]
     batch_sizes: Vec<usize>,
     /// Timed batches per measurement (after one warm-up batch).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = crate::common::at_least_one)]
     iterations: usize,
     /// Image files or folder for the end-to-end measurement.
     #[arg(long, default_value = "../shared/data/imagenet-samples/images")]
@@ -54,16 +54,16 @@ pub struct Args {
     /// How many files to embed end to end (the list repeats when it is shorter);
     /// for a captioning model, how many images to caption in each configuration.
     /// Default 256, or 16 when captioning.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::common::at_least_one)]
     files: Option<usize>,
     /// Captioning models: batch sizes to caption at.
-    #[arg(long, value_delimiter = ',', default_value = "1,8")]
+    #[arg(long, value_delimiter = ',', default_value = "1,8", value_parser = crate::common::at_least_one)]
     caption_batch_sizes: Vec<usize>,
     /// Captioning models: beam widths to caption with (1 is greedy search).
-    #[arg(long, value_delimiter = ',', default_value = "1,3")]
+    #[arg(long, value_delimiter = ',', default_value = "1,3", value_parser = crate::common::at_least_one)]
     beams: Vec<usize>,
     /// Captioning models: new tokens at most (default: `generate`'s, 20).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::common::at_least_one)]
     max_new_tokens: Option<usize>,
     /// Matmul weights for seer: f32, bf16 or int8 (timed against f32 in the same run).
     #[arg(long, default_value = "f32", value_parser = crate::common::parse_precision)]
@@ -82,13 +82,13 @@ pub struct Args {
     reference: Option<PathBuf>,
     /// Instead of embedding throughput, measure indexing a synthetic tree of this
     /// many tiny images and re-indexing it unchanged (needs --model).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = crate::common::at_least_one)]
     reindex_files: Option<usize>,
     /// Run seer's measurements and then the reference this many times over;
     /// the table shows medians over the rounds (each ratio taken within its
     /// round) and each round's ratio to the fastest f32 engine. A shared
     /// machine's speed moves between minutes, so one round can mislead.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = crate::common::at_least_one)]
     rounds: usize,
     /// Run each batch whole, its steps shared by the threads, instead of one
     /// part per thread (CLIP, SigLIP and DINOv2 on the CPU): to compare the two
