@@ -336,8 +336,10 @@ fn models_names_the_family_of_each_cached_model_and_the_families_it_loads() {
         .path()
         .join("hub/models--facebook--dinov2-small/snapshots/0123abc");
     std::fs::create_dir_all(&snapshot).unwrap();
-    let fixture = seer_testkit::repo_root().join("fixtures/families/dinov2-tiny/config.json");
-    std::fs::copy(fixture, snapshot.join("config.json")).unwrap();
+    let fixture = seer_testkit::repo_root().join("fixtures/families/dinov2-tiny");
+    for file in ["config.json", "model.safetensors"] {
+        std::fs::copy(fixture.join(file), snapshot.join(file)).unwrap();
+    }
     let o = Command::new(env!("CARGO_BIN_EXE_seer"))
         .args(["models", "--json"])
         .env("HF_HUB_OFFLINE", "1")
@@ -369,6 +371,80 @@ fn models_names_the_family_of_each_cached_model_and_the_families_it_loads() {
             .map(|a| a["hub_id"].clone()),
         Some("facebook/dinov2-small".into())
     );
+}
+
+/// `seer models` lists what `--model ID` loads offline, by the same rule: a
+/// snapshot with a config and weights, the one `refs/main` names, else the
+/// only one (a download by commit hash has no `refs/main`).
+#[test]
+fn models_lists_the_cached_models_that_load_and_only_those() {
+    let home = tempfile::tempdir().unwrap();
+    let repo = home.path().join("hub/models--test--tiny-clip");
+    let fixture = seer_testkit::repo_root().join("fixtures/models/hf-vit-quickgelu");
+    let snapshot = |name: &str, files: &[&str]| {
+        let dir = repo.join("snapshots").join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        for file in files {
+            std::fs::copy(fixture.join(file), dir.join(file)).unwrap();
+        }
+    };
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_seer"))
+            .args(args)
+            .env("HF_HUB_OFFLINE", "1")
+            .env("HF_HOME", home.path())
+            .env(
+                "SEER_TOKENIZER",
+                shared_data().join("clip-tokenizer/bpe_simple_vocab_16e6.txt.gz"),
+            )
+            .output()
+            .unwrap()
+    };
+    let listed = || {
+        let o = run(&["models", "--json"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+        v["cached"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|m| m["id"].as_str().map(String::from))
+            .collect::<Vec<_>>()
+    };
+    let embed = || run(&["embed", "--text", "a cat", "--model", "test/tiny-clip"]);
+    // A config without weights is no model.
+    snapshot("0000config", &["config.json"]);
+    assert!(listed().is_empty());
+    assert_eq!(embed().status.code(), Some(2));
+    // One complete snapshot, no refs/main: listed, and it loads.
+    snapshot(
+        "1111complete",
+        &[
+            "config.json",
+            "model.safetensors",
+            "preprocessor_config.json",
+        ],
+    );
+    assert_eq!(listed(), ["test/tiny-clip"]);
+    let o = embed();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Two complete snapshots and no refs/main: which is meant is unknown.
+    snapshot(
+        "2222complete",
+        &[
+            "config.json",
+            "model.safetensors",
+            "preprocessor_config.json",
+        ],
+    );
+    assert!(listed().is_empty());
+    assert_eq!(embed().status.code(), Some(2));
+    // refs/main says which.
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), "2222complete").unwrap();
+    assert_eq!(listed(), ["test/tiny-clip"]);
+    let o = embed();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
 #[cfg(unix)]

@@ -12,13 +12,34 @@ pub(crate) fn cached_file(id: &str, filename: &str) -> Option<PathBuf> {
     Cache::from_env().model(id.to_string()).get(filename)
 }
 
-/// The snapshot folder of `id` if it holds a config and weights of some layout.
+/// The snapshot folder of `id` if it holds a config and weights of some
+/// layout: the one `refs/main` names, else the only such snapshot (a model
+/// downloaded by commit hash has no `refs/main`; with several snapshots and no
+/// `refs/main`, which one is meant is unknown, so none is).
 pub(crate) fn cached_snapshot(id: &str, layouts: &[(&str, &[&str], &[&str])]) -> Option<PathBuf> {
-    layouts.iter().find_map(|(config, weights, _)| {
+    let main = layouts.iter().find_map(|(config, weights, _)| {
         let config = cached_file(id, config)?;
         weights.iter().find_map(|w| cached_file(id, w))?;
         config.parent().map(Path::to_path_buf)
-    })
+    });
+    main.or_else(|| only_snapshot(id, layouts))
+}
+
+/// The one snapshot of `id` that holds a config and weights of some layout.
+fn only_snapshot(id: &str, layouts: &[(&str, &[&str], &[&str])]) -> Option<PathBuf> {
+    let folder = cache_dir().join(format!("models--{}", id.replace('/', "--")));
+    let complete = |dir: &Path| {
+        layouts.iter().any(|(config, weights, _)| {
+            dir.join(config).is_file() && weights.iter().any(|w| dir.join(w).is_file())
+        })
+    };
+    let mut found = std::fs::read_dir(folder.join("snapshots"))
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|dir| complete(dir));
+    let only = found.next()?;
+    found.next().is_none().then_some(only)
 }
 
 #[derive(Clone, Debug)]
@@ -27,7 +48,8 @@ pub struct CachedModel {
     pub dir: PathBuf,
 }
 
-/// Models in the cache that have a model config (either layout) in some snapshot.
+/// Models in the cache that `--model ID` loads offline: those with a snapshot
+/// [`cached_snapshot`] finds (a config and weights of some layout).
 pub fn cached_models() -> Vec<CachedModel> {
     let root = cache_dir();
     let Ok(entries) = std::fs::read_dir(&root) else {
@@ -38,15 +60,8 @@ pub fn cached_models() -> Vec<CachedModel> {
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().to_string();
             let id = name.strip_prefix("models--")?.replacen("--", "/", 1);
-            let snapshots = std::fs::read_dir(e.path().join("snapshots")).ok()?;
-            snapshots.flatten().map(|s| s.path()).find_map(|dir| {
-                let is_model = dir.join("config.json").is_file()
-                    || dir.join("open_clip_config.json").is_file();
-                is_model.then(|| CachedModel {
-                    id: id.clone(),
-                    dir,
-                })
-            })
+            let dir = cached_snapshot(&id, crate::LAYOUTS)?;
+            Some(CachedModel { id, dir })
         })
         .collect();
     found.sort_by(|a, b| a.id.cmp(&b.id));
