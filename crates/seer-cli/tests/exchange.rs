@@ -278,3 +278,55 @@ fn a_float64_npy_is_refused_naming_its_dtype() {
     );
     assert!(!err.contains("Some("), "{err}");
 }
+
+/// A shard of more rows than one read of `seer import` holds (4 MiB: 65,536
+/// rows of 16 f32): cut off in the middle it is refused by name and cause,
+/// leaving the index as it was; whole, every row is imported.
+#[test]
+fn a_shard_larger_than_a_read_is_refused_when_cut_and_imported_whole() {
+    let idx = tempfile::tempdir().unwrap();
+    ok(import(idx.path(), raw_export().path()));
+    let before = status(idx.path());
+
+    let dir = tempfile::tempdir().unwrap();
+    write_shard(dir.path(), 0, &[vector(&[1.0])], &["/photos/d.jpg"]);
+    const ROWS: usize = 70_000;
+    let rows: Vec<Vec<f32>> = (0..ROWS).map(|i| vector(&[1.0, i as f32])).collect();
+    let names: Vec<String> = (0..ROWS).map(|i| format!("/big/{i}.jpg")).collect();
+    let paths: Vec<&str> = names.iter().map(String::as_str).collect();
+    write_shard(dir.path(), 1, &rows, &paths);
+    let npy_path = dir.path().join("img_emb/img_emb_1.npy");
+    let whole = std::fs::read(&npy_path).unwrap();
+    let data = ROWS * DIM * 4;
+    let kept = data / 2 + 3;
+    std::fs::write(&npy_path, &whole[..whole.len() - data + kept]).unwrap();
+
+    let o = import(idx.path(), dir.path());
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    let said = format!(
+        "{}: expected {data} bytes of data for shape ({ROWS}, {DIM}), found {kept}",
+        npy_path.display()
+    );
+    assert!(err.contains(&said), "{err}");
+    assert_eq!(status(idx.path()), before, "the index changed");
+
+    std::fs::write(&npy_path, &whole).unwrap();
+    let dir_arg = dir.path().to_str().unwrap();
+    let m = model();
+    let args = [
+        "import",
+        dir_arg,
+        "--model",
+        &m,
+        "--json",
+        "--ann-threshold",
+        "1000000000",
+    ];
+    let s: serde_json::Value = serde_json::from_str(ok(seer(idx.path(), &args)).trim()).unwrap();
+    assert_eq!(
+        (s["rows"].as_u64(), s["shards"].as_u64()),
+        (Some(ROWS as u64 + 1), Some(2))
+    );
+    assert_eq!(vectors(idx.path()), Some(ROWS as u64 + 4));
+}

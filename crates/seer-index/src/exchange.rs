@@ -8,6 +8,7 @@
 //! exactly once.
 
 use std::fs::File;
+use std::io::BufReader;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
@@ -17,6 +18,7 @@ use parquet::data_type::{ByteArray, ByteArrayType};
 use parquet::file::properties::WriterProperties;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::file::writer::SerializedFileWriter;
+use parquet::record::reader::RowIter;
 use parquet::record::RowAccessor;
 use parquet::schema::parser::parse_message_type;
 use seer_util::fs::Durability;
@@ -347,40 +349,71 @@ pub fn write_shard(
     })
 }
 
-/// Reads the image paths of one metadata shard.
-fn read_paths(path: &Path) -> Result<Vec<String>> {
-    let file = File::open(path).map_err(|e| IndexError::io(path, e))?;
-    let reader = SerializedFileReader::new(file).map_err(|e| file_error(path, e))?;
-    let schema = reader.metadata().file_metadata().schema_descr_ptr();
-    let names: Vec<String> = schema
-        .root_schema()
-        .get_fields()
-        .iter()
-        .map(|f| f.name().to_string())
-        .collect();
-    let column = PATH_COLUMNS
-        .iter()
-        .find_map(|c| names.iter().position(|n| n == c))
-        .ok_or_else(|| {
-            file_error(
-                path,
-                format!(
-                    "no image path column (looked for {}; found {})",
-                    PATH_COLUMNS.join(", "),
-                    names.join(", ")
-                ),
-            )
-        })?;
-    let mut out = Vec::new();
-    for row in reader.get_row_iter(None).map_err(|e| file_error(path, e))? {
-        let row = row.map_err(|e| file_error(path, e))?;
-        out.push(
-            row.get_string(column)
-                .map_err(|e| file_error(path, format!("row {}: {e}", out.len())))?
-                .clone(),
-        );
+/// The image paths of one metadata shard, read a row at a time.
+struct PathRows {
+    path: std::path::PathBuf,
+    /// Rows in the file, as its footer says.
+    len: usize,
+    column: usize,
+    rows: RowIter<'static>,
+    /// Rows read so far.
+    read: usize,
+}
+
+impl PathRows {
+    /// Opens `path` and finds its image path column (see [`PATH_COLUMNS`]).
+    fn open(path: &Path) -> Result<Self> {
+        let file = File::open(path).map_err(|e| IndexError::io(path, e))?;
+        let reader = SerializedFileReader::new(file).map_err(|e| file_error(path, e))?;
+        let schema = reader.metadata().file_metadata().schema_descr_ptr();
+        let names: Vec<String> = schema
+            .root_schema()
+            .get_fields()
+            .iter()
+            .map(|f| f.name().to_string())
+            .collect();
+        let column = PATH_COLUMNS
+            .iter()
+            .find_map(|c| names.iter().position(|n| n == c))
+            .ok_or_else(|| {
+                file_error(
+                    path,
+                    format!(
+                        "no image path column (looked for {}; found {})",
+                        PATH_COLUMNS.join(", "),
+                        names.join(", ")
+                    ),
+                )
+            })?;
+        let len = usize::try_from(reader.metadata().file_metadata().num_rows())
+            .map_err(|_| file_error(path, "a negative row count"))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            len,
+            column,
+            rows: RowIter::from_file_into(Box::new(reader)),
+            read: 0,
+        })
     }
-    Ok(out)
+
+    /// The next row's image path.
+    fn next_path(&mut self) -> Result<String> {
+        let row = self
+            .rows
+            .next()
+            .ok_or_else(|| {
+                file_error(
+                    &self.path,
+                    format!("{} rows, not {} as its footer says", self.read, self.len),
+                )
+            })?
+            .map_err(|e| file_error(&self.path, e))?;
+        let path = row
+            .get_string(self.column)
+            .map_err(|e| file_error(&self.path, format!("row {}: {e}", self.read)))?;
+        self.read += 1;
+        Ok(path.clone())
+    }
 }
 
 /// The shard numbers present in `dir`, from `img_emb_{i}.npy` names, ascending.
@@ -411,10 +444,11 @@ fn shards(dir: &Path) -> Result<Vec<usize>> {
 /// dimensions, from the clip-retrieval layout in `dir`. All or nothing: every
 /// shard is written in one transaction, committed only when all of them were
 /// read and checked (sizes, row counts, values), so a refused shard leaves the
-/// index as it was; only one shard is in memory at a time (SQLite spills a
-/// large transaction to its write-ahead log). Vectors are stored at unit
-/// length, as an indexing run stores them: search and dupes score by plain
-/// dot product. Files that exist on disk get their size and mtime, so a later
+/// index as it was. Shards are streamed, embeddings a few MB at a time
+/// ([`npy::CHUNK_BYTES`]) and paths a row at a time, so memory does not grow
+/// with a shard's size (SQLite spills a large transaction to its write-ahead
+/// log). Vectors are stored at unit length, as an indexing run stores them:
+/// search and dupes score by plain dot product. Files that exist on disk get their size and mtime, so a later
 /// `seer index` of their folder treats them as unchanged instead of embedding
 /// them again. Holds the index's lock (an import is a bulk update, like an
 /// indexing run), and keeps the approximate index for a model with at least
@@ -426,6 +460,29 @@ pub fn import(
     dir: &Path,
     encoding: Encoding,
     ann_threshold: usize,
+) -> Result<ExchangeSummary> {
+    import_in_chunks(
+        store,
+        model_name,
+        model_dim,
+        dir,
+        encoding,
+        ann_threshold,
+        npy::CHUNK_BYTES,
+    )
+}
+
+/// [`import`], reading each shard's embeddings `chunk_bytes` at a time (at
+/// least one row), and its paths a row at a time: memory holds one chunk,
+/// however large a shard is ([`import`] reads [`npy::CHUNK_BYTES`]).
+pub fn import_in_chunks(
+    store: &mut Store,
+    model_name: &str,
+    model_dim: usize,
+    dir: &Path,
+    encoding: Encoding,
+    ann_threshold: usize,
+    chunk_bytes: usize,
 ) -> Result<ExchangeSummary> {
     if model_dim == 0 {
         return Err(IndexError::Invalid(format!(
@@ -445,25 +502,36 @@ pub fn import(
     for shard in shards {
         let npy_path = dir.join(format!("img_emb/img_emb_{shard}.npy"));
         let meta_path = dir.join(format!("metadata/metadata_{shard}.parquet"));
-        let (rows, values) = read_embeddings(&npy_path, model_name, model_dim)?;
-        let paths = read_paths(&meta_path)?;
-        if paths.len() != rows {
+        // Both headers are checked before any row is read: the embeddings'
+        // dtype, shape and length, the vectors' size, and the row counts.
+        let mut embeddings = open_embeddings(&npy_path, model_name, model_dim, chunk_bytes)?;
+        let rows = embeddings.header().rows;
+        let mut paths = PathRows::open(&meta_path)?;
+        if paths.len != rows {
             return Err(file_error(
                 &meta_path,
                 format!(
                     "{} paths but {} embeddings in {}",
-                    paths.len(),
+                    paths.len,
                     rows,
                     npy_path.display()
                 ),
             ));
         }
-        for (row, (path, vector)) in paths.iter().zip(values.chunks_exact(model_dim)).enumerate() {
-            let vector = unit_length(vector)
-                .map_err(|why| file_error(&npy_path, format!("row {row} {why}")))?;
-            let record = on_disk_record(path);
-            let id = write::upsert_file(&tx, &record).map_err(&db_error)?;
-            write::put_embedding(&tx, id, model_id, encoding, &vector).map_err(&db_error)?;
+        let mut row = 0;
+        while let Some(chunk) = embeddings
+            .next_chunk()
+            .map_err(|e| read_error(&npy_path, e))?
+        {
+            for vector in chunk.chunks_exact(model_dim) {
+                let path = paths.next_path()?;
+                let vector = unit_length(vector)
+                    .map_err(|why| file_error(&npy_path, format!("row {row} {why}")))?;
+                let record = on_disk_record(&path);
+                let id = write::upsert_file(&tx, &record).map_err(&db_error)?;
+                write::put_embedding(&tx, id, model_id, encoding, &vector).map_err(&db_error)?;
+                row += 1;
+            }
         }
         summary.rows += rows;
         summary.shards += 1;
@@ -477,15 +545,22 @@ pub fn import(
     Ok(summary)
 }
 
-/// Reads one embeddings shard: `(rows, values)`, refusing vectors of another
-/// size than `model_dim`.
-fn read_embeddings(
+/// Opens one embeddings shard to be read `chunk_bytes` at a time, its header
+/// and length checked, refusing vectors of another size than `model_dim`.
+fn open_embeddings(
     npy_path: &Path,
     model_name: &str,
     model_dim: usize,
-) -> Result<(usize, Vec<f32>)> {
-    let bytes = std::fs::read(npy_path).map_err(|e| IndexError::io(npy_path, e))?;
-    let (rows, dim, values) = npy::decode(&bytes).map_err(|e| file_error(npy_path, e))?;
+    chunk_bytes: usize,
+) -> Result<npy::RowReader<BufReader<File>>> {
+    let file = File::open(npy_path).map_err(|e| IndexError::io(npy_path, e))?;
+    let len = file
+        .metadata()
+        .map_err(|e| IndexError::io(npy_path, e))?
+        .len();
+    let reader = npy::RowReader::new(BufReader::new(file), len, chunk_bytes)
+        .map_err(|e| read_error(npy_path, e))?;
+    let dim = reader.header().cols;
     if dim != model_dim {
         return Err(IndexError::DimensionMismatch {
             path: npy_path.to_path_buf(),
@@ -494,7 +569,14 @@ fn read_embeddings(
             found: dim,
         });
     }
-    Ok((rows, values))
+    Ok(reader)
+}
+
+fn read_error(path: &Path, e: npy::ReadError) -> IndexError {
+    match e {
+        npy::ReadError::Io(e) => IndexError::io(path, e),
+        npy::ReadError::Invalid(message) => file_error(path, message),
+    }
 }
 
 /// `vector` scaled to unit length, or why it cannot be: a vector with a

@@ -1,5 +1,8 @@
 //! NumPy `.npy` (format 1.0) for 2-d little-endian float arrays: what seer writes
-//! for `embed --out` and `export`, and reads on `import` (f32 or f16).
+//! for `embed --out` and `export`, and reads on `import` (f32 or f16), a chunk
+//! of rows at a time ([`RowReader`]) or whole ([`decode`]).
+
+use std::io::Read;
 
 use half::f16;
 
@@ -14,6 +17,14 @@ impl Dtype {
         match self {
             Self::F32 => "<f4",
             Self::F16 => "<f2",
+        }
+    }
+
+    /// Bytes per value.
+    fn width(self) -> usize {
+        match self {
+            Self::F32 => 4,
+            Self::F16 => 2,
         }
     }
 }
@@ -46,8 +57,7 @@ pub fn header(shape: &[usize], dtype: Dtype, min_len: usize) -> Vec<u8> {
 /// The bytes of an `.npy` file holding `rows` (each `cols` long) as `dtype`.
 pub fn encode(rows: &[Vec<f32>], cols: usize, dtype: Dtype) -> Result<Vec<u8>, String> {
     let header = header(&[rows.len(), cols], dtype, 0);
-    let width = if dtype == Dtype::F32 { 4 } else { 2 };
-    let mut bytes = Vec::with_capacity(header.len() + rows.len() * cols * width);
+    let mut bytes = Vec::with_capacity(header.len() + rows.len() * cols * dtype.width());
     bytes.extend_from_slice(&header);
     for row in rows {
         if row.len() != cols {
@@ -63,19 +73,39 @@ pub fn encode(rows: &[Vec<f32>], cols: usize, dtype: Dtype) -> Result<Vec<u8>, S
     Ok(bytes)
 }
 
-/// Parses an `.npy` 2-d float array: `(rows, cols, values as f32)`.
-pub fn decode(bytes: &[u8]) -> Result<(usize, usize, Vec<f32>), String> {
+/// What the header of a 2-d float `.npy` says, checked: the shape, the dtype,
+/// where the data starts and how long the shape says it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    pub rows: usize,
+    pub cols: usize,
+    pub dtype: Dtype,
+    /// The length of the preamble and header: the data's offset in the file.
+    pub data_start: usize,
+    /// Bytes of data `rows` x `cols` values of `dtype` take.
+    pub data_len: usize,
+}
+
+/// Checks the magic and version at the start of `bytes` (a file's first 12
+/// bytes, or all of it if shorter): `(where the header starts, its length)`.
+fn preamble(bytes: &[u8]) -> Result<(usize, usize), String> {
     if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
         return Err("not a .npy file".into());
     }
-    let (header_len, start) = match bytes[6] {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        2 | 3 if bytes.len() >= 12 => (
-            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+    match bytes[6] {
+        1 => Ok((10, u16::from_le_bytes([bytes[8], bytes[9]]) as usize)),
+        2 | 3 if bytes.len() >= 12 => Ok((
             12,
-        ),
-        v => return Err(format!("unsupported .npy version {v}")),
-    };
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+        )),
+        v => Err(format!("unsupported .npy version {v}")),
+    }
+}
+
+/// Parses the preamble and header at the start of `bytes`, which holds the
+/// whole header if the file does; the data may follow, or not.
+fn parse_header(bytes: &[u8]) -> Result<Header, String> {
+    let (start, header_len) = preamble(bytes)?;
     let header = bytes
         .get(start..start + header_len)
         .and_then(|h| std::str::from_utf8(h).ok())
@@ -114,28 +144,174 @@ pub fn decode(bytes: &[u8]) -> Result<(usize, usize, Vec<f32>), String> {
     let [rows, cols] = dims[..] else {
         return Err(format!("expected a 2-d array, shape is ({inside})"));
     };
-    let data = &bytes[start + header_len..];
-    let width = if dtype == Dtype::F32 { 4 } else { 2 };
-    let expected = rows
+    let data_len = rows
         .checked_mul(cols)
-        .and_then(|n| n.checked_mul(width))
+        .and_then(|n| n.checked_mul(dtype.width()))
         .ok_or("shape too large")?;
-    if data.len() != expected {
-        return Err(format!(
-            "expected {expected} bytes of data for shape ({rows}, {cols}), found {}",
-            data.len()
-        ));
+    Ok(Header {
+        rows,
+        cols,
+        dtype,
+        data_start: start + header_len,
+        data_len,
+    })
+}
+
+/// Why a `.npy` could not be read: reading failed, or the file is not a 2-d
+/// float array as long as its header says (the message says how).
+#[derive(Debug)]
+pub enum ReadError {
+    Io(std::io::Error),
+    Invalid(String),
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Io(e) => e.fmt(f),
+            Self::Invalid(message) => f.write_str(message),
+        }
     }
-    let values = match dtype {
-        Dtype::F32 => data
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect(),
-        Dtype::F16 => data
-            .chunks_exact(2)
-            .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
-    };
+}
+
+impl std::error::Error for ReadError {}
+
+impl From<String> for ReadError {
+    fn from(message: String) -> Self {
+        Self::Invalid(message)
+    }
+}
+
+impl From<std::io::Error> for ReadError {
+    fn from(e: std::io::Error) -> Self {
+        Self::Io(e)
+    }
+}
+
+/// How much data [`decode`] and `seer import` read at a time.
+pub const CHUNK_BYTES: usize = 4 << 20;
+
+/// Appends up to `n` more bytes of `input` to `buf` (fewer at its end): how many.
+fn read_up_to(input: &mut impl Read, buf: &mut Vec<u8>, n: usize) -> std::io::Result<usize> {
+    buf.reserve(n);
+    input.by_ref().take(n as u64).read_to_end(buf)
+}
+
+/// The error for data of `found` bytes where `header` says how many there are.
+fn size_error(header: &Header, found: u64) -> ReadError {
+    let Header {
+        rows,
+        cols,
+        data_len,
+        ..
+    } = *header;
+    ReadError::Invalid(format!(
+        "expected {data_len} bytes of data for shape ({rows}, {cols}), found {found}"
+    ))
+}
+
+/// A 2-d float `.npy` read a chunk of rows at a time, so memory holds one chunk
+/// however large the file is. The header and the file's length are checked
+/// first, as [`decode`] checks them: a file whose data is shorter or longer
+/// than its shape says is refused before any row is read, and one that ends
+/// early while it is read (cut short meanwhile) when its end is reached.
+pub struct RowReader<R> {
+    input: R,
+    header: Header,
+    /// Rows per chunk (the last one may hold fewer).
+    chunk_rows: usize,
+    /// Rows not read yet.
+    left: usize,
+    /// Bytes of data read so far.
+    read: u64,
+    bytes: Vec<u8>,
+    values: Vec<f32>,
+}
+
+impl<R: Read> RowReader<R> {
+    /// Reads and checks the header of `input`, a file of `len` bytes in all.
+    /// Chunks hold `chunk_bytes` of data or less, but at least one row.
+    pub fn new(mut input: R, len: u64, chunk_bytes: usize) -> Result<Self, ReadError> {
+        // The longest preamble, then the rest of the header if the file holds it.
+        let mut head = Vec::new();
+        read_up_to(&mut input, &mut head, 12)?;
+        let (start, header_len) = preamble(&head)?;
+        let end = start + header_len;
+        let rest = end.saturating_sub(head.len());
+        if end as u64 <= len && rest > 0 {
+            read_up_to(&mut input, &mut head, rest)?;
+        }
+        let header = parse_header(&head)?;
+        // A header that parses names its keys, so it is longer than 2 bytes and
+        // the 12 bytes read first hold no data.
+        debug_assert!(head.len() <= header.data_start);
+        let found = len.saturating_sub(header.data_start as u64);
+        if found != header.data_len as u64 {
+            return Err(size_error(&header, found));
+        }
+        let row_bytes = header.cols * header.dtype.width();
+        let chunk_rows = match row_bytes {
+            0 => header.rows.max(1),
+            _ => (chunk_bytes / row_bytes).max(1),
+        };
+        Ok(Self {
+            input,
+            header,
+            chunk_rows,
+            left: header.rows,
+            read: 0,
+            bytes: Vec::new(),
+            values: Vec::new(),
+        })
+    }
+
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// The next chunk of rows as f32 values, row after row (`cols` each), or
+    /// `None` after the last row.
+    pub fn next_chunk(&mut self) -> Result<Option<&[f32]>, ReadError> {
+        if self.left == 0 {
+            return Ok(None);
+        }
+        let rows = self.chunk_rows.min(self.left);
+        // At most `data_len`, which did not overflow.
+        let n = rows * self.header.cols * self.header.dtype.width();
+        self.bytes.clear();
+        let got = read_up_to(&mut self.input, &mut self.bytes, n)?;
+        self.read += got as u64;
+        if got < n {
+            return Err(size_error(&self.header, self.read));
+        }
+        self.left -= rows;
+        self.values.clear();
+        match self.header.dtype {
+            Dtype::F32 => self.values.extend(
+                self.bytes
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+            ),
+            Dtype::F16 => self.values.extend(
+                self.bytes
+                    .chunks_exact(2)
+                    .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()),
+            ),
+        }
+        Ok(Some(&self.values))
+    }
+}
+
+/// Parses a whole `.npy` 2-d float array: `(rows, cols, values as f32)`.
+pub fn decode(bytes: &[u8]) -> Result<(usize, usize, Vec<f32>), String> {
+    let mut reader =
+        RowReader::new(bytes, bytes.len() as u64, CHUNK_BYTES).map_err(|e| e.to_string())?;
+    let Header { rows, cols, .. } = *reader.header();
+    // The data's length was checked against the shape: this much is there.
+    let mut values = Vec::with_capacity(rows * cols);
+    while let Some(chunk) = reader.next_chunk().map_err(|e| e.to_string())? {
+        values.extend_from_slice(chunk);
+    }
     Ok((rows, cols, values))
 }
 
@@ -185,5 +361,149 @@ mod tests {
         assert!(decode(b"").is_err());
         assert!(decode(b"PK\x03\x04 a zip").is_err());
         assert!(encode(&[vec![1.0; 3]], 4, Dtype::F32).is_err());
+    }
+
+    /// 10 rows of 3 distinct values, as `dtype` holds them exactly.
+    fn ten_rows() -> Vec<Vec<f32>> {
+        (0..10)
+            .map(|r| (0..3).map(|c| (r * 3 + c) as f32 - 7.5).collect())
+            .collect()
+    }
+
+    /// A reader that counts the bytes it has given out.
+    struct Counting<'a> {
+        inner: &'a [u8],
+        given: std::rc::Rc<std::cell::Cell<usize>>,
+    }
+
+    impl Read for Counting<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.inner.read(buf)?;
+            self.given.set(self.given.get() + n);
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn rows_are_read_a_chunk_at_a_time_with_the_values_decode_gives() {
+        for (dtype, width) in [(Dtype::F32, 4), (Dtype::F16, 2)] {
+            let bytes = encode(&ten_rows(), 3, dtype).unwrap();
+            let (_, _, whole) = decode(&bytes).unwrap();
+            let given = std::rc::Rc::new(std::cell::Cell::new(0));
+            let input = Counting {
+                inner: &bytes,
+                given: given.clone(),
+            };
+            // Room for 4 rows and a bit: chunks of 4, 4 and 2 rows.
+            let row = 3 * width;
+            let mut reader = RowReader::new(input, bytes.len() as u64, 4 * row + 1).unwrap();
+            let header = *reader.header();
+            assert_eq!((header.rows, header.cols, header.dtype), (10, 3, dtype));
+            assert_eq!(header.data_start + header.data_len, bytes.len());
+            assert_eq!(given.get(), header.data_start, "only the header so far");
+            let mut values = Vec::new();
+            let mut sizes = Vec::new();
+            while let Some(chunk) = reader.next_chunk().unwrap() {
+                sizes.push(chunk.len() / 3);
+                // No more of the file was read than the rows given so far.
+                assert_eq!(
+                    given.get(),
+                    header.data_start + (values.len() + chunk.len()) * width
+                );
+                values.extend_from_slice(chunk);
+            }
+            assert_eq!(sizes, [4, 4, 2], "{dtype:?}");
+            assert_eq!(values, whole, "{dtype:?}");
+            assert!(reader.next_chunk().unwrap().is_none());
+            // A chunk smaller than a row still reads a row at a time.
+            let mut reader = RowReader::new(&bytes[..], bytes.len() as u64, 1).unwrap();
+            let mut rows = 0;
+            while let Some(chunk) = reader.next_chunk().unwrap() {
+                assert_eq!(chunk, &whole[rows * 3..rows * 3 + 3]);
+                rows += 1;
+            }
+            assert_eq!(rows, 10);
+        }
+        // No rows, or rows of no values.
+        for shape in [[0, 3], [4, 0]] {
+            let bytes = header(&shape, Dtype::F32, 0);
+            assert_eq!(decode(&bytes).unwrap(), (shape[0], shape[1], vec![]));
+        }
+    }
+
+    #[test]
+    fn a_file_cut_in_the_middle_is_refused_before_or_while_it_is_read() {
+        let bytes = encode(&ten_rows(), 3, Dtype::F32).unwrap();
+        let start = bytes.len() - 10 * 12;
+        let cut = &bytes[..start + 5 * 12 + 7];
+        let said = format!("expected 120 bytes of data for shape (10, 3), found {}", 67);
+        // Its length shows it: refused before any row is read.
+        let err = RowReader::new(cut, cut.len() as u64, 12).err().unwrap();
+        assert_eq!(err.to_string(), said);
+        assert_eq!(decode(cut).unwrap_err(), said);
+        // Too long is refused alike.
+        let mut long = bytes.clone();
+        long.push(0);
+        assert_eq!(
+            decode(&long).unwrap_err(),
+            "expected 120 bytes of data for shape (10, 3), found 121"
+        );
+        // Cut short after its length was taken: the chunk that runs out is an error.
+        let mut reader = RowReader::new(cut, bytes.len() as u64, 2 * 12).unwrap();
+        for _ in 0..2 {
+            assert_eq!(reader.next_chunk().unwrap().unwrap().len(), 6);
+        }
+        let err = reader.next_chunk().err().unwrap();
+        assert!(matches!(err, ReadError::Invalid(_)), "{err:?}");
+        assert_eq!(err.to_string(), said);
+    }
+
+    #[test]
+    fn header_errors_are_those_decode_gave() {
+        let good = encode(&[vec![1.0; 4]], 4, Dtype::F32).unwrap();
+        let header_len = u16::from_le_bytes([good[8], good[9]]) as usize;
+        let with = |from: &str, to: &str| -> Vec<u8> {
+            let text = std::str::from_utf8(&good[10..10 + header_len])
+                .unwrap()
+                .replace(from, to);
+            let mut bytes = good[..10].to_vec();
+            bytes[8..10].copy_from_slice(&(text.len() as u16).to_le_bytes());
+            bytes.extend_from_slice(text.as_bytes());
+            bytes.extend_from_slice(&good[good.len() - 16..]);
+            bytes
+        };
+        let big = with("'<f4'", "'>f4'");
+        for (bytes, said) in [
+            (b"\x93NUMPY".to_vec(), "not a .npy file"),
+            (good[..12].to_vec(), "truncated .npy header"),
+            (
+                [&b"\x93NUMPY\x04\x00"[..], &good[8..]].concat(),
+                "unsupported .npy version 4",
+            ),
+            (
+                big,
+                "unsupported dtype '>f4' (expected little-endian f4 or f2)",
+            ),
+            (
+                with("'<f4'", "'<f8'"),
+                "unsupported dtype '<f8' (expected little-endian f4 or f2)",
+            ),
+            (
+                with("False", "True"),
+                "Fortran-ordered arrays are not supported",
+            ),
+            (
+                with("(1, 4)", "(1, 2, 2)"),
+                "expected a 2-d array, shape is (1, 2, 2)",
+            ),
+            (with("(1, 4)", "(1, x)"), "bad shape 1, x"),
+            (with("'descr'", "'dtype'"), "no dtype in the .npy header"),
+        ] {
+            assert_eq!(decode(&bytes).unwrap_err(), said);
+            let err = RowReader::new(&bytes[..], bytes.len() as u64, CHUNK_BYTES)
+                .err()
+                .unwrap();
+            assert_eq!(err.to_string(), said);
+        }
     }
 }

@@ -373,3 +373,129 @@ fn only_canonically_numbered_shards_are_read() {
         "{files:?}"
     );
 }
+
+/// `rows` 4-d vectors, all different and none of them zero.
+fn many_rows(rows: usize) -> Vec<Vec<f32>> {
+    (0..rows)
+        .map(|r| (0..4).map(|c| ((r * 4 + c) % 13) as f32 - 5.5).collect())
+        .collect()
+}
+
+/// Bytes of 3 rows of 4 f32 values: a chunk size that splits a shard.
+const THREE_ROWS: usize = 3 * 4 * 4;
+
+#[test]
+fn a_shard_larger_than_a_chunk_is_read_in_chunks_with_the_values_decode_gives() {
+    let src = tempfile::tempdir().unwrap();
+    let rows = many_rows(50);
+    let paths: Vec<String> = (0..50).map(|i| format!("/p/{i:02}.jpg")).collect();
+    let path_refs: Vec<&str> = paths.iter().map(String::as_str).collect();
+    write_shard(src.path(), 0, &rows[..20], &path_refs[..20]);
+    write_shard(src.path(), 1, &rows[20..], &path_refs[20..]);
+    let idx = tempfile::tempdir().unwrap();
+    let mut store = Store::open(idx.path()).unwrap();
+    // 17 chunks: 7 of shard 0 (the last of 2 rows), 10 of shard 1.
+    let s = exchange::import_in_chunks(
+        &mut store,
+        MODEL,
+        4,
+        src.path(),
+        Encoding::F32,
+        NO_ANN,
+        THREE_ROWS,
+    )
+    .unwrap();
+    assert_eq!((s.rows, s.shards, s.dim), (50, 2, 4));
+
+    // Each stored vector is decode's row, at unit length, under its own path.
+    let mut decoded = Vec::new();
+    for shard in 0..2 {
+        let npy_path = src.path().join(format!("img_emb/img_emb_{shard}.npy"));
+        let (n, dim, values) = npy::decode(&std::fs::read(npy_path).unwrap()).unwrap();
+        assert_eq!((n, dim), ([20, 30][shard], 4));
+        decoded.extend(values.chunks_exact(4).map(<[f32]>::to_vec));
+    }
+    assert_eq!(decoded, rows);
+    let stored = &snapshot(&store).2[0].1;
+    let mut expected: Vec<(String, Vec<f32>)> = paths.iter().cloned().zip(decoded).collect();
+    expected.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut stored = stored.clone();
+    stored.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(stored.len(), 50);
+    for ((path, got), (want_path, raw)) in stored.iter().zip(&expected) {
+        assert_eq!(path, want_path);
+        let norm = raw.iter().map(|v| v * v).sum::<f32>().sqrt();
+        let close = got
+            .iter()
+            .zip(raw)
+            .all(|(g, r)| (g - r / norm).abs() < 1e-6);
+        assert!(close, "{path}: {got:?} vs {raw:?} / {norm}");
+    }
+
+    // The default chunk gives the same index.
+    let idx2 = tempfile::tempdir().unwrap();
+    let mut store2 = Store::open(idx2.path()).unwrap();
+    import(&mut store2, src.path(), 4).unwrap();
+    assert_eq!(snapshot(&store2).2, snapshot(&store).2);
+}
+
+/// A folder whose shard 0 is good and whose shard 1, of 40 rows (14 chunks of
+/// [`THREE_ROWS`]), is cut off in the middle of its row 21.
+fn folder_with_second_shard_cut_in_the_middle() -> (tempfile::TempDir, PathBuf) {
+    let src = tempfile::tempdir().unwrap();
+    write_shard(
+        src.path(),
+        0,
+        &raw_rows(),
+        &["/p/a.jpg", "/p/new.jpg", "/p/c.jpg"],
+    );
+    let paths: Vec<String> = (0..40).map(|i| format!("/q/{i}.jpg")).collect();
+    let path_refs: Vec<&str> = paths.iter().map(String::as_str).collect();
+    write_shard(src.path(), 1, &many_rows(40), &path_refs);
+    let npy_path = src.path().join("img_emb/img_emb_1.npy");
+    let bytes = std::fs::read(&npy_path).unwrap();
+    let data_start = bytes.len() - 40 * 16;
+    std::fs::write(&npy_path, &bytes[..data_start + 21 * 16 + 5]).unwrap();
+    (src, npy_path)
+}
+
+#[test]
+fn a_shard_cut_in_the_middle_is_refused_by_name_and_cause_and_rolled_back() {
+    let (src, npy_path) = folder_with_second_shard_cut_in_the_middle();
+    let said = format!(
+        "{}: expected 640 bytes of data for shape (40, 4), found {}",
+        npy_path.display(),
+        21 * 16 + 5
+    );
+    let refused = |store: &mut Store, chunk: usize| {
+        exchange::import_in_chunks(store, MODEL, 4, src.path(), Encoding::F32, NO_ANN, chunk)
+            .unwrap_err()
+            .to_string()
+    };
+    for chunk in [THREE_ROWS, 1, npy::CHUNK_BYTES] {
+        // Into an index holding an earlier import: it stays exactly as it was.
+        let (_idx, mut store) = index_with_one_import();
+        let before = snapshot(&store);
+        assert_eq!(refused(&mut store, chunk), said);
+        assert_eq!(snapshot(&store), before, "chunk {chunk}: the index changed");
+
+        // Into an empty index: no model row, no file is left behind.
+        let idx = tempfile::tempdir().unwrap();
+        let mut store = Store::open(idx.path()).unwrap();
+        assert_eq!(refused(&mut store, chunk), said);
+        assert!(store.models().unwrap().is_empty());
+        assert_eq!(store.file_count().unwrap(), 0);
+        // The lock was let go.
+        std::fs::remove_file(&npy_path).unwrap();
+        write_shard(src.path(), 1, &many_rows(2), &["/q/0.jpg", "/q/1.jpg"]);
+        assert_eq!(import(&mut store, src.path(), 4).unwrap().rows, 5);
+        // Cut shard 1 again for the next chunk size.
+        let (again, _) = folder_with_second_shard_cut_in_the_middle();
+        std::fs::copy(again.path().join("img_emb/img_emb_1.npy"), &npy_path).unwrap();
+        std::fs::copy(
+            again.path().join("metadata/metadata_1.parquet"),
+            src.path().join("metadata/metadata_1.parquet"),
+        )
+        .unwrap();
+    }
+}
