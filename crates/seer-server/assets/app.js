@@ -20,32 +20,65 @@
     }
   }
 
+  // What the server accepts as a token (`seer serve --token`): printable ASCII,
+  // not blank, no whitespace around it. Anything else could never match, and a
+  // character outside Latin-1 cannot even be put in a header (fetch throws).
+  // Pasting often brings invisible characters along: whitespace and zero-width
+  // characters around the token are dropped.
+  const TOKEN_EDGES = /^[\s\u200b-\u200d\u2060\ufeff]+|[\s\u200b-\u200d\u2060\ufeff]+$/g;
+  const cleanToken = (raw) => String(raw == null ? '' : raw).replace(TOKEN_EDGES, '');
+  /** Why `token` (cleaned) cannot work, or null when it can. */
+  function tokenProblem(token) {
+    if (!token) return 'Enter the API token (it cannot be blank).';
+    const bad = [...token].find((c) => c < ' ' || c > '~');
+    if (bad !== undefined) {
+      const code = `U+${bad.codePointAt(0).toString(16).toUpperCase().padStart(4, '0')}`;
+      const visible = !/[\s\p{C}\u200b-\u200f\u2060\ufeff]/u.test(bad);
+      return `A token is printable ASCII only (letters, digits, punctuation, spaces); this one has ${code}${visible ? ` (“${bad}”)` : ', an invisible character'}. Check what was pasted.`;
+    }
+    return null;
+  }
+
   const auth = {
     token: null,
+    /** Why the token found at load (URL or storage) was dropped, if it was. */
+    dropped: null,
     load() {
       // #token=... in the URL wins; it is moved to sessionStorage and removed from the
       // address bar so it does not end up in bookmarks or screenshots.
       const m = /(?:^#|&)token=([^&]*)/.exec(location.hash);
+      let token = null;
       if (m) {
         try {
-          sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(m[1]));
-        } catch (_) { /* storage disabled: keep it in memory */ }
-        this.token = decodeURIComponent(m[1]);
-        history.replaceState(null, '', location.pathname + location.search);
+          token = decodeURIComponent(m[1]);
+        } catch (_) {
+          token = m[1];
+        }
+        history.replaceState(history.state, '', location.pathname + location.search);
+      } else {
+        try {
+          token = sessionStorage.getItem(TOKEN_KEY);
+        } catch (_) {
+          token = null;
+        }
+      }
+      if (token === null) return;
+      const clean = cleanToken(token);
+      const problem = tokenProblem(clean);
+      if (problem) {
+        // A token that cannot work is dropped, and the page asks again.
+        this.set(null);
+        this.dropped = `The ${m ? 'token in the link' : 'saved token'} was dropped: ${problem}`;
         return;
       }
-      try {
-        this.token = sessionStorage.getItem(TOKEN_KEY);
-      } catch (_) {
-        this.token = null;
-      }
+      this.set(clean);
     },
     set(token) {
       this.token = token || null;
       try {
         if (token) sessionStorage.setItem(TOKEN_KEY, token);
         else sessionStorage.removeItem(TOKEN_KEY);
-      } catch (_) { /* ignore */ }
+      } catch (_) { /* storage disabled: keep it in memory */ }
     },
     headers(extra = {}) {
       return this.token ? { ...extra, Authorization: `Bearer ${this.token}` } : extra;
@@ -65,6 +98,14 @@
   /** fetch() with the token, JSON errors turned into ApiError, 401 asking for a
    *  token and 503 retried after Retry-After (a busy server asks clients to back off). */
   async function api(path, { method = 'GET', body, json, signal, retryBusy = true, raw = false } = {}) {
+    if (auth.token && tokenProblem(auth.token)) {
+      // Cannot happen through the token form; a header fetch refuses must not
+      // pass for an unreachable server.
+      const problem = tokenProblem(auth.token);
+      auth.set(null);
+      askForToken(`The token was dropped: ${problem}`);
+      throw new ApiError(401, problem);
+    }
     const headers = auth.headers(json !== undefined ? { 'Content-Type': 'application/json' } : {});
     const init = { method, headers, signal, body: json !== undefined ? JSON.stringify(json) : body };
     for (let attempt = 0; ; attempt++) {
@@ -73,8 +114,10 @@
         res = await fetch(path, init);
       } catch (e) {
         if (e.name === 'AbortError') throw e;
+        connection.lost();
         throw new ApiError(0, `cannot reach the server (${e.message})`);
       }
+      connection.found();
       if (res.status === 503 && retryBusy && attempt < MAX_BUSY_RETRIES) {
         const after = Number(res.headers.get('Retry-After'));
         const wait = Number.isFinite(after) && after > 0 ? Math.min(after, 10) * 1000 : 1000;
@@ -100,15 +143,46 @@
 
   // ------------------------------------------------------------------ helpers
 
-  const fileName = (path) => String(path).split(/[\\/]/).pop() || String(path);
+  /** The file name of a path as the API shows it. Paths are shown with seer's
+   *  escapes (a backslash in a name is `\\`, a newline `\n`, an invalid byte
+   *  `\xff`, …), so only `/` separates; a Windows path (shown as `C:\\dir\\a.jpg`,
+   *  every backslash escaped) is split at its escaped backslashes. */
+  function fileName(path) {
+    const s = String(path);
+    const windows = !s.includes('/') && /^(?:[A-Za-z]:\\\\|\\\\\\\\)/.test(s);
+    let name = '';
+    for (let i = 0; i < s.length; i++) {
+      const c = s[i];
+      if (c === '/') {
+        name = '';
+      } else if (c === '\\' && i + 1 < s.length) {
+        // One escape, kept whole: \\ \n \r \t \xNN \u{N…}.
+        const next = s[i + 1];
+        let end = i + 2;
+        if (next === 'x') end = i + 4;
+        else if (next === 'u' && s[i + 2] === '{') end = s.indexOf('}', i) + 1 || s.length;
+        if (next === '\\' && windows) name = '';
+        else name += s.slice(i, end);
+        i = end - 1;
+      } else {
+        name += c;
+      }
+    }
+    return name || s;
+  }
 
+  /** Shows `err` in the error box `el` (hides it for none). An error saying the
+   *  server cannot be reached is marked, so it goes once the server answers. */
   function showError(el, err) {
     if (!err) {
       el.hidden = true;
       el.textContent = '';
+      delete el.dataset.unreachable;
       return;
     }
     el.textContent = err.status === 401 ? 'Authorization needed: enter the API token above.' : String(err.message || err);
+    if (err.status === 0) el.dataset.unreachable = 'true';
+    else delete el.dataset.unreachable;
     el.hidden = false;
   }
 
@@ -117,7 +191,7 @@
   /** Images under /v1 need the token when there is one, and <img> cannot send
    *  headers: then they are fetched and shown from blob: URLs. */
   const blobUrls = new Set();
-  function setImageSource(img, url) {
+  function setImageSource(img, url, urls = blobUrls) {
     if (!auth.token) {
       img.src = url;
       return;
@@ -126,7 +200,7 @@
       .then((res) => res.blob())
       .then((blob) => {
         const u = URL.createObjectURL(blob);
-        blobUrls.add(u);
+        urls.add(u);
         img.src = u;
       })
       .catch((e) => {
@@ -158,21 +232,37 @@
 
   // ------------------------------------------------------------------ token
 
+  /** Shows the token panel; `message` (why it is asked again) in its error box. */
   function askForToken(message) {
     const panel = $('#auth');
     const wasHidden = panel.hidden;
     panel.hidden = false;
-    const hint = panel.querySelector('.hint');
-    if (message) hint.textContent = message;
+    const err = $('#auth-error');
+    // A 401 without a message keeps what the panel already says (e.g. why a
+    // saved token was dropped).
+    if (message || wasHidden) {
+      err.textContent = message || '';
+      err.hidden = !message;
+      $('#token-input').setAttribute('aria-invalid', String(!!message));
+    }
     if (wasHidden) $('#token-input').focus();
   }
 
   $('#auth-form').addEventListener('submit', (e) => {
     e.preventDefault();
-    const token = $('#token-input').value.trim();
-    if (!token) return;
+    const input = $('#token-input');
+    const token = cleanToken(input.value);
+    const problem = tokenProblem(token);
+    if (problem) {
+      // Kept out of storage and headers; the panel stays open to fix it.
+      askForToken(problem);
+      input.focus();
+      return;
+    }
     auth.set(token);
-    $('#token-input').value = '';
+    input.value = '';
+    input.removeAttribute('aria-invalid');
+    $('#auth-error').hidden = true;
     $('#auth').hidden = true;
     refreshAll();
   });
@@ -192,6 +282,7 @@
     results: [],
     more: false,
     loadingMore: false,
+    pageFailed: false, // the next page failed: no more paging on scroll until a click
   };
   const searchInput = $('#search-input');
   const resultsEl = $('#results');
@@ -200,13 +291,18 @@
   const loadMoreBtn = $('#load-more');
   const DEFAULT_K = '20';
 
+  /** The search options as applied: a filter value that cannot be applied is
+   *  left out (runSearch refuses to search while one is there; see filterProblem). */
   function options() {
+    const min = $('#opt-min-score').value.trim();
+    const from = $('#opt-from').value;
+    const to = $('#opt-to').value;
     return {
       k: $('#opt-k').value,
-      min_score: $('#opt-min-score').value.trim(),
+      min_score: min !== '' && Number(min) >= -1 && Number(min) <= 1 ? min : '',
       path: $('#opt-path').value.trim(),
-      from: $('#opt-from').value,
-      to: $('#opt-to').value,
+      from: isRealDate(from) ? from : '',
+      to: isRealDate(to) ? to : '',
       rerank: rerankOn(),
     };
   }
@@ -223,7 +319,9 @@
   // text tower searches by example image and "Similar" only.
 
   // tasks: the server's language models ({caption, ask, match}: ids or null).
-  const models = { list: [], default: null, tasks: {} };
+  // search.model is the picked model's id, or (until the server says which model
+  // it is) a name from the address bar that the page could not resolve.
+  const models = { list: [], default: null, tasks: {}, loaded: false };
   const modelSelect = $('#model-select');
   const TEXT_PLACEHOLDER = searchInput.placeholder;
 
@@ -237,10 +335,44 @@
     return !m || m.text_tower !== false;
   };
 
+  /** A model id's last path component (a folder's name; a hub id's name). */
+  const lastComponent = (id) => String(id).replace(/\/+$/, '').split('/').pop();
+
+  /** The served model `name` names, resolved as the server does: the id itself,
+   *  else the one id whose last path component it is. Null when the page cannot
+   *  tell (an alias, an ambiguous or unknown name): then the server decides. */
+  function resolveModel(name) {
+    if (models.list.some((m) => m.id === name)) return name;
+    const loose = models.list.filter((m) => lastComponent(m.id) === name);
+    return loose.length === 1 ? loose[0].id : null;
+  }
+
+  /** Resolves search.model against the served models once they are known
+   *  (the default is kept as null: it is not put in the address bar). */
+  function settleModel() {
+    if (!models.loaded || !search.model) return;
+    const id = resolveModel(search.model);
+    if (id) search.model = id === models.default ? null : id;
+  }
+
+  /** Takes the model a search answer says it used, when the request named one
+   *  the page could not resolve (an alias): the picker and the address follow. */
+  function adoptModel(used) {
+    if (!search.model || currentModel() || !used) return;
+    const m = models.list.find((x) => x.id === used);
+    if (!m) return;
+    search.model = m.id === models.default ? null : m.id;
+    if (search.request) search.request.model = search.model;
+    renderModel();
+    syncUrl();
+    refreshHealth();
+  }
+
   function renderModel() {
     const several = models.list.length > 1;
     modelSelect.hidden = !several;
-    if (several) modelSelect.value = (currentModel() || {}).id || models.default;
+    // A name the page could not resolve: no option is picked until the server says.
+    if (several) modelSelect.value = (currentModel() || {}).id || (search.model ? '' : models.default);
     const m = currentModel();
     const imageOnly = !textSearch();
     searchInput.disabled = imageOnly;
@@ -261,6 +393,7 @@
       models.list = Array.isArray(data.models) ? data.models : [];
       models.default = data.default || (models.list[0] && models.list[0].id) || null;
       models.tasks = data.tasks || {};
+      models.loaded = true;
     } catch (e) {
       return; // 401: asked for the token; loaded again once it is given
     }
@@ -271,12 +404,13 @@
       option.title = `${m.id} · ${m.family}, ${m.dim}-d, ${fmtInt(m.vectors)} vectors`;
       modelSelect.add(option);
     }
-    // A model from the URL that this server does not serve: the default.
-    const known = !search.model || models.list.some((m) => m.id === search.model);
-    if (!known) search.model = null;
+    // A model from the address bar by a folder's name: its id, in the address too.
+    // One the page cannot resolve is sent as given; the server says which it is
+    // (adoptModel) or why not.
+    settleModel();
     renderModel();
+    syncUrl();
     for (const el of document.querySelectorAll('.rerank-option')) el.hidden = !models.tasks.match;
-    if (!known && hasQuery()) runSearch('none');
   }
 
   modelSelect.addEventListener('change', () => {
@@ -320,34 +454,117 @@
     else history.pushState(state, '', url);
   }
 
-  /** Sets the inputs from the address bar (on load and on back/forward). */
+  /** Replaces the address with what is applied (no new history entry), e.g.
+   *  once a model name is resolved or a value the page cannot apply is left out. */
+  function syncUrl() {
+    const qs = stateParams().toString();
+    const url = `${location.pathname}${qs ? `?${qs}` : ''}`;
+    if (url !== location.pathname + location.search) history.replaceState(history.state, '', url);
+  }
+
+  // ------------------------------------------------------------------ filters
+  // The filters are checked before a search: a value the server would refuse (or
+  // the inputs cannot show) is never sent, and the address holds only what is applied.
+
+  const filterErr = $('#filter-error');
+  /** Why values in a link were left out (shown until the next search the user makes). */
+  let linkNote = '';
+  const MIN_SCORE_RULE = 'a number from −1 to 1';
+
+  /** Whether `v` is a real calendar date YYYY-MM-DD. */
+  function isRealDate(v) {
+    const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(v);
+    if (!m) return false;
+    const [y, mo, d] = [Number(m[1]), Number(m[2]), Number(m[3])];
+    const t = new Date(Date.UTC(2000, mo - 1, d));
+    t.setUTCFullYear(y);
+    return y >= 1 && t.getUTCFullYear() === y && t.getUTCMonth() === mo - 1 && t.getUTCDate() === d;
+  }
+
+  /** Why the filter inputs cannot be applied ({el, message}), or null. */
+  function filterProblem() {
+    const min = $('#opt-min-score');
+    const raw = min.value.trim();
+    if (min.validity.badInput || (raw !== '' && !(Number(raw) >= -1 && Number(raw) <= 1))) {
+      return { el: min, message: `The minimum score is ${MIN_SCORE_RULE}, not ${raw ? `“${raw}”` : 'that'}: fix or clear it to search.` };
+    }
+    const from = $('#opt-from');
+    const to = $('#opt-to');
+    for (const [el, what] of [[from, 'The “taken on or after” date'], [to, 'The “taken on or before” date']]) {
+      if (el.validity.badInput || (el.value && !isRealDate(el.value))) {
+        return { el, message: `${what} is not a complete, real date: finish or clear it to search.` };
+      }
+    }
+    if (from.value && to.value && from.value > to.value) {
+      return { el: to, message: `“Taken on or after” (${from.value}) is later than “on or before” (${to.value}): no photo can match.` };
+    }
+    return null;
+  }
+
+  /** Shows what is wrong with the filters (or the note about the link). */
+  function renderFilterProblem(problem) {
+    for (const id of ['#opt-min-score', '#opt-from', '#opt-to']) {
+      const el = $(id);
+      if (problem && problem.el === el) el.setAttribute('aria-invalid', 'true');
+      else el.removeAttribute('aria-invalid');
+    }
+    if (problem && problem.el === $('#opt-min-score')) $('#options').open = true;
+    const text = problem ? problem.message : linkNote;
+    showError(filterErr, text ? new Error(text) : null);
+  }
+
+  /** Sets the inputs from the address bar (on load and on back/forward). Values
+   *  the page cannot apply are left out, said so, and dropped from the address. */
   function applyUrl() {
     const p = new URLSearchParams(location.search);
-    search.model = p.get('model') || null;
+    const dropped = [];
+    search.model = (p.get('model') || '').trim() || null;
+    settleModel();
     renderModel();
     searchInput.value = p.get('q') || '';
-    const like = Number(p.get('like'));
-    search.like = p.get('like') && Number.isSafeInteger(like)
+    const rawLike = p.get('like');
+    const like = Number(rawLike);
+    search.like = rawLike && Number.isSafeInteger(like) && like >= 0
       ? { id: like, name: search.like && search.like.id === like ? search.like.name : `photo ${like}` }
       : null;
+    if (rawLike && !search.like) dropped.push(`like “${rawLike}” (not a photo id)`);
     search.image = history.state && history.state.image && search.lastImage ? search.lastImage : null;
-    $('#opt-from').value = p.get('from') || '';
-    $('#opt-to').value = p.get('to') || '';
-    const k = p.get('k') || DEFAULT_K;
+    for (const [key, id, what] of [['from', '#opt-from', 'taken on or after'], ['to', '#opt-to', 'taken on or before']]) {
+      const raw = (p.get(key) || '').trim();
+      const ok = !raw || isRealDate(raw);
+      $(id).value = ok ? raw : '';
+      if (!ok) dropped.push(`${what} “${raw}” (not a real date YYYY-MM-DD)`);
+    }
+    const rawK = (p.get('k') || '').trim();
+    const kOk = /^\d+$/.test(rawK) && Number(rawK) >= 1 && Number(rawK) <= 1000;
+    if (rawK && !kOk) dropped.push(`results per page “${rawK}” (1 to 1000)`);
+    const k = kOk ? String(Number(rawK)) : DEFAULT_K;
     const select = $('#opt-k');
     if (![...select.options].some((o) => o.value === k)) select.add(new Option(k, k));
     select.value = k;
-    $('#opt-min-score').value = p.get('min_score') || '';
+    const minInput = $('#opt-min-score');
+    const rawMin = (p.get('min_score') || '').trim();
+    minInput.value = rawMin;
+    // A number input empties itself for what is not a number.
+    const minOk = !rawMin || (minInput.value !== '' && Number(rawMin) >= -1 && Number(rawMin) <= 1);
+    if (!minOk) {
+      minInput.value = '';
+      dropped.push(`minimum score “${rawMin}” (${MIN_SCORE_RULE})`);
+    }
     $('#opt-path').value = p.get('path') || '';
     $('#opt-rerank').checked = p.get('rerank') === '1';
     if (p.get('min_score') || p.get('path') || p.get('k') || p.get('rerank')) $('#options').open = true;
+    linkNote = dropped.length ? `Left out of the link, as the page cannot apply them: ${dropped.join('; ')}.` : '';
+    renderFilterProblem(null);
     renderDates();
     renderChips();
+    syncUrl();
   }
 
   window.addEventListener('popstate', () => {
     closeLightbox({ restoreFocus: false });
     applyUrl();
+    refreshHealth(); // the header names the model the address picks
     runSearch('none');
   });
 
@@ -428,9 +645,24 @@
     // An image-only model ignores the typed text (kept for the next model).
     const q = textSearch() ? searchInput.value.trim() : '';
     search.q = q;
-    recordHistory(how);
     const seq = ++search.seq;
     search.loadingMore = false;
+    search.pageFailed = false;
+    if (how !== 'none') linkNote = ''; // the user searches: the note about the link is done
+    const problem = filterProblem();
+    renderFilterProblem(problem);
+    if (problem) {
+      // Nothing is searched (nor recorded) with a filter that cannot be applied,
+      // and no results are shown that it does not filter.
+      search.controller = null;
+      search.request = null;
+      renderResults([], false);
+      countEl.textContent = hasQuery() ? 'Not searched: fix the filter above' : '';
+      showError(searchErr, null);
+      resultsEl.setAttribute('aria-busy', 'false');
+      return;
+    }
+    recordHistory(how);
     if (!hasQuery()) {
       search.controller = null;
       search.request = null;
@@ -449,6 +681,7 @@
       if (seq !== search.seq) return; // a newer search started: this answer is stale
       showError(searchErr, null);
       search.request = req;
+      adoptModel(data.model);
       if (search.like && data.like && data.like.id === search.like.id) {
         search.like.name = fileName(data.like.path);
         renderChips();
@@ -456,6 +689,10 @@
       renderResults(Array.isArray(data.results) ? data.results : [], !!data.more);
     } catch (e) {
       if (isAbort(e) || seq !== search.seq) return;
+      // The results of the search before are not this search's: they go, and
+      // with them the paging of that search.
+      search.request = null;
+      renderResults([], false);
       showError(searchErr, e);
       countEl.textContent = 'Search failed';
     } finally {
@@ -468,8 +705,10 @@
   }
 
   /** The next page of the shown search, appended. */
-  async function loadMore() {
+  async function loadMore({ retry = false } = {}) {
     if (!search.more || search.loadingMore || !search.request || search.controller) return;
+    if (search.pageFailed && !retry) return; // after a failure only a click tries again
+    search.pageFailed = false;
     const seq = search.seq;
     search.loadingMore = true;
     loadMoreBtn.disabled = true;
@@ -481,16 +720,20 @@
       if (seq !== search.seq) return;
       const seen = new Set(search.results.map((r) => r.id));
       const fresh = (Array.isArray(data.results) ? data.results : []).filter((r) => !seen.has(r.id));
+      showError(searchErr, null);
       appendResults(fresh, !!data.more && fresh.length > 0);
     } catch (e) {
       if (isAbort(e) || seq !== search.seq) return;
+      // The shown results stay (they are this search's); scrolling stops
+      // fetching until "Load more" is clicked again.
+      search.pageFailed = true;
       showError(searchErr, e);
     } finally {
       if (seq === search.seq) {
         search.loadingMore = false;
         search.controller = null;
         loadMoreBtn.disabled = false;
-        loadMoreBtn.textContent = 'Load more';
+        loadMoreBtn.textContent = search.pageFailed ? 'Try loading more again' : 'Load more';
       }
     }
     if (seq === search.seq) fillViewport();
@@ -499,7 +742,7 @@
   // Infinite scroll: the next page loads when the end of the list comes near.
   const SCROLL_MARGIN_PX = 300;
   function fillViewport() {
-    if (!search.more || loadMoreBtn.hidden || layout.dataset.tab !== 'search' && isNarrow()) return;
+    if (!search.more || search.pageFailed || loadMoreBtn.hidden || layout.dataset.tab !== 'search' && isNarrow()) return;
     if (loadMoreBtn.getBoundingClientRect().top < window.innerHeight + SCROLL_MARGIN_PX) loadMore();
   }
   if ('IntersectionObserver' in window) {
@@ -507,7 +750,7 @@
       if (entries.some((e) => e.isIntersecting)) loadMore();
     }, { rootMargin: `${SCROLL_MARGIN_PX}px` }).observe(loadMoreBtn);
   }
-  loadMoreBtn.addEventListener('click', loadMore);
+  loadMoreBtn.addEventListener('click', () => loadMore({ retry: true }));
 
   // ------------------------------------------------------------------ results
 
@@ -542,7 +785,7 @@
     search.more = more;
     loadMoreBtn.hidden = !more;
     if (search.request) renderCount();
-    if (lightbox.open) renderLightbox();
+    if (lightbox.open) syncLightbox();
   }
 
   function resultCard(r, index) {
@@ -674,8 +917,14 @@
 
   const lightbox = $('#lightbox');
   const lightboxImg = $('#lightbox-img');
+  // The shown photo (a result), and where it is in search.results: -1 when the
+  // results changed under it (a re-index, a new search) and it is not among
+  // them any more; it stays shown, never another photo in its place.
+  let lightboxItem = null;
   let lightboxIndex = -1;
   let lightboxOpener = null;
+  let lightboxWantsNext = false; // → at the end: show the next photo once its page arrives
+  const lightboxBlobUrls = new Set();
   // Formats browsers show; others (TIFF, PNM, JPEG 2000…) are shown as the thumbnail.
   const BROWSER_FORMATS = /\.(jpe?g|jfif|png|gif|webp|bmp|avif)$/i;
 
@@ -694,38 +943,69 @@
   function openLightbox(index) {
     if (!search.results[index]) return;
     lightboxOpener = document.activeElement;
-    lightboxIndex = index;
-    renderLightbox();
+    showInLightbox(index);
     if (!lightbox.open) lightbox.showModal();
     $('#lightbox-close').focus({ preventScroll: true });
+  }
+
+  function showInLightbox(index) {
+    const r = search.results[index];
+    const changed = !lightboxItem || lightboxItem.id !== r.id || !lightbox.open;
+    lightboxIndex = index;
+    lightboxItem = r;
+    lightboxWantsNext = false;
+    renderLightbox(changed);
+  }
+
+  /** After the results changed: the shown photo is found again by its id, its
+   *  details refreshed from the new results (or kept, when it is not among them). */
+  function syncLightbox() {
+    if (!lightboxItem) return;
+    const index = search.results.findIndex((r) => r.id === lightboxItem.id);
+    if (index >= 0 && lightboxWantsNext && search.results[index + 1]) {
+      showInLightbox(index + 1);
+      return;
+    }
+    lightboxIndex = index;
+    if (index >= 0) lightboxItem = search.results[index];
+    renderLightbox(false);
   }
 
   function closeLightbox({ restoreFocus = true } = {}) {
     if (!lightbox.open) return;
     lightbox.close();
-    const card = resultsEl.querySelectorAll('.result-view')[lightboxIndex];
+    lightboxWantsNext = false;
+    const card = lightboxItem && resultsEl.querySelector(`.result[data-id="${lightboxItem.id}"] .result-view`);
     const back = card || lightboxOpener;
-    if (restoreFocus && back && back.focus) back.focus({ preventScroll: false });
+    if (restoreFocus && back && back.focus && back.isConnected) back.focus({ preventScroll: false });
   }
 
   function moveLightbox(step) {
+    if (lightboxIndex < 0) return; // not among the results any more: nowhere to step
     const next = lightboxIndex + step;
     if (next < 0) return;
     if (next >= search.results.length) {
-      if (search.more) loadMore(); // shows the next photo once its page arrives
+      if (search.more) {
+        lightboxWantsNext = true; // shown once its page arrives (syncLightbox)
+        loadMore();
+      }
       return;
     }
-    lightboxIndex = next;
-    renderLightbox();
+    showInLightbox(next);
   }
 
-  function renderLightbox() {
-    const r = search.results[lightboxIndex];
+  /** Shows lightboxItem; `changed`: another photo than before, so the image
+   *  and the tools are set afresh (otherwise only the details are refreshed). */
+  function renderLightbox(changed) {
+    const r = lightboxItem;
     if (!r) return;
     const name = fileName(r.path);
     lightbox.dataset.id = String(r.id);
+    lightbox.dataset.detached = String(lightboxIndex < 0);
     $('#lightbox-title').textContent = name;
-    $('#lightbox-pos').textContent = `${lightboxIndex + 1} of ${search.results.length}${search.more ? '+' : ''} · score ${Number(r.score).toFixed(3)}`;
+    $('#lightbox-pos').textContent = lightboxIndex >= 0
+      ? `${lightboxIndex + 1} of ${search.results.length}${search.more ? '+' : ''} · score ${Number(r.score).toFixed(3)}`
+      : `No longer among the results of this search · score ${Number(r.score).toFixed(3)} before`;
     const meta = $('#lightbox-meta');
     meta.textContent = '';
     const row = (key, term, value) => {
@@ -751,13 +1031,16 @@
     const open = $('#lightbox-open');
     open.href = url;
     open.setAttribute('aria-label', `Open the original of ${name}`);
-    $('#lightbox-prev').disabled = lightboxIndex === 0;
-    $('#lightbox-next').disabled = lightboxIndex >= search.results.length - 1 && !search.more;
+    $('#lightbox-prev').disabled = lightboxIndex <= 0;
+    $('#lightbox-next').disabled = lightboxIndex < 0 || (lightboxIndex >= search.results.length - 1 && !search.more);
     lightboxImg.alt = name;
+    if (!changed) return; // the same photo: its image stays as it is
+    for (const u of lightboxBlobUrls) URL.revokeObjectURL(u);
+    lightboxBlobUrls.clear();
     lightboxImg.classList.remove('broken');
     const thumb = r.thumbnail || `/v1/images/${r.id}/thumbnail`;
     const id = r.id;
-    setImageSource(lightboxImg, thumb);
+    setImageSource(lightboxImg, thumb, lightboxBlobUrls);
     if (BROWSER_FORMATS.test(r.path)) {
       // The original replaces the thumbnail once it has loaded (if still shown).
       const full = new Image();
@@ -765,7 +1048,7 @@
       full.addEventListener('load', () => {
         if (lightbox.dataset.id === String(id)) lightboxImg.src = full.src;
       }, { once: true });
-      setImageSource(full, url);
+      setImageSource(full, url, lightboxBlobUrls);
     }
   }
 
@@ -830,6 +1113,9 @@
   const vision = { id: null, points: [], maskId: null, controller: null, detectController: null };
   // Boxes drawn at most; "show where" draws the best and up to two more.
   const MAX_BOXES_DRAWN = 50;
+  // The server's limits on /v1/detect: 32 labels, each at most 1,000 characters.
+  const MAX_DETECT_LABELS = 32;
+  const MAX_LABEL_CHARS = 1000;
   const SHOW_WHERE_MIN_SCORE = 0.1;
 
   /** The words of the shown text search, when the server can find them in a photo. */
@@ -1010,10 +1296,23 @@
 
   $('#detect-form').addEventListener('submit', (e) => {
     e.preventDefault();
-    const labels = $('#detect-input').value.split(',').map((l) => l.trim()).filter(Boolean);
-    if (!labels.length) {
-      showError($('#detect-error'), new Error('Type what to find, e.g. a cat, a bicycle'));
+    // As the server counts them (/v1/detect): trimmed, blanks and repeats left out.
+    const labels = [...new Set($('#detect-input').value.split(',').map((l) => l.trim()).filter(Boolean))];
+    const refuse = (message) => {
+      showError($('#detect-error'), new Error(message));
       $('#detect-input').focus();
+    };
+    if (!labels.length) {
+      refuse('Type what to find, e.g. a cat, a bicycle');
+      return;
+    }
+    if (labels.length > MAX_DETECT_LABELS) {
+      refuse(`At most ${MAX_DETECT_LABELS} labels at once; there are ${labels.length}.`);
+      return;
+    }
+    const long = labels.find((l) => [...l].length > MAX_LABEL_CHARS);
+    if (long) {
+      refuse(`A label is at most ${fmtInt(MAX_LABEL_CHARS)} characters; “${long.slice(0, 40)}…” has ${fmtInt([...long].length)}.`);
       return;
     }
     const raw = $('#detect-threshold').value.trim();
@@ -1040,7 +1339,7 @@
   $('#lightbox-prev').addEventListener('click', () => moveLightbox(-1));
   $('#lightbox-next').addEventListener('click', () => moveLightbox(1));
   $('#lightbox-like').addEventListener('click', () => {
-    const r = search.results[lightboxIndex];
+    const r = lightboxItem;
     if (r) moreLike(r.id, fileName(r.path));
   });
   $('#lightbox-open').addEventListener('click', (ev) => openOriginal(ev, $('#lightbox-open').getAttribute('href')));
@@ -1130,6 +1429,10 @@
 
   // ------------------------------------------------------------------ classify
 
+  // The server's limits: /v1/classify takes 1 to 1,000 labels; "imagenet" is
+  // seer_engine::prompts::IMAGENET_TEMPLATES, 7 prompts per label.
+  const MAX_CLASSIFY_LABELS = 1000;
+  const IMAGENET_TEMPLATE_COUNT = 7;
   let classifyFile = null;
   let classifyPreviewUrl = null;
   const chart = $('#classify-chart');
@@ -1201,6 +1504,11 @@
       $('#classify-labels').focus();
       return;
     }
+    if (labels.length > MAX_CLASSIFY_LABELS) {
+      showError(err, new Error(`At most ${fmtInt(MAX_CLASSIFY_LABELS)} labels at once; there are ${fmtInt(labels.length)}.`));
+      $('#classify-labels').focus();
+      return;
+    }
     if (classifyController) classifyController.abort();
     const controller = new AbortController();
     classifyController = controller;
@@ -1212,26 +1520,48 @@
     if (model) form.append('model', model.id);
     const button = $('#classify-submit');
     button.disabled = true;
+    button.textContent = 'Classifying…';
     chart.setAttribute('aria-busy', 'true');
-    status.textContent = model && models.list.length > 1 ? `Classifying with ${modelName(model.id)}…` : 'Classifying…';
+    // Many labels take a while the first time (every label's prompts are embedded;
+    // the server keeps them, so the same labels again are quick): the status
+    // says how long it has been working. The page sets no time limit of its own:
+    // the server answers within its own (--timeout, 60 s by default).
+    const templates = $('#classify-templates').value === 'imagenet' ? IMAGENET_TEMPLATE_COUNT : 1;
+    const prompts = labels.length * templates;
+    const what = `${model && models.list.length > 1 ? `Classifying with ${modelName(model.id)}` : 'Classifying'}`
+      + `${prompts > 50 ? ` (${fmtInt(labels.length)} labels, ${fmtInt(prompts)} prompts: the first time with these labels can take a while)` : ''}`;
+    const started = Date.now();
+    const tick = () => {
+      const secs = Math.floor((Date.now() - started) / 1000);
+      status.textContent = `${what}…${secs >= 1 ? ` ${secs} s` : ''}`;
+    };
+    tick();
+    const ticker = setInterval(tick, 1000);
+    status.dataset.busy = 'true';
     showError(err, null);
     try {
       const data = await api('/v1/classify', { method: 'POST', body: form, signal: controller.signal });
       if (classifyController !== controller) return;
       const preds = Array.isArray(data.predictions) ? data.predictions : [];
       renderChart(preds);
+      const secs = (Date.now() - started) / 1000;
       status.textContent = preds.length
-        ? `Best: ${preds[0].label} (${(preds[0].probability * 100).toFixed(1)}%)`
+        ? `Best: ${preds[0].label} (${(preds[0].probability * 100).toFixed(1)}%)${secs >= 2 ? ` · ${secs.toFixed(0)} s` : ''}`
         : 'No predictions';
     } catch (ex) {
-      if (isAbort(ex)) return;
+      if (isAbort(ex) || classifyController !== controller) return;
+      // The chart of the classification before is not this one's answer.
+      renderChart([]);
       showError(err, ex);
       status.textContent = 'Classification failed';
     } finally {
+      clearInterval(ticker);
       if (classifyController === controller) {
         classifyController = null;
         button.disabled = false;
+        button.textContent = 'Classify';
         chart.setAttribute('aria-busy', 'false');
+        delete status.dataset.busy;
       }
     }
   });
@@ -1329,35 +1659,88 @@
 
   // ------------------------------------------------------------------ health
 
+  // Whether the server answers. When a request cannot reach it the header says so
+  // (not the model and count it had before) and /healthz is tried now and then;
+  // once it answers, the errors that said it was unreachable go, and what they
+  // were about is loaded again.
+  const connection = {
+    down: false,
+    timer: null,
+    delay: 0,
+    lost() {
+      if (!this.down) {
+        this.down = true;
+        this.delay = 2000;
+      }
+      const el = $('#health');
+      el.textContent = 'server unreachable: trying again…';
+      el.classList.add('bad');
+      if (!this.timer) this.timer = setTimeout(() => this.probe(), this.delay);
+    },
+    async probe() {
+      this.timer = null;
+      try {
+        const res = await fetch('/healthz', { headers: auth.headers(), cache: 'no-store' });
+        if (!res.ok) throw new Error(String(res.status));
+      } catch (_) {
+        this.delay = Math.min(this.delay * 2, 15000);
+        this.lost();
+        return;
+      }
+      this.found();
+    },
+    found() {
+      if (!this.down) return;
+      this.down = false;
+      clearTimeout(this.timer);
+      this.timer = null;
+      for (const el of document.querySelectorAll('.error[data-unreachable]')) showError(el, null);
+      if ($('#classify-status').textContent === 'Classification failed') $('#classify-status').textContent = '';
+      refreshAll();
+    },
+  };
+
   async function refreshHealth() {
     const el = $('#health');
+    let h;
+    try {
+      const res = await fetch('/healthz', { headers: auth.headers(), cache: 'no-store' });
+      h = await res.json();
+    } catch (e) {
+      connection.lost();
+      return;
+    }
+    connection.found();
+    el.classList.remove('bad');
     const m = currentModel();
     if (models.list.length > 1 && m) {
       el.textContent = `${modelName(m.id)} · ${fmtInt(m.vectors)} vectors · ${models.list.length} models`;
-      el.classList.remove('bad');
-      return;
-    }
-    try {
-      const res = await fetch('/healthz');
-      const h = await res.json();
-      el.textContent = `${h.model || 'model'} · ${fmtInt(h.vectors)} vectors`;
-      el.classList.remove('bad');
-    } catch (e) {
-      el.textContent = 'server unreachable';
-      el.classList.add('bad');
+    } else if (h && h.model) {
+      el.textContent = `${h.model} · ${fmtInt(h.vectors)} vectors`;
+    } else {
+      // /healthz names the model only with the token (on a server that wants one).
+      el.textContent = auth.token ? 'connected' : 'connected · needs a token';
     }
   }
 
   function refreshAll() {
-    loadModels().then(refreshHealth);
+    const loaded = loadModels();
+    loaded.then(refreshHealth);
     refreshStatus();
-    if (hasQuery()) runSearch('none');
+    // The first search waits for the model list, so a model in the address bar
+    // is resolved (and an image-only one known) before it runs; unless the user
+    // has searched meanwhile.
+    const seq = search.seq;
+    loaded.then(() => {
+      if (seq === search.seq && hasQuery()) runSearch('none');
+    });
   }
 
   // ------------------------------------------------------------------ start
 
   auth.load();
+  if (auth.dropped) askForToken(auth.dropped);
   applyUrl();
   refreshAll();
-  if (!searchInput.value) searchInput.focus({ preventScroll: true });
+  if (!searchInput.value && $('#auth').hidden) searchInput.focus({ preventScroll: true });
 })();
