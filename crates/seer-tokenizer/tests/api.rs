@@ -116,7 +116,7 @@ fn from_dir_finds_each_format() {
         dir.join("bpe_simple_vocab_16e6.txt.gz"),
     )
     .unwrap();
-    let tok = ClipTokenizer::from_dir(&dir).unwrap().expect("gz found");
+    let tok = ClipTokenizer::from_dir(dir).unwrap().expect("gz found");
     assert_eq!(
         tok.encode("Hello World!", 77),
         [49406, 3306, 1002, 256, 49407]
@@ -137,7 +137,7 @@ fn from_dir_finds_each_format() {
     }
     fs::write(dir.join("merges.txt"), merges).unwrap();
     fs::write(dir.join("vocab.json"), json["model"]["vocab"].to_string()).unwrap();
-    let tok = ClipTokenizer::from_dir(&dir)
+    let tok = ClipTokenizer::from_dir(dir)
         .unwrap()
         .expect("merges.txt found");
     assert_eq!(
@@ -150,7 +150,7 @@ fn from_dir_finds_each_format() {
     vocab.insert("hello</w>".into(), Value::from(1002));
     vocab.insert("world</w>".into(), Value::from(3306));
     fs::write(dir.join("vocab.json"), Value::Object(vocab).to_string()).unwrap();
-    let err = ClipTokenizer::from_dir(&dir).unwrap_err();
+    let err = ClipTokenizer::from_dir(dir).unwrap_err();
     assert!(matches!(err, TokenizerError::VocabMismatch { .. }), "{err}");
     assert!(err.to_string().contains("vocab.json"), "{err}");
 
@@ -239,7 +239,7 @@ fn bad_files_are_errors_naming_the_file() {
     let scratch = common::scratch();
     let dir = scratch.path();
     fs::write(dir.join("tokenizer.json"), "[]").unwrap();
-    assert!(ClipTokenizer::from_dir(&dir).is_err());
+    assert!(ClipTokenizer::from_dir(dir).is_err());
 }
 
 /// xorshift64*: deterministic, no dependency.
