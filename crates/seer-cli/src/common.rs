@@ -32,6 +32,11 @@ impl ModelArgs {
         self.run.load(&self.model)
     }
 
+    /// The model for embedding images only (no tokenizer needed).
+    pub fn load_images(&self) -> anyhow::Result<LoadedModel> {
+        self.run.load_images(&self.model)
+    }
+
     pub fn embed_options(&self, normalize: bool) -> anyhow::Result<EmbedOptions> {
         self.run.embed_options(normalize)
     }
@@ -72,6 +77,20 @@ impl RunArgs {
     /// Loads `spec` (a folder, an alias or a hub id) with these options, with
     /// the loader of its family (see `seer_engine::registry`).
     pub fn load(&self, spec: &str) -> anyhow::Result<LoadedModel> {
+        let options = self.load_options()?;
+        LoadedModel::load(spec, &options).with_context(|| format!("cannot load model '{spec}'"))
+    }
+
+    /// [`RunArgs::load`] for commands that embed images only: a CLIP model
+    /// comes without its text side, so no tokenizer is looked for (an
+    /// open_clip folder without one loads offline).
+    pub fn load_images(&self, spec: &str) -> anyhow::Result<LoadedModel> {
+        let options = self.load_options()?;
+        LoadedModel::load_images(spec, &options)
+            .with_context(|| format!("cannot load model '{spec}'"))
+    }
+
+    fn load_options(&self) -> anyhow::Result<LoadOptions> {
         configure_threads(self.threads)?;
         let options = LoadOptions {
             tokenizer: self.tokenizer.clone(),
@@ -80,7 +99,7 @@ impl RunArgs {
             precision: self.precision,
         };
         warn_if_int8_is_slow(self.precision, options.device);
-        LoadedModel::load(spec, &options).with_context(|| format!("cannot load model '{spec}'"))
+        Ok(options)
     }
 
     pub fn embed_options(&self, normalize: bool) -> anyhow::Result<EmbedOptions> {

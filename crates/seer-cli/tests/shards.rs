@@ -544,3 +544,236 @@ fn bad_requests_are_refused_with_a_reason() {
     );
     assert!(!r.status.success());
 }
+
+/// Whether output shard `n` in `out` is finished (as `shard_complete` says).
+fn finished(out: &Path, n: usize) -> bool {
+    seer_index::exchange::shard_complete(out, n)
+}
+
+/// A folder of shards that gains one shifts the positions of those after it:
+/// a rerun must not skip input 1 because output 1 exists (it was written from
+/// what is now input 2), nor write input 2 again as shard 2. It refuses, naming
+/// both inputs, and leaves the folder as it was.
+#[test]
+fn a_shard_folder_that_changed_is_refused_not_mixed() {
+    let input = tempfile::tempdir().unwrap();
+    make_shards(input.path());
+    let grow = tempfile::tempdir().unwrap();
+    for name in ["00000.tar", "00002.tar"] {
+        std::fs::copy(input.path().join(name), grow.path().join(name)).unwrap();
+    }
+    let out = tempfile::tempdir().unwrap();
+    let (g, o, m) = (
+        grow.path().display().to_string(),
+        out.path().display().to_string(),
+        model(),
+    );
+    let embed = |spec: &str| {
+        run(
+            &[
+                "embed", "--model", &m, "--shards", spec, "--out", &o, "--json",
+            ],
+            &[],
+        )
+    };
+    let first = embed(&g);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let meta1 = out.path().join("metadata/metadata_1.parquet");
+    let before = std::fs::read(&meta1).unwrap();
+    assert!(column(&meta1, "image_path")[0]
+        .as_deref()
+        .unwrap()
+        .contains("00002.tar/"));
+
+    // The same inputs, however they are named: skipped.
+    let again = embed(&format!("{g}/{{00000..00000}}.tar"));
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(json_lines(&again)[0]["status"], "skipped");
+    let again = embed(&format!("{g}/./"));
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(json_lines(&again).iter().all(|l| l["status"] == "skipped"));
+
+    std::fs::copy(
+        input.path().join("00001.tar"),
+        grow.path().join("00001.tar"),
+    )
+    .unwrap();
+    let r = embed(&g);
+    assert_eq!(r.status.code(), Some(2), "{}", stderr(&r));
+    let err = stderr(&r);
+    assert!(
+        err.contains("00002.tar")
+            && err.contains("00001.tar")
+            && err.contains("input list changed"),
+        "{err}"
+    );
+    assert!(err.contains("--out"), "{err}");
+    assert!(json_lines(&r).is_empty(), "nothing is reported done");
+    // Nothing was written: output 1 still holds input 00002, and there is no
+    // output 2.
+    assert_eq!(std::fs::read(&meta1).unwrap(), before);
+    assert!(!finished(out.path(), 2));
+
+    // Into a new folder, every input is embedded once, in its place.
+    let fresh = tempfile::tempdir().unwrap();
+    let f = fresh.path().display().to_string();
+    let r = run(
+        &[
+            "embed", "--model", &m, "--shards", &g, "--out", &f, "--json",
+        ],
+        &[],
+    );
+    assert!(r.status.success(), "{}", stderr(&r));
+    for (n, name) in ["00000.tar", "00001.tar", "00002.tar"].iter().enumerate() {
+        let paths = column(
+            &fresh.path().join(format!("metadata/metadata_{n}.parquet")),
+            "image_path",
+        );
+        assert!(
+            paths[0].as_deref().unwrap().contains(&format!("{name}/")),
+            "{paths:?}"
+        );
+    }
+}
+
+/// `seer embed --shards … --json | head -1`: the reader leaves, the work
+/// goes on; exit 0 means every shard is written, as ever.
+#[test]
+fn a_closed_stdout_does_not_stop_the_shards() {
+    let input = tempfile::tempdir().unwrap();
+    make_shards(input.path());
+    let out = tempfile::tempdir().unwrap();
+    let (s, o, m) = (
+        spec(input.path()),
+        out.path().display().to_string(),
+        model(),
+    );
+    let mut child = seer()
+        .args([
+            "embed", "--model", &m, "--shards", &s, "--out", &o, "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Closed before the first line is written.
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    for n in 0..4 {
+        assert!(finished(out.path(), n), "shard {n} was not written");
+    }
+}
+
+/// Embedding images needs no tokenizer: an open_clip folder without one (the
+/// fixture has none) loads with the network off, for `--shards` and
+/// `--image`, and gives the embeddings it gives with a tokenizer. Texts
+/// still need one.
+#[test]
+fn images_need_no_tokenizer() {
+    let input = tempfile::tempdir().unwrap();
+    make_shards(input.path());
+    let empty_cache = tempfile::tempdir().unwrap();
+    let cache = empty_cache.path().display().to_string();
+    let no_tokenizer = |args: &[&str]| {
+        let mut c = seer();
+        c.args(args)
+            .env_remove("SEER_TOKENIZER")
+            .env("HF_HUB_OFFLINE", "1")
+            .env("HF_HOME", &cache)
+            .env("HF_HUB_CACHE", &cache);
+        c.output().unwrap()
+    };
+    let out = tempfile::tempdir().unwrap();
+    let (s, o, m) = (
+        spec(input.path()),
+        out.path().display().to_string(),
+        model(),
+    );
+    let r = no_tokenizer(&[
+        "embed",
+        "--model",
+        &m,
+        "--shards",
+        &s,
+        "--out",
+        &o,
+        "--json",
+        "--offline",
+    ]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    assert_eq!(json_lines(&r).len(), 4);
+    let with_tokenizer = tempfile::tempdir().unwrap();
+    embed_shards(input.path(), with_tokenizer.path(), &[], &[]);
+    assert_eq!(
+        std::fs::read(out.path().join("img_emb/img_emb_0.npy")).unwrap(),
+        std::fs::read(with_tokenizer.path().join("img_emb/img_emb_0.npy")).unwrap()
+    );
+
+    let photo = photos()[0].display().to_string();
+    let args = ["embed", "--model", &m, "--image", &photo, "--json"];
+    let r = no_tokenizer(&args);
+    assert!(r.status.success(), "{}", stderr(&r));
+    let with = run(&args, &[]);
+    assert!(with.status.success(), "{}", stderr(&with));
+    assert_eq!(json_lines(&r), json_lines(&with));
+
+    let r = no_tokenizer(&["embed", "--model", &m, "--text", "a dog"]);
+    assert_eq!(r.status.code(), Some(2));
+    assert!(stderr(&r).contains("tokenizer"), "{}", stderr(&r));
+}
+
+/// A shard cut exactly between two members (at a header boundary) has no
+/// end-of-archive marker: it is reported with an empty key, and the sample
+/// being read when it was cut is an error too, never a row (it was passed as
+/// complete, its caption or the rest of the shard silently gone).
+#[test]
+fn a_shard_cut_between_members_is_reported() {
+    let input = tempfile::tempdir().unwrap();
+    make_shards(input.path());
+    let whole = std::fs::read(input.path().join("00000.tar")).unwrap();
+    let photos = photos();
+    // Shard 0 is cut after the first sample's image (its caption is gone),
+    // shard 1 after its caption (it may have had more members: it cannot be
+    // told from a whole one). The second sample is gone from both.
+    let image = std::fs::metadata(&photos[0]).unwrap().len() as usize;
+    let cut = 512 + image.next_multiple_of(512) + 512 + 512;
+    let cut_dir = tempfile::tempdir().unwrap();
+    for (name, at) in [
+        ("00000.tar", 512 + image.next_multiple_of(512)),
+        ("00001.tar", cut),
+    ] {
+        std::fs::write(cut_dir.path().join(name), &whole[..at]).unwrap();
+    }
+    let out = tempfile::tempdir().unwrap();
+    let (s, o, m) = (
+        format!("{}/{{00000..00001}}.tar", cut_dir.path().display()),
+        out.path().display().to_string(),
+        model(),
+    );
+    let r = run(
+        &[
+            "embed", "--model", &m, "--shards", &s, "--out", &o, "--json",
+        ],
+        &[],
+    );
+    assert!(r.status.success(), "{}", stderr(&r));
+    for n in 0..2 {
+        let errors = out.path().join(format!("errors/errors_{n}.parquet"));
+        assert_eq!(
+            column(&errors, "key"),
+            [Some("000000000".into()), Some(String::new())],
+            "shard {n}"
+        );
+        let causes = column(&errors, "error");
+        assert!(
+            causes[1].as_deref().unwrap().contains("truncated"),
+            "{causes:?}"
+        );
+        assert!(!out
+            .path()
+            .join(format!("metadata/metadata_{n}.parquet"))
+            .exists());
+        assert!(out.path().join(format!("errors/empty_{n}")).is_file());
+    }
+}

@@ -116,6 +116,13 @@ enum Message {
         index: u64,
         message: String,
     },
+    /// A sample with a class index and no caption, while no class names were
+    /// given: a matter of configuration, said once, not once per sample.
+    Unlabelled {
+        epoch: u64,
+        index: u64,
+        origin: String,
+    },
     EpochEnd {
         epoch: u64,
         good: u64,
@@ -128,8 +135,18 @@ pub struct Loader {
     worker: Option<JoinHandle<()>>,
     position: DataPosition,
     stats: LoaderStats,
+    /// Samples of the current pass skipped, and how many of them for a class
+    /// index without class names ([`Message::Unlabelled`]).
+    pass_skipped: u64,
+    pass_unlabelled: u64,
+    /// Samples skipped as [`Message::Unlabelled`] in the whole run.
+    unlabelled: u64,
     done: bool,
 }
+
+/// What to do about samples that carry a class index but no caption.
+const UNLABELLED_HINT: &str =
+    "no class names were given to make captions from: pass --classes (and --templates)";
 
 impl Loader {
     pub fn new(config: LoaderConfig, start: DataPosition) -> Result<Self> {
@@ -146,6 +163,9 @@ impl Loader {
             worker: Some(worker),
             position: start,
             stats: LoaderStats::default(),
+            pass_skipped: 0,
+            pass_unlabelled: 0,
+            unlabelled: 0,
             done: false,
         })
     }
@@ -176,30 +196,57 @@ impl Loader {
                     index,
                     message,
                 } => {
-                    self.position = DataPosition {
-                        epoch,
-                        consumed: index + 1,
-                    };
-                    self.stats.skipped += 1;
+                    self.skipped(epoch, index);
                     tracing::warn!("skipped sample {message}");
-                    self.stats.recent_errors.push(message);
-                    let len = self.stats.recent_errors.len();
-                    if len > 20 {
-                        self.stats.recent_errors.drain(..len - 20);
+                    self.note_problem(message);
+                }
+                Message::Unlabelled {
+                    epoch,
+                    index,
+                    origin,
+                } => {
+                    self.skipped(epoch, index);
+                    self.pass_unlabelled += 1;
+                    self.unlabelled += 1;
+                    if self.unlabelled == 1 {
+                        // Once: every such sample has the same cause.
+                        tracing::warn!(
+                            "skipped sample {origin}: a class index (.cls) but no caption (.txt), \
+                             and {UNLABELLED_HINT}. Further samples like it are skipped without \
+                             a warning"
+                        );
+                        self.note_problem(format!("{origin}: class index but no class names"));
                     }
                 }
                 Message::EpochEnd { epoch, good } => {
                     if good == 0 {
                         self.done = true;
+                        if self.pass_unlabelled > 0 && self.pass_unlabelled == self.pass_skipped {
+                            return Err(DataError::Invalid(format!(
+                                "a whole pass over the data gave no usable sample: all {} \
+                                 samples have a class index (KEY.cls) but no caption (KEY.txt), \
+                                 and {UNLABELLED_HINT}",
+                                self.pass_unlabelled
+                            )));
+                        }
+                        let unlabelled = match self.pass_unlabelled {
+                            0 => String::new(),
+                            n => format!("; {n} of them for a class index without class names"),
+                        };
+                        let recent = &self.stats.recent_errors;
                         return Err(DataError::Invalid(format!(
-                            "a whole pass over the data gave no usable sample (last problems: {})",
-                            self.stats.recent_errors.join("; ")
+                            "a whole pass over the data gave no usable sample ({} skipped{unlabelled}; \
+                             last problems: {})",
+                            self.pass_skipped,
+                            recent[recent.len().saturating_sub(5)..].join("; ")
                         )));
                     }
                     self.position = DataPosition {
                         epoch: epoch + 1,
                         consumed: 0,
                     };
+                    self.pass_skipped = 0;
+                    self.pass_unlabelled = 0;
                 }
                 Message::Failed(m) => {
                     self.done = true;
@@ -208,6 +255,26 @@ impl Loader {
             }
         }
         Ok((!batch.is_empty()).then_some(batch))
+    }
+
+    /// Counts the sample at `index` of pass `epoch` as skipped, and moves the
+    /// position past it.
+    fn skipped(&mut self, epoch: u64, index: u64) {
+        self.position = DataPosition {
+            epoch,
+            consumed: index + 1,
+        };
+        self.stats.skipped += 1;
+        self.pass_skipped += 1;
+    }
+
+    /// Keeps `message` among the latest few problems.
+    fn note_problem(&mut self, message: String) {
+        self.stats.recent_errors.push(message);
+        let len = self.stats.recent_errors.len();
+        if len > 20 {
+            self.stats.recent_errors.drain(..len - 20);
+        }
     }
 
     /// The position right after the last delivered sample.
@@ -383,7 +450,13 @@ fn decode(config: &LoaderConfig, epoch: u64, index: u64, raw: &RawSample) -> Mes
             }
             p.templates[rng.below(p.templates.len())].replace("{}", name)
         }
-        (_, Some(_), None) => return bad("class index but no class names (pass --classes)".into()),
+        (_, Some(_), None) => {
+            return Message::Unlabelled {
+                epoch,
+                index,
+                origin: raw.origin.clone(),
+            }
+        }
         _ => return bad("no caption".into()),
     };
     if let (Some(c), Some(p)) = (class, &config.prompts) {

@@ -39,7 +39,11 @@ impl RawSample {
 }
 
 /// All raw samples of one source, in order. A source that breaks part way yields
-/// what it read and then one failed sample naming the cause.
+/// what it read and then one failed sample naming the cause (with an empty
+/// key); a shard's sample that was being read when it broke, or that ended
+/// right before the break, is failed too, since members of it may be cut or
+/// lost. A shard breaks where it is corrupt, and where it ends without its
+/// end-of-archive marker (a truncated file, even one cut between two members).
 pub fn read_source(source: &DataSource, sink: &mut dyn FnMut(RawSample) -> bool) {
     match source {
         DataSource::Shard(p) => read_shard(p, sink),
@@ -61,6 +65,47 @@ fn split_member(path: &str) -> (String, String) {
     }
 }
 
+/// Notes whether the tar reader ran into the end of the shard's file. The `tar` crate ends its entries both at the
+/// first all-zero header block (the end-of-archive marker every writer puts
+/// there) and at end of file on a header boundary, which a shard cut short
+/// between two members also meets; only this tells the two apart.
+struct EndWatch<R> {
+    inner: R,
+    hit_eof: bool,
+}
+
+impl<R: Read> Read for EndWatch<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            self.hit_eof = true;
+        }
+        Ok(n)
+    }
+}
+
+/// Why the samples of a shard that breaks part way stop: given to the sample
+/// being read when it broke (its members may be cut or missing), then to the
+/// shard itself (an error row with an empty key).
+fn broken_shard(
+    shard: &str,
+    current: Option<RawSample>,
+    cause: &str,
+    sink: &mut dyn FnMut(RawSample) -> bool,
+) {
+    if let Some(mut s) = current {
+        if s.error.is_none() {
+            s.error = Some(format!(
+                "the shard breaks in or right after this sample, which may have lost members: {cause}"
+            ));
+        }
+        if !sink(s) {
+            return;
+        }
+    }
+    sink(RawSample::failed(shard.to_string(), cause));
+}
+
 fn read_shard(path: &Path, sink: &mut dyn FnMut(RawSample) -> bool) {
     let shard = path.display().to_string();
     let file = match std::fs::File::open(path) {
@@ -70,15 +115,25 @@ fn read_shard(path: &Path, sink: &mut dyn FnMut(RawSample) -> bool) {
             return;
         }
     };
-    let reader: Box<dyn Read> = {
+    let gzipped = {
         let name = shard.to_lowercase();
-        if name.ends_with(".gz") || name.ends_with(".tgz") {
-            Box::new(flate2::read::GzDecoder::new(std::io::BufReader::new(file)))
+        name.ends_with(".gz") || name.ends_with(".tgz")
+    };
+    let reader: Box<dyn Read> = {
+        if gzipped {
+            // Every gzip member, as gzip itself reads a file (bgzip and
+            // concatenated files have several).
+            Box::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::new(
+                file,
+            )))
         } else {
             Box::new(std::io::BufReader::new(file))
         }
     };
-    let mut archive = tar::Archive::new(reader);
+    let mut archive = tar::Archive::new(EndWatch {
+        inner: reader,
+        hit_eof: false,
+    });
     let entries = match archive.entries() {
         Ok(e) => e,
         Err(e) => {
@@ -87,22 +142,17 @@ fn read_shard(path: &Path, sink: &mut dyn FnMut(RawSample) -> bool) {
         }
     };
     let mut current: Option<RawSample> = None;
+    let mut members = 0usize;
     for entry in entries {
         let mut entry = match entry {
             Ok(e) => e,
             Err(e) => {
-                if let Some(s) = current.take() {
-                    if !sink(s) {
-                        return;
-                    }
-                }
-                sink(RawSample::failed(
-                    shard.clone(),
-                    format!("shard is corrupt or truncated: {e}"),
-                ));
+                let cause = format!("shard is corrupt or truncated: {e}");
+                broken_shard(&shard, current.take(), &cause, sink);
                 return;
             }
         };
+        members += 1;
         if !entry.header().entry_type().is_file() {
             continue;
         }
@@ -137,13 +187,8 @@ fn read_shard(path: &Path, sink: &mut dyn FnMut(RawSample) -> bool) {
         let mut bytes = Vec::with_capacity(size as usize);
         if let Err(e) = entry.read_to_end(&mut bytes) {
             sample.error = Some(format!("cannot read member {member}: {e}"));
-            if let Some(s) = current.take() {
-                sink(s);
-            }
-            sink(RawSample::failed(
-                shard.clone(),
-                format!("shard is corrupt or truncated: {e}"),
-            ));
+            let cause = format!("shard is corrupt or truncated: {e}");
+            broken_shard(&shard, current.take(), &cause, sink);
             return;
         }
         if is_image {
@@ -156,6 +201,42 @@ fn read_shard(path: &Path, sink: &mut dyn FnMut(RawSample) -> bool) {
                 sample.class = Some(text);
             }
         }
+    }
+    let mut rest = archive.into_inner();
+    if rest.hit_eof {
+        // The entries ended at the end of the file, not at the end-of-archive
+        // marker: the shard was cut between two members (or is empty), and
+        // the last sample may be missing members that came after the cut.
+        let cause = if members == 0 {
+            "shard is empty or truncated: it holds no tar header nor the end-of-archive marker"
+                .to_string()
+        } else {
+            format!(
+                "shard is truncated: it ends after {members} members without the \
+                 end-of-archive marker (zero blocks)"
+            )
+        };
+        broken_shard(&shard, current.take(), &cause, sink);
+        return;
+    }
+    if gzipped {
+        // The gzip trailer (the checksum of all the data and its length)
+        // follows the marker and the padding: read it, so a gzip file cut or
+        // damaged there is reported. Every member was read whole, so the
+        // samples stand; the shard's error row says the file is damaged.
+        let drained = std::io::copy(&mut rest, &mut std::io::sink());
+        if let Some(s) = current.take() {
+            if !sink(s) {
+                return;
+            }
+        }
+        if let Err(e) = drained {
+            sink(RawSample::failed(
+                shard,
+                format!("shard is corrupt or truncated after its last member (gzip trailer): {e}"),
+            ));
+        }
+        return;
     }
     if let Some(s) = current.take() {
         sink(s);

@@ -288,3 +288,27 @@ fn sources_are_parsed_with_clear_errors() {
         .contains("unknown data format"));
     assert_eq!(seer_data::count_samples(&test_shard()).unwrap(), 10_000);
 }
+
+#[test]
+fn class_only_samples_without_class_names_are_one_clear_error() {
+    // The CIFAR-10 shards carry `KEY.cls` and no caption: without class names
+    // nothing can be captioned. That is said once, not once per sample (it was
+    // a warning per sample and an error quoting 20 of them).
+    let mut cfg = config(test_shard(), 0, 2, true);
+    cfg.prompts = None;
+    let mut loader = Loader::new(cfg, DataPosition::default()).unwrap();
+    // The whole pass is skipped inside the first call, which says why.
+    let err = match loader.next_batch(256) {
+        Err(e) => e.to_string(),
+        Ok(got) => panic!(
+            "a class-only sample was delivered without class names, or none and no cause: {:?}",
+            got.map(|b| b.keys().to_vec())
+        ),
+    };
+    assert!(err.contains("--classes"), "{err}");
+    assert!(err.contains("10000 samples"), "{err}");
+    assert!(err.len() < 400, "{} bytes: {err}", err.len());
+    let stats = loader.stats();
+    assert_eq!(stats.skipped, 10_000);
+    assert_eq!(stats.recent_errors.len(), 1, "{:?}", stats.recent_errors);
+}

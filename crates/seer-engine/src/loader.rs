@@ -86,11 +86,8 @@ impl Clip {
     }
 
     pub fn load_dir(dir: &Path, options: &LoadOptions) -> Result<Self> {
-        let files = ModelFiles::from_dir(dir)?;
-        let device = options.device.device()?;
-        let model = ClipModel::load(&files, &device, options.precision)?;
+        let (files, model, preprocess) = load_weights(dir, options)?;
         let tokenizer = load_tokenizer(&files, options)?;
-        let preprocess = preprocess_config(&files, model.image_size())?;
         Ok(Self::from_parts(
             dir.display().to_string(),
             model,
@@ -156,15 +153,45 @@ impl Clip {
     }
 
     fn finish(&self, features: Tensor, normalize: bool) -> Result<Vec<Vec<f32>>> {
-        let features = if normalize {
-            l2_normalize(&features).map_err(seer_models::ModelError::from)?
-        } else {
-            features
-        };
-        Ok(features
-            .to_vec2::<f32>()
-            .map_err(seer_models::ModelError::from)?)
+        finish(features, normalize)
     }
+}
+
+/// The weights and preprocessing of the CLIP model in `dir` (everything but
+/// the tokenizer).
+fn load_weights(
+    dir: &Path,
+    options: &LoadOptions,
+) -> Result<(ModelFiles, ClipModel, PreprocessConfig)> {
+    let files = ModelFiles::from_dir(dir)?;
+    let device = options.device.device()?;
+    let model = ClipModel::load(&files, &device, options.precision)?;
+    let preprocess = preprocess_config(&files, model.image_size())?;
+    Ok((files, model, preprocess))
+}
+
+fn finish(features: Tensor, normalize: bool) -> Result<Vec<Vec<f32>>> {
+    let features = if normalize {
+        l2_normalize(&features).map_err(seer_models::ModelError::from)?
+    } else {
+        features
+    };
+    Ok(features
+        .to_vec2::<f32>()
+        .map_err(seer_models::ModelError::from)?)
+}
+
+/// A CLIP image tower's embeddings of `n` preprocessed images.
+fn embed_clip_pixels(
+    model: &ClipModel,
+    pixels: Vec<f32>,
+    n: usize,
+    normalize: bool,
+) -> Result<Vec<Vec<f32>>> {
+    let s = model.image_size();
+    let batch = Tensor::from_vec(pixels, (n, 3, s, s), model.device())
+        .map_err(seer_models::ModelError::from)?;
+    finish(model.encode_images(&batch)?, normalize)
 }
 
 impl ImageEncoder for Clip {
@@ -177,11 +204,59 @@ impl ImageEncoder for Clip {
     }
 
     fn embed_pixels(&self, pixels: Vec<f32>, n: usize, normalize: bool) -> Result<Vec<Vec<f32>>> {
-        let s = self.model.image_size();
-        let batch = Tensor::from_vec(pixels, (n, 3, s, s), self.model.device())
-            .map_err(seer_models::ModelError::from)?;
-        let features = self.model.encode_images(&batch)?;
-        self.finish(features, normalize)
+        embed_clip_pixels(&self.model, pixels, n, normalize)
+    }
+}
+
+/// A CLIP model loaded for images only: no tokenizer, so none is looked for
+/// (an open_clip folder often has none, and the shared one comes from the hub,
+/// which an offline machine cannot reach). Its embeddings are [`Clip`]'s.
+struct ClipImages {
+    model: ClipModel,
+    preprocess: PreprocessConfig,
+}
+
+impl ImageEncoder for ClipImages {
+    fn embed_dim(&self) -> usize {
+        self.model.embed_dim()
+    }
+
+    fn preprocess_config(&self) -> &PreprocessConfig {
+        &self.preprocess
+    }
+
+    fn embed_pixels(&self, pixels: Vec<f32>, n: usize, normalize: bool) -> Result<Vec<Vec<f32>>> {
+        embed_clip_pixels(&self.model, pixels, n, normalize)
+    }
+}
+
+impl LoadedModel {
+    /// Loads `spec` (a folder, an alias or a hub id) for embedding images
+    /// only: a CLIP model comes without its text side, so a folder without a
+    /// tokenizer loads with the network off (`--offline`, a cluster node).
+    /// The result has no text encoder; other families load as
+    /// [`LoadedModel::load`] loads them.
+    pub fn load_images(spec: &str, options: &LoadOptions) -> Result<Self> {
+        let resolved = seer_hub::resolve(spec, options.progress)?;
+        let mut model = Self::load_dir_images(&resolved.dir, options)?;
+        model.id = resolved.id;
+        Ok(model)
+    }
+
+    /// [`LoadedModel::load_images`] for a local folder (its id is the path).
+    pub fn load_dir_images(dir: &Path, options: &LoadOptions) -> Result<Self> {
+        let detected = crate::registry::detect(dir)?;
+        if detected.family.name != crate::registry::CLIP {
+            return Self::load_dir(dir, options);
+        }
+        let (_, model, preprocess) = load_weights(dir, options)?;
+        let images = Arc::new(ClipImages { model, preprocess });
+        Ok(LoadedModel::encoders(
+            dir.display().to_string(),
+            crate::registry::CLIP,
+            Some(images),
+            None,
+        ))
     }
 }
 

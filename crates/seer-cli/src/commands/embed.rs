@@ -225,7 +225,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             "patch"
         }
     );
-    let model = args.model.load()?;
+    // Images alone need no tokenizer: a model folder without one loads
+    // offline.
+    let model = match texts.is_empty() {
+        true => args.model.load_images()?,
+        false => args.model.load()?,
+    };
     // An image-only model is refused before any image is embedded, and so is a
     // model without the features asked for.
     let text_encoder = match texts.is_empty() {

@@ -9,6 +9,12 @@
 //! the same files. Broken samples are data, not failures: they go to the
 //! errors file, and the exit status is 0 once every shard of the share is
 //! written.
+//!
+//! Which input an output shard came from is recorded beside it
+//! (`inputs/input_{i}.json`, see [`InputRecord`]), so that a finished shard is
+//! skipped only when it was written from the input now at its position: a
+//! folder of shards that gained or lost one shifts the positions, and a rerun
+//! then refuses to mix two lists instead of skipping the wrong inputs.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -107,6 +113,132 @@ impl Worker {
     }
 }
 
+/// Which input an output shard was written from, in `inputs/input_{i}.json`
+/// of the output folder (written before the shard's own files, so every
+/// finished shard has one; folders written before seer kept it have none).
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq, Eq)]
+struct InputRecord {
+    /// The input's path as given (what its rows' `image_path` starts with).
+    path: String,
+    /// Its real path, where it could be resolved.
+    canonical: Option<String>,
+    /// Its file name and size.
+    name: String,
+    bytes: u64,
+}
+
+impl InputRecord {
+    fn of(input: &Path) -> anyhow::Result<Self> {
+        let meta = std::fs::metadata(input)
+            .with_context(|| format!("{}: cannot read the shard", input.display()))?;
+        Ok(Self {
+            path: input.display().to_string(),
+            canonical: std::fs::canonicalize(input)
+                .ok()
+                .map(|p| p.display().to_string()),
+            name: input
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default(),
+            bytes: meta.len(),
+        })
+    }
+
+    /// Whether `self` and `other` name the same input: the same real path
+    /// (the same file, however the path was written), or the same size, file
+    /// name and folder name (the same shard, its collection moved or mounted
+    /// elsewhere; the folder tells `a/000.tar` from `b/000.tar`).
+    fn same_input(&self, other: &Self) -> bool {
+        (self.canonical.is_some() && self.canonical == other.canonical)
+            || (self.name == other.name
+                && self.bytes == other.bytes
+                && self.folder() == other.folder())
+    }
+
+    /// The name of the folder the input is in (from its real path).
+    fn folder(&self) -> Option<String> {
+        let real = Path::new(self.canonical.as_deref()?);
+        Some(real.parent()?.file_name()?.to_string_lossy().to_string())
+    }
+
+    fn file(out: &Path, number: usize) -> PathBuf {
+        out.join(format!("inputs/input_{number}.json"))
+    }
+
+    /// The record of output shard `number`, if there is one.
+    fn read(out: &Path, number: usize) -> anyhow::Result<Option<Self>> {
+        let path = Self::file(out, number);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("{}: cannot read", path.display())),
+        };
+        let record = serde_json::from_str(&text).with_context(|| {
+            format!(
+                "{}: not a record of the input this output shard was written from",
+                path.display()
+            )
+        })?;
+        Ok(Some(record))
+    }
+
+    /// Writes the record of output shard `number` (to a temporary name, then
+    /// renamed: a reader sees it whole or not at all).
+    fn write(&self, out: &Path, number: usize) -> anyhow::Result<()> {
+        let path = Self::file(out, number);
+        let dir = path.parent().expect("records live in a folder");
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("{}: cannot create", dir.display()))?;
+        let tmp = dir.join(format!(".input_{number}.json.{}.tmp", std::process::id()));
+        std::fs::write(&tmp, serde_json::to_string(self)? + "\n")
+            .with_context(|| format!("{}: cannot write", tmp.display()))?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("{}: cannot write", path.display()))
+    }
+}
+
+/// The finished output shards of `mine` that were written from the input now
+/// at their position (to skip), or an error naming the first that was not:
+/// the input list changed since, and writing on would mix the two lists.
+fn finished_shards(out: &Path, shards: &[PathBuf], mine: &[usize]) -> anyhow::Result<Vec<usize>> {
+    let mut finished = Vec::new();
+    let mut changed = Vec::new();
+    for &n in mine {
+        if !shard_complete(out, n) {
+            continue;
+        }
+        match InputRecord::read(out, n)? {
+            Some(was) => {
+                let now = InputRecord::of(&shards[n])?;
+                if was.same_input(&now) {
+                    finished.push(n);
+                } else {
+                    changed.push((n, was, now));
+                }
+            }
+            // Written before seer recorded inputs: taken as it is.
+            None => finished.push(n),
+        }
+    }
+    if let Some((n, was, now)) = changed.first() {
+        let others = match changed.len() {
+            1 => String::new(),
+            k => format!(" ({} finished output shards of this worker differ)", k),
+        };
+        anyhow::bail!(
+            "{}: output shard {n} was written from {} ({} bytes), but input shard {n} is now {} \
+             ({} bytes){others}: the input list changed since that run. Embed into a new --out \
+             folder, or remove {} to start again",
+            out.display(),
+            was.path,
+            was.bytes,
+            now.path,
+            now.bytes,
+            out.display()
+        );
+    }
+    Ok(finished)
+}
+
 /// What became of one output shard (a `--json` line).
 #[derive(serde::Serialize)]
 struct ShardReport<'a> {
@@ -150,19 +282,30 @@ pub fn run(
         Dtype::F32
     };
     let mine: Vec<usize> = worker.share(shards.len()).collect();
+    let finished: std::collections::HashSet<usize> =
+        finished_shards(out, &shards, &mine)?.into_iter().collect();
     let todo: Vec<usize> = mine
         .iter()
         .copied()
-        .filter(|&n| !shard_complete(out, n))
+        .filter(|n| !finished.contains(n))
         .collect();
     let mut stdout = std::io::stdout().lock();
+    // A reader that closes stdout (`| head -1`) must not stop the work: every
+    // shard is still written, and the exit status says so. The lines are
+    // dropped from then on; any other failure to print (a full disk) is an
+    // error.
+    let mut stdout_open = true;
     let mut report = |r: ShardReport| -> anyhow::Result<()> {
-        if json {
-            writeln!(stdout, "{}", serde_json::to_string(&r)?)?;
+        if json && stdout_open {
+            match writeln!(stdout, "{}", serde_json::to_string(&r)?) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => stdout_open = false,
+                Err(e) => return Err(e.into()),
+            }
         }
         Ok(())
     };
-    for &n in mine.iter().filter(|n| !todo.contains(n)) {
+    for &n in mine.iter().filter(|n| finished.contains(n)) {
         report(ShardReport {
             shard: &shards[n].display().to_string(),
             number: n,
@@ -184,7 +327,8 @@ pub fn run(
     }
     // Loaded only when there is work: a finished worker that is retried exits
     // at once.
-    let loaded = model.load()?;
+    // The image tower alone: no tokenizer is needed (nor fetched).
+    let loaded = model.load_images()?;
     let encoder = loaded.image()?;
     let options = model.embed_options(normalize)?;
     let pb = progress(todo.len(), "shards");
@@ -193,10 +337,14 @@ pub fn run(
     for n in todo {
         let shard = &shards[n];
         let name = shard.display().to_string();
+        let record = InputRecord::of(shard)?;
         let result = embed_shard(encoder, shard, &options)?;
         for f in &result.failures {
             failures.report(&pb, &f.origin, &f.error);
         }
+        // Before the shard's files: a shard is finished when its metadata
+        // appears, and by then its record is in place.
+        record.write(out, n)?;
         write_shard(
             out,
             n,
@@ -359,6 +507,32 @@ mod tests {
             ("SLURM_ARRAY_TASK_COUNT", "2"),
         ];
         assert!(Worker::resolve(None, None, env(bad)).is_err());
+    }
+
+    fn record(path: &str, bytes: u64) -> InputRecord {
+        InputRecord {
+            path: path.into(),
+            canonical: Some(path.into()),
+            name: Path::new(path)
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into(),
+            bytes,
+        }
+    }
+
+    #[test]
+    fn an_input_is_known_by_its_real_path_or_its_name_size_and_folder() {
+        let was = record("/data/laion/00001.tar", 10240);
+        // The same file, grown or shrunk (a download completed): the same input.
+        assert!(was.same_input(&record("/data/laion/00001.tar", 20480)));
+        // The collection moved or mounted elsewhere.
+        assert!(was.same_input(&record("/mnt/x/laion/00001.tar", 10240)));
+        // Another shard of the list, or a namesake in another folder.
+        assert!(!was.same_input(&record("/data/laion/00002.tar", 10240)));
+        assert!(!was.same_input(&record("/data/other/00001.tar", 10240)));
+        assert!(!was.same_input(&record("/mnt/x/laion/00001.tar", 512)));
     }
 
     #[test]
