@@ -27,9 +27,17 @@ pub struct CheckpointState {
     pub elapsed_s: f64,
     /// The settings that must not change on resume (see `settings::run_settings`).
     pub run: serde_json::Value,
+    /// Samples as stored in one pass over the data (see `epochs::count_pass`),
+    /// so a resumed run reports the epochs an uninterrupted one does. Absent in
+    /// checkpoints of older versions: the data is counted again then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch_size: Option<u64>,
+    /// The loss of the step this checkpoint follows (absent in older versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss: Option<f64>,
 }
 
-fn checkpoints_dir(out: &Path) -> PathBuf {
+pub(crate) fn checkpoints_dir(out: &Path) -> PathBuf {
     out.join("checkpoints")
 }
 
@@ -58,11 +66,30 @@ pub fn save(
     std::fs::write(&state_path, json).map_err(|e| io_error(&state_path, e))?;
     tmp.commit().map_err(|e| io_error(&dest, e))?;
     for (_, old) in list(out)?.into_iter().rev().skip(keep.max(1)) {
-        if let Err(e) = std::fs::remove_dir_all(&old) {
-            tracing::warn!("could not remove old checkpoint {}: {e}", old.display());
-        }
+        remove(&old);
     }
     Ok(dest)
+}
+
+/// Deletes a checkpoint folder. It is first renamed to a temporary name
+/// (`.step-N.removed.tmp`), so a run killed while deleting it leaves a
+/// temporary the next run removes (`outdir::remove_stale_temps`), not a
+/// half-deleted `step-N` that no listing sees and nothing ever removes.
+fn remove(dir: &Path) {
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned());
+    let doomed = dir.with_file_name(format!(".{}.removed.tmp", name.unwrap_or_default()));
+    let target = match std::fs::rename(dir, &doomed) {
+        Ok(()) => doomed,
+        Err(_) => dir.to_path_buf(),
+    };
+    if let Err(e) = std::fs::remove_dir_all(&target) {
+        tracing::warn!("could not remove old checkpoint {}: {e}", target.display());
+    }
+}
+
+/// The step of a checkpoint folder named `step-N`.
+pub(crate) fn step_of(name: &str) -> Option<u64> {
+    name.strip_prefix("step-")?.parse().ok()
 }
 
 /// Complete checkpoints, oldest first.
@@ -75,7 +102,7 @@ pub fn list(out: &Path) -> Result<Vec<(u64, PathBuf)>> {
         .filter_map(|e| e.ok())
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().to_string();
-            let step = name.strip_prefix("step-")?.parse().ok()?;
+            let step = step_of(&name)?;
             let dir = e.path();
             dir.join(STATE_FILE).is_file().then_some((step, dir))
         })
@@ -104,4 +131,25 @@ pub fn restore(
 ) -> Result<()> {
     store.load_values(&dir.join(MODEL_FILE))?;
     optimizer.load(store, &dir.join(OPTIMIZER_FILE), state.step)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_state_of_an_older_version_still_reads() {
+        let old = r#"{"step": 4, "samples_seen": 32, "data": {"epoch": 1, "consumed": 8},
+                      "elapsed_s": 1.5, "run": {"lr": 0.001}}"#;
+        let state: CheckpointState = serde_json::from_str(old).unwrap();
+        assert_eq!((state.step, state.epoch_size, state.loss), (4, None, None));
+        let new = CheckpointState {
+            epoch_size: Some(24),
+            loss: Some(2.5),
+            ..state
+        };
+        let back: CheckpointState =
+            serde_json::from_str(&serde_json::to_string(&new).unwrap()).unwrap();
+        assert_eq!((back.epoch_size, back.loss), (Some(24), Some(2.5)));
+    }
 }

@@ -4,6 +4,7 @@
 //! during training and export in the transformers layout.
 
 pub mod checkpoint;
+pub mod epochs;
 pub mod error;
 pub mod evaluate;
 pub mod export;
@@ -12,6 +13,7 @@ pub mod loss;
 pub mod optim;
 #[cfg(feature = "cuda")]
 mod optim_cuda;
+pub mod outdir;
 pub mod params;
 pub mod settings;
 pub mod step;

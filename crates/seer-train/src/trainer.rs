@@ -13,11 +13,13 @@ use seer_tokenizer::ClipTokenizer;
 use serde_json::{json, Value};
 
 use crate::checkpoint::{self, CheckpointState};
+use crate::epochs::{count_pass, epoch_value};
 use crate::error::{file_error, io_error, Result, TrainError};
 use crate::evaluate::{pair_recall, snapshot_clip, zeroshot_accuracy, LabeledSet, PairSet};
 use crate::export::export_model;
 use crate::loss::{LossKind, Positives};
 use crate::optim::{clip_grad_norm, AdamW, AdamWConfig, Schedule};
+use crate::outdir;
 use crate::params::ParamStore;
 use crate::settings::{differences, run_settings};
 use crate::step::{compute_gradients, TrainBatch};
@@ -77,6 +79,11 @@ pub struct TrainOptions {
     /// schedule still spans `steps`); used to test resuming.
     pub stop_after: Option<u64>,
     pub device: Device,
+    /// Samples as stored in one pass over `data`, when the caller has counted
+    /// them (`epochs::count_pass`, as the CLI does for `--epochs`); `None`: the
+    /// run counts them before its first step. A resumed run uses its
+    /// checkpoint's count.
+    pub epoch_size: Option<u64>,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -131,7 +138,29 @@ pub const MODEL_DIR: &str = "model";
 pub fn train(options: TrainOptions, observer: &mut dyn Observer) -> Result<TrainSummary> {
     let o = &options;
     validate(o)?;
+    // The folder and the model to start from, before anything is created or loaded.
+    match &o.init {
+        ModelInit::Scratch { config } => outdir::check_source(config, &o.out)?,
+        ModelInit::Pretrained { dir } => outdir::check_source(dir, &o.out)?,
+    }
+    outdir::check_out(&o.out, o.resume)?;
     std::fs::create_dir_all(&o.out).map_err(|e| io_error(&o.out, e))?;
+    let lock = outdir::lock(&o.out)?;
+    // Again under the lock: another run may have written there meanwhile.
+    outdir::check_out(&o.out, o.resume)?;
+    if lock.held {
+        // No other live run writes this folder: temporaries in it were left by
+        // a run killed while writing a checkpoint or the export.
+        let removed = outdir::remove_stale_temps(&o.out);
+        if removed.folders > 0 {
+            tracing::warn!(
+                "{}: removed {} unfinished checkpoint or export folder(s) of an interrupted run, {} freed",
+                o.out.display(),
+                removed.folders,
+                outdir::human_bytes(removed.bytes)
+            );
+        }
+    }
     let mut store = match &o.init {
         ModelInit::Scratch { config } => {
             let s = ParamStore::from_scratch(config, o.seed, &o.device)?;
@@ -159,8 +188,9 @@ pub fn train(options: TrainOptions, observer: &mut dyn Observer) -> Result<Train
     let mut position = DataPosition::default();
     let mut samples = 0u64;
     let mut elapsed_before = 0f64;
-    let existing = checkpoint::latest(&o.out)?;
-    let resumed_from = match (o.resume, existing) {
+    let mut stored_epoch_size = None;
+    let mut resumed_loss = None;
+    let resumed_from = match (o.resume, checkpoint::latest(&o.out)?) {
         (true, Some((dir, state))) => {
             let changed = differences(&state.run, &fingerprint);
             if !changed.is_empty() {
@@ -176,26 +206,40 @@ pub fn train(options: TrainOptions, observer: &mut dyn Observer) -> Result<Train
             first_step = state.step;
             samples = state.samples_seen;
             elapsed_before = state.elapsed_s;
-            truncate_metrics(&o.out.join(METRICS_FILE), first_step)?;
+            stored_epoch_size = state.epoch_size;
+            let metrics_path = o.out.join(METRICS_FILE);
+            truncate_metrics(&metrics_path, first_step)?;
+            resumed_loss = state
+                .loss
+                .or_else(|| logged_loss(&metrics_path, first_step));
             tracing::info!("resuming from {} (step {first_step})", dir.display());
             Some(first_step)
         }
-        (true, None) => {
+        // `check_out` refused both under the lock.
+        (true, None) | (false, Some(_)) => {
             return Err(TrainError::Invalid(format!(
-                "--resume: {} holds no checkpoint to continue from; leave out --resume to start a new run there",
+                "{}: the folder changed while the run started",
                 o.out.display()
             )))
         }
-        (false, Some((dir, _))) => {
-            return Err(TrainError::Invalid(format!(
-                "{} already holds a run (checkpoint {}); pass --resume to continue it or choose another --out",
-                o.out.display(),
-                dir.display()
-            )))
-        }
         (false, None) => {
+            // At most an empty file of a run that failed before its first step.
             let _ = std::fs::remove_file(o.out.join(METRICS_FILE));
             None
+        }
+    };
+    // Stored samples in one pass: the checkpoint's (so a resumed run reports the
+    // epochs the interrupted one did), the caller's count, or counted now.
+    let epoch_size = match stored_epoch_size.or(o.epoch_size) {
+        Some(n) => n,
+        None => {
+            let t0 = Instant::now();
+            let n = count_pass(&o.data.sources).stored;
+            tracing::info!(
+                "{n} samples in one pass over the data (counted in {:.1} s)",
+                t0.elapsed().as_secs_f64()
+            );
+            n
         }
     };
 
@@ -213,8 +257,6 @@ pub fn train(options: TrainOptions, observer: &mut dyn Observer) -> Result<Train
     let elapsed = || elapsed_before + start.elapsed().as_secs_f64();
     let s = store.config().vision.image_size();
     let ctx = store.config().text.context_length;
-    // Raw samples per epoch, known once the first epoch boundary is crossed.
-    let mut epoch_size: Option<u64> = None;
     let mut losses = Vec::new();
     let mut last_eval = None;
     let last_step = match o.stop_after {
@@ -225,14 +267,10 @@ pub fn train(options: TrainOptions, observer: &mut dyn Observer) -> Result<Train
     let mut step = first_step;
     while step < last_step {
         let t0 = Instant::now();
-        let before = loader.position();
         let batch = loader
             .next_batch(o.batch_size)?
             .ok_or_else(|| TrainError::Invalid("the training data ran out".into()))?;
         let after = loader.position();
-        if after.epoch > before.epoch && epoch_size.is_none() {
-            epoch_size = Some(before.consumed);
-        }
         let n = batch.len();
         let tokens: Vec<Vec<u32>> = batch
             .captions()
@@ -274,10 +312,7 @@ pub fn train(options: TrainOptions, observer: &mut dyn Observer) -> Result<Train
         step += 1;
         samples += n as u64;
         losses.push(result.loss);
-        let epoch = match epoch_size {
-            Some(size) if size > 0 => after.epoch as f64 + after.consumed as f64 / size as f64,
-            _ => after.epoch as f64,
-        };
+        let epoch = epoch_value(after, epoch_size);
         let report = StepReport {
             step,
             steps: o.steps,
@@ -323,6 +358,8 @@ pub fn train(options: TrainOptions, observer: &mut dyn Observer) -> Result<Train
                     .map_err(|e| TrainError::Invalid(e.to_string()))?,
                 elapsed_s: elapsed(),
                 run: fingerprint.clone(),
+                epoch_size: Some(epoch_size),
+                loss: Some(result.loss),
             };
             let path = checkpoint::save(&o.out, &store, &optimizer, &state, o.keep_checkpoints)?;
             observer.on_checkpoint(&path);
@@ -330,12 +367,19 @@ pub fn train(options: TrainOptions, observer: &mut dyn Observer) -> Result<Train
     }
     let model_dir = if step == o.steps {
         let dir = o.out.join(MODEL_DIR);
-        export_model(
-            &store,
-            &dir,
-            &o.data.preprocess,
-            o.tokenizer_path.as_deref(),
-        )?;
+        // A resumed run that had finished keeps its export (written by the
+        // same weights), unless it was lost to a crash during the export.
+        let exported = ["config.json", "model.safetensors"]
+            .iter()
+            .all(|f| dir.join(f).is_file());
+        if first_step < o.steps || !exported {
+            export_model(
+                &store,
+                &dir,
+                &o.data.preprocess,
+                o.tokenizer_path.as_deref(),
+            )?;
+        }
         Some(dir)
     } else {
         None
@@ -345,7 +389,7 @@ pub fn train(options: TrainOptions, observer: &mut dyn Observer) -> Result<Train
         resumed_from,
         samples,
         skipped_samples: loader.stats().skipped,
-        final_loss: losses.last().copied(),
+        final_loss: losses.last().copied().or(resumed_loss),
         losses,
         last_eval,
         model_dir,
@@ -386,6 +430,16 @@ fn evaluate(store: &ParamStore, o: &TrainOptions, step: u64) -> Result<Option<Ev
     }))
 }
 
+/// The loss metrics.jsonl holds for `step` (for checkpoints that do not store it).
+fn logged_loss(path: &Path, step: u64) -> Option<f64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["kind"] == "train" && v["step"].as_u64() == Some(step))
+        .and_then(|v| v["loss"].as_f64())
+}
+
 /// Drops metric lines past `step` (written after the checkpoint a run resumes from).
 fn truncate_metrics(path: &Path, step: u64) -> Result<()> {
     let Ok(text) = std::fs::read_to_string(path) else {
@@ -402,4 +456,26 @@ fn truncate_metrics(path: &Path, step: u64) -> Result<()> {
         .map(|l| format!("{l}\n"))
         .collect();
     std::fs::write(path, kept).map_err(|e| io_error(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_loss_of_a_step_is_read_back_from_the_metrics() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(METRICS_FILE);
+        std::fs::write(
+            &path,
+            "{\"kind\":\"train\",\"step\":1,\"loss\":2.5}\n\
+             {\"kind\":\"eval\",\"step\":2,\"zeroshot_top1\":0.1}\n\
+             {\"kind\":\"train\",\"step\":2,\"loss\":2.25}\n",
+        )
+        .unwrap();
+        assert_eq!(logged_loss(&path, 2), Some(2.25));
+        assert_eq!(logged_loss(&path, 1), Some(2.5));
+        assert_eq!(logged_loss(&path, 3), None);
+        assert_eq!(logged_loss(&dir.path().join("none.jsonl"), 1), None);
+    }
 }

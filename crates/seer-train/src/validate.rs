@@ -3,6 +3,7 @@
 //! with messages naming the `seer train` option.
 
 use crate::error::{Result, TrainError};
+use crate::optim::AdamWConfig;
 use crate::trainer::TrainOptions;
 
 fn invalid(message: String) -> TrainError {
@@ -31,9 +32,45 @@ fn beta(flag: &str, value: f64) -> Result<()> {
     )))
 }
 
+/// The plain numbers of a run, checked before anything is read, loaded or
+/// written. `steps` is `None` while it is still to be counted from `--epochs`
+/// (then `--warmup` is checked against it by [`validate`], once known);
+/// `warmup` is `None` for the default.
+#[derive(Clone, Debug)]
+pub struct Numbers<'a> {
+    pub batch_size: usize,
+    pub micro_batch: usize,
+    pub steps: Option<u64>,
+    pub warmup: Option<u64>,
+    pub lr: f64,
+    pub adamw: AdamWConfig,
+    pub grad_clip: f64,
+    pub keep_checkpoints: usize,
+    pub stop_after: Option<u64>,
+    pub workers: usize,
+    pub recall_k: &'a [usize],
+}
+
 /// Every check on [`TrainOptions`]; `train` runs it first, and the CLI runs it
 /// before decoding evaluation sets so a typo fails at once.
 pub fn validate(o: &TrainOptions) -> Result<()> {
+    check_numbers(&Numbers {
+        batch_size: o.batch_size,
+        micro_batch: o.micro_batch,
+        steps: Some(o.steps),
+        warmup: Some(o.warmup),
+        lr: o.lr,
+        adamw: o.adamw,
+        grad_clip: o.grad_clip,
+        keep_checkpoints: o.keep_checkpoints,
+        stop_after: o.stop_after,
+        workers: o.data.workers,
+        recall_k: o.pairs.as_ref().map_or(&[], |p| &p.ks),
+    })
+}
+
+/// The checks on the plain numbers, each naming its `seer train` option.
+pub fn check_numbers(o: &Numbers) -> Result<()> {
     if o.batch_size < 2 {
         return Err(invalid(format!(
             "--batch-size must be at least 2 (got {}): a contrastive loss needs negatives",
@@ -50,15 +87,16 @@ pub fn validate(o: &TrainOptions) -> Result<()> {
             o.micro_batch, o.batch_size, o.batch_size
         )));
     }
-    if o.steps == 0 {
+    if o.steps == Some(0) {
         return Err(invalid("--steps must be at least 1 (got 0)".into()));
     }
-    if o.warmup > o.steps {
-        return Err(invalid(format!(
-            "--warmup ({}) is longer than the run (--steps {}): the learning rate would never \
-             reach --lr; use at most {}",
-            o.warmup, o.steps, o.steps
-        )));
+    if let (Some(warmup), Some(steps)) = (o.warmup, o.steps) {
+        if warmup > steps {
+            return Err(invalid(format!(
+                "--warmup ({warmup}) is longer than the run (--steps {steps}): the learning rate \
+                 would never reach --lr; use at most {steps}"
+            )));
+        }
     }
     finite_at_least("--lr", o.lr, 0.0, true)?;
     finite_at_least("--wd", o.adamw.weight_decay, 0.0, false)?;
@@ -74,15 +112,13 @@ pub fn validate(o: &TrainOptions) -> Result<()> {
     if o.stop_after == Some(0) {
         return Err(invalid("--stop-after must be at least 1 (got 0)".into()));
     }
-    if o.data.workers == 0 {
+    if o.workers == 0 {
         return Err(invalid("--workers must be at least 1 (got 0)".into()));
     }
-    if let Some(pairs) = &o.pairs {
-        if pairs.ks.contains(&0) {
-            return Err(invalid(
-                "--recall-k values must be at least 1 (got 0)".into(),
-            ));
-        }
+    if o.recall_k.contains(&0) {
+        return Err(invalid(
+            "--recall-k values must be at least 1 (got 0)".into(),
+        ));
     }
     Ok(())
 }

@@ -70,6 +70,7 @@ fn options(out: &Path, steps: u64) -> TrainOptions {
         resume: false,
         stop_after: None,
         device: Device::Cpu,
+        epoch_size: None,
     }
 }
 
@@ -121,6 +122,12 @@ fn resumed_run_reproduces_uninterrupted_run() {
         .count();
     assert_eq!(train_lines, 6);
     assert_eq!(eval_lines, 2, "evaluations at steps 3 and 6");
+    // Epochs are right from the first step (they were 0 until the data had
+    // been read through once) and the same in the resumed run.
+    let pass = seer_train::epochs::count_pass(&options(&split_dir, 6).data.sources).stored;
+    let expected: Vec<f64> = (1..=6).map(|s| (8 * s) as f64 / pass as f64).collect();
+    assert_eq!(logged_epochs(&split_dir), expected);
+    assert_eq!(logged_epochs(&tmp.path().join("whole")), expected);
     // Only the newest `keep_checkpoints` remain.
     let kept = std::fs::read_dir(split_dir.join("checkpoints"))
         .unwrap()
@@ -146,6 +153,17 @@ fn resumed_run_reproduces_uninterrupted_run() {
         ours,
         whole_clip.embed_texts(&texts, &Default::default()).unwrap()
     );
+}
+
+/// The `epoch` of each train line of a run's metrics.jsonl.
+fn logged_epochs(out: &Path) -> Vec<f64> {
+    std::fs::read_to_string(out.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["kind"] == "train")
+        .map(|v| v["epoch"].as_f64().unwrap())
+        .collect()
 }
 
 #[test]
@@ -177,6 +195,41 @@ fn output_folder_misuse_is_refused() {
     .unwrap()
     .to_string();
     assert!(changed.contains("different settings"), "{changed}");
+
+    // Starting from a model inside OUT/model, which the export replaces: refused
+    // with or without --resume, and the model is left as it was.
+    let own = tmp.path().join("own");
+    let model = own.join("model");
+    std::fs::create_dir_all(&model).unwrap();
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "preprocessor_config.json",
+    ] {
+        std::fs::copy(
+            repo_root().join("fixtures/training/model").join(f),
+            model.join(f),
+        )
+        .unwrap();
+    }
+    std::fs::write(model.join("README.md"), "notes").unwrap();
+    for resume in [false, true] {
+        let inside = refusal(TrainOptions {
+            init: ModelInit::Pretrained { dir: model.clone() },
+            resume,
+            zeroshot: None,
+            ..options(&own, 2)
+        });
+        assert!(inside.contains("export replaces"), "{inside}");
+        assert!(model.join("README.md").is_file());
+    }
+    // A new run never replaces an earlier run's output, checkpoint or not.
+    let new_run = refusal(TrainOptions {
+        zeroshot: None,
+        ..options(&own, 2)
+    });
+    assert!(new_run.contains("already holds"), "{new_run}");
+    assert!(model.join("README.md").is_file());
 }
 
 #[test]
@@ -289,7 +342,7 @@ fn resume_refuses_another_model_or_data_and_a_folder_without_checkpoint() {
     let empty = tmp.path().join("empty");
     let none = refusal(resume(options(&empty, 3)));
     assert!(none.contains("no checkpoint"), "{none}");
-    assert!(!empty.join("metrics.jsonl").exists());
+    assert!(!empty.exists(), "the refused run created its folder");
 }
 
 #[test]

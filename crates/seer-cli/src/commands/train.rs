@@ -11,11 +11,13 @@ use seer_engine::prompts::{read_list, templates, ListKind};
 use seer_engine::{Clip, DeviceChoice, LoadOptions};
 use seer_image::{DecodeLimits, PreprocessConfig};
 use seer_tokenizer::ClipTokenizer;
+use seer_train::epochs::count_pass;
 use seer_train::evaluate::{LabeledSet, PairSet};
+use seer_train::outdir::{check_out, check_source};
 use seer_train::trainer::{
     train, EvalReport, ModelInit, Observer, PositivesRule, StepReport, TrainOptions,
 };
-use seer_train::validate::validate;
+use seer_train::validate::{check_numbers, validate, Numbers};
 use seer_train::{AdamWConfig, LossKind};
 
 use crate::common::configure_threads;
@@ -183,6 +185,8 @@ fn resolve_start(args: &Args) -> anyhow::Result<Start> {
             let resolved = seer_hub::resolve(spec, crate::output::stderr_is_terminal())
                 .with_context(|| format!("cannot load model '{spec}'"))?;
             let dir = resolved.dir;
+            // Before loading: the run's export would replace a model in OUT/model.
+            check_source(&dir, &args.out)?;
             let clip = Clip::load_dir(
                 &dir,
                 &LoadOptions {
@@ -211,6 +215,7 @@ fn resolve_start(args: &Args) -> anyhow::Result<Start> {
                 args.init != Some(InitArg::Pretrained),
                 "--config describes an architecture only; --init pretrained needs --model"
             );
+            check_source(config, &args.out)?;
             let tokenizer_path = args.tokenizer.clone().context(
                 "training from a --config needs a tokenizer: pass --tokenizer FILE or set SEER_TOKENIZER",
             )?;
@@ -299,29 +304,55 @@ fn read_eval_set(
     })
 }
 
-/// Counts the samples of one pass over the training data (for --epochs).
-fn count_samples(config: &LoaderConfig) -> anyhow::Result<u64> {
-    Ok(seer_data::count_samples(&config.sources)?)
-}
-
 const DEFAULT_WARMUP: u64 = 100;
 
-/// Options only the command line has; the rest are checked by `validate`.
+/// The plain values, checked before anything is read, loaded or written (a
+/// `--warmup` longer than a run measured in `--epochs` is caught by `validate`
+/// once the data is counted).
 fn check_args(args: &Args) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        !args.recall_k.contains(&0),
-        "--recall-k values must be at least 1 (got 0)"
-    );
+    match (args.steps, args.epochs) {
+        (None, None) => anyhow::bail!("say how long to train: --steps S or --epochs E"),
+        (None, Some(e)) => anyhow::ensure!(
+            e.is_finite() && e > 0.0,
+            "--epochs must be a number above 0 (got {e})"
+        ),
+        _ => {}
+    }
     anyhow::ensure!(
         args.eval_limit != Some(0),
         "--eval-limit must be at least 1 (got 0)"
     );
-    anyhow::ensure!(args.workers > 0, "--workers must be at least 1 (got 0)");
+    check_numbers(&Numbers {
+        batch_size: args.batch_size,
+        micro_batch: args.micro_batch.unwrap_or(args.batch_size),
+        steps: args.steps,
+        warmup: args.warmup,
+        lr: args.lr,
+        adamw: adamw(args),
+        grad_clip: args.grad_clip,
+        keep_checkpoints: args.keep_checkpoints,
+        stop_after: args.stop_after,
+        workers: args.workers,
+        recall_k: &args.recall_k,
+    })?;
     Ok(())
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     check_args(&args)?;
+    // The output folder next, before any model or data is read: no model to
+    // start from inside OUT/model (the export replaces it; a hub id or alias is
+    // checked once resolved), no new run in a folder holding another run's
+    // output, no --resume without a checkpoint.
+    let local_start = match (&args.model, &args.config) {
+        (Some(spec), _) => Some(Path::new(spec.as_str())).filter(|p| p.exists()),
+        (None, Some(config)) => Some(config.as_path()),
+        (None, None) => None,
+    };
+    if let Some(source) = local_start {
+        check_source(source, &args.out)?;
+    }
+    check_out(&args.out, args.resume)?;
     configure_threads(args.threads)?;
     let start = resolve_start(&args)?;
     let train_prompts = prompts(args.classes.as_deref(), &args.templates)?;
@@ -339,20 +370,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         limits: DecodeLimits::default(),
         repeat: true,
     };
-    let steps = match (args.steps, args.epochs) {
-        (Some(s), _) => s,
+    // --epochs counts one pass over the data (the trainer counts it otherwise).
+    let (steps, epoch_size) = match (args.steps, args.epochs) {
+        (Some(s), _) => (s, None),
         (None, Some(e)) => {
+            let n = count_pass(&data.sources);
             anyhow::ensure!(
-                e.is_finite() && e > 0.0,
-                "--epochs must be a number above 0 (got {e})"
-            );
-            let n = count_samples(&data)?;
-            anyhow::ensure!(
-                n > 0,
+                n.usable > 0,
                 "--epochs: the data holds no usable samples to count ({})",
                 args.data.join(", ")
             );
-            ((e * n as f64) / args.batch_size as f64).ceil() as u64
+            let steps = ((e * n.usable as f64) / args.batch_size as f64).ceil() as u64;
+            (steps, Some(n.stored))
         }
         (None, None) => anyhow::bail!("say how long to train: --steps S or --epochs E"),
     };
@@ -369,12 +398,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         steps,
         lr: args.lr,
         warmup: args.warmup.unwrap_or(DEFAULT_WARMUP.min(steps)),
-        adamw: AdamWConfig {
-            beta1: args.beta1,
-            beta2: args.beta2,
-            eps: args.eps,
-            weight_decay: args.wd,
-        },
+        adamw: adamw(&args),
         grad_clip: args.grad_clip,
         loss: match args.loss {
             LossArg::Clip => LossKind::Clip,
@@ -395,6 +419,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         resume: args.resume,
         stop_after: args.stop_after,
         device,
+        epoch_size,
     };
     // Refuse bad numbers before the evaluation sets are decoded.
     validate(&options)?;
@@ -475,14 +500,22 @@ fn summary_json(s: &seer_train::trainer::TrainSummary) -> serde_json::Value {
 }
 
 fn print_summary(s: &seer_train::trainer::TrainSummary, out: &Path) -> anyhow::Result<()> {
-    out!(
-        "trained {} steps ({} samples, {} skipped) in {:.0} s; final loss {:.4}",
-        s.steps,
-        s.samples,
-        s.skipped_samples,
-        s.elapsed_s,
-        s.final_loss.unwrap_or(f64::NAN)
-    )?;
+    let loss = s
+        .final_loss
+        .map(|l| format!("; final loss {l:.4}"))
+        .unwrap_or_default();
+    if s.losses.is_empty() && s.resumed_from == Some(s.steps) {
+        // --resume on a run that had already finished: nothing was trained now.
+        out!("already finished at step {}{loss}", s.steps)?;
+    } else {
+        out!(
+            "trained {} steps ({} samples, {} skipped) in {:.0} s{loss}",
+            s.steps,
+            s.samples,
+            s.skipped_samples,
+            s.elapsed_s,
+        )?;
+    }
     if let Some(e) = &s.last_eval {
         for (k, v) in &e.metrics {
             out!("  {k}: {:.2}%", v * 100.0)?;
@@ -524,8 +557,11 @@ impl Observer for Progress {
     fn on_step(&mut self, r: &StepReport) {
         if self.json {
             // A closed stdout must not stop the run: its checkpoints and
-            // report files still hold every step.
-            let _ = out!("{}", serde_json::json!({"kind": "train", "report": r}));
+            // report files still hold every step. The bar is cleared while the
+            // line is printed, so the line starts a line of its own.
+            self.bar.suspend(|| {
+                let _ = out!("{}", serde_json::json!({"kind": "train", "report": r}));
+            });
         }
         self.bar.set_position(r.step);
         self.bar.set_message(format!(
@@ -538,7 +574,9 @@ impl Observer for Progress {
         if self.json {
             // A closed stdout must not stop the run: its checkpoints and
             // report files still hold every step.
-            let _ = out!("{}", serde_json::json!({"kind": "eval", "report": r}));
+            self.bar.suspend(|| {
+                let _ = out!("{}", serde_json::json!({"kind": "eval", "report": r}));
+            });
         } else {
             let parts: Vec<String> = r
                 .metrics
@@ -552,5 +590,15 @@ impl Observer for Progress {
 
     fn on_checkpoint(&mut self, path: &Path) {
         tracing::info!("checkpoint {}", path.display());
+    }
+}
+
+/// The optimizer settings the flags give.
+fn adamw(args: &Args) -> AdamWConfig {
+    AdamWConfig {
+        beta1: args.beta1,
+        beta2: args.beta2,
+        eps: args.eps,
+        weight_decay: args.wd,
     }
 }
