@@ -44,6 +44,9 @@ pub struct ExchangeSummary {
     pub rows: usize,
     pub shards: usize,
     pub dim: usize,
+    /// Import: rows whose image path an earlier row of the import had (the
+    /// path is stored once, with the later row's vector).
+    pub duplicates: usize,
 }
 
 /// Writes the model's vectors (one shard) into `out`. A folder already
@@ -98,6 +101,7 @@ pub fn export(
         rows: vectors.len(),
         shards: 1,
         dim: vectors.dim,
+        duplicates: 0,
     })
 }
 
@@ -349,7 +353,7 @@ pub fn write_shard(
     })
 }
 
-/// The image paths of one metadata shard, read a row at a time.
+/// The image paths of one metadata shard, read [`PATH_BATCH`] rows at a time.
 struct PathRows {
     path: std::path::PathBuf,
     /// Rows in the file, as its footer says.
@@ -358,13 +362,42 @@ struct PathRows {
     rows: RowIter<'static>,
     /// Rows read so far.
     read: usize,
+    /// Paths read and not handed out yet.
+    ready: std::collections::VecDeque<String>,
+}
+
+/// Paths read from the parquet reader at a time.
+const PATH_BATCH: usize = 1024;
+
+/// Runs `read`, a call into the parquet reader, turning a panic into an
+/// error message. parquet 60 panics on some damaged files instead of
+/// returning an error (a corrupt page: "Decoder for dict should have been
+/// set"; a row group it cannot open: "Row group is required to advance"), and
+/// a damaged shard must be refused by name, the import rolled back, not the
+/// process aborted. The panic hook is silenced meanwhile so no backtrace
+/// reaches the user; import runs on one thread, so no other panic is hidden.
+fn parquet_call<T>(read: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(read));
+    std::panic::set_hook(hook);
+    result.map_err(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|m| m.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".into());
+        format!("damaged: the parquet reader failed ({message})")
+    })
 }
 
 impl PathRows {
     /// Opens `path` and finds its image path column (see [`PATH_COLUMNS`]).
     fn open(path: &Path) -> Result<Self> {
         let file = File::open(path).map_err(|e| IndexError::io(path, e))?;
-        let reader = SerializedFileReader::new(file).map_err(|e| file_error(path, e))?;
+        let reader = parquet_call(|| SerializedFileReader::new(file))
+            .map_err(|e| file_error(path, e))?
+            .map_err(|e| file_error(path, e))?;
         let schema = reader.metadata().file_metadata().schema_descr_ptr();
         let names: Vec<String> = schema
             .root_schema()
@@ -393,26 +426,44 @@ impl PathRows {
             column,
             rows: RowIter::from_file_into(Box::new(reader)),
             read: 0,
+            ready: Default::default(),
         })
     }
 
     /// The next row's image path.
     fn next_path(&mut self) -> Result<String> {
-        let row = self
-            .rows
-            .next()
-            .ok_or_else(|| {
-                file_error(
-                    &self.path,
-                    format!("{} rows, not {} as its footer says", self.read, self.len),
-                )
-            })?
-            .map_err(|e| file_error(&self.path, e))?;
-        let path = row
-            .get_string(self.column)
-            .map_err(|e| file_error(&self.path, format!("row {}: {e}", self.read)))?;
-        self.read += 1;
-        Ok(path.clone())
+        if self.ready.is_empty() {
+            self.read_batch()?;
+        }
+        self.ready.pop_front().ok_or_else(|| {
+            file_error(
+                &self.path,
+                format!("{} rows, not {} as its footer says", self.read, self.len),
+            )
+        })
+    }
+
+    /// Reads up to [`PATH_BATCH`] more paths into `ready`.
+    fn read_batch(&mut self) -> Result<()> {
+        let (rows, column, start) = (&mut self.rows, self.column, self.read);
+        let batch = parquet_call(|| {
+            let mut batch = Vec::with_capacity(PATH_BATCH);
+            for row in rows.by_ref().take(PATH_BATCH) {
+                let at = start + batch.len();
+                let path = row
+                    .map_err(|e| e.to_string())?
+                    .get_string(column)
+                    .map_err(|e| format!("row {at}: {e}"))?
+                    .clone();
+                batch.push(path);
+            }
+            Ok::<_, String>(batch)
+        })
+        .and_then(|batch| batch)
+        .map_err(|e| file_error(&self.path, e))?;
+        self.read += batch.len();
+        self.ready.extend(batch);
+        Ok(())
     }
 }
 
@@ -499,6 +550,8 @@ pub fn import_in_chunks(
     // Dropped on any early return: rolled back, nothing of this import stays.
     let tx = store.transaction()?;
     let model_id = write::model_id(&tx, model_name, model_dim).map_err(&db_error)?;
+    // The files this import stored, to count rows that name one again.
+    let mut stored = std::collections::HashSet::new();
     for shard in shards {
         let npy_path = dir.join(format!("img_emb/img_emb_{shard}.npy"));
         let meta_path = dir.join(format!("metadata/metadata_{shard}.parquet"));
@@ -529,6 +582,9 @@ pub fn import_in_chunks(
                     .map_err(|why| file_error(&npy_path, format!("row {row} {why}")))?;
                 let record = on_disk_record(&path);
                 let id = write::upsert_file(&tx, &record).map_err(&db_error)?;
+                if !stored.insert(id) {
+                    summary.duplicates += 1;
+                }
                 write::put_embedding(&tx, id, model_id, encoding, &vector).map_err(&db_error)?;
                 row += 1;
             }

@@ -499,3 +499,50 @@ fn a_shard_cut_in_the_middle_is_refused_by_name_and_cause_and_rolled_back() {
         .unwrap();
     }
 }
+
+/// A damaged metadata file is refused by name, whatever byte is wrong: the
+/// parquet reader panics on some (a corrupt dictionary page), which import
+/// turns into that file's error instead of aborting. Every byte of a small
+/// file is changed in turn, to three values.
+#[test]
+fn a_damaged_metadata_file_is_an_error_never_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = ["/p/a.jpg", "/p/b.jpg", "/p/a.jpg", "/p/c.jpg"];
+    write_shard(dir.path(), 0, &many_rows(4), &paths);
+    let meta = dir.path().join("metadata/metadata_0.parquet");
+    let good = std::fs::read(&meta).unwrap();
+    let idx = tempfile::tempdir().unwrap();
+    let mut store = Store::open(idx.path()).unwrap();
+    // Undamaged: the repeated path is stored once and counted.
+    let summary = import(&mut store, dir.path(), 4).unwrap();
+    assert_eq!((summary.rows, summary.duplicates), (4, 1));
+    assert_eq!(store.file_count().unwrap(), 3);
+    let (mut refused, mut damaged) = (0, 0);
+    for at in 0..good.len() {
+        for value in [0x00, 0xff, good[at] ^ 0x10] {
+            if good[at] == value {
+                continue;
+            }
+            let mut bytes = good.clone();
+            bytes[at] = value;
+            std::fs::write(&meta, &bytes).unwrap();
+            // Each attempt is all or nothing: either it imports, or the
+            // index stays as it was.
+            let before = snapshot(&store);
+            match import(&mut store, dir.path(), 4) {
+                Ok(_) => {}
+                Err(e) => {
+                    refused += 1;
+                    let e = e.to_string();
+                    assert!(e.contains("metadata_0.parquet"), "byte {at}: {e}");
+                    damaged += e.contains("damaged: the parquet reader failed") as usize;
+                    assert_eq!(snapshot(&store), before, "byte {at}");
+                }
+            }
+        }
+    }
+    assert!(
+        refused > 0 && damaged > 0,
+        "{refused} refused, {damaged} by a panic"
+    );
+}

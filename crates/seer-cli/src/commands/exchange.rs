@@ -118,8 +118,15 @@ fn report(summary: &exchange::ExchangeSummary, json: bool, what: &str) -> anyhow
     if json {
         out!("{}", serde_json::to_string(summary)?)?;
     } else {
+        let repeated = match summary.duplicates {
+            0 => String::new(),
+            1 => "; 1 row named a path an earlier row had (stored once, the later vector)".into(),
+            n => format!(
+                "; {n} rows named a path an earlier row had (stored once, the later vector)"
+            ),
+        };
         out!(
-            "{what}: {} vectors ({}-d) in {} shard(s)",
+            "{what}: {} vectors ({}-d) in {} shard(s){repeated}",
             summary.rows,
             summary.dim,
             summary.shards
