@@ -721,6 +721,15 @@ fn images_need_no_tokenizer() {
     let r = no_tokenizer(&["embed", "--model", &m, "--text", "a dog"]);
     assert_eq!(r.status.code(), Some(2));
     assert!(stderr(&r).contains("tokenizer"), "{}", stderr(&r));
+
+    // `seer index` embeds images only too.
+    let folder = photos()[0].parent().unwrap().display().to_string();
+    let index = tempfile::tempdir().unwrap();
+    let index = index.path().display().to_string();
+    let r = no_tokenizer(&["index", &folder, "--model", &m, "--index", &index, "--json"]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    let summary = &json_lines(&r)[0];
+    assert!(summary["added"].as_u64().unwrap() > 0, "{summary}");
 }
 
 /// A shard cut exactly between two members (at a header boundary) has no

@@ -99,7 +99,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let mut failed = 0;
     for model in &models {
-        let loaded = args.run.load(model)?;
+        // Indexing embeds images only: no tokenizer is needed (an open_clip
+        // folder offline has none); searches load the text side later.
+        let loaded = args.run.load_images(model)?;
         let options = IndexOptions {
             roots: roots.clone(),
             include_hidden: args.hidden,
