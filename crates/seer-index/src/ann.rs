@@ -39,9 +39,24 @@ pub struct AnnSync {
     pub total: usize,
 }
 
+/// Vectors decoded at a time to bring a graph up to date: the graph keeps its
+/// own f16 copy, so holding every vector as f32 beside it (2 GB for a million
+/// 512-d vectors) would double an import's peak memory.
+const SYNC_CHUNK_ROWS: usize = 65_536;
+
 /// Brings the model's graph up to date with the database (or drops it when the
 /// model is below the threshold). Returns None when no graph is kept.
 pub fn sync(store: &Store, model: &ModelInfo, threshold: usize) -> Result<Option<AnnSync>> {
+    sync_in_chunks(store, model, threshold, SYNC_CHUNK_ROWS)
+}
+
+/// [`sync`], decoding `chunk_rows` vectors at a time.
+pub(crate) fn sync_in_chunks(
+    store: &Store,
+    model: &ModelInfo,
+    threshold: usize,
+    chunk_rows: usize,
+) -> Result<Option<AnnSync>> {
     let path = graph_path(store.dir(), model);
     let generation = store.generation()?;
     if model.vectors < threshold {
@@ -58,7 +73,6 @@ pub fn sync(store: &Store, model: &ModelInfo, threshold: usize) -> Result<Option
             total: model.vectors,
         }));
     }
-    let vectors = store.load_vectors(model)?;
     let mut graph = match Hnsw::load(&path) {
         Ok(g) if g.dim() == model.dim => g,
         Ok(_) | Err(_) => Hnsw::new(model.dim, HnswParams::default()),
@@ -66,21 +80,31 @@ pub fn sync(store: &Store, model: &ModelInfo, threshold: usize) -> Result<Option
     // Invalidate first: a crash while saving must not leave a graph that claims
     // to be current.
     let _ = std::fs::remove_file(generation_path(store.dir(), model));
-    let in_db: HashSet<u64> = vectors.ids.iter().map(|&id| id as u64).collect();
+    let (in_db, _) = store.ids_and_paths(model)?;
+    let in_db: HashSet<u64> = in_db.into_iter().map(|id| id as u64).collect();
     let stale: Vec<u64> = graph.ids().filter(|id| !in_db.contains(id)).collect();
+    drop(in_db);
     for id in &stale {
         graph.remove(*id);
     }
-    let new: Vec<(u64, &[f32])> = (0..vectors.len())
-        .filter(|&row| !graph.contains(vectors.ids[row] as u64))
-        .map(|row| (vectors.ids[row] as u64, vectors.row(row)))
-        .collect();
-    graph.insert_batch(&new)?;
+    let dim = model.dim;
+    let mut inserted = 0;
+    store.for_each_vector_chunk(model, chunk_rows, |ids, data| {
+        let new: Vec<(u64, &[f32])> = ids
+            .iter()
+            .zip(data.chunks_exact(dim))
+            .filter(|(&id, _)| !graph.contains(id as u64))
+            .map(|(&id, v)| (id as u64, v))
+            .collect();
+        inserted += new.len();
+        Ok(graph.insert_batch(&new)?)
+    })?;
+    let new = inserted;
     graph.save(&path)?;
     std::fs::write(generation_path(store.dir(), model), generation.to_string())
         .map_err(|e| crate::IndexError::io(generation_path(store.dir(), model), e))?;
     Ok(Some(AnnSync {
-        inserted: new.len(),
+        inserted: new,
         removed: stale.len(),
         total: graph.len(),
     }))

@@ -221,6 +221,36 @@ mod tests {
         }
     }
 
+    /// The graph is filled a few vectors at a time (an import's peak memory):
+    /// every vector is in it, and each finds itself first.
+    #[test]
+    fn a_graph_synced_in_chunks_holds_every_vector() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, model) = store_with_vectors(dir.path());
+        let synced = crate::ann::sync_in_chunks(&store, &model, 10, 7)
+            .unwrap()
+            .unwrap();
+        assert_eq!((synced.inserted, synced.removed, synced.total), (40, 0, 40));
+        let approx = Searcher::open(&store, model.clone(), options(10, true)).unwrap();
+        assert!(approx.is_approximate());
+        let search = SearchOptions {
+            k: 1,
+            ..Default::default()
+        };
+        for id in 1..=40 {
+            // (Vectors 23 apart are equal: the hit is the vector or its twin;
+            // scores come from the graph's f16 copy.)
+            let query = approx.vector_of_id(id).unwrap().to_vec();
+            let hit = &approx.rank(&store, &query, &search, None).unwrap()[0];
+            assert!(hit.score > 0.999, "{id}: {} {}", hit.id, hit.score);
+        }
+        // Nothing new: nothing inserted again.
+        let again = crate::ann::sync_in_chunks(&store, &model, 10, 3)
+            .unwrap()
+            .unwrap();
+        assert_eq!((again.inserted, again.total), (0, 40));
+    }
+
     #[test]
     fn the_threshold_and_the_graphs_generation_decide_the_search() {
         let dir = tempfile::tempdir().unwrap();

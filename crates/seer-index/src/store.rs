@@ -573,6 +573,55 @@ impl Store {
         Ok(set)
     }
 
+    /// Calls `each` with the model's vectors, `rows` at a time in file id
+    /// order: their ids and their values, row after row (damaged ones left
+    /// out with a warning, as [`Store::load_vectors`] does). Only one chunk is
+    /// decoded at a time, where `load_vectors` holds every vector as f32.
+    pub fn for_each_vector_chunk(
+        &self,
+        model: &ModelInfo,
+        rows: usize,
+        mut each: impl FnMut(&[i64], &[f32]) -> Result<()>,
+    ) -> Result<()> {
+        let rows = rows.max(1);
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT e.file_id, e.encoding, e.vector FROM embeddings e
+                 WHERE e.model_id = ?1 ORDER BY e.file_id",
+            )
+            .map_err(|e| self.db(e))?;
+        let mut found = stmt.query([model.id]).map_err(|e| self.db(e))?;
+        let (mut ids, mut data) = (
+            Vec::with_capacity(rows),
+            Vec::with_capacity(rows * model.dim),
+        );
+        while let Some(row) = found.next().map_err(|e| self.db(e))? {
+            let id: i64 = row.get(0).map_err(|e| self.db(e))?;
+            let encoding = Encoding::from_code(row.get(1).map_err(|e| self.db(e))?);
+            let blob = row
+                .get_ref(2)
+                .map_err(|e| self.db(e))?
+                .as_blob()
+                .map_err(|e| self.db(e.into()))?;
+            match encoding.and_then(|enc| enc.decode_into(blob, model.dim, &mut data)) {
+                Some(()) => ids.push(id),
+                None => {
+                    tracing::warn!("file {id}: stored vector is damaged; re-index to repair it")
+                }
+            }
+            if ids.len() == rows {
+                each(&ids, &data)?;
+                ids.clear();
+                data.clear();
+            }
+        }
+        if !ids.is_empty() {
+            each(&ids, &data)?;
+        }
+        Ok(())
+    }
+
     /// Row ids and paths of a model's files, ordered by id (what approximate search
     /// needs to name its hits; far cheaper than decoding every vector).
     pub fn ids_and_paths(&self, model: &ModelInfo) -> Result<(Vec<i64>, Vec<String>)> {
