@@ -114,6 +114,17 @@ await step('the detail view shows the caption and answers a question', async () 
     return (await fetch('/v1/ask', { method: 'POST', body: f })).json();
   }, [first.id, question]);
   await page.waitForFunction((a) => document.querySelector('#ask-answer').textContent === a, want.answer || '(no answer)');
+  // A question past the server's 1,000 characters (1,003 once trimmed) is refused whole on the
+  // page, not cut and answered as if whole.
+  let sent = 0;
+  const count = (r) => { if (r.url().endsWith('/v1/ask')) sent += 1; };
+  page.on('request', count);
+  await page.locator('#ask-input').fill('why '.repeat(251));
+  await page.locator('#ask-submit').click();
+  await page.waitForFunction(() => /at most 1,000 characters; this one has 1,003/.test(document.querySelector('#ask-error').textContent));
+  page.off('request', count);
+  check(sent === 0, 'the long question was sent');
+  await page.locator('#ask-input').fill(question);
   // Arrow keys typed in the question stay in it.
   await page.locator('#ask-input').press('ArrowLeft');
   check(await page.locator('#lightbox').getAttribute('data-id') === String(first.id), 'typing moved the detail view');

@@ -1073,6 +1073,14 @@
       $('#ask-input').focus();
       return;
     }
+    // The server's limit (a cut question would be answered as if whole).
+    const MAX_QUESTION_CHARS = 1000;
+    if ([...question].length > MAX_QUESTION_CHARS) {
+      showError($('#ask-error'), new Error(
+        `A question is at most ${fmtInt(MAX_QUESTION_CHARS)} characters; this one has ${fmtInt([...question].length)}.`));
+      $('#ask-input').focus();
+      return;
+    }
     if (askController) askController.abort();
     const controller = new AbortController();
     askController = controller;
