@@ -270,8 +270,8 @@ def test_a_rerun_skips_finished_shards_either_tool(
         (0, "skipped"), (1, "skipped"), (3, "skipped"), (4, "skipped"), (5, "skipped"), (2, "written")
     ]
     for p, stamp in files.items():
-        if p.name.endswith("_2.npy") or p.name.endswith("_2.parquet"):
-            continue
+        if p.name.endswith(("_2.npy", "_2.parquet", "_2.json")):
+            continue  # shard 2 and its input record are written again
         assert (p.stat().st_ino, p.stat().st_mtime_ns) == stamp, f"{p} was rewritten"
     assert_same_layout(out, cli_out)
 
@@ -294,6 +294,33 @@ def test_a_rerun_skips_finished_shards_either_tool(
     reports = embed_shards(shards, mixed)
     assert sorted(r["number"] for r in reports if r["status"] == "written") == [1, 3, 5]
     assert_same_layout(mixed, cli_out)
+
+
+def test_a_changed_input_list_is_refused(ray_cluster, shards: Shards, tmp_path: Path) -> None:
+    """A shard added mid-list shifts every position after it: a rerun refuses
+    the folder (the command line's rule) instead of skipping the new shard and
+    embedding a finished one twice."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(shards.folder / "00000.tar", folder / "a.tar")
+    shutil.copy(shards.folder / "00002.tar", folder / "c.tar")
+    out = tmp_path / "emb"
+    reports = seer.ray.embed_shards(str(folder), out, CLIP_OPENCLIP, **MODEL)
+    assert [r["status"] for r in reports] == ["written", "written"]
+    assert layout.InputRecord.read(out, 1) == layout.InputRecord.of(folder / "c.tar")
+    stamps = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in out.rglob("*") if p.is_file()}
+    shutil.copy(shards.folder / "00001.tar.gz", folder / "b.tar.gz")
+    for call in (
+        lambda: seer.ray.embed_shards(str(folder), out, CLIP_OPENCLIP, **MODEL),
+        lambda: seer.ray.read(str(folder), out_dir=out),
+    ):
+        with pytest.raises(layout.InputsChangedError, match=r"c\.tar.*b\.tar\.gz"):
+            call()
+    assert {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in out.rglob("*") if p.is_file()} == stamps
+    # The list as it was: nothing to do.
+    (folder / "b.tar.gz").unlink()
+    reports = seer.ray.embed_shards(str(folder), out, "/no/such/model")
+    assert [r["status"] for r in reports] == ["skipped", "skipped"]
 
 
 def test_write_lance(ray_cluster, shards: Shards, cli_out: Path, tmp_path: Path) -> None:

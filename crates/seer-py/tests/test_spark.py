@@ -154,6 +154,27 @@ def test_a_rerun_skips_finished_shards(
     assert {r["status"] for r in reports} == {"skipped"}
 
 
+def test_a_changed_input_list_is_refused(spark, shards: Shards, tmp_path: Path) -> None:
+    """A shard added mid-list: refused, as the command line refuses it."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(shards.folder / "00000.tar", folder / "a.tar")
+    shutil.copy(shards.folder / "00002.tar", folder / "c.tar")
+    out = tmp_path / "emb"
+    reports = seer.spark.embed_shards(spark, str(folder), out, CLIP_OPENCLIP, **MODEL)
+    assert [r["status"] for r in reports] == ["written", "written"]
+    assert layout.InputRecord.read(out, 1) == layout.InputRecord.of(folder / "c.tar")
+    stamps = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in out.rglob("*") if p.is_file()}
+    shutil.copy(shards.folder / "00001.tar.gz", folder / "b.tar.gz")
+    for call in (
+        lambda: seer.spark.embed_shards(spark, str(folder), out, CLIP_OPENCLIP, **MODEL),
+        lambda: seer.spark.read_shards(spark, str(folder), out_dir=out),
+    ):
+        with pytest.raises(layout.InputsChangedError, match=r"c\.tar.*b\.tar\.gz"):
+            call()
+    assert {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in out.rglob("*") if p.is_file()} == stamps
+
+
 def test_embed_a_binary_file_dataframe(spark, tmp_path: Path) -> None:
     folder = tmp_path / "photos"
     folder.mkdir()

@@ -6,7 +6,8 @@ which needs Ray or Spark:
 * :func:`expand_shards` and :func:`read_shard`: webdataset shards read exactly
   as the command line reads them (the same brace ranges and folders, samples
   grouped by key the same way, the same image member, caption, errors, and the
-  same behaviour on a corrupt or truncated shard).
+  same behaviour on a corrupt or truncated shard: one that ends without its
+  end-of-archive marker or gzip trailer is truncated too).
 * :func:`embed_table`: an Arrow table of samples (image bytes, keys) to the
   columns ``key``, ``embedding``, ``error``, where a broken image is a row with
   ``error`` set, never an exception.
@@ -17,6 +18,11 @@ which needs Ray or Spark:
   started by one tool and finished by the other. The ``.npy`` files are byte
   for byte the command line's; the parquet files hold the same columns and
   values.
+* :func:`plan_unfinished` / :class:`InputRecord`: which output shards are
+  finished, by the command line's rule: each output shard records the input
+  it was written from (``inputs/input_{i}.json``, the command line's record),
+  and a finished shard counts only when it came from the input now at its
+  position; a changed input list raises :class:`InputsChangedError`.
 * :func:`load`: every finished shard of a folder, rows aligned, for numpy or
   pandas.
 
@@ -28,6 +34,7 @@ The columns of a sample table (what :func:`seer.ray.read` and
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import re
 import secrets
@@ -297,10 +304,28 @@ class _Entry:
         return data
 
 
+class _EndWatch:
+    """Notes whether a read ran into the end of the shard's file (seer-data's
+    ``EndWatch``). The entries end both at the first all-zero header block (the
+    end-of-archive marker every writer puts there) and at end of file on a
+    header boundary, which a shard cut short between two members also meets;
+    only this tells the two apart."""
+
+    def __init__(self, inner: BinaryIO) -> None:
+        self.inner = inner
+        self.hit_eof = False
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.inner.read(n)
+        if not data and n != 0:
+            self.hit_eof = True
+        return data
+
+
 class _TarReader:
     """The tar crate's `Archive::entries` (not seekable, zeros end the archive)."""
 
-    def __init__(self, stream: BinaryIO) -> None:
+    def __init__(self, stream: Any) -> None:
         self.stream = stream
         self.pos = 0
         self.next = 0
@@ -401,13 +426,28 @@ class _TarReader:
 
 
 def _open_shard(path: str) -> BinaryIO:
-    raw = open(path, "rb")
     if path.lower().endswith((".gz", ".tgz")):
-        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
-    return raw
+        # Every gzip member, as gzip itself reads a file (bgzip and
+        # concatenated files have several); closing it closes the file.
+        return gzip.GzipFile(filename=path, mode="rb")  # type: ignore[return-value]
+    return open(path, "rb")
 
 
 _READ_ERRORS = (_TarError, OSError, EOFError, zlib.error)
+
+
+def _broken_shard(shard: str, current: Optional[RawSample], cause: str) -> Iterator[RawSample]:
+    """Why the samples of a shard that breaks part way stop (seer-data's
+    ``broken_shard``): given to the sample being read when it broke (its
+    members may be cut or missing), then to the shard itself (an empty key)."""
+    if current is not None:
+        if current.error is None:
+            current.error = (
+                "the shard breaks in or right after this sample, which may have lost members: "
+                + cause
+            )
+        yield current
+    yield RawSample.failed(shard, cause)
 
 
 def read_shard(path: Union[str, "os.PathLike[str]"]) -> Iterator[RawSample]:
@@ -417,28 +457,38 @@ def read_shard(path: Union[str, "os.PathLike[str]"]) -> Iterator[RawSample]:
     '.' of its file name); a sample's image is its member with an image
     extension (the last one), its caption the ``.txt`` member. A shard that
     cannot be opened, or that breaks part way, yields what it read and then one
-    failed sample with an empty key whose ``origin`` is the shard.
+    failed sample with an empty key whose ``origin`` is the shard; the sample
+    being read when it broke, or that ended right before the break, fails too
+    (its members may be cut or missing). A shard breaks where it is corrupt,
+    and where it ends without its end-of-archive marker (the zero blocks every
+    tar writer puts there): a truncated file, even one cut exactly between two
+    members, or an empty one. A gzip'd shard must also end with its gzip
+    trailer (its samples stand, the shard's row says the file is damaged);
+    concatenated gzip members are read as one stream, as ``gzip`` does.
     """
     shard = os.fspath(path)
+    gzipped = shard.lower().endswith((".gz", ".tgz"))
     try:
         stream = _open_shard(shard)
     except OSError as e:
         yield RawSample.failed(shard, f"cannot open shard: {_io_message(e)}")
         return
     with stream:
-        reader = _TarReader(stream)
+        watch = _EndWatch(stream)
+        reader = _TarReader(watch)
         entries = reader.entries()
         current: Optional[RawSample] = None
+        members = 0
         while True:
             try:
                 entry = next(entries, None)
             except _READ_ERRORS as e:
-                if current is not None:
-                    yield current
-                yield RawSample.failed(shard, f"shard is corrupt or truncated: {_io_message(e)}")
+                cause = f"shard is corrupt or truncated: {_io_message(e)}"
+                yield from _broken_shard(shard, current, cause)
                 return
             if entry is None:
                 break
+            members += 1
             if not entry.is_file():
                 continue
             member = entry.path.decode("utf-8", "replace")
@@ -459,8 +509,8 @@ def read_shard(path: Union[str, "os.PathLike[str]"]) -> Iterator[RawSample]:
                 data = entry.read_all()
             except _READ_ERRORS as e:
                 current.error = f"cannot read member {member}: {_io_message(e)}"
-                yield current
-                yield RawSample.failed(shard, f"shard is corrupt or truncated: {_io_message(e)}")
+                cause = f"shard is corrupt or truncated: {_io_message(e)}"
+                yield from _broken_shard(shard, current, cause)
                 return
             if is_image:
                 current.image = (member, data)
@@ -470,8 +520,41 @@ def read_shard(path: Union[str, "os.PathLike[str]"]) -> Iterator[RawSample]:
                     current.caption = text
                 else:
                     current.cls = text
+        if watch.hit_eof:
+            # The entries ended at the end of the file, not at the
+            # end-of-archive marker: the shard was cut between two members (or
+            # is empty), and the last sample may lack members after the cut.
+            if members == 0:
+                cause = (
+                    "shard is empty or truncated: it holds no tar header nor the "
+                    "end-of-archive marker"
+                )
+            else:
+                cause = (
+                    f"shard is truncated: it ends after {members} members without the "
+                    "end-of-archive marker (zero blocks)"
+                )
+            yield from _broken_shard(shard, current, cause)
+            return
+        trailer: Optional[BaseException] = None
+        if gzipped:
+            # The gzip trailer (the checksum of all the data and its length)
+            # follows the marker and the padding: read on to it, so a file cut
+            # or damaged there is reported. Every member was read whole, so
+            # the samples stand.
+            try:
+                while stream.read(1 << 16):
+                    pass
+            except _READ_ERRORS as e:
+                trailer = e
         if current is not None:
             yield current
+        if trailer is not None:
+            yield RawSample.failed(
+                shard,
+                "shard is corrupt or truncated after its last member (gzip trailer): "
+                + _io_message(trailer),
+            )
 
 
 def _io_message(e: BaseException) -> str:
@@ -552,15 +635,219 @@ def plan_unfinished(
     out_dir: Union[str, "os.PathLike[str]"],
     *,
     files_per_shard: int = 10_000,
+    record: bool = True,
 ) -> Tuple[List["InputShard"], List["InputShard"], List[Dict[str, Any]]]:
     """``(plan, todo, reports)`` for an ``embed_shards`` run into ``out_dir``:
     every input shard, those whose output is not finished, and the command
-    line's ``--json`` line for each finished one (``status`` ``skipped``)."""
+    line's ``--json`` line for each finished one (``status`` ``skipped``).
+
+    A finished output shard counts only when it was written from the input now
+    at its position (:func:`finished_inputs`): when the input list changed
+    since (a folder of shards that gained or lost one), this raises
+    :class:`InputsChangedError` before anything is written. With ``record``
+    (the default), each shard of ``todo`` then gets its record
+    (``inputs/input_N.json``, :class:`InputRecord`) before any of its files,
+    as the command line writes it, so that a later run by either tool can
+    tell which input it came from."""
     plan = plan_shards(source, files_per_shard=files_per_shard)
-    todo = [s for s in plan if not shard_complete(out_dir, s.number)]
-    left = {s.number for s in todo}
-    skipped = [shard_report(s.name, s.number, "skipped") for s in plan if s.number not in left]
+    finished = set(finished_inputs(out_dir, plan))
+    todo = [s for s in plan if s.number not in finished]
+    if record:
+        record_inputs(out_dir, todo)
+    skipped = [shard_report(s.name, s.number, "skipped") for s in plan if s.number in finished]
     return plan, todo, skipped
+
+
+# ---------------------------------------------------------------------------
+# Which input an output shard came from: `inputs/input_{i}.json`, as the
+# command line writes and reads it (crates/seer-cli/src/commands/shards.rs).
+
+
+class InputsChangedError(ValueError):
+    """An output folder whose finished shards were written from other inputs
+    than those now at their positions: the input list changed since (the
+    message names both inputs)."""
+
+
+def _lossy(text: str) -> str:
+    """A path as text, undecodable bytes replaced (as Rust's ``display`` shows it)."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+@dataclass(frozen=True)
+class InputRecord:
+    """Which input an output shard was written from, in
+    ``inputs/input_{i}.json`` of the output folder (the command line's record:
+    the same fields and JSON, so a folder can be resumed by either tool)."""
+
+    #: The input's path as given (what its rows' ``image_path`` starts with).
+    path: str
+    #: Its real path, where it could be resolved.
+    canonical: Optional[str]
+    #: Its file name and size.
+    name: str
+    bytes: int
+
+    @staticmethod
+    def of(path: Union[str, "os.PathLike[str]"]) -> "InputRecord":
+        """The record of the input file at ``path`` (raises ``OSError`` if it is gone)."""
+        p = os.fspath(path)
+        size = os.stat(p).st_size
+        try:
+            canonical: Optional[str] = _lossy(os.path.realpath(p))
+        except (OSError, ValueError):
+            canonical = None
+        return InputRecord(_lossy(p), canonical, _lossy(os.path.basename(p)), size)
+
+    @staticmethod
+    def of_shard(shard: "InputShard") -> "InputRecord":
+        """The record of an input shard: its file (a tar or parquet file), or
+        for a run of image files, the run (its first and last names, how many,
+        and their total size; no real path, as a run has none)."""
+        if shard.kind != "images":
+            return InputRecord.of(shard.paths[0])
+        first, last = shard.paths[0], shard.paths[-1]
+        total = sum(os.stat(p).st_size for p in shard.paths)
+        name = f"{os.path.basename(first)} .. {os.path.basename(last)} ({len(shard.paths)} files)"
+        return InputRecord(_lossy(shard.name), None, _lossy(name), total)
+
+    def same_input(self, other: "InputRecord") -> bool:
+        """Whether ``self`` and ``other`` name the same input: the same real
+        path (the same file, however the path was written), or the same size,
+        file name and folder name (the same shard, its collection moved or
+        mounted elsewhere; the folder tells ``a/000.tar`` from ``b/000.tar``)."""
+        return (self.canonical is not None and self.canonical == other.canonical) or (
+            self.name == other.name and self.bytes == other.bytes and self.folder() == other.folder()
+        )
+
+    def folder(self) -> Optional[str]:
+        """The name of the folder the input is in (from its real path)."""
+        if self.canonical is None:
+            return None
+        parent = os.path.dirname(self.canonical.rstrip("/") or "/")
+        name = os.path.basename(parent.rstrip("/"))
+        return name or None
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"path": self.path, "canonical": self.canonical, "name": self.name, "bytes": self.bytes},
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+
+    @staticmethod
+    def read(out_dir: Union[str, "os.PathLike[str]"], number: int) -> Optional["InputRecord"]:
+        """The record of output shard ``number``, or None if it has none
+        (written before seer kept records); a ``ValueError`` if it is not one."""
+        path = input_record_path(out_dir, number)
+        try:
+            with open(path, "rb") as f:
+                raw = f.read()
+        except FileNotFoundError:
+            return None
+        try:
+            value = json.loads(raw.decode("utf-8"))
+            record = InputRecord(
+                path=value["path"],
+                canonical=value.get("canonical"),
+                name=value["name"],
+                bytes=value["bytes"],
+            )
+            ok = (
+                isinstance(record.path, str)
+                and isinstance(record.canonical, (str, type(None)))
+                and isinstance(record.name, str)
+                and isinstance(record.bytes, int)
+                and not isinstance(record.bytes, bool)
+                and record.bytes >= 0
+            )
+        except (UnicodeDecodeError, ValueError, TypeError, KeyError, AttributeError):
+            ok = False
+        if not ok:
+            raise ValueError(
+                f"{path}: not a record of the input this output shard was written from"
+            )
+        return record
+
+    def write(self, out_dir: Union[str, "os.PathLike[str]"], number: int, *, sync: bool = True) -> None:
+        """Writes the record of output shard ``number`` (to a temporary name,
+        then renamed: a reader sees it whole or not at all); ``sync``: flushed
+        to disk, the file and its folder (:func:`record_inputs` syncs the
+        folder once for many)."""
+        path = input_record_path(out_dir, number)
+        folder = os.path.dirname(path)
+        os.makedirs(folder, exist_ok=True)
+        payload = (self.to_json() + "\n").encode("utf-8")
+        if sync:
+            write_atomically(path, lambda f: f.write(payload))
+            return
+        tmp = os.path.join(folder, f".input_{number}.json.{secrets.token_hex(6)}.tmp")
+        try:
+            with open(tmp, "xb") as f:
+                f.write(payload)
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            raise
+
+
+def input_record_path(out_dir: Union[str, "os.PathLike[str]"], number: int) -> str:
+    """``inputs/input_{number}.json`` of ``out_dir``."""
+    return os.path.join(os.fspath(out_dir), "inputs", f"input_{number}.json")
+
+
+def finished_inputs(out_dir: Union[str, "os.PathLike[str]"], plan: Sequence["InputShard"]) -> List[int]:
+    """The numbers of the output shards of ``plan`` that are finished in
+    ``out_dir`` (:func:`shard_complete`) and were written from the input now at
+    their position (to skip), as the command line decides. Shards written
+    before seer kept records (no ``inputs/input_N.json``) are taken as they
+    are. Raises :class:`InputsChangedError`, naming the first, when a finished
+    shard came from another input: the input list changed since, and writing
+    on would mix the two lists."""
+    out = os.fspath(out_dir)
+    finished: List[int] = []
+    changed: List[Tuple[int, InputRecord, InputRecord]] = []
+    for shard in plan:
+        n = shard.number
+        if not shard_complete(out, n):
+            continue
+        was = InputRecord.read(out, n)
+        if was is None:
+            finished.append(n)
+            continue
+        now = InputRecord.of_shard(shard)
+        if was.same_input(now):
+            finished.append(n)
+        else:
+            changed.append((n, was, now))
+    if changed:
+        n, was, now = changed[0]
+        others = (
+            f" ({len(changed)} finished output shards differ)" if len(changed) > 1 else ""
+        )
+        raise InputsChangedError(
+            f"{out}: output shard {n} was written from {was.path} ({was.bytes} bytes), but "
+            f"input shard {n} is now {now.path} ({now.bytes} bytes){others}: the input list "
+            f"changed since that run. Write into a new output folder, or remove {out} to "
+            "start again"
+        )
+    return finished
+
+
+def record_inputs(out_dir: Union[str, "os.PathLike[str]"], shards: Sequence["InputShard"]) -> None:
+    """Writes each shard's :class:`InputRecord` into ``out_dir``
+    (``inputs/input_N.json``), before any of the shards' files, so every
+    finished shard has one. Each is written to a temporary name and renamed
+    (whole or absent, as the command line writes it, which does not sync it
+    either); the folder is synced once at the end: an fsync per record would
+    hold a run of thousands of shards up for minutes."""
+    for shard in shards:
+        InputRecord.of_shard(shard).write(out_dir, shard.number, sync=False)
+    if shards:
+        _sync_folder(os.path.dirname(input_record_path(out_dir, shards[0].number)))
 
 
 def shard_report(

@@ -25,8 +25,9 @@ it and does so only when given ``shards=``.)
   seer decodes them, so rows equal ``seer embed``'s bit for bit.
 * :func:`write_clip_retrieval` writes one output shard per input shard, each
   file to a temporary name then renamed, the metadata last, as the command line
-  does: a re-run (by either tool) skips finished shards, and a row delivered
-  twice by a retried task is written once.
+  does: a re-run (by either tool) skips finished shards (those written from
+  the input now at their position; a changed input list is refused), and a
+  row delivered twice by a retried task is written once.
 * :func:`write_lance` writes a Lance dataset (``pylance``).
 
 Ray is imported when these are used, not when ``seer.ray`` is imported.
@@ -172,7 +173,8 @@ def read(
     Webdataset shards are read as the command line reads them, not with
     ``ray.data.read_webdataset``, which decodes with PIL by default, fails the
     whole dataset on one truncated tar, and keeps no shard identity: here a
-    shard that breaks part way gives what it holds plus a row with an error,
+    shard that breaks part way (corrupt, cut short, even between two members,
+    or without its gzip trailer) gives what it holds plus a row with an error,
     and each row carries its output shard and position, so that
     :func:`write_clip_retrieval` can write one output shard per input shard.
 
@@ -180,7 +182,14 @@ def read(
     (``SHARD/MEMBER``), ``origin`` (``SHARD:KEY``), ``__error__`` (why the row
     cannot be embedded, else null) and the bookkeeping ``__shard__``,
     ``__index__``, ``__count__``. With ``out_dir``, input shards whose output
-    there is complete are left out (a resumed run reads only what is left).
+    there is complete are left out (a resumed run reads only what is left),
+    each other one gets its input record there (``inputs/input_N.json``, as
+    the command line writes it), and a folder whose finished shards came from
+    other inputs than those now at their positions (the input list changed
+    since) is refused with :class:`seer.layout.InputsChangedError` (a
+    ``ValueError``). Without ``out_dir`` no records are written, and a later
+    run cannot tell whether the shards :func:`write_clip_retrieval` writes
+    came from the same inputs.
 
     Read tasks take ``num_cpus`` each, by default none: reading is file I/O
     and tar parsing, and the embedding actors may hold every CPU (one actor
@@ -188,9 +197,12 @@ def read(
     CPU waiting forever. ``concurrency`` caps the read tasks running at once
     (default: the cluster's CPUs).
     """
-    plan = layout.plan_shards(source, files_per_shard=files_per_shard)
     if out_dir is not None:
-        plan = [s for s in plan if not layout.shard_complete(out_dir, s.number)]
+        # Finished shards are left out (and a changed input list refused);
+        # the others get their input records before any of their files.
+        _, plan, _ = layout.plan_unfinished(source, out_dir, files_per_shard=files_per_shard)
+    else:
+        plan = layout.plan_shards(source, files_per_shard=files_per_shard)
     return read_plan(
         plan,
         image_column=image_column,
@@ -272,7 +284,10 @@ def write_clip_retrieval(
     metadata last: a shard is finished exactly when its three files exist (a
     shard without rows: its errors file and ``errors/empty_N``), as for the
     command line, and a killed run resumed by either tool redoes only
-    unfinished shards.
+    unfinished shards. Which input each shard came from is recorded by
+    :func:`read` given ``out_dir`` (``inputs/input_N.json``, before any file
+    of the shard), so that a rerun with a changed input list is refused
+    rather than skipping the wrong shards; pass it the same folder.
 
     The rows are collected on the calling process (the driver), which must see
     ``out_dir``; they arrive in any order and are written in shard order. A
@@ -447,7 +462,11 @@ def embed_shards(
     shards are read by tasks that take no CPU slot, at most
     ``read_concurrency`` at once (default: two per actor). Finished
     output shards are skipped without reading them; when nothing is left the
-    model is never loaded. Returns the command line's ``--json`` lines as dicts,
+    model is never loaded. A finished shard is skipped only when it was
+    written from the input now at its position (``inputs/input_N.json``,
+    the command line's record, written for each shard before its files):
+    when the input list changed since, :class:`seer.layout.InputsChangedError`
+    (a ``ValueError``) is raised before anything is written. Returns the command line's ``--json`` lines as dicts,
     skipped shards first: ``shard``, ``number``, ``status`` (``skipped`` or
     ``written``), ``rows``, ``errors``.
 

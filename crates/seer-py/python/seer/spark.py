@@ -118,11 +118,16 @@ def read_shards(
     shards read exactly as ``seer embed --shards`` reads them (a truncated shard
     gives what it holds plus a row with an error), parquet files, or an image
     folder; the images stay undecoded. With ``out_dir``, input shards whose
-    output is complete there are left out.
+    output is complete there are left out, the others get their input record
+    there (``inputs/input_N.json``), and a changed input list is refused with
+    :class:`seer.layout.InputsChangedError`, as :func:`seer.ray.read` does.
     """
-    plan = layout.plan_shards(source, files_per_shard=files_per_shard)
     if out_dir is not None:
-        plan = [s for s in plan if not layout.shard_complete(out_dir, s.number)]
+        # Finished shards are left out (and a changed input list refused);
+        # the others get their input records before any of their files.
+        _, plan, _ = layout.plan_unfinished(source, out_dir, files_per_shard=files_per_shard)
+    else:
+        plan = layout.plan_shards(source, files_per_shard=files_per_shard)
     return _read_plan(
         spark,
         plan,
@@ -327,7 +332,10 @@ def embed_shards(
     unfinished input shard reads, embeds and writes it. Returns the command
     line's ``--json`` lines as dicts, skipped shards first (``shard``,
     ``number``, ``status``, ``rows``, ``errors``). When every shard is finished
-    the model is never loaded."""
+    the model is never loaded. Finished shards are skipped as
+    :func:`seer.ray.embed_shards` skips them: only when written from the input
+    now at their position; a changed input list raises
+    :class:`seer.layout.InputsChangedError` before anything is written."""
     out = os.fspath(out_dir)
     plan, todo, reports = layout.plan_unfinished(source, out, files_per_shard=files_per_shard)
     if not todo:
