@@ -1,130 +1,122 @@
-//! The class embeddings of a served model's recent `/v1/classify` label sets.
+//! The embeddings of a served model's recent `/v1/classify` prompts.
 //!
 //! A classification costs its prompts (labels × templates text encodings) far
 //! more than its one image, and a client classifying many photos sends the same
 //! labels each time: 1,000 labels with the 7 imagenet templates are 7,000 texts
-//! for one image. The last few label sets' classifiers are kept, so a repeat
-//! costs its image alone. Bounded by entries and by their classes in all (a
-//! class is one vector of the model's width).
+//! for one image. Each prompt's embedding is kept as soon as the part of the
+//! request that computed it is done, so:
+//! - the same labels again embed only the image (in any order, or sharing some
+//!   labels with another set);
+//! - a first classification that outlasts the request timeout (the client gets
+//!   a 504) leaves what it computed, and a retry goes on from there instead of
+//!   starting over and timing out again.
+//!
+//! Bounded by count: past [`MAX_PROMPTS`] the least recently used quarter goes
+//! (16,384 prompts of 768 floats are 50 MB).
 
-use std::collections::VecDeque;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use seer_engine::ZeroShotClassifier;
+/// At most this many prompts are kept per served model.
+pub const MAX_PROMPTS: usize = 16_384;
 
-/// At most this many label sets are kept...
-const MAX_SETS: usize = 16;
-/// ...holding at most this many classes in all (16,000 × 768 f32 is 49 MB).
-const MAX_CLASSES: usize = 16_000;
+/// A prompt's text embedding, shared between the cache and requests.
+pub type PromptEmbedding = Arc<Vec<f32>>;
 
-/// What a classifier was built from: the labels in order and the template set.
-#[derive(Clone, PartialEq, Eq, Debug)]
-pub struct LabelSet {
-    pub templates: String,
-    pub labels: Vec<String>,
-}
-
-/// Recently built classifiers, least recently used first.
+/// Recently used prompt embeddings.
 #[derive(Default)]
-pub struct Classifiers {
-    recent: Mutex<VecDeque<(LabelSet, Arc<ZeroShotClassifier>)>>,
+pub struct PromptCache {
+    inner: Mutex<Inner>,
 }
 
-impl Classifiers {
-    /// The classifier built for `set`, if it is still kept (it becomes the most
-    /// recently used).
-    pub fn get(&self, set: &LabelSet) -> Option<Arc<ZeroShotClassifier>> {
-        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-        let at = recent.iter().position(|(s, _)| s == set)?;
-        let entry = recent.remove(at)?;
-        let classifier = entry.1.clone();
-        recent.push_back(entry);
-        Some(classifier)
+#[derive(Default)]
+struct Inner {
+    /// Each prompt's embedding and when it was last used.
+    kept: HashMap<String, (PromptEmbedding, u64)>,
+    clock: u64,
+}
+
+impl PromptCache {
+    /// The kept embedding of each of `prompts` (None where there is none);
+    /// those found become the most recently used.
+    pub fn get(&self, prompts: &[String]) -> Vec<Option<PromptEmbedding>> {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.clock += 1;
+        let now = inner.clock;
+        prompts
+            .iter()
+            .map(|p| {
+                inner.kept.get_mut(p).map(|(embedding, used)| {
+                    *used = now;
+                    embedding.clone()
+                })
+            })
+            .collect()
     }
 
-    /// Keeps `classifier` for `set`, dropping the least recently used sets
-    /// beyond the bounds. A set larger than the whole class bound is not kept.
-    pub fn insert(&self, set: LabelSet, classifier: Arc<ZeroShotClassifier>) {
-        if set.labels.len() > MAX_CLASSES {
-            return;
+    /// Keeps `embedded` (prompt, embedding) pairs, dropping the least recently
+    /// used quarter of the cache whenever it passes [`MAX_PROMPTS`].
+    pub fn insert(&self, embedded: impl IntoIterator<Item = (String, PromptEmbedding)>) {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.clock += 1;
+        let now = inner.clock;
+        for (prompt, embedding) in embedded {
+            inner.kept.insert(prompt, (embedding, now));
         }
-        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-        recent.retain(|(s, _)| *s != set);
-        recent.push_back((set, classifier));
-        let classes =
-            |r: &VecDeque<(LabelSet, _)>| r.iter().map(|(s, _)| s.labels.len()).sum::<usize>();
-        while recent.len() > MAX_SETS || classes(&recent) > MAX_CLASSES {
-            recent.pop_front();
+        if inner.kept.len() > MAX_PROMPTS {
+            let keep = MAX_PROMPTS * 3 / 4;
+            let mut ages: Vec<u64> = inner.kept.values().map(|(_, used)| *used).collect();
+            let cut = ages.len() - keep;
+            // The `cut`-th oldest use: what is older or as old goes (ties may
+            // take a few more than a quarter).
+            let (_, oldest_kept, _) = ages.select_nth_unstable(cut);
+            let oldest_kept = *oldest_kept;
+            inner.kept.retain(|_, (_, used)| *used > oldest_kept);
         }
+    }
+
+    /// How many prompts are kept.
+    pub fn len(&self) -> usize {
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.kept.len()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use seer_engine::ScoreRule;
 
-    fn set(labels: &[&str]) -> LabelSet {
-        LabelSet {
-            templates: "default".into(),
-            labels: labels.iter().map(|l| l.to_string()).collect(),
-        }
-    }
-
-    fn classifier(set: &LabelSet) -> Arc<ZeroShotClassifier> {
-        let embeddings = vec![vec![1.0, 0.0]; set.labels.len()];
-        Arc::new(ZeroShotClassifier::from_prompt_embeddings(
-            &set.labels,
-            &embeddings,
-            1,
-            ScoreRule::Softmax { scale: 100.0 },
-        ))
+    fn embedding(x: f32) -> PromptEmbedding {
+        Arc::new(vec![x, 1.0])
     }
 
     #[test]
-    fn a_set_is_found_by_its_labels_in_order_and_its_templates() {
-        let cache = Classifiers::default();
-        let ab = set(&["a", "b"]);
-        cache.insert(ab.clone(), classifier(&ab));
-        assert!(cache.get(&ab).is_some());
-        assert!(cache.get(&set(&["b", "a"])).is_none());
-        let imagenet = LabelSet {
-            templates: "imagenet".into(),
-            ..ab
-        };
-        assert!(cache.get(&imagenet).is_none());
+    fn prompts_are_found_by_their_text() {
+        let cache = PromptCache::default();
+        cache.insert([
+            ("a photo of a cat.".to_string(), embedding(1.0)),
+            ("a photo of a dog.".to_string(), embedding(2.0)),
+        ]);
+        let got = cache.get(&[
+            "a photo of a dog.".to_string(),
+            "a photo of a bird.".to_string(),
+        ]);
+        assert_eq!(got[0].as_deref(), Some(&vec![2.0, 1.0]));
+        assert!(got[1].is_none());
     }
 
     #[test]
-    fn the_least_recently_used_sets_go_first_past_the_bounds() {
-        let cache = Classifiers::default();
-        let names: Vec<String> = (0..=MAX_SETS).map(|i| format!("label {i}")).collect();
-        for name in &names {
-            let s = set(&[name]);
-            cache.insert(s.clone(), classifier(&s));
-            // The first set is used again each time: it stays.
-            assert!(cache.get(&set(&[&names[0]])).is_some());
+    fn the_least_recently_used_go_first_past_the_bound() {
+        let cache = PromptCache::default();
+        let name = |i: usize| format!("prompt {i}");
+        // One at a time, the first used again after each insert: it stays.
+        for i in 0..=MAX_PROMPTS {
+            cache.insert([(name(i), embedding(i as f32))]);
+            assert!(cache.get(&[name(0)])[0].is_some(), "{i}");
         }
-        assert!(cache.get(&set(&[&names[1]])).is_none(), "evicted");
-        assert!(cache.get(&set(&[&names[MAX_SETS]])).is_some());
-
-        // One set of nearly all the classes leaves room for little else.
-        let big: Vec<String> = (0..MAX_CLASSES - 1).map(|i| i.to_string()).collect();
-        let big = LabelSet {
-            templates: "default".into(),
-            labels: big,
-        };
-        cache.insert(big.clone(), classifier(&big));
-        assert!(cache.get(&big).is_some());
-        let kept = cache.recent.lock().unwrap().len();
-        assert_eq!(kept, 2, "the big set and the most recent small one");
-        // Larger than the bound: not kept at all.
-        let huge = LabelSet {
-            templates: "default".into(),
-            labels: (0..=MAX_CLASSES).map(|i| i.to_string()).collect(),
-        };
-        cache.insert(huge.clone(), classifier(&huge));
-        assert!(cache.get(&huge).is_none());
-        assert!(cache.get(&big).is_some());
+        // Past the bound, a quarter went: the oldest ones.
+        assert!(cache.len() <= MAX_PROMPTS * 3 / 4 + 1, "{}", cache.len());
+        assert!(cache.get(&[name(1)])[0].is_none());
+        assert!(cache.get(&[name(MAX_PROMPTS)])[0].is_some());
     }
 }

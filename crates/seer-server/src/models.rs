@@ -14,7 +14,7 @@ use seer_index::{ModelInfo, Searcher, SearcherOptions, Store};
 use serde_json::{json, Value};
 
 use crate::batcher::Batcher;
-use crate::classifiers::Classifiers;
+use crate::classifiers::PromptCache;
 use crate::error::{ApiError, ApiResult};
 
 /// What searches need as of one database generation: the model's [`Searcher`]
@@ -30,8 +30,8 @@ pub struct SearchData {
 pub struct Served {
     pub model: LoadedModel,
     pub batcher: Batcher,
-    /// Classifiers of recent `/v1/classify` label sets.
-    pub classifiers: Classifiers,
+    /// Embeddings of recent `/v1/classify` prompts.
+    pub prompts: PromptCache,
     cache: Mutex<Option<Arc<SearchData>>>,
 }
 
@@ -97,7 +97,7 @@ impl ServedModels {
                 Arc::new(Served {
                     model,
                     batcher,
-                    classifiers: Classifiers::default(),
+                    prompts: PromptCache::default(),
                     cache: Mutex::new(None),
                 })
             })

@@ -24,7 +24,7 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     (
         "post",
         "/v1/classify",
-        "Zero-shot classify an uploaded image (multipart: image, labels, templates, model; the model needs a text tower). At most 1000 labels. The image and every label's prompts (labels × 1 with the default templates, labels × 7 with imagenet) are queued all at once or not at all when they fit the model's queue (--queue, default 256); more prompts go in parts of half the queue, the first with the image, the rest as room frees. The class embeddings of the last label sets (up to 16 sets, 16,000 labels in all, per model) are kept: the same labels and templates again embed only the image",
+        "Zero-shot classify an uploaded image (multipart: image, labels, templates, model; the model needs a text tower). At most 1000 labels. The image and every label's prompts (labels × 1 with the default templates, labels × 7 with imagenet) are queued all at once or not at all when they fit the model's queue (--queue, default 256); more prompts go in parts of half the queue, the first with the image, the rest as room frees. The embeddings of each model's last 16,384 prompts are kept as each part is done: the same labels again embed only the image, and a retry of a classification that timed out (504) goes on from what it computed",
     ),
     (
         "post",

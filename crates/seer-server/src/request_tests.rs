@@ -41,7 +41,8 @@ impl Latch {
     }
 }
 
-/// A text embeds as the colours it names; "block" waits for the latch.
+/// A text embeds as the colours it names; "block" waits for the latch, and
+/// a text with "slow" in it takes 40 ms.
 struct FakeText(Arc<Latch>);
 
 impl TextEncoder for FakeText {
@@ -54,6 +55,9 @@ impl TextEncoder for FakeText {
     fn embed_text_batch(&self, texts: &[String], _: bool) -> seer_engine::Result<Vec<Vec<f32>>> {
         if texts.iter().any(|t| t == "block") {
             self.0.wait();
+        }
+        for _ in texts.iter().filter(|t| t.contains("slow")) {
+            std::thread::sleep(Duration::from_millis(40));
         }
         Ok(texts
             .iter()
@@ -90,6 +94,11 @@ struct Fixture {
 /// Three indexed photos (two with an EXIF-less capture time: none), served
 /// with a queue of `queue` items and batches of one.
 fn fixture(queue: usize) -> Fixture {
+    fixture_timing_out_after(queue, ServerConfig::default().request_timeout)
+}
+
+/// [`fixture`] with requests answered 504 after `timeout`.
+fn fixture_timing_out_after(queue: usize, timeout: Duration) -> Fixture {
     let photos = tempfile::tempdir().unwrap();
     for (name, rgb) in [
         ("red.png", [220, 20, 20]),
@@ -117,6 +126,7 @@ fn fixture(queue: usize) -> Fixture {
         max_wait: Duration::from_millis(1),
         queue_capacity: queue,
         ann_threshold: usize::MAX,
+        request_timeout: timeout,
         ..Default::default()
     };
     let app = app(vec![encoder(&latch)], &config);
@@ -254,6 +264,7 @@ async fn a_classification_with_more_prompts_than_the_queue_goes_in_parts_and_is_
     assert_eq!(first.body["predictions"][0]["label"], "red");
     assert_eq!(metric(&f.app, "seer_batch_items").await, 29.0);
     assert_eq!(metric(&f.app, "seer_queue_rejections").await, 0.0);
+    assert_eq!(metric(&f.app, "seer_classify_prompts_kept").await, 28.0);
     until(&f.app, "seer_queue_depth", 0.0).await;
     // The same as a single request on a queue that holds it all.
     let roomy = fixture(64);
@@ -266,24 +277,33 @@ async fn a_classification_with_more_prompts_than_the_queue_goes_in_parts_and_is_
     assert_eq!(again.status, 200, "{}", again.body);
     assert_eq!(probabilities(&again), probabilities(&first));
     assert_eq!(metric(&f.app, "seer_batch_items").await, 30.0);
-    // Other labels, the same ones in another order or other templates are
-    // other classifiers.
+    // Prompts are kept one by one: the same labels in another order embed
+    // only the image; other templates embed their prompts, once each (the
+    // repeated label adds none).
     let blue = f.photos.path().join("blue.png");
-    for fields in [
-        [
-            ("labels", "green,red,blue,white"),
-            ("templates", "imagenet"),
-        ],
-        [("labels", "red,green,blue,white"), ("templates", "default")],
+    for (fields, new_prompts) in [
+        (
+            [
+                ("labels", "green,red,blue,white"),
+                ("templates", "imagenet"),
+            ],
+            0.0,
+        ),
+        (
+            [
+                ("labels", "red,green,blue,white,red"),
+                ("templates", "default"),
+            ],
+            4.0,
+        ),
     ] {
         let before = metric(&f.app, "seer_batch_items").await;
         let other = post_form(&f.app, "/v1/classify", &fields, Some(&blue)).await;
         assert_eq!(other.status, 200, "{}", other.body);
         assert_eq!(other.body["predictions"][0]["label"], "blue");
-        let prompts = if fields[1].1 == "imagenet" { 28.0 } else { 4.0 };
         assert_eq!(
             metric(&f.app, "seer_batch_items").await,
-            before + 1.0 + prompts
+            before + 1.0 + new_prompts
         );
     }
 
@@ -292,6 +312,41 @@ async fn a_classification_with_more_prompts_than_the_queue_goes_in_parts_and_is_
     let answer = post_form(&one.app, "/v1/classify", &labels, Some(&red)).await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     assert_eq!(probabilities(&answer), probabilities(&first));
+}
+
+/// A first classification that outlasts the request timeout (504) keeps the
+/// prompts it embedded: retries go on from there and one gets through, where
+/// starting over each time would never finish.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_classification_that_timed_out_is_continued_by_its_retry() {
+    // 28 prompts of 40 ms each (1.1 s of work) against a 300 ms timeout.
+    let f = fixture_timing_out_after(4, Duration::from_millis(300));
+    let red = f.photos.path().join("red.png");
+    let labels = [
+        ("labels", "slow red,slow green,slow blue,slow white"),
+        ("templates", "imagenet"),
+    ];
+    let mut timed_out = 0;
+    let answer = loop {
+        let answer = post_form(&f.app, "/v1/classify", &labels, Some(&red)).await;
+        if answer.status != StatusCode::GATEWAY_TIMEOUT {
+            break answer;
+        }
+        timed_out += 1;
+        assert!(timed_out < 20, "no retry got through");
+        // Let what the dropped request queued drain before the retry.
+        until(&f.app, "seer_queue_depth", 0.0).await;
+    };
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert!(timed_out >= 1, "the first request should time out");
+    assert_eq!(answer.body["predictions"][0]["label"], "slow red");
+    // Every prompt embedded at most about once: a dropped request loses at
+    // most its two parts in flight (4 prompts) and its image.
+    let items = metric(&f.app, "seer_batch_items").await;
+    assert!(
+        items <= (28 + 5 * timed_out + 1) as f64,
+        "{items} items for 28 prompts and {timed_out} timeouts"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

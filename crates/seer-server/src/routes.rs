@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::batcher::{EmbedSlot, SubmitError, Work};
-use crate::classifiers::LabelSet;
+use crate::classifiers::PromptEmbedding;
 use crate::error::{ApiError, ApiResult};
 use crate::models::Served;
 use crate::state::{AppState, JobState};
@@ -138,6 +138,11 @@ pub async fn metrics(State(state): AppStateRef) -> impl IntoResponse {
             "seer_queue_rejections",
             "Requests refused with 503 because the queue had no room for all their items.",
             sum(&|_, stats| load(&stats.rejected)) + gate_rejected,
+        ),
+        (
+            "seer_classify_prompts_kept",
+            "Zero-shot prompt embeddings kept for later classifications (all models).",
+            state.models.all().iter().map(|s| s.prompts.len()).sum::<usize>() as f64,
         ),
     ];
     let mut text = state.metrics.render(&gauges);
@@ -449,30 +454,30 @@ pub async fn classify(State(state): AppStateRef, multipart: FormData) -> ApiResu
         .pick(form.fields.get("model").map(String::as_str))?;
     let rule = served.model.score_rule().map_err(ApiError::bad_request)?;
     served.model.image().map_err(ApiError::bad_request)?;
-    let label_set = LabelSet {
-        templates: template_set.to_string(),
-        labels,
-    };
-    let known = served.classifiers.get(&label_set);
-    let prompts: Vec<String> = match known {
-        Some(_) => Vec::new(),
-        None => label_set
-            .labels
-            .iter()
-            .flat_map(|label| {
-                templates
-                    .iter()
-                    .map(|t| seer_engine::prompts::fill(t, label))
-            })
-            .collect(),
-    };
+    let prompts: Vec<String> = labels
+        .iter()
+        .flat_map(|label| {
+            templates
+                .iter()
+                .map(|t| seer_engine::prompts::fill(t, label))
+        })
+        .collect();
+    // Only the prompts not embedded recently are queued (each once).
+    let kept = served.prompts.get(&prompts);
+    let mut seen = std::collections::HashSet::new();
+    let missing: Vec<String> = prompts
+        .iter()
+        .zip(&kept)
+        .filter(|(p, k)| k.is_none() && seen.insert(p.as_str()))
+        .map(|(p, _)| p.clone())
+        .collect();
     // The image and the prompts are queued together when the queue has room
     // for all of them (a 503 before any work when it has not now). More
     // prompts than the queue holds go in parts of half of it: the first with
     // the image, all or none like any request, the others as room frees.
     let capacity = served.batcher.capacity();
-    let part = if prompts.len() < capacity {
-        prompts.len()
+    let part = if missing.len() < capacity {
+        missing.len()
     } else {
         (capacity / 2).max(1)
     };
@@ -481,43 +486,50 @@ pub async fn classify(State(state): AppStateRef, multipart: FormData) -> ApiResu
     let pixels = prepare_image(&state, &served, bytes, name).await?;
     let slot = slots.next().expect("a slot per item");
     let image = queue(&served, slot, Work::Pixels(pixels))?;
-    let classifier = match known {
-        Some(classifier) => classifier,
-        None => {
-            let embedded = embed_in_parts(&served, slots, prompts, first, part).await?;
-            let classifier = Arc::new(seer_engine::ZeroShotClassifier::from_prompt_embeddings(
-                &label_set.labels,
-                &embedded,
-                templates.len(),
-                rule,
-            ));
-            served.classifiers.insert(label_set, classifier.clone());
-            classifier
-        }
-    };
+    let computed: HashMap<String, PromptEmbedding> =
+        embed_in_parts(&served, slots, missing, first, part)
+            .await?
+            .into_iter()
+            .collect();
+    let embeddings: Vec<Vec<f32>> = prompts
+        .iter()
+        .zip(kept)
+        .map(|(p, k)| {
+            k.or_else(|| computed.get(p).cloned())
+                .map(|e| e.as_ref().clone())
+                .ok_or_else(|| ApiError::internal(format!("no embedding for prompt '{p}'")))
+        })
+        .collect::<ApiResult<_>>()?;
+    let classifier = seer_engine::ZeroShotClassifier::from_prompt_embeddings(
+        &labels,
+        &embeddings,
+        templates.len(),
+        rule,
+    );
     let image = embedded(image).await?;
     let probabilities = classifier.probabilities(&image);
-    let predictions = classifier.top_k(&probabilities, classifier.labels.len());
+    let predictions = classifier.top_k(&probabilities, labels.len());
     Ok(Json(json!({ "predictions": predictions })))
 }
 
-/// Embeddings of `texts`, in order: the first `first` in `slots` (reserved
-/// already), the rest `part` at a time as the queue has room, the next part
-/// queued while the one before is computed.
+/// Embeddings of `texts`: the first `first` in `slots` (reserved already), the
+/// rest `part` at a time as the queue has room, the next part queued while the
+/// one before is computed. Each part's embeddings are kept in `served`'s
+/// prompt cache as soon as it is done, so the work outlives this request.
 async fn embed_in_parts(
     served: &Served,
     mut slots: std::vec::IntoIter<EmbedSlot>,
     texts: Vec<String>,
     first: usize,
     part: usize,
-) -> ApiResult<Vec<Vec<f32>>> {
+) -> ApiResult<Vec<(String, PromptEmbedding)>> {
     let mut embeddings = Vec::with_capacity(texts.len());
     let mut texts = texts.into_iter();
     let mut queued = std::collections::VecDeque::new();
     let mut jobs = Vec::with_capacity(first);
     for text in texts.by_ref().take(first) {
         let slot = slots.next().expect("a slot per item");
-        jobs.push(queue(served, slot, Work::Text(text))?);
+        jobs.push((text.clone(), queue(served, slot, Work::Text(text))?));
     }
     queued.push_back(jobs);
     loop {
@@ -531,16 +543,18 @@ async fn embed_in_parts(
             let jobs = slots
                 .into_iter()
                 .zip(next)
-                .map(|(slot, text)| queue(served, slot, Work::Text(text)))
+                .map(|(slot, text)| Ok((text.clone(), queue(served, slot, Work::Text(text))?)))
                 .collect::<ApiResult<Vec<_>>>()?;
             queued.push_back(jobs);
         }
         let Some(done) = queued.pop_front() else {
             return Ok(embeddings);
         };
-        for job in done {
-            embeddings.push(embedded(job).await?);
+        let start = embeddings.len();
+        for (text, job) in done {
+            embeddings.push((text, Arc::new(embedded(job).await?)));
         }
+        served.prompts.insert(embeddings[start..].iter().cloned());
     }
 }
 
