@@ -81,7 +81,10 @@ fn bench_refuses_zero_rounds_before_loading_anything() {
         .unwrap();
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("--rounds must be at least 1"), "{err}");
+    assert!(
+        err.contains("'0' for '--rounds <ROUNDS>': must be at least 1"),
+        "{err}"
+    );
     assert!(
         o.stdout.is_empty(),
         "{}",
