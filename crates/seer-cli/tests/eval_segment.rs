@@ -4,6 +4,9 @@
 
 use std::process::{Command, Output};
 
+mod common;
+
+use common::exif::with_orientation;
 use seer_testkit::{read_json, repo_root, shared_data};
 use serde_json::Value;
 
@@ -88,29 +91,6 @@ fn eval_segment_reports_the_reference_miou_as_json_and_as_a_table() {
     assert!(text.starts_with("category"), "{text}");
     assert!(text.contains("1 images, "), "{text}");
     assert!(text.contains("mIoU"), "{text}");
-}
-
-/// `jpeg` with an APP1 Exif segment whose IFD0 holds Orientation `value`,
-/// inserted right after the SOI marker.
-fn with_orientation(jpeg: &[u8], value: u16) -> Vec<u8> {
-    assert!(jpeg.starts_with(&[0xFF, 0xD8]), "not a JPEG");
-    let mut tiff = b"II*\0".to_vec();
-    tiff.extend(8u32.to_le_bytes());
-    tiff.extend(1u16.to_le_bytes());
-    // Orientation (0x0112), SHORT, one value, left-justified in its 4 bytes.
-    tiff.extend(0x0112u16.to_le_bytes());
-    tiff.extend(3u16.to_le_bytes());
-    tiff.extend(1u32.to_le_bytes());
-    tiff.extend(value.to_le_bytes());
-    tiff.extend([0, 0]);
-    tiff.extend(0u32.to_le_bytes());
-    let mut payload = b"Exif\0\0".to_vec();
-    payload.extend(tiff);
-    let mut out = vec![0xFF, 0xD8, 0xFF, 0xE1];
-    out.extend(((payload.len() + 2) as u16).to_be_bytes());
-    out.extend(payload);
-    out.extend(&jpeg[2..]);
-    out
 }
 
 /// COCO's annotations are in the stored pixels' frame, whatever EXIF

@@ -176,6 +176,24 @@ impl Blip {
         Ok(words.to_vec())
     }
 
+    /// The ids a caption starts from after `[DEC]` (none without a prompt),
+    /// checked with the generation length as [`Captioner::check_prompt`] says.
+    fn caption_start(
+        &self,
+        prompt: Option<&str>,
+        what: &str,
+        options: &GenerateOptions,
+    ) -> Result<Vec<u32>> {
+        let Some(prompt) = prompt else {
+            self.check_new_tokens(1, "[DEC]", options)?;
+            return Ok(Vec::new());
+        };
+        // `[CLS]` becomes `[DEC]` (added by the model) and `[SEP]` is dropped.
+        let words = self.prompt_words(prompt, what)?;
+        self.check_new_tokens(1 + words.len(), "[DEC] and the prompt", options)?;
+        Ok(words)
+    }
+
     /// Refuses a `max_new_tokens` that would run the text decoder past its
     /// positions: generation starts from `start` tokens (`start_what`, for the
     /// message) and adds at most that many. Unset, transformers' 20 are cut to
@@ -250,12 +268,7 @@ impl Captioner for Blip {
         prompt: Option<&str>,
         options: &GenerateOptions,
     ) -> Result<Vec<Generated>> {
-        self.check_prompt(prompt, "the prompt", options)?;
-        let prompt = match prompt {
-            // `[CLS]` becomes `[DEC]` (added by the model) and `[SEP]` is dropped.
-            Some(p) => self.prompt_words(p, "the prompt")?,
-            None => Vec::new(),
-        };
+        let prompt = self.caption_start(prompt, "the prompt", options)?;
         let generation = self.generation(options)?;
         let pixels = self.pixels(pixels, n)?;
         self.model
@@ -271,13 +284,7 @@ impl Captioner for Blip {
         what: &str,
         options: &GenerateOptions,
     ) -> Result<()> {
-        match prompt {
-            Some(p) => {
-                let words = self.prompt_words(p, what)?.len();
-                self.check_new_tokens(1 + words, "[DEC] and the prompt", options)
-            }
-            None => self.check_new_tokens(1, "[DEC]", options),
-        }
+        self.caption_start(prompt, what, options).map(|_| ())
     }
 }
 
@@ -289,13 +296,14 @@ impl QuestionAnswerer for Blip {
         questions: &[String],
         options: &GenerateOptions,
     ) -> Result<Vec<Generated>> {
+        // The answer starts from `[DEC]` alone, whatever the question.
+        self.check_new_tokens(1, "[DEC]", options)?;
         let generation = self.generation(options)?;
         let images = self.split(pixels, n, questions.len())?;
         images
             .iter()
             .zip(questions)
             .map(|(image, question)| {
-                self.check_question(question, "the question", options)?;
                 let ids = self.encoder_ids(question, "the question")?;
                 self.generated(self.model.answer(image, &ids, &generation)?)
             })

@@ -28,6 +28,29 @@ pub fn with_capture_time(jpeg: &[u8], taken: &str) -> Vec<u8> {
     assert_eq!(tiff.len(), 44);
     tiff.extend(taken.as_bytes());
     tiff.push(0);
+    with_exif(jpeg, tiff)
+}
+
+/// `jpeg` with an APP1 Exif segment whose IFD0 holds Orientation `value`,
+/// inserted right after the SOI marker.
+pub fn with_orientation(jpeg: &[u8], value: u16) -> Vec<u8> {
+    assert!(jpeg.starts_with(&[0xFF, 0xD8]), "not a JPEG");
+    let mut tiff = b"II*\0".to_vec();
+    tiff.extend(8u32.to_le_bytes());
+    tiff.extend(1u16.to_le_bytes());
+    // Orientation (0x0112), SHORT, one value, left-justified in its 4 bytes.
+    tiff.extend(0x0112u16.to_le_bytes());
+    tiff.extend(3u16.to_le_bytes());
+    tiff.extend(1u32.to_le_bytes());
+    tiff.extend(value.to_le_bytes());
+    tiff.extend([0, 0]);
+    tiff.extend(0u32.to_le_bytes());
+    with_exif(jpeg, tiff)
+}
+
+/// `jpeg` with the TIFF structure `tiff` as an APP1 Exif segment right after
+/// the SOI marker.
+fn with_exif(jpeg: &[u8], tiff: Vec<u8>) -> Vec<u8> {
     let mut payload = b"Exif\0\0".to_vec();
     payload.extend(tiff);
     let mut out = vec![0xFF, 0xD8, 0xFF, 0xE1];
