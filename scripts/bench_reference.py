@@ -26,6 +26,7 @@ Prints progress to stderr and one JSON object as the last line of stdout. Run by
 (`--tokens`), or by hand with that venv (then open_clip tokenizes the prompts).
 """
 import argparse
+import contextlib
 import importlib.util
 import json
 import logging
@@ -341,7 +342,10 @@ def other_engines(args, towers, files):
     wanted = [e for e in engines if e[0] not in out]
     if not wanted:
         return out
-    with tempfile.TemporaryDirectory(prefix="seer-bench-onnx-") as tmp:
+    # seer passes a folder it removes itself, even when this process is killed.
+    scratch = (contextlib.nullcontext(args.scratch) if args.scratch
+               else tempfile.TemporaryDirectory(prefix="seer-bench-onnx-"))
+    with scratch as tmp:
         # Each runner is made from its tower's ONNX path; PyTorch only reads its name.
         paths = {tower.name: Path(tmp) / f"{tower.name}.onnx" for tower in towers}
         try:
@@ -414,6 +418,8 @@ def main():
     ap.add_argument("--images", default="../shared/data/imagenet-samples/images")
     ap.add_argument("--files", type=int, default=256, help="files end to end; the list repeats when shorter")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--scratch", help="a folder for the ONNX exports, removed by the caller "
+                                      "(default: a temporary folder removed at exit)")
     ap.add_argument("--tokens", help="JSON list of token id lists (default: open_clip.tokenize)")
     ap.add_argument("--model", help="a DINOv2 or SigLIP folder (default: random CLIP ViT-B/32)")
     ap.add_argument("--isa-cap", choices=["avx2", "avx512"],

@@ -27,6 +27,26 @@ pub fn progress(total: usize, what: &str) -> ProgressBar {
     pb
 }
 
+/// A progress bar whose message carries changing details (training's loss, lr
+/// and rate), hidden when stderr is not a terminal. The message comes last and
+/// is cut to the terminal's width: a line that wraps is drawn anew below the
+/// last one at every update instead of in place.
+pub fn progress_with_details(total: usize, what: &str) -> ProgressBar {
+    if !stderr_is_terminal() {
+        return ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::hidden());
+    }
+    let pb = ProgressBar::new(total as u64);
+    pb.set_style(details_style());
+    pb.set_message(what.to_string());
+    pb
+}
+
+fn details_style() -> ProgressStyle {
+    ProgressStyle::with_template("{spinner} [{bar:20}] {pos}/{len} ETA {eta} {wide_msg}")
+        .expect("valid template")
+        .progress_chars("=> ")
+}
+
 /// A failure's cause without the path its message starts with: library errors
 /// name their file, and the `error: PATH: cause` line names it already.
 pub fn cause_without_path<'a>(path: &str, cause: &'a str) -> &'a str {
@@ -180,8 +200,74 @@ pub fn escape_line(s: &str) -> String {
 mod tests {
     use super::*;
 
+    use std::io;
+    use std::sync::{Arc, Mutex};
+
+    use indicatif::TermLike;
+
     #[test]
     fn escaped_lines_stay_one_line() {
         assert_eq!(escape_line("a\nb\\c"), "a\\nb\\\\c");
+    }
+
+    /// An 80-column terminal that keeps what is written on each line.
+    #[derive(Debug, Default, Clone)]
+    struct Narrow {
+        lines: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl TermLike for Narrow {
+        fn width(&self) -> u16 {
+            80
+        }
+        fn move_cursor_up(&self, _: usize) -> io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_down(&self, _: usize) -> io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_right(&self, _: usize) -> io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_left(&self, _: usize) -> io::Result<()> {
+            Ok(())
+        }
+        fn write_line(&self, s: &str) -> io::Result<()> {
+            self.lines.lock().unwrap().push(s.to_string());
+            Ok(())
+        }
+        fn write_str(&self, s: &str) -> io::Result<()> {
+            self.write_line(s)
+        }
+        fn clear_line(&self) -> io::Result<()> {
+            Ok(())
+        }
+        fn flush(&self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_training_bar_fits_an_80_column_terminal() {
+        let term = Narrow::default();
+        let pb = ProgressBar::with_draw_target(
+            Some(100_000),
+            ProgressDrawTarget::term_like(Box::new(term.clone())),
+        );
+        pb.set_style(details_style());
+        pb.set_position(12_345);
+        // What training sets at each step, at its widest.
+        pb.set_message("loss 10.1234 lr 1.00e-4 123456 samples/s");
+        pb.tick();
+        let lines = term.lines.lock().unwrap().clone();
+        let last = lines
+            .iter()
+            .rev()
+            .find(|l| l.contains("/100000"))
+            .expect("the bar drawn");
+        let width = last.chars().count();
+        assert!(width <= 80, "{width} columns: {last:?}");
+        assert!(last.contains("12345/100000"), "{last:?}");
+        assert!(last.contains("loss 10.1234"), "{last:?}");
     }
 }

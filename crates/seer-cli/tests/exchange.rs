@@ -1,6 +1,7 @@
 //! `seer import` and `seer export` as users run them: raw (unnormalised)
 //! embeddings, refused shards that leave the index as it was, exports into a
-//! folder holding an earlier export, and the error for a float64 `.npy`.
+//! folder holding an earlier export, float64 and big-endian `.npy` files, and
+//! the error for an integer one.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -256,22 +257,42 @@ fn export_into_an_earlier_export_is_refused_unless_overwrite() {
 }
 
 #[test]
-fn a_float64_npy_is_refused_naming_its_dtype() {
+fn float64_and_big_endian_npy_import_and_integers_are_refused_naming_their_dtype() {
     let dir = raw_export();
     let npy_path: PathBuf = dir.path().join("img_emb/img_emb_0.npy");
-    // The header numpy writes for float64, then 3 x 16 zeros of 8 bytes.
-    let mut bytes = npy::header(&[3, DIM], Dtype::F32, 0);
-    let at = bytes.windows(5).position(|w| w == b"'<f4'").unwrap();
-    bytes[at..at + 5].copy_from_slice(b"'<f8'");
-    bytes.extend(vec![0u8; 3 * DIM * 8]);
-    std::fs::write(&npy_path, bytes).unwrap();
+    let (rows, cols, values) = npy::decode(&std::fs::read(&npy_path).unwrap()).unwrap();
+    // The header numpy writes for the dtype `descr`, then `data`.
+    let with_dtype = |descr: &[u8], data: Vec<u8>| {
+        let mut bytes = npy::header(&[rows, cols], Dtype::F32, 0);
+        let at = bytes.windows(5).position(|w| w == b"'<f4'").unwrap();
+        bytes[at..at + 5].copy_from_slice(descr);
+        bytes.extend(data);
+        bytes
+    };
+    let big_f64 = values.iter().flat_map(|v| f64::from(*v).to_be_bytes());
+    std::fs::write(&npy_path, with_dtype(b"'>f8'", big_f64.collect())).unwrap();
+    let idx = tempfile::tempdir().unwrap();
+    ok(import(idx.path(), dir.path()));
+    let out = ok(seer(
+        idx.path(),
+        &["search", "--like", "/photos/a.jpg", "--json", "-k", "1"],
+    ));
+    let hit: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(hit["path"].as_str(), Some("/photos/b.jpg"), "{out}");
+    // (3, 4) against (4, 3): 24 / 25, as from the f32 file.
+    assert!(
+        (hit["score"].as_f64().unwrap() - 0.96).abs() < 1e-6,
+        "{out}"
+    );
+
+    std::fs::write(&npy_path, with_dtype(b"'<i4'", vec![0; rows * cols * 4])).unwrap();
     let idx = tempfile::tempdir().unwrap();
     let o = import(idx.path(), dir.path());
     assert_eq!(o.status.code(), Some(2));
     let err = stderr(&o);
     assert!(
         err.contains(&format!(
-            "{}: unsupported dtype '<f8' (expected little-endian f4 or f2)",
+            "{}: unsupported dtype '<i4' (expected a float: f2, f4 or f8)",
             npy_path.display()
         )),
         "{err}"

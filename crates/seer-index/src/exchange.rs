@@ -9,7 +9,7 @@
 
 use std::fs::File;
 use std::io::BufReader;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
@@ -542,6 +542,11 @@ pub fn import_in_chunks(
     }
     let _lock = IndexLock::try_acquire(store.dir())?;
     let shards = shards(dir)?;
+    // Every shard's headers first: a mismatched or truncated last shard is
+    // refused before hours of storing the ones before it (then rolled back).
+    for &shard in &shards {
+        open_shard(dir, shard, model_name, model_dim, chunk_bytes)?;
+    }
     let mut summary = ExchangeSummary {
         dim: model_dim,
         ..Default::default()
@@ -553,24 +558,9 @@ pub fn import_in_chunks(
     // The files this import stored, to count rows that name one again.
     let mut stored = std::collections::HashSet::new();
     for shard in shards {
-        let npy_path = dir.join(format!("img_emb/img_emb_{shard}.npy"));
-        let meta_path = dir.join(format!("metadata/metadata_{shard}.parquet"));
-        // Both headers are checked before any row is read: the embeddings'
-        // dtype, shape and length, the vectors' size, and the row counts.
-        let mut embeddings = open_embeddings(&npy_path, model_name, model_dim, chunk_bytes)?;
+        let (npy_path, mut embeddings, mut paths) =
+            open_shard(dir, shard, model_name, model_dim, chunk_bytes)?;
         let rows = embeddings.header().rows;
-        let mut paths = PathRows::open(&meta_path)?;
-        if paths.len != rows {
-            return Err(file_error(
-                &meta_path,
-                format!(
-                    "{} paths but {} embeddings in {}",
-                    paths.len,
-                    rows,
-                    npy_path.display()
-                ),
-            ));
-        }
         let mut row = 0;
         while let Some(chunk) = embeddings
             .next_chunk()
@@ -599,6 +589,36 @@ pub fn import_in_chunks(
         crate::ann::sync(store, &model, ann_threshold)?;
     }
     Ok(summary)
+}
+
+/// Opens shard `shard` of the layout in `dir`: its embeddings' path and
+/// reader, and its paths. Both headers are checked before any row is read:
+/// the embeddings' dtype, shape and length, the vectors' size, and that the
+/// row counts agree.
+fn open_shard(
+    dir: &Path,
+    shard: usize,
+    model_name: &str,
+    model_dim: usize,
+    chunk_bytes: usize,
+) -> Result<(PathBuf, npy::RowReader<BufReader<File>>, PathRows)> {
+    let npy_path = dir.join(format!("img_emb/img_emb_{shard}.npy"));
+    let meta_path = dir.join(format!("metadata/metadata_{shard}.parquet"));
+    let embeddings = open_embeddings(&npy_path, model_name, model_dim, chunk_bytes)?;
+    let rows = embeddings.header().rows;
+    let paths = PathRows::open(&meta_path)?;
+    if paths.len != rows {
+        return Err(file_error(
+            &meta_path,
+            format!(
+                "{} paths but {} embeddings in {}",
+                paths.len,
+                rows,
+                npy_path.display()
+            ),
+        ));
+    }
+    Ok((npy_path, embeddings, paths))
 }
 
 /// Opens one embeddings shard to be read `chunk_bytes` at a time, its header

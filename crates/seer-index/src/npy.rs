@@ -1,6 +1,8 @@
-//! NumPy `.npy` (format 1.0) for 2-d little-endian float arrays: what seer writes
-//! for `embed --out` and `export`, and reads on `import` (f32 or f16), a chunk
-//! of rows at a time ([`RowReader`]) or whole ([`decode`]).
+//! NumPy `.npy` for 2-d float arrays: what seer writes for `embed --out` and
+//! `export` (format 1.0, little-endian f32 or f16), and reads on `import`, a
+//! chunk of rows at a time ([`RowReader`]) or whole ([`decode`]). Reading takes
+//! f16, f32 and f64 in either byte order: f64 is numpy's default float (an
+//! array built from Python floats), and `np.save` keeps the array's own order.
 
 use std::io::Read;
 
@@ -73,13 +75,68 @@ pub fn encode(rows: &[Vec<f32>], cols: usize, dtype: Dtype) -> Result<Vec<u8>, S
     Ok(bytes)
 }
 
+/// How a file read holds its values: IEEE floats of 2, 4 or 8 bytes, in
+/// either byte order. They are read as f32 (f64 rounded to the nearest).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stored {
+    /// Bytes per value: 2, 4 or 8.
+    pub width: usize,
+    pub big_endian: bool,
+}
+
+impl Stored {
+    /// From a dtype string such as `<f4` or `>f8`; `None` for anything else.
+    fn parse(descr: &str) -> Option<Self> {
+        let big_endian = match descr.as_bytes().first()? {
+            b'<' => false,
+            b'>' => true,
+            _ => return None,
+        };
+        let width = match &descr[1..] {
+            "f2" => 2,
+            "f4" => 4,
+            "f8" => 8,
+            _ => return None,
+        };
+        Some(Self { width, big_endian })
+    }
+
+    /// Appends the values held in `bytes` (a whole number of them) to `out`.
+    fn extend(self, bytes: &[u8], out: &mut Vec<f32>) {
+        let Self { width, big_endian } = self;
+        let values = bytes.chunks_exact(width);
+        match (width, big_endian) {
+            (2, false) => out.extend(values.map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32())),
+            (2, true) => out.extend(values.map(|b| f16::from_be_bytes([b[0], b[1]]).to_f32())),
+            (4, false) => out.extend(values.map(|b| f32::from_le_bytes(b.try_into().unwrap()))),
+            (4, true) => out.extend(values.map(|b| f32::from_be_bytes(b.try_into().unwrap()))),
+            (_, false) => {
+                out.extend(values.map(|b| f64::from_le_bytes(b.try_into().unwrap()) as f32))
+            }
+            (_, true) => {
+                out.extend(values.map(|b| f64::from_be_bytes(b.try_into().unwrap()) as f32))
+            }
+        }
+    }
+}
+
+/// What seer writes as `dtype`.
+impl From<Dtype> for Stored {
+    fn from(dtype: Dtype) -> Self {
+        Self {
+            width: dtype.width(),
+            big_endian: false,
+        }
+    }
+}
+
 /// What the header of a 2-d float `.npy` says, checked: the shape, the dtype,
 /// where the data starts and how long the shape says it is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Header {
     pub rows: usize,
     pub cols: usize,
-    pub dtype: Dtype,
+    pub dtype: Stored,
     /// The length of the preamble and header: the data's offset in the file.
     pub data_start: usize,
     /// Bytes of data `rows` x `cols` values of `dtype` take.
@@ -115,14 +172,13 @@ fn parse_header(bytes: &[u8]) -> Result<Header, String> {
         Some(header[at..].trim_start_matches([':', ' ']))
     };
     let dtype = match field("descr") {
-        Some(d) if d.starts_with("'<f4'") => Dtype::F32,
-        Some(d) if d.starts_with("'<f2'") => Dtype::F16,
         Some(d) => {
             // The quoted dtype alone, not the rest of the header after it.
             let quoted = d.split([',', '}']).next().unwrap_or(d).trim();
-            return Err(format!(
-                "unsupported dtype {quoted} (expected little-endian f4 or f2)"
-            ));
+            let unquoted = quoted.trim_matches(['\'', '"']);
+            Stored::parse(unquoted).ok_or_else(|| {
+                format!("unsupported dtype {quoted} (expected a float: f2, f4 or f8)")
+            })?
         }
         None => return Err("no dtype in the .npy header".into()),
     };
@@ -146,7 +202,7 @@ fn parse_header(bytes: &[u8]) -> Result<Header, String> {
     };
     let data_len = rows
         .checked_mul(cols)
-        .and_then(|n| n.checked_mul(dtype.width()))
+        .and_then(|n| n.checked_mul(dtype.width))
         .ok_or("shape too large")?;
     Ok(Header {
         rows,
@@ -249,7 +305,7 @@ impl<R: Read> RowReader<R> {
         if found != header.data_len as u64 {
             return Err(size_error(&header, found));
         }
-        let row_bytes = header.cols * header.dtype.width();
+        let row_bytes = header.cols * header.dtype.width;
         let chunk_rows = match row_bytes {
             0 => header.rows.max(1),
             _ => (chunk_bytes / row_bytes).max(1),
@@ -277,7 +333,7 @@ impl<R: Read> RowReader<R> {
         }
         let rows = self.chunk_rows.min(self.left);
         // At most `data_len`, which did not overflow.
-        let n = rows * self.header.cols * self.header.dtype.width();
+        let n = rows * self.header.cols * self.header.dtype.width;
         self.bytes.clear();
         let got = read_up_to(&mut self.input, &mut self.bytes, n)?;
         self.read += got as u64;
@@ -286,18 +342,7 @@ impl<R: Read> RowReader<R> {
         }
         self.left -= rows;
         self.values.clear();
-        match self.header.dtype {
-            Dtype::F32 => self.values.extend(
-                self.bytes
-                    .chunks_exact(4)
-                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-            ),
-            Dtype::F16 => self.values.extend(
-                self.bytes
-                    .chunks_exact(2)
-                    .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()),
-            ),
-        }
+        self.header.dtype.extend(&self.bytes, &mut self.values);
         Ok(Some(&self.values))
     }
 }
@@ -398,7 +443,10 @@ mod tests {
             let row = 3 * width;
             let mut reader = RowReader::new(input, bytes.len() as u64, 4 * row + 1).unwrap();
             let header = *reader.header();
-            assert_eq!((header.rows, header.cols, header.dtype), (10, 3, dtype));
+            assert_eq!(
+                (header.rows, header.cols, header.dtype),
+                (10, 3, Stored::from(dtype))
+            );
             assert_eq!(header.data_start + header.data_len, bytes.len());
             assert_eq!(given.get(), header.data_start, "only the header so far");
             let mut values = Vec::new();
@@ -458,6 +506,42 @@ mod tests {
         assert_eq!(err.to_string(), said);
     }
 
+    /// numpy's other float layouts read as the same values: f16, f32 and f64,
+    /// little- and big-endian (what `np.save` writes for `astype('>f4')` or an
+    /// array of Python floats).
+    #[test]
+    fn every_float_width_and_byte_order_reads_the_same_values() {
+        let values = [1.0f32, -2.5, 0.125, 3.0, 0.0, 65504.0];
+        let f32_file = encode(&[values.to_vec()], values.len(), Dtype::F32).unwrap();
+        let header_len = u16::from_le_bytes([f32_file[8], f32_file[9]]) as usize;
+        let text = std::str::from_utf8(&f32_file[10..10 + header_len]).unwrap();
+        for (descr, data) in [
+            (
+                "'<f2'",
+                values.map(|v| f16::from_f32(v).to_le_bytes().to_vec()),
+            ),
+            (
+                "'>f2'",
+                values.map(|v| f16::from_f32(v).to_be_bytes().to_vec()),
+            ),
+            ("'<f4'", values.map(|v| v.to_le_bytes().to_vec())),
+            ("'>f4'", values.map(|v| v.to_be_bytes().to_vec())),
+            ("'<f8'", values.map(|v| f64::from(v).to_le_bytes().to_vec())),
+            ("'>f8'", values.map(|v| f64::from(v).to_be_bytes().to_vec())),
+        ] {
+            let text = text.replace("'<f4'", descr);
+            let mut bytes = f32_file[..10].to_vec();
+            bytes[8..10].copy_from_slice(&(text.len() as u16).to_le_bytes());
+            bytes.extend_from_slice(text.as_bytes());
+            bytes.extend(data.concat());
+            assert_eq!(
+                decode(&bytes).unwrap(),
+                (1, values.len(), values.to_vec()),
+                "{descr}"
+            );
+        }
+    }
+
     #[test]
     fn header_errors_are_those_decode_gave() {
         let good = encode(&[vec![1.0; 4]], 4, Dtype::F32).unwrap();
@@ -472,7 +556,6 @@ mod tests {
             bytes.extend_from_slice(&good[good.len() - 16..]);
             bytes
         };
-        let big = with("'<f4'", "'>f4'");
         for (bytes, said) in [
             (b"\x93NUMPY".to_vec(), "not a .npy file"),
             (good[..12].to_vec(), "truncated .npy header"),
@@ -481,12 +564,12 @@ mod tests {
                 "unsupported .npy version 4",
             ),
             (
-                big,
-                "unsupported dtype '>f4' (expected little-endian f4 or f2)",
+                with("'<f4'", "'<i4'"),
+                "unsupported dtype '<i4' (expected a float: f2, f4 or f8)",
             ),
             (
-                with("'<f4'", "'<f8'"),
-                "unsupported dtype '<f8' (expected little-endian f4 or f2)",
+                with("'<f4'", "'|f4'"),
+                "unsupported dtype '|f4' (expected a float: f2, f4 or f8)",
             ),
             (
                 with("False", "True"),

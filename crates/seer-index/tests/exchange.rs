@@ -186,9 +186,9 @@ fn folder_with_bad_second_shard(damage: &str) -> tempfile::TempDir {
             write_shard(src.path(), 1, &three, &["/p/d.jpg", "/p/e.jpg", "/p/f.jpg"]);
             replace_metadata(src.path(), 1, &paths);
         }
-        "f8" => {
+        "int" => {
             write_shard(src.path(), 1, &[vec![1.0; 4], vec![2.0; 4]], &paths);
-            std::fs::write(src.path().join("img_emb/img_emb_1.npy"), f8_npy(2, 4)).unwrap();
+            std::fs::write(src.path().join("img_emb/img_emb_1.npy"), int_npy(2, 4)).unwrap();
         }
         other => unreachable!("{other}"),
     }
@@ -202,7 +202,7 @@ fn a_refused_later_shard_leaves_the_index_exactly_as_before() {
         ("nan", "row 1 holds non-finite values"),
         ("zero", "row 1 is all zeros"),
         ("count", "2 paths but 3 embeddings"),
-        ("f8", "unsupported dtype '<f8'"),
+        ("int", "unsupported dtype '<i4'"),
     ] {
         let (_idx, mut store) = index_with_one_import();
         let before = snapshot(&store);
@@ -231,17 +231,17 @@ fn a_refused_later_shard_leaves_the_index_exactly_as_before() {
     assert_eq!(store.file_count().unwrap(), 0);
 }
 
-/// A 2-d little-endian float64 `.npy` of zeros, as numpy writes by default.
-fn f8_npy(rows: usize, cols: usize) -> Vec<u8> {
+/// A 2-d little-endian int32 `.npy` of zeros: not embeddings.
+fn int_npy(rows: usize, cols: usize) -> Vec<u8> {
     let mut bytes = npy::header(&[rows, cols], Dtype::F32, 0);
     let at = bytes.windows(5).position(|w| w == b"'<f4'").unwrap();
-    bytes[at..at + 5].copy_from_slice(b"'<f8'");
-    bytes.extend(vec![0u8; rows * cols * 8]);
+    bytes[at..at + 5].copy_from_slice(b"'<i4'");
+    bytes.extend(vec![0u8; rows * cols * 4]);
     bytes
 }
 
 #[test]
-fn a_float64_npy_is_refused_naming_its_dtype_plainly() {
+fn an_integer_npy_is_refused_naming_its_dtype_plainly() {
     let src = tempfile::tempdir().unwrap();
     write_shard(
         src.path(),
@@ -250,17 +250,37 @@ fn a_float64_npy_is_refused_naming_its_dtype_plainly() {
         &["/p/a.jpg", "/p/b.jpg", "/p/c.jpg"],
     );
     let npy_path = src.path().join("img_emb/img_emb_0.npy");
-    std::fs::write(&npy_path, f8_npy(3, 4)).unwrap();
+    std::fs::write(&npy_path, int_npy(3, 4)).unwrap();
     let idx = tempfile::tempdir().unwrap();
     let mut store = Store::open(idx.path()).unwrap();
     let err = import(&mut store, src.path(), 4).unwrap_err().to_string();
     assert_eq!(
         err,
         format!(
-            "{}: unsupported dtype '<f8' (expected little-endian f4 or f2)",
+            "{}: unsupported dtype '<i4' (expected a float: f2, f4 or f8)",
             npy_path.display()
         )
     );
+}
+
+/// Every shard's headers are checked before any row is stored: with a bad
+/// value in shard 0 (found only while its rows are read) and a header that
+/// does not fit in shard 1, the error is shard 1's.
+#[test]
+fn every_header_is_checked_before_the_first_row_is_read() {
+    let src = tempfile::tempdir().unwrap();
+    let mut rows = raw_rows();
+    rows[2] = vec![f32::NAN; 4];
+    write_shard(src.path(), 0, &rows, &["/p/a.jpg", "/p/b.jpg", "/p/c.jpg"]);
+    write_shard(src.path(), 1, &[vec![1.0; 8]], &["/p/d.jpg"]);
+    let idx = tempfile::tempdir().unwrap();
+    let mut store = Store::open(idx.path()).unwrap();
+    let err = import(&mut store, src.path(), 4).unwrap_err().to_string();
+    assert!(
+        err.contains("img_emb_1.npy") && err.contains("8-d"),
+        "{err}"
+    );
+    assert!(store.models().unwrap().is_empty(), "nothing stored: {err}");
 }
 
 fn names(paths: &[PathBuf], root: &Path) -> Vec<String> {

@@ -540,7 +540,7 @@ struct Progress {
 
 impl Progress {
     fn new(json: bool, steps: u64) -> Self {
-        let bar = crate::output::progress(steps as usize, "training");
+        let bar = crate::output::progress_with_details(steps as usize, "training");
         Self { json, bar }
     }
 

@@ -521,11 +521,19 @@ fn run_reference(python: &Path, args: &Args, extra: &[String]) -> anyhow::Result
         "running the reference: PyTorch (bf16 too, on the CPU), and ONNX Runtime and OpenVINO if installed ({})...",
         python.display()
     );
+    // The ONNX exports (about 580 MB for ViT-B/32) go to a folder this
+    // process removes, so a reference killed mid-run (out of memory, SIGKILL)
+    // leaves nothing behind; Python's own temporary folder would stay.
+    let scratch = tempfile::Builder::new()
+        .prefix("seer-bench-onnx-")
+        .tempdir()
+        .context("cannot make a temporary folder for the reference's ONNX exports")?;
     let mut command = std::process::Command::new(python);
     command.arg(&script);
     if let Some(cap) = cpu::cap_reference(&mut command) {
         command.args(["--isa-cap", cap]);
     }
+    command.arg("--scratch").arg(scratch.path());
     let output = command
         .args(["--threads", &args.threads.to_string()])
         .args(["--batch-sizes", &batch_sizes.join(",")])
@@ -878,6 +886,43 @@ fn write_tree(root: &Path, n: usize) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A reference killed mid-run leaves no ONNX exports: the folder it was
+    /// given is removed when the run fails.
+    #[test]
+    fn a_killed_reference_leaves_no_scratch_folder() {
+        use std::os::unix::fs::PermissionsExt;
+
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            bench: Args,
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let recorded = dir.path().join("scratch-path");
+        // Stands in for the Python: writes an export into the folder after
+        // `--scratch`, records where, and is killed as the OOM killer would.
+        let python = dir.path().join("python");
+        let script = format!(
+            "#!/bin/sh\nwhile [ $# -gt 0 ] && [ \"$1\" != --scratch ]; do shift; done\n\
+             printf %s \"$2\" > {recorded}\nhead -c 1000 /dev/zero > \"$2/image.onnx\"\n\
+             kill -9 $$\n",
+            recorded = recorded.display()
+        );
+        std::fs::write(&python, script).unwrap();
+        std::fs::set_permissions(&python, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let args = <Cli as clap::Parser>::try_parse_from(["bench"])
+            .unwrap()
+            .bench;
+        let error = run_reference(&python, &args, &[]).unwrap_err();
+        assert!(
+            error.to_string().contains("the reference benchmark failed"),
+            "{error:#}"
+        );
+        let scratch = std::fs::read_to_string(&recorded).expect("the stand-in ran");
+        assert!(scratch.contains("seer-bench-onnx-"), "{scratch}");
+        assert!(!Path::new(&scratch).exists(), "{scratch} is left behind");
+    }
 
     #[test]
     fn rounds_combine_into_medians_of_each_figure() {
