@@ -4,12 +4,15 @@
 //! more than its one image, and a client classifying many photos sends the same
 //! labels each time: 1,000 labels with the 7 imagenet templates are 7,000 texts
 //! for one image. Each prompt's embedding is kept as soon as the part of the
-//! request that computed it is done, so:
+//! request that computed it is done, by a task of the part's own rather than by
+//! the request, so:
 //! - the same labels again embed only the image (in any order, or sharing some
 //!   labels with another set);
 //! - a first classification that outlasts the request timeout (the client gets
-//!   a 504) leaves what it computed, and a retry goes on from there instead of
-//!   starting over and timing out again.
+//!   a 504) leaves what it computed, the parts it had queued or in the model
+//!   when it was dropped included, and a retry goes on from there instead of
+//!   starting over and timing out again. (A part whose model is gone, or whose
+//!   task the runtime's shutdown cancels, is not kept.)
 //!
 //! Bounded by count: past [`MAX_PROMPTS`] the least recently used quarter goes
 //! (16,384 prompts of 768 floats are 50 MB).

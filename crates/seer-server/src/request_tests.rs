@@ -231,6 +231,17 @@ async fn until(app: &Router, name: &str, value: f64) {
     panic!("{name} never reached {value}: {}", metric(app, name).await);
 }
 
+/// Waits until `name` reads `value` or more.
+async fn until_at_least(app: &Router, name: &str, value: f64) {
+    for _ in 0..500 {
+        if metric(app, name).await >= value {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{name} never reached {value}: {}", metric(app, name).await);
+}
+
 fn error(answer: &Answer) -> &str {
     answer.body["error"].as_str().unwrap_or_default()
 }
@@ -334,19 +345,77 @@ async fn a_classification_that_timed_out_is_continued_by_its_retry() {
         }
         timed_out += 1;
         assert!(timed_out < 20, "no retry got through");
-        // Let what the dropped request queued drain before the retry.
+        // Let what the dropped request queued drain before the retry, and
+        // its parts in flight be kept: every item the model took but one
+        // image per request is a kept prompt.
         until(&f.app, "seer_queue_depth", 0.0).await;
+        let items = metric(&f.app, "seer_batch_items").await;
+        until_at_least(
+            &f.app,
+            "seer_classify_prompts_kept",
+            items - timed_out as f64,
+        )
+        .await;
     };
     assert_eq!(answer.status, 200, "{}", answer.body);
     assert!(timed_out >= 1, "the first request should time out");
     assert_eq!(answer.body["predictions"][0]["label"], "slow red");
-    // Every prompt embedded at most about once: a dropped request loses at
-    // most its two parts in flight (4 prompts) and its image.
+    // Every prompt embedded once, even those a dropped request had in
+    // flight: only the images of the dropped requests are lost.
     let items = metric(&f.app, "seer_batch_items").await;
     assert!(
-        items <= (28 + 5 * timed_out + 1) as f64,
+        items <= (28 + timed_out + 1) as f64,
         "{items} items for 28 prompts and {timed_out} timeouts"
     );
+}
+
+/// The parts a classification had queued when it timed out are computed after
+/// its 504 and kept all the same: its retry embeds none of their prompts.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_parts_a_timed_out_classification_had_in_flight_are_kept() {
+    let f = fixture_timing_out_after(5, Duration::from_secs(1));
+    // The model thread is held busy by "block" until the classification has
+    // timed out (that embedding times out too; the test does not need it).
+    let app = f.app.clone();
+    let blocked = tokio::spawn(async move { embed(&app, json!({ "texts": ["block"] })).await });
+    until(&f.app, "seer_batches", 1.0).await;
+    until(&f.app, "seer_queue_depth", 0.0).await;
+    let red = f.photos.path().join("red.png");
+    let labels = [
+        ("labels", "red,green,blue,white"),
+        ("templates", "imagenet"),
+    ];
+    // 28 prompts through a queue of 5 go in parts of 2: the image and two
+    // parts are queued when it times out, the third part waiting for room.
+    let dropped = post_form(&f.app, "/v1/classify", &labels, Some(&red)).await;
+    assert_eq!(
+        dropped.status,
+        StatusCode::GATEWAY_TIMEOUT,
+        "{}",
+        dropped.body
+    );
+    assert_eq!(metric(&f.app, "seer_queue_depth").await, 5.0);
+    assert_eq!(metric(&f.app, "seer_classify_prompts_kept").await, 0.0);
+
+    // The model computes them after the request is gone; their 4 prompts
+    // are kept.
+    f.latch.open();
+    blocked.await.unwrap();
+    until(&f.app, "seer_queue_depth", 0.0).await;
+    until(&f.app, "seer_classify_prompts_kept", 4.0).await;
+    assert_eq!(metric(&f.app, "seer_batch_items").await, 6.0);
+
+    // The retry embeds its image and the 24 prompts never queued, no more.
+    let retry = post_form(&f.app, "/v1/classify", &labels, Some(&red)).await;
+    assert_eq!(retry.status, 200, "{}", retry.body);
+    assert_eq!(retry.body["predictions"][0]["label"], "red");
+    assert_eq!(metric(&f.app, "seer_batch_items").await, 6.0 + 1.0 + 24.0);
+    assert_eq!(metric(&f.app, "seer_classify_prompts_kept").await, 28.0);
+    // The same answer as one request on a queue that holds it all.
+    let roomy = fixture(64);
+    let whole = post_form(&roomy.app, "/v1/classify", &labels, Some(&red)).await;
+    assert_eq!(whole.status, 200, "{}", whole.body);
+    assert_eq!(probabilities(&retry), probabilities(&whole));
 }
 
 #[tokio::test(flavor = "multi_thread")]

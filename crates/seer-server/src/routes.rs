@@ -515,9 +515,11 @@ pub async fn classify(State(state): AppStateRef, multipart: FormData) -> ApiResu
 /// Embeddings of `texts`: the first `first` in `slots` (reserved already), the
 /// rest `part` at a time as the queue has room, the next part queued while the
 /// one before is computed. Each part's embeddings are kept in `served`'s
-/// prompt cache as soon as it is done, so the work outlives this request.
+/// prompt cache as soon as it is done, by a task of its own (see [`keep_part`]),
+/// so the work outlives this request: a part queued before a timeout is kept
+/// even though the request is dropped.
 async fn embed_in_parts(
-    served: &Served,
+    served: &Arc<Served>,
     mut slots: std::vec::IntoIter<EmbedSlot>,
     texts: Vec<String>,
     first: usize,
@@ -531,7 +533,7 @@ async fn embed_in_parts(
         let slot = slots.next().expect("a slot per item");
         jobs.push((text.clone(), queue(served, slot, Work::Text(text))?));
     }
-    queued.push_back(jobs);
+    queued.push_back(keep_part(served, jobs));
     loop {
         let next: Vec<String> = texts.by_ref().take(part).collect();
         if !next.is_empty() {
@@ -545,17 +547,39 @@ async fn embed_in_parts(
                 .zip(next)
                 .map(|(slot, text)| Ok((text.clone(), queue(served, slot, Work::Text(text))?)))
                 .collect::<ApiResult<Vec<_>>>()?;
-            queued.push_back(jobs);
+            queued.push_back(keep_part(served, jobs));
         }
         let Some(done) = queued.pop_front() else {
             return Ok(embeddings);
         };
-        let start = embeddings.len();
-        for (text, job) in done {
+        // A join error is a task cancelled by the runtime's shutdown.
+        let done = done
+            .await
+            .map_err(|e| ApiError::internal(format!("embedding the prompts stopped: {e}")))??;
+        embeddings.extend(done);
+    }
+}
+
+/// Awaits a queued part's embeddings and keeps them in `served`'s prompt cache,
+/// in a task of its own: it goes on when the request is dropped (a timeout, a
+/// client gone), so what the model computes for it is not lost. The task holds
+/// the model weakly: an unloaded model's part is not kept. A part that fails
+/// keeps nothing.
+fn keep_part(
+    served: &Arc<Served>,
+    jobs: Vec<(String, Embedding)>,
+) -> tokio::task::JoinHandle<ApiResult<Vec<(String, PromptEmbedding)>>> {
+    let served = Arc::downgrade(served);
+    tokio::spawn(async move {
+        let mut embeddings = Vec::with_capacity(jobs.len());
+        for (text, job) in jobs {
             embeddings.push((text, Arc::new(embedded(job).await?)));
         }
-        served.prompts.insert(embeddings[start..].iter().cloned());
-    }
+        if let Some(served) = served.upgrade() {
+            served.prompts.insert(embeddings.iter().cloned());
+        }
+        Ok(embeddings)
+    })
 }
 
 // ---------------------------------------------------------------- captions, answers, matches
