@@ -279,9 +279,9 @@ fn float64_and_big_endian_npy_import_and_integers_are_refused_naming_their_dtype
     ));
     let hit: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
     assert_eq!(hit["path"].as_str(), Some("/photos/b.jpg"), "{out}");
-    // (3, 4) against (4, 3): 24 / 25, as from the f32 file.
+    // (3, 4) against (4, 3): 24 / 25, as from the f32 file (stored in f16).
     assert!(
-        (hit["score"].as_f64().unwrap() - 0.96).abs() < 1e-6,
+        (hit["score"].as_f64().unwrap() - 0.96).abs() < 2e-3,
         "{out}"
     );
 
