@@ -1,7 +1,8 @@
 // Browser checks of the web page that `seer serve` serves, for the page's
 // corner cases: tokens, the detail view during a re-index, escaped file
 // names, failed requests, models named in the address bar, the header when the
-// server goes away, long words, classify and detect limits, filter values.
+// server goes away, long words, classify and detect limits, filter values,
+// the index panel's counts when the server goes away.
 // (tests/browser/e2e.mjs, which CI runs, covers the ordinary walk through.)
 //
 //   (cd /tmp/pw && npm install playwright-core)     # anywhere outside the repo
@@ -54,7 +55,7 @@ const DINO = path.join(repo, 'fixtures/families/dinov2-tiny');
 const QUICKGELU = path.join(repo, 'fixtures/models/hf-vit-quickgelu');
 const SAM = path.join(repo, 'fixtures/sam/sam-tiny');
 const OWL = path.join(repo, 'fixtures/owlvit/owlv2-tiny');
-const TOKEN = 'sekrit123';
+const TOKEN = 'sekrit123sekrit123'; // 16 characters at least: seer serve refuses shorter ones
 const assetsDir = path.resolve(value('assets') || path.join(repo, 'crates/seer-server/assets'));
 
 function loadPlaywright() {
@@ -155,7 +156,7 @@ class Server {
     if (fromDisk && !this.proxy) this.proxy = await diskProxy(this.port);
     this.url = `http://127.0.0.1:${fromDisk ? this.proxy.address().port : this.port}`;
     for (let i = 0; i < 300; i++) {
-      if (this.proc.exitCode !== null) throw new Error(`${this.name} exited: ${fs.readFileSync(path.join(work, `${this.name}.log`), 'utf8')}`);
+      if (!this.running) throw new Error(`${this.name} exited: ${fs.readFileSync(path.join(work, `${this.name}.log`), 'utf8')}`);
       try {
         const res = await fetch(`http://127.0.0.1:${this.port}/healthz`);
         if (res.ok) return this;
@@ -165,12 +166,17 @@ class Server {
     throw new Error(`${this.name} did not start`);
   }
 
+  get running() {
+    // A process ended by a signal has a null exitCode (and its signalCode).
+    return !!this.proc && this.proc.exitCode === null && this.proc.signalCode === null;
+  }
+
   async stop() {
-    if (!this.proc || this.proc.exitCode !== null) return;
+    if (!this.running) return;
     const exited = new Promise((r) => this.proc.once('exit', r));
     this.proc.kill('SIGTERM');
     await Promise.race([exited, sleep(5000)]);
-    if (this.proc.exitCode === null) {
+    if (this.running) {
       this.proc.kill('SIGKILL');
       await exited;
     }
@@ -528,6 +534,49 @@ checks.health = async () => {
   await p.ctx.close();
 };
 
+/** 13: the index panel does not keep its last counts while the server cannot
+ *  be reached: it says so (as the header does), and fills again once the server
+ *  answers. */
+checks.index = async () => {
+  const srv = await server('plain');
+  const p = await open(srv, '/');
+  const { page } = p;
+  const counts = () => page.$$eval('#index-panel .counts dd', (els) => els.map((e) => e.textContent));
+  await page.waitForFunction(() => /^\d[\d,]*$/.test(document.querySelector('#status-files').textContent));
+  const before = await counts();
+  check(before.every((c) => /^\d[\d,]*$/.test(c)), `counts before: ${before}`);
+  check(!/unreachable/i.test(await page.locator('#index-panel').innerText()), 'the index panel says unreachable before the server went');
+  await srv.stop();
+  try {
+    await page.fill('#search-input', 'dog'); // any request finds the server gone
+    await page.waitForFunction(() => /unreachable/.test(document.querySelector('#health').textContent));
+    await sleep(300);
+    const down = await counts();
+    check(down.every((c) => !/\d/.test(c)), `the index panel keeps its counts while the server is unreachable: ${down} (were ${before})`);
+    const panel = await page.locator('#index-panel').innerText();
+    check(/unreachable/i.test(panel), `the index panel does not say the server is unreachable: ${panel.replace(/\s+/g, ' ')}`);
+    check(!/Last run:/.test(panel), 'the index panel keeps its last run while unreachable');
+    await shot(page, 'index-server-down');
+    // A re-index asked for meanwhile fails as unreachable and keeps the counts unknown.
+    await page.click('#reindex');
+    await page.locator('#index-error').waitFor({ state: 'visible' });
+    check(/cannot reach/.test(await text(page, '#index-error')), `re-index error: ${await text(page, '#index-error')}`);
+    check((await counts()).every((c) => !/\d/.test(c)), `counts after a failed re-index: ${await counts()}`);
+  } finally {
+    // Back up even when a check above failed, for the checks after this one.
+    if (!srv.running) await srv.start();
+  }
+  await page.waitForFunction(() => /vectors/.test(document.querySelector('#health').textContent), null, { timeout: 30000 });
+  await page.waitForFunction(() => /^\d[\d,]*$/.test(document.querySelector('#status-files').textContent));
+  const after = await counts();
+  check(after.join() === before.join(), `counts after the server is back: ${after} (were ${before})`);
+  const back = await page.locator('#index-panel').innerText();
+  check(!/unreachable|cannot reach/i.test(back), `the index panel still says unreachable: ${back.replace(/\s+/g, ' ')}`);
+  check(await page.locator('#index-error').isHidden(), `index error stays: ${await text(page, '#index-error')}`);
+  check(p.errors.length === 0, `page errors: ${p.errors}`);
+  await p.ctx.close();
+};
+
 /** 9: long unbroken words wrap instead of widening the page. */
 checks.overflow = async () => {
   const srv = await server('plain');
@@ -672,7 +721,7 @@ checks.filters = async () => {
 
 // ------------------------------------------------------------------ run
 
-const order = ['hidden', 'token', 'lightbox', 'names', 'failure', 'models', 'overflow', 'classify', 'detect', 'filters', 'health'];
+const order = ['hidden', 'token', 'lightbox', 'names', 'failure', 'models', 'overflow', 'classify', 'detect', 'filters', 'health', 'index'];
 const failed = [];
 let code = 0;
 try {

@@ -13,7 +13,9 @@ use base64::Engine;
 use seer_testkit::{model_fixture, shared_data};
 use serde_json::Value;
 
-/// Status and JSON body of a response, whatever the status.
+/// A bearer token long enough to be accepted.
+const TOKEN: &str = "s3cret-long-enough";
+
 #[test]
 fn every_route_answers_as_documented() {
     let s = start(&[]);
@@ -247,7 +249,7 @@ fn bad_requests_are_clear_errors() {
 
 #[test]
 fn bearer_token_and_loopback_rules() {
-    let s = start(&["--token", "s3cret"]);
+    let s = start(&["--token", TOKEN]);
     let (code, _) = json_of(ureq::get(&format!("{}/v1/search?q=cat", s.url)).call());
     assert_eq!(code, 401);
     let (code, _) = json_of(
@@ -258,7 +260,7 @@ fn bearer_token_and_loopback_rules() {
     assert_eq!(code, 401);
     let (code, _) = json_of(
         ureq::get(&format!("{}/v1/search?q=cat", s.url))
-            .set("Authorization", "Bearer s3cret")
+            .set("Authorization", &format!("Bearer {TOKEN}"))
             .call(),
     );
     assert_eq!(code, 200);
@@ -273,7 +275,7 @@ fn bearer_token_and_loopback_rules() {
     );
     let (code, health) = json_of(
         ureq::get(&format!("{}/healthz", s.url))
-            .set("Authorization", "Bearer s3cret")
+            .set("Authorization", &format!("Bearer {TOKEN}"))
             .call(),
     );
     assert_eq!(
@@ -780,6 +782,9 @@ fn blank_tokens_are_refused_at_start() {
         (Some(""), None),
         (None, Some(" ")),
         (Some(" s3cret "), None),
+        // Too short to stand against guessing.
+        (Some("s3cret"), None),
+        (None, Some("s3cret")),
     ] {
         let index = tempfile::tempdir().unwrap();
         let mut cmd = seer();
@@ -872,12 +877,12 @@ fn without_a_token_only_loopback_names_and_pages_are_answered() {
     assert!(body["error"].is_string(), "{body}");
 
     // With a token, the token decides, whatever the name.
-    let t = start(&["--token", "s3cret"]);
+    let t = start(&["--token", TOKEN]);
     let addr = t.url.trim_start_matches("http://");
     let named = raw_get(
         addr,
         "/v1/images/1",
-        "Host: photos.example\r\nAuthorization: Bearer s3cret\r\n",
+        &format!("Host: photos.example\r\nAuthorization: Bearer {TOKEN}\r\n"),
     );
     assert!(named.starts_with("HTTP/1.1 200"), "{named}");
 }

@@ -13,7 +13,12 @@ The folder holds, in shard order:
    non-ASCII name;
 3. ``00003.tar``: a tar cut inside the data of its fifth image;
 4. ``00004.tar``: an archive with no members;
-5. ``00005.tar.gz``: a gzipped tar whose compressed stream is cut short.
+5. ``00005.tar.gz``: a gzipped tar whose compressed stream is cut short,
+   where what it decompresses to ends at a member boundary (in the header
+   that follows a whole sample): that sample fails too.
+
+The samples expected to embed and to fail in the cut shards (3 and 5) are
+derived from the truncation rule (``expected_after_cut``), not listed.
 
 Keys are unique across shards, so "every key exactly once" is checkable over
 the whole output.
@@ -21,6 +26,7 @@ the whole output.
 
 from __future__ import annotations
 
+import gzip
 import io
 import os
 import subprocess
@@ -28,7 +34,7 @@ import tarfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Sequence, Set
+from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -36,6 +42,81 @@ import pyarrow.parquet as pq
 
 def _photos(folder: Path, suffix: str) -> List[Path]:
     return sorted(p for p in folder.rglob(f"*{suffix}") if p.is_file())
+
+
+def _key(member: str) -> str:
+    """A member's sample key: its path up to the first '.' of its file name."""
+    folder, slash, name = member.rpartition("/")
+    return folder + slash + name.split(".", 1)[0]
+
+
+def expected_after_cut(plain: bytes, readable: int, gzipped: bool) -> Tuple[List[str], List[str]]:
+    """The keys ``seer embed --shards`` embeds and fails, in order, for a shard
+    whose (decompressed) tar is ``plain`` but of which only the first
+    ``readable`` bytes can be read: a plain tar cut there, or a gzip stream
+    cut where it decompresses to that much (``gzipped``: the stream itself is
+    cut, its trailer is missing).
+
+    The rule (seer-data's ``read_shard`` with its ``EndWatch``, and
+    ``seer.layout.read_shard``): the entries stop where the data does, inside
+    a member, in its padding, in the next header, or exactly between two
+    members alike. The sample being read then, the one the last header read
+    whole belongs to, fails (it may have lost members), and so does the shard
+    itself (a row with the empty key). The samples before it stand. Only a
+    stream that reaches the end-of-archive marker (its first zero block) is
+    whole; a cut gzip stream then still has the shard's row (no trailer).
+    """
+    with tarfile.open(fileobj=io.BytesIO(plain), mode="r:") as t:
+        members = t.getmembers()
+    good: List[str] = []
+    current: Optional[str] = None
+    marker = 0
+    for m in members:
+        if readable < m.offset_data:
+            break  # its header (with any long-name or pax entry before it) is cut or missing
+        key = _key(m.name)
+        if current is not None and current != key:
+            good.append(current)
+        current = key
+        if readable < m.offset_data + m.size:
+            break  # its data is cut
+        marker = m.offset_data + -(-m.size // 512) * 512
+    else:
+        if readable >= marker + 512:
+            # The end-of-archive marker was read: every sample stands.
+            if current is not None:
+                good.append(current)
+            return good, [""] if gzipped else []
+    return good, ([current] if current is not None else []) + [""]
+
+
+def decompressed_length(gz: bytes) -> int:
+    """How many bytes a gzip stream (maybe cut short) decompresses to."""
+    return len(zlib.decompressobj(wbits=31).decompress(gz))
+
+
+def cut_at_member(gz: bytes, plain: bytes, index: int) -> Optional[bytes]:
+    """The shortest prefix of the gzip stream ``gz`` (of ``plain``) that
+    decompresses to the start of member ``index``'s header or just past it,
+    but not to its whole header: the tar is cut at that member boundary. None
+    when the compressed blocks do not end close enough to it."""
+    with tarfile.open(fileobj=io.BytesIO(plain), mode="r:") as t:
+        member = t.getmembers()[index]
+    cut = gzip_prefix_reaching(gz, member.offset)
+    return cut if decompressed_length(cut) < member.offset_data else None
+
+
+def gzip_prefix_reaching(gz: bytes, n: int) -> bytes:
+    """The shortest prefix of the gzip stream ``gz`` that decompresses to at
+    least ``n`` bytes (the whole stream when it never does)."""
+    lo, hi = 0, len(gz)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if decompressed_length(gz[:mid]) >= n:
+            hi = mid
+        else:
+            lo = mid + 1
+    return gz[:lo]
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -135,33 +216,29 @@ def make_shards(root: Path, shared: Path) -> Shards:
     whole = _tar_bytes(members)
     cut = sum(512 + -(-p.stat().st_size // 512) * 512 for p in photos[:4]) + 512 + 100
     (folder / "00003.tar").write_bytes(whole[:cut])
-    good |= {f"d{i:04d}" for i in range(4)}
-    bad += ["d0004", ""]
+    ok, failed = expected_after_cut(whole, cut, gzipped=False)
+    assert (ok, failed) == ([f"d{i:04d}" for i in range(4)], ["d0004", ""]), (ok, failed)
+    good |= set(ok)
+    bad += failed
 
     # 4: no members at all.
     (folder / "00004.tar").write_bytes(_tar_bytes([]))
 
-    # 5: a gzip stream cut in the middle: what it decompresses to is read, the
-    # sample being read when it ends fails, then the shard is reported.
+    # 5: a gzip stream cut short about half way, where it decompresses to the
+    # start of a member's header: the entries end at a member boundary, and
+    # the sample before it, read whole, fails as well as the shard.
     members = []
     for i, p in enumerate(imagenet[80:90]):
         members.append((f"e{i:04d}.jpg", p.read_bytes()))
     gz = _tar_bytes(members, gz=True)
-    cut_gz = gz[: len(gz) // 2]
+    plain = gzip.decompress(gz)
+    tries = [len(members) // 2 + d for d in (0, 1, -1, 2, -2, 3, -3)]
+    cut_gz = next(c for c in (cut_at_member(gz, plain, i) for i in tries) if c is not None)
     (folder / "00005.tar.gz").write_bytes(cut_gz)
-    readable = len(zlib.decompressobj(wbits=31).decompress(cut_gz))
-    start = 0
-    for name, data in members:
-        end = start + 512 + len(data)
-        if end <= readable:
-            good.add(name.split(".")[0])
-        elif start + 512 <= readable:
-            bad.append(name.split(".")[0])  # cut inside its data
-            break
-        else:
-            break
-        start += 512 + -(-len(data) // 512) * 512
-    bad.append("")
+    ok, failed = expected_after_cut(plain, decompressed_length(cut_gz), gzipped=True)
+    assert ok and failed[:-1] == [_key(members[len(ok)][0])] and failed[-1] == "", (ok, failed)
+    good |= set(ok)
+    bad += failed
     return Shards(folder=folder, good=good, bad=bad)
 
 

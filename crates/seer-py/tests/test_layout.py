@@ -24,6 +24,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from _shards import decompressed_length, expected_after_cut, gzip_prefix_reaching
 from conftest import CLIP_OPENCLIP, SEER_BIN, SHARED, TOKENIZER
 
 import seer
@@ -184,6 +185,44 @@ def test_a_shard_without_its_end_of_archive_marker_is_truncated(writer: str, tmp
         # The shard's own row is last, with the shard as its origin.
         last = list(layout.read_shard(shard))[-1]
         assert (last.key, last.origin) == ("", str(shard))
+
+
+def test_the_shards_fixture_expects_what_a_cut_shard_reads_wherever_the_cut_falls(tmp_path: Path) -> None:
+    """``_shards.expected_after_cut``, which the Ray and Spark tests take the
+    expected keys of their cut shards from, gives what the reader reads for a
+    cut anywhere: in a header, exactly between two members or two samples, in
+    a member's data or its padding, in the end-of-archive marker; in a plain
+    tar, and in a gzip stream cut short (whatever it decompresses to)."""
+    plain = _tar(_members(["k0", "k1", "k2"]))
+    with tarfile.open(fileobj=io.BytesIO(plain), mode="r:") as t:
+        infos = t.getmembers()
+    marker = _ends(plain)[-1]
+    cuts = {0, 100, marker, marker + 200, marker + 511, marker + 512, marker + 1024, len(plain)}
+    for m in infos:
+        data_end = m.offset_data + m.size
+        padded = m.offset_data + -(-m.size // 512) * 512
+        cuts |= {m.offset, m.offset + 1, m.offset + 511, m.offset_data, m.offset_data + 1}
+        cuts |= {data_end - 1, data_end, data_end + 1, padded - 1, padded}
+    cuts = {c for c in cuts if 0 <= c <= len(plain)}
+    gz = gzip.compress(plain, mtime=0)
+    gz_cuts = {gzip_prefix_reaching(gz, c) for c in cuts} | {gz[: len(gz) // 2], gz[:-8], gz[:-3]}
+    shapes = set()
+    for i, (data, gzipped) in enumerate(
+        [(plain[:c], False) for c in sorted(cuts)] + [(c, True) for c in sorted(gz_cuts, key=len)]
+    ):
+        shard = tmp_path / (f"{i}.tar.gz" if gzipped else f"{i}.tar")
+        shard.write_bytes(data)
+        readable = decompressed_length(data) if gzipped else len(data)
+        want = expected_after_cut(plain, readable, gzipped)
+        rows = _rows(shard)
+        assert _keys_and_failed(rows) == want, (shard.name, readable, rows, want)
+        shapes.add((gzipped, tuple(want[0]), tuple(want[1])))
+    # Both kinds of stream were cut before, inside and after every sample.
+    for gzipped in (False, True):
+        for good in ([], ["k0"], ["k0", "k1"]):
+            assert (gzipped, tuple(good), (f"k{len(good)}", "")) in shapes, (gzipped, good, shapes)
+    # A gzip stream cut in its trailer only: the samples stand, the shard's row says so.
+    assert (True, ("k0", "k1", "k2"), ("",)) in shapes
 
 
 def test_an_empty_file_is_an_error_row(tmp_path: Path) -> None:

@@ -1579,7 +1579,24 @@
   let pollTimer = null;
   let wasRunning = false;
 
+  /** While the server cannot be reached, the index panel says so and shows no
+   *  counts (what it showed may no longer be true: the index may have changed,
+   *  a run may have finished or failed); the next status it gets fills it again. */
+  function statusUnknown() {
+    for (const id of ['#status-files', '#status-vectors', '#status-failures']) $(id).textContent = '–';
+    const note = $('#index-unknown');
+    note.textContent = 'Server unreachable: the counts are unknown until it answers again.';
+    note.hidden = false;
+    $('#failure-list').textContent = '';
+    $('#failure-details').hidden = true;
+    $('#index-progress-wrap').hidden = true;
+    $('#index-last').textContent = '';
+    $('#reindex').disabled = false;
+    $('#reindex').textContent = 'Re-index';
+  }
+
   function renderStatus(s) {
+    $('#index-unknown').hidden = true;
     $('#status-files').textContent = fmtInt(s.files);
     $('#status-vectors').textContent = fmtInt(s.vectors);
     $('#status-failures').textContent = fmtInt(s.failures);
@@ -1683,6 +1700,7 @@
       const el = $('#health');
       el.textContent = 'server unreachable: trying again…';
       el.classList.add('bad');
+      statusUnknown();
       if (!this.timer) this.timer = setTimeout(() => this.probe(), this.delay);
     },
     async probe() {
@@ -1703,6 +1721,8 @@
       clearTimeout(this.timer);
       this.timer = null;
       for (const el of document.querySelectorAll('.error[data-unreachable]')) showError(el, null);
+      // The counts stay blank until the status comes (refreshAll asks for it).
+      $('#index-unknown').hidden = true;
       if ($('#classify-status').textContent === 'Classification failed') $('#classify-status').textContent = '';
       refreshAll();
     },

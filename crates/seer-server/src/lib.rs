@@ -159,7 +159,14 @@ pub enum TokenError {
     SurroundingWhitespace,
     #[error("the token has characters other than printable ASCII, which an Authorization header cannot carry as given")]
     NotPrintableAscii,
+    #[error("the token has {0} characters: it needs at least {MIN_TOKEN_LEN}, or anyone who can reach the server could find it by trying (`openssl rand -hex 16` gives 32)")]
+    TooShort(usize),
 }
+
+/// The shortest token accepted. Failed attempts are answered 401 as fast as
+/// any request, without a limit: only the token's length stands between a
+/// client that may reach the port and the index.
+pub const MIN_TOKEN_LEN: usize = 16;
 
 /// Checks that a token can be sent as `Authorization: Bearer TOKEN` and match.
 pub fn check_token(token: &str) -> Result<(), TokenError> {
@@ -171,6 +178,9 @@ pub fn check_token(token: &str) -> Result<(), TokenError> {
     }
     if !token.bytes().all(|b| (0x20..0x7f).contains(&b)) {
         return Err(TokenError::NotPrintableAscii);
+    }
+    if token.len() < MIN_TOKEN_LEN {
+        return Err(TokenError::TooShort(token.len()));
     }
     Ok(())
 }
@@ -393,7 +403,12 @@ mod tests {
         );
         assert_eq!(check_token("pässwort"), Err(TokenError::NotPrintableAscii));
         assert_eq!(check_token("a\u{7}b"), Err(TokenError::NotPrintableAscii));
-        assert_eq!(check_token("s3cret"), Ok(()));
-        assert_eq!(check_token("two words"), Ok(()));
+        assert_eq!(check_token("s3cret"), Err(TokenError::TooShort(6)));
+        assert_eq!(
+            check_token("fifteen-chars-x"),
+            Err(TokenError::TooShort(15))
+        );
+        assert_eq!(check_token("sixteen-chars-xy"), Ok(()));
+        assert_eq!(check_token("two words and then some"), Ok(()));
     }
 }
