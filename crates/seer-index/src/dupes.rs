@@ -116,6 +116,33 @@ pub fn calibrate(
     sample: usize,
     options: &EmbedOptions,
 ) -> Result<Calibration> {
+    let calibration = measure(encoder, vectors, sample, options)?;
+    store_calibration(store, model, &calibration)?;
+    Ok(calibration)
+}
+
+/// Remembers `calibration` as the model's threshold (what
+/// [`stored_calibration`] reads back).
+pub fn store_calibration(
+    store: &mut Store,
+    model: &ModelInfo,
+    calibration: &Calibration,
+) -> Result<()> {
+    store.set_meta(
+        &meta_key(model),
+        &serde_json::to_string(calibration).unwrap_or_default(),
+    )
+}
+
+/// Measures the threshold on up to `sample` of `vectors`' images (see
+/// [`calibrate`]) without storing it: a read-only index, or one on a full
+/// disk, still gets its groups.
+pub fn measure(
+    encoder: &dyn ImageEncoder,
+    vectors: &VectorSet,
+    sample: usize,
+    options: &EmbedOptions,
+) -> Result<Calibration> {
     let step = (vectors.len() / sample.max(1)).max(1);
     let rows: Vec<usize> = (0..vectors.len()).step_by(step).take(sample).collect();
     type Variant = fn(&RgbImage) -> RgbImage;
@@ -198,9 +225,5 @@ pub fn calibrate(
         distinct_above: distinct.iter().filter(|&&s| s >= threshold).count(),
         distinct_max: distinct.iter().copied().fold(f32::NEG_INFINITY, f32::max),
     };
-    store.set_meta(
-        &meta_key(model),
-        &serde_json::to_string(&calibration).unwrap_or_default(),
-    )?;
     Ok(calibration)
 }

@@ -8,6 +8,21 @@ pub enum IndexError {
         source: rusqlite::Error,
     },
 
+    /// The device holding the index refused to store more: SQLite could not
+    /// grow the database, its log or its shared-memory file. Said in words
+    /// rather than as SQLite's code ("disk I/O error: Error code 4874"), so a
+    /// user sees that freeing space is the cure.
+    #[error("{path}: {}: {what}", no_room_cause(*.errno))]
+    NoSpace {
+        path: PathBuf,
+        /// The operating system's error, where SQLite recorded one.
+        errno: Option<i32>,
+        /// What could not be done, and what it means for the index.
+        what: &'static str,
+        /// Boxed: the variant would make every `Result` of this crate larger.
+        source: Box<rusqlite::Error>,
+    },
+
     #[error("{path}: {message}")]
     File { path: PathBuf, message: String },
 
@@ -57,6 +72,20 @@ pub enum IndexError {
 pub type Result<T> = std::result::Result<T, IndexError>;
 
 impl IndexError {
+    /// A database error on the file `path`; `errno` is the operating system's
+    /// error behind it, where SQLite recorded one (`sqlite3_system_errno`).
+    pub(crate) fn database(path: PathBuf, source: rusqlite::Error, errno: Option<i32>) -> Self {
+        match out_of_space(&source, errno) {
+            Some(what) => IndexError::NoSpace {
+                path,
+                errno: errno.filter(|n| NO_ROOM.contains(n)),
+                what,
+                source: Box::new(source),
+            },
+            None => IndexError::Database { path, source },
+        }
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         IndexError::Io {
             path: path.into(),
@@ -76,6 +105,49 @@ impl IndexError {
             doing: Some(doing),
             source,
         }
+    }
+}
+
+/// Operating system errors that mean the device (or the user's quota, or the
+/// process's file size limit) has no room for more.
+const NO_ROOM: [i32; 3] = [
+    28,  // ENOSPC
+    27,  // EFBIG: RLIMIT_FSIZE, or a file system's largest file
+    122, // EDQUOT (Linux)
+];
+
+/// The operating system's words for a full disk: its own message when SQLite
+/// recorded the error number, else ENOSPC's.
+fn no_room_cause(errno: Option<i32>) -> String {
+    match errno {
+        Some(n) => std::io::Error::from_raw_os_error(n).to_string(),
+        None => "No space left on device".into(),
+    }
+}
+
+/// When `source` says the disk is full: what failed. SQLite reports a full
+/// disk as SQLITE_FULL when the database or its log cannot grow, but as an
+/// I/O error (`SQLITE_IOERR_SHMSIZE`, ...) when its shared-memory file
+/// cannot: only the errno tells those apart from other I/O errors.
+fn out_of_space(source: &rusqlite::Error, errno: Option<i32>) -> Option<&'static str> {
+    let rusqlite::Error::SqliteFailure(e, _) = source else {
+        return None;
+    };
+    match e.code {
+        rusqlite::ErrorCode::DiskFull => Some(
+            "the index database could not grow (what was stored before is kept; free some space and run again)",
+        ),
+        rusqlite::ErrorCode::SystemIoFailure
+        | rusqlite::ErrorCode::CannotOpen
+        | rusqlite::ErrorCode::ReadOnly
+            if errno.is_some_and(|n| NO_ROOM.contains(&n)) =>
+        {
+            Some(
+                "SQLite could not write the index database or the files it keeps beside it \
+                 (-wal, -shm); free some space and run again",
+            )
+        }
+        _ => None,
     }
 }
 

@@ -216,16 +216,75 @@ fn stored_file(r: &rusqlite::Row) -> rusqlite::Result<StoredFile> {
     })
 }
 
+/// The operating system's error behind the last failure on `conn`, where
+/// SQLite recorded one.
+fn system_errno(conn: &Connection) -> Option<i32> {
+    // SAFETY: `handle` is the live connection `conn` owns, used on this thread
+    // only for the duration of the call; sqlite3_system_errno reads a field of
+    // it and changes nothing.
+    let errno = unsafe { rusqlite::ffi::sqlite3_system_errno(conn.handle()) };
+    (errno != 0).then_some(errno)
+}
+
+/// Whether a read-only open failed for want of the shared-memory file (it
+/// could not be made, grown or mapped: a full or read-only disk).
+fn without_shared_memory(e: &rusqlite::Error) -> bool {
+    use rusqlite::ffi;
+    let rusqlite::Error::SqliteFailure(e, _) = e else {
+        return false;
+    };
+    matches!(
+        e.extended_code,
+        ffi::SQLITE_IOERR_SHMOPEN
+            | ffi::SQLITE_IOERR_SHMSIZE
+            | ffi::SQLITE_IOERR_SHMMAP
+            | ffi::SQLITE_IOERR_SHMLOCK
+            | ffi::SQLITE_READONLY_CANTINIT
+            | ffi::SQLITE_READONLY_RECOVERY
+            | ffi::SQLITE_CANTOPEN
+            | ffi::SQLITE_FULL
+    )
+}
+
+/// Whether the database's write-ahead log holds no commits (empty or absent):
+/// then the database file alone is the whole index.
+fn wal_is_empty(database: &Path) -> bool {
+    let mut wal = database.as_os_str().to_owned();
+    wal.push("-wal");
+    match std::fs::metadata(&wal) {
+        Ok(m) => m.len() == 0,
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    }
+}
+
+/// An SQLite URI that opens `path` read-only as immutable. Every byte but
+/// unreserved ones is percent-encoded, so any file name (`?`, `#`, `%`,
+/// bytes that are not UTF-8) names the file it is.
+fn immutable_uri(path: &Path) -> String {
+    #[cfg(unix)]
+    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()).to_vec();
+    #[cfg(not(unix))]
+    let bytes = path.to_string_lossy().into_owned().into_bytes();
+    let mut uri = String::from("file:");
+    for b in bytes {
+        if b.is_ascii_alphanumeric() || b"/._-~".contains(&b) {
+            uri.push(b as char);
+        } else {
+            uri.push_str(&format!("%{b:02X}"));
+        }
+    }
+    uri.push_str("?mode=ro&immutable=1");
+    uri
+}
+
 impl Store {
     /// Opens (creating if needed) the index in `dir`.
     pub fn open(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir)
             .map_err(|e| IndexError::io_doing(dir, "cannot create the index folder", e))?;
         let path = dir.join(DATABASE_FILE);
-        let conn = Connection::open(&path).map_err(|source| IndexError::Database {
-            path: path.clone(),
-            source,
-        })?;
+        let conn = Connection::open(&path)
+            .map_err(|source| IndexError::database(path.clone(), source, None))?;
         let mut store = Self {
             conn,
             dir: dir.to_path_buf(),
@@ -238,6 +297,14 @@ impl Store {
     }
 
     /// Opens an existing index for reading only (searching while another process indexes).
+    ///
+    /// Every reader of a WAL database needs SQLite's shared-memory file
+    /// (`index.sqlite-shm`), which SQLite makes (or grows) on the first read:
+    /// on a full disk, or a read-only one, it cannot. When the log
+    /// (`index.sqlite-wal`) is then empty or absent, the database file holds
+    /// every commit, and it is read as immutable instead (no shared memory, no
+    /// locks), so a full disk does not keep anyone from searching. No writer
+    /// can be at work then: it would need that shared memory itself.
     pub fn open_read_only(dir: &Path) -> Result<Self> {
         let path = dir.join(DATABASE_FILE);
         if !path.is_file() {
@@ -246,25 +313,56 @@ impl Store {
                 message: "no index here yet (run `seer index PATH` first)".into(),
             });
         }
-        let conn = Connection::open_with_flags(
-            &path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|source| IndexError::Database {
-            path: path.clone(),
-            source,
-        })?;
+        let conn = match Self::read_only_connection(&path, false) {
+            Ok(conn) => conn,
+            Err((source, errno)) if without_shared_memory(&source) && wal_is_empty(&path) => {
+                tracing::debug!(
+                    "{}: no shared memory for SQLite ({source}); reading the database file as immutable",
+                    path.display()
+                );
+                // Failing that too, the first failure is the one to report.
+                Self::read_only_connection(&path, true)
+                    .map_err(|_| IndexError::database(path.clone(), source, errno))?
+            }
+            Err((source, errno)) => return Err(IndexError::database(path, source, errno)),
+        };
         let mut store = Self {
             conn,
             dir: dir.to_path_buf(),
             captions: false,
         };
-        store
-            .conn
-            .busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(|e| store.db(e))?;
         store.captions = store.check_version()? >= 2;
         Ok(store)
+    }
+
+    /// A read-only connection to `path` that has read the schema (which is when
+    /// SQLite needs its shared memory); `immutable` reads the file alone. On
+    /// failure, SQLite's error and the operating system's error behind it.
+    fn read_only_connection(
+        path: &Path,
+        immutable: bool,
+    ) -> std::result::Result<Connection, (rusqlite::Error, Option<i32>)> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = if immutable {
+            Connection::open_with_flags(immutable_uri(path), flags | OpenFlags::SQLITE_OPEN_URI)
+        } else {
+            Connection::open_with_flags(path, flags)
+        }
+        .map_err(|e| (e, None))?;
+        let probe = conn
+            .busy_timeout(std::time::Duration::from_secs(10))
+            .and_then(|()| {
+                conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+                    r.get::<_, i64>(0)
+                })
+            });
+        match probe {
+            Ok(_) => Ok(conn),
+            Err(e) => {
+                let errno = system_errno(&conn);
+                Err((e, errno))
+            }
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -272,20 +370,18 @@ impl Store {
     }
 
     pub(crate) fn db(&self, source: rusqlite::Error) -> IndexError {
-        IndexError::Database {
-            path: self.dir.join(DATABASE_FILE),
+        IndexError::database(
+            self.dir.join(DATABASE_FILE),
             source,
-        }
+            system_errno(&self.conn),
+        )
     }
 
     /// Turns database errors into errors naming this index's file, without
     /// borrowing the store (usable while a transaction holds it).
     pub(crate) fn error_mapper(&self) -> impl Fn(rusqlite::Error) -> IndexError {
         let path = self.dir.join(DATABASE_FILE);
-        move |source| IndexError::Database {
-            path: path.clone(),
-            source,
-        }
+        move |source| IndexError::database(path.clone(), source, None)
     }
 
     fn configure(&self) -> Result<()> {
@@ -302,12 +398,15 @@ impl Store {
     }
 
     fn migrate(&self) -> Result<()> {
-        self.conn.execute_batch(SCHEMA).map_err(|e| self.db(e))?;
+        // One transaction from the first table to the version: a new index
+        // whose creation failed part way (a full disk) is left empty, not with
+        // tables but no version, which readers could not tell from damage.
+        let tx = self.conn.unchecked_transaction().map_err(|e| self.db(e))?;
+        tx.execute_batch(SCHEMA).map_err(|e| self.db(e))?;
         let version = self.meta("schema_version")?;
         match version.as_deref() {
             None => {
                 // A new index: the whole schema, then its version.
-                let tx = self.conn.unchecked_transaction().map_err(|e| self.db(e))?;
                 tx.execute_batch(CAPTION_SCHEMA).map_err(|e| self.db(e))?;
                 tx.execute(
                     "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?1), ('generation', '0')",
@@ -320,7 +419,6 @@ impl Store {
                 // Version 1 -> 2: the caption tables are added and the version
                 // raised in one transaction, so a crash leaves either version
                 // whole; files, vectors and roots are not touched.
-                let tx = self.conn.unchecked_transaction().map_err(|e| self.db(e))?;
                 tx.execute_batch(CAPTION_SCHEMA).map_err(|e| self.db(e))?;
                 tx.execute(
                     "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
@@ -334,20 +432,36 @@ impl Store {
                 );
                 Ok(())
             }
-            Some(_) => self.check_version().map(|_| ()),
+            Some(_) => {
+                self.check_version()?;
+                // Tables a newer seer of this version added (walk_errors).
+                tx.commit().map_err(|e| self.db(e))
+            }
         }
     }
 
     /// The schema version, checked to be one this seer reads (1 or 2).
     fn check_version(&self) -> Result<i64> {
-        let version: String = self
+        // No meta table, or no version in it: a file whose creation never
+        // finished (a disk that was full), which holds nothing.
+        let has_meta: bool = self
             .conn
             .query_row(
-                "SELECT value FROM meta WHERE key = 'schema_version'",
+                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta')",
                 [],
                 |r| r.get(0),
             )
             .map_err(|e| self.db(e))?;
+        let version = match has_meta {
+            true => self.meta("schema_version")?,
+            false => None,
+        };
+        let Some(version) = version else {
+            return Err(IndexError::File {
+                path: self.dir.clone(),
+                message: "no index here yet (an earlier `seer index` did not finish creating it; run `seer index PATH`)".into(),
+            });
+        };
         match version.parse::<i64>() {
             Ok(v @ 1..=SCHEMA_VERSION) => Ok(v),
             _ => Err(IndexError::File {
@@ -363,7 +477,7 @@ impl Store {
         let path = self.dir.join(DATABASE_FILE);
         self.conn
             .transaction()
-            .map_err(|source| IndexError::Database { path, source })
+            .map_err(|source| IndexError::database(path, source, None))
     }
 
     /// A counter bumped by every committed change; derived structures (the ANN

@@ -59,11 +59,16 @@ pub fn save(
     // A temporary `.step-….tmp` folder, synced and renamed into place: `list`
     // only sees complete checkpoints, even after a crash.
     let tmp = AtomicDir::create(&dest, Durability::Fsync).map_err(|e| io_error(&root, e))?;
-    store.save(&tmp.path().join(MODEL_FILE))?;
-    optimizer.save(store, &tmp.path().join(OPTIMIZER_FILE))?;
-    let state_path = tmp.path().join(STATE_FILE);
-    let json = serde_json::to_string_pretty(state).map_err(|e| file_error(&state_path, e))?;
-    std::fs::write(&state_path, json).map_err(|e| io_error(&state_path, e))?;
+    let fill = || -> Result<()> {
+        store.save(&tmp.path().join(MODEL_FILE))?;
+        optimizer.save(store, &tmp.path().join(OPTIMIZER_FILE))?;
+        let state_path = tmp.path().join(STATE_FILE);
+        let json = serde_json::to_string_pretty(state).map_err(|e| file_error(&state_path, e))?;
+        std::fs::write(&state_path, json).map_err(|e| io_error(&state_path, e))
+    };
+    // A failure (a full disk) drops the temporary folder: name the files by
+    // where they were going.
+    fill().map_err(|e| e.staged_in(tmp.path(), &dest))?;
     tmp.commit().map_err(|e| io_error(&dest, e))?;
     for (_, old) in list(out)?.into_iter().rev().skip(keep.max(1)) {
         remove(&old);

@@ -35,21 +35,26 @@ pub fn export_model(
     }
     let staged = AtomicDir::create(dir, Durability::Fsync).map_err(|e| io_error(dir, e))?;
     let tmp = staged.path();
-
-    let mut config = store.config_json().clone();
-    if let Some(obj) = config.as_object_mut() {
-        obj.insert("architectures".into(), json!(["CLIPModel"]));
-        obj.insert("model_type".into(), json!("clip"));
-    }
-    write_json(&tmp.join("config.json"), &config)?;
-    store.save(&tmp.join("model.safetensors"))?;
-    write_json(
-        &tmp.join("preprocessor_config.json"),
-        &preprocessor_json(preprocess),
-    )?;
-    if let Some(tok) = tokenizer {
-        copy_tokenizer(tok, tmp)?;
-    }
+    let fill = || -> Result<()> {
+        let mut config = store.config_json().clone();
+        if let Some(obj) = config.as_object_mut() {
+            obj.insert("architectures".into(), json!(["CLIPModel"]));
+            obj.insert("model_type".into(), json!("clip"));
+        }
+        write_json(&tmp.join("config.json"), &config)?;
+        store.save(&tmp.join("model.safetensors"))?;
+        write_json(
+            &tmp.join("preprocessor_config.json"),
+            &preprocessor_json(preprocess),
+        )?;
+        if let Some(tok) = tokenizer {
+            copy_tokenizer(tok, tmp)?;
+        }
+        Ok(())
+    };
+    // A failure (a full disk) drops the temporary folder: name the files by
+    // where they were going.
+    fill().map_err(|e| e.staged_in(tmp, dir))?;
     staged.commit().map_err(|e| io_error(dir, e))
 }
 
@@ -82,7 +87,11 @@ fn copy_tokenizer(source: &Path, dest: &Path) -> Result<()> {
     };
     for f in files {
         let Some(name) = f.file_name() else { continue };
-        std::fs::copy(&f, dest.join(name)).map_err(|e| io_error(&f, e))?;
+        // Read, then written: a failure names the file it happened to, the
+        // tokenizer read or the copy written (a full disk is the copy's).
+        let bytes = std::fs::read(&f).map_err(|e| io_error(&f, e))?;
+        let to = dest.join(name);
+        std::fs::write(&to, bytes).map_err(|e| io_error(&to, e))?;
     }
     Ok(())
 }
@@ -90,4 +99,32 @@ fn copy_tokenizer(source: &Path, dest: &Path) -> Result<()> {
 fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
     let text = serde_json::to_string_pretty(value).map_err(|e| file_error(path, e))?;
     std::fs::write(path, text).map_err(|e| io_error(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tokenizer file that cannot be written into the model folder (a full
+    /// disk; here a folder in its place) is named where it was going, not as
+    /// the file it was read from.
+    #[test]
+    fn a_tokenizer_copy_that_fails_names_the_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("vocab.txt");
+        std::fs::write(&source, b"tokens").unwrap();
+        let dest = dir.path().join("model");
+        std::fs::create_dir_all(dest.join("vocab.txt")).unwrap();
+        let err = copy_tokenizer(&source, &dest).unwrap_err();
+        match &err {
+            crate::TrainError::Io { path, .. } => assert_eq!(path, &dest.join("vocab.txt")),
+            other => panic!("expected an I/O error, got {other:?}"),
+        }
+        // One that cannot be read is named as itself.
+        let missing = dir.path().join("gone.txt");
+        match copy_tokenizer(&missing, &dest).unwrap_err() {
+            crate::TrainError::Io { path, .. } => assert_eq!(path, missing),
+            other => panic!("expected an I/O error, got {other:?}"),
+        }
+    }
 }

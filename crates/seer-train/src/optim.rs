@@ -8,7 +8,7 @@ use std::path::Path;
 use candle_core::{CpuStorage, DType, Device, InplaceOp2, Layout, Tensor};
 use seer_kernels::train::{adamw_step, AdamWStep};
 
-use crate::error::{file_error, Result};
+use crate::error::{file_error, save_error, Result};
 use crate::params::ParamStore;
 
 #[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
@@ -271,7 +271,7 @@ impl AdamW {
                 );
             }
         }
-        candle_core::safetensors::save(&tensors, path).map_err(|e| file_error(path, e))
+        candle_core::safetensors::save(&tensors, path).map_err(|e| save_error(path, e))
     }
 
     pub fn load(&mut self, store: &ParamStore, path: &Path, step: u64) -> Result<()> {

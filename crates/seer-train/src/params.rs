@@ -17,7 +17,7 @@ use seer_models::models::clip::config::{ClipConfig, Layout, VisionConfig, VitCon
 use seer_models::{ClipModel, ModelError, ParamSource, Weights};
 use serde_json::Value;
 
-use crate::error::{file_error, io_error, Result, TrainError};
+use crate::error::{file_error, io_error, save_error, Result, TrainError};
 use crate::init::{clip_init, initial_logit_scale, initial_tensor};
 
 /// Which part of the model a parameter belongs to (what `--lock-*` freezes).
@@ -372,7 +372,7 @@ impl ParamStore {
     /// Writes every parameter to a safetensors file (transformers names).
     pub fn save(&self, path: &Path) -> Result<()> {
         let tensors = self.snapshot()?;
-        candle_core::safetensors::save(&tensors, path).map_err(|e| file_error(path, e))
+        candle_core::safetensors::save(&tensors, path).map_err(|e| save_error(path, e))
     }
 }
 

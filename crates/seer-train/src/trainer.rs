@@ -455,7 +455,10 @@ fn truncate_metrics(path: &Path, step: u64) -> Result<()> {
         })
         .map(|l| format!("{l}\n"))
         .collect();
-    std::fs::write(path, kept).map_err(|e| io_error(path, e))
+    // Replaced whole: a write cut short (a full disk, a crash) must not lose
+    // the lines before the checkpoint.
+    seer_util::fs::write(path, kept.as_bytes(), seer_util::fs::Durability::Fsync)
+        .map_err(|e| io_error(path, e))
 }
 
 #[cfg(test)]

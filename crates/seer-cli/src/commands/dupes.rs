@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use seer_index::dupes::{calibrate, group, stored_calibration};
+use seer_index::dupes::{group, measure, store_calibration, stored_calibration};
 use seer_index::pathcodec::display_stored;
 use seer_index::Store;
 
@@ -32,9 +32,9 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.sample > 0, "--sample must be at least 1");
-    // Read-only first, so a mistyped --index is an error rather than a new, empty index.
-    Store::open_read_only(&args.target.dir())?;
-    let mut store = Store::open(&args.target.dir())?;
+    // Read-only, so a mistyped --index is an error rather than a new, empty
+    // index, and an index on a full (or read-only) disk still gives its groups.
+    let store = Store::open_read_only(&args.target.dir())?;
     let model = store.choose_model(args.target.requested_model().as_deref())?;
     let vectors = store.load_vectors(&model)?;
     let threshold = match (
@@ -53,14 +53,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         (None, _, _) => {
             let loaded = args.target.load_model(&model.name)?;
             let options = args.target.run.embed_options(true)?;
-            let c = calibrate(
-                &mut store,
-                &model,
-                loaded.image()?,
-                &vectors,
-                args.sample,
-                &options,
-            )?;
+            let c = measure(loaded.image()?, &vectors, args.sample, &options)?;
+            // Remembering the threshold only saves the next run this
+            // measurement: when the index cannot be written (a full disk),
+            // say so and go on to the groups.
+            if let Err(e) = Store::open(&args.target.dir())
+                .and_then(|mut store| store_calibration(&mut store, &model, &c))
+            {
+                eprintln!(
+                    "warning: {e}; the threshold was not remembered and is measured again next time"
+                );
+            }
             eprintln!(
                 "threshold {:.4}: catches 99% of {} altered copies of {} photos (median similarity {:.4}); {} of {} pairs of different photos score above it (highest {:.4})",
                 c.threshold, c.duplicate_pairs, c.images, c.duplicate_median, c.distinct_above, c.distinct_pairs, c.distinct_max

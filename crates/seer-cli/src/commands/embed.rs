@@ -8,11 +8,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use seer_engine::{collect_image_paths, ImageFeatures};
 use seer_index::pathcodec::display_path;
+use seer_util::fs::{AtomicFile, Durability};
 
 use crate::common::ModelArgs;
-use crate::output::{
-    escape_line, inputs_path, progress, write_atomically, write_npy, Failures, NpyStream,
-};
+use crate::output::{escape_line, inputs_path, progress, write_npy, Failures, NpyStream};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -154,21 +153,28 @@ impl Sink {
     }
 
     fn finish(self, dim: usize) -> anyhow::Result<()> {
+        // The array and its row listing are a pair: the listing is written
+        // (and synced) to a temporary before the array is put in place, and
+        // put in place right after it, so a full disk fails with the earlier
+        // pair whole, never with a new array beside the old listing (or none).
         let (path, inputs) = match self {
             Sink::Npy(path, rows) => {
                 let vectors: Vec<Vec<f32>> = rows.iter().map(|(_, v)| v.clone()).collect();
+                let inputs: Vec<String> = rows.into_iter().map(|(input, _)| input).collect();
+                let listing = staged(&inputs_path(&path), &listing(&inputs))?;
                 write_npy(&path, &vectors, dim)?;
-                (path, rows.into_iter().map(|(input, _)| input).collect())
+                commit(listing)?;
+                (path, inputs)
             }
             Sink::Grids { npy, inputs, .. } => {
                 let path = npy.path().to_path_buf();
+                let listing = staged(&inputs_path(&path), &listing(&inputs))?;
                 npy.commit()?;
+                commit(listing)?;
                 (path, inputs)
             }
             Sink::Json | Sink::Human => return Ok(()),
         };
-        let listing: String = inputs.iter().map(|input| format!("{input}\n")).collect();
-        write_atomically(&inputs_path(&path), listing.as_bytes())?;
         eprintln!(
             "wrote {} rows to {} and {}",
             inputs.len(),
@@ -177,6 +183,40 @@ impl Sink {
         );
         Ok(())
     }
+}
+
+/// The `.inputs.txt` of `inputs`: one line each.
+fn listing(inputs: &[String]) -> Vec<u8> {
+    inputs
+        .iter()
+        .flat_map(|input| [input.as_bytes(), b"\n"])
+        .flatten()
+        .copied()
+        .collect()
+}
+
+/// `bytes` written and synced to a temporary beside `path`, to be put in
+/// place by [`commit`] (dropped, it is removed). Synced now, not only at the
+/// commit: a file system that allocates late (ext4, XFS) reports a full disk
+/// at the sync, which must come before the other file of the pair is in place.
+fn staged(path: &Path, bytes: &[u8]) -> anyhow::Result<AtomicFile> {
+    // A device or pipe written in place (`--out /dev/null`) cannot be synced.
+    let regular = std::fs::metadata(path).map_or(true, |m| m.is_file());
+    AtomicFile::create(path, Durability::Fsync)
+        .and_then(|mut f| {
+            f.write_all(bytes)?;
+            if regular {
+                f.file().sync_all()?;
+            }
+            Ok(f)
+        })
+        .with_context(|| format!("{}: cannot write", path.display()))
+}
+
+fn commit(file: AtomicFile) -> anyhow::Result<()> {
+    let path = file.dest().to_path_buf();
+    file.commit()
+        .with_context(|| format!("{}: cannot write", path.display()))
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {

@@ -183,16 +183,17 @@ impl InputRecord {
     }
 
     /// Writes the record of output shard `number` (to a temporary name, then
-    /// renamed: a reader sees it whole or not at all).
+    /// renamed: a reader sees it whole or not at all). A failed write (a full
+    /// disk) removes its temporary, and the error names the record itself.
+    /// Synced like the shard's files, which a power loss must not leave
+    /// without their record.
     fn write(&self, out: &Path, number: usize) -> anyhow::Result<()> {
         let path = Self::file(out, number);
         let dir = path.parent().expect("records live in a folder");
         std::fs::create_dir_all(dir)
             .with_context(|| format!("{}: cannot create", dir.display()))?;
-        let tmp = dir.join(format!(".input_{number}.json.{}.tmp", std::process::id()));
-        std::fs::write(&tmp, serde_json::to_string(self)? + "\n")
-            .with_context(|| format!("{}: cannot write", tmp.display()))?;
-        std::fs::rename(&tmp, &path).with_context(|| format!("{}: cannot write", path.display()))
+        let text = serde_json::to_string(self)? + "\n";
+        crate::output::write_atomically(&path, text.as_bytes())
     }
 }
 
