@@ -178,9 +178,12 @@ impl NpyStream {
     }
 }
 
-/// The `.inputs.txt` beside an `.npy`: `x.npy` -> `x.inputs.txt`.
-pub fn inputs_path(npy: &Path) -> PathBuf {
-    npy.with_extension("inputs.txt")
+/// The `.inputs.txt` beside an `.npy`: `x.npy` -> `x.inputs.txt`. None when
+/// the array goes to a device, pipe or socket (`--out /dev/stdout`): the
+/// listing beside it would be a new file in `/dev` (or fail to be one).
+pub fn inputs_path(npy: &Path) -> Option<PathBuf> {
+    let special = std::fs::metadata(npy).is_ok_and(|m| !m.is_file() && !m.is_dir());
+    (!special).then(|| npy.with_extension("inputs.txt"))
 }
 
 /// Writes to a temporary file then renames, so a crash never leaves half a file.

@@ -203,6 +203,52 @@ fn out_npy_writes_array_and_inputs_listing() {
     assert!(listing.lines().all(|l| Path::new(l).starts_with(&folder)));
 }
 
+/// `--out` naming a pipe (or `/dev/stdout`) gets the array and no listing:
+/// one beside it would be a new file in `/dev`.
+#[test]
+fn out_npy_to_a_pipe_writes_the_array_there_and_no_listing() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("pipe");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            std::fs::File::open(fifo)
+                .unwrap()
+                .read_to_end(&mut bytes)
+                .unwrap();
+            bytes
+        })
+    };
+    let o = seer(&[
+        "embed",
+        "--model",
+        &model(),
+        "--text",
+        "a cat",
+        "--text",
+        "a dog",
+        "--out",
+        fifo.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let bytes = reader.join().unwrap();
+    assert_eq!(&bytes[..6], b"\x93NUMPY");
+    assert!(stderr(&o).contains("wrote 2 rows to"), "{}", stderr(&o));
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["pipe"]);
+}
+
 #[test]
 fn classify_reports_top_k_probabilities() {
     let img = shared_data().join("smoke/misc/red_apple.jpg");

@@ -92,11 +92,16 @@ pub fn export(
         .collect();
     let npy_path = emb_dir.join("img_emb_0.npy");
     let bytes = npy::encode(&rows, vectors.dim, dtype).map_err(|e| file_error(&npy_path, e))?;
-    write_atomically(&npy_path, |f| {
+    // Both files written and synced before either is put in place, the
+    // embeddings last: a full disk leaves no array without its metadata
+    // (which a rerun would refuse as an earlier export's).
+    let npy = staged(&npy_path, |f| {
         std::io::Write::write_all(f, &bytes).map_err(|e| e.to_string())
     })?;
     let parquet_path = meta_dir.join("metadata_0.parquet");
-    write_atomically(&parquet_path, |f| write_paths(f, &vectors.paths))?;
+    let parquet = staged(&parquet_path, |f| write_paths(f, &vectors.paths))?;
+    put_in_place(&parquet_path, parquet)?;
+    put_in_place(&npy_path, npy)?;
     Ok(ExchangeSummary {
         rows: vectors.len(),
         shards: 1,
@@ -105,14 +110,33 @@ pub fn export(
     })
 }
 
-fn write_atomically(
+/// A temporary beside `path`, filled by `fill` and synced, to be put in place
+/// by [`put_in_place`] (dropped, it is removed). Synced now rather than at
+/// the rename: a file system that allocates late (ext4, XFS) reports a full
+/// disk only then, and the files of a shard are all written before any is
+/// put in place.
+fn staged(
     path: &Path,
     fill: impl FnOnce(&mut File) -> std::result::Result<(), String>,
-) -> Result<()> {
+) -> Result<seer_util::fs::AtomicFile> {
     let io = |e| IndexError::io(path, e);
     let mut f = seer_util::fs::AtomicFile::create(path, Durability::Fsync).map_err(io)?;
     fill(f.file()).map_err(|e| file_error(path, e))?;
-    f.commit().map_err(io)
+    f.file().sync_all().map_err(io)?;
+    Ok(f)
+}
+
+fn put_in_place(path: &Path, file: seer_util::fs::AtomicFile) -> Result<()> {
+    file.commit().map_err(|e| IndexError::io(path, e))
+}
+
+/// A parquet writer's error as words: its I/O errors come wrapped as
+/// `External: …`, which says nothing to a user.
+fn parquet_words(e: parquet::errors::ParquetError) -> String {
+    match e {
+        parquet::errors::ParquetError::External(inner) => inner.to_string(),
+        other => other.to_string(),
+    }
 }
 
 fn write_paths(file: &mut File, paths: &[String]) -> std::result::Result<(), String> {
@@ -158,19 +182,19 @@ fn write_string_columns(
         })
         .collect();
     let schema = Arc::new(
-        parse_message_type(&format!("message schema {{ {fields}}}")).map_err(|e| e.to_string())?,
+        parse_message_type(&format!("message schema {{ {fields}}}")).map_err(parquet_words)?,
     );
     let props = Arc::new(
         WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
             .build(),
     );
-    let mut writer = SerializedFileWriter::new(file, schema, props).map_err(|e| e.to_string())?;
-    let mut group = writer.next_row_group().map_err(|e| e.to_string())?;
+    let mut writer = SerializedFileWriter::new(file, schema, props).map_err(parquet_words)?;
+    let mut group = writer.next_row_group().map_err(parquet_words)?;
     for c in columns {
         let mut column = group
             .next_column()
-            .map_err(|e| e.to_string())?
+            .map_err(parquet_words)?
             .ok_or("the schema has fewer columns than given")?;
         let values: Vec<ByteArray> = c
             .values
@@ -186,11 +210,11 @@ fn write_string_columns(
         column
             .typed::<ByteArrayType>()
             .write_batch(&values, (!c.required).then_some(&levels[..]), None)
-            .map_err(|e| e.to_string())?;
-        column.close().map_err(|e| e.to_string())?;
+            .map_err(parquet_words)?;
+        column.close().map_err(parquet_words)?;
     }
-    group.close().map_err(|e| e.to_string())?;
-    writer.close().map_err(|e| e.to_string())?;
+    group.close().map_err(parquet_words)?;
+    writer.close().map_err(parquet_words)?;
     Ok(())
 }
 
@@ -307,13 +331,18 @@ pub fn write_shard(
         let dir = path.parent().expect("shard files live in a folder");
         std::fs::create_dir_all(dir).map_err(|e| IndexError::io(dir, e))?;
     }
-    if !rows.is_empty() {
+    // Every file of the shard written and synced before any is put in place
+    // (a full disk then leaves none of them), its embeddings last: they are
+    // what makes it a shard to a reader, so none is ever without metadata.
+    let npy = if rows.is_empty() {
+        None
+    } else {
         let bytes = npy::encode(vectors, dim, dtype).map_err(|e| file_error(&npy_path, e))?;
-        write_atomically(&npy_path, |f| {
+        Some(staged(&npy_path, |f| {
             std::io::Write::write_all(f, &bytes).map_err(|e| e.to_string())
-        })?;
-    }
-    write_atomically(&errors_path, |f| {
+        })?)
+    };
+    let errors = staged(&errors_path, |f| {
         write_string_columns(
             f,
             &[
@@ -332,10 +361,13 @@ pub fn write_shard(
             ],
         )
     })?;
-    if rows.is_empty() {
-        return write_atomically(&empty_marker(out, number), |_| Ok(()));
-    }
-    write_atomically(&meta_path, |f| {
+    let Some(npy) = npy else {
+        let marker_path = empty_marker(out, number);
+        let marker = staged(&marker_path, |_| Ok(()))?;
+        put_in_place(&errors_path, errors)?;
+        return put_in_place(&marker_path, marker);
+    };
+    let meta = staged(&meta_path, |f| {
         write_string_columns(
             f,
             &[
@@ -350,7 +382,10 @@ pub fn write_shard(
                 ),
             ],
         )
-    })
+    })?;
+    put_in_place(&errors_path, errors)?;
+    put_in_place(&meta_path, meta)?;
+    put_in_place(&npy_path, npy)
 }
 
 /// The image paths of one metadata shard, read [`PATH_BATCH`] rows at a time.
@@ -687,5 +722,19 @@ fn on_disk_record(path: &str) -> FileRecord {
             .map(|d| d.as_nanos() as i64)
             .unwrap_or(0),
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_parquet_writers_io_error_is_said_in_the_systems_words() {
+        let full = std::io::Error::from_raw_os_error(28);
+        let said = parquet_words(parquet::errors::ParquetError::External(Box::new(full)));
+        assert_eq!(said, "No space left on device (os error 28)");
+        let other = parquet::errors::ParquetError::General("bad schema".into());
+        assert!(parquet_words(other).contains("bad schema"));
     }
 }

@@ -195,6 +195,30 @@ fn folder_with_bad_second_shard(damage: &str) -> tempfile::TempDir {
     src
 }
 
+/// A shard whose metadata cannot be put in place leaves no array behind: an
+/// array without its metadata would refuse the rerun of an export (as an
+/// earlier export's) or read as a shard without paths.
+#[test]
+fn a_shard_whose_metadata_cannot_be_written_leaves_no_array() {
+    let out = tempfile::tempdir().unwrap();
+    // A folder where the metadata file goes: putting it in place fails.
+    std::fs::create_dir_all(out.path().join("metadata/metadata_0.parquet/taken")).unwrap();
+    let row = exchange::ShardRow {
+        key: "a".into(),
+        image_path: "/p/a.jpg".into(),
+        caption: None,
+    };
+    let err = exchange::write_shard(out.path(), 0, &[row], &[vec![1.0; 4]], 4, Dtype::F32, &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("metadata_0.parquet"), "{err}");
+    let arrays: Vec<_> = std::fs::read_dir(out.path().join("img_emb"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(arrays.is_empty(), "left behind: {arrays:?}");
+}
+
 #[test]
 fn a_refused_later_shard_leaves_the_index_exactly_as_before() {
     for (damage, said) in [

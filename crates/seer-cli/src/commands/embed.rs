@@ -157,32 +157,43 @@ impl Sink {
         // (and synced) to a temporary before the array is put in place, and
         // put in place right after it, so a full disk fails with the earlier
         // pair whole, never with a new array beside the old listing (or none).
-        let (path, inputs) = match self {
+        let (path, inputs, listed) = match self {
             Sink::Npy(path, rows) => {
                 let vectors: Vec<Vec<f32>> = rows.iter().map(|(_, v)| v.clone()).collect();
                 let inputs: Vec<String> = rows.into_iter().map(|(input, _)| input).collect();
-                let listing = staged(&inputs_path(&path), &listing(&inputs))?;
+                let listed = inputs_path(&path);
+                let staged_listing = staged_listing(listed.as_deref(), &inputs)?;
                 write_npy(&path, &vectors, dim)?;
-                commit(listing)?;
-                (path, inputs)
+                staged_listing.map(commit).transpose()?;
+                (path, inputs, listed)
             }
             Sink::Grids { npy, inputs, .. } => {
                 let path = npy.path().to_path_buf();
-                let listing = staged(&inputs_path(&path), &listing(&inputs))?;
+                let listed = inputs_path(&path);
+                let staged_listing = staged_listing(listed.as_deref(), &inputs)?;
                 npy.commit()?;
-                commit(listing)?;
-                (path, inputs)
+                staged_listing.map(commit).transpose()?;
+                (path, inputs, listed)
             }
             Sink::Json | Sink::Human => return Ok(()),
         };
-        eprintln!(
-            "wrote {} rows to {} and {}",
-            inputs.len(),
-            path.display(),
-            inputs_path(&path).display()
-        );
+        match listed {
+            Some(listing) => eprintln!(
+                "wrote {} rows to {} and {}",
+                inputs.len(),
+                path.display(),
+                listing.display()
+            ),
+            // A device or pipe: no file of row names beside it.
+            None => eprintln!("wrote {} rows to {}", inputs.len(), path.display()),
+        }
         Ok(())
     }
+}
+
+/// The `.inputs.txt` of `inputs` staged at `path`, where there is one.
+fn staged_listing(path: Option<&Path>, inputs: &[String]) -> anyhow::Result<Option<AtomicFile>> {
+    path.map(|path| staged(path, &listing(inputs))).transpose()
 }
 
 /// The `.inputs.txt` of `inputs`: one line each.
