@@ -28,6 +28,19 @@ impl Dinov2 {
         let preprocess = PreprocessConfig::from_bit_preprocessor_config(&text)
             .map_err(|e| file_error(&path, e))?;
         let patch = model.config().patch_size;
+        // DINOv2 interpolates its position table to any crop, so the model's
+        // own image_size does not bound it: a damaged crop_size would size the
+        // image buffer (side² × 3 f32) on its own.
+        let side = preprocess.crop_size as usize;
+        if side > seer_models::nn::config::MAX_IMAGE_SIDE {
+            return Err(file_error(
+                &path,
+                format!(
+                    "crop_size {side} is out of range (1 to {} px)",
+                    seer_models::nn::config::MAX_IMAGE_SIDE
+                ),
+            ));
+        }
         if !(preprocess.crop_size as usize).is_multiple_of(patch) {
             return Err(file_error(
                 &path,

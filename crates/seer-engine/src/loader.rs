@@ -306,7 +306,10 @@ fn preprocess_config(files: &ModelFiles, image_size: usize) -> Result<Preprocess
         Layout::Transformers => match &files.preprocessor_config {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|e| file_error(path, e))?;
-                PreprocessConfig::from_hf_preprocessor_config(&text)?
+                // Name the file by its full path: the image crate's error knows
+                // only its base name.
+                PreprocessConfig::from_hf_preprocessor_config(&text)
+                    .map_err(|e| file_error(path, e))?
             }
             // Without a processor config transformers users get CLIP's defaults.
             None => PreprocessConfig::open_clip(image_size, None).map(|mut c| {
@@ -315,7 +318,8 @@ fn preprocess_config(files: &ModelFiles, image_size: usize) -> Result<Preprocess
             })?,
         },
         Layout::OpenClip => {
-            PreprocessConfig::open_clip(image_size, files.open_clip_preprocess_cfg().as_ref())?
+            PreprocessConfig::open_clip(image_size, files.open_clip_preprocess_cfg().as_ref())
+                .map_err(|e| file_error(&files.config, e))?
         }
     };
     if cfg.crop_size != image_size {

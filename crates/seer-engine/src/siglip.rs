@@ -126,6 +126,20 @@ fn read_processor(dir: &Path, config: &SiglipConfig) -> Result<Processor> {
                 ),
             ));
         }
+        // Every image is padded to max_num_patches patches before the model
+        // sees it: bound it by the area of the largest image side seer takes,
+        // so a damaged value cannot size a buffer of many gigabytes.
+        let max_side = seer_models::nn::config::MAX_IMAGE_SIDE / patch.max(1);
+        let limit = max_side * max_side;
+        if cfg.max_num_patches as usize > limit {
+            return Err(file_error(
+                &path,
+                format!(
+                    "max_num_patches {} is out of range (1 to {limit} for {patch} px patches)",
+                    cfg.max_num_patches
+                ),
+            ));
+        }
         return Ok(Processor::Naflex(cfg));
     }
     let image_size = config.vision.image_size;

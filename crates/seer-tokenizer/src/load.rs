@@ -17,6 +17,11 @@ type Vocab = HashMap<String, u32>;
 /// A vocabulary to check, and the file it came from.
 type FoundVocab = Option<(Vocab, PathBuf)>;
 
+/// The most text a gzip'd merges file may inflate to. OpenAI's is 1.3 MiB; a
+/// few kilobytes of damaged or hostile gzip could otherwise inflate to
+/// gigabytes in memory.
+const MAX_GZIP_TEXT: u64 = 64 << 20;
+
 fn format_err(path: &Path, message: impl Into<String>) -> TokenizerError {
     TokenizerError::Format {
         path: path.to_path_buf(),
@@ -45,8 +50,18 @@ pub(crate) fn bpe_from_file(path: &Path) -> Result<Bpe, TokenizerError> {
     let (merges, vocab) = if bytes.starts_with(&[0x1f, 0x8b]) {
         let mut text = String::new();
         MultiGzDecoder::new(bytes.as_slice())
+            .take(MAX_GZIP_TEXT + 1)
             .read_to_string(&mut text)
             .map_err(|e| format_err(path, format!("cannot decompress: {e}")))?;
+        if text.len() as u64 > MAX_GZIP_TEXT {
+            return Err(format_err(
+                path,
+                format!(
+                    "decompresses to more than {} MiB; a merges file is about 1.3 MiB",
+                    MAX_GZIP_TEXT >> 20
+                ),
+            ));
+        }
         // OpenAI's loader drops the first line (a version header) unread.
         (parse_merges_txt(path, &text, true)?, None)
     } else if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
@@ -209,4 +224,35 @@ fn check_vocab(path: &Path, bpe: &Bpe, vocab: &Vocab) -> Result<(), TokenizerErr
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use flate2::write::GzEncoder;
+
+    use super::*;
+
+    #[test]
+    fn a_gzip_that_inflates_past_the_limit_is_refused_before_it_is_read_whole() {
+        // 40 KB of gzip that inflates to 65 MiB: one line, no merges.
+        let mut gz = GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let block = vec![b'a'; 1 << 20];
+        for _ in 0..=(MAX_GZIP_TEXT >> 20) {
+            gz.write_all(&block).unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bpe_simple_vocab_16e6.txt.gz");
+        fs::write(&path, gz.finish().unwrap()).unwrap();
+        let Err(err) = bpe_from_file(&path) else {
+            panic!("a 65 MiB line was read as merges")
+        };
+        let err = err.to_string();
+        assert!(
+            err.contains("bpe_simple_vocab_16e6.txt.gz")
+                && err.contains("decompresses to more than"),
+            "{err}"
+        );
+    }
 }

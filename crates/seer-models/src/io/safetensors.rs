@@ -91,7 +91,9 @@ impl SafetensorsFile {
                 .iter()
                 .try_fold(1usize, |acc, &d| acc.checked_mul(d));
             let want = elems.and_then(|n| n.checked_mul(dtype.size_in_bytes()));
-            if end < begin || Some((end - begin) as usize) != want || data_start + end > size {
+            // checked_add: offsets near u64::MAX must not wrap into the file.
+            let inside = data_start.checked_add(end).is_some_and(|e| e <= size);
+            if end < begin || Some((end - begin) as usize) != want || !inside {
                 return Err(fail(format!(
                     "tensor '{name}': offsets {begin}..{end} do not fit its shape {:?} or the file",
                     e.shape
@@ -146,5 +148,45 @@ impl SafetensorsFile {
         Ok(Some(Tensor::from_raw_buffer(
             &bytes, e.dtype, &e.shape, device,
         )?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A safetensors file of one F32 tensor `[1]` with the given offsets and
+    /// four bytes of data.
+    fn file_with_offsets(begin: u64, end: u64) -> (tempfile::TempDir, PathBuf) {
+        let header = format!(
+            r#"{{"t": {{"dtype": "F32", "shape": [1], "data_offsets": [{begin}, {end}]}}}}"#
+        );
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend(header.as_bytes());
+        bytes.extend(1f32.to_le_bytes());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.safetensors");
+        std::fs::write(&path, bytes).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn offsets_inside_the_file_load() {
+        let (_dir, path) = file_with_offsets(0, 4);
+        let st = SafetensorsFile::open(&path).unwrap();
+        let t = st.load("t", &Device::Cpu).unwrap().unwrap();
+        assert_eq!(t.to_vec1::<f32>().unwrap(), [1.0]);
+    }
+
+    #[test]
+    fn offsets_that_wrap_past_u64_max_are_refused() {
+        // begin + header length wraps to a small position inside the file.
+        let begin = u64::MAX - 20;
+        let (_dir, path) = file_with_offsets(begin, begin + 4);
+        let err = SafetensorsFile::open(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("model.safetensors") && err.contains("tensor 't'"),
+            "{err}"
+        );
     }
 }

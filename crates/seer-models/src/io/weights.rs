@@ -291,22 +291,237 @@ fn random_normal(name: &str, n: usize, std: f32) -> Vec<f32> {
 /// Reads a PyTorch state dict, also when it is nested under `state_dict` (training
 /// checkpoints) or its keys carry DataParallel's `module.` prefix.
 fn read_pickle_state_dict(path: &Path) -> std::result::Result<HashMap<String, Tensor>, String> {
-    let mut tensors =
-        candle_core::pickle::read_all_with_key(path, None).map_err(|e| e.to_string())?;
-    if tensors.is_empty() {
-        tensors = candle_core::pickle::read_all_with_key(path, Some("state_dict"))
-            .map_err(|e| e.to_string())?;
+    use candle_core::pickle::PthTensors;
+    let file_size = std::fs::metadata(path).map_err(|e| e.to_string())?.len();
+    let open = |key| {
+        PthTensors::new(path, key).map_err(|e| match e {
+            candle_core::Error::Zip(_) => {
+                format!(
+                    "not a PyTorch zip checkpoint (damaged, or the legacy torch.save format): {e}"
+                )
+            }
+            e => e.to_string(),
+        })
+    };
+    let mut pth = open(None)?;
+    if pth.tensor_infos().is_empty() {
+        // Any failure here (no such key, not a dict) means the same: no tensors.
+        pth = open(Some("state_dict")).map_err(|_| "no tensors found in the PyTorch file")?;
     }
-    if tensors.is_empty() {
+    if pth.tensor_infos().is_empty() {
         return Err("no tensors found in the PyTorch file".into());
     }
-    Ok(tensors
-        .into_iter()
-        .map(|(k, v)| {
-            (
-                k.strip_prefix("module.").map(str::to_string).unwrap_or(k),
-                v,
-            )
-        })
-        .collect())
+    check_pickle_sizes(pth.tensor_infos().values(), file_size)?;
+    let mut tensors = HashMap::with_capacity(pth.tensor_infos().len());
+    for name in pth.tensor_infos().keys() {
+        let tensor = pth
+            .get(name)
+            .map_err(|e| format!("tensor '{name}': {e}"))?
+            .ok_or_else(|| format!("tensor '{name}' vanished from the file"))?;
+        let name = name.strip_prefix("module.").unwrap_or(name).to_string();
+        tensors.insert(name, tensor);
+    }
+    Ok(tensors)
+}
+
+/// The shapes of a pickle come from its text, not from its data: candle
+/// allocates a tensor of the stated shape before it reads, so a damaged or
+/// hostile shape would ask for terabytes. The data of a stored (uncompressed)
+/// zip entry lies inside the file, so no tensor can need more than the file
+/// holds; tied weights are stored once but loaded once per name, hence the
+/// allowance for the total.
+fn check_pickle_sizes<'a>(
+    infos: impl Iterator<Item = &'a candle_core::pickle::TensorInfo>,
+    file_size: u64,
+) -> std::result::Result<(), String> {
+    const TIED_ALLOWANCE: u64 = 4;
+    let mut total = 0u64;
+    for info in infos {
+        let dims = info.layout.dims();
+        let bytes = dims
+            .iter()
+            .try_fold(info.dtype.size_in_bytes() as u64, |acc, &d| {
+                acc.checked_mul(d as u64)
+            })
+            .and_then(|b| b.checked_add(info.layout.start_offset() as u64))
+            .filter(|&b| b <= file_size)
+            .ok_or_else(|| {
+                format!(
+                    "tensor '{}': shape {dims:?} ({:?}) needs more data than the file holds ({file_size} bytes)",
+                    info.name, info.dtype
+                )
+            })?;
+        total = total.saturating_add(bytes);
+    }
+    if total > file_size.saturating_mul(TIED_ALLOWANCE) {
+        return Err(format!(
+            "its tensors need {total} bytes, far more than the file holds ({file_size} bytes)"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// CRC-32 (IEEE), which every zip entry carries.
+    fn crc32(data: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for &b in data {
+            crc ^= b as u32;
+            for _ in 0..8 {
+                crc = (crc >> 1) ^ (0xEDB8_8320 & (crc & 1).wrapping_neg());
+            }
+        }
+        !crc
+    }
+
+    /// A zip archive of stored (uncompressed) entries, as `torch.save` writes.
+    fn stored_zip(entries: &[(&str, &[u8])]) -> Vec<u8> {
+        let (mut out, mut central) = (Vec::new(), Vec::new());
+        for (name, data) in entries {
+            let offset = out.len() as u32;
+            let fields = |v: &mut Vec<u8>| {
+                v.extend([20, 0, 0, 0, 0, 0, 0, 0, 0, 0]); // version, flags, stored, time, date
+                v.extend(crc32(data).to_le_bytes());
+                v.extend((data.len() as u32).to_le_bytes());
+                v.extend((data.len() as u32).to_le_bytes());
+                v.extend((name.len() as u16).to_le_bytes());
+                v.extend([0, 0]); // no extra field
+            };
+            out.extend(0x0403_4b50u32.to_le_bytes());
+            fields(&mut out);
+            out.extend(name.as_bytes());
+            out.extend(*data);
+            central.extend(0x0201_4b50u32.to_le_bytes());
+            central.extend([20, 0]); // made by
+            fields(&mut central);
+            central.extend([0; 8]); // comment, disk, attributes
+            central.extend([0; 2]);
+            central.extend(offset.to_le_bytes());
+            central.extend(name.as_bytes());
+        }
+        let cd_offset = out.len() as u32;
+        out.extend(&central);
+        out.extend(0x0605_4b50u32.to_le_bytes());
+        out.extend([0; 4]);
+        out.extend((entries.len() as u16).to_le_bytes());
+        out.extend((entries.len() as u16).to_le_bytes());
+        out.extend((central.len() as u32).to_le_bytes());
+        out.extend(cd_offset.to_le_bytes());
+        out.extend([0, 0]);
+        out
+    }
+
+    /// `torch.save`'s pickle of `{"w": tensor}`: a float tensor of `shape`
+    /// (row-major) on storage "0", which claims `numel` elements.
+    fn state_dict_pickle(numel: u8, shape: [u32; 2]) -> Vec<u8> {
+        let mut p = vec![0x80, 2, b'}'];
+        let text = |p: &mut Vec<u8>, s: &str| {
+            p.push(b'X');
+            p.extend((s.len() as u32).to_le_bytes());
+            p.extend(s.as_bytes());
+        };
+        let int = |p: &mut Vec<u8>, n: u32| {
+            p.push(b'J');
+            p.extend(n.to_le_bytes());
+        };
+        text(&mut p, "w");
+        p.extend(b"ctorch._utils\n_rebuild_tensor_v2\n((");
+        text(&mut p, "storage");
+        p.extend(b"ctorch\nFloatStorage\n");
+        text(&mut p, "0");
+        text(&mut p, "cpu");
+        p.extend([b'K', numel, b't', b'Q', b'K', 0]); // persistent id, offset 0
+        int(&mut p, shape[0]);
+        int(&mut p, shape[1]);
+        p.push(0x86);
+        int(&mut p, shape[1]); // strides
+        int(&mut p, 1);
+        p.push(0x86);
+        p.push(0x89); // requires_grad False
+        p.extend(b"ccollections\nOrderedDict\n)Rt");
+        p.extend(b"Rs.");
+        p
+    }
+
+    fn checkpoint(shape: [u32; 2]) -> (tempfile::TempDir, PathBuf) {
+        let pickle = state_dict_pickle(4, shape);
+        let data = [0u8; 16];
+        let zip = stored_zip(&[
+            ("archive/data.pkl", &pickle),
+            ("archive/version", b"3\n"),
+            ("archive/data/0", &data),
+        ]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pytorch_model.bin");
+        std::fs::write(&path, zip).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn a_pickle_tensor_within_its_storage_loads() {
+        let (_dir, path) = checkpoint([2, 2]);
+        let tensors = read_pickle_state_dict(&path).unwrap();
+        assert_eq!(tensors["w"].dims(), [2, 2]);
+    }
+
+    #[test]
+    fn a_pickle_shape_beyond_the_file_is_refused_before_allocating() {
+        // 2^40 floats (4 TiB) claimed by a 16-byte storage.
+        let (_dir, path) = checkpoint([1 << 20, 1 << 20]);
+        let err = Weights::open(&path, &Device::Cpu)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("pytorch_model.bin")
+                && err.contains("tensor 'w'")
+                && err.contains("needs more data than the file holds"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_pickle_that_calls_code_finds_no_tensors_and_runs_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("pwned");
+        let command = format!("touch {}", marker.display());
+        // {"a": os.system(command)}
+        let mut pickle = b"\x80\x02}X\x01\x00\x00\x00acos\nsystem\nX".to_vec();
+        pickle.extend((command.len() as u32).to_le_bytes());
+        pickle.extend(command.as_bytes());
+        pickle.extend(b"\x85Rs.");
+        let zip = stored_zip(&[("archive/data.pkl", &pickle), ("archive/version", b"3\n")]);
+        let path = dir.path().join("pytorch_model.bin");
+        std::fs::write(&path, zip).unwrap();
+        let err = Weights::open(&path, &Device::Cpu)
+            .err()
+            .unwrap()
+            .to_string();
+        // Not "key state_dict not found", the fallback's complaint.
+        assert!(
+            err.contains("pytorch_model.bin")
+                && err.ends_with("no tensors found in the PyTorch file"),
+            "{err}"
+        );
+        assert!(!marker.exists(), "the pickle's code ran");
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_zip_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pytorch_model.bin");
+        // A legacy (pre-1.6) torch.save stream starts with a bare pickle.
+        std::fs::write(&path, b"\x80\x02}q\x00.").unwrap();
+        let err = Weights::open(&path, &Device::Cpu)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("pytorch_model.bin") && err.contains("not a PyTorch zip checkpoint"),
+            "{err}"
+        );
+    }
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::error::{ModelError, Result};
-use crate::nn::config::{Activation, TransformerConfig};
+use crate::nn::config::{check_eps, check_image_side, Activation, TransformerConfig};
 
 /// Which head the checkpoint carries, from `architectures` (or, without it,
 /// from which top-level modules its weights have).
@@ -254,6 +254,9 @@ impl BlipConfig {
                 ),
             ));
         }
+        check_image_side(path, "vision_config.image_size", v.image_size)?;
+        check_eps(path, "text_config.layer_norm_eps", t.layer_norm_eps)?;
+        check_eps(path, "vision_config.layer_norm_eps", v.layer_norm_eps)?;
         if t.vocab_size == 0 || t.max_position_embeddings == 0 {
             return Err(error(
                 path,
@@ -331,6 +334,21 @@ mod tests {
 
     fn parse(json: &str) -> Result<BlipConfig> {
         BlipConfig::from_json(json, Path::new("config.json"), None)
+    }
+
+    #[test]
+    fn an_image_size_beyond_the_cap_is_refused_by_name() {
+        // 2^63 wrapped the position count to one row before the cap.
+        for size in [1u64 << 63, 65536] {
+            let json = format!(
+                r#"{{"model_type": "blip", "architectures": ["BlipForConditionalGeneration"], "text_config": {{}}, "vision_config": {{"image_size": {size}, "patch_size": 16}}}}"#
+            );
+            let err = parse(&json).unwrap_err().to_string();
+            assert!(
+                err.contains("config.json") && err.contains("vision_config.image_size"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

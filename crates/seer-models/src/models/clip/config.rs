@@ -10,6 +10,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::error::{ModelError, Result};
+use crate::nn::config::{check_eps, check_image_side};
 pub use crate::nn::config::{Activation, TransformerConfig};
 
 /// Which library's naming and conventions a checkpoint follows.
@@ -402,6 +403,19 @@ impl ClipConfig {
             Ok(())
         };
         check_heads("text", &self.text.transformer)?;
+        let (text_key, vision_key) = match self.layout {
+            Layout::Transformers => ("text_config.layer_norm_eps", "vision_config.layer_norm_eps"),
+            Layout::OpenClip => ("text_cfg.norm_kwargs.eps", "vision_cfg.norm_kwargs.eps"),
+        };
+        check_eps(path, text_key, self.text.transformer.layer_norm_eps)?;
+        if let VisionConfig::Vit(v) = &self.vision {
+            check_eps(path, vision_key, v.transformer.layer_norm_eps)?;
+        }
+        let size_key = match self.layout {
+            Layout::Transformers => "vision_config.image_size",
+            Layout::OpenClip => "vision_cfg.image_size",
+        };
+        check_image_side(path, size_key, self.vision.image_size())?;
         match &self.vision {
             VisionConfig::Vit(v) => {
                 check_heads("vision", &v.transformer)?;
@@ -416,6 +430,14 @@ impl ClipConfig {
                 }
             }
             VisionConfig::ResNet(r) => {
+                // A stage without blocks has no downsampling: the attention
+                // pool's position table would not match the grid.
+                if r.layers.contains(&0) {
+                    return Err(config_error(
+                        path,
+                        format!("vision_cfg.layers {:?} must all be positive", r.layers),
+                    ));
+                }
                 if !r.image_size.is_multiple_of(32)
                     || r.heads == 0
                     || !(r.width * 32).is_multiple_of(r.heads)
@@ -540,5 +562,42 @@ mod tests {
             );
         }
         assert!(ClipConfig::from_open_clip_json(r#"{"embed_dim": 4}"#, p()).is_err());
+    }
+
+    #[test]
+    fn out_of_range_sizes_epsilons_and_empty_resnet_stages_are_refused_by_name() {
+        // 2^63 px wrapped the position count to one row; 65536 px would size a
+        // 51 GB image buffer from a small file.
+        for size in ["9223372036854775808", "65536"] {
+            let json = format!(r#"{{"vision_config": {{"image_size": {size}}}}}"#);
+            let err = ClipConfig::from_transformers_json(&json, p())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("test.json") && err.contains("vision_config.image_size"),
+                "{err}"
+            );
+        }
+        let square_zero = r#"{"vision_cfg": {"image_size": [0, 0], "width": 64, "head_width": 64},
+            "text_cfg": {"width": 64, "heads": 1}}"#;
+        let err = ClipConfig::from_open_clip_json(square_zero, p())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("vision_cfg.image_size 0"), "{err}");
+        // A negative epsilon made every embedding NaN (null in JSON), silently.
+        let err =
+            ClipConfig::from_transformers_json(r#"{"text_config": {"layer_norm_eps": -1}}"#, p())
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("text_config.layer_norm_eps -1"), "{err}");
+        let rn = r#"{"vision_cfg": {"image_size": 224, "layers": [1, 2, 1, 0], "width": 64},
+            "text_cfg": {"width": 64, "heads": 1}}"#;
+        let err = ClipConfig::from_open_clip_json(rn, p())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("test.json") && err.contains("vision_cfg.layers [1, 2, 1, 0]"),
+            "{err}"
+        );
     }
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::error::{ModelError, Result};
-use crate::nn::config::{Activation, TransformerConfig};
+use crate::nn::config::{check_image_side, Activation, TransformerConfig};
 
 /// Which reference class the checkpoint is. Besides the register tokens the two
 /// differ in how they resize the position table (see [`super::interpolate`]).
@@ -198,6 +198,7 @@ impl Dinov2Config {
         if !(self.mlp_ratio.is_finite() && self.mlp_ratio > 0.0) || self.mlp_hidden() == 0 {
             return Err(config_error(path, "mlp_ratio must be positive"));
         }
+        check_image_side(path, "image_size", self.image_size)?;
         if self.image_size < self.patch_size {
             return Err(config_error(path, "image_size is smaller than patch_size"));
         }
@@ -244,6 +245,17 @@ mod tests {
 
     fn parse(json: &str) -> Result<Dinov2Config> {
         Dinov2Config::from_json(json, Path::new("dir/config.json"))
+    }
+
+    #[test]
+    fn an_image_size_beyond_the_cap_is_refused_by_name() {
+        let err = parse(r#"{"model_type": "dinov2", "image_size": 65534}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("dir/config.json") && err.contains("image_size 65534"),
+            "{err}"
+        );
     }
 
     #[test]

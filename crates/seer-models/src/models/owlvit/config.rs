@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use crate::error::{ModelError, Result};
 use crate::models::clip::config::TextConfig;
-use crate::nn::config::{Activation, TransformerConfig};
+use crate::nn::config::{check_eps, check_image_side, Activation, TransformerConfig};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -114,6 +114,8 @@ impl OwlConfig {
                     format!("{what}.hidden_size {width} is not a multiple of num_attention_heads {heads}"),
                 ));
             }
+            let eps = t.layer_norm_eps.unwrap_or(1e-5);
+            check_eps(path, &format!("{what}.layer_norm_eps"), eps)?;
             Ok(TransformerConfig {
                 width,
                 layers: t.num_hidden_layers.unwrap_or(layers),
@@ -123,7 +125,7 @@ impl OwlConfig {
                     t.hidden_act.as_deref().unwrap_or("quick_gelu"),
                     path,
                 )?,
-                layer_norm_eps: t.layer_norm_eps.unwrap_or(1e-5),
+                layer_norm_eps: eps,
                 layer_scale: false,
             })
         };
@@ -141,6 +143,8 @@ impl OwlConfig {
                 format!("vision_config.image_size {image_size} is not a multiple of patch_size {patch_size}"),
             ));
         }
+        // Also refuses 0, a multiple of every patch size (no boxes at all).
+        check_image_side(path, "vision_config.image_size", image_size)?;
         let projection_dim = raw.projection_dim.unwrap_or(512);
         // The class head compares its image embeddings (text width) with the
         // projected queries: transformers needs them equal, so does seer.
@@ -166,5 +170,30 @@ impl OwlConfig {
             vision,
             projection_dim,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_sizes_of_zero_or_beyond_the_cap_are_refused_by_name() {
+        // 0 is a multiple of every patch size (no boxes at all); 2^63 wrapped
+        // the position count and panicked building the box bias.
+        for size in ["0", "9223372036854775808", "65536"] {
+            let json = format!(
+                r#"{{"model_type": "owlv2", "projection_dim": 512,
+                    "vision_config": {{"image_size": {size}, "patch_size": 16}}}}"#
+            );
+            let err = OwlConfig::from_json(&json, Path::new("config.json"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("config.json")
+                    && err.contains(&format!("vision_config.image_size {size}")),
+                "{err}"
+            );
+        }
     }
 }

@@ -11,6 +11,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::error::{ModelError, Result};
+use crate::nn::config::{check_eps, check_image_side};
 
 /// The activations SAM's configs name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -276,6 +277,14 @@ impl SamConfig {
                 v.image_size, v.patch_size
             ),
         )?;
+        check_image_side(path, "vision_config.image_size", v.image_size)?;
+        check_eps(path, "vision_config.layer_norm_eps", v.layer_norm_eps)?;
+        check_eps(
+            path,
+            "prompt_encoder_config.layer_norm_eps",
+            p.layer_norm_eps,
+        )?;
+        check_eps(path, "mask_decoder_config.layer_norm_eps", d.layer_norm_eps)?;
         check(
             v.num_channels == 3,
             format!(
@@ -353,6 +362,12 @@ impl SamConfig {
                  num_attention_heads {} after attention_downsample_rate {}",
                 d.hidden_size, d.num_attention_heads, d.attention_downsample_rate
             ),
+        )?;
+        // The decoder's first block projects the image keys: zero blocks leave
+        // nothing to run.
+        check(
+            d.num_hidden_layers > 0,
+            "mask_decoder_config: num_hidden_layers must be positive".into(),
         )?;
         check(
             d.num_multimask_outputs > 0 && d.iou_head_depth >= 2,
@@ -440,6 +455,14 @@ mod tests {
             (
                 r#"{"model_type": "sam", "vision_config": {"hidden_act": "swish"}}"#,
                 "not supported",
+            ),
+            (
+                r#"{"model_type": "sam", "mask_decoder_config": {"num_hidden_layers": 0}}"#,
+                "mask_decoder_config: num_hidden_layers must be positive",
+            ),
+            (
+                r#"{"model_type": "sam", "prompt_encoder_config": {"layer_norm_eps": -1e-6}}"#,
+                "prompt_encoder_config.layer_norm_eps -0.000001 must be a positive number",
             ),
             ("[1]", "not a SAM config"),
         ] {

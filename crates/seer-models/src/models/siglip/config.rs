@@ -9,7 +9,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::error::{ModelError, Result};
-use crate::nn::config::{Activation, TransformerConfig};
+use crate::nn::config::{check_eps, check_image_side, Activation, TransformerConfig};
 
 /// Which architecture the checkpoint is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -189,6 +189,7 @@ impl SiglipConfig {
                     ),
                 ));
             }
+            check_eps(path, &format!("{section}.layer_norm_eps"), eps)?;
             Ok(TransformerConfig {
                 width,
                 layers,
@@ -248,6 +249,7 @@ impl SiglipConfig {
                         ),
                     ));
                 }
+                check_image_side(path, "vision_config.image_size", v.image_size)?;
                 (v.image_size, (v.image_size / v.patch_size).pow(2))
             }
             SiglipVariant::Siglip2 => {
@@ -302,6 +304,14 @@ mod tests {
 
     fn p() -> &'static Path {
         Path::new("config.json")
+    }
+
+    #[test]
+    fn an_image_size_beyond_the_cap_is_refused_by_name() {
+        let json =
+            r#"{"model_type": "siglip", "vision_config": {"image_size": 65536, "patch_size": 16}}"#;
+        let err = SiglipConfig::from_json(json, p()).unwrap_err().to_string();
+        assert!(err.contains("vision_config.image_size 65536"), "{err}");
     }
 
     #[test]
