@@ -63,8 +63,41 @@ pub(crate) fn io_error(path: impl Into<PathBuf>, source: std::io::Error) -> Engi
 }
 
 pub(crate) fn file_error(path: impl Into<PathBuf>, message: impl ToString) -> EngineError {
-    EngineError::File {
-        path: path.into(),
-        message: message.to_string(),
+    let path = path.into();
+    let mut message = message.to_string();
+    // Errors of crates that know only the file's name (the image crate's
+    // "preprocessor_config.json: invalid …") start with it: the full path
+    // said first is enough.
+    if let Some(name) = path.file_name().and_then(|n| n.to_str()) {
+        if let Some(rest) = message
+            .strip_prefix(name)
+            .and_then(|m| m.strip_prefix(": "))
+        {
+            message = rest.to_string();
+        }
+    }
+    EngineError::File { path, message }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_that_starts_with_the_files_name_does_not_repeat_it() {
+        let e = file_error(
+            "/m/preprocessor_config.json",
+            "preprocessor_config.json: invalid preprocessing config: crop_size 0",
+        );
+        assert_eq!(
+            e.to_string(),
+            "/m/preprocessor_config.json: invalid preprocessing config: crop_size 0"
+        );
+        // Another file's name, or the name inside the text, stays.
+        let e = file_error("/m/config.json", "preprocessor_config.json: x");
+        assert!(
+            e.to_string().ends_with("preprocessor_config.json: x"),
+            "{e}"
+        );
     }
 }

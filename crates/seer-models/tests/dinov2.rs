@@ -299,6 +299,23 @@ fn bad_checkpoints_are_errors_naming_the_file() {
         "{e}"
     );
 
+    // Register tokens in the weights, none in the config (model_type dinov2):
+    // running without them would give other features than transformers.
+    let dir = broken_copy(
+        |_| {},
+        |t| {
+            let width = t["embeddings.cls_token"].dims()[2];
+            let registers =
+                Tensor::zeros((1, 4, width), seer_models::DType::F32, &Device::Cpu).unwrap();
+            t.insert("embeddings.register_tokens".into(), registers);
+        },
+    );
+    let e = load_error(dir.path());
+    assert!(
+        e.contains("model.safetensors") && e.contains("register_tokens") && e.contains("[1, 4,"),
+        "{e}"
+    );
+
     // The public config parser on its own.
     let e = Dinov2Config::from_file(&dir.path().join("missing.json"))
         .unwrap_err()

@@ -108,6 +108,12 @@ impl Dinov2Model {
         let conv = e.get("patch_embeddings.projection.weight", &[c, 3, p, p])?;
         let conv_bias = e.get("patch_embeddings.projection.bias", &[c])?;
         let register_tokens = match cfg.num_register_tokens {
+            // Weights with registers under a config without them would run
+            // without them: refused, as transformers refuses the size mismatch.
+            0 if e.contains("register_tokens") => {
+                e.get("register_tokens", &[1, 0, c])?;
+                None
+            }
             0 => None,
             r => Some(e.get("register_tokens", &[1, r, c])?),
         };
