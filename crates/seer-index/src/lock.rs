@@ -124,10 +124,20 @@ impl IndexLock {
 
     fn held(mut file: File, path: &Path) -> Result<Self> {
         let holder = serde_json::to_string(&Holder::this_process()).unwrap_or_default();
-        file.set_len(0)
+        let recorded = file
+            .set_len(0)
             .and_then(|()| file.seek(SeekFrom::Start(0)))
-            .and_then(|_| file.write_all(holder.as_bytes()))
-            .map_err(|e| file_error(path, e))?;
+            .and_then(|_| file.write_all(holder.as_bytes()));
+        if let Err(e) = recorded {
+            // Who holds the lock only feeds another run's "busy" message; the
+            // lock itself is held. On a full disk a run that finds nothing to
+            // do must still go through.
+            tracing::warn!(
+                "{}: cannot record who holds the lock ({e}); another run will say only that the index is busy",
+                path.display()
+            );
+            let _ = file.set_len(0);
+        }
         Ok(Self { file, held: true })
     }
 }
@@ -194,6 +204,24 @@ fn hostname() -> String {
 mod tests {
     use super::*;
     use std::path::PathBuf;
+
+    /// Writing who holds the lock can fail (a full disk) while the lock is
+    /// held: the run goes on, and another one is told the index is busy.
+    #[test]
+    fn a_lock_whose_holder_cannot_be_recorded_is_still_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(LOCK_FILE);
+        std::fs::write(&path, b"").unwrap();
+        // Read-only: the holder's write fails, as on a full disk.
+        let file = File::open(&path).unwrap();
+        file.try_lock().unwrap();
+        let lock = IndexLock::held(file, &path).expect("held without the record");
+        assert!(lock.held);
+        match IndexLock::try_acquire(dir.path()) {
+            Err(IndexError::Busy { holder, .. }) => assert!(holder.is_none(), "{holder:?}"),
+            other => panic!("not busy: {:?}", other.map(|l| l.held)),
+        }
+    }
 
     #[test]
     fn a_second_taker_is_refused_with_the_holder_until_release() {
