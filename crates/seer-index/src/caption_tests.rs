@@ -765,3 +765,102 @@ fn reranking_reads_indexed_files_in_the_roots_and_orders_by_itm() {
     let order: Vec<&str> = crate::rerank::apply(paths.iter().map(|p| name(p)).collect(), &p);
     assert_eq!(order, ["red.png", "green.png", "blue.png", "hostname"]);
 }
+
+// ------------------------------------------------------------------ files changing under a run
+
+/// Files that change between the walk that lists them and the read: the
+/// change is made when the run reports its plan, after the walk and before
+/// any file is read, so each race is taken the same way every time.
+mod files_changing_under_a_run {
+    use super::*;
+
+    fn index_with(
+        store: &mut Store,
+        root: &Path,
+        mut after_the_walk: impl FnMut(),
+    ) -> crate::IndexSummary {
+        crate::index(store, &encoder_model(), &index_options(root), &mut |p| {
+            if let crate::Progress::Planned(_) = p {
+                after_the_walk()
+            }
+        })
+        .unwrap()
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_file_that_became_a_fifo_fails_without_waiting_for_a_writer() {
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("photos");
+        std::fs::create_dir(&root).unwrap();
+        write_png(&root.join("red.png"), RED, 1);
+        write_png(&root.join("pipe.png"), GREEN, 2);
+        let fifo = root.join("pipe.png");
+        let mut store = Store::open(dir.path()).unwrap();
+        let mut writer = None;
+        let summary = index_with(&mut store, &root, || {
+            std::fs::remove_file(&fifo).unwrap();
+            let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+            assert!(made.unwrap().success(), "mkfifo");
+            // A writer that feeds the FIFO whoever opens it for reading: a run
+            // that opened it as a file would read these bytes (and, without
+            // this writer, wait forever).
+            let path = fifo.clone();
+            writer = Some(std::thread::spawn(move || {
+                if let Ok(mut w) = std::fs::OpenOptions::new().write(true).open(&path) {
+                    let _ = std::io::Write::write_all(&mut w, b"not an image");
+                }
+            }));
+        });
+        // Release the writer (it waits for a reader), whatever the run did.
+        let reader = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+            .unwrap();
+        writer.unwrap().join().unwrap();
+        drop(reader);
+        assert_eq!((summary.added, summary.failed), (1, 1), "{summary:?}");
+        let (path, cause) = &summary.failures[0];
+        assert!(path.ends_with("pipe.png"), "{path}");
+        assert!(cause.contains("no longer a regular file"), "{cause}");
+        // Stored as a failure, and the next run (which lists no FIFO) drops it.
+        assert_eq!(store.failures().unwrap().len(), 1);
+        let again = index(&mut store, &root);
+        assert_eq!(
+            (again.added, again.removed, again.failed),
+            (0, 1, 0),
+            "{again:?}"
+        );
+        assert!(store.failures().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_file_deleted_or_moved_after_the_walk_is_not_a_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("photos");
+        std::fs::create_dir_all(root.join("album")).unwrap();
+        write_png(&root.join("red.png"), RED, 1);
+        write_png(&root.join("gone.png"), GREEN, 2);
+        write_png(&root.join("album/blue.png"), BLUE, 3);
+        let mut store = Store::open(dir.path()).unwrap();
+        // Indexed once, then changed so that the next run embeds them again.
+        index(&mut store, &root);
+        write_png(&root.join("gone.png"), GREEN, 4);
+        write_png(&root.join("album/blue.png"), BLUE, 5);
+        let summary = index_with(&mut store, &root, || {
+            std::fs::remove_file(root.join("gone.png")).unwrap();
+            std::fs::rename(root.join("album"), root.join("renamed")).unwrap();
+        });
+        assert_eq!(summary.failed, 0, "{:?}", summary.failures);
+        assert!(store.failures().unwrap().is_empty());
+        // Their records are gone with them, vectors and all.
+        assert_eq!(summary.removed, 2, "{summary:?}");
+        assert_eq!(store.file_count().unwrap(), 1);
+        // The next run finds the moved file where it went.
+        let again = index(&mut store, &root);
+        assert_eq!((again.added, again.failed), (1, 0), "{again:?}");
+        assert_eq!(store.file_count().unwrap(), 2);
+    }
+}

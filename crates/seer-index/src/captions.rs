@@ -255,8 +255,8 @@ pub(crate) fn read_indexed(
         path: PathBuf::from(&shown),
         source,
     };
-    let mut file = std::fs::File::open(&path).map_err(io)?;
-    if file.metadata().map_err(io)?.len() > limits.max_file_bytes {
+    let (mut file, metadata) = scan::open_regular(&path).map_err(io)?;
+    if metadata.len() > limits.max_file_bytes {
         return Err(fail(format!(
             "file is larger than the {} byte limit",
             limits.max_file_bytes

@@ -311,12 +311,16 @@ fn commit_batch(
         return Ok(());
     }
     let tx = store.transaction()?;
+    let mut gone = 0;
     let result = (|| -> rusqlite::Result<()> {
         for (file, outcome) in batch.iter() {
             match outcome {
                 Ok((vector, record)) => {
                     let id = write::upsert_file(&tx, record)?;
                     write::put_embedding(&tx, id, model_id, encoding, vector)?;
+                }
+                Err(message) if is_vanished(file, message) => {
+                    gone += usize::from(write::remove_path(&tx, &file.path)?);
                 }
                 Err(message) => {
                     write::record_failure(&tx, &file.path, file.size, file.mtime_ns, message)?
@@ -326,9 +330,13 @@ fn commit_batch(
         write::bump_generation(&tx)
     })();
     result.and_then(|()| tx.commit()).map_err(|e| store.db(e))?;
+    // Files gone since the walk: removed if they were indexed, else as if
+    // the walk had not seen them.
+    summary.removed += gone;
     for (file, outcome) in batch.drain(..) {
         match outcome {
             Ok(_) => summary.added += 1,
+            Err(message) if is_vanished(&file, &message) => {}
             Err(message) => {
                 summary.failed += 1;
                 // The cause alone, as `status` lists it: decode errors start
@@ -342,6 +350,12 @@ fn commit_batch(
         }
     }
     Ok(())
+}
+
+/// Whether a file's failure is that it no longer exists ([`scan::VANISHED`]).
+fn is_vanished(file: &Walked, message: &str) -> bool {
+    let name = format!("{}: ", pathcodec::display_stored(&file.path));
+    message.strip_prefix(&name).unwrap_or(message) == scan::VANISHED
 }
 
 /// Reads a file once: hashes it, decodes it, notes its size and capture time, and
@@ -364,20 +378,55 @@ fn prepare(
         )));
     }
     let path = pathcodec::to_path(&file.path);
+    let vanished = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
     // The walk checked this, but the file may have been replaced by a symlink since.
     if !scan::within(&path, roots) {
+        if std::fs::symlink_metadata(&path).is_err_and(|e| vanished(&e)) {
+            return Err(fail(scan::VANISHED.into()));
+        }
         return Err(fail(scan::OUTSIDE_ROOTS.into()));
     }
-    let bytes = std::fs::read(&path).map_err(|source| EngineError::Io {
+    let io = |source| EngineError::Io {
         path: PathBuf::from(&shown),
         source,
+    };
+    // Opened without waiting and checked again: the path may have become a
+    // FIFO (whose open would block forever), a folder, or a larger file
+    // since the walk listed it.
+    let (opened, metadata) = scan::open_regular(&path).map_err(|e| {
+        if vanished(&e) {
+            fail(scan::VANISHED.into())
+        } else {
+            io(e)
+        }
     })?;
+    if metadata.len() > limits.max_file_bytes {
+        return Err(fail(format!(
+            "file is larger than the {} byte limit",
+            limits.max_file_bytes
+        )));
+    }
+    let mut bytes = Vec::with_capacity(metadata.len() as usize);
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(opened, limits.max_file_bytes.saturating_add(1)),
+        &mut bytes,
+    )
+    .map_err(io)?;
+    if bytes.len() as u64 > limits.max_file_bytes {
+        return Err(fail(format!(
+            "file is larger than the {} byte limit",
+            limits.max_file_bytes
+        )));
+    }
     let hash = *blake3::hash(&bytes).as_bytes();
     let decoded = seer_image::decode_bytes_full(&bytes, &shown, limits)?;
+    // The size and mtime of what was read (the file may have been replaced
+    // since the walk): a later change shows as a change to the next run.
+    let (size, mtime_ns) = (metadata.len() as i64, scan::mtime_ns(&metadata));
     let record = FileRecord {
         path: file.path.clone(),
-        size: file.size,
-        mtime_ns: file.mtime_ns,
+        size,
+        mtime_ns,
         hash: Some(hash),
         width: Some(decoded.width()),
         height: Some(decoded.height()),

@@ -281,10 +281,43 @@ pub fn plan(
     plan
 }
 
+/// The cause given to a listed file that is gone by the time it is read
+/// (deleted, or its folder renamed, during the run): the run counts it as
+/// removed, not failed, and the next run finds it wherever it went.
+pub const VANISHED: &str = "was deleted or moved while the run was under way";
+
+/// What a file that the walk listed says when it is no longer a regular
+/// file by the time it is read (replaced by a FIFO, a device, a socket or a
+/// folder).
+pub const NOT_A_FILE: &str =
+    "is no longer a regular file (replaced by a folder, FIFO, device or socket)";
+
+/// Opens a listed file for reading, refusing anything but a regular file.
+/// The walk saw a regular file, but the path may since have been replaced:
+/// opening a FIFO for reading would block until a writer comes (forever, in
+/// an unattended run), so the open does not wait (`O_NONBLOCK`, which reads
+/// of a regular file ignore), and the opened file's own metadata decides.
+/// That metadata (size, mtime) describes what is read, not what was listed.
+pub fn open_regular(path: &Path) -> std::io::Result<(std::fs::File, std::fs::Metadata)> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = options.open(path)?;
+    let metadata = file.metadata()?;
+    if !metadata.is_file() {
+        return Err(std::io::Error::other(NOT_A_FILE));
+    }
+    Ok((file, metadata))
+}
+
 /// blake3 of a file's content, streamed.
 pub fn hash_file(path: &Path) -> std::io::Result<[u8; 32]> {
     let mut hasher = blake3::Hasher::new();
-    hasher.update_reader(std::fs::File::open(path)?)?;
+    hasher.update_reader(open_regular(path)?.0)?;
     Ok(*hasher.finalize().as_bytes())
 }
 

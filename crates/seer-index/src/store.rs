@@ -1273,6 +1273,13 @@ pub mod write {
         Ok(())
     }
 
+    /// Removes the record of a path, if there is one (a file found gone);
+    /// whether there was one.
+    pub fn remove_path(tx: &Transaction, path: &str) -> rusqlite::Result<bool> {
+        tx.execute("DELETE FROM files WHERE path = ?1", [path])
+            .map(|n| n > 0)
+    }
+
     pub fn remove_file(tx: &Transaction, id: i64) -> rusqlite::Result<()> {
         tx.execute("DELETE FROM files WHERE id = ?1", [id])
             .map(|_| ())
