@@ -19,12 +19,12 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     (
         "post",
         "/v1/embed",
-        "Embed texts and base64 images (JSON: texts, images, model); at most 256 texts and images together, and at most --queue (default 256): a request's items are queued all at once or not at all",
+        "Embed texts and base64 images (JSON: texts, images, model); texts at most 1000 characters each; at most 256 texts and images together, and at most --queue (default 256): a request's items are queued all at once or not at all",
     ),
     (
         "post",
         "/v1/classify",
-        "Zero-shot classify an uploaded image (multipart: image, labels, templates, model; the model needs a text tower). At most 1000 labels. The image and every label's prompts (labels × 1 with the default templates, labels × 7 with imagenet) are queued all at once or not at all when they fit the model's queue (--queue, default 256); more prompts go in parts of half the queue, the first with the image, the rest as room frees. The embeddings of each model's last 16,384 prompts are kept as each part is done: the same labels again embed only the image, and a retry of a classification that timed out (504) goes on from what it computed",
+        "Zero-shot classify an uploaded image (multipart: image, labels, templates, model; the model needs a text tower). At most 1000 labels, each at most 1000 characters. The image and every label's prompts (labels × 1 with the default templates, labels × 7 with imagenet) are queued all at once or not at all when they fit the model's queue (--queue, default 256); more prompts go in parts of half the queue, the first with the image, the rest as room frees. The embeddings of each model's last 16,384 prompts are kept as each part is done: the same labels again embed only the image, and a retry of a classification that timed out (504) goes on from what it computed",
     ),
     (
         "post",
@@ -154,7 +154,7 @@ pub fn document() -> Value {
         }
         if *path == "/v1/search" && *method == "get" {
             op["parameters"] = json!([
-                { "name": "q", "in": "query", "schema": { "type": "string" }, "description": "text to search for (the model needs a text tower)" },
+                { "name": "q", "in": "query", "schema": { "type": "string", "maxLength": 1000 }, "description": "text to search for, at most 1000 characters (the model needs a text tower)" },
                 { "name": "model", "in": "query", "schema": { "type": "string" }, "description": "a served model (see /v1/models) by its id, an alias of it or its folder's name; default: the server's default model" },
                 { "name": "k", "in": "query", "schema": { "type": "integer", "default": 20, "minimum": 1, "maximum": 1000 }, "description": "results per page, 1 to 1000 (anything else is a 400, never clamped)" },
                 { "name": "min_score", "in": "query", "schema": { "type": "number" }, "description": "only results with at least this cosine similarity (-1 to 1); a finite number (NaN or infinity is a 400); not with mode=words" },

@@ -692,3 +692,89 @@ fn the_openapi_document_states_the_search_limits() {
         .unwrap();
     assert!(classify.contains("--queue"), "{classify}");
 }
+
+// ------------------------------------------------------------------ hostile clients
+
+#[tokio::test(flavor = "multi_thread")]
+async fn texts_longer_than_the_limit_are_400_before_they_are_queued() {
+    let f = fixture(8);
+    let long = "a".repeat(1001);
+    let most = "a".repeat(1000);
+    let answer = embed(&f.app, json!({ "texts": ["red", long] })).await;
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    assert!(error(&answer).contains("\"texts[1]\" is longer than 1000 characters"));
+    assert_eq!(embed(&f.app, json!({ "texts": [most] })).await.status, 200);
+
+    let answer = get(&f.app, &format!("/v1/search?q={long}")).await;
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    assert!(error(&answer).contains("\"q\" is longer than 1000 characters"));
+    assert_eq!(
+        get(&f.app, &format!("/v1/search?q={most}")).await.status,
+        200
+    );
+    let red = f.photos.path().join("red.png");
+    let answer = post_form(&f.app, "/v1/search", &[("q", &long)], Some(&red)).await;
+    assert_eq!(answer.status, 400, "{}", answer.body);
+
+    let labels = format!("red,{long}");
+    let answer = post_form(&f.app, "/v1/classify", &[("labels", &labels)], Some(&red)).await;
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    assert!(error(&answer).contains("is longer than 1000 characters"));
+    let labels = format!("red,{most}");
+    let answer = post_form(&f.app, "/v1/classify", &[("labels", &labels)], Some(&red)).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tokenless_server_checks_every_name_a_request_is_addressed_by() {
+    let f = fixture(8);
+    let absolute = request("GET", "http://evil.example/v1/search?q=red")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send(&f.app, absolute).await.status, 403);
+    let two_hosts = Request::builder()
+        .uri("/v1/search?q=red")
+        .header("host", "localhost")
+        .header("host", "evil.example")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send(&f.app, two_hosts).await.status, 403);
+    let local = request("GET", "http://localhost:7860/v1/search?q=red")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send(&f.app, local).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_form_field_that_is_not_utf8_is_400_not_reinterpreted() {
+    let f = fixture(8);
+    let red = std::fs::read(f.photos.path().join("red.png")).unwrap();
+    for value in [
+        &b"\xff\xfered,blue"[..],
+        b"red,\xc3(",
+        b"\xef\xbb\xbfred,blue\xff",
+    ] {
+        let boundary = "b";
+        let mut body =
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"labels\"\r\n\r\n")
+                .into_bytes();
+        body.extend(value);
+        body.extend(format!("\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"x.png\"\r\n\r\n").as_bytes());
+        body.extend(&red);
+        body.extend(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let r = request("POST", "/v1/classify")
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .body(Body::from(body))
+            .unwrap();
+        let answer = send(&f.app, r).await;
+        assert_eq!(answer.status, 400, "{value:?}: {}", answer.body);
+        assert!(
+            error(&answer).contains("field labels is not UTF-8"),
+            "{}",
+            answer.body
+        );
+    }
+}

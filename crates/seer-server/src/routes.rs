@@ -257,6 +257,9 @@ pub async fn embed(
             "at most {MAX_EMBED_ITEMS} items per request"
         )));
     }
+    for (i, text) in req.texts.iter().enumerate() {
+        check_length(&format!("texts[{i}]"), text)?;
+    }
     if !req.texts.is_empty() {
         served.model.text().map_err(ApiError::bad_request)?;
     }
@@ -400,10 +403,15 @@ async fn read_form(FormData(mut multipart): FormData) -> ApiResult<Form> {
                 .map_err(|e| error("image upload".into(), e))?;
             form.image = Some((file, bytes));
         } else {
-            let text = field
-                .text()
+            // UTF-8 as given: not decoded by a byte-order mark or a part's
+            // charset, nor with bad bytes replaced, which would answer 200
+            // for a label or query the client never wrote.
+            let bytes = field
+                .bytes()
                 .await
                 .map_err(|e| error(format!("field {name}"), e))?;
+            let text = String::from_utf8(bytes.into())
+                .map_err(|_| ApiError::bad_request(format!("field {name} is not UTF-8 text")))?;
             form.all.push((name.clone(), text.clone()));
             form.fields.insert(name, text);
         }
@@ -432,6 +440,12 @@ pub async fn classify(State(state): AppStateRef, multipart: FormData) -> ApiResu
         return Err(ApiError::bad_request(
             "give 1 to 1000 comma-separated \"labels\"",
         ));
+    }
+    if let Some(long) = labels.iter().find(|l| l.chars().count() > MAX_TEXT_CHARS) {
+        let start: String = long.chars().take(20).collect();
+        return Err(ApiError::bad_request(format!(
+            "a label (\"{start}...\") is longer than {MAX_TEXT_CHARS} characters"
+        )));
     }
     let template_set = form
         .fields
@@ -584,8 +598,11 @@ fn keep_part(
 
 // ---------------------------------------------------------------- captions, answers, matches
 
-/// The longest prompt, question or text a language route takes (their
-/// tokenizers cut far shorter; this bounds the work before they do).
+/// The longest text any route takes: a prompt, question or text to match, a
+/// search's `q`, a label to classify by, a text to embed. The tokenizers cut
+/// far shorter, but only after reading the whole text, and they read one long
+/// word slowly (a 4 MB one held a model's queue, and every search waiting in
+/// it, for seconds); this bounds that work before it is queued.
 const MAX_TEXT_CHARS: usize = 1000;
 
 /// The most texts one `/v1/match` request scores against its image.
@@ -934,6 +951,9 @@ async fn run_search(
         })?,
     };
     let q = params.q.clone().filter(|q| !q.trim().is_empty());
+    if let Some(q) = &q {
+        check_length("q", q)?;
+    }
     let rerank = flag(params.rerank.as_deref(), "rerank")?;
     let rerank_depth = params
         .rerank_depth
