@@ -182,8 +182,7 @@ impl NpyStream {
 /// the array goes to a device, pipe or socket (`--out /dev/stdout`): the
 /// listing beside it would be a new file in `/dev` (or fail to be one).
 pub fn inputs_path(npy: &Path) -> Option<PathBuf> {
-    let special = std::fs::metadata(npy).is_ok_and(|m| !m.is_file() && !m.is_dir());
-    (!special).then(|| npy.with_extension("inputs.txt"))
+    (!seer_util::fs::is_device_pipe_or_socket(npy)).then(|| npy.with_extension("inputs.txt"))
 }
 
 /// Writes to a temporary file then renames, so a crash never leaves half a file.

@@ -110,11 +110,10 @@ pub fn export(
     })
 }
 
-/// A temporary beside `path`, filled by `fill` and synced, to be put in place
-/// by [`put_in_place`] (dropped, it is removed). Synced now rather than at
-/// the rename: a file system that allocates late (ext4, XFS) reports a full
-/// disk only then, and the files of a shard are all written before any is
-/// put in place.
+/// A temporary beside `path`, filled by `fill` and synced (see
+/// [`seer_util::fs::AtomicFile::sync`]: the files of a shard are all written
+/// before any is put in place), to be put in place by [`put_in_place`]
+/// (dropped, it is removed).
 fn staged(
     path: &Path,
     fill: impl FnOnce(&mut File) -> std::result::Result<(), String>,
@@ -122,7 +121,7 @@ fn staged(
     let io = |e| IndexError::io(path, e);
     let mut f = seer_util::fs::AtomicFile::create(path, Durability::Fsync).map_err(io)?;
     fill(f.file()).map_err(|e| file_error(path, e))?;
-    f.file().sync_all().map_err(io)?;
+    f.sync().map_err(io)?;
     Ok(f)
 }
 

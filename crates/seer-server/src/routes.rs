@@ -441,11 +441,8 @@ pub async fn classify(State(state): AppStateRef, multipart: FormData) -> ApiResu
             "give 1 to 1000 comma-separated \"labels\"",
         ));
     }
-    if let Some(long) = labels.iter().find(|l| l.chars().count() > MAX_TEXT_CHARS) {
-        let start: String = long.chars().take(20).collect();
-        return Err(ApiError::bad_request(format!(
-            "a label (\"{start}...\") is longer than {MAX_TEXT_CHARS} characters"
-        )));
+    for (i, label) in labels.iter().enumerate() {
+        check_length(&format!("labels[{i}]"), label)?;
     }
     let template_set = form
         .fields

@@ -58,7 +58,7 @@ impl AtomicFile {
     /// or socket (see the module comment).
     pub fn create(dest: impl AsRef<Path>, durability: Durability) -> io::Result<Self> {
         let dest = dest.as_ref();
-        if is_special(dest) {
+        if is_device_pipe_or_socket(dest) {
             let file = std::fs::OpenOptions::new().write(true).open(dest)?;
             return Ok(Self {
                 target: Target::InPlace(file),
@@ -93,6 +93,17 @@ impl AtomicFile {
         &self.dest
     }
 
+    /// Syncs what was written so far to disk (nothing for a device, pipe or
+    /// socket written in place). For files written as a set and put in place
+    /// together: a file system that allocates late (ext4, XFS) reports a full
+    /// disk only at the sync, which must come before any of them is in place.
+    pub fn sync(&mut self) -> io::Result<()> {
+        match &self.target {
+            Target::Temporary(tmp) => tmp.as_file().sync_all(),
+            Target::InPlace(_) => Ok(()),
+        }
+    }
+
     /// Renames the temporary over the destination (syncing first and after, for
     /// [`Durability::Fsync`]). On error the temporary is removed.
     /// A device, pipe or socket written in place has nothing to rename or
@@ -114,8 +125,9 @@ impl AtomicFile {
 }
 
 /// Whether `path` exists and is neither a regular file nor a folder (through
-/// symlinks): a device, a pipe or a socket.
-fn is_special(path: &Path) -> bool {
+/// symlinks): a device, a pipe or a socket, which [`AtomicFile`] writes in
+/// place and beside which nothing should be created.
+pub fn is_device_pipe_or_socket(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir())
 }
 

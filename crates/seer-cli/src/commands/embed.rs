@@ -206,19 +206,14 @@ fn listing(inputs: &[String]) -> Vec<u8> {
         .collect()
 }
 
-/// `bytes` written and synced to a temporary beside `path`, to be put in
-/// place by [`commit`] (dropped, it is removed). Synced now, not only at the
-/// commit: a file system that allocates late (ext4, XFS) reports a full disk
-/// at the sync, which must come before the other file of the pair is in place.
+/// `bytes` written and synced to a temporary beside `path` (or written to a
+/// device or pipe in place), to be put in place by [`commit`] (dropped, it is
+/// removed): synced before the other file of the pair is in place.
 fn staged(path: &Path, bytes: &[u8]) -> anyhow::Result<AtomicFile> {
-    // A device or pipe written in place (`--out /dev/null`) cannot be synced.
-    let regular = std::fs::metadata(path).map_or(true, |m| m.is_file());
     AtomicFile::create(path, Durability::Fsync)
         .and_then(|mut f| {
             f.write_all(bytes)?;
-            if regular {
-                f.file().sync_all()?;
-            }
+            f.sync()?;
             Ok(f)
         })
         .with_context(|| format!("{}: cannot write", path.display()))

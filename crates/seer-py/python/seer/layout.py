@@ -778,20 +778,7 @@ class InputRecord:
         folder = os.path.dirname(path)
         os.makedirs(folder, exist_ok=True)
         payload = (self.to_json() + "\n").encode("utf-8")
-        if sync:
-            write_atomically(path, lambda f: f.write(payload))
-            return
-        tmp = os.path.join(folder, f".input_{number}.json.{secrets.token_hex(6)}.tmp")
-        try:
-            with open(tmp, "xb") as f:
-                f.write(payload)
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
+        write_atomically(path, lambda f: f.write(payload), sync=sync)
 
 
 def input_record_path(out_dir: Union[str, "os.PathLike[str]"], number: int) -> str:
@@ -1366,18 +1353,21 @@ def shard_complete(out_dir: Union[str, "os.PathLike[str]"], number: int) -> bool
     )
 
 
-def write_atomically(dest: str, fill: Callable[[BinaryIO], None]) -> None:
+def write_atomically(dest: str, fill: Callable[[BinaryIO], None], *, sync: bool = True) -> None:
     """Writes ``dest`` through a temporary file beside it (``.NAME.RANDOM.tmp``),
-    synced, then renamed over ``dest`` and the folder synced: a reader or a
-    later run sees the old file or the new one, never part of one."""
+    then renamed over ``dest``: a reader or a later run sees the old file or
+    the new one, never part of one. ``sync``: the file is synced before the
+    rename and the folder after it (a caller writing many files may sync the
+    folder once itself)."""
     folder, name = os.path.split(dest)
     tmp = os.path.join(folder, f".{name}.{secrets.token_hex(6)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             fill(f)
-            f.flush()
-            os.fsync(f.fileno())
+            if sync:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, dest)
     except BaseException:
         try:
@@ -1385,7 +1375,8 @@ def write_atomically(dest: str, fill: Callable[[BinaryIO], None]) -> None:
         except FileNotFoundError:
             pass
         raise
-    _sync_folder(folder)
+    if sync:
+        _sync_folder(folder)
 
 
 def _sync_folder(folder: str) -> None:
