@@ -53,12 +53,12 @@ pub struct RunArgs {
     /// cpu, cuda or cuda:N (cuda needs a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     pub device: String,
-    /// Matmul weights: f32 (exact), bf16 (half the memory; about 1.7x faster
-    /// where the CPU has AVX-512 BF16, 4.6-5.5x with AMX, as fast as f32
-    /// elsewhere; on a GPU the tensor cores, 3.5-4.5x; embeddings within cos
-    /// 0.999) or int8 (dynamically quantised activations; about 2.5x f32 with
-    /// AVX-512 VNNI, about 2.8x with AVX-VNNI, about 1.8x with AVX2 alone;
-    /// embeddings within cos 0.995; CPU only).
+    /// Matmul weights: f32 (exact), bf16 (half the memory; faster where the
+    /// CPU has AVX-512 BF16 or AMX, about as fast as f32 elsewhere; on a GPU
+    /// the tensor cores; embeddings within cos 0.999) or int8 (dynamically
+    /// quantised activations; about 2-3x f32 with VNNI or AMX, less with AVX2
+    /// alone; embeddings within cos 0.995; CPU only). Speeds differ by CPU:
+    /// the README's Performance section has each kind's measured ratios.
     #[arg(long, env = "SEER_PRECISION", default_value = "f32", value_parser = parse_precision)]
     pub precision: Precision,
     /// Worker threads for the model and image decoding (default: all cores).

@@ -63,8 +63,8 @@ pub struct Args {
     max_wait_ms: u64,
     /// Items (images, texts, classification prompts) that may wait for the
     /// model: a request whose items do not fit now is answered 503, one with
-    /// more items than this at all 400 (e.g. /v1/classify takes at most 255
-    /// labels with the default template at 256).
+    /// more items than this at all 400; a classification with more prompts
+    /// than this is let in part by part (half the queue at a time).
     #[arg(long, default_value_t = 256)]
     queue: usize,
     /// Largest request body in bytes.
