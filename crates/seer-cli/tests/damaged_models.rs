@@ -270,3 +270,208 @@ fn damaged_safetensors_name_the_file_and_the_cause() {
         );
     }
 }
+
+/// CRC-32 (IEEE), which every zip entry carries.
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = (crc >> 1) ^ (0xEDB8_8320 & (crc & 1).wrapping_neg());
+        }
+    }
+    !crc
+}
+
+/// Replaces bytes of the first entry (`data.pkl`, as torch.save writes it:
+/// stored, sizes and CRC in the central directory and a data descriptor)
+/// of a PyTorch zip checkpoint with as many others, CRCs kept right.
+fn edit_torch_pickle(path: &Path, find: &[u8], replace: &[u8]) {
+    assert_eq!(find.len(), replace.len());
+    let mut b = std::fs::read(path).unwrap();
+    let u16_at = |b: &[u8], i: usize| u16::from_le_bytes([b[i], b[i + 1]]) as usize;
+    let (name_len, extra_len) = (u16_at(&b, 26), u16_at(&b, 28));
+    assert!(b[30..30 + name_len].ends_with(b"data.pkl"));
+    let start = 30 + name_len + extra_len;
+    let central = b.windows(4).position(|w| w == b"PK\x01\x02").unwrap();
+    let size = u32::from_le_bytes(b[central + 20..central + 24].try_into().unwrap()) as usize;
+    let at = start
+        + b[start..start + size]
+            .windows(find.len())
+            .position(|w| w == find)
+            .unwrap();
+    b[at..at + replace.len()].copy_from_slice(replace);
+    let crc = crc32(&b[start..start + size]).to_le_bytes();
+    b[central + 16..central + 20].copy_from_slice(&crc);
+    if b[start + size..].starts_with(b"PK\x07\x08") {
+        b[start + size + 4..start + size + 8].copy_from_slice(&crc);
+    }
+    std::fs::write(path, b).unwrap();
+}
+
+#[test]
+fn a_damaged_pickle_entry_is_refused_and_nothing_stray_is_printed() {
+    // candle's reader printed "skipping: conversion error …" to stderr for
+    // an entry it could not read and ran without it; torch.load fails on it.
+    let dir = copy_fixture("fixtures/models/hf-vit-gelu-bin");
+    let weights = dir.path().join("pytorch_model.bin");
+    // logit_scale's stride `()` (EMPTY_TUPLE) becomes None.
+    edit_torch_pickle(&weights, b"QK\x00))\x89", b"QK\x00)N\x89");
+    let m = dir.path().to_str().unwrap();
+    let o = seer(&["embed", "--model", m, "--image", &image(), "--json"]);
+    let err = assert_refused(
+        &o,
+        &[
+            weights.to_str().unwrap(),
+            "tensor 'logit_scale': the stride is not a tuple",
+        ],
+    );
+    assert!(
+        o.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert!(!err.contains("skipping"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+#[test]
+fn an_owlv2_processor_config_error_names_its_path_once() {
+    // transformers 5 writes processor_config.json; the error read
+    // ".../processor_config.json: preprocessor_config.json: invalid …".
+    let dir = copy_fixture("fixtures/owlvit/owlv2-tiny");
+    let processor = dir.path().join("processor_config.json");
+    edit_json(&processor, |p| {
+        p["image_processor"]["image_mean"] = json!("x")
+    });
+    let m = dir.path().to_str().unwrap();
+    let o = seer(&["detect", "--model", m, &image(), "--labels", "cat"]);
+    let err = assert_refused(
+        &o,
+        &[&format!(
+            "{}: invalid preprocessing config: ",
+            processor.display()
+        )],
+    );
+    assert_eq!(err.matches("config.json").count(), 1, "{err}");
+    // A size the model does not take named preprocessor_config.json, which
+    // the folder does not have.
+    edit_json(&processor, |p| {
+        p["image_processor"]["image_mean"] = json!([0.5, 0.5, 0.5]);
+        p["image_processor"]["size"] = json!({"height": 64, "width": 64});
+    });
+    let o = seer(&["detect", "--model", m, &image(), "--labels", "cat"]);
+    assert_refused(
+        &o,
+        &[&format!(
+            "{}: resizes to 64×64, but the model's image_size is 96",
+            processor.display()
+        )],
+    );
+}
+
+#[test]
+fn damaged_blip_side_files_transformers_refuses_are_refused() {
+    // Both were passed over: transformers fails to load either folder.
+    type Damage = fn(&Path);
+    let cases: [(&str, Damage, &str); 3] = [
+        (
+            "generation_config.json",
+            |p| std::fs::write(p, "[1]").unwrap(),
+            "not a generation config: expected a JSON object",
+        ),
+        (
+            "tokenizer_config.json",
+            |p| edit_json(p, |t| t["do_lower_case"] = json!("x")),
+            "do_lower_case: expected true or false",
+        ),
+        (
+            "tokenizer_config.json",
+            |p| edit_json(p, |t| t["model_max_length"] = json!("64")),
+            "model_max_length: expected a number",
+        ),
+    ];
+    for (file, damage, needle) in cases {
+        let dir = copy_fixture("fixtures/blip/caption-tiny");
+        let path = dir.path().join(file);
+        damage(&path);
+        let m = dir.path().to_str().unwrap();
+        let o = seer(&["caption", "--model", m, &image()]);
+        assert_refused(&o, &[&format!("{}: {needle}", path.display())]);
+    }
+}
+
+#[test]
+fn a_blip_generation_config_transformers_passes_over_changes_nothing() {
+    // Text that is not JSON: transformers falls back to config.json's
+    // settings, which BLIP's generate does not read either.
+    let dir = copy_fixture("fixtures/blip/caption-tiny");
+    let m = dir.path().to_str().unwrap();
+    let before = seer(&["caption", "--model", m, &image()]);
+    assert_eq!(before.status.code(), Some(0));
+    std::fs::write(
+        dir.path().join("generation_config.json"),
+        "{\"num_beams\": ",
+    )
+    .unwrap();
+    let after = seer(&["caption", "--model", m, &image()]);
+    assert_eq!(after.status.code(), Some(0));
+    assert_eq!(before.stdout, after.stdout);
+}
+
+#[test]
+fn a_damaged_owl_tokenizer_config_is_refused() {
+    // seer's CLIP tokenizer reads nothing of it, so any damage passed;
+    // transformers' OWL processor fails to load it.
+    let dir = copy_fixture("fixtures/owlvit/owlv2-tiny");
+    let path = dir.path().join("tokenizer_config.json");
+    std::fs::write(&path, "[1]").unwrap();
+    let m = dir.path().to_str().unwrap();
+    let o = seer(&["detect", "--model", m, &image(), "--labels", "cat"]);
+    assert_refused(
+        &o,
+        &[&format!(
+            "{}: not a tokenizer config: expected a JSON object",
+            path.display()
+        )],
+    );
+}
+
+#[test]
+fn config_keys_seer_ignored_are_checked() {
+    // Each ran as if the key were its default; transformers fails on each.
+    type Edit = fn(&mut Value);
+    let cases: [(&str, &[&str], Edit, &str); 3] = [
+        (
+            "fixtures/owlvit/owlv2-tiny",
+            &["detect", "--labels", "cat"],
+            |c| c["vision_config"]["num_channels"] = 1.into(),
+            "vision_config.num_channels 1 is not supported",
+        ),
+        (
+            "fixtures/sam/sam-tiny",
+            &["segment", "--point", "10,10"],
+            |c| c["mask_decoder_config"]["attention_downsample_rate"] = 4.into(),
+            "mask_decoder_config: attention_downsample_rate 4 and hidden_size 32 make \
+             mask_decoder.transformer.final_attn_token_to_image 8 wide, but the checkpoint's is 16",
+        ),
+        (
+            "fixtures/sam/sam-tiny",
+            &["segment", "--point", "10,10"],
+            |c| c["prompt_encoder_config"]["image_embedding_size"] = 32.into(),
+            "prompt_encoder_config: image_embedding_size 32 is not the vision encoder's grid of 64",
+        ),
+    ];
+    for (fixture, args, edit, needle) in cases {
+        let dir = copy_fixture(fixture);
+        let config = dir.path().join("config.json");
+        edit_json(&config, edit);
+        let m = dir.path().to_str().unwrap();
+        let mut argv = vec![args[0], "--model", m];
+        let img = image();
+        argv.push(&img);
+        argv.extend(&args[1..]);
+        let o = seer(&argv);
+        assert_refused(&o, &[&format!("{}: {needle}", config.display())]);
+    }
+}

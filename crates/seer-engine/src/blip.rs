@@ -27,7 +27,7 @@ use seer_models::{ModelFiles, Tensor};
 use seer_tokenizer::WordPieceTokenizer;
 
 use crate::error::{file_error, EngineError, Result};
-use crate::loader::LoadOptions;
+use crate::loader::{check_tokenizer_config, LoadOptions, TokenizerClass};
 use crate::tasks::{
     Captioner, GenerateOptions, Generated, ImageTextMatcher, LoadedModel, MatchScore, PixelInput,
     QuestionAnswerer,
@@ -48,6 +48,8 @@ impl Blip {
         let device = options.device.device()?;
         let model = BlipModel::load(&files, &device, options.precision)?;
         let processor = read_processor(dir)?;
+        check_tokenizer_config(dir, TokenizerClass::Bert)?;
+        check_generation_config(dir)?;
         let side = model.config().vision.image_size as u32;
         if processor.width != side || processor.height != side {
             return Err(file_error(
@@ -239,6 +241,27 @@ impl Blip {
     }
 }
 
+/// seer runs BLIP with transformers' default generation settings whatever
+/// `generation_config.json` says (see the module's notes), but transformers
+/// still loads the file: valid JSON that is not an object fails its
+/// `from_pretrained`, so it is refused here too. Text that is not JSON (or
+/// not UTF-8) transformers passes over for the model config's settings, and a
+/// field of the wrong type it keeps unused: neither changes a BLIP answer.
+fn check_generation_config(dir: &Path) -> Result<()> {
+    let path = dir.join("generation_config.json");
+    if !path.is_file() {
+        return Ok(());
+    }
+    let bytes = std::fs::read(&path).map_err(|e| file_error(&path, e))?;
+    match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Ok(v) if !v.is_object() => Err(file_error(
+            &path,
+            "not a generation config: expected a JSON object",
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// `preprocessor_config.json` as a `BlipImageProcessor` (the class defaults
 /// without one, as transformers would use).
 fn read_processor(dir: &Path) -> Result<ExactResizeConfig> {
@@ -356,5 +379,37 @@ impl ImageTextMatcher for Blip {
 
     fn check_text(&self, text: &str, what: &str) -> Result<()> {
         self.encoder_ids(text, what).map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_generation_config_transformers_cannot_load_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("generation_config.json");
+        check_generation_config(dir.path()).unwrap();
+        for text in ["[1]", "null", "\"abc\"", "3"] {
+            std::fs::write(&path, text).unwrap();
+            let err = check_generation_config(dir.path()).unwrap_err().to_string();
+            assert_eq!(
+                err,
+                format!(
+                    "{}: not a generation config: expected a JSON object",
+                    path.display()
+                ),
+                "{text}"
+            );
+        }
+        // transformers falls back to config.json for text that is not JSON,
+        // and keeps wrong-typed fields unused by BLIP's generate.
+        for text in ["x{", "", r#"{"num_beams": "x", "max_length": "y"}"#] {
+            std::fs::write(&path, text).unwrap();
+            check_generation_config(dir.path()).unwrap();
+        }
+        std::fs::write(&path, [0xff, 0xfe]).unwrap();
+        check_generation_config(dir.path()).unwrap();
     }
 }

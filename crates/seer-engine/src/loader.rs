@@ -333,3 +333,143 @@ fn preprocess_config(files: &ModelFiles, image_size: usize) -> Result<Preprocess
     }
     Ok(cfg)
 }
+
+/// Which tokenizer class reads a folder's `tokenizer_config.json`: the keys
+/// each refuses when damaged differ.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum TokenizerClass {
+    /// `BertTokenizer` (BLIP): `do_lower_case` must be a boolean.
+    Bert,
+    /// `CLIPTokenizer` (OWL-ViT): the processor pads to `model_max_length`,
+    /// which must not be negative.
+    Clip,
+}
+
+/// Refuses a damaged `tokenizer_config.json` as transformers' tokenizer
+/// loading does (it raises on each of these); seer reads little of it, but a
+/// folder transformers cannot load is not one to answer from. Absent: the
+/// defaults.
+pub(crate) fn check_tokenizer_config(dir: &Path, class: TokenizerClass) -> Result<()> {
+    let path = dir.join("tokenizer_config.json");
+    if !path.is_file() {
+        return Ok(());
+    }
+    let fail = |message: String| Err(file_error(&path, message));
+    let text = std::fs::read_to_string(&path).map_err(|e| file_error(&path, e))?;
+    let value: serde_json::Value = match serde_json::from_str(&text) {
+        Ok(v) => v,
+        Err(e) => return fail(format!("invalid JSON: {e}")),
+    };
+    let Some(obj) = value.as_object() else {
+        return fail("not a tokenizer config: expected a JSON object".into());
+    };
+    let get = |key: &str| obj.get(key).filter(|v| !v.is_null());
+    if class == TokenizerClass::Bert {
+        // BertTokenizer checks the type even of null.
+        match obj.get("do_lower_case") {
+            None | Some(serde_json::Value::Bool(_)) => {}
+            Some(v) => return fail(format!("do_lower_case: expected true or false, found {v}")),
+        }
+    }
+    if let Some(v) = get("model_max_length") {
+        match v.as_f64() {
+            Some(n) if n < 0.0 && class == TokenizerClass::Clip => {
+                return fail(format!(
+                    "model_max_length: expected a non-negative number, found {v}"
+                ))
+            }
+            Some(_) => {}
+            None => return fail(format!("model_max_length: expected a number, found {v}")),
+        }
+    }
+    if let Some(v) = get("tokenizer_class") {
+        if !v.is_string() {
+            return fail(format!("tokenizer_class: expected a class name, found {v}"));
+        }
+    }
+    for key in [
+        "bos_token",
+        "eos_token",
+        "unk_token",
+        "sep_token",
+        "pad_token",
+        "cls_token",
+        "mask_token",
+    ] {
+        let Some(v) = get(key) else { continue };
+        // A token, or an AddedToken as {"content": …, …}.
+        let ok = v.is_string() || v.get("content").is_some_and(serde_json::Value::is_string);
+        if !ok {
+            return fail(format!("{key}: expected a token (a string), found {v}"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tokenizer_config_tests {
+    use super::*;
+
+    fn check(text: &str, class: TokenizerClass) -> std::result::Result<(), String> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("tokenizer_config.json"), text).unwrap();
+        check_tokenizer_config(dir.path(), class).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn damage_transformers_raises_on_is_refused() {
+        use TokenizerClass::{Bert, Clip};
+        let cases = [
+            ("{\"do_lower_case\": true", Bert, "invalid JSON"),
+            ("", Clip, "invalid JSON"),
+            ("[1]", Clip, "expected a JSON object"),
+            ("null", Bert, "expected a JSON object"),
+            (
+                r#"{"do_lower_case": "x"}"#,
+                Bert,
+                "do_lower_case: expected true or false",
+            ),
+            (r#"{"do_lower_case": null}"#, Bert, "do_lower_case"),
+            (
+                r#"{"model_max_length": "x"}"#,
+                Bert,
+                "model_max_length: expected a number",
+            ),
+            (
+                r#"{"model_max_length": -1}"#,
+                Clip,
+                "model_max_length: expected a non-negative",
+            ),
+            (r#"{"tokenizer_class": 5}"#, Clip, "tokenizer_class"),
+            (r#"{"pad_token": 5}"#, Bert, "pad_token: expected a token"),
+            (r#"{"unk_token": [1]}"#, Clip, "unk_token: expected a token"),
+        ];
+        for (text, class, needle) in cases {
+            let err = check(text, class).unwrap_err();
+            assert!(
+                err.contains("tokenizer_config.json: ") && err.contains(needle),
+                "{text}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn what_transformers_loads_is_accepted() {
+        use TokenizerClass::{Bert, Clip};
+        let ok = [
+            (r#"{"do_lower_case": "x", "model_max_length": 16}"#, Clip),
+            (r#"{"model_max_length": -1, "do_lower_case": false}"#, Bert),
+            (r#"{"model_max_length": null, "pad_token": null}"#, Bert),
+            (
+                r#"{"unk_token": {"content": "[UNK]", "lstrip": false}}"#,
+                Bert,
+            ),
+            ("{}", Clip),
+        ];
+        for (text, class) in ok {
+            check(text, class).unwrap_or_else(|e| panic!("{text}: {e}"));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        check_tokenizer_config(dir.path(), TokenizerClass::Bert).unwrap();
+    }
+}

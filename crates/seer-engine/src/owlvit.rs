@@ -11,7 +11,7 @@
 //! side for OWLv2 (padded to a square at the bottom and right, so boxes may
 //! reach into the padding, as in transformers).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use seer_image::{DecodedImage, OwlProcessor};
@@ -24,7 +24,7 @@ use crate::detect::{
     PreparedQueries, RawDetections,
 };
 use crate::error::{file_error, EngineError, Result};
-use crate::loader::LoadOptions;
+use crate::loader::{check_tokenizer_config, LoadOptions, TokenizerClass};
 use crate::tasks::LoadedModel;
 
 pub struct Owl {
@@ -52,11 +52,13 @@ impl Owl {
     pub fn load_dir(dir: &Path, options: &LoadOptions) -> Result<Self> {
         let device = options.device.device()?;
         let model = OwlModel::load_dir(dir, &device, options.precision)?;
-        let processor = read_processor(dir, model.config().version == OwlVersion::V2)?;
+        let (processor, processor_path) =
+            read_processor(dir, model.config().version == OwlVersion::V2)?;
+        check_tokenizer_config(dir, TokenizerClass::Clip)?;
         let side = model.config().image_size as u32;
         if processor.size() != (side, side) {
             return Err(file_error(
-                dir.join("preprocessor_config.json"),
+                processor_path,
                 format!(
                     "resizes to {}×{}, but the model's image_size is {side}",
                     processor.size().0,
@@ -133,16 +135,22 @@ impl Owl {
 }
 
 /// `preprocessor_config.json`, or transformers 5's `processor_config.json`,
-/// or the class defaults without either (as transformers would use).
-fn read_processor(dir: &Path, v2: bool) -> Result<OwlProcessor> {
+/// or the class defaults without either (as transformers would use); with the
+/// path errors about it name (the first name without either).
+fn read_processor(dir: &Path, v2: bool) -> Result<(OwlProcessor, PathBuf)> {
     for name in ["preprocessor_config.json", "processor_config.json"] {
         let path = dir.join(name);
         if path.is_file() {
             let text = std::fs::read_to_string(&path).map_err(|e| file_error(&path, e))?;
-            return OwlProcessor::from_config(&text, v2).map_err(|e| file_error(&path, e));
+            // The parser names preprocessor_config.json: name the file read.
+            let processor = OwlProcessor::from_config(&text, v2).map_err(|e| e.in_file(&path))?;
+            return Ok((processor, path));
         }
     }
-    Ok(OwlProcessor::from_config("{}", v2)?)
+    Ok((
+        OwlProcessor::from_config("{}", v2)?,
+        dir.join("preprocessor_config.json"),
+    ))
 }
 
 impl Detector for Owl {
@@ -204,5 +212,28 @@ impl Detector for Owl {
         } else {
             text_detections(&raw, &queries.labels, options)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_processor_config_is_named_by_its_path_once() {
+        // transformers 5 writes processor_config.json; the image crate's
+        // error named preprocessor_config.json after the path of the other.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("processor_config.json");
+        std::fs::write(&path, r#"{"image_mean": "x"}"#).unwrap();
+        let err = read_processor(dir.path(), true).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!(
+                "{}: invalid preprocessing config: ",
+                path.display()
+            )),
+            "{err}"
+        );
+        assert!(!err.contains(": preprocessor_config.json"), "{err}");
     }
 }

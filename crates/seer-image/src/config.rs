@@ -83,7 +83,7 @@ impl PreprocessConfig {
     pub fn from_hf_preprocessor_config(json: &str) -> Result<Self, ImageError> {
         const SRC: &str = "preprocessor_config.json";
         let err = |detail: String| ImageError::Config {
-            config: SRC,
+            config: SRC.into(),
             detail,
         };
         let v: Value =
@@ -184,7 +184,7 @@ impl PreprocessConfig {
             // transformers 5 writes the class's backend variant (…Fast, …Pil) too.
             if !kind.starts_with("BitImageProcessor") {
                 return Err(ImageError::Config {
-                    config: "preprocessor_config.json",
+                    config: "preprocessor_config.json".into(),
                     detail: format!("image_processor_type {kind:?} is not a BitImageProcessor"),
                 });
             }
@@ -198,7 +198,7 @@ impl PreprocessConfig {
     pub fn open_clip(image_size: u32, cfg: Option<&Value>) -> Result<Self, ImageError> {
         const SRC: &str = "open_clip preprocess_cfg";
         let err = |detail: String| ImageError::Config {
-            config: SRC,
+            config: SRC.into(),
             detail,
         };
         if image_size == 0 {

@@ -43,19 +43,52 @@ pub enum ImageError {
     },
     /// A preprocessing config (HF `preprocessor_config.json` or open_clip
     /// `preprocess_cfg`) is malformed or asks for something not supported.
+    /// `config` is the file's base name until [`ImageError::in_file`] gives
+    /// the path it was read from.
     #[error("{config}: invalid preprocessing config: {detail}")]
     Config {
-        config: &'static str,
+        config: std::borrow::Cow<'static, str>,
         detail: String,
     },
 }
 
 impl ImageError {
+    /// The error of a config read from `path`: it names that path (once) in
+    /// place of the base name the parser assumed, which may not even be the
+    /// file's (OWLv2 folders keep the processor in `processor_config.json`).
+    pub fn in_file(self, path: &std::path::Path) -> Self {
+        match self {
+            ImageError::Config { detail, .. } => ImageError::Config {
+                config: path.display().to_string().into(),
+                detail,
+            },
+            other => other,
+        }
+    }
+
     pub(crate) fn decode(path: &str, format: &'static str, detail: impl std::fmt::Display) -> Self {
         ImageError::Decode {
             path: path.to_string(),
             format,
             detail: detail.to_string(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_config_error_in_a_file_names_its_path_once() {
+        let e = ImageError::Config {
+            config: "preprocessor_config.json".into(),
+            detail: "crop_size 0".into(),
+        }
+        .in_file(std::path::Path::new("/m/processor_config.json"));
+        assert_eq!(
+            e.to_string(),
+            "/m/processor_config.json: invalid preprocessing config: crop_size 0"
+        );
     }
 }

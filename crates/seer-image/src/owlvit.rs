@@ -23,7 +23,7 @@ const SRC: &str = "preprocessor_config.json";
 
 fn err(detail: String) -> ImageError {
     ImageError::Config {
-        config: SRC,
+        config: SRC.into(),
         detail,
     }
 }

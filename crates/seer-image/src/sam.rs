@@ -44,7 +44,7 @@ impl Default for SamProcessorConfig {
 
 fn err(detail: String) -> ImageError {
     ImageError::Config {
-        config: SRC,
+        config: SRC.into(),
         detail,
     }
 }

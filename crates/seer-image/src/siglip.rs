@@ -14,7 +14,7 @@ const SRC: &str = "preprocessor_config.json";
 
 fn config_error(detail: String) -> ImageError {
     ImageError::Config {
-        config: SRC,
+        config: SRC.into(),
         detail,
     }
 }

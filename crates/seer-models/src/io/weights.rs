@@ -290,38 +290,280 @@ fn random_normal(name: &str, n: usize, std: f32) -> Vec<f32> {
 
 /// Reads a PyTorch state dict, also when it is nested under `state_dict` (training
 /// checkpoints) or its keys carry DataParallel's `module.` prefix.
+///
+/// candle's pickle opcodes are used, not its `PthTensors`: that one prints
+/// "skipping: …" to stderr for each entry it cannot read (a library must not
+/// write to the user's terminal, and under `--json` the output is a stream of
+/// records) and panics on an entry whose argument tuple is short.
 fn read_pickle_state_dict(path: &Path) -> std::result::Result<HashMap<String, Tensor>, String> {
-    use candle_core::pickle::PthTensors;
-    let file_size = std::fs::metadata(path).map_err(|e| e.to_string())?.len();
-    let open = |key| {
-        PthTensors::new(path, key).map_err(|e| match e {
-            candle_core::Error::Zip(_) => {
-                format!(
-                    "not a PyTorch zip checkpoint (damaged, or the legacy torch.save format): {e}"
-                )
-            }
-            e => e.to_string(),
-        })
-    };
-    let mut pth = open(None)?;
-    if pth.tensor_infos().is_empty() {
-        // Any failure here (no such key, not a dict) means the same: no tensors.
-        pth = open(Some("state_dict")).map_err(|_| "no tensors found in the PyTorch file")?;
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let file_size = file.metadata().map_err(|e| e.to_string())?.len();
+    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(|e| {
+        format!("not a PyTorch zip checkpoint (damaged, or the legacy torch.save format): {e}")
+    })?;
+    let pickles = pickle_objects(&mut zip)?;
+    let mut infos = tensor_infos(&pickles, None)?;
+    if infos.is_empty() {
+        // A training checkpoint's dict (no such key: still no tensors).
+        infos = tensor_infos(&pickles, Some("state_dict"))?;
     }
-    if pth.tensor_infos().is_empty() {
+    if infos.is_empty() {
         return Err("no tensors found in the PyTorch file".into());
     }
-    check_pickle_sizes(pth.tensor_infos().values(), file_size)?;
-    let mut tensors = HashMap::with_capacity(pth.tensor_infos().len());
-    for name in pth.tensor_infos().keys() {
-        let tensor = pth
-            .get(name)
-            .map_err(|e| format!("tensor '{name}': {e}"))?
-            .ok_or_else(|| format!("tensor '{name}' vanished from the file"))?;
-        let name = name.strip_prefix("module.").unwrap_or(name).to_string();
-        tensors.insert(name, tensor);
+    check_pickle_sizes(&infos, file_size)?;
+    let mut tensors = HashMap::with_capacity(infos.len());
+    for info in infos {
+        let tensor = read_pickle_tensor(&mut zip, &info)
+            .map_err(|e| format!("tensor '{}': {e}", info.name))?;
+        let name = info.name.strip_prefix("module.").unwrap_or(&info.name);
+        tensors.insert(name.to_string(), tensor);
     }
     Ok(tensors)
+}
+
+/// The objects of the archive's `*data.pkl` entries, with the folder of each
+/// one's storages (`archive/data`).
+fn pickle_objects<R: std::io::Read + std::io::Seek>(
+    zip: &mut zip::ZipArchive<R>,
+) -> std::result::Result<Vec<(String, candle_core::pickle::Object)>, String> {
+    use candle_core::pickle::Stack;
+    let names: Vec<String> = zip
+        .file_names()
+        .map(|n| n.map(|n| n.into_owned()).map_err(|e| e.to_string()))
+        .collect::<std::result::Result<Vec<_>, _>>()?
+        .into_iter()
+        .filter(|n| n.ends_with("data.pkl"))
+        .collect();
+    let mut objects = Vec::new();
+    for name in names {
+        let entry = zip.by_name(&name).map_err(|e| format!("{name}: {e}"))?;
+        let mut stack = Stack::empty();
+        stack
+            .read_loop(&mut std::io::BufReader::new(entry))
+            .map_err(|e| format!("{name}: {e}"))?;
+        let object = stack.finalize().map_err(|e| format!("{name}: {e}"))?;
+        let dir = name.strip_suffix(".pkl").unwrap_or(&name).to_string();
+        objects.push((dir, object));
+    }
+    Ok(objects)
+}
+
+/// One tensor of the state dict: where its storage lies in the archive and how
+/// it is viewed.
+#[derive(Debug)]
+struct PickleTensor {
+    name: String,
+    dtype: DType,
+    layout: candle_core::Layout,
+    /// The storage's entry in the archive.
+    entry: String,
+}
+
+/// The tensors of the state dict (under `key` if given), as candle's
+/// `read_pth_tensor_info` finds them: entries that are not tensors, or hold a
+/// storage type candle has no dtype for, are passed over (a model that needs
+/// one says it is missing); an entry that claims to be a tensor but is malformed
+/// is refused, naming it.
+fn tensor_infos(
+    pickles: &[(String, candle_core::pickle::Object)],
+    key: Option<&str>,
+) -> std::result::Result<Vec<PickleTensor>, String> {
+    use candle_core::pickle::Object;
+    let mut infos = Vec::new();
+    for (dir, object) in pickles {
+        let object = match object {
+            // A TorchScript module's state.
+            Object::Build { callable, args } => match &**callable {
+                Object::Reduce { callable, .. }
+                    if matches!(&**callable, Object::Class { module_name, class_name }
+                        if module_name == "__torch__" && class_name == "Module") =>
+                {
+                    &**args
+                }
+                _ => continue,
+            },
+            object => object,
+        };
+        let object = match (key, object) {
+            (Some(key), Object::Dict(entries)) => {
+                match entries
+                    .iter()
+                    .find(|(k, _)| matches!(k, Object::Unicode(k) if k == key))
+                {
+                    Some((_, v)) => v,
+                    None => continue,
+                }
+            }
+            (_, object) => object,
+        };
+        let Object::Dict(entries) = object else {
+            continue;
+        };
+        for (name, value) in entries {
+            let Object::Unicode(name) = name else {
+                continue;
+            };
+            if let Some(info) =
+                pickle_tensor(name, value, dir).map_err(|e| format!("tensor '{name}': {e}"))?
+            {
+                infos.push(info);
+            }
+        }
+    }
+    Ok(infos)
+}
+
+/// candle's `Object::into_tensor_info` with its arity checked: `None` for an
+/// entry that is not a tensor.
+fn pickle_tensor(
+    name: &str,
+    value: &candle_core::pickle::Object,
+    dir: &str,
+) -> std::result::Result<Option<PickleTensor>, String> {
+    use candle_core::pickle::Object;
+    fn class(o: &Object) -> Option<(&str, &str)> {
+        match o {
+            Object::Class {
+                module_name,
+                class_name,
+            } => Some((module_name, class_name)),
+            _ => None,
+        }
+    }
+    fn tuple<'a>(
+        o: &'a Object,
+        what: &str,
+        len: usize,
+    ) -> std::result::Result<&'a [Object], String> {
+        match o {
+            Object::Tuple(items) if items.len() >= len => Ok(items),
+            _ if len == 0 => Err(format!("{what} is not a tuple")),
+            _ => Err(format!("{what} is not a tuple of at least {len} items")),
+        }
+    }
+    fn count(o: &Object, what: &str) -> std::result::Result<usize, String> {
+        match o {
+            Object::Int(n) if *n >= 0 => Ok(*n as usize),
+            Object::Long(n) if *n >= 0 => usize::try_from(*n).map_err(|e| e.to_string()),
+            _ => Err(format!("{what} is not a non-negative integer")),
+        }
+    }
+    fn counts(o: &Object, what: &str) -> std::result::Result<Vec<usize>, String> {
+        tuple(o, what, 0)?.iter().map(|v| count(v, what)).collect()
+    }
+    let Object::Reduce { callable, args } = value else {
+        return Ok(None);
+    };
+    let (mut callable, mut args) = (&**callable, &**args);
+    match class(callable) {
+        Some(("torch._tensor", "_rebuild_from_type_v2")) => {
+            let items = tuple(args, "_rebuild_from_type_v2's arguments", 3)?;
+            (callable, args) = (&items[0], &items[2]);
+        }
+        Some(("torch._utils", "_rebuild_parameter")) => {
+            let items = tuple(args, "_rebuild_parameter's arguments", 1)?;
+            let Object::Reduce {
+                callable: inner,
+                args: inner_args,
+            } = &items[0]
+            else {
+                return Err("_rebuild_parameter does not rebuild a tensor".into());
+            };
+            (callable, args) = (&**inner, &**inner_args);
+        }
+        _ => {}
+    }
+    if class(callable) != Some(("torch._utils", "_rebuild_tensor_v2")) {
+        return Ok(None);
+    }
+    // storage, storage_offset, size, stride, …
+    let items = tuple(args, "_rebuild_tensor_v2's arguments", 4)?;
+    let stride = counts(&items[3], "the stride")?;
+    let size = counts(&items[2], "the size")?;
+    if stride.len() != size.len() {
+        return Err(format!(
+            "size {size:?} and stride {stride:?} differ in rank"
+        ));
+    }
+    let offset = count(&items[1], "the storage offset")?;
+    let Object::PersistentLoad(storage) = &items[0] else {
+        return Err("its storage is not a persistent reference".into());
+    };
+    // ("storage", class, key, location, numel)
+    let storage = tuple(storage, "the storage reference", 5)?;
+    let Object::Unicode(key) = &storage[2] else {
+        return Err("the storage key is not a string".into());
+    };
+    let Some((_, storage_class)) = class(&storage[1]) else {
+        return Err("the storage type is not a class".into());
+    };
+    let dtype = match storage_class {
+        "FloatStorage" => DType::F32,
+        "DoubleStorage" => DType::F64,
+        "HalfStorage" => DType::F16,
+        "BFloat16Storage" => DType::BF16,
+        "ByteStorage" => DType::U8,
+        "LongStorage" => DType::I64,
+        // A dtype candle cannot hold (int32, bool, …): like candle, not read.
+        _ => return Ok(None),
+    };
+    let start = offset
+        .checked_mul(dtype.size_in_bytes())
+        .ok_or("the storage offset is out of range")?;
+    Ok(Some(PickleTensor {
+        name: name.to_string(),
+        dtype,
+        layout: candle_core::Layout::new(size.into(), stride, start),
+        entry: format!("{dir}/{key}"),
+    }))
+}
+
+/// The data of one tensor, as candle's `PthTensors::get` reads it: a
+/// contiguous view (C or Fortran order) into its storage.
+fn read_pickle_tensor<R: std::io::Read + std::io::Seek>(
+    zip: &mut zip::ZipArchive<R>,
+    info: &PickleTensor,
+) -> std::result::Result<Tensor, String> {
+    use std::io::Read;
+    let layout = &info.layout;
+    let fortran = layout.is_fortran_contiguous();
+    if !layout.is_contiguous() && !fortran {
+        return Err(format!(
+            "strides {:?} of shape {:?} are not contiguous",
+            layout.stride(),
+            layout.dims()
+        ));
+    }
+    let entry = zip
+        .by_name(&info.entry)
+        .map_err(|e| format!("storage {}: {e}", info.entry))?;
+    // check_pickle_sizes bounded both by the file's size.
+    let bytes = layout.shape().elem_count() * info.dtype.size_in_bytes();
+    let mut data = Vec::with_capacity(bytes);
+    let mut entry = entry.take(layout.start_offset() as u64 + bytes as u64);
+    std::io::copy(
+        &mut entry.by_ref().take(layout.start_offset() as u64),
+        &mut std::io::sink(),
+    )
+    .map_err(|e| e.to_string())?;
+    entry.read_to_end(&mut data).map_err(|e| e.to_string())?;
+    if data.len() != bytes {
+        return Err(format!(
+            "its storage {} ends before its data ({} of {bytes} bytes)",
+            info.entry,
+            data.len()
+        ));
+    }
+    let dims = layout.dims();
+    let tensor = if fortran && dims.len() > 1 {
+        let reversed: Vec<usize> = dims.iter().rev().copied().collect();
+        let order: Vec<usize> = (0..dims.len()).rev().collect();
+        Tensor::from_raw_buffer(&data, info.dtype, &reversed, &Device::Cpu)
+            .and_then(|t| t.permute(order))
+    } else {
+        Tensor::from_raw_buffer(&data, info.dtype, dims, &Device::Cpu)
+    };
+    tensor.map_err(|e| e.to_string())
 }
 
 /// The shapes of a pickle come from its text, not from its data: candle
@@ -330,10 +572,7 @@ fn read_pickle_state_dict(path: &Path) -> std::result::Result<HashMap<String, Te
 /// zip entry lies inside the file, so no tensor can need more than the file
 /// holds; tied weights are stored once but loaded once per name, hence the
 /// allowance for the total.
-fn check_pickle_sizes<'a>(
-    infos: impl Iterator<Item = &'a candle_core::pickle::TensorInfo>,
-    file_size: u64,
-) -> std::result::Result<(), String> {
+fn check_pickle_sizes(infos: &[PickleTensor], file_size: u64) -> std::result::Result<(), String> {
     const TIED_ALLOWANCE: u64 = 4;
     let mut total = 0u64;
     for info in infos {
@@ -444,6 +683,108 @@ mod tests {
         p.extend(b"ccollections\nOrderedDict\n)Rt");
         p.extend(b"Rs.");
         p
+    }
+
+    /// Pickle opcodes of `_rebuild_tensor_v2(storage "0" of 4 floats, 0,
+    /// (2, 2), stride, False, OrderedDict())` with `stride`'s opcodes, and
+    /// `args` items of those (4 and up are real; fewer is damage).
+    fn tensor_ops(stride: &[u8], args: usize) -> Vec<u8> {
+        let mut p = b"ctorch._utils\n_rebuild_tensor_v2\n(".to_vec();
+        let mut items: Vec<Vec<u8>> = Vec::new();
+        let mut storage = b"(X\x07\x00\x00\x00storagectorch\nFloatStorage\n".to_vec();
+        storage.extend(b"X\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x04tQ");
+        items.push(storage);
+        items.push(b"K\x00".to_vec());
+        items.push(b"K\x02K\x02\x86".to_vec());
+        items.push(stride.to_vec());
+        items.push(b"\x89".to_vec());
+        items.push(b"ccollections\nOrderedDict\n)R".to_vec());
+        for item in items.iter().take(args) {
+            p.extend(item);
+        }
+        p.extend(b"tR");
+        p
+    }
+
+    /// A checkpoint whose state dict maps each name to the value `ops` push.
+    fn checkpoint_of(entries: &[(&str, Vec<u8>)]) -> (tempfile::TempDir, PathBuf) {
+        let mut pickle = vec![0x80, 2, b'}', b'('];
+        for (name, ops) in entries {
+            pickle.push(b'X');
+            pickle.extend((name.len() as u32).to_le_bytes());
+            pickle.extend(name.as_bytes());
+            pickle.extend(ops);
+        }
+        pickle.extend(b"u.");
+        let data: Vec<u8> = [1.0f32, 2.0, 3.0, 4.0]
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect();
+        let zip = stored_zip(&[
+            ("archive/data.pkl", &pickle),
+            ("archive/version", b"3\n"),
+            ("archive/data/0", &data),
+        ]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pytorch_model.bin");
+        std::fs::write(&path, zip).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn pickle_tensors_load_in_c_and_fortran_order() {
+        let (_dir, path) = checkpoint_of(&[
+            ("c", tensor_ops(b"K\x02K\x01\x86", 6)),
+            ("f", tensor_ops(b"K\x01K\x02\x86", 6)),
+            ("not a tensor", b"K\x07".to_vec()),
+        ]);
+        let tensors = read_pickle_state_dict(&path).unwrap();
+        assert_eq!(tensors.len(), 2);
+        let values = |n: &str| tensors[n].to_vec2::<f32>().unwrap();
+        assert_eq!(values("c"), [[1.0, 2.0], [3.0, 4.0]]);
+        assert_eq!(values("f"), [[1.0, 3.0], [2.0, 4.0]]);
+    }
+
+    #[test]
+    fn a_damaged_pickle_entry_is_refused_by_name_not_skipped_or_panicking() {
+        // candle's reader printed "skipping: conversion error …" to stderr
+        // and loaded the rest for the first; it panicked on the short tuple.
+        let good = ("w", tensor_ops(b"K\x02K\x01\x86", 6));
+        let cases = [
+            (
+                tensor_ops(b"X\x01\x00\x00\x00x", 6),
+                "the stride is not a tuple",
+            ),
+            (tensor_ops(b"K\x02\x85", 6), "differ in rank"),
+            (tensor_ops(b"K\x02K\x01\x86", 2), "at least 4 items"),
+        ];
+        for (ops, needle) in cases {
+            let (_dir, path) = checkpoint_of(&[good.clone(), ("bad", ops)]);
+            let err = Weights::open(&path, &Device::Cpu)
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(
+                err.contains("pytorch_model.bin")
+                    && err.contains("tensor 'bad': ")
+                    && err.contains(needle),
+                "{needle}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_pickle_storage_shorter_than_its_tensor_is_refused() {
+        // A (2, 3) view of the 4-float storage.
+        let mut ops = tensor_ops(b"K\x03K\x01\x86", 6);
+        let at = ops.windows(5).position(|w| w == b"K\x02K\x02\x86").unwrap();
+        ops[at + 3] = 3;
+        let (_dir, path) = checkpoint_of(&[("w", ops)]);
+        let err = read_pickle_state_dict(&path).unwrap_err();
+        assert!(
+            err.contains("tensor 'w'") && err.contains("ends before its data"),
+            "{err}"
+        );
     }
 
     fn checkpoint(shape: [u32; 2]) -> (tempfile::TempDir, PathBuf) {

@@ -66,6 +66,7 @@ struct RawTower {
     vocab_size: Option<usize>,
     image_size: Option<usize>,
     patch_size: Option<usize>,
+    num_channels: Option<usize>,
     hidden_act: Option<String>,
     layer_norm_eps: Option<f64>,
 }
@@ -145,6 +146,14 @@ impl OwlConfig {
         }
         // Also refuses 0, a multiple of every patch size (no boxes at all).
         check_image_side(path, "vision_config.image_size", image_size)?;
+        // The processors give RGB; transformers sizes the patch convolution
+        // by num_channels, so other values fail its load or its forward.
+        if let Some(n) = raw.vision_config.num_channels.filter(|&n| n != 3) {
+            return Err(error(
+                path,
+                format!("vision_config.num_channels {n} is not supported (images are RGB: 3)"),
+            ));
+        }
         let projection_dim = raw.projection_dim.unwrap_or(512);
         // The class head compares its image embeddings (text width) with the
         // projected queries: transformers needs them equal, so does seer.
@@ -192,6 +201,26 @@ mod tests {
             assert!(
                 err.contains("config.json")
                     && err.contains(&format!("vision_config.image_size {size}")),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn channels_other_than_rgb_are_refused_by_name() {
+        let parse = |n: &str| {
+            let json = format!(
+                r#"{{"model_type": "owlv2", "projection_dim": 512,
+                    "vision_config": {{"num_channels": {n}}}}}"#
+            );
+            OwlConfig::from_json(&json, Path::new("config.json"))
+        };
+        parse("3").unwrap();
+        for n in ["1", "4", "0"] {
+            let err = parse(n).unwrap_err().to_string();
+            assert!(
+                err.contains("config.json")
+                    && err.contains(&format!("vision_config.num_channels {n} is not supported")),
                 "{err}"
             );
         }

@@ -168,6 +168,9 @@ struct RawPrompt {
     hidden_size: usize,
     image_size: usize,
     patch_size: usize,
+    /// transformers takes a value written in the file over its own
+    /// image_size // patch_size, and fails when it is not the vision grid.
+    image_embedding_size: Option<usize>,
     mask_input_channels: usize,
     num_point_embeddings: usize,
     hidden_act: String,
@@ -180,6 +183,7 @@ impl Default for RawPrompt {
             hidden_size: 256,
             image_size: 1024,
             patch_size: 16,
+            image_embedding_size: None,
             mask_input_channels: 16,
             num_point_embeddings: 4,
             hidden_act: "gelu".into(),
@@ -322,6 +326,16 @@ impl SamConfig {
                 p.image_size, p.patch_size, v.image_size, v.patch_size
             ),
         )?;
+        if let Some(side) = p.image_embedding_size.filter(|&s| s != embedding) {
+            return Err(error(
+                path,
+                format!(
+                    "prompt_encoder_config: image_embedding_size {side} is not the vision \
+                     encoder's grid of {embedding} (image_size / patch_size); seer runs SAM at \
+                     the grid, where transformers fails"
+                ),
+            ));
+        }
         check(
             p.hidden_size == 2 * v.num_pos_feats
                 && p.hidden_size == d.hidden_size
@@ -463,6 +477,10 @@ mod tests {
             (
                 r#"{"model_type": "sam", "prompt_encoder_config": {"layer_norm_eps": -1e-6}}"#,
                 "prompt_encoder_config.layer_norm_eps -0.000001 must be a positive number",
+            ),
+            (
+                r#"{"model_type": "sam", "prompt_encoder_config": {"image_embedding_size": 32}}"#,
+                "prompt_encoder_config: image_embedding_size 32 is not the vision encoder's grid of 64",
             ),
             ("[1]", "not a SAM config"),
         ] {

@@ -20,6 +20,36 @@ pub struct SamModel {
     decoder: PromptDecoder,
 }
 
+/// The mask decoder's attentions project to `hidden_size` (self-attention)
+/// or `hidden_size / attention_downsample_rate` (the others), as transformers
+/// builds them: a checkpoint of other widths does not load there (size
+/// mismatch), and here would run with a rate the config does not say.
+fn check_attention_widths(t: &Weights, config: &SamConfig, path: &Path) -> Result<()> {
+    let d = &config.decoder;
+    let reduced = d.hidden_size / d.attention_downsample_rate.max(1);
+    let mut attentions = vec![("final_attn_token_to_image".to_string(), reduced)];
+    for i in 0..d.layers {
+        attentions.push((format!("layers.{i}.self_attn"), d.hidden_size));
+        for cross in ["cross_attn_token_to_image", "cross_attn_image_to_token"] {
+            attentions.push((format!("layers.{i}.{cross}"), reduced));
+        }
+    }
+    for (name, width) in attentions {
+        let found = t.pp(&name).dims("q_proj.weight")?[0];
+        if found != width {
+            return Err(ModelError::Config {
+                path: path.to_path_buf(),
+                message: format!(
+                    "mask_decoder_config: attention_downsample_rate {} and hidden_size {} make \
+                     mask_decoder.transformer.{name} {width} wide, but the checkpoint's is {found}",
+                    d.attention_downsample_rate, d.hidden_size
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// One prompt's answer: `iou[i]` belongs to mask `i` of `logits`.
 #[derive(Clone, Debug)]
 pub struct SamPrediction {
@@ -37,6 +67,7 @@ impl SamModel {
     pub fn load(files: &ModelFiles, device: &Device, precision: Precision) -> Result<Self> {
         let root = Weights::open(&files.weights, device)?.with_precision(precision);
         let config = SamConfig::from_file(&files.config)?;
+        check_attention_widths(&root.pp("mask_decoder.transformer"), &config, &files.config)?;
         Self::from_weights(config, &root)
     }
 
