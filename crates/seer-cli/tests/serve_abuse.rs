@@ -160,3 +160,113 @@ fn crc32(bytes: &[u8]) -> u32 {
     }
     !crc
 }
+
+/// What a hostile page can make the user's browser send to a tokenless server
+/// without an `Origin`: an `<img>` probing which ids exist (its onload or
+/// onerror tells), a script or link that triggers a search. The browser says
+/// who made each request in `Sec-Fetch-Site`; only the page's own requests,
+/// typed URLs and clients that say nothing are answered. With a token, the
+/// token decides as before.
+#[test]
+fn requests_other_pages_make_are_refused_and_form_fields_are_given_once() {
+    let skimage = shared_data().join("smoke").join("skimage");
+    let server = start_on(&[&skimage], &[]);
+    let url = &server.url;
+    let local = "Host: localhost\r\n";
+    let (status, body) = get(url, "/v1/search?q=cat&k=1", local);
+    assert_eq!(status, 200, "{body}");
+    let found: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let id = found["results"][0]["id"].as_i64().expect("an id");
+
+    let img = |site: &str| {
+        format!(
+            "{local}Sec-Fetch-Site: {site}\r\nSec-Fetch-Mode: no-cors\r\nSec-Fetch-Dest: image\r\n"
+        )
+    };
+    for target in [
+        format!("/v1/images/{id}/thumbnail"),
+        "/v1/images/999999/thumbnail".to_string(),
+        format!("/v1/images/{id}"),
+        "/v1/search?q=cat&k=1".to_string(),
+    ] {
+        // Another site, or another port of localhost: the same answer whether
+        // the id exists or not.
+        for site in ["cross-site", "same-site"] {
+            let (status, body) = get(url, &target, &img(site));
+            assert_eq!(status, 403, "{target} {site}: {body}");
+            let error: serde_json::Value = serde_json::from_str(&body).unwrap();
+            assert!(
+                error["error"].as_str().unwrap().contains("Sec-Fetch-Site"),
+                "{body}"
+            );
+        }
+    }
+    // The page's own thumbnails and a URL the user typed are served.
+    let (status, body) = get(
+        url,
+        &format!("/v1/images/{id}/thumbnail"),
+        &img("same-origin"),
+    );
+    assert_eq!(status, 200, "{body}");
+    let typed = format!(
+        "{local}Sec-Fetch-Site: none\r\nSec-Fetch-Mode: navigate\r\nSec-Fetch-Dest: document\r\n"
+    );
+    let (status, body) = get(url, &format!("/v1/images/{id}"), &typed);
+    assert_eq!(status, 200, "{body}");
+    // A link from another site opens the page (whose own requests are then
+    // same-origin), but not an image, nor the page in a frame.
+    let link = |dest: &str| {
+        format!("{local}Sec-Fetch-Site: cross-site\r\nSec-Fetch-Mode: navigate\r\nSec-Fetch-Dest: {dest}\r\n")
+    };
+    let (status, body) = get(url, "/", &link("document"));
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("<html") || body.contains("<!doctype"),
+        "{body}"
+    );
+    let (status, body) = get(url, &format!("/v1/images/{id}"), &link("document"));
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = get(url, "/", &link("iframe"));
+    assert_eq!(status, 403, "{body}");
+
+    // A field given twice is 400 in a form as in a query string, not its
+    // last value.
+    let (status, body) = get(url, "/v1/search?q=cat&k=1&k=5", local);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("duplicate field `k`"), "{body}");
+    for fields in [
+        &[("q", "cat"), ("k", "1"), ("k", "5")][..],
+        &[("q", "cat"), ("q", "dog")],
+    ] {
+        let (status, body) = common::server::post_form(&format!("{url}/v1/search"), fields, None);
+        assert_eq!(status, 400, "{fields:?}: {body}");
+        assert!(
+            body["error"].as_str().unwrap().contains("duplicate field"),
+            "{body}"
+        );
+    }
+    let (status, body) = common::server::post_form(
+        &format!("{url}/v1/search"),
+        &[("q", "cat"), ("k", "1")],
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["results"].as_array().unwrap().len(), 1, "{body}");
+
+    // With a token, the token is the guard, whichever page sends it.
+    let token = "abuse-walk-token-0123";
+    let guarded = start_on(&[&skimage], &["--token", token]);
+    let with_token = format!("{}Authorization: Bearer {token}\r\n", img("cross-site"));
+    let (status, body) = get(
+        &guarded.url,
+        &format!("/v1/images/{id}/thumbnail"),
+        &with_token,
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = get(
+        &guarded.url,
+        &format!("/v1/images/{id}/thumbnail"),
+        &img("cross-site"),
+    );
+    assert_eq!(status, 401, "{body}");
+}

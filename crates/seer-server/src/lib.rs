@@ -318,7 +318,7 @@ pub async fn serve(
 /// only liveness). Without a token, only loopback names and pages (see `loopback`).
 async fn authorize(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     if state.token.is_none() {
-        if let Err(refused) = loopback::check(req.uri(), req.headers()) {
+        if let Err(refused) = loopback::check(req.method(), req.uri(), req.headers()) {
             return refused.into_response();
         }
     }

@@ -5,8 +5,18 @@
 //! a server without a token answers only requests addressed to a loopback name
 //! (`Host`) and, when the browser says which page made it (`Origin`), made by a
 //! page served from a loopback name. With a token, the token decides.
+//!
+//! A page can also make the browser send requests that carry no `Origin`: an
+//! `<img>` or `<script>` tag, a link, a GET form. Such a request cannot read the
+//! answer, but its success or failure (an image's `onload` or `onerror`) tells
+//! which photo ids exist, and each one costs the server work. Browsers say who
+//! made every request in `Sec-Fetch-Site`, so a tokenless server answers only
+//! its own page's requests (`same-origin`), what the user typed or bookmarked
+//! (`none`) and clients that send no such header (curl, scripts); `same-site`
+//! is refused too, since a page on another port of localhost is another
+//! origin. A link from elsewhere may still open the page itself.
 
-use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 
 use crate::error::ApiError;
 
@@ -14,8 +24,9 @@ use crate::error::ApiError;
 /// headers. Every name the request is addressed by must be a loopback one: each
 /// `Host` header (a client that sends two must not get by with its first), and
 /// the authority of an absolute-form target (`GET http://evil.example/ HTTP/1.1`),
-/// which HTTP/1.1 says overrides `Host`. Likewise every `Origin` header.
-pub fn check(uri: &Uri, headers: &HeaderMap) -> Result<(), ApiError> {
+/// which HTTP/1.1 says overrides `Host`. Likewise every `Origin` header, and
+/// every `Sec-Fetch-Site` header (see [`fetched_by_this_page`]).
+pub fn check(method: &Method, uri: &Uri, headers: &HeaderMap) -> Result<(), ApiError> {
     let forbidden = |m: String| Err(ApiError::new(StatusCode::FORBIDDEN, m));
     let mut names: Vec<Option<&str>> = headers
         .get_all(header::HOST)
@@ -50,7 +61,57 @@ pub fn check(uri: &Uri, headers: &HeaderMap) -> Result<(), ApiError> {
             ));
         }
     }
-    Ok(())
+    fetched_by_this_page(method, uri, headers)
+}
+
+/// The page a browser may open from a link on another site (or another port).
+const PAGE: &str = "/";
+
+/// `Ok` unless a browser says another page made the request: every
+/// `Sec-Fetch-Site` must be `same-origin` or `none` (none at all is a client
+/// that is no browser, or an old one; `Origin` still covers the latter's
+/// POSTs). The one exception is a top-level navigation to the page: following
+/// a link to the UI shows it in its own tab, where the other page reads
+/// nothing, and the page's own requests are then `same-origin`. Frames are no
+/// such navigation (a page could lay this one under its own clicks).
+fn fetched_by_this_page(method: &Method, uri: &Uri, headers: &HeaderMap) -> Result<(), ApiError> {
+    let all = |name: &str| -> Vec<Option<&str>> {
+        headers
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().ok())
+            .collect()
+    };
+    let is_only = |values: &[Option<&str>], wanted: &str| {
+        !values.is_empty()
+            && values
+                .iter()
+                .all(|v| v.is_some_and(|v| v.trim().eq_ignore_ascii_case(wanted)))
+    };
+    let sites = all("sec-fetch-site");
+    let foreign = sites.iter().find(|site| {
+        !site.is_some_and(|s| {
+            let s = s.trim();
+            s.eq_ignore_ascii_case("same-origin") || s.eq_ignore_ascii_case("none")
+        })
+    });
+    let Some(foreign) = foreign else {
+        return Ok(());
+    };
+    let opens_the_page = matches!(*method, Method::GET | Method::HEAD)
+        && uri.path() == PAGE
+        && is_only(&all("sec-fetch-mode"), "navigate")
+        && is_only(&all("sec-fetch-dest"), "document");
+    if opens_the_page {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        format!(
+            "without --token this server answers only its own page's requests, not ones made by pages of other sites or other ports (Sec-Fetch-Site: {}); open its page (/) directly, or give the server a --token",
+            foreign.unwrap_or("not text")
+        ),
+    ))
 }
 
 /// `host[:port]` naming this machine: `localhost` (or a name under it), or a
@@ -128,31 +189,103 @@ mod tests {
     fn every_name_the_request_is_addressed_by_must_be_loopback() {
         let path: Uri = "/v1/search?q=x".parse().unwrap();
         let local = headers(&[(header::HOST, "localhost:7860")]);
-        assert!(check(&path, &local).is_ok());
-        assert!(check(&path, &HeaderMap::new()).is_err(), "no Host");
+        assert!(check(&Method::GET, &path, &local).is_ok());
+        assert!(
+            check(&Method::GET, &path, &HeaderMap::new()).is_err(),
+            "no Host"
+        );
         // A second Host header naming another site is not hidden by the first.
         let two = headers(&[(header::HOST, "localhost"), (header::HOST, "evil.example")]);
         assert_eq!(
-            check(&path, &two).unwrap_err().status,
+            check(&Method::GET, &path, &two).unwrap_err().status,
             StatusCode::FORBIDDEN
         );
         let both_local = headers(&[(header::HOST, "localhost"), (header::HOST, "127.0.0.1")]);
-        assert!(check(&path, &both_local).is_ok());
+        assert!(check(&Method::GET, &path, &both_local).is_ok());
         // An absolute-form target's authority overrides Host (RFC 9112 3.2.2).
         let absolute: Uri = "http://evil.example/v1/search?q=x".parse().unwrap();
         assert_eq!(
-            check(&absolute, &local).unwrap_err().status,
+            check(&Method::GET, &absolute, &local).unwrap_err().status,
             StatusCode::FORBIDDEN
         );
         let absolute_local: Uri = "http://127.0.0.1:7860/v1/search".parse().unwrap();
-        assert!(check(&absolute_local, &local).is_ok());
-        assert!(check(&absolute_local, &HeaderMap::new()).is_ok());
+        assert!(check(&Method::GET, &absolute_local, &local).is_ok());
+        assert!(check(&Method::GET, &absolute_local, &HeaderMap::new()).is_ok());
         // Every Origin, not only the first.
         let origins = headers(&[
             (header::HOST, "localhost"),
             (header::ORIGIN, "http://localhost:7860"),
             (header::ORIGIN, "http://evil.example"),
         ]);
-        assert!(check(&path, &origins).is_err());
+        assert!(check(&Method::GET, &path, &origins).is_err());
+    }
+
+    #[test]
+    fn only_this_pages_requests_and_typed_urls_are_answered() {
+        let get = Method::GET;
+        let thumb: Uri = "/v1/images/3/thumbnail".parse().unwrap();
+        let page: Uri = "/".parse().unwrap();
+        let with = |extra: &[(&str, &str)]| {
+            let mut map = headers(&[(header::HOST, "localhost:7860")]);
+            for (name, value) in extra {
+                map.append(
+                    header::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                    value.parse().unwrap(),
+                );
+            }
+            map
+        };
+        // The page's own requests, a typed URL, and clients that say nothing.
+        for ok in [
+            vec![("sec-fetch-site", "same-origin")],
+            vec![("sec-fetch-site", "none")],
+            vec![("sec-fetch-site", "Same-Origin ")],
+            vec![],
+        ] {
+            assert!(check(&get, &thumb, &with(&ok)).is_ok(), "{ok:?}");
+        }
+        // An <img> on another site, or on another port of localhost (same-site),
+        // or a header that is not one the browsers send.
+        for bad in [
+            vec![
+                ("sec-fetch-site", "cross-site"),
+                ("sec-fetch-mode", "no-cors"),
+                ("sec-fetch-dest", "image"),
+            ],
+            vec![("sec-fetch-site", "same-site")],
+            vec![("sec-fetch-site", "whatever")],
+            // A second header is not hidden behind a first one that is fine.
+            vec![
+                ("sec-fetch-site", "same-origin"),
+                ("sec-fetch-site", "cross-site"),
+            ],
+        ] {
+            let refused = check(&get, &thumb, &with(&bad)).unwrap_err();
+            assert_eq!(refused.status, StatusCode::FORBIDDEN, "{bad:?}");
+        }
+        // A link from another site may open the page, in a tab of its own...
+        let link = [
+            ("sec-fetch-site", "cross-site"),
+            ("sec-fetch-mode", "navigate"),
+            ("sec-fetch-dest", "document"),
+        ];
+        assert!(check(&get, &page, &with(&link)).is_ok());
+        assert!(check(&get, &"/?q=cat".parse().unwrap(), &with(&link)).is_ok());
+        // ...but not anything else, nor the page in a frame, nor by POST.
+        assert!(check(&get, &thumb, &with(&link)).is_err());
+        assert!(check(&get, &"/v1/search?q=cat".parse().unwrap(), &with(&link)).is_err());
+        let framed = [
+            ("sec-fetch-site", "cross-site"),
+            ("sec-fetch-mode", "navigate"),
+            ("sec-fetch-dest", "iframe"),
+        ];
+        assert!(check(&get, &page, &with(&framed)).is_err());
+        assert!(check(&Method::POST, &page, &with(&link)).is_err());
+        let page_image = [
+            ("sec-fetch-site", "cross-site"),
+            ("sec-fetch-mode", "no-cors"),
+            ("sec-fetch-dest", "image"),
+        ];
+        assert!(check(&get, &page, &with(&page_image)).is_err());
     }
 }

@@ -778,3 +778,137 @@ async fn a_form_field_that_is_not_utf8_is_400_not_reinterpreted() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_form_field_given_twice_is_400_like_a_repeated_query_parameter() {
+    let f = fixture(8);
+    let red = f.photos.path().join("red.png");
+    // The query string's answer, which the forms follow.
+    let query = get(&f.app, "/v1/search?q=red&k=1&k=3").await;
+    assert_eq!(query.status, 400, "{}", query.body);
+    assert!(
+        error(&query).contains("duplicate field `k`"),
+        "{}",
+        query.body
+    );
+    for (uri, fields, name) in [
+        (
+            "/v1/search",
+            vec![("q", "red"), ("k", "1"), ("k", "3")],
+            "k",
+        ),
+        ("/v1/search", vec![("q", "red"), ("q", "blue")], "q"),
+        (
+            "/v1/classify",
+            vec![("labels", "red,blue"), ("labels", "green")],
+            "labels",
+        ),
+        (
+            "/v1/classify",
+            vec![
+                ("labels", "red"),
+                ("templates", "default"),
+                ("templates", "imagenet"),
+            ],
+            "templates",
+        ),
+    ] {
+        let answer = post_form(&f.app, uri, &fields, Some(&red)).await;
+        assert_eq!(answer.status, 400, "{uri} {fields:?}: {}", answer.body);
+        assert!(
+            error(&answer).contains(&format!("duplicate field `{name}`")),
+            "{uri} {fields:?}: {}",
+            answer.body
+        );
+    }
+    // Two uploads are one too many as well.
+    let boundary = "b";
+    let png = std::fs::read(&red).unwrap();
+    let mut body = Vec::new();
+    for _ in 0..2 {
+        body.extend(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"x.png\"\r\n\r\n").as_bytes());
+        body.extend(&png);
+        body.extend(b"\r\n");
+    }
+    body.extend(format!("--{boundary}--\r\n").as_bytes());
+    let r = request("POST", "/v1/search")
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(Body::from(body))
+        .unwrap();
+    let answer = send(&f.app, r).await;
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    assert!(
+        error(&answer).contains("duplicate field `image`"),
+        "{}",
+        answer.body
+    );
+    // Each field once is still answered.
+    let once = post_form(
+        &f.app,
+        "/v1/search",
+        &[("q", "red"), ("k", "1")],
+        Some(&red),
+    )
+    .await;
+    assert_eq!(once.status, 200, "{}", once.body);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tokenless_server_answers_no_request_another_page_made() {
+    let f = fixture(8);
+    let with = |uri: &str, pairs: &[(&str, &str)]| {
+        let mut r = request("GET", uri);
+        for (name, value) in pairs {
+            r = r.header(*name, *value);
+        }
+        r.body(Body::empty()).unwrap()
+    };
+    let image = [
+        ("sec-fetch-site", "cross-site"),
+        ("sec-fetch-mode", "no-cors"),
+        ("sec-fetch-dest", "image"),
+    ];
+    // An <img> on another site (or another localhost port) probing ids, a
+    // search it triggers: refused, whether the id exists or not.
+    for uri in [
+        "/v1/images/1/thumbnail",
+        "/v1/images/99999/thumbnail",
+        "/v1/images/1",
+        "/v1/search?q=red",
+        "/healthz",
+    ] {
+        for site in ["cross-site", "same-site"] {
+            let mut pairs = image;
+            pairs[0].1 = site;
+            let answer = send(&f.app, with(uri, &pairs)).await;
+            assert_eq!(answer.status, 403, "{uri} {site}: {}", answer.body);
+            assert!(
+                error(&answer).contains("Sec-Fetch-Site"),
+                "{uri}: {}",
+                answer.body
+            );
+        }
+    }
+    // The page's own requests, a typed URL, curl.
+    for site in [Some("same-origin"), Some("none"), None] {
+        let pairs: Vec<_> = site.map(|s| ("sec-fetch-site", s)).into_iter().collect();
+        let answer = send(&f.app, with("/v1/images/1/thumbnail", &pairs)).await;
+        assert_eq!(answer.status, 200, "{site:?}: {}", answer.body);
+        let answer = send(&f.app, with("/v1/search?q=red", &pairs)).await;
+        assert_eq!(answer.status, 200, "{site:?}: {}", answer.body);
+    }
+    // A link from elsewhere opens the page in a tab of its own.
+    let link = [
+        ("sec-fetch-site", "cross-site"),
+        ("sec-fetch-mode", "navigate"),
+        ("sec-fetch-dest", "document"),
+        ("sec-fetch-user", "?1"),
+    ];
+    let answer = send(&f.app, with("/", &link)).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let answer = send(&f.app, with("/v1/images/1", &link)).await;
+    assert_eq!(answer.status, 403, "{}", answer.body);
+}

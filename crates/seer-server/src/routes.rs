@@ -320,8 +320,8 @@ pub async fn embed(
 
 // ---------------------------------------------------------------- multipart
 
-/// Text fields (the last value of each, and every value in order) and the
-/// last uploaded image of a multipart form.
+/// Text fields (the value of each, the last of a repeatable one, and every
+/// value in order) and the uploaded image of a multipart form.
 struct Form {
     fields: HashMap<String, String>,
     all: Vec<(String, String)>,
@@ -379,7 +379,11 @@ impl<S: Send + Sync> FromRequest<S> for FormData {
     }
 }
 
-async fn read_form(FormData(mut multipart): FormData) -> ApiResult<Form> {
+/// Reads a form. A field may be given more than once only when `repeatable`
+/// names it; any other given twice is 400, as a repeated query parameter is
+/// (taking the first or the last value would answer for a request the client
+/// may not have meant).
+async fn read_form(FormData(mut multipart): FormData, repeatable: &[&str]) -> ApiResult<Form> {
     let mut form = Form {
         fields: HashMap::new(),
         all: Vec::new(),
@@ -395,6 +399,12 @@ async fn read_form(FormData(mut multipart): FormData) -> ApiResult<Form> {
         .map_err(|e| error("bad multipart body".into(), e))?
     {
         let name = field.name().unwrap_or_default().to_string();
+        let seen = form.image.is_some() && name == "image" || form.fields.contains_key(&name);
+        if seen && !name.is_empty() && !repeatable.contains(&name.as_str()) {
+            return Err(ApiError::bad_request(format!(
+                "bad multipart body: duplicate field `{name}` (it takes one value)"
+            )));
+        }
         if name == "image" {
             let file = field.file_name().unwrap_or("upload").to_string();
             let bytes = field
@@ -422,7 +432,7 @@ async fn read_form(FormData(mut multipart): FormData) -> ApiResult<Form> {
 // ---------------------------------------------------------------- classify
 
 pub async fn classify(State(state): AppStateRef, multipart: FormData) -> ApiResult<Json<Value>> {
-    let form = read_form(multipart).await?;
+    let form = read_form(multipart, &[]).await?;
     let (name, bytes) = form
         .image
         .ok_or_else(|| ApiError::bad_request("upload the image as field \"image\""))?;
@@ -725,7 +735,7 @@ fn with_id(mut answer: Value, id: Option<i64>) -> Value {
 /// `prompt` to start the caption with).
 pub async fn caption(State(state): AppStateRef, multipart: FormData) -> ApiResult<Json<Value>> {
     state.tasks.need(Head::Caption)?;
-    let mut form = read_form(multipart).await?;
+    let mut form = read_form(multipart, &[]).await?;
     let prompt = text_field(&form, "prompt")?;
     state
         .tasks
@@ -744,7 +754,7 @@ pub async fn caption(State(state): AppStateRef, multipart: FormData) -> ApiResul
 /// `image` or `id`, and `question`).
 pub async fn ask(State(state): AppStateRef, multipart: FormData) -> ApiResult<Json<Value>> {
     state.tasks.need(Head::Answer)?;
-    let mut form = read_form(multipart).await?;
+    let mut form = read_form(multipart, &[]).await?;
     let question = text_field(&form, "question")?
         .ok_or_else(|| ApiError::bad_request("give a \"question\" about the image"))?;
     state
@@ -768,7 +778,7 @@ pub async fn ask(State(state): AppStateRef, multipart: FormData) -> ApiResult<Js
 /// order given: the ITM head's probability and the contrastive similarity.
 pub async fn match_texts(State(state): AppStateRef, multipart: FormData) -> ApiResult<Json<Value>> {
     state.tasks.need(Head::Match)?;
-    let mut form = read_form(multipart).await?;
+    let mut form = read_form(multipart, &["text", "texts"]).await?;
     let mut texts: Vec<String> = Vec::new();
     for value in form
         .values("text")
@@ -888,7 +898,7 @@ pub async fn search_get(
 }
 
 pub async fn search_post(State(state): AppStateRef, multipart: FormData) -> ApiResult<Json<Value>> {
-    let form = read_form(multipart).await?;
+    let form = read_form(multipart, &[]).await?;
     let field = |k: &str| form.fields.get(k).filter(|v| !v.is_empty());
     fn parsed<T: std::str::FromStr>(v: Option<&String>, what: &str) -> ApiResult<Option<T>> {
         v.map(|v| v.trim().parse())

@@ -13,8 +13,13 @@ use crate::metrics::Metrics;
 use crate::models::ServedModels;
 use crate::tasks::Tasks;
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Whether `given` is `secret`, in a time that tells neither how much of it
+/// matched nor how long the secret is (returning at a length difference would
+/// let a client find the length first). Both are hashed to fixed-length digests,
+/// which `blake3::Hash` compares in constant time; equal digests mean equal
+/// bytes, barring a BLAKE3 collision.
+fn constant_time_eq(given: &[u8], secret: &[u8]) -> bool {
+    blake3::hash(given) == blake3::hash(secret)
 }
 
 pub struct AppState {
@@ -62,5 +67,29 @@ impl AppState {
     /// across threads; opening one costs well under a millisecond).
     pub fn store(&self) -> ApiResult<Store> {
         Store::open_read_only(&self.index_dir).map_err(ApiError::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn tokens_match_only_when_equal_whatever_their_lengths() {
+        let secret = b"sixteen-chars-xy";
+        assert!(constant_time_eq(secret, secret));
+        assert!(constant_time_eq(b"", b""));
+        for other in [
+            &b"sixteen-chars-xz"[..],
+            b"Sixteen-chars-xy",
+            b"sixteen-chars-x",
+            b"sixteen",
+            b"",
+            b"sixteen-chars-xyz",
+            b"sixteen-chars-xy\0",
+        ] {
+            assert!(!constant_time_eq(other, secret), "{other:?}");
+            assert!(!constant_time_eq(secret, other), "{other:?}");
+        }
     }
 }

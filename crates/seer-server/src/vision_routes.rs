@@ -221,7 +221,7 @@ enum Embedded {
 pub async fn segment(State(state): AppStateRef, multipart: FormData) -> ApiResult<Json<Value>> {
     let started = Instant::now();
     state.vision.segmentation()?;
-    let mut form = read_form(multipart).await?;
+    let mut form = read_form(multipart, &[]).await?;
     let field = |name: &str| {
         form.fields
             .get(name)
@@ -422,7 +422,7 @@ pub async fn segment(State(state): AppStateRef, multipart: FormData) -> ApiResul
 pub async fn detect(State(state): AppStateRef, multipart: FormData) -> ApiResult<Json<Value>> {
     let started = Instant::now();
     state.vision.detection()?;
-    let mut form = read_form(multipart).await?;
+    let mut form = read_form(multipart, &["label", "labels"]).await?;
     let mut labels: Vec<String> = Vec::new();
     let given = form
         .values("label")
