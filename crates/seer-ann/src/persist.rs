@@ -17,7 +17,10 @@
 //! quarter of the base, the save writes a fresh base instead (compaction).
 //!
 //! One writer at a time per path; concurrent saves to the same path from different
-//! processes are not supported (the caller holds a lock).
+//! processes are not supported (the caller holds a lock). Readers in other processes
+//! may load while a writer saves: a load that finds the base replaced under it (by
+//! the time it has read the log) reads again, so it never pairs a base with the log
+//! of another.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
@@ -282,6 +285,20 @@ impl Hnsw {
         Ok(SaveKind::Full)
     }
 
+    /// Persist to `path` as a whole new base file, never a delta: written to a
+    /// temporary beside it, fsynced, renamed over whatever is there and the folder
+    /// fsynced, then `path`'s log (which names the replaced base) removed. Until the
+    /// rename, readers of `path` keep finding the previous file whole; a crash at any
+    /// point leaves the previous or the new graph, never a mix. For replacing a graph
+    /// with one built afresh.
+    pub fn save_whole(&self, path: &Path) -> Result<(), AnnError> {
+        let mut guard = self.persist.lock().unwrap_or_else(|e| e.into_inner());
+        let st = self.save_full(path)?;
+        self.clear_dirty();
+        *guard = Some(st);
+        Ok(())
+    }
+
     /// Is the on-disk state at `st.path` still exactly what this index last wrote/read?
     fn delta_target(&self, st: &PersistState) -> Result<Option<PersistState>, AnnError> {
         let Ok(mut f) = File::open(&st.path) else {
@@ -495,8 +512,34 @@ impl Hnsw {
     /// [`AnnError::Corrupt`] naming it, never a panic. A torn last log segment
     /// (crash during a save) is skipped: the state of the save before it is loaded.
     pub fn load(path: &Path) -> Result<Self, AnnError> {
-        let (mut idx, generation, base_len) = read_base(path)?;
-        let log_len = apply_log(&mut idx, path, generation)?;
+        // Another process may replace the base while this one reads it (a full save
+        // renames a new base in, then removes the old base's log): the old base read
+        // with its log already gone would be an older state than the one saved. So
+        // the base must still be the file that was read once the log has been read.
+        let mut tries = 0;
+        let (mut idx, generation, base_len, log_len) = loop {
+            let Base {
+                mut idx,
+                generation,
+                len: base_len,
+                identity,
+            } = read_base(path)?;
+            #[cfg(test)]
+            tests::between_base_and_log();
+            let log_len = apply_log(&mut idx, path, generation)?;
+            if identity.is_none() || file_identity(&std::fs::metadata(path).ok()) == identity {
+                break (idx, generation, base_len, log_len);
+            }
+            tries += 1;
+            if tries == LOAD_TRIES {
+                return Err(AnnError::io(
+                    path,
+                    std::io::Error::other(format!(
+                        "replaced {LOAD_TRIES} times while being read; try again"
+                    )),
+                ));
+            }
+        };
         validate(&idx).map_err(|r| AnnError::corrupt(path, r))?;
         idx.rebuild_derived();
         *idx.persist.get_mut().unwrap_or_else(|e| e.into_inner()) = Some(PersistState {
@@ -509,11 +552,40 @@ impl Hnsw {
     }
 }
 
-fn read_base(path: &Path) -> Result<(Hnsw, u64, u64), AnnError> {
+/// How many times [`Hnsw::load`] reads a base that keeps being replaced under it.
+const LOAD_TRIES: u32 = 8;
+
+/// Which file `meta` describes (device and inode), where the platform says.
+fn file_identity(meta: &Option<std::fs::Metadata>) -> Option<(u64, u64)> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        meta.as_ref().map(|m| (m.dev(), m.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        None
+    }
+}
+
+/// A base file as read.
+struct Base {
+    idx: Hnsw,
+    generation: u64,
+    /// The file's length.
+    len: u64,
+    /// Which file it was (see [`file_identity`]).
+    identity: Option<(u64, u64)>,
+}
+
+fn read_base(path: &Path) -> Result<Base, AnnError> {
     let io = |e| AnnError::io(path, e);
     let corrupt = |r: String| AnnError::corrupt(path, r);
     let file = File::open(path).map_err(io)?;
-    let file_len = file.metadata().map_err(io)?.len();
+    let meta = file.metadata().map_err(io)?;
+    let file_len = meta.len();
+    let identity = file_identity(&Some(meta));
     if file_len < (HEADER_LEN + 4) as u64 {
         return Err(corrupt(format!(
             "file is too short ({file_len} bytes) to be an index"
@@ -631,7 +703,12 @@ fn read_base(path: &Path) -> Result<(Hnsw, u64, u64), AnnError> {
     idx.dirty = (0..n).map(|_| AtomicU8::new(0)).collect();
     idx.entry.store(entry, Ordering::Relaxed);
     idx.insert_counter = insert_counter;
-    Ok((idx, generation, file_len))
+    Ok(Base {
+        idx,
+        generation,
+        len: file_len,
+        identity,
+    })
 }
 
 /// Apply the delta log for `path` (if any); returns its valid length (0 if none applies).
@@ -844,4 +921,118 @@ fn validate(idx: &Hnsw) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+    use std::collections::HashSet;
+
+    thread_local! {
+        /// What a test has happen between a load's reading of the base and of
+        /// its log (another process's save, say); run once.
+        static BETWEEN: RefCell<Option<Box<dyn FnOnce()>>> = RefCell::new(None);
+    }
+
+    pub(super) fn between_base_and_log() {
+        if let Some(f) = BETWEEN.with(|b| b.borrow_mut().take()) {
+            f()
+        }
+    }
+
+    const DIM: usize = 8;
+
+    fn vector(id: u64) -> Vec<f32> {
+        let v: Vec<f32> = (0..DIM)
+            .map(|d| ((id * 31 + d as u64 * 17) % 23) as f32 - 11.0)
+            .collect();
+        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.iter().map(|x| x / n).collect()
+    }
+
+    fn graph(ids: impl Iterator<Item = u64>) -> Hnsw {
+        let mut h = Hnsw::new(DIM, HnswParams::default());
+        for id in ids {
+            h.insert(id, &vector(id)).unwrap();
+        }
+        h
+    }
+
+    fn ids(h: &Hnsw) -> HashSet<u64> {
+        h.ids().collect()
+    }
+
+    /// A full save by another process renames a new base in and removes the
+    /// old base's log: a load that had read the old base found no log and
+    /// gave the old base without its deltas, a state never saved.
+    #[test]
+    fn a_base_replaced_while_loading_is_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g.hnsw");
+        let mut old = graph(0..200);
+        assert_eq!(old.save_with_kind(&path).unwrap(), SaveKind::Full);
+        old.insert(1000, &vector(1000)).unwrap();
+        assert_eq!(old.save_with_kind(&path).unwrap(), SaveKind::Delta);
+        assert!(log_path(&path).is_file());
+
+        let new = graph(500..700);
+        let (into, expected) = (path.clone(), ids(&new));
+        BETWEEN.with(|b| {
+            *b.borrow_mut() = Some(Box::new(move || new.save_whole(&into).unwrap()));
+        });
+        let loaded = Hnsw::load(&path).unwrap();
+        assert_eq!(ids(&loaded), expected);
+        assert!(!log_path(&path).exists());
+    }
+
+    /// `save_whole` writes a whole base even where a delta would do, and a
+    /// failed one leaves the previous graph and its log as they were.
+    #[test]
+    fn save_whole_replaces_or_leaves_the_previous_graph_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g.hnsw");
+        let mut old = graph(0..100);
+        old.save(&path).unwrap();
+        old.insert(1000, &vector(1000)).unwrap();
+        assert_eq!(old.save_with_kind(&path).unwrap(), SaveKind::Delta);
+        let before = (
+            std::fs::read(&path).unwrap(),
+            std::fs::read(log_path(&path)).unwrap(),
+        );
+
+        // The temporary cannot be created in a read-only folder (where the
+        // permission holds: not for root), so the save fails...
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let ro = std::fs::Permissions::from_mode(0o555);
+            std::fs::set_permissions(dir.path(), ro).unwrap();
+            let probe = dir.path().join("probe");
+            let writable = std::fs::write(&probe, b"").is_ok();
+            let _ = std::fs::remove_file(&probe);
+            if !writable {
+                let fresh = graph(500..600);
+                assert!(fresh.save_whole(&path).is_err());
+            }
+            let rw = std::fs::Permissions::from_mode(0o755);
+            std::fs::set_permissions(dir.path(), rw).unwrap();
+            // ...and what was there is untouched, and loads as before.
+            let after = (
+                std::fs::read(&path).unwrap(),
+                std::fs::read(log_path(&path)).unwrap(),
+            );
+            assert!(after == before);
+            assert_eq!(ids(&Hnsw::load(&path).unwrap()), ids(&old));
+        }
+
+        let mut fresh = graph(500..600);
+        fresh.save_whole(&path).unwrap();
+        assert!(!log_path(&path).exists());
+        assert_eq!(ids(&Hnsw::load(&path).unwrap()), ids(&fresh));
+        // A small change after it goes to a log again.
+        fresh.insert(2000, &vector(2000)).unwrap();
+        assert_eq!(fresh.save_with_kind(&path).unwrap(), SaveKind::Delta);
+        assert_eq!(ids(&Hnsw::load(&path).unwrap()), ids(&fresh));
+    }
 }

@@ -32,6 +32,62 @@ fn generation_path(dir: &Path, model: &ModelInfo) -> PathBuf {
     dir.join(format!("ann-model-{}.generation", model.id))
 }
 
+/// The database generation the model's graph file was recorded as reflecting.
+fn recorded_generation(dir: &Path, model: &ModelInfo) -> Option<u64> {
+    std::fs::read_to_string(generation_path(dir, model))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Removes the generation file, durably (the folder is synced), so the graph
+/// no longer claims to be current: before a graph file is changed.
+fn invalidate(dir: &Path, model: &ModelInfo) -> Result<()> {
+    let path = generation_path(dir, model);
+    match std::fs::remove_file(&path) {
+        Ok(()) => seer_util::fs::sync_parent(&path).map_err(|e| crate::IndexError::io(path, e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(crate::IndexError::io(path, e)),
+    }
+}
+
+/// Records that the graph file reflects `generation`: once the graph is
+/// durably in place, never before.
+fn record_generation(dir: &Path, model: &ModelInfo, generation: u64) -> Result<()> {
+    let path = generation_path(dir, model);
+    seer_util::fs::write(
+        &path,
+        generation.to_string().as_bytes(),
+        seer_util::fs::Durability::Fsync,
+    )
+    .map_err(|e| crate::IndexError::io(path, e))
+}
+
+/// Removes the temporaries a killed save of the model's graph or generation
+/// left beside them (`.ann-model-N.hnsw.XXXXXX.tmp`: as large as the graph).
+/// Only while holding the index lock: nobody else is writing them then.
+fn remove_temporaries(dir: &Path, model: &ModelInfo) {
+    let prefixes = [
+        format!(".ann-model-{}.hnsw.", model.id),
+        format!(".ann-model-{}.generation.", model.id),
+    ];
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else {
+            continue;
+        };
+        if name.ends_with(".tmp") && prefixes.iter().any(|p| name.starts_with(p.as_str())) {
+            if let Err(e) = std::fs::remove_file(entry.path()) {
+                tracing::warn!(path = %entry.path().display(), error = %e, "could not remove a leftover temporary");
+            }
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct AnnSync {
     pub inserted: usize,
@@ -65,8 +121,7 @@ pub(crate) fn sync_in_chunks(
     }
     // A run that committed nothing leaves the graph current: skip decoding every
     // vector (seconds at a million).
-    let recorded = std::fs::read_to_string(generation_path(store.dir(), model)).ok();
-    if recorded.and_then(|g| g.trim().parse::<u64>().ok()) == Some(generation) && path.is_file() {
+    if recorded_generation(store.dir(), model) == Some(generation) && path.is_file() {
         return Ok(Some(AnnSync {
             inserted: 0,
             removed: 0,
@@ -77,9 +132,12 @@ pub(crate) fn sync_in_chunks(
         Ok(g) if g.dim() == model.dim => g,
         Ok(_) | Err(_) => Hnsw::new(model.dim, HnswParams::default()),
     };
-    // Invalidate first: a crash while saving must not leave a graph that claims
-    // to be current.
-    let _ = std::fs::remove_file(generation_path(store.dir(), model));
+    remove_temporaries(store.dir(), model);
+    // Invalidate first, durably: a crash while saving must not leave a graph
+    // that claims to be current. (The save itself leaves the previous graph or
+    // the new one: a delta whose append is cut short is ignored on load, a
+    // whole base is renamed into place.)
+    invalidate(store.dir(), model)?;
     let (in_db, _) = store.ids_and_paths(model)?;
     let in_db: HashSet<u64> = in_db.into_iter().map(|id| id as u64).collect();
     let stale: Vec<u64> = graph.ids().filter(|id| !in_db.contains(id)).collect();
@@ -101,8 +159,7 @@ pub(crate) fn sync_in_chunks(
     })?;
     let new = inserted;
     graph.save(&path)?;
-    std::fs::write(generation_path(store.dir(), model), generation.to_string())
-        .map_err(|e| crate::IndexError::io(generation_path(store.dir(), model), e))?;
+    record_generation(store.dir(), model, generation)?;
     Ok(Some(AnnSync {
         inserted: new,
         removed: stale.len(),
@@ -115,20 +172,65 @@ pub(crate) fn sync_in_chunks(
 /// graph built by an older construction (seer before the best-first upper
 /// layers, say) stay as they were; this gives the whole graph today's. Below
 /// the threshold the graph is dropped.
+///
+/// The new graph is built in memory beside the old file, which searches keep
+/// using meanwhile, and replaces it only once complete (see
+/// [`Hnsw::save_whole`]): a rebuild that is killed or fails leaves the old
+/// graph in place and in use. The caller holds the index lock.
 pub fn rebuild(store: &Store, model: &ModelInfo, threshold: usize) -> Result<Option<AnnSync>> {
-    // The generation first: a crash in between must not leave a graph that
-    // claims to be current.
-    for path in [
-        generation_path(store.dir(), model),
-        graph_path(store.dir(), model),
-    ] {
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(crate::IndexError::io(path, e)),
+    rebuild_in_chunks(store, model, threshold, SYNC_CHUNK_ROWS)
+}
+
+/// [`rebuild`], decoding `chunk_rows` vectors at a time.
+pub(crate) fn rebuild_in_chunks(
+    store: &Store,
+    model: &ModelInfo,
+    threshold: usize,
+    chunk_rows: usize,
+) -> Result<Option<AnnSync>> {
+    let dir = store.dir();
+    remove_temporaries(dir, model);
+    let path = graph_path(dir, model);
+    if model.vectors < threshold {
+        // The generation first: a crash in between must not leave a graph
+        // that claims to be current.
+        invalidate(dir, model)?;
+        for file in [path.clone(), seer_ann::log_path(&path)] {
+            match std::fs::remove_file(&file) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(crate::IndexError::io(file, e)),
+            }
         }
+        return Ok(None);
     }
-    sync(store, model, threshold)
+    // Before the vectors are read: should the database change meanwhile (a
+    // writer without the lock), the graph is recorded as older than it is,
+    // which only makes searches exact.
+    let generation = store.generation()?;
+    let mut graph = Hnsw::new(model.dim, HnswParams::default());
+    let dim = model.dim;
+    store.for_each_vector_chunk(model, chunk_rows, |ids, data| {
+        let rows: Vec<(u64, &[f32])> = ids
+            .iter()
+            .zip(data.chunks_exact(dim))
+            .map(|(&id, v)| (id as u64, v))
+            .collect();
+        Ok(graph.insert_batch(&rows)?)
+    })?;
+    // The old graph, recorded as reflecting this same generation, stays
+    // current until the rename; one recorded for another generation is
+    // invalidated first, so the new graph never inherits its claim.
+    if recorded_generation(dir, model) != Some(generation) {
+        invalidate(dir, model)?;
+    }
+    graph.save_whole(&path)?;
+    record_generation(dir, model, generation)?;
+    Ok(Some(AnnSync {
+        inserted: graph.len(),
+        removed: 0,
+        total: graph.len(),
+    }))
 }
 
 /// Where a model's approximate-search graph stands (what `seer status` shows).
@@ -151,9 +253,8 @@ pub fn graph_state(store: &Store, model: &ModelInfo) -> Result<GraphState> {
     if !graph_path(store.dir(), model).is_file() {
         return Ok(GraphState::None);
     }
-    let recorded = std::fs::read_to_string(generation_path(store.dir(), model)).ok();
     Ok(
-        match recorded.and_then(|g| g.trim().parse::<u64>().ok()) == Some(store.generation()?) {
+        match recorded_generation(store.dir(), model) == Some(store.generation()?) {
             true => GraphState::Current,
             false => GraphState::OutOfDate,
         },
@@ -229,7 +330,108 @@ pub fn rank_graph_where<'a>(
 mod tests {
     use super::*;
     use crate::search::rank_exact_where;
+    use crate::store::{write, FileRecord};
     use crate::VectorSet;
+
+    /// An index of 40 unit vectors in 8-d for model "m".
+    fn store_with_vectors(dir: &Path) -> (Store, ModelInfo) {
+        let mut store = Store::open(dir).unwrap();
+        let tx = store.transaction().unwrap();
+        let model = write::model_id(&tx, "m", 8).unwrap();
+        for i in 0..40u32 {
+            let v: Vec<f32> = (0..8)
+                .map(|d| ((i * 31 + d * 17) % 23) as f32 - 11.0)
+                .collect();
+            let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            let v: Vec<f32> = v.iter().map(|x| x / n).collect();
+            let file = FileRecord {
+                path: format!("/p/{i}.jpg"),
+                ..Default::default()
+            };
+            let id = write::upsert_file(&tx, &file).unwrap();
+            write::put_embedding(&tx, id, model, crate::Encoding::F32, &v).unwrap();
+        }
+        write::bump_generation(&tx).unwrap();
+        tx.commit().unwrap();
+        let info = store.choose_model(Some("m")).unwrap();
+        (store, info)
+    }
+
+    /// The rebuild deleted the graph and its generation before building: one
+    /// that failed part way (here a stored vector it cannot read) left no
+    /// graph, and every search exact, until the next run.
+    #[test]
+    fn a_rebuild_that_fails_part_way_leaves_the_old_graph_current() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, model) = store_with_vectors(dir.path());
+        sync_in_chunks(&store, &model, 10, 7).unwrap().unwrap();
+        let graph = std::fs::read(graph_path(dir.path(), &model)).unwrap();
+        let generation = store.generation().unwrap();
+        assert_eq!(graph_state(&store, &model).unwrap(), GraphState::Current);
+
+        // Text where a vector's bytes belong, after the first chunks.
+        let db = rusqlite::Connection::open(dir.path().join("index.sqlite")).unwrap();
+        db.execute(
+            "UPDATE embeddings SET vector = 'not a vector' WHERE file_id = 30",
+            [],
+        )
+        .unwrap();
+        drop(db);
+        assert!(rebuild_in_chunks(&store, &model, 10, 7).is_err());
+
+        assert_eq!(store.generation().unwrap(), generation);
+        assert_eq!(
+            std::fs::read(graph_path(dir.path(), &model)).unwrap(),
+            graph
+        );
+        assert_eq!(graph_state(&store, &model).unwrap(), GraphState::Current);
+        assert!(load_current(&store, &model, generation).is_some());
+    }
+
+    /// A rebuild replaces the graph file whole (a new file, its delta log
+    /// gone) and records it as current; temporaries a killed save left go.
+    #[test]
+    fn a_rebuild_swaps_in_a_whole_new_graph_and_records_it_current() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, model) = store_with_vectors(dir.path());
+        sync_in_chunks(&store, &model, 10, 7).unwrap().unwrap();
+        // One file fewer: the next sync appends the change to the log.
+        let tx = store.transaction().unwrap();
+        write::remove_path(&tx, "/p/3.jpg").unwrap();
+        write::bump_generation(&tx).unwrap();
+        tx.commit().unwrap();
+        let model = store.choose_model(Some("m")).unwrap();
+        let synced = sync_in_chunks(&store, &model, 10, 7).unwrap().unwrap();
+        assert_eq!((synced.removed, synced.total), (1, 39));
+        let path = graph_path(dir.path(), &model);
+        assert!(seer_ann::log_path(&path).is_file());
+        let left = dir
+            .path()
+            .join(format!(".ann-model-{}.hnsw.a1b2c3.tmp", model.id));
+        std::fs::write(&left, b"half a graph").unwrap();
+        #[cfg(unix)]
+        let before = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&path).unwrap());
+
+        let built = rebuild_in_chunks(&store, &model, 10, 7).unwrap().unwrap();
+        assert_eq!((built.inserted, built.removed, built.total), (39, 0, 39));
+        #[cfg(unix)]
+        assert_ne!(
+            std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&path).unwrap()),
+            before
+        );
+        assert!(!seer_ann::log_path(&path).exists());
+        assert!(!left.exists());
+        assert_eq!(graph_state(&store, &model).unwrap(), GraphState::Current);
+        let graph = load_current(&store, &model, store.generation().unwrap()).unwrap();
+        assert_eq!(graph.len(), 39);
+
+        // Below the threshold, the graph and its record are dropped.
+        assert!(rebuild_in_chunks(&store, &model, 1000, 7)
+            .unwrap()
+            .is_none());
+        assert_eq!(graph_state(&store, &model).unwrap(), GraphState::None);
+        assert!(!generation_path(dir.path(), &model).exists());
+    }
 
     /// 60 unit vectors in 8-d, ids 1..=60, every third path a PNG.
     fn vectors() -> VectorSet {

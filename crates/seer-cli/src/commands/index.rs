@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
+
 use seer_index::pathcodec::{display_text, to_path};
 use seer_index::{CaptionOptions, Encoding, IndexError, IndexLock, IndexOptions, Progress, Store};
 
@@ -189,7 +191,14 @@ fn rebuild_graphs(store: &Store, threshold: usize, json: bool) -> anyhow::Result
             );
         }
         let start = std::time::Instant::now();
-        let built = seer_index::ann::rebuild(store, model, threshold)?;
+        // The new graph replaces the old one only once complete: a failure
+        // leaves the old one, and searches go on using it where it is current.
+        let built = seer_index::ann::rebuild(store, model, threshold).with_context(|| {
+            format!(
+                "could not rebuild the approximate-search graph of {} (the previous graph is left as it was)",
+                display_text(&model.name)
+            )
+        })?;
         let seconds = start.elapsed().as_secs_f64();
         if json {
             out!(
