@@ -13,7 +13,7 @@ mod source;
 pub use augment::RandomResizedCrop;
 pub use error::{DataError, Result};
 pub use loader::{Batch, ClassPrompts, DataPosition, Loader, LoaderConfig, LoaderStats, Sample};
-pub use raw::{read_source, RawSample};
+pub use raw::{count_source, read_source, RawSample, SourceCount};
 pub use rng::Rng;
 pub use source::DataSource;
 

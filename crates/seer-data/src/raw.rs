@@ -2,7 +2,7 @@
 //! the rows of a caption list. Nothing here decodes images, so resuming can skip
 //! samples cheaply.
 
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use crate::source::DataSource;
@@ -46,7 +46,7 @@ impl RawSample {
 /// end-of-archive marker (a truncated file, even one cut between two members).
 pub fn read_source(source: &DataSource, sink: &mut dyn FnMut(RawSample) -> bool) {
     match source {
-        DataSource::Shard(p) => read_shard(p, sink),
+        DataSource::Shard(p) => read_shard(p, Bodies::Read, sink),
         DataSource::Jsonl(p) => read_jsonl(p, sink),
         DataSource::Csv(p) => read_csv(p, sink),
     }
@@ -106,7 +106,39 @@ fn broken_shard(
     sink(RawSample::failed(shard.to_string(), cause));
 }
 
-fn read_shard(path: &Path, sink: &mut dyn FnMut(RawSample) -> bool) {
+impl<R> EndWatch<R> {
+    fn new(inner: R) -> Self {
+        Self {
+            inner,
+            hit_eof: false,
+        }
+    }
+}
+
+impl Seek for EndWatch<std::io::BufReader<std::fs::File>> {
+    fn seek(&mut self, pos: SeekFrom) -> std::io::Result<u64> {
+        match pos {
+            // Past a body: within the buffer where it can, for small members
+            // (a plain seek would drop the buffer and read it again).
+            SeekFrom::Current(n) => {
+                self.inner.seek_relative(n)?;
+                self.inner.stream_position()
+            }
+            other => self.inner.seek(other),
+        }
+    }
+}
+
+/// Whether a shard's member bodies are read ([`read_source`]) or only passed
+/// over ([`count_source`], which needs the samples and their errors, not
+/// their bytes).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Bodies {
+    Read,
+    Skip,
+}
+
+fn read_shard(path: &Path, bodies: Bodies, sink: &mut dyn FnMut(RawSample) -> bool) {
     let shard = path.display().to_string();
     let file = match std::fs::File::open(path) {
         Ok(f) => f,
@@ -119,26 +151,51 @@ fn read_shard(path: &Path, sink: &mut dyn FnMut(RawSample) -> bool) {
         let name = shard.to_lowercase();
         name.ends_with(".gz") || name.ends_with(".tgz")
     };
-    let reader: Box<dyn Read> = {
-        if gzipped {
-            // Every gzip member, as gzip itself reads a file (bgzip and
-            // concatenated files have several).
-            Box::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::new(
-                file,
-            )))
-        } else {
-            Box::new(std::io::BufReader::new(file))
-        }
-    };
-    let mut archive = tar::Archive::new(EndWatch {
-        inner: reader,
-        hit_eof: false,
-    });
-    let entries = match archive.entries() {
+    if gzipped {
+        // Every gzip member, as gzip itself reads a file (bgzip and
+        // concatenated files have several).
+        let reader = flate2::read::MultiGzDecoder::new(std::io::BufReader::new(file));
+        let mut archive = tar::Archive::new(EndWatch::new(reader));
+        let Some((current, members)) = walk_shard(&shard, archive.entries(), bodies, sink) else {
+            return;
+        };
+        let mut rest = archive.into_inner();
+        end_shard(&shard, current, members, &mut rest, true, sink);
+    } else {
+        let mut archive = tar::Archive::new(EndWatch::new(std::io::BufReader::new(file)));
+        // A plain shard can be seeked through when the bodies are not wanted:
+        // only its headers are read. The samples and errors are the same, since
+        // a shard cut inside a body breaks at the next header either way.
+        let entries = match bodies {
+            Bodies::Read => archive.entries(),
+            Bodies::Skip => archive.entries_with_seek(),
+        };
+        let Some((current, members)) = walk_shard(&shard, entries, bodies, sink) else {
+            return;
+        };
+        let mut rest = archive.into_inner();
+        end_shard(&shard, current, members, &mut rest, false, sink);
+    }
+}
+
+/// The members of a shard grouped into samples, passed to `sink` as they
+/// complete. Returns the sample still open at the end of the entries and the
+/// number of members, or `None` when the shard broke (already reported) or
+/// `sink` asked to stop.
+fn walk_shard<R: Read>(
+    shard: &str,
+    entries: std::io::Result<tar::Entries<'_, EndWatch<R>>>,
+    bodies: Bodies,
+    sink: &mut dyn FnMut(RawSample) -> bool,
+) -> Option<(Option<RawSample>, usize)> {
+    let entries = match entries {
         Ok(e) => e,
         Err(e) => {
-            sink(RawSample::failed(shard, format!("not a tar archive: {e}")));
-            return;
+            sink(RawSample::failed(
+                shard.to_string(),
+                format!("not a tar archive: {e}"),
+            ));
+            return None;
         }
     };
     let mut current: Option<RawSample> = None;
@@ -148,8 +205,8 @@ fn read_shard(path: &Path, sink: &mut dyn FnMut(RawSample) -> bool) {
             Ok(e) => e,
             Err(e) => {
                 let cause = format!("shard is corrupt or truncated: {e}");
-                broken_shard(&shard, current.take(), &cause, sink);
-                return;
+                broken_shard(shard, current.take(), &cause, sink);
+                return None;
             }
         };
         members += 1;
@@ -164,7 +221,7 @@ fn read_shard(path: &Path, sink: &mut dyn FnMut(RawSample) -> bool) {
         if current.as_ref().is_some_and(|c| c.key != key) {
             if let Some(s) = current.take() {
                 if !sink(s) {
-                    return;
+                    return None;
                 }
             }
         }
@@ -181,15 +238,15 @@ fn read_shard(path: &Path, sink: &mut dyn FnMut(RawSample) -> bool) {
             continue;
         }
         let is_image = IMAGE_EXTENSIONS.contains(&ext.as_str());
-        if !(is_image || ext == "txt" || ext == "cls") {
+        if !(is_image || ext == "txt" || ext == "cls") || bodies == Bodies::Skip {
             continue;
         }
         let mut bytes = Vec::with_capacity(size as usize);
         if let Err(e) = entry.read_to_end(&mut bytes) {
             sample.error = Some(format!("cannot read member {member}: {e}"));
             let cause = format!("shard is corrupt or truncated: {e}");
-            broken_shard(&shard, current.take(), &cause, sink);
-            return;
+            broken_shard(shard, current.take(), &cause, sink);
+            return None;
         }
         if is_image {
             sample.image = Some((member, bytes));
@@ -202,7 +259,19 @@ fn read_shard(path: &Path, sink: &mut dyn FnMut(RawSample) -> bool) {
             }
         }
     }
-    let mut rest = archive.into_inner();
+    Some((current, members))
+}
+
+/// After the last entry of a shard: reports a shard that ended without its
+/// end-of-archive marker, reads a gzip trailer, and passes the last sample.
+fn end_shard<R: Read>(
+    shard: &str,
+    mut current: Option<RawSample>,
+    members: usize,
+    rest: &mut EndWatch<R>,
+    gzipped: bool,
+    sink: &mut dyn FnMut(RawSample) -> bool,
+) {
     if rest.hit_eof {
         // The entries ended at the end of the file, not at the end-of-archive
         // marker: the shard was cut between two members (or is empty), and
@@ -216,7 +285,7 @@ fn read_shard(path: &Path, sink: &mut dyn FnMut(RawSample) -> bool) {
                  end-of-archive marker (zero blocks)"
             )
         };
-        broken_shard(&shard, current.take(), &cause, sink);
+        broken_shard(shard, current.take(), &cause, sink);
         return;
     }
     if gzipped {
@@ -224,7 +293,7 @@ fn read_shard(path: &Path, sink: &mut dyn FnMut(RawSample) -> bool) {
         // follows the marker and the padding: read it, so a gzip file cut or
         // damaged there is reported. Every member was read whole, so the
         // samples stand; the shard's error row says the file is damaged.
-        let drained = std::io::copy(&mut rest, &mut std::io::sink());
+        let drained = std::io::copy(rest, &mut std::io::sink());
         if let Some(s) = current.take() {
             if !sink(s) {
                 return;
@@ -232,7 +301,7 @@ fn read_shard(path: &Path, sink: &mut dyn FnMut(RawSample) -> bool) {
         }
         if let Err(e) = drained {
             sink(RawSample::failed(
-                shard,
+                shard.to_string(),
                 format!("shard is corrupt or truncated after its last member (gzip trailer): {e}"),
             ));
         }
@@ -351,22 +420,121 @@ fn read_csv(path: &Path, sink: &mut dyn FnMut(RawSample) -> bool) {
     }
 }
 
+/// Samples of one source as [`read_source`] gives them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SourceCount {
+    /// Samples as stored, failed ones included.
+    pub stored: u64,
+    /// Samples without an error.
+    pub usable: u64,
+}
+
+/// Counts the samples [`read_source`] gives for `source`, the same ones with
+/// the same errors, without keeping any member's bytes: a plain `.tar` shard
+/// is seeked through (only its headers are read); a gzipped one still has to
+/// be decompressed whole, and a caption list read whole.
+pub fn count_source(source: &DataSource) -> SourceCount {
+    let mut count = SourceCount::default();
+    let mut tally = |raw: RawSample| {
+        count.stored += 1;
+        count.usable += raw.error.is_none() as u64;
+        true
+    };
+    match source {
+        DataSource::Shard(p) => read_shard(p, Bodies::Skip, &mut tally),
+        other => read_source(other, &mut tally),
+    }
+    count
+}
+
 /// Usable samples in `sources` (one pass, nothing decoded), e.g. to turn
 /// `--epochs` into steps.
 pub fn count_samples(sources: &[DataSource]) -> u64 {
-    let mut n = 0;
-    for s in sources {
-        read_source(s, &mut |r| {
-            n += (r.error.is_none()) as u64;
-            true
-        });
-    }
-    n
+    sources.iter().map(|s| count_source(s).usable).sum()
 }
 
 #[cfg(test)]
 mod tests {
-    use super::split_member;
+    use super::*;
+    use std::io::Write;
+
+    /// Samples of an image, a caption and a member of another kind (whose body
+    /// is never read), sizes not multiples of 512.
+    fn shard_bytes() -> Vec<u8> {
+        let mut t = tar::Builder::new(Vec::new());
+        for i in 0..4u8 {
+            let image = vec![i + 1; 700 + 300 * i as usize];
+            for (name, data) in [
+                (format!("s{i}.jpg"), image),
+                (format!("s{i}.json"), vec![b'{'; 600]),
+                (format!("s{i}.txt"), format!("caption {i}").into_bytes()),
+            ] {
+                let mut h = tar::Header::new_gnu();
+                h.set_size(data.len() as u64);
+                h.set_mode(0o644);
+                h.set_cksum();
+                t.append_data(&mut h, name, &data[..]).unwrap();
+            }
+        }
+        t.into_inner().unwrap()
+    }
+
+    fn read_count(source: &DataSource) -> SourceCount {
+        let mut count = SourceCount::default();
+        read_source(source, &mut |raw| {
+            count.stored += 1;
+            count.usable += raw.error.is_none() as u64;
+            true
+        });
+        count
+    }
+
+    /// Counting (bodies skipped, plain shards seeked through) gives what
+    /// reading gives, for whole shards and ones cut or damaged anywhere.
+    #[test]
+    fn counting_agrees_with_reading_whole_cut_and_damaged_shards() {
+        let dir = tempfile::tempdir().unwrap();
+        let whole = shard_bytes();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(&whole).unwrap();
+        let gz = gz.finish().unwrap();
+        let mut checked = 0;
+        for (name, bytes) in [("s.tar", &whole), ("s.tar.gz", &gz)] {
+            let path = dir.path().join(name);
+            let source = DataSource::Shard(path.clone());
+            // Every 5th length: 5 and 512 are coprime, so the cuts fall on
+            // every offset within a header or a body block.
+            let mut variants: Vec<Vec<u8>> = (0..=bytes.len())
+                .step_by(5)
+                .map(|cut| bytes[..cut].to_vec())
+                .collect();
+            for at in (0..bytes.len()).step_by(37) {
+                let mut damaged = bytes.clone();
+                damaged[at] ^= 0x5a;
+                variants.push(damaged);
+            }
+            for v in &variants {
+                std::fs::write(&path, v).unwrap();
+                assert_eq!(
+                    count_source(&source),
+                    read_count(&source),
+                    "{name} of {} bytes",
+                    v.len()
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked > 3_000, "{checked}");
+        std::fs::write(dir.path().join("s.tar"), &whole).unwrap();
+        let whole = count_source(&DataSource::Shard(dir.path().join("s.tar")));
+        assert_eq!(
+            whole,
+            SourceCount {
+                stored: 4,
+                usable: 4
+            }
+        );
+    }
 
     #[test]
     fn keys_end_at_the_first_dot_of_the_name() {

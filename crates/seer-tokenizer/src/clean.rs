@@ -30,9 +30,38 @@ const FIX_WORK_BUDGET: usize = 64 * 1024 * 1024;
 
 /// open_clip's full cleaning: ftfy, `html.unescape` twice, whitespace
 /// collapsed the way Python's `str.split()` sees whitespace, lower-cased.
+#[cfg(test)]
 pub(crate) fn clean(text: &str) -> String {
-    let fixed = fix_text(text);
-    let once = html::unescape(&fixed);
+    LineCleaner::new().clean(text)
+}
+
+/// [`clean`] of a text given a few whole lines at a time, so the tokenizer
+/// can stop once it has enough tokens. The words of the whole text are those
+/// of its parts, one after another: every step works within a line (ftfy
+/// fixes line by line; only its HTML switch, kept here, carries over), or
+/// cannot reach across the line break, which each part but the last ends
+/// with and which no step removes (no character reference contains or
+/// swallows it, and it is whitespace, which ends words and the context of a
+/// final sigma).
+pub(crate) struct LineCleaner {
+    unescape: bool,
+}
+
+impl LineCleaner {
+    pub(crate) fn new() -> Self {
+        Self { unescape: true }
+    }
+
+    /// The cleaned words of `lines`: whole lines (each ending with `\n`, but
+    /// for the text's last), following those given before.
+    pub(crate) fn clean(&mut self, lines: &str) -> String {
+        finish(&fix_text_lines(lines, &mut self.unescape))
+    }
+}
+
+/// What follows ftfy: `html.unescape` twice, whitespace, lower case.
+fn finish(fixed: &str) -> String {
+    let once = html::unescape(fixed);
     let twice = html::unescape(&once);
     let mut out = String::with_capacity(twice.len());
     for word in twice.split(is_python_space).filter(|w| !w.is_empty()) {
@@ -69,9 +98,15 @@ pub(crate) fn is_python_space(c: char) -> bool {
 /// `ftfy.fix_text` without `fix_encoding`. Like ftfy, works line by line
 /// (each segment keeps its `\n`), and once a line contains `<` the text is
 /// taken to be HTML and entities are left alone from there on.
+#[cfg(test)]
 pub(crate) fn fix_text(text: &str) -> String {
+    fix_text_lines(text, &mut true)
+}
+
+/// [`fix_text`] of whole lines, `unescape` saying whether an earlier line
+/// turned HTML unescaping off (and updated for the lines after these).
+fn fix_text_lines(text: &str, unescape: &mut bool) -> String {
     let mut out = String::with_capacity(text.len());
-    let mut unescape = true;
     let mut rest = text;
     while !rest.is_empty() {
         let line_end = rest.find('\n').map_or(rest.len(), |i| i + 1);
@@ -82,9 +117,9 @@ pub(crate) fn fix_text(text: &str) -> String {
             .map_or(line_end, |(i, _)| i);
         let (segment, tail) = rest.split_at(end);
         if segment.contains('<') {
-            unescape = false;
+            *unescape = false;
         }
-        out.push_str(&fix_segment(segment, unescape));
+        out.push_str(&fix_segment(segment, *unescape));
         rest = tail;
     }
     out

@@ -80,6 +80,10 @@ pub const VOCAB_SIZE: usize = 49408;
 const CACHE_CAPACITY: usize = 1 << 16;
 /// Longer words are not cached (they are rare and would bloat the cache).
 const CACHE_MAX_WORD: usize = 64;
+/// Text cleaned at a time, in whole lines: more than any caption, so a
+/// caption is cleaned in one go; a long document only until its first
+/// tokens fill the context.
+const PART_BYTES: usize = 16 * 1024;
 
 /// Why a tokenizer file could not be loaded. Every variant names the file.
 #[derive(Debug, thiserror::Error)]
@@ -182,17 +186,39 @@ impl ClipTokenizer {
     /// than `context_length`, cut to it with the last id replaced by [`EOT`]
     /// (as `open_clip.tokenize` does). Not padded. Never panics.
     pub fn encode(&self, text: &str, context_length: usize) -> Vec<u32> {
+        self.encode_in_parts(text, context_length, PART_BYTES)
+    }
+
+    /// [`encode`](Self::encode), cleaning `text` in parts of whole lines of
+    /// at least `part_bytes`, and stopping once the tokens fill the context:
+    /// the rest of a long text is never cleaned (see [`clean::LineCleaner`]
+    /// for why the tokens are those of the whole text). Within a part, BPE
+    /// stops at a word boundary: a word's tokens depend on all of it.
+    fn encode_in_parts(&self, text: &str, context_length: usize, part_bytes: usize) -> Vec<u32> {
         if context_length == 0 {
             return Vec::new();
         }
-        let cleaned = clean::clean(text);
+        let mut cleaner = clean::LineCleaner::new();
         let mut ids = vec![SOT];
-        for piece in splitter().find_iter(&cleaned) {
-            // Tokens past the cut would be discarded; stop early.
-            if ids.len() >= context_length {
-                break;
+        let mut rest = text;
+        while !rest.is_empty() && ids.len() < context_length {
+            // Up to the first line break at or after `part_bytes` (a `\n`
+            // byte is never inside a multi-byte character).
+            let from = part_bytes.min(rest.len());
+            let end = rest.as_bytes()[from..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(rest.len(), |i| from + i + 1);
+            let (part, tail) = rest.split_at(end);
+            rest = tail;
+            let cleaned = cleaner.clean(part);
+            for piece in splitter().find_iter(&cleaned) {
+                // Tokens past the cut would be discarded; stop early.
+                if ids.len() >= context_length {
+                    break;
+                }
+                self.encode_piece(piece.as_str(), &mut ids);
             }
-            self.encode_piece(piece.as_str(), &mut ids);
         }
         ids.push(EOT);
         if ids.len() > context_length {
@@ -256,6 +282,140 @@ mod tests {
     use super::*;
 
     fn assert_send_sync<T: Send + Sync>() {}
+
+    fn openai() -> ClipTokenizer {
+        ClipTokenizer::from_file(&seer_testkit::tokenizer_file()).unwrap()
+    }
+
+    /// The encoding before texts were cleaned in parts: the whole text
+    /// cleaned, then split and encoded until the context is full.
+    fn encode_whole(tok: &ClipTokenizer, text: &str, context_length: usize) -> Vec<u32> {
+        let cleaned = clean::clean(text);
+        let mut ids = vec![SOT];
+        for piece in splitter().find_iter(&cleaned) {
+            if ids.len() >= context_length {
+                break;
+            }
+            tok.encode_piece(piece.as_str(), &mut ids);
+        }
+        ids.push(EOT);
+        if ids.len() > context_length {
+            ids.truncate(context_length);
+            ids[context_length - 1] = EOT;
+        }
+        ids
+    }
+
+    /// Random texts of the pieces that act across lines if anything does:
+    /// references (split, nested, made of other references, HTML ones that
+    /// make line breaks), `<` (HTML mode for the lines after), line breaks of
+    /// every kind, C1 controls, sigmas, combining marks, terminal escapes.
+    fn random_text(seed: &mut u64, pieces: usize) -> String {
+        const PARTS: &[&str] = &[
+            "a",
+            "Cat",
+            "\u{3a3}",
+            "\u{3c3}",
+            "&",
+            "amp;",
+            "&amp;",
+            "lt;",
+            "&lt",
+            "#",
+            "&#",
+            "x41;",
+            "65",
+            ";",
+            "\n",
+            "\r",
+            "\r\n",
+            " ",
+            "\t",
+            "<",
+            ">",
+            "\u{fb01}",
+            "\u{93}",
+            "\u{85}",
+            "\x1b[31m",
+            "\x1b[",
+            "e\u{301}",
+            "\u{301}",
+            "'s",
+            "'",
+            "1",
+            "!",
+            "?",
+            "<start_of_text>",
+            "&NewLine;",
+            "&Tab;",
+            "&nbsp;",
+            "\u{2028}",
+            "\u{ff31}",
+            "\u{37e}",
+            "\u{a0}",
+            "\x1c",
+            "\u{1f600}",
+            "\u{345}",
+            "\u{130}",
+            "abcdefghijkl",
+        ];
+        let mut out = String::new();
+        for _ in 0..pieces {
+            // xorshift64
+            *seed ^= *seed << 13;
+            *seed ^= *seed >> 7;
+            *seed ^= *seed << 17;
+            out.push_str(PARTS[(*seed % PARTS.len() as u64) as usize]);
+        }
+        out
+    }
+
+    /// Cleaning in parts of whole lines gives the tokens of the whole text,
+    /// for any part size, with the context cut short or not.
+    #[test]
+    fn texts_cleaned_in_parts_give_the_tokens_of_the_whole() {
+        let tok = openai();
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for case in 0..3000 {
+            let text = random_text(&mut seed, 1 + case % 120);
+            for context in [2, 5, 77, 1_000_000] {
+                let want = encode_whole(&tok, &text, context);
+                for part in [0, 1, 7, 64] {
+                    assert_eq!(
+                        tok.encode_in_parts(&text, context, part),
+                        want,
+                        "{text:?}, context {context}, parts of {part} bytes"
+                    );
+                }
+                assert_eq!(tok.encode(&text, context), want, "{text:?}");
+            }
+        }
+    }
+
+    /// Long texts, of many lines or one: the same tokens as the whole text
+    /// cleaned and encoded.
+    #[test]
+    fn long_texts_give_the_tokens_of_the_whole() {
+        let tok = openai();
+        let lines = "&amp;lt;b&amp;gt; Fish &amp chips\r\nΣΑΣ\u{2028}ﬁne &#x93;quoted&#x94;\n"
+            .repeat(20_000);
+        let one_line = "word&amp;amp;".repeat(50_000);
+        let html_late = format!(
+            "{}<p>\n{}",
+            "x &amp; y\n".repeat(5_000),
+            "&amp; z\n".repeat(5_000)
+        );
+        for text in [&lines, &one_line, &html_late] {
+            for context in [77, 100_000] {
+                assert_eq!(
+                    tok.encode(text, context),
+                    encode_whole(&tok, text, context),
+                    "{} bytes, context {context}",
+                    text.len()
+                );
+            }
+        }
+    }
 
     #[test]
     fn tokenizer_is_send_sync() {

@@ -5,9 +5,16 @@
 //! without decoding, so the size of a pass is counted before the first step
 //! (or taken from the caller, who counted it for `--epochs`) and stored in every
 //! checkpoint: a resumed run reports the same epochs as an uninterrupted one.
+//!
+//! The count is needed before the first step even without `--epochs`: the
+//! epoch of every step (metrics.jsonl, `--json`) is a fraction of a pass, and
+//! the loader only learns a pass's size at its end. It costs little: no member
+//! is kept, plain `.tar` shards are seeked through header by header, and the
+//! sources are counted in parallel; only gzipped shards must be decompressed
+//! whole, as they have no index.
 
 use rayon::prelude::*;
-use seer_data::{read_source, DataPosition, DataSource};
+use seer_data::{count_source, DataPosition, DataSource};
 
 /// One pass over the data, counted without decoding.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -25,13 +32,11 @@ pub fn count_pass(sources: &[DataSource]) -> PassCount {
     sources
         .par_iter()
         .map(|source| {
-            let mut count = PassCount::default();
-            read_source(source, &mut |raw| {
-                count.stored += 1;
-                count.usable += raw.error.is_none() as u64;
-                true
-            });
-            count
+            let count = count_source(source);
+            PassCount {
+                stored: count.stored,
+                usable: count.usable,
+            }
         })
         .reduce(PassCount::default, |a, b| PassCount {
             stored: a.stored + b.stored,

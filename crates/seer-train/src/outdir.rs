@@ -21,8 +21,10 @@ pub const LOCK_FILE: &str = ".seer-train.lock";
 const CURVES_FILE: &str = "curves.png";
 
 /// What a run has written into `out`, as named in refusals: `model/`,
-/// `checkpoints/`, a non-empty `metrics.jsonl`, `curves.png`. (A run that failed
-/// before its first step leaves an empty metrics file, which does not count.)
+/// `checkpoints/`, a non-empty `metrics.jsonl`, `curves.png`. (A new run that
+/// fails before its first checkpoint removes the metrics it wrote, so the same
+/// command can run again; an empty metrics file, which older versions left
+/// after a failure before the first step, does not count.)
 pub fn run_outputs(out: &Path) -> Vec<&'static str> {
     let mut found = Vec::new();
     if out.join(MODEL_DIR).symlink_metadata().is_ok() {

@@ -243,6 +243,10 @@ pub fn train(options: TrainOptions, observer: &mut dyn Observer) -> Result<Train
         }
     };
 
+    // A new run that fails before its first checkpoint takes back the metrics
+    // it wrote: nothing can resume from them, and left behind they would make
+    // the same command refuse the folder as holding an earlier run's output.
+    let mut fresh = resumed_from.is_none().then(|| FreshRun::new(&o.out));
     let mut loader = Loader::new(o.data.clone(), position)?;
     let mut metrics = std::fs::OpenOptions::new()
         .create(true)
@@ -362,6 +366,10 @@ pub fn train(options: TrainOptions, observer: &mut dyn Observer) -> Result<Train
                 loss: Some(result.loss),
             };
             let path = checkpoint::save(&o.out, &store, &optimizer, &state, o.keep_checkpoints)?;
+            // From here on the folder holds a run to resume.
+            if let Some(f) = fresh.take() {
+                f.keep();
+            }
             observer.on_checkpoint(&path);
         }
     }
@@ -384,6 +392,9 @@ pub fn train(options: TrainOptions, observer: &mut dyn Observer) -> Result<Train
     } else {
         None
     };
+    if let Some(f) = fresh {
+        f.keep();
+    }
     Ok(TrainSummary {
         steps: step,
         resumed_from,
@@ -395,6 +406,61 @@ pub fn train(options: TrainOptions, observer: &mut dyn Observer) -> Result<Train
         model_dir,
         elapsed_s: elapsed(),
     })
+}
+
+/// What a new run has created in its output folder before its first
+/// checkpoint: removed again when the run fails (dropped without
+/// [`FreshRun::keep`]), so the same command can start over in that folder.
+/// Only this run's own files go: `metrics.jsonl` (an earlier one was refused or
+/// was empty) and `checkpoints/` when this run made it and it is still empty.
+struct FreshRun {
+    metrics: PathBuf,
+    checkpoints: Option<PathBuf>,
+    kept: bool,
+}
+
+impl FreshRun {
+    fn new(out: &Path) -> Self {
+        let checkpoints = checkpoint::checkpoints_dir(out);
+        Self {
+            metrics: out.join(METRICS_FILE),
+            checkpoints: (checkpoints.symlink_metadata().is_err()).then_some(checkpoints),
+            kept: false,
+        }
+    }
+
+    /// The run has a checkpoint (or ended well): its files stay.
+    fn keep(mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for FreshRun {
+    fn drop(&mut self) {
+        if self.kept {
+            return;
+        }
+        if let Some(dir) = &self.checkpoints {
+            // Fails, as it should, where anything is inside.
+            let _ = std::fs::remove_dir(dir);
+        }
+        // Said only where it held lines: a run that failed before its first
+        // step has its own error to tell.
+        let logged = std::fs::metadata(&self.metrics).is_ok_and(|m| m.len() > 0);
+        match std::fs::remove_file(&self.metrics) {
+            Ok(()) if !logged => {}
+            Ok(()) => tracing::warn!(
+                "removed {}: the run failed before its first checkpoint, so there is nothing to \
+                 resume; the same command starts it over",
+                self.metrics.display()
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(
+                "could not remove {} ({e}); remove it before running the same command again",
+                self.metrics.display()
+            ),
+        }
+    }
 }
 
 /// Dense ids for equal keys, in order of first appearance.

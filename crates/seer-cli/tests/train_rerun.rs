@@ -1,0 +1,169 @@
+//! A `seer train` that fails before its first checkpoint (a full disk, a
+//! checkpoint folder it cannot make) left its `metrics.jsonl`, and the same
+//! command run again was refused: "… already holds the output of an earlier run
+//! (metrics.jsonl) … remove them first". The failed run now takes back what it
+//! made, and only that; the same command then starts over.
+//!
+//! A full disk is stood in for by the file size limit (`ulimit -f`), as in
+//! `disk_full.rs`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use seer_testkit::{repo_root, shared_data, tokenizer_file};
+
+fn environment(c: &mut Command) -> &mut Command {
+    c.env("SEER_TOKENIZER", tokenizer_file())
+        .env("HF_HUB_OFFLINE", "1")
+        .env_remove("SEER_MODEL")
+}
+
+fn seer(args: &[String]) -> Output {
+    environment(&mut Command::new(env!("CARGO_BIN_EXE_seer")))
+        .args(args)
+        .output()
+        .expect("run seer")
+}
+
+/// `seer ARGS` with no file allowed past `blocks` 512-byte blocks (SIGXFSZ
+/// ignored, so a write past it fails with EFBIG).
+fn seer_limited(blocks: u64, args: &[String]) -> Output {
+    let script = format!("trap '' XFSZ; ulimit -f {blocks} && exec \"$0\" \"$@\"");
+    environment(&mut Command::new("/bin/sh"))
+        .arg("-c")
+        .arg(script)
+        .arg(env!("CARGO_BIN_EXE_seer"))
+        .args(args)
+        .output()
+        .expect("run seer under a file size limit")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).to_string()
+}
+
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+fn pairs_file(dir: &Path, n: usize) -> PathBuf {
+    let images = shared_data().join("cifar10-test-subset/images");
+    let classes = ["cat", "dog", "ship", "truck"];
+    let lines: Vec<String> = (0..n)
+        .map(|i| {
+            let class = classes[i % classes.len()];
+            let image = images.join(format!("{class}/{:04}.jpg", i / classes.len()));
+            serde_json::json!({"image": image, "caption": format!("a photo of a {class}.")})
+                .to_string()
+        })
+        .collect();
+    let path = dir.join("pairs.jsonl");
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    path
+}
+
+fn train_args(data: &Path, out: &Path) -> Vec<String> {
+    let model = repo_root().join("fixtures/training/model");
+    [
+        "train",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--warmup",
+        "1",
+        "--batch-size",
+        "8",
+        "--steps",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+fn failed_without_panic(o: &Output) -> String {
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
+#[test]
+fn a_run_whose_first_checkpoint_does_not_fit_can_be_run_again_as_it_was() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = pairs_file(tmp.path(), 16);
+    let out = tmp.path().join("run");
+    let args = train_args(&data, &out);
+
+    // 1 MB a file: the steps run, their metrics are written, the checkpoint's
+    // weights (6.5 MB) do not fit.
+    let full = seer_limited(2048, &args);
+    let err = failed_without_panic(&full);
+    assert!(err.contains("File too large"), "{err}");
+    assert!(
+        err.contains("failed before its first checkpoint") && err.contains("starts it over"),
+        "says what it removed and why: {err}"
+    );
+    // Nothing of the run but the (empty-handed) lock is left.
+    assert_eq!(names_in(&out), [".seer-train.lock"]);
+
+    // The same command, with room again: no "remove them first".
+    let again = seer(&args);
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    assert!(out.join("checkpoints/step-00000002/state.json").is_file());
+    assert!(out.join("model/model.safetensors").is_file());
+    let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    let steps: Vec<u64> = metrics
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["kind"] == "train")
+        .map(|v| v["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(steps, [1, 2], "only this run's lines: {metrics}");
+}
+
+#[test]
+fn a_failed_first_checkpoint_removes_only_what_the_run_made() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = pairs_file(tmp.path(), 16);
+    let out = tmp.path().join("run");
+    std::fs::create_dir_all(&out).unwrap();
+    // The user's things: a note, and a file where the checkpoints folder goes
+    // (so no checkpoint can be made, even by root).
+    std::fs::write(out.join("notes.txt"), "mine").unwrap();
+    std::fs::write(out.join("checkpoints"), "not a folder").unwrap();
+    let args = train_args(&data, &out);
+
+    let o = seer(&args);
+    let err = failed_without_panic(&o);
+    assert!(err.contains("checkpoints"), "{err}");
+    assert_eq!(
+        names_in(&out),
+        [".seer-train.lock", "checkpoints", "notes.txt"]
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("checkpoints")).unwrap(),
+        "not a folder"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("notes.txt")).unwrap(),
+        "mine"
+    );
+
+    // Once the obstacle is gone, the same command runs.
+    std::fs::remove_file(out.join("checkpoints")).unwrap();
+    let again = seer(&args);
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    assert!(out.join("model/model.safetensors").is_file());
+    assert_eq!(
+        std::fs::read_to_string(out.join("notes.txt")).unwrap(),
+        "mine"
+    );
+}
