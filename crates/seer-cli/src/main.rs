@@ -145,6 +145,17 @@ fn main() -> std::process::ExitCode {
         .with_ansi(log_colours())
         .init();
     let cli = Cli::parse();
+    // What an interrupted run leaves, said when it stops (`serve` shuts down
+    // gracefully on Ctrl-C by itself).
+    let after_signal = match &cli.command {
+        Command::Serve(_) => None,
+        Command::Index(_) => Some("the photos indexed so far stay indexed, run it again to finish"),
+        Command::Train(_) => Some("`--resume` continues from its newest checkpoint, if any"),
+        _ => Some(""),
+    };
+    if let Some(note) = after_signal {
+        output::exit_cleanly_on_signals(note);
+    }
     seer_image::DecodeBudget::global().set_capacity(cli.decode_memory.saturating_mul(1 << 20));
     // Process-wide settings the libraries take as calls, not from the environment.
     seer_hub::set_offline(cli.offline);

@@ -98,6 +98,157 @@ impl Failures {
     }
 }
 
+/// Stdout lines of a command whose product is a file (`embed --features patch
+/// --out`, `segment --out/--coco`): a reader that closes stdout early (`| head
+/// -1`) must not stop the work, or the file is silently never written, so the
+/// lines are dropped from then on. Any other failure to print (a full disk) is
+/// an error. Without files to write (`keep_going` false), a closed stdout stops
+/// the command quietly, as everywhere else.
+pub struct Lines {
+    keep_going: bool,
+    reader_gone: bool,
+}
+
+impl Lines {
+    pub fn new(keep_going: bool) -> Self {
+        Self {
+            keep_going,
+            reader_gone: false,
+        }
+    }
+
+    pub fn print(&mut self, line: impl std::fmt::Display) -> anyhow::Result<()> {
+        if self.reader_gone {
+            return Ok(());
+        }
+        match writeln!(std::io::stdout().lock(), "{line}") {
+            Err(e) if self.keep_going && e.kind() == std::io::ErrorKind::BrokenPipe => {
+                self.reader_gone = true;
+                Ok(())
+            }
+            written => Ok(written?),
+        }
+    }
+}
+
+/// On Ctrl-C (SIGINT) or SIGTERM: removes the temporaries this process is
+/// writing (`--out` files stream into `.<name>.<random>.tmp` beside their
+/// destination, which a plain kill left behind, as large as the output), says
+/// which outputs were not written (and `note`, what the command leaves), and exits with 128 + the signal's number,
+/// as a shell reports a process the signal ended. A signal the process was
+/// started ignoring (`seer index &` in a script: the shell does that so that
+/// Ctrl-C stops the script, not its background jobs) stays ignored.
+pub fn exit_cleanly_on_signals(note: &'static str) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(runtime) = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("seer-signals")
+        .enable_io()
+        .build()
+    else {
+        return;
+    };
+    let ignored = ignored_signals();
+    for (kind, number, what) in [
+        (SignalKind::interrupt(), 2, "interrupted (SIGINT)"),
+        (SignalKind::terminate(), 15, "terminated (SIGTERM)"),
+    ] {
+        if ignored & (1 << (number - 1)) != 0 {
+            continue;
+        }
+        // Registered here, before the command starts: no window where the
+        // signal still ends the process the old way.
+        let registered = {
+            let _in_runtime = runtime.enter();
+            signal(kind)
+        };
+        let Ok(mut stream) = registered else {
+            continue;
+        };
+        runtime.spawn(async move {
+            if stream.recv().await.is_some() {
+                exit_on_signal(number, what, note);
+            }
+        });
+    }
+    // Lives as long as the process: it watches for the signals.
+    std::mem::forget(runtime);
+}
+
+fn exit_on_signal(number: i32, what: &str, note: &str) -> ! {
+    let unwritten = remove_open_temporaries();
+    // A progress bar may be half drawn on the terminal's last line.
+    let start = if stderr_is_terminal() { "\n" } else { "" };
+    let mut line = format!("{start}error: {what}");
+    if !unwritten.is_empty() {
+        let names: Vec<String> = unwritten.iter().map(|p| display_path(p)).collect();
+        line.push_str(&format!(
+            "; not written: {} (unfinished temporary removed)",
+            names.join(", ")
+        ));
+    }
+    if !note.is_empty() {
+        line.push_str("; ");
+        line.push_str(note);
+    }
+    eprintln!("{line}");
+    std::process::exit(128 + number)
+}
+
+/// The signals this process was started ignoring, as a bit mask (bit N-1 for
+/// signal N), from `/proc/self/status` (none known elsewhere).
+fn ignored_signals() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("SigIgn:"))
+                .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Removes the temporaries of `seer_util::fs::AtomicFile` this process has
+/// open (found through `/proc/self/fd`, so never another process's), and
+/// returns the files they were to become.
+fn remove_open_temporaries() -> Vec<PathBuf> {
+    let Ok(fds) = std::fs::read_dir("/proc/self/fd") else {
+        return Vec::new();
+    };
+    let mut unwritten = Vec::new();
+    for fd in fds.flatten() {
+        let Ok(path) = std::fs::read_link(fd.path()) else {
+            continue;
+        };
+        let Some(dest) = temporary_of(&path) else {
+            continue;
+        };
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file())
+            && std::fs::remove_file(&path).is_ok()
+        {
+            unwritten.push(dest);
+        }
+    }
+    unwritten.sort();
+    unwritten.dedup();
+    unwritten
+}
+
+/// The destination of an `AtomicFile` temporary, `DIR/.<name>.<6 random>.tmp`
+/// -> `DIR/<name>`; None for any other path.
+fn temporary_of(path: &Path) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let name = path.file_name()?.as_bytes();
+    let inner = name.strip_prefix(b".")?.strip_suffix(b".tmp")?;
+    let (dest, random) = inner.split_at(inner.len().checked_sub(7)?);
+    let random = random.strip_prefix(b".")?;
+    if dest.is_empty() || !random.iter().all(u8::is_ascii_alphanumeric) {
+        return None;
+    }
+    Some(path.with_file_name(std::ffi::OsStr::from_bytes(dest)))
+}
+
 /// Writes a little-endian f32 `[rows, cols]` array in NumPy's `.npy` format.
 pub fn write_npy(path: &Path, rows: &[Vec<f32>], cols: usize) -> anyhow::Result<()> {
     let bytes = seer_index::npy::encode(rows, cols, seer_index::npy::Dtype::F32)
@@ -206,6 +357,27 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use indicatif::TermLike;
+
+    #[test]
+    fn only_atomic_file_temporaries_are_taken_for_unfinished_outputs() {
+        let dest = |p: &str| temporary_of(Path::new(p));
+        assert_eq!(
+            dest("/o/.grid.npy.Ab3xZ9.tmp"),
+            Some(PathBuf::from("/o/grid.npy"))
+        );
+        assert_eq!(dest(".a.tmp.b.XXXXXX.tmp"), Some(PathBuf::from("a.tmp.b")));
+        for other in [
+            "/o/grid.npy",
+            "/o/.tmpAb3xZ9",
+            "/o/..Ab3xZ9.tmp",
+            "/o/.grid.npy.Ab-xZ9.tmp",
+            "/o/grid.npy.Ab3xZ9.tmp",
+            "/i/index.sqlite-wal",
+            "/o/.x.tmp",
+        ] {
+            assert_eq!(dest(other), None, "{other}");
+        }
+    }
 
     #[test]
     fn escaped_lines_stay_one_line() {

@@ -11,7 +11,7 @@ use seer_index::pathcodec::display_path;
 use seer_util::fs::{AtomicFile, Durability};
 
 use crate::common::ModelArgs;
-use crate::output::{escape_line, inputs_path, progress, write_npy, Failures, NpyStream};
+use crate::output::{escape_line, inputs_path, progress, write_npy, Failures, Lines, NpyStream};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -71,11 +71,12 @@ enum Sink {
     Npy(PathBuf, Vec<(String, Vec<f32>)>),
     Human,
     /// Patch grids, written to the file as they come (they are large); the
-    /// inputs escaped to one line; metadata lines on stdout with `--json`.
+    /// inputs escaped to one line; metadata lines on stdout with `--json`
+    /// (`None` without), which a reader that leaves early does not stop.
     Grids {
         npy: NpyStream,
         inputs: Vec<String>,
-        json: bool,
+        json: Option<Lines>,
         grid: (usize, usize),
         dim: usize,
     },
@@ -123,14 +124,13 @@ impl Sink {
                 dim,
             } => {
                 npy.push(&embedding)?;
-                if *json {
-                    let line = serde_json::json!({
+                if let Some(lines) = json {
+                    lines.print(serde_json::json!({
                         "input": input.json(),
                         "row": inputs.len(),
                         "grid": [grid.0, grid.1],
                         "dim": dim,
-                    });
-                    writeln!(stdout, "{line}")?;
+                    }))?;
                 }
                 inputs.push(input.line());
             }
@@ -298,7 +298,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Sink::Grids {
                 npy: NpyStream::create(p, &[h, w, dim])?,
                 inputs: Vec::new(),
-                json,
+                json: json.then(|| Lines::new(true)),
                 grid: (h, w),
                 dim,
             }

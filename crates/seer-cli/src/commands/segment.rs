@@ -8,7 +8,6 @@
 //! (`--out`), COCO polygons (`--polygons`), one COCO instances file for all
 //! images (`--coco`), and the low-resolution logits (`--logits`).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -23,7 +22,7 @@ use seer_index::pathcodec::display_path;
 use serde_json::{json, Value};
 
 use crate::common::RunArgs;
-use crate::output::{progress, Failures};
+use crate::output::{progress, Failures, Lines};
 
 /// The detector `--text` uses unless `--detector` names another.
 pub const DEFAULT_DETECTOR: &str = "owlv2-b16";
@@ -449,6 +448,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut coco = args.coco.as_ref().map(|_| Coco::new(&mode));
     let bases = cutout_bases(&paths);
     let mut done = 0;
+    // With files to write, a reader that leaves stdout early does not stop them.
+    let mut lines = Lines::new(args.out.is_some() || args.coco.is_some() || args.logits.is_some());
     for (path, base) in paths.iter().zip(&bases) {
         pb.inc(1);
         let result = (|| -> anyhow::Result<(seer_image::DecodedImage, Vec<OutMask>)> {
@@ -546,7 +547,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         if let Some(c) = coco.as_mut() {
             c.add(&input, &decoded, &masks, &polygons);
         }
-        let mut out = std::io::stdout().lock();
         if args.json {
             let list: Vec<Value> = masks
                 .iter()
@@ -560,7 +560,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 "height": decoded.height(),
                 "masks": list,
             });
-            writeln!(out, "{doc}")?;
+            lines.print(doc)?;
         } else {
             for (i, m) in masks.iter().enumerate() {
                 let [x, y, w, h] = bbox(&m.mask);
@@ -569,11 +569,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     Some((label, _, score, _)) => format!("{label} {score:.3}"),
                     None => format!("object {}", m.mask.object),
                 };
-                writeln!(
-                    out,
+                lines.print(format_args!(
                     "{input}\tmask {i} ({what}): iou {:.3}, area {area} px, bbox {x},{y} {w}×{h}",
                     m.mask.iou
-                )?;
+                ))?;
             }
         }
         done += 1;
