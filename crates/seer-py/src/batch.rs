@@ -10,18 +10,21 @@
 //! from `rayon::join` on the current pool instead.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::AtomicBool;
 
 use rayon::prelude::*;
 use seer_engine::{EmbedOptions, ImageEncoder};
 
 use crate::input::{ImageInput, InputError};
+use crate::pool::cancelled;
 
 /// One input's embedding, or why it has none.
 pub type Row = Result<Vec<f32>, InputError>;
 
 /// Embeds `inputs` in order, one [`Row`] each. With `stop_on_error`, stops
 /// after the first batch with a failed input (the rows returned then end with
-/// that batch). An `Err` is the model's failure, not an input's.
+/// that batch). An `Err` is the model's failure, not an input's, or the call
+/// being interrupted (`cancel`, checked before each batch).
 ///
 /// Run it on a pool from [`crate::pool`]: its parallel work uses the current
 /// rayon pool.
@@ -30,6 +33,7 @@ pub fn embed_images(
     inputs: &[ImageInput],
     options: &EmbedOptions,
     stop_on_error: bool,
+    cancel: &AtomicBool,
 ) -> seer_engine::Result<Vec<Row>> {
     let prepare = |chunk: &[ImageInput]| -> Prepared {
         let rows = chunk
@@ -42,6 +46,9 @@ pub fn embed_images(
     let mut rows = Vec::with_capacity(inputs.len());
     let mut next = chunks.next().map(prepare);
     while let Some(batch) = next.take() {
+        if cancelled(cancel) {
+            return Err(interrupted());
+        }
         let following = chunks.next();
         let (prepared, embedded) = rayon::join(
             || following.map(prepare),
@@ -56,6 +63,12 @@ pub fn embed_images(
         next = prepared;
     }
     Ok(rows)
+}
+
+/// The error of a call stopped by a signal (the caller raises the signal's
+/// exception instead).
+pub fn interrupted() -> seer_engine::EngineError {
+    seer_engine::EngineError::Invalid("interrupted".into())
 }
 
 /// The input's pixels, [`ImageEncoder::pixels_len`] of them; a panic while

@@ -13,7 +13,7 @@
 //! Refused inputs travel too, so that every input keeps its place in the
 //! batches: the model sees the same batches as `seer embed` on the same list.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -89,9 +89,13 @@ impl ImageInput {
         limits: &DecodeLimits,
     ) -> Result<Vec<f32>, InputError> {
         match self {
-            Self::Path(path) => seer_image::decode_file_full(path, limits)
-                .map(|image| encoder.preprocess(&image))
-                .map_err(|e| InputError::from_named(self.name(), e)),
+            Self::Path(path) => not_special(path)
+                .map_err(|cause| InputError::new(self.name(), cause))
+                .and_then(|()| {
+                    seer_image::decode_file_full(path, limits)
+                        .map_err(|e| InputError::from_named(self.name(), e))
+                })
+                .map(|image| encoder.preprocess(&image)),
             Self::Bytes(bytes) => seer_image::decode_bytes_full(bytes, BYTES_NAME, limits)
                 .map(|image| encoder.preprocess(&image))
                 .map_err(|e| InputError::from_named(self.name(), e)),
@@ -107,6 +111,48 @@ impl ImageInput {
             Self::Invalid { name, cause } => Err(InputError::new(name.clone(), cause.clone())),
         }
     }
+}
+
+/// Refuses a path that is a FIFO, socket or device: reading a FIFO with no
+/// writer blocks the whole call forever (a pipe's bytes can be read in Python
+/// and passed as bytes), and a device is no image file.
+/// (Folders and missing files fail when opened, with the system's words.)
+fn not_special(path: &Path) -> Result<(), String> {
+    match special_file(path) {
+        None => Ok(()),
+        Some(kind) => Err(format!(
+            "not a regular file ({kind}): pass an image file's path, or its bytes"
+        )),
+    }
+}
+
+/// What `path` is when it is neither a file nor a folder (`a FIFO`, `a
+/// socket`, `a device`); `None` for those and for a path that is not there.
+pub fn special_file(path: &Path) -> Option<&'static str> {
+    let meta = std::fs::metadata(path).ok()?;
+    match meta.is_file() || meta.is_dir() {
+        true => None,
+        false => Some(special_kind(&meta.file_type())),
+    }
+}
+
+#[cfg(unix)]
+fn special_kind(kind: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "a device"
+    } else {
+        "a special file"
+    }
+}
+
+#[cfg(not(unix))]
+fn special_kind(_: &std::fs::FileType) -> &'static str {
+    "a special file"
 }
 
 /// RGB samples as an image, checked as a decoded file would be: not empty,

@@ -7,7 +7,9 @@
 //! # Threads, the GIL and fork
 //!
 //! Every method releases the GIL while Rust works ([`Python::detach`]), so
-//! Python threads can call one `Model` at once.
+//! Python threads can call one `Model` at once. A call that embeds waits for
+//! its work on a thread of its own and looks for signals meanwhile
+//! ([`pool::run_interruptible`]): Ctrl-C stops it at the next model batch.
 //!
 //! seer parallelises with rayon. A rayon pool does not survive `fork()`: the
 //! child inherits the pool's bookkeeping but not its threads, and the first

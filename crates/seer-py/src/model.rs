@@ -4,7 +4,7 @@
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
-use pyo3::exceptions::PyTypeError;
+use pyo3::exceptions::{PyTypeError, PyUnicodeEncodeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyString};
 use seer_engine::prompts::templates as template_set;
@@ -13,9 +13,9 @@ use seer_engine::{
 };
 use seer_image::DecodeLimits;
 
-use crate::batch::{embed_images, Row};
+use crate::batch::{embed_images, interrupted, Row};
 use crate::convert::{errors, floats, matrix, pool_error, seer_error, Int};
-use crate::input::ImageInput;
+use crate::input::{special_file, ImageInput};
 use crate::pool;
 
 /// What each input's error is handed back as: `(input name, cause)`.
@@ -48,7 +48,12 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Templates {
         if let Ok(spec) = obj.cast::<PyString>() {
             return Ok(Self::Spec(spec.to_cow()?.into_owned()));
         }
-        obj.extract::<Vec<String>>().map(Self::List).map_err(|_| {
+        obj.extract::<Vec<String>>().map(Self::List).map_err(|e| {
+            // Text that UTF-8 cannot hold is a bad value, not a wrong type:
+            // the Python side names the template.
+            if e.is_instance_of::<PyUnicodeEncodeError>(obj.py()) {
+                return e;
+            }
             let kind = obj
                 .get_type()
                 .name()
@@ -64,14 +69,45 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Templates {
 impl Templates {
     fn resolve(self) -> seer_engine::Result<Vec<String>> {
         match self {
-            Self::Spec(spec) => template_set(&spec),
-            Self::List(list) => match list.iter().find(|t| !t.contains("{}")) {
-                Some(bad) => Err(seer_engine::EngineError::Invalid(format!(
-                    "template '{bad}' has no {{}} placeholder for the class name"
-                ))),
+            Self::Spec(spec) => {
+                refuse_special(&spec, "templates")?;
+                template_set(&spec)
+            }
+            // The rule `seer classify` applies to a file's templates: the class
+            // name fills exactly one `{}`.
+            Self::List(list) => match list.iter().find(|t| t.matches("{}").count() != 1) {
+                Some(bad) => {
+                    let found = bad.matches("{}").count();
+                    Err(seer_engine::EngineError::Invalid(if found == 0 {
+                        format!("template '{bad}' has no {{}} placeholder for the class name")
+                    } else {
+                        format!(
+                            "template '{bad}' has {found} {{}} placeholders; the class name fills one"
+                        )
+                    }))
+                }
                 None => Ok(list),
             },
         }
+    }
+}
+
+/// Refuses a FIFO, socket or device named as a file seer reads whole (a
+/// templates file, `FILE#DATASET` too, or a tokenizer): reading a FIFO with no
+/// writer would block the call forever.
+fn refuse_special(spec: &str, what: &str) -> seer_engine::Result<()> {
+    let whole = Path::new(spec);
+    // `FILE#DATASET` names FILE, unless the whole spec is a path.
+    let file = match spec.rsplit_once('#') {
+        Some((file, _)) if !whole.exists() => Path::new(file),
+        _ => whole,
+    };
+    match special_file(file) {
+        None => Ok(()),
+        Some(kind) => Err(seer_engine::EngineError::Invalid(format!(
+            "{what} {}: not a regular file ({kind})",
+            file.display()
+        ))),
     }
 }
 
@@ -104,6 +140,17 @@ impl Model {
         let precision = Precision::parse(precision).ok_or_else(|| {
             seer_error(format!("unknown precision '{precision}' (f32, bf16, int8)"))
         })?;
+        // A FIFO would block the load forever; a device is no tokenizer.
+        if let Some((path, kind)) = tokenizer
+            .as_deref()
+            .and_then(|path| Some((path, special_file(path)?)))
+        {
+            return Err(seer_error(format!(
+                "cannot load model '{}': tokenizer {}: not a regular file ({kind})",
+                spec.display(),
+                path.display()
+            )));
+        }
         let load = LoadOptions {
             tokenizer,
             progress: false,
@@ -179,10 +226,10 @@ impl Model {
     ) -> PyResult<(Bound<'py, PyByteArray>, InputErrors)> {
         let options = self.options(normalize);
         let image = self.model.image().map_err(seer_error)?;
-        let rows = py
-            .detach(|| pool::run(|| embed_images(image, &inputs, &options, stop_on_error)))
-            .map_err(pool_error)?
-            .map_err(seer_error)?;
+        let rows = pool::run_interruptible(py, |cancel| {
+            embed_images(image, &inputs, &options, stop_on_error, cancel)
+        })?
+        .map_err(seer_error)?;
         Ok((matrix(py, &rows, image.embed_dim())?, errors(&rows)))
     }
 
@@ -195,10 +242,19 @@ impl Model {
     ) -> PyResult<Bound<'py, PyByteArray>> {
         let options = self.options(normalize);
         let text = self.model.text().map_err(seer_error)?;
-        let vectors = py
-            .detach(|| pool::run(|| text.embed_texts(&texts, &options)))
-            .map_err(pool_error)?
-            .map_err(seer_error)?;
+        // The engine's `embed_texts` batches, one at a time so that Ctrl-C
+        // stops the call between two.
+        let vectors = pool::run_interruptible(py, |cancel| {
+            let mut vectors = Vec::with_capacity(texts.len());
+            for batch in texts.chunks(options.batch_size.max(1)) {
+                if pool::cancelled(cancel) {
+                    return Err(interrupted());
+                }
+                vectors.extend(text.embed_text_batch(batch, options.normalize)?);
+            }
+            Ok(vectors)
+        })?
+        .map_err(seer_error)?;
         let rows: Vec<Option<&[f32]>> = vectors.iter().map(|v| Some(v.as_slice())).collect();
         floats(py, &rows, text.embed_dim())
     }
@@ -220,17 +276,16 @@ impl Model {
         let text = self.model.text().map_err(seer_error)?;
         let image = self.model.image().map_err(seer_error)?;
         let templates = templates.resolve().map_err(seer_error)?;
-        let classified = py
-            .detach(|| {
-                pool::run(|| -> seer_engine::Result<(Vec<Row>, ZeroShotClassifier)> {
-                    let classifier =
-                        ZeroShotClassifier::new(text, &labels, &templates, options.batch_size)?;
-                    let rows = embed_images(image, &inputs, &options, stop_on_error)?;
-                    Ok((rows, classifier))
-                })
-            })
-            .map_err(pool_error)?
-            .map_err(seer_error)?;
+        let classified = pool::run_interruptible(
+            py,
+            |cancel| -> seer_engine::Result<(Vec<Row>, ZeroShotClassifier)> {
+                let classifier =
+                    ZeroShotClassifier::new(text, &labels, &templates, options.batch_size)?;
+                let rows = embed_images(image, &inputs, &options, stop_on_error, cancel)?;
+                Ok((rows, classifier))
+            },
+        )?
+        .map_err(seer_error)?;
         let (rows, classifier) = classified;
         let predictions = rows
             .iter()

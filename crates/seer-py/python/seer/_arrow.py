@@ -33,8 +33,20 @@ def embed_arrow(
     if isinstance(table, pa.RecordBatch):
         table = pa.Table.from_batches([table])
     if not isinstance(table, pa.Table):
-        raise TypeError(f"expected a pyarrow Table or RecordBatch, got {type(table).__name__}")
+        hint = ""
+        if type(table).__name__ == "DataFrame":
+            hint = " (for a pandas DataFrame: pyarrow.Table.from_pandas(df))"
+        raise TypeError(
+            f"expected a pyarrow Table or RecordBatch, got {type(table).__name__}{hint}"
+        )
+    if not isinstance(image_column, str):
+        raise TypeError(f"image_column must be a str, got {type(image_column).__name__}")
+    if key_column is not None and not isinstance(key_column, str):
+        raise TypeError(f"key_column must be a str or None, got {type(key_column).__name__}")
     images = _column(table, image_column)
+    if pa.types.is_dictionary(images.type) and _is_binary(images.type.value_type):
+        # Dictionary-encoded binary (as some Parquet readers give it): the values.
+        images = images.cast(images.type.value_type)
     if not _is_binary(images.type):
         raise SeerError(
             f"column '{image_column}' holds {images.type}, not encoded image files (binary)"

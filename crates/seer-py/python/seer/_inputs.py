@@ -37,10 +37,11 @@ def native_inputs(
     if isinstance(inputs, (str, bytes, bytearray, memoryview, os.PathLike)) or _is_pil(inputs):
         raise TypeError(f"{what}: pass a list of images (wrap a single image in a list)")
     if isinstance(inputs, np.ndarray) and not _is_image_list(inputs):
+        one = " (one image: wrap it in a list)" if inputs.ndim == 3 else ""
         raise TypeError(
             f"{what}: pass a list of images, an N x H x W x 3 uint8 array, or a 1-D array "
             f"of paths (str or object dtype); got an array of shape {inputs.shape} "
-            f"and dtype {inputs.dtype}"
+            f"and dtype {inputs.dtype}{one}"
         )
     return [_native(x, max_pixels) for x in inputs]
 
@@ -56,15 +57,23 @@ def _is_image_list(a: np.ndarray) -> bool:
 
 def _native(x: Any, max_pixels: int) -> NativeInput:
     if isinstance(x, str):
-        return ("path", str(x))  # numpy's str_ items too
+        return _path(str(x))  # numpy's str_ items too
     if isinstance(x, os.PathLike):
         path = os.fspath(x)
-        return ("path", path if isinstance(path, str) else os.fsdecode(path))
+        return _path(path if isinstance(path, str) else os.fsdecode(path))
     if isinstance(x, bytes):
         return ("bytes", x)
     if isinstance(x, (bytearray, memoryview)):
         return ("bytes", bytes(x))
     if _is_pil(x):
+        width, height = x.size
+        if width * height > max_pixels:
+            # Refused before converting: a lazily opened file of that size
+            # would be decoded in full first.
+            return _invalid(
+                f"PIL image {width}x{height}",
+                f"{width * height} pixels, over the budget of {max_pixels} pixels",
+            )
         try:
             rgb = np.asarray(x.convert("RGB"))
         except Exception as e:  # PIL decodes lazily: a broken file fails here
@@ -78,6 +87,19 @@ def _native(x: Any, max_pixels: int) -> NativeInput:
         f"unsupported input type {kind}: expected a path (str or os.PathLike), bytes, "
         "an HxWx3 uint8 numpy array or a PIL image",
     )
+
+
+def _path(path: str) -> NativeInput:
+    """A path, or this input's error where no file can have it as its name (a
+    lone surrogate that ``os.fsdecode`` never makes): the native module would
+    refuse it for the whole call."""
+    try:
+        os.fsencode(path)
+    except UnicodeEncodeError as e:
+        name = path.encode("utf-8", "backslashreplace").decode("utf-8")
+        bad = e.object[e.start : e.end]
+        return _invalid(name, f"the path cannot be a file's name ({e.reason}: {bad!r})")
+    return ("path", path)
 
 
 def _array(a: np.ndarray, max_pixels: int) -> NativeInput:

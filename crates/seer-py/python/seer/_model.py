@@ -180,6 +180,7 @@ class Model:
         row is NaN and ``errors[i]`` says why (``None`` for rows that worked).
         """
         stop = _stop_on_error(errors)
+        normalize = _flag("normalize", normalize)
         native = native_inputs(inputs, self._native.max_pixels)
         buffer, failures = self._native.embed_images(native, normalize, stop)
         if stop:
@@ -197,7 +198,13 @@ class Model:
         for i, text in enumerate(texts):
             if not isinstance(text, str):
                 raise TypeError(f"texts[{i}] is a {type(text).__name__}, not a str")
-        return _matrix(self._native.embed_texts(texts, normalize), len(texts), self.dim)
+        normalize = _flag("normalize", normalize)
+        try:
+            buffer = self._native.embed_texts(texts, normalize)
+        except UnicodeEncodeError:
+            _raise_unencodable("texts", texts)
+            raise
+        return _matrix(buffer, len(texts), self.dim)
 
     @overload
     def classify(
@@ -250,7 +257,15 @@ class Model:
         top_k = _top_k(top_k, len(labels))
         templates = _templates(templates)
         native = native_inputs(images, self._native.max_pixels)
-        predictions, failures = self._native.classify(native, labels, templates, top_k, stop)
+        try:
+            predictions, failures = self._native.classify(native, labels, templates, top_k, stop)
+        except UnicodeEncodeError:
+            _raise_unencodable("labels", labels)
+            if isinstance(templates, str):
+                _check_text("templates", templates)
+            else:
+                _raise_unencodable("templates", templates)
+            raise
         if stop:
             _raise_first(failures)
         results = [
@@ -325,12 +340,42 @@ def _templates(
         if isinstance(templates, bytes):
             templates = os.fsdecode(templates)
     if isinstance(templates, str):
+        if not templates:
+            raise SeerError(
+                "templates is an empty string: pass default, imagenet, a file's path "
+                "or a list of templates (str with {})"
+            )
         return templates
     return _strings(
         "templates",
         templates,
         "default, imagenet, a file's path (str) or a list of templates (str with {})",
     )
+
+
+def _flag(name: str, value: object) -> bool:
+    """A ``bool`` argument (numpy's ``bool_`` too); a ``TypeError`` naming it if not."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+
+
+def _raise_unencodable(name: str, values: Sequence[str]) -> None:
+    """A ``SeerError`` naming the first of ``values`` that is not valid text
+    (a lone surrogate, which UTF-8 cannot hold), if one is not."""
+    for i, value in enumerate(values):
+        _check_text(f"{name}[{i}]", value)
+
+
+def _check_text(name: str, value: str) -> None:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        bad = e.object[e.start : e.end]
+        raise SeerError(
+            f"{name} is not valid text: {bad!r} at position {e.start} "
+            f"is a lone surrogate, which UTF-8 cannot hold"
+        ) from None
 
 
 def _stop_on_error(errors: str) -> bool:
