@@ -311,6 +311,53 @@ fn a_shard_record_that_does_not_fit_leaves_no_temporary() {
     assert_eq!(temporaries(&out), Vec::<PathBuf>::new());
 }
 
+/// `segment --coco` and `--logits` over files from an earlier run: one that
+/// does not fit leaves the earlier file whole (both were truncated and then
+/// written in place, so a full disk lost the earlier run's file).
+#[test]
+fn segment_files_that_do_not_fit_leave_the_earlier_ones_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = dir.path().join("unused-index");
+    let image = shared_data().join("coco-mini/images/val2017/000000000139.jpg");
+    let sam = repo_root()
+        .join("fixtures/sam/sam-tiny")
+        .display()
+        .to_string();
+    let coco = dir.path().join("coco.json");
+    let logits = dir.path().join("logits.npy");
+    let earlier = b"{\"earlier\": \"run\"}".as_slice();
+    for file in [&coco, &logits] {
+        std::fs::write(file, earlier).unwrap();
+    }
+    let args = [
+        "segment",
+        "--model",
+        &sam,
+        image.to_str().unwrap(),
+        "--point",
+        "100,100",
+        "--coco",
+        coco.to_str().unwrap(),
+        "--logits",
+        logits.to_str().unwrap(),
+        "--json",
+    ];
+    // Half a kilobyte: the logits (3 × 256 × 256 floats) never fit, the
+    // COCO file of one image may; either way no earlier file is cut.
+    let o = seer_limited(&idx, 1, &args);
+    assert!(!o.status.success(), "{}", text(&o.stdout));
+    assert_eq!(std::fs::read(&logits).unwrap(), earlier);
+    let c = std::fs::read(&coco).unwrap();
+    assert!(
+        c == earlier || serde_json::from_slice::<serde_json::Value>(&c).is_ok(),
+        "{}",
+        text(&c)
+    );
+    assert_eq!(temporaries(dir.path()), Vec::<PathBuf>::new());
+    ok(&seer(&idx, &args));
+    assert_ne!(std::fs::read(&logits).unwrap(), earlier);
+}
+
 /// `n` caption pairs of CIFAR-10 test images in a JSONL list in `dir`.
 fn pairs_file(dir: &Path, n: usize) -> PathBuf {
     let images = shared_data().join("cifar10-test-subset/images");

@@ -114,6 +114,29 @@ fn index_exits_1_when_a_file_fails_after_indexing_the_rest() {
     assert_eq!(summary(&o)["still_failing"].as_u64(), Some(1));
 }
 
+/// A file whose name is not UTF-8: `failures` gives the name escaped once,
+/// and the cause does not start with it again (it did under `--json`).
+#[test]
+fn a_failure_of_a_non_utf8_name_names_it_once() {
+    use std::os::unix::ffi::OsStrExt;
+    let photos = photo_folder(1);
+    let name = std::ffi::OsStr::from_bytes(b"bad\xff.jpg");
+    std::fs::write(photos.path().join(name), b"garbage").unwrap();
+    let idx = tempfile::tempdir().unwrap();
+    let o = seer(
+        idx.path(),
+        &index_args(photos.path(), &model("openclip-vit")),
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let s = summary(&o);
+    let failure = &s["failures"][0];
+    assert!(
+        failure[0].as_str().unwrap().ends_with("bad\\xff.jpg"),
+        "{s}"
+    );
+    assert!(!failure[1].as_str().unwrap().contains("bad"), "{s}");
+}
+
 #[test]
 fn index_counts_files_the_walk_cannot_read_as_failed() {
     let photos = photo_folder(2);

@@ -247,7 +247,10 @@ fn report(
         eprintln!("error: {path}: {cause}");
     }
     if json {
-        out!("{}", serde_json::to_string(&summary)?)?;
+        out!(
+            "{}",
+            without_paths_in_causes(serde_json::to_value(summary)?)
+        )?;
     } else {
         out!(
             "{}: {} added, {} unchanged, {} moved, {} copies, {} touched, {} removed, {} failed ({} still failing) in {:.1}s",
@@ -266,6 +269,21 @@ fn report(
     Ok(())
 }
 
+/// A summary's `failures` (`[path, cause]` pairs) with the cause no longer
+/// starting with the path again, as the stderr lines and `seer status` give it.
+fn without_paths_in_causes(mut summary: serde_json::Value) -> serde_json::Value {
+    if let Some(failures) = summary.get_mut("failures").and_then(|f| f.as_array_mut()) {
+        for failure in failures {
+            if let Some([serde_json::Value::String(path), serde_json::Value::String(cause)]) =
+                failure.as_array_mut().map(|pair| pair.as_mut_slice())
+            {
+                *cause = crate::output::cause_without_path(path, cause).to_string();
+            }
+        }
+    }
+    summary
+}
+
 /// The summary of one caption model's run, as [`report`] prints an index run's.
 fn report_captions(
     dir: &std::path::Path,
@@ -277,7 +295,10 @@ fn report_captions(
         eprintln!("error: {path}: {cause}");
     }
     if json {
-        out!("{}", serde_json::to_string(&summary)?)?;
+        out!(
+            "{}",
+            without_paths_in_causes(serde_json::to_value(summary)?)
+        )?;
     } else {
         out!(
             "{}: captions by {}: {} captioned, {} reused, {} unchanged, {} failed in {:.1}s",

@@ -263,7 +263,8 @@ fn write_npy(path: &Path, shape: &[usize], data: &[f32]) -> anyhow::Result<()> {
     for v in data {
         bytes.extend_from_slice(&v.to_le_bytes());
     }
-    std::fs::write(path, bytes).with_context(|| format!("{}: cannot write", path.display()))
+    // Temporary beside it, renamed in place: a Ctrl-C or a full disk leaves no half file.
+    crate::output::write_atomically(path, &bytes)
 }
 
 /// COCO uncompressed RLE: column-major runs, starting with a run of 0s.
@@ -580,7 +581,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     pb.finish_and_clear();
     if let (Some(c), Some(file)) = (coco, &args.coco) {
         let text = serde_json::to_string(&c.finish())?;
-        std::fs::write(file, text).with_context(|| format!("{}: cannot write", file.display()))?;
+        crate::output::write_atomically(file, text.as_bytes())?;
     }
     failures.summary(done, "images");
     Ok(failures.exit_code())
