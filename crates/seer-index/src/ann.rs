@@ -8,6 +8,14 @@
 //! search uses the graph only when that generation is current; otherwise (a crash
 //! mid-run, a missing or damaged file) it falls back to exact search, which is
 //! always correct, and the next `seer index` repairs the graph.
+//!
+//! The generation is recorded with its random token ([`GenerationStamp`]): a
+//! power cut can undo the database's last commits (`synchronous=NORMAL`) but
+//! not the fsynced files here, and the counter is then reused by other content.
+//! For the same reason row ids can be reused, so a graph is brought up to date
+//! by difference only if the database still holds the commit of its *lineage*
+//! (a token drawn after the graph's content was read, stored in both places);
+//! otherwise it is built afresh.
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -17,7 +25,7 @@ use seer_ann::{Hnsw, HnswParams};
 
 use crate::error::Result;
 use crate::search::{compile_glob, Hit, KeepId, SearchOptions};
-use crate::store::{ModelInfo, Store};
+use crate::store::{GenerationStamp, ModelInfo, Store};
 
 /// Below this many vectors exact search is fast enough (measured: 7.8 ms per query
 /// for 100,000 512-d vectors on 2 cores, so about 4 ms at 50,000) and needs no
@@ -32,18 +40,76 @@ fn generation_path(dir: &Path, model: &ModelInfo) -> PathBuf {
     dir.join(format!("ann-model-{}.generation", model.id))
 }
 
-/// The database generation the model's graph file was recorded as reflecting.
-fn recorded_generation(dir: &Path, model: &ModelInfo) -> Option<u64> {
-    std::fs::read_to_string(generation_path(dir, model))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
+/// The meta key of the model's graph lineage in the database.
+fn lineage_key(model: &ModelInfo) -> String {
+    format!("ann_lineage_{}", model.id)
 }
 
-/// Removes the generation file, durably (the folder is synced), so the graph
-/// no longer claims to be current: before a graph file is changed.
-fn invalidate(dir: &Path, model: &ModelInfo) -> Result<()> {
+/// What a generation file says.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Record {
+    /// The database state the graph reflects; None while it is being changed.
+    stamp: Option<GenerationStamp>,
+    /// The lineage the graph's ids belong to. None for a file an older seer
+    /// wrote (a bare counter), or none at all: matched by a database that has
+    /// no lineage either (one that older seer wrote).
+    lineage: Option<u64>,
+}
+
+/// `v2 COUNTER TOKEN LINEAGE` (hex token and lineage, `-` for none), or
+/// `v2 - LINEAGE` while the graph is being changed. Anything else (the bare
+/// counter an older seer wrote) claims nothing: the next sync brings the
+/// graph current.
+fn parse_record(text: &str) -> Record {
+    let hex = |s: &str| u64::from_str_radix(s, 16).ok();
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    match fields[..] {
+        ["v2", "-", lineage] => Record {
+            stamp: None,
+            lineage: hex(lineage),
+        },
+        ["v2", counter, token, lineage] => Record {
+            stamp: counter
+                .parse()
+                .ok()
+                .zip(hex(token))
+                .map(|(counter, token)| GenerationStamp { counter, token }),
+            lineage: hex(lineage),
+        },
+        _ => Record::default(),
+    }
+}
+
+fn lineage_text(lineage: Option<u64>) -> String {
+    lineage.map_or_else(|| "-".to_string(), |l| format!("{l:016x}"))
+}
+
+fn read_record(dir: &Path, model: &ModelInfo) -> Record {
+    std::fs::read_to_string(generation_path(dir, model))
+        .map(|text| parse_record(&text))
+        .unwrap_or_default()
+}
+
+/// The database state the model's graph file was recorded as reflecting.
+fn recorded_generation(dir: &Path, model: &ModelInfo) -> Option<GenerationStamp> {
+    read_record(dir, model).stamp
+}
+
+fn write_record(dir: &Path, model: &ModelInfo, text: String) -> Result<()> {
+    let path = generation_path(dir, model);
+    seer_util::fs::write(&path, text.as_bytes(), seer_util::fs::Durability::Fsync)
+        .map_err(|e| crate::IndexError::io(path, e))
+}
+
+/// Records, durably, that the graph no longer claims to be current (keeping
+/// its lineage): before a graph file is changed.
+fn invalidate(dir: &Path, model: &ModelInfo, lineage: Option<u64>) -> Result<()> {
+    write_record(dir, model, format!("v2 - {}\n", lineage_text(lineage)))
+}
+
+/// Removes the generation file, durably (the folder is synced): the graph
+/// goes too.
+fn remove_record(dir: &Path, model: &ModelInfo) -> Result<()> {
     let path = generation_path(dir, model);
     match std::fs::remove_file(&path) {
         Ok(()) => seer_util::fs::sync_parent(&path).map_err(|e| crate::IndexError::io(path, e)),
@@ -52,16 +118,24 @@ fn invalidate(dir: &Path, model: &ModelInfo) -> Result<()> {
     }
 }
 
-/// Records that the graph file reflects `generation`: once the graph is
-/// durably in place, never before.
-fn record_generation(dir: &Path, model: &ModelInfo, generation: u64) -> Result<()> {
-    let path = generation_path(dir, model);
-    seer_util::fs::write(
-        &path,
-        generation.to_string().as_bytes(),
-        seer_util::fs::Durability::Fsync,
-    )
-    .map_err(|e| crate::IndexError::io(path, e))
+/// Records that the graph file reflects `stamp`, in `lineage`: once the graph
+/// is durably in place, never before.
+fn record_generation(
+    dir: &Path,
+    model: &ModelInfo,
+    stamp: GenerationStamp,
+    lineage: Option<u64>,
+) -> Result<()> {
+    let GenerationStamp { counter, token } = stamp;
+    let lineage = lineage_text(lineage);
+    write_record(dir, model, format!("v2 {counter} {token:016x} {lineage}\n"))
+}
+
+/// A new lineage for the model's graph, committed to the database: after the
+/// graph's content was read (a power cut that undoes any of that content
+/// undoes this commit too), before any file names it.
+fn new_lineage(store: &Store, model: &ModelInfo) -> Result<Option<u64>> {
+    store.new_token(&lineage_key(model)).map(Some)
 }
 
 /// Removes the temporaries a killed save of the model's graph or generation
@@ -114,30 +188,35 @@ pub(crate) fn sync_in_chunks(
     chunk_rows: usize,
 ) -> Result<Option<AnnSync>> {
     let path = graph_path(store.dir(), model);
-    let generation = store.generation()?;
+    let generation = store.generation_stamp()?;
     if model.vectors < threshold {
         let _ = std::fs::remove_file(generation_path(store.dir(), model));
         return Ok(None);
     }
+    let record = read_record(store.dir(), model);
     // A run that committed nothing leaves the graph current: skip decoding every
     // vector (seconds at a million).
-    if recorded_generation(store.dir(), model) == Some(generation) && path.is_file() {
+    if record.stamp == Some(generation) && path.is_file() {
         return Ok(Some(AnnSync {
             inserted: 0,
             removed: 0,
             total: model.vectors,
         }));
     }
-    let mut graph = match Hnsw::load(&path) {
-        Ok(g) if g.dim() == model.dim => g,
-        Ok(_) | Err(_) => Hnsw::new(model.dim, HnswParams::default()),
+    // Outside its lineage the graph's row ids may name other content now
+    // (the database lost commits and reused them): start afresh.
+    let graph = match record.lineage == store.token(&lineage_key(model))? {
+        true => Hnsw::load(&path).ok().filter(|g| g.dim() == model.dim),
+        false => {
+            tracing::info!(
+                "the approximate index of model {} does not match the database; building it again",
+                model.name
+            );
+            None
+        }
     };
+    let mut graph = graph.unwrap_or_else(|| Hnsw::new(model.dim, HnswParams::default()));
     remove_temporaries(store.dir(), model);
-    // Invalidate first, durably: a crash while saving must not leave a graph
-    // that claims to be current. (The save itself leaves the previous graph or
-    // the new one: a delta whose append is cut short is ignored on load, a
-    // whole base is renamed into place.)
-    invalidate(store.dir(), model)?;
     let (in_db, _) = store.ids_and_paths(model)?;
     let in_db: HashSet<u64> = in_db.into_iter().map(|id| id as u64).collect();
     let stale: Vec<u64> = graph.ids().filter(|id| !in_db.contains(id)).collect();
@@ -158,8 +237,14 @@ pub(crate) fn sync_in_chunks(
         Ok(graph.insert_batch(&new)?)
     })?;
     let new = inserted;
+    let lineage = new_lineage(store, model)?;
+    // Invalidate first, durably: a crash while saving must not leave a graph
+    // that claims to be current. (The save itself leaves the previous graph or
+    // the new one: a delta whose append is cut short is ignored on load, a
+    // whole base is renamed into place; both of the new lineage.)
+    invalidate(store.dir(), model, lineage)?;
     graph.save(&path)?;
-    record_generation(store.dir(), model, generation)?;
+    record_generation(store.dir(), model, generation, lineage)?;
     Ok(Some(AnnSync {
         inserted: new,
         removed: stale.len(),
@@ -194,7 +279,7 @@ pub(crate) fn rebuild_in_chunks(
     if model.vectors < threshold {
         // The generation first: a crash in between must not leave a graph
         // that claims to be current.
-        invalidate(dir, model)?;
+        remove_record(dir, model)?;
         for file in [path.clone(), seer_ann::log_path(&path)] {
             match std::fs::remove_file(&file) {
                 Ok(()) => {}
@@ -207,7 +292,7 @@ pub(crate) fn rebuild_in_chunks(
     // Before the vectors are read: should the database change meanwhile (a
     // writer without the lock), the graph is recorded as older than it is,
     // which only makes searches exact.
-    let generation = store.generation()?;
+    let generation = store.generation_stamp()?;
     let mut graph = Hnsw::new(model.dim, HnswParams::default());
     let dim = model.dim;
     store.for_each_vector_chunk(model, chunk_rows, |ids, data| {
@@ -218,14 +303,20 @@ pub(crate) fn rebuild_in_chunks(
             .collect();
         Ok(graph.insert_batch(&rows)?)
     })?;
-    // The old graph, recorded as reflecting this same generation, stays
-    // current until the rename; one recorded for another generation is
+    // The store may be read only, so no new lineage: instead every commit
+    // so far (the graph's content, the lineage's) is made durable, so no
+    // power cut can undo them and the database's lineage holds for this
+    // graph too. The old graph, recorded as reflecting this same generation,
+    // stays current until the rename; one recorded for another generation is
     // invalidated first, so the new graph never inherits its claim.
-    if recorded_generation(dir, model) != Some(generation) {
-        invalidate(dir, model)?;
+    store.sync_to_disk()?;
+    let lineage = store.token(&lineage_key(model))?;
+    match recorded_generation(dir, model) == Some(generation) {
+        true => record_generation(dir, model, generation, lineage)?,
+        false => invalidate(dir, model, lineage)?,
     }
     graph.save_whole(&path)?;
-    record_generation(dir, model, generation)?;
+    record_generation(dir, model, generation, lineage)?;
     Ok(Some(AnnSync {
         inserted: graph.len(),
         removed: 0,
@@ -254,17 +345,20 @@ pub fn graph_state(store: &Store, model: &ModelInfo) -> Result<GraphState> {
         return Ok(GraphState::None);
     }
     Ok(
-        match recorded_generation(store.dir(), model) == Some(store.generation()?) {
+        match recorded_generation(store.dir(), model) == Some(store.generation_stamp()?) {
             true => GraphState::Current,
             false => GraphState::OutOfDate,
         },
     )
 }
 
-/// The model's graph if it reflects database generation `generation`.
-pub(crate) fn load_current(store: &Store, model: &ModelInfo, generation: u64) -> Option<Hnsw> {
-    let recorded = std::fs::read_to_string(generation_path(store.dir(), model)).ok()?;
-    if recorded.trim().parse::<u64>().ok()? != generation {
+/// The model's graph if it reflects database state `generation`.
+pub(crate) fn load_current(
+    store: &Store,
+    model: &ModelInfo,
+    generation: GenerationStamp,
+) -> Option<Hnsw> {
+    if recorded_generation(store.dir(), model) != Some(generation) {
         tracing::info!("the approximate index is out of date; searching exactly (run `seer index` to refresh it)");
         return None;
     }
@@ -366,7 +460,7 @@ mod tests {
         let (store, model) = store_with_vectors(dir.path());
         sync_in_chunks(&store, &model, 10, 7).unwrap().unwrap();
         let graph = std::fs::read(graph_path(dir.path(), &model)).unwrap();
-        let generation = store.generation().unwrap();
+        let generation = store.generation_stamp().unwrap();
         assert_eq!(graph_state(&store, &model).unwrap(), GraphState::Current);
 
         // Text where a vector's bytes belong, after the first chunks.
@@ -379,7 +473,7 @@ mod tests {
         drop(db);
         assert!(rebuild_in_chunks(&store, &model, 10, 7).is_err());
 
-        assert_eq!(store.generation().unwrap(), generation);
+        assert_eq!(store.generation_stamp().unwrap(), generation);
         assert_eq!(
             std::fs::read(graph_path(dir.path(), &model)).unwrap(),
             graph
@@ -422,7 +516,7 @@ mod tests {
         assert!(!seer_ann::log_path(&path).exists());
         assert!(!left.exists());
         assert_eq!(graph_state(&store, &model).unwrap(), GraphState::Current);
-        let graph = load_current(&store, &model, store.generation().unwrap()).unwrap();
+        let graph = load_current(&store, &model, store.generation_stamp().unwrap()).unwrap();
         assert_eq!(graph.len(), 39);
 
         // Below the threshold, the graph and its record are dropped.

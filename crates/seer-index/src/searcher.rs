@@ -57,9 +57,10 @@ impl Searcher {
     /// a graph that reflects this generation, exact search otherwise (always
     /// correct; the next `seer index` repairs a stale graph).
     pub fn open(store: &Store, model: ModelInfo, options: SearcherOptions) -> Result<Self> {
-        let generation = store.generation()?;
+        let stamp = store.generation_stamp()?;
+        let generation = stamp.counter;
         let graph = if model.vectors >= options.ann_threshold {
-            crate::ann::load_current(store, &model, generation)
+            crate::ann::load_current(store, &model, stamp)
         } else {
             None
         };

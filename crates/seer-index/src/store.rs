@@ -93,6 +93,14 @@ END;
 
 pub const DATABASE_FILE: &str = "index.sqlite";
 
+/// Which database state a derived structure reflects: the commit counter and
+/// the random token its last bump drew (0 when an older seer made that bump).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GenerationStamp {
+    pub counter: u64,
+    pub token: u64,
+}
+
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct ModelInfo {
     pub id: i64,
@@ -480,16 +488,78 @@ impl Store {
             .map_err(|source| IndexError::database(path, source, None))
     }
 
-    /// A counter bumped by every committed change; derived structures (the ANN
-    /// file) record the generation they reflect, so staleness is detectable.
+    /// A counter bumped by every committed change. Derived structures record
+    /// [`Store::generation_stamp`] instead: the counter alone can repeat.
     pub fn generation(&self) -> Result<u64> {
-        let g: String = self
+        Ok(self.generation_stamp()?.counter)
+    }
+
+    /// The generation with the token its bump drew, read together (one
+    /// statement: one snapshot). Derived structures (the ANN files) record it
+    /// to tell whether they reflect the database as it is.
+    pub fn generation_stamp(&self) -> Result<GenerationStamp> {
+        let (counter, token): (String, Option<String>) = self
             .conn
-            .query_row("SELECT value FROM meta WHERE key = 'generation'", [], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT g.value, (SELECT value FROM meta WHERE key = 'generation_token')
+                 FROM meta g WHERE g.key = 'generation'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .map_err(|e| self.db(e))?;
-        Ok(g.parse().unwrap_or(0))
+        Ok(GenerationStamp {
+            counter: counter.parse().unwrap_or(0),
+            // None: no bump since an older seer wrote the index.
+            token: token
+                .and_then(|t| t.parse::<i64>().ok())
+                .map_or(0, |t| t as u64),
+        })
+    }
+
+    /// Stores a new random value under the meta `key` (its own commit) and
+    /// returns it.
+    pub(crate) fn new_token(&self, key: &str) -> Result<u64> {
+        let token: i64 = self
+            .conn
+            .query_row("SELECT random()", [], |r| r.get(0))
+            .map_err(|e| self.db(e))?;
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+                params![key, token.to_string()],
+            )
+            .map_err(|e| self.db(e))?;
+        Ok(token as u64)
+    }
+
+    /// Makes every commit so far durable, without writing (a read-only store
+    /// can): with `synchronous=NORMAL` commits reach the log unsynced, so the
+    /// database file, its log and their folder are fsynced.
+    pub(crate) fn sync_to_disk(&self) -> Result<()> {
+        let db = self.dir.join(DATABASE_FILE);
+        let wal = self.dir.join(format!("{DATABASE_FILE}-wal"));
+        for path in [&db, &wal] {
+            // Read access is enough to fsync on Unix; elsewhere it takes write.
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(cfg!(not(unix)))
+                .open(path);
+            match file.and_then(|f| f.sync_all()) {
+                Ok(()) => {}
+                // No log: everything is in the database file.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && path == &wal => {}
+                Err(e) => return Err(IndexError::io(path.clone(), e)),
+            }
+        }
+        seer_util::fs::sync_parent(&db).map_err(|e| IndexError::io(db, e))
+    }
+
+    /// The u64 stored under the meta `key` by [`Store::new_token`], if any.
+    pub(crate) fn token(&self, key: &str) -> Result<Option<u64>> {
+        Ok(self
+            .meta(key)?
+            .and_then(|t| t.parse::<i64>().ok())
+            .map(|t| t as u64))
     }
 
     pub fn meta(&self, key: &str) -> Result<Option<String>> {
@@ -1098,9 +1168,17 @@ pub mod write {
             .map(|_| ())
     }
 
+    /// Counts a commit, and draws its token. With `synchronous=NORMAL` a power
+    /// cut may undo the last commits while the ANN files (fsynced) keep the
+    /// generation they recorded; the next commit then reuses that counter
+    /// with other content, and only the random token tells them apart.
     pub fn bump_generation(tx: &Transaction) -> rusqlite::Result<()> {
         tx.execute(
             "UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) WHERE key = 'generation'",
+            [],
+        )?;
+        tx.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('generation_token', CAST(random() AS TEXT))",
             [],
         )
         .map(|_| ())

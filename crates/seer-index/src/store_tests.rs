@@ -145,4 +145,202 @@ mod tests {
             "{other}"
         );
     }
+
+    /// 40 unit vectors in 8-d for model "m", committed as one generation.
+    fn index_of_forty(dir: &std::path::Path) -> Store {
+        let mut store = Store::open(dir).unwrap();
+        let tx = store.transaction().unwrap();
+        let model = write::model_id(&tx, "m", 8).unwrap();
+        for i in 0..40u32 {
+            let v: Vec<f32> = (0..8)
+                .map(|d| ((i * 31 + d * 17) % 23) as f32 - 11.0)
+                .collect();
+            let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            let v: Vec<f32> = v.iter().map(|x| x / n).collect();
+            let file = FileRecord {
+                path: format!("/p/{i}.jpg"),
+                ..Default::default()
+            };
+            let id = write::upsert_file(&tx, &file).unwrap();
+            write::put_embedding(&tx, id, model, crate::Encoding::F32, &v).unwrap();
+        }
+        write::bump_generation(&tx).unwrap();
+        tx.commit().unwrap();
+        store
+    }
+
+    /// One more file with vector `v`, in its own commit; its row id.
+    fn add_file(store: &mut Store, path: &str, v: &[f32]) -> i64 {
+        let tx = store.transaction().unwrap();
+        let model = write::model_id(&tx, "m", 8).unwrap();
+        let file = FileRecord {
+            path: path.into(),
+            ..Default::default()
+        };
+        let id = write::upsert_file(&tx, &file).unwrap();
+        write::put_embedding(&tx, id, model, crate::Encoding::F32, v).unwrap();
+        write::bump_generation(&tx).unwrap();
+        tx.commit().unwrap();
+        id
+    }
+
+    fn unit(d: usize, sign: f32) -> Vec<f32> {
+        let mut v = vec![0.0; 8];
+        v[d] = sign;
+        v
+    }
+
+    /// The best graph hit for `query` (the graph must be in use).
+    fn graph_hit(store: &Store, query: &[f32]) -> crate::Hit {
+        let model = store.choose_model(Some("m")).unwrap();
+        let options = crate::SearcherOptions {
+            ann_threshold: 10,
+            resident: false,
+        };
+        let searcher = crate::Searcher::open(store, model, options).unwrap();
+        assert!(searcher.is_approximate());
+        let search = crate::SearchOptions {
+            k: 1,
+            ..Default::default()
+        };
+        searcher
+            .rank(store, query, &search, None)
+            .unwrap()
+            .remove(0)
+    }
+
+    /// With `synchronous=NORMAL` a power cut can undo the database's last
+    /// commit while the graph and its generation file (fsynced) survive. The
+    /// next run commits other content as the same generation, under the same
+    /// row id: the graph was trusted as current (and a sync by difference kept
+    /// the lost vector under that id), so searches missed the new photo.
+    #[test]
+    fn a_graph_of_commits_a_power_cut_undid_is_not_current() {
+        use crate::ann::{graph_state, sync_in_chunks, GraphState};
+        let dir = tempfile::tempdir().unwrap();
+        let saved = tempfile::tempdir().unwrap();
+        let db = dir.path().join(crate::store::DATABASE_FILE);
+        let store = index_of_forty(dir.path());
+        let model = store.choose_model(Some("m")).unwrap();
+        sync_in_chunks(&store, &model, 10, 7).unwrap().unwrap();
+        // Closed: the database is the one file (no log), as the power cut
+        // will leave it.
+        drop(store);
+        std::fs::copy(&db, saved.path().join("index.sqlite")).unwrap();
+
+        // The commit the power cut will undo, and the graph synced with it.
+        let mut store = Store::open(dir.path()).unwrap();
+        let lost = add_file(&mut store, "/p/lost.jpg", &unit(7, -1.0));
+        let lost_generation = store.generation().unwrap();
+        let model = store.choose_model(Some("m")).unwrap();
+        let synced = sync_in_chunks(&store, &model, 10, 7).unwrap().unwrap();
+        assert_eq!((synced.inserted, synced.total), (1, 41));
+        assert_eq!(graph_state(&store, &model).unwrap(), GraphState::Current);
+        drop(store);
+
+        // The power cut: the database as before that commit, the graph files
+        // as saved.
+        for log in ["index.sqlite-wal", "index.sqlite-shm"] {
+            let _ = std::fs::remove_file(dir.path().join(log));
+        }
+        std::fs::copy(saved.path().join("index.sqlite"), &db).unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let new = add_file(&mut store, "/p/new.jpg", &unit(7, 1.0));
+        assert_eq!(new, lost, "the row id is reused");
+        assert_eq!(store.generation().unwrap(), lost_generation);
+
+        let model = store.choose_model(Some("m")).unwrap();
+        assert_eq!(graph_state(&store, &model).unwrap(), GraphState::OutOfDate);
+        let exact = crate::Searcher::open(
+            &store,
+            model.clone(),
+            crate::SearcherOptions {
+                ann_threshold: 10,
+                resident: false,
+            },
+        )
+        .unwrap();
+        assert!(!exact.is_approximate(), "searches are exact meanwhile");
+
+        // A sync brings the graph in line: the new photo is found by its own
+        // vector, the lost one's is gone.
+        let synced = sync_in_chunks(&store, &model, 10, 7).unwrap().unwrap();
+        assert_eq!(synced.total, 41);
+        assert_eq!(graph_state(&store, &model).unwrap(), GraphState::Current);
+        let hit = graph_hit(&store, &unit(7, 1.0));
+        assert_eq!(hit.path, "/p/new.jpg");
+        assert!(hit.score > 0.999, "{}", hit.score);
+        assert_ne!(graph_hit(&store, &unit(7, -1.0)).path, "/p/new.jpg");
+    }
+
+    /// A generation file an older seer wrote (a bare counter, no token) over
+    /// an index it wrote: the graph is out of date once, and a normal sync
+    /// (by difference: nothing to insert) makes it current again.
+    #[test]
+    fn an_old_generation_file_is_out_of_date_once() {
+        use crate::ann::{graph_state, sync_in_chunks, GraphState};
+        let dir = tempfile::tempdir().unwrap();
+        let store = index_of_forty(dir.path());
+        let model = store.choose_model(Some("m")).unwrap();
+        sync_in_chunks(&store, &model, 10, 7).unwrap().unwrap();
+        drop(store);
+        // As the older seer left them.
+        let db = rusqlite::Connection::open(dir.path().join(crate::store::DATABASE_FILE)).unwrap();
+        db.execute(
+            "DELETE FROM meta WHERE key = 'generation_token' OR key LIKE 'ann_lineage_%'",
+            [],
+        )
+        .unwrap();
+        let counter: String = db
+            .query_row("SELECT value FROM meta WHERE key = 'generation'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        drop(db);
+        let record = dir
+            .path()
+            .join(format!("ann-model-{}.generation", model.id));
+        std::fs::write(&record, &counter).unwrap();
+
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(graph_state(&store, &model).unwrap(), GraphState::OutOfDate);
+        let synced = sync_in_chunks(&store, &model, 10, 7).unwrap().unwrap();
+        assert_eq!((synced.inserted, synced.removed, synced.total), (0, 0, 40));
+        assert_eq!(graph_state(&store, &model).unwrap(), GraphState::Current);
+        assert!(graph_hit(&store, &unit(0, 1.0)).path.starts_with("/p/"));
+        // Current now: the next sync does nothing.
+        let again = sync_in_chunks(&store, &model, 10, 7).unwrap().unwrap();
+        assert_eq!((again.inserted, again.removed), (0, 0));
+    }
+
+    /// `seer index --rebuild-graph` rebuilds with the store read only: it
+    /// cannot commit a new lineage, and the next sync is still by difference.
+    #[test]
+    fn a_graph_rebuilt_read_only_is_then_synced_by_difference() {
+        use crate::ann::{graph_state, rebuild_in_chunks, sync_in_chunks, GraphState};
+        let dir = tempfile::tempdir().unwrap();
+        let store = index_of_forty(dir.path());
+        let model = store.choose_model(Some("m")).unwrap();
+        sync_in_chunks(&store, &model, 10, 7).unwrap().unwrap();
+        drop(store);
+
+        let read_only = Store::open_read_only(dir.path()).unwrap();
+        let built = rebuild_in_chunks(&read_only, &model, 10, 7)
+            .unwrap()
+            .unwrap();
+        assert_eq!(built.total, 40);
+        assert_eq!(
+            graph_state(&read_only, &model).unwrap(),
+            GraphState::Current
+        );
+        drop(read_only);
+
+        let mut store = Store::open(dir.path()).unwrap();
+        add_file(&mut store, "/p/new.jpg", &unit(7, 1.0));
+        let model = store.choose_model(Some("m")).unwrap();
+        assert_eq!(graph_state(&store, &model).unwrap(), GraphState::OutOfDate);
+        let synced = sync_in_chunks(&store, &model, 10, 7).unwrap().unwrap();
+        assert_eq!((synced.inserted, synced.removed, synced.total), (1, 0, 41));
+        assert_eq!(graph_hit(&store, &unit(7, 1.0)).path, "/p/new.jpg");
+    }
 }
