@@ -13,6 +13,9 @@ use std::process::{Command, Output};
 
 use seer_testkit::{model_fixture, repo_root, shared_data, tokenizer_file};
 
+mod common;
+use common::runs::{pairs_file, seer_file_size_limited};
+
 /// The environment every run gets: the index, the shared tokenizer, offline.
 fn environment<'a>(c: &'a mut Command, index: &Path) -> &'a mut Command {
     c.env("SEER_INDEX", index)
@@ -29,14 +32,8 @@ fn seer(index: &Path, args: &[&str]) -> Output {
 }
 
 /// `seer ARGS` with no file allowed to grow past `blocks` 512-byte blocks.
-/// The shell ignores SIGXFSZ first (an ignored signal stays ignored across
-/// exec), so a write past the limit fails with EFBIG instead of killing seer.
 fn seer_limited(index: &Path, blocks: u64, args: &[&str]) -> Output {
-    let script = format!("trap '' XFSZ; ulimit -f {blocks} && exec \"$0\" \"$@\"");
-    environment(&mut Command::new("/bin/sh"), index)
-        .arg("-c")
-        .arg(script)
-        .arg(env!("CARGO_BIN_EXE_seer"))
+    environment(&mut seer_file_size_limited(blocks), index)
         .args(args)
         .output()
         .expect("run seer under a file size limit")
@@ -356,23 +353,6 @@ fn segment_files_that_do_not_fit_leave_the_earlier_ones_whole() {
     assert_eq!(temporaries(dir.path()), Vec::<PathBuf>::new());
     ok(&seer(&idx, &args));
     assert_ne!(std::fs::read(&logits).unwrap(), earlier);
-}
-
-/// `n` caption pairs of CIFAR-10 test images in a JSONL list in `dir`.
-fn pairs_file(dir: &Path, n: usize) -> PathBuf {
-    let images = shared_data().join("cifar10-test-subset/images");
-    let classes = ["cat", "dog", "ship", "truck"];
-    let lines: Vec<String> = (0..n)
-        .map(|i| {
-            let class = classes[i % classes.len()];
-            let image = images.join(format!("{class}/{:04}.jpg", i / classes.len()));
-            serde_json::json!({"image": image, "caption": format!("a photo of a {class}.")})
-                .to_string()
-        })
-        .collect();
-    let path = dir.join("pairs.jsonl");
-    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
-    path
 }
 
 /// A checkpoint that does not fit: the message named a file in the temporary

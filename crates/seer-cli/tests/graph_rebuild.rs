@@ -14,6 +14,9 @@ use seer_index::exchange::{self, ShardRow};
 use seer_index::npy::Dtype;
 use seer_testkit::{model_fixture, shared_data, tokenizer_file};
 
+mod common;
+use common::runs::seer_file_size_limited;
+
 /// The environment every run gets: the index, the shared tokenizer, offline,
 /// and a graph kept from 5 vectors on.
 fn environment<'a>(c: &'a mut Command, index: &Path) -> &'a mut Command {
@@ -32,14 +35,9 @@ fn seer(index: &Path, args: &[&str]) -> Output {
         .expect("run seer")
 }
 
-/// `seer ARGS` with no file allowed to grow past `blocks` 512-byte blocks
-/// (SIGXFSZ ignored, so a write past it fails with EFBIG).
+/// `seer ARGS` with no file allowed to grow past `blocks` 512-byte blocks.
 fn seer_limited(index: &Path, blocks: u64, args: &[&str]) -> Output {
-    let script = format!("trap '' XFSZ; ulimit -f {blocks} && exec \"$0\" \"$@\"");
-    environment(&mut Command::new("/bin/sh"), index)
-        .arg("-c")
-        .arg(script)
-        .arg(env!("CARGO_BIN_EXE_seer"))
+    environment(&mut seer_file_size_limited(blocks), index)
         .args(args)
         .output()
         .expect("run seer under a file size limit")

@@ -5,6 +5,9 @@ use std::process::{Command, Output};
 
 use seer_testkit::{repo_root, shared_data, tokenizer_file};
 
+mod common;
+use common::runs::pairs_file;
+
 fn seer(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_seer"))
         .args(args)
@@ -264,23 +267,6 @@ fn empty_data_bad_numbers_and_resume_without_checkpoint_are_explained() {
         &train(data, out, &["--steps", "2", "--resume"]),
         "holds no checkpoint",
     );
-}
-
-/// `n` caption pairs of CIFAR-10 test images in a JSONL list in `dir`.
-fn pairs_file(dir: &std::path::Path, n: usize) -> std::path::PathBuf {
-    let images = shared_data().join("cifar10-test-subset/images");
-    let classes = ["cat", "dog", "ship", "truck"];
-    let lines: Vec<String> = (0..n)
-        .map(|i| {
-            let class = classes[i % classes.len()];
-            let image = images.join(format!("{class}/{:04}.jpg", i / classes.len()));
-            serde_json::json!({"image": image, "caption": format!("a photo of a {class}.")})
-                .to_string()
-        })
-        .collect();
-    let path = dir.join("pairs.jsonl");
-    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
-    path
 }
 
 /// `seer train` on the tiny fixture model and `data`, with `extra` arguments.

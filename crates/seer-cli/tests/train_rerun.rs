@@ -7,10 +7,13 @@
 //! A full disk is stood in for by the file size limit (`ulimit -f`), as in
 //! `disk_full.rs`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
-use seer_testkit::{repo_root, shared_data, tokenizer_file};
+use seer_testkit::{repo_root, tokenizer_file};
+
+mod common;
+use common::runs::{pairs_file, seer_file_size_limited};
 
 fn environment(c: &mut Command) -> &mut Command {
     c.env("SEER_TOKENIZER", tokenizer_file())
@@ -25,14 +28,8 @@ fn seer(args: &[String]) -> Output {
         .expect("run seer")
 }
 
-/// `seer ARGS` with no file allowed past `blocks` 512-byte blocks (SIGXFSZ
-/// ignored, so a write past it fails with EFBIG).
 fn seer_limited(blocks: u64, args: &[String]) -> Output {
-    let script = format!("trap '' XFSZ; ulimit -f {blocks} && exec \"$0\" \"$@\"");
-    environment(&mut Command::new("/bin/sh"))
-        .arg("-c")
-        .arg(script)
-        .arg(env!("CARGO_BIN_EXE_seer"))
+    environment(&mut seer_file_size_limited(blocks))
         .args(args)
         .output()
         .expect("run seer under a file size limit")
@@ -49,22 +46,6 @@ fn names_in(dir: &Path) -> Vec<String> {
         .collect();
     v.sort();
     v
-}
-
-fn pairs_file(dir: &Path, n: usize) -> PathBuf {
-    let images = shared_data().join("cifar10-test-subset/images");
-    let classes = ["cat", "dog", "ship", "truck"];
-    let lines: Vec<String> = (0..n)
-        .map(|i| {
-            let class = classes[i % classes.len()];
-            let image = images.join(format!("{class}/{:04}.jpg", i / classes.len()));
-            serde_json::json!({"image": image, "caption": format!("a photo of a {class}.")})
-                .to_string()
-        })
-        .collect();
-    let path = dir.join("pairs.jsonl");
-    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
-    path
 }
 
 fn train_args(data: &Path, out: &Path) -> Vec<String> {

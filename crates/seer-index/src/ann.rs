@@ -424,32 +424,9 @@ pub fn rank_graph_where<'a>(
 mod tests {
     use super::*;
     use crate::search::rank_exact_where;
-    use crate::store::{write, FileRecord};
+    use crate::store::write;
+    use crate::test_index::store_with_vectors;
     use crate::VectorSet;
-
-    /// An index of 40 unit vectors in 8-d for model "m".
-    fn store_with_vectors(dir: &Path) -> (Store, ModelInfo) {
-        let mut store = Store::open(dir).unwrap();
-        let tx = store.transaction().unwrap();
-        let model = write::model_id(&tx, "m", 8).unwrap();
-        for i in 0..40u32 {
-            let v: Vec<f32> = (0..8)
-                .map(|d| ((i * 31 + d * 17) % 23) as f32 - 11.0)
-                .collect();
-            let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-            let v: Vec<f32> = v.iter().map(|x| x / n).collect();
-            let file = FileRecord {
-                path: format!("/p/{i}.jpg"),
-                ..Default::default()
-            };
-            let id = write::upsert_file(&tx, &file).unwrap();
-            write::put_embedding(&tx, id, model, crate::Encoding::F32, &v).unwrap();
-        }
-        write::bump_generation(&tx).unwrap();
-        tx.commit().unwrap();
-        let info = store.choose_model(Some("m")).unwrap();
-        (store, info)
-    }
 
     /// The rebuild deleted the graph and its generation before building: one
     /// that failed part way (here a stored vector it cannot read) left no

@@ -23,6 +23,8 @@ pub mod searcher;
 pub mod store;
 #[cfg(test)]
 mod store_tests;
+#[cfg(test)]
+mod test_index;
 pub mod vector;
 pub mod words;
 

@@ -5,6 +5,7 @@
 mod tests {
     use crate::store::Store;
     use crate::store::{write, FileRecord};
+    use crate::test_index::store_with_vectors;
 
     #[test]
     fn a_file_is_found_by_id_with_its_state() {
@@ -146,29 +147,6 @@ mod tests {
         );
     }
 
-    /// 40 unit vectors in 8-d for model "m", committed as one generation.
-    fn index_of_forty(dir: &std::path::Path) -> Store {
-        let mut store = Store::open(dir).unwrap();
-        let tx = store.transaction().unwrap();
-        let model = write::model_id(&tx, "m", 8).unwrap();
-        for i in 0..40u32 {
-            let v: Vec<f32> = (0..8)
-                .map(|d| ((i * 31 + d * 17) % 23) as f32 - 11.0)
-                .collect();
-            let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-            let v: Vec<f32> = v.iter().map(|x| x / n).collect();
-            let file = FileRecord {
-                path: format!("/p/{i}.jpg"),
-                ..Default::default()
-            };
-            let id = write::upsert_file(&tx, &file).unwrap();
-            write::put_embedding(&tx, id, model, crate::Encoding::F32, &v).unwrap();
-        }
-        write::bump_generation(&tx).unwrap();
-        tx.commit().unwrap();
-        store
-    }
-
     /// One more file with vector `v`, in its own commit; its row id.
     fn add_file(store: &mut Store, path: &str, v: &[f32]) -> i64 {
         let tx = store.transaction().unwrap();
@@ -220,7 +198,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let saved = tempfile::tempdir().unwrap();
         let db = dir.path().join(crate::store::DATABASE_FILE);
-        let store = index_of_forty(dir.path());
+        let (store, _) = store_with_vectors(dir.path());
         let model = store.choose_model(Some("m")).unwrap();
         sync_in_chunks(&store, &model, 10, 7).unwrap().unwrap();
         // Closed: the database is the one file (no log), as the power cut
@@ -280,7 +258,7 @@ mod tests {
     fn an_old_generation_file_is_out_of_date_once() {
         use crate::ann::{graph_state, sync_in_chunks, GraphState};
         let dir = tempfile::tempdir().unwrap();
-        let store = index_of_forty(dir.path());
+        let (store, _) = store_with_vectors(dir.path());
         let model = store.choose_model(Some("m")).unwrap();
         sync_in_chunks(&store, &model, 10, 7).unwrap().unwrap();
         drop(store);
@@ -319,7 +297,7 @@ mod tests {
     fn a_graph_rebuilt_read_only_is_then_synced_by_difference() {
         use crate::ann::{graph_state, rebuild_in_chunks, sync_in_chunks, GraphState};
         let dir = tempfile::tempdir().unwrap();
-        let store = index_of_forty(dir.path());
+        let (store, _) = store_with_vectors(dir.path());
         let model = store.choose_model(Some("m")).unwrap();
         sync_in_chunks(&store, &model, 10, 7).unwrap().unwrap();
         drop(store);

@@ -1,2 +1,3 @@
 pub mod exif;
+pub mod runs;
 pub mod server;
