@@ -81,11 +81,19 @@ impl Failures {
         self.report(pb, &display_path(path), &escape_line(cause));
     }
 
+    /// `what` is the plural ("images"); one is said in the singular.
     pub fn summary(&self, done: usize, what: &str) {
-        if self.items.is_empty() {
-            eprintln!("{done} {what} done");
-        } else {
-            eprintln!("{done} {what} done, {} failed", self.items.len());
+        eprintln!("{}", self.summary_line(done, what));
+    }
+
+    fn summary_line(&self, done: usize, what: &str) -> String {
+        let what = match done {
+            1 => what.strip_suffix('s').unwrap_or(what),
+            _ => what,
+        };
+        match self.items.len() {
+            0 => format!("{done} {what} done"),
+            failed => format!("{done} {what} done, {failed} failed"),
         }
     }
 
@@ -357,6 +365,16 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use indicatif::TermLike;
+
+    #[test]
+    fn one_is_said_in_the_singular() {
+        let mut f = Failures::default();
+        assert_eq!(f.summary_line(1, "images"), "1 image done");
+        assert_eq!(f.summary_line(0, "images"), "0 images done");
+        f.items.push(("a.jpg".into(), "broken".into()));
+        assert_eq!(f.summary_line(2, "inputs"), "2 inputs done, 1 failed");
+        assert_eq!(f.summary_line(1, "samples"), "1 sample done, 1 failed");
+    }
 
     #[test]
     fn only_atomic_file_temporaries_are_taken_for_unfinished_outputs() {

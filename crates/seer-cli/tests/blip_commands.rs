@@ -204,9 +204,26 @@ fn ask_answers_with_the_reference_tokens() {
         missing.to_str().unwrap(),
         "why?",
     ]);
-    assert!(!o.status.success());
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    // As every other command says it (was "cannot read …: cannot read file:
+    // No such file or directory (os error 2)").
     assert!(
-        stderr(&o).contains("/nonexistent/photo.jpg"),
+        stderr(&o).contains("error: /nonexistent/photo.jpg: no such file or folder"),
+        "{}",
+        stderr(&o)
+    );
+    let o = seer(&[
+        "match",
+        "--model",
+        &fixture("retrieval-tiny"),
+        "--image",
+        missing.to_str().unwrap(),
+        "--text",
+        "a dog",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("error: /nonexistent/photo.jpg: no such file or folder"),
         "{}",
         stderr(&o)
     );

@@ -303,3 +303,25 @@ fn segment_refuses_an_inverted_box_up_front_and_fails_only_images_a_point_misses
     assert_eq!(out.lines().count(), 1);
     assert!(out.contains("red_apple.jpg"), "{out}");
 }
+
+/// `bench --images` naming nothing: it ran, skipped the end-to-end line with
+/// a note and exited 0, so a typo quietly measured less.
+#[test]
+fn bench_images_that_are_not_there_are_refused() {
+    let o = seer(&[
+        "bench",
+        "--model",
+        &fixture("models/openclip-vit"),
+        "--images",
+        "/nonexistent/seer-typo",
+        "--iterations",
+        "1",
+        "--rounds",
+        "1",
+    ]);
+    assert_usage_error(
+        &o,
+        "/nonexistent/seer-typo: no such file or folder",
+        "bench",
+    );
+}

@@ -39,6 +39,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // Checked before the image is read: the question is read whole by the
     // text encoder, and the answer starts from `[DEC]` alone.
     answerer.check_question(&args.question, "the question", &options)?;
+    // In the words the other commands use (the texts are checked first).
+    anyhow::ensure!(
+        args.image.exists(),
+        "{}: no such file or folder",
+        display_path(&args.image)
+    );
     let input = display_path(&args.image);
     let decoded = seer_image::decode_file_full(&args.image, &args.run.limits(Default::default()))
         .with_context(|| format!("cannot read {input}"))?;

@@ -41,6 +41,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     for (i, text) in args.text.iter().enumerate() {
         matcher.check_text(text, &format!("--text number {}", i + 1))?;
     }
+    // In the words the other commands use (the texts are checked first).
+    anyhow::ensure!(
+        args.image.exists(),
+        "{}: no such file or folder",
+        display_path(&args.image)
+    );
     let input = display_path(&args.image);
     let decoded = seer_image::decode_file_full(&args.image, &args.run.limits(Default::default()))
         .with_context(|| format!("cannot read {input}"))?;

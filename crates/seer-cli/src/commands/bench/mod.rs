@@ -48,8 +48,9 @@ pub struct Args {
     /// Timed batches per measurement (after one warm-up batch).
     #[arg(long, default_value_t = 3, value_parser = crate::common::at_least_one)]
     iterations: usize,
-    /// Image files or folder for the end-to-end measurement.
-    #[arg(long, default_value = "../shared/data/imagenet-samples/images")]
+    /// Image files or folder for the end-to-end measurement (the default is
+    /// the repository's test data; where it is absent that line is skipped).
+    #[arg(long, default_value = DEFAULT_IMAGES)]
     images: PathBuf,
     /// How many files to embed end to end (the list repeats when it is shorter);
     /// for a captioning model, how many images to caption in each configuration.
@@ -142,8 +143,19 @@ const PROMPTS: &[&str] = &[
     "a field of sunflowers",
 ];
 
+/// `--images` when not given: the shared test data beside a checkout.
+const DEFAULT_IMAGES: &str = "../shared/data/imagenet-samples/images";
+
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.rounds > 0, "--rounds must be at least 1");
+    // A path the user typed that is not there is a mistake, not a reason to
+    // quietly measure less (the default may be absent outside a checkout).
+    if args.images != Path::new(DEFAULT_IMAGES) && !args.images.exists() {
+        anyhow::bail!(
+            "{}: no such file or folder (--images)",
+            args.images.display()
+        );
+    }
     crate::common::configure_threads(Some(args.threads))?;
     if args.whole_batches {
         seer_models::nn::split_batch::keep_batches_whole();
