@@ -12,7 +12,7 @@ use seer_ann::Hnsw;
 use crate::ann::ANN_THRESHOLD;
 use crate::error::Result;
 use crate::search::{rank_exact_where, Hit, KeepId, SearchOptions};
-use crate::store::{ModelInfo, Store, VectorSet};
+use crate::store::{GenerationStamp, ModelInfo, Store, VectorSet};
 
 #[derive(Clone, Copy, Debug)]
 pub struct SearcherOptions {
@@ -36,7 +36,7 @@ impl Default for SearcherOptions {
 }
 
 pub struct Searcher {
-    generation: u64,
+    stamp: GenerationStamp,
     model: ModelInfo,
     backend: Backend,
 }
@@ -58,7 +58,6 @@ impl Searcher {
     /// correct; the next `seer index` repairs a stale graph).
     pub fn open(store: &Store, model: ModelInfo, options: SearcherOptions) -> Result<Self> {
         let stamp = store.generation_stamp()?;
-        let generation = stamp.counter;
         let graph = if model.vectors >= options.ann_threshold {
             crate::ann::load_current(store, &model, stamp)
         } else {
@@ -85,7 +84,7 @@ impl Searcher {
             }
         };
         Ok(Self {
-            generation,
+            stamp,
             model,
             backend,
         })
@@ -93,7 +92,14 @@ impl Searcher {
 
     /// The database generation this searcher reflects.
     pub fn generation(&self) -> u64 {
-        self.generation
+        self.stamp.counter
+    }
+
+    /// The database generation this searcher reflects, with its commit's
+    /// token: what a cache of searchers compares (a counter can repeat when
+    /// a power cut undid commits, or a database is put in place of another).
+    pub fn stamp(&self) -> GenerationStamp {
+        self.stamp
     }
 
     pub fn model(&self) -> &ModelInfo {

@@ -210,6 +210,7 @@ mod tests {
         let mut store = Store::open(dir.path()).unwrap();
         let lost = add_file(&mut store, "/p/lost.jpg", &unit(7, -1.0));
         let lost_generation = store.generation().unwrap();
+        let lost_stamp = store.generation_stamp().unwrap();
         let model = store.choose_model(Some("m")).unwrap();
         let synced = sync_in_chunks(&store, &model, 10, 7).unwrap().unwrap();
         assert_eq!((synced.inserted, synced.total), (1, 41));
@@ -239,6 +240,9 @@ mod tests {
         )
         .unwrap();
         assert!(!exact.is_approximate(), "searches are exact meanwhile");
+        // What a cache of searchers (the server's) compares tells them apart.
+        assert_eq!(exact.generation(), lost_generation);
+        assert_ne!(exact.stamp(), lost_stamp);
 
         // A sync brings the graph in line: the new photo is found by its own
         // vector, the lost one's is gone.

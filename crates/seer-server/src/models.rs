@@ -46,12 +46,9 @@ impl Served {
     /// Search data for the current database generation, reloaded only when the
     /// index changed since this model's last search.
     pub fn search_data(&self, store: &Store, ann_threshold: usize) -> ApiResult<Arc<SearchData>> {
-        let generation = store.generation()?;
+        let stamp = store.generation_stamp()?;
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(data) = cache
-            .as_ref()
-            .filter(|d| d.searcher.generation() == generation)
-        {
+        if let Some(data) = cache.as_ref().filter(|d| d.searcher.stamp() == stamp) {
             return Ok(data.clone());
         }
         let info = self.info(store)?;
