@@ -11,7 +11,8 @@
 // It builds an index of the smoke photos (plus files named with a backslash, a
 // newline and invalid UTF-8) in a temporary folder, starts the servers it
 // needs on free loopback ports (plain, with --token, with three models, with
-// SAM and OWLv2), drives Debian's chromium, and stops everything it started.
+// SAM and OWLv2, with a small --max-body, on an empty index), drives Debian's
+// chromium, and stops everything it started.
 //
 // Environment: SEER_BIN (default target/release/seer: build it first with
 // `cargo build --release -p seer-cli --bin seer`, the assets are built in),
@@ -133,8 +134,12 @@ function diskProxy(upstreamPort) {
       res.writeHead(r.statusCode, r.headers);
       r.pipe(res);
     });
-    up.on('error', () => req.socket.destroy());
-    req.pipe(up);
+    // The body is sent whole, so an answer given before it is all read (a 413
+    // for a body over --max-body) is passed on, not lost to EPIPE.
+    up.on('error', () => setTimeout(() => { if (!res.headersSent) req.socket.destroy(); }, 200));
+    const body = [];
+    req.on('data', (c) => body.push(c));
+    req.on('end', () => up.end(Buffer.concat(body)));
   });
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
 }
@@ -150,7 +155,9 @@ class Server {
   async start() {
     if (!this.port) this.port = await freePort();
     const log = fs.openSync(path.join(work, `${this.name}.log`), 'a');
-    this.proc = spawn(seerBin, ['serve', '--index', indexDir, '--bind', `127.0.0.1:${this.port}`, '--tokenizer', tokenizer, ...this.args], {
+    const index = serverIndex[this.name] || indexDir;
+    if (!fs.existsSync(index)) fs.mkdirSync(index, { recursive: true });
+    this.proc = spawn(seerBin, ['serve', '--index', index, '--bind', `127.0.0.1:${this.port}`, '--tokenizer', tokenizer, ...this.args], {
       stdio: ['ignore', log, log],
     });
     if (fromDisk && !this.proxy) this.proxy = await diskProxy(this.port);
@@ -188,7 +195,11 @@ const serverSpecs = {
   token: ['-m', CLIP, '--token', TOKEN],
   models: ['-m', CLIP, '-m', DINO, '-m', QUICKGELU],
   vision: ['-m', CLIP, '--segment-model', SAM, '--detect-model', OWL],
+  small: ['-m', CLIP, '--max-body', '200000'], // a 413 for an ordinary photo
+  empty: ['-m', CLIP],
 };
+// Servers on another index than the shared one: `empty` has nothing indexed.
+const serverIndex = { empty: path.join(work, 'empty-index') };
 async function server(name) {
   let s = servers.find((x) => x.name === name);
   if (!s) {
@@ -522,7 +533,7 @@ checks.health = async () => {
   await srv.stop();
   await page.fill('#search-input', 'dog');
   await page.locator('#search-error').waitFor({ state: 'visible' });
-  check(/cannot reach/.test(await text(page, '#search-error')), `error: ${await text(page, '#search-error')}`);
+  check(/cannot reach the server: is `seer serve` still running\?/.test(await text(page, '#search-error')), `error: ${await text(page, '#search-error')}`);
   await page.waitForFunction(() => /unreachable/.test(document.querySelector('#health').textContent));
   check(!/vectors/.test(await text(page, '#health')), 'the header keeps the model while unreachable');
   await shot(page, 'server-down');
@@ -719,9 +730,155 @@ checks.filters = async () => {
   await p.ctx.close();
 };
 
+/** 13: a slow search says it is searching (not the last search's count), and
+ *  Enter again on the same search does not send it twice. */
+checks.busy = async () => {
+  const p = await open(await server('plain'), '/?q=cat');
+  const { page, calls } = p;
+  await settled(page);
+  check(/results? for “cat”/.test(await text(page, '#result-count')), `count: ${await text(page, '#result-count')}`);
+  let release;
+  const held = new Promise((r) => { release = r; });
+  await page.route('**/v1/search?**', async (route) => {
+    await held;
+    await route.continue().catch(() => {}); // an aborted request cannot continue
+  });
+  calls.length = 0;
+  await page.fill('#search-input', 'a dog');
+  await page.press('#search-input', 'Enter');
+  await page.waitForFunction(() => document.querySelector('#results').getAttribute('aria-busy') === 'true');
+  const busy = await text(page, '#result-count');
+  check(/Searching for “a dog”/.test(busy), `while busy the count says: ${busy}`);
+  await page.press('#search-input', 'Enter');
+  await page.press('#search-input', 'Enter');
+  await sleep(300);
+  await shot(page, 'busy');
+  release();
+  await settled(page);
+  check(searches(calls).length === 1, `the same search was sent ${searches(calls).length} times`);
+  check(/results? for “a dog”/.test(await text(page, '#result-count')), `count after: ${await text(page, '#result-count')}`);
+  // No results under a filter say which way to look.
+  await page.unroute('**/v1/search?**');
+  await page.goto(`${p.srv.url}/?q=cat&min_score=0.99`);
+  await settled(page);
+  check(/No results for “cat” with these filters: a lower minimum score/.test(await text(page, '#result-count')), `no results: ${await text(page, '#result-count')}`);
+  // Another search while one is on its way still replaces it.
+  await page.fill('#search-input', 'a bird');
+  await page.press('#search-input', 'Enter');
+  await page.waitForFunction(() => /for “a bird”/.test(document.querySelector('#result-count').textContent));
+  check(p.errors.length === 0, `page errors: ${p.errors}`);
+  await p.ctx.close();
+};
+
+/** 14: error answers in words: a 413 for an upload names the file, its size and
+ *  the server's limit in MB; a 403 or 500 without a JSON message says what it
+ *  means, not only the HTTP status. */
+checks.errors = async () => {
+  const p = await open(await server('small'), '/', { viewport: { width: 375, height: 740 }, mobile: true });
+  const { page } = p;
+  await page.locator('#search-input').waitFor();
+  const jpg = fs.readFileSync(path.join(shared, 'smoke/rclip-formats/cat.jpg'));
+  const big = Buffer.concat([jpg, Buffer.alloc(Math.max(0, 300000 - jpg.length))]);
+  await page.setInputFiles('#image-input', { name: 'holiday.jpg', mimeType: 'image/jpeg', buffer: big });
+  await page.locator('#search-error').waitFor({ state: 'visible' });
+  const e413 = await text(page, '#search-error');
+  check(/holiday\.jpg \(0\.3 MB\) is too large.*at most 0\.2 MB/.test(e413), `413: ${e413}`);
+  await shot(page, 'error-413');
+  for (const [status, body, want] of [[403, 'Forbidden', /refused this request \(403 Forbidden\)/], [500, '<html>oops</html>', /failed to answer \(500 Internal Server Error\)/]]) {
+    await page.route('**/v1/search**', (route) => route.fulfill({ status, body, contentType: 'text/plain' }));
+    await page.fill('#search-input', `cat ${status}`);
+    await page.press('#search-input', 'Enter');
+    await page.waitForFunction((s) => document.querySelector('#search-error').textContent.includes(String(s)), status);
+    const said = await text(page, '#search-error');
+    check(want.test(said), `${status}: ${said}`);
+    await page.unroute('**/v1/search**');
+  }
+  check(p.errors.length === 0, `page errors: ${p.errors}`);
+  await p.ctx.close();
+};
+
+/** 15: an empty index says how to fill it; a full one does not. */
+checks.empty = async () => {
+  const p = await open(await server('empty'), '/');
+  await p.page.locator('#empty-index').waitFor({ state: 'visible' });
+  check(/Nothing is indexed yet/.test(await text(p.page, '#empty-index')), `note: ${await text(p.page, '#empty-index')}`);
+  await shot(p.page, 'empty-index');
+  await p.ctx.close();
+  const q = await open(await server('plain'), '/');
+  await q.page.waitForFunction(() => /vectors/.test(document.querySelector('#health').textContent));
+  check(await q.page.locator('#empty-index').isHidden(), 'the empty-index note shows with an index');
+  await q.ctx.close();
+};
+
+/** 16: on a phone (375 px) the file names under the thumbnails are readable
+ *  (chelsea.png whole, not "chelse…"), "Similar" is a finger-sized target,
+ *  and the header's vector count is not cut off by a long model path. */
+checks.phone = async () => {
+  const p = await open(await server('plain'), '/?q=a%20cat', { viewport: { width: 375, height: 740 }, mobile: true });
+  const { page } = p;
+  await settled(page);
+  const names = await page.$$eval('#results .result-name', (els) => els.map((e) => ({ name: e.textContent, cut: e.scrollWidth > e.clientWidth })));
+  const chelsea = names.find((n) => n.name === 'chelsea.png');
+  check(chelsea && !chelsea.cut, `chelsea.png is cut: ${JSON.stringify(names.slice(0, 4))}`);
+  const small = await page.$$eval('#results .result-like', (els) => els.filter((e) => e.getBoundingClientRect().height < 24).length);
+  check(small === 0, `${small} "Similar" buttons under 24 px high`);
+  await page.waitForFunction(() => /vectors/.test(document.querySelector('#health').textContent));
+  const count = await page.evaluate(() => {
+    const h = document.querySelector('#health');
+    const r = document.createRange();
+    const node = [...h.querySelectorAll('*'), h].flatMap((e) => [...e.childNodes]).find((n) => n.nodeType === 3 && /vectors/.test(n.textContent));
+    r.selectNodeContents(node);
+    return { right: r.getBoundingClientRect().right, edge: h.getBoundingClientRect().right };
+  });
+  check(count.right <= count.edge + 1, `the vector count is cut off: ${JSON.stringify(count)}`);
+  const w = await wide(page);
+  check(w.scroll <= w.client, `the page scrolls sideways: ${JSON.stringify(w)}`);
+  // The search box's placeholder (its example) is read whole, not cut.
+  const fits = await page.evaluate(() => {
+    const box = document.querySelector('#search-input');
+    const cs = getComputedStyle(box);
+    const ctx = document.createElement('canvas').getContext('2d');
+    ctx.font = `${cs.fontWeight} ${cs.fontSize} ${cs.fontFamily}`;
+    const room = box.clientWidth - parseFloat(cs.paddingLeft) - parseFloat(cs.paddingRight);
+    return { text: ctx.measureText(box.placeholder).width, room };
+  });
+  check(fits.text <= fits.room, `the search placeholder is cut: ${JSON.stringify(fits)}`);
+  await shot(page, 'phone-results');
+  check(p.errors.length === 0, `page errors: ${p.errors}`);
+  await p.ctx.close();
+};
+
+/** 17: the keyboard focus ring stands out from the panel it is drawn on
+ *  (3:1, WCAG 1.4.11) in the light and the dark scheme. */
+checks.focus = async () => {
+  for (const colorScheme of ['light', 'dark']) {
+    const p = await open(await server('plain'), null);
+    await p.page.emulateMedia({ colorScheme });
+    await p.page.goto(`${p.srv.url}/`);
+    await p.page.locator('#search-input').waitFor();
+    await p.page.focus('#search-input'); // a text box shows its ring however it is focused
+    const ratio = await p.page.evaluate(() => {
+      const rgb = (c) => c.match(/[\d.]+/g).slice(0, 3).map(Number);
+      const lum = (c) => {
+        const [r, g, b] = rgb(c).map((v) => { const x = v / 255; return x <= 0.03928 ? x / 12.92 : ((x + 0.055) / 1.055) ** 2.4; });
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+      };
+      const el = document.activeElement;
+      const ring = getComputedStyle(el).outlineColor;
+      const panel = getComputedStyle(el.closest('.panel')).backgroundColor;
+      const [a, b] = [lum(ring), lum(panel)].sort((x, y) => y - x);
+      return { id: el.id, ring, panel, ratio: (a + 0.05) / (b + 0.05) };
+    });
+    check(ratio.id === 'search-input', `focus on ${ratio.id}`);
+    check(ratio.ratio >= 3, `${colorScheme}: the focus ring ${ratio.ring} on ${ratio.panel} is ${ratio.ratio.toFixed(2)}:1`);
+    await p.ctx.close();
+  }
+};
+
 // ------------------------------------------------------------------ run
 
-const order = ['hidden', 'token', 'lightbox', 'names', 'failure', 'models', 'overflow', 'classify', 'detect', 'filters', 'health', 'index'];
+const order = ['hidden', 'token', 'lightbox', 'names', 'failure', 'models', 'overflow', 'classify', 'detect', 'filters', 'health', 'index',
+  'busy', 'errors', 'empty', 'phone', 'focus'];
 const failed = [];
 let code = 0;
 try {

@@ -115,7 +115,7 @@
       } catch (e) {
         if (e.name === 'AbortError') throw e;
         connection.lost();
-        throw new ApiError(0, `cannot reach the server (${e.message})`);
+        throw new ApiError(0, `The page cannot reach the server: is \`seer serve\` still running? (${e.message})`);
       }
       connection.found();
       if (res.status === 503 && retryBusy && attempt < MAX_BUSY_RETRIES) {
@@ -125,11 +125,12 @@
         continue;
       }
       if (res.ok) return raw ? res : res.json();
-      let message = `${res.status} ${res.statusText}`;
+      let message = '';
       try {
         const data = await res.json();
         if (data && data.error) message = data.error;
       } catch (_) { /* not JSON */ }
+      message = plainError(res.status, res.statusText, message, body);
       if (res.status === 401) askForToken(auth.token ? 'The token was refused; enter the right one.' : null);
       if (res.status === 503) {
         const after = res.headers.get('Retry-After');
@@ -140,6 +141,25 @@
   }
 
   const isAbort = (e) => e && e.name === 'AbortError';
+
+  /** An error answer in words a person understands: what went wrong first,
+   *  the server's own words (or the HTTP status) after, for the log. */
+  function plainError(status, statusText, serverMessage, body) {
+    const code = `${status}${statusText ? ` ${statusText}` : ''}`;
+    if (status === 413) {
+      const file = body instanceof FormData ? [...body.values()].find((v) => v instanceof Blob) : null;
+      const limit = /at most (\d+)/.exec(serverMessage || '');
+      const mb = (n) => `${(n / 1048576).toFixed(n < 10485760 ? 1 : 0)} MB`;
+      const what = file ? `${file.name || 'The image'} (${mb(file.size)}) is` : 'The upload is';
+      return `${what} too large for this server${limit ? `, which takes at most ${mb(Number(limit[1]))}` : ''}: `
+        + 'choose a smaller image (the server\'s limit is set by `seer serve --max-body`).';
+    }
+    if (serverMessage || status === 503) return serverMessage || code; // 503: said below
+    if (status === 403) return `The server refused this request (${code}): it may need other permissions or a different token.`;
+    if (status === 404) return `The server does not know this request (${code}): is it an older seer?`;
+    if (status >= 500) return `The server failed to answer (${code}); its log says why. Try again in a moment.`;
+    return `The server refused this request (${code}).`;
+  }
 
   // ------------------------------------------------------------------ helpers
 
@@ -632,6 +652,18 @@
     return api(`/v1/search?${params}`, { signal });
   }
 
+  /** The search the inputs describe now. */
+  function currentRequest() {
+    const q = textSearch() ? searchInput.value.trim() : '';
+    return { q, image: search.image, like: search.like && search.like.id, model: search.model, ...options() };
+  }
+
+  /** Equal for the same search (an image by its name, size and time). */
+  function requestKey(req) {
+    const img = req.image;
+    return JSON.stringify({ ...req, image: img ? [img.name, img.size, img.lastModified] : null });
+  }
+
   function scheduleSearch() {
     clearTimeout(search.timer);
     search.timer = setTimeout(() => runSearch('typing'), DEBOUNCE_MS);
@@ -674,8 +706,11 @@
     }
     const controller = new AbortController();
     search.controller = controller;
-    const req = { q, image: search.image, like: search.like && search.like.id, model: search.model, ...options() };
+    const req = currentRequest();
+    search.pending = requestKey(req);
     resultsEl.setAttribute('aria-busy', 'true');
+    // Said at once, so a slow answer is not read as the last search's count.
+    countEl.textContent = `Searching for ${describe()}…`;
     try {
       const data = await fetchPage(req, 0, controller.signal);
       if (seq !== search.seq) return; // a newer search started: this answer is stale
@@ -764,8 +799,11 @@
     const dated = search.request && (search.request.from || search.request.to) ? ' (by capture date)' : '';
     countEl.textContent = n
       ? `${n}${search.more ? '+' : ''} result${n === 1 && !search.more ? '' : 's'} for ${describe()}${dated}`
-      : `No results for ${describe()}${dated}`;
+      : `No results for ${describe()}${dated}${filtered(search.request) ? ' with these filters: a lower minimum score, another path or wider dates may find some' : ''}`;
   }
+
+  /** Whether `req` narrows the search (a minimum score, a path, dates). */
+  const filtered = (req) => !!req && ['min_score', 'path', 'from', 'to'].some((key) => req[key]);
 
   function renderResults(results, more) {
     releaseBlobUrls();
@@ -891,6 +929,9 @@
   searchInput.addEventListener('input', scheduleSearch);
   $('#search-form').addEventListener('submit', (e) => {
     e.preventDefault();
+    // Enter again while the same search is on its way is not a second search
+    // (it would cancel the first and start over).
+    if (search.controller && !search.loadingMore && search.pending === requestKey(currentRequest())) return;
     runSearch('push');
   });
   for (const id of ['#opt-k', '#opt-min-score', '#opt-path', '#opt-from', '#opt-to', '#opt-rerank']) {
@@ -1741,10 +1782,26 @@
     connection.found();
     el.classList.remove('bad');
     const m = currentModel();
+    // An empty index says how to fill it, rather than leaving a blank page.
+    const vectors = models.list.length > 1 && m ? m.vectors : h && h.vectors;
+    $('#empty-index').hidden = vectors !== 0;
+    // The model (a long path, often) gives way on a narrow screen; the count
+    // after it stays whole. The whole line is its title.
+    const twoParts = (model, rest) => {
+      const name = document.createElement('span');
+      name.className = 'health-model';
+      name.textContent = model;
+      const after = document.createElement('span');
+      after.className = 'health-rest';
+      after.textContent = rest;
+      el.replaceChildren(name, after);
+      el.title = el.textContent;
+    };
+    el.removeAttribute('title');
     if (models.list.length > 1 && m) {
-      el.textContent = `${modelName(m.id)} · ${fmtInt(m.vectors)} vectors · ${models.list.length} models`;
+      twoParts(modelName(m.id), ` · ${fmtInt(m.vectors)} vectors · ${models.list.length} models`);
     } else if (h && h.model) {
-      el.textContent = `${h.model} · ${fmtInt(h.vectors)} vectors`;
+      twoParts(h.model, ` · ${fmtInt(h.vectors)} vectors`);
     } else {
       // /healthz names the model only with the token (on a server that wants one).
       el.textContent = auth.token ? 'connected' : 'connected · needs a token';
