@@ -26,6 +26,13 @@ pub enum IndexError {
     #[error("{path}: {message}")]
     File { path: PathBuf, message: String },
 
+    /// The folder holds no index (yet): nothing was indexed there, or the
+    /// first run did not get as far as creating it. Its own variant so that
+    /// callers can tell "nothing here" from a damaged index (the server
+    /// answers it as a state, not as a failure).
+    #[error("{path}: no index here yet ({hint})")]
+    NoIndexYet { path: PathBuf, hint: &'static str },
+
     /// A file operation failed: `doing` (if any) says which, then the I/O error.
     #[error("{path}: {}{source}", .doing.map(|d| format!("{d}: ")).unwrap_or_default())]
     Io {

@@ -316,9 +316,9 @@ impl Store {
     pub fn open_read_only(dir: &Path) -> Result<Self> {
         let path = dir.join(DATABASE_FILE);
         if !path.is_file() {
-            return Err(IndexError::File {
+            return Err(IndexError::NoIndexYet {
                 path: dir.to_path_buf(),
-                message: "no index here yet (run `seer index PATH` first)".into(),
+                hint: "run `seer index PATH` first",
             });
         }
         let conn = match Self::read_only_connection(&path, false) {
@@ -465,9 +465,9 @@ impl Store {
             false => None,
         };
         let Some(version) = version else {
-            return Err(IndexError::File {
+            return Err(IndexError::NoIndexYet {
                 path: self.dir.clone(),
-                message: "no index here yet (an earlier `seer index` did not finish creating it; run `seer index PATH`)".into(),
+                hint: "an earlier `seer index` did not finish creating it; run `seer index PATH`",
             });
         };
         match version.parse::<i64>() {

@@ -52,6 +52,9 @@ impl From<seer_index::IndexError> for ApiError {
     fn from(e: seer_index::IndexError) -> Self {
         match e {
             seer_index::IndexError::Invalid(m) => Self::bad_request(m),
+            // The server runs, but nothing was indexed yet: a state the
+            // client can act on (index first), not a server failure.
+            e @ seer_index::IndexError::NoIndexYet { .. } => Self::new(StatusCode::CONFLICT, e),
             other => Self::internal(other),
         }
     }

@@ -91,6 +91,10 @@ pub fn error_statuses(method: &str, path: &str) -> Vec<(&'static str, &'static s
             "400",
             "Bad request (also: a model this server does not serve, text for a model without a text tower, or more items than the model's queue holds at all: --queue)",
         ),
+        (
+            "403",
+            "Without --token: a request addressed to a name that is not loopback, or made by another site's page (Origin, Sec-Fetch-Site)",
+        ),
         ("404", "No such route, or no such indexed image"),
         (
             "405",
@@ -121,7 +125,10 @@ pub fn error_statuses(method: &str, path: &str) -> Vec<(&'static str, &'static s
         out.push(("409", "A job is already running"));
     }
     if path == "/v1/search" {
-        out.push(("409", "The index has no vectors of the served model"));
+        out.push((
+            "409",
+            "No index yet (run seer index first), or the index has no vectors of the served model",
+        ));
     }
     if matches!(
         path,

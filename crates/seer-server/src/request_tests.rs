@@ -599,6 +599,40 @@ async fn form_routes_answer_415_to_other_content_types_and_400_to_bad_forms() {
 
 // ------------------------------------------------------------------ search parameters
 
+/// A server started before anything was indexed: a search is a 409 that says
+/// to index first (it was a 500, as if the server had failed), and the index
+/// status is zeros, not an error (the page shows how to start from it).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_with_no_index_yet_says_so_and_reports_an_empty_status() {
+    let latch = Arc::new(Latch::default());
+    let index = tempfile::tempdir().unwrap();
+    let config = ServerConfig {
+        index_dir: index.path().to_path_buf(),
+        ..Default::default()
+    };
+    let app = app(vec![encoder(&latch)], &config);
+    let answer = get(&app, "/v1/search?q=cat").await;
+    assert_eq!(answer.status, StatusCode::CONFLICT, "{}", answer.body);
+    assert!(
+        error(&answer).contains("no index here yet"),
+        "{}",
+        answer.body
+    );
+    assert!(error(&answer).contains("seer index"), "{}", answer.body);
+    let status = get(&app, "/v1/index/status").await;
+    assert_eq!(status.status, StatusCode::OK, "{}", status.body);
+    assert_eq!(
+        (
+            &status.body["files"],
+            &status.body["vectors"],
+            &status.body["failures"]
+        ),
+        (&json!(0), &json!(0), &json!(0)),
+        "{}",
+        status.body
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn search_pages_scores_and_dates_out_of_range_are_400() {
     let f = fixture(8);

@@ -1471,7 +1471,12 @@ pub async fn index_status(State(state): AppStateRef) -> ApiResult<Json<Value>> {
     let job = state.job.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let st = state.clone();
     let (files, vectors, failures) = tokio::task::spawn_blocking(move || {
-        let store = st.store()?;
+        // No index yet: nothing indexed, nothing failed (the page shows how
+        // to start), not an error.
+        let store = match seer_index::Store::open_read_only(&st.index_dir) {
+            Err(seer_index::IndexError::NoIndexYet { .. }) => return Ok((0, 0, Vec::new())),
+            opened => opened?,
+        };
         let vectors = st
             .models
             .default_model()
