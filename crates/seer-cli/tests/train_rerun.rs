@@ -148,3 +148,52 @@ fn a_failed_first_checkpoint_removes_only_what_the_run_made() {
         "mine"
     );
 }
+
+/// A new run killed (SIGKILL: no cleanup of its own) before its first
+/// checkpoint left `metrics.jsonl`, and the next run in the folder was refused
+/// ("… remove them first"). The marker it keeps until its first checkpoint
+/// tells the next run that the metrics are a killed run's: it takes them back
+/// and starts. Metrics without the marker are still refused (tests/train.rs).
+#[test]
+fn a_run_killed_before_its_first_checkpoint_is_started_over() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = pairs_file(tmp.path(), 16);
+    let out = tmp.path().join("run");
+    let mut args = train_args(&data, &out);
+    // Many steps, no checkpoint before the last: it is killed long before.
+    let steps = args.iter().position(|a| a == "--steps").unwrap() + 1;
+    args[steps] = "100000".into();
+    args.extend(["--checkpoint-every".into(), "100000".into()]);
+    let mut child = environment(&mut Command::new(env!("CARGO_BIN_EXE_seer")))
+        .args(&args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let metrics = out.join("metrics.jsonl");
+    while !std::fs::metadata(&metrics).is_ok_and(|m| m.len() > 0) {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!out.join("checkpoints/step-00000001").exists());
+
+    let again = seer(&train_args(&data, &out));
+    let err = text(&again.stderr);
+    assert!(again.status.success(), "{err}");
+    assert!(
+        err.contains("before its first checkpoint"),
+        "says so: {err}"
+    );
+    assert!(out.join("model/model.safetensors").is_file());
+    assert!(!out.join(".seer-train.unsaved").exists());
+    let log = std::fs::read_to_string(&metrics).unwrap();
+    let steps: Vec<u64> = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["kind"] == "train")
+        .map(|v| v["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(steps, [1, 2], "only the new run's lines: {log}");
+}

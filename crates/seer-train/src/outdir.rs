@@ -19,22 +19,65 @@ use crate::trainer::{METRICS_FILE, MODEL_DIR};
 pub const LOCK_FILE: &str = ".seer-train.lock";
 /// Written by `seer plot` beside the metrics.
 const CURVES_FILE: &str = "curves.png";
+/// Present while a new run has no checkpoint yet (made before its metrics,
+/// removed at its first checkpoint): metrics beside it, with no checkpoint,
+/// are a run's that was killed before it saved anything (SIGKILL, Ctrl-C, a
+/// power cut), which the same command may take back and start over. Without
+/// it a metrics file could be anyone's, and is refused.
+pub const UNSAVED_MARKER: &str = ".seer-train.unsaved";
+
+/// Whether `out` holds only what a new run killed before its first
+/// checkpoint left: the marker, and no checkpoint or export.
+fn unsaved_run(out: &Path) -> bool {
+    out.join(UNSAVED_MARKER).is_file()
+        && out.join(MODEL_DIR).symlink_metadata().is_err()
+        && checkpoint::list(out).is_ok_and(|l| l.is_empty())
+}
+
+/// Takes back what a new run killed before its first checkpoint left (see
+/// [`UNSAVED_MARKER`]): its metrics, the checkpoints folder when empty, the
+/// marker. Only call it while holding the folder's [`lock`], after
+/// [`remove_stale_temps`]. Returns the metrics file when it held lines.
+pub fn take_back_unsaved_run(out: &Path) -> Option<std::path::PathBuf> {
+    if !unsaved_run(out) {
+        return None;
+    }
+    let metrics = out.join(METRICS_FILE);
+    let logged = std::fs::metadata(&metrics).is_ok_and(|m| m.len() > 0);
+    let _ = std::fs::remove_file(&metrics);
+    // Fails, as it should, where anything is inside.
+    let _ = std::fs::remove_dir(checkpoint::checkpoints_dir(out));
+    let _ = std::fs::remove_file(out.join(UNSAVED_MARKER));
+    logged.then_some(metrics)
+}
+
+/// Whether a checkpoints folder holds anything but the temporaries of a
+/// killed write (which the next run removes under the lock).
+fn holds_checkpoints(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries.filter_map(|e| e.ok()).any(|e| {
+            let name = e.file_name();
+            !name.to_str().is_some_and(|n| is_temp_name(n, "step-"))
+        })
+    })
+}
 
 /// What a run has written into `out`, as named in refusals: `model/`,
 /// `checkpoints/`, a non-empty `metrics.jsonl`, `curves.png`. (A new run that
-/// fails before its first checkpoint removes the metrics it wrote, so the same
-/// command can run again; an empty metrics file, which older versions left
-/// after a failure before the first step, does not count.)
+/// fails before its first checkpoint removes the metrics it wrote, and one
+/// killed then leaves them beside [`UNSAVED_MARKER`], so the same command can
+/// run again: such metrics do not count, nor do a checkpoints folder holding
+/// only a killed write's temporaries, nor an empty metrics file, which older
+/// versions left after a failure before the first step.)
 pub fn run_outputs(out: &Path) -> Vec<&'static str> {
     let mut found = Vec::new();
     if out.join(MODEL_DIR).symlink_metadata().is_ok() {
         found.push("model/");
     }
-    let checkpoints = checkpoint::checkpoints_dir(out);
-    if std::fs::read_dir(&checkpoints).is_ok_and(|mut d| d.next().is_some()) {
+    if holds_checkpoints(&checkpoint::checkpoints_dir(out)) {
         found.push("checkpoints/");
     }
-    if std::fs::metadata(out.join(METRICS_FILE)).is_ok_and(|m| m.len() > 0) {
+    if std::fs::metadata(out.join(METRICS_FILE)).is_ok_and(|m| m.len() > 0) && !unsaved_run(out) {
         found.push(METRICS_FILE);
     }
     if out.join(CURVES_FILE).symlink_metadata().is_ok() {
@@ -250,6 +293,33 @@ pub fn human_bytes(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Metrics count as a run's output unless a killed new run's marker is
+    /// beside them with no checkpoint; a checkpoints folder holding only a
+    /// killed write's temporary does not count (it was refused before the
+    /// run that would remove it could start).
+    #[test]
+    fn what_a_run_killed_before_its_first_checkpoint_left_is_not_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path();
+        std::fs::create_dir_all(out.join("checkpoints/.step-00000002.Ab12.tmp")).unwrap();
+        assert_eq!(run_outputs(out), Vec::<&str>::new());
+        std::fs::write(out.join(METRICS_FILE), "{\"step\": 1}\n").unwrap();
+        assert_eq!(run_outputs(out), [METRICS_FILE]);
+        std::fs::write(out.join(UNSAVED_MARKER), "").unwrap();
+        assert_eq!(run_outputs(out), Vec::<&str>::new());
+        // Taken back under the lock, after the temporaries went.
+        assert_eq!(remove_stale_temps(out).folders, 1);
+        assert_eq!(take_back_unsaved_run(out), Some(out.join(METRICS_FILE)));
+        assert_eq!(std::fs::read_dir(out).unwrap().count(), 0);
+        // With a checkpoint the marker means nothing: the run stays.
+        std::fs::create_dir_all(out.join("checkpoints/step-00000001")).unwrap();
+        std::fs::write(out.join("checkpoints/step-00000001/state.json"), "{}").unwrap();
+        std::fs::write(out.join(METRICS_FILE), "{\"step\": 1}\n").unwrap();
+        std::fs::write(out.join(UNSAVED_MARKER), "").unwrap();
+        assert_eq!(take_back_unsaved_run(out), None);
+        assert!(out.join(METRICS_FILE).is_file());
+    }
 
     #[test]
     fn only_the_temporaries_atomic_dir_makes_are_removed() {

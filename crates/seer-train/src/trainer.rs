@@ -160,6 +160,15 @@ pub fn train(options: TrainOptions, observer: &mut dyn Observer) -> Result<Train
                 outdir::human_bytes(removed.bytes)
             );
         }
+        if !o.resume {
+            if let Some(metrics) = outdir::take_back_unsaved_run(&o.out) {
+                tracing::warn!(
+                    "removed {}: a run stopped before its first checkpoint left it, with nothing \
+                     to resume; starting over",
+                    metrics.display()
+                );
+            }
+        }
     }
     let mut store = match &o.init {
         ModelInit::Scratch { config } => {
@@ -422,6 +431,13 @@ struct FreshRun {
 impl FreshRun {
     fn new(out: &Path) -> Self {
         let checkpoints = checkpoint::checkpoints_dir(out);
+        // Before the metrics exist, so that a run killed before its first
+        // checkpoint can be told from a folder someone else put metrics in.
+        // Best effort: without it such a folder is refused, as before.
+        let marker = out.join(outdir::UNSAVED_MARKER);
+        if let Err(e) = std::fs::write(&marker, b"") {
+            tracing::debug!("{}: {e}", marker.display());
+        }
         Self {
             metrics: out.join(METRICS_FILE),
             checkpoints: (checkpoints.symlink_metadata().is_err()).then_some(checkpoints),
@@ -432,6 +448,11 @@ impl FreshRun {
     /// The run has a checkpoint (or ended well): its files stay.
     fn keep(mut self) {
         self.kept = true;
+        let _ = std::fs::remove_file(self.marker());
+    }
+
+    fn marker(&self) -> PathBuf {
+        self.metrics.with_file_name(outdir::UNSAVED_MARKER)
     }
 }
 
@@ -460,6 +481,7 @@ impl Drop for FreshRun {
                 self.metrics.display()
             ),
         }
+        let _ = std::fs::remove_file(self.marker());
     }
 }
 
