@@ -150,7 +150,10 @@ fn main() -> std::process::ExitCode {
     let after_signal = match &cli.command {
         Command::Serve(_) => None,
         Command::Index(_) => Some("the photos indexed so far stay indexed, run it again to finish"),
-        Command::Train(_) => Some("`--resume` continues from its newest checkpoint, if any"),
+        Command::Train(_) => Some(
+            "`--resume` continues from its newest checkpoint; before the first one, the same \
+             command starts over",
+        ),
         _ => Some(""),
     };
     if let Some(note) = after_signal {
