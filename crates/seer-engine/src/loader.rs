@@ -473,3 +473,88 @@ mod tokenizer_config_tests {
         check_tokenizer_config(dir.path(), TokenizerClass::Bert).unwrap();
     }
 }
+
+#[cfg(test)]
+#[path = "../../seer-models/src/fuzz.rs"]
+mod fuzz;
+
+/// Mutation fuzzing of the JSON files a model folder holds (`config.json`,
+/// `open_clip_config.json`, `preprocessor_config.json`,
+/// `processor_config.json`, `tokenizer_config.json`,
+/// `generation_config.json`) through the whole load of each committed fixture
+/// model (CLIP, DINOv2, SigLIP/SigLIP 2, BLIP, OWL-ViT, SAM): the configs'
+/// values reach the model builders, which allocate and index by them. Not run
+/// by default:
+///
+/// ```text
+/// cargo test --release -q -p seer-engine --lib -- --ignored fuzz_model_configs --test-threads=1 --nocapture
+/// ```
+///
+/// (8,000 loads, about 2 minutes on one core). Panicking or slow inputs are
+/// saved under /tmp/fuzz-models/model-configs/ (huge allocations are not
+/// seen here: this crate's tests have another global allocator).
+#[cfg(test)]
+mod config_fuzz {
+    use std::path::{Path, PathBuf};
+
+    use super::fuzz::{assert_clean, fixture_files, mutate_json, run};
+    use super::*;
+
+    const CONFIGS: [&str; 6] = [
+        "config.json",
+        "open_clip_config.json",
+        "preprocessor_config.json",
+        "processor_config.json",
+        "tokenizer_config.json",
+        "generation_config.json",
+    ];
+
+    #[test]
+    #[ignore = "fuzzing: run by hand"]
+    fn fuzz_model_configs() {
+        let configs = fixture_files(&["models", "families", "blip", "owlvit", "sam"], &|n| {
+            CONFIGS.contains(&n)
+        });
+        // A copy of each fixture folder made of links, in which one file at a
+        // time is replaced by its mutation.
+        let work = tempfile::tempdir().unwrap();
+        let mut folders: Vec<(PathBuf, PathBuf)> = Vec::new(); // (copy, original file)
+        for config in &configs {
+            let source = config.parent().unwrap();
+            let copy = work.path().join(
+                source
+                    .strip_prefix(source.parent().unwrap().parent().unwrap())
+                    .unwrap(),
+            );
+            if !copy.exists() {
+                std::fs::create_dir_all(&copy).unwrap();
+                for entry in std::fs::read_dir(source).unwrap().flatten() {
+                    std::os::unix::fs::symlink(entry.path(), copy.join(entry.file_name())).unwrap();
+                }
+            }
+            folders.push((copy, config.clone()));
+        }
+        let seeds: Vec<Vec<u8>> = configs.iter().map(|p| std::fs::read(p).unwrap()).collect();
+        let options = LoadOptions {
+            tokenizer: Some(PathBuf::from(
+                "/work/shared/data/clip-tokenizer/bpe_simple_vocab_16e6.txt.gz",
+            )),
+            ..LoadOptions::default()
+        };
+        let target = |which: usize, bytes: &[u8]| -> std::result::Result<(), String> {
+            let (copy, original) = &folders[which];
+            let file = copy.join(original.file_name().unwrap());
+            let _ = std::fs::remove_file(&file);
+            std::fs::write(&file, bytes).unwrap();
+            let result = crate::LoadedModel::load_dir(copy, &options)
+                .map(|_| ())
+                .map_err(|e| e.to_string());
+            std::fs::remove_file(&file).unwrap();
+            std::os::unix::fs::symlink(original, &file).unwrap();
+            result
+        };
+        let _: &Path = work.path();
+        let findings = run("model-configs", &seeds, 8000, mutate_json, &target);
+        assert_clean("model-configs", &findings);
+    }
+}

@@ -7,6 +7,12 @@
 //! `scripts/make_family_fixtures.py`.
 
 pub mod error;
+#[cfg(test)]
+mod fuzz;
+// Sees the fuzz harnesses' huge allocations.
+#[cfg(test)]
+#[global_allocator]
+static GLOBAL: fuzz::Tracking = fuzz::Tracking;
 pub mod generate;
 pub mod io;
 pub mod models;

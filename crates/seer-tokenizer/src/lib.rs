@@ -50,8 +50,18 @@
 //! merges from a `tokenizer.json`.
 
 mod bpe;
+mod checks;
 mod clean;
 mod entities;
+#[cfg(test)]
+#[path = "../../seer-models/src/fuzz.rs"]
+mod fuzz;
+// Sees the fuzz harnesses' huge allocations.
+#[cfg(test)]
+#[global_allocator]
+static GLOBAL: fuzz::Tracking = fuzz::Tracking;
+#[cfg(test)]
+mod fuzz_tests;
 mod html;
 mod load;
 pub mod siglip;

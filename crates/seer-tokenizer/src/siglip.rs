@@ -23,7 +23,7 @@ use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStr
 
 use serde_json::json;
 
-use crate::spm::{base64, SpmModel, PIECE_UNKNOWN};
+use crate::spm::{base64, check_precompiled_charsmap, SpmModel, PIECE_UNKNOWN};
 use crate::TokenizerError;
 
 /// Python's `string.punctuation` as a character class: what
@@ -92,6 +92,7 @@ impl SiglipTokenizer {
     ) -> Result<Self, TokenizerError> {
         let format = |message: String| format_error(path, message);
         let bytes = read(path)?;
+        crate::checks::check_tokenizer_json(&bytes).map_err(format)?;
         let inner = Tokenizer::from_bytes(&bytes)
             .map_err(|e| format(format!("not a tokenizers tokenizer.json: {e}")))?;
         Self::configure(inner, flavour, max_length, path)
@@ -136,6 +137,8 @@ impl SiglipTokenizer {
             json!({"type": "Strip", "strip_left": true, "strip_right": true}),
         ];
         if !spm.precompiled_charsmap.is_empty() {
+            check_precompiled_charsmap(&spm.precompiled_charsmap)
+                .map_err(|e| format(format!("not a SentencePiece model: {e}")))?;
             normalizers.push(json!({
                 "type": "Precompiled",
                 "precompiled_charsmap": base64(&spm.precompiled_charsmap),

@@ -136,6 +136,67 @@ impl SpmModel {
 
 /// Standard base64 with padding (the form `tokenizer.json` stores the
 /// precompiled charsmap in).
+/// Checks a SentencePiece `precompiled_charsmap` (a darts double-array trie
+/// of u32 units, then the normalised strings) as the tokenizers crate will
+/// read and walk it, because that crate panics instead of failing: it
+/// `expect`s the charsmap to parse, reserves the trie length the first word
+/// states before reading it (up to 8 GiB), and indexes the trie and the
+/// strings unchecked when it normalises text. So every unit a lookup can
+/// reach, for any byte, must lie inside the trie, and every string offset a
+/// leaf gives must be a character boundary of the strings.
+pub(crate) fn check_precompiled_charsmap(map: &[u8]) -> Result<(), String> {
+    let (size, rest) = map
+        .split_first_chunk::<4>()
+        .ok_or("the charsmap is shorter than its 4-byte header")?;
+    let units = u32::from_le_bytes(*size) as usize / 4;
+    if units.saturating_mul(4) > rest.len() {
+        return Err(format!(
+            "the charsmap's trie of {units} units is longer than the charsmap"
+        ));
+    }
+    let (trie, strings) = rest.split_at(units * 4);
+    let strings =
+        std::str::from_utf8(strings).map_err(|_| "the charsmap's strings are not UTF-8")?;
+    let array: Vec<usize> = trie
+        .chunks_exact(4)
+        .map(|u| u32::from_le_bytes([u[0], u[1], u[2], u[3]]) as usize)
+        .collect();
+    // spm_precompiled's unit fields.
+    let offset = |u: usize| (u >> 10) << ((u & (1 << 9)) >> 6);
+    let label = |u: usize| u & ((1 << 31) | 0xff);
+    let has_leaf = |u: usize| (u >> 8) & 1 == 1;
+    let value = |u: usize| u & ((1 << 31) - 1);
+    let unit = |at: usize| {
+        array
+            .get(at)
+            .copied()
+            .ok_or_else(|| format!("the charsmap's trie points outside itself ({at})"))
+    };
+    // The root is unit 0; a lookup starts at its offset.
+    let start = offset(unit(0)?);
+    let mut seen = std::collections::HashSet::from([start]);
+    let mut todo = vec![start];
+    while let Some(node) = todo.pop() {
+        // A lookup reads the unit at node ^ c for each byte c but NUL.
+        for c in 1..=255usize {
+            let u = unit(node ^ c)?;
+            if label(u) != c {
+                continue;
+            }
+            let next = (node ^ c) ^ offset(u);
+            if has_leaf(u) && !strings.is_char_boundary(value(unit(next)?)) {
+                return Err(
+                    "the charsmap's trie points outside its strings or inside a character".into(),
+                );
+            }
+            if seen.insert(next) {
+                todo.push(next);
+            }
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn base64(bytes: &[u8]) -> String {
     const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
@@ -160,6 +221,80 @@ pub(crate) fn base64(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A protobuf length-delimited field.
+    fn field(number: u8, bytes: &[u8]) -> Vec<u8> {
+        assert!(bytes.len() < 128 * 128);
+        let mut out = vec![number << 3 | 2];
+        let mut n = bytes.len();
+        while n >= 0x80 {
+            out.push(n as u8 | 0x80);
+            n >>= 7;
+        }
+        out.push(n as u8);
+        out.extend(bytes);
+        out
+    }
+
+    /// A unigram `spiece.model` with `<unk>`, `</s>` and `▁a`, and `charsmap`.
+    fn spiece_with_charsmap(charsmap: &[u8]) -> Vec<u8> {
+        let piece = |text: &str, kind: u8| {
+            let mut p = field(1, text.as_bytes());
+            p.extend([2 << 3 | 5, 0, 0, 0, 0]); // score 0.0
+            p.extend([3 << 3, kind]);
+            field(1, &p)
+        };
+        let mut model = piece("<unk>", 2);
+        model.extend(piece("</s>", 3));
+        model.extend(piece("\u{2581}a", 1));
+        model.extend(field(3, &field(2, charsmap)));
+        model
+    }
+
+    fn spiece_error(charsmap: &[u8]) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spiece.model");
+        std::fs::write(&path, spiece_with_charsmap(charsmap)).unwrap();
+        let result = crate::siglip::SiglipTokenizer::from_spiece_model(&path, 64)
+            .and_then(|t| t.encode("a b"));
+        let err = result
+            .expect_err("a broken charsmap was accepted")
+            .to_string();
+        assert!(err.contains("spiece.model: "), "{err}");
+        err
+    }
+
+    #[test]
+    fn a_charsmap_trie_longer_than_the_charsmap_is_refused_not_panicking() {
+        // tokenizers reserved 2^30 trie units (8 GiB) for the length stated,
+        // then `expect`ed the parse to succeed.
+        let err = spiece_error(&[0xf0, 0xff, 0xff, 0xff, 1, 2, 3, 4]);
+        assert!(err.contains("longer than the charsmap"), "{err}");
+    }
+
+    #[test]
+    fn a_charsmap_trie_pointing_outside_itself_is_refused_not_panicking() {
+        // One unit: the lookup of any byte indexed past the trie's end
+        // when text was encoded.
+        let err = spiece_error(&[4, 0, 0, 0, 0, 0, 0, 0]);
+        assert!(err.contains("trie points outside itself"), "{err}");
+    }
+
+    #[test]
+    fn a_charsmap_leaf_inside_a_character_is_refused_not_panicking() {
+        // 256 units: the root (offset 0) and byte 'a' (unit 97), labelled
+        // 'a', with a leaf at 97 ^ offset 0 whose value, 353, lies past the
+        // strings "é\0": slicing them there panicked when "a" was encoded.
+        let mut units = vec![0u32; 256];
+        units[97] = 97 | 1 << 8;
+        let mut map = (256u32 * 4).to_le_bytes().to_vec();
+        for u in &units {
+            map.extend(u.to_le_bytes());
+        }
+        map.extend("é\0".as_bytes());
+        let err = spiece_error(&map);
+        assert!(err.contains("outside its strings"), "{err}");
+    }
 
     #[test]
     fn base64_matches_rfc_4648_vectors() {

@@ -53,7 +53,9 @@ impl WordPieceTokenizer {
 
     /// Reads a `tokenizer.json`.
     pub fn from_file(path: &Path) -> Result<Self, TokenizerError> {
-        let inner = Tokenizer::from_bytes(read(path)?)
+        let bytes = read(path)?;
+        crate::checks::check_tokenizer_json(&bytes).map_err(|e| format_error(path, e))?;
+        let inner = Tokenizer::from_bytes(bytes)
             .map_err(|e| format_error(path, format!("not a tokenizers tokenizer.json: {e}")))?;
         Ok(Self { inner })
     }

@@ -189,4 +189,63 @@ mod tests {
             "{err}"
         );
     }
+
+    /// Mutations of a safetensors file's header (JSON-aware or bytes, the
+    /// length prefix kept right or mutated too), its data kept.
+    fn mutate_header(rng: &mut crate::fuzz::Rng, input: &[u8], seeds: &[Vec<u8>]) -> Vec<u8> {
+        let len = u64::from_le_bytes(input[..8].try_into().unwrap()) as usize;
+        let (header, data) = input[8..].split_at(len);
+        match rng.below(3) {
+            0 => crate::fuzz::mutate_bytes(rng, &input[..(8 + len + 64).min(input.len())], seeds)
+                .into_iter()
+                .chain(input[(8 + len + 64).min(input.len())..].iter().copied())
+                .collect(),
+            _ => {
+                let header = if rng.below(2) == 0 {
+                    crate::fuzz::mutate_json(rng, header, &[])
+                } else {
+                    crate::fuzz::mutate_bytes(rng, header, &[])
+                };
+                let mut out = (header.len() as u64).to_le_bytes().to_vec();
+                out.extend(header);
+                out.extend(data);
+                out
+            }
+        }
+    }
+
+    /// Mutation fuzzing of the safetensors reader (header, offsets, and
+    /// loading every tensor) on the committed fixtures' `.safetensors`. Not
+    /// run by default: `cargo test --release -q -p seer-models --lib --
+    /// --ignored fuzz_safetensors --test-threads=1 --nocapture` (20,000
+    /// inputs, about 1 minute on one core); findings under
+    /// /tmp/fuzz-models/safetensors/.
+    #[test]
+    #[ignore = "fuzzing: run by hand"]
+    fn fuzz_safetensors() {
+        let seeds: Vec<Vec<u8>> = crate::fuzz::fixture_files(
+            &[
+                "families/siglip-tiny",
+                "families/dinov2-tiny",
+                "sam/slimsam-tiny",
+                "blip/caption-tiny",
+            ],
+            &|n| n.ends_with(".safetensors"),
+        )
+        .iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.safetensors");
+        let target = |_: usize, bytes: &[u8]| -> std::result::Result<(), String> {
+            std::fs::write(&path, bytes).unwrap();
+            let st = SafetensorsFile::open(&path).map_err(|e| e.to_string())?;
+            for name in st.entries.keys() {
+                st.load(name, &Device::Cpu).map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        };
+        let findings = crate::fuzz::run("safetensors", &seeds, 20_000, mutate_header, &target);
+        crate::fuzz::assert_clean("safetensors", &findings);
+    }
 }

@@ -298,7 +298,16 @@ fn random_normal(name: &str, n: usize, std: f32) -> Vec<f32> {
 fn read_pickle_state_dict(path: &Path) -> std::result::Result<HashMap<String, Tensor>, String> {
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
     let file_size = file.metadata().map_err(|e| e.to_string())?.len();
-    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(|e| {
+    read_pickle_archive(std::io::BufReader::new(file), file_size)
+}
+
+/// [`read_pickle_state_dict`] of an archive of `file_size` bytes read from
+/// `reader` (the fuzz harness reads from memory).
+fn read_pickle_archive<R: std::io::Read + std::io::Seek>(
+    reader: R,
+    file_size: u64,
+) -> std::result::Result<HashMap<String, Tensor>, String> {
+    let mut zip = zip::ZipArchive::new(reader).map_err(|e| {
         format!("not a PyTorch zip checkpoint (damaged, or the legacy torch.save format): {e}")
     })?;
     let pickles = pickle_objects(&mut zip)?;
@@ -326,7 +335,6 @@ fn read_pickle_state_dict(path: &Path) -> std::result::Result<HashMap<String, Te
 fn pickle_objects<R: std::io::Read + std::io::Seek>(
     zip: &mut zip::ZipArchive<R>,
 ) -> std::result::Result<Vec<(String, candle_core::pickle::Object)>, String> {
-    use candle_core::pickle::Stack;
     let names: Vec<String> = zip
         .file_names()
         .map(|n| n.map(|n| n.into_owned()).map_err(|e| e.to_string()))
@@ -337,15 +345,314 @@ fn pickle_objects<R: std::io::Read + std::io::Seek>(
     let mut objects = Vec::new();
     for name in names {
         let entry = zip.by_name(&name).map_err(|e| format!("{name}: {e}"))?;
-        let mut stack = Stack::empty();
-        stack
-            .read_loop(&mut std::io::BufReader::new(entry))
-            .map_err(|e| format!("{name}: {e}"))?;
-        let object = stack.finalize().map_err(|e| format!("{name}: {e}"))?;
+        // Read whole (bounded: a compressed entry can claim any size) so that
+        // it can be checked before candle interprets it.
+        let mut pickle = Vec::new();
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(entry, MAX_PICKLE_BYTES + 1),
+            &mut pickle,
+        )
+        .map_err(|e| format!("{name}: {e}"))?;
+        if pickle.len() as u64 > MAX_PICKLE_BYTES {
+            return Err(format!(
+                "{name}: the pickle is larger than {} MiB",
+                MAX_PICKLE_BYTES >> 20
+            ));
+        }
+        let object = parse_pickle(&pickle).map_err(|e| format!("{name}: {e}"))?;
         let dir = name.strip_suffix(".pkl").unwrap_or(&name).to_string();
         objects.push((dir, object));
     }
     Ok(objects)
+}
+
+/// A `data.pkl` larger than this is not a state dict's (a model with thousands
+/// of tensors has one of a few MB; its data lies in the other entries).
+const MAX_PICKLE_BYTES: u64 = 256 << 20;
+
+/// Nesting deeper than this is not a state dict (torch's is a handful of
+/// levels): candle's objects are recursive, and cloning, printing or dropping
+/// one nested a million deep overflows the thread's stack.
+const MAX_PICKLE_DEPTH: usize = 256;
+
+/// Runs the pickle opcodes that candle's `Stack` interprets on a model of its
+/// stack (the kind, size and depth of each object, not the objects) and
+/// refuses what would make candle panic, exhaust memory or overflow the
+/// stack: BINGET copies a memoised object whole, so a few bytes of
+/// PUT/GET/TUPLE2 double an object each time ("billion laughs"); TUPLE1
+/// repeated nests objects arbitrarily deep; BINUNICODE allocates the length
+/// it states before reading; LONG1 shifts past 64 bits for more than 8 bytes.
+/// Wrong object kinds and stack underflows are refused here too, with a short
+/// message rather than candle's dump of the whole object.
+fn check_pickle(pickle: &[u8]) -> std::result::Result<(), String> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Kind {
+        Mark,
+        List,
+        Dict,
+        /// `collections.OrderedDict`/`defaultdict`, which candle's REDUCE turns into a dict.
+        DictClass,
+        Other,
+    }
+    #[derive(Clone, Copy)]
+    struct Obj {
+        kind: Kind,
+        /// Bytes candle holds for the object (nodes and strings), roughly.
+        bytes: u64,
+        depth: usize,
+    }
+    const NODE: u64 = 64;
+    // Every object candle builds, memo copies included, counted once.
+    let budget = (64u64 << 20).saturating_add((pickle.len() as u64).saturating_mul(64));
+    let mut spent = 0u64;
+    let too_big = |at: usize| {
+        format!(
+            "its objects would take more than {} MiB (copies of memoised objects, by byte {at})",
+            budget >> 20
+        )
+    };
+    let mut stack: Vec<Obj> = Vec::new();
+    let mut memo: HashMap<u32, Obj> = HashMap::new();
+    let mut r = pickle;
+    let leaf = |bytes: u64| Obj {
+        kind: Kind::Other,
+        bytes: NODE + bytes,
+        depth: 1,
+    };
+    fn take<'a>(r: &mut &'a [u8], n: usize, at: usize) -> std::result::Result<&'a [u8], String> {
+        if r.len() < n {
+            return Err(format!("the pickle ends inside the opcode at byte {at}"));
+        }
+        let (head, rest) = r.split_at(n);
+        *r = rest;
+        Ok(head)
+    }
+    fn line<'a>(r: &mut &'a [u8]) -> &'a [u8] {
+        let n = r
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(r.len(), |i| i + 1);
+        let (head, rest) = r.split_at(n);
+        *r = rest;
+        head
+    }
+    fn pop(stack: &mut Vec<Obj>, at: usize) -> std::result::Result<Obj, String> {
+        stack
+            .pop()
+            .ok_or_else(|| format!("the opcode at byte {at} pops an empty stack"))
+    }
+    fn pop_to_mark(stack: &mut Vec<Obj>, at: usize) -> std::result::Result<Vec<Obj>, String> {
+        let mark = stack
+            .iter()
+            .rposition(|o| o.kind == Kind::Mark)
+            .ok_or_else(|| format!("the opcode at byte {at} finds no mark"))?;
+        let objs = stack.split_off(mark + 1);
+        stack.pop();
+        Ok(objs)
+    }
+    fn parent(children: &[Obj], kind: Kind) -> Obj {
+        Obj {
+            kind,
+            bytes: children.iter().fold(NODE, |a, o| a.saturating_add(o.bytes)),
+            depth: 1 + children.iter().map(|o| o.depth).max().unwrap_or(0),
+        }
+    }
+    // Adds `add`'s objects to the container on top of the stack, of kind `want`.
+    fn extend(
+        stack: &mut [Obj],
+        add: &[Obj],
+        want: Kind,
+        at: usize,
+    ) -> std::result::Result<Obj, String> {
+        let what = if want == Kind::List { "list" } else { "dict" };
+        match stack.last_mut() {
+            Some(top) if top.kind == want => {
+                let grown = parent(add, want);
+                top.bytes = top.bytes.saturating_add(grown.bytes - NODE);
+                top.depth = top.depth.max(grown.depth);
+                Ok(*top)
+            }
+            _ => Err(format!(
+                "the opcode at byte {at} adds to something not a {what}"
+            )),
+        }
+    }
+    loop {
+        let at = pickle.len() - r.len();
+        let op = take(&mut r, 1, at)?[0];
+        // What candle allocates for this opcode: a new node (children are
+        // moved into it), a string, or a whole copy for the memo.
+        let mut cost = NODE;
+        let made: Obj = match op {
+            0x80 => {
+                take(&mut r, 1, at)?;
+                continue;
+            }
+            b'c' => {
+                let module = line(&mut r);
+                let class = line(&mut r);
+                // As candle's read_to_newline: the last byte dropped, then a '\r'.
+                let name = |l: &[u8]| {
+                    let l = &l[..l.len().saturating_sub(1)];
+                    l.strip_suffix(b"\r").unwrap_or(l).to_vec()
+                };
+                let dict = name(module) == b"collections"
+                    && matches!(&name(class)[..], b"OrderedDict" | b"defaultdict");
+                Obj {
+                    kind: if dict { Kind::DictClass } else { Kind::Other },
+                    ..leaf((module.len() + class.len()) as u64)
+                }
+            }
+            b'K' | b'M' | b'J' | b'G' => {
+                let n = match op {
+                    b'K' => 1,
+                    b'M' => 2,
+                    b'J' => 4,
+                    _ => 8,
+                };
+                take(&mut r, n, at)?;
+                leaf(0)
+            }
+            b'X' => {
+                let len = u32::from_le_bytes(take(&mut r, 4, at)?.try_into().unwrap_or([0; 4]));
+                take(&mut r, len as usize, at)
+                    .map_err(|_| format!("the string at byte {at} runs past the pickle's end"))?;
+                cost += len as u64;
+                leaf(len as u64)
+            }
+            0x8a => {
+                let n = take(&mut r, 1, at)?[0];
+                if n > 8 {
+                    return Err(format!(
+                        "the integer at byte {at} has {n} bytes, more than 8"
+                    ));
+                }
+                take(&mut r, n as usize, at)?;
+                leaf(0)
+            }
+            b'Q' | 0x85 => parent(&[pop(&mut stack, at)?], Kind::Other),
+            0x86 | 0x87 => {
+                let n = if op == 0x86 { 2 } else { 3 };
+                if stack.len() < n {
+                    return Err(format!("the opcode at byte {at} pops an empty stack"));
+                }
+                let items = stack.split_off(stack.len() - n);
+                parent(&items, Kind::Other)
+            }
+            b't' => parent(&pop_to_mark(&mut stack, at)?, Kind::Other),
+            b'N' | 0x88 | 0x89 | b')' => leaf(0),
+            b']' => Obj {
+                kind: Kind::List,
+                ..leaf(0)
+            },
+            // candle reads 'd' (DICT) as EMPTY_DICT.
+            b'}' | b'd' => Obj {
+                kind: Kind::Dict,
+                ..leaf(0)
+            },
+            b'(' => Obj {
+                kind: Kind::Mark,
+                ..leaf(0)
+            },
+            b'a' | b's' => {
+                let n = if op == b'a' { 1 } else { 2 };
+                let mut items = Vec::with_capacity(n);
+                for _ in 0..n {
+                    items.push(pop(&mut stack, at)?);
+                }
+                let want = if op == b'a' { Kind::List } else { Kind::Dict };
+                extend(&mut stack, &items, want, at)?;
+                continue;
+            }
+            b'e' | b'u' => {
+                let items = pop_to_mark(&mut stack, at)?;
+                if op == b'u' && items.len() % 2 != 0 {
+                    return Err(format!(
+                        "SETITEMS at byte {at} has an odd number of objects"
+                    ));
+                }
+                let want = if op == b'e' { Kind::List } else { Kind::Dict };
+                let grown = extend(&mut stack, &items, want, at)?;
+                if grown.depth > MAX_PICKLE_DEPTH {
+                    return Err(format!(
+                        "objects nest deeper than {MAX_PICKLE_DEPTH} levels at byte {at}"
+                    ));
+                }
+                continue;
+            }
+            b'b' | b'R' | 0x81 => {
+                let args = pop(&mut stack, at)?;
+                let callable = pop(&mut stack, at)?;
+                match (op, callable.kind, args.kind) {
+                    (b'b', Kind::Dict, Kind::Dict) => parent(&[callable, args], Kind::Dict),
+                    (b'R', Kind::DictClass, _) => Obj {
+                        kind: Kind::Dict,
+                        ..leaf(0)
+                    },
+                    _ => parent(&[callable, args], Kind::Other),
+                }
+            }
+            b'h' | b'j' => {
+                let id = if op == b'h' {
+                    take(&mut r, 1, at)?[0] as u32
+                } else {
+                    u32::from_le_bytes(take(&mut r, 4, at)?.try_into().unwrap_or([0; 4]))
+                };
+                // A copy of the memoised object.
+                let copy = *memo
+                    .get(&id)
+                    .ok_or_else(|| format!("the opcode at byte {at} gets memo {id}, never put"))?;
+                cost = copy.bytes;
+                copy
+            }
+            b'q' | b'r' => {
+                let id = if op == b'q' {
+                    take(&mut r, 1, at)?[0] as u32
+                } else {
+                    u32::from_le_bytes(take(&mut r, 4, at)?.try_into().unwrap_or([0; 4]))
+                };
+                let top = *stack
+                    .last()
+                    .ok_or_else(|| format!("the opcode at byte {at} memoises an empty stack"))?;
+                spent = spent.saturating_add(top.bytes);
+                if spent > budget {
+                    return Err(too_big(at));
+                }
+                memo.insert(id, top);
+                continue;
+            }
+            b'.' => {
+                return if stack.is_empty() {
+                    Err(format!(
+                        "the pickle stops at byte {at} with nothing on its stack"
+                    ))
+                } else {
+                    Ok(())
+                };
+            }
+            other => return Err(format!("unknown opcode 0x{other:02x} at byte {at}")),
+        };
+        spent = spent.saturating_add(cost);
+        if made.depth > MAX_PICKLE_DEPTH {
+            return Err(format!(
+                "objects nest deeper than {MAX_PICKLE_DEPTH} levels at byte {at}"
+            ));
+        }
+        if spent > budget {
+            return Err(too_big(at));
+        }
+        stack.push(made);
+    }
+}
+
+/// The object a pickle builds, checked by [`check_pickle`] before candle runs it.
+fn parse_pickle(pickle: &[u8]) -> std::result::Result<candle_core::pickle::Object, String> {
+    check_pickle(pickle)?;
+    let mut stack = candle_core::pickle::Stack::empty();
+    stack
+        .read_loop(&mut &pickle[..])
+        .map_err(|e| e.to_string())?;
+    stack.finalize().map_err(|e| e.to_string())
 }
 
 /// One tensor of the state dict: where its storage lies in the archive and how
@@ -864,5 +1171,196 @@ mod tests {
             err.contains("pytorch_model.bin") && err.contains("not a PyTorch zip checkpoint"),
             "{err}"
         );
+    }
+
+    /// The error of opening a checkpoint whose `data.pkl` is `pickle`.
+    fn open_error(pickle: &[u8]) -> String {
+        let zip = stored_zip(&[("archive/data.pkl", pickle), ("archive/version", b"3\n")]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pytorch_model.bin");
+        std::fs::write(&path, zip).unwrap();
+        let err = Weights::open(&path, &Device::Cpu)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("pytorch_model.bin: "), "{err}");
+        err
+    }
+
+    /// A pickle of protocol 2 that pushes None, then `ops`, then stops.
+    fn pickle_of(ops: &[u8]) -> Vec<u8> {
+        let mut p = b"\x80\x02N".to_vec();
+        p.extend(ops);
+        p.push(b'.');
+        p
+    }
+
+    #[test]
+    fn a_deeply_nested_pickle_is_refused_not_overflowing_the_stack() {
+        // candle nested 100,000 tuples and overflowed the thread's stack
+        // dropping them (the process aborted).
+        let err = open_error(&pickle_of(&b"\x85".repeat(100_000)));
+        assert!(err.contains("nest deeper than 256 levels"), "{err}");
+    }
+
+    #[test]
+    fn a_pickle_of_repeated_memo_copies_is_refused_before_building_them() {
+        // PUT, GET, GET, TUPLE2 doubles the object: 2^22 nodes from 110 bytes
+        // (and 2^60, hours and exabytes, from 300).
+        let err = open_error(&pickle_of(&b"q\x00h\x00h\x00\x86".repeat(22)));
+        assert!(err.contains("objects would take more than"), "{err}");
+    }
+
+    #[test]
+    fn a_pickle_string_longer_than_the_pickle_is_refused_before_allocating() {
+        // candle allocated the 4 GiB it states before reading it.
+        let err = open_error(&pickle_of(b"X\xff\xff\xff\xffabc"));
+        assert!(err.contains("runs past the pickle's end"), "{err}");
+    }
+
+    #[test]
+    fn a_pickle_integer_of_more_than_8_bytes_is_refused() {
+        // candle shifted past 64 bits (a panic in debug builds).
+        let mut ops = b"\x8a\xff".to_vec();
+        ops.extend([1u8; 255]);
+        let err = open_error(&pickle_of(&ops));
+        assert!(err.contains("has 255 bytes, more than 8"), "{err}");
+    }
+
+    #[test]
+    fn a_pickle_adding_to_a_non_dict_gets_a_short_message() {
+        // candle's message printed the whole object it was handed.
+        let mut ops = b"]".to_vec();
+        ops.extend(b"X\x01\x00\x00\x00k".repeat(1000));
+        ops.extend(b"\x85".repeat(200));
+        ops.extend(b"X\x01\x00\x00\x00kNs");
+        let err = open_error(&pickle_of(&ops));
+        assert!(
+            err.contains("adds to something not a dict") && err.len() < 300,
+            "{err}"
+        );
+    }
+
+    /// The `data.pkl` entries and the whole archives of the committed `.bin`
+    /// fixtures.
+    fn fixture_pickles() -> Vec<(String, Vec<u8>, Vec<u8>)> {
+        crate::fuzz::fixture_files(&["models"], &|n| n.ends_with(".bin"))
+            .into_iter()
+            .map(|path| {
+                let file = std::fs::read(&path).unwrap();
+                let mut zip = zip::ZipArchive::new(std::io::Cursor::new(&file[..])).unwrap();
+                let name = zip
+                    .file_names()
+                    .map(|n| n.unwrap().into_owned())
+                    .find(|n| n.ends_with("data.pkl"))
+                    .unwrap();
+                let mut pickle = Vec::new();
+                std::io::Read::read_to_end(&mut zip.by_name(&name).unwrap(), &mut pickle).unwrap();
+                let dir = name.strip_suffix(".pkl").unwrap().to_string();
+                (dir, pickle, file)
+            })
+            .collect()
+    }
+
+    /// Byte mutations plus runs of opcodes that nest, copy or allocate.
+    fn mutate_pickle(rng: &mut crate::fuzz::Rng, input: &[u8], seeds: &[Vec<u8>]) -> Vec<u8> {
+        crate::fuzz::mutate_with_snippets(
+            rng,
+            input,
+            seeds,
+            &[
+                b"\x85",                // TUPLE1: nest
+                b"]",                   // EMPTY_LIST
+                b"(",                   // MARK
+                b"q\x00h\x00h\x00\x86", // PUT, GET, GET, TUPLE2: double
+                b"h\x00",               // GET
+                b"X\xff\xff\xff\xff",   // a 4 GiB string
+                b"\x8a\xff",            // a 255-byte LONG1
+                b"Nb",                  // BUILD
+                b"NR",                  // REDUCE
+                b"s",                   // SETITEM
+                b"u",                   // SETITEMS
+                b"a",                   // APPEND
+                b"Q",                   // BINPERSID
+            ],
+        )
+    }
+
+    /// Mutation fuzzing of the pickle reader (`check_pickle`, candle's
+    /// `Stack::read_loop`/`finalize`, `tensor_infos`, the size checks and the
+    /// tensor reads) on the pickles of the committed `.bin` fixtures, each
+    /// input run against each fixture's storages until one reads. Not run by
+    /// default: `cargo test --release -q -p seer-models -- --ignored
+    /// fuzz_pickle_reader --test-threads=1 --nocapture` (20,000 inputs, about
+    /// a minute on one core); panicking or slow inputs are saved under
+    /// /tmp/fuzz-models/pickle/.
+    #[test]
+    #[ignore = "fuzzing: run by hand"]
+    fn fuzz_pickle_reader() {
+        let fixtures = fixture_pickles();
+        let archives: Vec<_> = fixtures
+            .iter()
+            .map(|(_, _, file)| zip::ZipArchive::new(std::io::Cursor::new(&file[..])).unwrap())
+            .collect();
+        let seeds: Vec<Vec<u8>> = fixtures.iter().map(|(_, p, _)| p.clone()).collect();
+        let target = |_: usize, pickle: &[u8]| -> std::result::Result<(), String> {
+            let object = parse_pickle(pickle)?;
+            let mut result = Ok(());
+            for ((dir, _, file), archive) in fixtures.iter().zip(&archives) {
+                let pickles = [(dir.clone(), object.clone())];
+                result = (|| {
+                    let mut infos = tensor_infos(&pickles, None)?;
+                    if infos.is_empty() {
+                        infos = tensor_infos(&pickles, Some("state_dict"))?;
+                    }
+                    check_pickle_sizes(&infos, file.len() as u64)?;
+                    let mut zip = archive.clone();
+                    for info in &infos {
+                        read_pickle_tensor(&mut zip, info)?;
+                    }
+                    Ok(())
+                })();
+                if result.is_ok() {
+                    break;
+                }
+            }
+            result
+        };
+        let findings = crate::fuzz::run("pickle", &seeds, 20_000, mutate_pickle, &target);
+        crate::fuzz::assert_clean("pickle", &findings);
+    }
+
+    /// Mutation fuzzing of the whole `.bin` reader (zip directory, entries,
+    /// pickle, storages) on small archives built like the fixtures. Not run by
+    /// default: `cargo test --release -q -p seer-models -- --ignored
+    /// fuzz_pickle_archive` (20,000 inputs, under a minute); findings under
+    /// /tmp/fuzz-models/pickle-archive/.
+    #[test]
+    #[ignore = "fuzzing: run by hand"]
+    fn fuzz_pickle_archive() {
+        let mut seeds = Vec::new();
+        for entries in [
+            vec![
+                ("c", tensor_ops(b"K\x02K\x01\x86", 6)),
+                ("f", tensor_ops(b"K\x01K\x02\x86", 6)),
+            ],
+            vec![("w", tensor_ops(b"K\x02K\x01\x86", 6))],
+        ] {
+            let (_dir, path) = checkpoint_of(&entries);
+            seeds.push(std::fs::read(&path).unwrap());
+        }
+        let (_dir, path) = checkpoint([2, 2]);
+        seeds.push(std::fs::read(&path).unwrap());
+        let target = |_: usize, file: &[u8]| {
+            read_pickle_archive(std::io::Cursor::new(file), file.len() as u64).map(|_| ())
+        };
+        let findings = crate::fuzz::run(
+            "pickle-archive",
+            &seeds,
+            20_000,
+            crate::fuzz::mutate_bytes,
+            &target,
+        );
+        crate::fuzz::assert_clean("pickle-archive", &findings);
     }
 }

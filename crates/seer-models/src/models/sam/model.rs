@@ -27,13 +27,18 @@ pub struct SamModel {
 fn check_attention_widths(t: &Weights, config: &SamConfig, path: &Path) -> Result<()> {
     let d = &config.decoder;
     let reduced = d.hidden_size / d.attention_downsample_rate.max(1);
-    let mut attentions = vec![("final_attn_token_to_image".to_string(), reduced)];
-    for i in 0..d.layers {
-        attentions.push((format!("layers.{i}.self_attn"), d.hidden_size));
-        for cross in ["cross_attn_token_to_image", "cross_attn_image_to_token"] {
-            attentions.push((format!("layers.{i}.{cross}"), reduced));
-        }
-    }
+    // Lazily, stopping at the first missing layer: `num_hidden_layers` is
+    // the config's word, and a list of every name for 2^31 layers took all
+    // the memory there was.
+    let layers = (0..d.layers).flat_map(|i| {
+        [
+            (format!("layers.{i}.self_attn"), d.hidden_size),
+            (format!("layers.{i}.cross_attn_token_to_image"), reduced),
+            (format!("layers.{i}.cross_attn_image_to_token"), reduced),
+        ]
+    });
+    let attentions =
+        std::iter::once(("final_attn_token_to_image".to_string(), reduced)).chain(layers);
     for (name, width) in attentions {
         let found = t.pp(&name).dims("q_proj.weight")?[0];
         if found != width {
@@ -222,6 +227,37 @@ pub fn post_process_logits(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_huge_decoder_layer_count_fails_at_the_first_missing_layer_without_allocating() {
+        // The attention-width check listed the names of every layer the
+        // config claims before looking at the first: 2^31 layers (a damaged
+        // config.json) took all the machine's memory. 2^22 here: old code
+        // made a list of 12.6 million names (a 512 MiB vector).
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/sam/sam-tiny");
+        let dir = tempfile::tempdir().unwrap();
+        for entry in std::fs::read_dir(&fixture).unwrap().flatten() {
+            std::os::unix::fs::symlink(entry.path(), dir.path().join(entry.file_name())).unwrap();
+        }
+        let text = std::fs::read_to_string(fixture.join("config.json")).unwrap();
+        let mut config: serde_json::Value = serde_json::from_str(&text).unwrap();
+        config["mask_decoder_config"]["num_hidden_layers"] = (1u64 << 22).into();
+        std::fs::remove_file(dir.path().join("config.json")).unwrap();
+        std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+        let (result, largest) = crate::fuzz::largest_allocation_during(|| {
+            SamModel::load_dir(dir.path(), &Device::Cpu, Precision::F32)
+        });
+        let err = result.err().unwrap().to_string();
+        assert!(
+            err.contains("model.safetensors")
+                && err.contains("missing tensor 'mask_decoder.transformer.layers.2."),
+            "{err}"
+        );
+        assert!(
+            largest < crate::fuzz::HUGE,
+            "{largest} bytes in one allocation"
+        );
+    }
 
     /// The whole-row algorithm the chunked one replaced: every tap first.
     fn bilinear_whole(
