@@ -184,7 +184,9 @@ impl Rle {
                 p += 1;
                 k += 1;
                 if !more && (c & 0x10) != 0 {
-                    x |= -1i64 << (5 * k);
+                    // k reaches 13 here: wrap the shift as C on x86 does
+                    // rather than overflow (a panic in debug builds).
+                    x |= (-1i64).wrapping_shl(5 * k);
                 }
             }
             let m = counts.len();
@@ -247,16 +249,23 @@ impl Rle {
         }
     }
 
+    /// Runs must cover the mask exactly.
+    fn check_cover(&self) -> Result<()> {
+        let (h, w) = (self.height, self.width);
+        let total: u64 = self.counts.iter().map(|&c| c as u64).sum();
+        if total != (h as u64).saturating_mul(w as u64) {
+            return Err(EngineError::Invalid(format!(
+                "RLE counts cover {total} pixels, but the mask is {h}×{w} ({} pixels)",
+                h as u64 * w as u64
+            )));
+        }
+        Ok(())
+    }
+
     /// `rleDecode` to a row-major mask. Runs must cover the mask exactly.
     pub fn decode(&self) -> Result<Mask> {
         let (h, w) = (self.height, self.width);
-        let total: u64 = self.counts.iter().map(|&c| c as u64).sum();
-        if total != (h * w) as u64 {
-            return Err(EngineError::Invalid(format!(
-                "RLE counts cover {total} pixels, but the mask is {h}×{w} ({} pixels)",
-                h * w
-            )));
-        }
+        self.check_cover()?;
         let mut data = vec![false; h * w];
         let mut i = 0usize;
         for (k, &c) in self.counts.iter().enumerate() {
@@ -274,6 +283,50 @@ impl Rle {
             data,
         })
     }
+}
+
+/// Longest boundary walk of one polygon edge, in `rleFrPoly`'s 5×
+/// upsampled steps, per pixel of the image's width + height: an edge between
+/// two points of the image takes at most 5 of them, so 20 leaves room for
+/// vertices well outside it.
+const MAX_EDGE_STEPS_PER_PIXEL: u64 = 20;
+/// Longest walk of one polygon in all (two `i32`s a step: 256 MiB).
+const MAX_POLYGON_STEPS: u64 = 1 << 25;
+
+/// Refuses a polygon whose boundary walk ([`Rle::from_polygon`] takes
+/// `max(|dx|, |dy|) + 1` steps an edge, in 5× scaled coordinates) would be
+/// absurdly long: one vertex at 1e9 in a tiny JSON file would otherwise
+/// allocate tens of GB and walk for minutes (pycocotools does the same).
+fn check_polygon_walk(xy: &[f64], height: usize, width: usize) -> Result<()> {
+    let k = xy.len() / 2;
+    let vertex = |j: usize| {
+        let j = j % k;
+        (
+            c_int(5.0 * xy[2 * j] + 0.5) as i64,
+            c_int(5.0 * xy[2 * j + 1] + 0.5) as i64,
+        )
+    };
+    let edge_limit = MAX_EDGE_STEPS_PER_PIXEL * (height as u64 + width as u64 + 2);
+    let mut total = 0u64;
+    for j in 0..k {
+        let ((xs, ys), (xe, ye)) = (vertex(j), vertex(j + 1));
+        // As from_polygon computes them (an i32 wider than 2^31 wraps there).
+        let dx = (xe - xs).abs() as i32;
+        let dy = (ys - ye).abs() as i32;
+        let steps = (dx.max(dy).max(-1) as i64 + 1) as u64;
+        total += steps;
+        if steps > edge_limit || total > MAX_POLYGON_STEPS {
+            return Err(EngineError::Invalid(format!(
+                "polygon edge {j} runs from ({}, {}) to ({}, {}), too far outside the \
+                 {width}×{height} image to rasterise",
+                xy[2 * j],
+                xy[2 * j + 1],
+                xy[2 * ((j + 1) % k)],
+                xy[2 * ((j + 1) % k) + 1]
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// `COCO.annToMask`: an annotation's `segmentation` (polygons, uncompressed or
@@ -315,12 +368,31 @@ pub fn annotation_mask(segmentation: &Value, height: usize, width: usize) -> Res
                      the first has more than 4"
                 )));
             }
+            // The union of the polygons' runs, each pixel written once: OR-ing
+            // one full-size mask per polygon costs polygons × pixels, hours
+            // for a few hundred polygons on a large image.
+            let mut runs: Vec<(u64, u64)> = Vec::new();
             for p in polygons {
-                let rle = Rle::from_polygon(&numbers(p)?, height, width);
-                let part = rle.decode()?;
-                for (m, p) in mask.data.iter_mut().zip(part.data) {
-                    *m |= p;
+                let xy = numbers(p)?;
+                check_polygon_walk(&xy, height, width)?;
+                let rle = Rle::from_polygon(&xy, height, width);
+                rle.check_cover()?;
+                let mut at = 0u64;
+                for (k, &c) in rle.counts.iter().enumerate() {
+                    if k % 2 == 1 && c > 0 {
+                        runs.push((at, at + c as u64));
+                    }
+                    at += c as u64;
                 }
+            }
+            runs.sort_unstable();
+            let mut done = 0u64; // column-major pixels below this are set
+            for (start, end) in runs {
+                for j in start.max(done)..end {
+                    let j = j as usize;
+                    mask.data[(j % height) * width + j / height] = true;
+                }
+                done = done.max(end);
             }
             Ok(mask)
         }
@@ -399,6 +471,52 @@ mod tests {
 
     fn counts(segmentation: Value, h: usize, w: usize) -> Vec<u32> {
         Rle::encode(&annotation_mask(&segmentation, h, w).unwrap()).counts
+    }
+
+    /// Found by `fuzz_coco_segmentations`: one vertex far outside the image
+    /// made the boundary walk 2·10^8 steps (1.6 GB; 10^9 at 2e8, and so on)
+    /// before any pixel was drawn. Refused by name instead.
+    #[test]
+    fn a_polygon_vertex_far_outside_the_image_is_refused_not_walked() {
+        let far = json!([[0.0, 0.0, 4.0e7, 0.0, 0.0, 5.0]]);
+        let e = annotation_mask(&far, 10, 10).unwrap_err().to_string();
+        assert!(
+            e.contains("polygon edge 0") && e.contains("too far outside"),
+            "{e}"
+        );
+        // Vertices a little outside, as COCO polygons have, still draw.
+        let near = json!([[-3.0, -2.0, 12.0, -2.0, 12.0, 11.0, -3.0, 11.0]]);
+        assert_eq!(annotation_mask(&near, 10, 10).unwrap().area(), 100);
+    }
+
+    /// Polygons are unioned run by run (not one full-size mask each, which
+    /// `fuzz_coco_segmentations` showed costs polygons × pixels): the same
+    /// pixels as OR-ing each polygon's own mask.
+    #[test]
+    fn overlapping_polygons_union_to_the_or_of_their_masks() {
+        let polys = [
+            json!([1.0, 1.0, 9.0, 2.0, 5.0, 8.0]),
+            json!([4.0, 0.0, 11.5, 0.5, 11.0, 7.0, 3.0, 6.0]),
+            json!([0.0, 5.0, 6.0, 5.0, 6.0, 9.0, 0.0, 9.5]),
+        ];
+        let whole = annotation_mask(&Value::Array(polys.to_vec()), 10, 12).unwrap();
+        let mut or = vec![false; 120];
+        for p in &polys {
+            let one = annotation_mask(&json!([p]), 10, 12).unwrap();
+            for (o, b) in or.iter_mut().zip(one.data) {
+                *o |= b;
+            }
+        }
+        assert_eq!(whole.data, or);
+        assert!(whole.area() > 0 && whole.area() < 120);
+    }
+
+    /// A 13-digit number of compressed RLE ends with a shift by 65 bits,
+    /// which overflowed (a panic in debug builds); it wraps as C on x86 does.
+    #[test]
+    fn a_thirteen_digit_compressed_count_does_not_overflow_the_shift() {
+        let rle = Rle::from_string("PPPPPPPPPPPP@", 1, 1).unwrap();
+        assert_eq!(rle.counts.len(), 1);
     }
 
     // Expected runs printed by pycocotools 2.0.11:
@@ -540,4 +658,162 @@ mod tests {
     const OUTSIDE: &[u32] = &[0, 4, 2, 5, 1, 18];
     const UNION: &[u32] = &[8, 1, 7, 2, 18, 3, 5, 3, 5, 3, 9];
     const SHORT: &[u32] = &[8, 1, 5, 2, 20];
+}
+
+/// The seeded mutation engine of the `fuzz_` harnesses (seer-image's file).
+#[cfg(test)]
+#[path = "../../seer-image/src/fuzz_mutator.rs"]
+mod fuzz_mutator;
+
+/// Mutation fuzzing of COCO segmentations as `seer eval segment` reads them
+/// ([`annotation_mask`]: polygons, uncompressed and compressed RLE), image
+/// sizes held to the decode budget as `score_image` holds them. Seeds are
+/// coco-mini's annotations (a few dozen) when the shared data is there, and
+/// ones built here. Findings under `/tmp/fuzz-data/coco/`. Run (about a
+/// minute in release): `cargo test --release -q -p seer-engine --lib -- --ignored fuzz_`
+#[cfg(test)]
+mod fuzz {
+    use super::fuzz_mutator::*;
+    use super::*;
+
+    const SEED: u64 = 0xC0C0_4D5C;
+    const ITERATIONS: usize = 40_000;
+    /// `DecodeLimits::default().max_pixels`, which `score_image` applies.
+    const MAX_PIXELS: u64 = 178_956_970;
+
+    fn seeds() -> Vec<(Value, usize, usize)> {
+        let mut out = vec![
+            (
+                serde_json::json!([[1.0, 1.0, 8.5, 1.0, 8.5, 6.0, 1.0, 6.0]]),
+                8,
+                10,
+            ),
+            (
+                serde_json::json!({"size": [8, 10], "counts": [3, 5, 10, 2, 60]}),
+                8,
+                10,
+            ),
+            (
+                serde_json::json!({"size": [8, 10], "counts": Rle::encode(&Mask {
+                    width: 10, height: 8, data: (0..80).map(|i| i % 7 < 3).collect()
+                }).to_compressed()}),
+                8,
+                10,
+            ),
+        ];
+        let path = seer_testkit::shared_data().join("coco-mini/annotations/instances_val2017.json");
+        if let Ok(text) = std::fs::read_to_string(path) {
+            let v: Value = serde_json::from_str(&text).unwrap();
+            let sizes: std::collections::HashMap<u64, (usize, usize)> = v["images"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| {
+                    let n = |k: &str| i[k].as_u64().unwrap() as usize;
+                    (n("id") as u64, (n("height"), n("width")))
+                })
+                .collect();
+            let anns = v["annotations"].as_array().unwrap();
+            // Every crowd (RLE) annotation and a spread of polygons.
+            for (i, a) in anns.iter().enumerate() {
+                if a["iscrowd"].as_u64() == Some(1) || i % 20 == 0 {
+                    let (h, w) = sizes[&a["image_id"].as_u64().unwrap()];
+                    out.push((a["segmentation"].clone(), h, w));
+                }
+            }
+        }
+        out
+    }
+
+    /// A number somewhere in the JSON set to a hostile value, or a list grown
+    /// or cut.
+    fn mutate_value(v: &mut Value, rng: &mut Rng) {
+        match v {
+            Value::Array(a) if !a.is_empty() => {
+                let i = rng.below(a.len());
+                match rng.below(6) {
+                    0 => a.truncate(i),
+                    1 => {
+                        let x = a[i].clone();
+                        a.insert(i, x);
+                    }
+                    _ => mutate_value(&mut a[i], rng),
+                }
+            }
+            Value::Object(o) if !o.is_empty() => {
+                let keys: Vec<String> = o.keys().cloned().collect();
+                let k = &keys[rng.below(keys.len())];
+                if rng.chance(8) {
+                    o.remove(k);
+                } else {
+                    mutate_value(o.get_mut(k).unwrap(), rng);
+                }
+            }
+            Value::String(s) => {
+                let mut b = std::mem::take(s).into_bytes();
+                mutate_once(&mut b, b"PPPPPPPPPPPP@0o?", rng);
+                *s = String::from_utf8_lossy(&b).into_owned();
+            }
+            _ => {
+                let hostile = [
+                    serde_json::json!(0),
+                    serde_json::json!(-1),
+                    serde_json::json!(4294967295u64),
+                    serde_json::json!(4294967296u64),
+                    serde_json::json!(1e9),
+                    serde_json::json!(-1e9),
+                    serde_json::json!(1e308),
+                    serde_json::json!(-0.5),
+                    serde_json::json!(2147483647.9),
+                    serde_json::json!("x"),
+                    serde_json::json!(null),
+                ];
+                *v = hostile[rng.below(hostile.len())].clone();
+            }
+        }
+    }
+
+    #[test]
+    #[ignore = "fuzz harness: cargo test --release -p seer-engine --lib -- --ignored fuzz_"]
+    fn fuzz_coco_segmentations() {
+        let seeds = seeds();
+        let texts: Vec<Vec<u8>> = seeds.iter().map(|s| s.0.to_string().into_bytes()).collect();
+        let mut rng = Rng::new(SEED);
+        let mut found = Findings::new("coco");
+        // A mask of up to the pixel budget (13000×13000 here) is built and
+        // counted whole: ~2 s on this harness' slowest size, bounded by the
+        // budget; only slower inputs are findings.
+        found.slow_after = std::time::Duration::from_secs(4);
+        quiet_panics(|| {
+            for iter in 0..ITERATIONS {
+                let i = rng.below(seeds.len());
+                let (mut seg, mut h, mut w) = seeds[i].clone();
+                if rng.chance(2) {
+                    for _ in 0..1 + rng.below(3) {
+                        mutate_value(&mut seg, &mut rng);
+                    }
+                } else {
+                    // Text mutations: what parses is fuzzed, the rest is a
+                    // serde_json error.
+                    let mut text = texts[i].clone();
+                    for _ in 0..1 + rng.below(3) {
+                        mutate_once(&mut text, &texts[rng.below(texts.len())], &mut rng);
+                    }
+                    match serde_json::from_slice(&text) {
+                        Ok(v) => seg = v,
+                        Err(_) => continue,
+                    }
+                }
+                if rng.chance(10) {
+                    [h, w] = [[0, 5], [1, 1], [65535, 1], [1, 65535], [13000, 13000]][rng.below(5)];
+                }
+                let input = seg.to_string().into_bytes();
+                if (h * w) as u64 > MAX_PIXELS {
+                    continue; // score_image refuses it first
+                }
+                found.run(iter, &input, || annotation_mask(&seg, h, w).map(|_| ()));
+            }
+        });
+        found.finish("coco", ITERATIONS);
+    }
 }

@@ -351,6 +351,19 @@ fn score_image(
     report: &mut SegmentEvalReport,
 ) -> Result<()> {
     let (w, h) = (image.width as usize, image.height as usize);
+    // The masks are made at the size the JSON says, before the image is
+    // decoded: hold that size to the decode budget, or a few bytes of JSON
+    // ask for gigabytes of masks.
+    let pixels = u64::from(image.width) * u64::from(image.height);
+    if pixels > options.limits.max_pixels {
+        return Err(file_error(
+            &image.path,
+            format!(
+                "the annotations say {}×{} = {pixels} pixels, over the budget of {} pixels",
+                image.width, image.height, options.limits.max_pixels
+            ),
+        ));
+    }
     // Ground truth first: an unreadable annotation fails alone, not the image.
     let mut targets = Vec::new();
     for o in &image.objects {
@@ -429,4 +442,59 @@ fn score_image(
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::segment::{SegmentImage, SegmentMask};
+    use seer_image::DecodedImage;
+
+    /// Never reached: the image fails before anything is segmented.
+    struct Unused;
+    impl Segmenter for Unused {
+        fn embed(&self, _: &DecodedImage) -> Result<SegmentImage> {
+            unreachable!("nothing is embedded")
+        }
+        fn segment(
+            &self,
+            _: &SegmentImage,
+            _: &SegmentPrompt,
+            _: bool,
+        ) -> Result<Vec<SegmentMask>> {
+            unreachable!("nothing is segmented")
+        }
+    }
+
+    /// A few bytes of JSON saying 60000×60000 made a 3.6 GB mask per object
+    /// before the image was even opened; the size is held to the decode
+    /// budget first, and the image fails by name.
+    #[test]
+    fn an_annotated_size_over_the_pixel_budget_fails_before_any_mask() {
+        let data = CocoInstances {
+            images: vec![CocoImage {
+                path: PathBuf::from("huge.jpg"),
+                image_id: 1,
+                width: 60_000,
+                height: 60_000,
+                objects: vec![CocoObject {
+                    annotation_id: 7,
+                    category_id: 1,
+                    iscrowd: false,
+                    bbox: [0.0, 0.0, 1.0, 1.0],
+                    segmentation: serde_json::json!({"size": [60000, 60000], "counts": [3_600_000_000u64]}),
+                }],
+            }],
+            categories: BTreeMap::new(),
+        };
+        let options = SegmentEvalOptions {
+            include_crowd: false,
+            limits: seer_image::DecodeLimits::default(),
+        };
+        let report = evaluate_segmentation(&Unused, &data, &options, |_, _| {});
+        assert_eq!(report.failed.len(), 1, "{:?}", report.failed);
+        let f = &report.failed[0];
+        assert_eq!((f.file.as_str(), f.annotation_id), ("huge.jpg", None));
+        assert!(f.error.contains("over the budget"), "{}", f.error);
+    }
 }

@@ -20,6 +20,10 @@ mod config;
 mod crop;
 mod decode;
 mod error;
+#[cfg(test)]
+mod fuzz;
+#[cfg(test)]
+mod fuzz_mutator;
 mod jpeg;
 mod normalize;
 #[cfg(test)]
@@ -28,6 +32,11 @@ mod owlvit;
 mod resize;
 mod sam;
 mod siglip;
+
+/// Lets the `fuzz_` harnesses see each allocation's size.
+#[cfg(test)]
+#[global_allocator]
+static FUZZ_ALLOC: fuzz_mutator::PeakAlloc = fuzz_mutator::PeakAlloc;
 
 use std::path::Path;
 

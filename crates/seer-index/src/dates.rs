@@ -179,3 +179,185 @@ mod tests {
         assert!(e.contains("after"), "{e}");
     }
 }
+
+/// Mutation fuzzing of EXIF capture-time reading (the indexer's
+/// `capture_time`: kamadak-exif's container reader, then `DateTimeOriginal`
+/// / `DateTime` parsed as an EXIF date), IFD offsets and counts sent out of
+/// range or into loops. Findings under `/tmp/fuzz-data/exif/`. Run (about a
+/// minute in release): `cargo test --release -q -p seer-index -- --ignored fuzz_`
+#[cfg(test)]
+mod fuzz {
+    use crate::npy::fuzz_mutator::*;
+
+    const SEED: u64 = 0xE71F_0000;
+    const ITERATIONS: usize = 100_000;
+
+    /// The same calls as `indexer::capture_time` (private there).
+    fn capture_time(bytes: &[u8]) -> Option<String> {
+        let exif = exif::Reader::new()
+            .read_from_container(&mut std::io::Cursor::new(bytes))
+            .ok()?;
+        [exif::Tag::DateTimeOriginal, exif::Tag::DateTime]
+            .iter()
+            .find_map(|tag| {
+                let field = exif.get_field(*tag, exif::In::PRIMARY)?;
+                match &field.value {
+                    exif::Value::Ascii(v) => {
+                        let dt = exif::DateTime::from_ascii(v.first()?).ok()?;
+                        Some(format!(
+                            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+                            dt.year, dt.month, dt.day, dt.hour, dt.minute, dt.second
+                        ))
+                    }
+                    _ => None,
+                }
+            })
+    }
+
+    /// A little-endian TIFF/EXIF block: IFD0 with Orientation, DateTime and
+    /// an Exif sub-IFD pointer; the sub-IFD with DateTimeOriginal.
+    fn exif_block(big: bool) -> Vec<u8> {
+        let mut b = Vec::new();
+        let p16 = |b: &mut Vec<u8>, v: u16| {
+            b.extend_from_slice(&if big {
+                v.to_be_bytes()
+            } else {
+                v.to_le_bytes()
+            })
+        };
+        let p32 = |b: &mut Vec<u8>, v: u32| {
+            b.extend_from_slice(&if big {
+                v.to_be_bytes()
+            } else {
+                v.to_le_bytes()
+            })
+        };
+        b.extend_from_slice(if big { b"MM\0*" } else { b"II*\0" });
+        p32(&mut b, 8);
+        // IFD0 at 8: 3 entries (2 + 36 + 4 = 42 bytes) -> data at 50.
+        p16(&mut b, 3);
+        for (tag, typ, count, value) in [
+            (0x0112u16, 3u16, 1u32, 6u32),
+            (0x0132, 2, 20, 50),
+            (0x8769, 4, 1, 70),
+        ] {
+            p16(&mut b, tag);
+            p16(&mut b, typ);
+            p32(&mut b, count);
+            if typ == 3 {
+                p16(&mut b, value as u16);
+                p16(&mut b, 0);
+            } else {
+                p32(&mut b, value);
+            }
+        }
+        p32(&mut b, 0);
+        b.extend_from_slice(b"2021:05:06 07:08:09\0"); // 50..70
+                                                       // Exif IFD at 70: DateTimeOriginal -> 88.
+        p16(&mut b, 1);
+        p16(&mut b, 0x9003);
+        p16(&mut b, 2);
+        p32(&mut b, 20);
+        p32(&mut b, 88);
+        p32(&mut b, 0);
+        b.extend_from_slice(b"2020:01:02 03:04:05\0");
+        b
+    }
+
+    fn seeds() -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        for big in [false, true] {
+            let tiff = exif_block(big);
+            // JPEG: SOI, APP1 Exif, EOI.
+            let mut jpeg = vec![0xFF, 0xD8, 0xFF, 0xE1];
+            jpeg.extend_from_slice(&((tiff.len() + 8) as u16).to_be_bytes());
+            jpeg.extend_from_slice(b"Exif\0\0");
+            jpeg.extend_from_slice(&tiff);
+            jpeg.extend_from_slice(&[0xFF, 0xD9]);
+            out.push(jpeg);
+            // PNG: signature, eXIf chunk (CRC not checked by the reader).
+            let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+            png.extend_from_slice(&[0, 0, 0, 13]);
+            png.extend_from_slice(b"IHDR\0\0\0\x01\0\0\0\x01\x08\x02\0\0\0");
+            png.extend_from_slice(&[0; 4]);
+            png.extend_from_slice(&(tiff.len() as u32).to_be_bytes());
+            png.extend_from_slice(b"eXIf");
+            png.extend_from_slice(&tiff);
+            png.extend_from_slice(&[0; 4]);
+            out.push(png);
+            // WebP: RIFF with an EXIF chunk.
+            let mut webp = b"RIFF\0\0\0\0WEBPEXIF".to_vec();
+            webp.extend_from_slice(&(tiff.len() as u32).to_le_bytes());
+            webp.extend_from_slice(&tiff);
+            let riff = (webp.len() - 8) as u32;
+            webp[4..8].copy_from_slice(&riff.to_le_bytes());
+            out.push(webp);
+            // A bare TIFF.
+            out.push(tiff);
+        }
+        assert!(capture_time(&out[0]).is_some(), "seed has no capture time");
+        out
+    }
+
+    #[test]
+    #[ignore = "fuzz harness: cargo test --release -p seer-index -- --ignored fuzz_"]
+    fn fuzz_exif_capture_time() {
+        let seeds = seeds();
+        let mut rng = Rng::new(SEED);
+        let mut found = Findings::new("exif");
+        quiet_panics(|| {
+            for iter in 0..ITERATIONS {
+                let mut input = seeds[rng.below(seeds.len())].clone();
+                let other = &seeds[rng.below(seeds.len())];
+                let mut muts = 1 + rng.below(3);
+                // IFD offsets, counts and loops most of the time.
+                if rng.chance(2) {
+                    exif_field(&mut input, &mut rng);
+                    muts -= 1;
+                }
+                for _ in 0..muts {
+                    mutate_once(&mut input, other, &mut rng);
+                }
+                found.run(iter, &input, || {
+                    capture_time(&input).ok_or("no capture time")?;
+                    Ok::<_, &str>(())
+                });
+            }
+        });
+        found.finish("exif", ITERATIONS);
+    }
+
+    /// Sets a TIFF-structure field (IFD offset, entry count, an entry's
+    /// type/count/offset, the next-IFD link) to an interesting value or to
+    /// an earlier IFD's offset (a loop).
+    fn exif_field(buf: &mut [u8], rng: &mut Rng) {
+        let Some(t) = buf.windows(4).position(|w| w == b"II*\0" || w == b"MM\0*") else {
+            return;
+        };
+        let big = buf[t] == b'M';
+        let v = match rng.below(3) {
+            0 => 8,
+            1 => 70,
+            _ => interesting_u32(rng),
+        };
+        // Offsets within the block built by `exif_block`.
+        let (at, width) = [
+            (4, 4),  // IFD0 offset
+            (8, 2),  // IFD0 count
+            (12, 2), // entry 0 type
+            (14, 4), // entry 0 count
+            (18, 2), // orientation value
+            (24, 2), // DateTime type
+            (26, 4), // DateTime count
+            (30, 4), // DateTime offset
+            (42, 4), // Exif IFD pointer
+            (46, 4), // next IFD
+            (70, 2), // Exif IFD count
+            (74, 2), // DateTimeOriginal type
+            (76, 4), // DateTimeOriginal count
+            (80, 4), // DateTimeOriginal offset
+            (84, 4), // next IFD after the Exif IFD
+        ][rng.below(15)];
+        put_int(buf, t + at, width, v, big);
+    }
+}

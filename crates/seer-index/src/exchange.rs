@@ -737,3 +737,95 @@ mod tests {
         assert!(parquet_words(other).contains("bad schema"));
     }
 }
+
+/// Mutation fuzzing of the import's metadata reader ([`PathRows`]: parquet
+/// footer, schema, pages) on files this module writes, each input under
+/// `catch_unwind` on top of [`parquet_call`]'s own. The embeddings half of an
+/// import is `npy`'s harness. Findings under `/tmp/fuzz-data/parquet/`. Run
+/// (about 1-2 minutes in release):
+/// `cargo test --release -q -p seer-index -- --ignored fuzz_`
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use crate::npy::fuzz_mutator::*;
+
+    const SEED: u64 = 0x9A4_0E7;
+    const ITERATIONS: usize = 20_000;
+
+    fn seeds(dir: &Path) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let paths: Vec<String> = (0..40).map(|i| format!("/photos/img_{i:03}.jpg")).collect();
+        let captions: Vec<Option<&str>> = (0..40)
+            .map(|i| (i % 3 != 0).then_some("a cat on a mat"))
+            .collect();
+        let one = dir.join("seed.parquet");
+        for n in [0usize, 1, 3, 40] {
+            let mut file = File::create(&one).unwrap();
+            if n == 3 {
+                let p: Vec<Option<&str>> = paths[..n].iter().map(|p| Some(p.as_str())).collect();
+                write_string_columns(
+                    &mut file,
+                    &[
+                        StringColumn::required("image_path", p),
+                        StringColumn::optional("caption", captions[..n].to_vec()),
+                    ],
+                )
+                .unwrap();
+            } else {
+                write_paths(&mut file, &paths[..n]).unwrap();
+            }
+            drop(file);
+            out.push(std::fs::read(&one).unwrap());
+        }
+        out
+    }
+
+    /// Parquet's footer: the 4-byte metadata length before the closing
+    /// `PAR1`, and thrift varints just before it.
+    fn mutate_footer(buf: &mut [u8], rng: &mut Rng) {
+        let n = buf.len();
+        if n < 12 {
+            return;
+        }
+        if rng.chance(2) {
+            put_int(buf, n - 8, 4, interesting_u32(rng), false);
+        } else {
+            let meta =
+                u32::from_le_bytes([buf[n - 8], buf[n - 7], buf[n - 6], buf[n - 5]]) as usize;
+            let start = n.saturating_sub(8 + meta);
+            let at = start + rng.below(meta.min(n - 8 - start).max(1));
+            buf[at] = [0, 0xFF, 0x7F, 0x80, 0x15, 0x19, 0x1C][rng.below(7)];
+        }
+    }
+
+    #[test]
+    #[ignore = "fuzz harness: cargo test --release -p seer-index -- --ignored fuzz_"]
+    fn fuzz_parquet_metadata() {
+        let dir = tempfile::tempdir().unwrap();
+        let seeds = seeds(dir.path());
+        let target = dir.path().join("metadata_0.parquet");
+        let mut rng = Rng::new(SEED);
+        let mut found = Findings::new("parquet");
+        quiet_panics(|| {
+            for iter in 0..ITERATIONS {
+                let mut input = seeds[rng.below(seeds.len())].clone();
+                let other = &seeds[rng.below(seeds.len())];
+                if rng.chance(3) {
+                    mutate_footer(&mut input, &mut rng);
+                }
+                for _ in 0..1 + rng.below(3) {
+                    mutate_once(&mut input, other, &mut rng);
+                }
+                std::fs::write(&target, &input).unwrap();
+                found.run(iter, &input, || {
+                    let mut rows = PathRows::open(&target)?;
+                    for _ in 0..rows.len {
+                        rows.next_path()?;
+                    }
+                    Ok::<_, IndexError>(())
+                });
+            }
+        });
+        found.finish("parquet", ITERATIONS);
+    }
+}

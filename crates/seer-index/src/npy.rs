@@ -590,3 +590,135 @@ mod tests {
         }
     }
 }
+
+/// The seeded mutation engine of the `fuzz_` harnesses, shared with
+/// seer-image's copy (also installs a peak-allocation counter for this
+/// crate's unit-test binary).
+#[cfg(test)]
+#[path = "../../seer-image/src/fuzz_mutator.rs"]
+pub(crate) mod fuzz_mutator;
+
+/// Lets the `fuzz_` harnesses see each allocation's size.
+#[cfg(test)]
+#[global_allocator]
+static FUZZ_ALLOC: fuzz_mutator::PeakAlloc = fuzz_mutator::PeakAlloc;
+
+/// Mutation fuzzing of the `.npy` reader (`seer import`'s embeddings):
+/// [`decode`] and [`RowReader`] in small chunks, each input under
+/// `catch_unwind`; findings under `/tmp/fuzz-data/npy/`. Run (well under a
+/// minute in release):
+/// `cargo test --release -q -p seer-index -- --ignored fuzz_`
+#[cfg(test)]
+mod fuzz {
+    use super::fuzz_mutator::*;
+    use super::*;
+
+    const SEED: u64 = 0x4E50_5900;
+    const ITERATIONS: usize = 200_000;
+
+    /// Seeds of every dtype and byte order seer reads, rank 1 to 3, version
+    /// 1.0 and 2.0 headers, empty and non-empty.
+    fn seeds() -> Vec<Vec<u8>> {
+        let rows: Vec<Vec<f32>> = (0..3).map(|r| vec![r as f32, 0.5, -1.0, 2.0]).collect();
+        let mut out = vec![
+            encode(&rows, 4, Dtype::F32).unwrap(),
+            encode(&rows, 4, Dtype::F16).unwrap(),
+            encode(&[], 4, Dtype::F32).unwrap(),
+        ];
+        for (descr, width, shape) in [
+            ("<f8", 8, "(2, 3)"),
+            (">f4", 4, "(2, 3)"),
+            (">f8", 8, "(3,)"),
+            ("<f2", 2, "(1, 2, 3)"),
+            ("|u1", 1, "(2, 2)"),
+            ("<f4", 4, "(0, 3)"),
+        ] {
+            let dict =
+                format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}\n");
+            let n: usize = shape
+                .trim_matches(|c| c == '(' || c == ')')
+                .split(',')
+                .filter_map(|d| d.trim().parse::<usize>().ok())
+                .product();
+            for v2 in [false, true] {
+                let mut b = b"\x93NUMPY".to_vec();
+                if v2 {
+                    b.extend_from_slice(&[2, 0]);
+                    b.extend_from_slice(&(dict.len() as u32).to_le_bytes());
+                } else {
+                    b.extend_from_slice(&[1, 0]);
+                    b.extend_from_slice(&(dict.len() as u16).to_le_bytes());
+                }
+                b.extend_from_slice(dict.as_bytes());
+                b.extend((0..n * width).map(|i| i as u8));
+                out.push(b);
+            }
+        }
+        out
+    }
+
+    /// Header-text mutations: shape numbers, dtype and order swapped for
+    /// hostile ones.
+    fn mutate_dict(buf: &mut Vec<u8>, rng: &mut Rng) {
+        let Some(end) = buf.iter().position(|&b| b == b'}') else {
+            return;
+        };
+        let text = String::from_utf8_lossy(&buf[..=end]).into_owned();
+        let swaps: [(&str, &[&str]); 3] = [
+            (
+                "'shape': (",
+                &[
+                    "'shape': (18446744073709551615, ",
+                    "'shape': (4294967296, 4294967296, ",
+                    "'shape': (0, ",
+                    "'shape': (-1, ",
+                    "'shape': (99999999999999999999999, ",
+                    "'shape': (",
+                    "'shape': ((",
+                ],
+            ),
+            (
+                "'descr': '",
+                &[
+                    "'descr': '<f16",
+                    "'descr': '<c8",
+                    "'descr': 'O",
+                    "'descr': '",
+                    "'descr': '<U9",
+                ],
+            ),
+            ("False", &["True", "None", "1", ""]),
+        ];
+        let (from, to) = swaps[rng.below(swaps.len())];
+        let to = to[rng.below(to.len())];
+        let new = text.replacen(from, to, 1);
+        buf.splice(..=end, new.into_bytes());
+    }
+
+    #[test]
+    #[ignore = "fuzz harness: cargo test --release -p seer-index -- --ignored fuzz_"]
+    fn fuzz_npy() {
+        let seeds = seeds();
+        let mut rng = Rng::new(SEED);
+        let mut found = Findings::new("npy");
+        quiet_panics(|| {
+            for iter in 0..ITERATIONS {
+                let mut input = seeds[rng.below(seeds.len())].clone();
+                let other = &seeds[rng.below(seeds.len())];
+                if rng.chance(3) {
+                    mutate_dict(&mut input, &mut rng);
+                }
+                for _ in 0..1 + rng.below(3) {
+                    mutate_once(&mut input, other, &mut rng);
+                }
+                found.run(iter, &input, || {
+                    let whole = decode(&input);
+                    let mut reader = RowReader::new(&input[..], input.len() as u64, 16)?;
+                    while reader.next_chunk()?.is_some() {}
+                    whole.map(|_| ()).map_err(ReadError::Invalid)
+                });
+            }
+        });
+        found.finish("npy", ITERATIONS);
+    }
+}
