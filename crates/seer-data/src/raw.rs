@@ -546,15 +546,10 @@ mod tests {
     }
 }
 
-/// The seeded mutation engine of the `fuzz_` harnesses (seer-image's file).
-#[cfg(test)]
-#[path = "../../seer-image/src/fuzz_mutator.rs"]
-mod fuzz_mutator;
-
 /// Lets the `fuzz_` harnesses see each allocation's size.
 #[cfg(test)]
 #[global_allocator]
-static FUZZ_ALLOC: fuzz_mutator::PeakAlloc = fuzz_mutator::PeakAlloc;
+static FUZZ_ALLOC: seer_testkit::fuzz_mutator::PeakAlloc = seer_testkit::fuzz_mutator::PeakAlloc;
 
 /// Mutation fuzzing of the dataset readers: webdataset shards (`.tar` and
 /// `.tar.gz`, read and counted), JSONL and CSV caption lists, each input under
@@ -564,8 +559,8 @@ static FUZZ_ALLOC: fuzz_mutator::PeakAlloc = fuzz_mutator::PeakAlloc;
 /// `cargo test --release -q -p seer-data -- --ignored fuzz_`
 #[cfg(test)]
 mod fuzz {
-    use super::fuzz_mutator::*;
     use super::*;
+    use seer_testkit::fuzz_mutator::*;
     use std::io::Write;
 
     const SEED: u64 = 0x7A2_5EED;

@@ -660,11 +660,6 @@ mod tests {
     const SHORT: &[u32] = &[8, 1, 5, 2, 20];
 }
 
-/// The seeded mutation engine of the `fuzz_` harnesses (seer-image's file).
-#[cfg(test)]
-#[path = "../../seer-image/src/fuzz_mutator.rs"]
-mod fuzz_mutator;
-
 /// Mutation fuzzing of COCO segmentations as `seer eval segment` reads them
 /// ([`annotation_mask`]: polygons, uncompressed and compressed RLE), image
 /// sizes held to the decode budget as `score_image` holds them. Seeds are
@@ -673,8 +668,8 @@ mod fuzz_mutator;
 /// minute in release): `cargo test --release -q -p seer-engine --lib -- --ignored fuzz_`
 #[cfg(test)]
 mod fuzz {
-    use super::fuzz_mutator::*;
     use super::*;
+    use seer_testkit::fuzz_mutator::*;
 
     const SEED: u64 = 0xC0C0_4D5C;
     const ITERATIONS: usize = 40_000;

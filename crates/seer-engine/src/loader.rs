@@ -474,10 +474,6 @@ mod tokenizer_config_tests {
     }
 }
 
-#[cfg(test)]
-#[path = "../../seer-models/src/fuzz.rs"]
-mod fuzz;
-
 /// Mutation fuzzing of the JSON files a model folder holds (`config.json`,
 /// `open_clip_config.json`, `preprocessor_config.json`,
 /// `processor_config.json`, `tokenizer_config.json`,
@@ -497,8 +493,8 @@ mod fuzz;
 mod config_fuzz {
     use std::path::{Path, PathBuf};
 
-    use super::fuzz::{assert_clean, fixture_files, mutate_json, run};
     use super::*;
+    use seer_testkit::fuzz::{assert_clean, fixture_files, mutate_json, run};
 
     const CONFIGS: [&str; 6] = [
         "config.json",

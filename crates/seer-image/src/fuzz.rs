@@ -23,7 +23,7 @@
 
 use crate::{decode_bytes_full, resize_and_crop_decoded, DecodeLimits, PreprocessConfig};
 
-use crate::fuzz_mutator::*;
+use seer_testkit::fuzz_mutator::*;
 
 /// Fixed so a finding replays: change it to explore further.
 const SEED: u64 = 0x5EE5_1A6E;

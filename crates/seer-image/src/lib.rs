@@ -22,8 +22,6 @@ mod decode;
 mod error;
 #[cfg(test)]
 mod fuzz;
-#[cfg(test)]
-mod fuzz_mutator;
 mod jpeg;
 mod normalize;
 #[cfg(test)]
@@ -36,7 +34,7 @@ mod siglip;
 /// Lets the `fuzz_` harnesses see each allocation's size.
 #[cfg(test)]
 #[global_allocator]
-static FUZZ_ALLOC: fuzz_mutator::PeakAlloc = fuzz_mutator::PeakAlloc;
+static FUZZ_ALLOC: seer_testkit::fuzz_mutator::PeakAlloc = seer_testkit::fuzz_mutator::PeakAlloc;
 
 use std::path::Path;
 

@@ -187,7 +187,7 @@ mod tests {
 /// minute in release): `cargo test --release -q -p seer-index -- --ignored fuzz_`
 #[cfg(test)]
 mod fuzz {
-    use crate::npy::fuzz_mutator::*;
+    use seer_testkit::fuzz_mutator::*;
 
     const SEED: u64 = 0xE71F_0000;
     const ITERATIONS: usize = 100_000;

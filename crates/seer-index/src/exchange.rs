@@ -747,7 +747,7 @@ mod tests {
 #[cfg(test)]
 mod fuzz {
     use super::*;
-    use crate::npy::fuzz_mutator::*;
+    use seer_testkit::fuzz_mutator::*;
 
     const SEED: u64 = 0x9A4_0E7;
     const ITERATIONS: usize = 20_000;

@@ -591,17 +591,10 @@ mod tests {
     }
 }
 
-/// The seeded mutation engine of the `fuzz_` harnesses, shared with
-/// seer-image's copy (also installs a peak-allocation counter for this
-/// crate's unit-test binary).
-#[cfg(test)]
-#[path = "../../seer-image/src/fuzz_mutator.rs"]
-pub(crate) mod fuzz_mutator;
-
 /// Lets the `fuzz_` harnesses see each allocation's size.
 #[cfg(test)]
 #[global_allocator]
-static FUZZ_ALLOC: fuzz_mutator::PeakAlloc = fuzz_mutator::PeakAlloc;
+static FUZZ_ALLOC: seer_testkit::fuzz_mutator::PeakAlloc = seer_testkit::fuzz_mutator::PeakAlloc;
 
 /// Mutation fuzzing of the `.npy` reader (`seer import`'s embeddings):
 /// [`decode`] and [`RowReader`] in small chunks, each input under
@@ -610,8 +603,8 @@ static FUZZ_ALLOC: fuzz_mutator::PeakAlloc = fuzz_mutator::PeakAlloc;
 /// `cargo test --release -q -p seer-index -- --ignored fuzz_`
 #[cfg(test)]
 mod fuzz {
-    use super::fuzz_mutator::*;
     use super::*;
+    use seer_testkit::fuzz_mutator::*;
 
     const SEED: u64 = 0x4E50_5900;
     const ITERATIONS: usize = 200_000;

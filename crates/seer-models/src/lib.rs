@@ -7,12 +7,10 @@
 //! `scripts/make_family_fixtures.py`.
 
 pub mod error;
-#[cfg(test)]
-mod fuzz;
 // Sees the fuzz harnesses' huge allocations.
 #[cfg(test)]
 #[global_allocator]
-static GLOBAL: fuzz::Tracking = fuzz::Tracking;
+static GLOBAL: seer_testkit::fuzz::Tracking = seer_testkit::fuzz::Tracking;
 pub mod generate;
 pub mod io;
 pub mod models;

@@ -13,10 +13,10 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use crate::fuzz::{assert_clean, fixture_files, mutate_bytes, mutate_json, run};
 use crate::siglip::{SiglipFlavour, SiglipTokenizer};
 use crate::wordpiece::WordPieceTokenizer;
 use crate::ClipTokenizer;
+use seer_testkit::fuzz::{assert_clean, fixture_files, mutate_bytes, mutate_json, run};
 
 const TEXT: &str = "A photo of a cat, naïve café 日本語 ▁ </s> [SEP] ##ing!!";
 

@@ -53,13 +53,10 @@ mod bpe;
 mod checks;
 mod clean;
 mod entities;
-#[cfg(test)]
-#[path = "../../seer-models/src/fuzz.rs"]
-mod fuzz;
 // Sees the fuzz harnesses' huge allocations.
 #[cfg(test)]
 #[global_allocator]
-static GLOBAL: fuzz::Tracking = fuzz::Tracking;
+static GLOBAL: seer_testkit::fuzz::Tracking = seer_testkit::fuzz::Tracking;
 #[cfg(test)]
 mod fuzz_tests;
 mod html;

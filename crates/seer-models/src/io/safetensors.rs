@@ -192,19 +192,27 @@ mod tests {
 
     /// Mutations of a safetensors file's header (JSON-aware or bytes, the
     /// length prefix kept right or mutated too), its data kept.
-    fn mutate_header(rng: &mut crate::fuzz::Rng, input: &[u8], seeds: &[Vec<u8>]) -> Vec<u8> {
+    fn mutate_header(
+        rng: &mut seer_testkit::fuzz::Rng,
+        input: &[u8],
+        seeds: &[Vec<u8>],
+    ) -> Vec<u8> {
         let len = u64::from_le_bytes(input[..8].try_into().unwrap()) as usize;
         let (header, data) = input[8..].split_at(len);
         match rng.below(3) {
-            0 => crate::fuzz::mutate_bytes(rng, &input[..(8 + len + 64).min(input.len())], seeds)
-                .into_iter()
-                .chain(input[(8 + len + 64).min(input.len())..].iter().copied())
-                .collect(),
+            0 => seer_testkit::fuzz::mutate_bytes(
+                rng,
+                &input[..(8 + len + 64).min(input.len())],
+                seeds,
+            )
+            .into_iter()
+            .chain(input[(8 + len + 64).min(input.len())..].iter().copied())
+            .collect(),
             _ => {
                 let header = if rng.below(2) == 0 {
-                    crate::fuzz::mutate_json(rng, header, &[])
+                    seer_testkit::fuzz::mutate_json(rng, header, &[])
                 } else {
-                    crate::fuzz::mutate_bytes(rng, header, &[])
+                    seer_testkit::fuzz::mutate_bytes(rng, header, &[])
                 };
                 let mut out = (header.len() as u64).to_le_bytes().to_vec();
                 out.extend(header);
@@ -223,7 +231,7 @@ mod tests {
     #[test]
     #[ignore = "fuzzing: run by hand"]
     fn fuzz_safetensors() {
-        let seeds: Vec<Vec<u8>> = crate::fuzz::fixture_files(
+        let seeds: Vec<Vec<u8>> = seer_testkit::fuzz::fixture_files(
             &[
                 "families/siglip-tiny",
                 "families/dinov2-tiny",
@@ -245,7 +253,8 @@ mod tests {
             }
             Ok(())
         };
-        let findings = crate::fuzz::run("safetensors", &seeds, 20_000, mutate_header, &target);
-        crate::fuzz::assert_clean("safetensors", &findings);
+        let findings =
+            seer_testkit::fuzz::run("safetensors", &seeds, 20_000, mutate_header, &target);
+        seer_testkit::fuzz::assert_clean("safetensors", &findings);
     }
 }

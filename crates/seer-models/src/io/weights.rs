@@ -1244,7 +1244,7 @@ mod tests {
     /// The `data.pkl` entries and the whole archives of the committed `.bin`
     /// fixtures.
     fn fixture_pickles() -> Vec<(String, Vec<u8>, Vec<u8>)> {
-        crate::fuzz::fixture_files(&["models"], &|n| n.ends_with(".bin"))
+        seer_testkit::fuzz::fixture_files(&["models"], &|n| n.ends_with(".bin"))
             .into_iter()
             .map(|path| {
                 let file = std::fs::read(&path).unwrap();
@@ -1263,8 +1263,12 @@ mod tests {
     }
 
     /// Byte mutations plus runs of opcodes that nest, copy or allocate.
-    fn mutate_pickle(rng: &mut crate::fuzz::Rng, input: &[u8], seeds: &[Vec<u8>]) -> Vec<u8> {
-        crate::fuzz::mutate_with_snippets(
+    fn mutate_pickle(
+        rng: &mut seer_testkit::fuzz::Rng,
+        input: &[u8],
+        seeds: &[Vec<u8>],
+    ) -> Vec<u8> {
+        seer_testkit::fuzz::mutate_with_snippets(
             rng,
             input,
             seeds,
@@ -1326,8 +1330,8 @@ mod tests {
             }
             result
         };
-        let findings = crate::fuzz::run("pickle", &seeds, 20_000, mutate_pickle, &target);
-        crate::fuzz::assert_clean("pickle", &findings);
+        let findings = seer_testkit::fuzz::run("pickle", &seeds, 20_000, mutate_pickle, &target);
+        seer_testkit::fuzz::assert_clean("pickle", &findings);
     }
 
     /// Mutation fuzzing of the whole `.bin` reader (zip directory, entries,
@@ -1354,13 +1358,13 @@ mod tests {
         let target = |_: usize, file: &[u8]| {
             read_pickle_archive(std::io::Cursor::new(file), file.len() as u64).map(|_| ())
         };
-        let findings = crate::fuzz::run(
+        let findings = seer_testkit::fuzz::run(
             "pickle-archive",
             &seeds,
             20_000,
-            crate::fuzz::mutate_bytes,
+            seer_testkit::fuzz::mutate_bytes,
             &target,
         );
-        crate::fuzz::assert_clean("pickle-archive", &findings);
+        seer_testkit::fuzz::assert_clean("pickle-archive", &findings);
     }
 }

@@ -244,7 +244,7 @@ mod tests {
         config["mask_decoder_config"]["num_hidden_layers"] = (1u64 << 22).into();
         std::fs::remove_file(dir.path().join("config.json")).unwrap();
         std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
-        let (result, largest) = crate::fuzz::largest_allocation_during(|| {
+        let (result, largest) = seer_testkit::fuzz::largest_allocation_during(|| {
             SamModel::load_dir(dir.path(), &Device::Cpu, Precision::F32)
         });
         let err = result.err().unwrap().to_string();
@@ -254,7 +254,7 @@ mod tests {
             "{err}"
         );
         assert!(
-            largest < crate::fuzz::HUGE,
+            largest < seer_testkit::fuzz::HUGE,
             "{largest} bytes in one allocation"
         );
     }

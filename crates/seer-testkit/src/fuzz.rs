@@ -1,6 +1,8 @@
 //! A seeded random-mutation fuzzer for the parsers of model files, for the
-//! `#[ignore]`d `fuzz_*` tests (no cargo-fuzz: offline, stable Rust). Also
-//! compiled into seer-tokenizer's and seer-engine's tests through `#[path]`.
+//! `#[ignore]`d `fuzz_*` tests of seer-models, seer-tokenizer and seer-engine
+//! (no cargo-fuzz: offline, stable Rust). [`crate::fuzz_mutator`] is its
+//! sibling for data files (format-aware header edits, an allocation peak);
+//! the two were written side by side and could become one.
 //!
 //! Each harness mutates its seed files (bit flips, interesting bytes,
 //! truncation, duplicated or deleted chunks, splices of two seeds and, for
@@ -10,7 +12,6 @@
 //! input being tried is written to `current` first, so one that aborts the
 //! process (stack overflow, out of memory) is left there. The harness fails
 //! at the end if anything panicked or was slow.
-#![allow(dead_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -21,17 +22,19 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 /// An input that takes longer than this to parse is saved as a hang.
-pub(crate) const SLOW: Duration = Duration::from_secs(2);
+pub const SLOW: Duration = Duration::from_secs(2);
 
 /// xorshift64*: fixed seed, same inputs on every run.
-pub(crate) struct Rng(u64);
+pub struct Rng(u64);
 
+// `next` as xorshift calls it; an `Iterator` would never end.
+#[allow(clippy::should_implement_trait)]
 impl Rng {
-    pub(crate) fn new(seed: u64) -> Self {
+    pub fn new(seed: u64) -> Self {
         Self(seed.max(1))
     }
 
-    pub(crate) fn next(&mut self) -> u64 {
+    pub fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -39,7 +42,7 @@ impl Rng {
     }
 
     /// Uniform in `0..n` (`n` > 0).
-    pub(crate) fn below(&mut self, n: usize) -> usize {
+    pub fn below(&mut self, n: usize) -> usize {
         (self.next() % n.max(1) as u64) as usize
     }
 
@@ -51,7 +54,7 @@ impl Rng {
 const INTERESTING: [u8; 8] = [0, 0xff, 0x7f, 0x80, 1, 0xfe, b'\n', b'"'];
 
 /// One to four stacked byte-level mutations of `input`; `seeds` for splices.
-pub(crate) fn mutate_bytes(rng: &mut Rng, input: &[u8], seeds: &[Vec<u8>]) -> Vec<u8> {
+pub fn mutate_bytes(rng: &mut Rng, input: &[u8], seeds: &[Vec<u8>]) -> Vec<u8> {
     let mut v = input.to_vec();
     for _ in 0..1 + rng.below(4) {
         let len = v.len();
@@ -156,7 +159,7 @@ fn with_random_node(rng: &mut Rng, v: &mut Value, f: &mut dyn FnMut(&mut Rng, &m
 
 /// A structured mutation of a JSON text (byte mutations when it does not parse,
 /// and sometimes anyway).
-pub(crate) fn mutate_json(rng: &mut Rng, input: &[u8], seeds: &[Vec<u8>]) -> Vec<u8> {
+pub fn mutate_json(rng: &mut Rng, input: &[u8], seeds: &[Vec<u8>]) -> Vec<u8> {
     let parsed: Option<Value> = serde_json::from_slice(input).ok();
     let Some(mut v) = parsed.filter(|_| !rng.chance(5)) else {
         return mutate_bytes(rng, input, seeds);
@@ -213,7 +216,7 @@ pub(crate) fn mutate_json(rng: &mut Rng, input: &[u8], seeds: &[Vec<u8>]) -> Vec
 
 /// What a harness found.
 #[derive(Debug, Default)]
-pub(crate) struct Findings {
+pub struct Findings {
     pub iterations: usize,
     pub accepted: usize,
     pub refused: usize,
@@ -224,13 +227,13 @@ pub(crate) struct Findings {
 }
 
 /// An input that makes a single allocation larger than this is saved.
-pub(crate) const HUGE: usize = 256 << 20;
+pub const HUGE: usize = 256 << 20;
 
 static LARGEST_ALLOCATION: AtomicUsize = AtomicUsize::new(0);
 
 /// The largest single allocation made while `f` ran (by any thread: a
 /// test that asserts on it allows for the others).
-pub(crate) fn largest_allocation_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
+pub fn largest_allocation_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
     LARGEST_ALLOCATION.store(0, Ordering::Relaxed);
     let out = f();
     (out, LARGEST_ALLOCATION.load(Ordering::Relaxed))
@@ -239,7 +242,7 @@ pub(crate) fn largest_allocation_during<T>(f: impl FnOnce() -> T) -> (T, usize) 
 /// The system allocator, noting the largest request (for [`HUGE`]). A crate
 /// that includes this file installs it as its tests' `#[global_allocator]`
 /// (where no other one is: without it no allocation is seen as huge).
-pub(crate) struct Tracking;
+pub struct Tracking;
 
 // SAFETY: forwards every call unchanged to the system allocator.
 unsafe impl GlobalAlloc for Tracking {
@@ -272,14 +275,14 @@ thread_local! {
 }
 
 /// The parser under test: the index of the seed mutated and the input.
-pub(crate) type Target<'a> = &'a dyn Fn(usize, &[u8]) -> Result<(), String>;
+pub type Target<'a> = &'a dyn Fn(usize, &[u8]) -> Result<(), String>;
 
 /// Makes one input from a seed (and the other seeds, for splices).
-pub(crate) type Mutator = fn(&mut Rng, &[u8], &[Vec<u8>]) -> Vec<u8>;
+pub type Mutator = fn(&mut Rng, &[u8], &[Vec<u8>]) -> Vec<u8>;
 
 /// Byte mutations, and sometimes a run of 1 to 100,000 copies of one of
 /// `snippets` inserted at a random place (structures that nest or repeat).
-pub(crate) fn mutate_with_snippets(
+pub fn mutate_with_snippets(
     rng: &mut Rng,
     input: &[u8],
     seeds: &[Vec<u8>],
@@ -298,7 +301,7 @@ pub(crate) fn mutate_with_snippets(
 /// Runs `target` on `iterations` mutations of `seeds` made by `mutate` (with
 /// the index of the seed mutated),
 /// saving what panics or hangs under `/tmp/fuzz-models/<name>/`.
-pub(crate) fn run(
+pub fn run(
     name: &str,
     seeds: &[Vec<u8>],
     iterations: usize,
@@ -388,7 +391,7 @@ pub(crate) fn run(
 }
 
 /// Fails the test when `findings` has panics or hangs.
-pub(crate) fn assert_clean(name: &str, findings: &Findings) {
+pub fn assert_clean(name: &str, findings: &Findings) {
     assert!(
         findings.panics.is_empty() && findings.slow.is_empty() && findings.huge.is_empty(),
         "{name}: {} panicking, {} slow and {} huge-allocating inputs saved under /tmp/fuzz-models/{name}/",
@@ -400,7 +403,7 @@ pub(crate) fn assert_clean(name: &str, findings: &Findings) {
 
 /// The files of the committed fixtures (`fixtures/<dir>`, recursively) whose
 /// names satisfy `keep`.
-pub(crate) fn fixture_files(dirs: &[&str], keep: &dyn Fn(&str) -> bool) -> Vec<PathBuf> {
+pub fn fixture_files(dirs: &[&str], keep: &dyn Fn(&str) -> bool) -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures");
     let mut out = Vec::new();
     let mut todo: Vec<PathBuf> = dirs.iter().map(|d| root.join(d)).collect();

@@ -1,19 +1,18 @@
-//! Seeded random-mutation engine for the `#[ignore]`d `fuzz_` harnesses
-//! (no cargo-fuzz: stable Rust, offline).
-//! seer-index, seer-data and seer-engine include this file by `#[path]`
-//! (the crates share no test-util crate for it).
-
-// Each crate's harnesses use a different part.
-#![allow(dead_code)]
+//! Seeded random-mutation engine for the `#[ignore]`d `fuzz_` harnesses of
+//! data files (seer-image, seer-index, seer-data, seer-engine's COCO masks;
+//! no cargo-fuzz: stable Rust, offline). See [`crate::fuzz`] for its sibling
+//! for model files.
 
 /// xorshift64*: deterministic, dependency-free.
-pub(crate) struct Rng(u64);
+pub struct Rng(u64);
 
+// `next` as xorshift calls it; an `Iterator` would never end.
+#[allow(clippy::should_implement_trait)]
 impl Rng {
-    pub(crate) fn new(seed: u64) -> Self {
+    pub fn new(seed: u64) -> Self {
         Rng(seed | 1)
     }
-    pub(crate) fn next(&mut self) -> u64 {
+    pub fn next(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x >> 12;
         x ^= x << 25;
@@ -22,10 +21,10 @@ impl Rng {
         x.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
     /// Uniform in `0..n` (`n > 0`).
-    pub(crate) fn below(&mut self, n: usize) -> usize {
+    pub fn below(&mut self, n: usize) -> usize {
         (self.next() % n.max(1) as u64) as usize
     }
-    pub(crate) fn chance(&mut self, one_in: usize) -> bool {
+    pub fn chance(&mut self, one_in: usize) -> bool {
         self.below(one_in) == 0
     }
 }
@@ -47,7 +46,7 @@ const INTERESTING_U32: [u32; 12] = [
 ];
 
 /// Writes `v` as a `width`-byte integer (1, 2 or 4) at `at`, either endianness.
-pub(crate) fn put_int(buf: &mut [u8], at: usize, width: usize, v: u32, big: bool) {
+pub fn put_int(buf: &mut [u8], at: usize, width: usize, v: u32, big: bool) {
     let bytes = if big {
         v.to_be_bytes()
     } else {
@@ -63,12 +62,12 @@ pub(crate) fn put_int(buf: &mut [u8], at: usize, width: usize, v: u32, big: bool
     }
 }
 
-pub(crate) fn interesting_u32(rng: &mut Rng) -> u32 {
+pub fn interesting_u32(rng: &mut Rng) -> u32 {
     INTERESTING_U32[rng.below(INTERESTING_U32.len())]
 }
 
 /// One generic mutation of `buf`; `other` is another seed for splicing.
-pub(crate) fn mutate_once(buf: &mut Vec<u8>, other: &[u8], rng: &mut Rng) {
+pub fn mutate_once(buf: &mut Vec<u8>, other: &[u8], rng: &mut Rng) {
     if buf.is_empty() {
         buf.push(INTERESTING_U8[rng.below(INTERESTING_U8.len())]);
         return;
@@ -140,14 +139,14 @@ pub(crate) fn mutate_once(buf: &mut Vec<u8>, other: &[u8], rng: &mut Rng) {
 }
 
 /// Where fuzz findings go: `/tmp/fuzz-data/<name>/`.
-pub(crate) fn findings_dir(name: &str) -> std::path::PathBuf {
+pub fn findings_dir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join("fuzz-data").join(name);
     std::fs::create_dir_all(&dir).expect("create findings dir");
     dir
 }
 
 /// The panic message of a `catch_unwind` payload.
-pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+pub fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
     p.downcast_ref::<&str>()
         .map(|s| s.to_string())
         .or_else(|| p.downcast_ref::<String>().cloned())
@@ -155,22 +154,22 @@ pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 }
 
 /// Counts a harness' outcomes and keeps the interesting inputs on disk.
-pub(crate) struct Findings {
+pub struct Findings {
     dir: std::path::PathBuf,
-    pub(crate) panics: Vec<String>,
-    pub(crate) slow: usize,
-    pub(crate) big_alloc: usize,
-    pub(crate) ok: usize,
-    pub(crate) err: usize,
+    pub panics: Vec<String>,
+    pub slow: usize,
+    pub big_alloc: usize,
+    pub ok: usize,
+    pub err: usize,
     /// Inputs taking longer are saved as `slow-N.bin` (default [`SLOW`]).
-    pub(crate) slow_after: std::time::Duration,
+    pub slow_after: std::time::Duration,
 }
 
 /// An input is "slow" past this; a hang leaves `current.bin` behind.
-pub(crate) const SLOW: std::time::Duration = std::time::Duration::from_secs(1);
+pub const SLOW: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Findings {
-    pub(crate) fn new(name: &str) -> Self {
+    pub fn new(name: &str) -> Self {
         Findings {
             dir: findings_dir(name),
             panics: Vec::new(),
@@ -181,13 +180,13 @@ impl Findings {
             slow_after: SLOW,
         }
     }
-    pub(crate) fn current(&self, input: &[u8]) {
+    pub fn current(&self, input: &[u8]) {
         // Written before each run, so a hang or abort leaves the input behind.
         let _ = std::fs::write(self.dir.join("current.bin"), input);
     }
     /// Runs `f` on `input`, catching panics, timing it and recording the
     /// largest single allocation (see `PEAK_ALLOC`).
-    pub(crate) fn run<E: std::fmt::Display>(
+    pub fn run<E: std::fmt::Display>(
         &mut self,
         iter: usize,
         input: &[u8],
@@ -223,7 +222,7 @@ impl Findings {
             eprintln!("BIG ALLOC iter {iter}: {peak} bytes -> {}", file.display());
         }
     }
-    pub(crate) fn finish(&self, name: &str, iterations: usize) {
+    pub fn finish(&self, name: &str, iterations: usize) {
         eprintln!(
             "fuzz {name}: {iterations} inputs, {} ok, {} errors, {} panics, {} slow, {} big allocations (findings in {})",
             self.ok,
@@ -243,17 +242,16 @@ impl Findings {
 
 /// A single allocation larger than this is a finding: no input of a few KB
 /// should make a parser ask for 1 GiB at once.
-pub(crate) const BIG_ALLOC: usize = 1 << 30;
+pub const BIG_ALLOC: usize = 1 << 30;
 
-pub(crate) static PEAK_ALLOC: std::sync::atomic::AtomicUsize =
-    std::sync::atomic::AtomicUsize::new(0);
+pub static PEAK_ALLOC: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// Pass-through allocator that records the largest single request, so the
 /// harness can flag inputs that make a parser allocate absurd amounts. Each
 /// crate installs it as its unit-test binary's `#[global_allocator]` where no
 /// other test code has one (seer-engine's has another, so there `PEAK_ALLOC`
 /// stays 0 and big allocations go unseen).
-pub(crate) struct PeakAlloc;
+pub struct PeakAlloc;
 
 // SAFETY: forwards every call unchanged to the system allocator.
 unsafe impl std::alloc::GlobalAlloc for PeakAlloc {
@@ -280,7 +278,7 @@ unsafe impl std::alloc::GlobalAlloc for PeakAlloc {
 
 /// Silences the default panic hook while `f` runs (the harness reports
 /// panics itself), restoring it after.
-pub(crate) fn quiet_panics<T>(f: impl FnOnce() -> T) -> T {
+pub fn quiet_panics<T>(f: impl FnOnce() -> T) -> T {
     let old = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
     let r = f();
@@ -290,7 +288,7 @@ pub(crate) fn quiet_panics<T>(f: impl FnOnce() -> T) -> T {
 
 /// Reads every regular file of `dirs` (skipping missing dirs) up to
 /// `max_bytes` each, sorted by path so runs are reproducible.
-pub(crate) fn read_seeds(dirs: &[&str], max_bytes: u64) -> Vec<(String, Vec<u8>)> {
+pub fn read_seeds(dirs: &[&str], max_bytes: u64) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     for dir in dirs {
         let Ok(rd) = std::fs::read_dir(dir) else {
