@@ -187,32 +187,11 @@ mod tests {
 /// minute in release): `cargo test --release -q -p seer-index -- --ignored fuzz_`
 #[cfg(test)]
 mod fuzz {
+    use crate::indexer::capture_time;
     use seer_testkit::fuzz_mutator::*;
 
     const SEED: u64 = 0xE71F_0000;
     const ITERATIONS: usize = 100_000;
-
-    /// The same calls as `indexer::capture_time` (private there).
-    fn capture_time(bytes: &[u8]) -> Option<String> {
-        let exif = exif::Reader::new()
-            .read_from_container(&mut std::io::Cursor::new(bytes))
-            .ok()?;
-        [exif::Tag::DateTimeOriginal, exif::Tag::DateTime]
-            .iter()
-            .find_map(|tag| {
-                let field = exif.get_field(*tag, exif::In::PRIMARY)?;
-                match &field.value {
-                    exif::Value::Ascii(v) => {
-                        let dt = exif::DateTime::from_ascii(v.first()?).ok()?;
-                        Some(format!(
-                            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-                            dt.year, dt.month, dt.day, dt.hour, dt.minute, dt.second
-                        ))
-                    }
-                    _ => None,
-                }
-            })
-    }
 
     /// A little-endian TIFF/EXIF block: IFD0 with Orientation, DateTime and
     /// an Exif sub-IFD pointer; the sub-IFD with DateTimeOriginal.

@@ -436,7 +436,7 @@ fn prepare(
 }
 
 /// EXIF DateTimeOriginal (or DateTime) as "YYYY-MM-DD HH:MM:SS", when present.
-fn capture_time(bytes: &[u8]) -> Option<String> {
+pub(crate) fn capture_time(bytes: &[u8]) -> Option<String> {
     let exif = exif::Reader::new()
         .read_from_container(&mut std::io::Cursor::new(bytes))
         .ok()?;
