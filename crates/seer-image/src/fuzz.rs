@@ -20,6 +20,7 @@
 //! `im.save("prog.jpg", progressive=True)`, `im.convert("CMYK").save(...)`,
 //! `im.save("anim.png", save_all=True, append_images=[...])`. Without them
 //! the harness still runs on the shared files.
+#![cfg(test)]
 
 use crate::{decode_bytes_full, resize_and_crop_decoded, DecodeLimits, PreprocessConfig};
 

@@ -1,5 +1,5 @@
 //! Mutation fuzzing of the tokenizer files a model folder can hold (see
-//! seer-models' `fuzz.rs` for the mutations and what is saved where). Not run
+//! `seer_testkit::fuzz` for the mutations and what is saved where). Not run
 //! by default; each harness, on one core of a 2-core machine:
 //!
 //! ```text
@@ -9,6 +9,7 @@
 //! `fuzz_clip_merges` ~3 min, `fuzz_spiece_model` ~1 min, `fuzz_tokenizer_json`
 //! ~1 min, `fuzz_wordpiece_vocab` ~1 min. Panicking, slow or
 //! huge-allocating inputs are saved under /tmp/fuzz-models/<harness>/.
+#![cfg(test)]
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
