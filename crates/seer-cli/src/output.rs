@@ -229,7 +229,7 @@ fn remove_open_temporaries() -> Vec<PathBuf> {
         let Ok(path) = std::fs::read_link(fd.path()) else {
             continue;
         };
-        let Some(dest) = temporary_of(&path) else {
+        let Some(dest) = seer_util::fs::destination_of_temporary(&path) else {
             continue;
         };
         if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file())
@@ -241,20 +241,6 @@ fn remove_open_temporaries() -> Vec<PathBuf> {
     unwritten.sort();
     unwritten.dedup();
     unwritten
-}
-
-/// The destination of an `AtomicFile` temporary, `DIR/.<name>.<6 random>.tmp`
-/// -> `DIR/<name>`; None for any other path.
-fn temporary_of(path: &Path) -> Option<PathBuf> {
-    use std::os::unix::ffi::OsStrExt;
-    let name = path.file_name()?.as_bytes();
-    let inner = name.strip_prefix(b".")?.strip_suffix(b".tmp")?;
-    let (dest, random) = inner.split_at(inner.len().checked_sub(7)?);
-    let random = random.strip_prefix(b".")?;
-    if dest.is_empty() || !random.iter().all(u8::is_ascii_alphanumeric) {
-        return None;
-    }
-    Some(path.with_file_name(std::ffi::OsStr::from_bytes(dest)))
 }
 
 /// Writes a little-endian f32 `[rows, cols]` array in NumPy's `.npy` format.
@@ -378,7 +364,7 @@ mod tests {
 
     #[test]
     fn only_atomic_file_temporaries_are_taken_for_unfinished_outputs() {
-        let dest = |p: &str| temporary_of(Path::new(p));
+        let dest = |p: &str| seer_util::fs::destination_of_temporary(Path::new(p));
         assert_eq!(
             dest("/o/.grid.npy.Ab3xZ9.tmp"),
             Some(PathBuf::from("/o/grid.npy"))

@@ -68,7 +68,10 @@ impl AtomicFile {
         }
         let (dir, prefix) = beside(dest)?;
         let mut builder = tempfile::Builder::new();
-        builder.prefix(&prefix).suffix(".tmp");
+        builder
+            .prefix(&prefix)
+            .rand_bytes(RANDOM_CHARS)
+            .suffix(".tmp");
         // As `File::create` would: the process umask decides, not tempfile's 0600.
         #[cfg(unix)]
         builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
@@ -168,6 +171,7 @@ impl AtomicDir {
         let (dir, prefix) = beside(dest)?;
         let tmp = tempfile::Builder::new()
             .prefix(&prefix)
+            .rand_bytes(RANDOM_CHARS)
             .suffix(".tmp")
             .tempdir_in(dir)?;
         Ok(Self {
@@ -211,6 +215,24 @@ impl AtomicDir {
         }
         Ok(())
     }
+}
+
+/// Random characters in a temporary's name (`.<dest name>.<random>.tmp`).
+const RANDOM_CHARS: usize = 6;
+
+/// The destination a temporary of [`AtomicFile`] or [`AtomicDir`] named
+/// `path` was to become, read back from its name; `None` for any other name.
+/// Here, beside [`beside`], so the name is made and read in one place.
+pub fn destination_of_temporary(path: &Path) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let name = path.file_name()?.as_bytes();
+    let inner = name.strip_prefix(b".")?.strip_suffix(b".tmp")?;
+    let (dest, random) = inner.split_at(inner.len().checked_sub(RANDOM_CHARS + 1)?);
+    let random = random.strip_prefix(b".")?;
+    if dest.is_empty() || !random.iter().all(u8::is_ascii_alphanumeric) {
+        return None;
+    }
+    Some(path.with_file_name(std::ffi::OsStr::from_bytes(dest)))
 }
 
 /// The folder a temporary for `dest` goes in, and its name prefix `.<name>.`.
