@@ -197,9 +197,11 @@ const serverSpecs = {
   vision: ['-m', CLIP, '--segment-model', SAM, '--detect-model', OWL],
   small: ['-m', CLIP, '--max-body', '200000'], // a 413 for an ordinary photo
   empty: ['-m', CLIP],
+  video: ['-m', CLIP],
 };
-// Servers on another index than the shared one: `empty` has nothing indexed.
-const serverIndex = { empty: path.join(work, 'empty-index') };
+// Servers on another index than the shared one: `empty` has nothing indexed,
+// `video` a video and a photo (see checks.video).
+const serverIndex = { empty: path.join(work, 'empty-index'), video: path.join(work, 'video-index') };
 async function server(name) {
   let s = servers.find((x) => x.name === name);
   if (!s) {
@@ -810,6 +812,71 @@ checks.empty = async () => {
   await q.ctx.close();
 };
 
+/** A video hit: its tile shows the frame at the hit's time (thumbnail?t=) and
+ *  a "▶ 0:05" badge, and says so to screen readers; its detail view plays the
+ *  video from that time and lists the sampled frames as buttons to seek to.
+ *  Needs ffmpeg (to index the video): without it the check fails, saying so. */
+checks.video = async () => {
+  const probe = spawnSync('ffmpeg', ['-version'], { encoding: 'utf8' });
+  check(probe.status === 0, 'the video check needs ffmpeg (and ffprobe) on PATH: install ffmpeg (e.g. `apt install ffmpeg`)');
+  const media = path.join(work, 'video-media');
+  if (!fs.existsSync(media)) {
+    fs.mkdirSync(media);
+    fs.copyFileSync(path.join(repo, 'fixtures/video/colors.mkv'), path.join(media, 'colors.mkv'));
+    fs.copyFileSync(path.join(shared, 'smoke/rclip-formats/cat.jpg'), path.join(media, 'cat.jpg'));
+    const r = spawnSync(seerBin, ['index', '--index', serverIndex.video, '-m', CLIP, '--tokenizer', tokenizer, media], { encoding: 'utf8' });
+    check(r.status === 0, `seer index of the video failed: ${r.stderr}`);
+  }
+  const p = await open(await server('video'), '/?q=a%20green%20square');
+  const { page } = p;
+  await settled(page);
+  const tile = page.locator('#results .result[data-time]');
+  check(await tile.count() === 1, `${await tile.count()} video hits, not 1`);
+  const time = Number(await tile.getAttribute('data-time'));
+  const clock = `0:0${Math.floor(time)}`;
+  check(Number.isFinite(time) && time > 0 && time < 7, `time ${time}`);
+  const badge = (await tile.locator('.video-badge').textContent()).trim();
+  check(badge === `▶ ${clock}`, `badge “${badge}”, not “▶ ${clock}”`);
+  const label = await tile.locator('.result-view').getAttribute('aria-label');
+  check(label.includes(`video at ${clock}`), `the tile's label “${label}” does not say it is a video at ${clock}`);
+  const thumb = await tile.locator('img').getAttribute('src');
+  check(thumb.endsWith(`/thumbnail?t=${time}`), `the tile shows ${thumb}, not the frame at ${time}`);
+  await page.waitForFunction(() => [...document.querySelectorAll('#results .result[data-time] img')].every((i) => i.complete && i.naturalWidth > 0));
+  const photo = page.locator('#results .result:not([data-time])');
+  check(await photo.locator('.video-badge').count() === 0, 'a photo has a video badge');
+  await shot(page, 'video-results');
+
+  // By keyboard: focus the tile, Enter opens the detail view.
+  await tile.locator('.result-view').focus();
+  await page.keyboard.press('Enter');
+  await page.locator('#lightbox').waitFor({ state: 'visible' });
+  const video = page.locator('#lightbox-video');
+  await video.waitFor({ state: 'visible' });
+  check(await page.locator('#lightbox-img').isHidden(), 'the still image shows beside the video');
+  const src = await video.getAttribute('src');
+  check(src && src.endsWith(`/v1/images/${await tile.getAttribute('data-id')}#t=${time}`), `the video's src is ${src}, not from ${time}`);
+  check(await video.getAttribute('controls') !== null, 'the video has no controls');
+  check(await video.getAttribute('preload') === 'metadata', 'the video preloads more than its metadata');
+  const seeks = page.locator('#lightbox-frames button');
+  await seeks.first().waitFor({ state: 'visible' });
+  const times = await seeks.evaluateAll((els) => els.map((e) => [e.textContent, e.getAttribute('aria-label'), e.getAttribute('aria-current')]));
+  check(JSON.stringify(times.map((t) => t[0])) === JSON.stringify(['0:01', '0:03', '0:05']), `seek points ${JSON.stringify(times)}`);
+  check(times.every((t) => /^Play from \d:\d\d$/.test(t[1])), `seek labels ${JSON.stringify(times)}`);
+  check(times.filter((t) => t[2] === 'true').length === 1 && times.find((t) => t[2] === 'true')[0] === clock,
+    `the hit's frame is not the current seek point: ${JSON.stringify(times)}`);
+  // A seek point by keyboard: it becomes the current one.
+  const last = seeks.last();
+  await last.focus();
+  await page.keyboard.press('Enter');
+  check(await last.getAttribute('aria-current') === 'true', 'Enter on a seek point does not make it current');
+  check(await page.locator('#ask-form').isHidden() && await page.locator('#detect-form').isHidden(), 'photo tools show for a video');
+  await shot(page, 'video-detail');
+  await page.keyboard.press('Escape');
+  await page.locator('#lightbox').waitFor({ state: 'hidden' });
+  check(p.errors.length === 0, `page errors: ${p.errors.join('; ')}`);
+  await p.ctx.close();
+};
+
 /** 16: on a phone (375 px) the file names under the thumbnails are readable
  *  (chelsea.png whole, not "chelse…"), "Similar" is a finger-sized target,
  *  and the header's vector count is not cut off by a long model path. */
@@ -878,7 +945,7 @@ checks.focus = async () => {
 // ------------------------------------------------------------------ run
 
 const order = ['hidden', 'token', 'lightbox', 'names', 'failure', 'models', 'overflow', 'classify', 'detect', 'filters', 'health', 'index',
-  'busy', 'errors', 'empty', 'phone', 'focus'];
+  'busy', 'errors', 'empty', 'phone', 'focus', 'video'];
 const failed = [];
 let code = 0;
 try {

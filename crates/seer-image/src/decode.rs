@@ -118,6 +118,32 @@ fn reserve(w: u64, h: u64, limits: &DecodeLimits) -> Held {
 }
 
 impl DecodedImage {
+    /// An RGB image from interleaved 8-bit samples produced outside this crate
+    /// (e.g. video frames decoded by ffmpeg). It holds no share of the decode
+    /// budget: the caller bounded the size before allocating `data`.
+    pub fn from_rgb8(width: u32, height: u32, data: Vec<u8>) -> Result<Self, ImageError> {
+        let expected = (width as u64) * (height as u64) * 3;
+        if width == 0 || height == 0 || data.len() as u64 != expected {
+            return Err(ImageError::decode(
+                "<rgb8>",
+                "RGB8",
+                format_args!(
+                    "{width}x{height} image needs {expected} bytes, got {}",
+                    data.len()
+                ),
+            ));
+        }
+        Ok(DecodedImage {
+            mode: SourceMode::Rgb,
+            width,
+            height,
+            data,
+            key_alpha: None,
+            has_transparency: false,
+            _reservation: Held::default(),
+        })
+    }
+
     pub fn width(&self) -> u32 {
         self.width
     }
@@ -825,4 +851,25 @@ fn apply_orientation(img: &mut DecodedImage, orientation: u8) {
     }
     img.width = ow as u32;
     img.height = oh as u32;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn from_rgb8_checks_the_length_and_keeps_the_pixels() {
+        let img = DecodedImage::from_rgb8(2, 1, vec![1, 2, 3, 4, 5, 6]).unwrap();
+        assert_eq!(
+            (img.width(), img.height(), img.mode()),
+            (2, 1, SourceMode::Rgb)
+        );
+        assert_eq!(img.to_rgb().into_raw(), vec![1, 2, 3, 4, 5, 6]);
+        assert_eq!(img.composite_on_white().into_raw(), vec![1, 2, 3, 4, 5, 6]);
+        let err = DecodedImage::from_rgb8(2, 2, vec![0; 6])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("2x2 image needs 12 bytes, got 6"), "{err}");
+        assert!(DecodedImage::from_rgb8(0, 0, Vec::new()).is_err());
+    }
 }

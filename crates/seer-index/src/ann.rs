@@ -414,6 +414,7 @@ pub fn rank_graph_where<'a>(
                 path,
                 score,
                 id: id as i64,
+                time: None,
             });
         }
     }

@@ -195,6 +195,7 @@ fn index_options(root: &Path) -> IndexOptions {
             ..Default::default()
         },
         ann_threshold: usize::MAX,
+        videos: None,
     }
 }
 

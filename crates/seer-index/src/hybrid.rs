@@ -115,6 +115,8 @@ pub struct Found {
     pub vector_rank: Option<usize>,
     /// Place in the words ranking, from 1.
     pub words_rank: Option<usize>,
+    /// For a video: the time (seconds) of its best-matching frame.
+    pub time: Option<f64>,
 }
 
 impl Found {
@@ -128,6 +130,7 @@ impl Found {
             fused: None,
             vector_rank: Some(rank),
             words_rank: None,
+            time: hit.time,
         }
     }
 
@@ -141,6 +144,7 @@ impl Found {
             fused: None,
             vector_rank: None,
             words_rank: Some(rank),
+            time: None,
         }
     }
 
@@ -293,6 +297,7 @@ mod tests {
             path: format!("/p/{id}.jpg"),
             score,
             id,
+            time: None,
         }
     }
 

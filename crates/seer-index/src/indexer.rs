@@ -14,6 +14,7 @@ use crate::pathcodec;
 use crate::scan::{self, ContentLookup, Walked};
 use crate::store::{write, FileRecord, Store};
 use crate::vector::Encoding;
+use crate::video::VideoOptions;
 
 #[derive(Clone, Debug)]
 pub struct IndexOptions {
@@ -24,6 +25,9 @@ pub struct IndexOptions {
     /// Keep an approximate index for models with at least this many vectors
     /// ([`crate::ann::ANN_THRESHOLD`] is the default the CLI passes).
     pub ann_threshold: usize,
+    /// How videos are indexed; None leaves them out (and takes any indexed
+    /// before out of the index, as for hidden files).
+    pub videos: Option<VideoOptions>,
 }
 
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -52,6 +56,10 @@ pub struct IndexSummary {
     pub failures: Vec<(String, String)>,
     /// The approximate index's update, when the model has one.
     pub ann: Option<crate::ann::AnnSync>,
+    /// Frames sampled and embedded from the videos added in this run.
+    pub video_frames: usize,
+    /// Videos left for a later run because ffmpeg was not found.
+    pub videos_without_ffmpeg: usize,
 }
 
 /// A file with its embedding and metadata, or why it failed.
@@ -178,7 +186,8 @@ pub fn index_locked(
         id
     };
 
-    let (walked, mut walk_problems) = scan::walk(&roots, options.include_hidden);
+    let (walked, mut walk_problems) =
+        scan::walk(&roots, options.include_hidden, options.videos.is_some());
     let gone_roots: Vec<String> = gone.iter().map(|(root, _)| root.clone()).collect();
     walk_problems.extend(gone);
     // A problem the last walk met too is still failing, not failed again
@@ -232,7 +241,11 @@ pub fn index_locked(
     apply_cheap_changes(store, &plan)?;
     on_progress(Progress::Planned(plan.embed.len()));
 
-    let files: Vec<Walked> = plan.embed.iter().map(|e| e.file.clone()).collect();
+    let (videos, files): (Vec<Walked>, Vec<Walked>) = plan
+        .embed
+        .iter()
+        .map(|e| e.file.clone())
+        .partition(|f| seer_video::has_video_extension(&pathcodec::to_path(&f.path)));
     let mut batch: Vec<Outcome> = Vec::new();
     let mut write_error = None;
     let batch_size = options.embed.batch_size.max(1);
@@ -257,6 +270,21 @@ pub fn index_locked(
         return Err(e);
     }
     commit_batch(store, model_id, options.encoding, &mut batch, &mut summary)?;
+    if let Some(video_options) = &options.videos {
+        crate::video::index_videos(
+            store,
+            encoder,
+            model_id,
+            options.encoding,
+            video_options,
+            batch_size,
+            options.embed.normalize,
+            &videos,
+            &roots,
+            &mut summary,
+            on_progress,
+        )?;
+    }
     if let Some(info) = store.models()?.into_iter().find(|m| m.id == model_id) {
         summary.ann = crate::ann::sync(store, &info, options.ann_threshold)?;
     }

@@ -26,6 +26,9 @@ mod store_tests;
 #[cfg(test)]
 mod test_index;
 pub mod vector;
+pub mod video;
+#[cfg(test)]
+mod video_tests;
 pub mod words;
 
 pub use captions::{caption_locked, CaptionOptions, CaptionSummary};
@@ -35,5 +38,6 @@ pub use indexer::{index, index_locked, IndexOptions, IndexSummary, Progress};
 pub use lock::IndexLock;
 pub use search::{clamp_cosine, query_vector, Hit, Query, SearchOptions};
 pub use searcher::{Searcher, SearcherOptions};
-pub use store::{Caption, CaptionerInfo, ModelInfo, Store, VectorSet};
+pub use store::{Caption, CaptionerInfo, FrameSet, ModelInfo, Store, StoredFrame, VectorSet};
 pub use vector::Encoding;
+pub use video::VideoOptions;

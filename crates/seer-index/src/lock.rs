@@ -16,6 +16,10 @@ use crate::error::{IndexError, Result};
 
 pub const LOCK_FILE: &str = "index.lock";
 
+/// How many times (5 ms apart) a lock held by nobody recorded is tried again
+/// before it counts as busy: about half a second.
+const GHOST_TRIES: u32 = 100;
+
 /// Who holds the lock, as written into the lock file.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Holder {
@@ -82,15 +86,34 @@ impl IndexLock {
     pub fn try_acquire(dir: &Path) -> Result<Self> {
         let path = dir.join(LOCK_FILE);
         let mut file = open(&path)?;
-        match file.try_lock() {
-            Ok(()) => Self::held(file, &path),
-            Err(TryLockError::WouldBlock) => Err(IndexError::Busy {
-                index: dir.to_path_buf(),
-                holder: read_holder(&mut file),
-            }),
+        let mut tries = 0;
+        let locked = loop {
+            match file.try_lock() {
+                Err(TryLockError::WouldBlock) => {
+                    let holder = read_holder(&mut file);
+                    // Nobody recorded: a holder that has just released it,
+                    // whose descriptor a process this program is starting
+                    // (ffmpeg) still shares until it runs its program. That
+                    // lasts microseconds: try again a little before "busy".
+                    if holder.is_none() && tries < GHOST_TRIES {
+                        tries += 1;
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                        continue;
+                    }
+                    return Err(IndexError::Busy {
+                        index: dir.to_path_buf(),
+                        holder,
+                    });
+                }
+                Ok(()) => break None,
+                Err(TryLockError::Error(e)) => break Some(e),
+            }
+        };
+        match locked {
+            None => Self::held(file, &path),
             // A file system without locks (some network mounts) must not stop
             // indexing altogether: go on unguarded, and say so.
-            Err(TryLockError::Error(e)) => {
+            Some(e) => {
                 tracing::warn!(
                     "{}: cannot lock ({e}); another run on this index would not be noticed",
                     path.display()
@@ -221,6 +244,28 @@ mod tests {
             Err(IndexError::Busy { holder, .. }) => assert!(holder.is_none(), "{holder:?}"),
             other => panic!("not busy: {:?}", other.map(|l| l.held)),
         }
+    }
+
+    /// A lock held with nobody recorded, released soon after (a child
+    /// process sharing a run's descriptor until it starts its program: what
+    /// made tests that lock twice fail beside tests that start ffmpeg), is
+    /// waited for; one that stays is busy.
+    #[test]
+    fn a_lock_held_by_nobody_recorded_is_waited_for_briefly() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(LOCK_FILE);
+        let ghost = open(&path).unwrap();
+        ghost.try_lock().unwrap();
+        let (taken, released) = std::sync::mpsc::channel();
+        let releaser = std::thread::spawn(move || {
+            taken.send(()).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            drop(ghost);
+        });
+        released.recv().unwrap();
+        let lock = IndexLock::try_acquire(dir.path()).expect("taken once the ghost let go");
+        assert!(lock.held);
+        releaser.join().unwrap();
     }
 
     #[test]

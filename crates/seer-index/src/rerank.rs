@@ -12,9 +12,11 @@
 use std::path::PathBuf;
 
 use seer_engine::{ImageTextMatcher, MatchScore};
-use seer_image::DecodeLimits;
+use seer_image::{DecodeLimits, DecodedImage};
+use seer_video::{Ffmpeg, FrameLimits};
 
 use crate::error::{IndexError, Result};
+use crate::{pathcodec, scan};
 
 /// Hits reranked when the caller does not say.
 pub const DEFAULT_DEPTH: usize = 20;
@@ -50,6 +52,7 @@ pub fn apply<T>(items: Vec<T>, scores: &[Option<f32>]) -> Vec<T> {
 /// batches of `batch_size`: each file is read only when it lies under `roots`
 /// (canonical), and decoded within `limits`. A file that cannot be read or
 /// decoded gets its error, never stops the others; a model error stops all.
+/// Every path is read as a photo; [`score_hits`] reads videos' frames too.
 pub fn score_files(
     matcher: &dyn ImageTextMatcher,
     text: &str,
@@ -58,15 +61,49 @@ pub fn score_files(
     limits: &DecodeLimits,
     batch_size: usize,
 ) -> Result<Vec<std::result::Result<MatchScore, String>>> {
+    let hits: Vec<RerankHit> = paths
+        .iter()
+        .map(|p| RerankHit {
+            path: p.clone(),
+            time: None,
+        })
+        .collect();
+    score_hits(matcher, text, &hits, None, roots, limits, batch_size)
+}
+
+/// A hit to rerank: an indexed file (stored form) and, for a video, the time
+/// (seconds) of the frame that matched, which is what the matching model reads.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RerankHit {
+    pub path: String,
+    pub time: Option<f64>,
+}
+
+/// [`score_files`] for hits that may be videos: a hit with a time is read as
+/// its video's frame at that time, decoded by `ffmpeg` within `limits`' pixel
+/// limit; without ffmpeg (None) such a hit gets an error saying so. Photos are
+/// read as [`score_files`] reads them.
+pub fn score_hits(
+    matcher: &dyn ImageTextMatcher,
+    text: &str,
+    hits: &[RerankHit],
+    ffmpeg: Option<&Ffmpeg>,
+    roots: &[PathBuf],
+    limits: &DecodeLimits,
+    batch_size: usize,
+) -> Result<Vec<std::result::Result<MatchScore, String>>> {
     use rayon::prelude::*;
-    let mut out = Vec::with_capacity(paths.len());
-    for chunk in paths.chunks(batch_size.max(1)) {
+    let mut out = Vec::with_capacity(hits.len());
+    for chunk in hits.chunks(batch_size.max(1)) {
         let prepared: Vec<std::result::Result<Vec<f32>, String>> = chunk
             .par_iter()
-            .map(|p| {
-                crate::captions::decode_indexed(p, roots, limits)
-                    .map(|image| matcher.preprocess(&image))
-                    .map_err(|e| e.to_string())
+            .map(|hit| {
+                let image = match hit.time {
+                    None => crate::captions::decode_indexed(&hit.path, roots, limits)
+                        .map_err(|e| e.to_string()),
+                    Some(time) => frame_of(&hit.path, time, ffmpeg, roots, limits),
+                };
+                image.map(|image| matcher.preprocess(&image))
             })
             .collect();
         let ok = prepared.iter().filter(|p| p.is_ok()).count();
@@ -89,6 +126,35 @@ pub fn score_files(
     Ok(out)
 }
 
+/// The frame at `time` of the indexed video at `stored`, read only when it
+/// lies under `roots` (as photos are); the error names the file.
+fn frame_of(
+    stored: &str,
+    time: f64,
+    ffmpeg: Option<&Ffmpeg>,
+    roots: &[PathBuf],
+    limits: &DecodeLimits,
+) -> std::result::Result<DecodedImage, String> {
+    let shown = pathcodec::display_stored(stored);
+    let Some(ffmpeg) = ffmpeg else {
+        return Err(format!(
+            "{shown}: is a video, and reading its frame needs ffmpeg, which was not found"
+        ));
+    };
+    let path = pathcodec::to_path(stored);
+    if !scan::within(&path, roots) {
+        return Err(format!("{shown}: {}", scan::OUTSIDE_ROOTS));
+    }
+    let frame_limits = FrameLimits {
+        max_pixels: limits.max_pixels,
+        ..FrameLimits::default()
+    };
+    ffmpeg
+        .frame_at(&path, time, &frame_limits)
+        .map(|frame| frame.image)
+        .map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,5 +168,108 @@ mod tests {
             ['c', 'f', 'a', 'd', 'b', 'e']
         );
         assert!(order(&[]).is_empty());
+    }
+
+    /// Scores an image by how yellow it is (red and green high, blue low);
+    /// preprocessing is the mean colour.
+    struct YellowMatcher;
+
+    impl seer_engine::PixelInput for YellowMatcher {
+        fn preprocess(&self, image: &DecodedImage) -> Vec<f32> {
+            let rgb = image.to_rgb();
+            let n = (rgb.width() * rgb.height()).max(1) as f32;
+            let mut sum = [0f32; 3];
+            for p in rgb.pixels() {
+                for (s, v) in sum.iter_mut().zip(p.0) {
+                    *s += v as f32 / 255.0 / n;
+                }
+            }
+            sum.to_vec()
+        }
+        fn pixels_len(&self) -> usize {
+            3
+        }
+    }
+
+    impl ImageTextMatcher for YellowMatcher {
+        fn match_texts(
+            &self,
+            pixels: Vec<f32>,
+            n: usize,
+            _texts: &[String],
+        ) -> seer_engine::Result<Vec<MatchScore>> {
+            Ok(pixels[..n * 3]
+                .chunks(3)
+                .map(|c| MatchScore {
+                    itm_probability: (c[0] + c[1] - c[2]) / 2.0,
+                    similarity: 0.0,
+                })
+                .collect())
+        }
+    }
+
+    #[test]
+    fn a_video_hit_is_read_as_its_frame_at_the_hits_time() {
+        let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/video");
+        let root = fixtures.canonicalize().unwrap();
+        let video = pathcodec::to_stored(&root.join("colors.mkv"));
+        let ffmpeg = Ffmpeg::find(None)
+            .unwrap_or_else(|e| panic!("these tests need ffmpeg: install ffmpeg ({e})"));
+        // Second 0 is red, second 3 yellow, second 2 blue (fixtures/video/colors.json).
+        let hits: Vec<RerankHit> = [0.5, 3.5, 2.5]
+            .iter()
+            .map(|&t| RerankHit {
+                path: video.clone(),
+                time: Some(t),
+            })
+            .collect();
+        let roots = vec![root.clone()];
+        let scores = score_hits(
+            &YellowMatcher,
+            "yellow",
+            &hits,
+            Some(&ffmpeg),
+            &roots,
+            &Default::default(),
+            2,
+        )
+        .unwrap();
+        let p: Vec<f32> = scores
+            .iter()
+            .map(|s| s.as_ref().unwrap().itm_probability)
+            .collect();
+        assert!((p[0] - 0.5).abs() < 0.02, "red: {p:?}");
+        assert!((p[1] - 1.0).abs() < 0.02, "yellow: {p:?}");
+        assert!((p[2] + 0.5).abs() < 0.02, "blue: {p:?}");
+
+        // Without ffmpeg, or outside the roots: an error naming the video, not a failed search.
+        let scores = score_hits(
+            &YellowMatcher,
+            "yellow",
+            &hits[..1],
+            None,
+            &roots,
+            &Default::default(),
+            2,
+        )
+        .unwrap();
+        let err = scores[0].as_ref().unwrap_err();
+        assert!(
+            err.contains("colors.mkv") && err.contains("ffmpeg"),
+            "{err}"
+        );
+        let elsewhere = vec![std::env::temp_dir().canonicalize().unwrap()];
+        let scores = score_hits(
+            &YellowMatcher,
+            "yellow",
+            &hits[..1],
+            Some(&ffmpeg),
+            &elsewhere,
+            &Default::default(),
+            2,
+        )
+        .unwrap();
+        let err = scores[0].as_ref().unwrap_err();
+        assert!(err.contains("outside the indexed folders"), "{err}");
     }
 }

@@ -53,7 +53,14 @@ pub const OUTSIDE_ROOTS: &str = "symlink points outside the indexed folders";
 /// a link inside a photo folder must not make the index (and the server, which
 /// serves indexed files) reach files nobody asked to index. Loops are detected
 /// by walkdir (a link to one of its own ancestors) and reported, never walked.
-pub fn walk(roots: &[PathBuf], include_hidden: bool) -> (Vec<Walked>, Vec<(String, String)>) {
+pub fn walk(
+    roots: &[PathBuf],
+    include_hidden: bool,
+    videos: bool,
+) -> (Vec<Walked>, Vec<(String, String)>) {
+    let indexable = |path: &Path| {
+        has_image_extension(path) || (videos && seer_video::has_video_extension(path))
+    };
     let mut files = Vec::new();
     let mut problems = Vec::new();
     for root in roots {
@@ -70,7 +77,7 @@ pub fn walk(roots: &[PathBuf], include_hidden: bool) -> (Vec<Walked>, Vec<(Strin
                 }
                 if e.depth() > 0 && e.path_is_symlink() && !within(e.path(), roots) {
                     // Only links to what would have been indexed are worth a report.
-                    if e.file_type().is_dir() || has_image_extension(e.path()) {
+                    if e.file_type().is_dir() || indexable(e.path()) {
                         outside.push(pathcodec::to_stored(e.path()));
                     }
                     return false;
@@ -86,7 +93,7 @@ pub fn walk(roots: &[PathBuf], include_hidden: bool) -> (Vec<Walked>, Vec<(Strin
                     continue;
                 }
             };
-            if !entry.file_type().is_file() || !has_image_extension(entry.path()) {
+            if !entry.file_type().is_file() || !indexable(entry.path()) {
                 continue;
             }
             let path = pathcodec::to_stored(entry.path());
@@ -382,7 +389,7 @@ mod tests {
         }
         std::fs::write(dir.path().join("photos/.hidden.jpg"), b"x").unwrap();
         std::fs::write(dir.path().join("photos/notes.txt"), b"x").unwrap();
-        let (files, problems) = walk(&[dir.path().to_path_buf()], false);
+        let (files, problems) = walk(&[dir.path().to_path_buf()], false, true);
         assert!(problems.is_empty());
         let names: Vec<String> = files
             .iter()
@@ -394,7 +401,7 @@ mod tests {
             })
             .collect();
         assert_eq!(names, ["/photos/a.jpg"]);
-        let (files, _) = walk(&[dir.path().to_path_buf()], true);
+        let (files, _) = walk(&[dir.path().to_path_buf()], true, true);
         assert_eq!(files.len(), 5);
     }
 
@@ -428,7 +435,7 @@ mod tests {
         symlink(&root, root.join("album/loop")).unwrap();
 
         let roots = [root.canonicalize().unwrap()];
-        let (files, problems) = walk(&roots, false);
+        let (files, problems) = walk(&roots, false, true);
         let names: Vec<&str> = files
             .iter()
             .map(|f| f.path.rsplit('/').next().unwrap())
@@ -460,7 +467,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let name = std::ffi::OsStr::from_bytes(b"caf\xe9.jpg");
         std::fs::write(dir.path().join(name), b"x").unwrap();
-        let (files, problems) = walk(&[dir.path().canonicalize().unwrap()], false);
+        let (files, problems) = walk(&[dir.path().canonicalize().unwrap()], false, true);
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(files.len(), 1);
         assert_eq!(

@@ -47,6 +47,10 @@ pub struct Hit {
     pub score: f32,
     #[serde(skip)]
     pub id: i64,
+    /// For a video: the time (seconds) of its frame that matched best, which
+    /// gave the score.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time: Option<f64>,
 }
 
 /// The query vector. `loaded` must be the model the index's vectors were made
@@ -187,6 +191,7 @@ pub fn rank_exact_where(
             path: vectors.paths[row].clone(),
             score,
             id: vectors.ids[row],
+            time: None,
         })
         .collect())
 }

@@ -11,8 +11,8 @@ use seer_ann::Hnsw;
 
 use crate::ann::ANN_THRESHOLD;
 use crate::error::Result;
-use crate::search::{rank_exact_where, Hit, KeepId, SearchOptions};
-use crate::store::{GenerationStamp, ModelInfo, Store, VectorSet};
+use crate::search::{clamp_cosine, compile_glob, rank_exact_where, Hit, KeepId, SearchOptions};
+use crate::store::{FrameSet, GenerationStamp, ModelInfo, Store, VectorSet};
 
 #[derive(Clone, Copy, Debug)]
 pub struct SearcherOptions {
@@ -39,6 +39,9 @@ pub struct Searcher {
     stamp: GenerationStamp,
     model: ModelInfo,
     backend: Backend,
+    /// The videos' frames, always in memory and ranked exactly: a video is
+    /// ranked by its best frame, not by the mean vector its file row holds.
+    frames: FrameSet,
 }
 
 enum Backend {
@@ -83,11 +86,18 @@ impl Searcher {
                 Backend::Exact(store.load_vectors(&model)?)
             }
         };
+        let frames = store.load_frames(&model)?;
         Ok(Self {
             stamp,
             model,
             backend,
+            frames,
         })
+    }
+
+    /// The videos' frames (empty when the index holds no videos).
+    pub fn frames(&self) -> &FrameSet {
+        &self.frames
     }
 
     /// The database generation this searcher reflects.
@@ -127,8 +137,61 @@ impl Searcher {
     /// The `options.k` best files for `query` (a unit vector) that match the
     /// path glob and that `keep` (when given) accepts. `store` names the hits
     /// when the vectors are not in memory; it must be the index this searcher
-    /// was opened on.
+    /// was opened on. A video is ranked by its best frame, whose time its hit
+    /// carries.
     pub fn rank(
+        &self,
+        store: &Store,
+        query: &[f32],
+        options: &SearchOptions,
+        keep: Option<KeepId<'_>>,
+    ) -> Result<Vec<Hit>> {
+        if self.frames.is_empty() {
+            return self.rank_files(store, query, options, keep);
+        }
+        // Videos' file vectors (their frames' mean) are left out: the frames
+        // stand for them.
+        let frames = &self.frames;
+        let not_video = |id: i64| !frames.is_video(id) && keep.is_none_or(|k| k(id));
+        let mut hits = self.rank_files(store, query, options, Some(&not_video))?;
+        hits.extend(self.rank_videos(query, options, keep)?);
+        hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.id.cmp(&b.id)));
+        hits.truncate(options.k);
+        Ok(hits)
+    }
+
+    /// The `options.k` best videos by their best frame, as [`Searcher::rank`]
+    /// filters them.
+    fn rank_videos(
+        &self,
+        query: &[f32],
+        options: &SearchOptions,
+        keep: Option<KeepId<'_>>,
+    ) -> Result<Vec<Hit>> {
+        let glob = compile_glob(options.path_glob.as_deref())?;
+        let frames = &self.frames;
+        let mut best: Vec<Hit> = frames
+            .best_frames(query)
+            .into_iter()
+            .map(|(video, score, time)| Hit {
+                path: frames.paths[video].clone(),
+                score: clamp_cosine(score),
+                id: frames.videos[video],
+                time: Some(time),
+            })
+            .filter(|h| {
+                options.min_score.is_none_or(|m| h.score >= m)
+                    && glob.as_ref().is_none_or(|g| g.is_match(&h.path))
+                    && keep.is_none_or(|k| k(h.id))
+            })
+            .collect();
+        best.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.id.cmp(&b.id)));
+        best.truncate(options.k);
+        Ok(best)
+    }
+
+    /// [`Searcher::rank`] over the files' own vectors.
+    fn rank_files(
         &self,
         store: &Store,
         query: &[f32],

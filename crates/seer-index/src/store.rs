@@ -16,6 +16,9 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
 use crate::error::{IndexError, Result};
 use crate::vector::Encoding;
 
+mod frames;
+pub use frames::{FrameSet, StoredFrame};
+
 const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
@@ -411,6 +414,8 @@ impl Store {
         // tables but no version, which readers could not tell from damage.
         let tx = self.conn.unchecked_transaction().map_err(|e| self.db(e))?;
         tx.execute_batch(SCHEMA).map_err(|e| self.db(e))?;
+        tx.execute_batch(frames::FRAMES_SCHEMA)
+            .map_err(|e| self.db(e))?;
         let version = self.meta("schema_version")?;
         match version.as_deref() {
             None => {
@@ -989,7 +994,9 @@ impl Store {
 
     /// Files at or below `roots` that are indexed (no recorded failure) and
     /// have no caption by `captioner_id`, in path order; and how many there
-    /// are that have one.
+    /// are that have one. Videos are not captioned (their frames are not
+    /// photos a caption model was trained on, and a caption per frame is work
+    /// left for later).
     pub fn caption_work_under(
         &self,
         roots: &[String],
@@ -1003,7 +1010,8 @@ impl Store {
                 "SELECT f.id, f.path, f.size, f.hash,
                         EXISTS (SELECT 1 FROM captions c WHERE c.file_id = f.id AND c.captioner_id = ?1)
                  FROM files f
-                 WHERE f.error IS NULL AND (f.path = ?2 OR substr(f.path, 1, length(?3)) = ?3)",
+                 WHERE f.error IS NULL AND (f.path = ?2 OR substr(f.path, 1, length(?3)) = ?3)
+                   AND NOT EXISTS (SELECT 1 FROM frames fr WHERE fr.file_id = f.id)",
             )
             .map_err(|e| self.db(e))?;
         let mut seen = std::collections::HashSet::new();
@@ -1139,6 +1147,7 @@ impl Store {
 /// Writes inside one transaction. Kept free of `Store` so the indexer can hold a
 /// transaction while reading nothing else.
 pub mod write {
+    pub use super::frames::{forget_videos, put_frames};
     use super::*;
 
     pub fn model_id(tx: &Transaction, name: &str, dim: usize) -> rusqlite::Result<i64> {
@@ -1246,6 +1255,7 @@ pub mod write {
              SELECT ?2, model_id, encoding, vector FROM embeddings WHERE file_id = ?1",
             params![from, to],
         )?;
+        frames::copy_frames(tx, from, to)?;
         tx.execute(
             "INSERT INTO captions (file_id, captioner_id, text)
              SELECT ?2, captioner_id, text FROM captions WHERE file_id = ?1
@@ -1298,6 +1308,10 @@ pub mod write {
         // A file that cannot be read has no content: nothing describes it.
         tx.execute(
             "DELETE FROM embeddings WHERE file_id = (SELECT id FROM files WHERE path = ?1)",
+            [path],
+        )?;
+        tx.execute(
+            "DELETE FROM frames WHERE file_id = (SELECT id FROM files WHERE path = ?1)",
             [path],
         )?;
         tx.execute(

@@ -838,14 +838,26 @@
     view.type = 'button';
     view.className = 'result-view';
     view.title = `${r.path}\nClick to view`;
-    view.setAttribute('aria-label', `${name}, score ${Number(r.score).toFixed(3)}: view`);
+    const video = isVideoHit(r);
+    view.setAttribute('aria-label', video
+      ? `${name}, video at ${fmtClock(r.time)}, score ${Number(r.score).toFixed(3)}: play`
+      : `${name}, score ${Number(r.score).toFixed(3)}: view`);
     const img = document.createElement('img');
     img.alt = name;
     img.loading = 'lazy';
     img.decoding = 'async';
     img.addEventListener('error', () => img.classList.add('broken'), { once: true });
+    // A video hit's thumbnail (from the server) is its frame at the hit's time.
     setImageSource(img, r.thumbnail || `/v1/images/${r.id}/thumbnail`);
     view.append(img);
+    if (video) {
+      li.dataset.time = String(r.time);
+      const badge = document.createElement('span');
+      badge.className = 'video-badge';
+      badge.setAttribute('aria-hidden', 'true'); // the button's label says it
+      badge.textContent = `▶ ${fmtClock(r.time)}`;
+      view.append(badge);
+    }
     view.addEventListener('click', () => openLightbox(index));
 
     const meta = document.createElement('div');
@@ -954,10 +966,26 @@
     e.target.value = '';
   });
 
+  // ------------------------------------------------------------------ videos
+
+  /** A video's search hit carries the time (seconds) of its best frame. */
+  const isVideoHit = (r) => typeof r.time === 'number' && Number.isFinite(r.time);
+  /** Seconds as a player shows them: 0:03, 1:02:03. */
+  function fmtClock(secs) {
+    const total = Math.max(0, Math.floor(Number(secs) || 0));
+    const h = Math.floor(total / 3600);
+    const m = Math.floor((total % 3600) / 60);
+    const ss = String(total % 60).padStart(2, '0');
+    return h ? `${h}:${String(m).padStart(2, '0')}:${ss}` : `${m}:${ss}`;
+  }
+
   // ------------------------------------------------------------------ lightbox
 
   const lightbox = $('#lightbox');
   const lightboxImg = $('#lightbox-img');
+  const lightboxVideo = $('#lightbox-video');
+  const lightboxFrames = $('#lightbox-frames');
+  let framesController = null;
   // The shown photo (a result), and where it is in search.results: -1 when the
   // results changed under it (a re-index, a new search) and it is not among
   // them any more; it stays shown, never another photo in its place.
@@ -1015,6 +1043,7 @@
   function closeLightbox({ restoreFocus = true } = {}) {
     if (!lightbox.open) return;
     lightbox.close();
+    lightboxVideo.pause();
     lightboxWantsNext = false;
     const card = lightboxItem && resultsEl.querySelector(`.result[data-id="${lightboxItem.id}"] .result-view`);
     const back = card || lightboxOpener;
@@ -1066,8 +1095,18 @@
     row('dimensions', 'Dimensions', r.width && r.height ? `${r.width} × ${r.height} px` : '–');
     row('taken', 'Taken', r.taken_at || 'no EXIF capture time');
     row('modified', 'Modified', fmtTime(r.modified));
-    renderAsk(r.id);
-    renderVision(r);
+    const video = isVideoHit(r);
+    if (video) row('time', 'Found at', fmtClock(r.time));
+    // Questions, outlines and boxes are about photos, not videos.
+    if (video) {
+      $('#ask-form').hidden = true;
+      $('#segment-tools').hidden = true;
+      $('#detect-form').hidden = true;
+      $('#show-where').hidden = true;
+    } else {
+      renderAsk(r.id);
+      renderVision(r);
+    }
     const url = r.url || `/v1/images/${r.id}`;
     const open = $('#lightbox-open');
     open.href = url;
@@ -1078,6 +1117,10 @@
     if (!changed) return; // the same photo: its image stays as it is
     for (const u of lightboxBlobUrls) URL.revokeObjectURL(u);
     lightboxBlobUrls.clear();
+    lightboxImg.hidden = video;
+    lightbox.dataset.video = String(video);
+    renderVideo(video ? r : null, url, name);
+    if (video) return;
     lightboxImg.classList.remove('broken');
     const thumb = r.thumbnail || `/v1/images/${r.id}/thumbnail`;
     const id = r.id;
@@ -1091,6 +1134,67 @@
       }, { once: true });
       setImageSource(full, url, lightboxBlobUrls);
     }
+  }
+
+  /** The detail view of a video: it plays from the hit's time, and the frames
+   *  the index sampled are listed as points to seek to. `r` null: no video. */
+  function renderVideo(r, url, name) {
+    if (framesController) framesController.abort();
+    framesController = null;
+    lightboxFrames.textContent = '';
+    $('#lightbox-frames-section').hidden = true;
+    if (!r) {
+      lightboxVideo.pause();
+      lightboxVideo.removeAttribute('src');
+      lightboxVideo.hidden = true;
+      lightboxVideo.load();
+      return;
+    }
+    lightboxVideo.hidden = false;
+    lightboxVideo.setAttribute('aria-label', `${name}, from ${fmtClock(r.time)}`);
+    const start = `#t=${r.time}`;
+    if (!auth.token) {
+      lightboxVideo.src = url + start; // the server answers ranges: the player seeks in it
+    } else {
+      // A <video> cannot send the token: the file is fetched and played from a blob: URL.
+      lightboxVideo.removeAttribute('src');
+      const id = r.id;
+      api(url, { raw: true })
+        .then((res) => res.blob())
+        .then((blob) => {
+          const u = URL.createObjectURL(blob);
+          lightboxBlobUrls.add(u);
+          if (lightbox.dataset.id === String(id)) lightboxVideo.src = u + start;
+        })
+        .catch((e) => { lightboxVideo.title = `the video failed to load: ${e.message}`; });
+    }
+    const controller = new AbortController();
+    framesController = controller;
+    api(`/v1/images/${r.id}/info`, { signal: controller.signal })
+      .then((info) => {
+        if (controller.signal.aborted) return;
+        const frames = info && info.video && Array.isArray(info.video.frames) ? info.video.frames : [];
+        for (const t of frames) {
+          const li = document.createElement('li');
+          const seek = document.createElement('button');
+          seek.type = 'button';
+          seek.className = 'secondary frame-seek';
+          seek.dataset.time = String(t);
+          seek.textContent = fmtClock(t);
+          seek.setAttribute('aria-label', `Play from ${fmtClock(t)}`);
+          if (Math.abs(t - r.time) < 0.0005) seek.setAttribute('aria-current', 'true');
+          seek.addEventListener('click', () => {
+            for (const b of lightboxFrames.querySelectorAll('button')) b.removeAttribute('aria-current');
+            seek.setAttribute('aria-current', 'true');
+            lightboxVideo.currentTime = t;
+            lightboxVideo.play().catch(() => { /* autoplay refused: it stays paused there */ });
+          });
+          li.append(seek);
+          lightboxFrames.append(li);
+        }
+        $('#lightbox-frames-section').hidden = frames.length === 0;
+      })
+      .catch(() => { /* the seek points are a help; the video plays without them */ });
   }
 
   // Questions about the shown photo, answered by the server's VQA model.
@@ -1393,7 +1497,8 @@
   });
   $('#lightbox-open').addEventListener('click', (ev) => openOriginal(ev, $('#lightbox-open').getAttribute('href')));
   lightbox.addEventListener('keydown', (e) => {
-    const typing = e.target && ['ask-input', 'detect-input', 'detect-threshold'].includes(e.target.id);
+    const typing = e.target && (['ask-input', 'detect-input', 'detect-threshold'].includes(e.target.id)
+      || e.target === lightboxVideo); // the player's own keys seek in the video
     if (typing && e.key !== 'Escape') return; // typing a question or labels
     if (e.key === 'ArrowLeft') { e.preventDefault(); moveLightbox(-1); }
     else if (e.key === 'ArrowRight') { e.preventDefault(); moveLightbox(1); }

@@ -47,6 +47,18 @@ impl IndexedFile {
         to_path(&self.record.path)
     }
 
+    /// The real path of the checked file, resolved from its descriptor (on
+    /// Linux): what ffmpeg, which opens files itself, is given.
+    pub fn real_path(&self) -> Result<PathBuf, FileError> {
+        let id = self.record.id;
+        real_path(&self.file, &self.path()).map_err(|source| FileError::Unreadable { id, source })
+    }
+
+    /// The checked descriptor, for reading parts of the file (video ranges).
+    pub fn into_file(self) -> (File, StoredFile) {
+        (self.file, self.record)
+    }
+
     /// The whole file, from the descriptor that was checked; a file that grew or
     /// shrank since the check is refused rather than served half-read.
     pub fn read_all(self) -> Result<Vec<u8>, FileError> {

@@ -23,6 +23,9 @@ mod state;
 mod task_tests;
 mod tasks;
 mod thumbnails;
+mod video;
+#[cfg(test)]
+mod video_tests;
 mod vision;
 
 use std::net::SocketAddr;
@@ -110,6 +113,10 @@ pub struct ServerConfig {
     pub limits: DecodeLimits,
     /// Search a model with at least this many vectors with its approximate index.
     pub ann_threshold: usize,
+    /// The ffmpeg that shows video frames and indexes new videos; None (the
+    /// default: `seer serve` looks for it) leaves videos searchable, their
+    /// thumbnails answer 503 and index jobs leave new videos for later.
+    pub ffmpeg: Option<seer_video::Ffmpeg>,
 }
 
 impl Default for ServerConfig {
@@ -130,6 +137,7 @@ impl Default for ServerConfig {
                 ..DecodeLimits::default()
             },
             ann_threshold: seer_index::ann::ANN_THRESHOLD,
+            ffmpeg: None,
         }
     }
 }
@@ -226,6 +234,7 @@ pub fn app_with(models: Vec<LoadedModel>, tasks: TaskModels, config: &ServerConf
         metrics: Default::default(),
         job: Mutex::new(Default::default()),
         ann_threshold: config.ann_threshold,
+        ffmpeg: config.ffmpeg.clone(),
     });
     let timeout = config.request_timeout;
     let body_limit = config.body_limit;
@@ -250,6 +259,7 @@ pub fn app_with(models: Vec<LoadedModel>, tasks: TaskModels, config: &ServerConf
         )
         .route("/v1/images/{id}", get(routes::image))
         .route("/v1/images/{id}/thumbnail", get(routes::thumbnail))
+        .route("/v1/images/{id}/info", get(routes::image_info))
         .route("/v1/index", post(routes::start_index))
         .route("/v1/index/status", get(routes::index_status))
         .fallback(routes::no_route)

@@ -54,7 +54,7 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     (
         "get",
         "/v1/search",
-        "Search by text (q, needs a model with a text tower, or captions) or an indexed image (like, never among its own results) with a served model (model); pages with offset, filters by EXIF capture date (from, to); each result carries the file's size, modified, width, height, taken_at and, on an index with captions, its caption; mode picks the ranking (auto: hybrid when the index has captions and q has words); rerank reorders the best rerank_depth hits by the matching model's itm_probability",
+        "Search by text (q, needs a model with a text tower, or captions) or an indexed image (like, never among its own results) with a served model (model); pages with offset, filters by EXIF capture date (from, to); each result carries the file's size, modified, width, height, taken_at and, on an index with captions, its caption; a video's hit (a video is found by its best sampled frame) also carries time, the seconds of that frame, and its thumbnail is that frame (thumbnail?t=time); mode picks the ranking (auto: hybrid when the index has captions and q has words); rerank reorders the best rerank_depth hits by the matching model's itm_probability",
     ),
     (
         "post",
@@ -64,12 +64,17 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     (
         "get",
         "/v1/images/{id}",
-        "The original bytes of an indexed image",
+        "The original bytes of an indexed image; a video streams with byte ranges (Range: bytes=a-b, a- or -n answers 206 with Content-Range; every answer says Accept-Ranges: bytes; a range outside the file, or malformed, is a 416 with Content-Range: bytes */size; several ranges get the whole file)",
     ),
     (
         "get",
         "/v1/images/{id}/thumbnail",
-        "A PNG thumbnail (longest side at most 256 px)",
+        "A PNG thumbnail (longest side at most 256 px); of a video, its frame at t seconds (default: its first sampled frame; past the end: the last frame), made by ffmpeg: a server without ffmpeg answers 501. On a photo a valid t is ignored",
+    ),
+    (
+        "get",
+        "/v1/images/{id}/info",
+        "What search results say of an indexed file (id, path, url, thumbnail, size, modified, width, height, taken_at, caption), and of a video \"video\": {\"frames\": [seconds, ...]}, the times of the frames the index sampled",
     ),
     ("post", "/v1/index", "Start re-indexing the index's folders"),
     (
@@ -120,6 +125,16 @@ pub fn error_statuses(method: &str, path: &str) -> Vec<(&'static str, &'static s
     }
     if path.ends_with("/thumbnail") {
         out.push(("422", "The indexed file cannot be decoded"));
+        out.push((
+            "501",
+            "A video, and the server has no ffmpeg to show its frames (install ffmpeg, or seer serve --ffmpeg PATH)",
+        ));
+    }
+    if path == "/v1/images/{id}" {
+        out.push((
+            "416",
+            "A video asked for in a range that is not one range of bytes inside it (Content-Range: bytes */size)",
+        ));
     }
     if path == "/v1/index" {
         out.push(("409", "A job is already running"));
@@ -174,6 +189,15 @@ pub fn document() -> Value {
                 { "name": "rerank", "in": "query", "schema": { "type": "boolean", "default": false }, "description": "reorder the best rerank_depth hits by the image-text matching model's itm_probability for q (needs q and a server started with --match-model); reranked hits carry itm_probability and itc_similarity" },
                 { "name": "rerank_depth", "in": "query", "schema": { "type": "integer", "default": 20, "minimum": 1, "maximum": 100 }, "description": "how many of the best hits rerank reorders; the rest keep their order" }
             ]);
+        }
+        if *path == "/v1/images/{id}/thumbnail" {
+            op["parameters"]
+                .as_array_mut()
+                .expect("the id parameter")
+                .push(json!({ "name": "t", "in": "query", "schema": { "type": "number", "minimum": 0 }, "description": "of a video: the time in seconds of the frame to show, a finite number of at least 0 (anything else is a 400); default the video's first sampled frame. On a photo a valid t is ignored" }));
+        }
+        if *path == "/v1/images/{id}" {
+            op["responses"]["206"] = json!({ "description": "The range of a video asked for" });
         }
         if *path == "/v1/index" {
             op["responses"]["202"] = json!({ "description": "Started" });

@@ -118,6 +118,7 @@ fn fixture_timing_out_after(queue: usize, timeout: Duration) -> Fixture {
         encoding: seer_index::Encoding::F32,
         embed: Default::default(),
         ann_threshold: usize::MAX,
+        videos: None,
     };
     seer_index::index(&mut store, &encoder(&latch), &options, &mut |_| {}).unwrap();
     let config = ServerConfig {

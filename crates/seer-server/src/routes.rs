@@ -1173,6 +1173,11 @@ fn hit_fields(hit: &mut Value, f: &Found, itm: Option<&seer_engine::MatchScore>,
         hit["itm_probability"] = json!(itm.itm_probability);
         hit["itc_similarity"] = json!(itm.similarity);
     }
+    // A video hit: the time of its best frame, and that frame as its thumbnail.
+    if let Some(time) = f.time {
+        hit["time"] = json!(time);
+        hit["thumbnail"] = json!(format!("/v1/images/{}/thumbnail?t={time}", f.id));
+    }
 }
 
 /// The first `depth` hits in order of the matching model's ITM probability
@@ -1303,28 +1308,92 @@ fn content_type(path: &Path) -> &'static str {
         Some("webp") => "image/webp",
         Some("bmp") => "image/bmp",
         Some("tif" | "tiff") => "image/tiff",
+        Some("mp4" | "m4v") => "video/mp4",
+        Some("mov") => "video/quicktime",
+        Some("mkv") => "video/x-matroska",
+        Some("webm") => "video/webm",
+        Some("ogv") => "video/ogg",
+        Some("avi") => "video/x-msvideo",
+        Some("wmv") => "video/x-ms-wmv",
+        Some("mpg" | "mpeg") => "video/mpeg",
+        Some("3gp") => "video/3gpp",
+        Some("ts" | "mts" | "m2ts") => "video/mp2t",
+        Some("flv") => "video/x-flv",
         _ => "application/octet-stream",
     }
 }
 
-pub async fn image(State(state): AppStateRef, ImageId(id): ImageId) -> ApiResult<Response> {
+/// The original file. A video streams, in the byte range asked for (`Range`),
+/// so that a `<video>` element can seek in it; a photo comes whole.
+pub async fn image(
+    State(state): AppStateRef,
+    ImageId(id): ImageId,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
     let st = state.clone();
-    let (kind, bytes) = tokio::task::spawn_blocking(move || {
+    let range = headers
+        .get(header::RANGE)
+        .map(|v| v.to_str().unwrap_or("(not text)").to_string());
+    tokio::task::spawn_blocking(move || {
         let file = open_indexed(&st, id)?;
-        let kind = content_type(&file.path());
-        Ok::<_, ApiError>((kind, file.read_all()?))
+        let path = file.path();
+        let kind = content_type(&path);
+        if crate::video::is_video(&path) {
+            return Ok(crate::video::original(file, range.as_deref(), kind));
+        }
+        Ok::<_, ApiError>(([(header::CONTENT_TYPE, kind)], file.read_all()?).into_response())
     })
     .await
-    .map_err(ApiError::internal)??;
-    Ok(([(header::CONTENT_TYPE, kind)], bytes).into_response())
+    .map_err(ApiError::internal)?
+}
+
+/// What a file's detail view shows: what search answers say of it, and of a
+/// video `"video": {"frames": [seconds...]}`, the times of its sampled frames.
+pub async fn image_info(State(state): AppStateRef, ImageId(id): ImageId) -> ApiResult<Json<Value>> {
+    let st = state.clone();
+    tokio::task::spawn_blocking(move || {
+        let store = st.store()?;
+        let mut indexed = false;
+        for model in st.models.index_ids(&store)? {
+            indexed |= store
+                .file_by_id(id, model)?
+                .is_some_and(|r| r.error.is_none() && r.embedded);
+        }
+        let path = store
+            .path_of(id)?
+            .filter(|_| indexed)
+            .ok_or_else(|| ApiError::not_found(format!("no indexed image {id}")))?;
+        let mut v = described(&store, id, &path)?;
+        let frames = crate::video::frame_times(&st, &store, id)?;
+        if !frames.is_empty() {
+            v["video"] = json!({ "frames": frames });
+        }
+        Ok(Json(v))
+    })
+    .await
+    .map_err(ApiError::internal)?
+}
+
+#[derive(Deserialize)]
+pub struct ThumbnailParams {
+    t: Option<String>,
 }
 
 /// A PNG at most 256 px on its longest side, made from the checked file on first
-/// request and cached by content (see `thumbnails`).
-pub async fn thumbnail(State(state): AppStateRef, ImageId(id): ImageId) -> ApiResult<Response> {
+/// request and cached by content (see `thumbnails`). Of a video: its frame at
+/// `t` seconds (see [`crate::video::thumbnail`]); a photo ignores a valid `t`.
+pub async fn thumbnail(
+    State(state): AppStateRef,
+    ImageId(id): ImageId,
+    Query(params): Query<ThumbnailParams>,
+) -> ApiResult<Response> {
+    let t = crate::video::parse_time(params.t.as_deref())?;
     let st = state.clone();
     let bytes = tokio::task::spawn_blocking(move || -> ApiResult<Vec<u8>> {
         let file = open_indexed(&st, id)?;
+        if crate::video::is_video(&file.path()) {
+            return crate::video::thumbnail(&st, &file, t);
+        }
         let cache = crate::thumbnails::Cache::new(&st.index_dir);
         let hash = file.record.hash;
         if let Some(png) = hash.as_ref().and_then(|h| cache.get(h)) {
@@ -1420,6 +1489,13 @@ fn run_index_job(
             limits: state.limits,
         },
         ann_threshold: state.ann_threshold,
+        // As a bare `seer index`: the sampling the index was given last.
+        videos: Some(seer_index::VideoOptions {
+            ffmpeg: state.ffmpeg.clone(),
+            sampling: seer_index::video::sampling_for_run(&mut store, None, None)
+                .map_err(|e| e.to_string())?
+                .0,
+        }),
     };
     let progress = |before: usize| {
         move |event: seer_index::Progress| {

@@ -34,6 +34,9 @@ pub struct AppState {
     pub metrics: Metrics,
     pub job: Mutex<JobState>,
     pub ann_threshold: usize,
+    /// ffmpeg for video thumbnails and index jobs; None when it was not
+    /// found (videos stay searchable, their frames cannot be shown).
+    pub ffmpeg: Option<seer_video::Ffmpeg>,
 }
 
 #[derive(Clone, Debug, Default, serde::Serialize)]

@@ -271,6 +271,7 @@ fn fixture(captions: bool) -> Fixture {
         encoding: seer_index::Encoding::F32,
         embed: Default::default(),
         ann_threshold: usize::MAX,
+        videos: None,
     };
     seer_index::index(&mut store, &encoder(), &options, &mut |_| {}).unwrap();
     if captions {

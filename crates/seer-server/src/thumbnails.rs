@@ -1,5 +1,6 @@
 //! Thumbnails: a PNG at most 256 px on its longest side, cached in
-//! `<index>/thumbnails/` under the content hash of the file.
+//! `<index>/thumbnails/` under the content hash of the file (of a video: the
+//! hash of its content and the frame's time, see [`frame_key`]).
 //!
 //! Keyed by content, not by row id: SQLite reuses the largest row id after a
 //! delete, so an id-keyed cache could serve one file's thumbnail for another.
@@ -17,15 +18,30 @@ const PNG_SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
 /// The thumbnail PNG of image bytes (`name` appears in decode errors).
 pub fn make(bytes: &[u8], name: &str, limits: &DecodeLimits) -> Result<Vec<u8>, MakeError> {
     let img = seer_image::decode_bytes(bytes, name, limits)?;
+    Ok(png_of(&img)?)
+}
+
+/// The thumbnail PNG of decoded pixels (a photo's, or a video frame's).
+pub fn png_of(img: &seer_image::image::RgbImage) -> Result<Vec<u8>, seer_image::image::ImageError> {
     let scale = (LONGEST_SIDE / img.width().max(img.height()) as f32).min(1.0);
     let size = |side: u32| ((side as f32 * scale).round() as u32).max(1);
-    let thumb = seer_image::image::imageops::thumbnail(&img, size(img.width()), size(img.height()));
+    let thumb = seer_image::image::imageops::thumbnail(img, size(img.width()), size(img.height()));
     let mut png = Vec::new();
     thumb.write_to(
         &mut std::io::Cursor::new(&mut png),
         seer_image::image::ImageFormat::Png,
     )?;
     Ok(png)
+}
+
+/// The cache key of a video's frame at `time_ms`: its content AND the time,
+/// so that frames of one video (and the video's photo-like key) never collide.
+pub fn frame_key(hash: &[u8; 32], time_ms: i64) -> [u8; 32] {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(b"seer video frame\0");
+    hasher.update(hash);
+    hasher.update(&time_ms.to_le_bytes());
+    *hasher.finalize().as_bytes()
 }
 
 #[derive(Debug, thiserror::Error)]

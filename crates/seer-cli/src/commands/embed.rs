@@ -225,6 +225,9 @@ fn commit(file: AtomicFile) -> anyhow::Result<()> {
         .with_context(|| format!("{}: cannot write", path.display()))
 }
 
+/// Why a video given to `seer embed` is not embedded.
+const VIDEO_GIVEN: &str = "is a video: `seer embed` takes images; `seer index` samples videos";
+
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(spec) = &args.shards.shards {
         return crate::commands::shards::run(
@@ -309,10 +312,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let mut failures = Failures::default();
 
-    let (paths, walk_failures) = collect_image_paths(&args.image);
-    let pb = progress(paths.len() + texts.len(), "embedding");
+    let (mut paths, walk_failures) = collect_image_paths(&args.image);
+    // A folder's walk takes images only, but a video named on its own would
+    // reach the image decoder, whose message would not say what to do.
+    let (videos, images): (Vec<PathBuf>, Vec<PathBuf>) = paths
+        .into_iter()
+        .partition(|p| seer_video::has_video_extension(p));
+    paths = images;
+    let pb = progress(paths.len() + videos.len() + texts.len(), "embedding");
     for (path, cause) in walk_failures {
         failures.report_path(&pb, &path, &cause);
+    }
+    for path in &videos {
+        pb.inc(1);
+        failures.report_path(&pb, path, VIDEO_GIVEN);
     }
     let mut sink_error = None;
     // Counted as written: walk failures are not among `paths`, so subtracting

@@ -38,6 +38,8 @@ pub struct Args {
     /// Also walk hidden files and folders.
     #[arg(long)]
     hidden: bool,
+    #[command(flatten)]
+    video: VideoArgs,
     /// How vectors are stored: f16 (default), f32 or int8.
     #[arg(long, default_value = "f16", value_parser = parse_encoding)]
     encoding: Encoding,
@@ -56,6 +58,68 @@ pub struct Args {
     /// would make it one).
     #[arg(long, conflicts_with_all = ["paths", "caption_model"])]
     rebuild_graph: bool,
+}
+
+/// How videos are sampled (they need ffmpeg; without it they wait for a
+/// run that has it).
+#[derive(clap::Args)]
+pub struct VideoArgs {
+    /// Leave videos out (and take those indexed before out of the index).
+    #[arg(long)]
+    no_videos: bool,
+    /// Seconds between the frames sampled from a video; each frame is
+    /// embedded like a photo, and a search finds a video by its best frame.
+    /// The index remembers it for later runs; a new value samples the
+    /// indexed videos again [default: 2, or the value given last]
+    #[arg(long, value_name = "SECONDS", value_parser = parse_interval, conflicts_with = "no_videos", allow_negative_numbers = true)]
+    frame_interval: Option<f64>,
+    /// Most frames sampled from one video: a longer video is sampled more
+    /// sparsely (its length / this). Remembered like --frame-interval
+    /// [default: 1800, or the value given last]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000), conflicts_with = "no_videos")]
+    max_frames: Option<u32>,
+    /// The ffmpeg program to decode videos with (ffprobe must be beside it);
+    /// default: ffmpeg on PATH.
+    #[arg(long, value_name = "PATH", env = "SEER_FFMPEG")]
+    ffmpeg: Option<PathBuf>,
+}
+
+fn parse_interval(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && (0.05..=86_400.0).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "'{s}' is not a number of seconds from 0.05 to 86400"
+        )),
+    }
+}
+
+impl VideoArgs {
+    /// The options for the indexer: None with --no-videos; without ffmpeg a
+    /// warning (after the run), and videos are left for a later run. The
+    /// sampling is the one given, else the one the index remembers.
+    pub fn options(&self, store: &mut Store) -> anyhow::Result<Option<seer_index::VideoOptions>> {
+        if self.no_videos {
+            return Ok(None);
+        }
+        let ffmpeg = match seer_video::Ffmpeg::find(self.ffmpeg.as_deref()) {
+            Ok(found) => Some(found),
+            // One given by name must work: a typo is an error, not a skip.
+            Err(e) if self.ffmpeg.is_some() => return Err(e.into()),
+            Err(_) => None,
+        };
+        let (sampling, again) = seer_index::video::sampling_for_run(
+            store,
+            self.frame_interval,
+            self.max_frames.map(|m| m as usize),
+        )?;
+        if again > 0 {
+            eprintln!(
+                "note: the frame sampling changed: {again} indexed video{} will be sampled again",
+                if again == 1 { "" } else { "s" }
+            );
+        }
+        Ok(Some(seer_index::VideoOptions { ffmpeg, sampling }))
+    }
 }
 
 pub fn parse_encoding(s: &str) -> Result<Encoding, String> {
@@ -99,6 +163,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             held => held,
         },
     };
+    let videos = args.video.options(&mut store)?;
     let mut failed = 0;
     for model in &models {
         // Indexing embeds images only: no tokenizer is needed (an open_clip
@@ -110,6 +175,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             encoding: args.encoding,
             embed: args.run.embed_options(true)?,
             ann_threshold: args.ann.ann_threshold,
+            videos: videos.clone(),
         };
         let pb = progress(0, "indexing");
         let summary = seer_index::index_locked(
@@ -246,6 +312,14 @@ fn report(
         let cause = crate::output::cause_without_path(path, cause);
         eprintln!("error: {path}: {cause}");
     }
+    if summary.videos_without_ffmpeg > 0 {
+        let n = summary.videos_without_ffmpeg;
+        eprintln!(
+            "warning: {n} video{} not indexed: ffmpeg was not found (install it, e.g. `apt install ffmpeg`, or give --ffmpeg PATH); the next `seer index` picks {} up",
+            if n == 1 { "" } else { "s" },
+            if n == 1 { "it" } else { "them" }
+        );
+    }
     if json {
         out!(
             "{}",
@@ -253,9 +327,13 @@ fn report(
         )?;
     } else {
         out!(
-            "{}: {} added, {} unchanged, {} moved, {} copies, {} touched, {} removed, {} failed ({} still failing) in {:.1}s",
+            "{}: {} added{}, {} unchanged, {} moved, {} copies, {} touched, {} removed, {} failed ({} still failing) in {:.1}s",
             dir.display(),
             summary.added,
+            match summary.video_frames {
+                0 => String::new(),
+                n => format!(" ({n} video frames)"),
+            },
             summary.skipped,
             summary.moved,
             summary.copied,

@@ -1,4 +1,5 @@
-//! `seer search`: find indexed photos by text, by example, or both; by their
+//! `seer search`: find indexed photos and videos (a video by its best frame,
+//! shown with that frame's time) by text, by example, or both; by their
 //! vectors, their captions' words, or both fused (see `seer_index::hybrid`);
 //! optionally reranked by an image-text matching model (`--rerank`).
 
@@ -7,6 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use seer_index::pathcodec::{display_stored, display_text, path_from_display, to_path, to_stored};
+use seer_index::rerank::RerankHit;
 use seer_index::{
     query_vector, Found, Query, SearchMode, SearchOptions, Searcher, SearcherOptions, Store,
 };
@@ -61,6 +63,10 @@ pub struct Args {
     #[arg(long, default_value_t = seer_index::rerank::DEFAULT_DEPTH as u64,
           value_parser = clap::value_parser!(u64).range(1..=seer_index::rerank::MAX_DEPTH as u64))]
     rerank_depth: u64,
+    /// The ffmpeg program that reads video hits' frames for --rerank
+    /// (ffprobe must be beside it); default: ffmpeg on PATH.
+    #[arg(long, env = "SEER_FFMPEG", value_name = "PATH")]
+    ffmpeg: Option<PathBuf>,
     #[arg(long)]
     json: bool,
 }
@@ -193,7 +199,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 /// The first `--rerank-depth` rows in order of the matching model's ITM
 /// probability for `text`; a photo that cannot be read is warned about and
-/// put after the reranked ones.
+/// put after the reranked ones. A video is read as its frame at the hit's
+/// time; without ffmpeg, videos are not reranked (one warning) and follow the
+/// reranked hits in their order.
 fn rerank(
     args: &Args,
     store: &Store,
@@ -210,12 +218,35 @@ fn rerank(
         .iter()
         .filter_map(|r| to_path(r).canonicalize().ok())
         .collect();
-    let paths: Vec<String> = rows.iter().map(|r| r.found.path.clone()).collect();
+    let hits: Vec<RerankHit> = rows
+        .iter()
+        .map(|r| RerankHit {
+            path: r.found.path.clone(),
+            time: r.found.time,
+        })
+        .collect();
+    let videos = hits.iter().filter(|h| h.time.is_some()).count();
+    let ffmpeg = match videos {
+        0 => None,
+        _ => match seer_video::Ffmpeg::find(args.ffmpeg.as_deref()) {
+            Ok(found) => Some(found),
+            // One that was asked for by name must be there.
+            Err(e) if args.ffmpeg.is_some() => return Err(e.into()),
+            Err(_) => {
+                eprintln!(
+                    "warning: {videos} video hit{} not reranked: ffmpeg was not found (install it, e.g. `apt install ffmpeg`, or give --ffmpeg PATH)",
+                    if videos == 1 { "" } else { "s" }
+                );
+                None
+            }
+        },
+    };
     let embed = args.target.run.embed_options(true)?;
-    let scores = seer_index::rerank::score_files(
+    let scores = seer_index::rerank::score_hits(
         head,
         text,
-        &paths,
+        &hits,
+        ffmpeg.as_ref(),
         &roots,
         &embed.limits,
         embed.batch_size,
@@ -228,6 +259,8 @@ fn rerank(
                 probabilities.push(Some(s.itm_probability));
                 row.itm = Some(s);
             }
+            // Warned about once above.
+            Err(_) if row.found.time.is_some() && ffmpeg.is_none() => probabilities.push(None),
             Err(cause) => {
                 let shown = display_stored(&row.found.path);
                 let cause = crate::output::cause_without_path(&shown, &cause);
@@ -262,6 +295,9 @@ fn json_line(row: &Row, mode: SearchMode) -> Value {
     if matches!(mode, SearchMode::Hybrid | SearchMode::Words) {
         v["matched"] = json!(f.matched());
     }
+    if let Some(time) = f.time {
+        v["time"] = json!(time);
+    }
     if let Some(caption) = &row.caption {
         v["caption"] = json!(caption);
     }
@@ -289,6 +325,9 @@ fn text_line(row: &Row, mode: SearchMode) -> String {
         format!("{score:.4}")
     };
     let mut line = format!("{score}  {}", display_stored(&f.path));
+    if let Some(time) = f.time {
+        line.push_str(&format!("  @ {}", clock(time)));
+    }
     if matches!(mode, SearchMode::Hybrid | SearchMode::Words) {
         line.push_str(&format!("  [{}]", f.matched().join("+")));
     }
@@ -296,6 +335,19 @@ fn text_line(row: &Row, mode: SearchMode) -> String {
         line.push_str(&format!("  \u{2014} {}", display_text(caption)));
     }
     line
+}
+
+/// A time in a video as a player shows it, to a tenth of a second: m:ss.s,
+/// or h:mm:ss.s from an hour on.
+fn clock(seconds: f64) -> String {
+    // Rounded once, in tenths, so 59.96 s shows as 1:00.0, not 0:60.0.
+    let tenths = (seconds.max(0.0) * 10.0).round() as u64;
+    let (h, m, s) = (tenths / 36_000, tenths / 600 % 60, tenths % 600);
+    let s = format!("{:02}.{}", s / 10, s % 10);
+    match h {
+        0 => format!("{m}:{s}"),
+        _ => format!("{h}:{m:02}:{s}"),
+    }
 }
 
 /// The stored form of an indexed file's path. Indexed paths are canonical, so
@@ -308,4 +360,22 @@ fn indexed_key(p: &Path) -> String {
     };
     let p = unescaped.as_deref().unwrap_or(p);
     to_stored(&std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clock;
+
+    #[test]
+    fn video_times_show_as_a_player_shows_them() {
+        assert_eq!(clock(0.0), "0:00.0");
+        assert_eq!(clock(3.0), "0:03.0");
+        assert_eq!(clock(59.96), "1:00.0");
+        assert_eq!(clock(61.25), "1:01.3");
+        assert_eq!(clock(3599.94), "59:59.9");
+        assert_eq!(clock(3600.0), "1:00:00.0");
+        assert_eq!(clock(36_000.0 + 62.5), "10:01:02.5");
+        assert_eq!(clock(-1.0), "0:00.0");
+        assert_eq!(clock(f64::NAN), "0:00.0");
+    }
 }

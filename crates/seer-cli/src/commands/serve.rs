@@ -80,6 +80,27 @@ pub struct Args {
     /// Open connections at most; more wait to be accepted.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
     max_connections: u64,
+    /// The ffmpeg program that shows video frames and indexes videos in index
+    /// jobs (ffprobe must be beside it); default: ffmpeg on PATH. Without one,
+    /// indexed videos stay searchable but their frames cannot be shown.
+    #[arg(long, value_name = "PATH", env = "SEER_FFMPEG")]
+    ffmpeg: Option<PathBuf>,
+}
+
+/// The ffmpeg given (which must work: a typo is an error, not a silent skip),
+/// else the one on PATH, else none with one warning.
+fn find_ffmpeg(given: Option<&std::path::Path>) -> anyhow::Result<Option<seer_video::Ffmpeg>> {
+    match seer_video::Ffmpeg::find(given) {
+        Ok(found) => Ok(Some(found)),
+        Err(e) if given.is_some() => Err(anyhow::anyhow!("--ffmpeg: {e}")),
+        Err(e) => {
+            eprintln!(
+                "seer: warning: {e}; until then videos stay searchable, but their frames \
+                 cannot be shown and index jobs leave new videos for later"
+            );
+            Ok(None)
+        }
+    }
 }
 
 /// A token that could never match is refused before anything loads (the
@@ -143,6 +164,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let dir = index_dir(&args.index);
     let tasks = load_tasks(&args)?;
     let models = load_models(&args, &dir)?;
+    let ffmpeg = find_ffmpeg(args.ffmpeg.as_deref())?;
     #[allow(clippy::needless_update)]
     let config = ServerConfig {
         bind: args.bind,
@@ -157,6 +179,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         header_timeout: Duration::from_secs(args.header_timeout),
         max_connections: args.max_connections as usize,
         ann_threshold: args.ann.ann_threshold,
+        ffmpeg,
         ..Default::default()
     };
     let ids = models
@@ -176,4 +199,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             eprintln!("seer: serving {ids} on http://{addr}")
         }))?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::find_ffmpeg;
+
+    #[test]
+    fn an_ffmpeg_given_by_name_must_work() {
+        let missing = std::path::Path::new("/nonexistent/seer-test/ffmpeg");
+        let e = find_ffmpeg(Some(missing)).unwrap_err().to_string();
+        assert!(e.starts_with("--ffmpeg: "), "{e}");
+        assert!(e.contains("/nonexistent/seer-test/ffmpeg"), "{e}");
+        assert!(e.contains("install ffmpeg"), "{e}");
+    }
 }

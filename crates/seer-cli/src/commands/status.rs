@@ -26,6 +26,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|m| seer_index::ann::graph_state(&store, m))
         .collect::<Result<Vec<_>, _>>()?;
+    // (videos, frames) of each model.
+    let videos = models
+        .iter()
+        .map(|m| store.video_counts(m))
+        .collect::<Result<Vec<_>, _>>()?;
     let captioners = store.captioners()?;
     // Files that could not be embedded, and what the walks could not read or follow.
     let mut failures: Vec<(String, String)> = store
@@ -49,9 +54,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             "index": display_path(&dir),
             "files": store.file_count()?,
             "roots": roots,
-            "models": models.iter().zip(&graphs).map(|(m, g)| {
+            "models": models.iter().zip(&graphs).zip(&videos).map(|((m, g), (videos, frames))| {
                 let mut v = serde_json::json!(m);
                 v["graph"] = serde_json::json!(g);
+                v["videos"] = serde_json::json!(videos);
+                v["frames"] = serde_json::json!(frames);
                 v
             }).collect::<Vec<_>>(),
             "captions": captioners,
@@ -66,14 +73,23 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     for root in &roots {
         out!("root:  {root}")?;
     }
-    for (m, g) in models.iter().zip(&graphs) {
+    for ((m, g), &(videos, frames)) in models.iter().zip(&graphs).zip(&videos) {
         let graph = match g {
             GraphState::None => "no approximate-search graph (exact search)",
             GraphState::Current => "approximate-search graph current",
             GraphState::OutOfDate => "approximate-search graph out of date (exact search until `seer index` or `seer import`)",
         };
+        // A photo-only index's line stays as it was.
+        let video = match videos {
+            0 => String::new(),
+            _ => format!(
+                " ({videos} video{}, {frames} frame{})",
+                if videos == 1 { "" } else { "s" },
+                if frames == 1 { "" } else { "s" }
+            ),
+        };
         out!(
-            "model: {} ({}-d): {} vectors, {graph}",
+            "model: {} ({}-d): {} vectors{video}, {graph}",
             display_text(&m.name),
             m.dim,
             m.vectors

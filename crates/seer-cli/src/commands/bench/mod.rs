@@ -841,6 +841,7 @@ fn bench_reindex(model: LoadedModel, n: usize, json: bool) -> anyhow::Result<Exi
             ..Default::default()
         },
         ann_threshold: seer_index::ann::ANN_THRESHOLD,
+        videos: None,
     };
     let first = seer_index::index(&mut store, &model, &options, &mut |_| {})?;
     let second = seer_index::index(&mut store, &model, &options, &mut |_| {})?;

@@ -1,0 +1,569 @@
+//! Videos end to end through the `seer` binary: `seer index` samples frames
+//! with ffmpeg, `seer search` answers with the video and the time of its best
+//! frame (reranked from that frame), `seer status` counts videos and frames,
+//! and `seer embed` refuses a video by name. fixtures/video/colors.mkv shows
+//! one solid colour a second (colors.json), so the frame at 3 s is yellow.
+//!
+//! These tests need ffmpeg on PATH: without it they fail and say to install
+//! it, as skipping would hide that nothing was tested.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use seer_index::Store;
+use seer_testkit::{model_fixture, repo_root, shared_data, tokenizer_file};
+use serde_json::Value;
+
+fn arg(p: &Path) -> String {
+    p.display().to_string()
+}
+
+fn clip() -> String {
+    arg(&model_fixture("openclip-vit"))
+}
+
+fn fixture(name: &str) -> PathBuf {
+    repo_root().join("fixtures/video").join(name)
+}
+
+/// ffmpeg, which every test here needs: a failure that says so when missing.
+fn need_ffmpeg() {
+    if let Err(e) = seer_video::Ffmpeg::find(None) {
+        panic!("these tests need ffmpeg on PATH: install ffmpeg (e.g. `apt install ffmpeg`): {e}");
+    }
+}
+
+fn seer_command(index: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_seer"));
+    c.args(args)
+        .env("SEER_INDEX", index)
+        .env("SEER_TOKENIZER", tokenizer_file())
+        .env("HF_HUB_OFFLINE", "1")
+        .env_remove("SEER_FFMPEG");
+    c
+}
+
+/// `seer ARGS` on `index`; with `path` Some, PATH is that (to hide ffmpeg).
+fn seer_path(index: &Path, args: &[&str], path: Option<&Path>) -> Output {
+    let mut c = seer_command(index, args);
+    if let Some(p) = path {
+        c.env("PATH", p);
+    }
+    c.output().expect("run seer")
+}
+
+fn seer(index: &Path, args: &[&str]) -> Output {
+    seer_path(index, args, None)
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+fn ok(o: Output) -> String {
+    assert!(o.status.success(), "seer failed: {}", stderr(&o));
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+fn json(s: &str) -> Value {
+    serde_json::from_str(s.trim()).unwrap_or_else(|e| panic!("{e}: {s}"))
+}
+
+fn json_lines(s: &str) -> Vec<Value> {
+    s.lines().map(json).collect()
+}
+
+/// A folder with colors.mkv and one sample photo.
+fn video_and_photo() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(fixture("colors.mkv"), dir.path().join("colors.mkv")).unwrap();
+    let photo = shared_data().join("imagenet-samples/images/n01440764_tench.JPEG");
+    std::fs::copy(photo, dir.path().join("tench.jpg")).unwrap();
+    dir
+}
+
+/// A 64x48 PNG of one colour (as colors.mkv's frames), written into `dir`.
+fn solid_png(dir: &Path, rgb: [u8; 3]) -> PathBuf {
+    let path = dir.join(format!(
+        "solid-{:02x}{:02x}{:02x}.png",
+        rgb[0], rgb[1], rgb[2]
+    ));
+    seer_image::image::RgbImage::from_pixel(64, 48, seer_image::image::Rgb(rgb))
+        .save(&path)
+        .unwrap();
+    path
+}
+
+fn index_json(index: &Path, folder: &Path, extra: &[&str]) -> Value {
+    let model = clip();
+    let mut args = vec![
+        "index",
+        folder.to_str().unwrap(),
+        "--model",
+        &model,
+        "--json",
+    ];
+    args.extend(extra);
+    json(&ok(seer(index, &args)))
+}
+
+/// (videos, frames) of the only model, from `seer status --json`.
+fn status_counts(index: &Path) -> (u64, u64) {
+    let s = json(&ok(seer(index, &["status", "--json"])));
+    let m = &s["models"][0];
+    (m["videos"].as_u64().unwrap(), m["frames"].as_u64().unwrap())
+}
+
+/// The result for a path ending in `name`.
+fn hit<'a>(hits: &'a [Value], name: &str) -> &'a Value {
+    hits.iter()
+        .find(|h| h["path"].as_str().unwrap().ends_with(name))
+        .unwrap_or_else(|| panic!("no {name} among {hits:?}"))
+}
+
+#[test]
+fn a_video_is_indexed_counted_and_found_at_its_time() {
+    need_ffmpeg();
+    let folder = video_and_photo();
+    let idx = tempfile::tempdir().unwrap();
+    let s = index_json(idx.path(), folder.path(), &[]);
+    assert_eq!(s["added"], 2, "{s}");
+    assert_eq!(s["failed"], 0, "{s}");
+    // 6.4 s at one frame every 2 s: frames at 1, 3 and 5 s.
+    assert_eq!(s["video_frames"], 3, "{s}");
+    assert_eq!(s["videos_without_ffmpeg"], 0, "{s}");
+
+    assert_eq!(status_counts(idx.path()), (1, 3));
+    let text = ok(seer(idx.path(), &["status"]));
+    assert!(text.contains("2 vectors (1 video, 3 frames)"), "{text}");
+
+    // A text query: the video carries its best frame's time, the photo none.
+    let hits = json_lines(&ok(seer(idx.path(), &["search", "a fish", "--json"])));
+    assert_eq!(hits.len(), 2, "{hits:?}");
+    let video = hit(&hits, "colors.mkv");
+    let time = video["time"].as_f64().expect("a video hit has a time");
+    assert!([1.0, 3.0, 5.0].contains(&time), "{video}");
+    let photo = hit(&hits, "tench.jpg");
+    let keys: Vec<&String> = photo.as_object().unwrap().keys().collect();
+    assert_eq!(
+        keys,
+        ["path", "score"],
+        "a photo's result is as before: {photo}"
+    );
+
+    // A yellow image finds the video at 3 s, where it is yellow.
+    let pictures = tempfile::tempdir().unwrap();
+    let yellow = solid_png(pictures.path(), [255, 255, 0]);
+    let hits = json_lines(&ok(seer(
+        idx.path(),
+        &["search", "--image", yellow.to_str().unwrap(), "--json"],
+    )));
+    assert!(
+        hits[0]["path"].as_str().unwrap().ends_with("colors.mkv"),
+        "{hits:?}"
+    );
+    assert_eq!(hits[0]["time"].as_f64(), Some(3.0), "{hits:?}");
+    let lines = ok(seer(
+        idx.path(),
+        &["search", "--image", yellow.to_str().unwrap()],
+    ));
+    let first = lines.lines().next().unwrap();
+    assert!(first.ends_with("colors.mkv  @ 0:03.0"), "{lines}");
+    assert!(
+        lines
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.ends_with("tench.jpg")),
+        "{lines}"
+    );
+
+    // More like the video: its stored vector (the mean of its frames); the
+    // video is not among its own results.
+    let like = folder.path().join("colors.mkv");
+    let hits = json_lines(&ok(seer(
+        idx.path(),
+        &["search", "--like", like.to_str().unwrap(), "--json"],
+    )));
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    assert!(
+        hits[0]["path"].as_str().unwrap().ends_with("tench.jpg"),
+        "{hits:?}"
+    );
+    let store = Store::open_read_only(idx.path()).unwrap();
+    let model = store.choose_model(None).unwrap();
+    let id = store.id_of(&seer_index::pathcodec::to_stored(
+        &like.canonicalize().unwrap(),
+    ));
+    assert!(id.unwrap().is_some(), "the video is one file of the index");
+    // And like the photo: the video is found, at a frame's time.
+    let tench = folder.path().join("tench.jpg");
+    let hits = json_lines(&ok(seer(
+        idx.path(),
+        &["search", "--like", tench.to_str().unwrap(), "--json"],
+    )));
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    assert!(hits[0]["time"].is_f64(), "{hits:?}");
+    assert_eq!(model.vectors, 2);
+}
+
+#[test]
+fn frame_interval_and_max_frames_set_the_sampling() {
+    need_ffmpeg();
+    let folder = tempfile::tempdir().unwrap();
+    std::fs::copy(fixture("colors.mkv"), folder.path().join("colors.mkv")).unwrap();
+    let idx = tempfile::tempdir().unwrap();
+    let s = index_json(idx.path(), folder.path(), &["--frame-interval", "1"]);
+    // Midpoints of whole seconds while under 6.4 s: 0.5 … 5.5.
+    assert_eq!(s["video_frames"], 6, "{s}");
+    let times = frame_times(idx.path());
+    assert_eq!(times, [0.5, 1.5, 2.5, 3.5, 4.5, 5.5]);
+
+    let idx = tempfile::tempdir().unwrap();
+    let s = index_json(idx.path(), folder.path(), &["--max-frames", "2"]);
+    assert_eq!(s["video_frames"], 2, "{s}");
+    assert_eq!(status_counts(idx.path()), (1, 2));
+
+    for bad in ["0", "abc", "nan", "-1", "inf"] {
+        let flag = format!("--frame-interval={bad}");
+        let o = seer(
+            idx.path(),
+            &[
+                "index",
+                folder.path().to_str().unwrap(),
+                "--model",
+                &clip(),
+                &flag,
+            ],
+        );
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "--frame-interval {bad}: {}",
+            stderr(&o)
+        );
+        assert!(
+            stderr(&o).contains("--frame-interval"),
+            "--frame-interval {bad}: {}",
+            stderr(&o)
+        );
+    }
+}
+
+/// The times of the only video's frames.
+fn frame_times(index: &Path) -> Vec<f64> {
+    let store = Store::open_read_only(index).unwrap();
+    let model = store.choose_model(None).unwrap();
+    let (ids, _) = store.ids_and_paths(&model).unwrap();
+    let frames: Vec<_> = ids
+        .iter()
+        .map(|id| store.frames_of(*id, &model).unwrap())
+        .find(|f| !f.is_empty())
+        .expect("a video");
+    frames.iter().map(|f| f.time).collect()
+}
+
+#[test]
+fn without_ffmpeg_videos_wait_and_the_next_run_indexes_them() {
+    need_ffmpeg();
+    let folder = video_and_photo();
+    let idx = tempfile::tempdir().unwrap();
+    let empty = tempfile::tempdir().unwrap();
+    let model = clip();
+    let args = [
+        "index",
+        folder.path().to_str().unwrap(),
+        "--model",
+        &model,
+        "--json",
+    ];
+    let o = seer_path(idx.path(), &args, Some(empty.path()));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let s = json(&String::from_utf8_lossy(&o.stdout));
+    assert_eq!(s["added"], 1, "{s}");
+    assert_eq!(s["videos_without_ffmpeg"], 1, "{s}");
+    assert!(stderr(&o).contains("ffmpeg"), "{}", stderr(&o));
+    assert_eq!(status_counts(idx.path()), (0, 0));
+
+    let s = index_json(idx.path(), folder.path(), &[]);
+    assert_eq!(
+        (s["added"].as_u64(), s["video_frames"].as_u64()),
+        (Some(1), Some(3)),
+        "{s}"
+    );
+    assert_eq!(s["videos_without_ffmpeg"], 0, "{s}");
+    assert_eq!(status_counts(idx.path()), (1, 3));
+
+    // An ffmpeg asked for by name must be there.
+    let o = seer(
+        idx.path(),
+        &[
+            "index",
+            folder.path().to_str().unwrap(),
+            "--model",
+            &model,
+            "--ffmpeg",
+            "/nonexistent/ffmpeg",
+        ],
+    );
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("/nonexistent/ffmpeg"), "{}", stderr(&o));
+
+    // Searching needs no ffmpeg; reranking a video hit without it keeps the
+    // hit in its order and says so once.
+    let o = seer_path(
+        idx.path(),
+        &["search", "a fish", "--json"],
+        Some(empty.path()),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(json_lines(&String::from_utf8_lossy(&o.stdout)).len(), 2);
+    let matcher = arg(&repo_root().join("fixtures/blip/retrieval-tiny"));
+    let o = seer_path(
+        idx.path(),
+        &["search", "a fish", "--rerank", &matcher, "--json"],
+        Some(empty.path()),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let hits = json_lines(&String::from_utf8_lossy(&o.stdout));
+    assert_eq!(hits.len(), 2, "{hits:?}");
+    assert!(
+        hit(&hits, "tench.jpg")["itm_probability"].is_f64(),
+        "{hits:?}"
+    );
+    let video = hit(&hits, "colors.mkv");
+    assert!(video.get("itm_probability").is_none(), "{video}");
+    assert!(video["time"].is_f64(), "{video}");
+    let warnings: Vec<&str> = std::str::from_utf8(&o.stderr)
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("warning:"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("ffmpeg") && warnings[0].contains("1 video hit"),
+        "{warnings:?}"
+    );
+
+    // One asked for by name (here through SEER_FFMPEG) must be there.
+    let o = seer_command(idx.path(), &["search", "a fish", "--rerank", &matcher])
+        .env("SEER_FFMPEG", "/nonexistent/ffmpeg")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("/nonexistent/ffmpeg"), "{}", stderr(&o));
+}
+
+#[test]
+fn reranking_reads_a_video_hit_as_its_frame_at_the_hits_time() {
+    need_ffmpeg();
+    let folder = video_and_photo();
+    let idx = tempfile::tempdir().unwrap();
+    index_json(idx.path(), folder.path(), &[]);
+    let matcher = repo_root().join("fixtures/blip/retrieval-tiny");
+    let query = "a yellow square";
+    let hits = json_lines(&ok(seer(
+        idx.path(),
+        &["search", query, "--rerank", &arg(&matcher), "--json"],
+    )));
+    assert_eq!(hits.len(), 2, "{hits:?}");
+    let video = hit(&hits, "colors.mkv");
+    let time = video["time"].as_f64().unwrap();
+    let p = video["itm_probability"]
+        .as_f64()
+        .expect("the video reranked");
+    // The probability is the model's for the frame shown at that time.
+    let model =
+        seer_engine::LoadedModel::load(matcher.to_str().unwrap(), &Default::default()).unwrap();
+    let head = model.matcher().unwrap();
+    let ffmpeg = seer_video::Ffmpeg::find(None).unwrap();
+    let frame = ffmpeg
+        .frame_at(&folder.path().join("colors.mkv"), time, &Default::default())
+        .unwrap();
+    let want = head
+        .match_texts(head.preprocess(&frame.image), 1, &[query.to_string()])
+        .unwrap()[0];
+    assert!(
+        (want.itm_probability as f64 - p).abs() < 1e-4,
+        "{want:?} vs {video}"
+    );
+}
+
+#[test]
+fn damaged_videos_fail_by_name_and_the_rest_is_indexed() {
+    need_ffmpeg();
+    let folder = video_and_photo();
+    let damaged = ["not-a-video.mp4", "empty.mp4", "playlist.mp4"];
+    // Half of clip.mp4: indexed from the frames before the cut.
+    std::fs::copy(
+        fixture("truncated.mp4"),
+        folder.path().join("truncated.mp4"),
+    )
+    .unwrap();
+    for name in damaged {
+        std::fs::copy(fixture(name), folder.path().join(name)).unwrap();
+    }
+    let idx = tempfile::tempdir().unwrap();
+    let model = clip();
+    let o = seer(
+        idx.path(),
+        &[
+            "index",
+            folder.path().to_str().unwrap(),
+            "--model",
+            &model,
+            "--json",
+        ],
+    );
+    // As for photos that fail: the run goes on, and exits with 1.
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let s = json(&String::from_utf8_lossy(&o.stdout));
+    assert_eq!(s["added"], 3, "{s}");
+    assert_eq!(s["failed"], 3, "{s}");
+    // colors.mkv's 3 and truncated.mp4's one (at 1 s; the cut is before 3 s).
+    assert_eq!(s["video_frames"], 4, "{s}");
+    let err = stderr(&o);
+    for name in damaged {
+        let path = folder.path().canonicalize().unwrap().join(name);
+        let prefix = format!("error: {}: ", path.display());
+        let line = err
+            .lines()
+            .find(|l| l.starts_with(&prefix))
+            .unwrap_or_else(|| panic!("no error line for {name}: {err}"));
+        assert!(line.len() > prefix.len() + 5, "a cause: {line}");
+    }
+    assert_eq!(status_counts(idx.path()), (2, 4));
+    // The failures are listed by `seer status` with their causes.
+    let status = json(&ok(seer(idx.path(), &["status", "--json"])));
+    assert_eq!(status["failures"].as_array().unwrap().len(), 3, "{status}");
+}
+
+#[test]
+fn no_videos_takes_indexed_videos_out() {
+    need_ffmpeg();
+    let folder = video_and_photo();
+    let idx = tempfile::tempdir().unwrap();
+    index_json(idx.path(), folder.path(), &[]);
+    assert_eq!(status_counts(idx.path()), (1, 3));
+    let s = index_json(idx.path(), folder.path(), &["--no-videos"]);
+    assert_eq!(s["removed"], 1, "{s}");
+    assert_eq!(status_counts(idx.path()), (0, 0));
+    let hits = json_lines(&ok(seer(idx.path(), &["search", "a fish", "--json"])));
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    let text = ok(seer(idx.path(), &["status"]));
+    assert!(
+        text.contains(": 1 vectors, "),
+        "a photo index's line as before: {text}"
+    );
+}
+
+#[test]
+fn a_frames_vector_is_the_vector_of_that_frame_as_a_photo() {
+    need_ffmpeg();
+    let folder = tempfile::tempdir().unwrap();
+    std::fs::copy(fixture("colors.mkv"), folder.path().join("colors.mkv")).unwrap();
+    let idx = tempfile::tempdir().unwrap();
+    index_json(
+        idx.path(),
+        folder.path(),
+        &["--encoding", "f32", "--frame-interval", "1"],
+    );
+    let store = Store::open_read_only(idx.path()).unwrap();
+    let model = store.choose_model(None).unwrap();
+    let (ids, _) = store.ids_and_paths(&model).unwrap();
+    let frames = store.frames_of(ids[0], &model).unwrap();
+    let pictures = tempfile::tempdir().unwrap();
+    // Second 3 (the frame at 3.5 s) is yellow, second 0 red.
+    for (rgb, time) in [([255, 255, 0], 3.5), ([255, 0, 0], 0.5)] {
+        let png = solid_png(pictures.path(), rgb);
+        let out = json(&ok(seer(
+            idx.path(),
+            &[
+                "embed",
+                "--model",
+                &clip(),
+                "--image",
+                png.to_str().unwrap(),
+                "--json",
+            ],
+        )));
+        let photo: Vec<f64> = out["embedding"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        let frame = frames
+            .iter()
+            .find(|f| f.time == time)
+            .expect("a frame then");
+        assert_eq!(frame.vector.len(), photo.len());
+        let dot: f64 = frame
+            .vector
+            .iter()
+            .zip(&photo)
+            .map(|(a, b)| *a as f64 * b)
+            .sum();
+        let norm = |v: &mut dyn Iterator<Item = f64>| v.map(|x| x * x).sum::<f64>().sqrt();
+        let cos = dot
+            / norm(&mut frame.vector.iter().map(|&x| x as f64))
+            / norm(&mut photo.iter().copied());
+        assert!(cos >= 0.99999, "frame at {time} s vs photo: cosine {cos}");
+    }
+}
+
+#[test]
+fn embed_refuses_a_video_by_name_and_embeds_the_rest() {
+    let pictures = tempfile::tempdir().unwrap();
+    let png = solid_png(pictures.path(), [0, 0, 255]);
+    let video = fixture("clip.mp4");
+    let idx = tempfile::tempdir().unwrap();
+    let o = seer(
+        idx.path(),
+        &[
+            "embed",
+            "--model",
+            &clip(),
+            "--image",
+            video.to_str().unwrap(),
+            png.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let out = json_lines(&String::from_utf8_lossy(&o.stdout));
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0]["input"], arg(&png));
+    let want = format!(
+        "error: {}: is a video: `seer embed` takes images; `seer index` samples videos",
+        video.display()
+    );
+    assert!(stderr(&o).lines().any(|l| l == want), "{}", stderr(&o));
+}
+
+#[test]
+fn hybrid_search_carries_a_videos_time() {
+    need_ffmpeg();
+    let folder = video_and_photo();
+    let idx = tempfile::tempdir().unwrap();
+    let captioner = arg(&repo_root().join("fixtures/blip/caption-tiny"));
+    let model = clip();
+    let index = [
+        "index",
+        folder.path().to_str().unwrap(),
+        "--model",
+        &model,
+        "--caption-model",
+        &captioner,
+    ];
+    ok(seer(idx.path(), &index));
+    let args = ["search", "a fish", "--mode", "hybrid"];
+    let hits = json_lines(&ok(seer(idx.path(), &[&args[..], &["--json"]].concat())));
+    assert_eq!(hits.len(), 2, "{hits:?}");
+    let video = hit(&hits, "colors.mkv");
+    assert!(video["time"].is_f64() && video["fused"].is_f64(), "{video}");
+    assert!(hit(&hits, "tench.jpg").get("time").is_none(), "{hits:?}");
+    let time = video["time"].as_f64().unwrap();
+    let lines = ok(seer(idx.path(), &args));
+    let want = format!("colors.mkv  @ 0:0{time:.1}  [vector]");
+    assert!(lines.lines().any(|l| l.ends_with(&want)), "{want}: {lines}");
+}

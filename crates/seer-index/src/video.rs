@@ -1,0 +1,283 @@
+//! Indexing videos: each video is sampled (a frame every `interval` seconds,
+//! by ffmpeg through `seer-video`), every frame is embedded like a photo, and
+//! the video is committed as one file row (its vector the normalised mean of
+//! its frames) with its frames' vectors and times (`store::frames`), in one
+//! transaction per video: a crash loses at most the video in flight.
+//!
+//! A frame's vector is the vector of that frame saved as a lossless image and
+//! embedded as a photo: frames go through the model's own preprocessing.
+
+use std::path::{Path, PathBuf};
+
+use seer_engine::ImageEncoder;
+use seer_video::{Ffmpeg, Frame, Sampling, VideoError};
+
+use crate::error::Result;
+use crate::indexer::{IndexSummary, Progress};
+use crate::pathcodec;
+use crate::scan::{self, Walked};
+use crate::store::{write, FileRecord, Store};
+use crate::vector::Encoding;
+
+/// How videos are indexed.
+#[derive(Clone, Debug)]
+pub struct VideoOptions {
+    /// None when ffmpeg was not found: videos are then left for a later run
+    /// (counted in [`IndexSummary::videos_without_ffmpeg`]), not recorded as
+    /// failures, so installing ffmpeg is all it takes.
+    pub ffmpeg: Option<Ffmpeg>,
+    pub sampling: Sampling,
+}
+
+impl VideoOptions {
+    /// ffmpeg from PATH when it is there, and the default sampling.
+    pub fn ffmpeg_on_path() -> Self {
+        Self {
+            ffmpeg: Ffmpeg::find(None).ok(),
+            sampling: Sampling::default(),
+        }
+    }
+}
+
+/// Where the index remembers the sampling its videos were indexed with.
+const SAMPLING_KEY: &str = "video_sampling";
+
+/// The sampling a run uses: the interval and frame cap it was given, else
+/// those the index was last given, else the defaults. A run given other
+/// values than the index's videos were sampled with takes those videos'
+/// vectors out (one transaction, with the new values), so this run samples
+/// them again; it returns how many. Runs that give nothing (a bare `seer
+/// index`, the server's) keep what was given last.
+pub fn sampling_for_run(
+    store: &mut Store,
+    interval: Option<f64>,
+    max_frames: Option<usize>,
+) -> Result<(Sampling, usize)> {
+    let default = Sampling::default();
+    let stored = store.meta(SAMPLING_KEY)?.and_then(|v| {
+        let (i, m) = v.split_once(' ')?;
+        Some((i.parse::<f64>().ok()?, m.parse::<usize>().ok()?))
+    });
+    let (was_interval, was_max) = stored.unwrap_or((default.interval, default.max_frames));
+    let sampling = Sampling {
+        interval: interval.unwrap_or(was_interval),
+        max_frames: max_frames.unwrap_or(was_max),
+        ..default
+    };
+    if (sampling.interval, sampling.max_frames) == (was_interval, was_max) {
+        return Ok((sampling, 0));
+    }
+    let db_error = store.error_mapper();
+    let tx = store.transaction()?;
+    let result = (|| -> rusqlite::Result<usize> {
+        let videos = write::forget_videos(&tx)?;
+        tx.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+            [
+                SAMPLING_KEY,
+                &format!("{} {}", sampling.interval, sampling.max_frames),
+            ],
+        )?;
+        write::bump_generation(&tx)?;
+        Ok(videos)
+    })();
+    let videos = result.map_err(&db_error)?;
+    tx.commit().map_err(&db_error)?;
+    Ok((sampling, videos))
+}
+
+/// A video's frames, embedded, and what its file row records.
+struct EmbeddedVideo {
+    record: FileRecord,
+    mean: Vec<f32>,
+    frames: Vec<(f64, Vec<f32>)>,
+}
+
+/// Indexes `videos` (from the plan's files to embed), committing each.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn index_videos(
+    store: &mut Store,
+    encoder: &dyn ImageEncoder,
+    model_id: i64,
+    encoding: Encoding,
+    options: &VideoOptions,
+    batch_size: usize,
+    normalize: bool,
+    videos: &[Walked],
+    roots: &[PathBuf],
+    summary: &mut IndexSummary,
+    on_progress: &mut dyn FnMut(Progress),
+) -> Result<()> {
+    let Some(ffmpeg) = &options.ffmpeg else {
+        summary.videos_without_ffmpeg += videos.len();
+        for _ in videos {
+            on_progress(Progress::Embedded);
+        }
+        return Ok(());
+    };
+    for video in videos {
+        let outcome = embed_video(
+            ffmpeg,
+            encoder,
+            &options.sampling,
+            batch_size,
+            normalize,
+            video,
+            roots,
+        );
+        on_progress(Progress::Embedded);
+        let tx = store.transaction()?;
+        let result = (|| -> rusqlite::Result<Option<String>> {
+            let failure = match &outcome {
+                Ok(done) => {
+                    let id = write::upsert_file(&tx, &done.record)?;
+                    write::put_embedding(&tx, id, model_id, encoding, &done.mean)?;
+                    write::put_frames(&tx, id, model_id, encoding, &done.frames)?;
+                    None
+                }
+                Err(Failure::Vanished) => {
+                    if write::remove_path(&tx, &video.path)? {
+                        summary.removed += 1;
+                    }
+                    None
+                }
+                Err(Failure::Cause(cause)) => {
+                    write::record_failure(&tx, &video.path, video.size, video.mtime_ns, cause)?;
+                    Some(cause.clone())
+                }
+            };
+            write::bump_generation(&tx)?;
+            Ok(failure)
+        })();
+        let failure = result
+            .and_then(|f| tx.commit().map(|()| f))
+            .map_err(|e| store.db(e))?;
+        match (failure, &outcome) {
+            (Some(cause), _) => {
+                summary.failed += 1;
+                summary
+                    .failures
+                    .push((pathcodec::display_stored(&video.path), cause));
+            }
+            (None, Ok(done)) => {
+                summary.added += 1;
+                summary.video_frames += done.frames.len();
+            }
+            (None, Err(_)) => {}
+        }
+    }
+    Ok(())
+}
+
+enum Failure {
+    /// Gone since the walk listed it.
+    Vanished,
+    /// Why it could not be indexed (without its name, which is stored beside it).
+    Cause(String),
+}
+
+fn embed_video(
+    ffmpeg: &Ffmpeg,
+    encoder: &dyn ImageEncoder,
+    sampling: &Sampling,
+    batch_size: usize,
+    normalize: bool,
+    file: &Walked,
+    roots: &[PathBuf],
+) -> std::result::Result<EmbeddedVideo, Failure> {
+    let path = pathcodec::to_path(&file.path);
+    let vanished = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
+    // The walk checked this, but the file may have been replaced by a symlink since.
+    if !scan::within(&path, roots) {
+        if std::fs::symlink_metadata(&path).is_err_and(|e| vanished(&e)) {
+            return Err(Failure::Vanished);
+        }
+        return Err(Failure::Cause(scan::OUTSIDE_ROOTS.into()));
+    }
+    // Opened without waiting (a path that became a FIFO), then hashed whole.
+    let (opened, metadata) = scan::open_regular(&path).map_err(|e| match vanished(&e) {
+        true => Failure::Vanished,
+        false => Failure::Cause(e.to_string()),
+    })?;
+    let mut hasher = blake3::Hasher::new();
+    hasher
+        .update_reader(opened)
+        .map_err(|e| Failure::Cause(format!("cannot read it: {e}")))?;
+    let hash = *hasher.finalize().as_bytes();
+    let cause = |e: VideoError| Failure::Cause(strip_name(&e.to_string(), &path));
+    let info = ffmpeg.probe(&path).map_err(cause)?;
+
+    let dim = encoder.embed_dim();
+    let batch_size = batch_size.max(1);
+    let mut frames: Vec<(f64, Vec<f32>)> = Vec::new();
+    let mut pending: Vec<f64> = Vec::with_capacity(batch_size);
+    let mut pixels: Vec<f32> = Vec::with_capacity(batch_size * encoder.pixels_len());
+    let mut model_error = None;
+    let run_batch = |pending: &mut Vec<f64>,
+                     pixels: &mut Vec<f32>,
+                     frames: &mut Vec<(f64, Vec<f32>)>|
+     -> std::result::Result<(), String> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let vectors = encoder
+            .embed_pixels(std::mem::take(pixels), pending.len(), normalize)
+            .map_err(|e| format!("the model failed on its frames: {e}"))?;
+        frames.extend(pending.drain(..).zip(vectors));
+        Ok(())
+    };
+    ffmpeg
+        .frames(&path, &info, sampling, &mut |frame: Frame| {
+            pixels.extend(encoder.preprocess(&frame.image));
+            pending.push(frame.time);
+            if pending.len() == batch_size {
+                if let Err(e) = run_batch(&mut pending, &mut pixels, &mut frames) {
+                    model_error = Some(e);
+                    return false;
+                }
+            }
+            true
+        })
+        .map_err(cause)?;
+    if let Some(e) = model_error {
+        return Err(Failure::Cause(e));
+    }
+    run_batch(&mut pending, &mut pixels, &mut frames).map_err(Failure::Cause)?;
+    if frames.is_empty() {
+        return Err(Failure::Cause("ffmpeg decoded no frame of it".into()));
+    }
+    let mut mean = vec![0f32; dim];
+    for (_, v) in &frames {
+        for (m, x) in mean.iter_mut().zip(v) {
+            *m += x;
+        }
+    }
+    let n = frames.len() as f32;
+    mean.iter_mut().for_each(|m| *m /= n);
+    if normalize {
+        let norm = mean.iter().map(|x| x * x).sum::<f32>().sqrt();
+        if norm > 0.0 {
+            mean.iter_mut().for_each(|m| *m /= norm);
+        }
+    }
+    Ok(EmbeddedVideo {
+        record: FileRecord {
+            path: file.path.clone(),
+            size: metadata.len() as i64,
+            mtime_ns: scan::mtime_ns(&metadata),
+            hash: Some(hash),
+            width: Some(info.width),
+            height: Some(info.height),
+            taken_at: info.taken_at.clone(),
+        },
+        mean,
+        frames,
+    })
+}
+
+/// A cause without the file's name in front: failures are stored and shown
+/// beside the name.
+fn strip_name(message: &str, path: &Path) -> String {
+    let name = format!("{}: ", path.display());
+    message.strip_prefix(&name).unwrap_or(message).to_string()
+}

@@ -1,0 +1,395 @@
+//! Tests of videos in the index: frames stored with their times, searches
+//! that find a video by its best frame and say when, and every change a
+//! video file can go through (copied, changed, removed, damaged, videos
+//! turned off, ffmpeg missing). The model is a fake whose vector is the
+//! frame's mean colour, over `fixtures/video/colors.mkv`, whose every second
+//! is one solid colour. These tests need ffmpeg (CI installs it).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use seer_engine::{ImageEncoder, LoadedModel};
+use seer_image::{DecodedImage, PreprocessConfig};
+
+use crate::{
+    Encoding, IndexOptions, IndexSummary, SearchOptions, Searcher, SearcherOptions, Store,
+    VideoOptions,
+};
+
+/// Embeds an image as its normalised mean colour (3-d).
+struct MeanColour(PreprocessConfig);
+
+impl ImageEncoder for MeanColour {
+    fn embed_dim(&self) -> usize {
+        3
+    }
+    fn preprocess_config(&self) -> &PreprocessConfig {
+        &self.0
+    }
+    fn pixels_len(&self) -> usize {
+        3
+    }
+    fn preprocess(&self, image: &DecodedImage) -> Vec<f32> {
+        let rgb = image.to_rgb();
+        let n = (rgb.width() * rgb.height()).max(1) as f32;
+        let mut sum = [0f32; 3];
+        for p in rgb.pixels() {
+            for (s, v) in sum.iter_mut().zip(p.0) {
+                *s += v as f32 / 255.0;
+            }
+        }
+        sum.iter().map(|s| s / n).collect()
+    }
+    fn embed_pixels(
+        &self,
+        pixels: Vec<f32>,
+        n: usize,
+        _: bool,
+    ) -> seer_engine::Result<Vec<Vec<f32>>> {
+        Ok((0..n).map(|i| unit(&pixels[i * 3..i * 3 + 3])).collect())
+    }
+}
+
+fn unit(v: &[f32]) -> Vec<f32> {
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-6);
+    v.iter().map(|x| x / n).collect()
+}
+
+fn model() -> LoadedModel {
+    LoadedModel::encoders(
+        "mean-colour".into(),
+        "fake",
+        Some(Arc::new(MeanColour(PreprocessConfig::openai_clip(224)))),
+        None,
+    )
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/video")
+        .join(name)
+}
+
+fn ffmpeg() -> seer_video::Ffmpeg {
+    seer_video::Ffmpeg::find(None)
+        .expect("these tests need ffmpeg and ffprobe on PATH (apt install ffmpeg)")
+}
+
+fn videos(ffmpeg: Option<seer_video::Ffmpeg>) -> Option<VideoOptions> {
+    Some(VideoOptions {
+        ffmpeg,
+        sampling: seer_video::Sampling::default(),
+    })
+}
+
+fn options(root: &Path, videos: Option<VideoOptions>) -> IndexOptions {
+    IndexOptions {
+        roots: vec![root.to_path_buf()],
+        include_hidden: false,
+        encoding: Encoding::F32,
+        embed: seer_engine::EmbedOptions {
+            batch_size: 2,
+            ..Default::default()
+        },
+        ann_threshold: usize::MAX,
+        videos,
+    }
+}
+
+fn index(store: &mut Store, root: &Path, videos: Option<VideoOptions>) -> IndexSummary {
+    crate::index(store, &model(), &options(root, videos), &mut |_| {}).unwrap()
+}
+
+fn write_png(path: &Path, rgb: [u8; 3]) {
+    seer_image::image::RgbImage::from_pixel(8, 8, seer_image::image::Rgb(rgb))
+        .save(path)
+        .unwrap();
+}
+
+/// The best `k` hits for a colour: (file name, score, time).
+fn search(store: &Store, rgb: [f32; 3], k: usize) -> Vec<(String, f32, Option<f64>)> {
+    let model = store.choose_model(None).unwrap();
+    let searcher = Searcher::open(store, model, SearcherOptions::default()).unwrap();
+    let options = SearchOptions {
+        k,
+        ..Default::default()
+    };
+    searcher
+        .rank(store, &unit(&rgb), &options, None)
+        .unwrap()
+        .into_iter()
+        .map(|h| {
+            let name = Path::new(&h.path).file_name().unwrap().to_string_lossy();
+            (name.into_owned(), h.score, h.time)
+        })
+        .collect()
+}
+
+const YELLOW: [f32; 3] = [1.0, 1.0, 0.0];
+const GREEN: [f32; 3] = [0.0, 1.0, 0.0];
+const MAGENTA: [f32; 3] = [1.0, 0.0, 1.0];
+
+/// colors.mkv sampled every 2 s: frames at 1, 3 and 5 s (green, yellow,
+/// magenta); a search for each colour finds the video at that frame's time,
+/// above a photo of another colour, and the file's own vector is their mean.
+#[test]
+fn a_video_is_found_by_its_best_frame_at_its_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("media");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::copy(fixture("colors.mkv"), root.join("colors.mkv")).unwrap();
+    write_png(&root.join("orange.png"), [255, 128, 0]);
+    let mut store = Store::open(&dir.path().join("index")).unwrap();
+    let summary = index(&mut store, &root, videos(Some(ffmpeg())));
+    assert_eq!((summary.added, summary.failed), (2, 0), "{summary:?}");
+    assert_eq!(summary.video_frames, 3);
+
+    let model = store.choose_model(None).unwrap();
+    let id = store
+        .id_of(&seer_index_path(&root.join("colors.mkv")))
+        .unwrap()
+        .unwrap();
+    let frames = store.frames_of(id, &model).unwrap();
+    let times: Vec<f64> = frames.iter().map(|f| f.time).collect();
+    assert_eq!(times, [1.0, 3.0, 5.0]);
+    for (frame, colour) in frames.iter().zip([GREEN, YELLOW, MAGENTA]) {
+        assert_close(&frame.vector, &unit(&colour));
+    }
+    let mean: Vec<f32> = (0..3)
+        .map(|c| frames.iter().map(|f| f.vector[c]).sum::<f32>())
+        .collect();
+    let file_vector = store
+        .vector_of(&seer_index_path(&root.join("colors.mkv")), &model)
+        .unwrap()
+        .unwrap();
+    assert_close(&file_vector, &unit(&mean));
+    assert_eq!(store.video_counts(&model).unwrap(), (1, 3));
+
+    for (colour, time) in [(GREEN, 1.0), (YELLOW, 3.0), (MAGENTA, 5.0)] {
+        let hits = search(&store, colour, 2);
+        assert_eq!(hits[0].0, "colors.mkv", "{hits:?}");
+        assert_eq!(hits[0].2, Some(time), "{hits:?}");
+        assert!((hits[0].1 - 1.0).abs() < 1e-5, "{hits:?}");
+        assert_eq!(hits[1].0, "orange.png");
+        assert_eq!(hits[1].2, None);
+    }
+    // Orange-ish is nearer the photo than any frame: the photo comes first,
+    // and the video (its yellow frame) second.
+    let hits = search(&store, [1.0, 0.5, 0.0], 5);
+    assert_eq!(
+        hits.len(),
+        2,
+        "one hit per video, not one per frame: {hits:?}"
+    );
+    assert_eq!(hits[0].0, "orange.png");
+    assert_eq!((hits[1].0.as_str(), hits[1].2), ("colors.mkv", Some(3.0)));
+}
+
+/// A copy reuses the frames; a changed video gets new ones; a removed
+/// video takes its frames with it; an unchanged one is not decoded again.
+#[test]
+fn frames_follow_copies_changes_and_removals() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("media");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::copy(fixture("colors.mkv"), root.join("a.mkv")).unwrap();
+    let mut store = Store::open(&dir.path().join("index")).unwrap();
+    index(&mut store, &root, videos(Some(ffmpeg())));
+    let model = store.choose_model(None).unwrap();
+
+    std::fs::copy(fixture("colors.mkv"), root.join("b.mkv")).unwrap();
+    let summary = index(&mut store, &root, videos(Some(ffmpeg())));
+    assert_eq!((summary.copied, summary.added, summary.skipped), (1, 0, 1));
+    assert_eq!(store.video_counts(&model).unwrap(), (2, 6));
+
+    // a.mkv becomes the 4-second testsrc clip: 2 frames, at 1 and 3 s.
+    std::fs::copy(fixture("clip.mp4"), root.join("a.mkv")).unwrap();
+    let summary = index(&mut store, &root, videos(Some(ffmpeg())));
+    assert_eq!(summary.added, 1, "{summary:?}");
+    let a = store
+        .id_of(&seer_index_path(&root.join("a.mkv")))
+        .unwrap()
+        .unwrap();
+    let times: Vec<f64> = store
+        .frames_of(a, &model)
+        .unwrap()
+        .iter()
+        .map(|f| f.time)
+        .collect();
+    assert_eq!(times, [1.0, 3.0], "clip.mp4 is 5 s long: frames at 1 and 3");
+
+    std::fs::remove_file(root.join("b.mkv")).unwrap();
+    let summary = index(&mut store, &root, videos(Some(ffmpeg())));
+    assert_eq!(summary.removed, 1);
+    assert_eq!(store.video_counts(&model).unwrap(), (1, 2));
+    let hits = search(&store, YELLOW, 5);
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0].0, "a.mkv");
+}
+
+/// Damaged videos are failures named with their cause, the rest of the run
+/// goes on; a video that is repaired later is indexed.
+#[test]
+fn damaged_videos_fail_alone_with_their_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("media");
+    std::fs::create_dir(&root).unwrap();
+    for name in [
+        "not-a-video.mp4",
+        "empty.mp4",
+        "audio-only.m4a",
+        "playlist.mp4",
+    ] {
+        std::fs::copy(fixture(name), root.join(name)).unwrap();
+    }
+    // (.m4a is not a video extension: it is not even walked.)
+    std::fs::copy(fixture("audio-only.m4a"), root.join("audio-only.mp4")).unwrap();
+    std::fs::copy(fixture("colors.mkv"), root.join("good.mkv")).unwrap();
+    write_png(&root.join("red.png"), [255, 0, 0]);
+    let mut store = Store::open(&dir.path().join("index")).unwrap();
+    let summary = index(&mut store, &root, videos(Some(ffmpeg())));
+    assert_eq!(summary.added, 2, "{summary:?}");
+    let mut failed: Vec<&str> = summary
+        .failures
+        .iter()
+        .map(|(p, _)| p.rsplit('/').next().unwrap())
+        .collect();
+    failed.sort();
+    assert_eq!(
+        failed,
+        [
+            "audio-only.mp4",
+            "empty.mp4",
+            "not-a-video.mp4",
+            "playlist.mp4"
+        ]
+    );
+    assert_eq!(summary.failed, 4, "{summary:?}");
+    for (path, cause) in &summary.failures {
+        assert!(
+            !cause.is_empty() && !cause.contains(path.as_str()),
+            "{path}: {cause}"
+        );
+    }
+    let audio = summary
+        .failures
+        .iter()
+        .find(|(p, _)| p.ends_with("audio-only.mp4"))
+        .unwrap();
+    assert!(audio.1.contains("no video stream"), "{}", audio.1);
+    // Failures stay failed until the file changes, and hold no frames.
+    let model = store.choose_model(None).unwrap();
+    assert_eq!(store.video_counts(&model).unwrap(), (1, 3));
+    let again = index(&mut store, &root, videos(Some(ffmpeg())));
+    assert_eq!((again.still_failing, again.added), (4, 0), "{again:?}");
+    std::fs::copy(fixture("colors.mkv"), root.join("empty.mp4")).unwrap();
+    let repaired = index(&mut store, &root, videos(Some(ffmpeg())));
+    assert_eq!(repaired.added, 1, "{repaired:?}");
+    assert_eq!(store.video_counts(&model).unwrap(), (2, 6));
+}
+
+/// Without ffmpeg, videos wait (nothing recorded, photos indexed); with it,
+/// the next run indexes them. `videos: None` takes them out of the index.
+#[test]
+fn without_ffmpeg_videos_wait_and_turned_off_they_leave() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("media");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::copy(fixture("colors.mkv"), root.join("colors.mkv")).unwrap();
+    write_png(&root.join("red.png"), [255, 0, 0]);
+    let mut store = Store::open(&dir.path().join("index")).unwrap();
+    let summary = index(&mut store, &root, videos(None));
+    assert_eq!(
+        (summary.added, summary.failed, summary.videos_without_ffmpeg),
+        (1, 0, 1),
+        "{summary:?}"
+    );
+    assert!(store.failures().unwrap().is_empty());
+    let summary = index(&mut store, &root, videos(Some(ffmpeg())));
+    assert_eq!((summary.added, summary.skipped), (1, 1), "{summary:?}");
+    assert_eq!(search(&store, YELLOW, 1)[0].2, Some(3.0));
+
+    // ffmpeg gone again: the indexed video stays.
+    let summary = index(&mut store, &root, videos(None));
+    assert_eq!((summary.removed, summary.skipped), (0, 2), "{summary:?}");
+    let summary = index(&mut store, &root, None);
+    assert_eq!(summary.removed, 1, "{summary:?}");
+    let model = store.choose_model(None).unwrap();
+    assert_eq!(store.video_counts(&model).unwrap(), (0, 0));
+    assert_eq!(search(&store, YELLOW, 5).len(), 1);
+}
+
+/// An index written before videos (no frames table) is read, searched and
+/// written as before; opening it for writing adds the table.
+#[test]
+fn an_index_without_the_frames_table_is_searched_and_upgraded() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("media");
+    std::fs::create_dir(&root).unwrap();
+    write_png(&root.join("red.png"), [255, 0, 0]);
+    let index_dir = dir.path().join("index");
+    let mut store = Store::open(&index_dir).unwrap();
+    index(&mut store, &root, None);
+    store
+        .conn_for_tests()
+        .execute_batch("DROP TABLE frames")
+        .unwrap();
+    drop(store);
+    let read_only = Store::open_read_only(&index_dir).unwrap();
+    assert_eq!(search(&read_only, [1.0, 0.0, 0.0], 5).len(), 1);
+    let model = read_only.choose_model(None).unwrap();
+    assert_eq!(read_only.video_counts(&model).unwrap(), (0, 0));
+    drop(read_only);
+    std::fs::copy(fixture("colors.mkv"), root.join("colors.mkv")).unwrap();
+    let mut store = Store::open(&index_dir).unwrap();
+    let summary = index(&mut store, &root, videos(Some(ffmpeg())));
+    assert_eq!(summary.added, 1, "{summary:?}");
+    assert_eq!(search(&store, MAGENTA, 1)[0].2, Some(5.0));
+}
+
+fn seer_index_path(path: &Path) -> String {
+    crate::pathcodec::to_stored(&path.canonicalize().unwrap())
+}
+
+fn assert_close(got: &[f32], want: &[f32]) {
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(want) {
+        assert!((g - w).abs() < 1e-5, "{got:?} vs {want:?}");
+    }
+}
+
+/// The sampling a run is given is remembered; a new one samples the indexed
+/// videos again, a run given none keeps the last.
+#[test]
+fn a_new_frame_interval_samples_indexed_videos_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("media");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::copy(fixture("colors.mkv"), root.join("colors.mkv")).unwrap();
+    write_png(&root.join("red.png"), [255, 0, 0]);
+    let mut store = Store::open(&dir.path().join("index")).unwrap();
+    let run = |store: &mut Store, interval: Option<f64>| {
+        let (sampling, again) = crate::video::sampling_for_run(store, interval, None).unwrap();
+        let summary = index(
+            store,
+            &root,
+            Some(VideoOptions {
+                ffmpeg: Some(ffmpeg()),
+                sampling,
+            }),
+        );
+        (again, summary.added, summary.video_frames)
+    };
+    assert_eq!(run(&mut store, None), (0, 2, 3));
+    assert_eq!(
+        run(&mut store, Some(2.0)),
+        (0, 0, 0),
+        "the default, unchanged"
+    );
+    assert_eq!(run(&mut store, Some(1.0)), (1, 1, 6), "0.5 to 5.5 s of 6.4");
+    assert_eq!(run(&mut store, None), (0, 0, 0), "1 s is remembered");
+    let model = store.choose_model(None).unwrap();
+    assert_eq!(store.video_counts(&model).unwrap(), (1, 6));
+    assert_eq!(search(&store, YELLOW, 1)[0].2, Some(3.5));
+    assert_eq!(run(&mut store, Some(3.0)), (1, 1, 2), "1.5 and 4.5 s");
+}

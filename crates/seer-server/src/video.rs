@@ -1,0 +1,317 @@
+//! Videos in the server: a frame as the thumbnail (decoded by ffmpeg), the
+//! sampled frame times for the detail view, and the original streamed in byte
+//! ranges so that a `<video>` element can seek.
+//!
+//! ffmpeg opens files itself, so it is given the real path of the descriptor
+//! that [`crate::files::open_indexed`] checked (inside a root, a regular file,
+//! unchanged since indexing), and only ever as a `file:` URL with ordinary
+//! video demuxers (see `seer_video`).
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::Path;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::body::{Body, Bytes};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use seer_index::pathcodec::display_stored;
+use seer_index::Store;
+use seer_video::{FrameLimits, VideoError};
+
+use crate::error::{ApiError, ApiResult};
+use crate::files::IndexedFile;
+use crate::state::AppState;
+use crate::thumbnails;
+
+/// Whether the index treats `path` as a video (as `seer index` does: by name).
+pub fn is_video(path: &Path) -> bool {
+    seer_video::has_video_extension(path)
+}
+
+/// The `t` of a thumbnail request: seconds into the video, a finite number of
+/// at least 0 (past the end is the last frame).
+pub fn parse_time(raw: Option<&str>) -> ApiResult<Option<f64>> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    match raw.trim().parse::<f64>() {
+        Ok(t) if t.is_finite() && t >= 0.0 => Ok(Some(t)),
+        _ => Err(ApiError::bad_request(format!(
+            "t must be a time in seconds, a finite number of at least 0, not '{raw}'"
+        ))),
+    }
+}
+
+/// A time as the index stores frame times: whole milliseconds.
+fn time_ms(seconds: f64) -> i64 {
+    (seconds * 1000.0).round() as i64
+}
+
+/// The times (seconds) of the frames the index sampled from file `id`, under
+/// the first served model that has them; empty when it is not a video.
+pub fn frame_times(state: &AppState, store: &Store, id: i64) -> ApiResult<Vec<f64>> {
+    let held = store.models()?;
+    for served in state.models.all() {
+        if let Some(info) = held.iter().find(|m| m.name == served.model.id) {
+            let frames = store.frames_of(id, info)?;
+            if !frames.is_empty() {
+                return Ok(frames.into_iter().map(|f| f.time).collect());
+            }
+        }
+    }
+    Ok(Vec::new())
+}
+
+/// The answer when this server has no ffmpeg: not retryable (no 503, which
+/// clients retry), and it says what to do.
+fn no_ffmpeg() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        "showing a video's frames needs ffmpeg, which this server did not find: install \
+         ffmpeg (e.g. `apt install ffmpeg`) and restart `seer serve`, or give it with --ffmpeg PATH",
+    )
+}
+
+/// The thumbnail PNG of the video `file` at `t` seconds (default: its first
+/// sampled frame, else 0). Frames at the sampled times (those search hits and
+/// the detail view ask for) are cached by content and time; other times are
+/// made each time, so that no client can fill the cache with arbitrary times.
+pub fn thumbnail(state: &AppState, file: &IndexedFile, t: Option<f64>) -> ApiResult<Vec<u8>> {
+    let ffmpeg = state.ffmpeg.as_ref().ok_or_else(no_ffmpeg)?;
+    let id = file.record.id;
+    let times = frame_times(state, &state.store()?, id)?;
+    let ms = time_ms(t.or(times.first().copied()).unwrap_or(0.0));
+    let sampled = times.iter().any(|&x| time_ms(x) == ms);
+    let key = file
+        .record
+        .hash
+        .as_ref()
+        .filter(|_| sampled)
+        .map(|h| thumbnails::frame_key(h, ms));
+    let cache = thumbnails::Cache::new(&state.index_dir);
+    if let Some(png) = key.as_ref().and_then(|k| cache.get(k)) {
+        return Ok(png);
+    }
+    let path = file.real_path()?;
+    let limits = FrameLimits {
+        max_pixels: state.limits.max_pixels,
+        ..FrameLimits::default()
+    };
+    let frame = ffmpeg
+        .frame_at(&path, ms as f64 / 1000.0, &limits)
+        .map_err(|e| video_error(e, &file.record.path))?;
+    let png = thumbnails::png_of(&frame.image.to_rgb()).map_err(ApiError::internal)?;
+    if let Some(k) = &key {
+        cache.put(k, &png);
+    }
+    Ok(png)
+}
+
+/// A damaged video is a 422 naming the file as the index does, like a photo
+/// that does not decode.
+fn video_error(e: VideoError, stored_path: &str) -> ApiError {
+    match e {
+        VideoError::NoFfmpeg { .. } => {
+            tracing::warn!("{e}");
+            no_ffmpeg()
+        }
+        VideoError::File { message, .. } => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("{}: {message}", display_stored(stored_path)),
+        ),
+        VideoError::Io { .. } => {
+            tracing::warn!("{e}");
+            ApiError::internal(format!(
+                "{}: the video could not be read (see the server's log)",
+                display_stored(stored_path)
+            ))
+        }
+    }
+}
+
+// ------------------------------------------------------------------ ranges
+
+/// What a `Range` header asks of a file of `size` bytes.
+#[derive(Debug, PartialEq)]
+pub enum Wanted {
+    /// No range (or one in another unit, or several ranges: the whole file
+    /// is a valid answer to those).
+    Whole,
+    /// Bytes `start..=end`.
+    Part(u64, u64),
+    /// A range that is malformed or lies outside the file.
+    Unsatisfiable,
+}
+
+/// Reads one `bytes=` range (`a-b`, `a-`, `-n`) of RFC 9110.
+pub fn wanted(range: Option<&str>, size: u64) -> Wanted {
+    let Some(range) = range.map(str::trim) else {
+        return Wanted::Whole;
+    };
+    let Some((unit, spec)) = range.split_once('=') else {
+        return Wanted::Unsatisfiable;
+    };
+    if !unit.trim().eq_ignore_ascii_case("bytes") || spec.contains(',') {
+        return Wanted::Whole;
+    }
+    let Some((first, last)) = spec.trim().split_once('-') else {
+        return Wanted::Unsatisfiable;
+    };
+    let number = |s: &str| {
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse::<u64>().ok())
+            .flatten()
+    };
+    let (first, last) = (first.trim(), last.trim());
+    match (first.is_empty(), number(first), number(last)) {
+        // The last n bytes.
+        (true, _, Some(n)) if n > 0 && size > 0 => Wanted::Part(size.saturating_sub(n), size - 1),
+        (false, Some(a), None) if last.is_empty() && a < size => Wanted::Part(a, size - 1),
+        (false, Some(a), Some(b)) if a <= b && a < size => Wanted::Part(a, b.min(size - 1)),
+        _ => Wanted::Unsatisfiable,
+    }
+}
+
+/// The chunks a reader thread sends, as a body stream.
+struct Chunks(tokio::sync::mpsc::Receiver<io::Result<Bytes>>);
+
+impl futures_core::Stream for Chunks {
+    type Item = io::Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx)
+    }
+}
+
+const CHUNK: u64 = 256 << 10;
+
+/// `len` bytes of `file` from `start`, read on the blocking pool a chunk at a
+/// time as the client takes them (a video is never held in memory whole).
+fn stream(mut file: File, start: u64, len: u64, id: i64) -> Body {
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = file.seek(SeekFrom::Start(start)) {
+            let _ = tx.blocking_send(Err(e));
+            return;
+        }
+        let mut left = len;
+        while left > 0 {
+            let mut buf = vec![0u8; left.min(CHUNK) as usize];
+            let got = match file.read(&mut buf) {
+                // The file shrank since it was checked: end the response
+                // short (an error), never pad it.
+                Ok(0) => Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("video {id} shrank while it was sent"),
+                )),
+                Ok(n) => Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => Err(e),
+            };
+            let chunk = got.map(|n| {
+                buf.truncate(n);
+                left -= n as u64;
+                Bytes::from(buf)
+            });
+            let failed = chunk.is_err();
+            // A closed channel: the client went away.
+            if tx.blocking_send(chunk).is_err() || failed {
+                return;
+            }
+        }
+    });
+    Body::from_stream(Chunks(rx))
+}
+
+/// The original of the video `file`, whole (200) or the range asked for (206,
+/// 416 when it is not in the file), always saying that ranges are accepted.
+pub fn original(file: IndexedFile, range: Option<&str>, content_type: &'static str) -> Response {
+    let (file, record) = file.into_file();
+    let (id, size) = (record.id, record.size.max(0) as u64);
+    let ranges = (header::ACCEPT_RANGES, "bytes".to_string());
+    let kind = (header::CONTENT_TYPE, content_type.to_string());
+    match wanted(range, size) {
+        Wanted::Whole => (
+            StatusCode::OK,
+            [ranges, kind, (header::CONTENT_LENGTH, size.to_string())],
+            stream(file, 0, size, id),
+        )
+            .into_response(),
+        Wanted::Part(start, end) => (
+            StatusCode::PARTIAL_CONTENT,
+            [
+                ranges,
+                kind,
+                (header::CONTENT_RANGE, format!("bytes {start}-{end}/{size}")),
+                (header::CONTENT_LENGTH, (end - start + 1).to_string()),
+            ],
+            stream(file, start, end - start + 1, id),
+        )
+            .into_response(),
+        Wanted::Unsatisfiable => {
+            let error = ApiError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                format!(
+                    "the range '{}' is not one range of bytes inside this file of {size} bytes \
+                     (e.g. bytes=0-1023, bytes=1024- or bytes=-1024)",
+                    range.unwrap_or_default()
+                ),
+            );
+            let mut response = error.into_response();
+            let headers = response.headers_mut();
+            headers.insert(header::ACCEPT_RANGES, "bytes".parse().expect("ascii"));
+            if let Ok(v) = format!("bytes */{size}").parse() {
+                headers.insert(header::CONTENT_RANGE, v);
+            }
+            response
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_are_read_as_rfc_9110_says() {
+        use Wanted::*;
+        let cases = [
+            (None, Whole),
+            (Some("bytes=0-9"), Part(0, 9)),
+            (Some("bytes=10-"), Part(10, 99)),
+            (Some("bytes=-10"), Part(90, 99)),
+            (Some("bytes=-1000"), Part(0, 99)),
+            (Some("bytes=90-1000"), Part(90, 99)),
+            (Some("BYTES=1-1"), Part(1, 1)),
+            (Some("bytes=100-"), Unsatisfiable),
+            (Some("bytes=100-200"), Unsatisfiable),
+            (Some("bytes=5-2"), Unsatisfiable),
+            (Some("bytes=-0"), Unsatisfiable),
+            (Some("bytes=x-y"), Unsatisfiable),
+            (Some("bytes=+1-2"), Unsatisfiable),
+            (Some("bytes=-"), Unsatisfiable),
+            (Some("bytes"), Unsatisfiable),
+            (Some("bytes=0-1,5-6"), Whole),
+            (Some("items=0-1"), Whole),
+        ];
+        for (header, expected) in cases {
+            assert_eq!(wanted(header, 100), expected, "{header:?}");
+        }
+        assert_eq!(wanted(Some("bytes=-5"), 0), Unsatisfiable);
+        assert_eq!(wanted(Some("bytes=0-"), 0), Unsatisfiable);
+    }
+
+    #[test]
+    fn times_must_be_finite_and_not_negative() {
+        assert_eq!(parse_time(None).unwrap(), None);
+        assert_eq!(parse_time(Some("3")).unwrap(), Some(3.0));
+        assert_eq!(parse_time(Some("0.25")).unwrap(), Some(0.25));
+        for bad in ["-1", "NaN", "inf", "", "3s", "1e999"] {
+            let e = parse_time(Some(bad)).unwrap_err();
+            assert_eq!(e.status, StatusCode::BAD_REQUEST, "{bad}");
+            assert!(e.message.starts_with("t must be"), "{}", e.message);
+        }
+    }
+}

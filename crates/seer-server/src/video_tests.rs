@@ -1,0 +1,560 @@
+//! Videos through the server: the time of a video hit, its frame as the
+//! thumbnail (`?t=`), the frame times of its detail, the original in byte
+//! ranges, a damaged video, a server without ffmpeg and the index job.
+//!
+//! These need ffmpeg, and FAIL (never skip) without it, saying to install it.
+//! fixtures/video/colors.mkv: 6.4 s, each second one colour (colors.json); the
+//! index samples it every 2 s, at 1 (green), 3 (yellow) and 5 s (magenta).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, Request, StatusCode};
+use axum::Router;
+use seer_engine::{LoadedModel, ScoreRule, TextEncoder};
+use seer_image::PreprocessConfig;
+use serde_json::Value;
+use tower::ServiceExt;
+
+use crate::task_tests::{unit, FakeImage};
+use crate::{app, ServerConfig};
+
+/// A text embeds as the colours it names (red, green, blue).
+struct FakeText;
+
+impl TextEncoder for FakeText {
+    fn embed_dim(&self) -> usize {
+        3
+    }
+    fn tokenize(&self, text: &str) -> Vec<u32> {
+        text.bytes().map(u32::from).collect()
+    }
+    fn embed_text_batch(&self, texts: &[String], _: bool) -> seer_engine::Result<Vec<Vec<f32>>> {
+        Ok(texts
+            .iter()
+            .map(|t| {
+                let v: Vec<f32> = ["red", "green", "blue"]
+                    .iter()
+                    .map(|c| if t.contains(c) { 1.0 } else { 0.01 })
+                    .collect();
+                unit(&v)
+            })
+            .collect())
+    }
+    fn score_rule(&self) -> ScoreRule {
+        ScoreRule::Softmax { scale: 100.0 }
+    }
+}
+
+fn encoder() -> LoadedModel {
+    LoadedModel::encoders(
+        "fake-clip".into(),
+        "fake",
+        Some(Arc::new(FakeImage(PreprocessConfig::openai_clip(224)))),
+        Some(Arc::new(FakeText)),
+    )
+}
+
+fn ffmpeg() -> seer_video::Ffmpeg {
+    seer_video::Ffmpeg::find(None).unwrap_or_else(|e| {
+        panic!("the video tests need ffmpeg and ffprobe on PATH; install ffmpeg (e.g. `apt install ffmpeg`): {e}")
+    })
+}
+
+fn fixture_video(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/video")
+        .join(name)
+}
+
+struct Fixture {
+    media: tempfile::TempDir,
+    index: tempfile::TempDir,
+    video: i64,
+    photo: i64,
+}
+
+impl Fixture {
+    fn app(&self, ffmpeg: Option<seer_video::Ffmpeg>) -> Router {
+        let config = ServerConfig {
+            index_dir: self.index.path().to_path_buf(),
+            max_wait: std::time::Duration::from_millis(1),
+            ann_threshold: usize::MAX,
+            ffmpeg,
+            ..Default::default()
+        };
+        app(vec![encoder()], &config)
+    }
+
+    fn video_path(&self) -> PathBuf {
+        self.media.path().join("colors.mkv")
+    }
+}
+
+fn index(media: &Path, index: &Path, videos: Option<seer_index::VideoOptions>) {
+    let mut store = seer_index::Store::open(index).unwrap();
+    let options = seer_index::IndexOptions {
+        roots: vec![media.to_path_buf()],
+        include_hidden: false,
+        encoding: seer_index::Encoding::F32,
+        embed: Default::default(),
+        ann_threshold: usize::MAX,
+        videos,
+    };
+    seer_index::index(&mut store, &encoder(), &options, &mut |_| {}).unwrap();
+}
+
+/// colors.mkv and a gray photo, indexed with ffmpeg.
+fn fixture() -> Fixture {
+    let media = tempfile::tempdir().unwrap();
+    std::fs::copy(fixture_video("colors.mkv"), media.path().join("colors.mkv")).unwrap();
+    seer_image::image::RgbImage::from_pixel(8, 8, seer_image::image::Rgb([128, 128, 128]))
+        .save(media.path().join("gray.png"))
+        .unwrap();
+    let index_dir = tempfile::tempdir().unwrap();
+    index(
+        media.path(),
+        index_dir.path(),
+        Some(seer_index::VideoOptions {
+            ffmpeg: Some(ffmpeg()),
+            sampling: Default::default(),
+        }),
+    );
+    let store = seer_index::Store::open_read_only(index_dir.path()).unwrap();
+    let id_of = |name: &str| {
+        let model = store.choose_model(Some("fake-clip")).unwrap();
+        let path = media.path().join(name);
+        (1..10)
+            .find(|&id| {
+                store
+                    .file_by_id(id, model.id)
+                    .unwrap()
+                    .is_some_and(|r| seer_index::pathcodec::to_path(&r.path) == path)
+            })
+            .unwrap_or_else(|| panic!("{name} is not indexed"))
+    };
+    let (video, photo) = (id_of("colors.mkv"), id_of("gray.png"));
+    drop(store);
+    Fixture {
+        media,
+        index: index_dir,
+        video,
+        photo,
+    }
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    fn header(&self, name: header::HeaderName) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().unwrap())
+    }
+}
+
+async fn get_with(app: &Router, uri: &str, headers: &[(&str, &str)]) -> Answer {
+    let mut request = Request::get(uri).header("host", "127.0.0.1");
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let response = app
+        .clone()
+        .oneshot(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = axum::body::to_bytes(response.into_body(), 64 << 20)
+        .await
+        .unwrap()
+        .to_vec();
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+async fn get(app: &Router, uri: &str) -> Answer {
+    get_with(app, uri, &[]).await
+}
+
+/// The colour in the middle of a PNG.
+fn middle(png: &[u8]) -> [u8; 3] {
+    let img = seer_image::image::load_from_memory(png).unwrap().to_rgb8();
+    img.get_pixel(img.width() / 2, img.height() / 2).0
+}
+
+fn near(got: [u8; 3], want: [u8; 3]) -> bool {
+    got.iter().zip(want).all(|(&g, w)| g.abs_diff(w) <= 12)
+}
+
+const GREEN: [u8; 3] = [0, 255, 0];
+const YELLOW: [u8; 3] = [255, 255, 0];
+const BLUE: [u8; 3] = [0, 0, 255];
+const MAGENTA: [u8; 3] = [255, 0, 255];
+const BROWN: [u8; 3] = [0x80, 0x40, 0x20];
+
+fn hit_of(answer: &Answer, id: i64) -> Value {
+    answer.json()["results"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{}", answer.text()))
+        .iter()
+        .find(|h| h["id"] == id)
+        .cloned()
+        .unwrap_or_else(|| panic!("no hit {id} in {}", answer.text()))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_video_hit_carries_the_time_of_its_best_frame_and_a_photo_none() {
+    let f = fixture();
+    let app = f.app(Some(ffmpeg()));
+    for (query, time) in [("green", 1.0), ("red blue", 5.0), ("red green", 3.0)] {
+        let answer = get(&app, &format!("/v1/search?q={}", query.replace(' ', "+"))).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+        let hit = &answer.json()["results"][0];
+        assert_eq!(hit["id"], f.video, "{query}: {}", answer.text());
+        assert_eq!(hit["time"], time, "{query}: {}", answer.text());
+        assert_eq!(
+            hit["thumbnail"],
+            format!("/v1/images/{}/thumbnail?t={time}", f.video),
+            "{query}"
+        );
+    }
+    // A photo's hit is as it always was: no time, the plain thumbnail.
+    let answer = get(&app, "/v1/search?q=red+green+blue").await;
+    let photo = hit_of(&answer, f.photo);
+    assert!(photo.get("time").is_none(), "{photo}");
+    assert_eq!(
+        photo["thumbnail"],
+        format!("/v1/images/{}/thumbnail", f.photo)
+    );
+    // "More like this" and the form POST answer with the time too.
+    let like = get(&app, &format!("/v1/search?like={}", f.photo)).await;
+    assert!(hit_of(&like, f.video)["time"].is_f64(), "{}", like.text());
+    let boundary = "XyZ";
+    let body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"q\"\r\n\r\ngreen\r\n--{boundary}--\r\n"
+    );
+    let response = app
+        .clone()
+        .oneshot(
+            Request::post("/v1/search")
+                .header("host", "127.0.0.1")
+                .header(
+                    header::CONTENT_TYPE,
+                    format!("multipart/form-data; boundary={boundary}"),
+                )
+                .body(Body::from(body))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let posted: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(posted["results"][0]["time"], 1.0, "{posted}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_video_thumbnail_is_its_frame_at_t_cached_by_content_and_time() {
+    let f = fixture();
+    let app = f.app(Some(ffmpeg()));
+    let thumb = |t: &str| format!("/v1/images/{}/thumbnail{t}", f.video);
+    for (t, colour) in [
+        ("", GREEN), // the first sampled frame, at 1 s
+        ("?t=3", YELLOW),
+        ("?t=1", GREEN),
+        ("?t=2.5", BLUE),
+        ("?t=5", MAGENTA),
+        ("?t=1000", BROWN), // past the end: the last frame
+    ] {
+        let answer = get(&app, &thumb(t)).await;
+        assert_eq!(answer.status, StatusCode::OK, "{t}: {}", answer.text());
+        assert_eq!(answer.header(header::CONTENT_TYPE), Some("image/png"));
+        let got = middle(&answer.body);
+        assert!(near(got, colour), "{t}: {got:?}, not {colour:?}");
+    }
+    // Cached: the sampled times (1 and 3 s; 5 s too), each apart; not 2.5 or 1000.
+    let cached = std::fs::read_dir(f.index.path().join("thumbnails"))
+        .unwrap()
+        .count();
+    assert_eq!(cached, 3, "one cached frame per sampled time asked for");
+    // A second ask is answered from the cache, the right frame still.
+    let again = get(&app, &thumb("?t=3")).await;
+    assert!(near(middle(&again.body), YELLOW));
+
+    for bad in ["-1", "abc", "NaN", "inf", ""] {
+        let answer = get(&app, &thumb(&format!("?t={bad}"))).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "t={bad}");
+        let error = answer.json()["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(error.starts_with("t must be"), "t={bad}: {error}");
+    }
+    // On a photo a valid t is ignored; a bad one is 400 all the same.
+    let photo = get(&app, &format!("/v1/images/{}/thumbnail?t=3", f.photo)).await;
+    assert_eq!(photo.status, StatusCode::OK);
+    assert!(near(middle(&photo.body), [128, 128, 128]));
+    let photo = get(&app, &format!("/v1/images/{}/thumbnail?t=-3", f.photo)).await;
+    assert_eq!(photo.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_detail_of_a_video_lists_its_frame_times() {
+    let f = fixture();
+    let app = f.app(Some(ffmpeg()));
+    let video = get(&app, &format!("/v1/images/{}/info", f.video)).await;
+    assert_eq!(video.status, StatusCode::OK, "{}", video.text());
+    let v = video.json();
+    assert_eq!(
+        v["video"]["frames"],
+        serde_json::json!([1.0, 3.0, 5.0]),
+        "{v}"
+    );
+    assert_eq!(v["id"], f.video);
+    assert_eq!(v["url"], format!("/v1/images/{}", f.video));
+    let photo = get(&app, &format!("/v1/images/{}/info", f.photo)).await;
+    assert_eq!(photo.status, StatusCode::OK);
+    assert!(photo.json().get("video").is_none(), "{}", photo.text());
+    let missing = get(&app, "/v1/images/999/info").await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_video_original_is_served_in_byte_ranges() {
+    let f = fixture();
+    let app = f.app(Some(ffmpeg()));
+    let bytes = std::fs::read(f.video_path()).unwrap();
+    let size = bytes.len();
+    let url = format!("/v1/images/{}", f.video);
+
+    let whole = get(&app, &url).await;
+    assert_eq!(whole.status, StatusCode::OK);
+    assert_eq!(whole.body, bytes);
+    assert_eq!(whole.header(header::ACCEPT_RANGES), Some("bytes"));
+    assert_eq!(whole.header(header::CONTENT_TYPE), Some("video/x-matroska"));
+    assert_eq!(
+        whole.header(header::CONTENT_LENGTH),
+        Some(size.to_string().as_str())
+    );
+
+    for (range, from, to) in [
+        ("bytes=0-99".to_string(), 0, 99),
+        ("bytes=100-".to_string(), 100, size - 1),
+        ("bytes=-100".to_string(), size - 100, size - 1),
+        (format!("bytes=10-{}", size * 2), 10, size - 1),
+    ] {
+        let part = get_with(&app, &url, &[("range", &range)]).await;
+        assert_eq!(part.status, StatusCode::PARTIAL_CONTENT, "{range}");
+        assert_eq!(part.body, bytes[from..=to], "{range}");
+        assert_eq!(
+            part.header(header::CONTENT_RANGE),
+            Some(format!("bytes {from}-{to}/{size}").as_str()),
+            "{range}"
+        );
+        assert_eq!(part.header(header::ACCEPT_RANGES), Some("bytes"));
+    }
+    for range in [
+        format!("bytes={size}-"),
+        "bytes=9-2".into(),
+        "bytes=x".into(),
+    ] {
+        let bad = get_with(&app, &url, &[("range", &range)]).await;
+        assert_eq!(bad.status, StatusCode::RANGE_NOT_SATISFIABLE, "{range}");
+        assert_eq!(
+            bad.header(header::CONTENT_RANGE),
+            Some(format!("bytes */{size}").as_str())
+        );
+        assert!(bad.json()["error"].is_string(), "{}", bad.text());
+    }
+
+    // The checks of every file route hold: a video replaced by a symlink out
+    // of the indexed folder is not served, in whole or in part.
+    let outside = tempfile::tempdir().unwrap();
+    let secret = outside.path().join("secret.mkv");
+    std::fs::copy(f.video_path(), &secret).unwrap();
+    std::fs::remove_file(f.video_path()).unwrap();
+    std::os::unix::fs::symlink(&secret, f.video_path()).unwrap();
+    for headers in [&[][..], &[("range", "bytes=0-9")][..]] {
+        let answer = get_with(&app, &url, headers).await;
+        assert_eq!(answer.status, StatusCode::NOT_FOUND, "{headers:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_damaged_video_thumbnail_is_a_422_naming_the_file() {
+    let f = fixture();
+    let app = f.app(Some(ffmpeg()));
+    // Damaged in place: other bytes of the same size and modification time,
+    // so that the file still passes as the one indexed.
+    let path = f.video_path();
+    let meta = std::fs::metadata(&path).unwrap();
+    std::fs::write(&path, vec![7u8; meta.len() as usize]).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(meta.modified().unwrap())
+        .unwrap();
+    let answer = get(&app, &format!("/v1/images/{}/thumbnail?t=3", f.video)).await;
+    assert_eq!(
+        answer.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        answer.text()
+    );
+    let error = answer.json()["error"].as_str().unwrap().to_string();
+    assert!(error.contains("colors.mkv"), "{error}");
+    // A video gone from disk: not found, as a photo.
+    std::fs::remove_file(&path).unwrap();
+    let answer = get(&app, &format!("/v1/images/{}/thumbnail", f.video)).await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND, "{}", answer.text());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_ffmpeg_videos_stay_searchable_and_their_frames_say_to_install_it() {
+    let f = fixture();
+    let app = f.app(None);
+    let answer = get(&app, "/v1/search?q=green").await;
+    assert_eq!(
+        answer.json()["results"][0]["time"],
+        1.0,
+        "{}",
+        answer.text()
+    );
+    let info = get(&app, &format!("/v1/images/{}/info", f.video)).await;
+    assert_eq!(info.json()["video"]["frames"][0], 1.0);
+    let original = get_with(
+        &app,
+        &format!("/v1/images/{}", f.video),
+        &[("range", "bytes=0-3")],
+    )
+    .await;
+    assert_eq!(original.status, StatusCode::PARTIAL_CONTENT);
+    let thumb = get(&app, &format!("/v1/images/{}/thumbnail?t=3", f.video)).await;
+    assert_eq!(
+        thumb.status,
+        StatusCode::NOT_IMPLEMENTED,
+        "{}",
+        thumb.text()
+    );
+    assert!(
+        thumb.header(header::RETRY_AFTER).is_none(),
+        "not worth retrying"
+    );
+    let error = thumb.json()["error"].as_str().unwrap().to_string();
+    assert!(error.contains("install ffmpeg"), "{error}");
+    // Photos' thumbnails are as ever.
+    let photo = get(&app, &format!("/v1/images/{}/thumbnail", f.photo)).await;
+    assert_eq!(photo.status, StatusCode::OK);
+}
+
+async fn run_job(app: &Router) -> Value {
+    let started = app
+        .clone()
+        .oneshot(
+            Request::post("/v1/index")
+                .header("host", "127.0.0.1")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(started.status(), StatusCode::ACCEPTED);
+    loop {
+        let status = get(app, "/v1/index/status").await.json();
+        if status["running"] == false {
+            return status;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_index_job_indexes_videos_with_the_servers_ffmpeg_or_leaves_them_for_later() {
+    // Indexed first without videos: the job of a server without ffmpeg
+    // leaves the video for later, that of one with ffmpeg indexes it.
+    let media = tempfile::tempdir().unwrap();
+    std::fs::copy(fixture_video("colors.mkv"), media.path().join("colors.mkv")).unwrap();
+    seer_image::image::RgbImage::from_pixel(8, 8, seer_image::image::Rgb([128, 128, 128]))
+        .save(media.path().join("gray.png"))
+        .unwrap();
+    let index_dir = tempfile::tempdir().unwrap();
+    index(media.path(), index_dir.path(), None);
+    let f = Fixture {
+        media,
+        index: index_dir,
+        video: 0,
+        photo: 0,
+    };
+
+    let status = run_job(&f.app(None)).await;
+    assert_eq!(status["error"], Value::Null, "{status}");
+    assert_eq!(status["last"]["videos_without_ffmpeg"], 1, "{status}");
+    let answer = get(&f.app(None), "/v1/search?q=green").await;
+    assert!(
+        answer.json()["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h.get("time").is_none()),
+        "{}",
+        answer.text()
+    );
+
+    let app = f.app(Some(ffmpeg()));
+    let status = run_job(&app).await;
+    assert_eq!(status["error"], Value::Null, "{status}");
+    assert_eq!(status["last"]["video_frames"], 3, "{status}");
+    let answer = get(&app, "/v1/search?q=green").await;
+    assert_eq!(
+        answer.json()["results"][0]["time"],
+        1.0,
+        "{}",
+        answer.text()
+    );
+}
+
+#[test]
+fn the_openapi_document_states_the_video_answers() {
+    let doc = crate::openapi::document();
+    let thumb = &doc["paths"]["/v1/images/{id}/thumbnail"]["get"];
+    for status in ["400", "404", "422", "501"] {
+        assert!(thumb["responses"][status].is_object(), "thumbnail {status}");
+    }
+    let t = thumb["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "t")
+        .expect("the t parameter");
+    assert_eq!(t["schema"]["minimum"], 0);
+    assert!(t["description"].as_str().unwrap().contains("photo"));
+    let original = &doc["paths"]["/v1/images/{id}"]["get"];
+    for status in ["206", "416"] {
+        assert!(
+            original["responses"][status].is_object(),
+            "original {status}"
+        );
+    }
+    let info = &doc["paths"]["/v1/images/{id}/info"]["get"];
+    assert!(info["summary"].as_str().unwrap().contains("frames"));
+    let search = doc["paths"]["/v1/search"]["get"]["summary"]
+        .as_str()
+        .unwrap();
+    assert!(search.contains("time"), "{search}");
+}
