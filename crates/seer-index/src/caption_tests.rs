@@ -8,30 +8,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use seer_engine::{
-    Captioner, EngineError, GenerateOptions, Generated, ImageEncoder, ImageTextMatcher,
-    LoadedModel, MatchScore, PixelInput,
+    Captioner, EngineError, GenerateOptions, Generated, ImageTextMatcher, LoadedModel, MatchScore,
+    PixelInput,
 };
-use seer_image::{DecodedImage, PreprocessConfig};
+use seer_image::DecodedImage;
 
 use crate::captions::{caption_locked, CaptionOptions};
 use crate::hybrid::SearchMode;
 use crate::store::{write, FileRecord, Store};
-use crate::{Encoding, IndexLock, IndexOptions, SearchOptions, Searcher, SearcherOptions};
+use crate::test_index::{encoder_model, index_options, mean_rgb};
+use crate::{Encoding, IndexLock, SearchOptions, Searcher, SearcherOptions};
 
 // ------------------------------------------------------------------ fakes
-
-/// The mean colour of an image, in [0, 1].
-fn mean_rgb(image: &DecodedImage) -> Vec<f32> {
-    let rgb = image.to_rgb();
-    let n = (rgb.width() * rgb.height()).max(1) as f32;
-    let mut sum = [0f32; 3];
-    for p in rgb.pixels() {
-        for (s, v) in sum.iter_mut().zip(p.0) {
-            *s += v as f32 / 255.0;
-        }
-    }
-    sum.iter().map(|s| s / n).collect()
-}
 
 /// The name of the strongest channel of a mean colour.
 fn colour_name(rgb: &[f32]) -> &'static str {
@@ -41,37 +29,6 @@ fn colour_name(rgb: &[f32]) -> &'static str {
         Some(1) => "green",
         _ => "blue",
     }
-}
-
-/// Embeds an image as its normalised mean colour (3-d).
-struct FakeEncoder(PreprocessConfig);
-
-impl ImageEncoder for FakeEncoder {
-    fn embed_dim(&self) -> usize {
-        3
-    }
-    fn preprocess_config(&self) -> &PreprocessConfig {
-        &self.0
-    }
-    fn pixels_len(&self) -> usize {
-        3
-    }
-    fn preprocess(&self, image: &DecodedImage) -> Vec<f32> {
-        mean_rgb(image)
-    }
-    fn embed_pixels(
-        &self,
-        pixels: Vec<f32>,
-        n: usize,
-        _: bool,
-    ) -> seer_engine::Result<Vec<Vec<f32>>> {
-        Ok((0..n).map(|i| unit(&pixels[i * 3..i * 3 + 3])).collect())
-    }
-}
-
-fn unit(v: &[f32]) -> Vec<f32> {
-    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-6);
-    v.iter().map(|x| x / n).collect()
 }
 
 /// Captions an image "a COLOUR square"; counts the images it captioned, and
@@ -156,15 +113,6 @@ impl ImageTextMatcher for FakeMatcher {
     }
 }
 
-fn encoder_model() -> LoadedModel {
-    LoadedModel::encoders(
-        "fake-encoder".into(),
-        "fake",
-        Some(Arc::new(FakeEncoder(PreprocessConfig::openai_clip(224)))),
-        None,
-    )
-}
-
 fn captioner_model(captioner: Arc<FakeCaptioner>) -> LoadedModel {
     let mut m = LoadedModel::encoders("fake-captioner".into(), "fake", None, None);
     m.captioner = Some(captioner);
@@ -185,20 +133,6 @@ const RED: [u8; 3] = [220, 20, 20];
 const GREEN: [u8; 3] = [20, 220, 20];
 const BLUE: [u8; 3] = [20, 20, 220];
 
-fn index_options(root: &Path) -> IndexOptions {
-    IndexOptions {
-        roots: vec![root.to_path_buf()],
-        include_hidden: false,
-        encoding: Encoding::F32,
-        embed: seer_engine::EmbedOptions {
-            batch_size: 2,
-            ..Default::default()
-        },
-        ann_threshold: usize::MAX,
-        videos: None,
-    }
-}
-
 fn caption_options(root: &Path) -> CaptionOptions {
     CaptionOptions {
         roots: vec![root.to_path_buf()],
@@ -209,7 +143,13 @@ fn caption_options(root: &Path) -> CaptionOptions {
 }
 
 fn index(store: &mut Store, root: &Path) -> crate::IndexSummary {
-    crate::index(store, &encoder_model(), &index_options(root), &mut |_| {}).unwrap()
+    crate::index(
+        store,
+        &encoder_model(),
+        &index_options(root, None),
+        &mut |_| {},
+    )
+    .unwrap()
 }
 
 fn caption(
@@ -645,8 +585,7 @@ fn hybrid_search_fuses_the_words_and_the_vector_rankings() {
         assert!(crimson.bm25.unwrap() > 0.0 && crimson.fused.unwrap() > 1.0 / 61.0);
         assert_eq!(found[1].matched(), ["vector"]);
         // Every hit has its cosine, from the vectors in memory or the database.
-        let want =
-            seer_ann::simd::dot_f32(&query, &super::caption_tests::unit(&[200.0, 30.0, 60.0]));
+        let want = seer_ann::simd::dot_f32(&query, &crate::test_index::unit(&[200.0, 30.0, 60.0]));
         assert!(
             (crimson.similarity.unwrap() - want).abs() < 0.05,
             "{crimson:?}"
@@ -780,11 +719,16 @@ mod files_changing_under_a_run {
         root: &Path,
         mut after_the_walk: impl FnMut(),
     ) -> crate::IndexSummary {
-        crate::index(store, &encoder_model(), &index_options(root), &mut |p| {
-            if let crate::Progress::Planned(_) = p {
-                after_the_walk()
-            }
-        })
+        crate::index(
+            store,
+            &encoder_model(),
+            &index_options(root, None),
+            &mut |p| {
+                if let crate::Progress::Planned(_) = p {
+                    after_the_walk()
+                }
+            },
+        )
         .unwrap()
     }
 

@@ -6,63 +6,9 @@
 //! is one solid colour. These tests need ffmpeg (CI installs it).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use seer_engine::{ImageEncoder, LoadedModel};
-use seer_image::{DecodedImage, PreprocessConfig};
-
-use crate::{
-    Encoding, IndexOptions, IndexSummary, SearchOptions, Searcher, SearcherOptions, Store,
-    VideoOptions,
-};
-
-/// Embeds an image as its normalised mean colour (3-d).
-struct MeanColour(PreprocessConfig);
-
-impl ImageEncoder for MeanColour {
-    fn embed_dim(&self) -> usize {
-        3
-    }
-    fn preprocess_config(&self) -> &PreprocessConfig {
-        &self.0
-    }
-    fn pixels_len(&self) -> usize {
-        3
-    }
-    fn preprocess(&self, image: &DecodedImage) -> Vec<f32> {
-        let rgb = image.to_rgb();
-        let n = (rgb.width() * rgb.height()).max(1) as f32;
-        let mut sum = [0f32; 3];
-        for p in rgb.pixels() {
-            for (s, v) in sum.iter_mut().zip(p.0) {
-                *s += v as f32 / 255.0;
-            }
-        }
-        sum.iter().map(|s| s / n).collect()
-    }
-    fn embed_pixels(
-        &self,
-        pixels: Vec<f32>,
-        n: usize,
-        _: bool,
-    ) -> seer_engine::Result<Vec<Vec<f32>>> {
-        Ok((0..n).map(|i| unit(&pixels[i * 3..i * 3 + 3])).collect())
-    }
-}
-
-fn unit(v: &[f32]) -> Vec<f32> {
-    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-6);
-    v.iter().map(|x| x / n).collect()
-}
-
-fn model() -> LoadedModel {
-    LoadedModel::encoders(
-        "mean-colour".into(),
-        "fake",
-        Some(Arc::new(MeanColour(PreprocessConfig::openai_clip(224)))),
-        None,
-    )
-}
+use crate::test_index::{encoder_model, index_options, unit};
+use crate::{IndexSummary, SearchOptions, Searcher, SearcherOptions, Store, VideoOptions};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -82,22 +28,27 @@ fn videos(ffmpeg: Option<seer_video::Ffmpeg>) -> Option<VideoOptions> {
     })
 }
 
-fn options(root: &Path, videos: Option<VideoOptions>) -> IndexOptions {
-    IndexOptions {
-        roots: vec![root.to_path_buf()],
-        include_hidden: false,
-        encoding: Encoding::F32,
-        embed: seer_engine::EmbedOptions {
-            batch_size: 2,
-            ..Default::default()
-        },
-        ann_threshold: usize::MAX,
-        videos,
-    }
+fn index(store: &mut Store, root: &Path, videos: Option<VideoOptions>) -> IndexSummary {
+    crate::index(
+        store,
+        &encoder_model(),
+        &index_options(root, videos),
+        &mut |_| {},
+    )
+    .unwrap()
 }
 
-fn index(store: &mut Store, root: &Path, videos: Option<VideoOptions>) -> IndexSummary {
-    crate::index(store, &model(), &options(root, videos), &mut |_| {}).unwrap()
+/// A folder `media` in a new temporary folder, holding copies of the
+/// fixture videos `videos` (under their own names), and an empty index beside.
+fn media(videos: &[&str]) -> (tempfile::TempDir, PathBuf, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("media");
+    std::fs::create_dir(&root).unwrap();
+    for name in videos {
+        std::fs::copy(fixture(name), root.join(name)).unwrap();
+    }
+    let store = Store::open(&dir.path().join("index")).unwrap();
+    (dir, root, store)
 }
 
 fn write_png(path: &Path, rgb: [u8; 3]) {
@@ -134,12 +85,8 @@ const MAGENTA: [f32; 3] = [1.0, 0.0, 1.0];
 /// above a photo of another colour, and the file's own vector is their mean.
 #[test]
 fn a_video_is_found_by_its_best_frame_at_its_time() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("media");
-    std::fs::create_dir(&root).unwrap();
-    std::fs::copy(fixture("colors.mkv"), root.join("colors.mkv")).unwrap();
+    let (_dir, root, mut store) = media(&["colors.mkv"]);
     write_png(&root.join("orange.png"), [255, 128, 0]);
-    let mut store = Store::open(&dir.path().join("index")).unwrap();
     let summary = index(&mut store, &root, videos(Some(ffmpeg())));
     assert_eq!((summary.added, summary.failed), (2, 0), "{summary:?}");
     assert_eq!(summary.video_frames, 3);
@@ -189,11 +136,8 @@ fn a_video_is_found_by_its_best_frame_at_its_time() {
 /// video takes its frames with it; an unchanged one is not decoded again.
 #[test]
 fn frames_follow_copies_changes_and_removals() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("media");
-    std::fs::create_dir(&root).unwrap();
+    let (_dir, root, mut store) = media(&[]);
     std::fs::copy(fixture("colors.mkv"), root.join("a.mkv")).unwrap();
-    let mut store = Store::open(&dir.path().join("index")).unwrap();
     index(&mut store, &root, videos(Some(ffmpeg())));
     let model = store.choose_model(None).unwrap();
 
@@ -231,22 +175,16 @@ fn frames_follow_copies_changes_and_removals() {
 /// goes on; a video that is repaired later is indexed.
 #[test]
 fn damaged_videos_fail_alone_with_their_cause() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("media");
-    std::fs::create_dir(&root).unwrap();
-    for name in [
+    let (_dir, root, mut store) = media(&[
         "not-a-video.mp4",
         "empty.mp4",
         "audio-only.m4a",
         "playlist.mp4",
-    ] {
-        std::fs::copy(fixture(name), root.join(name)).unwrap();
-    }
+    ]);
     // (.m4a is not a video extension: it is not even walked.)
     std::fs::copy(fixture("audio-only.m4a"), root.join("audio-only.mp4")).unwrap();
     std::fs::copy(fixture("colors.mkv"), root.join("good.mkv")).unwrap();
     write_png(&root.join("red.png"), [255, 0, 0]);
-    let mut store = Store::open(&dir.path().join("index")).unwrap();
     let summary = index(&mut store, &root, videos(Some(ffmpeg())));
     assert_eq!(summary.added, 2, "{summary:?}");
     let mut failed: Vec<&str> = summary
@@ -292,12 +230,8 @@ fn damaged_videos_fail_alone_with_their_cause() {
 /// the next run indexes them. `videos: None` takes them out of the index.
 #[test]
 fn without_ffmpeg_videos_wait_and_turned_off_they_leave() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("media");
-    std::fs::create_dir(&root).unwrap();
-    std::fs::copy(fixture("colors.mkv"), root.join("colors.mkv")).unwrap();
+    let (_dir, root, mut store) = media(&["colors.mkv"]);
     write_png(&root.join("red.png"), [255, 0, 0]);
-    let mut store = Store::open(&dir.path().join("index")).unwrap();
     let summary = index(&mut store, &root, videos(None));
     assert_eq!(
         (summary.added, summary.failed, summary.videos_without_ffmpeg),
@@ -362,12 +296,8 @@ fn assert_close(got: &[f32], want: &[f32]) {
 /// videos again, a run given none keeps the last.
 #[test]
 fn a_new_frame_interval_samples_indexed_videos_again() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("media");
-    std::fs::create_dir(&root).unwrap();
-    std::fs::copy(fixture("colors.mkv"), root.join("colors.mkv")).unwrap();
+    let (_dir, root, mut store) = media(&["colors.mkv"]);
     write_png(&root.join("red.png"), [255, 0, 0]);
-    let mut store = Store::open(&dir.path().join("index")).unwrap();
     let run = |store: &mut Store, interval: Option<f64>| {
         let (sampling, again) = crate::video::sampling_for_run(store, interval, None).unwrap();
         let summary = index(
