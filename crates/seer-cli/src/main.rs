@@ -101,7 +101,7 @@ enum Command {
     Ask(commands::ask::Args),
     /// Score how well texts describe an image (BLIP image-text matching).
     Match(commands::matching::Args),
-    /// Index photo folders (incremental; re-run to bring the index up to date).
+    /// Index folders of photos and videos (incremental; re-run to bring the index up to date).
     Index(commands::index::Args),
     /// Search indexed photos by text, example image, or both.
     Search(commands::search::Args),

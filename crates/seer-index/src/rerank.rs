@@ -258,7 +258,9 @@ mod tests {
             err.contains("colors.mkv") && err.contains("ffmpeg"),
             "{err}"
         );
-        let elsewhere = vec![std::env::temp_dir().canonicalize().unwrap()];
+        // A folder of its own: the repository itself may be under the temporary folder.
+        let other = tempfile::tempdir().unwrap();
+        let elsewhere = vec![other.path().canonicalize().unwrap()];
         let scores = score_hits(
             &YellowMatcher,
             "yellow",

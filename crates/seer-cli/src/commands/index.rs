@@ -1,4 +1,4 @@
-//! `seer index`: add photo folders to the index, or bring it up to date; with
+//! `seer index`: add folders of photos and videos to the index, or bring it up to date; with
 //! `--caption-model`, caption them too (see `seer_index::captions`).
 
 use std::path::PathBuf;
