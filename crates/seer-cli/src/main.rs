@@ -149,7 +149,7 @@ fn main() -> std::process::ExitCode {
     // gracefully on Ctrl-C by itself).
     let after_signal = match &cli.command {
         Command::Serve(_) => None,
-        Command::Index(_) => Some("the photos indexed so far stay indexed, run it again to finish"),
+        Command::Index(_) => Some("the files indexed so far stay indexed, run it again to finish"),
         Command::Train(_) => Some(
             "`--resume` continues from its newest checkpoint; before the first one, the same \
              command starts over",

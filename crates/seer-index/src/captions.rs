@@ -248,8 +248,8 @@ pub(crate) fn read_indexed(
         message,
     };
     let path = pathcodec::to_path(stored);
-    if !scan::within(&path, roots) {
-        return Err(fail(scan::OUTSIDE_ROOTS.into()));
+    if let Some(cause) = scan::gone_or_outside(&path, roots) {
+        return Err(fail(cause.into()));
     }
     let io = |source| EngineError::Io {
         path: PathBuf::from(&shown),

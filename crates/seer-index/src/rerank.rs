@@ -142,8 +142,8 @@ fn frame_of(
         ));
     };
     let path = pathcodec::to_path(stored);
-    if !scan::within(&path, roots) {
-        return Err(format!("{shown}: {}", scan::OUTSIDE_ROOTS));
+    if let Some(cause) = scan::gone_or_outside(&path, roots) {
+        return Err(format!("{shown}: {cause}"));
     }
     let frame_limits = FrameLimits {
         max_pixels: limits.max_pixels,
@@ -273,5 +273,23 @@ mod tests {
         .unwrap();
         let err = scores[0].as_ref().unwrap_err();
         assert!(err.contains("outside the indexed folders"), "{err}");
+
+        // A hit whose file is gone says so (it is not "outside the folders").
+        let gone = [RerankHit {
+            path: pathcodec::to_stored(&root.join("deleted.mkv")),
+            time: Some(1.0),
+        }];
+        let scores = score_hits(
+            &YellowMatcher,
+            "yellow",
+            &gone,
+            Some(&ffmpeg),
+            &roots,
+            &Default::default(),
+            2,
+        )
+        .unwrap();
+        let err = scores[0].as_ref().unwrap_err();
+        assert!(err.contains("deleted.mkv: no longer exists"), "{err}");
     }
 }

@@ -115,6 +115,23 @@ pub fn walk(
     (files, problems)
 }
 
+/// Why an indexed file at `path` cannot be read now as one under `roots`: it
+/// is gone ([`GONE`]), or it resolves outside them ([`OUTSIDE_ROOTS`]); None
+/// when it can be. (For readers of indexed files, who must not call a deleted
+/// file a symlink out of the roots.)
+pub fn gone_or_outside(path: &Path, roots: &[PathBuf]) -> Option<&'static str> {
+    if within(path, roots) {
+        return None;
+    }
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(GONE),
+        _ => Some(OUTSIDE_ROOTS),
+    }
+}
+
+/// An indexed file that is no longer there.
+pub const GONE: &str = "no longer exists (deleted or moved since it was indexed)";
+
 /// Whether `path`'s real location (all symlinks resolved) is within one of the
 /// canonical `roots`. An unresolvable path is not: it cannot be read anyway.
 pub fn within(path: &Path, roots: &[PathBuf]) -> bool {
@@ -331,6 +348,23 @@ pub fn hash_file(path: &Path) -> std::io::Result<[u8; 32]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A deleted file is gone, not "outside the roots"; a link out of them is.
+    #[test]
+    fn a_deleted_file_is_gone_and_a_link_out_is_outside() {
+        let inside = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let roots = [inside.path().canonicalize().unwrap()];
+        let here = roots[0].join("a.jpg");
+        std::fs::write(&here, b"x").unwrap();
+        assert_eq!(gone_or_outside(&here, &roots), None);
+        std::fs::remove_file(&here).unwrap();
+        assert_eq!(gone_or_outside(&here, &roots), Some(GONE));
+        let target = outside.path().join("b.jpg");
+        std::fs::write(&target, b"x").unwrap();
+        std::os::unix::fs::symlink(&target, &here).unwrap();
+        assert_eq!(gone_or_outside(&here, &roots), Some(OUTSIDE_ROOTS));
+    }
 
     struct Lookup(HashMap<[u8; 32], i64>, HashSet<i64>);
 

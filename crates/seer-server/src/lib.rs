@@ -233,6 +233,7 @@ pub fn app_with(models: Vec<LoadedModel>, tasks: TaskModels, config: &ServerConf
         limits: config.limits,
         metrics: Default::default(),
         job: Mutex::new(Default::default()),
+        video_slots: video::Slots::for_cores(),
         ann_threshold: config.ann_threshold,
         ffmpeg: config.ffmpeg.clone(),
     });

@@ -108,7 +108,7 @@ pub fn error_statuses(method: &str, path: &str) -> Vec<(&'static str, &'static s
         ("500", "Internal error"),
         (
             "503",
-            "The model's queue has no room for the request's items now; retry after the Retry-After header",
+            "The model's queue (or, for a video's thumbnail, the queue of frame decodes) has no room for the request now; retry after the Retry-After header",
         ),
         ("504", "The request took longer than --timeout"),
     ];

@@ -1492,9 +1492,16 @@ fn run_index_job(
         // As a bare `seer index`: the sampling the index was given last.
         videos: Some(seer_index::VideoOptions {
             ffmpeg: state.ffmpeg.clone(),
-            sampling: seer_index::video::sampling_for_run(&mut store, None, None)
-                .map_err(|e| e.to_string())?
-                .0,
+            // The server's --max-pixels guards video frames as it does photos.
+            sampling: seer_video::Sampling {
+                limits: seer_video::FrameLimits {
+                    max_pixels: state.limits.max_pixels,
+                    ..Default::default()
+                },
+                ..seer_index::video::sampling_for_run(&mut store, None, None)
+                    .map_err(|e| e.to_string())?
+                    .0
+            },
         }),
     };
     let progress = |before: usize| {

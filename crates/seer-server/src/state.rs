@@ -37,6 +37,8 @@ pub struct AppState {
     /// ffmpeg for video thumbnails and index jobs; None when it was not
     /// found (videos stay searchable, their frames cannot be shown).
     pub ffmpeg: Option<seer_video::Ffmpeg>,
+    /// Bounds the ffmpeg processes video thumbnails run at once.
+    pub video_slots: crate::video::Slots,
 }
 
 #[derive(Clone, Debug, Default, serde::Serialize)]

@@ -38,9 +38,14 @@ pub fn parse_time(raw: Option<&str>) -> ApiResult<Option<f64>> {
     };
     match raw.trim().parse::<f64>() {
         Ok(t) if t.is_finite() && t >= 0.0 => Ok(Some(t)),
-        _ => Err(ApiError::bad_request(format!(
-            "t must be a time in seconds, a finite number of at least 0, not '{raw}'"
-        ))),
+        _ => {
+            // A very long value is cut: the answer need not echo all of it.
+            let shown: String = raw.chars().take(40).collect();
+            let more = if shown.len() < raw.len() { "..." } else { "" };
+            Err(ApiError::bad_request(format!(
+                "t must be a time in seconds, a finite number of at least 0, not '{shown}{more}'"
+            )))
+        }
     }
 }
 
@@ -94,6 +99,9 @@ pub fn thumbnail(state: &AppState, file: &IndexedFile, t: Option<f64>) -> ApiRes
     if let Some(png) = key.as_ref().and_then(|k| cache.get(k)) {
         return Ok(png);
     }
+    // Held while ffmpeg runs: thumbnails at distinct times are never cached,
+    // so without a bound every request would start its own ffmpeg.
+    let _slot = state.video_slots.acquire()?;
     let path = file.real_path()?;
     let limits = FrameLimits {
         max_pixels: state.limits.max_pixels,
@@ -107,6 +115,81 @@ pub fn thumbnail(state: &AppState, file: &IndexedFile, t: Option<f64>) -> ApiRes
         cache.put(k, &png);
     }
     Ok(png)
+}
+
+/// A bound on the ffmpeg processes thumbnail requests run at once: at most
+/// `max` decode (one per core, at most 8), `queue` more
+/// wait for a slot, and the rest are refused at once with 503 and
+/// Retry-After, as a full model queue is.
+pub struct Slots {
+    max: usize,
+    queue: usize,
+    /// (running, waiting)
+    state: std::sync::Mutex<(usize, usize)>,
+    freed: std::sync::Condvar,
+}
+
+/// A running decode's slot, given back when dropped (a panic included).
+pub(crate) struct Slot<'a>(&'a Slots);
+
+impl Slots {
+    pub(crate) const fn new(max: usize, queue: usize) -> Self {
+        Slots {
+            max,
+            queue,
+            state: std::sync::Mutex::new((0, 0)),
+            freed: std::sync::Condvar::new(),
+        }
+    }
+
+    /// Slots for this machine's cores.
+    pub(crate) fn for_cores() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let max = cores.clamp(1, 8);
+        // Room for a results page of video hits whose thumbnails are not
+        // cached yet: an <img> that gets a 503 is not retried.
+        Slots::new(max, 32 * max)
+    }
+
+    pub(crate) fn max(&self) -> usize {
+        self.max.max(1)
+    }
+
+    /// A slot, waiting (on this blocking thread) while the queue has room;
+    /// 503 when it has none.
+    pub(crate) fn acquire(&self) -> ApiResult<Slot<'_>> {
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        if state.0 >= self.max() {
+            if state.1 >= self.queue {
+                return Err(ApiError::busy());
+            }
+            state.1 += 1;
+            while state.0 >= self.max() {
+                state = self
+                    .freed
+                    .wait(state)
+                    .unwrap_or_else(|poison| poison.into_inner());
+            }
+            state.1 -= 1;
+        }
+        state.0 += 1;
+        Ok(Slot(self))
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        let mut state = self
+            .0
+            .state
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        state.0 -= 1;
+        self.0.freed.notify_one();
+    }
 }
 
 /// A damaged video is a 422 naming the file as the index does, like a photo
@@ -159,10 +242,11 @@ pub fn wanted(range: Option<&str>, size: u64) -> Wanted {
     let Some((first, last)) = spec.trim().split_once('-') else {
         return Wanted::Unsatisfiable;
     };
+    // Digits only; more than u64 holds is past the end of any file (RFC 9110
+    // clamps a last position or suffix beyond the end to the end).
     let number = |s: &str| {
         (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| s.parse::<u64>().ok())
-            .flatten()
+            .then(|| s.parse::<u64>().unwrap_or(u64::MAX))
     };
     let (first, last) = (first.trim(), last.trim());
     match (first.is_empty(), number(first), number(last)) {

@@ -558,3 +558,152 @@ fn the_openapi_document_states_the_video_answers() {
         .unwrap();
     assert!(search.contains("time"), "{search}");
 }
+
+/// A position past what u64 holds is past the end of any file: the last
+/// position clamps to the end and a suffix that long is the whole file
+/// (RFC 9110), a first position that long is unsatisfiable.
+#[test]
+fn range_positions_too_long_for_u64_clamp_to_the_end() {
+    use crate::video::{wanted, Wanted};
+    let huge = "99999999999999999999999999";
+    assert_eq!(
+        wanted(Some(&format!("bytes=0-{huge}")), 100),
+        Wanted::Part(0, 99)
+    );
+    assert_eq!(
+        wanted(Some(&format!("bytes=-{huge}")), 100),
+        Wanted::Part(0, 99)
+    );
+    assert_eq!(
+        wanted(Some(&format!("bytes={huge}-")), 100),
+        Wanted::Unsatisfiable
+    );
+    assert_eq!(
+        wanted(Some(&format!("bytes={huge}-{huge}")), 100),
+        Wanted::Unsatisfiable
+    );
+}
+
+/// The answer to a bad `t` names it, cut short when it is very long.
+#[test]
+fn a_very_long_bad_time_is_not_echoed_whole() {
+    let raw = "9".repeat(100_000) + "s";
+    let e = crate::video::parse_time(Some(&raw)).unwrap_err();
+    assert_eq!(e.status, StatusCode::BAD_REQUEST);
+    assert!(e.message.len() < 200, "{}", e.message.len());
+    for t in ["1e-400", "-0", " 3"] {
+        assert!(crate::video::parse_time(Some(t)).unwrap().is_some(), "{t}");
+    }
+}
+
+/// ffmpeg and ffprobe as scripts that become the real ones (`exec`, same
+/// pid) after recording how many of them are alive (unreaped) as each starts.
+fn counting_ffmpeg(dir: &Path) -> seer_video::Ffmpeg {
+    use std::os::unix::fs::PermissionsExt;
+    ffmpeg(); // the real ones, with the message saying to install them
+    let running = dir.join("running");
+    std::fs::create_dir_all(&running).unwrap();
+    for program in ["ffmpeg", "ffprobe"] {
+        let target = String::from_utf8(
+            std::process::Command::new("sh")
+                .args(["-c", &format!("command -v {program}")])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap();
+        let script = format!(
+            "#!/bin/sh\n: > '{run}'/$$\nn=0\nfor m in '{run}'/*; do kill -0 \"${{m##*/}}\" 2>/dev/null && n=$((n+1)); done\necho $n >> '{counts}'\nexec '{target}' \"$@\"\n",
+            run = running.display(),
+            counts = dir.join("counts").display(),
+            target = target.trim(),
+        );
+        let path = dir.join(program);
+        std::fs::write(&path, script).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    seer_video::Ffmpeg::find(Some(&dir.join("ffmpeg"))).unwrap()
+}
+
+/// 64 thumbnails at distinct times at once: no more ffmpeg processes run
+/// than the server's slots, and each request gets its frame or a 503 with
+/// Retry-After (never an error of another kind).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_video_thumbnails_run_a_bounded_number_of_ffmpegs() {
+    let f = fixture();
+    let bin = tempfile::tempdir().unwrap();
+    let app = f.app(Some(counting_ffmpeg(bin.path())));
+    let slots = crate::video::Slots::for_cores().max();
+    let mut requests = Vec::new();
+    for i in 0..64 {
+        let app = app.clone();
+        let uri = format!(
+            "/v1/images/{}/thumbnail?t={:.3}",
+            f.video,
+            0.013 + i as f64 * 0.097
+        );
+        requests.push(tokio::spawn(async move { get(&app, &uri).await }));
+    }
+    let mut made = 0;
+    for r in requests {
+        let a = r.await.unwrap();
+        match a.status {
+            StatusCode::OK => made += 1,
+            StatusCode::SERVICE_UNAVAILABLE => {
+                assert_eq!(a.header(header::RETRY_AFTER), Some("1"), "{}", a.text())
+            }
+            other => panic!("{other}: {}", a.text()),
+        }
+    }
+    assert!(made > 0, "every request was refused");
+    let counts = std::fs::read_to_string(bin.path().join("counts")).unwrap();
+    let most = counts
+        .lines()
+        .map(|l| l.trim().parse::<usize>().unwrap())
+        .max()
+        .unwrap();
+    assert!(
+        most <= slots,
+        "{most} ffmpeg processes at once, over {slots}"
+    );
+}
+
+#[test]
+fn slots_beyond_the_queue_are_refused_with_503_and_freed_on_drop() {
+    let slots = crate::video::Slots::new(2, 0);
+    let a = slots.acquire().unwrap();
+    let _b = slots.acquire().unwrap();
+    let refused = slots.acquire().err().unwrap();
+    assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+    drop(a);
+    assert!(slots.acquire().is_ok());
+}
+
+/// The server's pixel limit holds for the frames its index job samples: a
+/// video with larger frames fails by name with the limit as its cause.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_index_job_refuses_video_frames_over_the_servers_pixel_limit() {
+    let media = tempfile::tempdir().unwrap();
+    std::fs::copy(fixture_video("colors.mkv"), media.path().join("colors.mkv")).unwrap();
+    let index_dir = tempfile::tempdir().unwrap();
+    index(media.path(), index_dir.path(), None);
+    let config = ServerConfig {
+        index_dir: index_dir.path().to_path_buf(),
+        max_wait: std::time::Duration::from_millis(1),
+        ann_threshold: usize::MAX,
+        ffmpeg: Some(ffmpeg()),
+        limits: seer_image::DecodeLimits {
+            max_pixels: 100,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let status = run_job(&app(vec![encoder()], &config)).await;
+    assert_eq!(status["last"]["failed"], 1, "{status}");
+    assert_eq!(status["last"]["video_frames"], 0, "{status}");
+    let failures = status["last"]["failures"].to_string();
+    assert!(
+        failures.contains("colors.mkv") && failures.contains("over the limit of 100 pixels"),
+        "{status}"
+    );
+}

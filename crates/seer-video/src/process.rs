@@ -51,12 +51,14 @@ impl<T: Send + 'static> Running<T> {
         stall: Duration,
         read: impl FnOnce(BufReader<ChildStdout>, &dyn Fn(T) -> bool) + Send + 'static,
     ) -> std::io::Result<Self> {
-        let mut child = Command::new(program)
+        let mut command = Command::new(program);
+        command
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()?;
+            .stderr(Stdio::piped());
+        die_with_parent(&mut command);
+        let mut child = command.spawn()?;
         let stdout = child.stdout.take().expect("stdout is piped");
         let stderr_pipe = child.stderr.take().expect("stderr is piped");
         let stderr = Arc::new(Mutex::new(VecDeque::new()));
@@ -167,6 +169,47 @@ impl<T> Drop for Running<T> {
         // grandchild holding a pipe must not hang the caller.
     }
 }
+
+/// Linux: the child is killed when the thread that started it ends, the
+/// whole process included. A signal that ends seer (SIGTERM from a service
+/// manager, `kill`, `timeout`) runs no `Drop`, and ffmpeg would otherwise
+/// decode on, orphaned, until its next write to the closed pipe, which with
+/// a long sampling interval can be minutes of a long video. The thread that
+/// spawns waits for the child (every caller reads it to the end or kills it),
+/// so it outlives the child's useful life.
+#[cfg(target_os = "linux")]
+fn die_with_parent(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // glibc and musl both export these; std links the C library already.
+    unsafe extern "C" {
+        fn prctl(option: i32, ...) -> i32;
+        fn getppid() -> i32;
+    }
+    const PR_SET_PDEATHSIG: i32 = 1;
+    const SIGKILL: u64 = 9;
+    let parent = std::process::id() as i32;
+    let hook = move || {
+        // SAFETY: PR_SET_PDEATHSIG takes one integer argument, a signal number.
+        if unsafe { prctl(PR_SET_PDEATHSIG, SIGKILL) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // The parent died before the prctl took effect: end now.
+        // SAFETY: getppid has no preconditions.
+        if unsafe { getppid() } != parent {
+            // ESRCH ("no such process"), made without allocating.
+            return Err(std::io::Error::from_raw_os_error(3));
+        }
+        Ok(())
+    };
+    // SAFETY: the hook runs in the child between fork and exec and calls only
+    // prctl and getppid, which are async-signal-safe and allocate nothing.
+    unsafe {
+        command.pre_exec(hook);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn die_with_parent(_: &mut Command) {}
 
 fn lock(m: &Mutex<VecDeque<String>>) -> std::sync::MutexGuard<'_, VecDeque<String>> {
     m.lock().unwrap_or_else(|poison| poison.into_inner())

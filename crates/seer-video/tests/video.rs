@@ -597,3 +597,78 @@ fn finished_runs_leave_no_process() {
     );
     assert!(!alive(pid_of(dir.path(), "ffmpeg")));
 }
+
+/// Not a test on its own: the process that
+/// `ffmpeg_dies_with_the_process_that_started_it` starts (and kills) runs
+/// this, probing through the fake ffprobe in `$SEER_VIDEO_ORPHAN_DIR`.
+#[test]
+fn orphan_helper() {
+    let Some(dir) = std::env::var_os("SEER_VIDEO_ORPHAN_DIR") else {
+        return;
+    };
+    let dir = PathBuf::from(dir);
+    let ffmpeg = Ffmpeg::find(Some(&dir.join("ffmpeg"))).unwrap();
+    let _ = ffmpeg.probe(&dir.join("x.mp4"));
+}
+
+/// Running, not a zombie (a killed orphan may wait a while to be reaped).
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+        !state.starts_with('Z') && !state.starts_with('X')
+    })
+}
+
+/// A signal that ends seer runs no destructor: ffmpeg must die with it
+/// (Linux: PR_SET_PDEATHSIG) rather than decode on, orphaned.
+#[cfg(target_os = "linux")]
+#[test]
+fn ffmpeg_dies_with_the_process_that_started_it() {
+    let dir = tempfile::tempdir().unwrap();
+    fake(dir.path(), "exec sleep 1000", "exec sleep 1000");
+    std::fs::write(dir.path().join("x.mp4"), b"not a video").unwrap();
+    let mut helper = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "orphan_helper",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("SEER_VIDEO_ORPHAN_DIR", dir.path())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid_file = dir.path().join("ffprobe.pid");
+    let pid = loop {
+        if let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .filter(|t| t.ends_with('\n'))
+            .and_then(|t| t.trim().parse::<u32>().ok())
+        {
+            break pid;
+        }
+        assert!(
+            helper.try_wait().unwrap().is_none(),
+            "the helper ended before ffprobe ran"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    assert!(running(pid));
+    helper.kill().unwrap();
+    helper.wait().unwrap();
+    // The kernel signals it as its parent dies; the wait only absorbs the
+    // scheduling of a loaded machine.
+    let gone = (0..3000).any(|_| {
+        let gone = !running(pid);
+        if !gone {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        gone
+    });
+    if !gone {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status();
+    }
+    assert!(gone, "ffprobe {pid} outlived the process that started it");
+}

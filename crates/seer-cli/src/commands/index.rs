@@ -163,7 +163,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             held => held,
         },
     };
-    let videos = args.video.options(&mut store)?;
+    let mut videos = args.video.options(&mut store)?;
+    if let Some(v) = videos.as_mut() {
+        // --max-pixels guards video frames as it guards photos: a frame over
+        // it fails its video by name before its buffer is allocated.
+        v.sampling.limits.max_pixels = args
+            .run
+            .limits(seer_image::DecodeLimits::default())
+            .max_pixels;
+    }
     let mut failed = 0;
     for model in &models {
         // Indexing embeds images only: no tokenizer is needed (an open_clip
