@@ -143,8 +143,21 @@ pub fn measure(
     sample: usize,
     options: &EmbedOptions,
 ) -> Result<Calibration> {
-    let step = (vectors.len() / sample.max(1)).max(1);
-    let rows: Vec<usize> = (0..vectors.len()).step_by(step).take(sample).collect();
+    // Photos only: the altered copies are made of decoded images, and a
+    // video's vector (its frames' mean) is not what a photo's copy resembles.
+    let photos: Vec<usize> = (0..vectors.len())
+        .filter(|&r| {
+            !seer_video::has_video_extension(&crate::pathcodec::to_path(&vectors.paths[r]))
+        })
+        .collect();
+    if photos.is_empty() {
+        return Err(IndexError::Invalid(
+            "cannot measure the duplicate threshold: the index holds no photos to alter (only              videos); pass --threshold"
+                .into(),
+        ));
+    }
+    let step = (photos.len() / sample.max(1)).max(1);
+    let rows: Vec<usize> = photos.iter().copied().step_by(step).take(sample).collect();
     type Variant = fn(&RgbImage) -> RgbImage;
     let variants: [Variant; 3] = [
         |img| {
@@ -226,4 +239,67 @@ pub fn measure(
         distinct_max: distinct.iter().copied().fold(f32::NEG_INFINITY, f32::max),
     };
     Ok(calibration)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_index::encoder_model;
+
+    /// The threshold is measured on photos: a video among the vectors is
+    /// neither altered (it cannot be decoded as an image) nor paired.
+    #[test]
+    fn the_threshold_is_measured_on_photos_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut vectors = VectorSet {
+            dim: 3,
+            ..Default::default()
+        };
+        for (i, (name, rgb)) in [
+            ("a.png", [200u8, 30, 30]),
+            ("b.mp4", [30, 200, 30]),
+            ("c.png", [30, 30, 200]),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let path = dir.path().join(name);
+            seer_image::image::RgbImage::from_pixel(8, 8, seer_image::image::Rgb(*rgb))
+                .save_with_format(&path, seer_image::image::ImageFormat::Png)
+                .unwrap();
+            vectors.ids.push(i as i64 + 1);
+            vectors.paths.push(crate::pathcodec::to_stored(&path));
+            let v: Vec<f32> = rgb.iter().map(|&c| c as f32).collect();
+            vectors.data.extend(crate::test_index::unit(&v));
+        }
+        let model = encoder_model();
+        let c = measure(
+            model.image().unwrap(),
+            &vectors,
+            10,
+            &EmbedOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            (c.images, c.duplicate_pairs, c.distinct_pairs),
+            (2, 6, 1),
+            "{c:?}"
+        );
+
+        let only_video = VectorSet {
+            dim: 3,
+            ids: vec![2],
+            paths: vec![vectors.paths[1].clone()],
+            data: vectors.row(1).to_vec(),
+        };
+        let err = measure(
+            model.image().unwrap(),
+            &only_video,
+            10,
+            &EmbedOptions::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("no photos"), "{err}");
+    }
 }

@@ -11,7 +11,10 @@ use crate::{Encoding, IndexOptions, VideoOptions};
 
 /// The mean colour of an image, in [0, 1].
 pub(crate) fn mean_rgb(image: &DecodedImage) -> Vec<f32> {
-    let rgb = image.to_rgb();
+    mean_of(&image.to_rgb())
+}
+
+fn mean_of(rgb: &seer_image::image::RgbImage) -> Vec<f32> {
     let n = (rgb.width() * rgb.height()).max(1) as f32;
     let mut sum = [0f32; 3];
     for p in rgb.pixels() {
@@ -43,6 +46,9 @@ impl ImageEncoder for MeanColour {
     }
     fn preprocess(&self, image: &DecodedImage) -> Vec<f32> {
         mean_rgb(image)
+    }
+    fn preprocess_rgb(&self, image: &seer_image::image::RgbImage) -> Vec<f32> {
+        mean_of(image)
     }
     fn embed_pixels(
         &self,
