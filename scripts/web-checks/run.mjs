@@ -844,6 +844,10 @@ checks.video = async () => {
   await page.waitForFunction(() => [...document.querySelectorAll('#results .result[data-time] img')].every((i) => i.complete && i.naturalWidth > 0));
   const photo = page.locator('#results .result:not([data-time])');
   check(await photo.locator('.video-badge').count() === 0, 'a photo has a video badge');
+  // The index panel counts the video and its sampled frames (3 at the default 2 s).
+  await page.waitForFunction(() => !document.querySelector('#status-videos').hidden);
+  const counted = (await page.locator('#status-videos').textContent()).trim();
+  check(counted === '1 video among them (3 sampled frames)', `the index panel says “${counted}”`);
   await shot(page, 'video-results');
 
   // By keyboard: focus the tile, Enter opens the detail view.

@@ -1093,9 +1093,10 @@
     row('path', 'Path', r.path);
     row('size', 'Size', fmtBytes(r.size));
     row('dimensions', 'Dimensions', r.width && r.height ? `${r.width} × ${r.height} px` : '–');
-    row('taken', 'Taken', r.taken_at || 'no EXIF capture time');
-    row('modified', 'Modified', fmtTime(r.modified));
     const video = isVideoHit(r);
+    // A photo's capture time is EXIF's; a video's is its container's creation_time.
+    row('taken', 'Taken', r.taken_at || (video ? 'no creation time recorded' : 'no EXIF capture time'));
+    row('modified', 'Modified', fmtTime(r.modified));
     if (video) row('time', 'Found at', fmtClock(r.time));
     // Questions, outlines and boxes are about photos, not videos.
     if (video) {
@@ -1730,6 +1731,7 @@
    *  a run may have finished or failed); the next status it gets fills it again. */
   function statusUnknown() {
     for (const id of ['#status-files', '#status-vectors', '#status-failures']) $(id).textContent = '–';
+    $('#status-videos').hidden = true;
     const note = $('#index-unknown');
     note.textContent = 'Server unreachable: the counts are unknown until it answers again.';
     note.hidden = false;
@@ -1746,6 +1748,11 @@
     $('#status-files').textContent = fmtInt(s.files);
     $('#status-vectors').textContent = fmtInt(s.vectors);
     $('#status-failures').textContent = fmtInt(s.failures);
+    const videos = $('#status-videos');
+    videos.hidden = !(s.videos > 0);
+    videos.textContent = s.videos > 0
+      ? `${fmtInt(s.videos)} ${s.videos === 1 ? 'video' : 'videos'} among them (${fmtInt(s.frames)} sampled frames)`
+      : '';
     const list = $('#failure-list');
     list.textContent = '';
     const failures = Array.isArray(s.failure_list) ? s.failure_list : [];

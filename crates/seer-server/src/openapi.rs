@@ -80,7 +80,7 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     (
         "get",
         "/v1/index/status",
-        "Progress of the index job, counts and failures",
+        "Progress of the index job, counts (files, vectors of the default model, and its videos and their sampled frames) and failures",
     ),
 ];
 

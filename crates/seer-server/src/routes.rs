@@ -1553,22 +1553,24 @@ fn run_index_job(
 pub async fn index_status(State(state): AppStateRef) -> ApiResult<Json<Value>> {
     let job = state.job.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let st = state.clone();
-    let (files, vectors, failures) = tokio::task::spawn_blocking(move || {
+    let (files, vectors, (videos, frames), failures) = tokio::task::spawn_blocking(move || {
         // No index yet: nothing indexed, nothing failed (the page shows how
         // to start), not an error.
         let store = match seer_index::Store::open_read_only(&st.index_dir) {
-            Err(seer_index::IndexError::NoIndexYet { .. }) => return Ok((0, 0, Vec::new())),
+            Err(seer_index::IndexError::NoIndexYet { .. }) => {
+                return Ok((0, 0, (0, 0), Vec::new()))
+            }
             opened => opened?,
         };
-        let vectors = st
-            .models
-            .default_model()
-            .info(&store)
-            .map(|m| m.vectors)
-            .unwrap_or(0);
+        let info = st.models.default_model().info(&store);
+        let vectors = info.as_ref().map(|m| m.vectors).unwrap_or(0);
+        let videos = match &info {
+            Ok(m) => store.video_counts(m)?,
+            Err(_) => (0, 0),
+        };
         let mut failures = store.failures()?;
         failures.extend(store.walk_errors()?);
-        Ok::<_, ApiError>((store.file_count()?, vectors, failures))
+        Ok::<_, ApiError>((store.file_count()?, vectors, videos, failures))
     })
     .await
     .map_err(ApiError::internal)??;
@@ -1583,6 +1585,8 @@ pub async fn index_status(State(state): AppStateRef) -> ApiResult<Json<Value>> {
         "done": job.done,
         "files": files,
         "vectors": vectors,
+        "videos": videos,
+        "frames": frames,
         "failures": failures.len(),
         "failure_list": failure_list,
         "last": job.last,

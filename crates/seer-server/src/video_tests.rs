@@ -334,6 +334,23 @@ async fn the_detail_of_a_video_lists_its_frame_times() {
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
 }
 
+/// The index status counts the videos and their frames (the page's index
+/// panel shows them).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_index_status_counts_videos_and_frames() {
+    let f = fixture();
+    let app = f.app(Some(ffmpeg()));
+    let status = get(&app, "/v1/index/status").await;
+    assert_eq!(status.status, StatusCode::OK, "{}", status.text());
+    let s = status.json();
+    assert_eq!(
+        (s["videos"].clone(), s["frames"].clone()),
+        (1.into(), 3.into()),
+        "{s}"
+    );
+    assert_eq!(s["files"], 2, "{s}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_video_original_is_served_in_byte_ranges() {
     let f = fixture();
