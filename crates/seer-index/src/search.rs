@@ -113,13 +113,16 @@ pub fn query_vector(
         }
     }
     for path in &query.like {
-        let v = store.vector_of(path, model)?.ok_or_else(|| {
-            IndexError::Invalid(format!(
-                "{}: not in the index for model '{}'",
-                crate::pathcodec::display_stored(path),
-                model.name
-            ))
-        })?;
+        let Some(v) = store.vector_of(path, model)? else {
+            let shown = crate::pathcodec::display_stored(path);
+            // A file that failed is in the index with its cause: say it.
+            return Err(IndexError::Invalid(match store.failure_of(path)? {
+                Some(cause) => format!(
+                    "{shown}: could not be indexed ({cause}), so it has no vector to search with"
+                ),
+                None => format!("{shown}: not in the index for model '{}'", model.name),
+            }));
+        };
         add(&v, 1.0);
     }
     combined.finish()

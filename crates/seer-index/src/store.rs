@@ -890,6 +890,18 @@ impl Store {
         }))
     }
 
+    /// Why the file stored at `path` could not be indexed, when it failed.
+    pub fn failure_of(&self, path: &str) -> Result<Option<String>> {
+        self.conn
+            .query_row(
+                "SELECT error FROM files WHERE path = ?1 AND error IS NOT NULL",
+                [path],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.db(e))
+    }
+
     pub fn failures(&self) -> Result<Vec<(String, String)>> {
         self.pairs("SELECT path, error FROM files WHERE error IS NOT NULL ORDER BY path")
     }

@@ -215,6 +215,19 @@ fn damaged_videos_fail_alone_with_their_cause() {
         .find(|(p, _)| p.ends_with("audio-only.mp4"))
         .unwrap();
     assert!(audio.1.contains("no video stream"), "{}", audio.1);
+    // "More like" a file that failed says why it has no vector.
+    let query = crate::Query {
+        like: vec![seer_index_path(&root.join("audio-only.mp4"))],
+        ..Default::default()
+    };
+    let model = store.choose_model(None).unwrap();
+    let err = crate::query_vector(&store, &model, None, &query, &Default::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("could not be indexed") && err.contains("no video stream"),
+        "{err}"
+    );
     // Failures stay failed until the file changes, and hold no frames.
     let model = store.choose_model(None).unwrap();
     assert_eq!(store.video_counts(&model).unwrap(), (1, 3));
