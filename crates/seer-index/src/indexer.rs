@@ -71,6 +71,9 @@ pub enum Progress {
     Planned(usize),
     /// One more file was embedded (or captioned) or failed.
     Embedded,
+    /// Within a video (which counts as one file): `done` of its `total`
+    /// sampled frames are embedded (`total` as planned from its duration).
+    VideoFrames { done: usize, total: usize },
 }
 
 struct DbLookup<'a> {

@@ -124,6 +124,7 @@ pub(crate) fn index_videos(
             normalize,
             video,
             roots,
+            &mut |done, total| on_progress(Progress::VideoFrames { done, total }),
         );
         on_progress(Progress::Embedded);
         let tx = store.transaction()?;
@@ -176,6 +177,8 @@ enum Failure {
     Cause(String),
 }
 
+/// Embeds one video's frames; `on_frames(done, total)` after each model batch.
+#[allow(clippy::too_many_arguments)]
 fn embed_video(
     ffmpeg: &Ffmpeg,
     encoder: &dyn ImageEncoder,
@@ -184,6 +187,7 @@ fn embed_video(
     normalize: bool,
     file: &Walked,
     roots: &[PathBuf],
+    on_frames: &mut dyn FnMut(usize, usize),
 ) -> std::result::Result<EmbeddedVideo, Failure> {
     let path = pathcodec::to_path(&file.path);
     let vanished = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
@@ -206,6 +210,7 @@ fn embed_video(
     let hash = *hasher.finalize().as_bytes();
     let cause = |e: VideoError| Failure::Cause(strip_name(&e.to_string(), &path));
     let info = ffmpeg.probe(&path).map_err(cause)?;
+    let total = sampling.frame_count(info.duration);
 
     let dim = encoder.embed_dim();
     let batch_size = batch_size.max(1);
@@ -235,6 +240,7 @@ fn embed_video(
                     model_error = Some(e);
                     return false;
                 }
+                on_frames(frames.len(), total.max(frames.len()));
             }
             true
         })

@@ -336,3 +336,25 @@ fn a_new_frame_interval_samples_indexed_videos_again() {
     assert_eq!(search(&store, YELLOW, 1)[0].2, Some(3.5));
     assert_eq!(run(&mut store, Some(3.0)), (1, 1, 2), "1.5 and 4.5 s");
 }
+
+/// A video is one file for the progress bar; its frames are reported as
+/// they are embedded (after each model batch: 2 here), of the planned total.
+#[test]
+fn a_videos_frames_are_reported_as_they_are_embedded() {
+    let (_dir, root, mut store) = media(&["colors.mkv"]);
+    let mut events = Vec::new();
+    crate::index(
+        &mut store,
+        &encoder_model(),
+        &index_options(&root, videos(Some(ffmpeg()))),
+        &mut |p| {
+            events.push(match p {
+                crate::Progress::Planned(n) => format!("planned {n}"),
+                crate::Progress::Embedded => "file".to_string(),
+                crate::Progress::VideoFrames { done, total } => format!("{done}/{total}"),
+            })
+        },
+    )
+    .unwrap();
+    assert_eq!(events, ["planned 1", "2/3", "file"]);
+}

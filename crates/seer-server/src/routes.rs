@@ -1510,6 +1510,8 @@ fn run_index_job(
             match event {
                 seer_index::Progress::Planned(n) => job.planned = before + n,
                 seer_index::Progress::Embedded => job.done += 1,
+                // Counted per file, as the page's bar is.
+                seer_index::Progress::VideoFrames { .. } => {}
             }
         }
     };

@@ -97,6 +97,15 @@ impl Default for Sampling {
     }
 }
 
+impl Sampling {
+    /// How many frames [`Ffmpeg::frames`] samples from a video of `duration`
+    /// seconds (0: unknown, then at most `max_frames`): for progress reports;
+    /// a stream that ends before its container does gives fewer.
+    pub fn frame_count(&self, duration: f64) -> usize {
+        plan(duration, self).1
+    }
+}
+
 /// Resource limits on decoding.
 #[derive(Clone, Copy, Debug)]
 pub struct FrameLimits {
@@ -633,6 +642,7 @@ mod tests {
         assert_eq!(plan(6.4, &s(1.0, 1800)), (1_000_000, 6));
         assert_eq!(plan(6.4, &s(0.5, 1800)), (500_000, 13));
         assert_eq!(plan(6.4, &s(2.0, 1800)), (2_000_000, 3));
+        assert_eq!(s(2.0, 1800).frame_count(6.4), 3);
         // 3600 s at 2 s would be 1800; with max 100 the interval is 36 s.
         assert_eq!(plan(3600.0, &s(2.0, 100)), (36_000_000, 100));
         // Shorter than one interval: one frame at duration / 2.

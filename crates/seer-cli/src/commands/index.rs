@@ -84,7 +84,7 @@ pub struct VideoArgs {
     ffmpeg: Option<PathBuf>,
 }
 
-fn parse_interval(s: &str) -> Result<f64, String> {
+pub(crate) fn parse_interval(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v.is_finite() && (0.05..=86_400.0).contains(&v) => Ok(v),
         _ => Err(format!(
@@ -193,7 +193,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             &options,
             &mut |event| match event {
                 Progress::Planned(n) => pb.set_length(n as u64),
-                Progress::Embedded => pb.inc(1),
+                Progress::Embedded => {
+                    pb.set_message("indexing");
+                    pb.inc(1)
+                }
+                // A long video is one file: its frames show in the message.
+                Progress::VideoFrames { done, total } => {
+                    pb.set_message(format!("indexing (a video: {done}/{total} frames)"))
+                }
             },
         )?;
         pb.finish_and_clear();
@@ -220,6 +227,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 match event {
                     Progress::Planned(n) => pb.set_length(n as u64),
                     Progress::Embedded => pb.inc(1),
+                    Progress::VideoFrames { .. } => {}
                 }
             })?;
         pb.finish_and_clear();
