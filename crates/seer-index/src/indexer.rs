@@ -214,7 +214,18 @@ pub fn index_locked(
         .into_iter()
         .filter(|p| !known_problems.contains(p))
         .collect();
-    let stored = store.files_under(&root_strings, model_id)?;
+    let mut stored = store.files_under(&root_strings, model_id)?;
+    if options.videos.is_some() {
+        // A video with a vector but no frames (imported by `seer import`, or
+        // written by a seer without videos) is sampled again.
+        for file in stored.iter_mut().filter(|f| f.embedded) {
+            if seer_video::has_video_extension(&pathcodec::to_path(&file.path))
+                && !store.has_frames(file.id, model_id)?
+            {
+                file.embedded = false;
+            }
+        }
+    }
     let lookup = DbLookup {
         store,
         model_id,

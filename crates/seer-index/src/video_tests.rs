@@ -358,3 +358,19 @@ fn a_videos_frames_are_reported_as_they_are_embedded() {
     .unwrap();
     assert_eq!(events, ["planned 1", "2/3", "file"]);
 }
+
+/// A video with a vector but no frames (what `seer import` of an export
+/// leaves, or an older seer) is sampled again by the next run, not skipped
+/// as unchanged.
+#[test]
+fn a_video_without_frames_is_sampled_again() {
+    let (_dir, root, mut store) = media(&["colors.mkv"]);
+    index(&mut store, &root, videos(Some(ffmpeg())));
+    store
+        .conn_for_tests()
+        .execute_batch("DELETE FROM frames")
+        .unwrap();
+    let summary = index(&mut store, &root, videos(Some(ffmpeg())));
+    assert_eq!((summary.added, summary.video_frames), (1, 3), "{summary:?}");
+    assert_eq!(search(&store, YELLOW, 1)[0].2, Some(3.0));
+}

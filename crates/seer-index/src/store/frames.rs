@@ -189,6 +189,20 @@ impl Store {
         Ok(out)
     }
 
+    /// Whether file `file_id` has frames of model `model_id`.
+    pub fn has_frames(&self, file_id: i64, model_id: i64) -> Result<bool> {
+        if !self.has_frames_table()? {
+            return Ok(false);
+        }
+        self.conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM frames WHERE file_id = ?1 AND model_id = ?2)",
+                params![file_id, model_id],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.db(e))
+    }
+
     /// How many videos and frames `model` has.
     pub fn video_counts(&self, model: &ModelInfo) -> Result<(usize, usize)> {
         if !self.has_frames_table()? {
