@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use seer_engine::{collect_image_paths, ImageFeatures};
+use seer_engine::{collect_image_paths, EmbedOptions, ImageEncoder, ImageFeatures};
 use seer_index::pathcodec::display_path;
 use seer_util::fs::{AtomicFile, Durability};
+use seer_video::{Ffmpeg, Frame, Sampling};
 
 use crate::common::ModelArgs;
 use crate::output::{escape_line, inputs_path, progress, write_npy, Failures, Lines, NpyStream};
@@ -17,7 +18,9 @@ use crate::output::{escape_line, inputs_path, progress, write_npy, Failures, Lin
 pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
-    /// Image files or folders (walked recursively).
+    /// Image files or folders (walked recursively, for images only). A video
+    /// named here gives a vector per sampled frame (with its time), after
+    /// the images; a video inside a folder is not embedded.
     #[arg(long, num_args = 1.., value_name = "PATH")]
     image: Vec<PathBuf>,
     /// Texts to embed.
@@ -44,6 +47,18 @@ pub struct Args {
     /// need a model with patch tokens (DINOv2) and take no texts.
     #[arg(long, value_enum, default_value_t = Features::Cls)]
     features: Features,
+    /// Seconds between the frames sampled from a video given to --image (as
+    /// `seer index`).
+    #[arg(long, value_name = "SECONDS", value_parser = crate::commands::index::parse_interval, allow_negative_numbers = true, default_value_t = Sampling::default().interval)]
+    frame_interval: f64,
+    /// Most frames sampled from one video: a longer video is sampled more
+    /// sparsely (its length / this).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000), default_value_t = Sampling::default().max_frames as u32)]
+    max_frames: u32,
+    /// The ffmpeg program to decode videos with (ffprobe must be beside it);
+    /// default: ffmpeg on PATH.
+    #[arg(long, value_name = "PATH", env = "SEER_FFMPEG")]
+    ffmpeg: Option<PathBuf>,
     #[command(flatten)]
     shards: crate::commands::shards::ShardArgs,
 }
@@ -85,6 +100,8 @@ enum Sink {
 /// What was embedded, named the way each output needs it.
 enum Input<'a> {
     Image(&'a Path),
+    /// A video's frame at this many seconds.
+    Frame(&'a Path, f64),
     Text(&'a str),
 }
 
@@ -93,7 +110,7 @@ impl Input<'_> {
     /// escaped form (a path may not be UTF-8).
     fn json(&self) -> String {
         match self {
-            Input::Image(p) => display_path(p),
+            Input::Image(p) | Input::Frame(p, _) => display_path(p),
             Input::Text(t) => t.to_string(),
         }
     }
@@ -102,8 +119,25 @@ impl Input<'_> {
     fn line(&self) -> String {
         match self {
             Input::Image(p) => display_path(p),
+            Input::Frame(p, t) => format!("{}#t={t:.3}", display_path(p)),
             Input::Text(t) => escape_line(t),
         }
+    }
+
+    /// The frame's time, which JSON carries beside the input.
+    fn time(&self) -> Option<f64> {
+        match self {
+            Input::Frame(_, t) => Some(*t),
+            _ => None,
+        }
+    }
+
+    /// `fields` with the frame's time added after "input", for a frame.
+    fn with_time(&self, mut value: serde_json::Value) -> serde_json::Value {
+        if let (Some(t), Some(object)) = (self.time(), value.as_object_mut()) {
+            object.insert("time".into(), t.into());
+        }
+        value
     }
 }
 
@@ -112,7 +146,8 @@ impl Sink {
         let mut stdout = std::io::stdout().lock();
         match self {
             Sink::Json => {
-                let line = serde_json::json!({ "input": input.json(), "embedding": embedding });
+                let mut line = input.with_time(serde_json::json!({ "input": input.json() }));
+                line["embedding"] = embedding.into();
                 writeln!(stdout, "{line}")?;
             }
             Sink::Npy(_, rows) => rows.push((input.line(), embedding)),
@@ -125,12 +160,11 @@ impl Sink {
             } => {
                 npy.push(&embedding)?;
                 if let Some(lines) = json {
-                    lines.print(serde_json::json!({
-                        "input": input.json(),
-                        "row": inputs.len(),
-                        "grid": [grid.0, grid.1],
-                        "dim": dim,
-                    }))?;
+                    let mut line = input.with_time(serde_json::json!({ "input": input.json() }));
+                    line["row"] = inputs.len().into();
+                    line["grid"] = serde_json::json!([grid.0, grid.1]);
+                    line["dim"] = (*dim).into();
+                    lines.print(line)?;
                 }
                 inputs.push(input.line());
             }
@@ -225,8 +259,73 @@ fn commit(file: AtomicFile) -> anyhow::Result<()> {
         .with_context(|| format!("{}: cannot write", path.display()))
 }
 
-/// Why a video given to `seer embed` is not embedded.
-const VIDEO_GIVEN: &str = "is a video: `seer embed` takes images; `seer index` samples videos";
+/// Why a video given to `seer embed` is not embedded when ffmpeg is missing.
+const NO_FFMPEG: &str = "is a video, and reading its frames needs ffmpeg, which was not found (install ffmpeg, e.g. apt install ffmpeg, or give --ffmpeg PATH)";
+
+/// Samples `path`'s frames and embeds them as photos (the model's own
+/// preprocessing, as `seer index` does), handing each with its time to
+/// `emit` in order. Err is the video's failure (the caller names the file);
+/// a failure of `emit` is kept in `sink_error` and stops the video.
+#[allow(clippy::too_many_arguments)]
+fn embed_video(
+    ffmpeg: &Ffmpeg,
+    encoder: &dyn ImageEncoder,
+    sampling: &Sampling,
+    options: &EmbedOptions,
+    features: ImageFeatures,
+    path: &Path,
+    emit: &mut dyn FnMut(f64, Vec<f32>) -> anyhow::Result<()>,
+    sink_error: &mut Option<anyhow::Error>,
+) -> Result<(), String> {
+    let info = ffmpeg.probe(path).map_err(|e| e.to_string())?;
+    let batch_size = options.batch_size.max(1);
+    let mut pending: Vec<f64> = Vec::with_capacity(batch_size);
+    let mut pixels: Vec<f32> = Vec::with_capacity(batch_size * encoder.pixels_len());
+    let mut failure: Option<String> = None;
+    let mut frames = 0usize;
+    let mut run_batch = |pending: &mut Vec<f64>, pixels: &mut Vec<f32>| -> Result<(), String> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let vectors = encoder
+            .embed_pixels_as(
+                std::mem::take(pixels),
+                pending.len(),
+                features,
+                options.normalize,
+            )
+            .map_err(|e| format!("the model failed on its frames: {e}"))?;
+        for (time, vector) in pending.drain(..).zip(vectors) {
+            frames += 1;
+            if let Err(e) = emit(time, vector) {
+                sink_error.get_or_insert(e);
+                return Err(String::new());
+            }
+        }
+        Ok(())
+    };
+    let decoded = ffmpeg.frames(path, &info, sampling, &mut |frame: Frame| {
+        pixels.extend(encoder.preprocess(&frame.image));
+        pending.push(frame.time);
+        if pending.len() == batch_size {
+            if let Err(e) = run_batch(&mut pending, &mut pixels) {
+                failure = Some(e);
+                return false;
+            }
+        }
+        true
+    });
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    decoded.map_err(|e| e.to_string())?;
+    run_batch(&mut pending, &mut pixels)?;
+    drop(run_batch);
+    match frames {
+        0 => Err("ffmpeg decoded no frame of it".into()),
+        _ => Ok(()),
+    }
+}
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(spec) = &args.shards.shards {
@@ -319,13 +418,24 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .into_iter()
         .partition(|p| seer_video::has_video_extension(p));
     paths = images;
+    // ffmpeg is looked for only when a video was named; one given by name
+    // must work (a typo is an error, not a skip).
+    let ffmpeg = match videos.is_empty() {
+        true => None,
+        false => match Ffmpeg::find(args.ffmpeg.as_deref()) {
+            Ok(found) => Some(found),
+            Err(e) if args.ffmpeg.is_some() => return Err(e.into()),
+            Err(_) => None,
+        },
+    };
+    let sampling = Sampling {
+        interval: args.frame_interval,
+        max_frames: args.max_frames as usize,
+        ..Sampling::default()
+    };
     let pb = progress(paths.len() + videos.len() + texts.len(), "embedding");
     for (path, cause) in walk_failures {
         failures.report_path(&pb, &path, &cause);
-    }
-    for path in &videos {
-        pb.inc(1);
-        failures.report_path(&pb, path, VIDEO_GIVEN);
     }
     let mut sink_error = None;
     // Counted as written: walk failures are not among `paths`, so subtracting
@@ -347,6 +457,36 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         })?;
     if let Some(e) = sink_error {
         return Err(e);
+    }
+    // Videos after the images: each frame a row, in time order.
+    for path in &videos {
+        let Some(ffmpeg) = &ffmpeg else {
+            pb.inc(1);
+            failures.report_path(&pb, path, NO_FFMPEG);
+            continue;
+        };
+        let mut sink_error = None;
+        let outcome = embed_video(
+            ffmpeg,
+            model.image_for(features)?,
+            &sampling,
+            &options,
+            features,
+            path,
+            &mut |time, embedding| {
+                sink.emit(Input::Frame(path, time), embedding)?;
+                done += 1;
+                Ok(())
+            },
+            &mut sink_error,
+        );
+        pb.inc(1);
+        if let Some(e) = sink_error {
+            return Err(e);
+        }
+        if let Err(cause) = outcome {
+            failures.report_path(&pb, path, &cause);
+        }
     }
     if let Some(encoder) = text_encoder {
         for chunk in texts.chunks(options.batch_size) {
