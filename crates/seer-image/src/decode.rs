@@ -366,6 +366,8 @@ fn sniff(b: &[u8]) -> Format {
     } else if b.starts_with(b"\0\0\0\x0cjP  \r\n\x87\n") || b.starts_with(&[0xFF, 0x4F, 0xFF, 0x51])
     {
         Format::Unsupported("JPEG 2000 is not supported".into())
+    } else if let Some(kind) = video_container(b) {
+        Format::Unsupported(format!("a video ({kind}), not an image"))
     } else {
         Format::Unsupported(if looks_like_text(&b[..b.len().min(512)]) {
             "no image signature (looks like text)".into()
@@ -376,6 +378,28 @@ fn sniff(b: &[u8]) -> Format {
             )
         })
     }
+}
+
+/// The container of a video file, by its signature: what a user who gave a
+/// video where an image goes should be told. (ISO BMFF brands of still
+/// images, HEIF/AVIF, are not videos.)
+fn video_container(b: &[u8]) -> Option<&'static str> {
+    if b.len() >= 12 && &b[4..8] == b"ftyp" {
+        let still = [
+            b"heic", b"heix", b"mif1", b"msf1", b"avif", b"avis", b"heim", b"heis",
+        ];
+        return (!still.iter().any(|brand| &b[8..12] == *brand)).then_some("MP4/QuickTime");
+    }
+    if b.starts_with(&[0x1A, 0x45, 0xDF, 0xA3]) {
+        return Some("Matroska/WebM");
+    }
+    if b.len() >= 12 && &b[0..4] == b"RIFF" && &b[8..12] == b"AVI " {
+        return Some("AVI");
+    }
+    if b.starts_with(b"FLV\x01") {
+        return Some("FLV");
+    }
+    None
 }
 
 /// Valid UTF-8 (the cut at 512 bytes may split a character) without control

@@ -380,3 +380,30 @@ fn only_text_is_called_text() {
         assert!(say(text).contains("looks like text"), "{:?}", &text[..8]);
     }
 }
+
+/// A video given where an image goes is called a video (the fixture videos'
+/// own bytes), and a still-image HEIF/AVIF header is not.
+#[test]
+fn a_video_is_called_a_video() {
+    let limits = DecodeLimits::default();
+    let say = |bytes: &[u8]| match decode_bytes(bytes, "x.jpg", &limits) {
+        Err(ImageError::UnsupportedFormat { detail, .. }) => detail,
+        other => panic!("{other:?}"),
+    };
+    let videos = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/video");
+    for (name, kind) in [
+        ("clip.mp4", "MP4/QuickTime"),
+        ("rotated.mp4", "MP4/QuickTime"),
+        ("colors.mkv", "Matroska/WebM"),
+        ("clip.webm", "Matroska/WebM"),
+    ] {
+        let detail = say(&std::fs::read(videos.join(name)).unwrap());
+        assert_eq!(detail, format!("a video ({kind}), not an image"), "{name}");
+    }
+    let heic = b"\0\0\0\x18ftypheic\0\0\0\0mif1heic";
+    assert!(
+        say(heic).contains("no known image signature"),
+        "{}",
+        say(heic)
+    );
+}
