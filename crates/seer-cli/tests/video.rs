@@ -1,8 +1,9 @@
 //! Videos end to end through the `seer` binary: `seer index` samples frames
 //! with ffmpeg, `seer search` answers with the video and the time of its best
-//! frame (reranked from that frame), `seer status` counts videos and frames,
-//! and `seer embed` refuses a video by name. fixtures/video/colors.mkv shows
-//! one solid colour a second (colors.json), so the frame at 3 s is yellow.
+//! frame (reranked from that frame), and `seer status` counts videos and
+//! frames (`seer embed` of a video: tests/video_embed.rs).
+//! fixtures/video/colors.mkv shows one solid colour a second (colors.json),
+//! so the frame at 3 s is yellow.
 //!
 //! These tests need ffmpeg on PATH: without it they fail and say to install
 //! it, as skipping would hide that nothing was tested.
@@ -509,35 +510,6 @@ fn a_frames_vector_is_the_vector_of_that_frame_as_a_photo() {
             / norm(&mut photo.iter().copied());
         assert!(cos >= 0.99999, "frame at {time} s vs photo: cosine {cos}");
     }
-}
-
-#[test]
-fn embed_refuses_a_video_by_name_and_embeds_the_rest() {
-    let pictures = tempfile::tempdir().unwrap();
-    let png = solid_png(pictures.path(), [0, 0, 255]);
-    let video = fixture("clip.mp4");
-    let idx = tempfile::tempdir().unwrap();
-    let o = seer(
-        idx.path(),
-        &[
-            "embed",
-            "--model",
-            &clip(),
-            "--image",
-            video.to_str().unwrap(),
-            png.to_str().unwrap(),
-            "--json",
-        ],
-    );
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    let out = json_lines(&String::from_utf8_lossy(&o.stdout));
-    assert_eq!(out.len(), 1, "{out:?}");
-    assert_eq!(out[0]["input"], arg(&png));
-    let want = format!(
-        "error: {}: is a video: `seer embed` takes images; `seer index` samples videos",
-        video.display()
-    );
-    assert!(stderr(&o).lines().any(|l| l == want), "{}", stderr(&o));
 }
 
 #[test]

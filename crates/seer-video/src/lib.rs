@@ -145,7 +145,7 @@ impl std::fmt::Debug for Frame {
 pub enum VideoError {
     /// ffmpeg or ffprobe is missing or does not run.
     #[error(
-        "{}: {message}; indexing videos needs ffmpeg and ffprobe: install ffmpeg \
+        "{}: {message}; decoding videos needs ffmpeg and ffprobe: install ffmpeg \
          (e.g. `apt install ffmpeg`, `brew install ffmpeg`) or give its path",
         program.display()
     )]

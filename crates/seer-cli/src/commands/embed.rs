@@ -1,5 +1,5 @@
-//! `seer embed`: images and texts to vectors, as JSON lines, an .npy file, or a
-//! short human-readable listing.
+//! `seer embed`: images, videos' sampled frames and texts to vectors, as JSON
+//! lines, an .npy file, or a short human-readable listing.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -29,12 +29,14 @@ pub struct Args {
     /// A file with one text per line.
     #[arg(long, value_name = "FILE")]
     text_file: Option<PathBuf>,
-    /// Print one JSON object per line: {"input": ..., "embedding": [...]}
-    /// (with `--features patch`: {"input", "row", "grid": [h, w], "dim"} beside --out).
+    /// Print one JSON object per line: {"input": ..., "embedding": [...]}; a
+    /// video's frame adds "time", in seconds (with `--features patch`:
+    /// {"input", "row", "grid": [h, w], "dim"} beside --out).
     #[arg(long)]
     json: bool,
     /// Write an f32 [N, D] array here (`--features patch`: [N, h, w, D]), and
-    /// the inputs in order to X.inputs.txt. With --shards, the output folder.
+    /// the inputs in order to X.inputs.txt (a video's frame as PATH#t=3.000).
+    /// With --shards, the output folder.
     #[arg(long, value_name = "FILE.npy")]
     out: Option<PathBuf>,
     /// Projected features as the reference's get_*_features, not L2-normalised
@@ -132,7 +134,7 @@ impl Input<'_> {
         }
     }
 
-    /// `fields` with the frame's time added after "input", for a frame.
+    /// `value` with the frame's time added (as "time"), for a frame.
     fn with_time(&self, mut value: serde_json::Value) -> serde_json::Value {
         if let (Some(t), Some(object)) = (self.time(), value.as_object_mut()) {
             object.insert("time".into(), t.into());
@@ -320,7 +322,6 @@ fn embed_video(
     }
     decoded.map_err(|e| e.to_string())?;
     run_batch(&mut pending, &mut pixels)?;
-    drop(run_batch);
     match frames {
         0 => Err("ffmpeg decoded no frame of it".into()),
         _ => Ok(()),
@@ -428,11 +429,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Err(_) => None,
         },
     };
-    let sampling = Sampling {
+    let mut sampling = Sampling {
         interval: args.frame_interval,
         max_frames: args.max_frames as usize,
         ..Sampling::default()
     };
+    // --max-pixels guards frames as it guards photos (as in `seer index`).
+    sampling.limits.max_pixels = options.limits.max_pixels;
     let pb = progress(paths.len() + videos.len() + texts.len(), "embedding");
     for (path, cause) in walk_failures {
         failures.report_path(&pb, &path, &cause);
