@@ -12,27 +12,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use seer_index::Store;
-use seer_testkit::{model_fixture, repo_root, shared_data, tokenizer_file};
+use seer_testkit::{repo_root, shared_data, tokenizer_file};
 use serde_json::Value;
 
-fn arg(p: &Path) -> String {
-    p.display().to_string()
-}
-
-fn clip() -> String {
-    arg(&model_fixture("openclip-vit"))
-}
-
-fn fixture(name: &str) -> PathBuf {
-    repo_root().join("fixtures/video").join(name)
-}
-
-/// ffmpeg, which every test here needs: a failure that says so when missing.
-fn need_ffmpeg() {
-    if let Err(e) = seer_video::Ffmpeg::find(None) {
-        panic!("these tests need ffmpeg on PATH: install ffmpeg (e.g. `apt install ffmpeg`): {e}");
-    }
-}
+mod common;
+use common::video::{arg, clip, fixture, need_ffmpeg};
 
 fn seer_command(index: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_seer"));

@@ -8,11 +8,8 @@ use std::process::{Command, Output};
 use seer_testkit::{model_fixture, tokenizer_file};
 use serde_json::Value;
 
-fn need_ffmpeg() {
-    if let Err(e) = seer_video::Ffmpeg::find(None) {
-        panic!("these tests need ffmpeg on PATH: install ffmpeg (e.g. `apt install ffmpeg`): {e}");
-    }
-}
+mod common;
+use common::video::need_ffmpeg;
 
 /// A `seconds`-second test-pattern video of `w`x`h` at `path`.
 fn make_video(path: &Path, w: u32, h: u32, seconds: u32) {

@@ -10,26 +10,11 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use seer_testkit::{model_fixture, read_json, repo_root, shared_data, tokenizer_file};
+use seer_testkit::{read_json, repo_root, shared_data, tokenizer_file};
 use serde_json::Value;
 
-fn arg(p: &Path) -> String {
-    p.display().to_string()
-}
-
-fn clip() -> String {
-    arg(&model_fixture("openclip-vit"))
-}
-
-fn fixture(name: &str) -> PathBuf {
-    repo_root().join("fixtures/video").join(name)
-}
-
-fn need_ffmpeg() {
-    if let Err(e) = seer_video::Ffmpeg::find(None) {
-        panic!("these tests need ffmpeg on PATH: install ffmpeg (e.g. `apt install ffmpeg`): {e}");
-    }
-}
+mod common;
+use common::video::{arg, clip, fixture, need_ffmpeg};
 
 /// `seer embed --model openclip-vit ARGS`; with `path` Some, PATH is that
 /// (to hide ffmpeg).

@@ -1,3 +1,4 @@
 pub mod exif;
 pub mod runs;
 pub mod server;
+pub mod video;
