@@ -8,7 +8,7 @@
 //! These tests need ffmpeg on PATH: without it they fail and say to install
 //! it, as skipping would hide that nothing was tested.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use seer_index::Store;
@@ -16,7 +16,7 @@ use seer_testkit::{repo_root, shared_data, tokenizer_file};
 use serde_json::Value;
 
 mod common;
-use common::video::{arg, clip, fixture, need_ffmpeg};
+use common::video::{arg, clip, fixture, need_ffmpeg, solid_png};
 
 fn seer_command(index: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_seer"));
@@ -65,18 +65,6 @@ fn video_and_photo() -> tempfile::TempDir {
     let photo = shared_data().join("imagenet-samples/images/n01440764_tench.JPEG");
     std::fs::copy(photo, dir.path().join("tench.jpg")).unwrap();
     dir
-}
-
-/// A 64x48 PNG of one colour (as colors.mkv's frames), written into `dir`.
-fn solid_png(dir: &Path, rgb: [u8; 3]) -> PathBuf {
-    let path = dir.join(format!(
-        "solid-{:02x}{:02x}{:02x}.png",
-        rgb[0], rgb[1], rgb[2]
-    ));
-    seer_image::image::RgbImage::from_pixel(64, 48, seer_image::image::Rgb(rgb))
-        .save(&path)
-        .unwrap();
-    path
 }
 
 fn index_json(index: &Path, folder: &Path, extra: &[&str]) -> Value {

@@ -7,14 +7,14 @@
 //! without it they fail and say to install it, as skipping would hide that
 //! nothing was tested.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use seer_testkit::{read_json, repo_root, shared_data, tokenizer_file};
 use serde_json::Value;
 
 mod common;
-use common::video::{arg, clip, fixture, need_ffmpeg};
+use common::video::{arg, clip, fixture, need_ffmpeg, solid_png};
 
 /// `seer embed --model openclip-vit ARGS`; with `path` Some, PATH is that
 /// (to hide ffmpeg).
@@ -64,18 +64,6 @@ fn vector(v: &Value) -> Vec<f32> {
         .iter()
         .map(|x| x.as_f64().unwrap() as f32)
         .collect()
-}
-
-/// A 64x48 PNG of one colour (as colors.mkv's frames), written into `dir`.
-fn solid_png(dir: &Path, rgb: [u8; 3]) -> PathBuf {
-    let path = dir.join(format!(
-        "solid-{:02x}{:02x}{:02x}.png",
-        rgb[0], rgb[1], rgb[2]
-    ));
-    seer_image::image::RgbImage::from_pixel(64, 48, seer_image::image::Rgb(rgb))
-        .save(&path)
-        .unwrap();
-    path
 }
 
 /// colors.json's colour shown at `time` seconds.

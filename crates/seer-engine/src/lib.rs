@@ -24,6 +24,7 @@ pub mod segment;
 pub mod segment_eval;
 pub mod siglip;
 pub mod tasks;
+pub mod video;
 pub mod zeroshot;
 
 pub use embed::{collect_image_paths, EmbedOptions, ImageEmbedding};

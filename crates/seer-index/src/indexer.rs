@@ -383,8 +383,7 @@ fn commit_batch(
                 summary.failed += 1;
                 // The cause alone, as `status` lists it: decode errors start
                 // with the file's name, which the pair holds already.
-                let name = format!("{}: ", pathcodec::to_path(&file.path).display());
-                let cause = message.strip_prefix(&name).unwrap_or(&message).to_string();
+                let cause = without_name(&message, &pathcodec::to_path(&file.path));
                 summary
                     .failures
                     .push((pathcodec::display_stored(&file.path), cause));
@@ -392,6 +391,13 @@ fn commit_batch(
         }
     }
     Ok(())
+}
+
+/// A failure's cause without the file's name in front (errors name their
+/// file; failures are stored and shown beside the name).
+pub(crate) fn without_name(message: &str, path: &std::path::Path) -> String {
+    let name = format!("{}: ", path.display());
+    message.strip_prefix(&name).unwrap_or(message).to_string()
 }
 
 /// Whether a file's failure is that it no longer exists ([`scan::VANISHED`]).

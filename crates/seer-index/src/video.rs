@@ -7,13 +7,14 @@
 //! A frame's vector is the vector of that frame saved as a lossless image and
 //! embedded as a photo: frames go through the model's own preprocessing.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use seer_engine::ImageEncoder;
-use seer_video::{Ffmpeg, Frame, Sampling, VideoError};
+use seer_engine::video::{embed_video_frames, FramesError};
+use seer_engine::{ImageEncoder, ImageFeatures};
+use seer_video::{Ffmpeg, Sampling, VideoError};
 
 use crate::error::Result;
-use crate::indexer::{IndexSummary, Progress};
+use crate::indexer::{without_name, IndexSummary, Progress};
 use crate::pathcodec;
 use crate::scan::{self, Walked};
 use crate::store::{write, FileRecord, Store};
@@ -208,49 +209,40 @@ fn embed_video(
         .update_reader(opened)
         .map_err(|e| Failure::Cause(format!("cannot read it: {e}")))?;
     let hash = *hasher.finalize().as_bytes();
-    let cause = |e: VideoError| Failure::Cause(strip_name(&e.to_string(), &path));
+    let cause = |e: VideoError| Failure::Cause(without_name(&e.to_string(), &path));
     let info = ffmpeg.probe(&path).map_err(cause)?;
     let total = sampling.frame_count(info.duration);
 
     let dim = encoder.embed_dim();
-    let batch_size = batch_size.max(1);
     let mut frames: Vec<(f64, Vec<f32>)> = Vec::new();
-    let mut pending: Vec<f64> = Vec::with_capacity(batch_size);
-    let mut pixels: Vec<f32> = Vec::with_capacity(batch_size * encoder.pixels_len());
-    let mut model_error = None;
-    let run_batch = |pending: &mut Vec<f64>,
-                     pixels: &mut Vec<f32>,
-                     frames: &mut Vec<(f64, Vec<f32>)>|
-     -> std::result::Result<(), String> {
-        if pending.is_empty() {
-            return Ok(());
-        }
-        let vectors = encoder
-            .embed_pixels(std::mem::take(pixels), pending.len(), normalize)
-            .map_err(|e| format!("the model failed on its frames: {e}"))?;
-        frames.extend(pending.drain(..).zip(vectors));
-        Ok(())
-    };
-    ffmpeg
-        .frames(&path, &info, sampling, &mut |frame: Frame| {
-            pixels.extend(encoder.preprocess(&frame.image));
-            pending.push(frame.time);
-            if pending.len() == batch_size {
-                if let Err(e) = run_batch(&mut pending, &mut pixels, &mut frames) {
-                    model_error = Some(e);
-                    return false;
-                }
+    let embedded = embed_video_frames(
+        encoder,
+        ffmpeg,
+        &path,
+        &info,
+        sampling,
+        batch_size,
+        ImageFeatures::Embedding,
+        normalize,
+        |batch| {
+            // A full batch: the video goes on (the last, partial one ends it).
+            let full = batch.len() == batch_size.max(1);
+            frames.extend(batch);
+            if full {
                 on_frames(frames.len(), total.max(frames.len()));
             }
-            true
-        })
-        .map_err(cause)?;
-    if let Some(e) = model_error {
-        return Err(Failure::Cause(e));
-    }
-    run_batch(&mut pending, &mut pixels, &mut frames).map_err(Failure::Cause)?;
-    if frames.is_empty() {
-        return Err(Failure::Cause("ffmpeg decoded no frame of it".into()));
+            Ok::<(), std::convert::Infallible>(())
+        },
+    );
+    match embedded {
+        Ok(_) => {}
+        Err(FramesError::Video(e)) => return Err(cause(e)),
+        Err(FramesError::Model(e)) => {
+            return Err(Failure::Cause(format!(
+                "the model failed on its frames: {e}"
+            )))
+        }
+        Err(FramesError::Sink(never)) => match never {},
     }
     let mut mean = vec![0f32; dim];
     for (_, v) in &frames {
@@ -279,11 +271,4 @@ fn embed_video(
         mean,
         frames,
     })
-}
-
-/// A cause without the file's name in front: failures are stored and shown
-/// beside the name.
-fn strip_name(message: &str, path: &Path) -> String {
-    let name = format!("{}: ", path.display());
-    message.strip_prefix(&name).unwrap_or(message).to_string()
 }

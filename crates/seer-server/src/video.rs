@@ -60,9 +60,9 @@ pub fn frame_times(state: &AppState, store: &Store, id: i64) -> ApiResult<Vec<f6
     let held = store.models()?;
     for served in state.models.all() {
         if let Some(info) = held.iter().find(|m| m.name == served.model.id) {
-            let frames = store.frames_of(id, info)?;
-            if !frames.is_empty() {
-                return Ok(frames.into_iter().map(|f| f.time).collect());
+            let times = store.frame_times(id, info)?;
+            if !times.is_empty() {
+                return Ok(times);
             }
         }
     }

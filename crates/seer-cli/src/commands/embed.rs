@@ -6,10 +6,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use seer_engine::{collect_image_paths, EmbedOptions, ImageEncoder, ImageFeatures};
+use seer_engine::video::{embed_video_frames, FramesError};
+use seer_engine::{collect_image_paths, ImageFeatures};
 use seer_index::pathcodec::display_path;
 use seer_util::fs::{AtomicFile, Durability};
-use seer_video::{Ffmpeg, Frame, Sampling};
+use seer_video::{Ffmpeg, Sampling};
 
 use crate::common::ModelArgs;
 use crate::output::{escape_line, inputs_path, progress, write_npy, Failures, Lines, NpyStream};
@@ -264,70 +265,6 @@ fn commit(file: AtomicFile) -> anyhow::Result<()> {
 /// Why a video given to `seer embed` is not embedded when ffmpeg is missing.
 const NO_FFMPEG: &str = "is a video, and reading its frames needs ffmpeg, which was not found (install ffmpeg, e.g. apt install ffmpeg, or give --ffmpeg PATH)";
 
-/// Samples `path`'s frames and embeds them as photos (the model's own
-/// preprocessing, as `seer index` does), handing each with its time to
-/// `emit` in order. Err is the video's failure (the caller names the file);
-/// a failure of `emit` is kept in `sink_error` and stops the video.
-#[allow(clippy::too_many_arguments)]
-fn embed_video(
-    ffmpeg: &Ffmpeg,
-    encoder: &dyn ImageEncoder,
-    sampling: &Sampling,
-    options: &EmbedOptions,
-    features: ImageFeatures,
-    path: &Path,
-    emit: &mut dyn FnMut(f64, Vec<f32>) -> anyhow::Result<()>,
-    sink_error: &mut Option<anyhow::Error>,
-) -> Result<(), String> {
-    let info = ffmpeg.probe(path).map_err(|e| e.to_string())?;
-    let batch_size = options.batch_size.max(1);
-    let mut pending: Vec<f64> = Vec::with_capacity(batch_size);
-    let mut pixels: Vec<f32> = Vec::with_capacity(batch_size * encoder.pixels_len());
-    let mut failure: Option<String> = None;
-    let mut frames = 0usize;
-    let mut run_batch = |pending: &mut Vec<f64>, pixels: &mut Vec<f32>| -> Result<(), String> {
-        if pending.is_empty() {
-            return Ok(());
-        }
-        let vectors = encoder
-            .embed_pixels_as(
-                std::mem::take(pixels),
-                pending.len(),
-                features,
-                options.normalize,
-            )
-            .map_err(|e| format!("the model failed on its frames: {e}"))?;
-        for (time, vector) in pending.drain(..).zip(vectors) {
-            frames += 1;
-            if let Err(e) = emit(time, vector) {
-                sink_error.get_or_insert(e);
-                return Err(String::new());
-            }
-        }
-        Ok(())
-    };
-    let decoded = ffmpeg.frames(path, &info, sampling, &mut |frame: Frame| {
-        pixels.extend(encoder.preprocess(&frame.image));
-        pending.push(frame.time);
-        if pending.len() == batch_size {
-            if let Err(e) = run_batch(&mut pending, &mut pixels) {
-                failure = Some(e);
-                return false;
-            }
-        }
-        true
-    });
-    if let Some(e) = failure {
-        return Err(e);
-    }
-    decoded.map_err(|e| e.to_string())?;
-    run_batch(&mut pending, &mut pixels)?;
-    match frames {
-        0 => Err("ffmpeg decoded no frame of it".into()),
-        _ => Ok(()),
-    }
-}
-
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(spec) = &args.shards.shards {
         return crate::commands::shards::run(
@@ -468,27 +405,37 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             failures.report_path(&pb, path, NO_FFMPEG);
             continue;
         };
-        let mut sink_error = None;
-        let outcome = embed_video(
-            ffmpeg,
-            model.image_for(features)?,
-            &sampling,
-            &options,
-            features,
-            path,
-            &mut |time, embedding| {
-                sink.emit(Input::Frame(path, time), embedding)?;
-                done += 1;
-                Ok(())
-            },
-            &mut sink_error,
-        );
+        let encoder = model.image_for(features)?;
+        let outcome = ffmpeg
+            .probe(path)
+            .map_err(FramesError::Video)
+            .and_then(|info| {
+                embed_video_frames(
+                    encoder,
+                    ffmpeg,
+                    path,
+                    &info,
+                    &sampling,
+                    options.batch_size,
+                    features,
+                    options.normalize,
+                    |frames| {
+                        for (time, embedding) in frames {
+                            sink.emit(Input::Frame(path, time), embedding)?;
+                            done += 1;
+                        }
+                        anyhow::Ok(())
+                    },
+                )
+            });
         pb.inc(1);
-        if let Some(e) = sink_error {
-            return Err(e);
-        }
-        if let Err(cause) = outcome {
-            failures.report_path(&pb, path, &cause);
+        match outcome {
+            Ok(_) => {}
+            Err(FramesError::Sink(e)) => return Err(e),
+            Err(FramesError::Video(e)) => failures.report_path(&pb, path, &e.to_string()),
+            Err(FramesError::Model(e)) => {
+                failures.report_path(&pb, path, &format!("the model failed on its frames: {e}"))
+            }
         }
     }
     if let Some(encoder) = text_encoder {

@@ -28,3 +28,15 @@ pub fn need_ffmpeg() {
         panic!("these tests need ffmpeg on PATH: install ffmpeg (e.g. `apt install ffmpeg`): {e}");
     }
 }
+
+/// A 64x48 PNG of one colour (as colors.mkv's frames), written into `dir`.
+pub fn solid_png(dir: &Path, rgb: [u8; 3]) -> PathBuf {
+    let path = dir.join(format!(
+        "solid-{:02x}{:02x}{:02x}.png",
+        rgb[0], rgb[1], rgb[2]
+    ));
+    seer_image::image::RgbImage::from_pixel(64, 48, seer_image::image::Rgb(rgb))
+        .save(&path)
+        .unwrap();
+    path
+}

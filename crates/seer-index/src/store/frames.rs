@@ -189,6 +189,27 @@ impl Store {
         Ok(out)
     }
 
+    /// The times (seconds) of one video's frames, in order (empty when it
+    /// is not a video): what a detail view lists, without the vectors.
+    pub fn frame_times(&self, file_id: i64, model: &ModelInfo) -> Result<Vec<f64>> {
+        if !self.has_frames_table()? {
+            return Ok(Vec::new());
+        }
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT time_ms FROM frames WHERE file_id = ?1 AND model_id = ?2 ORDER BY time_ms",
+            )
+            .map_err(|e| self.db(e))?;
+        let times = stmt
+            .query_map(params![file_id, model.id], |r| r.get::<_, i64>(0))
+            .map_err(|e| self.db(e))?
+            .map(|t| t.map(|ms| ms as f64 / 1000.0))
+            .collect::<rusqlite::Result<Vec<f64>>>()
+            .map_err(|e| self.db(e))?;
+        Ok(times)
+    }
+
     /// Whether file `file_id` has frames of model `model_id`.
     pub fn has_frames(&self, file_id: i64, model_id: i64) -> Result<bool> {
         if !self.has_frames_table()? {
