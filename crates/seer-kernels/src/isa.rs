@@ -9,11 +9,11 @@ use crate::gemm::Precision;
 /// for AVX2, which names its own CPUs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum FloatBlocks {
-    /// 256 deep × 112 rows (AMD Zen 5, and CPUs not measured; for AVX2,
-    /// CPUs with a small L2).
+    /// 256 deep × 112 rows (CPUs not measured; for AVX2, CPUs with a small
+    /// L2).
     Shallow,
     /// 768 deep × 224 rows: Intel without AMX (Ice Lake, the Skylake-SP line)
-    /// and AMD Zen 4 (family 25).
+    /// and AMD Zen 4 and Zen 5 (families 25 and 26).
     Deep,
     /// Shallow, but a thread's whole share of rows as one block where it fits
     /// 224 rows, three depth blocks packed at a time: Intel with AMX (Sapphire
@@ -131,8 +131,8 @@ impl Isa {
                 (true, false) => FloatBlocks::Deep,
                 (true, true) => FloatBlocks::WholeShare,
                 // Family 25 with AVX-512 is Zen 4 (Zen 3 shares the family
-                // but never runs these kernels).
-                (false, _) if cpu_family() == 25 => FloatBlocks::Deep,
+                // but never runs these kernels), family 26 Zen 5.
+                (false, _) if matches!(cpu_family(), 25 | 26) => FloatBlocks::Deep,
                 (false, _) => FloatBlocks::Shallow,
             })
         }

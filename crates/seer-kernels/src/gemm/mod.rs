@@ -118,8 +118,14 @@ impl Blocks {
     /// (7/7 pairs), batch 8 −1 to +8% (6/7), texts unpadded +4% median (6/7),
     /// at 77 tokens within ±8% (5/7), though its int8 had lost 10–15% when the
     /// weight micro-panel spilled from its 32 KiB L1 to L2 (int8 keeps
-    /// [`KC`]). AMD Zen 5 has not been measured on them and keeps the shallow
-    /// blocks.
+    /// [`KC`]). AMD Zen 5 (family 26 model 2, 2026-12-06) takes them too, for
+    /// f32 and for `vdpbf16ps`'s depth ([`Blocks::for_bf16_dot`]): alternating
+    /// `clip_image_speed` in one sitting, 6 pairs, f32 images at batch 8
+    /// +5.5–10% (6 of 6), batch 32 +4–7% (5 of 6, one even), bf16 at batch 8
+    /// 0 to +15% (5 of 6), batch 32 +2–12% (6 of 6); texts (5 pairs) f32 at 77
+    /// tokens +0.4–4%, unpadded +1–10%, bf16 within noise to +10%. The whole
+    /// share with grouped blocks (as on the AMX Xeons) measured no better than
+    /// the deep blocks there (4 pairs, either way by a few percent).
     fn for_float_avx512() -> Blocks {
         match Isa::float_blocks() {
             FloatBlocks::Deep => Blocks {
