@@ -148,7 +148,10 @@ impl Blocks {
     /// 0 to +11% (6/7); texts within noise (half the 12 pairs either way).
     /// The weight micro-panel (48 KiB) streams from L2 then, as the f32 deep
     /// blocks' does. 224-row blocks measured the same on the model and once
-    /// left a thread idle (400 rows in two blocks), so the rows stay at [`MC`].
+    /// left a thread idle (400 rows in two blocks), so the rows stay at [`MC`];
+    /// on Zen 5 (family 26 model 2, 2026-12-06) 224 rows with the deep blocks
+    /// measured within noise too (11 alternating pairs of `clip_image_speed`
+    /// and `clip_text_speed`: images at batch 8 and 32 and texts either way).
     fn for_bf16_dot() -> Blocks {
         let kc = match Isa::float_blocks() {
             FloatBlocks::Deep => DEEP_KC,
