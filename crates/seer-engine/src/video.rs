@@ -3,6 +3,7 @@
 //! vector is that of the frame as a photo), and are embedded in model
 //! batches. `seer index` and `seer embed` both sample videos through this.
 
+use std::fs::File;
 use std::path::Path;
 
 use seer_video::{Ffmpeg, Frame, Sampling, VideoError, VideoInfo};
@@ -21,15 +22,17 @@ pub enum FramesError<E> {
     Sink(E),
 }
 
-/// Embeds the frames `ffmpeg` samples from `path` (as `info` and `sampling`
-/// say) for `features`, in model batches of `batch_size`, and hands each
-/// batch's (time, vector) pairs to `each` in time order. Returns how many
-/// frames were embedded (at least one, or an error).
+/// Embeds the frames `ffmpeg` samples from `file`, the open file of `path`
+/// (as `info` and `sampling` say; see `Ffmpeg::frames_of_file`), for
+/// `features`, in model batches of `batch_size`, and hands each batch's
+/// (time, vector) pairs to `each` in time order. Returns how many frames
+/// were embedded (at least one, or an error). Errors name `path`.
 #[allow(clippy::too_many_arguments)]
 pub fn embed_video_frames<E>(
     encoder: &dyn ImageEncoder,
     ffmpeg: &Ffmpeg,
     path: &Path,
+    file: &File,
     info: &VideoInfo,
     sampling: &Sampling,
     batch_size: usize,
@@ -52,7 +55,7 @@ pub fn embed_video_frames<E>(
         each(times.drain(..).zip(vectors).collect()).map_err(FramesError::Sink)
     };
     let mut stopped = None;
-    let decoded = ffmpeg.frames(path, info, sampling, &mut |frame: Frame| {
+    let decoded = ffmpeg.frames_of_file(path, file, info, sampling, &mut |frame: Frame| {
         pixels.extend(encoder.preprocess(&frame.image));
         times.push(frame.time);
         if times.len() == batch_size {

@@ -16,7 +16,7 @@ use seer_image::{DecodeLimits, DecodedImage};
 use seer_video::{Ffmpeg, FrameLimits};
 
 use crate::error::{IndexError, Result};
-use crate::{pathcodec, scan};
+use crate::pathcodec;
 
 /// Hits reranked when the caller does not say.
 pub const DEFAULT_DEPTH: usize = 20;
@@ -142,15 +142,15 @@ fn frame_of(
         ));
     };
     let path = pathcodec::to_path(stored);
-    if let Some(cause) = scan::gone_or_outside(&path, roots) {
-        return Err(format!("{shown}: {cause}"));
-    }
+    // Opened and checked once: ffmpeg reads this file, not the path again.
+    let (file, _) =
+        crate::video::open_within(&path, roots).map_err(|cause| format!("{shown}: {cause}"))?;
     let frame_limits = FrameLimits {
         max_pixels: limits.max_pixels,
         ..FrameLimits::default()
     };
     ffmpeg
-        .frame_at(&path, time, &frame_limits)
+        .frame_at_file(&path, &file, time, &frame_limits)
         .map(|frame| frame.image)
         .map_err(|e| e.to_string())
 }

@@ -7,7 +7,8 @@
 //! A frame's vector is the vector of that frame saved as a lossless image and
 //! embedded as a photo: frames go through the model's own preprocessing.
 
-use std::path::PathBuf;
+use std::fs::{File, Metadata};
+use std::path::{Path, PathBuf};
 
 use seer_engine::video::{embed_video_frames, FramesError};
 use seer_engine::{ImageEncoder, ImageFeatures};
@@ -191,26 +192,20 @@ fn embed_video(
     on_frames: &mut dyn FnMut(usize, usize),
 ) -> std::result::Result<EmbeddedVideo, Failure> {
     let path = pathcodec::to_path(&file.path);
-    let vanished = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
-    // The walk checked this, but the file may have been replaced by a symlink since.
-    if !scan::within(&path, roots) {
-        if std::fs::symlink_metadata(&path).is_err_and(|e| vanished(&e)) {
-            return Err(Failure::Vanished);
-        }
-        return Err(Failure::Cause(scan::OUTSIDE_ROOTS.into()));
-    }
-    // Opened without waiting (a path that became a FIFO), then hashed whole.
-    let (opened, metadata) = scan::open_regular(&path).map_err(|e| match vanished(&e) {
-        true => Failure::Vanished,
-        false => Failure::Cause(e.to_string()),
+    // The walk checked this, but the path may have been replaced since. The
+    // file is opened once: the hash, the probe and the frames are all of it,
+    // whatever the path names meanwhile.
+    let (opened, metadata) = open_within(&path, roots).map_err(|e| match e {
+        Unopened::Gone => Failure::Vanished,
+        Unopened::Cause(cause) => Failure::Cause(cause),
     })?;
     let mut hasher = blake3::Hasher::new();
     hasher
-        .update_reader(opened)
+        .update_reader(&opened)
         .map_err(|e| Failure::Cause(format!("cannot read it: {e}")))?;
     let hash = *hasher.finalize().as_bytes();
     let cause = |e: VideoError| Failure::Cause(without_name(&e.to_string(), &path));
-    let info = ffmpeg.probe(&path).map_err(cause)?;
+    let info = ffmpeg.probe_file(&path, &opened).map_err(cause)?;
     let total = sampling.frame_count(info.duration);
 
     let dim = encoder.embed_dim();
@@ -219,6 +214,7 @@ fn embed_video(
         encoder,
         ffmpeg,
         &path,
+        &opened,
         &info,
         sampling,
         batch_size,
@@ -271,4 +267,78 @@ fn embed_video(
         mean,
         frames,
     })
+}
+
+/// Why [`open_within`] opened nothing.
+#[derive(Debug)]
+pub(crate) enum Unopened {
+    /// Gone since it was listed (or indexed).
+    Gone,
+    /// Why not, without the file's name.
+    Cause(String),
+}
+
+impl std::fmt::Display for Unopened {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unopened::Gone => f.write_str(scan::GONE),
+            Unopened::Cause(cause) => f.write_str(cause),
+        }
+    }
+}
+
+/// Opens the video at `path` for ffmpeg if what is opened is a regular file
+/// within the canonical `roots`. The path is looked at first, so that a
+/// symlink out of them (to a FIFO or device, say) is never opened; then the
+/// opened file itself is located, so that a path swapped between that look
+/// and the open is refused. ffmpeg is then given this file, not the path.
+pub(crate) fn open_within(
+    path: &Path,
+    roots: &[PathBuf],
+) -> std::result::Result<(File, Metadata), Unopened> {
+    if let Some(cause) = scan::gone_or_outside(path, roots) {
+        return Err(match cause == scan::GONE {
+            true => Unopened::Gone,
+            false => Unopened::Cause(cause.into()),
+        });
+    }
+    // Opened without waiting (a path that became a FIFO).
+    let (file, metadata) = scan::open_regular(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Unopened::Gone,
+        _ => Unopened::Cause(e.to_string()),
+    })?;
+    let real = opened_path(&file, path)
+        .map_err(|e| Unopened::Cause(format!("cannot tell where the opened file is: {e}")))?;
+    if !roots.iter().any(|root| real.starts_with(root)) {
+        return Err(Unopened::Cause(scan::OUTSIDE_ROOTS.into()));
+    }
+    Ok((file, metadata))
+}
+
+/// The real path of the opened `file`, asked of the kernel about the
+/// descriptor.
+#[cfg(target_os = "linux")]
+fn opened_path(file: &File, _path: &Path) -> std::io::Result<PathBuf> {
+    use std::os::fd::AsRawFd;
+    std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
+}
+
+/// Without a descriptor-to-path call: the path resolved again, required to
+/// name the very file that was opened (same device and inode).
+#[cfg(not(target_os = "linux"))]
+fn opened_path(file: &File, path: &Path) -> std::io::Result<PathBuf> {
+    let real = path.canonicalize()?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let (opened, named) = (file.metadata()?, std::fs::metadata(&real)?);
+        if (opened.dev(), opened.ino()) != (named.dev(), named.ino()) {
+            return Err(std::io::Error::other(
+                "the file was replaced while it was opened",
+            ));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = file;
+    Ok(real)
 }

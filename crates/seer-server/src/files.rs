@@ -54,6 +54,12 @@ impl IndexedFile {
         real_path(&self.file, &self.path()).map_err(|source| FileError::Unreadable { id, source })
     }
 
+    /// The checked open file, for ffmpeg to read (a video's frames) rather
+    /// than a path that could name another file by then.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
     /// The checked descriptor, for reading parts of the file (video ranges).
     pub fn into_file(self) -> (File, StoredFile) {
         (self.file, self.record)

@@ -2,16 +2,19 @@
 //! sampled frame times for the detail view, and the original streamed in byte
 //! ranges so that a `<video>` element can seek.
 //!
-//! ffmpeg opens files itself, so it is given the real path of the descriptor
-//! that [`crate::files::open_indexed`] checked (inside a root, a regular file,
-//! unchanged since indexing), and only ever as a `file:` URL with ordinary
-//! video demuxers (see `seer_video`).
+//! ffmpeg reads the open file that [`crate::files::open_indexed`] checked
+//! (inside a root, a regular file, unchanged since indexing), passed on as a
+//! descriptor (`seer_video::Ffmpeg::frame_at_file`; by its real path where the
+//! platform cannot), and only ever with ordinary video demuxers (see
+//! `seer_video`). A streamed original ends when its client takes nothing for
+//! the request timeout, so a stalled player holds no reader.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::http::{header, StatusCode};
@@ -102,13 +105,15 @@ pub fn thumbnail(state: &AppState, file: &IndexedFile, t: Option<f64>) -> ApiRes
     // Held while ffmpeg runs: thumbnails at distinct times are never cached,
     // so without a bound every request would start its own ffmpeg.
     let _slot = state.video_slots.acquire()?;
+    // ffmpeg reads the checked open file; the real path is what errors name
+    // (and what it opens where no descriptor can be passed on).
     let path = file.real_path()?;
     let limits = FrameLimits {
         max_pixels: state.limits.max_pixels,
         ..FrameLimits::default()
     };
     let frame = ffmpeg
-        .frame_at(&path, ms as f64 / 1000.0, &limits)
+        .frame_at_file(&path, file.file(), ms as f64 / 1000.0, &limits)
         .map_err(|e| video_error(e, &file.record.path))?;
     let png = thumbnails::png_of(&frame.image.to_rgb()).map_err(ApiError::internal)?;
     if let Some(k) = &key {
@@ -258,60 +263,80 @@ pub fn wanted(range: Option<&str>, size: u64) -> Wanted {
     }
 }
 
-/// The chunks a reader thread sends, as a body stream.
-struct Chunks(tokio::sync::mpsc::Receiver<io::Result<Bytes>>);
+/// The chunks the reader task sends, as a body stream. A stream that stops
+/// before the bytes it promised (Content-Length) yields an error rather than
+/// ending quietly, so that hyper closes the connection instead of leaving the
+/// client waiting for the rest.
+struct Chunks {
+    rx: tokio::sync::mpsc::Receiver<io::Result<Bytes>>,
+    /// Bytes promised and not yielded yet.
+    left: u64,
+    id: i64,
+    idle: Duration,
+}
 
 impl futures_core::Stream for Chunks {
     type Item = io::Result<Bytes>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.0.poll_recv(cx)
+        let item = match self.rx.poll_recv(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(item) => item,
+        };
+        Poll::Ready(match item {
+            Some(Ok(chunk)) => {
+                self.left = self.left.saturating_sub(chunk.len() as u64);
+                Some(Ok(chunk))
+            }
+            Some(Err(e)) => {
+                self.left = 0;
+                Some(Err(e))
+            }
+            // The reader sends every error it meets, so it only stops short
+            // without one when the client took nothing for `idle`.
+            None if self.left > 0 => {
+                let left = std::mem::take(&mut self.left);
+                Some(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "video {}: the client took no data for {:?} (the request timeout), \
+                         so the stream was ended {left} bytes short",
+                        self.id, self.idle
+                    ),
+                )))
+            }
+            None => None,
+        })
     }
 }
 
 const CHUNK: u64 = 256 << 10;
 
-/// `len` bytes of `file` from `start`, read on the blocking pool a chunk at a
-/// time as the client takes them (a video is never held in memory whole).
-fn stream(mut file: File, start: u64, len: u64, id: i64) -> Body {
+/// `len` bytes of `file` from `start`, read a chunk at a time as the client
+/// takes them (a video is never held in memory whole). A client that takes no
+/// chunk for `idle` is given up on: the body ends with an error, and nothing
+/// (no thread, no task, not the file) is left waiting for it.
+fn stream(file: File, start: u64, len: u64, id: i64, idle: Duration) -> Body {
     let (tx, rx) = tokio::sync::mpsc::channel(2);
-    tokio::task::spawn_blocking(move || {
-        if let Err(e) = file.seek(SeekFrom::Start(start)) {
-            let _ = tx.blocking_send(Err(e));
-            return;
-        }
-        let mut left = len;
-        while left > 0 {
-            let mut buf = vec![0u8; left.min(CHUNK) as usize];
-            let got = match file.read(&mut buf) {
-                // The file shrank since it was checked: end the response
-                // short (an error), never pad it.
-                Ok(0) => Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!("video {id} shrank while it was sent"),
-                )),
-                Ok(n) => Ok(n),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => Err(e),
-            };
-            let chunk = got.map(|n| {
-                buf.truncate(n);
-                left -= n as u64;
-                Bytes::from(buf)
-            });
-            let failed = chunk.is_err();
-            // A closed channel: the client went away.
-            if tx.blocking_send(chunk).is_err() || failed {
-                return;
-            }
-        }
-    });
-    Body::from_stream(Chunks(rx))
+    tokio::spawn(send_chunks(file, start, len, id, idle, tx));
+    Body::from_stream(Chunks {
+        rx,
+        left: len,
+        id,
+        idle,
+    })
 }
 
 /// The original of the video `file`, whole (200) or the range asked for (206,
 /// 416 when it is not in the file), always saying that ranges are accepted.
-pub fn original(file: IndexedFile, range: Option<&str>, content_type: &'static str) -> Response {
+/// `idle` (the request timeout) is how long the stream waits for the client
+/// to take its next chunk before it is ended.
+pub fn original(
+    file: IndexedFile,
+    range: Option<&str>,
+    content_type: &'static str,
+    idle: Duration,
+) -> Response {
     let (file, record) = file.into_file();
     let (id, size) = (record.id, record.size.max(0) as u64);
     let ranges = (header::ACCEPT_RANGES, "bytes".to_string());
@@ -320,7 +345,7 @@ pub fn original(file: IndexedFile, range: Option<&str>, content_type: &'static s
         Wanted::Whole => (
             StatusCode::OK,
             [ranges, kind, (header::CONTENT_LENGTH, size.to_string())],
-            stream(file, 0, size, id),
+            stream(file, 0, size, id, idle),
         )
             .into_response(),
         Wanted::Part(start, end) => (
@@ -331,7 +356,7 @@ pub fn original(file: IndexedFile, range: Option<&str>, content_type: &'static s
                 (header::CONTENT_RANGE, format!("bytes {start}-{end}/{size}")),
                 (header::CONTENT_LENGTH, (end - start + 1).to_string()),
             ],
-            stream(file, start, end - start + 1, id),
+            stream(file, start, end - start + 1, id, idle),
         )
             .into_response(),
         Wanted::Unsatisfiable => {
@@ -350,6 +375,83 @@ pub fn original(file: IndexedFile, range: Option<&str>, content_type: &'static s
                 headers.insert(header::CONTENT_RANGE, v);
             }
             response
+        }
+    }
+}
+
+/// The reader of [`stream`]. Each chunk is read on the blocking pool and its
+/// send is awaited here with `idle` as deadline: a client that stops reading
+/// then holds no thread while it waits, and is dropped after `idle` (a
+/// `blocking_send` would hold a blocking-pool thread until the client reads
+/// again, maybe never). Only waiting on the client counts, not the reads.
+async fn send_chunks(
+    mut file: File,
+    start: u64,
+    len: u64,
+    id: i64,
+    idle: Duration,
+    tx: tokio::sync::mpsc::Sender<io::Result<Bytes>>,
+) {
+    let mut left = len;
+    let mut seek = Some(start);
+    while left > 0 {
+        let want = left.min(CHUNK) as usize;
+        let at = seek.take();
+        let read = tokio::task::spawn_blocking(move || {
+            let chunk = read_chunk(&mut file, at, want, id);
+            (file, chunk)
+        })
+        .await;
+        let (back, chunk) = match read {
+            Ok(read) => read,
+            // The read panicked: the file is gone with it.
+            Err(e) => {
+                let e = io::Error::other(format!("video {id} could not be read: {e}"));
+                let _ = tokio::time::timeout(idle, tx.send(Err(e))).await;
+                return;
+            }
+        };
+        file = back;
+        let failed = chunk.is_err();
+        if let Ok(bytes) = &chunk {
+            left -= bytes.len() as u64;
+        }
+        match tokio::time::timeout(idle, tx.send(chunk)).await {
+            Ok(Ok(())) if !failed => {}
+            // An error was sent, or the client went away.
+            Ok(_) => return,
+            Err(_) => {
+                tracing::debug!(
+                    "video {id}: the client took no data for {idle:?}; its stream is ended"
+                );
+                return;
+            }
+        }
+    }
+}
+
+/// At most `want` (> 0) bytes of `file`, first moved to `seek` when given.
+fn read_chunk(file: &mut File, seek: Option<u64>, want: usize, id: i64) -> io::Result<Bytes> {
+    if let Some(at) = seek {
+        file.seek(SeekFrom::Start(at))?;
+    }
+    let mut buf = vec![0u8; want];
+    loop {
+        match file.read(&mut buf) {
+            // The file shrank since it was checked: end the response short
+            // (an error), never pad it.
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("video {id} shrank while it was sent"),
+                ))
+            }
+            Ok(n) => {
+                buf.truncate(n);
+                return Ok(Bytes::from(buf));
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
     }
 }

@@ -724,3 +724,179 @@ async fn an_index_job_refuses_video_frames_over_the_servers_pixel_limit() {
         "{status}"
     );
 }
+
+// ------------------------------------------------- a video stream's idle bound
+
+/// A server whose request timeout, and so the idle bound of its video
+/// streams, is `timeout`, over a video of about 2.2 MiB (9 chunks of a
+/// stream) indexed with ffmpeg: (the server, the video's id, its bytes, the
+/// folders to keep).
+fn streaming_fixture(
+    timeout: std::time::Duration,
+) -> (Router, i64, Vec<u8>, [tempfile::TempDir; 2]) {
+    let media = tempfile::tempdir().unwrap();
+    let path = media.path().join("bars.avi");
+    // Raw frames, which do not compress: 160x120, 10 a second for 4 s.
+    let made = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-f", "lavfi", "-i"])
+        .arg("testsrc=size=160x120:rate=10:duration=4")
+        .args(["-c:v", "rawvideo", "-pix_fmt", "bgr24"])
+        .arg(&path)
+        .output()
+        .expect("the video tests need ffmpeg on PATH");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let index_dir = tempfile::tempdir().unwrap();
+    index(
+        media.path(),
+        index_dir.path(),
+        Some(seer_index::VideoOptions {
+            ffmpeg: Some(ffmpeg()),
+            sampling: Default::default(),
+        }),
+    );
+    let store = seer_index::Store::open_read_only(index_dir.path()).unwrap();
+    let model = store.choose_model(Some("fake-clip")).unwrap();
+    let id = (1..10)
+        .find(|&id| {
+            store
+                .file_by_id(id, model.id)
+                .unwrap()
+                .is_some_and(|r| seer_index::pathcodec::to_path(&r.path) == path)
+        })
+        .expect("the video is indexed");
+    drop(store);
+    let config = ServerConfig {
+        index_dir: index_dir.path().to_path_buf(),
+        max_wait: std::time::Duration::from_millis(1),
+        ann_threshold: usize::MAX,
+        ffmpeg: Some(ffmpeg()),
+        request_timeout: timeout,
+        ..Default::default()
+    };
+    let bytes = std::fs::read(&path).unwrap();
+    (app(vec![encoder()], &config), id, bytes, [media, index_dir])
+}
+
+/// The body of the whole original of video `id`, to be taken piece by piece.
+async fn open_stream(app: &Router, id: i64) -> axum::body::BodyDataStream {
+    let response = app
+        .clone()
+        .oneshot(
+            Request::get(format!("/v1/images/{id}"))
+                .header("host", "127.0.0.1")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    response.into_body().into_data_stream()
+}
+
+/// The next piece of a body, as a client takes it.
+async fn next_piece(
+    body: &mut axum::body::BodyDataStream,
+) -> Option<Result<axum::body::Bytes, axum::Error>> {
+    std::future::poll_fn(|cx| futures_core::Stream::poll_next(std::pin::Pin::new(&mut *body), cx))
+        .await
+}
+
+/// A client that takes the start of a video and then nothing more is given
+/// up on after the request timeout: after the chunks already read ahead, its
+/// body ends with an error (on which hyper closes the connection), and the
+/// reader is gone (the body's channel is closed).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_video_stream_whose_client_stops_reading_ends_with_an_error() {
+    let bound = std::time::Duration::from_secs(1);
+    let (app, id, bytes, _dirs) = streaming_fixture(bound);
+    let mut body = open_stream(&app, id).await;
+    let mut got = next_piece(&mut body).await.unwrap().unwrap().len();
+    // Many times the bound without taking a byte.
+    tokio::time::sleep(bound * 5).await;
+    let error = loop {
+        match next_piece(&mut body).await {
+            Some(Ok(piece)) => got += piece.len(),
+            Some(Err(e)) => break e.to_string(),
+            None => panic!(
+                "the stream went on for a client that stopped reading: {got} of {} bytes, no error",
+                bytes.len()
+            ),
+        }
+    };
+    assert!(got < bytes.len(), "{got} of {} bytes", bytes.len());
+    assert!(error.contains("took no data"), "{error}");
+    assert!(next_piece(&mut body).await.is_none(), "the body is over");
+}
+
+/// A client that keeps taking chunks, each well within the bound, gets the
+/// whole video, however long that takes in all (here several bounds).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_video_stream_read_slowly_but_steadily_is_never_cut_off() {
+    let bound = std::time::Duration::from_secs(1);
+    let (app, id, bytes, _dirs) = streaming_fixture(bound);
+    let mut body = open_stream(&app, id).await;
+    let (mut got, mut pieces) = (Vec::new(), 0);
+    while let Some(piece) = next_piece(&mut body).await {
+        let piece = piece.unwrap_or_else(|e| {
+            panic!("a steady client was cut off after {} bytes: {e}", got.len())
+        });
+        got.extend_from_slice(&piece);
+        pieces += 1;
+        tokio::time::sleep(bound * 2 / 5).await;
+    }
+    assert!(got == bytes, "{} of {} bytes", got.len(), bytes.len());
+    // Pieces at 0.4 bound each: the stream lasted several bounds in all.
+    assert!(pieces >= 6, "{pieces} pieces");
+}
+
+/// ffmpeg reads the file the server opened and checked, not its path again:
+/// the path swapped for a symlink to a file outside the index's folders as
+/// ffprobe starts (after the check) still gives the checked video's frame.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_thumbnail_is_of_the_checked_file_when_its_path_is_swapped_after_the_check() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = fixture();
+    ffmpeg(); // the real ones, with the message saying to install them
+    let outside = tempfile::tempdir().unwrap();
+    let other = outside.path().join("other.mkv");
+    std::fs::write(&other, b"not the video that was checked").unwrap();
+    let video = f.video_path();
+    let bin = tempfile::tempdir().unwrap();
+    for program in ["ffmpeg", "ffprobe"] {
+        let target = String::from_utf8(
+            std::process::Command::new("sh")
+                .args(["-c", &format!("command -v {program}")])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap();
+        // The first real run (not `-version`) swaps the path, atomically.
+        let script = format!(
+            "#!/bin/sh\nif [ \"$1\" != -version ] && [ ! -L '{video}' ]; then\n  ln -s '{other}' '{video}.swap' && mv -f '{video}.swap' '{video}'\nfi\nexec '{target}' \"$@\"\n",
+            video = video.display(),
+            other = other.display(),
+            target = target.trim(),
+        );
+        let path = bin.path().join(program);
+        std::fs::write(&path, script).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let swapping = seer_video::Ffmpeg::find(Some(&bin.path().join("ffmpeg"))).unwrap();
+    let app = f.app(Some(swapping));
+    let answer = get(&app, &format!("/v1/images/{}/thumbnail?t=1", f.video)).await;
+    assert!(
+        std::fs::symlink_metadata(&video)
+            .unwrap()
+            .file_type()
+            .is_symlink(),
+        "the path was not swapped"
+    );
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    let got = middle(&answer.body);
+    assert!(near(got, GREEN), "{got:?}, not the checked video's green");
+}

@@ -18,16 +18,26 @@
 //!   time (no `-copyts`). Pixel aspect ratio is not corrected.
 //!
 //! Untrusted input: ffmpeg opens its input as a URL and follows playlists, so
-//! the input is `file:` + the absolute path, only the `file` protocol is
-//! allowed, and demuxers are limited to ordinary video containers
-//! ([`DEMUXERS`]): an HLS or concat playlist named `.mp4` is refused before
-//! any of its entries is opened.
+//! only the `file` protocol is allowed, and demuxers are limited to ordinary
+//! video containers ([`DEMUXERS`]): an HLS or concat playlist named `.mp4` is
+//! refused before any of its entries is opened.
+//!
+//! ffmpeg reads the file seer opened, not its path: a caller that checked an
+//! open file (inside the indexed folders, its hash) gives that file
+//! ([`Ffmpeg::probe_file`], [`Ffmpeg::frames_of_file`],
+//! [`Ffmpeg::frame_at_file`]), and the path-taking calls open the path once
+//! per call. On Linux the child inherits the file as descriptor 3 and ffmpeg
+//! is given `file:/dev/fd/3`, which opens that same file (not whatever the
+//! path names by then) and, unlike `pipe:`, can seek (an MP4 with its index
+//! at the end needs that). Elsewhere ffmpeg is given `file:` + the absolute
+//! path, so a path swapped after the caller's check is read there.
 
 mod ppm;
 mod probe;
 mod process;
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -243,13 +253,23 @@ impl Ffmpeg {
         Ok(Ffmpeg { ffmpeg, ffprobe })
     }
 
-    /// Container and first video stream facts.
+    /// Container and first video stream facts (`path` opened once, see
+    /// [`open_video`]).
     pub fn probe(&self, path: &Path) -> Result<VideoInfo, VideoError> {
-        Ok(self.probe_full(path, &FrameLimits::default())?.info)
+        let file = open_video(path)?;
+        self.probe_file(path, &file)
     }
 
-    fn probe_full(&self, path: &Path, limits: &FrameLimits) -> Result<probe::Probed, VideoError> {
-        let url = input_url(path)?;
+    /// [`Ffmpeg::probe`] of the open `file` (of `path`, which errors name):
+    /// ffprobe reads that file even if `path` now names another (Linux; see
+    /// the crate's documentation).
+    pub fn probe_file(&self, path: &Path, file: &File) -> Result<VideoInfo, VideoError> {
+        let input = Input::new(path, file)?;
+        Ok(self.probe_full(&input, &FrameLimits::default())?.info)
+    }
+
+    fn probe_full(&self, input: &Input, limits: &FrameLimits) -> Result<probe::Probed, VideoError> {
+        let path = input.path;
         let mut args = common_args(Program::Ffprobe);
         args.extend(
             [
@@ -261,8 +281,8 @@ impl Ffmpeg {
             ]
             .map(OsString::from),
         );
-        args.push(url);
-        let mut running = self.spawn(&self.ffprobe, &args, limits, |mut out, send| {
+        args.push(input.url.clone());
+        let mut running = self.spawn(&self.ffprobe, &args, input, limits, |mut out, send| {
             // ffprobe's JSON for a file is small; the cap stops a runaway.
             let mut json = Vec::new();
             let _ = (&mut out).take(16 << 20).read_to_end(&mut json);
@@ -271,11 +291,11 @@ impl Ffmpeg {
         let json = match running.next() {
             Next::Item(json) => json,
             Next::End => Vec::new(),
-            Next::Stalled => return Err(stalled(path, limits, running.kill())),
+            Next::Stalled => return Err(stalled(input, limits, running.kill())),
         };
         let (ok, stderr) = running.finish();
         if !ok {
-            return Err(unreadable(path, &stderr));
+            return Err(unreadable(input, &stderr));
         }
         probe::parse(&json).map_err(|e| match e {
             probe::ProbeError::NoVideoStream => VideoError::file(path, "has no video stream"),
@@ -296,6 +316,22 @@ impl Ffmpeg {
         sampling: &Sampling,
         each: &mut dyn FnMut(Frame) -> bool,
     ) -> Result<usize, VideoError> {
+        let file = open_video(path)?;
+        self.frames_of_file(path, &file, info, sampling, each)
+    }
+
+    /// [`Ffmpeg::frames`] of the open `file` (of `path`, which errors name):
+    /// the frames are that file's even if `path` now names another (Linux;
+    /// see the crate's documentation).
+    pub fn frames_of_file(
+        &self,
+        path: &Path,
+        file: &File,
+        info: &VideoInfo,
+        sampling: &Sampling,
+        each: &mut dyn FnMut(Frame) -> bool,
+    ) -> Result<usize, VideoError> {
+        let input = Input::new(path, file)?;
         let (micros, count) = plan(info.duration, sampling);
         // fps = 2 / interval = 2_000_000 / micros, reduced.
         let g = gcd(2_000_000, micros);
@@ -312,12 +348,19 @@ impl Ffmpeg {
             delivered += 1;
             Ok(each(Frame { time, image }))
         };
-        self.decode(path, None, &filter, count, &sampling.limits, &mut on_frame)?;
+        self.decode(
+            &input,
+            None,
+            &filter,
+            count,
+            &sampling.limits,
+            &mut on_frame,
+        )?;
         if delivered == 0 {
             // No tick fell inside the video stream: its duration was unknown
             // and it is shorter than half an interval, or the container
             // outlasts it. A video still gets one frame: its first, at 0 s.
-            let frame = self.frame_at(path, 0.0, &sampling.limits)?;
+            let frame = self.frame_at_input(&input, 0.0, &sampling.limits)?;
             each(frame);
             return Ok(1);
         }
@@ -332,7 +375,31 @@ impl Ffmpeg {
         seconds: f64,
         limits: &FrameLimits,
     ) -> Result<Frame, VideoError> {
-        let probed = self.probe_full(path, limits)?;
+        let file = open_video(path)?;
+        self.frame_at_file(path, &file, seconds, limits)
+    }
+
+    /// [`Ffmpeg::frame_at`] of the open `file` (of `path`, which errors
+    /// name): the frame is that file's even if `path` now names another
+    /// (Linux; see the crate's documentation).
+    pub fn frame_at_file(
+        &self,
+        path: &Path,
+        file: &File,
+        seconds: f64,
+        limits: &FrameLimits,
+    ) -> Result<Frame, VideoError> {
+        self.frame_at_input(&Input::new(path, file)?, seconds, limits)
+    }
+
+    fn frame_at_input(
+        &self,
+        input: &Input,
+        seconds: f64,
+        limits: &FrameLimits,
+    ) -> Result<Frame, VideoError> {
+        let path = input.path;
+        let probed = self.probe_full(input, limits)?;
         let duration = probed.info.duration;
         let mut t = if seconds.is_finite() {
             seconds.max(0.0)
@@ -352,7 +419,7 @@ impl Ffmpeg {
             got = Some((w, h, data));
             Ok(false)
         };
-        self.decode(path, Some(t), filter, 1, limits, &mut keep)?;
+        self.decode(input, Some(t), filter, 1, limits, &mut keep)?;
         if got.is_none() && t > 0.0 {
             // The video stream ended before `t` (a container longer than its
             // video): its last frame is what a player keeps showing.
@@ -362,7 +429,7 @@ impl Ffmpeg {
                 got = Some((w, h, data));
                 Ok(true)
             };
-            self.decode(path, Some(from), filter, usize::MAX, limits, &mut last)?;
+            self.decode(input, Some(from), filter, usize::MAX, limits, &mut last)?;
         }
         let (w, h, data) =
             got.ok_or_else(|| VideoError::file(path, format!("ffmpeg gave no frame at {t:.3} s")))?;
@@ -371,19 +438,19 @@ impl Ffmpeg {
         Ok(Frame { time: t, image })
     }
 
-    /// Runs ffmpeg on `path` with video filter `filter` and passes each PPM
+    /// Runs ffmpeg on `input` with video filter `filter` and passes each PPM
     /// frame (at most `count`) to `each`, which returns false to stop.
     #[allow(clippy::too_many_arguments)]
     fn decode(
         &self,
-        path: &Path,
+        input: &Input,
         seek: Option<f64>,
         filter: &str,
         count: usize,
         limits: &FrameLimits,
         each: &mut dyn FnMut(u32, u32, Vec<u8>) -> Result<bool, VideoError>,
     ) -> Result<(), VideoError> {
-        let url = input_url(path)?;
+        let path = input.path;
         let mut args = common_args(Program::Ffmpeg);
         if let Some(t) = seek {
             args.extend([
@@ -393,7 +460,7 @@ impl Ffmpeg {
             ]);
         }
         args.push("-i".into());
-        args.push(url);
+        args.push(input.url.clone());
         let mut tail: Vec<String> = vec![
             "-map".into(),
             // The first video stream that is not cover art (`V`, not `v`),
@@ -416,18 +483,21 @@ impl Ffmpeg {
         args.extend(tail.into_iter().map(OsString::from));
         tracing::debug!(path = %path.display(), ?args, "running ffmpeg");
         let max_pixels = limits.max_pixels;
-        let mut running = self.spawn(&self.ffmpeg, &args, limits, move |mut out, send| loop {
-            let item = match ppm::read_frame(&mut out, max_pixels) {
-                Ok(Some((w, h, data))) => Out::Frame(w, h, data),
-                Ok(None) => return,
-                Err(ppm::PpmError::TooLarge(w, h)) => Out::TooLarge(w, h),
-                Err(ppm::PpmError::Malformed(m)) => Out::Malformed(m),
-            };
-            let last = !matches!(item, Out::Frame(..));
-            if !send(item) || last {
-                return;
-            }
-        })?;
+        let mut running =
+            self.spawn(&self.ffmpeg, &args, input, limits, move |mut out, send| {
+                loop {
+                    let item = match ppm::read_frame(&mut out, max_pixels) {
+                        Ok(Some((w, h, data))) => Out::Frame(w, h, data),
+                        Ok(None) => return,
+                        Err(ppm::PpmError::TooLarge(w, h)) => Out::TooLarge(w, h),
+                        Err(ppm::PpmError::Malformed(m)) => Out::Malformed(m),
+                    };
+                    let last = !matches!(item, Out::Frame(..));
+                    if !send(item) || last {
+                        return;
+                    }
+                }
+            })?;
         let mut delivered = 0usize;
         loop {
             match running.next() {
@@ -453,11 +523,11 @@ impl Ffmpeg {
                 Next::Item(Out::Malformed(m)) => {
                     let stderr = running.kill();
                     return Err(match stderr.last() {
-                        Some(_) => unreadable(path, &stderr),
+                        Some(_) => unreadable(input, &stderr),
                         None => VideoError::file(path, format!("ffmpeg's output: {m}")),
                     });
                 }
-                Next::Stalled => return Err(stalled(path, limits, running.kill())),
+                Next::Stalled => return Err(stalled(input, limits, running.kill())),
                 Next::End => break,
             }
         }
@@ -466,7 +536,7 @@ impl Ffmpeg {
             // ffmpeg exits 0 on a file cut short ("partial file"), having
             // delivered the frames before the cut: keep them, but say so.
             if let Some(last) = stderr.last() {
-                tracing::warn!(path = %path.display(), message = %strip_input_name(last, path), "ffmpeg reported errors while decoding");
+                tracing::warn!(path = %path.display(), message = %strip_input_name(last, &input.url), "ffmpeg reported errors while decoding");
             }
             return Ok(());
         }
@@ -477,20 +547,21 @@ impl Ffmpeg {
             tracing::warn!(path = %path.display(), stderr = ?stderr.last(), "ffmpeg failed after {delivered} frames");
             return Ok(());
         }
-        Err(unreadable(path, &stderr))
+        Err(unreadable(input, &stderr))
     }
 
     fn spawn<T: Send + 'static>(
         &self,
         program: &Path,
         args: &[OsString],
+        input: &Input,
         limits: &FrameLimits,
         read: impl FnOnce(std::io::BufReader<std::process::ChildStdout>, &dyn Fn(T) -> bool)
             + Send
             + 'static,
     ) -> Result<Running<T>, VideoError> {
         let stall = Duration::from_secs(limits.stall_seconds.max(1));
-        Running::spawn(program, args, stall, read).map_err(|e| match e.kind() {
+        Running::spawn(program, args, input.inherit, stall, read).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
                 VideoError::NoFfmpeg {
                     program: program.to_path_buf(),
@@ -534,13 +605,23 @@ enum Program {
     Ffprobe,
 }
 
-/// `file:` + the absolute path, after checking that it is a non-empty
-/// regular file (a FIFO or device would hang ffmpeg; a folder is not a video).
-fn input_url(path: &Path) -> Result<OsString, VideoError> {
-    let meta = std::fs::metadata(path).map_err(|source| VideoError::Io {
+/// Opens `path` for the `*_file` calls: refuses a folder, FIFO, device or
+/// empty file by its metadata before opening it (opening a FIFO would wait
+/// for a writer), then checks what was opened again.
+pub fn open_video(path: &Path) -> Result<File, VideoError> {
+    let io = |source| VideoError::Io {
         path: path.to_path_buf(),
         source,
-    })?;
+    };
+    check_video_file(path, &std::fs::metadata(path).map_err(io)?)?;
+    let file = File::open(path).map_err(io)?;
+    check_video_file(path, &file.metadata().map_err(io)?)?;
+    Ok(file)
+}
+
+/// A non-empty regular file: a FIFO or device would hang ffmpeg, and a
+/// folder is not a video.
+fn check_video_file(path: &Path, meta: &std::fs::Metadata) -> Result<(), VideoError> {
     if meta.is_dir() {
         return Err(VideoError::file(path, "is a folder, not a video"));
     }
@@ -550,6 +631,49 @@ fn input_url(path: &Path) -> Result<OsString, VideoError> {
     if meta.len() == 0 {
         return Err(VideoError::file(path, "is empty (0 bytes)"));
     }
+    Ok(())
+}
+
+/// What one call hands ffmpeg: the URL it opens, the file the child inherits
+/// (Linux) and the path errors name.
+struct Input<'a> {
+    path: &'a Path,
+    url: OsString,
+    inherit: Option<&'a File>,
+}
+
+impl<'a> Input<'a> {
+    /// Checks the open file itself (not the path) and, on Linux, names it by
+    /// the descriptor the child gets.
+    fn new(path: &'a Path, file: &'a File) -> Result<Self, VideoError> {
+        let meta = file.metadata().map_err(|source| VideoError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        check_video_file(path, &meta)?;
+        #[cfg(target_os = "linux")]
+        {
+            // Opening /dev/fd/N opens the inherited file's inode again (a new
+            // offset, seekable), whatever its path names now.
+            let url = format!("file:/dev/fd/{}", process::INPUT_FD);
+            Ok(Input {
+                path,
+                url: url.into(),
+                inherit: Some(file),
+            })
+        }
+        #[cfg(not(target_os = "linux"))]
+        Ok(Input {
+            path,
+            url: input_url(path)?,
+            inherit: None,
+        })
+    }
+}
+
+/// `file:` + the absolute path (where no descriptor is passed on).
+#[cfg(not(target_os = "linux"))]
+fn input_url(path: &Path) -> Result<OsString, VideoError> {
     let abs = std::path::absolute(path).map_err(|source| VideoError::Io {
         path: path.to_path_buf(),
         source,
@@ -561,10 +685,11 @@ fn input_url(path: &Path) -> Result<OsString, VideoError> {
     Ok(url)
 }
 
-fn unreadable(path: &Path, stderr: &[String]) -> VideoError {
+fn unreadable(input: &Input, stderr: &[String]) -> VideoError {
+    let path = input.path;
     let last = stderr
         .last()
-        .map(|l| strip_input_name(l, path))
+        .map(|l| strip_input_name(l, &input.url))
         .unwrap_or_else(|| "ffmpeg failed without a message".into());
     if stderr.iter().any(|l| l.contains("matches no streams")) {
         return VideoError::file(path, "has no video stream");
@@ -578,17 +703,15 @@ fn unreadable(path: &Path, stderr: &[String]) -> VideoError {
     VideoError::file(path, format!("not a video ffmpeg can read: {last}"))
 }
 
-/// ffmpeg starts many messages with the input URL (`file:/x/y.mp4: Invalid
+/// ffmpeg starts many messages with the input URL (`file:/dev/fd/3: Invalid
 /// data…`); the error names the file already.
-fn strip_input_name(line: &str, path: &Path) -> String {
-    let url = match std::path::absolute(path) {
-        Ok(abs) => format!("file:{}: ", abs.to_string_lossy()),
-        Err(_) => return line.to_string(),
-    };
-    line.strip_prefix(&url).unwrap_or(line).to_string()
+fn strip_input_name(line: &str, url: &OsStr) -> String {
+    let prefix = format!("{}: ", url.to_string_lossy());
+    line.strip_prefix(&prefix).unwrap_or(line).to_string()
 }
 
-fn stalled(path: &Path, limits: &FrameLimits, stderr: Vec<String>) -> VideoError {
+fn stalled(input: &Input, limits: &FrameLimits, stderr: Vec<String>) -> VideoError {
+    let path = input.path;
     let mut message = format!(
         "ffmpeg stopped after {} s without a frame",
         limits.stall_seconds.max(1)
@@ -596,7 +719,7 @@ fn stalled(path: &Path, limits: &FrameLimits, stderr: Vec<String>) -> VideoError
     if let Some(last) = stderr.last() {
         message.push_str(&format!(
             " (last message: {})",
-            strip_input_name(last, path)
+            strip_input_name(last, &input.url)
         ));
     }
     VideoError::file(path, message)
@@ -665,16 +788,16 @@ mod tests {
 
     #[test]
     fn input_name_is_stripped_from_messages() {
-        let path = Path::new("/a b/c: d.mp4");
+        let url = OsStr::new("file:/a b/c: d.mp4");
         assert_eq!(
             strip_input_name(
                 "file:/a b/c: d.mp4: Invalid data found when processing input",
-                path
+                url
             ),
             "Invalid data found when processing input"
         );
         assert_eq!(
-            strip_input_name("moov atom not found", path),
+            strip_input_name("moov atom not found", url),
             "moov atom not found"
         );
     }

@@ -10,6 +10,7 @@
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
+use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Child, ChildStdout, Command, Stdio};
@@ -42,12 +43,14 @@ pub(crate) enum Next<T> {
 }
 
 impl<T: Send + 'static> Running<T> {
-    /// Starts `program args` with stdin null and piped stdout/stderr; `read`
-    /// runs on a thread with stdout and sends what it parses to `send`
-    /// (returning when `send` fails: the receiver was dropped).
+    /// Starts `program args` with stdin null and piped stdout/stderr, and
+    /// `input` (if any) as its descriptor [`INPUT_FD`]; `read` runs on a
+    /// thread with stdout and sends what it parses to `send` (returning when
+    /// `send` fails: the receiver was dropped).
     pub(crate) fn spawn(
         program: &Path,
         args: &[OsString],
+        input: Option<&File>,
         stall: Duration,
         read: impl FnOnce(BufReader<ChildStdout>, &dyn Fn(T) -> bool) + Send + 'static,
     ) -> std::io::Result<Self> {
@@ -57,7 +60,19 @@ impl<T: Send + 'static> Running<T> {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        die_with_parent(&mut command);
+        // Below 3 (the parent's stdio was closed) the child's stdio would
+        // overwrite it before the hook runs: a duplicate is at 3 or above.
+        #[cfg(target_os = "linux")]
+        let low;
+        #[cfg(target_os = "linux")]
+        let input = match input {
+            Some(file) if std::os::fd::AsRawFd::as_raw_fd(file) < 3 => {
+                low = file.try_clone()?;
+                Some(&low)
+            }
+            other => other,
+        };
+        child_setup(&mut command, input);
         let mut child = command.spawn()?;
         let stdout = child.stdout.take().expect("stdout is piped");
         let stderr_pipe = child.stderr.take().expect("stderr is piped");
@@ -170,7 +185,14 @@ impl<T> Drop for Running<T> {
     }
 }
 
-/// Linux: the child is killed when the thread that started it ends, the
+/// The descriptor the child reads its input from (Linux).
+#[cfg(target_os = "linux")]
+pub(crate) const INPUT_FD: i32 = 3;
+
+/// Linux: `input` becomes the child's descriptor [`INPUT_FD`]; the parent's
+/// stays close-on-exec, so no other child inherits it.
+///
+/// And the child is killed when the thread that started it ends, the
 /// whole process included. A signal that ends seer (SIGTERM from a service
 /// manager, `kill`, `timeout`) runs no `Drop`, and ffmpeg would otherwise
 /// decode on, orphaned, until its next write to the closed pipe, which with
@@ -178,16 +200,23 @@ impl<T> Drop for Running<T> {
 /// spawns waits for the child (every caller reads it to the end or kills it),
 /// so it outlives the child's useful life.
 #[cfg(target_os = "linux")]
-fn die_with_parent(command: &mut Command) {
+fn child_setup(command: &mut Command, input: Option<&File>) {
+    use std::os::fd::AsRawFd;
     use std::os::unix::process::CommandExt;
     // glibc and musl both export these; std links the C library already.
     unsafe extern "C" {
         fn prctl(option: i32, ...) -> i32;
         fn getppid() -> i32;
+        fn dup2(old: i32, new: i32) -> i32;
+        fn fcntl(fd: i32, cmd: i32, ...) -> i32;
     }
     const PR_SET_PDEATHSIG: i32 = 1;
     const SIGKILL: u64 = 9;
+    const F_SETFD: i32 = 2;
     let parent = std::process::id() as i32;
+    // Borrowed, not owned: `spawn` returns (the hook has run in the child)
+    // before the caller can close it.
+    let input = input.map(|f| f.as_raw_fd());
     let hook = move || {
         // SAFETY: PR_SET_PDEATHSIG takes one integer argument, a signal number.
         if unsafe { prctl(PR_SET_PDEATHSIG, SIGKILL) } != 0 {
@@ -199,17 +228,33 @@ fn die_with_parent(command: &mut Command) {
             // ESRCH ("no such process"), made without allocating.
             return Err(std::io::Error::from_raw_os_error(3));
         }
+        if let Some(fd) = input {
+            let done = if fd == INPUT_FD {
+                // dup2 onto itself would leave close-on-exec set: clear it.
+                // SAFETY: F_SETFD takes one integer argument, the flags.
+                unsafe { fcntl(fd, F_SETFD, 0) }
+            } else {
+                // The copy dup2 makes is not close-on-exec.
+                // SAFETY: `fd` is open (the parent holds it during spawn);
+                // dup2 replaces INPUT_FD in this child atomically.
+                unsafe { dup2(fd, INPUT_FD) }
+            };
+            if done == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
         Ok(())
     };
     // SAFETY: the hook runs in the child between fork and exec and calls only
-    // prctl and getppid, which are async-signal-safe and allocate nothing.
+    // prctl, getppid, dup2 and fcntl, which are async-signal-safe and
+    // allocate nothing.
     unsafe {
         command.pre_exec(hook);
     }
 }
 
 #[cfg(not(target_os = "linux"))]
-fn die_with_parent(_: &mut Command) {}
+fn child_setup(_: &mut Command, _: Option<&File>) {}
 
 fn lock(m: &Mutex<VecDeque<String>>) -> std::sync::MutexGuard<'_, VecDeque<String>> {
     m.lock().unwrap_or_else(|poison| poison.into_inner())

@@ -672,3 +672,89 @@ fn ffmpeg_dies_with_the_process_that_started_it() {
     }
     assert!(gone, "ffprobe {pid} outlived the process that started it");
 }
+
+/// What seer opened is decoded, not whatever its path names by then:
+/// colors.mkv is opened, then its path is replaced (another video renamed
+/// over it, a text file, a symlink to another video), and the probe, the
+/// sampled frames and a frame at t are still colors.mkv's.
+#[test]
+fn an_open_file_is_decoded_whatever_its_path_names_by_then() {
+    let ff = ff();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("video.mkv");
+    std::fs::copy(fixture("colors.mkv"), &path).unwrap();
+    let file = std::fs::File::open(&path).unwrap();
+    let colors = colors();
+    let swap = dir.path().join("swap");
+    let replacements: [&dyn Fn(); 3] = [
+        &|| std::fs::copy(fixture("clip.mp4"), &swap).map(drop).unwrap(),
+        &|| std::fs::write(&swap, b"not a video").unwrap(),
+        &|| std::os::unix::fs::symlink(fixture("clip.mp4"), &swap).unwrap(),
+    ];
+    for (i, replace) in replacements.iter().enumerate() {
+        replace();
+        std::fs::rename(&swap, &path).unwrap();
+        let info = ff.probe_file(&path, &file).unwrap();
+        assert!((info.duration - 6.4).abs() < 1e-6, "{i}: {info:?}");
+        assert_eq!((info.width, info.height), (64, 48), "{i}");
+        let mut got = Vec::new();
+        let n = ff
+            .frames_of_file(&path, &file, &info, &sampling(1.0, 1800), &mut |f| {
+                got.push((f.time, solid(&f)));
+                true
+            })
+            .unwrap();
+        // Times 0.5 .. 5.5: colour floor(t).
+        let want: Vec<(f64, [u8; 3])> = (0..6).map(|s| (s as f64 + 0.5, colors[s])).collect();
+        assert_eq!((n, got), (6, want), "{i}");
+        let frame = ff
+            .frame_at_file(&path, &file, 3.5, &FrameLimits::default())
+            .unwrap();
+        assert_eq!(solid(&frame), colors[3], "{i}");
+    }
+    // The path itself names the replacement: another video, 96 wide.
+    assert_eq!(ff.probe(&path).unwrap().width, 96);
+}
+
+/// An MP4 with its index (moov) after the media makes ffmpeg seek back over
+/// the whole file: the open file is given as `file:/dev/fd/N`, which can
+/// seek (through a pipe this file does not decode), and decodes after its
+/// path is gone.
+#[test]
+fn an_open_mp4_with_its_index_at_the_end_decodes() {
+    let ff = ff();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("index-last.mp4");
+    // Large enough (about 400 KB) that the index is far past ffmpeg's read
+    // buffer; the mp4 muxer without +faststart writes the index last.
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-nostdin", "-loglevel", "error", "-f", "lavfi", "-i"])
+        .arg("testsrc=size=320x240:rate=25:duration=10")
+        .args(["-c:v", "mpeg4", "-q:v", "2", "-f", "mp4"])
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let bytes = std::fs::read(&path).unwrap();
+    let at = |tag: &[u8]| bytes.windows(4).position(|w| w == tag).unwrap();
+    assert!(
+        at(b"moov") > at(b"mdat") && at(b"moov") > 100_000,
+        "the index is not at the end"
+    );
+    let file = std::fs::File::open(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let info = ff.probe_file(&path, &file).unwrap();
+    assert!((info.duration - 10.0).abs() < 0.05, "{info:?}");
+    let mut times = Vec::new();
+    ff.frames_of_file(&path, &file, &info, &sampling(4.0, 1800), &mut |f| {
+        assert_eq!((f.image.width(), f.image.height()), (320, 240));
+        times.push(f.time);
+        true
+    })
+    .unwrap();
+    assert_eq!(times, vec![2.0, 6.0]);
+    let frame = ff
+        .frame_at_file(&path, &file, 9.0, &FrameLimits::default())
+        .unwrap();
+    assert_eq!(frame.image.width(), 320);
+}

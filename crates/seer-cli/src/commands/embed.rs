@@ -406,14 +406,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             continue;
         };
         let encoder = model.image_for(features)?;
-        let outcome = ffmpeg
-            .probe(path)
+        // Opened once: the frames are those of the file probed.
+        let outcome = seer_video::open_video(path)
+            .and_then(|file| Ok((ffmpeg.probe_file(path, &file)?, file)))
             .map_err(FramesError::Video)
-            .and_then(|info| {
+            .and_then(|(info, file)| {
                 embed_video_frames(
                     encoder,
                     ffmpeg,
                     path,
+                    &file,
                     &info,
                     &sampling,
                     options.batch_size,
