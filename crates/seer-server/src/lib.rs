@@ -236,6 +236,7 @@ pub fn app_with(models: Vec<LoadedModel>, tasks: TaskModels, config: &ServerConf
         video_slots: video::Slots::for_cores(),
         ann_threshold: config.ann_threshold,
         ffmpeg: config.ffmpeg.clone(),
+        request_timeout: config.request_timeout,
     });
     let timeout = config.request_timeout;
     let body_limit = config.body_limit;

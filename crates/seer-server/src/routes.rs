@@ -1339,7 +1339,12 @@ pub async fn image(
         let path = file.path();
         let kind = content_type(&path);
         if crate::video::is_video(&path) {
-            return Ok(crate::video::original(file, range.as_deref(), kind));
+            return Ok(crate::video::original(
+                file,
+                range.as_deref(),
+                kind,
+                st.request_timeout,
+            ));
         }
         Ok::<_, ApiError>(([(header::CONTENT_TYPE, kind)], file.read_all()?).into_response())
     })

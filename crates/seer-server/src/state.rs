@@ -39,6 +39,9 @@ pub struct AppState {
     pub ffmpeg: Option<seer_video::Ffmpeg>,
     /// Bounds the ffmpeg processes video thumbnails run at once.
     pub video_slots: crate::video::Slots,
+    /// How long a request may take (--timeout); also how long a streamed
+    /// video waits for its client to take the next chunk before ending it.
+    pub request_timeout: std::time::Duration,
 }
 
 #[derive(Clone, Debug, Default, serde::Serialize)]

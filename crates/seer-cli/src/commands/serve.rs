@@ -70,7 +70,9 @@ pub struct Args {
     /// Largest request body in bytes.
     #[arg(long, default_value_t = 32 * 1024 * 1024)]
     max_body: usize,
-    /// Seconds before a request is answered 504.
+    /// Seconds before a request is answered 504; also how long a streamed
+    /// video waits for its client to take the next chunk before ending the
+    /// stream (a paused player asks again with a Range request).
     #[arg(long, default_value_t = 60)]
     timeout: u64,
     /// Seconds a client may take to send a request's headers; also how long an
