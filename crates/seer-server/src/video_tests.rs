@@ -613,13 +613,11 @@ fn a_very_long_bad_time_is_not_echoed_whole() {
     }
 }
 
-/// ffmpeg and ffprobe as scripts that become the real ones (`exec`, same
-/// pid) after recording how many of them are alive (unreaped) as each starts.
-fn counting_ffmpeg(dir: &Path) -> seer_video::Ffmpeg {
+/// ffmpeg and ffprobe as shell scripts in `dir` that run `prelude` and then
+/// become the real ones (`exec`, same pid).
+fn wrapped_ffmpeg(dir: &Path, prelude: &str) -> seer_video::Ffmpeg {
     use std::os::unix::fs::PermissionsExt;
     ffmpeg(); // the real ones, with the message saying to install them
-    let running = dir.join("running");
-    std::fs::create_dir_all(&running).unwrap();
     for program in ["ffmpeg", "ffprobe"] {
         let target = String::from_utf8(
             std::process::Command::new("sh")
@@ -629,17 +627,25 @@ fn counting_ffmpeg(dir: &Path) -> seer_video::Ffmpeg {
                 .stdout,
         )
         .unwrap();
-        let script = format!(
-            "#!/bin/sh\n: > '{run}'/$$\nn=0\nfor m in '{run}'/*; do kill -0 \"${{m##*/}}\" 2>/dev/null && n=$((n+1)); done\necho $n >> '{counts}'\nexec '{target}' \"$@\"\n",
-            run = running.display(),
-            counts = dir.join("counts").display(),
-            target = target.trim(),
-        );
+        let script = format!("#!/bin/sh\n{prelude}exec '{}' \"$@\"\n", target.trim());
         let path = dir.join(program);
         std::fs::write(&path, script).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     seer_video::Ffmpeg::find(Some(&dir.join("ffmpeg"))).unwrap()
+}
+
+/// ffmpeg and ffprobe that record how many of them are alive (unreaped) as
+/// each starts.
+fn counting_ffmpeg(dir: &Path) -> seer_video::Ffmpeg {
+    let running = dir.join("running");
+    std::fs::create_dir_all(&running).unwrap();
+    let prelude = format!(
+        ": > '{run}'/$$\nn=0\nfor m in '{run}'/*; do kill -0 \"${{m##*/}}\" 2>/dev/null && n=$((n+1)); done\necho $n >> '{counts}'\n",
+        run = running.display(),
+        counts = dir.join("counts").display(),
+    );
+    wrapped_ffmpeg(dir, &prelude)
 }
 
 /// 64 thumbnails at distinct times at once: no more ffmpeg processes run
@@ -858,35 +864,19 @@ async fn a_video_stream_read_slowly_but_steadily_is_never_cut_off() {
 /// ffprobe starts (after the check) still gives the checked video's frame.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_thumbnail_is_of_the_checked_file_when_its_path_is_swapped_after_the_check() {
-    use std::os::unix::fs::PermissionsExt;
     let f = fixture();
-    ffmpeg(); // the real ones, with the message saying to install them
     let outside = tempfile::tempdir().unwrap();
     let other = outside.path().join("other.mkv");
     std::fs::write(&other, b"not the video that was checked").unwrap();
     let video = f.video_path();
     let bin = tempfile::tempdir().unwrap();
-    for program in ["ffmpeg", "ffprobe"] {
-        let target = String::from_utf8(
-            std::process::Command::new("sh")
-                .args(["-c", &format!("command -v {program}")])
-                .output()
-                .unwrap()
-                .stdout,
-        )
-        .unwrap();
-        // The first real run (not `-version`) swaps the path, atomically.
-        let script = format!(
-            "#!/bin/sh\nif [ \"$1\" != -version ] && [ ! -L '{video}' ]; then\n  ln -s '{other}' '{video}.swap' && mv -f '{video}.swap' '{video}'\nfi\nexec '{target}' \"$@\"\n",
-            video = video.display(),
-            other = other.display(),
-            target = target.trim(),
-        );
-        let path = bin.path().join(program);
-        std::fs::write(&path, script).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    let swapping = seer_video::Ffmpeg::find(Some(&bin.path().join("ffmpeg"))).unwrap();
+    // The first real run (not `-version`) swaps the path, atomically.
+    let prelude = format!(
+        "if [ \"$1\" != -version ] && [ ! -L '{video}' ]; then\n  ln -s '{other}' '{video}.swap' && mv -f '{video}.swap' '{video}'\nfi\n",
+        video = video.display(),
+        other = other.display(),
+    );
+    let swapping = wrapped_ffmpeg(bin.path(), &prelude);
     let app = f.app(Some(swapping));
     let answer = get(&app, &format!("/v1/images/{}/thumbnail?t=1", f.video)).await;
     assert!(
