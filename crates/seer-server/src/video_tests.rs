@@ -105,26 +105,21 @@ fn index(media: &Path, index: &Path, videos: Option<seer_index::VideoOptions>) {
     seer_index::index(&mut store, &encoder(), &options, &mut |_| {}).unwrap();
 }
 
-/// colors.mkv and a gray photo, indexed with ffmpeg.
-fn fixture() -> Fixture {
-    let media = tempfile::tempdir().unwrap();
-    std::fs::copy(fixture_video("colors.mkv"), media.path().join("colors.mkv")).unwrap();
-    seer_image::image::RgbImage::from_pixel(8, 8, seer_image::image::Rgb([128, 128, 128]))
-        .save(media.path().join("gray.png"))
-        .unwrap();
-    let index_dir = tempfile::tempdir().unwrap();
+/// Indexes `media` into `index_dir` with ffmpeg; the ids of `names` (files
+/// in `media`).
+fn index_with_ffmpeg<const N: usize>(media: &Path, index_dir: &Path, names: [&str; N]) -> [i64; N] {
     index(
-        media.path(),
-        index_dir.path(),
+        media,
+        index_dir,
         Some(seer_index::VideoOptions {
             ffmpeg: Some(ffmpeg()),
             sampling: Default::default(),
         }),
     );
-    let store = seer_index::Store::open_read_only(index_dir.path()).unwrap();
-    let id_of = |name: &str| {
-        let model = store.choose_model(Some("fake-clip")).unwrap();
-        let path = media.path().join(name);
+    let store = seer_index::Store::open_read_only(index_dir).unwrap();
+    let model = store.choose_model(Some("fake-clip")).unwrap();
+    names.map(|name| {
+        let path = media.join(name);
         (1..10)
             .find(|&id| {
                 store
@@ -133,9 +128,25 @@ fn fixture() -> Fixture {
                     .is_some_and(|r| seer_index::pathcodec::to_path(&r.path) == path)
             })
             .unwrap_or_else(|| panic!("{name} is not indexed"))
-    };
-    let (video, photo) = (id_of("colors.mkv"), id_of("gray.png"));
-    drop(store);
+    })
+}
+
+/// A folder holding colors.mkv and a gray photo, gray.png.
+fn video_and_photo() -> tempfile::TempDir {
+    let media = tempfile::tempdir().unwrap();
+    std::fs::copy(fixture_video("colors.mkv"), media.path().join("colors.mkv")).unwrap();
+    seer_image::image::RgbImage::from_pixel(8, 8, seer_image::image::Rgb([128, 128, 128]))
+        .save(media.path().join("gray.png"))
+        .unwrap();
+    media
+}
+
+/// colors.mkv and a gray photo, indexed with ffmpeg.
+fn fixture() -> Fixture {
+    let media = video_and_photo();
+    let index_dir = tempfile::tempdir().unwrap();
+    let [video, photo] =
+        index_with_ffmpeg(media.path(), index_dir.path(), ["colors.mkv", "gray.png"]);
     Fixture {
         media,
         index: index_dir,
@@ -162,16 +173,18 @@ impl Answer {
     }
 }
 
+/// The app's response to `request` from a loopback host, without a body.
+async fn respond(app: &Router, request: axum::http::request::Builder) -> axum::response::Response {
+    let request = request.header("host", "127.0.0.1").body(Body::empty());
+    app.clone().oneshot(request.unwrap()).await.unwrap()
+}
+
 async fn get_with(app: &Router, uri: &str, headers: &[(&str, &str)]) -> Answer {
-    let mut request = Request::get(uri).header("host", "127.0.0.1");
+    let mut request = Request::get(uri);
     for (k, v) in headers {
         request = request.header(*k, *v);
     }
-    let response = app
-        .clone()
-        .oneshot(request.body(Body::empty()).unwrap())
-        .await
-        .unwrap();
+    let response = respond(app, request).await;
     let status = response.status();
     let headers = response.headers().clone();
     let body = axum::body::to_bytes(response.into_body(), 64 << 20)
@@ -481,16 +494,7 @@ async fn without_ffmpeg_videos_stay_searchable_and_their_frames_say_to_install_i
 }
 
 async fn run_job(app: &Router) -> Value {
-    let started = app
-        .clone()
-        .oneshot(
-            Request::post("/v1/index")
-                .header("host", "127.0.0.1")
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
+    let started = respond(app, Request::post("/v1/index")).await;
     assert_eq!(started.status(), StatusCode::ACCEPTED);
     loop {
         let status = get(app, "/v1/index/status").await.json();
@@ -505,11 +509,7 @@ async fn run_job(app: &Router) -> Value {
 async fn an_index_job_indexes_videos_with_the_servers_ffmpeg_or_leaves_them_for_later() {
     // Indexed first without videos: the job of a server without ffmpeg
     // leaves the video for later, that of one with ffmpeg indexes it.
-    let media = tempfile::tempdir().unwrap();
-    std::fs::copy(fixture_video("colors.mkv"), media.path().join("colors.mkv")).unwrap();
-    seer_image::image::RgbImage::from_pixel(8, 8, seer_image::image::Rgb([128, 128, 128]))
-        .save(media.path().join("gray.png"))
-        .unwrap();
+    let media = video_and_photo();
     let index_dir = tempfile::tempdir().unwrap();
     index(media.path(), index_dir.path(), None);
     let f = Fixture {
@@ -756,25 +756,7 @@ fn streaming_fixture(
         String::from_utf8_lossy(&made.stderr)
     );
     let index_dir = tempfile::tempdir().unwrap();
-    index(
-        media.path(),
-        index_dir.path(),
-        Some(seer_index::VideoOptions {
-            ffmpeg: Some(ffmpeg()),
-            sampling: Default::default(),
-        }),
-    );
-    let store = seer_index::Store::open_read_only(index_dir.path()).unwrap();
-    let model = store.choose_model(Some("fake-clip")).unwrap();
-    let id = (1..10)
-        .find(|&id| {
-            store
-                .file_by_id(id, model.id)
-                .unwrap()
-                .is_some_and(|r| seer_index::pathcodec::to_path(&r.path) == path)
-        })
-        .expect("the video is indexed");
-    drop(store);
+    let [id] = index_with_ffmpeg(media.path(), index_dir.path(), ["bars.avi"]);
     let config = ServerConfig {
         index_dir: index_dir.path().to_path_buf(),
         max_wait: std::time::Duration::from_millis(1),
@@ -789,16 +771,7 @@ fn streaming_fixture(
 
 /// The body of the whole original of video `id`, to be taken piece by piece.
 async fn open_stream(app: &Router, id: i64) -> axum::body::BodyDataStream {
-    let response = app
-        .clone()
-        .oneshot(
-            Request::get(format!("/v1/images/{id}"))
-                .header("host", "127.0.0.1")
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
+    let response = respond(app, Request::get(format!("/v1/images/{id}"))).await;
     assert_eq!(response.status(), StatusCode::OK);
     response.into_body().into_data_stream()
 }
