@@ -317,6 +317,8 @@ pub async fn serve(
     let limits = listen::ConnectionLimits {
         header_timeout: config.header_timeout,
         max_connections: config.max_connections,
+        // A response the client stops reading gets as long as a request.
+        write_timeout: config.request_timeout,
     };
     listen::serve(listener, app_with(models, tasks, &config), limits, async {
         let _ = tokio::signal::ctrl_c().await;

@@ -72,8 +72,9 @@ pub struct Args {
     max_body: usize,
     /// Seconds before a request is answered 504; also how long a streamed
     /// video waits for its client to take the next chunk before ending the
-    /// stream (a paused player asks again with a Range request).
-    #[arg(long, default_value_t = 60)]
+    /// stream (a paused player asks again with a Range request), and how long
+    /// a client may stop reading any answer before its connection is closed.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     timeout: u64,
     /// Seconds a client may take to send a request's headers; also how long an
     /// idle connection stays open.
