@@ -1394,10 +1394,14 @@ pub async fn thumbnail(
 ) -> ApiResult<Response> {
     let t = crate::video::parse_time(params.t.as_deref())?;
     let st = state.clone();
+    // Dropped with this future (a request timeout, a gone client): the
+    // blocking decode then stops rather than hold a video slot for nobody.
+    let cancel = seer_video::Cancel::new();
+    let _cancel_on_drop = cancel.on_drop();
     let bytes = tokio::task::spawn_blocking(move || -> ApiResult<Vec<u8>> {
         let file = open_indexed(&st, id)?;
         if crate::video::is_video(&file.path()) {
-            return crate::video::thumbnail(&st, &file, t);
+            return crate::video::thumbnail(&st, &file, t, &cancel);
         }
         let cache = crate::thumbnails::Cache::new(&st.index_dir);
         let hash = file.record.hash;

@@ -21,7 +21,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use seer_index::pathcodec::display_stored;
 use seer_index::Store;
-use seer_video::{FrameLimits, VideoError};
+use seer_video::{Cancel, FrameLimits, VideoError};
 
 use crate::error::{ApiError, ApiResult};
 use crate::files::IndexedFile;
@@ -86,7 +86,14 @@ fn no_ffmpeg() -> ApiError {
 /// sampled frame, else 0). Frames at the sampled times (those search hits and
 /// the detail view ask for) are cached by content and time; other times are
 /// made each time, so that no client can fill the cache with arbitrary times.
-pub fn thumbnail(state: &AppState, file: &IndexedFile, t: Option<f64>) -> ApiResult<Vec<u8>> {
+/// Once `cancel` is set (the request is gone) it stops waiting for a slot and
+/// ffmpeg is killed: nobody would read the answer.
+pub fn thumbnail(
+    state: &AppState,
+    file: &IndexedFile,
+    t: Option<f64>,
+    cancel: &Cancel,
+) -> ApiResult<Vec<u8>> {
     let ffmpeg = state.ffmpeg.as_ref().ok_or_else(no_ffmpeg)?;
     let id = file.record.id;
     let times = frame_times(state, &state.store()?, id)?;
@@ -104,7 +111,7 @@ pub fn thumbnail(state: &AppState, file: &IndexedFile, t: Option<f64>) -> ApiRes
     }
     // Held while ffmpeg runs: thumbnails at distinct times are never cached,
     // so without a bound every request would start its own ffmpeg.
-    let _slot = state.video_slots.acquire()?;
+    let _slot = state.video_slots.acquire_unless(cancel)?;
     // ffmpeg reads the checked open file; the real path is what errors name
     // (and what it opens where no descriptor can be passed on).
     let path = file.real_path()?;
@@ -113,7 +120,7 @@ pub fn thumbnail(state: &AppState, file: &IndexedFile, t: Option<f64>) -> ApiRes
         ..FrameLimits::default()
     };
     let frame = ffmpeg
-        .frame_at_file(&path, file.file(), ms as f64 / 1000.0, &limits)
+        .frame_at_file_cancellable(&path, file.file(), ms as f64 / 1000.0, &limits, cancel)
         .map_err(|e| video_error(e, &file.record.path))?;
     let png = thumbnails::png_of(&frame.image.to_rgb()).map_err(ApiError::internal)?;
     if let Some(k) = &key {
@@ -160,9 +167,19 @@ impl Slots {
         self.max.max(1)
     }
 
-    /// A slot, waiting (on this blocking thread) while the queue has room;
-    /// 503 when it has none.
+    /// [`Slots::acquire_unless`] never cancelled.
+    #[cfg(test)]
     pub(crate) fn acquire(&self) -> ApiResult<Slot<'_>> {
+        self.acquire_unless(&Cancel::new())
+    }
+
+    /// A slot, waiting (on this blocking thread) while the queue has room;
+    /// 503 when it has none. A waiter leaves the queue once `cancel` is set
+    /// (its request is gone), answering 504.
+    pub(crate) fn acquire_unless(&self, cancel: &Cancel) -> ApiResult<Slot<'_>> {
+        // The flag is set from async code that knows nothing of the slots, so
+        // a waiter looks at it this often rather than being woken for it.
+        const POLL: Duration = Duration::from_millis(50);
         let mut state = self
             .state
             .lock()
@@ -173,15 +190,43 @@ impl Slots {
             }
             state.1 += 1;
             while state.0 >= self.max() {
+                if cancel.is_cancelled() {
+                    state.1 -= 1;
+                    return Err(Self::cancelled());
+                }
                 state = self
                     .freed
-                    .wait(state)
-                    .unwrap_or_else(|poison| poison.into_inner());
+                    .wait_timeout(state, POLL)
+                    .unwrap_or_else(|poison| poison.into_inner())
+                    .0;
             }
             state.1 -= 1;
+            if cancel.is_cancelled() {
+                // The wakeup this took was for a live waiter: pass it on.
+                self.freed.notify_one();
+                return Err(Self::cancelled());
+            }
         }
         state.0 += 1;
         Ok(Slot(self))
+    }
+
+    /// The answer of a thumbnail whose request ended first (a timeout or a
+    /// gone client): nobody reads it.
+    fn cancelled() -> ApiError {
+        ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "the request ended before its thumbnail was made",
+        )
+    }
+
+    /// Requests waiting for a slot now.
+    #[cfg(test)]
+    pub(crate) fn waiting(&self) -> usize {
+        self.state
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .1
     }
 }
 
@@ -209,6 +254,7 @@ fn video_error(e: VideoError, stored_path: &str) -> ApiError {
             StatusCode::UNPROCESSABLE_ENTITY,
             format!("{}: {message}", display_stored(stored_path)),
         ),
+        VideoError::Cancelled { .. } => Slots::cancelled(),
         VideoError::Io { .. } => {
             tracing::warn!("{e}");
             ApiError::internal(format!(

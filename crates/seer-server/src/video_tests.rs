@@ -863,3 +863,105 @@ async fn a_thumbnail_is_of_the_checked_file_when_its_path_is_swapped_after_the_c
     let got = middle(&answer.body);
     assert!(near(got, GREEN), "{got:?}, not the checked video's green");
 }
+
+/// A thumbnail request given up on (its future dropped, as a request timeout
+/// or a gone client does) stops its ffmpeg rather than let it decode on for
+/// nobody until its stall limit.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dropped_thumbnail_request_stops_its_ffmpeg() {
+    let f = fixture();
+    let bin = tempfile::tempdir().unwrap();
+    let pid_file = bin.path().join("ffmpeg.pid");
+    // ffprobe is the real one; ffmpeg records its pid and never writes a
+    // frame (`exec`: the pid is the process that sleeps).
+    let prelude = format!(
+        "if [ \"$1\" != -version ]; then\n  case \"$0\" in *ffmpeg) echo $$ > '{pid}.tmp' && mv '{pid}.tmp' '{pid}'; exec sleep 60;; esac\nfi\n",
+        pid = pid_file.display(),
+    );
+    let app = f.app(Some(wrapped_ffmpeg(bin.path(), &prelude)));
+    let uri = format!("/v1/images/{}/thumbnail?t=2.5", f.video);
+    let answer = tokio::select! {
+        a = get(&app, &uri) => Some(a),
+        _ = async {
+            while !pid_file.exists() {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        } => None,
+    };
+    // Leaving the select dropped the request's future.
+    assert!(
+        answer.is_none(),
+        "answered before ffmpeg ran: {}",
+        answer.unwrap().text()
+    );
+    let pid: u32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let proc = PathBuf::from(format!("/proc/{pid}"));
+    let mut gone = false;
+    for _ in 0..200 {
+        if !proc.exists() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    if !gone {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status();
+    }
+    assert!(gone, "ffmpeg {pid} ran on after its request was dropped");
+}
+
+/// A waiter whose request is gone leaves the queue: its place is free for
+/// another request.
+#[test]
+fn a_cancelled_slot_waiter_leaves_the_queue() {
+    use std::time::Duration;
+    let slots = Arc::new(crate::video::Slots::new(1, 1));
+    let held = slots.acquire().unwrap();
+    let wait_for = |n: usize| {
+        for _ in 0..1000 {
+            if slots.waiting() == n {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("{} waiting, not {n}", slots.waiting());
+    };
+    let cancel = seer_video::Cancel::new();
+    let (tx, rx) = std::sync::mpsc::channel();
+    {
+        let (slots, cancel) = (Arc::clone(&slots), cancel.clone());
+        std::thread::spawn(move || {
+            let got = slots
+                .acquire_unless(&cancel)
+                .map(|_| ())
+                .map_err(|e| e.status);
+            let _ = tx.send(got);
+        });
+    }
+    wait_for(1);
+    // The queue (of one) is full.
+    assert_eq!(
+        slots.acquire().err().unwrap().status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    cancel.cancel();
+    let got = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the cancelled waiter still waits");
+    assert_eq!(got, Err(StatusCode::GATEWAY_TIMEOUT));
+    wait_for(0);
+    // Its place is another's, which gets the slot once it is free.
+    let next = {
+        let slots = Arc::clone(&slots);
+        std::thread::spawn(move || slots.acquire().is_ok())
+    };
+    wait_for(1);
+    drop(held);
+    assert!(next.join().unwrap());
+}

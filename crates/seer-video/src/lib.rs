@@ -40,6 +40,8 @@ use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use seer_image::DecodedImage;
@@ -150,6 +152,44 @@ impl std::fmt::Debug for Frame {
     }
 }
 
+/// A flag by which another thread stops a decode: once set, the running
+/// ffmpeg/ffprobe is killed within about 50 ms and the call returns
+/// [`VideoError::Cancelled`]. Clones share the flag.
+#[derive(Clone, Debug, Default)]
+pub struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    pub fn new() -> Self {
+        Cancel::default()
+    }
+
+    /// Sets the flag; it stays set.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// A guard that sets this flag when dropped: held by whoever waits for
+    /// the result (e.g. a request's future), so that giving up on it stops
+    /// the decode.
+    pub fn on_drop(&self) -> CancelOnDrop {
+        CancelOnDrop(self.clone())
+    }
+}
+
+/// Sets its [`Cancel`] when dropped (see [`Cancel::on_drop`]).
+#[derive(Debug)]
+pub struct CancelOnDrop(Cancel);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
 /// Everything that can go wrong; each names the file (or program) once.
 #[derive(Debug, thiserror::Error)]
 pub enum VideoError {
@@ -170,6 +210,9 @@ pub enum VideoError {
         #[source]
         source: std::io::Error,
     },
+    /// The caller's [`Cancel`] was set; ffmpeg was stopped.
+    #[error("{}: decoding was cancelled", path.display())]
+    Cancelled { path: PathBuf },
 }
 
 impl VideoError {
@@ -265,10 +308,15 @@ impl Ffmpeg {
     /// the crate's documentation).
     pub fn probe_file(&self, path: &Path, file: &File) -> Result<VideoInfo, VideoError> {
         let input = Input::new(path, file)?;
-        Ok(self.probe_full(&input, &FrameLimits::default())?.info)
+        Ok(self.probe_full(&input, &FrameLimits::default(), None)?.info)
     }
 
-    fn probe_full(&self, input: &Input, limits: &FrameLimits) -> Result<probe::Probed, VideoError> {
+    fn probe_full(
+        &self,
+        input: &Input,
+        limits: &FrameLimits,
+        cancel: Option<&Cancel>,
+    ) -> Result<probe::Probed, VideoError> {
         let path = input.path;
         let mut args = common_args(Program::Ffprobe);
         args.extend(
@@ -282,18 +330,31 @@ impl Ffmpeg {
             .map(OsString::from),
         );
         args.push(input.url.clone());
-        let mut running = self.spawn(&self.ffprobe, &args, input, limits, |mut out, send| {
-            // ffprobe's JSON for a file is small; the cap stops a runaway.
-            let mut json = Vec::new();
-            let _ = (&mut out).take(16 << 20).read_to_end(&mut json);
-            send(json);
-        })?;
+        let mut running = self.spawn(
+            &self.ffprobe,
+            &args,
+            input,
+            limits,
+            cancel,
+            |mut out, send| {
+                // ffprobe's JSON for a file is small; the cap stops a runaway.
+                let mut json = Vec::new();
+                let _ = (&mut out).take(16 << 20).read_to_end(&mut json);
+                send(json);
+            },
+        )?;
         let json = match running.next() {
             Next::Item(json) => json,
             Next::End => Vec::new(),
             Next::Stalled => return Err(stalled(input, limits, running.kill())),
+            Next::Cancelled => return Err(cancelled(input, running)),
         };
         let (ok, stderr) = running.finish();
+        if !ok && cancel.is_some_and(Cancel::is_cancelled) {
+            return Err(VideoError::Cancelled {
+                path: path.to_path_buf(),
+            });
+        }
         if !ok {
             return Err(unreadable(input, &stderr));
         }
@@ -354,13 +415,14 @@ impl Ffmpeg {
             &filter,
             count,
             &sampling.limits,
+            None,
             &mut on_frame,
         )?;
         if delivered == 0 {
             // No tick fell inside the video stream: its duration was unknown
             // and it is shorter than half an interval, or the container
             // outlasts it. A video still gets one frame: its first, at 0 s.
-            let frame = self.frame_at_input(&input, 0.0, &sampling.limits)?;
+            let frame = self.frame_at_input(&input, 0.0, &sampling.limits, None)?;
             each(frame);
             return Ok(1);
         }
@@ -389,7 +451,23 @@ impl Ffmpeg {
         seconds: f64,
         limits: &FrameLimits,
     ) -> Result<Frame, VideoError> {
-        self.frame_at_input(&Input::new(path, file)?, seconds, limits)
+        self.frame_at_input(&Input::new(path, file)?, seconds, limits, None)
+    }
+
+    /// [`Ffmpeg::frame_at_file`] that gives up once `cancel` is set: ffmpeg
+    /// is killed and the call returns [`VideoError::Cancelled`] (e.g. when
+    /// the request that wanted the frame is gone). A separate function, not
+    /// a field of the `Copy` [`FrameLimits`], so existing callers and their
+    /// struct literals stay as they are.
+    pub fn frame_at_file_cancellable(
+        &self,
+        path: &Path,
+        file: &File,
+        seconds: f64,
+        limits: &FrameLimits,
+        cancel: &Cancel,
+    ) -> Result<Frame, VideoError> {
+        self.frame_at_input(&Input::new(path, file)?, seconds, limits, Some(cancel))
     }
 
     fn frame_at_input(
@@ -397,9 +475,10 @@ impl Ffmpeg {
         input: &Input,
         seconds: f64,
         limits: &FrameLimits,
+        cancel: Option<&Cancel>,
     ) -> Result<Frame, VideoError> {
         let path = input.path;
-        let probed = self.probe_full(input, limits)?;
+        let probed = self.probe_full(input, limits, cancel)?;
         let duration = probed.info.duration;
         let mut t = if seconds.is_finite() {
             seconds.max(0.0)
@@ -419,7 +498,7 @@ impl Ffmpeg {
             got = Some((w, h, data));
             Ok(false)
         };
-        self.decode(input, Some(t), filter, 1, limits, &mut keep)?;
+        self.decode(input, Some(t), filter, 1, limits, cancel, &mut keep)?;
         if got.is_none() && t > 0.0 {
             // The video stream ended before `t` (a container longer than its
             // video): its last frame is what a player keeps showing.
@@ -429,7 +508,15 @@ impl Ffmpeg {
                 got = Some((w, h, data));
                 Ok(true)
             };
-            self.decode(input, Some(from), filter, usize::MAX, limits, &mut last)?;
+            self.decode(
+                input,
+                Some(from),
+                filter,
+                usize::MAX,
+                limits,
+                cancel,
+                &mut last,
+            )?;
         }
         let (w, h, data) =
             got.ok_or_else(|| VideoError::file(path, format!("ffmpeg gave no frame at {t:.3} s")))?;
@@ -448,6 +535,7 @@ impl Ffmpeg {
         filter: &str,
         count: usize,
         limits: &FrameLimits,
+        cancel: Option<&Cancel>,
         each: &mut dyn FnMut(u32, u32, Vec<u8>) -> Result<bool, VideoError>,
     ) -> Result<(), VideoError> {
         let path = input.path;
@@ -483,21 +571,25 @@ impl Ffmpeg {
         args.extend(tail.into_iter().map(OsString::from));
         tracing::debug!(path = %path.display(), ?args, "running ffmpeg");
         let max_pixels = limits.max_pixels;
-        let mut running =
-            self.spawn(&self.ffmpeg, &args, input, limits, move |mut out, send| {
-                loop {
-                    let item = match ppm::read_frame(&mut out, max_pixels) {
-                        Ok(Some((w, h, data))) => Out::Frame(w, h, data),
-                        Ok(None) => return,
-                        Err(ppm::PpmError::TooLarge(w, h)) => Out::TooLarge(w, h),
-                        Err(ppm::PpmError::Malformed(m)) => Out::Malformed(m),
-                    };
-                    let last = !matches!(item, Out::Frame(..));
-                    if !send(item) || last {
-                        return;
-                    }
+        let mut running = self.spawn(
+            &self.ffmpeg,
+            &args,
+            input,
+            limits,
+            cancel,
+            move |mut out, send| loop {
+                let item = match ppm::read_frame(&mut out, max_pixels) {
+                    Ok(Some((w, h, data))) => Out::Frame(w, h, data),
+                    Ok(None) => return,
+                    Err(ppm::PpmError::TooLarge(w, h)) => Out::TooLarge(w, h),
+                    Err(ppm::PpmError::Malformed(m)) => Out::Malformed(m),
+                };
+                let last = !matches!(item, Out::Frame(..));
+                if !send(item) || last {
+                    return;
                 }
-            })?;
+            },
+        )?;
         let mut delivered = 0usize;
         loop {
             match running.next() {
@@ -528,10 +620,16 @@ impl Ffmpeg {
                     });
                 }
                 Next::Stalled => return Err(stalled(input, limits, running.kill())),
+                Next::Cancelled => return Err(cancelled(input, running)),
                 Next::End => break,
             }
         }
         let (ok, stderr) = running.finish();
+        if !ok && cancel.is_some_and(Cancel::is_cancelled) {
+            return Err(VideoError::Cancelled {
+                path: path.to_path_buf(),
+            });
+        }
         if ok {
             // ffmpeg exits 0 on a file cut short ("partial file"), having
             // delivered the frames before the cut: keep them, but say so.
@@ -556,22 +654,31 @@ impl Ffmpeg {
         args: &[OsString],
         input: &Input,
         limits: &FrameLimits,
+        cancel: Option<&Cancel>,
         read: impl FnOnce(std::io::BufReader<std::process::ChildStdout>, &dyn Fn(T) -> bool)
             + Send
             + 'static,
     ) -> Result<Running<T>, VideoError> {
+        if cancel.is_some_and(Cancel::is_cancelled) {
+            // Not even started: nothing to kill.
+            return Err(VideoError::Cancelled {
+                path: input.path.to_path_buf(),
+            });
+        }
         let stall = Duration::from_secs(limits.stall_seconds.max(1));
-        Running::spawn(program, args, input.inherit, stall, read).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
-                VideoError::NoFfmpeg {
-                    program: program.to_path_buf(),
-                    message: format!("cannot run it: {e}"),
+        Running::spawn(program, args, input.inherit, stall, cancel.cloned(), read).map_err(|e| {
+            match e.kind() {
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
+                    VideoError::NoFfmpeg {
+                        program: program.to_path_buf(),
+                        message: format!("cannot run it: {e}"),
+                    }
                 }
+                _ => VideoError::Io {
+                    path: program.to_path_buf(),
+                    source: e,
+                },
             }
-            _ => VideoError::Io {
-                path: program.to_path_buf(),
-                source: e,
-            },
         })
     }
 }
@@ -723,6 +830,14 @@ fn stalled(input: &Input, limits: &FrameLimits, stderr: Vec<String>) -> VideoErr
         ));
     }
     VideoError::file(path, message)
+}
+
+/// Kills the cancelled child (its Drop reaps it).
+fn cancelled<T: Send + 'static>(input: &Input, running: Running<T>) -> VideoError {
+    running.kill();
+    VideoError::Cancelled {
+        path: input.path.to_path_buf(),
+    }
 }
 
 fn on_path(name: &str) -> Option<PathBuf> {

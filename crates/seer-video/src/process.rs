@@ -19,6 +19,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::Cancel;
+
 /// Lines of stderr kept for messages, and the length each is cut to.
 const STDERR_LINES: usize = 20;
 const STDERR_LINE_CHARS: usize = 400;
@@ -31,6 +33,7 @@ pub(crate) struct Running<T> {
     stderr: Arc<Mutex<VecDeque<String>>>,
     threads: Vec<JoinHandle<()>>,
     stall: Duration,
+    cancel: Option<Cancel>,
 }
 
 /// What waiting for the next item gave.
@@ -40,18 +43,26 @@ pub(crate) enum Next<T> {
     End,
     /// Nothing arrived for `stall`.
     Stalled,
+    /// The caller's [`Cancel`] was set while waiting.
+    Cancelled,
 }
+
+/// How often a wait looks at the cancel flag: short enough that a cancelled
+/// decode frees its slot at once, long enough to cost nothing.
+const CANCEL_POLL: Duration = Duration::from_millis(50);
 
 impl<T: Send + 'static> Running<T> {
     /// Starts `program args` with stdin null and piped stdout/stderr, and
     /// `input` (if any) as its descriptor [`INPUT_FD`]; `read` runs on a
     /// thread with stdout and sends what it parses to `send` (returning when
-    /// `send` fails: the receiver was dropped).
+    /// `send` fails: the receiver was dropped). Waits end early once
+    /// `cancel` (if any) is set.
     pub(crate) fn spawn(
         program: &Path,
         args: &[OsString],
         input: Option<&File>,
         stall: Duration,
+        cancel: Option<Cancel>,
         read: impl FnOnce(BufReader<ChildStdout>, &dyn Fn(T) -> bool) + Send + 'static,
     ) -> std::io::Result<Self> {
         let mut command = Command::new(program);
@@ -100,28 +111,54 @@ impl<T: Send + 'static> Running<T> {
             stderr,
             threads,
             stall,
+            cancel,
         };
         // On a failed thread spawn `running` drops here, killing the child.
         running.threads.push(spawned_err?);
         Ok(running)
     }
 
-    /// The next item, waiting at most `stall` for it.
+    /// The next item, waiting at most `stall` for it (and no longer than
+    /// about [`CANCEL_POLL`] once cancelled).
     pub(crate) fn next(&mut self) -> Next<T> {
         let Some(rx) = &self.items else {
             return Next::End;
         };
-        match rx.recv_timeout(self.stall) {
-            Ok(item) => Next::Item(item),
-            Err(RecvTimeoutError::Disconnected) => Next::End,
-            Err(RecvTimeoutError::Timeout) => Next::Stalled,
+        let Some(cancel) = &self.cancel else {
+            return match rx.recv_timeout(self.stall) {
+                Ok(item) => Next::Item(item),
+                Err(RecvTimeoutError::Disconnected) => Next::End,
+                Err(RecvTimeoutError::Timeout) => Next::Stalled,
+            };
+        };
+        let mut waited = Duration::ZERO;
+        loop {
+            if cancel.is_cancelled() {
+                return Next::Cancelled;
+            }
+            let step = CANCEL_POLL.min(self.stall - waited);
+            match rx.recv_timeout(step) {
+                Ok(item) => return Next::Item(item),
+                Err(RecvTimeoutError::Disconnected) => return Next::End,
+                Err(RecvTimeoutError::Timeout) => {
+                    waited += step;
+                    if waited >= self.stall {
+                        return Next::Stalled;
+                    }
+                }
+            }
         }
+    }
+
+    /// Whether the caller's [`Cancel`] is set.
+    pub(crate) fn cancelled(&self) -> bool {
+        self.cancel.as_ref().is_some_and(Cancel::is_cancelled)
     }
 
     /// Waits for the child to exit (after stdout ended) and for the stderr
     /// reader; returns whether it succeeded and its last stderr lines.
     /// Bounded by `stall`: a child that closed stdout but does not exit is
-    /// killed (and reported as failed).
+    /// killed (and reported as failed), as it is once cancelled.
     pub(crate) fn finish(mut self) -> (bool, Vec<String>) {
         self.items = None;
         let step = Duration::from_millis(10);
@@ -129,7 +166,7 @@ impl<T: Send + 'static> Running<T> {
         let status = loop {
             match self.child.try_wait() {
                 Ok(Some(status)) => break Some(status),
-                Ok(None) if waited < self.stall => {
+                Ok(None) if waited < self.stall && !self.cancelled() => {
                     std::thread::sleep(step);
                     waited += step;
                 }

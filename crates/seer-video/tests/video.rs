@@ -758,3 +758,74 @@ fn an_open_mp4_with_its_index_at_the_end_decodes() {
         .unwrap();
     assert_eq!(frame.image.width(), 320);
 }
+
+/// Sets `cancel` once `dir/NAME.pid` exists (the fake program runs) and
+/// 200 ms more have passed.
+fn cancel_when_running(dir: &Path, name: &str, cancel: &seer_video::Cancel) {
+    let pid = dir.join(format!("{name}.pid"));
+    let cancel = cancel.clone();
+    std::thread::spawn(move || {
+        while !pid.exists() {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        cancel.cancel();
+    });
+}
+
+#[test]
+fn a_cancelled_frame_at_kills_ffmpeg_long_before_the_stall_limit() {
+    let Some(ffprobe) = real("ffprobe") else {
+        panic!("this test needs ffprobe on PATH: install ffmpeg (e.g. `apt install ffmpeg`)");
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // The real ffprobe, so that the call goes on to an ffmpeg that never
+    // writes a frame.
+    let ffmpeg = fake(
+        dir.path(),
+        "exec sleep 60",
+        &format!("exec '{}' \"$@\"", ffprobe.display()),
+    );
+    let ff = Ffmpeg::find(Some(&ffmpeg)).unwrap();
+    let limits = FrameLimits {
+        max_pixels: 1 << 30,
+        stall_seconds: 60,
+    };
+    let path = fixture("clip.mp4");
+    let file = std::fs::File::open(&path).unwrap();
+    let cancel = seer_video::Cancel::new();
+    cancel_when_running(dir.path(), "ffmpeg", &cancel);
+    let started = std::time::Instant::now();
+    let r = ff.frame_at_file_cancellable(&path, &file, 1.0, &limits, &cancel);
+    // Not a speed limit: the stall limit (60 s) would end it otherwise.
+    assert!(started.elapsed().as_secs() < 20, "{:?}", started.elapsed());
+    let e = r.expect_err("a cancelled call gives no frame");
+    assert!(matches!(e, VideoError::Cancelled { .. }), "{e}");
+    assert!(e.to_string().contains("clip.mp4"), "{e}");
+    assert!(
+        !alive(pid_of(dir.path(), "ffmpeg")),
+        "the cancelled ffmpeg was left running"
+    );
+
+    // Cancelled while ffprobe runs (frame_at probes first): it is killed
+    // too, and no ffmpeg starts.
+    let dir = tempfile::tempdir().unwrap();
+    let ffmpeg = fake(dir.path(), "exec sleep 60", "exec sleep 60");
+    let ff = Ffmpeg::find(Some(&ffmpeg)).unwrap();
+    let cancel = seer_video::Cancel::new();
+    cancel_when_running(dir.path(), "ffprobe", &cancel);
+    let started = std::time::Instant::now();
+    let r = ff.frame_at_file_cancellable(&path, &file, 1.0, &limits, &cancel);
+    assert!(started.elapsed().as_secs() < 20, "{:?}", started.elapsed());
+    assert!(
+        matches!(r, Err(VideoError::Cancelled { .. })),
+        "{:?}",
+        r.err()
+    );
+    assert!(!alive(pid_of(dir.path(), "ffprobe")));
+    assert!(!dir.path().join("ffmpeg.pid").exists());
+
+    // Already cancelled: nothing is started.
+    let r = ff.frame_at_file_cancellable(&path, &file, 1.0, &limits, &cancel);
+    assert!(matches!(r, Err(VideoError::Cancelled { .. })));
+}
