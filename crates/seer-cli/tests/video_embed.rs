@@ -58,6 +58,14 @@ fn json_lines(s: &str) -> Vec<Value> {
         .collect()
 }
 
+/// `seer embed --image VIDEO FLAGS --json`, which must succeed: its lines.
+fn frames_json(video: &Path, flags: &[&str]) -> Vec<Value> {
+    let mut args = vec!["--image", video.to_str().unwrap()];
+    args.extend_from_slice(flags);
+    args.push("--json");
+    json_lines(&ok(embed(&args)))
+}
+
 fn vector(v: &Value) -> Vec<f32> {
     v.as_array()
         .unwrap_or_else(|| panic!("not an array: {v}"))
@@ -104,13 +112,7 @@ fn read_npy(path: &Path) -> (Vec<usize>, Vec<f32>) {
 fn json_lines_give_each_frame_with_its_time_equal_to_the_photo_of_it() {
     need_ffmpeg();
     let video = fixture("colors.mkv");
-    let out = json_lines(&ok(embed(&[
-        "--image",
-        video.to_str().unwrap(),
-        "--frame-interval",
-        "2",
-        "--json",
-    ])));
+    let out = frames_json(&video, &["--frame-interval", "2"]);
     let times: Vec<f64> = out.iter().map(|l| l["time"].as_f64().unwrap()).collect();
     assert_eq!(times, [1.0, 3.0, 5.0], "{out:?}");
     let pictures = tempfile::tempdir().unwrap();
@@ -144,13 +146,7 @@ fn frames_match_the_open_clip_reference() {
     assert_eq!(videos.len(), 4);
     for (name, want) in videos {
         let video = fixture(name);
-        let out = json_lines(&ok(embed(&[
-            "--image",
-            video.to_str().unwrap(),
-            "--frame-interval",
-            "2",
-            "--json",
-        ])));
+        let out = frames_json(&video, &["--frame-interval", "2"]);
         let want_times = want["times"].as_array().unwrap();
         let want_vectors = want["embeddings"].as_array().unwrap();
         assert_eq!(out.len(), want_times.len(), "{name}: {out:?}");
@@ -200,13 +196,7 @@ fn out_has_a_row_per_frame_named_with_its_time() {
         ]
     );
     // Row 2 is the frame at 3 s, as --json gives it.
-    let json = json_lines(&ok(embed(&[
-        "--image",
-        video.to_str().unwrap(),
-        "--frame-interval",
-        "2",
-        "--json",
-    ])));
+    let json = frames_json(&video, &["--frame-interval", "2"]);
     assert_eq!(
         &data[2 * 16..3 * 16],
         vector(&json[1]["embedding"]).as_slice()
@@ -235,13 +225,7 @@ fn the_plain_listing_has_a_line_per_frame_with_its_time() {
 fn max_frames_caps_the_frames() {
     need_ffmpeg();
     let video = fixture("colors.mkv");
-    let out = json_lines(&ok(embed(&[
-        "--image",
-        video.to_str().unwrap(),
-        "--max-frames",
-        "1",
-        "--json",
-    ])));
+    let out = frames_json(&video, &["--max-frames", "1"]);
     assert_eq!(out.len(), 1, "{out:?}");
     // Bad values are refused as `seer index` refuses them.
     for bad in [
