@@ -859,6 +859,14 @@ fn without_a_token_only_loopback_names_and_pages_are_answered() {
         &format!("Host: {addr}\r\nOrigin: http://evil.example\r\n"),
     );
     assert!(cross.starts_with("HTTP/1.1 403"), "{cross}");
+    // A page on another port of this machine, from a browser that sends no
+    // Sec-Fetch-Site: another origin all the same.
+    let other_port = raw_get(
+        addr,
+        "/v1/images/1",
+        &format!("Host: {addr}\r\nOrigin: http://localhost:1\r\n"),
+    );
+    assert!(other_port.starts_with("HTTP/1.1 403"), "{other_port}");
     for host in [addr.to_string(), format!("localhost:{port}")] {
         let fine = raw_get(
             addr,

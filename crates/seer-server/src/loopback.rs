@@ -3,8 +3,11 @@
 //! name made to resolve to 127.0.0.1, so its scripts read the answers — the
 //! user's photos) or by a form that POSTs across sites (starting a re-index). So
 //! a server without a token answers only requests addressed to a loopback name
-//! (`Host`) and, when the browser says which page made it (`Origin`), made by a
-//! page served from a loopback name. With a token, the token decides.
+//! (`Host`) and, when the browser says which page made it (`Origin`), made by
+//! this server's own page: the origin names the same host and port as the
+//! request (a page on another port of localhost is another program's, and an
+//! old browser that sends no `Sec-Fetch-Site` would otherwise let its POSTs
+//! through). With a token, the token decides.
 //!
 //! A page can also make the browser send requests that carry no `Origin`: an
 //! `<img>` or `<script>` tag, a link, a GET form. Such a request cannot read the
@@ -24,8 +27,9 @@ use crate::error::ApiError;
 /// headers. Every name the request is addressed by must be a loopback one: each
 /// `Host` header (a client that sends two must not get by with its first), and
 /// the authority of an absolute-form target (`GET http://evil.example/ HTTP/1.1`),
-/// which HTTP/1.1 says overrides `Host`. Likewise every `Origin` header, and
-/// every `Sec-Fetch-Site` header (see [`fetched_by_this_page`]).
+/// which HTTP/1.1 says overrides `Host`. Every `Origin` header must name the
+/// same host and port as each of those names (the page is this server's), and
+/// every `Sec-Fetch-Site` header pass [`fetched_by_this_page`].
 pub fn check(method: &Method, uri: &Uri, headers: &HeaderMap) -> Result<(), ApiError> {
     let forbidden = |m: String| Err(ApiError::new(StatusCode::FORBIDDEN, m));
     let mut names: Vec<Option<&str>> = headers
@@ -42,22 +46,34 @@ pub fn check(method: &Method, uri: &Uri, headers: &HeaderMap) -> Result<(), ApiE
                 .to_string(),
         );
     }
+    let mut addressed = Vec::with_capacity(names.len());
     for host in names {
-        if !host.is_some_and(is_loopback_authority) {
-            return forbidden(format!(
-                "without --token this server answers only requests addressed to localhost or a loopback address, not {}",
-                host.unwrap_or("a Host that is not text")
-            ));
+        match host.filter(|h| is_loopback_authority(h)) {
+            // A Host names no scheme: this server speaks plain HTTP.
+            Some(host) => addressed.extend(host_and_port(host, 80)),
+            None => {
+                return forbidden(format!(
+                    "without --token this server answers only requests addressed to localhost or a loopback address, not {}",
+                    host.unwrap_or("a Host that is not text")
+                ))
+            }
         }
     }
     for origin in headers.get_all(header::ORIGIN) {
         let origin = origin.to_str().unwrap_or("");
-        let authority = origin
+        let page = origin
             .strip_prefix("http://")
-            .or_else(|| origin.strip_prefix("https://"));
-        if !authority.is_some_and(is_loopback_authority) {
+            .map(|authority| (authority, 80))
+            .or_else(|| origin.strip_prefix("https://").map(|a| (a, 443)));
+        if !page.is_some_and(|(authority, _)| is_loopback_authority(authority)) {
             return forbidden(format!(
                 "without --token this server answers no requests made by pages of other sites ({origin})"
+            ));
+        }
+        let page = page.and_then(|(authority, port)| host_and_port(authority, port));
+        if !page.is_some_and(|page| addressed.iter().all(|name| *name == page)) {
+            return forbidden(format!(
+                "without --token this server answers only its own page's requests, not ones made by a page of {origin} (another port or name); open its page (/) directly, or give the server a --token"
             ));
         }
     }
@@ -114,20 +130,41 @@ fn fetched_by_this_page(method: &Method, uri: &Uri, headers: &HeaderMap) -> Resu
     ))
 }
 
-/// `host[:port]` naming this machine: `localhost` (or a name under it), or a
-/// loopback IP address (IPv6 in brackets).
-fn is_loopback_authority(authority: &str) -> bool {
-    let host = if let Some(rest) = authority.strip_prefix('[') {
+/// `host[:port]` split into the host (IPv6 without its brackets) and the
+/// port's digits (empty where none); `None` where the port is no number.
+fn split_authority(authority: &str) -> Option<(&str, &str)> {
+    if let Some(rest) = authority.strip_prefix('[') {
         match rest.split_once(']') {
-            Some((ip, port)) if port.is_empty() || is_port(port) => ip,
-            _ => return false,
+            Some((ip, port)) if port.is_empty() || is_port(port) => {
+                Some((ip, port.trim_start_matches(':')))
+            }
+            _ => None,
         }
     } else {
         match authority.rsplit_once(':') {
-            Some((host, port)) if is_port(port) => host,
-            Some(_) => return false,
-            None => authority,
+            Some((host, port)) if is_port(port) => Some((host, port)),
+            Some(_) => None,
+            None => Some((authority, "")),
         }
+    }
+}
+
+/// `authority` as one origin compares it: the host lower-cased without a
+/// trailing dot, and the port, `default_port` where it names none.
+fn host_and_port(authority: &str, default_port: u16) -> Option<(String, u16)> {
+    let (host, port) = split_authority(authority)?;
+    let port = match port {
+        "" => default_port,
+        digits => digits.parse().ok()?,
+    };
+    Some((host.trim_end_matches('.').to_ascii_lowercase(), port))
+}
+
+/// `host[:port]` naming this machine: `localhost` (or a name under it), or a
+/// loopback IP address (IPv6 in brackets).
+fn is_loopback_authority(authority: &str) -> bool {
+    let Some((host, _)) = split_authority(authority) else {
+        return false;
     };
     let name = host.trim_end_matches('.').to_ascii_lowercase();
     name == "localhost"
@@ -218,6 +255,52 @@ mod tests {
             (header::ORIGIN, "http://evil.example"),
         ]);
         assert!(check(&Method::GET, &path, &origins).is_err());
+    }
+
+    #[test]
+    fn an_origin_must_be_this_servers_own_name_and_port() {
+        let post = Method::POST;
+        let path: Uri = "/v1/reindex".parse().unwrap();
+        let from = |host: &str, origin: &str| {
+            check(
+                &post,
+                &path,
+                &headers(&[(header::HOST, host), (header::ORIGIN, origin)]),
+            )
+        };
+        // The server's own page, however the default port is written.
+        for (host, origin) in [
+            ("localhost:7860", "http://localhost:7860"),
+            ("LocalHost.:7860", "http://localhost:7860"),
+            ("127.0.0.1:7860", "http://127.0.0.1:7860"),
+            ("[::1]:7860", "http://[::1]:7860"),
+            ("localhost", "http://localhost:80"),
+            ("localhost:80", "http://localhost"),
+        ] {
+            assert!(from(host, origin).is_ok(), "{host} {origin}");
+        }
+        // A page on another port of this machine, or under another of its
+        // names, is another origin: an old browser that sends no
+        // Sec-Fetch-Site must not let its POSTs through.
+        for (host, origin) in [
+            ("localhost:7860", "http://localhost:3000"),
+            ("localhost:7860", "http://localhost"),
+            ("localhost", "https://localhost"),
+            ("localhost:7860", "http://127.0.0.1:7860"),
+            ("127.0.0.1:7860", "http://[::1]:7860"),
+            ("localhost:7860", "http://localhost:99999"),
+            ("localhost:7860", "null"),
+        ] {
+            let e = from(host, origin).unwrap_err();
+            assert_eq!(e.status, StatusCode::FORBIDDEN, "{host} {origin}");
+        }
+        // Every name the request is addressed by must be the origin's.
+        let two_names = headers(&[
+            (header::HOST, "localhost:7860"),
+            (header::ORIGIN, "http://localhost:7860"),
+        ]);
+        let absolute: Uri = "http://localhost:3000/v1/reindex".parse().unwrap();
+        assert!(check(&post, &absolute, &two_names).is_err());
     }
 
     #[test]
