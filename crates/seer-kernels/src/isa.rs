@@ -12,8 +12,9 @@ pub(crate) enum FloatBlocks {
     /// 256 deep × 112 rows (CPUs not measured; for AVX2, CPUs with a small
     /// L2).
     Shallow,
-    /// 768 deep × 224 rows: Intel without AMX (Ice Lake, the Skylake-SP line)
-    /// and AMD Zen 4 and Zen 5 (families 25 and 26).
+    /// 768 deep × 224 rows: Intel without AMX (Ice Lake, the Skylake-SP line,
+    /// and AMX Xeons whose VM hides the tiles) and AMD Zen 4 and Zen 5
+    /// (families 25 and 26).
     Deep,
     /// Shallow, but a thread's whole share of rows as one block where it fits
     /// 224 rows, three depth blocks packed at a time: Intel with AMX (Sapphire

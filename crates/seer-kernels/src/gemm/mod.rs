@@ -125,7 +125,12 @@ impl Blocks {
     /// 0 to +15% (5 of 6), batch 32 +2–12% (6 of 6); texts (5 pairs) f32 at 77
     /// tokens +0.4–4%, unpadded +1–10%, bf16 within noise to +10%. The whole
     /// share with grouped blocks (as on the AMX Xeons) measured no better than
-    /// the deep blocks there (4 pairs, either way by a few percent).
+    /// the deep blocks there (4 pairs, either way by a few percent). An AMX
+    /// Xeon whose VM hides AMX and AVX512-BF16 (family 6 model 207, 2 MiB of
+    /// L2, 2026-12-07) keeps the deep blocks of Intel without AMX: the whole
+    /// share with grouped blocks lost there (alternating `clip_image_speed`,
+    /// 16 pairs: images at batch 8 a median 14% slower, deep faster in 10 of
+    /// 16; batch 32 3% slower, 12 of 16).
     fn for_float_avx512() -> Blocks {
         match Isa::float_blocks() {
             FloatBlocks::Deep => Blocks {
