@@ -48,9 +48,13 @@ pub fn check(method: &Method, uri: &Uri, headers: &HeaderMap) -> Result<(), ApiE
     }
     let mut addressed = Vec::with_capacity(names.len());
     for host in names {
-        match host.filter(|h| is_loopback_authority(h)) {
-            // A Host names no scheme: this server speaks plain HTTP.
-            Some(host) => addressed.extend(host_and_port(host, 80)),
+        // A Host names no scheme: this server speaks plain HTTP. A port past
+        // 65535 names nothing (and would leave no name to compare with).
+        match host
+            .filter(|h| is_loopback_authority(h))
+            .and_then(|h| host_and_port(h, 80))
+        {
+            Some(name) => addressed.push(name),
             None => {
                 return forbidden(format!(
                     "without --token this server answers only requests addressed to localhost or a loopback address, not {}",
@@ -301,6 +305,10 @@ mod tests {
         ]);
         let absolute: Uri = "http://localhost:3000/v1/reindex".parse().unwrap();
         assert!(check(&post, &absolute, &two_names).is_err());
+        // A Host whose port names no port is refused, Origin or not.
+        assert!(from("localhost:99999", "http://localhost:3000").is_err());
+        let no_origin = headers(&[(header::HOST, "localhost:99999")]);
+        assert!(check(&post, &path, &no_origin).is_err());
     }
 
     #[test]
