@@ -92,6 +92,77 @@ fn bench_refuses_zero_rounds_before_loading_anything() {
     );
 }
 
+/// `--rounds` on a DINOv2 or SigLIP folder: it ran one round and printed
+/// it as if it were the median of the rounds asked for.
+#[test]
+fn bench_family_models_run_every_round_asked_for() {
+    for name in ["siglip-tiny", "dinov2-tiny"] {
+        let model = repo_root().join("fixtures/families").join(name);
+        let r = bench(&[
+            "--model",
+            model.to_str().unwrap(),
+            "--batch-sizes",
+            "2",
+            "--files",
+            "2",
+            "--rounds",
+            "3",
+        ]);
+        let rounds = r["rounds"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{name}: {r}"));
+        assert_eq!(rounds.len(), 3, "{name}");
+        let mut each: Vec<f64> = rounds
+            .iter()
+            .map(|round| round["image_model"]["2"].as_f64().unwrap())
+            .collect();
+        each.sort_by(f64::total_cmp);
+        assert_eq!(
+            r["image_model"]["2"].as_f64(),
+            Some(each[1]),
+            "{name}: the median"
+        );
+        if name == "siglip-tiny" {
+            assert!(
+                rounds.iter().all(|round| round["text"].as_f64().is_some()),
+                "{r}"
+            );
+        }
+    }
+}
+
+/// A benchmark that runs once refuses `--rounds` above 1 instead of running
+/// once under a median's name.
+#[test]
+fn bench_refuses_rounds_where_it_measures_once() {
+    let sam = repo_root().join("fixtures/sam/sam-tiny");
+    let o = Command::new(env!("CARGO_BIN_EXE_seer"))
+        .args([
+            "bench",
+            "--iterations",
+            "1",
+            "--rounds",
+            "2",
+            "--json",
+            "--model",
+        ])
+        .arg(&sam)
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--rounds 2 is for embedding benchmarks") && err.contains("segmentation"),
+        "{err}"
+    );
+    assert!(
+        o.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+}
+
 #[test]
 fn bench_clip_runs_batches_whole_on_request_and_says_so() {
     let model = repo_root().join("fixtures/models/hf-vit-quickgelu");

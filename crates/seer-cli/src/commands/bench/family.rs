@@ -24,12 +24,52 @@ use super::{
 pub(super) fn run(args: &Args, resolved: &ResolvedModel) -> anyhow::Result<ExitCode> {
     let model = load(args, resolved, args.precision)?;
     if let Some(n) = args.reindex_files {
+        super::refuse_rounds(args, "--reindex-files")?;
         return super::bench_reindex(model, n, args.json);
     }
     if let Some(captioner) = model.captioner.clone() {
+        super::refuse_rounds(args, "a captioning model")?;
         return super::caption::run(args, resolved, &model, captioner.as_ref());
     }
     let image = model.image()?;
+    // The f32 model a reduced precision is compared with, loaded once for
+    // every round.
+    let exact = match args.precision {
+        Precision::F32 => None,
+        _ => Some(load(args, resolved, Precision::F32)?),
+    };
+    let exact = exact.as_ref().map(LoadedModel::image).transpose()?;
+    let mut rounds = Vec::with_capacity(args.rounds);
+    for round in 1..=args.rounds {
+        if args.rounds > 1 {
+            eprintln!("round {round} of {}", args.rounds);
+        }
+        rounds.push(measure(args, resolved, &model, image, exact)?);
+    }
+    let results = super::combine_rounds(rounds);
+    if args.json {
+        out!("{results}")?;
+    } else {
+        let text_rows: &[(&str, &str)] = if model.text.is_some() {
+            &[("texts, the family's padding", "text")]
+        } else {
+            &[]
+        };
+        print_table(&results, text_rows)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One round: seer's figures (and, for a reduced precision, the same against
+/// `exact`, the f32 model), then (with `--reference`) the reference's and the
+/// ratios between them.
+fn measure(
+    args: &Args,
+    resolved: &ResolvedModel,
+    model: &LoadedModel,
+    image: &dyn ImageEncoder,
+    exact: Option<&dyn ImageEncoder>,
+) -> anyhow::Result<Value> {
     let mut results = json!({
         "model": model.id,
         "family": model.family,
@@ -61,25 +101,15 @@ pub(super) fn run(args: &Args, resolved: &ResolvedModel) -> anyhow::Result<ExitC
         );
     }
     measure_end_to_end(args, image, &mut results)?;
-    if args.precision != Precision::F32 {
-        compare_with_f32(args, resolved, image, &mut results)?;
+    if let Some(exact) = exact {
+        compare_with_f32(args, image, exact, &mut results)?;
     }
     if let Some(python) = &args.reference {
         let extra = ["--model".to_string(), resolved.dir.display().to_string()];
         let reference = run_reference(python, args, &extra)?;
         attach_reference(&mut results, reference, &["text", "e2e"]);
     }
-    if args.json {
-        out!("{results}")?;
-    } else {
-        let text_rows: &[(&str, &str)] = if model.text.is_some() {
-            &[("texts, the family's padding", "text")]
-        } else {
-            &[]
-        };
-        print_table(&results, text_rows)?;
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(results)
 }
 
 fn load(
@@ -121,16 +151,15 @@ fn bench_image_model(
     Ok((batch * iterations) as f64 / start.elapsed().as_secs_f64())
 }
 
-/// The same weights in f32, timed in this run, and how closely the reduced
-/// precision's image embeddings agree with them (cosine, on random pixels).
+/// The same weights in f32 (`exact`), timed in this run, and how closely the
+/// reduced precision's image embeddings agree with them (cosine, on random
+/// pixels).
 fn compare_with_f32(
     args: &Args,
-    resolved: &ResolvedModel,
     image: &dyn ImageEncoder,
+    exact: &dyn ImageEncoder,
     results: &mut Value,
 ) -> anyhow::Result<()> {
-    let exact = load(args, resolved, Precision::F32)?;
-    let exact = exact.image()?;
     let n = 8;
     let pixels = random_pixels(image, n);
     let a = image.embed_pixels(pixels.clone(), n, true)?;

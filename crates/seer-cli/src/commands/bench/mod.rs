@@ -7,7 +7,9 @@
 //! precision, PyTorch once more on a bf16 copy of the model, and seer's figure
 //! over each is printed too. Every run names the
 //! CPU and the kernel seer chose ([`cpu`]). `--rounds N` repeats seer and the
-//! reference N times and reports medians and each round's ratios.
+//! reference N times and reports medians and each round's ratios (embedding
+//! models; captioning, segmentation, detection and `--reindex-files` refuse
+//! it rather than run once under a median's name).
 //!
 //! A DINOv2 or SigLIP folder given to `--model` is measured by [`family`]
 //! through the task traits, against the same folder loaded by transformers; a
@@ -89,6 +91,8 @@ pub struct Args {
     /// the table shows medians over the rounds (each ratio taken within its
     /// round) and each round's ratio to the fastest f32 engine. A shared
     /// machine's speed moves between minutes, so one round can mislead.
+    /// Embedding models (CLIP, SigLIP, DINOv2) only: the other benchmarks
+    /// run once.
     #[arg(long, default_value_t = 1, value_parser = crate::common::at_least_one)]
     rounds: usize,
     /// Run each batch whole, its steps shared by the threads, instead of one
@@ -172,13 +176,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let detected = seer_engine::registry::detect(&resolved.dir)?;
         // SAM and OWL: per-image and per-click latencies ([`segment`], [`detect`]).
         match detected.family.name {
-            "sam" => return segment::run(&args, resolved),
-            "owlvit" => return detect::run(&args, resolved),
+            "sam" => {
+                refuse_rounds(&args, "a segmentation model")?;
+                return segment::run(&args, resolved);
+            }
+            "owlvit" => {
+                refuse_rounds(&args, "a detection model")?;
+                return detect::run(&args, resolved);
+            }
             _ => {}
         }
         if detected.family.name != seer_engine::registry::CLIP {
             return family::run(&args, resolved);
         }
+    }
+    if args.reindex_files.is_some() {
+        refuse_rounds(&args, "--reindex-files")?;
     }
     let clip = load(&args, resolved.as_ref())?;
     if let Some(n) = args.reindex_files {
@@ -203,14 +216,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         rounds.push(measure_clip(&clip, exact.as_ref(), &args)?);
     }
-    let results = match rounds.len() {
-        1 => rounds.pop().expect("one round"),
-        _ => {
-            let mut medians = median_of(&rounds.iter().collect::<Vec<_>>());
-            medians["rounds"] = Value::Array(rounds);
-            medians
-        }
-    };
+    let results = combine_rounds(rounds);
     if args.json {
         out!("{results}")?;
     } else {
@@ -316,6 +322,31 @@ fn measure_clip(clip: &Clip, exact: Option<&Clip>, args: &Args) -> anyhow::Resul
         );
     }
     Ok(results)
+}
+
+/// Stops with a usage error where `--rounds` asks for more than one round of
+/// a benchmark that runs once (`what`): quietly measuring one round would
+/// leave the user reading a single run as a median.
+fn refuse_rounds(args: &Args, what: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.rounds == 1,
+        "--rounds {} is for embedding benchmarks (CLIP, SigLIP, DINOv2); {what} is measured in one round",
+        args.rounds
+    );
+    Ok(())
+}
+
+/// One round's results as they are, or several rounds' medians (see
+/// [`median_of`]) with each round's own results under `rounds`.
+fn combine_rounds(mut rounds: Vec<Value>) -> Value {
+    match rounds.len() {
+        1 => rounds.pop().expect("one round"),
+        _ => {
+            let mut medians = median_of(&rounds.iter().collect::<Vec<_>>());
+            medians["rounds"] = Value::Array(rounds);
+            medians
+        }
+    }
 }
 
 /// The rounds' results combined: each number the median of its value in
