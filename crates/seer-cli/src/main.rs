@@ -136,6 +136,7 @@ fn log_colours() -> bool {
 
 fn main() -> std::process::ExitCode {
     seer_kernels::alloc::keep_freed_blocks();
+    seer_models::nn::candle_threads::run_candle_ops_inline();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SEER_LOG")

@@ -19,6 +19,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // As the `seer` binary runs: without it, page faults on fresh buffers
     // take a fifth of a click.
     seer_kernels::alloc::keep_freed_blocks();
+    seer_models::nn::candle_threads::run_candle_ops_inline();
     let mut args = std::env::args().skip(1);
     let dir = PathBuf::from(
         args.next()

@@ -9,8 +9,10 @@ use candle_core::{Device, Tensor};
 use seer_train::*;
 
 fn main() -> anyhow::Result<()> {
-    // As the `seer` binary does (see its doc): the same allocator settings.
+    // As the `seer` binary does (see their docs): the same allocator and
+    // thread settings.
     seer_kernels::alloc::keep_freed_blocks();
+    seer_models::nn::candle_threads::run_candle_ops_inline();
     if let Ok(isa) = std::env::var("SEER_ISA") {
         let isa =
             seer_kernels::Isa::parse(&isa).ok_or_else(|| anyhow::anyhow!("SEER_ISA: {isa}?"))?;

@@ -3,6 +3,7 @@
 //! ([`cpu`]), plus the CUDA epilogues. No weight files here (see [`crate::io`]) and
 //! no family (see [`crate::models`]).
 
+pub mod candle_threads;
 pub mod config;
 pub mod cpu;
 #[cfg(feature = "cuda")]
