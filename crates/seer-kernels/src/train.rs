@@ -67,7 +67,10 @@ pub fn self_attention_backward(qkv: &[f32], dctx: &[f32], shape: SelfAttention) 
     filled_parallel(rows * 3 * c, t * 3 * c, |offset, dseq| {
         let seq = &qkv[offset..][..t * 3 * c];
         let dout = &dctx[offset / 3..][..t * c];
-        let (mut scratch, mut ds) = (vec![0f32; scratch_len(t, c / shape.heads)], vec![0f32; t]);
+        let (mut scratch, mut ds) = (
+            vec![0f32; scratch_len(t, c / shape.heads)],
+            vec![0f32; t * t],
+        );
         for h in 0..shape.heads {
             attend_head_backward(
                 seq,
@@ -276,19 +279,63 @@ multiversion! {
     }
 }
 
-/// `out += a · x`. Whole chunks of 16 have a length known at compile time, so
-/// each is one vector multiply-add.
+/// `out += Σ_n weight(n) · src[n·stride + offset..][..out.len()]` over the
+/// rows `rows`: a weighted sum of rows (the probabilities times the values, a
+/// gradient's sums), 16 features at a time in registers, two rows a step in
+/// independent sums, added into `out` once. One multiply-add of a row into
+/// `out` at a time had stored `out` and loaded it back for the next row, a
+/// chain through memory as long as the sequence.
 #[inline(always)]
-fn axpy(out: &mut [f32], a: f32, x: &[f32]) {
-    let mut outs = out.chunks_exact_mut(16);
-    let mut xs = x.chunks_exact(16);
-    for (o, x) in (&mut outs).zip(&mut xs) {
-        for (o, &v) in o.iter_mut().zip(x) {
-            *o += a * v;
+fn add_weighted_rows(
+    out: &mut [f32],
+    rows: std::ops::Range<usize>,
+    weight: impl Fn(usize) -> f32,
+    src: &[f32],
+    stride: usize,
+    offset: usize,
+) {
+    let d = out.len();
+    let lanes = |n: usize, f: usize| -> &[f32; LANES] {
+        src[n * stride + offset + f..]
+            .first_chunk::<LANES>()
+            .expect("a row holds its features")
+    };
+    let mut f = 0;
+    while f + LANES <= d {
+        let (mut even, mut odd) = ([0f32; LANES], [0f32; LANES]);
+        let mut n = rows.start;
+        while n + 1 < rows.end {
+            let (w0, w1) = (weight(n), weight(n + 1));
+            let (r0, r1) = (lanes(n, f), lanes(n + 1, f));
+            for l in 0..LANES {
+                even[l] += w0 * r0[l];
+                odd[l] += w1 * r1[l];
+            }
+            n += 2;
         }
+        if n < rows.end {
+            let (w, r) = (weight(n), lanes(n, f));
+            for l in 0..LANES {
+                even[l] += w * r[l];
+            }
+        }
+        for (l, o) in out[f..f + LANES].iter_mut().enumerate() {
+            *o += even[l] + odd[l];
+        }
+        f += LANES;
     }
-    for (o, &v) in outs.into_remainder().iter_mut().zip(xs.remainder()) {
-        *o += a * v;
+    if f < d {
+        // The last features of a head width that is no multiple of 16.
+        let mut sums = [0f32; LANES];
+        for n in rows {
+            let (w, r) = (weight(n), &src[n * stride + offset + f..][..d - f]);
+            for (s, &v) in sums.iter_mut().zip(r) {
+                *s += w * v;
+            }
+        }
+        for (o, s) in out[f..].iter_mut().zip(sums) {
+            *o += s;
+        }
     }
 }
 
@@ -388,9 +435,7 @@ multiversion! {
         for i in 0..t {
             let keys = if causal { i + 1 } else { t };
             let out = &mut ctx[i * c + h * d..i * c + h * d + d];
-            for j in 0..keys {
-                axpy(out, p[i * t + j], &seq[j * row + vo..j * row + vo + d]);
-            }
+            add_weighted_rows(out, 0..keys, |j| p[i * t + j], seq, row, vo);
         }
     }
 }
@@ -399,6 +444,8 @@ multiversion! {
     /// One head of one sequence backward, added into `dseq` (`t` rows of `3c`):
     /// with `dP_ij = dout_i·v_j` and `dS = P ⊙ (dP - Σ_j P_ij dP_ij)`,
     /// `dq_i += dS_ij k_j / √d`, `dk_j += dS_ij q_i / √d` and `dv_j += P_ij dout_i`.
+    /// `ds`: `t × t` scratch for dS, whose rows and columns are all needed
+    /// before the sums over them.
     #[allow(clippy::too_many_arguments)]
     fn attend_head_backward(seq: &[f32], dout: &[f32], h: usize, t: usize, c: usize, heads: usize, causal: bool, scratch: &mut [f32], ds: &mut [f32], dseq: &mut [f32]) {
         let (p, kvt) = scratch.split_at_mut(t * t);
@@ -408,23 +455,30 @@ multiversion! {
         let vt = kvt;
         head_columns(seq, row, vo, d, t, vt);
         let scale = 1.0 / (d as f32).sqrt();
+        let keys = |i: usize| if causal { i + 1 } else { t };
         for i in 0..t {
-            let keys = if causal { i + 1 } else { t };
             let do_i = &dout[i * c + h * d..i * c + h * d + d];
-            let p_i = &p[i * t..i * t + keys];
-            let ds = &mut ds[..keys];
+            let p_i = &p[i * t..i * t + keys(i)];
+            let ds = &mut ds[i * t..i * t + keys(i)];
             row_times_columns(do_i, vt, t, 1.0, ds);
             let weighted: f32 = ds.iter().zip(p_i).map(|(&s, &pj)| s * pj).sum();
             for (s, &pj) in ds.iter_mut().zip(p_i) {
                 *s = pj * (*s - weighted) * scale;
             }
-            let q_i = &seq[i * row + qo..i * row + qo + d];
-            for j in 0..keys {
-                let k_j = &seq[j * row + ko..j * row + ko + d];
-                axpy(&mut dseq[i * row + qo..i * row + qo + d], ds[j], k_j);
-                axpy(&mut dseq[j * row + ko..j * row + ko + d], ds[j], q_i);
-                axpy(&mut dseq[j * row + vo..j * row + vo + d], p_i[j], do_i);
-            }
+        }
+        // Each gradient row summed in registers and added once: dq_i over
+        // row i of dS, dk_j and dv_j over column j of dS and of P (the
+        // queries that see key j).
+        for i in 0..t {
+            let dq = &mut dseq[i * row + qo..i * row + qo + d];
+            add_weighted_rows(dq, 0..keys(i), |j| ds[i * t + j], seq, row, ko);
+        }
+        for j in 0..t {
+            let seen_by = if causal { j..t } else { 0..t };
+            let dk = &mut dseq[j * row + ko..j * row + ko + d];
+            add_weighted_rows(dk, seen_by.clone(), |i| ds[i * t + j], seq, row, qo);
+            let dv = &mut dseq[j * row + vo..j * row + vo + d];
+            add_weighted_rows(dv, seen_by, |i| p[i * t + j], dout, c, h * d);
         }
     }
 }
