@@ -72,23 +72,28 @@ fn bench_owl_reports_detection_per_image() {
     }
 }
 
-#[test]
-fn bench_refuses_zero_rounds_before_loading_anything() {
+/// `seer` with `args`, which must fail with nothing on stdout: its stderr.
+fn refused(args: &[&str]) -> String {
     let o = Command::new(env!("CARGO_BIN_EXE_seer"))
-        .args(["bench", "--rounds", "0", "--json"])
+        .args(args)
         .env("HF_HUB_OFFLINE", "1")
         .output()
         .unwrap();
-    assert!(!o.status.success());
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        err.contains("'0' for '--rounds <ROUNDS>': must be at least 1"),
-        "{err}"
-    );
+    assert!(!o.status.success(), "{args:?} succeeded");
     assert!(
         o.stdout.is_empty(),
         "{}",
         String::from_utf8_lossy(&o.stdout)
+    );
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn bench_refuses_zero_rounds_before_loading_anything() {
+    let err = refused(&["bench", "--rounds", "0", "--json"]);
+    assert!(
+        err.contains("'0' for '--rounds <ROUNDS>': must be at least 1"),
+        "{err}"
     );
 }
 
@@ -136,30 +141,19 @@ fn bench_family_models_run_every_round_asked_for() {
 #[test]
 fn bench_refuses_rounds_where_it_measures_once() {
     let sam = repo_root().join("fixtures/sam/sam-tiny");
-    let o = Command::new(env!("CARGO_BIN_EXE_seer"))
-        .args([
-            "bench",
-            "--iterations",
-            "1",
-            "--rounds",
-            "2",
-            "--json",
-            "--model",
-        ])
-        .arg(&sam)
-        .env("HF_HUB_OFFLINE", "1")
-        .output()
-        .unwrap();
-    assert!(!o.status.success());
-    let err = String::from_utf8_lossy(&o.stderr);
+    let err = refused(&[
+        "bench",
+        "--iterations",
+        "1",
+        "--rounds",
+        "2",
+        "--json",
+        "--model",
+        sam.to_str().unwrap(),
+    ]);
     assert!(
         err.contains("--rounds 2 is for embedding benchmarks") && err.contains("segmentation"),
         "{err}"
-    );
-    assert!(
-        o.stdout.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&o.stdout)
     );
 }
 

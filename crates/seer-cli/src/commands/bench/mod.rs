@@ -160,6 +160,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             args.images.display()
         );
     }
+    if args.reindex_files.is_some() {
+        refuse_rounds(&args, "--reindex-files")?;
+    }
     crate::common::configure_threads(Some(args.threads))?;
     if args.whole_batches {
         seer_models::nn::split_batch::keep_batches_whole();
@@ -189,9 +192,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         if detected.family.name != seer_engine::registry::CLIP {
             return family::run(&args, resolved);
         }
-    }
-    if args.reindex_files.is_some() {
-        refuse_rounds(&args, "--reindex-files")?;
     }
     let clip = load(&args, resolved.as_ref())?;
     if let Some(n) = args.reindex_files {
@@ -324,9 +324,9 @@ fn measure_clip(clip: &Clip, exact: Option<&Clip>, args: &Args) -> anyhow::Resul
     Ok(results)
 }
 
-/// Stops with a usage error where `--rounds` asks for more than one round of
-/// a benchmark that runs once (`what`): quietly measuring one round would
-/// leave the user reading a single run as a median.
+/// An error where `--rounds` asks for more than one round of a benchmark
+/// that runs once (`what`): quietly measuring one round would leave the user
+/// reading a single run as a median.
 fn refuse_rounds(args: &Args, what: &str) -> anyhow::Result<()> {
     anyhow::ensure!(
         args.rounds == 1,
