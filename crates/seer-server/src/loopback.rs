@@ -50,10 +50,7 @@ pub fn check(method: &Method, uri: &Uri, headers: &HeaderMap) -> Result<(), ApiE
     for host in names {
         // A Host names no scheme: this server speaks plain HTTP. A port past
         // 65535 names nothing (and would leave no name to compare with).
-        match host
-            .filter(|h| is_loopback_authority(h))
-            .and_then(|h| host_and_port(h, 80))
-        {
+        match host.and_then(|h| loopback_name(h, 80)) {
             Some(name) => addressed.push(name),
             None => {
                 return forbidden(format!(
@@ -68,14 +65,14 @@ pub fn check(method: &Method, uri: &Uri, headers: &HeaderMap) -> Result<(), ApiE
         let page = origin
             .strip_prefix("http://")
             .map(|authority| (authority, 80))
-            .or_else(|| origin.strip_prefix("https://").map(|a| (a, 443)));
-        if !page.is_some_and(|(authority, _)| is_loopback_authority(authority)) {
+            .or_else(|| origin.strip_prefix("https://").map(|a| (a, 443)))
+            .and_then(|(authority, port)| loopback_name(authority, port));
+        let Some(page) = page else {
             return forbidden(format!(
                 "without --token this server answers no requests made by pages of other sites ({origin})"
             ));
-        }
-        let page = page.and_then(|(authority, port)| host_and_port(authority, port));
-        if !page.is_some_and(|page| addressed.iter().all(|name| *name == page)) {
+        };
+        if !addressed.iter().all(|name| *name == page) {
             return forbidden(format!(
                 "without --token this server answers only its own page's requests, not ones made by a page of {origin} (another port or name); open its page (/) directly, or give the server a --token"
             ));
@@ -153,29 +150,24 @@ fn split_authority(authority: &str) -> Option<(&str, &str)> {
     }
 }
 
-/// `authority` as one origin compares it: the host lower-cased without a
-/// trailing dot, and the port, `default_port` where it names none.
-fn host_and_port(authority: &str, default_port: u16) -> Option<(String, u16)> {
+/// `authority` as one origin compares it, where it names this machine:
+/// the host lower-cased without a trailing dot, and the port (`default_port`
+/// where it names none). `None` for any other name, or a port that is no
+/// port. This machine: `localhost` (or a name under it), or a loopback IP
+/// address (IPv6 in brackets; written exactly, without a trailing dot).
+fn loopback_name(authority: &str, default_port: u16) -> Option<(String, u16)> {
     let (host, port) = split_authority(authority)?;
+    let name = host.trim_end_matches('.').to_ascii_lowercase();
+    let loopback = name == "localhost"
+        || name.ends_with(".localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
     let port = match port {
         "" => default_port,
         digits => digits.parse().ok()?,
     };
-    Some((host.trim_end_matches('.').to_ascii_lowercase(), port))
-}
-
-/// `host[:port]` naming this machine: `localhost` (or a name under it), or a
-/// loopback IP address (IPv6 in brackets).
-fn is_loopback_authority(authority: &str) -> bool {
-    let Some((host, _)) = split_authority(authority) else {
-        return false;
-    };
-    let name = host.trim_end_matches('.').to_ascii_lowercase();
-    name == "localhost"
-        || name.ends_with(".localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+    loopback.then_some((name, port))
 }
 
 fn is_port(s: &str) -> bool {
@@ -201,8 +193,13 @@ mod tests {
             "[::1]:7860",
             "[::1]",
         ] {
-            assert!(is_loopback_authority(ok), "{ok}");
+            assert!(loopback_name(ok, 80).is_some(), "{ok}");
         }
+        // As an origin compares it: lower case, no trailing dot, the
+        // scheme's port where none is written.
+        let name = |host: &str, port: u16| Some((host.to_string(), port));
+        assert_eq!(loopback_name("LocalHost.", 443), name("localhost", 443));
+        assert_eq!(loopback_name("[::1]:7860", 80), name("::1", 7860));
         for bad in [
             "evil.example",
             "evil.example:7860",
@@ -212,9 +209,11 @@ mod tests {
             "[::2]:7860",
             "[::1]x",
             "localhost:x",
+            "localhost:99999",
+            "127.0.0.1.:7860",
             "",
         ] {
-            assert!(!is_loopback_authority(bad), "{bad}");
+            assert!(loopback_name(bad, 80).is_none(), "{bad}");
         }
     }
 
