@@ -89,15 +89,12 @@ fn caption_bench_reports_images_and_tokens_per_second_for_each_configuration() {
 #[cfg(unix)]
 #[test]
 fn reference_figures_give_ratios_and_token_agreement() {
-    use std::os::unix::fs::PermissionsExt;
-
     let images = image_dir();
     let dir = tempfile::tempdir().unwrap();
     // Stands in for the Python: prints the file FAKE_REFERENCE names, whatever
     // the script and arguments.
     let python = dir.path().join("python");
-    std::fs::write(&python, "#!/bin/sh\ncat \"$FAKE_REFERENCE\"\n").unwrap();
-    std::fs::set_permissions(&python, std::fs::Permissions::from_mode(0o755)).unwrap();
+    seer_testkit::write_script(&python, "#!/bin/sh\ncat \"$FAKE_REFERENCE\"\n");
     let canned = dir.path().join("reference.json");
     let write = |tokens: &dyn Fn(&str, &str) -> Value| {
         let mut caption = json!({});

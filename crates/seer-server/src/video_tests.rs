@@ -616,7 +616,6 @@ fn a_very_long_bad_time_is_not_echoed_whole() {
 /// ffmpeg and ffprobe as shell scripts in `dir` that run `prelude` and then
 /// become the real ones (`exec`, same pid).
 fn wrapped_ffmpeg(dir: &Path, prelude: &str) -> seer_video::Ffmpeg {
-    use std::os::unix::fs::PermissionsExt;
     ffmpeg(); // the real ones, with the message saying to install them
     for program in ["ffmpeg", "ffprobe"] {
         let target = String::from_utf8(
@@ -628,9 +627,7 @@ fn wrapped_ffmpeg(dir: &Path, prelude: &str) -> seer_video::Ffmpeg {
         )
         .unwrap();
         let script = format!("#!/bin/sh\n{prelude}exec '{}' \"$@\"\n", target.trim());
-        let path = dir.join(program);
-        std::fs::write(&path, script).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        seer_testkit::write_script(&dir.join(program), &script);
     }
     seer_video::Ffmpeg::find(Some(&dir.join("ffmpeg"))).unwrap()
 }

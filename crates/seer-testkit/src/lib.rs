@@ -8,6 +8,26 @@ use serde_json::Value;
 pub mod fuzz;
 pub mod fuzz_mutator;
 
+/// Writes `text` as an executable script at `path`, ready to run at once.
+///
+/// A file this process writes can be held open for writing, for a moment, by
+/// a child that another test thread is forking at the time (it inherits the
+/// descriptor until it execs), and running the file then fails with "Text
+/// file busy" (ETXTBSY). So the text goes to a side file, and `install`, a
+/// process of its own, copies it into place: no descriptor of `path` ever
+/// exists in this process.
+pub fn write_script(path: &Path, text: &str) {
+    let side = path.with_extension("script-text");
+    std::fs::write(&side, text).unwrap();
+    let status = std::process::Command::new("install")
+        .args(["-m", "755"])
+        .arg(&side)
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success(), "install {} failed", path.display());
+}
+
 /// The repository root.
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")

@@ -5,7 +5,6 @@
 #![cfg(unix)]
 
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use seer_video::{has_video_extension, Ffmpeg, Frame, FrameLimits, Sampling, VideoError};
@@ -422,16 +421,14 @@ fn fake(dir: &Path, ffmpeg_body: &str, ffprobe_body: &str) -> PathBuf {
     for (name, body) in [("ffmpeg", ffmpeg_body), ("ffprobe", ffprobe_body)] {
         let path = dir.join(name);
         let pid = dir.join(format!("{name}.pid"));
-        std::fs::write(
+        seer_testkit::write_script(
             &path,
-            format!(
+            &format!(
                 "#!/bin/sh\ncase \"$1\" in -version) echo fake; exit 0;; esac\n\
                  echo $$ > '{}'\n{body}\n",
                 pid.display()
             ),
-        )
-        .unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        );
     }
     dir.join("ffmpeg")
 }

@@ -935,8 +935,6 @@ mod tests {
     /// given is removed when the run fails.
     #[test]
     fn a_killed_reference_leaves_no_scratch_folder() {
-        use std::os::unix::fs::PermissionsExt;
-
         #[derive(clap::Parser)]
         struct Cli {
             #[command(flatten)]
@@ -953,8 +951,7 @@ mod tests {
              kill -9 $$\n",
             recorded = recorded.display()
         );
-        std::fs::write(&python, script).unwrap();
-        std::fs::set_permissions(&python, std::fs::Permissions::from_mode(0o755)).unwrap();
+        seer_testkit::write_script(&python, &script);
         let args = <Cli as clap::Parser>::try_parse_from(["bench"])
             .unwrap()
             .bench;
