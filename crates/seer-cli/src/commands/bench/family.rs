@@ -38,14 +38,7 @@ pub(super) fn run(args: &Args, resolved: &ResolvedModel) -> anyhow::Result<ExitC
         _ => Some(load(args, resolved, Precision::F32)?),
     };
     let exact = exact.as_ref().map(LoadedModel::image).transpose()?;
-    let mut rounds = Vec::with_capacity(args.rounds);
-    for round in 1..=args.rounds {
-        if args.rounds > 1 {
-            eprintln!("round {round} of {}", args.rounds);
-        }
-        rounds.push(measure(args, resolved, &model, image, exact)?);
-    }
-    let results = super::combine_rounds(rounds);
+    let results = super::measure_rounds(args, || measure(args, resolved, &model, image, exact))?;
     if args.json {
         out!("{results}")?;
     } else {

@@ -209,14 +209,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             resolved.as_ref(),
         )?),
     };
-    let mut rounds = Vec::with_capacity(args.rounds);
-    for round in 1..=args.rounds {
-        if args.rounds > 1 {
-            eprintln!("round {round} of {}", args.rounds);
-        }
-        rounds.push(measure_clip(&clip, exact.as_ref(), &args)?);
-    }
-    let results = combine_rounds(rounds);
+    let results = measure_rounds(&args, || measure_clip(&clip, exact.as_ref(), &args))?;
     if args.json {
         out!("{results}")?;
     } else {
@@ -336,17 +329,28 @@ fn refuse_rounds(args: &Args, what: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One round's results as they are, or several rounds' medians (see
-/// [`median_of`]) with each round's own results under `rounds`.
-fn combine_rounds(mut rounds: Vec<Value>) -> Value {
-    match rounds.len() {
+/// `measure` run `--rounds` times: one round's results as they are, or the
+/// rounds' medians (see [`median_of`]) with each round's own results under
+/// `rounds`.
+fn measure_rounds(
+    args: &Args,
+    mut measure: impl FnMut() -> anyhow::Result<Value>,
+) -> anyhow::Result<Value> {
+    let mut rounds = Vec::with_capacity(args.rounds);
+    for round in 1..=args.rounds {
+        if args.rounds > 1 {
+            eprintln!("round {round} of {}", args.rounds);
+        }
+        rounds.push(measure()?);
+    }
+    Ok(match rounds.len() {
         1 => rounds.pop().expect("one round"),
         _ => {
             let mut medians = median_of(&rounds.iter().collect::<Vec<_>>());
             medians["rounds"] = Value::Array(rounds);
             medians
         }
-    }
+    })
 }
 
 /// The rounds' results combined: each number the median of its value in
