@@ -21,15 +21,25 @@ PyTorch f32 output. Their figures go under "onnxruntime", "openvino" and
 "pytorch" with one object per precision; an engine that is missing is skipped
 with one line.
 
-Prints progress to stderr and one JSON object as the last line of stdout. Run by
-`seer bench --reference /path/to/python`, which passes the token ids it embeds
-(`--tokens`), or by hand with that venv (then open_clip tokenizes the prompts).
+Every figure is one measurement of its own ([`Plan`]). By hand (with that venv;
+open_clip tokenizes the prompts) it sets everything up, takes them all in turn
+and prints one JSON object on stdout, progress on stderr. `seer bench
+--reference /path/to/python` runs it with `--serve` (and the token ids it
+embeds, `--tokens`): after set-up it prints one JSON line, {"ready": what set-up
+learnt, "measurements": [{"path", "key"}...]}, then reads requests {"measure":
+index}, one a line, and answers each with {"rate": items/s} or {"error": why},
+until stdin closes. seer follows each of its own measurements with the same
+key's measurements here at once, so a shared machine's swings from minute to
+minute fall on both sides alike. Anything a library prints goes to stderr: stdout
+carries only those lines.
 """
 import argparse
 import contextlib
+import copy
 import importlib.util
 import json
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -114,7 +124,7 @@ def image_transform():
         ])
 
 
-def family_bench(args, device):
+def family_plan(args, device, scratch):
     """A DINOv2 or SigLIP folder: the family's embedding, as seer's ImageEncoder and
     TextEncoder define it."""
     from transformers import AutoConfig, AutoImageProcessor, AutoModel
@@ -128,17 +138,17 @@ def family_bench(args, device):
     else:
         embed_image = lambda px, m=model: features(m.get_image_features(pixel_values=px))
         size = processor.size["height"]
-    out = {"torch": torch.__version__, "threads": args.threads, "device": args.device, "isa_cap": args.isa_cap,
-           "model": args.model, "family": config.model_type, "image_model": {}}
+    plan = Plan({"torch": torch.__version__, "threads": args.threads, "device": args.device,
+                 "isa_cap": args.isa_cap, "model": args.model, "family": config.model_type, "image_model": {}})
     image_tower = Tower("image", "pixel_values", model, embed_image, torch.float32)
     towers = [image_tower]
     with torch.inference_mode():
         for b in [int(x) for x in args.batch_sizes.split(",")]:
             pixels = torch.randn(b, 3, size, size, device=device)
             image_tower.cases.append(((("image_model", str(b))), lambda p=pixels: p, b))
-            ips = timed(lambda: embed_image(pixels), b, args.iterations)
-            out["image_model"][str(b)] = ips
-            print(f"torch image model-only   batch {b:>3}: {ips:8.2f} images/s", file=sys.stderr)
+            plan.add(("image_model", str(b)), lambda p=pixels, b=b: reported(
+                timed(lambda: embed_image(p), b, args.iterations), f"torch image model-only   batch {b:>3}",
+                "images"))
         if hasattr(model, "get_text_features"):
             from transformers import AutoTokenizer
 
@@ -149,9 +159,8 @@ def family_bench(args, device):
                                  return_tensors="pt")["input_ids"].to(device)
 
             embed_text = lambda ids, m=model: features(m.get_text_features(input_ids=ids))
-            tps = timed(lambda: embed_text(tokenize()), len(PROMPTS), args.iterations)
-            out["text"] = tps
-            print(f"torch text (padded to 64) batch {len(PROMPTS):>3}: {tps:8.2f} texts/s", file=sys.stderr)
+            plan.add(("text",), lambda: reported(timed(lambda: embed_text(tokenize()), len(PROMPTS), args.iterations),
+                                                 f"torch text (padded to 64) batch {len(PROMPTS):>3}", "texts"))
             # Tokenised inside the timed loop, as here and in seer.
             text_tower = Tower("text", "input_ids", model, embed_text, torch.long)
             text_tower.cases.append((("text",), tokenize, len(PROMPTS)))
@@ -161,9 +170,9 @@ def family_bench(args, device):
         def transform(image):
             return processor(images=image, return_tensors="pt")["pixel_values"][0]
 
-        out.update(end_to_end(args, device, files, transform, embed_image))
-    out.update(other_engines(args, towers, files))
-    print(json.dumps(out))
+        plan.add_end_to_end(args, device, files, transform, embed_image)
+    engine_plans(args, towers, files, plan, scratch)
+    return plan
 
 
 def image_files(args):
@@ -185,13 +194,76 @@ def end_to_end(args, device, files, transform, embed_image, label="torch"):
     synchronize()
     ips = n / (time.perf_counter() - start)
     print(f"{label + ' end-to-end':<27} ({n} files): {ips:8.2f} images/s", file=sys.stderr)
-    return {"e2e": ips, "e2e_files": n}
+    return ips
 
 
 def features(out):
     """transformers 5 returns a model output from get_*_features: the projected
     embedding is its pooler_output."""
     return out if torch.is_tensor(out) else out.pooler_output
+
+
+def reported(rate, label, unit):
+    print(f"{label}: {rate:8.2f} {unit}/s", file=sys.stderr)
+    return rate
+
+
+class Plan:
+    """Every figure the reference measures, each one call of its own so that
+    `seer bench` can interleave them with its own (`--serve`): `info` holds what
+    set-up learnt (versions, skipped engines, each engine's cosine to PyTorch
+    f32), `items` the measurements as (path in the result, measurement key,
+    a function returning items/s). The key is the figure's path under an
+    engine and precision ("image_model", "8"): seer's own figure of that name
+    is what each is set against."""
+
+    def __init__(self, info):
+        self.info, self.items = info, []
+
+    def add(self, path, measure, key=None):
+        self.items.append((list(path), list(key or path), measure))
+
+    def add_end_to_end(self, args, device, files, transform, embed, under=(), label="torch"):
+        node = self.info
+        for k in under:
+            node = node.setdefault(k, {})
+        node["e2e_files"] = len(files)
+        self.add((*under, "e2e"), lambda: end_to_end(args, device, files, transform, embed, label), key=("e2e",))
+
+    def measure(self, index):
+        with torch.inference_mode():
+            return self.items[index][2]()
+
+    def run_all(self):
+        """Every measurement in turn: the whole result, as one object."""
+        out = copy.deepcopy(self.info)
+        for index, (path, _, _) in enumerate(self.items):
+            try:
+                rate = self.measure(index)
+            except Exception as e:  # an engine that fails must not lose the other figures
+                print(f"{'/'.join(path)}: failed, {type(e).__name__}: {e}", file=sys.stderr)
+                continue
+            node = out
+            for k in path[:-1]:
+                node = node.setdefault(k, {})
+            node[path[-1]] = rate
+        return out
+
+    def serve(self, replies):
+        """The `--serve` protocol (see the module's doc) on stdin and `replies`."""
+        def send(message):
+            replies.write(json.dumps(message) + "\n")
+            replies.flush()
+
+        send({"ready": self.info, "measurements": [{"path": p, "key": k} for p, k, _ in self.items]})
+        for line in sys.stdin:
+            if not line.strip():
+                continue
+            try:
+                index = json.loads(line)["measure"]
+                send({"rate": self.measure(index)})
+            except Exception as e:
+                send({"error": f"{type(e).__name__}: {e}"})
 
 
 class Tower:
@@ -248,7 +320,7 @@ def torch_engine(threads, towers, isa_cap):
             copies[key] = copy.deepcopy(tower.model).to(torch.bfloat16)
         model = copies[key]
 
-        def run(x):  # a tensor on the model's device (engine_bench), as PyTorch f32 is fed
+        def run(x):  # a tensor on the model's device (engine_setup), as PyTorch f32 is fed
             if x.is_floating_point():
                 x = x.to(torch.bfloat16)
             with torch.inference_mode():
@@ -320,15 +392,17 @@ def openvino_engine(threads, towers, isa_cap):
     return ov.get_version().split("-")[0], [("f32", compiled("f32")), ("bf16", bf16)]
 
 
-def other_engines(args, towers, files):
+def engine_plans(args, towers, files, plan, tmp):
     """ONNX Runtime and OpenVINO on the same towers, when importable, and
-    PyTorch on a bf16 copy of them: {engine:
-    {"version", precision: {result keys..., "cosine_to_torch_f32": {...}}}} or
-    {engine: {"skipped": why}}. With `files`, each also embeds them end to end
-    (the result key "e2e"), decoded and resized as for PyTorch f32."""
+    PyTorch on a bf16 copy of them, set up and added to `plan`: `plan.info`
+    gains {engine: {"version", precision: {"cosine_to_torch_f32": {...}}}} or
+    {engine: {"skipped": why}}, and each precision's figures go under
+    (engine, precision, key...). With `files`, each also embeds them end to end
+    (the key "e2e"), decoded and resized as for PyTorch f32. The exports go to
+    the folder `tmp`."""
     engines = [("onnxruntime", "onnxruntime", ort_engine), ("openvino", "openvino", openvino_engine),
                ("pytorch", "torch", torch_engine)]
-    out = {}
+    out = plan.info
     for key, module, make in engines:
         if args.device != "cpu" and key != "pytorch":
             out[key] = {"skipped": "measured on the CPU only"}
@@ -341,73 +415,116 @@ def other_engines(args, towers, files):
             print(f"{key}: skipped, {out[key]['skipped']}", file=sys.stderr)
     wanted = [e for e in engines if e[0] not in out]
     if not wanted:
-        return out
-    # seer passes a folder it removes itself, even when this process is killed.
-    scratch = (contextlib.nullcontext(args.scratch) if args.scratch
-               else tempfile.TemporaryDirectory(prefix="seer-bench-onnx-"))
-    with scratch as tmp:
-        # Each runner is made from its tower's ONNX path; PyTorch only reads its name.
-        paths = {tower.name: Path(tmp) / f"{tower.name}.onnx" for tower in towers}
+        return
+    # Each runner is made from its tower's ONNX path; PyTorch only reads its name.
+    paths = {tower.name: Path(tmp) / f"{tower.name}.onnx" for tower in towers}
+    try:
+        for tower in towers if any(key != "pytorch" for key, _, _ in wanted) else []:
+            print(f"exporting the {tower.name} tower to ONNX...", file=sys.stderr)
+            with torch.no_grad():
+                tower.export(paths[tower.name])
+    except Exception as e:  # keep the PyTorch figures
+        error = f"torch.onnx.export failed: {type(e).__name__}: {e}"
+        print(error, file=sys.stderr)
+        out.update({key: {"error": error} for key, _, _ in wanted})
+        return
+    with torch.inference_mode():
+        expected = {t.name: t.embed(t.cases[0][1]()).cpu() for t in towers}
+    for key, _, make in wanted:
         try:
-            for tower in towers if any(key != "pytorch" for key, _, _ in wanted) else []:
-                print(f"exporting the {tower.name} tower to ONNX...", file=sys.stderr)
-                with torch.no_grad():
-                    tower.export(paths[tower.name])
-        except Exception as e:  # keep the PyTorch figures
-            error = f"torch.onnx.export failed: {type(e).__name__}: {e}"
-            print(error, file=sys.stderr)
-            return {**out, **{key: {"error": error} for key, _, _ in wanted}}
-        with torch.inference_mode():
-            expected = {t.name: t.embed(t.cases[0][1]()).cpu() for t in towers}
-        for key, _, make in wanted:
-            try:
-                version, precisions = make(args.threads, towers, args.isa_cap)
-                out[key] = {"version": version}
-                for precision, runner in precisions:
-                    if isinstance(runner, str):  # why this precision is not measured here
-                        out[key][precision] = {"skipped": runner}
-                        print(f"{key} {precision}: skipped, {runner}", file=sys.stderr)
-                        continue
-                    out[key][precision] = engine_bench(args, key, precision, runner, towers, paths, expected,
-                                                       files)
-            except Exception as e:  # an engine that fails must not lose the PyTorch figures
-                out[key] = {"error": f"{type(e).__name__}: {e}"}
-                print(f"{key}: failed, {out[key]['error']}", file=sys.stderr)
-    return out
+            version, precisions = make(args.threads, towers, args.isa_cap)
+            info, items = {"version": version}, []
+            for precision, runner in precisions:
+                if isinstance(runner, str):  # why this precision is not measured here
+                    info[precision] = {"skipped": runner}
+                    print(f"{key} {precision}: skipped, {runner}", file=sys.stderr)
+                    continue
+                info[precision] = engine_setup(args, key, precision, runner, towers, paths, expected, files, items)
+            # Added only once the whole engine is set up: one that fails must
+            # not lose the PyTorch figures, nor leave half its own.
+            out[key] = info
+            for path, measure, measured_key in items:
+                plan.add(path, measure, key=measured_key)
+        except Exception as e:
+            out[key] = {"error": f"{type(e).__name__}: {e}"}
+            print(f"{key}: failed, {out[key]['error']}", file=sys.stderr)
+    # The f32 engines first, so that those nearest in time to seer's figure
+    # are the ones its f32 ratios are taken against (a stable sort: each
+    # engine's order stays).
+    names = {key for key, _, _ in engines}
+    plan.items.sort(key=lambda item: item[0][0] in names and item[0][1] != "f32")
 
 
-def engine_bench(args, engine, precision, runner, towers, paths, expected, files):
+def engine_setup(args, engine, precision, runner, towers, paths, expected, files, items):
+    """One engine in one precision: its runners made and checked against
+    PyTorch f32 (cosine) now, its measurements appended to `items` as (path,
+    function, key). Returns its info."""
     result = {"cosine_to_torch_f32": {}}
+    label = f"{engine} {precision}"
     for tower in towers:
         run, info = runner(paths[tower.name])
         result.update(info)
         if tower.name == "image" and files:
             # The same DataLoader pipeline as PyTorch f32's end to end, each
             # batch handed over as the engine takes its input.
-            embed = run if engine == "pytorch" else lambda px: run(px.contiguous().numpy())
-            result.update(end_to_end(args, torch.device(args.device), files, image_transform(), embed,
-                                     label=f"{engine} {precision}"))
-        for i, (keys, make_input, items) in enumerate(tower.cases):
+            embed = run if engine == "pytorch" else lambda px, run=run: run(px.contiguous().numpy())
+            result["e2e_files"] = len(files)
+            items.append(((engine, precision, "e2e"), lambda embed=embed: end_to_end(
+                args, torch.device(args.device), files, image_transform(), embed, label=label), ("e2e",)))
+        for i, (keys, make_input, count) in enumerate(tower.cases):
             # PyTorch takes its tensors where they are (on a GPU too); the
             # others get host arrays, as a caller of theirs would hold them.
-            feed = make_input if engine == "pytorch" else lambda: make_input().cpu().contiguous().numpy()
-            rate = timed(lambda: run(feed()), items, args.iterations)
-            node = result
-            for k in keys[:-1]:
-                node = node.setdefault(k, {})
-            node[keys[-1]] = rate
+            feed = make_input if engine == "pytorch" else lambda m=make_input: m().cpu().contiguous().numpy()
             unit = "images" if tower.name == "image" else "texts"
-            label = f"{engine} {precision}"
-            print(f"{label:<16} {'/'.join(keys):<18}: {rate:8.2f} {unit}/s", file=sys.stderr)
+            items.append(((engine, precision, *keys), lambda run=run, feed=feed, count=count, keys=keys, unit=unit:
+                          reported(timed(lambda: run(feed()), count, args.iterations),
+                                   f"{label:<16} {'/'.join(keys):<18}", unit), keys))
             if i == 0:
-                lo, mean = cosine_stats(run(feed()), expected[tower.name])
-                result["cosine_to_torch_f32"][tower.name] = {"min": lo, "mean": mean, "n": items}
+                with torch.inference_mode():
+                    lo, mean = cosine_stats(run(feed()), expected[tower.name])
+                result["cosine_to_torch_f32"][tower.name] = {"min": lo, "mean": mean, "n": count}
     used = result.get("inference_precision")
     if used and used != precision:
         print(f"{engine}: asked for {precision}, runs {used} on this CPU", file=sys.stderr)
     cos = ", ".join(f"{k} min {v['min']:.5f}" for k, v in result["cosine_to_torch_f32"].items())
-    print(f"{engine} {precision} vs torch f32 cosine: {cos}", file=sys.stderr)
+    print(f"{label} vs torch f32 cosine: {cos}", file=sys.stderr)
     return result
+
+
+def clip_plan(args, device, scratch):
+    """Random-weight CLIP ViT-B/32 (transformers' defaults): images at each
+    batch size, the token ids padded to 77 and to the longest, end to end."""
+    model = CLIPModel(CLIPConfig()).eval().to(device)
+    plan = Plan({"torch": torch.__version__, "threads": args.threads, "device": args.device,
+                 "isa_cap": args.isa_cap, "image_model": {}})
+    embed_image = lambda px, m=model: features(m.get_image_features(pixel_values=px))
+    embed_text = lambda ids, m=model: features(m.get_text_features(input_ids=ids))
+    towers = [Tower("image", "pixel_values", model, embed_image, torch.float32),
+              Tower("text", "input_ids", model, embed_text, torch.long)]
+    with torch.inference_mode():
+        for b in [int(x) for x in args.batch_sizes.split(",")]:
+            pixels = torch.randn(b, 3, 224, 224, device=device)
+            towers[0].cases.append((("image_model", str(b)), lambda p=pixels: p, b))
+            plan.add(("image_model", str(b)), lambda p=pixels, b=b: reported(
+                timed(lambda: model.get_image_features(pixel_values=p), b, args.iterations),
+                f"torch image model-only   batch {b:>3}", "images"))
+
+        tokens = token_tensor(args).to(device)
+        longest = int((tokens != 0).sum(1).max())
+        cases = [("text_context", tokens), ("text_longest", tokens[:, :longest])]
+        # The other engines measure their agreement on the first case: unpadded.
+        towers[1].cases = [((key,), lambda i=ids: i, len(tokens)) for key, ids in reversed(cases)]
+        for key, ids in cases:
+            plan.add((key,), lambda ids=ids, key=key: reported(
+                timed(lambda: model.get_text_features(input_ids=ids), len(tokens), args.iterations),
+                f"torch text {key:<13} batch {len(tokens):>3}", "texts"))
+
+    files = image_files(args)
+    if files:
+        plan.add_end_to_end(args, device, files, image_transform(),
+                            lambda px: model.get_image_features(pixel_values=px))
+    engine_plans(args, towers, files, plan, scratch)
+    return plan
 
 
 def main():
@@ -427,44 +544,28 @@ def main():
                          "OpenVINO (ATEN_CPU_CAPABILITY, DNNL_/ONEDNN_MAX_CPU_ISA, MKL_ENABLE_INSTRUCTIONS): "
                          "ONNX Runtime, which has no cap, is skipped, and OpenVINO and PyTorch bf16 too when capped at "
                          "AVX2")
+    ap.add_argument("--serve", action="store_true",
+                    help="set up, print what is to be measured, then measure one figure per request on stdin "
+                         "(how seer bench runs it; see the module's doc)")
     args = ap.parse_args()
+    # stdout is for the result (or the protocol) alone: whatever a library
+    # prints, from Python or from C, goes to stderr.
+    replies = os.fdopen(os.dup(sys.stdout.fileno()), "w")
+    sys.stdout.flush()
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     device = torch.device(args.device)
-    if args.model:
-        return family_bench(args, device)
-    model = CLIPModel(CLIPConfig()).eval().to(device)  # the defaults are ViT-B/32
-    out = {"torch": torch.__version__, "threads": args.threads, "device": args.device, "isa_cap": args.isa_cap,
-           "image_model": {}}
-
-    embed_image = lambda px, m=model: features(m.get_image_features(pixel_values=px))
-    embed_text = lambda ids, m=model: features(m.get_text_features(input_ids=ids))
-    towers = [Tower("image", "pixel_values", model, embed_image, torch.float32),
-              Tower("text", "input_ids", model, embed_text, torch.long)]
-    with torch.inference_mode():
-        for b in [int(x) for x in args.batch_sizes.split(",")]:
-            pixels = torch.randn(b, 3, 224, 224, device=device)
-            towers[0].cases.append((("image_model", str(b)), lambda p=pixels: p, b))
-            ips = timed(lambda: model.get_image_features(pixel_values=pixels), b, args.iterations)
-            out["image_model"][str(b)] = ips
-            print(f"torch image model-only   batch {b:>3}: {ips:8.2f} images/s", file=sys.stderr)
-
-        tokens = token_tensor(args).to(device)
-        longest = int((tokens != 0).sum(1).max())
-        cases = [("text_context", tokens), ("text_longest", tokens[:, :longest])]
-        # The other engines measure their agreement on the first case: unpadded.
-        towers[1].cases = [((key,), lambda i=ids: i, len(tokens)) for key, ids in reversed(cases)]
-        for key, ids in cases:
-            tps = timed(lambda: model.get_text_features(input_ids=ids), len(tokens), args.iterations)
-            out[key] = tps
-            print(f"torch text {key:<13} batch {len(tokens):>3}: {tps:8.2f} texts/s", file=sys.stderr)
-
-    files = image_files(args)
-    if files:
-        out.update(end_to_end(args, device, files, image_transform(),
-                              lambda px: model.get_image_features(pixel_values=px)))
-    out.update(other_engines(args, towers, files))
-    print(json.dumps(out))
+    # seer passes a folder it removes itself, even when this process is killed.
+    scratch = (contextlib.nullcontext(args.scratch) if args.scratch
+               else tempfile.TemporaryDirectory(prefix="seer-bench-onnx-"))
+    with scratch as tmp:
+        plan = family_plan(args, device, tmp) if args.model else clip_plan(args, device, tmp)
+        if args.serve:
+            plan.serve(replies)
+        else:
+            replies.write(json.dumps(plan.run_all()) + "\n")
+            replies.flush()
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@
 //! size. Texts (models with a text tower): the prompts tokenised and embedded by
 //! the family's own rule, tokenisation included (SigLIP pads to 64). End to end:
 //! image files through the checkpoint's preprocessing. With `--reference` the
-//! same folder runs in transformers afterwards.
+//! same folder runs in transformers (and the other engines), each measurement
+//! right after seer's.
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -17,8 +18,8 @@ use seer_models::Precision;
 use serde_json::{json, Value};
 
 use super::{
-    attach_reference, compare_image_speed_with_f32, measure_end_to_end, print_table, run_reference,
-    Args, PROMPTS,
+    attach_reference, compare_image_speed_with_f32, follow, measure_end_to_end, print_table, Args,
+    Reference, PROMPTS,
 };
 
 pub(super) fn run(args: &Args, resolved: &ResolvedModel) -> anyhow::Result<ExitCode> {
@@ -38,7 +39,16 @@ pub(super) fn run(args: &Args, resolved: &ResolvedModel) -> anyhow::Result<ExitC
         _ => Some(load(args, resolved, Precision::F32)?),
     };
     let exact = exact.as_ref().map(LoadedModel::image).transpose()?;
-    let results = super::measure_rounds(args, || measure(args, resolved, &model, image, exact))?;
+    let mut reference = match &args.reference {
+        Some(python) => {
+            let extra = ["--model".to_string(), resolved.dir.display().to_string()];
+            Some(Reference::start(python, args, &extra)?)
+        }
+        None => None,
+    };
+    let results = super::measure_rounds(args, || {
+        measure(args, &model, image, exact, reference.as_mut())
+    })?;
     if args.json {
         out!("{results}")?;
     } else {
@@ -52,15 +62,15 @@ pub(super) fn run(args: &Args, resolved: &ResolvedModel) -> anyhow::Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
-/// One round: seer's figures (and, for a reduced precision, the same against
-/// `exact`, the f32 model), then (with `--reference`) the reference's and the
-/// ratios between them.
+/// One round: seer's figures, each followed by the reference's (with
+/// `--reference`), and the ratios between them; for a reduced precision, then
+/// the same weights in f32 (`exact`).
 fn measure(
     args: &Args,
-    resolved: &ResolvedModel,
     model: &LoadedModel,
     image: &dyn ImageEncoder,
     exact: Option<&dyn ImageEncoder>,
+    mut reference: Option<&mut Reference>,
 ) -> anyhow::Result<Value> {
     let mut results = json!({
         "model": model.id,
@@ -77,6 +87,7 @@ fn measure(
         let ips = bench_image_model(image, b, args.iterations)?;
         results["image_model"][b.to_string()] = json!(ips);
         eprintln!("seer  image model-only   batch {b:>3}: {ips:8.2} images/s");
+        follow(&mut reference, &["image_model", &b.to_string()])?;
     }
     if let Ok(text) = model.text() {
         let prompts: Vec<String> = PROMPTS.iter().map(|p| p.to_string()).collect();
@@ -91,15 +102,15 @@ fn measure(
             "seer  text               batch {:>3}: {tps:8.2} texts/s",
             prompts.len()
         );
+        follow(&mut reference, &["text"])?;
     }
     measure_end_to_end(args, image, &mut results)?;
+    follow(&mut reference, &["e2e"])?;
     if let Some(exact) = exact {
         compare_with_f32(args, image, exact, &mut results)?;
     }
-    if let Some(python) = &args.reference {
-        let extra = ["--model".to_string(), resolved.dir.display().to_string()];
-        let reference = run_reference(python, args, &extra)?;
-        attach_reference(&mut results, reference, &["text", "e2e"]);
+    if let Some(reference) = reference {
+        attach_reference(&mut results, reference.finish_round()?, &["text", "e2e"]);
     }
     Ok(results)
 }

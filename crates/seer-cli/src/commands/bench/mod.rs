@@ -1,13 +1,13 @@
 //! `seer bench`: images/s and texts/s for a model (by default the ViT-B/32
 //! architecture with random weights, so no download is needed), model-only and
 //! end to end from image files; with `--reference PYTHON` the same measurements
-//! from PyTorch (`scripts/bench_reference.py`) run afterwards in the same
-//! invocation and the ratios are printed; ONNX Runtime and OpenVINO, when that
+//! from PyTorch (`scripts/bench_reference.py`), each taken right after seer's
+//! ([`reference`]), and the ratios are printed; ONNX Runtime and OpenVINO, when that
 //! Python has them, run the same exported model in f32 and in their own reduced
 //! precision, PyTorch once more on a bf16 copy of the model, and seer's figure
 //! over each is printed too. Every run names the
-//! CPU and the kernel seer chose ([`cpu`]). `--rounds N` repeats seer and the
-//! reference N times and reports medians and each round's ratios (embedding
+//! CPU and the kernel seer chose ([`cpu`]). `--rounds N` repeats the
+//! measurements N times (the reference set up once) and reports medians and each round's ratios (embedding
 //! models; captioning, segmentation, detection and `--reindex-files` refuse
 //! it rather than run once under a median's name).
 //!
@@ -34,7 +34,10 @@ mod caption;
 mod cpu;
 mod detect;
 mod family;
+mod reference;
 mod segment;
+
+use reference::Reference;
 
 #[derive(clap::Args, Clone)]
 pub struct Args {
@@ -87,7 +90,8 @@ pub struct Args {
     /// many tiny images and re-indexing it unchanged (needs --model).
     #[arg(long, value_name = "N", value_parser = crate::common::at_least_one)]
     reindex_files: Option<usize>,
-    /// Run seer's measurements and then the reference this many times over;
+    /// Run the measurements (seer's, each followed by the reference's) this
+    /// many times over;
     /// the table shows medians over the rounds (each ratio taken within its
     /// round) and each round's ratio to the fastest f32 engine. A shared
     /// machine's speed moves between minutes, so one round can mislead.
@@ -209,7 +213,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             resolved.as_ref(),
         )?),
     };
-    let results = measure_rounds(&args, || measure_clip(&clip, exact.as_ref(), &args))?;
+    let tokens: Vec<Vec<u32>> = PROMPTS.iter().map(|p| clip.tokenize(p)).collect();
+    // The same token ids seer embeds, so the reference needs no tokenizer.
+    let mut reference = match &args.reference {
+        Some(python) => Some(Reference::start(
+            python,
+            &args,
+            &["--tokens".to_string(), serde_json::to_string(&tokens)?],
+        )?),
+        None => None,
+    };
+    let results = measure_rounds(&args, || {
+        measure_clip(&clip, exact.as_ref(), &args, &tokens, reference.as_mut())
+    })?;
     if args.json {
         out!("{results}")?;
     } else {
@@ -226,10 +242,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// One round of the CLIP measurements: seer's figures (and, for a reduced
-/// precision, the same against `exact`, the f32 model), then (with
-/// `--reference`) the reference's and the ratios between them.
-fn measure_clip(clip: &Clip, exact: Option<&Clip>, args: &Args) -> anyhow::Result<Value> {
+/// One round of the CLIP measurements: seer's figures, each followed by the
+/// reference's (with `--reference`), and the ratios between them; for a
+/// reduced precision, then the same weights in f32 (`exact`).
+fn measure_clip(
+    clip: &Clip,
+    exact: Option<&Clip>,
+    args: &Args,
+    tokens: &[Vec<u32>],
+    mut reference: Option<&mut Reference>,
+) -> anyhow::Result<Value> {
     let mut results = json!({
         "model": clip.id,
         "threads": args.threads,
@@ -266,21 +288,23 @@ fn measure_clip(clip: &Clip, exact: Option<&Clip>, args: &Args) -> anyhow::Resul
             _ => String::new(),
         };
         eprintln!("seer  image model-only   batch {b:>3}: {ips:8.2} images/s{achieved}");
+        follow(&mut reference, &["image_model", &b.to_string()])?;
     }
-    let tokens: Vec<Vec<u32>> = PROMPTS.iter().map(|p| clip.tokenize(p)).collect();
     let mean_len = tokens.iter().map(Vec::len).sum::<usize>() as f64 / tokens.len() as f64;
     for (key, padding) in [
         ("text_context", TextPadding::Context),
         ("text_longest", TextPadding::Longest),
     ] {
-        let tps = bench_text(clip, &tokens, padding, args.iterations)?;
+        let tps = bench_text(clip, tokens, padding, args.iterations)?;
         results[key] = json!(tps);
         eprintln!(
             "seer  text {key:<13} batch {:>3}: {tps:8.2} texts/s (mean {mean_len:.1} tokens)",
             tokens.len()
         );
+        follow(&mut reference, &[key])?;
     }
     measure_end_to_end(args, clip, &mut results)?;
+    follow(&mut reference, &["e2e"])?;
 
     if let Some(exact) = exact {
         let agreement = compare_with_f32(clip, exact, args)?;
@@ -294,7 +318,7 @@ fn measure_clip(clip: &Clip, exact: Option<&Clip>, args: &Args) -> anyhow::Resul
         compare_image_speed_with_f32(args, &mut results, |b| {
             bench_image_model(exact, b, args.iterations)
         })?;
-        let f32_tps = bench_text(exact, &tokens, TextPadding::Longest, args.iterations)?;
+        let f32_tps = bench_text(exact, tokens, TextPadding::Longest, args.iterations)?;
         let speedup = results["text_longest"].as_f64().unwrap_or(0.0) / f32_tps;
         eprintln!(
             "seer  text text_longest  batch {:>3}: {f32_tps:8.2} texts/s in f32, {} is {speedup:.2}x",
@@ -304,17 +328,23 @@ fn measure_clip(clip: &Clip, exact: Option<&Clip>, args: &Args) -> anyhow::Resul
         results["f32_text_longest"] = json!(f32_tps);
         results["speedup_over_f32"]["text_longest"] = json!(speedup);
     }
-    if let Some(python) = &args.reference {
-        // The same token ids seer embeds, so the reference needs no tokenizer.
-        let tokens = ["--tokens".to_string(), serde_json::to_string(&tokens)?];
-        let reference = run_reference(python, args, &tokens)?;
+    if let Some(reference) = reference {
         attach_reference(
             &mut results,
-            reference,
+            reference.finish_round()?,
             &["text_context", "text_longest", "e2e"],
         );
     }
     Ok(results)
+}
+
+/// The reference's figures for `key`, when there is a reference: taken right
+/// after seer's own.
+fn follow(reference: &mut Option<&mut Reference>, key: &[&str]) -> anyhow::Result<()> {
+    match reference {
+        Some(reference) => reference.follow(key),
+        None => Ok(()),
+    }
 }
 
 /// An error where `--rounds` asks for more than one round of a benchmark
@@ -557,50 +587,6 @@ fn compare_image_speed_with_f32(
         results["speedup_over_f32"]["image_model"][b.to_string()] = json!(speedup);
     }
     Ok(())
-}
-
-/// Runs `scripts/bench_reference.py` with the measurement settings and `extra`
-/// arguments; returns the JSON object it prints last.
-fn run_reference(python: &Path, args: &Args, extra: &[String]) -> anyhow::Result<Value> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/bench_reference.py");
-    let batch_sizes: Vec<String> = args.batch_sizes.iter().map(usize::to_string).collect();
-    eprintln!(
-        "running the reference: PyTorch (bf16 too, on the CPU), and ONNX Runtime and OpenVINO if installed ({})...",
-        python.display()
-    );
-    // The ONNX exports (about 580 MB for ViT-B/32) go to a folder this
-    // process removes, so a reference killed mid-run (out of memory, SIGKILL)
-    // leaves nothing behind; Python's own temporary folder would stay.
-    let scratch = tempfile::Builder::new()
-        .prefix("seer-bench-onnx-")
-        .tempdir()
-        .context("cannot make a temporary folder for the reference's ONNX exports")?;
-    let mut command = std::process::Command::new(python);
-    command.arg(&script);
-    if let Some(cap) = cpu::cap_reference(&mut command) {
-        command.args(["--isa-cap", cap]);
-    }
-    command.arg("--scratch").arg(scratch.path());
-    let output = command
-        .args(["--threads", &args.threads.to_string()])
-        .args(["--batch-sizes", &batch_sizes.join(",")])
-        .args(["--iterations", &args.iterations.to_string()])
-        .args(["--files", &args.files().to_string()])
-        .args(["--device", &args.device])
-        .args(extra)
-        .arg("--images")
-        .arg(&args.images)
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .with_context(|| format!("cannot run {}", python.display()))?;
-    anyhow::ensure!(
-        output.status.success(),
-        "the reference benchmark failed ({})",
-        output.status
-    );
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let last = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(last).with_context(|| format!("unexpected reference output: {last}"))
 }
 
 /// The engines `scripts/bench_reference.py` runs besides PyTorch, with their
@@ -935,15 +921,21 @@ fn write_tree(root: &Path, n: usize) -> anyhow::Result<()> {
 mod tests {
     use super::*;
 
-    /// A reference killed mid-run leaves no ONNX exports: the folder it was
-    /// given is removed when the run fails.
-    #[test]
-    fn a_killed_reference_leaves_no_scratch_folder() {
+    fn default_args() -> Args {
         #[derive(clap::Parser)]
         struct Cli {
             #[command(flatten)]
             bench: Args,
         }
+        <Cli as clap::Parser>::try_parse_from(["bench"])
+            .unwrap()
+            .bench
+    }
+
+    /// A reference killed mid-run leaves no ONNX exports: the folder it was
+    /// given is removed when the run fails.
+    #[test]
+    fn a_killed_reference_leaves_no_scratch_folder() {
         let dir = tempfile::tempdir().unwrap();
         let recorded = dir.path().join("scratch-path");
         // Stands in for the Python: writes an export into the folder after
@@ -956,10 +948,9 @@ mod tests {
             recorded = recorded.display()
         );
         seer_testkit::write_script(&python, &script);
-        let args = <Cli as clap::Parser>::try_parse_from(["bench"])
-            .unwrap()
-            .bench;
-        let error = run_reference(&python, &args, &[]).unwrap_err();
+        let error = Reference::start(&python, &default_args(), &[])
+            .err()
+            .expect("the reference died");
         assert!(
             error.to_string().contains("the reference benchmark failed"),
             "{error:#}"
@@ -967,6 +958,50 @@ mod tests {
         let scratch = std::fs::read_to_string(&recorded).expect("the stand-in ran");
         assert!(scratch.contains("seer-bench-onnx-"), "{scratch}");
         assert!(!Path::new(&scratch).exists(), "{scratch} is left behind");
+    }
+
+    /// The reference times a key's figures when seer has taken its own, the
+    /// rest when the round ends, and each round starts from set-up's results.
+    #[test]
+    fn the_reference_follows_each_of_seers_measurements() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("requests");
+        // Stands in for the Python: three figures, each answered with its
+        // index + 10 (the second fails), every request logged.
+        let python = dir.path().join("python");
+        let ready = json!({
+            "ready": {"torch": "2", "image_model": {}, "openvino": {"version": "1", "f32": {"cosine": 1}}},
+            "measurements": [
+                {"path": ["image_model", "8"], "key": ["image_model", "8"]},
+                {"path": ["openvino", "f32", "image_model", "8"], "key": ["image_model", "8"]},
+                {"path": ["openvino", "f32", "e2e"], "key": ["e2e"]},
+            ],
+        });
+        let script = format!(
+            "#!/bin/sh\necho '{ready}'\nwhile read line; do echo \"$line\" >> {log}\n\
+             case \"$line\" in *1*) echo '{{\"error\": \"boom\"}}';;\n\
+             *0*) echo '{{\"rate\": 10}}';; *) echo '{{\"rate\": 12.5}}';; esac; done\n",
+            log = log.display()
+        );
+        seer_testkit::write_script(&python, &script);
+        let mut reference = Reference::start(&python, &default_args(), &[]).unwrap();
+        let requests = || std::fs::read_to_string(&log).unwrap_or_default();
+        reference.follow(&["text"]).unwrap();
+        assert_eq!(requests(), "");
+        reference.follow(&["image_model", "8"]).unwrap();
+        assert_eq!(requests(), "{\"measure\":0}\n{\"measure\":1}\n");
+        // Taken once a round.
+        reference.follow(&["image_model", "8"]).unwrap();
+        let round = reference.finish_round().unwrap();
+        assert_eq!(requests().lines().count(), 3);
+        assert_eq!(round["image_model"]["8"], json!(10));
+        assert_eq!(round["openvino"]["f32"]["e2e"], json!(12.5));
+        assert_eq!(round["openvino"]["f32"]["cosine"], json!(1));
+        assert!(round["openvino"]["f32"]["image_model"].is_null(), "{round}");
+        assert_eq!(round["torch"], json!("2"));
+        let second = reference.finish_round().unwrap();
+        assert_eq!(requests().lines().count(), 6);
+        assert_eq!(second, round);
     }
 
     #[test]
