@@ -184,3 +184,130 @@ fn bench_clip_runs_batches_whole_on_request_and_says_so() {
         positive(&r, "text_longest");
     }
 }
+
+/// `--reference` through the binary, with a stand-in for the Python that
+/// speaks `bench_reference.py --serve`'s protocol: each of seer's figures is
+/// followed by the reference's of the same key (the stand-in logs the order
+/// it is asked in, and seer's own figure lines go to the same stderr), every
+/// round starts from set-up's results, and the ratios come out of the
+/// figures it answered.
+#[test]
+fn bench_follows_each_figure_with_the_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("asked");
+    let python = dir.path().join("python");
+    // image_model/2 at 4 images/s for PyTorch, 2 for OpenVINO f32; the text
+    // at 8; end to end (at 1) only for OpenVINO.
+    let ready = serde_json::json!({
+        "ready": {"torch": "0", "image_model": {}, "openvino": {"version": "1", "f32": {"e2e_files": 2}}},
+        "measurements": [
+            {"path": ["image_model", "2"], "key": ["image_model", "2"]},
+            {"path": ["openvino", "f32", "image_model", "2"], "key": ["image_model", "2"]},
+            {"path": ["text"], "key": ["text"]},
+            {"path": ["openvino", "f32", "e2e"], "key": ["e2e"]},
+        ],
+    });
+    seer_testkit::write_script(
+        &python,
+        &format!(
+            "#!/bin/sh\necho '{ready}'\nwhile read line; do echo \"$line\" >> {log}\n\
+             case \"$line\" in *0*) r=4;; *1*) r=2;; *2*) r=8;; *) r=1;; esac\n\
+             echo \"reference figure $line\" >&2; echo \"{{\\\"rate\\\": $r}}\"; done\n",
+            log = log.display()
+        ),
+    );
+    let model = repo_root().join("fixtures/families/siglip-tiny");
+    let image = shared_data().join("coco-mini/images/val2017/000000000139.jpg");
+    let o = Command::new(env!("CARGO_BIN_EXE_seer"))
+        .args(["bench", "--iterations", "1", "--json", "--batch-sizes", "2"])
+        .args(["--files", "2", "--rounds", "2", "--images"])
+        .arg(&image)
+        .arg("--model")
+        .arg(&model)
+        .arg("--reference")
+        .arg(&python)
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "{\"measure\":0}\n{\"measure\":1}\n{\"measure\":2}\n{\"measure\":3}\n".repeat(2)
+    );
+    // Interleaved: seer's image figure, the reference's two, seer's text...
+    let order: Vec<&str> = stderr
+        .lines()
+        .filter_map(|l| {
+            [
+                ("seer  image", "seer image"),
+                ("seer  text", "seer text"),
+                ("seer  end-to-end", "seer e2e"),
+                ("reference figure", "reference"),
+            ]
+            .into_iter()
+            .find(|(prefix, _)| l.starts_with(prefix))
+            .map(|(_, name)| name)
+        })
+        .collect();
+    let round = [
+        "seer image",
+        "reference",
+        "reference",
+        "seer text",
+        "reference",
+        "seer e2e",
+        "reference",
+    ];
+    assert_eq!(order, [round, round].concat(), "{stderr}");
+    let rounds = r["rounds"].as_array().unwrap();
+    for round in rounds {
+        let seer = round["image_model"]["2"].as_f64().unwrap();
+        let ratio = |path: &str| round.pointer(path).and_then(Value::as_f64);
+        assert_eq!(ratio("/ratio/image_model/2"), Some(seer / 4.0));
+        assert_eq!(
+            ratio("/ratio_engines/openvino/f32/image_model/2"),
+            Some(seer / 2.0)
+        );
+        assert_eq!(
+            ratio("/ratio/text"),
+            Some(round["text"].as_f64().unwrap() / 8.0)
+        );
+        assert_eq!(
+            ratio("/ratio_engines/openvino/f32/e2e"),
+            Some(round["e2e"].as_f64().unwrap())
+        );
+        assert_eq!(round["reference"]["openvino"]["f32"]["e2e_files"], 2);
+        assert_eq!(round["reference"]["torch"], "0");
+    }
+}
+
+/// `--precision int8` times the same weights in f32 beside each image
+/// figure and measures their agreement.
+#[test]
+fn bench_reduced_precision_reports_f32_beside_it() {
+    let model = repo_root().join("fixtures/families/dinov2-tiny");
+    let r = bench(&[
+        "--model",
+        model.to_str().unwrap(),
+        "--batch-sizes",
+        "2,3",
+        "--files",
+        "2",
+        "--precision",
+        "int8",
+    ]);
+    assert_eq!(r["precision"], "int8");
+    for b in ["2", "3"] {
+        let f32_ips = r["f32_image_model"][b].as_f64().unwrap_or(0.0);
+        assert!(f32_ips > 0.0, "{r}");
+        let speedup = r["speedup_over_f32"]["image_model"][b].as_f64().unwrap();
+        let ips = r["image_model"][b].as_f64().unwrap();
+        assert!((speedup - ips / f32_ips).abs() < 1e-9, "{r}");
+    }
+    let cosine = r["agreement_with_f32"]["image_cosine_min"]
+        .as_f64()
+        .unwrap();
+    assert!(cosine > 0.9 && cosine <= 1.0 + 1e-5, "{r}");
+}

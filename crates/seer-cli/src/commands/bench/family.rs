@@ -18,7 +18,7 @@ use seer_models::Precision;
 use serde_json::{json, Value};
 
 use super::{
-    attach_reference, compare_image_speed_with_f32, follow, measure_end_to_end, print_table, Args,
+    attach_reference, follow, measure_end_to_end, print_table, record_f32_image_speed, Args,
     Reference, PROMPTS,
 };
 
@@ -63,8 +63,9 @@ pub(super) fn run(args: &Args, resolved: &ResolvedModel) -> anyhow::Result<ExitC
 }
 
 /// One round: seer's figures, each followed by the reference's (with
-/// `--reference`), and the ratios between them; for a reduced precision, then
-/// the same weights in f32 (`exact`).
+/// `--reference`), and the ratios between them; for a reduced precision, each
+/// image figure is followed by the same weights' in f32 (`exact`) too, and
+/// their agreement is measured.
 fn measure(
     args: &Args,
     model: &LoadedModel,
@@ -87,6 +88,10 @@ fn measure(
         let ips = bench_image_model(image, b, args.iterations)?;
         results["image_model"][b.to_string()] = json!(ips);
         eprintln!("seer  image model-only   batch {b:>3}: {ips:8.2} images/s");
+        if let Some(exact) = exact {
+            let f32_ips = bench_image_model(exact, b, args.iterations)?;
+            record_f32_image_speed(args, &mut results, b, f32_ips);
+        }
         follow(&mut reference, &["image_model", &b.to_string()])?;
     }
     if let Ok(text) = model.text() {
@@ -107,7 +112,7 @@ fn measure(
     measure_end_to_end(args, image, &mut results)?;
     follow(&mut reference, &["e2e"])?;
     if let Some(exact) = exact {
-        compare_with_f32(args, image, exact, &mut results)?;
+        agreement_with_f32(args, image, exact, &mut results)?;
     }
     if let Some(reference) = reference {
         attach_reference(&mut results, reference.finish_round()?, &["text", "e2e"]);
@@ -154,10 +159,9 @@ fn bench_image_model(
     Ok((batch * iterations) as f64 / start.elapsed().as_secs_f64())
 }
 
-/// The same weights in f32 (`exact`), timed in this run, and how closely the
-/// reduced precision's image embeddings agree with them (cosine, on random
-/// pixels).
-fn compare_with_f32(
+/// How closely the reduced precision's image embeddings agree with the same
+/// weights' in f32 (`exact`): cosine, on random pixels.
+fn agreement_with_f32(
     args: &Args,
     image: &dyn ImageEncoder,
     exact: &dyn ImageEncoder,
@@ -178,8 +182,5 @@ fn compare_with_f32(
         args.precision.name()
     );
     results["agreement_with_f32"] = json!({ "image_cosine_min": min, "images": n });
-    compare_image_speed_with_f32(args, results, |b| {
-        bench_image_model(exact, b, args.iterations)
-    })?;
     Ok(())
 }

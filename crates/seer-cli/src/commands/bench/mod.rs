@@ -244,7 +244,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 /// One round of the CLIP measurements: seer's figures, each followed by the
 /// reference's (with `--reference`), and the ratios between them; for a
-/// reduced precision, then the same weights in f32 (`exact`).
+/// reduced precision, each image and unpadded text figure is followed by the
+/// same weights' in f32 (`exact`) too, and their agreement is measured.
 fn measure_clip(
     clip: &Clip,
     exact: Option<&Clip>,
@@ -288,6 +289,10 @@ fn measure_clip(
             _ => String::new(),
         };
         eprintln!("seer  image model-only   batch {b:>3}: {ips:8.2} images/s{achieved}");
+        if let Some(exact) = exact {
+            let f32_ips = bench_image_model(exact, b, args.iterations)?;
+            record_f32_image_speed(args, &mut results, b, f32_ips);
+        }
         follow(&mut reference, &["image_model", &b.to_string()])?;
     }
     let mean_len = tokens.iter().map(Vec::len).sum::<usize>() as f64 / tokens.len() as f64;
@@ -301,6 +306,17 @@ fn measure_clip(
             "seer  text {key:<13} batch {:>3}: {tps:8.2} texts/s (mean {mean_len:.1} tokens)",
             tokens.len()
         );
+        if let (Some(exact), TextPadding::Longest) = (exact, padding) {
+            let f32_tps = bench_text(exact, tokens, padding, args.iterations)?;
+            let speedup = tps / f32_tps;
+            eprintln!(
+                "seer  text text_longest  batch {:>3}: {f32_tps:8.2} texts/s in f32, {} is {speedup:.2}x",
+                tokens.len(),
+                args.precision.name()
+            );
+            results["f32_text_longest"] = json!(f32_tps);
+            results["speedup_over_f32"]["text_longest"] = json!(speedup);
+        }
         follow(&mut reference, &[key])?;
     }
     measure_end_to_end(args, clip, &mut results)?;
@@ -315,18 +331,6 @@ fn measure_clip(
             agreement["text_cosine_min"].as_f64().unwrap_or(f64::NAN)
         );
         results["agreement_with_f32"] = agreement;
-        compare_image_speed_with_f32(args, &mut results, |b| {
-            bench_image_model(exact, b, args.iterations)
-        })?;
-        let f32_tps = bench_text(exact, tokens, TextPadding::Longest, args.iterations)?;
-        let speedup = results["text_longest"].as_f64().unwrap_or(0.0) / f32_tps;
-        eprintln!(
-            "seer  text text_longest  batch {:>3}: {f32_tps:8.2} texts/s in f32, {} is {speedup:.2}x",
-            tokens.len(),
-            args.precision.name()
-        );
-        results["f32_text_longest"] = json!(f32_tps);
-        results["speedup_over_f32"]["text_longest"] = json!(speedup);
     }
     if let Some(reference) = reference {
         attach_reference(
@@ -565,28 +569,21 @@ fn measure_end_to_end(
     Ok(())
 }
 
-/// Times the same weights in f32 at each batch size (`f32_images_per_second`)
-/// and records the reduced precision's speed-up: it only means something
-/// against a measurement taken in this run, under the same conditions.
-fn compare_image_speed_with_f32(
-    args: &Args,
-    results: &mut Value,
-    mut f32_images_per_second: impl FnMut(usize) -> anyhow::Result<f64>,
-) -> anyhow::Result<()> {
-    for &b in &args.batch_sizes {
-        let f32_ips = f32_images_per_second(b)?;
-        let speedup = results["image_model"][b.to_string()]
-            .as_f64()
-            .unwrap_or(0.0)
-            / f32_ips;
-        eprintln!(
-            "seer  image model-only   batch {b:>3}: {f32_ips:8.2} images/s in f32, {} is {speedup:.2}x",
-            args.precision.name()
-        );
-        results["f32_image_model"][b.to_string()] = json!(f32_ips);
-        results["speedup_over_f32"]["image_model"][b.to_string()] = json!(speedup);
-    }
-    Ok(())
+/// Records the same weights' f32 speed at batch `b` (`f32_ips`, timed right
+/// after the reduced precision's own figure) and the reduced precision's
+/// speed-up over it: it only means something against a measurement taken
+/// under the same conditions.
+fn record_f32_image_speed(args: &Args, results: &mut Value, b: usize, f32_ips: f64) {
+    let speedup = results["image_model"][b.to_string()]
+        .as_f64()
+        .unwrap_or(0.0)
+        / f32_ips;
+    eprintln!(
+        "seer  image model-only   batch {b:>3}: {f32_ips:8.2} images/s in f32, {} is {speedup:.2}x",
+        args.precision.name()
+    );
+    results["f32_image_model"][b.to_string()] = json!(f32_ips);
+    results["speedup_over_f32"]["image_model"][b.to_string()] = json!(speedup);
 }
 
 /// The engines `scripts/bench_reference.py` runs besides PyTorch, with their
