@@ -674,36 +674,68 @@ unsafe fn attend(
 
 multiversion! {
     /// `probs[r][j] = q[r]·k[j]` for a tile of queries (rows of `q`, length d)
-    /// against the keys of `keys_p` (d × 16 panels, see [`gather`]), a panel
-    /// at a time, `ROWS` queries at a time (`ROWS` × 16 accumulators: 8 zmm
-    /// registers at 8 rows, 8 ymm at 4; AVX2 spilled half of 8 rows' 16); `probs`
-    /// rows are `tk` apart.
-    fn query_tile_scores<const ROWS: usize>(q: &[f32], keys_p: &[f32], tk: usize, probs: &mut [f32]) {
+    /// against the keys of `keys_p` (d × 16 panels, see [`gather`]), `PANELS`
+    /// panels at a time (the rest one at a time), `ROWS` queries at a time:
+    /// `ROWS` × `PANELS` × 16 accumulators, 16 zmm at 8 rows and 2 panels, 8
+    /// ymm at 4 rows and 1 (AVX2 spilled half of 8 rows' 16); `probs` rows are
+    /// `tk` apart. Each query value is loaded once for the `PANELS` panels: a
+    /// panel at a time, a multiply-add took a load of its own (8 broadcasts
+    /// and a key load for 8 of them), more than the two load ports keep up
+    /// with. Each score sums its products in the same order either way.
+    fn query_tile_scores<const ROWS: usize, const PANELS: usize>(q: &[f32], keys_p: &[f32], tk: usize, probs: &mut [f32]) {
         let d = q.len() / QUERY_TILE;
         // The rows as slices of length d: fewer index checks than `q[r * d +
         // x]` (a third fewer instructions in this loop, AVX2). Rows as arrays
         // (`[[f32; 64]; 8]`) or one transposed tile let LLVM vectorise across
         // the 8 rows with gathers instead: 4× slower (AVX-512).
         let rows: [&[f32]; QUERY_TILE] = std::array::from_fn(|r| &q[r * d..][..d]);
-        for (j0, panel) in (0..tk).step_by(LANES).zip(keys_p.chunks_exact(d * LANES)) {
-            for (group, rows) in rows.chunks_exact(ROWS).enumerate() {
-                let mut acc = [[0f32; LANES]; ROWS];
-                for (x, k) in panel.chunks_exact(LANES).enumerate() {
-                    let k: &[f32; LANES] = k.try_into().unwrap();
-                    for (lane, row) in acc.iter_mut().zip(rows) {
-                        let qv = row[x];
-                        for (a, &kv) in lane.iter_mut().zip(k) {
-                            *a = qv.mul_add(kv, *a);
-                        }
+        let panel = d * LANES;
+        let mut blocks = keys_p.chunks_exact(PANELS * panel);
+        let mut j0 = 0;
+        for block in &mut blocks {
+            panel_scores::<ROWS, PANELS>(&rows, block, j0, tk, probs);
+            j0 += PANELS * LANES;
+        }
+        for single in blocks.remainder().chunks_exact(panel) {
+            panel_scores::<ROWS, 1>(&rows, single, j0, tk, probs);
+            j0 += LANES;
+        }
+    }
+    wide[8, 2] narrow[4, 1] baseline[4, 1]
+}
+
+/// [`query_tile_scores`]' work on `PANELS` consecutive key panels (`block`,
+/// keys `j0..`).
+#[inline(always)]
+fn panel_scores<const ROWS: usize, const PANELS: usize>(
+    rows: &[&[f32]; QUERY_TILE],
+    block: &[f32],
+    j0: usize,
+    tk: usize,
+    probs: &mut [f32],
+) {
+    let d = rows[0].len();
+    let panels: [&[f32]; PANELS] = std::array::from_fn(|p| &block[p * d * LANES..][..d * LANES]);
+    for (group, rows) in rows.chunks_exact(ROWS).enumerate() {
+        let mut acc = [[[0f32; LANES]; ROWS]; PANELS];
+        for x in 0..d {
+            let keys: [&[f32; LANES]; PANELS] =
+                std::array::from_fn(|p| panels[p][x * LANES..][..LANES].try_into().unwrap());
+            for (r, row) in rows.iter().enumerate() {
+                let qv = row[x];
+                for (acc, k) in acc.iter_mut().zip(&keys) {
+                    for (a, &kv) in acc[r].iter_mut().zip(*k) {
+                        *a = qv.mul_add(kv, *a);
                     }
-                }
-                for (r, lane) in acc.iter().enumerate() {
-                    probs[(group * ROWS + r) * tk + j0..][..LANES].copy_from_slice(lane);
                 }
             }
         }
+        for (p, acc) in acc.iter().enumerate() {
+            for (r, lane) in acc.iter().enumerate() {
+                probs[(group * ROWS + r) * tk + j0 + p * LANES..][..LANES].copy_from_slice(lane);
+            }
+        }
     }
-    wide[8] narrow[4] baseline[4]
 }
 
 multiversion! {
