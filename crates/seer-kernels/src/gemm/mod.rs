@@ -1614,6 +1614,14 @@ unsafe fn run_block(
         Init::Bias => (k <= kernel.blocks.kc).then_some(f.overwrite),
         Init::AddToOutput => w.bias.is_some().then_some(f.onto_output),
     });
+    // Where that kernel overwrites C in the only depth block, its twin that
+    // also applies the activation, when there is one to apply.
+    let activated_first = match (kernel.first, init, act) {
+        (Some(f), Init::Bias, Some(act)) if k <= kernel.blocks.kc => {
+            f.overwrite_activated.map(|first| (first, act))
+        }
+        _ => None,
+    };
     // The tile of rows r0.. (up to m_end) in panel p over one depth block:
     // `a_panel` holds its packed rows at depth k0..k0 + kc, `b_ptr` the
     // panel's weights there.
@@ -1651,6 +1659,24 @@ unsafe fn run_block(
                     kc, a_panel, b_ptr, widened, tile.c, n, tile.rows, tile.cols, ahead,
                 )
             };
+        } else if let Some((first, act)) = activated_first.filter(|_| full && k0 == 0) {
+            // SAFETY: as for `first` below; this is the product's only depth
+            // block, so the activation is due now.
+            unsafe {
+                first(
+                    kc,
+                    a_panel,
+                    b_ptr,
+                    tile.c,
+                    n,
+                    tile.rows,
+                    tile.cols,
+                    bias.map_or(std::ptr::null(), |b| b.as_ptr()),
+                    ahead,
+                    act,
+                )
+            };
+            return;
         } else if let Some(first) = first_block.filter(|_| full && k0 == 0) {
             // SAFETY: the micro-kernel contract as below; the
             // bias (when there is one) holds this panel's
@@ -1964,6 +1990,20 @@ type MicroF32 = unsafe fn(usize, *const u32, *const u8, *mut f32, usize, usize, 
 /// none); it overwrites C with its sums plus the bias instead of adding to C.
 type MicroF32First =
     unsafe fn(usize, *const u32, *const u8, *mut f32, usize, usize, usize, *const f32, Ahead);
+/// A [`MicroF32First`] that overwrites C and applies the activation (the
+/// last argument) to the tile before storing it.
+type MicroF32FirstActivated = unsafe fn(
+    usize,
+    *const u32,
+    *const u8,
+    *mut f32,
+    usize,
+    usize,
+    usize,
+    *const f32,
+    Ahead,
+    Activation,
+);
 /// A full-tile f32 micro-kernel on bf16 weight pairs that also writes them
 /// widened to f32 panel layout: the float one's arguments (and contract)
 /// with the pairs as the weights, then after them the widened panel's
@@ -2152,6 +2192,9 @@ struct FirstBlockKernels {
     /// `Tile::init` added the bias in a pass of its own (1.1% of a bf16 ViT
     /// forward, AMD Zen 4).
     onto_output: MicroF32First,
+    /// `overwrite` that also applies an activation to the tile before its
+    /// one store, where there is one (`x86::micro_f32_avx512_first_activated`).
+    overwrite_activated: Option<MicroF32FirstActivated>,
 }
 
 #[derive(Clone, Copy)]
@@ -2187,6 +2230,7 @@ impl Kernel {
                         first: Some(FirstBlockKernels {
                             overwrite: x86::micro_f32_avx512_first::<false>,
                             onto_output: x86::micro_f32_avx512_first::<true>,
+                            overwrite_activated: Some(x86::micro_f32_avx512_first_activated),
                         }),
                         blocks: Blocks::for_float_avx512(),
                         pack_a: pack_a_f32_avx512::<{ x86::MR_512 }>,
@@ -2200,6 +2244,7 @@ impl Kernel {
                         first: Some(FirstBlockKernels {
                             overwrite: x86::micro_bf16_avx512_first::<false>,
                             onto_output: x86::micro_bf16_avx512_first::<true>,
+                            overwrite_activated: None,
                         }),
                         blocks: Blocks::for_bf16_dot(),
                         pack_a: pack_a_bf16_pairs,
@@ -2249,6 +2294,7 @@ impl Kernel {
                         first: Some(FirstBlockKernels {
                             overwrite: x86::micro_f32_avx2_first::<false>,
                             onto_output: x86::micro_f32_avx2_first::<true>,
+                            overwrite_activated: None,
                         }),
                         blocks: Blocks::for_float_avx2(),
                         pack_a: pack_a_f32_avx2::<{ x86::MR_256 }>,

@@ -47,6 +47,9 @@ enum Onto {
     /// what `Tile::init` and a kernel onto [`Onto::Output`] compute, in one
     /// pass over C.
     OutputAndBias(*const f32),
+    /// As [`Onto::Bias`], then the activation on the sums before they are
+    /// stored: what `Tile::activate` computes from C afterwards.
+    BiasActivated(*const f32, Activation),
 }
 
 impl Onto {
@@ -83,15 +86,23 @@ unsafe fn store_512(
     // which a non-null bias holds (the caller's contract); AVX-512F as below.
     let bias = unsafe {
         match onto {
-            Onto::Bias(b) | Onto::OutputAndBias(b) if !b.is_null() => Some((
-                _mm512_maskz_loadu_ps(m0, b),
-                _mm512_maskz_loadu_ps(m1, b.add(16)),
-            )),
-            Onto::Bias(_) => Some((_mm512_setzero_ps(), _mm512_setzero_ps())),
+            Onto::Bias(b) | Onto::OutputAndBias(b) | Onto::BiasActivated(b, _) if !b.is_null() => {
+                Some((
+                    _mm512_maskz_loadu_ps(m0, b),
+                    _mm512_maskz_loadu_ps(m1, b.add(16)),
+                ))
+            }
+            Onto::Bias(_) | Onto::BiasActivated(..) => {
+                Some((_mm512_setzero_ps(), _mm512_setzero_ps()))
+            }
             Onto::Output | Onto::OutputAndBias(_) => None,
         }
     };
-    let reads_c = !matches!(onto, Onto::Bias(_));
+    let reads_c = !matches!(onto, Onto::Bias(_) | Onto::BiasActivated(..));
+    let act = match onto {
+        Onto::BiasActivated(_, act) => Some(act),
+        _ => None,
+    };
     for r in 0..MR_512 {
         if r < rows {
             // SAFETY: row r < rows of the tile; the masks keep loads and
@@ -108,8 +119,16 @@ unsafe fn store_512(
                     ),
                     (_, None) => (_mm512_maskz_loadu_ps(m0, p), _mm512_maskz_loadu_ps(m1, p1)),
                 };
-                _mm512_mask_storeu_ps(p, m0, _mm512_add_ps(base0, acc[2 * r]));
-                _mm512_mask_storeu_ps(p1, m1, _mm512_add_ps(base1, acc[2 * r + 1]));
+                let mut v0 = _mm512_add_ps(base0, acc[2 * r]);
+                let mut v1 = _mm512_add_ps(base1, acc[2 * r + 1]);
+                // Not a closure: one would not inherit the target features,
+                // and its intrinsics would become calls.
+                if let Some(act) = act {
+                    v0 = crate::avx512::activate(v0, act);
+                    v1 = crate::avx512::activate(v1, act);
+                }
+                _mm512_mask_storeu_ps(p, m0, v0);
+                _mm512_mask_storeu_ps(p1, m1, v1);
             }
         }
     }
@@ -267,6 +286,47 @@ micro_512_pair!(
     micro_f32_avx512,
     micro_f32_avx512_first
 );
+
+/// [`micro_f32_avx512_first`]`::<false>` (C = sums + bias, C unread) that
+/// also applies `act` to the tile in its registers before the one store: a
+/// one-depth-block product with an activation (an MLP's first layer) then
+/// never reads its tile back. As a pass over the stored tile, the activation
+/// waited on those loads: most of its samples were on the first use of the
+/// loaded value (ViT-B/16's MLP rows are 12 KiB apart, so a tile's 14 rows
+/// share a set of the 12-way L1; `perf annotate`, Intel Xeon of family 6
+/// model 207). The same values: the activation of the same sums.
+///
+/// # Safety
+/// The micro-kernel contract (see [`super::MicroF32First`]): `bias` is null
+/// or holds the tile's `cols` bias values.
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn micro_f32_avx512_first_activated(
+    kc: usize,
+    a: *const u32,
+    b: *const u8,
+    c: *mut f32,
+    ldc: usize,
+    rows: usize,
+    cols: usize,
+    bias: *const f32,
+    ahead: Ahead,
+    act: Activation,
+) {
+    // SAFETY: the target feature is enabled here; the panels hold `kc`
+    // depths, the C tile is valid and ours and the bias null or `cols` long
+    // (the contract).
+    unsafe {
+        store_512(
+            &sums_512::<MR_512>(kc, a, b, ahead),
+            c,
+            ldc,
+            rows,
+            cols,
+            Onto::BiasActivated(bias, act),
+        )
+    };
+}
 
 micro_512_rows!(
     "avx512f",
@@ -577,6 +637,7 @@ unsafe fn add_half_256(
         }
         Onto::Bias(_) => Some([0f32; 16]),
         Onto::Output | Onto::OutputAndBias(_) => None,
+        Onto::BiasActivated(..) => unreachable!("only the AVX-512 f32 kernel activates its tile"),
     };
     let reads_c = !matches!(onto, Onto::Bias(_));
     // SAFETY: `v` is 16 local floats: two unaligned 8-float loads.
