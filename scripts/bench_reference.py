@@ -21,7 +21,7 @@ PyTorch f32 output. Their figures go under "onnxruntime", "openvino" and
 "pytorch" with one object per precision; an engine that is missing is skipped
 with one line.
 
-Every figure is one measurement of its own ([`Plan`]). By hand (with that venv;
+Every figure is one measurement of its own (`Plan`). By hand (with that venv;
 open_clip tokenizes the prompts) it sets everything up, takes them all in turn
 and prints one JSON object on stdout, progress on stderr. `seer bench
 --reference /path/to/python` runs it with `--serve` (and the token ids it
@@ -309,8 +309,6 @@ def torch_engine(threads, towers, isa_cap):
     """PyTorch with a bf16 copy of the towers' model: the same embed functions
     on bf16 weights and pixels, outputs read back as f32. The towers share one
     model, so it is copied once."""
-    import copy
-
     copies = {}
 
     def bf16(path):

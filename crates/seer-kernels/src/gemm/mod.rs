@@ -1610,17 +1610,15 @@ unsafe fn run_block(
     let mc = (kernel.blocks.mc / mr).max(1) * mr;
     // The kernel for a full tile's first depth block that also does `init`'s
     // work, where there is one (see `FirstBlockKernels`).
-    let first_block = kernel.first.and_then(|f| match init {
-        Init::Bias => (k <= kernel.blocks.kc).then_some(f.overwrite),
-        Init::AddToOutput => w.bias.is_some().then_some(f.onto_output),
-    });
-    // Where that kernel overwrites C in the only depth block, its twin that
-    // also applies the activation, when there is one to apply.
-    let activated_first = match (kernel.first, init, act) {
-        (Some(f), Init::Bias, Some(act)) if k <= kernel.blocks.kc => {
-            f.overwrite_activated.map(|first| (first, act))
-        }
-        _ => None,
+    // Where it overwrites C in the only depth block, its twin that also
+    // applies the activation, where there is one to apply (`activates`).
+    let (first_block, activates) = match (kernel.first, init) {
+        (Some(f), Init::Bias) if k <= kernel.blocks.kc => match (act, f.overwrite_activated) {
+            (Some(act), Some(activated)) => (Some(activated(act)), true),
+            _ => (Some(f.overwrite), false),
+        },
+        (Some(f), Init::AddToOutput) if w.bias.is_some() => (Some(f.onto_output), false),
+        _ => (None, false),
     };
     // The tile of rows r0.. (up to m_end) in panel p over one depth block:
     // `a_panel` holds its packed rows at depth k0..k0 + kc, `b_ptr` the
@@ -1659,24 +1657,6 @@ unsafe fn run_block(
                     kc, a_panel, b_ptr, widened, tile.c, n, tile.rows, tile.cols, ahead,
                 )
             };
-        } else if let Some((first, act)) = activated_first.filter(|_| full && k0 == 0) {
-            // SAFETY: as for `first` below; this is the product's only depth
-            // block, so the activation is due now.
-            unsafe {
-                first(
-                    kc,
-                    a_panel,
-                    b_ptr,
-                    tile.c,
-                    n,
-                    tile.rows,
-                    tile.cols,
-                    bias.map_or(std::ptr::null(), |b| b.as_ptr()),
-                    ahead,
-                    act,
-                )
-            };
-            return;
         } else if let Some(first) = first_block.filter(|_| full && k0 == 0) {
             // SAFETY: the micro-kernel contract as below; the
             // bias (when there is one) holds this panel's
@@ -1694,6 +1674,9 @@ unsafe fn run_block(
                     ahead,
                 )
             };
+            if activates {
+                return; // the activation is applied
+            }
         } else {
             // The tile's first and last touches happen while it sits in
             // L1: no separate passes over C for the bias or activation.
@@ -1990,20 +1973,6 @@ type MicroF32 = unsafe fn(usize, *const u32, *const u8, *mut f32, usize, usize, 
 /// none); it overwrites C with its sums plus the bias instead of adding to C.
 type MicroF32First =
     unsafe fn(usize, *const u32, *const u8, *mut f32, usize, usize, usize, *const f32, Ahead);
-/// A [`MicroF32First`] that overwrites C and applies the activation (the
-/// last argument) to the tile before storing it.
-type MicroF32FirstActivated = unsafe fn(
-    usize,
-    *const u32,
-    *const u8,
-    *mut f32,
-    usize,
-    usize,
-    usize,
-    *const f32,
-    Ahead,
-    Activation,
-);
 /// A full-tile f32 micro-kernel on bf16 weight pairs that also writes them
 /// widened to f32 panel layout: the float one's arguments (and contract)
 /// with the pairs as the weights, then after them the widened panel's
@@ -2192,9 +2161,9 @@ struct FirstBlockKernels {
     /// `Tile::init` added the bias in a pass of its own (1.1% of a bf16 ViT
     /// forward, AMD Zen 4).
     onto_output: MicroF32First,
-    /// `overwrite` that also applies an activation to the tile before its
+    /// `overwrite` that also applies the activation to the tile before its
     /// one store, where there is one (`x86::micro_f32_avx512_first_activated`).
-    overwrite_activated: Option<MicroF32FirstActivated>,
+    overwrite_activated: Option<fn(Activation) -> MicroF32First>,
 }
 
 #[derive(Clone, Copy)]

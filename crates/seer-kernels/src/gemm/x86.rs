@@ -292,16 +292,27 @@ micro_512_pair!(
 /// one-depth-block product with an activation (an MLP's first layer) then
 /// never reads its tile back. As a pass over the stored tile, the activation
 /// waited on those loads: most of its samples were on the first use of the
-/// loaded value (ViT-B/16's MLP rows are 12 KiB apart, so a tile's 14 rows
-/// share a set of the 12-way L1; `perf annotate`, Intel Xeon of family 6
-/// model 207). The same values: the activation of the same sums.
+/// loaded value (ViT-B's MLP rows are 12 KiB apart, so a tile's 14 rows share
+/// a set of the 12-way L1; `perf annotate`, Intel Xeon of family 6 model
+/// 207). The same values: the activation of the same sums.
+pub fn micro_f32_avx512_first_activated(act: Activation) -> super::MicroF32First {
+    match act {
+        Activation::QuickGelu => first_activated::<0>,
+        Activation::Gelu => first_activated::<1>,
+        Activation::GeluTanh => first_activated::<2>,
+    }
+}
+
+/// [`micro_f32_avx512_first_activated`]'s kernel for activation `ACT`
+/// (an index into `ACTIVATIONS`, so that the activation is known where it is
+/// compiled).
 ///
 /// # Safety
 /// The micro-kernel contract (see [`super::MicroF32First`]): `bias` is null
 /// or holds the tile's `cols` bias values.
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
-pub unsafe fn micro_f32_avx512_first_activated(
+unsafe fn first_activated<const ACT: usize>(
     kc: usize,
     a: *const u32,
     b: *const u8,
@@ -311,8 +322,13 @@ pub unsafe fn micro_f32_avx512_first_activated(
     cols: usize,
     bias: *const f32,
     ahead: Ahead,
-    act: Activation,
 ) {
+    const ACTIVATIONS: [Activation; 3] = [
+        Activation::QuickGelu,
+        Activation::Gelu,
+        Activation::GeluTanh,
+    ];
+    let onto = Onto::BiasActivated(bias, ACTIVATIONS[ACT]);
     // SAFETY: the target feature is enabled here; the panels hold `kc`
     // depths, the C tile is valid and ours and the bias null or `cols` long
     // (the contract).
@@ -323,7 +339,7 @@ pub unsafe fn micro_f32_avx512_first_activated(
             ldc,
             rows,
             cols,
-            Onto::BiasActivated(bias, act),
+            onto,
         )
     };
 }
