@@ -146,9 +146,6 @@ def family_plan(args, device, scratch):
         for b in [int(x) for x in args.batch_sizes.split(",")]:
             pixels = torch.randn(b, 3, size, size, device=device)
             image_tower.cases.append(((("image_model", str(b))), lambda p=pixels: p, b))
-            plan.add(("image_model", str(b)), lambda p=pixels, b=b: reported(
-                timed(lambda: embed_image(p), b, args.iterations), f"torch image model-only   batch {b:>3}",
-                "images"))
         if hasattr(model, "get_text_features"):
             from transformers import AutoTokenizer
 
@@ -159,20 +156,15 @@ def family_plan(args, device, scratch):
                                  return_tensors="pt")["input_ids"].to(device)
 
             embed_text = lambda ids, m=model: features(m.get_text_features(input_ids=ids))
-            plan.add(("text",), lambda: reported(timed(lambda: embed_text(tokenize()), len(PROMPTS), args.iterations),
-                                                 f"torch text (padded to 64) batch {len(PROMPTS):>3}", "texts"))
-            # Tokenised inside the timed loop, as here and in seer.
+            # Tokenised inside the timed loop, as in seer.
             text_tower = Tower("text", "input_ids", model, embed_text, torch.long)
             text_tower.cases.append((("text",), tokenize, len(PROMPTS)))
             towers.append(text_tower)
-    files = image_files(args)
-    if files:
-        def transform(image):
-            return processor(images=image, return_tensors="pt")["pixel_values"][0]
 
-        plan.add_end_to_end(args, device, files, transform, embed_image)
-    engine_plans(args, towers, files, plan, scratch)
-    return plan
+    def transform(image):
+        return processor(images=image, return_tensors="pt")["pixel_values"][0]
+
+    return plan_towers(args, device, scratch, plan, towers, transform)
 
 
 def image_files(args):
@@ -223,13 +215,6 @@ class Plan:
     def add(self, path, measure, key=None):
         self.items.append((list(path), list(key or path), measure))
 
-    def add_end_to_end(self, args, device, files, transform, embed, under=(), label="torch"):
-        node = self.info
-        for k in under:
-            node = node.setdefault(k, {})
-        node["e2e_files"] = len(files)
-        self.add((*under, "e2e"), lambda: end_to_end(args, device, files, transform, embed, label), key=("e2e",))
-
     def measure(self, index):
         with torch.inference_mode():
             return self.items[index][2]()
@@ -276,6 +261,7 @@ class Tower:
         self.name, self.input_name, self.embed, self.dtype = name, input_name, embed, dtype
         self.model = model
         self.cases = []
+        self.unit = "images" if name == "image" else "texts"
 
     def export(self, path):
         embed = self.embed
@@ -473,10 +459,8 @@ def engine_setup(args, engine, precision, runner, towers, paths, expected, files
             # PyTorch takes its tensors where they are (on a GPU too); the
             # others get host arrays, as a caller of theirs would hold them.
             feed = make_input if engine == "pytorch" else lambda m=make_input: m().cpu().contiguous().numpy()
-            unit = "images" if tower.name == "image" else "texts"
-            items.append(((engine, precision, *keys), lambda run=run, feed=feed, count=count, keys=keys, unit=unit:
-                          reported(timed(lambda: run(feed()), count, args.iterations),
-                                   f"{label:<16} {'/'.join(keys):<18}", unit), keys))
+            items.append(((engine, precision, *keys), timed_case(args, label, run, feed, keys, count, tower.unit),
+                          keys))
             if i == 0:
                 with torch.inference_mode():
                     lo, mean = cosine_stats(run(feed()), expected[tower.name])
@@ -503,26 +487,35 @@ def clip_plan(args, device, scratch):
         for b in [int(x) for x in args.batch_sizes.split(",")]:
             pixels = torch.randn(b, 3, 224, 224, device=device)
             towers[0].cases.append((("image_model", str(b)), lambda p=pixels: p, b))
-            plan.add(("image_model", str(b)), lambda p=pixels, b=b: reported(
-                timed(lambda: model.get_image_features(pixel_values=p), b, args.iterations),
-                f"torch image model-only   batch {b:>3}", "images"))
 
         tokens = token_tensor(args).to(device)
         longest = int((tokens != 0).sum(1).max())
         cases = [("text_context", tokens), ("text_longest", tokens[:, :longest])]
         # The other engines measure their agreement on the first case: unpadded.
         towers[1].cases = [((key,), lambda i=ids: i, len(tokens)) for key, ids in reversed(cases)]
-        for key, ids in cases:
-            plan.add((key,), lambda ids=ids, key=key: reported(
-                timed(lambda: model.get_text_features(input_ids=ids), len(tokens), args.iterations),
-                f"torch text {key:<13} batch {len(tokens):>3}", "texts"))
+    return plan_towers(args, device, scratch, plan, towers, image_transform())
 
+
+def plan_towers(args, device, scratch, plan, towers, transform):
+    """PyTorch f32 on every case of the towers (the image tower first) and,
+    with image files, end to end through `transform`; then the other
+    engines (`engine_plans`). Returns `plan`."""
+    for tower in towers:
+        for keys, make_input, count in tower.cases:
+            plan.add(keys, timed_case(args, "torch f32", tower.embed, make_input, keys, count, tower.unit))
     files = image_files(args)
     if files:
-        plan.add_end_to_end(args, device, files, image_transform(),
-                            lambda px: model.get_image_features(pixel_values=px))
+        plan.info["e2e_files"] = len(files)
+        plan.add(("e2e",), lambda: end_to_end(args, device, files, transform, towers[0].embed))
     engine_plans(args, towers, files, plan, scratch)
     return plan
+
+
+def timed_case(args, label, run, feed, keys, count, unit):
+    """A measurement: `run` on `feed()`'s input, `count` items a call, in
+    items/s, reported on stderr under `label` and `keys`."""
+    return lambda: reported(timed(lambda: run(feed()), count, args.iterations),
+                            f"{label:<16} {'/'.join(keys):<18}", unit)
 
 
 def main():

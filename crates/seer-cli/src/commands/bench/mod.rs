@@ -291,7 +291,14 @@ fn measure_clip(
         eprintln!("seer  image model-only   batch {b:>3}: {ips:8.2} images/s{achieved}");
         if let Some(exact) = exact {
             let f32_ips = bench_image_model(exact, b, args.iterations)?;
-            record_f32_image_speed(args, &mut results, b, f32_ips);
+            let line = format!("image model-only   batch {b:>3}: {f32_ips:8.2} images/s");
+            record_f32_speed(
+                args,
+                &mut results,
+                &["image_model", &b.to_string()],
+                f32_ips,
+                &line,
+            );
         }
         follow(&mut reference, &["image_model", &b.to_string()])?;
     }
@@ -308,14 +315,11 @@ fn measure_clip(
         );
         if let (Some(exact), TextPadding::Longest) = (exact, padding) {
             let f32_tps = bench_text(exact, tokens, padding, args.iterations)?;
-            let speedup = tps / f32_tps;
-            eprintln!(
-                "seer  text text_longest  batch {:>3}: {f32_tps:8.2} texts/s in f32, {} is {speedup:.2}x",
-                tokens.len(),
-                args.precision.name()
+            let line = format!(
+                "text {key:<13} batch {:>3}: {f32_tps:8.2} texts/s",
+                tokens.len()
             );
-            results["f32_text_longest"] = json!(f32_tps);
-            results["speedup_over_f32"]["text_longest"] = json!(speedup);
+            record_f32_speed(args, &mut results, &[key], f32_tps, &line);
         }
         follow(&mut reference, &[key])?;
     }
@@ -569,21 +573,30 @@ fn measure_end_to_end(
     Ok(())
 }
 
-/// Records the same weights' f32 speed at batch `b` (`f32_ips`, timed right
-/// after the reduced precision's own figure) and the reduced precision's
-/// speed-up over it: it only means something against a measurement taken
-/// under the same conditions.
-fn record_f32_image_speed(args: &Args, results: &mut Value, b: usize, f32_ips: f64) {
-    let speedup = results["image_model"][b.to_string()]
-        .as_f64()
-        .unwrap_or(0.0)
-        / f32_ips;
+/// Records the same weights' f32 figure for `key` (`f32_rate`, timed right
+/// after the reduced precision's own, described by `line`) as `f32_<key>`,
+/// and the reduced precision's speed-up over it as `speedup_over_f32.<key>`:
+/// it only means something against a measurement taken under the same
+/// conditions.
+fn record_f32_speed(args: &Args, results: &mut Value, key: &[&str], f32_rate: f64, line: &str) {
+    let (first, rest) = key.split_first().expect("a key has a name");
+    let own = rest.iter().fold(&results[*first], |node, k| &node[*k]);
+    let speedup = own.as_f64().unwrap_or(0.0) / f32_rate;
     eprintln!(
-        "seer  image model-only   batch {b:>3}: {f32_ips:8.2} images/s in f32, {} is {speedup:.2}x",
+        "seer  {line} in f32, {} is {speedup:.2}x",
         args.precision.name()
     );
-    results["f32_image_model"][b.to_string()] = json!(f32_ips);
-    results["speedup_over_f32"]["image_model"][b.to_string()] = json!(speedup);
+    let f32_root = format!("f32_{first}");
+    let node = rest
+        .iter()
+        .fold(&mut results[f32_root.as_str()], |node, k| &mut node[*k]);
+    *node = json!(f32_rate);
+    let node = rest
+        .iter()
+        .fold(&mut results["speedup_over_f32"][*first], |node, k| {
+            &mut node[*k]
+        });
+    *node = json!(speedup);
 }
 
 /// The engines `scripts/bench_reference.py` runs besides PyTorch, with their

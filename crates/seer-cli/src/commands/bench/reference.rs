@@ -12,6 +12,7 @@ use std::path::Path;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 use anyhow::Context;
+use serde::Deserialize;
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
@@ -19,9 +20,17 @@ use super::{cpu, Args};
 
 /// A figure the reference can time: where it goes in the reference's results
 /// (`path`) and which of seer's figures it is set against (`key`).
+#[derive(Deserialize)]
 struct Measurement {
     path: Vec<String>,
     key: Vec<String>,
+}
+
+/// The reference's first line: what set-up learnt, and what it can time.
+#[derive(Deserialize)]
+struct Ready {
+    ready: Value,
+    measurements: Vec<Measurement>,
 }
 
 pub(super) struct Reference {
@@ -90,26 +99,13 @@ impl Reference {
             taken: Vec::new(),
             _scratch: scratch,
         };
-        let ready = reference.reply()?;
-        let (Some(info), Some(list)) = (ready.get("ready"), ready["measurements"].as_array())
-        else {
-            anyhow::bail!("unexpected reference output: {ready}");
-        };
-        reference.info = info.clone();
-        for m in list {
-            let strings = |v: &Value| -> Option<Vec<String>> {
-                v.as_array()?
-                    .iter()
-                    .map(|s| s.as_str().map(str::to_string))
-                    .collect()
-            };
-            match (strings(&m["path"]), strings(&m["key"])) {
-                (Some(path), Some(key)) if !path.is_empty() => {
-                    reference.measurements.push(Measurement { path, key })
-                }
-                _ => anyhow::bail!("unexpected measurement from the reference: {m}"),
-            }
-        }
+        let reply = reference.reply()?;
+        let ready = Ready::deserialize(&reply)
+            .ok()
+            .filter(|r| r.measurements.iter().all(|m| !m.path.is_empty()))
+            .with_context(|| format!("unexpected reference output: {reply}"))?;
+        reference.info = ready.ready;
+        reference.measurements = ready.measurements;
         reference.new_round();
         Ok(reference)
     }
