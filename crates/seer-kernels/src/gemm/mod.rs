@@ -1609,16 +1609,20 @@ unsafe fn run_block(
     let mr = kernel.mr;
     let mc = (kernel.blocks.mc / mr).max(1) * mr;
     // The kernel for a full tile's first depth block that also does `init`'s
-    // work, where there is one (see `FirstBlockKernels`).
+    // work, where there is one (see `FirstBlockKernels`), and what it stores.
     // Where it overwrites C in the only depth block, its twin that also
-    // applies the activation, where there is one to apply (`activates`).
-    let (first_block, activates) = match (kernel.first, init) {
+    // applies the activation, where there is one to apply.
+    let first_block = match (kernel.first, init) {
         (Some(f), Init::Bias) if k <= kernel.blocks.kc => match (act, f.overwrite_activated) {
-            (Some(act), Some(activated)) => (Some(activated(act)), true),
-            _ => (Some(f.overwrite), false),
+            (Some(act), Some(activated)) => {
+                Some((activated(act), FirstStore::OverwriteActivated(act)))
+            }
+            _ => Some((f.overwrite, FirstStore::Overwrite)),
         },
-        (Some(f), Init::AddToOutput) if w.bias.is_some() => (Some(f.onto_output), false),
-        _ => (None, false),
+        (Some(f), Init::AddToOutput) if w.bias.is_some() => {
+            Some((f.onto_output, FirstStore::OntoOutput))
+        }
+        _ => None,
     };
     // The tile of rows r0.. (up to m_end) in panel p over one depth block:
     // `a_panel` holds its packed rows at depth k0..k0 + kc, `b_ptr` the
@@ -1641,40 +1645,46 @@ unsafe fn run_block(
             cols: pcols,
         };
         let bias = w.bias.as_deref().map(|b| &b[p * NR..]);
+        let bias_ptr = bias.map_or(std::ptr::null(), |b| b.as_ptr());
         let full = kernel.few.get(tile.rows - 1).is_none();
         if let Some((widening, widened)) = widen_into {
             debug_assert!(tile.rows == mr);
-            if k0 == 0 {
-                // SAFETY: as for `tile.init` below.
-                unsafe { tile.init(bias, init) };
-            }
+            // On the first depth block it stores what the other tiles'
+            // first-block kernel does (a pass less over the tile).
+            let first = first_block.filter(|_| k0 == 0).map(|(_, store)| store);
+            let onto = match first {
+                Some(store) => store.onto(bias_ptr),
+                None => {
+                    if k0 == 0 {
+                        // SAFETY: as for `tile.init` below.
+                        unsafe { tile.init(bias, init) };
+                    }
+                    Onto::Output
+                }
+            };
             // SAFETY: the micro-kernel contract as below, with `b_ptr` at
-            // the block's bf16 pairs and `widened` the caller's scratch
-            // panel of `kc` rounded up to even steps, which nothing else
-            // touches meanwhile.
+            // the block's bf16 pairs, `widened` the caller's scratch panel
+            // of `kc` rounded up to even steps, which nothing else touches
+            // meanwhile, and the bias (when there is one) this panel's
+            // `pcols` values.
             unsafe {
                 widening(
-                    kc, a_panel, b_ptr, widened, tile.c, n, tile.rows, tile.cols, ahead,
+                    kc, a_panel, b_ptr, widened, tile.c, n, tile.rows, tile.cols, onto, ahead,
                 )
             };
-        } else if let Some(first) = first_block.filter(|_| full && k0 == 0) {
+            if let Some(FirstStore::OverwriteActivated(_)) = first {
+                return; // the activation is applied
+            }
+        } else if let Some((first, store)) = first_block.filter(|_| full && k0 == 0) {
             // SAFETY: the micro-kernel contract as below; the
             // bias (when there is one) holds this panel's
             // `pcols` values.
             unsafe {
                 first(
-                    kc,
-                    a_panel,
-                    b_ptr,
-                    tile.c,
-                    n,
-                    tile.rows,
-                    tile.cols,
-                    bias.map_or(std::ptr::null(), |b| b.as_ptr()),
-                    ahead,
+                    kc, a_panel, b_ptr, tile.c, n, tile.rows, tile.cols, bias_ptr, ahead,
                 )
             };
-            if activates {
+            if let FirstStore::OverwriteActivated(_) = store {
                 return; // the activation is applied
             }
         } else {
@@ -1976,9 +1986,66 @@ type MicroF32First =
 /// A full-tile f32 micro-kernel on bf16 weight pairs that also writes them
 /// widened to f32 panel layout: the float one's arguments (and contract)
 /// with the pairs as the weights, then after them the widened panel's
-/// `kc.next_multiple_of(2) × NR` floats (`x86::micro_f32_avx512_widening`).
+/// `kc.next_multiple_of(2) × NR` floats (`x86::micro_f32_avx512_widening`),
+/// and before `Ahead` what the sums are stored onto (a bias in it null or
+/// the tile's `cols` values).
 type MicroWidening =
-    unsafe fn(usize, *const u32, *const u8, *mut f32, *mut f32, usize, usize, usize, Ahead);
+    unsafe fn(usize, *const u32, *const u8, *mut f32, *mut f32, usize, usize, usize, Onto, Ahead);
+
+/// What a micro-kernel adds its sums onto before it stores them into C.
+#[derive(Clone, Copy)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+enum Onto {
+    /// The C tile as it holds (a later depth block, a bias set by `Tile::init`).
+    Output,
+    /// The tile's bias, `cols` values (null: none), overwriting C unread.
+    Bias(*const f32),
+    /// The C tile plus the tile's bias (null: none), added in that order:
+    /// what `Tile::init` and a kernel onto [`Onto::Output`] compute, in one
+    /// pass over C.
+    OutputAndBias(*const f32),
+    /// As [`Onto::Bias`], then the activation on the sums before they are
+    /// stored: what `Tile::activate` computes from C afterwards.
+    BiasActivated(*const f32, Activation),
+}
+
+impl Onto {
+    /// A first-depth-block kernel's: onto C and the bias with `ONTO_C`, else
+    /// onto the bias alone.
+    #[inline(always)]
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    fn first_block<const ONTO_C: bool>(bias: *const f32) -> Onto {
+        if ONTO_C {
+            Onto::OutputAndBias(bias)
+        } else {
+            Onto::Bias(bias)
+        }
+    }
+}
+
+/// Which of [`FirstBlockKernels`] a product's first depth block runs: what
+/// its kernel stores ([`FirstStore::onto`]), which the widening kernels
+/// ([`MicroWidening`]) then store too.
+#[derive(Clone, Copy)]
+enum FirstStore {
+    /// `overwrite`: C = sums + bias.
+    Overwrite,
+    /// `overwrite_activated`: C = act(sums + bias).
+    OverwriteActivated(Activation),
+    /// `onto_output`: C = (C + bias) + sums.
+    OntoOutput,
+}
+
+impl FirstStore {
+    /// What the sums go onto, with the tile's `bias` (null: none).
+    fn onto(self, bias: *const f32) -> Onto {
+        match self {
+            FirstStore::Overwrite => Onto::Bias(bias),
+            FirstStore::OverwriteActivated(act) => Onto::BiasActivated(bias, act),
+            FirstStore::OntoOutput => Onto::OutputAndBias(bias),
+        }
+    }
+}
 
 /// Lines of the next weight block a float micro-kernel asks into L2 while it
 /// sums ([`Ahead::over`]), its share of the block ([`run_block`]'s tiles
@@ -2873,7 +2940,9 @@ mod tests {
     /// widened by a block's first tile as it sums, or by a pass where that
     /// tile is short or there is no widening kernel (portable); over an odd
     /// depth, several depth blocks, tail columns and tiles, with a residual
-    /// to add onto and an activation. The AVX-512 one runs here even on CPUs
+    /// to add onto or activations, with and without a bias: the widening tile
+    /// stores what the other tiles' first-block kernels store (bias,
+    /// activation, residual), so each of those is a case. The AVX-512 one runs here even on CPUs
     /// whose bf16 products take `vdpbf16ps` instead.
     #[test]
     fn widened_bf16_is_f32_on_the_rounded_weights() {
@@ -2898,18 +2967,29 @@ mod tests {
             ] {
                 let (a, w, bias) = product_values(m, n, k);
                 let rounded: Vec<f32> = w.iter().map(|&x| bf16_to_f32(f32_to_bf16(x))).collect();
-                let pairs = PackedWeights::from_rows(&w, n, k, Some(bias.clone()), Precision::Bf16);
-                let floats = PackedWeights::from_rows(&rounded, n, k, Some(bias), Precision::F32);
-                for init in [Init::Bias, Init::AddToOutput] {
-                    let act = Some(Activation::QuickGelu);
-                    // SAFETY: the CPU has `isa` (filtered above).
-                    let (got, want) = unsafe {
-                        (
-                            product_onto(isa, &kernel, (&a, m, &pairs), init, act),
-                            product_onto(isa, &on_f32, (&a, m, &floats), init, act),
-                        )
-                    };
-                    assert_same_bits(&got, &want, format!("{} {m}x{n}x{k} {init:?}", isa.name()));
+                for bias in [Some(bias), None] {
+                    let has_bias = bias.is_some();
+                    let pairs = PackedWeights::from_rows(&w, n, k, bias.clone(), Precision::Bf16);
+                    let floats = PackedWeights::from_rows(&rounded, n, k, bias, Precision::F32);
+                    for (init, act) in [
+                        (Init::Bias, Some(Activation::QuickGelu)),
+                        (Init::Bias, Some(Activation::GeluTanh)),
+                        (Init::Bias, None),
+                        (Init::AddToOutput, None),
+                    ] {
+                        // SAFETY: the CPU has `isa` (filtered above).
+                        let (got, want) = unsafe {
+                            (
+                                product_onto(isa, &kernel, (&a, m, &pairs), init, act),
+                                product_onto(isa, &on_f32, (&a, m, &floats), init, act),
+                            )
+                        };
+                        let case = format!(
+                            "{} {m}x{n}x{k} {init:?} {act:?} bias {has_bias}",
+                            isa.name()
+                        );
+                        assert_same_bits(&got, &want, case);
+                    }
                 }
             }
         }

@@ -1,6 +1,6 @@
 //! The x86 micro-kernels: AVX2 + FMA, AVX-512F, AVX-512 BF16 and VNNI.
 
-use super::{Activation, Ahead, NR};
+use super::{Activation, Ahead, Onto, NR};
 use crate::avx512::first_lanes;
 use std::arch::x86_64::*;
 
@@ -34,35 +34,6 @@ const _: () = assert!(MR_512 == 14, "for_each_row_512 unrolls 14 rows");
 #[inline(always)]
 pub(super) fn tail_masks(cols: usize) -> (__mmask16, __mmask16) {
     (first_lanes(cols), first_lanes(cols.saturating_sub(16)))
-}
-
-/// What [`store_512`] adds the accumulators onto.
-#[derive(Clone, Copy)]
-enum Onto {
-    /// The C tile as it holds (a later depth block, a bias set by `Tile::init`).
-    Output,
-    /// The tile's bias, `cols` values (null: none), overwriting C unread.
-    Bias(*const f32),
-    /// The C tile plus the tile's bias (null: none), added in that order:
-    /// what `Tile::init` and a kernel onto [`Onto::Output`] compute, in one
-    /// pass over C.
-    OutputAndBias(*const f32),
-    /// As [`Onto::Bias`], then the activation on the sums before they are
-    /// stored: what `Tile::activate` computes from C afterwards.
-    BiasActivated(*const f32, Activation),
-}
-
-impl Onto {
-    /// A first-depth-block kernel's: onto C and the bias with `ONTO_C`, else
-    /// onto the bias alone.
-    #[inline(always)]
-    fn first_block<const ONTO_C: bool>(bias: *const f32) -> Onto {
-        if ONTO_C {
-            Onto::OutputAndBias(bias)
-        } else {
-            Onto::Bias(bias)
-        }
-    }
 }
 
 /// Adds the accumulators onto C's tile or onto a bias and stores them into
@@ -892,13 +863,16 @@ pub const FEW_F32_AVX2: [super::MicroF32; MR_256 - 1] = [
 /// the weights' arrival overlaps the tile's arithmetic, where a separate
 /// pass over the block cost 3-5% of the product (AMX Xeon capped at AVX-512,
 /// 1600 rows). Each output gets [`micro_f32_avx512`]'s multiply-adds in its
-/// order, so the tile matches the other tiles bit for bit.
+/// order, so the tile matches the other tiles bit for bit. `onto` is what
+/// the sums are stored onto: [`Onto::Output`], or on a first depth block
+/// what the f32 tiles' first-block kernel stores (bias, activation).
 ///
 /// # Safety
-/// The micro-kernel contract (see [`super::MicroF32`]), with `b` holding
-/// `kc.div_ceil(2)` steps of NR bf16 pairs, and `widened` valid for writes
-/// of `kc.next_multiple_of(2) × NR` floats that no one else reads or writes
-/// meanwhile.
+/// The micro-kernel contract (see [`super::MicroWidening`]): that of
+/// [`super::MicroF32`], with `b` holding `kc.div_ceil(2)` steps of NR bf16
+/// pairs, `widened` valid for writes of `kc.next_multiple_of(2) × NR` floats
+/// that no one else reads or writes meanwhile, and a bias in `onto` null or
+/// holding the tile's `cols` values.
 #[target_feature(enable = "avx512f,avx512bw")]
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn micro_f32_avx512_widening(
@@ -910,8 +884,35 @@ pub unsafe fn micro_f32_avx512_widening(
     ldc: usize,
     rows: usize,
     cols: usize,
+    onto: Onto,
     ahead: Ahead,
 ) {
+    // SAFETY: the contract, passed on; AVX-512F and BW are enabled here.
+    unsafe {
+        let acc = widening_sums_512(kc, a, b, widened, ahead);
+        store_512(&acc, c, ldc, rows, cols, onto)
+    };
+}
+
+/// [`micro_f32_avx512_widening`]'s sums, and its widened panel written.
+///
+/// Not inlined: with the store's kind known only at run time, its loop over
+/// the tile's rows stayed a loop indexing the accumulators, so they lived on
+/// the stack through the whole sum (the widening tile ran 2.3× slower, perf,
+/// Intel Xeon of family 6 model 207). Returned, they pass through memory
+/// once per tile.
+///
+/// # Safety
+/// As [`micro_f32_avx512_widening`].
+#[target_feature(enable = "avx512f,avx512bw")]
+#[inline(never)]
+unsafe fn widening_sums_512(
+    kc: usize,
+    a: *const u32,
+    b: *const u8,
+    widened: *mut f32,
+    ahead: Ahead,
+) -> [__m512; 2 * MR_512] {
     let mut a = a.cast::<f32>();
     let mut b = b.cast::<u32>();
     let mut out = widened;
@@ -948,9 +949,7 @@ pub unsafe fn micro_f32_avx512_widening(
             out = out.add(2 * NR);
         }
     }
-    // SAFETY: AVX-512F is enabled here; the C tile is valid and ours, rows
-    // <= MR_512 (the contract).
-    unsafe { store_512(&acc, c, ldc, rows, cols, Onto::Output) };
+    acc
 }
 
 /// [`micro_f32_avx512_widening`] for AVX2: [`micro_f32_avx2`] on bf16 weight
@@ -959,7 +958,8 @@ pub unsafe fn micro_f32_avx512_widening(
 /// keeps a pair's second value fill the 16 ymm.
 ///
 /// # Safety
-/// As [`micro_f32_avx512_widening`], on a CPU with AVX2 and FMA.
+/// As [`micro_f32_avx512_widening`], on a CPU with AVX2 and FMA, and `onto`
+/// never [`Onto::BiasActivated`] (no AVX2 kernel activates its tile).
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn micro_f32_avx2_widening(
@@ -971,52 +971,72 @@ pub unsafe fn micro_f32_avx2_widening(
     ldc: usize,
     rows: usize,
     cols: usize,
+    onto: Onto,
     ahead: Ahead,
 ) {
-    let high = _mm256_set1_epi32(0xffff_0000_u32 as i32);
     for half in 0..2 {
         // The f32 kernels skip a half past `cols` too: no tile reads it.
         if half * 16 >= cols {
             break;
         }
-        let mut ap = a.cast::<f32>();
-        // SAFETY: half * 16 < NR: inside the first pair step of the panel and
-        // of `widened`'s first step.
-        let (mut bp, mut out) = unsafe { (b.cast::<u32>().add(half * 16), widened.add(half * 16)) };
-        let mut acc = [_mm256_setzero_ps(); 2 * MR_256];
-        let mut ahead = ahead.part(half, 2).over(kc.div_ceil(2));
-        for pair in 0..kc.div_ceil(2) {
-            ahead.tick();
-            // SAFETY: as in `micro_f32_avx512_widening`, for this half's 16
-            // of the NR pairs and widened columns.
-            unsafe {
-                let w0 =
-                    _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_loadu_si256(bp.cast())));
-                let w1 = _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_loadu_si256(
-                    bp.add(8).cast(),
-                )));
-                _mm256_storeu_ps(out, w0);
-                _mm256_storeu_ps(out.add(8), w1);
-                fma_step_256::<MR_256>(&mut acc, ap, w0, w1);
-                ap = ap.add(MR_256);
-                let x0 = _mm256_castsi256_ps(_mm256_and_si256(_mm256_loadu_si256(bp.cast()), high));
-                let x1 = _mm256_castsi256_ps(_mm256_and_si256(
-                    _mm256_loadu_si256(bp.add(8).cast()),
-                    high,
-                ));
-                _mm256_storeu_ps(out.add(NR), x0);
-                _mm256_storeu_ps(out.add(NR + 8), x1);
-                if 2 * pair + 1 < kc {
-                    fma_step_256::<MR_256>(&mut acc, ap, x0, x1);
-                    ap = ap.add(MR_256);
-                }
-                bp = bp.add(NR);
-                out = out.add(2 * NR);
-            }
-        }
-        // SAFETY: AVX is enabled here; half * 16 < cols; the C tile is ours.
-        unsafe { add_half_256(&acc, c, ldc, rows, cols, half, Onto::Output) };
+        // SAFETY: the contract, passed on; AVX2 and FMA are enabled here;
+        // half * 16 < cols.
+        unsafe {
+            let acc = widening_half_sums_256(kc, a, b, widened, half, ahead);
+            add_half_256(&acc, c, ldc, rows, cols, half, onto)
+        };
     }
+}
+
+/// One 16-column half's sums of [`micro_f32_avx2_widening`], and that half of
+/// its widened panel written. Not inlined, as [`widening_sums_512`].
+///
+/// # Safety
+/// As [`micro_f32_avx2_widening`], with `half` 0 or 1.
+#[target_feature(enable = "avx2,fma")]
+#[inline(never)]
+unsafe fn widening_half_sums_256(
+    kc: usize,
+    a: *const u32,
+    b: *const u8,
+    widened: *mut f32,
+    half: usize,
+    ahead: Ahead,
+) -> [__m256; 2 * MR_256] {
+    let high = _mm256_set1_epi32(0xffff_0000_u32 as i32);
+    let mut ap = a.cast::<f32>();
+    // SAFETY: half * 16 < NR: inside the first pair step of the panel and
+    // of `widened`'s first step.
+    let (mut bp, mut out) = unsafe { (b.cast::<u32>().add(half * 16), widened.add(half * 16)) };
+    let mut acc = [_mm256_setzero_ps(); 2 * MR_256];
+    let mut ahead = ahead.part(half, 2).over(kc.div_ceil(2));
+    for pair in 0..kc.div_ceil(2) {
+        ahead.tick();
+        // SAFETY: as in `widening_sums_512`, for this half's 16 of the NR
+        // pairs and widened columns.
+        unsafe {
+            let w0 = _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_loadu_si256(bp.cast())));
+            let w1 = _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_loadu_si256(
+                bp.add(8).cast(),
+            )));
+            _mm256_storeu_ps(out, w0);
+            _mm256_storeu_ps(out.add(8), w1);
+            fma_step_256::<MR_256>(&mut acc, ap, w0, w1);
+            ap = ap.add(MR_256);
+            let x0 = _mm256_castsi256_ps(_mm256_and_si256(_mm256_loadu_si256(bp.cast()), high));
+            let x1 =
+                _mm256_castsi256_ps(_mm256_and_si256(_mm256_loadu_si256(bp.add(8).cast()), high));
+            _mm256_storeu_ps(out.add(NR), x0);
+            _mm256_storeu_ps(out.add(NR + 8), x1);
+            if 2 * pair + 1 < kc {
+                fma_step_256::<MR_256>(&mut acc, ap, x0, x1);
+                ap = ap.add(MR_256);
+            }
+            bp = bp.add(NR);
+            out = out.add(2 * NR);
+        }
+    }
+    acc
 }
 
 /// Rows of the AVX2 int8 kernels: 6 accumulators beside the paired kernel's
