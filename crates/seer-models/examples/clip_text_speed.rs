@@ -15,8 +15,6 @@ use seer_models::{ClipConfig, ClipModel, Device, Precision, TextPadding, Weights
 mod speed_env;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    seer_kernels::alloc::keep_freed_blocks();
-    seer_models::nn::candle_threads::run_candle_ops_inline();
     speed_env::apply()?;
     let mut args = std::env::args().skip(1);
     let precision = match args.next() {

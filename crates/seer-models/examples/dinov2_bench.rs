@@ -19,8 +19,6 @@ use seer_models::{Device, Precision, Tensor, Weights};
 mod speed_env;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    seer_kernels::alloc::keep_freed_blocks();
-    seer_models::nn::candle_threads::run_candle_ops_inline();
     speed_env::apply()?;
     let args: Vec<String> = std::env::args().skip(1).collect();
     let arg = |i: usize, default: &str| args.get(i).cloned().unwrap_or(default.into());
