@@ -18,8 +18,8 @@ use seer_models::Precision;
 use serde_json::{json, Value};
 
 use super::{
-    attach_reference, follow, measure_end_to_end, print_table, record_f32_speed, Args, Reference,
-    PROMPTS,
+    attach_reference, follow, measure_end_to_end, print_table, record_f32_image_speed, Args,
+    Reference, PROMPTS,
 };
 
 pub(super) fn run(args: &Args, resolved: &ResolvedModel) -> anyhow::Result<ExitCode> {
@@ -90,14 +90,7 @@ fn measure(
         eprintln!("seer  image model-only   batch {b:>3}: {ips:8.2} images/s");
         if let Some(exact) = exact {
             let f32_ips = bench_image_model(exact, b, args.iterations)?;
-            let line = format!("image model-only   batch {b:>3}: {f32_ips:8.2} images/s");
-            record_f32_speed(
-                args,
-                &mut results,
-                &["image_model", &b.to_string()],
-                f32_ips,
-                &line,
-            );
+            record_f32_image_speed(args, &mut results, b, f32_ips);
         }
         follow(&mut reference, &["image_model", &b.to_string()])?;
     }

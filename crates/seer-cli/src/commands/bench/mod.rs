@@ -291,14 +291,7 @@ fn measure_clip(
         eprintln!("seer  image model-only   batch {b:>3}: {ips:8.2} images/s{achieved}");
         if let Some(exact) = exact {
             let f32_ips = bench_image_model(exact, b, args.iterations)?;
-            let line = format!("image model-only   batch {b:>3}: {f32_ips:8.2} images/s");
-            record_f32_speed(
-                args,
-                &mut results,
-                &["image_model", &b.to_string()],
-                f32_ips,
-                &line,
-            );
+            record_f32_image_speed(args, &mut results, b, f32_ips);
         }
         follow(&mut reference, &["image_model", &b.to_string()])?;
     }
@@ -597,6 +590,18 @@ fn record_f32_speed(args: &Args, results: &mut Value, key: &[&str], f32_rate: f6
             &mut node[*k]
         });
     *node = json!(speedup);
+}
+
+/// [`record_f32_speed`] for the model-only image figure at batch `b`.
+fn record_f32_image_speed(args: &Args, results: &mut Value, b: usize, f32_ips: f64) {
+    let line = format!("image model-only   batch {b:>3}: {f32_ips:8.2} images/s");
+    record_f32_speed(
+        args,
+        results,
+        &["image_model", &b.to_string()],
+        f32_ips,
+        &line,
+    );
 }
 
 /// The engines `scripts/bench_reference.py` runs besides PyTorch, with their
