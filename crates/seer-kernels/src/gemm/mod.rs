@@ -2128,17 +2128,40 @@ impl Pacer {
         }
         self.countdown -= 1;
         if self.countdown == 0 {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: a prefetch has no effect on memory and never faults;
-            // the address is only computed (wrapping), not dereferenced.
-            unsafe {
-                use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
-                _mm_prefetch::<_MM_HINT_T1>(self.at.cast())
-            };
-            self.at = self.at.wrapping_add(64);
-            self.left -= 1;
-            self.countdown = self.every;
+            self.ask();
         }
+    }
+
+    /// `steps` depth steps at once ([`Pacer::tick`] that many times, in
+    /// one check where no line is due): for a kernel whose loop takes several
+    /// steps a turn.
+    #[inline(always)]
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub(crate) fn ticks(&mut self, steps: usize) {
+        let mut steps = steps;
+        while self.left > 0 && steps >= self.countdown {
+            steps -= self.countdown;
+            self.ask();
+        }
+        if self.left > 0 {
+            self.countdown -= steps;
+        }
+    }
+
+    /// Asks for the next line into L2, and starts the countdown to the one
+    /// after it.
+    #[inline(always)]
+    fn ask(&mut self) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: a prefetch has no effect on memory and never faults;
+        // the address is only computed (wrapping), not dereferenced.
+        unsafe {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
+            _mm_prefetch::<_MM_HINT_T1>(self.at.cast())
+        };
+        self.at = self.at.wrapping_add(64);
+        self.left -= 1;
+        self.countdown = self.every;
     }
 }
 /// An int8 micro-kernel: the float one's arguments (and contract), then what
@@ -3330,6 +3353,31 @@ mod blocking_tests {
             assert!(cells.iter().all(|&c| c == 1), "{tiles}x{panels}/{parts}");
             let (lo, hi) = (sizes.iter().min().unwrap(), sizes.iter().max().unwrap());
             assert!(hi - lo <= 1, "{sizes:?}");
+        }
+    }
+
+    #[test]
+    fn steps_ticked_together_ask_for_the_lines_one_at_a_time_would() {
+        // After each group of steps, `ticks` has asked for as many lines
+        // (and is at the same line) as `tick` once a step, whatever the pace
+        // (`every` 1 to 4) and however many lines there are.
+        let start = 0x10_0000 as *const u8;
+        for lines in [0, 1, 3, 7, 64, 100, 300] {
+            for steps in [6, 7, 256, 257] {
+                for group in [1, 2, 4, 8] {
+                    let ahead = Ahead { at: start, lines };
+                    let (mut one, mut together) = (ahead.over(steps), ahead.over(steps));
+                    for done in (group..=steps).step_by(group) {
+                        (0..group).for_each(|_| one.tick());
+                        together.ticks(group);
+                        assert_eq!(
+                            (together.left, together.at),
+                            (one.left, one.at),
+                            "{lines} lines, {steps} steps, {group} a group, after {done}"
+                        );
+                    }
+                }
+            }
         }
     }
 
