@@ -84,5 +84,8 @@ pub unsafe fn micro_int8(
     }
     let overwrite = d.first.as_ref().is_some_and(|f| f.overwrite);
     // SAFETY: the C tile is valid and ours by the contract.
-    unsafe { add_tile(&out, c, ldc, rows, cols, overwrite) };
+    unsafe {
+        add_tile(&out, c, ldc, rows, cols, overwrite);
+        d.activate(c, ldc, rows, cols);
+    }
 }
