@@ -596,3 +596,43 @@ fn bf16_attention_reads_qkv_lines_as_it_rounds_f32_rows() {
         }
     }
 }
+
+#[test]
+fn int8_products_activate_as_a_pass_over_their_output_would() {
+    // The int8 kernels apply the activation to their last depth block's tile
+    // themselves (VNNI's in registers before its one store): the bits of the product without it followed by `apply_activation`,
+    // onto a bias and onto a residual, over partial tiles and one or three
+    // int8 depth blocks. Here, not in tests/gemm.rs: the activation's
+    // function is the capped instruction set's.
+    use seer_kernels::{gemm, Init, PackedWeights, Precision};
+    crate::common::cap(CEILING);
+    for (m, n, k) in [(3, 5, 7), (15, 33, 257), (37, 70, 2100)] {
+        let a = values(m * k, 31);
+        let w = values(n * k, 32);
+        let packed = PackedWeights::from_rows(&w, n, k, Some(values(n, 33)), Precision::Int8);
+        let residual = values(m * n, 34);
+        for init in [Init::Bias, Init::AddToOutput] {
+            for act in [
+                Activation::QuickGelu,
+                Activation::Gelu,
+                Activation::GeluTanh,
+            ] {
+                let start = match init {
+                    Init::Bias => vec![f32::NAN; m * n],
+                    Init::AddToOutput => residual.clone(),
+                };
+                let mut got = start.clone();
+                gemm(&a, m, &packed, &mut got, init, Some(act));
+                let mut want = start;
+                gemm(&a, m, &packed, &mut want, init, None);
+                apply_activation(&mut want, act);
+                for (i, (x, y)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        x.to_bits() == y.to_bits() && x.is_finite(),
+                        "{init:?} {act:?} {m}x{n}x{k} [{i}]: {x} vs {y}"
+                    );
+                }
+            }
+        }
+    }
+}
