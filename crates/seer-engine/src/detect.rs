@@ -123,6 +123,27 @@ pub fn detector_of(model: &LoadedModel) -> Result<Arc<dyn Detector>> {
     })
 }
 
+/// `run` over `items`, in order: on the CPU (`on_cpu`), the items cut into
+/// one run per thread (`split_batch::per_thread`, as a CLIP batch is cut), each
+/// run on a one-thread pool, so that each item's forward runs alone on its
+/// thread; elsewhere (a GPU) one after another. A detector's threads sharing
+/// one image's every product, attention and norm wait for each other dozens of
+/// times a forward; an image alone on a thread does not. Each item's result
+/// (its error too) stays with its item. Used by `seer detect` and the Python
+/// package's `detect`, so both run an image the same way.
+pub fn one_item_per_thread<I: Sync, T: Send>(
+    on_cpu: bool,
+    items: &[I],
+    run: &(impl Fn(&I) -> T + Sync),
+) -> Vec<T> {
+    // The parts themselves cannot fail: each item's error is in its `T`.
+    let Ok(parts) =
+        seer_models::nn::split_batch::per_thread(on_cpu, &vec![1; items.len()], |part| {
+            Ok::<_, std::convert::Infallible>(items[part].iter().map(run).collect::<Vec<_>>())
+        });
+    parts.into_iter().flatten().collect()
+}
+
 /// A family's raw outputs for one image.
 pub struct RawDetections<'a> {
     /// (boxes × queries) logits, row-major by box.

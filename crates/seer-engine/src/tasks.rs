@@ -364,6 +364,16 @@ impl LoadedModel {
             .ok_or_else(|| self.lacks("has no image-text matching head", "a BLIP retrieval checkpoint (BlipForImageTextRetrieval, e.g. Salesforce/blip-itm-base-coco)"))
     }
 
+    /// The segmenter, or an error naming what the model is.
+    pub fn segmenter(&self) -> Result<&dyn crate::segment::Segmenter> {
+        self.segmenter.as_deref().ok_or_else(|| {
+            self.lacks(
+                "does not segment",
+                "a SAM checkpoint (SamModel, e.g. facebook/sam-vit-base or SlimSAM)",
+            )
+        })
+    }
+
     fn lacks(&self, what: &str, needed: &str) -> EngineError {
         EngineError::Invalid(format!(
             "model '{}' ({}) {what}: this needs {needed}",

@@ -7,7 +7,7 @@ use pyo3::exceptions::PyOverflowError;
 use pyo3::prelude::*;
 use pyo3::types::PyByteArray;
 
-use crate::batch::Row;
+use crate::batch::{Outcome, Row};
 use crate::SeerError;
 
 /// A `SeerError` with `message`.
@@ -56,8 +56,8 @@ pub fn floats<'py>(
     })
 }
 
-/// Each row's error as `(input name, cause)`, `None` for a row that worked.
-pub fn errors(rows: &[Row]) -> Vec<Option<(String, String)>> {
+/// Each input's error as `(input name, cause)`, `None` for one that worked.
+pub fn errors<T>(rows: &[Outcome<T>]) -> Vec<Option<(String, String)>> {
     rows.iter()
         .map(|r| r.as_ref().err().map(|e| (e.name.clone(), e.cause.clone())))
         .collect()

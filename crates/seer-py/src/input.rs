@@ -20,7 +20,7 @@ use pyo3::prelude::*;
 use pyo3::pybacked::{PyBackedBytes, PyBackedStr};
 use seer_engine::ImageEncoder;
 use seer_image::image::RgbImage;
-use seer_image::DecodeLimits;
+use seer_image::{DecodeLimits, DecodedImage};
 
 /// How bytes inputs are named in messages.
 const BYTES_NAME: &str = "bytes";
@@ -89,16 +89,6 @@ impl ImageInput {
         limits: &DecodeLimits,
     ) -> Result<Vec<f32>, InputError> {
         match self {
-            Self::Path(path) => not_special(path)
-                .map_err(|cause| InputError::new(self.name(), cause))
-                .and_then(|()| {
-                    seer_image::decode_file_full(path, limits)
-                        .map_err(|e| InputError::from_named(self.name(), e))
-                })
-                .map(|image| encoder.preprocess(&image)),
-            Self::Bytes(bytes) => seer_image::decode_bytes_full(bytes, BYTES_NAME, limits)
-                .map(|image| encoder.preprocess(&image))
-                .map_err(|e| InputError::from_named(self.name(), e)),
             Self::Rgb {
                 height,
                 width,
@@ -108,6 +98,32 @@ impl ImageInput {
                     .map_err(|cause| InputError::new(self.name(), cause))?;
                 Ok(encoder.preprocess_rgb(&image))
             }
+            _ => self.decoded(limits).map(|image| encoder.preprocess(&image)),
+        }
+    }
+
+    /// The input as a decoded image, as `seer caption` or `seer detect` reads
+    /// a file (an array as the RGB image it holds).
+    pub fn decoded(&self, limits: &DecodeLimits) -> Result<DecodedImage, InputError> {
+        match self {
+            Self::Path(path) => not_special(path)
+                .map_err(|cause| InputError::new(self.name(), cause))
+                .and_then(|()| {
+                    seer_image::decode_file_full(path, limits)
+                        .map_err(|e| InputError::from_named(self.name(), e))
+                }),
+            Self::Bytes(bytes) => seer_image::decode_bytes_full(bytes, BYTES_NAME, limits)
+                .map_err(|e| InputError::from_named(self.name(), e)),
+            Self::Rgb {
+                height,
+                width,
+                samples,
+            } => rgb_image(*height, *width, samples, limits)
+                .and_then(|image| {
+                    DecodedImage::from_rgb8(*width, *height, image.into_raw())
+                        .map_err(|e| e.to_string())
+                })
+                .map_err(|cause| InputError::new(self.name(), cause)),
             Self::Invalid { name, cause } => Err(InputError::new(name.clone(), cause.clone())),
         }
     }

@@ -48,6 +48,7 @@ mod convert;
 mod input;
 mod model;
 mod pool;
+mod tasks;
 
 create_exception!(
     seer,

@@ -3,20 +3,25 @@
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 
 use pyo3::exceptions::{PyTypeError, PyUnicodeEncodeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyString};
+use seer_engine::automask::AutoMaskOptions;
+use seer_engine::detect::{detector_of, DetectOptions, DetectQuery};
 use seer_engine::prompts::templates as template_set;
+use seer_engine::segment::SegmentPrompt;
 use seer_engine::{
-    DeviceChoice, EmbedOptions, LoadOptions, LoadedModel, Precision, ZeroShotClassifier,
+    DeviceChoice, EmbedOptions, GenerateOptions, Generated, LoadOptions, LoadedModel, MatchScore,
+    Precision, ZeroShotClassifier,
 };
 use seer_image::DecodeLimits;
 
-use crate::batch::{embed_images, interrupted, Row};
+use crate::batch::{embed_images, interrupted, Outcome, Row};
 use crate::convert::{errors, floats, matrix, pool_error, seer_error, Int};
 use crate::input::{special_file, ImageInput};
-use crate::pool;
+use crate::{pool, tasks};
 
 /// What each input's error is handed back as: `(input name, cause)`.
 type InputErrors = Vec<Option<(String, String)>>;
@@ -31,6 +36,8 @@ pub struct Model {
     name: PathBuf,
     /// Batch size and decode limits of every call (normalisation is per call).
     options: EmbedOptions,
+    /// Whether it runs on the CPU (detection then runs an image per thread).
+    on_cpu: bool,
 }
 
 /// Prompt templates: a built-in set or file (`default`, `imagenet`, a path,
@@ -162,12 +169,6 @@ impl Model {
             .detach(|| pool::run_transient(|| load_model(&spec, &load)))
             .map_err(pool_error)?
             .map_err(|e| seer_error(format!("cannot load model '{}': {e}", spec.display())))?;
-        if model.image.is_none() && model.text.is_none() {
-            return Err(seer_error(format!(
-                "model '{}' ({}) gives no embeddings: seer.Model takes an embedding model (CLIP, SigLIP, DINOv2)",
-                model.id, model.family
-            )));
-        }
         let defaults = DecodeLimits::default();
         let limits = DecodeLimits {
             max_pixels: max_pixels.unwrap_or(defaults.max_pixels),
@@ -181,6 +182,7 @@ impl Model {
                 normalize: true,
                 limits,
             },
+            on_cpu: device == DeviceChoice::Cpu,
         })
     }
 
@@ -303,6 +305,273 @@ impl Model {
         Ok((predictions, errors(&rows)))
     }
 
+    /// Captions the inputs as `seer caption` does: each input's caption
+    /// (`None` for a failed input) and each input's error.
+    #[pyo3(signature = (inputs, prompt, beams, max_new_tokens, stop_on_error))]
+    fn caption(
+        &self,
+        py: Python<'_>,
+        inputs: Vec<ImageInput>,
+        prompt: Option<String>,
+        beams: Option<Int>,
+        max_new_tokens: Option<Int>,
+        stop_on_error: bool,
+    ) -> PyResult<(Vec<Option<String>>, InputErrors)> {
+        let generate = generate_options(beams, max_new_tokens)?;
+        let captioner = self.model.captioner().map_err(seer_error)?;
+        if prompt.as_deref().is_some_and(|p| p.trim().is_empty()) {
+            return Err(seer_error(
+                "prompt is empty: give the words every caption starts with, or None",
+            ));
+        }
+        captioner
+            .check_prompt(prompt.as_deref(), "prompt", &generate)
+            .map_err(seer_error)?;
+        let captions = pool::run_interruptible(py, |cancel| {
+            tasks::caption(
+                captioner,
+                &inputs,
+                prompt.as_deref(),
+                &generate,
+                &self.batches(stop_on_error, cancel),
+            )
+        })?
+        .map_err(seer_error)?;
+        Ok(texts_and_errors(captions))
+    }
+
+    /// Answers `questions[i]` about input `i` as `seer ask` does.
+    #[pyo3(signature = (inputs, questions, beams, max_new_tokens, stop_on_error))]
+    fn ask(
+        &self,
+        py: Python<'_>,
+        inputs: Vec<ImageInput>,
+        questions: Vec<String>,
+        beams: Option<Int>,
+        max_new_tokens: Option<Int>,
+        stop_on_error: bool,
+    ) -> PyResult<(Vec<Option<String>>, InputErrors)> {
+        let generate = generate_options(beams, max_new_tokens)?;
+        let answerer = self.model.answerer().map_err(seer_error)?;
+        if questions.len() != inputs.len() {
+            return Err(seer_error(format!(
+                "{} questions for {} images",
+                questions.len(),
+                inputs.len()
+            )));
+        }
+        for (i, question) in questions.iter().enumerate() {
+            let what = format!("questions[{i}]");
+            if question.trim().is_empty() {
+                return Err(seer_error(format!("{what} is empty")));
+            }
+            answerer
+                .check_question(question, &what, &generate)
+                .map_err(seer_error)?;
+        }
+        let answers = pool::run_interruptible(py, |cancel| {
+            tasks::answer(
+                answerer,
+                &inputs,
+                &questions,
+                &generate,
+                &self.batches(stop_on_error, cancel),
+            )
+        })?
+        .map_err(seer_error)?;
+        Ok(texts_and_errors(answers))
+    }
+
+    /// Scores every input against every text as `seer match` does: the
+    /// image-text matching probabilities and the contrastive cosines, each
+    /// a row-major (inputs × texts) float32 matrix (a failed input's row
+    /// NaN), and each input's error.
+    fn match_texts<'py>(
+        &self,
+        py: Python<'py>,
+        inputs: Vec<ImageInput>,
+        texts: Vec<String>,
+        stop_on_error: bool,
+    ) -> PyResult<(
+        Bound<'py, PyByteArray>,
+        Bound<'py, PyByteArray>,
+        InputErrors,
+    )> {
+        let matcher = self.model.matcher().map_err(seer_error)?;
+        for (i, text) in texts.iter().enumerate() {
+            let what = format!("texts[{i}]");
+            if text.trim().is_empty() {
+                return Err(seer_error(format!("{what} is empty")));
+            }
+            matcher.check_text(text, &what).map_err(seer_error)?;
+        }
+        let scores = pool::run_interruptible(py, |cancel| {
+            tasks::match_texts(
+                matcher,
+                &inputs,
+                &texts,
+                &self.batches(stop_on_error, cancel),
+            )
+        })?
+        .map_err(seer_error)?;
+        let field = |pick: fn(&MatchScore) -> f32| -> Vec<Option<Vec<f32>>> {
+            scores
+                .iter()
+                .map(|row| row.as_ref().ok().map(|r| r.iter().map(pick).collect()))
+                .collect()
+        };
+        let (itm, cosine) = (field(|s| s.itm_probability), field(|s| s.similarity));
+        Ok((
+            floats(py, &borrowed(&itm), texts.len())?,
+            floats(py, &borrowed(&cosine), texts.len())?,
+            errors(&scores),
+        ))
+    }
+
+    /// Detects `labels` (or what `image_query` shows) in each input as `seer
+    /// detect` does: each input's detections, best first, as `(label,
+    /// label index, score, (x0, y0, x1, y1))` (`None` for a failed input),
+    /// and each input's error.
+    #[pyo3(signature = (inputs, labels, image_query, threshold, nms, stop_on_error))]
+    #[allow(clippy::too_many_arguments)]
+    fn detect(
+        &self,
+        py: Python<'_>,
+        inputs: Vec<ImageInput>,
+        labels: Option<Vec<String>>,
+        image_query: Option<ImageInput>,
+        threshold: Option<f32>,
+        nms: f32,
+        stop_on_error: bool,
+    ) -> PyResult<(Vec<Option<Vec<Detected>>>, InputErrors)> {
+        let detector = detector_of(&self.model).map_err(seer_error)?;
+        let query = match (labels, image_query) {
+            (Some(labels), None) => DetectQuery::Texts(labels),
+            (None, Some(query)) => DetectQuery::Image(
+                query
+                    .decoded(&self.options.limits)
+                    .map_err(|e| seer_error(format!("image_query ({}): {}", e.name, e.cause)))?,
+            ),
+            _ => return Err(seer_error("give labels or an image_query, not both")),
+        };
+        let options = DetectOptions {
+            threshold: threshold.unwrap_or_else(|| query.default_threshold()),
+            nms_iou: nms,
+        };
+        let on_cpu = self.on_cpu;
+        let found = pool::run_interruptible(py, |cancel| {
+            let batches = self.batches(stop_on_error, cancel);
+            tasks::detect(&*detector, &inputs, &query, &options, on_cpu, &batches)
+        })?
+        .map_err(seer_error)?;
+        let detections = found
+            .iter()
+            .map(|row| {
+                row.as_ref().ok().map(|found| {
+                    found
+                        .iter()
+                        .map(|d| (d.label.clone(), d.label_index, d.score, d.bbox))
+                        .collect()
+                })
+            })
+            .collect();
+        Ok((detections, errors(&found)))
+    }
+
+    /// The masks of one prompt on one image as `seer segment` gives them:
+    /// the image's `(width, height)` and per mask `(object, iou, mask, logits)`,
+    /// the mask `height × width` bytes of 0 or 1, the logits 256 × 256 float32.
+    #[pyo3(signature = (input, points, boxes, mask_logits, multimask))]
+    fn segment<'py>(
+        &self,
+        py: Python<'py>,
+        input: ImageInput,
+        points: Vec<(f32, f32, bool)>,
+        boxes: Vec<[f32; 4]>,
+        mask_logits: Option<Vec<f32>>,
+        multimask: bool,
+    ) -> PyResult<SegmentOut<'py, (usize, f32)>> {
+        let segmenter = self.model.segmenter().map_err(seer_error)?;
+        let prompt = SegmentPrompt {
+            points,
+            boxes,
+            mask_logits,
+        };
+        let limits = &self.options.limits;
+        let result = pool::run_interruptible(py, |_| {
+            tasks::segment(segmenter, &input, &prompt, multimask, limits)
+        })?
+        .map_err(task_error)?;
+        let masks = result
+            .masks
+            .iter()
+            .map(|m| {
+                let logits: [Option<&[f32]>; 1] = [Some(&m.low_res_logits)];
+                Ok((
+                    (m.object, m.iou),
+                    mask_bytes(py, &m.mask),
+                    floats(py, &logits, m.low_res_logits.len())?,
+                ))
+            })
+            .collect::<PyResult<_>>()?;
+        Ok((result.width, result.height, masks))
+    }
+
+    /// Every object of one image without a prompt, as `seer segment --auto`
+    /// finds them, best first: the image's `(width, height)` and per mask
+    /// `((iou, stability score, box, crop box, point), mask)`, the mask as in
+    /// [`Self::segment`].
+    #[pyo3(signature = (input, points_per_side, pred_iou_thresh, stability_score_thresh, stability_score_offset, box_nms_thresh, crop_n_layers, crop_overlap_ratio, crop_n_points_downscale_factor))]
+    #[allow(clippy::too_many_arguments)]
+    fn generate_masks<'py>(
+        &self,
+        py: Python<'py>,
+        input: ImageInput,
+        points_per_side: usize,
+        pred_iou_thresh: f32,
+        stability_score_thresh: f32,
+        stability_score_offset: f32,
+        box_nms_thresh: f32,
+        crop_n_layers: usize,
+        crop_overlap_ratio: f64,
+        crop_n_points_downscale_factor: usize,
+    ) -> PyResult<SegmentOut<'py, AutoFacts>> {
+        let segmenter = self.model.segmenter().map_err(seer_error)?;
+        let options = AutoMaskOptions {
+            points_per_side,
+            pred_iou_thresh,
+            stability_score_thresh,
+            stability_score_offset,
+            nms_thresh: box_nms_thresh,
+            crop_n_layers,
+            crop_overlap_ratio,
+            crop_n_points_downscale_factor,
+            ..AutoMaskOptions::default()
+        };
+        options.validate().map_err(seer_error)?;
+        let limits = &self.options.limits;
+        let result = pool::run_interruptible(py, |_| {
+            tasks::generate_masks(segmenter, &input, &options, limits)
+        })?
+        .map_err(task_error)?;
+        let masks = result
+            .masks
+            .iter()
+            .map(|m| {
+                let facts = (
+                    m.mask.iou,
+                    m.stability_score,
+                    m.box_xyxy,
+                    m.crop_box,
+                    m.point,
+                );
+                let logits: [Option<&[f32]>; 0] = [];
+                Ok((facts, mask_bytes(py, &m.mask.mask), floats(py, &logits, 0)?))
+            })
+            .collect::<PyResult<_>>()?;
+        Ok((result.width, result.height, masks))
+    }
+
     /// The model itself: it never changes, so a copy would be the same.
     fn __copy__(slf: Py<Self>) -> Py<Self> {
         slf
@@ -355,5 +624,71 @@ impl Model {
             normalize,
             ..self.options.clone()
         }
+    }
+
+    /// How a task call runs its inputs: this model's batch size and limits.
+    fn batches<'a>(&'a self, stop_on_error: bool, cancel: &'a AtomicBool) -> tasks::Batches<'a> {
+        tasks::Batches {
+            batch_size: self.options.batch_size,
+            limits: &self.options.limits,
+            stop_on_error,
+            cancel,
+        }
+    }
+}
+
+/// One detection as Python receives it: `(label, label index, score, box)`.
+type Detected = (String, usize, f32, [f32; 4]);
+
+/// What an automatic mask says besides its pixels: `(iou, stability score,
+/// box, crop box, point)`.
+type AutoFacts = (f32, f32, [u32; 4], [u32; 4], (f64, f64));
+
+/// A segmentation as Python receives it: the image's width and height, and
+/// per mask its facts, its pixels (0/1 bytes) and its logits (float32).
+type SegmentOut<'py, F> = (
+    u32,
+    u32,
+    Vec<(F, Bound<'py, PyByteArray>, Bound<'py, PyByteArray>)>,
+);
+
+/// `beams` and `max_new_tokens` as the engine takes them: each at least 1.
+fn generate_options(beams: Option<Int>, max_new_tokens: Option<Int>) -> PyResult<GenerateOptions> {
+    Ok(GenerateOptions {
+        beams: beams.map(|b| b.count("beams")).transpose()?,
+        max_new_tokens: max_new_tokens
+            .map(|m| m.count("max_new_tokens"))
+            .transpose()?,
+    })
+}
+
+/// Generated texts as Python receives them (`None` for a failed input), and
+/// each input's error.
+fn texts_and_errors(outcomes: Vec<Outcome<Generated>>) -> (Vec<Option<String>>, InputErrors) {
+    let failures = errors(&outcomes);
+    let texts = outcomes
+        .into_iter()
+        .map(|o| o.ok().map(|g| g.text))
+        .collect();
+    (texts, failures)
+}
+
+/// Rows as [`floats`] takes them.
+fn borrowed(rows: &[Option<Vec<f32>>]) -> Vec<Option<&[f32]>> {
+    rows.iter().map(|v| v.as_deref()).collect()
+}
+
+/// A mask as bytes of 0 or 1 (numpy reads them as `bool` without a copy).
+fn mask_bytes<'py>(py: Python<'py>, mask: &[bool]) -> Bound<'py, PyByteArray> {
+    let bytes: Vec<u8> = mask.iter().map(|&m| u8::from(m)).collect();
+    PyByteArray::new(py, &bytes)
+}
+
+/// A one-image task's error: the input's, named as the batch calls name
+/// theirs (`input 0 (NAME): cause`), or the model's.
+fn task_error(error: tasks::TaskError) -> PyErr {
+    match error {
+        tasks::TaskError::Input(e) => seer_error(format!("input 0 ({}): {}", e.name, e.cause)),
+        tasks::TaskError::Model(e) => seer_error(e),
     }
 }

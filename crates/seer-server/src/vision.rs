@@ -331,14 +331,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Whether `model` segments: the error `seer serve` refuses it with otherwise.
 pub fn check_segmenter(model: &LoadedModel) -> seer_engine::Result<()> {
-    match model.segmenter.is_some() {
-        true => Ok(()),
-        false => Err(EngineError::Invalid(format!(
-            "model '{}' ({}) does not segment: this needs a SAM checkpoint \
-             (SamModel, e.g. facebook/sam-vit-base or SlimSAM)",
-            model.id, model.family
-        ))),
-    }
+    model.segmenter().map(|_| ())
 }
 
 /// A mask as the page draws it: a PNG at most `max_side` on its longest side

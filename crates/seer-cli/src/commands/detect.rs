@@ -11,10 +11,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use seer_engine::detect::{detector_of, DetectOptions, DetectQuery, Detection, DEFAULT_NMS_IOU};
+use seer_engine::detect::{
+    detector_of, one_item_per_thread, DetectOptions, DetectQuery, Detection, DEFAULT_NMS_IOU,
+};
 use seer_engine::{collect_image_paths, DeviceChoice};
 use seer_index::pathcodec::display_path;
-use seer_models::nn::split_batch;
 
 use crate::common::RunArgs;
 use crate::output::{progress, Failures};
@@ -89,7 +90,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     for (path, result) in paths.chunks(group).flat_map(|files| {
         files
             .iter()
-            .zip(one_file_per_thread(on_cpu, files, &detect_file))
+            .zip(one_item_per_thread(on_cpu, files, &detect_file))
     }) {
         pb.inc(1);
         let detections = match result {
@@ -129,23 +130,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     pb.finish_and_clear();
     failures.summary(done, "images");
     Ok(failures.exit_code())
-}
-
-/// `run` over `files`, in order: on the CPU, one file per thread at once, each
-/// file's decoding and forward on its own thread (`split_batch`, as a CLIP
-/// batch is cut). The threads sharing one image's every product, attention
-/// and norm wait for each other dozens of times a forward; an image alone on
-/// a thread does not. Elsewhere (a GPU) one after another.
-fn one_file_per_thread<T: Send>(
-    on_cpu: bool,
-    files: &[PathBuf],
-    run: &(impl Fn(&PathBuf) -> anyhow::Result<T> + Sync),
-) -> Vec<anyhow::Result<T>> {
-    // Each file's error stays with its file: the parts themselves cannot fail.
-    let Ok(parts) = split_batch::per_thread(on_cpu, &vec![1; files.len()], |part| {
-        Ok::<_, std::convert::Infallible>(files[part].iter().map(run).collect::<Vec<_>>())
-    });
-    parts.into_iter().flatten().collect()
 }
 
 /// `--json`: fields in the documented order.

@@ -166,21 +166,14 @@ fn segment(args: SegmentArgs) -> anyhow::Result<ExitCode> {
         }
     );
     let model = args.run.load(&args.model)?;
-    let Some(segmenter) = model.segmenter.clone() else {
-        anyhow::bail!(
-            "model '{}' ({}) does not segment: `seer eval segment` needs a SAM checkpoint \
-             (SamModel, e.g. facebook/sam-vit-base or SlimSAM)",
-            model.id,
-            model.family
-        );
-    };
+    let segmenter = model.segmenter()?;
     let options = SegmentEvalOptions {
         include_crowd: args.include_crowd,
         limits: args.run.limits(Default::default()),
     };
     let pb = progress(data.images.len(), "segmenting");
     let mut failures = Failures::default();
-    let report = evaluate_segmentation(segmenter.as_ref(), &data, &options, |path, result| {
+    let report = evaluate_segmentation(segmenter, &data, &options, |path, result| {
         pb.inc(1);
         if let Err(e) = result {
             failures.report_path(&pb, path, &e.to_string());

@@ -403,14 +403,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         bail!("--logits writes the logits of one image: give exactly one IMAGE");
     }
     let model = args.run.load(&args.model)?;
-    let Some(segmenter) = model.segmenter.clone() else {
-        bail!(
-            "model '{}' ({}) does not segment: `seer segment` needs a SAM checkpoint \
-             (SamModel, e.g. facebook/sam-vit-base or SlimSAM)",
-            model.id,
-            model.family
-        );
-    };
+    let segmenter = model.segmenter()?;
     let detection = match &mode {
         Mode::Text(labels) => {
             let options = DetectOptions {

@@ -1,4 +1,5 @@
-"""seer: embed images and texts, and zero-shot classify images, with seer's engine.
+"""seer: embed images and texts, zero-shot classify, caption, ask, match, detect and
+segment images, with seer's engine.
 
 >>> import seer
 >>> model = seer.Model("ViT-B-32")
@@ -25,6 +26,18 @@ os.environ.setdefault("CANDLE_NUM_THREADS", "1")
 
 from ._inputs import ImageInput  # noqa: E402
 from ._model import ErrorMode, Model, Prediction  # noqa: E402
+from ._tasks import Detection, GeneratedMask, Mask, Matches  # noqa: E402
 from ._seer import SeerError, __version__  # noqa: E402
 
-__all__ = ["ErrorMode", "ImageInput", "Model", "Prediction", "SeerError", "__version__"]
+__all__ = [
+    "Detection",
+    "ErrorMode",
+    "GeneratedMask",
+    "ImageInput",
+    "Mask",
+    "Matches",
+    "Model",
+    "Prediction",
+    "SeerError",
+    "__version__",
+]

@@ -19,9 +19,20 @@ from typing import (
 
 import numpy as np
 
-from . import _seer
+from . import _seer, _tasks
+from ._checks import (
+    check_text,
+    flag,
+    matrix,
+    messages,
+    raise_first,
+    raise_unencodable,
+    stop_on_error,
+    strings,
+)
 from ._inputs import ImageInput, native_inputs
 from ._seer import SeerError
+from ._tasks import Detection, GeneratedMask, Mask, Matches
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -121,7 +132,8 @@ class Model:
 
     @property
     def dim(self) -> int:
-        """Length of the embeddings."""
+        """Length of the embeddings (0 for a model that gives none: BLIP,
+        OWL-ViT, SAM)."""
         return self._native.dim
 
     @property
@@ -132,7 +144,9 @@ class Model:
 
     @property
     def family(self) -> str:
-        """The model's family: ``clip``, ``siglip``, ``dinov2``."""
+        """The model's family: ``clip``, ``siglip``, ``dinov2`` (embeddings),
+        ``blip`` (:meth:`caption`, :meth:`ask`, :meth:`match`), ``owlvit``
+        (:meth:`detect`), ``sam`` (:meth:`segment`, :meth:`generate_masks`)."""
         return self._native.family
 
     @property
@@ -179,16 +193,16 @@ class Model:
         ``errors="return"``: returns ``(array, errors)``, where a failed input's
         row is NaN and ``errors[i]`` says why (``None`` for rows that worked).
         """
-        stop = _stop_on_error(errors)
-        normalize = _flag("normalize", normalize)
+        stop = stop_on_error(errors)
+        normalize = flag("normalize", normalize)
         native = native_inputs(inputs, self._native.max_pixels)
         buffer, failures = self._native.embed_images(native, normalize, stop)
         if stop:
-            _raise_first(failures)
-        array = _matrix(buffer, len(native), self.dim)
+            raise_first(failures)
+        array = matrix(buffer, len(native), self.dim)
         if stop:
             return array
-        return array, _messages(failures)
+        return array, messages(failures)
 
     def embed_texts(self, texts: Sequence[str], *, normalize: bool = True) -> np.ndarray:
         """Embeds texts: a float32 array (N, dim), equal to ``seer embed --text``'s."""
@@ -198,13 +212,13 @@ class Model:
         for i, text in enumerate(texts):
             if not isinstance(text, str):
                 raise TypeError(f"texts[{i}] is a {type(text).__name__}, not a str")
-        normalize = _flag("normalize", normalize)
+        normalize = flag("normalize", normalize)
         try:
             buffer = self._native.embed_texts(texts, normalize)
         except UnicodeEncodeError:
-            _raise_unencodable("texts", texts)
+            raise_unencodable("texts", texts)
             raise
-        return _matrix(buffer, len(texts), self.dim)
+        return matrix(buffer, len(texts), self.dim)
 
     @overload
     def classify(
@@ -252,29 +266,240 @@ class Model:
         A bad ``top_k`` value is a :class:`SeerError`, an argument of the wrong
         type (``labels``, ``templates``, ``top_k``) a ``TypeError``.
         """
-        stop = _stop_on_error(errors)
-        labels = _strings("labels", labels, "a list of class names")
+        stop = stop_on_error(errors)
+        labels = strings("labels", labels, "a list of class names")
         top_k = _top_k(top_k, len(labels))
         templates = _templates(templates)
         native = native_inputs(images, self._native.max_pixels)
         try:
             predictions, failures = self._native.classify(native, labels, templates, top_k, stop)
         except UnicodeEncodeError:
-            _raise_unencodable("labels", labels)
+            raise_unencodable("labels", labels)
             if isinstance(templates, str):
-                _check_text("templates", templates)
+                check_text("templates", templates)
             else:
-                _raise_unencodable("templates", templates)
+                raise_unencodable("templates", templates)
             raise
         if stop:
-            _raise_first(failures)
+            raise_first(failures)
         results = [
             None if classes is None else [Prediction(*c) for c in classes]
             for classes in predictions
         ]
         if stop:
             return results  # type: ignore[return-value]
-        return results, _messages(failures)
+        return results, messages(failures)
+
+    @overload
+    def caption(
+        self,
+        images: Sequence[ImageInput],
+        *,
+        prompt: Optional[str] = ...,
+        beams: Optional[int] = ...,
+        max_new_tokens: Optional[int] = ...,
+        errors: Literal["raise"] = ...,
+    ) -> List[str]: ...
+
+    @overload
+    def caption(
+        self,
+        images: Sequence[ImageInput],
+        *,
+        prompt: Optional[str] = ...,
+        beams: Optional[int] = ...,
+        max_new_tokens: Optional[int] = ...,
+        errors: Literal["return"],
+    ) -> Tuple[List[Optional[str]], List[Optional[str]]]: ...
+
+    def caption(
+        self,
+        images: Sequence[ImageInput],
+        *,
+        prompt: Optional[str] = None,
+        beams: Optional[int] = None,
+        max_new_tokens: Optional[int] = None,
+        errors: ErrorMode = "raise",
+    ) -> Union[List[str], Tuple[List[Optional[str]], List[Optional[str]]]]:
+        """A caption for each image, as ``seer caption`` writes it (a BLIP
+        captioning model, e.g. ``blip-base``).
+
+        ``prompt`` starts every caption (``"a picture of"``); ``beams`` is the
+        beam width (1, greedy, by default) and ``max_new_tokens`` the most
+        tokens written after the prompt (the checkpoint's defaults when None).
+        Images and ``errors`` as for :meth:`embed_images`; with ``"return"`` a
+        failed image's caption is ``None``.
+        """
+        return _tasks.caption(self._native, images, prompt, beams, max_new_tokens, errors)
+
+    @overload
+    def ask(
+        self,
+        images: Sequence[ImageInput],
+        question: Union[str, Sequence[str]],
+        *,
+        beams: Optional[int] = ...,
+        max_new_tokens: Optional[int] = ...,
+        errors: Literal["raise"] = ...,
+    ) -> List[str]: ...
+
+    @overload
+    def ask(
+        self,
+        images: Sequence[ImageInput],
+        question: Union[str, Sequence[str]],
+        *,
+        beams: Optional[int] = ...,
+        max_new_tokens: Optional[int] = ...,
+        errors: Literal["return"],
+    ) -> Tuple[List[Optional[str]], List[Optional[str]]]: ...
+
+    def ask(
+        self,
+        images: Sequence[ImageInput],
+        question: Union[str, Sequence[str]],
+        *,
+        beams: Optional[int] = None,
+        max_new_tokens: Optional[int] = None,
+        errors: ErrorMode = "raise",
+    ) -> Union[List[str], Tuple[List[Optional[str]], List[Optional[str]]]]:
+        """Answers a question about each image, as ``seer ask`` does (a BLIP
+        VQA model, e.g. ``blip-vqa-base``): one question for every image, or a
+        list with one per image. ``beams``, ``max_new_tokens`` and ``errors``
+        as for :meth:`caption`.
+        """
+        return _tasks.ask(self._native, images, question, beams, max_new_tokens, errors)
+
+    @overload
+    def match(
+        self,
+        images: Sequence[ImageInput],
+        texts: Sequence[str],
+        *,
+        errors: Literal["raise"] = ...,
+    ) -> Matches: ...
+
+    @overload
+    def match(
+        self,
+        images: Sequence[ImageInput],
+        texts: Sequence[str],
+        *,
+        errors: Literal["return"],
+    ) -> Tuple[Matches, List[Optional[str]]]: ...
+
+    def match(
+        self,
+        images: Sequence[ImageInput],
+        texts: Sequence[str],
+        *,
+        errors: ErrorMode = "raise",
+    ) -> Union[Matches, Tuple[Matches, List[Optional[str]]]]:
+        """How well each text describes each image, as ``seer match`` scores
+        them (a BLIP retrieval model, e.g. ``blip-itm-base``): a
+        :class:`Matches` of two float32 arrays (images, texts), the matching
+        head's probability (reads word order) and the contrastive cosine.
+        ``errors`` as for :meth:`embed_images` (a failed image's rows NaN).
+        """
+        return _tasks.match(self._native, images, texts, errors)
+
+    @overload
+    def detect(
+        self,
+        images: Sequence[ImageInput],
+        labels: Optional[Sequence[str]] = ...,
+        *,
+        image_query: Optional[ImageInput] = ...,
+        threshold: Optional[float] = ...,
+        nms: float = ...,
+        errors: Literal["raise"] = ...,
+    ) -> List[List[Detection]]: ...
+
+    @overload
+    def detect(
+        self,
+        images: Sequence[ImageInput],
+        labels: Optional[Sequence[str]] = ...,
+        *,
+        image_query: Optional[ImageInput] = ...,
+        threshold: Optional[float] = ...,
+        nms: float = ...,
+        errors: Literal["return"],
+    ) -> Tuple[List[Optional[List[Detection]]], List[Optional[str]]]: ...
+
+    def detect(
+        self,
+        images: Sequence[ImageInput],
+        labels: Optional[Sequence[str]] = None,
+        *,
+        image_query: Optional[ImageInput] = None,
+        threshold: Optional[float] = None,
+        nms: float = 0.3,
+        errors: ErrorMode = "raise",
+    ) -> Union[List[List[Detection]], Tuple[List[Optional[List[Detection]]], List[Optional[str]]]]:
+        """Boxes of what ``labels`` name, or of more of what ``image_query``
+        (one image) shows, in each image, best first, as ``seer detect`` finds
+        them (an OWL-ViT or OWLv2 model, e.g. ``owlv2-b16``). The labels are
+        embedded once for the whole call. ``threshold`` drops boxes scoring
+        below it (0.1 for labels, 0.0 for an image query, as transformers);
+        ``nms`` is the per-label non-maximum suppression IoU (1 turns it off).
+        ``errors`` as for :meth:`embed_images`; with ``"return"`` a failed
+        image's entry is ``None``.
+        """
+        return _tasks.detect(self._native, images, labels, image_query, threshold, nms, errors)
+
+    def segment(
+        self,
+        image: ImageInput,
+        *,
+        points: Optional[Sequence[Sequence[float]]] = None,
+        boxes: Optional[Sequence[Sequence[float]]] = None,
+        mask_logits: Optional[np.ndarray] = None,
+        multimask: bool = True,
+    ) -> List[Mask]:
+        """Masks of the object(s) a prompt points at in one image, as ``seer
+        segment --point/--box`` cuts them (a SAM model, e.g. ``sam-vit-base``).
+
+        ``points`` are clicks ``(x, y)`` (foreground) or ``(x, y, label)``
+        (label 1 foreground, 0 background) in the image's pixels; each box
+        ``(x0, y0, x1, y1)`` is an object of its own (the points add to each);
+        ``mask_logits`` is an earlier :class:`Mask`'s ``logits``, to refine it.
+        ``multimask`` gives three masks per object (the model's guesses at
+        part, object and whole), else one. The image is embedded once per
+        call, for all its objects. A bad image raises :class:`SeerError`.
+        """
+        return _tasks.segment(self._native, image, points, boxes, mask_logits, multimask)
+
+    def generate_masks(
+        self,
+        image: ImageInput,
+        *,
+        points_per_side: int = 32,
+        pred_iou_thresh: float = 0.88,
+        stability_score_thresh: float = 0.95,
+        stability_score_offset: float = 1.0,
+        box_nms_thresh: float = 0.7,
+        crop_n_layers: int = 0,
+        crop_overlap_ratio: float = 512 / 1500,
+        crop_n_points_downscale_factor: int = 1,
+    ) -> List[GeneratedMask]:
+        """Every object in one image, without a prompt, as ``seer segment
+        --auto`` finds them (transformers' mask-generation pipeline, with its
+        defaults): a grid of points, masks filtered by predicted IoU and
+        stability (0 turns a filter off), deduplicated by box NMS, best first.
+        """
+        return _tasks.generate_masks(
+            self._native,
+            image,
+            points_per_side=points_per_side,
+            pred_iou_thresh=pred_iou_thresh,
+            stability_score_thresh=stability_score_thresh,
+            stability_score_offset=stability_score_offset,
+            box_nms_thresh=box_nms_thresh,
+            crop_n_layers=crop_n_layers,
+            crop_overlap_ratio=crop_overlap_ratio,
+            crop_n_points_downscale_factor=crop_n_points_downscale_factor,
+        )
 
     def embed_arrow(
         self,
@@ -299,20 +524,6 @@ def _path(path: Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]) -> 
     native module turns back into the same bytes)."""
     path = os.fspath(path)
     return os.fsdecode(path) if isinstance(path, bytes) else path
-
-
-def _strings(name: str, values: object, what: str) -> List[str]:
-    """``values`` as a list of ``str``; a ``TypeError`` naming ``name`` if not."""
-    if isinstance(values, (str, bytes, bytearray, memoryview)):
-        raise TypeError(f"{name}: pass {what}, not a {type(values).__name__}")
-    try:
-        values = list(values)  # type: ignore[call-overload]
-    except TypeError:
-        raise TypeError(f"{name}: pass {what}, not a {type(values).__name__}") from None
-    for i, value in enumerate(values):
-        if not isinstance(value, str):
-            raise TypeError(f"{name}[{i}] is a {type(value).__name__}, not a str")
-    return values
 
 
 def _top_k(top_k: Optional[int], labels: int) -> int:
@@ -346,65 +557,8 @@ def _templates(
                 "or a list of templates (str with {})"
             )
         return templates
-    return _strings(
+    return strings(
         "templates",
         templates,
         "default, imagenet, a file's path (str) or a list of templates (str with {})",
     )
-
-
-def _flag(name: str, value: object) -> bool:
-    """A ``bool`` argument (numpy's ``bool_`` too); a ``TypeError`` naming it if not."""
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
-
-
-def _raise_unencodable(name: str, values: Sequence[str]) -> None:
-    """A ``SeerError`` naming the first of ``values`` that is not valid text
-    (a lone surrogate, which UTF-8 cannot hold), if one is not."""
-    for i, value in enumerate(values):
-        _check_text(f"{name}[{i}]", value)
-
-
-def _check_text(name: str, value: str) -> None:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as e:
-        bad = e.object[e.start : e.end]
-        raise SeerError(
-            f"{name} is not valid text: {bad!r} at position {e.start} "
-            f"is a lone surrogate, which UTF-8 cannot hold"
-        ) from None
-
-
-def _stop_on_error(errors: str) -> bool:
-    if errors == "raise":
-        return True
-    if errors == "return":
-        return False
-    raise ValueError(f"errors must be 'raise' or 'return', got {errors!r}")
-
-
-def _matrix(buffer: bytearray, rows: int, dim: int) -> np.ndarray:
-    """The native float32 rows as an (rows, dim) array, sharing their memory."""
-    return np.frombuffer(buffer, dtype=np.float32).reshape(rows, dim)
-
-
-def _message(index: int, name: str, cause: str) -> str:
-    return f"input {index} ({name}): {cause}"
-
-
-def _messages(failures: List[Optional[Tuple[str, str]]]) -> List[Optional[str]]:
-    return [None if f is None else _message(i, *f) for i, f in enumerate(failures)]
-
-
-def _raise_first(failures: List[Optional[Tuple[str, str]]]) -> None:
-    for index, failure in enumerate(failures):
-        if failure is not None:
-            name, cause = failure
-            error = SeerError(_message(index, name, cause))
-            error.index = index
-            error.input = name
-            error.cause = cause
-            raise error

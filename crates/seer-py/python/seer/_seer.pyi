@@ -30,6 +30,12 @@ _NativeInput = Union[
 _Failures = List[Optional[Tuple[str, str]]]
 # (label, index, probability)
 _Predicted = Tuple[str, int, float]
+# (label, label index, score, (x0, y0, x1, y1))
+_Detected = Tuple[str, int, float, Tuple[float, float, float, float]]
+# (iou, stability score, box, crop box, point)
+_AutoFacts = Tuple[
+    float, float, Tuple[int, int, int, int], Tuple[int, int, int, int], Tuple[float, float]
+]
 
 @final
 class Model:
@@ -68,3 +74,51 @@ class Model:
         top_k: int,
         stop_on_error: bool,
     ) -> Tuple[List[Optional[List[_Predicted]]], _Failures]: ...
+    def caption(
+        self,
+        inputs: Sequence[_NativeInput],
+        prompt: Optional[str],
+        beams: Optional[int],
+        max_new_tokens: Optional[int],
+        stop_on_error: bool,
+    ) -> Tuple[List[Optional[str]], _Failures]: ...
+    def ask(
+        self,
+        inputs: Sequence[_NativeInput],
+        questions: Sequence[str],
+        beams: Optional[int],
+        max_new_tokens: Optional[int],
+        stop_on_error: bool,
+    ) -> Tuple[List[Optional[str]], _Failures]: ...
+    def match_texts(
+        self, inputs: Sequence[_NativeInput], texts: Sequence[str], stop_on_error: bool
+    ) -> Tuple[bytearray, bytearray, _Failures]: ...
+    def detect(
+        self,
+        inputs: Sequence[_NativeInput],
+        labels: Optional[Sequence[str]],
+        image_query: Optional[_NativeInput],
+        threshold: Optional[float],
+        nms: float,
+        stop_on_error: bool,
+    ) -> Tuple[List[Optional[List[_Detected]]], _Failures]: ...
+    def segment(
+        self,
+        input: _NativeInput,
+        points: Sequence[Tuple[float, float, bool]],
+        boxes: Sequence[Tuple[float, float, float, float]],
+        mask_logits: Optional[Sequence[float]],
+        multimask: bool,
+    ) -> Tuple[int, int, List[Tuple[Tuple[int, float], bytearray, bytearray]]]: ...
+    def generate_masks(
+        self,
+        input: _NativeInput,
+        points_per_side: int,
+        pred_iou_thresh: float,
+        stability_score_thresh: float,
+        stability_score_offset: float,
+        box_nms_thresh: float,
+        crop_n_layers: int,
+        crop_overlap_ratio: float,
+        crop_n_points_downscale_factor: int,
+    ) -> Tuple[int, int, List[Tuple[_AutoFacts, bytearray, bytearray]]]: ...

@@ -1,0 +1,80 @@
+"""Arguments and errors as every ``seer.Model`` method checks and reports them."""
+
+from __future__ import annotations
+
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ._seer import SeerError
+
+
+def strings(name: str, values: object, what: str) -> List[str]:
+    """``values`` as a list of ``str``; a ``TypeError`` naming ``name`` if not."""
+    if isinstance(values, (str, bytes, bytearray, memoryview)):
+        raise TypeError(f"{name}: pass {what}, not a {type(values).__name__}")
+    try:
+        values = list(values)  # type: ignore[call-overload]
+    except TypeError:
+        raise TypeError(f"{name}: pass {what}, not a {type(values).__name__}") from None
+    for i, value in enumerate(values):
+        if not isinstance(value, str):
+            raise TypeError(f"{name}[{i}] is a {type(value).__name__}, not a str")
+    return values
+
+
+def flag(name: str, value: object) -> bool:
+    """A ``bool`` argument (numpy's ``bool_`` too); a ``TypeError`` naming it if not."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+
+
+def raise_unencodable(name: str, values: Sequence[str]) -> None:
+    """A ``SeerError`` naming the first of ``values`` that is not valid text
+    (a lone surrogate, which UTF-8 cannot hold), if one is not."""
+    for i, value in enumerate(values):
+        check_text(f"{name}[{i}]", value)
+
+
+def check_text(name: str, value: str) -> None:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        bad = e.object[e.start : e.end]
+        raise SeerError(
+            f"{name} is not valid text: {bad!r} at position {e.start} "
+            f"is a lone surrogate, which UTF-8 cannot hold"
+        ) from None
+
+
+def stop_on_error(errors: str) -> bool:
+    if errors == "raise":
+        return True
+    if errors == "return":
+        return False
+    raise ValueError(f"errors must be 'raise' or 'return', got {errors!r}")
+
+
+def matrix(buffer: bytearray, rows: int, dim: int) -> np.ndarray:
+    """The native float32 rows as an (rows, dim) array, sharing their memory."""
+    return np.frombuffer(buffer, dtype=np.float32).reshape(rows, dim)
+
+
+def message(index: int, name: str, cause: str) -> str:
+    return f"input {index} ({name}): {cause}"
+
+
+def messages(failures: List[Optional[Tuple[str, str]]]) -> List[Optional[str]]:
+    return [None if f is None else message(i, *f) for i, f in enumerate(failures)]
+
+
+def raise_first(failures: List[Optional[Tuple[str, str]]]) -> None:
+    for index, failure in enumerate(failures):
+        if failure is not None:
+            name, cause = failure
+            error = SeerError(message(index, name, cause))
+            error.index = index
+            error.input = name
+            error.cause = cause
+            raise error
