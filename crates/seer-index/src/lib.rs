@@ -11,6 +11,7 @@ pub mod dates;
 pub mod dupes;
 pub mod error;
 pub mod exchange;
+pub mod find;
 pub mod hybrid;
 pub mod indexer;
 pub mod lock;

@@ -84,6 +84,18 @@ pub fn display_path(path: &Path) -> String {
     display_bytes(path_bytes(path).as_ref())
 }
 
+/// The stored form of an indexed file's path as a user names it (`seer search
+/// --like`, Python's `like`). Indexed paths are canonical, so relative ones are
+/// resolved; a path as seer prints it (escaped) names the same file.
+pub fn indexed_key(p: &Path) -> String {
+    let unescaped = match p.exists() {
+        true => None,
+        false => p.to_str().and_then(path_from_display),
+    };
+    let p = unescaped.as_deref().unwrap_or(p);
+    to_stored(&std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()))
+}
+
 /// A stored path shown to people (see [`display_path`]).
 pub fn display_stored(stored: &str) -> String {
     display_bytes(&decode(stored))

@@ -45,6 +45,7 @@ use pyo3::prelude::*;
 
 mod batch;
 mod convert;
+mod index;
 mod input;
 mod model;
 mod pool;
@@ -64,6 +65,8 @@ create_exception!(
 mod _seer {
     use pyo3::prelude::*;
 
+    #[pymodule_export]
+    use super::index::Index;
     #[pymodule_export]
     use super::model::Model;
     #[pymodule_export]

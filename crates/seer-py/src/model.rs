@@ -598,7 +598,10 @@ impl Model {
 /// path that is not UTF-8 can only be a folder (hub ids and aliases are
 /// UTF-8): it is loaded as `seer_hub::resolve` loads a folder, from its
 /// canonical path.
-fn load_model(spec: &Path, options: &LoadOptions) -> seer_engine::Result<(LoadedModel, PathBuf)> {
+pub(crate) fn load_model(
+    spec: &Path,
+    options: &LoadOptions,
+) -> seer_engine::Result<(LoadedModel, PathBuf)> {
     if let Some(spec) = spec.to_str() {
         let model = LoadedModel::load(spec, options)?;
         let name = PathBuf::from(&model.id);

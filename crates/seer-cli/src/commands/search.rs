@@ -3,15 +3,14 @@
 //! vectors, their captions' words, or both fused (see `seer_index::hybrid`);
 //! optionally reranked by an image-text matching model (`--rerank`).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use seer_index::pathcodec::{display_stored, display_text, path_from_display, to_path, to_stored};
+use seer_index::find::Plan;
+use seer_index::pathcodec::{display_stored, display_text, indexed_key, to_path};
 use seer_index::rerank::RerankHit;
-use seer_index::{
-    query_vector, Found, Query, SearchMode, SearchOptions, Searcher, SearcherOptions, Store,
-};
+use seer_index::{Found, Query, SearchMode, SearchOptions, Store};
 use serde_json::{json, Value};
 
 use crate::common::IndexArgs;
@@ -96,14 +95,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         "nothing to search for: give a text, --image FILE or --like PATH"
     );
     let words_text = query.texts.join(" ");
-    let fts = seer_index::words::fts_query(&words_text);
-    let others = !(query.images.is_empty()
-        && query.like.is_empty()
-        && query.subtract_images.is_empty()
-        && query.subtract_texts.is_empty());
-    let mode = args
-        .mode
-        .resolve(fts.as_deref(), others, store.has_captions()?, store.dir())?;
+    let plan = Plan::new(
+        &store,
+        &query,
+        args.mode,
+        args.target.requested_model().as_deref(),
+    )?;
+    let mode = plan.mode;
     anyhow::ensure!(
         args.rerank.is_none() || !query.texts.is_empty(),
         "--rerank needs a text query: the matching model reads its words with each photo"
@@ -126,54 +124,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         min_score: args.min_score,
         path_glob: args.path.clone(),
     };
-    // "More like this" photos are not results of their own query (copies of
-    // them, being other files, still are).
-    let mut excluded = Vec::new();
-    for path in &query.like {
-        excluded.extend(store.id_of(path)?);
-    }
-    let not_excluded = |id: i64| !excluded.contains(&id);
-    let keep = (!excluded.is_empty()).then_some(&not_excluded as seer_index::search::KeepId<'_>);
-
-    let found: Vec<Found> = match mode {
-        SearchMode::Words => {
-            let model = match args.target.requested_model() {
-                Some(name) => Some(store.choose_model(Some(&name))?),
-                None => None,
-            };
-            let fts = fts.as_deref().context("no words to search for")?;
-            seer_index::hybrid::rank_words(&store, fts, model.as_ref(), &options, keep)?
-        }
-        _ => {
-            let model = store.choose_model(args.target.requested_model().as_deref())?;
-            let loaded = if query.needs_model() {
-                Some(args.target.load_model(&model.name)?)
-            } else {
-                None
-            };
-            let embed = args.target.run.embed_options(true)?;
-            let vector = query_vector(&store, &model, loaded.as_ref(), &query, &embed)?;
-            let searcher = Searcher::open(
-                &store,
-                model,
-                SearcherOptions {
-                    ann_threshold: args.target.ann.ann_threshold,
-                    resident: false,
-                },
-            )?;
-            match (mode, fts.as_deref()) {
-                (SearchMode::Hybrid, Some(fts)) => {
-                    searcher.rank_hybrid(&store, &vector, fts, &options, keep)?
-                }
-                _ => searcher
-                    .rank(&store, &vector, &options, keep)?
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, hit)| Found::from_hit(hit, i + 1))
-                    .collect(),
-            }
-        }
+    let loaded = match plan.model_to_load(&query) {
+        Some(name) => Some(args.target.load_model(name)?),
+        None => None,
     };
+    let embed = args.target.run.embed_options(true)?;
+    let found = plan.run(
+        &store,
+        &query,
+        loaded.as_ref(),
+        &embed,
+        &options,
+        args.target.ann.ann_threshold,
+    )?;
     let mut rows = Vec::with_capacity(found.len());
     for found in found {
         let caption = store.caption_of(found.id)?.map(|c| c.text);
@@ -348,18 +311,6 @@ fn clock(seconds: f64) -> String {
         0 => format!("{m}:{s}"),
         _ => format!("{h}:{m:02}:{s}"),
     }
-}
-
-/// The stored form of an indexed file's path. Indexed paths are canonical, so
-/// relative ones from the user are resolved; a path as seer prints it (escaped)
-/// names the same file.
-fn indexed_key(p: &Path) -> String {
-    let unescaped = match p.exists() {
-        true => None,
-        false => p.to_str().and_then(path_from_display),
-    };
-    let p = unescaped.as_deref().unwrap_or(p);
-    to_stored(&std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()))
 }
 
 #[cfg(test)]

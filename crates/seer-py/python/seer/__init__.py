@@ -1,5 +1,5 @@
 """seer: embed images and texts, zero-shot classify, caption, ask, match, detect and
-segment images, with seer's engine.
+segment images, and search an index ``seer index`` made, with seer's engine.
 
 >>> import seer
 >>> model = seer.Model("ViT-B-32")
@@ -24,6 +24,7 @@ import os
 # op, so it must be set before any model runs; a value set by the user wins.
 os.environ.setdefault("CANDLE_NUM_THREADS", "1")
 
+from ._index import Hit, Index, IndexModel  # noqa: E402
 from ._inputs import ImageInput  # noqa: E402
 from ._model import ErrorMode, Model, Prediction  # noqa: E402
 from ._tasks import Detection, GeneratedMask, Mask, Matches  # noqa: E402
@@ -33,7 +34,10 @@ __all__ = [
     "Detection",
     "ErrorMode",
     "GeneratedMask",
+    "Hit",
     "ImageInput",
+    "Index",
+    "IndexModel",
     "Mask",
     "Matches",
     "Model",

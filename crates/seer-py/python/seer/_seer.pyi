@@ -3,7 +3,7 @@
 import os
 from typing import Any, List, Optional, Sequence, Tuple, Union, final
 
-__all__ = ["Model", "SeerError", "__version__"]
+__all__ = ["Index", "Model", "SeerError", "__version__"]
 __version__: str
 
 class SeerError(ValueError):
@@ -122,3 +122,36 @@ class Model:
         crop_overlap_ratio: float,
         crop_n_points_downscale_factor: int,
     ) -> Tuple[int, int, List[Tuple[_AutoFacts, bytearray, bytearray]]]: ...
+
+# (path, score, time, caption, bm25, fused, matched)
+_Found = Tuple[
+    str, Optional[float], Optional[float], Optional[str], Optional[float], Optional[float], List[str]
+]
+
+@final
+class Index:
+    def __new__(
+        cls,
+        dir: str,
+        model: Optional[str],
+        load: Tuple[str, str, Optional[str]],
+        offline: bool,
+        batch_size: int,
+        max_pixels: int,
+    ) -> "Index": ...
+    @property
+    def dir(self) -> str: ...
+    def __len__(self) -> int: ...
+    def models(self) -> List[Tuple[str, int, int]]: ...
+    def search(
+        self,
+        texts: Sequence[str],
+        images: Sequence[str],
+        like: Sequence[str],
+        subtract_texts: Sequence[str],
+        subtract_images: Sequence[str],
+        mode: str,
+        k: int,
+        min_score: Optional[float],
+        path_glob: Optional[str],
+    ) -> List[_Found]: ...

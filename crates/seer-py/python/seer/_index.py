@@ -1,0 +1,208 @@
+"""``seer.Index``: search an index that ``seer index`` made, as ``seer search`` does."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple, Union
+
+from . import _seer
+from ._checks import check_text, strings
+from ._seer import SeerError
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+_TRUE = {"1", "true", "t", "yes", "y", "on"}
+_MODES = ("auto", "vector", "hybrid", "words")
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One result of :meth:`Index.search`, as ``seer search --json`` gives it."""
+
+    #: The indexed file.
+    path: str
+    #: Cosine similarity to the query (BM25 in a words search); None where the
+    #: ranking has none (a hybrid hit found by its caption alone).
+    score: Optional[float]
+    #: For a video: the time (seconds) of its best-matching frame.
+    time: Optional[float] = None
+    #: The file's caption, where the index holds captions.
+    caption: Optional[str] = None
+    #: The caption's BM25 score (hybrid and words searches).
+    bm25: Optional[float] = None
+    #: The reciprocal-rank-fusion score (hybrid searches).
+    fused: Optional[float] = None
+    #: Which rankings found it: ``vector``, ``words`` (hybrid and words searches).
+    matched: Tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class IndexModel:
+    """One model whose vectors the index holds."""
+
+    name: str
+    dim: int
+    vectors: int
+
+
+class Index:
+    """An index folder made by ``seer index`` (``$SEER_INDEX`` or
+    ``~/.local/share/seer/index`` by default, as the command line), opened
+    read-only: ``seer index`` may update it meanwhile, and each search sees
+    its latest finished run.
+
+    ``model`` picks which of the index's models' vectors to search (default:
+    its only one). A text or image query embeds with that model, loaded at the
+    first such search with ``device``, ``precision``, ``tokenizer`` and
+    ``offline`` as for :class:`seer.Model`; searches by indexed files
+    (``like``) or by words need no model. An index is safe to share between
+    threads.
+    """
+
+    __slots__ = ("_native",)
+    _native: _seer.Index
+
+    def __init__(
+        self,
+        path: Optional[PathLike] = None,
+        *,
+        model: Optional[str] = None,
+        device: str = "cpu",
+        precision: str = "f32",
+        tokenizer: Optional[PathLike] = None,
+        offline: Optional[bool] = None,
+        batch_size: int = 32,
+        max_pixels: int = 178_956_970,
+    ) -> None:
+        if path is None:
+            path = default_index_dir()
+        if offline is None:
+            offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUE
+        if tokenizer is None:
+            tokenizer = os.environ.get("SEER_TOKENIZER") or None
+        for name, value in (("batch_size", batch_size), ("max_pixels", max_pixels)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+            if value < 1:
+                raise SeerError(f"{name} must be at least 1, got {value}")
+        if model is not None and not isinstance(model, str):
+            model = os.fspath(model)
+        native = _seer.Index(
+            os.fsdecode(os.fspath(path)),
+            model,
+            (device, precision, None if tokenizer is None else os.fspath(tokenizer)),
+            bool(offline),
+            batch_size,
+            max_pixels,
+        )
+        object.__setattr__(self, "_native", native)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("seer.Index is immutable")
+
+    def __repr__(self) -> str:
+        return repr(self._native)
+
+    def __len__(self) -> int:
+        """Files in the index."""
+        return len(self._native)
+
+    @property
+    def path(self) -> str:
+        """The index folder."""
+        return os.fspath(self._native.dir)
+
+    @property
+    def models(self) -> List[IndexModel]:
+        """The models whose vectors the index holds."""
+        return [IndexModel(*m) for m in self._native.models()]
+
+    def search(
+        self,
+        text: Optional[str] = None,
+        *,
+        images: Sequence[PathLike] = (),
+        like: Sequence[PathLike] = (),
+        add: Sequence[str] = (),
+        subtract: Sequence[str] = (),
+        subtract_images: Sequence[PathLike] = (),
+        k: int = 20,
+        min_score: Optional[float] = None,
+        path: Optional[str] = None,
+        mode: str = "auto",
+    ) -> List[Hit]:
+        """The indexed photos and videos that best match a query, best first,
+        as ``seer search`` ranks them (the same flags by the same names).
+
+        The query adds ``text``, the ``add`` texts, example ``images`` (image
+        files) and indexed files ``like`` (their stored vectors), and subtracts
+        the ``subtract`` texts and ``subtract_images``. ``k`` results at most,
+        each at least ``min_score`` similar (a cosine, -1 to 1), whose path
+        matches the glob ``path`` (``"*.png"``, ``"**/2023/**"``). ``mode``:
+        ``auto`` (hybrid when the index has captions and the query has words,
+        else vector), ``vector``, ``hybrid`` or ``words`` (captions only).
+        A video is found by its best frame (:attr:`Hit.time`).
+        """
+        texts = [] if text is None else [text]
+        if text is not None and not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__}")
+        texts += strings("add", add, "a list of texts")
+        subtract = strings("subtract", subtract, "a list of texts")
+        for name, values in (("text", texts), ("subtract", subtract)):
+            for i, value in enumerate(values):
+                check_text(f"{name}[{i}]", value)
+                if not value.strip():
+                    raise SeerError(f"{name}[{i}] is empty")
+        if isinstance(k, bool) or not isinstance(k, int):
+            raise TypeError(f"k must be an int, got {type(k).__name__}")
+        if k < 1:
+            raise SeerError(f"k must be at least 1, got {k}")
+        if min_score is not None:
+            if isinstance(min_score, bool) or not isinstance(min_score, (int, float)):
+                raise TypeError(f"min_score must be a number, got {type(min_score).__name__}")
+            if not -1.0 <= min_score <= 1.0:
+                raise SeerError(f"min_score must be a cosine similarity, from -1 to 1, not {min_score}")
+        if mode not in _MODES:
+            raise SeerError(f"unknown mode {mode!r} ({', '.join(_MODES)})")
+        if path is not None and not isinstance(path, str):
+            raise TypeError(f"path must be a glob (str), got {type(path).__name__}")
+        rows = self._native.search(
+            texts,
+            _paths("images", images),
+            _paths("like", like),
+            subtract,
+            _paths("subtract_images", subtract_images),
+            mode,
+            k,
+            min_score,
+            path,
+        )
+        return [
+            Hit(os.fspath(p), score, time, caption, bm25, fused, tuple(matched))
+            for p, score, time, caption, bm25, fused, matched in rows
+        ]
+
+
+def default_index_dir() -> str:
+    """Where ``seer index`` keeps its index unless told: ``$SEER_INDEX``, else
+    ``$XDG_DATA_HOME/seer/index``, else ``~/.local/share/seer/index``."""
+    chosen = os.environ.get("SEER_INDEX")
+    if chosen:
+        return chosen
+    data = os.environ.get("XDG_DATA_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "share"
+    )
+    return os.path.join(data, "seer", "index")
+
+
+def _paths(name: str, values: Sequence[PathLike]) -> List[str]:
+    if isinstance(values, (str, bytes, os.PathLike)):
+        raise TypeError(f"{name}: pass a list of paths (wrap a single path in a list)")
+    out = []
+    for i, value in enumerate(values):
+        if not isinstance(value, (str, os.PathLike)):
+            raise TypeError(f"{name}[{i}] is a {type(value).__name__}, not a path")
+        path = os.fspath(value)
+        out.append(os.fsdecode(path) if isinstance(path, bytes) else path)
+    return out

@@ -1,0 +1,226 @@
+//! The native `Index`: an index folder that `seer index` made, searched as
+//! `seer search` searches it ([`seer_index::find::Plan`]).
+//!
+//! Each search opens the index read-only afresh, so it sees the latest
+//! finished `seer index` run and never blocks one; the model a text or image
+//! query needs is loaded at the first such search and kept (the index records
+//! which model made its vectors, so a search always uses that one).
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use pyo3::prelude::*;
+use seer_engine::{EmbedOptions, LoadOptions, LoadedModel};
+use seer_index::find::Plan;
+use seer_index::pathcodec::{indexed_key, to_path};
+use seer_index::{Query, SearchMode, SearchOptions, Store};
+
+use crate::convert::{pool_error, seer_error};
+use crate::model::load_model;
+use crate::pool;
+
+/// One result as Python receives it: `(path, score, time, caption, bm25,
+/// fused, matched)`; `score` is the cosine similarity (BM25 in a words search).
+type FoundRow = (
+    PathBuf,
+    Option<f32>,
+    Option<f64>,
+    Option<String>,
+    Option<f32>,
+    Option<f32>,
+    Vec<&'static str>,
+);
+
+#[pyclass(frozen, module = "seer._seer", name = "Index")]
+pub struct Index {
+    dir: PathBuf,
+    /// The model whose vectors to search, as the index records names.
+    model: Option<String>,
+    load: LoadOptions,
+    offline: bool,
+    embed: EmbedOptions,
+    ann_threshold: usize,
+    /// The model loaded by the first search that needed one.
+    loaded: Mutex<Option<LoadedModel>>,
+}
+
+#[pymethods]
+impl Index {
+    /// Opens the index folder `dir` (read-only, checked now so a wrong path
+    /// fails here); `model` names which of its models' vectors to search.
+    #[new]
+    #[pyo3(signature = (dir, model, load, offline, batch_size, max_pixels))]
+    fn new(
+        dir: PathBuf,
+        model: Option<String>,
+        load: (String, String, Option<PathBuf>),
+        offline: bool,
+        batch_size: usize,
+        max_pixels: u64,
+    ) -> PyResult<Self> {
+        let store = Store::open_read_only(&dir).map_err(seer_error)?;
+        let model = model.as_deref().map(seer_hub::model_key);
+        if let Some(name) = &model {
+            store.choose_model(Some(name)).map_err(seer_error)?;
+        }
+        let (device, precision, tokenizer) = load;
+        let load = LoadOptions {
+            tokenizer,
+            progress: false,
+            device: seer_engine::DeviceChoice::parse(&device).map_err(seer_error)?,
+            precision: seer_engine::Precision::parse(&precision).ok_or_else(|| {
+                seer_error(format!("unknown precision '{precision}' (f32, bf16, int8)"))
+            })?,
+        };
+        let defaults = seer_image::DecodeLimits::default();
+        Ok(Self {
+            dir: store.dir().to_path_buf(),
+            model,
+            load,
+            offline,
+            embed: EmbedOptions {
+                batch_size,
+                normalize: true,
+                limits: seer_image::DecodeLimits {
+                    max_pixels,
+                    ..defaults
+                },
+            },
+            ann_threshold: seer_index::ann::ANN_THRESHOLD,
+            loaded: Mutex::new(None),
+        })
+    }
+
+    #[getter]
+    fn dir(&self) -> PathBuf {
+        self.dir.clone()
+    }
+
+    /// Files in the index.
+    fn __len__(&self) -> PyResult<usize> {
+        let store = Store::open_read_only(&self.dir).map_err(seer_error)?;
+        store.file_count().map_err(seer_error)
+    }
+
+    /// The index's models as `(name, dim, vectors)`.
+    fn models(&self) -> PyResult<Vec<(String, usize, usize)>> {
+        let store = Store::open_read_only(&self.dir).map_err(seer_error)?;
+        Ok(store
+            .models()
+            .map_err(seer_error)?
+            .into_iter()
+            .map(|m| (m.name, m.dim, m.vectors))
+            .collect())
+    }
+
+    /// Ranks the indexed files for a query as `seer search` does: the texts
+    /// and images (paths) added, the `subtract_*` ones subtracted, `like`
+    /// the indexed files whose vectors join it; `mode` auto, vector, hybrid or
+    /// words; the best `k`, best first.
+    #[pyo3(signature = (texts, images, like, subtract_texts, subtract_images, mode, k, min_score, path_glob))]
+    #[allow(clippy::too_many_arguments)]
+    fn search(
+        &self,
+        py: Python<'_>,
+        texts: Vec<String>,
+        images: Vec<PathBuf>,
+        like: Vec<PathBuf>,
+        subtract_texts: Vec<String>,
+        subtract_images: Vec<PathBuf>,
+        mode: &str,
+        k: usize,
+        min_score: Option<f32>,
+        path_glob: Option<String>,
+    ) -> PyResult<Vec<FoundRow>> {
+        let mode = SearchMode::parse(mode)
+            .ok_or_else(|| seer_error(format!("unknown mode '{mode}' ({})", SearchMode::NAMES)))?;
+        let query = Query {
+            texts,
+            images,
+            like: like.iter().map(|p| indexed_key(p)).collect(),
+            subtract_texts,
+            subtract_images,
+        };
+        let options = SearchOptions {
+            k,
+            min_score,
+            path_glob,
+        };
+        let rows = py
+            .detach(|| pool::run(|| self.find(&query, mode, &options)))
+            .map_err(pool_error)??;
+        Ok(rows)
+    }
+
+    fn __repr__(&self) -> String {
+        format!("seer.Index({:?})", self.dir)
+    }
+}
+
+impl Index {
+    /// [`Self::search`]'s work, on the shared pool.
+    fn find(
+        &self,
+        query: &Query,
+        mode: SearchMode,
+        options: &SearchOptions,
+    ) -> PyResult<Vec<FoundRow>> {
+        let store = Store::open_read_only(&self.dir).map_err(seer_error)?;
+        let plan = Plan::new(&store, query, mode, self.model.as_deref()).map_err(seer_error)?;
+        if plan.mode == SearchMode::Words && options.min_score.is_some() {
+            return Err(seer_error(
+                "min_score is a cosine similarity, which a words search has none of; use mode=\"hybrid\"",
+            ));
+        }
+        let loaded = match plan.model_to_load(query) {
+            Some(name) => Some(self.model_named(name)?),
+            None => None,
+        };
+        let found = plan
+            .run(
+                &store,
+                query,
+                loaded.as_ref(),
+                &self.embed,
+                options,
+                self.ann_threshold,
+            )
+            .map_err(seer_error)?;
+        found
+            .into_iter()
+            .map(|f| {
+                let caption = store.caption_of(f.id).map_err(seer_error)?.map(|c| c.text);
+                let score = match plan.mode {
+                    SearchMode::Words => f.bm25,
+                    _ => f.similarity,
+                };
+                let matched = f.matched();
+                Ok((
+                    to_path(&f.path),
+                    score,
+                    f.time,
+                    caption,
+                    f.bm25,
+                    f.fused,
+                    matched,
+                ))
+            })
+            .collect()
+    }
+
+    /// The model named `name` (as the index recorded it), loaded once.
+    fn model_named(&self, name: &str) -> PyResult<LoadedModel> {
+        let mut loaded = self
+            .loaded
+            .lock()
+            .map_err(|_| seer_error("internal error: a search panicked while loading the model"))?;
+        if let Some(model) = loaded.as_ref().filter(|m| m.id == name) {
+            return Ok(model.clone());
+        }
+        seer_hub::set_offline(self.offline);
+        let (model, _) = load_model(std::path::Path::new(name), &self.load)
+            .map_err(|e| seer_error(format!("cannot load model '{name}': {e}")))?;
+        *loaded = Some(model.clone());
+        Ok(model)
+    }
+}

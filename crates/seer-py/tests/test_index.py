@@ -1,0 +1,138 @@
+"""``seer.Index``: searches equal ``seer search --json`` on an index the command
+line made (the tiny CLIP fixture, captions by the tiny BLIP fixture), and what
+it refuses."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import List
+
+import numpy as np
+import pytest
+from conftest import CLIP_OPENCLIP, REPO, SEER_BIN, SMOKE, TOKENIZER
+
+import seer
+
+CAPTION = REPO / "fixtures" / "blip" / "caption-tiny"
+PHOTOS = SMOKE / "skimage"
+
+
+def run(*args: object) -> str:
+    out = subprocess.run(
+        [str(SEER_BIN), *map(str, args)],
+        capture_output=True,
+        text=True,
+        env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "SEER_TOKENIZER": str(TOKENIZER)},
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def cli_search(index: Path, *args: object) -> List[dict]:
+    lines = run("search", "--index", index, *args, "--json").splitlines()
+    return [json.loads(line) for line in lines]
+
+
+@pytest.fixture(scope="module")
+def index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    photos = tmp_path_factory.mktemp("photos")
+    for f in PHOTOS.iterdir():
+        if f.suffix in (".png", ".jpg"):
+            shutil.copy(f, photos / f.name)
+    index = tmp_path_factory.mktemp("index")
+    run("index", "--index", index, "--model", CLIP_OPENCLIP, "--caption-model", CAPTION, photos)
+    return index
+
+
+@pytest.fixture(scope="module")
+def index(index_dir: Path) -> seer.Index:
+    return seer.Index(index_dir, tokenizer=TOKENIZER, offline=True)
+
+
+def same(hits: List[seer.Hit], lines: List[dict]) -> None:
+    """Hits as ``seer search --json`` printed them (f32 values compared as f32)."""
+    assert len(hits) == len(lines) > 0
+    for hit, line in zip(hits, lines):
+        assert hit.path == line["path"]
+        for field in ("score", "fused", "bm25"):
+            value, expected = getattr(hit, field), line.get(field)
+            if expected is None:
+                assert value is None, field
+            else:
+                assert np.float32(value) == np.float32(expected), field
+        assert hit.caption == line.get("caption")
+        assert list(hit.matched) == line.get("matched", ["vector"])
+
+
+def test_the_index_as_the_command_line_made_it(index: seer.Index, index_dir: Path) -> None:
+    assert len(index) == 8
+    assert [(m.name, m.dim, m.vectors) for m in index.models] == [(str(CLIP_OPENCLIP), 16, 8)]
+    assert Path(index.path) == index_dir.resolve()
+
+
+@pytest.mark.parametrize(
+    "kwargs, flags",
+    [
+        ({"text": "a rocket"}, ["a rocket"]),
+        ({"text": "a rocket", "mode": "vector", "k": 3}, ["a rocket", "--mode", "vector", "-k", 3]),
+        ({"text": "a cat", "min_score": -0.05}, ["a cat", "--min-score", -0.05]),
+        ({"text": "a cat", "path": "*.jpg"}, ["a cat", "--path", "*.jpg"]),
+        ({"text": "a cat", "subtract": ["a dog"]}, ["a cat", "--subtract", "a dog"]),
+        ({"text": "fro", "mode": "words"}, ["fro", "--mode", "words"]),
+        ({"text": "fro baseball", "mode": "hybrid"}, ["fro baseball", "--mode", "hybrid"]),
+    ],
+)
+def test_searches_equal_seer_search_json(
+    index: seer.Index, index_dir: Path, kwargs: dict, flags: list
+) -> None:
+    same(index.search(**kwargs), cli_search(index_dir, *flags))
+
+
+def test_images_and_indexed_files_query_as_on_the_command_line(
+    index: seer.Index, index_dir: Path
+) -> None:
+    example = SMOKE / "misc" / "red_apple.jpg"
+    same(index.search(images=[example]), cli_search(index_dir, "--image", example))
+    indexed = next(p for p in Path(index.search("a cat")[0].path).parent.iterdir())
+    hits = index.search(like=[indexed], k=4)
+    same(hits, cli_search(index_dir, "--like", indexed, "-k", 4))
+    assert str(indexed) not in [h.path for h in hits]  # not a result of its own query
+
+
+def test_a_search_sees_the_index_s_latest_run(index_dir: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "index"
+    shutil.copytree(index_dir, copy)
+    opened = seer.Index(copy, tokenizer=TOKENIZER, offline=True)
+    assert len(opened) == 8
+    more = tmp_path / "more"
+    more.mkdir()
+    shutil.copy(SMOKE / "misc" / "red_apple.jpg", more / "apple.jpg")
+    run("index", "--index", copy, more)
+    assert len(opened) == 9
+    assert str(more / "apple.jpg") in [h.path for h in opened.search("an apple", k=9)]
+
+
+def test_bad_searches_are_refused_clearly(index: seer.Index, tmp_path: Path) -> None:
+    with pytest.raises(seer.SeerError, match="nothing to search for"):
+        index.search()
+    with pytest.raises(seer.SeerError, match="unknown mode 'fuzzy'"):
+        index.search("a cat", mode="fuzzy")
+    with pytest.raises(seer.SeerError, match="k must be at least 1"):
+        index.search("a cat", k=0)
+    with pytest.raises(seer.SeerError, match="min_score must be a cosine similarity"):
+        index.search("a cat", min_score=2)
+    with pytest.raises(seer.SeerError, match="a words search has none of"):
+        index.search("fro", mode="words", min_score=0.1)
+    with pytest.raises(seer.SeerError, match=r"text\[0\] is empty"):
+        index.search(" ")
+    with pytest.raises(TypeError, match="images: pass a list of paths"):
+        index.search(images="cat.jpg")
+    with pytest.raises(seer.SeerError, match="missing.jpg"):
+        index.search(images=[tmp_path / "missing.jpg"])
+    with pytest.raises(seer.SeerError):
+        seer.Index(tmp_path / "no-index-here")
+    with pytest.raises(seer.SeerError, match="other-model"):
+        seer.Index(index.path, model="other-model")
