@@ -14,7 +14,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::AtomicBool;
 
 use rayon::prelude::*;
-use seer_engine::{EmbedOptions, ImageEncoder};
+use seer_engine::{EmbedOptions, ImageEncoder, ImageFeatures};
 
 use crate::input::{ImageInput, InputError};
 use crate::pool::cancelled;
@@ -108,12 +108,13 @@ fn run_batch<P, T>(
         .collect())
 }
 
-/// Embeds `inputs` in order, one [`Row`] each, in the engine's batches (see
-/// the module's comment); `stop_on_error` and the errors as [`in_batches`].
+/// Embeds `inputs` in order, one [`Row`] of `features` each (`seer embed
+/// --features`), in the engine's batches (see the module's comment); `stop_on_error` and the errors as [`in_batches`].
 pub fn embed_images(
     encoder: &dyn ImageEncoder,
     inputs: &[ImageInput],
     options: &EmbedOptions,
+    features: ImageFeatures,
     stop_on_error: bool,
     cancel: &AtomicBool,
 ) -> seer_engine::Result<Vec<Row>> {
@@ -126,8 +127,8 @@ pub fn embed_images(
         |input| checked_len(input, input.pixels(encoder, &options.limits)?, pixels_len),
         |batch| {
             let n = batch.len();
-            let embeddings =
-                encoder.embed_pixels(assemble(batch, pixels_len), n, options.normalize)?;
+            let pixels = assemble(batch, pixels_len);
+            let embeddings = encoder.embed_pixels_as(pixels, n, features, options.normalize)?;
             Ok(embeddings.into_iter().map(Ok).collect())
         },
     )

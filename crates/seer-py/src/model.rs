@@ -13,8 +13,8 @@ use seer_engine::detect::{detector_of, DetectOptions, DetectQuery};
 use seer_engine::prompts::templates as template_set;
 use seer_engine::segment::SegmentPrompt;
 use seer_engine::{
-    DeviceChoice, EmbedOptions, GenerateOptions, Generated, LoadOptions, LoadedModel, MatchScore,
-    Precision, ZeroShotClassifier,
+    DeviceChoice, EmbedOptions, GenerateOptions, Generated, ImageFeatures, LoadOptions,
+    LoadedModel, MatchScore, Precision, ZeroShotClassifier,
 };
 use seer_image::DecodeLimits;
 
@@ -219,20 +219,42 @@ impl Model {
     /// Embeds the inputs in order: a row-major float32 matrix (a failed input's
     /// row NaN) and each input's error. With `stop_on_error`, stops after the
     /// first batch that holds a failed input: fewer rows come back then.
+    /// `features` as `seer embed --features`: `cls` (the embedding), `mean`
+    /// (the patch tokens' mean) or `patch` (every patch token: a row is
+    /// [`Self::patch_grid`]'s rows × columns × `dim` values).
+    #[pyo3(signature = (inputs, normalize, stop_on_error, features = "cls"))]
     fn embed_images<'py>(
         &self,
         py: Python<'py>,
         inputs: Vec<ImageInput>,
         normalize: bool,
         stop_on_error: bool,
+        features: &str,
     ) -> PyResult<(Bound<'py, PyByteArray>, InputErrors)> {
         let options = self.options(normalize);
-        let image = self.model.image().map_err(seer_error)?;
+        let features = image_features(features)?;
+        let image = self.model.image_for(features).map_err(seer_error)?;
+        let row_len = match (features, image.patch_grid()) {
+            (ImageFeatures::PatchGrid, Some((h, w))) => h * w * image.embed_dim(),
+            (ImageFeatures::PatchGrid, None) => {
+                return Err(seer_error(
+                    "internal error: a patch-feature tower without a grid",
+                ))
+            }
+            _ => image.embed_dim(),
+        };
         let rows = pool::run_interruptible(py, |cancel| {
-            embed_images(image, &inputs, &options, stop_on_error, cancel)
+            embed_images(image, &inputs, &options, features, stop_on_error, cancel)
         })?
         .map_err(seer_error)?;
-        Ok((matrix(py, &rows, image.embed_dim())?, errors(&rows)))
+        Ok((matrix(py, &rows, row_len)?, errors(&rows)))
+    }
+
+    /// `(rows, columns)` of patch tokens per image, for models with patch
+    /// features (DINOv2); `None` for the others.
+    #[getter]
+    fn patch_grid(&self) -> Option<(usize, usize)> {
+        self.model.image.as_ref().and_then(|i| i.patch_grid())
     }
 
     /// Embeds texts in order: a row-major float32 matrix.
@@ -283,7 +305,14 @@ impl Model {
             |cancel| -> seer_engine::Result<(Vec<Row>, ZeroShotClassifier)> {
                 let classifier =
                     ZeroShotClassifier::new(text, &labels, &templates, options.batch_size)?;
-                let rows = embed_images(image, &inputs, &options, stop_on_error, cancel)?;
+                let rows = embed_images(
+                    image,
+                    &inputs,
+                    &options,
+                    ImageFeatures::Embedding,
+                    stop_on_error,
+                    cancel,
+                )?;
                 Ok((rows, classifier))
             },
         )?
@@ -654,6 +683,18 @@ type SegmentOut<'py, F> = (
     u32,
     Vec<(F, Bound<'py, PyByteArray>, Bound<'py, PyByteArray>)>,
 );
+
+/// `seer embed --features`' names.
+fn image_features(name: &str) -> PyResult<ImageFeatures> {
+    match name {
+        "cls" => Ok(ImageFeatures::Embedding),
+        "mean" => Ok(ImageFeatures::PatchMean),
+        "patch" => Ok(ImageFeatures::PatchGrid),
+        other => Err(seer_error(format!(
+            "unknown features '{other}' (cls, mean, patch)"
+        ))),
+    }
+}
 
 /// `beams` and `max_new_tokens` as the engine takes them: each at least 1.
 fn generate_options(beams: Option<Int>, max_new_tokens: Option<Int>) -> PyResult<GenerateOptions> {

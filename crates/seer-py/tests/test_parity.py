@@ -249,3 +249,32 @@ def test_top_k_none_gives_every_label(clip: seer.Model) -> None:
     assert every == clip.classify(RGB_FILES[:2], labels, top_k=3)
     assert every == clip.classify(RGB_FILES[:2], labels, top_k=10**30)
     assert sorted(p.index for p in every[0]) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("features", ["mean", "patch"])
+def test_patch_features_equal_seer_embed_features(features: str, tmp_path: Path) -> None:
+    model = load(DINOV2, batch_size=2)
+    expected = cli_embed(
+        DINOV2, ["--image", *RGB_FILES], tmp_path, "--features", features, "--batch-size", "2"
+    )
+    got = model.embed_images(RGB_FILES, features=features)
+    if features == "patch":
+        assert model.patch_grid is not None
+        assert got.shape == (len(RGB_FILES), *model.patch_grid, model.dim)
+    assert got.shape == expected.shape
+    assert same_bits(got, expected)
+    raw = model.embed_images(RGB_FILES, features=features, normalize=False)
+    raw_expected = cli_embed(
+        DINOV2, ["--image", *RGB_FILES], tmp_path, "--features", features, "--batch-size", "2",
+        "--raw",
+    )  # fmt: skip
+    assert same_bits(raw, raw_expected)
+
+
+def test_patch_features_need_a_model_with_patch_tokens() -> None:
+    clip = load(CLIP_OPENCLIP)
+    assert clip.patch_grid is None
+    with pytest.raises(seer.SeerError, match="does not give the mean of its patch tokens: patch features"):
+        clip.embed_images(RGB_FILES[:1], features="mean")
+    with pytest.raises(seer.SeerError, match="unknown features 'tokens'"):
+        clip.embed_images(RGB_FILES[:1], features="tokens")

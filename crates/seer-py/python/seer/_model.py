@@ -40,6 +40,9 @@ if TYPE_CHECKING:
 #: What a failed input does: raise SeerError, or come back as a NaN row and a message.
 ErrorMode = Literal["raise", "return"]
 
+#: Which image features ``embed_images`` gives (``seer embed --features``).
+Features = Literal["cls", "mean", "patch"]
+
 _TRUE = {"1", "true", "t", "yes", "y", "on"}
 
 
@@ -150,6 +153,12 @@ class Model:
         return self._native.family
 
     @property
+    def patch_grid(self) -> Optional[Tuple[int, int]]:
+        """``(h, w)`` patch tokens per image for models with patch features
+        (DINOv2: ``embed_images(features="patch")``), else None."""
+        return self._native.patch_grid
+
+    @property
     def batch_size(self) -> int:
         """Images per model batch."""
         return self._native.batch_size
@@ -161,6 +170,7 @@ class Model:
         *,
         errors: Literal["raise"] = ...,
         normalize: bool = ...,
+        features: Features = ...,
     ) -> np.ndarray: ...
 
     @overload
@@ -170,6 +180,7 @@ class Model:
         *,
         errors: Literal["return"],
         normalize: bool = ...,
+        features: Features = ...,
     ) -> Tuple[np.ndarray, List[Optional[str]]]: ...
 
     def embed_images(
@@ -178,6 +189,7 @@ class Model:
         *,
         errors: ErrorMode = "raise",
         normalize: bool = True,
+        features: Features = "cls",
     ) -> Union[np.ndarray, Tuple[np.ndarray, List[Optional[str]]]]:
         """Embeds images: a float32 array (N, dim), rows in input order.
 
@@ -188,6 +200,12 @@ class Model:
         L2-normalised (``normalize=False``: the raw projected features, as
         ``seer embed --raw``) and equal ``seer embed``'s bit for bit.
 
+        ``features`` as ``seer embed --features``: ``cls``, the model's
+        embedding (DINOv2: its CLS token); ``mean``, the mean of the patch
+        tokens; ``patch``, every patch token as an (N, h, w, dim) array, never
+        normalised (:attr:`patch_grid` is ``(h, w)``). ``mean`` and ``patch``
+        need a model with patch tokens (DINOv2).
+
         ``errors="raise"``: an input that cannot be embedded raises
         :class:`SeerError` naming its index, the file and the cause.
         ``errors="return"``: returns ``(array, errors)``, where a failed input's
@@ -196,10 +214,15 @@ class Model:
         stop = stop_on_error(errors)
         normalize = flag("normalize", normalize)
         native = native_inputs(inputs, self._native.max_pixels)
-        buffer, failures = self._native.embed_images(native, normalize, stop)
+        if features not in ("cls", "mean", "patch"):
+            raise SeerError(f"unknown features {features!r} (cls, mean, patch)")
+        buffer, failures = self._native.embed_images(native, normalize, stop, features)
         if stop:
             raise_first(failures)
-        array = matrix(buffer, len(native), self.dim)
+        array = matrix(buffer, len(native), -1 if len(native) else self.dim)
+        if features == "patch":
+            grid = self._native.patch_grid or (0, 0)
+            array = array.reshape(len(native), *grid, self.dim)
         if stop:
             return array
         return array, messages(failures)
