@@ -64,6 +64,7 @@ def same(hits: List[seer.Hit], lines: List[dict]) -> None:
             else:
                 assert np.float32(value) == np.float32(expected), field
         assert hit.caption == line.get("caption")
+        assert hit.time == line.get("time")
         assert list(hit.matched) == line.get("matched", ["vector"])
 
 
@@ -136,3 +137,17 @@ def test_bad_searches_are_refused_clearly(index: seer.Index, tmp_path: Path) -> 
         seer.Index(tmp_path / "no-index-here")
     with pytest.raises(seer.SeerError, match="other-model"):
         seer.Index(index.path, model="other-model")
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="indexing a video needs ffmpeg")
+def test_a_video_is_found_by_its_best_frame_as_on_the_command_line(tmp_path: Path) -> None:
+    folder = tmp_path / "media"
+    folder.mkdir()
+    shutil.copy(REPO / "fixtures" / "video" / "clip.mp4", folder / "clip.mp4")
+    shutil.copy(PHOTOS / "rocket.jpg", folder / "rocket.jpg")
+    index_dir = tmp_path / "index"
+    run("index", "--index", index_dir, "--model", CLIP_OPENCLIP, "--frame-interval", 0.5, folder)
+    hits = seer.Index(index_dir, tokenizer=TOKENIZER, offline=True).search("a red square")
+    same(hits, cli_search(index_dir, "a red square"))
+    video = [h for h in hits if h.path.endswith("clip.mp4")]
+    assert len(video) == 1 and video[0].time is not None
