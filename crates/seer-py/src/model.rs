@@ -12,9 +12,10 @@ use seer_engine::automask::AutoMaskOptions;
 use seer_engine::detect::{detector_of, DetectOptions, DetectQuery};
 use seer_engine::prompts::templates as template_set;
 use seer_engine::segment::SegmentPrompt;
+use seer_engine::video::{embed_video_frames, FramesError};
 use seer_engine::{
-    DeviceChoice, EmbedOptions, GenerateOptions, Generated, ImageFeatures, LoadOptions,
-    LoadedModel, MatchScore, Precision, ZeroShotClassifier,
+    DeviceChoice, EmbedOptions, GenerateOptions, Generated, ImageEncoder, ImageFeatures,
+    LoadOptions, LoadedModel, MatchScore, Precision, ZeroShotClassifier,
 };
 use seer_image::DecodeLimits;
 
@@ -234,20 +235,83 @@ impl Model {
         let options = self.options(normalize);
         let features = image_features(features)?;
         let image = self.model.image_for(features).map_err(seer_error)?;
-        let row_len = match (features, image.patch_grid()) {
-            (ImageFeatures::PatchGrid, Some((h, w))) => h * w * image.embed_dim(),
-            (ImageFeatures::PatchGrid, None) => {
-                return Err(seer_error(
-                    "internal error: a patch-feature tower without a grid",
-                ))
-            }
-            _ => image.embed_dim(),
-        };
+        let row_len = row_len(image, features)?;
         let rows = pool::run_interruptible(py, |cancel| {
             embed_images(image, &inputs, &options, features, stop_on_error, cancel)
         })?
         .map_err(seer_error)?;
         Ok((matrix(py, &rows, row_len)?, errors(&rows)))
+    }
+
+    /// Embeds the frames ffmpeg samples from the video at `path` as `seer
+    /// embed` does (every `interval` seconds, at most `max_frames`): their
+    /// times in seconds and a row-major float32 matrix of their `features`.
+    #[pyo3(signature = (path, interval, max_frames, ffmpeg, normalize, features))]
+    #[allow(clippy::too_many_arguments)]
+    fn embed_video<'py>(
+        &self,
+        py: Python<'py>,
+        path: PathBuf,
+        interval: f64,
+        max_frames: usize,
+        ffmpeg: Option<PathBuf>,
+        normalize: bool,
+        features: &str,
+    ) -> PyResult<(Vec<f64>, Bound<'py, PyByteArray>)> {
+        let features = image_features(features)?;
+        let image = self.model.image_for(features).map_err(seer_error)?;
+        let row_len = row_len(image, features)?;
+        let ffmpeg = seer_video::Ffmpeg::find(ffmpeg.as_deref()).map_err(|e| {
+            seer_error(format!(
+                "{}: reading a video's frames needs ffmpeg: {e}",
+                path.display()
+            ))
+        })?;
+        let mut sampling = seer_video::Sampling {
+            interval,
+            max_frames,
+            ..seer_video::Sampling::default()
+        };
+        // max_pixels guards frames as it guards photos (as in `seer embed`).
+        sampling.limits.max_pixels = self.options.limits.max_pixels;
+        let batch_size = self.options.batch_size;
+        let frames = pool::run_interruptible(py, |cancel| {
+            let mut frames = Vec::new();
+            let file = seer_video::open_video(&path).map_err(FramesError::Video)?;
+            let info = ffmpeg
+                .probe_file(&path, &file)
+                .map_err(FramesError::Video)?;
+            embed_video_frames(
+                image,
+                &ffmpeg,
+                &path,
+                &file,
+                &info,
+                &sampling,
+                batch_size,
+                features,
+                normalize,
+                |batch| {
+                    if pool::cancelled(cancel) {
+                        return Err(interrupted());
+                    }
+                    frames.extend(batch);
+                    Ok(())
+                },
+            )?;
+            Ok::<_, FramesError<seer_engine::EngineError>>(frames)
+        })?
+        .map_err(|e| match e {
+            FramesError::Video(e) => seer_error(e),
+            FramesError::Model(e) => seer_error(format!(
+                "{}: the model failed on its frames: {e}",
+                path.display()
+            )),
+            FramesError::Sink(e) => seer_error(e),
+        })?;
+        let times = frames.iter().map(|(t, _)| *t).collect();
+        let rows: Vec<Option<&[f32]>> = frames.iter().map(|(_, v)| Some(v.as_slice())).collect();
+        Ok((times, floats(py, &rows, row_len)?))
     }
 
     /// `(rows, columns)` of patch tokens per image, for models with patch
@@ -683,6 +747,17 @@ type SegmentOut<'py, F> = (
     u32,
     Vec<(F, Bound<'py, PyByteArray>, Bound<'py, PyByteArray>)>,
 );
+
+/// Values in one row of `features` from `image`.
+fn row_len(image: &dyn ImageEncoder, features: ImageFeatures) -> PyResult<usize> {
+    match (features, image.patch_grid()) {
+        (ImageFeatures::PatchGrid, Some((h, w))) => Ok(h * w * image.embed_dim()),
+        (ImageFeatures::PatchGrid, None) => Err(seer_error(
+            "internal error: a patch-feature tower without a grid",
+        )),
+        _ => Ok(image.embed_dim()),
+    }
+}
 
 /// `seer embed --features`' names.
 fn image_features(name: &str) -> PyResult<ImageFeatures> {

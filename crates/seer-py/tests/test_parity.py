@@ -3,6 +3,7 @@ bit, the same text embeddings, the same zero-shot classes and probabilities."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from conftest import (
     CLIP_OPENCLIP,
     DINOV2,
     MANY_FORMATS,
+    REPO,
     RGB_FILES,
     SIGLIP,
     cli_classify,
@@ -278,3 +280,20 @@ def test_patch_features_need_a_model_with_patch_tokens() -> None:
         clip.embed_images(RGB_FILES[:1], features="mean")
     with pytest.raises(seer.SeerError, match="unknown features 'tokens'"):
         clip.embed_images(RGB_FILES[:1], features="tokens")
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="a video's frames need ffmpeg")
+def test_video_frames_equal_seer_embed_of_the_video(tmp_path: Path) -> None:
+    model = load(CLIP_OPENCLIP, batch_size=3)
+    video = REPO / "fixtures" / "video" / "clip.mp4"
+    times, vectors = model.embed_video(video, frame_interval=0.5)
+    flags = ("--frame-interval", "0.5", "--batch-size", "3")
+    expected = cli_embed(CLIP_OPENCLIP, ["--image", video], tmp_path, *flags)
+    assert len(times) == len(vectors) > 1
+    assert same_bits(vectors, expected)
+    rows = (tmp_path / "cli.inputs.txt").read_text().splitlines()
+    assert rows == [f"{video}#t={t:.3f}" for t in times]
+    with pytest.raises(seer.SeerError, match="frame_interval must be 0.05 to 86400"):
+        model.embed_video(video, frame_interval=0)
+    with pytest.raises(seer.SeerError, match="not-a-video.mp4"):
+        model.embed_video(REPO / "fixtures" / "video" / "not-a-video.mp4")

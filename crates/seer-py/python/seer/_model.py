@@ -227,6 +227,54 @@ class Model:
             return array
         return array, messages(failures)
 
+    def embed_video(
+        self,
+        path: Union[str, "os.PathLike[str]"],
+        *,
+        frame_interval: float = 2.0,
+        max_frames: int = 1800,
+        normalize: bool = True,
+        features: Features = "cls",
+        ffmpeg: Union[str, "os.PathLike[str]", None] = None,
+    ) -> Tuple[np.ndarray, np.ndarray]:
+        """Embeds the frames of a video, as ``seer embed`` embeds a video given
+        to it: one frame every ``frame_interval`` seconds (0.05 to 86400), at
+        most ``max_frames`` (a longer video is sampled more sparsely), each
+        frame through the model's own preprocessing as a photo would be.
+
+        Returns ``(times, vectors)``: the frames' times in seconds (float64,
+        (F,)) and their embeddings (float32, (F, dim); ``features`` and
+        ``normalize`` as for :meth:`embed_images`). Needs ffmpeg (``ffmpeg``,
+        else ``$SEER_FFMPEG``, else ``ffmpeg`` on PATH; ffprobe beside it). A
+        video that cannot be read raises :class:`SeerError` naming it.
+        """
+        normalize = flag("normalize", normalize)
+        if features not in ("cls", "mean", "patch"):
+            raise SeerError(f"unknown features {features!r} (cls, mean, patch)")
+        if isinstance(frame_interval, bool) or not isinstance(frame_interval, (int, float)):
+            raise TypeError(f"frame_interval must be a number, got {type(frame_interval).__name__}")
+        if not 0.05 <= frame_interval <= 86_400:
+            raise SeerError(f"frame_interval must be 0.05 to 86400 seconds, got {frame_interval}")
+        if isinstance(max_frames, bool) or not isinstance(max_frames, int):
+            raise TypeError(f"max_frames must be an int, got {type(max_frames).__name__}")
+        if not 1 <= max_frames <= 1_000_000:
+            raise SeerError(f"max_frames must be 1 to 1000000, got {max_frames}")
+        if ffmpeg is None:
+            ffmpeg = os.environ.get("SEER_FFMPEG") or None
+        times, buffer = self._native.embed_video(
+            _path(path),
+            float(frame_interval),
+            max_frames,
+            None if ffmpeg is None else _path(ffmpeg),
+            normalize,
+            features,
+        )
+        vectors = matrix(buffer, len(times), -1 if times else self.dim)
+        if features == "patch":
+            grid = self._native.patch_grid or (0, 0)
+            vectors = vectors.reshape(len(times), *grid, self.dim)
+        return np.asarray(times, dtype=np.float64), vectors
+
     def embed_texts(self, texts: Sequence[str], *, normalize: bool = True) -> np.ndarray:
         """Embeds texts: a float32 array (N, dim), equal to ``seer embed --text``'s."""
         if isinstance(texts, str):

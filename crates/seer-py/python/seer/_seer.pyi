@@ -71,6 +71,15 @@ class Model:
         stop_on_error: bool,
         features: str = "cls",
     ) -> Tuple[bytearray, _Failures]: ...
+    def embed_video(
+        self,
+        path: str,
+        interval: float,
+        max_frames: int,
+        ffmpeg: Optional[str],
+        normalize: bool,
+        features: str,
+    ) -> Tuple[List[float], bytearray]: ...
     def embed_texts(self, texts: Sequence[str], normalize: bool) -> bytearray: ...
     def classify(
         self,
