@@ -16,7 +16,9 @@ use seer_image::{DecodeLimits, DecodedImage};
 use seer_video::{Ffmpeg, FrameLimits};
 
 use crate::error::{IndexError, Result};
+use crate::hybrid::Found;
 use crate::pathcodec;
+use crate::store::Store;
 
 /// Hits reranked when the caller does not say.
 pub const DEFAULT_DEPTH: usize = 20;
@@ -46,6 +48,54 @@ pub fn apply<T>(items: Vec<T>, scores: &[Option<f32>]) -> Vec<T> {
         .into_iter()
         .map(|i| slots[i].take().expect("a permutation"))
         .collect()
+}
+
+/// A search's results after [`rerank_found`]: each hit, and for the first
+/// `depth` its matching score or why it has none (an unreadable photo, a video
+/// without ffmpeg); `None` below the depth.
+pub type Reranked = Vec<(Found, Option<std::result::Result<MatchScore, String>>)>;
+
+/// `found` (best first) with its first `depth` hits in order of `matcher`'s
+/// ITM probability for `text` (see the module's comment); a hit that could
+/// not be scored follows the scored ones, and the hits below the depth keep
+/// their order. Files are read only under `store`'s roots; videos' frames
+/// through `ffmpeg`. A model error stops the reranking; a file's does not.
+#[allow(clippy::too_many_arguments)]
+pub fn rerank_found(
+    store: &Store,
+    matcher: &dyn ImageTextMatcher,
+    text: &str,
+    mut found: Vec<Found>,
+    depth: usize,
+    ffmpeg: Option<&Ffmpeg>,
+    limits: &DecodeLimits,
+    batch_size: usize,
+) -> Result<Reranked> {
+    let rest = found.split_off(depth.min(found.len()));
+    let roots: Vec<PathBuf> = store
+        .roots()?
+        .iter()
+        .filter_map(|r| pathcodec::to_path(r).canonicalize().ok())
+        .collect();
+    let hits: Vec<RerankHit> = found
+        .iter()
+        .map(|f| RerankHit {
+            path: f.path.clone(),
+            time: f.time,
+        })
+        .collect();
+    let scores = score_hits(matcher, text, &hits, ffmpeg, &roots, limits, batch_size)?;
+    let probabilities: Vec<Option<f32>> = scores
+        .iter()
+        .map(|s| s.as_ref().ok().map(|s| s.itm_probability))
+        .collect();
+    let scored: Vec<_> = found
+        .into_iter()
+        .zip(scores.into_iter().map(Some))
+        .collect();
+    let mut out = apply(scored, &probabilities);
+    out.extend(rest.into_iter().map(|f| (f, None)));
+    Ok(out)
 }
 
 /// Scores the indexed files at `paths` (stored form) against `text`, in model

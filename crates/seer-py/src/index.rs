@@ -16,11 +16,13 @@ use seer_index::pathcodec::{indexed_key, to_path};
 use seer_index::{Query, SearchMode, SearchOptions, Store};
 
 use crate::convert::{pool_error, seer_error};
-use crate::model::load_model;
+use crate::model::{load_model, Model};
 use crate::pool;
 
 /// One result as Python receives it: `(path, score, time, caption, bm25,
-/// fused, matched)`; `score` is the cosine similarity (BM25 in a words search).
+/// fused, matched, (rerank scores, rerank error))`; `score` is the cosine
+/// similarity (BM25 in a words search); a reranked hit has its matching
+/// scores `(itm probability, cosine)` or why it has none.
 type FoundRow = (
     PathBuf,
     Option<f32>,
@@ -29,7 +31,16 @@ type FoundRow = (
     Option<f32>,
     Option<f32>,
     Vec<&'static str>,
+    (Option<(f32, f32)>, Option<String>),
 );
+
+/// How a search reranks its best hits: with this model's matching head, the
+/// first `depth` hits, videos' frames through `ffmpeg`.
+struct Rerank<'a> {
+    model: &'a Model,
+    depth: usize,
+    ffmpeg: Option<seer_video::Ffmpeg>,
+}
 
 #[pyclass(frozen, module = "seer._seer", name = "Index")]
 pub struct Index {
@@ -117,7 +128,11 @@ impl Index {
     /// and images (paths) added, the `subtract_*` ones subtracted, `like`
     /// the indexed files whose vectors join it; `mode` auto, vector, hybrid or
     /// words; the best `k`, best first.
-    #[pyo3(signature = (texts, images, like, subtract_texts, subtract_images, mode, k, min_score, path_glob))]
+    /// With `rerank` (a BLIP retrieval `Model`), the first `rerank_depth` hits
+    /// are put in order of its image-text matching probability for the texts
+    /// (as `seer search --rerank`); a video hit is read as its best frame,
+    /// through `ffmpeg` (on PATH when None).
+    #[pyo3(signature = (texts, images, like, subtract_texts, subtract_images, mode, k, min_score, path_glob, rerank, rerank_depth, ffmpeg))]
     #[allow(clippy::too_many_arguments)]
     fn search(
         &self,
@@ -131,7 +146,34 @@ impl Index {
         k: usize,
         min_score: Option<f32>,
         path_glob: Option<String>,
+        rerank: Option<PyRef<'_, Model>>,
+        rerank_depth: usize,
+        ffmpeg: Option<PathBuf>,
     ) -> PyResult<Vec<FoundRow>> {
+        let rerank = match &rerank {
+            None => None,
+            Some(model) => {
+                model.loaded().0.matcher().map_err(seer_error)?;
+                if texts.is_empty() {
+                    return Err(seer_error(
+                        "rerank needs a text query: the matching model reads its words with each photo",
+                    ));
+                }
+                // ffmpeg is needed only for video hits: looked for now, and
+                // its absence is each video hit's reason (one given by name
+                // must be there).
+                let ffmpeg = match seer_video::Ffmpeg::find(ffmpeg.as_deref()) {
+                    Ok(found) => Some(found),
+                    Err(e) if ffmpeg.is_some() => return Err(seer_error(e)),
+                    Err(_) => None,
+                };
+                Some(Rerank {
+                    model,
+                    depth: rerank_depth,
+                    ffmpeg,
+                })
+            }
+        };
         let mode = SearchMode::parse(mode)
             .ok_or_else(|| seer_error(format!("unknown mode '{mode}' ({})", SearchMode::NAMES)))?;
         let query = Query {
@@ -142,13 +184,15 @@ impl Index {
             subtract_images,
         };
         let options = SearchOptions {
-            k,
+            k: rerank.as_ref().map_or(k, |r| k.max(r.depth)),
             min_score,
             path_glob,
         };
-        let rows = py
-            .detach(|| pool::run(|| self.find(&query, mode, &options)))
+        let words = query.texts.join(" ");
+        let mut rows = py
+            .detach(|| pool::run(|| self.find(&query, mode, &options, &words, rerank.as_ref())))
             .map_err(pool_error)??;
+        rows.truncate(k);
         Ok(rows)
     }
 
@@ -164,6 +208,8 @@ impl Index {
         query: &Query,
         mode: SearchMode,
         options: &SearchOptions,
+        words: &str,
+        rerank: Option<&Rerank>,
     ) -> PyResult<Vec<FoundRow>> {
         let store = Store::open_read_only(&self.dir).map_err(seer_error)?;
         let plan = Plan::new(&store, query, mode, self.model.as_deref()).map_err(seer_error)?;
@@ -186,9 +232,27 @@ impl Index {
                 self.ann_threshold,
             )
             .map_err(seer_error)?;
-        found
+        let ranked = match rerank {
+            None => found.into_iter().map(|f| (f, None)).collect(),
+            Some(r) => {
+                let (model, options) = r.model.loaded();
+                let matcher = model.matcher().map_err(seer_error)?;
+                seer_index::rerank::rerank_found(
+                    &store,
+                    matcher,
+                    words,
+                    found,
+                    r.depth,
+                    r.ffmpeg.as_ref(),
+                    &options.limits,
+                    options.batch_size,
+                )
+                .map_err(|e| seer_error(format!("reranking with '{}': {e}", model.id)))?
+            }
+        };
+        ranked
             .into_iter()
-            .map(|f| {
+            .map(|(f, scored)| {
                 let caption = store.caption_of(f.id).map_err(seer_error)?.map(|c| c.text);
                 let score = match plan.mode {
                     SearchMode::Words => f.bm25,
@@ -203,6 +267,11 @@ impl Index {
                     f.bm25,
                     f.fused,
                     matched,
+                    match scored {
+                        Some(Ok(s)) => (Some((s.itm_probability, s.similarity)), None),
+                        Some(Err(cause)) => (None, Some(cause)),
+                        None => (None, None),
+                    },
                 ))
             })
             .collect()

@@ -715,6 +715,12 @@ pub(crate) fn load_model(
 }
 
 impl Model {
+    /// The loaded model and its batch size and limits (an `Index` reranks
+    /// with them).
+    pub(crate) fn loaded(&self) -> (&LoadedModel, &EmbedOptions) {
+        (&self.model, &self.options)
+    }
+
     fn options(&self, normalize: bool) -> EmbedOptions {
         EmbedOptions {
             normalize,

@@ -17,6 +17,7 @@ from conftest import CLIP_OPENCLIP, REPO, SEER_BIN, SMOKE, TOKENIZER
 import seer
 
 CAPTION = REPO / "fixtures" / "blip" / "caption-tiny"
+RETRIEVAL = REPO / "fixtures" / "blip" / "retrieval-tiny"
 PHOTOS = SMOKE / "skimage"
 
 
@@ -66,6 +67,10 @@ def same(hits: List[seer.Hit], lines: List[dict]) -> None:
         assert hit.caption == line.get("caption")
         assert hit.time == line.get("time")
         assert list(hit.matched) == line.get("matched", ["vector"])
+        for field in ("itm_probability", "itc_similarity"):
+            value, expected = getattr(hit, field), line.get(field)
+            assert (value is None) == (expected is None), field
+            assert value is None or np.float32(value) == np.float32(expected), field
 
 
 def test_the_index_as_the_command_line_made_it(index: seer.Index, index_dir: Path) -> None:
@@ -151,3 +156,28 @@ def test_a_video_is_found_by_its_best_frame_as_on_the_command_line(tmp_path: Pat
     same(hits, cli_search(index_dir, "a red square"))
     video = [h for h in hits if h.path.endswith("clip.mp4")]
     assert len(video) == 1 and video[0].time is not None
+
+
+def test_rerank_orders_the_best_hits_as_seer_search_rerank(tmp_path: Path) -> None:
+    photos = tmp_path / "photos"
+    shutil.copytree(PHOTOS, photos, ignore=shutil.ignore_patterns("*.jsonl"))
+    index_dir = tmp_path / "index"
+    run("index", "--index", index_dir, "--model", CLIP_OPENCLIP, photos)
+    index = seer.Index(index_dir, tokenizer=TOKENIZER, offline=True)
+    matcher = seer.Model(RETRIEVAL, offline=True, batch_size=3)
+    hits = index.search("a cat on a sofa", k=6, rerank=matcher, rerank_depth=4)
+    flags = ("--rerank", RETRIEVAL, "--rerank-depth", 4, "-k", 6, "--batch-size", 3)
+    same(hits, cli_search(index_dir, "a cat on a sofa", *flags))
+    assert [h.itm_probability is not None for h in hits] == [True] * 4 + [False] * 2
+    # A photo gone since indexing keeps no score, follows the reranked ones, and is named.
+    gone = Path(hits[0].path)
+    gone.unlink()
+    with pytest.warns(UserWarning, match=f"{gone.name}.*not reranked"):
+        again = index.search("a cat on a sofa", k=6, rerank=matcher, rerank_depth=4)
+    assert again[3].path == str(gone) and again[3].itm_probability is None
+    with pytest.raises(seer.SeerError, match="rerank needs a text query"):
+        index.search(like=[hits[1].path], rerank=matcher)
+    with pytest.raises(seer.SeerError, match="no image-text matching head"):
+        index.search("a cat", rerank=seer.Model(CAPTION, offline=True))
+    with pytest.raises(seer.SeerError, match="rerank_depth must be 1 to 100"):
+        index.search("a cat", rerank=matcher, rerank_depth=0)

@@ -8,8 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use seer_index::find::Plan;
-use seer_index::pathcodec::{display_stored, display_text, indexed_key, to_path};
-use seer_index::rerank::RerankHit;
+use seer_index::pathcodec::{display_stored, display_text, indexed_key};
 use seer_index::{Found, Query, SearchMode, SearchOptions, Store};
 use serde_json::{json, Value};
 
@@ -137,17 +136,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         &options,
         args.target.ann.ann_threshold,
     )?;
-    let mut rows = Vec::with_capacity(found.len());
-    for found in found {
+    let ranked = match &args.rerank {
+        Some(matcher) => rerank(&args, &store, matcher, &words_text, found)?,
+        None => found.into_iter().map(|f| (f, None)).collect(),
+    };
+    let mut rows = Vec::with_capacity(ranked.len());
+    for (found, itm) in ranked {
         let caption = store.caption_of(found.id)?.map(|c| c.text);
         rows.push(Row {
             found,
             caption,
-            itm: None,
+            itm,
         });
-    }
-    if let Some(matcher) = &args.rerank {
-        rows = rerank(&args, &store, matcher, &words_text, rows)?;
     }
     rows.truncate(args.k);
     for row in &rows {
@@ -160,35 +160,27 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The first `--rerank-depth` rows in order of the matching model's ITM
-/// probability for `text`; a photo that cannot be read is warned about and
-/// put after the reranked ones. A video is read as its frame at the hit's
-/// time; without ffmpeg, videos are not reranked (one warning) and follow the
-/// reranked hits in their order.
+/// The first `--rerank-depth` hits in order of the matching model's ITM
+/// probability for `text` (`seer_index::rerank::rerank_found`), each with its
+/// score; a photo that cannot be read is warned about and put after the
+/// reranked ones. A video is read as its frame at the hit's time; without
+/// ffmpeg, videos are not reranked (one warning) and follow the reranked hits
+/// in their order.
 fn rerank(
     args: &Args,
     store: &Store,
     matcher: &str,
     text: &str,
-    mut rows: Vec<Row>,
-) -> anyhow::Result<Vec<Row>> {
+    found: Vec<Found>,
+) -> anyhow::Result<Vec<(Found, Option<seer_engine::MatchScore>)>> {
     let loaded = args.target.run.load(matcher)?;
     let head = loaded.matcher()?;
-    let depth = (args.rerank_depth as usize).min(rows.len());
-    let rest = rows.split_off(depth);
-    let roots: Vec<PathBuf> = store
-        .roots()?
+    let depth = args.rerank_depth as usize;
+    let videos = found
         .iter()
-        .filter_map(|r| to_path(r).canonicalize().ok())
-        .collect();
-    let hits: Vec<RerankHit> = rows
-        .iter()
-        .map(|r| RerankHit {
-            path: r.found.path.clone(),
-            time: r.found.time,
-        })
-        .collect();
-    let videos = hits.iter().filter(|h| h.time.is_some()).count();
+        .take(depth)
+        .filter(|f| f.time.is_some())
+        .count();
     let ffmpeg = match videos {
         0 => None,
         _ => match seer_video::Ffmpeg::find(args.ffmpeg.as_deref()) {
@@ -205,36 +197,32 @@ fn rerank(
         },
     };
     let embed = args.target.run.embed_options(true)?;
-    let scores = seer_index::rerank::score_hits(
+    let reranked = seer_index::rerank::rerank_found(
+        store,
         head,
         text,
-        &hits,
+        found,
+        depth,
         ffmpeg.as_ref(),
-        &roots,
         &embed.limits,
         embed.batch_size,
     )
     .with_context(|| format!("reranking with '{matcher}'"))?;
-    let mut probabilities = Vec::with_capacity(rows.len());
-    for (row, score) in rows.iter_mut().zip(scores) {
-        match score {
-            Ok(s) => {
-                probabilities.push(Some(s.itm_probability));
-                row.itm = Some(s);
-            }
+    Ok(reranked
+        .into_iter()
+        .map(|(found, score)| match score {
+            Some(Ok(s)) => (found, Some(s)),
             // Warned about once above.
-            Err(_) if row.found.time.is_some() && ffmpeg.is_none() => probabilities.push(None),
-            Err(cause) => {
-                let shown = display_stored(&row.found.path);
+            Some(Err(_)) if found.time.is_some() && ffmpeg.is_none() => (found, None),
+            Some(Err(cause)) => {
+                let shown = display_stored(&found.path);
                 let cause = crate::output::cause_without_path(&shown, &cause);
                 eprintln!("warning: {shown}: {cause} (not reranked)");
-                probabilities.push(None);
+                (found, None)
             }
-        }
-    }
-    let mut reranked = seer_index::rerank::apply(rows, &probabilities);
-    reranked.extend(rest);
-    Ok(reranked)
+            None => (found, None),
+        })
+        .collect())
 }
 
 /// One result as JSON. A vector search on an index without captions prints

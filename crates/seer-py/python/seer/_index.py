@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple, Union
 
 from . import _seer
 from ._checks import check_text, strings
 from ._seer import SeerError
+
+if TYPE_CHECKING:
+    from ._model import Model
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -35,6 +39,12 @@ class Hit:
     fused: Optional[float] = None
     #: Which rankings found it: ``vector``, ``words`` (hybrid and words searches).
     matched: Tuple[str, ...] = ()
+    #: With ``rerank``: the matching head's probability that the query's words
+    #: describe the file (None below ``rerank_depth``, or where it could not be
+    #: read, which a warning says).
+    itm_probability: Optional[float] = None
+    #: With ``rerank``: the matching model's contrastive cosine.
+    itc_similarity: Optional[float] = None
 
 
 @dataclass(frozen=True)
@@ -131,6 +141,9 @@ class Index:
         min_score: Optional[float] = None,
         path: Optional[str] = None,
         mode: str = "auto",
+        rerank: Optional["Model"] = None,
+        rerank_depth: int = 20,
+        ffmpeg: Optional[PathLike] = None,
     ) -> List[Hit]:
         """The indexed photos and videos that best match a query, best first,
         as ``seer search`` ranks them (the same flags by the same names).
@@ -143,6 +156,15 @@ class Index:
         ``auto`` (hybrid when the index has captions and the query has words,
         else vector), ``vector``, ``hybrid`` or ``words`` (captions only).
         A video is found by its best frame (:attr:`Hit.time`).
+
+        ``rerank``, a BLIP retrieval :class:`seer.Model` (``blip-itm-base``),
+        puts the best ``rerank_depth`` hits (1 to 100) in order of its
+        image-text matching probability for the query's words, which reads
+        word order ("a horse riding an astronaut"), as ``seer search
+        --rerank`` does; a video hit is read as its best frame through
+        ``ffmpeg`` (default ``$SEER_FFMPEG``, else on PATH). A hit that cannot
+        be read keeps no score, follows the reranked ones, and is named in a
+        warning.
         """
         texts = [] if text is None else [text]
         if text is not None and not isinstance(text, str):
@@ -167,6 +189,19 @@ class Index:
             raise SeerError(f"unknown mode {mode!r} ({', '.join(_MODES)})")
         if path is not None and not isinstance(path, str):
             raise TypeError(f"path must be a glob (str), got {type(path).__name__}")
+        native_rerank = None
+        if rerank is not None:
+            from ._model import Model
+
+            if not isinstance(rerank, Model):
+                raise TypeError(f"rerank must be a seer.Model, got {type(rerank).__name__}")
+            native_rerank = rerank._native
+            if isinstance(rerank_depth, bool) or not isinstance(rerank_depth, int):
+                raise TypeError(f"rerank_depth must be an int, got {type(rerank_depth).__name__}")
+            if not 1 <= rerank_depth <= 100:
+                raise SeerError(f"rerank_depth must be 1 to 100, got {rerank_depth}")
+        if ffmpeg is None:
+            ffmpeg = os.environ.get("SEER_FFMPEG") or None
         rows = self._native.search(
             texts,
             _paths("images", images),
@@ -177,11 +212,22 @@ class Index:
             k,
             min_score,
             path,
+            native_rerank,
+            rerank_depth,
+            None if ffmpeg is None else os.fspath(ffmpeg),
         )
-        return [
-            Hit(os.fspath(p), score, time, caption, bm25, fused, tuple(matched))
-            for p, score, time, caption, bm25, fused, matched in rows
-        ]
+        hits = []
+        for p, score, time, caption, bm25, fused, matched, (itm, unread) in rows:
+            shown = os.fspath(p)
+            if unread is not None:
+                warnings.warn(f"{shown}: {unread} (not reranked)", stacklevel=2)
+            hits.append(
+                Hit(
+                    shown, score, time, caption, bm25, fused, tuple(matched),
+                    *(itm if itm is not None else (None, None)),
+                )  # fmt: skip
+            )
+        return hits
 
 
 def default_index_dir() -> str:

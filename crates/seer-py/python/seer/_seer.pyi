@@ -138,9 +138,16 @@ class Model:
         crop_n_points_downscale_factor: int,
     ) -> Tuple[int, int, List[Tuple[_AutoFacts, bytearray, bytearray]]]: ...
 
-# (path, score, time, caption, bm25, fused, matched)
+# (path, score, time, caption, bm25, fused, matched, (rerank scores, rerank error))
 _Found = Tuple[
-    str, Optional[float], Optional[float], Optional[str], Optional[float], Optional[float], List[str]
+    str,
+    Optional[float],
+    Optional[float],
+    Optional[str],
+    Optional[float],
+    Optional[float],
+    List[str],
+    Tuple[Optional[Tuple[float, float]], Optional[str]],
 ]
 
 @final
@@ -169,4 +176,7 @@ class Index:
         k: int,
         min_score: Optional[float],
         path_glob: Optional[str],
+        rerank: Optional[Model],
+        rerank_depth: int,
+        ffmpeg: Optional[str],
     ) -> List[_Found]: ...
