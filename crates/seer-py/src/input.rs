@@ -102,6 +102,37 @@ impl ImageInput {
         }
     }
 
+    /// A digest of what the input holds (a file's bytes, an encoded image's,
+    /// an array's shape and samples): equal for inputs that decode to the same
+    /// image. `None` for a file that cannot be read (its error comes from
+    /// [`Self::decoded`]) and a refused input.
+    pub fn content_key(&self) -> Option<[u8; 32]> {
+        let mut hasher = blake3::Hasher::new();
+        match self {
+            Self::Path(path) => {
+                not_special(path).ok()?;
+                hasher.update(b"file");
+                hasher.update_reader(std::fs::File::open(path).ok()?).ok()?;
+            }
+            Self::Bytes(bytes) => {
+                hasher.update(b"file");
+                hasher.update(bytes);
+            }
+            Self::Rgb {
+                height,
+                width,
+                samples,
+            } => {
+                hasher.update(b"rgb");
+                hasher.update(&height.to_le_bytes());
+                hasher.update(&width.to_le_bytes());
+                hasher.update(samples);
+            }
+            Self::Invalid { .. } => return None,
+        }
+        Some(*hasher.finalize().as_bytes())
+    }
+
     /// The input as a decoded image, as `seer caption` or `seer detect` reads
     /// a file (an array as the RGB image it holds).
     pub fn decoded(&self, limits: &DecodeLimits) -> Result<DecodedImage, InputError> {

@@ -39,6 +39,8 @@ pub struct Model {
     options: EmbedOptions,
     /// Whether it runs on the CPU (detection then runs an image per thread).
     on_cpu: bool,
+    /// The image `segment` embedded last (SAM), for the next prompt on it.
+    last_segmented: tasks::LastEmbedding,
 }
 
 /// Prompt templates: a built-in set or file (`default`, `imagenet`, a path,
@@ -184,6 +186,7 @@ impl Model {
                 limits,
             },
             on_cpu: device == DeviceChoice::Cpu,
+            last_segmented: tasks::LastEmbedding::default(),
         })
     }
 
@@ -592,7 +595,8 @@ impl Model {
         };
         let limits = &self.options.limits;
         let result = pool::run_interruptible(py, |_| {
-            tasks::segment(segmenter, &input, &prompt, multimask, limits)
+            let last = &self.last_segmented;
+            tasks::segment(segmenter, last, &input, &prompt, multimask, limits)
         })?
         .map_err(task_error)?;
         let masks = result

@@ -7,10 +7,11 @@
 //! stay in `model.rs`; these functions run on a pool from [`crate::pool`].
 
 use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
 
 use seer_engine::automask::{AutoMask, AutoMaskOptions};
 use seer_engine::detect::{one_item_per_thread, DetectOptions, DetectQuery, Detection, Detector};
-use seer_engine::segment::{SegmentMask, SegmentPrompt, Segmenter};
+use seer_engine::segment::{SegmentImage, SegmentMask, SegmentPrompt, Segmenter};
 use seer_engine::{
     Captioner, GenerateOptions, Generated, ImageTextMatcher, MatchScore, PixelInput,
     QuestionAnswerer,
@@ -145,24 +146,57 @@ pub fn detect(
 }
 
 /// The masks of one prompt on one image (`seer segment --point/--box`): the
-/// image is embedded once for all its objects.
+/// image is embedded once for all its objects, or not at all when `last`
+/// holds it.
 pub fn segment(
     segmenter: &dyn Segmenter,
+    last: &LastEmbedding,
     input: &ImageInput,
     prompt: &SegmentPrompt,
     multimask: bool,
     limits: &DecodeLimits,
 ) -> Result<SegmentResult<Vec<SegmentMask>>, TaskError> {
-    let image = input.decoded(limits).map_err(TaskError::Input)?;
-    let embedded = segmenter.embed(&image).map_err(TaskError::Model)?;
+    let embedded = last.get_or_embed(segmenter, input, limits)?;
     let masks = segmenter
         .segment(&embedded, prompt, multimask)
         .map_err(TaskError::Model)?;
     Ok(SegmentResult {
-        width: image.width(),
-        height: image.height(),
+        width: embedded.width,
+        height: embedded.height,
         masks,
     })
+}
+
+/// The last image [`segment`] embedded, by its content
+/// ([`ImageInput::content_key`]): prompting the same image again (clicks in a
+/// notebook) costs only SAM's prompt encoder and mask decoder, not its image
+/// encoder, which is most of a call. One image: SAM's embedding is 4 MB
+/// (256 × 64 × 64 floats), and a session prompts one image at a time.
+#[derive(Default)]
+pub struct LastEmbedding(Mutex<Option<([u8; 32], Arc<SegmentImage>)>>);
+
+impl LastEmbedding {
+    fn get_or_embed(
+        &self,
+        segmenter: &dyn Segmenter,
+        input: &ImageInput,
+        limits: &DecodeLimits,
+    ) -> Result<Arc<SegmentImage>, TaskError> {
+        let key = input.content_key();
+        // The lock is held only to look and to store: threads embedding
+        // other images do not wait for each other.
+        if let (Some(key), Ok(last)) = (key, self.0.lock()) {
+            if let Some((_, embedded)) = last.as_ref().filter(|(k, _)| *k == key) {
+                return Ok(embedded.clone());
+            }
+        }
+        let image = input.decoded(limits).map_err(TaskError::Input)?;
+        let embedded = Arc::new(segmenter.embed(&image).map_err(TaskError::Model)?);
+        if let (Some(key), Ok(mut last)) = (key, self.0.lock()) {
+            *last = Some((key, embedded.clone()));
+        }
+        Ok(embedded)
+    }
 }
 
 /// Every object in one image without a prompt (`seer segment --auto`).

@@ -5,6 +5,7 @@ fixtures, and what they refuse."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 from typing import List
@@ -247,3 +248,22 @@ def test_bad_arguments_are_named(captioner: seer.Model, sam: seer.Model) -> None
         sam.generate_masks(FILES[0], points_per_side=0)
     with pytest.raises(seer.SeerError, match=r"input 0 \(.*missing.jpg\): "):
         sam.segment(FILES[0].parent / "missing.jpg", points=[(1, 1)])
+
+
+def test_prompting_the_last_image_again_reuses_its_embedding_exactly(tmp_path: Path) -> None:
+    """segment keeps the last image's embedding: a second prompt on it, or the
+    same pixels as bytes, gives what a fresh model gives; a file changed in
+    place is embedded again."""
+    cached = seer.Model(SAM, offline=True)
+    first = cached.segment(FILES[0], points=[(40, 50)])
+    cached.segment(FILES[0], boxes=[(10, 10, 200, 150)])
+    again = cached.segment(FILES[0].read_bytes(), points=[(40, 50)])
+    assert all(np.array_equal(a.mask, b.mask) and a.iou == b.iou for a, b in zip(first, again))
+    swapped = tmp_path / "image.png"
+    shutil.copy(FILES[0], swapped)
+    cached.segment(swapped, points=[(40, 50)])
+    shutil.copy(FILES[1], swapped)
+    changed = cached.segment(swapped, points=[(40, 50)])
+    fresh = seer.Model(SAM, offline=True).segment(FILES[1], points=[(40, 50)])
+    assert [m.mask.shape for m in changed] == [m.mask.shape for m in fresh]
+    assert all(np.array_equal(a.mask, b.mask) and a.iou == b.iou for a, b in zip(changed, fresh))

@@ -536,8 +536,11 @@ class Model:
         ``(x0, y0, x1, y1)`` is an object of its own (the points add to each);
         ``mask_logits`` is an earlier :class:`Mask`'s ``logits``, to refine it.
         ``multimask`` gives three masks per object (the model's guesses at
-        part, object and whole), else one. The image is embedded once per
-        call, for all its objects. A bad image raises :class:`SeerError`.
+        part, object and whole), else one. The image is embedded once for
+        all its objects, and the model keeps the last image's embedding: a
+        further prompt on the same image (its path, bytes or array, by content)
+        runs only SAM's prompt encoder and mask decoder. A bad image raises
+        :class:`SeerError`.
         """
         return _tasks.segment(self._native, image, points, boxes, mask_logits, multimask)
 
