@@ -150,7 +150,7 @@ pub fn interrupted() -> seer_engine::EngineError {
 }
 
 /// `prepare()`, with a panic in it (a decoder bug) as this input's error.
-fn guarded<P>(input: &ImageInput, prepare: impl FnOnce() -> Outcome<P>) -> Outcome<P> {
+pub fn guarded<P>(input: &ImageInput, prepare: impl FnOnce() -> Outcome<P>) -> Outcome<P> {
     catch_unwind(AssertUnwindSafe(prepare)).unwrap_or_else(|panic| {
         let what = panic
             .downcast_ref::<&str>()

@@ -18,7 +18,7 @@ use seer_engine::{
 };
 use seer_image::DecodeLimits;
 
-use crate::batch::{assemble, checked_len, in_batches, Outcome};
+use crate::batch::{assemble, checked_len, guarded, in_batches, Outcome};
 use crate::input::{ImageInput, InputError};
 
 /// How the task calls run: model batches of `batch_size` images, decoded
@@ -115,8 +115,10 @@ pub fn match_texts(
 }
 
 /// Detections in each input (`seer detect`), best first: on the CPU each
-/// image of a batch runs alone on a thread, as the command runs them. A
-/// failure of one image's forward is that image's error.
+/// image of a batch is decoded and run alone on a thread, as the command runs
+/// them (decoded there rather than ahead, so that a batch never holds its
+/// full-size images at once). A failure of one image's forward is that
+/// image's error.
 pub fn detect(
     detector: &dyn Detector,
     inputs: &[ImageInput],
@@ -126,22 +128,20 @@ pub fn detect(
     batches: &Batches,
 ) -> seer_engine::Result<Vec<Outcome<Vec<Detection>>>> {
     let prepared = detector.prepare(query)?;
+    let detect_one = |&(i, ()): &(usize, ())| {
+        let input = &inputs[i];
+        let image = guarded(input, || input.decoded(batches.limits))?;
+        detector
+            .detect(&image, &prepared, options)
+            .map_err(|e| InputError::new(input.name(), e.to_string()))
+    };
     in_batches(
         inputs,
         batches.batch_size,
         batches.stop_on_error,
         batches.cancel,
-        |input| Ok((input.name(), input.decoded(batches.limits)?)),
-        |batch| {
-            Ok(one_item_per_thread(on_cpu, &batch, &|(
-                _,
-                (name, image),
-            )| {
-                detector
-                    .detect(image, &prepared, options)
-                    .map_err(|e| InputError::new(name.clone(), e.to_string()))
-            }))
-        },
+        |_| Ok(()),
+        |batch| Ok(one_item_per_thread(on_cpu, &batch, &detect_one)),
     )
 }
 
