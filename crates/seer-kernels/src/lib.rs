@@ -20,6 +20,7 @@ mod multiversion;
 
 pub mod alloc;
 mod avx512;
+pub mod denormals;
 pub mod gemm;
 pub mod isa;
 pub mod math;

@@ -267,6 +267,7 @@ pub fn attention(qkv: &[f32], shape: AttentionShape, out: &mut [f32]) {
     (0..shape.sequences.len() * heads)
         .into_par_iter()
         .for_each(|task| {
+            let _flush = crate::denormals::FlushDenormals::new();
             // SAFETY: `out` is rows × width floats, borrowed mutably for this
             // call, and every sequence ends by row `rows` (asserted above). Task
             // (sequence, head) writes only its head's d columns of its own rows;

@@ -669,3 +669,30 @@ fn layer_norm_rows_feed_products_as_f32_outputs_would() {
         assert!(rows.is_none(), "{precision:?}");
     }
 }
+
+/// Denormal activations read as zero inside the f32 products (see
+/// `seer_kernels::denormals`: on Intel cores each one cost a microcode assist,
+/// SAM's encoder 16× slower), on every kernel: a row of denormals gives zeros
+/// (its sums would be denormal too), and the calling thread's arithmetic is
+/// IEEE again afterwards.
+#[test]
+fn denormal_activations_read_as_zero_in_products() {
+    let (m, n, k) = (3, 40, 70);
+    let w = values(n * k, 7);
+    let packed = PackedWeights::from_rows(&w, n, k, None, Precision::F32);
+    let tiny = f32::MIN_POSITIVE / 4.0;
+    assert!(tiny > 0.0 && !tiny.is_normal());
+    let mut a = values(m * k, 1);
+    a[k..2 * k].fill(tiny);
+    for isa in Isa::all_supported() {
+        let mut out = vec![f32::NAN; m * n];
+        gemm_with_isa(isa, &a, m, &packed, &mut out, Init::Bias, None);
+        assert!(
+            out[n..2 * n].iter().all(|&v| v == 0.0),
+            "{isa:?}: {:?}",
+            &out[n..n + 4]
+        );
+        assert!(out[..n].iter().all(|v| v.is_normal()), "{isa:?}");
+    }
+    assert!(std::hint::black_box(tiny) / std::hint::black_box(2.0) > 0.0);
+}

@@ -1338,8 +1338,13 @@ fn for_each_block(
     run_tasks(n_chunks * m_chunks, task);
 }
 
-/// `task(0..tasks)`, one rayon task each, or on this thread when there is one.
+/// `task(0..tasks)`, one rayon task each, or on this thread when there is one;
+/// each with denormals flushed ([`crate::denormals`]).
 fn run_tasks(tasks: usize, task: impl Fn(usize) + Sync + Send) {
+    let task = |t| {
+        let _flush = crate::denormals::FlushDenormals::new();
+        task(t)
+    };
     if tasks == 1 {
         task(0);
     } else {
