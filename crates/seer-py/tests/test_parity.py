@@ -293,7 +293,7 @@ def test_video_frames_equal_seer_embed_of_the_video(tmp_path: Path) -> None:
     assert same_bits(vectors, expected)
     rows = (tmp_path / "cli.inputs.txt").read_text().splitlines()
     assert rows == [f"{video}#t={t:.3f}" for t in times]
-    with pytest.raises(seer.SeerError, match="frame_interval must be 0.05 to 86400"):
+    with pytest.raises(seer.SeerError, match=r"frame_interval \(seconds\) must be 0.05 to 86400"):
         model.embed_video(video, frame_interval=0)
     with pytest.raises(seer.SeerError, match="not-a-video.mp4"):
         model.embed_video(REPO / "fixtures" / "video" / "not-a-video.mp4")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import operator
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -21,6 +23,37 @@ def strings(name: str, values: object, what: str) -> List[str]:
         if not isinstance(value, str):
             raise TypeError(f"{name}[{i}] is a {type(value).__name__}, not a str")
     return values
+
+
+def integer(name: str, value: object, low: int, high: Optional[int] = None) -> int:
+    """An int (numpy's too) from ``low`` to ``high``: a ``TypeError`` naming
+    ``name`` for another type (``bool`` included), a ``SeerError`` outside."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an int, got bool")
+    try:
+        number = operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}") from None
+    if number < low or (high is not None and number > high):
+        bound = f"at least {low}" if high is None else f"{low} to {high}"
+        raise SeerError(f"{name} must be {bound}, got {number}")
+    return number
+
+
+def number(
+    name: str, value: object, low: Optional[float] = None, high: Optional[float] = None
+) -> float:
+    """A finite real number from ``low`` to ``high`` (where given): a
+    ``TypeError`` naming ``name`` for another type, a ``SeerError`` for NaN,
+    an infinity or a value outside."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    result = float(value)
+    if not math.isfinite(result):
+        raise SeerError(f"{name} must be a finite number, got {result}")
+    if (low is not None and result < low) or (high is not None and result > high):
+        raise SeerError(f"{name} must be {low:g} to {high:g}, got {result:g}")
+    return result
 
 
 def flag(name: str, value: object) -> bool:

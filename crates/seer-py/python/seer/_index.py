@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple, Union
 
 from . import _seer
-from ._checks import check_text, strings
+from ._checks import check_text, integer, number, strings
 from ._seer import SeerError
 
 if TYPE_CHECKING:
@@ -91,11 +91,8 @@ class Index:
             offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUE
         if tokenizer is None:
             tokenizer = os.environ.get("SEER_TOKENIZER") or None
-        for name, value in (("batch_size", batch_size), ("max_pixels", max_pixels)):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-            if value < 1:
-                raise SeerError(f"{name} must be at least 1, got {value}")
+        batch_size = integer("batch_size", batch_size, 1)
+        max_pixels = integer("max_pixels", max_pixels, 1)
         if model is not None and not isinstance(model, str):
             model = os.fspath(model)
         native = _seer.Index(
@@ -176,15 +173,9 @@ class Index:
                 check_text(f"{name}[{i}]", value)
                 if not value.strip():
                     raise SeerError(f"{name}[{i}] is empty")
-        if isinstance(k, bool) or not isinstance(k, int):
-            raise TypeError(f"k must be an int, got {type(k).__name__}")
-        if k < 1:
-            raise SeerError(f"k must be at least 1, got {k}")
+        k = integer("k", k, 1)
         if min_score is not None:
-            if isinstance(min_score, bool) or not isinstance(min_score, (int, float)):
-                raise TypeError(f"min_score must be a number, got {type(min_score).__name__}")
-            if not -1.0 <= min_score <= 1.0:
-                raise SeerError(f"min_score must be a cosine similarity, from -1 to 1, not {min_score}")
+            min_score = number("min_score (a cosine similarity)", min_score, -1.0, 1.0)
         if mode not in _MODES:
             raise SeerError(f"unknown mode {mode!r} ({', '.join(_MODES)})")
         if path is not None and not isinstance(path, str):
@@ -196,10 +187,7 @@ class Index:
             if not isinstance(rerank, Model):
                 raise TypeError(f"rerank must be a seer.Model, got {type(rerank).__name__}")
             native_rerank = rerank._native
-            if isinstance(rerank_depth, bool) or not isinstance(rerank_depth, int):
-                raise TypeError(f"rerank_depth must be an int, got {type(rerank_depth).__name__}")
-            if not 1 <= rerank_depth <= 100:
-                raise SeerError(f"rerank_depth must be 1 to 100, got {rerank_depth}")
+            rerank_depth = integer("rerank_depth", rerank_depth, 1, 100)
         if ffmpeg is None:
             ffmpeg = os.environ.get("SEER_FFMPEG") or None
         rows = self._native.search(

@@ -23,8 +23,10 @@ from . import _seer, _tasks
 from ._checks import (
     check_text,
     flag,
+    integer,
     matrix,
     messages,
+    number,
     raise_first,
     raise_unencodable,
     stop_on_error,
@@ -251,19 +253,13 @@ class Model:
         normalize = flag("normalize", normalize)
         if features not in ("cls", "mean", "patch"):
             raise SeerError(f"unknown features {features!r} (cls, mean, patch)")
-        if isinstance(frame_interval, bool) or not isinstance(frame_interval, (int, float)):
-            raise TypeError(f"frame_interval must be a number, got {type(frame_interval).__name__}")
-        if not 0.05 <= frame_interval <= 86_400:
-            raise SeerError(f"frame_interval must be 0.05 to 86400 seconds, got {frame_interval}")
-        if isinstance(max_frames, bool) or not isinstance(max_frames, int):
-            raise TypeError(f"max_frames must be an int, got {type(max_frames).__name__}")
-        if not 1 <= max_frames <= 1_000_000:
-            raise SeerError(f"max_frames must be 1 to 1000000, got {max_frames}")
+        frame_interval = number("frame_interval (seconds)", frame_interval, 0.05, 86_400)
+        max_frames = integer("max_frames", max_frames, 1, 1_000_000)
         if ffmpeg is None:
             ffmpeg = os.environ.get("SEER_FFMPEG") or None
         times, buffer = self._native.embed_video(
             _path(path),
-            float(frame_interval),
+            frame_interval,
             max_frames,
             None if ffmpeg is None else _path(ffmpeg),
             normalize,

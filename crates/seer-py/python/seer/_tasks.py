@@ -5,8 +5,6 @@ and ``generate_masks`` check, call and return. Each equals its command's
 
 from __future__ import annotations
 
-import math
-import operator
 from dataclasses import dataclass
 from typing import Any, List, Optional, Sequence, Tuple, Union
 
@@ -16,8 +14,10 @@ from . import _seer
 from ._checks import (
     check_text,
     flag,
+    integer,
     matrix,
     messages,
+    number,
     raise_first,
     raise_unencodable,
     stop_on_error,
@@ -169,8 +169,8 @@ def detect(
     else:
         query = native_inputs([image_query], native.max_pixels, "image_query")[0]
     if threshold is not None:
-        threshold = _number("threshold", threshold)
-    nms = _number("nms", nms)
+        threshold = number("threshold", threshold)
+    nms = number("nms", nms)
     if not 0.0 < nms <= 1.0:
         raise SeerError(f"nms must be an IoU in (0, 1] (1 turns it off), got {nms}")
     inputs = native_inputs(images, native.max_pixels)
@@ -222,12 +222,8 @@ def generate_masks(native: _seer.Model, image: ImageInput, **options: Any) -> Li
         ("crop_n_points_downscale_factor", None),
     )
     for name, most in counts:
-        value = _int(name, options[name])
         low = 0 if name == "crop_n_layers" else 1
-        if value < low or (most is not None and value > most):
-            bound = f"{low} to {most}" if most is not None else f"at least {low}"
-            raise SeerError(f"{name} must be {bound}, got {value}")
-        options[name] = value
+        options[name] = integer(name, options[name], low, most)
     for name in (
         "pred_iou_thresh",
         "stability_score_thresh",
@@ -235,7 +231,7 @@ def generate_masks(native: _seer.Model, image: ImageInput, **options: Any) -> Li
         "box_nms_thresh",
         "crop_overlap_ratio",
     ):
-        options[name] = _number(name, options[name])
+        options[name] = number(name, options[name])
     if not 0.0 < options["box_nms_thresh"] <= 1.0:
         raise SeerError(f"box_nms_thresh must be an IoU in (0, 1], got {options['box_nms_thresh']}")
     if not 0.0 <= options["crop_overlap_ratio"] < 1.0:
@@ -278,29 +274,9 @@ def _mask(pixels: bytearray, height: int, width: int) -> np.ndarray:
 
 
 def _counts(**counts: Optional[int]) -> List[Optional[int]]:
-    """Generation counts as the native module takes them: ints or None
-    (values below 1 are refused there, naming the argument)."""
-    return [None if v is None else _int(name, v) for name, v in counts.items()]
-
-
-def _int(name: str, value: object) -> int:
-    if isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be an int, got bool")
-    try:
-        return operator.index(value)  # type: ignore[arg-type]
-    except TypeError:
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}") from None
-
-
-def _number(name: str, value: object) -> float:
-    """A finite real number; a ``TypeError`` for a wrong type, a ``SeerError``
-    for NaN or an infinity."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    number = float(value)
-    if not math.isfinite(number):
-        raise SeerError(f"{name} must be a finite number, got {number}")
-    return number
+    """Generation counts as the native module takes them: None, or ints of
+    at least 1."""
+    return [None if v is None else integer(name, v, 1) for name, v in counts.items()]
 
 
 def _point(i: int, point: Sequence[float]) -> Tuple[float, float, bool]:
@@ -328,4 +304,4 @@ def _numbers(
         raise TypeError(f"{name} must be {shape}, got {type(values).__name__}") from None
     if len(items) not in counts:
         raise SeerError(f"{name} must be {shape}: {len(items)} numbers given")
-    return [_number(f"{name}[{j}]", v) for j, v in enumerate(items)]
+    return [number(f"{name}[{j}]", v) for j, v in enumerate(items)]
