@@ -10,13 +10,13 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use pyo3::prelude::*;
-use seer_engine::{EmbedOptions, LoadOptions, LoadedModel};
+use seer_engine::{EmbedOptions, ImageTextMatcher, LoadOptions, LoadedModel};
 use seer_index::find::Plan;
 use seer_index::pathcodec::{indexed_key, to_path};
 use seer_index::{Query, SearchMode, SearchOptions, Store};
 
 use crate::convert::{pool_error, seer_error};
-use crate::model::{load_model, Model};
+use crate::model::{decode_limits, load_model, load_options, Model};
 use crate::pool;
 
 /// One result as Python receives it: `(path, score, time, caption, bm25,
@@ -34,10 +34,13 @@ type FoundRow = (
     (Option<(f32, f32)>, Option<String>),
 );
 
-/// How a search reranks its best hits: with this model's matching head, the
-/// first `depth` hits, videos' frames through `ffmpeg`.
+/// How a search reranks its best hits: with this matching head (of the model
+/// `model_id`, read with `options`' batch size and limits), the first `depth`
+/// hits, videos' frames through `ffmpeg`.
 struct Rerank<'a> {
-    model: &'a Model,
+    matcher: &'a dyn ImageTextMatcher,
+    model_id: &'a str,
+    options: &'a EmbedOptions,
     depth: usize,
     ffmpeg: Option<seer_video::Ffmpeg>,
 }
@@ -67,7 +70,7 @@ impl Index {
         load: (String, String, Option<PathBuf>),
         offline: bool,
         batch_size: usize,
-        max_pixels: u64,
+        max_pixels: Option<u64>,
     ) -> PyResult<Self> {
         let store = Store::open_read_only(&dir).map_err(seer_error)?;
         let model = model.as_deref().map(seer_hub::model_key);
@@ -75,15 +78,8 @@ impl Index {
             store.choose_model(Some(name)).map_err(seer_error)?;
         }
         let (device, precision, tokenizer) = load;
-        let load = LoadOptions {
-            tokenizer,
-            progress: false,
-            device: seer_engine::DeviceChoice::parse(&device).map_err(seer_error)?,
-            precision: seer_engine::Precision::parse(&precision).ok_or_else(|| {
-                seer_error(format!("unknown precision '{precision}' (f32, bf16, int8)"))
-            })?,
-        };
-        let defaults = seer_image::DecodeLimits::default();
+        let what = format!("the model of index '{}'", dir.display());
+        let load = load_options(&device, &precision, tokenizer, &what)?;
         Ok(Self {
             dir: store.dir().to_path_buf(),
             model,
@@ -92,10 +88,7 @@ impl Index {
             embed: EmbedOptions {
                 batch_size,
                 normalize: true,
-                limits: seer_image::DecodeLimits {
-                    max_pixels,
-                    ..defaults
-                },
+                limits: decode_limits(max_pixels),
             },
             ann_threshold: seer_index::ann::ANN_THRESHOLD,
             loaded: Mutex::new(None),
@@ -153,7 +146,8 @@ impl Index {
         let rerank = match &rerank {
             None => None,
             Some(model) => {
-                model.loaded().0.matcher().map_err(seer_error)?;
+                let (loaded, options) = model.loaded();
+                let matcher = loaded.matcher().map_err(seer_error)?;
                 if texts.is_empty() {
                     return Err(seer_error(
                         "rerank needs a text query: the matching model reads its words with each photo",
@@ -168,7 +162,9 @@ impl Index {
                     Err(_) => None,
                 };
                 Some(Rerank {
-                    model,
+                    matcher,
+                    model_id: &loaded.id,
+                    options,
                     depth: rerank_depth,
                     ffmpeg,
                 })
@@ -234,21 +230,17 @@ impl Index {
             .map_err(seer_error)?;
         let ranked = match rerank {
             None => found.into_iter().map(|f| (f, None)).collect(),
-            Some(r) => {
-                let (model, options) = r.model.loaded();
-                let matcher = model.matcher().map_err(seer_error)?;
-                seer_index::rerank::rerank_found(
-                    &store,
-                    matcher,
-                    words,
-                    found,
-                    r.depth,
-                    r.ffmpeg.as_ref(),
-                    &options.limits,
-                    options.batch_size,
-                )
-                .map_err(|e| seer_error(format!("reranking with '{}': {e}", model.id)))?
-            }
+            Some(r) => seer_index::rerank::rerank_found(
+                &store,
+                r.matcher,
+                words,
+                found,
+                r.depth,
+                r.ffmpeg.as_ref(),
+                &r.options.limits,
+                r.options.batch_size,
+            )
+            .map_err(|e| seer_error(format!("reranking with '{}': {e}", r.model_id)))?,
         };
         ranked
             .into_iter()

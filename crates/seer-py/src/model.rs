@@ -146,37 +146,18 @@ impl Model {
         let max_pixels = max_pixels
             .map(|m| m.at_least_one("max_pixels", u64::MAX))
             .transpose()?;
-        let device = DeviceChoice::parse(device).map_err(seer_error)?;
-        let precision = Precision::parse(precision).ok_or_else(|| {
-            seer_error(format!("unknown precision '{precision}' (f32, bf16, int8)"))
-        })?;
-        // A FIFO would block the load forever; a device is no tokenizer.
-        if let Some((path, kind)) = tokenizer
-            .as_deref()
-            .and_then(|path| Some((path, special_file(path)?)))
-        {
-            return Err(seer_error(format!(
-                "cannot load model '{}': tokenizer {}: not a regular file ({kind})",
-                spec.display(),
-                path.display()
-            )));
-        }
-        let load = LoadOptions {
-            tokenizer,
-            progress: false,
+        let load = load_options(
             device,
             precision,
-        };
+            tokenizer,
+            &format!("model '{}'", spec.display()),
+        )?;
         seer_hub::set_offline(offline);
         let (model, name) = py
             .detach(|| pool::run_transient(|| load_model(&spec, &load)))
             .map_err(pool_error)?
             .map_err(|e| seer_error(format!("cannot load model '{}': {e}", spec.display())))?;
-        let defaults = DecodeLimits::default();
-        let limits = DecodeLimits {
-            max_pixels: max_pixels.unwrap_or(defaults.max_pixels),
-            ..defaults
-        };
+        let limits = decode_limits(max_pixels);
         Ok(Self {
             model,
             name,
@@ -185,7 +166,7 @@ impl Model {
                 normalize: true,
                 limits,
             },
-            on_cpu: device == DeviceChoice::Cpu,
+            on_cpu: load.device == DeviceChoice::Cpu,
             last_segmented: tasks::LastEmbedding::default(),
         })
     }
@@ -688,6 +669,44 @@ impl Model {
             self.model.family,
             self.model.embed_dim()
         )
+    }
+}
+
+/// A load's options from the arguments `Model` and `Index` take, refusing a
+/// tokenizer that is a FIFO, socket or device (reading a FIFO would block the
+/// load forever); `what` names what would have been loaded.
+pub(crate) fn load_options(
+    device: &str,
+    precision: &str,
+    tokenizer: Option<PathBuf>,
+    what: &str,
+) -> PyResult<LoadOptions> {
+    let device = DeviceChoice::parse(device).map_err(seer_error)?;
+    let precision = Precision::parse(precision)
+        .ok_or_else(|| seer_error(format!("unknown precision '{precision}' (f32, bf16, int8)")))?;
+    if let Some((path, kind)) = tokenizer
+        .as_deref()
+        .and_then(|path| Some((path, special_file(path)?)))
+    {
+        return Err(seer_error(format!(
+            "cannot load {what}: tokenizer {}: not a regular file ({kind})",
+            path.display()
+        )));
+    }
+    Ok(LoadOptions {
+        tokenizer,
+        progress: false,
+        device,
+        precision,
+    })
+}
+
+/// The decode limits with `max_pixels` (None: the default).
+pub(crate) fn decode_limits(max_pixels: Option<u64>) -> DecodeLimits {
+    let defaults = DecodeLimits::default();
+    DecodeLimits {
+        max_pixels: max_pixels.unwrap_or(defaults.max_pixels),
+        ..defaults
     }
 }
 

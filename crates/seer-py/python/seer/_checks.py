@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import operator
+import os
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -23,6 +24,30 @@ def strings(name: str, values: object, what: str) -> List[str]:
         if not isinstance(value, str):
             raise TypeError(f"{name}[{i}] is a {type(value).__name__}, not a str")
     return values
+
+
+#: What ``$HF_HUB_OFFLINE`` counts as on (as huggingface_hub reads it).
+_TRUE = {"1", "true", "t", "yes", "y", "on"}
+
+
+def load_defaults(offline: Optional[bool], tokenizer: object) -> Tuple[object, object]:
+    """A model load's ``offline`` and ``tokenizer`` where the caller gave
+    None: ``$HF_HUB_OFFLINE`` and ``$SEER_TOKENIZER``, as the command line
+    reads them."""
+    if offline is None:
+        offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUE
+    if tokenizer is None:
+        tokenizer = os.environ.get("SEER_TOKENIZER") or None
+    return offline, tokenizer
+
+
+def texts(name: str, values: List[str]) -> None:
+    """Refuses a text of ``values`` that is empty or not valid text, naming
+    it ``name[i]``."""
+    for i, value in enumerate(values):
+        check_text(f"{name}[{i}]", value)
+        if not value.strip():
+            raise SeerError(f"{name}[{i}] is empty")
 
 
 def integer(name: str, value: object, low: int, high: Optional[int] = None) -> int:

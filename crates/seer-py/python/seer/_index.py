@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple, Union
 
 from . import _seer
-from ._checks import check_text, integer, number, strings
+from ._checks import integer, load_defaults, number, strings
+from ._checks import texts as check_texts
 from ._seer import SeerError
 
 if TYPE_CHECKING:
@@ -16,7 +17,6 @@ if TYPE_CHECKING:
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-_TRUE = {"1", "true", "t", "yes", "y", "on"}
 _MODES = ("auto", "vector", "hybrid", "words")
 
 
@@ -83,16 +83,14 @@ class Index:
         tokenizer: Optional[PathLike] = None,
         offline: Optional[bool] = None,
         batch_size: int = 32,
-        max_pixels: int = 178_956_970,
+        max_pixels: Optional[int] = None,
     ) -> None:
         if path is None:
             path = default_index_dir()
-        if offline is None:
-            offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUE
-        if tokenizer is None:
-            tokenizer = os.environ.get("SEER_TOKENIZER") or None
+        offline, tokenizer = load_defaults(offline, tokenizer)
         batch_size = integer("batch_size", batch_size, 1)
-        max_pixels = integer("max_pixels", max_pixels, 1)
+        if max_pixels is not None:
+            max_pixels = integer("max_pixels", max_pixels, 1)
         if model is not None and not isinstance(model, str):
             model = os.fspath(model)
         native = _seer.Index(
@@ -168,11 +166,8 @@ class Index:
             raise TypeError(f"text must be a str, got {type(text).__name__}")
         texts += strings("add", add, "a list of texts")
         subtract = strings("subtract", subtract, "a list of texts")
-        for name, values in (("text", texts), ("subtract", subtract)):
-            for i, value in enumerate(values):
-                check_text(f"{name}[{i}]", value)
-                if not value.strip():
-                    raise SeerError(f"{name}[{i}] is empty")
+        check_texts("text", texts)
+        check_texts("subtract", subtract)
         k = integer("k", k, 1)
         if min_score is not None:
             min_score = number("min_score (a cosine similarity)", min_score, -1.0, 1.0)

@@ -24,6 +24,7 @@ from ._checks import (
     check_text,
     flag,
     integer,
+    load_defaults,
     matrix,
     messages,
     number,
@@ -45,7 +46,6 @@ ErrorMode = Literal["raise", "return"]
 #: Which image features ``embed_images`` gives (``seer embed --features``).
 Features = Literal["cls", "mean", "patch"]
 
-_TRUE = {"1", "true", "t", "yes", "y", "on"}
 
 
 @dataclass(frozen=True)
@@ -96,10 +96,7 @@ class Model:
         offline: Optional[bool] = None,
         max_pixels: Optional[int] = None,
     ) -> None:
-        if offline is None:
-            offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUE
-        if tokenizer is None:
-            tokenizer = os.environ.get("SEER_TOKENIZER") or None
+        offline, tokenizer = load_defaults(offline, tokenizer)
         native = _seer.Model(
             _path(name_or_path),
             device,
@@ -216,15 +213,11 @@ class Model:
         stop = stop_on_error(errors)
         normalize = flag("normalize", normalize)
         native = native_inputs(inputs, self._native.max_pixels)
-        if features not in ("cls", "mean", "patch"):
-            raise SeerError(f"unknown features {features!r} (cls, mean, patch)")
+        # An unknown `features` is refused natively, before any work.
         buffer, failures = self._native.embed_images(native, normalize, stop, features)
         if stop:
             raise_first(failures)
-        array = matrix(buffer, len(native), -1 if len(native) else self.dim)
-        if features == "patch":
-            grid = self._native.patch_grid or (0, 0)
-            array = array.reshape(len(native), *grid, self.dim)
+        array = self._features(buffer, len(native), features)
         if stop:
             return array
         return array, messages(failures)
@@ -251,8 +244,6 @@ class Model:
         video that cannot be read raises :class:`SeerError` naming it.
         """
         normalize = flag("normalize", normalize)
-        if features not in ("cls", "mean", "patch"):
-            raise SeerError(f"unknown features {features!r} (cls, mean, patch)")
         frame_interval = number("frame_interval (seconds)", frame_interval, 0.05, 86_400)
         max_frames = integer("max_frames", max_frames, 1, 1_000_000)
         if ffmpeg is None:
@@ -265,11 +256,15 @@ class Model:
             normalize,
             features,
         )
-        vectors = matrix(buffer, len(times), -1 if times else self.dim)
+        return np.asarray(times, dtype=np.float64), self._features(buffer, len(times), features)
+
+    def _features(self, buffer: bytearray, rows: int, features: str) -> np.ndarray:
+        """The native rows of ``features`` as an array: (rows, dim), or
+        (rows, h, w, dim) for ``patch``."""
         if features == "patch":
             grid = self._native.patch_grid or (0, 0)
-            vectors = vectors.reshape(len(times), *grid, self.dim)
-        return np.asarray(times, dtype=np.float64), vectors
+            return matrix(buffer, rows, -1 if rows else self.dim).reshape(rows, *grid, self.dim)
+        return matrix(buffer, rows, self.dim)
 
     def embed_texts(self, texts: Sequence[str], *, normalize: bool = True) -> np.ndarray:
         """Embeds texts: a float32 array (N, dim), equal to ``seer embed --text``'s."""

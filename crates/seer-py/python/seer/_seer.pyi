@@ -159,7 +159,7 @@ class Index:
         load: Tuple[str, str, Optional[str]],
         offline: bool,
         batch_size: int,
-        max_pixels: int,
+        max_pixels: Optional[int],
     ) -> "Index": ...
     @property
     def dir(self) -> str: ...

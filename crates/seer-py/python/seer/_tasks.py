@@ -23,6 +23,7 @@ from ._checks import (
     stop_on_error,
     strings,
 )
+from ._checks import texts as check_texts  # noqa: I001 (a name of its own here)
 from ._inputs import ImageInput, native_inputs
 from ._seer import SeerError
 
@@ -162,10 +163,7 @@ def detect(
         labels = strings("labels", labels, "a list of what to look for")
         if not labels:
             raise SeerError("labels is empty: pass at least one thing to look for")
-        for i, label in enumerate(labels):
-            check_text(f"labels[{i}]", label)
-            if not label.strip():
-                raise SeerError(f"labels[{i}] is empty")
+        check_texts("labels", labels)
     else:
         query = native_inputs([image_query], native.max_pixels, "image_query")[0]
     if threshold is not None:
