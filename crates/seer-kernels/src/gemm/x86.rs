@@ -9,28 +9,6 @@ pub const MR_512: usize = 14;
 /// 6 rows × 16 columns per half-panel: 12 ymm accumulators.
 pub const MR_256: usize = 6;
 
-/// Calls `$f(0)`, …, `$f(13)` (MR_512 rows) with literal rows, so arrays of
-/// registers indexed by them stay in registers.
-macro_rules! for_each_row_512 {
-    ($f:expr) => {
-        $f(0);
-        $f(1);
-        $f(2);
-        $f(3);
-        $f(4);
-        $f(5);
-        $f(6);
-        $f(7);
-        $f(8);
-        $f(9);
-        $f(10);
-        $f(11);
-        $f(12);
-        $f(13);
-    };
-}
-const _: () = assert!(MR_512 == 14, "for_each_row_512 unrolls 14 rows");
-
 #[inline(always)]
 pub(super) fn tail_masks(cols: usize) -> (__mmask16, __mmask16) {
     (first_lanes(cols), first_lanes(cols.saturating_sub(16)))
@@ -494,9 +472,12 @@ pub unsafe fn micro_int8_avx512(
         }
     }
     // Scale the integer sums into floats and add them into C (see
-    // [`super::Dequant`]). The rows are unrolled by `for_each_row_512`: a loop
-    // indexing `acc` by a run-time row kept the accumulators on the stack,
-    // zeroed by a memset per call (4% of an int8 forward).
+    // [`super::Dequant`]), row by row with literal rows, so that the sums
+    // stay in registers: a loop indexing `acc` by a run-time row kept them on
+    // the stack, zeroed by a memset per call (4% of an int8 forward), and a
+    // closure called per row (LLVM kept it out of line) spilled them all
+    // and cost a call a row: 12% of the bare int8 products' samples, AMD
+    // EPYC Zen 4 (family 25 model 17).
     let halves = |v: &[f32]| {
         let v: &[f32; NR] = v[..NR].try_into().expect("NR column values");
         // SAFETY: `v` holds NR = 32 floats: two unaligned 16-float loads.
@@ -507,35 +488,83 @@ pub unsafe fn micro_int8_avx512(
             )
         }
     };
-    let (cs0, cs1) = halves(d.col_scales);
-    let first = d
-        .first
-        .as_ref()
-        .map(|f| (f.mins, halves(f.sums), halves(f.bias), f.overwrite));
-    let overwrite = first.is_some_and(|f| f.3);
-    let (m0, m1) = tail_masks(cols);
-    let row = |r: usize| {
-        if r < rows {
-            let rs = _mm512_set1_ps(d.row_scales[r]);
-            let (mut o0, mut o1) = match first {
-                Some((mins, (s0, s1), (b0, b1), _)) => {
+    let tile = Int8TileStore {
+        c,
+        ldc,
+        rows,
+        masks: tail_masks(cols),
+        scales: halves(d.col_scales),
+        row_scales: d.row_scales,
+        first: d
+            .first
+            .as_ref()
+            .map(|f| (f.mins, halves(f.sums), halves(f.bias))),
+        overwrite: d.first.as_ref().is_some_and(|f| f.overwrite),
+        act: d.act,
+    };
+    macro_rules! rows {
+        ($($r:literal)*) => {
+            // SAFETY: the contract: the tile's rows and columns are ours.
+            $(unsafe { tile.row($r, (acc[2 * $r], acc[2 * $r + 1])) };)*
+        };
+    }
+    const _: () = assert!(MR_512 == 14, "the rows are written out");
+    rows!(0 1 2 3 4 5 6 7 8 9 10 11 12 13);
+}
+
+/// A row's 32 floats as two zmm.
+type Halves = (__m512, __m512);
+
+/// What [`micro_int8_avx512`] needs to turn a row's integer sums into C.
+struct Int8TileStore<'a> {
+    c: *mut f32,
+    ldc: usize,
+    rows: usize,
+    masks: (__mmask16, __mmask16),
+    scales: Halves,
+    row_scales: &'a [f32],
+    /// On the first depth block: each row's activation minimum, and the
+    /// weight columns' sums and bias (see [`super::FirstBlock`]).
+    first: Option<(&'a [f32], Halves, Halves)>,
+    overwrite: bool,
+    act: Option<Activation>,
+}
+
+impl Int8TileStore<'_> {
+    /// Row `r`'s sums scaled into C (see [`super::Dequant`]), inlined into
+    /// each of the kernel's 14 rows.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; row `r` of the tile is valid and ours.
+    #[inline(always)]
+    unsafe fn row(&self, r: usize, (s0, s1): (__m512i, __m512i)) {
+        if r >= self.rows {
+            return;
+        }
+        let (cs0, cs1) = self.scales;
+        // SAFETY: the CPU has AVX-512F (the contract).
+        unsafe {
+            let rs = _mm512_set1_ps(self.row_scales[r]);
+            let (mut o0, mut o1) = match self.first {
+                Some((mins, (u0, u1), (b0, b1))) => {
                     let m = _mm512_set1_ps(mins[r]);
-                    (_mm512_fmadd_ps(m, s0, b0), _mm512_fmadd_ps(m, s1, b1))
+                    (_mm512_fmadd_ps(m, u0, b0), _mm512_fmadd_ps(m, u1, b1))
                 }
                 None => (_mm512_setzero_ps(), _mm512_setzero_ps()),
             };
-            o0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[2 * r]), _mm512_mul_ps(cs0, rs), o0);
-            o1 = _mm512_fmadd_ps(
-                _mm512_cvtepi32_ps(acc[2 * r + 1]),
-                _mm512_mul_ps(cs1, rs),
-                o1,
-            );
-            // SAFETY: row r < rows of the tile; the masks keep loads and stores
-            // to its first `cols` floats, valid and ours by the contract.
-            unsafe { store_row_512(c.add(r * ldc), (m0, m1), (o0, o1), overwrite, d.act) };
+            o0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0), _mm512_mul_ps(cs0, rs), o0);
+            o1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s1), _mm512_mul_ps(cs1, rs), o1);
+            // SAFETY: row r < rows of the tile; the masks keep loads and
+            // stores to its first `cols` floats, valid and ours.
+            store_row_512(
+                self.c.add(r * self.ldc),
+                self.masks,
+                (o0, o1),
+                self.overwrite,
+                self.act,
+            )
         }
-    };
-    for_each_row_512!(row);
+    }
 }
 
 /// One 32-column row of C at `p` = (or, without `overwrite`, +=) the two
