@@ -28,6 +28,11 @@ pub enum EngineError {
     #[error("{0}")]
     Invalid(String),
 
+    /// The caller asked a long task to stop (Python's Ctrl-C) before it
+    /// finished: see [`crate::segment::Segmenter::auto_masks_until`].
+    #[error("stopped before it finished")]
+    Stopped,
+
     #[error("model '{model}' ({family}) embeds images only: text queries and zero-shot labels need a model with a text tower (CLIP, SigLIP); it still serves image queries and \"more like this\"")]
     NoTextTower { model: String, family: &'static str },
 

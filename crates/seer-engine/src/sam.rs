@@ -244,8 +244,20 @@ impl Segmenter for Sam {
         Ok(out)
     }
 
-    fn auto_masks(&self, image: &DecodedImage, options: &AutoMaskOptions) -> Result<Vec<AutoMask>> {
+    fn auto_masks_until(
+        &self,
+        image: &DecodedImage,
+        options: &AutoMaskOptions,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<Vec<AutoMask>> {
         options.validate()?;
+        let stopped = || {
+            if stop() {
+                Err(EngineError::Stopped)
+            } else {
+                Ok(())
+            }
+        };
         let size = (image.height(), image.width());
         let target = self.processor.longest_edge as f64;
         let pad = (self.processor.pad.0 as usize, self.processor.pad.1 as usize);
@@ -265,6 +277,7 @@ impl Segmenter for Sam {
             if n == 0 {
                 continue;
             }
+            stopped()?;
             let embedded = match layer {
                 0 => self.embed(image)?,
                 _ => self.embed(&automask::crop_image(image, crop)?)?,
@@ -278,6 +291,7 @@ impl Segmenter for Sam {
             let new_w = ((old_w * scale + 0.5) as i64) as f64;
             let new_h = ((old_h * scale + 0.5) as i64) as f64;
             for (object, (gx, gy)) in automask::point_grid(n).into_iter().enumerate() {
+                stopped()?;
                 let (px, py) = (gx * old_w, gy * old_h);
                 let prompt = SamPrompt {
                     points: vec![(px * (new_w / old_w), py * (new_h / old_h), 1)],

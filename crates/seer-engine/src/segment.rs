@@ -60,7 +60,21 @@ pub trait Segmenter: Send + Sync {
     /// Every object without a prompt (a grid of points, filtered and
     /// deduplicated): transformers' `mask-generation` pipeline. Best first.
     fn auto_masks(&self, image: &DecodedImage, options: &AutoMaskOptions) -> Result<Vec<AutoMask>> {
-        let _ = (image, options);
+        self.auto_masks_until(image, options, &|| false)
+    }
+
+    /// [`Segmenter::auto_masks`] that gives up with [`EngineError::Stopped`]
+    /// once `stop()` says so, asked before each image encoder run (one per
+    /// crop) and each point's prompt: a 32 × 32 grid is a thousand prompts,
+    /// tens of seconds on a CPU, which an interactive caller must be able to
+    /// interrupt (Python's Ctrl-C).
+    fn auto_masks_until(
+        &self,
+        image: &DecodedImage,
+        options: &AutoMaskOptions,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<Vec<AutoMask>> {
+        let _ = (image, options, stop);
         Err(EngineError::Invalid(
             "this model does not generate masks automatically".into(),
         ))

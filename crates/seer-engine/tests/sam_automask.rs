@@ -145,3 +145,52 @@ fn auto_mask_options_are_checked() {
         assert!(err.contains(needle), "{err}");
     }
 }
+
+/// A stop asked for between prompts ends the run there with `Stopped`,
+/// having asked once before the encoder and once before each prompt.
+#[test]
+fn auto_masks_stop_between_prompts_when_asked() {
+    use std::cell::Cell;
+    let sam = Sam::load_dir(
+        &repo_root().join("fixtures/sam/sam-tiny"),
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    let decoded = seer_image::decode_file_full(
+        &shared_data().join("smoke/skimage/camera.png"),
+        &Default::default(),
+    )
+    .unwrap();
+    let opts = AutoMaskOptions {
+        points_per_side: 4,
+        ..Default::default()
+    };
+    let asked = Cell::new(0);
+    let stop_at_third = || {
+        asked.set(asked.get() + 1);
+        asked.get() == 3
+    };
+    let err = sam
+        .auto_masks_until(&decoded, &opts, &stop_at_third)
+        .unwrap_err();
+    assert!(matches!(err, seer_engine::EngineError::Stopped), "{err}");
+    assert_eq!(asked.get(), 3, "the encoder's check, then one per prompt");
+    // Never asked to stop: the same masks as without a stop.
+    let asked = Cell::new(0);
+    let never = || {
+        asked.set(asked.get() + 1);
+        false
+    };
+    let until = sam.auto_masks_until(&decoded, &opts, &never).unwrap();
+    let plain = sam.auto_masks(&decoded, &opts).unwrap();
+    assert_eq!(
+        asked.get(),
+        1 + 16,
+        "one check before the encoder, one per point"
+    );
+    assert_eq!(until.len(), plain.len());
+    for (a, b) in until.iter().zip(&plain) {
+        assert_eq!(a.mask.iou, b.mask.iou);
+        assert_eq!(a.box_xyxy, b.box_xyxy);
+    }
+}

@@ -628,8 +628,8 @@ impl Model {
         };
         options.validate().map_err(seer_error)?;
         let limits = &self.options.limits;
-        let result = pool::run_interruptible(py, |_| {
-            tasks::generate_masks(segmenter, &input, &options, limits)
+        let result = pool::run_interruptible(py, |cancel| {
+            tasks::generate_masks(segmenter, &input, &options, limits, cancel)
         })?
         .map_err(task_error)?;
         let masks = result

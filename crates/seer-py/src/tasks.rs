@@ -199,16 +199,18 @@ impl LastEmbedding {
     }
 }
 
-/// Every object in one image without a prompt (`seer segment --auto`).
+/// Every object in one image without a prompt (`seer segment --auto`),
+/// given up between prompts once `cancel` is set (Ctrl-C).
 pub fn generate_masks(
     segmenter: &dyn Segmenter,
     input: &ImageInput,
     options: &AutoMaskOptions,
     limits: &DecodeLimits,
+    cancel: &AtomicBool,
 ) -> Result<SegmentResult<Vec<AutoMask>>, TaskError> {
     let image = input.decoded(limits).map_err(TaskError::Input)?;
     let masks = segmenter
-        .auto_masks(&image, options)
+        .auto_masks_until(&image, options, &|| crate::pool::cancelled(cancel))
         .map_err(TaskError::Model)?;
     Ok(SegmentResult {
         width: image.width(),
