@@ -92,8 +92,8 @@ fn auto_masks_match_the_mask_generation_pipeline() {
     }
 }
 
-#[test]
-fn auto_mask_options_are_checked() {
+/// The tiny random SAM and the camera image (512 × 512, grey).
+fn tiny_sam_and_camera() -> (Sam, seer_image::DecodedImage) {
     let sam = Sam::load_dir(
         &repo_root().join("fixtures/sam/sam-tiny"),
         &LoadOptions::default(),
@@ -104,6 +104,12 @@ fn auto_mask_options_are_checked() {
         &Default::default(),
     )
     .unwrap();
+    (sam, decoded)
+}
+
+#[test]
+fn auto_mask_options_are_checked() {
+    let (sam, decoded) = tiny_sam_and_camera();
     for (opts, needle) in [
         (
             AutoMaskOptions {
@@ -151,16 +157,7 @@ fn auto_mask_options_are_checked() {
 #[test]
 fn auto_masks_stop_between_prompts_when_asked() {
     use std::cell::Cell;
-    let sam = Sam::load_dir(
-        &repo_root().join("fixtures/sam/sam-tiny"),
-        &LoadOptions::default(),
-    )
-    .unwrap();
-    let decoded = seer_image::decode_file_full(
-        &shared_data().join("smoke/skimage/camera.png"),
-        &Default::default(),
-    )
-    .unwrap();
+    let (sam, decoded) = tiny_sam_and_camera();
     let opts = AutoMaskOptions {
         points_per_side: 4,
         ..Default::default()
