@@ -133,6 +133,14 @@ fn bench_family_models_run_every_round_asked_for() {
                 "{r}"
             );
         }
+        // Each round keeps its timed batches' slowest and fastest rates.
+        for round in rounds {
+            let range = round["iteration_range"]["image_model/2"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{name}: no iteration range in {round}"));
+            let (lo, hi) = (range[0].as_f64().unwrap(), range[1].as_f64().unwrap());
+            assert!(0.0 < lo && lo <= hi, "{name}: {lo} {hi}");
+        }
     }
 }
 

@@ -9,7 +9,6 @@
 //! right after seer's.
 
 use std::process::ExitCode;
-use std::time::Instant;
 
 use anyhow::Context;
 use seer_engine::{ImageEncoder, LoadOptions, LoadedModel};
@@ -17,6 +16,7 @@ use seer_hub::ResolvedModel;
 use seer_models::Precision;
 use serde_json::{json, Value};
 
+use super::timing::Rate;
 use super::{
     attach_reference, follow, measure_end_to_end, print_table, record_f32_image_speed, Args,
     Reference, PROMPTS,
@@ -85,27 +85,36 @@ fn measure(
     super::describe_cpu(args.precision, &mut results);
     for &b in &args.batch_sizes {
         anyhow::ensure!(b > 0, "batch sizes must be positive");
-        let ips = bench_image_model(image, b, args.iterations)?;
+        let rate = bench_image_model(image, b, args.iterations)?;
+        let ips = rate.mean;
         results["image_model"][b.to_string()] = json!(ips);
-        eprintln!("seer  image model-only   batch {b:>3}: {ips:8.2} images/s");
+        rate.record_range(&mut results, &format!("image_model/{b}"));
+        eprintln!(
+            "seer  image model-only   batch {b:>3}: {ips:8.2} images/s{}",
+            rate.note("images/s")
+        );
         if let Some(exact) = exact {
-            let f32_ips = bench_image_model(exact, b, args.iterations)?;
+            let f32_ips = bench_image_model(exact, b, args.iterations)?.mean;
             record_f32_image_speed(args, &mut results, b, f32_ips);
         }
         follow(&mut reference, &["image_model", &b.to_string()])?;
     }
     if let Ok(text) = model.text() {
         let prompts: Vec<String> = PROMPTS.iter().map(|p| p.to_string()).collect();
-        text.embed_text_batch(&prompts, false)?; // warm-up
-        let start = Instant::now();
-        for _ in 0..args.iterations {
-            text.embed_text_batch(&prompts, false)?;
-        }
-        let tps = (prompts.len() * args.iterations) as f64 / start.elapsed().as_secs_f64();
+        let rate = Rate::measure(
+            args.iterations,
+            prompts.len(),
+            true,
+            || Ok(text.embed_text_batch(&prompts, false).map(drop)?),
+            || Ok(()),
+        )?;
+        let tps = rate.mean;
         results["text"] = json!(tps);
+        rate.record_range(&mut results, "text");
         eprintln!(
-            "seer  text               batch {:>3}: {tps:8.2} texts/s",
-            prompts.len()
+            "seer  text               batch {:>3}: {tps:8.2} texts/s{}",
+            prompts.len(),
+            rate.note("texts/s")
         );
         follow(&mut reference, &["text"])?;
     }
@@ -149,14 +158,17 @@ fn bench_image_model(
     image: &dyn ImageEncoder,
     batch: usize,
     iterations: usize,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<Rate> {
     let pixels = random_pixels(image, batch);
-    image.embed_pixels(pixels.clone(), batch, false)?; // warm-up
-    let start = Instant::now();
-    for _ in 0..iterations {
-        image.embed_pixels(pixels.clone(), batch, false)?;
-    }
-    Ok((batch * iterations) as f64 / start.elapsed().as_secs_f64())
+    // `embed_pixels` returns host vectors, so each call has finished its
+    // work on any device: every iteration can be timed.
+    Rate::measure(
+        iterations,
+        batch,
+        true,
+        || Ok(image.embed_pixels(pixels.clone(), batch, false).map(drop)?),
+        || Ok(()),
+    )
 }
 
 /// How closely the reduced precision's image embeddings agree with the same

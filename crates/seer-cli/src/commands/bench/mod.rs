@@ -36,8 +36,10 @@ mod detect;
 mod family;
 mod reference;
 mod segment;
+mod timing;
 
 use reference::Reference;
+use timing::Rate;
 
 #[derive(clap::Args, Clone)]
 pub struct Args {
@@ -273,8 +275,10 @@ fn measure_clip(
     results["peak_f32_gflops"] = json!(peak);
     for &b in &args.batch_sizes {
         anyhow::ensure!(b > 0, "batch sizes must be positive");
-        let ips = bench_image_model(clip, b, args.iterations)?;
+        let measured = bench_image_model(clip, b, args.iterations)?;
+        let ips = measured.mean;
         results["image_model"][b.to_string()] = json!(ips);
+        measured.record_range(&mut results, &format!("image_model/{b}"));
         let rate = flops.map(|f| ips * f / 1e9);
         results["image_model_gflops"][b.to_string()] = json!(rate);
         let achieved = match (rate, peak) {
@@ -288,9 +292,12 @@ fn measure_clip(
             (Some(r), None) => format!(" ({r:.0} GFLOP/s)"),
             _ => String::new(),
         };
-        eprintln!("seer  image model-only   batch {b:>3}: {ips:8.2} images/s{achieved}");
+        eprintln!(
+            "seer  image model-only   batch {b:>3}: {ips:8.2} images/s{achieved}{}",
+            measured.note("images/s")
+        );
         if let Some(exact) = exact {
-            let f32_ips = bench_image_model(exact, b, args.iterations)?;
+            let f32_ips = bench_image_model(exact, b, args.iterations)?.mean;
             record_f32_image_speed(args, &mut results, b, f32_ips);
         }
         follow(&mut reference, &["image_model", &b.to_string()])?;
@@ -300,14 +307,17 @@ fn measure_clip(
         ("text_context", TextPadding::Context),
         ("text_longest", TextPadding::Longest),
     ] {
-        let tps = bench_text(clip, tokens, padding, args.iterations)?;
+        let rate = bench_text(clip, tokens, padding, args.iterations)?;
+        let tps = rate.mean;
         results[key] = json!(tps);
+        rate.record_range(&mut results, key);
         eprintln!(
-            "seer  text {key:<13} batch {:>3}: {tps:8.2} texts/s (mean {mean_len:.1} tokens)",
-            tokens.len()
+            "seer  text {key:<13} batch {:>3}: {tps:8.2} texts/s (mean {mean_len:.1} tokens){}",
+            tokens.len(),
+            rate.note("texts/s")
         );
         if let (Some(exact), TextPadding::Longest) = (exact, padding) {
-            let f32_tps = bench_text(exact, tokens, padding, args.iterations)?;
+            let f32_tps = bench_text(exact, tokens, padding, args.iterations)?.mean;
             let line = format!(
                 "text {key:<13} batch {:>3}: {f32_tps:8.2} texts/s",
                 tokens.len()
@@ -502,18 +512,19 @@ fn load(args: &Args, resolved: Option<&ResolvedModel>) -> anyhow::Result<Clip> {
     ))
 }
 
-fn bench_image_model(clip: &Clip, batch: usize, iterations: usize) -> anyhow::Result<f64> {
+fn bench_image_model(clip: &Clip, batch: usize, iterations: usize) -> anyhow::Result<Rate> {
     let s = clip.model.image_size();
-    let pixels = Tensor::randn(0f32, 1.0, (batch, 3, s, s), clip.model.device())?;
-    clip.model.encode_images(&pixels)?; // warm-up
-    clip.model.device().synchronize()?;
-    let start = Instant::now();
-    for _ in 0..iterations {
-        clip.model.encode_images(&pixels)?;
-    }
-    // GPU work is asynchronous: wait for it before reading the clock.
-    clip.model.device().synchronize()?;
-    Ok((batch * iterations) as f64 / start.elapsed().as_secs_f64())
+    let device = clip.model.device();
+    let pixels = Tensor::randn(0f32, 1.0, (batch, 3, s, s), device)?;
+    // GPU work is asynchronous: only the synchronisation at the end makes
+    // the clock mean anything there, so iterations are timed on the CPU alone.
+    Rate::measure(
+        iterations,
+        batch,
+        device.is_cpu(),
+        || Ok(clip.model.encode_images(&pixels).map(drop)?),
+        || Ok(device.synchronize()?),
+    )
 }
 
 fn bench_text(
@@ -521,15 +532,15 @@ fn bench_text(
     tokens: &[Vec<u32>],
     padding: TextPadding,
     iterations: usize,
-) -> anyhow::Result<f64> {
-    clip.model.encode_texts(tokens, padding)?;
-    clip.model.device().synchronize()?;
-    let start = Instant::now();
-    for _ in 0..iterations {
-        clip.model.encode_texts(tokens, padding)?;
-    }
-    clip.model.device().synchronize()?;
-    Ok((tokens.len() * iterations) as f64 / start.elapsed().as_secs_f64())
+) -> anyhow::Result<Rate> {
+    let device = clip.model.device();
+    Rate::measure(
+        iterations,
+        tokens.len(),
+        device.is_cpu(),
+        || Ok(clip.model.encode_texts(tokens, padding).map(drop)?),
+        || Ok(device.synchronize()?),
+    )
 }
 
 /// End to end from image files: `--images` repeated to `--files`, at the last
