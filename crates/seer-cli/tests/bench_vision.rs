@@ -133,7 +133,9 @@ fn bench_family_models_run_every_round_asked_for() {
                 "{r}"
             );
         }
-        // Each round keeps its timed batches' slowest and fastest rates.
+        // Each round keeps its timed batches' slowest and fastest rates; the
+        // medians over the rounds have none.
+        assert!(r.get("iteration_range").is_none(), "{name}: {r}");
         for round in rounds {
             let range = round["iteration_range"]["image_model/2"]
                 .as_array()

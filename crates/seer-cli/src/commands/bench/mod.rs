@@ -388,6 +388,10 @@ fn measure_rounds(
         1 => rounds.pop().expect("one round"),
         _ => {
             let mut medians = median_of(&rounds.iter().collect::<Vec<_>>());
+            // A range of iterations belongs to its round: no median of it.
+            if let Some(fields) = medians.as_object_mut() {
+                fields.remove("iteration_range");
+            }
             medians["rounds"] = Value::Array(rounds);
             medians
         }
