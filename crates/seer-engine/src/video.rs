@@ -22,6 +22,28 @@ pub enum FramesError<E> {
     Sink(E),
 }
 
+/// [`embed_video_frames`] for the video at `path`, opened here once: the
+/// probe and the frames are of the same file, whatever the path names
+/// meanwhile (`seer embed` and Python's `Model.embed_video`; `seer index`
+/// opens its files itself, within the indexed roots).
+#[allow(clippy::too_many_arguments)]
+pub fn embed_video_file<E>(
+    encoder: &dyn ImageEncoder,
+    ffmpeg: &Ffmpeg,
+    path: &Path,
+    sampling: &Sampling,
+    batch_size: usize,
+    features: ImageFeatures,
+    normalize: bool,
+    each: impl FnMut(Vec<(f64, Vec<f32>)>) -> Result<(), E>,
+) -> Result<usize, FramesError<E>> {
+    let file = seer_video::open_video(path).map_err(FramesError::Video)?;
+    let info = ffmpeg.probe_file(path, &file).map_err(FramesError::Video)?;
+    embed_video_frames(
+        encoder, ffmpeg, path, &file, &info, sampling, batch_size, features, normalize, each,
+    )
+}
+
 /// Embeds the frames `ffmpeg` samples from `file`, the open file of `path`
 /// (as `info` and `sampling` say; see `Ffmpeg::frames_of_file`), for
 /// `features`, in model batches of `batch_size`, and hands each batch's

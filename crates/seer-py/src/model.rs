@@ -12,7 +12,7 @@ use seer_engine::automask::AutoMaskOptions;
 use seer_engine::detect::{detector_of, DetectOptions, DetectQuery};
 use seer_engine::prompts::templates as template_set;
 use seer_engine::segment::SegmentPrompt;
-use seer_engine::video::{embed_video_frames, FramesError};
+use seer_engine::video::{embed_video_file, FramesError};
 use seer_engine::{
     DeviceChoice, EmbedOptions, GenerateOptions, Generated, ImageEncoder, ImageFeatures,
     LoadOptions, LoadedModel, MatchScore, Precision, ZeroShotClassifier,
@@ -261,16 +261,10 @@ impl Model {
         let batch_size = self.options.batch_size;
         let frames = pool::run_interruptible(py, |cancel| {
             let mut frames = Vec::new();
-            let file = seer_video::open_video(&path).map_err(FramesError::Video)?;
-            let info = ffmpeg
-                .probe_file(&path, &file)
-                .map_err(FramesError::Video)?;
-            embed_video_frames(
+            embed_video_file(
                 image,
                 &ffmpeg,
                 &path,
-                &file,
-                &info,
                 &sampling,
                 batch_size,
                 features,

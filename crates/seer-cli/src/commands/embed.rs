@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use seer_engine::video::{embed_video_frames, FramesError};
+use seer_engine::video::{embed_video_file, FramesError};
 use seer_engine::{collect_image_paths, ImageFeatures};
 use seer_index::pathcodec::display_path;
 use seer_util::fs::{AtomicFile, Durability};
@@ -406,30 +406,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             continue;
         };
         let encoder = model.image_for(features)?;
-        // Opened once: the frames are those of the file probed.
-        let outcome = seer_video::open_video(path)
-            .and_then(|file| Ok((ffmpeg.probe_file(path, &file)?, file)))
-            .map_err(FramesError::Video)
-            .and_then(|(info, file)| {
-                embed_video_frames(
-                    encoder,
-                    ffmpeg,
-                    path,
-                    &file,
-                    &info,
-                    &sampling,
-                    options.batch_size,
-                    features,
-                    options.normalize,
-                    |frames| {
-                        for (time, embedding) in frames {
-                            sink.emit(Input::Frame(path, time), embedding)?;
-                            done += 1;
-                        }
-                        anyhow::Ok(())
-                    },
-                )
-            });
+        let outcome = embed_video_file(
+            encoder,
+            ffmpeg,
+            path,
+            &sampling,
+            options.batch_size,
+            features,
+            options.normalize,
+            |frames| {
+                for (time, embedding) in frames {
+                    sink.emit(Input::Frame(path, time), embedding)?;
+                    done += 1;
+                }
+                anyhow::Ok(())
+            },
+        );
         pb.inc(1);
         match outcome {
             Ok(_) => {}

@@ -41,6 +41,18 @@ def load_defaults(offline: Optional[bool], tokenizer: object) -> Tuple[object, o
     return offline, tokenizer
 
 
+def ffmpeg_path(ffmpeg: object) -> Optional[str]:
+    """The ffmpeg a call reads videos with: ``ffmpeg`` as a ``str`` path, else
+    ``$SEER_FFMPEG`` (as the command line reads it), else None (the native
+    side looks on PATH)."""
+    if ffmpeg is None:
+        ffmpeg = os.environ.get("SEER_FFMPEG") or None
+    if ffmpeg is None:
+        return None
+    path = os.fspath(ffmpeg)  # type: ignore[arg-type]
+    return os.fsdecode(path) if isinstance(path, bytes) else path
+
+
 def texts(name: str, values: List[str]) -> None:
     """Refuses a text of ``values`` that is empty or not valid text, naming
     it ``name[i]``."""

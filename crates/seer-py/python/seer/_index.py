@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple, Union
 
 from . import _seer
-from ._checks import integer, load_defaults, number, strings
+from ._checks import ffmpeg_path, integer, load_defaults, number, strings
 from ._checks import texts as check_texts
 from ._seer import SeerError
 
@@ -183,8 +183,6 @@ class Index:
                 raise TypeError(f"rerank must be a seer.Model, got {type(rerank).__name__}")
             native_rerank = rerank._native
             rerank_depth = integer("rerank_depth", rerank_depth, 1, 100)
-        if ffmpeg is None:
-            ffmpeg = os.environ.get("SEER_FFMPEG") or None
         rows = self._native.search(
             texts,
             _paths("images", images),
@@ -197,7 +195,7 @@ class Index:
             path,
             native_rerank,
             rerank_depth,
-            None if ffmpeg is None else os.fspath(ffmpeg),
+            ffmpeg_path(ffmpeg),
         )
         hits = []
         for p, score, time, caption, bm25, fused, matched, (itm, unread) in rows:

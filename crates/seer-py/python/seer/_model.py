@@ -22,6 +22,7 @@ import numpy as np
 from . import _seer, _tasks
 from ._checks import (
     check_text,
+    ffmpeg_path,
     flag,
     integer,
     load_defaults,
@@ -246,13 +247,11 @@ class Model:
         normalize = flag("normalize", normalize)
         frame_interval = number("frame_interval (seconds)", frame_interval, 0.05, 86_400)
         max_frames = integer("max_frames", max_frames, 1, 1_000_000)
-        if ffmpeg is None:
-            ffmpeg = os.environ.get("SEER_FFMPEG") or None
         times, buffer = self._native.embed_video(
             _path(path),
             frame_interval,
             max_frames,
-            None if ffmpeg is None else _path(ffmpeg),
+            ffmpeg_path(ffmpeg),
             normalize,
             features,
         )

@@ -23,7 +23,7 @@ from ._checks import (
     stop_on_error,
     strings,
 )
-from ._checks import texts as check_texts  # noqa: I001 (a name of its own here)
+from ._checks import texts as check_texts
 from ._inputs import ImageInput, native_inputs
 from ._seer import SeerError
 
