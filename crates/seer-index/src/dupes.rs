@@ -8,6 +8,9 @@
 //! pairs. The result is stored in the index, so later runs reuse it.
 
 use std::collections::HashMap;
+use std::path::Path;
+
+use rayon::prelude::*;
 
 use seer_engine::{EmbedOptions, ImageEncoder};
 use seer_image::image::{imageops, RgbImage};
@@ -106,19 +109,24 @@ pub fn stored_calibration(store: &Store, model: &ModelInfo) -> Result<Option<Cal
         .and_then(|v| serde_json::from_str(&v).ok()))
 }
 
-/// Measures the threshold on up to `sample` indexed images and stores it;
-/// `options` gives the batch size and decoding limits.
-pub fn calibrate(
-    store: &mut Store,
+/// Measures the threshold on up to `sample` of `vectors`' images (see
+/// [`measure`]) and remembers it in the index folder `dir`, opened for writing
+/// for that alone. The threshold comes back even where it could not be
+/// remembered (an index on a full or read-only disk still gets its groups),
+/// with why it was not: the next run then measures again.
+pub fn measure_and_remember(
+    dir: &Path,
     model: &ModelInfo,
     encoder: &dyn ImageEncoder,
     vectors: &VectorSet,
     sample: usize,
     options: &EmbedOptions,
-) -> Result<Calibration> {
+) -> Result<(Calibration, Option<IndexError>)> {
     let calibration = measure(encoder, vectors, sample, options)?;
-    store_calibration(store, model, &calibration)?;
-    Ok(calibration)
+    let not_remembered = Store::open(dir)
+        .and_then(|mut store| store_calibration(&mut store, model, &calibration))
+        .err();
+    Ok((calibration, not_remembered))
 }
 
 /// Remembers `calibration` as the model's threshold (what
@@ -135,8 +143,7 @@ pub fn store_calibration(
 }
 
 /// Measures the threshold on up to `sample` of `vectors`' images (see
-/// [`calibrate`]) without storing it: a read-only index, or one on a full
-/// disk, still gets its groups.
+/// [`measure_and_remember`]) without storing it.
 pub fn measure(
     encoder: &dyn ImageEncoder,
     vectors: &VectorSet,
@@ -152,7 +159,8 @@ pub fn measure(
         .collect();
     if photos.is_empty() {
         return Err(IndexError::Invalid(
-            "cannot measure the duplicate threshold: the index holds no photos to alter (only              videos); pass --threshold"
+            "cannot measure the duplicate threshold: the index holds no photos to alter \
+             (only videos); give a threshold"
                 .into(),
         ));
     }
@@ -181,30 +189,39 @@ pub fn measure(
         },
         |img| imageops::brighten(img, 20),
     ];
-    let jobs: Vec<(usize, Variant)> = rows
-        .iter()
-        .flat_map(|&r| variants.iter().map(move |&v| (r, v)))
-        .collect();
-    let limits = options.limits;
+    // Batch by batch: each photo decoded once and its copies made on the
+    // caller's rayon pool, then the model. Not the engine's decode-ahead
+    // pipeline, whose thread of its own would use rayon's global pool, which
+    // the Python package never starts (see seer-py's crate docs).
+    let photos_per_batch = (options.batch_size / variants.len()).max(1);
     let mut duplicates = Vec::new();
-    let options = EmbedOptions {
-        normalize: true,
-        ..options.clone()
-    };
-    encoder.embed_prepared(
-        &jobs,
-        &options,
-        |(row, variant)| {
-            let original =
-                seer_image::decode_file(&crate::pathcodec::to_path(&vectors.paths[*row]), &limits)?;
-            Ok((encoder.preprocess_rgb(&variant(&original)), *row))
-        },
-        |_, result| {
-            if let Ok((embedding, row)) = result {
-                duplicates.push(clamp_cosine(dot(&embedding, vectors.row(row))));
-            }
-        },
-    )?;
+    for chunk in rows.chunks(photos_per_batch) {
+        // A photo that cannot be read any more is left out of the measurement.
+        let copies: Vec<(usize, Vec<Vec<f32>>)> = chunk
+            .par_iter()
+            .filter_map(|&row| {
+                let path = crate::pathcodec::to_path(&vectors.paths[row]);
+                let original = seer_image::decode_file(&path, &options.limits).ok()?;
+                let pixels = variants
+                    .iter()
+                    .map(|variant| encoder.preprocess_rgb(&variant(&original)))
+                    .collect();
+                Some((row, pixels))
+            })
+            .collect();
+        let of_row: Vec<usize> = copies
+            .iter()
+            .flat_map(|(row, pixels)| std::iter::repeat_n(*row, pixels.len()))
+            .collect();
+        if of_row.is_empty() {
+            continue;
+        }
+        let pixels: Vec<f32> = copies.into_iter().flat_map(|(_, p)| p).flatten().collect();
+        let embeddings = encoder.embed_pixels(pixels, of_row.len(), true)?;
+        for (embedding, row) in embeddings.iter().zip(of_row) {
+            duplicates.push(clamp_cosine(dot(embedding, vectors.row(row))));
+        }
+    }
     let mut distinct = Vec::new();
     for (a, &i) in rows.iter().enumerate() {
         for &j in &rows[a + 1..] {
@@ -216,7 +233,7 @@ pub fn measure(
     if duplicates.is_empty() {
         return Err(IndexError::Invalid(format!(
             "cannot measure the duplicate threshold: none of the {} sampled photos could be read \
-             (moved or deleted since they were indexed?); re-index, or pass --threshold",
+             (moved or deleted since they were indexed?); re-index, or give a threshold",
             rows.len()
         )));
     }

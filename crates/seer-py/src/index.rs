@@ -10,12 +10,14 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use pyo3::prelude::*;
+use pyo3::types::PyByteArray;
 use seer_engine::{EmbedOptions, ImageTextMatcher, LoadOptions, LoadedModel};
+use seer_index::dupes::{group, measure_and_remember, stored_calibration, Calibration};
 use seer_index::find::Plan;
 use seer_index::pathcodec::{indexed_key, to_path};
 use seer_index::{Query, SearchMode, SearchOptions, Store};
 
-use crate::convert::{pool_error, seer_error};
+use crate::convert::{floats, pool_error, seer_error};
 use crate::model::{decode_limits, load_model, load_options, Model};
 use crate::pool;
 
@@ -33,6 +35,15 @@ type FoundRow = (
     Vec<&'static str>,
     (Option<(f32, f32)>, Option<String>),
 );
+
+/// A duplicate threshold as Python receives it: `(threshold, photos used,
+/// altered copies, their median similarity, pairs of different photos, how
+/// many of them score above the threshold, the highest of them)`.
+type Threshold = (f32, usize, usize, f32, usize, usize, f32);
+
+/// Near-duplicate groups as Python receives them: each group's paths and
+/// their similarities to its first.
+type Groups = Vec<(Vec<PathBuf>, Vec<f32>)>;
 
 /// How a search reranks its best hits: with this matching head (of the model
 /// `model_id`, read with `options`' batch size and limits), the first `depth`
@@ -192,6 +203,100 @@ impl Index {
         Ok(rows)
     }
 
+    /// The files and their vectors as the index stores them (for the model
+    /// chosen at opening): paths in the index's order, and the vectors as one
+    /// row-major float32 matrix of `dim` columns.
+    fn vectors<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<(Vec<PathBuf>, Bound<'py, PyByteArray>, usize)> {
+        let (paths, data, dim) = py.detach(|| -> PyResult<_> {
+            let store = Store::open_read_only(&self.dir).map_err(seer_error)?;
+            let model = store
+                .choose_model(self.model.as_deref())
+                .map_err(seer_error)?;
+            let set = store.load_vectors(&model).map_err(seer_error)?;
+            let paths: Vec<PathBuf> = set.paths.iter().map(|p| to_path(p)).collect();
+            Ok((paths, set.data, set.dim))
+        })?;
+        let rows: Vec<Option<&[f32]>> = data.chunks_exact(dim.max(1)).map(Some).collect();
+        Ok((paths, floats(py, &rows, dim)?, dim))
+    }
+
+    /// The cosine similarity at or above which two files are duplicates, as
+    /// `seer dupes` chooses it: the one measured before for the model, else
+    /// (or with `calibrate`) measured now on `sample` indexed photos and
+    /// remembered; and why it could not be remembered, where it could not.
+    fn duplicate_threshold(
+        &self,
+        py: Python<'_>,
+        calibrate: bool,
+        sample: usize,
+    ) -> PyResult<(Threshold, Option<String>)> {
+        py.detach(|| {
+            pool::run(|| {
+                let store = Store::open_read_only(&self.dir).map_err(seer_error)?;
+                let model = store
+                    .choose_model(self.model.as_deref())
+                    .map_err(seer_error)?;
+                let vectors = store.load_vectors(&model).map_err(seer_error)?;
+                let (c, not_remembered) =
+                    self.threshold_of(&store, &model, &vectors, calibrate, sample)?;
+                Ok((
+                    (
+                        c.threshold,
+                        c.images,
+                        c.duplicate_pairs,
+                        c.duplicate_median,
+                        c.distinct_pairs,
+                        c.distinct_above,
+                        c.distinct_max,
+                    ),
+                    not_remembered,
+                ))
+            })
+        })
+        .map_err(pool_error)?
+    }
+
+    /// Groups of near-duplicate files as `seer dupes` finds them, at
+    /// `threshold` or at [`Self::duplicate_threshold`]'s; each file's
+    /// `neighbours` nearest are examined. Also why a threshold measured now
+    /// could not be remembered.
+    #[pyo3(signature = (threshold, calibrate, sample, neighbours))]
+    fn duplicates(
+        &self,
+        py: Python<'_>,
+        threshold: Option<f32>,
+        calibrate: bool,
+        sample: usize,
+        neighbours: usize,
+    ) -> PyResult<(Groups, Option<String>)> {
+        py.detach(|| {
+            pool::run(|| {
+                let store = Store::open_read_only(&self.dir).map_err(seer_error)?;
+                let model = store
+                    .choose_model(self.model.as_deref())
+                    .map_err(seer_error)?;
+                let vectors = store.load_vectors(&model).map_err(seer_error)?;
+                let (threshold, not_remembered) = match threshold {
+                    Some(t) => (t, None),
+                    None => {
+                        let (c, not_remembered) =
+                            self.threshold_of(&store, &model, &vectors, calibrate, sample)?;
+                        (c.threshold, not_remembered)
+                    }
+                };
+                let groups = group(&vectors, threshold, neighbours)
+                    .into_iter()
+                    .map(|g| (g.paths.iter().map(|p| to_path(p)).collect(), g.scores))
+                    .collect();
+                Ok((groups, not_remembered))
+            })
+        })
+        .map_err(pool_error)?
+    }
+
     fn __repr__(&self) -> String {
         format!("seer.Index({:?})", self.dir)
     }
@@ -267,6 +372,30 @@ impl Index {
                 ))
             })
             .collect()
+    }
+
+    /// The duplicate threshold stored for `model`, unless `calibrate`; else
+    /// measured with the model on `sample` of `vectors`' photos and
+    /// remembered (see [`measure_and_remember`]).
+    fn threshold_of(
+        &self,
+        store: &Store,
+        model: &seer_index::ModelInfo,
+        vectors: &seer_index::VectorSet,
+        calibrate: bool,
+        sample: usize,
+    ) -> PyResult<(Calibration, Option<String>)> {
+        if !calibrate {
+            if let Some(c) = stored_calibration(store, model).map_err(seer_error)? {
+                return Ok((c, None));
+            }
+        }
+        let loaded = self.model_named(&model.name)?;
+        let encoder = loaded.image().map_err(seer_error)?;
+        let (c, not_remembered) =
+            measure_and_remember(&self.dir, model, encoder, vectors, sample, &self.embed)
+                .map_err(seer_error)?;
+        Ok((c, not_remembered.map(|e| e.to_string())))
     }
 
     /// The model named `name` (as the index recorded it), loaded once.

@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import List
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
+from PIL import Image
 from conftest import CLIP_OPENCLIP, REPO, SEER_BIN, SMOKE, TOKENIZER
 
 import seer
@@ -181,3 +183,120 @@ def test_rerank_orders_the_best_hits_as_seer_search_rerank(tmp_path: Path) -> No
         index.search("a cat", rerank=seer.Model(CAPTION, offline=True))
     with pytest.raises(seer.SeerError, match="rerank_depth must be 1 to 100"):
         index.search("a cat", rerank=matcher, rerank_depth=0)
+
+
+def cli_dupes(index: Path, *args: object) -> List[dict]:
+    return [json.loads(line) for line in run("dupes", "--index", index, *args, "--json").splitlines()]
+
+
+def same_groups(groups: List[seer.DuplicateGroup], lines: List[dict]) -> None:
+    """Groups as ``seer dupes --json`` printed them (f32 scores compared as f32)."""
+    assert [list(g.paths) for g in groups] == [line["paths"] for line in lines]
+    for group, line in zip(groups, lines):
+        assert [np.float32(s) for s in group.scores] == [np.float32(s) for s in line["scores"]]
+
+
+@pytest.fixture(scope="module")
+def with_copies(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An index of the photos and two near-copies: the rocket halved, the cat
+    re-saved as a JPEG."""
+    photos = tmp_path_factory.mktemp("photos")
+    shutil.copytree(PHOTOS, photos, ignore=shutil.ignore_patterns("*.jsonl"), dirs_exist_ok=True)
+    with Image.open(PHOTOS / "rocket.jpg") as im:
+        im.resize((im.width // 2, im.height // 2)).save(photos / "rocket-small.png")
+    with Image.open(PHOTOS / "chelsea.png") as im:
+        im.convert("RGB").save(photos / "chelsea-copy.jpg", quality=85)
+    index = tmp_path_factory.mktemp("index")
+    run("index", "--index", index, "--model", CLIP_OPENCLIP, photos)
+    return index
+
+
+def test_duplicates_at_a_threshold_equal_seer_dupes_json(with_copies: Path) -> None:
+    index = seer.Index(with_copies, offline=True)
+    for threshold in (0.9, 0.99, -1.0):
+        groups = index.duplicates(threshold)
+        same_groups(groups, cli_dupes(with_copies, "--threshold", threshold))
+        assert all(g.scores[0] == pytest.approx(1.0, abs=1e-3) for g in groups)
+    pairs = {frozenset(Path(p).name for p in g.paths) for g in index.duplicates(0.99)}
+    assert frozenset({"rocket.jpg", "rocket-small.png"}) in pairs
+    # At -1 every file is within reach of its 3 nearest: one group of all ten.
+    (everything,) = index.duplicates(-1.0, neighbours=3)
+    assert len(everything.paths) == 10
+
+
+def test_the_duplicate_threshold_is_measured_remembered_and_shared_with_seer_dupes(
+    with_copies: Path, tmp_path: Path
+) -> None:
+    copy = tmp_path / "index"
+    shutil.copytree(with_copies, copy)
+    index = seer.Index(copy, tokenizer=TOKENIZER, offline=True)
+    measured = index.duplicate_threshold()
+    assert (measured.photos, measured.copies, measured.distinct_pairs) == (10, 30, 45)
+    assert measured.threshold <= measured.copies_median <= 1.0
+    assert 0 <= measured.distinct_above <= 45 and measured.distinct_max <= 1.0
+    # Remembered: seer dupes uses it without measuring, and so does the next call.
+    out = subprocess.run(
+        [str(SEER_BIN), "dupes", "--index", str(copy), "--json"],
+        capture_output=True, text=True, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "catches 99%" not in out.stderr
+    assert f"at threshold {measured.threshold:.4f}" in out.stderr
+    same_groups(index.duplicates(), [json.loads(line) for line in out.stdout.splitlines()])
+    assert index.duplicate_threshold() == measured
+    # Measured again (calibrate), by seer dupes --calibrate: Python reads that one.
+    out = subprocess.run(
+        [str(SEER_BIN), "dupes", "--index", str(copy), "--calibrate", "--sample", "4"],
+        capture_output=True, text=True,
+        env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "SEER_TOKENIZER": str(TOKENIZER)},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    again = index.duplicate_threshold()
+    assert (again.photos, again.copies) == (4, 12)
+    assert f"threshold {again.threshold:.4f}: catches 99% of 12 altered copies of 4 photos" in out.stderr
+    assert index.duplicate_threshold(calibrate=True, sample=100) == measured
+
+
+def test_a_threshold_that_cannot_be_measured_says_why(tmp_path: Path) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(PHOTOS / "rocket.jpg", photos / "rocket.jpg")
+    shutil.copy(PHOTOS / "horse.png", photos / "horse.png")
+    index_dir = tmp_path / "index"
+    run("index", "--index", index_dir, "--model", CLIP_OPENCLIP, photos)
+    shutil.rmtree(photos)
+    index = seer.Index(index_dir, tokenizer=TOKENIZER, offline=True)
+    with pytest.raises(seer.SeerError, match="none of the 2 sampled photos could be read"):
+        index.duplicates()
+    assert index.duplicates(0.95) == []  # a threshold given needs no photo
+
+
+def test_bad_duplicate_requests_are_refused_clearly(index: seer.Index) -> None:
+    with pytest.raises(seer.SeerError, match=r"threshold \(a cosine similarity\) must be -1 to 1"):
+        index.duplicates(1.5)
+    with pytest.raises(seer.SeerError, match="neighbours must be at least 1"):
+        index.duplicates(0.9, neighbours=0)
+    with pytest.raises(seer.SeerError, match="sample must be at least 1"):
+        index.duplicate_threshold(sample=0)
+    with pytest.raises(TypeError, match="threshold .* must be a number, got str"):
+        index.duplicates("high")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="calibrate must be a bool"):
+        index.duplicates(calibrate="yes")  # type: ignore[arg-type]
+
+
+def test_vectors_are_the_index_s_as_seer_export_writes_them(
+    index: seer.Index, index_dir: Path, tmp_path: Path
+) -> None:
+    paths, vectors = index.vectors()
+    run("export", "--index", index_dir, "--out", tmp_path / "out")
+    exported = np.load(tmp_path / "out" / "img_emb" / "img_emb_0.npy")
+    metadata = pq.read_table(tmp_path / "out" / "metadata" / "metadata_0.parquet")
+    assert paths == metadata.column("image_path").to_pylist()
+    assert vectors.dtype == np.float32 and vectors.shape == (8, 16)
+    np.testing.assert_array_equal(vectors, exported)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=2e-3)
+    # A search by an indexed file scores the others by these vectors.
+    hits = index.search(like=[paths[0]], k=7)
+    by_path = dict(zip(paths, vectors @ vectors[0]))
+    for hit in hits:
+        assert hit.score == pytest.approx(by_path[hit.path], abs=2e-3)

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use seer_index::dupes::{group, measure, store_calibration, stored_calibration};
+use seer_index::dupes::{group, measure_and_remember, stored_calibration};
 use seer_index::pathcodec::display_stored;
 use seer_index::Store;
 
@@ -53,13 +53,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         (None, _, _) => {
             let loaded = args.target.load_model(&model.name)?;
             let options = args.target.run.embed_options(true)?;
-            let c = measure(loaded.image()?, &vectors, args.sample, &options)?;
-            // Remembering the threshold only saves the next run this
-            // measurement: when the index cannot be written (a full disk),
-            // say so and go on to the groups.
-            if let Err(e) = Store::open(&args.target.dir())
-                .and_then(|mut store| store_calibration(&mut store, &model, &c))
-            {
+            let (c, not_remembered) = measure_and_remember(
+                &args.target.dir(),
+                &model,
+                loaded.image()?,
+                &vectors,
+                args.sample,
+                &options,
+            )?;
+            if let Some(e) = not_remembered {
                 eprintln!(
                     "warning: {e}; the threshold was not remembered and is measured again next time"
                 );

@@ -24,7 +24,7 @@ import os
 # op, so it must be set before any model runs; a value set by the user wins.
 os.environ.setdefault("CANDLE_NUM_THREADS", "1")
 
-from ._index import Hit, Index, IndexModel  # noqa: E402
+from ._index import DuplicateGroup, DuplicateThreshold, Hit, Index, IndexModel  # noqa: E402
 from ._inputs import ImageInput  # noqa: E402
 from ._model import ErrorMode, Model, Prediction  # noqa: E402
 from ._tasks import Detection, GeneratedMask, Mask, Matches  # noqa: E402
@@ -32,6 +32,8 @@ from ._seer import SeerError, __version__  # noqa: E402
 
 __all__ = [
     "Detection",
+    "DuplicateGroup",
+    "DuplicateThreshold",
     "ErrorMode",
     "GeneratedMask",
     "Hit",

@@ -1,4 +1,5 @@
-"""``seer.Index``: search an index that ``seer index`` made, as ``seer search`` does."""
+"""``seer.Index``: search an index that ``seer index`` made, as ``seer search`` does,
+find its near-duplicates as ``seer dupes`` does, and read its vectors."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple, Union
 
+import numpy as np
+
 from . import _seer
-from ._checks import ffmpeg_path, integer, load_defaults, number, strings
+from ._checks import ffmpeg_path, flag, integer, load_defaults, matrix, number, strings
 from ._checks import texts as check_texts
 from ._seer import SeerError
 
@@ -48,6 +51,37 @@ class Hit:
 
 
 @dataclass(frozen=True)
+class DuplicateGroup:
+    """Near-duplicate files, as one line of ``seer dupes --json``."""
+
+    #: The group's files, the largest groups first.
+    paths: Tuple[str, ...]
+    #: Each file's cosine similarity to the first (1.0 for the first itself).
+    scores: Tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class DuplicateThreshold:
+    """The similarity at or above which two files are duplicates, and the
+    measurement that chose it: altered copies of indexed photos (halved,
+    cropped to 90%, brightened) embedded and compared with their originals."""
+
+    #: The cosine similarity that catches 99% of the altered copies.
+    threshold: float
+    #: Indexed photos the measurement altered.
+    photos: int
+    #: Altered copies measured, and their median similarity to their original.
+    copies: int
+    copies_median: float
+    #: Pairs of different sampled photos, how many of them score at or above
+    #: ``threshold`` (false matches, unless the photos really are
+    #: duplicates), and the highest of their similarities.
+    distinct_pairs: int
+    distinct_above: int
+    distinct_max: float
+
+
+@dataclass(frozen=True)
 class IndexModel:
     """One model whose vectors the index holds."""
 
@@ -60,7 +94,9 @@ class Index:
     """An index folder made by ``seer index`` (``$SEER_INDEX`` or
     ``~/.local/share/seer/index`` by default, as the command line), opened
     read-only: ``seer index`` may update it meanwhile, and each search sees
-    its latest finished run.
+    its latest finished run. (A duplicate threshold measured by
+    :meth:`duplicate_threshold` is the one thing written to it, as by ``seer
+    dupes``.)
 
     ``model`` picks which of the index's models' vectors to search (default:
     its only one). A text or image query embeds with that model, loaded at the
@@ -209,6 +245,60 @@ class Index:
                 )  # fmt: skip
             )
         return hits
+
+
+    def vectors(self) -> Tuple[List[str], np.ndarray]:
+        """The indexed files and their vectors as the index stores them (of
+        the model chosen at opening; unit length, as ``seer index`` stores
+        them, so a dot product is their cosine similarity): the paths, and a
+        float32 array (files, dim) whose rows follow them. A video's row is
+        its frames' mean."""
+        paths, buffer, dim = self._native.vectors()
+        return [os.fspath(p) for p in paths], matrix(buffer, len(paths), dim)
+
+    def duplicate_threshold(self, *, calibrate: bool = False, sample: int = 100) -> DuplicateThreshold:
+        """The threshold :meth:`duplicates` uses unless given one, as ``seer
+        dupes`` chooses it: the one measured before for the index's model,
+        else (or with ``calibrate``) measured now on ``sample`` indexed photos
+        with the model (loaded as for :meth:`search`) and remembered in the
+        index (a warning says when it cannot be, as on a read-only disk)."""
+        sample = integer("sample", sample, 1)
+        measured, not_remembered = self._native.duplicate_threshold(flag("calibrate", calibrate), sample)
+        _warn_not_remembered(not_remembered)
+        return DuplicateThreshold(*measured)
+
+    def duplicates(
+        self,
+        threshold: Optional[float] = None,
+        *,
+        calibrate: bool = False,
+        sample: int = 100,
+        neighbours: int = 10,
+    ) -> List[DuplicateGroup]:
+        """Groups of near-duplicate files, the largest first, as ``seer dupes``
+        finds them: files whose cosine similarity is at least ``threshold``
+        (default: :meth:`duplicate_threshold`'s, with ``calibrate`` and
+        ``sample`` as there) to one of their ``neighbours`` nearest, grouped
+        transitively."""
+        if threshold is not None:
+            threshold = number("threshold (a cosine similarity)", threshold, -1.0, 1.0)
+        sample = integer("sample", sample, 1)
+        neighbours = integer("neighbours", neighbours, 1)
+        calibrate = flag("calibrate", calibrate)
+        groups, not_remembered = self._native.duplicates(threshold, calibrate, sample, neighbours)
+        _warn_not_remembered(not_remembered)
+        return [
+            DuplicateGroup(tuple(os.fspath(p) for p in paths), tuple(scores))
+            for paths, scores in groups
+        ]
+
+
+def _warn_not_remembered(cause: Optional[str]) -> None:
+    if cause is not None:
+        warnings.warn(
+            f"{cause}; the duplicate threshold was not remembered and is measured again next time",
+            stacklevel=3,
+        )
 
 
 def default_index_dir() -> str:
