@@ -432,6 +432,9 @@ checks.failure = async () => {
   check(searches(calls).slice(before).every((c) => !c.url.searchParams.has('offset')), 'a page of the old query was fetched');
 
   await page.unroute(/\/v1\/search\?.*q=dog/);
+  // From the top, so the first page comes alone (near the list's end the next
+  // one loads at once: the side column keeps the page tall while it is empty).
+  await page.evaluate(() => window.scrollTo(0, 0));
   await page.fill('#search-input', 'cat');
   await page.waitForFunction(() => document.querySelectorAll('#results .result').length === 10);
   await page.route(/\/v1\/search\?.*offset=/, (route) => route.fulfill({ status: 500, json: { error: 'page exploded' } }));

@@ -430,6 +430,52 @@ await step('zero-shot classify with labels cat,dog,car', async () => {
   return rows.map((r, i) => `${r.label} ${pcts[i]}%`).join(', ');
 });
 
+await step('duplicates: the measured threshold groups near-copies, shown with thumbnails', async () => {
+  const found = apiResponse('GET', '/v1/duplicates');
+  await page.locator('#dupes-submit').click();
+  const res = await found;
+  check(res.status() === 200, `GET /v1/duplicates answered ${res.status()}: ${await res.text()}`);
+  check(!new URL(res.url()).searchParams.has('threshold'), `the page sent a threshold: ${res.url()}`);
+  const data = await res.json();
+  await page.waitForFunction(() => /at threshold/.test(document.querySelector('#dupes-status').textContent)
+    || !document.querySelector('#dupes-error').hidden);
+  await failOnPageError('#dupes-error');
+  check(data.total >= 1, `no duplicates among the test photos: ${JSON.stringify(data)}`);
+  const placeholder = await page.locator('#dupes-threshold').getAttribute('placeholder');
+  check(placeholder === Number(data.threshold).toFixed(4), `the threshold box says "${placeholder}", the server ${data.threshold}`);
+  const sizes = await page.locator('#dupes-list .dupe-group').evaluateAll((els) => els.map((e) => e.querySelectorAll('.dupe-file').length));
+  check(sizes.length === Math.min(20, data.total), `${sizes.length} groups shown of ${data.total}`);
+  check(sizes.every((n, i) => n >= 2 && n === data.groups[i].files.length), `group sizes ${sizes}`);
+  const status = await page.locator('#dupes-status').textContent();
+  check(status.includes(Number(data.threshold).toFixed(4)), `the status says "${status}"`);
+  await page.locator('#dupes-list .dupe-file img').first().scrollIntoViewIfNeeded();
+  await page.waitForFunction(() => {
+    const img = document.querySelector('#dupes-list .dupe-file img');
+    return img && img.complete && img.naturalWidth > 0;
+  });
+  // A threshold out of range is refused on the page, before any request.
+  let asked = false;
+  const watch = (r) => { if (new URL(r.url()).pathname === '/v1/duplicates') asked = true; };
+  page.on('request', watch);
+  await page.locator('#dupes-threshold').fill('2');
+  await page.locator('#dupes-submit').click();
+  await page.locator('#dupes-error').waitFor({ state: 'visible' });
+  const refused = await page.locator('#dupes-error').textContent();
+  check(/-1 to 1/.test(refused), `the error says "${refused}"`);
+  page.off('request', watch);
+  check(!asked, 'a threshold of 2 was sent to the server');
+  // A threshold given is the one used.
+  const given = apiResponse('GET', '/v1/duplicates');
+  await page.locator('#dupes-threshold').fill('0.5');
+  await page.locator('#dupes-submit').click();
+  const again = await given;
+  check(new URL(again.url()).searchParams.get('threshold') === '0.5', `the request was ${again.url()}`);
+  await page.waitForFunction(() => /at threshold 0\.5000/.test(document.querySelector('#dupes-status').textContent));
+  check(await page.locator('#dupes-error').isHidden(), 'the earlier error is still shown');
+  await page.locator('#dupes-threshold').fill('');
+  return `${data.total} groups at the measured ${Number(data.threshold).toFixed(4)} (${sizes.join(', ')} files)`;
+});
+
 if (servedModels.length > 1) {
   const other = servedModels.find((m) => !m.text_tower) || servedModels.find((m) => !m.default);
   const imageOnly = !other.text_tower;

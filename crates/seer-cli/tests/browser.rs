@@ -1,8 +1,8 @@
 //! The web page end to end in a real headless browser (Debian's chromium driven
 //! by playwright-core): search as you type, paging on scroll, the detail view and
 //! its keyboard, "more like this", the URL (reload, back, forward), the date
-//! filter, upload, the classify chart, the phone layout and, with several
-//! models, the model picker. Needs
+//! filter, upload, the classify chart, the duplicates panel, the phone layout
+//! and, with several models, the model picker. Needs
 //! `npm ci --prefix tests/browser` and /usr/bin/chromium, which `.ci/run` installs.
 
 mod common;

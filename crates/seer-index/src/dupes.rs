@@ -22,8 +22,10 @@ use seer_engine::zeroshot::dot;
 
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct DupeGroup {
-    /// The group's files; similarities are to the first one.
+    /// The group's files (as stored) and their ids; similarities are to the
+    /// first one.
     pub paths: Vec<String>,
+    pub ids: Vec<i64>,
     pub scores: Vec<f32>,
 }
 
@@ -72,6 +74,7 @@ pub fn group(vectors: &VectorSet, threshold: f32, neighbours: usize) -> Vec<Dupe
                 .map(|&j| clamp_cosine(dot(vectors.row(m[0]), vectors.row(j))))
                 .collect(),
             paths: m.iter().map(|&j| vectors.paths[j].clone()).collect(),
+            ids: m.iter().map(|&j| vectors.ids[j]).collect(),
         })
         .collect();
     groups.sort_by(|a, b| {

@@ -785,6 +785,18 @@
       if (entries.some((e) => e.isIntersecting)) loadMore();
     }, { rootMargin: `${SCROLL_MARGIN_PX}px` }).observe(loadMoreBtn);
   }
+  // A jump past the list's end (to the bottom of a page whose side column is
+  // taller than the results) never makes the button intersect: the scroll
+  // position is looked at too, once a frame at most.
+  let scrollLook = false;
+  window.addEventListener('scroll', () => {
+    if (scrollLook) return;
+    scrollLook = true;
+    requestAnimationFrame(() => {
+      scrollLook = false;
+      fillViewport();
+    });
+  }, { passive: true });
   loadMoreBtn.addEventListener('click', () => loadMore({ retry: true }));
 
   // ------------------------------------------------------------------ results
@@ -1510,6 +1522,122 @@
   lightbox.addEventListener('click', (e) => {
     if (e.target === lightbox) closeLightbox();
   });
+
+  // ------------------------------------------------------------------ duplicates
+
+  /** Groups of near-duplicates (/v1/duplicates) of the model the search uses,
+   *  a page at a time; their thumbnails' blob URLs are their own. */
+  const DUPES_PAGE = 20;
+  const dupes = { seq: 0, offset: 0, params: null, urls: new Set() };
+  const dupesList = $('#dupes-list');
+  const dupesStatus = $('#dupes-status');
+  const dupesErr = $('#dupes-error');
+  const dupesMore = $('#dupes-more');
+  const dupesSubmit = $('#dupes-submit');
+  const dupesThreshold = $('#dupes-threshold');
+
+  async function findDuplicates(more) {
+    const seq = ++dupes.seq;
+    showError(dupesErr, null);
+    if (!more) {
+      const raw = dupesThreshold.value.trim();
+      const t = Number(raw);
+      if (raw && !(Number.isFinite(t) && t >= -1 && t <= 1)) {
+        showError(dupesErr, new Error('The threshold is a similarity from -1 to 1 (or empty: the measured one).'));
+        return;
+      }
+      const params = new URLSearchParams({ k: String(DUPES_PAGE) });
+      const model = search.model || models.default;
+      if (model) params.set('model', model);
+      if (raw) params.set('threshold', raw);
+      dupes.params = params;
+      dupes.offset = 0;
+      for (const u of dupes.urls) URL.revokeObjectURL(u);
+      dupes.urls.clear();
+      dupesList.replaceChildren();
+      dupesStatus.textContent = raw
+        ? 'Looking for duplicates…'
+        : 'Looking for duplicates… (the first time, seer measures the threshold on altered copies of your photos)';
+    } else {
+      dupesStatus.textContent = 'Loading more groups…';
+    }
+    const params = new URLSearchParams(dupes.params);
+    if (dupes.offset) params.set('offset', String(dupes.offset));
+    dupesSubmit.disabled = true;
+    dupesMore.hidden = true;
+    try {
+      const data = await api(`/v1/duplicates?${params}`);
+      if (seq !== dupes.seq) return;
+      const groups = Array.isArray(data.groups) ? data.groups : [];
+      groups.forEach((g, i) => dupesList.append(dupeGroup(g, dupes.offset + i)));
+      dupes.offset += groups.length;
+      dupesMore.hidden = !data.more;
+      const threshold = Number(data.threshold).toFixed(4);
+      if (!dupes.params.has('threshold')) dupesThreshold.placeholder = threshold;
+      const c = data.calibration;
+      const how = c && !dupes.params.has('threshold')
+        ? ` (measured: it catches 99% of ${fmtInt(c.duplicate_pairs)} altered copies of ${fmtInt(c.images)} photos)`
+        : '';
+      dupesStatus.textContent = data.total
+        ? `${fmtInt(data.total)} ${data.total === 1 ? 'group' : 'groups'} of duplicates at threshold ${threshold}${how}`
+        : `No duplicates at threshold ${threshold}${how}`;
+    } catch (e) {
+      if (seq !== dupes.seq) return;
+      dupesStatus.textContent = '';
+      showError(dupesErr, e);
+      dupesMore.hidden = !more;
+    } finally {
+      if (seq === dupes.seq) dupesSubmit.disabled = false;
+    }
+  }
+
+  /** One group: each file's thumbnail (opening the original), name, pixel size
+   *  and file size, which tell which copy to keep, and its similarity to the first. */
+  function dupeGroup(g, n) {
+    const files = Array.isArray(g.files) ? g.files : [];
+    const li = document.createElement('li');
+    li.className = 'dupe-group';
+    li.setAttribute('aria-label', `Group ${n + 1}: ${files.length} files`);
+    files.forEach((f, i) => {
+      const name = fileName(f.path);
+      const a = document.createElement('a');
+      a.className = 'dupe-file';
+      a.href = f.url;
+      a.target = '_blank';
+      a.rel = 'noopener';
+      a.dataset.id = String(f.id);
+      const size = typeof f.width === 'number' ? `${f.width} × ${f.height} px` : '';
+      a.title = [f.path, size, typeof f.size === 'number' ? fmtBytes(f.size) : '',
+        i ? `similarity ${Number(f.score).toFixed(3)} to the first` : ''].filter(Boolean).join('\n');
+      a.addEventListener('click', (e) => openOriginal(e, f.url));
+      const img = document.createElement('img');
+      img.alt = name;
+      img.loading = 'lazy';
+      img.decoding = 'async';
+      img.addEventListener('error', () => img.classList.add('broken'), { once: true });
+      setImageSource(img, f.thumbnail, dupes.urls);
+      const label = document.createElement('span');
+      label.textContent = name;
+      const score = document.createElement('span');
+      score.className = 'dupe-score';
+      score.textContent = i ? Number(f.score).toFixed(3) : 'first';
+      a.append(img, label, score);
+      if (size) {
+        const dims = document.createElement('span');
+        dims.className = 'dupe-score';
+        dims.textContent = `${f.width}×${f.height}`;
+        a.append(dims);
+      }
+      li.append(a);
+    });
+    return li;
+  }
+
+  $('#dupes-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    findDuplicates(false);
+  });
+  dupesMore.addEventListener('click', () => findDuplicates(true));
 
   // ------------------------------------------------------------------ tabs (narrow screens)
 

@@ -259,6 +259,7 @@ pub fn app_with(models: Vec<LoadedModel>, tasks: TaskModels, config: &ServerConf
             "/v1/search",
             get(routes::search_get).post(routes::search_post),
         )
+        .route("/v1/duplicates", get(routes::duplicates))
         .route("/v1/images/{id}", get(routes::image))
         .route("/v1/images/{id}/thumbnail", get(routes::thumbnail))
         .route("/v1/images/{id}/info", get(routes::image_info))

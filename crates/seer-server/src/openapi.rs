@@ -63,6 +63,11 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ),
     (
         "get",
+        "/v1/duplicates",
+        "Groups of near-duplicate indexed files as seer dupes finds them, the largest first, a page of k groups at a time (offset; the answer's total, offset and more); each file described as a search hit is, with score, its cosine similarity to the group's first. Without threshold the model's remembered one is used, or the first request (or one with calibrate) measures it with the served model on altered copies of up to 100 indexed photos and remembers it (the answer's calibration says how it was measured)",
+    ),
+    (
+        "get",
         "/v1/images/{id}",
         "The original bytes of an indexed image; a video streams with byte ranges (Range: bytes=a-b, a- or -n answers 206 with Content-Range; every answer says Accept-Ranges: bytes; a range outside the file, or malformed, is a 416 with Content-Range: bytes */size; several ranges get the whole file)",
     ),
@@ -139,7 +144,7 @@ pub fn error_statuses(method: &str, path: &str) -> Vec<(&'static str, &'static s
     if path == "/v1/index" {
         out.push(("409", "A job is already running"));
     }
-    if path == "/v1/search" {
+    if matches!(path, "/v1/search" | "/v1/duplicates") {
         out.push((
             "409",
             "No index yet (run seer index first), or the index has no vectors of the served model",
@@ -188,6 +193,16 @@ pub fn document() -> Value {
                 { "name": "mode", "in": "query", "schema": { "type": "string", "enum": ["auto", "vector", "hybrid", "words"], "default": "auto" }, "description": "how to rank: vector (cosine similarity), words (the captions' BM25; score is the BM25), hybrid (reciprocal rank fusion of both: results carry fused, matched and bm25 when the words matched; score stays the cosine similarity), auto (hybrid when the index has captions and q has words, words for a model without a text tower, else vector); the answer's mode says which ran unless it was vector" },
                 { "name": "rerank", "in": "query", "schema": { "type": "boolean", "default": false }, "description": "reorder the best rerank_depth hits by the image-text matching model's itm_probability for q (needs q and a server started with --match-model); reranked hits carry itm_probability and itc_similarity" },
                 { "name": "rerank_depth", "in": "query", "schema": { "type": "integer", "default": 20, "minimum": 1, "maximum": 100 }, "description": "how many of the best hits rerank reorders; the rest keep their order" }
+            ]);
+        }
+        if *path == "/v1/duplicates" {
+            op["parameters"] = json!([
+                { "name": "model", "in": "query", "schema": { "type": "string" }, "description": "a served model (see /v1/models) whose vectors to group; default: the server's default model" },
+                { "name": "threshold", "in": "query", "schema": { "type": "number", "minimum": -1, "maximum": 1 }, "description": "cosine similarity at or above which two files are duplicates (-1 to 1); default: the model's remembered threshold, measured by the first request that needs it" },
+                { "name": "calibrate", "in": "query", "schema": { "type": "boolean", "default": false }, "description": "measure the threshold again (and remember it) instead of using the remembered one" },
+                { "name": "neighbours", "in": "query", "schema": { "type": "integer", "default": 10, "minimum": 1, "maximum": 100 }, "description": "the nearest files each file's duplicates are looked for among" },
+                { "name": "k", "in": "query", "schema": { "type": "integer", "default": 20, "minimum": 1, "maximum": 1000 }, "description": "groups per page, 1 to 1000" },
+                { "name": "offset", "in": "query", "schema": { "type": "integer", "default": 0, "minimum": 0, "maximum": 9999 }, "description": "skip this many groups (next page; offset + k at most 10000)" }
             ]);
         }
         if *path == "/v1/images/{id}/thumbnail" {

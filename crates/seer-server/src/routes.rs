@@ -29,6 +29,10 @@ type AppStateRef = State<Arc<AppState>>;
 mod vision_routes;
 pub use vision_routes::{detect, segment};
 
+#[path = "duplicate_routes.rs"]
+mod duplicate_routes;
+pub use duplicate_routes::duplicates;
+
 pub async fn page() -> Html<&'static str> {
     Html(include_str!("../assets/index.html"))
 }
