@@ -4,14 +4,16 @@
 //! The threshold is the request's, else the one measured before for the model,
 //! else measured now with the served model on altered copies of indexed photos
 //! and remembered in the index, as `seer dupes` does: only the first request
-//! for a model (or one with `calibrate`) pays for it.
+//! for a model (or one with `calibrate`) pays for it. The groups of the last
+//! threshold asked for are kept until the index changes, so further pages
+//! cost nothing more.
 
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
 use axum::Json;
 use seer_engine::EmbedOptions;
-use seer_index::dupes::{group, measure_and_remember, stored_calibration, Calibration};
+use seer_index::dupes::{measure_and_remember, stored_calibration, Calibration};
 use seer_index::{ModelInfo, Store, VectorSet};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -82,7 +84,7 @@ pub async fn duplicates(
                 (c.threshold, Some(c))
             }
         };
-        let groups = group(vectors, threshold, neighbours);
+        let groups = data.duplicates(vectors, threshold, neighbours);
         let total = groups.len();
         let page = groups
             .iter()

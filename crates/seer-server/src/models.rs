@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use seer_engine::LoadedModel;
-use seer_index::{ModelInfo, Searcher, SearcherOptions, Store};
+use seer_index::dupes::{group, DupeGroup};
+use seer_index::{ModelInfo, Searcher, SearcherOptions, Store, VectorSet};
 use serde_json::{json, Value};
 
 use crate::batcher::Batcher;
@@ -24,6 +25,42 @@ pub struct SearchData {
     pub searcher: Searcher,
     /// EXIF capture times by file id (files without one are absent), for date filters.
     pub taken: HashMap<i64, String>,
+    /// The last duplicate groups asked for, so the next page of them is not
+    /// computed again (every file against every other).
+    duplicates: Mutex<Option<DuplicateGroups>>,
+}
+
+/// Duplicate groups at a threshold, with so many neighbours examined.
+struct DuplicateGroups {
+    threshold: f32,
+    neighbours: usize,
+    groups: Arc<Vec<DupeGroup>>,
+}
+
+impl SearchData {
+    /// The groups of `vectors` (this generation's) at `threshold` among
+    /// `neighbours` neighbours: the last ones asked for again, or computed.
+    pub fn duplicates(
+        &self,
+        vectors: &VectorSet,
+        threshold: f32,
+        neighbours: usize,
+    ) -> Arc<Vec<DupeGroup>> {
+        let mut last = self.duplicates.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(kept) = last
+            .as_ref()
+            .filter(|d| d.threshold == threshold && d.neighbours == neighbours)
+        {
+            return kept.groups.clone();
+        }
+        let groups = Arc::new(group(vectors, threshold, neighbours));
+        *last = Some(DuplicateGroups {
+            threshold,
+            neighbours,
+            groups: groups.clone(),
+        });
+        groups
+    }
 }
 
 /// One served model with its batcher and its cached search data.
@@ -58,7 +95,11 @@ impl Served {
         };
         let searcher = Searcher::open(store, info, options)?;
         let taken = store.capture_times()?;
-        let data = Arc::new(SearchData { searcher, taken });
+        let data = Arc::new(SearchData {
+            searcher,
+            taken,
+            duplicates: Mutex::new(None),
+        });
         *cache = Some(data.clone());
         Ok(data)
     }
