@@ -47,6 +47,22 @@ fn served(photos: &Path) -> Server {
     serve(index, &[])
 }
 
+/// Index and serve `photos` with the approximate index from 5 vectors on.
+fn served_with_graph(photos: &Path) -> Server {
+    let index = tempfile::tempdir().unwrap();
+    let model = model_fixture("openclip-vit");
+    let status = seer()
+        .arg("index")
+        .arg(photos)
+        .args(["--model", model.to_str().unwrap(), "--ann-threshold", "5"])
+        .env("SEER_INDEX", index.path())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    serve(index, &["--ann-threshold", "5"])
+}
+
 fn get(s: &Server, query: &str) -> (u16, Value) {
     json_of(ureq::get(&format!("{}/v1/duplicates{query}", s.url)).call())
 }
@@ -115,6 +131,7 @@ fn groups_at_a_threshold_are_seer_dupes_groups_a_page_at_a_time() {
         assert_eq!(answer["total"], expected.len(), "{answer}");
         assert_eq!(answer["more"], false);
         assert!(answer.get("calibration").is_none(), "{answer}");
+        assert_eq!(answer["approximate"], false, "a small index has no graph");
     }
     let (_, close) = get(&s, "?threshold=0.99");
     let close = groups_of(&close);
@@ -227,4 +244,31 @@ fn a_threshold_that_cannot_be_measured_is_a_clear_error_and_a_given_one_still_wo
     );
     let (code, answer) = get(&s, "?threshold=0.99");
     assert_eq!(code, 200, "{answer}");
+}
+
+/// An index with its approximate graph: the neighbours come from the graph
+/// (the answer and `seer dupes` say so), and the groups are the exact scan's
+/// (a small index, which the graph searches without a miss).
+#[test]
+fn with_the_index_s_graph_the_groups_are_found_through_it() {
+    let photos = photos_with_copies();
+    let s = served_with_graph(photos.path());
+    let (code, graph) = get(&s, "?threshold=0.9&k=100");
+    assert_eq!(code, 200, "{graph}");
+    assert_eq!(graph["approximate"], true, "{graph}");
+    let (code, exact) = get(&s, "?threshold=0.9&k=100&exact=true");
+    assert_eq!(code, 200, "{exact}");
+    assert_eq!(exact["approximate"], false, "{exact}");
+    assert!(!groups_of(&graph).is_empty());
+    assert_eq!(groups_of(&graph), groups_of(&exact));
+
+    let threshold = ["--threshold", "0.9", "--ann-threshold", "5"];
+    let (cli, stderr) = cli_dupes(&s, &threshold);
+    assert!(stderr.contains("approximate (HNSW) graph"), "{stderr}");
+    assert_eq!(cli, groups_of(&graph));
+    let (cli_exact, stderr) = cli_dupes(&s, &[&threshold[..], &["--exact"]].concat());
+    assert!(!stderr.contains("HNSW"), "{stderr}");
+    assert_eq!(cli_exact, cli);
+    let (code, answer) = get(&s, "?exact=sometimes");
+    assert_eq!(code, 400, "{answer}");
 }

@@ -17,6 +17,7 @@ use seer_image::image::{imageops, RgbImage};
 
 use crate::error::{IndexError, Result};
 use crate::search::clamp_cosine;
+use crate::searcher::Searcher;
 use crate::store::{ModelInfo, Store, VectorSet};
 use seer_engine::zeroshot::dot;
 
@@ -29,9 +30,43 @@ pub struct DupeGroup {
     pub scores: Vec<f32>,
 }
 
+/// Where each file's nearest neighbours are looked for.
+#[derive(Clone, Copy)]
+pub enum Neighbours<'a> {
+    /// Among every vector: all pairs scored (the SIMD batch kernel), so no
+    /// pair is missed, at a cost that grows with the square of the files.
+    Exact,
+    /// In the index's HNSW graph, as searches at and above the ANN threshold
+    /// look: a query per file, so the cost grows with the files only; a pair
+    /// the graph does not find (rare; see `seer_ann`'s recall) is not grouped.
+    Graph(&'a seer_ann::Hnsw),
+}
+
+impl<'a> Neighbours<'a> {
+    /// As `searcher` searches: through its graph when it has one (an index of
+    /// at least the ANN threshold's vectors), unless `exact` is asked for.
+    pub fn as_searched(searcher: &'a Searcher, exact: bool) -> Self {
+        match searcher.graph() {
+            Some(graph) if !exact => Neighbours::Graph(graph),
+            _ => Neighbours::Exact,
+        }
+    }
+}
+
 /// Groups vectors whose cosine similarity to a neighbour is at least `threshold`
 /// (transitively). `neighbours` bounds the candidates examined per vector.
 pub fn group(vectors: &VectorSet, threshold: f32, neighbours: usize) -> Vec<DupeGroup> {
+    group_via(vectors, threshold, neighbours, Neighbours::Exact)
+}
+
+/// [`group`] with each file's `neighbours` nearest found `via` the exact scan
+/// or the index's graph (whose ids are `vectors`' file ids).
+pub fn group_via(
+    vectors: &VectorSet,
+    threshold: f32,
+    neighbours: usize,
+    via: Neighbours<'_>,
+) -> Vec<DupeGroup> {
     let n = vectors.len();
     let mut parent: Vec<usize> = (0..n).collect();
     fn find(parent: &mut [usize], mut x: usize) -> usize {
@@ -45,9 +80,27 @@ pub fn group(vectors: &VectorSet, threshold: f32, neighbours: usize) -> Vec<Dupe
     const QUERIES_PER_BATCH: usize = 256;
     for start in (0..n).step_by(QUERIES_PER_BATCH) {
         let end = (start + QUERIES_PER_BATCH).min(n);
-        let queries = &vectors.data[start * vectors.dim..end * vectors.dim];
-        let results =
-            seer_ann::exact_top_k_batch(&vectors.data, vectors.dim, queries, neighbours + 1);
+        let results = match via {
+            Neighbours::Exact => seer_ann::exact_top_k_batch(
+                &vectors.data,
+                vectors.dim,
+                &vectors.data[start * vectors.dim..end * vectors.dim],
+                neighbours + 1,
+            ),
+            Neighbours::Graph(graph) => (start..end)
+                .into_par_iter()
+                .map(|i| {
+                    graph
+                        .search(vectors.row(i), neighbours + 1, None)
+                        .into_iter()
+                        .filter_map(|(id, score)| {
+                            let row = vectors.ids.binary_search(&(id as i64)).ok()?;
+                            Some((row, score))
+                        })
+                        .collect()
+                })
+                .collect(),
+        };
         for (offset, hits) in results.into_iter().enumerate() {
             let i = start + offset;
             for (j, score) in hits {
@@ -321,5 +374,57 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("no photos"), "{err}");
+    }
+
+    /// Through the graph the groups are those of the exact scan (a small set,
+    /// which the graph searches without a miss), ids not in file order
+    /// included; at a threshold no pair reaches, none.
+    #[test]
+    fn groups_through_the_graph_are_the_exact_scan_s() {
+        let mut rng = seer_util::Rng::from_state(3);
+        let dim = 16;
+        let mut vectors = VectorSet {
+            dim,
+            ..Default::default()
+        };
+        for row in 0..60 {
+            let mut v: Vec<f32> = (0..dim).map(|_| rng.normal() as f32).collect();
+            if row % 10 == 9 {
+                // A near-copy of the row before it.
+                let before = vectors.row(row - 1).to_vec();
+                v = before.iter().zip(&v).map(|(b, e)| b + 0.02 * e).collect();
+            }
+            vectors.ids.push(1000 - 7 * row as i64);
+            vectors.paths.push(format!("/photos/{row}.jpg"));
+            vectors.data.extend(crate::test_index::unit(&v));
+        }
+        // The store keeps ids in order.
+        let mut order: Vec<usize> = (0..60).collect();
+        order.sort_by_key(|&r| vectors.ids[r]);
+        let sorted = VectorSet {
+            dim,
+            ids: order.iter().map(|&r| vectors.ids[r]).collect(),
+            paths: order.iter().map(|&r| vectors.paths[r].clone()).collect(),
+            data: order
+                .iter()
+                .flat_map(|&r| vectors.row(r).to_vec())
+                .collect(),
+        };
+        let mut graph = seer_ann::Hnsw::new(dim, Default::default());
+        let items: Vec<(u64, &[f32])> = (0..60)
+            .map(|r| (sorted.ids[r] as u64, sorted.row(r)))
+            .collect();
+        graph.insert_batch(&items).unwrap();
+        let exact = group_via(&sorted, 0.99, 5, Neighbours::Exact);
+        let through_graph = group_via(&sorted, 0.99, 5, Neighbours::Graph(&graph));
+        assert_eq!(exact.len(), 6, "{exact:?}");
+        let pairs = |groups: &[DupeGroup]| -> Vec<(Vec<i64>, Vec<f32>)> {
+            groups
+                .iter()
+                .map(|g| (g.ids.clone(), g.scores.clone()))
+                .collect()
+        };
+        assert_eq!(pairs(&through_graph), pairs(&exact));
+        assert!(group_via(&sorted, 1.0, 5, Neighbours::Graph(&graph)).is_empty());
     }
 }

@@ -120,6 +120,14 @@ impl Searcher {
         matches!(self.backend, Backend::Graph { .. })
     }
 
+    /// The HNSW graph it searches with, when it has one.
+    pub fn graph(&self) -> Option<&Hnsw> {
+        match &self.backend {
+            Backend::Exact(_) => None,
+            Backend::Graph { graph, .. } => Some(graph),
+        }
+    }
+
     /// The vectors, when they are in memory (exact search, or resident).
     pub fn vectors(&self) -> Option<&VectorSet> {
         match &self.backend {

@@ -12,10 +12,12 @@ use std::sync::Mutex;
 use pyo3::prelude::*;
 use pyo3::types::PyByteArray;
 use seer_engine::{EmbedOptions, ImageTextMatcher, LoadOptions, LoadedModel};
-use seer_index::dupes::{group, measure_and_remember, stored_calibration, Calibration};
+use seer_index::dupes::{
+    group_via, measure_and_remember, stored_calibration, Calibration, Neighbours,
+};
 use seer_index::find::Plan;
 use seer_index::pathcodec::{indexed_key, to_path};
-use seer_index::{Query, SearchMode, SearchOptions, Store};
+use seer_index::{Query, SearchMode, SearchOptions, Searcher, SearcherOptions, Store};
 
 use crate::convert::{floats, pool_error, seer_error};
 use crate::model::{decode_limits, load_model, load_options, Model};
@@ -261,9 +263,10 @@ impl Index {
 
     /// Groups of near-duplicate files as `seer dupes` finds them, at
     /// `threshold` or at [`Self::duplicate_threshold`]'s; each file's
-    /// `neighbours` nearest are examined. Also why a threshold measured now
-    /// could not be remembered.
-    #[pyo3(signature = (threshold, calibrate, sample, neighbours))]
+    /// `neighbours` nearest are examined, through the index's graph where it
+    /// has one unless `exact`. Also why a threshold measured now could not be
+    /// remembered.
+    #[pyo3(signature = (threshold, calibrate, sample, neighbours, exact))]
     fn duplicates(
         &self,
         py: Python<'_>,
@@ -271,6 +274,7 @@ impl Index {
         calibrate: bool,
         sample: usize,
         neighbours: usize,
+        exact: bool,
     ) -> PyResult<(Groups, Option<String>)> {
         py.detach(|| {
             pool::run(|| {
@@ -278,16 +282,27 @@ impl Index {
                 let model = store
                     .choose_model(self.model.as_deref())
                     .map_err(seer_error)?;
-                let vectors = store.load_vectors(&model).map_err(seer_error)?;
+                let options = SearcherOptions {
+                    ann_threshold: self.ann_threshold,
+                    resident: true,
+                };
+                let searcher = Searcher::open(&store, model, options).map_err(seer_error)?;
+                let (model, vectors) = match searcher.vectors() {
+                    Some(vectors) => (searcher.model(), vectors),
+                    None => {
+                        return Err(seer_error("internal error: the searcher holds no vectors"))
+                    }
+                };
                 let (threshold, not_remembered) = match threshold {
                     Some(t) => (t, None),
                     None => {
                         let (c, not_remembered) =
-                            self.threshold_of(&store, &model, &vectors, calibrate, sample)?;
+                            self.threshold_of(&store, model, vectors, calibrate, sample)?;
                         (c.threshold, not_remembered)
                     }
                 };
-                let groups = group(&vectors, threshold, neighbours)
+                let via = Neighbours::as_searched(&searcher, exact);
+                let groups = group_via(vectors, threshold, neighbours, via)
                     .into_iter()
                     .map(|g| (g.paths.iter().map(|p| to_path(p)).collect(), g.scores))
                     .collect();

@@ -217,6 +217,8 @@ def test_duplicates_at_a_threshold_equal_seer_dupes_json(with_copies: Path) -> N
         groups = index.duplicates(threshold)
         same_groups(groups, cli_dupes(with_copies, "--threshold", threshold))
         assert all(g.scores[0] == pytest.approx(1.0, abs=1e-3) for g in groups)
+    # Below the ANN threshold there is no graph: exact or not, every pair is compared.
+    assert index.duplicates(0.9, exact=True) == index.duplicates(0.9)
     pairs = {frozenset(Path(p).name for p in g.paths) for g in index.duplicates(0.99)}
     assert frozenset({"rocket.jpg", "rocket-small.png"}) in pairs
     # At -1 every file is within reach of its 3 nearest: one group of all ten.
@@ -282,6 +284,8 @@ def test_bad_duplicate_requests_are_refused_clearly(index: seer.Index) -> None:
         index.duplicates("high")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="calibrate must be a bool"):
         index.duplicates(calibrate="yes")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="exact must be a bool"):
+        index.duplicates(0.9, exact="yes")  # type: ignore[arg-type]
 
 
 def test_vectors_are_the_index_s_as_seer_export_writes_them(

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use axum::extract::{Query, State};
 use axum::Json;
 use seer_engine::EmbedOptions;
-use seer_index::dupes::{measure_and_remember, stored_calibration, Calibration};
+use seer_index::dupes::{measure_and_remember, stored_calibration, Calibration, Neighbours};
 use seer_index::{ModelInfo, Store, VectorSet};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -39,6 +39,9 @@ pub struct DuplicatesParams {
     calibrate: Option<String>,
     /// Nearest files examined for each file.
     neighbours: Option<usize>,
+    /// Compare every file with every other even where the index has its
+    /// graph: true or false.
+    exact: Option<String>,
     /// Groups in this page, and groups skipped before it.
     k: Option<usize>,
     offset: Option<usize>,
@@ -63,6 +66,7 @@ pub async fn duplicates(
         )));
     }
     let calibrate = flag(params.calibrate.as_deref(), "calibrate")?;
+    let exact = flag(params.exact.as_deref(), "exact")?;
     let served = state.models.pick(params.model.as_deref())?;
     let st = state.clone();
     let answer = tokio::task::spawn_blocking(move || -> ApiResult<Value> {
@@ -84,7 +88,8 @@ pub async fn duplicates(
                 (c.threshold, Some(c))
             }
         };
-        let groups = data.duplicates(vectors, threshold, neighbours);
+        let via = Neighbours::as_searched(&data.searcher, exact);
+        let groups = data.duplicates(vectors, threshold, neighbours, via);
         let total = groups.len();
         let page = groups
             .iter()
@@ -109,6 +114,7 @@ pub async fn duplicates(
             "model": model.name,
             "threshold": threshold,
             "neighbours": neighbours,
+            "approximate": matches!(via, Neighbours::Graph(_)),
             "total": total,
             "offset": offset,
             "more": total > offset + page.len(),

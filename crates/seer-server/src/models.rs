@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use seer_engine::LoadedModel;
-use seer_index::dupes::{group, DupeGroup};
+use seer_index::dupes::{group_via, DupeGroup, Neighbours};
 use seer_index::{ModelInfo, Searcher, SearcherOptions, Store, VectorSet};
 use serde_json::{json, Value};
 
@@ -30,33 +30,38 @@ pub struct SearchData {
     duplicates: Mutex<Option<DuplicateGroups>>,
 }
 
-/// Duplicate groups at a threshold, with so many neighbours examined.
+/// Duplicate groups at a threshold, with so many neighbours examined, found
+/// through the graph or not.
 struct DuplicateGroups {
     threshold: f32,
     neighbours: usize,
+    approximate: bool,
     groups: Arc<Vec<DupeGroup>>,
 }
 
 impl SearchData {
     /// The groups of `vectors` (this generation's) at `threshold` among
-    /// `neighbours` neighbours: the last ones asked for again, or computed.
+    /// `neighbours` neighbours found `via` the graph or the exact scan: the
+    /// last ones asked for again, or computed.
     pub fn duplicates(
         &self,
         vectors: &VectorSet,
         threshold: f32,
         neighbours: usize,
+        via: Neighbours<'_>,
     ) -> Arc<Vec<DupeGroup>> {
+        let approximate = matches!(via, Neighbours::Graph(_));
         let mut last = self.duplicates.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(kept) = last
-            .as_ref()
-            .filter(|d| d.threshold == threshold && d.neighbours == neighbours)
-        {
+        if let Some(kept) = last.as_ref().filter(|d| {
+            (d.threshold, d.neighbours, d.approximate) == (threshold, neighbours, approximate)
+        }) {
             return kept.groups.clone();
         }
-        let groups = Arc::new(group(vectors, threshold, neighbours));
+        let groups = Arc::new(group_via(vectors, threshold, neighbours, via));
         *last = Some(DuplicateGroups {
             threshold,
             neighbours,
+            approximate,
             groups: groups.clone(),
         });
         groups

@@ -201,6 +201,7 @@ pub fn document() -> Value {
                 { "name": "threshold", "in": "query", "schema": { "type": "number", "minimum": -1, "maximum": 1 }, "description": "cosine similarity at or above which two files are duplicates (-1 to 1); default: the model's remembered threshold, measured by the first request that needs it" },
                 { "name": "calibrate", "in": "query", "schema": { "type": "boolean", "default": false }, "description": "measure the threshold again (and remember it) instead of using the remembered one" },
                 { "name": "neighbours", "in": "query", "schema": { "type": "integer", "default": 10, "minimum": 1, "maximum": 100 }, "description": "the nearest files each file's duplicates are looked for among" },
+                { "name": "exact", "in": "query", "schema": { "type": "boolean", "default": false }, "description": "compare every file with every other even where the index has its approximate (HNSW) graph (models with at least 50,000 vectors), which finds the neighbours far faster and rarely misses one; the answer's approximate says which ran" },
                 { "name": "k", "in": "query", "schema": { "type": "integer", "default": 20, "minimum": 1, "maximum": 1000 }, "description": "groups per page, 1 to 1000" },
                 { "name": "offset", "in": "query", "schema": { "type": "integer", "default": 0, "minimum": 0, "maximum": 9999 }, "description": "skip this many groups (next page; offset + k at most 10000)" }
             ]);

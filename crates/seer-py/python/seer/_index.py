@@ -274,18 +274,24 @@ class Index:
         calibrate: bool = False,
         sample: int = 100,
         neighbours: int = 10,
+        exact: bool = False,
     ) -> List[DuplicateGroup]:
         """Groups of near-duplicate files, the largest first, as ``seer dupes``
         finds them: files whose cosine similarity is at least ``threshold``
         (default: :meth:`duplicate_threshold`'s, with ``calibrate`` and
         ``sample`` as there) to one of their ``neighbours`` nearest, grouped
-        transitively."""
+        transitively. The nearest are found through the index's approximate
+        (HNSW) graph where it has one (50,000 vectors and more), far faster
+        than comparing every pair, which ``exact`` asks for."""
         if threshold is not None:
             threshold = number("threshold (a cosine similarity)", threshold, -1.0, 1.0)
         sample = integer("sample", sample, 1)
         neighbours = integer("neighbours", neighbours, 1)
         calibrate = flag("calibrate", calibrate)
-        groups, not_remembered = self._native.duplicates(threshold, calibrate, sample, neighbours)
+        exact = flag("exact", exact)
+        groups, not_remembered = self._native.duplicates(
+            threshold, calibrate, sample, neighbours, exact
+        )
         _warn_not_remembered(not_remembered)
         return [
             DuplicateGroup(tuple(os.fspath(p) for p in paths), tuple(scores))

@@ -185,5 +185,10 @@ class Index:
         self, calibrate: bool, sample: int
     ) -> Tuple[Tuple[float, int, int, float, int, int, float], Optional[str]]: ...
     def duplicates(
-        self, threshold: Optional[float], calibrate: bool, sample: int, neighbours: int
+        self,
+        threshold: Optional[float],
+        calibrate: bool,
+        sample: int,
+        neighbours: int,
+        exact: bool,
     ) -> Tuple[List[Tuple[List[str], List[float]]], Optional[str]]: ...
