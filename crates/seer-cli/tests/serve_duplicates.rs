@@ -67,9 +67,12 @@ fn get(s: &Server, query: &str) -> (u16, Value) {
     json_of(ureq::get(&format!("{}/v1/duplicates{query}", s.url)).call())
 }
 
+/// A group as its paths and their scores.
+type Group = (Vec<String>, Vec<f32>);
+
 /// `seer dupes --json` of the served index with `args`: its groups (paths and
 /// scores) and what it said on stderr.
-fn cli_dupes(s: &Server, args: &[&str]) -> (Vec<(Vec<String>, Vec<f32>)>, String) {
+fn cli_dupes(s: &Server, args: &[&str]) -> (Vec<Group>, String) {
     let out = seer()
         .args(["dupes", "--json"])
         .args(args)
@@ -98,7 +101,7 @@ fn cli_dupes(s: &Server, args: &[&str]) -> (Vec<(Vec<String>, Vec<f32>)>, String
 }
 
 /// An answer's groups as paths and scores.
-fn groups_of(answer: &Value) -> Vec<(Vec<String>, Vec<f32>)> {
+fn groups_of(answer: &Value) -> Vec<Group> {
     answer["groups"]
         .as_array()
         .unwrap_or_else(|| panic!("no groups in {answer}"))

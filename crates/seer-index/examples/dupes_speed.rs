@@ -39,7 +39,7 @@ fn synthetic(n: usize, dim: usize) -> (VectorSet, Vec<(usize, usize)>) {
     let mut noise = vec![0.0f32; dim];
     let mut planted = Vec::new();
     while set.len() < n {
-        if set.len() % 50 == 0 {
+        if set.len().is_multiple_of(50) {
             gauss(&mut rng, &mut centre);
             unit(&mut centre);
         }
