@@ -213,6 +213,45 @@ fn dupes_without_a_readable_photo_says_it_cannot_calibrate() {
     // An explicit threshold needs no measurement.
     let o = seer(idx.path(), &["dupes", "--model", &m, "--threshold", "0.99"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // Neighbours: none is refused; more than the files is every file (not an
+    // overflow to none).
+    let o = seer(
+        idx.path(),
+        &[
+            "dupes",
+            "--model",
+            &m,
+            "--threshold",
+            "-1",
+            "--neighbours",
+            "0",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--neighbours must be at least 1"),
+        "{}",
+        stderr(&o)
+    );
+    let every = &u64::MAX.to_string();
+    let o = seer(
+        idx.path(),
+        &[
+            "dupes",
+            "--model",
+            &m,
+            "--threshold",
+            "-1",
+            "--neighbours",
+            every,
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("1 group at threshold -1"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 /// A bare re-run over several roots, one of them gone (an unplugged drive):

@@ -76,6 +76,8 @@ pub fn group_via(
         }
         x
     }
+    // Each file's nearest include itself; more than every file is every file.
+    let nearest = neighbours.saturating_add(1).min(n);
     // Batches of queries keep memory bounded and use the SIMD batch kernel.
     const QUERIES_PER_BATCH: usize = 256;
     for start in (0..n).step_by(QUERIES_PER_BATCH) {
@@ -85,13 +87,13 @@ pub fn group_via(
                 &vectors.data,
                 vectors.dim,
                 &vectors.data[start * vectors.dim..end * vectors.dim],
-                neighbours + 1,
+                nearest,
             ),
             Neighbours::Graph(graph) => (start..end)
                 .into_par_iter()
                 .map(|i| {
                     graph
-                        .search(vectors.row(i), neighbours + 1, None)
+                        .search(vectors.row(i), nearest, None)
                         .into_iter()
                         .filter_map(|(id, score)| {
                             let row = vectors.ids.binary_search(&(id as i64)).ok()?;

@@ -39,6 +39,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.sample > 0, "--sample must be at least 1");
+    anyhow::ensure!(args.neighbours > 0, "--neighbours must be at least 1");
     // Read-only, so a mistyped --index is an error rather than a new, empty
     // index, and an index on a full (or read-only) disk still gives its groups.
     let store = Store::open_read_only(&args.target.dir())?;
