@@ -213,26 +213,7 @@ fn dupes_without_a_readable_photo_says_it_cannot_calibrate() {
     // An explicit threshold needs no measurement.
     let o = seer(idx.path(), &["dupes", "--model", &m, "--threshold", "0.99"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    // Neighbours: none is refused; more than the files is every file (not an
-    // overflow to none).
-    let o = seer(
-        idx.path(),
-        &[
-            "dupes",
-            "--model",
-            &m,
-            "--threshold",
-            "-1",
-            "--neighbours",
-            "0",
-        ],
-    );
-    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("--neighbours must be at least 1"),
-        "{}",
-        stderr(&o)
-    );
+    // More neighbours than files is every file (not an overflow to none).
     let every = &u64::MAX.to_string();
     let o = seer(
         idx.path(),
@@ -928,5 +909,35 @@ fn zero_counts_are_refused_before_anything_is_read() {
         let o = seer(idx.path(), &args);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
         assert!(stderr(&o).contains(says), "{args:?}: {}", stderr(&o));
+    }
+}
+
+/// A count of zero (results, labels shown, photos sampled, neighbours, the
+/// server's queue) is a usage error that names the flag, not a run that
+/// silently gives nothing.
+#[test]
+fn counts_of_zero_are_usage_errors() {
+    let idx = tempfile::tempdir().unwrap();
+    let m = model("openclip-vit");
+    let image = samples()[0].display().to_string();
+    for (args, flag) in [
+        (vec!["search", "a cat", "-k", "0"], "<K>"),
+        (
+            vec![
+                "classify", &image, "--labels", "cat,dog", "--model", &m, "--top-k", "0",
+            ],
+            "--top-k",
+        ),
+        (vec!["dupes", "--sample", "0"], "--sample"),
+        (vec!["dupes", "--neighbours", "0"], "--neighbours"),
+        (vec!["serve", "--model", &m, "--queue", "0"], "--queue"),
+    ] {
+        let o = seer(idx.path(), &args);
+        let said = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {said}");
+        assert!(
+            said.contains(flag) && said.contains("must be at least 1"),
+            "{args:?}: {said}"
+        );
     }
 }

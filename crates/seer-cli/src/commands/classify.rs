@@ -28,7 +28,7 @@ pub struct Args {
     #[arg(long, default_value = "default")]
     templates: String,
     /// How many classes to show per image.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = crate::common::at_least_one)]
     top_k: usize,
     /// One JSON object per image: {"input": ..., "predictions": [{"label", "index", "probability"}]}.
     #[arg(long)]

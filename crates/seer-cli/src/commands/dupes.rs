@@ -22,10 +22,10 @@ pub struct Args {
     #[arg(long)]
     calibrate: bool,
     /// Photos the measurement uses.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = crate::common::at_least_one)]
     sample: usize,
     /// Neighbours examined per photo.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = crate::common::at_least_one)]
     neighbours: usize,
     /// Compare every photo with every other, even where the index has its
     /// approximate (HNSW) graph (at 50,000 vectors and more), which finds the
@@ -38,8 +38,6 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::ensure!(args.sample > 0, "--sample must be at least 1");
-    anyhow::ensure!(args.neighbours > 0, "--neighbours must be at least 1");
     // Read-only, so a mistyped --index is an error rather than a new, empty
     // index, and an index on a full (or read-only) disk still gives its groups.
     let store = Store::open_read_only(&args.target.dir())?;

@@ -37,7 +37,7 @@ pub struct Args {
     #[arg(long)]
     subtract_image: Vec<PathBuf>,
     /// How many results.
-    #[arg(short, long, default_value_t = 20)]
+    #[arg(short, long, default_value_t = 20, value_parser = crate::common::at_least_one)]
     k: usize,
     /// Only results with at least this cosine similarity.
     #[arg(long, allow_negative_numbers = true)]

@@ -65,7 +65,7 @@ pub struct Args {
     /// model: a request whose items do not fit now is answered 503, one with
     /// more items than this at all 400; a classification with more prompts
     /// than this is let in part by part (half the queue at a time).
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, value_parser = crate::common::at_least_one)]
     queue: usize,
     /// Largest request body in bytes.
     #[arg(long, default_value_t = 32 * 1024 * 1024)]
