@@ -162,6 +162,7 @@ fn groups_at_a_threshold_are_seer_dupes_groups_a_page_at_a_time() {
     // At -1 with 3 neighbours every file is within reach: one group of all ten.
     let (_, all) = get(&s, "?threshold=-1&neighbours=3");
     assert_eq!(all["total"], 1);
+    assert_eq!(all["groups"][0]["size"], 10);
     assert_eq!(all["groups"][0]["files"].as_array().unwrap().len(), 10);
     // Pages of one group put together are the whole answer.
     let (_, whole) = get(&s, "?threshold=0.9");

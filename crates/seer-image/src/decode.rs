@@ -253,7 +253,7 @@ pub fn decode_bytes(
 /// Like [`decode_file`] but keeps the PIL mode (needed for exact open_clip /
 /// transformers parity on palette, alpha and CMYK images).
 pub fn decode_file_full(path: &Path, limits: &DecodeLimits) -> Result<DecodedImage, ImageError> {
-    let (bytes, name) = read_limited(path, limits)?;
+    let (bytes, name) = read_file_limited(path, limits)?;
     decode_bytes_full(&bytes, &name, limits)
 }
 
@@ -261,13 +261,17 @@ pub fn decode_file_full(path: &Path, limits: &DecodeLimits) -> Result<DecodedIma
 /// not applied: what `PIL.Image.open` gives without `exif_transpose`, and the
 /// frame COCO's annotations (and pycocotools) use.
 pub fn decode_file_stored(path: &Path, limits: &DecodeLimits) -> Result<DecodedImage, ImageError> {
-    let (bytes, name) = read_limited(path, limits)?;
+    let (bytes, name) = read_file_limited(path, limits)?;
     decode_oriented(&bytes, &name, limits, false)
 }
 
 /// A file's bytes, refused past `limits.max_file_bytes`, and its name for
-/// messages.
-fn read_limited(path: &Path, limits: &DecodeLimits) -> Result<(Vec<u8>, String), ImageError> {
+/// messages: what [`decode_file_full`] decodes, for a caller that needs the
+/// bytes too (to hash the content it decodes).
+pub fn read_file_limited(
+    path: &Path,
+    limits: &DecodeLimits,
+) -> Result<(Vec<u8>, String), ImageError> {
     let name = path.display().to_string();
     let io_err = |source| ImageError::Io {
         path: name.clone(),

@@ -47,7 +47,7 @@ pub use config::{
 };
 pub use decode::{
     decode_bytes, decode_bytes_full, decode_file, decode_file_full, decode_file_stored,
-    DecodeLimits, DecodedImage, SourceMode,
+    read_file_limited, DecodeLimits, DecodedImage, SourceMode,
 };
 pub use error::ImageError;
 pub use normalize::normalize_into;

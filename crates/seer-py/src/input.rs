@@ -102,35 +102,21 @@ impl ImageInput {
         }
     }
 
-    /// A digest of what the input holds (a file's bytes, an encoded image's,
-    /// an array's shape and samples): equal for inputs that decode to the same
-    /// image. `None` for a file that cannot be read (its error comes from
-    /// [`Self::decoded`]) and a refused input.
-    pub fn content_key(&self) -> Option<[u8; 32]> {
-        let mut hasher = blake3::Hasher::new();
-        match self {
+    /// The input with a file's bytes read (once, within `limits`), so that
+    /// its [`ReadInput::content_key`] is a digest of the very bytes
+    /// [`ReadInput::decoded`] decodes: read twice, a file replaced in between
+    /// would be remembered under the other content's key.
+    pub fn read(&self, limits: &DecodeLimits) -> Result<ReadInput<'_>, InputError> {
+        let file = match self {
             Self::Path(path) => {
-                not_special(path).ok()?;
-                hasher.update(b"file");
-                hasher.update_reader(std::fs::File::open(path).ok()?).ok()?;
+                not_special(path).map_err(|cause| InputError::new(self.name(), cause))?;
+                let read = seer_image::read_file_limited(path, limits)
+                    .map_err(|e| InputError::from_named(self.name(), e))?;
+                Some(read)
             }
-            Self::Bytes(bytes) => {
-                hasher.update(b"file");
-                hasher.update(bytes);
-            }
-            Self::Rgb {
-                height,
-                width,
-                samples,
-            } => {
-                hasher.update(b"rgb");
-                hasher.update(&height.to_le_bytes());
-                hasher.update(&width.to_le_bytes());
-                hasher.update(samples);
-            }
-            Self::Invalid { .. } => return None,
-        }
-        Some(*hasher.finalize().as_bytes())
+            _ => None,
+        };
+        Ok(ReadInput { input: self, file })
     }
 
     /// The input as a decoded image, as `seer caption` or `seer detect` reads
@@ -200,6 +186,58 @@ fn special_kind(kind: &std::fs::FileType) -> &'static str {
 #[cfg(not(unix))]
 fn special_kind(_: &std::fs::FileType) -> &'static str {
     "a special file"
+}
+
+/// An [`ImageInput`] whose file, if it is one, is read: see
+/// [`ImageInput::read`].
+pub struct ReadInput<'a> {
+    input: &'a ImageInput,
+    /// A file's bytes and its name for messages.
+    file: Option<(Vec<u8>, String)>,
+}
+
+impl ReadInput<'_> {
+    /// A digest of what the input holds (a file's bytes, an encoded image's,
+    /// an array's shape and samples): equal for inputs that decode to the
+    /// same image; `None` for a refused input.
+    pub fn content_key(&self) -> Option<[u8; 32]> {
+        let mut hasher = blake3::Hasher::new();
+        let encoded: Option<&[u8]> = match (&self.file, self.input) {
+            (Some((bytes, _)), _) => Some(bytes),
+            (None, ImageInput::Bytes(bytes)) => Some(bytes),
+            _ => None,
+        };
+        match (encoded, self.input) {
+            (Some(bytes), _) => {
+                hasher.update(b"file");
+                hasher.update(bytes);
+            }
+            (
+                None,
+                ImageInput::Rgb {
+                    height,
+                    width,
+                    samples,
+                },
+            ) => {
+                hasher.update(b"rgb");
+                hasher.update(&height.to_le_bytes());
+                hasher.update(&width.to_le_bytes());
+                hasher.update(samples);
+            }
+            _ => return None,
+        }
+        Some(*hasher.finalize().as_bytes())
+    }
+
+    /// The input as a decoded image (a file from the bytes read).
+    pub fn decoded(&self, limits: &DecodeLimits) -> Result<DecodedImage, InputError> {
+        match &self.file {
+            Some((bytes, name)) => seer_image::decode_bytes_full(bytes, name, limits)
+                .map_err(|e| InputError::from_named(self.input.name(), e)),
+            None => self.input.decoded(limits),
+        }
+    }
 }
 
 /// RGB samples as an image, checked as a decoded file would be: not empty,

@@ -168,7 +168,7 @@ pub fn segment(
 }
 
 /// The last image [`segment`] embedded, by its content
-/// ([`ImageInput::content_key`]): prompting the same image again (clicks in a
+/// ([`crate::input::ReadInput::content_key`]): prompting the same image again (clicks in a
 /// notebook) costs only SAM's prompt encoder and mask decoder, not its image
 /// encoder, which is most of a call. One image: SAM's embedding is 4 MB
 /// (256 × 64 × 64 floats), and a session prompts one image at a time.
@@ -182,7 +182,8 @@ impl LastEmbedding {
         input: &ImageInput,
         limits: &DecodeLimits,
     ) -> Result<Arc<SegmentImage>, TaskError> {
-        let key = input.content_key();
+        let read = input.read(limits).map_err(TaskError::Input)?;
+        let key = read.content_key();
         // The lock is held only to look and to store: threads embedding
         // other images do not wait for each other.
         if let (Some(key), Ok(last)) = (key, self.0.lock()) {
@@ -190,7 +191,7 @@ impl LastEmbedding {
                 return Ok(embedded.clone());
             }
         }
-        let image = input.decoded(limits).map_err(TaskError::Input)?;
+        let image = read.decoded(limits).map_err(TaskError::Input)?;
         let embedded = Arc::new(segmenter.embed(&image).map_err(TaskError::Model)?);
         if let (Some(key), Ok(mut last)) = (key, self.0.lock()) {
             *last = Some((key, embedded.clone()));

@@ -1597,7 +1597,7 @@
     const files = Array.isArray(g.files) ? g.files : [];
     const li = document.createElement('li');
     li.className = 'dupe-group';
-    li.setAttribute('aria-label', `Group ${n + 1}: ${files.length} files`);
+    li.setAttribute('aria-label', `Group ${n + 1}: ${fmtInt(typeof g.size === 'number' ? g.size : files.length)} files`);
     files.forEach((f, i) => {
       const name = fileName(f.path);
       const a = document.createElement('a');
@@ -1630,6 +1630,15 @@
       }
       li.append(a);
     });
+    // The server lists the first 200 files of a group (a low threshold can
+    // chain a whole library into one).
+    const total = typeof g.size === 'number' ? g.size : files.length;
+    if (total > files.length) {
+      const rest = document.createElement('span');
+      rest.className = 'dupe-rest hint';
+      rest.textContent = `and ${fmtInt(total - files.length)} more: a higher threshold splits this group`;
+      li.append(rest);
+    }
     return li;
   }
 

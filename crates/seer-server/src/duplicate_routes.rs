@@ -26,6 +26,10 @@ use crate::state::AppState;
 /// Neighbours a file's duplicates are looked for among, at most.
 const MAX_NEIGHBOURS: usize = 100;
 
+/// Files of one group an answer lists, at most: a low threshold can chain a
+/// whole library into one group, which no page could show.
+const MAX_FILES_SHOWN: usize = 200;
+
 /// Photos a threshold's measurement alters (as `seer dupes --sample`'s default).
 const CALIBRATION_SAMPLE: usize = 100;
 
@@ -101,13 +105,14 @@ pub async fn duplicates(
                     .iter()
                     .zip(&g.paths)
                     .zip(&g.scores)
+                    .take(MAX_FILES_SHOWN)
                     .map(|((&id, path), &score)| {
                         let mut file = described(&store, id, path)?;
                         file["score"] = json!(score);
                         Ok(file)
                     })
                     .collect::<ApiResult<Vec<Value>>>()?;
-                Ok(json!({ "files": files }))
+                Ok(json!({ "size": g.ids.len(), "files": files }))
             })
             .collect::<ApiResult<Vec<Value>>>()?;
         let mut answer = json!({
