@@ -213,10 +213,7 @@ impl Index {
         py: Python<'py>,
     ) -> PyResult<(Vec<PathBuf>, Bound<'py, PyByteArray>, usize)> {
         let (paths, data, dim) = py.detach(|| -> PyResult<_> {
-            let store = Store::open_read_only(&self.dir).map_err(seer_error)?;
-            let model = store
-                .choose_model(self.model.as_deref())
-                .map_err(seer_error)?;
+            let (store, model) = self.open_model()?;
             let set = store.load_vectors(&model).map_err(seer_error)?;
             let paths: Vec<PathBuf> = set.paths.iter().map(|p| to_path(p)).collect();
             Ok((paths, set.data, set.dim))
@@ -237,10 +234,7 @@ impl Index {
     ) -> PyResult<(Threshold, Option<String>)> {
         py.detach(|| {
             pool::run(|| {
-                let store = Store::open_read_only(&self.dir).map_err(seer_error)?;
-                let model = store
-                    .choose_model(self.model.as_deref())
-                    .map_err(seer_error)?;
+                let (store, model) = self.open_model()?;
                 let vectors = store.load_vectors(&model).map_err(seer_error)?;
                 let (c, not_remembered) =
                     self.threshold_of(&store, &model, &vectors, calibrate, sample)?;
@@ -278,10 +272,7 @@ impl Index {
     ) -> PyResult<(Groups, Option<String>)> {
         py.detach(|| {
             pool::run(|| {
-                let store = Store::open_read_only(&self.dir).map_err(seer_error)?;
-                let model = store
-                    .choose_model(self.model.as_deref())
-                    .map_err(seer_error)?;
+                let (store, model) = self.open_model()?;
                 let options = SearcherOptions {
                     ann_threshold: self.ann_threshold,
                     resident: true,
@@ -387,6 +378,16 @@ impl Index {
                 ))
             })
             .collect()
+    }
+
+    /// The index, opened read-only afresh, and the model whose vectors it
+    /// searches.
+    fn open_model(&self) -> PyResult<(Store, seer_index::ModelInfo)> {
+        let store = Store::open_read_only(&self.dir).map_err(seer_error)?;
+        let model = store
+            .choose_model(self.model.as_deref())
+            .map_err(seer_error)?;
+        Ok((store, model))
     }
 
     /// The duplicate threshold stored for `model`, unless `calibrate`; else
