@@ -75,6 +75,18 @@ pub fn group_via(
     neighbours: usize,
     via: Neighbours<'_>,
 ) -> Vec<DupeGroup> {
+    group_reporting(vectors, threshold, neighbours, via, &|_| {})
+}
+
+/// [`group_via`] telling `compared` how many of the files it has compared
+/// with the others so far, now and then (for a progress bar).
+pub fn group_reporting(
+    vectors: &VectorSet,
+    threshold: f32,
+    neighbours: usize,
+    via: Neighbours<'_>,
+    compared: &(dyn Fn(usize) + Sync),
+) -> Vec<DupeGroup> {
     let n = vectors.len();
     let mut parent: Vec<usize> = (0..n).collect();
     fn find(parent: &mut [usize], mut x: usize) -> usize {
@@ -89,11 +101,16 @@ pub fn group_via(
     // Only pairs at or above the threshold join groups, so only they are
     // kept: each file's best `nearest` among them are its best `nearest`
     // overall that reach the threshold.
+    let done = std::sync::atomic::AtomicUsize::new(0);
     let lists: Vec<Vec<(usize, f32)>> = match via {
-        Neighbours::Exact => exact_neighbours(vectors, threshold, nearest),
+        Neighbours::Exact => exact_neighbours(vectors, threshold, nearest, compared),
         Neighbours::Graph(graph) => (0..n)
             .into_par_iter()
             .map(|i| {
+                let so_far = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                if so_far % 1024 == 0 || so_far == n {
+                    compared(so_far);
+                }
                 graph
                     .search(vectors.row(i), nearest, Some(GRAPH_EF.max(nearest)))
                     .into_iter()
@@ -150,7 +167,12 @@ pub fn group_via(
 /// time: 100,000 files of 512 values in 51 s against 124 s), and only the
 /// scores reaching the threshold are kept: at a duplicates threshold, a
 /// handful a row.
-fn exact_neighbours(vectors: &VectorSet, threshold: f32, nearest: usize) -> Vec<Vec<(usize, f32)>> {
+fn exact_neighbours(
+    vectors: &VectorSet,
+    threshold: f32,
+    nearest: usize,
+    compared: &(dyn Fn(usize) + Sync),
+) -> Vec<Vec<(usize, f32)>> {
     use seer_kernels::{gemm, Init, PackedWeights, Precision};
     /// Rows packed as the product's weights at a time, and queries a product.
     const ROWS: usize = 2048;
@@ -186,6 +208,8 @@ fn exact_neighbours(vectors: &VectorSet, threshold: f32, nearest: usize) -> Vec<
                     }
                 });
         }
+        // Each block of rows is every file's comparison with those rows.
+        compared(first_row + rows);
     }
     lists
         .par_iter_mut()
@@ -510,8 +534,13 @@ mod tests {
             vectors.paths.push(format!("/photos/{row}.jpg"));
             vectors.data.extend(crate::test_index::unit(&v));
         }
+        // Progress: a report after each block of rows, the last at every file.
+        let reports = std::sync::Mutex::new(Vec::new());
+        let record = |n: usize| reports.lock().unwrap().push(n);
+        group_reporting(&vectors, 0.9, 5, Neighbours::Exact, &record);
+        assert_eq!(reports.into_inner().unwrap(), vec![2048, n]);
         for (threshold, nearest) in [(-1.0, 6), (0.8, 6), (0.95, 1), (1.5, 3)] {
-            let lists = exact_neighbours(&vectors, threshold, nearest);
+            let lists = exact_neighbours(&vectors, threshold, nearest, &|_| {});
             assert_eq!(lists.len(), n);
             for (row, list) in lists.iter().enumerate() {
                 let expected: Vec<(usize, f32)> =

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use seer_index::dupes::{group_via, measure_and_remember, stored_calibration, Neighbours};
+use seer_index::dupes::{group_reporting, measure_and_remember, stored_calibration, Neighbours};
 use seer_index::pathcodec::display_stored;
 use seer_index::{Searcher, SearcherOptions, Store};
 
@@ -92,7 +92,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     };
     let via = Neighbours::as_searched(&searcher, args.exact);
-    let groups = group_via(vectors, threshold, args.neighbours, via);
+    let bar = crate::output::progress(vectors.len(), "comparing");
+    let groups = group_reporting(vectors, threshold, args.neighbours, via, &|n| {
+        bar.set_position(n as u64)
+    });
+    bar.finish_and_clear();
     for g in &groups {
         if args.json {
             let paths: Vec<String> = g.paths.iter().map(|p| display_stored(p)).collect();
