@@ -58,7 +58,7 @@ impl<'a> Neighbours<'a> {
 /// finds. 64 is where recall@10 reaches its ceiling on 1M clustered CLIP-like
 /// vectors (`seer_ann`'s measurement); on `examples/dupes_speed` (50,000
 /// vectors, Zen 4) it took 6.0 s against 10.4 s at 96, the same groups
-/// (at 100,000: 13.6 s, the exact scan 50.8 s).
+/// (at 100,000: 13.6–14.9 s, the exact scan 34 s).
 const GRAPH_EF: usize = 64;
 
 /// Groups vectors whose cosine similarity to a neighbour is at least `threshold`
@@ -162,11 +162,11 @@ pub fn group_reporting(
 /// Each row's best `nearest` rows (itself included) among those whose cosine
 /// with it is at least `threshold`, best first (ties: the lower row first).
 ///
-/// Every pair is scored, as products of blocks of queries with blocks of rows
-/// (seer's f32 GEMM: on Zen 4 about 2.5× the rate of one dot product at a
-/// time: 100,000 files of 512 values in 51 s against 124 s), and only the
-/// scores reaching the threshold are kept: at a duplicates threshold, a
-/// handful a row.
+/// Every pair is scored once, as products of blocks of queries with blocks of
+/// rows (seer's f32 GEMM): a block of rows against the queries from its own
+/// first on, each score kept for both of its files, so the products cover half
+/// the square (and its diagonal blocks). Only the scores reaching the
+/// threshold are kept: at a duplicates threshold, a handful a row.
 fn exact_neighbours(
     vectors: &VectorSet,
     threshold: f32,
@@ -174,7 +174,9 @@ fn exact_neighbours(
     compared: &(dyn Fn(usize) + Sync),
 ) -> Vec<Vec<(usize, f32)>> {
     use seer_kernels::{gemm, Init, PackedWeights, Precision};
-    /// Rows packed as the product's weights at a time, and queries a product.
+    /// Rows packed as the product's weights at a time, and queries a product
+    /// (a divisor of `ROWS`, so a block of queries lies inside a block of
+    /// rows or wholly after it).
     const ROWS: usize = 2048;
     const QUERIES: usize = 256;
     let (n, dim) = (vectors.len(), vectors.dim);
@@ -182,33 +184,72 @@ fn exact_neighbours(
     if dim == 0 || nearest == 0 {
         return lists;
     }
+    let keep = |list: &mut Vec<(usize, f32)>, found: (usize, f32)| {
+        if found.1 >= threshold {
+            list.push(found);
+            // Bounded as it fills (a low threshold keeps every score).
+            if list.len() > 2 * nearest {
+                list.select_nth_unstable_by(nearest - 1, better);
+                list.truncate(nearest);
+            }
+        }
+    };
     let mut scores = vec![0.0f32; QUERIES * ROWS];
     for first_row in (0..n).step_by(ROWS) {
         let rows = ROWS.min(n - first_row);
         let block = &vectors.data[first_row * dim..(first_row + rows) * dim];
         let packed = PackedWeights::from_rows(block, rows, dim, None, Precision::F32);
-        for first_query in (0..n).step_by(QUERIES) {
+        // The files before the block were scored with it when their own
+        // block was.
+        let (_, from_block) = lists.split_at_mut(first_row);
+        let (block_lists, after) = from_block.split_at_mut(rows);
+        for first_query in (first_row..n).step_by(QUERIES) {
             let queries = QUERIES.min(n - first_query);
             let q = &vectors.data[first_query * dim..(first_query + queries) * dim];
             let scores = &mut scores[..queries * rows];
             gemm(q, queries, &packed, scores, Init::Bias, None);
-            scores
-                .par_chunks(rows)
-                .zip(lists[first_query..first_query + queries].par_iter_mut())
-                .for_each(|(row_scores, list)| {
-                    for (r, &score) in row_scores.iter().enumerate() {
-                        if score >= threshold {
-                            list.push((first_row + r, score));
+            if first_query < first_row + rows {
+                // Inside the block: every pair of it is scored from both
+                // sides, so each query keeps its own row of scores only.
+                let offset = first_query - first_row;
+                scores
+                    .par_chunks(rows)
+                    .zip(block_lists[offset..offset + queries].par_iter_mut())
+                    .for_each(|(row_scores, list)| {
+                        for (r, &score) in row_scores.iter().enumerate() {
+                            keep(list, (first_row + r, score));
                         }
-                    }
-                    // Bounded as it fills (a low threshold keeps every score).
-                    if list.len() > 2 * nearest {
-                        list.select_nth_unstable_by(nearest - 1, better);
-                        list.truncate(nearest);
-                    }
-                });
+                    });
+            } else {
+                // After the block: each score is both files' (the query's
+                // row, and the block row's column).
+                let offset = first_query - first_row - rows;
+                let scores = &*scores;
+                rayon::join(
+                    || {
+                        scores
+                            .par_chunks(rows)
+                            .zip(after[offset..offset + queries].par_iter_mut())
+                            .for_each(|(row_scores, list)| {
+                                for (r, &score) in row_scores.iter().enumerate() {
+                                    keep(list, (first_row + r, score));
+                                }
+                            })
+                    },
+                    || {
+                        block_lists
+                            .par_iter_mut()
+                            .enumerate()
+                            .for_each(|(r, list)| {
+                                for qi in 0..queries {
+                                    keep(list, (first_query + qi, scores[qi * rows + r]));
+                                }
+                            })
+                    },
+                );
+            }
         }
-        // Each block of rows is every file's comparison with those rows.
+        // Every file is now scored against the rows up to the block's end.
         compared(first_row + rows);
     }
     lists

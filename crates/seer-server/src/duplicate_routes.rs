@@ -77,14 +77,11 @@ pub async fn duplicates(
         let store = st.store()?;
         let data = served.search_data(&store, st.ann_threshold)?;
         let model = data.searcher.model();
-        let loaded;
-        let vectors = match data.searcher.vectors() {
-            Some(v) => v,
-            None => {
-                loaded = store.load_vectors(model)?;
-                &loaded
-            }
-        };
+        // The server's search data keeps the vectors in memory.
+        let vectors = data
+            .searcher
+            .vectors()
+            .ok_or_else(|| ApiError::internal("the search data holds no vectors"))?;
         let (threshold, calibration) = match params.threshold {
             Some(t) => (t, None),
             None => {

@@ -54,7 +54,7 @@ class Hit:
 class DuplicateGroup:
     """Near-duplicate files, as one line of ``seer dupes --json``."""
 
-    #: The group's files, the largest groups first.
+    #: The group's files; the first is the one the scores compare with.
     paths: Tuple[str, ...]
     #: Each file's cosine similarity to the first (1.0 for the first itself).
     scores: Tuple[float, ...]
@@ -256,14 +256,17 @@ class Index:
         paths, buffer, dim = self._native.vectors()
         return [os.fspath(p) for p in paths], matrix(buffer, len(paths), dim)
 
-    def duplicate_threshold(self, *, calibrate: bool = False, sample: int = 100) -> DuplicateThreshold:
+    def duplicate_threshold(
+        self, *, calibrate: bool = False, sample: int = 100
+    ) -> DuplicateThreshold:
         """The threshold :meth:`duplicates` uses unless given one, as ``seer
         dupes`` chooses it: the one measured before for the index's model,
         else (or with ``calibrate``) measured now on ``sample`` indexed photos
         with the model (loaded as for :meth:`search`) and remembered in the
         index (a warning says when it cannot be, as on a read-only disk)."""
         sample = integer("sample", sample, 1)
-        measured, not_remembered = self._native.duplicate_threshold(flag("calibrate", calibrate), sample)
+        calibrate = flag("calibrate", calibrate)
+        measured, not_remembered = self._native.duplicate_threshold(calibrate, sample)
         _warn_not_remembered(not_remembered)
         return DuplicateThreshold(*measured)
 
