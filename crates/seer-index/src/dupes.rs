@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use rayon::prelude::*;
 
@@ -28,6 +29,40 @@ pub struct DupeGroup {
     pub paths: Vec<String>,
     pub ids: Vec<i64>,
     pub scores: Vec<f32>,
+}
+
+/// How a caller follows a grouping or a measurement, which can take minutes on
+/// a large index or with a large model, and stops it. The default does
+/// neither.
+#[derive(Clone, Copy, Default)]
+pub struct Watch<'a> {
+    /// Told `(done, of)` now and then: files compared with the others, or
+    /// photos measured.
+    pub progress: Option<&'a (dyn Fn(usize, usize) + Sync)>,
+    /// Looked at between blocks and batches: once it is set, the work ends
+    /// with [`IndexError::Interrupted`] (Python's Ctrl-C sets it).
+    pub stop: Option<&'a AtomicBool>,
+}
+
+impl Watch<'_> {
+    fn report(&self, done: usize, of: usize) {
+        if let Some(progress) = self.progress {
+            progress(done, of);
+        }
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.is_some_and(|stop| stop.load(Ordering::Relaxed))
+    }
+
+    /// `Err(Interrupted)` once [`Self::stop`] is set.
+    fn go_on(&self) -> Result<()> {
+        if self.stopped() {
+            Err(IndexError::Interrupted)
+        } else {
+            Ok(())
+        }
+    }
 }
 
 /// Where each file's nearest neighbours are looked for.
@@ -75,18 +110,20 @@ pub fn group_via(
     neighbours: usize,
     via: Neighbours<'_>,
 ) -> Vec<DupeGroup> {
-    group_reporting(vectors, threshold, neighbours, via, &|_| {})
+    // Only a `stop` ends it early, and the default watch has none.
+    group_watched(vectors, threshold, neighbours, via, Watch::default()).unwrap_or_default()
 }
 
-/// [`group_via`] telling `compared` how many of the files it has compared
-/// with the others so far, now and then (for a progress bar).
-pub fn group_reporting(
+/// [`group_via`] telling `watch` how many files it has compared with the
+/// others so far (for a progress bar), and ending early when `watch` says
+/// stop.
+pub fn group_watched(
     vectors: &VectorSet,
     threshold: f32,
     neighbours: usize,
     via: Neighbours<'_>,
-    compared: &(dyn Fn(usize) + Sync),
-) -> Vec<DupeGroup> {
+    watch: Watch<'_>,
+) -> Result<Vec<DupeGroup>> {
     let n = vectors.len();
     let mut parent: Vec<usize> = (0..n).collect();
     fn find(parent: &mut [usize], mut x: usize) -> usize {
@@ -101,17 +138,18 @@ pub fn group_reporting(
     // Only pairs at or above the threshold join groups, so only they are
     // kept: each file's best `nearest` among them are its best `nearest`
     // overall that reach the threshold.
-    let done = std::sync::atomic::AtomicUsize::new(0);
+    let done = AtomicUsize::new(0);
     let lists: Vec<Vec<(usize, f32)>> = match via {
-        Neighbours::Exact => exact_neighbours(vectors, threshold, nearest, compared),
+        Neighbours::Exact => exact_neighbours(vectors, threshold, nearest, watch)?,
         Neighbours::Graph(graph) => (0..n)
             .into_par_iter()
             .map(|i| {
-                let so_far = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                if so_far % 1024 == 0 || so_far == n {
-                    compared(so_far);
+                let so_far = done.fetch_add(1, Ordering::Relaxed) + 1;
+                if so_far.is_multiple_of(1024) || so_far == n {
+                    watch.report(so_far, n);
+                    watch.go_on()?;
                 }
-                graph
+                Ok(graph
                     .search(vectors.row(i), nearest, Some(GRAPH_EF.max(nearest)))
                     .into_iter()
                     .filter(|&(_, score)| score >= threshold)
@@ -119,9 +157,9 @@ pub fn group_reporting(
                         let row = vectors.ids.binary_search(&(id as i64)).ok()?;
                         Some((row, score))
                     })
-                    .collect()
+                    .collect())
             })
-            .collect(),
+            .collect::<Result<_>>()?,
     };
     for (i, hits) in lists.into_iter().enumerate() {
         for (j, _) in hits {
@@ -156,7 +194,7 @@ pub fn group_reporting(
             .cmp(&a.paths.len())
             .then_with(|| a.paths[0].cmp(&b.paths[0]))
     });
-    groups
+    Ok(groups)
 }
 
 /// Each row's best `nearest` rows (itself included) among those whose cosine
@@ -171,8 +209,8 @@ fn exact_neighbours(
     vectors: &VectorSet,
     threshold: f32,
     nearest: usize,
-    compared: &(dyn Fn(usize) + Sync),
-) -> Vec<Vec<(usize, f32)>> {
+    watch: Watch<'_>,
+) -> Result<Vec<Vec<(usize, f32)>>> {
     use seer_kernels::{gemm, Init, PackedWeights, Precision};
     /// Rows packed as the product's weights at a time, and queries a product
     /// (a divisor of `ROWS`, so a block of queries lies inside a block of
@@ -182,7 +220,7 @@ fn exact_neighbours(
     let (n, dim) = (vectors.len(), vectors.dim);
     let mut lists: Vec<Vec<(usize, f32)>> = vec![Vec::new(); n];
     if dim == 0 || nearest == 0 {
-        return lists;
+        return Ok(lists);
     }
     let keep = |list: &mut Vec<(usize, f32)>, found: (usize, f32)| {
         if found.1 >= threshold {
@@ -204,6 +242,7 @@ fn exact_neighbours(
         let (_, from_block) = lists.split_at_mut(first_row);
         let (block_lists, after) = from_block.split_at_mut(rows);
         for first_query in (first_row..n).step_by(QUERIES) {
+            watch.go_on()?;
             let queries = QUERIES.min(n - first_query);
             let q = &vectors.data[first_query * dim..(first_query + queries) * dim];
             let scores = &mut scores[..queries * rows];
@@ -250,12 +289,12 @@ fn exact_neighbours(
             }
         }
         // Every file is now scored against the rows up to the block's end.
-        compared(first_row + rows);
+        watch.report(first_row + rows, n);
     }
     lists
         .par_iter_mut()
         .for_each(|list| best_first(list, nearest));
-    lists
+    Ok(lists)
 }
 
 /// `list` sorted best first, cut to `keep`.
@@ -299,7 +338,8 @@ pub fn stored_calibration(store: &Store, model: &ModelInfo) -> Result<Option<Cal
 /// [`measure`]) and remembers it in the index folder `dir`, opened for writing
 /// for that alone. The threshold comes back even where it could not be
 /// remembered (an index on a full or read-only disk still gets its groups),
-/// with why it was not: the next run then measures again.
+/// with why it was not: the next run then measures again. `watch` is told how
+/// many photos are measured so far.
 pub fn measure_and_remember(
     dir: &Path,
     model: &ModelInfo,
@@ -307,8 +347,9 @@ pub fn measure_and_remember(
     vectors: &VectorSet,
     sample: usize,
     options: &EmbedOptions,
+    watch: Watch<'_>,
 ) -> Result<(Calibration, Option<IndexError>)> {
-    let calibration = measure(encoder, vectors, sample, options)?;
+    let calibration = measure(encoder, vectors, sample, options, watch)?;
     let not_remembered = Store::open(dir)
         .and_then(|mut store| store_calibration(&mut store, model, &calibration))
         .err();
@@ -335,6 +376,7 @@ pub fn measure(
     vectors: &VectorSet,
     sample: usize,
     options: &EmbedOptions,
+    watch: Watch<'_>,
 ) -> Result<Calibration> {
     // Photos only: the altered copies are made of decoded images, and a
     // video's vector (its frames' mean) is not what a photo's copy resembles.
@@ -381,7 +423,9 @@ pub fn measure(
     // the Python package never starts (see seer-py's crate docs).
     let photos_per_batch = (options.batch_size / variants.len()).max(1);
     let mut duplicates = Vec::new();
-    for chunk in rows.chunks(photos_per_batch) {
+    for (batch, chunk) in rows.chunks(photos_per_batch).enumerate() {
+        watch.go_on()?;
+        watch.report(batch * photos_per_batch, rows.len());
         // A photo that cannot be read any more is left out of the measurement.
         let copies: Vec<(usize, Vec<Vec<f32>>)> = chunk
             .par_iter()
@@ -408,6 +452,7 @@ pub fn measure(
             duplicates.push(clamp_cosine(dot(embedding, vectors.row(row))));
         }
     }
+    watch.report(rows.len(), rows.len());
     let mut distinct = Vec::new();
     for (a, &i) in rows.iter().enumerate() {
         for &j in &rows[a + 1..] {
@@ -481,6 +526,7 @@ mod tests {
             &vectors,
             10,
             &EmbedOptions::default(),
+            Watch::default(),
         )
         .unwrap();
         assert_eq!(
@@ -500,6 +546,7 @@ mod tests {
             &only_video,
             10,
             &EmbedOptions::default(),
+            Watch::default(),
         )
         .unwrap_err()
         .to_string();
@@ -577,11 +624,15 @@ mod tests {
         }
         // Progress: a report after each block of rows, the last at every file.
         let reports = std::sync::Mutex::new(Vec::new());
-        let record = |n: usize| reports.lock().unwrap().push(n);
-        group_reporting(&vectors, 0.9, 5, Neighbours::Exact, &record);
-        assert_eq!(reports.into_inner().unwrap(), vec![2048, n]);
+        let record = |done: usize, of: usize| reports.lock().unwrap().push((done, of));
+        let watch = Watch {
+            progress: Some(&record),
+            stop: None,
+        };
+        group_watched(&vectors, 0.9, 5, Neighbours::Exact, watch).unwrap();
+        assert_eq!(reports.into_inner().unwrap(), vec![(2048, n), (n, n)]);
         for (threshold, nearest) in [(-1.0, 6), (0.8, 6), (0.95, 1), (1.5, 3)] {
-            let lists = exact_neighbours(&vectors, threshold, nearest, &|_| {});
+            let lists = exact_neighbours(&vectors, threshold, nearest, Watch::default()).unwrap();
             assert_eq!(lists.len(), n);
             for (row, list) in lists.iter().enumerate() {
                 let expected: Vec<(usize, f32)> =
@@ -596,5 +647,89 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A stop asked for during the work ends it with `Interrupted` at the
+    /// next block or batch: the exact scan after its first block of rows, the
+    /// graph after its first 1,024 files, the measurement after its first
+    /// batch of photos (whose progress reports show where each stopped).
+    #[test]
+    fn a_stop_ends_grouping_and_measuring_early() {
+        let mut rng = seer_util::Rng::from_state(5);
+        let (n, dim) = (3000, 8);
+        let mut vectors = VectorSet {
+            dim,
+            ..Default::default()
+        };
+        for row in 0..n {
+            let v: Vec<f32> = (0..dim).map(|_| rng.normal() as f32).collect();
+            vectors.ids.push(row as i64 + 1);
+            vectors.paths.push(format!("/photos/{row}.jpg"));
+            vectors.data.extend(crate::test_index::unit(&v));
+        }
+        let mut graph = seer_ann::Hnsw::new(dim, Default::default());
+        let items: Vec<(u64, &[f32])> = (0..n)
+            .map(|r| (vectors.ids[r] as u64, vectors.row(r)))
+            .collect();
+        graph.insert_batch(&items).unwrap();
+        for via in [Neighbours::Exact, Neighbours::Graph(&graph)] {
+            let stop = AtomicBool::new(false);
+            let reports = std::sync::Mutex::new(Vec::new());
+            let record = |done: usize, _: usize| {
+                reports.lock().unwrap().push(done);
+                stop.store(true, Ordering::Relaxed);
+            };
+            let watch = Watch {
+                progress: Some(&record),
+                stop: Some(&stop),
+            };
+            let err = group_watched(&vectors, 0.9, 5, via, watch).unwrap_err();
+            assert!(matches!(err, IndexError::Interrupted), "{err}");
+            let reports = reports.into_inner().unwrap();
+            assert!(reports.iter().all(|&done| done < n), "{reports:?}");
+        }
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut photos = VectorSet {
+            dim: 3,
+            ..Default::default()
+        };
+        for i in 0..12u8 {
+            let path = dir.path().join(format!("{i}.png"));
+            let rgb = [20 * i, 255 - 20 * i, 100];
+            seer_image::image::RgbImage::from_pixel(8, 8, seer_image::image::Rgb(rgb))
+                .save_with_format(&path, seer_image::image::ImageFormat::Png)
+                .unwrap();
+            photos.ids.push(i as i64 + 1);
+            photos.paths.push(crate::pathcodec::to_stored(&path));
+            let v: Vec<f32> = rgb.iter().map(|&c| c as f32 + 1.0).collect();
+            photos.data.extend(crate::test_index::unit(&v));
+        }
+        let model = encoder_model();
+        let options = EmbedOptions {
+            batch_size: 3,
+            ..EmbedOptions::default()
+        };
+        let stop = AtomicBool::new(false);
+        let reports = std::sync::Mutex::new(Vec::new());
+        let record = |done: usize, of: usize| {
+            reports.lock().unwrap().push((done, of));
+            // Asked during the first batch: seen before the second.
+            stop.store(true, Ordering::Relaxed);
+        };
+        let watch = Watch {
+            progress: Some(&record),
+            stop: Some(&stop),
+        };
+        let err = measure(model.image().unwrap(), &photos, 12, &options, watch).unwrap_err();
+        assert!(matches!(err, IndexError::Interrupted), "{err}");
+        assert_eq!(reports.into_inner().unwrap(), vec![(0, 12)]);
+        // Unwatched, the same measurement runs to its end.
+        let whole = Watch {
+            progress: Some(&|done: usize, of: usize| assert!(done <= of)),
+            stop: None,
+        };
+        let c = measure(model.image().unwrap(), &photos, 12, &options, whole).unwrap();
+        assert_eq!(c.images, 12);
     }
 }

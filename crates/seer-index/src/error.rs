@@ -69,6 +69,10 @@ pub enum IndexError {
         found: usize,
     },
 
+    /// The caller asked a long operation to stop (see `dupes::Watch::stop`).
+    #[error("interrupted")]
+    Interrupted,
+
     #[error(transparent)]
     Engine(#[from] seer_engine::EngineError),
 

@@ -7,13 +7,14 @@
 //! which model made its vectors, so a search always uses that one).
 
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::sync::Mutex;
 
 use pyo3::prelude::*;
 use pyo3::types::PyByteArray;
 use seer_engine::{EmbedOptions, ImageTextMatcher, LoadOptions, LoadedModel};
 use seer_index::dupes::{
-    group_via, measure_and_remember, stored_calibration, Calibration, Neighbours,
+    group_watched, measure_and_remember, stored_calibration, Calibration, Neighbours, Watch,
 };
 use seer_index::find::Plan;
 use seer_index::pathcodec::{indexed_key, to_path};
@@ -232,27 +233,24 @@ impl Index {
         calibrate: bool,
         sample: usize,
     ) -> PyResult<(Threshold, Option<String>)> {
-        py.detach(|| {
-            pool::run(|| {
-                let (store, model) = self.open_model()?;
-                let vectors = store.load_vectors(&model).map_err(seer_error)?;
-                let (c, not_remembered) =
-                    self.threshold_of(&store, &model, &vectors, calibrate, sample)?;
-                Ok((
-                    (
-                        c.threshold,
-                        c.images,
-                        c.duplicate_pairs,
-                        c.duplicate_median,
-                        c.distinct_pairs,
-                        c.distinct_above,
-                        c.distinct_max,
-                    ),
-                    not_remembered,
-                ))
-            })
-        })
-        .map_err(pool_error)?
+        pool::run_interruptible(py, |cancel| {
+            let (store, model) = self.open_model()?;
+            let vectors = store.load_vectors(&model).map_err(seer_error)?;
+            let (c, not_remembered) =
+                self.threshold_of(&store, &model, &vectors, calibrate, sample, cancel)?;
+            Ok((
+                (
+                    c.threshold,
+                    c.images,
+                    c.duplicate_pairs,
+                    c.duplicate_median,
+                    c.distinct_pairs,
+                    c.distinct_above,
+                    c.distinct_max,
+                ),
+                not_remembered,
+            ))
+        })?
     }
 
     /// Groups of near-duplicate files as `seer dupes` finds them, at
@@ -270,37 +268,37 @@ impl Index {
         neighbours: usize,
         exact: bool,
     ) -> PyResult<(Groups, Option<String>)> {
-        py.detach(|| {
-            pool::run(|| {
-                let (store, model) = self.open_model()?;
-                let options = SearcherOptions {
-                    ann_threshold: self.ann_threshold,
-                    resident: true,
-                };
-                let searcher = Searcher::open(&store, model, options).map_err(seer_error)?;
-                let (model, vectors) = match searcher.vectors() {
-                    Some(vectors) => (searcher.model(), vectors),
-                    None => {
-                        return Err(seer_error("internal error: the searcher holds no vectors"))
-                    }
-                };
-                let (threshold, not_remembered) = match threshold {
-                    Some(t) => (t, None),
-                    None => {
-                        let (c, not_remembered) =
-                            self.threshold_of(&store, model, vectors, calibrate, sample)?;
-                        (c.threshold, not_remembered)
-                    }
-                };
-                let via = Neighbours::as_searched(&searcher, exact);
-                let groups = group_via(vectors, threshold, neighbours, via)
-                    .into_iter()
-                    .map(|g| (g.paths.iter().map(|p| to_path(p)).collect(), g.scores))
-                    .collect();
-                Ok((groups, not_remembered))
-            })
-        })
-        .map_err(pool_error)?
+        pool::run_interruptible(py, |cancel| {
+            let (store, model) = self.open_model()?;
+            let options = SearcherOptions {
+                ann_threshold: self.ann_threshold,
+                resident: true,
+            };
+            let searcher = Searcher::open(&store, model, options).map_err(seer_error)?;
+            let (model, vectors) = match searcher.vectors() {
+                Some(vectors) => (searcher.model(), vectors),
+                None => return Err(seer_error("internal error: the searcher holds no vectors")),
+            };
+            let (threshold, not_remembered) = match threshold {
+                Some(t) => (t, None),
+                None => {
+                    let (c, not_remembered) =
+                        self.threshold_of(&store, model, vectors, calibrate, sample, cancel)?;
+                    (c.threshold, not_remembered)
+                }
+            };
+            let via = Neighbours::as_searched(&searcher, exact);
+            let watch = Watch {
+                progress: None,
+                stop: Some(cancel),
+            };
+            let groups = group_watched(vectors, threshold, neighbours, via, watch)
+                .map_err(seer_error)?
+                .into_iter()
+                .map(|g| (g.paths.iter().map(|p| to_path(p)).collect(), g.scores))
+                .collect();
+            Ok((groups, not_remembered))
+        })?
     }
 
     fn __repr__(&self) -> String {
@@ -400,6 +398,7 @@ impl Index {
         vectors: &seer_index::VectorSet,
         calibrate: bool,
         sample: usize,
+        cancel: &AtomicBool,
     ) -> PyResult<(Calibration, Option<String>)> {
         if !calibrate {
             if let Some(c) = stored_calibration(store, model).map_err(seer_error)? {
@@ -408,9 +407,20 @@ impl Index {
         }
         let loaded = self.model_named(&model.name)?;
         let encoder = loaded.image().map_err(seer_error)?;
-        let (c, not_remembered) =
-            measure_and_remember(&self.dir, model, encoder, vectors, sample, &self.embed)
-                .map_err(seer_error)?;
+        let watch = Watch {
+            progress: None,
+            stop: Some(cancel),
+        };
+        let (c, not_remembered) = measure_and_remember(
+            &self.dir,
+            model,
+            encoder,
+            vectors,
+            sample,
+            &self.embed,
+            watch,
+        )
+        .map_err(seer_error)?;
         Ok((c, not_remembered.map(|e| e.to_string())))
     }
 

@@ -17,7 +17,8 @@ from typing import Callable, Iterator, List
 import numpy as np
 import pyarrow as pa
 import pytest
-from conftest import CLIP_OPENCLIP, RGB_FILES, load
+from PIL import Image
+from conftest import CLIP_OPENCLIP, RGB_FILES, TOKENIZER, load, run_seer
 
 import seer
 
@@ -121,7 +122,6 @@ def test_a_dictionary_encoded_image_column_is_read() -> None:
 
 
 def test_a_pil_image_over_the_budget_is_refused_before_it_is_converted() -> None:
-    from PIL import Image
 
     small = load(CLIP_OPENCLIP, max_pixels=1000)
     opened = Image.open(GOOD)
@@ -215,6 +215,52 @@ def test_a_signal_during_texts_raises_its_exception_and_the_model_still_works() 
     finally:
         signal.signal(signal.SIGUSR1, previous)
     assert model.embed_texts(["a cat"]).shape == (1, model.dim)
+
+
+def test_a_signal_stops_measuring_the_duplicate_threshold(tmp_path: Path) -> None:
+    """The measurement embeds altered copies of up to ``sample`` photos (for a
+    large model, minutes): a signal stops it at its next batch, as for the
+    model's own batches, and the index still answers after."""
+    if not reads_update_atime(tmp_path):
+        pytest.skip("this file system does not record reads (noatime)")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(300):
+        pixels = rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(photos / f"{i:03}.png")
+    index_dir = tmp_path / "index"
+    run_seer(["index", "--index", str(index_dir), "--model", str(CLIP_OPENCLIP), str(photos)])
+    files = sorted(photos.iterdir())
+    for path in files:
+        os.utime(path, (0, path.stat().st_mtime))
+    # Three copies a photo: one photo a batch.
+    index = seer.Index(index_dir, tokenizer=TOKENIZER, offline=True, batch_size=3)
+    main = threading.get_ident()
+
+    def raise_interrupted(signum: int, frame: object) -> None:
+        raise Interrupted
+
+    def interrupt_once_reading() -> None:
+        while all(f.stat().st_atime == 0 for f in files):
+            time.sleep(0.001)
+        signal.pthread_kill(main, signal.SIGUSR1)
+
+    previous = signal.signal(signal.SIGUSR1, raise_interrupted)
+    try:
+        sender = threading.Thread(target=interrupt_once_reading)
+        sender.start()
+        with pytest.raises(Interrupted):
+            index.duplicate_threshold(calibrate=True, sample=300)
+        sender.join()
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    read = sum(f.stat().st_atime != 0 for f in files)
+    assert read < len(files), "the measurement ran to its end before the signal's handler ran"
+    # Nothing was remembered; a measurement afterwards runs and is.
+    measured = index.duplicate_threshold(sample=4)
+    assert (measured.photos, measured.copies) == (4, 12)
+    assert index.duplicate_threshold() == measured
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")

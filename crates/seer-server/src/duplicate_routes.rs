@@ -13,7 +13,7 @@ use std::sync::Arc;
 use axum::extract::{Query, State};
 use axum::Json;
 use seer_engine::EmbedOptions;
-use seer_index::dupes::{measure_and_remember, stored_calibration, Calibration, Neighbours};
+use seer_index::dupes::{measure_and_remember, stored_calibration, Calibration, Neighbours, Watch};
 use seer_index::{ModelInfo, Store, VectorSet};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -160,6 +160,7 @@ fn threshold_of(
         vectors,
         CALIBRATION_SAMPLE,
         &options,
+        Watch::default(),
     )?;
     if let Some(e) = not_remembered {
         tracing::warn!(

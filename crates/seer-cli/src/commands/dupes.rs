@@ -4,7 +4,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use seer_index::dupes::{group_reporting, measure_and_remember, stored_calibration, Neighbours};
+use seer_index::dupes::{
+    group_watched, measure_and_remember, stored_calibration, Neighbours, Watch,
+};
 use seer_index::pathcodec::display_stored;
 use seer_index::{Searcher, SearcherOptions, Store};
 
@@ -71,6 +73,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         (None, _, _) => {
             let loaded = args.target.load_model(&model.name)?;
             let options = args.target.run.embed_options(true)?;
+            let bar = crate::output::progress(args.sample, "measuring the threshold");
             let (c, not_remembered) = measure_and_remember(
                 &args.target.dir(),
                 &model,
@@ -78,7 +81,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 vectors,
                 args.sample,
                 &options,
+                Watch {
+                    progress: Some(&|done, of| {
+                        bar.set_length(of as u64);
+                        bar.set_position(done as u64);
+                    }),
+                    stop: None,
+                },
             )?;
+            bar.finish_and_clear();
             if let Some(e) = not_remembered {
                 eprintln!(
                     "warning: {e}; the threshold was not remembered and is measured again next time"
@@ -93,9 +104,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let via = Neighbours::as_searched(&searcher, args.exact);
     let bar = crate::output::progress(vectors.len(), "comparing");
-    let groups = group_reporting(vectors, threshold, args.neighbours, via, &|n| {
-        bar.set_position(n as u64)
-    });
+    let watch = Watch {
+        progress: Some(&|done, _| bar.set_position(done as u64)),
+        stop: None,
+    };
+    let groups = group_watched(vectors, threshold, args.neighbours, via, watch)?;
     bar.finish_and_clear();
     for g in &groups {
         if args.json {

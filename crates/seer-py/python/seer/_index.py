@@ -263,7 +263,8 @@ class Index:
         dupes`` chooses it: the one measured before for the index's model,
         else (or with ``calibrate``) measured now on ``sample`` indexed photos
         with the model (loaded as for :meth:`search`) and remembered in the
-        index (a warning says when it cannot be, as on a read-only disk)."""
+        index (a warning says when it cannot be, as on a read-only disk).
+        Ctrl-C stops a measurement at its next batch of photos."""
         sample = integer("sample", sample, 1)
         calibrate = flag("calibrate", calibrate)
         measured, not_remembered = self._native.duplicate_threshold(calibrate, sample)
@@ -285,7 +286,8 @@ class Index:
         ``sample`` as there) to one of their ``neighbours`` nearest, grouped
         transitively. The nearest are found through the index's approximate
         (HNSW) graph where it has one (50,000 vectors and more), far faster
-        than comparing every pair, which ``exact`` asks for."""
+        than comparing every pair, which ``exact`` asks for. Ctrl-C stops it
+        at its next batch of photos or block of files."""
         if threshold is not None:
             threshold = number("threshold (a cosine similarity)", threshold, -1.0, 1.0)
         sample = integer("sample", sample, 1)
