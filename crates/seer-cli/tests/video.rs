@@ -511,3 +511,87 @@ fn hybrid_search_carries_a_videos_time() {
     let want = format!("colors.mkv  @ 0:0{time:.1}  [vector]");
     assert!(lines.lines().any(|l| l.ends_with(&want)), "{want}: {lines}");
 }
+
+/// `seer index --caption-model` captions a video by its frame most like the
+/// whole video: the caption is the one `seer caption` writes for a picture of
+/// that frame's colour, and words search finds the video by it. Without
+/// ffmpeg the video waits (a warning, not a failure) while photos are
+/// captioned.
+#[test]
+fn a_video_is_captioned_by_its_most_typical_frame_and_found_by_words() {
+    need_ffmpeg();
+    let folder = video_and_photo();
+    let idx = tempfile::tempdir().unwrap();
+    let captioner = arg(&repo_root().join("fixtures/blip/caption-tiny"));
+    index_json(idx.path(), folder.path(), &[]);
+    let empty = tempfile::tempdir().unwrap();
+    let args = [
+        "index",
+        folder.path().to_str().unwrap(),
+        "--caption-model",
+        &captioner,
+        "--json",
+    ];
+    let o = seer_path(idx.path(), &args, Some(empty.path()));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let waiting = json_lines(&String::from_utf8_lossy(&o.stdout));
+    let run = waiting.last().unwrap();
+    assert_eq!(
+        (
+            run["captioned"].as_u64(),
+            run["videos_without_ffmpeg"].as_u64(),
+            run["failed"].as_u64()
+        ),
+        (Some(1), Some(1), Some(0)),
+        "{run}"
+    );
+    assert!(
+        stderr(&o).contains("1 video not captioned: ffmpeg was not found"),
+        "{}",
+        stderr(&o)
+    );
+
+    let lines = json_lines(&ok(seer(idx.path(), &args)));
+    let run = lines.last().unwrap();
+    assert_eq!(
+        (run["captioned"].as_u64(), run["failed"].as_u64()),
+        (Some(1), Some(0)),
+        "{run}"
+    );
+    let store = Store::open_read_only(idx.path()).unwrap();
+    let video =
+        seer_index::pathcodec::to_stored(&folder.path().canonicalize().unwrap().join("colors.mkv"));
+    let id = store.id_of(&video).unwrap().unwrap();
+    let time = store.representative_frame(id).unwrap().unwrap();
+    let caption = store.caption_of(id).unwrap().unwrap().text;
+
+    // colors.mkv shows colors.json's colours a second each.
+    let colours: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("colors.json")).unwrap()).unwrap();
+    let hex = colours["colors"][time as usize].as_str().unwrap();
+    let rgb: Vec<u8> = (0..3)
+        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    let pictures = tempfile::tempdir().unwrap();
+    let picture = solid_png(pictures.path(), [rgb[0], rgb[1], rgb[2]]);
+    let of_picture = json(&ok(seer(
+        idx.path(),
+        &["caption", &arg(&picture), "--model", &captioner, "--json"],
+    )));
+    assert_eq!(of_picture["caption"].as_str(), Some(caption.as_str()));
+
+    let word = seer_index::words::query_words(&caption)
+        .into_iter()
+        .next()
+        .expect("the caption has a word that is not a stop word");
+    let found = json_lines(&ok(seer(
+        idx.path(),
+        &["search", &word, "--mode", "words", "--json"],
+    )));
+    assert!(
+        found
+            .iter()
+            .any(|h| h["path"].as_str().unwrap().ends_with("colors.mkv")),
+        "{word}: {found:?}"
+    );
+}

@@ -24,23 +24,29 @@ use crate::{Encoding, IndexLock, SearchOptions, Searcher, SearcherOptions};
 /// The name of the strongest channel of a mean colour.
 fn colour_name(rgb: &[f32]) -> &'static str {
     let max = rgb.iter().cloned().fold(f32::MIN, f32::max);
-    match rgb.iter().position(|&c| c == max) {
-        Some(0) => "red",
-        Some(1) => "green",
+    // The channels near the strongest: two of them make a mixed colour
+    // (a video fixture's yellow and magenta frames).
+    let strong: Vec<bool> = rgb.iter().map(|&c| c > max - 0.1).collect();
+    match strong.as_slice() {
+        [true, true, false] => "yellow",
+        [true, false, true] => "magenta",
+        [false, true, true] => "cyan",
+        [true, _, _] => "red",
+        [_, true, _] => "green",
         _ => "blue",
     }
 }
 
 /// Captions an image "a COLOUR square"; counts the images it captioned, and
 /// fails on batch `fail_at` (from 0) to stand for a run that dies.
-struct FakeCaptioner {
+pub(crate) struct FakeCaptioner {
     images: AtomicUsize,
     batches: AtomicUsize,
     fail_at: Option<usize>,
 }
 
 impl FakeCaptioner {
-    fn new(fail_at: Option<usize>) -> Arc<Self> {
+    pub(crate) fn new(fail_at: Option<usize>) -> Arc<Self> {
         Arc::new(Self {
             images: AtomicUsize::new(0),
             batches: AtomicUsize::new(0),
@@ -113,7 +119,7 @@ impl ImageTextMatcher for FakeMatcher {
     }
 }
 
-fn captioner_model(captioner: Arc<FakeCaptioner>) -> LoadedModel {
+pub(crate) fn captioner_model(captioner: Arc<FakeCaptioner>) -> LoadedModel {
     let mut m = LoadedModel::encoders("fake-captioner".into(), "fake", None, None);
     m.captioner = Some(captioner);
     m
@@ -139,6 +145,7 @@ fn caption_options(root: &Path) -> CaptionOptions {
         batch_size: 2,
         limits: Default::default(),
         generate: GenerateOptions::default(),
+        ffmpeg: None,
     }
 }
 
@@ -168,7 +175,7 @@ fn caption(
 }
 
 /// Stored paths of the files whose captions match `text`.
-fn found_by_words(store: &Store, text: &str) -> Vec<String> {
+pub(crate) fn found_by_words(store: &Store, text: &str) -> Vec<String> {
     let fts = crate::words::fts_query(text).unwrap();
     let mut paths: Vec<String> = store
         .word_matches(&fts, None, |_, _| true, 100)

@@ -13,6 +13,11 @@
 //! whole once: its content hash must be the one indexed (a file changed since
 //! it was embedded is captioned after the next index run, never with a caption
 //! of other content).
+//!
+//! A video is captioned by one frame: the sampled frame nearest the video's
+//! mean vector, the one most like the whole video (the middle of the video
+//! where no frame is stored), decoded by ffmpeg from the opened file whose
+//! hash was checked. Without ffmpeg videos wait for a run that has it.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -22,13 +27,15 @@ use std::time::Instant;
 use rayon::prelude::*;
 use seer_engine::{EngineError, GenerateOptions, LoadedModel, PixelInput};
 use seer_image::{DecodeLimits, DecodedImage};
+use seer_video::{Ffmpeg, FrameLimits, VideoError};
 
 use crate::error::{IndexError, Result};
-use crate::indexer::{reachable_roots, Progress};
+use crate::indexer::{reachable_roots, without_name, Progress};
 use crate::lock::IndexLock;
 use crate::pathcodec;
 use crate::scan;
 use crate::store::{write, Store, Uncaptioned};
+use crate::video::{open_within, Unopened};
 
 #[derive(Clone, Debug)]
 pub struct CaptionOptions {
@@ -39,6 +46,8 @@ pub struct CaptionOptions {
     pub limits: DecodeLimits,
     /// Beam width and length; `None` keeps the checkpoint's defaults.
     pub generate: GenerateOptions,
+    /// What decodes a video's frame; without it videos are left for later.
+    pub ffmpeg: Option<Ffmpeg>,
 }
 
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -53,6 +62,8 @@ pub struct CaptionSummary {
     pub unchanged: usize,
     /// Files that could not be captioned in this run (tried again next run).
     pub failed: usize,
+    /// Videos left for a later run because ffmpeg was not found.
+    pub videos_without_ffmpeg: usize,
     pub seconds: f64,
     /// (path as shown to people, cause) of each failure.
     pub failures: Vec<(String, String)>,
@@ -62,6 +73,8 @@ pub struct CaptionSummary {
 struct Group {
     file: Uncaptioned,
     copies: Vec<i64>,
+    /// Of a video, the time (seconds) of the frame to caption, where known.
+    frame: Option<f64>,
 }
 
 /// Captions the indexed files under `options.roots` that have no caption by
@@ -103,15 +116,26 @@ pub fn caption_locked(
                 reused.push((file.id, text));
                 continue;
             }
+        }
+        if file.video && options.ffmpeg.is_none() {
+            summary.videos_without_ffmpeg += 1;
+            continue;
+        }
+        if let Some(hash) = file.hash {
             if let Some(&g) = by_hash.get(&hash) {
                 groups[g].copies.push(file.id);
                 continue;
             }
             by_hash.insert(hash, groups.len());
         }
+        let frame = match file.video {
+            true => store.representative_frame(file.id)?,
+            false => None,
+        };
         groups.push(Group {
             file,
             copies: Vec::new(),
+            frame,
         });
     }
     if !reused.is_empty() {
@@ -135,7 +159,15 @@ pub fn caption_locked(
             for chunk in groups.chunks(batch_size) {
                 let prepared = chunk
                     .par_iter()
-                    .map(|g| prepare(captioner, &g.file, roots, limits).map_err(|e| e.to_string()))
+                    .map(|g| {
+                        let pixels = match (g.file.video, &options.ffmpeg) {
+                            (true, Some(ffmpeg)) => {
+                                prepare_video(captioner, &g.file, g.frame, ffmpeg, roots, limits)
+                            }
+                            _ => prepare(captioner, &g.file, roots, limits),
+                        };
+                        pixels.map_err(|e| e.to_string())
+                    })
                     .collect();
                 if tx.send(prepared).is_err() {
                     return; // the model failed: the run stops
@@ -232,6 +264,56 @@ fn prepare(
     }
     let decoded = seer_image::decode_bytes_full(&bytes, &shown, limits)?;
     Ok(model.preprocess(&decoded))
+}
+
+/// An indexed video's pixels for `model`: its frame at `time` (else its
+/// middle), decoded by `ffmpeg` from the file opened once under `roots` and
+/// checked to be the content the index holds.
+fn prepare_video(
+    model: &dyn PixelInput,
+    file: &Uncaptioned,
+    time: Option<f64>,
+    ffmpeg: &Ffmpeg,
+    roots: &[PathBuf],
+    limits: &DecodeLimits,
+) -> seer_engine::Result<Vec<f32>> {
+    let shown = pathcodec::display_stored(&file.path);
+    let fail = |message: String| EngineError::File {
+        path: PathBuf::from(&shown),
+        message,
+    };
+    let path = pathcodec::to_path(&file.path);
+    let (opened, _) = open_within(&path, roots).map_err(|e| match e {
+        Unopened::Gone => fail(scan::GONE.into()),
+        Unopened::Cause(cause) => fail(cause),
+    })?;
+    if let Some(hash) = file.hash {
+        let mut hasher = blake3::Hasher::new();
+        hasher
+            .update_reader(&opened)
+            .map_err(|source| EngineError::Io {
+                path: PathBuf::from(&shown),
+                source,
+            })?;
+        if *hasher.finalize().as_bytes() != hash {
+            return Err(fail(
+                "changed since it was indexed; run `seer index` again to caption it".into(),
+            ));
+        }
+    }
+    let video = |e: VideoError| fail(without_name(&e.to_string(), &path));
+    let time = match time {
+        Some(time) => time,
+        None => ffmpeg.probe_file(&path, &opened).map_err(video)?.duration / 2.0,
+    };
+    let frame_limits = FrameLimits {
+        max_pixels: limits.max_pixels,
+        ..FrameLimits::default()
+    };
+    let frame = ffmpeg
+        .frame_at_file(&path, &opened, time, &frame_limits)
+        .map_err(video)?;
+    Ok(model.preprocess(&frame.image))
 }
 
 /// The bytes of the indexed file at `stored` (with its name as shown to

@@ -198,6 +198,8 @@ pub struct Uncaptioned {
     pub path: String,
     pub size: i64,
     pub hash: Option<[u8; 32]>,
+    /// A video (it has frames, or a video's name): captioned by one frame.
+    pub video: bool,
 }
 
 pub struct Store {
@@ -1020,10 +1022,10 @@ impl Store {
             .conn
             .prepare(
                 "SELECT f.id, f.path, f.size, f.hash,
-                        EXISTS (SELECT 1 FROM captions c WHERE c.file_id = f.id AND c.captioner_id = ?1)
+                        EXISTS (SELECT 1 FROM captions c WHERE c.file_id = f.id AND c.captioner_id = ?1),
+                        EXISTS (SELECT 1 FROM frames fr WHERE fr.file_id = f.id)
                  FROM files f
-                 WHERE f.error IS NULL AND (f.path = ?2 OR substr(f.path, 1, length(?3)) = ?3)
-                   AND NOT EXISTS (SELECT 1 FROM frames fr WHERE fr.file_id = f.id)",
+                 WHERE f.error IS NULL AND (f.path = ?2 OR substr(f.path, 1, length(?3)) = ?3)",
             )
             .map_err(|e| self.db(e))?;
         let mut seen = std::collections::HashSet::new();
@@ -1042,6 +1044,10 @@ impl Store {
                             hash: row
                                 .get::<_, Option<Vec<u8>>>(3)?
                                 .and_then(|h| h.try_into().ok()),
+                            video: row.get::<_, bool>(5)? || {
+                                let path: String = row.get(1)?;
+                                seer_video::has_video_extension(&crate::pathcodec::to_path(&path))
+                            },
                         },
                         row.get(4)?,
                     ))

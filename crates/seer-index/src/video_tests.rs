@@ -374,3 +374,86 @@ fn a_video_without_frames_is_sampled_again() {
     assert_eq!((summary.added, summary.video_frames), (1, 3), "{summary:?}");
     assert_eq!(search(&store, YELLOW, 1)[0].2, Some(3.0));
 }
+
+/// Captions the videos and photos under `root` with the fake captioner
+/// ("a COLOUR square" for the frame's or photo's mean colour).
+fn caption(
+    store: &mut Store,
+    root: &Path,
+    ffmpeg: Option<seer_video::Ffmpeg>,
+) -> crate::CaptionSummary {
+    let lock = crate::IndexLock::try_acquire(store.dir()).unwrap();
+    let options = crate::CaptionOptions {
+        roots: vec![root.canonicalize().unwrap()],
+        batch_size: 2,
+        limits: Default::default(),
+        generate: Default::default(),
+        ffmpeg,
+    };
+    let captioner = crate::caption_tests::FakeCaptioner::new(None);
+    crate::caption_locked(
+        store,
+        &lock,
+        &crate::caption_tests::captioner_model(captioner),
+        &options,
+        &mut |_| {},
+    )
+    .unwrap()
+}
+
+/// A video is captioned by its frame most like the whole video: of
+/// colors.mkv's green, yellow and magenta frames, the yellow one (nearest
+/// their mean), so words find the video. Without ffmpeg it waits (not a
+/// failure) while photos are captioned; a copy has the caption; a video
+/// changed since it was indexed fails by name, the rest of the run goes on.
+#[test]
+fn a_video_is_captioned_by_its_most_typical_frame() {
+    let (_dir, root, mut store) = media(&["colors.mkv"]);
+    write_png(&root.join("orange.png"), [255, 128, 0]);
+    index(&mut store, &root, videos(Some(ffmpeg())));
+    let video = seer_index_path(&root.join("colors.mkv"));
+    let id = store.id_of(&video).unwrap().unwrap();
+    assert_eq!(store.representative_frame(id).unwrap(), Some(3.0));
+
+    let waiting = caption(&mut store, &root, None);
+    assert_eq!(
+        (
+            waiting.captioned,
+            waiting.videos_without_ffmpeg,
+            waiting.failed
+        ),
+        (1, 1, 0),
+        "{waiting:?}"
+    );
+    assert_eq!(store.caption_of(id).unwrap(), None);
+
+    let summary = caption(&mut store, &root, Some(ffmpeg()));
+    assert_eq!((summary.captioned, summary.failed), (1, 0), "{summary:?}");
+    let text = store.caption_of(id).unwrap().map(|c| c.text);
+    assert_eq!(text.as_deref(), Some("a yellow square"));
+    assert_eq!(
+        crate::caption_tests::found_by_words(&store, "yellow"),
+        [video]
+    );
+
+    // A copy has the caption from the start (as a photo's copy has).
+    std::fs::copy(fixture("colors.mkv"), root.join("copy.mkv")).unwrap();
+    index(&mut store, &root, videos(Some(ffmpeg())));
+    let copy = store
+        .id_of(&seer_index_path(&root.join("copy.mkv")))
+        .unwrap()
+        .unwrap();
+    let text = store.caption_of(copy).unwrap().map(|c| c.text);
+    assert_eq!(text.as_deref(), Some("a yellow square"));
+    // A video changed since it was indexed fails by name; a new photo is
+    // captioned in the same run.
+    std::fs::copy(fixture("clip.mp4"), root.join("new.mp4")).unwrap();
+    write_png(&root.join("blue.png"), [0, 0, 255]);
+    index(&mut store, &root, videos(Some(ffmpeg())));
+    std::fs::copy(fixture("colors.mkv"), root.join("new.mp4")).unwrap();
+    let failed = caption(&mut store, &root, Some(ffmpeg()));
+    assert_eq!((failed.captioned, failed.failed), (1, 1), "{failed:?}");
+    let (path, cause) = &failed.failures[0];
+    assert!(path.ends_with("new.mp4"), "{path}");
+    assert!(cause.contains("changed since it was indexed"), "{cause}");
+}

@@ -1548,6 +1548,7 @@ fn run_index_job(
                 batch_size: 8,
                 limits: state.limits,
                 generate: Default::default(),
+                ffmpeg: state.ffmpeg.clone(),
             };
             let summary = seer_index::caption_locked(
                 &mut store,

@@ -281,6 +281,7 @@ fn fixture(captions: bool) -> Fixture {
             batch_size: 2,
             limits: Default::default(),
             generate: Default::default(),
+            ffmpeg: None,
         };
         let captioner = tasks().caption.unwrap();
         seer_index::caption_locked(&mut store, &lock, &captioner, &options, &mut |_| {}).unwrap();

@@ -220,6 +220,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             batch_size: args.run.embed_options(true)?.batch_size,
             limits: args.run.limits(Default::default()),
             generate: Default::default(),
+            ffmpeg: videos.as_ref().and_then(|v| v.ffmpeg.clone()),
         };
         let pb = progress(0, "captioning");
         let summary =
@@ -387,6 +388,14 @@ fn report_captions(
     for (path, cause) in &summary.failures {
         let cause = crate::output::cause_without_path(path, cause);
         eprintln!("error: {path}: {cause}");
+    }
+    if summary.videos_without_ffmpeg > 0 {
+        let n = summary.videos_without_ffmpeg;
+        eprintln!(
+            "warning: {n} video{} not captioned: ffmpeg was not found (install it, e.g. `apt install ffmpeg`, or give --ffmpeg PATH); the next `seer index` captions {}",
+            if n == 1 { "" } else { "s" },
+            if n == 1 { "it" } else { "them" }
+        );
     }
     if json {
         out!(

@@ -189,6 +189,30 @@ impl Store {
         Ok(out)
     }
 
+    /// The time (seconds) of the video's frame most like the whole video:
+    /// the one nearest its mean vector (the earliest of equals), by the
+    /// first model with frames of it. What a caption of the video describes;
+    /// None when it has no frames (a video imported with its vector only).
+    pub fn representative_frame(&self, file_id: i64) -> Result<Option<f64>> {
+        for model in self.models()? {
+            let frames = self.frames_of(file_id, &model)?;
+            let Some(mean) = self.vector_of_id(file_id, &model)? else {
+                continue;
+            };
+            let mut best: Option<(f32, f64)> = None;
+            for frame in &frames {
+                let score = seer_ann::simd::dot_f32(&frame.vector, &mean);
+                if best.is_none_or(|(top, _)| score > top) {
+                    best = Some((score, frame.time));
+                }
+            }
+            if let Some((_, time)) = best {
+                return Ok(Some(time));
+            }
+        }
+        Ok(None)
+    }
+
     /// The times (seconds) of one video's frames, in order (empty when it
     /// is not a video): what a detail view lists, without the vectors.
     pub fn frame_times(&self, file_id: i64, model: &ModelInfo) -> Result<Vec<f64>> {
