@@ -508,7 +508,9 @@ fn hybrid_search_carries_a_videos_time() {
     assert!(hit(&hits, "tench.jpg").get("time").is_none(), "{hits:?}");
     let time = video["time"].as_f64().unwrap();
     let lines = ok(seer(idx.path(), &args));
-    let want = format!("colors.mkv  @ 0:0{time:.1}  [vector]");
+    // The video's caption (of its most typical frame) follows, as a photo's.
+    let caption = video["caption"].as_str().expect("the video is captioned");
+    let want = format!("colors.mkv  @ 0:0{time:.1}  [vector]  — {caption}");
     assert!(lines.lines().any(|l| l.ends_with(&want)), "{want}: {lines}");
 }
 
