@@ -128,7 +128,7 @@ pub fn warn_if_int8_is_slow(precision: Precision, device: DeviceChoice) {
         && device == DeviceChoice::Cpu
         && seer_kernels::Isa::detected() == seer_kernels::Isa::Portable
     {
-        eprintln!(
+        diag!(
             "warning: int8 runs on the portable kernel here, much slower than f32 (the SIMD ones need AVX2, or AVX-512 VNNI, not ruled out by $SEER_ISA)"
         );
     }

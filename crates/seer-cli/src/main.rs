@@ -14,6 +14,16 @@ macro_rules! out {
     }};
 }
 
+/// `eprintln!` for the command line's messages, ignoring a failed write: a
+/// stderr whose reader has gone (`seer classify … 2>&1 | head -1`) made
+/// `eprintln!` panic mid-batch; the run goes on and ends with its own status.
+macro_rules! diag {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 mod commands;
 mod common;
 mod output;
@@ -199,7 +209,7 @@ fn main() -> std::process::ExitCode {
         // wanted, so stop quietly, as ripgrep and the coreutils do.
         Err(e) if closed_pipe(&e) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", common::error_line(&e));
+            diag!("error: {}", common::error_line(&e));
             std::process::ExitCode::from(2)
         }
     }

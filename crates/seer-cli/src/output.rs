@@ -65,7 +65,7 @@ pub struct Failures {
 impl Failures {
     pub fn report(&mut self, pb: &ProgressBar, input: &str, cause: &str) {
         let cause = cause_without_path(input, cause);
-        pb.suspend(|| eprintln!("error: {input}: {cause}"));
+        pb.suspend(|| diag!("error: {input}: {cause}"));
         self.items.push((input.to_string(), cause.to_string()));
     }
 
@@ -83,7 +83,7 @@ impl Failures {
 
     /// `what` is the plural ("images"); one is said in the singular.
     pub fn summary(&self, done: usize, what: &str) {
-        eprintln!("{}", self.summary_line(done, what));
+        diag!("{}", self.summary_line(done, what));
     }
 
     fn summary_line(&self, done: usize, what: &str) -> String {
@@ -199,7 +199,7 @@ fn exit_on_signal(number: i32, what: &str, note: &str) -> ! {
         line.push_str("; ");
         line.push_str(note);
     }
-    eprintln!("{line}");
+    diag!("{line}");
     std::process::exit(128 + number)
 }
 

@@ -323,6 +323,61 @@ fn output_to_a_closed_pipe_or_a_full_device_is_no_panic() {
     }
 }
 
+/// Messages to a stderr whose reader has gone (`2> >(head -1)`) are
+/// dropped: the batch goes on and the run ends with its own status (1 where
+/// a file failed, 2 for a usage error), never a panic (101). With stdout gone
+/// too (`2>&1 | head -1`) a command that prints results stops quietly (0) at
+/// its first result, as with stdout alone.
+#[test]
+fn messages_to_a_closed_stderr_are_no_panic() {
+    let photos = photo_folder(2);
+    let bad = photos.path().join("bad.jpg");
+    std::fs::write(&bad, b"not a picture").unwrap();
+    let idx = tempfile::tempdir().unwrap();
+    let m = model("openclip-vit");
+    let folder = photos.path().to_str().unwrap();
+    let out = idx.path().join("vectors.npy");
+    let commands: [(&[&str], i32); 4] = [
+        (&["classify", "-m", &m, folder, "--labels", "a,b"], 1),
+        (
+            &[
+                "embed",
+                "-m",
+                &m,
+                "--image",
+                folder,
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            1,
+        ),
+        (&["index", folder, "--model", &m], 1),
+        (&["search", "x", "--model", "no-such-model"], 2),
+    ];
+    for (args, code) in commands {
+        for stdout_too in [false, true] {
+            let (reader, writer) = std::io::pipe().unwrap();
+            drop(reader);
+            let mut command = seer_command(idx.path(), args);
+            if stdout_too {
+                command.stdout(writer.try_clone().unwrap());
+            }
+            let o = command.stderr(writer).output().unwrap();
+            let got = o.status.code();
+            let expected = match stdout_too {
+                true => got == Some(code) || got == Some(0),
+                false => got == Some(code),
+            };
+            assert!(
+                expected,
+                "{args:?} (stdout closed too: {stdout_too}): {got:?}"
+            );
+        }
+    }
+    // The batch went on past the bad file: the good ones are indexed.
+    assert_eq!(status(idx.path())["models"][0]["vectors"], 2);
+}
+
 #[test]
 fn embed_and_classify_count_what_they_wrote() {
     let photos = photo_folder(2);

@@ -91,11 +91,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             )?;
             bar.finish_and_clear();
             if let Some(e) = not_remembered {
-                eprintln!(
+                diag!(
                     "warning: {e}; the threshold was not remembered and is measured again next time"
                 );
             }
-            eprintln!(
+            diag!(
                 "threshold {:.4}: catches 99% of {} altered copies of {} photos (median similarity {:.4}); {} of {} pairs of different photos score above it (highest {:.4})",
                 c.threshold, c.duplicate_pairs, c.images, c.duplicate_median, c.distinct_above, c.distinct_pairs, c.distinct_max
             );
@@ -129,6 +129,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         Neighbours::Exact => "",
     };
-    eprintln!("{} {noun} at threshold {threshold:.4}{how}", groups.len());
+    diag!("{} {noun} at threshold {threshold:.4}{how}", groups.len());
     Ok(ExitCode::SUCCESS)
 }

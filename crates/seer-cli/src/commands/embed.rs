@@ -215,14 +215,14 @@ impl Sink {
             Sink::Json | Sink::Human => return Ok(()),
         };
         match listed {
-            Some(listing) => eprintln!(
+            Some(listing) => diag!(
                 "wrote {} rows to {} and {}",
                 inputs.len(),
                 path.display(),
                 listing.display()
             ),
             // A device or pipe: no file of row names beside it.
-            None => eprintln!("wrote {} rows to {}", inputs.len(), path.display()),
+            None => diag!("wrote {} rows to {}", inputs.len(), path.display()),
         }
         Ok(())
     }

@@ -307,7 +307,7 @@ fn retrieval(args: RetrievalArgs) -> anyhow::Result<ExitCode> {
     for (path, cause) in &report.failures {
         let path = path.display().to_string();
         let cause = crate::output::cause_without_path(&path, cause);
-        eprintln!("error: {path}: {cause}");
+        diag!("error: {path}: {cause}");
     }
     if args.json {
         out!("{}", serde_json::to_string(&report)?)?;
@@ -354,7 +354,7 @@ fn zeroshot(args: ZeroShotArgs) -> anyhow::Result<ExitCode> {
     for (path, cause) in &report.failures {
         let path = path.display().to_string();
         let cause = crate::output::cause_without_path(&path, cause);
-        eprintln!("error: {path}: {cause}");
+        diag!("error: {path}: {cause}");
     }
     if args.json {
         out!("{}", serde_json::to_string(&report)?)?;

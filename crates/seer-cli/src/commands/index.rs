@@ -113,7 +113,7 @@ impl VideoArgs {
             self.max_frames.map(|m| m as usize),
         )?;
         if again > 0 {
-            eprintln!(
+            diag!(
                 "note: the frame sampling changed: {again} indexed video{} will be sampled again",
                 if again == 1 { "" } else { "s" }
             );
@@ -250,7 +250,7 @@ fn lock(dir: &std::path::Path, wait: bool) -> anyhow::Result<IndexLock> {
     Ok(match IndexLock::try_acquire(dir) {
         Err(IndexError::Busy { holder, .. }) if wait => {
             let who = holder.map_or_else(|| "another process".to_string(), |h| h.to_string());
-            eprintln!(
+            diag!(
                 "waiting for {who} to finish updating the index at {}",
                 dir.display()
             );
@@ -267,7 +267,7 @@ fn rebuild_graphs(store: &Store, threshold: usize, json: bool) -> anyhow::Result
     anyhow::ensure!(!models.is_empty(), "the index holds no vectors yet");
     for model in &models {
         if !json && model.vectors >= threshold {
-            eprintln!(
+            diag!(
                 "rebuilding the approximate-search graph of {} ({} vectors)...",
                 display_text(&model.name),
                 model.vectors
@@ -327,11 +327,11 @@ fn report(
     }
     for (path, cause) in &summary.failures {
         let cause = crate::output::cause_without_path(path, cause);
-        eprintln!("error: {path}: {cause}");
+        diag!("error: {path}: {cause}");
     }
     if summary.videos_without_ffmpeg > 0 {
         let n = summary.videos_without_ffmpeg;
-        eprintln!(
+        diag!(
             "warning: {n} video{} not indexed: ffmpeg was not found (install it, e.g. `apt install ffmpeg`, or give --ffmpeg PATH); the next `seer index` picks {} up",
             if n == 1 { "" } else { "s" },
             if n == 1 { "it" } else { "them" }
@@ -387,11 +387,11 @@ fn report_captions(
 ) -> anyhow::Result<()> {
     for (path, cause) in &summary.failures {
         let cause = crate::output::cause_without_path(path, cause);
-        eprintln!("error: {path}: {cause}");
+        diag!("error: {path}: {cause}");
     }
     if summary.videos_without_ffmpeg > 0 {
         let n = summary.videos_without_ffmpeg;
-        eprintln!(
+        diag!(
             "warning: {n} video{} not captioned: ffmpeg was not found (install it, e.g. `apt install ffmpeg`, or give --ffmpeg PATH); the next `seer index` captions {}",
             if n == 1 { "" } else { "s" },
             if n == 1 { "it" } else { "them" }

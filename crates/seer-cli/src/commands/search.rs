@@ -188,7 +188,7 @@ fn rerank(
             // One that was asked for by name must be there.
             Err(e) if args.ffmpeg.is_some() => return Err(e.into()),
             Err(_) => {
-                eprintln!(
+                diag!(
                     "warning: {videos} video hit{} not reranked: ffmpeg was not found (install it, e.g. `apt install ffmpeg`, or give --ffmpeg PATH)",
                     if videos == 1 { "" } else { "s" }
                 );
@@ -217,7 +217,7 @@ fn rerank(
             Some(Err(cause)) => {
                 let shown = display_stored(&found.path);
                 let cause = crate::output::cause_without_path(&shown, &cause);
-                eprintln!("warning: {shown}: {cause} (not reranked)");
+                diag!("warning: {shown}: {cause} (not reranked)");
                 (found, None)
             }
             None => (found, None),

@@ -97,7 +97,7 @@ fn find_ffmpeg(given: Option<&std::path::Path>) -> anyhow::Result<Option<seer_vi
         Ok(found) => Ok(Some(found)),
         Err(e) if given.is_some() => Err(anyhow::anyhow!("--ffmpeg: {e}")),
         Err(e) => {
-            eprintln!(
+            diag!(
                 "seer: warning: {e}; until then videos stay searchable, but their frames \
                  cannot be shown and index jobs leave new videos for later"
             );
@@ -199,7 +199,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?
         .block_on(seer_server::serve(models, tasks, config, |addr| {
-            eprintln!("seer: serving {ids} on http://{addr}")
+            diag!("seer: serving {ids} on http://{addr}")
         }))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -315,7 +315,7 @@ pub fn run(
             errors: None,
         })?;
     }
-    eprintln!(
+    diag!(
         "worker {} of {}: {} of {} shards are ours, {} already written",
         worker.index,
         worker.count,

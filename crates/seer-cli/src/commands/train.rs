@@ -294,7 +294,7 @@ fn read_eval_set(
     }
     let stats = loader.stats();
     if stats.skipped > 0 {
-        eprintln!("warning: {spec}: {} bad samples skipped", stats.skipped);
+        diag!("warning: {spec}: {} bad samples skipped", stats.skipped);
     }
     anyhow::ensure!(!captions.is_empty(), "{spec}: no usable evaluation samples");
     Ok(EvalSamples {
@@ -584,7 +584,7 @@ impl Observer for Progress {
                 .map(|(k, v)| format!("{k} {:.2}%", v * 100.0))
                 .collect();
             self.bar
-                .suspend(|| eprintln!("step {}: {}", r.step, parts.join(", ")));
+                .suspend(|| diag!("step {}: {}", r.step, parts.join(", ")));
         }
     }
 

@@ -112,7 +112,7 @@ pub(super) fn run(
         "max_new_tokens": args.max_new_tokens,
         "prompt_tokens": prompt_len,
     });
-    eprintln!(
+    diag!(
         "seer  captioning {n} images ({}), model only, {} new tokens at most",
         caption["source"].as_str().unwrap_or("?"),
         args.max_new_tokens
@@ -139,7 +139,7 @@ pub(super) fn run(
                 "batch_seconds": run.batch_seconds,
                 "other_cores": run.other_cores,
             });
-            eprintln!(
+            diag!(
                 "seer  caption {:<7} batch {b:>2}: {ips:8.3} images/s {tps:8.2} tokens/s ({tokens} tokens, {:.1} s{})",
                 config_name(k),
                 run.seconds,
@@ -176,7 +176,7 @@ fn load_images(args: &Args, captioner: &dyn Captioner, n: usize) -> anyhow::Resu
     let pixels_len = captioner.pixels_len();
     let (found, _) = collect_image_paths(std::slice::from_ref(&args.images));
     if found.is_empty() {
-        eprintln!(
+        diag!(
             "no image files under {}: captioning random pixels",
             args.images.display()
         );
@@ -318,7 +318,7 @@ fn run_reference(
         std::fs::write(&files_path, serde_json::to_string(&names)?)?;
         command.arg("--files-list").arg(&files_path);
     }
-    eprintln!(
+    diag!(
         "running the reference: transformers' generate ({})...",
         python.display()
     );

@@ -133,14 +133,14 @@ pub(super) fn cap_reference(command: &mut std::process::Command) -> Option<&'sta
     let (isa, best) = (Isa::detected(), Isa::best_supported());
     let Some(cap) = reference_cap(isa, best) else {
         if isa < best {
-            eprintln!(
+            diag!(
                 "note: seer's kernels are capped at {}, the reference runs uncapped (it has no such mode)",
                 isa.name()
             );
         }
         return None;
     };
-    eprintln!(
+    diag!(
         "seer's kernels are capped at {}: so is the reference ({})",
         isa.name(),
         cap.env

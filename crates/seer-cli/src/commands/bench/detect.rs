@@ -84,7 +84,7 @@ pub(super) fn run(args: &Args, resolved: &ResolvedModel) -> anyhow::Result<ExitC
     })?;
     results["detect_model_s"] = json!(model_only);
     results["detect_e2e_s"] = json!(e2e);
-    eprintln!(
+    diag!(
         "seer  detection per image: {:8.1} ms model only, {:8.1} ms end to end ({} queries)",
         model_only * 1e3,
         e2e * 1e3,
@@ -144,7 +144,7 @@ pub(super) fn reference_run(
 ) -> anyhow::Result<Value> {
     let script =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/bench_vision_reference.py");
-    eprintln!("running the PyTorch reference ({})...", python.display());
+    diag!("running the PyTorch reference ({})...", python.display());
     let mut command = std::process::Command::new(python);
     // PyTorch alone: its caps need no flag for the script.
     super::cpu::cap_reference(&mut command);

@@ -89,7 +89,7 @@ fn measure(
         let ips = rate.mean;
         results["image_model"][b.to_string()] = json!(ips);
         rate.record_range(&mut results, &format!("image_model/{b}"));
-        eprintln!(
+        diag!(
             "seer  image model-only   batch {b:>3}: {ips:8.2} images/s{}",
             rate.note("images/s")
         );
@@ -111,7 +111,7 @@ fn measure(
         let tps = rate.mean;
         results["text"] = json!(tps);
         rate.record_range(&mut results, "text");
-        eprintln!(
+        diag!(
             "seer  text               batch {:>3}: {tps:8.2} texts/s{}",
             prompts.len(),
             rate.note("texts/s")
@@ -189,7 +189,7 @@ fn agreement_with_f32(
         .map(|(x, y)| x.iter().zip(y).map(|(p, q)| p * q).sum())
         .collect();
     let min = cosines.iter().copied().fold(f32::INFINITY, f32::min);
-    eprintln!(
+    diag!(
         "seer  {} vs f32 cosine: images min {min:.5}",
         args.precision.name()
     );

@@ -292,7 +292,7 @@ fn measure_clip(
             (Some(r), None) => format!(" ({r:.0} GFLOP/s)"),
             _ => String::new(),
         };
-        eprintln!(
+        diag!(
             "seer  image model-only   batch {b:>3}: {ips:8.2} images/s{achieved}{}",
             measured.note("images/s")
         );
@@ -311,7 +311,7 @@ fn measure_clip(
         let tps = rate.mean;
         results[key] = json!(tps);
         rate.record_range(&mut results, key);
-        eprintln!(
+        diag!(
             "seer  text {key:<13} batch {:>3}: {tps:8.2} texts/s (mean {mean_len:.1} tokens){}",
             tokens.len(),
             rate.note("texts/s")
@@ -331,7 +331,7 @@ fn measure_clip(
 
     if let Some(exact) = exact {
         let agreement = compare_with_f32(clip, exact, args)?;
-        eprintln!(
+        diag!(
             "seer  {} vs f32 cosine: images min {:.5}, texts min {:.5}",
             args.precision.name(),
             agreement["image_cosine_min"].as_f64().unwrap_or(f64::NAN),
@@ -380,7 +380,7 @@ fn measure_rounds(
     let mut rounds = Vec::with_capacity(args.rounds);
     for round in 1..=args.rounds {
         if args.rounds > 1 {
-            eprintln!("round {round} of {}", args.rounds);
+            diag!("round {round} of {}", args.rounds);
         }
         rounds.push(measure()?);
     }
@@ -557,7 +557,7 @@ fn measure_end_to_end(
 ) -> anyhow::Result<()> {
     let (files, _) = collect_image_paths(std::slice::from_ref(&args.images));
     if files.is_empty() {
-        eprintln!(
+        diag!(
             "no image files under {}: skipping the end-to-end measurement",
             args.images.display()
         );
@@ -574,7 +574,7 @@ fn measure_end_to_end(
     let ips = ok as f64 / start.elapsed().as_secs_f64();
     results["e2e"] = json!(ips);
     results["e2e_files"] = json!(files.len());
-    eprintln!(
+    diag!(
         "seer  end-to-end ({} files)    : {ips:8.2} images/s",
         files.len()
     );
@@ -590,7 +590,7 @@ fn record_f32_speed(args: &Args, results: &mut Value, key: &[&str], f32_rate: f6
     let (first, rest) = key.split_first().expect("a key has a name");
     let own = rest.iter().fold(&results[*first], |node, k| &node[*k]);
     let speedup = own.as_f64().unwrap_or(0.0) / f32_rate;
-    eprintln!(
+    diag!(
         "seer  {line} in f32, {} is {speedup:.2}x",
         args.precision.name()
     );
@@ -631,7 +631,7 @@ const ENGINES: &[(&str, &str)] = &[
 /// `results` and names them on stderr.
 fn describe_cpu(precision: Precision, results: &mut Value) {
     let cpu = cpu::describe(precision);
-    eprintln!("cpu: {}", cpu::summary(&cpu));
+    diag!("cpu: {}", cpu::summary(&cpu));
     results["cpu"] = cpu;
     results["load_average"]["start"] = json!(cpu::load_average());
 }

@@ -58,7 +58,7 @@ impl Reference {
     pub(super) fn start(python: &Path, args: &Args, extra: &[String]) -> anyhow::Result<Self> {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/bench_reference.py");
         let batch_sizes: Vec<String> = args.batch_sizes.iter().map(usize::to_string).collect();
-        eprintln!(
+        diag!(
             "setting up the reference: PyTorch (bf16 too, on the CPU), and ONNX Runtime and OpenVINO if installed ({})...",
             python.display()
         );
@@ -157,7 +157,7 @@ impl Reference {
                 );
             }
             // One engine's failure leaves its figure out, not the others'.
-            (_, Some(error)) => eprintln!(
+            (_, Some(error)) => diag!(
                 "reference {}: failed, {}",
                 path.join("/"),
                 error

@@ -61,7 +61,7 @@ pub(super) fn run(args: &Args, resolved: &ResolvedModel) -> anyhow::Result<ExitC
     device.synchronize()?;
     let encoder = start.elapsed().as_secs_f64() / n as f64;
     results["encoder_s"] = json!(encoder);
-    eprintln!(
+    diag!(
         "seer  image encoder:            {:8.1} ms per image",
         encoder * 1e3
     );
@@ -97,7 +97,7 @@ pub(super) fn run(args: &Args, resolved: &ResolvedModel) -> anyhow::Result<ExitC
         })?;
         results[format!("decoder_{key}_s")] = json!(decoder);
         results[format!("click_{key}_s")] = json!(click);
-        eprintln!(
+        diag!(
             "seer  decoder per click ({key:<5}): {:8.2} ms, {:8.2} ms with masks at {}x{}",
             decoder * 1e3,
             click * 1e3,
