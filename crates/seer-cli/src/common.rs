@@ -325,6 +325,16 @@ impl GenerationArgs {
     }
 }
 
+/// clap's parser for a text to search with: an empty one (or only spaces)
+/// would be embedded as a real query and rank everything by nothing the user
+/// asked for, so it is a usage error (as the server's empty `q` is a 400).
+pub fn words(text: &str) -> Result<String, String> {
+    match text.trim().is_empty() {
+        true => Err("is empty: give some words (or leave it out)".into()),
+        false => Ok(text.to_string()),
+    }
+}
+
 /// clap's parser for a count that must be at least 1 (a batch size, an
 /// iteration count): 0 is a usage error, not a run that measures nothing.
 pub fn at_least_one(text: &str) -> Result<usize, String> {

@@ -996,3 +996,26 @@ fn counts_of_zero_are_usage_errors() {
         );
     }
 }
+
+/// An empty search text (or one of spaces) is a usage error naming where it
+/// was given, as the server's empty `q` is a 400: embedded, it ranked the
+/// index by nothing the user asked for (and an empty `--subtract` moved the
+/// ranking silently).
+#[test]
+fn empty_search_texts_are_usage_errors() {
+    let idx = tempfile::tempdir().unwrap();
+    for (args, named) in [
+        (vec!["search", ""], "[TEXT]"),
+        (vec!["search", "   "], "[TEXT]"),
+        (vec!["search", "cat", "--subtract", ""], "--subtract"),
+        (vec!["search", "cat", "--add", " "], "--add"),
+    ] {
+        let o = seer(idx.path(), &args);
+        let said = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {said}");
+        assert!(
+            said.contains(named) && said.contains("is empty"),
+            "{args:?}: {said}"
+        );
+    }
+}

@@ -19,6 +19,7 @@ pub struct Args {
     #[command(flatten)]
     target: IndexArgs,
     /// What to look for, in words.
+    #[arg(value_parser = crate::common::words)]
     text: Option<String>,
     /// An example image (repeatable).
     #[arg(long)]
@@ -28,10 +29,10 @@ pub struct Args {
     #[arg(long)]
     like: Vec<PathBuf>,
     /// Add this text to the query (repeatable).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::common::words)]
     add: Vec<String>,
     /// Subtract this text from the query (repeatable).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::common::words)]
     subtract: Vec<String>,
     /// Subtract this image from the query (repeatable).
     #[arg(long)]
