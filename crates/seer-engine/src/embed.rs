@@ -235,6 +235,15 @@ pub fn is_hidden_or_system(name: &str) -> bool {
     name.starts_with('.') || SYSTEM_FOLDERS.iter().any(|s| s.eq_ignore_ascii_case(name))
 }
 
+/// Whether a folder walk's error is a symlink whose target does not exist.
+pub fn is_broken_link(e: &walkdir::Error) -> bool {
+    e.io_error()
+        .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound)
+        && e.path()
+            .and_then(|p| p.symlink_metadata().ok())
+            .is_some_and(|m| m.file_type().is_symlink())
+}
+
 /// Expands folders (recursively, sorted, skipping hidden and system entries) into image files;
 /// files are kept as given. Unreadable folders are reported as failures.
 pub fn collect_image_paths(inputs: &[PathBuf]) -> (Vec<PathBuf>, Vec<(PathBuf, String)>) {
@@ -255,6 +264,9 @@ pub fn collect_image_paths(inputs: &[PathBuf]) -> (Vec<PathBuf>, Vec<(PathBuf, S
                         files.push(e.into_path())
                     }
                     Ok(_) => {}
+                    // A dangling link to what is no image (notes.txt) is
+                    // skipped as the file itself would be.
+                    Err(e) if is_broken_link(&e) && !e.path().is_some_and(has_image_extension) => {}
                     Err(e) => {
                         failures.push((e.path().unwrap_or(input).to_path_buf(), e.to_string()))
                     }
@@ -267,4 +279,29 @@ pub fn collect_image_paths(inputs: &[PathBuf]) -> (Vec<PathBuf>, Vec<(PathBuf, S
         }
     }
     (files, failures)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A folder's walk takes its images; a dangling link is a failure only
+    /// where it names an image (a link to nothing named notes.txt is skipped,
+    /// as notes.txt itself would be).
+    #[cfg(unix)]
+    #[test]
+    fn a_dangling_link_fails_only_where_it_names_an_image() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("photos");
+        std::fs::create_dir(&folder).unwrap();
+        std::fs::write(folder.join("a.jpg"), b"x").unwrap();
+        std::fs::write(folder.join("readme.txt"), b"x").unwrap();
+        symlink(dir.path().join("gone.jpg"), folder.join("gone.jpg")).unwrap();
+        symlink(dir.path().join("gone.txt"), folder.join("notes.txt")).unwrap();
+        let (files, failures) = collect_image_paths(std::slice::from_ref(&folder));
+        assert_eq!(files, [folder.join("a.jpg")]);
+        let failed: Vec<&Path> = failures.iter().map(|(p, _)| p.as_path()).collect();
+        assert_eq!(failed, [folder.join("gone.jpg")]);
+    }
 }

@@ -17,7 +17,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
-use seer_engine::embed::{has_image_extension, is_hidden_or_system};
+use seer_engine::embed::{has_image_extension, is_broken_link, is_hidden_or_system};
 
 use crate::pathcodec;
 use crate::store::StoredFile;
@@ -89,7 +89,11 @@ pub fn walk(
                 Ok(e) => e,
                 Err(e) => {
                     let path = e.path().unwrap_or(root);
-                    problems.push((pathcodec::to_stored(path), walk_error_reason(&e)));
+                    // A dangling link to what would not be indexed anyway
+                    // (notes.txt) is no failure of the run.
+                    if !(is_broken_link(&e) && !indexable(path)) {
+                        problems.push((pathcodec::to_stored(path), walk_error_reason(&e)));
+                    }
                     continue;
                 }
             };
@@ -150,11 +154,7 @@ fn walk_error_reason(e: &walkdir::Error) -> String {
     let Some(io) = e.io_error() else {
         return e.to_string();
     };
-    let broken_link = io.kind() == std::io::ErrorKind::NotFound
-        && e.path()
-            .and_then(|p| p.symlink_metadata().ok())
-            .is_some_and(|m| m.file_type().is_symlink());
-    if broken_link {
+    if is_broken_link(e) {
         "broken symlink: its target does not exist".into()
     } else {
         io.to_string()
@@ -466,6 +466,7 @@ mod tests {
         symlink(&outside, root.join("escape-dir")).unwrap();
         symlink(outside.join("notes.txt"), root.join("notes.txt")).unwrap();
         symlink(dir.path().join("nowhere.jpg"), root.join("dangling.jpg")).unwrap();
+        symlink(dir.path().join("nowhere.txt"), root.join("dangling.txt")).unwrap();
         symlink(&root, root.join("album/loop")).unwrap();
 
         let roots = [root.canonicalize().unwrap()];
@@ -490,7 +491,8 @@ mod tests {
             "{problems:?}"
         );
         assert!(why("loop").contains("symlink loop"), "{problems:?}");
-        // A link to something that would not be indexed anyway is not noise in the report.
+        // A link to something that would not be indexed anyway (notes.txt,
+        // dangling.txt) is not noise in the report.
         assert_eq!(problems.len(), 4, "{problems:?}");
     }
 
