@@ -91,7 +91,8 @@ pub fn walk(
                     let path = e.path().unwrap_or(root);
                     // A dangling link to what would not be indexed anyway
                     // (notes.txt) is no failure of the run.
-                    if !(is_broken_link(&e) && !indexable(path)) {
+                    let dangling_non_media = is_broken_link(&e) && !indexable(path);
+                    if !dangling_non_media {
                         problems.push((pathcodec::to_stored(path), walk_error_reason(&e)));
                     }
                     continue;
