@@ -184,7 +184,13 @@ pub fn exit_cleanly_on_signals(note: &'static str) {
 }
 
 fn exit_on_signal(number: i32, what: &str, note: &str) -> ! {
-    let unwritten = remove_open_temporaries();
+    let mut unwritten = remove_open_temporaries();
+    // try_lock: the signal may have come while the main thread held it.
+    if let Ok(pending) = WRITTEN_AT_THE_END.try_lock() {
+        unwritten.extend(pending.iter().cloned());
+        unwritten.sort();
+        unwritten.dedup();
+    }
     // A progress bar may be half drawn on the terminal's last line.
     let start = if stderr_is_terminal() { "\n" } else { "" };
     let mut line = format!("{start}error: {what}");
@@ -215,6 +221,24 @@ fn ignored_signals() -> u64 {
                 .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
         })
         .unwrap_or(0)
+}
+
+/// Files the command writes only when it finishes (`embed --out`, whose rows
+/// are held until the end): a signal before then leaves them unwritten with
+/// no temporary open to tell of it, so they are named from here.
+static WRITTEN_AT_THE_END: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// Notes that the command writes `path` when it finishes (see
+/// [`WRITTEN_AT_THE_END`]); [`written`] once it is in place.
+pub fn will_write(path: &Path) {
+    let mut pending = WRITTEN_AT_THE_END.lock().unwrap_or_else(|p| p.into_inner());
+    pending.push(path.to_path_buf());
+}
+
+/// `path`, noted by [`will_write`], is in place.
+pub fn written(path: &Path) {
+    let mut pending = WRITTEN_AT_THE_END.lock().unwrap_or_else(|p| p.into_inner());
+    pending.retain(|p| p != path);
 }
 
 /// Removes the temporaries of `seer_util::fs::AtomicFile` this process has

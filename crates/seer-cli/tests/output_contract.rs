@@ -240,6 +240,74 @@ fn an_interrupted_embed_says_so_and_leaves_no_temporary() {
     }
 }
 
+/// Bytes the process `pid` has read so far (`rchar` of /proc/PID/io).
+fn bytes_read(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .ok()
+        .and_then(|io| {
+            io.lines()
+                .find_map(|l| l.strip_prefix("rchar: "))
+                .and_then(|n| n.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Total size of the files in `dir`.
+fn folder_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum()
+}
+
+/// `embed --out` holds its rows until the end, so no temporary is open to
+/// tell of the file during the run: the signal's message still names it.
+#[test]
+fn an_interrupted_embed_names_the_out_file_it_did_not_write() {
+    let model = model_fixture("openclip-vit");
+    let images = samples();
+    for (signal, number) in signals() {
+        let out = tempfile::tempdir().unwrap();
+        let npy = out.path().join("vectors.npy");
+        let mut args = vec![
+            "embed",
+            "--model",
+            model.to_str().unwrap(),
+            "--out",
+            npy.to_str().unwrap(),
+            "--threads",
+            "1",
+            "--image",
+        ];
+        args.extend(std::iter::repeat_n(images.to_str().unwrap(), 400));
+        let mut child = seer_command(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The model is loaded and images are being read: the model's files
+        // and two passes over the folder were read.
+        let model_bytes: u64 = folder_bytes(&model);
+        let pid = child.id();
+        wait_until(&mut child, "reading images", || {
+            bytes_read(pid) > model_bytes + 2 * folder_bytes(&images)
+        });
+        send(&child, signal);
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(128 + number), "{}", stderr(&o));
+        let err = stderr(&o);
+        assert!(
+            err.contains("not written") && err.contains("vectors.npy"),
+            "{err}"
+        );
+        assert!(
+            names_in(out.path()).is_empty(),
+            "{:?}",
+            names_in(out.path())
+        );
+    }
+}
+
 /// An interrupted index run says so, and what it leaves: an index that
 /// works, lock released, which the next run finishes.
 #[test]

@@ -202,6 +202,7 @@ impl Sink {
                 let staged_listing = staged_listing(listed.as_deref(), &inputs)?;
                 write_npy(&path, &vectors, dim)?;
                 staged_listing.map(commit).transpose()?;
+                crate::output::written(&path);
                 (path, inputs, listed)
             }
             Sink::Grids { npy, inputs, .. } => {
@@ -343,7 +344,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 dim,
             }
         }
-        (Some(p), _) => Sink::Npy(p.clone(), Vec::new()),
+        (Some(p), _) => {
+            crate::output::will_write(p);
+            Sink::Npy(p.clone(), Vec::new())
+        }
         (None, true) => Sink::Json,
         (None, false) => Sink::Human,
     };
