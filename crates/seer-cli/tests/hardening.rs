@@ -1019,3 +1019,23 @@ fn empty_search_texts_are_usage_errors() {
         );
     }
 }
+
+/// `--encoding` applies to the files a run embeds: a run over unchanged files
+/// re-encodes nothing, and says so rather than nothing at all.
+#[test]
+fn an_encoding_that_changes_nothing_stored_says_so() {
+    let photos = photo_folder(2);
+    let idx = tempfile::tempdir().unwrap();
+    let m = model("openclip-vit");
+    let args = index_args(photos.path(), &m);
+    ok(seer(idx.path(), &args));
+    let o = seer(idx.path(), &[&args[..], &["--encoding", "int8"]].concat());
+    assert!(
+        stderr(&o).contains("warning: --encoding int8 applies to the files this run embeds; 2 vectors stored before keep their encoding"),
+        "{}",
+        stderr(&o)
+    );
+    // The encoding they have: no word.
+    let o = seer(idx.path(), &[&args[..], &["--encoding", "f16"]].concat());
+    assert!(!stderr(&o).contains("--encoding"), "{}", stderr(&o));
+}

@@ -1115,6 +1115,19 @@ impl Store {
         Ok(out)
     }
 
+    /// How many of `model`'s vectors are stored in an encoding other than
+    /// `encoding` (a run's `--encoding` applies to what it embeds only).
+    pub fn vectors_not_in(&self, model: &ModelInfo, encoding: Encoding) -> Result<usize> {
+        self.conn
+            .query_row(
+                "SELECT COUNT(*) FROM embeddings WHERE model_id = ?1 AND encoding != ?2",
+                params![model.id, encoding.code()],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as usize)
+            .map_err(|e| self.db(e))
+    }
+
     /// The stored vector of file `id` (for files a search found by their words,
     /// when the vectors are not in memory).
     pub fn vector_of_id(&self, id: i64, model: &ModelInfo) -> Result<Option<Vec<f32>>> {

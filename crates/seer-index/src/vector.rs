@@ -13,6 +13,15 @@ pub enum Encoding {
 }
 
 impl Encoding {
+    /// As `--encoding` takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::F32 => "f32",
+            Self::F16 => "f16",
+            Self::Int8 => "int8",
+        }
+    }
+
     pub fn parse(s: &str) -> Option<Self> {
         match s.to_ascii_lowercase().as_str() {
             "f32" => Some(Self::F32),

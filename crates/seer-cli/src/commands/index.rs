@@ -40,9 +40,10 @@ pub struct Args {
     hidden: bool,
     #[command(flatten)]
     video: VideoArgs,
-    /// How vectors are stored: f16 (default), f32 or int8.
-    #[arg(long, default_value = "f16", value_parser = parse_encoding)]
-    encoding: Encoding,
+    /// How vectors are stored: f16 (default), f32 or int8. Applies to the
+    /// files this run embeds; vectors stored before keep their encoding.
+    #[arg(long, value_parser = parse_encoding)]
+    encoding: Option<Encoding>,
     /// Print a JSON summary.
     #[arg(long)]
     json: bool,
@@ -180,7 +181,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let options = IndexOptions {
             roots: roots.clone(),
             include_hidden: args.hidden,
-            encoding: args.encoding,
+            encoding: args.encoding.unwrap_or(Encoding::F16),
             embed: args.run.embed_options(true)?,
             ann_threshold: args.ann.ann_threshold,
             videos: videos.clone(),
@@ -206,6 +207,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         pb.finish_and_clear();
         report(&dir, &summary, args.json)?;
         failed += summary.failed;
+        if let Some(encoding) = args.encoding {
+            warn_other_encodings(&store, &loaded.id, encoding)?;
+        }
     }
     // Captions: those asked for, or on a bare re-run every caption model the
     // index holds (photos added since get theirs).
@@ -243,6 +247,25 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// An asked-for `--encoding` changes nothing already stored: says so where
+/// the model has vectors in another encoding (an unchanged file is not
+/// embedded again, so a run over the same files re-encodes nothing).
+fn warn_other_encodings(store: &Store, model: &str, encoding: Encoding) -> anyhow::Result<()> {
+    let Ok(info) = store.choose_model(Some(model)) else {
+        return Ok(());
+    };
+    let others = store.vectors_not_in(&info, encoding)?;
+    if others > 0 {
+        diag!(
+            "warning: --encoding {} applies to the files this run embeds; {others} vector{} stored before keep{} their encoding (to change them all, index into a new index folder)",
+            encoding.name(),
+            if others == 1 { "" } else { "s" },
+            if others == 1 { "s" } else { "" },
+        );
+    }
+    Ok(())
 }
 
 /// The index's update lock; with `wait`, waits for another run holding it.
