@@ -321,6 +321,8 @@ pub struct Calibration {
     /// (false matches, unless the collection really holds duplicates).
     pub distinct_pairs: usize,
     pub distinct_above: usize,
+    /// The highest of those similarities; -1 (the lowest a cosine can be)
+    /// where there are no pairs (one photo sampled).
     pub distinct_max: f32,
 }
 
@@ -484,7 +486,9 @@ pub fn measure(
         duplicate_p1: threshold,
         distinct_pairs: distinct.len(),
         distinct_above: distinct.iter().filter(|&&s| s >= threshold).count(),
-        distinct_max: distinct.iter().copied().fold(f32::NEG_INFINITY, f32::max),
+        // -1 where there is no pair: -inf would be stored as JSON's null,
+        // which would not read back.
+        distinct_max: distinct.iter().copied().fold(-1.0, f32::max),
     };
     Ok(calibration)
 }
@@ -731,5 +735,33 @@ mod tests {
         };
         let c = measure(model.image().unwrap(), &photos, 12, &options, whole).unwrap();
         assert_eq!(c.images, 12);
+
+        // One photo: no pair of different photos, and a threshold that is
+        // remembered and read back (an infinite highest score was not).
+        let one = measure(
+            model.image().unwrap(),
+            &photos,
+            1,
+            &options,
+            Watch::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            (one.images, one.distinct_pairs, one.distinct_max),
+            (1, 0, -1.0)
+        );
+        let index = tempfile::tempdir().unwrap();
+        let mut store = Store::open(index.path()).unwrap();
+        let info = ModelInfo {
+            id: 1,
+            name: "m".into(),
+            dim: 3,
+            vectors: 0,
+        };
+        store_calibration(&mut store, &info, &one).unwrap();
+        let read = stored_calibration(&store, &info)
+            .unwrap()
+            .expect("read back");
+        assert_eq!(read.threshold, one.threshold);
     }
 }

@@ -95,9 +95,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     "warning: {e}; the threshold was not remembered and is measured again next time"
                 );
             }
+            let distinct = match c.distinct_pairs {
+                0 => "no pairs of different photos to compare (sample more than one)".to_string(),
+                n => format!(
+                    "{} of {n} pairs of different photos score above it (highest {:.4})",
+                    c.distinct_above, c.distinct_max
+                ),
+            };
+            let photos = if c.images == 1 { "photo" } else { "photos" };
             diag!(
-                "threshold {:.4}: catches 99% of {} altered copies of {} photos (median similarity {:.4}); {} of {} pairs of different photos score above it (highest {:.4})",
-                c.threshold, c.duplicate_pairs, c.images, c.duplicate_median, c.distinct_above, c.distinct_pairs, c.distinct_max
+                "threshold {:.4}: catches 99% of {} altered copies of {} {photos} (median similarity {:.4}); {distinct}",
+                c.threshold, c.duplicate_pairs, c.images, c.duplicate_median
             );
             c.threshold
         }

@@ -75,7 +75,8 @@ class DuplicateThreshold:
     copies_median: float
     #: Pairs of different sampled photos, how many of them score at or above
     #: ``threshold`` (false matches, unless the photos really are
-    #: duplicates), and the highest of their similarities.
+    #: duplicates), and the highest of their similarities (-1 where there is
+    #: no pair: one photo measured).
     distinct_pairs: int
     distinct_above: int
     distinct_max: float
