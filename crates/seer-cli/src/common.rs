@@ -69,7 +69,7 @@ pub struct RunArgs {
     pub batch_size: usize,
     /// Refuse images with more pixels than this (decompression-bomb guard;
     /// default 178956970, `serve` 50000000).
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one_pixel)]
     pub max_pixels: Option<u64>,
 }
 
@@ -332,6 +332,15 @@ pub fn words(text: &str) -> Result<String, String> {
     match text.trim().is_empty() {
         true => Err("is empty: give some words (or leave it out)".into()),
         false => Ok(text.to_string()),
+    }
+}
+
+/// clap's parser for a pixel budget: 0 would refuse every image.
+pub fn at_least_one_pixel(text: &str) -> Result<u64, String> {
+    match text.trim().parse::<u64>() {
+        Ok(0) => Err("must be at least 1 (0 would refuse every image)".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err("must be a whole number of pixels, at least 1".into()),
     }
 }
 

@@ -986,6 +986,10 @@ fn counts_of_zero_are_usage_errors() {
         (vec!["dupes", "--sample", "0"], "--sample"),
         (vec!["dupes", "--neighbours", "0"], "--neighbours"),
         (vec!["serve", "--model", &m, "--queue", "0"], "--queue"),
+        (
+            vec!["embed", "--image", &image, "--max-pixels", "0"],
+            "--max-pixels",
+        ),
     ] {
         let o = seer(idx.path(), &args);
         let said = stderr(&o);
