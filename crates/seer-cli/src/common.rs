@@ -1,6 +1,6 @@
 //! Options every model-using command shares, and turning them into a loaded model.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
@@ -193,6 +193,60 @@ fn default_index_dir() -> PathBuf {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
         .unwrap_or_else(|| PathBuf::from("."));
     data.join("seer").join("index")
+}
+
+/// An index folder a command (`index`, `import`) may create as it opens it
+/// for writing: where the command fails before anything is stored (nothing to
+/// index, a folder that does not exist, a refused import), the empty index it
+/// made is removed again, so a mistyped command leaves nothing behind.
+pub struct IndexCreatedHere {
+    dir: PathBuf,
+    /// Whether the folder, and the database in it, were there before.
+    had_dir: bool,
+    had_index: bool,
+}
+
+/// The files an index folder holds while it is empty (the database, its
+/// write-ahead log and shared memory, and the lock).
+const EMPTY_INDEX_FILES: &[&str] = &[
+    "index.sqlite",
+    "index.sqlite-wal",
+    "index.sqlite-shm",
+    "index.lock",
+];
+
+impl IndexCreatedHere {
+    /// Notes what `dir` holds before the command opens it.
+    pub fn note(dir: &Path) -> Self {
+        IndexCreatedHere {
+            dir: dir.to_path_buf(),
+            had_dir: dir.exists(),
+            had_index: dir.join("index.sqlite").exists(),
+        }
+    }
+
+    /// After the command failed: removes the index it created, if it holds
+    /// nothing (no file, root or model), and the folder, if it made it and
+    /// it is empty now. Anything else stays, as do indexes that were there.
+    pub fn remove_if_failed_empty(&self) {
+        if self.had_index {
+            return;
+        }
+        let empty = seer_index::Store::open_read_only(&self.dir).is_ok_and(|store| {
+            store.file_count().is_ok_and(|n| n == 0)
+                && store.roots().is_ok_and(|r| r.is_empty())
+                && store.models().is_ok_and(|m| m.is_empty())
+        });
+        if !empty {
+            return;
+        }
+        for name in EMPTY_INDEX_FILES {
+            let _ = std::fs::remove_file(self.dir.join(name));
+        }
+        if !self.had_dir {
+            let _ = std::fs::remove_dir(&self.dir);
+        }
+    }
 }
 
 /// The most threads `--threads` takes.

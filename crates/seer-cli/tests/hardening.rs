@@ -1043,3 +1043,37 @@ fn an_encoding_that_changes_nothing_stored_says_so() {
     let o = seer(idx.path(), &[&args[..], &["--encoding", "f16"]].concat());
     assert!(!stderr(&o).contains("--encoding"), "{}", stderr(&o));
 }
+
+/// A command that fails before storing anything (nothing to index, a folder
+/// that does not exist, a refused import) leaves no empty index behind; an
+/// index that was there stays as it was.
+#[test]
+fn a_failed_first_run_leaves_no_empty_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = model("openclip-vit");
+    let missing = dir.path().join("no-such-folder");
+    let empty_exchange = dir.path().join("exchange");
+    std::fs::create_dir(&empty_exchange).unwrap();
+    let runs: [Vec<&str>; 3] = [
+        vec!["index"],
+        vec!["index", missing.to_str().unwrap(), "--model", &m],
+        vec!["import", empty_exchange.to_str().unwrap(), "--model", &m],
+    ];
+    for args in &runs {
+        let index = dir.path().join("index");
+        let o = seer(&index, args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(
+            !index.exists(),
+            "{args:?} left {:?}",
+            std::fs::read_dir(&index).map(|d| d.count())
+        );
+    }
+    // An existing index is left alone by a failed run.
+    let photos = photo_folder(1);
+    let index = dir.path().join("kept");
+    ok(seer(&index, &index_args(photos.path(), &m)));
+    let o = seer(&index, &["index", missing.to_str().unwrap(), "--model", &m]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_eq!(status(&index)["models"][0]["vectors"], 1);
+}

@@ -9,7 +9,7 @@ use seer_index::exchange;
 use seer_index::npy::Dtype;
 use seer_index::{Encoding, Store};
 
-use crate::common::index_dir;
+use crate::common::{index_dir, IndexCreatedHere};
 
 #[derive(clap::Args)]
 pub struct ExportArgs {
@@ -73,6 +73,16 @@ pub fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
+    let created = IndexCreatedHere::note(&index_dir(&args.index));
+    let result = import_into(args);
+    if result.is_err() {
+        created.remove_if_failed_empty();
+    }
+    result
+}
+
+/// `seer import`'s work (see [`import`]).
+fn import_into(args: ImportArgs) -> anyhow::Result<ExitCode> {
     let mut store = Store::open(&index_dir(&args.index))?;
     let name = seer_hub::model_key(&args.model);
     let dim = match store.models()?.into_iter().find(|m| m.name == name) {

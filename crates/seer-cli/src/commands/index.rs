@@ -9,7 +9,7 @@ use anyhow::Context;
 use seer_index::pathcodec::{display_text, to_path};
 use seer_index::{CaptionOptions, Encoding, IndexError, IndexLock, IndexOptions, Progress, Store};
 
-use crate::common::{index_dir, AnnArgs, RunArgs, DEFAULT_MODEL};
+use crate::common::{index_dir, AnnArgs, IndexCreatedHere, RunArgs, DEFAULT_MODEL};
 use crate::output::progress;
 
 #[derive(clap::Args)]
@@ -128,6 +128,16 @@ pub fn parse_encoding(s: &str) -> Result<Encoding, String> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let created = IndexCreatedHere::note(&index_dir(&args.index));
+    let result = update(args);
+    if result.is_err() {
+        created.remove_if_failed_empty();
+    }
+    result
+}
+
+/// `seer index`'s work (see [`run`]).
+fn update(args: Args) -> anyhow::Result<ExitCode> {
     let dir = index_dir(&args.index);
     if args.rebuild_graph {
         // An existing index only: rebuilding must not create an empty one.
