@@ -1077,3 +1077,28 @@ fn a_failed_first_run_leaves_no_empty_index() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert_eq!(status(&index)["models"][0]["vectors"], 1);
 }
+
+/// `--index` naming a file is said to be one, by reading and writing
+/// commands alike, and the file is left as it was.
+#[test]
+fn an_index_path_that_is_a_file_is_named_as_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("notes.txt");
+    std::fs::write(&file, b"mine").unwrap();
+    let photos = photo_folder(1);
+    let m = model("openclip-vit");
+    for args in [
+        vec!["search", "a cat"],
+        vec!["status"],
+        index_args(photos.path(), &m),
+    ] {
+        let o = seer(&file, &args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(
+            stderr(&o).contains("is a file, not an index folder"),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+    }
+    assert_eq!(std::fs::read(&file).unwrap(), b"mine");
+}

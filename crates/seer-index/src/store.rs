@@ -290,9 +290,23 @@ fn immutable_uri(path: &Path) -> String {
     uri
 }
 
+/// An index path that names something other than a folder (a file given as
+/// `--index` by mistake) is said to be one, rather than "no index here yet"
+/// (reading) or the operating system's "File exists" (writing).
+fn refuse_a_non_folder(dir: &Path) -> Result<()> {
+    match std::fs::metadata(dir) {
+        Ok(meta) if !meta.is_dir() => Err(IndexError::File {
+            path: dir.to_path_buf(),
+            message: "is a file, not an index folder; give a folder for --index".into(),
+        }),
+        _ => Ok(()),
+    }
+}
+
 impl Store {
     /// Opens (creating if needed) the index in `dir`.
     pub fn open(dir: &Path) -> Result<Self> {
+        refuse_a_non_folder(dir)?;
         std::fs::create_dir_all(dir)
             .map_err(|e| IndexError::io_doing(dir, "cannot create the index folder", e))?;
         let path = dir.join(DATABASE_FILE);
@@ -319,6 +333,7 @@ impl Store {
     /// locks), so a full disk does not keep anyone from searching. No writer
     /// can be at work then: it would need that shared memory itself.
     pub fn open_read_only(dir: &Path) -> Result<Self> {
+        refuse_a_non_folder(dir)?;
         let path = dir.join(DATABASE_FILE);
         if !path.is_file() {
             return Err(IndexError::NoIndexYet {
