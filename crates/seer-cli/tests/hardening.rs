@@ -1102,3 +1102,37 @@ fn an_index_path_that_is_a_file_is_named_as_one() {
     }
     assert_eq!(std::fs::read(&file).unwrap(), b"mine");
 }
+
+/// Paths that are not UTF-8 are shown escaped (`\xff`), as file names are,
+/// in the index's errors and summary lines, never with U+FFFD (which names
+/// no file).
+#[cfg(unix)]
+#[test]
+fn folders_that_are_not_utf8_are_shown_escaped() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join(std::ffi::OsStr::from_bytes(b"photos\xff"));
+    std::fs::create_dir(&root).unwrap();
+    let m = model("openclip-vit");
+    let index = dir.path().join("index");
+    let o = seer_command(&index, &["index", "--model", &m])
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("photos\\xff: folder names that are not UTF-8"),
+        "{}",
+        stderr(&o)
+    );
+
+    let photos = photo_folder(1);
+    let index = dir.path().join(std::ffi::OsStr::from_bytes(b"index\xfe"));
+    let o = seer_command(
+        &index,
+        &["index", photos.path().to_str().unwrap(), "--model", &m],
+    )
+    .output()
+    .unwrap();
+    assert!(stdout(&o).contains("index\\xfe: 1 added"), "{}", stdout(&o));
+}

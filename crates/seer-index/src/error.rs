@@ -2,7 +2,10 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
-    #[error("{path}: index database error: {source}")]
+    #[error(
+        "{}: index database error: {source}",
+        crate::pathcodec::display_path(path)
+    )]
     Database {
         path: PathBuf,
         source: rusqlite::Error,
@@ -12,7 +15,7 @@ pub enum IndexError {
     /// grow the database, its log or its shared-memory file. Said in words
     /// rather than as SQLite's code ("disk I/O error: Error code 4874"), so a
     /// user sees that freeing space is the cure.
-    #[error("{path}: {}: {what}", no_room_cause(*.errno))]
+    #[error("{}: {}: {what}", crate::pathcodec::display_path(path), no_room_cause(*.errno))]
     NoSpace {
         path: PathBuf,
         /// The operating system's error, where SQLite recorded one.
@@ -23,18 +26,18 @@ pub enum IndexError {
         source: Box<rusqlite::Error>,
     },
 
-    #[error("{path}: {message}")]
+    #[error("{}: {message}", crate::pathcodec::display_path(path))]
     File { path: PathBuf, message: String },
 
     /// The folder holds no index (yet): nothing was indexed there, or the
     /// first run did not get as far as creating it. Its own variant so that
     /// callers can tell "nothing here" from a damaged index (the server
     /// answers it as a state, not as a failure).
-    #[error("{path}: no index here yet ({hint})")]
+    #[error("{}: no index here yet ({hint})", crate::pathcodec::display_path(path))]
     NoIndexYet { path: PathBuf, hint: &'static str },
 
     /// A file operation failed: `doing` (if any) says which, then the I/O error.
-    #[error("{path}: {}{source}", .doing.map(|d| format!("{d}: ")).unwrap_or_default())]
+    #[error("{}: {}{source}", crate::pathcodec::display_path(path), .doing.map(|d| format!("{d}: ")).unwrap_or_default())]
     Io {
         path: PathBuf,
         doing: Option<&'static str>,
@@ -42,26 +45,26 @@ pub enum IndexError {
         source: std::io::Error,
     },
 
-    #[error("the index at {index} has no vectors for model '{model}' (it has: {available}); index with that model first, or pass --model with one of those")]
+    #[error("the index at {} has no vectors for model '{model}' (it has: {available}); index with that model first, or pass --model with one of those", crate::pathcodec::display_path(index))]
     ModelMismatch {
         index: PathBuf,
         model: String,
         available: String,
     },
 
-    #[error("the index at {0} holds vectors of several models ({1}); choose one with --model")]
+    #[error("the index at {} holds vectors of several models ({}); choose one with --model", crate::pathcodec::display_path(.0), .1)]
     AmbiguousModel(PathBuf, String),
 
     #[error("{0}")]
     Invalid(String),
 
-    #[error("the index at {} is being updated by {}; wait for it to finish (or pass --wait), or stop it", index.display(), holder.as_ref().map_or_else(|| "another process".to_string(), |h| h.to_string()))]
+    #[error("the index at {} is being updated by {}; wait for it to finish (or pass --wait), or stop it", crate::pathcodec::display_path(index), holder.as_ref().map_or_else(|| "another process".to_string(), |h| h.to_string()))]
     Busy {
         index: PathBuf,
         holder: Option<crate::lock::Holder>,
     },
 
-    #[error("{}: holds {found}-d vectors, but model '{model}' makes {expected}-d vectors; import them with the model that made them", path.display())]
+    #[error("{}: holds {found}-d vectors, but model '{model}' makes {expected}-d vectors; import them with the model that made them", crate::pathcodec::display_path(path))]
     DimensionMismatch {
         path: PathBuf,
         model: String,

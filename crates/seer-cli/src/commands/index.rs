@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use seer_index::pathcodec::{display_text, to_path};
+use seer_index::pathcodec::{display_path, display_text, to_path};
 use seer_index::{CaptionOptions, Encoding, IndexError, IndexLock, IndexOptions, Progress, Store};
 
 use crate::common::{index_dir, AnnArgs, IndexCreatedHere, RunArgs, DEFAULT_MODEL};
@@ -378,7 +378,7 @@ fn report(
     } else {
         out!(
             "{}: {} added{}, {} unchanged, {} moved, {} copies, {} touched, {} removed, {} failed ({} still failing) in {:.1}s",
-            dir.display(),
+            display_path(dir),
             summary.added,
             match summary.video_frames {
                 0 => String::new(),
@@ -438,7 +438,7 @@ fn report_captions(
     } else {
         out!(
             "{}: captions by {}: {} captioned, {} reused, {} unchanged, {} failed in {:.1}s",
-            dir.display(),
+            display_path(dir),
             summary.caption_model,
             summary.captioned,
             summary.reused,
