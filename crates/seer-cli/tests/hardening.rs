@@ -1136,3 +1136,43 @@ fn folders_that_are_not_utf8_are_shown_escaped() {
     .unwrap();
     assert!(stdout(&o).contains("index\\xfe: 1 added"), "{}", stdout(&o));
 }
+
+/// `seer index --forget FOLDER` takes a folder indexed by mistake out of the
+/// index (its files, and the folder from the runs after), leaving the disk
+/// and the other folders as they were; a folder that is not indexed is
+/// refused by name, and a missing index is not created.
+#[test]
+fn a_folder_indexed_by_mistake_can_be_forgotten() {
+    let keep = photo_folder(2);
+    let mistake = photo_folder(3);
+    let idx = tempfile::tempdir().unwrap();
+    let m = model("openclip-vit");
+    ok(seer(idx.path(), &index_args(keep.path(), &m)));
+    ok(seer(idx.path(), &index_args(mistake.path(), &m)));
+    assert_eq!(status(idx.path())["models"][0]["vectors"], 5);
+
+    let forget = ["index", "--forget", mistake.path().to_str().unwrap()];
+    let said = json_lines(&ok(seer(idx.path(), &[&forget[..], &["--json"]].concat())));
+    assert_eq!(said[0]["files"], 3, "{said:?}");
+    assert_eq!(status(idx.path())["models"][0]["vectors"], 2);
+    assert_eq!(std::fs::read_dir(mistake.path()).unwrap().count(), 3);
+    // A bare run walks the folders left: nothing comes back.
+    let again = summary(&seer(idx.path(), &["index", "--json"]));
+    assert_eq!(
+        (again["added"].as_u64(), again["skipped"].as_u64()),
+        (Some(0), Some(2))
+    );
+
+    let o = seer(idx.path(), &forget);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("is not an indexed folder (indexed: "),
+        "{}",
+        stderr(&o)
+    );
+    let none = tempfile::tempdir().unwrap();
+    let o = seer(&none.path().join("index"), &forget);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("no index here yet"), "{}", stderr(&o));
+    assert!(!none.path().join("index").exists());
+}

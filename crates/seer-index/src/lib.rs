@@ -12,6 +12,7 @@ pub mod dupes;
 pub mod error;
 pub mod exchange;
 pub mod find;
+pub mod forget;
 pub mod hybrid;
 pub mod indexer;
 pub mod lock;
@@ -34,6 +35,7 @@ pub mod words;
 
 pub use captions::{caption_locked, CaptionOptions, CaptionSummary};
 pub use error::{IndexError, Result};
+pub use forget::{forget_folder, Forgotten};
 pub use hybrid::{Found, SearchMode};
 pub use indexer::{index, index_locked, IndexOptions, IndexSummary, Progress};
 pub use lock::IndexLock;

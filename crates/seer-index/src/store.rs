@@ -1218,6 +1218,12 @@ pub mod write {
         Ok(tx.last_insert_rowid())
     }
 
+    /// Removes `root` from the index's folders (its files are the caller's).
+    pub fn remove_root(tx: &Transaction, root: &str) -> rusqlite::Result<()> {
+        tx.execute("DELETE FROM roots WHERE path = ?1", [root])
+            .map(|_| ())
+    }
+
     pub fn add_root(tx: &Transaction, root: &str) -> rusqlite::Result<()> {
         tx.execute("INSERT OR IGNORE INTO roots (path) VALUES (?1)", [root])
             .map(|_| ())

@@ -59,6 +59,12 @@ pub struct Args {
     /// would make it one).
     #[arg(long, conflicts_with_all = ["paths", "caption_model"])]
     rebuild_graph: bool,
+    /// Only forget this indexed folder (repeatable): it leaves the index's
+    /// folders, and its files leave the index with their vectors, frames and
+    /// captions (the files on disk are not touched). Nothing is walked or
+    /// embedded.
+    #[arg(long, value_name = "FOLDER", conflicts_with_all = ["paths", "caption_model", "rebuild_graph"])]
+    forget: Vec<PathBuf>,
 }
 
 /// How videos are sampled (they need ffmpeg; without it they wait for a
@@ -139,6 +145,27 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 /// `seer index`'s work (see [`run`]).
 fn update(args: Args) -> anyhow::Result<ExitCode> {
     let dir = index_dir(&args.index);
+    if !args.forget.is_empty() {
+        // An existing index only: forgetting must not create an empty one.
+        Store::open_read_only(&dir)?;
+        let mut store = Store::open(&dir)?;
+        let lock = lock(&dir, args.wait)?;
+        for folder in &args.forget {
+            let forgotten =
+                seer_index::forget_folder(&mut store, &lock, folder, args.ann.ann_threshold)?;
+            match args.json {
+                true => out!("{}", serde_json::to_string(&forgotten)?)?,
+                false => out!(
+                    "{}: forgot {}: {} file{} left the index (the files on disk are untouched)",
+                    display_path(&dir),
+                    forgotten.folder,
+                    forgotten.files,
+                    if forgotten.files == 1 { "" } else { "s" }
+                )?,
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     if args.rebuild_graph {
         // An existing index only: rebuilding must not create an empty one.
         let store = Store::open_read_only(&dir)?;
