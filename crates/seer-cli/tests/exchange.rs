@@ -1,7 +1,7 @@
 //! `seer import` and `seer export` as users run them: raw (unnormalised)
 //! embeddings, refused shards that leave the index as it was, exports into a
-//! folder holding an earlier export, float64 and big-endian `.npy` files, and
-//! the error for an integer one.
+//! folder holding an earlier export, float64 and big-endian `.npy` files, the
+//! error for an integer one, and video frames carried by an export.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -350,4 +350,109 @@ fn a_shard_larger_than_a_read_is_refused_when_cut_and_imported_whole() {
         (Some(ROWS as u64 + 1), Some(2))
     );
     assert_eq!(vectors(idx.path()), Some(ROWS as u64 + 4));
+}
+
+mod common;
+
+/// Runs `seer ARGS` on `index` and parses its one JSON line.
+fn json_of(index: &Path, args: &[&str]) -> serde_json::Value {
+    serde_json::from_str(ok(seer(index, args)).trim()).unwrap()
+}
+
+/// An export carries the videos' frames (`frames/`): imported, a video is
+/// found at the same frame and time as in the index it came from, and the
+/// next `seer index` keeps its frames instead of sampling it again. A frame
+/// of a path the export's metadata does not name is refused by row, and the
+/// index is left as it was.
+#[test]
+fn video_frames_travel_with_an_export() {
+    common::video::need_ffmpeg();
+    let media = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        common::video::fixture("colors.mkv"),
+        media.path().join("colors.mkv"),
+    )
+    .unwrap();
+    let pictures = tempfile::tempdir().unwrap();
+    let yellow = common::video::solid_png(pictures.path(), [255, 255, 0]);
+    std::fs::copy(&yellow, media.path().join("yellow.png")).unwrap();
+    let index = tempfile::tempdir().unwrap();
+    let m = model();
+    let folder = media.path().to_str().unwrap();
+    ok(seer(index.path(), &["index", folder, "--model", &m]));
+
+    let out = tempfile::tempdir().unwrap();
+    let exported = json_of(
+        index.path(),
+        &["export", "--out", out.path().to_str().unwrap(), "--json"],
+    );
+    assert_eq!(
+        (exported["rows"].as_u64(), exported["frames"].as_u64()),
+        (Some(2), Some(3))
+    );
+    let copy = tempfile::tempdir().unwrap();
+    let imported: serde_json::Value =
+        serde_json::from_str(ok(import(copy.path(), out.path())).trim()).unwrap();
+    assert_eq!(imported["frames"], 3, "{imported}");
+    let counts = &status(copy.path())["models"][0];
+    assert_eq!(
+        (counts["videos"].as_u64(), counts["frames"].as_u64()),
+        (Some(1), Some(3))
+    );
+
+    let search = |index: &Path| -> Vec<(String, Option<f64>)> {
+        let text = ok(seer(
+            index,
+            &["search", "--image", yellow.to_str().unwrap(), "--json"],
+        ));
+        text.lines()
+            .map(|l| {
+                let hit: serde_json::Value = serde_json::from_str(l).unwrap();
+                (
+                    hit["path"].as_str().unwrap().to_string(),
+                    hit["time"].as_f64(),
+                )
+            })
+            .collect()
+    };
+    let found = search(copy.path());
+    assert_eq!(found, search(index.path()));
+    assert!(
+        found
+            .iter()
+            .any(|(p, t)| p.ends_with("colors.mkv") && t.is_some()),
+        "{found:?}"
+    );
+    let again = json_of(copy.path(), &["index", folder, "--model", &m, "--json"]);
+    assert_eq!(
+        (again["added"].as_u64(), again["video_frames"].as_u64()),
+        (Some(0), Some(0)),
+        "{again}"
+    );
+
+    // The frames of one export with another's files: their video is named by
+    // no row of img_emb/metadata.
+    std::fs::remove_file(media.path().join("colors.mkv")).unwrap();
+    let photos_only = tempfile::tempdir().unwrap();
+    let index2 = tempfile::tempdir().unwrap();
+    ok(seer(index2.path(), &["index", folder, "--model", &m]));
+    ok(seer(
+        index2.path(),
+        &["export", "--out", photos_only.path().to_str().unwrap()],
+    ));
+    for file in ["frames/frames_0.npy", "frames/frames_0.parquet"] {
+        std::fs::create_dir_all(photos_only.path().join("frames")).unwrap();
+        std::fs::copy(out.path().join(file), photos_only.path().join(file)).unwrap();
+    }
+    let refused = tempfile::tempdir().unwrap();
+    let o = import(refused.path(), photos_only.path());
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("frames_0.parquet: row 0: a frame of ")
+            && stderr(&o).contains("colors.mkv, which no row of img_emb/metadata names"),
+        "{}",
+        stderr(&o)
+    );
+    // A refused first import leaves no index.
+    assert!(!refused.path().join("index.sqlite").exists());
 }

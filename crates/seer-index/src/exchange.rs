@@ -2,6 +2,8 @@
 //! `img_emb/img_emb_{i}.npy` (row-aligned embeddings) and
 //! `metadata/metadata_{i}.parquet` (an `image_path` column).
 //!
+//! Video frames travel beside it, in `frames/` (see [`frames`]).
+//!
 //! Sharded embedding (`seer embed --shards`) writes the same layout, one
 //! output shard per input shard, plus `errors/errors_{i}.parquet` naming every
 //! sample that could not be embedded, so each input key is accounted for
@@ -29,6 +31,8 @@ use crate::npy::{self, Dtype};
 use crate::store::{write, FileRecord, ModelInfo, Store};
 use crate::vector::Encoding;
 
+mod frames;
+
 /// Column names accepted for the image path on import, in order of preference.
 const PATH_COLUMNS: &[&str] = &["image_path", "path", "filepath", "url"];
 
@@ -47,6 +51,8 @@ pub struct ExchangeSummary {
     /// Import: rows whose image path an earlier row of the import had (the
     /// path is stored once, with the later row's vector).
     pub duplicates: usize,
+    /// Video frames written or stored (`frames/`, see [`frames`]).
+    pub frames: usize,
 }
 
 /// Writes the model's vectors (one shard) into `out`. A folder already
@@ -87,6 +93,9 @@ pub fn export(
     for dir in [&emb_dir, &meta_dir] {
         std::fs::create_dir_all(dir).map_err(|e| IndexError::io(dir, e))?;
     }
+    // The frames before the files an import starts from: a failure between
+    // leaves frames that no import reads without those files.
+    let frames = frames::export(store, model, out, dtype)?;
     let rows: Vec<Vec<f32>> = (0..vectors.len())
         .map(|i| vectors.row(i).to_vec())
         .collect();
@@ -107,6 +116,7 @@ pub fn export(
         shards: 1,
         dim: vectors.dim,
         duplicates: 0,
+        frames,
     })
 }
 
@@ -262,14 +272,17 @@ pub fn shard_complete(out: &Path, number: usize) -> bool {
 
 /// The files of this layout in `out`, as [`export`] and [`write_shard`] name
 /// them (`img_emb/img_emb_N.npy`, `metadata/metadata_N.parquet`,
-/// `errors/errors_N.parquet`, `errors/empty_N`), embeddings first; other
-/// files are not the layout's and are left alone.
+/// `errors/errors_N.parquet`, `errors/empty_N`, `frames/frames_N.npy` and
+/// `.parquet`), embeddings first; other files are not the layout's and are
+/// left alone.
 pub fn layout_files(out: &Path) -> Result<Vec<std::path::PathBuf>> {
-    const KINDS: [(&str, &str, &str); 4] = [
+    const KINDS: [(&str, &str, &str); 6] = [
         ("img_emb", "img_emb_", ".npy"),
         ("metadata", "metadata_", ".parquet"),
         ("errors", "errors_", ".parquet"),
         ("errors", "empty_", ""),
+        (frames::FOLDER, "frames_", ".npy"),
+        (frames::FOLDER, "frames_", ".parquet"),
     ];
     let mut found = Vec::new();
     for (sub, prefix, suffix) in KINDS {
@@ -581,6 +594,10 @@ pub fn import_in_chunks(
     for &shard in &shards {
         open_shard(dir, shard, model_name, model_dim, chunk_bytes)?;
     }
+    let frame_shards = frames::shards(dir)?;
+    for &shard in &frame_shards {
+        frames::FrameShard::open(dir, shard, model_name, model_dim, chunk_bytes)?;
+    }
     let mut summary = ExchangeSummary {
         dim: model_dim,
         ..Default::default()
@@ -615,6 +632,18 @@ pub fn import_in_chunks(
         }
         summary.rows += rows;
         summary.shards += 1;
+    }
+    // Frames of the videos just stored (a video's earlier frames of this
+    // model are replaced by the import's).
+    let mut cleared = std::collections::HashSet::new();
+    let stored_as = frames::StoredAs {
+        model_id,
+        dim: model_dim,
+        encoding,
+    };
+    for shard in frame_shards {
+        let shard = frames::FrameShard::open(dir, shard, model_name, model_dim, chunk_bytes)?;
+        summary.frames += shard.store(&tx, &stored_as, &stored, &mut cleared, &db_error)?;
     }
     write::bump_generation(&tx).map_err(&db_error)?;
     tx.commit().map_err(&db_error)?;

@@ -1193,7 +1193,7 @@ impl Store {
 /// Writes inside one transaction. Kept free of `Store` so the indexer can hold a
 /// transaction while reading nothing else.
 pub mod write {
-    pub use super::frames::{forget_videos, put_frames};
+    pub use super::frames::{clear_frames, forget_videos, put_frame, put_frames};
     use super::*;
 
     pub fn model_id(tx: &Transaction, name: &str, dim: usize) -> rusqlite::Result<i64> {
@@ -1216,6 +1216,12 @@ pub mod write {
             params![name, dim as i64],
         )?;
         Ok(tx.last_insert_rowid())
+    }
+
+    /// The id of the file at stored path `path`, if the index has it.
+    pub fn id_of_path(tx: &Transaction, path: &str) -> rusqlite::Result<Option<i64>> {
+        tx.query_row("SELECT id FROM files WHERE path = ?1", [path], |r| r.get(0))
+            .optional()
     }
 
     /// Removes `root` from the index's folders (its files are the caller's).

@@ -304,3 +304,44 @@ def test_vectors_are_the_index_s_as_seer_export_writes_them(
     by_path = dict(zip(paths, vectors @ vectors[0]))
     for hit in hits:
         assert hit.score == pytest.approx(by_path[hit.path], abs=2e-3)
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="indexing a video needs ffmpeg")
+def test_video_frames_in_an_export_are_read_and_written_by_pyarrow_and_numpy(tmp_path: Path) -> None:
+    """``frames/frames_0.parquet`` (image_path, time) and ``frames_0.npy`` as
+    pyarrow and numpy read them; files they write (f16 rows here) import with
+    the frames, and a time that is no time is refused by row."""
+    import pyarrow as pa
+
+    folder = tmp_path / "media"
+    folder.mkdir()
+    shutil.copy(REPO / "fixtures" / "video" / "clip.mp4", folder / "clip.mp4")
+    shutil.copy(PHOTOS / "rocket.jpg", folder / "rocket.jpg")
+    run("index", "--index", tmp_path / "index", "--model", CLIP_OPENCLIP, folder)
+    out = tmp_path / "out"
+    run("export", "--index", tmp_path / "index", "--out", out)
+    frames = pq.read_table(out / "frames" / "frames_0.parquet")
+    assert frames.schema.field("time").type == pa.float64()
+    assert frames.column("time").to_pylist() == [1.0, 3.0]
+    assert {Path(p).name for p in frames.column("image_path").to_pylist()} == {"clip.mp4"}
+    vectors = np.load(out / "frames" / "frames_0.npy")
+    assert vectors.shape == (2, 16) and vectors.dtype == np.float32
+
+    written = tmp_path / "written"
+    shutil.copytree(out, written)
+    np.save(written / "frames" / "frames_0.npy", vectors.astype(np.float16))
+    pq.write_table(frames, written / "frames" / "frames_0.parquet")
+    run("import", written, "--index", tmp_path / "copy", "--model", CLIP_OPENCLIP)
+    status = json.loads(run("status", "--index", tmp_path / "copy", "--json"))
+    assert (status["models"][0]["videos"], status["models"][0]["frames"]) == (1, 2)
+
+    times = frames.column("time").to_pylist()
+    times[1] = float("nan")
+    pq.write_table(frames.set_column(1, "time", pa.array(times)), written / "frames" / "frames_0.parquet")
+    refused = subprocess.run(
+        [str(SEER_BIN), "import", str(written), "--index", str(tmp_path / "refused"),
+         "--model", str(CLIP_OPENCLIP)],
+        capture_output=True, text=True, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert refused.returncode == 2
+    assert "frames_0.parquet: row 1: time NaN is not a time in seconds" in refused.stderr

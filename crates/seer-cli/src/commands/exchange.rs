@@ -135,8 +135,12 @@ fn report(summary: &exchange::ExchangeSummary, json: bool, what: &str) -> anyhow
                 "; {n} rows named a path an earlier row had (stored once, the later vector)"
             ),
         };
+        let frames = match summary.frames {
+            0 => String::new(),
+            n => format!(", and {n} video frames"),
+        };
         out!(
-            "{what}: {} vectors ({}-d) in {} shard(s){repeated}",
+            "{what}: {} vectors ({}-d) in {} shard(s){frames}{repeated}",
             summary.rows,
             summary.dim,
             summary.shards

@@ -299,6 +299,39 @@ pub fn put_frames(
     Ok(())
 }
 
+/// Adds one frame of `file_id` for `model_id` (an import's row; see
+/// [`clear_frames`]).
+pub fn put_frame(
+    tx: &Transaction,
+    file_id: i64,
+    model_id: i64,
+    encoding: Encoding,
+    time: f64,
+    vector: &[f32],
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO frames (file_id, model_id, time_ms, encoding, vector)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        file_id,
+        model_id,
+        time_ms(time),
+        encoding.code(),
+        encoding.encode(vector)
+    ])
+    .map(|_| ())
+}
+
+/// Removes the frames of `file_id` for `model_id`.
+pub fn clear_frames(tx: &Transaction, file_id: i64, model_id: i64) -> rusqlite::Result<()> {
+    tx.execute(
+        "DELETE FROM frames WHERE file_id = ?1 AND model_id = ?2",
+        params![file_id, model_id],
+    )
+    .map(|_| ())
+}
+
 /// Takes every video's vectors and frames out (of every model), so the next
 /// run samples them again; how many videos.
 pub fn forget_videos(tx: &Transaction) -> rusqlite::Result<usize> {
