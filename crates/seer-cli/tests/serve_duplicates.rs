@@ -199,12 +199,37 @@ fn the_first_request_measures_the_threshold_and_seer_dupes_shares_it() {
         "{stderr}"
     );
     assert_eq!(groups_of(&first), groups);
-    let (_, again) = get(&s, "");
+    assert_eq!(c["measured"], true);
+    let (_, mut again) = get(&s, "");
+    assert_eq!(again["calibration"]["measured"], false, "{again}");
+    again["calibration"]["measured"] = true.into();
     assert_eq!(again["calibration"], first["calibration"]);
     // Measured again on request (seer dupes --calibrate measures the same way).
     let (code, remeasured) = get(&s, "?calibrate=true");
     assert_eq!(code, 200, "{remeasured}");
     assert_eq!(remeasured["calibration"]["images"], 10);
+}
+
+/// Requests that arrive while the threshold is being measured wait for it
+/// instead of measuring it again: of several at once, one measures.
+#[test]
+fn concurrent_first_requests_measure_the_threshold_once() {
+    let photos = photos_with_copies();
+    let s = served(photos.path());
+    let answers: Vec<Value> = std::thread::scope(|scope| {
+        let asks: Vec<_> = (0..4).map(|_| scope.spawn(|| get(&s, "").1)).collect();
+        asks.into_iter().map(|a| a.join().unwrap()).collect()
+    });
+    let measured = answers
+        .iter()
+        .filter(|a| a["calibration"]["measured"] == true)
+        .count();
+    assert_eq!(measured, 1, "{answers:?}");
+    let thresholds: Vec<&Value> = answers.iter().map(|a| &a["threshold"]).collect();
+    assert!(
+        thresholds.iter().all(|t| *t == thresholds[0]),
+        "{thresholds:?}"
+    );
 }
 
 #[test]

@@ -85,8 +85,8 @@ pub async fn duplicates(
         let (threshold, calibration) = match params.threshold {
             Some(t) => (t, None),
             None => {
-                let c = threshold_of(&st, &served, &store, model, vectors, calibrate)?;
-                (c.threshold, Some(c))
+                let (c, measured) = threshold_of(&st, &served, &store, model, vectors, calibrate)?;
+                (c.threshold, Some((c, measured)))
             }
         };
         let via = Neighbours::as_searched(&data.searcher, exact);
@@ -122,8 +122,9 @@ pub async fn duplicates(
             "more": total > offset + page.len(),
             "groups": page,
         });
-        if let Some(c) = calibration {
+        if let Some((c, measured)) = calibration {
             answer["calibration"] = json!(c);
+            answer["calibration"]["measured"] = json!(measured);
         }
         Ok(answer)
     })
@@ -134,7 +135,9 @@ pub async fn duplicates(
 
 /// The model's remembered threshold, unless `calibrate`; else measured with
 /// the served model's image tower and remembered (a failure to remember is
-/// logged: the groups still come, and the next request measures again).
+/// logged: the groups still come, and the next request measures again); and
+/// whether this request measured it. One request measures at a time: those
+/// that come meanwhile take its threshold.
 fn threshold_of(
     state: &Arc<AppState>,
     served: &Served,
@@ -142,10 +145,20 @@ fn threshold_of(
     model: &ModelInfo,
     vectors: &VectorSet,
     calibrate: bool,
-) -> ApiResult<Calibration> {
+) -> ApiResult<(Calibration, bool)> {
     if !calibrate {
         if let Some(c) = stored_calibration(store, model)? {
-            return Ok(c);
+            return Ok((c, false));
+        }
+    }
+    let _one_at_a_time = served
+        .measuring_threshold
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    // Measured by the request this one waited for: that threshold.
+    if !calibrate {
+        if let Some(c) = stored_calibration(store, model)? {
+            return Ok((c, false));
         }
     }
     let encoder = served.model.image().map_err(ApiError::bad_request)?;
@@ -174,5 +187,5 @@ fn threshold_of(
         c.threshold,
         c.images
     );
-    Ok(c)
+    Ok((c, true))
 }

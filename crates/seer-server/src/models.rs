@@ -74,6 +74,10 @@ pub struct Served {
     pub batcher: Batcher,
     /// Embeddings of recent `/v1/classify` prompts.
     pub prompts: PromptCache,
+    /// Held while this model's duplicate threshold is measured: requests
+    /// that arrive meanwhile wait for that threshold instead of measuring
+    /// it again (hundreds of embeddings each).
+    pub measuring_threshold: Mutex<()>,
     cache: Mutex<Option<Arc<SearchData>>>,
 }
 
@@ -141,6 +145,7 @@ impl ServedModels {
                     model,
                     batcher,
                     prompts: PromptCache::default(),
+                    measuring_threshold: Mutex::new(()),
                     cache: Mutex::new(None),
                 })
             })

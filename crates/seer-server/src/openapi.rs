@@ -64,7 +64,7 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     (
         "get",
         "/v1/duplicates",
-        "Groups of near-duplicate indexed files as seer dupes finds them, the largest first, a page of k groups at a time (offset; the answer's total, offset and more); each group its size and its first 200 files, each described as a search hit is, with score, its cosine similarity to the group's first. Without threshold the model's remembered one is used, or the first request (or one with calibrate) measures it with the served model on altered copies of up to 100 indexed photos and remembers it (the answer's calibration says how it was measured)",
+        "Groups of near-duplicate indexed files as seer dupes finds them, the largest first, a page of k groups at a time (offset; the answer's total, offset and more); each group its size and its first 200 files, each described as a search hit is, with score, its cosine similarity to the group's first. Without threshold the model's remembered one is used, or the first request (or one with calibrate) measures it with the served model on altered copies of up to 100 indexed photos and remembers it (the answer's calibration says how it was measured, and calibration.measured whether this request measured it: requests that come while another measures wait for its threshold)",
     ),
     (
         "get",
