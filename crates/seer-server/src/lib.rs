@@ -289,7 +289,7 @@ pub fn app_with(models: Vec<LoadedModel>, tasks: TaskModels, config: &ServerConf
 }
 
 /// Serves `models` (the first is the default; see [`app`]) and `tasks` until
-/// Ctrl-C. `on_listening` gets the bound address (the real port when
+/// SIGINT (Ctrl-C) or SIGTERM, then lets requests in flight finish. `on_listening` gets the bound address (the real port when
 /// `config.bind` asks for port 0).
 pub async fn serve(
     models: Vec<LoadedModel>,
@@ -307,6 +307,9 @@ pub async fn serve(
     if !config.bind.ip().is_loopback() && config.token.is_none() {
         return Err(ServeError::TokenRequired(config.bind));
     }
+    // Watched from before the address is announced: a stop sent as soon as
+    // the server says it listens is never taken the default way (killed).
+    let stop = shutdown_signals()?;
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .map_err(|e| ServeError::Bind(config.bind, e))?;
@@ -321,11 +324,62 @@ pub async fn serve(
         // A response the client stops reading gets as long as a request.
         write_timeout: config.request_timeout,
     };
-    listen::serve(listener, app_with(models, tasks, &config), limits, async {
+    listen::serve(listener, app_with(models, tasks, &config), limits, stop).await;
+    Ok(())
+}
+
+/// Completes at the first SIGINT (Ctrl-C) or SIGTERM: both stop the server
+/// gracefully, since service managers (systemd, docker, Kubernetes) stop
+/// services with SIGTERM. A signal the process was started ignoring (a
+/// script's background job) stays ignored, as in every other command.
+#[cfg(unix)]
+fn shutdown_signals() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let watch = |kind: SignalKind| -> std::io::Result<Option<tokio::signal::unix::Signal>> {
+        match ignored_at_start(kind.as_raw_value()) {
+            true => Ok(None),
+            false => signal(kind).map(Some),
+        }
+    };
+    let mut interrupt = watch(SignalKind::interrupt())?;
+    let mut terminate = watch(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = received(interrupt.as_mut()) => {}
+            _ = received(terminate.as_mut()) => {}
+        }
+    })
+}
+
+/// The next `signal`; never for one not watched.
+#[cfg(unix)]
+async fn received(signal: Option<&mut tokio::signal::unix::Signal>) {
+    match signal {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(not(unix))]
+fn shutdown_signals() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    Ok(async {
         let _ = tokio::signal::ctrl_c().await;
     })
-    .await;
-    Ok(())
+}
+
+/// Whether `signal`'s disposition is "ignore", as inherited at exec (no
+/// handler of this process's own is installed before it is asked).
+#[cfg(unix)]
+fn ignored_at_start(signal: i32) -> bool {
+    // SAFETY: reads the disposition only (a null new action changes nothing),
+    // into a zeroed struct of the right type.
+    unsafe {
+        let mut current: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(signal, std::ptr::null(), &mut current) == 0
+            && current.sa_sigaction == libc::SIG_IGN
+    }
 }
 
 /// Bearer token on the API and metrics; the page, its assets and /healthz stay open
