@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::Json;
 use seer_engine::EmbedOptions;
 use seer_index::dupes::{measure_and_remember, stored_calibration, Calibration, Neighbours, Watch};
@@ -18,7 +18,7 @@ use seer_index::{ModelInfo, Store, VectorSet};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{described, flag, page_bounds, AppStateRef};
+use super::{described, flag, page_bounds, AppStateRef, Params};
 use crate::error::{ApiError, ApiResult};
 use crate::models::Served;
 use crate::state::AppState;
@@ -53,7 +53,7 @@ pub struct DuplicatesParams {
 
 pub async fn duplicates(
     State(state): AppStateRef,
-    Query(params): Query<DuplicatesParams>,
+    Params(params): Params<DuplicatesParams>,
 ) -> ApiResult<Json<Value>> {
     let (k, offset) = page_bounds(params.k, params.offset)?;
     if let Some(t) = params.threshold {

@@ -814,6 +814,64 @@ async fn a_form_field_that_is_not_utf8_is_400_not_reinterpreted() {
     }
 }
 
+/// Percent-decoded bytes that are not UTF-8 were read with U+FFFD in their
+/// place, and the search answered 200 for a query nobody wrote.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_query_parameter_that_is_not_utf8_is_400_naming_it() {
+    let f = fixture(8);
+    for (uri, name) in [
+        ("/v1/search?q=%FF%FE", "q"),
+        ("/v1/search?q=red&path=%C3(", "path"),
+        ("/v1/search?q=red&from=2024-01-01%ED%A0%80", "from"),
+        ("/v1/search?q=red&nothing=%FF", "nothing"),
+        ("/v1/duplicates?threshold=0.9%FF", "threshold"),
+        ("/v1/images/1/thumbnail?t=%E2%82", "t"),
+    ] {
+        let answer = get(&f.app, uri).await;
+        assert_eq!(answer.status, 400, "{uri}: {}", answer.body);
+        assert!(
+            error(&answer).contains(&format!("query parameter {name} is not UTF-8")),
+            "{uri}: {}",
+            answer.body
+        );
+    }
+    let answer = get(&f.app, "/v1/search?q=red&%FF=1").await;
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    assert!(
+        error(&answer).contains("name is not UTF-8"),
+        "{}",
+        answer.body
+    );
+    // UTF-8 percent-encoded, `+` for a space, a `%` that encodes nothing.
+    for uri in [
+        "/v1/search?q=%C3%A9t%C3%A9+red",
+        "/v1/search?q=red+100%",
+        "/v1/search?q=red%zz&k=2",
+    ] {
+        let answer = get(&f.app, uri).await;
+        assert_eq!(answer.status, 200, "{uri}: {}", answer.body);
+    }
+}
+
+/// A glob that cannot be compiled is an error about the `path` parameter,
+/// not the command line's `--path`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bad_path_glob_names_the_path_parameter() {
+    let f = fixture(8);
+    let red = f.photos.path().join("red.png");
+    let by_query = get(&f.app, "/v1/search?q=red&path=%5B").await;
+    let by_form = post_form(&f.app, "/v1/search", &[("path", "[")], Some(&red)).await;
+    for answer in [by_query, by_form] {
+        assert_eq!(answer.status, 400, "{}", answer.body);
+        let e = error(&answer);
+        assert!(e.starts_with("path must be a glob"), "{e}");
+        assert!(e.contains("'['") && e.contains("unclosed"), "{e}");
+        assert!(!e.contains("--path"), "{e}");
+    }
+    let good = get(&f.app, "/v1/search?q=red&path=*.png").await;
+    assert_eq!(good.status, 200, "{}", good.body);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_form_field_given_twice_is_400_like_a_repeated_query_parameter() {
     let f = fixture(8);

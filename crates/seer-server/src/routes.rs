@@ -343,6 +343,63 @@ impl Form {
     }
 }
 
+/// Query parameters, each name and value UTF-8 once percent-decoded (as form
+/// fields must be): axum's `Query` puts U+FFFD in place of bad bytes, which
+/// would answer 200 for a query the client never wrote. A parameter not
+/// UTF-8 is 400 naming it; the rest as `Query` answers.
+pub struct Params<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+        check_query_utf8(parts.uri.query().unwrap_or_default()).map_err(|e| e.into_response())?;
+        let Query(params) = Query::<T>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| e.into_response())?;
+        Ok(Params(params))
+    }
+}
+
+/// Refuses a query string whose names or values are not UTF-8 once decoded
+/// (`+` a space, `%XX` a byte; a `%` without two hex digits stays as it is,
+/// as `Query` reads it).
+fn check_query_utf8(query: &str) -> ApiResult<()> {
+    fn decoded(raw: &str) -> Vec<u8> {
+        let hex = |b: Option<&u8>| b.and_then(|&b| (b as char).to_digit(16));
+        let bytes = raw.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            match (bytes[i], hex(bytes.get(i + 1)), hex(bytes.get(i + 2))) {
+                (b'%', Some(high), Some(low)) => {
+                    out.push((high * 16 + low) as u8);
+                    i += 3;
+                    continue;
+                }
+                (b'+', ..) => out.push(b' '),
+                (b, ..) => out.push(b),
+            }
+            i += 1;
+        }
+        out
+    }
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let Ok(name) = String::from_utf8(decoded(name)) else {
+            return Err(ApiError::bad_request(
+                "a query parameter's name is not UTF-8 text",
+            ));
+        };
+        if std::str::from_utf8(&decoded(value)).is_err() {
+            return Err(ApiError::bad_request(format!(
+                "query parameter {name} is not UTF-8 text"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// A `multipart/form-data` body. Any other content type (JSON, urlencoded,
 /// none) is 415 naming the one expected; a multipart body that cannot be read
 /// (no boundary, a malformed part) stays 400.
@@ -896,7 +953,7 @@ fn min_score(value: Option<f32>) -> ApiResult<Option<f32>> {
 
 pub async fn search_get(
     State(state): AppStateRef,
-    Query(params): Query<SearchParams>,
+    Params(params): Params<SearchParams>,
 ) -> ApiResult<Json<Value>> {
     run_search(&state, params, None).await
 }
@@ -924,6 +981,24 @@ pub async fn search_post(State(state): AppStateRef, multipart: FormData) -> ApiR
         rerank_depth: parsed(field("rerank_depth"), "rerank_depth must be a number")?,
     };
     run_search(&state, params, form.image).await
+}
+
+/// A `path` glob that cannot be compiled is a 400 naming the parameter (the
+/// index's own message names the command line's `--path`).
+fn check_path_glob(glob: Option<&str>) -> ApiResult<()> {
+    let Some(glob) = glob else { return Ok(()) };
+    match seer_index::search::compile_glob(Some(glob)) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let message = e.to_string();
+            let cause = message
+                .split_once(&format!("glob '{glob}': "))
+                .map_or(message.as_str(), |(_, cause)| cause);
+            Err(ApiError::bad_request(format!(
+                "path must be a glob (e.g. *.jpg or **/2024/*), not '{glob}': {cause}"
+            )))
+        }
+    }
 }
 
 /// A yes/no parameter: true, false, 1, 0, yes, no, on or off (absent: no).
@@ -965,6 +1040,7 @@ async fn run_search(
     if let Some(q) = &q {
         check_length("q", q)?;
     }
+    check_path_glob(params.path.as_deref())?;
     let rerank = flag(params.rerank.as_deref(), "rerank")?;
     let rerank_depth = params
         .rerank_depth
@@ -1394,7 +1470,7 @@ pub struct ThumbnailParams {
 pub async fn thumbnail(
     State(state): AppStateRef,
     ImageId(id): ImageId,
-    Query(params): Query<ThumbnailParams>,
+    Params(params): Params<ThumbnailParams>,
 ) -> ApiResult<Response> {
     let t = crate::video::parse_time(params.t.as_deref())?;
     let st = state.clone();
