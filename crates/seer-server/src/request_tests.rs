@@ -634,6 +634,54 @@ async fn a_server_with_no_index_yet_says_so_and_reports_an_empty_status() {
     );
 }
 
+/// A failure's `error` is its cause alone, as `seer status --json` gives it:
+/// its file is the `path` beside it (the error started with the path again).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_status_lists_each_failure_by_path_and_cause() {
+    let latch = Arc::new(Latch::default());
+    let photos = tempfile::tempdir().unwrap();
+    std::fs::write(photos.path().join("empty.jpg"), b"").unwrap();
+    std::fs::write(photos.path().join("junk.png"), b"not a png").unwrap();
+    let index = tempfile::tempdir().unwrap();
+    let mut store = seer_index::Store::open(index.path()).unwrap();
+    let options = seer_index::IndexOptions {
+        roots: vec![photos.path().to_path_buf()],
+        include_hidden: false,
+        encoding: seer_index::Encoding::F32,
+        embed: Default::default(),
+        ann_threshold: usize::MAX,
+        videos: None,
+    };
+    seer_index::index(&mut store, &encoder(&latch), &options, &mut |_| {}).unwrap();
+    let config = ServerConfig {
+        index_dir: index.path().to_path_buf(),
+        ..Default::default()
+    };
+    let app = app(vec![encoder(&latch)], &config);
+    let status = get(&app, "/v1/index/status").await;
+    assert_eq!(status.status, StatusCode::OK, "{}", status.body);
+    assert_eq!(status.body["failures"], 2, "{}", status.body);
+    let mut listed: Vec<(String, String)> = status.body["failure_list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            let path = f["path"].as_str().unwrap().to_string();
+            (path, f["error"].as_str().unwrap().to_string())
+        })
+        .collect();
+    listed.sort();
+    let root = photos.path().display();
+    assert_eq!(listed[0].0, format!("{root}/empty.jpg"), "{listed:?}");
+    assert_eq!(listed[0].1, "file is empty (0 bytes)", "{listed:?}");
+    assert_eq!(listed[1].0, format!("{root}/junk.png"), "{listed:?}");
+    assert!(!listed[1].1.contains("junk.png"), "{listed:?}");
+    assert!(
+        !listed[1].1.is_empty() && !listed[1].1.starts_with(':'),
+        "{listed:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn search_pages_scores_and_dates_out_of_range_are_400() {
     let f = fixture(8);
