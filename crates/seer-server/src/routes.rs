@@ -1403,16 +1403,21 @@ fn content_type(path: &Path) -> &'static str {
     }
 }
 
-/// The original file. A video streams, in the byte range asked for (`Range`),
-/// so that a `<video>` element can seek in it; a photo comes whole.
+/// The original file. A video streams, in the byte range asked for (`Range`,
+/// unless an `If-Range` comes with it), so that a `<video>` element can seek
+/// in it; a photo comes whole.
 pub async fn image(
     State(state): AppStateRef,
     ImageId(id): ImageId,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let st = state.clone();
+    // The server sends no validator (ETag, Last-Modified), so an If-Range can
+    // never match the file's current one: its Range is ignored and the whole
+    // file sent (RFC 9110 §13.1.5), never a part of what may be another file.
     let range = headers
         .get(header::RANGE)
+        .filter(|_| !headers.contains_key(header::IF_RANGE))
         .map(|v| v.to_str().unwrap_or("(not text)").to_string());
     tokio::task::spawn_blocking(move || {
         let file = open_indexed(&st, id)?;

@@ -412,6 +412,34 @@ async fn a_video_original_is_served_in_byte_ranges() {
         assert!(bad.json()["error"].is_string(), "{}", bad.text());
     }
 
+    // No validator this server sends can match an If-Range: the Range is
+    // ignored and the whole file sent (RFC 9110 §13.1.5), a bad range too.
+    for if_range in [
+        "foo",
+        "\"abc\"",
+        "W/\"abc\"",
+        "Wed, 21 Oct 2015 07:28:00 GMT",
+    ] {
+        for range in ["bytes=1000-2000", "bytes=0-0", &format!("bytes={size}-")] {
+            let headers = [("range", range), ("if-range", if_range)];
+            let answer = get_with(&app, &url, &headers).await;
+            assert_eq!(answer.status, StatusCode::OK, "{headers:?}");
+            assert_eq!(answer.body, bytes, "{headers:?}");
+            assert_eq!(answer.header(header::CONTENT_RANGE), None, "{headers:?}");
+        }
+    }
+    // A photo comes whole with or without them.
+    let photo = std::fs::read(f.media.path().join("gray.png")).unwrap();
+    let photo_url = format!("/v1/images/{}", f.photo);
+    for headers in [
+        &[("range", "bytes=10-20")][..],
+        &[("range", "bytes=10-20"), ("if-range", "foo")][..],
+    ] {
+        let answer = get_with(&app, &photo_url, headers).await;
+        assert_eq!(answer.status, StatusCode::OK, "{headers:?}");
+        assert_eq!(answer.body, photo, "{headers:?}");
+    }
+
     // The checks of every file route hold: a video replaced by a symlink out
     // of the indexed folder is not served, in whole or in part.
     let outside = tempfile::tempdir().unwrap();
