@@ -92,9 +92,103 @@ impl TaskModels {
     }
 }
 
+/// Where to listen: an IP address or a host name, and a port. A name is
+/// resolved when the server starts, and served on the first of its addresses
+/// that can be bound (as `TcpListener::bind` does with a name).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BindAddr {
+    /// An IP address (an IPv6 one without its brackets) or a host name.
+    host: String,
+    port: u16,
+}
+
+impl From<SocketAddr> for BindAddr {
+    fn from(addr: SocketAddr) -> Self {
+        BindAddr {
+            host: addr.ip().to_string(),
+            port: addr.port(),
+        }
+    }
+}
+
+impl std::fmt::Display for BindAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.host.contains(':') {
+            true => write!(f, "[{}]:{}", self.host, self.port),
+            false => write!(f, "{}:{}", self.host, self.port),
+        }
+    }
+}
+
+/// Why a `--bind` value is not an address to listen on.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BindAddrError {
+    #[error("expected HOST:PORT (e.g. 127.0.0.1:7860, localhost:7860 or [::1]:7860)")]
+    NotHostPort,
+    #[error("the port must be a number from 0 to 65535")]
+    BadPort,
+    #[error("an IPv6 address goes in brackets, e.g. [::1]:7860")]
+    UnbracketedIpv6,
+}
+
+impl std::str::FromStr for BindAddr {
+    type Err = BindAddrError;
+
+    fn from_str(given: &str) -> Result<Self, BindAddrError> {
+        if let Ok(addr) = given.parse::<SocketAddr>() {
+            return Ok(addr.into());
+        }
+        let (host, port) = given
+            .rsplit_once(':')
+            .filter(|(host, _)| !host.is_empty())
+            .ok_or(BindAddrError::NotHostPort)?;
+        if host.contains(':') || host.starts_with('[') {
+            return Err(BindAddrError::UnbracketedIpv6);
+        }
+        if host.contains(|c: char| c.is_whitespace() || c.is_control() || c == '/') {
+            return Err(BindAddrError::NotHostPort);
+        }
+        let port = port.parse().map_err(|_| BindAddrError::BadPort)?;
+        Ok(BindAddr {
+            host: host.to_string(),
+            port,
+        })
+    }
+}
+
+impl BindAddr {
+    /// The addresses to try, in order: the IP address given, or those the
+    /// host name resolves to.
+    async fn resolve(&self) -> Result<Vec<SocketAddr>, ServeError> {
+        if let Ok(ip) = self.host.parse::<std::net::IpAddr>() {
+            return Ok(vec![SocketAddr::new(ip, self.port)]);
+        }
+        let failed = |e| ServeError::Resolve(self.to_string(), e);
+        let found: Vec<SocketAddr> = tokio::net::lookup_host((self.host.as_str(), self.port))
+            .await
+            .map_err(failed)?
+            .collect();
+        if found.is_empty() {
+            return Err(failed(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "the name has no address",
+            )));
+        }
+        Ok(found)
+    }
+}
+
+/// The first of `addrs` that is not loopback: serving it without a token
+/// would open the index to whoever can reach it. A name counts as loopback
+/// only when every address it resolves to is (`localhost` is).
+fn first_not_loopback(addrs: &[SocketAddr]) -> Option<SocketAddr> {
+    addrs.iter().copied().find(|a| !a.ip().is_loopback())
+}
+
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
-    pub bind: SocketAddr,
+    /// Where to listen (default 127.0.0.1:7860).
+    pub bind: BindAddr,
     pub token: Option<String>,
     pub index_dir: PathBuf,
     /// Largest model batch.
@@ -122,7 +216,7 @@ pub struct ServerConfig {
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
-            bind: SocketAddr::from(([127, 0, 0, 1], 7860)),
+            bind: SocketAddr::from(([127, 0, 0, 1], 7860)).into(),
             token: None,
             index_dir: PathBuf::from("."),
             max_batch: 32,
@@ -145,11 +239,13 @@ impl Default for ServerConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("refusing to listen on {0} without --token: only loopback addresses may be served without authentication")]
-    TokenRequired(SocketAddr),
+    TokenRequired(String),
     #[error(transparent)]
     BadToken(#[from] TokenError),
+    #[error("cannot find the address of {0}: {1}")]
+    Resolve(String, std::io::Error),
     #[error("cannot listen on {0}: {1}")]
-    Bind(SocketAddr, std::io::Error),
+    Bind(String, std::io::Error),
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
     #[error("no model to serve")]
@@ -304,18 +400,22 @@ pub async fn serve(
     if let Some(token) = &config.token {
         check_token(token)?;
     }
-    if !config.bind.ip().is_loopback() && config.token.is_none() {
-        return Err(ServeError::TokenRequired(config.bind));
+    let addrs = config.bind.resolve().await?;
+    if let Some(open) = first_not_loopback(&addrs).filter(|_| config.token.is_none()) {
+        let named = match open.to_string() == config.bind.to_string() {
+            true => open.to_string(),
+            false => format!("{} ({open})", config.bind),
+        };
+        return Err(ServeError::TokenRequired(named));
     }
     // Watched from before the address is announced: a stop sent as soon as
     // the server says it listens is never taken the default way (killed).
     let stop = shutdown_signals()?;
-    let listener = tokio::net::TcpListener::bind(config.bind)
+    let bind_error = |e| ServeError::Bind(config.bind.to_string(), e);
+    let listener = tokio::net::TcpListener::bind(addrs.as_slice())
         .await
-        .map_err(|e| ServeError::Bind(config.bind, e))?;
-    let bound = listener
-        .local_addr()
-        .map_err(|e| ServeError::Bind(config.bind, e))?;
+        .map_err(bind_error)?;
+    let bound = listener.local_addr().map_err(bind_error)?;
     tracing::info!("listening on http://{bound}");
     on_listening(bound);
     let limits = listen::ConnectionLimits {
@@ -479,5 +579,51 @@ mod tests {
         );
         assert_eq!(check_token("sixteen-chars-xy"), Ok(()));
         assert_eq!(check_token("two words and then some"), Ok(()));
+    }
+
+    #[test]
+    fn bind_addresses_are_ip_addresses_or_host_names_with_a_port() {
+        let parsed = |s: &str| s.parse::<BindAddr>();
+        for (given, shown) in [
+            ("127.0.0.1:7860", "127.0.0.1:7860"),
+            ("[::1]:0", "[::1]:0"),
+            ("localhost:7863", "localhost:7863"),
+            ("my-host.example:80", "my-host.example:80"),
+        ] {
+            assert_eq!(parsed(given).map(|b| b.to_string()), Ok(shown.into()));
+        }
+        assert_eq!(ServerConfig::default().bind.to_string(), "127.0.0.1:7860");
+        for (given, why) in [
+            ("localhost", BindAddrError::NotHostPort),
+            (":7860", BindAddrError::NotHostPort),
+            ("local host:1", BindAddrError::NotHostPort),
+            ("localhost:x", BindAddrError::BadPort),
+            ("localhost:65536", BindAddrError::BadPort),
+            ("localhost:", BindAddrError::BadPort),
+            ("::1:7860", BindAddrError::UnbracketedIpv6),
+            ("[::1:7860", BindAddrError::UnbracketedIpv6),
+        ] {
+            assert_eq!(parsed(given), Err(why), "{given}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_name_needs_the_token_unless_all_its_addresses_are_loopback() {
+        let addrs = |list: &[&str]| -> Vec<SocketAddr> {
+            list.iter().map(|a| a.parse().unwrap()).collect()
+        };
+        assert_eq!(
+            first_not_loopback(&addrs(&["127.0.0.1:1", "[::1]:1"])),
+            None
+        );
+        let mixed = addrs(&["127.0.0.1:1", "10.0.0.5:1"]);
+        assert_eq!(first_not_loopback(&mixed), Some(mixed[1]));
+        assert!(first_not_loopback(&addrs(&["0.0.0.0:1"])).is_some());
+        // localhost is loopback, by name as by address.
+        let local = "localhost:7860".parse::<BindAddr>().unwrap();
+        let resolved = local.resolve().await.unwrap();
+        assert!(!resolved.is_empty());
+        assert_eq!(first_not_loopback(&resolved), None, "{resolved:?}");
+        assert!(resolved.iter().all(|a| a.port() == 7860), "{resolved:?}");
     }
 }

@@ -3,7 +3,6 @@
 //! `--vqa-model`, `--match-model`); with SAM and OWL checkpoints segmentation
 //! and detection (`--segment-model`, `--detect-model`).
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -49,9 +48,10 @@ pub struct Args {
     run: RunArgs,
     #[command(flatten)]
     ann: AnnArgs,
-    /// Address to listen on; anything but loopback needs --token.
+    /// Address to listen on, HOST:PORT (an IP address or a host name such as
+    /// localhost); anything but loopback needs --token.
     #[arg(long, default_value = "127.0.0.1:7860")]
-    bind: SocketAddr,
+    bind: seer_server::BindAddr,
     /// Require `Authorization: Bearer TOKEN` on the API (printable ASCII, not blank).
     #[arg(long, env = "SEER_TOKEN", value_parser = parse_token)]
     token: Option<String>,
@@ -170,7 +170,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let ffmpeg = find_ffmpeg(args.ffmpeg.as_deref())?;
     #[allow(clippy::needless_update)]
     let config = ServerConfig {
-        bind: args.bind,
+        bind: args.bind.clone(),
         token: args.token.clone(),
         index_dir: dir,
         max_batch: args.max_batch.unwrap_or(args.run.batch_size),
