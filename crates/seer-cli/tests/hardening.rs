@@ -1176,3 +1176,16 @@ fn a_folder_indexed_by_mistake_can_be_forgotten() {
     assert!(stderr(&o).contains("no index here yet"), "{}", stderr(&o));
     assert!(!none.path().join("index").exists());
 }
+
+/// `seer serve --help` names $SEER_TOKEN without showing the secret in it.
+#[test]
+fn the_token_from_the_environment_is_not_shown_by_help() {
+    let idx = tempfile::tempdir().unwrap();
+    let o = seer_command(idx.path(), &["serve", "--help"])
+        .env("SEER_TOKEN", "a-secret-no-one-should-see-1234")
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    assert!(stdout(&o).contains("[env: SEER_TOKEN]"), "{}", stdout(&o));
+    assert!(!stdout(&o).contains("a-secret-no-one"), "{}", stdout(&o));
+}

@@ -53,7 +53,7 @@ pub struct Args {
     #[arg(long, default_value = "127.0.0.1:7860")]
     bind: seer_server::BindAddr,
     /// Require `Authorization: Bearer TOKEN` on the API (printable ASCII, not blank).
-    #[arg(long, env = "SEER_TOKEN", value_parser = parse_token)]
+    #[arg(long, env = "SEER_TOKEN", hide_env_values = true, value_parser = parse_token)]
     token: Option<String>,
     /// Largest model batch shared by concurrent requests (default: --batch-size).
     #[arg(long)]
