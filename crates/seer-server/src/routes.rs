@@ -365,33 +365,20 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Par
 /// (`+` a space, `%XX` a byte; a `%` without two hex digits stays as it is,
 /// as `Query` reads it).
 fn check_query_utf8(query: &str) -> ApiResult<()> {
-    fn decoded(raw: &str) -> Vec<u8> {
-        let hex = |b: Option<&u8>| b.and_then(|&b| (b as char).to_digit(16));
-        let bytes = raw.as_bytes();
-        let mut out = Vec::with_capacity(bytes.len());
-        let mut i = 0;
-        while i < bytes.len() {
-            match (bytes[i], hex(bytes.get(i + 1)), hex(bytes.get(i + 2))) {
-                (b'%', Some(high), Some(low)) => {
-                    out.push((high * 16 + low) as u8);
-                    i += 3;
-                    continue;
-                }
-                (b'+', ..) => out.push(b' '),
-                (b, ..) => out.push(b),
-            }
-            i += 1;
-        }
-        out
-    }
+    let utf8 = |raw: &str| {
+        let spaced = raw.replace('+', " ");
+        percent_encoding::percent_decode_str(&spaced)
+            .decode_utf8()
+            .map(|text| text.into_owned())
+    };
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let Ok(name) = String::from_utf8(decoded(name)) else {
+        let Ok(name) = utf8(name) else {
             return Err(ApiError::bad_request(
                 "a query parameter's name is not UTF-8 text",
             ));
         };
-        if std::str::from_utf8(&decoded(value)).is_err() {
+        if utf8(value).is_err() {
             return Err(ApiError::bad_request(format!(
                 "query parameter {name} is not UTF-8 text"
             )));
