@@ -207,7 +207,7 @@ pub struct IndexCreatedHere {
 }
 
 /// The files an index folder holds while it is empty (the database, its
-/// write-ahead log and shared memory, and the lock).
+/// write-ahead log and shared memory, and the lock, last).
 const EMPTY_INDEX_FILES: &[&str] = &[
     "index.sqlite",
     "index.sqlite-wal",
@@ -226,12 +226,18 @@ impl IndexCreatedHere {
     }
 
     /// After the command failed: removes the index it created, if it holds
-    /// nothing (no file, root or model), and the folder, if it made it and
-    /// it is empty now. Anything else stays, as do indexes that were there.
+    /// nothing (no file, root or model) and no one else holds its lock (a
+    /// run refused as busy leaves the other run's index alone), and the
+    /// folder, if this run made it and it is empty now. Anything else stays,
+    /// as do indexes that were there.
     pub fn remove_if_failed_empty(&self) {
         if self.had_index {
             return;
         }
+        // Held while the files go: no other run starts on them meanwhile.
+        let Ok(_lock) = seer_index::IndexLock::try_acquire(&self.dir) else {
+            return;
+        };
         let empty = seer_index::Store::open_read_only(&self.dir).is_ok_and(|store| {
             store.file_count().is_ok_and(|n| n == 0)
                 && store.roots().is_ok_and(|r| r.is_empty())
@@ -240,7 +246,13 @@ impl IndexCreatedHere {
         if !empty {
             return;
         }
-        for name in EMPTY_INDEX_FILES {
+        let files = match self.had_dir {
+            // The lock file of a folder that was there may be another
+            // run's to wait on: it stays.
+            true => &EMPTY_INDEX_FILES[..3],
+            false => EMPTY_INDEX_FILES,
+        };
+        for name in files {
             let _ = std::fs::remove_file(self.dir.join(name));
         }
         if !self.had_dir {

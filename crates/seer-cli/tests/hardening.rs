@@ -624,7 +624,8 @@ fn import_refuses_vectors_of_another_size_than_the_model_in_one_sentence() {
         "{err}"
     );
     assert_eq!(err.matches("32-d").count(), 1, "said once: {err}");
-    assert!(status(idx.path())["models"].as_array().unwrap().is_empty());
+    // The refused first import leaves no (empty) index.
+    assert!(!idx.path().join("index.sqlite").exists());
 
     // The model is in the index: its vectors say 16.
     let photos = photo_folder(2);
@@ -1188,4 +1189,27 @@ fn the_token_from_the_environment_is_not_shown_by_help() {
     assert!(o.status.success());
     assert!(stdout(&o).contains("[env: SEER_TOKEN]"), "{}", stdout(&o));
     assert!(!stdout(&o).contains("a-secret-no-one"), "{}", stdout(&o));
+}
+
+/// A file given to `seer index` that is no image or video (a document) is
+/// refused by name instead of being walked as a root of nothing (0 added,
+/// no word why); an image given alone is indexed.
+#[test]
+fn a_file_that_is_no_media_is_refused_as_a_folder_to_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let notes = dir.path().join("notes.txt");
+    std::fs::write(&notes, b"shopping list").unwrap();
+    let m = model("openclip-vit");
+    let index = dir.path().join("index");
+    let o = seer(&index, &index_args(&notes, &m));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("notes.txt: not a folder, an image or a video"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!index.exists());
+    let photo = &samples()[0];
+    let added = summary(&seer(&index, &index_args(photo, &m)));
+    assert_eq!(added["added"], 1, "{added}");
 }

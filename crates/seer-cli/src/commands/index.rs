@@ -145,6 +145,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 /// `seer index`'s work (see [`run`]).
 fn update(args: Args) -> anyhow::Result<ExitCode> {
     let dir = index_dir(&args.index);
+    // A file given as a folder (a document, an archive) would be walked as a
+    // root of nothing: 0 added, and no word why.
+    for path in &args.paths {
+        let media =
+            seer_engine::embed::has_image_extension(path) || seer_video::has_video_extension(path);
+        anyhow::ensure!(
+            !path.is_file() || media,
+            "{}: not a folder, an image or a video, so nothing to index there; give folders",
+            display_path(path)
+        );
+    }
     if !args.forget.is_empty() {
         // An existing index only: forgetting must not create an empty one.
         Store::open_read_only(&dir)?;
