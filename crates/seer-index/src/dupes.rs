@@ -609,13 +609,9 @@ mod tests {
         assert!(group_via(&sorted, 1.0, 5, Neighbours::Graph(&graph)).is_empty());
     }
 
-    /// The exact scan by products finds what one dot product at a time finds:
-    /// each row's best among those reaching the threshold, best first, over
-    /// several blocks of rows and of queries; at -1 every row's best overall.
-    #[test]
-    fn the_exact_scan_by_products_is_the_dot_product_scan() {
-        let mut rng = seer_util::Rng::from_state(11);
-        let (n, dim) = (2600, 8);
+    /// `n` random unit vectors of `dim` values (ids 1 to `n`, in file order).
+    fn random_unit_vectors(n: usize, dim: usize, seed: u64) -> VectorSet {
+        let mut rng = seer_util::Rng::from_state(seed);
         let mut vectors = VectorSet {
             dim,
             ..Default::default()
@@ -626,6 +622,16 @@ mod tests {
             vectors.paths.push(format!("/photos/{row}.jpg"));
             vectors.data.extend(crate::test_index::unit(&v));
         }
+        vectors
+    }
+
+    /// The exact scan by products finds what one dot product at a time finds:
+    /// each row's best among those reaching the threshold, best first, over
+    /// several blocks of rows and of queries; at -1 every row's best overall.
+    #[test]
+    fn the_exact_scan_by_products_is_the_dot_product_scan() {
+        let (n, dim) = (2600, 8);
+        let vectors = random_unit_vectors(n, dim, 11);
         // Progress: a report after each block of rows, the last at every file.
         let reports = std::sync::Mutex::new(Vec::new());
         let record = |done: usize, of: usize| reports.lock().unwrap().push((done, of));
@@ -659,18 +665,8 @@ mod tests {
     /// batch of photos (whose progress reports show where each stopped).
     #[test]
     fn a_stop_ends_grouping_and_measuring_early() {
-        let mut rng = seer_util::Rng::from_state(5);
         let (n, dim) = (3000, 8);
-        let mut vectors = VectorSet {
-            dim,
-            ..Default::default()
-        };
-        for row in 0..n {
-            let v: Vec<f32> = (0..dim).map(|_| rng.normal() as f32).collect();
-            vectors.ids.push(row as i64 + 1);
-            vectors.paths.push(format!("/photos/{row}.jpg"));
-            vectors.data.extend(crate::test_index::unit(&v));
-        }
+        let vectors = random_unit_vectors(n, dim, 5);
         let mut graph = seer_ann::Hnsw::new(dim, Default::default());
         let items: Vec<(u64, &[f32])> = (0..n)
             .map(|r| (vectors.ids[r] as u64, vectors.row(r)))

@@ -438,20 +438,29 @@ fn parquet_call<T>(read: impl FnOnce() -> T) -> std::result::Result<T, String> {
     })
 }
 
+/// A parquet file opened for reading rows: its reader, its top-level column
+/// names and its row count (as its footer says).
+fn open_parquet(path: &Path) -> Result<(SerializedFileReader<File>, Vec<String>, usize)> {
+    let file = File::open(path).map_err(|e| IndexError::io(path, e))?;
+    let reader = parquet_call(|| SerializedFileReader::new(file))
+        .map_err(|e| file_error(path, e))?
+        .map_err(|e| file_error(path, e))?;
+    let schema = reader.metadata().file_metadata().schema_descr_ptr();
+    let names: Vec<String> = schema
+        .root_schema()
+        .get_fields()
+        .iter()
+        .map(|f| f.name().to_string())
+        .collect();
+    let len = usize::try_from(reader.metadata().file_metadata().num_rows())
+        .map_err(|_| file_error(path, "a negative row count"))?;
+    Ok((reader, names, len))
+}
+
 impl PathRows {
     /// Opens `path` and finds its image path column (see [`PATH_COLUMNS`]).
     fn open(path: &Path) -> Result<Self> {
-        let file = File::open(path).map_err(|e| IndexError::io(path, e))?;
-        let reader = parquet_call(|| SerializedFileReader::new(file))
-            .map_err(|e| file_error(path, e))?
-            .map_err(|e| file_error(path, e))?;
-        let schema = reader.metadata().file_metadata().schema_descr_ptr();
-        let names: Vec<String> = schema
-            .root_schema()
-            .get_fields()
-            .iter()
-            .map(|f| f.name().to_string())
-            .collect();
+        let (reader, names, len) = open_parquet(path)?;
         let column = PATH_COLUMNS
             .iter()
             .find_map(|c| names.iter().position(|n| n == c))
@@ -465,8 +474,6 @@ impl PathRows {
                     ),
                 )
             })?;
-        let len = usize::try_from(reader.metadata().file_metadata().num_rows())
-            .map_err(|_| file_error(path, "a negative row count"))?;
         Ok(Self {
             path: path.to_path_buf(),
             len,

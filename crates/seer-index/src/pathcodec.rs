@@ -101,6 +101,22 @@ pub fn display_stored(stored: &str) -> String {
     display_bytes(&decode(stored))
 }
 
+/// A stored failure's cause on one line, without the file's name that
+/// messages often start with (in the stored, shown or lossy form of the
+/// stored path `stored`): what `seer status` and the server list beside the
+/// path.
+pub fn failure_cause(stored: &str, message: &str) -> String {
+    let shown = display_stored(stored);
+    let lossy = to_path(stored).display().to_string();
+    let cause = [stored, shown.as_str(), lossy.as_str()]
+        .iter()
+        .find_map(|p| message.strip_prefix(p))
+        .unwrap_or(message)
+        .trim_start_matches(':')
+        .trim();
+    display_text(cause)
+}
+
 /// Any text shown on one line: control characters and backslashes escaped.
 pub fn display_text(text: &str) -> String {
     display_bytes(text.as_bytes())

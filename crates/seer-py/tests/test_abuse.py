@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import threading
-import time
 from pathlib import Path
 from typing import Callable, Iterator, List
 
@@ -145,6 +144,39 @@ def reads_update_atime(tmp_path: Path) -> bool:
     return probe.stat().st_atime != 0
 
 
+@contextlib.contextmanager
+def interrupted_once(ready: Callable[[], bool]) -> Iterator[None]:
+    """Within the block, SIGUSR1 is sent to this (the main) thread once
+    ``ready()`` says so, and its handler raises ``Interrupted``: what Ctrl-C's
+    ``KeyboardInterrupt`` does, without stopping pytest."""
+    main = threading.get_ident()
+
+    def raise_interrupted(signum: int, frame: object) -> None:
+        raise Interrupted
+
+    # Set when the block ends: a call that failed before it was ready gets
+    # no signal later, and the sender does not wait forever.
+    ended = threading.Event()
+
+    def send_once_ready() -> None:
+        while not ready():
+            if ended.wait(0.001):
+                return
+        signal.pthread_kill(main, signal.SIGUSR1)
+
+    previous = signal.signal(signal.SIGUSR1, raise_interrupted)
+    try:
+        sender = threading.Thread(target=send_once_ready)
+        sender.start()
+        try:
+            yield
+        finally:
+            ended.set()
+            sender.join()
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+
+
 @pytest.mark.parametrize("call", ["embed_images", "classify"])
 def test_a_signal_stops_a_long_batch_before_its_end(call: str, tmp_path: Path) -> None:
     """Python runs a signal handler (Ctrl-C's KeyboardInterrupt) only between
@@ -166,27 +198,11 @@ def test_a_signal_stops_a_long_batch_before_its_end(call: str, tmp_path: Path) -
         "classify": lambda: model.classify(files, ["cat", "dog"]),
     }[call]
 
-    def raise_interrupted(signum: int, frame: object) -> None:
-        raise Interrupted
-
-    main = threading.get_ident()
-
-    def interrupt_once_reading() -> None:
-        # Once the first file is read the native call runs; a signal now is
-        # seen only by a call that looks for it.
-        while files[0].stat().st_atime == 0:
-            time.sleep(0.001)
-        signal.pthread_kill(main, signal.SIGUSR1)
-
-    previous = signal.signal(signal.SIGUSR1, raise_interrupted)
-    try:
-        sender = threading.Thread(target=interrupt_once_reading)
-        sender.start()
+    # Once the first file is read the native call runs; a signal now is seen
+    # only by a call that looks for it.
+    with interrupted_once(lambda: files[0].stat().st_atime != 0):
         with pytest.raises(Interrupted):
             run()
-        sender.join()
-    finally:
-        signal.signal(signal.SIGUSR1, previous)
     read = sum(f.stat().st_atime != 0 for f in files)
     assert read < len(files), "the call ran to its end before the signal's handler ran"
     # The model works after an interrupted call.
@@ -195,25 +211,12 @@ def test_a_signal_stops_a_long_batch_before_its_end(call: str, tmp_path: Path) -
 
 def test_a_signal_during_texts_raises_its_exception_and_the_model_still_works() -> None:
     model = load(CLIP_OPENCLIP, batch_size=4)
-    main = threading.get_ident()
-
-    def raise_interrupted(signum: int, frame: object) -> None:
-        raise Interrupted
-
-    previous = signal.signal(signal.SIGUSR1, raise_interrupted)
     started = threading.Event()
-    try:
-        sender = threading.Thread(
-            target=lambda: (started.wait(), signal.pthread_kill(main, signal.SIGUSR1))
-        )
-        sender.start()
+    with interrupted_once(started.is_set):
         texts = ["a photo of a cat"] * 20000
         with pytest.raises(Interrupted):
             started.set()
             model.embed_texts(texts)
-        sender.join()
-    finally:
-        signal.signal(signal.SIGUSR1, previous)
     assert model.embed_texts(["a cat"]).shape == (1, model.dim)
 
 
@@ -236,25 +239,9 @@ def test_a_signal_stops_measuring_the_duplicate_threshold(tmp_path: Path) -> Non
         os.utime(path, (0, path.stat().st_mtime))
     # Three copies a photo: one photo a batch.
     index = seer.Index(index_dir, tokenizer=TOKENIZER, offline=True, batch_size=3)
-    main = threading.get_ident()
-
-    def raise_interrupted(signum: int, frame: object) -> None:
-        raise Interrupted
-
-    def interrupt_once_reading() -> None:
-        while all(f.stat().st_atime == 0 for f in files):
-            time.sleep(0.001)
-        signal.pthread_kill(main, signal.SIGUSR1)
-
-    previous = signal.signal(signal.SIGUSR1, raise_interrupted)
-    try:
-        sender = threading.Thread(target=interrupt_once_reading)
-        sender.start()
+    with interrupted_once(lambda: any(f.stat().st_atime != 0 for f in files)):
         with pytest.raises(Interrupted):
             index.duplicate_threshold(calibrate=True, sample=300)
-        sender.join()
-    finally:
-        signal.signal(signal.SIGUSR1, previous)
     read = sum(f.stat().st_atime != 0 for f in files)
     assert read < len(files), "the measurement ran to its end before the signal's handler ran"
     # Nothing was remembered; a measurement afterwards runs and is.

@@ -1634,20 +1634,6 @@ fn run_index_job(
     Ok((last, captions))
 }
 
-/// A stored failure's cause alone, as `seer status` gives it: messages often
-/// start with the file's name (stored, shown or lossy), which `path` holds.
-fn failure_cause(path: &str, error: &str) -> String {
-    let shown = display_stored(path);
-    let lossy = seer_index::pathcodec::to_path(path).display().to_string();
-    let cause = [path, shown.as_str(), lossy.as_str()]
-        .iter()
-        .find_map(|p| error.strip_prefix(p))
-        .unwrap_or(error)
-        .trim_start_matches(':')
-        .trim();
-    seer_index::pathcodec::display_text(cause)
-}
-
 pub async fn index_status(State(state): AppStateRef) -> ApiResult<Json<Value>> {
     let job = state.job.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let st = state.clone();
@@ -1675,7 +1661,7 @@ pub async fn index_status(State(state): AppStateRef) -> ApiResult<Json<Value>> {
     let failure_list: Vec<Value> = failures
         .iter()
         .take(100)
-        .map(|(p, e)| json!({ "path": display_stored(p), "error": failure_cause(p, e) }))
+        .map(|(p, e)| json!({ "path": display_stored(p), "error": seer_index::pathcodec::failure_cause(p, e) }))
         .collect();
     let mut answer = json!({
         "running": job.running,

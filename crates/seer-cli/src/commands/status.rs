@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use seer_index::ann::GraphState;
-use seer_index::pathcodec::{display_path, display_stored, display_text, to_path};
+use seer_index::pathcodec::{display_path, display_stored, display_text, failure_cause};
 use seer_index::Store;
 
 use crate::common::index_dir;
@@ -38,7 +38,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .into_iter()
         .chain(store.walk_errors()?)
         .map(|(path, error)| {
-            let reason = reason(&path, &error);
+            let reason = failure_cause(&path, &error);
             (display_stored(&path), reason)
         })
         .collect();
@@ -110,18 +110,4 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         out!("  {path}: {reason}")?;
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// A stored failure's cause on one line, without the file name that messages
-/// often start with (in the stored, shown or lossy form of the path).
-fn reason(path: &str, error: &str) -> String {
-    let shown = display_stored(path);
-    let lossy = to_path(path).display().to_string();
-    let cause = [path, shown.as_str(), lossy.as_str()]
-        .iter()
-        .find_map(|p| error.strip_prefix(p))
-        .unwrap_or(error)
-        .trim_start_matches(':')
-        .trim();
-    display_text(cause)
 }

@@ -15,7 +15,6 @@ use std::sync::Arc;
 use parquet::basic::Compression;
 use parquet::data_type::{ByteArray, ByteArrayType, DoubleType};
 use parquet::file::properties::WriterProperties;
-use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::file::writer::SerializedFileWriter;
 use parquet::record::reader::RowIter;
 use parquet::record::RowAccessor;
@@ -23,8 +22,8 @@ use parquet::schema::parser::parse_message_type;
 use rusqlite::Transaction;
 
 use super::{
-    file_error, open_embeddings, parquet_call, parquet_words, put_in_place, read_error,
-    shard_number, staged, unit_length,
+    file_error, open_embeddings, open_parquet, parquet_call, parquet_words, put_in_place,
+    read_error, shard_number, staged, unit_length,
 };
 use crate::error::{IndexError, Result};
 use crate::npy::{self, Dtype};
@@ -226,17 +225,7 @@ const BATCH: usize = 1024;
 
 impl FrameRows {
     fn open(path: &Path) -> Result<Self> {
-        let file = File::open(path).map_err(|e| IndexError::io(path, e))?;
-        let reader = parquet_call(|| SerializedFileReader::new(file))
-            .map_err(|e| file_error(path, e))?
-            .map_err(|e| file_error(path, e))?;
-        let schema = reader.metadata().file_metadata().schema_descr_ptr();
-        let names: Vec<String> = schema
-            .root_schema()
-            .get_fields()
-            .iter()
-            .map(|f| f.name().to_string())
-            .collect();
+        let (reader, names, len) = open_parquet(path)?;
         let column = |name: &str| {
             names.iter().position(|n| n == name).ok_or_else(|| {
                 file_error(
@@ -246,8 +235,6 @@ impl FrameRows {
             })
         };
         let columns = (column("image_path")?, column("time")?);
-        let len = usize::try_from(reader.metadata().file_metadata().num_rows())
-            .map_err(|_| file_error(path, "a negative row count"))?;
         Ok(Self {
             path: path.to_path_buf(),
             len,
