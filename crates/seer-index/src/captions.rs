@@ -304,7 +304,14 @@ fn prepare_video(
     let video = |e: VideoError| fail(without_name(&e.to_string(), &path));
     let time = match time {
         Some(time) => time,
-        None => ffmpeg.probe_file(&path, &opened).map_err(video)?.duration / 2.0,
+        None => {
+            let duration = ffmpeg.probe_file(&path, &opened).map_err(video)?.duration;
+            // An unknown length (0 or not a number): the first frame.
+            match duration.is_finite() && duration > 0.0 {
+                true => duration / 2.0,
+                false => 0.0,
+            }
+        }
     };
     let frame_limits = FrameLimits {
         max_pixels: limits.max_pixels,
