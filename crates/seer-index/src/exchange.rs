@@ -99,18 +99,14 @@ pub fn export(
     let rows: Vec<Vec<f32>> = (0..vectors.len())
         .map(|i| vectors.row(i).to_vec())
         .collect();
-    let npy_path = emb_dir.join("img_emb_0.npy");
-    let bytes = npy::encode(&rows, vectors.dim, dtype).map_err(|e| file_error(&npy_path, e))?;
-    // Both files written and synced before either is put in place, the
-    // embeddings last: a full disk leaves no array without its metadata
-    // (which a rerun would refuse as an earlier export's).
-    let npy = staged(&npy_path, |f| {
-        std::io::Write::write_all(f, &bytes).map_err(|e| e.to_string())
-    })?;
-    let parquet_path = meta_dir.join("metadata_0.parquet");
-    let parquet = staged(&parquet_path, |f| write_paths(f, &vectors.paths))?;
-    put_in_place(&parquet_path, parquet)?;
-    put_in_place(&npy_path, npy)?;
+    write_array_and_rows(
+        &emb_dir.join("img_emb_0.npy"),
+        &rows,
+        vectors.dim,
+        dtype,
+        &meta_dir.join("metadata_0.parquet"),
+        |f| write_paths(f, &vectors.paths),
+    )?;
     Ok(ExchangeSummary {
         rows: vectors.len(),
         shards: 1,
@@ -118,6 +114,27 @@ pub fn export(
         duplicates: 0,
         frames,
     })
+}
+
+/// Writes `rows` as an `.npy` array at `npy_path` and their metadata at
+/// `parquet_path` (by `fill`): both written and synced before either is put
+/// in place, the array last, so a full disk leaves no array without its
+/// metadata (which a rerun would refuse as an earlier export's).
+fn write_array_and_rows(
+    npy_path: &Path,
+    rows: &[Vec<f32>],
+    dim: usize,
+    dtype: Dtype,
+    parquet_path: &Path,
+    fill: impl FnOnce(&mut File) -> std::result::Result<(), String>,
+) -> Result<()> {
+    let bytes = npy::encode(rows, dim, dtype).map_err(|e| file_error(npy_path, e))?;
+    let npy = staged(npy_path, |f| {
+        std::io::Write::write_all(f, &bytes).map_err(|e| e.to_string())
+    })?;
+    let parquet = staged(parquet_path, fill)?;
+    put_in_place(parquet_path, parquet)?;
+    put_in_place(npy_path, npy)
 }
 
 /// A temporary beside `path`, filled by `fill` and synced (see

@@ -22,8 +22,8 @@ use parquet::schema::parser::parse_message_type;
 use rusqlite::Transaction;
 
 use super::{
-    file_error, open_embeddings, open_parquet, parquet_call, parquet_words, put_in_place,
-    read_error, shard_number, staged, unit_length,
+    file_error, open_embeddings, open_parquet, parquet_call, parquet_words, read_error,
+    shard_number, unit_length, write_array_and_rows,
 };
 use crate::error::{IndexError, Result};
 use crate::npy::{self, Dtype};
@@ -52,15 +52,14 @@ pub(super) fn export(store: &Store, model: &ModelInfo, out: &Path, dtype: Dtype)
             Err(_) => "",
         })
         .collect();
-    let npy_path = dir.join("frames_0.npy");
-    let bytes = npy::encode(&rows, frames.dim, dtype).map_err(|e| file_error(&npy_path, e))?;
-    let npy = staged(&npy_path, |f| {
-        std::io::Write::write_all(f, &bytes).map_err(|e| e.to_string())
-    })?;
-    let parquet_path = dir.join("frames_0.parquet");
-    let parquet = staged(&parquet_path, |f| write_rows(f, &paths, &frames.times))?;
-    put_in_place(&parquet_path, parquet)?;
-    put_in_place(&npy_path, npy)?;
+    write_array_and_rows(
+        &dir.join("frames_0.npy"),
+        &rows,
+        frames.dim,
+        dtype,
+        &dir.join("frames_0.parquet"),
+        |f| write_rows(f, &paths, &frames.times),
+    )?;
     Ok(frames.len())
 }
 
