@@ -156,12 +156,11 @@ pub fn exit_cleanly_on_signals(note: &'static str) {
     else {
         return;
     };
-    let ignored = ignored_signals();
     for (kind, number, what) in [
         (SignalKind::interrupt(), 2, "interrupted (SIGINT)"),
         (SignalKind::terminate(), 15, "terminated (SIGTERM)"),
     ] {
-        if ignored & (1 << (number - 1)) != 0 {
+        if seer_util::signals::ignored_at_start(number) {
             continue;
         }
         // Registered here, before the command starts: no window where the
@@ -207,20 +206,6 @@ fn exit_on_signal(number: i32, what: &str, note: &str) -> ! {
     }
     diag!("{line}");
     std::process::exit(128 + number)
-}
-
-/// The signals this process was started ignoring, as a bit mask (bit N-1 for
-/// signal N), from `/proc/self/status` (none known elsewhere).
-fn ignored_signals() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("SigIgn:"))
-                .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
-        })
-        .unwrap_or(0)
 }
 
 /// Files the command writes only when it finishes (`embed --out`, whose rows

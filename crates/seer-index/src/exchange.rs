@@ -195,6 +195,23 @@ impl<'a> StringColumn<'a> {
     }
 }
 
+/// A parquet writer of the columns `fields` (a message schema's body),
+/// snappy-compressed, as every file of the layout is written.
+fn parquet_writer<'a>(
+    file: &'a mut File,
+    fields: &str,
+) -> std::result::Result<SerializedFileWriter<&'a mut File>, String> {
+    let schema = Arc::new(
+        parse_message_type(&format!("message schema {{ {fields}}}")).map_err(parquet_words)?,
+    );
+    let props = Arc::new(
+        WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .build(),
+    );
+    SerializedFileWriter::new(file, schema, props).map_err(parquet_words)
+}
+
 /// Writes equally long string columns as one row group (snappy).
 fn write_string_columns(
     file: &mut File,
@@ -207,15 +224,7 @@ fn write_string_columns(
             format!("{repetition} BYTE_ARRAY {} (UTF8); ", c.name)
         })
         .collect();
-    let schema = Arc::new(
-        parse_message_type(&format!("message schema {{ {fields}}}")).map_err(parquet_words)?,
-    );
-    let props = Arc::new(
-        WriterProperties::builder()
-            .set_compression(Compression::SNAPPY)
-            .build(),
-    );
-    let mut writer = SerializedFileWriter::new(file, schema, props).map_err(parquet_words)?;
+    let mut writer = parquet_writer(file, &fields)?;
     let mut group = writer.next_row_group().map_err(parquet_words)?;
     for c in columns {
         let mut column = group

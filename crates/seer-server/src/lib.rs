@@ -436,7 +436,7 @@ pub async fn serve(
 fn shutdown_signals() -> std::io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
     let watch = |kind: SignalKind| -> std::io::Result<Option<tokio::signal::unix::Signal>> {
-        match ignored_at_start(kind.as_raw_value()) {
+        match seer_util::signals::ignored_at_start(kind.as_raw_value()) {
             true => Ok(None),
             false => signal(kind).map(Some),
         }
@@ -467,19 +467,6 @@ fn shutdown_signals() -> std::io::Result<impl std::future::Future<Output = ()>> 
     Ok(async {
         let _ = tokio::signal::ctrl_c().await;
     })
-}
-
-/// Whether `signal`'s disposition is "ignore", as inherited at exec (no
-/// handler of this process's own is installed before it is asked).
-#[cfg(unix)]
-fn ignored_at_start(signal: i32) -> bool {
-    // SAFETY: reads the disposition only (a null new action changes nothing),
-    // into a zeroed struct of the right type.
-    unsafe {
-        let mut current: libc::sigaction = std::mem::zeroed();
-        libc::sigaction(signal, std::ptr::null(), &mut current) == 0
-            && current.sa_sigaction == libc::SIG_IGN
-    }
 }
 
 /// Bearer token on the API and metrics; the page, its assets and /healthz stay open

@@ -7,9 +7,12 @@
 //!   (thread pools).
 //! - [`rng`]: the deterministic splitmix64 generator behind shuffles,
 //!   augmentations, initial weights and HNSW levels.
+//! - [`signals`]: whether a signal was ignored at start (the command line and
+//!   the server leave such a signal ignored).
 
 pub mod fs;
 pub mod per_process;
 pub mod rng;
+pub mod signals;
 
 pub use rng::Rng;

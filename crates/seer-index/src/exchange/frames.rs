@@ -10,20 +10,15 @@
 use std::collections::HashSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use parquet::basic::Compression;
 use parquet::data_type::{ByteArray, ByteArrayType, DoubleType};
-use parquet::file::properties::WriterProperties;
-use parquet::file::writer::SerializedFileWriter;
 use parquet::record::reader::RowIter;
 use parquet::record::RowAccessor;
-use parquet::schema::parser::parse_message_type;
 use rusqlite::Transaction;
 
 use super::{
-    file_error, open_embeddings, open_parquet, parquet_call, parquet_words, read_error,
-    shard_number, unit_length, write_array_and_rows,
+    file_error, open_embeddings, open_parquet, parquet_call, parquet_words, parquet_writer,
+    read_error, shard_number, unit_length, write_array_and_rows,
 };
 use crate::error::{IndexError, Result};
 use crate::npy::{self, Dtype};
@@ -65,18 +60,10 @@ pub(super) fn export(store: &Store, model: &ModelInfo, out: &Path, dtype: Dtype)
 
 /// Writes the `image_path` and `time` columns as one row group (snappy).
 fn write_rows(file: &mut File, paths: &[&str], times: &[f64]) -> std::result::Result<(), String> {
-    let schema = Arc::new(
-        parse_message_type(
-            "message schema { REQUIRED BYTE_ARRAY image_path (UTF8); REQUIRED DOUBLE time; }",
-        )
-        .map_err(parquet_words)?,
-    );
-    let props = Arc::new(
-        WriterProperties::builder()
-            .set_compression(Compression::SNAPPY)
-            .build(),
-    );
-    let mut writer = SerializedFileWriter::new(file, schema, props).map_err(parquet_words)?;
+    let mut writer = parquet_writer(
+        file,
+        "REQUIRED BYTE_ARRAY image_path (UTF8); REQUIRED DOUBLE time; ",
+    )?;
     let mut group = writer.next_row_group().map_err(parquet_words)?;
     let mut column = group
         .next_column()
@@ -176,6 +163,8 @@ impl FrameShard {
         db_error: &impl Fn(rusqlite::Error) -> IndexError,
     ) -> Result<usize> {
         let mut row = 0;
+        // Rows come grouped by video: its id is looked up once a run.
+        let mut last: Option<(String, i64)> = None;
         while let Some(chunk) = self
             .embeddings
             .next_chunk()
@@ -187,14 +176,21 @@ impl FrameShard {
                 if !(time.is_finite() && time >= 0.0) {
                     return Err(bad(format!("time {time} is not a time in seconds")));
                 }
-                let id = write::id_of_path(tx, &path)
-                    .map_err(db_error)?
-                    .filter(|id| imported.contains(id))
-                    .ok_or_else(|| {
-                        bad(format!(
-                            "a frame of {path}, which no row of img_emb/metadata names"
-                        ))
-                    })?;
+                let id = match &last {
+                    Some((known, id)) if *known == path => *id,
+                    _ => {
+                        let id = write::id_of_path(tx, &path)
+                            .map_err(db_error)?
+                            .filter(|id| imported.contains(id))
+                            .ok_or_else(|| {
+                                bad(format!(
+                                    "a frame of {path}, which no row of img_emb/metadata names"
+                                ))
+                            })?;
+                        last = Some((path, id));
+                        id
+                    }
+                };
                 let vector = unit_length(vector)
                     .map_err(|why| file_error(&self.npy_path, format!("row {row} {why}")))?;
                 if cleared.insert(id) {
